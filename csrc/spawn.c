@@ -1,0 +1,923 @@
+/* Corral spawn path: clone, namespaces, mounts, pivot_root, credentials, exec.
+ *
+ * Three processes take part, like runc's nsexec:
+ *   parent  (the Python runtime) builds the plan, writes id maps, places pids in cgroups;
+ *   stage 1 (forked) joins namespaces by fd, unshares the user namespace (the parent then
+ *           writes its maps), waits for GO (cgroups joined), clones stage 2 with
+ *           CLONE_PARENT so the container process is the parent's child, reports its pid,
+ *           and exits;
+ *   stage 2 (the container process) executes the plan in order, reports READY, waits for
+ *           `start` on a fifo and execs.
+ * Any failure in a child is reported as {step, errno} on the sync socket, then _exit(1).
+ * Nothing here allocates, so it is safe after fork() in a threaded process.
+ */
+#define _GNU_SOURCE
+#include "corral.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <linux/capability.h>
+#include <linux/openat2.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Step texts are cut to fit the report buffer on purpose. */
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+
+/* Where a child reports failure: the step text and errno of the first error. */
+struct child {
+    const struct corral_plan *plan;
+    int sync;
+    char step[512];
+};
+
+static int fail(struct child *c, int err, const char *fmt, const char *arg)
+{
+    snprintf(c->step, sizeof c->step, fmt, arg ? arg : "");
+    return -err;
+}
+
+/* ------------------------------------------------------------------ sync socket */
+
+int corral_sync_recv(int fd, struct corral_msg *msg)
+{
+    ssize_t n;
+    do {
+        n = recv(fd, msg, sizeof *msg, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -errno;
+    if (n == 0)
+        return -EPIPE;
+    if ((size_t)n != sizeof *msg)
+        return -EPROTO;
+    msg->step[sizeof msg->step - 1] = '\0';
+    return 0;
+}
+
+static int send_msg(int fd, int type, int pid, int err, const char *step)
+{
+    struct corral_msg msg;
+    ssize_t n;
+    memset(&msg, 0, sizeof msg);
+    msg.type = type;
+    msg.pid = pid;
+    msg.err = err;
+    if (step)
+        snprintf(msg.step, sizeof msg.step, "%s", step);
+    do {
+        n = send(fd, &msg, sizeof msg, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : 0;
+}
+
+int corral_sync_send(int fd, int type)
+{
+    return send_msg(fd, type, 0, 0, NULL);
+}
+
+static int wait_go(struct child *c)
+{
+    struct corral_msg msg;
+    int ret = corral_sync_recv(c->sync, &msg);
+    if (ret < 0)
+        return fail(c, -ret, "sync: wait for parent", NULL);
+    if (msg.type != CORRAL_MSG_GO)
+        return fail(c, EPROTO, "sync: unexpected message from parent", NULL);
+    return 0;
+}
+
+_Noreturn static void child_die(struct child *c, int ret)
+{
+    send_msg(c->sync, CORRAL_MSG_ERROR, 0, -ret, c->step);
+    _exit(1);
+}
+
+/* ------------------------------------------------------------------ paths inside the rootfs */
+
+int corral_open_in_root(int rootfd, const char *path, int flags)
+{
+    struct open_how how;
+    long fd;
+    memset(&how, 0, sizeof how);
+    how.flags = (uint64_t)(flags | O_CLOEXEC);
+    /* RESOLVE_IN_ROOT: "..", absolute symlinks and absolute paths stay inside rootfd, so a
+     * symlink planted in the rootfs (or swapped in during setup) cannot lead to the host. */
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    do {
+        fd = syscall(SYS_openat2, rootfd, path, &how, sizeof how);
+    } while (fd < 0 && (errno == EINTR || errno == EAGAIN));
+    return fd < 0 ? -errno : (int)fd;
+}
+
+/* Create `path` (and missing parents) inside the root, as a directory or, for the last
+ * component when as_file, an empty file. Every component is resolved in the root. */
+static int mkdir_in_root(int rootfd, const char *path, int as_file)
+{
+    char buf[PATH_MAX];
+    char *p;
+    int fd, ret;
+
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return -ENAMETOOLONG;
+    p = buf;
+    while (*p == '/')
+        p++;
+    while (*p) {
+        char *slash = strchr(p, '/');
+        int last;
+        if (slash)
+            *slash = '\0';
+        last = !slash || slash[1] == '\0';
+        fd = corral_open_in_root(rootfd, buf, O_PATH);
+        if (fd >= 0) {
+            close(fd);
+        } else if (fd == -ENOENT) {
+            /* The parent resolved a moment ago; create the component inside it. */
+            char *base = strrchr(buf, '/');
+            int dirfd;
+            if (base) {
+                *base = '\0';
+                dirfd = corral_open_in_root(rootfd, buf[0] ? buf : "/", O_PATH | O_DIRECTORY);
+                *base = '/';
+                base++;
+            } else {
+                dirfd = corral_open_in_root(rootfd, "/", O_PATH | O_DIRECTORY);
+                base = buf;
+            }
+            if (dirfd < 0)
+                return dirfd;
+            if (last && as_file) {
+                int f = openat(dirfd, base, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW,
+                               0644);
+                ret = f < 0 ? -errno : 0;
+                if (f >= 0)
+                    close(f);
+            } else {
+                ret = mkdirat(dirfd, base, 0755) < 0 ? -errno : 0;
+            }
+            close(dirfd);
+            if (ret < 0 && ret != -EEXIST)
+                return ret;
+        } else {
+            return fd;
+        }
+        if (!slash)
+            break;
+        *slash = '/';
+        p = slash + 1;
+    }
+    return 0;
+}
+
+static void fd_path(char *buf, size_t len, int fd)
+{
+    snprintf(buf, len, "/proc/self/fd/%d", fd);
+}
+
+/* Mount flags that a bind remount must keep: the kernel refuses to clear flags that are
+ * locked on the source mount (as in a user namespace). */
+static unsigned long locked_flags(const char *path)
+{
+    struct statvfs sv;
+    unsigned long f = 0;
+    if (statvfs(path, &sv) < 0)
+        return 0;
+    if (sv.f_flag & ST_NOSUID)
+        f |= MS_NOSUID;
+    if (sv.f_flag & ST_NODEV)
+        f |= MS_NODEV;
+    if (sv.f_flag & ST_NOEXEC)
+        f |= MS_NOEXEC;
+    if (sv.f_flag & ST_NOATIME)
+        f |= MS_NOATIME;
+    if (sv.f_flag & ST_NODIRATIME)
+        f |= MS_NODIRATIME;
+    if (sv.f_flag & ST_RELATIME)
+        f |= MS_RELATIME;
+    return f;
+}
+
+/* ------------------------------------------------------------------ plan operations */
+
+static int do_mount(struct child *c, int rootfd, const struct corral_op *op)
+{
+    char target[64];
+    int fd, ret, i;
+
+    if (op->mkdest) {
+        ret = mkdir_in_root(rootfd, op->dest, op->dest_is_file);
+        if (ret < 0)
+            return fail(c, -ret, "mkdir(%s)", op->dest);
+    }
+    fd = corral_open_in_root(rootfd, op->dest, O_PATH);
+    if (fd < 0)
+        return fail(c, -fd, "open mount destination(%s)", op->dest);
+    fd_path(target, sizeof target, fd);
+    if (op->flags & MS_REMOUNT)
+        ret = mount(NULL, target, NULL, op->flags, op->data);
+    else
+        ret = mount(op->source, target, op->fstype, op->flags, op->data);
+    ret = ret < 0 ? -errno : 0;
+    close(fd);
+    if (ret < 0)
+        return fail(c, -ret, "mount(%s)", op->dest);
+
+    if (!op->remount_ro && !op->propagation[0])
+        return 0;
+    /* Reopen: the old fd names the directory under the new mount, not the mount itself. */
+    fd = corral_open_in_root(rootfd, op->dest, O_PATH);
+    if (fd < 0)
+        return fail(c, -fd, "open mount destination(%s)", op->dest);
+    fd_path(target, sizeof target, fd);
+    if (op->remount_ro) {
+        unsigned long fl = MS_REMOUNT | MS_BIND | MS_RDONLY | op->remount_flags;
+        ret = mount(NULL, target, NULL, fl, NULL);
+        if (ret < 0 && errno == EPERM)
+            ret = mount(NULL, target, NULL, fl | locked_flags(target), NULL);
+        if (ret < 0) {
+            ret = -errno;
+            close(fd);
+            return fail(c, -ret, "remount read-only(%s)", op->dest);
+        }
+    }
+    for (i = 0; i < 4 && op->propagation[i]; i++) {
+        if (mount(NULL, target, NULL, op->propagation[i], NULL) < 0) {
+            ret = -errno;
+            close(fd);
+            return fail(c, -ret, "set mount propagation(%s)", op->dest);
+        }
+    }
+    close(fd);
+    return 0;
+}
+
+static int do_mknod(struct child *c, int rootfd, const struct corral_op *op)
+{
+    char buf[PATH_MAX];
+    char target[64];
+    char *base;
+    int dirfd, fd, ret;
+
+    /* The parent directory must exist inside the root; create it like a mount point. */
+    if (snprintf(buf, sizeof buf, "%s", op->dest) >= (int)sizeof buf)
+        return fail(c, ENAMETOOLONG, "mknod(%s)", op->dest);
+    base = strrchr(buf, '/');
+    if (!base || base[1] == '\0')
+        return fail(c, EINVAL, "mknod(%s)", op->dest);
+    *base++ = '\0';
+    ret = mkdir_in_root(rootfd, buf[0] ? buf : "/", 0);
+    if (ret < 0)
+        return fail(c, -ret, "mkdir(%s)", buf);
+    dirfd = corral_open_in_root(rootfd, buf[0] ? buf : "/", O_PATH | O_DIRECTORY);
+    if (dirfd < 0)
+        return fail(c, -dirfd, "open(%s)", buf);
+    if (unlinkat(dirfd, base, 0) < 0 && errno != ENOENT) {
+        ret = -errno;
+        close(dirfd);
+        return fail(c, -ret, "unlink(%s)", op->dest);
+    }
+    if (mknodat(dirfd, base, op->mode, (dev_t)op->dev) == 0) {
+        if (op->uid >= 0 || op->gid >= 0) {
+            if (fchownat(dirfd, base, (uid_t)op->uid, (gid_t)op->gid, AT_SYMLINK_NOFOLLOW) < 0) {
+                ret = -errno;
+                close(dirfd);
+                return fail(c, -ret, "chown(%s)", op->dest);
+            }
+        }
+        close(dirfd);
+        return 0;
+    }
+    if (errno != EPERM || !op->source) {
+        ret = -errno;
+        close(dirfd);
+        return fail(c, -ret, "mknod(%s)", op->dest);
+    }
+    /* No CAP_MKNOD (a user namespace): bind the host's node instead, as runc does. */
+    fd = openat(dirfd, base, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0) {
+        ret = -errno;
+        close(dirfd);
+        return fail(c, -ret, "create(%s)", op->dest);
+    }
+    close(fd);
+    fd = openat(dirfd, base, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    close(dirfd);
+    if (fd < 0)
+        return fail(c, errno, "open(%s)", op->dest);
+    fd_path(target, sizeof target, fd);
+    ret = mount(op->source, target, NULL, MS_BIND, NULL) < 0 ? -errno : 0;
+    close(fd);
+    if (ret < 0)
+        return fail(c, -ret, "bind device(%s)", op->dest);
+    return 0;
+}
+
+static int do_symlink(struct child *c, int rootfd, const struct corral_op *op)
+{
+    char buf[PATH_MAX];
+    char *base;
+    int dirfd, ret;
+
+    if (snprintf(buf, sizeof buf, "%s", op->dest) >= (int)sizeof buf)
+        return fail(c, ENAMETOOLONG, "symlink(%s)", op->dest);
+    base = strrchr(buf, '/');
+    if (!base || base[1] == '\0')
+        return fail(c, EINVAL, "symlink(%s)", op->dest);
+    *base++ = '\0';
+    dirfd = corral_open_in_root(rootfd, buf[0] ? buf : "/", O_PATH | O_DIRECTORY);
+    if (dirfd < 0)
+        return fail(c, -dirfd, "open(%s)", buf[0] ? buf : "/");
+    ret = symlinkat(op->source, dirfd, base) < 0 ? -errno : 0;
+    close(dirfd);
+    if (ret < 0 && ret != -EEXIST)
+        return fail(c, -ret, "symlink(%s)", op->dest);
+    return 0;
+}
+
+static int do_mask(struct child *c, int rootfd, const struct corral_op *op)
+{
+    struct stat st;
+    char target[64];
+    int fd, ret;
+
+    fd = corral_open_in_root(rootfd, op->dest, O_PATH);
+    if (fd == -ENOENT)
+        return 0; /* nothing to hide */
+    if (fd < 0)
+        return fail(c, -fd, "open masked path(%s)", op->dest);
+    if (fstat(fd, &st) < 0) {
+        ret = -errno;
+        close(fd);
+        return fail(c, -ret, "stat masked path(%s)", op->dest);
+    }
+    fd_path(target, sizeof target, fd);
+    if (S_ISDIR(st.st_mode))
+        ret = mount("tmpfs", target, "tmpfs", MS_RDONLY, NULL);
+    else
+        ret = mount("/dev/null", target, NULL, MS_BIND, NULL);
+    ret = ret < 0 ? -errno : 0;
+    close(fd);
+    if (ret < 0)
+        return fail(c, -ret, "mask(%s)", op->dest);
+    return 0;
+}
+
+static int do_readonly(struct child *c, int rootfd, const struct corral_op *op)
+{
+    char target[64];
+    int fd, ret;
+
+    fd = corral_open_in_root(rootfd, op->dest, O_PATH);
+    if (fd == -ENOENT)
+        return 0;
+    if (fd < 0)
+        return fail(c, -fd, "open readonly path(%s)", op->dest);
+    fd_path(target, sizeof target, fd);
+    ret = mount(target, target, NULL, MS_BIND | MS_REC, NULL) < 0 ? -errno : 0;
+    close(fd);
+    if (ret < 0)
+        return fail(c, -ret, "bind readonly path(%s)", op->dest);
+    fd = corral_open_in_root(rootfd, op->dest, O_PATH);
+    if (fd < 0)
+        return fail(c, -fd, "open readonly path(%s)", op->dest);
+    fd_path(target, sizeof target, fd);
+    {
+        unsigned long fl = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
+        ret = mount(NULL, target, NULL, fl, NULL);
+        if (ret < 0 && errno == EPERM)
+            ret = mount(NULL, target, NULL, fl | locked_flags(target), NULL);
+    }
+    ret = ret < 0 ? -errno : 0;
+    close(fd);
+    if (ret < 0)
+        return fail(c, -ret, "remount read-only(%s)", op->dest);
+    return 0;
+}
+
+static int run_ops(struct child *c, int rootfd, int after_pivot)
+{
+    const struct corral_plan *p = c->plan;
+    int i, ret = 0;
+    for (i = 0; i < p->n_ops; i++) {
+        const struct corral_op *op = &p->ops[i];
+        if (op->after_pivot != after_pivot)
+            continue;
+        switch (op->kind) {
+        case CORRAL_OP_MOUNT:
+            ret = do_mount(c, rootfd, op);
+            break;
+        case CORRAL_OP_MKNOD:
+            ret = do_mknod(c, rootfd, op);
+            break;
+        case CORRAL_OP_SYMLINK:
+            ret = do_symlink(c, rootfd, op);
+            break;
+        case CORRAL_OP_MASK:
+            ret = do_mask(c, rootfd, op);
+            break;
+        case CORRAL_OP_READONLY:
+            ret = do_readonly(c, rootfd, op);
+            break;
+        default:
+            return fail(c, EINVAL, "unknown plan operation%s", NULL);
+        }
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ root filesystem */
+
+/* pivot_root the way crun and runc do: with the new root as cwd, pivot_root(".", ".")
+ * stacks the old root on top of the new one; detaching "." then drops the old root. */
+static int do_pivot(struct child *c, const char *rootfs)
+{
+    int newroot, ret;
+
+    newroot = open(rootfs, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+    if (newroot < 0)
+        return fail(c, errno, "open(%s)", rootfs);
+    if (fchdir(newroot) < 0) {
+        ret = -errno;
+        close(newroot);
+        return fail(c, -ret, "chdir(%s)", rootfs);
+    }
+    close(newroot);
+    if (syscall(SYS_pivot_root, ".", ".") < 0)
+        return fail(c, errno, "pivot_root(%s)", rootfs);
+    /* Keep unmount events of the old root from propagating back to the host. */
+    if (mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL) < 0)
+        return fail(c, errno, "make old root rslave%s", NULL);
+    if (umount2(".", MNT_DETACH) < 0)
+        return fail(c, errno, "unmount old root%s", NULL);
+    if (chdir("/") < 0)
+        return fail(c, errno, "chdir(/)%s", NULL);
+    return 0;
+}
+
+static int do_chroot(struct child *c, const char *rootfs)
+{
+    if (chdir(rootfs) < 0)
+        return fail(c, errno, "chdir(%s)", rootfs);
+    if (mount(rootfs, "/", NULL, MS_MOVE, NULL) < 0)
+        return fail(c, errno, "move mount(%s)", rootfs);
+    if (chroot(".") < 0)
+        return fail(c, errno, "chroot(%s)", rootfs);
+    if (chdir("/") < 0)
+        return fail(c, errno, "chdir(/)%s", NULL);
+    return 0;
+}
+
+static int setup_rootfs(struct child *c)
+{
+    const struct corral_plan *p = c->plan;
+    int rootfd, ret;
+
+    if (mount(NULL, "/", NULL, p->root_propagation ? p->root_propagation : MS_SLAVE | MS_REC,
+              NULL) < 0)
+        return fail(c, errno, "set propagation of /%s", NULL);
+    /* pivot_root needs the new root to be a mount point. */
+    if (mount(p->rootfs, p->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
+        return fail(c, errno, "bind rootfs(%s)", p->rootfs);
+    rootfd = open(p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+        return fail(c, errno, "open rootfs(%s)", p->rootfs);
+    ret = run_ops(c, rootfd, 0);
+    close(rootfd);
+    if (ret < 0)
+        return ret;
+
+    ret = p->no_pivot ? do_chroot(c, p->rootfs) : do_pivot(c, p->rootfs);
+    if (ret < 0)
+        return ret;
+
+    rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+        return fail(c, errno, "open(/)%s", NULL);
+    ret = run_ops(c, rootfd, 1);
+    close(rootfd);
+    if (ret < 0)
+        return ret;
+
+    if (p->readonly_root) {
+        unsigned long fl = MS_REMOUNT | MS_BIND | MS_RDONLY;
+        if (mount(NULL, "/", NULL, fl, NULL) < 0 &&
+            (errno != EPERM || mount(NULL, "/", NULL, fl | locked_flags("/"), NULL) < 0))
+            return fail(c, errno, "remount / read-only%s", NULL);
+    }
+    if (p->rootfs_propagation && mount(NULL, "/", NULL, p->rootfs_propagation, NULL) < 0)
+        return fail(c, errno, "set rootfs propagation%s", NULL);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ process settings */
+
+static int write_file(const char *path, const char *value)
+{
+    int fd, ret = 0;
+    size_t len = strlen(value);
+    fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (write(fd, value, len) != (ssize_t)len)
+        ret = -errno;
+    close(fd);
+    return ret;
+}
+
+static int bring_lo_up(struct child *c)
+{
+    struct ifreq ifr;
+    int s, ret = 0;
+    s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return fail(c, errno, "socket(lo)%s", NULL);
+    memset(&ifr, 0, sizeof ifr);
+    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "lo");
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) {
+        ret = fail(c, errno, "get flags(lo)%s", NULL);
+    } else {
+        ifr.ifr_flags |= IFF_UP;
+        if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+            ret = fail(c, errno, "bring up(lo)%s", NULL);
+    }
+    close(s);
+    return ret;
+}
+
+static int apply_capabilities(struct child *c)
+{
+    const struct corral_plan *p = c->plan;
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    int i;
+
+    memset(data, 0, sizeof data);
+    data[0].effective = (uint32_t)p->cap_effective;
+    data[1].effective = (uint32_t)(p->cap_effective >> 32);
+    data[0].permitted = (uint32_t)p->cap_permitted;
+    data[1].permitted = (uint32_t)(p->cap_permitted >> 32);
+    data[0].inheritable = (uint32_t)p->cap_inheritable;
+    data[1].inheritable = (uint32_t)(p->cap_inheritable >> 32);
+    if (syscall(SYS_capset, &hdr, data) < 0)
+        return fail(c, errno, "capset%s", NULL);
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+        return fail(c, errno, "clear ambient capabilities%s", NULL);
+    for (i = 0; i <= p->cap_last && i < 64; i++) {
+        if (!(p->cap_ambient & (1ULL << i)))
+            continue;
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, i, 0, 0) < 0)
+            return fail(c, errno, "raise ambient capability%s", NULL);
+    }
+    return 0;
+}
+
+static int drop_bounding(struct child *c)
+{
+    const struct corral_plan *p = c->plan;
+    int i;
+    for (i = 0; i <= p->cap_last && i < 64; i++) {
+        if (p->cap_bounding & (1ULL << i))
+            continue;
+        if (prctl(PR_CAPBSET_DROP, i, 0, 0, 0) < 0 && errno != EINVAL)
+            return fail(c, errno, "drop bounding capability%s", NULL);
+    }
+    return 0;
+}
+
+static int set_user(struct child *c)
+{
+    const struct corral_plan *p = c->plan;
+    if (p->set_groups && setgroups((size_t)p->n_groups, (const gid_t *)p->groups) < 0)
+        return fail(c, errno, "setgroups%s", NULL);
+    if (setresgid(p->gid, p->gid, p->gid) < 0)
+        return fail(c, errno, "setgid%s", NULL);
+    if (setresuid(p->uid, p->uid, p->uid) < 0)
+        return fail(c, errno, "setuid%s", NULL);
+    return 0;
+}
+
+static const char *env_get(const char *const *envp, const char *name)
+{
+    size_t n = strlen(name);
+    for (; envp && *envp; envp++)
+        if (strncmp(*envp, name, n) == 0 && (*envp)[n] == '=')
+            return *envp + n + 1;
+    return NULL;
+}
+
+static int is_executable_file(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return -errno;
+    if (S_ISDIR(st.st_mode))
+        return -EACCES;
+    if (access(path, X_OK) < 0)
+        return -errno;
+    return 0;
+}
+
+/* Look argv[0] up in the container's PATH, as execvp would, but before `start` so that a
+ * missing command fails at create with the words podman maps to exit 127. */
+static int find_executable(struct child *c, char *out, size_t outlen)
+{
+    const char *cmd = c->plan->argv[0];
+    const char *path, *dir;
+    int ret, saw_eacces = 0;
+
+    if (!cmd || !*cmd)
+        return fail(c, ENOENT, "exec: empty command%s", NULL);
+    if (strchr(cmd, '/')) {
+        snprintf(out, outlen, "%s", cmd);
+        ret = is_executable_file(out);
+        if (ret < 0)
+            return fail(c, -ret, "exec(%s)", cmd);
+        return 0;
+    }
+    path = env_get(c->plan->envp, "PATH");
+    if (!path)
+        path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    dir = path;
+    for (;;) {
+        const char *end = strchr(dir, ':');
+        size_t len = end ? (size_t)(end - dir) : strlen(dir);
+        if ((size_t)snprintf(out, outlen, "%.*s/%s", (int)len, len ? dir : ".", cmd) < outlen) {
+            ret = is_executable_file(out);
+            if (ret == 0)
+                return 0;
+            if (ret == -EACCES)
+                saw_eacces = 1;
+        }
+        if (!end)
+            break;
+        dir = end + 1;
+    }
+    if (saw_eacces)
+        return fail(c, EACCES, "exec(%s)", cmd);
+    snprintf(c->step, sizeof c->step, "exec: \"%s\": executable file not found in $PATH", cmd);
+    return -ENOENT;
+}
+
+static int check_cwd(struct child *c)
+{
+    char buf[PATH_MAX];
+    if (chdir(c->plan->cwd) < 0)
+        return fail(c, errno, "chdir(%s)", c->plan->cwd);
+    /* A cwd reached through a leaked host fd shows up as "(unreachable)/..." or fails:
+     * refuse it (the class of CVE-2024-21626). */
+    if (!getcwd(buf, sizeof buf))
+        return fail(c, errno, "getcwd(%s)", c->plan->cwd);
+    if (buf[0] != '/')
+        return fail(c, EPERM, "cwd(%s) is outside the container", c->plan->cwd);
+    return 0;
+}
+
+static void reset_signals(void)
+{
+    sigset_t all;
+    int s;
+    /* The Python parent ignores SIGPIPE and SIGXFSZ; exec keeps ignored signals ignored. */
+    for (s = 1; s < NSIG; s++)
+        if (s != SIGKILL && s != SIGSTOP)
+            signal(s, SIG_DFL);
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+}
+
+/* ------------------------------------------------------------------ the container process */
+
+static int container_setup(struct child *c, char *exe, size_t exelen)
+{
+    const struct corral_plan *p = c->plan;
+    int i, ret;
+    char buf[32];
+
+    if (p->new_cgroupns && unshare(CLONE_NEWCGROUP) < 0)
+        return fail(c, errno, "unshare(cgroup namespace)%s", NULL);
+    for (i = 0; i < p->n_sysctls; i++) {
+        ret = write_file(p->sysctls[i].path, p->sysctls[i].value);
+        if (ret < 0)
+            return fail(c, -ret, "write sysctl(%s)", p->sysctls[i].path);
+    }
+    if (p->set_oom_score_adj) {
+        snprintf(buf, sizeof buf, "%d", p->oom_score_adj);
+        ret = write_file("/proc/self/oom_score_adj", buf);
+        if (ret < 0)
+            return fail(c, -ret, "write oom_score_adj%s", NULL);
+    }
+    if (p->clone_flags & CLONE_NEWNET && p->lo_up) {
+        ret = bring_lo_up(c);
+        if (ret < 0)
+            return ret;
+    }
+    if (p->rootfs) {
+        ret = setup_rootfs(c);
+        if (ret < 0)
+            return ret;
+    }
+    if (p->hostname && sethostname(p->hostname, strlen(p->hostname)) < 0)
+        return fail(c, errno, "sethostname(%s)", p->hostname);
+    if (p->domainname && setdomainname(p->domainname, strlen(p->domainname)) < 0)
+        return fail(c, errno, "setdomainname(%s)", p->domainname);
+    for (i = 0; i < p->n_rlimits; i++) {
+        struct rlimit rl = {(rlim_t)p->rlimits[i].soft, (rlim_t)p->rlimits[i].hard};
+        if (setrlimit(p->rlimits[i].resource, &rl) < 0)
+            return fail(c, errno, "setrlimit%s", NULL);
+    }
+    /* Order as runc: bounding set while still privileged, keep caps across setuid, then
+     * set the final effective/permitted/inheritable/ambient sets. */
+    if (p->set_caps) {
+        ret = drop_bounding(c);
+        if (ret < 0)
+            return ret;
+        if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+            return fail(c, errno, "prctl(PR_SET_KEEPCAPS)%s", NULL);
+    }
+    ret = set_user(c);
+    if (ret < 0)
+        return ret;
+    ret = check_cwd(c);
+    if (ret < 0)
+        return ret;
+    if (p->set_caps) {
+        if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
+            return fail(c, errno, "prctl(PR_SET_KEEPCAPS)%s", NULL);
+        ret = apply_capabilities(c);
+        if (ret < 0)
+            return ret;
+    }
+    ret = find_executable(c, exe, exelen);
+    if (ret < 0)
+        return ret;
+    if (p->umask >= 0)
+        umask((mode_t)p->umask);
+    return 0;
+}
+
+static int wait_for_start(struct child *c)
+{
+    const struct corral_plan *p = c->plan;
+    int fd;
+    if (p->start_dirfd < 0)
+        return 0;
+    /* Blocks until `start` opens the fifo for reading. */
+    do {
+        fd = openat(p->start_dirfd, p->start_fifo, O_WRONLY | O_CLOEXEC);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0)
+        return -errno;
+    if (write(fd, "0", 1) != 1) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+    close(fd);
+    close(p->start_dirfd);
+    return 0;
+}
+
+_Noreturn static void container_main(struct child *c)
+{
+    const struct corral_plan *p = c->plan;
+    char exe[PATH_MAX];
+    int ret;
+
+    /* Until execve, this process is a copy of the runtime: keep others in the container
+     * from opening it through /proc (the class of CVE-2019-5736). */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    ret = container_setup(c, exe, sizeof exe);
+    if (ret < 0)
+        child_die(c, ret);
+
+    /* From here on nobody waits for our report: the parent may exit after READY. */
+    prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
+    if (send_msg(c->sync, CORRAL_MSG_READY, 0, 0, NULL) < 0)
+        _exit(1);
+    close(c->sync);
+
+    ret = wait_for_start(c);
+    if (ret < 0) {
+        dprintf(2, "corral: wait for start: %s\n", strerror(-ret));
+        _exit(127);
+    }
+    if (p->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+        dprintf(2, "corral: prctl(PR_SET_NO_NEW_PRIVS): %s\n", strerror(errno));
+        _exit(127);
+    }
+    reset_signals();
+    /* Only stdio and the preserved fds survive exec. */
+    syscall(SYS_close_range, 3 + p->preserve_fds, ~0U, CLOSE_RANGE_CLOEXEC);
+    execve(exe, (char *const *)p->argv, (char *const *)p->envp);
+    dprintf(2, "corral: exec %s: %s\n", exe, strerror(errno));
+    _exit(errno == ENOENT ? 127 : 126);
+}
+
+/* ------------------------------------------------------------------ stage 1 */
+
+_Noreturn static void stage1(struct child *c)
+{
+    const struct corral_plan *p = c->plan;
+    int i, ret, joined_user = 0;
+    long pid;
+
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    /* The parent may have died before PDEATHSIG was armed. */
+    if (getppid() == 1)
+        _exit(1);
+
+    for (i = 0; i < p->n_join; i++) {
+        if (p->join_types[i] == CLONE_NEWUSER)
+            joined_user = 1;
+        if (setns(p->join_fds[i], p->join_types[i]) < 0)
+            child_die(c, fail(c, errno, "setns(%s)",
+                              p->join_types[i] == CLONE_NEWUSER ? "user" : "namespace"));
+    }
+    if (p->new_userns) {
+        if (unshare(CLONE_NEWUSER) < 0)
+            child_die(c, fail(c, errno, "unshare(user namespace)%s", NULL));
+        if (send_msg(c->sync, CORRAL_MSG_USERNS, 0, 0, NULL) < 0)
+            _exit(1);
+    }
+    ret = wait_go(c);
+    if (ret < 0)
+        child_die(c, ret);
+    if (p->new_userns || joined_user) {
+        /* Become root of the (possibly new) user namespace before creating the others. */
+        if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+            child_die(c, fail(c, errno, "become root in user namespace%s", NULL));
+    }
+    if (p->new_timens && unshare(CLONE_NEWTIME) < 0)
+        child_die(c, fail(c, errno, "unshare(time namespace)%s", NULL));
+
+    /* CLONE_PARENT: the container process is the runtime's child, so `run` can wait for it. */
+    pid = syscall(SYS_clone, (unsigned long)(CLONE_PARENT | p->clone_flags | SIGCHLD), NULL, NULL,
+                  NULL, NULL);
+    if (pid < 0)
+        child_die(c, fail(c, errno, "clone(container process)%s", NULL));
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+        container_main(c);
+    }
+    send_msg(c->sync, CORRAL_MSG_PID, (int)pid, 0, NULL);
+    _exit(0);
+}
+
+int corral_spawn(const struct corral_plan *plan, int *pid, int *sync_fd, char *err_step,
+                 int err_step_len)
+{
+    int sv[2];
+    pid_t child;
+    struct child c;
+
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+        snprintf(err_step, (size_t)err_step_len, "socketpair(sync)");
+        return -errno;
+    }
+    child = fork();
+    if (child < 0) {
+        int err = errno;
+        close(sv[0]);
+        close(sv[1]);
+        snprintf(err_step, (size_t)err_step_len, "fork(stage 1)");
+        return -err;
+    }
+    if (child == 0) {
+        close(sv[0]);
+        memset(&c, 0, sizeof c);
+        c.plan = plan;
+        c.sync = sv[1];
+        stage1(&c);
+    }
+    close(sv[1]);
+    *pid = child;
+    *sync_fd = sv[0];
+    return 0;
+}

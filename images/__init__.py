@@ -1,0 +1,1 @@
+"""Corral image store (not yet implemented: see the images issue)."""

@@ -1,0 +1,1 @@
+"""Corral orchestrator (not yet implemented: see the orchestrator issues)."""

@@ -1,0 +1,1 @@
+"""Corral container runtime: OCI lifecycle, cgroups, state, CLI front ends."""

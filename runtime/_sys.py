@@ -1,0 +1,230 @@
+"""The one importer of the compiled C core (runtime._corral).
+
+Turns a ``SpawnPlan`` into the C structs, drives the parent side of the sync protocol
+(id maps, cgroup placement) and turns -errno results into ``SpawnError(step, errno)``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from ._corral import ffi, lib
+from .errors import SpawnError, SysError
+from .plan import SpawnPlan
+
+
+class _Keep:
+    """Holds every cffi allocation so nothing is freed while the children use it."""
+
+    def __init__(self) -> None:
+        self.refs: list[Any] = []
+
+    def str(self, s: str | None) -> Any:
+        if s is None:
+            return ffi.NULL
+        p = ffi.new("char[]", os.fsencode(s))
+        self.refs.append(p)
+        return p
+
+    def strv(self, items: tuple[str, ...]) -> Any:
+        arr = ffi.new("char *[]", len(items) + 1)
+        for i, s in enumerate(items):
+            arr[i] = self.str(s)
+        arr[len(items)] = ffi.NULL
+        self.refs.append(arr)
+        return arr
+
+    def new(self, ctype: str, init: Any = None) -> Any:
+        p = ffi.new(ctype, init)
+        self.refs.append(p)
+        return p
+
+
+def _c_plan(plan: SpawnPlan, join_fds: list[int], start: tuple[int, str] | None, k: _Keep) -> Any:
+    p = k.new("struct corral_plan *")
+    p.clone_flags = plan.clone_flags
+    p.new_userns = int(plan.new_userns)
+    p.new_cgroupns = int(plan.new_cgroupns)
+    p.new_timens = int(plan.new_timens)
+    p.join_fds = k.new("int[]", join_fds)
+    p.join_types = k.new("int[]", [t for _, t in plan.join])
+    p.n_join = len(join_fds)
+
+    p.rootfs = k.str(plan.rootfs)
+    p.no_pivot = int(plan.no_pivot)
+    p.readonly_root = int(plan.readonly_root)
+    p.root_propagation = plan.root_propagation
+    p.rootfs_propagation = plan.rootfs_propagation
+    ops = k.new("struct corral_op[]", max(len(plan.ops), 1))
+    for i, op in enumerate(plan.ops):
+        o = ops[i]
+        o.kind = int(op.kind)
+        o.after_pivot = int(op.after_pivot)
+        o.source = k.str(op.source)
+        o.dest = k.str(op.dest)
+        o.fstype = k.str(op.fstype)
+        o.flags = op.flags
+        o.data = k.str(op.data)
+        o.remount_ro = int(op.remount_ro)
+        o.remount_flags = op.remount_flags
+        for j, prop in enumerate(op.propagation[:4]):
+            o.propagation[j] = prop
+        o.dest_is_file = int(op.dest_is_file)
+        o.mkdest = int(op.mkdest)
+        o.mode = op.mode
+        o.dev = op.dev
+        o.uid = op.uid
+        o.gid = op.gid
+    p.ops = ops
+    p.n_ops = len(plan.ops)
+
+    p.hostname = k.str(plan.hostname)
+    p.domainname = k.str(plan.domainname)
+    p.lo_up = int(plan.lo_up)
+    sysctls = k.new("struct corral_sysctl[]", max(len(plan.sysctls), 1))
+    for i, (path, value) in enumerate(plan.sysctls):
+        sysctls[i].path = k.str(path)
+        sysctls[i].value = k.str(value)
+    p.sysctls = sysctls
+    p.n_sysctls = len(plan.sysctls)
+    rlimits = k.new("struct corral_rlimit[]", max(len(plan.rlimits), 1))
+    for i, (res, soft, hard) in enumerate(plan.rlimits):
+        rlimits[i].resource = res
+        rlimits[i].soft = soft
+        rlimits[i].hard = hard
+    p.rlimits = rlimits
+    p.n_rlimits = len(plan.rlimits)
+    p.set_oom_score_adj = int(plan.oom_score_adj is not None)
+    p.oom_score_adj = plan.oom_score_adj or 0
+    p.umask = -1 if plan.umask is None else plan.umask
+    p.uid = plan.uid
+    p.gid = plan.gid
+    p.set_groups = int(plan.groups is not None)
+    groups = plan.groups or ()
+    p.groups = k.new("unsigned int[]", list(groups) or [0])
+    p.n_groups = len(groups)
+    p.set_caps = int(plan.caps is not None)
+    p.cap_last = plan.cap_last
+    if plan.caps is not None:
+        p.cap_bounding = plan.caps.bounding
+        p.cap_effective = plan.caps.effective
+        p.cap_permitted = plan.caps.permitted
+        p.cap_inheritable = plan.caps.inheritable
+        p.cap_ambient = plan.caps.ambient
+    p.no_new_privs = int(plan.no_new_privs)
+
+    p.cwd = k.str(plan.cwd)
+    p.argv = k.strv(plan.argv)
+    p.envp = k.strv(plan.env)
+    p.preserve_fds = plan.preserve_fds
+    p.start_dirfd = start[0] if start else -1
+    p.start_fifo = k.str(start[1] if start else None)
+    return p
+
+
+def _recv(fd: int, stage: str) -> Any:
+    msg = ffi.new("struct corral_msg *")
+    ret = lib.corral_sync_recv(fd, msg)
+    if ret < 0:
+        raise SpawnError(f"sync with {stage}", -ret, "the process exited during setup")
+    return msg
+
+
+def _kill_reap(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _write_map(pid: int, name: str, text: str) -> None:
+    path = f"/proc/{pid}/{name}"
+    try:
+        with open(path, "w") as f:
+            f.write(text)
+    except OSError as e:
+        raise SysError(f"write {path}", e.errno or 0) from None
+
+
+def spawn(
+    plan: SpawnPlan,
+    *,
+    start: tuple[int, str] | None,
+    place: Callable[[int], None],
+) -> int:
+    """Start the container process and return its pid once it is READY.
+
+    ``start`` is (dir fd, fifo name) to wait on before exec, or None to exec at once.
+    ``place(pid)`` puts the stage-1 process into the container's cgroups (its child, the
+    container process, inherits them). On any failure every process started is killed and
+    reaped, and the error is raised.
+    """
+    keep = _Keep()
+    join_fds: list[int] = []
+    stage1 = child = -1
+    sync = -1
+    try:
+        for path, _ in plan.join:
+            try:
+                join_fds.append(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+            except OSError as e:
+                raise SysError(f"open namespace {path}", e.errno or 0) from None
+        cplan = _c_plan(plan, join_fds, start, keep)
+        pid_p = ffi.new("int *")
+        fd_p = ffi.new("int *")
+        step = ffi.new("char[]", 256)
+        ret = lib.corral_spawn(cplan, pid_p, fd_p, step, 256)
+        if ret < 0:
+            raise SpawnError(ffi.string(step).decode(errors="replace"), -ret)
+        stage1, sync = pid_p[0], fd_p[0]
+
+        if plan.new_userns:
+            msg = _recv(sync, "stage 1")
+            if msg.type == lib.CORRAL_MSG_ERROR:
+                raise SpawnError(ffi.string(msg.step).decode(errors="replace"), msg.err)
+            if plan.gid_map:
+                _write_map(stage1, "gid_map", plan.gid_map)
+            if plan.uid_map:
+                _write_map(stage1, "uid_map", plan.uid_map)
+        place(stage1)
+        if lib.corral_sync_send(sync, lib.CORRAL_MSG_GO) < 0:
+            raise SpawnError("sync with stage 1", errno.EPIPE)
+        msg = _recv(sync, "stage 1")
+        if msg.type == lib.CORRAL_MSG_ERROR:
+            raise SpawnError(ffi.string(msg.step).decode(errors="replace"), msg.err)
+        child = msg.pid
+        os.waitpid(stage1, 0)
+        stage1 = -1
+        msg = _recv(sync, "container process")
+        if msg.type == lib.CORRAL_MSG_ERROR:
+            raise SpawnError(ffi.string(msg.step).decode(errors="replace"), msg.err)
+        if msg.type != lib.CORRAL_MSG_READY:
+            raise SpawnError("sync with container process", errno.EPROTO, "unexpected message")
+        return child
+    except BaseException:
+        if child > 0:
+            _kill_reap(child)
+        if stage1 > 0:
+            _kill_reap(stage1)
+        raise
+    finally:
+        for fd in join_fds:
+            os.close(fd)
+        if sync >= 0:
+            os.close(sync)
+
+
+def open_in_root(rootfd: int, path: str, flags: int) -> int:
+    """openat2(RESOLVE_IN_ROOT): an fd for ``path`` resolved inside ``rootfd``."""
+    fd = lib.corral_open_in_root(rootfd, os.fsencode(path), flags)
+    if fd < 0:
+        raise SysError(f"open {path}", -fd)
+    return fd

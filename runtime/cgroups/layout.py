@@ -1,0 +1,228 @@
+"""Which cgroup layout the host has, where the v1 hierarchies are, and where this process sits.
+
+Everything here is decided once, when a manager is built. Tests point ``root`` at a temporary
+directory and inject ``fs_type`` (and mountinfo text), so no function needs a real cgroupfs.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+CGROUP2_SUPER_MAGIC = 0x63677270
+CGROUP_SUPER_MAGIC = 0x0027E0EB
+TMPFS_MAGIC = 0x01021994
+
+#: Name of the cgroup2 mount inside a hybrid root (systemd's convention).
+UNIFIED_DIR = "unified"
+
+
+class Layout(enum.Enum):
+    UNIFIED = "unified"  # cgroup2 mounted at the root
+    HYBRID = "hybrid"  # v1 controllers, plus a controller-less cgroup2 mount at root/unified
+    LEGACY = "legacy"  # v1 only
+
+
+def statfs_type(path: str) -> int:
+    """f_type of statfs(2) on ``path`` (the filesystem magic number)."""
+    import ctypes  # only when detecting for real; keeps import time small
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on 64-bit Linux
+    if libc.statfs(os.fsencode(path), buf) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path)
+    # f_type is the first member: a long on the 64-bit ABIs and on i386/arm.
+    return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
+
+
+def detect_layout(
+    root: str = "/sys/fs/cgroup", fs_type: Callable[[str], int] = statfs_type
+) -> Layout:
+    """Decide the layout like runc and systemd do: from the filesystem magic of root and of
+    root/unified. Tests inject ``fs_type``."""
+    magic = fs_type(root)
+    if magic == CGROUP2_SUPER_MAGIC:
+        return Layout.UNIFIED
+    if magic == TMPFS_MAGIC:
+        try:
+            if fs_type(os.path.join(root, UNIFIED_DIR)) == CGROUP2_SUPER_MAGIC:
+                return Layout.HYBRID
+        except OSError:
+            pass
+    return Layout.LEGACY
+
+
+def parse_proc_cgroup(text: str) -> dict[str, str]:
+    """Parse /proc/<pid>/cgroup: ``{"cpu": "/x", "cpuacct": "/x", "name=systemd": "/", "": "/"}``.
+
+    A v1 line lists its hierarchy's controllers comma-separated ("4:cpu,cpuacct:/x"); each gets a
+    key. The cgroup2 line ("0::/x") has key "".
+    """
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if not controllers:
+            out[""] = path
+            continue
+        for name in controllers.split(","):
+            if name:
+                out[name] = path
+    return out
+
+
+def read_self_cgroup() -> dict[str, str]:
+    with open("/proc/self/cgroup", encoding="utf-8") as f:
+        return parse_proc_cgroup(f.read())
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupMount:
+    """One cgroup filesystem mount; ``root`` is the cgroup shown at the mount point (usually /)."""
+
+    fstype: str  # "cgroup" (v1) or "cgroup2"
+    mountpoint: str
+    root: str = "/"
+    controllers: frozenset[str] = frozenset()  # v1 only; includes "name=systemd" style names
+
+
+# v1 super options that are not controllers.
+_NOT_CONTROLLERS = frozenset(
+    {
+        "rw",
+        "ro",
+        "none",
+        "all",
+        "noprefix",
+        "clone_children",
+        "xattr",
+        "cpuset_v2_mode",
+        "favordynmods",
+        "nofavordynmods",
+    }
+)
+
+
+def _unescape(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo.
+    if "\\" not in field:
+        return field
+    out: list[str] = []
+    i = 0
+    while i < len(field):
+        code = field[i + 1 : i + 4]
+        if field[i] == "\\" and len(code) == 3 and code.isdigit():
+            out.append(chr(int(code, 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def parse_mountinfo(text: str) -> list[CgroupMount]:
+    """The cgroup and cgroup2 mounts in /proc/<pid>/mountinfo text, in mount order."""
+    mounts: list[CgroupMount] = []
+    for line in text.splitlines():
+        fields = line.split()
+        try:
+            sep = fields.index("-", 6)
+        except ValueError:
+            continue
+        if len(fields) < sep + 3:
+            continue
+        fstype = fields[sep + 1]
+        if fstype not in ("cgroup", "cgroup2"):
+            continue
+        root = _unescape(fields[3])
+        mountpoint = _unescape(fields[4])
+        controllers: frozenset[str] = frozenset()
+        if fstype == "cgroup":
+            opts = fields[sep + 3].split(",")
+            controllers = frozenset(
+                o
+                for o in opts
+                if o and o not in _NOT_CONTROLLERS and ("=" not in o or o.startswith("name="))
+            )
+        mounts.append(CgroupMount(fstype, mountpoint, root, controllers))
+    return mounts
+
+
+def _under(path: str, root: str) -> bool:
+    root = os.path.normpath(root)
+    path = os.path.normpath(path)
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _scan_v1(root: str) -> list[CgroupMount]:
+    """Fallback for a root that is not in mountinfo (tests): one directory per hierarchy.
+
+    A directory's name lists its controllers ("cpu,cpuacct"); "systemd" is the named
+    "name=systemd" hierarchy; symlinks (cpu -> cpu,cpuacct) and "unified" are skipped.
+    """
+    mounts: list[CgroupMount] = []
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError:
+        return mounts
+    for entry in entries:
+        if entry.name == UNIFIED_DIR or entry.is_symlink() or not entry.is_dir():
+            continue
+        if entry.name == "systemd":
+            names = frozenset({"name=systemd"})
+        else:
+            names = frozenset(n for n in entry.name.split(",") if n)
+        mounts.append(CgroupMount("cgroup", entry.path, "/", names))
+    return mounts
+
+
+def v1_hierarchies(root: str = "/sys/fs/cgroup", mountinfo: str | None = None) -> list[CgroupMount]:
+    """The v1 hierarchies mounted under ``root``, one entry per hierarchy.
+
+    Read from ``mountinfo`` text (default /proc/self/mountinfo); if no cgroup mount lies under
+    ``root`` (a fake root in tests), the directories of ``root`` are used instead.
+    """
+    if mountinfo is None:
+        try:
+            with open("/proc/self/mountinfo", encoding="utf-8") as f:
+                mountinfo = f.read()
+        except OSError:
+            mountinfo = ""
+    seen: set[frozenset[str]] = set()
+    found: list[CgroupMount] = []
+    for m in parse_mountinfo(mountinfo):
+        if m.fstype != "cgroup" or not _under(m.mountpoint, root) or not m.controllers:
+            continue
+        if m.controllers in seen:  # the same hierarchy mounted twice
+            continue
+        seen.add(m.controllers)
+        found.append(m)
+    return found or _scan_v1(root)
+
+
+def cgroup_dir(mount: CgroupMount, own: str | None, path: str) -> str:
+    """The directory for cgroup ``path`` in ``mount``.
+
+    An absolute ``path`` is taken from the mount point; a relative one goes below ``own`` (this
+    process's cgroup in the hierarchy, as /proc/self/cgroup shows it), which is first made
+    relative to the mount's root when the mount shows only a subtree.
+    """
+    if path.startswith("/"):
+        return os.path.normpath(os.path.join(mount.mountpoint, path.lstrip("/")))
+    base = own or "/"
+    mroot = mount.root.rstrip("/")
+    if mroot and (base == mroot or base.startswith(mroot + "/")):
+        base = base[len(mroot) :] or "/"
+    return os.path.normpath(os.path.join(mount.mountpoint, base.lstrip("/"), path))
+
+
+def own_path(self_cgroup: dict[str, str], keys: Iterable[str]) -> str | None:
+    for key in keys:
+        if key in self_cgroup:
+            return self_cgroup[key]
+    return None

@@ -1,0 +1,1 @@
+"""Command-line front ends: corral-oci (runc-compatible) and corral."""

@@ -1,0 +1,289 @@
+"""corral-oci: a runc-compatible command line over runtime.container.
+
+Each command parses its arguments and calls one library function. Errors become one line
+on stderr (and, with --log FILE --log-format json, exactly one JSON object in FILE) and
+exit status 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import click
+
+from .. import container
+from ..errors import CorralError
+from ..state import DEFAULT_ROOT
+
+VERSION = "0.1.0"
+SPEC_VERSION = "1.1.0"
+
+
+class Ctx:
+    def __init__(self, root: str, log: str | None, log_format: str, debug: bool) -> None:
+        self.root = root
+        self.log = log
+        self.log_format = log_format
+        self.debug = debug
+
+
+def _fail(ctx: Ctx | None, what: str, exc: BaseException) -> NoReturn:
+    msg = f"{what}: {exc}" if what else str(exc)
+    if ctx is not None and ctx.log:
+        try:
+            with open(ctx.log, "a") as f:
+                if ctx.log_format == "json":
+                    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+                    f.write(json.dumps({"level": "error", "msg": msg, "time": stamp}) + "\n")
+                else:
+                    f.write(f"corral-oci: {msg}\n")
+        except OSError:
+            pass
+    click.echo(f"corral-oci: {msg}", err=True)
+    sys.exit(1)
+
+
+def _call(ctx: Ctx, what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+    try:
+        return fn(*args, **kw)
+    except CorralError as e:
+        _fail(ctx, what, e)
+    except OSError as e:
+        _fail(ctx, what, e)
+
+
+pass_ctx = click.make_pass_decorator(Ctx)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--root", default=DEFAULT_ROOT, show_default=True, help="state directory")
+@click.option("--log", default=None, help="append errors to this file")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text")
+@click.option("--debug", is_flag=True, help="print debug output")
+@click.option("--systemd-cgroup", is_flag=True, help="use systemd for cgroups (unsupported)")
+@click.option("--rootless", default="auto", hidden=True)
+@click.option("--criu", default=None, hidden=True)
+@click.version_option(
+    VERSION, "-v", "--version", message=f"corral-oci version %(version)s\nspec: {SPEC_VERSION}"
+)
+@click.pass_context
+def cli(
+    cctx: click.Context,
+    root: str,
+    log: str | None,
+    log_format: str,
+    debug: bool,
+    systemd_cgroup: bool,
+    rootless: str,
+    criu: str | None,
+) -> None:
+    """A runc-compatible OCI runtime."""
+    ctx = Ctx(root, log, log_format, debug)
+    cctx.obj = ctx
+    if systemd_cgroup:
+        _fail(
+            ctx,
+            "systemd-cgroup",
+            CorralError("the systemd cgroup driver is not supported: no systemd on this host"),
+        )
+
+
+def _create_options(
+    ctx: Ctx, pid_file: str | None, no_pivot: bool, preserve_fds: int
+) -> container.CreateOptions:
+    return container.CreateOptions(
+        root=ctx.root, pid_file=pid_file, no_pivot=no_pivot, preserve_fds=preserve_fds
+    )
+
+
+def _check_terminal(ctx: Ctx, cid: str, bundle: str, console_socket: str | None) -> None:
+    if console_socket:
+        _fail(ctx, f"create {cid}", CorralError("--console-socket is not supported yet"))
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path) as f:
+            terminal = json.load(f).get("process", {}).get("terminal", False)
+    except (OSError, ValueError, AttributeError):
+        return  # load_spec reports it with the field
+    if terminal is True:
+        _fail(
+            ctx,
+            f"create {cid}",
+            CorralError("process.terminal is true but terminals are not supported yet"),
+        )
+
+
+_create_opts = [
+    click.option("-b", "--bundle", default=".", help="path to the bundle directory"),
+    click.option("--console-socket", default=None, help="unix socket for the pty master"),
+    click.option("--pid-file", default=None, help="write the container's pid here"),
+    click.option("--no-pivot", is_flag=True, help="use chroot instead of pivot_root"),
+    click.option("--no-new-keyring", is_flag=True, help="keep the session keyring"),
+    click.option("--preserve-fds", default=0, type=int, help="pass fds 3..3+N-1 through"),
+]
+
+
+def _with(opts: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
+    def deco(f: Any) -> Any:
+        for o in reversed(opts):
+            f = o(f)
+        return f
+
+    return deco
+
+
+@cli.command()
+@click.argument("container_id")
+@_with(_create_opts)
+@pass_ctx
+def create(
+    ctx: Ctx,
+    container_id: str,
+    bundle: str,
+    console_socket: str | None,
+    pid_file: str | None,
+    no_pivot: bool,
+    no_new_keyring: bool,
+    preserve_fds: int,
+) -> None:
+    """Create a container; its process waits for `start`."""
+    _check_terminal(ctx, container_id, bundle, console_socket)
+    opts = _create_options(ctx, pid_file, no_pivot, preserve_fds)
+    _call(ctx, f"create {container_id}", container.create, container_id, bundle, opts)
+
+
+@cli.command()
+@click.argument("container_id")
+@_with(_create_opts)
+@click.option("-d", "--detach", is_flag=True, help="do not wait for the container to exit")
+@click.option("--keep", is_flag=True, help="keep the container's state after it exits")
+@pass_ctx
+def run(
+    ctx: Ctx,
+    container_id: str,
+    bundle: str,
+    console_socket: str | None,
+    pid_file: str | None,
+    no_pivot: bool,
+    no_new_keyring: bool,
+    preserve_fds: int,
+    detach: bool,
+    keep: bool,
+) -> None:
+    """Create and start a container, and wait for it; exits with its exit code."""
+    _check_terminal(ctx, container_id, bundle, console_socket)
+    opts = _create_options(ctx, pid_file, no_pivot, preserve_fds)
+    code = _call(
+        ctx, f"run {container_id}", container.run, container_id, bundle, opts,
+        detach=detach, keep=keep,
+    )
+    sys.exit(code)
+
+
+@cli.command()
+@click.argument("container_id")
+@pass_ctx
+def start(ctx: Ctx, container_id: str) -> None:
+    """Start a created container."""
+    _call(ctx, f"start {container_id}", container.start, container_id, ctx.root)
+
+
+@cli.command()
+@click.argument("container_id")
+@pass_ctx
+def state(ctx: Ctx, container_id: str) -> None:
+    """Print the state of a container as JSON."""
+    st = _call(ctx, f"state {container_id}", container.state, container_id, ctx.root)
+    click.echo(json.dumps(st, indent=2))
+
+
+@cli.command()
+@click.argument("container_id")
+@click.argument("signal", default="SIGTERM")
+@click.option("-a", "--all", "all_procs", is_flag=True, help="signal every process")
+@pass_ctx
+def kill(ctx: Ctx, container_id: str, signal: str, all_procs: bool) -> None:
+    """Send a signal (default SIGTERM) to the container's init process."""
+    _call(
+        ctx, f"kill {container_id}", container.kill, container_id, signal,
+        all_procs=all_procs, root=ctx.root,
+    )
+
+
+@cli.command()
+@click.argument("container_id")
+@click.option("-f", "--force", is_flag=True, help="kill a running container first")
+@pass_ctx
+def delete(ctx: Ctx, container_id: str, force: bool) -> None:
+    """Delete a stopped container and everything create made."""
+    _call(ctx, f"delete {container_id}", container.delete, container_id, force=force, root=ctx.root)
+
+
+@cli.command()
+@click.argument("container_id")
+@pass_ctx
+def pause(ctx: Ctx, container_id: str) -> None:
+    """Freeze every process of the container."""
+    _call(ctx, f"pause {container_id}", container.pause, container_id, ctx.root)
+
+
+@cli.command()
+@click.argument("container_id")
+@pass_ctx
+def resume(ctx: Ctx, container_id: str) -> None:
+    """Thaw a paused container."""
+    _call(ctx, f"resume {container_id}", container.resume, container_id, ctx.root)
+
+
+@cli.command("list")
+@click.option("-f", "--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.option("-q", "--quiet", is_flag=True, help="print only the ids")
+@pass_ctx
+def list_cmd(ctx: Ctx, fmt: str, quiet: bool) -> None:
+    """List the containers under --root."""
+    items = _call(ctx, "list", container.list_containers, ctx.root)
+    if quiet:
+        for it in items:
+            click.echo(it["id"])
+    elif fmt == "json":
+        click.echo(json.dumps(items))
+    else:
+        rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
+        rows += [
+            (it["id"], str(it["pid"]), it["status"], it["bundle"], it["created"], it["owner"])
+            for it in items
+        ]
+        widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+        for r in rows:
+            click.echo("   ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+@cli.command()
+@click.option("-b", "--bundle", default=".", help="where to write config.json")
+@click.option("--rootless", is_flag=True, help="a spec for a rootless container")
+@pass_ctx
+def spec(ctx: Ctx, bundle: str, rootless: bool) -> None:
+    """Write a default config.json."""
+    from .. import config
+
+    path = os.path.join(bundle, "config.json")
+    if os.path.exists(path):
+        _fail(ctx, "spec", CorralError(f"File {path} exists. Remove it first"))
+    data = config.default_spec(rootless=rootless) if rootless else config.default_spec()
+    try:
+        with open(path, "w") as f:
+            json.dump(data, f, indent="\t")
+            f.write("\n")
+    except OSError as e:
+        _fail(ctx, "spec", e)
+
+
+def main() -> None:
+    cli(prog_name="corral-oci")
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1417 @@
+"""Typed model of the OCI runtime-spec config.json (1.0 and 1.1).
+
+Parsed and validated once, at the edge (``load_spec``); everything inside the runtime trusts
+the model. Field names are the JSON names in snake_case. Errors name the bad field with a
+JSON path such as ``process.rlimits[2].type``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+from runtime.errors import ConfigError
+
+if TYPE_CHECKING:
+    from typing import Any
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+def _empty_map() -> Mapping[str, str]:
+    # dataclasses refuse an unhashable default such as a mappingproxy; share one empty map.
+    return _EMPTY
+
+
+# ----------------------------------------------------------------------------- process
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleSize:
+    height: int
+    width: int
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    uid: int = 0
+    gid: int = 0
+    umask: int | None = None
+    additional_gids: tuple[int, ...] = ()
+    username: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    bounding: tuple[str, ...] = ()
+    effective: tuple[str, ...] = ()
+    inheritable: tuple[str, ...] = ()
+    permitted: tuple[str, ...] = ()
+    ambient: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Rlimit:
+    type: str  # "RLIMIT_NOFILE"
+    hard: int
+    soft: int
+
+
+@dataclass(frozen=True, slots=True)
+class Process:
+    args: tuple[str, ...]
+    cwd: str
+    user: User = User()
+    env: tuple[str, ...] = ()
+    terminal: bool = False
+    console_size: ConsoleSize | None = None
+    capabilities: Capabilities | None = None
+    rlimits: tuple[Rlimit, ...] = ()
+    no_new_privileges: bool = False
+    apparmor_profile: str | None = None
+    oom_score_adj: int | None = None
+    selinux_label: str | None = None
+
+
+# ----------------------------------------------------------------------------- root, mounts, hooks
+
+
+@dataclass(frozen=True, slots=True)
+class Root:
+    path: str
+    readonly: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class IDMapping:
+    container_id: int
+    host_id: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    destination: str
+    type: str | None = None
+    source: str | None = None
+    options: tuple[str, ...] = ()
+    uid_mappings: tuple[IDMapping, ...] = ()
+    gid_mappings: tuple[IDMapping, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Hook:
+    path: str
+    args: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    timeout: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Hooks:
+    prestart: tuple[Hook, ...] = ()
+    create_runtime: tuple[Hook, ...] = ()
+    create_container: tuple[Hook, ...] = ()
+    start_container: tuple[Hook, ...] = ()
+    poststart: tuple[Hook, ...] = ()
+    poststop: tuple[Hook, ...] = ()
+
+
+# ----------------------------------------------------------------------------- linux.resources
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRule:
+    """One entry of linux.resources.devices (the device cgroup allow/deny list)."""
+
+    allow: bool
+    type: str = "a"  # a, b, c
+    major: int | None = None  # None means wildcard
+    minor: int | None = None
+    access: str = "rwm"
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    limit: int | None = None
+    reservation: int | None = None
+    swap: int | None = None  # memory+swap, as in the spec (v1 memsw semantics)
+    kernel: int | None = None
+    kernel_tcp: int | None = None
+    swappiness: int | None = None
+    disable_oom_killer: bool | None = None
+    use_hierarchy: bool | None = None
+    check_before_update: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CPU:
+    shares: int | None = None
+    quota: int | None = None
+    burst: int | None = None
+    period: int | None = None
+    realtime_runtime: int | None = None
+    realtime_period: int | None = None
+    cpus: str | None = None
+    mems: str | None = None
+    idle: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pids:
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class WeightDevice:
+    major: int
+    minor: int
+    weight: int | None = None
+    leaf_weight: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleDevice:
+    major: int
+    minor: int
+    rate: int
+
+
+@dataclass(frozen=True, slots=True)
+class BlockIO:
+    weight: int | None = None
+    leaf_weight: int | None = None
+    weight_device: tuple[WeightDevice, ...] = ()
+    throttle_read_bps_device: tuple[ThrottleDevice, ...] = ()
+    throttle_write_bps_device: tuple[ThrottleDevice, ...] = ()
+    throttle_read_iops_device: tuple[ThrottleDevice, ...] = ()
+    throttle_write_iops_device: tuple[ThrottleDevice, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HugepageLimit:
+    page_size: str  # "2MB", "1GB"
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    devices: tuple[DeviceRule, ...] = ()
+    memory: Memory | None = None
+    cpu: CPU | None = None
+    pids: Pids | None = None
+    block_io: BlockIO | None = None
+    hugepage_limits: tuple[HugepageLimit, ...] = ()
+    unified: Mapping[str, str] = field(default_factory=_empty_map)
+
+
+# ----------------------------------------------------------------------------- linux
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    type: str  # pid network mount ipc uts user cgroup time
+    path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """A device node to create in the container (linux.devices)."""
+
+    path: str
+    type: str  # c, b, u, p
+    major: int = 0
+    minor: int = 0
+    file_mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SeccompArg:
+    index: int
+    value: int
+    op: str
+    value_two: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SeccompSyscall:
+    names: tuple[str, ...]
+    action: str
+    errno_ret: int | None = None
+    args: tuple[SeccompArg, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Seccomp:
+    default_action: str
+    default_errno_ret: int | None = None
+    architectures: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()
+    listener_path: str | None = None
+    listener_metadata: str | None = None
+    syscalls: tuple[SeccompSyscall, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Linux:
+    namespaces: tuple[Namespace, ...] = ()
+    uid_mappings: tuple[IDMapping, ...] = ()
+    gid_mappings: tuple[IDMapping, ...] = ()
+    devices: tuple[Device, ...] = ()
+    cgroups_path: str | None = None
+    resources: Resources | None = None
+    rootfs_propagation: str | None = None
+    masked_paths: tuple[str, ...] = ()
+    readonly_paths: tuple[str, ...] = ()
+    mount_label: str | None = None
+    sysctl: Mapping[str, str] = field(default_factory=_empty_map)
+    seccomp: Seccomp | None = None
+    personality: str | None = None  # personality.domain, e.g. "LINUX32"
+
+    def namespace(self, kind: str) -> Namespace | None:
+        for ns in self.namespaces:
+            if ns.type == kind:
+                return ns
+        return None
+
+
+# ----------------------------------------------------------------------------- the whole spec
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    oci_version: str
+    root: Root | None = None
+    process: Process | None = None
+    hostname: str | None = None
+    domainname: str | None = None
+    mounts: tuple[Mount, ...] = ()
+    hooks: Hooks | None = None
+    annotations: Mapping[str, str] = field(default_factory=_empty_map)
+    linux: Linux | None = None
+
+
+# ============================================================================= kernel tables
+
+CAPABILITIES: dict[str, int] = {
+    # <linux/capability.h>; the index is the bit in the capability sets.
+    "CAP_CHOWN": 0,
+    "CAP_DAC_OVERRIDE": 1,
+    "CAP_DAC_READ_SEARCH": 2,
+    "CAP_FOWNER": 3,
+    "CAP_FSETID": 4,
+    "CAP_KILL": 5,
+    "CAP_SETGID": 6,
+    "CAP_SETUID": 7,
+    "CAP_SETPCAP": 8,
+    "CAP_LINUX_IMMUTABLE": 9,
+    "CAP_NET_BIND_SERVICE": 10,
+    "CAP_NET_BROADCAST": 11,
+    "CAP_NET_ADMIN": 12,
+    "CAP_NET_RAW": 13,
+    "CAP_IPC_LOCK": 14,
+    "CAP_IPC_OWNER": 15,
+    "CAP_SYS_MODULE": 16,
+    "CAP_SYS_RAWIO": 17,
+    "CAP_SYS_CHROOT": 18,
+    "CAP_SYS_PTRACE": 19,
+    "CAP_SYS_PACCT": 20,
+    "CAP_SYS_ADMIN": 21,
+    "CAP_SYS_BOOT": 22,
+    "CAP_SYS_NICE": 23,
+    "CAP_SYS_RESOURCE": 24,
+    "CAP_SYS_TIME": 25,
+    "CAP_SYS_TTY_CONFIG": 26,
+    "CAP_MKNOD": 27,
+    "CAP_LEASE": 28,
+    "CAP_AUDIT_WRITE": 29,
+    "CAP_AUDIT_CONTROL": 30,
+    "CAP_SETFCAP": 31,
+    "CAP_MAC_OVERRIDE": 32,
+    "CAP_MAC_ADMIN": 33,
+    "CAP_SYSLOG": 34,
+    "CAP_WAKE_ALARM": 35,
+    "CAP_BLOCK_SUSPEND": 36,
+    "CAP_AUDIT_READ": 37,
+    "CAP_PERFMON": 38,
+    "CAP_BPF": 39,
+    "CAP_CHECKPOINT_RESTORE": 40,
+}
+
+RLIMITS: dict[str, int] = {
+    # <asm-generic/resource.h>: the same numbers on x86_64 and arm64.
+    "RLIMIT_CPU": 0,
+    "RLIMIT_FSIZE": 1,
+    "RLIMIT_DATA": 2,
+    "RLIMIT_STACK": 3,
+    "RLIMIT_CORE": 4,
+    "RLIMIT_RSS": 5,
+    "RLIMIT_NPROC": 6,
+    "RLIMIT_NOFILE": 7,
+    "RLIMIT_MEMLOCK": 8,
+    "RLIMIT_AS": 9,
+    "RLIMIT_LOCKS": 10,
+    "RLIMIT_SIGPENDING": 11,
+    "RLIMIT_MSGQUEUE": 12,
+    "RLIMIT_NICE": 13,
+    "RLIMIT_RTPRIO": 14,
+    "RLIMIT_RTTIME": 15,
+}
+
+NAMESPACE_TYPES: tuple[str, ...] = (
+    "pid",
+    "network",
+    "mount",
+    "ipc",
+    "uts",
+    "user",
+    "cgroup",
+    "time",
+)
+
+# mount(2) flags, from <sys/mount.h>; the values are the same on every Linux architecture.
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_SYNCHRONOUS = 16
+MS_REMOUNT = 32
+MS_MANDLOCK = 64
+MS_DIRSYNC = 128
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_SILENT = 32768
+MS_UNBINDABLE = 1 << 17
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_RELATIME = 1 << 21
+MS_I_VERSION = 1 << 23
+MS_STRICTATIME = 1 << 24
+MS_LAZYTIME = 1 << 25
+
+PROPAGATION_FLAGS: dict[str, int] = {
+    "private": MS_PRIVATE,
+    "rprivate": MS_PRIVATE | MS_REC,
+    "slave": MS_SLAVE,
+    "rslave": MS_SLAVE | MS_REC,
+    "shared": MS_SHARED,
+    "rshared": MS_SHARED | MS_REC,
+    "unbindable": MS_UNBINDABLE,
+    "runbindable": MS_UNBINDABLE | MS_REC,
+}
+
+# option word -> (clears the flag?, flag). "rw" clears MS_RDONLY, "ro" sets it, and so on.
+_MOUNT_FLAG_WORDS: dict[str, tuple[bool, int]] = {
+    "defaults": (False, 0),
+    "ro": (False, MS_RDONLY),
+    "rw": (True, MS_RDONLY),
+    "nosuid": (False, MS_NOSUID),
+    "suid": (True, MS_NOSUID),
+    "nodev": (False, MS_NODEV),
+    "dev": (True, MS_NODEV),
+    "noexec": (False, MS_NOEXEC),
+    "exec": (True, MS_NOEXEC),
+    "sync": (False, MS_SYNCHRONOUS),
+    "async": (True, MS_SYNCHRONOUS),
+    "dirsync": (False, MS_DIRSYNC),
+    "remount": (False, MS_REMOUNT),
+    "mand": (False, MS_MANDLOCK),
+    "nomand": (True, MS_MANDLOCK),
+    "noatime": (False, MS_NOATIME),
+    "atime": (True, MS_NOATIME),
+    "nodiratime": (False, MS_NODIRATIME),
+    "diratime": (True, MS_NODIRATIME),
+    "bind": (False, MS_BIND),
+    "rbind": (False, MS_BIND | MS_REC),
+    "relatime": (False, MS_RELATIME),
+    "norelatime": (True, MS_RELATIME),
+    "strictatime": (False, MS_STRICTATIME),
+    "nostrictatime": (True, MS_STRICTATIME),
+    "lazytime": (False, MS_LAZYTIME),
+    "nolazytime": (True, MS_LAZYTIME),
+    "iversion": (False, MS_I_VERSION),
+    "noiversion": (True, MS_I_VERSION),
+    "silent": (False, MS_SILENT),
+    "loud": (True, MS_SILENT),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MountOptions:
+    """A mount's ``options`` split the way mount(2) wants them.
+
+    ``flags`` holds the MS_* bits for the mount call itself (MS_BIND, and MS_REC for rbind,
+    included). Propagation changes need their own mount calls, one per entry of
+    ``propagation``, in the order given. ``data`` is what the filesystem gets ("mode=755,...").
+    """
+
+    flags: int = 0
+    propagation: tuple[int, ...] = ()
+    data: str = ""
+    bind: bool = False  # bind or rbind
+    recursive_bind: bool = False  # rbind
+    readonly: bool = False
+    tmpcopyup: bool = False  # copy the image's files up into a new tmpfs (runc extension)
+
+
+def parse_mount_options(options: tuple[str, ...]) -> MountOptions:
+    """Split mount option words as runc does: later words win over earlier ones."""
+    flags = 0
+    propagation: list[int] = []
+    data: list[str] = []
+    recursive_bind = False
+    tmpcopyup = False
+    for word in options:
+        known = _MOUNT_FLAG_WORDS.get(word)
+        if known is not None:
+            clear, bit = known
+            if clear:
+                flags &= ~bit
+            else:
+                flags |= bit
+                if word == "rbind":
+                    recursive_bind = True
+        elif word in PROPAGATION_FLAGS:
+            propagation.append(PROPAGATION_FLAGS[word])
+        elif word == "tmpcopyup":
+            tmpcopyup = True
+        elif word:
+            data.append(word)
+    return MountOptions(
+        flags=flags,
+        propagation=tuple(propagation),
+        data=",".join(data),
+        bind=bool(flags & MS_BIND),
+        recursive_bind=recursive_bind,
+        readonly=bool(flags & MS_RDONLY),
+        tmpcopyup=tmpcopyup,
+    )
+
+
+# ============================================================================= JSON reading
+
+_ROOTFS_PROPAGATIONS = frozenset(PROPAGATION_FLAGS)
+_DEVICE_TYPES = frozenset("cbup")
+_RULE_DEVICE_TYPES = frozenset("abc")
+_SECCOMP_ACTIONS = frozenset(
+    {
+        "SCMP_ACT_KILL",
+        "SCMP_ACT_KILL_PROCESS",
+        "SCMP_ACT_KILL_THREAD",
+        "SCMP_ACT_TRAP",
+        "SCMP_ACT_ERRNO",
+        "SCMP_ACT_TRACE",
+        "SCMP_ACT_ALLOW",
+        "SCMP_ACT_LOG",
+        "SCMP_ACT_NOTIFY",
+    }
+)
+_SECCOMP_OPS = frozenset(
+    {
+        "SCMP_CMP_NE",
+        "SCMP_CMP_LT",
+        "SCMP_CMP_LE",
+        "SCMP_CMP_EQ",
+        "SCMP_CMP_GE",
+        "SCMP_CMP_GT",
+        "SCMP_CMP_MASKED_EQ",
+    }
+)
+_SECCOMP_ARCHES = frozenset(
+    "SCMP_ARCH_" + a
+    for a in (
+        "X86 X86_64 X32 ARM AARCH64 MIPS MIPS64 MIPS64N32 MIPSEL MIPSEL64 MIPSEL64N32 PPC PPC64"
+        " PPC64LE S390 S390X PARISC PARISC64 RISCV64 LOONGARCH64 M68K SH SHEB"
+    ).split()
+)
+_SECCOMP_FLAGS = frozenset(
+    {
+        "SECCOMP_FILTER_FLAG_LOG",
+        "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+        "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
+    }
+)
+_PERSONALITY_DOMAINS = frozenset({"LINUX", "LINUX32"})
+# sysctls that belong to the IPC namespace (runc's list), besides fs.mqueue.*
+_IPC_SYSCTLS = frozenset(
+    {
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    }
+)
+_SEMVER = re.compile(
+    r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
+    r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?"
+)
+_PAGE_SIZE = re.compile(r"[1-9][0-9]*[KMGTP]?B")
+
+
+class _Range:
+    """An allowed integer range and how an error message words it (a plain class: cheap import)."""
+
+    __slots__ = ("hi", "lo", "text")
+
+    def __init__(self, lo: int, hi: int, text: str) -> None:
+        self.lo = lo
+        self.hi = hi
+        self.text = text
+
+
+_U16 = _Range(0, 2**16 - 1, "an integer between 0 and 65535")
+_U32 = _Range(0, 2**32 - 1, "an integer between 0 and 4294967295")
+_U64 = _Range(0, 2**64 - 1, "an integer between 0 and 18446744073709551615")
+_I64 = _Range(-(2**63), 2**63 - 1, "a signed 64-bit integer")
+_POSITIVE = _Range(1, 2**63 - 1, "a positive integer")
+_OOM_SCORE_ADJ = _Range(-1000, 1000, "an integer between -1000 and 1000")
+_BLKIO_WEIGHT = _Range(10, 1000, "an integer between 10 and 1000")
+_SWAPPINESS = _Range(0, 100, "an integer between 0 and 100")
+_SECCOMP_ARG_INDEX = _Range(0, 5, "an integer between 0 and 5 (a syscall has six arguments)")
+_CPU_IDLE = _Range(0, 1, "0 or 1")
+
+
+def _q(text: str) -> str:
+    """Quote a value for an error message (escapes control characters)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _key(base: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{base}[{key}]"
+    return f"{base}.{key}" if base else key
+
+
+def _map_key(base: str, key: str) -> str:
+    return f"{base}[{_q(key)}]"
+
+
+def _as_str(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(where, "must be a string")
+    return value
+
+
+def _as_int(value: object, where: str, rng: _Range) -> int:
+    # bool is an int in Python but not in JSON; floats (even 1.0) are not integers in Go either.
+    if isinstance(value, bool) or not isinstance(value, int) or not rng.lo <= value <= rng.hi:
+        raise ConfigError(where, f"must be {rng.text}")
+    return value
+
+
+def _as_list(value: object, where: str) -> list[object]:
+    if not isinstance(value, list):
+        raise ConfigError(where, "must be an array")
+    return value
+
+
+def _check_path(path: str, where: str) -> None:
+    if "\0" in path:
+        raise ConfigError(where, "must not contain a NUL byte")
+    if not path.startswith("/"):
+        raise ConfigError(where, f"must be an absolute path, not {_q(path)}")
+
+
+def _clean_abs(path: str) -> str:
+    """Normalise a container path to an absolute one; a relative path is taken from "/"."""
+    cleaned = posixpath.normpath("/" + path)
+    return "/" + cleaned.lstrip("/")  # normpath keeps a leading "//"
+
+
+class _Obj:
+    """One JSON object being read. Every getter names the full JSON path in its errors.
+
+    Like Go's decoder (which runc and crun use), a JSON null counts as an absent field.
+    """
+
+    __slots__ = ("_data", "path")
+
+    def __init__(self, data: object, path: str, what: str = "must be") -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(path, f"{what} a JSON object")
+        self._data: dict[str, object] = data
+        self.path = path
+
+    def at(self, key: str) -> str:
+        return _key(self.path, key)
+
+    def get(self, key: str) -> object:
+        return self._data.get(key)
+
+    def has(self, key: str) -> bool:
+        return self._data.get(key) is not None
+
+    def req_str(self, key: str) -> str:
+        value = self._data.get(key)
+        if value is None:
+            raise ConfigError(self.at(key), "is required")
+        return _as_str(value, self.at(key))
+
+    def opt_str(self, key: str) -> str | None:
+        """A string, or None when absent or empty (Go's omitempty: "" means unset)."""
+        value = self._data.get(key)
+        if value is None:
+            return None
+        return _as_str(value, self.at(key)) or None
+
+    def flag(self, key: str, default: bool = False) -> bool:
+        value = self._data.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise ConfigError(self.at(key), "must be true or false")
+        return value
+
+    def opt_flag(self, key: str) -> bool | None:
+        return self.flag(key) if self.has(key) else None
+
+    def req_int(self, key: str, rng: _Range) -> int:
+        value = self._data.get(key)
+        if value is None:
+            raise ConfigError(self.at(key), "is required")
+        return _as_int(value, self.at(key), rng)
+
+    def opt_int(self, key: str, rng: _Range) -> int | None:
+        value = self._data.get(key)
+        return None if value is None else _as_int(value, self.at(key), rng)
+
+    def items(self, key: str) -> list[tuple[object, str]]:
+        """The entries of an array field with their paths; an absent array is empty."""
+        value = self._data.get(key)
+        if value is None:
+            return []
+        where = self.at(key)
+        return [(item, _key(where, i)) for i, item in enumerate(_as_list(value, where))]
+
+    def objs(self, key: str) -> list[_Obj]:
+        return [_Obj(item, where) for item, where in self.items(key)]
+
+    def strs(self, key: str) -> tuple[str, ...]:
+        return tuple(_as_str(item, where) for item, where in self.items(key))
+
+    def obj(self, key: str) -> _Obj | None:
+        value = self._data.get(key)
+        return None if value is None else _Obj(value, self.at(key))
+
+    def str_map(self, key: str) -> Mapping[str, str]:
+        value = self._data.get(key)
+        if value is None:
+            return _EMPTY
+        where = self.at(key)
+        if not isinstance(value, dict):
+            raise ConfigError(where, "must be a JSON object of strings")
+        for k, v in value.items():
+            if not k:
+                raise ConfigError(where, "keys must not be empty")
+            _as_str(v, _map_key(where, k))
+        return MappingProxyType(dict(value)) if value else _EMPTY
+
+
+# ============================================================================= process
+
+
+def parse_process(obj: object, field: str = "process") -> Process:
+    """Parse and validate a process object (``process`` in config.json, or exec's --process)."""
+    r = _Obj(obj, field)
+    args = r.strs("args")
+    if not r.has("args"):
+        raise ConfigError(r.at("args"), "is required")
+    if not args:
+        raise ConfigError(r.at("args"), "must not be empty")
+    for i, arg in enumerate(args):
+        if "\0" in arg:
+            raise ConfigError(_key(r.at("args"), i), "must not contain a NUL byte")
+    cwd = r.req_str("cwd")
+    _check_path(cwd, r.at("cwd"))
+    env = r.strs("env")
+    for i, entry in enumerate(env):
+        _check_env(entry, _key(r.at("env"), i))
+    console = r.obj("consoleSize")
+    caps = r.obj("capabilities")
+    user = r.obj("user")
+    return Process(
+        args=args,
+        cwd=cwd,
+        user=_parse_user(user) if user else User(),
+        env=env,
+        terminal=r.flag("terminal"),
+        console_size=(
+            ConsoleSize(
+                height=console.req_int("height", _U16), width=console.req_int("width", _U16)
+            )
+            if console
+            else None
+        ),
+        capabilities=_parse_capabilities(caps) if caps else None,
+        rlimits=_parse_rlimits(r),
+        no_new_privileges=r.flag("noNewPrivileges"),
+        apparmor_profile=r.opt_str("apparmorProfile"),
+        oom_score_adj=r.opt_int("oomScoreAdj", _OOM_SCORE_ADJ),
+        selinux_label=r.opt_str("selinuxLabel"),
+    )
+
+
+def _check_env(entry: str, where: str) -> None:
+    name, eq, _ = entry.partition("=")
+    if not eq:
+        raise ConfigError(where, f"invalid environment variable {_q(entry)}: missing '='")
+    if not name:
+        raise ConfigError(where, f"invalid environment variable {_q(entry)}: empty name")
+    if "\0" in entry:
+        raise ConfigError(where, "must not contain a NUL byte")
+
+
+def _parse_user(r: _Obj) -> User:
+    return User(
+        uid=r.opt_int("uid", _U32) or 0,
+        gid=r.opt_int("gid", _U32) or 0,
+        umask=r.opt_int("umask", _U32),
+        additional_gids=tuple(_as_int(g, where, _U32) for g, where in r.items("additionalGids")),
+        username=r.opt_str("username"),
+    )
+
+
+def _parse_capabilities(r: _Obj) -> Capabilities:
+    sets: dict[str, tuple[str, ...]] = {}
+    for name in ("bounding", "effective", "inheritable", "permitted", "ambient"):
+        values = r.strs(name)
+        for i, cap in enumerate(values):
+            if cap not in CAPABILITIES:
+                raise ConfigError(_key(r.at(name), i), f"unknown capability {_q(cap)}")
+        sets[name] = values
+    return Capabilities(**sets)
+
+
+def _parse_rlimits(process: _Obj) -> tuple[Rlimit, ...]:
+    rlimits: list[Rlimit] = []
+    seen: set[str] = set()
+    for r in process.objs("rlimits"):
+        kind = r.req_str("type")
+        if kind not in RLIMITS:
+            raise ConfigError(r.at("type"), f"unknown rlimit type {_q(kind)}")
+        if kind in seen:
+            raise ConfigError(r.at("type"), f"duplicate rlimit {kind}")
+        seen.add(kind)
+        hard = r.req_int("hard", _U64)
+        soft = r.req_int("soft", _U64)
+        if soft > hard:
+            raise ConfigError(
+                r.at("soft"), f"soft limit {soft} is greater than the hard limit {hard}"
+            )
+        rlimits.append(Rlimit(type=kind, hard=hard, soft=soft))
+    return tuple(rlimits)
+
+
+# ============================================================================= root, mounts, hooks
+
+
+def _parse_root(r: _Obj) -> Root:
+    path = r.req_str("path")
+    if not path:
+        raise ConfigError(r.at("path"), "must not be empty")
+    if "\0" in path:
+        raise ConfigError(r.at("path"), "must not contain a NUL byte")
+    return Root(path=path, readonly=r.flag("readonly"))
+
+
+def _parse_id_mappings(parent: _Obj, key: str) -> tuple[IDMapping, ...]:
+    mappings: list[IDMapping] = []
+    for r in parent.objs(key):
+        container_id = r.req_int("containerID", _U32)
+        host_id = r.req_int("hostID", _U32)
+        size = r.req_int("size", _U32)
+        if size == 0:
+            raise ConfigError(r.at("size"), "must be at least 1")
+        if container_id + size > 2**32 or host_id + size > 2**32:
+            raise ConfigError(r.at("size"), "the mapped range goes past ID 4294967295")
+        mappings.append(IDMapping(container_id=container_id, host_id=host_id, size=size))
+    return tuple(mappings)
+
+
+def _parse_mount(r: _Obj) -> Mount:
+    destination = r.req_str("destination")
+    if not destination:
+        raise ConfigError(r.at("destination"), "must not be empty")
+    if "\0" in destination:
+        raise ConfigError(r.at("destination"), "must not contain a NUL byte")
+    return Mount(
+        # runtime-spec 1.1 says MUST be absolute; like runc, take a relative one from "/".
+        destination=_clean_abs(destination),
+        type=r.opt_str("type"),
+        source=r.opt_str("source"),
+        options=r.strs("options"),
+        uid_mappings=_parse_id_mappings(r, "uidMappings"),
+        gid_mappings=_parse_id_mappings(r, "gidMappings"),
+    )
+
+
+def _parse_hook(r: _Obj) -> Hook:
+    path = r.req_str("path")
+    _check_path(path, r.at("path"))
+    env = r.strs("env")
+    for i, entry in enumerate(env):
+        _check_env(entry, _key(r.at("env"), i))
+    return Hook(path=path, args=r.strs("args"), env=env, timeout=r.opt_int("timeout", _POSITIVE))
+
+
+def _parse_hooks(r: _Obj) -> Hooks:
+    def hooks(key: str) -> tuple[Hook, ...]:
+        return tuple(_parse_hook(h) for h in r.objs(key))
+
+    return Hooks(
+        prestart=hooks("prestart"),
+        create_runtime=hooks("createRuntime"),
+        create_container=hooks("createContainer"),
+        start_container=hooks("startContainer"),
+        poststart=hooks("poststart"),
+        poststop=hooks("poststop"),
+    )
+
+
+# ============================================================================= linux.resources
+
+
+def parse_resources(obj: object, field: str = "") -> Resources:
+    """Parse a LinuxResources object (``linux.resources``, or the file of ``update --resources``).
+
+    ``field`` is the JSON path prefix used in error messages.
+    """
+    r = _Obj(obj, field, "must be" if field else "the resources must be")
+    memory = r.obj("memory")
+    cpu = r.obj("cpu")
+    pids = r.obj("pids")
+    block_io = r.obj("blockIO")
+    return Resources(
+        devices=tuple(_parse_device_rule(d) for d in r.objs("devices")),
+        memory=_parse_memory(memory) if memory else None,
+        cpu=_parse_cpu(cpu) if cpu else None,
+        pids=Pids(limit=pids.req_int("limit", _I64)) if pids else None,
+        block_io=_parse_block_io(block_io) if block_io else None,
+        hugepage_limits=tuple(_parse_hugepage_limit(h) for h in r.objs("hugepageLimits")),
+        unified=_parse_unified(r),
+    )
+
+
+def _device_number(r: _Obj, key: str) -> int | None:
+    """major/minor of a device rule: absent, null or -1 mean any (None)."""
+    value = r.opt_int(key, _I64)
+    if value is None or value == -1:
+        return None
+    if value < 0:
+        raise ConfigError(r.at(key), "must be -1 (any) or a device number of at least 0")
+    return value
+
+
+def _parse_device_rule(r: _Obj) -> DeviceRule:
+    if not r.has("allow"):
+        raise ConfigError(r.at("allow"), "is required")
+    kind = r.opt_str("type") or "a"
+    if kind not in _RULE_DEVICE_TYPES:
+        raise ConfigError(r.at("type"), f'unknown device type {_q(kind)}: want "a", "b" or "c"')
+    access = r.opt_str("access") or "rwm"
+    if not set(access) <= set("rwm"):
+        raise ConfigError(r.at("access"), f'invalid access {_q(access)}: want letters of "rwm"')
+    return DeviceRule(
+        allow=r.flag("allow"),
+        type=kind,
+        major=_device_number(r, "major"),
+        minor=_device_number(r, "minor"),
+        access="".join(c for c in "rwm" if c in access),
+    )
+
+
+def _memory_bytes(r: _Obj, key: str) -> int | None:
+    value = r.opt_int(key, _I64)
+    if value is not None and value < -1:
+        raise ConfigError(r.at(key), "must be -1 (unlimited) or a number of bytes")
+    return value
+
+
+def _parse_memory(r: _Obj) -> Memory:
+    limit = _memory_bytes(r, "limit")
+    swap = _memory_bytes(r, "swap")
+    if limit is not None and swap is not None and limit > 0 and 0 < swap < limit:
+        raise ConfigError(
+            r.at("swap"),
+            f"memory+swap limit {swap} must not be lower than the memory limit {limit}",
+        )
+    return Memory(
+        limit=limit,
+        reservation=_memory_bytes(r, "reservation"),
+        swap=swap,
+        kernel=_memory_bytes(r, "kernel"),
+        kernel_tcp=_memory_bytes(r, "kernelTCP"),
+        swappiness=r.opt_int("swappiness", _SWAPPINESS),
+        disable_oom_killer=r.opt_flag("disableOOMKiller"),
+        use_hierarchy=r.opt_flag("useHierarchy"),
+        check_before_update=r.opt_flag("checkBeforeUpdate"),
+    )
+
+
+def _parse_cpu(r: _Obj) -> CPU:
+    quota = r.opt_int("quota", _I64)
+    if quota is not None and quota < -1:
+        raise ConfigError(r.at("quota"), "must be -1 (unlimited) or a number of microseconds")
+    return CPU(
+        shares=r.opt_int("shares", _U64),
+        quota=quota,
+        burst=r.opt_int("burst", _U64),
+        period=r.opt_int("period", _U64),
+        realtime_runtime=r.opt_int("realtimeRuntime", _I64),
+        realtime_period=r.opt_int("realtimePeriod", _U64),
+        cpus=r.opt_str("cpus"),
+        mems=r.opt_str("mems"),
+        idle=r.opt_int("idle", _CPU_IDLE),
+    )
+
+
+def _parse_block_io(r: _Obj) -> BlockIO:
+    def throttle(key: str) -> tuple[ThrottleDevice, ...]:
+        return tuple(
+            ThrottleDevice(
+                major=d.req_int("major", _I64),
+                minor=d.req_int("minor", _I64),
+                rate=d.req_int("rate", _U64),
+            )
+            for d in r.objs(key)
+        )
+
+    return BlockIO(
+        weight=r.opt_int("weight", _BLKIO_WEIGHT),
+        leaf_weight=r.opt_int("leafWeight", _BLKIO_WEIGHT),
+        weight_device=tuple(
+            WeightDevice(
+                major=d.req_int("major", _I64),
+                minor=d.req_int("minor", _I64),
+                weight=d.opt_int("weight", _BLKIO_WEIGHT),
+                leaf_weight=d.opt_int("leafWeight", _BLKIO_WEIGHT),
+            )
+            for d in r.objs("weightDevice")
+        ),
+        throttle_read_bps_device=throttle("throttleReadBpsDevice"),
+        throttle_write_bps_device=throttle("throttleWriteBpsDevice"),
+        throttle_read_iops_device=throttle("throttleReadIOPSDevice"),
+        throttle_write_iops_device=throttle("throttleWriteIOPSDevice"),
+    )
+
+
+def _parse_hugepage_limit(r: _Obj) -> HugepageLimit:
+    page_size = r.req_str("pageSize")
+    if not _PAGE_SIZE.fullmatch(page_size):
+        raise ConfigError(
+            r.at("pageSize"), f'invalid page size {_q(page_size)}: want e.g. "2MB" or "1GB"'
+        )
+    return HugepageLimit(page_size=page_size, limit=r.req_int("limit", _U64))
+
+
+def _parse_unified(r: _Obj) -> Mapping[str, str]:
+    unified = r.str_map("unified")
+    for key in unified:
+        if "/" in key or key in (".", ".."):
+            raise ConfigError(
+                _map_key(r.at("unified"), key), "must be a cgroup file name (no slashes)"
+            )
+    return unified
+
+
+# ============================================================================= linux
+
+
+def _parse_namespaces(r: _Obj) -> tuple[Namespace, ...]:
+    namespaces: list[Namespace] = []
+    seen: set[str] = set()
+    for ns in r.objs("namespaces"):
+        kind = ns.req_str("type")
+        if kind not in NAMESPACE_TYPES:
+            raise ConfigError(ns.at("type"), f"unknown namespace type {_q(kind)}")
+        if kind in seen:
+            raise ConfigError(ns.at("type"), f"duplicate namespace type {_q(kind)}")
+        seen.add(kind)
+        path = ns.opt_str("path")
+        if path is not None:
+            _check_path(path, ns.at("path"))
+        namespaces.append(Namespace(type=kind, path=path))
+    return tuple(namespaces)
+
+
+def _parse_device(r: _Obj) -> Device:
+    path = r.req_str("path")
+    _check_path(path, r.at("path"))
+    kind = r.req_str("type")
+    if kind not in _DEVICE_TYPES:
+        raise ConfigError(
+            r.at("type"), f'unknown device type {_q(kind)}: want "c", "b", "u" or "p"'
+        )
+    if kind != "p":  # a fifo has no device number
+        for key in ("major", "minor"):
+            if not r.has(key):
+                raise ConfigError(r.at(key), f'is required for a device of type "{kind}"')
+    major = r.opt_int("major", _I64) or 0
+    minor = r.opt_int("minor", _I64) or 0
+    for key, value in (("major", major), ("minor", minor)):
+        if value < 0:
+            raise ConfigError(r.at(key), "must not be negative")
+    return Device(
+        path=path,
+        type=kind,
+        major=major,
+        minor=minor,
+        file_mode=r.opt_int("fileMode", _U32),
+        uid=r.opt_int("uid", _U32),
+        gid=r.opt_int("gid", _U32),
+    )
+
+
+def _parse_seccomp(r: _Obj) -> Seccomp:
+    default_action = r.req_str("defaultAction")
+    if default_action not in _SECCOMP_ACTIONS:
+        raise ConfigError(r.at("defaultAction"), f"unknown seccomp action {_q(default_action)}")
+    if default_action == "SCMP_ACT_NOTIFY":
+        raise ConfigError(r.at("defaultAction"), "SCMP_ACT_NOTIFY cannot be the default action")
+    architectures = r.strs("architectures")
+    for i, arch in enumerate(architectures):
+        if arch not in _SECCOMP_ARCHES:
+            raise ConfigError(
+                _key(r.at("architectures"), i), f"unknown seccomp architecture {_q(arch)}"
+            )
+    flags = r.strs("flags")
+    for i, flag in enumerate(flags):
+        if flag not in _SECCOMP_FLAGS:
+            raise ConfigError(_key(r.at("flags"), i), f"unknown seccomp flag {_q(flag)}")
+    listener_path = r.opt_str("listenerPath")
+    syscalls = tuple(_parse_syscall(s) for s in r.objs("syscalls"))
+    for i, call in enumerate(syscalls):
+        if call.action == "SCMP_ACT_NOTIFY" and listener_path is None:
+            raise ConfigError(
+                _key(_key(r.at("syscalls"), i), "action"),
+                "SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath",
+            )
+    return Seccomp(
+        default_action=default_action,
+        default_errno_ret=r.opt_int("defaultErrnoRet", _U32),
+        architectures=architectures,
+        flags=flags,
+        listener_path=listener_path,
+        listener_metadata=r.opt_str("listenerMetadata"),
+        syscalls=syscalls,
+    )
+
+
+def _parse_syscall(r: _Obj) -> SeccompSyscall:
+    names = r.strs("names")
+    if not names:
+        raise ConfigError(r.at("names"), "must list at least one syscall name")
+    for i, name in enumerate(names):
+        if not name:
+            raise ConfigError(_key(r.at("names"), i), "must not be empty")
+    action = r.req_str("action")
+    if action not in _SECCOMP_ACTIONS:
+        raise ConfigError(r.at("action"), f"unknown seccomp action {_q(action)}")
+    args: list[SeccompArg] = []
+    for a in r.objs("args"):
+        op = a.req_str("op")
+        if op not in _SECCOMP_OPS:
+            raise ConfigError(a.at("op"), f"unknown seccomp operator {_q(op)}")
+        args.append(
+            SeccompArg(
+                index=a.req_int("index", _SECCOMP_ARG_INDEX),
+                value=a.req_int("value", _U64),
+                op=op,
+                value_two=a.opt_int("valueTwo", _U64) or 0,
+            )
+        )
+    return SeccompSyscall(
+        names=names, action=action, errno_ret=r.opt_int("errnoRet", _U32), args=tuple(args)
+    )
+
+
+def _parse_paths(r: _Obj, key: str) -> tuple[str, ...]:
+    paths = r.strs(key)
+    for i, path in enumerate(paths):
+        _check_path(path, _key(r.at(key), i))
+    return paths
+
+
+def _check_sysctl(sysctl: Mapping[str, str], namespaces: tuple[Namespace, ...], where: str) -> None:
+    """Allow only sysctls that live in a namespace the container has (runc's rule)."""
+    kinds = {ns.type for ns in namespaces}
+    for key in sysctl:
+        name = key.replace("/", ".")
+        at = _map_key(where, key)
+        if name in _IPC_SYSCTLS or name.startswith("fs.mqueue."):
+            if "ipc" not in kinds:
+                raise ConfigError(at, "not allowed without an ipc namespace in linux.namespaces")
+        elif name.startswith("net."):
+            if "network" not in kinds:
+                raise ConfigError(at, "not allowed without a network namespace in linux.namespaces")
+        elif name == "kernel.domainname":
+            if "uts" not in kinds:
+                raise ConfigError(at, "not allowed without a uts namespace in linux.namespaces")
+        elif name == "kernel.hostname":
+            raise ConfigError(at, 'not allowed: use the "hostname" field instead')
+        else:
+            raise ConfigError(at, "not allowed: this sysctl is not in a separate kernel namespace")
+
+
+def _parse_linux(r: _Obj) -> Linux:
+    namespaces = _parse_namespaces(r)
+    userns = next((ns for ns in namespaces if ns.type == "user"), None)
+    uid_mappings = _parse_id_mappings(r, "uidMappings")
+    gid_mappings = _parse_id_mappings(r, "gidMappings")
+    if userns is None:
+        for key, mappings in (("uidMappings", uid_mappings), ("gidMappings", gid_mappings)):
+            if mappings:
+                raise ConfigError(
+                    r.at(key), "id mappings need a user namespace in linux.namespaces"
+                )
+    elif userns.path is None and not (uid_mappings and gid_mappings):
+        index = namespaces.index(userns)
+        raise ConfigError(
+            _key(r.at("namespaces"), index),
+            "a new user namespace needs linux.uidMappings and linux.gidMappings",
+        )
+    resources = r.get("resources")
+    rootfs_propagation = r.opt_str("rootfsPropagation")
+    if rootfs_propagation is not None and rootfs_propagation not in _ROOTFS_PROPAGATIONS:
+        raise ConfigError(
+            r.at("rootfsPropagation"), f"unknown propagation {_q(rootfs_propagation)}"
+        )
+    sysctl = r.str_map("sysctl")
+    _check_sysctl(sysctl, namespaces, r.at("sysctl"))
+    seccomp = r.obj("seccomp")
+    personality = r.obj("personality")
+    domain: str | None = None
+    if personality is not None:
+        domain = personality.req_str("domain")
+        if domain not in _PERSONALITY_DOMAINS:
+            raise ConfigError(
+                personality.at("domain"),
+                f'unknown personality domain {_q(domain)}: want "LINUX" or "LINUX32"',
+            )
+        personality.strs("flags")  # none are defined yet; only check the type
+    return Linux(
+        namespaces=namespaces,
+        uid_mappings=uid_mappings,
+        gid_mappings=gid_mappings,
+        devices=tuple(_parse_device(d) for d in r.objs("devices")),
+        cgroups_path=r.opt_str("cgroupsPath"),
+        resources=None if resources is None else parse_resources(resources, r.at("resources")),
+        rootfs_propagation=rootfs_propagation,
+        masked_paths=_parse_paths(r, "maskedPaths"),
+        readonly_paths=_parse_paths(r, "readonlyPaths"),
+        mount_label=r.opt_str("mountLabel"),
+        sysctl=sysctl,
+        seccomp=_parse_seccomp(seccomp) if seccomp else None,
+        personality=domain,
+    )
+
+
+# ============================================================================= the whole spec
+
+
+def _parse_version(r: _Obj) -> str:
+    version = r.req_str("ociVersion")
+    match = _SEMVER.fullmatch(version)
+    if match is None:
+        raise ConfigError("ociVersion", f'{_q(version)} is not a SemVer version such as "1.0.2"')
+    if match.group(1) != "1":
+        raise ConfigError("ociVersion", f"unsupported version {_q(version)}: want 1.x")
+    return version
+
+
+def parse_spec(obj: object) -> Spec:
+    """Parse and validate the decoded JSON of a config.json (runtime-spec 1.0.x and 1.1.x).
+
+    Unknown keys are ignored (the spec allows extensions); a known key of the wrong type is an
+    error. ``root`` may be absent here; ``load_spec`` requires it.
+    """
+    r = _Obj(obj, "", "the config must be")
+    version = _parse_version(r)
+    root = r.obj("root")
+    process = r.get("process")
+    hostname = r.opt_str("hostname")
+    domainname = r.opt_str("domainname")
+    hooks = r.obj("hooks")
+    linux_obj = r.obj("linux")
+    linux = _parse_linux(linux_obj) if linux_obj else None
+    if linux is not None and linux.namespace("uts") is None:
+        for key, value in (("hostname", hostname), ("domainname", domainname)):
+            if value is not None:
+                raise ConfigError(key, f"unable to set {key} without a private UTS namespace")
+    return Spec(
+        oci_version=version,
+        root=_parse_root(root) if root else None,
+        process=None if process is None else parse_process(process, "process"),
+        hostname=hostname,
+        domainname=domainname,
+        mounts=tuple(_parse_mount(m) for m in r.objs("mounts")),
+        hooks=_parse_hooks(hooks) if hooks else None,
+        annotations=r.str_map("annotations"),
+        linux=linux,
+    )
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _is_bind(mount: Mount) -> bool:
+    return mount.type == "bind" or "bind" in mount.options or "rbind" in mount.options
+
+
+def load_spec(bundle: str | os.PathLike[str]) -> Spec:
+    """Read and validate ``<bundle>/config.json``.
+
+    ``root`` is required here, and ``root.path`` comes back absolute (a relative one is taken
+    from the bundle), as does the source of a bind mount given relative to the bundle.
+    """
+    bundle_dir = os.path.abspath(os.fspath(bundle))
+    path = os.path.join(bundle_dir, "config.json")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise ConfigError("config.json", f"open {path}: {exc.strerror or exc}") from None
+    try:
+        obj = json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ConfigError("config.json", "invalid JSON: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise ConfigError("config.json", f"invalid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ConfigError("config.json", "must hold a JSON object")
+    spec = parse_spec(obj)
+    if spec.root is None:
+        raise ConfigError("root", "is required")
+    root_path = os.path.normpath(os.path.join(bundle_dir, spec.root.path))
+    mounts = tuple(
+        replace(m, source=os.path.normpath(os.path.join(bundle_dir, m.source)))
+        if m.source and not m.source.startswith("/") and _is_bind(m)
+        else m
+        for m in spec.mounts
+    )
+    return replace(spec, root=replace(spec.root, path=root_path), mounts=mounts)
+
+
+# ============================================================================= runc spec
+
+
+_DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+
+
+def default_spec() -> dict[str, Any]:
+    """The config.json that ``spec`` writes: a root-ful container running ``sh`` in ./rootfs.
+
+    Modelled on the example runc writes; a fresh dict on every call.
+    """
+    nosuid_noexec_nodev = ["nosuid", "noexec", "nodev"]
+    return {
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": True,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["sh"],
+            "env": [
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "TERM=xterm",
+            ],
+            "cwd": "/",
+            "capabilities": {
+                "bounding": list(_DEFAULT_CAPS),
+                "effective": list(_DEFAULT_CAPS),
+                "permitted": list(_DEFAULT_CAPS),
+            },
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": True,
+        },
+        "root": {"path": "rootfs", "readonly": True},
+        "hostname": "corral",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {
+                "destination": "/dev",
+                "type": "tmpfs",
+                "source": "tmpfs",
+                "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
+            },
+            {
+                "destination": "/dev/pts",
+                "type": "devpts",
+                "source": "devpts",
+                "options": [
+                    "nosuid",
+                    "noexec",
+                    "newinstance",
+                    "ptmxmode=0666",
+                    "mode=0620",
+                    "gid=5",
+                ],
+            },
+            {
+                "destination": "/dev/shm",
+                "type": "tmpfs",
+                "source": "shm",
+                "options": [*nosuid_noexec_nodev, "mode=1777", "size=65536k"],
+            },
+            {
+                "destination": "/dev/mqueue",
+                "type": "mqueue",
+                "source": "mqueue",
+                "options": list(nosuid_noexec_nodev),
+            },
+            {
+                "destination": "/sys",
+                "type": "sysfs",
+                "source": "sysfs",
+                "options": [*nosuid_noexec_nodev, "ro"],
+            },
+            {
+                "destination": "/sys/fs/cgroup",
+                "type": "cgroup",
+                "source": "cgroup",
+                "options": [*nosuid_noexec_nodev, "relatime", "ro"],
+            },
+        ],
+        "linux": {
+            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+            "namespaces": [
+                {"type": kind} for kind in ("pid", "network", "ipc", "uts", "mount", "cgroup")
+            ],
+            "maskedPaths": [
+                "/proc/acpi",
+                "/proc/asound",
+                "/proc/kcore",
+                "/proc/keys",
+                "/proc/latency_stats",
+                "/proc/timer_list",
+                "/proc/timer_stats",
+                "/proc/sched_debug",
+                "/sys/firmware",
+                "/proc/scsi",
+                "/sys/devices/virtual/tpm",
+            ],
+            "readonlyPaths": [
+                "/proc/bus",
+                "/proc/fs",
+                "/proc/irq",
+                "/proc/sys",
+                "/proc/sysrq-trigger",
+            ],
+        },
+    }

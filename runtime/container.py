@@ -1,0 +1,427 @@
+"""Container lifecycle: create, start, state, kill, delete, run, list, pause, resume.
+
+Each operation takes the state root and the container id, works on the on-disk state
+(``runtime.state``) under the container's lock, and leaves the system as it was when it
+fails: a failed create kills what it started, removes the cgroups and the state directory.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from . import cgroups
+from . import config as cfg
+from .errors import ContainerError, CorralError, InvalidState, NotFound, SysError
+from .plan import HostInfo, build_plan, read_cap_last
+from .state import (
+    DEFAULT_ROOT,
+    ContainerState,
+    StateDir,
+    Status,
+    list_ids,
+    process_start_time,
+    write_atomic,
+)
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+@dataclass(frozen=True, slots=True)
+class CreateOptions:
+    root: str = DEFAULT_ROOT
+    pid_file: str | None = None
+    no_pivot: bool = False
+    preserve_fds: int = 0
+    cgroup_root: str = CGROUP_ROOT
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _host_info(mgr: cgroups.CgroupManager, cgroup_root: str) -> HostInfo:
+    """What a `cgroup` mount inside the container shows: the container's own cgroup
+    directory of each hierarchy, under the hierarchy's usual mount name."""
+    if cgroups.detect_layout(cgroup_root) is cgroups.Layout.UNIFIED:
+        return HostInfo(cap_last=read_cap_last(), cgroup_v2=True)
+    mounts: dict[str, str] = {}
+    links: list[tuple[str, str]] = []
+    for path in sorted(set(mgr.paths().values())):
+        rel = os.path.relpath(path, cgroup_root)
+        name = rel.split("/", 1)[0]
+        if name.startswith("..") or name in mounts:
+            continue
+        mounts[name] = path
+        if "," in name:
+            links.extend((part, name) for part in name.split(",") if part not in mounts)
+    return HostInfo(
+        cap_last=read_cap_last(),
+        cgroup_mounts=tuple(sorted(mounts.items())),
+        cgroup_links=tuple(links),
+    )
+
+
+def _resources(spec: cfg.Spec) -> cfg.Resources:
+    res = (spec.linux.resources if spec.linux else None) or cfg.Resources()
+    # The spec's device rules first, then the defaults every container needs (as runc).
+    return cfg.Resources(
+        devices=(*res.devices, *cgroups.DEFAULT_DEVICE_RULES),
+        memory=res.memory,
+        cpu=res.cpu,
+        pids=res.pids,
+        block_io=res.block_io,
+        hugepage_limits=res.hugepage_limits,
+        unified=res.unified,
+    )
+
+
+def _saved_config(spec: cfg.Spec) -> dict[str, object]:
+    return {
+        "process_terminal": bool(spec.process and spec.process.terminal),
+    }
+
+
+def create(
+    cid: str,
+    bundle: str,
+    opts: CreateOptions = CreateOptions(),
+) -> ContainerState:
+    """Create a container: every resource is made, but no user code runs until start."""
+    sd = StateDir(opts.root, cid)
+    bundle = os.path.abspath(bundle)
+    spec = cfg.load_spec(bundle)
+    if sd.exists():
+        raise ContainerError(cid, f"container with id exists: {cid}")
+    linux = spec.linux or cfg.Linux()
+    mgr = cgroups.manager_for(linux.cgroups_path, cid, root=opts.cgroup_root)
+    plan = build_plan(
+        spec,
+        bundle,
+        _host_info(mgr, opts.cgroup_root),
+        no_pivot=opts.no_pivot,
+        preserve_fds=opts.preserve_fds,
+    )
+
+    sd.make()
+    dirfd = -1
+    try:
+        with sd.locked():
+            sd.make_fifo()
+            mgr.create()
+            mgr.apply(_resources(spec))
+            dirfd = os.open(sd.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            from . import _sys  # the C core: only commands that spawn pay for loading it
+
+            pid = _sys.spawn(
+                plan,
+                start=(dirfd, "exec.fifo"),
+                place=mgr.add_pid,
+            )
+            try:
+                start_time = process_start_time(pid)
+                st = ContainerState(
+                    id=cid,
+                    bundle=bundle,
+                    rootfs=spec.root.path if spec.root else "",
+                    pid=pid,
+                    pid_start=start_time or 0,
+                    created=_now(),
+                    oci_version=spec.oci_version,
+                    owner="",
+                    annotations=dict(spec.annotations),
+                    cgroup_paths=mgr.paths(),
+                    config=_saved_config(spec),
+                )
+                sd.save(st)
+                if opts.pid_file:
+                    write_atomic(os.path.abspath(opts.pid_file), f"{pid}".encode(), 0o644)
+            except BaseException:
+                _kill_wait(pid, 0)
+                raise
+    except BaseException:
+        if dirfd >= 0:
+            os.close(dirfd)
+            dirfd = -1
+        _destroy_cgroup(mgr)
+        sd.remove()
+        raise
+    finally:
+        if dirfd >= 0:
+            os.close(dirfd)
+    return st
+
+
+def _destroy_cgroup(mgr: cgroups.CgroupManager) -> None:
+    try:
+        mgr.kill_all(signal.SIGKILL)
+    except CorralError:
+        pass
+    mgr.destroy()
+
+
+def _alive(st: ContainerState) -> bool:
+    return st.pid > 0 and process_start_time(st.pid) == st.pid_start
+
+
+def status_of(sd: StateDir, st: ContainerState) -> Status:
+    if not _alive(st):
+        return Status.STOPPED
+    if os.path.exists(sd.fifo):
+        return Status.CREATED
+    mgr = _manager(st)
+    if mgr is not None and mgr.is_frozen():
+        return Status.PAUSED
+    return Status.RUNNING
+
+
+def _manager(st: ContainerState) -> cgroups.CgroupManager | None:
+    if not st.cgroup_paths:
+        return None
+    return cgroups.manager_from_paths(st.cgroup_paths)
+
+
+def state(cid: str, root: str = DEFAULT_ROOT) -> dict[str, object]:
+    """The OCI state of a container, in the shape runc prints."""
+    sd = StateDir(root, cid)
+    st = sd.load()
+    status = status_of(sd, st)
+    out: dict[str, object] = {
+        "ociVersion": st.oci_version,
+        "id": st.id,
+        "pid": st.pid if status is not Status.STOPPED else 0,
+        "status": str(status),
+        "bundle": st.bundle,
+        "rootfs": st.rootfs,
+        "created": st.created,
+        "annotations": st.annotations,
+        "owner": st.owner,
+    }
+    mgr = _manager(st)
+    if mgr is not None and mgr.exists():
+        # An extra property (the spec allows them): the kernel OOM-killed a process of it.
+        out["oomKilled"] = mgr.oom_killed() > 0
+    return out
+
+
+def start(cid: str, root: str = DEFAULT_ROOT) -> None:
+    """Let a created container's process exec its command."""
+    sd = StateDir(root, cid)
+    with sd.locked():
+        st = sd.load()
+        status = status_of(sd, st)
+        if not status.can_start:
+            if status is Status.STOPPED and os.path.exists(sd.fifo):
+                raise InvalidState(cid, f"cannot start container {cid}: its process has exited")
+            raise InvalidState(cid, f"cannot start a container that is {status}: {cid}")
+        _release(sd, st)
+
+
+def _release(sd: StateDir, st: ContainerState) -> None:
+    try:
+        fd = os.open(sd.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise SysError(f"open {sd.fifo}", e.errno or errno.EIO) from None
+    try:
+        # Our open lets the process's blocking open(O_WRONLY) finish; it then writes one byte.
+        while True:
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if ready and os.read(fd, 1):
+                break
+            if not _alive(st):
+                raise InvalidState(st.id, f"cannot start container {st.id}: its process has exited")
+    finally:
+        os.close(fd)
+    os.unlink(sd.fifo)
+
+
+def parse_signal(sig: str | int) -> int:
+    if isinstance(sig, int):
+        return sig
+    s = sig.strip().upper()
+    if s.isdigit():
+        return int(s)
+    if not s.startswith("SIG"):
+        s = "SIG" + s
+    try:
+        return int(signal.Signals[s])
+    except KeyError:
+        raise ConfigError("signal", f"unknown signal {sig!r}") from None
+
+
+def kill(cid: str, sig: str | int = "SIGTERM", *, all_procs: bool = False, root: str = DEFAULT_ROOT) -> None:
+    signum = parse_signal(sig)
+    sd = StateDir(root, cid)
+    with sd.locked():
+        st = sd.load()
+        status = status_of(sd, st)
+        if not status.can_kill:
+            raise InvalidState(cid, "container not running")
+        mgr = _manager(st)
+        if all_procs and mgr is not None:
+            mgr.kill_all(signum)
+            if status is Status.PAUSED:
+                mgr.thaw()
+            return
+        try:
+            os.kill(st.pid, signum)
+        except ProcessLookupError:
+            raise InvalidState(cid, "container not running") from None
+
+
+def _kill_wait(pid: int, pid_start: int, timeout: float = 10.0) -> None:
+    """SIGKILL ``pid`` and wait until it is gone (reaping it if it is our child)."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return
+        except ChildProcessError:
+            start_time = process_start_time(pid)
+            if start_time is None or (pid_start and start_time != pid_start):
+                return
+        time.sleep(0.005)
+
+
+def delete(cid: str, *, force: bool = False, root: str = DEFAULT_ROOT) -> None:
+    """Remove a stopped (or never started) container; with force, kill it first."""
+    sd = StateDir(root, cid)
+    try:
+        lock = sd.locked()
+        lock.__enter__()
+    except NotFound:
+        if force:
+            return
+        raise
+    try:
+        try:
+            st = sd.load()
+        except NotFound:
+            if force:
+                sd.remove()
+                return
+            raise
+        status = status_of(sd, st)
+        if not status.can_delete and not force:
+            raise InvalidState(cid, f"cannot delete container {cid} that is not stopped: {status}")
+        mgr = _manager(st)
+        if status is not Status.STOPPED:
+            if mgr is not None and status is Status.PAUSED:
+                mgr.kill_all(signal.SIGKILL)
+                mgr.thaw()
+            _kill_wait(st.pid, st.pid_start)
+        if mgr is not None:
+            _destroy_cgroup(mgr)
+        sd.remove()
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def pause(cid: str, root: str = DEFAULT_ROOT) -> None:
+    sd = StateDir(root, cid)
+    with sd.locked():
+        st = sd.load()
+        status = status_of(sd, st)
+        if not status.can_pause:
+            raise InvalidState(cid, f"container not running: {cid} is {status}")
+        mgr = _manager(st)
+        if mgr is None:
+            raise InvalidState(cid, "container has no cgroup to freeze")
+        mgr.freeze()
+
+
+def resume(cid: str, root: str = DEFAULT_ROOT) -> None:
+    sd = StateDir(root, cid)
+    with sd.locked():
+        st = sd.load()
+        status = status_of(sd, st)
+        if status is not Status.PAUSED:
+            raise InvalidState(cid, f"container not paused: {cid} is {status}")
+        mgr = _manager(st)
+        assert mgr is not None
+        mgr.thaw()
+
+
+def list_containers(root: str = DEFAULT_ROOT) -> list[dict[str, object]]:
+    out = []
+    for cid in list_ids(root):
+        try:
+            out.append(state(cid, root))
+        except NotFound:
+            continue
+    return out
+
+
+_FORWARDED = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGWINCH,
+)
+
+
+def wait_exit(pid: int) -> int:
+    """Wait for our child ``pid``; return its exit code (128+N when killed by signal N)."""
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+        except InterruptedError:
+            continue
+        if os.WIFSIGNALED(status):
+            return 128 + os.WTERMSIG(status)
+        if os.WIFEXITED(status):
+            return os.WEXITSTATUS(status)
+
+
+def run(
+    cid: str,
+    bundle: str,
+    opts: CreateOptions = CreateOptions(),
+    *,
+    detach: bool = False,
+    keep: bool = False,
+    on_started: Callable[[ContainerState], None] | None = None,
+) -> int:
+    """create + start (+ wait + delete unless detached): returns the exit code."""
+    st = create(cid, bundle, opts)
+    try:
+        start(cid, opts.root)
+    except BaseException:
+        delete(cid, force=True, root=opts.root)
+        raise
+    if on_started:
+        on_started(st)
+    if detach:
+        return 0
+    previous = {}
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.kill(st.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for s in _FORWARDED:
+        previous[s] = signal.signal(s, forward)
+    try:
+        code = wait_exit(st.pid)
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        if not keep:
+            delete(cid, force=True, root=opts.root)
+    return code

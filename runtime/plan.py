@@ -1,0 +1,414 @@
+"""The spawn plan: everything the C spawn path does, fully decided in Python.
+
+``SpawnPlan`` is plain data; ``runtime._sys.spawn`` hands it to C. Building it from a
+``Spec`` (``build_plan``) is pure and unit-tested without root.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+from dataclasses import dataclass
+from enum import IntEnum
+
+from . import config as cfg
+from .errors import ConfigError
+
+CLONE_NEWTIME = 0x00000080
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+NS_FLAGS: dict[str, int] = {
+    "mount": CLONE_NEWNS,
+    "uts": CLONE_NEWUTS,
+    "ipc": CLONE_NEWIPC,
+    "network": CLONE_NEWNET,
+    "pid": CLONE_NEWPID,
+    "user": CLONE_NEWUSER,
+    "cgroup": CLONE_NEWCGROUP,
+    "time": CLONE_NEWTIME,
+}
+
+# setns() order: the user namespace first, so the others are joined with its privileges.
+_JOIN_ORDER = {
+    flag: i
+    for i, flag in enumerate(
+        (CLONE_NEWUSER, CLONE_NEWIPC, CLONE_NEWUTS, CLONE_NEWNET, CLONE_NEWPID, CLONE_NEWNS,
+         CLONE_NEWCGROUP, CLONE_NEWTIME)
+    )
+}
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class OpKind(IntEnum):
+    MOUNT = 1
+    MKNOD = 2
+    SYMLINK = 3
+    MASK = 4
+    READONLY = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    kind: OpKind
+    dest: str
+    source: str | None = None
+    fstype: str | None = None
+    flags: int = 0
+    data: str | None = None
+    remount_ro: bool = False
+    remount_flags: int = 0
+    propagation: tuple[int, ...] = ()
+    dest_is_file: bool = False
+    mkdest: bool = True
+    mode: int = 0
+    dev: int = 0
+    uid: int = -1
+    gid: int = -1
+    after_pivot: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CapSets:
+    bounding: int
+    effective: int
+    permitted: int
+    inheritable: int
+    ambient: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpawnPlan:
+    argv: tuple[str, ...]
+    env: tuple[str, ...]
+    cwd: str = "/"
+    clone_flags: int = 0
+    new_userns: bool = False
+    new_cgroupns: bool = False
+    new_timens: bool = False
+    join: tuple[tuple[str, int], ...] = ()  # (namespace path, CLONE_NEW*), user first
+    uid_map: str = ""
+    gid_map: str = ""
+    rootfs: str | None = None
+    no_pivot: bool = False
+    readonly_root: bool = False
+    root_propagation: int = 0
+    rootfs_propagation: int = 0
+    ops: tuple[Op, ...] = ()
+    hostname: str | None = None
+    domainname: str | None = None
+    lo_up: bool = True
+    sysctls: tuple[tuple[str, str], ...] = ()
+    rlimits: tuple[tuple[int, int, int], ...] = ()  # (resource, soft, hard)
+    oom_score_adj: int | None = None
+    umask: int | None = None
+    uid: int = 0
+    gid: int = 0
+    groups: tuple[int, ...] | None = None
+    caps: CapSets | None = None
+    cap_last: int = 40
+    no_new_privs: bool = False
+    preserve_fds: int = 0
+
+
+# ----------------------------------------------------------------------------- builder
+
+
+@dataclass(frozen=True, slots=True)
+class HostInfo:
+    """Facts about the host the plan depends on; injected so tests need no root."""
+
+    cap_last: int = 40
+    # v1: [(hierarchy dir name under /sys/fs/cgroup, host dir of the container's cgroup)]
+    # v2: [("", host dir)] ; used for a `cgroup` mount in the container.
+    cgroup_mounts: tuple[tuple[str, str], ...] = ()
+    cgroup_v2: bool = False
+    # symlinks next to v1 hierarchies, e.g. ("cpu", "cpu,cpuacct")
+    cgroup_links: tuple[tuple[str, str], ...] = ()
+
+
+def read_cap_last(path: str = "/proc/sys/kernel/cap_last_cap") -> int:
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except OSError:
+        return 40
+
+
+# Default device nodes every container gets (runtime-spec "Default Devices").
+DEFAULT_DEVICES: tuple[tuple[str, int, int], ...] = (
+    ("/dev/null", 1, 3),
+    ("/dev/zero", 1, 5),
+    ("/dev/full", 1, 7),
+    ("/dev/random", 1, 8),
+    ("/dev/urandom", 1, 9),
+    ("/dev/tty", 5, 0),
+)
+
+DEFAULT_SYMLINKS: tuple[tuple[str, str], ...] = (
+    ("/proc/self/fd", "/dev/fd"),
+    ("/proc/self/fd/0", "/dev/stdin"),
+    ("/proc/self/fd/1", "/dev/stdout"),
+    ("/proc/self/fd/2", "/dev/stderr"),
+    ("/proc/kcore", "/dev/core"),
+)
+
+
+def _clean_dest(dest: str) -> str:
+    return posixpath.normpath("/" + dest.lstrip("/"))
+
+
+def _mount_ops(
+    spec: cfg.Spec, bundle: str, host: HostInfo, userns: bool
+) -> tuple[list[Op], set[str]]:
+    ops: list[Op] = []
+    dests: set[str] = set()
+    for i, m in enumerate(spec.mounts):
+        where = f"mounts[{i}]"
+        dest = _clean_dest(m.destination)
+        dests.add(dest)
+        opts = cfg.parse_mount_options(m.options)
+        kind = m.type or ("bind" if opts.bind else None)
+        if kind == "cgroup" or kind == "cgroup2":
+            ops.extend(_cgroup_ops(dest, opts, host))
+            continue
+        source = m.source
+        dest_is_file = False
+        flags = opts.flags
+        if opts.bind:
+            if not source:
+                raise ConfigError(f"{where}.source", "a bind mount needs a source")
+            if not source.startswith("/"):
+                source = os.path.join(bundle, source)
+            try:
+                st = os.stat(source)
+            except OSError as e:
+                raise ConfigError(
+                    f"{where}.source", f"stat {source}: {os.strerror(e.errno or 0)}"
+                ) from None
+            dest_is_file = not stat.S_ISDIR(st.st_mode)
+            flags = (flags & ~cfg.MS_RDONLY) | cfg.MS_BIND
+            if opts.recursive_bind:
+                flags |= cfg.MS_REC
+        elif not kind:
+            raise ConfigError(f"{where}.type", "a mount needs a type unless it is a bind mount")
+        if kind == "sysfs" and userns and not (spec.linux and spec.linux.namespace("network")):
+            # sysfs of the host's network namespace cannot be mounted in a user namespace.
+            ops.append(
+                Op(OpKind.MOUNT, dest, source="/sys", flags=cfg.MS_BIND | cfg.MS_REC,
+                   remount_ro=opts.readonly, remount_flags=opts.flags & ~cfg.MS_RDONLY)
+            )
+            continue
+        ops.append(
+            Op(
+                OpKind.MOUNT,
+                dest,
+                source=source or kind,
+                fstype=None if opts.bind else kind,
+                flags=flags,
+                data=opts.data or None,
+                remount_ro=opts.bind and opts.readonly,
+                remount_flags=(opts.flags & ~cfg.MS_RDONLY) if opts.bind else 0,
+                propagation=opts.propagation,
+                dest_is_file=dest_is_file,
+            )
+        )
+    return ops, dests
+
+
+def _cgroup_ops(dest: str, opts: cfg.MountOptions, host: HostInfo) -> list[Op]:
+    """A `cgroup` mount: cgroup2 on a unified host; on v1, a tmpfs holding a bind of the
+    container's own cgroup directory of each hierarchy (what runc does without cgroupns)."""
+    base_flags = opts.flags & ~(cfg.MS_RDONLY | cfg.MS_BIND | cfg.MS_REC)
+    if host.cgroup_v2:
+        return [Op(OpKind.MOUNT, dest, source="cgroup", fstype="cgroup2", flags=opts.flags)]
+    ops = [
+        Op(OpKind.MOUNT, dest, source="tmpfs", fstype="tmpfs", flags=base_flags, data="mode=755")
+    ]
+    for name, hostdir in host.cgroup_mounts:
+        ops.append(
+            Op(
+                OpKind.MOUNT,
+                posixpath.join(dest, name),
+                source=hostdir,
+                flags=cfg.MS_BIND | cfg.MS_REC,
+                remount_ro=opts.readonly,
+                remount_flags=base_flags,
+            )
+        )
+    for link, target in host.cgroup_links:
+        ops.append(Op(OpKind.SYMLINK, posixpath.join(dest, link), source=target))
+    if opts.readonly:
+        ops.append(
+            Op(
+                OpKind.MOUNT,
+                dest,
+                flags=cfg.MS_REMOUNT | cfg.MS_RDONLY | base_flags,
+                data="mode=755",
+                mkdest=False,
+            )
+        )
+    return ops
+
+
+def _device_ops(spec: cfg.Spec, dests: set[str]) -> list[Op]:
+    ops: list[Op] = []
+    seen: set[str] = set()
+    linux = spec.linux
+    for dev in linux.devices if linux else ():
+        path = _clean_dest(dev.path)
+        seen.add(path)
+        kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[
+            dev.type
+        ]
+        mode = kind | ((dev.file_mode if dev.file_mode is not None else 0o666) & 0o7777)
+        ops.append(
+            Op(
+                OpKind.MKNOD,
+                path,
+                source=path if dev.type != "p" else None,
+                mode=mode,
+                dev=os.makedev(dev.major, dev.minor),
+                uid=dev.uid if dev.uid is not None else -1,
+                gid=dev.gid if dev.gid is not None else -1,
+            )
+        )
+    if "/dev" not in dests:
+        # Without a /dev mount the rootfs's own /dev is used as it is (runc does the same).
+        return ops
+    for path, major, minor in DEFAULT_DEVICES:
+        if path in seen:
+            continue
+        ops.append(
+            Op(OpKind.MKNOD, path, source=path, mode=stat.S_IFCHR | 0o666,
+               dev=os.makedev(major, minor))
+        )
+    for target, link in DEFAULT_SYMLINKS:
+        ops.append(Op(OpKind.SYMLINK, link, source=target))
+    if "/dev/pts" in dests:
+        ops.append(Op(OpKind.SYMLINK, "/dev/ptmx", source="pts/ptmx"))
+    return ops
+
+
+def _caps(spec_caps: cfg.Capabilities) -> CapSets:
+    def mask(names: tuple[str, ...]) -> int:
+        m = 0
+        for n in names:
+            m |= 1 << cfg.CAPABILITIES[n]
+        return m
+
+    return CapSets(
+        bounding=mask(spec_caps.bounding),
+        effective=mask(spec_caps.effective),
+        permitted=mask(spec_caps.permitted),
+        inheritable=mask(spec_caps.inheritable),
+        ambient=mask(spec_caps.ambient),
+    )
+
+
+def _id_map(mappings: tuple[cfg.IDMapping, ...]) -> str:
+    return "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in mappings)
+
+
+def build_plan(
+    spec: cfg.Spec,
+    bundle: str,
+    host: HostInfo,
+    *,
+    no_pivot: bool = False,
+    preserve_fds: int = 0,
+) -> SpawnPlan:
+    """Decide every step of the container's setup from a validated spec."""
+    if spec.process is None:
+        raise ConfigError("process", "is required to create a container")
+    if spec.root is None:
+        raise ConfigError("root", "is required to create a container")
+    linux = spec.linux or cfg.Linux()
+    proc = spec.process
+
+    clone_flags = 0
+    join: list[tuple[str, int]] = []
+    new_userns = new_cgroupns = new_timens = False
+    for ns in linux.namespaces:
+        flag = NS_FLAGS[ns.type]
+        if ns.path:
+            join.append((ns.path, flag))
+        elif ns.type == "user":
+            new_userns = True
+        elif ns.type == "cgroup":
+            new_cgroupns = True
+        elif ns.type == "time":
+            new_timens = True
+        else:
+            clone_flags |= flag
+    join.sort(key=lambda j: _JOIN_ORDER[j[1]])
+    if not clone_flags & CLONE_NEWNS and not any(f == CLONE_NEWNS for _, f in join):
+        raise ConfigError("linux.namespaces", "a mount namespace is required")
+    userns = new_userns or any(f == CLONE_NEWUSER for _, f in join)
+
+    ops, dests = _mount_ops(spec, bundle, host, userns)
+    ops.extend(_device_ops(spec, dests))
+    for path in linux.masked_paths:
+        ops.append(Op(OpKind.MASK, _clean_dest(path), after_pivot=True))
+    for path in linux.readonly_paths:
+        ops.append(Op(OpKind.READONLY, _clean_dest(path), after_pivot=True))
+
+    env = proc.env
+    if not any(e.startswith("PATH=") for e in env):
+        env = (*env, f"PATH={DEFAULT_PATH}")
+    if not any(e.startswith("HOME=") for e in env):
+        env = (*env, "HOME=/root" if proc.user.uid == 0 else "HOME=/")
+
+    root_prop = cfg.MS_SLAVE | cfg.MS_REC
+    rootfs_prop = 0
+    if linux.rootfs_propagation:
+        prop = cfg.parse_mount_options((linux.rootfs_propagation,)).propagation
+        rootfs_prop = prop[0] if prop else 0
+        if rootfs_prop & (cfg.MS_SHARED | cfg.MS_SLAVE):
+            # A shared or slave rootfs needs the host side to stay shared/slave, not private.
+            root_prop = cfg.MS_SLAVE | cfg.MS_REC
+
+    sysctls = tuple(
+        ("/proc/sys/" + key.replace(".", "/"), value) for key, value in linux.sysctl.items()
+    )
+    rlimits = tuple((cfg.RLIMITS[r.type], r.soft, r.hard) for r in proc.rlimits)
+
+    return SpawnPlan(
+        argv=proc.args,
+        env=env,
+        cwd=proc.cwd,
+        clone_flags=clone_flags,
+        new_userns=new_userns,
+        new_cgroupns=new_cgroupns,
+        new_timens=new_timens,
+        join=tuple(join),
+        uid_map=_id_map(linux.uid_mappings) if new_userns else "",
+        gid_map=_id_map(linux.gid_mappings) if new_userns else "",
+        rootfs=spec.root.path,
+        no_pivot=no_pivot,
+        readonly_root=spec.root.readonly,
+        root_propagation=root_prop,
+        rootfs_propagation=rootfs_prop,
+        ops=tuple(ops),
+        hostname=spec.hostname,
+        domainname=spec.domainname,
+        lo_up=True,
+        sysctls=sysctls,
+        rlimits=rlimits,
+        oom_score_adj=proc.oom_score_adj,
+        umask=proc.user.umask,
+        uid=proc.user.uid,
+        gid=proc.user.gid,
+        groups=proc.user.additional_gids,
+        caps=_caps(proc.capabilities) if proc.capabilities is not None else None,
+        cap_last=host.cap_last,
+        no_new_privs=proc.no_new_privileges,
+        preserve_fds=preserve_fds,
+    )

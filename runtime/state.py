@@ -1,0 +1,188 @@
+"""On-disk container state: no daemon is needed to know what exists.
+
+A container is a directory ``<root>/<id>`` holding ``state.json`` (written atomically:
+temp file, fsync, rename, fsync of the directory) and, between create and start, the
+``exec.fifo`` its process waits on. The status is derived, never stored: the process's
+liveness (pid plus its start time, so a reused pid is not mistaken for the container),
+the fifo's existence and the freezer say what it is now.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import fcntl
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+
+from .errors import AlreadyExists, ConfigError, NotFound, SysError
+
+DEFAULT_ROOT = "/run/corral-oci"
+STATE_FILE = "state.json"
+FIFO = "exec.fifo"
+
+_ID_RE = re.compile(r"^[\w+\-.]+$")
+
+
+class Status(enum.StrEnum):
+    CREATING = "creating"
+    CREATED = "created"
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+
+    @property
+    def can_start(self) -> bool:
+        return self is Status.CREATED
+
+    @property
+    def can_kill(self) -> bool:
+        return self in (Status.CREATED, Status.RUNNING, Status.PAUSED)
+
+    @property
+    def can_delete(self) -> bool:
+        return self in (Status.STOPPED, Status.CREATED)
+
+    @property
+    def can_pause(self) -> bool:
+        return self is Status.RUNNING
+
+
+@dataclass(slots=True)
+class ContainerState:
+    id: str
+    bundle: str
+    rootfs: str
+    pid: int
+    pid_start: int  # /proc/<pid>/stat field 22, to detect pid reuse
+    created: str  # RFC 3339
+    oci_version: str
+    owner: str = ""
+    annotations: dict[str, str] = field(default_factory=dict)
+    cgroup_paths: dict[str, str] = field(default_factory=dict)
+    config: dict[str, object] = field(default_factory=dict)  # what later commands need
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ContainerState:
+        data = json.loads(text)
+        return cls(**data)
+
+
+def validate_id(cid: str) -> None:
+    if not cid or cid in (".", "..") or not _ID_RE.match(cid) or len(cid) > 1024:
+        raise ConfigError("id", f"invalid container id {cid!r}: use letters, digits, _ + - .")
+
+
+def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
+    """Write ``path`` so that readers see the old content or the new one, never a part."""
+    d = os.path.dirname(path) or "."
+    tmp = os.path.join(d, f".{os.path.basename(path)}.tmp{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+    try:
+        os.rename(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def process_start_time(pid: int) -> int | None:
+    """Start time of ``pid`` in clock ticks, or None if it is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # The command name may contain spaces and parentheses: split after the last ')'.
+    fields = data[data.rfind(b")") + 2 :].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+class StateDir:
+    """The directory of one container under the state root."""
+
+    def __init__(self, root: str, cid: str) -> None:
+        validate_id(cid)
+        self.root = root
+        self.id = cid
+        self.path = os.path.join(root, cid)
+
+    @property
+    def fifo(self) -> str:
+        return os.path.join(self.path, FIFO)
+
+    def exists(self) -> bool:
+        return os.path.isfile(os.path.join(self.path, STATE_FILE))
+
+    def make(self) -> None:
+        os.makedirs(self.root, mode=0o711, exist_ok=True)
+        try:
+            os.mkdir(self.path, 0o711)
+        except FileExistsError:
+            raise AlreadyExists(self.id) from None
+
+    def make_fifo(self) -> None:
+        os.mkfifo(self.fifo, 0o622)
+        # mkfifo honours the umask; the container user, whoever it is, must be able to write.
+        os.chmod(self.fifo, 0o622)
+
+    def load(self) -> ContainerState:
+        try:
+            with open(os.path.join(self.path, STATE_FILE)) as f:
+                return ContainerState.from_json(f.read())
+        except FileNotFoundError:
+            raise NotFound(self.id) from None
+        except (ValueError, TypeError) as e:
+            raise SysError(f"read state of {self.id}", errno.EINVAL, f"corrupt state: {e}") from None
+
+    def save(self, st: ContainerState) -> None:
+        write_atomic(os.path.join(self.path, STATE_FILE), st.to_json().encode())
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Serialise operations on one container (create/start/kill/delete)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise NotFound(self.id) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+
+def list_ids(root: str) -> list[str]:
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if os.path.isfile(os.path.join(root, n, STATE_FILE)))
