@@ -22,8 +22,12 @@ ffibuilder.cdef(_cdef())
 ffibuilder.set_source(
     "runtime._corral",
     '#include "corral.h"',
-    sources=[str((HERE / s).relative_to(Path.cwd())) if Path.cwd() in (HERE / s).parents
-             else str(HERE / s) for s in SOURCES],
+    sources=[
+        str((HERE / s).relative_to(Path.cwd()))
+        if Path.cwd() in (HERE / s).parents
+        else str(HERE / s)
+        for s in SOURCES
+    ],
     include_dirs=[str(HERE)],
     extra_compile_args=["-std=c11", "-Wall", "-Wextra", "-Werror", "-O2"],
 )

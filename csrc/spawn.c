@@ -303,6 +303,12 @@ static int do_mknod(struct child *c, int rootfd, const struct corral_op *op)
         return fail(c, -ret, "unlink(%s)", op->dest);
     }
     if (mknodat(dirfd, base, op->mode, (dev_t)op->dev) == 0) {
+        /* mknod honours the umask; the node must have exactly the mode asked for. */
+        if (fchmodat(dirfd, base, op->mode & 07777, 0) < 0) {
+            ret = -errno;
+            close(dirfd);
+            return fail(c, -ret, "chmod(%s)", op->dest);
+        }
         if (op->uid >= 0 || op->gid >= 0) {
             if (fchownat(dirfd, base, (uid_t)op->uid, (gid_t)op->gid, AT_SYMLINK_NOFOLLOW) < 0) {
                 ret = -errno;
@@ -522,6 +528,10 @@ static int setup_rootfs(struct child *c)
     if (rootfd < 0)
         return fail(c, errno, "open(/)%s", NULL);
     ret = run_ops(c, rootfd, 1);
+    /* Like runc, create a missing cwd while the root may still be written; when that is
+     * impossible the chdir later fails and names the directory. */
+    if (ret == 0 && p->cwd && p->cwd[0] == '/')
+        (void)mkdir_in_root(rootfd, p->cwd, 0);
     close(rootfd);
     if (ret < 0)
         return ret;

@@ -1315,11 +1315,45 @@ def load_spec(bundle: str | os.PathLike[str]) -> Spec:
 _DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
 
 
-def default_spec() -> dict[str, Any]:
-    """The config.json that ``spec`` writes: a root-ful container running ``sh`` in ./rootfs.
+def default_spec(rootless: bool = False) -> dict[str, Any]:
+    """The config.json that ``spec`` writes: a container running ``sh`` in ./rootfs.
 
-    Modelled on the example runc writes; a fresh dict on every call.
+    Modelled on the example runc writes; a fresh dict on every call. ``rootless`` gives the
+    variant for an unprivileged user: a user namespace mapping root inside to the caller,
+    the host's network, a read-only rbind of /sys, and no cgroup mount or resources.
     """
+    spec = _default_spec()
+    if rootless:
+        _make_rootless(spec)
+    return spec
+
+
+def _make_rootless(spec: dict[str, Any]) -> None:
+    linux = spec["linux"]
+    kinds = [ns["type"] for ns in linux["namespaces"] if ns["type"] not in ("network", "cgroup")]
+    linux["namespaces"] = [{"type": kind} for kind in [*kinds, "user"]]
+    linux["uidMappings"] = [{"containerID": 0, "hostID": os.getuid(), "size": 1}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": os.getgid(), "size": 1}]
+    linux.pop("resources", None)
+    mounts = []
+    for m in spec["mounts"]:
+        if m["destination"] == "/sys/fs/cgroup":
+            continue
+        if m["destination"] == "/sys":
+            m = {
+                "destination": "/sys",
+                "type": "none",
+                "source": "/sys",
+                "options": ["rbind", "nosuid", "noexec", "nodev", "ro"],
+            }
+        opts = m.get("options")
+        if opts is not None:
+            m["options"] = [o for o in opts if not o.startswith("gid=")]
+        mounts.append(m)
+    spec["mounts"] = mounts
+
+
+def _default_spec() -> dict[str, Any]:
     nosuid_noexec_nodev = ["nosuid", "noexec", "nodev"]
     return {
         "ociVersion": "1.0.2",

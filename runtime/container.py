@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from . import cgroups
 from . import config as cfg
-from .errors import ContainerError, CorralError, InvalidState, NotFound, SysError
+from .errors import ConfigError, ContainerError, CorralError, InvalidState, NotFound, SysError
 from .plan import HostInfo, build_plan, read_cap_last
 from .state import (
     DEFAULT_ROOT,
@@ -255,7 +255,9 @@ def parse_signal(sig: str | int) -> int:
         raise ConfigError("signal", f"unknown signal {sig!r}") from None
 
 
-def kill(cid: str, sig: str | int = "SIGTERM", *, all_procs: bool = False, root: str = DEFAULT_ROOT) -> None:
+def kill(
+    cid: str, sig: str | int = "SIGTERM", *, all_procs: bool = False, root: str = DEFAULT_ROOT
+) -> None:
     signum = parse_signal(sig)
     sd = StateDir(root, cid)
     with sd.locked():

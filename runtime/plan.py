@@ -39,8 +39,16 @@ NS_FLAGS: dict[str, int] = {
 _JOIN_ORDER = {
     flag: i
     for i, flag in enumerate(
-        (CLONE_NEWUSER, CLONE_NEWIPC, CLONE_NEWUTS, CLONE_NEWNET, CLONE_NEWPID, CLONE_NEWNS,
-         CLONE_NEWCGROUP, CLONE_NEWTIME)
+        (
+            CLONE_NEWUSER,
+            CLONE_NEWIPC,
+            CLONE_NEWUTS,
+            CLONE_NEWNET,
+            CLONE_NEWPID,
+            CLONE_NEWNS,
+            CLONE_NEWCGROUP,
+            CLONE_NEWTIME,
+        )
     )
 }
 
@@ -182,7 +190,8 @@ def _mount_ops(
         source = m.source
         dest_is_file = False
         flags = opts.flags
-        if opts.bind:
+        is_bind = opts.bind or kind == "bind"
+        if is_bind:
             if not source:
                 raise ConfigError(f"{where}.source", "a bind mount needs a source")
             if not source.startswith("/"):
@@ -202,8 +211,14 @@ def _mount_ops(
         if kind == "sysfs" and userns and not (spec.linux and spec.linux.namespace("network")):
             # sysfs of the host's network namespace cannot be mounted in a user namespace.
             ops.append(
-                Op(OpKind.MOUNT, dest, source="/sys", flags=cfg.MS_BIND | cfg.MS_REC,
-                   remount_ro=opts.readonly, remount_flags=opts.flags & ~cfg.MS_RDONLY)
+                Op(
+                    OpKind.MOUNT,
+                    dest,
+                    source="/sys",
+                    flags=cfg.MS_BIND | cfg.MS_REC,
+                    remount_ro=opts.readonly,
+                    remount_flags=opts.flags & ~cfg.MS_RDONLY,
+                )
             )
             continue
         ops.append(
@@ -211,11 +226,11 @@ def _mount_ops(
                 OpKind.MOUNT,
                 dest,
                 source=source or kind,
-                fstype=None if opts.bind else kind,
+                fstype=None if is_bind else kind,
                 flags=flags,
                 data=opts.data or None,
-                remount_ro=opts.bind and opts.readonly,
-                remount_flags=(opts.flags & ~cfg.MS_RDONLY) if opts.bind else 0,
+                remount_ro=is_bind and opts.readonly,
+                remount_flags=(opts.flags & ~(cfg.MS_RDONLY | cfg.MS_REC)) if is_bind else 0,
                 propagation=opts.propagation,
                 dest_is_file=dest_is_file,
             )
@@ -287,8 +302,13 @@ def _device_ops(spec: cfg.Spec, dests: set[str]) -> list[Op]:
         if path in seen:
             continue
         ops.append(
-            Op(OpKind.MKNOD, path, source=path, mode=stat.S_IFCHR | 0o666,
-               dev=os.makedev(major, minor))
+            Op(
+                OpKind.MKNOD,
+                path,
+                source=path,
+                mode=stat.S_IFCHR | 0o666,
+                dev=os.makedev(major, minor),
+            )
         )
     for target, link in DEFAULT_SYMLINKS:
         ops.append(Op(OpKind.SYMLINK, link, source=target))
@@ -399,7 +419,7 @@ def build_plan(
         ops=tuple(ops),
         hostname=spec.hostname,
         domainname=spec.domainname,
-        lo_up=True,
+        lo_up=bool(clone_flags & CLONE_NEWNET),
         sysctls=sysctls,
         rlimits=rlimits,
         oom_score_adj=proc.oom_score_adj,

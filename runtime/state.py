@@ -158,7 +158,9 @@ class StateDir:
         except FileNotFoundError:
             raise NotFound(self.id) from None
         except (ValueError, TypeError) as e:
-            raise SysError(f"read state of {self.id}", errno.EINVAL, f"corrupt state: {e}") from None
+            raise SysError(
+                f"read state of {self.id}", errno.EINVAL, f"corrupt state: {e}"
+            ) from None
 
     def save(self, st: ContainerState) -> None:
         write_atomic(os.path.join(self.path, STATE_FILE), st.to_json().encode())
@@ -175,7 +177,12 @@ class StateDir:
             raise NotFound(self.id) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            try:
+                yield
+            finally:
+                # A process spawned while we held the lock shares this open file description
+                # until it execs; unlock explicitly so its copy of the fd does not keep the lock.
+                fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
 

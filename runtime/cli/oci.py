@@ -179,8 +179,14 @@ def run(
     _check_terminal(ctx, container_id, bundle, console_socket)
     opts = _create_options(ctx, pid_file, no_pivot, preserve_fds)
     code = _call(
-        ctx, f"run {container_id}", container.run, container_id, bundle, opts,
-        detach=detach, keep=keep,
+        ctx,
+        f"run {container_id}",
+        container.run,
+        container_id,
+        bundle,
+        opts,
+        detach=detach,
+        keep=keep,
     )
     sys.exit(code)
 
@@ -210,8 +216,13 @@ def state(ctx: Ctx, container_id: str) -> None:
 def kill(ctx: Ctx, container_id: str, signal: str, all_procs: bool) -> None:
     """Send a signal (default SIGTERM) to the container's init process."""
     _call(
-        ctx, f"kill {container_id}", container.kill, container_id, signal,
-        all_procs=all_procs, root=ctx.root,
+        ctx,
+        f"kill {container_id}",
+        container.kill,
+        container_id,
+        signal,
+        all_procs=all_procs,
+        root=ctx.root,
     )
 
 
@@ -274,7 +285,7 @@ def spec(ctx: Ctx, bundle: str, rootless: bool) -> None:
     path = os.path.join(bundle, "config.json")
     if os.path.exists(path):
         _fail(ctx, "spec", CorralError(f"File {path} exists. Remove it first"))
-    data = config.default_spec(rootless=rootless) if rootless else config.default_spec()
+    data = config.default_spec(rootless=rootless)
     try:
         with open(path, "w") as f:
             json.dump(data, f, indent="\t")
@@ -285,5 +296,7 @@ def spec(ctx: Ctx, bundle: str, rootless: bool) -> None:
 
 def main() -> None:
     cli(prog_name="corral-oci")
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,100 @@
+"""On-disk state: atomic writes, ids, statuses, listing; no root needed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from runtime.errors import AlreadyExists, ConfigError, NotFound
+from runtime.state import (
+    ContainerState,
+    StateDir,
+    Status,
+    list_ids,
+    process_start_time,
+    validate_id,
+    write_atomic,
+)
+
+
+def _state(cid: str = "c1") -> ContainerState:
+    return ContainerState(
+        id=cid,
+        bundle="/b",
+        rootfs="/b/rootfs",
+        pid=os.getpid(),
+        pid_start=process_start_time(os.getpid()) or 0,
+        created="2026-01-01T00:00:00Z",
+        oci_version="1.0.2",
+        owner="",
+        annotations={"a": "b"},
+        cgroup_paths={"pids": "/sys/fs/cgroup/pids/c1"},
+        config={},
+    )
+
+
+def test_write_atomic_replaces_whole_file(tmp_path: Path) -> None:
+    p = tmp_path / "f"
+    write_atomic(str(p), b"one", 0o640)
+    write_atomic(str(p), b"two")
+    assert p.read_bytes() == b"two"
+    assert [x.name for x in tmp_path.iterdir()] == ["f"]  # no temp file left behind
+
+
+def test_write_atomic_mode(tmp_path: Path) -> None:
+    p = tmp_path / "f"
+    write_atomic(str(p), b"x", 0o640)
+    assert p.stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.parametrize("cid", ["", ".", "..", "a/b", "a b", "x" * 1025, "\x00"])
+def test_bad_ids(cid: str) -> None:
+    with pytest.raises(ConfigError):
+        validate_id(cid)
+
+
+@pytest.mark.parametrize("cid", ["c1", "my-container_2.0", "a+b", "0123456789abcdef" * 4])
+def test_good_ids(cid: str) -> None:
+    validate_id(cid)
+
+
+def test_state_round_trip_and_listing(tmp_path: Path) -> None:
+    root = str(tmp_path / "root")
+    sd = StateDir(root, "c1")
+    sd.make()
+    with pytest.raises(AlreadyExists):
+        sd.make()
+    st = _state()
+    sd.save(st)
+    assert sd.load() == st
+    sd.make_fifo()
+    assert os.stat(sd.fifo).st_mode & 0o777 == 0o622
+    assert list_ids(root) == ["c1"]
+    sd.remove()
+    assert list_ids(root) == []
+    with pytest.raises(NotFound):
+        sd.load()
+
+
+def test_corrupt_state_is_an_error_naming_the_container(tmp_path: Path) -> None:
+    sd = StateDir(str(tmp_path), "c2")
+    sd.make()
+    Path(sd.path, "state.json").write_text("{not json")
+    with pytest.raises(Exception) as e:
+        sd.load()
+    assert "c2" in str(e.value)
+
+
+def test_process_start_time_tells_reused_pids_apart() -> None:
+    mine = process_start_time(os.getpid())
+    assert mine is not None and mine > 0
+    assert process_start_time(1 << 30) is None
+
+
+def test_status_rules() -> None:
+    assert Status.CREATED.can_start and not Status.RUNNING.can_start
+    assert Status.STOPPED.can_delete and not Status.RUNNING.can_delete
+    assert Status.RUNNING.can_pause and not Status.PAUSED.can_pause
+    assert not Status.STOPPED.can_kill
