@@ -103,6 +103,11 @@ struct corral_plan {
     int preserve_fds;         /* fds 3 .. 3+preserve_fds-1 stay open across exec */
     int start_dirfd;          /* wait for `start` on start_fifo in this dir; -1: exec at once */
     const char *start_fifo;
+
+    /* terminal: a unix socket to send the pty master to (SCM_RIGHTS); -1: no terminal */
+    int console_fd;
+    unsigned short console_rows;
+    unsigned short console_cols;
 };
 
 /* Sync messages between the parent (Python) and the child stages. */

@@ -722,6 +722,112 @@ static void reset_signals(void)
     sigprocmask(SIG_SETMASK, &all, NULL);
 }
 
+/* ------------------------------------------------------------------ terminal */
+
+static int send_fd(int sock, int fd, const char *name)
+{
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = {(void *)name, strlen(name)};
+    struct msghdr msg;
+    struct cmsghdr *cm;
+
+    memset(cbuf, 0, sizeof cbuf);
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf;
+    msg.msg_controllen = sizeof cbuf;
+    cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    while (sendmsg(sock, &msg, MSG_NOSIGNAL) < 0) {
+        if (errno != EINTR)
+            return -errno;
+    }
+    return 0;
+}
+
+/* A pty from the container's own devpts: the master goes to whoever listens on the console
+ * socket, the slave becomes the controlling terminal, stdio and /dev/console. Runs after
+ * pivot_root so /dev/ptmx is the container's. */
+static int setup_console(struct child *c)
+{
+    const struct corral_plan *p = c->plan;
+    int master, slave, unlock = 0, ret, fd;
+    char path[64];
+
+    master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0)
+        return fail(c, errno, "open(%s)", "/dev/ptmx");
+    if (ioctl(master, TIOCSPTLCK, &unlock) < 0) {
+        ret = fail(c, errno, "unlockpt(%s)", "/dev/ptmx");
+        close(master);
+        return ret;
+    }
+    slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (slave < 0) {
+        ret = fail(c, errno, "open pty peer%s", NULL);
+        close(master);
+        return ret;
+    }
+    if (p->console_rows || p->console_cols) {
+        struct winsize ws = {p->console_rows, p->console_cols, 0, 0};
+        (void)ioctl(slave, TIOCSWINSZ, &ws);
+    }
+    /* The process owns its terminal, as after a login. */
+    (void)fchown(slave, p->uid, p->gid);
+
+    /* /dev/console: a bind of the pty over a placeholder file, only when creating the
+     * container's root (not for exec). O_PATH never opens a device that is already there. */
+    fd = -1;
+    if (p->rootfs) {
+        fd = open("/dev/console", O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 && errno == ENOENT)
+            fd = open("/dev/console", O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+    }
+    if (fd >= 0) {
+        close(fd);
+        snprintf(path, sizeof path, "/proc/self/fd/%d", slave);
+        if (mount(path, "/dev/console", NULL, MS_BIND, NULL) < 0) {
+            ret = fail(c, errno, "bind mount pty on(%s)", "/dev/console");
+            goto out;
+        }
+    }
+
+    ret = send_fd(p->console_fd, master, "/dev/ptmx");
+    if (ret < 0) {
+        ret = fail(c, -ret, "send pty master to console socket%s", NULL);
+        goto out;
+    }
+    close(master);
+    master = -1;
+    close(p->console_fd);
+
+    if (setsid() < 0) {
+        ret = fail(c, errno, "setsid%s", NULL);
+        goto out;
+    }
+    if (ioctl(slave, TIOCSCTTY, 0) < 0) {
+        ret = fail(c, errno, "ioctl(TIOCSCTTY)%s", NULL);
+        goto out;
+    }
+    for (fd = 0; fd < 3; fd++) {
+        if (dup2(slave, fd) < 0) {
+            ret = fail(c, errno, "dup2(pty)%s", NULL);
+            goto out;
+        }
+    }
+    ret = 0;
+out:
+    if (master >= 0)
+        close(master);
+    if (slave > 2)
+        close(slave);
+    return ret;
+}
+
 /* ------------------------------------------------------------------ the container process */
 
 static int container_setup(struct child *c, char *exe, size_t exelen)
@@ -750,6 +856,11 @@ static int container_setup(struct child *c, char *exe, size_t exelen)
     }
     if (p->rootfs) {
         ret = setup_rootfs(c);
+        if (ret < 0)
+            return ret;
+    }
+    if (p->console_fd >= 0) {
+        ret = setup_console(c);
         if (ret < 0)
             return ret;
     }

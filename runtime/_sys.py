@@ -44,7 +44,13 @@ class _Keep:
         return p
 
 
-def _c_plan(plan: SpawnPlan, join_fds: list[int], start: tuple[int, str] | None, k: _Keep) -> Any:
+def _c_plan(
+    plan: SpawnPlan,
+    join_fds: list[int],
+    start: tuple[int, str] | None,
+    k: _Keep,
+    console_fd: int = -1,
+) -> Any:
     p = k.new("struct corral_plan *")
     p.clone_flags = plan.clone_flags
     p.new_userns = int(plan.new_userns)
@@ -123,6 +129,8 @@ def _c_plan(plan: SpawnPlan, join_fds: list[int], start: tuple[int, str] | None,
     p.preserve_fds = plan.preserve_fds
     p.start_dirfd = start[0] if start else -1
     p.start_fifo = k.str(start[1] if start else None)
+    p.console_fd = console_fd
+    p.console_rows, p.console_cols = plan.console_size
     return p
 
 
@@ -159,13 +167,15 @@ def spawn(
     *,
     start: tuple[int, str] | None,
     place: Callable[[int], None],
+    console_fd: int = -1,
 ) -> int:
     """Start the container process and return its pid once it is READY.
 
     ``start`` is (dir fd, fifo name) to wait on before exec, or None to exec at once.
     ``place(pid)`` puts the stage-1 process into the container's cgroups (its child, the
     container process, inherits them). On any failure every process started is killed and
-    reaped, and the error is raised.
+    reaped, and the error is raised. ``console_fd`` is a unix socket the process sends its
+    pty master to (it then has the pty as its terminal and stdio); -1 for none.
     """
     keep = _Keep()
     join_fds: list[int] = []
@@ -177,7 +187,7 @@ def spawn(
                 join_fds.append(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
             except OSError as e:
                 raise SysError(f"open namespace {path}", e.errno or 0) from None
-        cplan = _c_plan(plan, join_fds, start, keep)
+        cplan = _c_plan(plan, join_fds, start, keep, console_fd)
         pid_p = ffi.new("int *")
         fd_p = ffi.new("int *")
         step = ffi.new("char[]", 256)

@@ -11,6 +11,7 @@ import errno
 import os
 import select
 import signal
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ class CreateOptions:
     no_pivot: bool = False
     preserve_fds: int = 0
     cgroup_root: str = CGROUP_ROOT
+    console_socket: str | None = None
 
 
 def _now() -> str:
@@ -92,13 +94,24 @@ def create(
     cid: str,
     bundle: str,
     opts: CreateOptions = CreateOptions(),
+    *,
+    console: socket.socket | None = None,
 ) -> ContainerState:
-    """Create a container: every resource is made, but no user code runs until start."""
+    """Create a container: every resource is made, but no user code runs until start.
+
+    With process.terminal, the process's pty master is sent to ``opts.console_socket`` or,
+    when the caller stays attached, over ``console`` (one end of its own socket pair).
+    """
     sd = StateDir(opts.root, cid)
     bundle = os.path.abspath(bundle)
     spec = cfg.load_spec(bundle)
     if sd.exists():
         raise ContainerError(cid, f"container with id exists: {cid}")
+    terminal = bool(spec.process and spec.process.terminal)
+    if console is None:
+        from . import console as cons
+
+        cons.check(terminal, opts.console_socket, detached=True)
     linux = spec.linux or cfg.Linux()
     mgr = cgroups.manager_for(linux.cgroups_path, cid, root=opts.cgroup_root)
     plan = build_plan(
@@ -119,11 +132,19 @@ def create(
             dirfd = os.open(sd.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             from . import _sys  # the C core: only commands that spawn pay for loading it
 
-            pid = _sys.spawn(
-                plan,
-                start=(dirfd, "exec.fifo"),
-                place=mgr.add_pid,
-            )
+            conn = console
+            if conn is None and terminal and opts.console_socket:
+                conn = cons.connect(opts.console_socket)
+            try:
+                pid = _sys.spawn(
+                    plan,
+                    start=(dirfd, "exec.fifo"),
+                    place=mgr.add_pid,
+                    console_fd=conn.fileno() if conn is not None and terminal else -1,
+                )
+            finally:
+                if conn is not None and conn is not console:
+                    conn.close()
             try:
                 start_time = process_start_time(pid)
                 st = ContainerState(
@@ -398,13 +419,31 @@ def run(
     keep: bool = False,
     on_started: Callable[[ContainerState], None] | None = None,
 ) -> int:
-    """create + start (+ wait + delete unless detached): returns the exit code."""
-    st = create(cid, bundle, opts)
+    """create + start (+ wait + delete unless detached): returns the exit code.
+
+    Attached with process.terminal, the container's pty is copied to and from our stdio.
+    """
+    ours = theirs = None
+    master = -1
+    if not detach and not opts.console_socket:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        start(cid, opts.root)
-    except BaseException:
-        delete(cid, force=True, root=opts.root)
-        raise
+        st = create(cid, bundle, opts, console=theirs)
+        if theirs is not None:
+            theirs.close()
+        try:
+            if ours is not None and st.config.get("process_terminal"):
+                from . import console as cons
+
+                master = cons.receive_master(ours)
+            start(cid, opts.root)
+        except BaseException:
+            delete(cid, force=True, root=opts.root)
+            raise
+    finally:
+        for sock in (ours, theirs):
+            if sock is not None:
+                sock.close()
     if on_started:
         on_started(st)
     if detach:
@@ -420,6 +459,13 @@ def run(
     for s in _FORWARDED:
         previous[s] = signal.signal(s, forward)
     try:
+        if master >= 0:
+            from . import console as cons
+
+            try:
+                cons.proxy(master, st.pid)
+            finally:
+                os.close(master)
         code = wait_exit(st.pid)
     finally:
         for s, h in previous.items():

@@ -124,6 +124,7 @@ class SpawnPlan:
     cap_last: int = 40
     no_new_privs: bool = False
     preserve_fds: int = 0
+    console_size: tuple[int, int] = (0, 0)  # rows, cols of a terminal; 0: leave as is
 
 
 # ----------------------------------------------------------------------------- builder
@@ -431,4 +432,7 @@ def build_plan(
         cap_last=host.cap_last,
         no_new_privs=proc.no_new_privileges,
         preserve_fds=preserve_fds,
+        console_size=(
+            (proc.console_size.height, proc.console_size.width) if proc.console_size else (0, 0)
+        ),
     )

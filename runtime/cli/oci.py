@@ -94,28 +94,15 @@ def cli(
 
 
 def _create_options(
-    ctx: Ctx, pid_file: str | None, no_pivot: bool, preserve_fds: int
+    ctx: Ctx, pid_file: str | None, no_pivot: bool, preserve_fds: int, console_socket: str | None
 ) -> container.CreateOptions:
     return container.CreateOptions(
-        root=ctx.root, pid_file=pid_file, no_pivot=no_pivot, preserve_fds=preserve_fds
+        root=ctx.root,
+        pid_file=pid_file,
+        no_pivot=no_pivot,
+        preserve_fds=preserve_fds,
+        console_socket=os.path.abspath(console_socket) if console_socket else None,
     )
-
-
-def _check_terminal(ctx: Ctx, cid: str, bundle: str, console_socket: str | None) -> None:
-    if console_socket:
-        _fail(ctx, f"create {cid}", CorralError("--console-socket is not supported yet"))
-    path = os.path.join(bundle, "config.json")
-    try:
-        with open(path) as f:
-            terminal = json.load(f).get("process", {}).get("terminal", False)
-    except (OSError, ValueError, AttributeError):
-        return  # load_spec reports it with the field
-    if terminal is True:
-        _fail(
-            ctx,
-            f"create {cid}",
-            CorralError("process.terminal is true but terminals are not supported yet"),
-        )
 
 
 _create_opts = [
@@ -152,8 +139,7 @@ def create(
     preserve_fds: int,
 ) -> None:
     """Create a container; its process waits for `start`."""
-    _check_terminal(ctx, container_id, bundle, console_socket)
-    opts = _create_options(ctx, pid_file, no_pivot, preserve_fds)
+    opts = _create_options(ctx, pid_file, no_pivot, preserve_fds, console_socket)
     _call(ctx, f"create {container_id}", container.create, container_id, bundle, opts)
 
 
@@ -176,8 +162,7 @@ def run(
     keep: bool,
 ) -> None:
     """Create and start a container, and wait for it; exits with its exit code."""
-    _check_terminal(ctx, container_id, bundle, console_socket)
-    opts = _create_options(ctx, pid_file, no_pivot, preserve_fds)
+    opts = _create_options(ctx, pid_file, no_pivot, preserve_fds, console_socket)
     code = _call(
         ctx,
         f"run {container_id}",
@@ -206,6 +191,110 @@ def state(ctx: Ctx, container_id: str) -> None:
     """Print the state of a container as JSON."""
     st = _call(ctx, f"state {container_id}", container.state, container_id, ctx.root)
     click.echo(json.dumps(st, indent=2))
+
+
+def _parse_user(value: str) -> tuple[int, int | None]:
+    uid, _, gid = value.partition(":")
+    try:
+        return int(uid), int(gid) if gid else None
+    except ValueError:
+        raise CorralError(f"--user {value!r}: expected UID[:GID] as numbers") from None
+
+
+def _exec_process(
+    container_id: str,
+    root: str,
+    process_file: str | None,
+    command: tuple[str, ...],
+    overrides: dict[str, Any],
+) -> Any:
+    from .. import config
+    from ..execproc import ProcessOverrides, process_from_flags
+    from ..state import StateDir
+
+    if process_file:
+        try:
+            with open(process_file) as f:
+                obj = json.load(f)
+        except OSError as e:
+            raise CorralError(f"read --process {process_file}: {e.strerror}") from None
+        except ValueError as e:
+            raise CorralError(f"--process {process_file}: invalid JSON: {e}") from None
+        return config.parse_process(obj)
+    st = StateDir(root, container_id).load()
+    spec = config.load_spec(st.bundle)
+    if spec.process is None:
+        raise CorralError("the container's config has no process")
+    return process_from_flags(spec.process, ProcessOverrides(args=command, **overrides))
+
+
+@cli.command(
+    "exec", context_settings={"allow_interspersed_args": False, "ignore_unknown_options": False}
+)
+@click.argument("container_id")
+@click.argument("command", nargs=-1)
+@click.option("--console-socket", default=None, help="send the pty master to this unix socket")
+@click.option("--cwd", default=None, help="working directory in the container")
+@click.option("-e", "--env", multiple=True, help="NAME=VALUE to set")
+@click.option("-t", "--tty", is_flag=True, help="allocate a pseudo-terminal")
+@click.option("-u", "--user", default=None, help="UID[:GID]")
+@click.option("-g", "--additional-gids", multiple=True, type=int, help="additional gids")
+@click.option("-p", "--process", "process_file", default=None, help="a process.json to run")
+@click.option("-d", "--detach", is_flag=True, help="do not wait for the process")
+@click.option("--pid-file", default=None, help="write the process's pid here")
+@click.option("--process-label", default=None, hidden=True)
+@click.option("--apparmor", default=None, hidden=True)
+@click.option("--no-new-privs", is_flag=True, help="set no_new_privs")
+@click.option("-c", "--cap", multiple=True, help="add a capability")
+@click.option("--preserve-fds", default=0, type=int, help="pass N more fds (from 3)")
+@click.option("--cgroup", default=None, hidden=True)
+@click.option("--ignore-paused", is_flag=True, hidden=True)
+@pass_ctx
+def exec_(
+    ctx: Ctx,
+    container_id: str,
+    command: tuple[str, ...],
+    console_socket: str | None,
+    cwd: str | None,
+    env: tuple[str, ...],
+    tty: bool,
+    user: str | None,
+    additional_gids: tuple[int, ...],
+    process_file: str | None,
+    detach: bool,
+    pid_file: str | None,
+    process_label: str | None,
+    apparmor: str | None,
+    no_new_privs: bool,
+    cap: tuple[str, ...],
+    preserve_fds: int,
+    cgroup: str | None,
+    ignore_paused: bool,
+) -> None:
+    """Run a new process in a running container."""
+    from ..execproc import ExecOptions, exec_process
+
+    what = f"exec {container_id}"
+    overrides: dict[str, Any] = {
+        "env": env,
+        "cwd": cwd,
+        "user": _call(ctx, what, _parse_user, user) if user else None,
+        "additional_gids": additional_gids,
+        "caps": cap,
+        "tty": tty,
+        "no_new_privs": no_new_privs,
+    }
+    process = _call(
+        ctx, what, _exec_process, container_id, ctx.root, process_file, command, overrides
+    )
+    opts = ExecOptions(
+        root=ctx.root,
+        detach=detach,
+        pid_file=pid_file,
+        console_socket=os.path.abspath(console_socket) if console_socket else None,
+        preserve_fds=preserve_fds,
+    )
+    sys.exit(_call(ctx, what, exec_process, container_id, process, opts))
 
 
 @cli.command()
