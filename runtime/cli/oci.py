@@ -383,6 +383,121 @@ def spec(ctx: Ctx, bundle: str, rootless: bool) -> None:
         _fail(ctx, "spec", e)
 
 
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("container_id")
+@click.argument("ps_args", nargs=-1, type=click.UNPROCESSED)
+@click.option("-f", "--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@pass_ctx
+def ps(ctx: Ctx, container_id: str, ps_args: tuple[str, ...], fmt: str) -> None:
+    """Show the processes of a container (ps(1) output, or a JSON list of pids)."""
+    from .. import manage
+
+    pids = _call(ctx, f"ps {container_id}", manage.processes, container_id, ctx.root)
+    if fmt == "json":
+        click.echo(json.dumps(pids))
+        return
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["ps", *(ps_args or ("-ef",))], capture_output=True, text=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError) as e:
+        _fail(ctx, f"ps {container_id}", CorralError(f"ps: {e}"))
+    lines = out.splitlines()
+    if not lines:
+        return
+    header = lines[0].split()
+    if "PID" not in header:
+        _fail(ctx, f"ps {container_id}", CorralError("ps output has no PID column"))
+    col = header.index("PID")
+    click.echo(lines[0])
+    wanted = {str(p) for p in pids}
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) > col and fields[col] in wanted:
+            click.echo(line)
+
+
+@cli.command()
+@click.argument("container_id")
+@click.option("--stats", is_flag=True, help="print one stats event and exit")
+@click.option("--interval", default="5s", help="time between stats events (e.g. 5s, 500ms)")
+@pass_ctx
+def events(ctx: Ctx, container_id: str, stats: bool, interval: str) -> None:
+    """Print container events (stats, oom) as JSON lines."""
+    from .. import manage
+
+    what = f"events {container_id}"
+    if stats:
+        data = _call(ctx, what, manage.stats, container_id, ctx.root)
+        click.echo(json.dumps({"type": "stats", "id": container_id, "data": data}))
+        return
+    seconds = _call(ctx, what, _parse_duration, interval)
+
+    def stream() -> None:
+        for ev in manage.events(container_id, ctx.root, seconds):
+            click.echo(json.dumps(ev))
+            sys.stdout.flush()
+
+    _call(ctx, what, stream)
+
+
+def _parse_duration(text: str) -> float:
+    units = (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0))
+    for suffix, scale in units:
+        if text.endswith(suffix):
+            try:
+                value = float(text[: -len(suffix)]) * scale
+            except ValueError:
+                break
+            if value > 0:
+                return value
+            break
+    raise CorralError(f"--interval {text!r}: expected a duration such as 5s or 500ms")
+
+
+@cli.command()
+@click.argument("container_id")
+@click.option("-r", "--resources", "resources_file", default=None, help="LinuxResources JSON")
+@click.option("--memory", default=None)
+@click.option("--memory-reservation", default=None)
+@click.option("--memory-swap", default=None)
+@click.option("--kernel-memory", default=None, hidden=True)
+@click.option("--kernel-memory-tcp", default=None, hidden=True)
+@click.option("--cpu-shares", default=None)
+@click.option("--cpu-quota", default=None)
+@click.option("--cpu-period", default=None)
+@click.option("--cpu-rt-runtime", default=None)
+@click.option("--cpu-rt-period", default=None)
+@click.option("--cpuset-cpus", default=None)
+@click.option("--cpuset-mems", default=None)
+@click.option("--pids-limit", default=None)
+@click.option("--blkio-weight", default=None)
+@pass_ctx
+def update(ctx: Ctx, container_id: str, resources_file: str | None, **flags: str | None) -> None:
+    """Change the resource limits of a container."""
+    from .. import manage
+
+    what = f"update {container_id}"
+    flags.pop("kernel_memory", None)
+    flags.pop("kernel_memory_tcp", None)
+    if resources_file:
+        res = _call(ctx, what, manage.load_resources, resources_file)
+    else:
+        res = _call(ctx, what, manage.resources_from_flags, flags)
+    _call(ctx, what, manage.update, container_id, res, ctx.root)
+
+
+@cli.command()
+@pass_ctx
+def features(ctx: Ctx) -> None:
+    """Print what this runtime supports (runtime-spec features document)."""
+    from .. import manage
+
+    click.echo(json.dumps(manage.features(VERSION), indent=4))
+
+
 def main() -> None:
     cli(prog_name="corral-oci")
 
