@@ -47,6 +47,14 @@ struct corral_rlimit {
     uint64_t hard;
 };
 
+/* An OCI startContainer hook, run by the container process after `start`, before exec. */
+struct corral_hook {
+    const char *path;
+    const char *const *argv;  /* NULL-terminated */
+    const char *const *envp;  /* NULL-terminated */
+    int timeout;              /* seconds; 0: none */
+};
+
 struct corral_sysctl {
     const char *path;         /* /proc/sys/net/ipv4/ip_forward */
     const char *value;
@@ -104,6 +112,13 @@ struct corral_plan {
     int start_dirfd;          /* wait for `start` on start_fifo in this dir; -1: exec at once */
     const char *start_fifo;
 
+    /* hooks: stop after the mounts, before pivot_root, until the parent has run the
+     * prestart/createRuntime/createContainer hooks (CORRAL_MSG_HOOKS, then GO) */
+    int hooks_sync;
+    const struct corral_hook *start_hooks;
+    int n_start_hooks;
+    const char *start_state;  /* file in start_dirfd holding the state for the hooks' stdin */
+
     /* terminal: a unix socket to send the pty master to (SCM_RIGHTS); -1: no terminal */
     int console_fd;
     unsigned short console_rows;
@@ -116,7 +131,8 @@ enum corral_msg_type {
     CORRAL_MSG_GO = 2,        /* parent: maps written and cgroups joined, go on */
     CORRAL_MSG_PID = 3,       /* stage 1: pid = the container process, as the parent sees it */
     CORRAL_MSG_READY = 4,     /* container process: set up, waiting for start (or exec) */
-    CORRAL_MSG_ERROR = 5      /* any stage: err = errno, step = what failed */
+    CORRAL_MSG_ERROR = 5,     /* any stage: err = errno, step = what failed */
+    CORRAL_MSG_HOOKS = 6      /* container process: mounts done, run the hooks, then GO */
 };
 
 struct corral_msg {

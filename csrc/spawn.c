@@ -519,6 +519,15 @@ static int setup_rootfs(struct child *c)
     close(rootfd);
     if (ret < 0)
         return ret;
+    if (p->hooks_sync) {
+        /* createRuntime hooks see the mounts; createContainer hooks run in this mount
+         * namespace, where host paths still resolve until pivot_root. */
+        if (send_msg(c->sync, CORRAL_MSG_HOOKS, 0, 0, NULL) < 0)
+            return fail(c, EPIPE, "sync: hooks%s", NULL);
+        ret = wait_go(c);
+        if (ret < 0)
+            return ret;
+    }
 
     ret = p->no_pivot ? do_chroot(c, p->rootfs) : do_pivot(c, p->rootfs);
     if (ret < 0)
@@ -921,7 +930,71 @@ static int wait_for_start(struct child *c)
         return -err;
     }
     close(fd);
-    close(p->start_dirfd);
+    return 0;
+}
+
+/* startContainer hooks: in the container, after `start`, before the user's process. The
+ * state JSON the parent left in the state directory goes to each hook's stdin. */
+static int run_start_hooks(const struct corral_plan *p)
+{
+    char state[65536];
+    ssize_t len = 0;
+    int i, fd;
+
+    fd = openat(p->start_dirfd, p->start_state, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        len = read(fd, state, sizeof state);
+        close(fd);
+        if (len < 0)
+            len = 0;
+    }
+    for (i = 0; i < p->n_start_hooks; i++) {
+        const struct corral_hook *h = &p->start_hooks[i];
+        int in[2], status, waited = 0;
+        pid_t pid;
+
+        if (pipe2(in, O_CLOEXEC) < 0)
+            return -errno;
+        pid = fork();
+        if (pid < 0) {
+            int err = errno;
+            close(in[0]);
+            close(in[1]);
+            return -err;
+        }
+        if (pid == 0) {
+            dup2(in[0], 0);
+            reset_signals();
+            execve(h->path, (char *const *)h->argv, (char *const *)h->envp);
+            dprintf(2, "corral: startContainer hook %s: %s\n", h->path, strerror(errno));
+            _exit(127);
+        }
+        close(in[0]);
+        if (len > 0 && write(in[1], state, (size_t)len) < 0 && errno != EPIPE) {
+            /* the hook need not read its stdin */
+        }
+        close(in[1]);
+        for (;;) {
+            pid_t r = waitpid(pid, &status, WNOHANG);
+            if (r == pid)
+                break;
+            if (r < 0 && errno != EINTR)
+                return -errno;
+            if (h->timeout > 0 && waited >= h->timeout * 1000) {
+                kill(pid, SIGKILL);
+                waitpid(pid, &status, 0);
+                dprintf(2, "corral: startContainer hook %s: timed out after %ds\n", h->path,
+                        h->timeout);
+                return -ETIMEDOUT;
+            }
+            usleep(1000);
+            waited++;
+        }
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            dprintf(2, "corral: startContainer hook %s failed (status %d)\n", h->path, status);
+            return -ECANCELED;
+        }
+    }
     return 0;
 }
 
@@ -949,6 +1022,10 @@ _Noreturn static void container_main(struct child *c)
         dprintf(2, "corral: wait for start: %s\n", strerror(-ret));
         _exit(127);
     }
+    if (p->n_start_hooks > 0 && run_start_hooks(p) < 0)
+        _exit(127);
+    if (p->start_dirfd >= 0)
+        close(p->start_dirfd);
     if (p->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
         dprintf(2, "corral: prctl(PR_SET_NO_NEW_PRIVS): %s\n", strerror(errno));
         _exit(127);

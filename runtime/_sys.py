@@ -16,6 +16,9 @@ from ._corral import ffi, lib
 from .errors import SpawnError, SysError
 from .plan import SpawnPlan
 
+# The state the startContainer hooks get on stdin, left by `create` in the state directory.
+START_STATE = "hook-state.json"
+
 
 class _Keep:
     """Holds every cffi allocation so nothing is freed while the children use it."""
@@ -130,6 +133,16 @@ def _c_plan(
     p.start_dirfd = start[0] if start else -1
     p.start_fifo = k.str(start[1] if start else None)
     p.console_fd = console_fd
+    p.hooks_sync = int(plan.hooks_sync)
+    hooks = k.new("struct corral_hook[]", max(len(plan.start_hooks), 1))
+    for i, h in enumerate(plan.start_hooks):
+        hooks[i].path = k.str(h.path)
+        hooks[i].argv = k.strv(h.args or (h.path,))
+        hooks[i].envp = k.strv(h.env)
+        hooks[i].timeout = h.timeout or 0
+    p.start_hooks = hooks
+    p.n_start_hooks = len(plan.start_hooks)
+    p.start_state = k.str(START_STATE)
     p.console_rows, p.console_cols = plan.console_size
     return p
 
@@ -168,6 +181,7 @@ def spawn(
     start: tuple[int, str] | None,
     place: Callable[[int], None],
     console_fd: int = -1,
+    on_hooks: Callable[[int], None] | None = None,
 ) -> int:
     """Start the container process and return its pid once it is READY.
 
@@ -176,6 +190,8 @@ def spawn(
     container process, inherits them). On any failure every process started is killed and
     reaped, and the error is raised. ``console_fd`` is a unix socket the process sends its
     pty master to (it then has the pty as its terminal and stdio); -1 for none.
+    ``on_hooks(pid)`` runs when the process stops for its hooks (``plan.hooks_sync``): after
+    the mounts, before pivot_root.
     """
     keep = _Keep()
     join_fds: list[int] = []
@@ -214,6 +230,12 @@ def spawn(
         os.waitpid(stage1, 0)
         stage1 = -1
         msg = _recv(sync, "container process")
+        if msg.type == lib.CORRAL_MSG_HOOKS:
+            if on_hooks is not None:
+                on_hooks(child)
+            if lib.corral_sync_send(sync, lib.CORRAL_MSG_GO) < 0:
+                raise SpawnError("sync with container process", errno.EPIPE)
+            msg = _recv(sync, "container process")
         if msg.type == lib.CORRAL_MSG_ERROR:
             raise SpawnError(ffi.string(msg.step).decode(errors="replace"), msg.err)
         if msg.type != lib.CORRAL_MSG_READY:

@@ -8,6 +8,7 @@ fails: a failed create kills what it started, removes the cgroups and the state 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import select
 import signal
@@ -85,9 +86,37 @@ def _resources(spec: cfg.Spec) -> cfg.Resources:
 
 
 def _saved_config(spec: cfg.Spec) -> dict[str, object]:
-    return {
+    saved: dict[str, object] = {
         "process_terminal": bool(spec.process and spec.process.terminal),
     }
+    if spec.hooks and (spec.hooks.poststart or spec.hooks.poststop):
+        from . import hooks
+
+        saved["hooks"] = {
+            "poststart": hooks.to_json(spec.hooks.poststart),
+            "poststop": hooks.to_json(spec.hooks.poststop),
+        }
+    return saved
+
+
+def _hook_state(
+    cid: str, spec_version: str, bundle: str, pid: int, status: str, annotations: dict[str, str]
+) -> dict[str, object]:
+    out: dict[str, object] = {"ociVersion": spec_version, "id": cid, "status": status}
+    if pid:
+        out["pid"] = pid
+    out["bundle"] = bundle
+    out["annotations"] = annotations
+    return out
+
+
+def _saved_hooks(st: ContainerState, kind: str) -> tuple[cfg.Hook, ...]:
+    saved = st.config.get("hooks")
+    if not isinstance(saved, dict):
+        return ()
+    from . import hooks
+
+    return hooks.from_json(saved.get(kind))
 
 
 def create(
@@ -135,13 +164,25 @@ def create(
             conn = console
             if conn is None and terminal and opts.console_socket:
                 conn = cons.connect(opts.console_socket)
+            on_hooks = None
+            if plan.hooks_sync and spec.hooks is not None:
+                on_hooks = _creation_hooks(cid, bundle, spec)
             try:
                 pid = _sys.spawn(
                     plan,
                     start=(dirfd, "exec.fifo"),
                     place=mgr.add_pid,
                     console_fd=conn.fileno() if conn is not None and terminal else -1,
+                    on_hooks=on_hooks,
                 )
+            except BaseException as e:
+                from .hooks import HookError
+
+                if isinstance(e, HookError) and spec.hooks is not None:
+                    _poststop(
+                        cid, bundle, spec.oci_version, dict(spec.annotations), spec.hooks.poststop
+                    )
+                raise
             finally:
                 if conn is not None and conn is not console:
                     conn.close()
@@ -161,6 +202,15 @@ def create(
                     config=_saved_config(spec),
                 )
                 sd.save(st)
+                if plan.start_hooks:
+                    state_for_hooks = _hook_state(
+                        cid, spec.oci_version, bundle, pid, "created", dict(spec.annotations)
+                    )
+                    write_atomic(
+                        os.path.join(sd.path, _sys.START_STATE),
+                        json.dumps(state_for_hooks).encode(),
+                        0o644,
+                    )
                 if opts.pid_file:
                     write_atomic(os.path.abspath(opts.pid_file), f"{pid}".encode(), 0o644)
             except BaseException:
@@ -177,6 +227,38 @@ def create(
         if dirfd >= 0:
             os.close(dirfd)
     return st
+
+
+def _creation_hooks(cid: str, bundle: str, spec: cfg.Spec) -> Callable[[int], None]:
+    """prestart and createRuntime hooks in our namespaces, then createContainer hooks in
+    the container's mount namespace: all while the process waits before pivot_root."""
+    from . import hooks
+
+    assert spec.hooks is not None
+    h = spec.hooks
+    annotations = dict(spec.annotations)
+
+    def run(pid: int) -> None:
+        state = _hook_state(cid, spec.oci_version, bundle, pid, "creating", annotations)
+        hooks.run("prestart", h.prestart, state)
+        hooks.run("createRuntime", h.create_runtime, state)
+        hooks.run("createContainer", h.create_container, state, mount_ns_of=pid)
+
+    return run
+
+
+def _poststop(
+    cid: str,
+    bundle: str,
+    spec_version: str,
+    annotations: dict[str, str],
+    poststop: tuple[cfg.Hook, ...],
+) -> None:
+    if poststop:
+        from . import hooks
+
+        state = _hook_state(cid, spec_version, bundle, 0, "stopped", annotations)
+        hooks.run_warn("poststop", poststop, state)
 
 
 def _destroy_cgroup(mgr: cgroups.CgroupManager) -> None:
@@ -242,6 +324,12 @@ def start(cid: str, root: str = DEFAULT_ROOT) -> None:
                 raise InvalidState(cid, f"cannot start container {cid}: its process has exited")
             raise InvalidState(cid, f"cannot start a container that is {status}: {cid}")
         _release(sd, st)
+    poststart = _saved_hooks(st, "poststart")
+    if poststart:
+        from . import hooks
+
+        state = _hook_state(cid, st.oci_version, st.bundle, st.pid, "running", st.annotations)
+        hooks.run_warn("poststart", poststart, state)
 
 
 def _release(sd: StateDir, st: ContainerState) -> None:
@@ -349,6 +437,7 @@ def delete(cid: str, *, force: bool = False, root: str = DEFAULT_ROOT) -> None:
         sd.remove()
     finally:
         lock.__exit__(None, None, None)
+    _poststop(cid, st.bundle, st.oci_version, st.annotations, _saved_hooks(st, "poststop"))
 
 
 def pause(cid: str, root: str = DEFAULT_ROOT) -> None:

@@ -125,6 +125,8 @@ class SpawnPlan:
     no_new_privs: bool = False
     preserve_fds: int = 0
     console_size: tuple[int, int] = (0, 0)  # rows, cols of a terminal; 0: leave as is
+    hooks_sync: bool = False  # stop before pivot_root for prestart/createRuntime/createContainer
+    start_hooks: tuple[cfg.Hook, ...] = ()  # startContainer, run in the container before exec
 
 
 # ----------------------------------------------------------------------------- builder
@@ -435,4 +437,9 @@ def build_plan(
         console_size=(
             (proc.console_size.height, proc.console_size.width) if proc.console_size else (0, 0)
         ),
+        hooks_sync=bool(
+            spec.hooks
+            and (spec.hooks.prestart or spec.hooks.create_runtime or spec.hooks.create_container)
+        ),
+        start_hooks=spec.hooks.start_container if spec.hooks else (),
     )
