@@ -9,6 +9,7 @@ APT_PACKAGES=(
   libcap-dev libseccomp-dev pkg-config
   busybox-static iproute2 procps util-linux
   runc crun
+  podman skopeo umoci zstd
 )
 
 if [ "$(id -u)" != 0 ]; then
