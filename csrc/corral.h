@@ -39,6 +39,7 @@ struct corral_op {
     uint64_t dev;             /* mknod: makedev(major, minor) */
     int uid;                  /* mknod: owner, -1 keeps */
     int gid;
+    int copy_up;              /* tmpcopyup: copy what was under dest into the new tmpfs */
 };
 
 struct corral_rlimit {

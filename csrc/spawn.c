@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 #include "corral.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -137,12 +138,49 @@ int corral_open_in_root(int rootfd, const char *path, int flags)
 
 /* Create `path` (and missing parents) inside the root, as a directory or, for the last
  * component when as_file, an empty file. Every component is resolved in the root. */
+static int mkdir_in_root_depth(int rootfd, const char *path, int as_file, int depth);
+
+/* The component buf (a dangling symlink, as the kernel sees it inside the root) is replaced
+ * by its target and the rest of the path is created there, still inside the root. */
+static int mkdir_through_symlink(int rootfd, char *buf, char *base, int dirfd, const char *rest,
+                                 int as_file, int depth)
+{
+    char link[PATH_MAX], next[PATH_MAX];
+    ssize_t len = readlinkat(dirfd, base, link, sizeof link - 1);
+    int n;
+
+    if (len < 0)
+        return -errno;
+    link[len] = '\0';
+    if (link[0] == '/')
+        n = snprintf(next, sizeof next, "%s%s%s", link, rest ? "/" : "", rest ? rest : "");
+    else {
+        const char *parent = "";
+        if (base > buf) {
+            base[-1] = '\0'; /* buf is now the parent directory */
+            parent = buf;
+        }
+        n = snprintf(next, sizeof next, "%s/%s%s%s", parent, link, rest ? "/" : "",
+                     rest ? rest : "");
+    }
+    if (n >= (int)sizeof next)
+        return -ENAMETOOLONG;
+    return mkdir_in_root_depth(rootfd, next, as_file, depth + 1);
+}
+
 static int mkdir_in_root(int rootfd, const char *path, int as_file)
+{
+    return mkdir_in_root_depth(rootfd, path, as_file, 0);
+}
+
+static int mkdir_in_root_depth(int rootfd, const char *path, int as_file, int depth)
 {
     char buf[PATH_MAX];
     char *p;
     int fd, ret;
 
+    if (depth > 40)
+        return -ELOOP;
     if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
         return -ENAMETOOLONG;
     p = buf;
@@ -180,6 +218,16 @@ static int mkdir_in_root(int rootfd, const char *path, int as_file)
                     close(f);
             } else {
                 ret = mkdirat(dirfd, base, 0755) < 0 ? -errno : 0;
+            }
+            if (ret == -EEXIST) {
+                struct stat st;
+                if (fstatat(dirfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
+                    /* It resolved to nothing, so it is a dangling symlink: follow it. */
+                    ret = mkdir_through_symlink(rootfd, buf, base, dirfd,
+                                                slash ? slash + 1 : NULL, as_file, depth);
+                    close(dirfd);
+                    return ret;
+                }
             }
             close(dirfd);
             if (ret < 0 && ret != -EEXIST)
@@ -225,10 +273,107 @@ static unsigned long locked_flags(const char *path)
 
 /* ------------------------------------------------------------------ plan operations */
 
+/* tmpcopyup: copy the tree under src (the directory a tmpfs now hides) into dst, keeping
+ * modes, owners and symlinks. Only directories, regular files and symlinks are copied. Both
+ * fds are consumed. */
+static int copy_tree(int src, int dst, int depth)
+{
+    DIR *d;
+    struct dirent *e;
+    int ret = 0;
+
+    if (depth > 64) {
+        close(src);
+        close(dst);
+        return -ELOOP;
+    }
+    d = fdopendir(src);
+    if (!d) {
+        ret = -errno;
+        close(src);
+        close(dst);
+        return ret;
+    }
+    while (ret == 0 && (errno = 0, e = readdir(d)) != NULL) {
+        struct stat st;
+        const char *n = e->d_name;
+        if (!strcmp(n, ".") || !strcmp(n, ".."))
+            continue;
+        if (fstatat(src, n, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            ret = -errno;
+            break;
+        }
+        if (S_ISDIR(st.st_mode)) {
+            int s2, d2;
+            if (mkdirat(dst, n, st.st_mode & 07777) < 0 && errno != EEXIST) {
+                ret = -errno;
+                break;
+            }
+            s2 = openat(src, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            d2 = openat(dst, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (s2 < 0 || d2 < 0) {
+                ret = -errno;
+                if (s2 >= 0)
+                    close(s2);
+                if (d2 >= 0)
+                    close(d2);
+                break;
+            }
+            ret = copy_tree(s2, d2, depth + 1);
+        } else if (S_ISREG(st.st_mode)) {
+            char buf[65536];
+            ssize_t r;
+            int in = openat(src, n, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+            int out = in < 0 ? -1
+                             : openat(dst, n, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                                      st.st_mode & 07777);
+            if (in < 0 || out < 0) {
+                ret = -errno;
+                if (in >= 0)
+                    close(in);
+                break;
+            }
+            while ((r = read(in, buf, sizeof buf)) > 0) {
+                if (write(out, buf, (size_t)r) != r) {
+                    ret = -EIO;
+                    break;
+                }
+            }
+            if (r < 0)
+                ret = -errno;
+            close(in);
+            close(out);
+        } else if (S_ISLNK(st.st_mode)) {
+            char link[PATH_MAX];
+            ssize_t len = readlinkat(src, n, link, sizeof link - 1);
+            if (len < 0) {
+                ret = -errno;
+                break;
+            }
+            link[len] = '\0';
+            if (symlinkat(link, dst, n) < 0) {
+                ret = -errno;
+                break;
+            }
+        } else {
+            continue;
+        }
+        if (ret == 0 && fchownat(dst, n, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) < 0)
+            ret = -errno;
+        if (ret == 0 && S_ISDIR(st.st_mode) && fchmodat(dst, n, st.st_mode & 07777, 0) < 0)
+            ret = -errno;
+    }
+    if (ret == 0 && errno != 0 && e == NULL)
+        ret = -errno;
+    closedir(d);
+    close(dst);
+    return ret;
+}
+
 static int do_mount(struct child *c, int rootfd, const struct corral_op *op)
 {
     char target[64];
-    int fd, ret, i;
+    int fd, ret, i, under = -1;
 
     if (op->mkdest) {
         ret = mkdir_in_root(rootfd, op->dest, op->dest_is_file);
@@ -239,14 +384,46 @@ static int do_mount(struct child *c, int rootfd, const struct corral_op *op)
     if (fd < 0)
         return fail(c, -fd, "open mount destination(%s)", op->dest);
     fd_path(target, sizeof target, fd);
+    if (op->copy_up) {
+        /* Keep a handle on what the tmpfs is about to hide. */
+        under = corral_open_in_root(rootfd, op->dest, O_RDONLY | O_DIRECTORY);
+        if (under < 0) {
+            close(fd);
+            return fail(c, -under, "open for tmpcopyup(%s)", op->dest);
+        }
+    }
     if (op->flags & MS_REMOUNT)
         ret = mount(NULL, target, NULL, op->flags, op->data);
     else
-        ret = mount(op->source, target, op->fstype, op->flags, op->data);
+        ret = mount(op->source, target, op->fstype,
+                    op->copy_up ? op->flags & ~(unsigned long)MS_RDONLY : op->flags, op->data);
     ret = ret < 0 ? -errno : 0;
     close(fd);
-    if (ret < 0)
+    if (ret < 0) {
+        if (under >= 0)
+            close(under);
         return fail(c, -ret, "mount(%s)", op->dest);
+    }
+    if (op->copy_up) {
+        int top = corral_open_in_root(rootfd, op->dest, O_RDONLY | O_DIRECTORY);
+        if (top < 0) {
+            close(under);
+            return fail(c, -top, "open tmpfs(%s)", op->dest);
+        }
+        ret = copy_tree(under, top, 0);
+        if (ret < 0)
+            return fail(c, -ret, "tmpcopyup(%s)", op->dest);
+        if (op->flags & MS_RDONLY) {
+            fd = corral_open_in_root(rootfd, op->dest, O_PATH);
+            if (fd < 0)
+                return fail(c, -fd, "open mount destination(%s)", op->dest);
+            fd_path(target, sizeof target, fd);
+            ret = mount(NULL, target, NULL, MS_REMOUNT | op->flags, op->data) < 0 ? -errno : 0;
+            close(fd);
+            if (ret < 0)
+                return fail(c, -ret, "remount read-only(%s)", op->dest);
+        }
+    }
 
     if (!op->remount_ro && !op->propagation[0])
         return 0;

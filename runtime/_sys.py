@@ -87,6 +87,7 @@ def _c_plan(
         o.mode = op.mode
         o.dev = op.dev
         o.uid = op.uid
+        o.copy_up = int(op.copy_up)
         o.gid = op.gid
     p.ops = ops
     p.n_ops = len(plan.ops)

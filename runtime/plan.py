@@ -81,6 +81,7 @@ class Op:
     uid: int = -1
     gid: int = -1
     after_pivot: bool = False
+    copy_up: bool = False  # tmpcopyup
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +237,7 @@ def _mount_ops(
                 remount_flags=(opts.flags & ~(cfg.MS_RDONLY | cfg.MS_REC)) if is_bind else 0,
                 propagation=opts.propagation,
                 dest_is_file=dest_is_file,
+                copy_up=opts.tmpcopyup and kind == "tmpfs",
             )
         )
     return ops, dests
