@@ -156,6 +156,28 @@ def _recv(fd: int, stage: str) -> Any:
     return msg
 
 
+def _sent_pid(sync: int) -> int:
+    """The pid in a PID message already queued on ``sync`` (stage 1 is gone), or -1."""
+    import socket
+
+    size = ffi.sizeof("struct corral_msg")
+    s = socket.socket(fileno=os.dup(sync))
+    try:
+        s.setblocking(False)
+        while True:
+            try:
+                data = s.recv(size)
+            except OSError:
+                return -1
+            if len(data) != size:
+                return -1
+            msg = ffi.cast("struct corral_msg *", ffi.from_buffer(data))
+            if msg.type == lib.CORRAL_MSG_PID:
+                return int(msg.pid)
+    finally:
+        s.close()
+
+
 def _kill_reap(pid: int) -> None:
     try:
         os.kill(pid, signal.SIGKILL)
@@ -224,29 +246,37 @@ def spawn(
         place(stage1)
         if lib.corral_sync_send(sync, lib.CORRAL_MSG_GO) < 0:
             raise SpawnError("sync with stage 1", errno.EPIPE)
-        msg = _recv(sync, "stage 1")
-        if msg.type == lib.CORRAL_MSG_ERROR:
-            raise SpawnError(ffi.string(msg.step).decode(errors="replace"), msg.err)
-        child = msg.pid
-        os.waitpid(stage1, 0)
-        stage1 = -1
-        msg = _recv(sync, "container process")
-        if msg.type == lib.CORRAL_MSG_HOOKS:
-            if on_hooks is not None:
-                on_hooks(child)
-            if lib.corral_sync_send(sync, lib.CORRAL_MSG_GO) < 0:
-                raise SpawnError("sync with container process", errno.EPIPE)
-            msg = _recv(sync, "container process")
-        if msg.type == lib.CORRAL_MSG_ERROR:
-            raise SpawnError(ffi.string(msg.step).decode(errors="replace"), msg.err)
-        if msg.type != lib.CORRAL_MSG_READY:
-            raise SpawnError("sync with container process", errno.EPROTO, "unexpected message")
+        # Stage 1 sends PID and the container process sends HOOKS/READY on the same socket,
+        # concurrently: take them in whatever order they come.
+        ready = hooks_pending = False
+        while child < 0 or not ready:
+            msg = _recv(sync, "stage 1" if child < 0 else "container process")
+            if msg.type == lib.CORRAL_MSG_ERROR:
+                raise SpawnError(ffi.string(msg.step).decode(errors="replace"), msg.err)
+            if msg.type == lib.CORRAL_MSG_PID and child < 0:
+                child = msg.pid
+                os.waitpid(stage1, 0)
+                stage1 = -1
+            elif msg.type == lib.CORRAL_MSG_HOOKS and not hooks_pending:
+                hooks_pending = True
+            elif msg.type == lib.CORRAL_MSG_READY:
+                ready = True
+            else:
+                raise SpawnError("sync with container process", errno.EPROTO, "unexpected message")
+            if hooks_pending and child > 0:
+                hooks_pending = False
+                if on_hooks is not None:
+                    on_hooks(child)
+                if lib.corral_sync_send(sync, lib.CORRAL_MSG_GO) < 0:
+                    raise SpawnError("sync with container process", errno.EPIPE)
         return child
     except BaseException:
-        if child > 0:
-            _kill_reap(child)
         if stage1 > 0:
             _kill_reap(stage1)
+        if child < 0 and sync >= 0:
+            child = _sent_pid(sync)  # stage 1 may have cloned the process before it failed
+        if child > 0:
+            _kill_reap(child)
         raise
     finally:
         for fd in join_fds:

@@ -108,16 +108,15 @@ def test_runtime_fds_do_not_leak(runtime: Runtime, tmp_path: Path) -> None:
 def test_preserve_fds_passes_exactly_n(runtime: Runtime, tmp_path: Path) -> None:
     cid, bundle = runtime.prepare("corral-test", "fds")
     r, w = os.pipe()
+    cmd = (
+        f"exec {sys.executable} -m runtime.cli.oci --root {runtime.root} run --preserve-fds 1 "
+        f"--bundle {bundle} {cid} 3<&{r}"
+    )
     try:
-        extra = os.dup2(r, 3, inheritable=True) if r != 3 else 3
         p = subprocess.run(
-            [sys.executable, "-m", "runtime.cli.oci", "--root", str(runtime.root), "run",
-             "--preserve-fds", "1", "--bundle", str(bundle), cid],
-            pass_fds=(3,), capture_output=True, text=True, cwd=REPO, timeout=60,
-            stdin=subprocess.DEVNULL,
+            ["bash", "-c", cmd], pass_fds=(r,), capture_output=True, text=True, cwd=REPO,
+            timeout=60, stdin=subprocess.DEVNULL,
         )  # fmt: skip
-        if extra != r:
-            os.close(extra)
     finally:
         os.close(r)
         os.close(w)
