@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
 
 import click
 
@@ -29,6 +33,135 @@ def ps(root: str, as_json: bool) -> None:
         return
     for it in items:
         click.echo(f"{it['id']}\t{it['status']}\t{it['pid']}\t{it['bundle']}")
+
+
+# -- images: each command parses its arguments and calls one images.store.Store method --------
+
+
+def _image_fail(what: str, exc: BaseException) -> NoReturn:
+    click.echo(f"corral: image {what}: {exc}", err=True)
+    sys.exit(1)
+
+
+@contextmanager
+def _image_errors(what: str) -> Iterator[None]:
+    from images.errors import ImageError
+
+    try:
+        yield
+    except (ImageError, OSError) as e:
+        _image_fail(what, e)
+
+
+def _store(ctx: click.Context) -> Any:
+    from images.store import DEFAULT_ROOT as IMAGE_ROOT
+    from images.store import Store
+
+    with _image_errors("store"):
+        return Store(ctx.obj or IMAGE_ROOT)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1000
+    return f"{n:.1f}TB"
+
+
+@cli.group("image")
+@click.option(
+    "--store",
+    envvar="CORRAL_IMAGE_STORE",
+    default=None,
+    help="image store directory [default: /var/lib/corral]",
+)
+@click.pass_context
+def image(ctx: click.Context, store: str | None) -> None:
+    """Import, list, inspect, remove and save images."""
+    ctx.obj = store
+
+
+@image.command("import")
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--name", default=None, help="name for the image (default: from the archive)")
+@click.pass_context
+def image_import(ctx: click.Context, path: str, name: str | None) -> None:
+    """Import a docker-archive, an oci-archive or an OCI layout directory."""
+    store = _store(ctx)
+    with _image_errors("import"):
+        for img in store.import_path(path, name=name):
+            click.echo(f"{img.id} {' '.join(img.names)}".rstrip())
+
+
+@image.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.pass_context
+def image_ls(ctx: click.Context, as_json: bool) -> None:
+    """List images: name, id, size, created."""
+    images = _store(ctx).images()
+    if as_json:
+        click.echo(json.dumps([i.to_json() for i in images]))
+        return
+    rows = [("NAME", "ID", "SIZE", "CREATED")]
+    for img in images:
+        for name in img.names or ("<none>",):
+            rows.append((name, img.short_id, _human(img.size), img.created or "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[3])
+
+
+@image.command("inspect")
+@click.argument("ref")
+@click.pass_context
+def image_inspect(ctx: click.Context, ref: str) -> None:
+    """Print an image's record and config as JSON."""
+    store = _store(ctx)
+    with _image_errors("inspect"):
+        click.echo(json.dumps(store.inspect(ref), indent=2))
+
+
+@image.command("rm")
+@click.argument("refs", nargs=-1, required=True)
+@click.option("-f", "--force", is_flag=True, help="untag even while containers use it")
+@click.pass_context
+def image_rm(ctx: click.Context, refs: tuple[str, ...], force: bool) -> None:
+    """Remove images (refused while a container uses one, unless --force)."""
+    store = _store(ctx)
+    for ref in refs:
+        with _image_errors("rm"):
+            click.echo(store.remove(ref, force=force).id)
+
+
+@image.command("prune")
+@click.pass_context
+def image_prune(ctx: click.Context) -> None:
+    """Remove unnamed unused images and unreferenced blobs and layers."""
+    store = _store(ctx)
+    with _image_errors("prune"):
+        res = store.prune()
+    click.echo(
+        f"removed {len(res.images)} images, {len(res.blobs)} blobs, {len(res.layers)} layers"
+    )
+
+
+@image.command("save")
+@click.argument("ref")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="file")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["docker-archive", "oci-archive"]),
+    default="docker-archive",
+    show_default=True,
+)
+@click.pass_context
+def image_save(ctx: click.Context, ref: str, output: str, fmt: str) -> None:
+    """Write an image to a docker-archive or oci-archive file."""
+    store = _store(ctx)
+    with _image_errors("save"):
+        store.save(ref, output, fmt)
 
 
 def main() -> None:

@@ -1,0 +1,114 @@
+"""Digests, hashing readers and layer decompression."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, BinaryIO
+
+from .errors import DigestMismatch, FormatError
+
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+CHUNK = 1 << 20
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def check_digest(d: str) -> str:
+    """Return ``d`` if it is a sha256 digest we accept (the only algorithm we store)."""
+    if not isinstance(d, str) or not _DIGEST.match(d):
+        raise FormatError(f"unsupported or malformed digest: {d!r}")
+    return d
+
+
+def hex_of(d: str) -> str:
+    return check_digest(d).split(":", 1)[1]
+
+
+def sha256_bytes(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def verify_bytes(name: str, data: bytes, expected: str, size: int | None = None) -> None:
+    actual = sha256_bytes(data)
+    if actual != check_digest(expected):
+        raise DigestMismatch(name, expected, actual)
+    if size is not None and size != len(data):
+        raise DigestMismatch(name, f"{size} bytes", f"{len(data)} bytes")
+
+
+class HashingReader(io.RawIOBase):
+    """Reads through ``inner``, hashing and counting what passes; ``limit`` caps the count."""
+
+    def __init__(self, inner: IO[bytes], limit: int | None = None) -> None:
+        self.inner = inner
+        self.hash = hashlib.sha256()
+        self.count = 0
+        self.limit = limit
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.inner.read(len(b))
+        n = len(data)
+        b[:n] = data
+        self.hash.update(data)
+        self.count += n
+        if self.limit is not None and self.count > self.limit:
+            raise FormatError(f"stream longer than {self.limit} bytes")
+        return n
+
+    def drain(self) -> None:
+        while self.read(CHUNK):
+            pass
+
+    def digest(self) -> str:
+        return "sha256:" + self.hash.hexdigest()
+
+
+def stream_errors() -> tuple[type[BaseException], ...]:
+    """What a corrupt or truncated compressed stream raises while it is read."""
+    import zlib
+
+    errors: tuple[type[BaseException], ...] = (EOFError, zlib.error, gzip.BadGzipFile)
+    try:
+        import zstandard
+
+        errors += (zstandard.ZstdError,)
+    except ImportError:  # pragma: no cover - a declared dependency
+        pass
+    return errors
+
+
+def sniff(head: bytes) -> str:
+    """Compression of a layer from its first bytes: ``gzip``, ``zstd`` or ``none``."""
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    return "none"
+
+
+@contextmanager
+def decompressed(raw: BinaryIO) -> Iterator[IO[bytes]]:
+    """A stream of ``raw`` decompressed by its magic bytes (plain, gzip or zstd)."""
+    buffered = io.BufferedReader(raw, CHUNK) if not hasattr(raw, "peek") else raw
+    head = buffered.peek(4)[:4]  # type: ignore[attr-defined]
+    kind = sniff(head)
+    if kind == "gzip":
+        with gzip.GzipFile(fileobj=buffered, mode="rb") as g:
+            yield g
+    elif kind == "zstd":
+        import zstandard
+
+        dctx = zstandard.ZstdDecompressor()
+        with dctx.stream_reader(buffered, read_across_frames=True) as z:
+            yield z  # type: ignore[misc]
+    else:
+        yield buffered

@@ -1,0 +1,280 @@
+"""Readers for the three import formats: docker-archive, oci-archive and OCI image layout.
+
+A source is read in place (a tar file is indexed, never extracted; a directory is read with
+every path checked to stay inside it). Member names are only used to look blobs up. Every
+blob that names a digest is verified when it is read; layers are verified by the store as
+they are copied.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from .digest import check_digest, sha256_bytes, verify_bytes
+from .errors import FormatError, NotFound
+
+MAX_JSON = 16 << 20  # manifests, configs and indexes are small; refuse anything bigger
+
+MT_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+MT_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MT_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+MT_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+MT_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+INDEX_TYPES = (MT_OCI_INDEX, MT_DOCKER_LIST)
+MANIFEST_TYPES = (MT_OCI_MANIFEST, MT_DOCKER_MANIFEST)
+REF_NAME = "org.opencontainers.image.ref.name"
+CONTAINERD_NAME = "io.containerd.image.name"
+
+_BLOB_PATH = re.compile(r"^(?:.*/)?blobs/sha256/([0-9a-f]{64})$")
+_HEX_FILE = re.compile(r"^(?:.*/)?([0-9a-f]{64})(?:\.json|\.tar)?$")
+
+
+@dataclass(frozen=True)
+class SourceLayer:
+    path: str
+    diff_id: str
+    digest: str | None  # claimed by a descriptor or by the file name, verified on copy
+    size: int | None
+    media_type: str | None
+
+
+@dataclass
+class SourceImage:
+    names: list[str]
+    config: bytes
+    config_digest: str
+    layers: list[SourceLayer]
+    manifest: bytes | None = None  # the original OCI manifest, kept for a faithful save
+    manifest_digest: str | None = None
+    config_json: dict[str, Any] = field(default_factory=dict)
+
+
+class Reader:
+    """Random access to the files of an archive or directory."""
+
+    def exists(self, path: str) -> bool:
+        raise NotImplementedError
+
+    def open(self, path: str) -> IO[bytes]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def read(self, path: str, limit: int = MAX_JSON) -> bytes:
+        with self.open(path) as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise FormatError(f"{path}: larger than {limit} bytes")
+        return data
+
+    def json(self, path: str) -> Any:
+        try:
+            return json.loads(self.read(path))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise FormatError(f"{path}: invalid JSON: {e}") from e
+
+
+def _norm(name: str) -> str:
+    return os.path.normpath("/" + name).lstrip("/")
+
+
+class TarReader(Reader):
+    def __init__(self, path: Path) -> None:
+        try:
+            self.tf = tarfile.open(path, "r:*")  # noqa: SIM115
+            self.members = {_norm(m.name): m for m in self.tf.getmembers()}
+        except (tarfile.TarError, EOFError, OSError) as e:
+            raise FormatError(f"{path}: not a readable tar archive: {e}") from e
+
+    def exists(self, path: str) -> bool:
+        return _norm(path) in self.members
+
+    def open(self, path: str) -> IO[bytes]:
+        m = self.members.get(_norm(path))
+        if m is None:
+            raise FormatError(f"archive has no {path}")
+        try:
+            f = self.tf.extractfile(m)  # follows links inside the archive only
+        except (tarfile.TarError, KeyError) as e:
+            raise FormatError(f"archive member {path}: {e}") from e
+        if f is None:
+            raise FormatError(f"archive member {path} is not a file")
+        return f
+
+    def close(self) -> None:
+        self.tf.close()
+
+
+class DirReader(Reader):
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    def _path(self, path: str) -> Path:
+        p = (self.root / _norm(path)).resolve()
+        if p != self.root and self.root not in p.parents:
+            raise FormatError(f"{path} resolves outside {self.root}")
+        return p
+
+    def exists(self, path: str) -> bool:
+        return self._path(path).is_file()
+
+    def open(self, path: str) -> IO[bytes]:
+        p = self._path(path)
+        try:
+            return p.open("rb")
+        except FileNotFoundError:
+            raise FormatError(f"{self.root} has no {path}") from None
+
+
+@contextmanager
+def open_source(path: Path) -> Iterator[tuple[str, Reader]]:
+    """The format (``docker-archive``, ``oci-archive``, ``oci-dir``, ``docker-dir``) and reader."""
+    if not path.exists():
+        raise NotFound(str(path))
+    reader: Reader = DirReader(path) if path.is_dir() else TarReader(path)
+    try:
+        if reader.exists("manifest.json"):
+            kind = "docker-dir" if path.is_dir() else "docker-archive"
+        elif reader.exists("index.json"):
+            kind = "oci-dir" if path.is_dir() else "oci-archive"
+        else:
+            raise FormatError(f"{path}: neither manifest.json (docker) nor index.json (OCI)")
+        yield kind, reader
+    finally:
+        reader.close()
+
+
+def read_images(kind: str, reader: Reader) -> list[SourceImage]:
+    if kind.startswith("docker"):
+        return _docker(reader)
+    return _oci(reader)
+
+
+def _config(
+    reader: Reader, path: str, expected: str | None, size: int | None = None
+) -> tuple[bytes, str, dict[str, Any]]:
+    data = reader.read(path)
+    if expected is not None:
+        verify_bytes(path, data, expected, size)
+    digest = sha256_bytes(data)
+    try:
+        cfg = json.loads(data)
+    except ValueError as e:
+        raise FormatError(f"image config {path}: invalid JSON: {e}") from e
+    if not isinstance(cfg, dict):
+        raise FormatError(f"image config {path}: not an object")
+    return data, digest, cfg
+
+
+def _diff_ids(cfg: dict[str, Any], n: int, where: str) -> list[str]:
+    rootfs = cfg.get("rootfs") or {}
+    ids = rootfs.get("diff_ids") or []
+    if not isinstance(ids, list) or len(ids) != n:
+        raise FormatError(f"{where}: {len(ids)} diff_ids for {n} layers")
+    return [check_digest(d) for d in ids]
+
+
+def _claim(path: str) -> str | None:
+    m = _BLOB_PATH.match(path) or _HEX_FILE.match(path)
+    return f"sha256:{m.group(1)}" if m else None
+
+
+def _docker(reader: Reader) -> list[SourceImage]:
+    manifest = reader.json("manifest.json")
+    if not isinstance(manifest, list) or not manifest:
+        raise FormatError("manifest.json: expected a non-empty array")
+    out = []
+    for entry in manifest:
+        if not isinstance(entry, dict) or not isinstance(entry.get("Config"), str):
+            raise FormatError("manifest.json: entry without Config")
+        cpath = entry["Config"]
+        config, cdigest, cfg = _config(reader, cpath, _claim(cpath))
+        layers = entry.get("Layers") or []
+        diff_ids = _diff_ids(cfg, len(layers), cpath)
+        src_layers = []
+        for lpath, diff_id in zip(layers, diff_ids, strict=True):
+            src_layers.append(SourceLayer(lpath, diff_id, _claim(lpath), None, None))
+        names = [t for t in entry.get("RepoTags") or [] if isinstance(t, str)]
+        out.append(SourceImage(names, config, cdigest, src_layers, config_json=cfg))
+    return out
+
+
+def _blob_path(digest: str) -> str:
+    return "blobs/sha256/" + check_digest(digest).split(":", 1)[1]
+
+
+def _read_blob(reader: Reader, desc: dict[str, Any]) -> bytes:
+    digest = check_digest(desc.get("digest", ""))
+    data = reader.read(_blob_path(digest))
+    verify_bytes(_blob_path(digest), data, digest, desc.get("size"))
+    return data
+
+
+def _host_platform() -> tuple[str, str]:
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    return "linux", arch
+
+
+def _pick(manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    os_, arch = _host_platform()
+    for d in manifests:
+        p = d.get("platform") or {}
+        if p.get("os") == os_ and p.get("architecture") == arch:
+            return d
+    if not manifests:
+        raise FormatError("image index lists no manifests")
+    return manifests[0]
+
+
+def _oci(reader: Reader) -> list[SourceImage]:
+    index = reader.json("index.json")
+    if not isinstance(index, dict) or not isinstance(index.get("manifests"), list):
+        raise FormatError("index.json: no manifests array")
+    out = []
+    for desc in index["manifests"]:
+        annotations = desc.get("annotations") or {}
+        name = annotations.get(CONTAINERD_NAME) or annotations.get(REF_NAME)
+        while desc.get("mediaType") in INDEX_TYPES:
+            nested = json.loads(_read_blob(reader, desc))
+            desc = _pick(nested.get("manifests") or [])
+        if desc.get("mediaType") not in MANIFEST_TYPES:
+            raise FormatError(f"index.json: unsupported manifest type {desc.get('mediaType')!r}")
+        mdata = _read_blob(reader, desc)
+        try:
+            man = json.loads(mdata)
+        except ValueError as e:
+            raise FormatError(f"manifest {desc['digest']}: invalid JSON: {e}") from e
+        cdesc = man.get("config") or {}
+        config, cdigest, cfg = _config(
+            reader, _blob_path(cdesc.get("digest", "")), cdesc["digest"], cdesc.get("size")
+        )
+        ldescs = man.get("layers") or []
+        diff_ids = _diff_ids(cfg, len(ldescs), f"config {cdigest}")
+        layers = []
+        for ld, diff_id in zip(ldescs, diff_ids, strict=True):
+            d = check_digest(ld.get("digest", ""))
+            layers.append(
+                SourceLayer(_blob_path(d), diff_id, d, ld.get("size"), ld.get("mediaType"))
+            )
+        out.append(
+            SourceImage(
+                [name] if name else [],
+                config,
+                cdigest,
+                layers,
+                manifest=mdata,
+                manifest_digest=desc["digest"],
+                config_json=cfg,
+            )
+        )
+    return out

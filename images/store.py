@@ -1,0 +1,528 @@
+"""The content-addressed image store.
+
+Layout under ``root`` (default ``/var/lib/corral``; everything 0700, root-owned in production,
+since layer trees may hold setuid files)::
+
+    blobs/sha256/<hex>           verified blobs: configs, manifests, layers as imported
+    layers/sha256/<diff hex>/fs  a layer unpacked once, shared by every image that has it
+    layers/sha256/<diff hex>/meta.json
+    images/<config hex>.json     one record per image: names, layers, manifest digest
+    refs/<config hex>/<user>     one empty file per container using the image
+    tmp/                         per-import staging, renamed into place on success
+    gc.lock  meta.lock
+
+Locking: an import holds ``gc.lock`` shared for its whole run and ``meta.lock`` only while it
+renames its staged blobs and layers into place and writes records; ``rm`` and ``prune`` hold
+``gc.lock`` exclusively, so they never delete something an import is about to reference.
+Renames of identical content are idempotent, so concurrent imports of the same layers are
+safe: the loser throws its copy away.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from . import overlay
+from .digest import CHUNK, HashingReader, check_digest, decompressed, hex_of, sniff
+from .errors import DigestMismatch, FormatError, ImageError, InUse, NotFound
+from .sources import SourceImage, SourceLayer, open_source, read_images
+from .unpack import Limits, unpack_layer
+
+DEFAULT_ROOT = "/var/lib/corral"
+
+MT_LAYER = {
+    "none": "application/vnd.oci.image.layer.v1.tar",
+    "gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
+    "zstd": "application/vnd.oci.image.layer.v1.tar+zstd",
+}
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    digest: str  # of the blob as stored (compressed or not)
+    diff_id: str  # of the uncompressed tar
+    media_type: str
+    size: int  # blob bytes
+    tar_size: int  # uncompressed tar bytes
+
+    @staticmethod
+    def from_json(d: dict[str, Any]) -> LayerRecord:
+        return LayerRecord(d["digest"], d["diff_id"], d["media_type"], d["size"], d["tar_size"])
+
+
+@dataclass(frozen=True)
+class Image:
+    id: str  # the config digest
+    names: tuple[str, ...]
+    layers: tuple[LayerRecord, ...]  # base first, as in the manifest
+    created: str
+    imported: float
+    manifest_digest: str | None = None
+    size: int = 0  # bytes of the unpacked layers' tar streams
+
+    @property
+    def short_id(self) -> str:
+        return hex_of(self.id)[:12]
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["names"] = list(self.names)
+        d["layers"] = [asdict(x) for x in self.layers]
+        return d
+
+    @staticmethod
+    def from_json(d: dict[str, Any]) -> Image:
+        return Image(
+            id=d["id"],
+            names=tuple(d.get("names") or ()),
+            layers=tuple(LayerRecord.from_json(x) for x in d["layers"]),
+            created=d.get("created") or "",
+            imported=d.get("imported") or 0.0,
+            manifest_digest=d.get("manifest_digest"),
+            size=d.get("size") or 0,
+        )
+
+
+@dataclass
+class PruneResult:
+    images: list[str] = field(default_factory=list)
+    blobs: list[str] = field(default_factory=list)
+    layers: list[str] = field(default_factory=list)
+    tmp: int = 0
+
+
+def normalize_name(name: str) -> str:
+    """``foo`` -> ``foo:latest``; names with a tag or digest are kept as they are."""
+    name = name.strip()
+    if not name or any(c.isspace() for c in name) or "\0" in name:
+        raise FormatError(f"invalid image name {name!r}")
+    last = name.rsplit("/", 1)[-1]
+    if "@" in name or ":" in last:
+        return name
+    return name + ":latest"
+
+
+def _rmtree(path: Path) -> None:
+    def fix(func: Any, p: str, exc: BaseException) -> None:
+        parent = os.path.dirname(p)
+        try:
+            os.chmod(parent, 0o700)
+            if os.path.isdir(p) and not os.path.islink(p):
+                os.chmod(p, 0o700)
+        except OSError:
+            pass
+        if func in (os.rmdir, os.unlink, os.open, os.scandir):
+            try:
+                (shutil.rmtree if os.path.isdir(p) and not os.path.islink(p) else os.unlink)(p)
+            except FileNotFoundError:
+                pass
+
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path, onerror=fix)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
+    os.rename(tmp, path)
+
+
+class Store:
+    def __init__(self, root: str | os.PathLike[str] = DEFAULT_ROOT, limits: Limits | None = None):
+        self.root = Path(root)
+        self.limits = limits or Limits()
+        self.blobs = self.root / "blobs" / "sha256"
+        self.layers = self.root / "layers" / "sha256"
+        self.images_dir = self.root / "images"
+        self.refs = self.root / "refs"
+        self.tmp = self.root / "tmp"
+        for d in (self.root, self.blobs, self.layers, self.images_dir, self.refs, self.tmp):
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
+
+    # -- locks ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _lock(self, name: str, exclusive: bool) -> Iterator[None]:
+        fd = os.open(self.root / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    # -- paths ---------------------------------------------------------------------------
+
+    def blob_path(self, digest: str) -> Path:
+        return self.blobs / hex_of(digest)
+
+    def layer_dir(self, diff_id: str) -> Path:
+        return self.layers / hex_of(diff_id) / "fs"
+
+    def has_blob(self, digest: str) -> bool:
+        return self.blob_path(digest).is_file()
+
+    def has_layer(self, diff_id: str) -> bool:
+        return (self.layers / hex_of(diff_id) / "meta.json").is_file()
+
+    # -- queries -------------------------------------------------------------------------
+
+    def images(self) -> list[Image]:
+        out = []
+        for p in sorted(self.images_dir.glob("*.json")):
+            try:
+                out.append(Image.from_json(json.loads(p.read_text())))
+            except (OSError, ValueError, KeyError):
+                continue
+        return sorted(out, key=lambda i: (-i.imported, i.id))
+
+    def get(self, ref: str) -> Image:
+        """An image by name (``foo`` = ``foo:latest``, ``localhost/`` optional), id or id prefix."""
+        return self._lookup(ref)[0]
+
+    def _lookup(self, ref: str) -> tuple[Image, str | None]:
+        """The image and, when ``ref`` is one of its names, that name."""
+        images = self.images()
+        candidates = [ref]
+        try:
+            n = normalize_name(ref)
+            candidates += [n, "localhost/" + n, "docker.io/library/" + n]
+        except FormatError:
+            pass
+        for c in candidates:
+            for img in images:
+                if c in img.names:
+                    return img, c
+        h = ref.removeprefix("sha256:")
+        if len(h) >= 4 and all(c in "0123456789abcdef" for c in h):
+            found = [i for i in images if hex_of(i.id).startswith(h)]
+            if len(found) == 1:
+                return found[0], None
+            if len(found) > 1:
+                raise ImageError(f"image id prefix {ref} is ambiguous")
+        raise NotFound(f"image {ref}")
+
+    def config(self, image: Image) -> dict[str, Any]:
+        return json.loads(self.blob_path(image.id).read_bytes())
+
+    def inspect(self, ref: str) -> dict[str, Any]:
+        img = self.get(ref)
+        out = img.to_json()
+        out["config"] = self.config(img)
+        out["users"] = self.users(img)
+        out["layer_dirs"] = [str(p) for p in self.layer_dirs(img)]
+        return out
+
+    def layer_dirs(self, image: Image) -> list[Path]:
+        """The unpacked layer trees, topmost first (overlayfs lowerdir order)."""
+        return [self.layer_dir(lr.diff_id) for lr in reversed(image.layers)]
+
+    # -- users (refs written by the runtime) ---------------------------------------------
+
+    def users(self, image: Image) -> list[str]:
+        d = self.refs / hex_of(image.id)
+        return sorted(p.name for p in d.iterdir()) if d.is_dir() else []
+
+    def add_ref(self, image: Image, user: str) -> None:
+        if not user or "/" in user or user.startswith("."):
+            raise ImageError(f"invalid ref name {user!r}")
+        d = self.refs / hex_of(image.id)
+        d.mkdir(mode=0o700, exist_ok=True)
+        (d / user).touch()
+
+    def remove_ref(self, image: Image, user: str) -> None:
+        d = self.refs / hex_of(image.id)
+        try:
+            (d / user).unlink()
+            d.rmdir()
+        except OSError:
+            pass
+
+    # -- import --------------------------------------------------------------------------
+
+    def import_path(self, path: str | os.PathLike[str], name: str | None = None) -> list[Image]:
+        """Import every image of a docker-archive, oci-archive or OCI layout directory."""
+        with self._lock("gc.lock", exclusive=False), open_source(Path(path)) as (kind, reader):
+            sources = read_images(kind, reader)
+            if name is not None:
+                if len(sources) != 1:
+                    raise FormatError(f"{path} holds {len(sources)} images; --name needs one")
+                sources[0].names = [name]
+            staging = Path(tempfile.mkdtemp(prefix="import-", dir=self.tmp))
+            try:
+                try:
+                    staged = [self._stage(reader, s, staging) for s in sources]
+                except (tarfile.TarError, EOFError) as e:
+                    raise FormatError(f"{path}: truncated or corrupt archive: {e}") from e
+                return self._commit(staged, staging)
+            finally:
+                _rmtree(staging)
+
+    def _stage(
+        self, reader: Any, src: SourceImage, staging: Path
+    ) -> tuple[SourceImage, list[LayerRecord]]:
+        (staging / "blobs").mkdir(exist_ok=True)
+        (staging / "layers").mkdir(exist_ok=True)
+        self._stage_bytes(staging, src.config_digest, src.config)
+        if src.manifest is not None and src.manifest_digest:
+            self._stage_bytes(staging, src.manifest_digest, src.manifest)
+        records = []
+        for layer in src.layers:
+            records.append(self._stage_layer(reader, layer, staging))
+        return src, records
+
+    def _stage_bytes(self, staging: Path, digest: str, data: bytes) -> None:
+        if not self.has_blob(digest):
+            (staging / "blobs" / hex_of(digest)).write_bytes(data)
+
+    def _find_blob(self, staging: Path, digest: str) -> Path | None:
+        for p in (self.blob_path(digest), staging / "blobs" / hex_of(digest)):
+            if p.is_file():
+                return p
+        return None
+
+    def _stage_layer(self, reader: Any, layer: SourceLayer, staging: Path) -> LayerRecord:
+        claim = layer.digest
+        if claim is None:
+            with reader.open(layer.path) as f:
+                if sniff(f.read(4)) == "none":
+                    claim = layer.diff_id  # an uncompressed layer's digest is its diff_id
+        blob = self._find_blob(staging, claim) if claim else None
+        if blob is None:
+            blob = self._copy_blob(reader, layer, claim, staging)
+        digest = "sha256:" + blob.name
+        with blob.open("rb") as f:
+            kind = sniff(f.read(4))
+        size = blob.stat().st_size
+        meta = self._layer_meta(staging, layer.diff_id)
+        if meta is None:
+            meta = self._unpack(blob, layer, staging)
+        return LayerRecord(digest, layer.diff_id, MT_LAYER[kind], size, meta["tar_size"])
+
+    def _copy_blob(self, reader: Any, layer: SourceLayer, claim: str | None, staging: Path) -> Path:
+        fd, tmpname = tempfile.mkstemp(dir=staging / "blobs", prefix=".blob-")
+        tmp = Path(tmpname)
+        with reader.open(layer.path) as src, os.fdopen(fd, "wb") as out:
+            h = HashingReader(src)
+            while chunk := h.read(CHUNK):
+                out.write(chunk)
+        actual = h.digest()
+        if claim is not None and actual != claim:
+            tmp.unlink()
+            raise DigestMismatch(layer.path, claim, actual)
+        if layer.size is not None and layer.size != h.count:
+            tmp.unlink()
+            raise DigestMismatch(layer.path, f"{layer.size} bytes", f"{h.count} bytes")
+        final = staging / "blobs" / hex_of(actual)
+        os.rename(tmp, final)
+        return final
+
+    def _layer_meta(self, staging: Path, diff_id: str) -> dict[str, Any] | None:
+        for d in (self.layers / hex_of(diff_id), staging / "layers" / hex_of(diff_id)):
+            try:
+                return json.loads((d / "meta.json").read_text())
+            except FileNotFoundError:
+                continue
+        return None
+
+    def _unpack(self, blob: Path, layer: SourceLayer, staging: Path) -> dict[str, Any]:
+        d = staging / "layers" / hex_of(layer.diff_id)
+        fs = d / "fs"
+        fs.mkdir(parents=True, mode=0o755)
+        name = layer.path
+        try:
+            with blob.open("rb") as raw, decompressed(raw) as stream:
+                res = unpack_layer(stream, fs, limits=self.limits, layer=name)
+        except BaseException:
+            _rmtree(d)
+            raise
+        if res.diff_id != layer.diff_id:
+            _rmtree(d)
+            raise DigestMismatch(f"{name} (uncompressed)", layer.diff_id, res.diff_id)
+        meta = {
+            "diff_id": layer.diff_id,
+            "tar_size": res.size,
+            "content_bytes": res.content_bytes,
+            "entries": res.entries,
+        }
+        _write_json(d / "meta.json", meta)
+        return meta
+
+    def _commit(
+        self, staged: list[tuple[SourceImage, list[LayerRecord]]], staging: Path
+    ) -> list[Image]:
+        with self._lock("meta.lock", exclusive=True):
+            for p in (staging / "blobs").iterdir():
+                if not p.name.startswith("."):
+                    _rename_into(p, self.blobs / p.name)
+            for p in (staging / "layers").iterdir():
+                _rename_into(p, self.layers / p.name)
+            out = []
+            now = time.time()
+            for src, records in staged:
+                names = tuple(normalize_name(n) for n in src.names)
+                old = self._record(src.config_digest)
+                keep = tuple(n for n in (old.names if old else ()) if n not in names)
+                img = Image(
+                    id=src.config_digest,
+                    names=names + keep,
+                    layers=tuple(records),
+                    created=str(src.config_json.get("created") or ""),
+                    imported=now,
+                    manifest_digest=src.manifest_digest or (old.manifest_digest if old else None),
+                    size=sum(r.tar_size for r in records),
+                )
+                for other in self.images():
+                    if other.id != img.id and set(other.names) & set(names):
+                        rest = tuple(n for n in other.names if n not in names)
+                        self._write_record(Image(**{**other.__dict__, "names": rest}))
+                self._write_record(img)
+                out.append(img)
+            return out
+
+    def _record(self, image_id: str) -> Image | None:
+        try:
+            return Image.from_json(
+                json.loads((self.images_dir / f"{hex_of(image_id)}.json").read_text())
+            )
+        except FileNotFoundError:
+            return None
+
+    def _write_record(self, img: Image) -> None:
+        _write_json(self.images_dir / f"{hex_of(img.id)}.json", img.to_json())
+
+    # -- removal -------------------------------------------------------------------------
+
+    def remove(self, ref: str, force: bool = False) -> Image:
+        """Remove an image. By one of several names, only that name goes. While containers
+        use it this is refused, or with ``force`` the image only loses its names (it stays
+        until ``prune`` finds it unused)."""
+        with self._lock("gc.lock", exclusive=True), self._lock("meta.lock", exclusive=True):
+            img, name = self._lookup(ref)
+            if name is not None and len(img.names) > 1:
+                self._write_record(
+                    Image(**{**img.__dict__, "names": tuple(n for n in img.names if n != name)})
+                )
+                return img
+            users = self.users(img)
+            if users and not force:
+                raise InUse(img.names[0] if img.names else img.short_id, users)
+            if users:
+                self._write_record(Image(**{**img.__dict__, "names": ()}))
+            else:
+                (self.images_dir / f"{hex_of(img.id)}.json").unlink()
+                self._gc(PruneResult())
+            return img
+
+    def prune(self) -> PruneResult:
+        """Remove unnamed unused images, unreferenced blobs and layers, stale staging dirs."""
+        res = PruneResult()
+        with self._lock("gc.lock", exclusive=True), self._lock("meta.lock", exclusive=True):
+            for img in self.images():
+                if not img.names and not self.users(img):
+                    (self.images_dir / f"{hex_of(img.id)}.json").unlink()
+                    res.images.append(img.id)
+            for p in self.tmp.iterdir():
+                _rmtree(p)  # no import runs while we hold gc.lock exclusively
+                res.tmp += 1
+            self._gc(res)
+        return res
+
+    def _gc(self, res: PruneResult) -> None:
+        blobs: set[str] = set()
+        layers: set[str] = set()
+        for img in self.images():
+            blobs.add(hex_of(img.id))
+            if img.manifest_digest:
+                blobs.add(hex_of(img.manifest_digest))
+            for lr in img.layers:
+                blobs.add(hex_of(lr.digest))
+                layers.add(hex_of(lr.diff_id))
+        for p in self.blobs.iterdir():
+            if p.name not in blobs:
+                p.unlink()
+                res.blobs.append("sha256:" + p.name)
+        for p in self.layers.iterdir():
+            if p.name not in layers:
+                _rmtree(p)
+                res.layers.append("sha256:" + p.name)
+        links = self.root / "l"
+        for p in links.iterdir() if links.is_dir() else ():
+            if not p.exists():  # dangling: its layer is gone
+                p.unlink()
+
+    # -- rootfs --------------------------------------------------------------------------
+
+    def mount_rootfs(
+        self, image: Image | str, dest: str | os.PathLike[str], workdir: str | os.PathLike[str]
+    ) -> None:
+        """Mount ``image`` at ``dest``: its layers read-only under a private upper/work dir
+        made in ``workdir`` (which must be on one filesystem and not inside ``dest``)."""
+        img = self.get(image) if isinstance(image, str) else image
+        lowers = []
+        for lr in reversed(img.layers):
+            if not self.layer_dir(lr.diff_id).is_dir():
+                raise NotFound(f"unpacked layer {lr.diff_id}")
+            lowers.append(self._short_link(lr.diff_id))
+        overlay.mount(lowers, Path(dest), Path(workdir))
+
+    def _short_link(self, diff_id: str) -> Path:
+        """``l/<16 hex>`` -> the layer tree: short lowerdir paths (like docker's overlay2
+        ``l/``), so about a hundred layers fit in mount(2)'s one-page option string."""
+        link = self.root / "l" / hex_of(diff_id)[:16]
+        target = f"../layers/sha256/{hex_of(diff_id)}/fs"
+        link.parent.mkdir(mode=0o700, exist_ok=True)
+        try:
+            os.symlink(target, link)
+        except FileExistsError:
+            if os.readlink(link) != target:
+                return self.layer_dir(diff_id)  # a 64-bit prefix collision: use the long path
+        return link
+
+    def umount(
+        self, dest: str | os.PathLike[str], workdir: str | os.PathLike[str] | None = None
+    ) -> None:
+        """Unmount a rootfs made by ``mount_rootfs`` and remove its ``workdir``, if given."""
+        overlay.umount(Path(dest))
+        if workdir is not None:
+            _rmtree(Path(workdir))
+
+    # -- save ----------------------------------------------------------------------------
+
+    def save(self, ref: str, dest: str | os.PathLike[str], fmt: str = "docker-archive") -> Image:
+        from . import save as _save
+
+        with self._lock("gc.lock", exclusive=False):
+            img = self.get(ref)
+            _save.write(self, img, Path(dest), fmt)
+            return img
+
+    def open_blob(self, digest: str) -> IO[bytes]:
+        check_digest(digest)
+        try:
+            return self.blob_path(digest).open("rb")
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest}") from None
+
+
+def _rename_into(src: Path, dest: Path) -> None:
+    try:
+        os.rename(src, dest)
+    except OSError as e:
+        if e.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR):
+            raise
+        # Same digest, same content: somebody else committed it first.

@@ -1,0 +1,236 @@
+"""The content store: import of the three formats, verification, sharing, rm/prune/save."""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+import threading
+from pathlib import Path
+
+import pytest
+
+from images.errors import DigestMismatch, FormatError, InUse, NotFound, UnsafeLayer
+from images.sources import open_source, read_images
+from images.store import Store, normalize_name
+from tests.imagebuild import (
+    Entry,
+    config_for,
+    docker_files,
+    oci_files,
+    sha,
+    tar_entries,
+    write_dir,
+    write_tar,
+)
+
+BASE = tar_entries(
+    [Entry("etc", "dir"), Entry("etc/passwd", data=b"root:x:0:0:root:/root:/bin/sh\n"),
+     Entry("bin", "dir"), Entry("bin/sh", data=b"#!fake\n", mode=0o755)]
+)  # fmt: skip
+TOP = tar_entries([Entry("app", "dir"), Entry("app/run", data=b"run\n", mode=0o755)])
+OTHER = tar_entries([Entry("other", data=b"o")])
+
+
+def files_of(store: Store) -> dict[str, int]:
+    out = {}
+    for dirpath, _, filenames in os.walk(store.root):
+        for f in filenames:
+            p = Path(dirpath, f)
+            out[str(p.relative_to(store.root))] = p.lstat().st_ino
+    return out
+
+
+def content(store: Store) -> set[str]:
+    """Store content (blobs, layers, records) without lock files."""
+    return {k for k in files_of(store) if not k.endswith(".lock")}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "store")
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip", "zstd"])
+@pytest.mark.parametrize("form", ["oci-dir", "oci-archive", "docker-archive", "docker-dir"])
+def test_import_formats(store: Store, tmp_path: Path, form: str, compression: str) -> None:
+    if form.startswith("oci"):
+        files, built = oci_files([BASE, TOP], ref_name="example.com/app:1", compression=compression)
+    else:
+        files, built = docker_files([BASE, TOP], repo_tags=["example.com/app:1"],
+                                    compression=compression)  # fmt: skip
+    src = tmp_path / "src"
+    src = write_dir(src, files) if form.endswith("dir") else write_tar(src, files)
+    (img,) = store.import_path(src)
+    assert img.id == built.config_digest
+    assert img.names == ("example.com/app:1",)
+    assert [lr.diff_id for lr in img.layers] == built.diff_ids
+    assert [lr.digest for lr in img.layers] == built.layer_digests
+    assert store.get("example.com/app:1") == img
+    assert store.get(img.short_id) == img
+    dirs = store.layer_dirs(img)
+    assert (dirs[0] / "app/run").read_bytes() == b"run\n"  # topmost first
+    assert (dirs[1] / "etc/passwd").exists()
+    assert img.size == len(BASE) + len(TOP)
+    for lr in img.layers:
+        assert store.has_blob(lr.digest)
+    assert store.config(img)["rootfs"]["diff_ids"] == built.diff_ids
+    assert not list(store.tmp.iterdir())
+
+
+def test_name_override_and_normalisation(store: Store, tmp_path: Path) -> None:
+    files, _ = oci_files([BASE], ref_name="x")
+    (img,) = store.import_path(write_dir(tmp_path / "src", files), name="mine")
+    assert img.names == ("mine:latest",)
+    assert store.get("mine") == img
+    assert normalize_name("localhost:5000/a") == "localhost:5000/a:latest"
+    assert normalize_name("a@sha256:" + "0" * 64) == "a@sha256:" + "0" * 64
+    # the name moves to the newest image carrying it
+    files2, _ = oci_files([OTHER], ref_name="x")
+    (img2,) = store.import_path(write_dir(tmp_path / "src2", files2), name="mine")
+    assert store.get("mine") == img2
+    assert [i.names for i in store.images() if i.id == img.id] == [()]
+
+
+def test_layers_shared_and_reimport_writes_nothing(store: Store, tmp_path: Path) -> None:
+    files_a, a = oci_files([BASE, TOP], ref_name="a")
+    files_b, b = docker_files([BASE, OTHER], repo_tags=["b:1"])  # same base, uncompressed
+    store.import_path(write_dir(tmp_path / "a", files_a))
+    before = files_of(store)
+    store.import_path(write_tar(tmp_path / "a.tar", files_a))  # same image again
+    assert files_of(store).keys() == before.keys()
+    for k in before:
+        if k.startswith(("blobs", "layers")):
+            assert files_of(store)[k] == before[k], f"{k} was rewritten"
+    store.import_path(write_tar(tmp_path / "b.tar", files_b))
+    layer_dirs = sorted(p.name for p in store.layers.iterdir())
+    assert len(layer_dirs) == 3  # BASE unpacked once for both images
+    assert (store.layers / a.diff_ids[0].split(":")[1] / "fs/etc/passwd").is_file()
+    assert b.diff_ids[0] == a.diff_ids[0]
+
+
+def test_digest_mismatch_names_blob_and_keeps_nothing(store: Store, tmp_path: Path) -> None:
+    files, built = oci_files([BASE, TOP], ref_name="bad")
+    victim = "blobs/sha256/" + built.layer_digests[1].split(":")[1]
+    files[victim] = files[victim][:-1] + bytes([files[victim][-1] ^ 1])
+    with pytest.raises(DigestMismatch) as ei:
+        store.import_path(write_dir(tmp_path / "src", files))
+    assert victim in str(ei.value)
+    assert content(store) == set() and store.images() == []
+
+
+def test_diff_id_mismatch(store: Store, tmp_path: Path) -> None:
+    cfg = config_for([BASE])
+    cfg["rootfs"]["diff_ids"] = [sha(b"something else")]
+    files, _ = docker_files([BASE], cfg, repo_tags=["x:1"], compression="gzip")
+    with pytest.raises(DigestMismatch, match="uncompressed"):
+        store.import_path(write_tar(tmp_path / "src.tar", files))
+    assert content(store) == set()
+
+
+def test_config_digest_checked_in_docker_archive(store: Store, tmp_path: Path) -> None:
+    files, built = docker_files([BASE], repo_tags=["x:1"])
+    name = built.config_digest.split(":")[1] + ".json"
+    files[name] = files[name].replace(b'"os"', b'"OS"')
+    with pytest.raises(DigestMismatch, match=name):
+        store.import_path(write_tar(tmp_path / "src.tar", files))
+
+
+def test_hostile_layer_keeps_nothing(store: Store, tmp_path: Path) -> None:
+    evil = tar_entries([Entry("e", "symlink", linkname="/"), Entry("e/pwned", data=b"x")])
+    files, _ = oci_files([BASE, evil], ref_name="evil")
+    with pytest.raises(UnsafeLayer, match="parent e is a symlink"):
+        store.import_path(write_dir(tmp_path / "src", files))
+    assert content(store) == set()
+    assert not Path("/pwned").exists()
+
+
+def test_truncated_and_garbage_archives(store: Store, tmp_path: Path) -> None:
+    files, _ = docker_files([BASE, TOP], repo_tags=["x:1"])
+    full = write_tar(tmp_path / "full.tar", files).read_bytes()
+    (tmp_path / "cut.tar").write_bytes(full[: len(full) // 2])
+    with pytest.raises(FormatError):
+        store.import_path(tmp_path / "cut.tar")
+    (tmp_path / "junk").write_bytes(b"junk" * 100)
+    with pytest.raises(FormatError):
+        store.import_path(tmp_path / "junk")
+    with pytest.raises(NotFound):
+        store.import_path(tmp_path / "missing")
+    assert content(store) == set()
+
+
+def test_concurrent_imports(store: Store, tmp_path: Path) -> None:
+    srcs = []
+    for i in range(6):
+        files, _ = oci_files([BASE, TOP if i % 2 else OTHER], ref_name=f"c{i}")
+        srcs.append(write_dir(tmp_path / f"s{i}", files))
+    errors: list[BaseException] = []
+
+    def run(p: Path) -> None:
+        try:
+            Store(store.root).import_path(p)
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(p,)) for p in srcs + srcs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(n for i in store.images() for n in i.names) == [f"c{i}:latest" for i in range(6)]
+    assert len(list(store.layers.iterdir())) == 3
+    assert not list(store.tmp.iterdir())
+
+
+def test_rm_refs_force_and_prune(store: Store, tmp_path: Path) -> None:
+    fa, _ = oci_files([BASE, TOP], ref_name="a")
+    fb, _ = oci_files([BASE, OTHER], ref_name="b")
+    (a,) = store.import_path(write_dir(tmp_path / "a", fa))
+    (b,) = store.import_path(write_dir(tmp_path / "b", fb))
+    store.add_ref(a, "ctr1")
+    with pytest.raises(InUse, match="ctr1"):
+        store.remove("a")
+    store.remove("a", force=True)  # untagged, kept while used
+    with pytest.raises(NotFound):
+        store.get("a")
+    assert store.prune().images == []
+    assert all(d.is_dir() for d in store.layer_dirs(a))
+    store.remove_ref(a, "ctr1")
+    res = store.prune()
+    assert res.images == [a.id]
+    assert len(res.layers) == 1  # TOP; BASE is still used by b
+    store.remove("b")
+    assert content(store) == set()
+
+
+def test_save_round_trip(store: Store, tmp_path: Path) -> None:
+    files, built = oci_files([BASE, TOP], ref_name="rt:1", compression="zstd")
+    (img,) = store.import_path(write_dir(tmp_path / "src", files))
+    for fmt in ("docker-archive", "oci-archive"):
+        out = tmp_path / f"out-{fmt}.tar"
+        store.save("rt:1", out, fmt)
+        with open_source(out) as (kind, reader):
+            assert kind == fmt
+            (src,) = read_images(kind, reader)
+        assert src.config_digest == img.id and src.names == ["rt:1"]
+        other = Store(tmp_path / f"store-{fmt}")
+        (img2,) = other.import_path(out)
+        assert img2.id == img.id
+        assert [lr.diff_id for lr in img2.layers] == built.diff_ids
+    with tarfile.open(tmp_path / "out-oci-archive.tar") as tf:
+        index = json.load(tf.extractfile("index.json"))  # type: ignore[arg-type]
+    assert index["manifests"][0]["digest"] == built.manifest_digest  # original manifest kept
+    with pytest.raises(FormatError):
+        store.save("rt:1", tmp_path / "x", "tgz")
+
+
+def test_rm_by_one_of_several_names_untags(store: Store, tmp_path: Path) -> None:
+    files, _ = oci_files([BASE], ref_name="one:1")
+    src = write_dir(tmp_path / "src", files)
+    (img,) = store.import_path(src)
+    store.import_path(src, name="two")
+    store.remove("one:1")
+    assert store.get("two").id == img.id and store.get("two").names == ("two:latest",)
+    store.remove(img.short_id)
+    assert store.images() == [] and content(store) == set()
