@@ -1,0 +1,154 @@
+"""``python -m bench [--quick] [SUITE...]``: run the suites, print the table, write results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from datetime import UTC, datetime
+
+from . import host, report, suites
+from .model import Report, Status, SuiteResult, to_json
+from .proc import CommandFailed
+
+FULL = {"runs": 30, "warmup": 3, "loop": 100, "loop_runs": 5}
+QUICK = {"runs": 2, "warmup": 1, "loop": 3, "loop_runs": 1}
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmarks of Corral side by side with runc and crun (run as root).",
+    )
+    p.add_argument("suites", nargs="*", metavar="SUITE", help=f"any of: {', '.join(suites.ORDER)}")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny N to prove the harness works; judges nothing, writes no RESULTS.md "
+        "unless --out names another directory",
+    )
+    p.add_argument("-n", "--runs", type=int, help="interleaved rounds of single runs")
+    p.add_argument("--warmup", type=int, help="warm-up runs of each runtime")
+    p.add_argument("--loop", type=int, help="runs in one loop timed as a whole")
+    p.add_argument("--loop-runs", type=int, help="interleaved rounds of loops")
+    p.add_argument("--out", help="directory for results.json and RESULTS.md (default bench/)")
+    return p.parse_args(argv)
+
+
+def _params(args: argparse.Namespace) -> dict[str, int]:
+    base = QUICK if args.quick else FULL
+    out = {}
+    for key, default in base.items():
+        value = getattr(args, key)
+        out[key] = default if value is None else value
+        if out[key] < (0 if key == "warmup" else 1):
+            raise SystemExit(f"bench: --{key.replace('_', '-')} must be positive")
+    return out
+
+
+def _out_dir(args: argparse.Namespace) -> str | None:
+    if args.out is None:
+        return None if args.quick else BENCH_DIR
+    out = os.path.abspath(args.out)
+    if args.quick and os.path.realpath(out) == os.path.realpath(BENCH_DIR):
+        raise SystemExit("bench: --quick never writes bench/RESULTS.md; pick another --out")
+    return out
+
+
+def _failed(name: str, e: BaseException) -> SuiteResult:
+    return SuiteResult(name, suites.SPAWN.get(name, ""), Status.FAILED, reason=str(e))
+
+
+def run(names: list[str], params: dict[str, int], quick: bool) -> Report:
+    from . import spawn
+
+    started = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    p = spawn.Params(quick=quick, **params)
+    results: list[SuiteResult] = []
+    footnotes: dict[str, str] = {}
+    wanted_spawn = [n for n in names if n in suites.SPAWN]
+    with ExitStack() as stack:
+        b = None
+        if wanted_spawn and os.geteuid() == 0:
+            b = stack.enter_context(spawn.bench_context())
+            footnotes.update(b.footnotes)
+        for name in names:
+            if name in suites.PENDING:
+                results.append(suites.pending(name).result())
+                continue
+            if b is None:
+                results.append(
+                    SuiteResult(
+                        name, suites.SPAWN[name], Status.SKIPPED, "needs root (it runs containers)"
+                    )
+                )
+                continue
+            print(f"bench: running {name} ...", file=sys.stderr, flush=True)
+            t0 = time.monotonic()
+            try:
+                fn = spawn.spawn_cli if name == "spawn-cli" else spawn.spawn_lib
+                results.append(fn(b, p))
+            except (CommandFailed, OSError, ValueError) as e:
+                results.append(_failed(name, e))
+            print(f"bench: {name} took {time.monotonic() - t0:.0f} s", file=sys.stderr)
+    return Report(
+        quick=quick,
+        started=started,
+        machine=host.machine(),
+        versions=host.versions(),
+        params=params,
+        suites=tuple(results),
+        footnotes=footnotes,
+    )
+
+
+def _write(path: str, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds, so every container and cgroup is cleaned up
+
+
+def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
+    args = parse_args(argv)
+    try:
+        names = suites.select(args.suites)
+    except ValueError as e:
+        print(f"bench: {e}", file=sys.stderr)
+        return 2
+    params = _params(args)
+    out = _out_dir(args)
+    rep = run(names, params, args.quick)
+    text = report.render(rep)
+    data = json.dumps(to_json(rep), indent=1) + "\n"
+    print(text)
+    failed = [s.name for s in rep.suites if s.status is Status.FAILED]
+    if failed and args.out is None:
+        # A broken run must not replace real figures: only an explicit --out gets it.
+        print("bench: a suite failed, so bench/RESULTS.md is left as it was", file=sys.stderr)
+        out = None
+    if out is not None:
+        os.makedirs(out, exist_ok=True)
+        _write(os.path.join(out, "results.json"), data)
+        _write(os.path.join(out, "RESULTS.md"), text)
+        print(f"bench: wrote {out}/results.json and {out}/RESULTS.md", file=sys.stderr)
+    if failed:
+        print(f"bench: failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,188 @@
+"""What the report says about the machine and the versions; where this process's cgroups are."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupMount:
+    mountpoint: str
+    root: str  # the mount's root inside its hierarchy
+    fstype: str  # cgroup or cgroup2
+    options: frozenset[str]  # super options: controllers, name=...
+
+
+def _unescape(field: str) -> str:
+    return field.replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
+
+
+def parse_cgroup_mounts(mountinfo: str) -> list[CgroupMount]:
+    out = []
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(" - ")
+        if not sep:
+            continue
+        fields = left.split()
+        fstype, _source, options = (right.split() + ["", "", ""])[:3]
+        if fstype not in ("cgroup", "cgroup2") or len(fields) < 5:
+            continue
+        out.append(
+            CgroupMount(
+                mountpoint=_unescape(fields[4]),
+                root=_unescape(fields[3]),
+                fstype=fstype,
+                options=frozenset(options.split(",")),
+            )
+        )
+    return out
+
+
+def parse_proc_cgroup(text: str) -> dict[str, str]:
+    """``{"memory": "/x", "name=systemd": "/", "": "/"}`` ("" is the cgroup2 line)."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        for name in parts[1].split(",") if parts[1] else [""]:
+            out[name] = parts[2]
+    return out
+
+
+def own_dir(mount: CgroupMount, own: dict[str, str]) -> str | None:
+    """The directory of this process's own cgroup in ``mount``'s hierarchy, if visible."""
+    if mount.fstype == "cgroup2":
+        path = own.get("")
+    else:
+        path = next((own[o] for o in sorted(mount.options) if o in own and o), None)
+    if path is None:
+        return None
+    rel = os.path.relpath(path, mount.root)
+    if rel.startswith(".."):
+        return None
+    return os.path.normpath(os.path.join(mount.mountpoint, rel))
+
+
+def cgroup_mounts() -> list[CgroupMount]:
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        return parse_cgroup_mounts(f.read())
+
+
+def self_cgroup() -> dict[str, str]:
+    with open("/proc/self/cgroup", encoding="utf-8") as f:
+        return parse_proc_cgroup(f.read())
+
+
+def cgroup_layout() -> str:
+    from runtime.cgroups import detect_layout
+
+    layout = detect_layout(CGROUP_ROOT).value
+    if layout == "hybrid":
+        try:
+            with open(os.path.join(CGROUP_ROOT, "unified", "cgroup.controllers")) as f:
+                ctl = f.read().strip() or "none"
+        except OSError:
+            ctl = "?"
+        return f"hybrid (v1 controllers; cgroup2 at {CGROUP_ROOT}/unified with: {ctl})"
+    return layout
+
+
+def remove_cgroup_everywhere(name: str) -> list[str]:
+    """rmdir ``name`` (a relative cgroupsPath) below this process's own cgroup in every
+    hierarchy, deepest directories first; return what could not be removed."""
+    own = self_cgroup()
+    left = []
+    for mount in cgroup_mounts():
+        base = own_dir(mount, own)
+        if base is None:
+            continue
+        top = os.path.join(base, name)
+        if not os.path.isdir(top):
+            continue
+        for dirpath, _dirs, _files in os.walk(top, topdown=False):
+            try:
+                os.rmdir(dirpath)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                left.append(dirpath)
+    return left
+
+
+def _first_line(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"unavailable ({e})"
+    lines = [x for x in out.stdout.splitlines() if x.strip()]
+    return lines[0].strip() if lines else "unknown"
+
+
+def _runc_version() -> str:
+    binary = shutil.which("runc")
+    if binary is None:
+        return "not installed"
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
+    lines = out.stdout.splitlines()
+    first = lines[0].strip() if lines else "unknown"
+    commit = next((x.split(":", 1)[1].strip() for x in lines if x.startswith("commit:")), "")
+    return f"{first} ({commit})" if commit else first
+
+
+def corral_rev() -> str:
+    def git(*args: str) -> str:
+        out = subprocess.run(
+            ["git", "-C", str(REPO), *args], capture_output=True, text=True, check=False
+        )
+        return out.stdout.strip()
+
+    rev = git("rev-parse", "--short=12", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "runtime", "csrc")
+    return f"{rev}+uncommitted changes in runtime/ or csrc/" if dirty else rev
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = "unknown"
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            kib = int(f.readline().split()[1])
+            mem = f"{kib / 1024 / 1024:.1f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return {
+        "cores": str(os.cpu_count() or 0),
+        "cpu": model,
+        "memory": mem,
+        "kernel": platform.release(),
+        "cgroup layout": cgroup_layout(),
+        "load average at the end (1, 5, 15 min)": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
+def versions() -> dict[str, str]:
+    crun = shutil.which("crun")
+    return {
+        "corral": corral_rev(),
+        "runc": _runc_version(),
+        "crun": _first_line([crun, "--version"]) if crun else "not installed",
+        "python": platform.python_version() + f" ({sys.executable})",
+    }

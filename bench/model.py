@@ -1,0 +1,153 @@
+"""The results: frozen dataclasses, and their JSON form."""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One measured thing (a run, or a whole loop of runs)."""
+
+    wall_s: float
+    cpu_s: float  # user + sys of the process and the descendants it waited for
+    maxrss_kib: int  # ru_maxrss: the largest resident set of that process tree
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    median: float
+    min: float
+    max: float
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerResult:
+    label: str
+    samples: tuple[Sample, ...]
+
+    @property
+    def wall(self) -> Summary:
+        from .stats import summarize
+
+        return summarize([s.wall_s for s in self.samples])
+
+    @property
+    def cpu(self) -> Summary:
+        from .stats import summarize
+
+        return summarize([s.cpu_s for s in self.samples])
+
+    @property
+    def rss(self) -> Summary:
+        from .stats import summarize
+
+        return summarize([float(s.maxrss_kib) for s in self.samples])
+
+
+@dataclass(frozen=True, slots=True)
+class Ratio:
+    """Corral/peer: the median of the per-pair ratios."""
+
+    peer: str
+    wall: float
+    cpu: float
+    rss: float
+    pairs: int
+
+
+@dataclass(frozen=True, slots=True)
+class CaseResult:
+    title: str
+    warmup: int
+    runs_per_sample: int  # 1, or the length of a loop timed as a whole
+    runners: tuple[RunnerResult, ...]
+    ratios: tuple[Ratio, ...]
+    notes: tuple[str, ...] = ()
+
+
+class Status(enum.Enum):
+    OK = "ok"
+    UNAVAILABLE = "unavailable"  # the feature it measures has not landed
+    SKIPPED = "skipped"  # this machine or user cannot run it
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteResult:
+    name: str
+    description: str
+    status: Status
+    reason: str = ""
+    cases: tuple[CaseResult, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    quick: bool
+    started: str  # ISO 8601, UTC
+    machine: dict[str, str]
+    versions: dict[str, str]
+    params: dict[str, int]
+    suites: tuple[SuiteResult, ...]
+    footnotes: dict[str, str] = field(default_factory=dict)  # runner label -> how it was run
+
+
+def _summary_json(s: Summary) -> dict[str, float | int]:
+    return {"median": s.median, "min": s.min, "max": s.max, "n": s.n}
+
+
+def _finite(d: dict[str, Any]) -> dict[str, Any]:
+    """NaN (no usable pair) is not JSON: it becomes null."""
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
+
+
+def to_json(report: Report) -> dict[str, Any]:
+    """The machine-readable form: everything in the report, plus the summaries."""
+    suites = []
+    for suite in report.suites:
+        cases = []
+        for case in suite.cases:
+            runners = []
+            for r in case.runners:
+                runners.append(
+                    {
+                        "label": r.label,
+                        "wall_s": _summary_json(r.wall),
+                        "cpu_s": _summary_json(r.cpu),
+                        "maxrss_kib": _summary_json(r.rss),
+                        "samples": [asdict(s) for s in r.samples],
+                    }
+                )
+            cases.append(
+                {
+                    "title": case.title,
+                    "warmup": case.warmup,
+                    "runs_per_sample": case.runs_per_sample,
+                    "runners": runners,
+                    "ratios": [_finite(asdict(x)) for x in case.ratios],
+                    "notes": list(case.notes),
+                }
+            )
+        suites.append(
+            {
+                "name": suite.name,
+                "description": suite.description,
+                "status": suite.status.value,
+                "reason": suite.reason,
+                "cases": cases,
+            }
+        )
+    return {
+        "quick": report.quick,
+        "started": report.started,
+        "machine": report.machine,
+        "versions": report.versions,
+        "params": report.params,
+        "footnotes": report.footnotes,
+        "suites": suites,
+    }

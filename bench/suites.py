@@ -1,0 +1,55 @@
+"""The registry of suites: what each measures, and whether it can run yet."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .model import Status, SuiteResult
+
+# Suites whose feature has not landed: name -> (description, the issue it needs).
+PENDING: dict[str, tuple[str, int]] = {
+    "image": (
+        "import of a multi-layer image tarball vs `podman load` and `umoci unpack`; "
+        "re-import; overlay rootfs creation",
+        4,
+    ),
+    "pod": ("pod start latency, 100 in a row and 20 at once, without and with network", 5),
+    "density": ("per-pod monitor memory with 50 pods; pods started until the first failure", 5),
+    "network": ("pod network setup and teardown per pod, pyroute2 already imported", 6),
+}
+
+# Suites that can run now: name -> description.
+SPAWN: dict[str, str] = {
+    "spawn-cli": "`run` of busybox `true` through each runtime's command line, same bundle",
+    "spawn-lib": "containers started and waited for through the Python library, in a row",
+}
+ORDER = (*SPAWN, *PENDING)
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    name: str
+    description: str
+    issue: int
+
+    def result(self) -> SuiteResult:
+        return SuiteResult(
+            name=self.name,
+            description=self.description,
+            status=Status.UNAVAILABLE,
+            reason=f"needs issue #{self.issue}",
+        )
+
+
+def pending(name: str) -> Pending:
+    description, issue = PENDING[name]
+    return Pending(name, description, issue)
+
+
+def select(names: list[str]) -> list[str]:
+    """The suites to run, in the registry's order; all of them when none is named."""
+    unknown = [n for n in names if n not in ORDER]
+    if unknown:
+        raise ValueError(f"unknown suite(s): {', '.join(unknown)} (known: {', '.join(ORDER)})")
+    wanted = set(names) if names else set(ORDER)
+    return [n for n in ORDER if n in wanted]
