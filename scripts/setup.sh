@@ -10,6 +10,7 @@ APT_PACKAGES=(
   busybox-static iproute2 procps util-linux
   runc crun
   podman skopeo umoci zstd
+  nftables iptables iputils-ping containernetworking-plugins
 )
 
 if [ "$(id -u)" != 0 ]; then

@@ -1,0 +1,66 @@
+"""Pod networking: a node bridge with a veth per pod, on-disk IPAM, hostPort DNAT, host-gw routes
+between nodes, and a CNI plugin backend as the alternative.
+
+Importing this package is cheap: pyroute2 is imported only when a netlink socket is first opened
+(:mod:`runtime.network.netlink`), so CLI commands that do not touch the network never pay for it.
+
+Typical use by the pod code::
+
+    from runtime import network
+
+    node = network.NodeNetwork(network.load_config("/etc/corral/network.yaml"))
+    pod = node.setup_pod(pod_id, f"/proc/{pid}/ns/net", ports=[network.PortMapping(8080, 80)])
+    network.write_pod_files(pod_dir / "etc", hostname, pod.ip, node.config.dns)
+    ...
+    node.teardown_pod(pod_id)
+    node.gc(live_pod_ids)
+"""
+
+from runtime.network.config import (
+    DnsConfig,
+    NetworkConfig,
+    PeerNode,
+    PortMapping,
+    load_config,
+    parse_config,
+)
+from runtime.network.errors import (
+    CniError,
+    FirewallError,
+    HostPortConflict,
+    IpamExhausted,
+    NetlinkError,
+    NetworkConfigError,
+    NetworkError,
+)
+from runtime.network.files import hosts_content, resolv_conf_content, write_pod_files
+from runtime.network.ipam import Ipam
+from runtime.network.netns import Netns, OwnedNetns, in_netns
+from runtime.network.node import GcReport, NodeNetwork, PodNetwork, veth_name
+
+__all__ = [
+    "CniError",
+    "DnsConfig",
+    "FirewallError",
+    "GcReport",
+    "HostPortConflict",
+    "Ipam",
+    "IpamExhausted",
+    "NetlinkError",
+    "Netns",
+    "NetworkConfig",
+    "NetworkConfigError",
+    "NetworkError",
+    "NodeNetwork",
+    "OwnedNetns",
+    "PeerNode",
+    "PodNetwork",
+    "PortMapping",
+    "hosts_content",
+    "in_netns",
+    "load_config",
+    "parse_config",
+    "resolv_conf_content",
+    "veth_name",
+    "write_pod_files",
+]

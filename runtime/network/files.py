@@ -1,0 +1,102 @@
+"""A pod's /etc/hosts and /etc/resolv.conf, as text and written into a directory."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from runtime.network.config import DnsConfig
+
+HOSTS_HEADER = "# Kubernetes-managed hosts file (written by corral).\n"
+_BASE_HOSTS = (
+    ("127.0.0.1", "localhost"),
+    ("::1", "localhost ip6-localhost ip6-loopback"),
+    ("fe00::0", "ip6-localnet"),
+    ("fe00::0", "ip6-mcastprefix"),
+    ("fe00::1", "ip6-allnodes"),
+    ("fe00::2", "ip6-allrouters"),
+)
+
+
+def hosts_content(
+    hostname: str,
+    ip: ipaddress.IPv4Address | str | None,
+    aliases: Mapping[str, Sequence[str]] | None = None,
+    domain: str = "",
+) -> str:
+    """The pod's hosts file: the base entries, its own address and hostname (plus the FQDN when
+    ``domain`` is given), then ``aliases`` (Kubernetes hostAliases: ip -> hostnames)."""
+    lines = [HOSTS_HEADER] + [f"{addr}\t{names}\n" for addr, names in _BASE_HOSTS]
+    if ip is not None:
+        names = f"{hostname}.{domain}\t{hostname}" if domain else hostname
+        lines.append(f"{ip}\t{names}\n")
+    for addr, names in (aliases or {}).items():
+        ipaddress.ip_address(addr)  # validates
+        lines.append(f"{addr}\t{' '.join(names)}\n")
+    return "".join(lines)
+
+
+def host_resolv(path: str = "/etc/resolv.conf") -> DnsConfig:
+    """The node's resolver settings, minus loopback nameservers a pod cannot reach."""
+    servers, searches, options = [], [], []
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return DnsConfig()
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split()
+        if not words:
+            continue
+        if words[0] == "nameserver" and len(words) > 1:
+            try:
+                if not ipaddress.ip_address(words[1]).is_loopback:
+                    servers.append(words[1])
+            except ValueError:
+                continue
+        elif words[0] in ("search", "domain"):
+            searches = words[1:]
+        elif words[0] == "options":
+            options.extend(words[1:])
+    return DnsConfig(tuple(servers), tuple(searches), tuple(options))
+
+
+def resolv_conf_content(dns: DnsConfig) -> str:
+    lines = [f"nameserver {s}\n" for s in dns.nameservers[:3]]  # the resolver reads three
+    if dns.searches:
+        lines.append(f"search {' '.join(dns.searches[:32])}\n")
+    if dns.options:
+        lines.append(f"options {' '.join(dns.options)}\n")
+    return "".join(lines)
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def write_pod_files(
+    directory: str | os.PathLike[str],
+    hostname: str,
+    ip: ipaddress.IPv4Address | str | None,
+    dns: DnsConfig | None = None,
+    aliases: Mapping[str, Sequence[str]] | None = None,
+    domain: str = "",
+) -> dict[str, Path]:
+    """Write ``hosts``, ``resolv.conf`` and ``hostname`` into ``directory`` (atomically each),
+    for bind-mounting onto the pod's containers' /etc files. ``dns`` None: the node's own
+    resolver settings."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    if dns is None:
+        dns = host_resolv()
+    elif not dns.nameservers:
+        dns = DnsConfig(host_resolv().nameservers, dns.searches, dns.options)
+    out = {"hosts": d / "hosts", "resolv.conf": d / "resolv.conf", "hostname": d / "hostname"}
+    _write(out["hosts"], hosts_content(hostname, ip, aliases, domain))
+    _write(out["resolv.conf"], resolv_conf_content(dns))
+    _write(out["hostname"], hostname + "\n")
+    return out

@@ -1,0 +1,299 @@
+"""A node's pod network: bridge, per-pod veth, IPAM, hostPorts, routes to other nodes.
+
+Every kernel object is made in the node's network namespace (``node_netns``; None is the
+caller's own, as on a real node) and in the pod's. Setup is idempotent, teardown removes exactly
+what setup made, and everything a pod has is recorded on disk first (``pods/<id>.json`` next to
+the IPAM files), so teardown and :meth:`NodeNetwork.gc` work from any process, after restarts.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import ipaddress
+import json
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runtime.network.config import NetworkConfig, PortMapping
+from runtime.network.errors import NetlinkError, NetworkError
+from runtime.network.firewall import Iptables, Nftables, firewall_for
+from runtime.network.ipam import Ipam, check_owner
+from runtime.network.netns import Netns, write_sysctl
+
+VETH_PREFIX = "cr"
+_VETH = re.compile(rf"^{VETH_PREFIX}[0-9a-f]{{12}}$")
+
+
+def veth_name(pod_id: str) -> str:
+    """The node end of a pod's veth: stable, unique per pod id, within IFNAMSIZ."""
+    return VETH_PREFIX + hashlib.sha256(pod_id.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class PodNetwork:
+    """What setup made for one pod (also its on-disk record)."""
+
+    pod_id: str
+    ip: ipaddress.IPv4Address
+    prefixlen: int
+    gateway: ipaddress.IPv4Address
+    host_veth: str
+    ifname: str = "eth0"
+    ports: tuple[PortMapping, ...] = ()
+
+    @property
+    def interface(self) -> ipaddress.IPv4Interface:
+        return ipaddress.IPv4Interface(f"{self.ip}/{self.prefixlen}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "podId": self.pod_id,
+            "ip": str(self.ip),
+            "prefixLength": self.prefixlen,
+            "gateway": str(self.gateway),
+            "hostVeth": self.host_veth,
+            "ifname": self.ifname,
+            "ports": [
+                {"hostPort": p.host_port, "containerPort": p.container_port, "protocol": p.protocol}
+                for p in self.ports
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PodNetwork:
+        return cls(
+            pod_id=data["podId"],
+            ip=ipaddress.IPv4Address(data["ip"]),
+            prefixlen=int(data["prefixLength"]),
+            gateway=ipaddress.IPv4Address(data["gateway"]),
+            host_veth=data["hostVeth"],
+            ifname=data.get("ifname", "eth0"),
+            ports=tuple(
+                PortMapping(p["hostPort"], p["containerPort"], p["protocol"])
+                for p in data.get("ports", [])
+            ),
+        )
+
+
+@dataclass
+class GcReport:
+    pods: list[str] = field(default_factory=list)  # torn down (had a record)
+    addresses: list[ipaddress.IPv4Address] = field(default_factory=list)  # freed, no record
+    veths: list[str] = field(default_factory=list)  # leaked node-side veths removed
+    hostports: int = 0  # mappings to addresses no live pod holds
+
+
+class NodeNetwork:
+    def __init__(
+        self, config: NetworkConfig, node_netns: Netns | str | os.PathLike[str] | int | None = None
+    ) -> None:
+        self.config = config
+        self.ns = Netns.of(node_netns)
+        self.ipam = Ipam(config.directory, config.pod_cidr)
+        self._pods = config.directory / "pods"
+        self._firewall: Nftables | Iptables | None = None
+        self._ensured = False
+
+    @property
+    def firewall(self) -> Nftables | Iptables:
+        if self._firewall is None:
+            self._firewall = firewall_for(self.config, self.ns)
+        return self._firewall
+
+    def _rtnl(self, ns: Netns | None = None) -> Any:
+        from runtime.network.netlink import Rtnl
+
+        return Rtnl(ns if ns is not None else self.ns)
+
+    # the node
+
+    def ensure(self) -> None:
+        """Bridge with the gateway address, up; forwarding on; firewall base; peer routes."""
+        cfg = self.config
+        with self._rtnl() as rt:
+            br = rt.ensure_bridge(cfg.bridge, cfg.mtu)
+            rt.ensure_addr(br.index, cfg.gateway, cfg.bridge)
+            self._sync_routes(rt)
+        write_sysctl(self.ns, "net.ipv4.ip_forward", "1")
+        self.firewall.ensure()
+        self._ensured = True
+
+    def sync_routes(self) -> None:
+        """Routes to the peers' pod CIDRs via their node addresses; drop ours no longer listed."""
+        with self._rtnl() as rt:
+            self._sync_routes(rt)
+
+    def _sync_routes(self, rt: Any) -> None:
+        from runtime.network.netlink import RTPROT_CORRAL
+
+        want = {p.pod_cidr: p.address for p in self.config.peers}
+        for r in rt.routes(RTPROT_CORRAL):
+            if want.get(r.dst) != r.gateway:
+                rt.delete_route(r.dst)
+        for dst, via in want.items():
+            rt.replace_route(dst, via)
+
+    def destroy(self) -> None:
+        """Undo :meth:`ensure` (pods should be torn down first): firewall objects, our routes,
+        the bridge. net.ipv4.ip_forward is left as it is."""
+        from runtime.network.netlink import RTPROT_CORRAL
+
+        self.firewall.destroy()
+        with self._rtnl() as rt:
+            for r in rt.routes(RTPROT_CORRAL):
+                rt.delete_route(r.dst)
+            rt.delete_link(self.config.bridge)
+        self._ensured = False
+
+    # records
+
+    def _record(self, pod_id: str) -> Path:
+        return self._pods / f"{check_owner(pod_id)}.json"
+
+    def pod(self, pod_id: str) -> PodNetwork | None:
+        try:
+            return PodNetwork.from_json(json.loads(self._record(pod_id).read_text()))
+        except FileNotFoundError:
+            return None
+
+    def pods(self) -> list[PodNetwork]:
+        try:
+            names = sorted(os.listdir(self._pods))
+        except FileNotFoundError:
+            return []
+        out = []
+        for n in names:
+            if n.endswith(".json") and not n.startswith("."):
+                p = self.pod(n[: -len(".json")])
+                if p is not None:
+                    out.append(p)
+        return out
+
+    def _save(self, pod: PodNetwork) -> None:
+        self._pods.mkdir(parents=True, exist_ok=True)
+        path = self._record(pod.pod_id)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(pod.to_json(), indent=1))
+        os.replace(tmp, path)
+
+    # pods
+
+    def setup_pod(
+        self,
+        pod_id: str,
+        netns: Netns | str | os.PathLike[str] | int,
+        ports: Sequence[PortMapping] = (),
+        ifname: str = "eth0",
+    ) -> PodNetwork:
+        """Give the pod whose network namespace is ``netns`` an address and an ``ifname`` on the
+        node bridge, lo up, a default route via the gateway, and its hostPorts. Calling it again
+        for the same pod checks what exists and completes it. On failure what this call made is
+        removed again."""
+        pod_ns = Netns.of(netns)
+        if pod_ns.is_current:
+            raise NetworkError(f"pod {pod_id}", "a pod needs a network namespace of its own")
+        if not self._ensured:
+            self.ensure()
+        old = self.pod(pod_id)
+        ip = self.ipam.allocate(pod_id)
+        pod = PodNetwork(
+            pod_id=pod_id,
+            ip=ip,
+            prefixlen=self.config.pod_cidr.prefixlen,
+            gateway=self.config.gateway.ip,
+            host_veth=veth_name(pod_id),
+            ifname=ifname,
+            ports=tuple(ports),
+        )
+        self._save(pod)
+        try:
+            if old is not None and old.ports != pod.ports:
+                self.firewall.remove_ports(pod_id, old.ip, set(old.ports) - set(pod.ports))
+            self._link_pod(pod, pod_ns)
+            self.firewall.add_ports(pod_id, ip, pod.ports)
+        except BaseException:
+            if old is None:
+                self.teardown_pod(pod_id)
+            raise
+        return pod
+
+    def _link_pod(self, pod: PodNetwork, pod_ns: Netns) -> None:
+        from runtime.network.netlink import configure_pod_interface
+
+        cfg = self.config
+        with self._rtnl() as rt:
+            br = rt.link(cfg.bridge)
+            if br is None:
+                br = rt.ensure_bridge(cfg.bridge, cfg.mtu)
+                rt.ensure_addr(br.index, cfg.gateway, cfg.bridge)
+            host = rt.link(pod.host_veth)
+            if host is not None and not self._peer_in(host.index, pod, pod_ns):
+                rt.delete_link(pod.host_veth)  # a stale pair from an earlier namespace
+                host = None
+            if host is None:
+                try:
+                    rt.add_veth(pod.host_veth, pod.ifname, pod_ns, cfg.mtu)
+                except NetlinkError as e:
+                    if e.errno == errno.EEXIST:
+                        raise NetworkError(
+                            f"pod {pod.pod_id}", f"{pod.ifname} already exists in {pod_ns}",
+                            errno.EEXIST,
+                        ) from None  # fmt: skip
+                    raise
+                host = rt.link(pod.host_veth)
+                if host is None:
+                    raise NetlinkError(f"link get {pod.host_veth}", "vanished", errno.ENODEV)
+            if host.master != br.index or not host.up:
+                rt.set_up(host.index, pod.host_veth, master=br.index)
+                rt.set_hairpin(host.index, pod.host_veth)
+        configure_pod_interface(pod_ns, pod.ifname, pod.interface, pod.gateway)
+
+    def _peer_in(self, host_index: int, pod: PodNetwork, pod_ns: Netns) -> bool:
+        with self._rtnl(pod_ns) as rt:
+            dev = rt.link(pod.ifname)
+        return dev is not None and dev.kind == "veth" and dev.peer_index == host_index
+
+    def teardown_pod(self, pod_id: str) -> bool:
+        """Remove what :meth:`setup_pod` made: hostPorts, the veth pair (the pod end goes with
+        it), the address, the record. False if there was nothing. The pod's namespace may be
+        gone already."""
+        pod = self.pod(pod_id)
+        found = pod is not None
+        host_veth = pod.host_veth if pod is not None else veth_name(pod_id)
+        if pod is not None and pod.ports:
+            self.firewall.remove_ports(pod_id, pod.ip, pod.ports)
+        with self._rtnl() as rt:
+            found = rt.delete_link(host_veth) or found
+        found = self.ipam.release(pod_id) is not None or found
+        self._record(pod_id).unlink(missing_ok=True)
+        return found
+
+    def gc(self, live: Iterable[str]) -> GcReport:
+        """Free what belongs to pods not in ``live``: their records (full teardown), addresses
+        with no record, hostPort mappings to addresses no live pod holds, and leaked veths."""
+        keep = set(live)
+        report = GcReport()
+        for pod in self.pods():
+            if pod.pod_id not in keep:
+                self.teardown_pod(pod.pod_id)
+                report.pods.append(pod.pod_id)
+        report.addresses = sorted(self.ipam.gc(keep))
+        held = set(self.ipam.allocations())
+        stale = [h for h in self.firewall.hostports() if h.ip not in held]
+        for h in stale:
+            self.firewall.remove_ports(
+                h.pod_id or "?", h.ip, [PortMapping(h.host_port, h.container_port, h.protocol)]
+            )
+        report.hostports = len(stale)
+        ours = {veth_name(p) for p in keep}
+        with self._rtnl() as rt:
+            for link in rt.links("veth"):
+                if _VETH.match(link.name) and link.name not in ours:
+                    if rt.delete_link(link.name):
+                        report.veths.append(link.name)
+        return report

@@ -1,0 +1,87 @@
+"""Unit tests for runtime/pod/sources.py: configMap/secret volumes from local files (no root)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from runtime.pod.manifest import ConfigMapVolume, KeyToPath, ManifestError, SecretVolume
+from runtime.pod.sources import ProjectedFile, projected_files, source_keys
+
+
+@pytest.fixture
+def conf(tmp_path: Path) -> Path:
+    d = tmp_path / "conf"
+    d.mkdir()
+    (d / "b.conf").write_text("b")
+    (d / "a.conf").write_text("a")
+    (d / ".hidden").write_text("h")
+    (d / "sub").mkdir()
+    (d / "sub" / "nested").write_text("n")
+    os.symlink(d / "a.conf", d / "link.conf")
+    os.symlink(d / "sub", d / "dirlink")
+    os.symlink(d / "missing", d / "dangling")
+    return d
+
+
+def test_directory_keys_are_its_regular_files(conf: Path) -> None:
+    keys = source_keys(str(conf))
+    assert list(keys) == [".hidden", "a.conf", "b.conf", "link.conf"]
+    assert keys["a.conf"] == str(conf / "a.conf")
+
+
+def test_a_file_is_one_key(conf: Path) -> None:
+    assert source_keys(str(conf / "a.conf")) == {"a.conf": str(conf / "a.conf")}
+
+
+def test_bad_sources(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match="cannot read .*nope: No such file"):
+        source_keys(str(tmp_path / "nope"), "here")
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(ManifestError, match="neither a regular file nor a directory"):
+        source_keys(str(tmp_path / "fifo"))
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a b").write_text("")
+    with pytest.raises(ManifestError, match="'a b' is not a valid config key") as info:
+        source_keys(str(tmp_path / "d"), "there")
+    assert info.value.field == "there"
+
+
+def test_all_keys_with_the_default_mode(conf: Path) -> None:
+    files = projected_files(ConfigMapVolume("cfg", str(conf), default_mode=0o440))
+    assert [(f.path, f.mode) for f in files] == [
+        (".hidden", 0o440),
+        ("a.conf", 0o440),
+        ("b.conf", 0o440),
+        ("link.conf", 0o440),
+    ]
+
+
+def test_items_select_and_place_keys(conf: Path) -> None:
+    items = (KeyToPath("b.conf", "x/b"), KeyToPath("a.conf", "a", 0o400))
+    files = projected_files(SecretVolume("tls", str(conf), items))
+    assert files == (
+        ProjectedFile("x/b", str(conf / "b.conf"), 0o644),
+        ProjectedFile("a", str(conf / "a.conf"), 0o400),
+    )
+
+
+def test_missing_key(conf: Path) -> None:
+    volume = ConfigMapVolume("cfg", str(conf), (KeyToPath("c.conf", "c"),))
+    with pytest.raises(ManifestError) as info:
+        projected_files(volume)
+    assert info.value.field == "metadata.annotations.configmap.corral.io/cfg"
+    assert "no key 'c.conf'" in info.value.message
+    optional = ConfigMapVolume("cfg", str(conf), (KeyToPath("c.conf", "c"),), optional=True)
+    assert projected_files(optional) == ()
+
+
+def test_missing_source(tmp_path: Path) -> None:
+    volume = SecretVolume("db", str(tmp_path / "nope"))
+    with pytest.raises(ManifestError) as info:
+        projected_files(volume)
+    assert info.value.field == "metadata.annotations.secret.corral.io/db"
+    assert projected_files(SecretVolume("db", str(tmp_path / "nope"), optional=True)) == ()
+    assert projected_files(SecretVolume("db", None, optional=True)) == ()
