@@ -104,6 +104,11 @@ struct corral_plan {
     uint64_t cap_inheritable;
     uint64_t cap_ambient;
     int no_new_privs;
+    /* seccomp(SECCOMP_SET_MODE_FILTER, seccomp_flags) with this program (struct sock_filter[],
+     * seccomp_len bytes, compiled by the parent); NULL: no filter */
+    const void *seccomp_prog;
+    unsigned int seccomp_len;
+    unsigned int seccomp_flags;
 
     /* the process */
     const char *cwd;
@@ -119,6 +124,9 @@ struct corral_plan {
     const struct corral_hook *start_hooks;
     int n_start_hooks;
     const char *start_state;  /* file in start_dirfd holding the state for the hooks' stdin */
+
+    /* a new session keyring with this name (runc's default); NULL: keep the caller's */
+    const char *session_keyring;
 
     /* terminal: a unix socket to send the pty master to (SCM_RIGHTS); -1: no terminal */
     int console_fd;

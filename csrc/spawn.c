@@ -20,7 +20,10 @@
 #include <grp.h>
 #include <limits.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/keyctl.h>
 #include <linux/openat2.h>
+#include <linux/seccomp.h>
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
@@ -808,6 +811,18 @@ static int drop_bounding(struct child *c)
     return 0;
 }
 
+/* seccomp(2) with the program the parent compiled. The kernel wants no_new_privs, or
+ * CAP_SYS_ADMIN in the process's user namespace, at this point. Returns 0 or -errno. */
+static int load_seccomp(const struct corral_plan *p)
+{
+    struct sock_fprog prog;
+    prog.len = (unsigned short)(p->seccomp_len / sizeof(struct sock_filter));
+    prog.filter = (struct sock_filter *)p->seccomp_prog;
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, p->seccomp_flags, &prog) < 0)
+        return -errno;
+    return 0;
+}
+
 static int set_user(struct child *c)
 {
     const struct corral_plan *p = c->plan;
@@ -1024,6 +1039,16 @@ static int container_setup(struct child *c, char *exe, size_t exelen)
 
     if (p->new_cgroupns && unshare(CLONE_NEWCGROUP) < 0)
         return fail(c, errno, "unshare(cgroup namespace)%s", NULL);
+    if (p->session_keyring) {
+        /* Keys the runtime's session holds stay out of the container. Kernels without
+         * keyrings (ENOSYS) or that forbid it in this namespace (EACCES) are left as is. */
+        long key = syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, p->session_keyring);
+        if (key < 0 && errno != ENOSYS && errno != EACCES && errno != EPERM)
+            return fail(c, errno, "join session keyring(%s)", p->session_keyring);
+        if (key >= 0)
+            /* possessor: all; user: view, read, link, set attributes (as runc) */
+            (void)syscall(SYS_keyctl, KEYCTL_SETPERM, key, 0x3f1b0000);
+    }
     for (i = 0; i < p->n_sysctls; i++) {
         ret = write_file(p->sysctls[i].path, p->sysctls[i].value);
         if (ret < 0)
@@ -1058,6 +1083,14 @@ static int container_setup(struct child *c, char *exe, size_t exelen)
         struct rlimit rl = {(rlim_t)p->rlimits[i].soft, (rlim_t)p->rlimits[i].hard};
         if (setrlimit(p->rlimits[i].resource, &rl) < 0)
             return fail(c, errno, "setrlimit%s", NULL);
+    }
+    /* Without no_new_privs, seccomp(2) needs CAP_SYS_ADMIN: load the filter now, while the
+     * process is still privileged (runc does the same), so every step from here on, and the
+     * wait for `start`, runs under it. With no_new_privs it is the last step before execve. */
+    if (p->seccomp_prog && !p->no_new_privs) {
+        ret = load_seccomp(p);
+        if (ret < 0)
+            return fail(c, -ret, "seccomp: load filter%s", NULL);
     }
     /* Order as runc: bounding set while still privileged, keep caps across setuid, then
      * set the final effective/permitted/inheritable/ambient sets. */
@@ -1203,13 +1236,24 @@ _Noreturn static void container_main(struct child *c)
         _exit(127);
     if (p->start_dirfd >= 0)
         close(p->start_dirfd);
+    reset_signals();
+    /* Only stdio and the preserved fds survive exec (before the filter, which may deny
+     * close_range). */
+    syscall(SYS_close_range, 3 + p->preserve_fds, ~0U, CLOSE_RANGE_CLOEXEC);
     if (p->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
         dprintf(2, "corral: prctl(PR_SET_NO_NEW_PRIVS): %s\n", strerror(errno));
         _exit(127);
     }
-    reset_signals();
-    /* Only stdio and the preserved fds survive exec. */
-    syscall(SYS_close_range, 3 + p->preserve_fds, ~0U, CLOSE_RANGE_CLOEXEC);
+    /* As few syscalls as possible run under the filter: only execve. The parent checked the
+     * program's size and the flags against this kernel, so this fails only for lack of
+     * memory; the sync socket is closed by now, so stderr is the report. */
+    if (p->seccomp_prog && p->no_new_privs) {
+        int err = load_seccomp(p);
+        if (err < 0) {
+            dprintf(2, "corral: seccomp: load filter: %s\n", strerror(-err));
+            _exit(127);
+        }
+    }
     execve(exe, (char *const *)p->argv, (char *const *)p->envp);
     dprintf(2, "corral: exec %s: %s\n", exe, strerror(errno));
     _exit(errno == ENOENT ? 127 : 126);

@@ -126,6 +126,10 @@ def _c_plan(
         p.cap_inheritable = plan.caps.inheritable
         p.cap_ambient = plan.caps.ambient
     p.no_new_privs = int(plan.no_new_privs)
+    if plan.seccomp_prog:
+        p.seccomp_prog = k.new("char[]", plan.seccomp_prog)
+        p.seccomp_len = len(plan.seccomp_prog)
+        p.seccomp_flags = plan.seccomp_flags
 
     p.cwd = k.str(plan.cwd)
     p.argv = k.strv(plan.argv)
@@ -134,6 +138,7 @@ def _c_plan(
     p.start_dirfd = start[0] if start else -1
     p.start_fifo = k.str(start[1] if start else None)
     p.console_fd = console_fd
+    p.session_keyring = k.str(plan.session_keyring)
     p.hooks_sync = int(plan.hooks_sync)
     hooks = k.new("struct corral_hook[]", max(len(plan.start_hooks), 1))
     for i, h in enumerate(plan.start_hooks):

@@ -13,13 +13,64 @@ import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from types import MappingProxyType
+from types import MappingProxyType, ModuleType
 from typing import TYPE_CHECKING
 
 from runtime.errors import ConfigError
 
 if TYPE_CHECKING:
     from typing import Any
+
+    from ._config_extra import (
+        CPU,
+        BlockIO,
+        ConsoleSize,
+        Device,
+        Hooks,
+        HugepageLimit,
+        IDMapping,
+        Memory,
+        Pids,
+        Seccomp,
+    )
+
+# The model of the sections most configs do not have lives in runtime._config_extra, which is
+# imported on first use: by the parser when config.json has such a section, or by an access
+# such as ``config.Memory`` (PEP 562 module __getattr__).
+_EXTRA_NAMES = frozenset(
+    {
+        "CPU",
+        "BlockIO",
+        "ConsoleSize",
+        "Device",
+        "HugepageLimit",
+        "Hook",
+        "Hooks",
+        "IDMapping",
+        "Memory",
+        "Pids",
+        "Seccomp",
+        "SeccompArg",
+        "SeccompSyscall",
+        "ThrottleDevice",
+        "WeightDevice",
+    }
+)
+
+
+def _extra() -> ModuleType:
+    from . import _config_extra
+
+    return _config_extra
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXTRA_NAMES:
+        value = getattr(_extra(), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -33,13 +84,9 @@ def _empty_map() -> Mapping[str, str]:
 
 
 @dataclass(frozen=True, slots=True)
-class ConsoleSize:
-    height: int
-    width: int
-
-
-@dataclass(frozen=True, slots=True)
 class User:
+    """process.user: the ids the process runs as."""
+
     uid: int = 0
     gid: int = 0
     umask: int | None = None
@@ -49,6 +96,8 @@ class User:
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
+    """process.capabilities: the five capability sets, by name."""
+
     bounding: tuple[str, ...] = ()
     effective: tuple[str, ...] = ()
     inheritable: tuple[str, ...] = ()
@@ -58,6 +107,8 @@ class Capabilities:
 
 @dataclass(frozen=True, slots=True)
 class Rlimit:
+    """One entry of process.rlimits."""
+
     type: str  # "RLIMIT_NOFILE"
     hard: int
     soft: int
@@ -65,6 +116,8 @@ class Rlimit:
 
 @dataclass(frozen=True, slots=True)
 class Process:
+    """process (or exec's --process): what runs in the container and how."""
+
     args: tuple[str, ...]
     cwd: str
     user: User = User()
@@ -84,43 +137,22 @@ class Process:
 
 @dataclass(frozen=True, slots=True)
 class Root:
+    """root: the container's root filesystem."""
+
     path: str
     readonly: bool = False
 
 
 @dataclass(frozen=True, slots=True)
-class IDMapping:
-    container_id: int
-    host_id: int
-    size: int
-
-
-@dataclass(frozen=True, slots=True)
 class Mount:
+    """One entry of mounts."""
+
     destination: str
     type: str | None = None
     source: str | None = None
     options: tuple[str, ...] = ()
     uid_mappings: tuple[IDMapping, ...] = ()
     gid_mappings: tuple[IDMapping, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Hook:
-    path: str
-    args: tuple[str, ...] = ()
-    env: tuple[str, ...] = ()
-    timeout: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Hooks:
-    prestart: tuple[Hook, ...] = ()
-    create_runtime: tuple[Hook, ...] = ()
-    create_container: tuple[Hook, ...] = ()
-    start_container: tuple[Hook, ...] = ()
-    poststart: tuple[Hook, ...] = ()
-    poststop: tuple[Hook, ...] = ()
 
 
 # ----------------------------------------------------------------------------- linux.resources
@@ -138,70 +170,9 @@ class DeviceRule:
 
 
 @dataclass(frozen=True, slots=True)
-class Memory:
-    limit: int | None = None
-    reservation: int | None = None
-    swap: int | None = None  # memory+swap, as in the spec (v1 memsw semantics)
-    kernel: int | None = None
-    kernel_tcp: int | None = None
-    swappiness: int | None = None
-    disable_oom_killer: bool | None = None
-    use_hierarchy: bool | None = None
-    check_before_update: bool | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class CPU:
-    shares: int | None = None
-    quota: int | None = None
-    burst: int | None = None
-    period: int | None = None
-    realtime_runtime: int | None = None
-    realtime_period: int | None = None
-    cpus: str | None = None
-    mems: str | None = None
-    idle: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Pids:
-    limit: int
-
-
-@dataclass(frozen=True, slots=True)
-class WeightDevice:
-    major: int
-    minor: int
-    weight: int | None = None
-    leaf_weight: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ThrottleDevice:
-    major: int
-    minor: int
-    rate: int
-
-
-@dataclass(frozen=True, slots=True)
-class BlockIO:
-    weight: int | None = None
-    leaf_weight: int | None = None
-    weight_device: tuple[WeightDevice, ...] = ()
-    throttle_read_bps_device: tuple[ThrottleDevice, ...] = ()
-    throttle_write_bps_device: tuple[ThrottleDevice, ...] = ()
-    throttle_read_iops_device: tuple[ThrottleDevice, ...] = ()
-    throttle_write_iops_device: tuple[ThrottleDevice, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class HugepageLimit:
-    page_size: str  # "2MB", "1GB"
-    limit: int
-
-
-@dataclass(frozen=True, slots=True)
 class Resources:
+    """linux.resources (or the file of ``update --resources``): the cgroup limits."""
+
     devices: tuple[DeviceRule, ...] = ()
     memory: Memory | None = None
     cpu: CPU | None = None
@@ -216,52 +187,16 @@ class Resources:
 
 @dataclass(frozen=True, slots=True)
 class Namespace:
+    """One entry of linux.namespaces; ``path`` joins an existing one."""
+
     type: str  # pid network mount ipc uts user cgroup time
     path: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class Device:
-    """A device node to create in the container (linux.devices)."""
-
-    path: str
-    type: str  # c, b, u, p
-    major: int = 0
-    minor: int = 0
-    file_mode: int | None = None
-    uid: int | None = None
-    gid: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SeccompArg:
-    index: int
-    value: int
-    op: str
-    value_two: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class SeccompSyscall:
-    names: tuple[str, ...]
-    action: str
-    errno_ret: int | None = None
-    args: tuple[SeccompArg, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Seccomp:
-    default_action: str
-    default_errno_ret: int | None = None
-    architectures: tuple[str, ...] = ()
-    flags: tuple[str, ...] = ()
-    listener_path: str | None = None
-    listener_metadata: str | None = None
-    syscalls: tuple[SeccompSyscall, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
 class Linux:
+    """linux: namespaces, cgroups, devices, sysctls, seccomp and the other Linux parts."""
+
     namespaces: tuple[Namespace, ...] = ()
     uid_mappings: tuple[IDMapping, ...] = ()
     gid_mappings: tuple[IDMapping, ...] = ()
@@ -288,6 +223,8 @@ class Linux:
 
 @dataclass(frozen=True, slots=True)
 class Spec:
+    """A whole config.json."""
+
     oci_version: str
     root: Root | None = None
     process: Process | None = None
@@ -503,46 +440,7 @@ def parse_mount_options(options: tuple[str, ...]) -> MountOptions:
 # ============================================================================= JSON reading
 
 _ROOTFS_PROPAGATIONS = frozenset(PROPAGATION_FLAGS)
-_DEVICE_TYPES = frozenset("cbup")
 _RULE_DEVICE_TYPES = frozenset("abc")
-_SECCOMP_ACTIONS = frozenset(
-    {
-        "SCMP_ACT_KILL",
-        "SCMP_ACT_KILL_PROCESS",
-        "SCMP_ACT_KILL_THREAD",
-        "SCMP_ACT_TRAP",
-        "SCMP_ACT_ERRNO",
-        "SCMP_ACT_TRACE",
-        "SCMP_ACT_ALLOW",
-        "SCMP_ACT_LOG",
-        "SCMP_ACT_NOTIFY",
-    }
-)
-_SECCOMP_OPS = frozenset(
-    {
-        "SCMP_CMP_NE",
-        "SCMP_CMP_LT",
-        "SCMP_CMP_LE",
-        "SCMP_CMP_EQ",
-        "SCMP_CMP_GE",
-        "SCMP_CMP_GT",
-        "SCMP_CMP_MASKED_EQ",
-    }
-)
-_SECCOMP_ARCHES = frozenset(
-    "SCMP_ARCH_" + a
-    for a in (
-        "X86 X86_64 X32 ARM AARCH64 MIPS MIPS64 MIPS64N32 MIPSEL MIPSEL64 MIPSEL64N32 PPC PPC64"
-        " PPC64LE S390 S390X PARISC PARISC64 RISCV64 LOONGARCH64 M68K SH SHEB"
-    ).split()
-)
-_SECCOMP_FLAGS = frozenset(
-    {
-        "SECCOMP_FILTER_FLAG_LOG",
-        "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
-        "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
-    }
-)
 _PERSONALITY_DOMAINS = frozenset({"LINUX", "LINUX32"})
 # sysctls that belong to the IPC namespace (runc's list), besides fs.mqueue.*
 _IPC_SYSCTLS = frozenset(
@@ -561,7 +459,6 @@ _SEMVER = re.compile(
     r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
     r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?"
 )
-_PAGE_SIZE = re.compile(r"[1-9][0-9]*[KMGTP]?B")
 
 
 class _Range:
@@ -751,13 +648,7 @@ def parse_process(obj: object, field: str = "process") -> Process:
         user=_parse_user(user) if user else User(),
         env=env,
         terminal=r.flag("terminal"),
-        console_size=(
-            ConsoleSize(
-                height=console.req_int("height", _U16), width=console.req_int("width", _U16)
-            )
-            if console
-            else None
-        ),
+        console_size=(_extra().parse_console_size(console) if console else None),
         capabilities=_parse_capabilities(caps) if caps else None,
         rlimits=_parse_rlimits(r),
         no_new_privileges=r.flag("noNewPrivileges"),
@@ -830,18 +721,8 @@ def _parse_root(r: _Obj) -> Root:
     return Root(path=path, readonly=r.flag("readonly"))
 
 
-def _parse_id_mappings(parent: _Obj, key: str) -> tuple[IDMapping, ...]:
-    mappings: list[IDMapping] = []
-    for r in parent.objs(key):
-        container_id = r.req_int("containerID", _U32)
-        host_id = r.req_int("hostID", _U32)
-        size = r.req_int("size", _U32)
-        if size == 0:
-            raise ConfigError(r.at("size"), "must be at least 1")
-        if container_id + size > 2**32 or host_id + size > 2**32:
-            raise ConfigError(r.at("size"), "the mapped range goes past ID 4294967295")
-        mappings.append(IDMapping(container_id=container_id, host_id=host_id, size=size))
-    return tuple(mappings)
+def _id_mappings(parent: _Obj, key: str) -> tuple[IDMapping, ...]:
+    return _extra().parse_id_mappings(parent, key) if parent.has(key) else ()
 
 
 def _parse_mount(r: _Obj) -> Mount:
@@ -856,31 +737,8 @@ def _parse_mount(r: _Obj) -> Mount:
         type=r.opt_str("type"),
         source=r.opt_str("source"),
         options=r.strs("options"),
-        uid_mappings=_parse_id_mappings(r, "uidMappings"),
-        gid_mappings=_parse_id_mappings(r, "gidMappings"),
-    )
-
-
-def _parse_hook(r: _Obj) -> Hook:
-    path = r.req_str("path")
-    _check_path(path, r.at("path"))
-    env = r.strs("env")
-    for i, entry in enumerate(env):
-        _check_env(entry, _key(r.at("env"), i))
-    return Hook(path=path, args=r.strs("args"), env=env, timeout=r.opt_int("timeout", _POSITIVE))
-
-
-def _parse_hooks(r: _Obj) -> Hooks:
-    def hooks(key: str) -> tuple[Hook, ...]:
-        return tuple(_parse_hook(h) for h in r.objs(key))
-
-    return Hooks(
-        prestart=hooks("prestart"),
-        create_runtime=hooks("createRuntime"),
-        create_container=hooks("createContainer"),
-        start_container=hooks("startContainer"),
-        poststart=hooks("poststart"),
-        poststop=hooks("poststop"),
+        uid_mappings=_id_mappings(r, "uidMappings"),
+        gid_mappings=_id_mappings(r, "gidMappings"),
     )
 
 
@@ -899,11 +757,11 @@ def parse_resources(obj: object, field: str = "") -> Resources:
     block_io = r.obj("blockIO")
     return Resources(
         devices=tuple(_parse_device_rule(d) for d in r.objs("devices")),
-        memory=_parse_memory(memory) if memory else None,
-        cpu=_parse_cpu(cpu) if cpu else None,
-        pids=Pids(limit=pids.req_int("limit", _I64)) if pids else None,
-        block_io=_parse_block_io(block_io) if block_io else None,
-        hugepage_limits=tuple(_parse_hugepage_limit(h) for h in r.objs("hugepageLimits")),
+        memory=_extra().parse_memory(memory) if memory else None,
+        cpu=_extra().parse_cpu(cpu) if cpu else None,
+        pids=_extra().parse_pids(pids) if pids else None,
+        block_io=_extra().parse_block_io(block_io) if block_io else None,
+        hugepage_limits=tuple(_extra().parse_hugepage_limit(h) for h in r.objs("hugepageLimits")),
         unified=_parse_unified(r),
     )
 
@@ -936,90 +794,6 @@ def _parse_device_rule(r: _Obj) -> DeviceRule:
     )
 
 
-def _memory_bytes(r: _Obj, key: str) -> int | None:
-    value = r.opt_int(key, _I64)
-    if value is not None and value < -1:
-        raise ConfigError(r.at(key), "must be -1 (unlimited) or a number of bytes")
-    return value
-
-
-def _parse_memory(r: _Obj) -> Memory:
-    limit = _memory_bytes(r, "limit")
-    swap = _memory_bytes(r, "swap")
-    if limit is not None and swap is not None and limit > 0 and 0 < swap < limit:
-        raise ConfigError(
-            r.at("swap"),
-            f"memory+swap limit {swap} must not be lower than the memory limit {limit}",
-        )
-    return Memory(
-        limit=limit,
-        reservation=_memory_bytes(r, "reservation"),
-        swap=swap,
-        kernel=_memory_bytes(r, "kernel"),
-        kernel_tcp=_memory_bytes(r, "kernelTCP"),
-        swappiness=r.opt_int("swappiness", _SWAPPINESS),
-        disable_oom_killer=r.opt_flag("disableOOMKiller"),
-        use_hierarchy=r.opt_flag("useHierarchy"),
-        check_before_update=r.opt_flag("checkBeforeUpdate"),
-    )
-
-
-def _parse_cpu(r: _Obj) -> CPU:
-    quota = r.opt_int("quota", _I64)
-    if quota is not None and quota < -1:
-        raise ConfigError(r.at("quota"), "must be -1 (unlimited) or a number of microseconds")
-    return CPU(
-        shares=r.opt_int("shares", _U64),
-        quota=quota,
-        burst=r.opt_int("burst", _U64),
-        period=r.opt_int("period", _U64),
-        realtime_runtime=r.opt_int("realtimeRuntime", _I64),
-        realtime_period=r.opt_int("realtimePeriod", _U64),
-        cpus=r.opt_str("cpus"),
-        mems=r.opt_str("mems"),
-        idle=r.opt_int("idle", _CPU_IDLE),
-    )
-
-
-def _parse_block_io(r: _Obj) -> BlockIO:
-    def throttle(key: str) -> tuple[ThrottleDevice, ...]:
-        return tuple(
-            ThrottleDevice(
-                major=d.req_int("major", _I64),
-                minor=d.req_int("minor", _I64),
-                rate=d.req_int("rate", _U64),
-            )
-            for d in r.objs(key)
-        )
-
-    return BlockIO(
-        weight=r.opt_int("weight", _BLKIO_WEIGHT),
-        leaf_weight=r.opt_int("leafWeight", _BLKIO_WEIGHT),
-        weight_device=tuple(
-            WeightDevice(
-                major=d.req_int("major", _I64),
-                minor=d.req_int("minor", _I64),
-                weight=d.opt_int("weight", _BLKIO_WEIGHT),
-                leaf_weight=d.opt_int("leafWeight", _BLKIO_WEIGHT),
-            )
-            for d in r.objs("weightDevice")
-        ),
-        throttle_read_bps_device=throttle("throttleReadBpsDevice"),
-        throttle_write_bps_device=throttle("throttleWriteBpsDevice"),
-        throttle_read_iops_device=throttle("throttleReadIOPSDevice"),
-        throttle_write_iops_device=throttle("throttleWriteIOPSDevice"),
-    )
-
-
-def _parse_hugepage_limit(r: _Obj) -> HugepageLimit:
-    page_size = r.req_str("pageSize")
-    if not _PAGE_SIZE.fullmatch(page_size):
-        raise ConfigError(
-            r.at("pageSize"), f'invalid page size {_q(page_size)}: want e.g. "2MB" or "1GB"'
-        )
-    return HugepageLimit(page_size=page_size, limit=r.req_int("limit", _U64))
-
-
 def _parse_unified(r: _Obj) -> Mapping[str, str]:
     unified = r.str_map("unified")
     for key in unified:
@@ -1048,97 +822,6 @@ def _parse_namespaces(r: _Obj) -> tuple[Namespace, ...]:
             _check_path(path, ns.at("path"))
         namespaces.append(Namespace(type=kind, path=path))
     return tuple(namespaces)
-
-
-def _parse_device(r: _Obj) -> Device:
-    path = r.req_str("path")
-    _check_path(path, r.at("path"))
-    kind = r.req_str("type")
-    if kind not in _DEVICE_TYPES:
-        raise ConfigError(
-            r.at("type"), f'unknown device type {_q(kind)}: want "c", "b", "u" or "p"'
-        )
-    if kind != "p":  # a fifo has no device number
-        for key in ("major", "minor"):
-            if not r.has(key):
-                raise ConfigError(r.at(key), f'is required for a device of type "{kind}"')
-    major = r.opt_int("major", _I64) or 0
-    minor = r.opt_int("minor", _I64) or 0
-    for key, value in (("major", major), ("minor", minor)):
-        if value < 0:
-            raise ConfigError(r.at(key), "must not be negative")
-    return Device(
-        path=path,
-        type=kind,
-        major=major,
-        minor=minor,
-        file_mode=r.opt_int("fileMode", _U32),
-        uid=r.opt_int("uid", _U32),
-        gid=r.opt_int("gid", _U32),
-    )
-
-
-def _parse_seccomp(r: _Obj) -> Seccomp:
-    default_action = r.req_str("defaultAction")
-    if default_action not in _SECCOMP_ACTIONS:
-        raise ConfigError(r.at("defaultAction"), f"unknown seccomp action {_q(default_action)}")
-    if default_action == "SCMP_ACT_NOTIFY":
-        raise ConfigError(r.at("defaultAction"), "SCMP_ACT_NOTIFY cannot be the default action")
-    architectures = r.strs("architectures")
-    for i, arch in enumerate(architectures):
-        if arch not in _SECCOMP_ARCHES:
-            raise ConfigError(
-                _key(r.at("architectures"), i), f"unknown seccomp architecture {_q(arch)}"
-            )
-    flags = r.strs("flags")
-    for i, flag in enumerate(flags):
-        if flag not in _SECCOMP_FLAGS:
-            raise ConfigError(_key(r.at("flags"), i), f"unknown seccomp flag {_q(flag)}")
-    listener_path = r.opt_str("listenerPath")
-    syscalls = tuple(_parse_syscall(s) for s in r.objs("syscalls"))
-    for i, call in enumerate(syscalls):
-        if call.action == "SCMP_ACT_NOTIFY" and listener_path is None:
-            raise ConfigError(
-                _key(_key(r.at("syscalls"), i), "action"),
-                "SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath",
-            )
-    return Seccomp(
-        default_action=default_action,
-        default_errno_ret=r.opt_int("defaultErrnoRet", _U32),
-        architectures=architectures,
-        flags=flags,
-        listener_path=listener_path,
-        listener_metadata=r.opt_str("listenerMetadata"),
-        syscalls=syscalls,
-    )
-
-
-def _parse_syscall(r: _Obj) -> SeccompSyscall:
-    names = r.strs("names")
-    if not names:
-        raise ConfigError(r.at("names"), "must list at least one syscall name")
-    for i, name in enumerate(names):
-        if not name:
-            raise ConfigError(_key(r.at("names"), i), "must not be empty")
-    action = r.req_str("action")
-    if action not in _SECCOMP_ACTIONS:
-        raise ConfigError(r.at("action"), f"unknown seccomp action {_q(action)}")
-    args: list[SeccompArg] = []
-    for a in r.objs("args"):
-        op = a.req_str("op")
-        if op not in _SECCOMP_OPS:
-            raise ConfigError(a.at("op"), f"unknown seccomp operator {_q(op)}")
-        args.append(
-            SeccompArg(
-                index=a.req_int("index", _SECCOMP_ARG_INDEX),
-                value=a.req_int("value", _U64),
-                op=op,
-                value_two=a.opt_int("valueTwo", _U64) or 0,
-            )
-        )
-    return SeccompSyscall(
-        names=names, action=action, errno_ret=r.opt_int("errnoRet", _U32), args=tuple(args)
-    )
 
 
 def _parse_paths(r: _Obj, key: str) -> tuple[str, ...]:
@@ -1172,8 +855,8 @@ def _check_sysctl(sysctl: Mapping[str, str], namespaces: tuple[Namespace, ...], 
 def _parse_linux(r: _Obj) -> Linux:
     namespaces = _parse_namespaces(r)
     userns = next((ns for ns in namespaces if ns.type == "user"), None)
-    uid_mappings = _parse_id_mappings(r, "uidMappings")
-    gid_mappings = _parse_id_mappings(r, "gidMappings")
+    uid_mappings = _id_mappings(r, "uidMappings")
+    gid_mappings = _id_mappings(r, "gidMappings")
     if userns is None:
         for key, mappings in (("uidMappings", uid_mappings), ("gidMappings", gid_mappings)):
             if mappings:
@@ -1209,7 +892,7 @@ def _parse_linux(r: _Obj) -> Linux:
         namespaces=namespaces,
         uid_mappings=uid_mappings,
         gid_mappings=gid_mappings,
-        devices=tuple(_parse_device(d) for d in r.objs("devices")),
+        devices=tuple(_extra().parse_device(d) for d in r.objs("devices")),
         cgroups_path=r.opt_str("cgroupsPath"),
         resources=None if resources is None else parse_resources(resources, r.at("resources")),
         rootfs_propagation=rootfs_propagation,
@@ -1217,7 +900,7 @@ def _parse_linux(r: _Obj) -> Linux:
         readonly_paths=_parse_paths(r, "readonlyPaths"),
         mount_label=r.opt_str("mountLabel"),
         sysctl=sysctl,
-        seccomp=_parse_seccomp(seccomp) if seccomp else None,
+        seccomp=_extra().parse_seccomp(seccomp) if seccomp else None,
         personality=domain,
     )
 
@@ -1261,7 +944,7 @@ def parse_spec(obj: object) -> Spec:
         hostname=hostname,
         domainname=domainname,
         mounts=tuple(_parse_mount(m) for m in r.objs("mounts")),
-        hooks=_parse_hooks(hooks) if hooks else None,
+        hooks=_extra().parse_hooks(hooks) if hooks else None,
         annotations=r.str_map("annotations"),
         linux=linux,
     )

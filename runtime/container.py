@@ -12,16 +12,13 @@ import json
 import os
 import select
 import signal
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from . import cgroups
-from . import config as cfg
 from .errors import ConfigError, ContainerError, CorralError, InvalidState, NotFound, SysError
-from .plan import HostInfo, build_plan, read_cap_last
 from .state import (
     DEFAULT_ROOT,
     ContainerState,
@@ -32,26 +29,42 @@ from .state import (
     write_atomic,
 )
 
+if TYPE_CHECKING:
+    import socket
+
+    from . import config as cfg
+    from .plan import HostInfo
+
+# Only create and run need the config model, the planner and sockets: the other commands
+# import this module too, so those are imported where they are used.
+
 CGROUP_ROOT = "/sys/fs/cgroup"
 
 
 @dataclass(frozen=True, slots=True)
 class CreateOptions:
+    """How to create a container: where its state lives and what the caller asked for."""
+
     root: str = DEFAULT_ROOT
     pid_file: str | None = None
     no_pivot: bool = False
     preserve_fds: int = 0
     cgroup_root: str = CGROUP_ROOT
     console_socket: str | None = None
+    new_keyring: bool = True  # a session keyring of its own, named after the container
 
 
 def _now() -> str:
+    from datetime import UTC, datetime  # click has imported it already
+
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _host_info(mgr: cgroups.CgroupManager, cgroup_root: str) -> HostInfo:
     """What a `cgroup` mount inside the container shows: the container's own cgroup
     directory of each hierarchy, under the hierarchy's usual mount name."""
+    from .plan import HostInfo, read_cap_last
+
     if cgroups.detect_layout(cgroup_root) is cgroups.Layout.UNIFIED:
         return HostInfo(cap_last=read_cap_last(), cgroup_v2=True)
     mounts: dict[str, str] = {}
@@ -72,6 +85,8 @@ def _host_info(mgr: cgroups.CgroupManager, cgroup_root: str) -> HostInfo:
 
 
 def _resources(spec: cfg.Spec) -> cfg.Resources:
+    from . import config as cfg
+
     res = (spec.linux.resources if spec.linux else None) or cfg.Resources()
     # The spec's device rules first, then the defaults every container needs (as runc).
     return cfg.Resources(
@@ -125,19 +140,26 @@ def create(
     opts: CreateOptions = CreateOptions(),
     *,
     console: socket.socket | None = None,
+    spec: cfg.Spec | None = None,
 ) -> ContainerState:
     """Create a container: every resource is made, but no user code runs until start.
 
     With process.terminal, the process's pty master is sent to ``opts.console_socket`` or,
     when the caller stays attached, over ``console`` (one end of its own socket pair).
+    ``spec`` is the bundle's config when the caller has loaded it already.
     """
+    cgroups.prime_attach(opts.cgroup_root)  # overlaps a kernel wait with the work up to add_pid
+    from . import config as cfg
+    from .plan import build_plan
+
     sd = StateDir(opts.root, cid)
     bundle = os.path.abspath(bundle)
-    spec = cfg.load_spec(bundle)
+    if spec is None:
+        spec = cfg.load_spec(bundle)
     if sd.exists():
         raise ContainerError(cid, f"container with id exists: {cid}")
     terminal = bool(spec.process and spec.process.terminal)
-    if console is None:
+    if console is None and (terminal or opts.console_socket):  # else there is nothing to check
         from . import console as cons
 
         cons.check(terminal, opts.console_socket, detached=True)
@@ -150,7 +172,12 @@ def create(
         no_pivot=opts.no_pivot,
         preserve_fds=opts.preserve_fds,
     )
+    if opts.new_keyring:
+        import dataclasses
 
+        plan = dataclasses.replace(plan, session_keyring=cid)
+
+    cgroups.prime_attach(opts.cgroup_root, again=True)  # keeps the kernel's fast path open
     sd.make()
     dirfd = -1
     try:
@@ -392,17 +419,28 @@ def _kill_wait(pid: int, pid_start: int, timeout: float = 10.0) -> None:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return
-        except ChildProcessError:
-            start_time = process_start_time(pid)
-            if start_time is None or (pid_start and start_time != pid_start):
-                return
-        time.sleep(0.005)
+    try:
+        pidfd = os.pidfd_open(pid)  # readable once the process has exited: a wait, not a poll
+    except OSError:
+        pidfd = -1
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    return
+            except ChildProcessError:
+                start_time = process_start_time(pid)
+                if start_time is None or (pid_start and start_time != pid_start):
+                    return
+            if pidfd >= 0:
+                select.select([pidfd], [], [], max(0.0, deadline - time.monotonic()))
+            else:
+                time.sleep(0.005)
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
 
 
 def delete(cid: str, *, force: bool = False, root: str = DEFAULT_ROOT) -> None:
@@ -486,6 +524,23 @@ _FORWARDED = (
 )
 
 
+def _forward_signals(pid: int) -> dict[int, object]:
+    """Pass the _FORWARDED signals we get on to ``pid``; returns the previous handlers."""
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    return {s: signal.signal(s, forward) for s in _FORWARDED}
+
+
+def _restore_signals(previous: dict[int, object]) -> None:
+    for s, h in previous.items():
+        signal.signal(s, h)  # type: ignore[arg-type]  # what signal.signal returned
+
+
 def wait_exit(pid: int) -> int:
     """Wait for our child ``pid``; return its exit code (128+N when killed by signal N)."""
     while True:
@@ -512,12 +567,20 @@ def run(
 
     Attached with process.terminal, the container's pty is copied to and from our stdio.
     """
+    cgroups.prime_attach(opts.cgroup_root)  # as create does, but before the config is read
+    from . import config as cfg
+
     ours = theirs = None
     master = -1
-    if not detach and not opts.console_socket:
+    previous: dict[int, object] = {}
+    StateDir(opts.root, cid)  # a bad id is reported before a bad config, as by create
+    spec = cfg.load_spec(bundle)
+    if spec.process and spec.process.terminal and not detach and not opts.console_socket:
+        import socket  # only for a terminal: the pty master comes back over the pair
+
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        st = create(cid, bundle, opts, console=theirs)
+        st = create(cid, bundle, opts, console=theirs, spec=spec)
         if theirs is not None:
             theirs.close()
         try:
@@ -525,29 +588,26 @@ def run(
                 from . import console as cons
 
                 master = cons.receive_master(ours)
+            if not detach:
+                # Forward before the release: once the process runs it may tell someone it is
+                # ready, and a signal sent to us then must reach it, not kill us.
+                previous = _forward_signals(st.pid)
             start(cid, opts.root)
         except BaseException:
+            _restore_signals(previous)
             delete(cid, force=True, root=opts.root)
             raise
     finally:
         for sock in (ours, theirs):
             if sock is not None:
                 sock.close()
-    if on_started:
-        on_started(st)
     if detach:
+        if on_started:
+            on_started(st)
         return 0
-    previous = {}
-
-    def forward(signum: int, _frame: object) -> None:
-        try:
-            os.kill(st.pid, signum)
-        except ProcessLookupError:
-            pass
-
-    for s in _FORWARDED:
-        previous[s] = signal.signal(s, forward)
     try:
+        if on_started:
+            on_started(st)
         if master >= 0:
             from . import console as cons
 
@@ -557,8 +617,7 @@ def run(
                 os.close(master)
         code = wait_exit(st.pid)
     finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
+        _restore_signals(previous)
         if not keep:
             delete(cid, force=True, root=opts.root)
     return code

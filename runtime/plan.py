@@ -65,6 +65,8 @@ class OpKind(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class Op:
+    """One setup step of the container's filesystem (a mount, device node, mask...)."""
+
     kind: OpKind
     dest: str
     source: str | None = None
@@ -86,6 +88,8 @@ class Op:
 
 @dataclass(frozen=True, slots=True)
 class CapSets:
+    """The capability sets as bit masks."""
+
     bounding: int
     effective: int
     permitted: int
@@ -95,6 +99,8 @@ class CapSets:
 
 @dataclass(frozen=True, slots=True)
 class SpawnPlan:
+    """Everything the C spawn path does, in the order it does it."""
+
     argv: tuple[str, ...]
     env: tuple[str, ...]
     cwd: str = "/"
@@ -124,8 +130,12 @@ class SpawnPlan:
     caps: CapSets | None = None
     cap_last: int = 40
     no_new_privs: bool = False
+    # linux.seccomp compiled to BPF (struct sock_filter[]) and SECCOMP_FILTER_FLAG_* bits
+    seccomp_prog: bytes | None = None
+    seccomp_flags: int = 0
     preserve_fds: int = 0
     console_size: tuple[int, int] = (0, 0)  # rows, cols of a terminal; 0: leave as is
+    session_keyring: str | None = None  # join a new session keyring of this name
     hooks_sync: bool = False  # stop before pivot_root for prestart/createRuntime/createContainer
     start_hooks: tuple[cfg.Hook, ...] = ()  # startContainer, run in the container before exec
 
@@ -404,6 +414,13 @@ def build_plan(
         ("/proc/sys/" + key.replace(".", "/"), value) for key, value in linux.sysctl.items()
     )
     rlimits = tuple((cfg.RLIMITS[r.type], r.soft, r.hard) for r in proc.rlimits)
+    seccomp = None
+    if linux.seccomp is not None:
+        try:
+            from .seccomp import compile_filter  # loads libseccomp: only specs that use it
+        except ImportError as e:
+            raise ConfigError("linux.seccomp", f"not supported by this build: {e}") from None
+        seccomp = compile_filter(linux.seccomp)
 
     return SpawnPlan(
         argv=proc.args,
@@ -435,6 +452,8 @@ def build_plan(
         caps=_caps(proc.capabilities) if proc.capabilities is not None else None,
         cap_last=host.cap_last,
         no_new_privs=proc.no_new_privileges,
+        seccomp_prog=seccomp.bpf if seccomp else None,
+        seccomp_flags=seccomp.flags if seccomp else 0,
         preserve_fds=preserve_fds,
         console_size=(
             (proc.console_size.height, proc.console_size.width) if proc.console_size else (0, 0)

@@ -15,7 +15,6 @@ import fcntl
 import json
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -55,6 +54,8 @@ class Status(enum.StrEnum):
 
 @dataclass(slots=True)
 class ContainerState:
+    """What state.json holds: everything later commands need to find and judge the container."""
+
     id: str
     bundle: str
     rootfs: str
@@ -166,7 +167,25 @@ class StateDir:
         write_atomic(os.path.join(self.path, STATE_FILE), st.to_json().encode())
 
     def remove(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        """Remove the directory and what it holds (files only, normally), ignoring errors."""
+        try:
+            names = os.listdir(self.path)
+        except OSError:
+            return
+        for name in names:
+            try:
+                os.unlink(os.path.join(self.path, name))
+            except FileNotFoundError:
+                pass
+            except OSError:
+                # Not a plain file: fall back to shutil, which importing costs (bz2, lzma).
+                import shutil
+
+                shutil.rmtree(os.path.join(self.path, name), ignore_errors=True)
+        try:
+            os.rmdir(self.path)
+        except OSError:
+            pass
 
     @contextmanager
     def locked(self) -> Iterator[None]:

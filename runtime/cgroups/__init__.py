@@ -11,7 +11,8 @@ Typical use::
     manager_from_paths(state["cgroup_paths"]).destroy()
 """
 
-from .controllers import DEFAULT_DEVICE_RULES
+from typing import TYPE_CHECKING, Any
+
 from .factory import SYSTEMD_REFUSED, manager_for, manager_from_paths
 from .layout import (
     CgroupMount,
@@ -22,7 +23,8 @@ from .layout import (
     statfs_type,
     v1_hierarchies,
 )
-from .manager import CgroupManager, Stats, V1Manager, V2Manager
+from .manager import CgroupManager, V1Manager, V2Manager
+from .prime import prime_attach
 
 __all__ = [
     "DEFAULT_DEVICE_RULES",
@@ -38,6 +40,25 @@ __all__ = [
     "manager_from_paths",
     "parse_mountinfo",
     "parse_proc_cgroup",
+    "prime_attach",
     "statfs_type",
     "v1_hierarchies",
 ]
+
+if TYPE_CHECKING:
+    from .controllers import DEFAULT_DEVICE_RULES
+    from .stats import Stats
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use: the controllers bring in the config model, which commands that
+    # never apply limits do not need, and only `events` reads stats.
+    if name == "DEFAULT_DEVICE_RULES":
+        from .controllers import DEFAULT_DEVICE_RULES
+
+        return DEFAULT_DEVICE_RULES
+    if name == "Stats":
+        from .stats import Stats
+
+        return Stats
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,17 +14,13 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from runtime.config import (
-    CPU,
-    BlockIO,
-    DeviceRule,
-    HugepageLimit,
-    Memory,
-    Pids,
-    ThrottleDevice,
-)
+from runtime.config import DeviceRule
 from runtime.errors import CgroupError
+
+if TYPE_CHECKING:  # the rarely used part of the model is imported only when a config has it
+    from runtime.config import CPU, BlockIO, HugepageLimit, Memory, Pids, ThrottleDevice
 
 Writes = list[tuple[str, str]]
 

@@ -38,9 +38,33 @@ def statfs_type(path: str) -> int:
     return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
 
 
-def detect_layout(
-    root: str = "/sys/fs/cgroup", fs_type: Callable[[str], int] = statfs_type
-) -> Layout:
+_FS_MAGIC = {"cgroup2": CGROUP2_SUPER_MAGIC, "cgroup": CGROUP_SUPER_MAGIC, "tmpfs": TMPFS_MAGIC}
+
+
+def fs_magic(path: str, mountinfo: str | None = None) -> int:
+    """statfs_type(path) for the filesystems detect_layout asks about, without ctypes (whose
+    import costs a create 3 ms): /proc/self/mountinfo gives each mount's st_dev ("major:minor",
+    the same for every mount of one filesystem) and type. Other types, and a device that is not
+    listed, are answered by statfs_type."""
+    st = os.stat(path)
+    dev = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+    if mountinfo is None:
+        try:
+            with open("/proc/self/mountinfo", encoding="utf-8") as f:
+                mountinfo = f.read()
+        except OSError:
+            mountinfo = ""
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) > 6 and fields[2] == dev and "-" in fields[6:]:
+            fstype = fields[fields.index("-", 6) + 1]
+            if fstype in _FS_MAGIC:
+                return _FS_MAGIC[fstype]
+            break
+    return statfs_type(path)
+
+
+def detect_layout(root: str = "/sys/fs/cgroup", fs_type: Callable[[str], int] = fs_magic) -> Layout:
     """Decide the layout like runc and systemd do: from the filesystem magic of root and of
     root/unified. Tests inject ``fs_type``."""
     magic = fs_type(root)

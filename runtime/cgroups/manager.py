@@ -14,12 +14,10 @@ import os
 import signal
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from runtime.config import Resources
 from runtime.errors import CgroupError
 
-from . import controllers as ctl
 from .fs import (
     makedirs,
     parse_keyed,
@@ -31,32 +29,18 @@ from .fs import (
     write_file,
 )
 
+if TYPE_CHECKING:
+    from runtime.config import Resources
+
+    from . import controllers as ctl
+    from .stats import Stats
+
 #: How long destroy() keeps retrying a busy cgroup, and freeze() waits for FROZEN.
 DESTROY_TIMEOUT = 1.0
 FREEZE_TIMEOUT = 2.0
 
 # v1 memory limits at or above this are "unlimited" (PAGE_COUNTER_MAX pages).
 _V1_UNLIMITED = 1 << 62
-
-
-@dataclass(frozen=True, slots=True)
-class Stats:
-    """A snapshot of a cgroup's counters. None means the host does not provide the value;
-    for the limits it also means "unlimited"."""
-
-    memory_usage: int | None = None  # bytes
-    memory_max_usage: int | None = None
-    memory_limit: int | None = None
-    swap_usage: int | None = None
-    memory_cache: int | None = None  # page cache bytes
-    cpu_usage_ns: int | None = None
-    cpu_user_ns: int | None = None
-    cpu_system_ns: int | None = None
-    cpu_throttled_periods: int | None = None
-    cpu_throttled_ns: int | None = None
-    pids_current: int | None = None
-    pids_limit: int | None = None
-    oom_kill: int | None = None
 
 
 def _not_available(controller: str) -> CgroupError:
@@ -161,8 +145,14 @@ class CgroupManager(abc.ABC):
     def kill_all(self, sig: int) -> None:
         """Signal every process. Where a freezer exists the cgroup is frozen while the pids are
         listed and signalled, so a forking process cannot escape; it is thawed afterwards if
-        it was not frozen before, and always for SIGKILL (frozen tasks cannot die)."""
+        it was not frozen before, and always for SIGKILL (frozen tasks cannot die).
+        An empty cgroup (the usual case when a stopped container is deleted) is left alone:
+        with no process in it, nothing can fork into it while we look."""
         frozen_before = self._can_freeze() and self.is_frozen()
+        if not self.pids():
+            if frozen_before and sig == signal.SIGKILL:
+                self.thaw()
+            return
         if self._can_freeze() and not frozen_before:
             self.freeze()
         try:
@@ -269,6 +259,8 @@ class V1Manager(CgroupManager):
 
         ``unified`` entries need cgroup v2 and are refused here.
         """
+        from . import controllers as ctl  # and with it the config model: only apply needs it
+
         if resources.unified:
             raise CgroupError(
                 "apply unified",
@@ -330,6 +322,8 @@ class V1Manager(CgroupManager):
 
     # -- accounting
     def stats(self) -> Stats:
+        from .stats import Stats
+
         values: dict[str, int | None] = {}
         mem = self._dirs.get("memory")
         if mem is not None:
@@ -489,6 +483,8 @@ class V2Manager(CgroupManager):
 
         Device rules are skipped: v2 device control needs eBPF, not implemented here.
         """
+        from . import controllers as ctl  # and with it the config model: only apply needs it
+
         mem = resources.memory
         plan = [
             ("cpuset", ctl.cpuset(resources.cpu)),
@@ -552,6 +548,8 @@ class V2Manager(CgroupManager):
         return _tree_pids(self._path)
 
     def stats(self) -> Stats:
+        from .stats import Stats
+
         cpu = parse_keyed(read_optional(self._file("cpu.stat")))
         stat = parse_keyed(read_optional(self._file("memory.stat")))
 

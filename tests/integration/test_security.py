@@ -283,3 +283,17 @@ def test_exec_concurrent_with_kill_leaves_nothing(runtime: Runtime) -> None:
     runtime.cli("kill", cid, "KILL")
     t.join(60)
     assert not errors
+
+
+def _keyrings() -> str:
+    with open("/proc/keys") as f:
+        return f.read()
+
+
+def test_session_keyring_per_container(runtime: Runtime) -> None:
+    cid, bundle = runtime.prepare("true")
+    runtime.cli("create", "--bundle", str(bundle), cid, check=True)
+    assert f"keyring   {cid}: empty" in _keyrings()
+    cid2, bundle2 = runtime.prepare("true")
+    runtime.cli("create", "--no-new-keyring", "--bundle", str(bundle2), cid2, check=True)
+    assert cid2 not in _keyrings()

@@ -32,6 +32,7 @@ from runtime.cgroups import (
 from runtime.cgroups import controllers as ctl
 from runtime.cgroups import layout as layout_mod
 from runtime.cgroups import manager as manager_mod
+from runtime.cgroups.prime import own_procs_file
 from runtime.config import (
     CPU,
     BlockIO,
@@ -233,6 +234,22 @@ def test_statfs_type_reads_real_magic() -> None:
     assert statfs_type("/proc") == 0x9FA0  # PROC_SUPER_MAGIC
     with pytest.raises(FileNotFoundError):
         statfs_type("/nonexistent/corral")
+
+
+def test_fs_magic_finds_the_mount_by_device_number(tmp_path: Path) -> None:
+    st = os.stat(tmp_path)
+    dev = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+    line = f"40 31 {dev} / /somewhere rw,relatime shared:9 - {{}} cgroup2 rw\n"
+    other = "30 1 0:999 / /elsewhere rw - tmpfs tmpfs rw\n"
+    assert layout_mod.fs_magic(str(tmp_path), other + line.format("cgroup2")) == (
+        layout_mod.CGROUP2_SUPER_MAGIC
+    )
+    # A type detect_layout does not ask about, or no such device listed: statfs decides.
+    real = statfs_type(str(tmp_path))
+    assert layout_mod.fs_magic(str(tmp_path), line.format("ext4")) == real
+    assert layout_mod.fs_magic(str(tmp_path), other) == real
+    with pytest.raises(FileNotFoundError):
+        layout_mod.fs_magic("/nonexistent/corral", "")
 
 
 def test_parse_proc_cgroup_hybrid_host() -> None:
@@ -992,3 +1009,23 @@ def test_v2_destroy(tmp_path: Path) -> None:
     mgr.destroy()
     assert not mgr.exists()
     assert (root / "user.slice/pods").is_dir()  # existed before: not ours
+
+
+# ----------------------------------------------------------------------------- prime_attach
+
+
+def test_own_procs_file_only_where_this_process_is_listed(tmp_path: Path) -> None:
+    root = fake_v1_root(tmp_path)  # hybrid: cgroup2 at root/unified
+    kernel(root / "unified/user/me", {"cgroup.procs": "7\n42\n"})
+    kernel(root / "pids/user/me", {"cgroup.procs": "42\n"})
+    self_cgroup = "9:pids:/user/me\n0::/user/me\n"
+    found = own_procs_file(str(root), self_cgroup=self_cgroup, pid=42, mountinfo="")
+    assert found == str(root / "unified/user/me/cgroup.procs")
+    # Not listed in cgroup2: the first v1 hierarchy (blkio here), if it lists it.
+    kernel(root / "unified/user/me", {"cgroup.procs": "7\n"})
+    kernel(root / "blkio/user/me", {"cgroup.procs": "42\n"})
+    self_cgroup = "7:blkio:/user/me\n0::/user/me\n"
+    found = own_procs_file(str(root), self_cgroup=self_cgroup, pid=42, mountinfo="")
+    assert found == str(root / "blkio/user/me/cgroup.procs")
+    # Listed nowhere (say the mount shows another subtree): never a place to move to.
+    assert own_procs_file(str(root), self_cgroup=self_cgroup, pid=43, mountinfo="") is None

@@ -98,3 +98,14 @@ def test_status_rules() -> None:
     assert Status.STOPPED.can_delete and not Status.RUNNING.can_delete
     assert Status.RUNNING.can_pause and not Status.PAUSED.can_pause
     assert not Status.STOPPED.can_kill
+
+
+def test_remove_takes_files_fifo_and_stray_directories(tmp_path: Path) -> None:
+    sd = StateDir(str(tmp_path), "c1")
+    sd.make()
+    sd.save(_state())
+    sd.make_fifo()
+    os.makedirs(os.path.join(sd.path, "stray", "deeper"))
+    sd.remove()
+    assert not os.path.exists(sd.path)
+    sd.remove()  # already gone: nothing to do

@@ -1,0 +1,51 @@
+"""What each CLI command imports: a command pays only for the modules it uses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+NEVER = ("pyroute2", "orchestrator")
+
+
+def _imported(code: str) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return set(json.loads(out.splitlines()[-1]))
+
+
+def test_lifecycle_commands_skip_the_config_model_planner_and_c_core() -> None:
+    mods = _imported("import runtime.cli.oci, runtime.container")
+    for name in (*NEVER, "runtime.config", "runtime.plan", "runtime._sys", "socket", "shutil"):
+        assert name not in mods, name
+
+
+def test_a_plain_config_leaves_the_rarely_used_model_unimported(tmp_path: Path) -> None:
+    from runtime.config import default_spec
+
+    (tmp_path / "config.json").write_text(json.dumps(default_spec()))
+    mods = _imported(
+        "from runtime import config, plan\n"
+        "from runtime.cgroups import controllers\n"
+        f"spec = config.load_spec({str(tmp_path)!r})\n"
+        "controllers.devices_v1(spec.linux.resources.devices)"
+    )
+    assert "runtime.config" in mods
+    for name in (*NEVER, "runtime._config_extra", "runtime.cgroups.stats"):
+        assert name not in mods, name
+
+
+def test_the_rarely_used_model_is_still_reachable_from_config() -> None:
+    from runtime import _config_extra, config
+
+    assert config.Seccomp is _config_extra.Seccomp
+    assert config.Memory(limit=1).limit == 1
