@@ -20,6 +20,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from .digest import decompressed, hex_of, sha256_bytes
 from .errors import FormatError
+from .progress import CountingReader, Meter, ProgressFn
 from .sources import MT_OCI_CONFIG, MT_OCI_INDEX, MT_OCI_MANIFEST, REF_NAME
 
 if TYPE_CHECKING:
@@ -28,9 +29,16 @@ if TYPE_CHECKING:
 FORMATS = ("docker-archive", "oci-archive")
 
 
-def write(store: Store, img: Image, dest: Path, fmt: str) -> None:
+def write(
+    store: Store, img: Image, dest: Path, fmt: str, progress: ProgressFn | None = None
+) -> None:
     if fmt not in FORMATS:
         raise FormatError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
+    if fmt == "docker-archive":
+        sizes = {lr.diff_id: lr.tar_size for lr in img.layers}
+    else:
+        sizes = {lr.digest: lr.size for lr in img.layers}
+    meter = Meter(progress, sum(sizes.values()), len(sizes))
     fd, tmpname = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
     try:
         with (
@@ -38,9 +46,9 @@ def write(store: Store, img: Image, dest: Path, fmt: str) -> None:
             tarfile.open(fileobj=f, mode="w|", format=tarfile.PAX_FORMAT) as tf,
         ):
             if fmt == "docker-archive":
-                _docker(store, img, tf)
+                _docker(store, img, tf, meter)
             else:
-                _oci(store, img, tf)
+                _oci(store, img, tf, meter)
         os.chmod(tmpname, 0o644)
         os.rename(tmpname, dest)
     except BaseException:
@@ -63,11 +71,17 @@ def _add_bytes(tf: tarfile.TarFile, name: str, data: bytes) -> None:
     tf.addfile(_info(name, len(data)), io.BytesIO(data))
 
 
-def _add_stream(tf: tarfile.TarFile, name: str, size: int, stream: IO[bytes]) -> None:
-    tf.addfile(_info(name, size), stream)
+def _add_stream(
+    tf: tarfile.TarFile, name: str, size: int, stream: IO[bytes], meter: Meter | None = None
+) -> None:
+    if meter is None:
+        tf.addfile(_info(name, size), stream)
+        return
+    tf.addfile(_info(name, size), io.BufferedReader(CountingReader(stream, meter)))
+    meter.layer_done()
 
 
-def _docker(store: Store, img: Image, tf: tarfile.TarFile) -> None:
+def _docker(store: Store, img: Image, tf: tarfile.TarFile, meter: Meter) -> None:
     config_name = f"{hex_of(img.id)}.json"
     with store.open_blob(img.id) as f:
         _add_bytes(tf, config_name, f.read())
@@ -76,7 +90,7 @@ def _docker(store: Store, img: Image, tf: tarfile.TarFile) -> None:
         name = f"{hex_of(lr.diff_id)}.tar"
         if name not in layer_names:
             with store.open_blob(lr.digest) as raw, decompressed(raw) as stream:
-                _add_stream(tf, name, lr.tar_size, stream)
+                _add_stream(tf, name, lr.tar_size, stream, meter)
         layer_names.append(name)
     manifest = [{"Config": config_name, "RepoTags": list(img.names) or None, "Layers": layer_names}]
     _add_bytes(tf, "manifest.json", json.dumps(manifest).encode())
@@ -107,7 +121,7 @@ def _manifest(store: Store, img: Image) -> tuple[bytes, str]:
     return data, sha256_bytes(data)
 
 
-def _oci(store: Store, img: Image, tf: tarfile.TarFile) -> None:
+def _oci(store: Store, img: Image, tf: tarfile.TarFile, meter: Meter) -> None:
     mdata, mdigest = _manifest(store, img)
     _add_bytes(tf, "oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}).encode())
     seen: set[str] = set()
@@ -117,7 +131,8 @@ def _oci(store: Store, img: Image, tf: tarfile.TarFile) -> None:
         seen.add(digest)
         path = store.blob_path(digest)
         with path.open("rb") as f:
-            _add_stream(tf, f"blobs/sha256/{hex_of(digest)}", path.stat().st_size, f)
+            _add_stream(tf, f"blobs/sha256/{hex_of(digest)}", path.stat().st_size, f,
+                        meter if digest != img.id else None)  # fmt: skip
     _add_bytes(tf, f"blobs/sha256/{hex_of(mdigest)}", mdata)
     desc: dict[str, Any] = {"mediaType": MT_OCI_MANIFEST, "digest": mdigest, "size": len(mdata)}
     if img.names:

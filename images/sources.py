@@ -70,6 +70,10 @@ class Reader:
     def close(self) -> None:
         pass
 
+    def size(self, path: str) -> int:
+        """The size of a file, for progress reports (0 when it cannot be told cheaply)."""
+        return 0
+
     def read(self, path: str, limit: int = MAX_JSON) -> bytes:
         with self.open(path) as f:
             data = f.read(limit + 1)
@@ -111,6 +115,12 @@ class TarReader(Reader):
             raise FormatError(f"archive member {path} is not a file")
         return f
 
+    def size(self, path: str) -> int:
+        m = self.members.get(_norm(path))
+        if m is not None and m.islnk():
+            m = self.members.get(_norm(m.linkname), m)
+        return m.size if m is not None and m.isfile() else 0
+
     def close(self) -> None:
         self.tf.close()
 
@@ -127,6 +137,12 @@ class DirReader(Reader):
 
     def exists(self, path: str) -> bool:
         return self._path(path).is_file()
+
+    def size(self, path: str) -> int:
+        try:
+            return self._path(path).stat().st_size
+        except OSError:
+            return 0
 
     def open(self, path: str) -> IO[bytes]:
         p = self._path(path)

@@ -32,11 +32,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO, cast
 
 from . import overlay
 from .digest import CHUNK, HashingReader, check_digest, decompressed, hex_of, sniff
 from .errors import DigestMismatch, FormatError, ImageError, InUse, NotFound
+from .progress import CountingReader, Meter, ProgressFn
 from .sources import SourceImage, SourceLayer, open_source, read_images
 from .unpack import Limits, unpack_layer
 
@@ -254,18 +255,28 @@ class Store:
 
     # -- import --------------------------------------------------------------------------
 
-    def import_path(self, path: str | os.PathLike[str], name: str | None = None) -> list[Image]:
-        """Import every image of a docker-archive, oci-archive or OCI layout directory."""
+    def import_path(
+        self,
+        path: str | os.PathLike[str],
+        name: str | None = None,
+        progress: ProgressFn | None = None,
+    ) -> list[Image]:
+        """Import every image of a docker-archive, oci-archive or OCI layout directory.
+
+        ``progress`` is called with the layer bytes and layers processed so far."""
         with self._lock("gc.lock", exclusive=False), open_source(Path(path)) as (kind, reader):
             sources = read_images(kind, reader)
             if name is not None:
                 if len(sources) != 1:
                     raise FormatError(f"{path} holds {len(sources)} images; --name needs one")
                 sources[0].names = [name]
+            layers = [lr for s in sources for lr in s.layers]
+            total = sum(_layer_size(reader, lr) for lr in layers)
+            meter = Meter(progress, total, len(layers))
             staging = Path(tempfile.mkdtemp(prefix="import-", dir=self.tmp))
             try:
                 try:
-                    staged = [self._stage(reader, s, staging) for s in sources]
+                    staged = [self._stage(reader, s, staging, meter) for s in sources]
                 except (tarfile.TarError, EOFError) as e:
                     raise FormatError(f"{path}: truncated or corrupt archive: {e}") from e
                 return self._commit(staged, staging)
@@ -273,7 +284,7 @@ class Store:
                 _rmtree(staging)
 
     def _stage(
-        self, reader: Any, src: SourceImage, staging: Path
+        self, reader: Any, src: SourceImage, staging: Path, meter: Meter
     ) -> tuple[SourceImage, list[LayerRecord]]:
         (staging / "blobs").mkdir(exist_ok=True)
         (staging / "layers").mkdir(exist_ok=True)
@@ -282,7 +293,9 @@ class Store:
             self._stage_bytes(staging, src.manifest_digest, src.manifest)
         records = []
         for layer in src.layers:
-            records.append(self._stage_layer(reader, layer, staging))
+            before = meter.done
+            records.append(self._stage_layer(reader, layer, staging, meter))
+            meter.layer_done(max(0, _layer_size(reader, layer) - (meter.done - before)))
         return src, records
 
     def _stage_bytes(self, staging: Path, digest: str, data: bytes) -> None:
@@ -295,7 +308,9 @@ class Store:
                 return p
         return None
 
-    def _stage_layer(self, reader: Any, layer: SourceLayer, staging: Path) -> LayerRecord:
+    def _stage_layer(
+        self, reader: Any, layer: SourceLayer, staging: Path, meter: Meter
+    ) -> LayerRecord:
         claim = layer.digest
         if claim is None:
             with reader.open(layer.path) as f:
@@ -310,7 +325,7 @@ class Store:
         size = blob.stat().st_size
         meta = self._layer_meta(staging, layer.diff_id)
         if meta is None:
-            meta = self._unpack(blob, layer, staging)
+            meta = self._unpack(blob, layer, staging, meter)
         return LayerRecord(digest, layer.diff_id, MT_LAYER[kind], size, meta["tar_size"])
 
     def _copy_blob(self, reader: Any, layer: SourceLayer, claim: str | None, staging: Path) -> Path:
@@ -339,13 +354,15 @@ class Store:
                 continue
         return None
 
-    def _unpack(self, blob: Path, layer: SourceLayer, staging: Path) -> dict[str, Any]:
+    def _unpack(
+        self, blob: Path, layer: SourceLayer, staging: Path, meter: Meter
+    ) -> dict[str, Any]:
         d = staging / "layers" / hex_of(layer.diff_id)
         fs = d / "fs"
         fs.mkdir(parents=True, mode=0o755)
         name = layer.path
         try:
-            with blob.open("rb") as raw, decompressed(raw) as stream:
+            with blob.open("rb") as f, decompressed(_counted(f, meter)) as stream:
                 res = unpack_layer(stream, fs, limits=self.limits, layer=name)
         except BaseException:
             _rmtree(d)
@@ -503,12 +520,19 @@ class Store:
 
     # -- save ----------------------------------------------------------------------------
 
-    def save(self, ref: str, dest: str | os.PathLike[str], fmt: str = "docker-archive") -> Image:
+    def save(
+        self,
+        ref: str,
+        dest: str | os.PathLike[str],
+        fmt: str = "docker-archive",
+        progress: ProgressFn | None = None,
+    ) -> Image:
+        """Write ``ref`` to ``dest``; ``progress`` is called as layer bytes are written."""
         from . import save as _save
 
         with self._lock("gc.lock", exclusive=False):
             img = self.get(ref)
-            _save.write(self, img, Path(dest), fmt)
+            _save.write(self, img, Path(dest), fmt, progress)
             return img
 
     def open_blob(self, digest: str) -> IO[bytes]:
@@ -517,6 +541,14 @@ class Store:
             return self.blob_path(digest).open("rb")
         except FileNotFoundError:
             raise NotFound(f"blob {digest}") from None
+
+
+def _counted(f: IO[bytes], meter: Meter) -> BinaryIO:
+    return cast(BinaryIO, CountingReader(f, meter))
+
+
+def _layer_size(reader: Any, layer: SourceLayer) -> int:
+    return layer.size if layer.size is not None else reader.size(layer.path)
 
 
 def _rename_into(src: Path, dest: Path) -> None:

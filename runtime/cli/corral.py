@@ -10,8 +10,7 @@ from typing import Any, NoReturn
 
 import click
 
-from .. import container
-from ..state import DEFAULT_ROOT
+from . import run_cmd
 
 VERSION = "0.1.0"
 
@@ -20,19 +19,6 @@ VERSION = "0.1.0"
 @click.version_option(VERSION, "-v", "--version", message="corral version %(version)s")
 def cli() -> None:
     """Corral: run containers and pods."""
-
-
-@cli.command("ps")
-@click.option("--root", default=DEFAULT_ROOT, show_default=True, help="OCI state directory")
-@click.option("--json", "as_json", is_flag=True, help="print JSON")
-def ps(root: str, as_json: bool) -> None:
-    """List OCI containers created by corral-oci under --root."""
-    items = container.list_containers(root)
-    if as_json:
-        click.echo(json.dumps(items))
-        return
-    for it in items:
-        click.echo(f"{it['id']}\t{it['status']}\t{it['pid']}\t{it['bundle']}")
 
 
 # -- images: each command parses its arguments and calls one images.store.Store method --------
@@ -88,9 +74,13 @@ def image(ctx: click.Context, store: str | None) -> None:
 @click.pass_context
 def image_import(ctx: click.Context, path: str, name: str | None) -> None:
     """Import a docker-archive, an oci-archive or an OCI layout directory."""
+    from .progress import bar
+
     store = _store(ctx)
     with _image_errors("import"):
-        for img in store.import_path(path, name=name):
+        with bar("import") as progress:
+            images = store.import_path(path, name=name, progress=progress)
+        for img in images:
             click.echo(f"{img.id} {' '.join(img.names)}".rstrip())
 
 
@@ -159,9 +149,14 @@ def image_prune(ctx: click.Context) -> None:
 @click.pass_context
 def image_save(ctx: click.Context, ref: str, output: str, fmt: str) -> None:
     """Write an image to a docker-archive or oci-archive file."""
+    from .progress import bar
+
     store = _store(ctx)
-    with _image_errors("save"):
-        store.save(ref, output, fmt)
+    with _image_errors("save"), bar("save") as progress:
+        store.save(ref, output, fmt, progress=progress)
+
+
+run_cmd.register(cli)  # run, ps, logs, stop, rm
 
 
 def main() -> None:

@@ -1,0 +1,253 @@
+"""``corral run``, ``ps``, ``logs``, ``stop``, ``rm``: containers from images, like podman's.
+
+Each command parses its arguments and calls one function of ``runtime.ctr``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from .. import ctr
+from ..errors import CorralError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _paths_options(fn: F) -> F:
+    fn = click.option(
+        "--state-root",
+        envvar="CORRAL_STATE_ROOT",
+        default=ctr.STATE_ROOT,
+        show_default=True,
+        help="runtime state of running containers",
+    )(fn)
+    fn = click.option(
+        "--store",
+        envvar="CORRAL_IMAGE_STORE",
+        default=ctr.IMAGE_ROOT,
+        show_default=True,
+        help="image store; containers live in its containers/ directory",
+    )(fn)
+    return fn
+
+
+def _paths(store: str, state_root: str) -> ctr.Paths:
+    return ctr.Paths(store=store, state_root=state_root)
+
+
+def _fail(what: str, exc: BaseException | str, code: int = 1) -> NoReturn:
+    click.echo(f"corral: {what}: {exc}", err=True)
+    sys.exit(code)
+
+
+@contextmanager
+def _errors(what: str) -> Iterator[None]:
+    from images.errors import ImageError
+
+    try:
+        yield
+    except ctr.RunError as e:
+        _fail(what, e, e.exit_code)
+    except (CorralError, ImageError, OSError, ValueError) as e:
+        _fail(what, e)
+
+
+def _memory(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return ctr.parse_memory(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+@click.command(
+    "run",
+    context_settings={"allow_interspersed_args": False},
+    short_help="Run a command in a new container from an image.",
+)
+@click.option("--rm", "rm", is_flag=True, help="remove the container when it exits")
+@click.option("-d", "--detach", is_flag=True, help="run in the background; print the id")
+@click.option("--name", default=None, help="a name for the container")
+@click.option("-e", "--env", multiple=True, help="K=V (or K: our value of K); repeatable")
+@click.option("-w", "--workdir", default=None, help="working directory inside the container")
+@click.option("-u", "--user", default=None, help="user[:group], names or ids, from the image")
+@click.option("--entrypoint", default=None, help='entrypoint: a command, a JSON array or ""')
+@click.option("-m", "--memory", callback=_memory, default=None, help="memory limit (512m, 1g)")
+@click.option("--cpus", type=float, default=None, help="CPU limit, in CPUs (1.5)")
+@click.option(
+    "--network",
+    type=click.Choice(["none", "host"]),
+    default="none",
+    show_default=True,
+    help="none: a namespace with lo only; host: the host's network",
+)
+@click.option("-t", "--tty", is_flag=True, help="allocate a terminal")
+@click.option("-i", "--interactive", is_flag=True, help="accepted; stdin always passes through")
+@click.option("--hostname", default=None, help="hostname (default: the short id)")
+@click.option(
+    "--cgroup-parent",
+    default=None,
+    help="cgroup parent; relative paths are below our own cgroup [default: corral]",
+)
+@_paths_options
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def run_command(
+    rm: bool,
+    detach: bool,
+    name: str | None,
+    env: tuple[str, ...],
+    workdir: str | None,
+    user: str | None,
+    entrypoint: str | None,
+    memory: int | None,
+    cpus: float | None,
+    network: str,
+    tty: bool,
+    interactive: bool,
+    hostname: str | None,
+    cgroup_parent: str | None,
+    store: str,
+    state_root: str,
+    image: str,
+    command: tuple[str, ...],
+) -> None:
+    """Run COMMAND (default: the image's Entrypoint and Cmd) in a new container from IMAGE.
+
+    In the foreground stdio passes through and corral exits with the container's exit code
+    (128+N when signal N killed it; 125 when corral failed, 126/127 when the command cannot be
+    run or does not exist). With -d, the id is printed and the container's output goes to a
+    log (`corral logs`). Without --rm, an exited container stays until `corral rm`.
+    """
+    del interactive
+    opts = ctr.RunOptions(
+        image=image, command=command, name=name, env=env, workdir=workdir, user=user,
+        entrypoint=entrypoint, memory=memory, cpus=cpus, network=network, tty=tty, rm=rm,
+        detach=detach, cgroup_parent=cgroup_parent, hostname=hostname,
+    )  # fmt: skip
+    paths = _paths(store, state_root)
+    with _errors(f"run {image}"):
+        if detach:
+            click.echo(ctr.run_detached(opts, paths).id)
+            return
+        code = ctr.run(opts, paths)
+    sys.exit(code)
+
+
+def _ago(created: str) -> str:
+    from datetime import UTC, datetime
+
+    try:
+        then = datetime.fromisoformat(created.replace("Z", "+00:00"))
+    except ValueError:
+        return created or "-"
+    s = int((datetime.now(UTC) - then).total_seconds())
+    for unit, n in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if s >= n:
+            return f"{s // n} {unit}{'s' if s // n > 1 else ''} ago"
+    return f"{max(s, 0)} seconds ago"
+
+
+def _status(i: ctr.Info) -> str:
+    if i.status == "exited":
+        return f"exited ({i.exit_code})" if i.exit_code is not None else "exited (unknown)"
+    return i.status
+
+
+@click.command("ps")
+@click.option("-a", "--all", "all_", is_flag=True, help="exited containers too")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@_paths_options
+def ps_command(all_: bool, as_json: bool, store: str, state_root: str) -> None:
+    """List containers made by `corral run` (running ones; -a for all)."""
+    with _errors("ps"):
+        items = ctr.list_containers(_paths(store, state_root), all_)
+    if as_json:
+        click.echo(json.dumps([i.to_json() for i in items]))
+        return
+    rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
+    for i in items:
+        cmd = " ".join(i.meta.command)
+        cmd = cmd if len(cmd) <= 24 else cmd[:21] + "..."
+        rows.append(
+            (i.meta.short_id, i.meta.image, cmd, _ago(i.meta.created), _status(i), i.meta.name)
+        )
+    widths = [max(len(r[k]) for r in rows) for k in range(5)]
+    for r in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[5])
+
+
+@click.command("logs")
+@click.option("-f", "--follow", is_flag=True, help="keep printing until the container exits")
+@_paths_options
+@click.argument("container")
+def logs_command(follow: bool, store: str, state_root: str, container: str) -> None:
+    """Print the output of a detached container."""
+    paths = _paths(store, state_root)
+    with _errors(f"logs {container}"):
+        path = ctr.log_path(paths, container)
+        c = ctr.find(paths, container)
+        out = sys.stdout.buffer
+        with open(path, "rb") as f:
+            while True:
+                data = f.read(65536)
+                if data:
+                    out.write(data)
+                    continue
+                out.flush()
+                if not follow or ctr.info(c).status == "exited":
+                    if follow:  # what was written between the last read and the exit
+                        out.write(f.read())
+                        out.flush()
+                    return
+                import time
+
+                time.sleep(0.1)
+
+
+@click.command("stop")
+@click.option("-t", "--time", "timeout", type=float, default=10.0, show_default=True,
+              help="seconds to wait before SIGKILL")  # fmt: skip
+@_paths_options
+@click.argument("containers", nargs=-1, required=True)
+def stop_command(timeout: float, store: str, state_root: str, containers: tuple[str, ...]) -> None:
+    """Stop containers: their stop signal (SIGTERM unless the image says), then SIGKILL."""
+    paths = _paths(store, state_root)
+    for ref in containers:
+        with _errors(f"stop {ref}"):
+            ctr.stop(paths, ref, timeout)
+            click.echo(ref)
+
+
+@click.command("rm")
+@click.option("-f", "--force", is_flag=True, help="kill a running container first")
+@_paths_options
+@click.argument("containers", nargs=-1, required=True)
+def rm_command(force: bool, store: str, state_root: str, containers: tuple[str, ...]) -> None:
+    """Remove containers: state, rootfs mount, upper dir, image ref."""
+    paths = _paths(store, state_root)
+    failed = False
+    for ref in containers:
+        try:
+            with _errors(f"rm {ref}"):
+                ctr.remove(paths, ref, force)
+                click.echo(ref)
+        except SystemExit:
+            failed = True
+    if failed:
+        sys.exit(1)
+
+
+COMMANDS = (run_command, ps_command, logs_command, stop_command, rm_command)
+
+
+def register(group: click.Group) -> None:
+    for cmd in COMMANDS:
+        group.add_command(cmd)
