@@ -1,0 +1,335 @@
+"""``corral run``, ``ps``, ``logs``, ``stop``, ``rm`` with real mounts, cgroups and processes,
+on images built by tests/imagebuild.py and saved by podman and skopeo.
+
+Each test gets a store, a state root and a cgroup parent of its own (below this process's
+cgroup); the finalizer force-removes every container and then checks that nothing is left:
+no container directory, image ref, runtime state, overlay mount or cgroup.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO, Result
+from tests.imagebuild import config_for, oci_files, tar_tree, write_tar
+from tests.integration.test_images import _run, mounts_under, podman, tool
+
+pytestmark = pytest.mark.root
+
+__all__ = ["podman"]  # a fixture, used by name
+
+IDS_OUT = "uid=1000 gid=1000 euid=1000 egid=1000 groups=2000"
+
+
+def own_cgroup_dirs(name: str) -> list[Path]:
+    """``name`` below this process's own cgroup in every mounted hierarchy (where it exists)."""
+    own: dict[str, str] = {}
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, ctrls, path = line.split(":", 2)
+        for c in ctrls.split(",") if ctrls else [""]:
+            own[c] = path
+    out = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        left, _, right = line.partition(" - ")
+        fields, rfields = left.split(), right.split()
+        if rfields[0] not in ("cgroup", "cgroup2"):
+            continue
+        mnt, root = fields[4], fields[3]
+        if rfields[0] == "cgroup2":
+            path = own.get("")
+        else:
+            opts = rfields[2].split(",")
+            path = next((own[o] for o in opts if o in own and o), None)
+        if path is None:
+            continue
+        d = Path(mnt) / os.path.relpath(path, root) / name
+        if d.is_dir():
+            out.append(d)
+    return out
+
+
+@dataclass
+class Corral:
+    tmp: Path
+    tag: str
+
+    @property
+    def store(self) -> Path:
+        return self.tmp / "store"
+
+    @property
+    def state(self) -> Path:
+        return self.tmp / "state"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(CORRAL_IMAGE_STORE=str(self.store), CORRAL_STATE_ROOT=str(self.state))
+        env["PYTHONPATH"] = str(REPO)
+        return env
+
+    def argv(self, *args: str) -> list[str]:
+        run = ["--cgroup-parent", self.tag] if args and args[0] == "run" else []
+        main = "from runtime.cli.corral import main; main()"
+        return [sys.executable, "-c", main, args[0], *run, *args[1:]]
+
+    def __call__(self, *args: str, timeout: float = 60, input: str | None = None) -> Result:
+        # Files, not pipes: nothing a container or supervisor holds can keep us waiting.
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            p = subprocess.run(
+                self.argv(*args), stdout=out, stderr=err, timeout=timeout, env=self.env(),
+                cwd=REPO, input=input.encode() if input is not None else None,
+                stdin=None if input is not None else subprocess.DEVNULL,
+            )  # fmt: skip
+            out.seek(0)
+            err.seek(0)
+            return Result(p.returncode, out.read().decode(), err.read().decode())
+
+    def ok(self, *args: str, timeout: float = 60) -> str:
+        res = self(*args, timeout=timeout)
+        assert res.rc == 0, f"corral {' '.join(args)}: rc {res.rc}: {res.err}"
+        return res.out
+
+    def ps(self) -> list[dict[str, Any]]:
+        return json.loads(self.ok("ps", "-a", "--json"))
+
+    def leftovers(self) -> dict[str, list[str]]:
+        ctrs = self.store / "containers"
+        refs = self.store / "refs"
+        return {
+            "containers": sorted(n for n in os.listdir(ctrs) if n != ".lock")
+            if ctrs.is_dir() else [],
+            "refs": sorted(str(p.relative_to(refs)) for p in refs.rglob("*")) if refs.is_dir()
+            else [],
+            "state": sorted(os.listdir(self.state)) if self.state.is_dir() else [],
+            "mounts": mounts_under(self.tmp),
+            "cgroups": [str(c) for d in own_cgroup_dirs(self.tag) for c in d.iterdir()
+                        if c.is_dir()],
+        }  # fmt: skip
+
+    def assert_clean(self) -> None:
+        left = {k: v for k, v in self.leftovers().items() if v}
+        assert not left, f"left behind: {left}"
+
+
+@pytest.fixture
+def corral(tmp_path: Path) -> Iterator[Corral]:
+    c = Corral(tmp_path, f"crun-{uuid.uuid4().hex[:6]}")
+    try:
+        yield c
+    finally:
+        try:
+            for item in c.ps():
+                c("rm", "-f", item["id"])
+            left = c.leftovers()
+        finally:
+            for mp in sorted(mounts_under(tmp_path), key=len, reverse=True):
+                subprocess.run(["umount", "-l", mp], check=False)
+            for d in own_cgroup_dirs(c.tag):
+                for sub in sorted(d.rglob("*"), key=lambda p: len(str(p)), reverse=True):
+                    if sub.is_dir():
+                        os.rmdir(sub)
+                os.rmdir(d)
+        assert not {k: v for k, v in left.items() if v}, f"left behind: {left}"
+
+
+@pytest.fixture(scope="module")
+def image_tar(rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test rootfs as a one-layer OCI archive: corral-test ids, as user tester."""
+    layer = tar_tree(rootfs)
+    cfg = config_for([layer], Entrypoint=["/bin/corral-test"], Cmd=["ids"], User="tester",
+                     WorkingDir="/home/tester", Env=["FOO=bar"], StopSignal="SIGUSR1")  # fmt: skip
+    files, _ = oci_files([layer], cfg, ref_name="ctest:1")
+    return write_tar(tmp_path_factory.mktemp("img") / "ctest.tar", files)
+
+
+@pytest.fixture
+def imported(corral: Corral, image_tar: Path) -> str:
+    corral.ok("image", "import", str(image_tar))
+    return "ctest:1"
+
+
+def wait_until(cond: Any, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_run_foreground_exit_codes_and_rm_leaves_nothing(corral: Corral, imported: str) -> None:
+    res = corral("run", "--rm", imported)
+    assert res.rc == 0, res.err
+    assert res.out.startswith(IDS_OUT)
+    assert corral("run", "--rm", imported, "exit", "3").rc == 3
+    res = corral("run", "--rm", "--entrypoint", "sh", imported, "-c", "cat; echo err >&2",
+                 input="from stdin\n")  # fmt: skip
+    assert (res.rc, res.out, res.err) == (0, "from stdin\n", "err\n")
+    corral.assert_clean()
+    # without --rm the exited container stays, rootfs unmounted, until rm
+    res = corral("run", "--name", "keep", imported, "exit", "4")
+    assert res.rc == 4
+    (item,) = corral.ps()
+    assert (item["name"], item["status"], item["exit_code"]) == ("keep", "exited", 4)
+    assert item["command"] == ["/bin/corral-test", "exit", "4"]
+    assert mounts_under(corral.tmp) == []
+    assert corral.leftovers()["refs"]
+    assert "exited (4)" in corral.ok("ps", "-a") and "keep" not in corral.ok("ps")
+    assert corral.ok("rm", "keep") == "keep\n"
+    corral.assert_clean()
+
+
+def test_overrides_env_workdir_user_limits(corral: Corral, imported: str) -> None:
+    script = 'echo "$FOO $A $B"; pwd; id -u; id -g; hostname'
+    out = corral.ok("run", "--rm", "-e", "A=1", "-e", "FOO=over", "-e", "B", "-w", "/tmp",
+                    "-u", "0:0", "--hostname", "h1", "--entrypoint", "sh", imported,
+                    "-c", script)  # fmt: skip
+    assert out.split("\n") == ["over 1 ", "/tmp", "0", "0", "h1", ""]
+    out = corral.ok("run", "--rm", imported)  # the image's defaults
+    assert out.startswith(IDS_OUT)
+    out = corral.ok("run", "--rm", "--entrypoint", "sh", imported, "-c", "pwd; echo $FOO")
+    assert out == "/home/tester\nbar\n"
+    res = corral("run", "--rm", "--network", "host", "--entrypoint", "sh", imported, "-c",
+                 "test -e /sys/class/net/lo && cat /etc/hosts >/dev/null")  # fmt: skip
+    assert res.rc == 0, res.err
+    corral.assert_clean()
+
+
+def test_memory_and_cpu_limits_reach_the_cgroup(corral: Corral, imported: str) -> None:
+    if not Path("/sys/fs/cgroup/memory").is_dir() or not Path("/sys/fs/cgroup/cpu").is_dir():
+        pytest.skip("needs the v1 memory and cpu controllers")
+    out = corral.ok("run", "--rm", "-m", "64m", "--cpus", "0.5", "--entrypoint", "sh", imported,
+                    "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes "
+                    "/sys/fs/cgroup/cpu/cpu.cfs_quota_us")  # fmt: skip
+    assert out.split() == [str(64 << 20), "50000"]
+    corral.assert_clean()
+
+
+def test_failures_remove_what_they_made(corral: Corral, imported: str) -> None:
+    res = corral("run", "--rm", "--entrypoint", "/no/such", imported)
+    assert res.rc == 127 and "/no/such" in res.err
+    assert res.err.startswith(f"corral: run {imported}: start container(")
+    res = corral("run", "-u", "nobody-here", imported)
+    assert res.rc == 125
+    assert f"corral: run {imported}: make config({imported}): user 'nobody-here'" in res.err
+    res = corral("run", "nosuch:1")
+    assert (res.rc, res.err) == (125, "corral: run nosuch:1: find image(nosuch:1): "
+                                      "not found: image nosuch:1\n")  # fmt: skip
+    res = corral("run", "-d", "--entrypoint", "/no/such", imported)
+    assert res.rc == 125 and "start container(" in res.err and "/no/such" in res.err
+    corral.assert_clean()
+    # a layer that went missing: the mount fails, and the error names the step and the path
+    (layer,) = (corral.store / "layers" / "sha256").iterdir()
+    os.rename(layer, layer.with_name("moved"))
+    try:
+        res = corral("run", imported)
+    finally:
+        os.rename(layer.with_name("moved"), layer)
+    assert res.rc == 125
+    assert f"corral: run {imported}: mount rootfs({corral.store}/containers/" in res.err
+    corral.assert_clean()
+    corral.ok("run", "--name", "dup", imported)
+    res = corral("run", "--name", "dup", imported)
+    assert (res.rc, res.err) == (125, f"corral: run {imported}: name(dup): already in use "
+                                      "by another container\n")  # fmt: skip
+
+
+def test_detached_logs_stop_rm_and_image_in_use(corral: Corral, imported: str) -> None:
+    script = 'echo started; trap "echo bye; exit 7" USR1; while :; do sleep 0.05; done'
+    cid = corral.ok("run", "-d", "--name", "web", "--entrypoint", "sh", imported, "-c", script)
+    cid = cid.strip()
+    assert len(cid) == 64
+    (item,) = json.loads(corral.ok("ps", "--json"))
+    assert (item["id"], item["status"], item["name"]) == (cid, "running", "web")
+    assert item["pid"] > 0
+    wait_until(lambda: corral.ok("logs", "web") == "started\n")
+    res = corral("image", "rm", imported)
+    assert res.rc == 1 and f"is used by {cid}" in res.err
+    res = corral("rm", "web")
+    assert res.rc == 1 and "is running: stop it first" in res.err
+    # the image's StopSignal (SIGUSR1) ends it: the trap's exit code is recorded
+    assert corral.ok("stop", "web") == "web\n"
+    (item,) = corral.ps()
+    assert (item["status"], item["exit_code"]) == ("exited", 7)
+    assert corral.ok("logs", cid[:12]) == "started\nbye\n"
+    assert mounts_under(corral.tmp) == []
+    assert corral("image", "rm", imported).rc == 1  # an exited container still uses it
+    corral.ok("rm", cid[:8])
+    corral.assert_clean()
+    corral.ok("image", "rm", imported)
+
+
+def test_stop_kills_after_timeout_and_rm_force(corral: Corral, imported: str) -> None:
+    # sleep as pid 1 ignores SIGUSR1 and SIGTERM: stop falls back to SIGKILL -> 137
+    cid = corral.ok("run", "-d", imported, "sleep", "60").strip()
+    corral.ok("stop", "-t", "0.2", cid)
+    (item,) = corral.ps()
+    assert (item["status"], item["exit_code"]) == ("exited", 137)
+    corral.ok("rm", cid)
+    # rm -f of a running container
+    corral.ok("run", "-d", "--name", "doomed", imported, "sleep", "60")
+    corral.ok("rm", "-f", "doomed")
+    corral.assert_clean()
+    # --rm -d: gone by itself once it exits
+    corral.ok("run", "-d", "--rm", imported, "exit", "0")
+    wait_until(lambda: corral.ps() == [])
+    corral.assert_clean()
+
+
+def test_foreground_stopped_from_outside(corral: Corral, imported: str) -> None:
+    with tempfile.TemporaryFile() as out:
+        p = subprocess.Popen(corral.argv("run", "--name", "fg", imported, "sleep", "60"),
+                             stdout=out, stderr=out, env=corral.env(), cwd=REPO,
+                             stdin=subprocess.DEVNULL)  # fmt: skip
+        try:
+            wait_until(lambda: [i["status"] for i in corral.ps()] == ["running"])
+            corral.ok("stop", "-t", "0.2", "fg")
+            assert p.wait(timeout=30) == 137
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    (item,) = corral.ps()
+    assert (item["status"], item["exit_code"]) == ("exited", 137)
+    res = corral("logs", "fg")
+    assert res.rc == 1 and "ran in the foreground" in res.err
+    corral.ok("rm", "fg")
+    corral.assert_clean()
+
+
+def test_images_saved_by_podman_and_skopeo_run(
+    corral: Corral, rootfs: Path, podman: list[str], tmp_path: Path
+) -> None:
+    p = podman
+    src = tmp_path / "rootfs.tar"
+    _run("tar", "-C", rootfs, "-cf", src, ".")
+    _run(*p, "import", "--change", 'ENTRYPOINT ["/bin/corral-test"]', "--change", 'CMD ["ids"]',
+         "--change", "USER tester", src, "localhost/pm:1")  # fmt: skip
+    archives = {}
+    for fmt in ("docker-archive", "oci-archive"):
+        archives[fmt] = tmp_path / f"{fmt}.tar"
+        _run(*p, "save", "--format", fmt, "-o", archives[fmt], "localhost/pm:1")
+    sk = tool("skopeo")
+    _run(sk, "copy", "-q", f"docker-archive:{archives['docker-archive']}",
+         f"oci:{tmp_path / 'layout'}:sk:2")  # fmt: skip
+    names = []
+    for i, path in enumerate([*archives.values(), tmp_path / "layout"]):
+        name = f"pm{i}"
+        corral.ok("image", "import", "--name", name, str(path))
+        names.append(name)
+    for name in names:
+        res = corral("run", "--rm", name)
+        assert res.rc == 0, res.err
+        assert res.out.startswith(IDS_OUT), (name, res.out)
+        assert corral("run", "--rm", name, "exit", "5").rc == 5
+    corral.assert_clean()
