@@ -1,0 +1,429 @@
+"""Prepare a pod on this host and tear it down again.
+
+``prepare`` turns a validated manifest into what the pod's containers need before any of them
+runs: images (tarballs imported on the fly, a store ref per pod), the pod cgroup with its
+limits, volumes, the pod's /dev/shm, and one overlay rootfs per container. It records each
+object in pod.json *before* making it, so ``teardown`` (which reads only pod.json and the pod
+directory, never the manifest's files) can undo exactly what exists, from any process, after a
+crash at any point. ``teardown`` is idempotent and goes on after a failed step; it raises the
+first error at the end.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import shutil
+import signal
+import stat
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from runtime.errors import CorralError
+from runtime.pod.bundle import pod_cgroups_path
+from runtime.pod.manifest import (
+    ConfigMapVolume,
+    EmptyDirVolume,
+    HostPathType,
+    HostPathVolume,
+    Pod,
+    SecretVolume,
+    StorageMedium,
+)
+from runtime.pod.qos import pod_cgroup_values, pod_qos
+from runtime.pod.store import DEFAULT_ROOT, PodDir, PodError
+
+__all__ = [
+    "DEFAULT_CGROUP_PARENT",
+    "DEFAULT_NETWORK_CONFIG",
+    "PodOptions",
+    "mounts_under",
+    "prepare",
+    "teardown",
+]
+
+DEFAULT_CGROUP_PARENT = "/kubepods"
+DEFAULT_NETWORK_CONFIG = "/etc/corral/network.yaml"
+DEFAULT_POD_CIDR = "10.87.0.0/24"
+SHM_SIZE = 64 * 1024 * 1024  # the kubelet's default /dev/shm for a pod sandbox
+SECRET_SIZE = 16 * 1024 * 1024
+
+MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
+MNT_DETACH = 2
+
+
+@dataclass(frozen=True, slots=True)
+class PodOptions:
+    """How this host runs pods; saved in pod.json so any later process tears down the same."""
+
+    root: str = DEFAULT_ROOT
+    image_root: str = "/var/lib/corral"
+    cgroup_parent: str = DEFAULT_CGROUP_PARENT  # relative: below the starting process's cgroup
+    network: bool = True  # False: the pod gets a network namespace with lo only
+    network_config: str | None = None  # node network file; None: DEFAULT_NETWORK_CONFIG or
+    node_netns: str | None = None  # defaults. The node's netns (a path); None: ours
+    monitor: str | None = None  # the corral-monitor executable; None: monitor_path()
+    runtime: tuple[str, ...] = ()  # argv prefix of the OCI runtime; () = our corral-oci
+    log_max_bytes: int = 10 * 1024 * 1024
+    log_max_files: int = 5
+    backoff_initial_ms: int = 10_000
+    backoff_max_ms: int = 300_000
+    backoff_reset_ms: int = 600_000
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["runtime"] = list(self.runtime)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> PodOptions:
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        if "runtime" in kw:
+            kw["runtime"] = tuple(kw["runtime"])
+        return cls(**kw)
+
+    def runtime_argv(self) -> tuple[str, ...]:
+        if self.runtime:
+            return self.runtime
+        exe = Path(sys.executable).parent / "corral-oci"
+        if exe.is_file() and os.access(exe, os.X_OK):
+            return (str(exe),)
+        return (sys.executable, "-m", "runtime.cli.oci")
+
+    def network_settings(self) -> Any:
+        """The node network config (runtime.network.NetworkConfig)."""
+        from runtime.network import load_config, parse_config
+
+        path = self.network_config
+        if path is None and os.path.exists(DEFAULT_NETWORK_CONFIG):
+            path = DEFAULT_NETWORK_CONFIG
+        if path is not None:
+            return load_config(path)
+        return parse_config({"podCIDR": DEFAULT_POD_CIDR})
+
+
+class PrepareError(PodError):
+    """A step of preparing the pod failed: ``step`` names it and its object."""
+
+    def __init__(self, pod: str, step: str, cause: BaseException | str) -> None:
+        self.step = step
+        super().__init__(pod, f"{step}: {cause}")
+
+
+# ============================================================================= mounts
+
+_libc: ctypes.CDLL | None = None
+
+
+def _c() -> ctypes.CDLL:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
+        _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    return _libc
+
+
+def mount_tmpfs(dest: Path, size: int | None, mode: int = 0o755) -> None:
+    data = f"mode={mode:o}" + (f",size={size}" if size else "")
+    flags = MS_NOSUID | MS_NODEV
+    if _c().mount(b"tmpfs", os.fsencode(dest), b"tmpfs", flags, data.encode()) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount tmpfs on {dest}: {os.strerror(err)}")
+
+
+def _unescape(field: str) -> str:
+    return (field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n")).replace(
+        "\\134", "\\"
+    )
+
+
+def mounts_under(path: str | os.PathLike[str]) -> list[str]:
+    """Mount points at or below ``path`` in this mount namespace, deepest first."""
+    top = os.fspath(path).rstrip("/")
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mp = _unescape(line.split()[4])
+            if mp == top or mp.startswith(top + "/"):
+                out.append(mp)
+    return sorted(set(out), key=lambda p: (p.count("/"), len(p)), reverse=True)
+
+
+def umount_all(path: str | os.PathLike[str]) -> None:
+    """Unmount everything at or below ``path`` (repeatedly: mounts may be stacked)."""
+    for _ in range(8):
+        points = mounts_under(path)
+        if not points:
+            return
+        for mp in points:
+            target = os.fsencode(mp)
+            if _c().umount2(target, 0) == 0:
+                continue
+            err = ctypes.get_errno()
+            if err == errno.EBUSY and _c().umount2(target, MNT_DETACH) == 0:
+                continue
+            if err not in (errno.EINVAL, errno.ENOENT):
+                raise OSError(err, f"umount {mp}: {os.strerror(err)}")
+    left = mounts_under(path)
+    if left:
+        raise OSError(errno.EBUSY, f"umount {left[0]}: still mounted")
+
+
+# ============================================================================= prepare
+
+
+def _image_store(opts: PodOptions) -> Any:
+    from images.store import Store
+
+    return Store(opts.image_root)
+
+
+def _step(pod: PodDir, step: str) -> Any:
+    """Name a failed step in the error it raises."""
+
+    class _Ctx:
+        def __enter__(self) -> None:
+            return None
+
+        def __exit__(self, et: Any, e: BaseException | None, tb: Any) -> bool:
+            if e is None or isinstance(e, (PrepareError, KeyboardInterrupt)):
+                return False
+            if isinstance(e, OSError) and e.strerror and e.filename is None:
+                raise PrepareError(pod.uid, step, e.strerror) from e
+            raise PrepareError(pod.uid, step, e) from e
+
+    return _Ctx()
+
+
+def prepare(pod_dir: PodDir, pod: Pod, opts: PodOptions, record: dict[str, Any]) -> None:
+    """Make everything the pod needs before it starts (see the module doc). ``record`` is the
+    initial pod.json (uid, name, options); it is updated and written as objects are made.
+    On failure the caller runs ``teardown``."""
+    path = pod_dir.path
+    uid = pod_dir.uid
+    qos = pod_qos(pod)
+    for d in ("containers", "volumes", "logs", "status", "runtime", "etc"):
+        (path / d).mkdir(mode=0o700 if d != "volumes" else 0o755, exist_ok=True)
+    os.chmod(path, 0o711)  # containers running as non-root users reach their volumes
+
+    # images: import tarballs, take a ref per pod (recorded first)
+    store = _image_store(opts)
+    images: dict[str, Any] = {}
+    for c in pod.all_containers:
+        with _step(pod_dir, f"image {c.image}"):
+            if c.image_archive is not None:
+                imported = store.import_path(c.image_archive)
+                if len(imported) != 1:
+                    raise CorralError(f"{c.image_archive} holds {len(imported)} images, not 1")
+                img = imported[0]
+            else:
+                img = store.get(c.image)
+            images[c.name] = img
+    record["images"] = sorted({img.id for img in images.values()})
+    record["containers"] = [
+        {
+            "name": c.name,
+            "kind": "init" if c in pod.spec.init_containers else "app",
+            "image": c.image,
+            "image_id": images[c.name].id,
+        }
+        for c in pod.all_containers
+    ]
+    pod_dir.write_record(record)
+    for img in {img.id: img for img in images.values()}.values():
+        store.add_ref(img, uid)
+
+    # the pod cgroup, with the pod-level limits
+    from runtime import cgroups
+    from runtime.config import parse_resources
+
+    cg_path = pod_cgroups_path(opts.cgroup_parent, qos, uid)
+    with _step(pod_dir, f"pod cgroup {cg_path}"):
+        mgr = cgroups.manager_for(cg_path, uid)
+        record["cgroup"] = {"path": cg_path, "paths": mgr.paths()}
+        pod_dir.write_record(record)
+        mgr.create()
+        values = pod_cgroup_values(pod)
+        res: dict[str, Any] = {}
+        cpu: dict[str, int] = {}
+        if values.cpu_shares is not None:
+            cpu["shares"] = values.cpu_shares
+        if values.cpu_quota is not None and values.cpu_period is not None:
+            cpu.update(quota=values.cpu_quota, period=values.cpu_period)
+        if cpu:
+            res["cpu"] = cpu
+        if values.memory_limit is not None:
+            res["memory"] = {"limit": values.memory_limit}
+        if res:
+            mgr.apply(parse_resources(res, "pod cgroup"))
+
+    # volumes and the pod's /dev/shm
+    with _step(pod_dir, "mount /dev/shm"):
+        shm = path / "shm"
+        shm.mkdir(mode=0o1777, exist_ok=True)
+        mount_tmpfs(shm, SHM_SIZE, 0o1777)
+    volume_paths: dict[str, str] = {}
+    for v in pod.spec.volumes:
+        with _step(pod_dir, f"volume {v.name}"):
+            volume_paths[v.name] = _make_volume(path / "volumes" / v.name, v.source)
+    record["volumes"] = volume_paths
+    pod_dir.write_record(record)
+
+    # one overlay rootfs per container
+    for c in pod.all_containers:
+        cdir = path / "containers" / c.name
+        with _step(pod_dir, f"mount rootfs({cdir / 'rootfs'})"):
+            cdir.mkdir(mode=0o700, exist_ok=True)
+            store.mount_rootfs(images[c.name], cdir / "rootfs", cdir / "overlay")
+
+
+def _make_volume(vdir: Path, source: Any) -> str:
+    from runtime.pod.sources import projected_files
+
+    if isinstance(source, HostPathVolume):
+        return _host_path(source)
+    vdir.mkdir(mode=0o755, exist_ok=True)
+    if isinstance(source, EmptyDirVolume):
+        if source.medium is StorageMedium.MEMORY:
+            size = source.size_limit.ceil() if source.size_limit is not None else None
+            mount_tmpfs(vdir, size, 0o777)
+        os.chmod(vdir, 0o777)  # as the kubelet makes emptyDirs
+        return str(vdir)
+    assert isinstance(source, (ConfigMapVolume, SecretVolume))
+    if isinstance(source, SecretVolume):
+        mount_tmpfs(vdir, SECRET_SIZE, 0o755)
+    for f in projected_files(source):
+        dest = vdir / f.path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(f.source, dest)
+        os.chmod(dest, f.mode)
+    return str(vdir)
+
+
+def _host_path(v: HostPathVolume) -> str:
+    p = v.path
+    t = v.type
+    if t is HostPathType.DIRECTORY_OR_CREATE and not os.path.exists(p):
+        os.makedirs(p, mode=0o755)
+    elif t is HostPathType.FILE_OR_CREATE and not os.path.exists(p):
+        os.makedirs(os.path.dirname(p), mode=0o755, exist_ok=True)
+        os.close(os.open(p, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+    if t is HostPathType.UNSET:
+        return p
+    try:
+        mode = os.stat(p).st_mode
+    except FileNotFoundError:
+        raise CorralError(f"hostPath {p} does not exist (type {t.value})") from None
+    want = {
+        HostPathType.DIRECTORY_OR_CREATE: stat.S_ISDIR,
+        HostPathType.DIRECTORY: stat.S_ISDIR,
+        HostPathType.FILE_OR_CREATE: stat.S_ISREG,
+        HostPathType.FILE: stat.S_ISREG,
+        HostPathType.SOCKET: stat.S_ISSOCK,
+        HostPathType.CHAR_DEVICE: stat.S_ISCHR,
+        HostPathType.BLOCK_DEVICE: stat.S_ISBLK,
+    }[t]
+    if not want(mode):
+        raise CorralError(f"hostPath {p} is not of type {t.value}")
+    return p
+
+
+# ============================================================================= teardown
+
+
+def _kill_containers(path: Path, errors: list[BaseException]) -> None:
+    from runtime import container
+    from runtime.state import list_ids
+
+    root = str(path / "runtime")
+    if not os.path.isdir(root):
+        return
+    for cid in list_ids(root):
+        try:
+            container.delete(cid, force=True, root=root)
+        except Exception as e:  # noqa: BLE001 - go on, report the first
+            errors.append(PodError(path.name, f"delete container {cid}: {e}"))
+
+
+def _destroy_cgroup(record: dict[str, Any], errors: list[BaseException]) -> None:
+    from runtime import cgroups
+
+    paths = (record.get("cgroup") or {}).get("paths")
+    if not paths:
+        return
+    try:
+        mgr = cgroups.manager_from_paths(paths)
+        if mgr.exists():
+            for _ in range(100):
+                if not mgr.pids():
+                    break
+                mgr.kill_all(signal.SIGKILL)
+                time.sleep(0.02)
+            mgr.destroy()
+    except Exception as e:  # noqa: BLE001
+        errors.append(PodError(str(record.get("uid", "")), f"remove cgroup: {e}"))
+    for leaf in paths.values():
+        parent = os.path.dirname(leaf)
+        if os.path.basename(parent) in ("burstable", "besteffort"):
+            try:
+                os.rmdir(parent)
+            except OSError:
+                pass
+
+
+def teardown_network(record: dict[str, Any], opts: PodOptions) -> None:
+    from runtime.network import NodeNetwork
+
+    node = NodeNetwork(opts.network_settings(), opts.node_netns)
+    node.teardown_pod(str(record["uid"]))
+
+
+def teardown(pod_dir: PodDir) -> None:
+    """Remove everything the pod holds on the host: containers (and any process left in the
+    pod cgroup), the pod network, every mount below the pod directory, overlay upper layers,
+    image refs, cgroups. Logs, status and pod.json stay."""
+    path = pod_dir.path
+    record = pod_dir.record()
+    uid = pod_dir.uid
+    opts = PodOptions.from_json(record.get("options") or {})
+    errors: list[BaseException] = []
+    _kill_containers(path, errors)
+    _destroy_cgroup(record, errors)
+    if (path / "network.json").exists():
+        try:
+            teardown_network(record, opts)
+            (path / "network.json").unlink()
+        except Exception as e:  # noqa: BLE001
+            errors.append(PodError(uid, f"network teardown: {e}"))
+    try:
+        umount_all(path)
+    except OSError as e:
+        errors.append(PodError(uid, str(e)))
+    for cdir in sorted((path / "containers").glob("*")):
+        for sub in ("overlay", "rootfs"):
+            target = cdir / sub
+            if target.exists() and not mounts_under(target):
+                shutil.rmtree(target, ignore_errors=True)
+    for d in ("volumes", "shm", "etc"):
+        target = path / d
+        if target.exists() and not mounts_under(target):
+            shutil.rmtree(target, ignore_errors=True)
+    if record.get("images"):
+        try:
+            store = _image_store(opts)
+            for image_id in record["images"]:
+                try:
+                    img = store.get(image_id)
+                except Exception:  # noqa: BLE001 - the image is gone: so is its ref
+                    continue
+                store.remove_ref(img, uid)
+        except Exception as e:  # noqa: BLE001
+            errors.append(PodError(uid, f"remove image refs: {e}"))
+    if errors:
+        raise errors[0]

@@ -1,0 +1,341 @@
+"""Pods on disk, rkt style: a directory per pod whose parent says its state.
+
+``<root>/<state>/<uid>`` with state ``prepare`` (a ``corral`` process is preparing it and holds
+its lock), ``prepared`` (ready to start, nobody holds it), ``run`` (its monitor was started and
+holds the lock while it lives), ``exited`` (torn down; logs and status kept) and ``garbage``
+(being removed). Every state change is a ``rename(2)`` of the directory; the lock is
+``flock(LOCK_EX)`` on an ``O_DIRECTORY`` fd of the pod directory, so it follows the directory.
+
+``<root>/lock`` orders start-up against garbage collection: a start holds it shared from the
+rename into ``run/`` until its monitor holds the pod's lock, ``gc`` holds it exclusively, so
+``gc`` never takes a pod that is between its starter and its monitor for a lost one.
+
+No daemon knows anything the directories do not say: every query reads them.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from runtime.errors import CorralError
+
+__all__ = [
+    "DEFAULT_ROOT",
+    "AlreadyExists",
+    "InvalidState",
+    "NotFound",
+    "PodDir",
+    "PodError",
+    "PodState",
+    "PodStore",
+    "new_uid",
+    "read_keyvalues",
+    "write_atomic",
+]
+
+DEFAULT_ROOT = "/var/lib/corral/pods"
+_UID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+
+
+class PodError(CorralError):
+    """A pod operation failed; ``pod`` names the pod (name or uid) when one is concerned."""
+
+    def __init__(self, pod: str, message: str) -> None:
+        self.pod = pod
+        self.message = message
+        super().__init__(f"{pod}: {message}" if pod else message)
+
+
+class NotFound(PodError):
+    def __init__(self, pod: str) -> None:
+        super().__init__(pod, "no such pod")
+
+
+class AlreadyExists(PodError):
+    pass
+
+
+class InvalidState(PodError):
+    pass
+
+
+class PodState(StrEnum):
+    """Where a pod directory lives; the values are the directory names."""
+
+    PREPARING = "prepare"
+    PREPARED = "prepared"
+    RUNNING = "run"
+    EXITED = "exited"
+    GARBAGE = "garbage"
+
+    @property
+    def can_start(self) -> bool:
+        return self is PodState.PREPARED
+
+    @property
+    def can_stop(self) -> bool:
+        return self is PodState.RUNNING
+
+    @property
+    def can_remove(self) -> bool:
+        """Without force: only pods that hold nothing any more (or never started)."""
+        return self in (PodState.PREPARED, PodState.EXITED, PodState.GARBAGE)
+
+
+_ORDER = (
+    PodState.PREPARING,
+    PodState.PREPARED,
+    PodState.RUNNING,
+    PodState.EXITED,
+    PodState.GARBAGE,
+)
+
+
+def new_uid() -> str:
+    return os.urandom(16).hex()
+
+
+def write_atomic(path: str | os.PathLike[str], data: str | bytes, mode: int = 0o644) -> None:
+    """Write ``path`` whole or not at all: temp file, fsync, rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    raw = data.encode() if isinstance(data, str) else data
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        os.write(fd, raw)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def read_keyvalues(path: str | os.PathLike[str]) -> dict[str, str]:
+    """A ``key=value`` file (the monitor's status files); {} when it does not exist."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            out[key.strip()] = value
+    return out
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return False
+        raise
+    return True
+
+
+@dataclass
+class PodDir:
+    """One pod directory as it was found. ``fd`` is set while this process holds its lock."""
+
+    store: PodStore
+    uid: str
+    state: PodState
+    fd: int | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.store.root / self.state.value / self.uid
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    # -- the record ------------------------------------------------------------------------
+
+    def record(self) -> dict[str, Any]:
+        """pod.json, or {} while it is not written yet."""
+        try:
+            return json.loads((self.path / "pod.json").read_text())
+        except (FileNotFoundError, NotADirectoryError):
+            return {}
+        except ValueError as e:
+            raise PodError(self.uid, f"{self.path}/pod.json: invalid JSON: {e}") from None
+
+    def write_record(self, record: dict[str, Any]) -> None:
+        write_atomic(self.path / "pod.json", json.dumps(record, indent=1, sort_keys=True) + "\n")
+
+    @property
+    def name(self) -> str:
+        return str(self.record().get("name", ""))
+
+    # -- the lock --------------------------------------------------------------------------
+
+    def _open(self) -> int:
+        for _ in range(3):
+            try:
+                return os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                self.refresh()  # renamed meanwhile: NotFound when it is gone
+        raise NotFound(self.uid)
+
+    def try_lock(self) -> bool:
+        """Take the pod's lock without waiting; False when somebody holds it."""
+        if self.fd is not None:
+            return True
+        fd = self._open()
+        if not _try_lock(fd):
+            os.close(fd)
+            return False
+        self.fd = fd
+        self.refresh()
+        return True
+
+    def wait_lock(self, timeout: float | None = None, interval: float = 0.05) -> bool:
+        """Take the pod's lock, waiting up to ``timeout`` seconds (None: forever)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.try_lock():
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(interval)
+        return True
+
+    def is_locked(self) -> bool:
+        """Somebody (maybe us) holds the lock."""
+        if self.fd is not None:
+            return True
+        try:
+            fd = self._open()
+        except NotFound:
+            return False
+        try:
+            return not _try_lock(fd)
+        finally:
+            os.close(fd)  # closing drops a lock we took just to look
+
+    def unlock(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def refresh(self) -> None:
+        """Find the directory again (another process may have renamed it)."""
+        found = self.store.get(self.uid)
+        self.state = found.state
+
+    # -- transitions -----------------------------------------------------------------------
+
+    def move(self, to: PodState) -> None:
+        """Rename the directory into ``to``'s parent."""
+        src = self.path
+        dest = self.store.root / to.value / self.uid
+        try:
+            os.rename(src, dest)
+        except FileNotFoundError:
+            raise InvalidState(self.uid, f"{src} vanished (another process moved it)") from None
+        except OSError as e:
+            raise PodError(self.uid, f"rename {src} -> {dest}: {e.strerror}") from None
+        self.state = to
+
+    def remove(self) -> None:
+        """Move to garbage/ (if not there yet) and delete the directory."""
+        if self.state is not PodState.GARBAGE:
+            self.move(PodState.GARBAGE)
+        shutil.rmtree(self.path, ignore_errors=True)
+        self.unlock()
+
+
+class PodStore:
+    def __init__(self, root: str | os.PathLike[str] = DEFAULT_ROOT) -> None:
+        self.root = Path(root).absolute()
+
+    def ensure(self) -> None:
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for state in _ORDER:
+            (self.root / state.value).mkdir(mode=0o700, exist_ok=True)
+
+    @contextmanager
+    def gc_lock(self, exclusive: bool) -> Iterator[None]:
+        """Shared by a starting pod, exclusive for garbage collection."""
+        self.ensure()
+        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    def create(self, uid: str) -> PodDir:
+        """A new, locked ``prepare/<uid>`` directory."""
+        if not _UID.match(uid):
+            raise PodError(uid, "invalid pod uid: must be 1-64 letters, digits or '-'")
+        self.ensure()
+        for state in _ORDER:
+            if (self.root / state.value / uid).exists():
+                raise AlreadyExists(uid, f"a pod with uid {uid} exists ({state.value}/)")
+        path = self.root / PodState.PREPARING.value / uid
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            raise AlreadyExists(uid, f"a pod with uid {uid} exists") from None
+        pod = PodDir(self, uid, PodState.PREPARING)
+        fd = pod._open()
+        _try_lock(fd)  # new and ours: nobody else can hold it yet
+        pod.fd = fd
+        return pod
+
+    def get(self, uid: str) -> PodDir:
+        """The pod with exactly this uid, wherever it is."""
+        if _UID.match(uid):
+            # A rename between two listings could hide it once: look twice.
+            for _ in range(2):
+                for state in _ORDER:
+                    if (self.root / state.value / uid).is_dir():
+                        return PodDir(self, uid, state)
+        raise NotFound(uid)
+
+    def list(self) -> list[PodDir]:
+        out: dict[str, PodDir] = {}
+        for state in _ORDER:
+            try:
+                names = sorted(os.listdir(self.root / state.value))
+            except FileNotFoundError:
+                continue
+            for name in names:
+                if _UID.match(name) and name not in out:
+                    out[name] = PodDir(self, name, state)
+        return list(out.values())
+
+    def find(self, ref: str) -> PodDir:
+        """A pod by uid, uid prefix, name or namespace/name. Among pods of one name, a live
+        one (not exited) wins, else the newest; an ambiguous uid prefix is an error."""
+        pods = self.list()
+        for p in pods:
+            if p.uid == ref:
+                return p
+        namespace, _, name = ref.rpartition("/")
+        by_name = []
+        for p in pods:
+            rec = p.record()
+            if rec.get("name") == name and (not namespace or rec.get("namespace") == namespace):
+                by_name.append((p, rec))
+        if by_name:
+            live = [x for x in by_name if x[0].state not in (PodState.EXITED, PodState.GARBAGE)]
+            pick = live or by_name
+            return max(pick, key=lambda x: float(x[1].get("created", 0)))[0]
+        prefixed = [p for p in pods if p.uid.startswith(ref)]
+        if len(prefixed) == 1:
+            return prefixed[0]
+        if len(prefixed) > 1:
+            raise PodError(ref, f"ambiguous: {len(prefixed)} pods have a uid starting with it")
+        raise NotFound(ref)
