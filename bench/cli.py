@@ -12,7 +12,10 @@ import time
 from contextlib import ExitStack
 from datetime import UTC, datetime
 
-from . import host, report, suites
+from images.errors import ImageError
+from runtime.errors import CorralError
+
+from . import host, report, spawn, suites
 from .model import Report, Status, SuiteResult, to_json
 from .proc import CommandFailed
 
@@ -62,12 +65,23 @@ def _out_dir(args: argparse.Namespace) -> str | None:
 
 
 def _failed(name: str, e: BaseException) -> SuiteResult:
-    return SuiteResult(name, suites.SPAWN.get(name, ""), Status.FAILED, reason=str(e))
+    return SuiteResult(name, suites.SUITES.get(name, ""), Status.FAILED, reason=str(e))
+
+
+def _other(name: str, p: spawn.Params) -> SuiteResult:
+    """A suite that sets up what it needs itself (image, network)."""
+    if os.geteuid() != 0:
+        return SuiteResult(name, suites.SUITES[name], Status.SKIPPED, "needs root")
+    if name == "image":
+        from . import image
+
+        return image.image_suite(p)
+    from . import network
+
+    return network.network_suite(p)
 
 
 def run(names: list[str], params: dict[str, int], quick: bool) -> Report:
-    from . import spawn
-
     started = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     p = spawn.Params(quick=quick, **params)
     results: list[SuiteResult] = []
@@ -81,6 +95,15 @@ def run(names: list[str], params: dict[str, int], quick: bool) -> Report:
         for name in names:
             if name in suites.PENDING:
                 results.append(suites.pending(name).result())
+                continue
+            if name in suites.OTHER:
+                print(f"bench: running {name} ...", file=sys.stderr, flush=True)
+                t0 = time.monotonic()
+                try:
+                    results.append(_other(name, p))
+                except (CommandFailed, OSError, ValueError, CorralError, ImageError) as e:
+                    results.append(_failed(name, e))
+                print(f"bench: {name} took {time.monotonic() - t0:.0f} s", file=sys.stderr)
                 continue
             if b is None:
                 results.append(

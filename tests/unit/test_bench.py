@@ -85,9 +85,11 @@ def test_select_keeps_registry_order_and_rejects_unknown() -> None:
 
 
 def test_pending_suites_name_their_issue() -> None:
-    r = suites.pending("image").result()
+    r = suites.pending("pod").result()
     assert r.status is Status.UNAVAILABLE
-    assert r.reason == "needs issue #4"
+    assert r.reason == "needs issue #5"
+    assert "image" not in suites.PENDING and "network" not in suites.PENDING
+    assert set(suites.ORDER) == set(suites.SUITES)
 
 
 def _report(quick: bool = False) -> Report:
