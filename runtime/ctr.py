@@ -470,6 +470,7 @@ def prepare(opts: RunOptions, paths: Paths) -> Prepared:
             )
             try:
                 ctr.write_json("meta.json", meta.to_json())
+                ctr.set_owner(os.getpid())  # "creating", not "exited", to ps and rm
             except OSError as e:
                 raise RunError("write", ctr.file("meta.json"), e) from e
         try:
@@ -518,9 +519,7 @@ def run(
     if opts.detach:
         raise ValueError("run() is for the foreground; use run_detached()")
     p = prepare(opts, paths)
-    code: int | None = None
     try:
-        p.ctr.set_owner(os.getpid())
         try:
             code = container.run(
                 p.meta.id,
