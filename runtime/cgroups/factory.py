@@ -46,8 +46,11 @@ def manager_for(
     An absolute ``cgroups_path`` ("/libpod_parent/libpod-ID") is used as is below the root of
     every hierarchy. A relative one, or none (then ``container_id`` is the relative path), goes
     below this process's own cgroup in each hierarchy (``self_cgroup``, default
-    /proc/self/cgroup), which may differ per controller. The systemd form "slice:prefix:name"
-    is refused. ``mountinfo`` (default /proc/self/mountinfo) locates the v1 hierarchies.
+    /proc/self/cgroup), which may differ per controller; on a unified host, below the *parent*
+    of our own cgroup, as runc does: our cgroup has a process in it (us), and the kernel lets
+    no cgroup with processes enable controllers for its children. The systemd form
+    "slice:prefix:name" is refused. ``mountinfo`` (default /proc/self/mountinfo) locates the
+    v1 hierarchies.
     """
     path = _check_path(cgroups_path or container_id)
     if not path.strip("/"):
@@ -59,7 +62,10 @@ def manager_for(
     own = self_cgroup or {}
     if layout is Layout.UNIFIED:
         mount = CgroupMount("cgroup2", root)
-        return V2Manager(cgroup_dir(mount, own.get(""), path), root)
+        base = own.get("")
+        if base is not None and not path.startswith("/"):
+            base = os.path.dirname(base.rstrip("/")) or "/"
+        return V2Manager(cgroup_dir(mount, base, path), root)
     dirs: dict[str, str] = {}
     for mount in v1_hierarchies(root, mountinfo):
         directory = cgroup_dir(mount, own_path(own, sorted(mount.controllers)), path)

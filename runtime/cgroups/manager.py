@@ -498,7 +498,7 @@ class V2Manager(CgroupManager):
         available = self.available()
         for name, writes in plan:
             if writes and name not in available:
-                raise _not_available(name)
+                raise self._not_available(name)
         if mem is not None and mem.check_before_update and mem.limit and mem.limit > 0:
             usage = read_int(self._file("memory.current"))
             if usage is not None and mem.limit < usage:
@@ -510,6 +510,20 @@ class V2Manager(CgroupManager):
         for _name, writes in plan:
             write_all(self._path, writes)
         write_all(self._path, unified)
+
+    def _not_available(self, controller: str) -> CgroupError:
+        """Say why, when it is the usual reason: a parent with processes in it."""
+        err = _not_available(controller)
+        parent = os.path.dirname(self._path)
+        if os.path.exists(os.path.join(parent, "cgroup.type")) and read_pids(
+            os.path.join(parent, "cgroup.procs")
+        ):
+            detail = (
+                f"{err.detail}: {parent} has processes in it, so it cannot enable "
+                "controllers for child cgroups (use a cgroupsPath below a cgroup without)"
+            )
+            return CgroupError(err.step, err.errno, detail)
+        return err
 
     def freeze(self) -> None:
         write_file(self._file("cgroup.freeze"), "1")
@@ -582,9 +596,16 @@ class V2Manager(CgroupManager):
 def _enable_controllers(path: str) -> None:
     """Enable in ``path``'s subtree_control every controller it has and has not yet enabled.
 
-    Like runc, a refused write is retried one controller at a time and refusals are ignored
-    (a cgroup with processes cannot enable controllers): apply() reports what is missing.
+    Like runc, a refused write is retried one controller at a time and refusals are ignored:
+    apply() reports what is missing. A cgroup other than the root (which alone has no
+    cgroup.type) that has processes is left alone: it cannot enable domain controllers
+    (memory, io) for its children, and enabling the threaded ones (cpu, cpuset, pids) that it
+    may would make it a thread root, where no child can take a process at all (EOPNOTSUPP).
     """
+    if os.path.exists(os.path.join(path, "cgroup.type")) and read_pids(
+        os.path.join(path, "cgroup.procs")
+    ):
+        return
     have = read_file(os.path.join(path, "cgroup.controllers")).split()
     enabled = set(read_file(os.path.join(path, "cgroup.subtree_control")).split())
     missing = [c for c in have if c not in enabled]

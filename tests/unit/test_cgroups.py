@@ -364,7 +364,10 @@ def test_unified_paths(tmp_path: Path) -> None:
     own = {"": "/user.slice/session-1.scope"}
     rel = manager_for("c1", "cid", root=str(tmp_path), layout=Layout.UNIFIED, self_cgroup=own)
     assert isinstance(rel, V2Manager)
-    assert rel.paths() == {"": f"{tmp_path}/user.slice/session-1.scope/c1"}
+    # Next to our own cgroup (below its parent), as runc does: ours has a process in it.
+    assert rel.paths() == {"": f"{tmp_path}/user.slice/c1"}
+    top = manager_for("c1", "cid", root=str(tmp_path), layout=Layout.UNIFIED, self_cgroup={"": "/"})
+    assert top.paths() == {"": f"{tmp_path}/c1"}
     absolute = manager_for("/machine/c1", "cid", root=str(tmp_path), layout=Layout.UNIFIED)
     assert absolute.paths() == {"": f"{tmp_path}/machine/c1"}
 
@@ -906,7 +909,11 @@ def fake_v2_root(tmp_path: Path) -> Path:
 
 def v2_manager(root: Path, path: str = "c1") -> V2Manager:
     mgr = manager_for(
-        path, "cid", root=str(root), layout=Layout.UNIFIED, self_cgroup={"": "/user.slice"}
+        path,
+        "cid",
+        root=str(root),
+        layout=Layout.UNIFIED,
+        self_cgroup={"": "/user.slice/session-1.scope"},
     )
     assert isinstance(mgr, V2Manager)
     return mgr
