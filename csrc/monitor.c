@@ -162,6 +162,7 @@ static struct {
     unsigned unknown_next;
     pid_t misc[32];                  /* kill jobs still running */
     bool stopping, apps_started, init_failed, finishing;
+    unsigned changes;                /* bumped by every state change: see loop() */
     int64_t stop_deadline;
     const char *phase;
     char pod_message[MSG_MAX];
@@ -612,7 +613,9 @@ static void write_status(struct ctr *c)
     bool terminated = !strcmp(c->state, "terminated");
 
     one_line(r->message);
-    put(&w, end, "state=%s\nreason=%s\n", c->state, r->reason ? r->reason : "");
+    put(&w, end, "state=%s\n", c->state);
+    if (r->reason)
+        put(&w, end, "reason=%s\n", r->reason);
     if (r->message[0])
         put(&w, end, "message=%s\n", r->message);
     if (terminated)
@@ -891,6 +894,7 @@ static void job_done(struct ctr *c, int st);
 static void start_job(struct ctr *c, enum step step, const char *const args[], size_t n,
                       int out, int err)
 {
+    M.changes++;
     c->step = step;
     c->job = runtime(args, n, out, err, false);
     if (c->job < 0) {
@@ -969,6 +973,7 @@ static void launch(struct ctr *c)
 /* A run ended (or never began): record it, then decide whether it runs again. */
 static void run_done(struct ctr *c, const char *reason, int code, int sig, const char *msg)
 {
+    M.changes++;
     stream_read(c, &c->out);
     stream_read(c, &c->err);
     stream_close(c, &c->out);
@@ -1052,6 +1057,7 @@ static void process_gone(struct ctr *c)
 static void job_done(struct ctr *c, int st)
 {
     bool ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    M.changes++;
     c->job = 0;
     /* Read the runtime's error line (if any) while we still know it came from the runtime. */
     stream_read(c, &c->out);
@@ -1078,6 +1084,7 @@ static void job_done(struct ctr *c, int st)
         }
         unlink(pidf);
         c->pid = (pid_t)atoi(buf);
+        c->created = ok; /* even without a pid: delete whatever it left */
         if (!ok || c->pid <= 0) {
             char msg[MSG_MAX];
             snprintf(msg, sizeof msg, "%s", c->lasterr[0] ? c->lasterr : "create failed");
@@ -1085,7 +1092,6 @@ static void job_done(struct ctr *c, int st)
             run_done(c, "StartError", 128, 0, msg);
             return;
         }
-        c->created = true;
         c->oom_base = read_oom(c);
         /* The process may have died and been reaped before we knew its pid. */
         for (size_t i = 0; i < sizeof M.unknown / sizeof M.unknown[0]; i++)
@@ -1140,17 +1146,24 @@ static void job_done(struct ctr *c, int st)
     }
 }
 
-/* TERM now, KILL at `deadline` (now when the grace is 0). */
+/* TERM now, KILL at `deadline` (now when the grace is 0). A container being killed is not
+ * ready and gets no more probes. */
 static void terminate(struct ctr *c, int64_t deadline)
 {
     if (c->kill_stage == 0) {
+        M.changes++;
         c->kill_stage = 1;
         c->kill_at = deadline;
         runtime_kill(c, "TERM");
-    } else {
-        c->kill_at = min64(c->kill_at, deadline);
+        probes_stop(c);
+        if (c->ready) {
+            c->ready = false;
+            write_status(c);
+        }
+    } else if (c->kill_stage == 1 && deadline < c->kill_at) {
+        M.changes++;
+        c->kill_at = deadline;
     }
-    probes_stop(c);
 }
 
 static void begin_stop(void);
@@ -1200,6 +1213,7 @@ static void on_child(pid_t pid, int st)
 static void probe_result(struct ctr *c, int k, bool ok, const char *why)
 {
     struct probe *p = c->probes[k];
+    M.changes++;
     if (ok) {
         p->successes++;
         p->failures = 0;
@@ -1293,6 +1307,7 @@ static int probe_addr(struct probe *p, struct sockaddr_storage *ss, socklen_t *l
 static void probe_start(struct ctr *c, int k, int64_t now)
 {
     struct probe *p = c->probes[k];
+    M.changes++;
     p->deadline = now + p->timeout;
     if (p->how == HOW_EXEC) {
         size_t n = p->exec.n;
@@ -1468,6 +1483,7 @@ static void begin_stop(void)
     if (M.stopping)
         return;
     M.stopping = true;
+    M.changes++;
     int64_t grace = M.grace;
     int fd = openat(M.dirfd, "stop-grace", O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
@@ -1564,8 +1580,19 @@ static void loop(void)
     } *what = xcalloc(cap, sizeof *what);
 
     for (;;) {
-        int64_t now = now_ms(), next = timers(now);
-        if (advance())
+        /* Until nothing changes: a step can make another due (a probe failure starts a
+         * kill with a deadline, a failed fork ends a run), and the poll timeout must see
+         * every deadline. */
+        int64_t now, next;
+        unsigned before;
+        bool over;
+        do {
+            before = M.changes;
+            over = advance();
+            now = now_ms();
+            next = timers(now);
+        } while (!over && M.changes != before);
+        if (over)
             break;
         const char *phase = pod_phase();
         if (phase != M.phase)
@@ -1763,11 +1790,8 @@ static void handshake(void)
         ssize_t n = read(M.sync_r, buf + len, sizeof buf - 1 - len);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0) {
-            warn("the sync pipe closed before go: exiting");
-            cleanup_reaper();
-            exit(1);
-        }
+        if (n <= 0)
+            die("the sync pipe closed before go");
         len += (size_t)n;
         buf[len] = 0;
         if (!strcmp(buf, "go\n"))

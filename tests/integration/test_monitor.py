@@ -786,3 +786,72 @@ def test_host_network_keeps_the_host_net_and_uts(pods: Callable[[], Pod]) -> Non
     pod.close_sync()
     pod.wait_exit()
     pod.assert_clean()
+
+
+def test_startup_probe_gates_liveness(pods: Callable[[], Pod]) -> None:
+    pod = pods()
+    assert pod.start().startswith("ready ")
+    ctr = Ctr(
+        "c",
+        ["sleep", "1000"],
+        conf=_probe(
+            "startup", "probe_exec test", "probe_exec -e", "probe_exec /home/go", threshold=10**6
+        )
+        + _probe("liveness", "probe_exec false"),
+    )
+    assert pod.go([ctr], restart_policy="Always") == ""
+    _wait_for(
+        lambda: "startup probe of c failed (3 in a row)" in pod.monitor_log(),
+        "three failed startup probes",
+    )
+    # no liveness probe ran, the container was not killed, and it is not ready
+    assert "liveness probe of c" not in pod.monitor_log()
+    st = pod.status("c")
+    assert (st["state"], st["restart_count"], st["ready"]) == ("running", "0", "false")
+    (pod.shared / "go").touch()
+    st = _wait_for(
+        lambda: (s := pod.status("c")) and s.get("restart_count") == "1" and s,
+        "the liveness probe to kill the container once started",
+    )
+    assert "Liveness probe failed" in st["last_message"]
+    pod.stop("0")
+    pod.wait_exit()
+    pod.assert_clean()
+
+
+def test_a_probe_that_times_out_fails(pods: Callable[[], Pod]) -> None:
+    pod = pods()
+    assert pod.start().startswith("ready ")
+    ctr = Ctr(
+        "c",
+        ["sleep", "1000"],
+        conf=[
+            "probe readiness",
+            "probe_period_s 0.1",
+            "probe_timeout_s 0.3",
+            "probe_exec sleep",
+            "probe_exec 1000",
+        ],
+    )
+    assert pod.go([ctr]) == ""
+    _wait_for(
+        lambda: "readiness probe of c failed (2 in a row): timed out" in pod.monitor_log(),
+        "two timed-out probes",
+    )
+    assert pod.status("c")["ready"] == "false"
+    pod.stop("0")
+    pod.wait_exit()
+    pod.assert_clean()
+
+
+def test_stop_during_backoff(pods: Callable[[], Pod]) -> None:
+    pod = pods()
+    assert pod.start().startswith("ready ")
+    assert pod.go([Ctr("c", ["false"])], restart_policy="Always", backoff_initial_ms=600000) == ""
+    pod.wait_status("c", "the backoff", state="waiting", reason="CrashLoopBackOff")
+    pod.stop()
+    pod.wait_exit()
+    pod.assert_clean()
+    st = pod.status("c")
+    assert (st["state"], st["reason"], st["last_exit_code"]) == ("waiting", "CrashLoopBackOff", "1")
+    assert pod.status("pod")["phase"] == "Failed"
