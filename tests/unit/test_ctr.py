@@ -163,3 +163,23 @@ def test_find_and_list_without_containers(tmp_path: Path) -> None:
 
     with pytest.raises(NotFound):
         ctr.find(paths, "abc")
+
+
+def test_cli_errors_name_the_command_and_step(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from runtime.cli.corral import cli
+
+    env = {"CORRAL_IMAGE_STORE": str(tmp_path / "s"), "CORRAL_STATE_ROOT": str(tmp_path / "r")}
+    r = CliRunner()
+    res = r.invoke(cli, ["run", "--rm", "nope:1", "true"], env=env)
+    assert res.exit_code == 125
+    assert res.output == "corral: run nope:1: find image(nope:1): not found: image nope:1\n"
+    res = r.invoke(cli, ["run", "-m", "lots", "nope:1"], env=env)
+    assert res.exit_code == 2 and "invalid memory size" in res.output
+    assert r.invoke(cli, ["ps", "-a"], env=env).output.startswith("CONTAINER ID  IMAGE")
+    assert r.invoke(cli, ["ps", "--json"], env=env).output == "[]\n"
+    for cmd in (["logs", "x1"], ["stop", "x1"], ["rm", "x1"]):
+        res = r.invoke(cli, cmd, env=env)
+        assert res.exit_code == 1
+        assert res.output == f"corral: {cmd[0]} x1: container does not exist: x1\n"
