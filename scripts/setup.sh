@@ -13,6 +13,17 @@ APT_PACKAGES=(
   nftables iptables iputils-ping containernetworking-plugins
 )
 
+# The VM tests (tests/vm): vagrant for `vagrant validate`; qemu and Debian's kernel to boot a
+# cgroup v2 VM, on x86_64 only. A host with its own /boot/vmlinuz-* (any Debian install but a
+# container) needs no extra kernel. CORRAL_SETUP_VM=0 skips them (the Vagrant nodes do).
+if [ "${CORRAL_SETUP_VM:-1}" != 0 ]; then
+  APT_PACKAGES+=(vagrant)
+  if [ "$(dpkg --print-architecture)" = amd64 ]; then
+    APT_PACKAGES+=(qemu-system-x86)
+    compgen -G '/boot/vmlinuz-*' >/dev/null || APT_PACKAGES+=(linux-image-amd64)
+  fi
+fi
+
 if [ "$(id -u)" != 0 ]; then
   echo "setup: run as root (Corral creates namespaces, mounts and cgroups)" >&2
   exit 1

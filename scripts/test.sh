@@ -9,6 +9,15 @@ bash scripts/setup.sh
 set +e
 .venv/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/integration "$@"
 rc=$?
+# The VM tests boot qemu (cgroup v2 only) and run tests/vm/guest inside: a separate run, so a
+# -k given for the host tests does not deselect them. They run when no arguments are given,
+# or with CORRAL_TEST_VM=1; CORRAL_TEST_VM=0 skips them.
+vm_rc=0
+if [ "${CORRAL_TEST_VM:-$([ $# -eq 0 ] && echo 1 || echo 0)}" = 1 ]; then
+  .venv/bin/python -m pytest -q -rs -p no:cacheprovider tests/vm
+  vm_rc=$?
+fi
 set -e
 # pytest's 5 means no test ran: that is a failure here, not a pass.
-exit "$rc"
+[ "$rc" -ne 0 ] && exit "$rc"
+exit "$vm_rc"
