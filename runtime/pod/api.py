@@ -235,6 +235,19 @@ def _memory_capacity() -> int:
     raise OSError(errno.EIO, "no MemTotal in /proc/meminfo")
 
 
+CAP_SYS_RESOURCE = 24
+
+
+def min_oom_score_adj() -> int:
+    """-1000, or 0 when this process lacks CAP_SYS_RESOURCE (then the kernel refuses negative
+    oom_score_adj values to it and to the runtime it starts)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapEff:"):
+                return -1000 if int(line.split()[1], 16) >> CAP_SYS_RESOURCE & 1 else 0
+    return 0
+
+
 def _cap_last() -> int:
     try:
         with open("/proc/sys/kernel/cap_last_cap") as f:
@@ -289,6 +302,11 @@ def _go(pd: PodDir, pod: Pod, record: dict[str, Any], opts: PodOptions, mon: _Mo
             write_atomic(path / "network.json", json.dumps(net.to_json(), indent=1) + "\n")
             pod_ip = str(net.ip)
             dns = settings.dns
+    elif not pod.spec.host_network:
+        with _steps(pd, "loopback up"):
+            from runtime.network import in_netns
+
+            in_netns(f"/proc/{mon.pid}/ns/net", _lo_up)
     hostname = pod.hostname if not pod.spec.host_network else os.uname().nodename
     write_pod_files(path / "etc", hostname, pod_ip, dns)
     record["pod_ip"] = pod_ip
@@ -298,6 +316,7 @@ def _go(pd: PodDir, pod: Pod, record: dict[str, Any], opts: PodOptions, mon: _Mo
     qos = pod_qos(pod)
     capacity = _memory_capacity()
     cap_last = _cap_last()
+    min_adj = min_oom_score_adj()
     bundles: dict[str, str] = {}
     oom: dict[str, str | None] = {}
     for c in pod.all_containers:
@@ -313,10 +332,11 @@ def _go(pd: PodDir, pod: Pod, record: dict[str, Any], opts: PodOptions, mon: _Mo
                 pidns_pid=mon.pidns_pid,
                 memory_capacity=capacity,
                 pod_ip=pod_ip,
-                volume_paths=record.get("volumes") or {},
+                volume_paths={k: str(path / v) for k, v in (record.get("volumes") or {}).items()},
                 etc_dir=str(path / "etc"),
                 shm_dir=str(path / "shm"),
                 cap_last=cap_last,
+                min_oom_score_adj=min_adj,
             )
             spec = container_config(pod, c, ctx)
             write_atomic(cdir / "config.json", json.dumps(spec, indent=1) + "\n", 0o600)
@@ -339,6 +359,18 @@ def _go(pd: PodDir, pod: Pod, record: dict[str, Any], opts: PodOptions, mon: _Mo
         probe_host=pod_ip or "127.0.0.1",
     )
     write_atomic(path / "monitor.conf", render(conf))
+
+
+def _lo_up() -> None:
+    """Bring lo up in the calling thread's network namespace (SIOCGIFFLAGS/SIOCSIFFLAGS)."""
+    import socket
+    import struct
+
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(s, siocgifflags, req))[1]
+        fcntl.ioctl(s, siocsifflags, struct.pack("16sH14x", b"lo", flags | iff_up))
 
 
 @contextlib.contextmanager

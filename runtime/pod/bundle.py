@@ -39,6 +39,7 @@ __all__ = [
     "BundleContext",
     "container_cgroups_path",
     "container_config",
+    "pod_cgroups_path",
     "expand",
     "qos_dir",
 ]
@@ -84,6 +85,9 @@ class BundleContext:
     etc_dir: str | None = None  # holds hosts, hostname, resolv.conf
     shm_dir: str | None = None  # the pod's /dev/shm
     cap_last: int = 40  # highest capability the kernel knows (/proc/sys/kernel/cap_last_cap)
+    # Lowest oom_score_adj the runtime may set: 0 without CAP_SYS_RESOURCE (the kernel refuses
+    # negative values then); Guaranteed pods' -998 is raised to it.
+    min_oom_score_adj: int = -1000
 
 
 def qos_dir(qos: QOSClass) -> str:
@@ -224,7 +228,8 @@ def container_config(pod: Pod, container: Container, ctx: BundleContext) -> dict
     caps = _capabilities(container, ctx.cap_last)
     process["capabilities"] = {"bounding": caps, "effective": caps, "permitted": caps}
     process["noNewPrivileges"] = sc.allow_privilege_escalation is False and not sc.privileged
-    process["oomScoreAdj"] = container_oom_score_adj(pod, container, ctx.memory_capacity)
+    adj = container_oom_score_adj(pod, container, ctx.memory_capacity)
+    process["oomScoreAdj"] = max(adj, ctx.min_oom_score_adj)
     spec["root"] = {"path": ctx.rootfs, "readonly": sc.read_only_root_filesystem}
     spec["annotations"] = {
         **image.get("annotations", {}),

@@ -271,7 +271,11 @@ def prepare(pod_dir: PodDir, pod: Pod, opts: PodOptions, record: dict[str, Any])
     volume_paths: dict[str, str] = {}
     for v in pod.spec.volumes:
         with _step(pod_dir, f"volume {v.name}"):
-            volume_paths[v.name] = _make_volume(path / "volumes" / v.name, v.source)
+            made = _make_volume(path / "volumes" / v.name, v.source)
+            # inside the pod directory: relative, since the directory moves (run/, exited/)
+            volume_paths[v.name] = (
+                os.path.relpath(made, path) if made.startswith(f"{path}/") else made
+            )
     record["volumes"] = volume_paths
     pod_dir.write_record(record)
 

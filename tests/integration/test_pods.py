@@ -1,0 +1,574 @@
+"""Pods with real monitors, mounts, cgroups and network namespaces (issue #5's "Done when").
+
+Each test gets a pod root, an image store and a cgroup parent of its own (a relative one: below
+this process's cgroup in every hierarchy), and, when it builds a network, a node network
+namespace of its own (held by a sleeping process) with the IPAM state in its tmp directory.
+The finalizer force-removes every pod, runs ``pod gc`` and checks that nothing is left: no
+mount below the tmp directory, no cgroup, no veth, no IPAM entry, no monitor or container
+process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runtime.pod import api
+from runtime.pod.api import min_oom_score_adj
+from runtime.pod.manifest import parse_pod
+from runtime.pod.prepare import PodOptions, mounts_under
+from runtime.pod.qos import QOSClass, oom_score_adj
+from tests.conftest import REPO, leftover_cgroups
+from tests.imagebuild import config_for, docker_files, tar_tree, write_tar
+
+pytestmark = pytest.mark.root
+
+IMAGE = "corral-test:latest"
+CORRAL = str(Path(sys.executable).parent / "corral")
+WAIT = 90.0  # seconds: generous upper bound for a condition, never an assertion on speed
+
+
+def monitor_exe() -> str:
+    from runtime.pod.monitor import monitor_path
+
+    try:
+        return str(monitor_path())
+    except FileNotFoundError as e:
+        pytest.skip(f"the pod monitor is not built yet: {e}")
+
+
+@pytest.fixture(scope="session")
+def image_tar(rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A docker-archive of the busybox + corral-test rootfs, tagged corral-test:latest."""
+    layer = tar_tree(rootfs)
+    files, _ = docker_files([layer], config_for([layer], Cmd=["sh"]), repo_tags=[IMAGE])
+    return write_tar(tmp_path_factory.mktemp("image") / "corral-test.tar", files)
+
+
+def until(what: str, cond: Callable[[], Any], timeout: float = WAIT) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie of ours is not alive
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@dataclass
+class NodeNs:
+    """A node network namespace held by ``unshare -n sleep``; its IPAM state in ``state``."""
+
+    proc: subprocess.Popen[bytes]
+    config: Path
+    state: Path
+
+    @property
+    def path(self) -> str:
+        return f"/proc/{self.proc.pid}/ns/net"
+
+
+@dataclass
+class Pods:
+    tmp: Path
+    opts: PodOptions
+    tag: str
+    node: NodeNs | None = None
+    pids: set[int] = field(default_factory=set)  # every monitor and container pid seen
+
+    def manifest(self, name: str, containers: list[dict[str, Any]], **spec: Any) -> dict:
+        for c in containers + spec.get("initContainers", []):
+            c.setdefault("image", IMAGE)
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name},
+            "spec": {"containers": containers, **spec},
+        }
+
+    def run(self, raw: dict[str, Any]) -> str:
+        pod = parse_pod(raw, base_dir=str(self.tmp))
+        return api.run(pod, self.opts, raw, str(self.tmp)).uid
+
+    def status(self, ref: str) -> api.PodStatus:
+        st = api.status(ref, self.opts)
+        self.pids.update(p for p in [st.monitor_pid] + [c.pid for c in st.all_containers] if p)
+        return st
+
+    def wait(self, ref: str) -> api.PodStatus:
+        until(f"pod {ref} to finish", lambda: api.wait(ref, self.opts, timeout=0))
+        return self.status(ref)
+
+    def container(self, ref: str, name: str) -> api.ContainerStatus:
+        return self.status(ref).container(name)
+
+    def cli(self, *args: str, timeout: float = WAIT) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [CORRAL, "pod", *self.global_args(), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def global_args(self) -> list[str]:
+        out = ["--root", self.opts.root, "--store", self.opts.image_root]
+        out += ["--cgroup-parent", self.opts.cgroup_parent]
+        if self.node is None:
+            out.append("--no-network")
+        else:
+            out += ["--network-config", str(self.node.config), "--node-netns", self.node.path]
+        return out
+
+    def with_network(self, cidr: str = "10.99.7.0/24") -> NodeNs:
+        proc = subprocess.Popen(["unshare", "-n", "sleep", "infinity"])
+        own = os.readlink("/proc/self/ns/net")
+        until("the node namespace", lambda: os.readlink(f"/proc/{proc.pid}/ns/net") != own)
+        state = self.tmp / "network"
+        config = self.tmp / "network.json"
+        config.write_text(json.dumps({"podCIDR": cidr, "stateDir": str(state)}))
+        self.node = NodeNs(proc, config, state)
+        self.opts = PodOptions(
+            **{
+                **self.opts.to_json(),
+                "runtime": (),
+                "network": True,
+                "network_config": str(config),
+                "node_netns": self.node.path,
+            }
+        )
+        return self.node
+
+
+def _network_leftovers(node: NodeNs) -> dict[str, Any]:
+    from runtime.network import NodeNetwork, load_config
+    from runtime.network.netlink import Rtnl
+
+    net = NodeNetwork(load_config(node.config), node.path)
+    with Rtnl(node.path) as rt:
+        veths = sorted(lk.name for lk in rt.links() if lk.name.startswith("cr"))
+    return {"veths": veths, "addresses": net.ipam.allocations(), "records": net.pods()}
+
+
+@pytest.fixture
+def pods(rootfs: Path, image_tar: Path, tmp_path: Path) -> Iterator[Pods]:
+    monitor_exe()
+    from images.store import Store
+
+    tag = f"cpt{uuid.uuid4().hex[:6]}"
+    opts = PodOptions(
+        root=str(tmp_path / "pods"),
+        image_root=str(tmp_path / "images"),
+        cgroup_parent=tag,
+        network=False,
+        backoff_initial_ms=100,
+        backoff_max_ms=400,
+    )
+    Store(opts.image_root).import_path(image_tar)
+    p = Pods(tmp_path, opts, tag)
+    try:
+        yield p
+    finally:
+        try:
+            for st in api.list_pods(p.opts):
+                p.pids.update(x for x in [st.monitor_pid] + [c.pid for c in st.all_containers] if x)
+                api.remove(st.uid, p.opts, force=True)
+            gc = api.gc(p.opts)
+            mounts = mounts_under(tmp_path)
+            cgroups = pod_cgroups(tag)
+            procs = sorted(pid for pid in p.pids if alive(pid))
+            net = _network_leftovers(p.node) if p.node is not None else {}
+        finally:
+            for mp in mounts_under(tmp_path):
+                subprocess.run(["umount", "-l", mp], check=False)
+            for path in sorted(leftover_cgroups(tag), key=len, reverse=True):
+                try:
+                    os.rmdir(path)
+                except OSError:
+                    pass
+            if p.node is not None:
+                p.node.proc.kill()
+                p.node.proc.wait()
+        assert not gc.errors, gc.errors
+        assert not mounts, f"mounts left behind: {mounts}"
+        assert not cgroups, f"cgroups left behind: {cgroups}"
+        assert not procs, f"processes left behind: {procs}"
+        assert not any(net.values()), f"network left behind: {net}"
+
+
+def pod_cgroups(tag: str) -> list[str]:
+    """Cgroups below the test's cgroup parent (which itself stays until the fixture ends)."""
+    out = []
+    for top in leftover_cgroups(tag):
+        for dirpath, dirnames, _ in os.walk(top):
+            out += [os.path.join(dirpath, d) for d in dirnames]
+    return out
+
+
+def sh(name: str, script: str, **kw: Any) -> dict[str, Any]:
+    return {"name": name, "command": ["sh", "-c", script], **kw}
+
+
+# ============================================================================= the pod sandbox
+
+
+def test_init_containers_in_order_and_a_shared_empty_dir(pods: Pods) -> None:
+    work = [{"name": "work", "mountPath": "/work"}]
+    raw = pods.manifest(
+        "init",
+        [sh("app", "cat /work/order; echo app >> /work/order", volumeMounts=work)],
+        restartPolicy="Never",
+        volumes=[{"name": "work", "emptyDir": {}}],
+        initContainers=[
+            sh("first", "echo first > /work/order", volumeMounts=work),
+            sh(
+                "second",
+                "grep -q first /work/order && echo second >> /work/order",
+                volumeMounts=work,
+            ),
+        ],
+    )
+    uid = pods.run(raw)
+    st = pods.wait(uid)
+    assert st.phase == "Succeeded", st
+    assert [c.reason for c in st.init_containers] == ["Completed", "Completed"]
+    assert api.logs(uid, pods.opts, "app") == ["first", "second"]
+    assert st.containers[0].state == "Terminated" and st.containers[0].exit_code == 0
+
+
+def test_two_containers_talk_over_localhost(pods: Pods) -> None:
+    raw = pods.manifest(
+        "talk",
+        [
+            sh("server", "echo hello-from-server | nc -l -p 7070"),
+            sh("client", "until nc 127.0.0.1 7070 </dev/null; do sleep 0.1; done"),
+        ],
+        restartPolicy="Never",
+    )
+    uid = pods.run(raw)
+    st = pods.wait(uid)
+    assert st.phase == "Succeeded", st
+    assert "hello-from-server" in api.logs(uid, pods.opts, "client")
+
+
+def test_memory_empty_dir_and_config_sources(pods: Pods) -> None:
+    (pods.tmp / "cfg").mkdir()
+    (pods.tmp / "cfg" / "greeting").write_text("hi\n")
+    (pods.tmp / "token").write_text("s3cret\n")
+    raw = pods.manifest(
+        "vols",
+        [
+            sh(
+                "c",
+                "grep ' /mem ' /proc/mounts; cat /cfg/greeting /sec/token; hostname",
+                volumeMounts=[
+                    {"name": "mem", "mountPath": "/mem"},
+                    {"name": "cfg", "mountPath": "/cfg"},
+                    {"name": "sec", "mountPath": "/sec"},
+                ],
+            )
+        ],
+        restartPolicy="Never",
+        hostname="myhost",
+        volumes=[
+            {"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "4Mi"}},
+            {"name": "cfg", "configMap": {"name": "app"}},
+            {"name": "sec", "secret": {"secretName": "db"}},
+        ],
+    )
+    raw["metadata"]["annotations"] = {
+        "configmap.corral.io/app": "./cfg",
+        "secret.corral.io/db": "./token",
+    }
+    uid = pods.run(raw)
+    assert pods.wait(uid).phase == "Succeeded"
+    out = api.logs(uid, pods.opts, "c")
+    assert out[0].startswith("tmpfs /mem tmpfs") and "size=4096k" in out[0]
+    assert out[1:] == ["hi", "s3cret", "myhost"]
+
+
+# ============================================================================= restarts
+
+
+@pytest.mark.parametrize(
+    ("policy", "exit_code", "restarts"),
+    [("Never", 1, False), ("OnFailure", 0, False), ("OnFailure", 3, True), ("Always", 0, True)],
+)
+def test_restart_policy(pods: Pods, policy: str, exit_code: int, restarts: bool) -> None:
+    raw = pods.manifest("rp", [sh("c", f"echo run; exit {exit_code}")], restartPolicy=policy)
+    uid = pods.run(raw)
+    if not restarts:
+        st = pods.wait(uid)
+        c = st.containers[0]
+        assert c.restart_count == 0 and c.exit_code == exit_code
+        assert st.phase == ("Succeeded" if exit_code == 0 else "Failed")
+        assert c.reason == ("Completed" if exit_code == 0 else "Error")
+        return
+    until("two restarts", lambda: pods.container(uid, "c").restart_count >= 2)
+    assert api.logs(uid, pods.opts, "c", previous=True) == ["run"]
+    api.stop(uid, pods.opts)
+    assert pods.status(uid).location == "exited"
+
+
+def test_liveness_probe_failure_restarts(pods: Pods) -> None:
+    probe = {"exec": {"command": ["cat", "/tmp/healthy"]}, "periodSeconds": 1}
+    probe["failureThreshold"] = 1
+    raw = pods.manifest("live", [sh("c", "echo started; sleep 1000", livenessProbe=probe)])
+    uid = pods.run(raw)
+    until("a restart by the liveness probe", lambda: pods.container(uid, "c").restart_count >= 1)
+    assert api.logs(uid, pods.opts, "c", previous=True) == ["started"]
+    api.stop(uid, pods.opts, grace=0)
+
+
+def test_readiness_probe_sets_ready(pods: Pods) -> None:
+    probe = {"exec": {"command": ["cat", "/tmp/ready"]}, "periodSeconds": 1}
+    raw = pods.manifest(
+        "ready", [sh("c", "sleep 1; touch /tmp/ready; sleep 1000", readinessProbe=probe)]
+    )
+    uid = pods.run(raw)
+    until("ready", lambda: pods.container(uid, "c").ready)
+    api.stop(uid, pods.opts, grace=0)
+
+
+def test_oom_killed_reason(pods: Pods) -> None:
+    res = {"limits": {"memory": "32Mi"}}
+    raw = pods.manifest(
+        "oom", [{"name": "c", "command": ["corral-test", "alloc", "256"], "resources": res}],
+        restartPolicy="Never",
+    )  # fmt: skip
+    uid = pods.run(raw)
+    st = pods.wait(uid)
+    c = st.containers[0]
+    assert c.reason == "OOMKilled", c
+    assert st.phase == "Failed"
+
+
+# ============================================================================= QoS
+
+
+@pytest.mark.parametrize(
+    ("resources", "qos", "subdir"),
+    [
+        ({"limits": {"cpu": "500m", "memory": "64Mi"}}, QOSClass.GUARANTEED, ""),
+        ({"requests": {"memory": "64Mi"}}, QOSClass.BURSTABLE, "burstable/"),
+        ({}, QOSClass.BEST_EFFORT, "besteffort/"),
+    ],
+)
+def test_qos_class_cgroups_and_oom_score_adj(
+    pods: Pods, resources: dict[str, Any], qos: QOSClass, subdir: str
+) -> None:
+    raw = pods.manifest(
+        "qos", [{"name": "c", "command": ["sleep", "1000"], "resources": resources}]
+    )
+    uid = pods.run(raw)
+    pid = until("the container's pid", lambda: pods.container(uid, "c").pid)
+    st = pods.status(uid)
+    assert st.qos_class == qos.value
+    with open("/proc/meminfo") as f:
+        capacity = int(next(x for x in f if x.startswith("MemTotal:")).split()[1]) * 1024
+    want = oom_score_adj(qos, 64 * 2**20 if qos is not QOSClass.BEST_EFFORT else 0, capacity)
+    want = max(want, min_oom_score_adj())  # 0 where we lack CAP_SYS_RESOURCE (this VM)
+    assert int(Path(f"/proc/{pid}/oom_score_adj").read_text()) == want
+    cgroup = Path(f"/proc/{pid}/cgroup").read_text()
+    assert f"/{pods.tag}/{subdir}pod{uid}/c\n" in cgroup, cgroup
+    if qos is QOSClass.GUARANTEED:
+        mem = next(line for line in cgroup.splitlines() if ":memory:" in line).split(":", 2)[2]
+        pod_mem = Path("/sys/fs/cgroup/memory" + mem).parent / "memory.limit_in_bytes"
+        if pod_mem.exists():
+            assert int(pod_mem.read_text()) == 64 * 2**20
+    api.stop(uid, pods.opts, grace=0)
+
+
+# ============================================================================= logs
+
+
+def test_cri_logs_with_rotation(pods: Pods) -> None:
+    pods.opts = PodOptions(**{**pods.opts.to_json(), "runtime": (), "log_max_bytes": 2048,
+                              "log_max_files": 2})  # fmt: skip
+    script = "i=0; while [ $i -lt 300 ]; do echo line-$i; i=$((i+1)); done; echo err >&2"
+    uid = pods.run(pods.manifest("logs", [sh("c", script)], restartPolicy="Never"))
+    pods.wait(uid)
+    log_dir = Path(pods.opts.root) / "exited" / uid / "logs" / "c"
+    names = sorted(os.listdir(log_dir))
+    assert names == ["0.log", "0.log.1", "0.log.2"], names
+    cri = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (stdout|stderr) [FP] .*$")
+    for name in names:
+        text = (log_dir / name).read_text()
+        assert all(cri.match(line) for line in text.splitlines()), name
+        assert len(text) <= 2048 + 16 * 1024
+    lines = api.logs(uid, pods.opts, "c")
+    assert lines[-1] == "err" and lines[-2] == "line-299"
+    numbers = [int(x.split("-")[1]) for x in lines[:-1]]
+    assert numbers == list(range(numbers[0], 300)) and numbers[0] > 0  # the oldest rotated away
+
+
+# ============================================================================= lifecycle
+
+
+def test_cli_killed_pod_keeps_running(pods: Pods) -> None:
+    manifest = pods.tmp / "pod.yaml"
+    raw = pods.manifest("survivor", [sh("c", "echo alive; sleep 1000")])
+    manifest.write_text(json.dumps(raw))
+    cli = subprocess.Popen(
+        [CORRAL, "pod", *pods.global_args(), "run",
+         str(manifest)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert cli.stdout is not None
+        assert cli.stdout.readline().strip() == b"alive"
+        cli.kill()
+        cli.wait()
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+    st = pods.status("survivor")
+    assert st.phase == "Running" and st.containers[0].state == "Running"
+    assert alive(st.monitor_pid) and alive(st.containers[0].pid)
+    res = pods.cli("ls")
+    assert res.returncode == 0 and re.search(r"survivor\s+Running\s+1/1", res.stdout), res.stdout
+    res = pods.cli("inspect", "-o", "json", "survivor")
+    status = json.loads(res.stdout)["status"]
+    assert status["phase"] == "Running" and status["qosClass"] == "BestEffort"
+    assert "running" in status["containerStatuses"][0]["state"]
+    res = pods.cli("exec", "survivor", "-c", "c", "--", "sh", "-c", "echo in-pod; exit 7")
+    assert res.returncode == 7 and res.stdout == "in-pod\n"
+    res = pods.cli("stop", "-t", "0", "survivor")
+    assert res.returncode == 0, res.stderr
+    assert not alive(st.monitor_pid) and not alive(st.containers[0].pid)
+    assert pods.status("survivor").location == "exited"
+    res = pods.cli("rm", "survivor")
+    assert res.returncode == 0, res.stderr
+    assert api.list_pods(pods.opts) == []
+
+
+def test_foreground_run_streams_logs(pods: Pods) -> None:
+    manifest = pods.tmp / "pod.yaml"
+    raw = pods.manifest("fg", [sh("c", "echo one; echo two")], restartPolicy="Never")
+    manifest.write_text(json.dumps(raw))
+    res = pods.cli("run", str(manifest))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "one\ntwo\n"
+    assert "Succeeded" in res.stderr
+
+
+def test_gc_after_the_monitor_died(pods: Pods) -> None:
+    node = pods.with_network()
+    raw = pods.manifest(
+        "orphan",
+        [sh("c", "sleep 1000", volumeMounts=[{"name": "m", "mountPath": "/m"}])],
+        volumes=[{"name": "m", "emptyDir": {"medium": "Memory"}}],
+    )
+    uid = pods.run(raw)
+    pid = until("the container", lambda: pods.container(uid, "c").pid)
+    st = pods.status(uid)
+    assert st.pod_ip is not None
+    os.kill(st.monitor_pid or 0, signal.SIGKILL)
+    until("the monitor to die", lambda: not alive(st.monitor_pid))
+    assert pods.status(uid).phase == "Unknown"
+    assert alive(pid)  # the container outlives its monitor ...
+    res = pods.cli("gc")
+    assert res.returncode == 0, res.stderr
+    assert f"finished {uid}" in res.stdout
+    assert not alive(pid)  # ... until gc
+    assert not mounts_under(pods.tmp / "pods")
+    assert not pod_cgroups(pods.tag)
+    assert not any(_network_leftovers(node).values())
+    assert api.list_pods(pods.opts) == []  # exited pods are removed by gc
+
+
+def test_failed_start_leaves_nothing(pods: Pods) -> None:
+    raw = pods.manifest("bad", [{"name": "c", "image": "no-such-image"}])
+    with pytest.raises(api.PodError, match="image no-such-image"):
+        pods.run(raw)
+    assert api.list_pods(pods.opts) == []
+    raw = pods.manifest("bad2", [{"name": "c", "command": ["true"]}], hostNetwork=False)
+    raw["spec"]["volumes"] = [
+        {"name": "h", "hostPath": {"path": "/nonexistent", "type": "Directory"}}
+    ]
+    with pytest.raises(api.PodError, match="volume h"):
+        pods.run(raw)
+    assert api.list_pods(pods.opts) == []
+
+
+# ============================================================================= network
+
+
+def _connect(ns: str, ip: str, port: int) -> bytes:
+    from runtime.network import in_netns
+
+    def go() -> bytes:
+        with socket.create_connection((ip, port), timeout=10) as s:
+            return s.recv(100)
+
+    return in_netns(ns, go)
+
+
+def test_pod_network(pods: Pods) -> None:
+    node = pods.with_network()
+    server = sh("srv", "while true; do echo pong | nc -l -p 8080; done")
+    a = pods.run(pods.manifest("a", [server]))
+    ip_a = pods.status(a).pod_ip
+    assert ip_a is not None
+    until("pod a to listen", lambda: pods.container(a, "srv").state == "Running")
+    # the node reaches the pod
+    reply = until("a reply from pod a", lambda: _try(lambda: _connect(node.path, ip_a, 8080)))
+    assert reply == b"pong\n"
+    # a second pod reaches the first by its IP; it sees its own IP in its env
+    client = sh("cli", f"echo $MY_IP; until nc {ip_a} 8080 </dev/null; do sleep 0.2; done")
+    client["env"] = [{"name": "MY_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
+    b = pods.run(pods.manifest("b", [client], restartPolicy="Never"))
+    st = pods.wait(b)
+    assert st.phase == "Succeeded"
+    assert api.logs(b, pods.opts, "cli") == [st.pod_ip, "pong"]
+    assert st.pod_ip != ip_a
+    api.stop(a, pods.opts, grace=0)
+    # network gc frees addresses of pods that do not exist
+    from runtime.network import NodeNetwork, load_config
+
+    net = NodeNetwork(load_config(node.config), node.path)
+    leaked = net.ipam.allocate("0" * 32)
+    res = subprocess.run(
+        [CORRAL, "network", "gc", "--root", pods.opts.root,
+         "--network-config", str(node.config), "--node-netns", node.path],
+        capture_output=True, text=True, cwd=REPO, timeout=WAIT,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert f"address {leaked}: freed" in res.stdout
+    assert net.ipam.allocations() == {}
+
+
+def _try(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except OSError:
+        return None
