@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import json
 import os
+import select
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from runtime.cgroups import Layout, V2Manager, detect_layout, manager_for, parse_proc_cgroup
-from tests.conftest import Runtime
+from tests.conftest import REPO, Runtime
 
 ROOT = "/sys/fs/cgroup"
 MiB = 1 << 20
@@ -160,6 +163,47 @@ def test_memory_max_oom_kill_is_reported(runtime: Runtime) -> None:
     _wait_for(lambda: runtime.state(cid)["status"] == "stopped", "the OOM kill")
     assert _keyed(cg, "memory.events")["oom_kill"] >= 1
     assert runtime.state(cid)["oomKilled"] is True
+
+
+def _lines(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> Iterator[str]:
+    """``proc``'s stdout lines as they come; AssertionError when none comes in time."""
+    assert proc.stdout is not None
+    fd, buf = proc.stdout.fileno(), b""
+    while True:
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            yield line.decode()
+        ready, _, _ = select.select([fd], [], [], timeout)
+        assert ready, "no output in time"
+        chunk = os.read(fd, 65536)
+        assert chunk, "the stream ended"
+        buf += chunk
+
+
+def test_events_streams_the_oom_kill(runtime: Runtime) -> None:
+    cid, bundle = runtime.prepare(
+        "sh",
+        "-c",
+        "corral-test alloc 256; exec corral-test sleep 1000",
+        resources={"memory": {"limit": 32 * MiB, "swap": 32 * MiB}},
+    )
+    runtime.cli("create", "--bundle", str(bundle), cid, check=True)
+    cmd = [sys.executable, "-m", "runtime.cli.oci", "--root", str(runtime.root)]
+    events = subprocess.Popen(
+        [*cmd, "events", "--interval", "500ms", cid], stdout=subprocess.PIPE, cwd=REPO
+    )
+    try:
+        lines = _lines(events)
+        # The first stats line means the OOM count is taken: only now may the OOM come.
+        assert json.loads(next(lines))["type"] == "stats"
+        runtime.cli("start", cid, check=True)
+        kinds = set()
+        while "oom" not in kinds:
+            kinds.add(json.loads(next(lines))["type"])
+    finally:
+        events.kill()
+        events.wait()
+    assert runtime.state(cid)["status"] == "running"  # the shell lives on: only alloc died
 
 
 def test_pids_max_stops_a_fork_bomb(runtime: Runtime) -> None:
