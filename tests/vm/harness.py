@@ -25,7 +25,10 @@ The kernel extracted from the bzImage and the initramfs are cached under
 
 Command line (for trying things by hand)::
 
-    python -m tests.vm.harness [--timeout S] [--cwd DIR] -- COMMAND [ARGS...]
+    python -m tests.vm.harness [--timeout S] [--cwd DIR] [--console] -- COMMAND [ARGS...]
+
+Environment overrides: CORRAL_VM_ACCEL=tcg (even where KVM works), CORRAL_VM_MACHINE=pc|microvm,
+CORRAL_VM_TSC_KHZ (0: unknown, hence pc), CORRAL_VM_CACHE (the cache directory).
 """
 
 from __future__ import annotations

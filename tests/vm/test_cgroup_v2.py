@@ -3,6 +3,7 @@
 Two boots: a smoke test of the harness itself (output, exit status, what the guest sees), then
 tests/vm/guest/ with the project's own .venv Python, from inside a leaf cgroup as under
 systemd. A failure in the guest fails here with the guest's pytest output.
+CORRAL_VM_GUEST_K=EXPR passes ``-k EXPR`` to the guest's pytest.
 """
 
 from __future__ import annotations
