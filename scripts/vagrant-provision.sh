@@ -12,7 +12,9 @@
 # scripts/setup.sh and linked into /usr/local/bin; the node's pod network config in
 # /etc/corral/network.yaml (its pod CIDR slice, host-gw peers for the others) brought up now
 # and at every boot by corral-network.service. --check (the Vagrantfile's last provisioner)
-# then verifies the cgroup layout and the routes, and runs the example container.
+# then verifies the cgroup layout and the routes, runs the example container, and runs the
+# README's example pod (examples/pod.yaml, busybox image built as scripts/demo.sh does) on the
+# pod network, checking its address is in this node's slice.
 #
 # Environment: CORRAL_PROVISION_SETUP=0 skips setup.sh (the tests run this script where
 # there is no network for apt and pip).
@@ -109,11 +111,50 @@ from pathlib import Path
 from tests.conftest import CACHE_DIR
 from tests.helper.build import build_helper
 from tests.rootfs import build_rootfs
-build_rootfs(Path(sys.argv[1]), helper=build_helper(CACHE_DIR / "helper"))  # as demo.sh
+build_rootfs(Path(sys.argv[1]), helper=build_helper(CACHE_DIR / "helper"))
 EOF
   fi
   local id="vagrant-check-$$"
   (cd "$SRC" && "$SRC/.venv/bin/corral-oci" run --bundle examples/busybox "$id")
+
+  step "example pod (examples/pod.yaml) on the pod network, as scripts/demo.sh builds it"
+  local work corral="$SRC/.venv/bin/corral"
+  work=$(mktemp -d /var/tmp/corral-check.XXXXXX)
+  (cd "$SRC" && "$PY" - "$work/busybox.tar") <<'EOF'
+import sys
+import tempfile
+from pathlib import Path
+from tests.conftest import CACHE_DIR
+from tests.helper.build import build_helper
+from tests.imagebuild import config_for, docker_files, tar_tree, write_tar
+from tests.rootfs import build_rootfs
+with tempfile.TemporaryDirectory() as d:
+    build_rootfs(Path(d), helper=build_helper(CACHE_DIR / "helper"))
+    layer = tar_tree(Path(d))
+files, _ = docker_files([layer], config_for([layer], Cmd=["sh"]), repo_tags=["busybox:latest"])
+write_tar(Path(sys.argv[1]), files)
+EOF
+  "$corral" image import "$work/busybox.tar"
+  rm -rf "$work"
+  "$corral" pod rm -f hello >/dev/null 2>&1 || true  # an earlier check's
+  (cd "$SRC" && "$corral" pod run examples/pod.yaml)
+  "$corral" pod inspect -o json hello >"/run/corral-check-pod.json"
+  "$PY" - "/run/corral-check-pod.json" "$NETWORK_CONFIG" <<'EOF'
+import ipaddress
+import json
+import os
+import sys
+pod = json.load(open(sys.argv[1]))
+status = pod.get("status", pod)
+ip = status.get("podIP")
+print(f"  pod hello: phase {status.get('phase')}, IP {ip}")
+if os.path.exists(sys.argv[2]) and ip:
+    from runtime.network import load_config
+    cidr = load_config(sys.argv[2]).pod_cidr
+    assert ipaddress.ip_address(ip) in cidr, f"pod IP {ip} is not in this node's {cidr}"
+EOF
+  rm -f /run/corral-check-pod.json
+  "$corral" pod rm hello
 }
 
 if [ "$mode" = print ]; then

@@ -143,11 +143,14 @@ def test_vagrant_validate(tmp_path: Path) -> None:
 @pytest.mark.root
 def test_provisioning_inside_the_vm(vm: Runner) -> None:
     """The steps that need no network, as root on a VM (its own /etc, network and cgroups):
-    hosts, network config, the node bridge and host-gw routes, the example container."""
+    hosts, network config, the node bridge and host-gw routes, the example container, and the
+    example pod with an address from the node's slice. The VM's root is an overlay, which
+    cannot hold overlay upper dirs: the image and pod store goes on a tmpfs."""
     nodes, cluster_cidr = vagrant_nodes()
     node = nodes[1]
     args = " ".join(provision_args(node, nodes, cluster_cidr))
     script = f"""set -e
+mkdir -p /var/lib/corral && mount -t tmpfs tmpfs /var/lib/corral
 modprobe dummy
 ip link add eth1 type dummy
 ip addr add {node.ip}/24 dev eth1
@@ -173,4 +176,7 @@ echo "== routes"; ip -4 route show proto 199
     for n in nodes:
         if n != node:
             assert f"{n.pod_cidr} via {n.ip} dev eth1" in routes, report
-    assert "hello from corral" in out, report
+    assert "hello from corral" in out, report  # the example container
+    assert "[client] hello from hello" in out, report  # the example pod, fetched over HTTP
+    prefix = node.pod_cidr.rsplit(".", 1)[0] + "."
+    assert f"pod hello: phase Succeeded, IP {prefix}" in out, report
