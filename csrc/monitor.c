@@ -94,7 +94,7 @@ enum step { ST_IDLE, ST_DELETE, ST_CREATE, ST_START, ST_UP, ST_BACKOFF, ST_DONE 
 struct stream {
     const char *name; /* "stdout" or "stderr" */
     int fd, wfd;      /* our read end; the write end, kept until `start` has exited */
-    char *buf;        /* pending partial line, allocated while the stream is open */
+    char *buf;        /* pending partial line (len bytes), NULL when there is none */
     size_t len;
 };
 
@@ -181,15 +181,57 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* RFC 3339 with nanoseconds, UTC: the CRI log and status time format. */
+/* RFC 3339 with nanoseconds, UTC: the CRI log and status time format. (Not strftime, nor
+ * stdio or strtod below: each would pull more of glibc into the static binary's RSS.) */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-truncation" /* gmtime_r's fields are in range */
 static void rfc3339(char out[40])
 {
     struct timespec ts;
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(out, 40, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, 40 - n, ".%09ldZ", ts.tv_nsec);
+    snprintf(out, 40, "%04d-%02d-%02dT%02d:%02d:%02d.%09ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec);
+}
+#pragma GCC diagnostic pop
+
+/* "12", "0.5", "1.25": seconds to milliseconds; -1 if it is not such a number. */
+static int64_t parse_seconds(const char *s)
+{
+    int64_t ms = 0, scale = 1000;
+    const char *p = s;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (ms > INT64_MAX / 100)
+            return -1;
+        ms = ms * 10 + (*p - '0') * 1000;
+    }
+    if (p == s && *p != '.')
+        return -1;
+    if (*p == '.')
+        for (p++; *p >= '0' && *p <= '9'; p++)
+            ms += (scale /= 10) * (*p - '0');
+    while (*p == '\n' || *p == ' ')
+        p++;
+    return *p ? -1 : ms;
+}
+
+/* Up to len-1 bytes of a small file, NUL-terminated; -errno on failure. */
+static ssize_t read_small(int dirfd, const char *path, char *buf, size_t len)
+{
+    int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ssize_t n;
+    do
+        n = read(fd, buf, len - 1);
+    while (n < 0 && errno == EINTR);
+    int err = errno;
+    close(fd);
+    if (n < 0)
+        return -err;
+    buf[n] = 0;
+    return n;
 }
 
 static void vlog(const char *fmt, va_list ap, char *copy, size_t copy_len)
@@ -333,12 +375,10 @@ static long conf_long(const char *key, const char *v, long min, long max)
 /* `_s` values are seconds; a fraction is allowed (tests use 0.1). */
 static int64_t conf_seconds(const char *key, const char *v)
 {
-    char *end;
-    errno = 0;
-    double s = strtod(v, &end);
-    if (errno || end == v || *end || !(s >= 0) || s > 1e9)
+    int64_t ms = parse_seconds(v);
+    if (ms < 0 || strchr(v, '\n'))
         conf_die("%s: want a number of seconds, not '%s'", key, v);
-    return (int64_t)(s * 1000 + 0.5);
+    return ms;
 }
 
 static void conf_abs_path(const char *key, const char *v)
@@ -682,6 +722,8 @@ static pid_t spawn(char *const argv[], int in, int out, int err, bool own_group)
     if (pid != 0) {
         if (pid < 0)
             warn("fork for %s: %s", argv[0], strerror(errno));
+        else if (own_group)
+            setpgid(pid, pid); /* here too: a kill(-pid) may come before the child's own */
         return pid;
     }
     sigset_t none;
@@ -815,31 +857,44 @@ static void log_entry(struct ctr *c, struct stream *s, bool partial, const char 
     c->log_size += total;
 }
 
-/* Emit the complete lines in the buffer; a full buffer or the end of the stream emits the
- * rest as a partial line. */
-static void stream_lines(struct ctr *c, struct stream *s, bool eof)
+/* All streams read through one buffer; a stream keeps only its pending partial line (in a
+ * buffer of its own size), so idle containers cost no memory. */
+static char scratch[LINE_MAX_BYTES];
+
+/* Emit the complete lines among the `len` bytes in scratch; a full buffer or the end of the
+ * stream emits the rest as a partial line, else the rest is kept for the next read. */
+static void stream_lines(struct ctr *c, struct stream *s, size_t len, bool eof)
 {
     size_t start = 0;
-    for (;;) {
-        char *nl = memchr(s->buf + start, '\n', s->len - start);
-        if (!nl)
-            break;
-        log_entry(c, s, false, s->buf + start, (size_t)(nl - (s->buf + start)));
-        start = (size_t)(nl - s->buf) + 1;
+    char *nl;
+    while ((nl = memchr(scratch + start, '\n', len - start))) {
+        log_entry(c, s, false, scratch + start, (size_t)(nl - (scratch + start)));
+        start = (size_t)(nl - scratch) + 1;
     }
-    if (start < s->len && (eof || s->len - start == LINE_MAX_BYTES)) {
-        log_entry(c, s, true, s->buf + start, s->len - start);
-        start = s->len;
+    if (start < len && (eof || len - start == LINE_MAX_BYTES)) {
+        log_entry(c, s, true, scratch + start, len - start);
+        start = len;
     }
-    memmove(s->buf, s->buf + start, s->len - start);
-    s->len -= start;
+    s->len = len - start;
+    if (s->len == 0) {
+        free(s->buf);
+        s->buf = NULL;
+        return;
+    }
+    char *keep = realloc(s->buf, s->len);
+    if (!keep)
+        die("out of memory");
+    memcpy(keep, scratch + start, s->len);
+    s->buf = keep;
 }
 
 static void stream_close(struct ctr *c, struct stream *s)
 {
     if (s->fd >= 0) {
-        if (s->len)
-            stream_lines(c, s, true);
+        if (s->len) {
+            memcpy(scratch, s->buf, s->len);
+            stream_lines(c, s, s->len, true);
+        }
         close(s->fd);
         s->fd = -1;
     }
@@ -851,13 +906,14 @@ static void stream_close(struct ctr *c, struct stream *s)
     s->len = 0;
 }
 
-/* Read what the pipe holds now; at EOF flush and close. */
+/* Read what the pipe holds now (up to 1 MiB, so a chatty container cannot starve the
+ * others: poll() comes back for the rest); at EOF flush and close. */
 static void stream_read(struct ctr *c, struct stream *s)
 {
-    while (s->fd >= 0) {
-        if (!s->buf && !(s->buf = malloc(LINE_MAX_BYTES)))
-            die("out of memory");
-        ssize_t n = read(s->fd, s->buf + s->len, LINE_MAX_BYTES - s->len);
+    for (int i = 0; i < 64 && s->fd >= 0; i++) {
+        if (s->len)
+            memcpy(scratch, s->buf, s->len);
+        ssize_t n = read(s->fd, scratch + s->len, LINE_MAX_BYTES - s->len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == EAGAIN)
@@ -868,8 +924,7 @@ static void stream_read(struct ctr *c, struct stream *s)
             stream_close(c, s);
             return;
         }
-        s->len += (size_t)n;
-        stream_lines(c, s, false);
+        stream_lines(c, s, s->len + (size_t)n, false);
     }
 }
 
@@ -903,20 +958,16 @@ static void start_job(struct ctr *c, enum step step, const char *const args[], s
     }
 }
 
+/* The "oom_kill N" line of memory.oom_control (v1) or memory.events (v2); 0 if none. */
 static long read_oom(struct ctr *c)
 {
-    if (!c->oom_file)
+    char buf[1024];
+    if (!c->oom_file || read_small(AT_FDCWD, c->oom_file, buf, sizeof buf) < 0)
         return 0;
-    FILE *f = fopen(c->oom_file, "re");
-    if (!f)
-        return 0;
-    char key[64];
-    long v, found = 0;
-    while (fscanf(f, "%63s %ld", key, &v) == 2)
-        if (!strcmp(key, "oom_kill"))
-            found = v;
-    fclose(f);
-    return found;
+    for (char *line = buf; line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+        if (!strncmp(line, "oom_kill ", 9))
+            return strtol(line + 9, NULL, 10);
+    return 0;
 }
 
 static void probes_stop(struct ctr *c)
@@ -1076,14 +1127,10 @@ static void job_done(struct ctr *c, int st)
     case ST_CREATE: {
         char pidf[PATH_MAX], buf[32] = "";
         pid_file(c, pidf, sizeof pidf);
-        FILE *f = ok ? fopen(pidf, "re") : NULL;
-        if (f) {
-            if (!fgets(buf, sizeof buf, f))
-                buf[0] = 0;
-            fclose(f);
-        }
+        if (!ok || read_small(AT_FDCWD, pidf, buf, sizeof buf) < 0)
+            buf[0] = 0;
         unlink(pidf);
-        c->pid = (pid_t)atoi(buf);
+        c->pid = (pid_t)strtol(buf, NULL, 10);
         c->created = ok; /* even without a pid: delete whatever it left */
         if (!ok || c->pid <= 0) {
             char msg[MSG_MAX];
@@ -1400,9 +1447,9 @@ static void probe_net_event(struct ctr *c, int k)
     p->resp[p->resp_len] = 0;
     if (n > 0 && p->resp_len < 12 && !strchr(p->resp, '\n'))
         return;
-    int code = 0;
-    char why[64];
-    if (sscanf(p->resp, "HTTP/%*d.%*d %d", &code) != 1) {
+    char why[64], *sp = strchr(p->resp, ' ');
+    int code = sp ? (int)strtol(sp + 1, NULL, 10) : 0;
+    if (strncmp(p->resp, "HTTP/", 5) || code < 100 || code > 999) {
         net_done(c, k, false, "no HTTP status line in the response");
         return;
     }
@@ -1485,15 +1532,11 @@ static void begin_stop(void)
     M.stopping = true;
     M.changes++;
     int64_t grace = M.grace;
-    int fd = openat(M.dirfd, "stop-grace", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        char buf[32] = "";
-        ssize_t n = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        char *end;
-        double s = n > 0 ? strtod(buf, &end) : -1;
-        if (n > 0 && end != buf && s >= 0 && s < 1e9)
-            grace = (int64_t)(s * 1000 + 0.5);
+    char buf[32];
+    if (read_small(M.dirfd, "stop-grace", buf, sizeof buf) >= 0) {
+        int64_t ms = parse_seconds(buf);
+        if (ms >= 0)
+            grace = ms;
         else
             warn("ignoring %s/stop-grace: not a number of seconds", M.dir);
     }
@@ -1803,7 +1846,7 @@ static void handshake(void)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: corral-monitor [--host-network] [--share-pid] POD_DIR SYNC_FD\n");
+    dprintf(2, "usage: corral-monitor [--host-network] [--share-pid] POD_DIR SYNC_FD\n");
     exit(2);
 }
 
@@ -1826,7 +1869,7 @@ int main(int argc, char **argv)
     if (*end || end == argv[i + 1] || fd < 3 || fd > INT_MAX - 1)
         usage();
     if (fcntl((int)fd, F_GETFD) < 0 || fcntl((int)fd + 1, F_GETFD) < 0) {
-        fprintf(stderr, "corral-monitor: sync fds %ld and %ld must be open\n", fd, fd + 1);
+        dprintf(2, "corral-monitor: sync fds %ld and %ld must be open\n", fd, fd + 1);
         return 1;
     }
     M.sync_w = (int)fd;

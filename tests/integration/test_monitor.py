@@ -764,10 +764,22 @@ def test_share_pid_gives_the_pod_one_pid_namespace(pods: Callable[[], Pod]) -> N
 
 
 def test_rss_of_an_idle_monitor(pods: Callable[[], Pod]) -> None:
+    """The target: at most 1 MiB resident per pod, with a few containers logging and probed."""
     pod = pods()
     assert pod.start().startswith("ready ")
-    assert pod.go([Ctr("c", ["sleep", "1000"])]) == ""
-    pod.wait_status("c", "running", state="running")
+    ctrs = [
+        Ctr(
+            f"c{i}",
+            ["sh", "-c", "head -c 100000 /dev/zero | tr '\\0' x; echo; exec sleep 1000"],
+            conf=_probe("readiness", "probe_tcp 127.0.0.1 9"),
+        )
+        for i in range(4)
+    ]
+    assert pod.go(ctrs) == ""
+    for c in ctrs:
+        pod.wait_status(c.name, "running", state="running")
+        _wait_for(lambda c=c: len(pod.log(c.name)) == 7, f"the output of {c.name}")
+    _wait_for(lambda: pod.monitor_log().count("readiness probe of") >= 8, "some probes")
     with open(f"/proc/{pod.pid}/status") as f:
         rss_kib = int(next(line for line in f if line.startswith("VmRSS:")).split()[1])
     print(f"corral-monitor VmRSS: {rss_kib} KiB")
