@@ -114,6 +114,8 @@ struct corral_plan {
     const char *cwd;
     const char *const *argv;  /* NULL-terminated */
     const char *const *envp;  /* NULL-terminated */
+    int home_slot;            /* envp[home_slot] is a default HOME=: replaced by the home of
+                               * uid in the container's /etc/passwd if it has one; -1: none */
     int preserve_fds;         /* fds 3 .. 3+preserve_fds-1 stay open across exec */
     int start_dirfd;          /* wait for `start` on start_fifo in this dir; -1: exec at once */
     const char *start_fifo;

@@ -844,6 +844,84 @@ static const char *env_get(const char *const *envp, const char *name)
     return NULL;
 }
 
+/* One /etc/passwd line (name:passwd:uid:gid:gecos:dir:shell): "HOME=dir" into out if its
+ * uid is uid. */
+static int passwd_line_home(char *line, unsigned int uid, char *out, size_t outlen)
+{
+    char *f[7], *s = line, *end;
+    unsigned long v;
+    int n = 0;
+
+    f[n++] = s;
+    while (n < 7 && (s = strchr(s, ':')) != NULL) {
+        *s++ = '\0';
+        f[n++] = s;
+    }
+    if (n < 6 || !*f[2])
+        return 0;
+    errno = 0;
+    v = strtoul(f[2], &end, 10);
+    if (*end || errno || v != uid)
+        return 0;
+    snprintf(out, outlen, "HOME=%s", f[5]);
+    return 1;
+}
+
+/* HOME from the container's /etc/passwd, as runc sets it: read in the container's mount
+ * namespace and root, before setuid (the file may be unreadable to the user). The first
+ * entry for the uid wins; without one, the default the parent put in envp stays. */
+static void lookup_home(const struct corral_plan *p)
+{
+    static char home[PATH_MAX + 8];
+    char buf[4096], *line, *nl;
+    size_t len = 0, total = 0;
+    int fd, eof = 0, skip = 0;
+    struct stat st;
+
+    if (p->home_slot < 0)
+        return;
+    /* The container owns the file: no fifo, device or endless file may hold us here. */
+    fd = open("/etc/passwd", O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        return;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return;
+    }
+    while (!eof && total < (16u << 20)) {
+        ssize_t n = read(fd, buf + len, sizeof buf - 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            eof = 1;
+            n = 0;
+            if (len > 0)
+                buf[len++] = '\n'; /* a last line without a newline */
+        }
+        len += (size_t)n;
+        total += (size_t)n;
+        line = buf;
+        while ((nl = memchr(line, '\n', len - (size_t)(line - buf))) != NULL) {
+            *nl = '\0';
+            if (!skip && passwd_line_home(line, p->uid, home, sizeof home)) {
+                /* envp is this process's own copy of the parent's array */
+                ((const char **)p->envp)[p->home_slot] = home;
+                close(fd);
+                return;
+            }
+            skip = 0;
+            line = nl + 1;
+        }
+        len -= (size_t)(line - buf);
+        memmove(buf, line, len);
+        if (len == sizeof buf - 1) { /* a line longer than the buffer: not a user's */
+            len = 0;
+            skip = 1;
+        }
+    }
+    close(fd);
+}
+
 static int is_executable_file(const char *path)
 {
     struct stat st;
@@ -909,6 +987,30 @@ static int check_cwd(struct child *c)
     if (buf[0] != '/')
         return fail(c, EPERM, "cwd(%s) is outside the container", c->plan->cwd);
     return 0;
+}
+
+/* While it waits for `start`, the process is the init of its pid namespace, which the kernel
+ * spares every signal it has no handler for (SIGKILL aside). runc's init is a Go program that
+ * handles them all and exits, so `kill ID TERM` stops a created container: do the same. */
+static void die_on_signal(int sig)
+{
+    signal(sig, SIG_DFL);
+    raise(sig); /* ends a process that is not a pid namespace init */
+    _exit(128 + sig);
+}
+
+static void die_on_signals(void)
+{
+    static const int sigs[] = {SIGHUP, SIGINT, SIGQUIT, SIGABRT, SIGUSR1, SIGUSR2,
+                               SIGALRM, SIGTERM, SIGXCPU, SIGVTALRM, SIGPROF, SIGPWR};
+    struct sigaction sa;
+    size_t i;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = die_on_signal;
+    sigfillset(&sa.sa_mask);
+    for (i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        sigaction(sigs[i], &sa, NULL);
 }
 
 static void reset_signals(void)
@@ -1092,6 +1194,7 @@ static int container_setup(struct child *c, char *exe, size_t exelen)
         if (ret < 0)
             return fail(c, -ret, "seccomp: load filter%s", NULL);
     }
+    lookup_home(p);
     /* Order as runc: bounding set while still privileged, keep caps across setuid, then
      * set the final effective/permitted/inheritable/ambient sets. */
     if (p->set_caps) {
@@ -1227,6 +1330,7 @@ _Noreturn static void container_main(struct child *c)
         _exit(1);
     close(c->sync);
 
+    die_on_signals(); /* until reset_signals(), just before execve */
     ret = wait_for_start(c);
     if (ret < 0) {
         dprintf(2, "corral: wait for start: %s\n", strerror(-ret));

@@ -134,6 +134,7 @@ def _c_plan(
     p.cwd = k.str(plan.cwd)
     p.argv = k.strv(plan.argv)
     p.envp = k.strv(plan.env)
+    p.home_slot = plan.home_slot
     p.preserve_fds = plan.preserve_fds
     p.start_dirfd = start[0] if start else -1
     p.start_fifo = k.str(start[1] if start else None)

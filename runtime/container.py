@@ -65,8 +65,9 @@ def _host_info(mgr: cgroups.CgroupManager, cgroup_root: str) -> HostInfo:
     directory of each hierarchy, under the hierarchy's usual mount name."""
     from .plan import HostInfo, read_cap_last
 
+    kcore = os.path.exists("/proc/kcore")
     if cgroups.detect_layout(cgroup_root) is cgroups.Layout.UNIFIED:
-        return HostInfo(cap_last=read_cap_last(), cgroup_v2=True)
+        return HostInfo(cap_last=read_cap_last(), cgroup_v2=True, kcore=kcore)
     mounts: dict[str, str] = {}
     links: list[tuple[str, str]] = []
     for path in sorted(set(mgr.paths().values())):
@@ -81,6 +82,7 @@ def _host_info(mgr: cgroups.CgroupManager, cgroup_root: str) -> HostInfo:
         cap_last=read_cap_last(),
         cgroup_mounts=tuple(sorted(mounts.items())),
         cgroup_links=tuple(links),
+        kcore=kcore,
     )
 
 
@@ -399,9 +401,15 @@ def kill(
     with sd.locked():
         st = sd.load()
         status = status_of(sd, st)
+        mgr = _manager(st)
+        if all_procs and mgr is not None and status is Status.STOPPED:
+            # As runc: what the init left behind in the cgroup (no pid namespace of its
+            # own) is still signalled, and a stopped container is not an error.
+            if mgr.exists():
+                mgr.kill_all(signum)
+            return
         if not status.can_kill:
             raise InvalidState(cid, "container not running")
-        mgr = _manager(st)
         if all_procs and mgr is not None:
             mgr.kill_all(signum)
             if status is Status.PAUSED:
@@ -504,13 +512,27 @@ def resume(cid: str, root: str = DEFAULT_ROOT) -> None:
 
 
 def list_containers(root: str = DEFAULT_ROOT) -> list[dict[str, object]]:
+    """The state of every container under ``root``; as runc's `list`, the owner is the
+    name of the user owning the container's state directory (``state`` leaves it empty)."""
     out = []
     for cid in list_ids(root):
         try:
-            out.append(state(cid, root))
-        except NotFound:
+            st = state(cid, root)
+            uid = os.stat(StateDir(root, cid).path).st_uid
+        except (NotFound, FileNotFoundError):
             continue
+        st["owner"] = _user_name(uid)
+        out.append(st)
     return out
+
+
+def _user_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"#{uid}"
 
 
 _FORWARDED = (

@@ -81,13 +81,14 @@ def process_from_flags(base: cfg.Process, o: ProcessOverrides) -> cfg.Process:
         def add(names: tuple[str, ...]) -> tuple[str, ...]:
             return (*names, *(c for c in o.caps if c not in names))
 
+        # Never into the inheritable set (CVE-2022-29162, runc 1.1.2): ambient only when the
+        # process has inheritable capabilities already (the plan keeps what the kernel allows).
         caps = dataclasses.replace(
             caps,
             bounding=add(caps.bounding),
             effective=add(caps.effective),
             permitted=add(caps.permitted),
-            inheritable=add(caps.inheritable),
-            ambient=add(caps.ambient),
+            ambient=add(caps.ambient) if caps.inheritable else caps.ambient,
         )
     return dataclasses.replace(
         base,

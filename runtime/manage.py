@@ -33,8 +33,16 @@ def _live(cid: str, root: str) -> tuple[ContainerState, cgroups.CgroupManager]:
 
 
 def processes(cid: str, root: str = DEFAULT_ROOT) -> list[int]:
-    """Pids (as the host sees them) of every process in the container's cgroup."""
-    _, mgr = _live(cid, root)
+    """Pids (as the host sees them) of every process in the container's cgroup.
+
+    A stopped container is not an error (as runc): it has no processes left, unless its init
+    died and left others behind in the cgroup (no pid namespace of its own)."""
+    from .container import _manager
+
+    st = StateDir(root, cid).load()
+    mgr = _manager(st)
+    if mgr is None or not mgr.exists():
+        return []
     return sorted(mgr.pids())
 
 

@@ -138,6 +138,8 @@ class SpawnPlan:
     session_keyring: str | None = None  # join a new session keyring of this name
     hooks_sync: bool = False  # stop before pivot_root for prestart/createRuntime/createContainer
     start_hooks: tuple[cfg.Hook, ...] = ()  # startContainer, run in the container before exec
+    # env[home_slot] is a default HOME the container's /etc/passwd may override; -1: none
+    home_slot: int = -1
 
 
 # ----------------------------------------------------------------------------- builder
@@ -154,6 +156,7 @@ class HostInfo:
     cgroup_v2: bool = False
     # symlinks next to v1 hierarchies, e.g. ("cpu", "cpu,cpuacct")
     cgroup_links: tuple[tuple[str, str], ...] = ()
+    kcore: bool = True  # the host has /proc/kcore (CONFIG_PROC_KCORE): link /dev/core to it
 
 
 def read_cap_last(path: str = "/proc/sys/kernel/cap_last_cap") -> int:
@@ -288,7 +291,7 @@ def _cgroup_ops(dest: str, opts: cfg.MountOptions, host: HostInfo) -> list[Op]:
     return ops
 
 
-def _device_ops(spec: cfg.Spec, dests: set[str]) -> list[Op]:
+def _device_ops(spec: cfg.Spec, dests: set[str], host: HostInfo) -> list[Op]:
     ops: list[Op] = []
     seen: set[str] = set()
     linux = spec.linux
@@ -326,6 +329,8 @@ def _device_ops(spec: cfg.Spec, dests: set[str]) -> list[Op]:
             )
         )
     for target, link in DEFAULT_SYMLINKS:
+        if link == "/dev/core" and not host.kcore:
+            continue  # as runc: no dangling link where the kernel has no /proc/kcore
         ops.append(Op(OpKind.SYMLINK, link, source=target))
     if "/dev/pts" in dests:
         ops.append(Op(OpKind.SYMLINK, "/dev/ptmx", source="pts/ptmx"))
@@ -339,12 +344,17 @@ def _caps(spec_caps: cfg.Capabilities) -> CapSets:
             m |= 1 << cfg.CAPABILITIES[n]
         return m
 
+    permitted = mask(spec_caps.permitted)
+    inheritable = mask(spec_caps.inheritable)
     return CapSets(
         bounding=mask(spec_caps.bounding),
         effective=mask(spec_caps.effective),
-        permitted=mask(spec_caps.permitted),
-        inheritable=mask(spec_caps.inheritable),
-        ambient=mask(spec_caps.ambient),
+        permitted=permitted,
+        inheritable=inheritable,
+        # The kernel raises an ambient capability only if it is permitted and inheritable.
+        # runc warns and goes on when it cannot (its own default spec lists ambient caps but
+        # no inheritable ones), so those are left out rather than failing the container.
+        ambient=mask(spec_caps.ambient) & permitted & inheritable,
     )
 
 
@@ -389,7 +399,7 @@ def build_plan(
     userns = new_userns or any(f == CLONE_NEWUSER for _, f in join)
 
     ops, dests = _mount_ops(spec, bundle, host, userns)
-    ops.extend(_device_ops(spec, dests))
+    ops.extend(_device_ops(spec, dests, host))
     for path in linux.masked_paths:
         ops.append(Op(OpKind.MASK, _clean_dest(path), after_pivot=True))
     for path in linux.readonly_paths:
@@ -398,7 +408,11 @@ def build_plan(
     env = proc.env
     if not any(e.startswith("PATH=") for e in env):
         env = (*env, f"PATH={DEFAULT_PATH}")
+    home_slot = -1
     if not any(e.startswith("HOME=") for e in env):
+        # As runc: the home of the user in the container's /etc/passwd (looked up inside,
+        # after the mounts); this default where it has none.
+        home_slot = len(env)
         env = (*env, "HOME=/root" if proc.user.uid == 0 else "HOME=/")
 
     root_prop = cfg.MS_SLAVE | cfg.MS_REC
@@ -463,4 +477,5 @@ def build_plan(
             and (spec.hooks.prestart or spec.hooks.create_runtime or spec.hooks.create_container)
         ),
         start_hooks=spec.hooks.start_container if spec.hooks else (),
+        home_slot=home_slot,
     )

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 VERSION = "0.1.0"
 SPEC_VERSION = "1.1.0"
+EXEC_FAILED = 255  # runc's exit status when `exec` itself fails
 
 
 class Ctx:
@@ -38,29 +39,31 @@ class Ctx:
         self.debug = debug
 
 
-def _fail(ctx: Ctx | None, what: str, exc: BaseException) -> NoReturn:
+def _fail(ctx: Ctx | None, what: str, exc: BaseException, code: int = 1) -> NoReturn:
     msg = f"{what}: {exc}" if what else str(exc)
     if ctx is not None and ctx.log:
         try:
             with open(ctx.log, "a") as f:
                 if ctx.log_format == "json":
-                    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-                    f.write(json.dumps({"level": "error", "msg": msg, "time": stamp}) + "\n")
+                    # RFC 3339 in UTC, compact, one object per line: runc's (logrus) shape.
+                    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                    entry = {"level": "error", "msg": msg, "time": stamp}
+                    f.write(json.dumps(entry, separators=(",", ":")) + "\n")
                 else:
                     f.write(f"corral-oci: {msg}\n")
         except OSError:
             pass
     click.echo(f"corral-oci: {msg}", err=True)
-    sys.exit(1)
+    sys.exit(code)
 
 
-def _call(ctx: Ctx, what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+def _call(ctx: Ctx, what: str, fn: Callable[..., Any], *args: Any, code: int = 1, **kw: Any) -> Any:
     try:
         return fn(*args, **kw)
     except CorralError as e:
-        _fail(ctx, what, e)
+        _fail(ctx, what, e, code)
     except OSError as e:
-        _fail(ctx, what, e)
+        _fail(ctx, what, e, code)
 
 
 pass_ctx = click.make_pass_decorator(Ctx)
@@ -311,17 +314,27 @@ def exec_(
     from ..execproc import ExecOptions, exec_process
 
     what = f"exec {container_id}"
+    # As runc, a failure of exec itself exits 255, so that it is not taken for the exit
+    # code of the process.
     overrides: dict[str, Any] = {
         "env": env,
         "cwd": cwd,
-        "user": _call(ctx, what, _parse_user, user) if user else None,
+        "user": _call(ctx, what, _parse_user, user, code=EXEC_FAILED) if user else None,
         "additional_gids": additional_gids,
         "caps": cap,
         "tty": tty,
         "no_new_privs": no_new_privs,
     }
     process = _call(
-        ctx, what, _exec_process, container_id, ctx.root, process_file, command, overrides
+        ctx,
+        what,
+        _exec_process,
+        container_id,
+        ctx.root,
+        process_file,
+        command,
+        overrides,
+        code=EXEC_FAILED,
     )
     opts = ExecOptions(
         root=ctx.root,
@@ -330,7 +343,7 @@ def exec_(
         console_socket=os.path.abspath(console_socket) if console_socket else None,
         preserve_fds=preserve_fds,
     )
-    sys.exit(_call(ctx, what, exec_process, container_id, process, opts))
+    sys.exit(_call(ctx, what, exec_process, container_id, process, opts, code=EXEC_FAILED))
 
 
 @cli.command()
@@ -397,7 +410,7 @@ def list_cmd(ctx: Ctx, fmt: str, quiet: bool) -> None:
         for it in items:
             click.echo(it["id"])
     elif fmt == "json":
-        click.echo(json.dumps(items))
+        click.echo(json.dumps(items, separators=(",", ":")))
     else:
         rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
         rows += [
