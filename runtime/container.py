@@ -67,7 +67,13 @@ def _host_info(mgr: cgroups.CgroupManager, cgroup_root: str) -> HostInfo:
 
     kcore = os.path.exists("/proc/kcore")
     if cgroups.detect_layout(cgroup_root) is cgroups.Layout.UNIFIED:
-        return HostInfo(cap_last=read_cap_last(), cgroup_v2=True, kcore=kcore)
+        own = sorted(set(mgr.paths().values()))
+        return HostInfo(
+            cap_last=read_cap_last(),
+            cgroup_v2=True,
+            cgroup_mounts=(("", own[0]),) if own else (),
+            kcore=kcore,
+        )
     mounts: dict[str, str] = {}
     links: list[tuple[str, str]] = []
     for path in sorted(set(mgr.paths().values())):

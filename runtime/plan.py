@@ -202,7 +202,8 @@ def _mount_ops(
         opts = cfg.parse_mount_options(m.options)
         kind = m.type or ("bind" if opts.bind else None)
         if kind == "cgroup" or kind == "cgroup2":
-            ops.extend(_cgroup_ops(dest, opts, host))
+            cgroupns = bool(spec.linux and spec.linux.namespace("cgroup"))
+            ops.extend(_cgroup_ops(dest, opts, host, cgroupns))
             continue
         source = m.source
         dest_is_file = False
@@ -256,12 +257,25 @@ def _mount_ops(
     return ops, dests
 
 
-def _cgroup_ops(dest: str, opts: cfg.MountOptions, host: HostInfo) -> list[Op]:
-    """A `cgroup` mount: cgroup2 on a unified host; on v1, a tmpfs holding a bind of the
-    container's own cgroup directory of each hierarchy (what runc does without cgroupns)."""
+def _cgroup_ops(dest: str, opts: cfg.MountOptions, host: HostInfo, cgroupns: bool) -> list[Op]:
+    """A `cgroup` mount. On a unified host: cgroup2, which shows the namespace's root when the
+    container has a cgroup namespace; without one a fresh mount would show the whole host
+    hierarchy, so (like runc) the container's own cgroup directory is bind-mounted instead.
+    On v1: a tmpfs holding a bind of the container's own cgroup directory of each hierarchy."""
     base_flags = opts.flags & ~(cfg.MS_RDONLY | cfg.MS_BIND | cfg.MS_REC)
     if host.cgroup_v2:
-        return [Op(OpKind.MOUNT, dest, source="cgroup", fstype="cgroup2", flags=opts.flags)]
+        if cgroupns or not host.cgroup_mounts:
+            return [Op(OpKind.MOUNT, dest, source="cgroup", fstype="cgroup2", flags=opts.flags)]
+        return [
+            Op(
+                OpKind.MOUNT,
+                dest,
+                source=host.cgroup_mounts[0][1],
+                flags=cfg.MS_BIND,
+                remount_ro=opts.readonly,
+                remount_flags=base_flags,
+            )
+        ]
     ops = [
         Op(OpKind.MOUNT, dest, source="tmpfs", fstype="tmpfs", flags=base_flags, data="mode=755")
     ]

@@ -139,6 +139,23 @@ def test_cgroup_mount_v1_and_v2(tmp_path: Path) -> None:
     assert [(op.dest, op.fstype) for op in v2] == [("/sys/fs/cgroup", "cgroup2")]
 
 
+def test_cgroup_mount_v2_without_cgroupns_binds_own_cgroup(tmp_path: Path) -> None:
+    spec = default()
+    spec["mounts"] = [m for m in spec["mounts"] if m["type"] == "cgroup"]
+    spec["linux"]["namespaces"] = [
+        ns for ns in spec["linux"]["namespaces"] if ns["type"] != "cgroup"
+    ]
+    host = HostInfo(cap_last=40, cgroup_v2=True, cgroup_mounts=(("", "/sys/fs/cgroup/x/c1"),))
+    ops = [op for op in plan_for(tmp_path, spec, host).ops if op.kind is OpKind.MOUNT]
+    assert [(op.dest, op.source, op.fstype) for op in ops] == [
+        ("/sys/fs/cgroup", "/sys/fs/cgroup/x/c1", None)
+    ]
+    assert ops[0].flags & cfg.MS_BIND and ops[0].remount_ro
+    spec["linux"]["namespaces"].append({"type": "cgroup"})
+    ops = [op for op in plan_for(tmp_path, spec, host).ops if op.kind is OpKind.MOUNT]
+    assert [(op.dest, op.fstype) for op in ops] == [("/sys/fs/cgroup", "cgroup2")]
+
+
 def test_user_namespace_maps(tmp_path: Path) -> None:
     spec = cfg.default_spec(rootless=True)
     spec["root"] = {"path": "/nonexistent-rootfs"}

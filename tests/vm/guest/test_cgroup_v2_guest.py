@@ -289,12 +289,6 @@ def test_cgroup_namespace_and_cgroup2_mount_inside(runtime: Runtime) -> None:
     assert any(line.split()[1:3] == ["/sys/fs/cgroup", "cgroup2"] for line in mounts.splitlines())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug (runtime/plan.py _cgroup_ops): without a cgroup namespace a `cgroup` "
-    "mount is a fresh cgroup2 mount showing the whole hierarchy; runc bind-mounts the "
-    "container's own cgroup directory instead",
-)
 def test_without_a_cgroup_namespace_the_mount_shows_only_the_container(runtime: Runtime) -> None:
     cid = runtime.new_id()
     spec = runtime.spec("sh", "-c", "cat /proc/self/cgroup; echo --; ls /sys/fs/cgroup")
