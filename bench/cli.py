@@ -20,7 +20,9 @@ from .model import Report, Status, SuiteResult, to_json
 from .proc import CommandFailed
 
 FULL = {"runs": 30, "warmup": 3, "loop": 100, "loop_runs": 5}
+FULL |= {"pods": 100, "burst": 20, "bursts": 3, "density": 50, "max_pods": 500}
 QUICK = {"runs": 2, "warmup": 1, "loop": 3, "loop_runs": 1}
+QUICK |= {"pods": 2, "burst": 2, "bursts": 1, "density": 2, "max_pods": 3}
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -40,6 +42,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, help="warm-up runs of each runtime")
     p.add_argument("--loop", type=int, help="runs in one loop timed as a whole")
     p.add_argument("--loop-runs", type=int, help="interleaved rounds of loops")
+    p.add_argument("--pods", type=int, help="pod: pods started one after another")
+    p.add_argument("--burst", type=int, help="pod: pods started at once")
+    p.add_argument("--bursts", type=int, help="pod: rounds of pods started at once")
+    p.add_argument("--density", type=int, help="density: pods running when memory is read")
+    p.add_argument(
+        "--max-pods", type=int, help="density: pods started until the first failure or this many"
+    )
     p.add_argument("--out", help="directory for results.json and RESULTS.md (default bench/)")
     return p.parse_args(argv)
 
@@ -76,6 +85,14 @@ def _other(name: str, p: spawn.Params) -> SuiteResult:
         from . import image
 
         return image.image_suite(p)
+    if name == "pod":
+        from . import pod
+
+        return pod.pod_suite(p)
+    if name == "density":
+        from . import density
+
+        return density.density_suite(p)
     from . import network
 
     return network.network_suite(p)

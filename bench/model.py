@@ -78,12 +78,45 @@ class Status(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class Latencies:
+    """One runner's latencies in one case (seconds, in the order measured); ``skipped`` says
+    why a runner did not run (then ``values_s`` is empty)."""
+
+    label: str
+    values_s: tuple[float, ...]
+    skipped: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyCase:
+    """Start latencies: a distribution per runner, reported as percentiles."""
+
+    title: str
+    warmup: int
+    runners: tuple[Latencies, ...]
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A table a suite lays out itself (memory figures), with its raw numbers for JSON."""
+
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    notes: tuple[str, ...] = ()
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class SuiteResult:
     name: str
     description: str
     status: Status
     reason: str = ""
     cases: tuple[CaseResult, ...] = ()
+    latencies: tuple[LatencyCase, ...] = ()
+    tables: tuple[Table, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +132,13 @@ class Report:
 
 def _summary_json(s: Summary) -> dict[str, float | int]:
     return {"median": s.median, "min": s.min, "max": s.max, "n": s.n}
+
+
+def _percentiles_json(values: tuple[float, ...]) -> dict[str, float | int]:
+    from .stats import percentiles
+
+    p = percentiles(values)
+    return {"p50": p.p50, "p99": p.p99, "min": p.min, "max": p.max, "n": p.n}
 
 
 def _finite(d: dict[str, Any]) -> dict[str, Any]:
@@ -133,6 +173,25 @@ def to_json(report: Report) -> dict[str, Any]:
                     "notes": list(case.notes),
                 }
             )
+        latencies = []
+        for lc in suite.latencies:
+            runners = []
+            for lat in lc.runners:
+                entry: dict[str, Any] = {"label": lat.label, "values_s": list(lat.values_s)}
+                if lat.values_s:
+                    entry["percentiles_s"] = _percentiles_json(lat.values_s)
+                if lat.skipped:
+                    entry["skipped"] = lat.skipped
+                runners.append(entry)
+            latencies.append(
+                {"title": lc.title, "warmup": lc.warmup, "runners": runners,
+                 "notes": list(lc.notes)}
+            )  # fmt: skip
+        tables = [
+            {"title": t.title, "columns": list(t.columns), "rows": [list(r) for r in t.rows],
+             "notes": list(t.notes), "data": t.data}
+            for t in suite.tables
+        ]  # fmt: skip
         suites.append(
             {
                 "name": suite.name,
@@ -140,6 +199,8 @@ def to_json(report: Report) -> dict[str, Any]:
                 "status": suite.status.value,
                 "reason": suite.reason,
                 "cases": cases,
+                "latencies": latencies,
+                "tables": tables,
             }
         )
     return {

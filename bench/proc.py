@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from .model import Sample
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWNET = 0x40000000
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -33,11 +34,18 @@ class CommandFailed(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Launch:
-    """How to start a command: its argv, environment and, optionally, a mount namespace."""
+    """How to start a command: its argv, environment and, optionally, a mount namespace and
+    a network namespace (fds) to join before execve."""
 
     argv: tuple[str, ...]
     env: Mapping[str, str]
     mount_ns_fd: int = -1
+    net_ns_fd: int = -1
+
+
+def join_netns(fd: int) -> int:
+    """setns(2) into the network namespace open at ``fd``: 0, or the errno."""
+    return 0 if _libc.setns(fd, CLONE_NEWNET) == 0 else ctypes.get_errno()
 
 
 def _child(launch: Launch, out_fd: int) -> None:
@@ -45,6 +53,9 @@ def _child(launch: Launch, out_fd: int) -> None:
     try:
         if launch.mount_ns_fd >= 0 and _libc.setns(launch.mount_ns_fd, CLONE_NEWNS) != 0:
             os.write(out_fd, f"setns: {os.strerror(ctypes.get_errno())}\n".encode())
+            os._exit(126)
+        if launch.net_ns_fd >= 0 and _libc.setns(launch.net_ns_fd, CLONE_NEWNET) != 0:
+            os.write(out_fd, f"setns(net): {os.strerror(ctypes.get_errno())}\n".encode())
             os._exit(126)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)

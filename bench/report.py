@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import math
 
-from .model import CaseResult, Report, RunnerResult, Status, SuiteResult
+from .model import (
+    CaseResult,
+    Latencies,
+    LatencyCase,
+    Report,
+    RunnerResult,
+    Status,
+    SuiteResult,
+    Table,
+)
+from .stats import Percentiles, percentiles
 
 
 def fmt_ms(seconds: float) -> str:
@@ -70,6 +80,66 @@ def render_case(case: CaseResult, footnotes: dict[str, str]) -> list[str]:
     return lines
 
 
+def _pct(lat: Latencies) -> Percentiles | None:
+    return percentiles(lat.values_s) if lat.values_s else None
+
+
+def latency_ratios(case: LatencyCase) -> list[tuple[str, float, float]]:
+    """(peer, p50 ratio, p99 ratio) of the first runner (Corral) to each other runner that
+    ran; NaN where either side has no values."""
+    if not case.runners:
+        return []
+    base = _pct(case.runners[0])
+    out = []
+    for lat in case.runners[1:]:
+        p = _pct(lat)
+        if base is None or p is None or p.p50 <= 0 or p.p99 <= 0:
+            out.append((lat.label, math.nan, math.nan))
+        else:
+            out.append((lat.label, base.p50 / p.p50, base.p99 / p.p99))
+    return out
+
+
+def render_latency_case(case: LatencyCase) -> list[str]:
+    lines = [f"### {case.title}", ""]
+    lines.append(
+        f"Runners interleaved, after {case.warmup} warm-up pod(s) each; percentiles are "
+        "nearest-rank."
+    )
+    lines.append("")
+    base = case.runners[0].label if case.runners else "Corral"
+    head = ["runtime", "N", "p50 ms", "p99 ms", "min ms", "max ms"]
+    head += [f"{base}/this p50", f"{base}/this p99"]
+    lines.append(_row(head))
+    lines.append(_row(["---"] + ["---:"] * (len(head) - 1)))
+    by_peer = {peer: (a, b) for peer, a, b in latency_ratios(case)}
+    for lat in case.runners:
+        p = _pct(lat)
+        if p is None:
+            why = lat.skipped or "no values"
+            lines.append(_row([lat.label, "0", f"not run: {why}", "", "", "", "—", "—"]))
+            continue
+        cells = [lat.label, str(p.n), fmt_ms(p.p50), fmt_ms(p.p99), fmt_ms(p.min), fmt_ms(p.max)]
+        x = by_peer.get(lat.label)
+        cells += ["—", "—"] if x is None else [fmt_ratio(x[0]), fmt_ratio(x[1])]
+        lines.append(_row(cells))
+    for note in case.notes:
+        lines += ["", f"_{note}_"]
+    lines.append("")
+    return lines
+
+
+def render_table(table: Table) -> list[str]:
+    lines = [f"### {table.title}", ""]
+    lines.append(_row(list(table.columns)))
+    lines.append(_row(["---"] + ["---:"] * (len(table.columns) - 1)))
+    lines += [_row(list(r)) for r in table.rows]
+    for note in table.notes:
+        lines += ["", f"_{note}_"]
+    lines.append("")
+    return lines
+
+
 def render_suite(suite: SuiteResult, footnotes: dict[str, str]) -> list[str]:
     lines = [f"## {suite.name}: {suite.description}", ""]
     if suite.status is Status.UNAVAILABLE:
@@ -81,6 +151,10 @@ def render_suite(suite: SuiteResult, footnotes: dict[str, str]) -> list[str]:
         lines += [f"_{suite.reason}_", ""]
     for case in suite.cases:
         lines += render_case(case, footnotes)
+    for lc in suite.latencies:
+        lines += render_latency_case(lc)
+    for table in suite.tables:
+        lines += render_table(table)
     return lines
 
 
@@ -89,7 +163,7 @@ def render_overview(report: Report) -> list[str]:
     lines = ["| suite | case | Corral vs | wall ratio | CPU ratio | RSS ratio |"]
     lines.append("| --- | --- | --- | ---: | ---: | ---: |")
     for suite in report.suites:
-        if suite.status is not Status.OK or not suite.cases:
+        if suite.status is not Status.OK or not (suite.cases or suite.latencies or suite.tables):
             reason = suite.reason or suite.status.value
             word = "not available yet" if suite.status is Status.UNAVAILABLE else suite.status.value
             text = f"{word} ({reason})" if reason != word else word
@@ -112,6 +186,16 @@ def render_overview(report: Report) -> list[str]:
                         ]
                     )
                 )
+        for lc in suite.latencies:
+            base = lc.runners[0].label if lc.runners else "Corral"
+            skipped = {x.label: x.skipped for x in lc.runners}
+            for peer, p50, _p99 in latency_ratios(lc):
+                vs = f"{base} / {peer}"
+                if skipped.get(peer):
+                    vs += " (not run)"
+                lines.append(_row([suite.name, f"{lc.title} (p50)", vs, fmt_ratio(p50), "", ""]))
+        for table in suite.tables:
+            lines.append(_row([suite.name, table.title, "(table below)", "", "", ""]))
     return lines
 
 

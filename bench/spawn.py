@@ -30,6 +30,11 @@ class Params:
     loop: int  # runs in one loop timed as a whole
     loop_runs: int  # N for loops
     quick: bool = False
+    pods: int = 100  # pod: pods one after another
+    burst: int = 20  # pod: pods at once ...
+    bursts: int = 3  # ... this many times
+    density: int = 50  # density: pods running when the monitors' memory is read
+    max_pods: int = 500  # density: pods started until the first failure or this many
 
 
 @dataclass

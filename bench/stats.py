@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from .model import Ratio, RunnerResult, Sample, Summary
 
@@ -66,4 +68,35 @@ def loop_sample(samples: Sequence[Sample]) -> Sample:
         wall_s=sum(s.wall_s for s in samples),
         cpu_s=sum(s.cpu_s for s in samples),
         maxrss_kib=max((s.maxrss_kib for s in samples), default=0),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Percentiles:
+    p50: float
+    p99: float
+    min: float
+    max: float
+    n: int
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank percentile: the smallest value with at least ``q`` % of the values at
+    or below it (so p50 of 1..4 is 2 and p99 of 100 values is the 99th smallest)."""
+    if not values:
+        raise ValueError("no values")
+    if not 0 < q <= 100:
+        raise ValueError(f"percentile {q} is not in (0, 100]")
+    ordered = sorted(values)
+    rank = math.ceil(q / 100.0 * len(ordered))
+    return ordered[max(rank, 1) - 1]
+
+
+def percentiles(values: Sequence[float]) -> Percentiles:
+    return Percentiles(
+        p50=percentile(values, 50),
+        p99=percentile(values, 99),
+        min=min(values),
+        max=max(values),
+        n=len(values),
     )

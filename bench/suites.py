@@ -7,10 +7,7 @@ from dataclasses import dataclass
 from .model import Status, SuiteResult
 
 # Suites whose feature has not landed: name -> (description, the issue it needs).
-PENDING: dict[str, tuple[str, int]] = {
-    "pod": ("pod start latency, 100 in a row and 20 at once, without and with network", 5),
-    "density": ("per-pod monitor memory with 50 pods; pods started until the first failure", 5),
-}
+PENDING: dict[str, tuple[str, int]] = {}
 
 # Suites that can run now: name -> description. SPAWN suites share the bundles and runtimes
 # of spawn.bench_context; the others set up what they need themselves.
@@ -21,6 +18,10 @@ SPAWN: dict[str, str] = {
 OTHER: dict[str, str] = {
     "image": "import of a multi-layer image tarball vs `podman load` and `umoci unpack`; "
     "re-import; overlay rootfs creation for a small and a large image",
+    "pod": "pod start latency (manifest to all containers running), one after another and "
+    "many at once, without and with network, vs podman pods",
+    "density": "per-pod monitor memory (RSS, PSS) with many pods running vs conmon; pods "
+    "started until the first failure or a cap, time and memory per pod",
     "network": "pod network setup and teardown per pod, pyroute2 already imported, vs the CNI "
     "bridge and host-local plugins",
 }

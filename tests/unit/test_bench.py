@@ -85,10 +85,11 @@ def test_select_keeps_registry_order_and_rejects_unknown() -> None:
 
 
 def test_pending_suites_name_their_issue() -> None:
-    r = suites.pending("pod").result()
+    r = suites.Pending("future", "a feature to come", 5).result()
     assert r.status is Status.UNAVAILABLE
     assert r.reason == "needs issue #5"
-    assert "image" not in suites.PENDING and "network" not in suites.PENDING
+    for landed in ("image", "network", "pod", "density"):
+        assert landed not in suites.PENDING and landed in suites.OTHER
     assert set(suites.ORDER) == set(suites.SUITES)
 
 
@@ -119,7 +120,7 @@ def _report(quick: bool = False) -> Report:
         suites=(
             SuiteResult("spawn-cli", "cli", Status.OK, cases=(case,)),
             SuiteResult("spawn-lib", "lib", Status.OK, cases=(loop,)),
-            suites.pending("pod").result(),
+            suites.Pending("pod", "pods", 5).result(),
             SuiteResult("broken", "", Status.FAILED, reason="runc exited 1"),
         ),
         footnotes={"crun (mnt-ns)": "run in a private mount namespace"},
