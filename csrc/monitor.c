@@ -528,8 +528,6 @@ static void conf_parse(char *text)
         } else if (!strcmp(key, "container")) {
             if (!*v || strchr(v, '/') || !strcmp(v, ".") || !strcmp(v, "..") || v[0] == '.')
                 conf_die("container: '%s' is not a valid name", v);
-            if (!strcmp(v, "pod"))
-                conf_die("container: the name 'pod' is taken by status/pod");
             for (size_t i = 0; i < M.nctrs; i++)
                 if (!strcmp(M.ctrs[i].name, v))
                     conf_die("container '%s' appears twice", v);
@@ -706,9 +704,10 @@ static void write_pod_status(const char *phase, const char *finished_at)
         put(&w, end, "finished_at=%s\n", finished_at);
     if (M.pod_message[0])
         put(&w, end, "message=%s\n", M.pod_message);
-    int ret = write_atomic(M.statusfd, "pod", buf, (size_t)(w - buf));
+    /* Beside status/, not in it: any container name is free for status/<name>. */
+    int ret = write_atomic(M.dirfd, "pod.status", buf, (size_t)(w - buf));
     if (ret < 0)
-        warn("write %s/status/pod: %s", M.dir, strerror(-ret));
+        warn("write %s/pod.status: %s", M.dir, strerror(-ret));
 }
 
 /* ------------------------------------------------------------------ children */

@@ -654,7 +654,7 @@ def _container_status(pd: PodDir, c: dict[str, Any], has_init: bool) -> Containe
 
 def _status_of(pd: PodDir) -> PodStatus:
     rec = pd.record()
-    kv = read_keyvalues(pd.path / "status" / "pod")
+    kv = read_keyvalues(pd.path / "pod.status")
     phase = kv.get("phase") or "Pending"
     reason = ""
     if pd.state is PodState.RUNNING and not pd.is_locked():

@@ -267,12 +267,20 @@ class Pod:
 
     # ------------------------------------------------------------ observing
 
-    def status(self, name: str) -> dict[str, str]:
+    @staticmethod
+    def _keyvalues(path: Path) -> dict[str, str]:
         try:
-            text = (self.dir / "status" / name).read_text()
+            text = path.read_text()
         except FileNotFoundError:
             return {}
         return dict(line.split("=", 1) for line in text.splitlines())
+
+    def status(self, name: str) -> dict[str, str]:
+        """status/<name> of a container."""
+        return self._keyvalues(self.dir / "status" / name)
+
+    def pod_status(self) -> dict[str, str]:
+        return self._keyvalues(self.dir / "pod.status")
 
     def wait_status(self, name: str, what: str, **want: str) -> dict[str, str]:
         def check() -> dict[str, str] | None:
@@ -370,7 +378,7 @@ def test_handshake_namespaces_and_a_completed_container(pods: Callable[[], Pod])
     line = pod.start()
     assert re.fullmatch(r"ready \d+ 0\n", line), line
     assert (pod.dir / "monitor.pid").read_text().strip() == str(pod.pid)
-    assert pod.status("pod")["phase"] == "Pending"
+    assert pod.pod_status()["phase"] == "Pending"
     # Not our child, not in our session; its own network and uts namespaces, our mount ns.
     assert os.getsid(pod.pid) != os.getsid(0)
     for ns in ("net", "uts", "ipc"):
@@ -399,11 +407,21 @@ def test_handshake_namespaces_and_a_completed_container(pods: Callable[[], Pod])
     assert st["ready"] == "false"
     assert "signal" not in st and "pid" not in st
     assert st["started_at"] <= st["finished_at"]
-    ps = pod.status("pod")
+    ps = pod.pod_status()
     assert ps["phase"] == "Succeeded"
     assert ps["monitor_pid"] == str(pod.pid)
     assert ps["started_at"] <= ps["finished_at"]
     assert marker.read_text().strip().isdigit()  # finish_arg ran, before the monitor exited
+
+
+def test_a_container_may_be_named_pod(pods: Callable[[], Pod]) -> None:
+    """The pod's own status is pod.status, beside status/: no container name collides."""
+    pod = _run(pods, [Ctr("pod", ["sh", "-c", "echo named; exit 3"])])
+    st = pod.status("pod")
+    assert (st["state"], st["reason"], st["exit_code"]) == ("terminated", "Error", "3")
+    assert pod.log("pod") == [("stdout", "F", "named")]
+    ps = pod.pod_status()
+    assert ps["phase"] == "Failed" and ps["monitor_pid"] == str(pod.pid)
 
 
 def test_eof_without_go_exits_and_cleans_up(pods: Callable[[], Pod]) -> None:
@@ -437,8 +455,8 @@ def test_bad_monitor_conf_is_reported_on_the_sync_pipe(pods: Callable[[], Pod]) 
     assert re.match(r"error monitor.conf line \d+: unknown key 'frobnicate'", said), said
     pod.wait_exit()
     pod.assert_clean()
-    assert pod.status("pod")["phase"] == "Failed"
-    assert "frobnicate" in pod.status("pod")["message"]
+    assert pod.pod_status()["phase"] == "Failed"
+    assert "frobnicate" in pod.pod_status()["message"]
 
 
 def test_the_monitor_survives_the_process_that_started_it(pods: Callable[[], Pod]) -> None:
@@ -471,7 +489,7 @@ def test_init_containers_run_in_order_before_the_apps(pods: Callable[[], Pod]) -
         assert pod.status(name)["reason"] == "Completed"
     assert pod.status("first")["finished_at"] <= pod.status("second")["started_at"]
     assert pod.status("second")["finished_at"] <= pod.status("app")["started_at"]
-    assert pod.status("pod")["phase"] == "Succeeded"
+    assert pod.pod_status()["phase"] == "Succeeded"
 
 
 def test_a_failed_init_container_fails_the_pod_under_never(pods: Callable[[], Pod]) -> None:
@@ -482,7 +500,7 @@ def test_a_failed_init_container_fails_the_pod_under_never(pods: Callable[[], Po
     assert pod.status("app")["state"] == "waiting"
     assert pod.status("app")["reason"] == "PodInitializing"
     assert not (pod.dir / "logs" / "app").exists()
-    assert pod.status("pod")["phase"] == "Failed"
+    assert pod.pod_status()["phase"] == "Failed"
 
 
 def test_a_failed_init_container_is_retried_under_on_failure(pods: Callable[[], Pod]) -> None:
@@ -495,7 +513,7 @@ def test_a_failed_init_container_is_retried_under_on_failure(pods: Callable[[], 
     assert pod.status("init")["restart_count"] == "1"
     assert pod.status("init")["last_reason"] == "Error"
     assert pod.log("app") == [("stdout", "F", "2")]
-    assert pod.status("pod")["phase"] == "Succeeded"
+    assert pod.pod_status()["phase"] == "Succeeded"
 
 
 def test_restart_never_records_the_exit_code(pods: Callable[[], Pod]) -> None:
@@ -507,7 +525,7 @@ def test_restart_never_records_the_exit_code(pods: Callable[[], Pod]) -> None:
         "2",
         "0",
     )
-    assert pod.status("pod")["phase"] == "Failed"
+    assert pod.pod_status()["phase"] == "Failed"
 
 
 def test_restart_on_failure_until_success(pods: Callable[[], Pod]) -> None:
@@ -526,7 +544,7 @@ def test_restart_on_failure_until_success(pods: Callable[[], Pod]) -> None:
         [("stdout", "F", f"run {n}")] for n in (1, 2, 3)
     ]
     assert _delays(pod, "c") == [10, 20]
-    assert pod.status("pod")["phase"] == "Succeeded"
+    assert pod.pod_status()["phase"] == "Succeeded"
 
 
 def _delays(pod: Pod, name: str) -> list[int]:
@@ -575,7 +593,7 @@ def test_start_error_names_the_cause(pods: Callable[[], Pod]) -> None:
     st = pod.status("c")
     assert (st["state"], st["reason"], st["exit_code"]) == ("terminated", "StartError", "128")
     assert "executable file not found" in st["message"]
-    assert pod.status("pod")["phase"] == "Failed"
+    assert pod.pod_status()["phase"] == "Failed"
 
 
 # ---------------------------------------------------------------- logs
@@ -736,7 +754,7 @@ def test_stop_sends_term_then_kill_after_the_grace(pods: Callable[[], Pod]) -> N
     st = pod.status("polite")
     assert (st["state"], st["reason"], st["exit_code"]) == ("terminated", "Completed", "0")
     assert pod.log("polite")[-1] == ("stdout", "F", str(int(signal.SIGTERM)))
-    assert pod.status("pod")["phase"] == "Failed"
+    assert pod.pod_status()["phase"] == "Failed"
 
 
 def test_share_pid_gives_the_pod_one_pid_namespace(pods: Callable[[], Pod]) -> None:
@@ -866,4 +884,4 @@ def test_stop_during_backoff(pods: Callable[[], Pod]) -> None:
     pod.assert_clean()
     st = pod.status("c")
     assert (st["state"], st["reason"], st["last_exit_code"]) == ("waiting", "CrashLoopBackOff", "1")
-    assert pod.status("pod")["phase"] == "Failed"
+    assert pod.pod_status()["phase"] == "Failed"

@@ -315,6 +315,16 @@ def test_memory_empty_dir_and_config_sources(pods: Pods) -> None:
     assert out[1:] == ["hi", "s3cret", "myhost"]
 
 
+def test_a_container_named_pod(pods: Pods) -> None:
+    raw = pods.manifest("named", [sh("pod", "echo hi")], restartPolicy="Never")
+    uid = pods.run(raw)
+    st = pods.wait(uid)
+    assert st.phase == "Succeeded", st
+    c = st.container("pod")
+    assert (c.state, c.reason, c.exit_code) == ("Terminated", "Completed", 0)
+    assert api.logs(uid, pods.opts, "pod") == ["hi"]
+
+
 # ============================================================================= restarts
 
 
