@@ -396,6 +396,8 @@ mount -t overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work overlay 
 mkdir -p /newroot__GUEST_OUT__ /newroot/.corral-vm/bin
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=none __OUT_TAG__ \
     /newroot__GUEST_OUT__ || fail "cannot mount the results share"
+mkdir -p /newroot/.corral-vm/host
+mount --bind /lower /newroot/.corral-vm/host || fail "cannot bind the host root"
 cp /bin/busybox /newroot/.corral-vm/bin/busybox
 cp /stage2 /newroot/.corral-vm/stage2
 for d in proc sys dev; do mount --move /$d /newroot/$d; done
@@ -410,6 +412,18 @@ out=__GUEST_OUT__
 $bb mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup
 $bb mount -t tmpfs -o mode=1777 tmpfs /tmp
 $bb mount -t tmpfs -o mode=0755 tmpfs /run
+# The fresh /tmp and /run hide host paths below them; "keep" lists the ones the command needs
+# (its cwd, e.g. a checkout under /tmp): each comes back as the host's tree under a tmpfs
+# overlay, as the rest of the root is.
+i=0
+while read -r p; do
+    [ -n "$p" ] || continue
+    i=$((i + 1))
+    k=/run/.corral-vm-keep/$i
+    $bb mkdir -p $k/upper $k/work "$p"
+    $bb mount -t overlay -o "lowerdir=/.corral-vm/host$p,upperdir=$k/upper,workdir=$k/work" \
+        overlay "$p" || echo "corral-vm: cannot keep $p" >&2
+done <$out/keep
 $bb mkdir -p /dev/pts /dev/shm /dev/mqueue
 $bb mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
 $bb mount -t tmpfs -o mode=1777 tmpfs /dev/shm
@@ -650,6 +664,16 @@ def choose_machine(tsc_khz: int | None, acc: Accel) -> str:
     return "microvm" if (tsc_khz or acc.name == "kvm") else "pc"
 
 
+def hidden_paths(paths: Sequence[str]) -> list[str]:
+    """The paths the guest's fresh /tmp and /run would hide, so they are brought back."""
+    out = []
+    for p in paths:
+        norm = os.path.normpath(os.path.abspath(p))
+        if any(norm == top or norm.startswith(top + "/") for top in ("/tmp", "/run")):
+            out.append(norm)
+    return out
+
+
 def _command_script(argv: Sequence[str], cwd: str, env: Mapping[str, str]) -> str:
     lines = ["set -e"]
     lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
@@ -707,6 +731,7 @@ def run(
         out = work / "out"
         out.mkdir()
         (out / "cmd").write_text(_command_script(argv, cwd, env or {}))
+        (out / "keep").write_text("".join(f"{p}\n" for p in hidden_paths([cwd])))
         disk = None
         if scratch_disk:
             disk = work / "scratch.img"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import lzma
 import os
+import shutil
 import stat
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -150,6 +152,25 @@ def test_command_script_quotes() -> None:
     assert "export X='1 2'" in script
     assert "cd '/work dir'" in script
     assert script.rstrip().endswith("exec echo 'a b' '$HOME'")
+
+
+def test_paths_under_the_fresh_tmp_and_run_are_kept() -> None:
+    assert harness.hidden_paths(["/tmp/ci/repo", "/work/main", "/run", "/tmpx", "/tmp/a/../b"]) == [
+        "/tmp/ci/repo",
+        "/run",
+        "/tmp/b",
+    ]
+
+
+def test_a_cwd_under_tmp_is_seen_in_the_guest(vm: Runner, tmp_path: Path) -> None:
+    d = Path(tempfile.mkdtemp(prefix="corral-vm-keep-", dir="/tmp"))
+    try:
+        (d / "marker").write_text("from the host\n")
+        res = vm(["/bin/sh", "-c", "cat marker && echo new > made"], cwd=str(d), scratch_disk=False)
+        assert (res.rc, res.out) == (0, "from the host\n"), res.err
+        assert not (d / "made").exists()  # writes stay in the guest
+    finally:
+        shutil.rmtree(d)
 
 
 def test_a_hung_guest_is_killed_and_cleaned_up(vm: Runner, tmp_path: Path) -> None:
