@@ -180,9 +180,13 @@ def machine() -> dict[str, str]:
 
 def versions() -> dict[str, str]:
     crun = shutil.which("crun")
+    podman = shutil.which("podman")
+    conmon = shutil.which("conmon")
     return {
         "corral": corral_rev(),
         "runc": _runc_version(),
         "crun": _first_line([crun, "--version"]) if crun else "not installed",
+        "podman": _first_line([podman, "--version"]) if podman else "not installed",
+        "conmon": _first_line([conmon, "--version"]) if conmon else "not installed",
         "python": platform.python_version() + f" ({sys.executable})",
     }

@@ -65,6 +65,15 @@ def all_running_at(containers: Sequence[tuple[str, str | None]]) -> float | None
     return max(parse_rfc3339(at) for _state, at in containers if at)
 
 
+def printed_uid(output: str) -> str | None:
+    """The pod uid (32 hex digits) that ``corral pod run -d`` prints: its last such line."""
+    for line in reversed(output.splitlines()):
+        word = line.strip()
+        if len(word) == 32 and all(c in "0123456789abcdef" for c in word):
+            return word
+    return None
+
+
 @dataclass
 class Started:
     name: str
@@ -148,11 +157,11 @@ class CorralCli(CorralRunner):
         t0 = time.time() if t0 is None else t0
         measure(launch, out)
         with open(out, encoding="utf-8") as f:
-            lines = f.read().split()
+            uid = printed_uid(f.read())
         os.unlink(out)
-        if not lines:
+        if uid is None:
             raise PodStartFailed(f"corral pod run -d {name} printed no uid")
-        return Started(name, t0, uid=lines[-1])
+        return Started(name, t0, uid=uid)
 
 
 class PodmanRunner:

@@ -78,6 +78,13 @@ def test_all_running_at_is_the_last_start_once_all_run() -> None:
     assert pod.all_running_at([]) is None
 
 
+def test_printed_uid_skips_other_lines() -> None:
+    uid = "0123456789abcdef0123456789abcdef"
+    assert pod.printed_uid(f"{uid}\n") == uid
+    assert pod.printed_uid(f"warning: x\n{uid}\nsome note\n") == uid
+    assert pod.printed_uid("corral: pod run p: failed\n") is None
+
+
 class FakeRunner:
     """Latency ``delay`` per pod; records what it was asked to do."""
 
