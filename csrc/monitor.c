@@ -88,8 +88,9 @@ struct probe {
     long successes, failures; /* in a row */
 };
 
-/* A container's life is a sequence of steps; a job is the runtime command of that step. */
-enum step { ST_IDLE, ST_DELETE, ST_CREATE, ST_START, ST_UP, ST_BACKOFF, ST_DONE };
+/* A container's life is a sequence of steps; a job is the command of that step: the
+ * runtime's, or prestart_arg (which gives a restarted container a fresh rootfs). */
+enum step { ST_IDLE, ST_DELETE, ST_PRESTART, ST_CREATE, ST_START, ST_UP, ST_BACKOFF, ST_DONE };
 
 struct stream {
     const char *name; /* "stdout" or "stderr" */
@@ -107,6 +108,7 @@ struct run_record { /* what status files say about one run */
 
 struct ctr {
     char *name, *id, *bundle, *oom_file;
+    struct strv prestart_arg; /* run before every create but the first */
     bool init;
     struct probe *probes[PROBE_KINDS];
     int line; /* of its `container` line, for errors */
@@ -128,7 +130,9 @@ struct ctr {
     long oom_base;
     bool startup_done, ready;
     char why_killed[MSG_MAX];
-    char lasterr[MSG_MAX]; /* last `corral-oci:` line on stderr while creating/starting */
+    char lasterr[MSG_MAX]; /* last `corral-oci:` line on stderr while creating/starting,
+                              or prestart_arg's last stderr line */
+    bool created_once;     /* a create was begun: the next one needs prestart_arg first */
 
     const char *state; /* waiting, running, terminated */
     struct run_record cur, last;
@@ -554,6 +558,8 @@ static void conf_parse(char *text)
         } else if (!strcmp(key, "bundle")) {
             conf_abs_path(key, v);
             c->bundle = xstrdup(v);
+        } else if (!strcmp(key, "prestart_arg")) {
+            strv_add(&c->prestart_arg, v);
         } else if (!strcmp(key, "oom_file")) {
             conf_abs_path(key, v);
             c->oom_file = xstrdup(v);
@@ -838,6 +844,8 @@ static void log_entry(struct ctr *c, struct stream *s, bool partial, const char 
     if (s == &c->err && (c->step == ST_CREATE || c->step == ST_START) &&
         len > 11 && !memcmp(text, "corral-oci:", 11))
         snprintf(c->lasterr, sizeof c->lasterr, "%.*s", (int)len, text);
+    else if (s == &c->err && c->step == ST_PRESTART && len > 0)
+        snprintf(c->lasterr, sizeof c->lasterr, "%.*s", (int)len, text);
     if (c->log_fd < 0)
         return;
     char hdr[64];
@@ -944,13 +952,15 @@ static int stream_open(struct stream *s)
 static void probe_exec_done(struct ctr *c, int k, int st);
 static void job_done(struct ctr *c, int st);
 
-/* Run a step's runtime command; a failed fork is a failed command. */
+/* Run a step's command (the runtime's, or `argv` when args is NULL); a failed fork is a
+ * failed command. */
 static void start_job(struct ctr *c, enum step step, const char *const args[], size_t n,
                       int out, int err)
 {
     M.changes++;
     c->step = step;
-    c->job = runtime(args, n, out, err, false);
+    c->job = args ? runtime(args, n, out, err, false)
+                  : spawn(c->prestart_arg.v, M.devnull, out, err, false);
     if (c->job < 0) {
         c->job = 0;
         job_done(c, 127 << 8);
@@ -1004,8 +1014,16 @@ static void launch_create(struct ctr *c)
         ret = stream_open(&c->err);
     if (ret < 0)
         die("pipe for %s: %s", c->name, strerror(-ret));
-    const char *args[] = {"create", "--bundle", c->bundle, "--pid-file", pidf, c->id};
     set_state(c, "waiting", "ContainerCreating", NULL);
+    /* A restart is a new container, as in Kubernetes: prestart_arg gives it a fresh rootfs
+     * first. Its output goes to the container's pipes, like the runtime's. */
+    bool again = c->created_once;
+    c->created_once = true;
+    if (again && c->prestart_arg.n) {
+        start_job(c, ST_PRESTART, NULL, 0, c->out.wfd, c->err.wfd);
+        return;
+    }
+    const char *args[] = {"create", "--bundle", c->bundle, "--pid-file", pidf, c->id};
     start_job(c, ST_CREATE, args, 6, c->out.wfd, c->err.wfd);
 }
 
@@ -1123,6 +1141,29 @@ static void job_done(struct ctr *c, int st)
         }
         launch_create(c);
         return;
+    case ST_PRESTART: {
+        if (!ok) {
+            char msg[MSG_MAX];
+            if (c->lasterr[0])
+                snprintf(msg, sizeof msg, "%s", c->lasterr);
+            else
+                snprintf(msg, sizeof msg, "prestart %s failed: status %d", c->prestart_arg.v[0],
+                         st);
+            run_done(c, "StartError", 128, 0, msg);
+            return;
+        }
+        if (M.stopping) { /* nothing was created: the run never began */
+            c->abandon = true;
+            run_done(c, NULL, 0, 0, NULL);
+            return;
+        }
+        char pidf[PATH_MAX];
+        pid_file(c, pidf, sizeof pidf);
+        c->lasterr[0] = 0;
+        const char *args[] = {"create", "--bundle", c->bundle, "--pid-file", pidf, c->id};
+        start_job(c, ST_CREATE, args, 6, c->out.wfd, c->err.wfd);
+        return;
+    }
     case ST_CREATE: {
         char pidf[PATH_MAX], buf[32] = "";
         pid_file(c, pidf, sizeof pidf);

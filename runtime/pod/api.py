@@ -274,6 +274,12 @@ def _finish_argv(pd: PodDir) -> tuple[str, ...]:
     return (sys.executable, "-m", "runtime.pod.finish", str(pd.store.root / "run" / pd.uid))
 
 
+def _reset_argv(pd: PodDir, container: str) -> tuple[str, ...]:
+    """The monitor's prestart_arg: a restarted container gets a fresh writable layer."""
+    run_dir = str(pd.store.root / "run" / pd.uid)
+    return (sys.executable, "-m", "runtime.pod.reset", run_dir, container)
+
+
 def _go(pd: PodDir, pod: Pod, record: dict[str, Any], opts: PodOptions, mon: _Monitor) -> None:
     """Network, bundles, monitor.conf: everything between "ready" and "go"."""
     from images.store import Store
@@ -355,7 +361,7 @@ def _go(pd: PodDir, pod: Pod, record: dict[str, Any], opts: PodOptions, mon: _Mo
         backoff_initial_ms=opts.backoff_initial_ms,
         backoff_max_ms=opts.backoff_max_ms,
         backoff_reset_ms=opts.backoff_reset_ms,
-        containers=tuple(containers_of(pod, bundles, oom)),
+        containers=tuple(containers_of(pod, bundles, oom, lambda name: _reset_argv(pd, name))),
         probe_host=pod_ip or "127.0.0.1",
     )
     write_atomic(path / "monitor.conf", render(conf))

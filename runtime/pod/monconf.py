@@ -7,7 +7,7 @@ escaped; repeated keys build lists; ``container NAME`` starts a container sectio
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from runtime.pod.manifest import Container, ExecAction, HTTPGetAction, Pod, Probe
@@ -27,6 +27,7 @@ class ContainerConf:
     bundle: str
     oom_file: str | None = None
     probes: tuple[tuple[str, Probe], ...] = ()  # (liveness|readiness|startup, probe)
+    prestart_arg: tuple[str, ...] = ()  # run before every create but the first (a restart)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,16 +96,21 @@ def render(conf: MonitorConf) -> str:
         lines += [("container", c.name), ("kind", c.kind), ("id", c.id), ("bundle", c.bundle)]
         if c.oom_file:
             lines.append(("oom_file", c.oom_file))
+        lines += [("prestart_arg", a) for a in c.prestart_arg]
         for kind, probe in c.probes:
             lines += probe_lines(kind, probe, conf.probe_host)
     return "".join(f"{k} {escape(v)}\n" for k, v in lines)
 
 
 def containers_of(
-    pod: Pod, bundles: dict[str, str], oom_files: dict[str, str | None]
+    pod: Pod,
+    bundles: dict[str, str],
+    oom_files: dict[str, str | None],
+    prestart: Callable[[str], tuple[str, ...]] | None = None,
 ) -> Sequence[ContainerConf]:
     """Init containers in order, then app containers; runtime ids are the container names
-    (each pod has a runtime root of its own)."""
+    (each pod has a runtime root of its own). ``prestart(name)`` is a container's
+    prestart_arg."""
     out = []
     for kind, group in (("init", pod.spec.init_containers), ("app", pod.spec.containers)):
         for c in group:
@@ -116,6 +122,7 @@ def containers_of(
                     bundle=bundles[c.name],
                     oom_file=oom_files.get(c.name),
                     probes=container_probes(c) if kind == "app" else (),
+                    prestart_arg=prestart(c.name) if prestart is not None else (),
                 )
             )
     return out

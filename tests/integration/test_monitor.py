@@ -567,6 +567,46 @@ def test_restart_always_with_exponential_backoff(pods: Callable[[], Pod]) -> Non
     assert pod.log("c", 4) == []
 
 
+def test_prestart_arg_runs_before_every_create_but_the_first(pods: Callable[[], Pod]) -> None:
+    pod = pods()
+    script = "n=$(cat /home/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /home/n; "
+    prestart = f"echo prestart >> {pod.shared}/prestarts; echo fresh; echo to-stderr >&2"
+    ctr = Ctr(
+        "c",
+        ["sh", "-c", script + "echo run $n; [ $n -ge 3 ]"],
+        conf=["prestart_arg /bin/sh", "prestart_arg -c", f"prestart_arg {_esc(prestart)}"],
+    )
+    assert pod.start().startswith("ready ")
+    assert pod.go([ctr], restart_policy="OnFailure") == ""
+    pod.wait_exit()
+    pod.assert_clean()
+    assert (pod.shared / "prestarts").read_text() == "prestart\n" * 2
+    assert pod.log("c", 0) == [("stdout", "F", "run 1")]
+    for run in (1, 2):  # its output is in the log of the run it prepared
+        entries = pod.log("c", run)
+        assert ("stdout", "F", "fresh") in entries and ("stderr", "F", "to-stderr") in entries
+        assert entries[-1] == ("stdout", "F", f"run {run + 1}")
+    assert pod.status("c")["restart_count"] == "2"
+    assert pod.pod_status()["phase"] == "Succeeded"
+
+
+def test_a_failed_prestart_is_a_start_error(pods: Callable[[], Pod]) -> None:
+    pod = pods()
+    assert pod.start().startswith("ready ")
+    ctr = Ctr(
+        "c",
+        ["false"],
+        conf=["prestart_arg /bin/sh", "prestart_arg -c", "prestart_arg echo bad layer >&2; exit 3"],
+    )
+    assert pod.go([ctr], restart_policy="OnFailure") == ""
+    st = pod.wait_status("c", "a failed prestart", last_reason="StartError")
+    assert (st["last_exit_code"], st["last_message"]) == ("128", "bad layer")
+    pod.stop()
+    pod.wait_exit()
+    pod.assert_clean()
+    assert pod.log("c", 0) == []  # `false` says nothing; the first run had no prestart
+
+
 def test_backoff_starts_over_after_a_long_enough_run(pods: Callable[[], Pod]) -> None:
     script = "n=$(cat /home/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /home/n; "
     ctr = Ctr("c", ["sh", "-c", script + "[ $n -ge 5 ]"])

@@ -348,6 +348,25 @@ def test_restart_policy(pods: Pods, policy: str, exit_code: int, restarts: bool)
     assert pods.status(uid).location == "exited"
 
 
+def test_a_restarted_container_gets_a_fresh_rootfs_and_keeps_its_volumes(pods: Pods) -> None:
+    script = (
+        "[ -e /written-by-a-run ] && echo stale-rootfs; touch /written-by-a-run; "
+        "echo x >> /data/runs; n=$(wc -l < /data/runs); echo runs=$n; [ $n -ge 2 ]"
+    )
+    raw = pods.manifest(
+        "fresh",
+        [sh("c", script, volumeMounts=[{"name": "data", "mountPath": "/data"}])],
+        restartPolicy="OnFailure",
+        volumes=[{"name": "data", "emptyDir": {}}],
+    )
+    uid = pods.run(raw)
+    st = pods.wait(uid)
+    assert st.phase == "Succeeded", st
+    assert st.containers[0].restart_count == 1
+    assert api.logs(uid, pods.opts, "c", previous=True) == ["runs=1"]
+    assert api.logs(uid, pods.opts, "c") == ["runs=2"]  # no stale-rootfs: a fresh layer
+
+
 def test_liveness_probe_failure_restarts(pods: Pods) -> None:
     probe = {"exec": {"command": ["cat", "/tmp/healthy"]}, "periodSeconds": 1}
     probe["failureThreshold"] = 1

@@ -262,7 +262,14 @@ def test_monitor_conf() -> None:
         restart_policy=pod.spec.restart_policy.value,
         grace_s=pod.spec.termination_grace_period_seconds,
         finish_arg=("/venv/bin/python", "-m", "runtime.pod.finish", "/p"),
-        containers=tuple(containers_of(pod, bundles, {"web": "/cg/web/memory.oom_control"})),
+        containers=tuple(
+            containers_of(
+                pod,
+                bundles,
+                {"web": "/cg/web/memory.oom_control"},
+                lambda name: ("/venv/bin/python", "-m", "runtime.pod.reset", "/p", name),
+            )
+        ),
         probe_host="10.88.1.5",
     )
     text = render(conf)
@@ -278,6 +285,10 @@ def test_monitor_conf() -> None:
     assert lines[i + 1 : i + 4] == ["kind init", "id init", "bundle /p/containers/init"]
     j = lines.index("container web")
     assert j > i and "oom_file /cg/web/memory.oom_control" in lines[j:]
+    assert lines[i + 4 : i + 9] == [
+        f"prestart_arg {a}" for a in ("/venv/bin/python", "-m", "runtime.pod.reset", "/p", "init")
+    ]
+    assert "prestart_arg web" in lines[j:]
     assert "probe startup" in lines and "probe_exec /tmp/a\\nb" in lines
     assert "probe_http http 10.88.1.5 80 /healthz" in lines
     assert "probe_http_header X-A: b" in lines
