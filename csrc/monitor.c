@@ -77,8 +77,9 @@ struct probe {
 
     /* one attempt at a time */
     int64_t next_at, deadline;
-    pid_t pid;    /* exec attempt */
+    pid_t pid;    /* exec or https attempt (a child process) */
     bool orphan;  /* its result was already given (timeout): only reap it */
+    int out;      /* https attempt: read end of its stdout, the one-line result */
     int fd;       /* http/tcp attempt */
     enum net_phase phase;
     char *req;
@@ -145,7 +146,7 @@ struct ctr {
 
 static struct {
     /* monitor.conf */
-    struct strv runtime_arg, finish_arg;
+    struct strv runtime_arg, finish_arg, https_probe_arg;
     char *runtime_root, *hostname;
     enum { POLICY_ALWAYS, POLICY_ON_FAILURE, POLICY_NEVER } policy;
     int64_t grace, backoff_initial, backoff_max, backoff_reset; /* ms */
@@ -417,7 +418,7 @@ static struct probe *new_probe(void)
     p->timeout = 1000;
     p->success_threshold = 1;
     p->failure_threshold = 3;
-    p->fd = -1;
+    p->fd = p->out = -1;
     return p;
 }
 
@@ -503,6 +504,8 @@ static void conf_parse(char *text)
             strv_add(&M.runtime_arg, v);
         } else if (!strcmp(key, "finish_arg")) {
             strv_add(&M.finish_arg, v);
+        } else if (!strcmp(key, "https_probe_arg")) {
+            strv_add(&M.https_probe_arg, v);
         } else if (!strcmp(key, "runtime_root")) {
             conf_abs_path(key, v);
             M.runtime_root = xstrdup(v);
@@ -591,9 +594,13 @@ static void conf_parse(char *text)
         conf_line = c->line;
         if (!c->id || !c->bundle)
             conf_die("container '%s' needs an id and a bundle", c->name);
-        for (int k = 0; k < PROBE_KINDS; k++)
+        for (int k = 0; k < PROBE_KINDS; k++) {
             if (c->probes[k] && c->probes[k]->how == HOW_NONE)
                 conf_die("the %s probe of '%s' has no handler", probe_names[k], c->name);
+            if (c->probes[k] && c->probes[k]->https && !M.https_probe_arg.n)
+                conf_die("the %s probe of '%s' is https: that needs https_probe_arg",
+                         probe_names[k], c->name);
+        }
     }
 }
 
@@ -718,11 +725,17 @@ static void write_pod_status(const char *phase, const char *finished_at)
 
 /* ------------------------------------------------------------------ children */
 
+enum { SPAWN_GROUP = 1, SPAWN_POD_NET = 2 };
+
 /* Every child runs in the namespaces the monitor was started in, not the pod's: finish_arg
  * tears down the host side of the pod network, and the runtime joins the pod's namespaces
- * by path from its bundle anyway. The signal mask and dispositions are reset for it. */
-static pid_t spawn(char *const argv[], int in, int out, int err, bool own_group)
+ * by path from its bundle anyway. The exception is SPAWN_POD_NET (https probes): it stays
+ * in the pod's network namespace, where the monitor's own http and tcp probes connect from.
+ * SPAWN_GROUP gives the child a process group of its own. The signal mask and dispositions
+ * are reset for it. */
+static pid_t spawn(char *const argv[], int in, int out, int err, int flags)
 {
+    bool own_group = flags & SPAWN_GROUP;
     pid_t pid = fork();
     if (pid != 0) {
         if (pid < 0)
@@ -736,7 +749,7 @@ static pid_t spawn(char *const argv[], int in, int out, int err, bool own_group)
     signal(SIGPIPE, SIG_DFL);
     sigprocmask(SIG_SETMASK, &none, NULL);
     static const int types[3] = {CLONE_NEWNET, CLONE_NEWIPC, CLONE_NEWUTS};
-    for (int i = 0; i < 3; i++)
+    for (int i = (flags & SPAWN_POD_NET) ? 1 : 0; i < 3; i++)
         if (M.host_ns[i] >= 0 && setns(M.host_ns[i], types[i]) < 0) {
             dprintf(err, "corral-monitor: setns(host namespace) for %s: %s\n", argv[0],
                     strerror(errno));
@@ -762,7 +775,7 @@ static pid_t runtime(const char *const args[], size_t nargs, int out, int err, b
     argv[n] = "--root";
     argv[n + 1] = M.runtime_root;
     memcpy(argv + n + 2, args, nargs * sizeof *argv);
-    pid_t pid = spawn(argv, M.devnull, out, err, own_group);
+    pid_t pid = spawn(argv, M.devnull, out, err, own_group ? SPAWN_GROUP : 0);
     free(argv);
     return pid;
 }
@@ -960,7 +973,7 @@ static void start_job(struct ctr *c, enum step step, const char *const args[], s
     M.changes++;
     c->step = step;
     c->job = args ? runtime(args, n, out, err, false)
-                  : spawn(c->prestart_arg.v, M.devnull, out, err, false);
+                  : spawn(c->prestart_arg.v, M.devnull, out, err, 0);
     if (c->job < 0) {
         c->job = 0;
         job_done(c, 127 << 8);
@@ -991,7 +1004,9 @@ static void probes_stop(struct ctr *c)
         }
         if (p->fd >= 0)
             close(p->fd);
-        p->fd = -1;
+        if (p->out >= 0)
+            close(p->out);
+        p->fd = p->out = -1;
         free(p->req);
         p->req = NULL;
         p->successes = p->failures = 0;
@@ -1349,14 +1364,58 @@ static void probe_exec_done(struct ctr *c, int k, int st)
     bool orphan = p->orphan;
     p->pid = 0;
     p->orphan = false;
+    /* An https attempt said what it saw in one line on its stdout (it has exited: what it
+     * wrote is in the pipe). */
+    char line[128] = "";
+    if (p->out >= 0) {
+        ssize_t n = orphan ? -1 : read(p->out, line, sizeof line - 1);
+        line[n > 0 ? n : 0] = 0;
+        line[strcspn(line, "\n")] = 0;
+        close(p->out);
+        p->out = -1;
+    }
     if (orphan)
         return;
-    char why[64];
-    if (WIFEXITED(st))
-        snprintf(why, sizeof why, "exec exited %d", WEXITSTATUS(st));
+    const char *what = p->how == HOW_EXEC ? "exec" : "https probe";
+    char why[sizeof line + 64];
+    if (line[0])
+        snprintf(why, sizeof why, "%s", line);
+    else if (WIFEXITED(st))
+        snprintf(why, sizeof why, "%s exited %d", what, WEXITSTATUS(st));
     else
-        snprintf(why, sizeof why, "exec killed by signal %d", WTERMSIG(st));
+        snprintf(why, sizeof why, "%s killed by signal %d", what, WTERMSIG(st));
     probe_result(c, k, WIFEXITED(st) && WEXITSTATUS(st) == 0, why);
+}
+
+/* `<https_probe_arg...> HOST PORT PATH [HEADER...]` in the pod's network namespace, its
+ * own process group (a timeout kills it like an exec probe), stdout to a pipe. There is no
+ * TLS in here: the kubelet's https probe (GET, certificate not verified) is that program. */
+static pid_t probe_https(struct probe *p)
+{
+    size_t n = M.https_probe_arg.n;
+    char port[16];
+    snprintf(port, sizeof port, "%d", p->port);
+    char **argv = xcalloc(n + 3 + p->headers.n + 1, sizeof *argv);
+    memcpy(argv, M.https_probe_arg.v, n * sizeof *argv);
+    argv[n] = p->host;
+    argv[n + 1] = port;
+    argv[n + 2] = p->path;
+    memcpy(argv + n + 3, p->headers.v, p->headers.n * sizeof *argv);
+    int fds[2];
+    pid_t pid = -1;
+    if (pipe2(fds, O_CLOEXEC) < 0) {
+        warn("pipe for an https probe: %s", strerror(errno));
+    } else {
+        fcntl(fds[0], F_SETFL, O_NONBLOCK);
+        pid = spawn(argv, M.devnull, fds[1], STDERR_FILENO, SPAWN_GROUP | SPAWN_POD_NET);
+        close(fds[1]);
+        if (pid > 0)
+            p->out = fds[0];
+        else
+            close(fds[0]);
+    }
+    free(argv);
+    return pid;
 }
 
 static void net_done(struct ctr *c, int k, bool ok, const char *why)
@@ -1396,6 +1455,14 @@ static void probe_start(struct ctr *c, int k, int64_t now)
     struct probe *p = c->probes[k];
     M.changes++;
     p->deadline = now + p->timeout;
+    if (p->how == HOW_HTTP && p->https) {
+        p->pid = probe_https(p);
+        if (p->pid < 0) {
+            p->pid = 0;
+            probe_result(c, k, false, "fork failed");
+        }
+        return;
+    }
     if (p->how == HOW_EXEC) {
         size_t n = p->exec.n;
         const char **args = xcalloc(n + 2, sizeof *args);
@@ -1440,8 +1507,7 @@ static void probe_net_event(struct ctr *c, int k)
             net_done(c, k, false, strerror(err));
             return;
         }
-        /* No TLS here: an https probe only checks that the port accepts connections. */
-        if (p->how == HOW_TCP || p->https) {
+        if (p->how == HOW_TCP) {
             net_done(c, k, true, "connected");
             return;
         }
@@ -1982,7 +2048,7 @@ int main(int argc, char **argv)
     rfc3339(fin);
     write_pod_status(pod_phase(), fin);
     if (M.finish_arg.n) {
-        pid_t pid = spawn(M.finish_arg.v, M.devnull, STDOUT_FILENO, STDERR_FILENO, false);
+        pid_t pid = spawn(M.finish_arg.v, M.devnull, STDOUT_FILENO, STDERR_FILENO, 0);
         int st = 0;
         while (pid > 0 && waitpid(pid, &st, 0) < 0 && errno == EINTR)
             ;

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   python3 python3-venv python3-dev gcc libc6-dev make
   libcap-dev libseccomp-dev pkg-config
-  busybox-static iproute2 procps util-linux
+  busybox-static iproute2 procps util-linux openssl
   runc crun
   podman skopeo umoci zstd
   nftables iptables iputils-ping containernetworking-plugins

@@ -356,6 +356,7 @@ def _go(pd: PodDir, pod: Pod, record: dict[str, Any], opts: PodOptions, mon: _Mo
         restart_policy=pod.spec.restart_policy.value,
         grace_s=pod.spec.termination_grace_period_seconds,
         finish_arg=_finish_argv(pd),
+        https_probe_arg=(sys.executable, "-m", "runtime.pod.probe", "https"),
         log_max_bytes=opts.log_max_bytes,
         log_max_files=opts.log_max_files,
         backoff_initial_ms=opts.backoff_initial_ms,

@@ -37,6 +37,7 @@ class MonitorConf:
     restart_policy: str
     grace_s: int
     finish_arg: tuple[str, ...] = ()
+    https_probe_arg: tuple[str, ...] = ()  # argv prefix of https probes (the monitor has no TLS)
     log_max_bytes: int = 10 * 1024 * 1024
     log_max_files: int = 5
     backoff_initial_ms: int = 10_000
@@ -92,6 +93,7 @@ def render(conf: MonitorConf) -> str:
         ("backoff_reset_ms", str(conf.backoff_reset_ms)),
     ]
     lines += [("finish_arg", a) for a in conf.finish_arg]
+    lines += [("https_probe_arg", a) for a in conf.https_probe_arg]
     for c in conf.containers:
         lines += [("container", c.name), ("kind", c.kind), ("id", c.id), ("bundle", c.bundle)]
         if c.oom_file:

@@ -29,12 +29,14 @@ import pytest
 
 from runtime.pod.monitor import monitor_path
 from runtime.state import list_ids
+from tests import tlsserver
 from tests.conftest import Runtime
 
 pytestmark = pytest.mark.root
 
 MiB = 1 << 20
 WAIT = 90.0  # cap for any wait: a failure, not a measurement
+HTTPS_PROBE = (sys.executable, "-m", "runtime.pod.probe", "https")
 CRI_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z) (stdout|stderr) ([FP]) (.*)$")
 
 # Starts the monitor, then stays alive until killed: the "corral process" that started it.
@@ -762,6 +764,96 @@ def test_http_and_tcp_probes_against_a_server_in_the_pod(pods: Callable[[], Pod]
     assert pod.status("headers")["ready"] == "false"
     assert pod.status("web")["restart_count"] == "0"  # the tcp liveness probe passes
     pod.stop("0")
+    pod.wait_exit()
+    pod.assert_clean()
+
+
+def test_https_probes_run_https_probe_arg_in_the_pod_network(pods: Callable[[], Pod]) -> None:
+    """The monitor has no TLS: it runs https_probe_arg (in the pod's network namespace, killed
+    at the timeout) and takes the line it prints as the reason."""
+    pod = pods()
+    assert pod.start().startswith("ready ")
+    fake = (
+        f'readlink /proc/self/ns/net > {pod.shared}/ns; echo "$@" >> {pod.shared}/args; '
+        '[ "$3" = /slow ] && exec sleep 1000; echo "fake says no"; exit 1'
+    )
+    extra = [f"https_probe_arg {_esc(a)}" for a in ("/bin/sh", "-c", fake, "fake")]
+    says_no = Ctr(
+        "no",
+        ["sleep", "1000"],
+        conf=_probe("readiness", "probe_http HTTPS 127.0.0.1 8443 /ok", "probe_http_header A: b"),
+    )
+    slow = Ctr(
+        "slow",
+        ["sleep", "1000"],
+        conf=[
+            "probe readiness",
+            "probe_period_s 0.1",
+            "probe_timeout_s 0.3",
+            "probe_http https 127.0.0.1 8444 /slow",
+        ],
+    )
+    assert pod.go([says_no, slow], extra=extra) == ""
+    log = _wait_for(
+        lambda: (
+            "readiness probe of no failed (1 in a row): fake says no" in (m := pod.monitor_log())
+            and "readiness probe of slow failed (2 in a row): timed out" in m
+            and m
+        ),
+        "the https probes' results",
+    )
+    assert "readiness probe of slow" in log
+    assert (pod.shared / "ns").read_text().strip() == os.readlink(f"/proc/{pod.pid}/ns/net")
+    args = (pod.shared / "args").read_text().splitlines()
+    assert "127.0.0.1 8443 /ok A: b" in args and "127.0.0.1 8444 /slow" in args
+    assert pod.status("no")["ready"] == "false" and pod.status("slow")["ready"] == "false"
+    pod.stop("0")
+    pod.wait_exit()
+    pod.assert_clean()
+
+
+def test_https_probe_against_a_tls_server_in_the_pod(
+    pods: Callable[[], Pod], tmp_path: Path
+) -> None:
+    pod = pods()
+    assert pod.start().startswith("ready ")
+    server = tlsserver.start(f"/proc/{pod.pid}/ns/net", tmp_path)
+    try:
+        https = [f"https_probe_arg {_esc(a)}" for a in HTTPS_PROBE]
+        good = Ctr(
+            "good",
+            ["sleep", "1000"],
+            conf=_probe("readiness", f"probe_http https 127.0.0.1 {server.port} /healthz"),
+        )
+        missing = Ctr(
+            "missing",
+            ["sleep", "1000"],
+            conf=_probe("readiness", f"probe_http https localhost {server.port} /missing"),
+        )
+        assert pod.go([good, missing], extra=https) == ""
+        pod.wait_status("good", "https readiness", state="running", ready="true")
+        _wait_for(
+            lambda: (
+                "readiness probe of missing failed (1 in a row): HTTP status 404"
+                in pod.monitor_log()
+            ),
+            "a 404 from the TLS server",
+        )
+        assert pod.status("missing")["ready"] == "false"
+        assert any(r["headers"]["User-Agent"] == "kube-probe/corral" for r in server.requests())
+        pod.stop("0")
+        pod.wait_exit()
+        pod.assert_clean()
+    finally:
+        server.stop()
+
+
+def test_an_https_probe_needs_https_probe_arg(pods: Callable[[], Pod]) -> None:
+    pod = pods()
+    assert pod.start().startswith("ready ")
+    ctr = Ctr("c", ["true"], conf=_probe("liveness", "probe_http https 127.0.0.1 443 /"))
+    said = pod.go([ctr])
+    assert "the liveness probe of 'c' is https: that needs https_probe_arg" in said, said
     pod.wait_exit()
     pod.assert_clean()
 

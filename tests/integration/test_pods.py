@@ -31,6 +31,7 @@ from runtime.pod.api import min_oom_score_adj
 from runtime.pod.manifest import parse_pod
 from runtime.pod.prepare import PodOptions, mounts_under
 from runtime.pod.qos import QOSClass, oom_score_adj
+from tests import tlsserver
 from tests.conftest import REPO, leftover_cgroups
 from tests.imagebuild import config_for, docker_files, tar_tree, write_tar
 
@@ -384,6 +385,21 @@ def test_readiness_probe_sets_ready(pods: Pods) -> None:
     )
     uid = pods.run(raw)
     until("ready", lambda: pods.container(uid, "c").ready)
+    api.stop(uid, pods.opts, grace=0)
+
+
+def test_https_readiness_probe(pods: Pods) -> None:
+    """The kubelet's https probe: GET over TLS, the self-signed certificate not verified."""
+    probe = {"httpGet": {"scheme": "HTTPS", "port": 8443, "path": "/healthz"}}
+    probe["periodSeconds"] = 1
+    uid = pods.run(pods.manifest("tls", [sh("c", "sleep 1000", readinessProbe=probe)]))
+    monitor = pods.status(uid).monitor_pid
+    server = tlsserver.start(f"/proc/{monitor}/ns/net", pods.tmp, port=8443)  # the pod's net
+    try:
+        until("ready", lambda: pods.container(uid, "c").ready)
+        assert server.requests()[-1]["headers"]["User-Agent"] == "kube-probe/corral"
+    finally:
+        server.stop()
     api.stop(uid, pods.opts, grace=0)
 
 

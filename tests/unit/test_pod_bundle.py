@@ -262,6 +262,7 @@ def test_monitor_conf() -> None:
         restart_policy=pod.spec.restart_policy.value,
         grace_s=pod.spec.termination_grace_period_seconds,
         finish_arg=("/venv/bin/python", "-m", "runtime.pod.finish", "/p"),
+        https_probe_arg=("/venv/bin/python", "-m", "runtime.pod.probe", "https"),
         containers=tuple(
             containers_of(
                 pod,
@@ -281,6 +282,7 @@ def test_monitor_conf() -> None:
     ]
     assert "grace_s 5" in lines
     assert lines.count("finish_arg runtime.pod.finish") == 1
+    assert lines.count("https_probe_arg runtime.pod.probe") == 1
     i = lines.index("container init")
     assert lines[i + 1 : i + 4] == ["kind init", "id init", "bundle /p/containers/init"]
     j = lines.index("container web")
