@@ -617,3 +617,61 @@ def _try(fn: Callable[[], Any]) -> Any:
         return fn()
     except OSError:
         return None
+
+
+def test_host_network_pod_in_a_namespace_of_our_own(pods: Pods) -> None:
+    """hostNetwork without touching the machine's network: the whole lifecycle runs through
+    the CLI inside a network namespace this test makes (with an interface of its own), which
+    is then the pod's "host"."""
+    holder = subprocess.Popen(["unshare", "-n", "sleep", "infinity"])
+    try:
+        ns = f"/proc/{holder.pid}/ns/net"
+        own = os.readlink("/proc/self/ns/net")
+        until("the namespace", lambda: os.readlink(ns) != own)
+        for cmd in (
+            "ip link set lo up",
+            "ip link add corraltest0 type veth peer name corraltest1",  # no dummy module here
+            "ip addr add 192.0.2.7/24 dev corraltest0",
+            "ip link set corraltest0 up",
+        ):
+            subprocess.run(["nsenter", f"--net={ns}", *cmd.split()], check=True)
+        manifest = pods.tmp / "host.yaml"
+        server = "grep -o corraltest0 /proc/net/dev; while true; do echo pong | nc -l -p 7071; done"
+        raw = pods.manifest(
+            "hostnet",
+            [
+                sh("srv", server),
+                sh("cli", "until nc 192.0.2.7 7071 </dev/null; do sleep 0.1; done"),
+            ],
+            hostNetwork=True,
+        )
+        manifest.write_text(json.dumps(raw))
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                ["nsenter", f"--net={ns}", CORRAL, "pod", *pods.global_args(), *args],
+                capture_output=True, text=True, timeout=WAIT, cwd=REPO, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+
+        res = cli("run", "-d", str(manifest))
+        assert res.returncode == 0, res.stderr
+        uid = res.stdout.strip()
+        st = pods.status(uid)
+        assert st.host_network and st.pod_ip is None
+        assert os.readlink(f"/proc/{st.monitor_pid}/ns/net") == os.readlink(ns)
+        until("the client's pong", lambda: api.logs(uid, pods.opts, "cli") == ["pong"])
+        pid = until("the server's pid", lambda: pods.container(uid, "srv").pid)
+        assert os.readlink(f"/proc/{pid}/ns/net") == os.readlink(ns)
+        assert api.logs(uid, pods.opts, "srv")[0] == "corraltest0"  # it sees our interfaces
+        reply = until(
+            "a reply on our loopback", lambda: _try(lambda: _connect(ns, "127.0.0.1", 7071))
+        )
+        assert reply == b"pong\n"
+        res = cli("exec", uid, "-c", "srv", "--", "cat", "/proc/net/dev")
+        assert res.returncode == 0 and "corraltest0" in res.stdout, res.stderr
+        assert cli("stop", "-t", "0", uid).returncode == 0
+        assert cli("rm", uid).returncode == 0
+        assert api.list_pods(pods.opts) == []
+    finally:
+        holder.kill()
+        holder.wait()
