@@ -150,13 +150,14 @@ static struct {
     char *runtime_root, *hostname;
     enum { POLICY_ALWAYS, POLICY_ON_FAILURE, POLICY_NEVER } policy;
     int64_t grace, backoff_initial, backoff_max, backoff_reset; /* ms */
-    int64_t log_max_bytes;
+    int64_t log_max_bytes, monitor_log_max;
     long log_max_files;
     struct ctr *ctrs;
     size_t nctrs;
 
     /* process */
     bool host_network, share_pid;
+    bool log_ours;                   /* stderr is our monitor.log: it may be rotated */
     const char *dir;
     int dirfd, statusfd, devnull, sigfd;
     int sync_w, sync_r;              /* -1 once the handshake is over */
@@ -175,6 +176,7 @@ static struct {
 } M = {
     .dirfd = -1, .statusfd = -1, .devnull = -1, .sigfd = -1, .sync_w = -1, .sync_r = -1,
     .host_ns = {-1, -1, -1},
+    .monitor_log_max = 1 << 20,
 };
 
 /* ------------------------------------------------------------------ helpers */
@@ -239,12 +241,38 @@ static ssize_t read_small(int dirfd, const char *path, char *buf, size_t len)
     return n;
 }
 
+/* monitor.log stays below monitor_log_max_bytes: before a line would take it past that, it
+ * becomes monitor.log.1 (replacing the one before) and a new one is started. Its size is
+ * the file's, so what children wrote to it counts too. */
+static void monitor_log_room(size_t len)
+{
+    struct stat st;
+    if (!M.log_ours || fstat(STDERR_FILENO, &st) < 0 || st.st_size == 0 ||
+        st.st_size + (int64_t)len <= M.monitor_log_max)
+        return;
+    if (renameat(M.dirfd, "monitor.log", M.dirfd, "monitor.log.1") < 0)
+        return;
+    int fd = openat(M.dirfd, "monitor.log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return;
+    dup2(fd, STDOUT_FILENO);
+    dup2(fd, STDERR_FILENO);
+    close(fd);
+}
+
 static void vlog(const char *fmt, va_list ap, char *copy, size_t copy_len)
 {
-    char stamp[40], msg[1024];
+    char stamp[40], msg[1024], line[1200];
     rfc3339(stamp);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    dprintf(STDERR_FILENO, "%s corral-monitor[%d]: %s\n", stamp, getpid(), msg);
+    int n = snprintf(line, sizeof line, "%s corral-monitor[%d]: %s\n", stamp, getpid(), msg);
+    if (n >= (int)sizeof line) {
+        n = sizeof line - 1;
+        line[n - 1] = '\n';
+    }
+    monitor_log_room((size_t)n);
+    ssize_t w = write(STDERR_FILENO, line, (size_t)n);
+    (void)w; /* a failed write to our own log has nowhere to be reported */
     if (copy)
         snprintf(copy, copy_len, "%s", msg);
 }
@@ -524,6 +552,8 @@ static void conf_parse(char *text)
             M.grace = conf_seconds(key, v);
         } else if (!strcmp(key, "log_max_bytes")) {
             M.log_max_bytes = conf_long(key, v, 1, LONG_MAX);
+        } else if (!strcmp(key, "monitor_log_max_bytes")) {
+            M.monitor_log_max = conf_long(key, v, 1, LONG_MAX);
         } else if (!strcmp(key, "log_max_files")) {
             M.log_max_files = conf_long(key, v, 0, 1000);
         } else if (!strcmp(key, "backoff_initial_ms")) {
@@ -1998,6 +2028,7 @@ int main(int argc, char **argv)
     if (dup2(M.devnull, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0)
         die("dup2 stdio: %s", strerror(errno));
     close(logfd);
+    M.log_ours = true;
     if (chdir("/") < 0)
         die("chdir /: %s", strerror(errno));
 

@@ -848,6 +848,29 @@ def test_https_probe_against_a_tls_server_in_the_pod(
         server.stop()
 
 
+def test_monitor_log_is_capped(pods: Callable[[], Pod]) -> None:
+    """A probe failing every 10 ms fills monitor.log: it is rotated to monitor.log.1."""
+    pod = pods()
+    assert pod.start().startswith("ready ")
+    ctr = Ctr("c", ["sleep", "1000"], conf=_probe("readiness", "probe_tcp 127.0.0.1 9"))
+    ctr.conf[1] = "probe_period_s 0.01"
+    assert pod.go([ctr], monitor_log_max_bytes=4000) == ""
+    old = pod.dir / "monitor.log.1"
+    _wait_for(
+        lambda: old.exists() and "readiness probe of c failed" in pod.monitor_log(),
+        "monitor.log to be rotated",
+    )
+    pod.stop("0")
+    pod.wait_exit()
+    pod.assert_clean()
+    assert sorted(p.name for p in pod.dir.glob("monitor.log*")) == ["monitor.log", "monitor.log.1"]
+    for path in (pod.dir / "monitor.log", old):
+        assert 0 < path.stat().st_size <= 4000
+    counts = [int(n) for n in re.findall(r"failed \((\d+) in a row\)", old.read_text())]
+    counts += [int(n) for n in re.findall(r"failed \((\d+) in a row\)", pod.monitor_log())]
+    assert counts == list(range(counts[0], counts[0] + len(counts)))  # no line lost, in order
+
+
 def test_an_https_probe_needs_https_probe_arg(pods: Callable[[], Pod]) -> None:
     pod = pods()
     assert pod.start().startswith("ready ")
