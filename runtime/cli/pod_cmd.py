@@ -352,7 +352,8 @@ def pod_rm(ctx: click.Context, refs: tuple[str, ...], force: bool) -> None:
 @click.option("--keep-exited", is_flag=True, help="only tear down pods whose monitor died")
 @click.pass_context
 def pod_gc(ctx: click.Context, keep_exited: bool) -> None:
-    """Tear down pods whose monitor died; remove exited pods and abandoned ones."""
+    """Tear down pods whose monitor died; remove exited pods, abandoned ones and leaked pod
+    cgroups."""
     from runtime.pod import api
 
     with _errors("gc"):
@@ -361,6 +362,8 @@ def pod_gc(ctx: click.Context, keep_exited: bool) -> None:
         click.echo(f"finished {uid}")
     for uid in res.removed:
         click.echo(f"removed {uid}")
+    for path in res.cgroups:
+        click.echo(f"removed cgroup {path}")
     for err in res.errors:
         click.echo(f"corral: pod gc: {err}", err=True)
     if res.errors:

@@ -11,9 +11,11 @@ first error at the end.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
+import re
 import shutil
 import signal
 import stat
@@ -24,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import CorralError
-from runtime.pod.bundle import pod_cgroups_path
+from runtime.pod.bundle import pod_cgroups_path, qos_dir
 from runtime.pod.manifest import (
     ConfigMapVolume,
     EmptyDirVolume,
@@ -34,7 +36,7 @@ from runtime.pod.manifest import (
     SecretVolume,
     StorageMedium,
 )
-from runtime.pod.qos import pod_cgroup_values, pod_qos
+from runtime.pod.qos import QOSClass, pod_cgroup_values, pod_qos
 from runtime.pod.store import DEFAULT_ROOT, PodDir, PodError
 
 __all__ = [
@@ -42,7 +44,9 @@ __all__ = [
     "DEFAULT_NETWORK_CONFIG",
     "PodOptions",
     "mounts_under",
+    "pod_cgroup_dirs",
     "prepare",
+    "remove_empty_cgroup",
     "teardown",
 ]
 
@@ -379,6 +383,59 @@ def _destroy_cgroup(record: dict[str, Any], errors: list[BaseException]) -> None
                 os.rmdir(parent)
             except OSError:
                 pass
+
+
+_POD_CGROUP = re.compile(r"^pod([A-Za-z0-9-]{1,64})$")
+
+
+def pod_cgroup_dirs(cgroup_parent: str) -> list[tuple[str, str]]:
+    """(uid, directory) of every ``pod<uid>`` cgroup below the QoS parents of
+    ``cgroup_parent`` (itself, burstable/, besteffort/), in every hierarchy. A relative parent
+    is below this process's cgroup, as when pods are prepared."""
+    from runtime import cgroups
+
+    try:
+        tops = sorted(set(cgroups.manager_for(cgroup_parent, "gc").paths().values()))
+    except Exception:  # noqa: BLE001 - no cgroups here: nothing can have leaked
+        return []
+    out = []
+    for top in tops:
+        for qos in ("", *(qos_dir(q) for q in QOSClass if qos_dir(q))):
+            parent = os.path.join(top, qos) if qos else top
+            try:
+                names = sorted(os.listdir(parent))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for name in names:
+                m = _POD_CGROUP.match(name)
+                if m and os.path.isdir(os.path.join(parent, name)):
+                    out.append((m.group(1), os.path.join(parent, name)))
+    return out
+
+
+def remove_empty_cgroup(top: str) -> bool:
+    """Remove the cgroup ``top`` and the cgroups below it, deepest first, unless a process
+    is in any of them; True when it is gone."""
+    dirs = [d for d, _, _ in os.walk(top)]
+    for d in dirs:
+        try:
+            with open(os.path.join(d, "cgroup.procs")) as f:
+                if f.read().strip():
+                    return False
+        except FileNotFoundError:
+            continue
+    for d in reversed(dirs):
+        try:
+            os.rmdir(d)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return False  # a process or a cgroup came meanwhile
+    parent = os.path.dirname(top)
+    if os.path.basename(parent) in ("burstable", "besteffort"):
+        with contextlib.suppress(OSError):
+            os.rmdir(parent)  # the QoS parent goes with its last pod, as in teardown
+    return True
 
 
 def teardown_network(record: dict[str, Any], opts: PodOptions) -> None:

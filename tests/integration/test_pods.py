@@ -551,6 +551,49 @@ def test_gc_after_the_monitor_died(pods: Pods) -> None:
     assert api.list_pods(pods.opts) == []  # exited pods are removed by gc
 
 
+def test_gc_removes_leaked_pod_cgroups(pods: Pods) -> None:
+    from runtime import cgroups
+
+    live = pods.run(pods.manifest("live", [sh("c", "sleep 1000")]))
+    until("the live pod's container", lambda: pods.container(live, "c").pid)
+    # cgroups of pods that do not exist, at every QoS level, in every hierarchy
+    leaked = (
+        f"{pods.tag}/pod{'1' * 32}/c",
+        f"{pods.tag}/burstable/pod{'2' * 32}/c",
+        f"{pods.tag}/besteffort/pod{'3' * 32}",
+    )
+    mgrs = {path: cgroups.manager_for(path, "leak") for path in leaked}
+    busy = cgroups.manager_for(f"{pods.tag}/burstable/pod{'4' * 32}/c", "busy")
+    for mgr in [*mgrs.values(), busy]:
+        mgr.create()
+    proc = subprocess.Popen(["sleep", "1000"])
+    try:
+        busy.add_pid(proc.pid)
+        res = pods.cli("gc")
+        assert res.returncode == 0, res.stderr
+        removed = {line.split(" ", 2)[2] for line in res.stdout.splitlines() if "cgroup" in line}
+        want = set()
+        for path, mgr in mgrs.items():
+            dirs = set(mgr.paths().values())
+            want |= {os.path.dirname(d) if path.endswith("/c") else d for d in dirs}
+            assert not mgr.exists(), path
+        assert removed == want
+        assert busy.exists()  # a process is in it
+        st = pods.status(live)
+        assert st.phase == "Running" and alive(st.containers[0].pid)
+        assert (
+            f"/{pods.tag}/besteffort/pod{live}/c\n"
+            in Path(f"/proc/{st.containers[0].pid}/cgroup").read_text()
+        )
+    finally:
+        proc.kill()
+        proc.wait()
+    res = pods.cli("gc")  # now it is empty
+    assert res.returncode == 0 and f"pod{'4' * 32}" in res.stdout, res.stdout
+    assert not busy.exists()
+    api.stop(live, pods.opts, grace=0)
+
+
 def test_failed_start_leaves_nothing(pods: Pods) -> None:
     raw = pods.manifest("bad", [{"name": "c", "image": "no-such-image"}])
     with pytest.raises(api.PodError, match="image no-such-image"):
