@@ -414,10 +414,12 @@ def build_plan(
 
     ops, dests = _mount_ops(spec, bundle, host, userns)
     ops.extend(_device_ops(spec, dests, host))
-    for path in linux.masked_paths:
-        ops.append(Op(OpKind.MASK, _clean_dest(path), after_pivot=True))
+    # readonlyPaths before maskedPaths, as runc: a mask lands on top of a read-only bind that
+    # covers it, and the mount table reads in the same order as runc's.
     for path in linux.readonly_paths:
         ops.append(Op(OpKind.READONLY, _clean_dest(path), after_pivot=True))
+    for path in linux.masked_paths:
+        ops.append(Op(OpKind.MASK, _clean_dest(path), after_pivot=True))
 
     env = proc.env
     if not any(e.startswith("PATH=") for e in env):

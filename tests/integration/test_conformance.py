@@ -516,6 +516,9 @@ def test_mount_table_matches(both: list[Driver]) -> None:
         for p in ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys"):
             assert t[p][0] == p.removeprefix("/proc") and t[p][2] == "proc", (n, p)
             assert t[p][1].split(",")[0] == "ro", (n, p)
+    # ... made in the same order: readonlyPaths first, then maskedPaths.
+    covered = masked | {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys"}
+    _same({n: [p for p in t if p in covered] for n, t in tables.items()}, "mask/readonly order")
     # /sys/fs/cgroup on this v1 (hybrid) host: runc's per-controller mounts are all there,
     # read-only as the spec's "ro" asks. corral differs on purpose: its tmpfs is read-only
     # too, and it also mounts the hybrid cgroup2 hierarchy at unified.

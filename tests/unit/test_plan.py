@@ -80,6 +80,14 @@ def test_mount_order_devices_then_masks_after_pivot(tmp_path: Path) -> None:
     assert all(not op.after_pivot for op in plan.ops if op.kind is OpKind.MOUNT)
 
 
+def test_readonly_paths_before_masked_paths_as_runc(tmp_path: Path) -> None:
+    spec = default()
+    spec["linux"]["readonlyPaths"] = ["/proc/sys"]
+    spec["linux"]["maskedPaths"] = ["/proc/sys/kernel"]
+    kinds = [(op.kind, op.dest) for op in plan_for(tmp_path, spec).ops]
+    assert kinds[-2:] == [(OpKind.READONLY, "/proc/sys"), (OpKind.MASK, "/proc/sys/kernel")]
+
+
 def test_no_dev_mount_means_no_default_nodes(tmp_path: Path) -> None:
     spec = default()
     spec["mounts"] = [m for m in spec["mounts"] if not m["destination"].startswith("/dev")]
