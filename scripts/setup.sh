@@ -8,7 +8,7 @@ APT_PACKAGES=(
   python3 python3-venv python3-dev gcc libc6-dev make
   libcap-dev libseccomp-dev pkg-config
   busybox-static iproute2 procps util-linux openssl
-  runc crun
+  runc crun containerd
   podman skopeo umoci zstd
   nftables iptables iputils-ping containernetworking-plugins
 )
@@ -38,6 +38,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The tests start a containerd of their own; a system one that this install started goes.
+  if [[ " ${missing[*]} " == *" containerd "* ]] && [ -d /run/systemd/system ]; then
+    systemctl disable --now containerd.service >/dev/null 2>&1 || true
+  fi
 fi
 
 # Debian's python3 (>= 3.11 on Debian 12), whatever else is first on PATH.
