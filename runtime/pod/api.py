@@ -173,7 +173,25 @@ def _tail(path: Path, lines: int = 5) -> str:
 class _Monitor:
     pid: int
     pidns_pid: int
-    go_fd: int
+    go_fd: int  # we write "go" here
+    said_fd: int  # the monitor writes here: after go, an error line or EOF
+
+
+def _read_to_eof(fd: int, timeout: float) -> str | None:
+    """What the monitor writes until it closes the pipe; None when it does not in time."""
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            return None
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return buf.decode(errors="replace").strip()
+        buf += chunk
 
 
 def _spawn_monitor(pd: PodDir, record: dict[str, Any], opts: PodOptions) -> _Monitor:
@@ -209,13 +227,16 @@ def _spawn_monitor(pd: PodDir, record: dict[str, Any], opts: PodOptions) -> _Mon
     os.close(n + 1)
     try:
         line = _read_line(to_py_r, READY_TIMEOUT)
-    finally:
+    except BaseException:
         os.close(to_py_r)
+        os.close(to_mon_w)
+        raise
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=READY_TIMEOUT)
     words = line.split()
     if len(words) == 3 and words[0] == "ready":
-        return _Monitor(int(words[1]), int(words[2]), to_mon_w)
+        return _Monitor(int(words[1]), int(words[2]), to_mon_w, to_py_r)
+    os.close(to_py_r)
     os.close(to_mon_w)
     if proc.poll() is None:
         proc.kill()
@@ -404,7 +425,9 @@ def _load_pod(record: dict[str, Any]) -> Pod:
 
 def start(ref: str, opts: PodOptions, pod: Pod | None = None) -> PodDir:
     """Start a prepared pod: rename it to run/, spawn its monitor, set up its network, write
-    its bundles and monitor.conf, say go. On failure the pod is torn down and removed."""
+    its bundles and monitor.conf, say go, and wait until the monitor has accepted its
+    configuration (it closes the sync pipe) or refused it. On failure the pod is torn down
+    and removed."""
     store = _store(opts)
     pd = store.find(ref)
     if not pd.state.can_start:
@@ -425,11 +448,25 @@ def start(ref: str, opts: PodOptions, pod: Pod | None = None) -> PodDir:
             os.write(mon.go_fd, b"go\n")
             os.close(mon.go_fd)
             mon.go_fd = -1
+            # Before this returns, the monitor has its configuration: else a pod it refused
+            # would look like one whose containers are still being created.
+            said = _read_to_eof(mon.said_fd, READY_TIMEOUT)
+            if said is None:
+                raise PrepareError(pd.uid, "start monitor", "no answer to go")
+            if said:
+                why = said.removeprefix("error ").strip()
+                detail = _tail(pd.path / "monitor.log")
+                raise PrepareError(
+                    pd.uid, "start monitor", why + (f" (monitor.log: {detail})" if detail else "")
+                )
     except BaseException:
         if mon is not None and mon.go_fd >= 0:
             os.close(mon.go_fd)  # EOF without go: the monitor exits
         _abort_start(pd, mon)
         raise
+    finally:
+        if mon is not None:
+            os.close(mon.said_fd)
     return pd
 
 

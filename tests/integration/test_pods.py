@@ -130,6 +130,34 @@ class Pods:
     def container(self, ref: str, name: str) -> api.ContainerStatus:
         return self.status(ref).container(name)
 
+    def running_pid(self, ref: str, name: str) -> int:
+        """The pid of a running container. Fails at once, saying why, when the pod cannot
+        get there any more (it ended, or lost its monitor), and with the last status and the
+        monitor's log when the wait is over."""
+        last: list[api.PodStatus] = []
+
+        def check() -> int | None:
+            st = self.status(ref)
+            last[:] = [st]
+            pid = st.container(name).pid
+            if pid:
+                return pid
+            if st.phase in ("Succeeded", "Failed", "Unknown") or st.location != "run":
+                raise AssertionError(f"{name} will not run: {self._describe(st)}")
+            return None
+
+        try:
+            return until(f"{name} to run", check)
+        except AssertionError as e:
+            if "will not run" in str(e) or not last:
+                raise
+            raise AssertionError(f"{e}: {self._describe(last[0])}") from None
+
+    def _describe(self, st: api.PodStatus) -> str:
+        log = Path(self.opts.root) / st.location / st.uid / "monitor.log"
+        tail = log.read_text(errors="replace").splitlines()[-10:] if log.exists() else []
+        return f"{json.dumps(st.to_json())}; monitor.log: {tail}"
+
     def cli(self, *args: str, timeout: float = WAIT) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [CORRAL, "pod", *self.global_args(), *args],
@@ -434,7 +462,7 @@ def test_qos_class_cgroups_and_oom_score_adj(
         "qos", [{"name": "c", "command": ["sleep", "1000"], "resources": resources}]
     )
     uid = pods.run(raw)
-    pid = until("the container's pid", lambda: pods.container(uid, "c").pid)
+    pid = pods.running_pid(uid, "c")
     st = pods.status(uid)
     assert st.qos_class == qos.value
     with open("/proc/meminfo") as f:
@@ -534,7 +562,7 @@ def test_gc_after_the_monitor_died(pods: Pods) -> None:
         volumes=[{"name": "m", "emptyDir": {"medium": "Memory"}}],
     )
     uid = pods.run(raw)
-    pid = until("the container", lambda: pods.container(uid, "c").pid)
+    pid = pods.running_pid(uid, "c")
     st = pods.status(uid)
     assert st.pod_ip is not None
     os.kill(st.monitor_pid or 0, signal.SIGKILL)
@@ -555,7 +583,7 @@ def test_gc_removes_leaked_pod_cgroups(pods: Pods) -> None:
     from runtime import cgroups
 
     live = pods.run(pods.manifest("live", [sh("c", "sleep 1000")]))
-    until("the live pod's container", lambda: pods.container(live, "c").pid)
+    pods.running_pid(live, "c")
     # cgroups of pods that do not exist, at every QoS level, in every hierarchy
     leaked = (
         f"{pods.tag}/pod{'1' * 32}/c",
@@ -592,6 +620,20 @@ def test_gc_removes_leaked_pod_cgroups(pods: Pods) -> None:
     assert res.returncode == 0 and f"pod{'4' * 32}" in res.stdout, res.stdout
     assert not busy.exists()
     api.stop(live, pods.opts, grace=0)
+
+
+def test_a_refused_monitor_conf_fails_the_start(
+    pods: Pods, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """start() returns only once the monitor took its configuration: a refused one is an
+    error of start, not a pod that looks forever like its containers are being created."""
+    from runtime.pod import monconf
+
+    render = monconf.render
+    monkeypatch.setattr(monconf, "render", lambda conf: render(conf) + "frobnicate 1\n")
+    with pytest.raises(api.PodError, match=r"start monitor: monitor.conf line \d+: unknown key"):
+        pods.run(pods.manifest("refused", [sh("c", "true")]))
+    assert api.list_pods(pods.opts) == []
 
 
 def test_failed_start_leaves_nothing(pods: Pods) -> None:
@@ -703,7 +745,7 @@ def test_host_network_pod_in_a_namespace_of_our_own(pods: Pods) -> None:
         assert st.host_network and st.pod_ip is None
         assert os.readlink(f"/proc/{st.monitor_pid}/ns/net") == os.readlink(ns)
         until("the client's pong", lambda: api.logs(uid, pods.opts, "cli") == ["pong"])
-        pid = until("the server's pid", lambda: pods.container(uid, "srv").pid)
+        pid = pods.running_pid(uid, "srv")
         assert os.readlink(f"/proc/{pid}/ns/net") == os.readlink(ns)
         assert api.logs(uid, pods.opts, "srv")[0] == "corraltest0"  # it sees our interfaces
         reply = until(
