@@ -14,6 +14,11 @@ hierarchy, which is the shim's, which is containerd's, which is ours (containerd
 itself nor its shims unless configured to). The tests check this from /proc/<pid>/cgroup. The
 shim finds the cgroup the same way (/proc/<pid>/cgroup, v1 on a hybrid host) for metrics.
 
+Covered: run (output, exit codes, a missing executable), a tty run and a tty exec (driven
+with script(1)), a detached task's life (ls, ps, exec, pause, resume, kill, delete), kill
+``--all``, delete ``--force``, ``--memory-limit`` enforced inside, ``ctr task metrics`` and the
+OOM event (the shim reads the cgroup itself), and what the process sees with ctr's options.
+
 Each test runs once with corral-oci and once with runc as the shim's runtime; after each one
 no task, container, runtime state, shim, mount or cgroup of it may be left. The module
 finalizer stops the daemon by its pid and removes everything made, even after a failure:
@@ -49,6 +54,8 @@ CORRAL_OCI = REPO / ".venv" / "bin" / "corral-oci"
 RUNTIMES = {"corral": str(CORRAL_OCI), "runc": shutil.which("runc")}
 TOOLS = ("containerd", "ctr", "containerd-shim-runc-v2")
 SHIM_SOCKETS = Path("/run/containerd/s")  # containerd 1.6 puts shim sockets here, by hash
+FIFOS = Path("/run/containerd/fifo")  # ctr's default --fifo-dir (we always pass ours)
+DEFAULT_RUNC_ROOT = Path("/run/containerd/runc")  # the shim's default --runc-root
 WAIT = 60.0  # seconds to wait for something that must happen (never asserted on)
 
 
@@ -256,9 +263,10 @@ class Containerd:
                     timeout=120,
                     check=False,
                 )
-        for pid in _shims(self.address, cid):
-            _kill(pid)
+        for pid in _shims(self.address, cid) + _pids_in_cgroup(cid):
+            _kill(pid)  # its shim, and anything still in its cgroup (ours by its name)
         self.shim_socket(cid).unlink(missing_ok=True)
+        _wait_for(lambda: not _pids_in_cgroup(cid), f"the processes of {cid} to exit")
         _remove_cgroups(cid)
 
 
@@ -428,9 +436,13 @@ def _teardown(cd: Containerd, had_run_containerd: bool) -> None:
     for pid in _shims(cd.address):
         _kill(pid)
     _remove_cgroups(cd.tag)
+    try:
+        DEFAULT_RUNC_ROOT.joinpath(cd.namespace).rmdir()  # only if some run fell back to it
+    except OSError:
+        pass
     if not had_run_containerd:
         # The shims made /run/containerd/{s,fifo}: drop them if nobody else uses them.
-        for d in (SHIM_SOCKETS, Path("/run/containerd/fifo"), Path("/run/containerd")):
+        for d in (SHIM_SOCKETS, FIFOS, DEFAULT_RUNC_ROOT, SHIM_SOCKETS.parent):
             try:
                 d.rmdir()
             except OSError:
@@ -500,6 +512,50 @@ def test_memory_limit_enforced_inside(client: Client) -> None:
     lines = res.out.splitlines()
     assert "small-ok" in lines
     assert lines[-1] == f"big={128 + signal.SIGKILL}"  # the OOM killer
+    client.assert_gone()
+
+
+def test_oom_kill_reaches_the_event_stream(client: Client) -> None:
+    """The shim watches the container's memory cgroup itself and publishes /tasks/oom."""
+    cd = client.cd
+    out = cd.base / f"events-{uuid.uuid4().hex[:6]}"
+    with open(out, "wb") as f:
+        events = subprocess.Popen(
+            ["ctr", "--address", cd.address, "--namespace", cd.namespace, "events"],
+            stdin=subprocess.DEVNULL,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        # Subscribed once an event of ours shows up (an image label change: /images/update).
+        token = uuid.uuid4().hex
+
+        def subscribed() -> bool:
+            cd.ok("images", "label", IMAGE, f"corral.test/sync={token}")
+            return token in out.read_text()
+
+        _wait_for(subscribed, "ctr events to subscribe")
+        cid, res = client.run(
+            "corral-test", "alloc", "64", opts=("--rm", "--memory-limit", str(32 << 20))
+        )
+        assert res.rc == 128 + signal.SIGKILL, res.err
+
+        def seen() -> dict[str, str]:
+            found = {}
+            for line in out.read_text().splitlines():
+                # date time zone UTC namespace topic {event}
+                fields = line.split(None, 6)
+                if len(fields) == 7 and f'"{cid}"' in fields[6]:
+                    found[fields[5]] = fields[6]
+            return found
+
+        _wait_for(lambda: "/tasks/delete" in seen(), "the task's delete event")
+        topics = seen()
+        assert "/tasks/oom" in topics, topics
+        assert json.loads(topics["/tasks/exit"])["exit_status"] == 128 + signal.SIGKILL
+    finally:
+        events.kill()
+        events.wait()
     client.assert_gone()
 
 
@@ -732,3 +788,5 @@ def test_nothing_left(containerd: Containerd) -> None:
     for name in RUNTIMES:
         root = cd.runtime_root(name) / cd.namespace
         assert not (root.is_dir() and os.listdir(root)), f"{name} state left: {root}"
+    # No run fell back to the shim's default runtime root (ctr does for some options).
+    assert not (DEFAULT_RUNC_ROOT / cd.namespace).exists()
