@@ -148,6 +148,36 @@ def remove_absolute_cgroup(path: str) -> list[str]:
     return left
 
 
+def missing_cgroup_dirs(path: str) -> list[str]:
+    """The directories along the absolute cgroup ``path`` that do not exist yet, in every
+    hierarchy where it is visible: podman makes them all (mkdir -p), and where our own cgroup
+    is the root of a hierarchy they are not below anything of ours, so they go afterwards."""
+    missing = []
+    for mount in host.cgroup_mounts():
+        rel = os.path.relpath(path, mount.root)
+        if rel.startswith(".."):
+            continue
+        d = mount.mountpoint
+        for part in rel.split("/"):
+            d = os.path.join(d, part)
+            if not os.path.isdir(d):
+                missing.append(d)
+    return missing
+
+
+def remove_dirs(dirs: list[str]) -> list[str]:
+    """rmdir ``dirs``, deepest first; return what could not be removed (gone is fine)."""
+    left = []
+    for d in sorted(dirs, key=len, reverse=True):
+        try:
+            os.rmdir(d)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            left.append(d)
+    return left
+
+
 def podman_runtime() -> tuple[str | None, str]:
     """The OCI runtime podman uses here, and why."""
     if host.cgroup_layout().startswith("hybrid"):
@@ -361,6 +391,8 @@ def _setup_podman(e: PodEnv, stack: ExitStack, network: bool) -> None:
     env["CONTAINERS_CONF"] = str(conf)
     cg = f"{parent.rstrip('/')}/corral-bench-podman-{e.tag}"
     pm = Podman(binary, base, runtime, cg, env, net_name=f"corral-bench-{e.tag}")
+    made = missing_cgroup_dirs(cg)
+    stack.callback(_report, "podman cgroup parents", lambda: remove_dirs(made))
     stack.callback(_report, "podman cgroup", lambda: remove_absolute_cgroup(cg))
     if network:
         pm.node = node_netns()

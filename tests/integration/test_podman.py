@@ -128,6 +128,24 @@ def _cleanup_cgroups(rel: str) -> None:
             pass
 
 
+def _missing_cgroup_dirs(rel: str) -> list[Path]:
+    """The directories along the absolute cgroup path ``rel`` that do not exist yet in each
+    hierarchy: podman makes them all, and in a hierarchy where our own cgroup is the root they
+    are not below anything of ours, so the finalizer removes them too."""
+    with open("/proc/self/mountinfo") as f:
+        mounted = {line.split()[4] for line in f}
+    missing = []
+    for hierarchy in sorted(Path("/sys/fs/cgroup").iterdir()):
+        if str(hierarchy) not in mounted:
+            continue
+        d = hierarchy
+        for part in rel.strip("/").split("/"):
+            d = d / part
+            if not d.is_dir():
+                missing.append(d)
+    return missing
+
+
 def _umount_under(path: Path) -> None:
     with open("/proc/self/mountinfo") as f:
         points = [line.split()[4] for line in f]
@@ -162,6 +180,7 @@ corral = ["{RUNTIME}"]
     env = dict(os.environ)
     env["CONTAINERS_CONF"] = str(conf)
     cgroup_parent = f"{own}/corral-podman-{uuid.uuid4().hex[:8]}"
+    made = _missing_cgroup_dirs(cgroup_parent)
     pm = Podman(
         base=[
             "podman",
@@ -193,6 +212,13 @@ corral = ["{RUNTIME}"]
         _umount_under(base)
         shutil.rmtree(base, ignore_errors=True)
         _cleanup_cgroups(cgroup_parent)
+        for d in sorted(made, key=lambda p: len(p.parts), reverse=True):
+            try:
+                d.rmdir()
+            except OSError:
+                pass  # gone, or still used by something else (another run's podman)
+        leaf = cgroup_parent.rsplit("/", 1)[1]
+        assert not [d for d in made if d.name == leaf and d.exists()], "cgroups left behind"
 
 
 def test_podman_uses_corral(podman: Podman) -> None:
