@@ -696,15 +696,23 @@ def _container_status(pd: PodDir, c: dict[str, Any], has_init: bool) -> Containe
     return cs
 
 
+def _monitor_lost(pd: PodDir) -> bool:
+    """A run/ pod whose lock is free. Looking takes the lock for an instant: never while a
+    start is between the rename to run/ and its monitor's lock, which that would make fail."""
+    with pd.store.no_start_in_window() as quiet:
+        if not quiet or pd.is_locked():
+            return False
+    pd.refresh()
+    return pd.state is PodState.RUNNING
+
+
 def _status_of(pd: PodDir) -> PodStatus:
     rec = pd.record()
     kv = read_keyvalues(pd.path / "pod.status")
     phase = kv.get("phase") or "Pending"
     reason = ""
-    if pd.state is PodState.RUNNING and not pd.is_locked():
-        pd.refresh()
-        if pd.state is PodState.RUNNING:
-            phase, reason = "Unknown", "MonitorLost"
+    if pd.state is PodState.RUNNING and _monitor_lost(pd):
+        phase, reason = "Unknown", "MonitorLost"
     if pd.state is PodState.EXITED and phase in ("Pending", "Running"):
         phase = "Failed"
     containers = rec.get("containers") or []

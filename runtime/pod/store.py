@@ -275,6 +275,22 @@ class PodStore:
         finally:
             os.close(fd)
 
+    @contextmanager
+    def no_start_in_window(self) -> Iterator[bool]:
+        """Yields True while this process holds the gc lock exclusively, so that no pod is
+        between its starter and its monitor (when the pod's lock is free by design); False,
+        at once, when a start (or a gc) holds it. For readers: a pod lock probed under it
+        (``PodDir.is_locked``) can never be the one a starting monitor is about to take."""
+        try:
+            fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:  # no store: nothing is starting
+            yield True
+            return
+        try:
+            yield _try_lock(fd)
+        finally:
+            os.close(fd)
+
     def create(self, uid: str) -> PodDir:
         """A new, locked ``prepare/<uid>`` directory."""
         if not _UID.match(uid):

@@ -302,6 +302,24 @@ def test_monitor_conf() -> None:
 # ----------------------------------------------------------------------------- store
 
 
+def test_status_does_not_probe_a_starting_pod_s_lock(tmp_path: Path) -> None:
+    """Between the rename to run/ and its monitor's flock, a pod's lock is free by design:
+    status must not take it then (the monitor's LOCK_NB would fail) nor call the pod lost."""
+    from runtime.pod import api
+
+    store = PodStore(tmp_path / "pods")
+    pd = store.create("b" * 32)
+    pd.write_record({"uid": pd.uid, "name": "p", "namespace": "default", "created": 1.0})
+    pd.move(PodState.RUNNING)
+    pd.unlock()
+    opts = PodOptions(root=str(store.root))
+    with store.gc_lock(exclusive=False):  # as start() holds it through that window
+        st = api.status(pd.uid, opts)
+        assert (st.phase, st.reason) == ("Pending", "")
+    st = api.status(pd.uid, opts)  # no start: a free lock means the monitor is gone
+    assert (st.phase, st.reason) == ("Unknown", "MonitorLost")
+
+
 def test_store_state_machine(tmp_path: Path) -> None:
     store = PodStore(tmp_path / "pods")
     pd = store.create("a" * 32)
