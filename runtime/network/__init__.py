@@ -35,7 +35,7 @@ from runtime.network.errors import (
 )
 from runtime.network.files import hosts_content, resolv_conf_content, write_pod_files
 from runtime.network.ipam import Ipam
-from runtime.network.netns import Netns, OwnedNetns, in_netns
+from runtime.network.netns import Netns, OwnedNetns, in_netns, lo_up
 from runtime.network.node import GcReport, NodeNetwork, PodNetwork, veth_name
 
 __all__ = [
@@ -58,6 +58,7 @@ __all__ = [
     "PortMapping",
     "hosts_content",
     "in_netns",
+    "lo_up",
     "load_config",
     "parse_config",
     "resolv_conf_content",

@@ -132,7 +132,7 @@ class OwnedNetns:
 
         self.fd: int | None = _on_thread(make, Netns())
         # lo is down in a new namespace; bring it up so 127.0.0.1 works inside.
-        in_netns(self.ns, _lo_up)
+        in_netns(self.ns, lo_up)
 
     @property
     def ns(self) -> Netns:
@@ -152,7 +152,8 @@ class OwnedNetns:
         self.close()
 
 
-def _lo_up() -> None:
+def lo_up() -> None:
+    """Bring lo up in the calling thread's network namespace (SIOCGIFFLAGS/SIOCSIFFLAGS)."""
     import fcntl
     import socket
     import struct

@@ -82,14 +82,13 @@ def create(pod: Pod, opts: PodOptions, manifest: Any = None, base_dir: str | Non
     ``inspect`` and for a later ``start``. On failure nothing is left."""
     store = _store(opts)
     store.ensure()
-    for other in store.list():
-        if other.state in (PodState.EXITED, PodState.GARBAGE):
-            continue
-        rec = other.record()
-        if rec.get("name") == pod.name and rec.get("namespace") == pod.namespace:
-            raise PodError(pod.name, f"a pod of that name exists ({other.uid}, {other.state})")
     uid = pod.metadata.uid or new_uid()
-    pd = store.create(uid)
+    store.claim_name(pod.namespace, pod.name, uid)
+    try:
+        pd = store.create(uid)
+    except BaseException:
+        store.release_name(pod.namespace, pod.name, uid)
+        raise
     from runtime.pod.qos import pod_qos
 
     record: dict[str, Any] = {
@@ -114,6 +113,8 @@ def create(pod: Pod, opts: PodOptions, manifest: Any = None, base_dir: str | Non
             teardown(pd)
         with contextlib.suppress(Exception):
             pd.remove()
+        with contextlib.suppress(Exception):
+            store.release_name(pod.namespace, pod.name, uid)
         raise
     finally:
         pd.unlock()
@@ -331,9 +332,9 @@ def _go(pd: PodDir, pod: Pod, record: dict[str, Any], opts: PodOptions, mon: _Mo
             dns = settings.dns
     elif not pod.spec.host_network:
         with _steps(pd, "loopback up"):
-            from runtime.network import in_netns
+            from runtime.network import in_netns, lo_up
 
-            in_netns(f"/proc/{mon.pid}/ns/net", _lo_up)
+            in_netns(f"/proc/{mon.pid}/ns/net", lo_up)
     hostname = pod.hostname if not pod.spec.host_network else os.uname().nodename
     write_pod_files(path / "etc", hostname, pod_ip, dns)
     record["pod_ip"] = pod_ip
@@ -387,18 +388,6 @@ def _go(pd: PodDir, pod: Pod, record: dict[str, Any], opts: PodOptions, mon: _Mo
         probe_host=pod_ip or "127.0.0.1",
     )
     write_atomic(path / "monitor.conf", render(conf))
-
-
-def _lo_up() -> None:
-    """Bring lo up in the calling thread's network namespace (SIOCGIFFLAGS/SIOCSIFFLAGS)."""
-    import socket
-    import struct
-
-    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        req = struct.pack("16sH14x", b"lo", 0)
-        flags = struct.unpack("16sH14x", fcntl.ioctl(s, siocgifflags, req))[1]
-        fcntl.ioctl(s, siocsifflags, struct.pack("16sH14x", b"lo", flags | iff_up))
 
 
 @contextlib.contextmanager
@@ -565,7 +554,13 @@ def remove(ref: str, opts: PodOptions, force: bool = False) -> str:
     try:
         if pd.state in (PodState.PREPARING, PodState.PREPARED, PodState.RUNNING):
             teardown(pd)
+        try:
+            rec = pd.record()
+        except PodError:
+            rec = {}
         pd.remove()
+        if rec.get("name"):
+            _store(opts).release_name(str(rec.get("namespace", "")), str(rec["name"]), pd.uid)
     finally:
         pd.unlock()
     return pd.uid

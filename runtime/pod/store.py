@@ -310,6 +310,53 @@ class PodStore:
         pod.fd = fd
         return pod
 
+    # Names: ``names/<namespace>_<name>`` holds the uid of the pod that has the name ('_' is
+    # in neither a namespace nor a pod name). Claims are serialized by ``names/.lock``, so two
+    # pods of one name can never both start; an entry whose pod is exited or gone is stale and
+    # is taken over. One file read instead of every pod's record per create.
+
+    @contextmanager
+    def _names_locked(self) -> Iterator[Path]:
+        names = self.root / "names"
+        names.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(names / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield names
+        finally:
+            os.close(fd)
+
+    def claim_name(self, namespace: str, name: str, uid: str) -> None:
+        """Record that pod ``uid`` holds ``namespace/name``; AlreadyExists naming the holder
+        when a live pod (not exited) has it."""
+        self.ensure()
+        with self._names_locked() as names:
+            entry = names / f"{namespace}_{name}"
+            try:
+                holder = entry.read_text().strip()
+            except FileNotFoundError:
+                holder = ""
+            if holder and holder != uid:
+                try:
+                    state = self.get(holder).state
+                except NotFound:
+                    state = None
+                if state is not None and state not in (PodState.EXITED, PodState.GARBAGE):
+                    raise AlreadyExists(
+                        name, f"a pod of that name exists ({holder}, {state.value})"
+                    )
+            write_atomic(entry, uid + "\n", 0o600)
+
+    def release_name(self, namespace: str, name: str, uid: str) -> None:
+        """Forget ``namespace/name`` if pod ``uid`` still holds it."""
+        with self._names_locked() as names:
+            entry = names / f"{namespace}_{name}"
+            try:
+                if entry.read_text().strip() == uid:
+                    entry.unlink()
+            except FileNotFoundError:
+                pass
+
     def get(self, uid: str) -> PodDir:
         """The pod with exactly this uid, wherever it is."""
         if _UID.match(uid):

@@ -396,3 +396,24 @@ def test_cri_log_reading_and_following(tmp_path: Path) -> None:
     (logs / "1.log").write_text(f"{t} stdout F restarted\n")
     assert [x.text for x in f.poll()] == ["restarted"]
     f.close()
+
+
+def test_store_names_one_live_pod_per_name(tmp_path: Path) -> None:
+    store = PodStore(tmp_path / "pods")
+    a = store.create("aaaa")
+    store.claim_name("default", "web", "aaaa")
+    store.claim_name("default", "web", "aaaa")  # again by its holder: fine
+    store.create("bbbb")
+    store.claim_name("other", "web", "bbbb")  # another namespace
+    store.create("cccc")
+    with pytest.raises(AlreadyExists, match="aaaa"):
+        store.claim_name("default", "web", "cccc")
+    a.move(PodState.EXITED)  # an exited holder no longer holds the name
+    store.claim_name("default", "web", "cccc")
+    store.release_name("default", "web", "aaaa")  # not the holder any more: no effect
+    with pytest.raises(AlreadyExists, match="cccc"):
+        store.claim_name("default", "web", "dddd")
+    store.release_name("default", "web", "cccc")
+    store.claim_name("default", "web", "dddd")
+    store.claim_name("other", "db", "eeee")  # a holder with no pod directory is stale
+    store.claim_name("other", "db", "ffff")
