@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .pod_cmd import DEFAULT_ROOT
+from .pod_cmd import DEFAULT_ROOT, network_config_option, node_netns_option
 
 
 @click.group("network")
@@ -22,13 +22,8 @@ def network() -> None:
     show_default=True,
     help="pod directory root: its pods that are not exited keep their addresses",
 )
-@click.option(
-    "--network-config",
-    envvar="CORRAL_NETWORK_CONFIG",
-    default=None,
-    help="node network config file [default: /etc/corral/network.yaml, or built-in]",
-)
-@click.option("--node-netns", default=None, help="the node's network namespace (a path)")
+@network_config_option
+@node_netns_option
 def network_gc(root: str, network_config: str | None, node_netns: str | None) -> None:
     """Release IPAM addresses, hostPort rules and veths of pods that no longer exist."""
     from runtime.errors import CorralError

@@ -32,6 +32,17 @@ def _errors(what: str) -> Iterator[None]:
         _fail(what, e)
 
 
+network_config_option = click.option(
+    "--network-config",
+    envvar="CORRAL_NETWORK_CONFIG",
+    default=None,
+    help="node network config file [default: /etc/corral/network.yaml, or built-in]",
+)
+node_netns_option = click.option(
+    "--node-netns", default=None, help="the node's network namespace (a path)"
+)
+
+
 def _opts(ctx: click.Context) -> Any:
     return ctx.obj
 
@@ -58,13 +69,8 @@ def _opts(ctx: click.Context) -> Any:
     show_default=True,
     help="parent of the QoS and pod cgroups (relative: below this process's cgroup)",
 )
-@click.option(
-    "--network-config",
-    envvar="CORRAL_NETWORK_CONFIG",
-    default=None,
-    help="node network config file [default: /etc/corral/network.yaml, or built-in]",
-)
-@click.option("--node-netns", default=None, help="the node's network namespace (a path)")
+@network_config_option
+@node_netns_option
 @click.option("--no-network", is_flag=True, help="pods get a network namespace with lo only")
 @click.pass_context
 def pod(

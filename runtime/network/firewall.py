@@ -85,6 +85,24 @@ class _Locked:
     def _masquerade_exempt(self) -> ipaddress.IPv4Network:
         return self.config.cluster_cidr or self.config.pod_cidr
 
+    def hostports(self) -> list[HostPort]:
+        raise NotImplementedError
+
+    def _unmapped(self, ip: ipaddress.IPv4Address, ports: list[PortMapping]) -> list[PortMapping]:
+        """Of ``ports`` (for the pod at ``ip``), those not mapped yet; HostPortConflict, before
+        anything is added, when one is mapped to another pod. Call it holding the lock."""
+        have = {(h.protocol, h.host_port): h for h in self.hostports()}
+        new = []
+        for p in ports:
+            h = have.get((p.protocol, p.host_port))
+            if h is None:
+                new.append(p)
+            elif (h.ip, h.container_port) != (ip, p.container_port):
+                raise HostPortConflict(
+                    f"hostPort {p.host_port}/{p.protocol}", f"already mapped to {h.ip}"
+                )
+        return new
+
 
 class Nftables(_Locked):
     def __init__(self, config: NetworkConfig, ns: Netns, table: str | None = None) -> None:
@@ -143,13 +161,7 @@ class Nftables(_Locked):
         if not ports:
             return
         with self.locked():
-            have = {(h.protocol, h.host_port): h for h in self.hostports()}
-            for p in ports:
-                h = have.get((p.protocol, p.host_port))
-                if h is not None and (h.ip, h.container_port) != (ip, p.container_port):
-                    raise HostPortConflict(
-                        f"hostPort {p.host_port}/{p.protocol}", f"already mapped to {h.ip}"
-                    )
+            self._unmapped(ip, ports)  # nft's add element is idempotent for ours
             elems = ", ".join(
                 f"{p.protocol} . {p.host_port} : {ip} . {p.container_port}" for p in ports
             )  # noqa: E501
@@ -267,15 +279,8 @@ class Iptables(_Locked):
         if not ports:
             return
         with self.locked():
-            have = {(h.protocol, h.host_port): h for h in self.hostports()}
-            for p in ports:
-                h = have.get((p.protocol, p.host_port))
-                if h is None:
-                    self._ipt("-A", HOSTPORTS, *self._spec(pod_id, ip, p))
-                elif (h.ip, h.container_port) != (ip, p.container_port):
-                    raise HostPortConflict(
-                        f"hostPort {p.host_port}/{p.protocol}", f"already mapped to {h.ip}"
-                    )
+            for p in self._unmapped(ip, ports):
+                self._ipt("-A", HOSTPORTS, *self._spec(pod_id, ip, p))
 
     def remove_ports(
         self, pod_id: str, ip: ipaddress.IPv4Address, ports: Iterable[PortMapping]
