@@ -66,8 +66,8 @@ def _host_info(mgr: cgroups.CgroupManager, cgroup_root: str) -> HostInfo:
     from .plan import HostInfo, read_cap_last
 
     kcore = os.path.exists("/proc/kcore")
+    own = sorted(set(mgr.paths().values()))
     if cgroups.detect_layout(cgroup_root) is cgroups.Layout.UNIFIED:
-        own = sorted(set(mgr.paths().values()))
         return HostInfo(
             cap_last=read_cap_last(),
             cgroup_v2=True,
@@ -76,7 +76,7 @@ def _host_info(mgr: cgroups.CgroupManager, cgroup_root: str) -> HostInfo:
         )
     mounts: dict[str, str] = {}
     links: list[tuple[str, str]] = []
-    for path in sorted(set(mgr.paths().values())):
+    for path in own:
         rel = os.path.relpath(path, cgroup_root)
         name = rel.split("/", 1)[0]
         if name.startswith("..") or name in mounts:

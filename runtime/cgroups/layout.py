@@ -38,6 +38,15 @@ def statfs_type(path: str) -> int:
     return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
 
 
+def read_mountinfo() -> str:
+    """/proc/self/mountinfo, or "" where it cannot be read."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 _FS_MAGIC = {"cgroup2": CGROUP2_SUPER_MAGIC, "cgroup": CGROUP_SUPER_MAGIC, "tmpfs": TMPFS_MAGIC}
 
 
@@ -49,11 +58,7 @@ def fs_magic(path: str, mountinfo: str | None = None) -> int:
     st = os.stat(path)
     dev = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
     if mountinfo is None:
-        try:
-            with open("/proc/self/mountinfo", encoding="utf-8") as f:
-                mountinfo = f.read()
-        except OSError:
-            mountinfo = ""
+        mountinfo = read_mountinfo()
     for line in mountinfo.splitlines():
         fields = line.split()
         if len(fields) > 6 and fields[2] == dev and "-" in fields[6:]:
@@ -212,11 +217,7 @@ def v1_hierarchies(root: str = "/sys/fs/cgroup", mountinfo: str | None = None) -
     ``root`` (a fake root in tests), the directories of ``root`` are used instead.
     """
     if mountinfo is None:
-        try:
-            with open("/proc/self/mountinfo", encoding="utf-8") as f:
-                mountinfo = f.read()
-        except OSError:
-            mountinfo = ""
+        mountinfo = read_mountinfo()
     seen: set[frozenset[str]] = set()
     found: list[CgroupMount] = []
     for m in parse_mountinfo(mountinfo):

@@ -24,7 +24,14 @@ from collections.abc import Iterator
 from runtime.errors import CgroupError
 
 from .fs import read_pids
-from .layout import UNIFIED_DIR, cgroup_dir, own_path, parse_proc_cgroup, v1_hierarchies
+from .layout import (
+    UNIFIED_DIR,
+    cgroup_dir,
+    own_path,
+    parse_proc_cgroup,
+    read_self_cgroup,
+    v1_hierarchies,
+)
 
 
 def own_procs_file(
@@ -37,10 +44,7 @@ def own_procs_file(
     """The cgroup.procs file of the cgroup this process is in (cgroup2 first, else the first
     v1 hierarchy), or None when no candidate lists ``pid`` (default: ours)."""
     pid = os.getpid() if pid is None else pid
-    if self_cgroup is None:
-        with open("/proc/self/cgroup", encoding="utf-8") as f:
-            self_cgroup = f.read()
-    own = parse_proc_cgroup(self_cgroup)
+    own = read_self_cgroup() if self_cgroup is None else parse_proc_cgroup(self_cgroup)
 
     def candidates() -> Iterator[str]:
         if "" in own:
