@@ -107,15 +107,27 @@ def remove_cgroup_everywhere(name: str) -> list[str]:
         if base is None:
             continue
         top = os.path.join(base, name)
-        if not os.path.isdir(top):
-            continue
-        for dirpath, _dirs, _files in os.walk(top, topdown=False):
-            try:
-                os.rmdir(dirpath)
-            except FileNotFoundError:
-                pass
-            except OSError:
-                left.append(dirpath)
+        if os.path.isdir(top):
+            left += remove_tree_dirs(top)
+    return left
+
+
+def remove_tree_dirs(top: str) -> list[str]:
+    """rmdir ``top`` and every directory below it, deepest first (a cgroup holds only
+    directories to remove); return what could not be removed (gone is fine)."""
+    return remove_dirs([d for d, _dirs, _files in os.walk(top)])
+
+
+def remove_dirs(dirs: list[str]) -> list[str]:
+    """rmdir ``dirs``, deepest first; return what could not be removed (gone is fine)."""
+    left = []
+    for d in sorted(dirs, key=len, reverse=True):
+        try:
+            os.rmdir(d)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            left.append(d)
     return left
 
 

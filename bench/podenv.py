@@ -136,15 +136,8 @@ def remove_absolute_cgroup(path: str) -> list[str]:
         if rel.startswith(".."):
             continue
         top = os.path.normpath(os.path.join(mount.mountpoint, rel))
-        if not os.path.isdir(top):
-            continue
-        for dirpath, _dirs, _files in os.walk(top, topdown=False):
-            try:
-                os.rmdir(dirpath)
-            except FileNotFoundError:
-                pass
-            except OSError:
-                left.append(dirpath)
+        if os.path.isdir(top):
+            left += host.remove_tree_dirs(top)
     return left
 
 
@@ -163,19 +156,6 @@ def missing_cgroup_dirs(path: str) -> list[str]:
             if not os.path.isdir(d):
                 missing.append(d)
     return missing
-
-
-def remove_dirs(dirs: list[str]) -> list[str]:
-    """rmdir ``dirs``, deepest first; return what could not be removed (gone is fine)."""
-    left = []
-    for d in sorted(dirs, key=len, reverse=True):
-        try:
-            os.rmdir(d)
-        except FileNotFoundError:
-            pass
-        except OSError:
-            left.append(d)
-    return left
 
 
 def podman_runtime() -> tuple[str | None, str]:
@@ -392,7 +372,7 @@ def _setup_podman(e: PodEnv, stack: ExitStack, network: bool) -> None:
     cg = f"{parent.rstrip('/')}/corral-bench-podman-{e.tag}"
     pm = Podman(binary, base, runtime, cg, env, net_name=f"corral-bench-{e.tag}")
     made = missing_cgroup_dirs(cg)
-    stack.callback(_report, "podman cgroup parents", lambda: remove_dirs(made))
+    stack.callback(_report, "podman cgroup parents", lambda: host.remove_dirs(made))
     stack.callback(_report, "podman cgroup", lambda: remove_absolute_cgroup(cg))
     if network:
         pm.node = node_netns()
