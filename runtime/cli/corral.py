@@ -47,14 +47,6 @@ def _store(ctx: click.Context) -> Any:
         return Store(ctx.obj or IMAGE_ROOT)
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000:
-            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
-        n /= 1000
-    return f"{n:.1f}TB"
-
-
 @cli.group("image")
 @click.option(
     "--store",
@@ -89,6 +81,8 @@ def image_import(ctx: click.Context, path: str, name: str | None) -> None:
 @click.pass_context
 def image_ls(ctx: click.Context, as_json: bool) -> None:
     """List images: name, id, size, created."""
+    from .progress import human
+
     images = _store(ctx).images()
     if as_json:
         click.echo(json.dumps([i.to_json() for i in images]))
@@ -96,7 +90,7 @@ def image_ls(ctx: click.Context, as_json: bool) -> None:
     rows = [("NAME", "ID", "SIZE", "CREATED")]
     for img in images:
         for name in img.names or ("<none>",):
-            rows.append((name, img.short_id, _human(img.size), img.created or "-"))
+            rows.append((name, img.short_id, human(img.size), img.created or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[3])

@@ -9,28 +9,33 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from .. import ctr
-from ..errors import CorralError
+if TYPE_CHECKING:
+    from .. import ctr
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# runtime.ctr's defaults, repeated so that `corral` starts without importing runtime.ctr
+# (each command imports it when it runs); tests/unit/test_ctr.py checks that they agree.
+IMAGE_ROOT = "/var/lib/corral"
+STATE_ROOT = "/run/corral/containers"
 
 
 def _paths_options(fn: F) -> F:
     fn = click.option(
         "--state-root",
         envvar="CORRAL_STATE_ROOT",
-        default=ctr.STATE_ROOT,
+        default=STATE_ROOT,
         show_default=True,
         help="runtime state of running containers",
     )(fn)
     fn = click.option(
         "--store",
         envvar="CORRAL_IMAGE_STORE",
-        default=ctr.IMAGE_ROOT,
+        default=IMAGE_ROOT,
         show_default=True,
         help="image store; containers live in its containers/ directory",
     )(fn)
@@ -38,6 +43,8 @@ def _paths_options(fn: F) -> F:
 
 
 def _paths(store: str, state_root: str) -> ctr.Paths:
+    from .. import ctr
+
     return ctr.Paths(store=store, state_root=state_root)
 
 
@@ -50,6 +57,9 @@ def _fail(what: str, exc: BaseException | str, code: int = 1) -> NoReturn:
 def _errors(what: str) -> Iterator[None]:
     from images.errors import ImageError
 
+    from .. import ctr
+    from ..errors import CorralError
+
     try:
         yield
     except ctr.RunError as e:
@@ -61,6 +71,8 @@ def _errors(what: str) -> Iterator[None]:
 def _memory(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
     if value is None:
         return None
+    from .. import ctr
+
     try:
         return ctr.parse_memory(value)
     except ValueError as e:
@@ -127,6 +139,8 @@ def run_command(
     log (`corral logs`). Without --rm, an exited container stays until `corral rm`.
     """
     del interactive
+    from .. import ctr
+
     opts = ctr.RunOptions(
         image=image, command=command, name=name, env=env, workdir=workdir, user=user,
         entrypoint=entrypoint, memory=memory, cpus=cpus, network=network, tty=tty, rm=rm,
@@ -167,6 +181,8 @@ def _status(i: ctr.Info) -> str:
 @_paths_options
 def ps_command(all_: bool, as_json: bool, store: str, state_root: str) -> None:
     """List containers made by `corral run` (running ones; -a for all)."""
+    from .. import ctr
+
     with _errors("ps"):
         items = ctr.list_containers(_paths(store, state_root), all_)
     if as_json:
@@ -190,6 +206,8 @@ def ps_command(all_: bool, as_json: bool, store: str, state_root: str) -> None:
 @click.argument("container")
 def logs_command(follow: bool, store: str, state_root: str, container: str) -> None:
     """Print the output of a detached container."""
+    from .. import ctr
+
     paths = _paths(store, state_root)
     with _errors(f"logs {container}"):
         path = ctr.log_path(paths, container)
@@ -219,6 +237,8 @@ def logs_command(follow: bool, store: str, state_root: str, container: str) -> N
 @click.argument("containers", nargs=-1, required=True)
 def stop_command(timeout: float, store: str, state_root: str, containers: tuple[str, ...]) -> None:
     """Stop containers: their stop signal (SIGTERM unless the image says), then SIGKILL."""
+    from .. import ctr
+
     paths = _paths(store, state_root)
     for ref in containers:
         with _errors(f"stop {ref}"):
@@ -232,6 +252,8 @@ def stop_command(timeout: float, store: str, state_root: str, containers: tuple[
 @click.argument("containers", nargs=-1, required=True)
 def rm_command(force: bool, store: str, state_root: str, containers: tuple[str, ...]) -> None:
     """Remove containers: state, rootfs mount, upper dir, image ref."""
+    from .. import ctr
+
     paths = _paths(store, state_root)
     failed = False
     for ref in containers:

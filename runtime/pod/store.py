@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import CorralError
+from runtime.state import write_atomic as _write_atomic
 
 __all__ = [
     "DEFAULT_ROOT",
@@ -108,17 +109,8 @@ def new_uid() -> str:
 
 
 def write_atomic(path: str | os.PathLike[str], data: str | bytes, mode: int = 0o644) -> None:
-    """Write ``path`` whole or not at all: temp file, fsync, rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    raw = data.encode() if isinstance(data, str) else data
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-    try:
-        os.write(fd, raw)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
+    """``runtime.state.write_atomic`` for paths and text; pod files default to 0644."""
+    _write_atomic(os.fspath(path), data.encode() if isinstance(data, str) else data, mode)
 
 
 def read_keyvalues(path: str | os.PathLike[str]) -> dict[str, str]:

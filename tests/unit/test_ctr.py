@@ -183,3 +183,16 @@ def test_cli_errors_name_the_command_and_step(tmp_path: Path) -> None:
         res = r.invoke(cli, cmd, env=env)
         assert res.exit_code == 1
         assert res.output == f"corral: {cmd[0]} x1: container does not exist: x1\n"
+
+
+def test_cli_defaults_match_the_library_and_corral_starts_without_it() -> None:
+    import subprocess
+    import sys
+
+    from runtime import ctr
+    from runtime.cli import run_cmd
+
+    assert (run_cmd.IMAGE_ROOT, run_cmd.STATE_ROOT) == (ctr.IMAGE_ROOT, ctr.STATE_ROOT)
+    code = "import sys, runtime.cli.corral; print('runtime.ctr' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
