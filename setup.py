@@ -9,45 +9,75 @@ from setuptools.command.build_ext import build_ext
 
 MONITOR_SRC = "csrc/monitor.c"
 MONITOR_BIN = os.path.join("runtime", "_bin", "corral-monitor")
-MONITOR_FLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror"]
+C_FLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror"]
+# corral-exec (csrc/exec.c): no libc at all, a few kilobytes, copied into a sealed memfd
+# before every container program is exec'd through it.
+EXEC_SRC = "csrc/exec.c"
+EXEC_BIN = os.path.join("runtime", "_bin", "corral-exec")
+EXEC_FLAGS = [
+    "-std=c11",
+    "-Os",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-static",
+    "-nostdlib",
+    "-ffreestanding",
+    "-fno-stack-protector",
+    "-fno-asynchronous-unwind-tables",
+    "-fno-pie",
+    "-no-pie",
+    "-Wl,--build-id=none",
+    "-Wl,-z,noexecstack",
+    "-s",
+]
+# (source, package path, flag variants tried in order)
+EXECUTABLES = [
+    # static when the C library allows it: a static monitor needs less memory per pod
+    (MONITOR_SRC, MONITOR_BIN, [[*C_FLAGS, "-static"], C_FLAGS]),
+    (EXEC_SRC, EXEC_BIN, [EXEC_FLAGS]),
+]
 
 
 class build_ext_with_monitor(build_ext):
-    """After the cffi modules, compile corral-monitor with the same compiler into the build
-    tree (package data of the wheel) and, for in-place and editable builds, the source tree.
-    Static when the C library allows it: a static monitor needs less memory per pod."""
+    """After the cffi modules, compile corral-monitor and corral-exec with the same compiler
+    into the build tree (package data of the wheel) and, for in-place and editable builds,
+    the source tree."""
 
     def run(self) -> None:
         super().run()
-        built = os.path.join(self.build_lib, MONITOR_BIN)
-        self._compile_monitor(built)
-        if self.inplace:
-            self.mkpath(os.path.dirname(MONITOR_BIN))
-            self.copy_file(built, MONITOR_BIN)
+        for src, rel, variants in EXECUTABLES:
+            built = os.path.join(self.build_lib, rel)
+            self._compile(src, built, variants)
+            if self.inplace:
+                self.mkpath(os.path.dirname(rel))
+                self.copy_file(built, rel)
 
-    def _compile_monitor(self, out: str) -> None:
+    def _compile(self, src: str, out: str, variants: list[list[str]]) -> None:
         os.makedirs(os.path.dirname(out), exist_ok=True)
         cc = list(self.compiler.compiler[:1]) if self.compiler else ["cc"]
         tmp = out + ".tmp"
-        for extra in (["-static"], []):
-            cmd = [*cc, *MONITOR_FLAGS, *extra, "-o", tmp, MONITOR_SRC]
+        for flags in variants:
+            cmd = [*cc, *flags, "-o", tmp, src]
             self.announce(" ".join(cmd), level=2)
             if subprocess.run(cmd).returncode == 0:
                 os.chmod(tmp, 0o755)
                 shutil.move(tmp, out)
                 return
-        raise SystemExit(f"compiling {MONITOR_SRC} failed")
+        raise SystemExit(f"compiling {src} failed")
 
     def get_outputs(self) -> list[str]:
         outputs = super().get_outputs()
+        bins = [rel for _, rel, _ in EXECUTABLES]
         if self.inplace:
-            return [*outputs, MONITOR_BIN]
-        return [*outputs, os.path.join(self.build_lib, MONITOR_BIN)]
+            return [*outputs, *bins]
+        return [*outputs, *(os.path.join(self.build_lib, rel) for rel in bins)]
 
     def get_output_mapping(self) -> dict[str, str]:
         mapping = super().get_output_mapping()
         if self.inplace:
-            mapping[os.path.join(self.build_lib, MONITOR_BIN)] = MONITOR_BIN
+            for _, rel, _ in EXECUTABLES:
+                mapping[os.path.join(self.build_lib, rel)] = rel
         return mapping
 
 

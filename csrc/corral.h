@@ -51,7 +51,7 @@ struct corral_rlimit {
 /* An OCI startContainer hook, run by the container process after `start`, before exec. */
 struct corral_hook {
     const char *path;
-    const char *const *argv;  /* NULL-terminated */
+    const char *const *argv;  /* corral-exec's argv: {"corral-exec", path, argv..., NULL} */
     const char *const *envp;  /* NULL-terminated */
     int timeout;              /* seconds; 0: none */
 };
@@ -114,6 +114,11 @@ struct corral_plan {
     const char *cwd;
     const char *const *argv;  /* NULL-terminated */
     const char *const *envp;  /* NULL-terminated */
+    /* The container's program and its startContainer hooks are exec'd through corral-exec
+     * (csrc/exec.c) from this sealed memfd, never straight from this copy of the runtime:
+     * /proc/self/exe must not name a host binary when the kernel resolves an interpreter. */
+    int exec_fd;
+    const char **exec_argv;   /* {"corral-exec", NULL (the resolved path goes here), argv..., NULL} */
     int home_slot;            /* envp[home_slot] is a default HOME=: replaced by the home of
                                * uid in the container's /etc/passwd if it has one; -1: none */
     int preserve_fds;         /* fds 3 .. 3+preserve_fds-1 stay open across exec */

@@ -1225,6 +1225,15 @@ static int container_setup(struct child *c, char *exe, size_t exelen)
     return 0;
 }
 
+/* Exec corral-exec from the sealed memfd (it then execs argv[1]); returns only on failure,
+ * with errno set. execveat(AT_EMPTY_PATH) needs no /proc in the container. */
+static void exec_helper(const struct corral_plan *p, const char *const *argv,
+                        const char *const *envp)
+{
+    syscall(SYS_execveat, p->exec_fd, "", (char *const *)argv, (char *const *)envp,
+            AT_EMPTY_PATH);
+}
+
 static int wait_for_start(struct child *c)
 {
     const struct corral_plan *p = c->plan;
@@ -1278,7 +1287,7 @@ static int run_start_hooks(const struct corral_plan *p)
         if (pid == 0) {
             dup2(in[0], 0);
             reset_signals();
-            execve(h->path, (char *const *)h->argv, (char *const *)h->envp);
+            exec_helper(p, h->argv, h->envp);
             dprintf(2, "corral: startContainer hook %s: %s\n", h->path, strerror(errno));
             _exit(127);
         }
@@ -1358,8 +1367,9 @@ _Noreturn static void container_main(struct child *c)
             _exit(127);
         }
     }
-    execve(exe, (char *const *)p->argv, (char *const *)p->envp);
-    dprintf(2, "corral: exec %s: %s\n", exe, strerror(errno));
+    p->exec_argv[1] = exe;
+    exec_helper(p, p->exec_argv, p->envp);
+    dprintf(2, "corral: exec %s (through corral-exec): %s\n", exe, strerror(errno));
     _exit(errno == ENOENT ? 127 : 126);
 }
 

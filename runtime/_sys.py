@@ -6,7 +6,9 @@ Turns a ``SpawnPlan`` into the C structs, drives the parent side of the sync pro
 
 from __future__ import annotations
 
+import _thread
 import errno
+import fcntl
 import os
 import signal
 from collections.abc import Callable
@@ -18,6 +20,59 @@ from .plan import SpawnPlan
 
 # The state the startContainer hooks get on stdin, left by `create` in the state directory.
 START_STATE = "hook-state.json"
+
+# csrc/exec.c, built into the package next to corral-monitor; run only from a sealed copy.
+EXEC_HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bin", "corral-exec")
+EXEC_HELPER_NAME = "corral-exec"  # its argv[0]: it refuses to run under any other
+_MFD_CLOEXEC, _MFD_ALLOW_SEALING, _MFD_EXEC = 0x1, 0x2, 0x10
+_F_ADD_SEALS = 1024 + 9
+# F_SEAL_SEAL | SHRINK | GROW | WRITE | FUTURE_WRITE, and F_SEAL_EXEC where the kernel has it
+_SEALS, _F_SEAL_EXEC = 0x1 | 0x2 | 0x4 | 0x8 | 0x10, 0x20
+_exec_fd = -1
+_exec_lock = _thread.allocate_lock()
+
+
+def sealed_copy(path: str, name: str) -> int:
+    """A close-on-exec memfd holding the bytes of ``path``, sealed against every change, so
+    that a process exec'd from it has a /proc/self/exe nobody can write."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise SysError(f"read {path}", e.errno or 0) from None
+    try:
+        fd = os.memfd_create(name, _MFD_CLOEXEC | _MFD_ALLOW_SEALING | _MFD_EXEC)
+    except OSError as e:
+        if e.errno != errno.EINVAL:  # kernels before 6.3 know no MFD_EXEC
+            raise SysError(f"memfd_create({name})", e.errno or 0) from None
+        try:
+            fd = os.memfd_create(name, _MFD_CLOEXEC | _MFD_ALLOW_SEALING)
+        except OSError as e2:
+            raise SysError(f"memfd_create({name})", e2.errno or 0) from None
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        try:
+            fcntl.fcntl(fd, _F_ADD_SEALS, _SEALS | _F_SEAL_EXEC)
+        except OSError as e:
+            if e.errno != errno.EINVAL:
+                raise
+            fcntl.fcntl(fd, _F_ADD_SEALS, _SEALS)
+    except OSError as e:
+        os.close(fd)
+        raise SysError(f"seal memfd copy of {path}", e.errno or 0) from None
+    return fd
+
+
+def exec_helper_fd() -> int:
+    """The sealed copy of corral-exec every container program is exec'd through; made once
+    per process (it cannot change, so every container may share it)."""
+    global _exec_fd
+    with _exec_lock:
+        if _exec_fd < 0:
+            _exec_fd = sealed_copy(EXEC_HELPER, EXEC_HELPER_NAME)
+        return _exec_fd
 
 
 class _Keep:
@@ -134,6 +189,9 @@ def _c_plan(
     p.cwd = k.str(plan.cwd)
     p.argv = k.strv(plan.argv)
     p.envp = k.strv(plan.env)
+    p.exec_fd = exec_helper_fd()
+    # slot 1 is the program's resolved path, filled in by the container process
+    p.exec_argv = k.strv((EXEC_HELPER_NAME, "", *plan.argv))
     p.home_slot = plan.home_slot
     p.preserve_fds = plan.preserve_fds
     p.start_dirfd = start[0] if start else -1
@@ -144,7 +202,7 @@ def _c_plan(
     hooks = k.new("struct corral_hook[]", max(len(plan.start_hooks), 1))
     for i, h in enumerate(plan.start_hooks):
         hooks[i].path = k.str(h.path)
-        hooks[i].argv = k.strv(h.args or (h.path,))
+        hooks[i].argv = k.strv((EXEC_HELPER_NAME, h.path, *(h.args or (h.path,))))
         hooks[i].envp = k.strv(h.env)
         hooks[i].timeout = h.timeout or 0
     p.start_hooks = hooks
