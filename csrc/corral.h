@@ -118,6 +118,7 @@ struct corral_plan {
      * (csrc/exec.c) from this sealed memfd, never straight from this copy of the runtime:
      * /proc/self/exe must not name a host binary when the kernel resolves an interpreter. */
     int exec_fd;
+    int exec_via_proc;        /* execve("/proc/self/fd/<exec_fd>"), execveat when that is ENOENT */
     const char **exec_argv;   /* {"corral-exec", NULL (the resolved path goes here), argv..., NULL} */
     int home_slot;            /* envp[home_slot] is a default HOME=: replaced by the home of
                                * uid in the container's /etc/passwd if it has one; -1: none */

@@ -25,6 +25,7 @@
 #include <linux/openat2.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -57,6 +58,7 @@
 struct child {
     const struct corral_plan *plan;
     int sync;
+    pid_t runtime;            /* the process that called corral_spawn: both stages' parent */
     char step[512];
 };
 
@@ -1133,6 +1135,34 @@ out:
 
 /* ------------------------------------------------------------------ the container process */
 
+/* Close every fd the runtime's process had open but the ones the plan names: stdio, the
+ * preserved fds, the sync socket, the state directory, the console socket, corral-exec. A
+ * lock the runtime holds on the state directory must not live on in an init it forked. */
+static int close_inherited(struct child *c)
+{
+    const struct corral_plan *p = c->plan;
+    int keep[4] = {c->sync, p->start_dirfd, p->console_fd, p->exec_fd};
+    unsigned int from = 3U + (unsigned int)p->preserve_fds;
+    int i, j;
+
+    for (i = 1; i < 4; i++) /* sort: no qsort after fork, it may allocate */
+        for (j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+            int t = keep[j];
+            keep[j] = keep[j - 1];
+            keep[j - 1] = t;
+        }
+    for (i = 0; i < 4; i++) {
+        if (keep[i] < 0 || (unsigned int)keep[i] < from)
+            continue;
+        if ((unsigned int)keep[i] > from && syscall(SYS_close_range, from, keep[i] - 1, 0) < 0)
+            return fail(c, errno, "close inherited fds%s", NULL);
+        from = (unsigned int)keep[i] + 1;
+    }
+    if (syscall(SYS_close_range, from, ~0U, 0) < 0)
+        return fail(c, errno, "close inherited fds%s", NULL);
+    return 0;
+}
+
 static int container_setup(struct child *c, char *exe, size_t exelen)
 {
     const struct corral_plan *p = c->plan;
@@ -1226,10 +1256,19 @@ static int container_setup(struct child *c, char *exe, size_t exelen)
 }
 
 /* Exec corral-exec from the sealed memfd (it then execs argv[1]); returns only on failure,
- * with errno set. execveat(AT_EMPTY_PATH) needs no /proc in the container. */
+ * with errno set. Through /proc/self/fd with execve when the container has its procfs, as
+ * a seccomp profile that lets the program run must allow execve, not always execveat;
+ * execveat(AT_EMPTY_PATH) needs no /proc. */
 static void exec_helper(const struct corral_plan *p, const char *const *argv,
                         const char *const *envp)
 {
+    char path[64];
+    if (p->exec_via_proc) {
+        snprintf(path, sizeof path, "/proc/self/fd/%d", p->exec_fd);
+        execve(path, (char *const *)argv, (char *const *)envp);
+        if (errno != ENOENT && errno != ENOTDIR)
+            return;
+    }
     syscall(SYS_execveat, p->exec_fd, "", (char *const *)argv, (char *const *)envp,
             AT_EMPTY_PATH);
 }
@@ -1329,14 +1368,20 @@ _Noreturn static void container_main(struct child *c)
     /* Until execve, this process is a copy of the runtime: keep others in the container
      * from opening it through /proc (the class of CVE-2019-5736). */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    ret = close_inherited(c);
+    if (ret < 0)
+        child_die(c, ret);
     ret = container_setup(c, exe, sizeof exe);
     if (ret < 0)
         child_die(c, ret);
 
-    /* From here on nobody waits for our report: the parent may exit after READY. */
-    prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
+    /* Still under the parent-death signal: a runtime killed before it recorded us takes us
+     * along. Its GO says the state is committed; from then on it may exit. */
     if (send_msg(c->sync, CORRAL_MSG_READY, 0, 0, NULL) < 0)
         _exit(1);
+    if (wait_go(c) < 0)
+        _exit(1);
+    prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
     close(c->sync);
 
     die_on_signals(); /* until reset_signals(), just before execve */
@@ -1383,7 +1428,7 @@ _Noreturn static void stage1(struct child *c)
 
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     /* The parent may have died before PDEATHSIG was armed. */
-    if (getppid() == 1)
+    if (getppid() != c->runtime)
         _exit(1);
 
     for (i = 0; i < p->n_join; i++) {
@@ -1416,7 +1461,12 @@ _Noreturn static void stage1(struct child *c)
     if (pid < 0)
         child_die(c, fail(c, errno, "clone(container process)%s", NULL));
     if (pid == 0) {
+        /* CLONE_PARENT: our parent is the runtime, which may be gone before this is armed.
+         * In a new pid namespace getppid() says 0 either way: a hung-up sync socket tells. */
+        struct pollfd hup = {c->sync, POLLRDHUP, 0};
         prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+        if (poll(&hup, 1, 0) != 0)
+            _exit(1);
         container_main(c);
     }
     send_msg(c->sync, CORRAL_MSG_PID, (int)pid, 0, NULL);
@@ -1447,6 +1497,7 @@ int corral_spawn(const struct corral_plan *plan, int *pid, int *sync_fd, char *e
         memset(&c, 0, sizeof c);
         c.plan = plan;
         c.sync = sv[1];
+        c.runtime = getppid();
         stage1(&c);
     }
     close(sv[1]);

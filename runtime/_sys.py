@@ -190,6 +190,7 @@ def _c_plan(
     p.argv = k.strv(plan.argv)
     p.envp = k.strv(plan.env)
     p.exec_fd = exec_helper_fd()
+    p.exec_via_proc = int(plan.exec_via_proc)
     # slot 1 is the program's resolved path, filled in by the container process
     p.exec_argv = k.strv((EXEC_HELPER_NAME, "", *plan.argv))
     p.home_slot = plan.home_slot
@@ -269,6 +270,7 @@ def spawn(
     place: Callable[[int], None],
     console_fd: int = -1,
     on_hooks: Callable[[int], None] | None = None,
+    commit: Callable[[int], None] | None = None,
 ) -> int:
     """Start the container process and return its pid once it is READY.
 
@@ -278,7 +280,9 @@ def spawn(
     reaped, and the error is raised. ``console_fd`` is a unix socket the process sends its
     pty master to (it then has the pty as its terminal and stdio); -1 for none.
     ``on_hooks(pid)`` runs when the process stops for its hooks (``plan.hooks_sync``): after
-    the mounts, before pivot_root.
+    the mounts, before pivot_root. ``commit(pid)`` records the process once it is READY; until
+    it returns, the process dies with this one (parent-death signal), and if it raises, the
+    process is killed. Only then is the process told it may outlive us.
     """
     keep = _Keep()
     join_fds: list[int] = []
@@ -333,6 +337,13 @@ def spawn(
                     on_hooks(child)
                 if lib.corral_sync_send(sync, lib.CORRAL_MSG_GO) < 0:
                     raise SpawnError("sync with container process", errno.EPIPE)
+        if commit is not None:
+            commit(child)
+        if lib.corral_sync_send(sync, lib.CORRAL_MSG_GO) < 0:
+            raise SpawnError("sync with container process", errno.EPIPE, "it exited after setup")
+        # It hangs up once it no longer dies with us: only then may we exit.
+        msg = ffi.new("struct corral_msg *")
+        lib.corral_sync_recv(sync, msg)
         return child
     except BaseException:
         if stage1 > 0:

@@ -164,6 +164,8 @@ def create(
     bundle = os.path.abspath(bundle)
     if spec is None:
         spec = cfg.load_spec(bundle)
+    if sd.half_made():
+        _reap_half_made(sd)
     if sd.exists():
         raise ContainerError(cid, f"container with id exists: {cid}")
     terminal = bool(spec.process and spec.process.terminal)
@@ -190,6 +192,7 @@ def create(
     dirfd = -1
     try:
         with sd.locked():
+            sd.record_creating(mgr.paths())
             sd.make_fifo()
             mgr.create()
             mgr.apply(_resources(spec))
@@ -202,13 +205,45 @@ def create(
             on_hooks = None
             if plan.hooks_sync and spec.hooks is not None:
                 on_hooks = _creation_hooks(cid, bundle, spec)
+            committed: list[ContainerState] = []
+
+            def commit(pid: int) -> None:
+                """Record the container while its process still dies with us."""
+                st = ContainerState(
+                    id=cid,
+                    bundle=bundle,
+                    rootfs=spec.root.path if spec.root else "",
+                    pid=pid,
+                    pid_start=process_start_time(pid) or 0,
+                    created=_now(),
+                    oci_version=spec.oci_version,
+                    owner="",
+                    annotations=dict(spec.annotations),
+                    cgroup_paths=mgr.paths(),
+                    config=_saved_config(spec),
+                )
+                if plan.start_hooks:
+                    state_for_hooks = _hook_state(
+                        cid, spec.oci_version, bundle, pid, "created", dict(spec.annotations)
+                    )
+                    write_atomic(
+                        os.path.join(sd.path, _sys.START_STATE),
+                        json.dumps(state_for_hooks).encode(),
+                        0o644,
+                    )
+                if opts.pid_file:
+                    write_atomic(os.path.abspath(opts.pid_file), f"{pid}".encode(), 0o644)
+                sd.save(st)  # the commit point: from here on the container exists
+                committed.append(st)
+
             try:
-                pid = _sys.spawn(
+                _sys.spawn(
                     plan,
                     start=(dirfd, "exec.fifo"),
                     place=mgr.add_pid,
                     console_fd=conn.fileno() if conn is not None and terminal else -1,
                     on_hooks=on_hooks,
+                    commit=commit,
                 )
             except BaseException as e:
                 from .hooks import HookError
@@ -221,36 +256,7 @@ def create(
             finally:
                 if conn is not None and conn is not console:
                     conn.close()
-            try:
-                start_time = process_start_time(pid)
-                st = ContainerState(
-                    id=cid,
-                    bundle=bundle,
-                    rootfs=spec.root.path if spec.root else "",
-                    pid=pid,
-                    pid_start=start_time or 0,
-                    created=_now(),
-                    oci_version=spec.oci_version,
-                    owner="",
-                    annotations=dict(spec.annotations),
-                    cgroup_paths=mgr.paths(),
-                    config=_saved_config(spec),
-                )
-                sd.save(st)
-                if plan.start_hooks:
-                    state_for_hooks = _hook_state(
-                        cid, spec.oci_version, bundle, pid, "created", dict(spec.annotations)
-                    )
-                    write_atomic(
-                        os.path.join(sd.path, _sys.START_STATE),
-                        json.dumps(state_for_hooks).encode(),
-                        0o644,
-                    )
-                if opts.pid_file:
-                    write_atomic(os.path.abspath(opts.pid_file), f"{pid}".encode(), 0o644)
-            except BaseException:
-                _kill_wait(pid, 0)
-                raise
+            st = committed[0]
     except BaseException:
         if dirfd >= 0:
             os.close(dirfd)
@@ -294,6 +300,25 @@ def _poststop(
 
         state = _hook_state(cid, spec_version, bundle, 0, "stopped", annotations)
         hooks.run_warn("poststop", poststop, state)
+
+
+def _reap_half_made(sd: StateDir, *, locked: bool = False) -> None:
+    """Undo a create killed before it committed the state: kill what is in the cgroups it
+    recorded, remove them and the directory. Waits for a create still at work (its lock);
+    leaves a container it committed meanwhile alone."""
+    if not locked:
+        try:
+            with sd.locked():
+                _reap_half_made(sd, locked=True)
+        except NotFound:
+            pass
+        return
+    if sd.exists():
+        return
+    paths = sd.creating_record()
+    if paths:
+        _destroy_cgroup(cgroups.manager_from_paths(paths))
+    sd.remove()
 
 
 def _destroy_cgroup(mgr: cgroups.CgroupManager) -> None:
@@ -471,8 +496,8 @@ def delete(cid: str, *, force: bool = False, root: str = DEFAULT_ROOT) -> None:
         try:
             st = sd.load()
         except NotFound:
-            if force:
-                sd.remove()
+            if force:  # a create killed before its commit: undo what it made
+                _reap_half_made(sd, locked=True)
                 return
             raise
         status = status_of(sd, st)

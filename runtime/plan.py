@@ -138,6 +138,10 @@ class SpawnPlan:
     session_keyring: str | None = None  # join a new session keyring of this name
     hooks_sync: bool = False  # stop before pivot_root for prestart/createRuntime/createContainer
     start_hooks: tuple[cfg.Hook, ...] = ()  # startContainer, run in the container before exec
+    # The container has the kernel's procfs at /proc (a proc mount of the spec): corral-exec's
+    # memfd is exec'd as /proc/self/fd/N with execve, which any seccomp profile that lets the
+    # program run allows; else with execveat(AT_EMPTY_PATH).
+    exec_via_proc: bool = False
     # env[home_slot] is a default HOME the container's /etc/passwd may override; -1: none
     home_slot: int = -1
 
@@ -472,6 +476,9 @@ def build_plan(
         hostname=spec.hostname,
         domainname=spec.domainname,
         lo_up=bool(clone_flags & CLONE_NEWNET),
+        exec_via_proc=any(
+            m.type == "proc" and posixpath.normpath(m.destination) == "/proc" for m in spec.mounts
+        ),
         sysctls=sysctls,
         rlimits=rlimits,
         oom_score_adj=proc.oom_score_adj,

@@ -24,6 +24,7 @@ from .errors import AlreadyExists, ConfigError, NotFound, SysError
 DEFAULT_ROOT = "/run/corral-oci"
 STATE_FILE = "state.json"
 FIFO = "exec.fifo"
+CREATING_FILE = "creating.json"  # written first by create; stale once state.json exists
 
 _ID_RE = re.compile(r"^[\w+\-.]+$")
 
@@ -165,6 +166,27 @@ class StateDir:
 
     def save(self, st: ContainerState) -> None:
         write_atomic(os.path.join(self.path, STATE_FILE), st.to_json().encode())
+
+    def record_creating(self, cgroup_paths: dict[str, str]) -> None:
+        """Before `create` makes anything: what a half-made container holds, so that a
+        create killed before it committed the state can be undone by whoever comes next."""
+        rec = {"creator": os.getpid(), "cgroup_paths": cgroup_paths}
+        write_atomic(os.path.join(self.path, CREATING_FILE), json.dumps(rec).encode())
+
+    def creating_record(self) -> dict[str, str] | None:
+        """The cgroup paths of a half-made container, or None when none were recorded."""
+        try:
+            with open(os.path.join(self.path, CREATING_FILE)) as f:
+                paths = json.loads(f.read()).get("cgroup_paths")
+        except (OSError, ValueError, AttributeError):
+            return None
+        if not isinstance(paths, dict):
+            return None
+        return {str(k): str(v) for k, v in paths.items()}
+
+    def half_made(self) -> bool:
+        """The directory exists but no state was ever committed in it."""
+        return os.path.isdir(self.path) and not self.exists()
 
     def remove(self) -> None:
         """Remove the directory and what it holds (files only, normally), ignoring errors."""
