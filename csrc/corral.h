@@ -31,7 +31,8 @@ struct corral_op {
     unsigned long flags;      /* MS_* flags for the mount call (MS_BIND|MS_REC for rbind) */
     const char *data;
     int remount_ro;           /* bind mounts: remount read-only after mounting */
-    unsigned long remount_flags; /* extra MS_* flags for that remount (nosuid, nodev, ...) */
+    unsigned long remount_flags; /* bind mounts: MS_* flags (nosuid, nodev, ...) to set by a
+                                  * remount, read-only or not; 0 and !remount_ro: none */
     unsigned long propagation[4]; /* MS_PRIVATE|MS_REC etc., applied in order; 0 ends */
     int dest_is_file;         /* create the destination as an empty file, not a directory */
     int mkdest;               /* create the destination (and parents) when missing */
@@ -69,6 +70,7 @@ struct corral_plan {
     int new_timens;
     const int *join_fds;      /* namespace fds to setns() into, user namespace first */
     const int *join_types;    /* CLONE_NEW* of each fd */
+    const char *const *join_names; /* "<type> <path>" of each fd, for error reports */
     int n_join;
 
     /* filesystem */
@@ -77,6 +79,7 @@ struct corral_plan {
     int readonly_root;
     unsigned long root_propagation;  /* applied to / before anything else (MS_SLAVE|MS_REC) */
     unsigned long rootfs_propagation; /* applied to the new / after pivot; 0 for none */
+    const char *rootfs_parent; /* made private before the rootfs bind (it is shared); NULL: none */
     const struct corral_op *ops;
     int n_ops;
 
@@ -111,6 +114,7 @@ struct corral_plan {
     unsigned int seccomp_flags;
 
     /* the process */
+    int new_session;          /* setsid() without a terminal too (with one it always happens) */
     const char *cwd;
     const char *const *argv;  /* NULL-terminated */
     const char *const *envp;  /* NULL-terminated */

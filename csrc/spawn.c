@@ -430,22 +430,26 @@ static int do_mount(struct child *c, int rootfd, const struct corral_op *op)
         }
     }
 
-    if (!op->remount_ro && !op->propagation[0])
+    if (!op->remount_ro && !op->remount_flags && !op->propagation[0])
         return 0;
     /* Reopen: the old fd names the directory under the new mount, not the mount itself. */
     fd = corral_open_in_root(rootfd, op->dest, O_PATH);
     if (fd < 0)
         return fail(c, -fd, "open mount destination(%s)", op->dest);
     fd_path(target, sizeof target, fd);
-    if (op->remount_ro) {
-        unsigned long fl = MS_REMOUNT | MS_BIND | MS_RDONLY | op->remount_flags;
+    if (op->remount_ro || op->remount_flags) {
+        /* A bind mount takes none of its flags from the mount call: only a remount sets them. */
+        unsigned long fl = MS_REMOUNT | MS_BIND | op->remount_flags;
+        if (op->remount_ro)
+            fl |= MS_RDONLY;
         ret = mount(NULL, target, NULL, fl, NULL);
         if (ret < 0 && errno == EPERM)
             ret = mount(NULL, target, NULL, fl | locked_flags(target), NULL);
         if (ret < 0) {
             ret = -errno;
             close(fd);
-            return fail(c, -ret, "remount read-only(%s)", op->dest);
+            return fail(c, -ret, op->remount_ro ? "remount read-only(%s)" : "remount(%s)",
+                        op->dest);
         }
     }
     for (i = 0; i < 4 && op->propagation[i]; i++) {
@@ -647,19 +651,35 @@ static int run_ops(struct child *c, int rootfd, int after_pivot)
  * stacks the old root on top of the new one; detaching "." then drops the old root. */
 static int do_pivot(struct child *c, const char *rootfs)
 {
-    int newroot, ret;
+    int newroot, oldroot, ret;
 
+    oldroot = open("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+    if (oldroot < 0)
+        return fail(c, errno, "open(%s)", "/");
     newroot = open(rootfs, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-    if (newroot < 0)
-        return fail(c, errno, "open(%s)", rootfs);
-    if (fchdir(newroot) < 0) {
+    if (newroot < 0) {
         ret = -errno;
-        close(newroot);
+        close(oldroot);
+        return fail(c, -ret, "open(%s)", rootfs);
+    }
+    ret = fchdir(newroot) < 0 ? -errno : 0;
+    close(newroot);
+    if (ret < 0) {
+        close(oldroot);
         return fail(c, -ret, "chdir(%s)", rootfs);
     }
-    close(newroot);
-    if (syscall(SYS_pivot_root, ".", ".") < 0)
-        return fail(c, errno, "pivot_root(%s)", rootfs);
+    if (syscall(SYS_pivot_root, ".", ".") < 0) {
+        ret = -errno;
+        close(oldroot);
+        return fail(c, -ret, "pivot_root(%s)", rootfs);
+    }
+    /* "." still names the new root's mount, now under the old one: step onto the old root,
+     * or the rslave below would hit the container's mounts (and undo their shared
+     * propagation) instead of the old root's. */
+    ret = fchdir(oldroot) < 0 ? -errno : 0;
+    close(oldroot);
+    if (ret < 0)
+        return fail(c, -ret, "chdir(old root)%s", NULL);
     /* Keep unmount events of the old root from propagating back to the host. */
     if (mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL) < 0)
         return fail(c, errno, "make old root rslave%s", NULL);
@@ -691,6 +711,10 @@ static int setup_rootfs(struct child *c)
     if (mount(NULL, "/", NULL, p->root_propagation ? p->root_propagation : MS_SLAVE | MS_REC,
               NULL) < 0)
         return fail(c, errno, "set propagation of /%s", NULL);
+    /* A shared parent would pass the rootfs bind (and what is mounted under it) back to the
+     * host, and pivot_root refuses one. */
+    if (p->rootfs_parent && mount(NULL, p->rootfs_parent, NULL, MS_PRIVATE, NULL) < 0)
+        return fail(c, errno, "make rootfs parent mount private(%s)", p->rootfs_parent);
     /* pivot_root needs the new root to be a mount point. */
     if (mount(p->rootfs, p->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
         return fail(c, errno, "bind rootfs(%s)", p->rootfs);
@@ -1169,6 +1193,10 @@ static int container_setup(struct child *c, char *exe, size_t exelen)
     int i, ret;
     char buf[32];
 
+    /* A session of its own, as runc: conmon's --timeout kills the container's process group,
+     * which must not be the runtime's caller. With a terminal, setup_console does it. */
+    if (p->new_session && p->console_fd < 0 && setsid() < 0)
+        return fail(c, errno, "setsid%s", NULL);
     if (p->new_cgroupns && unshare(CLONE_NEWCGROUP) < 0)
         return fail(c, errno, "unshare(cgroup namespace)%s", NULL);
     if (p->session_keyring) {
@@ -1435,8 +1463,7 @@ _Noreturn static void stage1(struct child *c)
         if (p->join_types[i] == CLONE_NEWUSER)
             joined_user = 1;
         if (setns(p->join_fds[i], p->join_types[i]) < 0)
-            child_die(c, fail(c, errno, "setns(%s)",
-                              p->join_types[i] == CLONE_NEWUSER ? "user" : "namespace"));
+            child_die(c, fail(c, errno, "setns(%s)", p->join_names[i]));
     }
     if (p->new_userns) {
         if (unshare(CLONE_NEWUSER) < 0)

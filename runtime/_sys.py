@@ -16,7 +16,7 @@ from typing import Any
 
 from ._corral import ffi, lib
 from .errors import SpawnError, SysError
-from .plan import SpawnPlan
+from .plan import NS_FLAGS, SpawnPlan
 
 # The state the startContainer hooks get on stdin, left by `create` in the state directory.
 START_STATE = "hook-state.json"
@@ -75,6 +75,35 @@ def exec_helper_fd() -> int:
         return _exec_fd
 
 
+_NS_NAMES = {flag: name for name, flag in NS_FLAGS.items()}
+_NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3): the CLONE_NEW* type of a namespace fd
+
+
+def _open_namespace(path: str, flag: int) -> int:
+    """An fd for the namespace at ``path``, which must be of type ``flag``: setns() would
+    only say EINVAL, from a child, without the path."""
+    import fcntl
+
+    name = _NS_NAMES[flag]
+    step = f"setns({name} {path})"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise SysError(f"open {name} namespace {path}", e.errno or 0) from None
+    try:
+        kind = fcntl.ioctl(fd, _NS_GET_NSTYPE)
+    except OSError as e:
+        os.close(fd)
+        if e.errno == errno.ENOTTY:  # any file that is not a namespace
+            raise SysError(step, errno.EINVAL, "not a namespace file") from None
+        raise SysError(f"ioctl(NS_GET_NSTYPE, {path})", e.errno or 0) from None
+    if kind != flag:
+        os.close(fd)
+        other = _NS_NAMES.get(kind, f"type {kind:#x}")
+        raise SysError(step, errno.EINVAL, f"not a {name} namespace (it is a {other} namespace)")
+    return fd
+
+
 class _Keep:
     """Holds every cffi allocation so nothing is freed while the children use it."""
 
@@ -116,6 +145,7 @@ def _c_plan(
     p.new_timens = int(plan.new_timens)
     p.join_fds = k.new("int[]", join_fds)
     p.join_types = k.new("int[]", [t for _, t in plan.join])
+    p.join_names = k.strv(tuple(f"{_NS_NAMES[t]} {path}" for path, t in plan.join))
     p.n_join = len(join_fds)
 
     p.rootfs = k.str(plan.rootfs)
@@ -123,6 +153,7 @@ def _c_plan(
     p.readonly_root = int(plan.readonly_root)
     p.root_propagation = plan.root_propagation
     p.rootfs_propagation = plan.rootfs_propagation
+    p.rootfs_parent = k.str(plan.rootfs_parent)
     ops = k.new("struct corral_op[]", max(len(plan.ops), 1))
     for i, op in enumerate(plan.ops):
         o = ops[i]
@@ -186,6 +217,7 @@ def _c_plan(
         p.seccomp_len = len(plan.seccomp_prog)
         p.seccomp_flags = plan.seccomp_flags
 
+    p.new_session = int(plan.new_session)
     p.cwd = k.str(plan.cwd)
     p.argv = k.strv(plan.argv)
     p.envp = k.strv(plan.env)
@@ -289,11 +321,8 @@ def spawn(
     stage1 = child = -1
     sync = -1
     try:
-        for path, _ in plan.join:
-            try:
-                join_fds.append(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
-            except OSError as e:
-                raise SysError(f"open namespace {path}", e.errno or 0) from None
+        for path, flag in plan.join:
+            join_fds.append(_open_namespace(path, flag))
         cplan = _c_plan(plan, join_fds, start, keep, console_fd)
         pid_p = ffi.new("int *")
         fd_p = ffi.new("int *")
@@ -313,6 +342,10 @@ def spawn(
                 _write_map(stage1, "uid_map", plan.uid_map)
         place(stage1)
         if lib.corral_sync_send(sync, lib.CORRAL_MSG_GO) < 0:
+            # Stage 1 failed (a setns) and left: its report is what went wrong.
+            msg = _recv(sync, "stage 1")
+            if msg.type == lib.CORRAL_MSG_ERROR:
+                raise SpawnError(ffi.string(msg.step).decode(errors="replace"), msg.err)
             raise SpawnError("sync with stage 1", errno.EPIPE)
         # Stage 1 sends PID and the container process sends HOOKS/READY on the same socket,
         # concurrently: take them in whatever order they come.

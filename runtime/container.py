@@ -450,6 +450,10 @@ def kill(
             os.kill(st.pid, signum)
         except ProcessLookupError:
             raise InvalidState(cid, "container not running") from None
+        if status is Status.PAUSED and signum == signal.SIGKILL and mgr is not None:
+            # A frozen process dies only once thawed (v1 freezer). As runc: thaw for SIGKILL
+            # alone, so that the container exits; other signals wait for `resume`.
+            mgr.thaw()
 
 
 def _kill_wait(pid: int, pid_start: int, timeout: float = 10.0) -> None:

@@ -151,6 +151,11 @@ def exec_process(cid: str, process: cfg.Process, opts: ExecOptions = ExecOptions
         raise InvalidState(cid, f"cannot exec in a {status} container")
     spec = cfg.load_spec(st.bundle)
     plan = exec_plan(spec, process, st.pid, opts.preserve_fds)
+    if not opts.detach:
+        # A process the caller waits for stays in the caller's process group (runc's gets a
+        # session of its own): the pod monitor ends a timed-out exec probe by killing that
+        # group, which must reach the probe's process in the container too.
+        plan = dataclasses.replace(plan, new_session=False)
     mgr = _manager(st)
 
     ours = theirs = None

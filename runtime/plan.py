@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import posixpath
+import re
 import stat
 from dataclasses import dataclass
 from enum import IntEnum
@@ -104,6 +106,7 @@ class SpawnPlan:
     argv: tuple[str, ...]
     env: tuple[str, ...]
     cwd: str = "/"
+    new_session: bool = True  # setsid(), as runc; with a terminal it happens anyway
     clone_flags: int = 0
     new_userns: bool = False
     new_cgroupns: bool = False
@@ -116,6 +119,9 @@ class SpawnPlan:
     readonly_root: bool = False
     root_propagation: int = 0
     rootfs_propagation: int = 0
+    # made private before the rootfs is bound onto itself, so that bind does not propagate
+    # to the host (runc's rootfsParentMountPrivate); None: nothing to do
+    rootfs_parent: str | None = None
     ops: tuple[Op, ...] = ()
     hostname: str | None = None
     domainname: str | None = None
@@ -190,6 +196,10 @@ DEFAULT_SYMLINKS: tuple[tuple[str, str], ...] = (
 )
 
 
+# The mount flags a bind mount leaves to a remount: all but these.
+_BIND_IGNORED = ~(cfg.MS_RDONLY | cfg.MS_REC | cfg.MS_BIND | cfg.MS_REMOUNT)
+
+
 def _clean_dest(dest: str) -> str:
     return posixpath.normpath("/" + dest.lstrip("/"))
 
@@ -252,7 +262,9 @@ def _mount_ops(
                 flags=flags,
                 data=opts.data or None,
                 remount_ro=is_bind and opts.readonly,
-                remount_flags=(opts.flags & ~(cfg.MS_RDONLY | cfg.MS_REC)) if is_bind else 0,
+                # A bind mount ignores every flag but MS_REC: nosuid, nodev, noexec... need a
+                # remount (runc remounts when any is set), read-write binds too.
+                remount_flags=(opts.flags & _BIND_IGNORED) if is_bind else 0,
                 propagation=opts.propagation,
                 dest_is_file=dest_is_file,
                 copy_up=opts.tmpcopyup and kind == "tmpfs",
@@ -355,6 +367,59 @@ def _device_ops(spec: cfg.Spec, dests: set[str], host: HostInfo) -> list[Op]:
     return ops
 
 
+def _check_net_sysctls(linux: cfg.Linux, join: list[tuple[str, int]]) -> None:
+    """net.* sysctls in a joined network namespace that is the runtime's own (the host's)
+    would change the host: refuse them, as runc does. The config check already refused them
+    without a network namespace; another joined one (a pod's) is the container's to tune."""
+    path = next((p for p, flag in join if flag == CLONE_NEWNET), None)
+    keys = [k for k in linux.sysctl if k.replace("/", ".").startswith("net.")]
+    if path is None or not keys:
+        return
+    try:
+        ns, own = os.stat(path), os.stat("/proc/self/ns/net")
+    except OSError:
+        return  # opening the namespace fails later and names it
+    if (ns.st_dev, ns.st_ino) == (own.st_dev, own.st_ino):
+        raise ConfigError(
+            f"linux.sysctl[{json.dumps(keys[0], ensure_ascii=False)}]",
+            f"not allowed in the host network namespace (network namespace path {path})",
+        )
+
+
+def read_mountinfo() -> str:
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        return f.read()
+
+
+def _unescape(field: str) -> str:
+    """A mountinfo path field: space, tab, newline and backslash are octal escapes."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def shared_parent_mount(rootfs: str, root_prop: int, mountinfo: str) -> str | None:
+    """The mount point holding ``rootfs`` if it is shared once ``root_prop`` has been applied
+    to / in the container's mount namespace (a copy of this one), else None. Binding the
+    rootfs onto itself under a shared parent would propagate to the host, and pivot_root
+    refuses a shared parent: runc makes such a parent private first."""
+    best: tuple[str, bool] | None = None
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) < 7 or "-" not in fields[6:]:
+            continue
+        point = _unescape(fields[4])
+        if point != "/" and rootfs != point and not rootfs.startswith(point + "/"):
+            continue
+        shared = any(f.startswith("shared:") for f in fields[6 : fields.index("-", 6)])
+        if best is None or len(point) >= len(best[0]):
+            best = (point, shared)
+    if best is None:
+        return None
+    point, shared = best
+    if point == "/" or root_prop & cfg.MS_REC:
+        shared = bool(root_prop & cfg.MS_SHARED)
+    return point if shared else None
+
+
 def _caps(spec_caps: cfg.Capabilities) -> CapSets:
     def mask(names: tuple[str, ...]) -> int:
         m = 0
@@ -387,8 +452,10 @@ def build_plan(
     *,
     no_pivot: bool = False,
     preserve_fds: int = 0,
+    mountinfo: str | None = None,
 ) -> SpawnPlan:
-    """Decide every step of the container's setup from a validated spec."""
+    """Decide every step of the container's setup from a validated spec. ``mountinfo`` (this
+    process's, read when needed and not given) locates the mount holding a shared rootfs."""
     if spec.process is None:
         raise ConfigError("process", "is required to create a container")
     if spec.root is None:
@@ -435,15 +502,26 @@ def build_plan(
         home_slot = len(env)
         env = (*env, "HOME=/root" if proc.user.uid == 0 else "HOME=/")
 
+    # As runc's prepareRoot: / (and with rslave everything under it) becomes a slave of the
+    # host unless rootfsPropagation says otherwise. podman asks for "shared" when a volume is
+    # [r]shared: the container's copies of the host's shared mounts then stay their peers, so
+    # a volume bound from one of them passes mounts made in the container back to the host.
     root_prop = cfg.MS_SLAVE | cfg.MS_REC
     rootfs_prop = 0
+    rootfs_parent = None
     if linux.rootfs_propagation:
         prop = cfg.parse_mount_options((linux.rootfs_propagation,)).propagation
         rootfs_prop = prop[0] if prop else 0
-        if rootfs_prop & (cfg.MS_SHARED | cfg.MS_SLAVE):
-            # A shared or slave rootfs needs the host side to stay shared/slave, not private.
-            root_prop = cfg.MS_SLAVE | cfg.MS_REC
+        if rootfs_prop:
+            root_prop = rootfs_prop
+        if root_prop & cfg.MS_SHARED:
+            rootfs_parent = shared_parent_mount(
+                os.path.realpath(spec.root.path),
+                root_prop,
+                read_mountinfo() if mountinfo is None else mountinfo,
+            )
 
+    _check_net_sysctls(linux, join)
     sysctls = tuple(
         ("/proc/sys/" + key.replace(".", "/"), value) for key, value in linux.sysctl.items()
     )
@@ -472,6 +550,7 @@ def build_plan(
         readonly_root=spec.root.readonly,
         root_propagation=root_prop,
         rootfs_propagation=rootfs_prop,
+        rootfs_parent=rootfs_parent,
         ops=tuple(ops),
         hostname=spec.hostname,
         domainname=spec.domainname,

@@ -742,3 +742,240 @@ def test_console_socket_receives_the_pty_master(both: list[Driver]) -> None:
         outs[d.name] = data.decode().replace("\r\n", "\n")
         d.wait_status(cid, "stopped")
     assert _same(outs, "the output through the pty") == "/dev/pts/0\ndone\n"
+
+
+# ---------------------------------------------------------------- issue #24: mounts, kill, sessions
+
+
+@pytest.fixture
+def volume(runtime: Runtime) -> Path:
+    """A host directory holding the static test helper, plus a setuid-root copy of it."""
+    vol = runtime.tmp / "vol"
+    vol.mkdir(mode=0o755)
+    vol.chmod(0o755)
+    for name, mode in (("helper", 0o755), ("suid", 0o4755)):
+        shutil.copy(runtime.rootfs / "bin" / "corral-test", vol / name)
+        os.chown(vol / name, 0, 0)
+        (vol / name).chmod(mode)
+    return vol
+
+
+def _binds(vol: Path, *points: tuple[str, list[str]]) -> SpecMod:
+    def mod(spec: dict[str, Any]) -> None:
+        spec["process"]["user"] = {"uid": 1000, "gid": 1000}
+        spec["process"]["noNewPrivileges"] = False  # else setuid is ignored anyway
+        for dest, options in points:
+            spec["mounts"].append(
+                {"destination": dest, "type": "bind", "source": str(vol), "options": options}
+            )
+
+    return mod
+
+
+def test_bind_flags_of_read_write_volumes(both: list[Driver], volume: Path) -> None:
+    """nosuid, nodev and noexec hold on a read-write bind (podman's named volumes and
+    -v DIR:/d:nosuid,nodev,noexec): a bind needs a remount to set them."""
+    mod = _binds(
+        volume,
+        ("/tmp/plain", ["rbind", "rw"]),
+        ("/tmp/noexec", ["rbind", "rw", "noexec"]),
+        ("/tmp/nosuid", ["rbind", "rw", "nosuid", "nodev", "rprivate"]),
+    )
+    script = (
+        "/tmp/plain/suid ids; /tmp/nosuid/suid ids; /tmp/noexec/helper pid 2>&1;"
+        "grep ' /tmp/no' /proc/self/mountinfo | cut -d' ' -f5,6"
+    )
+    outs = {}
+    for d in both:
+        res = d.run("sh", "-c", script, mod=mod)
+        assert res.rc == 0, f"{d.name}: {res.err}"
+        outs[d.name] = res.out
+    lines = _same(outs, "setuid, exec and flags on the volumes").splitlines()
+    assert "euid=0 " in lines[0]  # the helper works where nothing forbids it
+    assert "euid=1000 " in lines[1]  # nosuid: the setuid bit gives nothing
+    assert "Permission denied" in lines[2]  # noexec
+    flags = dict(line.split() for line in lines[3:])
+    assert set(flags["/tmp/noexec"].split(",")) >= {"rw", "noexec"}
+    assert set(flags["/tmp/nosuid"].split(",")) >= {"rw", "nosuid", "nodev"}
+
+
+def test_kill_of_a_paused_container(both: list[Driver]) -> None:
+    """SIGKILL reaches a frozen init only once it is thawed: runc thaws for SIGKILL (and
+    only for it), so the container exits; podman then sees it exit."""
+    for d in both:
+        cid = d.start_running("corral-test", "sigwait")
+        d.cli("pause", cid, check=True)
+        assert d.cli("kill", cid, "TERM").rc == 0, d.name
+        assert d.state(cid)["status"] == "paused", d.name  # not thawed for other signals
+        assert d.cli("kill", cid, "KILL").rc == 0, d.name
+        d.wait_status(cid, "stopped")
+        cid = d.start_running("corral-test", "sigwait")
+        d.cli("pause", cid, check=True)
+        assert d.cli("kill", "--all", cid, "KILL").rc == 0, d.name
+        d.wait_status(cid, "stopped")
+
+
+def _session(text: str) -> tuple[str, str, str]:
+    """pid, process group and session from a /proc/<pid>/stat line."""
+    fields = text.rsplit(")", 1)[1].split()
+    pid = text.split()[0]
+    return pid, fields[2], fields[3]
+
+
+def test_init_and_detached_exec_lead_their_own_session(both: list[Driver]) -> None:
+    """As runc: the container's process calls setsid() even without a terminal, so a kill of
+    its process group (conmon's --timeout) never reaches the runtime's caller."""
+    for d in both:
+        res = d.run("sh", "-c", "cat /proc/$$/stat")
+        assert res.rc == 0, f"{d.name}: {res.err}"
+        assert _session(res.out) == ("1", "1", "1"), d.name
+        cid = d.start_running("corral-test", "sigwait")
+        d.cli("exec", "--detach", cid, "sh", "-c", "cat /proc/$$/stat > /tmp/stat", check=True)
+        deadline = time.monotonic() + 30
+        while not (out := d.cli("exec", cid, "cat", "/tmp/stat").out):
+            assert time.monotonic() < deadline, d.name
+            time.sleep(0.02)
+        pid, pgrp, sid = _session(out)
+        assert pid == pgrp == sid, (d.name, out)
+
+
+@pytest.fixture
+def shared_dir(tmp_path: Path) -> Iterator[Path]:
+    """A host directory that is a shared mount of its own (the host's / is private here);
+    unmounted, with whatever a container mounted under it, even when the test fails."""
+    d = tmp_path / "shared"
+    (d / "sub").mkdir(parents=True)
+    subprocess.run(["mount", "--bind", str(d), str(d)], check=True)
+    try:
+        subprocess.run(["mount", "--make-shared", str(d)], check=True)
+        yield d
+    finally:
+        subprocess.run(["umount", "-R", "-l", str(d)], check=False)
+
+
+def _host_mounts(*under: Path) -> list[str]:
+    """The host's mount points at or below any of ``under`` (others work on this host too)."""
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    return sorted(p for p in points if any(p == str(u) or p.startswith(f"{u}/") for u in under))
+
+
+@pytest.mark.parametrize("propagation", ["rshared", "rslave"])
+def test_volume_propagation_to_the_host(
+    both: list[Driver], shared_dir: Path, propagation: str
+) -> None:
+    """podman's -v DIR:/d:rshared gives rootfsPropagation "shared" and a bind with rshared:
+    a mount made in the container under it appears on the host (runc); rslave keeps it in."""
+
+    def mod(spec: dict[str, Any]) -> None:
+        if propagation == "rshared":
+            spec["linux"]["rootfsPropagation"] = "shared"
+        caps = ["CAP_SYS_ADMIN"]
+        spec["process"]["capabilities"] = {k: caps for k in ("bounding", "effective", "permitted")}
+        spec["mounts"].append(
+            {
+                "destination": "/tmp/d",
+                "type": "bind",
+                "source": str(shared_dir),
+                "options": ["rbind", "rw", propagation],
+            }
+        )
+
+    sub = str(shared_dir / "sub")
+    ours = (shared_dir.parent, both[0].rt.rootfs)
+    before = _host_mounts(*ours)
+    for d in both:
+        res = d.run("sh", "-c", "mount -t tmpfs inner /tmp/d/sub", mod=mod)
+        assert res.rc == 0, f"{d.name}: {res.err}"
+        after = _host_mounts(*ours)
+        if propagation == "rshared":
+            assert sub in after, d.name
+            subprocess.run(["umount", sub], check=True)
+        else:
+            assert sub not in after, d.name
+        assert _host_mounts(*ours) == before, d.name  # nothing else reached the host
+
+
+def test_net_sysctl_refused_in_the_host_network_namespace(both: list[Driver]) -> None:
+    """net.* sysctls in a joined network namespace that is the runtime's own (here the
+    host's, through this test's own /proc/PID/ns/net) would change the host's: both refuse
+    them at create (the value asked is the host's own, so a runtime that wrongly applied it
+    changes nothing)."""
+    host = f"/proc/{os.getpid()}/ns/net"
+    with open("/proc/sys/net/ipv4/ping_group_range") as f:
+        value = "\t".join(f.read().split())
+
+    def mod(spec: dict[str, Any]) -> None:
+        for ns in spec["linux"]["namespaces"]:
+            if ns["type"] == "network":
+                ns["path"] = host
+        spec["linux"]["sysctl"] = {"net.ipv4.ping_group_range": value}
+
+    for d in both:
+        res = d.run("true", mod=mod)
+        assert res.rc != 0, d.name
+        assert "ping_group_range" in res.err and "host network namespace" in res.err, (
+            d.name,
+            res.err,
+        )
+    assert (
+        'linux.sysctl["net.ipv4.ping_group_range"]: not allowed in the host network namespace'
+        in res.err
+    )
+
+
+def test_net_sysctl_in_a_joined_network_namespace(both: list[Driver]) -> None:
+    """A network namespace joined by path that is not the host's (a pod's) is the
+    container's to tune, as with runc."""
+    for d in both:
+        owner = d.start_running("corral-test", "sigwait")
+        path = f"/proc/{d.state(owner)['pid']}/ns/net"
+
+        def mod(spec: dict[str, Any], path: str = path) -> None:
+            for ns in spec["linux"]["namespaces"]:
+                if ns["type"] == "network":
+                    ns["path"] = path
+            spec["linux"]["sysctl"] = {"net.ipv4.ping_group_range": "0 0"}
+
+        res = d.run("corral-test", "sysctl", "net.ipv4.ping_group_range", mod=mod)
+        assert res.rc == 0, f"{d.name}: {res.err}"
+        assert res.out.split() == ["0", "0"], d.name
+
+
+def test_namespace_path_of_the_wrong_kind(both: list[Driver], tmp_path: Path) -> None:
+    """A namespace path that is another kind of namespace, or no namespace, fails create in
+    both; corral names the namespace, the path and what is wrong."""
+    plain = tmp_path / "plain-file"
+    plain.write_text("")
+    cases = {
+        "/proc/self/ns/mnt": "setns(network /proc/self/ns/mnt): "
+        "not a network namespace (it is a mount namespace)",
+        str(plain): f"setns(network {plain}): not a namespace file",
+    }
+    for path, message in cases.items():
+
+        def mod(spec: dict[str, Any], path: str = path) -> None:
+            for ns in spec["linux"]["namespaces"]:
+                if ns["type"] == "network":
+                    ns["path"] = path
+
+        for d in both:
+            cid, bundle = d.prepare("true", mod=mod)
+            res = d.cli("create", "--bundle", str(bundle), cid)
+            assert res.rc != 0, (d.name, path)
+        assert res.err.strip() == f"corral-oci: create {cid}: {message}", res.err
+
+
+def test_setns_failure_names_the_namespace(corral: Driver) -> None:
+    """A setns() the kernel refuses after the type check (joining one's own user namespace is
+    EINVAL) is reported with the namespace and its path, not as a broken sync pipe."""
+
+    def mod(spec: dict[str, Any]) -> None:
+        spec["linux"]["namespaces"].append({"type": "user", "path": "/proc/self/ns/user"})
+
+    cid, bundle = corral.prepare("true", mod=mod)
+    res = corral.cli("create", "--bundle", str(bundle), cid)
+    assert res.rc != 0
+    assert res.err.strip() == (
+        f"corral-oci: create {cid}: setns(user /proc/self/ns/user): Invalid argument"
+    ), res.err

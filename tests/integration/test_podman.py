@@ -299,3 +299,137 @@ def test_tty_run(podman: Podman) -> None:
     )
     assert res.returncode == 0, res.stdout + res.stderr
     assert "/dev/pts/0" in res.stdout
+
+
+# ---------------------------------------------------------------- side by side with runc (#24)
+
+RUNC = shutil.which("runc")
+
+
+@pytest.fixture(scope="module")
+def podman_runc(podman: Podman) -> Podman:
+    """The same podman storage, with runc as the runtime of the containers it makes."""
+    if RUNC is None:
+        pytest.skip("runc is not installed")
+    base = list(podman.base)
+    base[base.index("--runtime") + 1] = RUNC
+    return Podman(base=base, env=podman.env, cgroup_parent=podman.cgroup_parent)
+
+
+@pytest.fixture
+def podmans(podman: Podman, podman_runc: Podman) -> dict[str, Podman]:
+    return {"runc": podman_runc, "corral": podman}
+
+
+@pytest.fixture
+def names(podman: Podman) -> Iterator[list[str]]:
+    """Container names a test made: removed even when it fails."""
+    made: list[str] = []
+    try:
+        yield made
+    finally:
+        for name in made:
+            podman("rm", "--force", "--time", "0", name, timeout=300)
+
+
+def _name(made: list[str]) -> str:
+    made.append(f"c-{uuid.uuid4().hex[:8]}")
+    return made[-1]
+
+
+def test_volume_flags_noexec_nosuid(
+    podmans: dict[str, Podman], rootfs: Path, tmp_path: Path
+) -> None:
+    """-v DIR:/d:noexec refuses to run what is on it, -v DIR:/d:nosuid ignores setuid bits;
+    a plain volume honours them (the setuid-root helper then runs with euid 0)."""
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    vol.chmod(0o755)
+    for name, mode in (("helper", 0o755), ("suid", 0o4755)):
+        shutil.copy(rootfs / "bin" / "corral-test", vol / name)
+        os.chown(vol / name, 0, 0)
+        (vol / name).chmod(mode)
+    script = "/p/suid ids; /s/suid ids; /x/helper pid 2>&1; true"
+    outs = {}
+    for rt, pm in podmans.items():
+        res = pm.run(
+            "--rm", "--user", "1000:1000",
+            "-v", f"{vol}:/p", "-v", f"{vol}:/s:nosuid,nodev", "-v", f"{vol}:/x:noexec",
+            IMAGE, "sh", "-c", script,
+        )  # fmt: skip
+        assert res.returncode == 0, f"{rt}: {res.stderr}"
+        outs[rt] = res.stdout
+    assert outs["corral"] == outs["runc"]
+    lines = outs["corral"].splitlines()
+    assert "euid=0 " in lines[0]
+    assert "euid=1000 " in lines[1]
+    assert "Permission denied" in lines[2]
+
+
+def test_kill_of_a_paused_container(podmans: dict[str, Podman], names: list[str]) -> None:
+    """podman kill of a paused container: the runtime thaws it for SIGKILL, so it exits 137
+    and podman sees the exit (with corral it used to stay frozen and podman timed out)."""
+    for rt, pm in podmans.items():
+        name = _name(names)
+        res = pm.run("-d", "--name", name, IMAGE, "corral-test", "sigwait")
+        assert res.returncode == 0, f"{rt}: {res.stderr}"
+        assert pm("pause", name).returncode == 0, rt
+        res = pm("kill", name, timeout=120)
+        assert res.returncode == 0, f"{rt}: {res.stderr}"
+        res = pm("wait", name, timeout=120)
+        assert res.returncode == 0, f"{rt}: {res.stderr}"
+        assert res.stdout.strip() == "137", rt
+        state = pm("inspect", "--format", "{{.State.Status}}", name)
+        assert state.stdout.strip() == "exited", rt
+
+
+@pytest.fixture
+def shared_dir(tmp_path: Path) -> Iterator[Path]:
+    """A host directory that is a shared mount of its own; unmounted with whatever a
+    container mounted under it, even when the test fails."""
+    d = tmp_path / "shared"
+    (d / "sub").mkdir(parents=True)
+    subprocess.run(["mount", "--bind", str(d), str(d)], check=True)
+    try:
+        subprocess.run(["mount", "--make-shared", str(d)], check=True)
+        yield d
+    finally:
+        subprocess.run(["umount", "-R", "-l", str(d)], check=False)
+
+
+def _mounts_under(path: Path) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    return sorted(p for p in points if p == str(path) or p.startswith(f"{path}/"))
+
+
+@pytest.mark.parametrize("propagation", ["rshared", "rslave"])
+def test_volume_propagation(podmans: dict[str, Podman], shared_dir: Path, propagation: str) -> None:
+    """-v DIR:/d:rshared: a mount made in the container under /d appears on the host, as
+    with runc; with rslave it does not."""
+    sub = str(shared_dir / "sub")
+    for rt, pm in podmans.items():
+        res = pm.run(
+            "--rm", "--cap-add", "SYS_ADMIN", "-v", f"{shared_dir}:/d:{propagation}",
+            IMAGE, "mount", "-t", "tmpfs", "inner", "/d/sub",
+        )  # fmt: skip
+        assert res.returncode == 0, f"{rt}: {res.stderr}"
+        seen = _mounts_under(shared_dir)
+        if propagation == "rshared":
+            assert seen == [str(shared_dir), sub], rt
+            subprocess.run(["umount", sub], check=True)
+        else:
+            assert seen == [str(shared_dir)], rt
+
+
+def test_run_timeout(podmans: dict[str, Podman], names: list[str]) -> None:
+    """conmon's --timeout kills the container's process group: the container must lead a
+    session of its own (runc's setsid), or conmon kills itself and the container stays up."""
+    rcs = {}
+    for rt, pm in podmans.items():
+        name = _name(names)
+        res = pm.run("--name", name, "--timeout", "2", IMAGE, "corral-test", "sleep", "1000")
+        rcs[rt] = res.returncode
+        state = pm("inspect", "--format", "{{.State.Status}}", name)
+        assert state.stdout.strip() == "exited", (rt, res.stderr)
+    assert rcs["corral"] == rcs["runc"], rcs  # podman 4.3 says 255 for either

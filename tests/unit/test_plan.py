@@ -207,3 +207,54 @@ def test_sysctl_rlimits_user(tmp_path: Path) -> None:
     assert (plan.uid, plan.gid, plan.groups, plan.umask) == (1000, 100, (5, 6), 0o77)
     assert plan.env[0] == "A=1" and any(e.startswith("PATH=") for e in plan.env)
     assert "HOME=/" in plan.env
+
+
+def test_read_write_bind_keeps_its_flags_for_a_remount(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    spec = default()
+    spec["mounts"] = [
+        {
+            "destination": "/v",
+            "type": "bind",
+            "source": "data",
+            "options": ["rw", "rprivate", "nosuid", "nodev", "noexec", "rbind"],
+        },
+        {"destination": "/p", "type": "bind", "source": "data", "options": ["rbind", "rw"]},
+    ]
+    v, p = (op for op in plan_for(tmp_path, spec).ops if op.kind is OpKind.MOUNT)
+    assert not v.remount_ro
+    assert v.remount_flags == cfg.MS_NOSUID | cfg.MS_NODEV | cfg.MS_NOEXEC
+    assert not p.remount_ro and p.remount_flags == 0  # nothing to remount
+
+
+MOUNTINFO = """\
+27 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
+40 27 254:0 /x /var/lib/c rw,relatime - ext4 /dev/vda rw
+41 27 0:50 / /var/lib/c\\040d/merged rw,relatime shared:7 - overlay overlay rw
+"""
+
+
+@pytest.mark.parametrize(
+    ("rootfs", "prop", "parent"),
+    [
+        ("/var/lib/c/r", "shared", None),  # its own mount, private, stays so
+        ("/var/lib/c/r", "rshared", "/var/lib/c"),  # rshared makes every mount shared
+        ("/var/lib/c d/merged", "shared", "/var/lib/c d/merged"),  # shared on the host
+        ("/srv/r", "shared", "/"),  # under / itself, shared now
+        ("/srv/r", "rslave", None),  # nothing shared: no step
+    ],
+)
+def test_shared_rootfs_parent_is_made_private(
+    tmp_path: Path, rootfs: str, prop: str, parent: str | None
+) -> None:
+    spec = default()
+    spec["root"] = {"path": rootfs}
+    spec["linux"]["rootfsPropagation"] = prop
+    plan = build_plan(cfg.parse_spec(spec), str(tmp_path), V1_HOST, mountinfo=MOUNTINFO)
+    assert plan.root_propagation == cfg.PROPAGATION_FLAGS[prop]  # as runc's prepareRoot
+    assert plan.rootfs_parent == parent
+
+
+def test_default_root_propagation_is_rslave(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path, default())
+    assert plan.root_propagation == cfg.MS_SLAVE | cfg.MS_REC and plan.rootfs_parent is None
