@@ -240,11 +240,18 @@ class PodDir:
         self.state = to
 
     def remove(self) -> None:
-        """Move to garbage/ (if not there yet) and delete the directory."""
+        """Move to garbage/ (if not there yet), delete the directory and release the pod's
+        name: every removal (``rm``, ``gc``, a failed create or start) goes through here."""
+        try:
+            rec = self.record()
+        except PodError:
+            rec = {}
         if self.state is not PodState.GARBAGE:
             self.move(PodState.GARBAGE)
         shutil.rmtree(self.path, ignore_errors=True)
         self.unlock()
+        if rec.get("name"):
+            self.store.release_name(str(rec.get("namespace", "")), str(rec["name"]), self.uid)
 
 
 class PodStore:
