@@ -706,7 +706,8 @@ def _status_of(pd: PodDir) -> PodStatus:
     kv = read_keyvalues(pd.path / "pod.status")
     phase = kv.get("phase") or "Pending"
     reason = ""
-    if pd.state is PodState.RUNNING and _monitor_lost(pd):
+    lost = pd.state is PodState.RUNNING and _monitor_lost(pd)
+    if lost:
         phase, reason = "Unknown", "MonitorLost"
     if pd.state is PodState.EXITED and phase in ("Pending", "Running"):
         phase = "Failed"
@@ -729,8 +730,36 @@ def _status_of(pd: PodDir) -> PodStatus:
     )
     for c in containers:
         cs = _container_status(pd, c, has_init)
+        if lost or pd.state in (PodState.EXITED, PodState.GARBAGE):
+            _unmonitored(cs, pd.uid)
         (st.init_containers if c["kind"] == "init" else st.containers).append(cs)
     return st
+
+
+def _in_pod_cgroup(pid: int, uid: str) -> bool:
+    """The kernel's word that ``pid`` is a live process (not a zombie) of pod ``uid`` (not a
+    reused pid)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rpartition(")")[2].split()[0] in ("Z", "X"):
+                return False
+        with open(f"/proc/{pid}/cgroup") as f:
+            return f"/pod{uid}/" in f.read()
+    except (OSError, IndexError):
+        return False
+
+
+def _unmonitored(cs: ContainerStatus, uid: str) -> None:
+    """A container whose monitor is gone (or whose pod finished): its status file says what
+    the monitor last saw. Nobody probes it, so it is not ready; a container the file calls
+    running is running only if the kernel still has its process in the pod's cgroup, else
+    its state is unknown, which the kubelet reports as terminated, ContainerStatusUnknown."""
+    cs.ready = False
+    if cs.state == "Running" and not (cs.pid and _in_pod_cgroup(cs.pid, uid)):
+        cs.state, cs.reason = "Terminated", "ContainerStatusUnknown"
+        cs.exit_code, cs.signal = 137, None
+        cs.message = "the container could not be located: the pod's monitor is gone"
+        cs.pid = None
 
 
 def status(ref: str, opts: PodOptions) -> PodStatus:

@@ -579,6 +579,46 @@ def test_gc_after_the_monitor_died(pods: Pods) -> None:
     assert api.list_pods(pods.opts) == []  # exited pods are removed by gc
 
 
+def test_ls_after_the_monitor_was_killed(pods: Pods) -> None:
+    """READY and PHASE come from the kernel (the monitor's lock, the container's process in
+    the pod's cgroup), not from the status files the dead monitor left saying 2/2."""
+    probe = {"exec": {"command": ["true"]}, "periodSeconds": 1}
+    raw = pods.manifest(
+        "lost",
+        [sh("a", "sleep 1000", readinessProbe=probe), sh("b", "sleep 1000", readinessProbe=probe)],
+    )
+    uid = pods.run(raw)
+    until("both ready", lambda: all(c.ready for c in pods.status(uid).containers))
+    res = pods.cli("ls")
+    assert re.search(r"lost\s+Running\s+2/2", res.stdout), res.stdout
+    pid_a, pid_b = (pods.running_pid(uid, n) for n in ("a", "b"))
+    # the monitor's pid from the pod's own files; it is this pod's monitor, started by us
+    run_dir = Path(pods.opts.root) / "run" / uid
+    monitor = int((run_dir / "monitor.pid").read_text())
+    assert str(run_dir) in Path(f"/proc/{monitor}/cmdline").read_text()
+    os.kill(monitor, signal.SIGKILL)
+    until("the monitor to die", lambda: not alive(monitor))
+    res = pods.cli("ls")
+    assert res.returncode == 0 and re.search(r"lost\s+Unknown\s+0/2", res.stdout), res.stdout
+    st = json.loads(pods.cli("inspect", "-o", "json", "lost").stdout)["status"]
+    assert st["phase"] == "Unknown" and st["reason"] == "MonitorLost"
+    assert [c["ready"] for c in st["containerStatuses"]] == [False, False]
+    assert "running" in st["containerStatuses"][0]["state"]  # its process is still there
+    assert alive(pid_a)
+    os.kill(pid_b, signal.SIGKILL)  # nobody records its end now: the kernel tells
+    until("b to die", lambda: not alive(pid_b))
+    b = pods.status(uid).container("b")
+    assert (b.state, b.reason, b.ready) == ("Terminated", "ContainerStatusUnknown", False)
+    assert "Phase:      Unknown (MonitorLost)" in pods.cli("inspect", "lost").stdout
+    res = pods.cli("rm", "-f", "lost")
+    assert res.returncode == 0, res.stderr
+    assert not alive(pid_a)
+    assert api.list_pods(pods.opts) == []
+    assert [n for n in os.listdir(Path(pods.opts.root) / "names") if n != ".lock"] == []
+    assert not mounts_under(pods.tmp / "pods")
+    assert not pod_cgroups(pods.tag)
+
+
 def test_gc_removes_leaked_pod_cgroups(pods: Pods) -> None:
     from runtime import cgroups
 
