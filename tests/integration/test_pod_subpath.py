@@ -173,7 +173,7 @@ def test_legitimate_subpaths_still_work(pods: Pods) -> None:
     script = (
         "cat /d/file /f /l/file /fl; echo w > /n/x; echo e > /e/y; "
         "test -f /all/new/sub/x && test -f /all/per-pod/legit/y && echo ok; "
-        "echo no >> /f || echo read-only"
+        "{ echo no >> /f; } 2>/dev/null || echo read-only"
     )
     raw = pods.manifest(
         "legit",
@@ -196,7 +196,7 @@ def test_legitimate_subpaths_still_work(pods: Pods) -> None:
     assert st.phase == "Succeeded", (st, api.logs(uid, pods.opts, "app"))
     out = api.logs(uid, pods.opts, "app")
     assert out[:5] == ["made-by-init"] * 4 + ["ok"], out
-    assert out[-1] == "read-only", out
+    assert out[5:] == ["read-only"], out
 
 
 def test_a_restart_resolves_the_subpath_again(pods: Pods) -> None:
@@ -231,10 +231,7 @@ def test_a_restart_resolves_the_subpath_again(pods: Pods) -> None:
 
     lines = until("the restart to be refused", refused)
     assert not any("second-run" in x for x in lines), lines
-    assert (
-        api.logs(uid, pods.opts, "app", previous=True) == ["first-run"]
-        or pods.container(uid, "app").restart_count >= 1
-    )
+    assert pods.container(uid, "app").restart_count >= 1
     pod_dir = Path(pods.opts.root) / "run" / uid
     assert _mount_count(pod_dir / "volume-subpaths") == 0
     api.stop(uid, pods.opts, grace=0)
@@ -349,12 +346,8 @@ def test_host_path_type_mismatch_fails_and_leaves_nothing(
     )
     with pytest.raises(PrepareError) as e:
         pods.run(raw)
-    assert (
-        "volume h" in str(e.value)
-        and why in str(e.value)
-        and f"(type {type_})" in str(e.value)
-        or why in str(e.value)
-    ), str(e.value)
+    msg = str(e.value)
+    assert "volume h" in msg and why in msg, msg
     assert not (pods.tmp / "host" / "missing").exists()
     assert api.list_pods(pods.opts) == []
     assert not mounts_under(pods.tmp)
