@@ -619,6 +619,89 @@ def test_ls_after_the_monitor_was_killed(pods: Pods) -> None:
     assert not pod_cgroups(pods.tag)
 
 
+_RESOLVE = """
+import json, sys
+from runtime.pod.manifest import parse_pod
+from runtime.pod.probehost import resolve_probe_hosts
+for host in sys.argv[1:]:
+    c = {"name": "c", "image": "x:1", "readinessProbe": {"tcpSocket": {"host": host, "port": 1}}}
+    raw = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+           "spec": {"containers": [c]}}
+    try:
+        probe = resolve_probe_hosts(parse_pod(raw)).spec.containers[0].readiness_probe
+        print(probe.handler.host)
+    except Exception as e:
+        print(e)
+"""
+
+
+def test_probe_host_names_resolve_with_getaddrinfo(tmp_path: Path) -> None:
+    """The real resolver honours an /etc/hosts of our own (bind-mounted in a mount namespace
+    of the test's); the network namespace has no network, so no lookup leaves the machine."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n10.1.2.3 db.corral-test\nfd00::9 v6.corral-test\n")
+    script = f'mount --bind {hosts} /etc/hosts && exec "$@"'
+    res = subprocess.run(
+        ["unshare", "-m", "-n", "sh", "-c", script, "sh", sys.executable, "-c", _RESOLVE,
+         "db.corral-test", "v6.corral-test", "nosuch.corral-test"],
+        capture_output=True, text=True, cwd=REPO, timeout=WAIT, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[:2] == ["10.1.2.3", "fd00::9"]
+    assert lines[2].startswith(
+        "spec.containers[0].readinessProbe.tcpSocket.host: cannot resolve 'nosuch.corral-test': "
+    )
+
+
+def test_probe_host_names_at_pod_start(pods: Pods, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: str, *args: Any, **kw: Any) -> Any:
+        if host == "db.corral-test":  # no lookup leaves the machine
+            return real("127.0.0.1", *args, **kw)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    probe = {"tcpSocket": {"host": "db.corral-test", "port": 7070}, "periodSeconds": 1}
+    uid = pods.run(
+        pods.manifest("named", [sh("c", "while :; do nc -l -p 7070; done", readinessProbe=probe)])
+    )
+    until("ready through the resolved name", lambda: pods.container(uid, "c").ready)
+    conf = (Path(pods.opts.root) / "run" / uid / "monitor.conf").read_text()
+    assert "probe_tcp 127.0.0.1 7070\n" in conf
+    api.stop(uid, pods.opts, grace=0)
+    api.remove(uid, pods.opts)
+    probe["tcpSocket"]["host"] = "nosuch.corral-test"
+    with pytest.raises(api.PodError) as ei:
+        pods.run(pods.manifest("named", [sh("c", "sleep 1000", readinessProbe=probe)]))
+    assert str(ei.value).endswith(
+        ": resolve probe hosts: spec.containers[0].readinessProbe.tcpSocket.host: "
+        "cannot resolve 'nosuch.corral-test': Name or service not known"
+    )
+    assert api.list_pods(pods.opts) == []
+    assert [n for n in os.listdir(Path(pods.opts.root) / "names") if n != ".lock"] == []
+
+
+def test_probe_host_that_does_not_resolve_fails_pod_run(pods: Pods) -> None:
+    """The real resolver, from a network namespace without network: nothing leaves the
+    machine, the name does not resolve, `pod run` says which field and leaves nothing."""
+    probe = {"httpGet": {"host": "nosuch.corral-test", "port": 80}}
+    manifest = pods.tmp / "pod.yaml"
+    manifest.write_text(json.dumps(pods.manifest("p", [sh("c", "sleep 1", livenessProbe=probe)])))
+    res = subprocess.run(
+        ["unshare", "-n", CORRAL, "pod", *pods.global_args(), "run", "-d", str(manifest)],
+        capture_output=True, text=True, cwd=REPO, timeout=WAIT, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert res.returncode == 1, res
+    assert res.stderr.startswith("corral: pod run p: "), res.stderr
+    assert (
+        ": resolve probe hosts: spec.containers[0].livenessProbe.httpGet.host: "
+        "cannot resolve 'nosuch.corral-test': " in res.stderr
+    )
+    assert api.list_pods(pods.opts) == []
+
+
 def test_gc_removes_leaked_pod_cgroups(pods: Pods) -> None:
     from runtime import cgroups
 
