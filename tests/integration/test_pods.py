@@ -759,6 +759,22 @@ def test_a_refused_monitor_conf_fails_the_start(
     assert api.list_pods(pods.opts) == []
 
 
+@pytest.mark.parametrize(
+    "image,why",
+    [("a//b:1", "invalid reference format"), ("MyApp:1", "repository name must be lowercase"),
+     ("a:" + "t" * 500, "tag is 500 characters (128 at most)")],
+)  # fmt: skip
+def test_a_pod_image_reference_is_checked(pods: Pods, image: str, why: str) -> None:
+    """The kubelet's InvalidImageName: refused by the reference grammar, not looked up (a
+    path such as ../x.tar is an image archive, see manifest.is_image_archive)."""
+    raw = pods.manifest("badref", [{"name": "c", "image": image, "command": ["true"]}])
+    with pytest.raises(api.PodError, match="invalid image name") as ei:
+        pods.run(raw)
+    assert why in str(ei.value)
+    assert api.list_pods(pods.opts) == []
+    assert [n for n in os.listdir(Path(pods.opts.root) / "names") if n != ".lock"] == []
+
+
 def test_failed_start_leaves_nothing(pods: Pods) -> None:
     raw = pods.manifest("bad", [{"name": "c", "image": "no-such-image"}])
     with pytest.raises(api.PodError, match="image no-such-image"):
