@@ -170,8 +170,9 @@ def make_dirs_beneath(volfd: int, sub_path: str) -> int:
         for name in parts[have:]:
             try:
                 os.mkdir(name, mode, dir_fd=fd)
-            except FileExistsError:
-                pass  # made meanwhile: O_NOFOLLOW below refuses a symlink
+            except FileExistsError:  # made meanwhile, or a symlink to nothing: refused
+                if stat.S_ISLNK(os.lstat(name, dir_fd=fd).st_mode):
+                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), name) from None
             flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
             child = os.open(name, flags, dir_fd=fd)
             try:
@@ -205,7 +206,7 @@ def _resolve(m: SubPathMount) -> int:
         if e.errno == errno.EXDEV:
             why = "resolves outside the volume (a symlink or '..' leaves it)"
         elif e.errno == errno.ELOOP:
-            why = "has too many levels of symlinks, or a magic link"
+            why = "is a symlink to nothing, or has too many levels of symlinks"
         elif e.errno == errno.ENOSYS:
             why = "openat2 is not available (Linux >= 5.6 is needed for subPath)"
         elif e.errno in (errno.ENOTDIR, errno.EEXIST):

@@ -351,3 +351,27 @@ def test_host_path_type_mismatch_fails_and_leaves_nothing(
     assert not (pods.tmp / "host" / "missing").exists()
     assert api.list_pods(pods.opts) == []
     assert not mounts_under(pods.tmp)
+
+
+def test_host_path_swapped_after_its_check_is_not_mounted(pods: Pods) -> None:
+    """The type check and the mount are of one opened object: a path swapped between
+    create (the check) and start (the containers) does not reach the containers."""
+    from runtime.pod.manifest import parse_pod
+
+    host = pods.tmp / "host" / "obj"
+    host.mkdir(parents=True)
+    (host / "checked").write_text("the checked directory\n")
+    _mark_host(pods)
+    raw = pods.manifest(
+        "hp",
+        [sh("app", "ls /h", volumeMounts=[{"name": "h", "mountPath": "/h"}])],
+        restartPolicy="Never",
+        volumes=[{"name": "h", "hostPath": {"path": str(host), "type": "Directory"}}],
+    )
+    pd = api.create(parse_pod(raw, base_dir=str(pods.tmp)), pods.opts, raw, str(pods.tmp))
+    host.rename(pods.tmp / "host" / "was-checked")
+    host.symlink_to(pods.tmp)  # what an attacker would swap in
+    api.start(pd.uid, pods.opts)
+    st = pods.wait(pd.uid)
+    assert st.phase == "Succeeded", st
+    assert api.logs(pd.uid, pods.opts, "app") == ["checked"]
