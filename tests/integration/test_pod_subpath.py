@@ -375,3 +375,23 @@ def test_host_path_swapped_after_its_check_is_not_mounted(pods: Pods) -> None:
     st = pods.wait(pd.uid)
     assert st.phase == "Succeeded", st
     assert api.logs(pd.uid, pods.opts, "app") == ["checked"]
+
+
+def test_removing_a_pod_never_deletes_through_a_mount(pods: Pods) -> None:
+    """A pod directory removed while a hostPath bind is still mounted in it (a teardown that
+    did not finish) unmounts first: the host's files stay."""
+    from runtime.pod.manifest import parse_pod
+
+    host = pods.tmp / "host"
+    host.mkdir()
+    (host / "keep").write_text("host data\n")
+    raw = pods.manifest(
+        "rm",
+        [sh("app", "true", volumeMounts=[{"name": "h", "mountPath": "/h"}])],
+        volumes=[{"name": "h", "hostPath": {"path": str(host), "type": "Directory"}}],
+    )
+    pd = api.create(parse_pod(raw, base_dir=str(pods.tmp)), pods.opts, raw, str(pods.tmp))
+    assert str(pd.path / "volumes" / "h") in mounts_under(pd.path)
+    pd.remove()  # no teardown first
+    assert (host / "keep").read_text() == "host data\n"
+    assert not pd.path.exists() and not mounts_under(pods.tmp)
