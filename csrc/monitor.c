@@ -112,6 +112,7 @@ struct run_record { /* what status files say about one run */
 struct ctr {
     char *name, *id, *bundle, *oom_file;
     struct strv prestart_arg; /* run before every create but the first */
+    bool prestart_first;      /* ... and before the first too (subPath mounts) */
     bool init;
     struct probe *probes[PROBE_KINDS];
     int line; /* of its `container` line, for errors */
@@ -595,6 +596,10 @@ static void conf_parse(char *text)
             c->bundle = xstrdup(v);
         } else if (!strcmp(key, "prestart_arg")) {
             strv_add(&c->prestart_arg, v);
+        } else if (!strcmp(key, "prestart_first")) {
+            if (strcmp(v, "true") && strcmp(v, "false"))
+                conf_die("prestart_first: want true or false, not '%s'", v);
+            c->prestart_first = v[0] == 't';
         } else if (!strcmp(key, "oom_file")) {
             conf_abs_path(key, v);
             c->oom_file = xstrdup(v);
@@ -1063,10 +1068,12 @@ static void launch_create(struct ctr *c)
         die("pipe for %s: %s", c->name, strerror(-ret));
     set_state(c, "waiting", "ContainerCreating", NULL);
     /* A restart is a new container, as in Kubernetes: prestart_arg gives it a fresh rootfs
-     * first. Its output goes to the container's pipes, like the runtime's. */
+     * first (with prestart_first, it also runs before the first create: it mounts subPaths
+     * after the init containers ran). Its output goes to the container's pipes, like the
+     * runtime's. */
     bool again = c->created_once;
     c->created_once = true;
-    if (again && c->prestart_arg.n) {
+    if ((again || c->prestart_first) && c->prestart_arg.n) {
         start_job(c, ST_PRESTART, NULL, 0, c->out.wfd, c->err.wfd);
         return;
     }

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import FormatError, ImageError
+from .imageconfig import check_config
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 STOP_SIGNAL = "org.opencontainers.image.stopSignal"
@@ -158,9 +159,8 @@ def oci_config(
     and StopSignal become annotations (the latter as ``org.opencontainers.image.stopSignal``,
     as umoci writes it). ``rootfs`` is the unpacked or mounted root, used to resolve the user.
     """
+    check_config(image_config, run_only=True)  # stored before import checked it, or changed
     c = image_config.get("config") or {}
-    if not isinstance(c, dict):
-        raise FormatError("image config: 'config' is not an object")
     ep = list(entrypoint if entrypoint is not None else c.get("Entrypoint") or [])
     cmd = list(args if args is not None else c.get("Cmd") or [])
     argv = ep + cmd

@@ -21,6 +21,7 @@ from typing import IO, Any
 
 from .digest import check_digest, sha256_bytes, verify_bytes
 from .errors import FormatError, NotFound
+from .imageconfig import check_config
 
 MAX_JSON = 16 << 20  # manifests, configs and indexes are small; refuse anything bigger
 
@@ -56,6 +57,7 @@ class SourceImage:
     manifest: bytes | None = None  # the original OCI manifest, kept for a faithful save
     manifest_digest: str | None = None
     config_json: dict[str, Any] = field(default_factory=dict)
+    names_from: str = ""  # where in the source the names were found, for errors
 
 
 class Reader:
@@ -187,8 +189,7 @@ def _config(
         cfg = json.loads(data)
     except ValueError as e:
         raise FormatError(f"image config {path}: invalid JSON: {e}") from e
-    if not isinstance(cfg, dict):
-        raise FormatError(f"image config {path}: not an object")
+    check_config(cfg, f"image config {path}")
     return data, digest, cfg
 
 
@@ -210,7 +211,7 @@ def _docker(reader: Reader) -> list[SourceImage]:
     if not isinstance(manifest, list) or not manifest:
         raise FormatError("manifest.json: expected a non-empty array")
     out = []
-    for entry in manifest:
+    for i, entry in enumerate(manifest):
         if not isinstance(entry, dict) or not isinstance(entry.get("Config"), str):
             raise FormatError("manifest.json: entry without Config")
         cpath = entry["Config"]
@@ -220,8 +221,13 @@ def _docker(reader: Reader) -> list[SourceImage]:
         src_layers = []
         for lpath, diff_id in zip(layers, diff_ids, strict=True):
             src_layers.append(SourceLayer(lpath, diff_id, _claim(lpath), None, None))
-        names = [t for t in entry.get("RepoTags") or [] if isinstance(t, str)]
-        out.append(SourceImage(names, config, cdigest, src_layers, config_json=cfg))
+        names = entry.get("RepoTags") or []
+        where = f"manifest.json[{i}].RepoTags"
+        if not isinstance(names, list) or not all(isinstance(t, str) for t in names):
+            raise FormatError(f"{where}: must be an array of strings")
+        out.append(
+            SourceImage(names, config, cdigest, src_layers, config_json=cfg, names_from=where)
+        )
     return out
 
 
@@ -257,9 +263,13 @@ def _oci(reader: Reader) -> list[SourceImage]:
     if not isinstance(index, dict) or not isinstance(index.get("manifests"), list):
         raise FormatError("index.json: no manifests array")
     out = []
-    for desc in index["manifests"]:
+    for i, desc in enumerate(index["manifests"]):
         annotations = desc.get("annotations") or {}
-        name = annotations.get(CONTAINERD_NAME) or annotations.get(REF_NAME)
+        key = CONTAINERD_NAME if annotations.get(CONTAINERD_NAME) else REF_NAME
+        name = annotations.get(key)
+        where = f"index.json manifests[{i}].annotations[{key}]"
+        if name is not None and not isinstance(name, str):
+            raise FormatError(f"{where}: must be a string")
         while desc.get("mediaType") in INDEX_TYPES:
             nested = json.loads(_read_blob(reader, desc))
             desc = _pick(nested.get("manifests") or [])
@@ -291,6 +301,7 @@ def _oci(reader: Reader) -> list[SourceImage]:
                 manifest=mdata,
                 manifest_digest=desc["digest"],
                 config_json=cfg,
+                names_from=where,
             )
         )
     return out

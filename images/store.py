@@ -38,6 +38,7 @@ from . import overlay
 from .digest import CHUNK, HashingReader, check_digest, decompressed, hex_of, sniff
 from .errors import DigestMismatch, FormatError, ImageError, InUse, NotFound
 from .progress import CountingReader, Meter, ProgressFn
+from .reference import check_name, check_ref, parse
 from .sources import SourceImage, SourceLayer, open_source, read_images
 from .unpack import Limits, unpack_layer
 
@@ -105,14 +106,12 @@ class PruneResult:
 
 
 def normalize_name(name: str) -> str:
-    """``foo`` -> ``foo:latest``; names with a tag or digest are kept as they are."""
-    name = name.strip()
-    if not name or any(c.isspace() for c in name) or "\0" in name:
-        raise FormatError(f"invalid image name {name!r}")
-    last = name.rsplit("/", 1)[-1]
-    if "@" in name or ":" in last:
-        return name
-    return name + ":latest"
+    """``foo`` -> ``foo:latest``; names with a tag or digest are kept as they are. FormatError
+    for anything the distribution reference grammar refuses (``images.reference``)."""
+    ref = parse(name)
+    if ref.tag is None and ref.digest is None:
+        return name + ":latest"
+    return name
 
 
 def _rmtree(path: Path) -> None:
@@ -197,6 +196,7 @@ class Store:
 
     def _lookup(self, ref: str) -> tuple[Image, str | None]:
         """The image and, when ``ref`` is one of its names, that name."""
+        check_ref(ref)
         images = self.images()
         candidates = [ref]
         try:
@@ -263,13 +263,21 @@ class Store:
     ) -> list[Image]:
         """Import every image of a docker-archive, oci-archive or OCI layout directory.
 
-        ``progress`` is called with the layer bytes and layers processed so far."""
+        ``progress`` is called with the layer bytes and layers processed so far. ``name`` and
+        the names the archive gives are checked (``images.reference``) before anything is
+        stored."""
+        if name is not None:
+            check_name(name)
         with self._lock("gc.lock", exclusive=False), open_source(Path(path)) as (kind, reader):
             sources = read_images(kind, reader)
             if name is not None:
                 if len(sources) != 1:
                     raise FormatError(f"{path} holds {len(sources)} images; --name needs one")
                 sources[0].names = [name]
+            else:
+                for s in sources:
+                    for n in s.names:
+                        check_name(n, f"{path}: {s.names_from}")
             layers = [lr for s in sources for lr in s.layers]
             total = sum(_layer_size(reader, lr) for lr in layers)
             meter = Meter(progress, total, len(layers))

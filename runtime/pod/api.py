@@ -296,19 +296,27 @@ def _finish_argv(pd: PodDir) -> tuple[str, ...]:
     return (sys.executable, "-m", "runtime.pod.finish", str(pd.store.root / "run" / pd.uid))
 
 
-def _reset_argv(pd: PodDir, container: str) -> tuple[str, ...]:
-    """The monitor's prestart_arg: a restarted container gets a fresh writable layer."""
+def _reset_argv(pd: PodDir, container: str, subpaths: bool = False) -> tuple[str, ...]:
+    """The monitor's prestart_arg: a restarted container gets a fresh writable layer; with
+    ``subpaths``, its subPath mounts are made (again) before every create."""
     run_dir = str(pd.store.root / "run" / pd.uid)
-    return (sys.executable, "-m", "runtime.pod.reset", run_dir, container)
+    flag = ("--subpaths",) if subpaths else ()
+    return (sys.executable, "-m", "runtime.pod.reset", *flag, run_dir, container)
 
 
 def _go(pd: PodDir, pod: Pod, record: dict[str, Any], opts: PodOptions, mon: _Monitor) -> None:
     """Network, bundles, monitor.conf: everything between "ready" and "go"."""
     from images.store import Store
     from runtime.network import PortMapping, write_pod_files
-    from runtime.pod.bundle import BundleContext, container_cgroups_path, container_config
+    from runtime.pod.bundle import (
+        BundleContext,
+        container_cgroups_path,
+        container_config,
+        subpath_mounts,
+    )
     from runtime.pod.monconf import MonitorConf, containers_of, render
     from runtime.pod.qos import pod_qos
+    from runtime.pod.subpath import write_plan
 
     path = pd.path
     pod_ip: str | None = None
@@ -347,6 +355,7 @@ def _go(pd: PodDir, pod: Pod, record: dict[str, Any], opts: PodOptions, mon: _Mo
     min_adj = min_oom_score_adj()
     bundles: dict[str, str] = {}
     oom: dict[str, str | None] = {}
+    with_subpaths: set[str] = set()
     for c in pod.all_containers:
         cdir = path / "containers" / c.name
         with _steps(pd, f"bundle {c.name}"):
@@ -363,10 +372,15 @@ def _go(pd: PodDir, pod: Pod, record: dict[str, Any], opts: PodOptions, mon: _Mo
                 volume_paths={k: str(path / v) for k, v in (record.get("volumes") or {}).items()},
                 etc_dir=str(path / "etc"),
                 shm_dir=str(path / "shm"),
+                pod_dir=str(path),
                 cap_last=cap_last,
                 min_oom_score_adj=min_adj,
             )
             spec = container_config(pod, c, ctx)
+            subpaths = subpath_mounts(pod, c, ctx)
+            if subpaths:
+                write_plan(cdir, subpaths)  # mounted by the prestart step (reset --subpaths)
+                with_subpaths.add(c.name)
             write_atomic(cdir / "config.json", json.dumps(spec, indent=1) + "\n", 0o600)
         bundles[c.name] = str(cdir)
         oom[c.name] = _oom_file(
@@ -384,7 +398,15 @@ def _go(pd: PodDir, pod: Pod, record: dict[str, Any], opts: PodOptions, mon: _Mo
         backoff_initial_ms=opts.backoff_initial_ms,
         backoff_max_ms=opts.backoff_max_ms,
         backoff_reset_ms=opts.backoff_reset_ms,
-        containers=tuple(containers_of(pod, bundles, oom, lambda name: _reset_argv(pd, name))),
+        containers=tuple(
+            containers_of(
+                pod,
+                bundles,
+                oom,
+                lambda name: _reset_argv(pd, name, name in with_subpaths),
+                frozenset(with_subpaths),
+            )
+        ),
         probe_host=pod_ip or "127.0.0.1",
     )
     write_atomic(path / "monitor.conf", render(conf))
@@ -429,6 +451,10 @@ def start(ref: str, opts: PodOptions, pod: Pod | None = None) -> PodDir:
     try:
         if pod is None:
             pod = _load_pod(record)
+        with _steps(pd, "resolve probe hosts"):
+            from runtime.pod.probehost import resolve_probe_hosts
+
+            pod = resolve_probe_hosts(pod)  # before the monitor: a name that fails stops here
         with store.gc_lock(exclusive=False):
             pd.move(PodState.RUNNING)
             pd.unlock()  # the monitor takes it
@@ -706,7 +732,8 @@ def _status_of(pd: PodDir) -> PodStatus:
     kv = read_keyvalues(pd.path / "pod.status")
     phase = kv.get("phase") or "Pending"
     reason = ""
-    if pd.state is PodState.RUNNING and _monitor_lost(pd):
+    lost = pd.state is PodState.RUNNING and _monitor_lost(pd)
+    if lost:
         phase, reason = "Unknown", "MonitorLost"
     if pd.state is PodState.EXITED and phase in ("Pending", "Running"):
         phase = "Failed"
@@ -729,8 +756,36 @@ def _status_of(pd: PodDir) -> PodStatus:
     )
     for c in containers:
         cs = _container_status(pd, c, has_init)
+        if lost or pd.state in (PodState.EXITED, PodState.GARBAGE):
+            _unmonitored(cs, pd.uid)
         (st.init_containers if c["kind"] == "init" else st.containers).append(cs)
     return st
+
+
+def _in_pod_cgroup(pid: int, uid: str) -> bool:
+    """The kernel's word that ``pid`` is a live process (not a zombie) of pod ``uid`` (not a
+    reused pid)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rpartition(")")[2].split()[0] in ("Z", "X"):
+                return False
+        with open(f"/proc/{pid}/cgroup") as f:
+            return f"/pod{uid}/" in f.read()
+    except (OSError, IndexError):
+        return False
+
+
+def _unmonitored(cs: ContainerStatus, uid: str) -> None:
+    """A container whose monitor is gone (or whose pod finished): its status file says what
+    the monitor last saw. Nobody probes it, so it is not ready; a container the file calls
+    running is running only if the kernel still has its process in the pod's cgroup, else
+    its state is unknown, which the kubelet reports as terminated, ContainerStatusUnknown."""
+    cs.ready = False
+    if cs.state == "Running" and not (cs.pid and _in_pod_cgroup(cs.pid, uid)):
+        cs.state, cs.reason = "Terminated", "ContainerStatusUnknown"
+        cs.exit_code, cs.signal = 137, None
+        cs.message = "the container could not be located: the pod's monitor is gone"
+        cs.pid = None
 
 
 def status(ref: str, opts: PodOptions) -> PodStatus:

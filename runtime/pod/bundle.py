@@ -13,6 +13,9 @@ user, then adds what the kubelet and containerd add for a pod:
   gives every capability, every device, no masked or read-only paths; allowPrivilegeEscalation
   false sets no_new_privs;
 - volume mounts, the pod's shared /dev/shm, and /etc/hosts, /etc/hostname, /etc/resolv.conf;
+  a mount with a subPath (or subPathExpr, expanded from the container's env) binds a path
+  below the pod's ``volume-subpaths/`` that ``runtime.pod.subpath`` mounts at container start
+  (``subpath_mounts`` lists them), never the volume's host path joined with the subPath;
 - env with HOSTNAME first, fieldRefs resolved and ``$(VAR)`` references expanded as Kubernetes
   does (also in command and args).
 """
@@ -33,12 +36,14 @@ from runtime.pod.manifest import (
     SecretVolume,
 )
 from runtime.pod.qos import QOSClass, container_cgroup_values, container_oom_score_adj, pod_qos
+from runtime.pod.subpath import SUBPATH_DIR, SubPathMount
 
 __all__ = [
     "DEFAULT_CAPABILITIES",
     "BundleContext",
     "container_cgroups_path",
     "container_config",
+    "subpath_mounts",
     "pod_cgroups_path",
     "expand",
     "qos_dir",
@@ -84,6 +89,7 @@ class BundleContext:
     volume_paths: Mapping[str, str] = field(default_factory=dict)  # volume -> host directory
     etc_dir: str | None = None  # holds hosts, hostname, resolv.conf
     shm_dir: str | None = None  # the pod's /dev/shm
+    pod_dir: str = ""  # subPath mounts go below <pod_dir>/volume-subpaths/
     cap_last: int = 40  # highest capability the kernel knows (/proc/sys/kernel/cap_last_cap)
     # Lowest oom_score_adj the runtime may set: 0 without CAP_SYS_RESOURCE (the kernel refuses
     # negative values then); Guaranteed pods' -998 is raised to it.
@@ -107,9 +113,10 @@ def container_cgroups_path(cgroup_parent: str, qos: QOSClass, uid: str, name: st
 # ============================================================================= env
 
 
-def expand(text: str, env: Mapping[str, str]) -> str:
+def expand(text: str, env: Mapping[str, str], missing: list[str] | None = None) -> str:
     """Kubernetes' ``$(VAR)`` expansion: a defined VAR is replaced, ``$$`` is a literal ``$``,
-    and anything else (an undefined VAR, an unclosed reference) is left as written."""
+    and anything else (an undefined VAR, an unclosed reference) is left as written (and the
+    undefined VAR's name appended to ``missing``)."""
     out: list[str] = []
     i, n = 0, len(text)
     while i < n:
@@ -131,6 +138,8 @@ def expand(text: str, env: Mapping[str, str]) -> str:
                     out.append(env[name])
                 else:
                     out.append(text[i : end + 1])
+                    if missing is not None:
+                        missing.append(name)
                 i = end + 1
                 continue
         out.append(ch)
@@ -201,6 +210,33 @@ def _bind(source: str, dest: str, readonly: bool) -> dict[str, Any]:
         "source": source,
         "options": ["rbind", "rprivate", "ro" if readonly else "rw"],
     }
+
+
+def subpath_mounts(pod: Pod, container: Container, ctx: BundleContext) -> list[SubPathMount]:
+    """The subPath mounts of ``container``, one per volumeMount with a subPath or
+    subPathExpr, in order: resolved in the volume's host directory and mounted on
+    ``<pod_dir>/volume-subpaths/<volume>/<container>/<index>`` at container start. A
+    subPathExpr is expanded from the container's env; a variable that is undefined or empty
+    makes the mount's ``error`` (as the kubelet's "missing value for")."""
+    env: dict[str, str] | None = None
+    out = []
+    for i, vm in enumerate(container.volume_mounts):
+        if not vm.sub_path and not vm.sub_path_expr:
+            continue
+        error = ""
+        sub_path = vm.sub_path or ""
+        if vm.sub_path_expr:
+            if env is None:
+                pairs = (e.split("=", 1) for e in container_env(pod, container, ctx))
+                env = {k: v for k, v in pairs if v}
+            missing: list[str] = []
+            sub_path = expand(vm.sub_path_expr, env, missing)
+            if missing:
+                error = f"subPathExpr {vm.sub_path_expr!r}: missing value for {', '.join(missing)}"
+        target = posixpath.join(ctx.pod_dir, SUBPATH_DIR, vm.name, container.name, str(i))
+        source = ctx.volume_paths[vm.name]
+        out.append(SubPathMount(vm.name, sub_path, source, target, error))
+    return out
 
 
 def container_config(pod: Pod, container: Container, ctx: BundleContext) -> dict[str, Any]:
@@ -283,11 +319,12 @@ def container_config(pod: Pod, container: Container, ctx: BundleContext) -> dict
     if ctx.shm_dir is not None:
         mounts[:] = [m for m in mounts if m["destination"] != "/dev/shm"]
         mounts.append(_bind(ctx.shm_dir, "/dev/shm", False))
+    subpaths = iter(subpath_mounts(pod, container, ctx))
     for vm in container.volume_mounts:
         volume = pod.volume(vm.name)
         source = ctx.volume_paths[vm.name]
-        if vm.sub_path:
-            source = posixpath.join(source, vm.sub_path)
+        if vm.sub_path or vm.sub_path_expr:
+            source = next(subpaths).target  # never the volume joined with the subPath
         projected = isinstance(volume.source, (ConfigMapVolume, SecretVolume))
         mounts.append(_bind(source, vm.mount_path, vm.read_only or projected))
     if ctx.etc_dir is not None:

@@ -343,6 +343,7 @@ class VolumeMount:
     mount_path: str
     read_only: bool = False
     sub_path: str | None = None
+    sub_path_expr: str | None = None  # $(VAR) expanded from the container's env at start
 
 
 @dataclass(frozen=True, slots=True)
@@ -822,8 +823,8 @@ _VOLUME_UNSUPPORTED = frozenset(
     " persistentVolumeClaim photonPersistentDisk portworxVolume projected quobyte rbd scaleIO"
     " storageos vsphereVolume".split()
 )
-_MOUNT = frozenset({"name", "mountPath", "readOnly", "subPath"})
-_MOUNT_UNSUPPORTED = frozenset({"mountPropagation", "recursiveReadOnly", "subPathExpr"})
+_MOUNT = frozenset({"name", "mountPath", "readOnly", "subPath", "subPathExpr"})
+_MOUNT_UNSUPPORTED = frozenset({"mountPropagation", "recursiveReadOnly"})
 
 
 def load_pod(path: str | os.PathLike[str]) -> Pod:
@@ -1311,7 +1312,14 @@ def _parse_mounts(r: _Obj, volume_names: set[str]) -> tuple[VolumeMount, ...]:
         sub_path = m.str_("subPath") or None
         if sub_path is not None:
             _check_relative(sub_path, m.at("subPath"))
-        out.append(VolumeMount(name, mount_path, m.flag("readOnly"), sub_path))
+        sub_path_expr = m.str_("subPathExpr") or None
+        if sub_path_expr is not None:
+            if sub_path is not None:
+                raise ManifestError(
+                    m.at("subPathExpr"), "subPathExpr and subPath are mutually exclusive"
+                )
+            _check_relative(sub_path_expr, m.at("subPathExpr"))
+        out.append(VolumeMount(name, mount_path, m.flag("readOnly"), sub_path, sub_path_expr))
     return tuple(out)
 
 

@@ -28,6 +28,7 @@ class ContainerConf:
     oom_file: str | None = None
     probes: tuple[tuple[str, Probe], ...] = ()  # (liveness|readiness|startup, probe)
     prestart_arg: tuple[str, ...] = ()  # run before every create but the first (a restart)
+    prestart_first: bool = False  # ... and before the first too (it mounts subPaths)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,8 @@ def render(conf: MonitorConf) -> str:
         if c.oom_file:
             lines.append(("oom_file", c.oom_file))
         lines += [("prestart_arg", a) for a in c.prestart_arg]
+        if c.prestart_first:
+            lines.append(("prestart_first", "true"))
         for kind, probe in c.probes:
             lines += probe_lines(kind, probe, conf.probe_host)
     return "".join(f"{k} {escape(v)}\n" for k, v in lines)
@@ -109,10 +112,12 @@ def containers_of(
     bundles: dict[str, str],
     oom_files: dict[str, str | None],
     prestart: Callable[[str], tuple[str, ...]] | None = None,
+    prestart_first: frozenset[str] = frozenset(),
 ) -> Sequence[ContainerConf]:
     """Init containers in order, then app containers; runtime ids are the container names
     (each pod has a runtime root of its own). ``prestart(name)`` is a container's
-    prestart_arg."""
+    prestart_arg; the containers in ``prestart_first`` run it before their first create
+    too."""
     out = []
     for kind, group in (("init", pod.spec.init_containers), ("app", pod.spec.containers)):
         for c in group:
@@ -125,6 +130,7 @@ def containers_of(
                     oom_file=oom_files.get(c.name),
                     probes=container_probes(c) if kind == "app" else (),
                     prestart_arg=prestart(c.name) if prestart is not None else (),
+                    prestart_first=c.name in prestart_first,
                 )
             )
     return out

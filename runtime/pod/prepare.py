@@ -295,7 +295,7 @@ def _make_volume(vdir: Path, source: Any) -> str:
     from runtime.pod.sources import projected_files
 
     if isinstance(source, HostPathVolume):
-        return _host_path(source)
+        return _host_path(source, vdir)
     vdir.mkdir(mode=0o755, exist_ok=True)
     if isinstance(source, EmptyDirVolume):
         if source.medium is StorageMedium.MEMORY:
@@ -307,39 +307,95 @@ def _make_volume(vdir: Path, source: Any) -> str:
     if isinstance(source, SecretVolume):
         mount_tmpfs(vdir, SECRET_SIZE, 0o755)
     for f in projected_files(source):
-        dest = vdir / f.path
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(f.source, dest)
-        os.chmod(dest, f.mode)
+        _write_projected(vdir, f.path, f.source, f.mode)
     return str(vdir)
 
 
-def _host_path(v: HostPathVolume) -> str:
-    p = v.path
-    t = v.type
-    if t is HostPathType.DIRECTORY_OR_CREATE and not os.path.exists(p):
-        os.makedirs(p, mode=0o755)
-    elif t is HostPathType.FILE_OR_CREATE and not os.path.exists(p):
-        os.makedirs(os.path.dirname(p), mode=0o755, exist_ok=True)
-        os.close(os.open(p, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+def _write_projected(vdir: Path, rel: str, source: str, mode: int) -> None:
+    """Copy ``source`` to ``rel`` inside the volume ``vdir``: ``rel`` must stay inside (no
+    ``..``, not absolute), its directories are made beneath the volume and the file is
+    created with O_EXCL | O_NOFOLLOW, so no symlink sends it elsewhere."""
+    from runtime.pod.subpath import check_sub_path, make_dirs_beneath
+
+    why = check_sub_path(rel)
+    if why:
+        raise CorralError(f"item path {rel!r} {why}")
+    parent, _, name = rel.strip("/").rpartition("/")
+    volfd = os.open(vdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        dirfd = make_dirs_beneath(volfd, parent) if parent else os.dup(volfd)
+    finally:
+        os.close(volfd)
+    try:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        out = os.open(name, flags, mode, dir_fd=dirfd)
+        try:
+            os.fchmod(out, mode)  # not the umask's
+            with open(source, "rb") as src, os.fdopen(out, "wb", closefd=False) as dst:
+                shutil.copyfileobj(src, dst)
+        finally:
+            os.close(out)
+    finally:
+        os.close(dirfd)
+
+
+_HOST_PATH_TYPES = {
+    HostPathType.DIRECTORY_OR_CREATE: (stat.S_ISDIR, "a directory"),
+    HostPathType.DIRECTORY: (stat.S_ISDIR, "a directory"),
+    HostPathType.FILE_OR_CREATE: (stat.S_ISREG, "a regular file"),
+    HostPathType.FILE: (stat.S_ISREG, "a regular file"),
+    HostPathType.SOCKET: (stat.S_ISSOCK, "a socket"),
+    HostPathType.CHAR_DEVICE: (stat.S_ISCHR, "a character device"),
+    HostPathType.BLOCK_DEVICE: (stat.S_ISBLK, "a block device"),
+}
+
+
+def _host_path(v: HostPathVolume, vdir: Path) -> str:
+    """A hostPath volume. Without a type it is the path itself (no check, as Kubernetes).
+    With one, Kubernetes' checks: DirectoryOrCreate makes a missing directory (and its
+    parents, 0755), FileOrCreate a missing file (0644, not its parent directory); every type
+    must then be what it says. The path (the admin's: symlinks are followed, as the kubelet's
+    stat does) is opened once, that fd is checked and that fd is bind-mounted on the pod's
+    ``volumes/<name>``, which the containers get: what was checked is what is mounted."""
+    from runtime.pod.subpath import bind_fd
+
+    p, t = v.path, v.type
     if t is HostPathType.UNSET:
         return p
+    check, what = _HOST_PATH_TYPES[t]
     try:
-        mode = os.stat(p).st_mode
+        fd = os.open(p, os.O_PATH | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise CorralError(f"hostPath {p} does not exist (type {t.value})") from None
-    want = {
-        HostPathType.DIRECTORY_OR_CREATE: stat.S_ISDIR,
-        HostPathType.DIRECTORY: stat.S_ISDIR,
-        HostPathType.FILE_OR_CREATE: stat.S_ISREG,
-        HostPathType.FILE: stat.S_ISREG,
-        HostPathType.SOCKET: stat.S_ISSOCK,
-        HostPathType.CHAR_DEVICE: stat.S_ISCHR,
-        HostPathType.BLOCK_DEVICE: stat.S_ISBLK,
-    }[t]
-    if not want(mode):
-        raise CorralError(f"hostPath {p} is not of type {t.value}")
-    return p
+        if t is HostPathType.DIRECTORY_OR_CREATE:
+            os.makedirs(p, mode=0o755, exist_ok=True)
+        elif t is HostPathType.FILE_OR_CREATE:
+            flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+            try:
+                os.close(os.open(p, flags, 0o644))
+            except FileNotFoundError:
+                raise CorralError(
+                    f"hostPath {p}: its directory does not exist (FileOrCreate makes only the file)"
+                ) from None
+            except FileExistsError:
+                pass  # made meanwhile (or a dangling symlink: the open below says so)
+        else:
+            raise CorralError(f"hostPath {p} does not exist (type {t.value})") from None
+        try:
+            fd = os.open(p, os.O_PATH | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise CorralError(f"hostPath {p} does not exist (type {t.value})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not check(mode):
+            raise CorralError(f"hostPath {p} is not {what} (type {t.value})")
+        if stat.S_ISDIR(mode):
+            vdir.mkdir(mode=0o755, exist_ok=True)
+        else:
+            os.close(os.open(vdir, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+        bind_fd(fd, vdir, recursive=True)
+    finally:
+        os.close(fd)
+    return str(vdir)
 
 
 # ============================================================================= teardown
@@ -471,7 +527,7 @@ def teardown(pod_dir: PodDir) -> None:
             target = cdir / sub
             if target.exists() and not mounts_under(target):
                 shutil.rmtree(target, ignore_errors=True)
-    for d in ("volumes", "shm", "etc"):
+    for d in ("volume-subpaths", "volumes", "shm", "etc"):
         target = path / d
         if target.exists() and not mounts_under(target):
             shutil.rmtree(target, ignore_errors=True)

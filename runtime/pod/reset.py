@@ -1,21 +1,35 @@
-"""``python -m runtime.pod.reset POD_DIR CONTAINER``: the monitor's ``prestart_arg``.
+"""``python -m runtime.pod.reset [--subpaths] POD_DIR CONTAINER``: the monitor's ``prestart_arg``.
 
 A restarted container is a new container, as in Kubernetes: what its previous run wrote to
 its root filesystem is gone, its volumes are kept. The monitor runs this (holding the pod's
 lock) after it deleted the previous run from the runtime and before it creates the next one:
 unmount the container's overlay rootfs, remove its upper and work directories, and mount the
-image's layers again over fresh ones. Exit status 0, or 1 with one line on stderr naming the
+image's layers again over fresh ones.
+
+With ``--subpaths`` (a container that mounts a subPath; the monitor then runs this before
+every create, the first included: ``prestart_first true``) it also unmounts the container's
+previous subPath mounts and mounts them again, resolved now, after the init containers ran
+(``runtime.pod.subpath``); the rootfs is reset only from the second run on (the file
+``containers/<name>/started`` tells). Exit status 0, or 1 with one line on stderr naming the
 step that failed (the monitor then records the run as a StartError).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 from runtime.pod.store import PodDir, PodError, PodState, PodStore
 
-__all__ = ["reset"]
+__all__ = ["prestart", "reset"]
+
+STARTED = "started"  # in the container's directory: it was created before
+
+
+def _pod_dir(path: str | Path) -> PodDir:
+    p = Path(path).absolute()
+    return PodDir(PodStore(p.parent.parent), p.name, PodState(p.parent.name))
 
 
 def reset(path: str | Path, container: str) -> None:
@@ -23,8 +37,7 @@ def reset(path: str | Path, container: str) -> None:
     from images.store import Store
     from runtime.pod.prepare import PodOptions
 
-    p = Path(path).absolute()
-    pd = PodDir(PodStore(p.parent.parent), p.name, PodState(p.parent.name))
+    pd = _pod_dir(path)
     record = pd.record()
     found = [c for c in record.get("containers") or [] if c.get("name") == container]
     if not found:
@@ -44,12 +57,40 @@ def reset(path: str | Path, container: str) -> None:
         raise PodError(pd.uid, f"reset container {container}: {step}: {e}") from e
 
 
+def prestart(path: str | Path, container: str) -> None:
+    """Before every create of a container with subPath mounts: drop the previous run's
+    subPath mounts, reset the rootfs when it ran before, mount the subPaths again."""
+    from runtime.pod.subpath import SubPathError, mount_all, umount_container
+
+    pd = _pod_dir(path)
+    cdir = pd.path / "containers" / container
+    if not cdir.is_dir():
+        raise PodError(pd.uid, f"start container {container!r}: not in the pod")
+    try:
+        umount_container(pd.path, container)
+    except OSError as e:
+        raise PodError(pd.uid, f"container {container}: umount subPaths: {e}") from e
+    if (cdir / STARTED).exists():
+        reset(path, container)
+    else:
+        fd = os.open(cdir / STARTED, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600)
+        os.close(fd)
+    try:
+        mount_all(pd.path, container)
+    except (SubPathError, OSError) as e:
+        raise PodError(pd.uid, f"container {container}: {e}") from e
+
+
 def main() -> None:
-    if len(sys.argv) != 3:
-        print("usage: python -m runtime.pod.reset POD_DIR CONTAINER", file=sys.stderr)
+    args = sys.argv[1:]
+    subpaths = bool(args) and args[0] == "--subpaths"
+    if subpaths:
+        args = args[1:]
+    if len(args) != 2:
+        print("usage: python -m runtime.pod.reset [--subpaths] POD_DIR CONTAINER", file=sys.stderr)
         sys.exit(2)
     try:
-        reset(sys.argv[1], sys.argv[2])
+        (prestart if subpaths else reset)(args[0], args[1])
     except (PodError, OSError, ValueError) as e:
         print(f"corral: pod {e}", file=sys.stderr)
         sys.exit(1)

@@ -240,11 +240,28 @@ class PodDir:
         self.state = to
 
     def remove(self) -> None:
-        """Move to garbage/ (if not there yet) and delete the directory."""
+        """Move to garbage/ (if not there yet), delete the directory and release the pod's
+        name: every removal (``rm``, ``gc``, a failed create or start) goes through here."""
+        try:
+            rec = self.record()
+        except PodError:
+            rec = {}
+        from runtime.pod.prepare import mounts_under, umount_all
+
         if self.state is not PodState.GARBAGE:
             self.move(PodState.GARBAGE)
+        # Never delete through a mount left below (a hostPath or subPath bind would take
+        # host files with it): unmount it first, or keep the directory and say so.
+        try:
+            umount_all(self.path)
+        except OSError as e:
+            raise PodError(self.uid, f"remove: {e}") from e
+        if mounts_under(self.path):
+            raise PodError(self.uid, f"remove: {mounts_under(self.path)[0]} is still mounted")
         shutil.rmtree(self.path, ignore_errors=True)
         self.unlock()
+        if rec.get("name"):
+            self.store.release_name(str(rec.get("namespace", "")), str(rec["name"]), self.uid)
 
 
 class PodStore:

@@ -579,6 +579,129 @@ def test_gc_after_the_monitor_died(pods: Pods) -> None:
     assert api.list_pods(pods.opts) == []  # exited pods are removed by gc
 
 
+def test_ls_after_the_monitor_was_killed(pods: Pods) -> None:
+    """READY and PHASE come from the kernel (the monitor's lock, the container's process in
+    the pod's cgroup), not from the status files the dead monitor left saying 2/2."""
+    probe = {"exec": {"command": ["true"]}, "periodSeconds": 1}
+    raw = pods.manifest(
+        "lost",
+        [sh("a", "sleep 1000", readinessProbe=probe), sh("b", "sleep 1000", readinessProbe=probe)],
+    )
+    uid = pods.run(raw)
+    until("both ready", lambda: all(c.ready for c in pods.status(uid).containers))
+    res = pods.cli("ls")
+    assert re.search(r"lost\s+Running\s+2/2", res.stdout), res.stdout
+    pid_a, pid_b = (pods.running_pid(uid, n) for n in ("a", "b"))
+    # the monitor's pid from the pod's own files; it is this pod's monitor, started by us
+    run_dir = Path(pods.opts.root) / "run" / uid
+    monitor = int((run_dir / "monitor.pid").read_text())
+    assert str(run_dir) in Path(f"/proc/{monitor}/cmdline").read_text()
+    os.kill(monitor, signal.SIGKILL)
+    until("the monitor to die", lambda: not alive(monitor))
+    res = pods.cli("ls")
+    assert res.returncode == 0 and re.search(r"lost\s+Unknown\s+0/2", res.stdout), res.stdout
+    st = json.loads(pods.cli("inspect", "-o", "json", "lost").stdout)["status"]
+    assert st["phase"] == "Unknown" and st["reason"] == "MonitorLost"
+    assert [c["ready"] for c in st["containerStatuses"]] == [False, False]
+    assert "running" in st["containerStatuses"][0]["state"]  # its process is still there
+    assert alive(pid_a)
+    os.kill(pid_b, signal.SIGKILL)  # nobody records its end now: the kernel tells
+    until("b to die", lambda: not alive(pid_b))
+    b = pods.status(uid).container("b")
+    assert (b.state, b.reason, b.ready) == ("Terminated", "ContainerStatusUnknown", False)
+    assert "Phase:      Unknown (MonitorLost)" in pods.cli("inspect", "lost").stdout
+    res = pods.cli("rm", "-f", "lost")
+    assert res.returncode == 0, res.stderr
+    assert not alive(pid_a)
+    assert api.list_pods(pods.opts) == []
+    assert [n for n in os.listdir(Path(pods.opts.root) / "names") if n != ".lock"] == []
+    assert not mounts_under(pods.tmp / "pods")
+    assert not pod_cgroups(pods.tag)
+
+
+_RESOLVE = """
+import json, sys
+from runtime.pod.manifest import parse_pod
+from runtime.pod.probehost import resolve_probe_hosts
+for host in sys.argv[1:]:
+    c = {"name": "c", "image": "x:1", "readinessProbe": {"tcpSocket": {"host": host, "port": 1}}}
+    raw = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+           "spec": {"containers": [c]}}
+    try:
+        probe = resolve_probe_hosts(parse_pod(raw)).spec.containers[0].readiness_probe
+        print(probe.handler.host)
+    except Exception as e:
+        print(e)
+"""
+
+
+def test_probe_host_names_resolve_with_getaddrinfo(tmp_path: Path) -> None:
+    """The real resolver honours an /etc/hosts of our own (bind-mounted in a mount namespace
+    of the test's); the network namespace has no network, so no lookup leaves the machine."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n10.1.2.3 db.corral-test\nfd00::9 v6.corral-test\n")
+    script = f'mount --bind {hosts} /etc/hosts && exec "$@"'
+    res = subprocess.run(
+        ["unshare", "-m", "-n", "sh", "-c", script, "sh", sys.executable, "-c", _RESOLVE,
+         "db.corral-test", "v6.corral-test", "nosuch.corral-test"],
+        capture_output=True, text=True, cwd=REPO, timeout=WAIT, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[:2] == ["10.1.2.3", "fd00::9"]
+    assert lines[2].startswith(
+        "spec.containers[0].readinessProbe.tcpSocket.host: cannot resolve 'nosuch.corral-test': "
+    )
+
+
+def test_probe_host_names_at_pod_start(pods: Pods, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: str, *args: Any, **kw: Any) -> Any:
+        if host == "db.corral-test":  # no lookup leaves the machine
+            return real("127.0.0.1", *args, **kw)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    probe = {"tcpSocket": {"host": "db.corral-test", "port": 7070}, "periodSeconds": 1}
+    uid = pods.run(
+        pods.manifest("named", [sh("c", "while :; do nc -l -p 7070; done", readinessProbe=probe)])
+    )
+    until("ready through the resolved name", lambda: pods.container(uid, "c").ready)
+    conf = (Path(pods.opts.root) / "run" / uid / "monitor.conf").read_text()
+    assert "probe_tcp 127.0.0.1 7070\n" in conf
+    api.stop(uid, pods.opts, grace=0)
+    api.remove(uid, pods.opts)
+    probe["tcpSocket"]["host"] = "nosuch.corral-test"
+    with pytest.raises(api.PodError) as ei:
+        pods.run(pods.manifest("named", [sh("c", "sleep 1000", readinessProbe=probe)]))
+    assert str(ei.value).endswith(
+        ": resolve probe hosts: spec.containers[0].readinessProbe.tcpSocket.host: "
+        "cannot resolve 'nosuch.corral-test': Name or service not known"
+    )
+    assert api.list_pods(pods.opts) == []
+    assert [n for n in os.listdir(Path(pods.opts.root) / "names") if n != ".lock"] == []
+
+
+def test_probe_host_that_does_not_resolve_fails_pod_run(pods: Pods) -> None:
+    """The real resolver, from a network namespace without network: nothing leaves the
+    machine, the name does not resolve, `pod run` says which field and leaves nothing."""
+    probe = {"httpGet": {"host": "nosuch.corral-test", "port": 80}}
+    manifest = pods.tmp / "pod.yaml"
+    manifest.write_text(json.dumps(pods.manifest("p", [sh("c", "sleep 1", livenessProbe=probe)])))
+    res = subprocess.run(
+        ["unshare", "-n", CORRAL, "pod", *pods.global_args(), "run", "-d", str(manifest)],
+        capture_output=True, text=True, cwd=REPO, timeout=WAIT, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert res.returncode == 1, res
+    assert res.stderr.startswith("corral: pod run p: "), res.stderr
+    assert (
+        ": resolve probe hosts: spec.containers[0].livenessProbe.httpGet.host: "
+        "cannot resolve 'nosuch.corral-test': " in res.stderr
+    )
+    assert api.list_pods(pods.opts) == []
+
+
 def test_gc_removes_leaked_pod_cgroups(pods: Pods) -> None:
     from runtime import cgroups
 
@@ -634,6 +757,22 @@ def test_a_refused_monitor_conf_fails_the_start(
     with pytest.raises(api.PodError, match=r"start monitor: monitor.conf line \d+: unknown key"):
         pods.run(pods.manifest("refused", [sh("c", "true")]))
     assert api.list_pods(pods.opts) == []
+
+
+@pytest.mark.parametrize(
+    "image,why",
+    [("a//b:1", "invalid reference format"), ("MyApp:1", "repository name must be lowercase"),
+     ("a:" + "t" * 500, "tag is 500 characters (128 at most)")],
+)  # fmt: skip
+def test_a_pod_image_reference_is_checked(pods: Pods, image: str, why: str) -> None:
+    """The kubelet's InvalidImageName: refused by the reference grammar, not looked up (a
+    path such as ../x.tar is an image archive, see manifest.is_image_archive)."""
+    raw = pods.manifest("badref", [{"name": "c", "image": image, "command": ["true"]}])
+    with pytest.raises(api.PodError, match="invalid image name") as ei:
+        pods.run(raw)
+    assert why in str(ei.value)
+    assert api.list_pods(pods.opts) == []
+    assert [n for n in os.listdir(Path(pods.opts.root) / "names") if n != ".lock"] == []
 
 
 def test_failed_start_leaves_nothing(pods: Pods) -> None:

@@ -244,6 +244,31 @@ def test_failures_remove_what_they_made(corral: Corral, imported: str) -> None:
                                       "by another container\n")  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("User", 5, "config.User: must be a string"),
+        ("Cmd", "notalist", "config.Cmd: must be an array of strings"),
+        ("Env", "A=B", "config.Env: must be an array of strings"),
+    ],
+)
+def test_a_bad_stored_config_is_refused_cleanly(
+    corral: Corral, imported: str, field: str, value: Any, message: str
+) -> None:
+    """Import refuses such configs; one stored before that check (or changed since) makes
+    `run` fail with 125 and one line naming the field, not a traceback."""
+    image_id = json.loads(corral.ok("image", "inspect", imported))["id"]
+    blob = corral.store / "blobs" / "sha256" / image_id.split(":")[1]
+    cfg = json.loads(blob.read_bytes())
+    cfg["config"][field] = value
+    blob.write_text(json.dumps(cfg))
+    res = corral("run", "--rm", imported)
+    assert (res.rc, res.err) == (
+        125, f"corral: run {imported}: make config({imported}): image config: {message}\n"
+    )  # fmt: skip
+    corral.assert_clean()
+
+
 def test_detached_logs_stop_rm_and_image_in_use(corral: Corral, imported: str) -> None:
     script = 'echo started; trap "echo bye; exit 7" USR1; while :; do sleep 0.05; done'
     cid = corral.ok("run", "-d", "--name", "web", "--entrypoint", "sh", imported, "-c", script)

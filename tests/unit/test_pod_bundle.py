@@ -213,12 +213,13 @@ def test_volume_and_etc_mounts() -> None:
         }
     )
     vols = {"data": "/p/volumes/data", "conf": "/p/volumes/conf"}
-    conf = container_config(pod, pod.spec.containers[0], ctx(volume_paths=vols))
+    conf = container_config(pod, pod.spec.containers[0], ctx(volume_paths=vols, pod_dir="/p"))
     cfg.parse_spec(conf)
     by_dest = {m["destination"]: m for m in conf["mounts"]}
     assert by_dest["/data"]["source"] == "/p/volumes/data"
     assert "rw" in by_dest["/data"]["options"]
-    assert by_dest["/sub"]["source"] == "/p/volumes/data/a/b"
+    # the subPath is mounted there at container start (runtime.pod.subpath), never joined
+    assert by_dest["/sub"]["source"] == "/p/volume-subpaths/data/c/1"
     assert "ro" in by_dest["/sub"]["options"]
     assert "ro" in by_dest["/etc/app"]["options"]  # projected volumes are read-only
     assert by_dest["/etc/hosts"]["source"] == "/pods/run/abc123/etc/hosts"

@@ -1,0 +1,92 @@
+"""The pod name index (``<root>/names/<namespace>_<name>``): released by every removal
+(``rm``, ``gc``, a failed create), and a stale entry never blocks a new pod of that name."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from runtime.pod import api
+from runtime.pod.manifest import parse_pod
+from runtime.pod.prepare import PodOptions
+from runtime.pod.store import AlreadyExists, PodState, PodStore
+
+
+def entries(store: PodStore) -> list[str]:
+    names = store.root / "names"
+    return sorted(n for n in os.listdir(names) if n != ".lock") if names.is_dir() else []
+
+
+def made(store: PodStore, uid: str, name: str, namespace: str = "default") -> None:
+    """A pod directory with its record and its name claimed, as ``api.create`` makes them."""
+    store.claim_name(namespace, name, uid)
+    pd = store.create(uid)
+    pd.write_record({"uid": uid, "name": name, "namespace": namespace, "created": 1.0})
+    pd.move(PodState.PREPARED)
+    pd.unlock()
+
+
+def opts(tmp_path: Path) -> PodOptions:
+    # a cgroup parent nobody uses: gc's leaked-cgroup sweep finds nothing of anybody's
+    return PodOptions(
+        root=str(tmp_path / "pods"),
+        image_root=str(tmp_path / "images"),
+        cgroup_parent=f"corral-unit-{os.getpid()}-nothing-here",
+        network=False,
+    )
+
+
+def test_remove_releases_the_name(tmp_path: Path) -> None:
+    store = PodStore(tmp_path / "pods")
+    made(store, "aaaa", "web")
+    made(store, "bbbb", "db", "other")
+    assert entries(store) == ["default_web", "other_db"]
+    store.get("aaaa").remove()
+    assert entries(store) == ["other_db"]
+    made(store, "cccc", "web")  # the name is free again
+    assert (store.root / "names" / "default_web").read_text() == "cccc\n"
+
+
+def test_api_remove_and_gc_release_the_name(tmp_path: Path) -> None:
+    o = opts(tmp_path)
+    store = PodStore(o.root)
+    made(store, "aaaa", "web")
+    made(store, "bbbb", "db")
+    assert api.remove("web", o) == "aaaa"
+    assert entries(store) == ["default_db"]
+    pd = store.get("bbbb")
+    assert pd.try_lock()
+    pd.move(PodState.EXITED)
+    pd.unlock()
+    res = api.gc(o)
+    assert res.removed == ["bbbb"] and not res.errors
+    assert entries(store) == []
+
+
+def test_a_failed_create_releases_the_name(tmp_path: Path) -> None:
+    o = opts(tmp_path)
+    store = PodStore(o.root)
+    raw = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "web"},
+        "spec": {"containers": [{"name": "c", "image": "nosuch:1"}]},
+    }
+    with pytest.raises(api.PodError, match="nosuch:1"):
+        api.create(parse_pod(raw), o, raw)
+    assert entries(store) == []
+    assert all(not os.listdir(store.root / s.value) for s in PodState)
+
+
+def test_a_stale_entry_does_not_block_a_new_pod(tmp_path: Path) -> None:
+    store = PodStore(tmp_path / "pods")
+    store.ensure()
+    (store.root / "names").mkdir(mode=0o700)
+    # left by a pod removed by hand, or by a corral from before names were released
+    (store.root / "names" / "default_web").write_text("0123abcd\n")
+    made(store, "aaaa", "web")
+    assert (store.root / "names" / "default_web").read_text() == "aaaa\n"
+    with pytest.raises(AlreadyExists, match="aaaa"):
+        made(store, "bbbb", "web")  # a live holder still blocks
