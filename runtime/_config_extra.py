@@ -149,6 +149,22 @@ class HugepageLimit:
 
 
 @dataclass(frozen=True, slots=True)
+class InterfacePriority:
+    """One entry of linux.resources.network.priorities (a line of net_prio.ifpriomap)."""
+
+    name: str
+    priority: int
+
+
+@dataclass(frozen=True, slots=True)
+class Network:
+    """linux.resources.network: the net_cls class id and the net_prio priorities (cgroup v1)."""
+
+    class_id: int | None = None
+    priorities: tuple[InterfacePriority, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Device:
     """A device node to create in the container (linux.devices)."""
 
@@ -361,6 +377,16 @@ def parse_hugepage_limit(r: _Obj) -> HugepageLimit:
             r.at("pageSize"), f'invalid page size {_q(page_size)}: want e.g. "2MB" or "1GB"'
         )
     return HugepageLimit(page_size=page_size, limit=r.req_int("limit", _U64))
+
+
+def parse_network(r: _Obj) -> Network:
+    priorities: list[InterfacePriority] = []
+    for p in r.objs("priorities"):
+        name = p.req_str("name")
+        if not name or "/" in name or any(c.isspace() for c in name) or len(name) > 15:
+            raise ConfigError(p.at("name"), f"invalid network interface name {_q(name)}")
+        priorities.append(InterfacePriority(name=name, priority=p.req_int("priority", _U32)))
+    return Network(class_id=r.opt_int("classID", _U32), priorities=tuple(priorities))
 
 
 def parse_device(r: _Obj) -> Device:

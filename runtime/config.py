@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         HugepageLimit,
         IDMapping,
         Memory,
+        Network,
         Pids,
         Seccomp,
     )
@@ -47,7 +48,9 @@ _EXTRA_NAMES = frozenset(
         "Hook",
         "Hooks",
         "IDMapping",
+        "InterfacePriority",
         "Memory",
+        "Network",
         "Pids",
         "Seccomp",
         "SeccompArg",
@@ -179,6 +182,7 @@ class Resources:
     pids: Pids | None = None
     block_io: BlockIO | None = None
     hugepage_limits: tuple[HugepageLimit, ...] = ()
+    network: Network | None = None
     unified: Mapping[str, str] = field(default_factory=_empty_map)
 
 
@@ -554,6 +558,10 @@ class _Obj:
     def has(self, key: str) -> bool:
         return self._data.get(key) is not None
 
+    def keys(self) -> list[str]:
+        """The fields that are present (not null)."""
+        return [k for k, v in self._data.items() if v is not None]
+
     def req_str(self, key: str) -> str:
         value = self._data.get(key)
         if value is None:
@@ -755,6 +763,11 @@ def parse_resources(obj: object, field: str = "") -> Resources:
     cpu = r.obj("cpu")
     pids = r.obj("pids")
     block_io = r.obj("blockIO")
+    network = r.obj("network")
+    rdma = r.obj("rdma")
+    if rdma is not None and rdma.keys():
+        # Not applied by this runtime (features says "rdma": false): refuse, never drop.
+        raise ConfigError(r.at("rdma"), "rdma limits are not supported by this runtime")
     return Resources(
         devices=tuple(_parse_device_rule(d) for d in r.objs("devices")),
         memory=_extra().parse_memory(memory) if memory else None,
@@ -762,6 +775,7 @@ def parse_resources(obj: object, field: str = "") -> Resources:
         pids=_extra().parse_pids(pids) if pids else None,
         block_io=_extra().parse_block_io(block_io) if block_io else None,
         hugepage_limits=tuple(_extra().parse_hugepage_limit(h) for h in r.objs("hugepageLimits")),
+        network=_extra().parse_network(network) if network else None,
         unified=_parse_unified(r),
     )
 

@@ -14,7 +14,7 @@ import select
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from . import cgroups
@@ -96,16 +96,10 @@ def _resources(spec: cfg.Spec) -> cfg.Resources:
     from . import config as cfg
 
     res = (spec.linux.resources if spec.linux else None) or cfg.Resources()
-    # The spec's device rules first, then the defaults every container needs (as runc).
-    return cfg.Resources(
-        devices=(*res.devices, *cgroups.DEFAULT_DEVICE_RULES),
-        memory=res.memory,
-        cpu=res.cpu,
-        pids=res.pids,
-        block_io=res.block_io,
-        hugepage_limits=res.hugepage_limits,
-        unified=res.unified,
-    )
+    # The spec's device rules first, then the defaults every container needs (as runc). A
+    # copy with every other field as is: a field listed here by hand would be dropped the day
+    # the model grows one.
+    return replace(res, devices=(*res.devices, *cgroups.DEFAULT_DEVICE_RULES))
 
 
 def _saved_config(spec: cfg.Spec) -> dict[str, object]:

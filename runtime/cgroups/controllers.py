@@ -20,7 +20,15 @@ from runtime.config import DeviceRule
 from runtime.errors import CgroupError
 
 if TYPE_CHECKING:  # the rarely used part of the model is imported only when a config has it
-    from runtime.config import CPU, BlockIO, HugepageLimit, Memory, Pids, ThrottleDevice
+    from runtime.config import (
+        CPU,
+        BlockIO,
+        HugepageLimit,
+        Memory,
+        Network,
+        Pids,
+        ThrottleDevice,
+    )
 
 Writes = list[tuple[str, str]]
 
@@ -340,6 +348,23 @@ def hugetlb_v1(limits: Sequence[HugepageLimit]) -> Writes:
 
 def hugetlb_v2(limits: Sequence[HugepageLimit]) -> Writes:
     return [(f"hugetlb.{_page_size(h)}.max", _limit(h.limit)) for h in limits]
+
+
+# ----------------------------------------------------------------------------- network (v1)
+
+
+def net_cls(net: Network | None) -> Writes:
+    """net_cls.classid (v1 only; cgroup v2 has no such controller). 0 means unset."""
+    if net is None or not net.class_id:
+        return []
+    return [("net_cls.classid", str(net.class_id))]
+
+
+def net_prio(net: Network | None) -> Writes:
+    """One net_prio.ifpriomap line ("eth0 5") per interface (v1 only)."""
+    if net is None:
+        return []
+    return [("net_prio.ifpriomap", f"{p.name} {p.priority}") for p in net.priorities]
 
 
 # ----------------------------------------------------------------------------- devices (v1)

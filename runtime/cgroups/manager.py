@@ -43,9 +43,28 @@ FREEZE_TIMEOUT = 2.0
 _V1_UNLIMITED = 1 << 62
 
 
+#: The field of linux.resources each controller applies, for error messages.
+FIELDS = {
+    "cpuset": "linux.resources.cpu",
+    "devices": "linux.resources.devices",
+    "memory": "linux.resources.memory",
+    "cpu": "linux.resources.cpu",
+    "pids": "linux.resources.pids",
+    "blkio": "linux.resources.blockIO",
+    "io": "linux.resources.blockIO",
+    "hugetlb": "linux.resources.hugepageLimits",
+    "net_cls": "linux.resources.network.classID",
+    "net_prio": "linux.resources.network.priorities",
+}
+
+
 def _not_available(controller: str) -> CgroupError:
+    """A limit asked of a controller this host does not have: fail naming the field and the
+    controller, never drop the limit."""
     return CgroupError(
-        f"apply {controller}", errno.EOPNOTSUPP, f"{controller} controller not available"
+        f"apply {FIELDS.get(controller, controller)}",
+        errno.EOPNOTSUPP,
+        f"{controller} controller not available",
     )
 
 
@@ -284,6 +303,8 @@ class V1Manager(CgroupManager):
             ("pids", ctl.pids(resources.pids)),
             ("blkio", ctl.blkio_v1(resources.block_io, bfq=bfq)),
             ("hugetlb", ctl.hugetlb_v1(resources.hugepage_limits)),
+            ("net_cls", ctl.net_cls(resources.network)),
+            ("net_prio", ctl.net_prio(resources.network)),
         ]
         targets = [(self._require(name), writes) for name, writes in plan if writes]
         for path, writes in targets:
@@ -493,6 +514,9 @@ class V2Manager(CgroupManager):
             ("pids", ctl.pids(resources.pids)),
             ("io", ctl.io_v2(resources.block_io, bfq=os.path.exists(self._file("io.bfq.weight")))),
             ("hugetlb", ctl.hugetlb_v2(resources.hugepage_limits)),
+            # No such controllers in v2: asking for them fails below, naming the field.
+            ("net_cls", ctl.net_cls(resources.network)),
+            ("net_prio", ctl.net_prio(resources.network)),
         ]
         unified = ctl.unified_v2(resources.unified)
         available = self.available()

@@ -979,3 +979,105 @@ def test_setns_failure_names_the_namespace(corral: Driver) -> None:
     assert res.err.strip() == (
         f"corral-oci: create {cid}: setns(user /proc/self/ns/user): Invalid argument"
     ), res.err
+
+
+# ---------------------------------------------------------------- resources the host cannot apply
+
+
+def _v1_controllers() -> set[str]:
+    from runtime.cgroups import Layout, detect_layout, v1_hierarchies
+
+    if detect_layout() is Layout.UNIFIED:
+        return set()
+    return set().union(*(m.controllers for m in v1_hierarchies()))
+
+
+def _v1_file(pid: int, controller: str, name: str) -> str:
+    """A knob of the v1 cgroup ``pid`` is in, for ``controller``."""
+    from runtime.cgroups import parse_proc_cgroup, v1_hierarchies
+
+    with open(f"/proc/{pid}/cgroup") as f:
+        own = parse_proc_cgroup(f.read())
+    mount = next(m for m in v1_hierarchies() if controller in m.controllers)
+    with open(os.path.join(mount.mountpoint, own[controller].lstrip("/"), name)) as f:
+        return f.read()
+
+
+def _network_limits(spec: dict[str, Any]) -> None:
+    spec["linux"]["resources"]["network"] = {
+        "classID": 0x100001,
+        "priorities": [{"name": "lo", "priority": 3}],
+    }
+
+
+def test_network_limits_are_applied_or_refused(both: list[Driver]) -> None:
+    """linux.resources.network needs the v1 net_cls and net_prio controllers. Where they are
+    not mounted (cgroup v2 has none) both runtimes refuse create instead of dropping the
+    limits; corral names the field and the controller, and leaves nothing behind (the
+    fixtures check state and cgroups)."""
+    have = _v1_controllers()
+    if {"net_cls", "net_prio"} <= have:
+        for d in both:
+            pid = d.state(d.start_running("corral-test", "sigwait", mod=_network_limits))["pid"]
+            assert _v1_file(pid, "net_cls", "net_cls.classid").strip() == "1048577", d.name
+            assert "lo 3" in _v1_file(pid, "net_prio", "net_prio.ifpriomap").splitlines()
+        return
+    if not have:
+        # runc ignores the field on cgroup v2; corral refuses it.
+        res = both[1].run("true", mod=_network_limits)
+        assert res.rc != 0
+        assert "apply linux.resources.network.classID: net_cls controller not available" in (
+            res.err
+        ), res.err
+        return
+    for d in both:
+        res = d.run("true", mod=_network_limits)
+        assert res.rc != 0, d.name
+        assert "net_cls" in res.err, (d.name, res.err)
+    assert res.err.strip().endswith(
+        "apply linux.resources.network.classID: net_cls controller not available"
+    ), res.err
+    # Only the priorities: net_prio is named.
+    res = both[1].run(
+        "true",
+        mod=lambda s: s["linux"]["resources"].update(
+            network={"priorities": [{"name": "lo", "priority": 3}]}
+        ),
+    )
+    assert res.rc != 0
+    assert "apply linux.resources.network.priorities: net_prio controller not available" in (
+        res.err
+    ), res.err
+
+
+def test_update_refuses_network_limits_it_cannot_apply(corral: Driver, tmp_path: Path) -> None:
+    """`update --resources` with network limits on a host without net_cls fails naming the
+    field, and the container keeps running with its limits unchanged."""
+    if "net_cls" in _v1_controllers():
+        pytest.skip("net_cls is mounted here")
+    cid = corral.start_running("corral-test", "sigwait")
+    res_file = tmp_path / "resources.json"
+    res_file.write_text(json.dumps({"pids": {"limit": 77}, "network": {"classID": 1}}))
+    res = corral.cli("update", "--resources", str(res_file), cid)
+    assert res.rc != 0
+    assert "apply linux.resources.network.classID: net_cls controller not available" in res.err
+    st = corral.state(cid)
+    assert st["status"] == "running"
+    if "pids" in _v1_controllers():
+        assert _v1_file(st["pid"], "pids", "pids.max").strip() == "max"  # refused before writes
+
+
+def test_rdma_limits_are_refused(both: list[Driver]) -> None:
+    """rdma limits: corral does not apply them (features says "rdma": false) and refuses
+    create naming the field; runc refuses too where there is no rdma hierarchy."""
+
+    def mod(spec: dict[str, Any]) -> None:
+        spec["linux"]["resources"]["rdma"] = {"mlx5_1": {"hcaHandles": 3}}
+
+    rdma_mounted = "rdma" in _v1_controllers()
+    for d in both:
+        res = d.run("true", mod=mod)
+        if d.name == "runc" and rdma_mounted:
+            continue
+        assert res.rc != 0, d.name
+    assert "linux.resources.rdma: rdma limits are not supported by this runtime" in res.err

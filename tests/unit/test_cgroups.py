@@ -38,7 +38,9 @@ from runtime.config import (
     BlockIO,
     DeviceRule,
     HugepageLimit,
+    InterfacePriority,
     Memory,
+    Network,
     Pids,
     Resources,
     ThrottleDevice,
@@ -733,6 +735,40 @@ def test_v1_missing_controller(tmp_path: Path) -> None:
     assert read(f"{mgr.paths()['pids']}/pids.max") == "5"  # nothing written before the check
 
 
+def test_network_controllers() -> None:
+    net = Network(class_id=0x100001, priorities=(InterfacePriority("eth0", 5),))
+    assert ctl.net_cls(net) == [("net_cls.classid", "1048577")]
+    assert ctl.net_prio(net) == [("net_prio.ifpriomap", "eth0 5")]
+    assert ctl.net_cls(Network(class_id=0)) == []  # 0 is unset
+    assert ctl.net_cls(None) == ctl.net_prio(None) == []
+
+
+def test_v1_network_without_net_cls_is_refused(tmp_path: Path) -> None:
+    mgr = created_v1(fake_v1_root(tmp_path))  # no net_cls or net_prio hierarchy
+    with pytest.raises(CgroupError) as info:
+        mgr.apply(Resources(pids=Pids(7), network=Network(class_id=1)))
+    assert info.value.step == "apply linux.resources.network.classID"
+    assert info.value.detail == "net_cls controller not available"
+    assert read(f"{mgr.paths()['pids']}/pids.max") == "max"  # nothing written before the check
+    with pytest.raises(CgroupError) as info:
+        mgr.apply(Resources(network=Network(priorities=(InterfacePriority("lo", 1),))))
+    assert info.value.step == "apply linux.resources.network.priorities"
+    assert info.value.detail == "net_prio controller not available"
+
+
+def test_v1_network_when_mounted(tmp_path: Path) -> None:
+    root = fake_v1_root(tmp_path)
+    files = {"net_cls.classid": "0", "net_prio.ifpriomap": ""}
+    kernel(root / "net_cls,net_prio", files)
+    mgr = v1_manager(root)
+    leaf = mgr.paths()["net_cls"]
+    assert mgr.paths()["net_prio"] == leaf
+    kernel(leaf, files)
+    mgr.apply(Resources(network=Network(0x100001, (InterfacePriority("lo", 3),))))
+    assert read(f"{leaf}/net_cls.classid") == "1048577"
+    assert read(f"{leaf}/net_prio.ifpriomap") == "lo 3"
+
+
 def test_v1_hugetlb_when_mounted(tmp_path: Path) -> None:
     root = fake_v1_root(tmp_path, without=())
     mgr = v1_manager(root)
@@ -968,6 +1004,15 @@ def test_v2_missing_controller(tmp_path: Path) -> None:
     with pytest.raises(CgroupError) as info:
         mgr.apply(Resources(hugepage_limits=(HugepageLimit("2MB", MiB),)))
     assert info.value.detail == "hugetlb controller not available"
+
+
+def test_v2_refuses_network(tmp_path: Path) -> None:
+    mgr = v2_manager(fake_v2_root(tmp_path))
+    kernel(mgr.paths()[""], V2_FILES)
+    with pytest.raises(CgroupError) as info:
+        mgr.apply(Resources(network=Network(class_id=1)))
+    assert info.value.step == "apply linux.resources.network.classID"
+    assert info.value.errno == errno.EOPNOTSUPP
 
 
 def test_v2_check_before_update(tmp_path: Path) -> None:

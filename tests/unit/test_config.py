@@ -392,6 +392,16 @@ def test_podman_exec_process_parses() -> None:
     assert info.value.field == "exec-process.cwd"
 
 
+def test_network_resources_are_parsed() -> None:
+    resources = parse_resources(
+        {"network": {"classID": 1048577, "priorities": [{"name": "eth0", "priority": 5}]}}
+    )
+    assert resources.network is not None
+    assert resources.network.class_id == 1048577
+    assert [(p.name, p.priority) for p in resources.network.priorities] == [("eth0", 5)]
+    assert parse_resources({"rdma": {}}).network is None  # an empty rdma map asks nothing
+
+
 def test_podman_update_resources_file() -> None:
     resources = parse_resources(
         {"memory": {"limit": 134217728, "swap": 268435456}, "cpu": {"shares": 256}}
@@ -999,6 +1009,24 @@ RULES: list[tuple[str, dict[str, object], str, str]] = [
         {f"{R}.hugepageLimits": [{"pageSize": "2M", "limit": 1}]},
         f"{R}.hugepageLimits[0].pageSize",
         "page size",
+    ),
+    (
+        "network priority",
+        {f"{R}.network": {"priorities": [{"name": "eth0", "priority": -1}]}},
+        f"{R}.network.priorities[0].priority",
+        "between 0",
+    ),
+    (
+        "network interface name",
+        {f"{R}.network": {"priorities": [{"name": "a b", "priority": 1}]}},
+        f"{R}.network.priorities[0].name",
+        "interface name",
+    ),
+    (
+        "rdma",
+        {f"{R}.rdma": {"mlx5_1": {"hcaHandles": 3}}},
+        f"{R}.rdma",
+        "not supported",
     ),
     (
         "unified slash",
