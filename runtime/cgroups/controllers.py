@@ -265,9 +265,20 @@ def _throttles(bio: BlockIO) -> list[tuple[str, Sequence[ThrottleDevice]]]:
     ]
 
 
-def blkio_v1(bio: BlockIO | None, *, bfq: bool = False) -> Writes:
+def _no_leaf_weight(field: str, knob: str) -> CgroupError:
+    return CgroupError(
+        f"apply linux.resources.blockIO.{field}",
+        errno.EOPNOTSUPP,
+        f"{knob} does not exist on this kernel: leaf weights were a feature of the CFQ I/O "
+        "scheduler (removed in Linux 5.0); BFQ has no equivalent",
+    )
+
+
+def blkio_v1(bio: BlockIO | None, *, bfq: bool = False, leaf: bool = True) -> Writes:
     """blkio.* for v1, one write per device line. With the BFQ scheduler (``bfq``: the
-    blkio.bfq.weight file exists) weights go to blkio.bfq.weight[_device], as in runc."""
+    blkio.bfq.weight file exists) weights go to blkio.bfq.weight[_device], as in runc.
+    Leaf weights exist only with CFQ (``leaf``: blkio.leaf_weight exists); asking for them
+    without is an error naming the file, before anything is written."""
     if bio is None:
         return []
     prefix = "blkio.bfq." if bfq else "blkio."
@@ -275,11 +286,15 @@ def blkio_v1(bio: BlockIO | None, *, bfq: bool = False) -> Writes:
     if bio.weight:
         out.append((prefix + "weight", str(bio.weight)))
     if bio.leaf_weight:
+        if not leaf:
+            raise _no_leaf_weight("leafWeight", "blkio.leaf_weight")
         out.append(("blkio.leaf_weight", str(bio.leaf_weight)))
-    for wd in bio.weight_device:
+    for i, wd in enumerate(bio.weight_device):
         if wd.weight:
             out.append((prefix + "weight_device", f"{wd.major}:{wd.minor} {wd.weight}"))
         if wd.leaf_weight:
+            if not leaf:
+                raise _no_leaf_weight(f"weightDevice[{i}].leafWeight", "blkio.leaf_weight_device")
             out.append(("blkio.leaf_weight_device", f"{wd.major}:{wd.minor} {wd.leaf_weight}"))
     for kind, devices in _throttles(bio):
         for td in devices:

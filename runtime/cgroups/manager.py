@@ -292,7 +292,10 @@ class V1Manager(CgroupManager):
             current_limit = read_int(os.path.join(mem_dir, "memory.limit_in_bytes")) or 0
             has_memsw = os.path.exists(os.path.join(mem_dir, "memory.memsw.limit_in_bytes"))
         blkio_dir = self._dirs.get("blkio")
-        bfq = blkio_dir is not None and os.path.exists(os.path.join(blkio_dir, "blkio.bfq.weight"))
+        bfq = leaf = False
+        if blkio_dir is not None and resources.block_io is not None:
+            bfq = os.path.exists(os.path.join(blkio_dir, "blkio.bfq.weight"))
+            leaf = os.path.exists(os.path.join(blkio_dir, "blkio.leaf_weight"))
         memory = ctl.memory_v1(resources.memory, current_limit=current_limit, has_memsw=has_memsw)
         cpu = ctl.cpu_v1(resources.cpu)
         plan = [
@@ -301,7 +304,7 @@ class V1Manager(CgroupManager):
             ("memory", memory),
             ("cpu", cpu),
             ("pids", ctl.pids(resources.pids)),
-            ("blkio", ctl.blkio_v1(resources.block_io, bfq=bfq)),
+            ("blkio", ctl.blkio_v1(resources.block_io, bfq=bfq, leaf=leaf)),
             ("hugetlb", ctl.hugetlb_v1(resources.hugepage_limits)),
             ("net_cls", ctl.net_cls(resources.network)),
             ("net_prio", ctl.net_prio(resources.network)),

@@ -1081,3 +1081,42 @@ def test_rdma_limits_are_refused(both: list[Driver]) -> None:
             continue
         assert res.rc != 0, d.name
     assert "linux.resources.rdma: rdma limits are not supported by this runtime" in res.err
+
+
+def test_blkio_weights_on_this_kernel(both: list[Driver]) -> None:
+    """blockIO.weight goes to blkio.bfq.weight where the kernel has BFQ (and no CFQ), in both
+    runtimes; a leaf weight, which only CFQ had, fails create in both naming
+    blkio.leaf_weight (corral names the field too), before anything is written."""
+    if "blkio" not in _v1_controllers():
+        pytest.skip("no v1 blkio hierarchy")
+
+    def weight(spec: dict[str, Any]) -> None:
+        spec["linux"]["resources"]["blockIO"] = {"weight": 300}
+
+    def leaf(spec: dict[str, Any]) -> None:
+        spec["linux"]["resources"]["blockIO"] = {"weight": 300, "leafWeight": 300}
+
+    have_leaf = None
+    for d in both:
+        pid = d.state(d.start_running("corral-test", "sigwait", mod=weight))["pid"]
+        try:
+            text = _v1_file(pid, "blkio", "blkio.bfq.weight")
+        except FileNotFoundError:
+            text = _v1_file(pid, "blkio", "blkio.weight")
+        assert "300" in text.split(), (d.name, text)
+        try:
+            _v1_file(pid, "blkio", "blkio.leaf_weight")
+            have_leaf = True
+        except FileNotFoundError:
+            have_leaf = False
+    for d in both:
+        res = d.run("true", mod=leaf)
+        if have_leaf:
+            assert res.rc == 0, (d.name, res.err)
+            continue
+        assert res.rc != 0, d.name
+        assert "blkio.leaf_weight" in res.err, (d.name, res.err)
+    if not have_leaf:
+        assert "apply linux.resources.blockIO.leafWeight: blkio.leaf_weight does not exist" in (
+            res.err
+        ), res.err

@@ -562,6 +562,28 @@ def test_blkio_v1() -> None:
     assert ctl.blkio_v1(BlockIO(weight=500), bfq=True) == [("blkio.bfq.weight", "500")]
 
 
+def test_blkio_v1_leaf_weight_without_cfq() -> None:
+    """BFQ-only kernels have no leaf weights: refused naming the field and the file."""
+    assert ctl.blkio_v1(BlockIO(weight=500), bfq=True, leaf=False) == [("blkio.bfq.weight", "500")]
+    with pytest.raises(CgroupError) as info:
+        ctl.blkio_v1(BlockIO(weight=500, leaf_weight=300), bfq=True, leaf=False)
+    assert info.value.step == "apply linux.resources.blockIO.leafWeight"
+    assert info.value.detail.startswith("blkio.leaf_weight does not exist on this kernel")
+    with pytest.raises(CgroupError) as info:
+        ctl.blkio_v1(BlockIO(weight_device=(WeightDevice(8, 0, leaf_weight=100),)), leaf=False)
+    assert info.value.step == "apply linux.resources.blockIO.weightDevice[0].leafWeight"
+    assert "blkio.leaf_weight_device" in info.value.detail
+
+
+def test_v1_leaf_weight_refused_before_any_write(tmp_path: Path) -> None:
+    mgr = created_v1(fake_v1_root(tmp_path))
+    blkio = mgr.paths()["blkio"]
+    os.unlink(f"{blkio}/blkio.leaf_weight")  # a BFQ-only kernel
+    with pytest.raises(CgroupError, match="leafWeight"):
+        mgr.apply(Resources(pids=Pids(9), block_io=BlockIO(leaf_weight=300)))
+    assert read(f"{mgr.paths()['pids']}/pids.max") == "max"
+
+
 def test_hugetlb() -> None:
     limits = (HugepageLimit("2MB", 4 * MiB), HugepageLimit("1GB", -1))
     assert ctl.hugetlb_v1(limits[:1]) == [("hugetlb.2MB.limit_in_bytes", str(4 * MiB))]
