@@ -1244,6 +1244,13 @@ static int container_setup(struct child *c, char *exe, size_t exelen)
         if (setrlimit(p->rlimits[i].resource, &rl) < 0)
             return fail(c, errno, "setrlimit%s", NULL);
     }
+    /* The working directory and HOME before the filter, which may deny getcwd or open (as
+     * crun does). The chdir is made as root, as runc's first attempt is; the directory stays
+     * the cwd through setuid. */
+    ret = check_cwd(c);
+    if (ret < 0)
+        return ret;
+    lookup_home(p);
     /* Without no_new_privs, seccomp(2) needs CAP_SYS_ADMIN: load the filter now, while the
      * process is still privileged (runc does the same), so every step from here on, and the
      * wait for `start`, runs under it. With no_new_privs it is the last step before execve. */
@@ -1252,7 +1259,6 @@ static int container_setup(struct child *c, char *exe, size_t exelen)
         if (ret < 0)
             return fail(c, -ret, "seccomp: load filter%s", NULL);
     }
-    lookup_home(p);
     /* Order as runc: bounding set while still privileged, keep caps across setuid, then
      * set the final effective/permitted/inheritable/ambient sets. */
     if (p->set_caps) {
@@ -1263,9 +1269,6 @@ static int container_setup(struct child *c, char *exe, size_t exelen)
             return fail(c, errno, "prctl(PR_SET_KEEPCAPS)%s", NULL);
     }
     ret = set_user(c);
-    if (ret < 0)
-        return ret;
-    ret = check_cwd(c);
     if (ret < 0)
         return ret;
     if (p->set_caps) {

@@ -1120,3 +1120,27 @@ def test_blkio_weights_on_this_kernel(both: list[Driver]) -> None:
         assert "apply linux.resources.blockIO.leafWeight: blkio.leaf_weight does not exist" in (
             res.err
         ), res.err
+
+
+def test_a_filter_that_denies_getcwd(both: list[Driver]) -> None:
+    """The working directory is checked before the seccomp filter is loaded (without
+    noNewPrivileges the filter is loaded while the runtime still sets the process up): a
+    profile that denies getcwd, which the runtime itself calls, does not break create, as in
+    crun. runc (Debian's 1.1.5 with the CVE-2024-21626 fix) checks its cwd under the filter
+    and fails: corral differs on purpose."""
+
+    def mod(spec: dict[str, Any]) -> None:
+        spec["process"]["noNewPrivileges"] = False
+        spec["process"]["cwd"] = "/tmp"
+        spec["linux"]["seccomp"] = {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
+        }
+
+    runc, corral = both
+    res = runc.run("true", mod=mod)
+    assert res.rc != 0 and "current working directory" in res.err, res.err
+    # busybox's pwd asks the kernel (getcwd), which the filter denies: proof it is loaded.
+    res = corral.run("sh", "-c", "touch marker; ls /tmp; /bin/pwd -P || echo denied", mod=mod)
+    assert res.rc == 0, res.err
+    assert res.out.split() == ["marker", "denied"], (res.out, res.err)  # cwd was /tmp
