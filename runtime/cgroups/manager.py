@@ -226,8 +226,19 @@ class V1Manager(CgroupManager):
 
     ``dirs`` maps each controller (and "name=systemd") to its directory; co-mounted controllers
     such as cpu,cpuacct share one. ``unified`` is the directory in the hybrid cgroup2 mount:
-    it is created and joined like runc does, and nothing is written to it.
+    it is created and joined like runc does. A limit for a controller that no v1 hierarchy has
+    but the cgroup2 mount does (hugetlb on some hybrid hosts) is applied there, with the v2
+    knobs: see ``_UNIFIED_FALLBACK``.
     """
+
+    #: v1 controller -> (the same controller's name in cgroup v2, the field of Resources it
+    #: applies). Only controllers whose field is theirs alone: cpu and cpuset share one.
+    _UNIFIED_FALLBACK = {
+        "hugetlb": ("hugetlb", "hugepage_limits"),
+        "pids": ("pids", "pids"),
+        "memory": ("memory", "memory"),
+        "blkio": ("io", "block_io"),
+    }
 
     # Which hierarchy pids() reads: any holds every process; prefer ones always present.
     _PIDS_FROM = ("pids", "freezer", "memory", "devices", "cpu", "cpuacct", "cpuset", "blkio")
@@ -309,10 +320,56 @@ class V1Manager(CgroupManager):
             ("net_cls", ctl.net_cls(resources.network)),
             ("net_prio", ctl.net_prio(resources.network)),
         ]
-        targets = [(self._require(name), writes) for name, writes in plan if writes]
-        for path, writes in targets:
-            write_all(path, writes)
+        in_v1 = [(name, writes) for name, writes in plan if writes and name in self._dirs]
+        elsewhere = [name for name, writes in plan if writes and name not in self._dirs]
+        unified = self._unified_part(elsewhere) if elsewhere else None
+        for name, writes in in_v1:
+            write_all(self._dirs[name], writes)
+        if unified is not None:
+            unified.apply(self._unified_resources(resources, elsewhere))
         _check_shares(self._dirs.get("cpu"), cpu)
+
+    def _unified_part(self, controllers: list[str]) -> V2Manager:
+        """On a hybrid host, the cgroup2 directory as a V2Manager for the limits of
+        ``controllers``, which no v1 hierarchy has: each must be one the cgroup2 mount has. It
+        is enabled in the subtree_control of each ancestor, from the mount's root down, so
+        the directory gets its knobs (only that controller, and only where it is not on yet).
+        Anything else raises naming the field and the controller, before any limit is
+        written."""
+        unknown = [n for n in controllers if n not in self._UNIFIED_FALLBACK]
+        if self._unified is None or unknown:
+            raise _not_available((unknown or controllers)[0])
+        root = self._unified
+        while os.path.exists(os.path.join(os.path.dirname(root), "cgroup.controllers")):
+            root = os.path.dirname(root)
+        have = (read_optional(os.path.join(root, "cgroup.controllers")) or "").split()
+        below = os.path.relpath(self._unified, root).split(os.sep)
+        for name in controllers:
+            v2name = self._UNIFIED_FALLBACK[name][0]
+            if v2name not in have:
+                raise _not_available(name)
+            current = root
+            for part in below:
+                control = os.path.join(current, "cgroup.subtree_control")
+                if v2name not in read_file(control).split():
+                    try:
+                        write_file(control, "+" + v2name)
+                    except CgroupError as exc:
+                        raise CgroupError(
+                            f"apply {FIELDS.get(name, name)}",
+                            exc.errno,
+                            f"{name} is only in the cgroup2 hierarchy here, and {current} "
+                            f"cannot enable it for its children ({exc})",
+                        ) from exc
+                current = os.path.join(current, part)
+        return V2Manager(self._unified, root)
+
+    def _unified_resources(self, resources: Resources, controllers: list[str]) -> Resources:
+        """Only the fields of ``resources`` that ``controllers`` apply."""
+        from runtime.config import Resources
+
+        fields = {self._UNIFIED_FALLBACK[n][1] for n in controllers}
+        return Resources(**{f: getattr(resources, f) for f in fields})
 
     # -- freezer
     def freeze(self) -> None:

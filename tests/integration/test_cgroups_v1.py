@@ -27,7 +27,16 @@ from runtime.cgroups import (
     parse_mountinfo,
     parse_proc_cgroup,
 )
-from runtime.config import CPU, BlockIO, DeviceRule, Memory, Pids, Resources, ThrottleDevice
+from runtime.config import (
+    CPU,
+    BlockIO,
+    DeviceRule,
+    HugepageLimit,
+    Memory,
+    Pids,
+    Resources,
+    ThrottleDevice,
+)
 from runtime.errors import CgroupError
 
 MiB = 1 << 20
@@ -295,3 +304,36 @@ def test_blkio_throttle(sandbox: CgroupSandbox) -> None:
     )
     listed = _read(mgr.paths()["blkio"], "blkio.throttle.read_bps_device")
     assert f"{major}:{minor} {MiB}" in listed.splitlines()
+
+
+def _hugetlb_only_in_cgroup2() -> str | None:
+    """Why the hybrid hugetlb test cannot run here, or None."""
+    unified = os.path.join(ROOT, "unified")
+    if detect_layout(ROOT) is not Layout.HYBRID:
+        return "not a hybrid host"
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        mounts = parse_mountinfo(f.read())
+    if any("hugetlb" in m.controllers for m in mounts if m.fstype == "cgroup"):
+        return "hugetlb is a v1 hierarchy here"
+    if "hugetlb" not in _read(unified, "cgroup.controllers").split():
+        return "the cgroup2 mount has no hugetlb controller"
+    if not os.path.isdir("/sys/kernel/mm/hugepages/hugepages-2048kB"):
+        return "no 2 MB huge pages"
+    return None
+
+
+def test_hybrid_hugetlb_goes_through_the_unified_hierarchy(sandbox: CgroupSandbox) -> None:
+    """hugetlb only in the cgroup2 mount of a hybrid host: the limit is written there (v2
+    knob), and the container's processes are in that cgroup."""
+    why = _hugetlb_only_in_cgroup2()
+    if why:
+        pytest.skip(why)
+    mgr = sandbox.manager()
+    mgr.create()
+    mgr.apply(Resources(hugepage_limits=(HugepageLimit("2MB", 4 * MiB),), pids=Pids(50)))
+    leaf = mgr.paths()[""]
+    assert _read(leaf, "hugetlb.2MB.max") == str(4 * MiB)
+    assert _read(mgr.paths()["pids"], "pids.max") == "50"
+    proc = sandbox.spawn(mgr, ["sleep", "60"])
+    with open(f"/proc/{proc.pid}/cgroup", encoding="utf-8") as f:
+        assert parse_proc_cgroup(f.read())[""] == "/" + os.path.relpath(leaf, f"{ROOT}/unified")

@@ -1144,3 +1144,30 @@ def test_a_filter_that_denies_getcwd(both: list[Driver]) -> None:
     res = corral.run("sh", "-c", "touch marker; ls /tmp; /bin/pwd -P || echo denied", mod=mod)
     assert res.rc == 0, res.err
     assert res.out.split() == ["marker", "denied"], (res.out, res.err)  # cwd was /tmp
+
+
+def test_hugetlb_through_the_unified_hierarchy_of_a_hybrid_host(both: list[Driver]) -> None:
+    """A hybrid host whose v1 hierarchies lack hugetlb while its cgroup2 mount has it: corral
+    applies the limit through the cgroup2 hierarchy (hugetlb.<size>.max in the container's
+    cgroup2 directory). runc 1.1.5's hybrid mode only joins that directory and refuses the
+    limit ("cannot set hugetlb limit"): corral differs on purpose."""
+    from runtime.cgroups import Layout, detect_layout, parse_proc_cgroup
+
+    unified = "/sys/fs/cgroup/unified"
+    if detect_layout() is not Layout.HYBRID or "hugetlb" in _v1_controllers():
+        pytest.skip("needs a hybrid host without a v1 hugetlb hierarchy")
+    with open(f"{unified}/cgroup.controllers") as f:
+        if "hugetlb" not in f.read().split():
+            pytest.skip("the cgroup2 mount has no hugetlb controller")
+
+    def mod(spec: dict[str, Any]) -> None:
+        spec["linux"]["resources"]["hugepageLimits"] = [{"pageSize": "2MB", "limit": 6 << 20}]
+
+    runc, corral = both
+    res = runc.run("true", mod=mod)
+    assert res.rc != 0 and "hugetlb" in res.err, res.err
+    pid = corral.state(corral.start_running("corral-test", "sigwait", mod=mod))["pid"]
+    with open(f"/proc/{pid}/cgroup") as f:
+        path = parse_proc_cgroup(f.read())[""]
+    with open(f"{unified}{path}/hugetlb.2MB.max") as f:
+        assert f.read().strip() == str(6 << 20)

@@ -800,6 +800,33 @@ def test_v1_hugetlb_when_mounted(tmp_path: Path) -> None:
     assert read(f"{hugetlb}/hugetlb.2MB.limit_in_bytes") == str(4 * MiB)
 
 
+def test_hybrid_applies_hugetlb_through_the_unified_hierarchy(tmp_path: Path) -> None:
+    """A hybrid host whose v1 hierarchies lack hugetlb but whose cgroup2 mount has it (hugetlb
+    not bound to v1): the limit goes to the container's cgroup2 directory, with the v2 knob,
+    after hugetlb (alone) is enabled from the mount's root down."""
+    root = fake_v1_root(tmp_path)  # no hugetlb hierarchy
+    kernel(root / "unified", {"cgroup.controllers": "hugetlb", "cgroup.subtree_control": ""})
+    mgr = created_v1(root)
+    leaf = mgr.paths()[""]
+    kernel(leaf, {"cgroup.controllers": "hugetlb", "hugetlb.2MB.max": "max"})
+    mgr.apply(Resources(pids=Pids(9), hugepage_limits=(HugepageLimit("2MB", 4 * MiB),)))
+    assert read(root / "unified/cgroup.subtree_control") == "+hugetlb"
+    assert read(f"{leaf}/hugetlb.2MB.max") == str(4 * MiB)
+    assert read(f"{mgr.paths()['pids']}/pids.max") == "9"  # v1 limits still go to v1
+
+
+def test_hybrid_without_the_controller_in_cgroup2_either(tmp_path: Path) -> None:
+    root = fake_v1_root(tmp_path)
+    kernel(root / "unified", {"cgroup.controllers": "misc", "cgroup.subtree_control": ""})
+    mgr = created_v1(root)
+    with pytest.raises(CgroupError) as info:
+        mgr.apply(Resources(pids=Pids(9), hugepage_limits=(HugepageLimit("2MB", MiB),)))
+    assert info.value.step == "apply linux.resources.hugepageLimits"
+    assert info.value.detail == "hugetlb controller not available"
+    assert read(root / "unified/cgroup.subtree_control") == ""
+    assert read(f"{mgr.paths()['pids']}/pids.max") == "max"  # nothing written
+
+
 def test_v1_no_memsw_file(tmp_path: Path) -> None:
     root = fake_v1_root(tmp_path)
     mgr = created_v1(root)
