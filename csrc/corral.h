@@ -76,6 +76,7 @@ struct corral_plan {
     /* filesystem */
     const char *rootfs;       /* absolute host path of the root filesystem */
     int no_pivot;             /* MS_MOVE + chroot instead of pivot_root */
+    int chroot_only;          /* no mount namespace of its own: mount nothing, only chroot */
     int readonly_root;
     unsigned long root_propagation;  /* applied to / before anything else (MS_SLAVE|MS_REC) */
     unsigned long rootfs_propagation; /* applied to the new / after pivot; 0 for none */

@@ -703,11 +703,35 @@ static int do_chroot(struct child *c, const char *rootfs)
     return 0;
 }
 
+/* createRuntime hooks see the mounts; createContainer hooks run in this mount namespace,
+ * where host paths still resolve until pivot_root (or chroot). */
+static int hooks_sync(struct child *c)
+{
+    if (!c->plan->hooks_sync)
+        return 0;
+    if (send_msg(c->sync, CORRAL_MSG_HOOKS, 0, 0, NULL) < 0)
+        return fail(c, EPIPE, "sync: hooks%s", NULL);
+    return wait_go(c);
+}
+
 static int setup_rootfs(struct child *c)
 {
     const struct corral_plan *p = c->plan;
     int rootfd, ret;
 
+    if (p->chroot_only) {
+        /* The caller's mount namespace: anything mounted here would be the host's, so the
+         * plan mounts nothing (Python refused what would) and chroot changes this process
+         * alone. */
+        ret = hooks_sync(c);
+        if (ret < 0)
+            return ret;
+        if (chroot(p->rootfs) < 0)
+            return fail(c, errno, "chroot(%s)", p->rootfs);
+        if (chdir("/") < 0)
+            return fail(c, errno, "chdir(/)%s", NULL);
+        return 0;
+    }
     if (mount(NULL, "/", NULL, p->root_propagation ? p->root_propagation : MS_SLAVE | MS_REC,
               NULL) < 0)
         return fail(c, errno, "set propagation of /%s", NULL);
@@ -725,15 +749,9 @@ static int setup_rootfs(struct child *c)
     close(rootfd);
     if (ret < 0)
         return ret;
-    if (p->hooks_sync) {
-        /* createRuntime hooks see the mounts; createContainer hooks run in this mount
-         * namespace, where host paths still resolve until pivot_root. */
-        if (send_msg(c->sync, CORRAL_MSG_HOOKS, 0, 0, NULL) < 0)
-            return fail(c, EPIPE, "sync: hooks%s", NULL);
-        ret = wait_go(c);
-        if (ret < 0)
-            return ret;
-    }
+    ret = hooks_sync(c);
+    if (ret < 0)
+        return ret;
 
     ret = p->no_pivot ? do_chroot(c, p->rootfs) : do_pivot(c, p->rootfs);
     if (ret < 0)
@@ -1111,7 +1129,7 @@ static int setup_console(struct child *c)
     /* /dev/console: a bind of the pty over a placeholder file, only when creating the
      * container's root (not for exec). O_PATH never opens a device that is already there. */
     fd = -1;
-    if (p->rootfs) {
+    if (p->rootfs && !p->chroot_only) {
         fd = open("/dev/console", O_PATH | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0 && errno == ENOENT)
             fd = open("/dev/console", O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);

@@ -150,6 +150,7 @@ def _c_plan(
 
     p.rootfs = k.str(plan.rootfs)
     p.no_pivot = int(plan.no_pivot)
+    p.chroot_only = int(plan.chroot_only)
     p.readonly_root = int(plan.readonly_root)
     p.root_propagation = plan.root_propagation
     p.rootfs_propagation = plan.rootfs_propagation

@@ -128,7 +128,10 @@ def exec_plan(spec: cfg.Spec, process: cfg.Process, pid: int, preserve_fds: int)
         ),
     )
     plan = build_plan(bare, "/", HostInfo(cap_last=_cap_last()), preserve_fds=preserve_fds)
-    return dataclasses.replace(plan, rootfs=None, readonly_root=False, ops=(), lo_up=False)
+    # A container without a mount namespace of its own has only its chroot: enter the same
+    # root, through its process.
+    rootfs = f"/proc/{pid}/root" if plan.chroot_only else None
+    return dataclasses.replace(plan, rootfs=rootfs, readonly_root=False, ops=(), lo_up=False)
 
 
 def _cap_last() -> int:

@@ -116,6 +116,9 @@ class SpawnPlan:
     gid_map: str = ""
     rootfs: str | None = None
     no_pivot: bool = False
+    # no mount namespace of its own: nothing is mounted (it would be the caller's, the host's);
+    # the process only chroots into rootfs
+    chroot_only: bool = False
     readonly_root: bool = False
     root_propagation: int = 0
     rootfs_propagation: int = 0
@@ -445,6 +448,28 @@ def _id_map(mappings: tuple[cfg.IDMapping, ...]) -> str:
     return "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in mappings)
 
 
+_NEEDS_MOUNT_NS = "needs a mount namespace in linux.namespaces: without one it would change the "
+
+
+def _check_without_mount_ns(spec: cfg.Spec) -> None:
+    """A container in the caller's mount namespace runs there as runc and crun run it, but
+    nothing may be mounted or created on the way: it would be the host's. So it is refused
+    for anything that mounts (runc refuses masked and read-only paths the same way, but goes
+    on to bind the rootfs and make the mounts in the host's namespace)."""
+    linux = spec.linux or cfg.Linux()
+    host = "host's mounts"
+    for field, asked, what in (
+        ("linux.maskedPaths", linux.masked_paths, host),
+        ("linux.readonlyPaths", linux.readonly_paths, host),
+        ("mounts", spec.mounts, host),
+        ("root.readonly", spec.root is not None and spec.root.readonly, host),
+        ("linux.rootfsPropagation", linux.rootfs_propagation, host),
+        ("linux.devices", linux.devices, "host's files (device nodes in the rootfs)"),
+    ):
+        if asked:
+            raise ConfigError(field, _NEEDS_MOUNT_NS + what)
+
+
 def build_plan(
     spec: cfg.Spec,
     bundle: str,
@@ -479,8 +504,9 @@ def build_plan(
         else:
             clone_flags |= flag
     join.sort(key=lambda j: _JOIN_ORDER[j[1]])
-    if not clone_flags & CLONE_NEWNS and not any(f == CLONE_NEWNS for _, f in join):
-        raise ConfigError("linux.namespaces", "a mount namespace is required")
+    chroot_only = not clone_flags & CLONE_NEWNS and not any(f == CLONE_NEWNS for _, f in join)
+    if chroot_only:
+        _check_without_mount_ns(spec)
     userns = new_userns or any(f == CLONE_NEWUSER for _, f in join)
 
     ops, dests = _mount_ops(spec, bundle, host, userns)
@@ -547,6 +573,7 @@ def build_plan(
         gid_map=_id_map(linux.gid_mappings) if new_userns else "",
         rootfs=spec.root.path,
         no_pivot=no_pivot,
+        chroot_only=chroot_only,
         readonly_root=spec.root.readonly,
         root_propagation=root_prop,
         rootfs_propagation=rootfs_prop,

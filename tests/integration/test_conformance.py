@@ -1171,3 +1171,75 @@ def test_hugetlb_through_the_unified_hierarchy_of_a_hybrid_host(both: list[Drive
         path = parse_proc_cgroup(f.read())[""]
     with open(f"{unified}{path}/hugetlb.2MB.max") as f:
         assert f.read().strip() == str(6 << 20)
+
+
+# ---------------------------------------------------------------- without a mount namespace
+
+
+def _drop_namespaces(*kinds: str) -> SpecMod:
+    def mod(spec: dict[str, Any]) -> None:
+        ns = spec["linux"]["namespaces"]
+        spec["linux"]["namespaces"] = [n for n in ns if kinds and n["type"] not in kinds]
+
+    return mod
+
+
+def test_without_a_mount_namespace_what_would_mount_is_refused(
+    both: list[Driver], rootfs: Path
+) -> None:
+    """The default spec without a mount namespace: both refuse it before anything is made
+    (runc: "unable to restrict sys entries without a private MNT namespace"; corral names the
+    field). With no namespaces at all, the hostname is refused by both for want of a uts
+    namespace."""
+    before = _host_mounts(rootfs)
+    for d in both:
+        res = d.run("true", mod=_drop_namespaces("mount"))
+        assert res.rc != 0, d.name
+    assert "linux.maskedPaths: needs a mount namespace in linux.namespaces" in res.err, res.err
+    for d in both:
+        res = d.run("true", mod=_drop_namespaces())
+        assert res.rc != 0, d.name
+        assert "hostname" in res.err and "UTS" in res.err.upper(), (d.name, res.err)
+    assert _host_mounts(rootfs) == before
+
+
+def _bare(*kinds: str) -> SpecMod:
+    """Without the namespaces ``kinds`` (all of them when none is named) and without anything
+    that would mount: no mounts, masks, read-only root or hostname."""
+    drop = _drop_namespaces(*kinds)
+
+    def mod(spec: dict[str, Any]) -> None:
+        drop(spec)
+        spec["mounts"] = []
+        spec["linux"]["maskedPaths"] = []
+        spec["linux"]["readonlyPaths"] = []
+        spec["root"]["readonly"] = False
+        if not kinds:
+            spec.pop("hostname", None)
+
+    return mod
+
+
+@pytest.mark.parametrize("kinds", [("mount",), ()], ids=["no-mount-ns", "no-namespaces"])
+def test_without_a_mount_namespace_it_runs_in_the_callers(
+    corral: Driver, rootfs: Path, kinds: tuple[str, ...]
+) -> None:
+    """No mount namespace (or none at all): the container runs in the caller's namespaces, in
+    a chroot to its root, as with runc and crun, and the host's mount table is left as it
+    was: nothing is mounted, not even the rootfs bind runc makes in the host's namespace.
+    (runc is not run here for that reason.) exec enters the same root."""
+    before = _host_mounts(rootfs)
+    cid = corral.start_running("corral-test", "sigwait", mod=_bare(*kinds))
+    pid = corral.state(cid)["pid"]
+    assert os.readlink(f"/proc/{pid}/root") == str(rootfs)
+    shared = ["mnt"] if kinds else ["mnt", "pid", "net", "ipc", "uts", "cgroup"]
+    for ns in shared:
+        assert os.readlink(f"/proc/{pid}/ns/{ns}") == os.readlink(f"/proc/self/ns/{ns}"), ns
+    assert _host_mounts(rootfs) == before
+    res = corral.cli("exec", cid, "ls", "/")
+    assert res.rc == 0, res.err
+    assert sorted(res.out.split()) == sorted(os.listdir(rootfs))
+    corral.cli("kill", cid, "KILL", check=True)
+    corral.wait_status(cid, "stopped")
+    corral.cli("delete", cid, check=True)
+    assert _host_mounts(rootfs) == before

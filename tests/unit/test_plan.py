@@ -189,12 +189,49 @@ def test_join_namespaces_by_path_user_first(tmp_path: Path) -> None:
     assert not plan.clone_flags & CLONE_NEWNET
 
 
-def test_mount_namespace_required(tmp_path: Path) -> None:
+def _without_mount_ns(**root: Any) -> dict[str, Any]:
     spec = default()
     spec["linux"]["namespaces"] = [{"type": "pid"}, {"type": "uts"}]
+    spec["mounts"] = []
+    spec["linux"]["maskedPaths"] = []
+    spec["linux"]["readonlyPaths"] = []
+    spec["root"] = {"path": "/nonexistent-rootfs", **root}
+    return spec
+
+
+def test_without_a_mount_namespace_only_chroot(tmp_path: Path) -> None:
+    """No mount namespace: the container runs in the caller's, with a chroot and no mount."""
+    plan = plan_for(tmp_path, _without_mount_ns())
+    assert plan.chroot_only and plan.rootfs == "/nonexistent-rootfs"
+    assert plan.ops == ()
+    assert not plan.clone_flags & CLONE_NEWNS
+    assert not plan_for(tmp_path, default()).chroot_only
+
+
+@pytest.mark.parametrize(
+    ("field", "change"),
+    [
+        ("linux.maskedPaths", {"linux": {"maskedPaths": ["/proc/kcore"]}}),
+        ("linux.readonlyPaths", {"linux": {"readonlyPaths": ["/proc/sys"]}}),
+        ("mounts", {"mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}]}),
+        ("root.readonly", {"root": {"path": "/nonexistent-rootfs", "readonly": True}}),
+        ("linux.rootfsPropagation", {"linux": {"rootfsPropagation": "private"}}),
+        ("linux.devices", {"linux": {"devices": [{"path": "/dev/x", "type": "p"}]}}),
+    ],
+)
+def test_without_a_mount_namespace_nothing_that_mounts(
+    tmp_path: Path, field: str, change: dict[str, Any]
+) -> None:
+    spec = _without_mount_ns()
+    for key, value in change.items():
+        if isinstance(value, dict) and key == "linux":
+            spec["linux"].update(value)
+        else:
+            spec[key] = value
     with pytest.raises(ConfigError) as e:
         plan_for(tmp_path, spec)
-    assert e.value.field == "linux.namespaces"
+    assert e.value.field == field
+    assert e.value.message.startswith("needs a mount namespace in linux.namespaces")
 
 
 def test_sysctl_rlimits_user(tmp_path: Path) -> None:
