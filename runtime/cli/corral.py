@@ -10,6 +10,8 @@ from typing import Any, NoReturn
 
 import click
 
+from corral_common import defaults
+
 from . import network_cmd, pod_cmd, run_cmd
 
 VERSION = "0.1.0"
@@ -40,11 +42,10 @@ def _image_errors(what: str) -> Iterator[None]:
 
 
 def _store(ctx: click.Context) -> Any:
-    from images.store import DEFAULT_ROOT as IMAGE_ROOT
     from images.store import Store
 
     with _image_errors("store"):
-        return Store(ctx.obj or IMAGE_ROOT)
+        return Store(ctx.obj or defaults.IMAGE_ROOT)
 
 
 @cli.group("image")
@@ -52,7 +53,7 @@ def _store(ctx: click.Context) -> Any:
     "--store",
     envvar="CORRAL_IMAGE_STORE",
     default=None,
-    help="image store directory [default: /var/lib/corral]",
+    help=f"image store directory [default: {defaults.IMAGE_ROOT}]",
 )
 @click.pass_context
 def image(ctx: click.Context, store: str | None) -> None:

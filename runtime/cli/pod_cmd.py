@@ -14,7 +14,9 @@ from typing import Any, NoReturn
 
 import click
 
-DEFAULT_ROOT = "/var/lib/corral/pods"
+from corral_common import defaults
+
+DEFAULT_ROOT = defaults.POD_ROOT
 
 
 def _fail(what: str, exc: BaseException | str) -> NoReturn:
@@ -36,7 +38,7 @@ network_config_option = click.option(
     "--network-config",
     envvar="CORRAL_NETWORK_CONFIG",
     default=None,
-    help="node network config file [default: /etc/corral/network.yaml, or built-in]",
+    help=f"node network config file [default: {defaults.NETWORK_CONFIG}, or built-in]",
 )
 node_netns_option = click.option(
     "--node-netns", default=None, help="the node's network namespace (a path)"
@@ -58,14 +60,14 @@ def _opts(ctx: click.Context) -> Any:
 @click.option(
     "--store",
     envvar="CORRAL_IMAGE_STORE",
-    default="/var/lib/corral",
+    default=defaults.IMAGE_ROOT,
     show_default=True,
     help="image store directory",
 )
 @click.option(
     "--cgroup-parent",
     envvar="CORRAL_CGROUP_PARENT",
-    default="/kubepods",
+    default=defaults.POD_CGROUP_PARENT,
     show_default=True,
     help="parent of the QoS and pod cgroups (relative: below this process's cgroup)",
 )

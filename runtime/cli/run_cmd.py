@@ -13,15 +13,17 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
+from corral_common import defaults
+
 if TYPE_CHECKING:
     from .. import ctr
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# runtime.ctr's defaults, repeated so that `corral` starts without importing runtime.ctr
-# (each command imports it when it runs); tests/unit/test_ctr.py checks that they agree.
-IMAGE_ROOT = "/var/lib/corral"
-STATE_ROOT = "/run/corral/containers"
+# runtime.ctr's defaults, from where both read them: `corral` starts without importing
+# runtime.ctr (each command imports it when it runs).
+IMAGE_ROOT = defaults.IMAGE_ROOT
+STATE_ROOT = defaults.CONTAINER_STATE_ROOT
 
 
 def _paths_options(fn: F) -> F:
@@ -106,7 +108,8 @@ def _memory(_ctx: click.Context, _param: click.Parameter, value: str | None) -> 
 @click.option(
     "--cgroup-parent",
     default=None,
-    help="cgroup parent; relative paths are below our own cgroup [default: corral]",
+    help="cgroup parent; relative paths are below our own cgroup"
+    f" [default: {defaults.RUN_CGROUP_PARENT}]",
 )
 @_paths_options
 @click.argument("image")
