@@ -1,5 +1,5 @@
 """Containers from images, in one step: what ``corral run``, ``ps``, ``logs``, ``stop`` and
-``rm`` do (the commands in ``runtime/cli/run_cmd.py`` parse arguments and call one function).
+``rm`` do (the commands in ``corral_cli/run_cmd.py`` parse arguments and call one function).
 
 A container is a directory ``<containers>/<id>`` (default /var/lib/corral/containers, next to
 the image store it uses)::

@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/ruff check runtime images orchestrator tests bench csrc/build_ffi.py csrc/build_seccomp.py
-.venv/bin/ruff format --check runtime images orchestrator tests bench csrc/build_ffi.py csrc/build_seccomp.py
+.venv/bin/ruff check runtime images orchestrator corral_cli corral_common tests bench csrc/build_ffi.py csrc/build_seccomp.py
+.venv/bin/ruff format --check runtime images orchestrator corral_cli corral_common tests bench csrc/build_ffi.py csrc/build_seccomp.py
 set +e
 .venv/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/integration "$@"
 rc=$?

@@ -81,7 +81,7 @@ class Corral:
 
     def argv(self, *args: str) -> list[str]:
         run = ["--cgroup-parent", self.tag] if args and args[0] == "run" else []
-        main = "from runtime.cli.corral import main; main()"
+        main = "from corral_cli.main import main; main()"
         return [sys.executable, "-c", main, args[0], *run, *args[1:]]
 
     def __call__(self, *args: str, timeout: float = 60, input: str | None = None) -> Result:

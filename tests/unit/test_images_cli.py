@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from runtime.cli.corral import cli
+from corral_cli.main import cli
 from tests.imagebuild import Entry, oci_files, tar_entries, write_tar
 
 
