@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 
 from runtime.pod import api
+from testkit.imagebuild import config_for, docker_files, tar_tree, write_tar
 from tests.conftest import REPO, Runtime
-from tests.imagebuild import config_for, docker_files, tar_tree, write_tar
 from tests.integration.test_pods import Pods, image_tar, pods, until  # noqa: F401 (fixtures)
 from tests.integration.test_run import Corral, corral  # noqa: F401 (fixture)
 

@@ -19,7 +19,7 @@ from images.bundle import oci_config
 from images.errors import FormatError, NotFound
 from images.reference import parse
 from images.store import Store
-from tests.imagebuild import Entry, config_for, docker_files, oci_files, tar_entries, write_tar
+from testkit.imagebuild import Entry, config_for, docker_files, oci_files, tar_entries, write_tar
 
 LAYER = tar_entries([Entry("etc", "dir"), Entry("etc/passwd", data=b"root:x:0:0::/:/bin/sh\n")])
 GOOD = config_for([LAYER], Cmd=["/bin/sh"], User="root")

@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from corral_cli.main import cli
-from tests.imagebuild import Entry, oci_files, tar_entries, write_tar
+from testkit.imagebuild import Entry, oci_files, tar_entries, write_tar
 
 
 def test_image_commands(tmp_path: Path) -> None:
