@@ -14,7 +14,9 @@ import msgspec
 from kubemodel.quantity import Quantity
 
 
-class Object(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
+class Object(
+    msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True
+):
     """Base of every generated type: JSON names as Kubernetes spells them."""
 
 

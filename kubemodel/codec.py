@@ -268,4 +268,3 @@ def _bad_key(node: object, value_type: Any) -> object:
         except msgspec.ValidationError:
             return key
     return None
-

@@ -36,10 +36,8 @@ OUTPUT = HERE / "_generated.py"
 _CORE = "io.k8s.api.core.v1."
 _META = "io.k8s.apimachinery.pkg.apis.meta.v1."
 ROOTS = (
-    *(
-        _CORE + k
-        for k in "Pod Node Service Endpoints ConfigMap Secret Namespace Event ServiceAccount".split()
-    ),
+    *(_CORE + k for k in "Pod Node Service Endpoints ConfigMap Secret Namespace".split()),
+    *(_CORE + k for k in ("Event", "ServiceAccount")),
     *(_CORE + k + "List" for k in "Pod Node Service Endpoints ConfigMap Secret Namespace".split()),
     _CORE + "EventList",
     _CORE + "ServiceAccountList",
@@ -205,7 +203,9 @@ def render(defs: dict[str, Any]) -> str:
         "from kubemodel.quantity import Quantity",
         "",
         "",
-        "class Object(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):",
+        "class Object(",
+        "    msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True",
+        "):",
         '    """Base of every generated type: JSON names as Kubernetes spells them."""',
         "",
         "",

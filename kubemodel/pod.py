@@ -292,7 +292,9 @@ def _validate_container(
         if src is None:
             continue
         if env.value:
-            raise FieldError(at(where, "valueFrom"), "may not be specified when `value` is not empty")
+            raise FieldError(
+                at(where, "valueFrom"), "may not be specified when `value` is not empty"
+            )
         given = [
             k
             for k, v in (
@@ -310,13 +312,17 @@ def _validate_container(
                 " `secretKeyRef`",
             )
         if len(given) > 1:
-            raise FieldError(at(at(where, "valueFrom"), given[1]), "may not have more than one field specified at a time")
+            raise FieldError(
+                at(at(where, "valueFrom"), given[1]),
+                "may not have more than one field specified at a time",
+            )
         ref = src.field_ref
         if ref is not None:
             ref_path = at(at(where, "valueFrom"), "fieldRef")
             if ref.api_version not in (None, "", "v1"):
                 raise FieldError(
-                    at(ref_path, "apiVersion"), f'unsupported value {q(ref.api_version)}: must be "v1"'
+                    at(ref_path, "apiVersion"),
+                    f'unsupported value {q(ref.api_version)}: must be "v1"',
                 )
             _required(ref.field_path, at(ref_path, "fieldPath"))
     names: set[str] = set()
