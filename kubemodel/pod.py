@@ -9,7 +9,6 @@ node supports is not checked here (runtime.pod.manifest does that).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from kubemodel._generated import (
     Container,
@@ -470,7 +469,7 @@ def _validate_volumes(volumes: list[Volume], path: str) -> set[str]:
         if v.name in names:
             raise FieldError(at(where, "name"), f"Duplicate value: {q(v.name)}")
         names.add(v.name)
-        given = [f.encode_name for f, value in _sources(v) if value is not None]
+        given = [json_name for json_name, value in _sources(v) if value is not None]
         if not given:
             raise FieldError(where, "must specify a volume type")
         if len(given) > 1:
@@ -515,10 +514,16 @@ def _validate_items(items: list[KeyToPath], path: str) -> None:
         _range(it.mode, 0, 0o777, _MODE, at(where, "mode"))
 
 
-def _sources(v: Volume) -> list[tuple[Any, object]]:
-    import msgspec
+_VOLUME_SOURCES: list[tuple[str, str]] = []  # (JSON name, attribute) of each volume type
 
-    return [(f, getattr(v, f.name)) for f in msgspec.structs.fields(v) if f.name != "name"]
+
+def _sources(v: Volume) -> list[tuple[str, object]]:
+    if not _VOLUME_SOURCES:
+        import msgspec
+
+        fields = msgspec.structs.fields(Volume)  # slow (it reads annotations): once
+        _VOLUME_SOURCES.extend((f.encode_name, f.name) for f in fields if f.name != "name")
+    return [(json_name, getattr(v, attr)) for json_name, attr in _VOLUME_SOURCES]
 
 
 DEFAULTERS[Pod] = set_defaults_pod

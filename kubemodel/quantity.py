@@ -13,6 +13,7 @@ In the object model a quantity is a ``Quantity``: the text as the user wrote it 
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -64,9 +65,18 @@ def parse_quantity(value: object, where: str = "") -> Amount:
     if isinstance(value, float) and not math.isfinite(value):
         raise FieldError(where, f"invalid quantity {q(repr(value))}")
     text = value if isinstance(value, str) else repr(value)
+    amount = _parse_text(text)
+    if isinstance(amount, str):
+        raise FieldError(where, amount)
+    return amount
+
+
+@functools.lru_cache(maxsize=4096)  # an API server sees the same few quantities again and again
+def _parse_text(text: str) -> Amount | str:
+    """The amount, or what is wrong with the text."""
     m = _QUANTITY.fullmatch(text)
     if m is None:
-        raise FieldError(where, f"invalid quantity {q(text)}")
+        return f"invalid quantity {q(text)}"
     number = Fraction(Decimal(m["num"]))
     suffix = m["suffix"]
     if suffix in _BINARY:
@@ -74,7 +84,7 @@ def parse_quantity(value: object, where: str = "") -> Amount:
     else:
         exponent = _DECIMAL[suffix] if suffix in _DECIMAL else int(suffix[1:])
         if abs(exponent) > _MAX_EXPONENT:
-            raise FieldError(where, f"invalid quantity {q(text)}: exponent out of range")
+            return f"invalid quantity {q(text)}: exponent out of range"
         scale = Fraction(10) ** exponent
     amount = number * scale
     return Amount(-amount if m["sign"] == "-" else amount, text)

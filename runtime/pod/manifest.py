@@ -501,15 +501,16 @@ _DEFAULTED: dict[tuple[type, str], object] = {
     (k8s.Container, "stdinOnce"): False,
 }
 _NOT_WALKED = frozenset({"status", "managedFields"})
-_FIELD_TYPES: dict[type, dict[str, Any]] = {}
+_FIELD_TYPES: dict[type, dict[str, tuple[type | None, bool]]] = {}
 
 
-def _field_types(cls: type) -> dict[str, Any]:
+def _field_types(cls: type) -> dict[str, tuple[type | None, bool]]:
+    """Each JSON field of ``cls``: the struct type it holds (or None) and whether in a list."""
     import msgspec
 
     found = _FIELD_TYPES.get(cls)
     if found is None:
-        found = {f.encode_name: f.type for f in msgspec.structs.fields(cls)}
+        found = {f.encode_name: _struct_of(f.type) for f in msgspec.structs.fields(cls)}
         _FIELD_TYPES[cls] = found
     return found
 
@@ -549,7 +550,7 @@ def _check_supported(cls: type, data: object, path: str) -> None:
             continue
         if key in _NOT_WALKED:
             continue
-        inner, is_list = _struct_of(types[key])
+        inner, is_list = types[key]
         if inner is None:
             continue
         if not is_list:
