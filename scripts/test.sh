@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/ruff check runtime images orchestrator corral_cli corral_common testkit tests bench csrc/build_ffi.py csrc/build_seccomp.py
-.venv/bin/ruff format --check runtime images orchestrator corral_cli corral_common testkit tests bench csrc/build_ffi.py csrc/build_seccomp.py
+.venv/bin/ruff check runtime images orchestrator corral_cli corral_common kubemodel testkit tests bench csrc/build_ffi.py csrc/build_seccomp.py
+.venv/bin/ruff format --check runtime images orchestrator corral_cli corral_common kubemodel testkit tests bench csrc/build_ffi.py csrc/build_seccomp.py
 # The import contracts in pyproject.toml: dependencies point one way.
 .venv/bin/lint-imports --no-cache
 set +e
