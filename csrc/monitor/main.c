@@ -21,7 +21,8 @@
  * (end of a run, restart policy, backoff), logs.c (CRI log files), probes.c, status.c
  * (status files), reaper.c (the pod's pid 1), util.c; monitor.h holds the shared state.
  *
- * Build: cc -std=c11 -O2 -Wall -Wextra -Werror -static -o corral-monitor *.c (in this directory)
+ * Build (as setup.py does, in this directory):
+ *   cc -std=c11 -O2 -Wall -Wextra -Werror -flto -static -o corral-monitor *.c
  */
 #include "monitor.h"
 

@@ -319,7 +319,7 @@ int64_t probes_due(struct ctr *c, int64_t now, int64_t next)
             if (p->fd >= 0 || p->pid > 0)
                 next = min64(next, p->deadline);
         }
-        if (c->kill_stage)
+        if (c->kill_stage) /* a failure began the kill: terminate() stopped every probe */
             break;
         next = min64(next, p->next_at);
     }
