@@ -38,9 +38,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
-#include <sys/mman.h>
 #include <sys/prctl.h>
-#include <sys/sendfile.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -166,46 +164,9 @@ static void usage(void)
     exit(2);
 }
 
-/* The monitor's fork is pid 1 of a pod's shared pid namespace, next to the pod's containers:
- * run from a sealed memfd copy of ourselves (as runc does with its own binary), so that no
- * container can get at the host's corral-monitor through /proc/<pid>/exe (CVE-2019-5736). */
-static void run_sealed_copy(char **argv)
-{
-    extern char **environ;
-    unsigned int seals = F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
-    int self = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
-    if (self < 0)
-        die("open /proc/self/exe: %s", strerror(errno));
-    int have = fcntl(self, F_GET_SEALS);
-    if (have >= 0 && ((unsigned int)have & seals) == seals) {
-        close(self); /* already the sealed copy */
-        return;
-    }
-    struct stat st;
-    if (fstat(self, &st) < 0)
-        die("stat /proc/self/exe: %s", strerror(errno));
-    int fd = memfd_create("corral-monitor", MFD_CLOEXEC | MFD_ALLOW_SEALING | 0x10U /* EXEC */);
-    if (fd < 0 && errno == EINVAL) /* before Linux 6.3 */
-        fd = memfd_create("corral-monitor", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    if (fd < 0)
-        die("memfd_create: %s", strerror(errno));
-    for (off_t done = 0; done < st.st_size;) {
-        ssize_t n = sendfile(fd, self, NULL, (size_t)(st.st_size - done));
-        if (n <= 0)
-            die("copy /proc/self/exe to a memfd: %s", n < 0 ? strerror(errno) : "short");
-        done += n;
-    }
-    close(self);
-    if (fcntl(fd, F_ADD_SEALS, seals | F_SEAL_FUTURE_WRITE) < 0)
-        die("seal the memfd copy: %s", strerror(errno));
-    fexecve(fd, argv, environ);
-    die("exec the sealed copy: %s", strerror(errno));
-}
-
 int main(int argc, char **argv)
 {
     int i = 1;
-    run_sealed_copy(argv);
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (!strcmp(argv[i], "--host-network"))
             M.host_network = true;
