@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 
 import click
 
-from . import network_cmd, pod_cmd, run_cmd
+from . import network_cmd, pod_cmd, registry_cmd, run_cmd
 
 VERSION = "0.1.0"
 
@@ -153,6 +153,7 @@ def image_save(ctx: click.Context, ref: str, output: str, fmt: str) -> None:
 run_cmd.register(cli)  # run, ps, logs, stop, rm
 pod_cmd.register(cli)  # pod run, ls, inspect, logs, exec, stop, rm, gc
 network_cmd.register(cli)  # network gc
+registry_cmd.register(cli, image, _store)  # image pull, image push, login, logout
 
 
 def main() -> None:
