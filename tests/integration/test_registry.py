@@ -19,7 +19,13 @@ from images.digest import hex_of, sha256_bytes
 from images.errors import AuthError, DigestMismatch, ImageError, RegistryError
 from images.pull import Options, login, pull
 from images.push import push
-from images.regconf import Credentials, Endpoint, RegistriesConf, lookup_credentials
+from images.regconf import (
+    Credentials,
+    Endpoint,
+    RegistriesConf,
+    lookup_credentials,
+    parse_registries_conf,
+)
 from images.registry import Client
 from images.store import Store
 from tests.imagebuild import Entry, config_for, oci_files, tar_entries, tar_tree, write_dir
@@ -383,3 +389,27 @@ def test_cli_login_push_pull_logout(source: Store, tmp_path: Path) -> None:
         assert "authentication required" in r.stderr
     finally:
         reg.stop()
+
+
+def test_short_name_from_a_mirror(source: Store, registry: Registry, tmp_path: Path) -> None:
+    conf = parse_registries_conf(
+        f"""
+unqualified-search-registries = ["docker.io"]
+[[registry]]
+prefix = "docker.io/library"
+location = "127.0.0.1:1/library"
+[[registry.mirror]]
+location = "{registry.host}/mirror"
+insecure = true
+"""
+    )
+    o = opts(tmp_path, conf=conf, tls_verify=True)
+    push(source, "busybox:test", f"{registry.host}/mirror/bb:1", opts(tmp_path))
+    dest = Store(tmp_path / "dest")
+    res = pull(dest, "bb:1", o)
+    assert res.name == "docker.io/library/bb:1"
+    assert res.endpoint == f"{registry.host}/mirror/bb"
+    assert dest.get("docker.io/library/bb:1").id == source.get("busybox:test").id
+    # not on the mirror: the location is tried too, and both failures are named
+    with pytest.raises(ImageError, match=r"mirror/nothere:1 \(404\).*127.0.0.1:1: ping"):
+        pull(dest, "nothere:1", o)
