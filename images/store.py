@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
+from corral_common.defaults import IMAGE_ROOT
+
 from . import overlay
 from .digest import CHUNK, HashingReader, check_digest, decompressed, hex_of, sniff
 from .errors import DigestMismatch, FormatError, ImageError, InUse, NotFound
@@ -42,7 +44,7 @@ from .reference import check_name, check_ref, parse
 from .sources import SourceImage, SourceLayer, open_source, read_images
 from .unpack import Limits, unpack_layer
 
-DEFAULT_ROOT = "/var/lib/corral"
+DEFAULT_ROOT = IMAGE_ROOT
 
 MT_LAYER = {
     "none": "application/vnd.oci.image.layer.v1.tar",

@@ -1,4 +1,4 @@
-"""corral-monitor (csrc/monitor.c) driven directly, the way the Python pod code drives it:
+"""corral-monitor (csrc/monitor/) driven directly, the way the Python pod code drives it:
 spawn it with a sync pipe pair, read ``ready``, write bundles that join its namespaces and a
 monitor.conf, say ``go``, then watch its status files, logs and exit.
 

@@ -28,7 +28,7 @@ from images.regconf import (
 )
 from images.registry import Client
 from images.store import Store
-from tests.imagebuild import Entry, config_for, oci_files, tar_entries, tar_tree, write_dir
+from testkit.imagebuild import Entry, config_for, oci_files, tar_entries, tar_tree, write_dir
 from tests.registryserver import (
     FaultProxy,
     Registry,

@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from .errors import Failure, failing
+
 
 def _options(
     tls_verify: bool, cert_dir: str | None, authfile: str | None, conf: str | None, **kw: Any
@@ -27,15 +29,9 @@ def _common(f: Any) -> Any:
     return click.option("--registries-conf", "conf", default=None, help="registries.conf")(f)
 
 
-def _fail(what: str, exc: BaseException) -> None:
-    click.echo(f"corral: {what}: {exc}", err=True)
-    sys.exit(1)
-
-
 def register(cli: click.Group, image: click.Group, store: Any) -> None:
     """Adds ``image pull``, ``image push``, ``login`` and ``logout``; ``store(ctx)`` opens the
     image store."""
-    from images.errors import ImageError
 
     @image.command("pull")
     @click.argument("ref")
@@ -48,11 +44,9 @@ def register(cli: click.Group, image: click.Group, store: Any) -> None:
         from .progress import bar
 
         s = store(ctx)
-        try:
+        with failing(f"image pull {ref}"):
             with bar("pull") as progress:
                 res = pull(s, ref, _options(**o), progress)
-        except (ImageError, OSError) as e:
-            _fail(f"image pull {ref}", e)
         click.echo(f"{res.image.id} {res.name} {res.manifest_digest}")
 
     @image.command("push")
@@ -65,10 +59,8 @@ def register(cli: click.Group, image: click.Group, store: Any) -> None:
         from images.push import push
 
         s = store(ctx)
-        try:
+        with failing(f"image push {ref}"):
             digest = push(s, ref, dest, _options(**o))
-        except (ImageError, OSError) as e:
-            _fail(f"image push {ref}", e)
         click.echo(digest)
 
     @cli.command("login")
@@ -82,10 +74,8 @@ def register(cli: click.Group, image: click.Group, store: Any) -> None:
 
         if password is None:
             password = getpass.getpass() if sys.stdin.isatty() else sys.stdin.readline()
-        try:
+        with failing(f"login {registry}"):
             login(registry, username, password.rstrip("\n"), _options(**o))
-        except (ImageError, OSError) as e:
-            _fail(f"login {registry}", e)
         click.echo("Login Succeeded!")
 
     @cli.command("logout")
@@ -95,10 +85,8 @@ def register(cli: click.Group, image: click.Group, store: Any) -> None:
         """Remove a registry's credentials from the auth file."""
         from images.pull import logout
 
-        try:
+        with failing(f"logout {registry}"):
             found = logout(registry, _options(**o))
-        except (ImageError, OSError) as e:
-            _fail(f"logout {registry}", e)
         if not found:
-            _fail(f"logout {registry}", ImageError("not logged in"))
+            raise Failure(f"logout {registry}", "not logged in")
         click.echo(f"Removed login credentials for {registry}")
