@@ -124,4 +124,7 @@ def image_save(ctx: click.Context, ref: str, output: str, fmt: str) -> None:
 
 
 def register(cli: click.Group) -> None:
+    from . import registry_cmd
+
     cli.add_command(image)
+    registry_cmd.register(cli, image, _store)  # image pull, image push, login, logout
