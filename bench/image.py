@@ -73,7 +73,7 @@ def layer_entries(spec: ImageSpec, index: int) -> list[tuple[str, bytes]]:
 
 def layer_tars(spec: ImageSpec) -> list[bytes]:
     sys.path.insert(0, str(host.REPO))
-    from tests.imagebuild import Entry, tar_entries
+    from testkit.imagebuild import Entry, tar_entries
 
     tars = []
     for i in range(spec.layers):
@@ -98,7 +98,7 @@ class Built:
 
 def build(spec: ImageSpec, dest: Path) -> Built:
     sys.path.insert(0, str(host.REPO))
-    from tests.imagebuild import config_for, docker_files, oci_files, write_dir, write_tar
+    from testkit.imagebuild import config_for, docker_files, oci_files, write_dir, write_tar
 
     tars = layer_tars(spec)
     cfg = config_for(tars, Cmd=["/bin/sh"])

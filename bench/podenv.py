@@ -318,8 +318,8 @@ class PodEnv:
 def build_image(dest: Path) -> Path:
     """The cached test rootfs as a one-layer docker-archive tagged ``IMAGE``."""
     sys.path.insert(0, str(host.REPO))
-    from tests.imagebuild import config_for, docker_files, tar_tree, write_tar
-    from tests.rootfs import cached_rootfs
+    from testkit.imagebuild import config_for, docker_files, tar_tree, write_tar
+    from testkit.rootfs import cached_rootfs
 
     from .spawn import ROOTFS_CACHE
 

@@ -98,7 +98,7 @@ def bench_context() -> Iterator[Bench]:
     from pathlib import Path
 
     sys.path.insert(0, str(host.REPO))
-    from tests.rootfs import cached_rootfs
+    from testkit.rootfs import cached_rootfs
 
     rootfs = str(cached_rootfs(Path(ROOTFS_CACHE)))
     workdir = tempfile.mkdtemp(prefix="corral-bench-", dir="/run")

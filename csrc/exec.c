@@ -10,13 +10,23 @@
  * can write, and the helper is static, so no loader of the container's runs while it is.
  *
  * argv: {"corral-exec", path, argv[0] of the program, ..., NULL}; the environment is passed
- * through. No libc (csrc/nolibc.h): two raw syscalls, so the copy is a few kilobytes.
+ * through. Run as {"corral-pod-init", NULL} it is pid 1 of a pod's shared pid namespace
+ * instead (csrc/monitor/reaper.c): it only reaps, and the pod's containers, which see it,
+ * find a sealed copy behind its /proc/1/exe. No libc (csrc/nolibc.h): two raw syscalls, so the copy is a few kilobytes.
  */
 #include "nolibc.h"
 
 #include <linux/errno.h>
 
 #define MARK "corral-exec"
+#define POD_INIT "corral-pod-init"
+
+/* The few constants it needs, as the kernel defines them on x86_64 and aarch64 alike. */
+#define SIG_BLOCK_ 0
+#define SIGCHLD_ 17
+#define WNOHANG_ 1
+#define PR_SET_DUMPABLE_ 4
+#define PR_SET_NAME_ 15
 
 static void say(const char *s)
 {
@@ -54,6 +64,21 @@ static int same(const char *a, const char *b)
     return *a == *b;
 }
 
+/* pid 1 of a pod: reap every child that ends, forever. The monitor armed the parent-death
+ * signal (kept across exec) and keeps SIGKILL for the end. */
+__attribute__((noreturn)) static void pod_init(void)
+{
+    unsigned long set = 1UL << (SIGCHLD_ - 1);
+    nolibc_sys4(__NR_prctl, PR_SET_DUMPABLE_, 0, 0, 0);
+    nolibc_sys4(__NR_prctl, PR_SET_NAME_, (long)POD_INIT, 0, 0);
+    nolibc_sys4(__NR_rt_sigprocmask, SIG_BLOCK_, (long)&set, 0, sizeof set);
+    for (;;) {
+        nolibc_sys4(__NR_rt_sigtimedwait, (long)&set, 0, 0, sizeof set);
+        while (nolibc_sys4(__NR_wait4, -1, 0, WNOHANG_, 0) > 0)
+            ;
+    }
+}
+
 __attribute__((noreturn, used)) void nolibc_main(long *sp)
 {
     long argc = sp[0];
@@ -61,6 +86,8 @@ __attribute__((noreturn, used)) void nolibc_main(long *sp)
     char **envp = argv + argc + 1;
     long err;
 
+    if (argc == 1 && same(argv[0], POD_INIT))
+        pod_init();
     /* Run any other way (as a script's interpreter, say) it refuses: it is no general tool. */
     if (argc < 3 || !same(argv[0], MARK)) {
         say("corral-exec: internal helper of the corral runtime, not to be run directly\n");

@@ -56,3 +56,25 @@ class MountError(ImageError):
         super().__init__(f"{step}: {message}")
         self.step = step
         self.errno = errno_
+
+
+class RegistryError(ImageError):
+    """A registry refused a request, or talking to it failed. ``step`` names the request
+    (``GET manifest busybox:1.36``), ``host`` the registry, ``status`` the HTTP status (0 when
+    there was no answer) and the message is the registry's own, when it sent one."""
+
+    def __init__(self, step: str, host: str, message: str, status: int = 0) -> None:
+        code = f" ({status})" if status else ""
+        super().__init__(f"{host}: {step}{code}: {message}")
+        self.step = step
+        self.host = host
+        self.status = status
+        self.message = message
+
+
+class AuthError(RegistryError):
+    """The registry wants credentials we do not have, or refused the ones we sent."""
+
+
+class RegistryNotFound(RegistryError):
+    """The registry has no such repository, manifest or blob (404)."""

@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
+from corral_common.defaults import IMAGE_ROOT
+
 from . import overlay
 from .digest import CHUNK, HashingReader, check_digest, decompressed, hex_of, sniff
 from .errors import DigestMismatch, FormatError, ImageError, InUse, NotFound
@@ -42,7 +44,7 @@ from .reference import check_name, check_ref, parse
 from .sources import SourceImage, SourceLayer, open_source, read_images
 from .unpack import Limits, unpack_layer
 
-DEFAULT_ROOT = "/var/lib/corral"
+DEFAULT_ROOT = IMAGE_ROOT
 
 MT_LAYER = {
     "none": "application/vnd.oci.image.layer.v1.tar",
@@ -268,7 +270,7 @@ class Store:
         stored."""
         if name is not None:
             check_name(name)
-        with self._lock("gc.lock", exclusive=False), open_source(Path(path)) as (kind, reader):
+        with self.importing(), open_source(Path(path)) as (kind, reader):
             sources = read_images(kind, reader)
             if name is not None:
                 if len(sources) != 1:
@@ -278,6 +280,25 @@ class Store:
                 for s in sources:
                     for n in s.names:
                         check_name(n, f"{path}: {s.names_from}")
+            return self.import_sources(reader, sources, progress, str(path))
+
+    @contextmanager
+    def importing(self) -> Iterator[None]:
+        """Held (shared) by everything that adds to the store, so that ``rm`` and ``prune``
+        (exclusive) never remove what an import or pull is about to reference."""
+        with self._lock("gc.lock", exclusive=False):
+            yield
+
+    def import_sources(
+        self,
+        reader: Any,
+        sources: list[SourceImage],
+        progress: ProgressFn | None = None,
+        where: str = "source",
+    ) -> list[Image]:
+        """Stage and commit images read by ``reader`` (an ``images.sources.Reader``): every
+        blob verified, every layer unpacked, all renamed into place together or nothing."""
+        with self.importing():
             layers = [lr for s in sources for lr in s.layers]
             total = sum(_layer_size(reader, lr) for lr in layers)
             meter = Meter(progress, total, len(layers))
@@ -286,10 +307,17 @@ class Store:
                 try:
                     staged = [self._stage(reader, s, staging, meter) for s in sources]
                 except (tarfile.TarError, EOFError) as e:
-                    raise FormatError(f"{path}: truncated or corrupt archive: {e}") from e
+                    raise FormatError(f"{where}: truncated or corrupt archive: {e}") from e
                 return self._commit(staged, staging)
             finally:
                 _rmtree(staging)
+
+    def ingest_dir(self) -> Path:
+        """Where pulls keep blobs while they download (``tmp/ingest``): partial files for
+        Range resumption, verified ones until their image is committed. ``prune`` empties it."""
+        d = self.tmp / "ingest"
+        d.mkdir(mode=0o700, exist_ok=True)
+        return d
 
     def _stage(
         self, reader: Any, src: SourceImage, staging: Path, meter: Meter

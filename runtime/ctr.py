@@ -1,5 +1,5 @@
 """Containers from images, in one step: what ``corral run``, ``ps``, ``logs``, ``stop`` and
-``rm`` do (the commands in ``runtime/cli/run_cmd.py`` parse arguments and call one function).
+``rm`` do (the commands in ``corral_cli/run_cmd.py`` parse arguments and call one function).
 
 A container is a directory ``<containers>/<id>`` (default /var/lib/corral/containers, next to
 the image store it uses)::
@@ -42,13 +42,15 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from corral_common import defaults
+
 from . import container
 from .errors import ContainerError, CorralError, InvalidState, NotFound, SpawnError
 from .state import process_start_time, write_atomic
 
-IMAGE_ROOT = "/var/lib/corral"
-STATE_ROOT = "/run/corral/containers"
-CGROUP_PARENT = "corral"
+IMAGE_ROOT = defaults.IMAGE_ROOT
+STATE_ROOT = defaults.CONTAINER_STATE_ROOT
+CGROUP_PARENT = defaults.RUN_CGROUP_PARENT
 STOP_SIGNAL = "org.opencontainers.image.stopSignal"
 ANN_NAME = "io.corral.container.name"
 ANN_IMAGE = "io.corral.image"

@@ -19,9 +19,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
+from corral_common.defaults import OCI_STATE_ROOT
+
 from .errors import AlreadyExists, ConfigError, NotFound, SysError
 
-DEFAULT_ROOT = "/run/corral-oci"
+DEFAULT_ROOT = OCI_STATE_ROOT
 STATE_FILE = "state.json"
 FIFO = "exec.fifo"
 CREATING_FILE = "creating.json"  # written first by create; stale once state.json exists

@@ -24,8 +24,8 @@ echo "+ build busybox.tar (Debian's busybox-static, one layer)"
 .venv/bin/python - "$work/busybox.tar" <<'PY'
 import sys, tempfile
 from pathlib import Path
-from tests.imagebuild import config_for, docker_files, tar_tree, write_tar
-from tests.rootfs import build_rootfs
+from testkit.imagebuild import config_for, docker_files, tar_tree, write_tar
+from testkit.rootfs import build_rootfs
 
 with tempfile.TemporaryDirectory() as d:
     build_rootfs(Path(d))

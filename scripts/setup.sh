@@ -9,7 +9,7 @@ APT_PACKAGES=(
   libcap-dev libseccomp-dev pkg-config
   busybox-static iproute2 procps util-linux openssl
   runc crun containerd
-  podman skopeo umoci zstd
+  podman skopeo umoci zstd docker-registry apache2-utils
   nftables iptables iputils-ping containernetworking-plugins
 )
 
@@ -41,6 +41,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   # The tests start a containerd of their own; a system one that this install started goes.
   if [[ " ${missing[*]} " == *" containerd "* ]] && [ -d /run/systemd/system ]; then
     systemctl disable --now containerd.service >/dev/null 2>&1 || true
+  fi
+  # Likewise the registry tests start docker-registry themselves, on ports of their own.
+  if [[ " ${missing[*]} " == *" docker-registry "* ]]; then
+    if [ -d /run/systemd/system ]; then
+      systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
+    else
+      service docker-registry stop >/dev/null 2>&1 || true
+      update-rc.d docker-registry disable >/dev/null 2>&1 || true
+    fi
   fi
 fi
 

@@ -108,9 +108,9 @@ EOF
     (cd "$SRC" && "$PY" - "$SRC/examples/busybox/rootfs") <<'EOF'
 import sys
 from pathlib import Path
-from tests.conftest import CACHE_DIR
-from tests.helper.build import build_helper
-from tests.rootfs import build_rootfs
+from testkit.cache import CACHE_DIR
+from testkit.helper.build import build_helper
+from testkit.rootfs import build_rootfs
 build_rootfs(Path(sys.argv[1]), helper=build_helper(CACHE_DIR / "helper"))
 EOF
   fi
@@ -124,10 +124,10 @@ EOF
 import sys
 import tempfile
 from pathlib import Path
-from tests.conftest import CACHE_DIR
-from tests.helper.build import build_helper
-from tests.imagebuild import config_for, docker_files, tar_tree, write_tar
-from tests.rootfs import build_rootfs
+from testkit.cache import CACHE_DIR
+from testkit.helper.build import build_helper
+from testkit.imagebuild import config_for, docker_files, tar_tree, write_tar
+from testkit.rootfs import build_rootfs
 with tempfile.TemporaryDirectory() as d:
     build_rootfs(Path(d), helper=build_helper(CACHE_DIR / "helper"))
     layer = tar_tree(Path(d))

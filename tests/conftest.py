@@ -22,8 +22,8 @@ import pytest
 
 from runtime import config as cfg
 from runtime.state import list_ids
+from testkit.cache import CACHE_DIR
 
-CACHE_DIR = Path(os.environ.get("CORRAL_TEST_CACHE", "/var/tmp/corral-test-cache"))
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -39,7 +39,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def rootfs() -> Path:
     """The shared busybox + corral-test rootfs; containers must mount it read-only."""
-    from tests.rootfs import BusyboxMissing, cached_rootfs
+    from testkit.rootfs import BusyboxMissing, cached_rootfs
 
     try:
         return cached_rootfs(CACHE_DIR)

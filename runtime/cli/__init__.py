@@ -1,1 +1,1 @@
-"""Command-line front ends: corral-oci (runc-compatible) and corral."""
+"""The runc-compatible command line, corral-oci, beside the OCI library it drives."""

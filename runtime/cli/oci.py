@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 # Each command imports the library modules it uses when it runs: `corral-oci state` does not
 # pay for the config model, the planner or the C core, and `spec` not for the lifecycle.
 
-VERSION = "0.1.0"
 SPEC_VERSION = "1.1.0"
 EXEC_FAILED = 255  # runc's exit status when `exec` itself fails
 
@@ -71,9 +70,12 @@ pass_ctx = click.make_pass_decorator(Ctx)
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     # Not click.version_option: it looks up a translation of its help text when the module is
-    # imported, which costs every command a few ms (gettext, locale).
+    # imported, which costs every command a few ms (gettext, locale). The version comes from
+    # the package metadata, whose module costs tens of ms to import: only here, when asked.
     if value and not ctx.resilient_parsing:
-        click.echo(f"corral-oci version {VERSION}\nspec: {SPEC_VERSION}")
+        from corral_common.version import version
+
+        click.echo(f"corral-oci version {version()}\nspec: {SPEC_VERSION}")
         ctx.exit()
 
 
@@ -553,9 +555,11 @@ def update(ctx: Ctx, container_id: str, resources_file: str | None, **flags: str
 @pass_ctx
 def features(ctx: Ctx) -> None:
     """Print what this runtime supports (runtime-spec features document)."""
+    from corral_common.version import version
+
     from .. import manage
 
-    click.echo(json.dumps(manage.features(VERSION), indent=4))
+    click.echo(json.dumps(manage.features(version()), indent=4))
 
 
 def main() -> NoReturn:

@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from corral_common.defaults import CNI_CACHE_DIR
 from runtime.network.errors import CniError, NetworkConfigError
 from runtime.network.netns import Netns, in_netns
 
 DEFAULT_PLUGIN_DIRS = ("/opt/cni/bin", "/usr/lib/cni", "/usr/libexec/cni")
-DEFAULT_CACHE_DIR = Path("/var/lib/corral/cni")
+DEFAULT_CACHE_DIR = Path(CNI_CACHE_DIR)
 
 
 @dataclass(frozen=True)

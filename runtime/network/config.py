@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from corral_common.defaults import NETWORK_STATE_DIR
 from runtime.network.errors import NetworkConfigError
 
-DEFAULT_STATE_DIR = Path(os.environ.get("CORRAL_NETWORK_DIR", "/var/lib/corral/network"))
+DEFAULT_STATE_DIR = Path(os.environ.get("CORRAL_NETWORK_DIR", NETWORK_STATE_DIR))
 _IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 PROTOCOLS = ("tcp", "udp", "sctp")

@@ -76,10 +76,24 @@ def _options_of(pod: PodDir, fallback: PodOptions) -> PodOptions:
 # ============================================================================= create
 
 
+def _stored_manifest(manifest: Any) -> dict[str, Any] | None:
+    """What pod.json keeps of the manifest: the Pod as the API would return it (defaults
+    filled in), from a kubemodel Pod or from the decoded YAML."""
+    if manifest is None:
+        return None
+    import kubemodel
+    from runtime.pod.manifest import decode_pod
+
+    kube = manifest if isinstance(manifest, kubemodel.Pod) else decode_pod(manifest)
+    return kubemodel.to_dict(kube)
+
+
 def create(pod: Pod, opts: PodOptions, manifest: Any = None, base_dir: str | None = None) -> PodDir:
     """Prepare ``pod``: its directory in ``prepared/``, images, cgroup, volumes, rootfs
-    mounts. ``manifest`` (the decoded YAML, parsed with ``base_dir``) is kept in pod.json for
-    ``inspect`` and for a later ``start``. On failure nothing is left."""
+    mounts. ``manifest`` (a ``kubemodel.Pod``, or the decoded YAML, parsed with ``base_dir``)
+    is kept encoded in pod.json for ``inspect`` and for a later ``start``. On failure nothing
+    is left."""
+    stored = _stored_manifest(manifest)
     store = _store(opts)
     store.ensure()
     uid = pod.metadata.uid or new_uid()
@@ -100,7 +114,7 @@ def create(pod: Pod, opts: PodOptions, manifest: Any = None, base_dir: str | Non
         "host_network": pod.spec.host_network,
         "share_pid": pod.spec.share_process_namespace,
         "options": opts.to_json(),
-        "manifest": manifest,
+        "manifest": stored,
         "base_dir": base_dir,
     }
     try:

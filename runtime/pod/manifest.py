@@ -47,19 +47,19 @@ rejected, as the API server rejects it), ``Ki Mi Gi Ti Pi Ei`` (binary) or an ex
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import posixpath
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from enum import StrEnum
-from fractions import Fraction
 from types import MappingProxyType
-from typing import TypeVar
+from typing import Any
 
+import kubemodel as k8s
+from kubemodel.errors import FieldError, at, q
+from kubemodel.quantity import Amount
+from kubemodel.quantity import parse_quantity as _parse_quantity
 from runtime.errors import ConfigError
 
 __all__ = [
@@ -164,61 +164,15 @@ class HostPathType(StrEnum):
 
 # ============================================================================= quantities
 
-_QUANTITY = re.compile(
-    r"(?P<sign>[+-]?)(?P<num>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
-    r"(?P<suffix>[KMGTPE]i|[eE][+-]?[0-9]+|[numkMGTPE]?)"
-)
-_BINARY = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
-_DECIMAL = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
-_MAX_EXPONENT = 64  # Kubernetes quantities are int64-scaled; far beyond that is a typo
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class Quantity:
-    """A Kubernetes resource quantity: its exact value and the text it was written as.
-
-    Two quantities are equal when their values are ("1" == "1000m"), as Kubernetes compares.
-    """
-
-    value: Fraction
-    text: str = field(default="", compare=False)
-
-    def milli(self) -> int:
-        """The value in thousandths, rounded up (Kubernetes' ``MilliValue``): cpu millicores."""
-        return math.ceil(self.value * 1000)
-
-    def ceil(self) -> int:
-        """The value rounded up to an integer (Kubernetes' ``Value``): memory bytes."""
-        return math.ceil(self.value)
-
-    def is_zero(self) -> bool:
-        return self.value == 0
-
-    def __str__(self) -> str:
-        return self.text or str(self.value)
+Quantity = Amount  # a quantity's exact value and text (kubemodel.quantity.Amount)
 
 
 def parse_quantity(value: object, where: str = "") -> Quantity:
     """Parse a quantity written as a YAML string or number; a bad one names ``where``."""
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise ManifestError(where, f"must be a quantity (a string or a number), not {_kind(value)}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ManifestError(where, f"invalid quantity {_q(repr(value))}")
-    text = value if isinstance(value, str) else repr(value)
-    m = _QUANTITY.fullmatch(text)
-    if m is None:
-        raise ManifestError(where, f"invalid quantity {_q(text)}")
-    number = Fraction(Decimal(m["num"]))
-    suffix = m["suffix"]
-    if suffix in _BINARY:
-        scale = Fraction(1024 ** _BINARY[suffix])
-    else:
-        exponent = _DECIMAL[suffix] if suffix in _DECIMAL else int(suffix[1:])
-        if abs(exponent) > _MAX_EXPONENT:
-            raise ManifestError(where, f"invalid quantity {_q(text)}: exponent out of range")
-        scale = Fraction(10) ** exponent
-    amount = number * scale
-    return Quantity(-amount if m["sign"] == "-" else amount, text)
+    try:
+        return _parse_quantity(value, where)
+    except FieldError as e:
+        raise ManifestError(e.field, e.message) from None
 
 
 # ============================================================================= the model
@@ -477,276 +431,9 @@ class Pod:
         return self.metadata.name[:63].rstrip("-.")
 
 
-# ============================================================================= reading helpers
+# ============================================================================= corral's checks
 
-
-def _q(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__  # e.g. a YAML timestamp
-
-
-def _at(base: str, key: str | int) -> str:
-    if isinstance(key, int):
-        return f"{base}[{key}]"
-    return f"{base}.{key}" if base else key
-
-
-class _Range:
-    __slots__ = ("hi", "lo", "text")
-
-    def __init__(self, lo: int, hi: int, text: str) -> None:
-        self.lo, self.hi, self.text = lo, hi, text
-
-
-_NONNEG = _Range(0, 2**31 - 1, "a non-negative integer")
-_GRACE = _Range(0, 2**63 - 1, "a non-negative integer")
-_PORT = _Range(1, 65535, "an integer between 1 and 65535")
-_ID = _Range(0, MAX_ID, f"an integer between 0 and {MAX_ID}")
-_MODE = _Range(0, 0o777, "a number between 0 and 0777 (octal), both inclusive")
-
-
-_E = TypeVar("_E", bound=StrEnum)
-
-
-class _Obj:
-    """One manifest object being read. Like the API server, a null field counts as absent."""
-
-    __slots__ = ("data", "path")
-
-    def __init__(self, data: object, path: str) -> None:
-        if not isinstance(data, dict):
-            raise ManifestError(path, f"must be an object, not {_kind(data)}")
-        for key in data:
-            if not isinstance(key, str):
-                raise ManifestError(path, f"field names must be strings, not {key!r}")
-        self.data: dict[str, object] = data
-        self.path = path
-
-    def fields(
-        self,
-        known: frozenset[str],
-        unsupported: frozenset[str] = frozenset(),
-        ignored: frozenset[str] = frozenset(),
-    ) -> None:
-        """Reject every field not in ``known`` (or ``ignored``), naming the first one."""
-        for key in self.data:
-            if key in known or key in ignored:
-                continue
-            if key in unsupported:
-                raise ManifestError(self.at(key), "not supported by corral")
-            raise ManifestError(self.at(key), "unknown field")
-
-    def at(self, key: str) -> str:
-        return _at(self.path, key)
-
-    def has(self, key: str) -> bool:
-        return self.data.get(key) is not None
-
-    def get(self, key: str) -> object:
-        return self.data.get(key)
-
-    def str_(self, key: str, default: str | None = None) -> str | None:
-        value = self.data.get(key)
-        if value is None:
-            return default
-        if not isinstance(value, str):
-            raise ManifestError(self.at(key), f"must be a string, not {_kind(value)}")
-        return value
-
-    def req_str(self, key: str) -> str:
-        value = self.str_(key)
-        if not value:
-            raise ManifestError(self.at(key), "is required")
-        return value
-
-    def int_(self, key: str, rng: _Range, default: int | None = None) -> int | None:
-        value = self.data.get(key)
-        if value is None:
-            return default
-        return _as_int(value, self.at(key), rng)
-
-    def flag(self, key: str, default: bool = False) -> bool:
-        value = self.data.get(key)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            raise ManifestError(self.at(key), f"must be true or false, not {_kind(value)}")
-        return value
-
-    def opt_flag(self, key: str) -> bool | None:
-        return self.flag(key) if self.has(key) else None
-
-    def items(self, key: str) -> Iterator[tuple[object, str]]:
-        value = self.data.get(key)
-        if value is None:
-            return iter(())
-        where = self.at(key)
-        if not isinstance(value, list):
-            raise ManifestError(where, f"must be a list, not {_kind(value)}")
-        return ((item, _at(where, i)) for i, item in enumerate(value))
-
-    def objs(self, key: str) -> list[_Obj]:
-        return [_Obj(item, where) for item, where in self.items(key)]
-
-    def strs(self, key: str) -> tuple[str, ...]:
-        out = []
-        for item, where in self.items(key):
-            if not isinstance(item, str):
-                raise ManifestError(where, f"must be a string, not {_kind(item)}")
-            out.append(item)
-        return tuple(out)
-
-    def obj(self, key: str) -> _Obj | None:
-        value = self.data.get(key)
-        return None if value is None else _Obj(value, self.at(key))
-
-    def choice(self, key: str, enum: type[_E], default: _E) -> _E:
-        value = self.str_(key)
-        if value is None:
-            return default
-        try:
-            return enum(value)
-        except ValueError:
-            allowed = ", ".join(_q(e.value) for e in enum if e.value)
-            raise ManifestError(
-                self.at(key), f"unsupported value {_q(value)}: must be one of {allowed}"
-            ) from None
-
-    def str_map(self, key: str) -> dict[str, str]:
-        value = self.data.get(key)
-        if value is None:
-            return {}
-        where = self.at(key)
-        if not isinstance(value, dict):
-            raise ManifestError(where, f"must be an object of strings, not {_kind(value)}")
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise ManifestError(where, f"keys must be strings, not {k!r}")
-            if not isinstance(v, str):
-                raise ManifestError(_at(where, k), f"must be a string, not {_kind(v)}")
-        return dict(value)
-
-
-def _as_int(value: object, where: str, rng: _Range) -> int:
-    # bool is an int in Python but not in YAML/JSON; 1.0 is not an integer for the API server.
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ManifestError(where, f"must be {rng.text}, not {_kind(value)}")
-    if not rng.lo <= value <= rng.hi:
-        raise ManifestError(where, f"must be {rng.text}, not {value}")
-    return value
-
-
-# ============================================================================= name rules
-
-_DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?")
-_DNS_SUBDOMAIN = re.compile(
-    r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*"
-)
-_QUALIFIED_NAME = re.compile(r"[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?")
-_CONFIG_KEY = re.compile(r"[-._a-zA-Z0-9]+")
 _UID = re.compile(r"[0-9A-Za-z][-0-9A-Za-z]{0,63}")
-_HTTP_TOKEN = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
-
-
-def _check_dns_label(value: str, where: str) -> None:
-    if len(value) > 63:
-        raise ManifestError(where, f"invalid value {_q(value)}: must be no more than 63 characters")
-    if not _DNS_LABEL.fullmatch(value):
-        raise ManifestError(
-            where,
-            f"invalid value {_q(value)}: a lowercase RFC 1123 label must consist of lower case"
-            " alphanumeric characters or '-', and must start and end with an alphanumeric"
-            " character",
-        )
-
-
-def _check_dns_subdomain(value: str, where: str) -> None:
-    if len(value) > 253:
-        raise ManifestError(
-            where, f"invalid value {_q(value)}: must be no more than 253 characters"
-        )
-    if not _DNS_SUBDOMAIN.fullmatch(value):
-        raise ManifestError(
-            where,
-            f"invalid value {_q(value)}: a lowercase RFC 1123 subdomain must consist of lower"
-            " case alphanumeric characters, '-' or '.', and must start and end with an"
-            " alphanumeric character",
-        )
-
-
-def _qualified_name_problem(key: str) -> str | None:
-    """Why ``key`` is not a Kubernetes qualified name (``[prefix/]name``), or None."""
-    prefix, slash, name = key.rpartition("/")
-    if slash and not prefix:
-        return "prefix part must be non-empty"
-    if prefix:
-        if len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix):
-            return "prefix part must be a lowercase RFC 1123 subdomain"
-        if "/" in prefix:
-            return "a qualified name must have at most one '/'"
-    if not name:
-        return "name part must be non-empty"
-    if len(name) > 63:
-        return "name part must be no more than 63 characters"
-    if not _QUALIFIED_NAME.fullmatch(name):
-        return (
-            "name part must consist of alphanumeric characters, '-', '_' or '.', and must"
-            " start and end with an alphanumeric character"
-        )
-    return None
-
-
-def _check_port_name(value: str, where: str) -> None:
-    """IANA_SVC_NAME: at most 15 characters, [a-z0-9-], a letter, no '-' at an end or twice."""
-    if len(value) > 15:
-        raise ManifestError(where, f"invalid value {_q(value)}: must be no more than 15 characters")
-    if not re.fullmatch(r"[a-z0-9-]+", value):
-        raise ManifestError(
-            where,
-            f"invalid value {_q(value)}: must contain only alphanumeric characters (a-z, 0-9)"
-            " and hyphens (-)",
-        )
-    if "--" in value or value.startswith("-") or value.endswith("-"):
-        raise ManifestError(
-            where, f"invalid value {_q(value)}: hyphens must not start, end or be adjacent"
-        )
-    if not re.search(r"[a-z]", value):
-        raise ManifestError(where, f"invalid value {_q(value)}: must contain at least one letter")
-
-
-def _check_relative(value: str, where: str) -> None:
-    if value.startswith("/"):
-        raise ManifestError(where, f"must be a relative path, not {_q(value)}")
-    if ".." in value.split("/"):
-        raise ManifestError(where, f"must not contain '..': {_q(value)}")
-    if "\0" in value:
-        raise ManifestError(where, "must not contain a NUL byte")
-
-
-def _check_absolute(value: str, where: str) -> None:
-    if not value.startswith("/"):
-        raise ManifestError(where, f"must be an absolute path, not {_q(value)}")
-    if "\0" in value:
-        raise ManifestError(where, "must not contain a NUL byte")
-
-
 _ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".tar.zst")
 
 
@@ -759,72 +446,141 @@ def _local_path(base_dir: str | None, path: str) -> str:
     return os.path.abspath(os.path.join(base_dir or os.getcwd(), os.path.expanduser(path)))
 
 
+def _check_absolute(value: str, where: str) -> None:
+    if not value.startswith("/"):
+        raise ManifestError(where, f"must be an absolute path, not {q(value)}")
+    if "\0" in value:
+        raise ManifestError(where, "must not contain a NUL byte")
+
+
+# What corral implements, per Kubernetes type (JSON names); a type not listed is supported
+# whole. Any other field Kubernetes has is refused as "not supported by corral", unless it
+# holds the value kube-apiserver's defaulting gives it (so an object read back from the API,
+# or stored encoded by api.create, is accepted again).
+_SUPPORTED: dict[type, frozenset[str]] = {
+    k8s.Pod: frozenset({"apiVersion", "kind", "metadata", "spec", "status"}),
+    k8s.ObjectMeta: frozenset(
+        {"name", "namespace", "uid", "labels", "annotations"}
+        | {"creationTimestamp", "resourceVersion", "generation", "selfLink", "managedFields"}
+    ),
+    k8s.PodSpec: frozenset(
+        "containers initContainers volumes restartPolicy terminationGracePeriodSeconds hostname"
+        " hostNetwork shareProcessNamespace securityContext".split()
+    ),
+    k8s.Container: frozenset(
+        "name image imagePullPolicy command args env workingDir ports resources securityContext"
+        " livenessProbe readinessProbe startupProbe volumeMounts".split()
+    ),
+    k8s.EnvVarSource: frozenset({"fieldRef"}),
+    k8s.ContainerPort: frozenset({"containerPort", "hostPort", "protocol", "name"}),
+    k8s.ResourceRequirements: frozenset({"requests", "limits"}),
+    k8s.SecurityContext: frozenset(
+        "runAsUser runAsGroup readOnlyRootFilesystem privileged capabilities"
+        " allowPrivilegeEscalation".split()
+    ),
+    k8s.PodSecurityContext: frozenset({"runAsUser", "runAsGroup"}),
+    k8s.Probe: frozenset(
+        "exec httpGet tcpSocket initialDelaySeconds periodSeconds timeoutSeconds successThreshold"
+        " failureThreshold".split()
+    ),
+    k8s.VolumeMount: frozenset({"name", "mountPath", "readOnly", "subPath", "subPathExpr"}),
+    k8s.Volume: frozenset({"name", "emptyDir", "hostPath", "configMap", "secret"}),
+}
+_DEFAULTED: dict[tuple[type, str], object] = {
+    (k8s.PodSpec, "dnsPolicy"): "ClusterFirst",
+    (k8s.PodSpec, "schedulerName"): "default-scheduler",
+    (k8s.PodSpec, "enableServiceLinks"): True,
+    (k8s.PodSpec, "priority"): 0,
+    (k8s.PodSpec, "preemptionPolicy"): "PreemptLowerPriority",
+    (k8s.PodSpec, "hostPID"): False,
+    (k8s.PodSpec, "hostIPC"): False,
+    (k8s.Container, "terminationMessagePath"): "/dev/termination-log",
+    (k8s.Container, "terminationMessagePolicy"): "File",
+    (k8s.Container, "tty"): False,
+    (k8s.Container, "stdin"): False,
+    (k8s.Container, "stdinOnce"): False,
+}
+_NOT_WALKED = frozenset({"status", "managedFields"})
+_FIELD_TYPES: dict[type, dict[str, tuple[type | None, bool]]] = {}
+
+
+def _field_types(cls: type) -> dict[str, tuple[type | None, bool]]:
+    """Each JSON field of ``cls``: the struct type it holds (or None) and whether in a list."""
+    import msgspec
+
+    found = _FIELD_TYPES.get(cls)
+    if found is None:
+        found = {f.encode_name: _struct_of(f.type) for f in msgspec.structs.fields(cls)}
+        _FIELD_TYPES[cls] = found
+    return found
+
+
+def _struct_of(typ: Any) -> tuple[type | None, bool]:
+    """The struct type in ``T``, ``T | None`` or ``list[T] | None``, and whether it is a list."""
+    import msgspec
+
+    args = getattr(typ, "__args__", None)
+    if args and type(None) in args:
+        typ = next(a for a in args if a is not type(None))
+    is_list = getattr(typ, "__origin__", None) is list
+    if is_list:
+        typ = typ.__args__[0]
+    if isinstance(typ, type) and issubclass(typ, msgspec.Struct):
+        return typ, is_list
+    return None, False
+
+
+def _check_supported(cls: type, data: object, path: str) -> None:
+    """Refuse, on the manifest as written, each field Kubernetes does not have and each one
+    corral does not implement, before any value is read."""
+    if not isinstance(data, dict):
+        return  # decoding says what is wrong
+    types = _field_types(cls)
+    supported = _SUPPORTED.get(cls)
+    for key, value in data.items():
+        if not isinstance(key, str):
+            raise ManifestError(path, f"field names must be strings, not {key!r}")
+        if key not in types:
+            raise ManifestError(at(path, key), "unknown field")  # before any value's error
+        if value is None:
+            continue
+        if supported is not None and key not in supported:
+            if _DEFAULTED.get((cls, key), _NOT_DEFAULT) != value:
+                raise ManifestError(at(path, key), "not supported by corral")
+            continue
+        if key in _NOT_WALKED:
+            continue
+        inner, is_list = types[key]
+        if inner is None:
+            continue
+        if not is_list:
+            _check_supported(inner, value, at(path, key))
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                _check_supported(inner, item, at(at(path, key), i))
+
+
+_NOT_DEFAULT = object()
+
+
+def _capability(value: str, where: str) -> str:
+    from runtime.config import CAPABILITIES
+
+    name = value.upper()
+    if name == "ALL":
+        return name
+    if not name.startswith("CAP_"):
+        name = "CAP_" + name
+    if name not in CAPABILITIES:
+        raise ManifestError(where, f"unknown capability {q(value)}")
+    return name
+
+
 # ============================================================================= the parser
 
-_TOP = frozenset({"apiVersion", "kind", "metadata", "spec"})
-_META = frozenset({"name", "namespace", "uid", "labels", "annotations"})
-_META_UNSUPPORTED = frozenset(
-    {"generateName", "ownerReferences", "finalizers", "deletionTimestamp"}
-    | {"deletionGracePeriodSeconds"}
-)
-_META_IGNORED = frozenset(
-    {"creationTimestamp", "resourceVersion", "generation", "selfLink", "managedFields"}
-)
-_SPEC = frozenset(
-    {"containers", "initContainers", "volumes", "restartPolicy", "terminationGracePeriodSeconds"}
-    | {"hostname", "hostNetwork", "shareProcessNamespace", "securityContext"}
-)
-_SPEC_UNSUPPORTED = frozenset(
-    "activeDeadlineSeconds affinity automountServiceAccountToken dnsConfig dnsPolicy"
-    " enableServiceLinks ephemeralContainers hostAliases hostIPC hostPID hostUsers"
-    " imagePullSecrets nodeName nodeSelector os overhead preemptionPolicy priority"
-    " priorityClassName readinessGates resourceClaims resources runtimeClassName schedulerName"
-    " schedulingGates serviceAccount serviceAccountName setHostnameAsFQDN subdomain tolerations"
-    " topologySpreadConstraints".split()
-)
-_CONTAINER = frozenset(
-    "name image imagePullPolicy command args env workingDir ports resources securityContext"
-    " livenessProbe readinessProbe startupProbe volumeMounts".split()
-)
-_CONTAINER_UNSUPPORTED = frozenset(
-    "envFrom lifecycle resizePolicy restartPolicy stdin stdinOnce terminationMessagePath"
-    " terminationMessagePolicy tty volumeDevices".split()
-)
-_INIT_FORBIDDEN = ("livenessProbe", "readinessProbe", "startupProbe")
-_ENV = frozenset({"name", "value", "valueFrom"})
-_VALUE_FROM_UNSUPPORTED = frozenset(
-    {"configMapKeyRef", "secretKeyRef", "resourceFieldRef", "fileKeyRef"}
-)
 _FIELD_REFS = frozenset({"metadata.name", "metadata.namespace", "metadata.uid", "status.podIP"})
-_PORT_FIELDS = frozenset({"containerPort", "hostPort", "protocol", "name"})
 _RESOURCE_NAMES = ("cpu", "memory")
-_SECURITY = frozenset(
-    "runAsUser runAsGroup readOnlyRootFilesystem privileged capabilities"
-    " allowPrivilegeEscalation".split()
-)
-_SECURITY_UNSUPPORTED = frozenset(
-    "appArmorProfile procMount runAsNonRoot seLinuxOptions seccompProfile windowsOptions".split()
-)
-_POD_SECURITY = frozenset({"runAsUser", "runAsGroup"})
-_POD_SECURITY_UNSUPPORTED = frozenset(
-    "appArmorProfile fsGroup fsGroupChangePolicy runAsNonRoot seLinuxChangePolicy seLinuxOptions"
-    " seccompProfile supplementalGroups supplementalGroupsPolicy sysctls windowsOptions".split()
-)
-_PROBE = frozenset(
-    "exec httpGet tcpSocket initialDelaySeconds periodSeconds timeoutSeconds successThreshold"
-    " failureThreshold".split()
-)
-_PROBE_UNSUPPORTED = frozenset({"grpc", "terminationGracePeriodSeconds"})
-_PROBE_HANDLERS = ("exec", "httpGet", "tcpSocket")
-_VOLUME_SOURCES = ("emptyDir", "hostPath", "configMap", "secret")
-_VOLUME_UNSUPPORTED = frozenset(
-    "awsElasticBlockStore azureDisk azureFile cephfs cinder csi downwardAPI ephemeral fc"
-    " flexVolume flocker gcePersistentDisk gitRepo glusterfs image iscsi nfs"
-    " persistentVolumeClaim photonPersistentDisk portworxVolume projected quobyte rbd scaleIO"
-    " storageos vsphereVolume".split()
-)
-_MOUNT = frozenset({"name", "mountPath", "readOnly", "subPath", "subPathExpr"})
-_MOUNT_UNSUPPORTED = frozenset({"mountPropagation", "recursiveReadOnly"})
+_VOLUME_TYPES = "emptyDir, hostPath, configMap or secret"
 
 
 def load_pod(path: str | os.PathLike[str]) -> Pod:
@@ -857,553 +613,363 @@ def loads_pod(text: str, base_dir: str | None = None) -> Pod:
     return parse_pod(docs[0], base_dir=base_dir)
 
 
+def decode_pod(data: object) -> k8s.Pod:
+    """The manifest as a Kubernetes Pod (kubemodel), defaulted and validated as the API server
+    does, after refusing what corral does not implement. ``status`` is ignored."""
+    try:
+        return _decode(data)
+    except FieldError as e:
+        message = e.message
+        if message == "must specify a volume type":
+            message += f": {_VOLUME_TYPES}"
+        raise ManifestError(e.field, message) from None
+
+
+def _decode(data: object) -> k8s.Pod:
+    if not isinstance(data, dict):
+        raise FieldError("", f"must be an object, not {k8s.codec.kind_of(data)}")  # type: ignore[attr-defined]
+    api_version = data.get("apiVersion")
+    if api_version != API_VERSION:
+        shown = api_version if isinstance(api_version, str) else ""
+        raise FieldError("apiVersion", f"must be {q(API_VERSION)}, not {q(shown)}")
+    kind = data.get("kind")
+    if kind != KIND:
+        raise FieldError(
+            "kind", f"must be {q(KIND)}, not {q(kind if isinstance(kind, str) else '')}"
+        )
+    for key in ("metadata", "spec"):
+        if data.get(key) is None:
+            raise FieldError(key, "is required")
+    _check_supported(k8s.Pod, data, "")
+    data = {k: v for k, v in data.items() if k != "status"}
+    spec = data["spec"]
+    if isinstance(spec, dict) and isinstance(spec.get("volumes"), list):
+        # `emptyDir:` (YAML null) means `emptyDir: {}` here, as it always has.
+        volumes = [
+            {**v, "emptyDir": {}}
+            if isinstance(v, dict) and "emptyDir" in v and v["emptyDir"] is None
+            else v
+            for v in spec["volumes"]
+        ]
+        data["spec"] = {**spec, "volumes": volumes}
+    return k8s.decode(data, k8s.Pod)
+
+
 def parse_pod(data: object, base_dir: str | None = None) -> Pod:
     """Validate and default a manifest already decoded into dicts and lists.
 
     ``base_dir`` is where relative local paths (image tarballs, configMap/secret sources) are
     taken from: the manifest's directory; the working directory when None.
     """
-    r = _Obj(data, "")
-    r.fields(_TOP, ignored=frozenset({"status"}))
-    api_version = r.str_("apiVersion")
-    if api_version != API_VERSION:
-        raise ManifestError("apiVersion", f"must be {_q(API_VERSION)}, not {_q(api_version or '')}")
-    kind = r.str_("kind")
-    if kind != KIND:
-        raise ManifestError("kind", f"must be {_q(KIND)}, not {_q(kind or '')}")
-    meta = r.obj("metadata")
-    if meta is None:
-        raise ManifestError("metadata", "is required")
-    spec = r.obj("spec")
-    if spec is None:
-        raise ManifestError("spec", "is required")
-    metadata = _parse_metadata(meta)
-    return Pod(metadata, _parse_spec(spec, metadata, base_dir))
+    return from_kube(decode_pod(data), base_dir)
 
 
-def _parse_metadata(r: _Obj) -> ObjectMeta:
-    r.fields(_META, _META_UNSUPPORTED, _META_IGNORED)
-    name = r.req_str("name")
-    _check_dns_subdomain(name, r.at("name"))
-    namespace = r.str_("namespace") or "default"
-    _check_dns_label(namespace, r.at("namespace"))
-    uid = r.str_("uid") or None
+def from_kube(pod: k8s.Pod, base_dir: str | None = None) -> Pod:
+    """Corral's model of a decoded, defaulted and validated Pod, after the node's own checks."""
+    try:
+        return _from_kube(pod, base_dir)
+    except FieldError as e:
+        raise ManifestError(e.field, e.message) from None
+
+
+def _from_kube(kp: k8s.Pod, base_dir: str | None) -> Pod:
+    assert kp.metadata is not None and kp.spec is not None
+    metadata = _meta(kp.metadata)
+    spec = kp.spec
+    psc = spec.security_context or k8s.PodSecurityContext()
+    pod_security = PodSecurityContext(run_as_user=psc.run_as_user, run_as_group=psc.run_as_group)
+    volumes = tuple(
+        _volume(v, at("spec.volumes", i), metadata, base_dir)
+        for i, v in enumerate(spec.volumes or ())
+    )
+
+    def containers(key: str, items: list[k8s.Container] | None) -> tuple[Container, ...]:
+        return tuple(
+            _container(c, at(at("spec", key), i), pod_security, base_dir)
+            for i, c in enumerate(items or ())
+        )
+
+    return Pod(
+        metadata,
+        PodSpec(
+            containers=containers("containers", spec.containers),
+            init_containers=containers("initContainers", spec.init_containers),
+            volumes=volumes,
+            restart_policy=RestartPolicy(spec.restart_policy or "Always"),
+            termination_grace_period_seconds=(
+                spec.termination_grace_period_seconds
+                if spec.termination_grace_period_seconds is not None
+                else DEFAULT_GRACE_PERIOD
+            ),
+            hostname=spec.hostname or None,
+            host_network=spec.host_network,
+            share_process_namespace=bool(spec.share_process_namespace),
+            security_context=pod_security,
+        ),
+    )
+
+
+def _meta(m: k8s.ObjectMeta) -> ObjectMeta:
+    uid = m.uid or None
     if uid is not None and not _UID.fullmatch(uid):
         # The uid names the pod's cgroup (pod<uid>): nothing that could leave that directory.
         raise ManifestError(
-            r.at("uid"), f"invalid value {_q(uid)}: must be 1-64 letters, digits or '-'"
+            "metadata.uid", f"invalid value {q(uid)}: must be 1-64 letters, digits or '-'"
         )
-    labels = r.str_map("labels")
-    for key, value in labels.items():
-        where = r.at("labels")
-        problem = _qualified_name_problem(key)
-        if problem:
-            raise ManifestError(where, f"invalid label key {_q(key)}: {problem}")
-        if len(value) > 63:
-            raise ManifestError(
-                _at(where, key),
-                f"invalid label value {_q(value)}: must be no more than 63 characters",
-            )
-        if value and not _QUALIFIED_NAME.fullmatch(value):
-            raise ManifestError(
-                _at(where, key),
-                f"invalid label value {_q(value)}: must be empty or consist of alphanumeric"
-                " characters, '-', '_' or '.', and must start and end with an alphanumeric"
-                " character",
-            )
-    annotations = r.str_map("annotations")
-    size = 0
-    for key, value in annotations.items():
-        where = r.at("annotations")
-        problem = _qualified_name_problem(key.lower())
-        if problem:
-            raise ManifestError(where, f"invalid annotation key {_q(key)}: {problem}")
+    annotations = dict(m.annotations or {})
+    for key in annotations:
         prefix = key.rpartition("/")[0]
         if (prefix == "corral.io" or prefix.endswith(".corral.io")) and not key.startswith(
             (CONFIGMAP_ANNOTATION, SECRET_ANNOTATION)
         ):
-            raise ManifestError(_at(where, key), "unknown corral annotation")
-        size += len(key) + len(value)
-    if size > _MAX_ANNOTATIONS_BYTES:
-        raise ManifestError(
-            r.at("annotations"), f"too long: must have at most {_MAX_ANNOTATIONS_BYTES} bytes"
-        )
+            raise ManifestError(at("metadata.annotations", key), "unknown corral annotation")
     return ObjectMeta(
-        name=name,
-        namespace=namespace,
+        name=m.name or "",
+        namespace=m.namespace or "default",
         uid=uid,
-        labels=MappingProxyType(labels),
+        labels=MappingProxyType(dict(m.labels or {})),
         annotations=MappingProxyType(annotations),
     )
 
 
-def _parse_spec(r: _Obj, meta: ObjectMeta, base_dir: str | None) -> PodSpec:
-    r.fields(_SPEC, _SPEC_UNSUPPORTED)
-    host_network = r.flag("hostNetwork")
-    pod_sec = r.obj("securityContext")
-    pod_security = PodSecurityContext()
-    if pod_sec is not None:
-        pod_sec.fields(_POD_SECURITY, _POD_SECURITY_UNSUPPORTED)
-        pod_security = PodSecurityContext(
-            run_as_user=pod_sec.int_("runAsUser", _ID),
-            run_as_group=pod_sec.int_("runAsGroup", _ID),
-        )
-    volumes = _parse_volumes(r, meta, base_dir)
-    volume_names = {v.name for v in volumes}
-    names: set[str] = set()
-
-    def containers(key: str, init: bool) -> tuple[Container, ...]:
-        out = []
-        for c in r.objs(key):
-            container = _parse_container(
-                c, init, pod_security, volume_names, host_network, base_dir
-            )
-            if container.name in names:
-                raise ManifestError(c.at("name"), f"Duplicate value: {_q(container.name)}")
-            names.add(container.name)
-            out.append(container)
-        return tuple(out)
-
-    init_containers = containers("initContainers", True)
-    app_containers = containers("containers", False)
-    if not app_containers:
-        raise ManifestError(r.at("containers"), "is required: a pod needs at least one container")
-    _check_host_ports(r, app_containers)
-    hostname = r.str_("hostname") or None
-    if hostname is not None:
-        _check_dns_label(hostname, r.at("hostname"))
-    return PodSpec(
-        containers=app_containers,
-        init_containers=init_containers,
-        volumes=volumes,
-        restart_policy=r.choice("restartPolicy", RestartPolicy, RestartPolicy.ALWAYS),
-        termination_grace_period_seconds=r.int_(
-            "terminationGracePeriodSeconds", _GRACE, DEFAULT_GRACE_PERIOD
-        )
-        or 0,
-        hostname=hostname,
-        host_network=host_network,
-        share_process_namespace=r.flag("shareProcessNamespace"),
-        security_context=pod_security,
-    )
-
-
-def _check_host_ports(r: _Obj, containers: tuple[Container, ...]) -> None:
-    seen: set[tuple[int, Protocol]] = set()
-    for i, c in enumerate(containers):
-        for j, port in enumerate(c.ports):
-            if port.host_port is None:
-                continue
-            key = (port.host_port, port.protocol)
-            if key in seen:
-                where = f"{r.at('containers')}[{i}].ports[{j}].hostPort"
-                raise ManifestError(where, f'Duplicate value: "{port.host_port}/{port.protocol}"')
-            seen.add(key)
-
-
-# ----------------------------------------------------------------------------- containers
-
-
-def _parse_container(
-    r: _Obj,
-    init: bool,
-    pod_security: PodSecurityContext,
-    volume_names: set[str],
-    host_network: bool,
-    base_dir: str | None,
+def _container(
+    c: k8s.Container, path: str, pod_security: PodSecurityContext, base_dir: str | None
 ) -> Container:
-    r.fields(_CONTAINER, _CONTAINER_UNSUPPORTED)
-    if init:
-        for key in _INIT_FORBIDDEN:
-            if key in r.data:
-                raise ManifestError(r.at(key), "may not be set for init containers")
-    name = r.req_str("name")
-    _check_dns_label(name, r.at("name"))
-    image = r.req_str("image")
-    if image != image.strip():
-        raise ManifestError(r.at("image"), "must not have leading or trailing whitespace")
+    image = c.image or ""
     archive = is_image_archive(image)
-    working_dir = r.str_("workingDir") or None
-    if working_dir is not None:
-        _check_absolute(working_dir, r.at("workingDir"))
-    ports = _parse_ports(r, host_network)
+    if c.working_dir:
+        _check_absolute(c.working_dir, at(path, "workingDir"))
+    ports = tuple(
+        ContainerPort(
+            p.container_port, p.host_port or None, Protocol(p.protocol or "TCP"), p.name or None
+        )
+        for p in c.ports or ()
+    )
     port_names = {p.name: p.container_port for p in ports if p.name}
-    probes: dict[str, Probe | None] = {}
-    for key in _INIT_FORBIDDEN:
-        probe = r.obj(key)
-        probes[key] = None if probe is None else _parse_probe(probe, key, port_names)
+    pull = c.image_pull_policy or k8s.pod.default_pull_policy(image)  # type: ignore[attr-defined]
+    if (
+        archive
+        and c.image_pull_policy == "Always"
+        and k8s.pod.default_pull_policy(image) == "Always"
+    ):  # type: ignore[attr-defined]
+        pull = "IfNotPresent"  # a tarball is never pulled: the tag rule does not apply
     return Container(
-        name=name,
+        name=c.name,
         image=image,
         image_archive=_local_path(base_dir, image) if archive else None,
-        image_pull_policy=r.choice("imagePullPolicy", PullPolicy, _default_pull(image, archive)),
-        command=r.strs("command"),
-        args=r.strs("args"),
-        env=_parse_env(r),
-        working_dir=working_dir,
+        image_pull_policy=PullPolicy(pull),
+        command=tuple(c.command or ()),
+        args=tuple(c.args or ()),
+        env=_env(c, path),
+        working_dir=c.working_dir or None,
         ports=ports,
-        resources=_parse_resources(r.obj("resources")),
-        security_context=_parse_security(r.obj("securityContext"), pod_security),
-        liveness_probe=probes["livenessProbe"],
-        readiness_probe=probes["readinessProbe"],
-        startup_probe=probes["startupProbe"],
-        volume_mounts=_parse_mounts(r, volume_names),
+        resources=_resources(c.resources, at(path, "resources")),
+        security_context=_security(c.security_context, pod_security, at(path, "securityContext")),
+        liveness_probe=_probe(c.liveness_probe, at(path, "livenessProbe"), port_names),
+        readiness_probe=_probe(c.readiness_probe, at(path, "readinessProbe"), port_names),
+        startup_probe=_probe(c.startup_probe, at(path, "startupProbe"), port_names),
+        volume_mounts=_mounts(c, path),
     )
 
 
-def _default_pull(image: str, archive: bool) -> PullPolicy:
-    """Kubernetes: Always for an image without a tag or with :latest, else IfNotPresent."""
-    if archive or "@" in image:
-        return PullPolicy.IF_NOT_PRESENT
-    last = image.rpartition("/")[2]
-    _, colon, tag = last.partition(":")
-    return PullPolicy.ALWAYS if not colon or tag == "latest" else PullPolicy.IF_NOT_PRESENT
-
-
-def _parse_env(r: _Obj) -> tuple[EnvVar, ...]:
+def _env(c: k8s.Container, path: str) -> tuple[EnvVar, ...]:
     out = []
-    for e in r.objs("env"):
-        e.fields(_ENV)
-        name = e.req_str("name")
-        if "=" in name or not all(" " <= ch <= "~" for ch in name):
+    for i, e in enumerate(c.env or ()):
+        ref = e.value_from.field_ref if e.value_from is not None else None
+        if e.value_from is not None and ref is None:
             raise ManifestError(
-                e.at("name"),
-                f"invalid value {_q(name)}: must consist of printable ASCII characters except '='",
+                at(at(at("", path), "env"), i) + ".valueFrom", "must specify one of: `fieldRef`"
             )
-        value = e.str_("value", "") or ""
-        source = e.obj("valueFrom")
-        if source is None:
-            out.append(EnvVar(name, value))
-            continue
-        if value:
-            raise ManifestError(e.at("valueFrom"), "may not be specified when `value` is not empty")
-        source.fields(frozenset({"fieldRef"}), _VALUE_FROM_UNSUPPORTED)
-        ref = source.obj("fieldRef")
         if ref is None:
-            raise ManifestError(source.path, "must specify one of: `fieldRef`")
-        ref.fields(frozenset({"fieldPath", "apiVersion"}))
-        api = ref.str_("apiVersion") or API_VERSION
-        if api != API_VERSION:
-            raise ManifestError(ref.at("apiVersion"), f'unsupported value {_q(api)}: must be "v1"')
-        path = ref.req_str("fieldPath")
-        if path not in _FIELD_REFS:
-            allowed = ", ".join(_q(p) for p in sorted(_FIELD_REFS))
+            out.append(EnvVar(e.name, e.value or ""))
+            continue
+        if ref.field_path not in _FIELD_REFS:
+            allowed = ", ".join(q(p) for p in sorted(_FIELD_REFS))
             raise ManifestError(
-                ref.at("fieldPath"), f"unsupported value {_q(path)}: must be one of {allowed}"
+                at(at(path, "env"), i) + ".valueFrom.fieldRef.fieldPath",
+                f"unsupported value {q(ref.field_path)}: must be one of {allowed}",
             )
-        out.append(EnvVar(name, field_ref=path))
+        out.append(EnvVar(e.name, field_ref=ref.field_path))
     return tuple(out)
 
 
-def _parse_ports(r: _Obj, host_network: bool) -> tuple[ContainerPort, ...]:
-    out: list[ContainerPort] = []
-    names: set[str] = set()
-    for p in r.objs("ports"):
-        p.fields(_PORT_FIELDS, frozenset({"hostIP"}))
-        container_port = p.int_("containerPort", _PORT)
-        if container_port is None:
-            raise ManifestError(p.at("containerPort"), "is required")
-        host_port = p.int_("hostPort", _Range(0, 65535, "an integer between 0 and 65535")) or None
-        if host_network:
-            if host_port is not None and host_port != container_port:
-                raise ManifestError(
-                    p.at("hostPort"), "must match `containerPort` when `hostNetwork` is true"
-                )
-            host_port = container_port
-        name = p.str_("name") or None
-        if name is not None:
-            _check_port_name(name, p.at("name"))
-            if name in names:
-                raise ManifestError(p.at("name"), f"Duplicate value: {_q(name)}")
-            names.add(name)
-        protocol = p.choice("protocol", Protocol, Protocol.TCP)
-        out.append(ContainerPort(container_port, host_port, protocol, name))
-    return tuple(out)
-
-
-def _parse_resource_list(r: _Obj | None) -> ResourceList:
-    if r is None:
-        return ResourceList()
-    values: dict[str, Quantity | None] = {}
-    for key in r.data:
+def _resource_list(values: dict[str, k8s.Quantity] | None, path: str) -> ResourceList:
+    values = values or {}
+    for key in values:
         if key not in _RESOURCE_NAMES:
             raise ManifestError(
-                r.at(key), "resource not supported by corral: only cpu and memory are"
+                at(path, key), "resource not supported by corral: only cpu and memory are"
             )
-    for key in _RESOURCE_NAMES:
-        raw = r.get(key)
-        if raw is None:
-            values[key] = None
-            continue
-        q = parse_quantity(raw, r.at(key))
-        if q.value < 0:
-            raise ManifestError(r.at(key), f"must be greater than or equal to 0, not {_q(str(q))}")
-        values[key] = q
-    return ResourceList(cpu=values["cpu"], memory=values["memory"])
+    cpu, memory = values.get("cpu"), values.get("memory")
+    return ResourceList(
+        cpu=None if cpu is None else cpu.amount(),
+        memory=None if memory is None else memory.amount(),
+    )
 
 
-def _parse_resources(r: _Obj | None) -> ResourceRequirements:
+def _resources(r: k8s.ResourceRequirements | None, path: str) -> ResourceRequirements:
     if r is None:
         return ResourceRequirements()
-    r.fields(frozenset({"requests", "limits"}), frozenset({"claims"}))
-    limits = _parse_resource_list(r.obj("limits"))
-    requests = _parse_resource_list(r.obj("requests"))
-    # Kubernetes defaulting: a request that is not given defaults to its limit.
-    requests = ResourceList(
-        cpu=requests.cpu if requests.cpu is not None else limits.cpu,
-        memory=requests.memory if requests.memory is not None else limits.memory,
+    limits = _resource_list(r.limits, at(path, "limits"))
+    return ResourceRequirements(
+        requests=_resource_list(r.requests, at(path, "requests")), limits=limits
     )
-    for key in _RESOURCE_NAMES:
-        req: Quantity | None = getattr(requests, key)
-        lim: Quantity | None = getattr(limits, key)
-        if req is not None and lim is not None and req > lim:
-            raise ManifestError(
-                _at(_at(r.path, "requests"), key),
-                f"invalid value {_q(str(req))}: must be less than or equal to {key} limit of"
-                f" {_q(str(lim))}",
-            )
-    return ResourceRequirements(requests=requests, limits=limits)
 
 
-def _capability(value: object, where: str) -> str:
-    from runtime.config import CAPABILITIES
-
-    if not isinstance(value, str):
-        raise ManifestError(where, f"must be a string, not {_kind(value)}")
-    name = value.upper()
-    if name == "ALL":
-        return name
-    if not name.startswith("CAP_"):
-        name = "CAP_" + name
-    if name not in CAPABILITIES:
-        raise ManifestError(where, f"unknown capability {_q(value)}")
-    return name
-
-
-def _parse_security(r: _Obj | None, pod: PodSecurityContext) -> SecurityContext:
-    if r is None:
+def _security(s: k8s.SecurityContext | None, pod: PodSecurityContext, path: str) -> SecurityContext:
+    if s is None:
         return SecurityContext(run_as_user=pod.run_as_user, run_as_group=pod.run_as_group)
-    r.fields(_SECURITY, _SECURITY_UNSUPPORTED)
     caps = Capabilities()
-    c = r.obj("capabilities")
-    if c is not None:
-        c.fields(frozenset({"add", "drop"}))
+    if s.capabilities is not None:
+        where = at(path, "capabilities")
         caps = Capabilities(
-            add=tuple(_capability(v, where) for v, where in c.items("add")),
-            drop=tuple(_capability(v, where) for v, where in c.items("drop")),
-        )
-    run_as_user = r.int_("runAsUser", _ID)
-    run_as_group = r.int_("runAsGroup", _ID)
-    privileged = r.flag("privileged")
-    escalation = r.opt_flag("allowPrivilegeEscalation")
-    if escalation is False and privileged:
-        raise ManifestError(
-            r.path, "cannot set `allowPrivilegeEscalation` to false and `privileged` to true"
-        )
-    if escalation is False and "CAP_SYS_ADMIN" in caps.add:
-        raise ManifestError(
-            r.path,
-            "cannot set `allowPrivilegeEscalation` to false and `capabilities.Add` CAP_SYS_ADMIN",
+            add=tuple(
+                _capability(v, at(at(where, "add"), i))
+                for i, v in enumerate(s.capabilities.add or ())
+            ),
+            drop=tuple(
+                _capability(v, at(at(where, "drop"), i))
+                for i, v in enumerate(s.capabilities.drop or ())
+            ),
         )
     return SecurityContext(
-        run_as_user=run_as_user if run_as_user is not None else pod.run_as_user,
-        run_as_group=run_as_group if run_as_group is not None else pod.run_as_group,
-        read_only_root_filesystem=r.flag("readOnlyRootFilesystem"),
-        privileged=privileged,
+        run_as_user=s.run_as_user if s.run_as_user is not None else pod.run_as_user,
+        run_as_group=s.run_as_group if s.run_as_group is not None else pod.run_as_group,
+        read_only_root_filesystem=bool(s.read_only_root_filesystem),
+        privileged=bool(s.privileged),
         capabilities=caps,
-        allow_privilege_escalation=escalation,
+        allow_privilege_escalation=s.allow_privilege_escalation,
     )
 
 
-# ----------------------------------------------------------------------------- probes
+def _probe_port(
+    port: int | str, where: str, port_names: Mapping[str, int]
+) -> tuple[int, str | None]:
+    if isinstance(port, str):  # IntOrString: a string is a port name, even "8080"
+        if port not in port_names:
+            raise ManifestError(where, f"no container port named {q(port)}")
+        return port_names[port], port
+    return port, None
 
 
-def _probe_port(r: _Obj, port_names: Mapping[str, int]) -> tuple[int, str | None]:
-    value = r.get("port")
-    where = r.at("port")
-    if value is None:
-        raise ManifestError(where, "is required")
-    if isinstance(value, str):  # IntOrString: a string is a port name, even "8080"
-        _check_port_name(value, where)
-        if value not in port_names:
-            raise ManifestError(where, f"no container port named {_q(value)}")
-        return port_names[value], value
-    return _as_int(value, where, _PORT), None
-
-
-def _parse_probe(r: _Obj, kind: str, port_names: Mapping[str, int]) -> Probe:
-    r.fields(_PROBE, _PROBE_UNSUPPORTED)
-    given = [key for key in _PROBE_HANDLERS if r.has(key)]
-    if not given:
-        raise ManifestError(r.path, "must specify a handler type: exec, httpGet or tcpSocket")
-    if len(given) > 1:
-        raise ManifestError(r.at(given[1]), "may not specify more than 1 handler type")
-    h = _Obj(r.get(given[0]), r.at(given[0]))
+def _probe(p: k8s.Probe | None, path: str, port_names: Mapping[str, int]) -> Probe | None:
+    if p is None:
+        return None
     handler: ExecAction | HTTPGetAction | TCPSocketAction
-    if given[0] == "exec":
-        h.fields(frozenset({"command"}))
-        command = h.strs("command")
-        if not command:
-            raise ManifestError(h.at("command"), "is required")
-        handler = ExecAction(command)
-    elif given[0] == "httpGet":
-        h.fields(frozenset({"path", "port", "host", "scheme", "httpHeaders"}))
-        port, port_name = _probe_port(h, port_names)
-        headers = []
-        for hh in h.objs("httpHeaders"):
-            hh.fields(frozenset({"name", "value"}))
-            name = hh.req_str("name")
-            if not _HTTP_TOKEN.fullmatch(name):
-                raise ManifestError(hh.at("name"), f"invalid HTTP header name {_q(name)}")
-            headers.append(HTTPHeader(name, hh.str_("value", "") or ""))
-        path = h.str_("path") or "/"
-        if not path.startswith("/"):
-            path = "/" + path  # the kubelet's URL building does the same
+    if p.exec is not None:
+        handler = ExecAction(tuple(p.exec.command or ()))
+    elif p.http_get is not None:
+        h = p.http_get
+        port, port_name = _probe_port(h.port, at(at(path, "httpGet"), "port"), port_names)
+        url_path = h.path or "/"
+        if not url_path.startswith("/"):
+            url_path = "/" + url_path  # the kubelet's URL building does the same
         handler = HTTPGetAction(
             port=port,
-            path=path,
-            host=h.str_("host") or None,
-            scheme=h.choice("scheme", Scheme, Scheme.HTTP),
-            http_headers=tuple(headers),
+            path=url_path,
+            host=h.host or None,
+            scheme=Scheme(h.scheme or "HTTP"),
+            http_headers=tuple(HTTPHeader(x.name, x.value) for x in h.http_headers or ()),
             port_name=port_name,
         )
     else:
-        h.fields(frozenset({"port", "host"}))
-        port, port_name = _probe_port(h, port_names)
-        handler = TCPSocketAction(port=port, host=h.str_("host") or None, port_name=port_name)
-
-    def seconds(key: str, default: int) -> int:
-        # The API server defaults a 0 (or missing) period, timeout and thresholds.
-        value = r.int_(key, _NONNEG, 0) or 0
-        return value or default
-
-    success = seconds("successThreshold", 1)
-    if kind != "readinessProbe" and success != 1:
-        raise ManifestError(r.at("successThreshold"), f"must be 1, not {success}")
+        assert p.tcp_socket is not None
+        t = p.tcp_socket
+        port, port_name = _probe_port(t.port, at(at(path, "tcpSocket"), "port"), port_names)
+        handler = TCPSocketAction(port=port, host=t.host or None, port_name=port_name)
     return Probe(
         handler=handler,
-        initial_delay_seconds=r.int_("initialDelaySeconds", _NONNEG, 0) or 0,
-        period_seconds=seconds("periodSeconds", 10),
-        timeout_seconds=seconds("timeoutSeconds", 1),
-        success_threshold=success,
-        failure_threshold=seconds("failureThreshold", 3),
+        initial_delay_seconds=p.initial_delay_seconds,
+        period_seconds=p.period_seconds or 10,
+        timeout_seconds=p.timeout_seconds or 1,
+        success_threshold=p.success_threshold or 1,
+        failure_threshold=p.failure_threshold or 3,
     )
 
 
-# ----------------------------------------------------------------------------- volumes
-
-
-def _parse_mounts(r: _Obj, volume_names: set[str]) -> tuple[VolumeMount, ...]:
+def _mounts(c: k8s.Container, path: str) -> tuple[VolumeMount, ...]:
     out: list[VolumeMount] = []
     paths: set[str] = set()
-    for m in r.objs("volumeMounts"):
-        m.fields(_MOUNT, _MOUNT_UNSUPPORTED)
-        name = m.req_str("name")
-        if name not in volume_names:
-            raise ManifestError(m.at("name"), f"not found: no volume named {_q(name)}")
-        mount_path = m.req_str("mountPath")
-        _check_absolute(mount_path, m.at("mountPath"))
-        mount_path = posixpath.normpath(mount_path)
+    for i, m in enumerate(c.volume_mounts or ()):
+        where = at(at(path, "volumeMounts"), i)
+        _check_absolute(m.mount_path, at(where, "mountPath"))
+        mount_path = posixpath.normpath(m.mount_path)
         if mount_path.startswith("//"):
             mount_path = "/" + mount_path.lstrip("/")
         if mount_path in paths:
-            raise ManifestError(m.at("mountPath"), f"Duplicate value: {_q(mount_path)}")
+            raise ManifestError(at(where, "mountPath"), f"Duplicate value: {q(mount_path)}")
         paths.add(mount_path)
-        sub_path = m.str_("subPath") or None
-        if sub_path is not None:
-            _check_relative(sub_path, m.at("subPath"))
-        sub_path_expr = m.str_("subPathExpr") or None
-        if sub_path_expr is not None:
-            if sub_path is not None:
-                raise ManifestError(
-                    m.at("subPathExpr"), "subPathExpr and subPath are mutually exclusive"
-                )
-            _check_relative(sub_path_expr, m.at("subPathExpr"))
-        out.append(VolumeMount(name, mount_path, m.flag("readOnly"), sub_path, sub_path_expr))
+        out.append(
+            VolumeMount(
+                m.name, mount_path, m.read_only, m.sub_path or None, m.sub_path_expr or None
+            )
+        )
     return tuple(out)
 
 
-def _parse_volumes(r: _Obj, meta: ObjectMeta, base_dir: str | None) -> tuple[Volume, ...]:
-    out: list[Volume] = []
-    names: set[str] = set()
-    for v in r.objs("volumes"):
-        v.fields(frozenset({"name", *_VOLUME_SOURCES}), _VOLUME_UNSUPPORTED)
-        name = v.req_str("name")
-        _check_dns_label(name, v.at("name"))
-        if name in names:
-            raise ManifestError(v.at("name"), f"Duplicate value: {_q(name)}")
-        names.add(name)
-        given = [key for key in _VOLUME_SOURCES if key in v.data]
-        if not given:
+def _volume(v: k8s.Volume, path: str, meta: ObjectMeta, base_dir: str | None) -> Volume:
+    source: VolumeSource
+    if v.empty_dir is not None:
+        medium = v.empty_dir.medium or ""
+        if medium not in ("", "Memory"):
             raise ManifestError(
-                v.path, "must specify a volume type: emptyDir, hostPath, configMap or secret"
+                at(at(path, "emptyDir"), "medium"),
+                f'unsupported value {q(medium)}: must be one of "Memory"',
             )
-        if len(given) > 1:
-            raise ManifestError(v.at(given[1]), "may not specify more than 1 volume type")
-        kind = given[0]
-        # `emptyDir: {}` is the usual spelling, and YAML `emptyDir:` (null) means the same.
-        raw = v.get(kind)
-        s = _Obj({} if raw is None else raw, v.at(kind))
-        source: VolumeSource
-        if kind == "emptyDir":
-            s.fields(frozenset({"medium", "sizeLimit"}))
-            size = s.get("sizeLimit")
-            size_limit = None if size is None else parse_quantity(size, s.at("sizeLimit"))
-            if size_limit is not None and size_limit.value < 0:
-                raise ManifestError(s.at("sizeLimit"), "must be greater than or equal to 0")
-            source = EmptyDirVolume(
-                s.choice("medium", StorageMedium, StorageMedium.DEFAULT), size_limit
-            )
-        elif kind == "hostPath":
-            s.fields(frozenset({"path", "type"}))
-            path = s.req_str("path")
-            _check_absolute(path, s.at("path"))
-            if ".." in path.split("/"):
-                raise ManifestError(s.at("path"), f"must not contain '..': {_q(path)}")
-            source = HostPathVolume(path, s.choice("type", HostPathType, HostPathType.UNSET))
-        else:
-            source = _parse_projection(s, kind, meta, base_dir)
-        out.append(Volume(name, source))
-    return tuple(out)
+        size = v.empty_dir.size_limit
+        source = EmptyDirVolume(StorageMedium(medium), None if size is None else size.amount())
+    elif v.host_path is not None:
+        _check_absolute(v.host_path.path, at(at(path, "hostPath"), "path"))
+        source = HostPathVolume(v.host_path.path, HostPathType(v.host_path.type or ""))
+    elif v.config_map is not None:
+        cm = v.config_map
+        source = ConfigMapVolume(
+            cm.name or "",
+            _source(
+                at(at(path, "configMap"), "name"),
+                "configMap",
+                cm.name or "",
+                bool(cm.optional),
+                meta,
+                base_dir,
+            ),
+            _items(cm.items),
+            DEFAULT_MODE if cm.default_mode is None else cm.default_mode,
+            bool(cm.optional),
+        )
+    else:
+        assert v.secret is not None
+        s = v.secret
+        source = SecretVolume(
+            s.secret_name or "",
+            _source(
+                at(at(path, "secret"), "secretName"),
+                "secret",
+                s.secret_name or "",
+                bool(s.optional),
+                meta,
+                base_dir,
+            ),
+            _items(s.items),
+            DEFAULT_MODE if s.default_mode is None else s.default_mode,
+            bool(s.optional),
+        )
+    return Volume(v.name, source)
 
 
-def _parse_projection(
-    s: _Obj, kind: str, meta: ObjectMeta, base_dir: str | None
-) -> ConfigMapVolume | SecretVolume:
-    name_key = "name" if kind == "configMap" else "secretName"
-    s.fields(frozenset({name_key, "items", "defaultMode", "optional"}))
-    name = s.req_str(name_key)
-    _check_dns_subdomain(name, s.at(name_key))
-    optional = s.flag("optional")
+def _source(
+    where: str, kind: str, name: str, optional: bool, meta: ObjectMeta, base_dir: str | None
+) -> str | None:
     prefix = CONFIGMAP_ANNOTATION if kind == "configMap" else SECRET_ANNOTATION
     source = meta.annotations.get(prefix + name)
     if not source and not optional:
         raise ManifestError(
-            s.at(name_key),
-            f"no local source for {kind} {_q(name)}: add the pod annotation"
+            where,
+            f"no local source for {kind} {q(name)}: add the pod annotation"
             f" {prefix}{name}: <file or directory>",
         )
-    items: list[KeyToPath] = []
-    paths: set[str] = set()
-    for it in s.objs("items"):
-        it.fields(frozenset({"key", "path", "mode"}))
-        key = it.req_str("key")
-        if len(key) > 253 or not _CONFIG_KEY.fullmatch(key) or key in (".", ".."):
-            raise ManifestError(
-                it.at("key"),
-                f"invalid value {_q(key)}: a valid config key must consist of alphanumeric"
-                " characters, '-', '_' or '.'",
-            )
-        path = it.req_str("path")
-        _check_relative(path, it.at("path"))
-        if path in paths:
-            raise ManifestError(it.at("path"), f"Duplicate value: {_q(path)}")
-        paths.add(path)
-        items.append(KeyToPath(key, path, it.int_("mode", _MODE)))
-    default_mode = s.int_("defaultMode", _MODE)
-    if default_mode is None:
-        default_mode = DEFAULT_MODE
-    local = _local_path(base_dir, source) if source else None
-    if kind == "configMap":
-        return ConfigMapVolume(name, local, tuple(items), default_mode, optional)
-    return SecretVolume(name, local, tuple(items), default_mode, optional)
+    return _local_path(base_dir, source) if source else None
+
+
+def _items(items: list[k8s.KeyToPath] | None) -> tuple[KeyToPath, ...]:
+    return tuple(KeyToPath(it.key, it.path, it.mode) for it in items or ())

@@ -1,4 +1,4 @@
-"""Where the per-pod monitor executable is (``csrc/monitor.c``, built at install time)."""
+"""Where the per-pod monitor executable is (``csrc/monitor/``, built at install time)."""
 
 from __future__ import annotations
 

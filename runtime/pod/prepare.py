@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from corral_common.defaults import IMAGE_ROOT, NETWORK_CONFIG, POD_CGROUP_PARENT
 from runtime.errors import CorralError
 from runtime.pod.bundle import pod_cgroups_path, qos_dir
 from runtime.pod.manifest import (
@@ -50,8 +51,8 @@ __all__ = [
     "teardown",
 ]
 
-DEFAULT_CGROUP_PARENT = "/kubepods"
-DEFAULT_NETWORK_CONFIG = "/etc/corral/network.yaml"
+DEFAULT_CGROUP_PARENT = POD_CGROUP_PARENT
+DEFAULT_NETWORK_CONFIG = NETWORK_CONFIG
 DEFAULT_POD_CIDR = "10.87.0.0/24"
 SHM_SIZE = 64 * 1024 * 1024  # the kubelet's default /dev/shm for a pod sandbox
 SECRET_SIZE = 16 * 1024 * 1024
@@ -65,7 +66,7 @@ class PodOptions:
     """How this host runs pods; saved in pod.json so any later process tears down the same."""
 
     root: str = DEFAULT_ROOT
-    image_root: str = "/var/lib/corral"
+    image_root: str = IMAGE_ROOT
     cgroup_parent: str = DEFAULT_CGROUP_PARENT  # relative: below the starting process's cgroup
     network: bool = True  # False: the pod gets a network namespace with lo only
     network_config: str | None = None  # node network file; None: DEFAULT_NETWORK_CONFIG or

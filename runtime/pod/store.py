@@ -29,6 +29,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from corral_common.defaults import POD_ROOT
 from runtime.errors import CorralError
 from runtime.state import write_atomic as _write_atomic
 
@@ -46,7 +47,7 @@ __all__ = [
     "write_atomic",
 ]
 
-DEFAULT_ROOT = "/var/lib/corral/pods"
+DEFAULT_ROOT = POD_ROOT
 _UID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 
 

@@ -43,8 +43,8 @@ from pathlib import Path
 
 import pytest
 
+from testkit.imagebuild import config_for, docker_files, tar_tree, write_tar
 from tests.conftest import REPO, Result
-from tests.imagebuild import config_for, docker_files, tar_tree, write_tar
 from tests.integration.test_images import mounts_under
 
 pytestmark = pytest.mark.root

@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 
 from runtime.pod import api
+from testkit.imagebuild import config_for, docker_files, tar_tree, write_tar
 from tests.conftest import REPO, Runtime
-from tests.imagebuild import config_for, docker_files, tar_tree, write_tar
 from tests.integration.test_pods import Pods, image_tar, pods, until  # noqa: F401 (fixtures)
 from tests.integration.test_run import Corral, corral  # noqa: F401 (fixture)
 
@@ -97,7 +97,13 @@ def attack_rootfs(rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     if shutil.which("gcc") is None:
         pytest.skip("gcc is needed to build the attacker's loader")
     dest = tmp_path_factory.mktemp("attack") / "rootfs"
-    shutil.copytree(rootfs, dest, symlinks=True)
+
+    def specials(d: str, names: list[str]) -> list[str]:  # never read a device as a file
+        return [n for n in names if not os.path.isdir(os.path.join(d, n))
+                and not os.path.islink(os.path.join(d, n))
+                and not os.path.isfile(os.path.join(d, n))]  # fmt: skip
+
+    shutil.copytree(rootfs, dest, symlinks=True, ignore=specials)
     loader = dest / elf_interpreter(os.path.realpath(sys.executable)).lstrip("/")
     loader.parent.mkdir(parents=True, exist_ok=True)
     if loader.is_symlink() or loader.exists():
@@ -215,25 +221,45 @@ def test_pod_container_exec_probe_and_pod_pid1(evil_pods: Pods, tmp_path: Path) 
     until("the pid 1 report", lambda: (report / "pid1").exists())
     assert_no_host_handle((report / "exe").read_text(), control="/dyn")
     assert not evil_pods.status(uid).container("p").ready
-    # pid 1 of the pod's pid namespace is the monitor's reaper: a sealed copy, and not
-    # dumpable, so a container cannot even read where it came from
+    # pid 1 of the pod's pid namespace is corral-exec from a sealed copy, and not dumpable,
+    # so a container cannot even read where it came from
     seen = (report / "pid1").read_text()
-    assert "Permission denied" in seen or seen.startswith("/memfd:corral-monitor"), seen
+    assert "Permission denied" in seen or seen.startswith("/memfd:corral-exec"), seen
     api.remove(uid, evil_pods.opts, force=True)
 
 
-def test_monitor_runs_from_a_sealed_copy(evil_pods: Pods) -> None:
+def test_pod_pid1_is_a_sealed_copy_and_the_monitor_out_of_sight(evil_pods: Pods) -> None:
+    """The monitor itself is in no container's pid namespace; the pod's pid 1, which every
+    container of a shareProcessNamespace pod sees, runs from a sealed copy of corral-exec."""
+    import fcntl
+
     raw = evil_pods.manifest(
-        f"m-{uuid.uuid4().hex[:6]}", [{"name": "s", "command": ["sleep", "100"]}]
+        f"m-{uuid.uuid4().hex[:6]}",
+        [{"name": "s", "command": ["sh", "-c", "ls /proc > /tmp/p; sleep 100"]}],
+        shareProcessNamespace=True,
     )
     uid = evil_pods.run(raw)
-    evil_pods.running_pid(uid, "s")
+    pid = evil_pods.running_pid(uid, "s")
     monitor = evil_pods.status(uid).monitor_pid
     assert monitor
-    assert os.readlink(f"/proc/{monitor}/exe").startswith("/memfd:corral-monitor")
-    with open(f"/proc/{monitor}/exe", "rb") as f:  # sealed: no write, now or later
-        import fcntl
-
+    # pid 1 of the container's pid namespace, as the host sees it
+    with open(f"/proc/{pid}/status") as f:
+        nspids = next(ln for ln in f if ln.startswith("NSpid:")).split()[1:]
+    assert len(nspids) == 2, nspids
+    pid1 = next(
+        int(p)
+        for p in os.listdir("/proc")
+        if p.isdigit()
+        and os.path.exists(f"/proc/{p}/ns/pid")
+        and os.readlink(f"/proc/{p}/ns/pid") == os.readlink(f"/proc/{pid}/ns/pid")
+        and open(f"/proc/{p}/status").read().split("NSpid:")[1].split()[-1] == "1"
+    )
+    assert os.readlink(f"/proc/{pid1}/exe").startswith("/memfd:corral-exec")
+    with open(f"/proc/{pid1}/exe", "rb") as f:
         seals = fcntl.fcntl(f.fileno(), 1024 + 10)  # F_GET_SEALS
     assert seals & 0x8, seals  # F_SEAL_WRITE
+    with open(f"/proc/{pid1}/comm") as f:
+        assert f.read().strip() == "corral-pod-init"
+    # the monitor is not in the pod's pid namespace: no container can name it
+    assert os.readlink(f"/proc/{monitor}/ns/pid") != os.readlink(f"/proc/{pid}/ns/pid")
     api.remove(uid, evil_pods.opts, force=True)

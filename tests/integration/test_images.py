@@ -19,8 +19,8 @@ import pytest
 
 from images.bundle import oci_config
 from images.store import Store
+from testkit.imagebuild import Entry, config_for, oci_files, tar_entries, tar_tree, write_dir
 from tests.conftest import Runtime
-from tests.imagebuild import Entry, config_for, oci_files, tar_entries, tar_tree, write_dir
 
 pytestmark = pytest.mark.root
 

@@ -31,9 +31,9 @@ from runtime.pod.api import min_oom_score_adj
 from runtime.pod.manifest import parse_pod
 from runtime.pod.prepare import PodOptions, mounts_under
 from runtime.pod.qos import QOSClass, oom_score_adj
+from testkit.imagebuild import config_for, docker_files, tar_tree, write_tar
 from tests import tlsserver
 from tests.conftest import REPO, leftover_cgroups
-from tests.imagebuild import config_for, docker_files, tar_tree, write_tar
 
 pytestmark = pytest.mark.root
 

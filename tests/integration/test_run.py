@@ -1,5 +1,5 @@
 """``corral run``, ``ps``, ``logs``, ``stop``, ``rm`` with real mounts, cgroups and processes,
-on images built by tests/imagebuild.py and saved by podman and skopeo.
+on images built by testkit/imagebuild.py and saved by podman and skopeo.
 
 Each test gets a store, a state root and a cgroup parent of its own (below this process's
 cgroup); the finalizer force-removes every container and then checks that nothing is left:
@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
+from testkit.imagebuild import config_for, oci_files, tar_tree, write_tar
 from tests.conftest import REPO, Result
-from tests.imagebuild import config_for, oci_files, tar_tree, write_tar
 from tests.integration.test_images import _run, mounts_under, podman, tool
 
 pytestmark = pytest.mark.root
@@ -81,7 +81,7 @@ class Corral:
 
     def argv(self, *args: str) -> list[str]:
         run = ["--cgroup-parent", self.tag] if args and args[0] == "run" else []
-        main = "from runtime.cli.corral import main; main()"
+        main = "from corral_cli.main import main; main()"
         return [sys.executable, "-c", main, args[0], *run, *args[1:]]
 
     def __call__(self, *args: str, timeout: float = 60, input: str | None = None) -> Result:

@@ -168,7 +168,7 @@ def test_find_and_list_without_containers(tmp_path: Path) -> None:
 def test_cli_errors_name_the_command_and_step(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from runtime.cli.corral import cli
+    from corral_cli.main import cli
 
     env = {"CORRAL_IMAGE_STORE": str(tmp_path / "s"), "CORRAL_STATE_ROOT": str(tmp_path / "r")}
     r = CliRunner()
@@ -189,10 +189,10 @@ def test_cli_defaults_match_the_library_and_corral_starts_without_it() -> None:
     import subprocess
     import sys
 
+    from corral_cli import run_cmd
     from runtime import ctr
-    from runtime.cli import run_cmd
 
     assert (run_cmd.IMAGE_ROOT, run_cmd.STATE_ROOT) == (ctr.IMAGE_ROOT, ctr.STATE_ROOT)
-    code = "import sys, runtime.cli.corral; print('runtime.ctr' in sys.modules)"
+    code = "import sys, corral_cli.main; print('runtime.ctr' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helper.build import ToolchainMissing, build_helper
-from tests.rootfs import (
+from testkit.helper.build import ToolchainMissing, build_helper
+from testkit.rootfs import (
     REQUIRED_APPLETS,
     BusyboxMissing,
     build_rootfs,

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from corral_cli.main import cli
 from images.bundle import oci_config
 from images.errors import FormatError, NotFound
 from images.reference import parse
 from images.store import Store
-from runtime.cli.corral import cli
-from tests.imagebuild import Entry, config_for, docker_files, oci_files, tar_entries, write_tar
+from testkit.imagebuild import Entry, config_for, docker_files, oci_files, tar_entries, write_tar
 
 LAYER = tar_entries([Entry("etc", "dir"), Entry("etc/passwd", data=b"root:x:0:0::/:/bin/sh\n")])
 GOOD = config_for([LAYER], Cmd=["/bin/sh"], User="root")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from runtime.cli.corral import cli
-from tests.imagebuild import Entry, oci_files, tar_entries, write_tar
+from corral_cli.main import cli
+from testkit.imagebuild import Entry, oci_files, tar_entries, write_tar
 
 
 def test_image_commands(tmp_path: Path) -> None:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from corral_cli import progress as cli_progress
 from images.progress import Progress
 from images.store import Store
-from runtime.cli import progress as cli_progress
-from tests.imagebuild import Entry, docker_files, oci_files, tar_entries, write_tar
+from testkit.imagebuild import Entry, docker_files, oci_files, tar_entries, write_tar
 
 LAYERS = [
     tar_entries([Entry("a", data=b"a" * 300_000)]),

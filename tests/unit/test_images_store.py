@@ -13,7 +13,7 @@ import pytest
 from images.errors import DigestMismatch, FormatError, InUse, NotFound, UnsafeLayer
 from images.sources import open_source, read_images
 from images.store import Store, normalize_name
-from tests.imagebuild import (
+from testkit.imagebuild import (
     Entry,
     config_for,
     docker_files,

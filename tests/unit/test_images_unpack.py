@@ -12,7 +12,7 @@ import pytest
 from images.digest import decompressed
 from images.errors import FormatError, UnsafeLayer
 from images.unpack import Limits, unpack_layer
-from tests.imagebuild import Entry, compress, sha, sparse_bomb, tar_entries
+from testkit.imagebuild import Entry, compress, sha, sparse_bomb, tar_entries
 
 
 def unpack(data: bytes, dest: Path, **limits: object) -> str:

@@ -49,3 +49,20 @@ def test_the_rarely_used_model_is_still_reachable_from_config() -> None:
 
     assert config.Seccomp is _config_extra.Seccomp
     assert config.Memory(limit=1).limit == 1
+
+
+def test_the_version_is_read_only_when_asked_for() -> None:
+    # importlib.metadata costs tens of ms: only `--version` (and `features`) may import it.
+    mods = _imported("import runtime.cli.oci, runtime.container, corral_cli.main")
+    assert "importlib.metadata" not in mods
+    mods = _imported(
+        "from click.testing import CliRunner\nfrom corral_cli.main import cli\n"
+        "CliRunner().invoke(cli, ['--version'])"
+    )
+    assert "importlib.metadata" in mods
+
+
+def test_corral_starts_without_the_layers_below() -> None:
+    mods = _imported("import corral_cli.main")
+    for name in (*NEVER, "runtime", "images", "yaml", "importlib.metadata"):
+        assert name not in mods, name

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CACHE_DIR, REPO
+from testkit.cache import CACHE_DIR
+from tests.conftest import REPO
 from tests.vm.conftest import Runner
 
 pytestmark = pytest.mark.root
@@ -49,7 +50,7 @@ def test_the_vm_runs_a_command_on_a_private_copy_of_the_host(vm: Runner) -> None
 
 def test_cgroup_v2_suite_passes_in_the_vm(vm: Runner) -> None:
     # The guest reads the shared rootfs from the host's cache: build it here, at host speed.
-    from tests.rootfs import BusyboxMissing, cached_rootfs
+    from testkit.rootfs import BusyboxMissing, cached_rootfs
 
     try:
         cached_rootfs(CACHE_DIR)

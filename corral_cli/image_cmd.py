@@ -1,58 +1,31 @@
-"""corral: the rkt-style front end (pods and images arrive with their issues)."""
+"""``corral image ...``: each command parses its arguments and calls one
+``images.store.Store`` method."""
 
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
-from . import network_cmd, pod_cmd, run_cmd
+from corral_common import defaults
 
-VERSION = "0.1.0"
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(VERSION, "-v", "--version", message="corral version %(version)s")
-def cli() -> None:
-    """Corral: run containers and pods."""
-
-
-# -- images: each command parses its arguments and calls one images.store.Store method --------
-
-
-def _image_fail(what: str, exc: BaseException) -> NoReturn:
-    click.echo(f"corral: image {what}: {exc}", err=True)
-    sys.exit(1)
-
-
-@contextmanager
-def _image_errors(what: str) -> Iterator[None]:
-    from images.errors import ImageError
-
-    try:
-        yield
-    except (ImageError, OSError) as e:
-        _image_fail(what, e)
+from .errors import failing
 
 
 def _store(ctx: click.Context) -> Any:
-    from images.store import DEFAULT_ROOT as IMAGE_ROOT
     from images.store import Store
 
-    with _image_errors("store"):
-        return Store(ctx.obj or IMAGE_ROOT)
+    with failing("image store"):
+        return Store(ctx.obj or defaults.IMAGE_ROOT)
 
 
-@cli.group("image")
+@click.group("image")
 @click.option(
     "--store",
     envvar="CORRAL_IMAGE_STORE",
     default=None,
-    help="image store directory [default: /var/lib/corral]",
+    help=f"image store directory [default: {defaults.IMAGE_ROOT}]",
 )
 @click.pass_context
 def image(ctx: click.Context, store: str | None) -> None:
@@ -69,7 +42,7 @@ def image_import(ctx: click.Context, path: str, name: str | None) -> None:
     from .progress import bar
 
     store = _store(ctx)
-    with _image_errors("import"):
+    with failing("image import"):
         with bar("import") as progress:
             images = store.import_path(path, name=name, progress=progress)
         for img in images:
@@ -102,7 +75,7 @@ def image_ls(ctx: click.Context, as_json: bool) -> None:
 def image_inspect(ctx: click.Context, ref: str) -> None:
     """Print an image's record and config as JSON."""
     store = _store(ctx)
-    with _image_errors("inspect"):
+    with failing("image inspect"):
         click.echo(json.dumps(store.inspect(ref), indent=2))
 
 
@@ -114,7 +87,7 @@ def image_rm(ctx: click.Context, refs: tuple[str, ...], force: bool) -> None:
     """Remove images (refused while a container uses one, unless --force)."""
     store = _store(ctx)
     for ref in refs:
-        with _image_errors("rm"):
+        with failing("image rm"):
             click.echo(store.remove(ref, force=force).id)
 
 
@@ -123,7 +96,7 @@ def image_rm(ctx: click.Context, refs: tuple[str, ...], force: bool) -> None:
 def image_prune(ctx: click.Context) -> None:
     """Remove unnamed unused images and unreferenced blobs and layers."""
     store = _store(ctx)
-    with _image_errors("prune"):
+    with failing("image prune"):
         res = store.prune()
     click.echo(
         f"removed {len(res.images)} images, {len(res.blobs)} blobs, {len(res.layers)} layers"
@@ -146,14 +119,12 @@ def image_save(ctx: click.Context, ref: str, output: str, fmt: str) -> None:
     from .progress import bar
 
     store = _store(ctx)
-    with _image_errors("save"), bar("save") as progress:
+    with failing("image save"), bar("save") as progress:
         store.save(ref, output, fmt, progress=progress)
 
 
-run_cmd.register(cli)  # run, ps, logs, stop, rm
-pod_cmd.register(cli)  # pod run, ls, inspect, logs, exec, stop, rm, gc
-network_cmd.register(cli)  # network gc
+def register(cli: click.Group) -> None:
+    from . import registry_cmd
 
-
-def main() -> None:
-    cli(prog_name="corral")
+    cli.add_command(image)
+    registry_cmd.register(cli, image, _store)  # image pull, image push, login, logout

@@ -8,7 +8,7 @@ Layout::
 
     bin/busybox           Debian's busybox-static
     bin/<applet>          -> busybox, one per ``busybox --list`` entry
-    bin/corral-test       tests/helper/corral-test.c, static
+    bin/corral-test       testkit/helper/corral-test.c, static
     proc sys dev etc usr/bin home/tester     0755
     tmp                   1777
     root                  0700
@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-from tests.helper.build import build_helper
+from testkit.helper.build import build_helper
 
 BUSYBOX_CANDIDATES = (Path("/bin/busybox"), Path("/usr/bin/busybox"))
 

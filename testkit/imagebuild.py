@@ -136,7 +136,7 @@ def config_for(layers: list[bytes], **cfg: Any) -> dict[str, Any]:
         "created": "2024-01-02T03:04:05Z",
         "config": cfg,
         "rootfs": {"type": "layers", "diff_ids": [sha(t) for t in layers]},
-        "history": [{"created_by": "tests/imagebuild.py"} for _ in layers],
+        "history": [{"created_by": "testkit/imagebuild.py"} for _ in layers],
     }
 
 

@@ -5,7 +5,7 @@
 compiler identity); when it matches, the compile is skipped. The binary is written to a temp
 file and renamed into place, so concurrent test runs never see a half-written helper.
 
-Also runnable: ``python3 -m tests.helper.build [OUT_DIR]`` prints the binary's path.
+Also runnable: ``python3 -m testkit.helper.build [OUT_DIR]`` prints the binary's path.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """``corral pod ...``: each command parses its arguments and calls one ``runtime.pod.api``
-function. Errors print one line, ``corral: pod <cmd> <pod>: <step>: <reason>``, exit 1."""
+function. Errors print one line, ``corral: pod <cmd> <pod>: <step>: <reason>``, and exit 1
+(:mod:`corral_cli.errors`)."""
 
 from __future__ import annotations
 
@@ -10,33 +11,28 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
-DEFAULT_ROOT = "/var/lib/corral/pods"
+from corral_common import defaults
 
+from .errors import FAILED, Failure, failing
 
-def _fail(what: str, exc: BaseException | str) -> NoReturn:
-    click.echo(f"corral: pod {what}: {exc}", err=True)
-    sys.exit(1)
+DEFAULT_ROOT = defaults.POD_ROOT
 
 
 @contextmanager
 def _errors(what: str) -> Iterator[None]:
-    from runtime.errors import CorralError
-
-    try:
+    with failing(f"pod {what}"):
         yield
-    except (CorralError, OSError) as e:
-        _fail(what, e)
 
 
 network_config_option = click.option(
     "--network-config",
     envvar="CORRAL_NETWORK_CONFIG",
     default=None,
-    help="node network config file [default: /etc/corral/network.yaml, or built-in]",
+    help=f"node network config file [default: {defaults.NETWORK_CONFIG}, or built-in]",
 )
 node_netns_option = click.option(
     "--node-netns", default=None, help="the node's network namespace (a path)"
@@ -58,14 +54,14 @@ def _opts(ctx: click.Context) -> Any:
 @click.option(
     "--store",
     envvar="CORRAL_IMAGE_STORE",
-    default="/var/lib/corral",
+    default=defaults.IMAGE_ROOT,
     show_default=True,
     help="image store directory",
 )
 @click.option(
     "--cgroup-parent",
     envvar="CORRAL_CGROUP_PARENT",
-    default="/kubepods",
+    default=defaults.POD_CGROUP_PARENT,
     show_default=True,
     help="parent of the QoS and pod cgroups (relative: below this process's cgroup)",
 )
@@ -95,7 +91,7 @@ def pod(
     )
 
 
-def _load(path: str) -> tuple[Any, Any, str]:
+def _load(path: str, what: str) -> tuple[Any, Any, str]:
     import os
 
     import yaml
@@ -106,9 +102,9 @@ def _load(path: str) -> tuple[Any, Any, str]:
         with open(path, encoding="utf-8") as f:
             raw = yaml.safe_load(f)
     except OSError as e:
-        raise click.ClickException(f"cannot read {path}: {e.strerror}") from None
+        raise Failure(f"pod {what}", f"cannot read {path}: {e.strerror}") from None
     except yaml.YAMLError as e:
-        raise click.ClickException(f"{path}: invalid YAML: {e}") from None
+        raise Failure(f"pod {what}", f"{path}: invalid YAML: {e}") from None
     base = os.path.dirname(os.path.abspath(path))
     return parse_pod(raw, base_dir=base), raw, base
 
@@ -131,7 +127,7 @@ def pod_run(ctx: click.Context, file: str, detach: bool) -> None:
 
     opts = _opts(ctx)
     with _errors(f"run {file}"):
-        manifest, raw, base = _load(file)
+        manifest, raw, base = _load(file, f"run {file}")
     what = f"run {manifest.name}"
     with _errors(what):
         pd = api.run(manifest, opts, raw, base)
@@ -157,7 +153,7 @@ def pod_run(ctx: click.Context, file: str, detach: bool) -> None:
         for s, h in previous.items():
             signal.signal(s, h)
     click.echo(f"corral: pod {manifest.name} {st.phase}", err=True)
-    sys.exit(0 if st.phase == "Succeeded" else 1)
+    sys.exit(0 if st.phase == "Succeeded" else FAILED)
 
 
 @pod.command("start")
@@ -179,7 +175,7 @@ def pod_create(ctx: click.Context, file: str) -> None:
     from runtime.pod import api
 
     with _errors(f"create {file}"):
-        manifest, raw, base = _load(file)
+        manifest, raw, base = _load(file, f"create {file}")
         click.echo(api.create(manifest, _opts(ctx), raw, base).uid)
 
 
@@ -308,7 +304,7 @@ def pod_exec(
     if args[:1] == ["--"]:
         args = args[1:]
     if not args:
-        _fail(f"exec {ref}", "no command given")
+        raise Failure(f"pod exec {ref}", "no command given")
     with _errors(f"exec {ref}"):
         res = api.exec_in(
             ref,
@@ -373,7 +369,7 @@ def pod_gc(ctx: click.Context, keep_exited: bool) -> None:
     for err in res.errors:
         click.echo(f"corral: pod gc: {err}", err=True)
     if res.errors:
-        sys.exit(1)
+        sys.exit(FAILED)
 
 
 def register(cli: click.Group) -> None:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
+from .errors import failing
 from .pod_cmd import DEFAULT_ROOT, network_config_option, node_netns_option
 
 
@@ -26,18 +25,14 @@ def network() -> None:
 @node_netns_option
 def network_gc(root: str, network_config: str | None, node_netns: str | None) -> None:
     """Release IPAM addresses, hostPort rules and veths of pods that no longer exist."""
-    from runtime.errors import CorralError
     from runtime.network import NodeNetwork
     from runtime.pod.api import live_pod_uids
     from runtime.pod.prepare import PodOptions
 
     opts = PodOptions(root=root, network_config=network_config, node_netns=node_netns)
-    try:
+    with failing("network gc"):
         node = NodeNetwork(opts.network_settings(), node_netns)
         report = node.gc(live_pod_uids(opts))
-    except (CorralError, OSError) as e:
-        click.echo(f"corral: network gc: {e}", err=True)
-        sys.exit(1)
     for pod in report.pods:
         click.echo(f"pod {pod}: torn down")
     for addr in report.addresses:

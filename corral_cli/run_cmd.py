@@ -7,21 +7,24 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from corral_common import defaults
+
+from .errors import FAILED, Failure, failing, report
+
 if TYPE_CHECKING:
-    from .. import ctr
+    from runtime import ctr
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# runtime.ctr's defaults, repeated so that `corral` starts without importing runtime.ctr
-# (each command imports it when it runs); tests/unit/test_ctr.py checks that they agree.
-IMAGE_ROOT = "/var/lib/corral"
-STATE_ROOT = "/run/corral/containers"
+# runtime.ctr's defaults, from where both read them: `corral` starts without importing
+# runtime.ctr (each command imports it when it runs).
+IMAGE_ROOT = defaults.IMAGE_ROOT
+STATE_ROOT = defaults.CONTAINER_STATE_ROOT
 
 
 def _paths_options(fn: F) -> F:
@@ -43,35 +46,15 @@ def _paths_options(fn: F) -> F:
 
 
 def _paths(store: str, state_root: str) -> ctr.Paths:
-    from .. import ctr
+    from runtime import ctr
 
     return ctr.Paths(store=store, state_root=state_root)
-
-
-def _fail(what: str, exc: BaseException | str, code: int = 1) -> NoReturn:
-    click.echo(f"corral: {what}: {exc}", err=True)
-    sys.exit(code)
-
-
-@contextmanager
-def _errors(what: str) -> Iterator[None]:
-    from images.errors import ImageError
-
-    from .. import ctr
-    from ..errors import CorralError
-
-    try:
-        yield
-    except ctr.RunError as e:
-        _fail(what, e, e.exit_code)
-    except (CorralError, ImageError, OSError, ValueError) as e:
-        _fail(what, e)
 
 
 def _memory(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
     if value is None:
         return None
-    from .. import ctr
+    from runtime import ctr
 
     try:
         return ctr.parse_memory(value)
@@ -106,7 +89,8 @@ def _memory(_ctx: click.Context, _param: click.Parameter, value: str | None) -> 
 @click.option(
     "--cgroup-parent",
     default=None,
-    help="cgroup parent; relative paths are below our own cgroup [default: corral]",
+    help="cgroup parent; relative paths are below our own cgroup"
+    f" [default: {defaults.RUN_CGROUP_PARENT}]",
 )
 @_paths_options
 @click.argument("image")
@@ -139,7 +123,7 @@ def run_command(
     log (`corral logs`). Without --rm, an exited container stays until `corral rm`.
     """
     del interactive
-    from .. import ctr
+    from runtime import ctr
 
     opts = ctr.RunOptions(
         image=image, command=command, name=name, env=env, workdir=workdir, user=user,
@@ -147,7 +131,7 @@ def run_command(
         detach=detach, cgroup_parent=cgroup_parent, hostname=hostname,
     )  # fmt: skip
     paths = _paths(store, state_root)
-    with _errors(f"run {image}"):
+    with failing(f"run {image}"):
         if detach:
             click.echo(ctr.run_detached(opts, paths).id)
             return
@@ -181,9 +165,9 @@ def _status(i: ctr.Info) -> str:
 @_paths_options
 def ps_command(all_: bool, as_json: bool, store: str, state_root: str) -> None:
     """List containers made by `corral run` (running ones; -a for all)."""
-    from .. import ctr
+    from runtime import ctr
 
-    with _errors("ps"):
+    with failing("ps"):
         items = ctr.list_containers(_paths(store, state_root), all_)
     if as_json:
         click.echo(json.dumps([i.to_json() for i in items]))
@@ -206,10 +190,10 @@ def ps_command(all_: bool, as_json: bool, store: str, state_root: str) -> None:
 @click.argument("container")
 def logs_command(follow: bool, store: str, state_root: str, container: str) -> None:
     """Print the output of a detached container."""
-    from .. import ctr
+    from runtime import ctr
 
     paths = _paths(store, state_root)
-    with _errors(f"logs {container}"):
+    with failing(f"logs {container}"):
         path = ctr.log_path(paths, container)
         c = ctr.find(paths, container)
         out = sys.stdout.buffer
@@ -237,11 +221,11 @@ def logs_command(follow: bool, store: str, state_root: str, container: str) -> N
 @click.argument("containers", nargs=-1, required=True)
 def stop_command(timeout: float, store: str, state_root: str, containers: tuple[str, ...]) -> None:
     """Stop containers: their stop signal (SIGTERM unless the image says), then SIGKILL."""
-    from .. import ctr
+    from runtime import ctr
 
     paths = _paths(store, state_root)
     for ref in containers:
-        with _errors(f"stop {ref}"):
+        with failing(f"stop {ref}"):
             ctr.stop(paths, ref, timeout)
             click.echo(ref)
 
@@ -252,19 +236,20 @@ def stop_command(timeout: float, store: str, state_root: str, containers: tuple[
 @click.argument("containers", nargs=-1, required=True)
 def rm_command(force: bool, store: str, state_root: str, containers: tuple[str, ...]) -> None:
     """Remove containers: state, rootfs mount, upper dir, image ref."""
-    from .. import ctr
+    from runtime import ctr
 
     paths = _paths(store, state_root)
     failed = False
-    for ref in containers:
+    for ref in containers:  # each one that can go goes; then exit 1 if one could not
         try:
-            with _errors(f"rm {ref}"):
+            with failing(f"rm {ref}"):
                 ctr.remove(paths, ref, force)
                 click.echo(ref)
-        except SystemExit:
+        except Failure as f:
+            report(f)
             failed = True
     if failed:
-        sys.exit(1)
+        sys.exit(FAILED)
 
 
 COMMANDS = (run_command, ps_command, logs_command, stop_command, rm_command)

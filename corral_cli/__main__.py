@@ -1,0 +1,3 @@
+from corral_cli.main import main
+
+main()

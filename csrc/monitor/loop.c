@@ -1,0 +1,262 @@
+/* The event loop: one poll() over the signalfd, the containers' pipes and the probes'
+ * sockets, with the nearest deadline (backoff, kill grace, probe) as its timeout; SIGCHLD
+ * reaps every child and hands it to whoever started it. */
+#include "monitor.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static bool ctr_busy(const struct ctr *c)
+{
+    return c->step != ST_IDLE && c->step != ST_DONE;
+}
+
+/* Start what is due; returns the next deadline. */
+static int64_t timers(int64_t now)
+{
+    int64_t next = NEVER;
+    for (size_t i = 0; i < M.nctrs; i++) {
+        struct ctr *c = &M.ctrs[i];
+        if (c->step == ST_BACKOFF) {
+            if (now >= c->restart_at) {
+                c->restart_count++;
+                launch(c);
+            } else {
+                next = min64(next, c->restart_at);
+            }
+        }
+        if (c->step != ST_UP || c->exited)
+            continue;
+        if (c->kill_stage == 1) {
+            if (now >= c->kill_at) {
+                c->kill_stage = 2;
+                runtime_kill(c, "KILL");
+                /* Also directly: a wedged runtime must not keep the pod alive. */
+                kill(c->pid, SIGKILL);
+            } else {
+                next = min64(next, c->kill_at);
+            }
+        }
+        if (c->kill_stage || c->start_failed || c->abandon)
+            continue;
+        next = probes_due(c, now, next);
+    }
+    return next;
+}
+
+static void begin_stop(void)
+{
+    if (M.stopping)
+        return;
+    M.stopping = true;
+    M.changes++;
+    int64_t grace = M.grace;
+    char buf[32];
+    if (read_small(M.dirfd, "stop-grace", buf, sizeof buf) >= 0) {
+        int64_t ms = parse_seconds(buf);
+        if (ms >= 0)
+            grace = ms;
+        else
+            warn("ignoring %s/stop-grace: not a number of seconds", M.dir);
+    }
+    warn("stopping the pod, grace %lld ms", (long long)grace);
+    M.stop_deadline = now_ms() + grace;
+    for (size_t i = 0; i < M.nctrs; i++) {
+        struct ctr *c = &M.ctrs[i];
+        if (c->step == ST_BACKOFF || c->step == ST_IDLE)
+            c->step = ST_DONE;
+        else if (c->step == ST_UP && !c->exited && !c->start_failed && !c->abandon)
+            terminate(c, M.stop_deadline);
+    }
+}
+
+/* A child was reaped: hand its status to whoever started it. */
+static void on_child(pid_t pid, int st)
+{
+    if (pid == M.reaper) {
+        M.reaper = 0;
+        warn("the pod's pid 1 (%d) died (status %d): stopping the pod", pid, st);
+        begin_stop();
+        return;
+    }
+    for (size_t i = 0; i < M.nctrs; i++) {
+        struct ctr *c = &M.ctrs[i];
+        if (pid == c->job) {
+            job_done(c, st);
+            return;
+        }
+        if (pid == c->pid && !c->exited) {
+            c->exited = true;
+            c->wstatus = st;
+            if (c->step == ST_UP)
+                process_gone(c);
+            return; /* else the `start` job is not over yet: it finishes the run */
+        }
+        for (int k = 0; k < PROBE_KINDS; k++) {
+            struct probe *p = c->probes[k];
+            if (p && pid == p->pid) {
+                probe_exec_done(c, k, st);
+                return;
+            }
+        }
+    }
+    for (size_t i = 0; i < sizeof M.misc / sizeof M.misc[0]; i++)
+        if (M.misc[i] == pid) {
+            M.misc[i] = 0;
+            return;
+        }
+    /* A container process whose pid file we have not read yet (or a stray orphan). */
+    M.unknown[M.unknown_next] = pid;
+    M.unknown_status[M.unknown_next] = st;
+    M.unknown_next = (M.unknown_next + 1) % (sizeof M.unknown / sizeof M.unknown[0]);
+}
+
+const char *pod_phase(void)
+{
+    if (M.init_failed)
+        return "Failed";
+    if (!M.apps_started)
+        return M.finishing ? "Failed" : "Pending";
+    if (!M.finishing)
+        return "Running";
+    for (size_t i = 0; i < M.nctrs; i++)
+        if (!M.ctrs[i].init && (!M.ctrs[i].succeeded || M.ctrs[i].state[0] != 't'))
+            return "Failed";
+    return "Succeeded";
+}
+
+/* Level-triggered: look at everything, do what is due. Returns true when the pod is over. */
+static bool advance(void)
+{
+    if (M.stopping) {
+        /* Containers that became killable since the stop began (a start that finished)
+         * get the same deadline. */
+        for (size_t i = 0; i < M.nctrs; i++) {
+            struct ctr *c = &M.ctrs[i];
+            if (c->step == ST_UP && !c->exited && !c->start_failed && !c->abandon)
+                terminate(c, M.stop_deadline);
+        }
+    } else if (!M.finishing) {
+        bool inits_done = true;
+        for (size_t i = 0; i < M.nctrs && !M.init_failed; i++) {
+            struct ctr *c = &M.ctrs[i];
+            if (!c->init || c->succeeded)
+                continue;
+            inits_done = false;
+            if (c->step == ST_IDLE)
+                launch(c);
+            break;
+        }
+        if (inits_done && !M.init_failed && !M.apps_started) {
+            M.apps_started = true;
+            for (size_t i = 0; i < M.nctrs; i++)
+                if (!M.ctrs[i].init)
+                    launch(&M.ctrs[i]);
+        }
+    }
+    for (size_t i = 0; i < M.nctrs; i++)
+        if (ctr_busy(&M.ctrs[i]))
+            return false;
+    if (misc_running())
+        return false;
+    if (!M.finishing) {
+        /* Everything has ended: delete the containers from the runtime, in parallel. */
+        M.finishing = true;
+        for (size_t i = 0; i < M.nctrs; i++) {
+            struct ctr *c = &M.ctrs[i];
+            if (c->created)
+                launch(c);
+        }
+        return advance();
+    }
+    return true;
+}
+
+void loop(void)
+{
+    size_t cap = 1 + M.nctrs * (2 + PROBE_KINDS);
+    struct pollfd *pfd = xcalloc(cap, sizeof *pfd);
+    struct {
+        struct ctr *c;
+        struct stream *s;
+        int k;
+    } *what = xcalloc(cap, sizeof *what);
+
+    for (;;) {
+        /* Until nothing changes: a step can make another due (a probe failure starts a
+         * kill with a deadline, a failed fork ends a run), and the poll timeout must see
+         * every deadline. */
+        int64_t now, next;
+        unsigned before;
+        bool over;
+        do {
+            before = M.changes;
+            over = advance();
+            now = now_ms();
+            next = timers(now);
+        } while (!over && M.changes != before);
+        if (over)
+            break;
+        const char *phase = pod_phase();
+        if (phase != M.phase)
+            write_pod_status(phase, NULL);
+        size_t n = 0;
+        pfd[n++] = (struct pollfd){.fd = M.sigfd, .events = POLLIN};
+        for (size_t i = 0; i < M.nctrs; i++) {
+            struct ctr *c = &M.ctrs[i];
+            struct stream *ss[2] = {&c->out, &c->err};
+            for (int j = 0; j < 2; j++)
+                if (ss[j]->fd >= 0) {
+                    what[n].c = c;
+                    what[n].s = ss[j];
+                    pfd[n++] = (struct pollfd){.fd = ss[j]->fd, .events = POLLIN};
+                }
+            for (int k = 0; k < PROBE_KINDS; k++) {
+                struct probe *p = c->probes[k];
+                if (p && p->fd >= 0) {
+                    what[n].c = c;
+                    what[n].s = NULL;
+                    what[n].k = k;
+                    pfd[n++] = (struct pollfd){
+                        .fd = p->fd, .events = p->phase == NET_RECV ? POLLIN : POLLOUT};
+                }
+            }
+        }
+        int timeout = -1;
+        if (next != NEVER)
+            timeout = next <= now ? 0 : (int)min64(next - now, INT_MAX);
+        if (poll(pfd, n, timeout) < 0) {
+            if (errno == EINTR)
+                continue;
+            die("poll: %s", strerror(errno));
+        }
+        for (size_t i = 1; i < n; i++) {
+            if (!pfd[i].revents)
+                continue;
+            if (what[i].s)
+                stream_read(what[i].c, what[i].s);
+            else if (what[i].c->probes[what[i].k]->fd == pfd[i].fd)
+                probe_net_event(what[i].c, what[i].k);
+        }
+        if (pfd[0].revents) {
+            struct signalfd_siginfo si;
+            while (read(M.sigfd, &si, sizeof si) == sizeof si) {
+                if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+                    begin_stop();
+            }
+            pid_t pid;
+            int st;
+            while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
+                on_child(pid, st);
+        }
+    }
+    free(pfd);
+    free(what);
+}

@@ -1,0 +1,292 @@
+/* The monitor's children, and the OCI runtime steps of a container: delete what the runtime
+ * still has of it, prestart_arg, create, start, then kill (TERM, KILL after the grace).
+ * Every step is a child process that the loop reaps; job_done() takes the next step. */
+#include "monitor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Every child runs in the namespaces the monitor was started in, not the pod's: finish_arg
+ * tears down the host side of the pod network, and the runtime joins the pod's namespaces
+ * by path from its bundle anyway. The exception is SPAWN_POD_NET (https probes): it stays
+ * in the pod's network namespace, where the monitor's own http and tcp probes connect from.
+ * SPAWN_GROUP gives the child a process group of its own. The signal mask and dispositions
+ * are reset for it. */
+pid_t spawn(char *const argv[], int in, int out, int err, int flags)
+{
+    bool own_group = flags & SPAWN_GROUP;
+    pid_t pid = fork();
+    if (pid != 0) {
+        if (pid < 0)
+            warn("fork for %s: %s", argv[0], strerror(errno));
+        else if (own_group)
+            setpgid(pid, pid); /* here too: a kill(-pid) may come before the child's own */
+        return pid;
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    signal(SIGPIPE, SIG_DFL);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    static const int types[3] = {CLONE_NEWNET, CLONE_NEWIPC, CLONE_NEWUTS};
+    for (int i = (flags & SPAWN_POD_NET) ? 1 : 0; i < 3; i++)
+        if (M.host_ns[i] >= 0 && setns(M.host_ns[i], types[i]) < 0) {
+            dprintf(err, "corral-monitor: setns(host namespace) for %s: %s\n", argv[0],
+                    strerror(errno));
+            _exit(127);
+        }
+    if (own_group)
+        setpgid(0, 0);
+    /* dup2 clears close-on-exec on the copies; fds already at 1 and 2 have none. */
+    if ((in != 0 && dup2(in, 0) < 0) || (out != 1 && dup2(out, 1) < 0) ||
+        (err != 2 && dup2(err, 2) < 0))
+        _exit(127);
+    execvp(argv[0], argv);
+    dprintf(2, "corral-monitor: exec %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+}
+
+/* `<runtime_arg...> --root R <args...>` */
+pid_t runtime(const char *const args[], size_t nargs, int out, int err, bool own_group)
+{
+    size_t n = M.runtime_arg.n;
+    char **argv = xcalloc(n + 2 + nargs + 1, sizeof *argv);
+    memcpy(argv, M.runtime_arg.v, n * sizeof *argv);
+    argv[n] = "--root";
+    argv[n + 1] = M.runtime_root;
+    memcpy(argv + n + 2, args, nargs * sizeof *argv);
+    pid_t pid = spawn(argv, M.devnull, out, err, own_group ? SPAWN_GROUP : 0);
+    free(argv);
+    return pid;
+}
+
+void runtime_kill(struct ctr *c, const char *sig)
+{
+    const char *args[] = {"kill", c->id, sig};
+    pid_t pid = runtime(args, 3, M.devnull, STDERR_FILENO, false);
+    for (size_t i = 0; pid > 0 && i < sizeof M.misc / sizeof M.misc[0]; i++)
+        if (M.misc[i] == 0) {
+            M.misc[i] = pid;
+            break;
+        }
+}
+
+bool misc_running(void)
+{
+    for (size_t i = 0; i < sizeof M.misc / sizeof M.misc[0]; i++)
+        if (M.misc[i])
+            return true;
+    return false;
+}
+
+static void pid_file(struct ctr *c, char *path, size_t len)
+{
+    snprintf(path, len, "%s/%s.pid", M.runtime_root, c->id);
+}
+
+/* Run a step's command (the runtime's, or `argv` when args is NULL); a failed fork is a
+ * failed command. */
+static void start_job(struct ctr *c, enum step step, const char *const args[], size_t n,
+                      int out, int err)
+{
+    M.changes++;
+    c->step = step;
+    c->job = args ? runtime(args, n, out, err, false)
+                  : spawn(c->prestart_arg.v, M.devnull, out, err, 0);
+    if (c->job < 0) {
+        c->job = 0;
+        job_done(c, 127 << 8);
+    }
+}
+
+/* The "oom_kill N" line of memory.oom_control (v1) or memory.events (v2); 0 if none. */
+long read_oom(struct ctr *c)
+{
+    char buf[1024];
+    if (!c->oom_file || read_small(AT_FDCWD, c->oom_file, buf, sizeof buf) < 0)
+        return 0;
+    for (char *line = buf; line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+        if (!strncmp(line, "oom_kill ", 9))
+            return strtol(line + 9, NULL, 10);
+    return 0;
+}
+
+static void launch_create(struct ctr *c)
+{
+    char pidf[PATH_MAX];
+    pid_file(c, pidf, sizeof pidf);
+    unlink(pidf);
+    c->lasterr[0] = 0;
+    c->exited = c->start_failed = c->abandon = false;
+    c->kill_stage = 0;
+    c->why_killed[0] = 0;
+    memset(&c->cur, 0, sizeof c->cur);
+    log_open(c);
+    int ret = stream_open(&c->out);
+    if (ret == 0)
+        ret = stream_open(&c->err);
+    if (ret < 0)
+        die("pipe for %s: %s", c->name, strerror(-ret));
+    set_state(c, "waiting", "ContainerCreating", NULL);
+    /* A restart is a new container, as in Kubernetes: prestart_arg gives it a fresh rootfs
+     * first (with prestart_first, it also runs before the first create: it mounts subPaths
+     * after the init containers ran). Its output goes to the container's pipes, like the
+     * runtime's. */
+    bool again = c->created_once;
+    c->created_once = true;
+    if ((again || c->prestart_first) && c->prestart_arg.n) {
+        start_job(c, ST_PRESTART, NULL, 0, c->out.wfd, c->err.wfd);
+        return;
+    }
+    const char *args[] = {"create", "--bundle", c->bundle, "--pid-file", pidf, c->id};
+    start_job(c, ST_CREATE, args, 6, c->out.wfd, c->err.wfd);
+}
+
+/* Start (or restart) a container: delete what the runtime still has of it first. */
+void launch(struct ctr *c)
+{
+    if (c->created) {
+        const char *args[] = {"delete", "--force", c->id};
+        start_job(c, ST_DELETE, args, 3, M.devnull, STDERR_FILENO);
+        return;
+    }
+    launch_create(c);
+}
+
+void job_done(struct ctr *c, int st)
+{
+    bool ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    M.changes++;
+    c->job = 0;
+    /* Read the runtime's error line (if any) while we still know it came from the runtime. */
+    stream_read(c, &c->out);
+    stream_read(c, &c->err);
+    switch (c->step) {
+    case ST_DELETE:
+        if (!ok)
+            warn("delete %s (%s) failed: status %d", c->name, c->id, st);
+        c->created = false;
+        if (M.finishing || M.stopping) {
+            c->step = ST_DONE;
+            return;
+        }
+        launch_create(c);
+        return;
+    case ST_PRESTART: {
+        if (!ok) {
+            char msg[MSG_MAX];
+            if (c->lasterr[0])
+                snprintf(msg, sizeof msg, "%s", c->lasterr);
+            else
+                snprintf(msg, sizeof msg, "prestart %s failed: status %d", c->prestart_arg.v[0],
+                         st);
+            run_done(c, "StartError", 128, 0, msg);
+            return;
+        }
+        if (M.stopping) { /* nothing was created: the run never began */
+            c->abandon = true;
+            run_done(c, NULL, 0, 0, NULL);
+            return;
+        }
+        char pidf[PATH_MAX];
+        pid_file(c, pidf, sizeof pidf);
+        c->lasterr[0] = 0;
+        const char *args[] = {"create", "--bundle", c->bundle, "--pid-file", pidf, c->id};
+        start_job(c, ST_CREATE, args, 6, c->out.wfd, c->err.wfd);
+        return;
+    }
+    case ST_CREATE: {
+        char pidf[PATH_MAX], buf[32] = "";
+        pid_file(c, pidf, sizeof pidf);
+        if (!ok || read_small(AT_FDCWD, pidf, buf, sizeof buf) < 0)
+            buf[0] = 0;
+        unlink(pidf);
+        c->pid = (pid_t)strtol(buf, NULL, 10);
+        c->created = ok; /* even without a pid: delete whatever it left */
+        if (!ok || c->pid <= 0) {
+            char msg[MSG_MAX];
+            snprintf(msg, sizeof msg, "%s", c->lasterr[0] ? c->lasterr : "create failed");
+            c->pid = 0;
+            run_done(c, "StartError", 128, 0, msg);
+            return;
+        }
+        c->oom_base = read_oom(c);
+        /* The process may have died and been reaped before we knew its pid. */
+        for (size_t i = 0; i < sizeof M.unknown / sizeof M.unknown[0]; i++)
+            if (M.unknown[i] == c->pid) {
+                M.unknown[i] = 0;
+                c->exited = true;
+                c->wstatus = M.unknown_status[i];
+            }
+        if (M.stopping) {
+            /* It waits on its exec fifo and never ran user code: no grace needed. */
+            c->abandon = true;
+            if (!c->exited)
+                kill(c->pid, SIGKILL);
+            c->step = ST_UP;
+            if (c->exited)
+                process_gone(c);
+            return;
+        }
+        const char *args[] = {"start", c->id};
+        start_job(c, ST_START, args, 2, c->out.wfd, c->err.wfd);
+        return;
+    }
+    case ST_START:
+        /* Nobody else writes into the container's pipes now: keep only its copies, so
+         * we see EOF when it closes them. */
+        close(c->out.wfd);
+        close(c->err.wfd);
+        c->out.wfd = c->err.wfd = -1;
+        c->step = ST_UP;
+        if (!ok) {
+            c->start_failed = true;
+            if (!c->exited)
+                kill(c->pid, SIGKILL);
+        } else {
+            c->started_mono = now_ms();
+            rfc3339(c->cur.started_at);
+            c->startup_done = !c->probes[PROBE_STARTUP];
+            c->ready = c->startup_done && !c->probes[PROBE_READINESS];
+            for (int k = 0; k < PROBE_KINDS; k++)
+                if (c->probes[k]) {
+                    c->probes[k]->next_at = c->started_mono + c->probes[k]->initial_delay;
+                    c->probes[k]->successes = c->probes[k]->failures = 0;
+                }
+            if (!c->exited)
+                set_state(c, "running", NULL, NULL);
+        }
+        if (c->exited)
+            process_gone(c);
+        return;
+    default:
+        warn("job of %s ended in step %d", c->name, c->step);
+    }
+}
+
+/* TERM now, KILL at `deadline` (now when the grace is 0). A container being killed is not
+ * ready and gets no more probes. */
+void terminate(struct ctr *c, int64_t deadline)
+{
+    if (c->kill_stage == 0) {
+        M.changes++;
+        c->kill_stage = 1;
+        c->kill_at = deadline;
+        runtime_kill(c, "TERM");
+        probes_stop(c);
+        if (c->ready) {
+            c->ready = false;
+            write_status(c);
+        }
+    } else if (c->kill_stage == 1 && deadline < c->kill_at) {
+        M.changes++;
+        c->kill_at = deadline;
+    }
+}
