@@ -36,6 +36,47 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+def _cgroup2_dirs() -> list[str]:
+    """The cgroup2 mount's root and every directory down to this process's own cgroup: the
+    ones whose cgroup.subtree_control creating a cgroup may enable controllers in."""
+    mounts = [ln.split() for ln in Path("/proc/self/mountinfo").read_text().splitlines()]
+    roots = [f[4] for f in mounts if f[f.index("-") + 1] == "cgroup2"]
+    own = next((ln[3:] for ln in Path("/proc/self/cgroup").read_text().splitlines()
+                if ln.startswith("0::")), "/")  # fmt: skip
+    out = []
+    for root in roots:
+        path = root
+        out.append(path)
+        for part in [p for p in own.split("/") if p]:
+            path = os.path.join(path, part)
+            out.append(path)
+    return [p for p in out if os.path.exists(os.path.join(p, "cgroup.subtree_control"))]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _subtree_control_restored() -> Iterator[None]:
+    """Controllers the tests' cgroups enabled in the host's cgroup2 subtree_control (hugetlb
+    through the unified hierarchy of a hybrid host, say) are disabled again at the end."""
+    if os.geteuid() != 0:
+        yield
+        return
+    before = {
+        p: set(Path(p, "cgroup.subtree_control").read_text().split()) for p in _cgroup2_dirs()
+    }
+    yield
+    for path in sorted(before, key=len, reverse=True):  # children first
+        control = Path(path, "cgroup.subtree_control")
+        try:
+            added = set(control.read_text().split()) - before[path]
+        except OSError:
+            continue
+        for ctrl in sorted(added):
+            try:
+                control.write_text(f"-{ctrl}")
+            except OSError:
+                pass  # still in use below: a leak the cgroup checks report
+
+
 @pytest.fixture(scope="session")
 def rootfs() -> Path:
     """The shared busybox + corral-test rootfs; containers must mount it read-only."""
