@@ -7,10 +7,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from runtime.pod import api
-from tests.integration.test_pods import Pods, pod_cgroups, pods, sh, until  # noqa: F401 - fixture
+import pytest
 
-__all__ = ["pods"]
+from runtime.pod import api
+from tests.integration.test_pods import (  # noqa: F401 - fixtures
+    Pods,
+    image_tar,
+    pod_cgroups,
+    pods,
+    sh,
+    until,
+)
+
+__all__ = ["image_tar", "pods"]
+
+pytestmark = pytest.mark.root
 
 
 def as_old_code_wrote_it(path: Path, *, started: bool) -> None:

@@ -108,6 +108,27 @@ def test_the_writer_keeps_the_old_format_and_adds_only_the_version(tmp_path: Pat
     assert pd.record() == rec.replace(pod_ip="10.1.2.3")
 
 
+def test_a_failed_write_leaves_the_record_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, _ = old_pod(tmp_path)
+    pd = store.get(UID)
+    before = (pd.path / "pod.json").read_bytes()
+    rec = pd.record()
+    assert rec is not None
+
+    def no_rename(src: object, dst: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "rename", no_rename)  # whichever the atomic write uses
+    monkeypatch.setattr(os, "replace", no_rename)
+    with pytest.raises(OSError, match="No space left"):
+        pd.write_record(rec.replace(pod_ip="10.1.2.3"))
+    monkeypatch.undo()
+    assert (pd.path / "pod.json").read_bytes() == before
+    assert sorted(os.listdir(pd.path)) == ["pod.json"]
+
+
 def test_a_blank_directory_has_no_record(tmp_path: Path) -> None:
     pd = PodStore(tmp_path / "pods").create(UID)
     assert pd.record() is None
