@@ -16,9 +16,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
+
+if TYPE_CHECKING:
+    from runtime.pod.prepare import PodOptions
 
 __all__ = [
     "VERSION",
@@ -112,7 +115,7 @@ class PodRecord(_Rec, frozen=True, kw_only=True):
     def has_init(self) -> bool:
         return any(c.kind == "init" for c in self.containers)
 
-    def pod_options(self, fallback: Any = None) -> Any:
+    def pod_options(self, fallback: PodOptions | None = None) -> PodOptions:
         """The ``PodOptions`` the pod was created with (``fallback`` for a record without
         them, or defaults when that is None). Kept as JSON: ``PodOptions.from_json`` reads
         the options of other versions (it ignores the ones it does not know)."""
