@@ -38,6 +38,7 @@ from runtime.pod.manifest import (
     StorageMedium,
 )
 from runtime.pod.qos import QOSClass, pod_cgroup_values, pod_qos
+from runtime.pod.record import CgroupRecord, ContainerRecord, PodRecord
 from runtime.pod.store import DEFAULT_ROOT, PodDir, PodError
 
 __all__ = [
@@ -206,10 +207,10 @@ def _step(pod: PodDir, step: str) -> Any:
     return _Ctx()
 
 
-def prepare(pod_dir: PodDir, pod: Pod, opts: PodOptions, record: dict[str, Any]) -> None:
+def prepare(pod_dir: PodDir, pod: Pod, opts: PodOptions, record: PodRecord) -> PodRecord:
     """Make everything the pod needs before it starts (see the module doc). ``record`` is the
-    initial pod.json (uid, name, options); it is updated and written as objects are made.
-    On failure the caller runs ``teardown``."""
+    initial pod.json (uid, name, options); it is extended and written as objects are made,
+    and returned. On failure the caller runs ``teardown``."""
     path = pod_dir.path
     uid = pod_dir.uid
     qos = pod_qos(pod)
@@ -230,16 +231,18 @@ def prepare(pod_dir: PodDir, pod: Pod, opts: PodOptions, record: dict[str, Any])
             else:
                 img = store.get(c.image)
             images[c.name] = img
-    record["images"] = sorted({img.id for img in images.values()})
-    record["containers"] = [
-        {
-            "name": c.name,
-            "kind": "init" if c in pod.spec.init_containers else "app",
-            "image": c.image,
-            "image_id": images[c.name].id,
-        }
-        for c in pod.all_containers
-    ]
+    record = record.replace(
+        images=tuple(sorted({img.id for img in images.values()})),
+        containers=tuple(
+            ContainerRecord(
+                name=c.name,
+                kind="init" if c in pod.spec.init_containers else "app",
+                image=c.image,
+                image_id=images[c.name].id,
+            )
+            for c in pod.all_containers
+        ),
+    )
     pod_dir.write_record(record)
     for img in {img.id: img for img in images.values()}.values():
         store.add_ref(img, uid)
@@ -251,7 +254,7 @@ def prepare(pod_dir: PodDir, pod: Pod, opts: PodOptions, record: dict[str, Any])
     cg_path = pod_cgroups_path(opts.cgroup_parent, qos, uid)
     with _step(pod_dir, f"pod cgroup {cg_path}"):
         mgr = cgroups.manager_for(cg_path, uid)
-        record["cgroup"] = {"path": cg_path, "paths": mgr.paths()}
+        record = record.replace(cgroup=CgroupRecord(path=cg_path, paths=mgr.paths()))
         pod_dir.write_record(record)
         mgr.create()
         values = pod_cgroup_values(pod)
@@ -281,7 +284,7 @@ def prepare(pod_dir: PodDir, pod: Pod, opts: PodOptions, record: dict[str, Any])
             volume_paths[v.name] = (
                 os.path.relpath(made, path) if made.startswith(f"{path}/") else made
             )
-    record["volumes"] = volume_paths
+    record = record.replace(volumes=volume_paths)
     pod_dir.write_record(record)
 
     # one overlay rootfs per container
@@ -290,6 +293,7 @@ def prepare(pod_dir: PodDir, pod: Pod, opts: PodOptions, record: dict[str, Any])
         with _step(pod_dir, f"mount rootfs({cdir / 'rootfs'})"):
             cdir.mkdir(mode=0o700, exist_ok=True)
             store.mount_rootfs(images[c.name], cdir / "rootfs", cdir / "overlay")
+    return record
 
 
 def _make_volume(vdir: Path, source: Any) -> str:
@@ -416,10 +420,10 @@ def _kill_containers(path: Path, errors: list[BaseException]) -> None:
             errors.append(PodError(path.name, f"delete container {cid}: {e}"))
 
 
-def _destroy_cgroup(record: dict[str, Any], errors: list[BaseException]) -> None:
+def _destroy_cgroup(record: PodRecord, errors: list[BaseException]) -> None:
     from runtime import cgroups
 
-    paths = (record.get("cgroup") or {}).get("paths")
+    paths = record.cgroup.paths if record.cgroup else None
     if not paths:
         return
     try:
@@ -432,7 +436,7 @@ def _destroy_cgroup(record: dict[str, Any], errors: list[BaseException]) -> None
                 time.sleep(0.02)
             mgr.destroy()
     except Exception as e:  # noqa: BLE001
-        errors.append(PodError(str(record.get("uid", "")), f"remove cgroup: {e}"))
+        errors.append(PodError(record.uid, f"remove cgroup: {e}"))
     for leaf in paths.values():
         parent = os.path.dirname(leaf)
         if os.path.basename(parent) in ("burstable", "besteffort"):
@@ -495,11 +499,11 @@ def remove_empty_cgroup(top: str) -> bool:
     return True
 
 
-def teardown_network(record: dict[str, Any], opts: PodOptions) -> None:
+def teardown_network(record: PodRecord, opts: PodOptions) -> None:
     from runtime.network import NodeNetwork
 
     node = NodeNetwork(opts.network_settings(), opts.node_netns)
-    node.teardown_pod(str(record["uid"]))
+    node.teardown_pod(record.uid)
 
 
 def teardown(pod_dir: PodDir) -> None:
@@ -507,9 +511,9 @@ def teardown(pod_dir: PodDir) -> None:
     pod cgroup), the pod network, every mount below the pod directory, overlay upper layers,
     image refs, cgroups. Logs, status and pod.json stay."""
     path = pod_dir.path
-    record = pod_dir.record()
+    record = pod_dir.record_or_blank()
     uid = pod_dir.uid
-    opts = PodOptions.from_json(record.get("options") or {})
+    opts = record.pod_options()
     errors: list[BaseException] = []
     _kill_containers(path, errors)
     _destroy_cgroup(record, errors)
@@ -532,10 +536,10 @@ def teardown(pod_dir: PodDir) -> None:
         target = path / d
         if target.exists() and not mounts_under(target):
             shutil.rmtree(target, ignore_errors=True)
-    if record.get("images"):
+    if record.images:
         try:
             store = _image_store(opts)
-            for image_id in record["images"]:
+            for image_id in record.images:
                 try:
                     img = store.get(image_id)
                 except Exception:  # noqa: BLE001 - the image is gone: so is its ref

@@ -35,20 +35,19 @@ def _pod_dir(path: str | Path) -> PodDir:
 def reset(path: str | Path, container: str) -> None:
     """Give ``container`` of the pod at ``path`` a fresh writable layer."""
     from images.store import Store
-    from runtime.pod.prepare import PodOptions
 
     pd = _pod_dir(path)
-    record = pd.record()
-    found = [c for c in record.get("containers") or [] if c.get("name") == container]
-    if not found:
+    record = pd.record_or_blank()
+    found = record.container(container)
+    if found is None:
         raise PodError(pd.uid, f"reset container {container!r}: not in pod.json")
-    opts = PodOptions.from_json(record.get("options") or {})
+    opts = record.pod_options()
     cdir = pd.path / "containers" / container
     rootfs, overlay = cdir / "rootfs", cdir / "overlay"
     store = Store(opts.image_root)
-    step = f"image {found[0]['image_id']}"
+    step = f"image {found.image_id}"
     try:
-        image = store.get(found[0]["image_id"])
+        image = store.get(found.image_id)
         step = f"umount rootfs({rootfs})"
         store.umount(rootfs, overlay)  # and remove upper/ and work/
         step = f"mount rootfs({rootfs})"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import re
 import shutil
@@ -27,10 +26,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 from corral_common.defaults import POD_ROOT
 from runtime.errors import CorralError
+from runtime.pod import record as _record
+from runtime.pod.record import PodRecord
 from runtime.state import write_atomic as _write_atomic
 
 __all__ = [
@@ -156,21 +156,23 @@ class PodDir:
 
     # -- the record ------------------------------------------------------------------------
 
-    def record(self) -> dict[str, Any]:
-        """pod.json, or {} while it is not written yet."""
+    def record(self) -> PodRecord | None:
+        """pod.json (``runtime.pod.record``), or None while it is not written yet."""
         try:
-            return json.loads((self.path / "pod.json").read_text())
-        except (FileNotFoundError, NotADirectoryError):
-            return {}
-        except ValueError as e:
-            raise PodError(self.uid, f"{self.path}/pod.json: invalid JSON: {e}") from None
+            return _record.read(self.path, self.uid)
+        except _record.RecordError as e:
+            raise PodError(self.uid, str(e)) from None
 
-    def write_record(self, record: dict[str, Any]) -> None:
-        write_atomic(self.path / "pod.json", json.dumps(record, indent=1, sort_keys=True) + "\n")
+    def record_or_blank(self) -> PodRecord:
+        """pod.json, or a blank record (only the uid) while it is not written yet."""
+        return self.record() or PodRecord.blank(self.uid)
+
+    def write_record(self, record: PodRecord) -> None:
+        _record.write(self.path, record)
 
     @property
     def name(self) -> str:
-        return str(self.record().get("name", ""))
+        return self.record_or_blank().name
 
     # -- the lock --------------------------------------------------------------------------
 
@@ -244,9 +246,9 @@ class PodDir:
         """Move to garbage/ (if not there yet), delete the directory and release the pod's
         name: every removal (``rm``, ``gc``, a failed create or start) goes through here."""
         try:
-            rec = self.record()
+            rec = self.record_or_blank()
         except PodError:
-            rec = {}
+            rec = PodRecord.blank(self.uid)
         from runtime.pod.prepare import mounts_under, umount_all
 
         if self.state is not PodState.GARBAGE:
@@ -261,8 +263,8 @@ class PodDir:
             raise PodError(self.uid, f"remove: {mounts_under(self.path)[0]} is still mounted")
         shutil.rmtree(self.path, ignore_errors=True)
         self.unlock()
-        if rec.get("name"):
-            self.store.release_name(str(rec.get("namespace", "")), str(rec["name"]), self.uid)
+        if rec.name:
+            self.store.release_name(rec.namespace, rec.name, self.uid)
 
 
 class PodStore:
@@ -399,13 +401,13 @@ class PodStore:
         namespace, _, name = ref.rpartition("/")
         by_name = []
         for p in pods:
-            rec = p.record()
-            if rec.get("name") == name and (not namespace or rec.get("namespace") == namespace):
+            rec = p.record_or_blank()
+            if rec.name == name and (not namespace or rec.namespace == namespace):
                 by_name.append((p, rec))
         if by_name:
             live = [x for x in by_name if x[0].state not in (PodState.EXITED, PodState.GARBAGE)]
             pick = live or by_name
-            return max(pick, key=lambda x: float(x[1].get("created", 0)))[0]
+            return max(pick, key=lambda x: x[1].created)[0]
         prefixed = [p for p in pods if p.uid.startswith(ref)]
         if len(prefixed) == 1:
             return prefixed[0]

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from runtime.pod import api
-from runtime.pod.api import min_oom_score_adj
+from runtime.pod.hostfacts import min_oom_score_adj
 from runtime.pod.manifest import parse_pod
 from runtime.pod.prepare import PodOptions, mounts_under
 from runtime.pod.qos import QOSClass, oom_score_adj

@@ -478,12 +478,12 @@ def test_generated_structs_refuse_unknown_fields() -> None:
 @pytest.mark.parametrize(("name", "data"), MANIFESTS, ids=[m[0] for m in MANIFESTS])
 def test_the_node_reads_back_what_api_create_stores(name: str, data: dict[str, Any]) -> None:
     """api.create keeps the encoded Pod (defaults filled in); start parses that again."""
-    from runtime.pod import api
+    from runtime.pod.lifecycle import stored_manifest
     from runtime.pod.manifest import parse_pod
 
-    stored = api._stored_manifest(copy.deepcopy(data))
+    stored = stored_manifest(copy.deepcopy(data))
     assert stored is not None and stored["spec"]["dnsPolicy"] == "ClusterFirst"
     json.dumps(stored)  # pod.json is JSON
     assert parse_pod(stored, base_dir="/srv") == parse_pod(copy.deepcopy(data), base_dir="/srv")
     kube = kubemodel.decode(copy.deepcopy({k: v for k, v in data.items() if k != "status"}))
-    assert api._stored_manifest(kube) == stored
+    assert stored_manifest(kube) == stored

@@ -21,6 +21,7 @@ from runtime.pod.logs import LogFollower, parse_line, read_log
 from runtime.pod.manifest import Pod, parse_pod
 from runtime.pod.monconf import MonitorConf, containers_of, escape, render
 from runtime.pod.prepare import PodOptions
+from runtime.pod.record import PodRecord
 from runtime.pod.store import AlreadyExists, NotFound, PodError, PodState, PodStore
 
 GiB = 2**30
@@ -310,7 +311,7 @@ def test_status_does_not_probe_a_starting_pod_s_lock(tmp_path: Path) -> None:
 
     store = PodStore(tmp_path / "pods")
     pd = store.create("b" * 32)
-    pd.write_record({"uid": pd.uid, "name": "p", "namespace": "default", "created": 1.0})
+    pd.write_record(PodRecord(uid=pd.uid, name="p", namespace="default", created=1.0))
     pd.move(PodState.RUNNING)
     pd.unlock()
     opts = PodOptions(root=str(store.root))
@@ -325,7 +326,7 @@ def test_store_state_machine(tmp_path: Path) -> None:
     store = PodStore(tmp_path / "pods")
     pd = store.create("a" * 32)
     assert pd.state is PodState.PREPARING and pd.fd is not None
-    pd.write_record({"uid": pd.uid, "name": "web", "namespace": "default", "created": 1.0})
+    pd.write_record(PodRecord(uid=pd.uid, name="web", namespace="default", created=1.0))
     with pytest.raises(AlreadyExists):
         store.create("a" * 32)
     other = store.get("a" * 32)
@@ -345,7 +346,7 @@ def test_store_state_machine(tmp_path: Path) -> None:
     with pytest.raises(NotFound):
         store.find("nope")
     b = store.create("a" * 31 + "b")
-    b.write_record({"uid": b.uid, "name": "web", "namespace": "default", "created": 2.0})
+    b.write_record(PodRecord(uid=b.uid, name="web", namespace="default", created=2.0))
     b.move(PodState.EXITED)
     b.unlock()
     assert store.find("web").uid == "a" * 32  # the live one wins over a newer exited one

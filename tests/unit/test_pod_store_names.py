@@ -11,6 +11,7 @@ import pytest
 from runtime.pod import api
 from runtime.pod.manifest import parse_pod
 from runtime.pod.prepare import PodOptions
+from runtime.pod.record import PodRecord
 from runtime.pod.store import AlreadyExists, PodState, PodStore
 
 
@@ -23,7 +24,7 @@ def made(store: PodStore, uid: str, name: str, namespace: str = "default") -> No
     """A pod directory with its record and its name claimed, as ``api.create`` makes them."""
     store.claim_name(namespace, name, uid)
     pd = store.create(uid)
-    pd.write_record({"uid": uid, "name": name, "namespace": namespace, "created": 1.0})
+    pd.write_record(PodRecord(uid=uid, name=name, namespace=namespace, created=1.0))
     pd.move(PodState.PREPARED)
     pd.unlock()
 

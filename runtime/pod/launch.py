@@ -1,0 +1,374 @@
+"""Starting a prepared pod: the monitor launch protocol (docs/pods.md, "Start-up handshake").
+
+``start`` renames the pod into ``run/`` (holding ``<pods root>/lock`` shared), spawns the
+monitor with a pair of sync pipes, waits for its ``ready <pid> <pidns pid>``, sets up the pod
+network in the monitor's network namespace, writes one OCI bundle per container and
+``monitor.conf``, says ``go`` and waits until the monitor closes its pipe (configuration
+accepted) or writes an error line. On failure the pod is torn down and removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime.pod.hostfacts import cap_last, memory_capacity, min_oom_score_adj, oom_file
+from runtime.pod.manifest import Pod
+from runtime.pod.prepare import PodOptions, PrepareError, teardown
+from runtime.pod.record import PodRecord
+from runtime.pod.store import InvalidState, PodDir, PodError, PodState, write_atomic
+
+__all__ = ["READY_TIMEOUT", "load_pod", "start"]
+
+READY_TIMEOUT = 30.0  # seconds for the monitor's "ready"
+
+
+def _dup_pair(w: int, r: int) -> int:
+    """Duplicate ``w`` and ``r`` onto free fds n, n+1 (the monitor's sync fd convention)."""
+    base = 10
+    while True:
+        n = fcntl.fcntl(w, fcntl.F_DUPFD_CLOEXEC, base)
+        m = fcntl.fcntl(r, fcntl.F_DUPFD_CLOEXEC, n + 1)
+        if m == n + 1:
+            return n
+        os.close(n)
+        os.close(m)
+        base = m
+
+
+def _read_line(fd: int, timeout: float) -> str:
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while not buf.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return ""
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            return ""
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        buf += chunk
+    return buf.decode(errors="replace").strip()
+
+
+def _monitor_exe(opts: PodOptions) -> str:
+    if opts.monitor:
+        return opts.monitor
+    from runtime.pod.monitor import monitor_path
+
+    return str(monitor_path())
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return "; ".join(text[-lines:])
+
+
+@dataclass
+class _Monitor:
+    pid: int
+    pidns_pid: int
+    go_fd: int  # we write "go" here
+    said_fd: int  # the monitor writes here: after go, an error line or EOF
+
+
+def _read_to_eof(fd: int, timeout: float) -> str | None:
+    """What the monitor writes until it closes the pipe; None when it does not in time."""
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            return None
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return buf.decode(errors="replace").strip()
+        buf += chunk
+
+
+def _spawn_monitor(pd: PodDir, record: PodRecord, opts: PodOptions) -> _Monitor:
+    to_py_r, to_py_w = os.pipe2(os.O_CLOEXEC)
+    to_mon_r, to_mon_w = os.pipe2(os.O_CLOEXEC)
+    n = _dup_pair(to_py_w, to_mon_r)
+    os.close(to_py_w)
+    os.close(to_mon_r)
+    argv = [_monitor_exe(opts)]
+    if record.host_network:
+        argv.append("--host-network")
+    if record.share_pid:
+        argv.append("--share-pid")
+    argv += [str(pd.path), str(n)]
+    log = open(pd.path / "monitor.log", "ab")  # noqa: SIM115
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            pass_fds=(n, n + 1),
+            close_fds=True,
+            start_new_session=True,
+        )
+    except OSError as e:
+        for fd in (n, n + 1, to_py_r, to_mon_w):
+            os.close(fd)
+        raise PrepareError(pd.uid, f"start monitor {argv[0]}", e.strerror or e) from e
+    finally:
+        log.close()
+    os.close(n)
+    os.close(n + 1)
+    try:
+        line = _read_line(to_py_r, READY_TIMEOUT)
+    except BaseException:
+        os.close(to_py_r)
+        os.close(to_mon_w)
+        raise
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=READY_TIMEOUT)
+    words = line.split()
+    if len(words) == 3 and words[0] == "ready":
+        return _Monitor(int(words[1]), int(words[2]), to_mon_w, to_py_r)
+    os.close(to_py_r)
+    os.close(to_mon_w)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    why = line.removeprefix("error ").strip() if line else "no answer"
+    detail = _tail(pd.path / "monitor.log")
+    raise PrepareError(
+        pd.uid, "start monitor", f"{why}" + (f" (monitor.log: {detail})" if detail else "")
+    )
+
+
+def _finish_argv(pd: PodDir) -> tuple[str, ...]:
+    return (sys.executable, "-m", "runtime.pod.finish", str(pd.store.root / "run" / pd.uid))
+
+
+def _reset_argv(pd: PodDir, container: str, subpaths: bool = False) -> tuple[str, ...]:
+    """The monitor's prestart_arg: a restarted container gets a fresh writable layer; with
+    ``subpaths``, its subPath mounts are made (again) before every create."""
+    run_dir = str(pd.store.root / "run" / pd.uid)
+    flag = ("--subpaths",) if subpaths else ()
+    return (sys.executable, "-m", "runtime.pod.reset", *flag, run_dir, container)
+
+
+def _go(pd: PodDir, pod: Pod, record: PodRecord, opts: PodOptions, mon: _Monitor) -> None:
+    """Network, bundles, monitor.conf: everything between "ready" and "go"."""
+    from images.store import Store
+    from runtime.network import PortMapping, write_pod_files
+    from runtime.pod.bundle import (
+        BundleContext,
+        container_cgroups_path,
+        container_config,
+        subpath_mounts,
+    )
+    from runtime.pod.monconf import MonitorConf, containers_of, render
+    from runtime.pod.qos import pod_qos
+    from runtime.pod.subpath import write_plan
+
+    path = pd.path
+    pod_ip: str | None = None
+    dns = None
+    if not pod.spec.host_network and opts.network:
+        write_atomic(path / "network.json", "{}\n")  # teardown looks for it: write it first
+        with _steps(pd, "network setup"):
+            from runtime.network import NodeNetwork
+
+            settings = opts.network_settings()
+            node = NodeNetwork(settings, opts.node_netns)
+            ports = [
+                PortMapping(p.host_port, p.container_port, p.protocol.value.lower())
+                for c in pod.spec.containers
+                for p in c.ports
+                if p.host_port
+            ]
+            net = node.setup_pod(pd.uid, f"/proc/{mon.pid}/ns/net", ports)
+            write_atomic(path / "network.json", json.dumps(net.to_json(), indent=1) + "\n")
+            pod_ip = str(net.ip)
+            dns = settings.dns
+    elif not pod.spec.host_network:
+        with _steps(pd, "loopback up"):
+            from runtime.network import in_netns, lo_up
+
+            in_netns(f"/proc/{mon.pid}/ns/net", lo_up)
+    hostname = pod.hostname if not pod.spec.host_network else os.uname().nodename
+    write_pod_files(path / "etc", hostname, pod_ip, dns)
+    record = record.replace(pod_ip=pod_ip)
+    pd.write_record(record)
+
+    store = Store(opts.image_root)
+    qos = pod_qos(pod)
+    capacity = memory_capacity()
+    last_cap = cap_last()
+    min_adj = min_oom_score_adj()
+    bundles: dict[str, str] = {}
+    oom: dict[str, str | None] = {}
+    with_subpaths: set[str] = set()
+    for c in pod.all_containers:
+        cdir = path / "containers" / c.name
+        with _steps(pd, f"bundle {c.name}"):
+            found = record.container(c.name)
+            if found is None:
+                raise PodError(pd.uid, f"container {c.name!r} is not in pod.json")
+            ctx = BundleContext(
+                uid=pd.uid,
+                rootfs=str(cdir / "rootfs"),
+                image_config=store.config(store.get(found.image_id)),
+                cgroup_parent=opts.cgroup_parent,
+                ns_pid=mon.pid,
+                pidns_pid=mon.pidns_pid,
+                memory_capacity=capacity,
+                pod_ip=pod_ip,
+                volume_paths={k: str(path / v) for k, v in (record.volumes or {}).items()},
+                etc_dir=str(path / "etc"),
+                shm_dir=str(path / "shm"),
+                pod_dir=str(path),
+                cap_last=last_cap,
+                min_oom_score_adj=min_adj,
+            )
+            spec = container_config(pod, c, ctx)
+            subpaths = subpath_mounts(pod, c, ctx)
+            if subpaths:
+                write_plan(cdir, subpaths)  # mounted by the prestart step (reset --subpaths)
+                with_subpaths.add(c.name)
+            write_atomic(cdir / "config.json", json.dumps(spec, indent=1) + "\n", 0o600)
+        bundles[c.name] = str(cdir)
+        oom[c.name] = oom_file(
+            container_cgroups_path(opts.cgroup_parent, qos, pd.uid, c.name), c.name
+        )
+    conf = MonitorConf(
+        runtime_arg=opts.runtime_argv(),
+        runtime_root=str(path / "runtime"),
+        restart_policy=pod.spec.restart_policy.value,
+        grace_s=pod.spec.termination_grace_period_seconds,
+        finish_arg=_finish_argv(pd),
+        https_probe_arg=(sys.executable, "-m", "runtime.pod.probe", "https"),
+        log_max_bytes=opts.log_max_bytes,
+        log_max_files=opts.log_max_files,
+        backoff_initial_ms=opts.backoff_initial_ms,
+        backoff_max_ms=opts.backoff_max_ms,
+        backoff_reset_ms=opts.backoff_reset_ms,
+        containers=tuple(
+            containers_of(
+                pod,
+                bundles,
+                oom,
+                lambda name: _reset_argv(pd, name, name in with_subpaths),
+                frozenset(with_subpaths),
+            )
+        ),
+        probe_host=pod_ip or "127.0.0.1",
+    )
+    write_atomic(path / "monitor.conf", render(conf))
+
+
+@contextlib.contextmanager
+def _steps(pd: PodDir, step: str) -> Iterator[None]:
+    try:
+        yield
+    except (PrepareError, KeyboardInterrupt):
+        raise
+    except Exception as e:
+        raise PrepareError(pd.uid, step, e) from e
+
+
+def load_pod(record: PodRecord) -> Pod:
+    """The pod of a record, from the manifest kept in it."""
+    from runtime.pod.manifest import parse_pod
+
+    if not record.manifest:
+        raise PodError(record.uid, "created without its manifest: cannot start it")
+    data = dict(record.manifest)
+    meta = dict(data.get("metadata") or {})
+    meta["uid"] = record.uid
+    data["metadata"] = meta
+    return parse_pod(data, base_dir=record.base_dir)
+
+
+def start(pd: PodDir, opts: PodOptions, pod: Pod | None = None) -> PodDir:
+    """Start a prepared pod: rename it to run/, spawn its monitor, set up its network, write
+    its bundles and monitor.conf, say go, and wait until the monitor has accepted its
+    configuration (it closes the sync pipe) or refused it. On failure the pod is torn down
+    and removed."""
+    store = pd.store
+    if not pd.state.can_start:
+        raise InvalidState(pd.uid, f"cannot start a pod in {pd.state.value}/")
+    if not pd.try_lock():
+        raise InvalidState(pd.uid, "another process holds the pod")
+    try:
+        record = pd.record()
+    except BaseException:
+        pd.unlock()  # an unreadable record: the pod stays as it is
+        raise
+    if record is not None:
+        opts = record.pod_options(opts)
+    mon: _Monitor | None = None
+    try:
+        if record is None:
+            raise PodError(pd.uid, f"{pd.path}/pod.json is missing: cannot start it")
+        if pod is None:
+            pod = load_pod(record)
+        with _steps(pd, "resolve probe hosts"):
+            from runtime.pod.probehost import resolve_probe_hosts
+
+            pod = resolve_probe_hosts(pod)  # before the monitor: a name that fails stops here
+        with store.gc_lock(exclusive=False):
+            pd.move(PodState.RUNNING)
+            pd.unlock()  # the monitor takes it
+            mon = _spawn_monitor(pd, record, opts)
+            _go(pd, pod, record, opts, mon)
+            os.write(mon.go_fd, b"go\n")
+            os.close(mon.go_fd)
+            mon.go_fd = -1
+            # Before this returns, the monitor has its configuration: else a pod it refused
+            # would look like one whose containers are still being created.
+            said = _read_to_eof(mon.said_fd, READY_TIMEOUT)
+            if said is None:
+                raise PrepareError(pd.uid, "start monitor", "no answer to go")
+            if said:
+                why = said.removeprefix("error ").strip()
+                detail = _tail(pd.path / "monitor.log")
+                raise PrepareError(
+                    pd.uid, "start monitor", why + (f" (monitor.log: {detail})" if detail else "")
+                )
+    except BaseException:
+        if mon is not None and mon.go_fd >= 0:
+            os.close(mon.go_fd)  # EOF without go: the monitor exits
+        _abort_start(pd, mon)
+        raise
+    finally:
+        if mon is not None:
+            os.close(mon.said_fd)
+    return pd
+
+
+def _abort_start(pd: PodDir, mon: _Monitor | None) -> None:
+    with contextlib.suppress(Exception):
+        pd.refresh()
+    if not pd.wait_lock(timeout=10) and mon is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(mon.pid, signal.SIGKILL)
+        pd.wait_lock(timeout=10)
+    with contextlib.suppress(Exception):
+        teardown(pd)
+    with contextlib.suppress(Exception):
+        pd.remove()
+    pd.unlock()

@@ -1,0 +1,229 @@
+"""A pod's status, derived from the kernel and the monitor's files, never from a stored one:
+where its directory is, ``pod.status`` and ``status/<container>`` (written by the monitor),
+whether the monitor still holds the pod's lock, whether a container's process is still in the
+pod's cgroup."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from runtime.pod.record import ContainerRecord
+from runtime.pod.store import PodDir, PodError, PodState, PodStore, read_keyvalues
+
+__all__ = ["ContainerStatus", "PodStatus", "list_statuses", "status_of", "wait"]
+
+
+@dataclass
+class ContainerStatus:
+    """A container in Kubernetes terms: state Waiting|Running|Terminated with its reason."""
+
+    name: str
+    kind: str  # init | app
+    image: str
+    state: str = "Waiting"
+    reason: str = ""
+    message: str = ""
+    exit_code: int | None = None
+    signal: int | None = None
+    restart_count: int = 0
+    ready: bool = False
+    started_at: str | None = None
+    finished_at: str | None = None
+    pid: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        inner: dict[str, Any] = {}
+        if self.state == "Running":
+            inner = {"startedAt": self.started_at}
+        elif self.state == "Terminated":
+            inner = {
+                "exitCode": self.exit_code,
+                "reason": self.reason,
+                "startedAt": self.started_at,
+                "finishedAt": self.finished_at,
+            }
+            if self.signal is not None:
+                inner["signal"] = self.signal
+        else:
+            inner = {"reason": self.reason}
+        if self.message:
+            inner["message"] = self.message
+        return {
+            "name": self.name,
+            "image": self.image,
+            "state": {self.state[0].lower() + self.state[1:]: inner},
+            "ready": self.ready,
+            "restartCount": self.restart_count,
+        }
+
+
+@dataclass
+class PodStatus:
+    uid: str
+    name: str
+    namespace: str
+    location: str  # prepare | prepared | run | exited | garbage
+    phase: str  # Pending | Running | Succeeded | Failed | Unknown
+    qos_class: str
+    pod_ip: str | None
+    host_network: bool
+    created: float
+    started_at: str | None = None
+    finished_at: str | None = None
+    monitor_pid: int | None = None
+    reason: str = ""
+    init_containers: list[ContainerStatus] = field(default_factory=list)
+    containers: list[ContainerStatus] = field(default_factory=list)
+
+    @property
+    def all_containers(self) -> list[ContainerStatus]:
+        return self.init_containers + self.containers
+
+    def container(self, name: str) -> ContainerStatus:
+        for c in self.all_containers:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    def to_json(self) -> dict[str, Any]:
+        status: dict[str, Any] = {
+            "phase": self.phase,
+            "qosClass": self.qos_class,
+            "podIP": self.pod_ip,
+            "startTime": self.started_at,
+            "initContainerStatuses": [c.to_json() for c in self.init_containers],
+            "containerStatuses": [c.to_json() for c in self.containers],
+        }
+        if self.reason:
+            status["reason"] = self.reason
+        return {
+            "metadata": {"name": self.name, "namespace": self.namespace, "uid": self.uid},
+            "status": status,
+            "corral": {
+                "location": self.location,
+                "monitorPid": self.monitor_pid,
+                "created": self.created,
+                "finishedAt": self.finished_at,
+            },
+        }
+
+
+_STATES = {"waiting": "Waiting", "running": "Running", "terminated": "Terminated"}
+
+
+def _container_status(pd: PodDir, c: ContainerRecord, has_init: bool) -> ContainerStatus:
+    kv = read_keyvalues(pd.path / "status" / c.name)
+    cs = ContainerStatus(c.name, c.kind, c.image)
+    if not kv:
+        cs.reason = "PodInitializing" if c.kind == "app" and has_init else "ContainerCreating"
+        return cs
+
+    def num(key: str) -> int | None:
+        v = kv.get(key, "")
+        return int(v) if v.lstrip("-").isdigit() else None
+
+    cs.state = _STATES.get(kv.get("state", ""), "Waiting")
+    cs.reason = kv.get("reason", "")
+    cs.message = kv.get("message", "")
+    cs.exit_code = num("exit_code")
+    cs.signal = num("signal")
+    cs.restart_count = num("restart_count") or 0
+    cs.ready = kv.get("ready") == "true"
+    cs.started_at = kv.get("started_at") or None
+    cs.finished_at = kv.get("finished_at") or None
+    cs.pid = num("pid")
+    return cs
+
+
+def _monitor_lost(pd: PodDir) -> bool:
+    """A run/ pod whose lock is free. Looking takes the lock for an instant: never while a
+    start is between the rename to run/ and its monitor's lock, which that would make fail."""
+    with pd.store.no_start_in_window() as quiet:
+        if not quiet or pd.is_locked():
+            return False
+    pd.refresh()
+    return pd.state is PodState.RUNNING
+
+
+def status_of(pd: PodDir) -> PodStatus:
+    """The pod's status as the kernel and its monitor's files say now."""
+    rec = pd.record_or_blank()
+    kv = read_keyvalues(pd.path / "pod.status")
+    phase = kv.get("phase") or "Pending"
+    reason = ""
+    lost = pd.state is PodState.RUNNING and _monitor_lost(pd)
+    if lost:
+        phase, reason = "Unknown", "MonitorLost"
+    if pd.state is PodState.EXITED and phase in ("Pending", "Running"):
+        phase = "Failed"
+    st = PodStatus(
+        uid=pd.uid,
+        name=rec.name,
+        namespace=rec.namespace,
+        location=pd.state.value,
+        phase=phase,
+        qos_class=rec.qos,
+        pod_ip=rec.pod_ip,
+        host_network=rec.host_network,
+        created=rec.created,
+        started_at=kv.get("started_at") or None,
+        finished_at=kv.get("finished_at") or None,
+        monitor_pid=int(kv["monitor_pid"]) if kv.get("monitor_pid", "").isdigit() else None,
+        reason=reason,
+    )
+    for c in rec.containers:
+        cs = _container_status(pd, c, rec.has_init)
+        if lost or pd.state in (PodState.EXITED, PodState.GARBAGE):
+            _unmonitored(cs, pd.uid)
+        (st.init_containers if c.kind == "init" else st.containers).append(cs)
+    return st
+
+
+def _in_pod_cgroup(pid: int, uid: str) -> bool:
+    """The kernel's word that ``pid`` is a live process (not a zombie) of pod ``uid`` (not a
+    reused pid)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rpartition(")")[2].split()[0] in ("Z", "X"):
+                return False
+        with open(f"/proc/{pid}/cgroup") as f:
+            return f"/pod{uid}/" in f.read()
+    except (OSError, IndexError):
+        return False
+
+
+def _unmonitored(cs: ContainerStatus, uid: str) -> None:
+    """A container whose monitor is gone (or whose pod finished): its status file says what
+    the monitor last saw. Nobody probes it, so it is not ready; a container the file calls
+    running is running only if the kernel still has its process in the pod's cgroup, else
+    its state is unknown, which the kubelet reports as terminated, ContainerStatusUnknown."""
+    cs.ready = False
+    if cs.state == "Running" and not (cs.pid and _in_pod_cgroup(cs.pid, uid)):
+        cs.state, cs.reason = "Terminated", "ContainerStatusUnknown"
+        cs.exit_code, cs.signal = 137, None
+        cs.message = "the container could not be located: the pod's monitor is gone"
+        cs.pid = None
+
+
+def list_statuses(store: PodStore) -> list[PodStatus]:
+    """Every pod's status, oldest first; a pod whose record cannot be read is left out."""
+    out = []
+    for pd in store.list():
+        with contextlib.suppress(PodError, FileNotFoundError):
+            out.append(status_of(pd))
+    return sorted(out, key=lambda s: s.created)
+
+
+def wait(pd: PodDir, timeout: float | None = None, interval: float = 0.1) -> bool:
+    """Wait until the pod has finished (it is in exited/); False on timeout."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        pd.refresh()
+        if pd.state in (PodState.EXITED, PodState.GARBAGE):
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)

@@ -1,0 +1,103 @@
+"""A pod's containers from outside: their logs (current and previous run, or followed across
+restarts and rotations) and exec."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO, Any
+
+from runtime.pod.prepare import PodOptions
+from runtime.pod.store import InvalidState, PodDir, PodError, PodState
+
+__all__ = ["container_names", "exec_in", "follow_logs", "logs"]
+
+
+def container_names(pd: PodDir, container: str | None) -> list[str]:
+    """The pod's containers, or just ``container`` when the pod has it."""
+    names = pd.record_or_blank().container_names
+    if container is None:
+        return names
+    if container not in names:
+        raise PodError(pd.uid, f"no container {container!r} (the pod has {', '.join(names)})")
+    return [container]
+
+
+def logs(pd: PodDir, container: str | None = None, previous: bool = False) -> list[str]:
+    """The text lines of a container's current run (``previous``: the run before)."""
+    from runtime.pod.logs import read_log, runs
+
+    names = container_names(pd, container)
+    if container is None:
+        app = pd.record_or_blank().app_containers
+        if len(app) != 1:
+            raise PodError(pd.uid, f"a container name must be given: one of {', '.join(names)}")
+        names = app
+    log_dir = pd.path / "logs" / names[0]
+    have = runs(log_dir)
+    if not have:
+        return []
+    run_no = have[-1] - (1 if previous else 0)
+    if previous and run_no not in have:
+        raise PodError(pd.uid, f"container {names[0]!r} has no previous run")
+    return [ln.text for ln in read_log(log_dir, run_no, names[0])]
+
+
+def follow_logs(
+    pd: PodDir,
+    container: str | None = None,
+    interval: float = 0.1,
+    should_stop: Callable[[], bool] | None = None,
+) -> Iterator[tuple[str, str]]:
+    """(container, line) as they are written, all containers or one, across restarts and
+    rotations, until the pod has finished (or ``should_stop()``)."""
+    from runtime.pod.logs import LogFollower
+
+    names = container_names(pd, container)
+    follower = LogFollower(pd.store.root / "run" / pd.uid / "logs", names)
+    try:
+        while True:
+            pd.refresh()
+            done = pd.state is not PodState.RUNNING or (should_stop is not None and should_stop())
+            if pd.state is PodState.EXITED:
+                follower.logs_dir = pd.path / "logs"
+                for t in follower.tails.values():
+                    t.log_dir = pd.path / "logs" / t.container
+            for line in follower.poll():
+                yield line.container, line.text
+            if done:
+                return
+            time.sleep(interval)
+    finally:
+        follower.close()
+
+
+def exec_in(
+    pd: PodDir,
+    opts: PodOptions,
+    command: Sequence[str],
+    container: str | None = None,
+    tty: bool = False,
+    stdin: int | IO[Any] | None = subprocess.DEVNULL,
+    stdout: int | IO[Any] | None = None,
+    stderr: int | IO[Any] | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``command`` in a running container of the pod (the first app container unless
+    ``container``); stdio as for ``subprocess.run``. The runtime is the one the pod was
+    created with (``opts`` for a pod whose record has no options)."""
+    if pd.state is not PodState.RUNNING:
+        raise InvalidState(pd.uid, f"cannot exec in a pod in {pd.state.value}/")
+    rec = pd.record_or_blank()
+    if container is None:
+        app = rec.app_containers
+        if not app:
+            raise PodError(pd.uid, "exec: the pod has no app container")
+        container = app[0]
+    container_names(pd, container)
+    popts = rec.pod_options(opts)
+    argv = [*popts.runtime_argv(), "--root", str(pd.path / "runtime"), "exec"]
+    if tty:
+        argv.append("-t")
+    argv += [container, *command]
+    return subprocess.run(argv, stdin=stdin, stdout=stdout, stderr=stderr, check=False)
