@@ -152,6 +152,46 @@ def test_runtime_binary_unreachable_during_exec(runtime: Runtime, tmp_path: Path
     assert not leaked
 
 
+def _ns_pid(host_pid: int) -> int:
+    """The pid of ``host_pid`` in its innermost pid namespace."""
+    with open(f"/proc/{host_pid}/status") as f:
+        for line in f:
+            if line.startswith("NSpid:"):
+                return int(line.split()[-1])
+    raise AssertionError(f"/proc/{host_pid}/status has no NSpid")
+
+
+def test_created_process_exe_unreachable_from_a_sibling(runtime: Runtime) -> None:
+    """CVE-2019-5736 class, during create: a created container's process is a copy of the
+    runtime until `start`; a container sharing its pid namespace (same uid, same
+    capabilities, so the kernel's ptrace check would otherwise let it in) must not open
+    /proc/PID/exe on it. The window is held open for as long as the test needs: the
+    container stays created."""
+    sib, sib_bundle = runtime.prepare("corral-test", "sleep", "1000")
+    runtime.cli("run", "--detach", "--bundle", str(sib_bundle), sib, check=True)
+    sib_pid = runtime.state(sib)["pid"]
+    cid, bundle = runtime.prepare("true")
+    _edit(
+        bundle,
+        lambda s: s["linux"].__setitem__(
+            "namespaces",
+            [ns for ns in s["linux"]["namespaces"] if ns["type"] != "pid"]
+            + [{"type": "pid", "path": f"/proc/{sib_pid}/ns/pid"}],
+        ),
+    )
+    runtime.cli("create", "--bundle", str(bundle), cid, check=True)
+    target = runtime.state(cid)["pid"]
+    assert os.readlink(f"/proc/{target}/exe") == os.path.realpath(sys.executable)
+    ns_target = _ns_pid(target)
+    script = f"corral-test readlink /proc/1/exe; corral-test readlink /proc/{ns_target}/exe"
+    res = runtime.cli("exec", sib, "sh", "-c", script)
+    control, *rest = res.out.splitlines()
+    assert control == "/bin/corral-test" or control.endswith("/corral-test"), res
+    assert not rest, f"the sibling read the runtime's exe link: {res.out!r}"
+    assert "Permission denied" in res.err, res.err
+    assert runtime.state(cid)["status"] == "created"
+
+
 def test_container_cannot_write_its_own_exe_target_on_host(runtime: Runtime) -> None:
     res = runtime.run("corral-test", "open-rw", "/proc/self/exe")
     assert res.rc == 0, res.err
