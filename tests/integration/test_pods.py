@@ -407,11 +407,19 @@ def test_liveness_probe_failure_restarts(pods: Pods) -> None:
 
 
 def test_readiness_probe_sets_ready(pods: Pods) -> None:
-    probe = {"exec": {"command": ["cat", "/tmp/ready"]}, "periodSeconds": 1}
-    raw = pods.manifest(
-        "ready", [sh("c", "sleep 1; touch /tmp/ready; sleep 1000", readinessProbe=probe)]
-    )
+    """Not ready while running and the probe fails (seen to have run twice, so its first
+    result is in), ready once it succeeds: a container without the probe would be ready at
+    once."""
+    check = "echo probed >> /tmp/probed; cat /tmp/ready"
+    probe = {"exec": {"command": ["sh", "-c", check]}, "periodSeconds": 1}
+    raw = pods.manifest("ready", [sh("c", "sleep 1000", readinessProbe=probe)])
     uid = pods.run(raw)
+    pid = pods.running_pid(uid, "c")
+    probed = Path(f"/proc/{pid}/root/tmp/probed")
+    until("two probes", lambda: probed.exists() and len(probed.read_text().split()) >= 2)
+    c = pods.container(uid, "c")
+    assert c.pid == pid and not c.ready, c
+    Path(f"/proc/{pid}/root/tmp/ready").write_text("")
     until("ready", lambda: pods.container(uid, "c").ready)
     api.stop(uid, pods.opts, grace=0)
 
