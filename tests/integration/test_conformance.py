@@ -323,10 +323,19 @@ def test_kill_all_reaches_what_the_init_left_behind(both: list[Driver]) -> None:
 
 
 def test_kill_all_of_a_running_container(both: list[Driver]) -> None:
+    """Without a pid namespace a plain kill of the init leaves its child running: `kill
+    --all` must reach every process of the cgroup."""
     for d in both:
-        cid = d.start_running("sh", "-c", "corral-test sleep 1000 & exec corral-test sigwait")
+        cid = d.start_running(
+            "sh", "-c", "corral-test sleep 1000 & exec corral-test sigwait", mod=_no_pid_ns
+        )
+        deadline = time.monotonic() + 30
+        while len(procs := json.loads(d.cli("ps", "--format", "json", cid, check=True).out)) < 2:
+            assert time.monotonic() < deadline, f"{d.name}: the child never started"
+            time.sleep(0.02)
         assert d.cli("kill", "--all", cid, "KILL").rc == 0
         d.wait_status(cid, "stopped")
+        assert all(_gone(pid) for pid in procs), d.name
 
 
 # ---------------------------------------------------------------- list, ps, features, spec
