@@ -481,10 +481,16 @@ def test_qos_class_cgroups_and_oom_score_adj(
     cgroup = Path(f"/proc/{pid}/cgroup").read_text()
     assert f"/{pods.tag}/{subdir}pod{uid}/c\n" in cgroup, cgroup
     if qos is QOSClass.GUARANTEED:
-        mem = next(line for line in cgroup.splitlines() if ":memory:" in line).split(":", 2)[2]
-        pod_mem = Path("/sys/fs/cgroup/memory" + mem).parent / "memory.limit_in_bytes"
-        if pod_mem.exists():
-            assert int(pod_mem.read_text()) == 64 * 2**20
+        # The pod cgroup (the container's parent) carries the pod's memory limit: v1's
+        # memory hierarchy where there is one, else the unified hierarchy's memory.max.
+        lines = dict(line.split(":", 2)[1:] for line in cgroup.splitlines())
+        if "memory" in lines:
+            pod_mem = Path("/sys/fs/cgroup/memory" + lines["memory"]).parent
+            limit = pod_mem / "memory.limit_in_bytes"
+        else:
+            pod_mem = Path("/sys/fs/cgroup" + lines[""]).parent
+            limit = pod_mem / "memory.max"
+        assert int(limit.read_text()) == 64 * 2**20
     api.stop(uid, pods.opts, grace=0)
 
 

@@ -199,8 +199,10 @@ def test_lifecycle_create_start_kill_delete(runtime: Runtime, tmp_path: Path) ->
     assert st["status"] == "created"
     assert st["id"] == cid and st["bundle"] == str(bundle)
     assert st["pid"] == int(pid_file.read_text()) > 0
-    # create runs no user code
-    time.sleep(0.2)
+    # create runs no user code: the process is still the runtime's copy (not sh), waiting
+    # on the exec fifo, until start
+    assert os.readlink(f"/proc/{st['pid']}/exe") == os.path.realpath(sys.executable)
+    assert (runtime.root / cid / "exec.fifo").exists()
     assert not (out / "mark").exists()
 
     listed = runtime.cli("list", "--format", "json", check=True)
