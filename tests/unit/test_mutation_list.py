@@ -4,6 +4,7 @@ exactly once, and each names tests that exist (else the check silently stops che
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 import pytest
 
@@ -12,6 +13,7 @@ from tests.conftest import REPO
 _spec = importlib.util.spec_from_file_location("mutation", REPO / "scripts" / "mutation.py")
 assert _spec is not None and _spec.loader is not None
 mutation = importlib.util.module_from_spec(_spec)
+sys.modules.setdefault("mutation", mutation)  # dataclasses look their module up
 _spec.loader.exec_module(mutation)
 
 
