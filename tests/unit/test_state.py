@@ -157,3 +157,20 @@ def test_remove_takes_files_fifo_and_stray_directories(tmp_path: Path) -> None:
     sd.remove()
     assert not os.path.exists(sd.path)
     sd.remove()  # already gone: nothing to do
+
+
+def test_write_atomic_failure_keeps_the_old_content(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Readers never see a part: a write that fails before its rename leaves the old file."""
+    p = tmp_path / "state.json"
+    write_atomic(str(p), b"old")
+
+    def fail(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", fail)
+    with pytest.raises(OSError):
+        write_atomic(str(p), b"new and longer")
+    assert p.read_bytes() == b"old"
+    assert [x.name for x in tmp_path.iterdir()] == ["state.json"]
