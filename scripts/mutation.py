@@ -195,7 +195,7 @@ MUTANTS = (
         "c-close-inherited",
         "csrc/spawn.c",
         "    ret = close_inherited(c);\n",
-        "    ret = 0;\n",
+        "    ret = 0;\n    (void)close_inherited;\n",
         ("tests/integration/test_security.py",),
         "inherited fds reach the container",
     ),  # fmt: skip
@@ -211,7 +211,7 @@ MUTANTS = (
         "c-drop-bounding",
         "csrc/spawn.c",
         "        ret = drop_bounding(c);\n",
-        "        ret = 0;\n",
+        "        ret = 0;\n        (void)drop_bounding;\n",
         ("tests/integration/test_security.py",),
         "the bounding set is not dropped",
     ),  # fmt: skip
@@ -318,18 +318,22 @@ def main(argv: list[str] | None = None) -> int:
                 if m.is_c:
                     build(tree)
                 killed, tail = run_tests(tree, m.tests, timeout=max(left, 60))
+                result = "killed" if killed else "survived"
+            except subprocess.CalledProcessError as e:
+                result, tail = "did not build", (e.stderr or b"").decode()[-200:]
             finally:
                 (tree / m.path).write_text(original)
                 if m.is_c:
                     build(tree)
-            result = "killed" if killed else "survived"
             rows.append((m, result, tail, time.monotonic() - t0))
             print(f"mutation: {m.id}: {result} ({tail})", file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(tree, ignore_errors=True)
     Path(args.report).write_text(render(rows, commit, args.budget))
     print(f"mutation: wrote {args.report}", file=sys.stderr)
-    unexplained = [m.id for m, r, _, _ in rows if r == "survived" and m.id not in EXPLAINED]
+    unexplained = [
+        m.id for m, r, _, _ in rows if r in ("survived", "did not build") and m.id not in EXPLAINED
+    ]
     return 1 if unexplained else 0
 
 
