@@ -240,7 +240,7 @@ def scratch_copy(dest: Path) -> None:
 
 def build(tree: Path) -> None:
     subprocess.run(
-        [sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
+        [sys.executable, "setup.py", "-q", "build_ext", "--inplace", "--force"],
         cwd=tree, check=True, capture_output=True,
     )  # fmt: skip
 

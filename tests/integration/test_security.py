@@ -107,6 +107,27 @@ def test_runtime_fds_do_not_leak(runtime: Runtime, tmp_path: Path) -> None:
     assert p.stdout.split() == ["0", "1", "2"]
 
 
+def test_created_process_holds_no_inherited_fd(runtime: Runtime, tmp_path: Path) -> None:
+    """The fds `create` inherits are closed in the container's process at once, not only
+    at execve: a created container (still the runtime's copy) holds none of them."""
+    secret = tmp_path / "secret"
+    secret.write_text("x")
+    cid, bundle = runtime.prepare("corral-test", "fds")
+    # files, not pipes: the created process keeps its stdio open
+    with open(secret) as f, tempfile.TemporaryFile() as out:
+        p = subprocess.run(
+            [sys.executable, "-m", "runtime.cli.oci", "--root", str(runtime.root), "create",
+             "--bundle", str(bundle), cid],
+            pass_fds=(f.fileno(),), stdout=out, stderr=out, cwd=REPO, timeout=60,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        out.seek(0)
+        assert p.returncode == 0, out.read()
+    pid = runtime.state(cid)["pid"]
+    held = [os.readlink(f"/proc/{pid}/fd/{n}") for n in os.listdir(f"/proc/{pid}/fd")]
+    assert str(secret) not in held, held
+
+
 def test_preserve_fds_passes_exactly_n(runtime: Runtime, tmp_path: Path) -> None:
     cid, bundle = runtime.prepare("corral-test", "fds")
     r, w = os.pipe()
