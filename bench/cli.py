@@ -73,6 +73,37 @@ def _out_dir(args: argparse.Namespace) -> str | None:
     return out
 
 
+def missing_peers(rep: Report) -> list[str]:
+    """What keeps ``rep`` from standing as the published figures: a suite that did not run,
+    a comparison with no peer, a peer that was not measured. Suites whose feature has not
+    landed (unavailable) say so themselves."""
+    out = []
+    for suite in rep.suites:
+        if suite.status is Status.UNAVAILABLE:
+            continue
+        if suite.status is not Status.OK:
+            out.append(f"{suite.name}: {suite.status.value} ({suite.reason})")
+            continue
+        for note in suite.reason.split("; "):
+            if "not measured" in note or "not run" in note:
+                out.append(f"{suite.name}: {note}")
+        for case in suite.cases:
+            if not case.ratios:
+                out.append(f"{suite.name}: {case.title}: no peer ran")
+        for lc in suite.latencies:
+            if len(lc.runners) < 2:
+                out.append(f"{suite.name}: {lc.title}: no peer ran")
+            for lat in lc.runners:
+                if not lat.values_s:
+                    why = lat.skipped or "no values"
+                    out.append(f"{suite.name}: {lc.title}: {lat.label} did not run ({why})")
+        for table in suite.tables:
+            for row in table.rows:
+                if any(cell.startswith("not run") for cell in row):
+                    out.append(f"{suite.name}: {table.title}: {row[0]} did not run")
+    return out
+
+
 def _failed(name: str, e: BaseException) -> SuiteResult:
     return SuiteResult(name, suites.SUITES.get(name, ""), Status.FAILED, reason=str(e))
 
@@ -174,6 +205,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     params = _params(args)
     out = _out_dir(args)
+    publish = out == BENCH_DIR
+    if publish:
+        rev, dirty = host.tree_state()
+        if dirty:
+            # bench/RESULTS.md is built from a commit: it names it, and nothing else ran.
+            print(f"bench: uncommitted changes ({', '.join(dirty)}): commit them first, or "
+                  "write elsewhere with --out", file=sys.stderr)  # fmt: skip
+            return 2
     rep = run(names, params, args.quick)
     text = report.render(rep)
     data = json.dumps(to_json(rep), indent=1) + "\n"
@@ -183,6 +222,12 @@ def main(argv: list[str] | None = None) -> int:
         # A broken run must not replace real figures: only an explicit --out gets it.
         print("bench: a suite failed, so bench/RESULTS.md is left as it was", file=sys.stderr)
         out = None
+    missing = missing_peers(rep) if publish and not failed else []
+    if missing:
+        # Figures without their peers are not the comparison bench/RESULTS.md stands for.
+        print("bench: not every peer ran, so bench/RESULTS.md is left as it was:",
+              *missing, sep="\n  ", file=sys.stderr)  # fmt: skip
+        out = None
     if out is not None:
         os.makedirs(out, exist_ok=True)
         _write(os.path.join(out, "results.json"), data)
@@ -190,5 +235,4 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: wrote {out}/results.json and {out}/RESULTS.md", file=sys.stderr)
     if failed:
         print(f"bench: failed: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+    return 1 if failed or missing else 0

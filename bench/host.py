@@ -151,16 +151,43 @@ def _runc_version() -> str:
     return f"{first} ({commit})" if commit else first
 
 
-def corral_rev() -> str:
+#: What a run writes: a change to these alone does not make the tree dirty.
+OUTPUTS = ("bench/RESULTS.md", "bench/results.json")
+
+
+def dirty_paths(porcelain: str) -> list[str]:
+    """Tracked files with changes, from ``git status --porcelain``, the outputs left out."""
+    out = []
+    for line in porcelain.splitlines():
+        path = line[3:].split(" -> ")[-1].strip()
+        if path and path not in OUTPUTS:
+            out.append(path)
+    return out
+
+
+def tree_state() -> tuple[str, list[str]]:
+    """The commit checked out (full id, "unknown" outside git) and the tracked files changed
+    since (the outputs aside)."""
+
     def git(*args: str) -> str:
         out = subprocess.run(
             ["git", "-C", str(REPO), *args], capture_output=True, text=True, check=False
         )
-        return out.stdout.strip()
+        return out.stdout
 
-    rev = git("rev-parse", "--short=12", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "runtime", "csrc")
-    return f"{rev}+uncommitted changes in runtime/ or csrc/" if dirty else rev
+    rev = git("rev-parse", "HEAD").strip() or "unknown"
+    return rev, dirty_paths(git("status", "--porcelain", "--untracked-files=no"))
+
+
+def describe_rev(rev: str, dirty: list[str]) -> str:
+    if not dirty:
+        return rev
+    shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
+    return f"{rev} plus uncommitted changes ({shown})"
+
+
+def corral_rev() -> str:
+    return describe_rev(*tree_state())
 
 
 def machine() -> dict[str, str]:

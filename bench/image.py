@@ -266,6 +266,14 @@ def _store_data_bytes(store: Path) -> int:
     return tree_bytes(store / "blobs") + tree_bytes(store / "layers")
 
 
+def reimport_note(grown: int, reimports: int) -> str:
+    """What the store's growth over ``reimports`` re-imports of stored layers says."""
+    head = f"corral's blobs and layers grew by {grown} bytes over {reimports} re-imports"
+    if grown == 0:
+        return head + ": no layer data was written again."
+    return head + f" ({grown / max(reimports, 1):,.0f} bytes each): layer data was written again."
+
+
 def image_suite(p: Params) -> SuiteResult:
     from .spawn import run_case
     from .suites import SUITES
@@ -309,9 +317,7 @@ def image_suite(p: Params) -> SuiteResult:
             "re-import of the same image (every layer already stored)",
             runners, rounds=runs, warmup=warmup, runs_per_sample=1,
         )  # fmt: skip
-        grown = _store_data_bytes(store) - before
-        note = (f"corral's blobs and layers grew by {grown} bytes over "
-                f"{warmup + runs} re-imports: no layer data is written again.")  # fmt: skip
+        note = reimport_note(_store_data_bytes(store) - before, warmup + runs)
         cases.append(CaseResult(case.title, case.warmup, case.runs_per_sample, case.runners,
                                 case.ratios, (note,)))  # fmt: skip
         # 4. rootfs creation: the large image vs the small one

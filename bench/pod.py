@@ -1,4 +1,4 @@
-"""Suite pod: pod start latency, from the manifest to all of the pod's containers running.
+"""Suite pod: pod start latency, from the manifest to the pod's app container running.
 
 The latency of one pod is ``end - t0``:
 
@@ -6,12 +6,12 @@ The latency of one pod is ``end - t0``:
   ``parse_pod`` + ``runtime.pod.api.run`` (library, in this process), before the fork of
   ``corral pod run -d FILE`` (command line), before the fork of ``podman pod create`` (podman).
   For pods started at once, t0 is the moment the whole burst is handed over.
-- **end**, for Corral, is the latest ``started_at`` of the pod's app containers in
-  ``api.status`` once every one of them is ``Running``: the monitor's wall clock when
-  ``corral-oci start`` returned for it. This process polls ``api.status`` to learn that the pod
-  got there, but the figure does not depend on how often it polls. For podman, it is the
-  return of ``podman run -d --pod`` (which returns once the runtime's ``start`` did, for the
-  infra container and the app container).
+- **end** is the same observable for every runner: the app container's first output, seen
+  from outside. Its command first creates a file named after the pod in a host directory
+  bind-mounted into it (a hostPath volume for Corral, ``-v`` for podman), then sleeps; end is
+  that file's modification time (the kernel's clock when the container's process wrote it,
+  at its coarse-clock granularity, a few ms at most). This process polls for the file to learn
+  that the pod got there, but the figure does not depend on how often it polls.
 
 The image is imported beforehand (not timed); each pod is removed after it was measured (not
 timed), so every pod starts on the same node. Runners are interleaved pod by pod (A B C, then
@@ -65,6 +65,37 @@ def all_running_at(containers: Sequence[tuple[str, str | None]]) -> float | None
     return max(parse_rfc3339(at) for _state, at in containers if at)
 
 
+def mark_time(path: str) -> float | None:
+    """When the container created its mark (its mtime, as a Unix time); None before."""
+    try:
+        return os.stat(path).st_mtime_ns / 1e9
+    except FileNotFoundError:
+        return None
+
+
+def wait_marks(
+    env: PodEnv, started: Sequence[Started], check: Callable[[Started], None]
+) -> list[float]:
+    """Each pod's mark time, once all are there; ``check`` raises for a pod that will not
+    get there."""
+    ends: dict[str, float] = {}
+    deadline = time.monotonic() + RUNNING_TIMEOUT
+    while True:
+        for s in started:
+            if s.name in ends:
+                continue
+            at = mark_time(env.mark(s.name))
+            if at is not None:
+                ends[s.name] = at
+            else:
+                check(s)
+        if len(ends) == len(started):
+            return [ends[s.name] for s in started]
+        if time.monotonic() > deadline:
+            raise PodStartFailed(f"pods not running after {RUNNING_TIMEOUT:.0f} s")
+        time.sleep(POLL)
+
+
 def printed_uid(output: str) -> str | None:
     """The pod uid (32 hex digits) that ``corral pod run -d`` prints: its last such line."""
     for line in reversed(output.splitlines()):
@@ -107,25 +138,14 @@ class CorralRunner:
     def wait_running(self, started: Sequence[Started]) -> list[float]:
         from runtime.pod import api
 
-        ends: dict[str, float] = {}
-        deadline = time.monotonic() + RUNNING_TIMEOUT
-        while True:
-            for s in started:
-                if s.name in ends:
-                    continue
-                assert s.uid is not None
-                st = api.status(s.uid, self.opts)
-                at = all_running_at([(c.state, c.started_at) for c in st.containers])
-                if at is not None:
-                    ends[s.name] = at
-                elif st.location != "run" or st.phase in ("Failed", "Succeeded", "Unknown"):
-                    why = "; ".join(f"{c.name}: {c.reason} {c.message}" for c in st.containers)
-                    raise PodStartFailed(f"pod {s.name} did not start ({st.phase}): {why}")
-            if len(ends) == len(started):
-                return [ends[s.name] for s in started]
-            if time.monotonic() > deadline:
-                raise PodStartFailed(f"pods not running after {RUNNING_TIMEOUT:.0f} s")
-            time.sleep(POLL)
+        def check(s: Started) -> None:
+            assert s.uid is not None
+            st = api.status(s.uid, self.opts)
+            if st.location != "run" or st.phase in ("Failed", "Succeeded", "Unknown"):
+                why = "; ".join(f"{c.name}: {c.reason} {c.message}" for c in st.containers)
+                raise PodStartFailed(f"pod {s.name} did not start ({st.phase}): {why}")
+
+        return wait_marks(self.env, started, check)
 
     def remove(self, started: Started) -> None:
         from runtime.pod import api
@@ -141,7 +161,7 @@ class CorralLib(CorralRunner):
         from runtime.pod import api
         from runtime.pod.manifest import parse_pod
 
-        raw = manifest(name)
+        raw = manifest(name, self.env.marks)
         t0 = time.time() if t0 is None else t0
         pd = api.run(parse_pod(raw), self.opts, raw)
         return Started(name, t0, uid=pd.uid)
@@ -151,7 +171,7 @@ class CorralCli(CorralRunner):
     label = "corral pod run -d"
 
     def start(self, name: str, t0: float | None = None) -> Started:
-        path = self.env.manifest_file(name)
+        path = self.env.manifest_file(name, self.env.marks)
         out = os.path.join(self.env.work, f"out-{name}")
         launch = self.env.corral_cli(self.opts, "run", "-d", path)
         t0 = time.time() if t0 is None else t0
@@ -175,13 +195,13 @@ class PodmanRunner:
         out = os.path.join(self.env.work, f"out-{name}")
         t0 = time.time() if t0 is None else t0
         measure(self.podman.pod_create(name, self.network), out)
-        measure(self.podman.run_in_pod(name, self.network), out)
-        end = time.time()
+        measure(self.podman.run_in_pod(name, self.network, self.env.marks), out)
         os.unlink(out)
-        return Started(name, t0, end=end)
+        return Started(name, t0)
 
     def wait_running(self, started: Sequence[Started]) -> list[float]:
-        return [s.end for s in started if s.end is not None]
+        # `podman run -d` returned (it exits non-zero when the start failed): the mark comes
+        return wait_marks(self.env, started, lambda s: None)
 
     def remove(self, started: Started) -> None:
         out = os.path.join(self.env.work, f"out-rm-{started.name}")
@@ -262,10 +282,10 @@ def _cases(e: PodEnv, p: Params, network: bool) -> list[LatencyCase]:
     if e.podman is None:
         skipped = [Latencies("podman", (), e.podman_skipped)]
     notes = [
-        "Latency: manifest handed over -> every app container running (Corral: the latest "
-        "container started_at in api.status; podman: `podman pod create` + `podman run -d "
-        "--pod` returned). Image already imported; each pod removed after (not timed). "
-        + " ".join(e.notes)
+        "Latency: manifest handed over -> the app container's first output seen from outside "
+        "(the mtime of a file its command creates in a bind-mounted host directory), the "
+        "same end for every runner. Image already imported; each pod removed after (not "
+        "timed). " + " ".join(e.notes)
     ]
     if network:
         notes.append(

@@ -57,17 +57,30 @@ network_config_dir = "{net_dir}"
 """
 
 
-def manifest(name: str) -> dict[str, Any]:
-    """The pod every Corral runner starts: one busybox container that sleeps."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {
-            "terminationGracePeriodSeconds": 0,
-            "containers": [{"name": "main", "image": IMAGE, "command": list(SLEEP)}],
-        },
+MARKS = "/marks"  # where the app container of a timed pod says it runs
+
+
+def app_command(name: str, marks: str | None) -> list[str]:
+    """The app container's command: sleep; with ``marks``, it first creates ``MARKS/name``
+    (a host directory bind-mounted there), the container's first output seen from outside."""
+    if marks is None:
+        return list(SLEEP)
+    return ["sh", "-c", f"touch {MARKS}/{name} && exec {' '.join(SLEEP)}"]
+
+
+def manifest(name: str, marks: str | None = None) -> dict[str, Any]:
+    """The pod every Corral runner starts: one busybox container that sleeps (``marks``: see
+    ``app_command``; the directory is a hostPath volume)."""
+    container: dict[str, Any] = {
+        "name": "main",
+        "image": IMAGE,
+        "command": app_command(name, marks),
     }
+    spec: dict[str, Any] = {"terminationGracePeriodSeconds": 0, "containers": [container]}
+    if marks is not None:
+        container["volumeMounts"] = [{"name": "marks", "mountPath": MARKS}]
+        spec["volumes"] = [{"name": "marks", "hostPath": {"path": marks, "type": "Directory"}}]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
 
 
 @dataclass
@@ -227,8 +240,12 @@ class Podman:
             "--infra-command", " ".join(SLEEP), network=network,
         )  # fmt: skip
 
-    def run_in_pod(self, pod: str, network: bool) -> Launch:
-        return self.launch("run", "-d", "--pod", pod, PODMAN_IMAGE, *SLEEP, network=network)
+    def run_in_pod(self, pod: str, network: bool, marks: str | None = None) -> Launch:
+        volume = ("-v", f"{marks}:{MARKS}") if marks is not None else ()
+        return self.launch(
+            "run", "-d", "--pod", pod, *volume, PODMAN_IMAGE, *app_command(pod, marks),
+            network=network,
+        )  # fmt: skip
 
     def pod_rm(self, name: str, network: bool) -> Launch:
         return self.launch("pod", "rm", "-f", "-t", "0", name, network=network)
@@ -274,6 +291,14 @@ class PodEnv:
     def cgroup_parent(self) -> str:
         return f"corral-bench-pods-{self.tag}"
 
+    @property
+    def marks(self) -> str:
+        """The host directory timed pods' containers mark (made by ``pod_env``)."""
+        return str(self.work / "marks")
+
+    def mark(self, name: str) -> str:
+        return os.path.join(self.marks, name)
+
     def name(self, prefix: str) -> str:
         return f"{prefix}{next(self._n)}"
 
@@ -308,10 +333,10 @@ class PodEnv:
             argv.append("--no-network")
         return Launch((*argv, *args), self.env)
 
-    def manifest_file(self, name: str) -> str:
+    def manifest_file(self, name: str, marks: str | None = None) -> str:
         path = self.work / "manifests" / f"{name}.json"  # JSON is YAML
         path.parent.mkdir(exist_ok=True)
-        path.write_text(json.dumps(manifest(name)))
+        path.write_text(json.dumps(manifest(name, marks)))
         return str(path)
 
 
@@ -407,6 +432,7 @@ def pod_env(network: bool, with_podman: bool = True) -> Iterator[PodEnv]:
 
         stack.callback(remove_tree, str(work))
         e = PodEnv(work, tag, work / "image.tar", peers.child_env())
+        os.mkdir(e.marks)
         stack.callback(_report, "cgroup", lambda: host.remove_cgroup_everywhere(e.cgroup_parent))
 
         # Pods go first: they hold mounts, cgroups and veths in the node namespace.

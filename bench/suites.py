@@ -18,8 +18,8 @@ SPAWN: dict[str, str] = {
 OTHER: dict[str, str] = {
     "image": "import of a multi-layer image tarball vs `podman load` and `umoci unpack`; "
     "re-import; overlay rootfs creation for a small and a large image",
-    "pod": "pod start latency (manifest to all containers running), one after another and "
-    "many at once, without and with network, vs podman pods",
+    "pod": "pod start latency (manifest to the app container's first output), one after "
+    "another and many at once, without and with network, vs podman pods",
     "density": "per-pod monitor memory (RSS, PSS) with many pods running vs conmon; pods "
     "started until the first failure or a cap, time and memory per pod",
     "network": "pod network setup and teardown per pod, pyroute2 already imported, vs the CNI "

@@ -9,15 +9,22 @@ bash scripts/setup.sh
 # The import contracts in pyproject.toml: dependencies point one way.
 .venv/bin/lint-imports --no-cache
 set +e
-.venv/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/integration "$@"
+.venv/bin/python -m pytest -q -rs -p no:cacheprovider tests/unit tests/integration "$@"
 rc=$?
 # The VM tests boot qemu (cgroup v2 only) and run tests/vm/guest inside: a separate run, so a
 # -k given for the host tests does not deselect them. They run when no arguments are given,
 # or with CORRAL_TEST_VM=1; CORRAL_TEST_VM=0 skips them.
 vm_rc=0
 if [ "${CORRAL_TEST_VM:-$([ $# -eq 0 ] && echo 1 || echo 0)}" = 1 ]; then
-  .venv/bin/python -m pytest -q -rs -p no:cacheprovider tests/vm
+  junit=$(mktemp)
+  .venv/bin/python -m pytest -q -rs -p no:cacheprovider --junit-xml="$junit" tests/vm
   vm_rc=$?
+  # A VM run in which every test skipped proved nothing: fail it (the reasons are above).
+  if [ "$vm_rc" -eq 0 ] && .venv/bin/python scripts/all_skipped.py "$junit"; then
+    echo "test.sh: every VM test skipped: nothing ran on a cgroup v2 kernel" >&2
+    vm_rc=1
+  fi
+  rm -f "$junit"
 fi
 set -e
 # pytest's 5 means no test ran: that is a failure here, not a pass.

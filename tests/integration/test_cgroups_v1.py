@@ -208,14 +208,37 @@ def test_lifecycle(sandbox: CgroupSandbox) -> None:
         assert not os.path.exists(directory), directory
 
 
-def test_destroy_with_a_process_left_fails_naming_the_dir(sandbox: CgroupSandbox) -> None:
+class _Clock:
+    """A monotonic clock that moves only when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps = 0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps += 1
+        self.now += seconds
+
+
+def test_destroy_with_a_process_left_fails_naming_the_dir(
+    sandbox: CgroupSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A busy cgroup is retried (with backoff) until DESTROY_TIMEOUT, then destroy fails
+    naming the directory; on a clock that moves only when it sleeps, so no real time."""
+    from runtime.cgroups import manager
+
     mgr = sandbox.manager()
     mgr.create()
     sandbox.spawn(mgr, ["sleep", "30"])
-    started = time.monotonic()
+    clock = _Clock()
+    monkeypatch.setattr(manager, "time", clock)
     with pytest.raises(CgroupError) as info:
         mgr.destroy()
-    assert time.monotonic() - started < 3
+    assert clock.now - 1000.0 == pytest.approx(manager.DESTROY_TIMEOUT)
+    assert clock.sleeps > 1  # it did retry
     assert info.value.step.removeprefix("rmdir ") in mgr.paths().values()
     # The fixture kills the sleeper and then destroys the cgroups.
 

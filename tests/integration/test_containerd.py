@@ -190,6 +190,37 @@ class Containerd:
     def runtime_root(self, name: str) -> Path:
         return self.base / f"runtime-{name}"
 
+    @property
+    def corral_calls(self) -> Path:
+        """Every command line the shim ran corral-oci with, one a line (see ``binary``)."""
+        return self.base / "corral-oci.calls"
+
+    def binary(self, name: str) -> str:
+        """The runtime binary ctr names: for corral, a wrapper that logs its command line
+        and execs corral-oci, so a test can tell the shim really ran it (some ctr options
+        make the shim run plain runc whatever --runc-binary says)."""
+        if name != "corral":
+            return str(RUNTIMES[name])
+        wrapper = self.base / "corral-oci"
+        if not wrapper.exists():
+            wrapper.write_text(
+                f'#!/bin/sh\necho "$*" >> {shlex.quote(str(self.corral_calls))}\n'
+                f'exec {shlex.quote(str(CORRAL_OCI))} "$@"\n'
+            )
+            wrapper.chmod(0o755)
+        return str(wrapper)
+
+    def corral_ran(self, cid: str) -> list[str]:
+        """The corral-oci subcommands run for ``cid`` under this containerd's runtime root."""
+        root = f"--root {self.runtime_root('corral') / self.namespace} "
+        calls = self.corral_calls.read_text().splitlines() if self.corral_calls.exists() else []
+        out = []
+        for line in calls:
+            words = line.split()
+            if root in line + " " and cid in words:
+                out += [w for w in ("create", "start", "exec", "delete", "kill") if w in words][:1]
+        return out
+
     def ctr(self, *args: str, timeout: float = 120) -> Result:
         cmd = ["ctr", "--address", self.address, "--namespace", self.namespace, *args]
         # Files, not pipes: a detached task's stdio must not keep us waiting for EOF.
@@ -324,8 +355,20 @@ class Client:
         return ["task", "exec", "--fifo-dir", str(self.cd.fifo_dir), "--exec-id", exec_id,
                 *opts, cid]  # fmt: skip
 
+    def assert_ran(self) -> None:
+        """corral-oci ran every container of the corral client (create, then delete, with
+        our runtime root), and none of the others."""
+        for cid in self.made:
+            ran = self.cd.corral_ran(cid)
+            if self.name == "corral":
+                assert "create" in ran and "delete" in ran, (cid, ran)
+            else:
+                assert ran == [], (cid, ran)
+
     def assert_gone(self) -> None:
-        """Nothing of this client's containers is left (the shims exit a little after)."""
+        """corral-oci ran what it should (``assert_ran``) and nothing of this client's
+        containers is left (the shims exit a little after)."""
+        self.assert_ran()
         try:
             _wait_for(lambda: not self.cd.leftovers(self.made), "containers to be cleaned up")
         except AssertionError:
@@ -454,7 +497,7 @@ def client(request: pytest.FixtureRequest, containerd: Containerd) -> Iterator[C
     binary = RUNTIMES[request.param]
     if binary is None:
         pytest.skip(f"{request.param} is not installed")
-    c = Client(containerd, request.param, binary)
+    c = Client(containerd, request.param, containerd.binary(request.param))
     try:
         yield c  # each test ends with c.assert_gone(): the runtime's own cleanup, checked
     finally:
@@ -605,7 +648,7 @@ def test_inside_same_as_runc(containerd: Containerd, case: str) -> None:
         pytest.skip("runc is not installed")
     opts, script = INSIDE[case]
     seen = {}
-    clients = [Client(containerd, name, str(binary)) for name, binary in RUNTIMES.items()]
+    clients = [Client(containerd, name, containerd.binary(name)) for name in RUNTIMES]
     try:
         for c in clients:
             _, res = c.run("sh", "-c", f"{{ {script}; }} 2>&1", opts=("--rm", *opts))
@@ -754,7 +797,7 @@ def test_metrics_fields_same_as_runc(containerd: Containerd) -> None:
     if RUNTIMES["runc"] is None:
         pytest.skip("runc is not installed")
     fields = {}
-    clients = [Client(containerd, name, str(binary)) for name, binary in RUNTIMES.items()]
+    clients = [Client(containerd, name, containerd.binary(name)) for name in RUNTIMES]
     try:
         for c in clients:
             cid, _ = c.run_detached("sleep", "1000")

@@ -407,11 +407,19 @@ def test_liveness_probe_failure_restarts(pods: Pods) -> None:
 
 
 def test_readiness_probe_sets_ready(pods: Pods) -> None:
-    probe = {"exec": {"command": ["cat", "/tmp/ready"]}, "periodSeconds": 1}
-    raw = pods.manifest(
-        "ready", [sh("c", "sleep 1; touch /tmp/ready; sleep 1000", readinessProbe=probe)]
-    )
+    """Not ready while running and the probe fails (seen to have run twice, so its first
+    result is in), ready once it succeeds: a container without the probe would be ready at
+    once."""
+    check = "echo probed >> /tmp/probed; cat /tmp/ready"
+    probe = {"exec": {"command": ["sh", "-c", check]}, "periodSeconds": 1}
+    raw = pods.manifest("ready", [sh("c", "sleep 1000", readinessProbe=probe)])
     uid = pods.run(raw)
+    pid = pods.running_pid(uid, "c")
+    probed = Path(f"/proc/{pid}/root/tmp/probed")
+    until("two probes", lambda: probed.exists() and len(probed.read_text().split()) >= 2)
+    c = pods.container(uid, "c")
+    assert c.pid == pid and not c.ready, c
+    Path(f"/proc/{pid}/root/tmp/ready").write_text("")
     until("ready", lambda: pods.container(uid, "c").ready)
     api.stop(uid, pods.opts, grace=0)
 
@@ -473,10 +481,16 @@ def test_qos_class_cgroups_and_oom_score_adj(
     cgroup = Path(f"/proc/{pid}/cgroup").read_text()
     assert f"/{pods.tag}/{subdir}pod{uid}/c\n" in cgroup, cgroup
     if qos is QOSClass.GUARANTEED:
-        mem = next(line for line in cgroup.splitlines() if ":memory:" in line).split(":", 2)[2]
-        pod_mem = Path("/sys/fs/cgroup/memory" + mem).parent / "memory.limit_in_bytes"
-        if pod_mem.exists():
-            assert int(pod_mem.read_text()) == 64 * 2**20
+        # The pod cgroup (the container's parent) carries the pod's memory limit: v1's
+        # memory hierarchy where there is one, else the unified hierarchy's memory.max.
+        lines = dict(line.split(":", 2)[1:] for line in cgroup.splitlines())
+        if "memory" in lines:
+            pod_mem = Path("/sys/fs/cgroup/memory" + lines["memory"]).parent
+            limit = pod_mem / "memory.limit_in_bytes"
+        else:
+            pod_mem = Path("/sys/fs/cgroup" + lines[""]).parent
+            limit = pod_mem / "memory.max"
+        assert int(limit.read_text()) == 64 * 2**20
     api.stop(uid, pods.opts, grace=0)
 
 

@@ -199,8 +199,10 @@ def test_lifecycle_create_start_kill_delete(runtime: Runtime, tmp_path: Path) ->
     assert st["status"] == "created"
     assert st["id"] == cid and st["bundle"] == str(bundle)
     assert st["pid"] == int(pid_file.read_text()) > 0
-    # create runs no user code
-    time.sleep(0.2)
+    # create runs no user code: the process is still the runtime's copy (not sh), waiting
+    # on the exec fifo, until start
+    assert os.readlink(f"/proc/{st['pid']}/exe") == os.path.realpath(sys.executable)
+    assert (runtime.root / cid / "exec.fifo").exists()
     assert not (out / "mark").exists()
 
     listed = runtime.cli("list", "--format", "json", check=True)
@@ -336,6 +338,19 @@ def test_spec_writes_a_loadable_config(runtime: Runtime, tmp_path: Path) -> None
         assert spec.process is not None and spec.process.args == ("sh",)
         again = runtime.cli("spec", "--bundle", str(d), *flag)
         assert again.rc != 0 and "exists" in again.err
+        raw = json.loads((d / "config.json").read_text())
+        kinds = {ns["type"] for ns in raw["linux"]["namespaces"]}
+        if name == "rootful":
+            assert "user" not in kinds and "network" in kinds
+            assert "uidMappings" not in raw["linux"]
+        else:
+            # A user namespace mapping root to the caller, no network namespace (no one to
+            # set it up) and no cgroup resources (no delegation to write them).
+            assert "user" in kinds and "network" not in kinds and "cgroup" not in kinds
+            mapping = [{"containerID": 0, "hostID": os.getuid(), "size": 1}]
+            assert raw["linux"]["uidMappings"] == mapping
+            assert "resources" not in raw["linux"]
+            assert "/sys/fs/cgroup" not in [m["destination"] for m in raw["mounts"]]
 
 
 # ---------------------------------------------------------------- cgroups

@@ -11,7 +11,9 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
+import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -105,6 +107,27 @@ def test_runtime_fds_do_not_leak(runtime: Runtime, tmp_path: Path) -> None:
     assert p.stdout.split() == ["0", "1", "2"]
 
 
+def test_created_process_holds_no_inherited_fd(runtime: Runtime, tmp_path: Path) -> None:
+    """The fds `create` inherits are closed in the container's process at once, not only
+    at execve: a created container (still the runtime's copy) holds none of them."""
+    secret = tmp_path / "secret"
+    secret.write_text("x")
+    cid, bundle = runtime.prepare("corral-test", "fds")
+    # files, not pipes: the created process keeps its stdio open
+    with open(secret) as f, tempfile.TemporaryFile() as out:
+        p = subprocess.run(
+            [sys.executable, "-m", "runtime.cli.oci", "--root", str(runtime.root), "create",
+             "--bundle", str(bundle), cid],
+            pass_fds=(f.fileno(),), stdout=out, stderr=out, cwd=REPO, timeout=60,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        out.seek(0)
+        assert p.returncode == 0, out.read()
+    pid = runtime.state(cid)["pid"]
+    held = [os.readlink(f"/proc/{pid}/fd/{n}") for n in os.listdir(f"/proc/{pid}/fd")]
+    assert str(secret) not in held, held
+
+
 def test_preserve_fds_passes_exactly_n(runtime: Runtime, tmp_path: Path) -> None:
     cid, bundle = runtime.prepare("corral-test", "fds")
     r, w = os.pipe()
@@ -152,10 +175,44 @@ def test_runtime_binary_unreachable_during_exec(runtime: Runtime, tmp_path: Path
     assert not leaked
 
 
-def test_container_cannot_write_its_own_exe_target_on_host(runtime: Runtime) -> None:
-    res = runtime.run("corral-test", "open-rw", "/proc/self/exe")
-    assert res.rc == 0, res.err
-    assert res.out.strip() in ("ETXTBSY", "EROFS", "EACCES")
+def _ns_pid(host_pid: int) -> int:
+    """The pid of ``host_pid`` in its innermost pid namespace."""
+    with open(f"/proc/{host_pid}/status") as f:
+        for line in f:
+            if line.startswith("NSpid:"):
+                return int(line.split()[-1])
+    raise AssertionError(f"/proc/{host_pid}/status has no NSpid")
+
+
+def test_created_process_exe_unreachable_from_a_sibling(runtime: Runtime) -> None:
+    """CVE-2019-5736 class, during create: a created container's process is a copy of the
+    runtime until `start`; a container sharing its pid namespace (same uid, same
+    capabilities, so the kernel's ptrace check would otherwise let it in) must not open
+    /proc/PID/exe on it. The window is held open for as long as the test needs: the
+    container stays created."""
+    sib, sib_bundle = runtime.prepare("corral-test", "sleep", "1000")
+    runtime.cli("run", "--detach", "--bundle", str(sib_bundle), sib, check=True)
+    sib_pid = runtime.state(sib)["pid"]
+    cid, bundle = runtime.prepare("true")
+    _edit(
+        bundle,
+        lambda s: s["linux"].__setitem__(
+            "namespaces",
+            [ns for ns in s["linux"]["namespaces"] if ns["type"] != "pid"]
+            + [{"type": "pid", "path": f"/proc/{sib_pid}/ns/pid"}],
+        ),
+    )
+    runtime.cli("create", "--bundle", str(bundle), cid, check=True)
+    target = runtime.state(cid)["pid"]
+    assert os.readlink(f"/proc/{target}/exe") == os.path.realpath(sys.executable)
+    ns_target = _ns_pid(target)
+    script = f"corral-test readlink /proc/1/exe; corral-test readlink /proc/{ns_target}/exe"
+    res = runtime.cli("exec", sib, "sh", "-c", script)
+    control, *rest = res.out.splitlines()
+    assert control == "/bin/corral-test" or control.endswith("/corral-test"), res
+    assert not rest, f"the sibling read the runtime's exe link: {res.out!r}"
+    assert "Permission denied" in res.err, res.err
+    assert runtime.state(cid)["status"] == "created"
 
 
 # ------------------------------------------------------------------ settings
@@ -229,13 +286,32 @@ def test_proc_and_sys_read_only_where_the_spec_says(runtime: Runtime) -> None:
     assert sysrq in ("EROFS", "ENOENT") and uevent in ("EROFS", "ENOENT") and kcore == "0"
 
 
-def test_user_namespace_root_is_unprivileged_outside(runtime: Runtime, tmp_path: Path) -> None:
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A root-owned directory every user may traverse (pytest's tmp_path is 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="corral-test-", dir="/var/tmp"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path)
+
+
+def test_user_namespace_root_is_unprivileged_outside(runtime: Runtime, open_dir: Path) -> None:
+    # Root inside cannot write a root-owned host file it can see only through a bind.
+    host_file = open_dir / "host-owned"
+    host_file.write_text("x")
+    host_file.chmod(0o644)
     cid, bundle = runtime.prepare("sh", "-c", "corral-test ids; exec corral-test sleep 1000")
 
     def userns(s: dict) -> None:  # type: ignore[type-arg]
         s["linux"]["namespaces"].append({"type": "user"})
         s["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
         s["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+        s["mounts"].append(
+            {"destination": "/tmp/host-owned", "type": "bind", "source": str(host_file),
+             "options": ["bind"]}
+        )  # fmt: skip
 
     _edit(bundle, userns)
     runtime.cli("run", "--detach", "--bundle", str(bundle), cid, check=True)
@@ -247,10 +323,12 @@ def test_user_namespace_root_is_unprivileged_outside(runtime: Runtime, tmp_path:
     res = runtime.cli("exec", cid, "corral-test", "ids")
     assert res.rc == 0, res.err
     assert res.out.startswith("uid=0 gid=0")
-    # Root inside cannot write a root-owned host file it can see only through a bind.
-    host_file = tmp_path / "host-owned"
-    host_file.write_text("x")
-    host_file.chmod(0o644)
+    res = runtime.cli(
+        "exec", cid, "sh", "-c", "corral-test open-rw /tmp/host-owned; cat /tmp/host-owned"
+    )
+    assert res.rc == 0, res.err
+    assert res.out.split() == ["EACCES", "x"]
+    assert host_file.read_text() == "x"
 
 
 def test_tmpcopyup_keeps_the_image_files(runtime: Runtime) -> None:
@@ -267,22 +345,45 @@ def test_tmpcopyup_keeps_the_image_files(runtime: Runtime) -> None:
     assert not (runtime.rootfs / "etc" / "new").exists()
 
 
-def test_exec_concurrent_with_kill_leaves_nothing(runtime: Runtime) -> None:
+def test_kill_during_an_exec_leaves_nothing(runtime: Runtime) -> None:
+    """`kill KILL` lands while an exec'd process runs: the exec ends as killed (137), its
+    process is gone with the container, and delete leaves nothing."""
     cid, bundle = runtime.prepare("corral-test", "sleep", "1000")
     runtime.cli("run", "--detach", "--bundle", str(bundle), cid, check=True)
-    errors: list[str] = []
+    init = runtime.state(cid)["pid"]
+    cmd = [sys.executable, "-m", "runtime.cli.oci", "--root", str(runtime.root), "exec", cid,
+           "corral-test", "sleep", "1001"]  # fmt: skip
+    ex = subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        execd = until_exec(init, ["corral-test", "sleep", "1001"])
+        runtime.cli("kill", cid, "KILL", check=True)
+        _, err = ex.communicate(timeout=60)
+    finally:
+        if ex.poll() is None:
+            ex.kill()
+            ex.wait()
+    assert ex.returncode == 137, err
+    assert not Path(f"/proc/{execd}").exists()
+    runtime.cli("delete", cid, check=True)
 
-    def execs() -> None:
-        for _ in range(5):
-            res = runtime.cli("exec", cid, "true")
-            if res.rc not in (0, 137, 255):  # ran, was killed, or exec failed (as runc)
-                errors.append(res.err)
 
-    t = threading.Thread(target=execs)
-    t.start()
-    runtime.cli("kill", cid, "KILL")
-    t.join(60)
-    assert not errors
+def until_exec(init: int, argv: list[str]) -> int:
+    """The host pid of the process in ``init``'s pid namespace that runs ``argv`` (past
+    execve: the runtime's copy has another argv), once it runs."""
+    ns = os.readlink(f"/proc/{init}/ns/pid")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for p in Path("/proc").iterdir():
+            if not p.name.isdigit():
+                continue
+            try:
+                got = (p / "cmdline").read_bytes().decode(errors="replace").split("\0")
+                if os.readlink(p / "ns" / "pid") == ns and got == [*argv, ""]:
+                    return int(p.name)
+            except OSError:
+                continue
+        time.sleep(0.05)
+    raise AssertionError(f"no process runs {argv}")
 
 
 def _keyrings() -> str:

@@ -224,3 +224,26 @@ def test_gzip_bomb_capped(tmp_path: Path) -> None:
     layer = tar_entries([Entry("a", data=b"a")]) + b"\0" * (64 << 20)
     with pytest.raises(FormatError, match="longer than"):
         unpack(compress(layer, "gzip"), tmp_path / "fs", max_bytes=1 << 20, max_entries=10)
+
+
+def test_a_symlink_planted_after_the_old_entry_went_is_not_followed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A symlink that appears between removing what was there and creating the file (a
+    race) is refused: the file is created with O_EXCL | O_NOFOLLOW, never through it."""
+    from images import unpack as mod
+
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"host data")
+    real_remove = mod._remove
+
+    def racing_remove(pfd: int, name: str, keep_dir: bool = False) -> bool:
+        kept = real_remove(pfd, name, keep_dir)
+        if name == "victim":
+            os.symlink(str(outside), name, dir_fd=pfd)
+        return kept
+
+    monkeypatch.setattr(mod, "_remove", racing_remove)
+    with pytest.raises((OSError, UnsafeLayer)):
+        unpack(tar_entries([Entry("victim", data=b"evil")]), tmp_path / "root")
+    assert outside.read_bytes() == b"host data"

@@ -85,3 +85,17 @@ def test_missing_source(tmp_path: Path) -> None:
     assert info.value.field == "metadata.annotations.secret.corral.io/db"
     assert projected_files(SecretVolume("db", str(tmp_path / "nope"), optional=True)) == ()
     assert projected_files(SecretVolume("db", None, optional=True)) == ()
+
+
+def test_a_projected_file_is_never_written_through_a_symlink(tmp_path: Path) -> None:
+    from runtime.errors import CorralError
+    from runtime.pod.prepare import _write_projected
+
+    vdir, outside, source = tmp_path / "vol", tmp_path / "outside", tmp_path / "source"
+    vdir.mkdir()
+    outside.write_text("host data")
+    source.write_text("config")
+    os.symlink(str(outside), vdir / "key")
+    with pytest.raises((OSError, CorralError)):
+        _write_projected(vdir, "key", str(source), 0o644)
+    assert outside.read_text() == "host data"

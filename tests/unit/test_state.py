@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from runtime.errors import AlreadyExists, ConfigError, NotFound
+from runtime import container
+from runtime.errors import AlreadyExists, ConfigError, InvalidState, NotFound
 from runtime.state import (
     ContainerState,
     StateDir,
@@ -87,10 +91,54 @@ def test_corrupt_state_is_an_error_naming_the_container(tmp_path: Path) -> None:
     assert "c2" in str(e.value)
 
 
-def test_process_start_time_tells_reused_pids_apart() -> None:
+def test_process_start_time_of_a_missing_pid() -> None:
     mine = process_start_time(os.getpid())
     assert mine is not None and mine > 0
     assert process_start_time(1 << 30) is None
+
+
+@pytest.fixture
+def stranger() -> Iterator[subprocess.Popen[bytes]]:
+    """A live process that stands for whoever got a dead container's pid."""
+    p = subprocess.Popen(["sleep", "1000"])
+    try:
+        yield p
+    finally:
+        p.kill()
+        p.wait()
+
+
+def _saved(root: Path, pid: int, pid_start: int) -> None:
+    sd = StateDir(str(root), "c1")
+    sd.make()
+    st = _state()
+    sd.save(replace(st, pid=pid, pid_start=pid_start, cgroup_paths={}))
+
+
+def test_a_live_pid_with_its_recorded_start_time_is_running(
+    tmp_path: Path, stranger: subprocess.Popen[bytes]
+) -> None:
+    _saved(tmp_path, stranger.pid, process_start_time(stranger.pid) or 0)
+    st = container.state("c1", root=str(tmp_path))
+    assert (st["status"], st["pid"]) == ("running", stranger.pid)
+
+
+def test_a_reused_pid_is_a_stopped_container_and_is_never_signalled(
+    tmp_path: Path, stranger: subprocess.Popen[bytes]
+) -> None:
+    """The container's process died and its pid went to another process (same pid, another
+    start time): the container is stopped, and neither kill nor delete --force touches the
+    stranger."""
+    start = process_start_time(stranger.pid)
+    assert start
+    _saved(tmp_path, stranger.pid, start - 1)
+    st = container.state("c1", root=str(tmp_path))
+    assert (st["status"], st["pid"]) == ("stopped", 0)
+    with pytest.raises(InvalidState):
+        container.kill("c1", "KILL", root=str(tmp_path))
+    container.delete("c1", force=True, root=str(tmp_path))
+    assert stranger.poll() is None, "the stranger was killed"
+    assert list_ids(str(tmp_path)) == []
 
 
 def test_status_rules() -> None:
@@ -109,3 +157,20 @@ def test_remove_takes_files_fifo_and_stray_directories(tmp_path: Path) -> None:
     sd.remove()
     assert not os.path.exists(sd.path)
     sd.remove()  # already gone: nothing to do
+
+
+def test_write_atomic_failure_keeps_the_old_content(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Readers never see a part: a write that fails before its rename leaves the old file."""
+    p = tmp_path / "state.json"
+    write_atomic(str(p), b"old")
+
+    def fail(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", fail)
+    with pytest.raises(OSError):
+        write_atomic(str(p), b"new and longer")
+    assert p.read_bytes() == b"old"
+    assert [x.name for x in tmp_path.iterdir()] == ["state.json"]
