@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
+from testkit.imagebuild import config_for, oci_files, tar_tree, write_tar
 from tests.conftest import REPO, Runtime
-from tests.imagebuild import config_for, oci_files, tar_tree, write_tar
 from tests.integration.test_pods import CORRAL, Pods, image_tar, pods, sh, until  # noqa: F401
 from tests.integration.test_run import Corral, corral  # noqa: F401 (fixture)
 
