@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .config import (
+from ._jsonread import (
     _BLKIO_WEIGHT,
     _CPU_IDLE,
     _I64,
