@@ -246,13 +246,22 @@ def test_pod_pid1_is_a_sealed_copy_and_the_monitor_out_of_sight(evil_pods: Pods)
     with open(f"/proc/{pid}/status") as f:
         nspids = next(ln for ln in f if ln.startswith("NSpid:")).split()[1:]
     assert len(nspids) == 2, nspids
+
+    def nspid(p: str) -> list[str]:
+        try:
+            with open(f"/proc/{p}/status") as f:
+                return next(ln for ln in f if ln.startswith("NSpid:")).split()[1:]
+        except (OSError, StopIteration):
+            return []
+
+    ns = os.readlink(f"/proc/{pid}/ns/pid")
     pid1 = next(
         int(p)
         for p in os.listdir("/proc")
         if p.isdigit()
+        and nspid(p)[-1:] == ["1"]
         and os.path.exists(f"/proc/{p}/ns/pid")
-        and os.readlink(f"/proc/{p}/ns/pid") == os.readlink(f"/proc/{pid}/ns/pid")
-        and open(f"/proc/{p}/status").read().split("NSpid:")[1].split()[-1] == "1"
+        and os.readlink(f"/proc/{p}/ns/pid") == ns
     )
     assert os.readlink(f"/proc/{pid1}/exe").startswith("/memfd:corral-exec")
     with open(f"/proc/{pid1}/exe", "rb") as f:
