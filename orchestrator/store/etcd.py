@@ -173,7 +173,9 @@ class EtcdBackend:
                 if code == grpc.StatusCode.OUT_OF_RANGE and "compacted" in details:
                     raise Gone(key, getattr(request, "revision", 0), 0) from None
                 if code == grpc.StatusCode.OUT_OF_RANGE and "future" in details:
-                    raise InvalidArgument(key, f"revision {request.revision} is in the future")
+                    raise InvalidArgument(
+                        key, f"revision {request.revision} is in the future"
+                    ) from None
                 if code == grpc.StatusCode.INVALID_ARGUMENT:
                     raise InvalidArgument(key, f"etcd {method}: {details}") from None
                 if code in RETRYABLE and read and not self._closed:
@@ -327,4 +329,3 @@ class EtcdBackend:
                 raise Unavailable(prefix, f"watch: no etcd member answered for {WATCH_GIVE_UP} s")
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 1.0)
-

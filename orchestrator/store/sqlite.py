@@ -65,7 +65,8 @@ CREATE TABLE IF NOT EXISTS events (
     create_rev INTEGER NOT NULL, prev_value BLOB, prev_mod_rev INTEGER
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO meta VALUES ('revision', 0), ('compacted', 0);
+-- Revision 1 is the empty store, as in etcd: 0 is left to mean "now" in a watch.
+INSERT OR IGNORE INTO meta VALUES ('revision', 1), ('compacted', 0);
 """
 ADDED, MODIFIED, DELETED = 0, 1, 2
 TYPES = (EventType.ADDED, EventType.MODIFIED, EventType.DELETED)
@@ -349,9 +350,7 @@ class SQLiteBackend:
         return result
 
     async def update(self, key: str, value: bytes, revision: int) -> KeyValue:
-        result: KeyValue = await self._write(
-            _Op("update", check_key(key), bytes(value), revision)
-        )
+        result: KeyValue = await self._write(_Op("update", check_key(key), bytes(value), revision))
         return result
 
     async def delete(self, key: str, revision: int | None = None) -> Deleted:
