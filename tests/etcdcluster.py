@@ -138,7 +138,7 @@ class EtcdCluster:
         for m in self.members:
             if m.proc is not None:
                 try:
-                    m.proc.wait(timeout=10)
+                    m.proc.wait(timeout=3)  # a member without quorum may linger
                 except subprocess.TimeoutExpired:
                     m.proc.kill()
                     m.proc.wait()
