@@ -13,6 +13,7 @@ from contextlib import ExitStack
 from datetime import UTC, datetime
 
 from images.errors import ImageError
+from orchestrator.store.errors import StoreError
 from runtime.errors import CorralError
 
 from . import host, report, spawn, suites
@@ -109,7 +110,11 @@ def _failed(name: str, e: BaseException) -> SuiteResult:
 
 
 def _other(name: str, p: spawn.Params) -> SuiteResult:
-    """A suite that sets up what it needs itself (image, network)."""
+    """A suite that sets up what it needs itself (image, network, store)."""
+    if name == "store":  # needs no root
+        from . import store
+
+        return store.store_suite(p.quick)
     if os.geteuid() != 0:
         return SuiteResult(name, suites.SUITES[name], Status.SKIPPED, "needs root")
     if name == "image":
@@ -149,7 +154,14 @@ def run(names: list[str], params: dict[str, int], quick: bool) -> Report:
                 t0 = time.monotonic()
                 try:
                     results.append(_other(name, p))
-                except (CommandFailed, OSError, ValueError, CorralError, ImageError) as e:
+                except (
+                    CommandFailed,
+                    OSError,
+                    ValueError,
+                    CorralError,
+                    ImageError,
+                    StoreError,
+                ) as e:
                     results.append(_failed(name, e))
                 print(f"bench: {name} took {time.monotonic() - t0:.0f} s", file=sys.stderr)
                 continue

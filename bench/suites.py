@@ -24,9 +24,11 @@ OTHER: dict[str, str] = {
     "started until the first failure or a cap, time and memory per pod",
     "network": "pod network setup and teardown per pod, pyroute2 already imported, vs the CNI "
     "bridge and host-local plugins",
+    "store": "store drivers (SQLite, etcd) vs etcd through its client: creates/s, gets/s, list "
+    "of 10k keys, watch latency with 100 watchers",
 }
 SUITES: dict[str, str] = {**SPAWN, **OTHER, **{k: v[0] for k, v in PENDING.items()}}
-ORDER = ("spawn-cli", "spawn-lib", "image", "pod", "density", "network")
+ORDER = ("spawn-cli", "spawn-lib", "image", "pod", "density", "network", "store")
 assert set(ORDER) == set(SUITES), "every suite has a place in ORDER"
 
 
