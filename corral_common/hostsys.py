@@ -300,19 +300,26 @@ def mounts_under(
     points = {
         m.mountpoint for m in mounts if m.mountpoint.startswith(prefix) or m.mountpoint == top
     }
-    return sorted(points, key=lambda p: (p.count("/"), len(p)), reverse=True)
+    return sorted(points, key=lambda p: (p.count("/"), len(p), p), reverse=True)
 
 
 def umount_all(path: str | os.PathLike[str]) -> None:
     """Unmount everything at or below ``path``, deepest first, again while mounts are
-    stacked; HostError(EBUSY) if something stays mounted."""
+    stacked. A mount that fails is left (with what is below it) and the others go on; the
+    first failure is raised at the end, or HostError(EBUSY) if something stays mounted."""
     h = host()
+    failed: dict[str, HostError] = {}
     for _ in range(8):
-        points = mounts_under(path, h.mountinfo())
+        points = [p for p in mounts_under(path, h.mountinfo()) if p not in failed]
         if not points:
-            return
+            break
         for mp in points:
-            h.umount(mp)
+            try:
+                h.umount(mp)
+            except HostError as e:
+                failed[mp] = e
+    if failed:
+        raise next(iter(failed.values()))
     left = mounts_under(path, h.mountinfo())
     if left:
         raise HostError(f"umount {left[0]}", _errno.EBUSY, left[0], "still mounted")
