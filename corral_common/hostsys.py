@@ -20,8 +20,7 @@ import errno as _errno
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 # mount(2) flags and umount2(2) flags
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
@@ -204,9 +203,10 @@ def mount_overlay(
 # ============================================================================ mountinfo
 
 
-@dataclass(frozen=True, slots=True)
-class MountInfo:
-    """One line of /proc/<pid>/mountinfo, escapes (``\\040`` ...) decoded."""
+class MountInfo(NamedTuple):
+    """One line of /proc/<pid>/mountinfo, escapes (``\\040`` ...) decoded. (A NamedTuple:
+    immutable and typed like a frozen dataclass, at a sixth of its cost to define, which
+    every command pays on import.)"""
 
     mount_id: int
     parent_id: int

@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
-from corral_common import hostsys
 from corral_common.defaults import OCI_STATE_ROOT
 
 from .errors import AlreadyExists, ConfigError, NotFound, SysError
@@ -89,6 +88,8 @@ def validate_id(cid: str) -> None:
 def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
     """Write ``path`` so that readers see the old content or the new one, never a part
     (``corral_common.hostsys.write_atomic``, through the host seam)."""
+    from corral_common import hostsys  # only commands that write pay for its import
+
     hostsys.host().write_atomic(path, data, mode)
 
 

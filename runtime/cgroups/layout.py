@@ -10,12 +10,15 @@ import enum
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from corral_common import hostsys
+if TYPE_CHECKING:
+    from corral_common import hostsys
 
-CGROUP2_SUPER_MAGIC = hostsys.CGROUP2_SUPER_MAGIC
-CGROUP_SUPER_MAGIC = hostsys.CGROUP_SUPER_MAGIC
-TMPFS_MAGIC = hostsys.TMPFS_MAGIC
+# as corral_common.hostsys, which lifecycle commands that detect nothing do not import
+CGROUP2_SUPER_MAGIC = 0x63677270
+CGROUP_SUPER_MAGIC = 0x0027E0EB
+TMPFS_MAGIC = 0x01021994
 
 #: Name of the cgroup2 mount inside a hybrid root (systemd's convention).
 UNIFIED_DIR = "unified"
@@ -29,11 +32,15 @@ class Layout(enum.Enum):
 
 def statfs_type(path: str) -> int:
     """f_type of statfs(2) on ``path`` (the filesystem magic number), through the host seam."""
+    from corral_common import hostsys
+
     return hostsys.host().statfs_type(path)
 
 
 def _mounts(mountinfo: str | Sequence[hostsys.MountInfo] | None) -> Sequence[hostsys.MountInfo]:
     """``mountinfo`` text or records; None: this process's (none where it cannot be read)."""
+    from corral_common import hostsys
+
     if isinstance(mountinfo, str):
         return hostsys.parse_mountinfo(mountinfo)
     if mountinfo is None:

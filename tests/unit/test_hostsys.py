@@ -117,3 +117,21 @@ def test_importing_hostsys_loads_neither_ctypes_nor_prctl() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_lifecycle_commands_do_not_import_hostsys() -> None:
+    # start, state, kill, delete write nothing and detect nothing: they pay for no import
+    code = "import sys, runtime.cli.oci, runtime.container\n"
+    code += "print('corral_common.hostsys' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False"]
+
+
+def test_cgroup_layout_magic_numbers_are_hostsys_ones() -> None:
+    from runtime.cgroups import layout
+
+    assert (layout.CGROUP2_SUPER_MAGIC, layout.CGROUP_SUPER_MAGIC, layout.TMPFS_MAGIC) == (
+        hostsys.CGROUP2_SUPER_MAGIC,
+        hostsys.CGROUP_SUPER_MAGIC,
+        hostsys.TMPFS_MAGIC,
+    )
