@@ -16,6 +16,7 @@ recording fake in ``testkit.fakehost``) for the code running inside the ``with``
 
 from __future__ import annotations
 
+import _thread
 import errno as _errno
 import os
 from collections.abc import Iterator, Sequence
@@ -388,7 +389,8 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes, mode: int = 0o
     p = os.fspath(path)
     raw = data.encode() if isinstance(data, str) else data
     d = os.path.dirname(p) or "."
-    tmp = os.path.join(d, f".{os.path.basename(p)}.tmp{os.getpid()}")
+    # one temporary name per process and thread: concurrent writers never share one
+    tmp = os.path.join(d, f".{os.path.basename(p)}.tmp{os.getpid()}.{_thread.get_ident()}")
     step = f"write {p}"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
