@@ -101,14 +101,16 @@ def test_syscall_errors_name_step_and_path(tmp_path: Path) -> None:
         os.close(fd)
 
 
-def test_prctl_name_and_dumpable_through_python_prctl() -> None:
+def test_prctl_through_python_prctl() -> None:
     code = (
         "from corral_common import hostsys\nimport prctl\n"
         "hostsys.set_name('corral-tst')\nhostsys.set_dumpable(False)\n"
-        "print(open('/proc/self/comm').read().strip(), prctl.get_dumpable())"
+        "hostsys.set_pdeathsig(9)\nhostsys.set_child_subreaper()\n"
+        "print(open('/proc/self/comm').read().strip(), prctl.get_dumpable(),"
+        " prctl.get_pdeathsig(), prctl.get_child_subreaper())"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["corral-tst", "False"]
+    assert out.stdout.split() == ["corral-tst", "False", "9", "1"]
 
 
 def test_importing_hostsys_loads_neither_ctypes_nor_prctl() -> None:
