@@ -7,11 +7,11 @@ import json
 import os
 import signal
 import sys
-import tempfile
 import time
 from contextlib import ExitStack
 from datetime import UTC, datetime
 
+from corral_common import hostsys
 from images.errors import ImageError
 from orchestrator.store.errors import StoreError
 from runtime.errors import CorralError
@@ -192,15 +192,7 @@ def run(names: list[str], params: dict[str, int], quick: bool) -> Report:
 
 
 def _write(path: str, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    hostsys.write_atomic(path, text, 0o644)
 
 
 def _terminate(signum: int, _frame: object) -> None:

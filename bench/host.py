@@ -10,6 +10,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from corral_common import hostsys
+
 REPO = Path(__file__).resolve().parent.parent
 CGROUP_ROOT = "/sys/fs/cgroup"
 
@@ -22,29 +24,17 @@ class CgroupMount:
     options: frozenset[str]  # super options: controllers, name=...
 
 
-def _unescape(field: str) -> str:
-    return field.replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
-
-
 def parse_cgroup_mounts(mountinfo: str) -> list[CgroupMount]:
-    out = []
-    for line in mountinfo.splitlines():
-        left, sep, right = line.partition(" - ")
-        if not sep:
-            continue
-        fields = left.split()
-        fstype, _source, options = (right.split() + ["", "", ""])[:3]
-        if fstype not in ("cgroup", "cgroup2") or len(fields) < 5:
-            continue
-        out.append(
-            CgroupMount(
-                mountpoint=_unescape(fields[4]),
-                root=_unescape(fields[3]),
-                fstype=fstype,
-                options=frozenset(options.split(",")),
-            )
+    return [
+        CgroupMount(
+            mountpoint=m.mountpoint,
+            root=m.root,
+            fstype=m.fstype,
+            options=frozenset(m.super_options.split(",")),
         )
-    return out
+        for m in hostsys.parse_mountinfo(mountinfo)
+        if m.fstype in ("cgroup", "cgroup2")
+    ]
 
 
 def parse_proc_cgroup(text: str) -> dict[str, str]:
@@ -74,8 +64,7 @@ def own_dir(mount: CgroupMount, own: dict[str, str]) -> str | None:
 
 
 def cgroup_mounts() -> list[CgroupMount]:
-    with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        return parse_cgroup_mounts(f.read())
+    return parse_cgroup_mounts(hostsys.read_mountinfo())
 
 
 def self_cgroup() -> dict[str, str]:

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from corral_common import hostsys
+
 from . import host, peers
 from .model import CaseResult, Sample, Status, SuiteResult
 from .proc import Launch, measure
@@ -114,13 +116,7 @@ def build(spec: ImageSpec, dest: Path) -> Built:
 
 
 def mounts_under(path: str) -> list[str]:
-    out = []
-    with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        for line in f:
-            mp = host._unescape(line.split()[4])
-            if mp == path or mp.startswith(path.rstrip("/") + "/"):
-                out.append(mp)
-    return out
+    return hostsys.mounts_under(path)
 
 
 def remove_tree(path: str) -> None:

@@ -7,18 +7,18 @@ in the forked child, before execve.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from corral_common import hostsys
+
 from .model import Sample
 
-CLONE_NEWNS = 0x00020000
-CLONE_NEWNET = 0x40000000
-
-_libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNS = hostsys.CLONE_NEWNS
+CLONE_NEWNET = hostsys.CLONE_NEWNET
+hostsys.preload()  # the forked child calls setns: it must not load ctypes on the clock
 
 
 class CommandFailed(Exception):
@@ -45,18 +45,26 @@ class Launch:
 
 def join_netns(fd: int) -> int:
     """setns(2) into the network namespace open at ``fd``: 0, or the errno."""
-    return 0 if _libc.setns(fd, CLONE_NEWNET) == 0 else ctypes.get_errno()
+    try:
+        hostsys.setns(fd, CLONE_NEWNET)
+    except hostsys.HostError as e:
+        return e.errno
+    return 0
 
 
 def _child(launch: Launch, out_fd: int) -> None:
     """In the forked child: never returns."""
     try:
-        if launch.mount_ns_fd >= 0 and _libc.setns(launch.mount_ns_fd, CLONE_NEWNS) != 0:
-            os.write(out_fd, f"setns: {os.strerror(ctypes.get_errno())}\n".encode())
-            os._exit(126)
-        if launch.net_ns_fd >= 0 and _libc.setns(launch.net_ns_fd, CLONE_NEWNET) != 0:
-            os.write(out_fd, f"setns(net): {os.strerror(ctypes.get_errno())}\n".encode())
-            os._exit(126)
+        for fd, nstype, step in (
+            (launch.mount_ns_fd, CLONE_NEWNS, "setns"),
+            (launch.net_ns_fd, CLONE_NEWNET, "setns(net)"),
+        ):
+            if fd >= 0:
+                try:
+                    hostsys.setns(fd, nstype, step)
+                except hostsys.HostError as e:
+                    os.write(out_fd, f"{e}\n".encode())
+                    os._exit(126)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(out_fd, 1)

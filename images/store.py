@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
+from corral_common import hostsys
 from corral_common.defaults import IMAGE_ROOT
 
 from . import overlay
@@ -138,9 +139,7 @@ def _rmtree(path: Path) -> None:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
-    os.rename(tmp, path)
+    hostsys.host().write_atomic(path, json.dumps(obj, indent=1, sort_keys=True), 0o644)
 
 
 class Store:

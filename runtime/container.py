@@ -225,9 +225,9 @@ def create(
                         json.dumps(state_for_hooks).encode(),
                         0o644,
                     )
-                if opts.pid_file:
-                    write_atomic(os.path.abspath(opts.pid_file), f"{pid}".encode(), 0o644)
                 sd.save(st)  # the commit point: from here on the container exists
+                if opts.pid_file:  # after it: a failed commit leaves no pid file behind
+                    write_atomic(os.path.abspath(opts.pid_file), f"{pid}".encode(), 0o644)
                 committed.append(st)
 
             try:

@@ -54,13 +54,10 @@ def from_json(items: object) -> tuple[cfg.Hook, ...]:
 
 def _join_mount_ns(pid: int) -> Callable[[], None]:
     def enter() -> None:
-        import ctypes
+        from corral_common import hostsys
 
-        libc = ctypes.CDLL(None, use_errno=True)
         fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-        if libc.setns(fd, CLONE_NEWNS) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns(mount namespace of {pid}): {os.strerror(err)}")
+        hostsys.setns(fd, CLONE_NEWNS, f"setns(mount namespace of {pid})")
         os.close(fd)
 
     return enter

@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-import re
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+
+from corral_common import hostsys
 
 from . import config as cfg
 from .errors import ConfigError
@@ -389,32 +391,26 @@ def _check_net_sysctls(linux: cfg.Linux, join: list[tuple[str, int]]) -> None:
         )
 
 
-def read_mountinfo() -> str:
-    with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        return f.read()
+def read_mountinfo() -> list[hostsys.MountInfo]:
+    return hostsys.host().mountinfo()
 
 
-def _unescape(field: str) -> str:
-    """A mountinfo path field: space, tab, newline and backslash are octal escapes."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-def shared_parent_mount(rootfs: str, root_prop: int, mountinfo: str) -> str | None:
+def shared_parent_mount(
+    rootfs: str, root_prop: int, mountinfo: str | Sequence[hostsys.MountInfo]
+) -> str | None:
     """The mount point holding ``rootfs`` if it is shared once ``root_prop`` has been applied
     to / in the container's mount namespace (a copy of this one), else None. Binding the
     rootfs onto itself under a shared parent would propagate to the host, and pivot_root
     refuses a shared parent: runc makes such a parent private first."""
+    if isinstance(mountinfo, str):
+        mountinfo = hostsys.parse_mountinfo(mountinfo)
     best: tuple[str, bool] | None = None
-    for line in mountinfo.splitlines():
-        fields = line.split()
-        if len(fields) < 7 or "-" not in fields[6:]:
-            continue
-        point = _unescape(fields[4])
+    for m in mountinfo:
+        point = m.mountpoint
         if point != "/" and rootfs != point and not rootfs.startswith(point + "/"):
             continue
-        shared = any(f.startswith("shared:") for f in fields[6 : fields.index("-", 6)])
         if best is None or len(point) >= len(best[0]):
-            best = (point, shared)
+            best = (point, m.shared)
     if best is None:
         return None
     point, shared = best
@@ -477,7 +473,7 @@ def build_plan(
     *,
     no_pivot: bool = False,
     preserve_fds: int = 0,
-    mountinfo: str | None = None,
+    mountinfo: str | Sequence[hostsys.MountInfo] | None = None,
 ) -> SpawnPlan:
     """Decide every step of the container's setup from a validated spec. ``mountinfo`` (this
     process's, read when needed and not given) locates the mount holding a shared rootfs."""

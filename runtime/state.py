@@ -86,31 +86,11 @@ def validate_id(cid: str) -> None:
 
 
 def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
-    """Write ``path`` so that readers see the old content or the new one, never a part."""
-    d = os.path.dirname(path) or "."
-    tmp = os.path.join(d, f".{os.path.basename(path)}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-    try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        os.unlink(tmp)
-        raise
-    os.close(fd)
-    try:
-        os.rename(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    """Write ``path`` so that readers see the old content or the new one, never a part
+    (``corral_common.hostsys.write_atomic``, through the host seam)."""
+    from corral_common import hostsys  # only commands that write pay for its import
+
+    hostsys.host().write_atomic(path, data, mode)
 
 
 def process_start_time(pid: int) -> int | None:

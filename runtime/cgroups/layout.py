@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+if TYPE_CHECKING:
+    from corral_common import hostsys
+
+# as corral_common.hostsys, which lifecycle commands that detect nothing do not import
 CGROUP2_SUPER_MAGIC = 0x63677270
 CGROUP_SUPER_MAGIC = 0x0027E0EB
 TMPFS_MAGIC = 0x01021994
@@ -26,45 +31,40 @@ class Layout(enum.Enum):
 
 
 def statfs_type(path: str) -> int:
-    """f_type of statfs(2) on ``path`` (the filesystem magic number)."""
-    import ctypes  # only when detecting for real; keeps import time small
+    """f_type of statfs(2) on ``path`` (the filesystem magic number), through the host seam."""
+    from corral_common import hostsys
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    buf = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on 64-bit Linux
-    if libc.statfs(os.fsencode(path), buf) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), path)
-    # f_type is the first member: a long on the 64-bit ABIs and on i386/arm.
-    return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
+    return hostsys.host().statfs_type(path)
 
 
-def read_mountinfo() -> str:
-    """/proc/self/mountinfo, or "" where it cannot be read."""
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8") as f:
-            return f.read()
-    except OSError:
-        return ""
+def _mounts(mountinfo: str | Sequence[hostsys.MountInfo] | None) -> Sequence[hostsys.MountInfo]:
+    """``mountinfo`` text or records; None: this process's (none where it cannot be read)."""
+    from corral_common import hostsys
+
+    if isinstance(mountinfo, str):
+        return hostsys.parse_mountinfo(mountinfo)
+    if mountinfo is None:
+        try:
+            return hostsys.host().mountinfo()
+        except OSError:
+            return []
+    return mountinfo
 
 
 _FS_MAGIC = {"cgroup2": CGROUP2_SUPER_MAGIC, "cgroup": CGROUP_SUPER_MAGIC, "tmpfs": TMPFS_MAGIC}
 
 
-def fs_magic(path: str, mountinfo: str | None = None) -> int:
+def fs_magic(path: str, mountinfo: str | Sequence[hostsys.MountInfo] | None = None) -> int:
     """statfs_type(path) for the filesystems detect_layout asks about, without ctypes (whose
     import costs a create 3 ms): /proc/self/mountinfo gives each mount's st_dev ("major:minor",
     the same for every mount of one filesystem) and type. Other types, and a device that is not
     listed, are answered by statfs_type."""
     st = os.stat(path)
     dev = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
-    if mountinfo is None:
-        mountinfo = read_mountinfo()
-    for line in mountinfo.splitlines():
-        fields = line.split()
-        if len(fields) > 6 and fields[2] == dev and "-" in fields[6:]:
-            fstype = fields[fields.index("-", 6) + 1]
-            if fstype in _FS_MAGIC:
-                return _FS_MAGIC[fstype]
+    for m in _mounts(mountinfo):
+        if m.dev == dev:
+            if m.fstype in _FS_MAGIC:
+                return _FS_MAGIC[m.fstype]
             break
     return statfs_type(path)
 
@@ -137,48 +137,21 @@ _NOT_CONTROLLERS = frozenset(
 )
 
 
-def _unescape(field: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as \ooo.
-    if "\\" not in field:
-        return field
-    out: list[str] = []
-    i = 0
-    while i < len(field):
-        code = field[i + 1 : i + 4]
-        if field[i] == "\\" and len(code) == 3 and code.isdigit():
-            out.append(chr(int(code, 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
-def parse_mountinfo(text: str) -> list[CgroupMount]:
-    """The cgroup and cgroup2 mounts in /proc/<pid>/mountinfo text, in mount order."""
+def parse_mountinfo(text: str | Sequence[hostsys.MountInfo]) -> list[CgroupMount]:
+    """The cgroup and cgroup2 mounts in /proc/<pid>/mountinfo (text or records), in mount
+    order."""
     mounts: list[CgroupMount] = []
-    for line in text.splitlines():
-        fields = line.split()
-        try:
-            sep = fields.index("-", 6)
-        except ValueError:
+    for m in _mounts(text):
+        if m.fstype not in ("cgroup", "cgroup2"):
             continue
-        if len(fields) < sep + 3:
-            continue
-        fstype = fields[sep + 1]
-        if fstype not in ("cgroup", "cgroup2"):
-            continue
-        root = _unescape(fields[3])
-        mountpoint = _unescape(fields[4])
         controllers: frozenset[str] = frozenset()
-        if fstype == "cgroup":
-            opts = fields[sep + 3].split(",")
+        if m.fstype == "cgroup":
             controllers = frozenset(
                 o
-                for o in opts
+                for o in m.super_options.split(",")
                 if o and o not in _NOT_CONTROLLERS and ("=" not in o or o.startswith("name="))
             )
-        mounts.append(CgroupMount(fstype, mountpoint, root, controllers))
+        mounts.append(CgroupMount(m.fstype, m.mountpoint, m.root, controllers))
     return mounts
 
 
@@ -210,17 +183,17 @@ def _scan_v1(root: str) -> list[CgroupMount]:
     return mounts
 
 
-def v1_hierarchies(root: str = "/sys/fs/cgroup", mountinfo: str | None = None) -> list[CgroupMount]:
+def v1_hierarchies(
+    root: str = "/sys/fs/cgroup", mountinfo: str | Sequence[hostsys.MountInfo] | None = None
+) -> list[CgroupMount]:
     """The v1 hierarchies mounted under ``root``, one entry per hierarchy.
 
     Read from ``mountinfo`` text (default /proc/self/mountinfo); if no cgroup mount lies under
     ``root`` (a fake root in tests), the directories of ``root`` are used instead.
     """
-    if mountinfo is None:
-        mountinfo = read_mountinfo()
     seen: set[frozenset[str]] = set()
     found: list[CgroupMount] = []
-    for m in parse_mountinfo(mountinfo):
+    for m in parse_mountinfo(_mounts(mountinfo)):
         if m.fstype != "cgroup" or not _under(m.mountpoint, root) or not m.controllers:
             continue
         if m.controllers in seen:  # the same hierarchy mounted twice

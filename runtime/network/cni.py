@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from corral_common import hostsys
 from corral_common.defaults import CNI_CACHE_DIR
 from runtime.network.errors import CniError, NetworkConfigError
 from runtime.network.netns import Netns, in_netns
@@ -171,8 +172,8 @@ class CniBackend:
         assert prev is not None
         cache = self._cache(container_id, ifname)
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
-        tmp.write_text(
+        hostsys.host().write_atomic(
+            cache,
             json.dumps(
                 {
                     "kind": "cniCacheV1",
@@ -183,9 +184,9 @@ class CniBackend:
                     "cniArgs": args,
                     "result": prev,
                 }  # fmt: skip
-            )
+            ),
+            0o644,
         )
-        os.replace(tmp, cache)
         return CniResult(prev)
 
     def cached(self, container_id: str, ifname: str = "eth0") -> Mapping[str, Any] | None:

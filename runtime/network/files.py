@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from corral_common import hostsys
 from runtime.network.config import DnsConfig
 
 HOSTS_HEADER = "# Kubernetes-managed hosts file (written by corral).\n"
@@ -72,10 +73,7 @@ def resolv_conf_content(dns: DnsConfig) -> str:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    hostsys.host().write_atomic(path, text, 0o644)
 
 
 def write_pod_files(

@@ -24,6 +24,7 @@ import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from corral_common import hostsys
 from runtime.network.errors import IpamExhausted, NetworkError
 
 _OWNER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,252}$")
@@ -137,7 +138,7 @@ class Ipam:
                 if ip in self.reserved or ip in taken:
                     continue
                 if self._claim(ip, owner):
-                    (self.dir / "last").write_text(f"{ip}\n")
+                    hostsys.host().write_atomic(self.dir / "last", f"{ip}\n", 0o644)
                     return ip
             raise IpamExhausted("ipam", f"no free address in {self.cidr}")
 

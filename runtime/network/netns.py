@@ -9,32 +9,24 @@ it opens) belongs to the target namespace. No fork, no mount, no pyroute2.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from corral_common import hostsys
 from runtime.network.errors import NetworkError
 
-CLONE_NEWNET = 0x40000000
+CLONE_NEWNET = hostsys.CLONE_NEWNET
 T = TypeVar("T")
-
-_libc: ctypes.CDLL | None = None
-
-
-def _c() -> ctypes.CDLL:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    return _libc
 
 
 def _setns(fd: int, step: str) -> None:
-    if _c().setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise NetworkError(step, os.strerror(err), err)
+    try:
+        hostsys.setns(fd, CLONE_NEWNET, step)
+    except hostsys.HostError as e:
+        raise NetworkError.from_oserror(step, e) from None
 
 
 @dataclass(frozen=True)
@@ -125,9 +117,10 @@ class OwnedNetns:
 
     def __init__(self) -> None:
         def make() -> int:
-            if _c().unshare(CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                raise NetworkError("unshare(CLONE_NEWNET)", os.strerror(err), err)
+            try:
+                hostsys.unshare(CLONE_NEWNET)
+            except hostsys.HostError as e:
+                raise NetworkError.from_oserror("unshare(CLONE_NEWNET)", e) from None
             return os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
 
         self.fd: int | None = _on_thread(make, Netns())

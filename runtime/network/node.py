@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from corral_common import hostsys
 from runtime.network.config import NetworkConfig, PortMapping
 from runtime.network.errors import NetlinkError, NetworkError
 from runtime.network.firewall import Iptables, Nftables, firewall_for
@@ -177,9 +178,7 @@ class NodeNetwork:
     def _save(self, pod: PodNetwork) -> None:
         self._pods.mkdir(parents=True, exist_ok=True)
         path = self._record(pod.pod_id)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(pod.to_json(), indent=1))
-        os.replace(tmp, path)
+        hostsys.host().write_atomic(path, json.dumps(pod.to_json(), indent=1), 0o644)
 
     # pods
 

@@ -12,8 +12,6 @@ first error at the end.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import errno
 import os
 import re
 import shutil
@@ -25,6 +23,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from corral_common import hostsys
 from corral_common.defaults import IMAGE_ROOT, NETWORK_CONFIG, POD_CGROUP_PARENT
 from runtime.errors import CorralError
 from runtime.pod.bundle import pod_cgroups_path, qos_dir
@@ -58,8 +57,8 @@ DEFAULT_POD_CIDR = "10.87.0.0/24"
 SHM_SIZE = 64 * 1024 * 1024  # the kubelet's default /dev/shm for a pod sandbox
 SECRET_SIZE = 16 * 1024 * 1024
 
-MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
-MNT_DETACH = 2
+MS_NOSUID, MS_NODEV, MS_NOEXEC = hostsys.MS_NOSUID, hostsys.MS_NODEV, hostsys.MS_NOEXEC
+MNT_DETACH = hostsys.MNT_DETACH
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,62 +122,21 @@ class PrepareError(PodError):
 
 # ============================================================================= mounts
 
-_libc: ctypes.CDLL | None = None
-
-
-def _c() -> ctypes.CDLL:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-        _libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
-        _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-    return _libc
-
 
 def mount_tmpfs(dest: Path, size: int | None, mode: int = 0o755) -> None:
     data = f"mode={mode:o}" + (f",size={size}" if size else "")
     flags = MS_NOSUID | MS_NODEV
-    if _c().mount(b"tmpfs", os.fsencode(dest), b"tmpfs", flags, data.encode()) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"mount tmpfs on {dest}: {os.strerror(err)}")
-
-
-def _unescape(field: str) -> str:
-    return (field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n")).replace(
-        "\\134", "\\"
-    )
+    hostsys.host().mount("tmpfs", dest, "tmpfs", flags, data, step=f"mount tmpfs on {dest}")
 
 
 def mounts_under(path: str | os.PathLike[str]) -> list[str]:
     """Mount points at or below ``path`` in this mount namespace, deepest first."""
-    top = os.fspath(path).rstrip("/")
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            mp = _unescape(line.split()[4])
-            if mp == top or mp.startswith(top + "/"):
-                out.append(mp)
-    return sorted(set(out), key=lambda p: (p.count("/"), len(p)), reverse=True)
+    return hostsys.mounts_under(path)
 
 
 def umount_all(path: str | os.PathLike[str]) -> None:
     """Unmount everything at or below ``path`` (repeatedly: mounts may be stacked)."""
-    for _ in range(8):
-        points = mounts_under(path)
-        if not points:
-            return
-        for mp in points:
-            target = os.fsencode(mp)
-            if _c().umount2(target, 0) == 0:
-                continue
-            err = ctypes.get_errno()
-            if err == errno.EBUSY and _c().umount2(target, MNT_DETACH) == 0:
-                continue
-            if err not in (errno.EINVAL, errno.ENOENT):
-                raise OSError(err, f"umount {mp}: {os.strerror(err)}")
-    left = mounts_under(path)
-    if left:
-        raise OSError(errno.EBUSY, f"umount {left[0]}: still mounted")
+    hostsys.umount_all(path)
 
 
 # ============================================================================= prepare
@@ -200,6 +158,8 @@ def _step(pod: PodDir, step: str) -> Any:
         def __exit__(self, et: Any, e: BaseException | None, tb: Any) -> bool:
             if e is None or isinstance(e, (PrepareError, KeyboardInterrupt)):
                 return False
+            if isinstance(e, hostsys.HostError):  # it names its own step and object
+                raise PrepareError(pod.uid, step, str(e)) from e
             if isinstance(e, OSError) and e.strerror and e.filename is None:
                 raise PrepareError(pod.uid, step, e.strerror) from e
             raise PrepareError(pod.uid, step, e) from e

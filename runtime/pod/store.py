@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from corral_common import hostsys
 from corral_common.defaults import POD_ROOT
 from runtime.errors import CorralError
 from runtime.pod import record as _record
 from runtime.pod.record import PodRecord
-from runtime.state import write_atomic as _write_atomic
 
 __all__ = [
     "DEFAULT_ROOT",
@@ -110,8 +110,8 @@ def new_uid() -> str:
 
 
 def write_atomic(path: str | os.PathLike[str], data: str | bytes, mode: int = 0o644) -> None:
-    """``runtime.state.write_atomic`` for paths and text; pod files default to 0644."""
-    _write_atomic(os.fspath(path), data.encode() if isinstance(data, str) else data, mode)
+    """``hostsys.write_atomic`` (through the host seam); pod files default to 0644."""
+    hostsys.host().write_atomic(path, data, mode)
 
 
 def read_keyvalues(path: str | os.PathLike[str]) -> dict[str, str]:

@@ -18,7 +18,6 @@ directory.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import json
 import os
@@ -27,6 +26,7 @@ import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from corral_common import hostsys
 from runtime.errors import CorralError
 
 __all__ = [
@@ -47,11 +47,11 @@ __all__ = [
 SUBPATH_DIR = "volume-subpaths"  # below the pod directory
 PLAN_FILE = "subpaths.json"  # below the container's directory
 
-SYS_OPENAT2 = 437  # the same number on every architecture
-RESOLVE_NO_MAGICLINKS = 0x02
-RESOLVE_BENEATH = 0x08
-MS_BIND = 0x1000
-MS_REC = 0x4000
+SYS_OPENAT2 = hostsys.SYS_OPENAT2
+RESOLVE_NO_MAGICLINKS = hostsys.RESOLVE_NO_MAGICLINKS
+RESOLVE_BENEATH = hostsys.RESOLVE_BENEATH
+MS_BIND = hostsys.MS_BIND
+MS_REC = hostsys.MS_REC
 
 
 class SubPathError(CorralError):
@@ -94,47 +94,13 @@ def check_sub_path(sub_path: str) -> str | None:
 
 # ============================================================================= syscalls
 
-_libc: ctypes.CDLL | None = None
-
-
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
-
-
-def _c() -> ctypes.CDLL:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-        _libc.syscall.restype = ctypes.c_long
-        _libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
-    return _libc
-
-
-def open_beneath(dirfd: int, path: str, flags: int = os.O_PATH) -> int:
-    """openat2(dirfd, path, flags | O_CLOEXEC, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS): an fd
-    for ``path`` that lies below ``dirfd``. Symlinks are followed while they stay below it;
-    leaving it raises OSError(EXDEV)."""
-    how = _OpenHow(flags | os.O_CLOEXEC, 0, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)
-    fd = _c().syscall(
-        ctypes.c_long(SYS_OPENAT2),
-        ctypes.c_int(dirfd),
-        ctypes.c_char_p(os.fsencode(path)),
-        ctypes.byref(how),
-        ctypes.c_size_t(ctypes.sizeof(how)),
-    )
-    if fd < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), path)
-    return int(fd)
+# openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS): leaving the directory raises EXDEV
+open_beneath = hostsys.open_beneath
 
 
 def bind_fd(fd: int, target: str | os.PathLike[str], recursive: bool = False) -> None:
     """Bind-mount what ``fd`` is open on (through ``/proc/self/fd/N``) onto ``target``."""
-    flags = MS_BIND | (MS_REC if recursive else 0)
-    src = f"/proc/self/fd/{fd}".encode()
-    if _c().mount(src, os.fsencode(target), None, flags, None) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"bind mount on {os.fspath(target)}: {os.strerror(err)}")
+    hostsys.host().bind_fd(fd, target, recursive)
 
 
 def _placeholder(target: Path, is_dir: bool) -> None:
@@ -274,7 +240,7 @@ def mount_all(pod_path: str | os.PathLike[str], container: str) -> None:
                 try:
                     bind_fd(fd, target)
                 except OSError as e:
-                    raise SubPathError(e.errno, f"{m.where()}: {e.strerror}") from e
+                    raise SubPathError(e.errno, f"{m.where()}: {e}") from e
             finally:
                 os.close(fd)
     except BaseException:

@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from corral_common import hostsys
+
 SOURCE = Path(__file__).with_name("corral-test.c")
 DEFAULT_OUT_DIR = Path(__file__).with_name("build")
 BINARY_NAME = "corral-test"
@@ -107,15 +109,7 @@ def build_helper(out_dir: Path, cc: str | None = None) -> Path:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    hostsys.write_atomic(path, text, 0o644)
 
 
 def main(argv: list[str]) -> int:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from corral_common import hostsys
 from runtime.cgroups import (
     DEFAULT_DEVICE_RULES,
     CgroupManager,
@@ -47,8 +48,7 @@ def _why_not() -> str | None:
     if os.geteuid() != 0:
         return "needs root"
     try:
-        with open("/proc/self/mountinfo", encoding="utf-8") as f:
-            mounts = parse_mountinfo(f.read())
+        mounts = parse_mountinfo(hostsys.mountinfo())
         layout = detect_layout(ROOT)
     except OSError as exc:
         return f"cannot inspect cgroups: {exc}"
@@ -142,8 +142,7 @@ def _wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
 def test_paths_are_below_our_own_cgroup(sandbox: CgroupSandbox) -> None:
     mgr = sandbox.manager()
     own = _self_cgroup()
-    with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        mounts = parse_mountinfo(f.read())
+    mounts = parse_mountinfo(hostsys.mountinfo())
     for key, directory in mgr.paths().items():
         if key == "":
             mountpoint = os.path.join(ROOT, "unified")

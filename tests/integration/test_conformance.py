@@ -32,6 +32,7 @@ from typing import Any
 
 import pytest
 
+from corral_common import hostsys
 from tests.conftest import REPO, Result, Runtime
 
 pytestmark = pytest.mark.root
@@ -876,8 +877,7 @@ def shared_dir(tmp_path: Path) -> Iterator[Path]:
 
 def _host_mounts(*under: Path) -> list[str]:
     """The host's mount points at or below any of ``under`` (others work on this host too)."""
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4] for line in f]
+    points = [m.mountpoint for m in hostsys.mountinfo()]
     return sorted(p for p in points if any(p == str(u) or p.startswith(f"{u}/") for u in under))
 
 

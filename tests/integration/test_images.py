@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from corral_common import hostsys
 from images.bundle import oci_config
 from images.store import Store
 from testkit.imagebuild import Entry, config_for, oci_files, tar_entries, tar_tree, write_dir
@@ -26,13 +27,7 @@ pytestmark = pytest.mark.root
 
 
 def mounts_under(path: Path) -> list[str]:
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            mp = line.split()[4].replace("\\040", " ")
-            if mp == str(path) or mp.startswith(str(path) + "/"):
-                out.append(mp)
-    return out
+    return [m.mountpoint for m in hostsys.mountinfo() if hostsys.mounts_under(path, [m])]
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from corral_common import hostsys
 from runtime.pod import api
 from runtime.pod.prepare import PrepareError, mounts_under
 from tests.integration import test_pods as tp
@@ -150,10 +151,7 @@ def test_a_failed_subpath_unmounts_the_ones_made_before_it(pods: Pods) -> None:
 
 def _mount_count(below: Path) -> int:
     """Mounts at or below ``below``, stacked ones counted each."""
-    top = str(below)
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4] for line in f]
-    return sum(1 for p in points if p == top or p.startswith(top + "/"))
+    return sum(1 for m in hostsys.mountinfo() if hostsys.mounts_under(below, [m]))
 
 
 def test_legitimate_subpaths_still_work(pods: Pods) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from corral_common import hostsys
 from testkit.imagebuild import config_for, oci_files, tar_tree, write_tar
 from tests.conftest import REPO, Result
 from tests.integration.test_images import _run, mounts_under, podman, tool
@@ -41,16 +42,14 @@ def own_cgroup_dirs(name: str) -> list[Path]:
         for c in ctrls.split(",") if ctrls else [""]:
             own[c] = path
     out = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        left, _, right = line.partition(" - ")
-        fields, rfields = left.split(), right.split()
-        if rfields[0] not in ("cgroup", "cgroup2"):
+    for m in hostsys.mountinfo():
+        if m.fstype not in ("cgroup", "cgroup2"):
             continue
-        mnt, root = fields[4], fields[3]
-        if rfields[0] == "cgroup2":
+        mnt, root = m.mountpoint, m.root
+        if m.fstype == "cgroup2":
             path = own.get("")
         else:
-            opts = rfields[2].split(",")
+            opts = m.super_options.split(",")
             path = next((own[o] for o in opts if o in own and o), None)
         if path is None:
             continue

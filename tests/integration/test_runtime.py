@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from corral_common import hostsys
 from tests.conftest import REPO, Runtime
 
 pytestmark = pytest.mark.root
@@ -24,8 +25,7 @@ MiB = 1 << 20
 
 
 def _mounts() -> list[str]:
-    with open("/proc/self/mountinfo") as f:
-        return sorted(line.split()[4] for line in f)
+    return sorted(m.mountpoint for m in hostsys.mountinfo())
 
 
 def _wait_for(pred, timeout: float = 20.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from corral_common import hostsys
 from runtime.config import CAPABILITIES
 from tests.conftest import REPO, Runtime
 
@@ -25,8 +26,7 @@ pytestmark = pytest.mark.root
 
 
 def _mounts() -> list[str]:
-    with open("/proc/self/mountinfo") as f:
-        return sorted(line.split()[4] for line in f)
+    return sorted(m.mountpoint for m in hostsys.mountinfo())
 
 
 def _private_rootfs(runtime: Runtime, tmp_path: Path) -> Path:

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import bz2
 import contextlib
-import ctypes
 import dataclasses
 import gzip
 import hashlib
@@ -54,6 +53,8 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+
+import prctl  # python-prctl: loaded here, not in the forked child
 
 CACHE_DIR = Path(os.environ.get("CORRAL_VM_CACHE", "/var/tmp/corral-vm-cache"))
 BUSYBOX_CANDIDATES = (Path("/bin/busybox"), Path("/usr/bin/busybox"))
@@ -683,8 +684,7 @@ def _command_script(argv: Sequence[str], cwd: str, env: Mapping[str, str]) -> st
 
 def _set_pdeathsig() -> None:
     """In the child before exec: die with the parent, so a killed test run leaves no qemu."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    prctl.set_pdeathsig(signal.SIGKILL)
 
 
 @contextlib.contextmanager
