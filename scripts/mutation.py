@@ -65,9 +65,9 @@ MUTANTS = (
     ),
     Mutant(
         "state-in-place",
-        "runtime/state.py",
-        'tmp = os.path.join(d, f".{os.path.basename(path)}.tmp{os.getpid()}")',
-        "tmp = path",
+        "corral_common/hostsys.py",
+        'tmp = os.path.join(d, f".{os.path.basename(p)}.tmp{os.getpid()}.{_thread.get_ident()}")',
+        "tmp = p",
         ("tests/unit/test_state.py",),
         "state written in place, not renamed atomically",
     ),

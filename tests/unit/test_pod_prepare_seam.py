@@ -18,6 +18,7 @@ from images.store import Store
 from runtime import cgroups
 from runtime.pod.manifest import parse_pod
 from runtime.pod.prepare import PodOptions, PrepareError, prepare, teardown
+from runtime.pod.record import PodRecord
 from runtime.pod.store import PodDir, PodStore
 from testkit.fakehost import RecordingCgroup, RecordingHost
 from testkit.imagebuild import Entry, docker_files, tar_entries, write_tar
@@ -82,12 +83,12 @@ def _pod(env: Env) -> Any:
 
 def _prepare(env: Env) -> PodDir:
     pd = PodStore(env.opts.root).create("pod1")
-    record = {"uid": pd.uid, "name": "p", "options": env.opts.to_json()}
+    record = PodRecord(
+        uid=pd.uid, name="p", namespace="default", created=0.0, options=env.opts.to_json()
+    )
     pd.write_record(record)
-    try:
-        prepare(pd, _pod(env), env.opts, record)
-    finally:
-        pd.write_record(record)  # as runtime.pod.api.create does on its way out
+    # as runtime.pod.lifecycle.create does: prepare writes the record as it makes things
+    pd.write_record(prepare(pd, _pod(env), env.opts, record))
     return pd
 
 
