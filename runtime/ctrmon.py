@@ -216,7 +216,9 @@ def finish(paths: Paths, cid: str) -> None:
 
     ctr = Ctr(paths, cid)
     st = read_status(ctr)
-    code = int(st["exit_code"]) if st.get("exit_code", "").lstrip("-").isdigit() else None
+    # Stopped while it waited to restart: the last run's code.
+    text = st.get("exit_code", st.get("last_exit_code", ""))
+    code = int(text) if text.lstrip("-").isdigit() else None
     teardown_network(ctr)
     _finish(ctr, code)
 
