@@ -514,8 +514,9 @@ class Node:
 
 
 @pytest.fixture
-def node(tmp_path: Path) -> Iterator[Node]:
-    """A node network namespace of the test's own (never the machine's) and its config."""
+def node(corral: Corral, tmp_path: Path) -> Iterator[Node]:
+    """A node network namespace of the test's own (never the machine's) and its config. The
+    containers go before it does (their network teardown needs it)."""
     proc = subprocess.Popen(["unshare", "-n", "sleep", "infinity"])
     try:
         own = os.readlink("/proc/self/ns/net")
@@ -524,6 +525,8 @@ def node(tmp_path: Path) -> Iterator[Node]:
         config.write_text(json.dumps({"podCIDR": "10.99.9.0/24", "name": "podnet",
                                       "stateDir": str(tmp_path / "netstate")}))  # fmt: skip
         yield Node(proc, config)
+        for item in corral.ps():
+            corral("rm", "-f", item["id"])
     finally:
         proc.kill()
         proc.wait()
