@@ -9,21 +9,27 @@ the image store it uses)::
     rootfs/       the image's overlay mount (``Store.mount_rootfs``) while the container lives
     overlay/      its private upper and work directories
     owner.json    pid and start time of the process that waits for it (the foreground
-                  ``corral run``, or a detached container's supervisor)
-    ctr.log       stdout and stderr of a detached container
+                  ``corral run``, or a detached container's corral-monitor)
     exit.json     its exit code (128+N when killed by signal N), written atomically by the owner
+                  (a detached container's: by the monitor's finish step)
     lock          flock: the owner's finish and ``rm`` serialise on it
+    network.json  on the pod network: its config, node namespace and what setup made; etc/
+                  holds the hosts, hostname and resolv.conf bound into the container
+
+A detached container's directory is also its monitor's (``runtime.ctrmon``): monitor.conf,
+status/ctr, logs/ctr/<N>.log (CRI logs, one file per run), monitor.log.
 
 While the process runs, the runtime's own state lives under a state root of ours (default
 /run/corral/containers) and its cgroup below ``cgroup_parent``. The image store holds a ref
 named after the container id from before the mount until ``rm``, so ``corral image rm``
-refuses an image while a container (running or exited) uses it.
+refuses an image while a container (running or exited) uses it. Named volumes live in
+``<store>/volumes/<name>/_data`` and outlive the containers that use them.
 
-A detached container is waited for by a small supervisor process (``python -m runtime.ctr
-supervise``, in a session of its own): it creates and starts the container, tells ``run`` that
-it started (or why not) over a pipe, waits, records the exit code, unmounts the rootfs (or
-removes everything with ``--rm``) and exits. No daemon: everything ``ps`` says is derived from
-the directory, the runtime state and whether the owner still lives.
+A detached container runs under corral-monitor, the pod monitor (``runtime.ctrmon``): it
+holds the container's stdio, writes its logs, records its exit, restarts it by ``--restart``
+and finishes (exit code, network teardown, unmount, or removal with ``--rm``). No daemon:
+everything ``ps`` says is derived from the directory, the runtime state and whether the owner
+still lives.
 """
 
 from __future__ import annotations
