@@ -85,7 +85,7 @@ class Corral:
         return [sys.executable, "-c", main, args[0], *run, *args[1:]]
 
     def __call__(self, *args: str, timeout: float = 60, input: str | None = None) -> Result:
-        # Files, not pipes: nothing a container or supervisor holds can keep us waiting.
+        # Files, not pipes: nothing a container or its monitor holds can keep us waiting.
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             p = subprocess.run(
                 self.argv(*args), stdout=out, stderr=err, timeout=timeout, env=self.env(),
