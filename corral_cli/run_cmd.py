@@ -78,11 +78,36 @@ def _memory(_ctx: click.Context, _param: click.Parameter, value: str | None) -> 
 @click.option("--cpus", type=float, default=None, help="CPU limit, in CPUs (1.5)")
 @click.option(
     "--network",
-    type=click.Choice(["none", "host"]),
-    default="none",
-    show_default=True,
-    help="none: a namespace with lo only; host: the host's network",
+    default=None,
+    help="none (a namespace with lo only), host, or the pod network (bridge, or its name)"
+    " [default: the pod network when a network config is set, else none]",
 )
+@click.option(
+    "-v",
+    "--volume",
+    "volumes",
+    multiple=True,
+    help="SRC:DST[:OPTS]: bind a host path (absolute) or a named volume; OPTS ro, nosuid, ...",
+)
+@click.option(
+    "-p",
+    "--publish",
+    multiple=True,
+    help="HOSTPORT:CTRPORT[/tcp|udp] on the pod network; repeatable",
+)
+@click.option(
+    "--restart",
+    default="no",
+    show_default=True,
+    help="no, on-failure[:N] or always: restart a detached container when it exits",
+)
+@click.option(
+    "--network-config",
+    envvar="CORRAL_NETWORK_CONFIG",
+    default=None,
+    help=f"node network config file [default: {defaults.NETWORK_CONFIG}, or built-in]",
+)
+@click.option("--node-netns", default=None, help="the node's network namespace (a path)")
 @click.option("-t", "--tty", is_flag=True, help="allocate a terminal")
 @click.option("-i", "--interactive", is_flag=True, help="accepted; stdin always passes through")
 @click.option("--hostname", default=None, help="hostname (default: the short id)")
@@ -105,7 +130,12 @@ def run_command(
     entrypoint: str | None,
     memory: int | None,
     cpus: float | None,
-    network: str,
+    network: str | None,
+    volumes: tuple[str, ...],
+    publish: tuple[str, ...],
+    restart: str,
+    network_config: str | None,
+    node_netns: str | None,
     tty: bool,
     interactive: bool,
     hostname: str | None,
@@ -120,7 +150,8 @@ def run_command(
     In the foreground stdio passes through and corral exits with the container's exit code
     (128+N when signal N killed it; 125 when corral failed, 126/127 when the command cannot be
     run or does not exist). With -d, the id is printed and the container's output goes to a
-    log (`corral logs`). Without --rm, an exited container stays until `corral rm`.
+    log (`corral logs`), and it runs under corral-monitor, which restarts it by --restart.
+    Without --rm, an exited container stays until `corral rm`.
     """
     del interactive
     from runtime import ctr
@@ -128,7 +159,8 @@ def run_command(
     opts = ctr.RunOptions(
         image=image, command=command, name=name, env=env, workdir=workdir, user=user,
         entrypoint=entrypoint, memory=memory, cpus=cpus, network=network, tty=tty, rm=rm,
-        detach=detach, cgroup_parent=cgroup_parent, hostname=hostname,
+        detach=detach, cgroup_parent=cgroup_parent, hostname=hostname, volumes=volumes,
+        publish=publish, restart=restart, network_config=network_config, node_netns=node_netns,
     )  # fmt: skip
     paths = _paths(store, state_root)
     with failing(f"run {image}"):
@@ -156,6 +188,8 @@ def _ago(created: str) -> str:
 def _status(i: ctr.Info) -> str:
     if i.status == "exited":
         return f"exited ({i.exit_code})" if i.exit_code is not None else "exited (unknown)"
+    if i.restarts:
+        return f"{i.status} ({i.restarts} restarts)"
     return i.status
 
 
@@ -189,29 +223,12 @@ def ps_command(all_: bool, as_json: bool, store: str, state_root: str) -> None:
 @_paths_options
 @click.argument("container")
 def logs_command(follow: bool, store: str, state_root: str, container: str) -> None:
-    """Print the output of a detached container."""
+    """Print the output of a detached container (its stderr lines on stderr)."""
     from runtime import ctr
 
-    paths = _paths(store, state_root)
     with failing(f"logs {container}"):
-        path = ctr.log_path(paths, container)
-        c = ctr.find(paths, container)
-        out = sys.stdout.buffer
-        with open(path, "rb") as f:
-            while True:
-                data = f.read(65536)
-                if data:
-                    out.write(data)
-                    continue
-                out.flush()
-                if not follow or ctr.info(c).status == "exited":
-                    if follow:  # what was written between the last read and the exit
-                        out.write(f.read())
-                        out.flush()
-                    return
-                import time
-
-                time.sleep(0.1)
+        ctr.logs(_paths(store, state_root), container, sys.stdout.buffer, sys.stderr.buffer,
+                 follow)  # fmt: skip
 
 
 @click.command("stop")

@@ -9,25 +9,32 @@ the image store it uses)::
     rootfs/       the image's overlay mount (``Store.mount_rootfs``) while the container lives
     overlay/      its private upper and work directories
     owner.json    pid and start time of the process that waits for it (the foreground
-                  ``corral run``, or a detached container's supervisor)
-    ctr.log       stdout and stderr of a detached container
+                  ``corral run``, or a detached container's corral-monitor)
     exit.json     its exit code (128+N when killed by signal N), written atomically by the owner
+                  (a detached container's: by the monitor's finish step)
     lock          flock: the owner's finish and ``rm`` serialise on it
+    network.json  on the pod network: its config, node namespace and what setup made; etc/
+                  holds the hosts, hostname and resolv.conf bound into the container
+
+A detached container's directory is also its monitor's (``runtime.ctrmon``): monitor.conf,
+status/ctr, logs/ctr/<N>.log (CRI logs, one file per run), monitor.log.
 
 While the process runs, the runtime's own state lives under a state root of ours (default
 /run/corral/containers) and its cgroup below ``cgroup_parent``. The image store holds a ref
 named after the container id from before the mount until ``rm``, so ``corral image rm``
-refuses an image while a container (running or exited) uses it.
+refuses an image while a container (running or exited) uses it. Named volumes live in
+``<store>/volumes/<name>/_data`` and outlive the containers that use them.
 
-A detached container is waited for by a small supervisor process (``python -m runtime.ctr
-supervise``, in a session of its own): it creates and starts the container, tells ``run`` that
-it started (or why not) over a pipe, waits, records the exit code, unmounts the rootfs (or
-removes everything with ``--rm``) and exits. No daemon: everything ``ps`` says is derived from
-the directory, the runtime state and whether the owner still lives.
+A detached container runs under corral-monitor, the pod monitor (``runtime.ctrmon``): it
+holds the container's stdio, writes its logs, records its exit, restarts it by ``--restart``
+and finishes (exit code, network teardown, unmount, or removal with ``--rm``). No daemon:
+everything ``ps`` says is derived from the directory, the runtime state and whether the owner
+still lives.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -35,12 +42,11 @@ import os
 import re
 import select
 import signal
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import IO, Any
 
 from corral_common import defaults
 
@@ -94,6 +100,11 @@ class Paths:
     def containers_dir(self) -> str:
         return self.containers or os.path.join(self.store, "containers")
 
+    @property
+    def volumes_dir(self) -> str:
+        """Named volumes: ``<store>/volumes/<name>/_data``, as podman keeps them."""
+        return os.path.join(self.store, "volumes")
+
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
@@ -117,12 +128,19 @@ class RunOptions:
     entrypoint: str | None = None
     memory: int | None = None  # bytes
     cpus: float | None = None
-    network: str = "none"  # none: a namespace with lo only; host: the host's
+    network: str | None = None  # none, host, or the pod network (bridge, pod or its name);
+    # None: the pod network when a network config is set (network_config or the default
+    # file exists), else none
     tty: bool = False
     rm: bool = False
     detach: bool = False
     cgroup_parent: str | None = None  # relative: below the caller's own cgroup
     hostname: str | None = None
+    volumes: tuple[str, ...] = ()  # -v SRC:DST[:OPTS]
+    publish: tuple[str, ...] = ()  # -p HOSTPORT:CTRPORT[/tcp|udp]
+    restart: str = "no"  # no | on-failure[:N] | always (detached only)
+    network_config: str | None = None  # the node network config file (None: the default)
+    node_netns: str | None = None  # the node's network namespace (a path); None: ours
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +155,8 @@ class Meta:
     detach: bool = False
     tty: bool = False
     cgroups_path: str = ""
+    network: str = "none"  # none, host or pod
+    restart: str = "no"
 
     @property
     def short_id(self) -> str:
@@ -157,14 +177,16 @@ class Info:
     """One container as ``ps`` shows it."""
 
     meta: Meta
-    status: str  # creating running paused stopping exited
+    status: str  # creating running paused restarting stopping exited
     exit_code: int | None = None
     pid: int = 0
     finished: str = ""
+    restarts: int = 0
 
     def to_json(self) -> dict[str, Any]:
         out = self.meta.to_json()
         out.update(status=self.status, exit_code=self.exit_code, pid=self.pid)
+        out["restarts"] = self.restarts
         out["finished"] = self.finished
         return out
 
@@ -213,6 +235,105 @@ def parse_entrypoint(text: str) -> list[str]:
     return [text]
 
 
+_VOLUME_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+# Mount option words a volume may carry (podman's, less the SELinux z/Z, ignored, and the
+# overlay and chown ones, which corral does not do).
+_VOLUME_OPTS = {
+    "ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec", "exec", "bind", "rbind",
+    "private", "rprivate", "shared", "rshared", "slave", "rslave", "z", "Z",
+}  # fmt: skip
+_EXCLUSIVE = (
+    {"ro", "rw"}, {"nosuid", "suid"}, {"nodev", "dev"}, {"noexec", "exec"}, {"bind", "rbind"},
+    {"private", "rprivate", "shared", "rshared", "slave", "rslave"},
+)  # fmt: skip
+
+
+class OptionError(RunError):
+    """A ``corral run`` option has a bad value: ``--option VALUE: why`` (exit 125)."""
+
+    def __init__(self, option: str, value: str, why: str) -> None:
+        self.step, self.obj, self.cause = option, value, why
+        self.option = option
+        CorralError.__init__(self, f"{option} {value}: {why}" if value else f"{option}: {why}")
+
+
+@dataclass(frozen=True, slots=True)
+class Volume:
+    """``-v SRC:DST[:OPTS]``: SRC an absolute host path (a bind mount) or a volume name."""
+
+    source: str
+    destination: str
+    options: tuple[str, ...] = ()
+    named: bool = False
+
+    def mount(self, source_path: str) -> dict[str, Any]:
+        """The OCI mount, with ``source_path`` (the named volume's directory) as source."""
+        opts = [o for o in self.options if o not in ("z", "Z")]
+        if not any(o in ("bind", "rbind") for o in opts):
+            opts.insert(0, "rbind")
+        if not any(o in _EXCLUSIVE[5] for o in opts):
+            opts.append("rprivate")
+        return {"destination": self.destination, "type": "bind", "source": source_path,
+                "options": opts}  # fmt: skip
+
+
+def parse_volume(text: str) -> Volume:
+    """``SRC:DST[:OPT,...]`` as podman takes it."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        raise OptionError("--volume", text, "want SRC:DST[:OPTIONS] (SRC a path or a name)")
+    src, dst = parts[0], parts[1]
+    if not dst.startswith("/") or os.path.normpath(dst) == "/":
+        raise OptionError("--volume", text, f"the destination {dst!r} must be an absolute path "
+                          "other than /")  # fmt: skip
+    if "\0" in text or "," in src or "," in dst:
+        raise OptionError("--volume", text, "invalid character")
+    named = not src.startswith("/")
+    if named and not _VOLUME_NAME_RE.match(src):
+        raise OptionError("--volume", text, f"{src!r} is neither an absolute path nor a volume "
+                          "name (letters, digits, _ . -)")  # fmt: skip
+    opts = tuple(parts[2].split(",")) if len(parts) == 3 else ()
+    for o in opts:
+        if o not in _VOLUME_OPTS:
+            raise OptionError("--volume", text, f"unknown option {o!r} (one of "
+                              f"{', '.join(sorted(_VOLUME_OPTS))})")  # fmt: skip
+    for group in _EXCLUSIVE:
+        if len(group & set(opts)) > 1 or len([o for o in opts if o in group]) > 1:
+            raise OptionError("--volume", text, f"options {', '.join(sorted(group & set(opts)))}"
+                              " exclude each other")  # fmt: skip
+    return Volume(src if named else os.path.normpath(src), os.path.normpath(dst), opts, named)
+
+
+def parse_publish(text: str) -> tuple[int, int, str]:
+    """``HOSTPORT:CTRPORT[/tcp|udp]`` -> (host port, container port, protocol)."""
+    spec, _, proto = text.partition("/")
+    proto = proto or "tcp"
+    m = re.fullmatch(r"(\d+):(\d+)", spec)
+    if m is None:
+        raise OptionError("--publish", text, "want HOSTPORT:CTRPORT[/tcp|udp]")
+    if proto not in ("tcp", "udp"):
+        raise OptionError("--publish", text, f"protocol {proto!r}: want tcp or udp")
+    host, ctr_port = int(m[1]), int(m[2])
+    for port in (host, ctr_port):
+        if not 0 < port < 65536:
+            raise OptionError("--publish", text, f"{port} is not a port number (1..65535)")
+    return host, ctr_port, proto
+
+
+def parse_restart(text: str) -> tuple[str, int]:
+    """``no``, ``on-failure[:N]``, ``always`` -> (policy, at most N restarts; 0: no limit)."""
+    policy, colon, count = text.partition(":")
+    if policy in ("no", "always") and not colon:
+        return policy, 0
+    if policy == "on-failure":
+        if not colon:
+            return policy, 0
+        if count.isdigit() and int(count) > 0:
+            return policy, int(count)
+        raise OptionError("--restart", text, f"{count!r}: want a number of retries above 0")
+    raise OptionError("--restart", text, "want no, on-failure[:N] or always")
+
+
 def cgroups_path(cid: str, parent: str | None) -> str:
     """The container's cgroupsPath: ``<parent>/corral-<short id>``. A relative parent (the
     default ``corral``) is below the caller's own cgroup in each hierarchy."""
@@ -233,9 +354,16 @@ def build_config(
     cgroup_path: str,
     environ: Mapping[str, str] | None = None,
     host_files: Sequence[str] = ("/etc/resolv.conf", "/etc/hosts"),
+    network: str | None = None,
+    etc_dir: str = "",
+    mounts: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The OCI config.json: the runtime's defaults, the image's config
-    (``images.bundle.oci_config``, with its User resolved inside ``rootfs``), the overrides."""
+    (``images.bundle.oci_config``, with its User resolved inside ``rootfs``), the overrides.
+
+    ``network``: ``none`` (a namespace with lo only), ``host``, or ``pod`` (a namespace of
+    its own whose path is set later by ``join_netns``; /etc/hosts, /etc/hostname and
+    /etc/resolv.conf are bound from ``etc_dir``). ``mounts``: the volumes' OCI mounts."""
     from images.bundle import oci_config
 
     from .config import default_spec
@@ -271,17 +399,92 @@ def build_config(
         if opts.cpus <= 0:
             raise ValueError(f"--cpus must be positive: {opts.cpus}")
         resources["cpu"] = {"quota": int(opts.cpus * CPU_PERIOD), "period": CPU_PERIOD}
-    if opts.network == "host":
+    binds: list[tuple[str, str]] = []
+    network = network or opts.network or "none"
+    if network == "host":
         linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] != "network"]
-        for path in host_files:
-            if os.path.isfile(path):
-                spec["mounts"].append(
-                    {"destination": path, "type": "bind", "source": path,
-                     "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]}
-                )  # fmt: skip
-    elif opts.network != "none":
-        raise ValueError(f"unknown network mode {opts.network!r} (none or host)")
+        binds = [(path, path) for path in host_files if os.path.isfile(path)]
+    elif network == "pod":
+        binds = [(os.path.join(etc_dir, name), f"/etc/{name}")
+                 for name in ("hosts", "hostname", "resolv.conf")]  # fmt: skip
+    elif network != "none":
+        raise ValueError(f"unknown network mode {network!r} (none, host or pod)")
+    for src, dst in binds:
+        spec["mounts"].append(
+            {"destination": dst, "type": "bind", "source": src,
+             "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]}
+        )  # fmt: skip
+    spec["mounts"].extend(dict(m) for m in mounts)
     return spec
+
+
+def join_netns(spec: dict[str, Any], path: str) -> None:
+    """Make the container join the network namespace at ``path`` (the pod network's)."""
+    for ns in spec["linux"]["namespaces"]:
+        if ns["type"] == "network":
+            ns["path"] = path
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """The options that need more than a type, parsed and checked before anything is made."""
+
+    volumes: tuple[Volume, ...] = ()
+    ports: tuple[tuple[int, int, str], ...] = ()
+    restart: tuple[str, int] = ("no", 0)
+    network: str = "none"  # none, host or pod
+    settings: Any = None  # the pod network's runtime.network.NetworkConfig
+
+
+def network_settings(config: str | None) -> Any:
+    """The node network config: ``config``, else the default file, else the built-in one
+    (as ``corral pod`` reads it)."""
+    from runtime.pod.prepare import PodOptions
+
+    return PodOptions(network_config=config).network_settings()
+
+
+def check_options(opts: RunOptions) -> Checked:
+    """Parse and check what ``corral run`` was given; OptionError names the option."""
+    volumes = tuple(parse_volume(v) for v in opts.volumes)
+    seen: set[str] = set()
+    for v, text in zip(volumes, opts.volumes, strict=True):
+        if v.destination in seen:
+            raise OptionError("--volume", text, f"{v.destination} is mounted twice")
+        seen.add(v.destination)
+    ports = tuple(parse_publish(p) for p in opts.publish)
+    if len({(h, proto) for h, _, proto in ports}) != len(ports):
+        raise OptionError("--publish", ",".join(opts.publish), "a host port is published twice")
+    restart = parse_restart(opts.restart)
+    if restart[0] != "no" and not opts.detach:
+        raise OptionError("--restart", opts.restart, "only a detached container (-d) restarts")
+    if restart[0] != "no" and opts.rm:
+        raise OptionError("--restart", opts.restart, "conflicts with --rm")
+    if opts.detach and opts.tty:
+        raise OptionError("--tty", "", "not with --detach: a detached container's output "
+                          "goes to its log")  # fmt: skip
+    network, settings = opts.network, None
+    if network not in ("none", "host"):
+        if (
+            network is None
+            and opts.network_config is None
+            and not os.path.exists(defaults.NETWORK_CONFIG)
+        ):
+            network = "none"
+        else:
+            try:
+                settings = network_settings(opts.network_config)
+            except (CorralError, OSError, ValueError) as e:
+                raise OptionError("--network-config", opts.network_config or "", str(e)) from e
+            names = ("bridge", "pod", settings.name)
+            if network is not None and network not in names:
+                raise OptionError("--network", network, f"want none, host or the pod network "
+                                  f"{settings.name} (or bridge)")  # fmt: skip
+            network = "pod"
+    if ports and network != "pod":
+        raise OptionError("--publish", opts.publish[0], f"needs the pod network, not {network}"
+                          " (--network bridge, or a network config)")  # fmt: skip
+    return Checked(volumes, ports, restart, network, settings)
 
 
 # -- the container directory -------------------------------------------------------------
@@ -314,10 +517,6 @@ class Ctr:
     @property
     def overlay(self) -> str:
         return self.file("overlay")
-
-    @property
-    def log(self) -> str:
-        return self.file("ctr.log")
 
     def meta(self) -> Meta:
         try:
@@ -427,14 +626,47 @@ class Prepared:
     meta: Meta
     image: Any  # images.store.Image
     store: Any  # images.store.Store
+    checked: Checked = field(default_factory=Checked)
     cleanup: ExitStack = field(default_factory=ExitStack)
+
+
+def _volume_mounts(
+    checked: Checked, texts: Sequence[str], paths: Paths, undo: ExitStack
+) -> list[dict[str, Any]]:
+    """The volumes' OCI mounts: a bind source must exist; a named volume is made on first
+    use (and removed again if this run fails)."""
+    out = []
+    for v, text in zip(checked.volumes, texts, strict=True):
+        if not v.named:
+            try:
+                os.stat(v.source)
+            except OSError as e:
+                raise OptionError("--volume", text, f"{v.source}: {e.strerror}") from e
+            out.append(v.mount(v.source))
+            continue
+        top = os.path.join(paths.volumes_dir, v.source)
+        data = os.path.join(top, "_data")
+        if not os.path.isdir(data):
+            try:
+                os.makedirs(paths.volumes_dir, mode=0o700, exist_ok=True)
+                os.mkdir(top, 0o700)
+                undo.callback(_rmtree, top)
+                os.mkdir(data, 0o755)
+            except FileExistsError:
+                pass  # made meanwhile by another run
+            except OSError as e:
+                raise RunError("make volume", top, e) from e
+        out.append(v.mount(data))
+    return out
 
 
 def prepare(opts: RunOptions, paths: Paths) -> Prepared:
     """Everything but the process: the directory and record, the image ref, the overlay
-    rootfs and config.json. A failure removes what was made and raises RunError."""
+    rootfs, named volumes and config.json. A failure removes what was made and raises
+    RunError (OptionError for a bad option, before anything is made)."""
     from images.errors import ImageError
 
+    checked = check_options(opts)
     store = _store(paths)
     try:
         img = store.get(opts.image)
@@ -469,6 +701,8 @@ def prepare(opts: RunOptions, paths: Paths) -> Prepared:
                 detach=opts.detach,
                 tty=opts.tty,
                 cgroups_path=cgroup_path,
+                network=checked.network,
+                restart=opts.restart,
             )
             try:
                 ctr.write_json("meta.json", meta.to_json())
@@ -486,10 +720,12 @@ def prepare(opts: RunOptions, paths: Paths) -> Prepared:
         except (ImageError, OSError) as e:
             raise RunError("mount rootfs", ctr.rootfs, e) from e
         undo.callback(store.umount, ctr.rootfs, ctr.overlay)
+        mounts = _volume_mounts(checked, opts.volumes, paths, undo)
         try:
             spec = build_config(
                 store.config(img), ctr.rootfs, opts, cid,
                 name=name, image_id=img.id, cgroup_path=cgroup_path,
+                network=checked.network, etc_dir=ctr.file("etc"), mounts=mounts,
             )  # fmt: skip
         except (ImageError, ValueError, OSError) as e:
             raise RunError("make config", opts.image, e) from e
@@ -501,12 +737,61 @@ def prepare(opts: RunOptions, paths: Paths) -> Prepared:
             ctr.write_json("meta.json", meta.to_json())
         except OSError as e:
             raise RunError("write", ctr.file("config.json"), e) from e
-        return Prepared(ctr, meta, img, store, undo.pop_all())
+        return Prepared(ctr, meta, img, store, checked, undo.pop_all())
     raise AssertionError("unreachable")  # pragma: no cover - the with block returns
 
 
 def _create_opts(paths: Paths) -> container.CreateOptions:
     return container.CreateOptions(root=paths.state_root, cgroup_root=paths.cgroup_root)
+
+
+def setup_network(ctr: Ctr, checked: Checked, opts: RunOptions, netns: Any) -> None:
+    """Attach the container's network namespace ``netns`` (a path, or a runtime.network
+    Netns) to the pod network, as ``corral pod`` attaches a pod: an address on the node
+    bridge, the published ports; write etc/{hosts,hostname,resolv.conf}. ``network.json``
+    records the config and the node namespace first, so ``teardown_network`` works from any
+    process. On failure what was made is removed again."""
+    from runtime.network import NodeNetwork, PortMapping, write_pod_files
+
+    settings = checked.settings
+    where = {"config": opts.network_config, "nodeNetns": opts.node_netns}
+    try:
+        ctr.write_json("network.json", where)  # teardown looks for it: write it first
+        node = NodeNetwork(settings, opts.node_netns)
+        ports = [PortMapping(h, c, proto) for h, c, proto in checked.ports]
+        net = node.setup_pod(ctr.id, netns, ports)
+        ctr.write_json("network.json", {**where, "pod": net.to_json()})
+        spec = ctr.read_json("config.json") or {}
+        write_pod_files(ctr.file("etc"), spec.get("hostname") or ctr.id[:12], net.ip,
+                        settings.dns)  # fmt: skip
+    except (CorralError, OSError, ValueError) as e:
+        with contextlib.suppress(Exception):
+            teardown_network(ctr)
+        raise RunError("network setup", ctr.id[:12], e) from e
+
+
+def teardown_network(ctr: Ctr) -> None:
+    """Remove what ``setup_network`` made (nothing when it was not called)."""
+    where = ctr.read_json("network.json")
+    if where is None:
+        return
+    from runtime.network import NodeNetwork
+
+    try:
+        node = NodeNetwork(network_settings(where.get("config")), where.get("nodeNetns"))
+        node.teardown_pod(ctr.id)
+    except (CorralError, OSError, ValueError) as e:
+        raise RunError("network teardown", ctr.id[:12], e) from e
+    os.unlink(ctr.file("network.json"))
+
+
+def join_netns_file(ctr: Ctr, netns_path: str) -> None:
+    """config.json joins the network namespace at ``netns_path``."""
+    spec = ctr.read_json("config.json")
+    if spec is None:
+        raise RunError("read", ctr.file("config.json"), "missing or corrupt")
+    join_netns(spec, netns_path)
+    ctr.write_json("config.json", spec)
 
 
 def run(
@@ -517,11 +802,22 @@ def run(
 ) -> int:
     """``corral run`` in the foreground: stdio passes through, signals are forwarded, the
     container's exit code is returned. With ``opts.rm`` nothing is left afterwards;
-    otherwise the exited container stays (rootfs unmounted) until ``remove``."""
+    otherwise the exited container stays (rootfs unmounted) until ``remove``. On the pod
+    network this process holds the container's network namespace (by an fd) until the
+    container has exited."""
     if opts.detach:
         raise ValueError("run() is for the foreground; use run_detached()")
     p = prepare(opts, paths)
+    netns = None
     try:
+        if p.checked.network == "pod":
+            from runtime.network import OwnedNetns
+
+            netns = OwnedNetns()
+            p.cleanup.callback(netns.close)
+            setup_network(p.ctr, p.checked, opts, netns.ns)
+            p.cleanup.callback(teardown_network, p.ctr)
+            join_netns_file(p.ctr, f"/proc/{os.getpid()}/fd/{netns.fd}")
         try:
             code = container.run(
                 p.meta.id,
@@ -534,99 +830,36 @@ def run(
     except BaseException:
         p.cleanup.close()
         raise
-    _finish(p.ctr, code)
+    try:
+        teardown_network(p.ctr)
+    finally:
+        if netns is not None:
+            netns.close()
+        p.cleanup.pop_all()  # the rest is _finish's (or rm's) to remove
+        _finish(p.ctr, code)
     return code
 
 
 def run_detached(opts: RunOptions, paths: Paths = Paths()) -> Meta:
-    """``corral run -d``: start the container under a supervisor and return once it runs
-    (or raise RunError with the supervisor's reason, everything removed)."""
+    """``corral run -d``: start the container under corral-monitor (``runtime.ctrmon``) and
+    return once it runs (or raise RunError with the reason, everything removed)."""
+    from . import ctrmon
+
     p = prepare(opts, paths)
-    try:
-        r, w = os.pipe2(os.O_CLOEXEC)
-        try:
-            _spawn_supervisor(p.ctr, w)
-        finally:
-            os.close(w)
-        with os.fdopen(r, "rb") as f:
-            answer = f.read().decode(errors="replace").strip()
-        if answer != "ok":
-            reason = answer.removeprefix("error: ") or "the supervisor exited without a word"
-            raise RunError("start container", p.meta.short_id, reason)
-    except BaseException:
-        # The supervisor has exited (its end of the pipe is closed) or never started.
-        _kill_container(p.ctr)
-        p.cleanup.close()
-        raise
+    ctrmon.start(p, opts, paths)
     return p.meta
 
 
-def _package_root() -> str:
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _spawn_supervisor(ctr: Ctr, status_fd: int) -> None:
-    import subprocess
-
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [_package_root(), *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]]
-    )
-    argv = [sys.executable, "-m", "runtime.ctr", "supervise", ctr.paths.to_json(), ctr.id,
-            str(status_fd)]  # fmt: skip
-    log = os.open(ctr.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
-    try:
-        launcher = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            pass_fds=(status_fd,),
-            start_new_session=True,
-            env=env,
-            cwd="/",
-        )
-    except OSError as e:
-        raise RunError("start supervisor", ctr.id[:12], e) from e
-    finally:
-        os.close(log)
-    launcher.wait()  # it forks the supervisor and exits: nobody has to reap the supervisor
-
-
-def supervise(paths: Paths, cid: str, status_fd: int) -> int:
-    """The detached container's supervisor: create and start it, say ``ok`` (or
-    ``error: ...``) on ``status_fd``, wait, record the exit code, clean up."""
-    ctr = Ctr(paths, cid)
-    os.set_inheritable(status_fd, False)  # the container must not hold it open
-    status = os.fdopen(status_fd, "wb")
-
-    def started(_st: object) -> None:
-        status.write(b"ok\n")
-        status.close()
-
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    try:
-        ctr.set_owner(os.getpid())
-        code = container.run(cid, ctr.dir, _create_opts(paths), on_started=started)
-    except BaseException as e:
-        if not status.closed:
-            status.write(f"error: {e}\n".encode())
-            status.close()
-            return 1  # run_detached removes what prepare made
-        raise
-    _finish(ctr, code)
-    return 0
-
-
-def _finish(ctr: Ctr, code: int) -> None:
+def _finish(ctr: Ctr, code: int | None) -> None:
     """After the process exited (and the runtime state is gone): record the exit code, then
-    unmount the rootfs, or remove everything for ``--rm``."""
+    unmount the rootfs, or remove everything for ``--rm`` (unless a detached start has not
+    let go of it yet: the file ``starting``, see ``runtime.ctrmon``)."""
     with ctr.locked() as present:
         if not present:
             return  # removed meanwhile by `rm -f`
         ctr.write_json("exit.json", {"code": code, "finished": _now()})
         meta = ctr.meta()
-        if meta.rm:
+        if meta.rm and not os.path.exists(ctr.file("starting")):
             _remove_all(ctr, meta)
             return
         from images.store import Store
@@ -642,8 +875,8 @@ def _rmtree(path: str) -> None:
 
 
 def _remove_all(ctr: Ctr, meta: Meta) -> None:
-    """Runtime state, overlay mount, upper dir, image ref, directory: each is removed if
-    present (so a half-made or half-removed container can be removed again)."""
+    """Runtime state, network, overlay mount, upper dir, image ref, directory: each is
+    removed if present (so a half-made or half-removed container can be removed again)."""
     from images.errors import ImageError
     from images.store import Store
 
@@ -651,6 +884,7 @@ def _remove_all(ctr: Ctr, meta: Meta) -> None:
         container.delete(meta.id, force=True, root=ctr.paths.state_root)
     except CorralError as e:
         raise RunError("delete runtime state", meta.id[:12], e) from e
+    teardown_network(ctr)
     store = Store(ctr.paths.store)
     try:
         store.umount(ctr.rootfs, ctr.overlay)
@@ -674,21 +908,32 @@ def _remove_all(ctr: Ctr, meta: Meta) -> None:
 
 def info(ctr: Ctr) -> Info:
     meta = ctr.meta()
+    restarts = 0
+    mon: dict[str, str] = {}
+    if meta.detach:
+        from .ctrmon import read_status
+
+        mon = read_status(ctr)
+        restarts = int(mon.get("restart_count", "0") or 0)
     done = ctr.read_json("exit.json")
     if done is not None:
-        return Info(meta, "exited", int(done["code"]), finished=str(done.get("finished", "")))
+        code = done.get("code")
+        return Info(meta, "exited", int(code) if code is not None else None,
+                    finished=str(done.get("finished", "")), restarts=restarts)  # fmt: skip
     try:
         st = container.state(meta.id, ctr.paths.state_root)
     except NotFound:
         st = None
     owner = ctr.owner_alive()
+    if owner and mon.get("reason") == "CrashLoopBackOff":
+        return Info(meta, "restarting", restarts=restarts)
     if st is not None:
         status = str(st["status"])
         pid = int(st["pid"])  # type: ignore[call-overload]
         if status == "stopped":
-            return Info(meta, "stopping" if owner else "exited", pid=0)
-        return Info(meta, status, pid=pid)
-    return Info(meta, "creating" if owner else "exited")
+            return Info(meta, "stopping" if owner else "exited", pid=0, restarts=restarts)
+        return Info(meta, status, pid=pid, restarts=restarts)
+    return Info(meta, "creating" if owner else "exited", restarts=restarts)
 
 
 def list_containers(paths: Paths = Paths(), all_: bool = False) -> list[Info]:
@@ -703,11 +948,21 @@ def list_containers(paths: Paths = Paths(), all_: bool = False) -> list[Info]:
     return sorted(out, key=lambda i: i.meta.created, reverse=True)
 
 
-def log_path(paths: Paths, ref: str) -> str:
+def logs(paths: Paths, ref: str, out: IO[bytes], err: IO[bytes], follow: bool = False) -> None:
+    """A detached container's output as its monitor logged it, every run in order: stdout
+    lines to ``out``, stderr lines to ``err``; ``follow``: until the container has exited."""
     ctr = find(paths, ref)
-    if not os.path.exists(ctr.log):
+    if not ctr.meta().detach:
         raise ContainerError(ref, f"container {ref} has no log: it ran in the foreground")
-    return ctr.log
+    from .ctrmon import write_logs
+
+    def done() -> bool:
+        try:
+            return info(ctr).status == "exited"
+        except NotFound:
+            return True  # removed (--rm)
+
+    write_logs(ctr, follow, out, err, done)
 
 
 def _wait_pid(pid: int, timeout: float) -> bool:
@@ -748,6 +1003,15 @@ def _kill_container(ctr: Ctr) -> None:
         pass
 
 
+def _stop_detached(ctr: Ctr, timeout: float) -> None:
+    """Its monitor stops it (no restart after that), finishes and exits. A container still
+    being started by `corral run -d` is waited for until its monitor has it."""
+    from .ctrmon import monitor_pid, stop_monitor
+
+    _wait_for(lambda: bool(monitor_pid(ctr)) or not ctr.owner_alive(), 60.0)
+    stop_monitor(ctr, timeout)
+
+
 def stop(paths: Paths, ref: str, timeout: float = 10.0) -> Info:
     """Send the image's stop signal (default SIGTERM), SIGKILL after ``timeout`` seconds;
     return once the exit is recorded (or, with no owner left, the process is gone)."""
@@ -755,6 +1019,9 @@ def stop(paths: Paths, ref: str, timeout: float = 10.0) -> Info:
     i = info(ctr)
     if i.status in ("exited",):
         return i
+    if i.meta.detach:
+        _stop_detached(ctr, timeout)
+        return info(ctr)
     if i.status in ("running", "paused", "created") and i.pid:
         sig = _stop_signal(ctr)
         try:
@@ -772,41 +1039,21 @@ def stop(paths: Paths, ref: str, timeout: float = 10.0) -> Info:
 
 def remove(paths: Paths, ref: str, force: bool = False) -> Meta:
     """Remove a container that is not running (with ``force``, kill it first): runtime
-    state, overlay mount and upper dir, image ref, directory."""
+    state, network, overlay mount and upper dir, image ref, directory."""
     ctr = find(paths, ref)
     i = info(ctr)
     if i.status != "exited":
         if not force:
             raise InvalidState(ref, f"container {ref} is {i.status}: stop it first, or use -f")
-        _kill_container(ctr)
-        if i.pid:
-            _wait_pid(i.pid, 10.0)
-        # Let the owner record the exit and let go; then we remove whatever it left.
-        _wait_for(lambda: not ctr.owner_alive(), 10.0)
+        if i.meta.detach:
+            _stop_detached(ctr, 0.0)
+        else:
+            _kill_container(ctr)
+            if i.pid:
+                _wait_pid(i.pid, 10.0)
+            # Let the owner record the exit and let go; then we remove whatever it left.
+            _wait_for(lambda: not ctr.owner_alive(), 10.0)
     with ctr.locked() as present:
         if present:
             _remove_all(ctr, i.meta)
     return i.meta
-
-
-def supervisor_main(argv: list[str]) -> int:
-    """``python -m runtime.ctr supervise PATHS_JSON ID STATUS_FD``: fork the supervisor (so
-    the caller reaps this launcher at once and the supervisor is nobody's child), then run."""
-    if len(argv) != 4 or argv[0] != "supervise":
-        print("usage: python -m runtime.ctr supervise PATHS_JSON ID STATUS_FD", file=sys.stderr)
-        return 2
-    paths, cid, fd = Paths.from_json(argv[1]), argv[2], int(argv[3])
-    if os.fork() != 0:
-        os._exit(0)
-    try:
-        code = supervise(paths, cid, fd)
-    except BaseException as e:  # noqa: B036 - the log is the only place to say it
-        print(f"corral supervisor {cid[:12]}: {e}", file=sys.stderr, flush=True)
-        code = 1
-    os._exit(code)
-
-
-if __name__ == "__main__":
-    from runtime.ctr import supervisor_main as _main
-
-    sys.exit(_main(sys.argv[1:]))

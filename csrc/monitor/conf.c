@@ -178,6 +178,8 @@ static void conf_parse(char *text)
                 M.policy = POLICY_NEVER;
             else
                 conf_die("restart_policy: want Always, OnFailure or Never, not '%s'", v);
+        } else if (!strcmp(key, "restart_max")) {
+            M.restart_max = conf_long(key, v, 0, INT_MAX);
         } else if (!strcmp(key, "grace_s")) {
             M.grace = conf_seconds(key, v);
         } else if (!strcmp(key, "log_max_bytes")) {
@@ -227,6 +229,10 @@ static void conf_parse(char *text)
             if (strcmp(v, "true") && strcmp(v, "false"))
                 conf_die("prestart_first: want true or false, not '%s'", v);
             c->prestart_first = v[0] == 't';
+        } else if (!strcmp(key, "stop_signal")) {
+            if (!*v || strpbrk(v, " \t\n"))
+                conf_die("stop_signal: want a signal name or number, not '%s'", v);
+            c->stop_signal = xstrdup(v);
         } else if (!strcmp(key, "oom_file")) {
             conf_abs_path(key, v);
             c->oom_file = xstrdup(v);

@@ -71,6 +71,7 @@ struct run_record { /* what status files say about one run */
 
 struct ctr {
     char *name, *id, *bundle, *oom_file;
+    char *stop_signal; /* what `corral-oci kill` sends first on a stop (default TERM) */
     struct strv prestart_arg; /* run before every create but the first */
     bool prestart_first;      /* ... and before the first too (subPath mounts) */
     bool init;
@@ -114,6 +115,7 @@ struct monitor {
     struct strv runtime_arg, finish_arg, https_probe_arg;
     char *runtime_root, *hostname;
     enum restart_policy policy;
+    long restart_max; /* restarts of a container at most; 0: no limit */
     int64_t grace, backoff_initial, backoff_max, backoff_reset; /* ms */
     int64_t log_max_bytes, monitor_log_max;
     long log_max_files;

@@ -45,6 +45,8 @@ void run_done(struct ctr *c, const char *reason, int code, int sig, const char *
         again = again && code != 0;
     else if (M.policy == POLICY_NEVER)
         again = false;
+    if (M.restart_max > 0 && c->restart_count >= M.restart_max)
+        again = false;
     if (!again) {
         c->step = ST_DONE;
         if (c->init && code != 0)

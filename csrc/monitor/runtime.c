@@ -271,7 +271,7 @@ void job_done(struct ctr *c, int st)
     }
 }
 
-/* TERM now, KILL at `deadline` (now when the grace is 0). A container being killed is not
+/* The stop signal (TERM unless monitor.conf says) now, KILL at `deadline` (now when the grace is 0). A container being killed is not
  * ready and gets no more probes. */
 void terminate(struct ctr *c, int64_t deadline)
 {
@@ -279,7 +279,7 @@ void terminate(struct ctr *c, int64_t deadline)
         M.changes++;
         c->kill_stage = 1;
         c->kill_at = deadline;
-        runtime_kill(c, "TERM");
+        runtime_kill(c, c->stop_signal ? c->stop_signal : "TERM");
         probes_stop(c);
         if (c->ready) {
             c->ready = false;

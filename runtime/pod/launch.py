@@ -10,20 +10,17 @@ accepted) or writes an error line. On failure the pod is torn down and removed.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
-import select
 import signal
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from runtime.pod.hostfacts import cap_last, memory_capacity, min_oom_score_adj, oom_file
 from runtime.pod.manifest import Pod
+from runtime.pod.monitor import read_to_eof as _read_to_eof
+from runtime.pod.monitor import tail as _tail
 from runtime.pod.prepare import PodOptions, PrepareError, teardown
 from runtime.pod.record import PodRecord
 from runtime.pod.store import InvalidState, PodDir, PodError, PodState, write_atomic
@@ -31,36 +28,6 @@ from runtime.pod.store import InvalidState, PodDir, PodError, PodState, write_at
 __all__ = ["READY_TIMEOUT", "load_pod", "start"]
 
 READY_TIMEOUT = 30.0  # seconds for the monitor's "ready"
-
-
-def _dup_pair(w: int, r: int) -> int:
-    """Duplicate ``w`` and ``r`` onto free fds n, n+1 (the monitor's sync fd convention)."""
-    base = 10
-    while True:
-        n = fcntl.fcntl(w, fcntl.F_DUPFD_CLOEXEC, base)
-        m = fcntl.fcntl(r, fcntl.F_DUPFD_CLOEXEC, n + 1)
-        if m == n + 1:
-            return n
-        os.close(n)
-        os.close(m)
-        base = m
-
-
-def _read_line(fd: int, timeout: float) -> str:
-    buf = b""
-    deadline = time.monotonic() + timeout
-    while not buf.endswith(b"\n"):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return ""
-        ready, _, _ = select.select([fd], [], [], left)
-        if not ready:
-            return ""
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            break
-        buf += chunk
-    return buf.decode(errors="replace").strip()
 
 
 def _monitor_exe(opts: PodOptions) -> str:
@@ -71,14 +38,6 @@ def _monitor_exe(opts: PodOptions) -> str:
     return str(monitor_path())
 
 
-def _tail(path: Path, lines: int = 5) -> str:
-    try:
-        text = path.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return "; ".join(text[-lines:])
-
-
 @dataclass
 class _Monitor:
     pid: int
@@ -87,75 +46,19 @@ class _Monitor:
     said_fd: int  # the monitor writes here: after go, an error line or EOF
 
 
-def _read_to_eof(fd: int, timeout: float) -> str | None:
-    """What the monitor writes until it closes the pipe; None when it does not in time."""
-    buf = b""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return None
-        ready, _, _ = select.select([fd], [], [], left)
-        if not ready:
-            return None
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            return buf.decode(errors="replace").strip()
-        buf += chunk
-
-
 def _spawn_monitor(pd: PodDir, record: PodRecord, opts: PodOptions) -> _Monitor:
-    to_py_r, to_py_w = os.pipe2(os.O_CLOEXEC)
-    to_mon_r, to_mon_w = os.pipe2(os.O_CLOEXEC)
-    n = _dup_pair(to_py_w, to_mon_r)
-    os.close(to_py_w)
-    os.close(to_mon_r)
-    argv = [_monitor_exe(opts)]
+    from runtime.pod.monitor import StartFailed, spawn
+
+    flags = []
     if record.host_network:
-        argv.append("--host-network")
+        flags.append("--host-network")
     if record.share_pid:
-        argv.append("--share-pid")
-    argv += [str(pd.path), str(n)]
-    log = open(pd.path / "monitor.log", "ab")  # noqa: SIM115
+        flags.append("--share-pid")
     try:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            pass_fds=(n, n + 1),
-            close_fds=True,
-            start_new_session=True,
-        )
-    except OSError as e:
-        for fd in (n, n + 1, to_py_r, to_mon_w):
-            os.close(fd)
-        raise PrepareError(pd.uid, f"start monitor {argv[0]}", e.strerror or e) from e
-    finally:
-        log.close()
-    os.close(n)
-    os.close(n + 1)
-    try:
-        line = _read_line(to_py_r, READY_TIMEOUT)
-    except BaseException:
-        os.close(to_py_r)
-        os.close(to_mon_w)
-        raise
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=READY_TIMEOUT)
-    words = line.split()
-    if len(words) == 3 and words[0] == "ready":
-        return _Monitor(int(words[1]), int(words[2]), to_mon_w, to_py_r)
-    os.close(to_py_r)
-    os.close(to_mon_w)
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
-    why = line.removeprefix("error ").strip() if line else "no answer"
-    detail = _tail(pd.path / "monitor.log")
-    raise PrepareError(
-        pd.uid, "start monitor", f"{why}" + (f" (monitor.log: {detail})" if detail else "")
-    )
+        m = spawn(_monitor_exe(opts), flags, pd.path, READY_TIMEOUT)
+    except StartFailed as e:
+        raise PrepareError(pd.uid, e.step, e.why) from e
+    return _Monitor(m.pid, m.pidns_pid, m.go_fd, m.said_fd)
 
 
 def _finish_argv(pd: PodDir) -> tuple[str, ...]:

@@ -29,6 +29,7 @@ class ContainerConf:
     probes: tuple[tuple[str, Probe], ...] = ()  # (liveness|readiness|startup, probe)
     prestart_arg: tuple[str, ...] = ()  # run before every create but the first (a restart)
     prestart_first: bool = False  # ... and before the first too (it mounts subPaths)
+    stop_signal: str | None = None  # what a stop sends first (None: TERM)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,7 @@ class MonitorConf:
     backoff_reset_ms: int = 600_000
     containers: tuple[ContainerConf, ...] = field(default_factory=tuple)
     probe_host: str = "127.0.0.1"  # for http/tcp probes that name no host: the pod IP
+    restart_max: int = 0  # restarts of a container at most (0: no limit)
 
 
 def probe_lines(kind: str, probe: Probe, default_host: str) -> list[tuple[str, str]]:
@@ -93,6 +95,8 @@ def render(conf: MonitorConf) -> str:
         ("backoff_max_ms", str(conf.backoff_max_ms)),
         ("backoff_reset_ms", str(conf.backoff_reset_ms)),
     ]
+    if conf.restart_max:
+        lines.append(("restart_max", str(conf.restart_max)))
     lines += [("finish_arg", a) for a in conf.finish_arg]
     lines += [("https_probe_arg", a) for a in conf.https_probe_arg]
     for c in conf.containers:
@@ -102,6 +106,8 @@ def render(conf: MonitorConf) -> str:
         lines += [("prestart_arg", a) for a in c.prestart_arg]
         if c.prestart_first:
             lines.append(("prestart_first", "true"))
+        if c.stop_signal:
+            lines.append(("stop_signal", c.stop_signal))
         for kind, probe in c.probes:
             lines += probe_lines(kind, probe, conf.probe_host)
     return "".join(f"{k} {escape(v)}\n" for k, v in lines)

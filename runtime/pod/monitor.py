@@ -1,8 +1,16 @@
-"""Where the per-pod monitor executable is (``csrc/monitor/``, built at install time)."""
+"""Where the per-pod monitor executable is (``csrc/monitor/``, built at install time), and
+the starter's side of its start-up handshake."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import select
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 ENV = "CORRAL_MONITOR"
@@ -25,3 +33,137 @@ def monitor_path() -> Path:
             "(reinstall corral to build it: pip install -e .)"
         )
     return path
+
+
+# -- the start-up handshake (docs/pods.md): the side of whoever starts a monitor -----------
+# `corral pod` (runtime.pod.launch) and a detached `corral run` (runtime.ctr) both use it.
+
+
+@dataclass
+class Started:
+    """A monitor that said ``ready``: write ``go`` on ``go_fd`` (closing it without is an
+    abort), then read ``said_fd`` to EOF (``read_to_eof``: empty means accepted)."""
+
+    pid: int
+    pidns_pid: int
+    go_fd: int
+    said_fd: int
+
+    def close(self) -> None:
+        for fd in (self.go_fd, self.said_fd):
+            if fd >= 0:
+                os.close(fd)
+        self.go_fd = self.said_fd = -1
+
+
+class StartFailed(Exception):
+    """The monitor could not be started or did not say ``ready``: ``step: why``."""
+
+    def __init__(self, step: str, why: str) -> None:
+        self.step = step
+        self.why = why
+        super().__init__(f"{step}: {why}")
+
+
+def dup_pair(w: int, r: int) -> int:
+    """Duplicate ``w`` and ``r`` onto free fds n, n+1 (the monitor's sync fd convention)."""
+    base = 10
+    while True:
+        n = fcntl.fcntl(w, fcntl.F_DUPFD_CLOEXEC, base)
+        m = fcntl.fcntl(r, fcntl.F_DUPFD_CLOEXEC, n + 1)
+        if m == n + 1:
+            return n
+        os.close(n)
+        os.close(m)
+        base = m
+
+
+def read_line(fd: int, timeout: float) -> str:
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while not buf.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return ""
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            return ""
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        buf += chunk
+    return buf.decode(errors="replace").strip()
+
+
+def read_to_eof(fd: int, timeout: float) -> str | None:
+    """What the monitor writes until it closes the pipe; None when it does not in time."""
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            return None
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return buf.decode(errors="replace").strip()
+        buf += chunk
+
+
+def tail(path: Path, lines: int = 5) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return "; ".join(text[-lines:])
+
+
+def spawn(exe: str, flags: Sequence[str], directory: Path, timeout: float) -> Started:
+    """Run ``exe [flags] directory SYNC_FD`` detached (its stdio to ``directory/monitor.log``)
+    and wait for its ``ready``; raises StartFailed (the monitor is gone then)."""
+    to_py_r, to_py_w = os.pipe2(os.O_CLOEXEC)
+    to_mon_r, to_mon_w = os.pipe2(os.O_CLOEXEC)
+    n = dup_pair(to_py_w, to_mon_r)
+    os.close(to_py_w)
+    os.close(to_mon_r)
+    argv = [exe, *flags, str(directory), str(n)]
+    log = open(directory / "monitor.log", "ab")  # noqa: SIM115
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            pass_fds=(n, n + 1),
+            close_fds=True,
+            start_new_session=True,
+        )
+    except OSError as e:
+        for fd in (n, n + 1, to_py_r, to_mon_w):
+            os.close(fd)
+        raise StartFailed(f"start monitor {argv[0]}", str(e.strerror or e)) from e
+    finally:
+        log.close()
+    os.close(n)
+    os.close(n + 1)
+    try:
+        line = read_line(to_py_r, timeout)
+    except BaseException:
+        os.close(to_py_r)
+        os.close(to_mon_w)
+        raise
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=timeout)
+    words = line.split()
+    if len(words) == 3 and words[0] == "ready":
+        return Started(int(words[1]), int(words[2]), to_mon_w, to_py_r)
+    os.close(to_py_r)
+    os.close(to_mon_w)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    why = line.removeprefix("error ").strip() if line else "no answer"
+    detail = tail(directory / "monitor.log")
+    raise StartFailed("start monitor", why + (f" (monitor.log: {detail})" if detail else ""))

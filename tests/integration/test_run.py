@@ -84,7 +84,7 @@ class Corral:
         return [sys.executable, "-c", main, args[0], *run, *args[1:]]
 
     def __call__(self, *args: str, timeout: float = 60, input: str | None = None) -> Result:
-        # Files, not pipes: nothing a container or supervisor holds can keep us waiting.
+        # Files, not pipes: nothing a container or its monitor holds can keep us waiting.
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             p = subprocess.run(
                 self.argv(*args), stdout=out, stderr=err, timeout=timeout, env=self.env(),
@@ -359,3 +359,244 @@ def test_images_saved_by_podman_and_skopeo_run(
         assert res.out.startswith(IDS_OUT), (name, res.out)
         assert corral("run", "--rm", name, "exit", "5").rc == 5
     corral.assert_clean()
+
+
+def _parent_comm(pid: int) -> str:
+    ppid = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text()
+                .splitlines() if line.startswith("PPid:"))  # fmt: skip
+    return Path(f"/proc/{ppid}/comm").read_text().strip()
+
+
+def test_detached_runs_under_the_monitor_logs_follow_and_volumes(
+    corral: Corral, imported: str, tmp_path: Path
+) -> None:
+    """The monitor holds the container (its parent), writes its logs (stdout and stderr
+    apart) and records its exit; `logs -f` follows until the exit. A bind volume (ro and
+    rw) and a named volume reach the container."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "in").write_text("from the host\n")
+    script = ("cat /shared/in; echo out-of-volume > /shared/out; cat /ro/in; "
+              "echo no > /ro/x || echo ro-refused >&2; echo kept >> /named/f; cat /named/f; "
+              "while [ ! -e /shared/go ]; do sleep 0.05; done; echo two >&2; exit 3")  # fmt: skip
+    ERR = "sh: can't create /ro/x: Read-only file system\nro-refused\ntwo\n"  # noqa: N806
+    cid = corral.ok(
+        "run",
+        "-d",
+        "-u",
+        "0:0",
+        "-v",
+        f"{shared}:/shared",
+        "-v",
+        f"{shared}:/ro:ro,nosuid",
+        "-v",
+        "vol1:/named",
+        "--entrypoint",
+        "sh",
+        imported,
+        "-c",
+        script,
+    ).strip()
+    (item,) = corral.ps()
+    assert item["status"] == "running" and _parent_comm(item["pid"]) == "corral-monitor"
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        follow = subprocess.Popen(corral.argv("logs", "-f", cid), stdout=out, stderr=err,
+                                  env=corral.env(), cwd=REPO, stdin=subprocess.DEVNULL)  # fmt: skip
+        try:
+            wait_until(
+                lambda: (shared / "out").exists() and corral.ok("logs", cid).count("\n") == 3
+            )
+            (shared / "go").touch()
+            assert follow.wait(timeout=60) == 0
+        finally:
+            if follow.poll() is None:
+                follow.kill()
+                follow.wait()
+        out.seek(0)
+        err.seek(0)
+        assert out.read().decode() == "from the host\nfrom the host\nkept\n"
+        assert err.read().decode() == ERR
+    assert (shared / "out").read_text() == "out-of-volume\n" and not (shared / "x").exists()
+    (item,) = corral.ps()
+    assert (item["status"], item["exit_code"], item["restarts"]) == ("exited", 3, 0)
+    res = corral("logs", cid)
+    assert (res.out, res.err) == ("from the host\nfrom the host\nkept\n", ERR)
+    assert mounts_under(corral.tmp) == []
+    corral.ok("rm", cid)
+    # the named volume outlives the container, as podman's do, and is used again
+    assert (corral.store / "volumes" / "vol1" / "_data" / "f").read_text() == "kept\n"
+    out = corral.ok("run", "--rm", "-u", "0:0", "-v", "vol1:/named", "--entrypoint", "sh",
+                    imported, "-c", "echo again >> /named/f; cat /named/f")  # fmt: skip
+    assert out == "kept\nagain\n"
+    corral.assert_clean()
+
+
+def test_restart_policies(corral: Corral, imported: str) -> None:
+    """on-failure:N restarts a failing container N times (the monitor's backoff), then it
+    stays exited; always restarts one that succeeds too, until `stop`."""
+    script = "echo run; exit 3"
+    cid = corral.ok("run", "-d", "--restart", "on-failure:2", "--entrypoint", "sh", imported,
+                    "-c", script).strip()  # fmt: skip
+    wait_until(lambda: corral.ps()[0]["status"] == "exited", timeout=60)
+    (item,) = corral.ps()
+    assert (item["exit_code"], item["restarts"]) == (3, 2)
+    assert corral.ok("logs", cid) == "run\nrun\nrun\n"
+    corral.ok("rm", cid)
+    cid = corral.ok("run", "-d", "--restart", "always", "--entrypoint", "sh", imported, "-c",
+                    "echo up; exit 0").strip()  # fmt: skip
+    wait_until(lambda: corral.ps()[0]["restarts"] >= 2, timeout=60)
+    assert corral.ps()[0]["status"] != "exited"
+    corral.ok("stop", cid)
+    (item,) = corral.ps()
+    assert item["status"] == "exited" and item["exit_code"] in (0, 143)
+    n = item["restarts"]
+    assert corral.ps()[0]["restarts"] == n  # stopped means stopped: no restart after it
+    corral.ok("rm", cid)
+    # --restart no (the default): one run
+    cid = corral.ok("run", "-d", imported, "exit", "4").strip()
+    wait_until(lambda: corral.ps()[0]["status"] == "exited")
+    assert (corral.ps()[0]["exit_code"], corral.ps()[0]["restarts"]) == (4, 0)
+    corral.ok("rm", cid)
+    corral.assert_clean()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("--restart", "sometimes", "-d"),
+            "--restart sometimes: want no, on-failure[:N] or always",
+        ),
+        (("--restart", "on-failure:0", "-d"), "--restart on-failure:0: '0': want a number"),
+        (("--restart", "always"), "--restart always: only a detached container (-d) restarts"),
+        (("--restart", "always", "-d", "--rm"), "--restart always: conflicts with --rm"),
+        (("-v", "rel/x:/y"), "--volume rel/x:/y: 'rel/x' is neither an absolute path"),
+        (("-v", "/tmp:y"), "--volume /tmp:y: the destination 'y' must be an absolute path"),
+        (("-v", "/tmp:/y:ro,rw"), "--volume /tmp:/y:ro,rw: options ro, rw exclude each other"),
+        (("-v", "/tmp:/y:bogus"), "--volume /tmp:/y:bogus: unknown option 'bogus'"),
+        (("-v", "/no/such/dir:/y"), "--volume /no/such/dir:/y: /no/such/dir: No such file"),
+        (("-v", "/tmp:/y", "-v", "/tmp:/y/"), "--volume /tmp:/y/: /y is mounted twice"),
+        (("-p", "80"), "--publish 80: want HOSTPORT:CTRPORT[/tcp|udp]"),
+        (("-p", "8080:80/sctp"), "--publish 8080:80/sctp: protocol 'sctp': want tcp or udp"),
+        (("-p", "0:80"), "--publish 0:80: 0 is not a port number"),
+        (("-p", "8080:80"), "--publish 8080:80: needs the pod network, not none"),
+        (("--network", "host", "-p", "8080:80"), "--publish 8080:80: needs the pod network"),
+        (("-d", "-t"), "--tty: not with --detach"),
+    ],
+)
+def test_bad_options_exit_125_naming_the_option(
+    corral: Corral, imported: str, args: tuple[str, ...], message: str
+) -> None:
+    res = corral("run", *args, imported)
+    assert res.rc == 125, res.err
+    assert res.err.startswith(f"corral: run {imported}: {message}"), res.err
+    corral.assert_clean()
+    assert not (corral.store / "volumes").exists()
+
+
+@dataclass
+class Node:
+    proc: subprocess.Popen[bytes]
+    config: Path
+
+    @property
+    def path(self) -> str:
+        return f"/proc/{self.proc.pid}/ns/net"
+
+    def leftovers(self) -> dict[str, Any]:
+        from runtime.network import NodeNetwork, load_config
+        from runtime.network.netlink import Rtnl
+
+        net = NodeNetwork(load_config(self.config), self.path)
+        with Rtnl(self.path) as rt:
+            veths = sorted(lk.name for lk in rt.links() if lk.name.startswith("cr"))
+        return {"veths": veths, "addresses": net.ipam.allocations(), "records": net.pods(),
+                "hostports": net.firewall.hostports()}  # fmt: skip
+
+
+@pytest.fixture
+def node(corral: Corral, tmp_path: Path) -> Iterator[Node]:
+    """A node network namespace of the test's own (never the machine's) and its config. The
+    containers go before it does (their network teardown needs it)."""
+    proc = subprocess.Popen(["unshare", "-n", "sleep", "infinity"])
+    try:
+        own = os.readlink("/proc/self/ns/net")
+        wait_until(lambda: os.readlink(f"/proc/{proc.pid}/ns/net") != own)
+        config = tmp_path / "network.json"
+        config.write_text(json.dumps({"podCIDR": "10.99.9.0/24", "name": "podnet",
+                                      "stateDir": str(tmp_path / "netstate")}))  # fmt: skip
+        yield Node(proc, config)
+        for item in corral.ps():
+            corral("rm", "-f", item["id"])
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _echo(netns: str, ip: str, port: int) -> str:
+    import socket
+
+    from runtime.network import in_netns
+
+    s = in_netns(netns, lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+    with s:
+        s.settimeout(5)
+        s.connect((ip, port))
+        return s.recv(1024).decode()
+
+
+def _answers(netns: str, ip: str, port: int) -> str:
+    got: list[str] = []
+
+    def once() -> bool:
+        try:
+            got.append(_echo(netns, ip, port))
+        except OSError:
+            return False
+        return bool(got[-1])
+
+    wait_until(once)
+    return got[-1]
+
+
+def test_pod_network_publish_foreground_and_detached(
+    corral: Corral, imported: str, node: Node
+) -> None:
+    """--network <pod network> attaches the container as `corral pod` attaches a pod (an
+    address on the node bridge, /etc/hosts); -p publishes a port on the node; everything
+    is gone after the container."""
+    net = ["--network-config", str(node.config), "--node-netns", node.path]
+    out = corral.ok("run", "--rm", *net, "--hostname", "fg", "--entrypoint", "sh", imported,
+                    "-c", "ip -4 -o addr show eth0; cat /etc/hosts")  # fmt: skip
+    assert " eth0 " in out and "inet 10.99.9." in out and "fg" in out.split("inet")[1]
+    assert node.leftovers() == {"veths": [], "addresses": {}, "records": [], "hostports": []}
+    # a network config set: the pod network is the default; `--network none` still works
+    out = corral.ok("run", "--rm", *net, "--network", "none", "--entrypoint", "sh", imported,
+                    "-c", "ls /sys/class/net")  # fmt: skip
+    assert out.split() == ["lo"]
+    res = corral("run", "--rm", *net, "--network", "other", imported)
+    assert res.rc == 125 and "--network other: want none, host or the pod network podnet" in res.err
+    # detached, its port published on the node: the monitor holds its network namespace
+    cid = corral.ok("run", "-d", *net, "--network", "podnet", "-p", "8080:80", "-u", "0:0",
+                    "--hostname", "web", "--entrypoint", "nc", imported, "-ll", "-p", "80", "-e",
+                    "hostname").strip()  # fmt: skip
+    gateway = "10.99.9.1"
+    assert _answers(node.path, gateway, 8080) == "web\n"
+    left = node.leftovers()
+    assert len(left["veths"]) == 1 and [h.host_port for h in left["hostports"]] == [8080]
+    (item,) = corral.ps()
+    assert os.readlink(f"/proc/{item['pid']}/ns/net") == os.readlink(
+        f"/proc/{corral_monitor_pid(corral, cid)}/ns/net"
+    )
+    # a second container cannot take the same host port; nothing of it is left
+    res = corral("run", "-d", *net, "-p", "8080:81", imported, "sleep", "60")
+    assert res.rc == 125 and "network setup(" in res.err
+    assert len(corral.ps()) == 1
+    corral.ok("stop", "-t", "1", cid)
+    assert node.leftovers() == {"veths": [], "addresses": {}, "records": [], "hostports": []}
+    corral.ok("rm", cid)
+    corral.assert_clean()
+
+
+def corral_monitor_pid(corral: Corral, cid: str) -> int:
+    return int((corral.store / "containers" / cid / "monitor.pid").read_text())

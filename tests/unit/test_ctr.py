@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -196,3 +197,79 @@ def test_cli_defaults_match_the_library_and_corral_starts_without_it() -> None:
     code = "import sys, corral_cli.main; print('runtime.ctr' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_parse_volume() -> None:
+    v = ctr.parse_volume("/srv/x/:/data:ro,nosuid")
+    assert (v.source, v.destination, v.options, v.named) == ("/srv/x", "/data", ("ro", "nosuid"),
+                                                             False)  # fmt: skip
+    assert v.mount("/srv/x") == {"destination": "/data", "type": "bind", "source": "/srv/x",
+                                 "options": ["rbind", "ro", "nosuid", "rprivate"]}  # fmt: skip
+    v = ctr.parse_volume("cache:/var/cache:bind,rshared,Z")
+    assert v.named and v.mount("/d")["options"] == ["bind", "rshared"]
+    for bad, why in [("x", "want SRC:DST"), ("/a:b", "absolute"), ("/a:/", "other than /"),
+                     ("../x:/y", "neither"), ("/a:/b:ro,rw", "exclude"), ("/a:/b:ro,ro", "exclude"),
+                     ("/a:/b:O", "unknown option"), ("/a:/b:c:d", "want SRC:DST")]:  # fmt: skip
+        with pytest.raises(ctr.OptionError, match=why) as e:
+            ctr.parse_volume(bad)
+        assert str(e.value).startswith(f"--volume {bad}: ") and e.value.exit_code == 125
+
+
+def test_parse_publish_and_restart() -> None:
+    assert ctr.parse_publish("8080:80") == (8080, 80, "tcp")
+    assert ctr.parse_publish("53:5353/udp") == (53, 5353, "udp")
+    for bad in ("80", "a:80", "8080:80/sctp", "70000:80", "0:1", ":80"):
+        with pytest.raises(ctr.OptionError, match="--publish"):
+            ctr.parse_publish(bad)
+    assert ctr.parse_restart("no") == ("no", 0)
+    assert ctr.parse_restart("always") == ("always", 0)
+    assert ctr.parse_restart("on-failure") == ("on-failure", 0)
+    assert ctr.parse_restart("on-failure:3") == ("on-failure", 3)
+    for bad in ("never", "always:2", "on-failure:0", "on-failure:x", ""):
+        with pytest.raises(ctr.OptionError, match="--restart"):
+            ctr.parse_restart(bad)
+
+
+def test_check_options_needs_no_network_config_for_none(tmp_path: Path) -> None:
+    opts = ctr.RunOptions(image="i", network_config=None)
+    if not os.path.exists(ctr.defaults.NETWORK_CONFIG):
+        assert ctr.check_options(opts).network == "none"
+    cfg = tmp_path / "net.json"
+    cfg.write_text(json.dumps({"podCIDR": "10.5.0.0/24", "name": "mine"}))
+    got = ctr.check_options(ctr.RunOptions(image="i", network_config=str(cfg), publish=("1:2",)))
+    assert got.network == "pod" and got.ports == ((1, 2, "tcp"),)
+    assert ctr.check_options(ctr.RunOptions(image="i", network="mine",
+                                            network_config=str(cfg))).network == "pod"  # fmt: skip
+    with pytest.raises(ctr.OptionError, match="--network other: want none, host or the pod "
+                       "network mine"):  # fmt: skip
+        ctr.check_options(ctr.RunOptions(image="i", network="other", network_config=str(cfg)))
+    with pytest.raises(ctr.OptionError, match="--network-config"):
+        ctr.check_options(ctr.RunOptions(image="i", network_config=str(tmp_path / "nope")))
+
+
+def test_pod_network_config_binds_the_etc_files_and_joins_later(rootfs: Path) -> None:
+    opts = ctr.RunOptions(image="img")
+    spec = ctr.build_config(
+        IMAGE_CONFIG, str(rootfs), opts, "ab" * 32, name="n1", image_id="sha256:" + "c" * 64,
+        cgroup_path="p/c", environ={}, network="pod", etc_dir="/c/etc",
+        mounts=[ctr.parse_volume("/h:/data").mount("/h")],
+    )  # fmt: skip
+    dests = {m["destination"]: m["source"] for m in spec["mounts"]}
+    assert (
+        dests["/etc/hosts"] == "/c/etc/hosts" and dests["/etc/resolv.conf"] == "/c/etc/resolv.conf"
+    )
+    assert dests["/data"] == "/h"
+    ctr.join_netns(spec, "/proc/7/ns/net")
+    assert {"type": "network", "path": "/proc/7/ns/net"} in spec["linux"]["namespaces"]
+
+
+def test_monitor_conf_of_a_detached_container() -> None:
+    from runtime.pod.monconf import ContainerConf, MonitorConf, render
+
+    text = render(MonitorConf(runtime_arg=("oci",), runtime_root="/r", restart_policy="OnFailure",
+                              grace_s=10, restart_max=2,
+                              containers=(ContainerConf("ctr", "app", "id1", "/b",
+                                                        stop_signal="10"),)))  # fmt: skip
+    lines = text.splitlines()
+    assert "restart_max 2" in lines and "stop_signal 10" in lines
+    assert lines.index("stop_signal 10") > lines.index("container ctr")
