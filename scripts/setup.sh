@@ -11,6 +11,7 @@ APT_PACKAGES=(
   runc crun containerd
   podman skopeo umoci zstd docker-registry apache2-utils
   nftables iptables iputils-ping containernetworking-plugins
+  etcd-server etcd-client
 )
 
 # The VM tests (tests/vm): vagrant for `vagrant validate`; qemu and Debian's kernel to boot a
@@ -51,6 +52,10 @@ if [ ${#missing[@]} -gt 0 ]; then
       update-rc.d docker-registry disable >/dev/null 2>&1 || true
     fi
   fi
+  # Likewise etcd: the store tests start members of their own on free ports.
+  if [[ " ${missing[*]} " == *" etcd-server "* ]] && [ -d /run/systemd/system ]; then
+    systemctl disable --now etcd.service >/dev/null 2>&1 || true
+  fi
 fi
 
 # Debian's python3 (>= 3.11 on Debian 12), whatever else is first on PATH.
@@ -60,5 +65,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # compat editable mode: a plain path entry, no import hook (it costs ~15 ms per CLI start).
 .venv/bin/pip install -q --disable-pip-version-check \
-  --config-settings editable_mode=compat -e '.[test]'
+  --config-settings editable_mode=compat -e '.[test,etcd]'
 echo "setup: done (.venv/bin/corral-oci, .venv/bin/corral)"
