@@ -10,6 +10,7 @@ OpenAPI schema (``gen.py`` -> ``_generated.py``); what kube-apiserver does beyon
     body = kubemodel.encode(pod)                                 # what the API returns
 """
 
+from kubemodel import configdata as _configdata  # ConfigMap and Secret validation
 from kubemodel import pod as _pod  # registers the Pod defaulting and validation
 from kubemodel import workloads as _workloads  # apps/v1 and batch/v1 kinds likewise
 from kubemodel._generated import *  # noqa: F403
@@ -30,4 +31,4 @@ __all__ = [  # noqa: PLE0604
     "to_dict",
     *_types,
 ]
-del _pod, _workloads
+del _configdata, _pod, _workloads

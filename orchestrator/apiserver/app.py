@@ -202,14 +202,14 @@ class ApiServer:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware], client_max_size=MAX_BODY + 1)
         r = app.router
-        r.add_get("/version", lambda _: _json(discovery.version()))
+        r.add_get("/version", self._version)
         for path in ("/healthz", "/livez", "/readyz"):
             r.add_get(path, self._health)
             r.add_get(path + "/{check:.*}", self._health)
         r.add_get("/openapi/v2", self._openapi_v2)
         r.add_get("/swagger-2.0.0.pb-v1", self._openapi_v2)
-        r.add_get("/api", lambda _: _json(discovery.api_versions(self.server_address)))
-        r.add_get("/apis", lambda _: _json(discovery.group_list()))
+        r.add_get("/api", self._api)
+        r.add_get("/apis", self._apis)
         r.add_route("*", "/api/{version}", self._core_discovery)
         r.add_route("*", "/api/{version}/{tail:.*}", self._core)
         r.add_route("*", "/apis/{group}", self._group)
@@ -245,6 +245,15 @@ class ApiServer:
         except Exception as e:
             log.exception("%s %s", request.method, request.path_qs)
             return _error_response(ApiError(500, "InternalError", f"Internal error occurred: {e}"))
+
+    async def _version(self, request: web.Request) -> web.Response:
+        return _json(discovery.version())
+
+    async def _api(self, request: web.Request) -> web.Response:
+        return _json(discovery.api_versions(self.server_address))
+
+    async def _apis(self, request: web.Request) -> web.Response:
+        return _json(discovery.group_list())
 
     async def _health(self, request: web.Request) -> web.Response:
         try:

@@ -9,6 +9,7 @@ resourceVersion: the store revision is the resourceVersion, set on every read.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import copy
 import logging
@@ -90,6 +91,20 @@ def _qos_class(pod: Obj) -> str:
         if any(req.get(r, lim[r]) != lim[r] for r in ("cpu", "memory")):
             return "Burstable"
     return "Guaranteed"
+
+
+def _fold_string_data(secret: Obj) -> None:
+    """stringData is write-only: its entries go into data, base64-encoded (kube-apiserver)."""
+    string_data = secret.pop("stringData", None)
+    if isinstance(string_data, dict):
+        data = secret.get("data") if isinstance(secret.get("data"), dict) else {}
+        for k, v in string_data.items():
+            if isinstance(v, str):
+                data[k] = base64.b64encode(v.encode()).decode()
+        secret["data"] = data
+    elif string_data is not None:
+        secret["stringData"] = string_data  # let the model refuse it, naming the field
+    secret.setdefault("type", "Opaque")
 
 
 class Storage:
@@ -176,6 +191,8 @@ class Storage:
         """Decode with the object model (unknown fields refused, defaults, validation) and
         encode back: the object as it will be stored."""
         name = (obj.get("metadata") or {}).get("name") or ""
+        if res.name == "secrets":
+            _fold_string_data(obj)
         try:
             typed = kubemodel.decode(obj, res.model)
             if res.model is not kubemodel.Pod:
