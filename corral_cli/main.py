@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from . import image_cmd, network_cmd, pod_cmd, run_cmd
+from . import image_cmd, network_cmd, pod_cmd, run_cmd, server_cmd
 from .errors import Group
 
 
@@ -39,6 +39,7 @@ image_cmd.register(cli)  # image import, ls, inspect, rm, prune, save
 run_cmd.register(cli)  # run, ps, logs, stop, rm
 pod_cmd.register(cli)  # pod run, ls, inspect, logs, exec, stop, rm, gc
 network_cmd.register(cli)  # network gc
+server_cmd.register(cli)  # server
 
 
 def main() -> None:

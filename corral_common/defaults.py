@@ -27,3 +27,9 @@ OCI_STATE_ROOT = "/run/corral-oci"
 # cgroup of the process that runs them).
 POD_CGROUP_PARENT = "/kubepods"
 RUN_CGROUP_PARENT = "corral"
+
+# `corral server`: its state (TLS, token, the SQLite store) and the admin kubeconfig it writes.
+SERVER_DATA_DIR = "/var/lib/corral/server"
+SERVER_KUBECONFIG = "/etc/corral/corral.yaml"
+SERVER_BIND_ADDRESS = "127.0.0.1"
+SERVER_HTTPS_PORT = 6443

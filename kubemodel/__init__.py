@@ -10,7 +10,9 @@ OpenAPI schema (``gen.py`` -> ``_generated.py``); what kube-apiserver does beyon
     body = kubemodel.encode(pod)                                 # what the API returns
 """
 
+from kubemodel import configdata as _configdata  # ConfigMap and Secret validation
 from kubemodel import pod as _pod  # registers the Pod defaulting and validation
+from kubemodel import workloads as _workloads  # apps/v1 and batch/v1 kinds likewise
 from kubemodel._generated import *  # noqa: F403
 from kubemodel._generated import __all__ as _types
 from kubemodel.codec import decode, decode_json, encode, kind_of_type, to_dict
@@ -29,4 +31,4 @@ __all__ = [  # noqa: PLE0604
     "to_dict",
     *_types,
 ]
-del _pod
+del _configdata, _pod, _workloads

@@ -63,6 +63,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+# kubectl 1.20 for the API server tests (tests/kubeserver.py), beside the machine's current
+# kubectl: Debian's kubernetes-client unpacked, not installed (its /usr/bin/kubectl would clash
+# with another kubectl package).
+KUBECTL_120_DIR=/var/cache/corral-test/kubernetes-client
+if [ ! -x "$KUBECTL_120_DIR/usr/bin/kubectl" ]; then
+  tmp=$(mktemp -d)
+  chown _apt "$tmp" 2>/dev/null || chmod 755 "$tmp"  # apt downloads as _apt
+  (cd "$tmp" && apt-get download -q kubernetes-client >/dev/null)
+  mkdir -p "$KUBECTL_120_DIR"
+  dpkg -x "$tmp"/kubernetes-client_*.deb "$KUBECTL_120_DIR"
+  rm -rf "$tmp"
+fi
+
 # Debian's python3 (>= 3.11 on Debian 12), whatever else is first on PATH.
 PY=/usr/bin/python3
 if [ ! -x .venv/bin/python ]; then

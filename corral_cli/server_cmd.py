@@ -1,0 +1,99 @@
+"""``corral server``: the cluster's API server (as ``k3s server``), until SIGTERM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from corral_common import defaults
+
+from .errors import Failure
+
+
+@click.command("server")
+@click.option(
+    "--data-dir",
+    default=defaults.SERVER_DATA_DIR,
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="state: TLS certificates, the join token, the embedded SQLite store",
+)
+@click.option(
+    "--bind-address",
+    default=defaults.SERVER_BIND_ADDRESS,
+    show_default=True,
+    help="address the API server listens on",
+)
+@click.option(
+    "--https-listen-port",
+    default=defaults.SERVER_HTTPS_PORT,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="port the API server listens on",
+)
+@click.option(
+    "--write-kubeconfig",
+    default=defaults.SERVER_KUBECONFIG,
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="where to write the admin kubeconfig (mode 0600)",
+)
+@click.option(
+    "--token",
+    default=None,
+    envvar="CORRAL_TOKEN",
+    help="the join secret agents present (generated when absent)",
+)
+@click.option(
+    "--datastore-endpoint",
+    default="",
+    show_default="embedded SQLite",
+    help="sqlite:///path, or etcd://host:2379,host:2379 for an etcd cluster",
+)
+@click.option(
+    "--cluster-cidr",
+    default="10.42.0.0/16",
+    show_default=True,
+    help="pod addresses (used by the node IPAM once the controllers exist)",
+)
+@click.option(
+    "--service-cidr",
+    default="10.43.0.0/16",
+    show_default=True,
+    help="service addresses (used once ClusterIP allocation exists)",
+)
+@click.option("--disable-agent", is_flag=True, help="run no agent (kubelet) in this process")
+def server(
+    data_dir: Path,
+    bind_address: str,
+    https_listen_port: int,
+    write_kubeconfig: Path,
+    token: str | None,
+    datastore_endpoint: str,
+    cluster_cidr: str,
+    service_cidr: str,
+    disable_agent: bool,
+) -> None:
+    """Run the Kubernetes API server, with an embedded SQLite store by default."""
+    from orchestrator.apiserver import ServerConfig, ServerError, run_server
+
+    cfg = ServerConfig(
+        data_dir=data_dir,
+        bind_address=bind_address,
+        https_listen_port=https_listen_port,
+        write_kubeconfig=write_kubeconfig,
+        token=token,
+        datastore_endpoint=datastore_endpoint,
+        disable_agent=disable_agent,
+        cluster_cidr=cluster_cidr,
+        service_cidr=service_cidr,
+    )
+    try:
+        run_server(cfg)
+    except ServerError as e:
+        raise Failure("server", e) from e
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(server)

@@ -1,0 +1,615 @@
+"""The HTTP layer: routes, authentication, request bodies, content negotiation (JSON or Table),
+list and watch streaming. Handlers decode the request and call the generic resource layer
+(``storage.py``); every error leaves as a Kubernetes Status."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import yaml
+from aiohttp import web
+
+from orchestrator.store import Backend, Gone
+
+from . import discovery, errors
+from .errors import ApiError
+from .resources import RESOURCES, Resource, by_path
+from .selectors import field_selector, label_selector
+from .storage import Storage
+from .tables import table
+from .watchcache import CacheEvent, Closed, WatchCache
+
+__all__ = ["MAX_BODY", "MAX_DEPTH", "ApiServer"]
+
+log = logging.getLogger("corral.apiserver")
+
+MAX_BODY = 3 * 1024 * 1024  # kube-apiserver's limit for a request body
+MAX_DEPTH = 100  # nesting of a request body (Kubernetes objects stay far below)
+MAX_NODES = 1_000_000  # values in one body (a YAML alias bomb stops here)
+PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
+JSON = "application/json"
+PATCH_TYPES = {
+    "application/merge-patch+json": "merge",
+    "application/json-patch+json": "json",
+    "application/strategic-merge-patch+json": "strategic",
+}
+UNSUPPORTED_BODIES = ("application/vnd.kubernetes.protobuf", "application/cbor")
+IDLE_CHECK = 5.0  # seconds between checks that an idle watch's client is still there
+
+Obj = dict[str, Any]
+_encoder = msgspec.json.Encoder()
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=_encoder.encode(body), status=status, content_type=JSON)
+
+
+def _error_response(e: ApiError) -> web.Response:
+    return web.Response(body=e.body(), status=e.code, content_type=JSON)
+
+
+def _check_shape(value: Any) -> None:
+    """Refuse a body nested deeper than MAX_DEPTH or with more than MAX_NODES values
+    (iterative: no recursion on hostile input)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    nodes = 0
+    while stack:
+        v, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_NODES:
+            raise errors.ApiError(
+                413, "RequestEntityTooLarge", f"the request body has more than {MAX_NODES} values"
+            )
+        if isinstance(v, dict):
+            if depth > MAX_DEPTH:
+                raise errors.bad_request(
+                    f"the request body is nested deeper than {MAX_DEPTH} levels"
+                )
+            stack.extend((x, depth + 1) for x in v.values())
+        elif isinstance(v, list):
+            if depth > MAX_DEPTH:
+                raise errors.bad_request(
+                    f"the request body is nested deeper than {MAX_DEPTH} levels"
+                )
+            stack.extend((x, depth + 1) for x in v)
+
+
+async def _read_body(request: web.Request) -> Any:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise _too_large()
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large() from None
+    if len(raw) > MAX_BODY:
+        raise _too_large()
+    ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if ctype in UNSUPPORTED_BODIES:
+        raise ApiError(
+            415,
+            "UnsupportedMediaType",
+            f"the body of the request was in an unknown format - accepted media types"
+            f" include: application/json, application/yaml ({ctype} is not supported)",
+        )
+    if not raw.strip():
+        return None
+    try:
+        if ctype in ("application/yaml", "application/apply-patch+yaml", "text/yaml"):
+            try:
+                value = yaml.load(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+            except yaml.YAMLError as e:
+                raise errors.bad_request(f"the request body is not valid YAML: {e}") from None
+        else:
+            try:
+                value = msgspec.json.decode(raw)
+            except msgspec.DecodeError as e:
+                raise errors.bad_request(f"the request body is not valid JSON: {e}") from None
+    except RecursionError:
+        raise errors.bad_request(
+            f"the request body is nested deeper than {MAX_DEPTH} levels"
+        ) from None
+    _check_shape(value)
+    return value
+
+
+def _too_large() -> ApiError:
+    return ApiError(413, "RequestEntityTooLarge", f"Request entity too large: limit is {MAX_BODY}")
+
+
+def _wants_table(request: web.Request) -> bool:
+    for part in request.headers.get("Accept", "").split(","):
+        params = {p.strip() for p in part.split(";")[1:]}
+        if "as=Table" in params and "g=meta.k8s.io" in params:
+            return True
+    return False
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").lower() in ("true", "1")
+
+
+def _int_param(request: web.Request, name: str) -> int | None:
+    value = request.query.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise errors.bad_request(f"invalid value for {name}: {value!r} is not an integer") from None
+
+
+def _list_body(res: Resource, items: list[Obj], rev: int, cont: str | None) -> Obj:
+    meta: Obj = {"resourceVersion": str(rev)}
+    if cont:
+        meta["continue"] = cont
+    return {"kind": res.list_kind, "apiVersion": res.api_version, "metadata": meta, "items": items}
+
+
+def _scale(obj: Obj) -> Obj:
+    meta = obj["metadata"]
+    spec = obj.get("spec") or {}
+    sel = (spec.get("selector") or {}).get("matchLabels") or {}
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            k: meta[k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if k in meta
+        },
+        "spec": {"replicas": spec.get("replicas", 1)},
+        "status": {
+            "replicas": (obj.get("status") or {}).get("replicas", 0),
+            "selector": ",".join(f"{k}={v}" for k, v in sorted(sel.items())),
+        },
+    }
+
+
+class ApiServer:
+    """The Kubernetes API over a store. ``app()`` gives the aiohttp application;
+    ``start()`` makes the initial namespaces, ``close()`` ends watches."""
+
+    def __init__(
+        self,
+        store: Backend,
+        *,
+        server_address: str = "127.0.0.1:6443",
+        require_client_cert: bool = True,
+        bookmark_interval: float = 60.0,
+    ) -> None:
+        self.store = store
+        self.storage = Storage(store)
+        self.server_address = server_address
+        self.require_client_cert = require_client_cert
+        self.bookmark_interval = bookmark_interval
+        self.caches = {r.name: WatchCache(store, r.key_prefix(None)) for r in RESOURCES}
+        self._closing = asyncio.Event()
+
+    async def start(self) -> None:
+        await self.storage.ensure_namespaces()
+
+    async def close(self) -> None:
+        self._closing.set()
+        for cache in self.caches.values():
+            await cache.close()
+        await self.storage.close()
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._middleware], client_max_size=MAX_BODY + 1)
+        r = app.router
+        r.add_get("/version", self._version)
+        for path in ("/healthz", "/livez", "/readyz"):
+            r.add_get(path, self._health)
+            r.add_get(path + "/{check:.*}", self._health)
+        r.add_get("/openapi/v2", self._openapi_v2)
+        r.add_get("/swagger-2.0.0.pb-v1", self._openapi_v2)
+        r.add_get("/api", self._api)
+        r.add_get("/apis", self._apis)
+        r.add_route("*", "/api/{version}", self._core_discovery)
+        r.add_route("*", "/api/{version}/{tail:.*}", self._core)
+        r.add_route("*", "/apis/{group}", self._group)
+        r.add_route("*", "/apis/{group}/{version}", self._group_discovery)
+        r.add_route("*", "/apis/{group}/{version}/{tail:.*}", self._grouped)
+        return app
+
+    # ------------------------------------------------------------------ plumbing
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Callable[..., Any]) -> Any:
+        try:
+            if (
+                self.require_client_cert
+                and request.path not in PUBLIC_PATHS
+                and not any(request.path.startswith(p + "/") for p in PUBLIC_PATHS)
+            ):
+                transport = request.transport
+                cert = transport.get_extra_info("peercert") if transport is not None else None
+                if not cert:
+                    raise ApiError(401, "Unauthorized", "Unauthorized")
+            return await handler(request)
+        except ApiError as e:
+            return _error_response(e)
+        except web.HTTPRequestEntityTooLarge:
+            return _error_response(_too_large())
+        except web.HTTPNotFound:
+            return _error_response(_not_found_path())
+        except web.HTTPMethodNotAllowed:
+            return _error_response(errors.method_not_allowed())
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception as e:
+            log.exception("%s %s", request.method, request.path_qs)
+            return _error_response(ApiError(500, "InternalError", f"Internal error occurred: {e}"))
+
+    async def _version(self, request: web.Request) -> web.Response:
+        return _json(discovery.version())
+
+    async def _api(self, request: web.Request) -> web.Response:
+        return _json(discovery.api_versions(self.server_address))
+
+    async def _apis(self, request: web.Request) -> web.Response:
+        return _json(discovery.group_list())
+
+    async def _health(self, request: web.Request) -> web.Response:
+        try:
+            await self.store.current_revision()
+        except Exception as e:
+            return web.Response(status=500, text=f"[-]etcd failed: {e}\n")
+        return web.Response(text="ok")
+
+    async def _openapi_v2(self, request: web.Request) -> web.Response:
+        # An empty protobuf document is a valid, empty openapi_v2.Document: kubectl then
+        # validates nothing client-side (the server validates every write).
+        return web.Response(body=b"", content_type="application/octet-stream")
+
+    async def _core_discovery(self, request: web.Request) -> web.Response:
+        return self._discovery("", request.match_info["version"], request)
+
+    async def _group_discovery(self, request: web.Request) -> web.Response:
+        return self._discovery(request.match_info["group"], request.match_info["version"], request)
+
+    def _discovery(self, group: str, version: str, request: web.Request) -> web.Response:
+        if request.method != "GET":
+            raise errors.method_not_allowed()
+        doc = discovery.resource_list(group, version)
+        if doc is None:
+            raise _not_found_path()
+        return _json(doc)
+
+    async def _group(self, request: web.Request) -> web.Response:
+        doc = discovery.group(request.match_info["group"])
+        if doc is None or request.method != "GET":
+            raise _not_found_path()
+        return _json(doc)
+
+    async def _core(self, request: web.Request) -> web.StreamResponse:
+        return await self._resource("", request.match_info["version"], request)
+
+    async def _grouped(self, request: web.Request) -> web.StreamResponse:
+        return await self._resource(
+            request.match_info["group"], request.match_info["version"], request
+        )
+
+    # ------------------------------------------------------------------ resources
+
+    async def _resource(self, group: str, version: str, request: web.Request) -> web.StreamResponse:
+        segs = [s for s in request.match_info["tail"].split("/")]
+        if segs and segs[-1] == "":
+            segs.pop()
+        watch_path = bool(segs) and segs[0] == "watch"
+        if watch_path:
+            segs = segs[1:]
+        ns: str | None = None
+        if (
+            len(segs) >= 3
+            and segs[0] == "namespaces"
+            and (group or segs[2] not in ("status", "finalize"))
+        ):
+            ns, segs = segs[1], segs[2:]
+        if not segs or len(segs) > 3 or not all(segs):
+            raise _not_found_path()
+        res = by_path(group, version, segs[0])
+        if res is None or (ns is not None and not res.namespaced):
+            raise _not_found_path()
+        name = segs[1] if len(segs) > 1 else None
+        sub = segs[2] if len(segs) > 2 else None
+        if res.namespaced and name is not None and ns is None:
+            raise _not_found_path()
+        if sub is not None and sub not in res.subresources:
+            raise _not_found_path()
+        m = request.method
+        q = request.query
+        dry = q.get("dryRun") == "All"
+        if m == "GET":
+            if name is None:
+                if watch_path or _truthy(q.get("watch")):
+                    return await self._watch(request, res, ns, None)
+                return await self._list(request, res, ns)
+            if watch_path or _truthy(q.get("watch")):
+                return await self._watch(request, res, ns, name)
+            obj = await self.storage.get(res, ns, name)
+            if sub == "scale":
+                return _json(_scale(obj))
+            return self._object(request, res, obj)
+        if m == "POST" and name is None:
+            body = await self._object_body(request, res)
+            obj = await self.storage.create(res, ns, body, dry_run=dry)
+            return self._object(request, res, obj, 201)
+        if m == "PUT" and name is not None:
+            body = await self._object_body(request, res, sub)
+            if sub == "scale":
+                return await self._put_scale(res, ns, name, body, dry)
+            obj = await self.storage.update(res, ns, name, body, subresource=sub, dry_run=dry)
+            return self._object(request, res, obj)
+        if m == "PATCH" and name is not None:
+            ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            if ctype == "application/apply-patch+yaml":
+                raise ApiError(
+                    415, "UnsupportedMediaType", "server-side apply is not supported yet"
+                )
+            kind = PATCH_TYPES.get(ctype)
+            if kind is None:
+                raise ApiError(
+                    415,
+                    "UnsupportedMediaType",
+                    f"the body of the request was in an unknown format - accepted media types"
+                    f" include: {', '.join(PATCH_TYPES)}",
+                )
+            patch = await _read_body(request)
+            if sub == "scale":
+                return await self._patch_scale(res, ns, name, kind, patch, dry)
+            obj = await self.storage.patch(res, ns, name, kind, patch, subresource=sub, dry_run=dry)
+            return self._object(request, res, obj)
+        if m == "DELETE" and sub is None:
+            options = await _read_body(request) or {}
+            if not isinstance(options, dict):
+                raise errors.bad_request("DeleteOptions must be a JSON object")
+            grace = _int_param(request, "gracePeriodSeconds")
+            if grace is not None:
+                options["gracePeriodSeconds"] = grace
+            if name is not None:
+                obj = await self.storage.delete(res, ns, name, options, dry_run=dry)
+                return self._object(request, res, obj)
+            match = self._selector(request, res)
+            items, rev, _ = await self.storage.list(res, ns, match=match)
+            deleted = []
+            for item in items:
+                with contextlib.suppress(ApiError):
+                    deleted.append(
+                        await self.storage.delete(
+                            res,
+                            item["metadata"].get("namespace"),
+                            item["metadata"]["name"],
+                            options,
+                            dry_run=dry,
+                        )
+                    )
+            return _json(_list_body(res, deleted, rev, None))
+        raise errors.method_not_allowed()
+
+    async def _object_body(
+        self, request: web.Request, res: Resource, sub: str | None = None
+    ) -> Obj:
+        body = await _read_body(request)
+        if not isinstance(body, dict):
+            raise errors.bad_request(
+                f"the body of the request must be a {res.kind if sub != 'scale' else 'Scale'}"
+                " object"
+            )
+        return body
+
+    def _object(
+        self, request: web.Request, res: Resource, obj: Obj, code: int = 200
+    ) -> web.Response:
+        if _wants_table(request):
+            rv = obj["metadata"].get("resourceVersion", "")
+            return _json(
+                table(res.name, [obj], rv, "", request.query.get("includeObject", "")), code
+            )
+        return _json(obj, code)
+
+    def _selector(self, request: web.Request, res: Resource) -> Callable[[Obj], bool] | None:
+        labels = label_selector(request.query.get("labelSelector"))
+        fields = field_selector(request.query.get("fieldSelector"), res.name)
+        if labels is None:
+            return fields
+        if fields is None:
+            return labels
+        return lambda o: labels(o) and fields(o)
+
+    async def _list(self, request: web.Request, res: Resource, ns: str | None) -> web.Response:
+        q = request.query
+        limit = _int_param(request, "limit") or 0
+        items, rev, cont = await self.storage.list(
+            res,
+            ns,
+            match=self._selector(request, res),
+            limit=max(limit, 0),
+            continue_token=q.get("continue") or None,
+            resource_version=q.get("resourceVersion", ""),
+            exact=q.get("resourceVersionMatch") == "Exact",
+        )
+        if _wants_table(request):
+            return _json(table(res.name, items, str(rev), cont or "", q.get("includeObject", "")))
+        return _json(_list_body(res, items, rev, cont))
+
+    async def _put_scale(
+        self, res: Resource, ns: str | None, name: str, body: Obj, dry: bool
+    ) -> web.Response:
+        replicas = (body.get("spec") or {}).get("replicas")
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise errors.invalid("Scale", name, "spec.replicas", "must be a non-negative integer")
+        patch: Obj = {"spec": {"replicas": replicas}}
+        if rv := (body.get("metadata") or {}).get("resourceVersion"):
+            patch["metadata"] = {"resourceVersion": rv}
+        obj = await self.storage.patch(res, ns, name, "merge", patch, dry_run=dry)
+        return _json(_scale(obj))
+
+    async def _patch_scale(
+        self, res: Resource, ns: str | None, name: str, kind: str, patch: Any, dry: bool
+    ) -> web.Response:
+        from .patch import PatchError, json_patch, merge_patch, strategic_merge_patch
+
+        current = await self.storage.get(res, ns, name)
+        try:
+            scale = {"merge": merge_patch, "json": json_patch, "strategic": strategic_merge_patch}[
+                kind
+            ](_scale(current), patch)
+        except PatchError as e:
+            raise ApiError(422, "Invalid", f"the patch cannot be applied: {e}") from None
+        return await self._put_scale(res, ns, name, scale, dry)
+
+    # ------------------------------------------------------------------ watch
+
+    async def _watch(
+        self, request: web.Request, res: Resource, ns: str | None, name: str | None
+    ) -> web.StreamResponse:
+        q = request.query
+        match = self._selector(request, res)
+        if name is not None:
+            match = _named(name, match)
+        rv = q.get("resourceVersion", "")
+        timeout = _int_param(request, "timeoutSeconds")
+        bookmarks = _truthy(q.get("allowWatchBookmarks"))
+        as_table = _wants_table(request)
+        include = q.get("includeObject", "")
+        prefix = res.key_prefix(ns)
+        initial: list[Obj] = []
+        if rv in ("", "0"):
+            initial, start, _ = await self.storage.list(res, ns, match=match)
+        else:
+            try:
+                start = int(rv)
+            except ValueError:
+                raise errors.bad_request(
+                    f"invalid resourceVersion {rv!r}: not an integer"
+                ) from None
+        cache = self.caches[res.name]
+        events = cache.watch(start)
+
+        resp = web.StreamResponse(status=200, headers={"Content-Type": JSON})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+
+        def frame(typ: str, obj: Obj) -> bytes:
+            if as_table and typ in ("ADDED", "MODIFIED", "DELETED"):
+                obj = table(
+                    res.name, [obj], obj["metadata"].get("resourceVersion", ""), "", include
+                )
+            return _encoder.encode({"type": typ, "object": obj}) + b"\n"
+
+        last_rev = start
+        for obj in initial:
+            await resp.write(frame("ADDED", obj))
+
+        pending: asyncio.Queue[Any] = asyncio.Queue()
+
+        async def pump() -> None:
+            try:
+                async for ev in events:
+                    pending.put_nowait(ev)
+                pending.put_nowait(Closed(prefix))
+            except Exception as e:  # Gone, Closed, a store error: end this watch
+                pending.put_nowait(e)
+
+        pump_task = asyncio.get_running_loop().create_task(pump())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout if timeout and timeout > 0 else None
+        next_bookmark = loop.time() + self.bookmark_interval
+        try:
+            while not self._closing.is_set():
+                now = loop.time()
+                if deadline is not None and now >= deadline:
+                    break
+                wait = IDLE_CHECK
+                if deadline is not None:
+                    wait = min(wait, deadline - now)
+                if bookmarks:
+                    wait = min(wait, max(next_bookmark - now, 0))
+                try:
+                    item = await asyncio.wait_for(pending.get(), timeout=max(wait, 0))
+                except TimeoutError:
+                    if request.transport is None or request.transport.is_closing():
+                        break
+                    if bookmarks and loop.time() >= next_bookmark:
+                        last_rev = max(last_rev, cache.revision)
+                        await resp.write(
+                            _encoder.encode(
+                                {
+                                    "type": "BOOKMARK",
+                                    "object": {
+                                        "kind": res.kind,
+                                        "apiVersion": res.api_version,
+                                        "metadata": {"resourceVersion": str(last_rev)},
+                                    },
+                                }
+                            )
+                            + b"\n"
+                        )
+                        next_bookmark = loop.time() + self.bookmark_interval
+                    continue
+                if isinstance(item, Gone):
+                    err = errors.gone(f"too old resource version: {start} ({item.compacted})")
+                    await resp.write(
+                        _encoder.encode({"type": "ERROR", "object": err.status()}) + b"\n"
+                    )
+                    break
+                if isinstance(item, Exception):
+                    if not isinstance(item, Closed):
+                        log.warning("watch %s: %s", prefix, item)
+                    break
+                ev: CacheEvent = item
+                if not ev.key.startswith(prefix):
+                    continue
+                out = _translate(ev, match)
+                if out is None:
+                    continue
+                last_rev = ev.revision
+                await resp.write(frame(out[0], out[1]))
+        except (ConnectionResetError, RuntimeError):  # the client went away
+            pass
+        finally:
+            pump_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pump_task
+            with contextlib.suppress(Exception):
+                await events.aclose()
+        with contextlib.suppress(ConnectionResetError, RuntimeError):
+            await resp.write_eof()
+        return resp
+
+
+def _named(name: str, base: Callable[[Obj], bool] | None) -> Callable[[Obj], bool]:
+    def match(o: Obj) -> bool:
+        return bool(o["metadata"]["name"] == name and (base is None or base(o)))
+
+    return match
+
+
+def _translate(ev: CacheEvent, match: Callable[[Obj], bool] | None) -> tuple[str, Obj] | None:
+    """The event a selective watch sees: an object that starts matching is ADDED, one that
+    stops is DELETED."""
+    if match is None:
+        return ev.type, ev.obj
+    now = match(ev.obj)
+    if ev.type == "ADDED":
+        return ("ADDED", ev.obj) if now else None
+    if ev.type == "DELETED":
+        return ("DELETED", ev.obj) if now else None
+    before = ev.prev is not None and match(ev.prev)
+    if now and before:
+        return "MODIFIED", ev.obj
+    if now:
+        return "ADDED", ev.obj
+    if before:
+        return "DELETED", ev.obj
+    return None
+
+
+def _not_found_path() -> ApiError:
+    return ApiError(404, "NotFound", "the server could not find the requested resource", {})

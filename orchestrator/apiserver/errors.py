@@ -1,0 +1,146 @@
+"""The API server's one error: an HTTP status with the Kubernetes Status body kubectl prints.
+
+``ApiError`` carries code, reason, message and details; the constructors below word them as
+kube-apiserver does, because kubectl prints them as they are (``Error from server (NotFound):
+pods "x" not found``), except for 422, where it prints ``The <kind> "<name>" is invalid:
+<field>: <message>`` from the causes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "ApiError",
+    "already_exists",
+    "bad_request",
+    "conflict",
+    "forbidden",
+    "gone",
+    "invalid",
+    "method_not_allowed",
+    "not_found",
+    "status_body",
+]
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        code: int,
+        reason: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.details = details
+
+    def status(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        }
+        if self.details:
+            body["details"] = self.details
+        return body
+
+    def body(self) -> bytes:
+        return msgspec.json.encode(self.status())
+
+
+def status_body(err: ApiError) -> bytes:
+    return err.body()
+
+
+def _details(resource: str, name: str | None, group: str) -> dict[str, Any]:
+    d: dict[str, Any] = {"kind": resource}
+    if name is not None:
+        d["name"] = name
+    if group:
+        d["group"] = group
+    return d
+
+
+def _qualified(resource: str, group: str) -> str:
+    return f"{resource}.{group}" if group else resource
+
+
+def not_found(resource: str, name: str, group: str = "") -> ApiError:
+    return ApiError(
+        404,
+        "NotFound",
+        f'{_qualified(resource, group)} "{name}" not found',
+        _details(resource, name, group),
+    )
+
+
+def already_exists(resource: str, name: str, group: str = "") -> ApiError:
+    return ApiError(
+        409,
+        "AlreadyExists",
+        f'{_qualified(resource, group)} "{name}" already exists',
+        _details(resource, name, group),
+    )
+
+
+def conflict(resource: str, name: str, group: str = "", why: str = "") -> ApiError:
+    why = why or (
+        "the object has been modified; please apply your changes to the latest version and"
+        " try again"
+    )
+    return ApiError(
+        409,
+        "Conflict",
+        f'Operation cannot be fulfilled on {_qualified(resource, group)} "{name}": {why}',
+        _details(resource, name, group),
+    )
+
+
+def invalid(kind: str, name: str, field: str, message: str, group: str = "") -> ApiError:
+    """422: ``The Pod "bad" is invalid: spec.containers: Required value``."""
+    cause = {"reason": "FieldValueInvalid", "message": message, "field": field}
+    if message.startswith(("is required", "Required value")):
+        cause["reason"] = "FieldValueRequired"
+        rest = message.removeprefix("is required").removeprefix("Required value")
+        cause["message"] = "Required value" + rest
+    elif message == "unknown field":
+        cause["reason"] = "FieldValueInvalid"
+        cause["message"] = f'unknown field "{field}"'
+    shown = f"{field}: {cause['message']}" if field else cause["message"]
+    details: dict[str, Any] = {"name": name, "kind": kind, "causes": [cause]}
+    if group:
+        details["group"] = group
+    return ApiError(422, "Invalid", f'{kind} "{name}" is invalid: {shown}', details)
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(400, "BadRequest", message)
+
+
+def forbidden(resource: str, name: str, message: str, group: str = "") -> ApiError:
+    return ApiError(
+        403,
+        "Forbidden",
+        f'{_qualified(resource, group)} "{name}" is forbidden: {message}',
+        _details(resource, name, group),
+    )
+
+
+def method_not_allowed(
+    message: str = "the server does not allow this method on the requested resource",
+) -> ApiError:
+    return ApiError(405, "MethodNotAllowed", message)
+
+
+def gone(message: str) -> ApiError:
+    return ApiError(410, "Expired", message)

@@ -1,0 +1,202 @@
+"""The server's certificates, made at first start and kept in ``<data-dir>/tls``: a CA, the
+serving certificate it signs (for 127.0.0.1, localhost, the bind address and the host name)
+and the admin client certificate (``system:admin`` in ``system:masters``) that the admin
+kubeconfig carries. Keys are written mode 0600, atomically; existing files are reused."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+__all__ = ["Pki", "ensure_pki", "write_private"]
+
+CA_DAYS = 3650
+LEAF_DAYS = 365
+
+
+@dataclass(frozen=True)
+class Pki:
+    ca_cert: Path
+    ca_key: Path
+    serving_cert: Path
+    serving_key: Path
+    admin_cert: Path
+    admin_key: Path
+
+
+def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write ``data`` to ``path`` atomically, created with ``mode`` (never wider)."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+    try:
+        os.fchmod(fd, mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _name(cn: str, org: str | None = None) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    if org:
+        attrs.insert(0, x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
+    return x509.Name(attrs)
+
+
+def _builder(
+    subject: x509.Name, issuer: x509.Name, pub: object, days: int
+) -> x509.CertificateBuilder:
+    now = datetime.datetime.now(datetime.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(pub)  # type: ignore[arg-type]
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+    )
+
+
+def _load(cert: Path, key: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    c = x509.load_pem_x509_certificate(cert.read_bytes())
+    k = serialization.load_pem_private_key(key.read_bytes(), None)
+    assert isinstance(k, ec.EllipticCurvePrivateKey)
+    return c, k
+
+
+def _sans(bind_address: str) -> list[x509.GeneralName]:
+    names: list[x509.GeneralName] = [
+        x509.DNSName("localhost"),
+        x509.DNSName("kubernetes"),
+        x509.DNSName("kubernetes.default"),
+        x509.DNSName("kubernetes.default.svc"),
+        x509.DNSName("kubernetes.default.svc.cluster.local"),
+    ]
+    host = socket.gethostname()
+    if host and host != "localhost":
+        names.append(x509.DNSName(host))
+    ips = {"127.0.0.1", "::1"}
+    if bind_address not in ("0.0.0.0", "::", ""):
+        ips.add(bind_address)
+    names.extend(x509.IPAddress(ipaddress.ip_address(ip)) for ip in sorted(ips))
+    return names
+
+
+def _serving_ok(cert: Path, bind_address: str) -> bool:
+    """The serving certificate exists, is valid for a while yet, and names the bind address."""
+    if not cert.exists():
+        return False
+    c = x509.load_pem_x509_certificate(cert.read_bytes())
+    if c.not_valid_after_utc < datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=30):
+        return False
+    if bind_address in ("0.0.0.0", "::", ""):
+        return True
+    sans = c.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return ipaddress.ip_address(bind_address) in sans.get_values_for_type(x509.IPAddress)
+
+
+def ensure_pki(tls_dir: Path, bind_address: str) -> Pki:
+    tls_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(tls_dir, 0o700)
+    p = Pki(
+        ca_cert=tls_dir / "server-ca.crt",
+        ca_key=tls_dir / "server-ca.key",
+        serving_cert=tls_dir / "serving.crt",
+        serving_key=tls_dir / "serving.key",
+        admin_cert=tls_dir / "client-admin.crt",
+        admin_key=tls_dir / "client-admin.key",
+    )
+    if p.ca_cert.exists() and p.ca_key.exists():
+        ca_cert, ca_key = _load(p.ca_cert, p.ca_key)
+    else:
+        ca_key = _key()
+        subject = _name(f"corral-server-ca@{int(datetime.datetime.now().timestamp())}")
+        ca_cert = (
+            _builder(subject, subject, ca_key.public_key(), CA_DAYS)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        write_private(p.ca_key, _key_pem(ca_key))
+        write_private(p.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        for stale in (p.serving_cert, p.admin_cert):  # signed by another CA
+            stale.unlink(missing_ok=True)
+
+    def leaf(
+        cert: Path,
+        key: Path,
+        subject: x509.Name,
+        usage: x509.ObjectIdentifier,
+        sans: list[x509.GeneralName] | None,
+    ) -> None:
+        k = _key()
+        b = (
+            _builder(subject, ca_cert.subject, k.public_key(), LEAF_DAYS)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+            )
+        )
+        if sans:
+            b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        c = b.sign(ca_key, hashes.SHA256())
+        write_private(key, _key_pem(k))
+        write_private(cert, c.public_bytes(serialization.Encoding.PEM), 0o644)
+
+    if not (_serving_ok(p.serving_cert, bind_address) and p.serving_key.exists()):
+        leaf(
+            p.serving_cert,
+            p.serving_key,
+            _name("kube-apiserver"),
+            ExtendedKeyUsageOID.SERVER_AUTH,
+            _sans(bind_address),
+        )
+    if not (p.admin_cert.exists() and p.admin_key.exists()):
+        leaf(
+            p.admin_cert,
+            p.admin_key,
+            _name("system:admin", "system:masters"),
+            ExtendedKeyUsageOID.CLIENT_AUTH,
+            None,
+        )
+    return p

@@ -1,0 +1,135 @@
+"""The one table of kinds the API server serves: group, version, resource, kind, scope,
+short names, and the kubemodel types that decode, default and validate them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import kubemodel
+from kubemodel._generated import Object
+
+__all__ = ["RESOURCES", "GROUPS", "Resource", "by_path", "lookup"]
+
+VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+
+
+@dataclass(frozen=True)
+class Resource:
+    group: str  # "" for core
+    version: str
+    name: str  # plural: "pods"
+    singular: str
+    kind: str
+    namespaced: bool
+    model: type[Object]
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    subresources: tuple[str, ...] = ()  # "status", "scale"
+    has_spec: bool = True  # generation follows changes of spec
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def group_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def api_version(self) -> str:
+        return self.group_version
+
+    @property
+    def list_kind(self) -> str:
+        return self.kind + "List"
+
+    def key_prefix(self, namespace: str | None) -> str:
+        """Store keys: /registry/<group.resource>/<namespace>/<name>."""
+        base = f"/registry/{self.name}.{self.group}/" if self.group else f"/registry/{self.name}/"
+        if self.namespaced and namespace:
+            return f"{base}{namespace}/"
+        return base
+
+    def key(self, namespace: str | None, name: str) -> str:
+        return self.key_prefix(namespace) + name
+
+
+def _r(
+    group: str,
+    name: str,
+    kind: str,
+    namespaced: bool,
+    model: type[Object],
+    short: tuple[str, ...] = (),
+    all_: bool = False,
+    sub: tuple[str, ...] = (),
+    has_spec: bool = True,
+) -> Resource:
+    return Resource(
+        group=group,
+        version="v1",
+        name=name,
+        singular=kind.lower(),
+        kind=kind,
+        namespaced=namespaced,
+        model=model,
+        short_names=short,
+        categories=("all",) if all_ else (),
+        subresources=sub,
+        has_spec=has_spec,
+    )
+
+
+k = kubemodel
+RESOURCES: tuple[Resource, ...] = (
+    _r("", "namespaces", "Namespace", False, k.Namespace, ("ns",), sub=("status",)),
+    _r("", "pods", "Pod", True, k.Pod, ("po",), True, ("status",)),
+    _r("", "configmaps", "ConfigMap", True, k.ConfigMap, ("cm",), has_spec=False),
+    _r("", "secrets", "Secret", True, k.Secret, has_spec=False),
+    _r("", "services", "Service", True, k.Service, ("svc",), True, ("status",)),
+    _r("", "events", "Event", True, k.Event, ("ev",), has_spec=False),
+    _r("", "serviceaccounts", "ServiceAccount", True, k.ServiceAccount, ("sa",), has_spec=False),
+    _r("", "nodes", "Node", False, k.Node, ("no",), sub=("status",)),
+    _r("", "endpoints", "Endpoints", True, k.Endpoints, ("ep",), has_spec=False),
+    _r(
+        "apps",
+        "deployments",
+        "Deployment",
+        True,
+        k.Deployment,
+        ("deploy",),
+        True,
+        ("status", "scale"),
+    ),
+    _r("apps", "replicasets", "ReplicaSet", True, k.ReplicaSet, ("rs",), True, ("status", "scale")),
+    _r("apps", "daemonsets", "DaemonSet", True, k.DaemonSet, ("ds",), True, ("status",)),
+    _r(
+        "apps",
+        "statefulsets",
+        "StatefulSet",
+        True,
+        k.StatefulSet,
+        ("sts",),
+        True,
+        ("status", "scale"),
+    ),
+    _r("batch", "jobs", "Job", True, k.Job, (), True, ("status",)),
+    _r("batch", "cronjobs", "CronJob", True, k.CronJob, ("cj",), True, ("status",)),
+    _r("coordination.k8s.io", "leases", "Lease", True, k.Lease),
+)
+del k
+
+# group -> version -> resources, in the order discovery lists them.
+GROUPS: dict[str, dict[str, list[Resource]]] = {}
+for _res in RESOURCES:
+    GROUPS.setdefault(_res.group, {}).setdefault(_res.version, []).append(_res)
+
+_BY_PATH = {(r.group, r.version, r.name): r for r in RESOURCES}
+
+
+def by_path(group: str, version: str, name: str) -> Resource | None:
+    return _BY_PATH.get((group, version, name))
+
+
+def lookup(api_version: str, kind: str) -> Resource | None:
+    for r in RESOURCES:
+        if r.api_version == api_version and r.kind == kind:
+            return r
+    return None

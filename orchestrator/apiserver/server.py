@@ -1,0 +1,186 @@
+"""``corral server``: the API server over the store, with TLS, client-certificate
+authentication and an admin kubeconfig, until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import os
+import secrets
+import signal
+import ssl
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from orchestrator.store import StoreError, open_store
+
+from .app import ApiServer
+from .pki import Pki, ensure_pki, write_private
+
+__all__ = ["ServerConfig", "ServerError", "kubeconfig", "run_server"]
+
+log = logging.getLogger("corral.server")
+
+
+class ServerError(Exception):
+    """The server could not start: ``step`` names what failed."""
+
+    def __init__(self, step: str, cause: object) -> None:
+        super().__init__(f"{step}: {cause}")
+        self.step = step
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    data_dir: Path
+    bind_address: str = "127.0.0.1"
+    https_listen_port: int = 6443
+    write_kubeconfig: Path | None = None
+    token: str | None = None
+    datastore_endpoint: str = ""
+    disable_agent: bool = False
+    cluster_cidr: str = "10.42.0.0/16"
+    service_cidr: str = "10.43.0.0/16"
+
+
+def _host_port(host: str, port: int) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def kubeconfig(server_url: str, pki: Pki) -> bytes:
+    def b64(p: Path) -> str:
+        return base64.b64encode(p.read_bytes()).decode()
+
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "default",
+                "cluster": {"server": server_url, "certificate-authority-data": b64(pki.ca_cert)},
+            }
+        ],
+        "contexts": [{"name": "default", "context": {"cluster": "default", "user": "default"}}],
+        "current-context": "default",
+        "preferences": {},
+        "users": [
+            {
+                "name": "default",
+                "user": {
+                    "client-certificate-data": b64(pki.admin_cert),
+                    "client-key-data": b64(pki.admin_key),
+                },
+            }
+        ],
+    }
+    return yaml.safe_dump(doc, sort_keys=False).encode()
+
+
+def _token(cfg: ServerConfig, pki: Pki) -> str:
+    """The join token, k3s' format ``K10<sha256 of the CA>::server:<secret>``: the one given,
+    else the one kept from an earlier start, else a new one."""
+    path = cfg.data_dir / "token"
+    ca_hash = hashlib.sha256(pki.ca_cert.read_bytes()).hexdigest()
+    if cfg.token:
+        secret = cfg.token.rsplit("::server:", 1)[-1]
+    elif path.exists():
+        secret = path.read_text().strip().rsplit("::server:", 1)[-1]
+    else:
+        secret = secrets.token_hex(16)
+    full = f"K10{ca_hash}::server:{secret}"
+    write_private(path, (full + "\n").encode())
+    return full
+
+
+def _ssl_context(pki: Pki) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(pki.serving_cert, pki.serving_key)
+    ctx.load_verify_locations(cafile=str(pki.ca_cert))
+    ctx.verify_mode = ssl.CERT_OPTIONAL  # no certificate: anonymous, refused with 401
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+async def _serve(cfg: ServerConfig) -> None:
+    from aiohttp import web
+
+    data = cfg.data_dir
+    try:
+        data.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(data, 0o700)
+        pki = ensure_pki(data / "tls", cfg.bind_address)
+        _token(cfg, pki)
+    except (OSError, ValueError) as e:
+        raise ServerError(f"prepare {data}", e) from e
+    address = _host_port(cfg.bind_address, cfg.https_listen_port)
+    url = f"https://{address}"
+    config = kubeconfig(url, pki)
+    targets = [data / "cred" / "admin.kubeconfig"]
+    if cfg.write_kubeconfig is not None:
+        targets.append(cfg.write_kubeconfig)
+    for target in targets:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_private(target, config)
+        except OSError as e:
+            raise ServerError(f"write kubeconfig {target}", e) from e
+
+    endpoint = cfg.datastore_endpoint or f"sqlite://{(data / 'db' / 'state.db').resolve()}"
+    if not cfg.datastore_endpoint:
+        (data / "db").mkdir(mode=0o700, exist_ok=True)
+    try:
+        store = open_store(endpoint)
+        await store.start()
+    except StoreError as e:
+        raise ServerError("open the datastore", e) from e
+    api = ApiServer(store, server_address=address)
+    runner: web.AppRunner | None = None
+    try:
+        await api.start()
+        runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=2.0)
+        await runner.setup()
+        site = web.TCPSite(
+            runner, cfg.bind_address, cfg.https_listen_port, ssl_context=_ssl_context(pki)
+        )
+        try:
+            await site.start()
+        except OSError as e:
+            raise ServerError(f"listen on {address}", e) from e
+        log.info("datastore: %s", store.url)
+        log.info("admin kubeconfig written to %s", targets[-1])
+        log.info("join token in %s", data / "token")
+        if not cfg.disable_agent:
+            log.warning(
+                "the agent (kubelet, proxy) is not built yet: this server runs no node"
+                " (--disable-agent silences this)"
+            )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        print(f"corral server: ready, serving on {url}", flush=True)
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await api.close()
+        if runner is not None:
+            await runner.cleanup()
+        await store.close()
+    log.info("stopped")
+
+
+def run_server(cfg: ServerConfig) -> None:
+    """Serve until SIGTERM/SIGINT (then return); ServerError when it cannot start."""
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    asyncio.run(_serve(cfg))

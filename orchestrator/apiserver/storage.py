@@ -1,0 +1,583 @@
+"""The generic resource layer: create, get, list, update, patch and delete any kind of the
+table over the store, as kube-apiserver's generic registry does.
+
+Objects are plain JSON dicts here. A write decodes the object with kubemodel (unknown fields
+refused, defaults applied, validated), encodes it back and stores it without its
+resourceVersion: the store revision is the resourceVersion, set on every read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import copy
+import logging
+import secrets
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+
+import kubemodel
+from kubemodel.errors import FieldError
+from kubemodel.names import check_dns_label
+from kubemodel.pod import validate_meta
+from orchestrator.store import (
+    AlreadyExists,
+    Backend,
+    Conflict,
+    Gone,
+    InvalidArgument,
+    KeyValue,
+    NotFound,
+)
+
+from . import errors
+from .patch import PatchError, json_patch, merge_patch, strategic_merge_patch
+from .resources import RESOURCES, Resource, by_path
+
+__all__ = ["Storage", "now_rfc3339"]
+
+log = logging.getLogger("corral.apiserver")
+
+Obj = dict[str, Any]
+NAMESPACES = by_path("", "v1", "namespaces")
+assert NAMESPACES is not None
+INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+UNDELETABLE_NAMESPACES = ("default", "kube-system", "kube-public")
+PATCH_RETRIES = 5
+_GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # apimachinery's utilrand alphabet
+
+
+def now_rfc3339(delta: float = 0) -> str:
+    t = datetime.now(UTC) + timedelta(seconds=delta)
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def decode_value(kv: KeyValue) -> Obj:
+    obj = msgspec.json.decode(kv.value)
+    obj.setdefault("metadata", {})["resourceVersion"] = str(kv.mod_rev)
+    return obj
+
+
+def _encode_value(obj: Obj) -> bytes:
+    meta = obj.get("metadata") or {}
+    rv = meta.pop("resourceVersion", None)
+    try:
+        return msgspec.json.encode(obj)
+    finally:
+        if rv is not None:
+            meta["resourceVersion"] = rv
+
+
+def _tracks_generation(res: Resource) -> bool:
+    return res.group in ("apps", "batch")
+
+
+def _qos_class(pod: Obj) -> str:
+    containers = ((pod.get("spec") or {}).get("containers") or []) + (
+        (pod.get("spec") or {}).get("initContainers") or []
+    )
+    requests = [((c.get("resources") or {}).get("requests") or {}) for c in containers]
+    limits = [((c.get("resources") or {}).get("limits") or {}) for c in containers]
+    if not any(requests) and not any(limits):
+        return "BestEffort"
+    for req, lim in zip(requests, limits, strict=True):
+        if set(lim) < {"cpu", "memory"}:
+            return "Burstable"
+        if any(req.get(r, lim[r]) != lim[r] for r in ("cpu", "memory")):
+            return "Burstable"
+    return "Guaranteed"
+
+
+def _fold_string_data(secret: Obj) -> None:
+    """stringData is write-only: its entries go into data, base64-encoded (kube-apiserver)."""
+    string_data = secret.pop("stringData", None)
+    if isinstance(string_data, dict):
+        data = secret.get("data") if isinstance(secret.get("data"), dict) else {}
+        for k, v in string_data.items():
+            if isinstance(v, str):
+                data[k] = base64.b64encode(v.encode()).decode()
+        secret["data"] = data
+    elif string_data is not None:
+        secret["stringData"] = string_data  # let the model refuse it, naming the field
+    secret.setdefault("type", "Opaque")
+
+
+class Storage:
+    def __init__(self, store: Backend) -> None:
+        self.store = store
+        self._ns_tasks: dict[str, asyncio.Task[None]] = {}
+
+    # ------------------------------------------------------------------ reading
+
+    async def get(self, res: Resource, ns: str | None, name: str) -> Obj:
+        try:
+            kv = await self.store.get(res.key(ns, name))
+        except NotFound:
+            raise errors.not_found(res.name, name, res.group) from None
+        return decode_value(kv)
+
+    async def list(
+        self,
+        res: Resource,
+        ns: str | None,
+        *,
+        match: Callable[[Obj], bool] | None = None,
+        limit: int = 0,
+        continue_token: str | None = None,
+        resource_version: str = "",
+        exact: bool = False,
+    ) -> tuple[list[Obj], int, str | None]:
+        """(items, list revision, continue token or None)."""
+        prefix = res.key_prefix(ns)
+        revision = 0
+        if resource_version not in ("", "0") and not continue_token:
+            try:
+                wanted = int(resource_version)
+            except ValueError:
+                raise errors.bad_request(
+                    f"invalid resourceVersion {resource_version!r}: not an integer"
+                ) from None
+            current = await self.store.current_revision()
+            if wanted > current:
+                raise errors.ApiError(
+                    504, "Timeout", f"Too large resource version: {wanted}, current: {current}"
+                )
+            if exact:
+                revision = wanted
+        items: list[Obj] = []
+        token = continue_token
+        list_rev = 0
+        while True:
+            want = limit - len(items) if limit > 0 else 0
+            try:
+                page = await self.store.list(
+                    prefix, limit=want, continue_token=token, revision=revision
+                )
+            except Gone as e:
+                if token:
+                    raise errors.gone(
+                        "The provided continue parameter is too old to display a consistent"
+                        " list result. You can start a new list without the continue"
+                        " parameter, or use the continue token in this response to retrieve"
+                        " the remainder of the results. Continuing with the provided token"
+                        " results in an inconsistent list - objects that were created,"
+                        " modified, or deleted between the time the first chunk was returned"
+                        " and now may show up in the list."
+                    ) from None
+                raise errors.gone(
+                    f"too old resource version: {e.revision} ({e.compacted})"
+                ) from None
+            except InvalidArgument as e:
+                raise errors.bad_request(str(e)) from None
+            list_rev = page.revision
+            revision = page.revision
+            for kv in page.items:
+                obj = decode_value(kv)
+                if match is None or match(obj):
+                    items.append(obj)
+            token = page.continue_token
+            if token is None or (limit > 0 and len(items) >= limit):
+                break
+        return items, list_rev, token
+
+    # ------------------------------------------------------------------ writing
+
+    def _admit(self, res: Resource, obj: Obj) -> Obj:
+        """Decode with the object model (unknown fields refused, defaults, validation) and
+        encode back: the object as it will be stored."""
+        name = (obj.get("metadata") or {}).get("name") or ""
+        if res.name == "secrets":
+            _fold_string_data(obj)
+        try:
+            typed = kubemodel.decode(obj, res.model)
+            if res.model is not kubemodel.Pod:
+                validate_meta(typed.metadata, res.namespaced)  # type: ignore[attr-defined]
+            if res.name == "namespaces":
+                check_dns_label(name, "metadata.name")
+        except FieldError as e:
+            raise errors.invalid(res.kind, name, e.field, e.message, res.group) from None
+        except RecursionError:
+            raise errors.bad_request("the object is nested too deeply") from None
+        return kubemodel.to_dict(typed)
+
+    def _check_type(self, res: Resource, obj: Obj) -> None:
+        api, kind = obj.get("apiVersion"), obj.get("kind")
+        if api is not None and api != res.api_version:
+            raise errors.bad_request(
+                f"the API version in the data ({api}) does not match the expected API"
+                f" version ({res.api_version})"
+            )
+        if kind is not None and kind != res.kind:
+            raise errors.bad_request(
+                f"the kind in the data ({kind}) does not match the expected kind ({res.kind})"
+                f" of {res.name}"
+            )
+        meta = obj.get("metadata")
+        if meta is not None and not isinstance(meta, dict):
+            name = ""
+            raise errors.invalid(res.kind, name, "metadata", "must be an object", res.group)
+
+    async def _check_namespace(self, res: Resource, ns: str | None, name: str) -> None:
+        if not res.namespaced:
+            return
+        assert ns is not None
+        try:
+            kv = await self.store.get(NAMESPACES.key(None, ns))
+        except NotFound:
+            raise errors.not_found("namespaces", ns) from None
+        if msgspec.json.decode(kv.value).get("metadata", {}).get("deletionTimestamp"):
+            raise errors.forbidden(
+                res.name,
+                name,
+                f"unable to create new content in namespace {ns} because it is being terminated",
+                res.group,
+            )
+
+    async def create(
+        self, res: Resource, ns: str | None, body: Obj, *, dry_run: bool = False
+    ) -> Obj:
+        self._check_type(res, body)
+        obj = copy.deepcopy(body)
+        meta = obj.setdefault("metadata", {})
+        if meta is None:
+            meta = obj["metadata"] = {}
+        if res.namespaced:
+            if meta.get("namespace") and meta["namespace"] != ns:
+                raise errors.bad_request(
+                    "the namespace of the provided object does not match the namespace sent"
+                    " on the request"
+                )
+            meta["namespace"] = ns
+        else:
+            meta.pop("namespace", None)
+        if meta.get("resourceVersion"):
+            raise errors.bad_request("resourceVersion should not be set on objects to be created")
+        if not meta.get("name"):
+            gen = meta.get("generateName")
+            if not gen:
+                raise errors.invalid(
+                    res.kind, "", "metadata.name", "name or generateName is required", res.group
+                )
+            meta["name"] = gen + "".join(secrets.choice(_GENERATE_CHARS) for _ in range(5))
+        name = meta["name"]
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = now_rfc3339()
+        for f in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields"):
+            meta.pop(f, None)
+        if _tracks_generation(res):
+            meta["generation"] = 1
+        else:
+            meta.pop("generation", None)
+        if "status" in res.subresources:
+            obj["status"] = {}
+        if res.name == "namespaces":
+            obj["spec"] = {"finalizers": ["kubernetes"]}
+            obj["status"] = {"phase": "Active"}
+            meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = name
+        stored = self._admit(res, obj)
+        if res.name == "pods":
+            stored["status"] = {"phase": "Pending", "qosClass": _qos_class(stored)}
+        await self._check_namespace(res, ns, name)
+        if dry_run:
+            return stored
+        try:
+            kv = await self.store.create(res.key(ns, name), _encode_value(stored))
+        except AlreadyExists:
+            raise errors.already_exists(res.name, name, res.group) from None
+        stored["metadata"]["resourceVersion"] = str(kv.mod_rev)
+        return stored
+
+    async def _current(self, res: Resource, ns: str | None, name: str) -> tuple[KeyValue, Obj]:
+        try:
+            kv = await self.store.get(res.key(ns, name))
+        except NotFound:
+            raise errors.not_found(res.name, name, res.group) from None
+        return kv, decode_value(kv)
+
+    def _prepare_update(self, res: Resource, old: Obj, new: Obj, subresource: str | None) -> Obj:
+        """The object to store when ``new`` replaces ``old`` (both with metadata)."""
+        self._check_type(res, new)
+        new = copy.deepcopy(new)
+        old_meta = old["metadata"]
+        if subresource == "status":
+            result = copy.deepcopy(old)
+            result["status"] = new.get("status")
+            if result["status"] is None:
+                result.pop("status")
+            new = result
+        elif "status" in res.subresources and res.name != "namespaces":
+            if "status" in old:
+                new["status"] = copy.deepcopy(old["status"])
+            else:
+                new.pop("status", None)
+        meta = new.get("metadata")
+        if not isinstance(meta, dict):
+            meta = new["metadata"] = {}
+        if meta.get("name") not in (None, old_meta["name"]):
+            raise errors.bad_request(
+                f"the name of the object ({meta.get('name')}) does not match the name on the"
+                f" URL ({old_meta['name']})"
+            )
+        if res.namespaced and meta.get("namespace") not in (None, old_meta.get("namespace")):
+            raise errors.bad_request(
+                "the namespace of the provided object does not match the namespace sent on"
+                " the request"
+            )
+        for f in (
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ):
+            if f in old_meta:
+                meta[f] = old_meta[f]
+            else:
+                meta.pop(f, None)
+        meta.pop("selfLink", None)
+        meta.pop("managedFields", None)
+        if res.name == "namespaces":
+            new["spec"] = copy.deepcopy(old.get("spec") or {})
+            if subresource != "status":
+                new["status"] = copy.deepcopy(old.get("status") or {})
+        if _tracks_generation(res) and new.get("spec") != old.get("spec"):
+            meta["generation"] = int(old_meta.get("generation") or 0) + 1
+        return new
+
+    async def _write(
+        self, res: Resource, ns: str | None, kv: KeyValue, old: Obj, new: Obj, dry_run: bool
+    ) -> Obj:
+        name = old["metadata"]["name"]
+        rv = new["metadata"].pop("resourceVersion", None)
+        stored = self._admit(res, new)
+        if rv is not None:
+            new["metadata"]["resourceVersion"] = rv
+        old_cmp = copy.deepcopy(old)
+        old_cmp["metadata"].pop("resourceVersion", None)
+        if stored == old_cmp or dry_run:  # nothing changed: no write, same resourceVersion
+            stored["metadata"]["resourceVersion"] = str(kv.mod_rev)
+            return stored
+        meta = stored["metadata"]
+        if (
+            meta.get("deletionTimestamp")
+            and not meta.get("finalizers")
+            and not (res.name == "namespaces" or (res.name == "pods" and self._pod_waits(old)))
+        ):
+            try:
+                deleted = await self.store.delete(kv.key, kv.mod_rev)
+            except Conflict:
+                raise errors.conflict(res.name, name, res.group) from None
+            except NotFound:
+                raise errors.not_found(res.name, name, res.group) from None
+            meta["resourceVersion"] = str(deleted.revision)
+            return stored
+        try:
+            out = await self.store.update(kv.key, _encode_value(stored), kv.mod_rev)
+        except Conflict:
+            raise errors.conflict(res.name, name, res.group) from None
+        except NotFound:
+            raise errors.not_found(res.name, name, res.group) from None
+        meta["resourceVersion"] = str(out.mod_rev)
+        return stored
+
+    async def update(
+        self,
+        res: Resource,
+        ns: str | None,
+        name: str,
+        body: Obj,
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+    ) -> Obj:
+        if not isinstance(body.get("metadata"), dict | None):
+            raise errors.invalid(res.kind, name, "metadata", "must be an object", res.group)
+        want_rv = (body.get("metadata") or {}).get("resourceVersion")
+        for _ in range(PATCH_RETRIES):
+            kv, old = await self._current(res, ns, name)
+            if want_rv and want_rv != str(kv.mod_rev):
+                raise errors.conflict(res.name, name, res.group)
+            new = self._prepare_update(res, old, body, subresource)
+            try:
+                return await self._write(res, ns, kv, old, new, dry_run)
+            except errors.ApiError as e:
+                if e.reason != "Conflict" or want_rv:
+                    raise
+        raise errors.conflict(res.name, name, res.group)
+
+    async def patch(
+        self,
+        res: Resource,
+        ns: str | None,
+        name: str,
+        patch_type: str,
+        patch: Any,
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+    ) -> Obj:
+        want_rv = None
+        if isinstance(patch, dict) and isinstance(patch.get("metadata"), dict):
+            want_rv = patch["metadata"].get("resourceVersion")
+        for _ in range(PATCH_RETRIES):
+            kv, old = await self._current(res, ns, name)
+            if want_rv and want_rv != str(kv.mod_rev):
+                raise errors.conflict(res.name, name, res.group)
+            try:
+                if patch_type == "merge":
+                    patched = merge_patch(old, patch)
+                elif patch_type == "json":
+                    patched = json_patch(old, patch)
+                else:
+                    patched = strategic_merge_patch(old, patch)
+            except PatchError as e:
+                raise errors.ApiError(422, "Invalid", f"the patch cannot be applied: {e}") from None
+            except RecursionError:
+                raise errors.bad_request("the patch is nested too deeply") from None
+            if not isinstance(patched, dict):
+                raise errors.bad_request("the patched object is not a JSON object")
+            new = self._prepare_update(res, old, patched, subresource)
+            try:
+                return await self._write(res, ns, kv, old, new, dry_run)
+            except errors.ApiError as e:
+                if e.reason != "Conflict" or want_rv:
+                    raise
+        raise errors.conflict(res.name, name, res.group)
+
+    # ------------------------------------------------------------------ deleting
+
+    @staticmethod
+    def _pod_waits(pod: Obj) -> bool:
+        """A pod bound to a node waits for its kubelet to confirm it stopped (graceful)."""
+        phase = (pod.get("status") or {}).get("phase")
+        return bool((pod.get("spec") or {}).get("nodeName")) and phase not in (
+            "Succeeded",
+            "Failed",
+        )
+
+    async def delete(
+        self, res: Resource, ns: str | None, name: str, options: Obj, *, dry_run: bool = False
+    ) -> Obj:
+        kv, obj = await self._current(res, ns, name)
+        pre = options.get("preconditions") or {}
+        if pre.get("uid") and pre["uid"] != obj["metadata"].get("uid"):
+            raise errors.conflict(
+                res.name,
+                name,
+                res.group,
+                f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta:"
+                f" {obj['metadata'].get('uid')}",
+            )
+        if pre.get("resourceVersion") and pre["resourceVersion"] != str(kv.mod_rev):
+            raise errors.conflict(
+                res.name,
+                name,
+                res.group,
+                f"Precondition failed: ResourceVersion in precondition:"
+                f" {pre['resourceVersion']}, ResourceVersion in object meta: {kv.mod_rev}",
+            )
+        meta = obj["metadata"]
+        if res.name == "namespaces":
+            if name in UNDELETABLE_NAMESPACES:
+                raise errors.forbidden(res.name, name, "this namespace may not be deleted")
+            if dry_run:
+                return obj
+            return await self._terminate_namespace(kv, obj)
+        grace = options.get("gracePeriodSeconds")
+        if res.name == "pods" and grace is None:
+            grace = (obj.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+        graceful = res.name == "pods" and grace and self._pod_waits(obj)
+        if meta.get("finalizers") or graceful:
+            if meta.get("deletionTimestamp"):
+                return obj  # already being deleted
+            meta["deletionTimestamp"] = now_rfc3339(grace if graceful else 0)
+            meta["deletionGracePeriodSeconds"] = int(grace or 0)
+            if dry_run:
+                return obj
+            try:
+                out = await self.store.update(kv.key, _encode_value(obj), kv.mod_rev)
+            except Conflict:
+                raise errors.conflict(res.name, name, res.group) from None
+            meta["resourceVersion"] = str(out.mod_rev)
+            return obj
+        if dry_run:
+            return obj
+        try:
+            deleted = await self.store.delete(kv.key, kv.mod_rev)
+        except Conflict:
+            raise errors.conflict(res.name, name, res.group) from None
+        except NotFound:
+            raise errors.not_found(res.name, name, res.group) from None
+        meta["resourceVersion"] = str(deleted.revision)
+        return obj
+
+    # ------------------------------------------------------------------ namespaces
+
+    async def ensure_namespaces(self) -> None:
+        """The namespaces every cluster has; resume the deletion of terminating ones."""
+        for ns in INITIAL_NAMESPACES:
+            with contextlib.suppress(errors.ApiError):
+                await self.create(NAMESPACES, None, {"metadata": {"name": ns}})
+        items, _, _ = await self.list(NAMESPACES, None)
+        for obj in items:
+            if obj["metadata"].get("deletionTimestamp"):
+                self._start_namespace_cleanup(obj["metadata"]["name"])
+
+    async def _terminate_namespace(self, kv: KeyValue, obj: Obj) -> Obj:
+        name = obj["metadata"]["name"]
+        if not obj["metadata"].get("deletionTimestamp"):
+            obj["metadata"]["deletionTimestamp"] = now_rfc3339()
+            obj["metadata"]["deletionGracePeriodSeconds"] = 0
+            obj["status"] = {"phase": "Terminating"}
+            try:
+                out = await self.store.update(kv.key, _encode_value(obj), kv.mod_rev)
+            except Conflict:
+                raise errors.conflict("namespaces", name) from None
+            obj["metadata"]["resourceVersion"] = str(out.mod_rev)
+        self._start_namespace_cleanup(name)
+        return obj
+
+    def _start_namespace_cleanup(self, name: str) -> None:
+        task = self._ns_tasks.get(name)
+        if task is None or task.done():
+            self._ns_tasks[name] = asyncio.get_running_loop().create_task(
+                self._cleanup_namespace(name)
+            )
+
+    async def _cleanup_namespace(self, name: str) -> None:
+        """Delete everything in a terminating namespace, then the namespace (the namespace
+        controller's work, done here until the controllers exist)."""
+        delay = 0.05
+        while True:
+            left = 0
+            for res in RESOURCES:
+                if not res.namespaced:
+                    continue
+                items, _, _ = await self.list(res, name)
+                for obj in items:
+                    left += 1
+                    with contextlib.suppress(errors.ApiError):
+                        await self.delete(
+                            res, name, obj["metadata"]["name"], {"gracePeriodSeconds": 0}
+                        )
+            if left == 0:
+                break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+        with contextlib.suppress(NotFound):
+            await self.store.delete(NAMESPACES.key(None, name))
+        log.info("namespace %s: deleted", name)
+
+    async def close(self) -> None:
+        for task in self._ns_tasks.values():
+            task.cancel()
+        for task in self._ns_tasks.values():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

@@ -1,0 +1,284 @@
+"""``corral server`` over raw HTTPS and the official Python client: bad input, pagination,
+resourceVersion semantics of watch, and no acknowledged write lost to kill -9."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.kubeserver import Server
+
+kubernetes = pytest.importorskip("kubernetes")
+from kubernetes import client, config, watch  # noqa: E402
+from kubernetes.client.rest import ApiException  # noqa: E402
+
+NS = "api"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = Server(tmp_path_factory.mktemp("apiserver-api"))
+    srv.start()
+    try:
+        code, _ = srv.json("POST", "/api/v1/namespaces", {"metadata": {"name": NS}})
+        assert code == 201
+        yield srv
+    finally:
+        rc = srv.stop()
+    assert rc == 0
+
+
+@pytest.fixture(scope="module")
+def core(server: Server) -> client.CoreV1Api:
+    api = config.new_client_from_config(str(server.kubeconfig))
+    return client.CoreV1Api(api)
+
+
+def _names(server: Server, path: str) -> list[str]:
+    code, body = server.json("GET", path)
+    assert code == 200, body
+    return [i["metadata"]["name"] for i in body["items"]]
+
+
+def _cm(name: str, **data: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
+
+
+CM_PATH = f"/api/v1/namespaces/{NS}/configmaps"
+
+
+@pytest.mark.parametrize(
+    "body,headers,code,reason,words",
+    [
+        (b"{" * 10 + b"x", {}, 400, "BadRequest", "not valid JSON"),
+        (b"kind: [unclosed", {"Content-Type": "application/yaml"}, 400, "BadRequest", "YAML"),
+        (
+            b'{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"deep"},"data":'
+            + b'{"a":' * 200
+            + b'"x"'
+            + b"}" * 200
+            + b"}",
+            {},
+            400,
+            "BadRequest",
+            "nested deeper",
+        ),
+        (
+            json.dumps(_cm("big", a="x" * (3 * 1024 * 1024 + 10))).encode(),
+            {},
+            413,
+            "RequestEntityTooLarge",
+            "too large",
+        ),
+        (json.dumps(_cm("Not_A_Name")).encode(), {}, 422, "Invalid", "metadata.name"),
+        (
+            json.dumps({**_cm("wrongkind"), "kind": "Secret"}).encode(),
+            {},
+            400,
+            "BadRequest",
+            "does not match",
+        ),
+        (
+            json.dumps({**_cm("unknown"), "spec": {}}).encode(),
+            {},
+            422,
+            "Invalid",
+            'unknown field "spec"',
+        ),
+        (
+            json.dumps(_cm("badkey", **{"a/b": "x"})).encode(),
+            {},
+            422,
+            "Invalid",
+            "data",
+        ),
+    ],
+    ids=["json", "yaml", "deep", "oversized", "name", "kind", "unknown-field", "bad-key"],
+)
+def test_bad_input_refused_nothing_stored(
+    server: Server, body: bytes, headers: dict[str, str], code: int, reason: str, words: str
+) -> None:
+    before = _names(server, CM_PATH)
+    got, _, raw = server.request("POST", CM_PATH, body, headers)
+    status = json.loads(raw)
+    assert (got, status["kind"], status["reason"]) == (code, "Status", reason), status
+    assert words in status["message"], status
+    assert _names(server, CM_PATH) == before
+    code2, _, ok = server.request("GET", "/healthz")  # still serving
+    assert (code2, ok) == (200, b"ok")
+
+
+def test_stale_resource_version_conflicts(server: Server) -> None:
+    code, cm = server.json("POST", CM_PATH, _cm("stale", a="1"))
+    assert code == 201
+    cm["data"]["a"] = "2"
+    code, fresh = server.json("PUT", f"{CM_PATH}/stale", cm)
+    assert code == 200 and int(fresh["metadata"]["resourceVersion"]) > int(
+        cm["metadata"]["resourceVersion"]
+    )
+    cm["data"]["a"] = "3"  # still the old resourceVersion
+    code, status = server.json("PUT", f"{CM_PATH}/stale", cm)
+    assert code == 409 and status["reason"] == "Conflict"
+    assert "the object has been modified" in status["message"]
+    code, live = server.json("GET", f"{CM_PATH}/stale")
+    assert live["data"] == {"a": "2"}
+
+
+def test_pagination_with_continue(server: Server) -> None:
+    for i in range(5):
+        code, _ = server.json("POST", CM_PATH, _cm(f"page-{i}", i=str(i)))
+        assert code == 201
+    seen: list[str] = []
+    cont = ""
+    pages = 0
+    rvs = set()
+    while True:
+        path = f"{CM_PATH}?limit=2&labelSelector=&fieldSelector=" + (
+            f"&continue={cont}" if cont else ""
+        )
+        code, body = server.json("GET", path)
+        assert code == 200, body
+        pages += 1
+        rvs.add(body["metadata"]["resourceVersion"])
+        seen += [
+            i["metadata"]["name"]
+            for i in body["items"]
+            if i["metadata"]["name"].startswith("page-")
+        ]
+        cont = body["metadata"].get("continue", "")
+        if not cont:
+            break
+        assert len(body["items"]) == 2
+    assert seen == [f"page-{i}" for i in range(5)]
+    assert pages >= 3 and len(rvs) == 1  # every page at the first page's revision
+    code, body = server.json("GET", f"{CM_PATH}?fieldSelector=metadata.name%3Dpage-3")
+    assert [i["metadata"]["name"] for i in body["items"]] == ["page-3"]
+    code, status = server.json("GET", f"{CM_PATH}?fieldSelector=data.i%3D3")
+    assert code == 400 and "field label not supported" in status["message"]
+
+
+def test_watch_from_resource_version_replays_in_order(server: Server) -> None:
+    code, cm = server.json("POST", CM_PATH, _cm("w", v="0"))
+    start = cm["metadata"]["resourceVersion"]
+    for v in range(1, 4):
+        code, _ = server.json(
+            "PATCH",
+            f"{CM_PATH}/w",
+            {"data": {"v": str(v)}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        assert code == 200
+    code, _ = server.json("DELETE", f"{CM_PATH}/w")
+    assert code == 200
+    code, _, raw = server.request(
+        "GET",
+        f"{CM_PATH}?watch=true&resourceVersion={start}&fieldSelector=metadata.name%3Dw"
+        "&timeoutSeconds=1",
+    )
+    assert code == 200
+    events = [json.loads(ln) for ln in raw.splitlines() if ln.strip()]
+    assert [(e["type"], e["object"]["data"]["v"]) for e in events] == [
+        ("MODIFIED", "1"),
+        ("MODIFIED", "2"),
+        ("MODIFIED", "3"),
+        ("DELETED", "3"),
+    ]
+    rvs = [int(e["object"]["metadata"]["resourceVersion"]) for e in events]
+    assert rvs == sorted(rvs) and rvs[0] > int(start)
+
+
+def test_python_client_lists_creates_watches_patches(core: client.CoreV1Api) -> None:
+    body = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="py", labels={"from": "python"}),
+        spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="busybox")]),
+    )
+    created = core.create_namespaced_pod(NS, body)
+    assert created.metadata.uid and created.status.phase == "Pending"
+    with pytest.raises(ApiException) as e:
+        core.create_namespaced_pod(NS, body)
+    assert e.value.status == 409 and json.loads(e.value.body)["reason"] == "AlreadyExists"
+    pods = core.list_namespaced_pod(NS, label_selector="from=python")
+    assert [p.metadata.name for p in pods.items] == ["py"]
+
+    events: list[tuple[str, str]] = []
+    w = watch.Watch()
+
+    def patch_later() -> None:
+        core.patch_namespaced_pod("py", NS, {"metadata": {"labels": {"patched": "yes"}}})
+
+    t = threading.Thread(target=patch_later)
+    for ev in w.stream(core.list_namespaced_pod, namespace=NS, timeout_seconds=5):
+        events.append((ev["type"], ev["object"].metadata.name))
+        if ev["type"] == "ADDED":
+            t.start()
+        if ev["type"] == "MODIFIED":
+            assert ev["object"].metadata.labels["patched"] == "yes"
+            w.stop()
+    t.join()
+    assert events == [("ADDED", "py"), ("MODIFIED", "py")]
+    core.delete_namespaced_pod("py", NS)
+    with pytest.raises(ApiException) as e:
+        core.read_namespaced_pod("py", NS)
+    assert e.value.status == 404
+
+
+def test_namespaces_lifecycle(server: Server, core: client.CoreV1Api) -> None:
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="gone")))
+    core.create_namespaced_config_map(
+        "gone", client.V1ConfigMap(metadata=client.V1ObjectMeta(name="x"), data={"a": "b"})
+    )
+    with pytest.raises(ApiException) as e:
+        core.delete_namespace("default")
+    assert e.value.status == 403
+    core.delete_namespace("gone")
+    w = watch.Watch()
+    for ev in w.stream(
+        core.list_namespace, field_selector="metadata.name=gone", timeout_seconds=30
+    ):
+        if ev["type"] == "DELETED":
+            w.stop()
+    assert _names(server, "/api/v1/namespaces/gone/configmaps") == []
+    with pytest.raises(ApiException) as e:
+        core.read_namespace("gone")
+    assert e.value.status == 404
+
+
+def test_kill9_loses_no_acknowledged_write(tmp_path: Path) -> None:
+    srv = Server(tmp_path / "k9")
+    srv.start()
+    try:
+        srv.json("POST", "/api/v1/namespaces", {"metadata": {"name": "w"}})
+        acked: list[str] = []
+        stop = threading.Event()
+
+        def writer() -> None:
+            n = 0
+            while not stop.is_set():
+                try:
+                    code, _ = srv.json(
+                        "POST", "/api/v1/namespaces/w/configmaps", _cm(f"c{n}", n=str(n))
+                    )
+                except OSError:
+                    return
+                if code == 201:
+                    acked.append(f"c{n}")
+                n += 1
+
+        t = threading.Thread(target=writer)
+        t.start()
+        while len(acked) < 50 and t.is_alive():
+            threading.Event().wait(0.01)
+        srv.kill()  # SIGKILL in the middle of the loop
+        stop.set()
+        t.join()
+        assert len(acked) >= 50
+        srv.start()
+        names = set(_names(srv, "/api/v1/namespaces/w/configmaps"))
+        assert set(acked) <= names, sorted(set(acked) - names)
+    finally:
+        srv.kill()

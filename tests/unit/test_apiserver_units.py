@@ -1,0 +1,189 @@
+"""The API server's pure parts (patches, selectors, tables) and, in process over a real SQLite
+store, what the subprocess tests cannot force: a compacted resourceVersion (410), bookmarks
+and timeoutSeconds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+aiohttp = pytest.importorskip("aiohttp")
+
+from orchestrator.apiserver.app import ApiServer  # noqa: E402
+from orchestrator.apiserver.errors import ApiError  # noqa: E402
+from orchestrator.apiserver.patch import (  # noqa: E402
+    PatchError,
+    json_patch,
+    merge_patch,
+    strategic_merge_patch,
+)
+from orchestrator.apiserver.selectors import field_selector, label_selector  # noqa: E402
+from orchestrator.apiserver.tables import human_duration  # noqa: E402
+from orchestrator.store import open_store  # noqa: E402
+
+
+def test_merge_patch_rfc7386() -> None:
+    assert merge_patch({"a": "b", "c": {"d": "e", "f": "g"}}, {"a": "z", "c": {"f": None}}) == {
+        "a": "z",
+        "c": {"d": "e"},
+    }
+    assert merge_patch({"a": [1, 2]}, {"a": [3]}) == {"a": [3]}
+
+
+def test_json_patch_rfc6902() -> None:
+    doc = {"a": {"b": [1, 2]}}
+    out = json_patch(
+        doc,
+        [
+            {"op": "add", "path": "/a/b/-", "value": 3},
+            {"op": "replace", "path": "/a/b/0", "value": 0},
+            {"op": "move", "from": "/a/b", "path": "/c"},
+            {"op": "test", "path": "/c", "value": [0, 2, 3]},
+        ],
+    )
+    assert out == {"a": {}, "c": [0, 2, 3]} and doc == {"a": {"b": [1, 2]}}
+    with pytest.raises(PatchError):
+        json_patch(doc, [{"op": "test", "path": "/a/b", "value": []}])
+    with pytest.raises(PatchError):
+        json_patch(doc, [{"op": "remove", "path": "/nope"}])
+
+
+def test_strategic_merge_keyed_lists_and_directives() -> None:
+    live = {
+        "spec": {
+            "containers": [
+                {"name": "a", "image": "x:1", "env": [{"name": "E", "value": "1"}]},
+                {"name": "b", "image": "y:1"},
+            ],
+            "finalizers": ["f1"],
+        }
+    }
+    patch = {
+        "spec": {
+            "$setElementOrder/containers": [{"name": "a"}, {"name": "b"}],
+            "containers": [
+                {"name": "a", "image": "x:2", "env": [{"name": "F", "value": "2"}]},
+                {"name": "b", "$patch": "delete"},
+            ],
+            "finalizers": ["f2"],
+        }
+    }
+    out = strategic_merge_patch(live, patch)
+    assert out["spec"]["containers"] == [
+        {
+            "name": "a",
+            "image": "x:2",
+            "env": [{"name": "E", "value": "1"}, {"name": "F", "value": "2"}],
+        }
+    ]
+    assert out["spec"]["finalizers"] == ["f1", "f2"]
+    assert live["spec"]["containers"][1]["name"] == "b"  # the live object is untouched
+    out = strategic_merge_patch(
+        live, {"spec": {"containers": [{"name": "c", "image": "z"}, {"$patch": "replace"}]}}
+    )
+    assert out["spec"]["containers"] == [{"name": "c", "image": "z"}]
+    ports = strategic_merge_patch(
+        {"ports": [{"port": 80, "name": "http"}]}, {"ports": [{"port": 80, "name": "web"}]}
+    )
+    assert ports == {"ports": [{"port": 80, "name": "web"}]}
+
+
+def test_selectors() -> None:
+    pod = {
+        "metadata": {"name": "p", "namespace": "d", "labels": {"app": "x", "tier": "web"}},
+        "spec": {"nodeName": "n1"},
+        "status": {"phase": "Running"},
+    }
+    for text, want in [
+        ("app=x", True),
+        ("app==x,tier=web", True),
+        ("app!=x", False),
+        ("app in (x,y)", True),
+        ("app notin (x)", False),
+        ("tier", True),
+        ("!tier", False),
+        ("nope", False),
+    ]:
+        sel = label_selector(text)
+        assert sel is not None and sel(pod) is want, text
+    sel = field_selector("spec.nodeName=n1,status.phase!=Failed,metadata.namespace=d", "pods")
+    assert sel is not None and sel(pod)
+    with pytest.raises(ApiError) as e:
+        field_selector("spec.bogus=1", "pods")
+    assert e.value.code == 400
+    with pytest.raises(ApiError):
+        label_selector("a b c")
+
+
+def test_human_duration() -> None:
+    assert [human_duration(s) for s in (5, 119, 150, 600, 3 * 3600 + 60, 49 * 3600)] == [
+        "5s",
+        "119s",
+        "2m30s",
+        "10m",
+        "3h1m",
+        "2d1h",
+    ]
+
+
+async def _serve(tmp: Path, bookmark: float) -> tuple[ApiServer, aiohttp.web.AppRunner, str]:
+    from aiohttp import web
+
+    store = open_store(f"sqlite://{tmp}/state.db", compact_interval=0)
+    await store.start()
+    api = ApiServer(store, require_client_cert=False, bookmark_interval=bookmark)
+    await api.start()
+    runner = web.AppRunner(api.app())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return api, runner, f"http://127.0.0.1:{port}"
+
+
+def test_watch_gone_bookmarks_and_timeout(tmp_path: Path) -> None:
+    async def main() -> None:
+        api, runner, url = await _serve(tmp_path, bookmark=0.2)
+        try:
+            async with aiohttp.ClientSession() as s:
+                cms = f"{url}/api/v1/namespaces/default/configmaps"
+                revs = []
+                for i in range(3):
+                    async with s.post(cms, json={"metadata": {"name": f"c{i}"}}) as r:
+                        assert r.status == 201
+                        revs.append(int((await r.json())["metadata"]["resourceVersion"]))
+                await api.store.compact(revs[-1])
+                # Older than the compaction: one ERROR event with 410 Expired, then the end.
+                async with s.get(f"{cms}?watch=true&resourceVersion={revs[0]}") as r:
+                    assert r.status == 200
+                    lines = [json.loads(ln) for ln in (await r.read()).splitlines()]
+                assert [ev["type"] for ev in lines] == ["ERROR"]
+                assert lines[0]["object"]["code"] == 410
+                assert lines[0]["object"]["reason"] == "Expired"
+                # A list at a compacted revision: 410 too.
+                async with s.get(
+                    f"{cms}?resourceVersion={revs[0]}&resourceVersionMatch=Exact"
+                ) as r:
+                    assert r.status == 410
+                # Bookmarks when asked for, and the stream ends at timeoutSeconds.
+                q = (
+                    f"{cms}?watch=true&resourceVersion={revs[-1]}"
+                    "&allowWatchBookmarks=true&timeoutSeconds=1"
+                )
+                async with s.get(q) as r:
+                    lines = [json.loads(ln) for ln in (await r.read()).splitlines()]
+                assert lines and {ev["type"] for ev in lines} == {"BOOKMARK"}
+                assert int(lines[-1]["object"]["metadata"]["resourceVersion"]) >= revs[-1]
+                async with s.get(
+                    f"{cms}?watch=true&resourceVersion={revs[-1]}&timeoutSeconds=1"
+                ) as r:
+                    assert await r.read() == b""
+        finally:
+            await api.close()
+            await runner.cleanup()
+            await api.store.close()
+
+    asyncio.run(main())
