@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from corral_common import hostsys
+
 __all__ = ["Pki", "ensure_pki", "write_private"]
 
 CA_DAYS = 3650
@@ -34,18 +36,8 @@ class Pki:
 
 
 def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write ``data`` to ``path`` atomically, created with ``mode`` (never wider)."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
-    try:
-        os.fchmod(fd, mode)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    """Write ``data`` to ``path`` atomically (fsync'd), with ``mode`` (never the umask's)."""
+    hostsys.write_atomic(path, data, mode)
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
