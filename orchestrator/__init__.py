@@ -1,1 +1,2 @@
-"""Corral orchestrator (not yet implemented: see the orchestrator issues)."""
+"""Corral orchestrator: the store (``orchestrator.store``) and the Kubernetes API server
+(``orchestrator.apiserver``); the agent, scheduler and controllers are to come."""
