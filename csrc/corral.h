@@ -176,9 +176,6 @@ int corral_sync_recv(int fd, struct corral_msg *msg);
 /* Send a message of `type`. Returns 0 or -errno. */
 int corral_sync_send(int fd, int type);
 
-/* Resolve `path` inside `root` with openat2(RESOLVE_IN_ROOT) and return an O_PATH fd, or -errno. */
-int corral_open_in_root(int rootfd, const char *path, int flags);
-
 /* cffi:end */
 
 #endif

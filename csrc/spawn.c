@@ -126,7 +126,8 @@ _Noreturn static void child_die(struct child *c, int ret)
 
 /* ------------------------------------------------------------------ paths inside the rootfs */
 
-int corral_open_in_root(int rootfd, const char *path, int flags)
+/* Resolve `path` inside `rootfd` and return an fd opened with `flags` | O_CLOEXEC, or -errno. */
+static int corral_open_in_root(int rootfd, const char *path, int flags)
 {
     struct open_how how;
     long fd;

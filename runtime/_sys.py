@@ -82,8 +82,6 @@ _NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3): the CLONE_NEW* type of a namespace fd
 def _open_namespace(path: str, flag: int) -> int:
     """An fd for the namespace at ``path``, which must be of type ``flag``: setns() would
     only say EINVAL, from a child, without the path."""
-    import fcntl
-
     name = _NS_NAMES[flag]
     step = f"setns({name} {path})"
     try:
@@ -392,11 +390,3 @@ def spawn(
             os.close(fd)
         if sync >= 0:
             os.close(sync)
-
-
-def open_in_root(rootfd: int, path: str, flags: int) -> int:
-    """openat2(RESOLVE_IN_ROOT): an fd for ``path`` resolved inside ``rootfd``."""
-    fd = lib.corral_open_in_root(rootfd, os.fsencode(path), flags)
-    if fd < 0:
-        raise SysError(f"open {path}", -fd)
-    return fd

@@ -296,17 +296,19 @@ def _poststop(
         hooks.run_warn("poststop", poststop, state)
 
 
-def _reap_half_made(sd: StateDir, *, locked: bool = False) -> None:
-    """Undo a create killed before it committed the state: kill what is in the cgroups it
-    recorded, remove them and the directory. Waits for a create still at work (its lock);
-    leaves a container it committed meanwhile alone."""
-    if not locked:
-        try:
-            with sd.locked():
-                _reap_half_made(sd, locked=True)
-        except NotFound:
-            pass
-        return
+def _reap_half_made(sd: StateDir) -> None:
+    """Undo a create killed before it committed the state, once any create still at work on
+    this id (it holds the lock) is done; a container it committed meanwhile stays."""
+    try:
+        with sd.locked():
+            _undo_uncommitted(sd)
+    except NotFound:  # gone meanwhile
+        pass
+
+
+def _undo_uncommitted(sd: StateDir) -> None:
+    """With ``sd`` locked: unless a state was committed, kill what is in the cgroups the
+    create recorded, remove them and the directory."""
     if sd.exists():
         return
     paths = sd.creating_record()
@@ -495,7 +497,7 @@ def delete(cid: str, *, force: bool = False, root: str = DEFAULT_ROOT) -> None:
             st = sd.load()
         except NotFound:
             if force:  # a create killed before its commit: undo what it made
-                _reap_half_made(sd, locked=True)
+                _undo_uncommitted(sd)
                 return
             raise
         status = status_of(sd, st)

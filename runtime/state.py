@@ -152,7 +152,7 @@ class StateDir:
     def record_creating(self, cgroup_paths: dict[str, str]) -> None:
         """Before `create` makes anything: what a half-made container holds, so that a
         create killed before it committed the state can be undone by whoever comes next."""
-        rec = {"creator": os.getpid(), "cgroup_paths": cgroup_paths}
+        rec = {"cgroup_paths": cgroup_paths}
         write_atomic(os.path.join(self.path, CREATING_FILE), json.dumps(rec).encode())
 
     def creating_record(self) -> dict[str, str] | None:

@@ -8,6 +8,7 @@ import errno
 import json
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,8 @@ import pytest
 from corral_common import hostsys
 from runtime import _sys, cgroups, container
 from runtime.config import default_spec
-from runtime.errors import SpawnError
+from runtime.errors import ContainerError, SpawnError
+from runtime.state import StateDir
 from testkit.fakehost import RecordingCgroup, RecordingHost
 
 CID = "c1"
@@ -212,3 +214,33 @@ def test_a_half_made_container_is_reaped_by_the_next_create(
         ("cgroup destroy", cgroup.path),
         ("write", f"{sd}/creating.json"),
     ]
+
+
+def test_a_create_that_waited_leaves_what_the_other_create_committed(
+    host: RecordingHost,
+    cgroup: RecordingCgroup,
+    spawned: list[Spawn],
+    opts: container.CreateOptions,
+    bundle: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A half-made id whose create is still at work: the next create waits for its lock, and
+    when that create has committed meanwhile, kills and removes nothing of it."""
+    sd = Path(opts.root, CID)
+    sd.mkdir(parents=True)
+    (sd / "creating.json").write_text(json.dumps({"cgroup_paths": cgroup.paths()}))
+    cgroup.made = True
+    monkeypatch.setattr(cgroups, "manager_from_paths", lambda paths, **_: cgroup)
+    locked = StateDir.locked
+
+    @contextmanager
+    def committed_while_waiting(self: StateDir) -> Iterator[None]:
+        (sd / "state.json").write_text("{}")  # the other create commits, then unlocks
+        with locked(self):
+            yield
+
+    monkeypatch.setattr(StateDir, "locked", committed_while_waiting)
+    with pytest.raises(ContainerError, match="container with id exists"):
+        container.create(CID, str(bundle), opts)
+    assert host.calls == [] and cgroup.made
+    assert sorted(p.name for p in sd.iterdir()) == ["creating.json", "state.json"]
