@@ -47,11 +47,9 @@ if TYPE_CHECKING:  # runtime.ctr imports this module lazily
 
 def read_status(ctr: Ctr) -> dict[str, str]:
     """status/ctr as a dict ({} while there is none)."""
-    try:
-        text = Path(ctr.file("status"), NAME).read_text()
-    except OSError:
-        return {}
-    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    from .pod.store import read_keyvalues
+
+    return read_keyvalues(Path(ctr.file("status"), NAME))
 
 
 def monitor_pid(ctr: Ctr) -> int:
