@@ -47,11 +47,9 @@ if TYPE_CHECKING:  # runtime.ctr imports this module lazily
 
 def read_status(ctr: Ctr) -> dict[str, str]:
     """status/ctr as a dict ({} while there is none)."""
-    try:
-        text = Path(ctr.file("status"), NAME).read_text()
-    except OSError:
-        return {}
-    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    from .pod.store import read_keyvalues
+
+    return read_keyvalues(Path(ctr.file("status"), NAME))
 
 
 def monitor_pid(ctr: Ctr) -> int:
@@ -128,7 +126,7 @@ def start(p: Prepared, opts: RunOptions, paths: Paths) -> None:
     everything is removed (the monitor stopped, the network torn down, the rootfs
     unmounted, the directory and image ref removed) and RunError says why."""
     from .ctr import RunError, join_netns_file, setup_network
-    from .pod.monitor import StartFailed, monitor_path, read_to_eof, spawn, tail
+    from .pod.monitor import StartFailed, monitor_path, spawn
     from .state import write_atomic
 
     ctr = p.ctr
@@ -146,15 +144,10 @@ def start(p: Prepared, opts: RunOptions, paths: Paths) -> None:
             setup_network(ctr, p.checked, opts, f"/proc/{started.pid}/ns/net")
             join_netns_file(ctr, f"/proc/{started.pid}/ns/net")
         write_atomic(ctr.file("monitor.conf"), _conf(p, opts).encode(), 0o600)
-        os.write(started.go_fd, b"go\n")
-        os.close(started.go_fd)
-        started.go_fd = -1
-        said = read_to_eof(started.said_fd, READY_TIMEOUT)
-        if said is None or said:
-            why = "no answer to go" if said is None else said.removeprefix("error ").strip()
-            detail = tail(Path(ctr.file("monitor.log")))
-            raise RunError("start monitor", ctr.id[:12],
-                           why + (f" (monitor.log: {detail})" if detail else ""))  # fmt: skip
+        try:
+            started.go(Path(ctr.dir), READY_TIMEOUT)
+        except StartFailed as e:
+            raise RunError(e.step, ctr.id[:12], e.why) from e
         why = _wait_started(ctr)
         if why is not None:
             raise RunError("start container", ctr.id[:12], why)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
-from typing import IO, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from runtime.pod import gc as _gc
 from runtime.pod import launch, lifecycle, streams
@@ -28,6 +28,7 @@ from runtime.pod.manifest import Pod
 from runtime.pod.prepare import PodOptions
 from runtime.pod.status import ContainerStatus, PodStatus
 from runtime.pod.store import PodDir, PodError, PodStore
+from runtime.pod.streams import Stdio
 
 __all__ = [
     "ContainerStatus",
@@ -51,8 +52,6 @@ __all__ = [
     "stop",
     "wait",
 ]
-
-Stdio = int | IO[Any] | None
 
 
 @runtime_checkable

@@ -15,12 +15,10 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from runtime.pod.hostfacts import cap_last, memory_capacity, min_oom_score_adj, oom_file
 from runtime.pod.manifest import Pod
-from runtime.pod.monitor import read_to_eof as _read_to_eof
-from runtime.pod.monitor import tail as _tail
+from runtime.pod.monitor import Started, StartFailed
 from runtime.pod.prepare import PodOptions, PrepareError, teardown
 from runtime.pod.record import PodRecord
 from runtime.pod.store import InvalidState, PodDir, PodError, PodState, write_atomic
@@ -38,16 +36,8 @@ def _monitor_exe(opts: PodOptions) -> str:
     return str(monitor_path())
 
 
-@dataclass
-class _Monitor:
-    pid: int
-    pidns_pid: int
-    go_fd: int  # we write "go" here
-    said_fd: int  # the monitor writes here: after go, an error line or EOF
-
-
-def _spawn_monitor(pd: PodDir, record: PodRecord, opts: PodOptions) -> _Monitor:
-    from runtime.pod.monitor import StartFailed, spawn
+def _spawn_monitor(pd: PodDir, record: PodRecord, opts: PodOptions) -> Started:
+    from runtime.pod.monitor import spawn
 
     flags = []
     if record.host_network:
@@ -55,10 +45,9 @@ def _spawn_monitor(pd: PodDir, record: PodRecord, opts: PodOptions) -> _Monitor:
     if record.share_pid:
         flags.append("--share-pid")
     try:
-        m = spawn(_monitor_exe(opts), flags, pd.path, READY_TIMEOUT)
+        return spawn(_monitor_exe(opts), flags, pd.path, READY_TIMEOUT)
     except StartFailed as e:
         raise PrepareError(pd.uid, e.step, e.why) from e
-    return _Monitor(m.pid, m.pidns_pid, m.go_fd, m.said_fd)
 
 
 def _finish_argv(pd: PodDir) -> tuple[str, ...]:
@@ -73,7 +62,7 @@ def _reset_argv(pd: PodDir, container: str, subpaths: bool = False) -> tuple[str
     return (sys.executable, "-m", "runtime.pod.reset", *flag, run_dir, container)
 
 
-def _go(pd: PodDir, pod: Pod, record: PodRecord, opts: PodOptions, mon: _Monitor) -> None:
+def _go(pd: PodDir, pod: Pod, record: PodRecord, opts: PodOptions, mon: Started) -> None:
     """Network, bundles, monitor.conf: everything between "ready" and "go"."""
     from images.store import Store
     from runtime.network import PortMapping, write_pod_files
@@ -223,7 +212,7 @@ def start(pd: PodDir, opts: PodOptions, pod: Pod | None = None) -> PodDir:
         raise
     if record is not None:
         opts = record.pod_options(opts)
-    mon: _Monitor | None = None
+    mon: Started | None = None
     try:
         if record is None:
             raise PodError(pd.uid, f"{pd.path}/pod.json is missing: cannot start it")
@@ -238,32 +227,24 @@ def start(pd: PodDir, opts: PodOptions, pod: Pod | None = None) -> PodDir:
             pd.unlock()  # the monitor takes it
             mon = _spawn_monitor(pd, record, opts)
             _go(pd, pod, record, opts, mon)
-            os.write(mon.go_fd, b"go\n")
-            os.close(mon.go_fd)
-            mon.go_fd = -1
             # Before this returns, the monitor has its configuration: else a pod it refused
             # would look like one whose containers are still being created.
-            said = _read_to_eof(mon.said_fd, READY_TIMEOUT)
-            if said is None:
-                raise PrepareError(pd.uid, "start monitor", "no answer to go")
-            if said:
-                why = said.removeprefix("error ").strip()
-                detail = _tail(pd.path / "monitor.log")
-                raise PrepareError(
-                    pd.uid, "start monitor", why + (f" (monitor.log: {detail})" if detail else "")
-                )
+            try:
+                mon.go(pd.path, READY_TIMEOUT)
+            except StartFailed as e:
+                raise PrepareError(pd.uid, e.step, e.why) from e
     except BaseException:
-        if mon is not None and mon.go_fd >= 0:
-            os.close(mon.go_fd)  # EOF without go: the monitor exits
+        if mon is not None:
+            mon.close()  # EOF without go: the monitor exits
         _abort_start(pd, mon)
         raise
     finally:
         if mon is not None:
-            os.close(mon.said_fd)
+            mon.close()
     return pd
 
 
-def _abort_start(pd: PodDir, mon: _Monitor | None) -> None:
+def _abort_start(pd: PodDir, mon: Started | None) -> None:
     with contextlib.suppress(Exception):
         pd.refresh()
     if not pd.wait_lock(timeout=10) and mon is not None:

@@ -58,6 +58,7 @@ from typing import Any
 
 import kubemodel as k8s
 from kubemodel.errors import FieldError, at, q
+from kubemodel.pod import DEFAULT_GRACE_PERIOD, DEFAULT_MODE, default_pull_policy
 from kubemodel.quantity import Amount
 from kubemodel.quantity import parse_quantity as _parse_quantity
 from runtime.errors import ConfigError
@@ -109,11 +110,6 @@ API_VERSION = "v1"
 KIND = "Pod"
 CONFIGMAP_ANNOTATION = "configmap.corral.io/"
 SECRET_ANNOTATION = "secret.corral.io/"
-
-MAX_ID = 2**31 - 1  # runAsUser/runAsGroup: the API server's bound
-DEFAULT_MODE = 0o644  # configMap/secret defaultMode
-DEFAULT_GRACE_PERIOD = 30
-_MAX_ANNOTATIONS_BYTES = 256 * 1024
 
 
 class ManifestError(ConfigError):
@@ -746,12 +742,8 @@ def _container(
         for p in c.ports or ()
     )
     port_names = {p.name: p.container_port for p in ports if p.name}
-    pull = c.image_pull_policy or k8s.pod.default_pull_policy(image)  # type: ignore[attr-defined]
-    if (
-        archive
-        and c.image_pull_policy == "Always"
-        and k8s.pod.default_pull_policy(image) == "Always"
-    ):  # type: ignore[attr-defined]
+    pull = c.image_pull_policy or default_pull_policy(image)
+    if archive and c.image_pull_policy == "Always" and default_pull_policy(image) == "Always":
         pull = "IfNotPresent"  # a tarball is never pulled: the tag rule does not apply
     return Container(
         name=c.name,
@@ -880,10 +872,10 @@ def _probe(p: k8s.Probe | None, path: str, port_names: Mapping[str, int]) -> Pro
     return Probe(
         handler=handler,
         initial_delay_seconds=p.initial_delay_seconds,
-        period_seconds=p.period_seconds or 10,
-        timeout_seconds=p.timeout_seconds or 1,
-        success_threshold=p.success_threshold or 1,
-        failure_threshold=p.failure_threshold or 3,
+        period_seconds=p.period_seconds,
+        timeout_seconds=p.timeout_seconds,
+        success_threshold=p.success_threshold,
+        failure_threshold=p.failure_threshold,
     )
 
 
@@ -921,38 +913,23 @@ def _volume(v: k8s.Volume, path: str, meta: ObjectMeta, base_dir: str | None) ->
     elif v.host_path is not None:
         _check_absolute(v.host_path.path, at(at(path, "hostPath"), "path"))
         source = HostPathVolume(v.host_path.path, HostPathType(v.host_path.type or ""))
-    elif v.config_map is not None:
-        cm = v.config_map
-        source = ConfigMapVolume(
-            cm.name or "",
-            _source(
-                at(at(path, "configMap"), "name"),
-                "configMap",
-                cm.name or "",
-                bool(cm.optional),
-                meta,
-                base_dir,
-            ),
-            _items(cm.items),
-            DEFAULT_MODE if cm.default_mode is None else cm.default_mode,
-            bool(cm.optional),
-        )
     else:
-        assert v.secret is not None
-        s = v.secret
-        source = SecretVolume(
-            s.secret_name or "",
-            _source(
-                at(at(path, "secret"), "secretName"),
-                "secret",
-                s.secret_name or "",
-                bool(s.optional),
-                meta,
-                base_dir,
-            ),
-            _items(s.items),
-            DEFAULT_MODE if s.default_mode is None else s.default_mode,
-            bool(s.optional),
+        src: k8s.ConfigMapVolumeSource | k8s.SecretVolumeSource
+        make: type[ConfigMapVolume] | type[SecretVolume]
+        if v.config_map is not None:
+            kind, key, src, make = "configMap", "name", v.config_map, ConfigMapVolume
+            name = v.config_map.name or ""
+        else:
+            assert v.secret is not None
+            kind, key, src, make = "secret", "secretName", v.secret, SecretVolume
+            name = v.secret.secret_name or ""
+        optional = bool(src.optional)
+        source = make(
+            name,
+            _source(at(at(path, kind), key), kind, name, optional, meta, base_dir),
+            _items(src.items),
+            DEFAULT_MODE if src.default_mode is None else src.default_mode,
+            optional,
         )
     return Volume(v.name, source)
 

@@ -49,6 +49,19 @@ class Started:
     go_fd: int
     said_fd: int
 
+    def go(self, directory: Path, timeout: float) -> None:
+        """Say ``go`` and wait until the monitor has accepted its configuration (it closes
+        ``said_fd``); raises StartFailed with the error line it wrote, or on no answer."""
+        os.write(self.go_fd, b"go\n")
+        os.close(self.go_fd)
+        self.go_fd = -1
+        said = read_to_eof(self.said_fd, timeout)
+        if said == "":
+            return
+        why = "no answer to go" if said is None else said.removeprefix("error ").strip()
+        detail = tail(directory / "monitor.log")
+        raise StartFailed("start monitor", why + (f" (monitor.log: {detail})" if detail else ""))
+
     def close(self) -> None:
         for fd in (self.go_fd, self.said_fd):
             if fd >= 0:

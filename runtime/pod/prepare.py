@@ -322,8 +322,6 @@ def _host_path(v: HostPathVolume, vdir: Path) -> str:
     must then be what it says. The path (the admin's: symlinks are followed, as the kubelet's
     stat does) is opened once, that fd is checked and that fd is bind-mounted on the pod's
     ``volumes/<name>``, which the containers get: what was checked is what is mounted."""
-    from runtime.pod.subpath import bind_fd
-
     p, t = v.path, v.type
     if t is HostPathType.UNSET:
         return p
@@ -357,7 +355,7 @@ def _host_path(v: HostPathVolume, vdir: Path) -> str:
             vdir.mkdir(mode=0o755, exist_ok=True)
         else:
             os.close(os.open(vdir, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
-        bind_fd(fd, vdir, recursive=True)
+        hostsys.host().bind_fd(fd, vdir, recursive=True)
     finally:
         os.close(fd)
     return str(vdir)

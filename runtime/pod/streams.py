@@ -11,7 +11,9 @@ from typing import IO, Any
 from runtime.pod.prepare import PodOptions
 from runtime.pod.store import InvalidState, PodDir, PodError, PodState
 
-__all__ = ["container_names", "exec_in", "follow_logs", "logs"]
+__all__ = ["Stdio", "container_names", "exec_in", "follow_logs", "logs"]
+
+Stdio = int | IO[Any] | None  # as subprocess.run takes it
 
 
 def container_names(pd: PodDir, container: str | None) -> list[str]:
@@ -79,9 +81,9 @@ def exec_in(
     command: Sequence[str],
     container: str | None = None,
     tty: bool = False,
-    stdin: int | IO[Any] | None = subprocess.DEVNULL,
-    stdout: int | IO[Any] | None = None,
-    stderr: int | IO[Any] | None = None,
+    stdin: Stdio = subprocess.DEVNULL,
+    stdout: Stdio = None,
+    stderr: Stdio = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run ``command`` in a running container of the pod (the first app container unless
     ``container``); stdio as for ``subprocess.run``. The runtime is the one the pod was

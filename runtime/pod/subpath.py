@@ -34,11 +34,9 @@ __all__ = [
     "SUBPATH_DIR",
     "SubPathError",
     "SubPathMount",
-    "bind_fd",
     "check_sub_path",
     "make_dirs_beneath",
     "mount_all",
-    "open_beneath",
     "read_plan",
     "umount_container",
     "write_plan",
@@ -46,12 +44,6 @@ __all__ = [
 
 SUBPATH_DIR = "volume-subpaths"  # below the pod directory
 PLAN_FILE = "subpaths.json"  # below the container's directory
-
-SYS_OPENAT2 = hostsys.SYS_OPENAT2
-RESOLVE_NO_MAGICLINKS = hostsys.RESOLVE_NO_MAGICLINKS
-RESOLVE_BENEATH = hostsys.RESOLVE_BENEATH
-MS_BIND = hostsys.MS_BIND
-MS_REC = hostsys.MS_REC
 
 
 class SubPathError(CorralError):
@@ -92,17 +84,6 @@ def check_sub_path(sub_path: str) -> str | None:
     return None
 
 
-# ============================================================================= syscalls
-
-# openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS): leaving the directory raises EXDEV
-open_beneath = hostsys.open_beneath
-
-
-def bind_fd(fd: int, target: str | os.PathLike[str], recursive: bool = False) -> None:
-    """Bind-mount what ``fd`` is open on (through ``/proc/self/fd/N``) onto ``target``."""
-    hostsys.host().bind_fd(fd, target, recursive)
-
-
 def _placeholder(target: Path, is_dir: bool) -> None:
     """An empty directory or file to mount on (what was there before is gone)."""
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -126,7 +107,7 @@ def make_dirs_beneath(volfd: int, sub_path: str) -> int:
     fd = -1
     while have > 0:
         try:
-            fd = open_beneath(volfd, "/".join(parts[:have]), os.O_PATH | os.O_DIRECTORY)
+            fd = hostsys.open_beneath(volfd, "/".join(parts[:have]), os.O_PATH | os.O_DIRECTORY)
             break
         except FileNotFoundError:
             have -= 1
@@ -165,7 +146,7 @@ def _resolve(m: SubPathMount) -> int:
         raise SubPathError(e.errno, f"{m.where()}: open volume {m.source}: {e.strerror}") from e
     try:
         try:
-            return open_beneath(volfd, m.sub_path)
+            return hostsys.open_beneath(volfd, m.sub_path)  # EXDEV if it leaves
         except FileNotFoundError:
             return make_dirs_beneath(volfd, m.sub_path)
     except OSError as e:
@@ -238,7 +219,7 @@ def mount_all(pod_path: str | os.PathLike[str], container: str) -> None:
                 _placeholder(target, is_dir)
                 made.append(target)
                 try:
-                    bind_fd(fd, target)
+                    hostsys.host().bind_fd(fd, target)
                 except OSError as e:
                     raise SubPathError(e.errno, f"{m.where()}: {e}") from e
             finally:
