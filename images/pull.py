@@ -154,15 +154,16 @@ def _pull_from(
     want = opts.platform or _host_platform()
     where = f"{ep.host}/{ep.repo}:{resolved.reference}"
     with Client(ep, opts.settings(ep)) as client:
-        body, media, digest = client.get_manifest(resolved.reference)
+        body, media, digest, doc = client.get_manifest(resolved.reference)
         top = digest
         if media in INDEX_TYPES:
-            desc = pick_platform(_json(body, where), want, where)
+            desc = pick_platform(doc, want, where)
             mdigest, _ = _descriptor(desc, f"{where}: index entry")
-            body, media, digest = client.get_manifest(mdigest)
+            body, media, digest, man = client.get_manifest(mdigest)
             if media in INDEX_TYPES:
                 raise FormatError(f"{where}: an index inside an index")
-        man = _json(body, f"manifest {digest}")
+        else:
+            man = doc
         cdigest, csize = _descriptor(man.get("config"), f"manifest {digest}: config")
         config = client.blob_bytes(cdigest, csize, MAX_JSON)
         cfg = _json(config, f"image config {cdigest}")
