@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from .digest import CHUNK, check_digest, hex_of
 from .errors import DigestMismatch, FormatError, ImageError, RegistryError
@@ -45,7 +45,7 @@ from .registry import Client, Settings
 from .sources import (
     INDEX_TYPES,
     MAX_JSON,
-    Reader,
+    FileReader,
     SourceImage,
     SourceLayer,
     _host_platform,
@@ -337,7 +337,7 @@ def fetch_blob(
         return final
 
 
-class _IngestReader(Reader):
+class _IngestReader(FileReader):
     """``blobs/sha256/<hex>`` from the ingest directory (or the store, when a concurrent pull
     committed it and removed its ingest copy first)."""
 
@@ -349,18 +349,6 @@ class _IngestReader(Reader):
         h = path.rsplit("/", 1)[-1]
         p = self.ingest / h
         return p if p.is_file() else self.store.blob_path("sha256:" + h)
-
-    def exists(self, path: str) -> bool:
-        return self._path(path).is_file()
-
-    def size(self, path: str) -> int:
-        try:
-            return self._path(path).stat().st_size
-        except OSError:
-            return 0
-
-    def open(self, path: str) -> IO[bytes]:
-        return self._path(path).open("rb")
 
 
 def login(registry: str, username: str, password: str, opts: Options | None = None) -> Path:
