@@ -7,30 +7,14 @@ from __future__ import annotations
 
 import click
 
+from corral_common.cli import version_option
+
 from . import image_cmd, network_cmd, pod_cmd, run_cmd, server_cmd
 from .errors import Group
 
 
-def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
-    # Not click.version_option: it looks up a translation of its help text at import, and
-    # the version comes from the package metadata, whose module is slow to import: only here.
-    if value and not ctx.resilient_parsing:
-        from corral_common.version import version
-
-        click.echo(f"corral version {version()}")
-        ctx.exit()
-
-
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "-v",
-    "--version",
-    is_flag=True,
-    expose_value=False,
-    is_eager=True,
-    callback=_print_version,
-    help="Show the version and exit.",
-)
+@version_option(lambda v: f"corral version {v}")
 def cli() -> None:
     """Corral: run containers and pods."""
 

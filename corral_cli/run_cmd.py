@@ -15,6 +15,7 @@ import click
 from corral_common import defaults
 
 from .errors import FAILED, Failure, failing, report
+from .pod_cmd import network_config_option, node_netns_option
 
 if TYPE_CHECKING:
     from runtime import ctr
@@ -101,13 +102,8 @@ def _memory(_ctx: click.Context, _param: click.Parameter, value: str | None) -> 
     show_default=True,
     help="no, on-failure[:N] or always: restart a detached container when it exits",
 )
-@click.option(
-    "--network-config",
-    envvar="CORRAL_NETWORK_CONFIG",
-    default=None,
-    help=f"node network config file [default: {defaults.NETWORK_CONFIG}, or built-in]",
-)
-@click.option("--node-netns", default=None, help="the node's network namespace (a path)")
+@network_config_option
+@node_netns_option
 @click.option("-t", "--tty", is_flag=True, help="allocate a terminal")
 @click.option("-i", "--interactive", is_flag=True, help="accepted; stdin always passes through")
 @click.option("--hostname", default=None, help="hostname (default: the short id)")

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from .digest import CHUNK, check_digest, hex_of
 from .errors import DigestMismatch, FormatError, ImageError, RegistryError
@@ -45,7 +45,7 @@ from .registry import Client, Settings
 from .sources import (
     INDEX_TYPES,
     MAX_JSON,
-    Reader,
+    FileReader,
     SourceImage,
     SourceLayer,
     _host_platform,
@@ -154,15 +154,16 @@ def _pull_from(
     want = opts.platform or _host_platform()
     where = f"{ep.host}/{ep.repo}:{resolved.reference}"
     with Client(ep, opts.settings(ep)) as client:
-        body, media, digest = client.get_manifest(resolved.reference)
+        body, media, digest, doc = client.get_manifest(resolved.reference)
         top = digest
         if media in INDEX_TYPES:
-            desc = pick_platform(_json(body, where), want, where)
+            desc = pick_platform(doc, want, where)
             mdigest, _ = _descriptor(desc, f"{where}: index entry")
-            body, media, digest = client.get_manifest(mdigest)
+            body, media, digest, man = client.get_manifest(mdigest)
             if media in INDEX_TYPES:
                 raise FormatError(f"{where}: an index inside an index")
-        man = _json(body, f"manifest {digest}")
+        else:
+            man = doc
         cdigest, csize = _descriptor(man.get("config"), f"manifest {digest}: config")
         config = client.blob_bytes(cdigest, csize, MAX_JSON)
         cfg = _json(config, f"image config {cdigest}")
@@ -336,7 +337,7 @@ def fetch_blob(
         return final
 
 
-class _IngestReader(Reader):
+class _IngestReader(FileReader):
     """``blobs/sha256/<hex>`` from the ingest directory (or the store, when a concurrent pull
     committed it and removed its ingest copy first)."""
 
@@ -348,18 +349,6 @@ class _IngestReader(Reader):
         h = path.rsplit("/", 1)[-1]
         p = self.ingest / h
         return p if p.is_file() else self.store.blob_path("sha256:" + h)
-
-    def exists(self, path: str) -> bool:
-        return self._path(path).is_file()
-
-    def size(self, path: str) -> int:
-        try:
-            return self._path(path).stat().st_size
-        except OSError:
-            return 0
-
-    def open(self, path: str) -> IO[bytes]:
-        return self._path(path).open("rb")
 
 
 def login(registry: str, username: str, password: str, opts: Options | None = None) -> Path:

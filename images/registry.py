@@ -24,7 +24,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Any
 
 from .digest import check_digest, sha256_bytes
 from .errors import AuthError, FormatError, RegistryError, RegistryNotFound
@@ -314,9 +314,10 @@ class Client:
 
     # -- manifests ---------------------------------------------------------------------------
 
-    def get_manifest(self, reference: str) -> tuple[bytes, str, str]:
-        """(body, media type, digest) of a manifest or index by tag or digest. The digest is
-        computed and must match the one asked for, and the registry's Docker-Content-Digest."""
+    def get_manifest(self, reference: str) -> tuple[bytes, str, str, dict[str, Any]]:
+        """(body, media type, digest, parsed body) of a manifest or index by tag or digest. The
+        digest is computed and must match the one asked for, and the registry's
+        Docker-Content-Digest; the body must be a JSON object."""
         step = f"GET manifest {self.repo}:{reference}"
         resp = self.request(
             "GET", f"/v2/{self.repo}/manifests/{reference}", step, headers={"Accept": ACCEPT}
@@ -352,7 +353,7 @@ class Client:
                 media = MANIFEST_TYPES[0]
             else:
                 raise FormatError(f"{self.host}: {step}: unsupported manifest type {media!r}")
-        return body, media, digest
+        return body, media, digest, doc
 
     def put_manifest(self, reference: str, body: bytes, media_type: str) -> str:
         step = f"PUT manifest {self.repo}:{reference}"

@@ -127,15 +127,11 @@ class TarReader(Reader):
         self.tf.close()
 
 
-class DirReader(Reader):
-    def __init__(self, root: Path) -> None:
-        self.root = root.resolve()
+class FileReader(Reader):
+    """Members that are files of this host, found by ``_path``."""
 
     def _path(self, path: str) -> Path:
-        p = (self.root / _norm(path)).resolve()
-        if p != self.root and self.root not in p.parents:
-            raise FormatError(f"{path} resolves outside {self.root}")
-        return p
+        raise NotImplementedError
 
     def exists(self, path: str) -> bool:
         return self._path(path).is_file()
@@ -147,9 +143,22 @@ class DirReader(Reader):
             return 0
 
     def open(self, path: str) -> IO[bytes]:
-        p = self._path(path)
+        return self._path(path).open("rb")
+
+
+class DirReader(FileReader):
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    def _path(self, path: str) -> Path:
+        p = (self.root / _norm(path)).resolve()
+        if p != self.root and self.root not in p.parents:
+            raise FormatError(f"{path} resolves outside {self.root}")
+        return p
+
+    def open(self, path: str) -> IO[bytes]:
         try:
-            return p.open("rb")
+            return super().open(path)
         except FileNotFoundError:
             raise FormatError(f"{self.root} has no {path}") from None
 

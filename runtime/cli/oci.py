@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from corral_common.cli import version_option
+
 from ..errors import CorralError
 from ..state import DEFAULT_ROOT
 
@@ -68,17 +70,6 @@ def _call(ctx: Ctx, what: str, fn: Callable[..., Any], *args: Any, code: int = 1
 pass_ctx = click.make_pass_decorator(Ctx)
 
 
-def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
-    # Not click.version_option: it looks up a translation of its help text when the module is
-    # imported, which costs every command a few ms (gettext, locale). The version comes from
-    # the package metadata, whose module costs tens of ms to import: only here, when asked.
-    if value and not ctx.resilient_parsing:
-        from corral_common.version import version
-
-        click.echo(f"corral-oci version {version()}\nspec: {SPEC_VERSION}")
-        ctx.exit()
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--root", default=DEFAULT_ROOT, show_default=True, help="state directory")
 @click.option("--log", default=None, help="append errors to this file")
@@ -87,15 +78,7 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
 @click.option("--systemd-cgroup", is_flag=True, help="use systemd for cgroups (unsupported)")
 @click.option("--rootless", default="auto", hidden=True)
 @click.option("--criu", default=None, hidden=True)
-@click.option(
-    "-v",
-    "--version",
-    is_flag=True,
-    expose_value=False,
-    is_eager=True,
-    callback=_print_version,
-    help="Show the version and exit.",
-)
+@version_option(lambda v: f"corral-oci version {v}\nspec: {SPEC_VERSION}")
 @click.pass_context
 def cli(
     cctx: click.Context,

@@ -6,9 +6,13 @@ stopped by its fixture.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import shutil
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -312,6 +316,44 @@ def test_interrupted_pull_is_resumed_by_the_next_pull(
     assert [s.headers.get("Range") for s in gets if big in s.path] == [f"bytes={got}-"]
     assert [s for s in gets if small in s.path] == []  # the finished layer was not fetched again
     assert not partial.exists()
+
+
+def _flock_waiters(path: Path) -> int:
+    """How many flock requests wait on ``path`` (the ``->`` lines of /proc/locks)."""
+    ino = path.stat().st_ino
+    lines = Path("/proc/locks").read_text().splitlines()
+    return sum(1 for ln in lines if "->" in ln and ln.split()[6].endswith(f":{ino}"))
+
+
+def test_a_blob_another_pull_is_fetching_is_waited_for_not_fetched_again(
+    source: Store, pushed: str, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    big = big_layer(source)
+    dest = Store(tmp_path / "dest")
+    ingest = dest.ingest_dir()
+    lock = ingest / f"{hex_of(big)}.lock"
+    got: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            got["image"] = pull(dest, f"{proxy.host}/corral/bb:1", opts(tmp_path)).image.id
+        except BaseException as e:  # reported by the assertions below
+            got["error"] = e
+
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    t = threading.Thread(target=run)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another pull is downloading the big layer
+        t.start()
+        while t.is_alive() and not _flock_waiters(lock):
+            time.sleep(0.01)
+        shutil.copyfile(source.blob_path(big), ingest / hex_of(big))  # ... and verified it
+    finally:
+        os.close(fd)
+        if t.ident is not None:
+            t.join()
+    assert got.get("image") == source.get("busybox:test").id, got
+    assert [s for s in proxy.seen if s.method == "GET" and big in s.path] == []
 
 
 def test_tampered_blob_is_refused_and_nothing_stored(
