@@ -22,7 +22,6 @@ __all__ = [
     "invalid",
     "method_not_allowed",
     "not_found",
-    "status_body",
 ]
 
 
@@ -56,10 +55,6 @@ class ApiError(Exception):
 
     def body(self) -> bytes:
         return msgspec.json.encode(self.status())
-
-
-def status_body(err: ApiError) -> bytes:
-    return err.body()
 
 
 def _details(resource: str, name: str | None, group: str) -> dict[str, Any]:

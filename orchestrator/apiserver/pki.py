@@ -19,7 +19,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from corral_common import hostsys
 
-__all__ = ["Pki", "ensure_pki", "write_private"]
+__all__ = ["Pki", "ensure_pki"]
 
 CA_DAYS = 3650
 LEAF_DAYS = 365
@@ -33,11 +33,6 @@ class Pki:
     serving_key: Path
     admin_cert: Path
     admin_key: Path
-
-
-def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write ``data`` to ``path`` atomically (fsync'd), with ``mode`` (never the umask's)."""
-    hostsys.write_atomic(path, data, mode)
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
@@ -148,8 +143,8 @@ def ensure_pki(tls_dir: Path, bind_address: str) -> Pki:
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
             .sign(ca_key, hashes.SHA256())
         )
-        write_private(p.ca_key, _key_pem(ca_key))
-        write_private(p.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        hostsys.write_atomic(p.ca_key, _key_pem(ca_key))
+        hostsys.write_atomic(p.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM), 0o644)
         for stale in (p.serving_cert, p.admin_cert):  # signed by another CA
             stale.unlink(missing_ok=True)
 
@@ -172,8 +167,8 @@ def ensure_pki(tls_dir: Path, bind_address: str) -> Pki:
         if sans:
             b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         c = b.sign(ca_key, hashes.SHA256())
-        write_private(key, _key_pem(k))
-        write_private(cert, c.public_bytes(serialization.Encoding.PEM), 0o644)
+        hostsys.write_atomic(key, _key_pem(k))
+        hostsys.write_atomic(cert, c.public_bytes(serialization.Encoding.PEM), 0o644)
 
     if not (_serving_ok(p.serving_cert, bind_address) and p.serving_key.exists()):
         leaf(

@@ -11,6 +11,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from kubemodel.names import QUALIFIED_NAME
+
 from .errors import bad_request
 
 __all__ = ["Selector", "field_selector", "label_selector"]
@@ -112,7 +114,7 @@ def _split(text: str) -> list[str]:
 
 
 _KEY = r"[A-Za-z0-9](?:[-A-Za-z0-9_./]*[A-Za-z0-9])?"
-_VALUE = r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)?"
+_VALUE = rf"(?:{QUALIFIED_NAME.pattern})?"  # a label value: empty or a qualified name
 
 
 def label_selector(text: str | None) -> Selector | None:

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import yaml
 
+from corral_common import hostsys
 from orchestrator.store import StoreError, open_store
 
 from .app import ApiServer
-from .pki import Pki, ensure_pki, write_private
+from .pki import Pki, ensure_pki
 
 __all__ = ["ServerConfig", "ServerError", "kubeconfig", "run_server"]
 
@@ -95,7 +96,7 @@ def _token(cfg: ServerConfig, pki: Pki) -> str:
     else:
         secret = secrets.token_hex(16)
     full = f"K10{ca_hash}::server:{secret}"
-    write_private(path, (full + "\n").encode())
+    hostsys.write_atomic(path, (full + "\n").encode())
     return full
 
 
@@ -128,7 +129,7 @@ async def _serve(cfg: ServerConfig) -> None:
     for target in targets:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            write_private(target, config)
+            hostsys.write_atomic(target, config)
         except OSError as e:
             raise ServerError(f"write kubeconfig {target}", e) from e
 

@@ -115,11 +115,7 @@ class Storage:
     # ------------------------------------------------------------------ reading
 
     async def get(self, res: Resource, ns: str | None, name: str) -> Obj:
-        try:
-            kv = await self.store.get(res.key(ns, name))
-        except NotFound:
-            raise errors.not_found(res.name, name, res.group) from None
-        return decode_value(kv)
+        return (await self._current(res, ns, name))[1]
 
     async def list(
         self,
@@ -370,22 +366,57 @@ class Storage:
             and not meta.get("finalizers")
             and not (res.name == "namespaces" or (res.name == "pods" and self._pod_waits(old)))
         ):
-            try:
-                deleted = await self.store.delete(kv.key, kv.mod_rev)
-            except Conflict:
-                raise errors.conflict(res.name, name, res.group) from None
-            except NotFound:
-                raise errors.not_found(res.name, name, res.group) from None
-            meta["resourceVersion"] = str(deleted.revision)
-            return stored
+            return await self._cas_delete(res, name, kv, stored)
+        return await self._cas_update(res, name, kv, stored)
+
+    async def _cas_update(self, res: Resource, name: str, kv: KeyValue, obj: Obj) -> Obj:
+        """Store ``obj`` over ``kv`` if it is still the current version (409 when not, 404
+        when gone); ``obj`` gets the new resourceVersion."""
         try:
-            out = await self.store.update(kv.key, _encode_value(stored), kv.mod_rev)
+            out = await self.store.update(kv.key, _encode_value(obj), kv.mod_rev)
         except Conflict:
             raise errors.conflict(res.name, name, res.group) from None
         except NotFound:
             raise errors.not_found(res.name, name, res.group) from None
-        meta["resourceVersion"] = str(out.mod_rev)
-        return stored
+        obj["metadata"]["resourceVersion"] = str(out.mod_rev)
+        return obj
+
+    async def _cas_delete(self, res: Resource, name: str, kv: KeyValue, obj: Obj) -> Obj:
+        """Delete ``kv`` if it is still the current version (409 when not, 404 when gone);
+        ``obj`` gets the deletion's resourceVersion."""
+        try:
+            deleted = await self.store.delete(kv.key, kv.mod_rev)
+        except Conflict:
+            raise errors.conflict(res.name, name, res.group) from None
+        except NotFound:
+            raise errors.not_found(res.name, name, res.group) from None
+        obj["metadata"]["resourceVersion"] = str(deleted.revision)
+        return obj
+
+    async def _update_with_retries(
+        self,
+        res: Resource,
+        ns: str | None,
+        name: str,
+        want_rv: str | None,
+        make: Callable[[Obj], Obj],
+        subresource: str | None,
+        dry_run: bool,
+    ) -> Obj:
+        """Read, ``make`` the new object from the current one, write it with compare-and-swap;
+        on a conflict read again (PATCH_RETRIES times), unless the caller named the
+        resourceVersion it expects."""
+        for _ in range(PATCH_RETRIES):
+            kv, old = await self._current(res, ns, name)
+            if want_rv and want_rv != str(kv.mod_rev):
+                raise errors.conflict(res.name, name, res.group)
+            new = self._prepare_update(res, old, make(old), subresource)
+            try:
+                return await self._write(res, ns, kv, old, new, dry_run)
+            except errors.ApiError as e:
+                if e.reason != "Conflict" or want_rv:
+                    raise
+        raise errors.conflict(res.name, name, res.group)
 
     async def update(
         self,
@@ -400,17 +431,9 @@ class Storage:
         if not isinstance(body.get("metadata"), dict | None):
             raise errors.invalid(res.kind, name, "metadata", "must be an object", res.group)
         want_rv = (body.get("metadata") or {}).get("resourceVersion")
-        for _ in range(PATCH_RETRIES):
-            kv, old = await self._current(res, ns, name)
-            if want_rv and want_rv != str(kv.mod_rev):
-                raise errors.conflict(res.name, name, res.group)
-            new = self._prepare_update(res, old, body, subresource)
-            try:
-                return await self._write(res, ns, kv, old, new, dry_run)
-            except errors.ApiError as e:
-                if e.reason != "Conflict" or want_rv:
-                    raise
-        raise errors.conflict(res.name, name, res.group)
+        return await self._update_with_retries(
+            res, ns, name, want_rv, lambda old: body, subresource, dry_run
+        )
 
     async def patch(
         self,
@@ -426,10 +449,8 @@ class Storage:
         want_rv = None
         if isinstance(patch, dict) and isinstance(patch.get("metadata"), dict):
             want_rv = patch["metadata"].get("resourceVersion")
-        for _ in range(PATCH_RETRIES):
-            kv, old = await self._current(res, ns, name)
-            if want_rv and want_rv != str(kv.mod_rev):
-                raise errors.conflict(res.name, name, res.group)
+
+        def apply(old: Obj) -> Obj:
             try:
                 if patch_type == "merge":
                     patched = merge_patch(old, patch)
@@ -443,13 +464,9 @@ class Storage:
                 raise errors.bad_request("the patch is nested too deeply") from None
             if not isinstance(patched, dict):
                 raise errors.bad_request("the patched object is not a JSON object")
-            new = self._prepare_update(res, old, patched, subresource)
-            try:
-                return await self._write(res, ns, kv, old, new, dry_run)
-            except errors.ApiError as e:
-                if e.reason != "Conflict" or want_rv:
-                    raise
-        raise errors.conflict(res.name, name, res.group)
+            return patched
+
+        return await self._update_with_retries(res, ns, name, want_rv, apply, subresource, dry_run)
 
     # ------------------------------------------------------------------ deleting
 
@@ -501,22 +518,10 @@ class Storage:
             meta["deletionGracePeriodSeconds"] = int(grace or 0)
             if dry_run:
                 return obj
-            try:
-                out = await self.store.update(kv.key, _encode_value(obj), kv.mod_rev)
-            except Conflict:
-                raise errors.conflict(res.name, name, res.group) from None
-            meta["resourceVersion"] = str(out.mod_rev)
-            return obj
+            return await self._cas_update(res, name, kv, obj)
         if dry_run:
             return obj
-        try:
-            deleted = await self.store.delete(kv.key, kv.mod_rev)
-        except Conflict:
-            raise errors.conflict(res.name, name, res.group) from None
-        except NotFound:
-            raise errors.not_found(res.name, name, res.group) from None
-        meta["resourceVersion"] = str(deleted.revision)
-        return obj
+        return await self._cas_delete(res, name, kv, obj)
 
     # ------------------------------------------------------------------ namespaces
 
@@ -536,11 +541,7 @@ class Storage:
             obj["metadata"]["deletionTimestamp"] = now_rfc3339()
             obj["metadata"]["deletionGracePeriodSeconds"] = 0
             obj["status"] = {"phase": "Terminating"}
-            try:
-                out = await self.store.update(kv.key, _encode_value(obj), kv.mod_rev)
-            except Conflict:
-                raise errors.conflict("namespaces", name) from None
-            obj["metadata"]["resourceVersion"] = str(out.mod_rev)
+            await self._cas_update(NAMESPACES, name, kv, obj)
         self._start_namespace_cleanup(name)
         return obj
 

@@ -180,3 +180,18 @@ def check_key(key: str) -> bytes:
         return key.encode()
     except UnicodeEncodeError as e:
         raise InvalidArgument(repr(key), f"a key must be valid UTF-8: {e}") from None
+
+
+def list_range(
+    prefix: str, limit: int, continue_token: str | None, revision: int
+) -> tuple[bytes, bytes, int]:
+    """A list's arguments checked: (prefix, first key to read, revision to read at), the
+    last two from the continue token when there is one."""
+    p = check_key(prefix)
+    start = p
+    if continue_token:
+        revision, s = decode_continue(continue_token, prefix)
+        start = s.encode()
+    if limit < 0 or revision < 0:
+        raise InvalidArgument(prefix, f"negative limit {limit} or revision {revision}")
+    return p, start, revision

@@ -34,8 +34,8 @@ from .base import (
     KeyValue,
     ListResult,
     check_key,
-    decode_continue,
     encode_continue,
+    list_range,
     prefix_end,
 )
 from .errors import (
@@ -201,13 +201,7 @@ class EtcdBackend:
     async def list(
         self, prefix: str, *, limit: int = 0, continue_token: str | None = None, revision: int = 0
     ) -> ListResult:
-        p = check_key(prefix)
-        start = p
-        if continue_token:
-            revision, s = decode_continue(continue_token, prefix)
-            start = s.encode()
-        if limit < 0 or revision < 0:
-            raise InvalidArgument(prefix, f"negative limit {limit} or revision {revision}")
+        p, start, revision = list_range(prefix, limit, continue_token, revision)
         req = rpc.RangeRequest(key=start, range_end=prefix_end(p), limit=limit, revision=revision)
         try:
             resp = await self._call("Range", req, prefix, read=True)

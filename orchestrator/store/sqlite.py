@@ -41,8 +41,8 @@ from .base import (
     KeyValue,
     ListResult,
     check_key,
-    decode_continue,
     encode_continue,
+    list_range,
     prefix_end,
 )
 from .errors import (
@@ -398,13 +398,7 @@ class SQLiteBackend:
     async def list(
         self, prefix: str, *, limit: int = 0, continue_token: str | None = None, revision: int = 0
     ) -> ListResult:
-        p = check_key(prefix)
-        start = p
-        if continue_token:
-            revision, s = decode_continue(continue_token, prefix)
-            start = s.encode()
-        if limit < 0 or revision < 0:
-            raise InvalidArgument(prefix, f"negative limit {limit} or revision {revision}")
+        p, start, revision = list_range(prefix, limit, continue_token, revision)
         end = prefix_end(p)
 
         def read(conn: sqlite3.Connection) -> ListResult:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,9 +21,11 @@ from orchestrator.apiserver.patch import (  # noqa: E402
     merge_patch,
     strategic_merge_patch,
 )
+from orchestrator.apiserver.resources import by_path  # noqa: E402
 from orchestrator.apiserver.selectors import field_selector, label_selector  # noqa: E402
+from orchestrator.apiserver.storage import Storage  # noqa: E402
 from orchestrator.apiserver.tables import human_duration  # noqa: E402
-from orchestrator.store import open_store  # noqa: E402
+from orchestrator.store import Backend, KeyValue, open_store  # noqa: E402
 
 
 def test_merge_patch_rfc7386() -> None:
@@ -185,5 +188,61 @@ def test_watch_gone_bookmarks_and_timeout(tmp_path: Path) -> None:
             await api.close()
             await runner.cleanup()
             await api.store.close()
+
+    asyncio.run(main())
+
+
+class _LosesFirstUpdate:
+    """The store, except that when ``armed`` the next update first loses to another writer:
+    a real update of the same key lands between the API server's read and its write."""
+
+    def __init__(self, store: Backend) -> None:
+        self._store = store
+        self.armed = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def update(self, key: str, value: bytes, revision: int) -> KeyValue:
+        if self.armed:
+            self.armed = False
+            cur = await self._store.get(key)
+            obj = json.loads(cur.value)
+            obj["data"]["other"] = "x"
+            await self._store.update(key, json.dumps(obj).encode(), cur.mod_rev)
+        return await self._store.update(key, value, revision)
+
+
+def test_patch_that_loses_a_race_reads_again(tmp_path: Path) -> None:
+    """Without a resourceVersion, an update that loses its compare-and-swap is made again on
+    the newer object (kube-apiserver's GuaranteedUpdate); with one, it is a 409."""
+
+    async def main() -> None:
+        async with open_store(f"sqlite://{tmp_path}/db", compact_interval=0) as store:
+            racer = _LosesFirstUpdate(store)
+            storage = Storage(racer)  # type: ignore[arg-type]
+            try:
+                await storage.ensure_namespaces()
+                cms = by_path("", "v1", "configmaps")
+                assert cms is not None
+                await storage.create(
+                    cms, "default", {"metadata": {"name": "c"}, "data": {"a": "1"}}
+                )
+                racer.armed = True
+                out = await storage.patch(cms, "default", "c", "merge", {"data": {"b": "2"}})
+                assert out["data"] == {"a": "1", "b": "2", "other": "x"}
+                assert (await storage.get(cms, "default", "c"))["data"] == out["data"]
+                racer.armed = True
+                rv = out["metadata"]["resourceVersion"]
+                with pytest.raises(ApiError) as e:
+                    await storage.patch(
+                        cms, "default", "c", "merge",
+                        {"metadata": {"resourceVersion": rv}, "data": {"d": "4"}},
+                    )  # fmt: skip
+                assert (e.value.code, e.value.reason) == (409, "Conflict")
+                live = await storage.get(cms, "default", "c")
+                assert live["data"] == {"a": "1", "b": "2", "other": "x"}
+            finally:
+                await storage.close()
 
     asyncio.run(main())
