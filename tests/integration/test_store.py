@@ -28,7 +28,7 @@ from orchestrator.store import (
     Unavailable,
     open_store,
 )
-from tests.etcdcluster import EtcdCluster, EtcdMissing, tmp_base
+from testkit.etcdcluster import EtcdCluster, EtcdMissing, tmp_base
 
 REPO = Path(__file__).resolve().parents[2]
 Body = Callable[[Backend, str], Awaitable[None]]
