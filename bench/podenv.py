@@ -29,12 +29,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from testkit.netns import NodeNs, node_netns
 
 from . import host, peers
 from .proc import Launch, join_netns
@@ -81,48 +82,6 @@ def manifest(name: str, marks: str | None = None) -> dict[str, Any]:
         container["volumeMounts"] = [{"name": "marks", "mountPath": MARKS}]
         spec["volumes"] = [{"name": "marks", "hostPath": {"path": marks, "type": "Directory"}}]
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
-
-
-@dataclass
-class NodeNs:
-    """A network namespace held by a sleeping child of ours; ``fd`` is open on it."""
-
-    proc: subprocess.Popen[bytes]
-    fd: int
-
-    @property
-    def path(self) -> str:
-        return f"/proc/{self.proc.pid}/ns/net"
-
-    def close(self) -> None:
-        os.close(self.fd)
-        self.proc.kill()
-        self.proc.wait()
-
-
-def node_netns() -> NodeNs:
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        raise OSError("unshare(1) is not installed: no node network namespace")
-    proc = subprocess.Popen([unshare, "-n", "sleep", "infinity"], stdin=subprocess.DEVNULL)
-    own = os.readlink("/proc/self/ns/net")
-    deadline = time.monotonic() + 10
-    try:
-        while True:
-            try:
-                if os.readlink(f"/proc/{proc.pid}/ns/net") != own:
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise OSError("unshare -n did not make a network namespace")
-            time.sleep(0.01)
-        fd = os.open(f"/proc/{proc.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    return NodeNs(proc, fd)
 
 
 def podman_cgroup_parent(own: dict[str, str]) -> str | None:

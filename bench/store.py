@@ -227,7 +227,7 @@ async def _run_all(p: StoreParams) -> Table:
     try:
         import aetcd
 
-        from tests.etcdcluster import EtcdCluster, EtcdMissing
+        from testkit.etcdcluster import EtcdCluster, EtcdMissing
     except ImportError as e:
         skipped["etcd driver"] = skipped["etcd direct (aetcd)"] = f"not installed: {e}"
         return table(results, skipped, p)

@@ -76,12 +76,17 @@ class BusyboxMissing(RootfsError):
     """No static busybox on this machine (Debian package busybox-static)."""
 
 
-def is_static_elf(path: Path) -> bool:
-    """True if ``path`` is an ELF executable without a program interpreter."""
-    with path.open("rb") as f:
+class NotElf(RootfsError):
+    """The file is not an ELF file."""
+
+
+def elf_interpreter(path: Path | str) -> str | None:
+    """The program interpreter (PT_INTERP) an ELF file names, None if it names none;
+    ``NotElf`` if it is not an ELF file."""
+    with open(path, "rb") as f:
         ident = f.read(16)
         if len(ident) < 16 or ident[:4] != b"\x7fELF" or ident[4] not in (1, 2):
-            return False
+            raise NotElf(f"{path}: not an ELF file")
         is64 = ident[4] == 2
         end = "<" if ident[5] == 1 else ">"
         if is64:
@@ -91,8 +96,21 @@ def is_static_elf(path: Path) -> bool:
         for i in range(phnum):
             (p_type,) = _unpack(f, end + "I", phoff + i * phentsize)
             if p_type == _PT_INTERP:
-                return False
-    return True
+                # Elf64_Phdr: type, flags, offset, vaddr, paddr, filesz; Elf32: type, offset,
+                # vaddr, paddr, filesz
+                phdr = end + ("I4xQ8x8xQ" if is64 else "II4x4xI")
+                _, p_offset, p_filesz = _unpack(f, phdr, phoff + i * phentsize)
+                f.seek(p_offset)
+                return f.read(p_filesz).rstrip(b"\0").decode()
+    return None
+
+
+def is_static_elf(path: Path) -> bool:
+    """True if ``path`` is an ELF executable without a program interpreter."""
+    try:
+        return elf_interpreter(path) is None
+    except NotElf:
+        return False
 
 
 def _unpack(f: BinaryIO, fmt: str, offset: int) -> tuple[int, ...]:

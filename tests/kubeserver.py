@@ -11,7 +11,6 @@ import os
 import select
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -22,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from testkit.net import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 CORRAL = str(Path(sys.executable).parent / "corral")
 # kubectl 1.20: scripts/setup.sh unpacks Debian's kubernetes-client here.
@@ -30,12 +31,6 @@ KUBECTL_120 = os.environ.get(
 )
 KUBECTL_CURRENT = shutil.which("kubectl") or "/usr/bin/kubectl"
 START_DEADLINE = 60.0  # seconds: a start that takes longer is a failure, not a measurement
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -27,6 +27,8 @@ from typing import Any
 
 import pytest
 
+from testkit.net import free_port
+
 REGISTRY = "/usr/bin/docker-registry"
 
 
@@ -35,12 +37,6 @@ def need(tool: str, package: str) -> str:
     if path is None:
         pytest.skip(f"{tool} is not installed (Debian package {package}; scripts/setup.sh)")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def openssl(*args: str) -> None:

@@ -14,10 +14,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.conftest import REPO, Runtime, leftover_cgroups
+
+if TYPE_CHECKING:
+    from runtime.cgroups import CgroupManager
 
 pytestmark = pytest.mark.root
 
@@ -98,19 +102,26 @@ def test_kill_create_leaves_nothing_to_trip_over(runtime: Runtime, delay_ms: int
     _check_consistent(runtime, cid)
 
 
-def test_delete_force_undoes_a_half_made_container(runtime: Runtime) -> None:
-    """The debris of a create killed after its cgroups but before its commit, made by hand:
-    `delete --force` removes the cgroups and what runs in them, state/list ignore it."""
+def _half_made(runtime: Runtime, cid: str) -> CgroupManager:
+    """What a create killed after its cgroups but before its commit leaves: the state
+    directory with creating.json and the fifo, and the cgroups (returned)."""
     from runtime import cgroups
     from runtime.state import StateDir
 
-    cid, bundle = runtime.prepare("true")
     sd = StateDir(str(runtime.root), cid)
     mgr = cgroups.manager_for(runtime.cgroup_path(cid), cid)
     sd.make()
     sd.record_creating(mgr.paths())
     sd.make_fifo()
     mgr.create()
+    return mgr
+
+
+def test_delete_force_undoes_a_half_made_container(runtime: Runtime) -> None:
+    """The debris of a create killed after its cgroups but before its commit, made by hand:
+    `delete --force` removes the cgroups and what runs in them, state/list ignore it."""
+    cid, bundle = runtime.prepare("true")
+    mgr = _half_made(runtime, cid)
     sleeper = subprocess.Popen(["sleep", "100"])
     try:
         mgr.add_pid(sleeper.pid)
@@ -128,16 +139,8 @@ def test_delete_force_undoes_a_half_made_container(runtime: Runtime) -> None:
 
 
 def test_create_of_a_half_made_id_takes_its_place(runtime: Runtime) -> None:
-    from runtime import cgroups
-    from runtime.state import StateDir
-
     cid, bundle = runtime.prepare("true")
-    sd = StateDir(str(runtime.root), cid)
-    mgr = cgroups.manager_for(runtime.cgroup_path(cid), cid)
-    sd.make()
-    sd.record_creating(mgr.paths())
-    sd.make_fifo()
-    mgr.create()
+    _half_made(runtime, cid)
     runtime.cli("create", "--bundle", str(bundle), cid, check=True)
     assert runtime.state(cid)["status"] == "created"
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import uuid
@@ -28,6 +27,7 @@ import pytest
 
 from runtime.pod import api
 from testkit.imagebuild import config_for, docker_files, tar_tree, write_tar
+from testkit.rootfs import elf_interpreter
 from tests.conftest import REPO, Runtime
 from tests.integration.test_pods import Pods, image_tar, pods, until  # noqa: F401 (fixtures)
 from tests.integration.test_run import Corral, corral  # noqa: F401 (fixture)
@@ -39,22 +39,6 @@ NOLIBC_FLAGS = [
     "-std=c11", "-Os", "-Wall", "-Wextra", "-Werror", "-fPIE", "-static-pie", "-nostdlib",
     "-ffreestanding", "-fno-stack-protector", "-fno-asynchronous-unwind-tables",
 ]  # fmt: skip
-
-
-def elf_interpreter(path: str) -> str:
-    """PT_INTERP of a 64-bit little-endian ELF file."""
-    with open(path, "rb") as f:
-        head = f.read(64)
-        assert head[:4] == b"\x7fELF" and head[4] == 2, f"{path}: not a 64-bit ELF file"
-        phoff, = struct.unpack_from("<Q", head, 32)  # fmt: skip
-        phentsize, phnum = struct.unpack_from("<HH", head, 54)
-        for i in range(phnum):
-            f.seek(phoff + i * phentsize)
-            p_type, _, p_offset, _, _, p_filesz = struct.unpack("<IIQQQQ", f.read(40))
-            if p_type == 3:
-                f.seek(p_offset)
-                return f.read(p_filesz).rstrip(b"\0").decode()
-    raise AssertionError(f"{path} has no interpreter")
 
 
 def host_binaries() -> dict[tuple[int, int], str]:
@@ -104,7 +88,9 @@ def attack_rootfs(rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
                 and not os.path.isfile(os.path.join(d, n))]  # fmt: skip
 
     shutil.copytree(rootfs, dest, symlinks=True, ignore=specials)
-    loader = dest / elf_interpreter(os.path.realpath(sys.executable)).lstrip("/")
+    interp = elf_interpreter(os.path.realpath(sys.executable))
+    assert interp is not None, f"{sys.executable} has no interpreter"
+    loader = dest / interp.lstrip("/")
     loader.parent.mkdir(parents=True, exist_ok=True)
     if loader.is_symlink() or loader.exists():
         loader.unlink()

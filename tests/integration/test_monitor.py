@@ -16,7 +16,6 @@ import os
 import re
 import select
 import signal
-import struct
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ import pytest
 
 from runtime.pod.monitor import monitor_path
 from runtime.state import list_ids
+from testkit.rootfs import is_static_elf
 from tests import tlsserver
 from tests.conftest import Runtime
 
@@ -938,20 +938,6 @@ def test_share_pid_gives_the_pod_one_pid_namespace(pods: Callable[[], Pod]) -> N
     pod.assert_clean()
 
 
-def _dynamic(path: str) -> bool:
-    """Whether a 64-bit little-endian ELF file has an interpreter (PT_INTERP)."""
-    with open(path, "rb") as f:
-        head = f.read(64)
-        assert head[:4] == b"\x7fELF" and head[4] == 2, f"{path}: not a 64-bit ELF file"
-        phoff, = struct.unpack_from("<Q", head, 32)  # fmt: skip
-        phentsize, phnum = struct.unpack_from("<HH", head, 54)
-        for i in range(phnum):
-            f.seek(phoff + i * phentsize)
-            if struct.unpack("<I", f.read(4))[0] == 3:
-                return True
-    return False
-
-
 def test_monitor_is_static_where_libc_allows() -> None:
     """What keeps a monitor near 1 MiB resident (bench/ measures it: the density suite) is
     static linking: no ld.so, no shared libc mapped. setup.py links it statically whenever
@@ -963,7 +949,7 @@ def test_monitor_is_static_where_libc_allows() -> None:
     ).stdout.strip()
     if not os.path.isabs(libc_a) or not os.path.exists(libc_a):
         pytest.skip("no static libc (libc.a): the monitor is linked dynamically here")
-    assert not _dynamic(str(monitor_path())), "corral-monitor is dynamically linked"
+    assert is_static_elf(Path(monitor_path())), "corral-monitor is dynamically linked"
 
 
 def test_an_idle_monitor_with_logging_probed_containers(pods: Callable[[], Pod]) -> None:

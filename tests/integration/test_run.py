@@ -24,6 +24,7 @@ import pytest
 
 from corral_common import hostsys
 from testkit.imagebuild import config_for, oci_files, tar_tree, write_tar
+from testkit.netns import NodeNs, node_netns
 from tests.conftest import REPO, Result
 from tests.integration.test_images import _run, mounts_under, podman, tool
 
@@ -496,12 +497,12 @@ def test_bad_options_exit_125_naming_the_option(
 
 @dataclass
 class Node:
-    proc: subprocess.Popen[bytes]
+    ns: NodeNs
     config: Path
 
     @property
     def path(self) -> str:
-        return f"/proc/{self.proc.pid}/ns/net"
+        return self.ns.path
 
     def leftovers(self) -> dict[str, Any]:
         from runtime.network import NodeNetwork, load_config
@@ -518,19 +519,16 @@ class Node:
 def node(corral: Corral, tmp_path: Path) -> Iterator[Node]:
     """A node network namespace of the test's own (never the machine's) and its config. The
     containers go before it does (their network teardown needs it)."""
-    proc = subprocess.Popen(["unshare", "-n", "sleep", "infinity"])
+    ns = node_netns()
     try:
-        own = os.readlink("/proc/self/ns/net")
-        wait_until(lambda: os.readlink(f"/proc/{proc.pid}/ns/net") != own)
         config = tmp_path / "network.json"
         config.write_text(json.dumps({"podCIDR": "10.99.9.0/24", "name": "podnet",
                                       "stateDir": str(tmp_path / "netstate")}))  # fmt: skip
-        yield Node(proc, config)
+        yield Node(ns, config)
         for item in corral.ps():
             corral("rm", "-f", item["id"])
     finally:
-        proc.kill()
-        proc.wait()
+        ns.close()
 
 
 def _echo(netns: str, ip: str, port: int) -> str:

@@ -28,25 +28,31 @@ from orchestrator.store import (
     Unavailable,
     open_store,
 )
-from tests.etcdcluster import EtcdCluster, EtcdMissing, tmp_base
+from testkit.etcdcluster import EtcdCluster, EtcdMissing, tmp_base
 
 REPO = Path(__file__).resolve().parents[2]
 Body = Callable[[Backend, str], Awaitable[None]]
 
 
-@pytest.fixture(scope="session")
-def etcd1() -> Iterator[EtcdCluster]:
+def _etcd(size: int) -> Iterator[EtcdCluster]:
+    """A started cluster of ``size`` members, stopped afterwards; skips where aetcd or
+    etcd-server is missing."""
     try:
         import aetcd  # noqa: F401
     except ImportError:
         pytest.skip("the etcd extra (aetcd) is not installed")
-    cluster = EtcdCluster(1)
+    cluster = EtcdCluster(size)
     try:
         cluster.start()
     except EtcdMissing as e:
         pytest.skip(str(e))
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def etcd1() -> Iterator[EtcdCluster]:
+    yield from _etcd(1)
 
 
 @pytest.fixture
@@ -392,17 +398,7 @@ def test_sqlite_is_wal_with_synchronous_full_and_owned_by_one_process(db_dir: Pa
 
 @pytest.fixture
 def etcd3() -> Iterator[EtcdCluster]:
-    try:
-        import aetcd  # noqa: F401
-    except ImportError:
-        pytest.skip("the etcd extra (aetcd) is not installed")
-    cluster = EtcdCluster(3)
-    try:
-        cluster.start()
-    except EtcdMissing as e:
-        pytest.skip(str(e))
-    yield cluster
-    cluster.stop()
+    yield from _etcd(3)
 
 
 def test_etcd_member_killed_mid_run_loses_nothing_and_the_watch_resumes(

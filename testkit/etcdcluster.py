@@ -8,13 +8,14 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from testkit.net import free_ports
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 
@@ -27,19 +28,6 @@ def tmp_base() -> str | None:
     """tmpfs when there is a writable one: no fsync cost for the tests."""
     shm = "/dev/shm"
     return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 @dataclass
@@ -78,7 +66,7 @@ class EtcdCluster:
     def start(self, timeout: float = 30) -> EtcdCluster:
         if not os.access(ETCD, os.X_OK):
             raise EtcdMissing(f"{ETCD} not found (apt-get install etcd-server)")
-        ports = _free_ports(2 * self.size)
+        ports = free_ports(2 * self.size)
         names = [f"m{i}" for i in range(self.size)]
         peers = ",".join(f"{n}=http://127.0.0.1:{ports[2 * i + 1]}" for i, n in enumerate(names))
         token = self.base.name
