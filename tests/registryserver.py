@@ -2,7 +2,8 @@
 config file of its own in a temp dir, plain HTTP or TLS (a test CA made with ``openssl``), with
 htpasswd auth or the token flow (``TokenServer``: a tiny JWT issuer signing with ``openssl``).
 ``FaultProxy`` sits in front of a registry and breaks chosen answers once: cut a blob
-mid-stream, tamper with it, stall, redirect to another host, send a huge manifest.
+mid-stream, tamper with it, stall, redirect to another host, ignore a Range request, send a
+huge manifest.
 
 Everything started here is stopped by the fixture that started it.
 """
@@ -299,10 +300,15 @@ class FaultProxy:
             self.srv.server_close()
 
     def upstream_request(
-        self, h: http.server.BaseHTTPRequestHandler, body: bytes | None
+        self,
+        h: http.server.BaseHTTPRequestHandler,
+        body: bytes | None,
+        drop: tuple[str, ...] = (),
     ) -> http.client.HTTPResponse:
+        """Send ``h``'s request upstream, without the headers named (lower case) in ``drop``."""
         conn = http.client.HTTPConnection("127.0.0.1", self.upstream, timeout=30)
-        headers = {k: v for k, v in h.headers.items() if k.lower() != "connection"}
+        skip = ("connection", *drop)
+        headers = {k: v for k, v in h.headers.items() if k.lower() not in skip}
         conn.request(h.command, h.path, body=body, headers=headers)
         return conn.getresponse()
 
@@ -330,11 +336,25 @@ class FaultProxy:
 def blob_fault(kind: str, match: str = "/blobs/sha256:") -> Fault:
     """Once, for a GET of a blob whose path contains ``match``: ``cut`` sends the headers and
     half the body then closes; ``tamper`` flips a byte; ``stall`` sends half and then nothing;
-    ``redirect`` answers 307 to another host."""
+    ``redirect`` answers 307 to another host; ``norange`` (only for a request with a Range
+    header) drops the Range header, so the registry answers 200 with the whole blob."""
 
     def fault(proxy: FaultProxy, h: http.server.BaseHTTPRequestHandler, path: str) -> bool:
         if h.command != "GET" or match not in path or "/blobs/uploads" in path:
             return False
+        if kind == "norange":
+            if "Range" not in h.headers:
+                return False
+            resp = proxy.upstream_request(h, None, drop=("range",))
+            data = resp.read()
+            h.send_response(resp.status)
+            for k, v in resp.getheaders():
+                if k.lower() not in ("transfer-encoding", "connection", "content-length", "date"):
+                    h.send_header(k, v)
+            h.send_header("Content-Length", str(len(data)))
+            h.end_headers()
+            h.wfile.write(data)
+            return True
         if kind == "redirect":
             h.send_response(307)
             h.send_header("Location", f"http://127.0.0.2:1{path}")

@@ -318,6 +318,30 @@ def test_interrupted_pull_is_resumed_by_the_next_pull(
     assert not partial.exists()
 
 
+def test_resumed_pull_starts_again_when_the_registry_ignores_range(
+    source: Store, pushed: str, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    big = big_layer(source)
+    proxy.faults.append(blob_fault("cut", big))
+    dest = Store(tmp_path / "dest")
+    ref = f"{proxy.host}/corral/bb:1"
+    with pytest.raises(RegistryError, match=f"GET blob corral/bb@{big}: connection"):
+        pull(dest, ref, opts(tmp_path, retries=0))
+    partial = dest.tmp / "ingest" / f"{hex_of(big)}.partial"
+    got = partial.stat().st_size
+    assert 0 < got < BIG
+    proxy.seen.clear()
+    proxy.faults.append(blob_fault("norange", big))  # the resume gets 200 and the whole blob
+    res = pull(dest, ref, opts(tmp_path, retries=0))
+    assert proxy.faults == []  # the Range request was answered with 200
+    gets = [s for s in proxy.seen if s.method == "GET" and big in s.path]
+    assert [s.headers.get("Range") for s in gets] == [f"bytes={got}-"]
+    assert res.image.id == source.get("busybox:test").id
+    assert digests(dest, ref) == digests(source, "busybox:test")
+    assert sha256_bytes(dest.blob_path(big).read_bytes()) == big
+    assert not partial.exists()
+
+
 def _flock_waiters(path: Path) -> int:
     """How many flock requests wait on ``path`` (the ``->`` lines of /proc/locks)."""
     ino = path.stat().st_ino
