@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -244,6 +246,74 @@ def test_failures_remove_what_they_made(corral: Corral, imported: str) -> None:
     res = corral("run", "--name", "dup", imported)
     assert (res.rc, res.err) == (125, f"corral: run {imported}: name(dup): already in use "
                                       "by another container\n")  # fmt: skip
+
+
+# A stand-in for corral-monitor ($CORRAL_MONITOR) that refuses its configuration as the real
+# one does (the error on the sync pipe after `go`, the reason in monitor.log), but then stays
+# up instead of exiting: whoever started it must stop it. It detaches as the real one does
+# (the process corral spawned exits once the monitor proper said ready).
+REFUSING_MONITOR = """#!{python}
+import os, signal, sys
+
+fd = int(sys.argv[-1])
+if os.fork():
+    os._exit(0)
+with open({pidfile!r}, "w") as f:
+    f.write(str(os.getpid()))
+os.write(fd, f"ready {{os.getpid()}} 0\\n".encode())
+assert os.read(fd + 1, 100) == b"go\\n"
+why = "monitor.conf line 3: unknown key 'frobnicate'"
+print(why, file=sys.stderr, flush=True)
+os.write(fd, f"error {{why}}\\n".encode())
+os.close(fd)
+while True:
+    signal.pause()
+"""
+
+
+def _running(pid: int, exe: Path) -> bool:
+    """``pid`` is a live (not zombie) process running ``exe``."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z" and str(exe).encode() in cmdline
+
+
+@pytest.fixture
+def refusing_monitor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """$CORRAL_MONITOR set to REFUSING_MONITOR (yielded; it writes its pid to EXE.pid). The
+    finalizer kills it if it is still up (it is ours)."""
+    exe = tmp_path / "refusing-monitor"
+    pidfile = exe.with_suffix(".pid")
+    exe.write_text(REFUSING_MONITOR.format(python=sys.executable, pidfile=str(pidfile)))
+    exe.chmod(0o755)
+    monkeypatch.setenv("CORRAL_MONITOR", str(exe))
+    try:
+        yield exe
+    finally:
+        if pidfile.exists() and _running(pid := int(pidfile.read_text()), exe):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_refused_monitor_start_fails_the_detached_run(
+    corral: Corral, imported: str, refusing_monitor: Path
+) -> None:
+    """`run -d` returns only once the monitor took its configuration: a refusal is an error
+    of the run (125, one line naming the step and the monitor's reason), and the container
+    goes with everything it had: directory, rootfs mount, cgroups, and the monitor."""
+    res = corral("run", "-d", imported)
+    assert res.rc == 125, res.err
+    assert re.fullmatch(
+        rf"corral: run {re.escape(imported)}: start monitor\([0-9a-f]{{12}}\): monitor\.conf "
+        r"line 3: unknown key 'frobnicate' \(monitor\.log: .*\)\n",
+        res.err,
+    ), res.err
+    pid = int(refusing_monitor.with_suffix(".pid").read_text())  # it ran, and said ready
+    assert not _running(pid, refusing_monitor)
+    assert corral.ps() == []
+    corral.assert_clean()
 
 
 @pytest.mark.parametrize(
