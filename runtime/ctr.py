@@ -320,6 +320,9 @@ def parse_publish(text: str) -> tuple[int, int, str]:
     return host, ctr_port, proto
 
 
+_MAX_RESTARTS = 2**31 - 1  # the monitor's restart_max is a C int
+
+
 def parse_restart(text: str) -> tuple[str, int]:
     """``no``, ``on-failure[:N]``, ``always`` -> (policy, at most N restarts; 0: no limit)."""
     policy, colon, count = text.partition(":")
@@ -328,9 +331,11 @@ def parse_restart(text: str) -> tuple[str, int]:
     if policy == "on-failure":
         if not colon:
             return policy, 0
-        if count.isdigit() and int(count) > 0:
+        if count.isdigit() and 0 < int(count) <= _MAX_RESTARTS:
             return policy, int(count)
-        raise OptionError("--restart", text, f"{count!r}: want a number of retries above 0")
+        raise OptionError(
+            "--restart", text, f"{count!r}: want a number of retries from 1 to {_MAX_RESTARTS}"
+        )
     raise OptionError("--restart", text, "want no, on-failure[:N] or always")
 
 

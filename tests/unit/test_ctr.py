@@ -230,6 +230,12 @@ def test_parse_publish_and_restart() -> None:
             ctr.parse_restart(bad)
 
 
+def test_restart_count_fits_the_monitor() -> None:
+    assert ctr.parse_restart("on-failure:2147483647") == ("on-failure", 2**31 - 1)
+    with pytest.raises(ctr.OptionError, match="--restart"):
+        ctr.parse_restart("on-failure:3000000000")  # the monitor would refuse its config
+
+
 def test_check_options_needs_no_network_config_for_none(tmp_path: Path) -> None:
     opts = ctr.RunOptions(image="i", network_config=None)
     if not os.path.exists(ctr.defaults.NETWORK_CONFIG):
