@@ -465,9 +465,6 @@ def check_options(opts: RunOptions) -> Checked:
         raise OptionError("--restart", opts.restart, "only a detached container (-d) restarts")
     if restart[0] != "no" and opts.rm:
         raise OptionError("--restart", opts.restart, "conflicts with --rm")
-    if opts.detach and opts.tty:
-        raise OptionError("--tty", "", "not with --detach: a detached container's output "
-                          "goes to its log")  # fmt: skip
     network, settings = opts.network, None
     if network not in ("none", "host"):
         if (

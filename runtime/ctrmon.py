@@ -90,6 +90,7 @@ def _conf(p: Prepared, opts: RunOptions) -> str:
                     id=ctr.id,
                     bundle=os.path.abspath(ctr.dir),
                     stop_signal=str(_stop_signal(ctr)),
+                    terminal=p.meta.tty,
                 ),
             ),
         )

@@ -229,6 +229,10 @@ static void conf_parse(char *text)
             if (strcmp(v, "true") && strcmp(v, "false"))
                 conf_die("prestart_first: want true or false, not '%s'", v);
             c->prestart_first = v[0] == 't';
+        } else if (!strcmp(key, "terminal")) {
+            if (strcmp(v, "true") && strcmp(v, "false"))
+                conf_die("terminal: want true or false, not '%s'", v);
+            c->terminal = v[0] == 't';
         } else if (!strcmp(key, "stop_signal")) {
             if (!*v || strpbrk(v, " \t\n"))
                 conf_die("stop_signal: want a signal name or number, not '%s'", v);

@@ -1,5 +1,7 @@
-/* Container logs: the container's stdout and stderr pipes, read into CRI log files
- * (logs/<name>/<restart>.log, `<time> <stream> <P|F> <text>` lines), rotated by size. */
+/* Container logs: the container's stdout and stderr pipes (or, for a terminal container,
+ * its pty master, logged as stdout with the terminal's \r\n as conmon does), read into CRI
+ * log files (logs/<name>/<restart>.log, `<time> <stream> <P|F> <text>` lines), rotated by
+ * size. */
 #include "monitor.h"
 
 #include <errno.h>
@@ -145,7 +147,8 @@ void stream_read(struct ctr *c, struct stream *s)
         if (n < 0 && errno == EAGAIN)
             return;
         if (n <= 0) {
-            if (n < 0)
+            /* EIO from a pty master: every slave fd is closed, its end of file. */
+            if (n < 0 && errno != EIO)
                 warn("read %s of %s: %s", s->name, c->name, strerror(errno));
             stream_close(c, s);
             return;

@@ -181,7 +181,7 @@ static bool advance(void)
 
 void loop(void)
 {
-    size_t cap = 1 + M.nctrs * (2 + PROBE_KINDS);
+    size_t cap = 1 + M.nctrs * (3 + PROBE_KINDS);
     struct pollfd *pfd = xcalloc(cap, sizeof *pfd);
     struct {
         struct ctr *c;
@@ -211,8 +211,8 @@ void loop(void)
         pfd[n++] = (struct pollfd){.fd = M.sigfd, .events = POLLIN};
         for (size_t i = 0; i < M.nctrs; i++) {
             struct ctr *c = &M.ctrs[i];
-            struct stream *ss[2] = {&c->out, &c->err};
-            for (int j = 0; j < 2; j++)
+            struct stream *ss[3] = {&c->out, &c->err, &c->tty};
+            for (int j = 0; j < 3; j++)
                 if (ss[j]->fd >= 0) {
                     what[n].c = c;
                     what[n].s = ss[j];

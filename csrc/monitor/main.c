@@ -244,7 +244,8 @@ int main(int argc, char **argv)
         struct ctr *c = &M.ctrs[j];
         c->out = (struct stream){.name = "stdout", .fd = -1, .wfd = -1};
         c->err = (struct stream){.name = "stderr", .fd = -1, .wfd = -1};
-        c->logdir = c->log_fd = -1;
+        c->tty = (struct stream){.name = "stdout", .fd = -1, .wfd = -1};
+        c->logdir = c->log_fd = c->console = -1;
         set_state(c, "waiting", "PodInitializing", NULL);
     }
 

@@ -75,6 +75,7 @@ struct ctr {
     struct strv prestart_arg; /* run before every create but the first */
     bool prestart_first;      /* ... and before the first too (subPath mounts) */
     bool init;
+    bool terminal;            /* process.terminal: create gets a console socket */
     struct probe *probes[PROBE_KINDS];
     int line; /* of its `container` line, for errors */
 
@@ -104,6 +105,8 @@ struct ctr {
     bool has_last;
 
     struct stream out, err;
+    struct stream tty;  /* "stdout" too: the pty master of a terminal container */
+    int console;        /* terminal: the listening console socket, -1 until made */
     int logdir, log_fd;
     int64_t log_size;
 };

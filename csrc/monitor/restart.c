@@ -14,8 +14,10 @@ void run_done(struct ctr *c, const char *reason, int code, int sig, const char *
     M.changes++;
     stream_read(c, &c->out);
     stream_read(c, &c->err);
+    stream_read(c, &c->tty);
     stream_close(c, &c->out);
     stream_close(c, &c->err);
+    stream_close(c, &c->tty);
     if (c->log_fd >= 0)
         close(c->log_fd);
     c->log_fd = -1;

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -118,6 +120,93 @@ long read_oom(struct ctr *c)
     return 0;
 }
 
+/* A terminal container's console socket, as conmon's: `create --console-socket` connects
+ * to it, and the container process sends its pty master over the connection (SCM_RIGHTS)
+ * before create exits. The path goes through our open directory fd, as the directory's own
+ * path may not fit in sun_path. It exists only while a create runs. */
+static void console_path(struct ctr *c, char *path, size_t len)
+{
+    snprintf(path, len, "/proc/%d/fd/%d/console-%zu.sock", (int)getpid(), M.dirfd,
+             (size_t)(c - M.ctrs));
+}
+
+static void console_close(struct ctr *c)
+{
+    char path[PATH_MAX];
+    if (c->console < 0)
+        return;
+    close(c->console);
+    c->console = -1;
+    console_path(c, path, sizeof path);
+    unlink(path);
+}
+
+static int console_listen(struct ctr *c, char *path, size_t len)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    console_path(c, path, len);
+    if (strlen(path) >= sizeof sa.sun_path)
+        return -ENAMETOOLONG;
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    unlink(path);
+    c->console = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->console < 0)
+        return -errno;
+    if (bind(c->console, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(c->console, 1) < 0) {
+        int ret = -errno;
+        console_close(c);
+        return ret;
+    }
+    return 0;
+}
+
+/* After a successful create: the pty master it sent becomes the container's stdout stream. */
+static int console_receive(struct ctr *c)
+{
+    char byte[64], cbuf[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = {byte, sizeof byte};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+                         .msg_controllen = sizeof cbuf};
+    int conn = accept4(c->console, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int ret = conn < 0 ? -errno : 0;
+    if (ret == 0 && recvmsg(conn, &msg, MSG_CMSG_CLOEXEC) < 0)
+        ret = -errno;
+    if (conn >= 0)
+        close(conn);
+    if (ret < 0)
+        return ret;
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    if (!cm || cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS ||
+        cm->cmsg_len != CMSG_LEN(sizeof(int)))
+        return -EPROTO;
+    memcpy(&c->tty.fd, CMSG_DATA(cm), sizeof(int));
+    fcntl(c->tty.fd, F_SETFL, O_NONBLOCK);
+    return 0;
+}
+
+/* `create`, with a console socket for a terminal container. */
+static void start_create(struct ctr *c)
+{
+    char pidf[PATH_MAX], sock[PATH_MAX];
+    pid_file(c, pidf, sizeof pidf);
+    c->lasterr[0] = 0;
+    const char *args[] = {"create", "--bundle", c->bundle, "--pid-file", pidf,
+                          "--console-socket", sock, c->id};
+    if (c->terminal) {
+        int ret = console_listen(c, sock, sizeof sock);
+        if (ret < 0) {
+            snprintf(c->lasterr, sizeof c->lasterr, "console socket %s: %s", sock,
+                     strerror(-ret));
+            run_done(c, "StartError", 128, 0, c->lasterr);
+            return;
+        }
+        start_job(c, ST_CREATE, args, 8, c->out.wfd, c->err.wfd);
+        return;
+    }
+    args[5] = c->id;
+    start_job(c, ST_CREATE, args, 6, c->out.wfd, c->err.wfd);
+}
+
 static void launch_create(struct ctr *c)
 {
     char pidf[PATH_MAX];
@@ -145,8 +234,7 @@ static void launch_create(struct ctr *c)
         start_job(c, ST_PRESTART, NULL, 0, c->out.wfd, c->err.wfd);
         return;
     }
-    const char *args[] = {"create", "--bundle", c->bundle, "--pid-file", pidf, c->id};
-    start_job(c, ST_CREATE, args, 6, c->out.wfd, c->err.wfd);
+    start_create(c);
 }
 
 /* Start (or restart) a container: delete what the runtime still has of it first. */
@@ -195,11 +283,7 @@ void job_done(struct ctr *c, int st)
             run_done(c, NULL, 0, 0, NULL);
             return;
         }
-        char pidf[PATH_MAX];
-        pid_file(c, pidf, sizeof pidf);
-        c->lasterr[0] = 0;
-        const char *args[] = {"create", "--bundle", c->bundle, "--pid-file", pidf, c->id};
-        start_job(c, ST_CREATE, args, 6, c->out.wfd, c->err.wfd);
+        start_create(c);
         return;
     }
     case ST_CREATE: {
@@ -210,7 +294,12 @@ void job_done(struct ctr *c, int st)
         unlink(pidf);
         c->pid = (pid_t)strtol(buf, NULL, 10);
         c->created = ok; /* even without a pid: delete whatever it left */
-        if (!ok || c->pid <= 0) {
+        int ret = 0;
+        if (c->terminal && ok && c->pid > 0 && (ret = console_receive(c)) < 0)
+            snprintf(c->lasterr, sizeof c->lasterr, "receive pty master of %s: %s", c->name,
+                     strerror(-ret));
+        console_close(c);
+        if (!ok || c->pid <= 0 || ret < 0) {
             char msg[MSG_MAX];
             snprintf(msg, sizeof msg, "%s", c->lasterr[0] ? c->lasterr : "create failed");
             c->pid = 0;

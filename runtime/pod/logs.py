@@ -1,6 +1,7 @@
 """Reading the CRI logs the monitor writes: ``logs/<container>/<N>.log`` (N = restart count),
 rotated to ``N.log.1`` (newest) .. ``N.log.K``. Each line is
 ``<RFC3339Nano> <stdout|stderr> <F|P> <text>``; ``P`` lines are parts of one longer line.
+Only ``\n`` ends a line: a ``\r`` (a terminal's ``\r\n``) is text, kept as podman keeps it.
 
 ``read_log`` gives a finished run's text lines; ``LogFollower`` tails every container's
 current run, across rotations and restarts, the way ``kubectl logs -f`` prints them.
@@ -84,7 +85,7 @@ def read_log(log_dir: Path, run: int, container: str = "") -> list[LogLine]:
     out = []
     for p in run_files(log_dir, run):
         try:
-            with open(p, errors="replace") as f:
+            with open(p, errors="replace", newline="\n") as f:
                 for raw in f:
                     line = joiner.feed(raw)
                     if line is not None:
@@ -108,7 +109,7 @@ class _Tail:
     def _open(self) -> bool:
         path = self.log_dir / f"{self.run}.log"
         try:
-            f = open(path, errors="replace")  # noqa: SIM115 - kept open across polls
+            f = open(path, errors="replace", newline="\n")  # noqa: SIM115 - kept open
         except FileNotFoundError:
             return False
         self.f = f
@@ -188,7 +189,7 @@ class LogFollower:
                 if self.from_start:
                     # the run's rotated files first, then the live one
                     for p in run_files(log_dir, tail.run)[:-1]:
-                        with open(p, errors="replace") as f:
+                        with open(p, errors="replace", newline="\n") as f:
                             for raw in f:
                                 line = tail.joiner.feed(raw)
                                 if line is not None:

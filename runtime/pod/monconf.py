@@ -30,6 +30,7 @@ class ContainerConf:
     prestart_arg: tuple[str, ...] = ()  # run before every create but the first (a restart)
     prestart_first: bool = False  # ... and before the first too (it mounts subPaths)
     stop_signal: str | None = None  # what a stop sends first (None: TERM)
+    terminal: bool = False  # process.terminal: create gets a console socket, the pty is stdout
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +109,8 @@ def render(conf: MonitorConf) -> str:
             lines.append(("prestart_first", "true"))
         if c.stop_signal:
             lines.append(("stop_signal", c.stop_signal))
+        if c.terminal:
+            lines.append(("terminal", "true"))
         for kind, probe in c.probes:
             lines += probe_lines(kind, probe, conf.probe_host)
     return "".join(f"{k} {escape(v)}\n" for k, v in lines)

@@ -552,7 +552,6 @@ def test_restart_policies(corral: Corral, imported: str) -> None:
         (("-p", "0:80"), "--publish 0:80: 0 is not a port number"),
         (("-p", "8080:80"), "--publish 8080:80: needs the pod network, not none"),
         (("--network", "host", "-p", "8080:80"), "--publish 8080:80: needs the pod network"),
-        (("-d", "-t"), "--tty: not with --detach"),
     ],
 )
 def test_bad_options_exit_125_naming_the_option(

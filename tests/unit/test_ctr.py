@@ -275,7 +275,11 @@ def test_monitor_conf_of_a_detached_container() -> None:
     text = render(MonitorConf(runtime_arg=("oci",), runtime_root="/r", restart_policy="OnFailure",
                               grace_s=10, restart_max=2,
                               containers=(ContainerConf("ctr", "app", "id1", "/b",
-                                                        stop_signal="10"),)))  # fmt: skip
+                                                        stop_signal="10", terminal=True),
+                                          ContainerConf("c2", "app", "id2", "/b2"))))  # fmt: skip
     lines = text.splitlines()
     assert "restart_max 2" in lines and "stop_signal 10" in lines
     assert lines.index("stop_signal 10") > lines.index("container ctr")
+    # `-t`: the monitor creates it with a console socket; only the terminal container says so
+    assert lines.index("container ctr") < lines.index("terminal true") < lines.index("container c2")
+    assert lines.count("terminal true") == 1

@@ -400,6 +400,18 @@ def test_cri_log_reading_and_following(tmp_path: Path) -> None:
     f.close()
 
 
+def test_logs_keep_carriage_returns(tmp_path: Path) -> None:
+    """A terminal writes \r\n, a progress bar a lone \r: both are text of one CRI line."""
+    logs = tmp_path / "logs" / "c"
+    logs.mkdir(parents=True)
+    t = "2024-01-01T00:00:00.000000000Z"
+    (logs / "0.log").write_bytes(f"{t} stdout F TTY\r\n{t} stdout F 50%\r60%\n".encode())
+    assert [x.text for x in read_log(logs, 0)] == ["TTY\r", "50%\r60%"]
+    f = LogFollower(tmp_path / "logs", ["c"])
+    assert [x.text for x in f.poll()] == ["TTY\r", "50%\r60%"]
+    f.close()
+
+
 def test_store_names_one_live_pod_per_name(tmp_path: Path) -> None:
     store = PodStore(tmp_path / "pods")
     a = store.create("aaaa")
