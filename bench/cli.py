@@ -140,6 +140,7 @@ def run(names: list[str], params: dict[str, int], quick: bool) -> Report:
     results: list[SuiteResult] = []
     footnotes: dict[str, str] = {}
     wanted_spawn = [n for n in names if n in suites.SPAWN]
+    host.compile_bytecode()
     with ExitStack() as stack:
         b = None
         if wanted_spawn and os.geteuid() == 0:

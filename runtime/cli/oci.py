@@ -3,33 +3,34 @@
 Each command parses its arguments and calls one library function. Errors become one line
 on stderr (and, with --log FILE --log-format json, exactly one JSON object in FILE) and
 exit status 1.
+
+The commands a container engine runs for every container (create, start, state, kill,
+delete, and run) take a hand-written parser here: importing click and building its command
+tree costs more than the work of `start` or `delete`. Whatever that parser does not take as
+written (help, a flag it does not know, a missing argument, every other command) goes to the
+click command line in ``runtime.cli.commands``, which parses it again, from the start, and
+owns the messages for bad usage. This module imports nothing but the error tree until a
+command runs; the lifecycle commands then import ``runtime.container`` only.
 """
 
 from __future__ import annotations
 
-import gc
-import json
 import os
 import sys
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
-import click
-
-from corral_common.cli import version_option
+from corral_common.defaults import OCI_STATE_ROOT
 
 from ..errors import CorralError
-from ..state import DEFAULT_ROOT
 
 if TYPE_CHECKING:
     from .. import container
-
-# Each command imports the library modules it uses when it runs: `corral-oci state` does not
-# pay for the config model, the planner or the C core, and `spec` not for the lifecycle.
+    from .commands import cli as cli  # noqa: F401  (resolved by __getattr__ below)
 
 SPEC_VERSION = "1.1.0"
 EXEC_FAILED = 255  # runc's exit status when `exec` itself fails
+DEFAULT_ROOT = OCI_STATE_ROOT
 
 
 class Ctx:
@@ -46,6 +47,9 @@ def _fail(ctx: Ctx | None, what: str, exc: BaseException, code: int = 1) -> NoRe
         try:
             with open(ctx.log, "a") as f:
                 if ctx.log_format == "json":
+                    import json
+                    import time
+
                     # RFC 3339 in UTC, compact, one object per line: runc's (logrus) shape.
                     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
                     entry = {"level": "error", "msg": msg, "time": stamp}
@@ -54,8 +58,15 @@ def _fail(ctx: Ctx | None, what: str, exc: BaseException, code: int = 1) -> NoRe
                     f.write(f"corral-oci: {msg}\n")
         except OSError:
             pass
-    click.echo(f"corral-oci: {msg}", err=True)
+    _echo(f"corral-oci: {msg}", err=True)
     sys.exit(code)
+
+
+def _echo(text: str, *, err: bool = False) -> None:
+    """A line on stdout (or stderr), flushed: what ``click.echo`` does for text."""
+    stream = sys.stderr if err else sys.stdout
+    stream.write(text + "\n")
+    stream.flush()
 
 
 def _call(ctx: Ctx, what: str, fn: Callable[..., Any], *args: Any, code: int = 1, **kw: Any) -> Any:
@@ -67,41 +78,7 @@ def _call(ctx: Ctx, what: str, fn: Callable[..., Any], *args: Any, code: int = 1
         _fail(ctx, what, e, code)
 
 
-pass_ctx = click.make_pass_decorator(Ctx)
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--root", default=DEFAULT_ROOT, show_default=True, help="state directory")
-@click.option("--log", default=None, help="append errors to this file")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text")
-@click.option("--debug", is_flag=True, help="print debug output")
-@click.option("--systemd-cgroup", is_flag=True, help="use systemd for cgroups (unsupported)")
-@click.option("--rootless", default="auto", hidden=True)
-@click.option("--criu", default=None, hidden=True)
-@version_option(lambda v: f"corral-oci version {v}\nspec: {SPEC_VERSION}")
-@click.pass_context
-def cli(
-    cctx: click.Context,
-    root: str,
-    log: str | None,
-    log_format: str,
-    debug: bool,
-    systemd_cgroup: bool,
-    rootless: str,
-    criu: str | None,
-) -> None:
-    """A runc-compatible OCI runtime."""
-    ctx = Ctx(root, log, log_format, debug)
-    cctx.obj = ctx
-    if systemd_cgroup:
-        _fail(
-            ctx,
-            "systemd-cgroup",
-            CorralError("the systemd cgroup driver is not supported: no systemd on this host"),
-        )
-
-
-def _create_options(
+def create_options(
     ctx: Ctx,
     pid_file: str | None,
     no_pivot: bool,
@@ -121,428 +98,208 @@ def _create_options(
     )
 
 
-_create_opts = [
-    click.option("-b", "--bundle", default=".", help="path to the bundle directory"),
-    click.option("--console-socket", default=None, help="unix socket for the pty master"),
-    click.option("--pid-file", default=None, help="write the container's pid here"),
-    click.option("--no-pivot", is_flag=True, help="use chroot instead of pivot_root"),
-    click.option("--no-new-keyring", is_flag=True, help="keep the session keyring"),
-    click.option("--preserve-fds", default=0, type=int, help="pass fds 3..3+N-1 through"),
-]
+# The hot commands, run from the parsed arguments. Each is the twin of the click command
+# of the same name in runtime.cli.commands, which calls these.
 
 
-def _with(opts: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
-    def deco(f: Any) -> Any:
-        for o in reversed(opts):
-            f = o(f)
-        return f
-
-    return deco
-
-
-@cli.command()
-@click.argument("container_id")
-@_with(_create_opts)
-@pass_ctx
-def create(
-    ctx: Ctx,
-    container_id: str,
-    bundle: str,
-    console_socket: str | None,
-    pid_file: str | None,
-    no_pivot: bool,
-    no_new_keyring: bool,
-    preserve_fds: int,
-) -> None:
-    """Create a container; its process waits for `start`."""
+def do_create(ctx: Ctx, cid: str, o: dict[str, Any]) -> int:
     from .. import container
 
-    opts = _create_options(ctx, pid_file, no_pivot, preserve_fds, console_socket, no_new_keyring)
-    _call(ctx, f"create {container_id}", container.create, container_id, bundle, opts)
+    opts = create_options(
+        ctx, o["pid_file"], o["no_pivot"], o["preserve_fds"], o["console_socket"],
+        o["no_new_keyring"],
+    )  # fmt: skip
+    _call(ctx, f"create {cid}", container.create, cid, o["bundle"], opts)
+    return 0
 
 
-@cli.command()
-@click.argument("container_id")
-@_with(_create_opts)
-@click.option("-d", "--detach", is_flag=True, help="do not wait for the container to exit")
-@click.option("--keep", is_flag=True, help="keep the container's state after it exits")
-@pass_ctx
-def run(
-    ctx: Ctx,
-    container_id: str,
-    bundle: str,
-    console_socket: str | None,
-    pid_file: str | None,
-    no_pivot: bool,
-    no_new_keyring: bool,
-    preserve_fds: int,
-    detach: bool,
-    keep: bool,
-) -> None:
-    """Create and start a container, and wait for it; exits with its exit code."""
+def do_run(ctx: Ctx, cid: str, o: dict[str, Any]) -> int:
     from .. import container
 
-    opts = _create_options(ctx, pid_file, no_pivot, preserve_fds, console_socket, no_new_keyring)
-    code = _call(
-        ctx,
-        f"run {container_id}",
-        container.run,
-        container_id,
-        bundle,
-        opts,
-        detach=detach,
-        keep=keep,
+    opts = create_options(
+        ctx, o["pid_file"], o["no_pivot"], o["preserve_fds"], o["console_socket"],
+        o["no_new_keyring"],
+    )  # fmt: skip
+    return int(
+        _call(
+            ctx,
+            f"run {cid}",
+            container.run,
+            cid,
+            o["bundle"],
+            opts,
+            detach=o["detach"],
+            keep=o["keep"],
+        )  # fmt: skip
     )
-    sys.exit(code)
 
 
-@cli.command()
-@click.argument("container_id")
-@pass_ctx
-def start(ctx: Ctx, container_id: str) -> None:
-    """Start a created container."""
+def do_start(ctx: Ctx, cid: str, o: dict[str, Any]) -> int:
     from .. import container
 
-    _call(ctx, f"start {container_id}", container.start, container_id, ctx.root)
+    _call(ctx, f"start {cid}", container.start, cid, ctx.root)
+    return 0
 
 
-@cli.command()
-@click.argument("container_id")
-@pass_ctx
-def state(ctx: Ctx, container_id: str) -> None:
-    """Print the state of a container as JSON."""
+def do_state(ctx: Ctx, cid: str, o: dict[str, Any]) -> int:
+    import json
+
     from .. import container
 
-    st = _call(ctx, f"state {container_id}", container.state, container_id, ctx.root)
-    click.echo(json.dumps(st, indent=2))
+    st = _call(ctx, f"state {cid}", container.state, cid, ctx.root)
+    _echo(json.dumps(st, indent=2))
+    return 0
 
 
-def _parse_user(value: str) -> tuple[int, int | None]:
-    uid, _, gid = value.partition(":")
-    try:
-        return int(uid), int(gid) if gid else None
-    except ValueError:
-        raise CorralError(f"--user {value!r}: expected UID[:GID] as numbers") from None
-
-
-def _exec_process(
-    container_id: str,
-    root: str,
-    process_file: str | None,
-    command: tuple[str, ...],
-    overrides: dict[str, Any],
-) -> Any:
-    from .. import config
-    from ..execproc import ProcessOverrides, process_from_flags
-    from ..state import StateDir
-
-    if process_file:
-        try:
-            with open(process_file) as f:
-                obj = json.load(f)
-        except OSError as e:
-            raise CorralError(f"read --process {process_file}: {e.strerror}") from None
-        except ValueError as e:
-            raise CorralError(f"--process {process_file}: invalid JSON: {e}") from None
-        return config.parse_process(obj)
-    st = StateDir(root, container_id).load()
-    spec = config.load_spec(st.bundle)
-    if spec.process is None:
-        raise CorralError("the container's config has no process")
-    return process_from_flags(spec.process, ProcessOverrides(args=command, **overrides))
-
-
-@cli.command(
-    "exec", context_settings={"allow_interspersed_args": False, "ignore_unknown_options": False}
-)
-@click.argument("container_id")
-@click.argument("command", nargs=-1)
-@click.option("--console-socket", default=None, help="send the pty master to this unix socket")
-@click.option("--cwd", default=None, help="working directory in the container")
-@click.option("-e", "--env", multiple=True, help="NAME=VALUE to set")
-@click.option("-t", "--tty", is_flag=True, help="allocate a pseudo-terminal")
-@click.option("-u", "--user", default=None, help="UID[:GID]")
-@click.option("-g", "--additional-gids", multiple=True, type=int, help="additional gids")
-@click.option("-p", "--process", "process_file", default=None, help="a process.json to run")
-@click.option("-d", "--detach", is_flag=True, help="do not wait for the process")
-@click.option("--pid-file", default=None, help="write the process's pid here")
-@click.option("--process-label", default=None, hidden=True)
-@click.option("--apparmor", default=None, hidden=True)
-@click.option("--no-new-privs", is_flag=True, help="set no_new_privs")
-@click.option("-c", "--cap", multiple=True, help="add a capability")
-@click.option("--preserve-fds", default=0, type=int, help="pass N more fds (from 3)")
-@click.option("--cgroup", default=None, hidden=True)
-@click.option("--ignore-paused", is_flag=True, hidden=True)
-@pass_ctx
-def exec_(
-    ctx: Ctx,
-    container_id: str,
-    command: tuple[str, ...],
-    console_socket: str | None,
-    cwd: str | None,
-    env: tuple[str, ...],
-    tty: bool,
-    user: str | None,
-    additional_gids: tuple[int, ...],
-    process_file: str | None,
-    detach: bool,
-    pid_file: str | None,
-    process_label: str | None,
-    apparmor: str | None,
-    no_new_privs: bool,
-    cap: tuple[str, ...],
-    preserve_fds: int,
-    cgroup: str | None,
-    ignore_paused: bool,
-) -> None:
-    """Run a new process in a running container."""
-    from ..execproc import ExecOptions, exec_process
-
-    what = f"exec {container_id}"
-    # As runc, a failure of exec itself exits 255, so that it is not taken for the exit
-    # code of the process.
-    overrides: dict[str, Any] = {
-        "env": env,
-        "cwd": cwd,
-        "user": _call(ctx, what, _parse_user, user, code=EXEC_FAILED) if user else None,
-        "additional_gids": additional_gids,
-        "caps": cap,
-        "tty": tty,
-        "no_new_privs": no_new_privs,
-    }
-    process = _call(
-        ctx,
-        what,
-        _exec_process,
-        container_id,
-        ctx.root,
-        process_file,
-        command,
-        overrides,
-        code=EXEC_FAILED,
-    )
-    opts = ExecOptions(
-        root=ctx.root,
-        detach=detach,
-        pid_file=pid_file,
-        console_socket=os.path.abspath(console_socket) if console_socket else None,
-        preserve_fds=preserve_fds,
-    )
-    sys.exit(_call(ctx, what, exec_process, container_id, process, opts, code=EXEC_FAILED))
-
-
-@cli.command()
-@click.argument("container_id")
-@click.argument("signal", default="SIGTERM")
-@click.option("-a", "--all", "all_procs", is_flag=True, help="signal every process")
-@pass_ctx
-def kill(ctx: Ctx, container_id: str, signal: str, all_procs: bool) -> None:
-    """Send a signal (default SIGTERM) to the container's init process."""
+def do_kill(ctx: Ctx, cid: str, o: dict[str, Any]) -> int:
     from .. import container
 
     _call(
-        ctx,
-        f"kill {container_id}",
-        container.kill,
-        container_id,
-        signal,
-        all_procs=all_procs,
+        ctx, f"kill {cid}", container.kill, cid, o["signal"], all_procs=o["all_procs"],
         root=ctx.root,
-    )
+    )  # fmt: skip
+    return 0
 
 
-@cli.command()
-@click.argument("container_id")
-@click.option("-f", "--force", is_flag=True, help="kill a running container first")
-@pass_ctx
-def delete(ctx: Ctx, container_id: str, force: bool) -> None:
-    """Delete a stopped container and everything create made."""
+def do_delete(ctx: Ctx, cid: str, o: dict[str, Any]) -> int:
     from .. import container
 
-    _call(ctx, f"delete {container_id}", container.delete, container_id, force=force, root=ctx.root)
+    _call(ctx, f"delete {cid}", container.delete, cid, force=o["force"], root=ctx.root)
+    return 0
 
 
-@cli.command()
-@click.argument("container_id")
-@pass_ctx
-def pause(ctx: Ctx, container_id: str) -> None:
-    """Freeze every process of the container."""
-    from .. import container
+class _Command:
+    """What the fast parser accepts for one command: options with a value, flags, and
+    positional arguments after the container id (with their defaults)."""
 
-    _call(ctx, f"pause {container_id}", container.pause, container_id, ctx.root)
-
-
-@cli.command()
-@click.argument("container_id")
-@pass_ctx
-def resume(ctx: Ctx, container_id: str) -> None:
-    """Thaw a paused container."""
-    from .. import container
-
-    _call(ctx, f"resume {container_id}", container.resume, container_id, ctx.root)
-
-
-@cli.command("list")
-@click.option("-f", "--format", "fmt", type=click.Choice(["table", "json"]), default="table")
-@click.option("-q", "--quiet", is_flag=True, help="print only the ids")
-@pass_ctx
-def list_cmd(ctx: Ctx, fmt: str, quiet: bool) -> None:
-    """List the containers under --root."""
-    from .. import container
-
-    items = _call(ctx, "list", container.list_containers, ctx.root)
-    if quiet:
-        for it in items:
-            click.echo(it["id"])
-    elif fmt == "json":
-        click.echo(json.dumps(items, separators=(",", ":")))
-    else:
-        rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
-        rows += [
-            (it["id"], str(it["pid"]), it["status"], it["bundle"], it["created"], it["owner"])
-            for it in items
-        ]
-        widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-        for r in rows:
-            click.echo("   ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    def __init__(
+        self,
+        run: Callable[[Ctx, str, dict[str, Any]], int],
+        values: dict[str, str] | None = None,
+        flags: dict[str, str] | None = None,
+        defaults: dict[str, Any] | None = None,
+        extra: tuple[str, ...] = (),
+    ) -> None:
+        self.run = run
+        self.values = values or {}
+        self.flags = flags or {}
+        self.defaults = defaults or {}
+        self.extra = extra  # names of the optional positional arguments after the id
 
 
-@cli.command()
-@click.option("-b", "--bundle", default=".", help="where to write config.json")
-@click.option("--rootless", is_flag=True, help="a spec for a rootless container")
-@pass_ctx
-def spec(ctx: Ctx, bundle: str, rootless: bool) -> None:
-    """Write a default config.json."""
-    from .. import config
+_CREATE_VALUES = {
+    "-b": "bundle",
+    "--bundle": "bundle",
+    "--console-socket": "console_socket",
+    "--pid-file": "pid_file",
+    "--preserve-fds": "preserve_fds",
+}
+_CREATE_FLAGS = {"--no-pivot": "no_pivot", "--no-new-keyring": "no_new_keyring"}
+_CREATE_DEFAULTS: dict[str, Any] = {
+    "bundle": ".",
+    "console_socket": None,
+    "pid_file": None,
+    "preserve_fds": 0,
+    "no_pivot": False,
+    "no_new_keyring": False,
+}
+_INT_VALUES = frozenset({"preserve_fds"})
 
-    path = os.path.join(bundle, "config.json")
-    if os.path.exists(path):
-        _fail(ctx, "spec", CorralError(f"File {path} exists. Remove it first"))
-    data = config.default_spec(rootless=rootless)
-    try:
-        with open(path, "w") as f:
-            json.dump(data, f, indent="\t")
-            f.write("\n")
-    except OSError as e:
-        _fail(ctx, "spec", e)
+_COMMANDS: dict[str, _Command] = {
+    "create": _Command(do_create, _CREATE_VALUES, _CREATE_FLAGS, _CREATE_DEFAULTS),
+    "run": _Command(
+        do_run,
+        _CREATE_VALUES,
+        {**_CREATE_FLAGS, "-d": "detach", "--detach": "detach", "--keep": "keep"},
+        {**_CREATE_DEFAULTS, "detach": False, "keep": False},
+    ),
+    "start": _Command(do_start),
+    "state": _Command(do_state),
+    "kill": _Command(
+        do_kill,
+        flags={"-a": "all_procs", "--all": "all_procs"},
+        defaults={"all_procs": False, "signal": "SIGTERM"},
+        extra=("signal",),
+    ),
+    "delete": _Command(
+        do_delete, flags={"-f": "force", "--force": "force"}, defaults={"force": False}
+    ),
+}
 
-
-@cli.command(context_settings={"ignore_unknown_options": True})
-@click.argument("container_id")
-@click.argument("ps_args", nargs=-1, type=click.UNPROCESSED)
-@click.option("-f", "--format", "fmt", type=click.Choice(["table", "json"]), default="table")
-@pass_ctx
-def ps(ctx: Ctx, container_id: str, ps_args: tuple[str, ...], fmt: str) -> None:
-    """Show the processes of a container (ps(1) output, or a JSON list of pids)."""
-    from .. import manage
-
-    pids = _call(ctx, f"ps {container_id}", manage.processes, container_id, ctx.root)
-    if fmt == "json":
-        click.echo(json.dumps(pids))
-        return
-    import subprocess
-
-    try:
-        out = subprocess.run(
-            ["ps", *(ps_args or ("-ef",))], capture_output=True, text=True, check=True
-        ).stdout
-    except (OSError, subprocess.CalledProcessError) as e:
-        _fail(ctx, f"ps {container_id}", CorralError(f"ps: {e}"))
-    lines = out.splitlines()
-    if not lines:
-        return
-    header = lines[0].split()
-    if "PID" not in header:
-        _fail(ctx, f"ps {container_id}", CorralError("ps output has no PID column"))
-    col = header.index("PID")
-    click.echo(lines[0])
-    wanted = {str(p) for p in pids}
-    for line in lines[1:]:
-        fields = line.split()
-        if len(fields) > col and fields[col] in wanted:
-            click.echo(line)
+_GLOBAL_VALUES = {"--root": "root", "--log": "log", "--log-format": "log_format"}
+_GLOBAL_IGNORED = frozenset({"--rootless", "--criu"})  # taken and ignored, as by click
 
 
-@cli.command()
-@click.argument("container_id")
-@click.option("--stats", is_flag=True, help="print one stats event and exit")
-@click.option("--interval", default="5s", help="time between stats events (e.g. 5s, 500ms)")
-@pass_ctx
-def events(ctx: Ctx, container_id: str, stats: bool, interval: str) -> None:
-    """Print container events (stats, oom) as JSON lines."""
-    from .. import manage
-
-    what = f"events {container_id}"
-    if stats:
-        data = _call(ctx, what, manage.stats, container_id, ctx.root)
-        click.echo(json.dumps({"type": "stats", "id": container_id, "data": data}))
-        return
-    seconds = _call(ctx, what, _parse_duration, interval)
-    gc.enable()  # main() turned it off for short commands; a stream may run for days
-
-    def stream() -> None:
-        for ev in manage.events(container_id, ctx.root, seconds):
-            click.echo(json.dumps(ev))
-            sys.stdout.flush()
-
-    _call(ctx, what, stream)
-
-
-def _parse_duration(text: str) -> float:
-    units = (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0))
-    for suffix, scale in units:
-        if text.endswith(suffix):
-            try:
-                value = float(text[: -len(suffix)]) * scale
-            except ValueError:
-                break
-            if value > 0:
-                return value
-            break
-    raise CorralError(f"--interval {text!r}: expected a duration such as 5s or 500ms")
-
-
-@cli.command()
-@click.argument("container_id")
-@click.option("-r", "--resources", "resources_file", default=None, help="LinuxResources JSON")
-@click.option("--memory", default=None)
-@click.option("--memory-reservation", default=None)
-@click.option("--memory-swap", default=None)
-@click.option("--kernel-memory", default=None, hidden=True)
-@click.option("--kernel-memory-tcp", default=None, hidden=True)
-@click.option("--cpu-shares", default=None)
-@click.option("--cpu-quota", default=None)
-@click.option("--cpu-period", default=None)
-@click.option("--cpu-rt-runtime", default=None)
-@click.option("--cpu-rt-period", default=None)
-@click.option("--cpuset-cpus", default=None)
-@click.option("--cpuset-mems", default=None)
-@click.option("--pids-limit", default=None)
-@click.option("--blkio-weight", default=None)
-@pass_ctx
-def update(ctx: Ctx, container_id: str, resources_file: str | None, **flags: str | None) -> None:
-    """Change the resource limits of a container."""
-    from .. import manage
-
-    what = f"update {container_id}"
-    flags.pop("kernel_memory", None)
-    flags.pop("kernel_memory_tcp", None)
-    if resources_file:
-        res = _call(ctx, what, manage.load_resources, resources_file)
-    else:
-        res = _call(ctx, what, manage.resources_from_flags, flags)
-    _call(ctx, what, manage.update, container_id, res, ctx.root)
+def parse(argv: list[str]) -> tuple[Ctx, _Command, str, dict[str, Any]] | None:
+    """The context, command, container id and options of a hot command line, or None for
+    anything else (the click command line then takes it, errors and help included)."""
+    glob: dict[str, Any] = {"root": DEFAULT_ROOT, "log": None, "log_format": "text"}
+    debug = False
+    i, n = 0, len(argv)
+    while i < n and argv[i].startswith("-"):
+        name, eq, value = argv[i].partition("=")
+        if name in _GLOBAL_VALUES or name in _GLOBAL_IGNORED:
+            if not eq:
+                i += 1
+                if i >= n:
+                    return None
+                value = argv[i]
+            if name in _GLOBAL_VALUES:
+                glob[_GLOBAL_VALUES[name]] = value
+        elif argv[i] == "--debug":
+            debug = True
+        else:
+            return None
+        i += 1
+    if i >= n or glob["log_format"] not in ("text", "json"):
+        return None
+    cmd = _COMMANDS.get(argv[i])
+    if cmd is None:
+        return None
+    opts = dict(cmd.defaults)
+    args: list[str] = []
+    i += 1
+    while i < n:
+        arg = argv[i]
+        if arg.startswith("-") and arg != "-":
+            name, eq, value = arg.partition("=")
+            if name in cmd.values:
+                if not eq:
+                    i += 1
+                    if i >= n:
+                        return None
+                    value = argv[i]
+                key = cmd.values[name]
+                if key in _INT_VALUES:
+                    try:
+                        opts[key] = int(value)
+                    except ValueError:
+                        return None
+                else:
+                    opts[key] = value
+            elif arg in cmd.flags:
+                opts[cmd.flags[arg]] = True
+            else:
+                return None
+        else:
+            args.append(arg)
+        i += 1
+    if not args or len(args) > 1 + len(cmd.extra):
+        return None
+    opts.update(zip(cmd.extra, args[1:], strict=False))
+    return Ctx(glob["root"], glob["log"], glob["log_format"], debug), cmd, args[0], opts
 
 
-@cli.command()
-@pass_ctx
-def features(ctx: Ctx) -> None:
-    """Print what this runtime supports (runtime-spec features document)."""
-    from corral_common.version import version
+def run_command(argv: list[str]) -> int:
+    """Run one command line; returns the exit status (or raises SystemExit, as click does)."""
+    parsed = parse(argv)
+    if parsed is not None:
+        ctx, cmd, cid, opts = parsed
+        return cmd.run(ctx, cid, opts)
+    from .commands import cli
 
-    from .. import manage
-
-    click.echo(json.dumps(manage.features(version()), indent=4))
+    cli(args=argv, prog_name="corral-oci")
+    return 0
 
 
 def main() -> NoReturn:
@@ -553,10 +310,11 @@ def main() -> NoReturn:
     teardown at exit (several ms freeing every module and object). Exit handlers still run and
     stdio is flushed before ``os._exit``.
     """
+    import gc
+
     gc.disable()
     try:
-        cli(prog_name="corral-oci")
-        code = 0
+        code = run_command(sys.argv[1:])
     except SystemExit as e:  # click always ends this way
         code = _exit_status(e.code)
     _exit(code)
@@ -582,6 +340,15 @@ def _exit(code: int) -> NoReturn:
         except (OSError, ValueError):  # a closed pipe: the interpreter exits 120 for that
             code = code or 120
     os._exit(code & 0xFF)
+
+
+def __getattr__(name: str) -> Any:
+    """``cli``, the click command group, is built when first asked for."""
+    if name == "cli":
+        from .commands import cli
+
+        return cli
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":

@@ -66,3 +66,17 @@ def test_corral_starts_without_the_layers_below() -> None:
     mods = _imported("import corral_cli.main")
     for name in (*NEVER, "runtime", "images", "yaml", "importlib.metadata"):
         assert name not in mods, name
+
+
+def test_the_hot_commands_skip_click(tmp_path: Path) -> None:
+    # corral-oci's create, start, state, kill, delete and run parse their own arguments:
+    # click and its command tree cost more than `start` or `delete` do.
+    for argv in (["state", "c1"], ["delete", "--force", "c1"], ["kill", "c1", "KILL"]):
+        mods = _imported(
+            "from runtime.cli import oci\n"
+            f"try:\n    oci.run_command(['--root', {str(tmp_path)!r}, *{argv!r}])\n"
+            "except SystemExit:\n    pass"
+        )
+        assert "runtime.container" in mods, argv
+        for name in (*NEVER, "click", "runtime.config", "runtime.plan", "runtime._sys"):
+            assert name not in mods, (argv, name)
