@@ -382,10 +382,17 @@ def open_beneath(dirfd: int, path: str, flags: int = os.O_PATH) -> int:
     return int(fd)
 
 
-def write_atomic(path: str | os.PathLike[str], data: str | bytes, mode: int = 0o600) -> None:
+def write_atomic(
+    path: str | os.PathLike[str], data: str | bytes, mode: int = 0o600, *, durable: bool = True
+) -> None:
     """Write ``path`` so that readers, and the disk after a crash, hold the old content or the
     new one, never a part: a temporary file in the same directory, written and fsync'd, with
-    ``mode`` (not the umask's), renamed over ``path``, then the directory fsync'd."""
+    ``mode`` (not the umask's), renamed over ``path``, then the directory fsync'd.
+
+    ``durable=False`` leaves out both fsyncs: readers, and the writer's death at any point,
+    still see the old content or the new one, but after a machine crash the file may be
+    missing or empty. Only for records that mean nothing after a reboot (what a create has
+    made in cgroupfs so far), whose readers take a missing or unreadable file as no record."""
     p = os.fspath(path)
     raw = data.encode() if isinstance(data, str) else data
     d = os.path.dirname(p) or "."
@@ -403,7 +410,8 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes, mode: int = 0o
             view = memoryview(raw)
             while view:
                 view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.rename(tmp, p)
@@ -415,6 +423,8 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes, mode: int = 0o
         if isinstance(e, OSError) and not isinstance(e, HostError):
             raise HostError(step, e.errno or _errno.EIO, p) from None
         raise
+    if not durable:
+        return
     try:
         dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
@@ -502,7 +512,12 @@ class Host(Protocol):
     def statfs_type(self, path: str | os.PathLike[str]) -> int: ...
 
     def write_atomic(
-        self, path: str | os.PathLike[str], data: str | bytes, mode: int = 0o600
+        self,
+        path: str | os.PathLike[str],
+        data: str | bytes,
+        mode: int = 0o600,
+        *,
+        durable: bool = True,
     ) -> None: ...
 
 

@@ -85,12 +85,12 @@ def validate_id(cid: str) -> None:
         raise ConfigError("id", f"invalid container id {cid!r}: use letters, digits, _ + - .")
 
 
-def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
+def write_atomic(path: str, data: bytes, mode: int = 0o600, *, durable: bool = True) -> None:
     """Write ``path`` so that readers see the old content or the new one, never a part
     (``corral_common.hostsys.write_atomic``, through the host seam)."""
     from corral_common import hostsys  # only commands that write pay for its import
 
-    hostsys.host().write_atomic(path, data, mode)
+    hostsys.host().write_atomic(path, data, mode, durable=durable)
 
 
 def process_start_time(pid: int) -> int | None:
@@ -151,9 +151,14 @@ class StateDir:
 
     def record_creating(self, cgroup_paths: dict[str, str]) -> None:
         """Before `create` makes anything: what a half-made container holds, so that a
-        create killed before it committed the state can be undone by whoever comes next."""
+        create killed before it committed the state can be undone by whoever comes next.
+
+        Not fsync'd: it protects against the death of the create, which the page cache
+        outlives; a machine crash takes the cgroups it names with it, and a record lost or
+        emptied by one reads as none (``creating_record``)."""
         rec = {"cgroup_paths": cgroup_paths}
-        write_atomic(os.path.join(self.path, CREATING_FILE), json.dumps(rec).encode())
+        path = os.path.join(self.path, CREATING_FILE)
+        write_atomic(path, json.dumps(rec).encode(), durable=False)
 
     def creating_record(self) -> dict[str, str] | None:
         """The cgroup paths of a half-made container, or None when none were recorded."""

@@ -119,10 +119,15 @@ class RecordingHost:
         return hostsys.statfs_type(p)
 
     def write_atomic(
-        self, path: str | os.PathLike[str], data: str | bytes, mode: int = 0o600
+        self,
+        path: str | os.PathLike[str],
+        data: str | bytes,
+        mode: int = 0o600,
+        *,
+        durable: bool = True,
     ) -> None:
         p = self._call("write", path, f"write {os.fspath(path)}")
-        hostsys.write_atomic(p, data, mode)
+        hostsys.write_atomic(p, data, mode, durable=durable)
 
 
 class RecordingCgroup:

@@ -67,6 +67,25 @@ def test_write_atomic_str_bytes_mode_and_no_temp_left(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == ["f"]
 
 
+def test_write_atomic_fsyncs_file_and_directory_unless_not_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[bool] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.path.isdir(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    hostsys.write_atomic(tmp_path / "f", "one")
+    assert synced == [False, True]  # the file, then its directory
+    synced.clear()
+    hostsys.write_atomic(tmp_path / "f", "two", durable=False)
+    assert synced == [] and (tmp_path / "f").read_text() == "two"
+    assert os.listdir(tmp_path) == ["f"]
+
+
 def test_write_atomic_failure_names_the_step_and_keeps_the_old_file(tmp_path: Path) -> None:
     p = tmp_path / "f"
     p.write_text("old")

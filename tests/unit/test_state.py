@@ -174,3 +174,21 @@ def test_write_atomic_failure_keeps_the_old_content(
         write_atomic(str(p), b"new and longer")
     assert p.read_bytes() == b"old"
     assert [x.name for x in tmp_path.iterdir()] == ["state.json"]
+
+
+def test_a_creating_record_is_not_fsynced_and_a_torn_one_reads_as_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It names cgroups, which a machine crash removes with it: no fsync (two per create),
+    # and what a crash leaves of the file (nothing, or an empty one) is no record.
+    sd = StateDir(str(tmp_path), "c1")
+    sd.make()
+    synced: list[int] = []
+    monkeypatch.setattr(os, "fsync", synced.append)
+    sd.record_creating({"memory": "/sys/fs/cgroup/memory/c1"})
+    assert synced == []
+    assert sd.creating_record() == {"memory": "/sys/fs/cgroup/memory/c1"}
+    (tmp_path / "c1" / "creating.json").write_bytes(b"")
+    assert sd.creating_record() is None
+    (tmp_path / "c1" / "creating.json").unlink()
+    assert sd.creating_record() is None
