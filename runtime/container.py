@@ -55,9 +55,12 @@ class CreateOptions:
 
 
 def _now() -> str:
-    from datetime import UTC, datetime  # click has imported it already
-
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    """The time in RFC 3339, UTC, as ``datetime.now(UTC).isoformat()`` spells it (with
+    microseconds unless they are 0) but without importing datetime (a ms per command)."""
+    ns = time.time_ns()
+    seconds, micros = divmod(ns // 1000, 1_000_000)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{stamp}.{micros:06d}Z" if micros else f"{stamp}Z"
 
 
 def _host_info(mgr: cgroups.CgroupManager, cgroup_root: str) -> HostInfo:

@@ -17,7 +17,7 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 from corral_common.defaults import OCI_STATE_ROOT
 
@@ -72,12 +72,17 @@ class ContainerState:
     config: dict[str, object] = field(default_factory=dict)  # what later commands need
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1, sort_keys=True)
+        # The fields as they are (str, int, and dicts of JSON values): asdict's deep copy of
+        # each would buy nothing here.
+        return json.dumps({f: getattr(self, f) for f in _STATE_FIELDS}, indent=1, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> ContainerState:
         data = json.loads(text)
         return cls(**data)
+
+
+_STATE_FIELDS = tuple(f.name for f in fields(ContainerState))
 
 
 def validate_id(cid: str) -> None:

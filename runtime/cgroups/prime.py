@@ -16,8 +16,8 @@ closed again by add_pid, which then pays the wait as before.
 
 from __future__ import annotations
 
+import _thread
 import os
-import threading
 import time
 from collections.abc import Iterator
 
@@ -67,7 +67,7 @@ _last_primed = float("-inf")
 
 
 def prime_attach(root: str = "/sys/fs/cgroup", *, again: bool = False) -> None:
-    """Start the no-op self migration in a daemon thread and return at once.
+    """Start the no-op self migration in a thread of its own and return at once.
 
     The migration holds cgroup_mutex through its wait, so it pays off when started at least a
     grace period before the first cgroup operation (a mkdir too): call it as early as possible.
@@ -99,4 +99,6 @@ def prime_attach(root: str = "/sys/fs/cgroup", *, again: bool = False) -> None:
         finally:
             os.close(fd)
 
-    threading.Thread(target=move_self, name="corral-cgroup-prime", daemon=True).start()
+    # A bare thread, not threading.Thread: its import and its start handshake (the caller
+    # waits until the thread runs) cost a command more than the migration it overlaps.
+    _thread.start_new_thread(move_self, ())
