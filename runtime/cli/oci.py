@@ -15,8 +15,10 @@ command runs; the lifecycle commands then import ``runtime.container`` only.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -302,6 +304,31 @@ def run_command(argv: list[str]) -> int:
     return 0
 
 
+class _Deferred(types.ModuleType):
+    """Stands in sys.modules for a module not imported yet: the first attribute asked of it
+    imports the real one, which then takes its place (and lends this one its namespace, for
+    whoever imported the stand-in meanwhile)."""
+
+    def __getattr__(self, attr: str) -> Any:
+        name = self.__name__
+        if sys.modules.get(name) is self:
+            del sys.modules[name]
+        real = importlib.import_module(name)
+        self.__dict__.update(real.__dict__)
+        return getattr(real, attr)
+
+
+def defer_import(name: str) -> None:
+    """Let ``import name`` succeed without running the module until it is used.
+
+    For ``inspect``: dataclasses imports it at once (with ast, dis, tokenize, linecache: about
+    5 ms of a command's start) but calls it only for a dataclass without a docstring; the
+    config model and the state have one each, so a hot command never uses it.
+    """
+    if name not in sys.modules:
+        sys.modules[name] = _Deferred(name)
+
+
 def main() -> NoReturn:
     """The corral-oci entry point.
 
@@ -313,6 +340,7 @@ def main() -> NoReturn:
     import gc
 
     gc.disable()
+    defer_import("inspect")
     try:
         code = run_command(sys.argv[1:])
     except SystemExit as e:  # click always ends this way

@@ -80,3 +80,28 @@ def test_the_hot_commands_skip_click(tmp_path: Path) -> None:
         assert "runtime.container" in mods, argv
         for name in (*NEVER, "click", "runtime.config", "runtime.plan", "runtime._sys"):
             assert name not in mods, (argv, name)
+
+
+def test_create_never_needs_inspect_which_dataclasses_imports() -> None:
+    # corral-oci defers inspect (ast, dis, tokenize: ms of every start); a dataclass without
+    # a docstring on the create path would make dataclasses call inspect.signature.
+    mods = _imported(
+        "from runtime.cli import oci\noci.defer_import('inspect')\n"
+        "import runtime.container, runtime.config, runtime.plan, runtime._sys, runtime.state\n"
+        "from runtime.cgroups import controllers, manager, stats"
+    )
+    assert "runtime.plan" in mods
+    for name in ("ast", "dis", "tokenize", "linecache"):
+        assert name not in mods, name
+
+
+def test_a_deferred_module_is_the_real_one_once_used() -> None:
+    code = (
+        "import sys\nfrom runtime.cli import oci\noci.defer_import('inspect')\n"
+        "import inspect\nassert 'ast' not in sys.modules\n"
+        "from inspect import signature\n"
+        "assert str(inspect.signature(oci.parse)) == str(signature(oci.parse))\n"
+        "assert sys.modules['inspect'].getsource is inspect.getsource\n"
+        "assert 'ast' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
