@@ -19,9 +19,13 @@ from __future__ import annotations
 import _thread
 import errno as _errno
 import os
+from collections import namedtuple
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, NamedTuple, Protocol
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (ms of each command)
+if TYPE_CHECKING:
+    from typing import Any, NamedTuple, Protocol
 
 # mount(2) flags and umount2(2) flags
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
@@ -204,25 +208,41 @@ def mount_overlay(
 # ============================================================================ mountinfo
 
 
-class MountInfo(NamedTuple):
-    """One line of /proc/<pid>/mountinfo, escapes (``\\040`` ...) decoded. (A NamedTuple:
-    immutable and typed like a frozen dataclass, at a sixth of its cost to define, which
-    every command pays on import.)"""
+if TYPE_CHECKING:
 
-    mount_id: int
-    parent_id: int
-    dev: str  # "major:minor", the same for every mount of one filesystem
-    root: str  # the mount's root inside its filesystem
-    mountpoint: str
-    options: str  # per-mount options (rw,nosuid,...)
-    optional: tuple[str, ...]  # shared:N, master:N, propagate_from:N, unbindable
-    fstype: str
-    source: str
-    super_options: str  # per-superblock options (for cgroup v1: the controllers)
+    class MountInfo(NamedTuple):
+        """One line of /proc/<pid>/mountinfo, escapes (``\\040`` ...) decoded."""
 
-    @property
-    def shared(self) -> bool:
-        return any(f.startswith("shared:") for f in self.optional)
+        mount_id: int
+        parent_id: int
+        dev: str  # "major:minor", the same for every mount of one filesystem
+        root: str  # the mount's root inside its filesystem
+        mountpoint: str
+        options: str  # per-mount options (rw,nosuid,...)
+        optional: tuple[str, ...]  # shared:N, master:N, propagate_from:N, unbindable
+        fstype: str
+        source: str
+        super_options: str  # per-superblock options (for cgroup v1: the controllers)
+
+        @property
+        def shared(self) -> bool: ...
+
+else:
+    # The same record at run time: a collections.namedtuple (immutable, at a sixth of a frozen
+    # dataclass's cost to define), as typing.NamedTuple makes, without importing typing.
+    _MOUNTINFO_FIELDS = (
+        "mount_id", "parent_id", "dev", "root", "mountpoint", "options", "optional", "fstype",
+        "source", "super_options",
+    )  # fmt: skip
+
+    class MountInfo(namedtuple("MountInfo", _MOUNTINFO_FIELDS)):
+        """One line of /proc/<pid>/mountinfo, escapes (``\\040`` ...) decoded."""
+
+        __slots__ = ()
+
+        @property
+        def shared(self) -> bool:
+            return any(f.startswith("shared:") for f in self.optional)
 
 
 def unescape(field: str) -> str:
@@ -481,44 +501,48 @@ def set_dumpable(on: bool) -> None:
 # ============================================================================ the seam
 
 
-class Host(Protocol):
-    """The host operations lifecycle code makes through ``host()`` (see the module doc)."""
+if TYPE_CHECKING:
 
-    def mount(
-        self,
-        source: str | None,
-        target: str | os.PathLike[str],
-        fstype: str | None,
-        flags: int = 0,
-        data: str | None = None,
-        *,
-        step: str | None = None,
-    ) -> None: ...
+    class Host(Protocol):
+        """The host operations lifecycle code makes through ``host()`` (see the module doc)."""
 
-    def bind_fd(self, fd: int, target: str | os.PathLike[str], recursive: bool = False) -> None: ...
+        def mount(
+            self,
+            source: str | None,
+            target: str | os.PathLike[str],
+            fstype: str | None,
+            flags: int = 0,
+            data: str | None = None,
+            *,
+            step: str | None = None,
+        ) -> None: ...
 
-    def mount_overlay(
-        self,
-        lowers: Sequence[str | os.PathLike[str]],
-        upper: str | os.PathLike[str],
-        work: str | os.PathLike[str],
-        target: str | os.PathLike[str],
-    ) -> None: ...
+        def bind_fd(
+            self, fd: int, target: str | os.PathLike[str], recursive: bool = False
+        ) -> None: ...
 
-    def umount(self, target: str | os.PathLike[str]) -> bool: ...
+        def mount_overlay(
+            self,
+            lowers: Sequence[str | os.PathLike[str]],
+            upper: str | os.PathLike[str],
+            work: str | os.PathLike[str],
+            target: str | os.PathLike[str],
+        ) -> None: ...
 
-    def mountinfo(self, pid: int | str = "self") -> list[MountInfo]: ...
+        def umount(self, target: str | os.PathLike[str]) -> bool: ...
 
-    def statfs_type(self, path: str | os.PathLike[str]) -> int: ...
+        def mountinfo(self, pid: int | str = "self") -> list[MountInfo]: ...
 
-    def write_atomic(
-        self,
-        path: str | os.PathLike[str],
-        data: str | bytes,
-        mode: int = 0o600,
-        *,
-        durable: bool = True,
-    ) -> None: ...
+        def statfs_type(self, path: str | os.PathLike[str]) -> int: ...
+
+        def write_atomic(
+            self,
+            path: str | os.PathLike[str],
+            data: str | bytes,
+            mode: int = 0o600,
+            *,
+            durable: bool = True,
+        ) -> None: ...
 
 
 class RealHost:

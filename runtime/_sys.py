@@ -12,11 +12,14 @@ import fcntl
 import os
 import signal
 from collections.abc import Callable
-from typing import Any
 
 from ._corral import ffi, lib
 from .errors import SpawnError, SysError
 from .plan import NS_FLAGS, SpawnPlan
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (ms of each command)
+if TYPE_CHECKING:
+    from typing import Any
 
 # The state the startContainer hooks get on stdin, left by `create` in the state directory.
 START_STATE = "hook-state.json"

@@ -14,7 +14,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import ModuleType
-from typing import TYPE_CHECKING
 
 from runtime.errors import ConfigError
 
@@ -33,6 +32,7 @@ from ._jsonread import (  # the one reader of JSON objects, shared with _config_
     _q,
 )
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (ms of each command)
 if TYPE_CHECKING:
     from typing import Any
 

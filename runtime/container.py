@@ -15,7 +15,6 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 from . import cgroups
 from .errors import ConfigError, ContainerError, CorralError, InvalidState, NotFound, SysError
@@ -29,6 +28,7 @@ from .state import (
     write_atomic,
 )
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (ms of each command)
 if TYPE_CHECKING:
     import socket
 

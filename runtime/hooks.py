@@ -14,10 +14,13 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from . import config as cfg
 from .errors import CorralError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (ms of each command)
+if TYPE_CHECKING:
+    from typing import Any
 
 CLONE_NEWNS = 0x00020000
 

@@ -15,11 +15,14 @@ from __future__ import annotations
 import errno
 import os
 from dataclasses import dataclass
-from typing import Any
 
 from ._config_extra import _SECCOMP_ARCHES, Seccomp, SeccompArg, SeccompSyscall
 from ._seccomp import ffi, lib
 from .errors import ConfigError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (ms of each command)
+if TYPE_CHECKING:
+    from typing import Any
 
 # The kernel's limit on a classic BPF program (BPF_MAXINSNS) and the size of one instruction.
 MAX_INSNS = 4096

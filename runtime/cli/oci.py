@@ -20,13 +20,15 @@ import os
 import sys
 import types
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NoReturn
 
 from corral_common.defaults import OCI_STATE_ROOT
 
 from ..errors import CorralError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (ms of each command)
 if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
     from .. import container
     from .commands import cli as cli  # noqa: F401  (resolved by __getattr__ below)
 

@@ -156,3 +156,22 @@ def test_cgroup_layout_magic_numbers_are_hostsys_ones() -> None:
         hostsys.CGROUP_SUPER_MAGIC,
         hostsys.TMPFS_MAGIC,
     )
+
+
+def test_mountinfo_is_the_record_its_typed_declaration_says() -> None:
+    # Type checkers read the NamedTuple under TYPE_CHECKING; the run time builds a namedtuple
+    # (no typing import): their fields must be the same, in the same order.
+    import ast
+
+    tree = ast.parse(Path(hostsys.__file__).read_text())
+    typed = next(
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef)
+        and node.name == "MountInfo"
+        and any(isinstance(b, ast.Name) and b.id == "NamedTuple" for b in node.bases)
+    )
+    fields = [s.target.id for s in typed.body if isinstance(s, ast.AnnAssign)]  # type: ignore[union-attr]
+    assert tuple(fields) == hostsys.MountInfo._fields
+    m = hostsys.parse_mountinfo("36 35 98:0 /mnt1 /mnt2 rw,noatime shared:1 - ext3 /dev/root rw\n")
+    assert (m[0].mountpoint, m[0].shared, m[0].super_options) == ("/mnt2", True, "rw")

@@ -82,16 +82,18 @@ def test_the_hot_commands_skip_click(tmp_path: Path) -> None:
             assert name not in mods, (argv, name)
 
 
-def test_create_never_needs_inspect_which_dataclasses_imports() -> None:
+def test_create_needs_neither_typing_nor_inspect_which_dataclasses_imports() -> None:
     # corral-oci defers inspect (ast, dis, tokenize: ms of every start); a dataclass without
     # a docstring on the create path would make dataclasses call inspect.signature.
     mods = _imported(
         "from runtime.cli import oci\noci.defer_import('inspect')\n"
         "import runtime.container, runtime.config, runtime.plan, runtime._sys, runtime.state\n"
+        "import runtime.seccomp, runtime.hooks, corral_common.hostsys\n"
         "from runtime.cgroups import controllers, manager, stats"
     )
     assert "runtime.plan" in mods
-    for name in ("ast", "dis", "tokenize", "linecache"):
+    # typing too (TYPE_CHECKING = False stands for typing.TYPE_CHECKING on this path)
+    for name in ("ast", "dis", "tokenize", "linecache", "typing"):
         assert name not in mods, name
 
 
