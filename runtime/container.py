@@ -63,14 +63,14 @@ def _now() -> str:
     return f"{stamp}.{micros:06d}Z" if micros else f"{stamp}Z"
 
 
-def _host_info(mgr: cgroups.CgroupManager, cgroup_root: str) -> HostInfo:
+def _host_info(mgr: cgroups.CgroupManager, cgroup_root: str, layout: cgroups.Layout) -> HostInfo:
     """What a `cgroup` mount inside the container shows: the container's own cgroup
     directory of each hierarchy, under the hierarchy's usual mount name."""
     from .plan import HostInfo, read_cap_last
 
     kcore = os.path.exists("/proc/kcore")
     own = sorted(set(mgr.paths().values()))
-    if cgroups.detect_layout(cgroup_root) is cgroups.Layout.UNIFIED:
+    if layout is cgroups.Layout.UNIFIED:
         return HostInfo(
             cap_last=read_cap_last(),
             cgroup_v2=True,
@@ -171,11 +171,15 @@ def create(
 
         cons.check(terminal, opts.console_socket, detached=True)
     linux = spec.linux or cfg.Linux()
-    mgr = cgroups.manager_for(linux.cgroups_path, cid, root=opts.cgroup_root)
+    mounts = cgroups.read_mounts()  # once: the layout and the v1 hierarchies both need them
+    layout = cgroups.detect_layout(opts.cgroup_root, mountinfo=mounts)
+    mgr = cgroups.manager_for(
+        linux.cgroups_path, cid, root=opts.cgroup_root, layout=layout, mountinfo=mounts
+    )
     plan = build_plan(
         spec,
         bundle,
-        _host_info(mgr, opts.cgroup_root),
+        _host_info(mgr, opts.cgroup_root, layout),
         no_pivot=opts.no_pivot,
         preserve_fds=opts.preserve_fds,
     )

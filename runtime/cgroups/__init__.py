@@ -20,6 +20,7 @@ from .layout import (
     detect_layout,
     parse_mountinfo,
     parse_proc_cgroup,
+    read_mounts,
     statfs_type,
     v1_hierarchies,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "parse_mountinfo",
     "parse_proc_cgroup",
     "prime_attach",
+    "read_mounts",
     "statfs_type",
     "v1_hierarchies",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Sequence
 
 from runtime.errors import CgroupError
 
@@ -18,6 +19,10 @@ from .layout import (
     v1_hierarchies,
 )
 from .manager import CgroupManager, V1Manager, V2Manager
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (ms of each command)
+if TYPE_CHECKING:
+    from corral_common import hostsys
 
 SYSTEMD_REFUSED = (
     "systemd cgroup driver is not supported (no systemd on this host); use a cgroupfs path"
@@ -39,7 +44,7 @@ def manager_for(
     root: str = "/sys/fs/cgroup",
     layout: Layout | None = None,
     self_cgroup: dict[str, str] | None = None,
-    mountinfo: str | None = None,
+    mountinfo: str | Sequence[hostsys.MountInfo] | None = None,
 ) -> CgroupManager:
     """The manager for a container.
 
@@ -49,8 +54,8 @@ def manager_for(
     /proc/self/cgroup), which may differ per controller; on a unified host, below the *parent*
     of our own cgroup, as runc does: our cgroup has a process in it (us), and the kernel lets
     no cgroup with processes enable controllers for its children. The systemd form
-    "slice:prefix:name" is refused. ``mountinfo`` (default /proc/self/mountinfo) locates the
-    v1 hierarchies.
+    "slice:prefix:name" is refused. ``mountinfo`` (text or records; default
+    /proc/self/mountinfo) locates the v1 hierarchies.
     """
     path = _check_path(cgroups_path or container_id)
     if not path.strip("/"):

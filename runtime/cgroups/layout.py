@@ -69,9 +69,26 @@ def fs_magic(path: str, mountinfo: str | Sequence[hostsys.MountInfo] | None = No
     return statfs_type(path)
 
 
-def detect_layout(root: str = "/sys/fs/cgroup", fs_type: Callable[[str], int] = fs_magic) -> Layout:
+def read_mounts() -> Sequence[hostsys.MountInfo]:
+    """This process's mounts (through the host seam), read once for the several questions one
+    operation asks (the layout, then the v1 hierarchies): each read parses all of mountinfo."""
+    return _mounts(None)
+
+
+def detect_layout(
+    root: str = "/sys/fs/cgroup",
+    fs_type: Callable[[str], int] = fs_magic,
+    mountinfo: Sequence[hostsys.MountInfo] | None = None,
+) -> Layout:
     """Decide the layout like runc and systemd do: from the filesystem magic of root and of
-    root/unified. Tests inject ``fs_type``."""
+    root/unified. Tests inject ``fs_type``; ``mountinfo`` (the default ``fs_magic`` only),
+    mounts read already."""
+    if mountinfo is not None and fs_type is fs_magic:
+        mounts = mountinfo
+
+        def fs_type(path: str) -> int:
+            return fs_magic(path, mounts)
+
     magic = fs_type(root)
     if magic == CGROUP2_SUPER_MAGIC:
         return Layout.UNIFIED

@@ -254,6 +254,21 @@ def test_fs_magic_finds_the_mount_by_device_number(tmp_path: Path) -> None:
         layout_mod.fs_magic("/nonexistent/corral", "")
 
 
+def test_detect_layout_takes_mounts_read_already(tmp_path: Path) -> None:
+    # create reads mountinfo once and answers the layout and the hierarchies from it.
+    from corral_common import hostsys
+
+    st = os.stat(tmp_path)
+    dev = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+    for fstype, layout in (("cgroup2", Layout.UNIFIED), ("ext4", Layout.LEGACY)):
+        line = f"40 31 {dev} / /somewhere rw,relatime shared:9 - {fstype} x rw\n"
+        mounts = hostsys.parse_mountinfo(line)
+        assert detect_layout(str(tmp_path), mountinfo=mounts) is layout
+    # An injected fs_type still decides alone.
+    cg2 = layout_mod.CGROUP2_SUPER_MAGIC
+    assert detect_layout(str(tmp_path), lambda p: cg2, mounts) is Layout.UNIFIED
+
+
 def test_parse_proc_cgroup_hybrid_host() -> None:
     text = (
         "9:name=systemd:/\n8:pids:/\n7:blkio:/\n6:freezer:/\n5:devices:/\n"
