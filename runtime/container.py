@@ -234,7 +234,10 @@ def create(
                     )
                 sd.save(st)  # the commit point: from here on the container exists
                 if opts.pid_file:  # after it: a failed commit leaves no pid file behind
-                    write_atomic(os.path.abspath(opts.pid_file), f"{pid}".encode(), 0o644)
+                    # For the caller, now (as runc's and crun's, not fsync'd): the pid it
+                    # names is gone after a machine crash.
+                    pid_path = os.path.abspath(opts.pid_file)
+                    write_atomic(pid_path, f"{pid}".encode(), 0o644, durable=False)
                 committed.append(st)
 
             try:

@@ -184,7 +184,7 @@ def exec_process(cid: str, process: cfg.Process, opts: ExecOptions = ExecOptions
             if sock is not None:
                 sock.close()
     if opts.pid_file:
-        write_atomic(os.path.abspath(opts.pid_file), f"{pid}".encode(), 0o644)
+        write_atomic(os.path.abspath(opts.pid_file), f"{pid}".encode(), 0o644, durable=False)
     if opts.detach:
         return 0
 

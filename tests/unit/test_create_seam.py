@@ -120,6 +120,30 @@ def test_create_records_makes_spawns_then_commits(
     assert cgroup.made and _made(opts) == ["creating.json", "exec.fifo", "state.json", "pidfile"]
 
 
+def test_only_the_state_is_fsynced(
+    host: RecordingHost,
+    cgroup: RecordingCgroup,
+    spawned: list[Spawn],
+    opts: container.CreateOptions,
+    bundle: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # state.json, file and directory: durable. The creating record (its cgroups die with the
+    # machine) and the pid file (for the caller, now; as runc's) are not: no fsync of theirs.
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    container.create(CID, str(bundle), opts)
+    sd = os.path.join(opts.root, CID)
+    assert len(synced) == 2 and synced[1] == sd
+    assert os.path.dirname(synced[0]) == sd and ".state.json.tmp" in synced[0]
+
+
 def test_a_failing_cgroup_apply_undoes_the_cgroup_and_the_state(
     host: RecordingHost,
     cgroup: RecordingCgroup,
