@@ -73,9 +73,12 @@ static int fail(struct child *c, int err, const char *fmt, const char *arg)
 int corral_sync_recv(int fd, struct corral_msg *msg)
 {
     ssize_t n;
+    /* ECONNRESET: the peer exited with a message of ours unread (a GO sent while it was
+     * failing), and the kernel reports that once, before the messages the peer queued for
+     * us (its ERROR). The next recv returns them, then end of file. */
     do {
         n = recv(fd, msg, sizeof *msg, 0);
-    } while (n < 0 && errno == EINTR);
+    } while (n < 0 && (errno == EINTR || errno == ECONNRESET));
     if (n < 0)
         return -errno;
     if (n == 0)
