@@ -70,6 +70,10 @@ class _State:
     content_bytes: int = 0
     entries: int = 0
     dirs: list[tuple[tuple[str, ...], tarfile.TarInfo]] = field(default_factory=list)
+    # The directories of the last walk, from the root down: (name, O_PATH fd). The next entry
+    # (a tar lists a directory's entries together) starts from their common part instead of
+    # opening every component again; dropped whenever a directory is removed.
+    chain: list[tuple[str, int]] = field(default_factory=list)
 
 
 def split_name(name: str, layer: str = "") -> tuple[str, ...]:
@@ -117,6 +121,7 @@ def unpack_layer(
         for parts, member in reversed(st.dirs):
             _finish_dir(st, parts, member)
     finally:
+        _forget_walks(st)
         os.close(root_fd)
     return UnpackResult(reader.digest(), reader.count, st.content_bytes, st.entries)
 
@@ -142,7 +147,7 @@ def _entry(st: _State, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
             target = base[len(WHITEOUT_PREFIX) :]
             if target in ("", ".", ".."):
                 raise UnsafeLayer(m.name, "whiteout of nothing", st.layer)
-            _remove(pfd, target)
+            _remove(st, pfd, target)
             os.mknod(target, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=pfd)
         else:
             _create(st, tf, m, pfd, parts)
@@ -151,31 +156,43 @@ def _entry(st: _State, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
 
 
 def _walk(st: _State, entry: str, parts: tuple[str, ...], *, create: bool) -> int:
-    """An O_PATH fd for ``parts`` below the root, never following a symlink on the way."""
-    fd = os.dup(st.root_fd)
-    try:
-        for i, p in enumerate(parts):
-            try:
-                nfd = os.open(p, _DIR_FLAGS, dir_fd=fd)
-            except FileNotFoundError:
-                if not create:
-                    raise UnsafeLayer(
-                        entry, f"{'/'.join(parts[: i + 1])} does not exist", st.layer
-                    ) from None
-                os.mkdir(p, 0o755, dir_fd=fd)
-                nfd = os.open(p, _DIR_FLAGS, dir_fd=fd)
-            except (NotADirectoryError, OSError) as e:
-                if e.errno not in (errno.ENOTDIR, errno.ELOOP):
-                    raise
-                kind = "a symlink" if _is_symlink(fd, p) else "not a directory"
-                where = "/".join(parts[: i + 1])
-                raise UnsafeLayer(entry, f"parent {where} is {kind}", st.layer) from None
-            os.close(fd)
-            fd = nfd
-        return fd
-    except BaseException:
+    """An O_PATH fd (the caller's to close) for ``parts`` below the root, never following a
+    symlink on the way: each component is opened with O_NOFOLLOW from the one before, or
+    taken from the last walk (``st.chain``), whose directories no entry has removed since."""
+    chain = st.chain
+    k = 0
+    while k < len(chain) and k < len(parts) and chain[k][0] == parts[k]:
+        k += 1
+    for _, old in chain[k:]:
+        os.close(old)
+    del chain[k:]
+    fd = chain[-1][1] if chain else st.root_fd
+    for i in range(k, len(parts)):
+        p = parts[i]
+        try:
+            nfd = os.open(p, _DIR_FLAGS, dir_fd=fd)
+        except FileNotFoundError:
+            if not create:
+                raise UnsafeLayer(
+                    entry, f"{'/'.join(parts[: i + 1])} does not exist", st.layer
+                ) from None
+            os.mkdir(p, 0o755, dir_fd=fd)
+            nfd = os.open(p, _DIR_FLAGS, dir_fd=fd)
+        except (NotADirectoryError, OSError) as e:
+            if e.errno not in (errno.ENOTDIR, errno.ELOOP):
+                raise
+            kind = "a symlink" if _is_symlink(fd, p) else "not a directory"
+            where = "/".join(parts[: i + 1])
+            raise UnsafeLayer(entry, f"parent {where} is {kind}", st.layer) from None
+        chain.append((p, nfd))
+        fd = nfd
+    return os.dup(fd)
+
+
+def _forget_walks(st: _State) -> None:
+    for _, fd in st.chain:
         os.close(fd)
-        raise
+    st.chain.clear()
 
 
 def _is_symlink(dir_fd: int, name: str) -> bool:
@@ -185,15 +202,18 @@ def _is_symlink(dir_fd: int, name: str) -> bool:
         return False
 
 
-def _remove(pfd: int, name: str, keep_dir: bool = False) -> bool:
+def _remove(st: _State, pfd: int, name: str, keep_dir: bool = False) -> bool:
     """Remove ``name`` if present; returns True if a directory was kept."""
     try:
-        st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        info = os.stat(name, dir_fd=pfd, follow_symlinks=False)
     except FileNotFoundError:
         return False
-    if stat.S_ISDIR(st.st_mode):
+    if stat.S_ISDIR(info.st_mode):
         if keep_dir:
             return True
+        # An entry walks to the parent of what it replaces, so the last walk rarely holds
+        # the directory removed here; a hardlink's walk to its target may, though.
+        _forget_walks(st)
         shutil.rmtree(name, dir_fd=pfd)
     else:
         os.unlink(name, dir_fd=pfd)
@@ -221,7 +241,7 @@ def _create(
 ) -> None:
     base = parts[-1]
     if m.isdir():
-        if not _remove(pfd, base, keep_dir=True):
+        if not _remove(st, pfd, base, keep_dir=True):
             os.mkdir(base, 0o700, dir_fd=pfd)
         st.dirs.append((parts, m))
         return
@@ -233,7 +253,7 @@ def _create(
                 st.layer,
             )
         st.content_bytes += m.size
-        _remove(pfd, base)
+        _remove(st, pfd, base)
         fd = os.open(
             base,
             os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
@@ -250,7 +270,7 @@ def _create(
             os.close(fd)
         return
     if m.issym():
-        _remove(pfd, base)
+        _remove(st, pfd, base)
         os.symlink(m.linkname, base, dir_fd=pfd)
         _attrs_link(st, pfd, base, m)
         return
@@ -270,7 +290,7 @@ def _create(
                 raise UnsafeLayer(m.name, "hardlink to a directory", st.layer)
             if tparts == parts:
                 return  # a link to itself: nothing to do
-            _remove(pfd, base)
+            _remove(st, pfd, base)
             os.link(tparts[-1], base, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
         finally:
             os.close(tfd)
@@ -279,13 +299,13 @@ def _create(
         if not (st.limits.allow_devices and st.is_root):
             why = "device nodes not allowed" if st.is_root else "device node needs root"
             raise UnsafeLayer(m.name, why, st.layer)
-        _remove(pfd, base)
+        _remove(st, pfd, base)
         kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
         os.mknod(base, kind | 0o600, os.makedev(m.devmajor, m.devminor), dir_fd=pfd)
         _attrs_path(st, pfd, base, m)
         return
     if m.isfifo():
-        _remove(pfd, base)
+        _remove(st, pfd, base)
         os.mkfifo(base, 0o600, dir_fd=pfd)
         _attrs_path(st, pfd, base, m)
         return

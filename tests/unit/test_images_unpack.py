@@ -6,6 +6,7 @@ import io
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -237,8 +238,8 @@ def test_a_symlink_planted_after_the_old_entry_went_is_not_followed(
     outside.write_bytes(b"host data")
     real_remove = mod._remove
 
-    def racing_remove(pfd: int, name: str, keep_dir: bool = False) -> bool:
-        kept = real_remove(pfd, name, keep_dir)
+    def racing_remove(st: Any, pfd: int, name: str, keep_dir: bool = False) -> bool:
+        kept = real_remove(st, pfd, name, keep_dir)
         if name == "victim":
             os.symlink(str(outside), name, dir_fd=pfd)
         return kept
@@ -247,3 +248,28 @@ def test_a_symlink_planted_after_the_old_entry_went_is_not_followed(
     with pytest.raises((OSError, UnsafeLayer)):
         unpack(tar_entries([Entry("victim", data=b"evil")]), tmp_path / "root")
     assert outside.read_bytes() == b"host data"
+
+
+@pytest.mark.parametrize(
+    "replace",
+    [Entry("a/b", "symlink", linkname="/tmp"), Entry("a/.wh.b"), Entry("a/b", data=b"file")],
+    ids=["symlink", "whiteout", "file"],
+)
+def test_a_directory_replaced_by_a_later_entry_is_not_written_through(
+    tmp_path: Path, replace: Entry
+) -> None:
+    # Entries in one directory reuse the fds of its walk; once an entry removes that
+    # directory, the next one below its name walks again (and meets what replaced it).
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    entries = [Entry("a/b/c", "dir"), Entry("a/b/c/one", data=b"1"), replace]
+    with pytest.raises(UnsafeLayer, match="a/b"):
+        unpack(tar_entries([*entries, Entry("a/b/c/two", data=b"2")]), tmp_path / "root")
+    assert not list(outside.iterdir())
+
+
+def test_entries_of_one_directory_are_unpacked_in_it_whatever_the_order(tmp_path: Path) -> None:
+    names = ["a/b/c/f1", "a/b/g", "a/b/c/f2", "a/x/f3", "a/b/c/d/f4", "top"]
+    unpack(tar_entries([Entry(n, data=n.encode()) for n in names]), tmp_path / "root")
+    for n in names:
+        assert (tmp_path / "root" / n).read_bytes() == n.encode()
