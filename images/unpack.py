@@ -36,6 +36,9 @@ OPAQUE = ".wh..wh..opq"
 _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # Overlayfs reads these xattrs on lower layers; a layer must not be able to set them.
 _FORBIDDEN_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
+# tarfile's stream buffer. Each read it serves (a 512-byte header, a piece of a file) joins
+# and slices the whole buffer: at 1 MiB that copying was two thirds of an unpack's CPU time.
+TAR_BUFSIZE = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ def unpack_layer(
     st = _State(root_fd, layer, limits, is_root, "trusted." if is_root else "user.")
     try:
         try:
-            with tarfile.open(fileobj=reader, mode="r|", bufsize=CHUNK) as tf:  # type: ignore[call-overload]
+            with tarfile.open(fileobj=reader, mode="r|", bufsize=TAR_BUFSIZE) as tf:  # type: ignore[call-overload]
                 for member in tf:
                     st.entries += 1
                     if st.entries > limits.max_entries:
