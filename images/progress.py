@@ -8,6 +8,7 @@ CLI draws a bar when stdout is a terminal); nothing here writes to a terminal.
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
@@ -25,7 +26,8 @@ ProgressFn = Callable[[Progress], None]
 
 
 class Meter:
-    """Counts bytes and layers and calls ``fn`` (if any) on every change."""
+    """Counts bytes and layers and calls ``fn`` (if any) on every change; layers unpacked in
+    threads report through one meter, so a change and its report are made under a lock."""
 
     def __init__(self, fn: ProgressFn | None, total: int, layers: int) -> None:
         self.fn = fn
@@ -33,6 +35,7 @@ class Meter:
         self.layers = layers
         self.done = 0
         self.layer = 0
+        self._lock = threading.Lock()
         self._emit()
 
     def _emit(self) -> None:
@@ -41,14 +44,16 @@ class Meter:
 
     def add(self, n: int) -> None:
         if n:
-            self.done += n
-            self._emit()
+            with self._lock:
+                self.done += n
+                self._emit()
 
     def layer_done(self, skipped: int = 0) -> None:
         """One more layer finished; ``skipped`` bytes of it were not read (already stored)."""
-        self.done += skipped
-        self.layer += 1
-        self._emit()
+        with self._lock:
+            self.done += skipped
+            self.layer += 1
+            self._emit()
 
 
 class CountingReader(io.RawIOBase):
@@ -57,6 +62,7 @@ class CountingReader(io.RawIOBase):
     def __init__(self, inner: IO[bytes], meter: Meter) -> None:
         self.inner = inner
         self.meter = meter
+        self.count = 0  # bytes read through it so far
 
     def readable(self) -> bool:
         return True
@@ -65,5 +71,6 @@ class CountingReader(io.RawIOBase):
         data = self.inner.read(len(b))
         n = len(data)
         b[:n] = data
+        self.count += n
         self.meter.add(n)
         return n

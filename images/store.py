@@ -47,6 +47,8 @@ from .unpack import Limits, unpack_layer
 
 DEFAULT_ROOT = IMAGE_ROOT
 
+# Layers unpacked at once by an import (threads: see Store._stage).
+UNPACK_THREADS = 4
 MT_LAYER = {
     "none": "application/vnd.oci.image.layer.v1.tar",
     "gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
@@ -326,11 +328,42 @@ class Store:
         self._stage_bytes(staging, src.config_digest, src.config)
         if src.manifest is not None and src.manifest_digest:
             self._stage_bytes(staging, src.manifest_digest, src.manifest)
+        # The blobs one after another: they come out of one archive (or directory).
+        blobs = [self._stage_blob(reader, layer, staging) for layer in src.layers]
+        # Then every layer not stored yet, each into a tree of its own, in threads: most of an
+        # unpack is file creation, which waits on the filesystem with the GIL released, so one
+        # layer's waits overlap another's work.
+        todo: dict[str, tuple[Path, SourceLayer]] = {}
+        for layer, blob in zip(src.layers, blobs, strict=True):
+            if layer.diff_id not in todo and self._layer_meta(staging, layer.diff_id) is None:
+                todo[layer.diff_id] = (blob, layer)
+            else:  # stored already (or twice in this image): nothing of it is read
+                meter.layer_done(_layer_size(reader, layer))
+
+        def unpack(item: tuple[Path, SourceLayer]) -> None:
+            blob, layer = item
+            read = self._unpack(blob, layer, staging, meter)
+            meter.layer_done(max(0, _layer_size(reader, layer) - read))
+
+        if len(todo) == 1:
+            unpack(next(iter(todo.values())))
+        elif todo:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(len(todo), UNPACK_THREADS)) as pool:
+                for _ in pool.map(unpack, todo.values()):
+                    pass  # map raises the first error; leaving the pool waits for the rest
         records = []
-        for layer in src.layers:
-            before = meter.done
-            records.append(self._stage_layer(reader, layer, staging, meter))
-            meter.layer_done(max(0, _layer_size(reader, layer) - (meter.done - before)))
+        for layer, blob in zip(src.layers, blobs, strict=True):
+            meta = self._layer_meta(staging, layer.diff_id)
+            assert meta is not None  # unpacked above, or stored before
+            with blob.open("rb") as f:
+                kind = sniff(f.read(4))
+            size = blob.stat().st_size
+            digest = "sha256:" + blob.name
+            records.append(
+                LayerRecord(digest, layer.diff_id, MT_LAYER[kind], size, meta["tar_size"])
+            )
         return src, records
 
     def _stage_bytes(self, staging: Path, digest: str, data: bytes) -> None:
@@ -343,9 +376,8 @@ class Store:
                 return p
         return None
 
-    def _stage_layer(
-        self, reader: Any, layer: SourceLayer, staging: Path, meter: Meter
-    ) -> LayerRecord:
+    def _stage_blob(self, reader: Any, layer: SourceLayer, staging: Path) -> Path:
+        """The layer's blob, stored or staged (copied from ``reader`` and verified)."""
         claim = layer.digest
         if claim is None:
             with reader.open(layer.path) as f:
@@ -354,14 +386,7 @@ class Store:
         blob = self._find_blob(staging, claim) if claim else None
         if blob is None:
             blob = self._copy_blob(reader, layer, claim, staging)
-        digest = "sha256:" + blob.name
-        with blob.open("rb") as f:
-            kind = sniff(f.read(4))
-        size = blob.stat().st_size
-        meta = self._layer_meta(staging, layer.diff_id)
-        if meta is None:
-            meta = self._unpack(blob, layer, staging, meter)
-        return LayerRecord(digest, layer.diff_id, MT_LAYER[kind], size, meta["tar_size"])
+        return blob
 
     def _copy_blob(self, reader: Any, layer: SourceLayer, claim: str | None, staging: Path) -> Path:
         fd, tmpname = tempfile.mkstemp(dir=staging / "blobs", prefix=".blob-")
@@ -389,16 +414,18 @@ class Store:
                 continue
         return None
 
-    def _unpack(
-        self, blob: Path, layer: SourceLayer, staging: Path, meter: Meter
-    ) -> dict[str, Any]:
+    def _unpack(self, blob: Path, layer: SourceLayer, staging: Path, meter: Meter) -> int:
+        """Unpack the layer into the staging area and write its meta.json; returns the bytes
+        of the blob read."""
         d = staging / "layers" / hex_of(layer.diff_id)
         fs = d / "fs"
         fs.mkdir(parents=True, mode=0o755)
         name = layer.path
         try:
-            with blob.open("rb") as f, decompressed(_counted(f, meter)) as stream:
-                res = unpack_layer(stream, fs, limits=self.limits, layer=name)
+            with blob.open("rb") as f:
+                counted = CountingReader(f, meter)
+                with decompressed(cast(BinaryIO, counted)) as stream:
+                    res = unpack_layer(stream, fs, limits=self.limits, layer=name)
         except BaseException:
             _rmtree(d)
             raise
@@ -412,7 +439,7 @@ class Store:
             "entries": res.entries,
         }
         _write_json(d / "meta.json", meta)
-        return meta
+        return counted.count
 
     def _commit(
         self, staged: list[tuple[SourceImage, list[LayerRecord]]], staging: Path
@@ -576,10 +603,6 @@ class Store:
             return self.blob_path(digest).open("rb")
         except FileNotFoundError:
             raise NotFound(f"blob {digest}") from None
-
-
-def _counted(f: IO[bytes], meter: Meter) -> BinaryIO:
-    return cast(BinaryIO, CountingReader(f, meter))
 
 
 def _layer_size(reader: Any, layer: SourceLayer) -> int:

@@ -234,3 +234,27 @@ def test_rm_by_one_of_several_names_untags(store: Store, tmp_path: Path) -> None
     assert store.get("two").id == img.id and store.get("two").names == ("two:latest",)
     store.remove(img.short_id)
     assert store.images() == [] and content(store) == set()
+
+
+def test_layers_are_unpacked_at_once_and_a_repeated_one_once(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two layers unpacked one after the other would leave the barrier waiting for the second:
+    # it breaks (after its timeout) and the import fails.
+    from images import store as store_mod
+
+    barrier = threading.Barrier(2, timeout=30)
+    unpacked: list[str] = []
+    real = store_mod.unpack_layer
+
+    def unpack_layer(stream: object, dest: Path, **kw: object) -> object:
+        unpacked.append(dest.parent.name)
+        barrier.wait()
+        return real(stream, dest, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store_mod, "unpack_layer", unpack_layer)
+    files, built = oci_files([BASE, TOP, BASE], ref_name="twice")
+    (img,) = store.import_path(write_dir(tmp_path / "src", files))
+    assert sorted(unpacked) == sorted(d.split(":")[1] for d in built.diff_ids[:2])
+    assert [r.diff_id for r in img.layers] == built.diff_ids
+    assert (store.layers / built.diff_ids[1].split(":")[1] / "fs/app/run").is_file()
