@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from . import cgroups
 from .errors import ConfigError, ContainerError, CorralError, InvalidState, NotFound, SysError
 from .state import (
     DEFAULT_ROOT,
@@ -32,11 +31,13 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (ms of e
 if TYPE_CHECKING:
     import socket
 
+    from . import cgroups
     from . import config as cfg
     from .plan import HostInfo
 
-# Only create and run need the config model, the planner and sockets: the other commands
-# import this module too, so those are imported where they are used.
+# Only create and run need the config model, the planner and sockets, and start never needs
+# the cgroup drivers: the other commands import this module too, so those are imported where
+# they are used.
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 
@@ -66,6 +67,7 @@ def _now() -> str:
 def _host_info(mgr: cgroups.CgroupManager, cgroup_root: str, layout: cgroups.Layout) -> HostInfo:
     """What a `cgroup` mount inside the container shows: the container's own cgroup
     directory of each hierarchy, under the hierarchy's usual mount name."""
+    from . import cgroups
     from .plan import HostInfo, read_cap_last
 
     kcore = os.path.exists("/proc/kcore")
@@ -96,6 +98,7 @@ def _host_info(mgr: cgroups.CgroupManager, cgroup_root: str, layout: cgroups.Lay
 
 
 def _resources(spec: cfg.Spec) -> cfg.Resources:
+    from . import cgroups
     from . import config as cfg
 
     res = (spec.linux.resources if spec.linux else None) or cfg.Resources()
@@ -153,6 +156,8 @@ def create(
     when the caller stays attached, over ``console`` (one end of its own socket pair).
     ``spec`` is the bundle's config when the caller has loaded it already.
     """
+    from . import cgroups
+
     cgroups.prime_attach(opts.cgroup_root)  # overlaps a kernel wait with the work up to add_pid
     from . import config as cfg
     from .plan import build_plan
@@ -323,6 +328,8 @@ def _undo_uncommitted(sd: StateDir) -> None:
         return
     paths = sd.creating_record()
     if paths:
+        from . import cgroups
+
         _destroy_cgroup(cgroups.manager_from_paths(paths))
     sd.remove()
 
@@ -353,6 +360,8 @@ def status_of(sd: StateDir, st: ContainerState) -> Status:
 def _manager(st: ContainerState) -> cgroups.CgroupManager | None:
     if not st.cgroup_paths:
         return None
+    from . import cgroups
+
     return cgroups.manager_from_paths(st.cgroup_paths)
 
 
@@ -630,6 +639,8 @@ def run(
 
     Attached with process.terminal, the container's pty is copied to and from our stdio.
     """
+    from . import cgroups
+
     cgroups.prime_attach(opts.cgroup_root)  # as create does, but before the config is read
     from . import config as cfg
 

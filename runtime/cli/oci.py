@@ -15,7 +15,6 @@ command runs; the lifecycle commands then import ``runtime.container`` only.
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 import types
@@ -315,7 +314,8 @@ class _Deferred(types.ModuleType):
         name = self.__name__
         if sys.modules.get(name) is self:
             del sys.modules[name]
-        real = importlib.import_module(name)
+        __import__(name)  # not importlib.import_module: importlib brings in warnings
+        real = sys.modules[name]
         self.__dict__.update(real.__dict__)
         return getattr(real, attr)
 
