@@ -328,31 +328,33 @@ class Store:
         self._stage_bytes(staging, src.config_digest, src.config)
         if src.manifest is not None and src.manifest_digest:
             self._stage_bytes(staging, src.manifest_digest, src.manifest)
-        # The blobs one after another: they come out of one archive (or directory).
-        blobs = [self._stage_blob(reader, layer, staging) for layer in src.layers]
-        # Then every layer not stored yet, each into a tree of its own, in threads: most of an
-        # unpack is file creation, which waits on the filesystem with the GIL released, so one
-        # layer's waits overlap another's work.
-        todo: dict[str, tuple[Path, SourceLayer]] = {}
-        for layer, blob in zip(src.layers, blobs, strict=True):
-            if layer.diff_id not in todo and self._layer_meta(staging, layer.diff_id) is None:
-                todo[layer.diff_id] = (blob, layer)
-            else:  # stored already (or twice in this image): nothing of it is read
-                meter.layer_done(_layer_size(reader, layer))
+        # The blobs one after another, as they come out of one archive (or directory); each
+        # layer not stored yet is unpacked into a tree of its own in a thread as soon as its
+        # blob is staged. Most of an unpack is file creation, which waits on the filesystem
+        # with the GIL released, so one layer's waits overlap the others' work and the copy of
+        # the next blob.
+        from concurrent.futures import Future, ThreadPoolExecutor
 
-        def unpack(item: tuple[Path, SourceLayer]) -> None:
-            blob, layer = item
+        def unpack(blob: Path, layer: SourceLayer, size: int) -> None:
             read = self._unpack(blob, layer, staging, meter)
-            meter.layer_done(max(0, _layer_size(reader, layer) - read))
+            meter.layer_done(max(0, size - read))
 
-        if len(todo) == 1:
-            unpack(next(iter(todo.values())))
-        elif todo:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(min(len(todo), UNPACK_THREADS)) as pool:
-                for _ in pool.map(unpack, todo.values()):
-                    pass  # map raises the first error; leaving the pool waits for the rest
+        blobs: list[Path] = []
+        started: dict[str, Future[None]] = {}
+        pool = ThreadPoolExecutor(UNPACK_THREADS)
+        try:
+            for layer in src.layers:
+                blob = self._stage_blob(reader, layer, staging)
+                blobs.append(blob)
+                size = _layer_size(reader, layer)  # here: the reader is not shared
+                if layer.diff_id in started or self._layer_meta(staging, layer.diff_id):
+                    meter.layer_done(size)  # stored already, or twice in this image
+                else:
+                    started[layer.diff_id] = pool.submit(unpack, blob, layer, size)
+            for f in started.values():
+                f.result()  # the first error; the others finish (or never start) below
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         records = []
         for layer, blob in zip(src.layers, blobs, strict=True):
             meta = self._layer_meta(staging, layer.diff_id)
