@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .digest import CHUNK, check_digest, hex_of
+from .digest import CHUNK, check_digest, hex_of, sha256_bytes
 from .errors import DigestMismatch, FormatError, ImageError, RegistryError
 from .imageconfig import check_config
 from .progress import Meter, ProgressFn
@@ -165,7 +165,9 @@ def _pull_from(
         else:
             man = doc
         cdigest, csize = _descriptor(man.get("config"), f"manifest {digest}: config")
-        config = client.blob_bytes(cdigest, csize, MAX_JSON)
+        config = _stored_config(store, cdigest, csize) or client.blob_bytes(
+            cdigest, csize, MAX_JSON
+        )
         cfg = _json(config, f"image config {cdigest}")
         check_config(cfg, f"image config {cdigest}")
         got = (cfg.get("os"), cfg.get("architecture"))
@@ -207,6 +209,18 @@ def _pull_from(
                 except FileNotFoundError:
                     pass
     return Pulled(images[0], name, top, f"{ep.host}/{ep.repo}")
+
+
+def _stored_config(store: Store, digest: str, size: int) -> bytes | None:
+    """The config blob from the store when an image there has it (a pull of an image that is
+    already stored fetches only its manifest); checked against its digest all the same."""
+    if size > MAX_JSON or not store.has_blob(digest):
+        return None
+    try:
+        data = store.blob_path(digest).read_bytes()
+    except OSError:
+        return None
+    return data if len(data) == size and sha256_bytes(data) == digest else None
 
 
 class _SafeMeter(Meter):

@@ -171,6 +171,8 @@ class Pods:
     def global_args(self) -> list[str]:
         out = ["--root", self.opts.root, "--store", self.opts.image_root]
         out += ["--cgroup-parent", self.opts.cgroup_parent]
+        if self.opts.registries_conf:
+            out += ["--registries-conf", self.opts.registries_conf]
         if self.node is None:
             out.append("--no-network")
         else:
@@ -213,9 +215,12 @@ def pods(rootfs: Path, image_tar: Path, tmp_path: Path) -> Iterator[Pods]:
     from images.store import Store
 
     tag = f"cpt{uuid.uuid4().hex[:6]}"
+    conf = tmp_path / "registries.conf"
+    conf.write_text("")  # not the host's: no image of these tests comes from a registry
     opts = PodOptions(
         root=str(tmp_path / "pods"),
         image_root=str(tmp_path / "images"),
+        registries_conf=str(conf),
         cgroup_parent=tag,
         network=False,
         backoff_initial_ms=100,
