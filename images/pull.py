@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from corral_common import hostsys
+
 from .digest import CHUNK, check_digest, hex_of, sha256_bytes
 from .errors import DigestMismatch, FormatError, ImageError, RegistryError
 from .imageconfig import check_config
@@ -165,9 +167,8 @@ def _pull_from(
         else:
             man = doc
         cdigest, csize = _descriptor(man.get("config"), f"manifest {digest}: config")
-        config = _stored_config(store, cdigest, csize) or client.blob_bytes(
-            cdigest, csize, MAX_JSON
-        )
+        with store.importing():
+            config = _fetch_config(client, store.ingest_dir(), store, cdigest, csize)
         cfg = _json(config, f"image config {cdigest}")
         check_config(cfg, f"image config {cdigest}")
         got = (cfg.get("os"), cfg.get("architecture"))
@@ -203,7 +204,7 @@ def _pull_from(
                 names_from=where,
             )
             images = store.import_sources(_IngestReader(ingest, store), [src], None, where)
-            for d in todo:
+            for d in [*todo, cdigest]:
                 try:
                     (ingest / hex_of(d)).unlink()
                 except FileNotFoundError:
@@ -211,16 +212,24 @@ def _pull_from(
     return Pulled(images[0], name, top, f"{ep.host}/{ep.repo}")
 
 
-def _stored_config(store: Store, digest: str, size: int) -> bytes | None:
-    """The config blob from the store when an image there has it (a pull of an image that is
-    already stored fetches only its manifest); checked against its digest all the same."""
-    if size > MAX_JSON or not store.has_blob(digest):
-        return None
-    try:
-        data = store.blob_path(digest).read_bytes()
-    except OSError:
-        return None
-    return data if len(data) == size and sha256_bytes(data) == digest else None
+def _fetch_config(client: Client, ingest: Path, store: Store, digest: str, size: int) -> bytes:
+    """The config blob, verified: from the store when an image there has it (a pull of a
+    stored image fetches only its manifest), from the ingest directory when a concurrent pull
+    fetched it, else from the registry, under the blob's lock like a layer (so two pulls fetch
+    it once) and kept in the ingest directory until the image is committed."""
+    h = hex_of(digest)
+    with _blob_lock(ingest, h):
+        if size <= MAX_JSON:
+            for path in (store.blob_path(digest), ingest / h):
+                try:
+                    data = path.read_bytes()
+                except OSError:
+                    continue
+                if len(data) == size and sha256_bytes(data) == digest:
+                    return data
+        data = client.blob_bytes(digest, size, MAX_JSON)
+        hostsys.host().write_atomic(ingest / h, data, 0o600)
+        return data
 
 
 class _SafeMeter(Meter):

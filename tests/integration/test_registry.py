@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -38,6 +39,7 @@ from tests.registryserver import (
     Registry,
     TokenServer,
     blob_fault,
+    held_blob,
     htpasswd_file,
     make_pki,
     manifest_fault,
@@ -378,6 +380,90 @@ def test_a_blob_another_pull_is_fetching_is_waited_for_not_fetched_again(
             t.join()
     assert got.get("image") == source.get("busybox:test").id, got
     assert [s for s in proxy.seen if s.method == "GET" and big in s.path] == []
+
+
+def blob_gets(proxy: FaultProxy) -> Counter[str]:
+    """How many times each blob (by digest) was fetched through ``proxy``."""
+    return Counter(
+        s.path.rsplit("/", 1)[1] for s in proxy.seen if s.method == "GET" and "/blobs/" in s.path
+    )
+
+
+def manifest_gets(proxy: FaultProxy) -> int:
+    return sum(1 for s in proxy.seen if s.method == "GET" and "/manifests/" in s.path)
+
+
+def test_two_pulls_at_once_fetch_each_blob_once(
+    source: Store, pushed: str, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    # The first GET of the big layer is held until both pulls have their manifest: the two
+    # pulls overlap, one in the middle of the blob the other one needs.
+    proxy.faults.append(held_blob(big_layer(source), lambda: manifest_gets(proxy) >= 2))
+    dest = Store(tmp_path / "dest")
+    got: dict[int, object] = {}
+
+    def run(i: int) -> None:
+        try:
+            got[i] = pull(dest, f"{proxy.host}/corral/bb:1", opts(tmp_path)).image.id
+        except BaseException as e:  # reported by the assertion below
+            got[i] = e
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    img = source.get("busybox:test")
+    assert got == {0: img.id, 1: img.id}
+    assert proxy.faults == []  # the big layer was held
+    assert manifest_gets(proxy) == 2
+    assert blob_gets(proxy) == {img.id: 1, **{lr.digest: 1 for lr in img.layers}}
+    assert digests(dest, f"{proxy.host}/corral/bb:1") == digests(source, "busybox:test")
+
+
+def test_pulls_in_two_processes_fetch_a_shared_layer_once(
+    source: Store, pushed: str, proxy: FaultProxy, tmp_path: Path, rootfs: Path
+) -> None:
+    other = tar_entries([Entry("other", "file", os.urandom(BIG))])
+    files, _ = oci_files([tar_tree(rootfs), other], ref_name="other:test")
+    source.import_path(write_dir(tmp_path / "layout-other", files))
+    push(source, "other:test", f"{proxy.host}/corral/other:1", opts(tmp_path))
+    a, b = source.get("busybox:test"), source.get("other:test")
+    shared = a.layers[0].digest
+    assert b.layers[0].digest == shared and a.layers[1].digest != b.layers[1].digest
+    proxy.seen.clear()
+    proxy.faults.append(held_blob(shared, lambda: manifest_gets(proxy) >= 2))
+
+    corral = str(Path(__file__).resolve().parents[2] / ".venv/bin/corral")
+    (tmp_path / "registries.conf").write_text("")
+    common = ["--tls-verify=false", "--authfile", str(tmp_path / "auth.json"),
+              "--registries-conf", str(tmp_path / "registries.conf")]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [
+                corral,
+                "image",
+                "--store",
+                str(tmp_path / "dest"),
+                "pull",
+                f"{proxy.host}/corral/{repo}:1",
+                *common,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for repo in ("bb", "other")
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert [o.split()[0] for o, _ in outs] == [a.id, b.id]
+    assert proxy.faults == []
+    gets = blob_gets(proxy)
+    assert gets[shared] == 1  # both images have it: fetched once
+    assert gets == {a.id: 1, b.id: 1, shared: 1, a.layers[1].digest: 1, b.layers[1].digest: 1}
+    dest = Store(tmp_path / "dest")
+    assert dest.get(f"{proxy.host}/corral/other:1").id == b.id
 
 
 def test_tampered_blob_is_refused_and_nothing_stored(
