@@ -173,10 +173,12 @@ def _serve(handler: type[http.server.BaseHTTPRequestHandler]) -> tuple[_Server, 
 
 class TokenServer:
     """Issues registry JWTs (RS256, the signing certificate in ``x5c``) to ``users`` for the
-    actions they ask for; anonymous requests and bad passwords get 401. ``requests`` records
-    (user, scopes) per token issued."""
+    actions they ask for, living ``expires_in`` seconds; anonymous requests and bad passwords
+    get 401. ``issued`` records (user, scopes) per token issued."""
 
-    def __init__(self, d: Path, users: dict[str, str], service: str = "corral-test") -> None:
+    def __init__(
+        self, d: Path, users: dict[str, str], service: str = "corral-test", expires_in: int = 600
+    ) -> None:
         d.mkdir(parents=True, exist_ok=True)
         self.key, self.cert = d / "token.key", d / "token.crt"
         subj = "/CN=corral test token issuer"
@@ -187,6 +189,7 @@ class TokenServer:
         self.x5c = base64.b64encode(der).decode()
         self.users = users
         self.service = service
+        self.expires_in = expires_in  # the token's exp and the answer's expires_in
         self.issuer = "corral-test-issuer"
         self.issued: list[tuple[str, list[str]]] = []
         outer = self
@@ -242,12 +245,12 @@ class TokenServer:
         self.issued.append((user, scopes))
         now = int(time.time())
         claims = {"iss": self.issuer, "sub": user, "aud": q.get("service", [""])[0],
-                  "exp": now + 600, "nbf": now - 60, "iat": now, "jti": uuid.uuid4().hex,
-                  "access": access}  # fmt: skip
+                  "exp": now + self.expires_in, "nbf": now - 60, "iat": now,
+                  "jti": uuid.uuid4().hex, "access": access}  # fmt: skip
         header = {"typ": "JWT", "alg": "RS256", "x5c": [self.x5c]}
         signing = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
         token = signing + "." + _b64url(self._sign(signing.encode()))
-        body = json.dumps({"token": token, "expires_in": 600}).encode()
+        body = json.dumps({"token": token, "expires_in": self.expires_in}).encode()
         h.send_response(200)
         h.send_header("Content-Type", "application/json")
         h.send_header("Content-Length", str(len(body)))
@@ -346,15 +349,18 @@ def blob_fault(kind: str, match: str = "/blobs/sha256:") -> Fault:
     """Once, for a GET of a blob whose path contains ``match``: ``cut`` sends the headers and
     half the body then closes; ``tamper`` flips a byte; ``stall`` sends half and then nothing;
     ``redirect`` answers 307 to another host; ``norange`` (only for a request with a Range
-    header) drops the Range header, so the registry answers 200 with the whole blob."""
+    header) drops the Range header, so the registry answers 200 with the whole blob;
+    ``unauthorized`` drops the Authorization header, so the registry answers 401 with its
+    challenge, as for a token that expired or was revoked."""
 
     def fault(proxy: FaultProxy, h: http.server.BaseHTTPRequestHandler, path: str) -> bool:
         if h.command != "GET" or match not in path or "/blobs/uploads" in path:
             return False
-        if kind == "norange":
-            if "Range" not in h.headers:
+        if kind in ("norange", "unauthorized"):
+            if kind == "norange" and "Range" not in h.headers:
                 return False
-            resp = proxy.upstream_request(h, None, drop=("range",))
+            drop = ("range",) if kind == "norange" else ("authorization",)
+            resp = proxy.upstream_request(h, None, drop=drop)
             data = resp.read()
             h.send_response(resp.status)
             for k, v in resp.getheaders():

@@ -15,6 +15,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -251,6 +252,73 @@ def test_token_flow(source: Store, tmp_path: Path) -> None:
             reg.stop()
     finally:
         tokens.stop()
+
+
+@contextmanager
+def token_registry(
+    source: Store, tmp_path: Path, expires_in: int = 600
+) -> Iterator[tuple[TokenServer, FaultProxy]]:
+    """busybox:test pushed as tok/bb:1 to a registry that wants tokens (living
+    ``expires_in`` seconds) from a token server, and a proxy in front; all stopped after."""
+    tokens = TokenServer(tmp_path / "token", {"bob": "hunter2"}, expires_in=expires_in)
+    reg = proxy = None
+    try:
+        reg = start_registry(tmp_path / "registry", auth=tokens.registry_auth())
+        o = opts(tmp_path, credentials=Credentials("bob", "hunter2"))
+        push(source, "busybox:test", f"{reg.host}/tok/bb:1", o)
+        proxy = FaultProxy(reg.port).start()
+        tokens.issued.clear()
+        yield tokens, proxy
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        if reg is not None:
+            reg.stop()
+        tokens.stop()
+
+
+def pull_tokens(tokens: TokenServer) -> int:
+    return sum(1 for _, scopes in tokens.issued if scopes == ["repository:tok/bb:pull"])
+
+
+def bearers(proxy: FaultProxy, kind: str = "/") -> list[str]:
+    """The tokens requests through ``proxy`` carried, in order (requests for ``kind``)."""
+    return [
+        s.headers["Authorization"]
+        for s in proxy.seen
+        if "Authorization" in s.headers and kind in s.path
+    ]
+
+
+def test_a_token_about_to_expire_is_fetched_again_before_it_is_used(
+    source: Store, tmp_path: Path
+) -> None:
+    o = opts(tmp_path, credentials=Credentials("bob", "hunter2"))
+    with token_registry(source, tmp_path, expires_in=1) as (tokens, proxy):
+        res = pull(Store(tmp_path / "dest"), f"{proxy.host}/tok/bb:1", o)
+        assert res.image.id == source.get("busybox:test").id
+        # each token lives 1 s, less than the margin: every request (manifest, config, two
+        # layers) fetched a token of its own, and no request was refused for an expired one
+        sent = bearers(proxy)
+        assert len(sent) == 4 and len(set(sent)) == 4
+        assert pull_tokens(tokens) == 4
+        assert len([s for s in proxy.seen if "Authorization" not in s.headers]) == 1  # ping
+
+
+def test_a_token_refused_mid_pull_is_fetched_again_and_the_pull_completes(
+    source: Store, tmp_path: Path
+) -> None:
+    big = big_layer(source)
+    o = opts(tmp_path, credentials=Credentials("bob", "hunter2"))
+    with token_registry(source, tmp_path) as (tokens, proxy):
+        proxy.faults.append(blob_fault("unauthorized", big))  # the registry answers 401 once
+        res = pull(Store(tmp_path / "dest"), f"{proxy.host}/tok/bb:1", o)
+        assert res.image.id == source.get("busybox:test").id
+        assert proxy.faults == []
+        first, again = bearers(proxy, big)  # the refused GET carried a token, its retry another
+        assert first != again
+        assert pull_tokens(tokens) == 2
+        assert len(set(bearers(proxy))) == 2  # the other requests used the one token there was
 
 
 def test_tls_with_a_ca_directory_per_registry(source: Store, tmp_path: Path) -> None:
