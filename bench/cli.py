@@ -121,6 +121,10 @@ def _other(name: str, p: spawn.Params) -> SuiteResult:
         from . import image
 
         return image.image_suite(p)
+    if name == "pull":
+        from . import pull
+
+        return pull.pull_suite(p)
     if name == "pod":
         from . import pod
 

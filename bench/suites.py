@@ -18,6 +18,8 @@ SPAWN: dict[str, str] = {
 OTHER: dict[str, str] = {
     "image": "import of a multi-layer image tarball vs `podman load` and `umoci unpack`; "
     "re-import; overlay rootfs creation for a small and a large image",
+    "pull": "pull of a multi-layer image from a local docker-registry into an empty store vs "
+    "`podman pull` and `skopeo copy`; pull again into a store that has it",
     "pod": "pod start latency (manifest to the app container's first output), one after "
     "another and many at once, without and with network, vs podman pods",
     "density": "per-pod monitor memory (RSS, PSS) with many pods running vs conmon; pods "
@@ -28,7 +30,7 @@ OTHER: dict[str, str] = {
     "of 10k keys, watch latency with 100 watchers",
 }
 SUITES: dict[str, str] = {**SPAWN, **OTHER, **{k: v[0] for k, v in PENDING.items()}}
-ORDER = ("spawn-cli", "spawn-lib", "image", "pod", "density", "network", "store")
+ORDER = ("spawn-cli", "spawn-lib", "image", "pull", "pod", "density", "network", "store")
 assert set(ORDER) == set(SUITES), "every suite has a place in ORDER"
 
 
