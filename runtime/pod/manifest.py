@@ -17,7 +17,8 @@ silently dropped, except what the API server itself writes and ignores on input:
 
 Local sources
 -------------
-- ``image`` is an image name in corral's store, or the path of an image tarball to import: a
+- ``image`` is an image name (in corral's store, or pulled from a registry by the container's
+  ``imagePullPolicy``: ``runtime.pod.imagepull``), or the path of an image tarball to import: a
   path is a value that starts with ``/``, ``./`` or ``../``, or ends with ``.tar``,
   ``.tar.gz``, ``.tgz``, ``.tar.xz`` or ``.tar.zst``.
 - A ``configMap`` or ``secret`` volume keeps its Kubernetes form (``configMap.name``,

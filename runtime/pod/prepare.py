@@ -1,7 +1,8 @@
 """Prepare a pod on this host and tear it down again.
 
 ``prepare`` turns a validated manifest into what the pod's containers need before any of them
-runs: images (tarballs imported on the fly, a store ref per pod), the pod cgroup with its
+runs: images (tarballs imported on the fly, names found in the store or pulled by
+imagePullPolicy, a store ref per pod), the pod cgroup with its
 limits, volumes, the pod's /dev/shm, and one overlay rootfs per container. It records each
 object in pod.json *before* making it, so ``teardown`` (which reads only pod.json and the pod
 directory, never the manifest's files) can undo exactly what exists, from any process, after a
