@@ -193,6 +193,7 @@ def prepare(
     # images: import tarballs, find or pull by policy, take a ref per pod (recorded first)
     store = _image_store(opts)
     images: dict[str, Any] = {}
+    had: dict[tuple[str, str], Any] = {}  # (image, policy) -> Image: pulled once per pod
     for c in pod.all_containers:
         with _step(pod_dir, f"image {c.image}"):
             if c.image_archive is not None:
@@ -201,7 +202,9 @@ def prepare(
                     raise CorralError(f"{c.image_archive} holds {len(imported)} images, not 1")
                 img = imported[0]
             else:
-                img = ensure_image(store, uid, c, opts, backoff)
+                key = (c.image, c.image_pull_policy.value)
+                img = had.get(key) or ensure_image(store, uid, c, opts, backoff)
+                had[key] = img
             images[c.name] = img
     record = record.replace(
         images=tuple(sorted({img.id for img in images.values()})),

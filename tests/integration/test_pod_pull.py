@@ -112,10 +112,11 @@ def test_a_pod_pulls_its_image_then_reuses_it_by_policy(remote: Remote) -> None:
     assert st.phase == "Succeeded", st
     assert remote.requests() == []  # IfNotPresent and present: the registry is not asked
 
-    always = remote.manifest("always", "corral/app:1", imagePullPolicy="Always")
-    st = node_pods.wait(node_pods.run(always))
+    two = [sh(n, "true", image="corral/app:1", imagePullPolicy="Always") for n in ("a", "b")]
+    st = node_pods.wait(node_pods.run(node_pods.manifest("always", two, restartPolicy="Never")))
     assert st.phase == "Succeeded", st
-    assert remote.requests("/manifests/1")  # Always asks for the manifest again ...
+    # Always asks for the manifest again, once for the pod's two containers ...
+    assert len(remote.requests("/manifests/1")) == 1
     assert remote.requests("/blobs/sha256:") == []  # ... and fetches no blob it has
 
 
