@@ -23,6 +23,7 @@ created or removed.
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -150,9 +151,20 @@ class NodePods:
         self._mu = threading.Lock()
         self._waiting: dict[str, PodStatus] = {}  # uid -> Pending status (image not had)
 
-    def _created(self, make: Callable[[], PodDir], pod: Pod) -> str:
+    def _same_uid(self, pod: Pod) -> Pod:
+        """A pod without a uid that is waiting for its image keeps the uid it was given, so
+        its pull back-off (keyed by uid and image) carries over to this attempt."""
+        if pod.metadata.uid:
+            return pod
+        st = self._find_waiting(f"{pod.namespace}/{pod.name}")
+        if st is None:
+            return pod
+        return dataclasses.replace(pod, metadata=dataclasses.replace(pod.metadata, uid=st.uid))
+
+    def _created(self, make: Callable[[Pod], PodDir], pod: Pod) -> str:
+        pod = self._same_uid(pod)
         try:
-            uid = make().uid
+            uid = make(pod).uid
         except ImagePullError as e:
             with self._mu:
                 old = self._waiting.get(e.pod)
@@ -174,13 +186,13 @@ class NodePods:
         return None
 
     def create(self, pod: Pod, manifest: Any = None, base_dir: str | None = None) -> str:
-        return self._created(lambda: create(pod, self.opts, manifest, base_dir, self.backoff), pod)
+        return self._created(lambda p: create(p, self.opts, manifest, base_dir, self.backoff), pod)
 
     def start(self, ref: str, pod: Pod | None = None) -> str:
         return start(ref, self.opts, pod).uid
 
     def run(self, pod: Pod, manifest: Any = None, base_dir: str | None = None) -> str:
-        return self._created(lambda: run(pod, self.opts, manifest, base_dir, self.backoff), pod)
+        return self._created(lambda p: run(p, self.opts, manifest, base_dir, self.backoff), pod)
 
     def stop(self, ref: str, grace: int | None = None) -> str:
         return stop(ref, self.opts, grace).uid

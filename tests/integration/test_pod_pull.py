@@ -171,7 +171,7 @@ def test_a_missing_image_is_err_image_pull_then_backs_off_then_is_pulled(remote:
     assert api.logs("late-pod-uid", node_pods.opts) == ["pulled-and-ran"]
 
 
-def test_never_pull_and_a_forgotten_waiting_pod(remote: Remote) -> None:
+def test_never_pull_a_forgotten_waiting_pod_and_one_without_a_uid(remote: Remote) -> None:
     node_pods = remote.pods
     remote.push("corral/app:1")
     node = api.NodePods(node_pods.opts)
@@ -188,6 +188,18 @@ def test_never_pull_and_a_forgotten_waiting_pod(remote: Remote) -> None:
     assert node.remove("never") == uid
     with pytest.raises(api.PodError, match="no such pod"):
         node.status("never")
+
+    # a pod without a uid keeps the one its first attempt got: its back-off carries over
+    raw = remote.manifest("nouid", "corral/nope:1")
+    pod = parse_pod(raw, base_dir=str(node_pods.tmp))
+    with pytest.raises(ErrImagePull):
+        node.create(pod, raw)
+    first = node.status("nouid").uid
+    remote.proxy.seen.clear()
+    with pytest.raises(ImagePullBackOff) as b:
+        node.create(pod, raw)
+    assert b.value.pod == first and remote.requests() == []
+    assert [st.uid for st in node.list()] == [first]
 
 
 def test_cli_pod_run_pulls_and_says_why_it_cannot(remote: Remote) -> None:
