@@ -14,6 +14,7 @@ import msgspec
 import yaml
 from aiohttp import web
 
+from kubemodel import protobuf
 from orchestrator.store import Backend, Gone
 
 from . import discovery, errors
@@ -38,7 +39,7 @@ PATCH_TYPES = {
     "application/json-patch+json": "json",
     "application/strategic-merge-patch+json": "strategic",
 }
-UNSUPPORTED_BODIES = ("application/vnd.kubernetes.protobuf", "application/cbor")
+UNSUPPORTED_BODIES = ("application/cbor",)
 IDLE_CHECK = 5.0  # seconds between checks that an idle watch's client is still there
 
 Obj = dict[str, Any]
@@ -98,6 +99,13 @@ async def _read_body(request: web.Request) -> Any:
         )
     if not raw.strip():
         return None
+    if ctype == protobuf.MEDIA_TYPE:
+        try:
+            value = protobuf.decode(raw)
+        except protobuf.ProtobufError as e:
+            raise errors.bad_request(f"the request body is not valid protobuf: {e}") from None
+        _check_shape(value)
+        return value
     try:
         if ctype in ("application/yaml", "application/apply-patch+yaml", "text/yaml"):
             try:
