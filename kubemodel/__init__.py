@@ -15,7 +15,7 @@ from kubemodel import pod as _pod  # registers the Pod defaulting and validation
 from kubemodel import workloads as _workloads  # apps/v1 and batch/v1 kinds likewise
 from kubemodel._generated import *  # noqa: F403
 from kubemodel._generated import __all__ as _types
-from kubemodel.codec import decode, decode_json, encode, kind_of_type, to_dict
+from kubemodel.codec import decode, decode_json, encode, kind_of_type, to_dict, unknown_fields
 from kubemodel.errors import FieldError
 from kubemodel.quantity import Amount, Quantity, parse_quantity
 
@@ -29,6 +29,7 @@ __all__ = [  # noqa: PLE0604
     "kind_of_type",
     "parse_quantity",
     "to_dict",
+    "unknown_fields",
     *_types,
 ]
 del _configdata, _pod, _workloads

@@ -17,8 +17,9 @@ from aiohttp import web
 from kubemodel import protobuf
 from orchestrator.store import Backend, Gone
 
-from . import discovery, errors
+from . import discovery, errors, fields
 from .errors import ApiError
+from .eviction import evict
 from .resources import RESOURCES, Resource, by_path
 from .selectors import field_selector, label_selector
 from .storage import Storage
@@ -117,6 +118,8 @@ async def _read_body(request: web.Request) -> Any:
                 value = msgspec.json.decode(raw)
             except msgspec.DecodeError as e:
                 raise errors.bad_request(f"the request body is not valid JSON: {e}") from None
+            if request.query.get("fieldValidation") != "Ignore":
+                request["duplicates"] = fields.duplicates(raw)
     except RecursionError:
         raise errors.bad_request(
             f"the request body is nested deeper than {MAX_DEPTH} levels"
@@ -239,7 +242,10 @@ class ApiServer:
                 cert = transport.get_extra_info("peercert") if transport is not None else None
                 if not cert:
                     raise ApiError(401, "Unauthorized", "Unauthorized")
-            return await handler(request)
+            response = await handler(request)
+            for text in request.get("warnings", ()):
+                response.headers.add("Warning", fields.warning_header(text))
+            return response
         except ApiError as e:
             return _error_response(e)
         except web.HTTPRequestEntityTooLarge:
@@ -333,6 +339,15 @@ class ApiServer:
         m = request.method
         q = request.query
         dry = q.get("dryRun") == "All"
+        if sub == "eviction":
+            if m != "POST":
+                raise errors.method_not_allowed()
+            assert ns is not None and name is not None
+            body = await self._object_body(request, res, sub)
+            fields.check(request, res, body, sub)
+            if dry:
+                body["deleteOptions"] = {**(body.get("deleteOptions") or {}), "dryRun": ["All"]}
+            return _json(await evict(self.storage, res, ns, name, body), 201)
         if m == "GET":
             if name is None:
                 if watch_path or _truthy(q.get("watch")):
@@ -346,10 +361,12 @@ class ApiServer:
             return self._object(request, res, obj)
         if m == "POST" and name is None:
             body = await self._object_body(request, res)
+            fields.check(request, res, body)
             obj = await self.storage.create(res, ns, body, dry_run=dry)
             return self._object(request, res, obj, 201)
         if m == "PUT" and name is not None:
             body = await self._object_body(request, res, sub)
+            fields.check(request, res, body, sub)
             if sub == "scale":
                 return await self._put_scale(res, ns, name, body, dry)
             obj = await self.storage.update(res, ns, name, body, subresource=sub, dry_run=dry)
@@ -369,6 +386,8 @@ class ApiServer:
                     f" include: {', '.join(PATCH_TYPES)}",
                 )
             patch = await _read_body(request)
+            if kind != "json":
+                fields.check(request, res, patch, sub)
             if sub == "scale":
                 return await self._patch_scale(res, ns, name, kind, patch, dry)
             obj = await self.storage.patch(res, ns, name, kind, patch, subresource=sub, dry_run=dry)
@@ -406,8 +425,8 @@ class ApiServer:
         body = await _read_body(request)
         if not isinstance(body, dict):
             raise errors.bad_request(
-                f"the body of the request must be a {res.kind if sub != 'scale' else 'Scale'}"
-                " object"
+                f"the body of the request must be a"
+                f" {dict(scale='Scale', eviction='Eviction').get(sub or '', res.kind)} object"
             )
         return body
 

@@ -74,7 +74,7 @@ def _encode_value(obj: Obj) -> bytes:
 
 
 def _tracks_generation(res: Resource) -> bool:
-    return res.group in ("apps", "batch")
+    return res.group in ("apps", "batch", "policy")
 
 
 def _qos_class(pod: Obj) -> str:
