@@ -119,7 +119,7 @@ async def _read_body(request: web.Request) -> Any:
             except msgspec.DecodeError as e:
                 raise errors.bad_request(f"the request body is not valid JSON: {e}") from None
             if request.query.get("fieldValidation") != "Ignore":
-                request["duplicates"] = fields.duplicates(raw)
+                request[fields.DUPLICATES] = fields.duplicates(raw)
     except RecursionError:
         raise errors.bad_request(
             f"the request body is nested deeper than {MAX_DEPTH} levels"
@@ -243,7 +243,7 @@ class ApiServer:
                 if not cert:
                     raise ApiError(401, "Unauthorized", "Unauthorized")
             response = await handler(request)
-            for text in request.get("warnings", ()):
+            for text in request.get(fields.WARNINGS, ()):
                 response.headers.add("Warning", fields.warning_header(text))
             return response
         except ApiError as e:

@@ -25,9 +25,11 @@ from kubemodel.errors import at
 from . import errors
 from .resources import Resource
 
-__all__ = ["MODES", "check", "duplicates", "mode", "warning_header"]
+__all__ = ["DUPLICATES", "MODES", "WARNINGS", "check", "duplicates", "mode", "warning_header"]
 
 MODES = ("Strict", "Warn", "Ignore")
+DUPLICATES = web.RequestKey("duplicates", list[str])  # set by the body reader
+WARNINGS = web.RequestKey("warnings", list[str])  # sent as Warning headers
 _SUBRESOURCE_TYPES: dict[str, type[kubemodel.Object]] = {
     "scale": kubemodel.Scale,
     "eviction": kubemodel.Eviction,
@@ -90,7 +92,7 @@ def check(request: web.Request, res: Resource, body: Any, sub: str | None = None
     problems = [
         f'unknown field "{p}"' for p in kubemodel.unknown_fields(body, cls, prune=how != "Strict")
     ]
-    problems += [f'duplicate field "{p}"' for p in request.get("duplicates", ())]
+    problems += [f'duplicate field "{p}"' for p in request.get(DUPLICATES, ())]
     if not problems:
         return
     if how == "Strict":
@@ -101,7 +103,7 @@ def check(request: web.Request, res: Resource, body: Any, sub: str | None = None
             f" error: {', '.join(problems)}"
         )
     if how == "Warn":
-        request.setdefault("warnings", []).extend(problems)
+        request.setdefault(WARNINGS, []).extend(problems)
 
 
 def warning_header(text: str) -> str:

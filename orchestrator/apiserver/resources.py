@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import kubemodel
 from kubemodel._generated import Object
 
-__all__ = ["RBAC", "RESOURCES", "GROUPS", "Resource", "by_path", "lookup"]
+__all__ = ["INITIAL_STATUS", "RBAC", "RESOURCES", "GROUPS", "Resource", "by_path", "lookup"]
 
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 
@@ -139,6 +139,24 @@ RESOURCES: tuple[Resource, ...] = (
     _r(RBAC, "roles", "Role", True, k.Role, has_spec=False),
 )
 del k
+
+# The status a new object starts with (its Go zero value, where that has required fields).
+INITIAL_STATUS: dict[str, dict[str, int]] = {
+    "daemonsets": {
+        "currentNumberScheduled": 0,
+        "numberMisscheduled": 0,
+        "desiredNumberScheduled": 0,
+        "numberReady": 0,
+    },
+    "replicasets": {"replicas": 0},
+    "statefulsets": {"replicas": 0},
+    "poddisruptionbudgets": {
+        "disruptionsAllowed": 0,
+        "currentHealthy": 0,
+        "desiredHealthy": 0,
+        "expectedPods": 0,
+    },
+}
 
 # group -> version -> resources, in the order discovery lists them.
 GROUPS: dict[str, dict[str, list[Resource]]] = {}

@@ -37,7 +37,7 @@ from orchestrator.store import (
 
 from . import errors
 from .patch import PatchError, json_patch, merge_patch, strategic_merge_patch
-from .resources import RESOURCES, Resource, by_path
+from .resources import INITIAL_STATUS, RESOURCES, Resource, by_path
 
 __all__ = ["Storage", "now_rfc3339"]
 
@@ -270,7 +270,7 @@ class Storage:
         else:
             meta.pop("generation", None)
         if "status" in res.subresources:
-            obj["status"] = {}
+            obj["status"] = copy.deepcopy(INITIAL_STATUS.get(res.name, {}))
         if res.name == "namespaces":
             obj["spec"] = {"finalizers": ["kubernetes"]}
             obj["status"] = {"phase": "Active"}
