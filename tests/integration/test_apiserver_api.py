@@ -274,6 +274,61 @@ def test_python_client_lists_creates_watches_patches(core: client.CoreV1Api) -> 
     assert e.value.status == 404
 
 
+def test_python_client_new_kinds(server: Server, core: client.CoreV1Api) -> None:
+    """RBAC, EndpointSlice and PodDisruptionBudget through the Python client (whose models
+    refuse objects that lack a required field), and a pod evicted."""
+    api = core.api_client
+    rbac = client.RbacAuthorizationV1Api(api)
+    rbac.create_namespaced_role(
+        NS,
+        {
+            "metadata": {"name": "py-role"},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}],
+        },
+    )
+    rbac.create_cluster_role_binding(
+        {
+            "metadata": {"name": "py-crb"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "x",
+            },
+            "subjects": [{"kind": "User", "name": "u", "apiGroup": "rbac.authorization.k8s.io"}],
+        }
+    )
+    assert [r.metadata.name for r in rbac.list_namespaced_role(NS).items] == ["py-role"]
+    assert rbac.read_cluster_role_binding("py-crb").subjects[0].name == "u"
+    disc = client.DiscoveryV1Api(api)
+    disc.create_namespaced_endpoint_slice(
+        NS,
+        {
+            "metadata": {"name": "py-slice"},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.1.0.1"]}],
+        },
+    )
+    assert disc.read_namespaced_endpoint_slice("py-slice", NS).endpoints[0].addresses == [
+        "10.1.0.1"
+    ]
+    policy = client.PolicyV1Api(api)
+    policy.create_namespaced_pod_disruption_budget(
+        NS, {"metadata": {"name": "py-pdb"}, "spec": {"minAvailable": 1, "selector": {}}}
+    )
+    pdb = policy.read_namespaced_pod_disruption_budget("py-pdb", NS)
+    assert pdb.status.disruptions_allowed == 0 and pdb.metadata.generation == 1
+    core.create_namespaced_pod(
+        NS,
+        {"metadata": {"name": "py-evicted"}, "spec": {"containers": [{"name": "c", "image": "x"}]}},
+    )
+    core.create_namespaced_pod_eviction(
+        "py-evicted", NS, {"metadata": {"name": "py-evicted", "namespace": NS}}
+    )
+    with pytest.raises(ApiException) as e:
+        core.read_namespaced_pod("py-evicted", NS)
+    assert e.value.status == 404
+
+
 def test_namespaces_lifecycle(server: Server, core: client.CoreV1Api) -> None:
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="gone")))
     core.create_namespaced_config_map(

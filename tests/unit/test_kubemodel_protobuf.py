@@ -234,3 +234,32 @@ def test_table_matches_the_json_model() -> None:
         assert fields <= names(cls), (kind, fields - names(cls))
         checked += 1
     assert checked >= 15
+
+
+def test_generator_reads_proto_and_go_structs() -> None:
+    """protogen's two inputs: the wire from generated.proto, the JSON from the Go tags."""
+    from kubemodel import protogen
+
+    package, messages = protogen.parse_proto(
+        'syntax = "proto2";\npackage k8s.io.api.x.v1;\n'
+        "// A thing.\nmessage Thing {\n  // the name\n  optional string name = 1;\n"
+        "  repeated .k8s.io.api.core.v1.Container items = 2;\n"
+        "  map<string, string> labels = 3;\n  optional Inner inner = 4;\n}\n"
+    )
+    assert package == "k8s.io.api.x.v1"
+    fields = {f.number: f for f in messages["k8s.io.api.x.v1.Thing"]}
+    assert fields[2].type == "k8s.io.api.core.v1.Container" and fields[2].repeated
+    assert (fields[3].type, fields[3].key, fields[3].value) == ("map", "string", "string")
+    assert fields[4].type == "k8s.io.api.x.v1.Inner"
+    go = protogen.parse_go(
+        "type Thing struct {\n"
+        '\tName string `json:"name" protobuf:"bytes,1,opt,name=name"`\n'
+        '\tReplicas *int32 `json:"replicas,omitempty" protobuf:"varint,5,opt,name=replicas"`\n'
+        '\tInner `json:",inline" protobuf:"bytes,4,opt,name=inner"`\n'
+        '\tSkipped int `json:"-"`\n}\n'
+    )
+    assert go["Thing"][1] == protogen.GoField("name", False, False, False)
+    assert go["Thing"][5] == protogen.GoField("replicas", True, True, False)
+    assert go["Thing"][4].inline
+    with pytest.raises(SystemExit, match="not understood"):
+        protogen.parse_proto("package p;\nmessage M {\n  oneof x {\n}\n")
