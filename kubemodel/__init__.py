@@ -12,6 +12,7 @@ OpenAPI schema (``gen.py`` -> ``_generated.py``); what kube-apiserver does beyon
 
 from kubemodel import configdata as _configdata  # ConfigMap and Secret validation
 from kubemodel import pod as _pod  # registers the Pod defaulting and validation
+from kubemodel import policy as _policy  # RBAC, PodDisruptionBudget, EndpointSlice
 from kubemodel import workloads as _workloads  # apps/v1 and batch/v1 kinds likewise
 from kubemodel._generated import *  # noqa: F403
 from kubemodel._generated import __all__ as _types
@@ -32,4 +33,4 @@ __all__ = [  # noqa: PLE0604
     "unknown_fields",
     *_types,
 ]
-del _configdata, _pod, _workloads
+del _configdata, _pod, _policy, _workloads
