@@ -339,6 +339,17 @@ class Storage:
                 meta.pop(f, None)
         meta.pop("selfLink", None)
         meta.pop("managedFields", None)
+        if res.name in ("rolebindings", "clusterrolebindings") and new.get("roleRef") != old.get(
+            "roleRef"
+        ):
+            raise errors.invalid(
+                res.kind,
+                old_meta["name"],
+                "roleRef",
+                f"Invalid value: {msgspec.json.encode(new.get('roleRef')).decode()}:"
+                " cannot change roleRef",
+                res.group,
+            )
         if res.name == "namespaces":
             new["spec"] = copy.deepcopy(old.get("spec") or {})
             if subresource != "status":

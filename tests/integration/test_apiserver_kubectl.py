@@ -88,6 +88,11 @@ CREATES: list[tuple[list[str], str]] = [
     (["serviceaccount", "robot"], "/api/v1/ns/{ns}/serviceaccounts/robot"),
     (["service", "clusterip", "cip", "--tcp=80:8080"], "/api/v1/ns/{ns}/services/cip"),
     (["service", "nodeport", "np", "--tcp=80:8080"], "/api/v1/ns/{ns}/services/np"),
+    (["service", "loadbalancer", "lb", "--tcp=443:8443"], "/api/v1/ns/{ns}/services/lb"),
+    (
+        ["service", "externalname", "ext", "--external-name=db.example.com"],
+        "/api/v1/ns/{ns}/services/ext",
+    ),
     (["job", "once", "--image=busybox", "--", "echo", "hi"], "/apis/batch/v1/ns/{ns}/jobs/once"),
     (
         ["role", "reader", "--verb=get,list", "--resource=pods"],
@@ -164,6 +169,10 @@ def test_typed_creates_same_objects_as_kubectl_120(
         ["poddisruptionbudget", "pdb", "--selector=app=web", "--min-available=1"],
     ):
         assert "created" in k.run("create", "-n", ns, *args).stdout
+    assert "created" in k.run("create", "-n", ns, "job", "manual", "--from=cronjob/tick").stdout
+    code, job = server.json("GET", f"/apis/batch/v1/namespaces/{ns}/jobs/manual")
+    assert job["metadata"]["annotations"] == {"cronjob.kubernetes.io/instantiate": "manual"}
+    assert job["metadata"]["ownerReferences"][0]["kind"] == "CronJob"
     code, cj = server.json("GET", f"/apis/batch/v1/namespaces/{ns}/cronjobs/tick")
     assert code == 200 and cj["spec"]["schedule"] == "*/5 * * * *"
     assert cj["spec"]["concurrencyPolicy"] == "Allow"  # defaulted by the server
@@ -293,6 +302,14 @@ def test_rbac_endpointslice_pdb_tables(kubectl: Kubectl, server: Server) -> None
         "create", "-n", ns, "-f", "-", input=json.dumps({**objs[1], "roleRef": None}), check=False
     )
     assert 'The RoleBinding "rb" is invalid: roleRef' in p.stderr, p.stderr
+    changed = {**objs[1], "roleRef": {**objs[1]["roleRef"], "name": "other"}}
+    p = kubectl.run("apply", "-n", ns, "-f", "-", input=json.dumps(changed), check=False)
+    assert p.returncode == 1
+    assert (
+        'The RoleBinding "rb" is invalid: roleRef: Invalid value: {"apiGroup":'
+        '"rbac.authorization.k8s.io","kind":"Role","name":"other"}: cannot change roleRef'
+        in p.stderr
+    ), p.stderr
     kubectl.run("delete", "rolebinding", "rb", "-n", ns)
     kubectl.run("delete", "pdb", "budget", "-n", ns)
     assert kubectl.run("get", "rolebindings,pdb", "-n", ns, "-o", "name").stdout == ""
