@@ -247,7 +247,10 @@ class ApiServer:
                 response.headers.add("Warning", fields.warning_header(text))
             return response
         except ApiError as e:
-            return _error_response(e)
+            response = _error_response(e)
+            for text in request.get(fields.WARNINGS, ()):  # sent with errors too, as Go does
+                response.headers.add("Warning", fields.warning_header(text))
+            return response
         except web.HTTPRequestEntityTooLarge:
             return _error_response(_too_large())
         except web.HTTPNotFound:

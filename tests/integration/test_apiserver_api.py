@@ -156,6 +156,10 @@ def test_field_validation(server: Server, validation: str | None) -> None:
     )
     assert code == 200 and got["data"] == {"a": "2", "b": "3"}, got
     assert len(warnings) == (0 if validation == "Ignore" else 1)
+    bad = json.dumps({**_cm(name + "-bad", **{"a/b": "x"}), "extra": 1}).encode()
+    code, warnings, got = _post_all_headers(server, CM_PATH + query, bad)
+    assert (code, got["reason"]) == (422, "Invalid")  # warnings come with errors too
+    assert warnings == ([] if validation == "Ignore" else ['299 - "unknown field \\"extra\\""'])
     code, got = server.json("POST", CM_PATH + "?fieldValidation=Sloppy", _cm(name + "x"))
     assert code == 400 and "fieldValidation" in got["message"]
 
