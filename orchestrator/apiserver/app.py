@@ -340,6 +340,8 @@ class ApiServer:
         if sub is not None and sub not in res.subresources:
             raise _not_found_path()
         m = request.method
+        if sub == "binding" and m != "POST":
+            raise errors.method_not_allowed()
         q = request.query
         dry = q.get("dryRun") == "All"
         if sub == "eviction":
@@ -362,6 +364,21 @@ class ApiServer:
             if sub == "scale":
                 return _json(_scale(obj))
             return self._object(request, res, obj)
+        if m == "POST" and sub == "binding" and name is not None:
+            body = await _read_body(request)
+            if not isinstance(body, dict):
+                raise errors.bad_request("the body of the request must be a Binding object")
+            await self.storage.bind(res, ns, name, body)
+            return _json(
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Success",
+                    "code": 201,
+                },
+                201,
+            )
         if m == "POST" and name is None:
             body = await self._object_body(request, res)
             fields.check(request, res, body)
