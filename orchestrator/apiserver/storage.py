@@ -37,7 +37,7 @@ from orchestrator.store import (
 
 from . import errors
 from .patch import PatchError, json_patch, merge_patch, strategic_merge_patch
-from .resources import RESOURCES, Resource, by_path
+from .resources import INITIAL_STATUS, RESOURCES, Resource, by_path
 
 __all__ = ["Storage", "now_rfc3339"]
 
@@ -74,7 +74,7 @@ def _encode_value(obj: Obj) -> bytes:
 
 
 def _tracks_generation(res: Resource) -> bool:
-    return res.group in ("apps", "batch")
+    return res.group in ("apps", "batch", "policy")
 
 
 def _qos_class(pod: Obj) -> str:
@@ -270,7 +270,7 @@ class Storage:
         else:
             meta.pop("generation", None)
         if "status" in res.subresources:
-            obj["status"] = {}
+            obj["status"] = copy.deepcopy(INITIAL_STATUS.get(res.name, {}))
         if res.name == "namespaces":
             obj["spec"] = {"finalizers": ["kubernetes"]}
             obj["status"] = {"phase": "Active"}
@@ -339,6 +339,17 @@ class Storage:
                 meta.pop(f, None)
         meta.pop("selfLink", None)
         meta.pop("managedFields", None)
+        if res.name in ("rolebindings", "clusterrolebindings") and new.get("roleRef") != old.get(
+            "roleRef"
+        ):
+            raise errors.invalid(
+                res.kind,
+                old_meta["name"],
+                "roleRef",
+                f"Invalid value: {msgspec.json.encode(new.get('roleRef')).decode()}:"
+                " cannot change roleRef",
+                res.group,
+            )
         if res.name == "namespaces":
             new["spec"] = copy.deepcopy(old.get("spec") or {})
             if subresource != "status":
@@ -467,6 +478,54 @@ class Storage:
             return patched
 
         return await self._update_with_retries(res, ns, name, want_rv, apply, subresource, dry_run)
+
+    async def bind(self, res: Resource, ns: str | None, name: str, binding: Obj) -> None:
+        """pods/binding: set ``spec.nodeName`` of a pod not yet bound, with compare-and-swap,
+        so that two schedulers racing never bind one pod twice (as kube-apiserver's
+        assignPod); the PodScheduled condition is set with it."""
+        target = binding.get("target")
+        node = target.get("name") if isinstance(target, dict) else None
+        if not isinstance(node, str) or not node:
+            raise errors.invalid("Binding", name, "target.name", "Required value")
+        meta = binding.get("metadata") or {}
+        annotations = meta.get("annotations") if isinstance(meta, dict) else None
+        for _ in range(PATCH_RETRIES):
+            kv, old = await self._current(res, ns, name)
+            if old["metadata"].get("deletionTimestamp"):
+                raise errors.conflict(
+                    "pods/binding",
+                    name,
+                    why=f"pod {name} is being deleted, cannot be assigned to a host",
+                )
+            bound = (old.get("spec") or {}).get("nodeName")
+            if bound:
+                raise errors.conflict(
+                    "pods/binding", name, why=f'pod {name} is already assigned to node "{bound}"'
+                )
+            new = copy.deepcopy(old)
+            new.setdefault("spec", {})["nodeName"] = node
+            if isinstance(annotations, dict) and annotations:
+                new["metadata"].setdefault("annotations", {}).update(annotations)
+            status = new.setdefault("status", {})
+            conds = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+            conds.append(
+                {
+                    "type": "PodScheduled",
+                    "status": "True",
+                    "lastProbeTime": None,
+                    "lastTransitionTime": now_rfc3339(),
+                }
+            )
+            status["conditions"] = conds
+            new["metadata"].pop("resourceVersion", None)
+            stored = self._admit(res, new)
+            try:
+                await self._cas_update(res, name, kv, stored)
+                return
+            except errors.ApiError as e:
+                if e.reason != "Conflict":
+                    raise
+        raise errors.conflict(res.name, name, res.group)
 
     # ------------------------------------------------------------------ deleting
 
