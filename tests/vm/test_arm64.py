@@ -70,6 +70,9 @@ else
     touch $built/complete
     echo "arm64: built the C core in the guest" >&2
 fi
+# The checkout on every Python's path, as the host's editable install (compat mode) puts it:
+# the pod monitor runs `python3 -m runtime.cli.oci` from the pod's directory.
+echo "$PWD" > /usr/local/lib/python3*/dist-packages/corral-checkout.pth
 cg=/sys/fs/cgroup/corral-vm.slice/tests.scope
 mkdir -p $cg
 echo $$ > $cg/cgroup.procs

@@ -151,7 +151,7 @@ def test_a_pod_from_an_arm64_image_with_its_network(pods: Pods) -> None:  # noqa
     a = pods.run(pods.manifest("a", [server]))
     ip_a = pods.status(a).pod_ip
     assert ip_a is not None
-    until("pod a to listen", lambda: pods.container(a, "srv").state == "Running")
+    pods.running_pid(a, "srv")  # fails saying why (the status, the monitor's log)
     reply = until("a reply from pod a", lambda: _try(lambda: _connect(node.path, ip_a, 8080)))
     assert reply == b"pong\n"
     client = sh("cli", f"until nc {ip_a} 8080 </dev/null; do sleep 0.2; done")
