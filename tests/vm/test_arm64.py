@@ -72,7 +72,7 @@ else
 fi
 # The checkout on every Python's path, as the host's editable install (compat mode) puts it:
 # the pod monitor runs `python3 -m runtime.cli.oci` from the pod's directory.
-echo "$PWD" > /usr/local/lib/python3*/dist-packages/corral-checkout.pth
+echo "$PWD" > /usr/local/lib/python{arm64.PYTHON_VERSION}/dist-packages/corral-checkout.pth
 cg=/sys/fs/cgroup/corral-vm.slice/tests.scope
 mkdir -p $cg
 echo $$ > $cg/cgroup.procs
