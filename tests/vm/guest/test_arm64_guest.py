@@ -4,7 +4,8 @@ guest's gcc built the cffi core, the monitor and corral-exec from this checkout)
 Each test checks what is architecture-specific on the real thing: the C core's clone and
 cgroup v2 limits on an arm64 kernel, a seccomp filter built for arm64's syscall numbers (a
 blocked call answers with the configured errno), a pod from an arm64 image with its network,
-and what ``corral-oci features`` reports. Elsewhere (not aarch64, not root, no unified
+image import choosing linux/arm64/v8 from an index and refusing amd64, and what
+``corral-oci features`` reports. Elsewhere (not aarch64, not root, no unified
 cgroup2) they skip.
 """
 
@@ -111,6 +112,44 @@ def test_seccomp_argument_filter_with_arm64_syscall_numbers(runtime: Runtime) ->
         "EEXIST",  # mkdirat is not filtered: the kernel's own answer
     ], res.out
     assert os.strerror(errno.ENOMSG) in res.err  # busybox chmod's message
+
+
+def test_import_picks_arm64_v8_from_an_index_and_refuses_amd64(tmp_path: Path) -> None:
+    from images import platforms
+    from images.errors import ImageError
+    from images.store import Store
+    from testkit.imagebuild import Entry, oci_files, sha, tar_entries, write_dir
+
+    assert platforms.host() == platforms.Platform("linux", "arm64", "v8")
+    layer = tar_entries([Entry("hello", data=b"hi\n")])
+    files: dict[str, bytes] = {}
+    descs, ids = [], {}
+    for arch, variant in (("amd64", ""), ("arm64", "v8")):
+        config = {**config_for([layer]), "architecture": arch, "variant": variant}
+        fs, built = oci_files([layer], config)
+        files.update(fs)
+        ids[arch] = built.config_digest
+        desc = json.loads(fs["index.json"])["manifests"][0]
+        desc["platform"] = {"os": "linux", "architecture": arch, "variant": variant}
+        descs.append(desc)
+    nested = json.dumps(
+        {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+         "manifests": descs}
+    ).encode()  # fmt: skip
+    files["blobs/sha256/" + sha(nested).split(":")[1]] = nested
+    top = {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": sha(nested),
+           "size": len(nested)}  # fmt: skip
+    files["index.json"] = json.dumps({"schemaVersion": 2, "manifests": [top]}).encode()
+    store = Store(tmp_path / "store")
+    (img,) = store.import_path(write_dir(tmp_path / "layout", files), name="multi:1")
+    assert img.id == ids["arm64"]
+
+    amd64 = {**config_for([layer]), "architecture": "amd64"}
+    amd64.pop("variant")
+    fs, _ = oci_files([layer], amd64, ref_name="x86:1")
+    with pytest.raises(ImageError, match="image is for linux/amd64, this host runs linux/arm64/v8"):
+        store.import_path(write_dir(tmp_path / "x86", fs))
+    assert [i.names for i in store.images()] == [("multi:1",)]
 
 
 @pytest.fixture(scope="session")
