@@ -436,18 +436,21 @@ $bb mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup
 $bb mount -t tmpfs -o mode=1777 tmpfs /tmp
 $bb mount -t tmpfs -o mode=0755 tmpfs /run
 # The fresh /tmp and /run hide host paths below them; "keep" lists the ones the command needs
-# (its cwd, e.g. a checkout under /tmp) as "LOWER PATH" lines: each comes back as LOWER (the
-# host's tree, or the source share of a guest with a root of its own) under a tmpfs overlay,
-# as the rest of the root is.
-i=0
-while read -r lower p; do
-    [ -n "$p" ] || continue
+# (its cwd, e.g. a checkout under /tmp): each comes back as the host's tree under a tmpfs
+# overlay, as the rest of the root is. A guest with a root of its own gets the source share
+# at the path "src-share" names, the same way.
+keep() {
     i=$((i + 1))
     k=/run/.corral-vm-keep/$i
-    $bb mkdir -p $k/upper $k/work "$p"
-    $bb mount -t overlay -o "lowerdir=$lower,upperdir=$k/upper,workdir=$k/work" \
-        overlay "$p" || echo "corral-vm: cannot keep $p" >&2
+    $bb mkdir -p $k/upper $k/work "$2"
+    $bb mount -t overlay -o "lowerdir=$1,upperdir=$k/upper,workdir=$k/work" overlay "$2" \
+        || echo "corral-vm: cannot keep $2" >&2
+}
+i=0
+while read -r p; do
+    [ -n "$p" ] && keep "/.corral-vm/host$p" "$p"
 done <$out/keep
+if [ -s $out/src-share ]; then keep /.corral-vm/src "$($bb cat $out/src-share)"; fi
 $bb mkdir -p /dev/pts /dev/shm /dev/mqueue
 $bb mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
 $bb mount -t tmpfs -o mode=1777 tmpfs /dev/shm
@@ -810,12 +813,11 @@ def run(
         out = work / "out"
         out.mkdir()
         (out / "cmd").write_text(_command_script(argv, cwd, env or {}))
-        keep = [f"/.corral-vm/host{p} {p}" for p in hidden_paths([cwd])]
+        keep = hidden_paths([cwd]) if src is None else []
+        (out / "keep").write_text("".join(f"{p}\n" for p in keep))
         if src is not None:
             src = Path(os.path.normpath(os.path.abspath(src)))
-            (out / "src-share").touch()
-            keep = [f"/.corral-vm/src {src}"]
-        (out / "keep").write_text("".join(f"{line}\n" for line in keep))
+            (out / "src-share").write_text(str(src))
         if before is not None:
             before(out)
         disk = None
