@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from images import platforms
 from images.digest import hex_of, sha256_bytes
 from images.errors import AuthError, DigestMismatch, ImageError, RegistryError
 from images.pull import Options, login, pull
@@ -159,14 +160,18 @@ def test_push_mounts_blobs_from_another_repository(
 
 def _platform_image(store: Store, tmp_path: Path, arch: str, name: str) -> None:
     layer = tar_entries([Entry("arch", "file", arch.encode())])
-    files, _ = oci_files([layer], {**config_for([layer]), "architecture": arch}, ref_name=name)
-    store.import_path(write_dir(tmp_path / f"layout-{arch}", files))
+    config = {**config_for([layer]), "architecture": arch}
+    if arch != platforms.host().architecture:
+        config.pop("variant", None)
+    files, _ = oci_files([layer], config, ref_name=name)
+    # an image for another architecture is imported only when asked for
+    store.import_path(
+        write_dir(tmp_path / f"layout-{arch}", files), platform=platforms.normalize("linux", arch)
+    )
 
 
 def test_index_with_two_platforms_picks_the_hosts(registry: Registry, tmp_path: Path) -> None:
-    from images.sources import _host_platform
-
-    host_arch = _host_platform()[1]
+    host_arch = platforms.host().architecture
     other_arch = "s390x" if host_arch != "s390x" else "amd64"
     o = opts(tmp_path)
     src = Store(tmp_path / "src")
