@@ -1,0 +1,531 @@
+"""Suite control-plane: a real ``corral server`` driven over HTTPS, side by side with etcd.
+
+Runners: ``corral server`` started here with its embedded SQLite store (on disk under /var/tmp:
+WAL, synchronous=FULL, so each group commit pays its fsync), the same server over one Debian
+``etcd-server`` member (``--datastore-endpoint etcd://...``), and ``aetcd`` sending the same
+operations straight to that etcd (plain puts, gets, a prefix range, a prefix watch, with the
+bytes the server stores: the ceiling a server over etcd can reach). etcd's data is on tmpfs
+when there is one (as the tests; on disk its fsyncs would dominate).
+
+The clients run in this process, on one asyncio loop, over HTTPS with the admin client
+certificate and keep-alive connections (``IN_FLIGHT`` of them for creates and gets). Cases:
+the server's RSS once it is ready and idle; ConfigMap creates/s and gets/s with ``IN_FLIGHT``
+requests at once; Pod creates/s (``pods`` of them), then the time to list them all (median of
+``list_runs``); watch latency with each ``(watchers, writes)`` of ``watch``: the watchers watch
+one namespace's ConfigMaps, one write at a time is made, and for each watcher the time from
+the write's response to the watcher reading the event (an event read before the response
+counts as 0); and the server's RSS after all that. Ratios are Corral over etcd direct of the
+time one operation takes (or of the RSS): below 1x means Corral is faster or smaller.
+``--quick`` only proves the harness runs; nothing here is judged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import msgspec
+
+from .model import Status, SuiteResult, Table
+from .stats import percentiles
+
+IN_FLIGHT = 32
+NS = "bench"
+WARM = "bench-warm"
+CM_DATA = "x" * 200
+SQLITE = "corral server (SQLite)"
+OVER_ETCD = "corral server (etcd)"
+DIRECT = "etcd direct (aetcd)"
+NAMES = {SQLITE: "SQLite server", OVER_ETCD: "server over etcd"}
+GOALS = {"creates_cm_per_s": 2000.0, "watch_p99_s": 0.050, "idle_rss_kib": 100 * 1024.0}
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    creates: int  # ConfigMaps created, then read back one by one
+    pods: int  # Pods created, then listed
+    list_runs: int
+    watch: tuple[tuple[int, int], ...]  # (watchers, sequential writes)
+    settle: float  # seconds between "ready" and the idle RSS reading
+    warmup: int  # times IN_FLIGHT creates and gets, untimed
+
+
+FULL = Params(
+    creates=5000, pods=10_000, list_runs=5, watch=((100, 200), (1000, 50)), settle=2.0, warmup=10
+)
+QUICK = Params(creates=20, pods=10, list_runs=1, watch=((3, 3), (5, 2)), settle=0.2, warmup=1)
+
+
+def configmap(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
+            "data": {"k": CM_DATA}}  # fmt: skip
+
+
+def pod(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "bench", "i": name}},
+        "spec": {
+            "containers": [
+                {
+                    "name": "app",
+                    "image": "busybox:1.36",
+                    "command": ["sleep", "infinity"],
+                    "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
+                }
+            ]
+        },
+    }
+
+
+class Ops(Protocol):
+    label: str
+
+    async def create(self, ns: str, kind: str, name: str) -> None:
+        """Create the ConfigMap (``kind`` "cm") or Pod ("pod") ``name`` in ``ns``; return
+        once the write is acknowledged."""
+
+    async def get(self, ns: str, name: str) -> None:
+        """Read the ConfigMap ``name``."""
+
+    async def count_pods(self, ns: str) -> int:
+        """List every Pod of ``ns``; how many there were."""
+
+    async def watch(self, ns: str, ready: asyncio.Event, seen: Callable[[str], None]) -> None:
+        """Watch the ConfigMaps of ``ns`` (a namespace that gets no other writes): set
+        ``ready`` once no later write can be missed, then ``seen(name)`` for every event."""
+
+    async def close(self) -> None: ...
+
+
+class _Event(msgspec.Struct):
+    object: _Object
+
+
+class _Object(msgspec.Struct):
+    metadata: _Meta
+
+
+class _Meta(msgspec.Struct):
+    name: str
+
+
+_watch_event = msgspec.json.Decoder(_Event)
+
+
+class ApiOps:
+    """The operations as Kubernetes API requests to a ``corral server``."""
+
+    def __init__(self, label: str, base_url: str, ssl: Any) -> None:
+        import aiohttp
+
+        self.label, self.base, self.ssl = label, base_url, ssl
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=ssl, limit=IN_FLIGHT, force_close=False)
+        )
+        self._watch_session: Any = None
+        self.sample: dict[str, bytes] = {}  # kind -> a created object, as the server stores it
+
+    def _path(self, ns: str, kind: str) -> str:
+        return f"{self.base}/api/v1/namespaces/{ns}/{'pods' if kind == 'pod' else 'configmaps'}"
+
+    async def _post(self, ns: str, kind: str, body: dict[str, Any]) -> bytes:
+        async with self.session.post(
+            self._path(ns, kind),
+            data=msgspec.json.encode(body),
+            headers={"Content-Type": "application/json"},
+        ) as r:
+            data = await r.read()
+            if r.status != 201:
+                raise ValueError(f"{self.label}: create {kind} {ns}: {r.status} {data[:300]!r}")
+            return data
+
+    async def setup(self, *namespaces: str) -> None:
+        for ns in namespaces:
+            async with self.session.post(
+                f"{self.base}/api/v1/namespaces",
+                data=msgspec.json.encode({"metadata": {"name": ns}}),
+                headers={"Content-Type": "application/json"},
+            ) as r:
+                if r.status != 201:
+                    raise ValueError(f"{self.label}: create namespace {ns}: {r.status}")
+
+    async def create(self, ns: str, kind: str, name: str) -> None:
+        data = await self._post(ns, kind, pod(name) if kind == "pod" else configmap(name))
+        if kind not in self.sample:
+            obj = msgspec.json.decode(data)
+            obj["metadata"].pop("resourceVersion", None)
+            self.sample[kind] = msgspec.json.encode(obj)
+
+    async def get(self, ns: str, name: str) -> None:
+        async with self.session.get(f"{self._path(ns, 'cm')}/{name}") as r:
+            await r.read()
+            if r.status != 200:
+                raise ValueError(f"{self.label}: get {name}: {r.status}")
+
+    async def count_pods(self, ns: str) -> int:
+        async with self.session.get(self._path(ns, "pod")) as r:
+            data = await r.read()
+            if r.status != 200:
+                raise ValueError(f"{self.label}: list pods: {r.status}")
+        return len(msgspec.json.decode(data)["items"])
+
+    async def watch(self, ns: str, ready: asyncio.Event, seen: Callable[[str], None]) -> None:
+        import aiohttp
+
+        if self._watch_session is None:  # a connection per watcher, none shared with writes
+            self._watch_session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self.ssl, limit=0),
+                timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
+            )
+        async with self.session.get(self._path(ns, "cm") + "?limit=1") as r:
+            rv = msgspec.json.decode(await r.read())["metadata"]["resourceVersion"]
+        url = f"{self._path(ns, 'cm')}?watch=1&resourceVersion={rv}"
+        async with self._watch_session.get(url) as r:
+            if r.status != 200:
+                raise ValueError(f"{self.label}: watch {ns}: {r.status}")
+            ready.set()  # from rv on: a write after this cannot be missed
+            async for line in r.content:
+                if line.strip():
+                    seen(_watch_event.decode(line).object.metadata.name)
+
+    async def close(self) -> None:
+        await self.session.close()
+        if self._watch_session is not None:
+            await self._watch_session.close()
+
+
+class EtcdOps:
+    """The same operations straight through aetcd: a create is a plain put of the bytes the
+    server stores for that kind, a get a range of one key, a list a prefix range. Its keys
+    are those of namespaces named ``prefix`` + the namespace, so that it never meets the
+    keys a server left in the same etcd."""
+
+    def __init__(self, client: Any, samples: dict[str, bytes], prefix: str = "direct-") -> None:
+        self.label, self.client, self.samples = DIRECT, client, samples
+        self.prefix = prefix
+
+    def _key(self, ns: str, kind: str, name: str = "") -> bytes:
+        res = "pods" if kind == "pod" else "configmaps"
+        return f"/registry/{res}/{self.prefix}{ns}/{name}".encode()
+
+    async def create(self, ns: str, kind: str, name: str) -> None:
+        await self.client.put(self._key(ns, kind, name), self.samples[kind])
+
+    async def get(self, ns: str, name: str) -> None:
+        await self.client.get(self._key(ns, "cm", name))
+
+    async def count_pods(self, ns: str) -> int:
+        return len(list(await self.client.get_prefix(self._key(ns, "pod"))))
+
+    async def watch(self, ns: str, ready: asyncio.Event, seen: Callable[[str], None]) -> None:
+        w = await self.client.watch_prefix(self._key(ns, "cm"))
+        ready.set()
+        try:
+            async for ev in w:
+                seen(ev.kv.key.decode().rsplit("/", 1)[1])
+        finally:
+            await w.cancel()
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+async def bounded(
+    n: int, fn: Callable[[int], Awaitable[None]], in_flight: int = IN_FLIGHT
+) -> float:
+    """Run fn(0..n-1) with ``in_flight`` at once; the wall time."""
+    it = iter(range(n))
+
+    async def worker() -> None:
+        for i in it:
+            await fn(i)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(min(in_flight, n))))
+    return time.perf_counter() - t0
+
+
+async def watch_latencies(ops: Ops, ns: str, watchers: int, writes: int) -> list[float]:
+    """``writes`` writes one after another into ``ns``; for each, the time from its response
+    until each watcher read its event (0 for an event read before the response)."""
+    arrived: dict[str, list[float]] = {}
+    done: dict[str, asyncio.Event] = {}
+
+    def seen(name: str) -> None:
+        times = arrived.get(name)
+        if times is None:
+            return  # not one of ours
+        times.append(time.perf_counter())
+        if len(times) == watchers:
+            done[name].set()
+
+    readies = [asyncio.Event() for _ in range(watchers)]
+    tasks = [asyncio.create_task(ops.watch(ns, r, seen)) for r in readies]
+    out: list[float] = []
+    try:
+        all_ready = asyncio.ensure_future(asyncio.gather(*(r.wait() for r in readies)))
+        await asyncio.wait([all_ready, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        if not all_ready.done():  # a watch ended (or failed) before every watcher was ready
+            all_ready.cancel()
+            for t in tasks:
+                if t.done():
+                    t.result()
+            raise ValueError(f"{ops.label}: a watch ended before the writes")
+        for i in range(writes):
+            name = f"w{i}"
+            arrived[name], done[name] = [], asyncio.Event()
+            await ops.create(ns, "cm", name)
+            acked = time.perf_counter()
+            await asyncio.wait_for(done[name].wait(), 60)
+            out += [max(0.0, t - acked) for t in arrived[name]]
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    if len(out) != watchers * writes:
+        raise ValueError(f"{ops.label}: {len(out)} events seen, {watchers * writes} due")
+    return out
+
+
+def watch_ns(watchers: int) -> str:
+    return f"bench-w{watchers}"
+
+
+async def measure(ops: Ops, p: Params) -> dict[str, float]:
+    """Every case for one runner (the bench namespace and one per watch case exist)."""
+    out: dict[str, float] = {}
+    # Untimed warm-up (connections, caches, first calls): half ConfigMaps, half Pods.
+    n = p.warmup * IN_FLIGHT
+    await bounded(n, lambda j: ops.create(WARM, ("cm", "pod")[j % 2], f"w{j}"))
+    await bounded(n, lambda j: ops.get(WARM, f"w{j - j % 2}"))
+    wall = await bounded(p.creates, lambda i: ops.create(NS, "cm", f"cm-{i}"))
+    out["creates_cm_per_s"] = p.creates / wall
+    wall = await bounded(p.creates, lambda i: ops.get(NS, f"cm-{i}"))
+    out["gets_per_s"] = p.creates / wall
+    wall = await bounded(p.pods, lambda i: ops.create(NS, "pod", f"pod-{i:05d}"))
+    out["creates_pod_per_s"] = p.pods / wall
+    times = []
+    for _ in range(p.list_runs):
+        t0 = time.perf_counter()
+        n = await ops.count_pods(NS)
+        times.append(time.perf_counter() - t0)
+        if n != p.pods:
+            raise ValueError(f"{ops.label}: listed {n} pods, created {p.pods}")
+    out["list_s"] = percentiles(times).p50
+    for watchers, writes in p.watch:
+        pc = percentiles(await watch_latencies(ops, watch_ns(watchers), watchers, writes))
+        out[f"watch{watchers}_p50_s"], out[f"watch{watchers}_p99_s"] = pc.p50, pc.p99
+    return out
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    title: str
+    key: str
+    scale: float
+    fmt: str
+    rate: bool  # a throughput: the ratio of times per operation is the inverse
+
+
+def rows(p: Params) -> list[Row]:
+    out = [
+        Row("server RSS idle after start (MiB)", "idle_rss_kib", 1 / 1024, "{:.1f}", False),
+        Row("ConfigMap creates/s", "creates_cm_per_s", 1.0, "{:.0f}", True),
+        Row("ConfigMap gets/s", "gets_per_s", 1.0, "{:.0f}", True),
+        Row("Pod creates/s", "creates_pod_per_s", 1.0, "{:.0f}", True),
+        Row(f"list of {p.pods} pods (ms)", "list_s", 1e3, "{:.1f}", False),
+    ]
+    for watchers, _ in p.watch:
+        for q in ("p50", "p99"):
+            out.append(
+                Row(f"watch {q}, {watchers} watchers (ms)", f"watch{watchers}_{q}_s", 1e3,
+                    "{:.2f}", False)
+            )  # fmt: skip
+    out.append(Row("server RSS after the run (MiB)", "rss_kib", 1 / 1024, "{:.1f}", False))
+    return out
+
+
+def ratio(value: float, peer: float, rate: bool) -> float:
+    """Corral/peer of the time per operation (or of the size): NaN when either is missing
+    or zero."""
+    if not value or not peer or math.isnan(value) or math.isnan(peer):
+        return math.nan
+    return peer / value if rate else value / peer
+
+
+def goal_notes(results: dict[str, dict[str, float]], p: Params) -> list[str]:
+    """The issue's goals for the SQLite server, and whether this run met them."""
+    r = results.get(SQLITE)
+    if r is None:
+        return []
+    out = []
+    worst = max((r[f"watch{w}_p99_s"] for w, _ in p.watch), default=math.nan)
+    for what, value, goal, ok in (
+        ("ConfigMap creates/s", r["creates_cm_per_s"], ">= 2000", r["creates_cm_per_s"] >= 2000),
+        ("watch p99 (ms, worst case)", worst * 1e3, "<= 50", worst <= GOALS["watch_p99_s"]),
+        ("idle RSS (MiB)", r["idle_rss_kib"] / 1024, "<= 100",
+         r["idle_rss_kib"] <= GOALS["idle_rss_kib"]),
+    ):  # fmt: skip
+        out.append(f"goal {what} {goal}: {value:.1f}, {'met' if ok else 'missed'}")
+    return out
+
+
+def table(
+    results: dict[str, dict[str, float]], skipped: dict[str, str], p: Params, quick: bool
+) -> Table:
+    labels = [x for x in (SQLITE, OVER_ETCD, DIRECT) if x in results or x in skipped]
+    servers = [x for x in (SQLITE, OVER_ETCD) if x in labels]
+    ratio_cols = [f"{NAMES[x]} / etcd direct" for x in servers]
+    out_rows = []
+    for row in rows(p):
+        cells = [row.title]
+        for label in labels:
+            if label in skipped:
+                cells.append("not run")
+            else:
+                v = results[label].get(row.key, math.nan)
+                cells.append("-" if math.isnan(v) else row.fmt.format(v * row.scale))
+        for label in servers:
+            x = math.nan
+            if label in results and DIRECT in results:
+                x = ratio(results[label].get(row.key, math.nan),
+                          results[DIRECT].get(row.key, math.nan), row.rate)  # fmt: skip
+            cells.append("n/a" if math.isnan(x) else f"{x:.2f}×")
+        out_rows.append(tuple(cells))
+    watch = "; ".join(f"{w} watchers x {n} writes" for w, n in p.watch)
+    notes = [
+        f"{IN_FLIGHT} requests in flight for creates and gets ({p.creates} ConfigMaps, "
+        f"{p.pods} Pods); list of every Pod of the namespace (median of {p.list_runs}); "
+        f"watch: {watch}, each write made after the previous one was seen by every watcher",
+        "HTTPS with the admin client certificate, keep-alive connections, all clients in one "
+        "process; SQLite on disk (synchronous=FULL); etcd 1 member with its data on tmpfs",
+        "ratios: Corral / etcd direct of the time per operation (creates, gets: the inverse "
+        "of the rates), of the list time, of the latency and of the RSS (etcd direct's RSS "
+        "is the etcd member's: when it started, and after all three runs): below 1× Corral "
+        "is faster or smaller",
+    ]
+    if not quick:
+        notes += goal_notes(results, p)
+    notes += [f"{label}: not run: {why}" for label, why in skipped.items()]
+    return Table(
+        title="API server operations",
+        columns=("operation", *labels, *ratio_cols),
+        rows=tuple(out_rows),
+        notes=tuple(notes),
+        data={"results": results, "skipped": skipped},
+    )
+
+
+# ----------------------------------------------------------------------------- running it
+
+
+def _progress(label: str, out: dict[str, float]) -> None:
+    figures = ", ".join(f"{k} {v:.4g}" for k, v in out.items())
+    print(f"bench: control-plane: {label}: {figures}", file=sys.stderr, flush=True)
+
+
+def rss_kib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return float(line.split()[1])
+    raise ValueError(f"no VmRSS for pid {pid}")
+
+
+async def _server_run(label: str, root: Path, extra: tuple[str, ...], p: Params) -> tuple[
+    dict[str, float], dict[str, bytes]
+]:  # fmt: skip
+    from testkit.kubeserver import Server
+
+    srv = Server(root, extra=extra)
+    await asyncio.to_thread(srv.start)
+    try:
+        assert srv.proc is not None
+        await asyncio.sleep(p.settle)
+        idle = rss_kib(srv.proc.pid)
+        ops = ApiOps(label, f"https://127.0.0.1:{srv.port}", srv.ssl_context())
+        try:
+            await ops.setup(NS, WARM, *(watch_ns(w) for w, _ in p.watch))
+            out = await measure(ops, p)
+        finally:
+            await ops.close()
+        out["idle_rss_kib"], out["rss_kib"] = idle, rss_kib(srv.proc.pid)
+        _progress(label, out)
+        return out, ops.sample
+    finally:
+        await asyncio.to_thread(srv.stop)
+
+
+async def _run_all(p: Params) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
+    results: dict[str, dict[str, float]] = {}
+    skipped: dict[str, str] = {}
+    samples = {"cm": msgspec.json.encode(configmap("x")), "pod": msgspec.json.encode(pod("x"))}
+    d = Path(tempfile.mkdtemp(prefix="cbc-", dir="/var/tmp"))
+    try:
+        results[SQLITE], got = await _server_run(SQLITE, d / "sqlite", (), p)
+        samples.update(got)
+        try:
+            import aetcd
+
+            from testkit.etcdcluster import EtcdCluster, EtcdMissing
+        except ImportError as e:
+            skipped[OVER_ETCD] = skipped[DIRECT] = f"not installed: {e}"
+            return results, skipped
+        cluster = EtcdCluster(1)
+        try:
+            await asyncio.to_thread(cluster.start)
+        except EtcdMissing as e:
+            skipped[OVER_ETCD] = skipped[DIRECT] = str(e)
+            return results, skipped
+        try:
+            m = cluster.members[0]
+            assert m.proc is not None
+            await asyncio.sleep(p.settle)
+            idle = rss_kib(m.proc.pid)  # before the server's run fills it
+            extra = ("--datastore-endpoint", cluster.url)
+            results[OVER_ETCD], _ = await _server_run(OVER_ETCD, d / "etcd", extra, p)
+            client = aetcd.Client(
+                host="127.0.0.1",
+                port=m.client_port,
+                options={"grpc.max_receive_message_length": 64 << 20},
+            )
+            direct = EtcdOps(client, samples)
+            try:
+                out = await measure(direct, p)
+            finally:
+                await direct.close()
+            out["idle_rss_kib"], out["rss_kib"] = idle, rss_kib(m.proc.pid)
+            _progress(DIRECT, out)
+            results[DIRECT] = out
+        finally:
+            await asyncio.to_thread(cluster.stop)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    return results, skipped
+
+
+def control_plane_suite(quick: bool) -> SuiteResult:
+    import aiohttp
+
+    from .suites import SUITES
+
+    p = QUICK if quick else FULL
+    try:
+        results, skipped = asyncio.run(_run_all(p))
+    except (RuntimeError, aiohttp.ClientError) as e:  # a server that did not start or answer
+        return SuiteResult("control-plane", SUITES["control-plane"], Status.FAILED, str(e))
+    t = table(results, skipped, p, quick)
+    return SuiteResult("control-plane", SUITES["control-plane"], Status.OK, tables=(t,))
