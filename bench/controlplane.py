@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import shutil
 import sys
 import tempfile
@@ -240,6 +241,10 @@ class EtcdOps:
         await self.client.close()
 
 
+def _no_cpu() -> float:
+    return 0.0
+
+
 async def bounded(
     n: int, fn: Callable[[int], Awaitable[None]], in_flight: int = IN_FLIGHT
 ) -> float:
@@ -255,9 +260,12 @@ async def bounded(
     return time.perf_counter() - t0
 
 
-async def watch_latencies(ops: Ops, ns: str, watchers: int, writes: int) -> list[float]:
+async def watch_latencies(
+    ops: Ops, ns: str, watchers: int, writes: int, cpu: Callable[[], float] = _no_cpu
+) -> tuple[list[float], float]:
     """``writes`` writes one after another into ``ns``; for each, the time from its response
-    until each watcher read its event (0 for an event read before the response)."""
+    until each watcher read its event (0 for an event read before the response). Also the
+    server's CPU time from the first write to the last event (``cpu()``: so far, seconds)."""
     arrived: dict[str, list[float]] = {}
     done: dict[str, asyncio.Event] = {}
 
@@ -281,6 +289,7 @@ async def watch_latencies(ops: Ops, ns: str, watchers: int, writes: int) -> list
                 if t.done():
                     t.result()
             raise ValueError(f"{ops.label}: a watch ended before the writes")
+        c0 = cpu()
         for i in range(writes):
             name = f"w{i}"
             arrived[name], done[name] = [], asyncio.Event()
@@ -288,32 +297,39 @@ async def watch_latencies(ops: Ops, ns: str, watchers: int, writes: int) -> list
             acked = time.perf_counter()
             await asyncio.wait_for(done[name].wait(), 60)
             out += [max(0.0, t - acked) for t in arrived[name]]
+        used = cpu() - c0
     finally:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     if len(out) != watchers * writes:
         raise ValueError(f"{ops.label}: {len(out)} events seen, {watchers * writes} due")
-    return out
+    return out, used
 
 
 def watch_ns(watchers: int) -> str:
     return f"bench-w{watchers}"
 
 
-async def measure(ops: Ops, p: Params) -> dict[str, float]:
-    """Every case for one runner (the bench namespace and one per watch case exist)."""
+async def measure(ops: Ops, p: Params, cpu: Callable[[], float] = _no_cpu) -> dict[str, float]:
+    """Every case for one runner (the bench namespace and one per watch case exist).
+    ``cpu()`` is the CPU time the server has used so far (seconds): each case also gets the
+    server's CPU time per operation (per event delivered, for a watch)."""
     out: dict[str, float] = {}
     # Untimed warm-up (connections, caches, first calls): half ConfigMaps, half Pods.
     n = p.warmup * IN_FLIGHT
     await bounded(n, lambda j: ops.create(WARM, ("cm", "pod")[j % 2], f"w{j}"))
     await bounded(n, lambda j: ops.get(WARM, f"w{j - j % 2}"))
+    c0 = cpu()
     wall = await bounded(p.creates, lambda i: ops.create(NS, "cm", f"cm-{i}"))
-    out["creates_cm_per_s"] = p.creates / wall
+    c1 = cpu()
+    out["creates_cm_per_s"], out["cpu_create_cm_s"] = p.creates / wall, (c1 - c0) / p.creates
     wall = await bounded(p.creates, lambda i: ops.get(NS, f"cm-{i}"))
-    out["gets_per_s"] = p.creates / wall
+    c2 = cpu()
+    out["gets_per_s"], out["cpu_get_s"] = p.creates / wall, (c2 - c1) / p.creates
     wall = await bounded(p.pods, lambda i: ops.create(NS, "pod", f"pod-{i:05d}"))
-    out["creates_pod_per_s"] = p.pods / wall
+    c3 = cpu()
+    out["creates_pod_per_s"], out["cpu_create_pod_s"] = p.pods / wall, (c3 - c2) / p.pods
     times = []
     for _ in range(p.list_runs):
         t0 = time.perf_counter()
@@ -321,10 +337,13 @@ async def measure(ops: Ops, p: Params) -> dict[str, float]:
         times.append(time.perf_counter() - t0)
         if n != p.pods:
             raise ValueError(f"{ops.label}: listed {n} pods, created {p.pods}")
-    out["list_s"] = percentiles(times).p50
+    c4 = cpu()
+    out["list_s"], out["cpu_list_s"] = percentiles(times).p50, (c4 - c3) / p.list_runs
     for watchers, writes in p.watch:
-        pc = percentiles(await watch_latencies(ops, watch_ns(watchers), watchers, writes))
+        lat, used = await watch_latencies(ops, watch_ns(watchers), watchers, writes, cpu)
+        pc = percentiles(lat)
         out[f"watch{watchers}_p50_s"], out[f"watch{watchers}_p99_s"] = pc.p50, pc.p99
+        out[f"cpu_watch{watchers}_s"] = used / (watchers * writes)
     return out
 
 
@@ -355,6 +374,18 @@ def rows(p: Params) -> list[Row]:
                     "{:.2f}", False)
             )  # fmt: skip
     out.append(Row("server RSS after the run (MiB)", "rss_kib", 1 / 1024, "{:.1f}", False))
+    us = 1e6
+    out += [
+        Row("server CPU per ConfigMap create (µs)", "cpu_create_cm_s", us, "{:.0f}", False),
+        Row("server CPU per ConfigMap get (µs)", "cpu_get_s", us, "{:.0f}", False),
+        Row("server CPU per Pod create (µs)", "cpu_create_pod_s", us, "{:.0f}", False),
+        Row(f"server CPU per list of {p.pods} pods (ms)", "cpu_list_s", 1e3, "{:.1f}", False),
+    ]
+    for watchers, _ in p.watch:
+        out.append(
+            Row(f"server CPU per watch event, {watchers} watchers (µs)",
+                f"cpu_watch{watchers}_s", us, "{:.0f}", False)
+        )  # fmt: skip
     return out
 
 
@@ -416,6 +447,11 @@ def table(
         "of the rates), of the list time, of the latency and of the RSS (etcd direct's RSS "
         "is the etcd member's: when it started, and after all three runs): below 1× Corral "
         "is faster or smaller",
+        "server CPU: user + system time of the server process (every thread) during the case, "
+        "per operation (per event delivered to one watcher, from the first write on, for a "
+        "watch); over etcd it leaves "
+        "out etcd's own; for etcd direct it is the etcd member's. Less disturbed than the "
+        "rates by whatever else the machine runs",
     ]
     if not quick:
         notes += goal_notes(results, p)
@@ -435,6 +471,13 @@ def table(
 def _progress(label: str, out: dict[str, float]) -> None:
     figures = ", ".join(f"{k} {v:.4g}" for k, v in out.items())
     print(f"bench: control-plane: {label}: {figures}", file=sys.stderr, flush=True)
+
+
+def cpu_s(pid: int) -> float:
+    """User + system time of every thread of ``pid`` so far (seconds)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid: int) -> float:
@@ -459,7 +502,8 @@ async def _server_run(label: str, root: Path, extra: tuple[str, ...], p: Params)
         ops = ApiOps(label, f"https://127.0.0.1:{srv.port}", srv.ssl_context())
         try:
             await ops.setup(NS, WARM, *(watch_ns(w) for w, _ in p.watch))
-            out = await measure(ops, p)
+            pid = srv.proc.pid
+            out = await measure(ops, p, lambda: cpu_s(pid))
         finally:
             await ops.close()
         out["idle_rss_kib"], out["rss_kib"] = idle, rss_kib(srv.proc.pid)
@@ -504,7 +548,8 @@ async def _run_all(p: Params) -> tuple[dict[str, dict[str, float]], dict[str, st
             )
             direct = EtcdOps(client, samples)
             try:
-                out = await measure(direct, p)
+                pid = m.proc.pid
+                out = await measure(direct, p, lambda: cpu_s(pid))
             finally:
                 await direct.close()
             out["idle_rss_kib"], out["rss_kib"] = idle, rss_kib(m.proc.pid)
@@ -519,12 +564,15 @@ async def _run_all(p: Params) -> tuple[dict[str, dict[str, float]], dict[str, st
 
 def control_plane_suite(quick: bool) -> SuiteResult:
     import aiohttp
+    import uvloop
 
     from .suites import SUITES
 
     p = QUICK if quick else FULL
     try:
-        results, skipped = asyncio.run(_run_all(p))
+        # The clients on the server's loop (uvloop): less of the harness in the figures.
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            results, skipped = runner.run(_run_all(p))
     except (RuntimeError, aiohttp.ClientError) as e:  # a server that did not start or answer
         return SuiteResult("control-plane", SUITES["control-plane"], Status.FAILED, str(e))
     t = table(results, skipped, p, quick)

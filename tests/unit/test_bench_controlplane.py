@@ -34,7 +34,8 @@ def test_rows_follow_the_watch_cases() -> None:
     assert keys[:5] == ["idle_rss_kib", "creates_cm_per_s", "gets_per_s", "creates_pod_per_s",
                         "list_s"]  # fmt: skip
     assert keys[5:9] == ["watch2_p50_s", "watch2_p99_s", "watch4_p50_s", "watch4_p99_s"]
-    assert keys[-1] == "rss_kib"
+    assert keys[9:] == ["rss_kib", "cpu_create_cm_s", "cpu_get_s", "cpu_create_pod_s",
+                        "cpu_list_s", "cpu_watch2_s", "cpu_watch4_s"]  # fmt: skip
     assert [r.rate for r in cp.rows(TINY)][1:4] == [True, True, True]
 
 
@@ -81,8 +82,10 @@ def test_every_case_through_a_real_server(tmp_path: Path) -> None:
         ops = cp.ApiOps(cp.SQLITE, f"https://127.0.0.1:{srv.port}", srv.ssl_context())
         try:
             await ops.setup(cp.NS, cp.WARM, "w", *(cp.watch_ns(w) for w, _ in TINY.watch))
-            lat = await cp.watch_latencies(ops, "w", 3, 4)
-            return await cp.measure(ops, TINY), lat
+            lat, _ = await cp.watch_latencies(ops, "w", 3, 4)
+            assert srv.proc is not None
+            pid = srv.proc.pid
+            return await cp.measure(ops, TINY, lambda: cp.cpu_s(pid)), lat
         finally:
             await ops.close()
 
@@ -93,6 +96,7 @@ def test_every_case_through_a_real_server(tmp_path: Path) -> None:
     assert len(lat) == 12 and all(x >= 0 for x in lat)
     assert set(out) == {r.key for r in cp.rows(TINY)} - {"idle_rss_kib", "rss_kib"}
     assert out["creates_cm_per_s"] > 0 and out["list_s"] > 0
+    assert all(out[k] >= 0 for k in out if k.startswith("cpu_"))
 
 
 def test_a_failed_write_fails_the_case_instead_of_hanging(tmp_path: Path) -> None:
