@@ -8,7 +8,8 @@ bytes the server stores: the ceiling a server over etcd can reach). etcd's data 
 when there is one (as the tests; on disk its fsyncs would dominate).
 
 The clients run in this process, on one asyncio loop, over HTTPS with the admin client
-certificate and keep-alive connections (``IN_FLIGHT`` of them for creates and gets). Cases:
+certificate and keep-alive connections (``IN_FLIGHT`` of them for creates and gets), through
+a lean HTTP/1.1 client (what the harness costs runs on the server's cores too). Cases:
 the server's RSS once it is ready and idle; ConfigMap creates/s and gets/s with ``IN_FLIGHT``
 requests at once; Pod creates/s (``pods`` of them), then the time to list them all (median of
 ``list_runs``); watch latency with each ``(watchers, writes)`` of ``watch``: the watchers watch
@@ -123,86 +124,137 @@ class _Meta(msgspec.Struct):
 _watch_event = msgspec.json.Decoder(_Event)
 
 
+class _Conn:
+    """One keep-alive HTTPS connection speaking just enough HTTP/1.1 for these requests (a
+    lean client: what it costs runs on the same two cores as the server)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, host: str, port: int, ssl: Any) -> _Conn:
+        reader, writer = await asyncio.open_connection(host, port, ssl=ssl, limit=1 << 20)
+        return cls(reader, writer)
+
+    def send(self, method: str, path: str, body: bytes = b"") -> None:
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + body)
+
+    async def head(self) -> tuple[int, dict[bytes, bytes]]:
+        raw = await self.reader.readuntil(b"\r\n\r\n")
+        lines = raw.split(b"\r\n")
+        headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(b":")
+            headers[k.strip().lower()] = v.strip()
+        return int(lines[0].split()[1]), headers
+
+    async def chunk(self) -> bytes:
+        """The next chunk of a chunked body (b"" at its end)."""
+        size = int((await self.reader.readline()).split(b";")[0], 16)
+        data = await self.reader.readexactly(size + 2)
+        return data[:-2]
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        self.send(method, path, body)
+        status, headers = await self.head()
+        if headers.get(b"transfer-encoding") == b"chunked":
+            parts = []
+            while part := await self.chunk():
+                parts.append(part)
+            await self.reader.readuntil(b"\r\n")  # the (empty) trailer
+            return status, b"".join(parts)
+        return status, await self.reader.readexactly(int(headers.get(b"content-length", b"0")))
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 class ApiOps:
-    """The operations as Kubernetes API requests to a ``corral server``."""
+    """The operations as Kubernetes API requests to a ``corral server``: a pool of
+    keep-alive connections for requests, a connection of its own for each watch."""
 
     def __init__(self, label: str, base_url: str, ssl: Any) -> None:
-        import aiohttp
-
-        self.label, self.base, self.ssl = label, base_url, ssl
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=ssl, limit=IN_FLIGHT, force_close=False)
-        )
-        self._watch_session: Any = None
+        self.label, self.ssl = label, ssl
+        host, _, port = base_url.removeprefix("https://").rpartition(":")
+        self.host, self.port = host, int(port)
+        self._idle: list[_Conn] = []
+        self._all: list[_Conn] = []
         self.sample: dict[str, bytes] = {}  # kind -> a created object, as the server stores it
 
-    def _path(self, ns: str, kind: str) -> str:
-        return f"{self.base}/api/v1/namespaces/{ns}/{'pods' if kind == 'pod' else 'configmaps'}"
+    async def _request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = await _Conn.open(self.host, self.port, self.ssl)
+            self._all.append(conn)
+        try:
+            out = await conn.request(method, path, body)
+        except BaseException:
+            conn.close()
+            raise
+        self._idle.append(conn)
+        return out
 
-    async def _post(self, ns: str, kind: str, body: dict[str, Any]) -> bytes:
-        async with self.session.post(
-            self._path(ns, kind),
-            data=msgspec.json.encode(body),
-            headers={"Content-Type": "application/json"},
-        ) as r:
-            data = await r.read()
-            if r.status != 201:
-                raise ValueError(f"{self.label}: create {kind} {ns}: {r.status} {data[:300]!r}")
-            return data
+    @staticmethod
+    def _path(ns: str, kind: str) -> str:
+        return f"/api/v1/namespaces/{ns}/{'pods' if kind == 'pod' else 'configmaps'}"
 
     async def setup(self, *namespaces: str) -> None:
         for ns in namespaces:
-            async with self.session.post(
-                f"{self.base}/api/v1/namespaces",
-                data=msgspec.json.encode({"metadata": {"name": ns}}),
-                headers={"Content-Type": "application/json"},
-            ) as r:
-                if r.status != 201:
-                    raise ValueError(f"{self.label}: create namespace {ns}: {r.status}")
+            body = msgspec.json.encode({"metadata": {"name": ns}})
+            status, _ = await self._request("POST", "/api/v1/namespaces", body)
+            if status != 201:
+                raise ValueError(f"{self.label}: create namespace {ns}: {status}")
 
     async def create(self, ns: str, kind: str, name: str) -> None:
-        data = await self._post(ns, kind, pod(name) if kind == "pod" else configmap(name))
+        body = msgspec.json.encode(pod(name) if kind == "pod" else configmap(name))
+        status, data = await self._request("POST", self._path(ns, kind), body)
+        if status != 201:
+            raise ValueError(f"{self.label}: create {kind} {ns}: {status} {data[:300]!r}")
         if kind not in self.sample:
             obj = msgspec.json.decode(data)
             obj["metadata"].pop("resourceVersion", None)
             self.sample[kind] = msgspec.json.encode(obj)
 
     async def get(self, ns: str, name: str) -> None:
-        async with self.session.get(f"{self._path(ns, 'cm')}/{name}") as r:
-            await r.read()
-            if r.status != 200:
-                raise ValueError(f"{self.label}: get {name}: {r.status}")
+        status, _ = await self._request("GET", f"{self._path(ns, 'cm')}/{name}")
+        if status != 200:
+            raise ValueError(f"{self.label}: get {name}: {status}")
 
     async def count_pods(self, ns: str) -> int:
-        async with self.session.get(self._path(ns, "pod")) as r:
-            data = await r.read()
-            if r.status != 200:
-                raise ValueError(f"{self.label}: list pods: {r.status}")
+        status, data = await self._request("GET", self._path(ns, "pod"))
+        if status != 200:
+            raise ValueError(f"{self.label}: list pods: {status}")
         return len(msgspec.json.decode(data)["items"])
 
     async def watch(self, ns: str, ready: asyncio.Event, seen: Callable[[str], None]) -> None:
-        import aiohttp
-
-        if self._watch_session is None:  # a connection per watcher, none shared with writes
-            self._watch_session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self.ssl, limit=0),
-                timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
-            )
-        async with self.session.get(self._path(ns, "cm") + "?limit=1") as r:
-            rv = msgspec.json.decode(await r.read())["metadata"]["resourceVersion"]
-        url = f"{self._path(ns, 'cm')}?watch=1&resourceVersion={rv}"
-        async with self._watch_session.get(url) as r:
-            if r.status != 200:
-                raise ValueError(f"{self.label}: watch {ns}: {r.status}")
+        status, data = await self._request("GET", self._path(ns, "cm") + "?limit=1")
+        if status != 200:
+            raise ValueError(f"{self.label}: watch {ns}: list: {status}")
+        rv = msgspec.json.decode(data)["metadata"]["resourceVersion"]
+        conn = await _Conn.open(self.host, self.port, self.ssl)
+        try:
+            conn.send("GET", f"{self._path(ns, 'cm')}?watch=1&resourceVersion={rv}")
+            status, _ = await conn.head()
+            if status != 200:
+                raise ValueError(f"{self.label}: watch {ns}: {status}")
             ready.set()  # from rv on: a write after this cannot be missed
-            async for line in r.content:
-                if line.strip():
-                    seen(_watch_event.decode(line).object.metadata.name)
+            rest = b""
+            while part := await conn.chunk():
+                *lines, rest = (rest + part).split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        seen(_watch_event.decode(line).object.metadata.name)
+        finally:
+            conn.close()
 
     async def close(self) -> None:
-        await self.session.close()
-        if self._watch_session is not None:
-            await self._watch_session.close()
+        for conn in self._all:
+            conn.close()
+        self._all, self._idle = [], []
 
 
 class EtcdOps:
@@ -563,7 +615,6 @@ async def _run_all(p: Params) -> tuple[dict[str, dict[str, float]], dict[str, st
 
 
 def control_plane_suite(quick: bool) -> SuiteResult:
-    import aiohttp
     import uvloop
 
     from .suites import SUITES
@@ -573,7 +624,7 @@ def control_plane_suite(quick: bool) -> SuiteResult:
         # The clients on the server's loop (uvloop): less of the harness in the figures.
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             results, skipped = runner.run(_run_all(p))
-    except (RuntimeError, aiohttp.ClientError) as e:  # a server that did not start or answer
+    except (RuntimeError, asyncio.IncompleteReadError) as e:  # a server that did not start
         return SuiteResult("control-plane", SUITES["control-plane"], Status.FAILED, str(e))
     t = table(results, skipped, p, quick)
     return SuiteResult("control-plane", SUITES["control-plane"], Status.OK, tables=(t,))
