@@ -13,6 +13,7 @@ import base64
 import contextlib
 import copy
 import logging
+import os
 import secrets
 import uuid
 from collections.abc import Callable
@@ -76,6 +77,21 @@ def decode_shallow(kv: KeyValue) -> Obj:
     meta["resourceVersion"] = str(kv.mod_rev)
     obj["metadata"] = meta
     return obj
+
+
+_random = bytearray()
+_random_pid = 0
+
+
+def _new_uid() -> str:
+    """A random (version 4) UUID, as uuid.uuid4(), from os.urandom read 4 KiB at a time: one
+    syscall per 256 objects instead of one per object (never shared with a forked child)."""
+    global _random, _random_pid
+    if not _random or _random_pid != os.getpid():
+        _random, _random_pid = bytearray(os.urandom(4096)), os.getpid()
+    raw = bytes(_random[-16:])
+    del _random[-16:]
+    return str(uuid.UUID(bytes=raw, version=4))
 
 
 def _copy(value: Any) -> Any:
@@ -291,7 +307,7 @@ class Storage:
                 )
             meta["name"] = gen + "".join(secrets.choice(_GENERATE_CHARS) for _ in range(5))
         name = meta["name"]
-        meta["uid"] = str(uuid.uuid4())
+        meta["uid"] = _new_uid()
         meta["creationTimestamp"] = now_rfc3339()
         for f in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields"):
             meta.pop(f, None)
