@@ -16,8 +16,9 @@ requests at once; Pod creates/s (``pods`` of them), then the time to list them a
 one namespace's ConfigMaps, one write at a time is made, and for each watcher the time from
 the write's response to the watcher reading the event (an event read before the response
 counts as 0: over etcd the server often fans the event out before it answers the write),
-and the time from the start of the write; and the server's RSS after all that. Ratios are Corral over etcd direct of the
-time one operation takes (or of the RSS): below 1x means Corral is faster or smaller.
+and the time from the start of the write; and the server's RSS after all that. Ratios are
+Corral over etcd direct of the time one operation takes (or of the RSS): below 1x means
+Corral is faster or smaller.
 ``--quick`` only proves the harness runs; nothing here is judged.
 """
 
