@@ -42,6 +42,7 @@ from .model import Status, SuiteResult, Table
 from .stats import percentiles
 
 IN_FLIGHT = 32
+OPENING = 64  # connections being opened at once (1000 watchers do not all knock at once)
 NS = "bench"
 WARM = "bench-warm"
 CM_DATA = "x" * 200
@@ -236,13 +237,22 @@ class ApiOps:
         self.host, self.port = host, int(port)
         self._idle: list[_Conn] = []
         self._all: list[_Conn] = []
+        self._opening = asyncio.Semaphore(OPENING)
         self.sample: dict[str, bytes] = {}  # kind -> a created object, as the server stores it
+
+    async def _open(self) -> _Conn:
+        async with self._opening:
+            conn = await _Conn.open(self.host, self.port, self.ssl)
+        self._all.append(conn)
+        return conn
 
     async def _request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
         conn = self._idle.pop() if self._idle else None
+        if conn is not None and conn.reader.at_eof():  # the server closed it while idle
+            conn.close()
+            conn = None
         if conn is None:
-            conn = await _Conn.open(self.host, self.port, self.ssl)
-            self._all.append(conn)
+            conn = await self._open()
         try:
             out = await conn.request(method, path, body)
         except BaseException:
@@ -290,9 +300,10 @@ class ApiOps:
         rv = msgspec.json.decode(data)["metadata"]["resourceVersion"]
         loop = asyncio.get_running_loop()
         stream = WatchStream(ready, seen)
-        transport, _ = await loop.create_connection(
-            lambda: stream, self.host, self.port, ssl=self.ssl
-        )
+        async with self._opening:
+            transport, _ = await loop.create_connection(
+                lambda: stream, self.host, self.port, ssl=self.ssl
+            )
         try:
             path = f"{self._path(ns, 'cm')}?watch=1&resourceVersion={rv}"
             transport.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())

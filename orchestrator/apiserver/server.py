@@ -28,6 +28,9 @@ from .pki import Pki, ensure_pki
 __all__ = ["ServerConfig", "ServerError", "kubeconfig", "run_server"]
 
 log = logging.getLogger("corral.server")
+# Connections waiting to be accepted: every client of a cluster may come back at once (after a
+# restart of the server); 128, aiohttp's default, drops the rest's SYNs (capped by somaxconn).
+BACKLOG = 1024
 
 
 class ServerError(Exception):
@@ -156,7 +159,11 @@ async def _serve(cfg: ServerConfig) -> None:
         runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         site = web.TCPSite(
-            runner, cfg.bind_address, cfg.https_listen_port, ssl_context=_ssl_context(pki)
+            runner,
+            cfg.bind_address,
+            cfg.https_listen_port,
+            ssl_context=_ssl_context(pki),
+            backlog=BACKLOG,
         )
         try:
             await site.start()
