@@ -28,9 +28,14 @@ OTHER: dict[str, str] = {
     "bridge and host-local plugins",
     "store": "store drivers (SQLite, etcd) vs etcd through its client: creates/s, gets/s, list "
     "of 10k keys, watch latency with 100 watchers",
+    "control-plane": "`corral server` over SQLite and over etcd vs etcd through its client: "
+    "creates/s, gets/s, list of 10k pods, watch latency with 100 and 1000 watchers, idle RSS",
 }
 SUITES: dict[str, str] = {**SPAWN, **OTHER, **{k: v[0] for k, v in PENDING.items()}}
-ORDER = ("spawn-cli", "spawn-lib", "image", "pull", "pod", "density", "network", "store")
+ORDER = (
+    "spawn-cli", "spawn-lib", "image", "pull", "pod", "density", "network", "store",
+    "control-plane",
+)  # fmt: skip
 assert set(ORDER) == set(SUITES), "every suite has a place in ORDER"
 
 

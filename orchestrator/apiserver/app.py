@@ -24,7 +24,7 @@ from .resources import RESOURCES, Resource, by_path
 from .selectors import field_selector, label_selector
 from .storage import Storage
 from .tables import table
-from .watchcache import CacheEvent, Closed, WatchCache
+from .watchcache import CacheEvent, Closed, Subscription, WatchCache
 
 __all__ = ["MAX_BODY", "MAX_DEPTH", "ApiServer"]
 
@@ -472,6 +472,7 @@ class ApiServer:
     async def _list(self, request: web.Request, res: Resource, ns: str | None) -> web.Response:
         q = request.query
         limit = _int_param(request, "limit") or 0
+        as_table = _wants_table(request)
         items, rev, cont = await self.storage.list(
             res,
             ns,
@@ -480,8 +481,9 @@ class ApiServer:
             continue_token=q.get("continue") or None,
             resource_version=q.get("resourceVersion", ""),
             exact=q.get("resourceVersionMatch") == "Exact",
+            shallow=not as_table,  # only encoded again
         )
-        if _wants_table(request):
+        if as_table:
             return _json(table(res.name, items, str(rev), cont or "", q.get("includeObject", "")))
         return _json(_list_body(res, items, rev, cont))
 
@@ -522,9 +524,6 @@ class ApiServer:
             match = _named(name, match)
         rv = q.get("resourceVersion", "")
         timeout = _int_param(request, "timeoutSeconds")
-        bookmarks = _truthy(q.get("allowWatchBookmarks"))
-        as_table = _wants_table(request)
-        include = q.get("includeObject", "")
         prefix = res.key_prefix(ns)
         initial: list[Obj] = []
         if rv in ("", "0"):
@@ -536,39 +535,60 @@ class ApiServer:
                 raise errors.bad_request(
                     f"invalid resourceVersion {rv!r}: not an integer"
                 ) from None
+        try:
+            sub = await self.caches[res.name].subscribe(start)
+        except Closed:
+            raise ApiError(503, "ServiceUnavailable", "the server is shutting down") from None
+        try:
+            resp = web.StreamResponse(status=200, headers={"Content-Type": JSON})
+            resp.enable_chunked_encoding()
+            await resp.prepare(request)
+            await self._stream(request, resp, res, prefix, match, start, timeout, initial, sub)
+        finally:
+            sub.close()
+        with contextlib.suppress(ConnectionResetError, RuntimeError):
+            await resp.write_eof()
+        return resp
+
+    async def _stream(
+        self,
+        request: web.Request,
+        resp: web.StreamResponse,
+        res: Resource,
+        prefix: str,
+        match: Callable[[Obj], bool] | None,
+        start: int,
+        timeout: int | None,
+        initial: list[Obj],
+        sub: Subscription,
+    ) -> None:
+        """Write the watch events of ``sub`` until the client goes, the timeout passes, the
+        server stops or the cache ends the watch (a 410 ERROR event when it is too old)."""
+        q = request.query
+        bookmarks = _truthy(q.get("allowWatchBookmarks"))
+        as_table = _wants_table(request)
+        include = q.get("includeObject", "")
         cache = self.caches[res.name]
-        events = cache.watch(start)
 
-        resp = web.StreamResponse(status=200, headers={"Content-Type": JSON})
-        resp.enable_chunked_encoding()
-        await resp.prepare(request)
-
-        def frame(typ: str, obj: Obj) -> bytes:
-            if as_table and typ in ("ADDED", "MODIFIED", "DELETED"):
+        def frame(typ: str, ev: CacheEvent | None, obj: Obj) -> bytes:
+            if as_table:
                 obj = table(
                     res.name, [obj], obj["metadata"].get("resourceVersion", ""), "", include
                 )
+            elif ev is not None:  # the same bytes for every watcher of this event
+                data = ev.frames.get(typ)
+                if data is None:
+                    data = ev.frames[typ] = _encoder.encode({"type": typ, "object": obj}) + b"\n"
+                return data
             return _encoder.encode({"type": typ, "object": obj}) + b"\n"
 
         last_rev = start
-        for obj in initial:
-            await resp.write(frame("ADDED", obj))
-
-        pending: asyncio.Queue[Any] = asyncio.Queue()
-
-        async def pump() -> None:
-            try:
-                async for ev in events:
-                    pending.put_nowait(ev)
-                pending.put_nowait(Closed(prefix))
-            except Exception as e:  # Gone, Closed, a store error: end this watch
-                pending.put_nowait(e)
-
-        pump_task = asyncio.get_running_loop().create_task(pump())
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout if timeout and timeout > 0 else None
-        next_bookmark = loop.time() + self.bookmark_interval
         try:
+            if initial:
+                await resp.write(b"".join(frame("ADDED", None, obj) for obj in initial))
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout if timeout and timeout > 0 else None
+            next_bookmark = loop.time() + self.bookmark_interval
             while not self._closing.is_set():
                 now = loop.time()
                 if deadline is not None and now >= deadline:
@@ -579,8 +599,19 @@ class ApiServer:
                 if bookmarks:
                     wait = min(wait, max(next_bookmark - now, 0))
                 try:
-                    item = await asyncio.wait_for(pending.get(), timeout=max(wait, 0))
-                except TimeoutError:
+                    batch = await sub.take(wait)
+                except Gone as e:
+                    err = errors.gone(f"too old resource version: {start} ({e.compacted})")
+                    await resp.write(
+                        _encoder.encode({"type": "ERROR", "object": err.status()}) + b"\n"
+                    )
+                    break
+                except Closed:
+                    break
+                except Exception as e:  # a store error: end this watch
+                    log.warning("watch %s: %s", prefix, e)
+                    break
+                if not batch:
                     if request.transport is None or request.transport.is_closing():
                         break
                     if bookmarks and loop.time() >= next_bookmark:
@@ -600,35 +631,19 @@ class ApiServer:
                         )
                         next_bookmark = loop.time() + self.bookmark_interval
                     continue
-                if isinstance(item, Gone):
-                    err = errors.gone(f"too old resource version: {start} ({item.compacted})")
-                    await resp.write(
-                        _encoder.encode({"type": "ERROR", "object": err.status()}) + b"\n"
-                    )
-                    break
-                if isinstance(item, Exception):
-                    if not isinstance(item, Closed):
-                        log.warning("watch %s: %s", prefix, item)
-                    break
-                ev: CacheEvent = item
-                if not ev.key.startswith(prefix):
-                    continue
-                out = _translate(ev, match)
-                if out is None:
-                    continue
-                last_rev = ev.revision
-                await resp.write(frame(out[0], out[1]))
+                chunks = []
+                for ev in batch:
+                    if not ev.key.startswith(prefix):
+                        continue
+                    out = _translate(ev, match)
+                    if out is None:
+                        continue
+                    last_rev = ev.revision
+                    chunks.append(frame(out[0], ev, out[1]))
+                if chunks:
+                    await resp.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
         except (ConnectionResetError, RuntimeError):  # the client went away
             pass
-        finally:
-            pump_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await pump_task
-            with contextlib.suppress(Exception):
-                await events.aclose()
-        with contextlib.suppress(ConnectionResetError, RuntimeError):
-            await resp.write_eof()
-        return resp
 
 
 def _named(name: str, base: Callable[[Obj], bool] | None) -> Callable[[Obj], bool]:

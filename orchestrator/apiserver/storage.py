@@ -13,6 +13,7 @@ import base64
 import contextlib
 import copy
 import logging
+import os
 import secrets
 import uuid
 from collections.abc import Callable
@@ -61,6 +62,46 @@ def decode_value(kv: KeyValue) -> Obj:
     obj = msgspec.json.decode(kv.value)
     obj.setdefault("metadata", {})["resourceVersion"] = str(kv.mod_rev)
     return obj
+
+
+_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw])
+
+
+def decode_shallow(kv: KeyValue) -> Obj:
+    """The stored object with only its metadata decoded: every other field stays the JSON it
+    was stored as (``msgspec.Raw``), encoded back byte for byte. For lists that are only
+    encoded again (a tenth of the time of a full decode, and nearly no garbage)."""
+    obj: Obj = _top_level.decode(kv.value)
+    raw = obj.get("metadata")
+    meta = msgspec.json.decode(raw) if raw is not None else {}
+    meta["resourceVersion"] = str(kv.mod_rev)
+    obj["metadata"] = meta
+    return obj
+
+
+_random = bytearray()
+_random_pid = 0
+
+
+def _new_uid() -> str:
+    """A random (version 4) UUID, as uuid.uuid4(), from os.urandom read 4 KiB at a time: one
+    syscall per 256 objects instead of one per object (never shared with a forked child)."""
+    global _random, _random_pid
+    if not _random or _random_pid != os.getpid():
+        _random, _random_pid = bytearray(os.urandom(4096)), os.getpid()
+    raw = bytes(_random[-16:])
+    del _random[-16:]
+    return str(uuid.UUID(bytes=raw, version=4))
+
+
+def _copy(value: Any) -> Any:
+    """A copy of decoded JSON (dicts and lists copied, scalars shared): copy.deepcopy without
+    its memo and dispatch, twice as fast."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
 
 
 def _encode_value(obj: Obj) -> bytes:
@@ -127,8 +168,10 @@ class Storage:
         continue_token: str | None = None,
         resource_version: str = "",
         exact: bool = False,
+        shallow: bool = False,
     ) -> tuple[list[Obj], int, str | None]:
-        """(items, list revision, continue token or None)."""
+        """(items, list revision, continue token or None). ``shallow``: the items are only
+        to be encoded again, so (when nothing is matched) only their metadata is decoded."""
         prefix = res.key_prefix(ns)
         revision = 0
         if resource_version not in ("", "0") and not continue_token:
@@ -172,10 +215,13 @@ class Storage:
                 raise errors.bad_request(str(e)) from None
             list_rev = page.revision
             revision = page.revision
-            for kv in page.items:
-                obj = decode_value(kv)
-                if match is None or match(obj):
-                    items.append(obj)
+            if shallow and match is None:
+                items += map(decode_shallow, page.items)
+            else:
+                for kv in page.items:
+                    obj = decode_value(kv)
+                    if match is None or match(obj):
+                        items.append(obj)
             token = page.continue_token
             if token is None or (limit > 0 and len(items) >= limit):
                 break
@@ -238,7 +284,7 @@ class Storage:
         self, res: Resource, ns: str | None, body: Obj, *, dry_run: bool = False
     ) -> Obj:
         self._check_type(res, body)
-        obj = copy.deepcopy(body)
+        obj = _copy(body)
         meta = obj.setdefault("metadata", {})
         if meta is None:
             meta = obj["metadata"] = {}
@@ -261,7 +307,7 @@ class Storage:
                 )
             meta["name"] = gen + "".join(secrets.choice(_GENERATE_CHARS) for _ in range(5))
         name = meta["name"]
-        meta["uid"] = str(uuid.uuid4())
+        meta["uid"] = _new_uid()
         meta["creationTimestamp"] = now_rfc3339()
         for f in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields"):
             meta.pop(f, None)

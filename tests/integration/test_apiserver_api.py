@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -388,3 +389,82 @@ def test_kill9_loses_no_acknowledged_write(tmp_path: Path) -> None:
         assert set(acked) <= names, sorted(set(acked) - names)
     finally:
         srv.kill()
+
+
+def test_watch_sees_every_change_across_a_server_kill9(tmp_path: Path) -> None:
+    """The Python client watches one ConfigMap while a write loop changes it; the SQLite
+    server is killed (SIGKILL) and started again mid-loop. The client re-watches from the
+    last resourceVersion it saw, the writer retries each value until it is acknowledged
+    (a write cut by the kill has an unknown outcome; writing the same value again changes
+    nothing): the watch sees v = 1..WRITES, each once, in order, with the acknowledged
+    resourceVersions."""
+    writes, kill_at = 30, 12
+    srv = Server(tmp_path / "restart")
+    srv.start()
+    try:
+        code, _ = srv.json("POST", "/api/v1/namespaces", {"metadata": {"name": "r"}})
+        assert code == 201
+        code, cm = srv.json("POST", "/api/v1/namespaces/r/configmaps", _cm("c", v="0"))
+        assert code == 201
+        start = cm["metadata"]["resourceVersion"]
+        api = client.CoreV1Api(config.new_client_from_config(str(srv.kubeconfig)))
+        seen: list[tuple[str, str, str]] = []  # (type, resourceVersion, v)
+        rewatches = 0
+        stop = threading.Event()
+
+        def watcher() -> None:
+            nonlocal rewatches
+            rv = start
+            while not stop.is_set():
+                try:
+                    for ev in watch.Watch().stream(
+                        api.list_namespaced_config_map,
+                        "r",
+                        field_selector="metadata.name=c",
+                        resource_version=rv,
+                        timeout_seconds=5,
+                        _request_timeout=10,
+                    ):
+                        obj = ev["object"]
+                        rv = obj.metadata.resource_version
+                        seen.append((ev["type"], rv, obj.data["v"]))
+                        if obj.data["v"] == str(writes):
+                            return
+                except Exception:  # the server went away: watch again from rv
+                    rewatches += 1
+                    stop.wait(0.2)
+
+        t = threading.Thread(target=watcher, daemon=True)
+        t.start()
+        acked: dict[str, str] = {}
+        deadline = time.monotonic() + 120
+        for v in range(1, writes + 1):
+            if v == kill_at + 1:
+                srv.kill()
+                srv.start()
+            while True:
+                assert time.monotonic() < deadline, f"not acknowledged: {sorted(acked)}"
+                try:
+                    code, body = srv.json(
+                        "PATCH",
+                        "/api/v1/namespaces/r/configmaps/c",
+                        {"data": {"v": str(v)}},
+                        headers={"Content-Type": "application/merge-patch+json"},
+                    )
+                except OSError:
+                    code = 0
+                if code == 200:
+                    acked[str(v)] = body["metadata"]["resourceVersion"]
+                    break
+                time.sleep(0.1)
+        t.join(60)
+        stop.set()
+        assert not t.is_alive(), f"the watch stopped at {seen[-3:]}"
+    finally:
+        srv.kill()
+    assert rewatches >= 1  # the kill did break the watch
+    assert [s[0] for s in seen] == ["MODIFIED"] * writes, seen
+    assert [s[2] for s in seen] == [str(v) for v in range(1, writes + 1)], seen
+    rvs = [int(s[1]) for s in seen]
+    assert rvs == sorted(set(rvs)) and rvs[0] > int(start)
+    assert {s[2]: s[1] for s in seen} == acked
