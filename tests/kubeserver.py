@@ -30,6 +30,8 @@ KUBECTL_120 = os.environ.get(
     "CORRAL_KUBECTL_120", "/var/cache/corral-test/kubernetes-client/usr/bin/kubectl"
 )
 KUBECTL_CURRENT = shutil.which("kubectl") or "/usr/bin/kubectl"
+# For tests of the API itself: no scheduler writing conditions, events and a Lease.
+NO_SCHEDULER = ("--disable-scheduler",)
 START_DEADLINE = 60.0  # seconds: a start that takes longer is a failure, not a measurement
 
 

@@ -113,6 +113,15 @@ RESOURCES: tuple[Resource, ...] = (
     _r("batch", "jobs", "Job", True, k.Job, (), True, ("status",)),
     _r("batch", "cronjobs", "CronJob", True, k.CronJob, ("cj",), True, ("status",)),
     _r("coordination.k8s.io", "leases", "Lease", True, k.Lease),
+    _r(
+        "scheduling.k8s.io",
+        "priorityclasses",
+        "PriorityClass",
+        False,
+        k.PriorityClass,
+        ("pc",),
+        has_spec=False,
+    ),
 )
 del k
 

@@ -37,6 +37,7 @@ from orchestrator.store import (
 
 from . import errors
 from .patch import PatchError, json_patch, merge_patch, strategic_merge_patch
+from .priority import PriorityAdmission, builtin_classes, validate_class
 from .resources import RESOURCES, Resource, by_path
 
 __all__ = ["Storage", "now_rfc3339"]
@@ -46,6 +47,8 @@ log = logging.getLogger("corral.apiserver")
 Obj = dict[str, Any]
 NAMESPACES = by_path("", "v1", "namespaces")
 assert NAMESPACES is not None
+PRIORITYCLASSES = by_path("scheduling.k8s.io", "v1", "priorityclasses")
+assert PRIORITYCLASSES is not None
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 UNDELETABLE_NAMESPACES = ("default", "kube-system", "kube-public")
 PATCH_RETRIES = 5
@@ -111,6 +114,7 @@ class Storage:
     def __init__(self, store: Backend) -> None:
         self.store = store
         self._ns_tasks: dict[str, asyncio.Task[None]] = {}
+        self.priority = PriorityAdmission(store)
 
     # ------------------------------------------------------------------ reading
 
@@ -275,9 +279,14 @@ class Storage:
             obj["spec"] = {"finalizers": ["kubernetes"]}
             obj["status"] = {"phase": "Active"}
             meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = name
+        if res.name == "pods" and isinstance(obj.get("spec"), dict):
+            await self.priority.admit_pod(obj)
         stored = self._admit(res, obj)
         if res.name == "pods":
             stored["status"] = {"phase": "Pending", "qosClass": _qos_class(stored)}
+        elif res.name == "priorityclasses":
+            await self.priority.check_class(stored)
+            self.priority.forget()
         await self._check_namespace(res, ns, name)
         if dry_run:
             return stored
@@ -345,6 +354,17 @@ class Storage:
                 new["status"] = copy.deepcopy(old.get("status") or {})
         if _tracks_generation(res) and new.get("spec") != old.get("spec"):
             meta["generation"] = int(old_meta.get("generation") or 0) + 1
+        if res.name == "priorityclasses":
+            if new.get("value") != old.get("value"):
+                raise errors.invalid(
+                    res.kind,
+                    old_meta["name"],
+                    "value",
+                    "may not be changed in an update",
+                    res.group,
+                )
+            validate_class(new)
+            self.priority.forget()
         return new
 
     async def _write(
@@ -574,10 +594,14 @@ class Storage:
     # ------------------------------------------------------------------ namespaces
 
     async def ensure_namespaces(self) -> None:
-        """The namespaces every cluster has; resume the deletion of terminating ones."""
+        """The namespaces every cluster has (and the built-in priority classes); resume the
+        deletion of terminating ones."""
         for ns in INITIAL_NAMESPACES:
             with contextlib.suppress(errors.ApiError):
                 await self.create(NAMESPACES, None, {"metadata": {"name": ns}})
+        for cls in builtin_classes():
+            with contextlib.suppress(errors.ApiError):
+                await self.create(PRIORITYCLASSES, None, cls)
         items, _, _ = await self.list(NAMESPACES, None)
         for obj in items:
             if obj["metadata"].get("deletionTimestamp"):
