@@ -136,7 +136,20 @@ def pod_requests(spec: Mapping[str, Any]) -> dict[str, int]:
     _add_into(total, sidecars)
     _max_into(total, init_peak)
     _add_into(total, _amounts(spec.get("overhead")))
-    return {k: v for k, v in total.items() if v}
+    return {k: total[k] for k in sorted(total, key=_resource_order) if total[k]}
+
+
+def _resource_order(name: str) -> tuple[int, str]:
+    return (
+        (("cpu", "memory", "ephemeral-storage").index(name), "")
+        if name
+        in (
+            "cpu",
+            "memory",
+            "ephemeral-storage",
+        )
+        else (3, name)
+    )
 
 
 def _non_zero(spec: Mapping[str, Any]) -> tuple[int, int]:
@@ -473,7 +486,7 @@ def fit_resources(p: PodInfo, node: NodeInfo) -> list[str]:
         return out
     req = node.requested
     alloc = node.allocatable
-    for name, want in p.requests.items():
+    for name, want in p.requests.items():  # cpu, memory, ephemeral-storage, then the rest
         if want > alloc.get(name, 0) - req.get(name, 0):
             out.append(_insufficient(name))
     return out
