@@ -155,8 +155,9 @@ class Scheduler:
         self.recorder: EventRecorder | None = None
         self._binds: set[asyncio.Task[None]] = set()
         self._bind_slots = asyncio.Semaphore(self.config.parallel_binds)
-        self.scheduled = 0
-        self.failed = 0
+        self.scheduled = 0  # binds that succeeded
+        self.conflicts = 0  # binds refused: the pod was bound by someone else
+        self.failed = 0  # attempts where no node fit
 
     # ------------------------------------------------------------ informer handlers
 
@@ -268,6 +269,7 @@ class Scheduler:
                 # Bound by someone else (another scheduler) or being deleted: what the
                 # informer says next is the truth.
                 log.info("bind %s to %s: %s", p.key, node, e.message)
+                self.conflicts += 1
                 self.cache.forget(p.key)
                 self.queue.done(p.key)
                 return
