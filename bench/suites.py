@@ -26,9 +26,11 @@ OTHER: dict[str, str] = {
     "bridge and host-local plugins",
     "store": "store drivers (SQLite, etcd) vs etcd through its client: creates/s, gets/s, list "
     "of 10k keys, watch latency with 100 watchers",
+    "scheduler": "scheduling throughput as scheduler_perf: N nodes and M pods created through "
+    "the API server, pods/s from first create to last bind, with SQLite and with etcd",
 }
 SUITES: dict[str, str] = {**SPAWN, **OTHER, **{k: v[0] for k, v in PENDING.items()}}
-ORDER = ("spawn-cli", "spawn-lib", "image", "pod", "density", "network", "store")
+ORDER = ("spawn-cli", "spawn-lib", "image", "pod", "density", "network", "store", "scheduler")
 assert set(ORDER) == set(SUITES), "every suite has a place in ORDER"
 
 
