@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from kubemodel.errors import FieldError
 from kubemodel.quantity import parse_quantity
 
@@ -25,7 +27,9 @@ __all__ = [
     "filter_node",
     "fit_message",
     "num_nodes_to_find",
+    "owner_spread_scores",
     "pod_info",
+    "resource_scores",
     "score_nodes",
     "select_victims",
 ]
@@ -695,27 +699,51 @@ def cycle_state(p: PodInfo, nodes: Iterable[NodeInfo], any_anti: bool) -> CycleS
 # ---------------------------------------------------------------- scores
 
 
-def _least_allocated(p: PodInfo, n: NodeInfo) -> int:
-    total = 0
-    for want, used, cap in (
-        (p.nz_cpu, n.nz_cpu, n.allocatable.get("cpu", 0)),
-        (p.nz_mem, n.nz_mem, n.allocatable.get("memory", 0)),
-    ):
-        req = want + used
-        if cap > 0 and req <= cap:
-            total += (cap - req) * MAX_SCORE // cap
-    return total // 2
+def resource_scores(
+    cpu: int,
+    mem: int,
+    cpu_cap: np.ndarray,
+    mem_cap: np.ndarray,
+    cpu_used: np.ndarray,
+    mem_used: np.ndarray,
+) -> np.ndarray:
+    """NodeResourcesFit (least allocated) + NodeResourcesBalancedAllocation, weighted, for
+    many nodes at once: cpu and memory as the pod's non-zero requests add to each node's.
+
+    Least allocated: per resource ``(capacity - requested) * 100 / capacity`` (0 when over),
+    the mean of cpu and memory. Balanced: ``(1 - std) * 100`` of the two used fractions
+    (capped at 1), the std of two values being half their difference."""
+    rc = cpu_used + cpu
+    rm = mem_used + mem
+    ok_c = (cpu_cap > 0) & (rc <= cpu_cap)
+    ok_m = (mem_cap > 0) & (rm <= mem_cap)
+    safe_c = np.maximum(cpu_cap, 1)
+    safe_m = np.maximum(mem_cap, 1)
+    least_c = np.where(ok_c, (cpu_cap - rc) * MAX_SCORE // safe_c, 0)
+    least_m = np.where(ok_m, (mem_cap - rm) * MAX_SCORE // safe_m, 0)
+    least = (least_c + least_m) // 2
+    f1 = np.minimum(1.0, rc / safe_c)
+    f2 = np.minimum(1.0, rm / safe_m)
+    balanced = ((1 - np.abs(f1 - f2) / 2) * MAX_SCORE).astype(np.int64)
+    balanced = np.where((cpu_cap > 0) & (mem_cap > 0), balanced, 0)
+    return (
+        least * WEIGHTS["NodeResourcesFit"] + balanced * WEIGHTS["NodeResourcesBalancedAllocation"]
+    )
 
 
-def _balanced(p: PodInfo, n: NodeInfo) -> int:
-    cpu_cap = n.allocatable.get("cpu", 0)
-    mem_cap = n.allocatable.get("memory", 0)
-    if cpu_cap <= 0 or mem_cap <= 0:
-        return 0
-    f1 = min(1.0, (p.nz_cpu + n.nz_cpu) / cpu_cap)
-    f2 = min(1.0, (p.nz_mem + n.nz_mem) / mem_cap)
-    std = abs(f1 - f2) / 2
-    return int((1 - std) * MAX_SCORE)
+def _resource_scores(p: PodInfo, nodes: Sequence[NodeInfo]) -> list[int]:
+    def col(values: Iterable[int]) -> np.ndarray:
+        return np.fromiter(values, dtype=np.int64, count=len(nodes))
+
+    out = resource_scores(
+        p.nz_cpu,
+        p.nz_mem,
+        col(n.allocatable.get("cpu", 0) for n in nodes),
+        col(n.allocatable.get("memory", 0) for n in nodes),
+        col(n.nz_cpu for n in nodes),
+        col(n.nz_mem for n in nodes),
+    )
+    return [int(x) for x in out]
 
 
 def _preferred_node_affinity(p: PodInfo, n: NodeInfo) -> int:
@@ -761,11 +789,7 @@ def score_nodes(
     zone_counts: Mapping[str, int] | None = None,
 ) -> list[int]:
     """The weighted sum of every score plugin for each node (same order as ``nodes``)."""
-    totals = [
-        _least_allocated(p, n) * WEIGHTS["NodeResourcesFit"]
-        + _balanced(p, n) * WEIGHTS["NodeResourcesBalancedAllocation"]
-        for n in nodes
-    ]
+    totals = _resource_scores(p, nodes)
     if p.preferred_terms:
         raw = [_preferred_node_affinity(p, n) for n in nodes]
         for i, s in enumerate(_normalize(raw)):
@@ -798,25 +822,32 @@ def score_nodes(
     return totals
 
 
+def owner_spread_scores(counts: np.ndarray) -> np.ndarray:
+    """SelectorSpread per node: fewer pods of the same owner scores higher."""
+    top = int(counts.max()) if len(counts) else 0
+    if top == 0:
+        return np.full(len(counts), MAX_SCORE, dtype=np.int64)
+    return (MAX_SCORE * (top - counts) / top).astype(np.int64)
+
+
 def _owner_spread(
     p: PodInfo, nodes: Sequence[NodeInfo], zone_counts: Mapping[str, int] | None
 ) -> list[int]:
     """SelectorSpread: fewer pods of the same owner on the node (and in its zone, weighted
     2/3 when nodes have zones) scores higher."""
-    counts = [n.owners.get(p.owner, 0) for n in nodes]
-    top = max(counts) if counts else 0
-    node_scores = [float(MAX_SCORE) if top == 0 else MAX_SCORE * (top - c) / top for c in counts]
+    counts = np.fromiter((n.owners.get(p.owner, 0) for n in nodes), np.int64, len(nodes))
+    node_scores = owner_spread_scores(counts)
     if not zone_counts:
         return [int(s) for s in node_scores]
-    ztop = max(zone_counts.values()) if zone_counts else 0
+    ztop = max(zone_counts.values())
     out = []
     for n, s in zip(nodes, node_scores, strict=True):
         z = n.labels.get(ZONE) or n.labels.get(ZONE_BETA)
         if z is None:
             out.append(int(s))
             continue
-        zs = MAX_SCORE if ztop == 0 else MAX_SCORE * (ztop - zone_counts.get(z, 0)) / ztop
-        out.append(int(s / 3 + zs * 2 / 3))
+        zs = MAX_SCORE if ztop == 0 else MAX_SCORE * (ztop - zone_counts.get(z, 0)) // ztop
+        out.append(int(s) // 3 + zs * 2 // 3)
     return out
 
 

@@ -640,3 +640,43 @@ def test_queue_priority_backoff_and_unschedulable() -> None:
     q.move_all()
     clock.t += 20
     assert q.pop_nowait() is None
+
+
+def test_fast_path_places_as_the_general_path() -> None:
+    """The vectorized path (pods only resources tell apart) picks the node the per-node
+    filters and scores pick, pod after pod, with sampling, owners, taints and full nodes."""
+    import random
+
+    rnd = random.Random(7)
+    caches = [Cache(fast=True), Cache(fast=False)]
+    for i in range(300):
+        n = node(
+            f"n{i:03d}",
+            cpu=str(rnd.choice([1, 2, 4, 8])),
+            memory=f"{rnd.choice([1, 2, 8, 32])}Gi",
+            pods=str(rnd.choice([1, 3, 110])),
+            taints=[_taint("k", "v")] if rnd.random() < 0.1 else [],
+            unschedulable=rnd.random() < 0.05,
+        )
+        for c in caches:
+            c.set_node(n)
+    placed: list[list[str]] = [[], []]
+    for j in range(400):
+        p = pod(
+            f"p{j}",
+            cpu=rnd.choice([None, "100m", "500m", "2"]),
+            memory=rnd.choice([None, "64Mi", "1Gi"]),
+            owner=rnd.choice(["", "rs1", "rs2"]),
+            tolerations=[{"operator": "Exists"}] if rnd.random() < 0.2 else [],
+        )
+        for k, c in enumerate(caches):
+            pi = pod_info(p)
+            try:
+                where = c.schedule(pi)
+            except FitError as e:
+                placed[k].append(str(e))
+                continue
+            placed[k].append(f"{where.node} {where.evaluated} {where.feasible}")
+            c.assume(pi, where.node)
+    assert placed[0] == placed[1]
+    assert any(x.startswith("0/300") for x in placed[0]) or len(set(placed[0])) > 100
