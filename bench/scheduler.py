@@ -98,7 +98,9 @@ async def _bounded(n: int, fn: Any) -> None:
     await asyncio.gather(*(worker() for _ in range(min(IN_FLIGHT, n))))
 
 
-async def measure(kubeconfig: Path, nodes: int, pods: int, timeout: float) -> dict[str, float]:
+async def measure(
+    kubeconfig: Path, nodes: int, pods: int, timeout: float, server_pid: int = 0
+) -> dict[str, float]:
     """Against a server with no scheduler: make ``nodes`` nodes, start ``corral scheduler``,
     bind a warm-up pod, then time ``pods`` pods from the first create to the last bind."""
     from orchestrator.client import AlreadyExists, ApiClient, load_kubeconfig
@@ -149,6 +151,7 @@ async def measure(kubeconfig: Path, nodes: int, pods: int, timeout: float) -> di
                     raise RuntimeError("corral scheduler did not bind the warm-up pod")
                 await asyncio.sleep(0.05)
             cpu0 = cpu_seconds(sched.pid)
+            srv0 = cpu_seconds(server_pid) if server_pid else 0.0
             t0 = time.perf_counter()
             await _bounded(pods, lambda i: c.create(PODS, NS, pod_body(f"pod-{i:05d}")))
             t_created = time.perf_counter()
@@ -158,6 +161,7 @@ async def measure(kubeconfig: Path, nodes: int, pods: int, timeout: float) -> di
                 raise RuntimeError(f"{len(bound) - 1} of {pods} pods bound in time") from None
             t1 = time.perf_counter()
             cpu1 = cpu_seconds(sched.pid)
+            srv1 = cpu_seconds(server_pid) if server_pid else 0.0
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
         finally:
@@ -172,6 +176,7 @@ async def measure(kubeconfig: Path, nodes: int, pods: int, timeout: float) -> di
         "creates_per_s": pods / (t_created - t0),
         "wall_s": t1 - t0,
         "scheduler_cpu_s": cpu1 - cpu0,
+        "server_cpu_s": srv1 - srv0,
     }
 
 
@@ -180,6 +185,7 @@ ROWS = (
     ("pods created/s", "creates_per_s", "{:.0f}"),
     ("wall (s)", "wall_s", "{:.1f}"),
     ("scheduler CPU (s)", "scheduler_cpu_s", "{:.1f}"),
+    ("API server CPU (s)", "server_cpu_s", "{:.1f}"),
 )
 
 
@@ -230,7 +236,8 @@ def _run_one(endpoint: str, nodes: int, pods: int, timeout: float) -> dict[str, 
     srv = Server(root, extra=extra)
     try:
         srv.start()
-        return asyncio.run(measure(srv.kubeconfig, nodes, pods, timeout))
+        pid = srv.proc.pid if srv.proc is not None else 0
+        return asyncio.run(measure(srv.kubeconfig, nodes, pods, timeout, pid))
     finally:
         srv.stop()
         shutil.rmtree(root, ignore_errors=True)

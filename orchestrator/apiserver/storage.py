@@ -511,11 +511,17 @@ class Storage:
                 raise errors.conflict(
                     "pods/binding", name, why=f'pod {name} is already assigned to node "{bound}"'
                 )
-            new = copy.deepcopy(old)
-            new.setdefault("spec", {})["nodeName"] = node
+            # ``old`` was just decoded from the store: only the parts written are copied, and
+            # the stored pod is not validated again (kube-apiserver's assignPod neither).
+            new = dict(old)
+            new["spec"] = dict(old.get("spec") or {})
+            new["spec"]["nodeName"] = node
+            new["metadata"] = dict(old["metadata"])
             if isinstance(annotations, dict) and annotations:
-                new["metadata"].setdefault("annotations", {}).update(annotations)
-            status = new.setdefault("status", {})
+                merged = dict(new["metadata"].get("annotations") or {})
+                merged.update({str(k): str(v) for k, v in annotations.items()})
+                new["metadata"]["annotations"] = merged
+            status = new["status"] = dict(old.get("status") or {})
             conds = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
             conds.append(
                 {
@@ -527,7 +533,7 @@ class Storage:
             )
             status["conditions"] = conds
             new["metadata"].pop("resourceVersion", None)
-            stored = self._admit(res, new)
+            stored = new
             try:
                 await self._cas_update(res, name, kv, stored)
                 return
