@@ -184,6 +184,18 @@ class Cache:
         self.add_pod(p, node)
         self.assumed.add(p.key)
 
+    def confirm(self, key: str, uid: str, node: str) -> bool:
+        """The binding of an assumed pod came back from the API as assumed: keep what was
+        computed for it (True), or False when it is not that pod on that node."""
+        if key not in self.assumed or self.pod_node.get(key) != node:
+            return False
+        info = self.nodes.get(node)
+        p = info.pods.get(key) if info is not None else None
+        if p is None or p.uid != uid:
+            return False
+        self.assumed.discard(key)
+        return True
+
     def forget(self, key: str) -> None:
         if key in self.assumed:
             self.remove_pod(key)
@@ -320,11 +332,17 @@ class Cache:
         idx = st.pos
         if not len(idx):
             return None
-        ok = c.npods[idx] < c.max_pods[idx]
-        for r in p.requests:
-            col = _COLUMNS[r]
-            ok &= p.requests[r] <= c.alloc[col][idx] - c.req[col][idx]
-        feas = idx[ok]
+        n = len(self._order)
+        if len(idx) == n:  # every node passed the node-only filters: whole columns
+            ok = c.free_pods[:n] > 0
+            for r, want_r in p.requests.items():
+                ok &= c.free[_COLUMNS[r], :n] >= want_r
+            feas = np.flatnonzero(ok)
+        else:
+            ok = c.free_pods[idx] > 0
+            for r, want_r in p.requests.items():
+                ok &= c.free[_COLUMNS[r]][idx] >= want_r
+            feas = idx[ok]
         if not len(feas):
             return None
         want = num_nodes_to_find(len(self.nodes), self.percentage)
@@ -367,30 +385,30 @@ class _Columns:
 
     def __init__(self, size: int = 1024) -> None:
         self.alloc = np.zeros((3, size), dtype=np.int64)
-        self.req = np.zeros((3, size), dtype=np.int64)
+        self.free = np.zeros((3, size), dtype=np.int64)  # allocatable - requested
         self.nz_cpu = np.zeros(size, dtype=np.int64)
         self.nz_mem = np.zeros(size, dtype=np.int64)
-        self.npods = np.zeros(size, dtype=np.int64)
-        self.max_pods = np.zeros(size, dtype=np.int64)
+        self.free_pods = np.zeros(size, dtype=np.int64)  # max pods - pods
 
     def ensure(self, n: int) -> None:
-        size = self.npods.shape[0]
+        size = self.free_pods.shape[0]
         if n <= size:
             return
         new = max(n, size * 2)
         self.alloc = np.pad(self.alloc, ((0, 0), (0, new - size)))
-        self.req = np.pad(self.req, ((0, 0), (0, new - size)))
-        for name in ("nz_cpu", "nz_mem", "npods", "max_pods"):
+        self.free = np.pad(self.free, ((0, 0), (0, new - size)))
+        for name in ("nz_cpu", "nz_mem", "free_pods"):
             setattr(self, name, np.pad(getattr(self, name), (0, new - size)))
 
     def write(self, i: int, info: NodeInfo) -> None:
+        alloc, req = info.allocatable, info.requested
         for r, col in _COLUMNS.items():
-            self.alloc[col, i] = info.allocatable.get(r, 0)
-            self.req[col, i] = info.requested.get(r, 0)
+            a = alloc.get(r, 0)
+            self.alloc[col, i] = a
+            self.free[col, i] = a - req.get(r, 0)
         self.nz_cpu[i] = info.nz_cpu
         self.nz_mem[i] = info.nz_mem
-        self.npods[i] = len(info.pods)
-        self.max_pods[i] = info.max_pods
+        self.free_pods[i] = info.max_pods - len(info.pods)
 
 
 def _zone(info: NodeInfo) -> str | None:

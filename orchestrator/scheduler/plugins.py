@@ -8,6 +8,7 @@ Reasons are worded as kube-scheduler words them, so ``kubectl describe pod`` rea
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -86,17 +87,20 @@ def _insufficient(resource: str) -> str:
 
 
 def _milli(v: Any) -> int:
-    try:
-        return parse_quantity(v).milli()
-    except FieldError:
-        return 0
+    return _quantity(v, True) if isinstance(v, str | int | float) else 0
 
 
 def _whole(v: Any) -> int:
+    return _quantity(v, False) if isinstance(v, str | int | float) else 0
+
+
+@functools.lru_cache(maxsize=4096)  # pods repeat the same few quantities
+def _quantity(v: str | int | float, milli: bool) -> int:
     try:
-        return parse_quantity(v).ceil()
+        a = parse_quantity(v)
     except FieldError:
         return 0
+    return a.milli() if milli else a.ceil()
 
 
 def _amounts(resources: Mapping[str, Any] | None) -> dict[str, int]:
@@ -140,20 +144,12 @@ def pod_requests(spec: Mapping[str, Any]) -> dict[str, int]:
     _add_into(total, sidecars)
     _max_into(total, init_peak)
     _add_into(total, _amounts(spec.get("overhead")))
-    return {k: total[k] for k in sorted(total, key=_resource_order) if total[k]}
+    out = {k: total.pop(k) for k in _FIRST if total.get(k)}  # then the rest, sorted
+    out.update((k, total[k]) for k in sorted(total) if total[k])
+    return out
 
 
-def _resource_order(name: str) -> tuple[int, str]:
-    return (
-        (("cpu", "memory", "ephemeral-storage").index(name), "")
-        if name
-        in (
-            "cpu",
-            "memory",
-            "ephemeral-storage",
-        )
-        else (3, name)
-    )
+_FIRST = ("cpu", "memory", "ephemeral-storage")
 
 
 def _non_zero(spec: Mapping[str, Any]) -> tuple[int, int]:

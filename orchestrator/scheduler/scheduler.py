@@ -185,6 +185,8 @@ class Scheduler:
         if node:
             if key in self.queue:
                 self.queue.delete(key)
+            if event == "MODIFIED" and self.cache.confirm(key, str(meta.get("uid")), str(node)):
+                return  # our own binding: the assumed pod is the pod
             self.cache.add_pod(pod_info(obj), str(node))
             return
         if meta.get("deletionTimestamp") or not _responsible(obj, self.config.scheduler_name):
