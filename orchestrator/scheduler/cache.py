@@ -71,6 +71,9 @@ class Cache:
         self.prefer_no_schedule_nodes = 0  # nodes with a PreferNoSchedule taint
         self.cols = _Columns()
         self.fast = fast  # the vectorized path for pods only resources tell apart
+        # Pods that preempted others, waiting for the room on their node: node -> key -> pod.
+        self.nominated: dict[str, dict[str, PodInfo]] = {}
+        self._nominated_node: dict[str, str] = {}
 
     # ------------------------------------------------------------ nodes
 
@@ -196,6 +199,33 @@ class Cache:
         self.assumed.discard(key)
         return True
 
+    def nominate(self, p: PodInfo, node: str) -> None:
+        """``p`` waits for ``node`` (status.nominatedNodeName): pods of lower or equal priority
+        are placed as if it were there already, as kube-scheduler does."""
+        self.unnominate(p.key)
+        self.nominated.setdefault(node, {})[p.key] = p
+        self._nominated_node[p.key] = node
+
+    def unnominate(self, key: str) -> None:
+        node = self._nominated_node.pop(key, None)
+        if node is not None:
+            pods = self.nominated.get(node, {})
+            pods.pop(key, None)
+            if not pods:
+                self.nominated.pop(node, None)
+
+    def _with_nominated(self, p: PodInfo, info: NodeInfo) -> NodeInfo:
+        waiting = self.nominated.get(info.name)
+        if not waiting:
+            return info
+        extra = [q for q in waiting.values() if q.key != p.key and q.priority >= p.priority]
+        if not extra:
+            return info
+        trial = info.clone()
+        for q in extra:
+            trial.add_pod(q)
+        return trial
+
     def forget(self, key: str) -> None:
         if key in self.assumed:
             self.remove_pod(key)
@@ -284,7 +314,7 @@ class Cache:
         for i in range(n):
             info = candidates[(first + i) % n]
             last = info
-            rs = filter_dynamic(p, info, state)
+            rs = filter_dynamic(p, self._with_nominated(p, info), state)
             if rs:
                 dyn_bad[info.name] = rs
                 continue
@@ -321,6 +351,7 @@ class Cache:
             or p.preferred_terms
             or self.anti_affinity_pods
             or self.prefer_no_schedule_nodes
+            or self.nominated
             or (p.owner and self.zone_owner)
             or any(r not in _COLUMNS for r in p.requests)
         )

@@ -179,10 +179,12 @@ class Scheduler:
         node = (obj.get("spec") or {}).get("nodeName")
         if event == "DELETED" or (node and _terminal(obj)):
             self.queue.delete(key)
+            self.cache.unnominate(key)
             if self.cache.remove_pod(key) is not None or node:
                 self.queue.move_all()  # a pod went away: room for others
             return
         if node:
+            self.cache.unnominate(key)
             if key in self.queue:
                 self.queue.delete(key)
             if event == "MODIFIED" and self.cache.confirm(key, str(meta.get("uid")), str(node)):
@@ -191,9 +193,13 @@ class Scheduler:
             return
         if meta.get("deletionTimestamp") or not _responsible(obj, self.config.scheduler_name):
             self.queue.delete(key)
+            self.cache.unnominate(key)
             return
         if self.cache.is_assumed(key):
             return  # being bound by us: the binding's own event comes next
+        nominated = (obj.get("status") or {}).get("nominatedNodeName")
+        if nominated:
+            self.cache.nominate(pod_info(obj), str(nominated))
         if event == "MODIFIED" and old is not None and not _spec_changed(old, obj):
             return  # our own status updates
         self.queue.add(key, int((obj.get("spec") or {}).get("priority") or 0))
@@ -258,6 +264,10 @@ class Scheduler:
         except FitError as err:
             self._failed(p, err)
             return
+        except Exception:  # a bug must not stop scheduling: this pod backs off, others go on
+            log.exception("scheduling %s", key)
+            self.queue.retry(key)
+            return
         self.cache.assume(p, placement.node)
         task = asyncio.create_task(self._bind(p, placement.node))
         self._binds.add(task)
@@ -297,6 +307,8 @@ class Scheduler:
         if err.num_nodes:
             cand = preempt(p, err, self.cache.nodes, self.cache.anti_affinity_pods > 0)
         message = str(err)
+        if cand is not None:
+            self.cache.nominate(p, cand.node)
         self.queue.unschedulable_pod(p.key)
         task = asyncio.create_task(self._report_failure(p, message, cand.node if cand else ""))
         self._binds.add(task)

@@ -680,3 +680,17 @@ def test_fast_path_places_as_the_general_path() -> None:
             c.assume(pi, where.node)
     assert placed[0] == placed[1]
     assert any(x.startswith("0/300") for x in placed[0]) or len(set(placed[0])) > 100
+
+
+def test_nominated_pods_keep_their_room() -> None:
+    cache = Cache()
+    cache.set_node(node("n1", cpu="2"))
+    waiting = pod_info(pod("urgent", cpu="2", priority=10))
+    cache.nominate(waiting, "n1")
+    with pytest.raises(FitError) as e:
+        cache.schedule(pod_info(pod("low", cpu="1", priority=5)))
+    assert str(e.value) == "0/1 nodes are available: 1 Insufficient cpu."
+    assert cache.schedule(pod_info(pod("higher", cpu="1", priority=20))).node == "n1"
+    assert cache.schedule(waiting).node == "n1"  # not in its own way
+    cache.unnominate(waiting.key)
+    assert cache.schedule(pod_info(pod("low", cpu="1", priority=5))).node == "n1"
