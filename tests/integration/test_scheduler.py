@@ -532,3 +532,44 @@ def test_standalone_scheduler_command(bare_server: Server, tmp_path: Path) -> No
     )
     assert code == 200
     assert not lease["spec"].get("holderIdentity"), json.dumps(lease)  # released on SIGTERM
+
+
+def test_two_servers_over_etcd_elect_one_scheduler(tmp_path: Path) -> None:
+    """Two ``corral server`` over one etcd, each with its in-process scheduler: one holds
+    the kube-scheduler Lease and schedules; when it stops, the other takes over."""
+    from testkit.etcdcluster import EtcdCluster, EtcdMissing
+
+    etcd = EtcdCluster(1)
+    try:
+        etcd.start()
+    except EtcdMissing as e:
+        pytest.skip(str(e))
+    servers: list[Server] = []
+    try:
+        for i in (1, 2):
+            srv = Server(tmp_path / f"s{i}", extra=("--datastore-endpoint", etcd.url))
+            srv.start()
+            servers.append(srv)
+
+        def holder(srv: Server) -> str:
+            code, lease = srv.json(
+                "GET", "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/kube-scheduler"
+            )
+            return str((lease.get("spec") or {}).get("holderIdentity") or "") if code == 200 else ""
+
+        make_node(servers[0], "n1")
+        make_pod(servers[0], "first")
+        assert wait_bound(servers[1], "first") == "n1"
+        first = wait_for("a leader", lambda: holder(servers[1]))
+        pids = {s.proc.pid: s for s in servers if s.proc is not None}
+        leader = next(s for pid, s in pids.items() if f"_{pid}_" in first)
+        other = next(s for s in servers if s is not leader)
+        assert leader.stop() == 0  # SIGTERM: the lease is given up on the way out
+        make_pod(other, "second")
+        assert wait_bound(other, "second") == "n1"
+        second = holder(other)
+        assert second and second != first and f"_{other.proc.pid}_" in second  # type: ignore[union-attr]
+    finally:
+        for srv in servers:
+            srv.stop()
+        etcd.stop()
