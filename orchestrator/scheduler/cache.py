@@ -49,6 +49,11 @@ def _shape(p: PodInfo) -> tuple[object, ...]:
     )
 
 
+def _static_inputs(info: NodeInfo) -> tuple[object, ...]:
+    """What the node-only filters read of a node."""
+    return (info.labels, info.taints, info.unschedulable)
+
+
 def _prefers(info: NodeInfo) -> int:
     return int(any(t.get("effect") == "PreferNoSchedule" for t in info.taints))
 
@@ -90,6 +95,7 @@ class Cache:
             for p in self._pending.pop(name, {}).values():
                 self._account(info, p, 1)
         else:
+            before = _static_inputs(info)
             self.prefer_no_schedule_nodes -= _prefers(info)
             old_zone = _zone(info)
             for p in info.pods.values():
@@ -99,6 +105,10 @@ class Cache:
             for p in info.pods.values():
                 self._zone_count(new_zone, p, 1)
             self.cols.write(self._pos[name], info)
+            if _static_inputs(info) == before:
+                # A status update (a heartbeat, allocatable): the node-only verdicts hold.
+                self.prefer_no_schedule_nodes += _prefers(info)
+                return info
         self.prefer_no_schedule_nodes += _prefers(info)
         self._static.clear()
         self.node_epoch += 1

@@ -646,8 +646,8 @@ def cycle_state(p: PodInfo, nodes: Iterable[NodeInfo], any_anti: bool) -> CycleS
     st.anti_counts = [{} for _ in p.anti_affinity]
     matched_any = False
     for n in nodes:
-        if not n.pods:
-            continue
+        if not n.pods or not (p.has_pod_affinity or n.affinity_pods):
+            continue  # nothing on it that inter-pod affinity looks at
         for q in n.pods.values():
             for i, term in enumerate(p.affinity):
                 key = term.get("topologyKey", "")

@@ -694,3 +694,22 @@ def test_nominated_pods_keep_their_room() -> None:
     assert cache.schedule(waiting).node == "n1"  # not in its own way
     cache.unnominate(waiting.key)
     assert cache.schedule(pod_info(pod("low", cpu="1", priority=5))).node == "n1"
+
+
+def test_node_status_updates_keep_the_node_only_verdicts() -> None:
+    cache = Cache()
+    cache.set_node(node("n1", labels={"disk": "ssd"}))
+    cache.set_node(node("n2"))
+    p = pod_info(pod(nodeSelector={"disk": "ssd"}))
+    assert cache.schedule(p).node == "n1"
+    epoch = cache.node_epoch
+    cache.set_node(node("n1", cpu="8", labels={"disk": "ssd"}))  # a status update
+    assert cache.node_epoch == epoch and cache.schedule(p).node == "n1"
+    cache.set_node(node("n1", cpu="8"))  # the label goes: the verdicts are made again
+    assert cache.node_epoch == epoch + 1
+    with pytest.raises(FitError):
+        cache.schedule(p)
+    cache.set_node(node("n2", labels={"disk": "ssd"}, ready="False"))
+    with pytest.raises(FitError) as e:
+        cache.schedule(p)
+    assert "not-ready" in str(e.value)
