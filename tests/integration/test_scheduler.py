@@ -573,3 +573,59 @@ def test_two_servers_over_etcd_elect_one_scheduler(tmp_path: Path) -> None:
         for srv in servers:
             srv.stop()
         etcd.stop()
+
+
+def test_priority_classes_and_admission(bare_server: Server, tmp_path: Path) -> None:
+    srv = bare_server
+    path = "/apis/scheduling.k8s.io/v1/priorityclasses"
+    code, body = srv.json("GET", path)
+    assert code == 200
+    builtin = {i["metadata"]["name"]: i["value"] for i in body["items"]}
+    assert builtin == {"system-node-critical": 2000001000, "system-cluster-critical": 2000000000}
+    _priority_class(srv, "high", 1000)
+
+    def pc(name: str, value: int, default: bool = False) -> tuple[int, Any]:
+        body = {"metadata": {"name": name}, "value": value, "globalDefault": default}
+        return srv.json("POST", path, body)
+
+    code, out = pc("system-mine", 5)
+    assert code == 422 and "reserved" in out["message"]
+    code, out = pc("huge", 2_000_000_000)
+    assert code == 422 and "maximum allowed value" in out["message"]
+    assert pc("everyone", 7, default=True)[0] == 201
+    code, out = pc("everyone-else", 8, default=True)
+    assert code == 422 and "already marked as default" in out["message"]
+
+    def create(name: str, **spec: Any) -> tuple[int, Any]:
+        body = {
+            "metadata": {"name": name},
+            "spec": {"containers": [{"name": "c", "image": "x"}], **spec},
+        }
+        return srv.json("POST", f"/api/v1/namespaces/{NS}/pods", body)
+
+    code, pod = create("a", priorityClassName="high")
+    assert code == 201
+    assert (pod["spec"]["priority"], pod["spec"]["preemptionPolicy"]) == (
+        1000,
+        "PreemptLowerPriority",
+    )
+    code, pod = create("b")  # the global default
+    assert code == 201
+    assert (pod["spec"]["priorityClassName"], pod["spec"]["priority"]) == ("everyone", 7)
+    code, out = create("c", priorityClassName="nope")
+    assert code == 403
+    assert out["message"] == 'pods "c" is forbidden: no PriorityClass with name nope was found'
+    code, out = create("d", priorityClassName="high", priority=5)
+    assert code == 403 and "must not be provided in pod spec" in out["message"]
+    code, out = srv.json(
+        "PATCH",
+        f"{path}/high",
+        {"value": 1},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert code == 422 and "may not be changed" in out["message"]
+    k = Kubectl(KUBECTL_CURRENT, tmp_path, srv.kubeconfig, "1.32")
+    if os.access(KUBECTL_CURRENT, os.X_OK):
+        out = k.run("get", "priorityclasses").stdout.splitlines()
+        assert out[0].split() == ["NAME", "VALUE", "GLOBAL-DEFAULT", "AGE", "PREEMPTIONPOLICY"]
+        assert any(ln.split()[:3] == ["everyone", "7", "true"] for ln in out)
