@@ -278,12 +278,12 @@ class Scheduler:
             try:
                 await self.client.bind(p.namespace, p.name, node)
             except Conflict as e:
-                # Bound by someone else (another scheduler) or being deleted: what the
-                # informer says next is the truth.
+                # Bound by someone else (another scheduler) or being deleted: the informer
+                # will say so and take the pod out of the queue; until then it backs off.
                 log.info("bind %s to %s: %s", p.key, node, e.message)
                 self.conflicts += 1
                 self.cache.forget(p.key)
-                self.queue.done(p.key)
+                self.queue.retry(p.key)
                 return
             except NotFound:
                 self.cache.forget(p.key)
