@@ -955,7 +955,12 @@ def preempt(
     post: dict[str, list[str]] = {}
     best: Candidate | None = None
     values = list(nodes.values())
+    # kube's dry run stops once it has max(10% of the nodes, 100) candidates.
+    enough = max(n_all // 10, 100)
+    found = 0
     for name, rs in err.reasons.items():
+        if found >= enough:
+            break
         if any(r in UNRESOLVABLE or r.startswith("node(s) had untolerated taint") for r in rs):
             post[name] = [R_NOT_HELPFUL]
             continue
@@ -964,6 +969,7 @@ def preempt(
         if not victims:
             post[name] = [R_NO_VICTIMS]
             continue
+        found += 1
         cand = Candidate(name, victims)
         if best is None or cand.key() < best.key():
             best = cand
