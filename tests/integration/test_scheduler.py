@@ -335,6 +335,21 @@ def test_pod_deleted_frees_room(server: Server) -> None:
     make_pod(server, "second", cpu="2")
     cond = wait_unschedulable(server, "second")
     assert cond["message"].startswith("0/1 nodes are available: 1 Insufficient cpu.")
+    # A node change that does not help: tried again, the same Event counts twice.
+    code, _ = server.json(
+        "PATCH",
+        "/api/v1/nodes/only",
+        {"metadata": {"labels": {"touched": "yes"}}},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert code == 200
+
+    def failed_twice() -> list[Obj]:
+        evs = [e for e in events_of(server, "second") if e["reason"] == "FailedScheduling"]
+        return evs if evs and evs[0]["count"] >= 2 else []
+
+    evs = wait_for("FailedScheduling counted twice", failed_twice)
+    assert len(evs) == 1 and evs[0]["firstTimestamp"] <= evs[0]["lastTimestamp"]
     code, _ = server.json(
         "DELETE", f"/api/v1/namespaces/{NS}/pods/first", {"gracePeriodSeconds": 0}
     )
