@@ -78,6 +78,7 @@ class Cache:
         self.fast = fast  # the vectorized path for pods only resources tell apart
         # Pods that preempted others, waiting for the room on their node: node -> key -> pod.
         self.nominated: dict[str, dict[str, PodInfo]] = {}
+        self.namespace_labels: dict[str, dict[str, str]] = {}  # for namespaceSelector
         self._nominated_node: dict[str, str] = {}
 
     # ------------------------------------------------------------ nodes
@@ -313,7 +314,9 @@ class Cache:
         self, p: PodInfo, candidates: list[NodeInfo], static_bad: dict[str, list[str]]
     ) -> Placement:
         num_all = len(self.nodes)
-        state: CycleState | None = cycle_state(p, self.nodes.values(), self.anti_affinity_pods > 0)
+        state: CycleState | None = cycle_state(
+            p, self.nodes.values(), self.anti_affinity_pods > 0, self.namespace_labels
+        )
         want = num_nodes_to_find(num_all, self.percentage)
         feasible: list[NodeInfo] = []
         dyn_bad: dict[str, list[str]] = {}

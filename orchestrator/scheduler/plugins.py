@@ -534,20 +534,25 @@ def filter_node(p: PodInfo, node: NodeInfo, state: CycleState | None = None) -> 
 # ---------------------------------------------------------------- topology state
 
 
-def _term_namespaces(term: Mapping[str, Any], owner_ns: str) -> frozenset[str] | None:
-    """The namespaces a pod affinity term looks at; None: all (an empty namespaceSelector)."""
+def _term_matches(
+    term: Mapping[str, Any],
+    owner_ns: str,
+    target: PodInfo,
+    ns_labels: Mapping[str, Mapping[str, str]] | None = None,
+) -> bool:
+    """A pod affinity term against a pod: its namespaces (the listed ones and those whose
+    labels match namespaceSelector, {} meaning all; neither: the term owner's own), then
+    its labelSelector."""
     names = term.get("namespaces") or []
     sel = term.get("namespaceSelector")
-    if sel is not None and not sel.get("matchLabels") and not sel.get("matchExpressions"):
-        return None
-    return frozenset(names) if names else frozenset({owner_ns})
-
-
-def _term_matches(term: Mapping[str, Any], owner_ns: str, target: PodInfo) -> bool:
-    nss = _term_namespaces(term, owner_ns)
-    if nss is not None and target.namespace not in nss:
-        return False
-    return label_selector_matches(term.get("labelSelector"), target.labels)
+    if not names and sel is None:
+        in_ns = target.namespace == owner_ns
+    else:
+        in_ns = target.namespace in names or (
+            sel is not None
+            and label_selector_matches(sel, (ns_labels or {}).get(target.namespace, {}))
+        )
+    return in_ns and label_selector_matches(term.get("labelSelector"), target.labels)
 
 
 def _weighted(term: Mapping[str, Any]) -> tuple[int, Obj]:
@@ -614,7 +619,12 @@ def _spread_selector_matches(c: Mapping[str, Any], p: PodInfo, target: PodInfo) 
     return label_selector_matches(sel, labels)
 
 
-def cycle_state(p: PodInfo, nodes: Iterable[NodeInfo], any_anti: bool) -> CycleState | None:
+def cycle_state(
+    p: PodInfo,
+    nodes: Iterable[NodeInfo],
+    any_anti: bool,
+    ns_labels: Mapping[str, Mapping[str, str]] | None = None,
+) -> CycleState | None:
     """The topology counts ``p`` needs, from every node; None when it needs none (the common
     case: no spread constraints, no pod affinity, no existing pod with anti-affinity)."""
     if not (p.spread or p.has_pod_affinity or any_anti):
@@ -651,44 +661,46 @@ def cycle_state(p: PodInfo, nodes: Iterable[NodeInfo], any_anti: bool) -> CycleS
         for q in n.pods.values():
             for i, term in enumerate(p.affinity):
                 key = term.get("topologyKey", "")
-                if key in n.labels and _term_matches(term, p.namespace, q):
+                if key in n.labels and _term_matches(term, p.namespace, q, ns_labels):
                     st.affinity_counts[i][n.labels[key]] = (
                         st.affinity_counts[i].get(n.labels[key], 0) + 1
                     )
                     matched_any = True
             for i, term in enumerate(p.anti_affinity):
                 key = term.get("topologyKey", "")
-                if key in n.labels and _term_matches(term, p.namespace, q):
+                if key in n.labels and _term_matches(term, p.namespace, q, ns_labels):
                     st.anti_counts[i][n.labels[key]] = st.anti_counts[i].get(n.labels[key], 0) + 1
             for term in q.anti_affinity:
                 key = term.get("topologyKey", "")
-                if key in n.labels and _term_matches(term, q.namespace, p):
+                if key in n.labels and _term_matches(term, q.namespace, p, ns_labels):
                     st.existing_anti.add((key, n.labels[key]))
             for w, term in map(_weighted, p.preferred_affinity):
                 key = term.get("topologyKey", "")
-                if key in n.labels and _term_matches(term, p.namespace, q):
+                if key in n.labels and _term_matches(term, p.namespace, q, ns_labels):
                     k = (key, n.labels[key])
                     st.preferred[k] = st.preferred.get(k, 0) + w
             for w, term in map(_weighted, p.preferred_anti_affinity):
                 key = term.get("topologyKey", "")
-                if key in n.labels and _term_matches(term, p.namespace, q):
+                if key in n.labels and _term_matches(term, p.namespace, q, ns_labels):
                     k = (key, n.labels[key])
                     st.preferred[k] = st.preferred.get(k, 0) - w
             # Symmetry: existing pods' preferred terms that the incoming pod matches.
             for w, term in map(_weighted, q.preferred_affinity):
                 key = term.get("topologyKey", "")
-                if key in n.labels and _term_matches(term, q.namespace, p):
+                if key in n.labels and _term_matches(term, q.namespace, p, ns_labels):
                     k = (key, n.labels[key])
                     st.preferred[k] = st.preferred.get(k, 0) + w
             for w, term in map(_weighted, q.preferred_anti_affinity):
                 key = term.get("topologyKey", "")
-                if key in n.labels and _term_matches(term, q.namespace, p):
+                if key in n.labels and _term_matches(term, q.namespace, p, ns_labels):
                     k = (key, n.labels[key])
                     st.preferred[k] = st.preferred.get(k, 0) - w
     # The first pod of a group that asks to be with its own kind: no pod matches yet, and the
     # pod matches its own terms: it may go anywhere the topology keys exist.
     if p.affinity and not matched_any:
-        st.affinity_none_exists = all(_term_matches(t, p.namespace, p) for t in p.affinity)
+        st.affinity_none_exists = all(
+            _term_matches(t, p.namespace, p, ns_labels) for t in p.affinity
+        )
     return st
 
 
@@ -916,7 +928,11 @@ class Candidate:
 
 
 def select_victims(
-    p: PodInfo, node: NodeInfo, all_nodes: Sequence[NodeInfo], any_anti: bool
+    p: PodInfo,
+    node: NodeInfo,
+    all_nodes: Sequence[NodeInfo],
+    any_anti: bool,
+    ns_labels: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[PodInfo] | None:
     """The fewest lower-priority pods to remove from ``node`` so that ``p`` fits there (kube's
     SelectVictimsOnNode: remove every lower-priority pod, then give back as many as still let
@@ -930,7 +946,7 @@ def select_victims(
 
     def fits() -> bool:
         others = [trial if n.name == trial.name else n for n in all_nodes]
-        return not filter_node(p, trial, cycle_state(p, others, any_anti))
+        return not filter_node(p, trial, cycle_state(p, others, any_anti, ns_labels))
 
     if not fits():
         return None
@@ -944,7 +960,11 @@ def select_victims(
 
 
 def preempt(
-    p: PodInfo, err: FitError, nodes: Mapping[str, NodeInfo], any_anti: bool
+    p: PodInfo,
+    err: FitError,
+    nodes: Mapping[str, NodeInfo],
+    any_anti: bool,
+    ns_labels: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Candidate | None:
     """Pick a node where evicting lower-priority pods lets ``p`` fit; set ``err.post_filter``
     to kube's wording when none is found."""
@@ -965,7 +985,7 @@ def preempt(
             post[name] = [R_NOT_HELPFUL]
             continue
         node = nodes.get(name)
-        victims = select_victims(p, node, values, any_anti) if node is not None else None
+        victims = select_victims(p, node, values, any_anti, ns_labels) if node is not None else None
         if not victims:
             post[name] = [R_NO_VICTIMS]
             continue

@@ -19,7 +19,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from orchestrator.client import ApiClient, ClientError, Conflict, Informer, LeaderElector, NotFound
-from orchestrator.client.rest import EVENTS, NODES, PODS, Obj
+from orchestrator.client.rest import EVENTS, NAMESPACES, NODES, PODS, Obj
 
 from .cache import Cache
 from .plugins import FitError, PodInfo, pod_info, preempt
@@ -152,6 +152,7 @@ class Scheduler:
         self.queue = SchedulingQueue()
         self.nodes = Informer(client, NODES)
         self.pods = Informer(client, PODS)
+        self.namespaces = Informer(client, NAMESPACES)
         self.recorder: EventRecorder | None = None
         self._binds: set[asyncio.Task[None]] = set()
         self._bind_slots = asyncio.Semaphore(self.config.parallel_binds)
@@ -170,6 +171,19 @@ class Scheduler:
         self.cache.set_node(new)
         if event == "ADDED" or _node_changed(old, new):
             self.queue.move_all()
+
+    def _on_namespace(self, event: str, old: Obj | None, new: Obj | None) -> None:
+        obj = new if new is not None else old
+        assert obj is not None
+        name = str((obj.get("metadata") or {}).get("name"))
+        if event == "DELETED":
+            self.cache.namespace_labels.pop(name, None)
+            return
+        labels = dict((obj.get("metadata") or {}).get("labels") or {})
+        if self.cache.namespace_labels.get(name) != labels:
+            self.cache.namespace_labels[name] = labels
+            if event == "MODIFIED":
+                self.queue.move_all()  # a namespaceSelector may match now
 
     def _on_pod(self, event: str, old: Obj | None, new: Obj | None) -> None:
         obj = new if new is not None else old
@@ -223,10 +237,14 @@ class Scheduler:
         self.queue = SchedulingQueue()
         self.nodes = Informer(self.client, NODES)
         self.pods = Informer(self.client, PODS)
+        self.namespaces = Informer(self.client, NAMESPACES)
         self.recorder = EventRecorder(self.client, DEFAULT_SCHEDULER)
         self.nodes.add_handler(self._on_node)
         self.pods.add_handler(self._on_pod)
+        self.namespaces.add_handler(self._on_namespace)
+        self.namespaces.start()
         self.nodes.start()
+        await self.namespaces.wait_synced()
         await self.nodes.wait_synced()
         self.pods.start()
         try:
@@ -246,6 +264,7 @@ class Scheduler:
                 t.cancel()
             await self.pods.stop()
             await self.nodes.stop()
+            await self.namespaces.stop()
             await self.recorder.close()
 
     def _schedule_one(self, key: str) -> None:
@@ -305,7 +324,13 @@ class Scheduler:
         self.failed += 1
         cand = None
         if err.num_nodes:
-            cand = preempt(p, err, self.cache.nodes, self.cache.anti_affinity_pods > 0)
+            cand = preempt(
+                p,
+                err,
+                self.cache.nodes,
+                self.cache.anti_affinity_pods > 0,
+                self.cache.namespace_labels,
+            )
         message = str(err)
         if cand is not None:
             self.cache.nominate(p, cand.node)

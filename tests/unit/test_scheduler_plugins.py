@@ -713,3 +713,29 @@ def test_node_status_updates_keep_the_node_only_verdicts() -> None:
     with pytest.raises(FitError) as e:
         cache.schedule(p)
     assert "not-ready" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "extra, blocked",
+    [
+        ({}, False),  # the term looks at its own pod's namespace only
+        ({"namespaces": ["team-a"]}, True),
+        ({"namespaceSelector": {}}, True),  # every namespace
+        ({"namespaceSelector": {"matchLabels": {"tier": "db"}}}, True),
+        ({"namespaceSelector": {"matchLabels": {"tier": "web"}}}, False),
+    ],
+)
+def test_pod_anti_affinity_namespaces(extra: Obj, blocked: bool) -> None:
+    term = {**_pod_term({"app": "db"}, "kubernetes.io/hostname"), **extra}
+    p = pod_info(
+        pod(
+            ns="default",
+            affinity={
+                "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}
+            },
+        )
+    )
+    a = info(node("a"), pod("db", ns="team-a", labels={"app": "db"}))
+    st = cycle_state(p, [a], False, {"team-a": {"tier": "db"}, "default": {}})
+    got = filter_node(p, a, st)
+    assert got == (["node(s) didn't match pod anti-affinity rules"] if blocked else [])
