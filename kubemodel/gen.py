@@ -50,6 +50,11 @@ ROOTS = (
     *("io.k8s.api.batch.v1." + k + s for k in ("Job", "CronJob") for s in ("", "List")),
     "io.k8s.api.coordination.v1.Lease",
     "io.k8s.api.coordination.v1.LeaseList",
+    "io.k8s.api.discovery.v1.EndpointSlice",
+    "io.k8s.api.discovery.v1.EndpointSliceList",
+    "io.k8s.api.policy.v1.PodDisruptionBudget",
+    "io.k8s.api.policy.v1.PodDisruptionBudgetList",
+    "io.k8s.api.policy.v1.Eviction",
     "io.k8s.api.scheduling.v1.PriorityClass",
     "io.k8s.api.scheduling.v1.PriorityClassList",
     *(
@@ -67,7 +72,7 @@ ROOTS = (
 # The API versions served; KINDS lists a kind under these only.
 API_VERSIONS = frozenset(
     {"v1", "apps/v1", "batch/v1", "coordination.k8s.io/v1", "rbac.authorization.k8s.io/v1"}
-    | {"autoscaling/v1", "scheduling.k8s.io/v1"}
+    | {"autoscaling/v1", "discovery.k8s.io/v1", "policy/v1", "scheduling.k8s.io/v1"}
 )
 
 # Definitions that are not objects: their Python type.

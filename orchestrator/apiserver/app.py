@@ -14,10 +14,12 @@ import msgspec
 import yaml
 from aiohttp import web
 
+from kubemodel import protobuf
 from orchestrator.store import Backend, Gone
 
-from . import discovery, errors
+from . import discovery, errors, fields
 from .errors import ApiError
+from .eviction import evict
 from .resources import RESOURCES, Resource, by_path
 from .selectors import field_selector, label_selector
 from .storage import Storage
@@ -38,7 +40,7 @@ PATCH_TYPES = {
     "application/json-patch+json": "json",
     "application/strategic-merge-patch+json": "strategic",
 }
-UNSUPPORTED_BODIES = ("application/vnd.kubernetes.protobuf", "application/cbor")
+UNSUPPORTED_BODIES = ("application/cbor",)
 IDLE_CHECK = 5.0  # seconds between checks that an idle watch's client is still there
 
 Obj = dict[str, Any]
@@ -98,6 +100,13 @@ async def _read_body(request: web.Request) -> Any:
         )
     if not raw.strip():
         return None
+    if ctype == protobuf.MEDIA_TYPE:
+        try:
+            value = protobuf.decode(raw)
+        except protobuf.ProtobufError as e:
+            raise errors.bad_request(f"the request body is not valid protobuf: {e}") from None
+        _check_shape(value)
+        return value
     try:
         if ctype in ("application/yaml", "application/apply-patch+yaml", "text/yaml"):
             try:
@@ -109,6 +118,8 @@ async def _read_body(request: web.Request) -> Any:
                 value = msgspec.json.decode(raw)
             except msgspec.DecodeError as e:
                 raise errors.bad_request(f"the request body is not valid JSON: {e}") from None
+            if request.query.get("fieldValidation") != "Ignore":
+                request[fields.DUPLICATES] = fields.duplicates(raw)
     except RecursionError:
         raise errors.bad_request(
             f"the request body is nested deeper than {MAX_DEPTH} levels"
@@ -231,9 +242,15 @@ class ApiServer:
                 cert = transport.get_extra_info("peercert") if transport is not None else None
                 if not cert:
                     raise ApiError(401, "Unauthorized", "Unauthorized")
-            return await handler(request)
+            response = await handler(request)
+            for text in request.get(fields.WARNINGS, ()):
+                response.headers.add("Warning", fields.warning_header(text))
+            return response
         except ApiError as e:
-            return _error_response(e)
+            response = _error_response(e)
+            for text in request.get(fields.WARNINGS, ()):  # sent with errors too, as Go does
+                response.headers.add("Warning", fields.warning_header(text))
+            return response
         except web.HTTPRequestEntityTooLarge:
             return _error_response(_too_large())
         except web.HTTPNotFound:
@@ -327,6 +344,15 @@ class ApiServer:
             raise errors.method_not_allowed()
         q = request.query
         dry = q.get("dryRun") == "All"
+        if sub == "eviction":
+            if m != "POST":
+                raise errors.method_not_allowed()
+            assert ns is not None and name is not None
+            body = await self._object_body(request, res, sub)
+            fields.check(request, res, body, sub)
+            if dry:
+                body["deleteOptions"] = {**(body.get("deleteOptions") or {}), "dryRun": ["All"]}
+            return _json(await evict(self.storage, res, ns, name, body), 201)
         if m == "GET":
             if name is None:
                 if watch_path or _truthy(q.get("watch")):
@@ -355,10 +381,12 @@ class ApiServer:
             )
         if m == "POST" and name is None:
             body = await self._object_body(request, res)
+            fields.check(request, res, body)
             obj = await self.storage.create(res, ns, body, dry_run=dry)
             return self._object(request, res, obj, 201)
         if m == "PUT" and name is not None:
             body = await self._object_body(request, res, sub)
+            fields.check(request, res, body, sub)
             if sub == "scale":
                 return await self._put_scale(res, ns, name, body, dry)
             obj = await self.storage.update(res, ns, name, body, subresource=sub, dry_run=dry)
@@ -378,6 +406,8 @@ class ApiServer:
                     f" include: {', '.join(PATCH_TYPES)}",
                 )
             patch = await _read_body(request)
+            if kind != "json":
+                fields.check(request, res, patch, sub)
             if sub == "scale":
                 return await self._patch_scale(res, ns, name, kind, patch, dry)
             obj = await self.storage.patch(res, ns, name, kind, patch, subresource=sub, dry_run=dry)
@@ -415,8 +445,8 @@ class ApiServer:
         body = await _read_body(request)
         if not isinstance(body, dict):
             raise errors.bad_request(
-                f"the body of the request must be a {res.kind if sub != 'scale' else 'Scale'}"
-                " object"
+                f"the body of the request must be a"
+                f" {dict(scale='Scale', eviction='Eviction').get(sub or '', res.kind)} object"
             )
         return body
 

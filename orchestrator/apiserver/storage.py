@@ -38,7 +38,7 @@ from orchestrator.store import (
 from . import errors
 from .patch import PatchError, json_patch, merge_patch, strategic_merge_patch
 from .priority import PriorityAdmission, builtin_classes, validate_class
-from .resources import RESOURCES, Resource, by_path
+from .resources import INITIAL_STATUS, RESOURCES, Resource, by_path
 
 __all__ = ["Storage", "now_rfc3339"]
 
@@ -77,7 +77,7 @@ def _encode_value(obj: Obj) -> bytes:
 
 
 def _tracks_generation(res: Resource) -> bool:
-    return res.group in ("apps", "batch")
+    return res.group in ("apps", "batch", "policy")
 
 
 def _qos_class(pod: Obj) -> str:
@@ -274,7 +274,7 @@ class Storage:
         else:
             meta.pop("generation", None)
         if "status" in res.subresources:
-            obj["status"] = {}
+            obj["status"] = copy.deepcopy(INITIAL_STATUS.get(res.name, {}))
         if res.name == "namespaces":
             obj["spec"] = {"finalizers": ["kubernetes"]}
             obj["status"] = {"phase": "Active"}
@@ -348,6 +348,17 @@ class Storage:
                 meta.pop(f, None)
         meta.pop("selfLink", None)
         meta.pop("managedFields", None)
+        if res.name in ("rolebindings", "clusterrolebindings") and new.get("roleRef") != old.get(
+            "roleRef"
+        ):
+            raise errors.invalid(
+                res.kind,
+                old_meta["name"],
+                "roleRef",
+                f"Invalid value: {msgspec.json.encode(new.get('roleRef')).decode()}:"
+                " cannot change roleRef",
+                res.group,
+            )
         if res.name == "namespaces":
             new["spec"] = copy.deepcopy(old.get("spec") or {})
             if subresource != "status":

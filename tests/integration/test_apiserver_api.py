@@ -84,13 +84,6 @@ CM_PATH = f"/api/v1/namespaces/{NS}/configmaps"
             "does not match",
         ),
         (
-            json.dumps({**_cm("unknown"), "spec": {}}).encode(),
-            {},
-            422,
-            "Invalid",
-            'unknown field "spec"',
-        ),
-        (
             json.dumps(_cm("badkey", **{"a/b": "x"})).encode(),
             {},
             422,
@@ -98,7 +91,7 @@ CM_PATH = f"/api/v1/namespaces/{NS}/configmaps"
             "data",
         ),
     ],
-    ids=["json", "yaml", "deep", "oversized", "name", "kind", "unknown-field", "bad-key"],
+    ids=["json", "yaml", "deep", "oversized", "name", "kind", "bad-key"],
 )
 def test_bad_input_refused_nothing_stored(
     server: Server, body: bytes, headers: dict[str, str], code: int, reason: str, words: str
@@ -111,6 +104,64 @@ def test_bad_input_refused_nothing_stored(
     assert _names(server, CM_PATH) == before
     code2, _, ok = server.request("GET", "/healthz")  # still serving
     assert (code2, ok) == (200, b"ok")
+
+
+def _post_all_headers(
+    server: Server, path: str, body: bytes, ctype: str = "application/json", method: str = "POST"
+) -> tuple[int, list[str], Any]:
+    """(status, every Warning header, body) of one request."""
+    import http.client
+
+    conn = http.client.HTTPSConnection("127.0.0.1", server.port, context=server.ssl_context())
+    try:
+        conn.request(method, path, body=body, headers={"Content-Type": ctype})
+        resp = conn.getresponse()
+        return resp.status, resp.headers.get_all("Warning") or [], json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("validation", ["Strict", "Warn", "Ignore", None])
+def test_field_validation(server: Server, validation: str | None) -> None:
+    """Unknown and duplicated fields: refused (Strict), dropped and reported in Warning
+    headers (Warn, the default), dropped silently (Ignore)."""
+    name = f"fv-{(validation or 'default').lower()}"
+    query = f"?fieldValidation={validation}" if validation else ""
+    body = json.dumps({**_cm(name, a="1"), "spec": {"x": 1}}).encode()
+    body = body[:-1] + b',"data":{"a":"2"}}'  # "data" twice: the last one wins
+    code, warnings, got = _post_all_headers(server, CM_PATH + query, body)
+    if validation == "Strict":
+        assert (code, got["reason"]) == (400, "BadRequest"), got
+        assert got["message"] == (
+            'ConfigMap in version "v1" cannot be handled as a ConfigMap: strict decoding error:'
+            ' unknown field "spec", duplicate field "data"'
+        )
+        assert name not in _names(server, CM_PATH)
+        return
+    assert code == 201, got
+    assert "spec" not in got and got["data"] == {"a": "2"}
+    if validation == "Ignore":
+        assert warnings == []
+    else:
+        assert warnings == [
+            '299 - "unknown field \\"spec\\""',
+            '299 - "duplicate field \\"data\\""',
+        ]
+    code, warnings, got = _post_all_headers(
+        server,
+        f"{CM_PATH}/{name}{query}",
+        b'{"data": {"b": "3"}, "bogus": 1}',
+        "application/merge-patch+json",
+        "PATCH",
+    )
+    assert code == 200 and got["data"] == {"a": "2", "b": "3"}, got
+    assert len(warnings) == (0 if validation == "Ignore" else 1)
+    bad = json.dumps({**_cm(name + "-bad", **{"a/b": "x"}), "extra": 1}).encode()
+    code, warnings, got = _post_all_headers(server, CM_PATH + query, bad)
+    assert (code, got["reason"]) == (422, "Invalid")  # warnings come with errors too
+    assert warnings == ([] if validation == "Ignore" else ['299 - "unknown field \\"extra\\""'])
+    code, got = server.json("POST", CM_PATH + "?fieldValidation=Sloppy", _cm(name + "x"))
+    assert code == 400 and "fieldValidation" in got["message"]
 
 
 def test_stale_resource_version_conflicts(server: Server) -> None:
@@ -224,6 +275,61 @@ def test_python_client_lists_creates_watches_patches(core: client.CoreV1Api) -> 
     core.delete_namespaced_pod("py", NS)
     with pytest.raises(ApiException) as e:
         core.read_namespaced_pod("py", NS)
+    assert e.value.status == 404
+
+
+def test_python_client_new_kinds(server: Server, core: client.CoreV1Api) -> None:
+    """RBAC, EndpointSlice and PodDisruptionBudget through the Python client (whose models
+    refuse objects that lack a required field), and a pod evicted."""
+    api = core.api_client
+    rbac = client.RbacAuthorizationV1Api(api)
+    rbac.create_namespaced_role(
+        NS,
+        {
+            "metadata": {"name": "py-role"},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}],
+        },
+    )
+    rbac.create_cluster_role_binding(
+        {
+            "metadata": {"name": "py-crb"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "x",
+            },
+            "subjects": [{"kind": "User", "name": "u", "apiGroup": "rbac.authorization.k8s.io"}],
+        }
+    )
+    assert [r.metadata.name for r in rbac.list_namespaced_role(NS).items] == ["py-role"]
+    assert rbac.read_cluster_role_binding("py-crb").subjects[0].name == "u"
+    disc = client.DiscoveryV1Api(api)
+    disc.create_namespaced_endpoint_slice(
+        NS,
+        {
+            "metadata": {"name": "py-slice"},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.1.0.1"]}],
+        },
+    )
+    assert disc.read_namespaced_endpoint_slice("py-slice", NS).endpoints[0].addresses == [
+        "10.1.0.1"
+    ]
+    policy = client.PolicyV1Api(api)
+    policy.create_namespaced_pod_disruption_budget(
+        NS, {"metadata": {"name": "py-pdb"}, "spec": {"minAvailable": 1, "selector": {}}}
+    )
+    pdb = policy.read_namespaced_pod_disruption_budget("py-pdb", NS)
+    assert pdb.status.disruptions_allowed == 0 and pdb.metadata.generation == 1
+    core.create_namespaced_pod(
+        NS,
+        {"metadata": {"name": "py-evicted"}, "spec": {"containers": [{"name": "c", "image": "x"}]}},
+    )
+    core.create_namespaced_pod_eviction(
+        "py-evicted", NS, {"metadata": {"name": "py-evicted", "namespace": NS}}
+    )
+    with pytest.raises(ApiException) as e:
+        core.read_namespaced_pod("py-evicted", NS)
     assert e.value.status == 404
 
 

@@ -558,6 +558,22 @@ def test_cli_killed_pod_keeps_running(pods: Pods) -> None:
     assert api.list_pods(pods.opts) == []
 
 
+def test_tty_container_logs_its_terminal(pods: Pods) -> None:
+    """tty: true: the container's stdout is a terminal (the monitor's pty, logged as stdout
+    with the terminal's \r\n, as conmon); a container without it gets pipes."""
+    script = "[ -t 1 ] && echo is-a-tty || echo no-tty; tty || true"
+    uid = pods.run(
+        pods.manifest("tty", [sh("t", script, tty=True), sh("p", script)], restartPolicy="Never")
+    )
+    st = pods.wait(uid)
+    assert st.phase == "Succeeded", st
+    t = api.logs(uid, pods.opts, "t")
+    assert t[0].rstrip("\r") == "is-a-tty" and t[1].rstrip("\r").startswith("/dev/pts/"), t
+    assert t[0].endswith("\r")  # the terminal's line discipline, kept as text
+    p = api.logs(uid, pods.opts, "p")
+    assert p[0] == "no-tty", p
+
+
 def test_foreground_run_streams_logs(pods: Pods) -> None:
     manifest = pods.tmp / "pod.yaml"
     raw = pods.manifest("fg", [sh("c", "echo one; echo two")], restartPolicy="Never")
