@@ -644,3 +644,23 @@ def test_priority_classes_and_admission(bare_server: Server, tmp_path: Path) -> 
         out = k.run("get", "priorityclasses").stdout.splitlines()
         assert out[0].split() == ["NAME", "VALUE", "GLOBAL-DEFAULT", "AGE", "PREEMPTIONPOLICY"]
         assert any(ln.split()[:3] == ["everyone", "7", "true"] for ln in out)
+
+
+def test_kubectl_create_priorityclass(kubectl: Kubectl) -> None:
+    """kubectl's typed create (protobuf from 1.32, JSON from 1.20), then a pod that uses it."""
+    name = "pc-" + kubectl.version.replace(".", "-")
+    out = kubectl.run(
+        "create", "priorityclass", name, "--value=500", "--preemption-policy=Never"
+    ).stdout
+    assert out.strip() == f"priorityclass.scheduling.k8s.io/{name} created"
+    got = json.loads(kubectl.run("get", "priorityclass", name, "-o", "json").stdout)
+    assert (got["value"], got["preemptionPolicy"]) == (500, "Never")
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p"},
+        "spec": {"priorityClassName": name, "containers": [{"name": "c", "image": "x"}]},
+    }
+    kubectl.run("create", "-n", NS, "-f", "-", input=json.dumps(pod))
+    got = json.loads(kubectl.run("get", "pod", "p", "-n", NS, "-o", "json").stdout)
+    assert (got["spec"]["priority"], got["spec"]["preemptionPolicy"]) == (500, "Never")
