@@ -191,6 +191,8 @@ class PodInfo:
     preferred_anti_affinity: tuple[Obj, ...]
     owner: str  # the controller's uid ("" when none)
     preemption_never: bool
+    terminating: bool  # metadata.deletionTimestamp is set
+    nominated: str  # status.nominatedNodeName
     obj: Obj = field(repr=False)
 
     @property
@@ -250,6 +252,8 @@ def pod_info(pod: Obj) -> PodInfo:
         ),
         owner=owner,
         preemption_never=spec.get("preemptionPolicy") == "Never",
+        terminating=bool(meta.get("deletionTimestamp")),
+        nominated=str((pod.get("status") or {}).get("nominatedNodeName") or ""),
         obj=pod,
     )
 
@@ -971,6 +975,13 @@ def preempt(
     n_all = err.num_nodes
     if p.preemption_never:
         err.post_filter = "preemption: not eligible due to preemptionPolicy=Never"
+        return None
+    waiting_on = nodes.get(p.nominated) if p.nominated else None
+    if waiting_on is not None and any(
+        q.terminating and q.priority < p.priority for q in waiting_on.pods.values()
+    ):
+        # Its victims are still going: no more are taken (kube's PodEligibleToPreemptOthers).
+        err.post_filter = "preemption: not eligible due to a terminating pod on the nominated node"
         return None
     post: dict[str, list[str]] = {}
     best: Candidate | None = None

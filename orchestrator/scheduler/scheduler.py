@@ -332,10 +332,12 @@ class Scheduler:
                 self.cache.namespace_labels,
             )
         message = str(err)
+        nominated = p.nominated
         if cand is not None:
+            nominated = cand.node
             self.cache.nominate(p, cand.node)
         self.queue.unschedulable_pod(p.key)
-        task = asyncio.create_task(self._report_failure(p, message, cand.node if cand else ""))
+        task = asyncio.create_task(self._report_failure(p, message, nominated))
         self._binds.add(task)
         task.add_done_callback(self._binds.discard)
         if cand is not None:

@@ -739,3 +739,24 @@ def test_pod_anti_affinity_namespaces(extra: Obj, blocked: bool) -> None:
     st = cycle_state(p, [a], False, {"team-a": {"tier": "db"}, "default": {}})
     got = filter_node(p, a, st)
     assert got == (["node(s) didn't match pod anti-affinity rules"] if blocked else [])
+
+
+def test_no_second_preemption_while_victims_terminate() -> None:
+    going = pod("a1", cpu="2", priority=1)
+    going["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    a = info(node("a", cpu="2"), going)
+    b = info(node("b", cpu="2"), pod("b1", cpu="2", priority=1))
+    nodes = {"a": a, "b": b}
+    waiting = pod("hi", cpu="1", priority=10)
+    waiting["status"] = {"nominatedNodeName": "a"}
+    hi = pod_info(waiting)
+    err = FitError(hi, 2, {n: ["Insufficient cpu"] for n in nodes})
+    assert preempt(hi, err, nodes, False) is None
+    assert str(err).endswith(
+        "preemption: not eligible due to a terminating pod on the nominated node."
+    )
+    fresh = pod_info(pod("hi", cpu="1", priority=10))
+    cand = preempt(
+        fresh, FitError(fresh, 2, {n: ["Insufficient cpu"] for n in nodes}), nodes, False
+    )
+    assert cand is not None
