@@ -385,10 +385,28 @@ class Scheduler:
             log.info("status of %s: %s", p.key, e)
 
     async def _evict(self, victim: PodInfo, by: PodInfo, node: str) -> None:
-        """Preemption: the victim is deleted gracefully (its own grace period)."""
+        """Preemption: the victim is marked (the DisruptionTarget condition, as kube-scheduler
+        sets it) and deleted gracefully (its own grace period)."""
         if self.recorder is not None:
             self.recorder.event(
                 victim.obj, "Normal", "Preempted", f"Preempted by pod {by.uid} on node {node}"
+            )
+        condition = {
+            "type": "DisruptionTarget",
+            "status": "True",
+            "reason": "PreemptionByScheduler",
+            "message": f"{self.config.scheduler_name}: preempting to accommodate a higher"
+            " priority pod",
+            "lastTransitionTime": _now(),
+        }
+        with contextlib.suppress(ClientError):
+            await self.client.patch(
+                PODS,
+                victim.namespace,
+                victim.name,
+                {"status": {"conditions": [condition]}},
+                kind="strategic",
+                sub="status",
             )
         try:
             await self.client.delete(

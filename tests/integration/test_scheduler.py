@@ -402,6 +402,9 @@ def test_preemption(server: Server) -> None:
     )
     assert urgent == "n1"
     assert any(e["reason"] == "Preempted" for e in events_of(server, "victim"))
+    conds = {c["type"]: c for c in get_pod(server, "victim")["status"]["conditions"]}
+    assert conds["DisruptionTarget"]["reason"] == "PreemptionByScheduler"
+    assert conds["PodScheduled"]["status"] == "True"  # merged by type, not replaced
     # The kubelet's part: the victim's containers stopped, the pod goes.
     code, _ = server.json(
         "DELETE", f"/api/v1/namespaces/{NS}/pods/victim", {"gracePeriodSeconds": 0}
