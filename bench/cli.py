@@ -119,6 +119,10 @@ def _other(name: str, p: spawn.Params) -> SuiteResult:
         from . import controlplane
 
         return controlplane.control_plane_suite(p.quick)
+    if name == "scheduler":  # needs no root
+        from . import scheduler
+
+        return scheduler.scheduler_suite(p.quick)
     if os.geteuid() != 0:
         return SuiteResult(name, suites.SUITES[name], Status.SKIPPED, "needs root")
     if name == "image":

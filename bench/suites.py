@@ -30,11 +30,13 @@ OTHER: dict[str, str] = {
     "of 10k keys, watch latency with 100 watchers",
     "control-plane": "`corral server` over SQLite and over etcd vs etcd through its client: "
     "creates/s, gets/s, list of 10k pods, watch latency with 100 and 1000 watchers, idle RSS",
+    "scheduler": "scheduling throughput as scheduler_perf: N nodes and M pods created through "
+    "the API server, pods/s from first create to last bind, with SQLite and with etcd",
 }
 SUITES: dict[str, str] = {**SPAWN, **OTHER, **{k: v[0] for k, v in PENDING.items()}}
 ORDER = (
     "spawn-cli", "spawn-lib", "image", "pull", "pod", "density", "network", "store",
-    "control-plane",
+    "control-plane", "scheduler",
 )  # fmt: skip
 assert set(ORDER) == set(SUITES), "every suite has a place in ORDER"
 

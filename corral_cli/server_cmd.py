@@ -64,6 +64,7 @@ from .errors import Failure
     help="service addresses (used once ClusterIP allocation exists)",
 )
 @click.option("--disable-agent", is_flag=True, help="run no agent (kubelet) in this process")
+@click.option("--disable-scheduler", is_flag=True, help="run no scheduler in this process")
 def server(
     data_dir: Path,
     bind_address: str,
@@ -74,6 +75,7 @@ def server(
     cluster_cidr: str,
     service_cidr: str,
     disable_agent: bool,
+    disable_scheduler: bool,
 ) -> None:
     """Run the Kubernetes API server, with an embedded SQLite store by default."""
     from orchestrator.apiserver import ServerConfig, ServerError, run_server
@@ -86,6 +88,7 @@ def server(
         token=token,
         datastore_endpoint=datastore_endpoint,
         disable_agent=disable_agent,
+        disable_scheduler=disable_scheduler,
         cluster_cidr=cluster_cidr,
         service_cidr=service_cidr,
     )
@@ -95,5 +98,52 @@ def server(
         raise Failure("server", e) from e
 
 
+@click.command("scheduler")
+@click.option(
+    "--kubeconfig",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="how to reach the API server (as kube-scheduler's --kubeconfig)",
+)
+@click.option(
+    "--scheduler-name",
+    default="default-scheduler",
+    show_default=True,
+    help="schedule the pods whose spec.schedulerName is this",
+)
+@click.option(
+    "--leader-elect/--no-leader-elect",
+    default=True,
+    show_default=True,
+    help="take the kube-system/kube-scheduler Lease before scheduling",
+)
+@click.option(
+    "--percentage-of-nodes-to-score",
+    default=0,
+    type=click.IntRange(0, 100),
+    help="0: kube-scheduler's adaptive percentage",
+)
+def scheduler(
+    kubeconfig: Path, scheduler_name: str, leader_elect: bool, percentage_of_nodes_to_score: int
+) -> None:
+    """Run the scheduler alone against an API server (as kube-scheduler), until SIGTERM."""
+    from orchestrator.client import ClientError, load_kubeconfig
+    from orchestrator.scheduler import SchedulerConfig, serve_scheduler
+
+    try:
+        client = load_kubeconfig(kubeconfig)
+    except ClientError as e:
+        raise Failure("scheduler", e) from e
+    serve_scheduler(
+        client,
+        SchedulerConfig(
+            scheduler_name=scheduler_name,
+            leader_elect=leader_elect,
+            percentage_of_nodes_to_score=percentage_of_nodes_to_score,
+        ),
+    )
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(server)
+    cli.add_command(scheduler)

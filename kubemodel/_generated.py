@@ -208,6 +208,8 @@ __all__ = [
     "PortworxVolumeSource",
     "Preconditions",
     "PreferredSchedulingTerm",
+    "PriorityClass",
+    "PriorityClassList",
     "Probe",
     "ProjectedVolumeSource",
     "QuobyteVolumeSource",
@@ -1874,6 +1876,25 @@ class PreferredSchedulingTerm(Object):
     weight: int
 
 
+class PriorityClass(Object):
+    """``io.k8s.api.scheduling.v1.PriorityClass``."""
+    value: int
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    description: str | None = None
+    global_default: bool | None = msgspec.field(default=None, name="globalDefault")
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+    preemption_policy: str | None = msgspec.field(default=None, name="preemptionPolicy")
+
+
+class PriorityClassList(Object):
+    """``io.k8s.api.scheduling.v1.PriorityClassList``."""
+    items: list[PriorityClass]
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ListMeta | None = None
+
+
 class Probe(Object):
     """``io.k8s.api.core.v1.Probe``."""
     exec: ExecAction | None = None
@@ -2593,6 +2614,10 @@ KINDS: dict[tuple[str, str], type[Object]] = {
     ("rbac.authorization.k8s.io/v1", "RoleBindingList"): RoleBindingList,
     ("rbac.authorization.k8s.io/v1", "RoleList"): RoleList,
     ("rbac.authorization.k8s.io/v1", "WatchEvent"): WatchEvent,
+    ("scheduling.k8s.io/v1", "DeleteOptions"): DeleteOptions,
+    ("scheduling.k8s.io/v1", "PriorityClass"): PriorityClass,
+    ("scheduling.k8s.io/v1", "PriorityClassList"): PriorityClassList,
+    ("scheduling.k8s.io/v1", "WatchEvent"): WatchEvent,
     ("v1", "APIResourceList"): APIResourceList,
     ("v1", "Binding"): Binding,
     ("v1", "ConfigMap"): ConfigMap,

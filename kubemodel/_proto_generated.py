@@ -1448,6 +1448,13 @@ FIELDS: dict[str, dict[int, tuple[str, str, str, int]]] = {
         3: ("name", "string", "", 0),
         4: ("namespace", "string", "", 4),
     },
+    "k8s.io.api.scheduling.v1.PriorityClass": {
+        1: ("metadata", "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta", "", 4),
+        2: ("value", "int32", "", 0),
+        3: ("globalDefault", "bool", "", 4),
+        4: ("description", "string", "", 4),
+        5: ("preemptionPolicy", "string", "", 6),
+    },
     "k8s.io.apimachinery.pkg.apis.meta.v1.Condition": {
         1: ("type", "string", "", 0),
         2: ("status", "string", "", 0),
@@ -1559,6 +1566,7 @@ KINDS: dict[tuple[str, str], str] = {
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): "k8s.io.api.rbac.v1.ClusterRoleBinding",
     ("rbac.authorization.k8s.io/v1", "Role"): "k8s.io.api.rbac.v1.Role",
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): "k8s.io.api.rbac.v1.RoleBinding",
+    ("scheduling.k8s.io/v1", "PriorityClass"): "k8s.io.api.scheduling.v1.PriorityClass",
     ("v1", "Binding"): "k8s.io.api.core.v1.Binding",
     ("v1", "ConfigMap"): "k8s.io.api.core.v1.ConfigMap",
     ("v1", "Endpoints"): "k8s.io.api.core.v1.Endpoints",

@@ -40,6 +40,7 @@ PACKAGES: dict[str, tuple[str, str, str]] = {
     "k8s.io.api.discovery.v1": ("api", "discovery/v1", "discovery.k8s.io/v1"),
     "k8s.io.api.policy.v1": ("api", "policy/v1", "policy/v1"),
     "k8s.io.api.rbac.v1": ("api", "rbac/v1", "rbac.authorization.k8s.io/v1"),
+    "k8s.io.api.scheduling.v1": ("api", "scheduling/v1", "scheduling.k8s.io/v1"),
     "k8s.io.apimachinery.pkg.apis.meta.v1": ("apimachinery", "pkg/apis/meta/v1", "meta.k8s.io/v1"),
     "k8s.io.apimachinery.pkg.api.resource": ("apimachinery", "pkg/api/resource", ""),
     "k8s.io.apimachinery.pkg.runtime": ("apimachinery", "pkg/runtime", ""),
@@ -66,6 +67,7 @@ ROOTS: tuple[tuple[str, str], ...] = (
         ("rbac.authorization.k8s.io/v1", k)
         for k in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")
     ),
+    ("scheduling.k8s.io/v1", "PriorityClass"),
     ("autoscaling/v1", "Scale"),
     ("meta.k8s.io/v1", "DeleteOptions"),
     ("meta.k8s.io/v1", "Status"),

@@ -22,6 +22,8 @@ import yaml
 from testkit.net import free_port
 
 CORRAL = str(Path(sys.executable).parent / "corral")
+# For tests of the API itself: no scheduler writing conditions, events and a Lease.
+NO_SCHEDULER = ("--disable-scheduler",)
 START_DEADLINE = 60.0  # seconds: a start that takes longer is a failure, not a measurement
 
 

@@ -1,6 +1,5 @@
 """A real ``corral server`` for the tests (``testkit.kubeserver``, shared with the benchmarks);
-kubectl (the machine's, and 1.20 from Debian's kubernetes-client) with their own HOME. Only
-processes started here are ever signalled."""
+kubectl (the machine's, and 1.20 from Debian's kubernetes-client) with their own HOME."""
 
 from __future__ import annotations
 
@@ -10,12 +9,13 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from testkit.kubeserver import CORRAL, START_DEADLINE, Server
+from testkit.kubeserver import CORRAL, NO_SCHEDULER, START_DEADLINE, Server
 
 __all__ = [
     "CORRAL",
     "KUBECTL_120",
     "KUBECTL_CURRENT",
+    "NO_SCHEDULER",
     "REPO",
     "START_DEADLINE",
     "Kubectl",

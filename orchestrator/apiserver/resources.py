@@ -137,6 +137,15 @@ RESOURCES: tuple[Resource, ...] = (
     _r(RBAC, "clusterroles", "ClusterRole", False, k.ClusterRole, has_spec=False),
     _r(RBAC, "rolebindings", "RoleBinding", True, k.RoleBinding, has_spec=False),
     _r(RBAC, "roles", "Role", True, k.Role, has_spec=False),
+    _r(
+        "scheduling.k8s.io",
+        "priorityclasses",
+        "PriorityClass",
+        False,
+        k.PriorityClass,
+        ("pc",),
+        has_spec=False,
+    ),
 )
 del k
 

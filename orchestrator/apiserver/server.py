@@ -50,6 +50,7 @@ class ServerConfig:
     token: str | None = None
     datastore_endpoint: str = ""
     disable_agent: bool = False
+    disable_scheduler: bool = False
     cluster_cidr: str = "10.42.0.0/16"
     service_cidr: str = "10.43.0.0/16"
 
@@ -177,6 +178,7 @@ async def _serve(cfg: ServerConfig) -> None:
                 "the agent (kubelet, proxy) is not built yet: this server runs no node"
                 " (--disable-agent silences this)"
             )
+        components = _start_components(cfg, targets[0])
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -184,12 +186,28 @@ async def _serve(cfg: ServerConfig) -> None:
         print(f"corral server: ready, serving on {url}", flush=True)
         await stop.wait()
         log.info("stopping")
+        for task in components:
+            task.cancel()
+        await asyncio.gather(*components, return_exceptions=True)
     finally:
         await api.close()
         if runner is not None:
             await runner.cleanup()
         await store.close()
     log.info("stopped")
+
+
+def _start_components(cfg: ServerConfig, admin_kubeconfig: Path) -> list[asyncio.Task[None]]:
+    """The components that run in the server's process (as k3s): each talks to this API over
+    HTTPS with the admin kubeconfig's client certificate."""
+    tasks: list[asyncio.Task[None]] = []
+    if not cfg.disable_scheduler:
+        from orchestrator.client import load_kubeconfig
+        from orchestrator.scheduler import run_scheduler
+
+        client = load_kubeconfig(admin_kubeconfig)
+        tasks.append(asyncio.create_task(run_scheduler(client), name="scheduler"))
+    return tasks
 
 
 def run_server(cfg: ServerConfig) -> None:

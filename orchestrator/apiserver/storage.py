@@ -38,6 +38,7 @@ from orchestrator.store import (
 
 from . import errors
 from .patch import PatchError, json_patch, merge_patch, strategic_merge_patch
+from .priority import PriorityAdmission, builtin_classes, validate_class
 from .resources import INITIAL_STATUS, RESOURCES, Resource, by_path
 
 __all__ = ["Storage", "now_rfc3339"]
@@ -47,6 +48,8 @@ log = logging.getLogger("corral.apiserver")
 Obj = dict[str, Any]
 NAMESPACES = by_path("", "v1", "namespaces")
 assert NAMESPACES is not None
+PRIORITYCLASSES = by_path("scheduling.k8s.io", "v1", "priorityclasses")
+assert PRIORITYCLASSES is not None
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 UNDELETABLE_NAMESPACES = ("default", "kube-system", "kube-public")
 PATCH_RETRIES = 5
@@ -152,6 +155,7 @@ class Storage:
     def __init__(self, store: Backend) -> None:
         self.store = store
         self._ns_tasks: dict[str, asyncio.Task[None]] = {}
+        self.priority = PriorityAdmission(store)
 
     # ------------------------------------------------------------------ reading
 
@@ -321,9 +325,14 @@ class Storage:
             obj["spec"] = {"finalizers": ["kubernetes"]}
             obj["status"] = {"phase": "Active"}
             meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = name
+        if res.name == "pods" and isinstance(obj.get("spec"), dict):
+            await self.priority.admit_pod(obj)
         stored = self._admit(res, obj)
         if res.name == "pods":
             stored["status"] = {"phase": "Pending", "qosClass": _qos_class(stored)}
+        elif res.name == "priorityclasses":
+            await self.priority.check_class(stored)
+            self.priority.forget()
         await self._check_namespace(res, ns, name)
         if dry_run:
             return stored
@@ -402,6 +411,17 @@ class Storage:
                 new["status"] = copy.deepcopy(old.get("status") or {})
         if _tracks_generation(res) and new.get("spec") != old.get("spec"):
             meta["generation"] = int(old_meta.get("generation") or 0) + 1
+        if res.name == "priorityclasses":
+            if new.get("value") != old.get("value"):
+                raise errors.invalid(
+                    res.kind,
+                    old_meta["name"],
+                    "value",
+                    "may not be changed in an update",
+                    res.group,
+                )
+            validate_class(new)
+            self.priority.forget()
         return new
 
     async def _write(
@@ -548,11 +568,17 @@ class Storage:
                 raise errors.conflict(
                     "pods/binding", name, why=f'pod {name} is already assigned to node "{bound}"'
                 )
-            new = copy.deepcopy(old)
-            new.setdefault("spec", {})["nodeName"] = node
+            # ``old`` was just decoded from the store: only the parts written are copied, and
+            # the stored pod is not validated again (kube-apiserver's assignPod neither).
+            new = dict(old)
+            new["spec"] = dict(old.get("spec") or {})
+            new["spec"]["nodeName"] = node
+            new["metadata"] = dict(old["metadata"])
             if isinstance(annotations, dict) and annotations:
-                new["metadata"].setdefault("annotations", {}).update(annotations)
-            status = new.setdefault("status", {})
+                merged = dict(new["metadata"].get("annotations") or {})
+                merged.update({str(k): str(v) for k, v in annotations.items()})
+                new["metadata"]["annotations"] = merged
+            status = new["status"] = dict(old.get("status") or {})
             conds = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
             conds.append(
                 {
@@ -564,7 +590,7 @@ class Storage:
             )
             status["conditions"] = conds
             new["metadata"].pop("resourceVersion", None)
-            stored = self._admit(res, new)
+            stored = new
             try:
                 await self._cas_update(res, name, kv, stored)
                 return
@@ -631,10 +657,14 @@ class Storage:
     # ------------------------------------------------------------------ namespaces
 
     async def ensure_namespaces(self) -> None:
-        """The namespaces every cluster has; resume the deletion of terminating ones."""
+        """The namespaces every cluster has (and the built-in priority classes); resume the
+        deletion of terminating ones."""
         for ns in INITIAL_NAMESPACES:
             with contextlib.suppress(errors.ApiError):
                 await self.create(NAMESPACES, None, {"metadata": {"name": ns}})
+        for cls in builtin_classes():
+            with contextlib.suppress(errors.ApiError):
+                await self.create(PRIORITYCLASSES, None, cls)
         items, _, _ = await self.list(NAMESPACES, None)
         for obj in items:
             if obj["metadata"].get("deletionTimestamp"):

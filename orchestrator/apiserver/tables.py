@@ -331,6 +331,22 @@ TABLES: dict[str, tuple[list[Obj], Callable[[Obj, datetime], list[Any]]]] = {
         ],
         _svc_row,
     ),
+    "priorityclasses": (
+        [
+            NAME,
+            _col("Value", "integer"),
+            _col("Global-Default", "boolean"),
+            AGE,
+            _col("PreemptionPolicy"),
+        ],
+        lambda o, now: [
+            o["metadata"]["name"],
+            o.get("value", 0),
+            bool(o.get("globalDefault")),
+            _age(o, now),
+            o.get("preemptionPolicy") or "PreemptLowerPriority",
+        ],
+    ),
 }
 _GENERIC: tuple[list[Obj], Callable[[Obj, datetime], list[Any]]] = (
     [NAME, AGE],

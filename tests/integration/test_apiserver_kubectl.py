@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from tests.kubeserver import KUBECTL_120, KUBECTL_CURRENT, Kubectl, Server
+from tests.kubeserver import KUBECTL_120, KUBECTL_CURRENT, NO_SCHEDULER, Kubectl, Server
 
 VERSIONS = {"1.32": KUBECTL_CURRENT, "1.20": KUBECTL_120}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("apiserver-kubectl"))
+    srv = Server(tmp_path_factory.mktemp("apiserver-kubectl"), extra=NO_SCHEDULER)
     srv.start()
     try:
         yield srv
