@@ -1,0 +1,490 @@
+"""The controllers' logic: ``reconcile(key)`` over a fake client, comparing the recorded
+actions (sample-controller's way); no server, no sleeps. The same controllers run against a
+real ``corral server`` in tests/integration/test_controllers.py."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import pytest
+
+from orchestrator.client.rest import DEPLOYMENTS, PODS, REPLICASETS
+from orchestrator.controllers.base import Controller, InformerFactory
+from orchestrator.controllers.deployment import (
+    DeploymentController,
+    max_surge,
+    max_unavailable,
+)
+from orchestrator.controllers.fake import FakeClient
+from orchestrator.controllers.replicaset import ReplicaSetController, rank_for_deletion
+
+C = TypeVar("C", bound=Controller)
+READY = {"conditions": [{"type": "Ready", "status": "True"}], "phase": "Running"}
+
+
+def run(body: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(body())
+
+
+def template(image: str = "nginx:1", labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "metadata": {"labels": labels or {"app": "web"}},
+        "spec": {"containers": [{"name": "c", "image": image}]},
+    }
+
+
+def rs_obj(name: str = "web", replicas: int = 3, **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": template(),
+            **spec,
+        },
+    }
+
+
+async def setup(cls: type[C], client: FakeClient) -> tuple[C, InformerFactory]:
+    factory = InformerFactory(client)  # type: ignore[arg-type]
+    ctrl = cls(client, factory)  # type: ignore[arg-type]
+    await factory.relist()
+    return ctrl, factory
+
+
+def pod_names(client: FakeClient) -> list[str]:
+    return [p["metadata"]["name"] for p in client.all(PODS)]
+
+
+def mark_ready(client: FakeClient) -> None:
+    """What a kubelet would report: every pod Running and Ready."""
+    for p in client.all(PODS):
+        client.mutate(PODS, "default", p["metadata"]["name"], status=READY)
+
+
+# ------------------------------------------------------------------------------ ReplicaSet
+
+
+def test_replicaset_scales_up_with_owned_generated_pods_and_status() -> None:
+    async def body() -> None:
+        client = FakeClient()
+        rs = client.add(REPLICASETS, rs_obj())
+        ctrl, factory = await setup(ReplicaSetController, client)
+        await ctrl.reconcile("default/web")
+        acts = client.take()
+        creates = [a for a in acts if a.verb == "create"]
+        assert len(creates) == 3
+        for a in creates:
+            m = a.body["metadata"]
+            assert m["generateName"] == "web-"
+            assert len(a.name) == len("web-") + 5
+            assert m["labels"] == {"app": "web"}
+            assert m["ownerReferences"] == [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "name": "web",
+                    "uid": rs["metadata"]["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ]
+        status = client.stored(REPLICASETS, "default", "web")["status"]  # type: ignore[index]
+        assert status == {"replicas": 0, "observedGeneration": 1}  # the cache had no pods yet
+
+    run(body)
+
+
+def test_replicaset_expectations_stop_a_second_round_before_the_watch_catches_up() -> None:
+    async def body() -> None:
+        client = FakeClient()
+        client.add(REPLICASETS, rs_obj())
+        ctrl, factory = await setup(ReplicaSetController, client)
+        await ctrl.reconcile("default/web")
+        assert len(client.take("create")) == 3
+        # The cache has not seen the pods: a second reconcile must not create again.
+        await ctrl.reconcile("default/web")
+        assert client.take("create") == []
+        await factory.relist()  # the watch delivers the three pods
+        assert ctrl.expectations.satisfied("default/web")
+        await ctrl.reconcile("default/web")
+        assert client.take("create") == []
+        status = client.stored(REPLICASETS, "default", "web")["status"]  # type: ignore[index]
+        assert status["replicas"] == 3 and status["fullyLabeledReplicas"] == 3
+        mark_ready(client)
+        await factory.relist()
+        await ctrl.reconcile("default/web")
+        status = client.stored(REPLICASETS, "default", "web")["status"]  # type: ignore[index]
+        assert status["readyReplicas"] == 3 and status["availableReplicas"] == 3
+
+    run(body)
+
+
+def test_replicaset_scale_down_deletes_unready_and_unscheduled_first() -> None:
+    async def body() -> None:
+        client = FakeClient()
+        rs = client.add(REPLICASETS, rs_obj(replicas=1))
+        ref = {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "name": "web",
+            "uid": rs["metadata"]["uid"],
+            "controller": True,
+        }
+
+        def pod(name: str, node: str, ready: bool, created: str) -> None:
+            status = READY if ready else {"phase": "Running"}
+            spec = {"containers": [{"name": "c", "image": "i"}]}
+            if node:
+                spec["nodeName"] = node  # type: ignore[assignment]
+            client.add(
+                PODS,
+                {
+                    "metadata": {
+                        "name": name,
+                        "namespace": "default",
+                        "labels": {"app": "web"},
+                        "ownerReferences": [ref],
+                        "creationTimestamp": created,
+                    },
+                    "spec": spec,
+                    "status": status,
+                },
+            )
+
+        pod("old-ready", "n1", True, "2024-01-01T00:00:00Z")
+        pod("new-ready", "n1", True, "2024-01-02T00:00:00Z")
+        pod("unready", "n1", False, "2024-01-01T00:00:00Z")
+        pod("unscheduled", "", False, "2023-01-01T00:00:00Z")
+        ctrl, factory = await setup(ReplicaSetController, client)
+        await ctrl.reconcile("default/web")
+        deleted = [a.name for a in client.take("delete")]
+        assert deleted == ["unscheduled", "unready", "new-ready"]
+        assert pod_names(client) == ["old-ready"]
+
+    run(body)
+
+
+def test_replicaset_adopts_orphans_and_releases_pods_it_no_longer_selects() -> None:
+    async def body() -> None:
+        client = FakeClient()
+        rs = client.add(REPLICASETS, rs_obj(replicas=1))
+        client.add(
+            PODS,
+            {
+                "metadata": {"name": "orphan", "labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "image": "i"}]},
+            },
+        )
+        client.add(
+            PODS,
+            {
+                "metadata": {
+                    "name": "stray",
+                    "labels": {"app": "other"},
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "apps/v1",
+                            "kind": "ReplicaSet",
+                            "name": "web",
+                            "uid": rs["metadata"]["uid"],
+                            "controller": True,
+                        }
+                    ],
+                },
+                "spec": {"containers": [{"name": "c", "image": "i"}]},
+            },
+        )
+        ctrl, factory = await setup(ReplicaSetController, client)
+        await ctrl.reconcile("default/web")
+        acts = client.take()
+        assert sorted(repr(a) for a in acts if a.verb != "update_status") == [
+            "patch pods default/orphan",
+            "patch pods default/stray",
+        ]
+        orphan = client.stored(PODS, "default", "orphan")
+        stray = client.stored(PODS, "default", "stray")
+        assert orphan["metadata"]["ownerReferences"][0]["uid"] == rs["metadata"]["uid"]  # type: ignore[index]
+        assert stray["metadata"]["ownerReferences"] == []  # type: ignore[index]
+
+    run(body)
+
+
+def test_replicaset_create_failure_lowers_expectations_and_retries() -> None:
+    async def body() -> None:
+        from orchestrator.client import ClientError
+
+        client = FakeClient()
+        client.add(REPLICASETS, rs_obj(replicas=3))
+        ctrl, factory = await setup(ReplicaSetController, client)
+        client.fail_next[("create", "pods")] = ClientError(500, "InternalError", "boom")
+        with pytest.raises(ClientError):
+            await ctrl.reconcile("default/web")
+        assert len(client.take("create")) == 1  # the first of the slow-start batch failed
+        assert ctrl.expectations.satisfied("default/web")
+        await ctrl.reconcile("default/web")
+        assert len(client.take("create")) == 3
+
+    run(body)
+
+
+def test_deletion_ranking_prefers_newer_among_equals() -> None:
+    def pod(name: str, created: str) -> dict[str, Any]:
+        return {"metadata": {"name": name, "creationTimestamp": created}, "status": READY}
+
+    pods = [pod("a", "2024-01-01T00:00:00Z"), pod("b", "2024-01-03T00:00:00Z")]
+    assert [p["metadata"]["name"] for p in rank_for_deletion(pods)] == ["b", "a"]
+
+
+# ------------------------------------------------------------------------------ Deployment
+
+
+def deploy_obj(replicas: int = 4, **strategy: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": template(),
+            "strategy": strategy
+            or {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}},
+            "revisionHistoryLimit": 10,
+            "progressDeadlineSeconds": 600,
+        },
+    }
+
+
+def test_fenceposts_round_surge_up_and_unavailable_down() -> None:
+    d = deploy_obj(10, type="RollingUpdate", rollingUpdate={"maxSurge": "25%", "maxUnavailable": "25%"})
+    assert (max_surge(d), max_unavailable(d)) == (3, 2)
+    d = deploy_obj(3, type="RollingUpdate", rollingUpdate={"maxSurge": 0, "maxUnavailable": 0})
+    assert (max_surge(d), max_unavailable(d)) == (0, 1)
+    d = deploy_obj(1, type="RollingUpdate", rollingUpdate={"maxSurge": "10%", "maxUnavailable": "10%"})
+    assert (max_surge(d), max_unavailable(d)) == (1, 0)
+
+
+class Cluster:
+    """The deployment and replica set controllers over one fake client, with a kubelet that
+    makes every pod ready: enough to walk a rollout step by step."""
+
+    def __init__(self) -> None:
+        self.client = FakeClient()
+
+    async def start(self) -> None:
+        self.factory = InformerFactory(self.client)  # type: ignore[arg-type]
+        self.deploy = DeploymentController(self.client, self.factory)  # type: ignore[arg-type]
+        self.rs = ReplicaSetController(self.client, self.factory)  # type: ignore[arg-type]
+        await self.factory.relist()
+
+    async def step(self, ready: bool = True) -> None:
+        """One round: deployment, then every replica set, then the kubelet."""
+        await self.factory.relist()
+        await self.deploy.reconcile("default/web")
+        await self.factory.relist()
+        for rs in self.client.all(REPLICASETS):
+            await self.rs.reconcile(f"default/{rs['metadata']['name']}")
+        if ready:
+            mark_ready(self.client)
+        await self.factory.relist()
+        for rs in self.client.all(REPLICASETS):
+            await self.rs.reconcile(f"default/{rs['metadata']['name']}")
+
+    def sizes(self) -> dict[str, int]:
+        return {
+            r["spec"]["template"]["spec"]["containers"][0]["image"]: r["spec"]["replicas"]
+            for r in self.client.all(REPLICASETS)
+        }
+
+    def ready_pods(self) -> int:
+        return sum(
+            1
+            for p in self.client.all(PODS)
+            if not p["metadata"].get("deletionTimestamp")
+            and any(c["type"] == "Ready" for c in (p.get("status") or {}).get("conditions", []))
+        )
+
+    def status(self) -> dict[str, Any]:
+        return self.client.stored(DEPLOYMENTS, "default", "web")["status"]  # type: ignore[index,no-any-return]
+
+
+def test_deployment_rolling_update_step_by_step() -> None:
+    async def body() -> None:
+        c = Cluster()
+        c.client.add(DEPLOYMENTS, deploy_obj(4))
+        await c.start()
+        for _ in range(3):
+            await c.step()
+        rss = c.client.all(REPLICASETS)
+        assert len(rss) == 1
+        rs = rss[0]
+        h = rs["metadata"]["labels"]["pod-template-hash"]
+        assert rs["metadata"]["name"] == f"web-{h}"
+        assert rs["spec"]["selector"]["matchLabels"] == {"app": "web", "pod-template-hash": h}
+        assert rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "1"
+        d = c.client.stored(DEPLOYMENTS, "default", "web")
+        assert d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "1"  # type: ignore[index]
+        st = c.status()
+        assert (st["replicas"], st["updatedReplicas"], st["availableReplicas"]) == (4, 4, 4)
+        conds = {x["type"]: x for x in st["conditions"]}
+        assert conds["Available"]["status"] == "True"
+        assert conds["Progressing"]["reason"] == "NewReplicaSetAvailable"
+
+        # A new image: surge 1, unavailable 1 means 5 pods at most and 3 ready at least.
+        d = c.client.stored(DEPLOYMENTS, "default", "web")
+        d["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:2"  # type: ignore[index]
+        await c.client.update(DEPLOYMENTS, "default", d)  # type: ignore[arg-type]
+        c.client.take()
+        await c.factory.relist()
+        await c.deploy.reconcile("default/web")
+        # The new set made at 1 (4 + maxSurge 1 = 5 pods at most), the old one down by 1
+        # (4 - maxUnavailable 1 = 3 available at least; the new pod is not available yet).
+        assert c.sizes() == {"nginx:1": 3, "nginx:2": 1}
+        history = []
+        for _ in range(10):
+            await c.step()
+            history.append(c.sizes())
+            total = sum(c.sizes().values())
+            assert total <= 4 + 1 + 1  # the one created before this step's scale-down
+            assert c.ready_pods() >= 3
+        assert c.sizes() == {"nginx:1": 0, "nginx:2": 4}
+        st = c.status()
+        assert (st["replicas"], st["updatedReplicas"], st["availableReplicas"]) == (4, 4, 4)
+        assert {x["type"]: x["reason"] for x in st["conditions"]}["Progressing"] == (
+            "NewReplicaSetAvailable"
+        )
+        d = c.client.stored(DEPLOYMENTS, "default", "web")
+        assert d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2"  # type: ignore[index]
+
+    run(body)
+
+
+def test_deployment_recreate_scales_old_to_zero_before_new() -> None:
+    async def body() -> None:
+        c = Cluster()
+        c.client.add(DEPLOYMENTS, deploy_obj(2, type="Recreate"))
+        await c.start()
+        for _ in range(2):
+            await c.step()
+        assert c.sizes() == {"nginx:1": 2}
+        d = c.client.stored(DEPLOYMENTS, "default", "web")
+        d["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:2"  # type: ignore[index]
+        await c.client.update(DEPLOYMENTS, "default", d)  # type: ignore[arg-type]
+        await c.factory.relist()
+        await c.deploy.reconcile("default/web")
+        assert c.sizes() == {"nginx:1": 0}  # no new ReplicaSet while old pods run
+        await c.step()  # the old pods go
+        assert c.sizes() == {"nginx:1": 0}
+        await c.step()
+        assert c.sizes() == {"nginx:1": 0, "nginx:2": 2}
+
+    run(body)
+
+
+def test_deployment_scaling_is_proportional_during_a_rollout() -> None:
+    async def body() -> None:
+        c = Cluster()
+        c.client.add(
+            DEPLOYMENTS,
+            deploy_obj(
+                10, type="RollingUpdate", rollingUpdate={"maxSurge": 3, "maxUnavailable": 2}
+            ),
+        )
+        await c.start()
+        for _ in range(3):
+            await c.step()
+        d = c.client.stored(DEPLOYMENTS, "default", "web")
+        d["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:2"  # type: ignore[index]
+        await c.client.update(DEPLOYMENTS, "default", d)  # type: ignore[arg-type]
+        await c.factory.relist()
+        await c.deploy.reconcile("default/web")
+        await c.factory.relist()
+        await c.deploy.reconcile("default/web")
+        assert c.sizes() == {"nginx:1": 8, "nginx:2": 5}
+        d = c.client.stored(DEPLOYMENTS, "default", "web")
+        d["spec"]["replicas"] = 20  # type: ignore[index]
+        await c.client.update(DEPLOYMENTS, "default", d)  # type: ignore[arg-type]
+        await c.factory.relist()
+        await c.deploy.reconcile("default/web")
+        # 23 allowed (20 + surge 3), 10 to add: spread as 8:5 of the last max-replicas (13).
+        assert c.sizes() == {"nginx:1": 14, "nginx:2": 9}
+
+    run(body)
+
+
+def test_deployment_revision_history_limit_deletes_oldest_scaled_down() -> None:
+    async def body() -> None:
+        c = Cluster()
+        obj = deploy_obj(1)
+        obj["spec"]["revisionHistoryLimit"] = 1
+        c.client.add(DEPLOYMENTS, obj)
+        await c.start()
+        for image in ("nginx:2", "nginx:3"):
+            for _ in range(4):
+                await c.step()
+            d = c.client.stored(DEPLOYMENTS, "default", "web")
+            d["spec"]["template"]["spec"]["containers"][0]["image"] = image  # type: ignore[index]
+            await c.client.update(DEPLOYMENTS, "default", d)  # type: ignore[arg-type]
+        for _ in range(5):
+            await c.step()
+        assert c.sizes() == {"nginx:2": 0, "nginx:3": 1}
+
+    run(body)
+
+
+def test_deployment_paused_makes_no_new_replicaset_and_resume_does() -> None:
+    async def body() -> None:
+        c = Cluster()
+        c.client.add(DEPLOYMENTS, deploy_obj(2))
+        await c.start()
+        for _ in range(3):
+            await c.step()
+        d = c.client.stored(DEPLOYMENTS, "default", "web")
+        d["spec"]["paused"] = True  # type: ignore[index]
+        d["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:2"  # type: ignore[index]
+        await c.client.update(DEPLOYMENTS, "default", d)  # type: ignore[arg-type]
+        await c.step()
+        assert c.sizes() == {"nginx:1": 2}
+        conds = {x["type"]: x for x in c.status()["conditions"]}
+        assert conds["Progressing"]["reason"] == "DeploymentPaused"
+        await c.client.patch(DEPLOYMENTS, "default", "web", {"spec": {"paused": False}})
+        for _ in range(5):
+            await c.step()
+        assert c.sizes() == {"nginx:1": 0, "nginx:2": 2}
+
+    run(body)
+
+
+def test_deployment_progress_deadline_exceeded() -> None:
+    async def body() -> None:
+        c = Cluster()
+        obj = deploy_obj(1)
+        obj["spec"]["progressDeadlineSeconds"] = 5
+        c.client.add(DEPLOYMENTS, obj)
+        await c.start()
+        await c.step(ready=False)
+        await c.factory.relist()
+        await c.deploy.reconcile("default/web")  # sees the pod made: that was progress
+        st = c.status()
+        cond = {x["type"]: x for x in st["conditions"]}["Progressing"]
+        assert cond["reason"] in ("NewReplicaSetCreated", "ReplicaSetUpdated")
+        # Nothing progresses (no pod gets ready); the deadline passes.
+        c.client.mutate(
+            DEPLOYMENTS,
+            "default",
+            "web",
+            status={
+                "conditions": [
+                    {**cond, "lastUpdateTime": "2020-01-01T00:00:00Z"},
+                    *[x for x in st["conditions"] if x["type"] != "Progressing"],
+                ]
+            },
+        )
+        await c.factory.relist()
+        again = await c.deploy.reconcile("default/web")
+        cond = {x["type"]: x for x in c.status()["conditions"]}["Progressing"]
+        assert (cond["status"], cond["reason"]) == ("False", "ProgressDeadlineExceeded")
+        assert again is None
+
+    run(body)
