@@ -55,7 +55,7 @@ from .errors import Failure
     "--cluster-cidr",
     default="10.42.0.0/16",
     show_default=True,
-    help="pod addresses (used by the node IPAM once the controllers exist)",
+    help="pod addresses: the node IPAM gives each node a /24 of it",
 )
 @click.option(
     "--service-cidr",
@@ -64,6 +64,25 @@ from .errors import Failure
     help="service addresses (used once ClusterIP allocation exists)",
 )
 @click.option("--disable-agent", is_flag=True, help="run no agent (kubelet) in this process")
+@click.option(
+    "--disable-controller-manager",
+    is_flag=True,
+    help="run no controllers (replicaset, deployment, garbage collector, ...) in this process",
+)
+@click.option(
+    "--disable-controller",
+    "disable_controllers",
+    multiple=True,
+    metavar="NAME",
+    help="do not run this controller (repeatable)",
+)
+@click.option(
+    "--node-monitor-grace-period",
+    default=40.0,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="seconds without a Lease renewal before a node is marked not ready",
+)
 def server(
     data_dir: Path,
     bind_address: str,
@@ -74,6 +93,9 @@ def server(
     cluster_cidr: str,
     service_cidr: str,
     disable_agent: bool,
+    disable_controller_manager: bool,
+    disable_controllers: tuple[str, ...],
+    node_monitor_grace_period: float,
 ) -> None:
     """Run the Kubernetes API server, with an embedded SQLite store by default."""
     from orchestrator.apiserver import ServerConfig, ServerError, run_server
@@ -86,6 +108,9 @@ def server(
         token=token,
         datastore_endpoint=datastore_endpoint,
         disable_agent=disable_agent,
+        disable_controller_manager=disable_controller_manager,
+        disable_controllers=disable_controllers,
+        node_monitor_grace_period=node_monitor_grace_period,
         cluster_cidr=cluster_cidr,
         service_cidr=service_cidr,
     )

@@ -45,6 +45,9 @@ class ServerConfig:
     token: str | None = None
     datastore_endpoint: str = ""
     disable_agent: bool = False
+    disable_controller_manager: bool = False
+    disable_controllers: tuple[str, ...] = ()
+    node_monitor_grace_period: float = 40.0
     cluster_cidr: str = "10.42.0.0/16"
     service_cidr: str = "10.43.0.0/16"
 
@@ -162,6 +165,7 @@ async def _serve(cfg: ServerConfig) -> None:
                 "the agent (kubelet, proxy) is not built yet: this server runs no node"
                 " (--disable-agent silences this)"
             )
+        controllers = _start_controller_manager(cfg, url, pki)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -169,12 +173,52 @@ async def _serve(cfg: ServerConfig) -> None:
         print(f"corral server: ready, serving on {url}", flush=True)
         await stop.wait()
         log.info("stopping")
+        if controllers is not None:
+            controllers.cancel()
+            await asyncio.gather(controllers, return_exceptions=True)
     finally:
         await api.close()
         if runner is not None:
             await runner.cleanup()
         await store.close()
     log.info("stopped")
+
+
+def _start_controller_manager(cfg: ServerConfig, url: str, pki: Pki) -> asyncio.Task[None] | None:
+    """The controllers in this process (as k3s), over HTTPS to this API with the admin
+    client certificate; ``--disable-controller-manager`` turns them off."""
+    if cfg.disable_controller_manager:
+        return None
+    from orchestrator.client import ClientConfig
+    from orchestrator.controllers.manager import CONTROLLERS, ManagerConfig, run_controller_manager
+
+    unknown = sorted(set(cfg.disable_controllers) - set(CONTROLLERS))
+    if unknown:
+        raise ServerError(
+            "disable controllers",
+            f"unknown: {', '.join(unknown)} (known: {', '.join(CONTROLLERS)})",
+        )
+
+    client = ClientConfig(
+        server=url,
+        ca_pem=pki.ca_cert.read_bytes(),
+        cert_pem=pki.admin_cert.read_bytes(),
+        key_pem=pki.admin_key.read_bytes(),
+    )
+    manager = ManagerConfig(
+        disabled=frozenset(cfg.disable_controllers),
+        cluster_cidr=cfg.cluster_cidr,
+        node_monitor_grace_period=cfg.node_monitor_grace_period,
+    )
+    task = asyncio.create_task(run_controller_manager(client, manager), name="controllers")
+    task.add_done_callback(
+        lambda t: (
+            t.cancelled()
+            or t.exception() is None
+            or log.error("controller manager stopped: %s", t.exception())
+        )
+    )
+    return task
 
 
 def run_server(cfg: ServerConfig) -> None:

@@ -49,6 +49,9 @@ assert NAMESPACES is not None
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 UNDELETABLE_NAMESPACES = ("default", "kube-system", "kube-public")
 PATCH_RETRIES = 5
+GC_FOREGROUND = "foregroundDeletion"
+GC_ORPHAN = "orphan"
+MAX_GENERATED_BASE = 58  # a generated name is at most 63 characters (apimachinery's)
 _GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # apimachinery's utilrand alphabet
 
 
@@ -259,7 +262,9 @@ class Storage:
                 raise errors.invalid(
                     res.kind, "", "metadata.name", "name or generateName is required", res.group
                 )
-            meta["name"] = gen + "".join(secrets.choice(_GENERATE_CHARS) for _ in range(5))
+            meta["name"] = gen[:MAX_GENERATED_BASE] + "".join(
+                secrets.choice(_GENERATE_CHARS) for _ in range(5)
+            )
         name = meta["name"]
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_rfc3339()
@@ -566,6 +571,14 @@ class Storage:
             if dry_run:
                 return obj
             return await self._terminate_namespace(kv, obj)
+        finalizers = self._gc_finalizers(meta, options)
+        if finalizers != (meta.get("finalizers") or []):
+            if finalizers:
+                meta["finalizers"] = finalizers
+            else:
+                meta.pop("finalizers")
+            if meta.get("deletionTimestamp"):  # already going: only the policy changes
+                return obj if dry_run else await self._cas_update(res, name, kv, obj)
         grace = options.get("gracePeriodSeconds")
         if res.name == "pods" and grace is None:
             grace = (obj.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
@@ -581,6 +594,30 @@ class Storage:
         if dry_run:
             return obj
         return await self._cas_delete(res, name, kv, obj)
+
+    @staticmethod
+    def _gc_finalizers(meta: Obj, options: Obj) -> list[str]:
+        """The finalizers after a delete with ``options``: propagationPolicy Foreground adds
+        foregroundDeletion, Orphan (or orphanDependents) adds orphan, Background takes both
+        away; the garbage collector acts on them (kube-apiserver's
+        deletionFinalizersForGarbageCollection)."""
+        policy = options.get("propagationPolicy")
+        if policy is None and options.get("orphanDependents") is not None:
+            policy = "Orphan" if options.get("orphanDependents") else "Background"
+        if policy not in (None, "Foreground", "Background", "Orphan"):
+            raise errors.bad_request(
+                f"propagationPolicy: Unsupported value: {policy!r}: supported values:"
+                ' "Foreground", "Background", "Orphan"'
+            )
+        fins = list(meta.get("finalizers") or [])
+        if policy is None:
+            return fins
+        fins = [f for f in fins if f not in (GC_FOREGROUND, GC_ORPHAN)]
+        if policy == "Foreground":
+            fins.append(GC_FOREGROUND)
+        elif policy == "Orphan":
+            fins.append(GC_ORPHAN)
+        return fins
 
     # ------------------------------------------------------------------ namespaces
 
@@ -625,7 +662,10 @@ class Storage:
                     left += 1
                     with contextlib.suppress(errors.ApiError):
                         await self.delete(
-                            res, name, obj["metadata"]["name"], {"gracePeriodSeconds": 0}
+                            res,
+                            name,
+                            obj["metadata"]["name"],
+                            {"gracePeriodSeconds": 0, "propagationPolicy": "Background"},
                         )
             if left == 0:
                 break

@@ -36,8 +36,9 @@ class Client(Protocol):
     """The verbs of ``orchestrator.client.ApiClient`` the controllers use (the fake client of
     the unit tests has the same)."""
 
-    async def get(self, res: ResourceRef, namespace: str | None, name: str, sub: str = "") -> Obj:
-        ...
+    async def get(
+        self, res: ResourceRef, namespace: str | None, name: str, sub: str = ""
+    ) -> Obj: ...
 
     async def list_all(
         self,
@@ -47,21 +48,29 @@ class Client(Protocol):
         label_selector: str = "",
         field_selector: str = "",
         page: int = 500,
-    ) -> tuple[list[Obj], str]:
-        ...
+    ) -> tuple[list[Obj], str]: ...
+
+    async def list(
+        self,
+        res: ResourceRef,
+        namespace: str | None = None,
+        *,
+        label_selector: str = "",
+        field_selector: str = "",
+        limit: int = 0,
+        continue_: str = "",
+        resource_version: str = "",
+    ) -> Obj: ...
 
     async def create(
         self, res: ResourceRef, namespace: str | None, body: Obj, sub: str = "", name: str = ""
-    ) -> Obj:
-        ...
+    ) -> Obj: ...
 
     async def update(
         self, res: ResourceRef, namespace: str | None, body: Obj, sub: str = ""
-    ) -> Obj:
-        ...
+    ) -> Obj: ...
 
-    async def update_status(self, res: ResourceRef, namespace: str | None, body: Obj) -> Obj:
-        ...
+    async def update_status(self, res: ResourceRef, namespace: str | None, body: Obj) -> Obj: ...
 
     async def patch(
         self,
@@ -72,8 +81,7 @@ class Client(Protocol):
         *,
         kind: str = "merge",
         sub: str = "",
-    ) -> Obj:
-        ...
+    ) -> Obj: ...
 
     async def delete(
         self,
@@ -84,8 +92,7 @@ class Client(Protocol):
         grace_period: int | None = None,
         propagation: str | None = None,
         preconditions: Obj | None = None,
-    ) -> Obj | None:
-        ...
+    ) -> Obj | None: ...
 
     def watch(
         self,
@@ -97,8 +104,7 @@ class Client(Protocol):
         field_selector: str = "",
         timeout_seconds: int = 300,
         bookmarks: bool = True,
-    ) -> Any:
-        ...
+    ) -> Any: ...
 
 
 class InformerFactory:
@@ -194,9 +200,7 @@ class Metrics:
         family("controller_reconcile_errors_total", "counter", "Reconciles that failed.")
         for name, n in sorted(self.errors.items()):
             out.append(f'controller_reconcile_errors_total{{controller="{name}"}} {n}')
-        family(
-            "controller_reconcile_duration_seconds", "histogram", "Time one reconcile takes."
-        )
+        family("controller_reconcile_duration_seconds", "histogram", "Time one reconcile takes.")
         for name, h in sorted(self.latency.items()):
             cum = 0
             for bound, n in zip(LATENCY_BUCKETS, h.counts, strict=False):
@@ -240,6 +244,9 @@ class Controller:
     def enqueue_handler(self, event: str, old: Obj | None, new: Obj | None) -> None:
         """An informer handler that enqueues the object's own key."""
         self.enqueue(new if new is not None else old)
+
+    async def prepare(self) -> None:
+        """Before the informers start: what needs the API (e.g. which kinds it serves)."""
 
     async def reconcile(self, key: str) -> float | None:
         raise NotImplementedError
@@ -288,4 +295,3 @@ class Controller:
             for t in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
-

@@ -297,7 +297,8 @@ class DeploymentController(Controller):
         paused = bool((d.get("spec") or {}).get("paused"))
         if paused and (cond is None or cond.get("reason") != "DeploymentPaused"):
             set_condition(
-                status, _condition("Progressing", "Unknown", "DeploymentPaused", "Deployment is paused")
+                status,
+                _condition("Progressing", "Unknown", "DeploymentPaused", "Deployment is paused"),
             )
         elif not paused and cond is not None and cond.get("reason") == "DeploymentPaused":
             set_condition(
@@ -349,9 +350,7 @@ class DeploymentController(Controller):
             out[MAX_REPLICAS] = str(_replicas(d) + max_surge(d))
         return out
 
-    async def _get_all(
-        self, d: Obj, rss: list[Obj], create: bool
-    ) -> tuple[Obj | None, list[Obj]]:
+    async def _get_all(self, d: Obj, rss: list[Obj], create: bool) -> tuple[Obj | None, list[Obj]]:
         """The new ReplicaSet (made when ``create``; its revision brought up to date) and the
         old ones; the deployment's revision annotation follows the new one."""
         new_rs, old_rss = self._find_new(d, rss)
@@ -375,7 +374,9 @@ class DeploymentController(Controller):
             if new_rs is not None and _progress_deadline(d) is not None:
                 status = deep_copy(d.get("status") or {})
                 msg = f'Created new replica set "{meta(new_rs)["name"]}"'
-                set_condition(status, _condition("Progressing", "True", "NewReplicaSetCreated", msg))
+                set_condition(
+                    status, _condition("Progressing", "True", "NewReplicaSetCreated", msg)
+                )
                 await self._write_status(d, status)
         if new_rs is not None:
             if (
@@ -690,7 +691,10 @@ class DeploymentController(Controller):
             status["conditions"] = deep_copy(old["conditions"])
         if available >= _replicas(d) - max_unavailable(d):
             cond = _condition(
-                "Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability."
+                "Available",
+                "True",
+                "MinimumReplicasAvailable",
+                "Deployment has minimum availability.",
             )
         else:
             cond = _condition(
@@ -803,4 +807,3 @@ class DeploymentController(Controller):
         out = await self.client.update_status(DEPLOYMENTS, meta(d).get("namespace"), body)
         d["status"] = out.get("status") or {}
         d["metadata"]["resourceVersion"] = out["metadata"]["resourceVersion"]
-

@@ -60,6 +60,7 @@ class FakeClient:
         self._rv = itertools.count(1)
         self._rand = random.Random(seed)
         self.fail_next: dict[tuple[str, str], Exception] = {}  # (verb, plural) -> error
+        self.unserved: set[ResourceRef] = set()  # kinds the "server" does not serve
 
     # ------------------------------------------------------------ test set-up
 
@@ -123,6 +124,22 @@ class FakeClient:
 
     async def get(self, res: ResourceRef, namespace: str | None, name: str, sub: str = "") -> Obj:
         return copy.deepcopy(self._current(res, namespace, name))
+
+    async def list(
+        self,
+        res: ResourceRef,
+        namespace: str | None = None,
+        *,
+        label_selector: str = "",
+        field_selector: str = "",
+        limit: int = 0,
+        continue_: str = "",
+        resource_version: str = "",
+    ) -> Obj:
+        if res in self.unserved:
+            raise NotFound(404, "NotFound", "the server could not find the requested resource")
+        items = self.all(res, namespace)
+        return {"items": items[:limit] if limit else items, "metadata": {}}
 
     async def list_all(
         self,
@@ -205,9 +222,7 @@ class FakeClient:
         sub: str = "",
     ) -> Obj:
         plural = f"{res.plural}/{sub}" if sub else res.plural
-        self._record(
-            Action("patch", plural, namespace, name, copy.deepcopy(patch), {"kind": kind})
-        )
+        self._record(Action("patch", plural, namespace, name, copy.deepcopy(patch), {"kind": kind}))
         old = self._current(res, namespace, name)
         if kind == "json":
             raise NotImplementedError("the fake client applies merge patches only")

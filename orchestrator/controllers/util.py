@@ -118,9 +118,7 @@ def set_condition(status: Obj, cond: Obj) -> None:
     same; the transition time kept when only the reason or message changes."""
     current = get_condition(status, cond["type"])
     if current is not None:
-        if current.get("status") == cond["status"] and current.get("reason") == cond.get(
-            "reason"
-        ):
+        if current.get("status") == cond["status"] and current.get("reason") == cond.get("reason"):
             return
         if current.get("status") == cond["status"] and "lastTransitionTime" in cond:
             cond["lastTransitionTime"] = current.get("lastTransitionTime")

@@ -21,7 +21,10 @@ VERSIONS = {"1.32": KUBECTL_CURRENT, "1.20": KUBECTL_120}
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("apiserver-kubectl"))
+    # The API server alone: objects compared as created (no controllers acting on them).
+    srv = Server(
+        tmp_path_factory.mktemp("apiserver-kubectl"), extra=("--disable-controller-manager",)
+    )
     srv.start()
     try:
         yield srv

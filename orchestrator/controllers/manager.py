@@ -1,0 +1,98 @@
+"""The controller manager (as kube-controller-manager): the controllers of one process over
+one informer factory, started once this process holds the ``kube-system/kube-controller-manager``
+Lease, stopped when it loses it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from orchestrator.client import ApiClient, ClientConfig, LeaderElector
+
+from .base import Client, Controller, InformerFactory, Metrics
+from .deployment import DeploymentController
+from .gc import GarbageCollector
+from .replicaset import ReplicaSetController
+
+__all__ = ["CONTROLLERS", "ManagerConfig", "ControllerManager", "run_controller_manager"]
+
+log = logging.getLogger("corral.controllers")
+
+
+@dataclass(frozen=True)
+class ManagerConfig:
+    disabled: frozenset[str] = frozenset()
+    leader_elect: bool = True
+    cluster_cidr: str = "10.42.0.0/16"
+    node_monitor_grace_period: float = 40.0
+    lease_name: str = "kube-controller-manager"
+    identity: str = field(
+        default_factory=lambda: f"{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    )
+
+
+Maker = Callable[[Client, InformerFactory, ManagerConfig], Controller]
+
+CONTROLLERS: dict[str, Maker] = {
+    "replicaset": lambda c, f, cfg: ReplicaSetController(c, f),
+    "deployment": lambda c, f, cfg: DeploymentController(c, f),
+    "garbagecollector": lambda c, f, cfg: GarbageCollector(c, f),
+}
+
+
+class ControllerManager:
+    def __init__(self, client: Client, config: ManagerConfig | None = None) -> None:
+        self.client = client
+        self.config = config or ManagerConfig()
+        unknown = self.config.disabled - set(CONTROLLERS)
+        if unknown:
+            raise ValueError(
+                f"unknown controllers {', '.join(sorted(unknown))} (known:"
+                f" {', '.join(CONTROLLERS)})"
+            )
+        self.metrics = Metrics()
+        self.controllers: list[Controller] = []
+
+    async def run(self) -> None:
+        """Until cancelled: lead (with leader election unless turned off)."""
+        if not self.config.leader_elect:
+            await self.lead()
+            return
+        elector = LeaderElector(self.client, self.config.lease_name, self.config.identity)  # type: ignore[arg-type]
+        try:
+            await elector.run(self.lead)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(elector.release())
+
+    async def lead(self) -> None:
+        factory = InformerFactory(self.client)
+        self.controllers = [
+            make(self.client, factory, self.config)
+            for name, make in CONTROLLERS.items()
+            if name not in self.config.disabled
+        ]
+        for c in self.controllers:
+            c.metrics = self.metrics
+            self.metrics.register(c)
+        for c in self.controllers:
+            await c.prepare()
+        factory.start()
+        try:
+            await factory.wait_synced()
+            log.info("controllers started: %s", ", ".join(c.name for c in self.controllers))
+            await asyncio.gather(*(c.run() for c in self.controllers))
+        finally:
+            await factory.stop()
+
+
+async def run_controller_manager(config: ClientConfig, manager: ManagerConfig) -> None:
+    """The controller manager over its own connection to the API, until cancelled."""
+    async with ApiClient(config, user_agent="corral-controller-manager") as client:
+        await ControllerManager(client, manager).run()

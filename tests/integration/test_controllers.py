@@ -1,0 +1,437 @@
+"""The controllers in a real ``corral server``, driven by kubectl 1.32 and 1.20: deployments
+rolled out, scaled, rolled back and restarted; pods replaced; foreground and orphan deletion;
+namespaces emptied.
+
+No kubelet runs here: ``FakeKubelet`` (a test device, nothing more) plays the part of the
+nodes by marking every pod Running and Ready through ``pods/status``, so the controllers see
+what they would see on a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.kubeserver import KUBECTL_120, KUBECTL_CURRENT, Kubectl, Server
+
+WAIT = 90.0  # seconds a condition may take before the test fails (not a measurement)
+
+
+class FakeKubelet:
+    """A test device: every pod not being deleted is made Running and Ready (through the
+    status subresource, as a kubelet reports). ``hold`` pauses it (pods stay as they are)."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.stop_event = threading.Event()
+        self.hold = threading.Event()
+        self.errors: list[str] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self.stop_event.wait(0.2):
+            if self.hold.is_set():
+                continue
+            try:
+                self.sweep()
+            except Exception as e:  # the server going away at the end
+                self.errors.append(str(e))
+
+    def sweep(self) -> None:
+        code, body = self.server.json("GET", "/api/v1/pods")
+        if code != 200:
+            return
+        for pod in body["items"]:
+            m = pod["metadata"]
+            if m.get("deletionTimestamp"):
+                continue
+            conds = (pod.get("status") or {}).get("conditions") or []
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in conds):
+                continue
+            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            patch = {
+                "status": {
+                    "phase": "Running",
+                    "conditions": [
+                        {"type": "Initialized", "status": "True", "lastTransitionTime": now},
+                        {"type": "Ready", "status": "True", "lastTransitionTime": now},
+                        {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
+                    ],
+                }
+            }
+            self.server.request(
+                "PATCH",
+                f"/api/v1/namespaces/{m['namespace']}/pods/{m['name']}/status",
+                json.dumps(patch).encode(),
+                {"Content-Type": "application/merge-patch+json"},
+            )
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = Server(tmp_path_factory.mktemp("controllers"))
+    srv.start()
+    kubelet = FakeKubelet(srv)
+    kubelet.start()
+    srv.kubelet = kubelet  # type: ignore[attr-defined]
+    try:
+        yield srv
+    finally:
+        kubelet.stop()
+        rc = srv.stop()
+    assert rc == 0, f"corral server did not stop cleanly on SIGTERM: {rc}"
+
+
+@pytest.fixture(scope="module", params=["1.32", "1.20"])
+def kubectl(
+    request: pytest.FixtureRequest, server: Server, tmp_path_factory: pytest.TempPathFactory
+) -> Kubectl:
+    binary = KUBECTL_CURRENT if request.param == "1.32" else KUBECTL_120
+    if not os.access(binary, os.X_OK):
+        pytest.skip(f"kubectl {request.param} not found at {binary} (scripts/setup.sh)")
+    home = tmp_path_factory.mktemp(f"home-{request.param}")
+    k = Kubectl(binary, home, server.kubeconfig, request.param)
+    return k
+
+
+@pytest.fixture
+def ns(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = f"t{abs(hash((request.node.name, kubectl.version))) % 10**8}"
+    kubectl.run(
+        "create",
+        "-f",
+        "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+    )
+    yield name
+    kubectl.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+def until(what: str, cond: Callable[[], Any]) -> Any:
+    deadline = time.monotonic() + WAIT
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = cond()
+        if last:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+def deployment(name: str, replicas: int, image: str, **spec: Any) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {"containers": [{"name": "app", "image": image}]},
+                },
+                **spec,
+            },
+        }
+    )
+
+
+def get(k: Kubectl, ns: str, *what: str) -> Any:
+    return json.loads(k.run("-n", ns, "get", *what, "-o", "json").stdout)
+
+
+def live_pods(k: Kubectl, ns: str, selector: str = "") -> list[dict[str, Any]]:
+    args = ["pods"] + (["-l", selector] if selector else [])
+    return [p for p in get(k, ns, *args)["items"] if not p["metadata"].get("deletionTimestamp")]
+
+
+def images_of_rs(k: Kubectl, ns: str) -> dict[str, int]:
+    return {
+        r["spec"]["template"]["spec"]["containers"][0]["image"]: r["spec"]["replicas"]
+        for r in get(k, ns, "replicasets")["items"]
+    }
+
+
+def test_deployment_rolls_out_and_replaces_a_deleted_pod(kubectl: Kubectl, ns: str) -> None:
+    k = kubectl
+    k.run("-n", ns, "create", "-f", "-", input=deployment("web", 3, "nginx:1"))
+    out = k.run("-n", ns, "rollout", "status", "deployment/web", "--timeout=90s").stdout
+    assert 'deployment "web" successfully rolled out' in out
+    d = get(k, ns, "deployment", "web")
+    assert d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "1"
+    st = d["status"]
+    assert (st["replicas"], st["updatedReplicas"], st["readyReplicas"]) == (3, 3, 3)
+    assert st["availableReplicas"] == 3 and st["observedGeneration"] == d["metadata"]["generation"]
+    conds = {c["type"]: c for c in st["conditions"]}
+    assert conds["Available"]["status"] == "True"
+    assert conds["Progressing"]["reason"] == "NewReplicaSetAvailable"
+    rs = get(k, ns, "replicasets")["items"]
+    assert len(rs) == 1
+    h = rs[0]["metadata"]["labels"]["pod-template-hash"]
+    assert rs[0]["metadata"]["name"] == f"web-{h}"
+    pods = live_pods(k, ns, "app=web")
+    assert len(pods) == 3
+    for p in pods:
+        assert p["metadata"]["name"].startswith(f"web-{h}-")
+        assert len(p["metadata"]["name"]) == len(f"web-{h}-") + 5
+        ref = p["metadata"]["ownerReferences"][0]
+        assert ref["kind"] == "ReplicaSet" and ref["name"] == f"web-{h}"
+        assert ref["controller"] is True and ref["blockOwnerDeletion"] is True
+
+    victim = pods[0]["metadata"]["name"]
+    k.run("-n", ns, "delete", "pod", victim, "--wait=false")
+    until(
+        "a replacement pod",
+        lambda: (
+            (names := {p["metadata"]["name"] for p in live_pods(k, ns, "app=web")})
+            and victim not in names
+            and len(names) == 3
+        ),
+    )
+    k.run("-n", ns, "rollout", "status", "deployment/web", "--timeout=90s")
+
+
+def test_scale_update_history_undo_restart(server: Server, kubectl: Kubectl, ns: str) -> None:
+    k = kubectl
+    k.run(
+        "-n",
+        ns,
+        "create",
+        "-f",
+        "-",
+        input=deployment(
+            "app",
+            4,
+            "nginx:1",
+            strategy={
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1},
+            },
+        ),
+    )
+    k.run("-n", ns, "rollout", "status", "deployment/app", "--timeout=90s")
+    k.run("-n", ns, "scale", "deployment/app", "--replicas=5")
+    until("5 pods", lambda: len(live_pods(k, ns, "app=app")) == 5)
+    k.run("-n", ns, "rollout", "status", "deployment/app", "--timeout=90s")
+
+    # A rolling update: sampled all along, never fewer than replicas - maxUnavailable ready.
+    k.run("-n", ns, "set", "image", "deployment/app", "app=nginx:2")
+    low = 5
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        pods = live_pods(k, ns, "app=app")
+        ready = sum(
+            1
+            for p in pods
+            if any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in p.get("status", {}).get("conditions", [])
+            )
+        )
+        low = min(low, ready)
+        d = get(k, ns, "deployment", "app")
+        st = d["status"]
+        if (
+            st.get("updatedReplicas") == 5
+            and st.get("replicas") == 5
+            and st.get("availableReplicas") == 5
+            and st.get("observedGeneration") == d["metadata"]["generation"]
+        ):
+            break
+        time.sleep(0.1)
+    assert low >= 4, f"only {low} ready pods during the rolling update (maxUnavailable 1)"
+    k.run("-n", ns, "rollout", "status", "deployment/app", "--timeout=90s")
+    assert images_of_rs(k, ns) == {"nginx:1": 0, "nginx:2": 5}
+
+    history = k.run("-n", ns, "rollout", "history", "deployment/app").stdout
+    assert [line.split()[0] for line in history.splitlines()[2:] if line.strip()] == ["1", "2"]
+
+    # undo: kubectl patches the template from revision 1's ReplicaSet (client side).
+    k.run("-n", ns, "rollout", "undo", "deployment/app")
+    k.run("-n", ns, "rollout", "status", "deployment/app", "--timeout=90s")
+    d = get(k, ns, "deployment", "app")
+    assert d["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1"
+    assert d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
+    assert images_of_rs(k, ns) == {"nginx:1": 5, "nginx:2": 0}
+    history = k.run("-n", ns, "rollout", "history", "deployment/app").stdout
+    assert [line.split()[0] for line in history.splitlines()[2:] if line.strip()] == ["2", "3"]
+
+    # pause: template changes wait; resume rolls them out.
+    k.run("-n", ns, "rollout", "pause", "deployment/app")
+    k.run("-n", ns, "set", "image", "deployment/app", "app=nginx:3")
+    until(
+        "the Progressing condition to say paused",
+        lambda: any(
+            c.get("reason") == "DeploymentPaused"
+            for c in get(k, ns, "deployment", "app")["status"].get("conditions", [])
+        ),
+    )
+    assert "nginx:3" not in images_of_rs(k, ns)
+    k.run("-n", ns, "rollout", "resume", "deployment/app")
+    k.run("-n", ns, "rollout", "status", "deployment/app", "--timeout=90s")
+    assert images_of_rs(k, ns)["nginx:3"] == 5
+
+    if k.version != "1.20":  # rollout restart came with kubectl 1.15 but is tested once here
+        before = {r["metadata"]["name"] for r in get(k, ns, "replicasets")["items"]}
+        k.run("-n", ns, "rollout", "restart", "deployment/app")
+        k.run("-n", ns, "rollout", "status", "deployment/app", "--timeout=90s")
+        after = {r["metadata"]["name"] for r in get(k, ns, "replicasets")["items"]}
+        assert len(after - before) == 1
+        tmpl = get(k, ns, "deployment", "app")["spec"]["template"]["metadata"]
+        assert "kubectl.kubernetes.io/restartedAt" in tmpl["annotations"]
+
+
+def test_recreate_and_history_limit(kubectl: Kubectl, ns: str) -> None:
+    k = kubectl
+    k.run(
+        "-n",
+        ns,
+        "create",
+        "-f",
+        "-",
+        input=deployment("rc", 2, "nginx:1", strategy={"type": "Recreate"}, revisionHistoryLimit=1),
+    )
+    k.run("-n", ns, "rollout", "status", "deployment/rc", "--timeout=90s")
+    for image in ("nginx:2", "nginx:3"):
+        k.run("-n", ns, "set", "image", "deployment/rc", f"app={image}")
+        k.run("-n", ns, "rollout", "status", "deployment/rc", "--timeout=90s")
+    until(
+        "history trimmed to 1 old set", lambda: images_of_rs(k, ns) == {"nginx:2": 0, "nginx:3": 2}
+    )
+
+
+def test_foreground_deletion_removes_replicasets_and_pods_first(kubectl: Kubectl, ns: str) -> None:
+    k = kubectl
+    k.run("-n", ns, "create", "-f", "-", input=deployment("fg", 2, "nginx:1"))
+    k.run("-n", ns, "rollout", "status", "deployment/fg", "--timeout=90s")
+    k.run("-n", ns, "delete", "deployment", "fg", "--cascade=foreground", "--wait=false")
+    # The owner stays (with its finalizer) until its dependents are gone.
+    d = k.run("-n", ns, "get", "deployment", "fg", "-o", "json", check=False)
+    if d.returncode == 0:
+        meta = json.loads(d.stdout)["metadata"]
+        assert "foregroundDeletion" in meta.get("finalizers", [])
+        assert meta.get("deletionTimestamp")
+    until(
+        "the deployment, its replica sets and pods gone",
+        lambda: (
+            not get(k, ns, "deployments")["items"]
+            and not get(k, ns, "replicasets")["items"]
+            and not get(k, ns, "pods")["items"]
+        ),
+    )
+
+
+def test_background_and_orphan_deletion(kubectl: Kubectl, ns: str) -> None:
+    k = kubectl
+    k.run("-n", ns, "create", "-f", "-", input=deployment("bg", 1, "nginx:1"))
+    k.run("-n", ns, "create", "-f", "-", input=deployment("or", 1, "nginx:1"))
+    k.run("-n", ns, "rollout", "status", "deployment/bg", "--timeout=90s")
+    k.run("-n", ns, "rollout", "status", "deployment/or", "--timeout=90s")
+    cascade = "--cascade=orphan" if k.version != "1.20" else "--cascade=false"
+    k.run("-n", ns, "delete", "deployment", "or", cascade)
+    k.run("-n", ns, "delete", "deployment", "bg")
+    until(
+        "bg's replica set and pods collected",
+        lambda: (
+            not live_pods(k, ns, "app=bg")
+            and not [
+                r
+                for r in get(k, ns, "replicasets")["items"]
+                if r["metadata"]["name"].startswith("bg-")
+            ]
+        ),
+    )
+    rss = [r for r in get(k, ns, "replicasets")["items"] if r["metadata"]["name"].startswith("or-")]
+    assert len(rss) == 1 and not rss[0]["metadata"].get("ownerReferences")
+    assert len(live_pods(k, ns, "app=or")) == 1
+
+
+def test_replicaset_adopts_orphan_pod_and_releases_relabelled(kubectl: Kubectl, ns: str) -> None:
+    k = kubectl
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "loose", "labels": {"app": "rs"}},
+        "spec": {"containers": [{"name": "app", "image": "nginx:1"}]},
+    }
+    k.run("-n", ns, "create", "-f", "-", input=json.dumps(pod))
+    rs = {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {"name": "rs"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "rs"}},
+            "template": pod | {"metadata": {"labels": {"app": "rs"}}},
+        },
+    }
+    del rs["spec"]["template"]["apiVersion"], rs["spec"]["template"]["kind"]  # type: ignore[attr-defined]
+    k.run("-n", ns, "create", "-f", "-", input=json.dumps(rs))
+    until(
+        "the ReplicaSet ready with the adopted pod",
+        lambda: get(k, ns, "replicaset", "rs")["status"].get("readyReplicas") == 2,
+    )
+    loose = get(k, ns, "pod", "loose")
+    assert loose["metadata"]["ownerReferences"][0]["name"] == "rs"
+    assert len(live_pods(k, ns, "app=rs")) == 2  # one made, one adopted
+    k.run("-n", ns, "label", "pod", "loose", "app=gone", "--overwrite")
+    until(
+        "loose released", lambda: not get(k, ns, "pod", "loose")["metadata"].get("ownerReferences")
+    )
+    until("a replacement", lambda: len(live_pods(k, ns, "app=rs")) == 2)
+
+
+def test_namespace_deletion_empties_it(kubectl: Kubectl) -> None:
+    k = kubectl
+    name = f"gone{kubectl.version.replace('.', '')}"
+    k.run(
+        "create",
+        "-f",
+        "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+    )
+    k.run("-n", name, "create", "-f", "-", input=deployment("x", 2, "nginx:1"))
+    k.run("-n", name, "rollout", "status", "deployment/x", "--timeout=90s")
+    k.run("delete", "namespace", name, "--wait=false")
+    until(
+        "the namespace gone",
+        lambda: k.run("get", "namespace", name, check=False).returncode != 0,
+    )
+    for kind in ("deployments", "replicasets", "pods"):
+        p = k.run("-n", name, "get", kind, "-o", "json", check=False)
+        assert p.returncode != 0 or not json.loads(p.stdout)["items"]
+
+
+def test_disabled_controller_manager_makes_nothing(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    srv = Server(tmp_path_factory.mktemp("noctl"), extra=("--disable-controller-manager",))
+    srv.start()
+    try:
+        code, _ = srv.json(
+            "POST",
+            "/apis/apps/v1/namespaces/default/deployments",
+            json.loads(deployment("d", 1, "nginx:1")),
+        )
+        assert code == 201
+        time.sleep(2)  # nothing is expected to happen: give the (absent) controllers a chance
+        code, body = srv.json("GET", "/apis/apps/v1/namespaces/default/replicasets")
+        assert code == 200 and body["items"] == []
+        code, body = srv.json("GET", "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases")
+        assert [i["metadata"]["name"] for i in body["items"]] == []
+    finally:
+        assert srv.stop() == 0
