@@ -22,7 +22,8 @@ WAIT = 60.0  # seconds a watch may take to show an event before the test fails
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("apiserver"))
+    # The API server alone: these tests assert on the objects they make (no controllers).
+    srv = Server(tmp_path_factory.mktemp("apiserver"), extra=("--disable-controller-manager",))
     srv.start()
     try:
         yield srv

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from orchestrator.client.rest import DEPLOYMENTS, PODS, REPLICASETS
+from orchestrator.client.rest import CONTROLLERREVISIONS, DEPLOYMENTS, PODS, REPLICASETS
 from orchestrator.controllers.base import Controller, InformerFactory
 from orchestrator.controllers.deployment import (
     DeploymentController,
@@ -18,6 +18,7 @@ from orchestrator.controllers.deployment import (
     max_unavailable,
 )
 from orchestrator.controllers.fake import FakeClient
+from orchestrator.controllers.gc import GarbageCollector
 from orchestrator.controllers.replicaset import ReplicaSetController, rank_for_deletion
 
 C = TypeVar("C", bound=Controller)
@@ -257,11 +258,15 @@ def deploy_obj(replicas: int = 4, **strategy: Any) -> dict[str, Any]:
 
 
 def test_fenceposts_round_surge_up_and_unavailable_down() -> None:
-    d = deploy_obj(10, type="RollingUpdate", rollingUpdate={"maxSurge": "25%", "maxUnavailable": "25%"})
+    d = deploy_obj(
+        10, type="RollingUpdate", rollingUpdate={"maxSurge": "25%", "maxUnavailable": "25%"}
+    )
     assert (max_surge(d), max_unavailable(d)) == (3, 2)
     d = deploy_obj(3, type="RollingUpdate", rollingUpdate={"maxSurge": 0, "maxUnavailable": 0})
     assert (max_surge(d), max_unavailable(d)) == (0, 1)
-    d = deploy_obj(1, type="RollingUpdate", rollingUpdate={"maxSurge": "10%", "maxUnavailable": "10%"})
+    d = deploy_obj(
+        1, type="RollingUpdate", rollingUpdate={"maxSurge": "10%", "maxUnavailable": "10%"}
+    )
     assert (max_surge(d), max_unavailable(d)) == (1, 0)
 
 
@@ -486,5 +491,131 @@ def test_deployment_progress_deadline_exceeded() -> None:
         cond = {x["type"]: x for x in c.status()["conditions"]}["Progressing"]
         assert (cond["status"], cond["reason"]) == ("False", "ProgressDeadlineExceeded")
         assert again is None
+
+    run(body)
+
+
+# ------------------------------------------------------------------------------ garbage collector
+
+
+def owned_by(owner: dict[str, Any], kind: str, block: bool = True) -> list[dict[str, Any]]:
+    return [
+        {
+            "apiVersion": "apps/v1",
+            "kind": kind,
+            "name": owner["metadata"]["name"],
+            "uid": owner["metadata"]["uid"],
+            "controller": True,
+            "blockOwnerDeletion": block,
+        }
+    ]
+
+
+async def gc_setup(client: FakeClient) -> tuple[GarbageCollector, InformerFactory]:
+    factory = InformerFactory(client)  # type: ignore[arg-type]
+    gc = GarbageCollector(client, factory, (PODS, REPLICASETS, DEPLOYMENTS, CONTROLLERREVISIONS))  # type: ignore[arg-type]
+    client.unserved.add(CONTROLLERREVISIONS)
+    await gc.prepare()
+    await factory.relist()
+    return gc, factory
+
+
+async def drain(gc: GarbageCollector, factory: InformerFactory, rounds: int = 6) -> None:
+    """Reconcile whatever the handlers queued, relisting between rounds (no watch here)."""
+    for _ in range(rounds):
+        await factory.relist()
+        while gc.queue.depth:
+            key = await gc.queue.get()
+            try:
+                await gc.reconcile(key)
+            finally:
+                gc.queue.done(key)
+
+
+def test_gc_watches_only_served_kinds() -> None:
+    async def body() -> None:
+        gc, _ = await gc_setup(FakeClient())
+        assert CONTROLLERREVISIONS not in gc.resources and PODS in gc.resources
+
+    run(body)
+
+
+def test_gc_background_deletes_dependents_of_a_gone_owner_and_keeps_solid_ones() -> None:
+    async def body() -> None:
+        client = FakeClient()
+        rs = client.add(REPLICASETS, rs_obj())
+        gone = {"metadata": {"name": "gone", "uid": "0000-gone"}}
+        client.add(
+            PODS,
+            {"metadata": {"name": "orphaned", "ownerReferences": owned_by(gone, "ReplicaSet")}},
+        )
+        client.add(
+            PODS, {"metadata": {"name": "kept", "ownerReferences": owned_by(rs, "ReplicaSet")}}
+        )
+        both = owned_by(rs, "ReplicaSet") + [
+            {**owned_by(gone, "ReplicaSet")[0], "controller": False}
+        ]
+        client.add(PODS, {"metadata": {"name": "two-owners", "ownerReferences": both}})
+        gc, factory = await gc_setup(client)
+        await drain(gc, factory)
+        acts = client.take()
+        assert sorted(repr(a) for a in acts) == [
+            "delete pods default/orphaned",
+            "patch pods default/two-owners",
+        ]
+        assert [a.options for a in acts if a.verb == "delete"][0]["propagationPolicy"] == (
+            "Background"
+        )
+        refs = client.stored(PODS, "default", "two-owners")["metadata"]["ownerReferences"]  # type: ignore[index]
+        assert [r["name"] for r in refs] == ["web"]
+
+    run(body)
+
+
+def test_gc_foreground_deletes_dependents_then_lifts_the_finalizer() -> None:
+    async def body() -> None:
+        client = FakeClient()
+        d = client.add(DEPLOYMENTS, deploy_obj(1))
+        rs = client.add(
+            REPLICASETS,
+            rs_obj("web-1")
+            | {"metadata": {"name": "web-1", "ownerReferences": owned_by(d, "Deployment")}},
+        )
+        client.add(
+            PODS, {"metadata": {"name": "web-1-a", "ownerReferences": owned_by(rs, "ReplicaSet")}}
+        )
+        gc, factory = await gc_setup(client)
+        await client.delete(DEPLOYMENTS, "default", "web", propagation="Foreground")
+        client.take()
+        await drain(gc, factory, rounds=1)
+        # The deployment waits; its replica set goes in the foreground too (it blocks).
+        assert client.stored(DEPLOYMENTS, "default", "web") is not None
+        acts = client.take()
+        assert {(repr(a), a.options.get("propagationPolicy")) for a in acts} == {
+            ("delete replicasets default/web-1", "Foreground")
+        }
+        await drain(gc, factory)
+        assert client.all(PODS) == [] and client.all(REPLICASETS) == []
+        assert client.stored(DEPLOYMENTS, "default", "web") is None
+        assert "patch deployments default/web" in [repr(a) for a in client.take()]
+
+    run(body)
+
+
+def test_gc_orphan_removes_references_then_the_finalizer() -> None:
+    async def body() -> None:
+        client = FakeClient()
+        rs = client.add(REPLICASETS, rs_obj())
+        client.add(PODS, {"metadata": {"name": "p", "ownerReferences": owned_by(rs, "ReplicaSet")}})
+        gc, factory = await gc_setup(client)
+        await client.delete(REPLICASETS, "default", "web", propagation="Orphan")
+        client.take()
+        await drain(gc, factory)
+        assert [repr(a) for a in client.take()] == [
+            "patch pods default/p",
+            "patch replicasets default/web",
+        ]
+        assert client.stored(REPLICASETS, "default", "web") is None
+        assert client.stored(PODS, "default", "p")["metadata"]["ownerReferences"] == []  # type: ignore[index]
 
     run(body)
