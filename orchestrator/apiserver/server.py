@@ -191,7 +191,12 @@ def _start_controller_manager(cfg: ServerConfig, url: str, pki: Pki) -> asyncio.
         return None
     from orchestrator.client import ClientConfig
     from orchestrator.controllers.manager import CONTROLLERS, ManagerConfig, run_controller_manager
+    from orchestrator.controllers.namespaced import check_cluster_cidr
 
+    try:
+        check_cluster_cidr(cfg.cluster_cidr)
+    except ValueError as e:
+        raise ServerError("--cluster-cidr", e) from None
     unknown = sorted(set(cfg.disable_controllers) - set(CONTROLLERS))
     if unknown:
         raise ServerError(

@@ -48,7 +48,9 @@ def _target_port(svc_port: Obj, pod: Obj) -> int | None:
     return None
 
 
-def service_backends(svc: Obj, pods: list[Obj]) -> list[tuple[Obj, bool, tuple[tuple[Any, ...], ...]]]:
+def service_backends(
+    svc: Obj, pods: list[Obj]
+) -> list[tuple[Obj, bool, tuple[tuple[Any, ...], ...]]]:
     """(pod, ready, ports) of each pod ``svc`` selects that has an IP; ports as
     (name, port, protocol, appProtocol) tuples in the service's order."""
     spec = svc.get("spec") or {}
@@ -67,7 +69,9 @@ def service_backends(svc: Obj, pods: list[Obj]) -> list[tuple[Obj, bool, tuple[t
         for sp in spec.get("ports") or []:
             port = _target_port(sp, pod)
             if port is not None:
-                ports.append((sp.get("name", ""), port, sp.get("protocol", "TCP"), sp.get("appProtocol")))
+                ports.append(
+                    (sp.get("name", ""), port, sp.get("protocol", "TCP"), sp.get("appProtocol"))
+                )
         out.append((pod, publish or is_pod_ready(pod), tuple(ports)))
     return out
 
@@ -163,15 +167,21 @@ class EndpointsController(_ServiceController):
         subsets = self.subsets(svc, self.pods.by_index("namespace", ns or ""))
         labels = self._labels(svc)
         current = self.endpoints.get(key)
-        if current is not None and (current.get("subsets") or []) == subsets and dict(
-            labels_of(current)
-        ) == labels:
+        if (
+            current is not None
+            and (current.get("subsets") or []) == subsets
+            and dict(labels_of(current)) == labels
+        ):
             return None
-        body: Obj = deep_copy(current) if current is not None else {
-            "apiVersion": "v1",
-            "kind": "Endpoints",
-            "metadata": {"name": name, "namespace": ns},
-        }
+        body: Obj = (
+            deep_copy(current)
+            if current is not None
+            else {
+                "apiVersion": "v1",
+                "kind": "Endpoints",
+                "metadata": {"name": name, "namespace": ns},
+            }
+        )
         body["metadata"]["labels"] = labels
         if subsets:
             body["subsets"] = subsets

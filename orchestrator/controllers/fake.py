@@ -86,7 +86,9 @@ class FakeClient:
     def all(self, res: ResourceRef, namespace: str | None = None) -> list[Obj]:
         return [
             copy.deepcopy(o)
-            for (r, ns, _), o in sorted(self.objects.items(), key=lambda kv: kv[0][1:])
+            for (r, ns, _), o in sorted(
+                self.objects.items(), key=lambda kv: (kv[0][1] or "", kv[0][2])
+            )
             if r == res and (namespace is None or ns == namespace)
         ]
 

@@ -13,11 +13,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from orchestrator.client import ApiClient, ClientConfig, LeaderElector
+from orchestrator.client import ApiClient, ClientConfig, LeaderElector, NotFound, ResourceRef
+from orchestrator.client.rest import ENDPOINTSLICES
 
 from .base import Client, Controller, InformerFactory, Metrics
 from .deployment import DeploymentController
+from .endpoints import EndpointsController, EndpointSliceController
 from .gc import GarbageCollector
+from .namespaced import NodeIpamController, ServiceAccountController
 from .replicaset import ReplicaSetController
 
 __all__ = ["CONTROLLERS", "ManagerConfig", "ControllerManager", "run_controller_manager"]
@@ -43,7 +46,13 @@ CONTROLLERS: dict[str, Maker] = {
     "replicaset": lambda c, f, cfg: ReplicaSetController(c, f),
     "deployment": lambda c, f, cfg: DeploymentController(c, f),
     "garbagecollector": lambda c, f, cfg: GarbageCollector(c, f),
+    "serviceaccount": lambda c, f, cfg: ServiceAccountController(c, f),
+    "nodeipam": lambda c, f, cfg: NodeIpamController(c, f, cfg.cluster_cidr),
+    "endpoints": lambda c, f, cfg: EndpointsController(c, f),
+    "endpointslice": lambda c, f, cfg: EndpointSliceController(c, f),
 }
+# Kinds a controller needs the API to serve (else it is left out, with a log line).
+REQUIRES: dict[str, tuple[ResourceRef, ...]] = {"endpointslice": (ENDPOINTSLICES,)}
 
 
 class ControllerManager:
@@ -73,11 +82,15 @@ class ControllerManager:
 
     async def lead(self) -> None:
         factory = InformerFactory(self.client)
-        self.controllers = [
-            make(self.client, factory, self.config)
-            for name, make in CONTROLLERS.items()
-            if name not in self.config.disabled
-        ]
+        self.controllers = []
+        for name, make in CONTROLLERS.items():
+            if name in self.config.disabled:
+                continue
+            missing = [r.plural for r in REQUIRES.get(name, ()) if not await self._served(r)]
+            if missing:
+                log.warning("controller %s not started: %s not served", name, ", ".join(missing))
+                continue
+            self.controllers.append(make(self.client, factory, self.config))
         for c in self.controllers:
             c.metrics = self.metrics
             self.metrics.register(c)
@@ -90,6 +103,13 @@ class ControllerManager:
             await asyncio.gather(*(c.run() for c in self.controllers))
         finally:
             await factory.stop()
+
+    async def _served(self, res: ResourceRef) -> bool:
+        try:
+            await self.client.list(res, None, limit=1)
+        except NotFound:
+            return False
+        return True
 
 
 async def run_controller_manager(config: ClientConfig, manager: ManagerConfig) -> None:

@@ -13,7 +13,7 @@ from orchestrator.client.rest import NAMESPACES, NODES, SERVICEACCOUNTS
 from .base import Client, Controller, InformerFactory
 from .util import meta
 
-__all__ = ["NodeIpamController", "ServiceAccountController"]
+__all__ = ["NodeIpamController", "ServiceAccountController", "check_cluster_cidr"]
 
 log = logging.getLogger("corral.controllers")
 
@@ -66,17 +66,22 @@ def node_mask(cluster: IPNetwork) -> int:
     return mask
 
 
+def check_cluster_cidr(cidr: str) -> tuple[IPNetwork, int]:
+    """The cluster CIDR and the node mask, or ValueError saying what is wrong."""
+    try:
+        net = ipaddress.ip_network(cidr, strict=False)
+    except ValueError as e:
+        raise ValueError(f"{cidr!r} is not a CIDR: {e}") from None
+    return net, node_mask(net)
+
+
 class NodeIpamController(Controller):
     name = "nodeipam"
     workers = 1  # one allocator: two workers would hand out one range twice
 
     def __init__(self, client: Client, factory: InformerFactory, cluster_cidr: str) -> None:
         super().__init__(client, factory)
-        try:
-            self.cluster: IPNetwork = ipaddress.ip_network(cluster_cidr, strict=False)
-            self.mask = node_mask(self.cluster)
-        except ValueError as e:
-            raise ValueError(f"node IPAM: --cluster-cidr {cluster_cidr!r}: {e}") from None
+        self.cluster, self.mask = check_cluster_cidr(cluster_cidr)
         self.nodes = factory.informer(NODES)
         self.nodes.add_handler(self.enqueue_handler)
         self._assigned: dict[str, str] = {}  # node -> CIDR given, until the cache shows it

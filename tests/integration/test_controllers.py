@@ -32,6 +32,7 @@ class FakeKubelet:
         self.stop_event = threading.Event()
         self.hold = threading.Event()
         self.errors: list[str] = []
+        self.next_ip = 10
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def start(self) -> None:
@@ -62,9 +63,13 @@ class FakeKubelet:
             if any(c["type"] == "Ready" and c["status"] == "True" for c in conds):
                 continue
             now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            self.next_ip += 1
+            ip = f"10.42.{self.next_ip // 250}.{self.next_ip % 250 + 2}"
             patch = {
                 "status": {
                     "phase": "Running",
+                    "podIP": ip,
+                    "podIPs": [{"ip": ip}],
                     "conditions": [
                         {"type": "Initialized", "status": "True", "lastTransitionTime": now},
                         {"type": "Ready", "status": "True", "lastTransitionTime": now},
@@ -435,3 +440,105 @@ def test_disabled_controller_manager_makes_nothing(
         assert [i["metadata"]["name"] for i in body["items"]] == []
     finally:
         assert srv.stop() == 0
+
+
+def test_default_serviceaccount_and_node_pod_cidr(kubectl: Kubectl, ns: str) -> None:
+    k = kubectl
+    until(
+        "the default ServiceAccount",
+        lambda: k.run("-n", ns, "get", "serviceaccount", "default", check=False).returncode == 0,
+    )
+    node = f"node-{ns}"
+    k.run(
+        "create",
+        "-f",
+        "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}}),
+    )
+    try:
+        spec = until(
+            "a podCIDR",
+            lambda: (
+                json.loads(k.run("get", "node", node, "-o", "json").stdout)["spec"].get("podCIDR")
+                and json.loads(k.run("get", "node", node, "-o", "json").stdout)["spec"]
+            ),
+        )
+        assert spec["podCIDR"].startswith("10.42.") and spec["podCIDR"].endswith("/24")
+        assert spec["podCIDRs"] == [spec["podCIDR"]]
+        others = [
+            n["spec"].get("podCIDR")
+            for n in json.loads(k.run("get", "nodes", "-o", "json").stdout)["items"]
+            if n["metadata"]["name"] != node
+        ]
+        assert spec["podCIDR"] not in others
+    finally:
+        k.run("delete", "node", node)
+
+
+def test_endpoints_and_slices_follow_ready_pods(server: Server, kubectl: Kubectl, ns: str) -> None:
+    k = kubectl
+    k.run("-n", ns, "create", "-f", "-", input=deployment("svc", 2, "nginx:1"))
+    svc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "svc"},
+        "spec": {
+            "selector": {"app": "svc"},
+            "ports": [{"name": "web", "port": 80, "targetPort": 8080}],
+        },
+    }
+    k.run("-n", ns, "create", "-f", "-", input=json.dumps(svc))
+    k.run("-n", ns, "rollout", "status", "deployment/svc", "--timeout=90s")
+
+    def ready_ips() -> set[str]:
+        p = k.run("-n", ns, "get", "endpoints", "svc", "-o", "json", check=False)
+        if p.returncode != 0:
+            return set()
+        subsets = json.loads(p.stdout).get("subsets") or []
+        return {a["ip"] for s in subsets for a in s.get("addresses", [])}
+
+    pods = {p["status"]["podIP"]: p["metadata"]["name"] for p in live_pods(k, ns, "app=svc")}
+    until("both pods as endpoints", lambda: ready_ips() == set(pods))
+    ep = json.loads(k.run("-n", ns, "get", "endpoints", "svc", "-o", "json").stdout)
+    subset = ep["subsets"][0]
+    assert subset["ports"] == [{"name": "web", "port": 8080, "protocol": "TCP"}]
+    assert {a["targetRef"]["name"] for a in subset["addresses"]} == set(pods.values())
+
+    def slice_ready() -> dict[str, bool]:
+        items = get(k, ns, "endpointslices", "-l", "kubernetes.io/service-name=svc")["items"]
+        return {
+            e["addresses"][0]: e["conditions"]["ready"]
+            for s in items
+            for e in s.get("endpoints") or []
+        }
+
+    until("both pods in the slice, ready", lambda: slice_ready() == dict.fromkeys(pods, True))
+
+    # A pod that stops being ready moves to notReadyAddresses (the fake kubelet held).
+    server.kubelet.hold.set()  # type: ignore[attr-defined]
+    try:
+        ip, name = next(iter(pods.items()))
+        code, _, _ = server.request(
+            "PATCH",
+            f"/api/v1/namespaces/{ns}/pods/{name}/status",
+            json.dumps({"status": {"conditions": [{"type": "Ready", "status": "False"}]}}).encode(),
+            {"Content-Type": "application/merge-patch+json"},
+        )
+        assert code == 200
+        until(
+            "the pod not ready in Endpoints",
+            lambda: ip not in ready_ips() and len(ready_ips()) == 1,
+        )
+        ep = json.loads(k.run("-n", ns, "get", "endpoints", "svc", "-o", "json").stdout)
+        assert [a["ip"] for a in ep["subsets"][0]["notReadyAddresses"]] == [ip]
+        until("the slice says not ready", lambda: slice_ready().get(ip) is False)
+    finally:
+        server.kubelet.hold.clear()  # type: ignore[attr-defined]
+    k.run("-n", ns, "delete", "service", "svc")
+    until(
+        "endpoints and slices gone with the service",
+        lambda: (
+            k.run("-n", ns, "get", "endpoints", "svc", check=False).returncode != 0
+            and not get(k, ns, "endpointslices")["items"]
+        ),
+    )

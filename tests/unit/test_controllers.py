@@ -10,15 +10,28 @@ from typing import Any, TypeVar
 
 import pytest
 
-from orchestrator.client.rest import CONTROLLERREVISIONS, DEPLOYMENTS, PODS, REPLICASETS
+from orchestrator.client.rest import (
+    CONTROLLERREVISIONS,
+    DEPLOYMENTS,
+    ENDPOINTS,
+    ENDPOINTSLICES,
+    NAMESPACES,
+    NODES,
+    PODS,
+    REPLICASETS,
+    SERVICEACCOUNTS,
+    SERVICES,
+)
 from orchestrator.controllers.base import Controller, InformerFactory
 from orchestrator.controllers.deployment import (
     DeploymentController,
     max_surge,
     max_unavailable,
 )
+from orchestrator.controllers.endpoints import EndpointsController, EndpointSliceController
 from orchestrator.controllers.fake import FakeClient
 from orchestrator.controllers.gc import GarbageCollector
+from orchestrator.controllers.namespaced import NodeIpamController, ServiceAccountController
 from orchestrator.controllers.replicaset import ReplicaSetController, rank_for_deletion
 
 C = TypeVar("C", bound=Controller)
@@ -617,5 +630,136 @@ def test_gc_orphan_removes_references_then_the_finalizer() -> None:
         ]
         assert client.stored(REPLICASETS, "default", "web") is None
         assert client.stored(PODS, "default", "p")["metadata"]["ownerReferences"] == []  # type: ignore[index]
+
+    run(body)
+
+
+# ------------------------------------------------------------------------------ small ones
+
+
+def test_serviceaccount_default_in_every_active_namespace() -> None:
+    async def body() -> None:
+        client = FakeClient()
+        client.add(NAMESPACES, {"metadata": {"name": "a"}})
+        client.add(NAMESPACES, {"metadata": {"name": "b"}})
+        client.add(
+            NAMESPACES, {"metadata": {"name": "going", "deletionTimestamp": "2024-01-01T00:00:00Z"}}
+        )
+        client.add(SERVICEACCOUNTS, {"metadata": {"name": "default", "namespace": "b"}})
+        ctrl, factory = await setup(ServiceAccountController, client)
+        for ns in ("a", "b", "going"):
+            await ctrl.reconcile(ns)
+        assert [repr(a) for a in client.take()] == ["create serviceaccounts a/default"]
+
+    run(body)
+
+
+def test_node_ipam_gives_each_node_a_free_24() -> None:
+    async def body() -> None:
+        client = FakeClient()
+        client.add(NODES, {"metadata": {"name": "n1"}, "spec": {"podCIDR": "10.42.0.0/24"}})
+        client.add(NODES, {"metadata": {"name": "n2"}})
+        client.add(NODES, {"metadata": {"name": "n3"}})
+        factory = InformerFactory(client)  # type: ignore[arg-type]
+        ctrl = NodeIpamController(client, factory, "10.42.0.0/16")  # type: ignore[arg-type]
+        await factory.relist()
+        await ctrl.reconcile("n2")
+        await ctrl.reconcile("n3")  # before the cache has seen n2's: still not the same one
+        await ctrl.reconcile("n1")
+        got = {n["metadata"]["name"]: n["spec"] for n in client.all(NODES)}
+        assert got["n2"] == {"podCIDR": "10.42.1.0/24", "podCIDRs": ["10.42.1.0/24"]}
+        assert got["n3"] == {"podCIDR": "10.42.2.0/24", "podCIDRs": ["10.42.2.0/24"]}
+        assert len(client.take()) == 2
+        with pytest.raises(ValueError, match="smaller than one node"):
+            NodeIpamController(client, factory, "10.0.0.0/25")  # type: ignore[arg-type]
+
+    run(body)
+
+
+def svc_obj(**spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "web", "namespace": "default", "labels": {"tier": "front"}},
+        "spec": {
+            "selector": {"app": "web"},
+            "ports": [
+                {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
+                {"name": "metrics", "port": 9000, "targetPort": 9100, "protocol": "TCP"},
+            ],
+            **spec,
+        },
+    }
+
+
+def backend(name: str, ip: str, ready: bool, http_port: int | None = 8080) -> dict[str, Any]:
+    ports = [{"name": "http", "containerPort": http_port}] if http_port else []
+    return {
+        "metadata": {"name": name, "labels": {"app": "web"}},
+        "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i", "ports": ports}]},
+        "status": {"podIP": ip, **(READY if ready else {"phase": "Running"})},
+    }
+
+
+def test_endpoints_ready_and_not_ready_addresses_with_named_ports() -> None:
+    async def body() -> None:
+        client = FakeClient()
+        client.add(SERVICES, svc_obj())
+        client.add(PODS, backend("a", "10.42.0.5", True))
+        client.add(PODS, backend("b", "10.42.0.4", False))
+        client.add(PODS, backend("c", "10.42.0.6", True, http_port=None))
+        client.add(PODS, {**backend("noip", "", True), "status": READY})
+        ctrl, factory = await setup(EndpointsController, client)
+        await ctrl.reconcile("default/web")
+        ep = client.stored(ENDPOINTS, "default", "web")
+        assert ep is not None
+        assert ep["metadata"]["labels"] == {"tier": "front"}
+        subsets = ep["subsets"]
+        by_ports = {tuple(p["port"] for p in s["ports"]): s for s in subsets}
+        both = by_ports[(8080, 9100)]
+        assert [a["ip"] for a in both["addresses"]] == ["10.42.0.5"]
+        assert [a["ip"] for a in both["notReadyAddresses"]] == ["10.42.0.4"]
+        assert both["addresses"][0]["targetRef"]["name"] == "a"
+        assert both["addresses"][0]["nodeName"] == "n1"
+        assert both["ports"][0] == {"name": "http", "port": 8080, "protocol": "TCP"}
+        assert [a["ip"] for a in by_ports[(9100,)]["addresses"]] == ["10.42.0.6"]
+        client.take()
+        await factory.relist()
+        await ctrl.reconcile("default/web")
+        assert client.take() == []  # nothing changed: no write
+        await client.delete(SERVICES, "default", "web")
+        await factory.relist()
+        await ctrl.reconcile("default/web")
+        assert client.stored(ENDPOINTS, "default", "web") is None
+
+    run(body)
+
+
+def test_endpointslices_per_port_set_owned_by_the_service() -> None:
+    async def body() -> None:
+        client = FakeClient()
+        svc = client.add(SERVICES, svc_obj())
+        client.add(PODS, backend("a", "10.42.0.5", True))
+        client.add(PODS, backend("b", "10.42.0.4", False))
+        ctrl, factory = await setup(EndpointSliceController, client)
+        await ctrl.reconcile("default/web")
+        slices = client.all(ENDPOINTSLICES)
+        assert len(slices) == 1
+        s = slices[0]
+        assert s["metadata"]["name"].startswith("web-")
+        assert s["metadata"]["labels"]["kubernetes.io/service-name"] == "web"
+        assert s["metadata"]["ownerReferences"][0]["uid"] == svc["metadata"]["uid"]
+        assert s["addressType"] == "IPv4"
+        eps = {e["targetRef"]["name"]: e for e in s["endpoints"]}
+        assert eps["a"]["conditions"] == {"ready": True, "serving": True, "terminating": False}
+        assert eps["b"]["conditions"]["ready"] is False
+        client.take()
+        await factory.relist()
+        await ctrl.reconcile("default/web")
+        assert client.take() == []
+        client.mutate(PODS, "default", "b", status=READY)
+        await factory.relist()
+        await ctrl.reconcile("default/web")
+        assert [repr(a) for a in client.take()] == [
+            f"update endpointslices default/{s['metadata']['name']}"
+        ]
 
     run(body)
