@@ -83,6 +83,20 @@ from .errors import Failure
     type=click.FloatRange(min=1),
     help="seconds without a Lease renewal before a node is marked not ready",
 )
+@click.option(
+    "--default-not-ready-toleration-seconds",
+    default=300,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="the toleration of node.kubernetes.io/not-ready:NoExecute given to every pod",
+)
+@click.option(
+    "--default-unreachable-toleration-seconds",
+    default=300,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="the toleration of node.kubernetes.io/unreachable:NoExecute given to every pod",
+)
 def server(
     data_dir: Path,
     bind_address: str,
@@ -96,6 +110,8 @@ def server(
     disable_controller_manager: bool,
     disable_controllers: tuple[str, ...],
     node_monitor_grace_period: float,
+    default_not_ready_toleration_seconds: int,
+    default_unreachable_toleration_seconds: int,
 ) -> None:
     """Run the Kubernetes API server, with an embedded SQLite store by default."""
     from orchestrator.apiserver import ServerConfig, ServerError, run_server
@@ -111,6 +127,8 @@ def server(
         disable_controller_manager=disable_controller_manager,
         disable_controllers=disable_controllers,
         node_monitor_grace_period=node_monitor_grace_period,
+        default_not_ready_toleration_seconds=default_not_ready_toleration_seconds,
+        default_unreachable_toleration_seconds=default_unreachable_toleration_seconds,
         cluster_cidr=cluster_cidr,
         service_cidr=service_cidr,
     )

@@ -48,6 +48,8 @@ class ServerConfig:
     disable_controller_manager: bool = False
     disable_controllers: tuple[str, ...] = ()
     node_monitor_grace_period: float = 40.0
+    default_not_ready_toleration_seconds: int = 300
+    default_unreachable_toleration_seconds: int = 300
     cluster_cidr: str = "10.42.0.0/16"
     service_cidr: str = "10.43.0.0/16"
 
@@ -145,6 +147,8 @@ async def _serve(cfg: ServerConfig) -> None:
     except StoreError as e:
         raise ServerError("open the datastore", e) from e
     api = ApiServer(store, server_address=address)
+    api.storage.not_ready_toleration_seconds = cfg.default_not_ready_toleration_seconds
+    api.storage.unreachable_toleration_seconds = cfg.default_unreachable_toleration_seconds
     runner: web.AppRunner | None = None
     try:
         await api.start()

@@ -113,6 +113,10 @@ def _fold_string_data(secret: Obj) -> None:
 class Storage:
     def __init__(self, store: Backend) -> None:
         self.store = store
+        # DefaultTolerationSeconds admission: how long a pod stays on a not-ready or
+        # unreachable node (kube-apiserver's --default-*-toleration-seconds).
+        self.not_ready_toleration_seconds = 300
+        self.unreachable_toleration_seconds = 300
         self._ns_tasks: dict[str, asyncio.Task[None]] = {}
 
     # ------------------------------------------------------------------ reading
@@ -280,6 +284,8 @@ class Storage:
             obj["spec"] = {"finalizers": ["kubernetes"]}
             obj["status"] = {"phase": "Active"}
             meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = name
+        if res.name == "pods":
+            self._default_tolerations(obj)
         stored = self._admit(res, obj)
         if res.name == "pods":
             stored["status"] = {"phase": "Pending", "qosClass": _qos_class(stored)}
@@ -292,6 +298,38 @@ class Storage:
             raise errors.already_exists(res.name, name, res.group) from None
         stored["metadata"]["resourceVersion"] = str(kv.mod_rev)
         return stored
+
+    def _default_tolerations(self, pod: Obj) -> None:
+        """A pod that does not tolerate the not-ready and unreachable NoExecute taints gets
+        tolerations of them for a while (kube's DefaultTolerationSeconds admission)."""
+        spec = pod.get("spec")
+        if not isinstance(spec, dict):
+            return
+        tolerations = spec.get("tolerations")
+        if tolerations is not None and not isinstance(tolerations, list):
+            return  # the model names the error
+        have = [t for t in tolerations or [] if isinstance(t, dict)]
+        added = []
+        for key, seconds in (
+            ("node.kubernetes.io/not-ready", self.not_ready_toleration_seconds),
+            ("node.kubernetes.io/unreachable", self.unreachable_toleration_seconds),
+        ):
+            if any(
+                t.get("effect") in (None, "", "NoExecute")
+                and (t.get("key") == key or (not t.get("key") and t.get("operator") == "Exists"))
+                for t in have
+            ):
+                continue
+            added.append(
+                {
+                    "key": key,
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": seconds,
+                }
+            )
+        if added:
+            spec["tolerations"] = [*(tolerations or []), *added]
 
     async def _current(self, res: Resource, ns: str | None, name: str) -> tuple[KeyValue, Obj]:
         try:

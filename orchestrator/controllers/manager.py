@@ -21,6 +21,7 @@ from .deployment import DeploymentController
 from .endpoints import EndpointsController, EndpointSliceController
 from .gc import GarbageCollector
 from .namespaced import NodeIpamController, ServiceAccountController
+from .nodelifecycle import NodeLifecycleController
 from .replicaset import ReplicaSetController
 
 __all__ = ["CONTROLLERS", "ManagerConfig", "ControllerManager", "run_controller_manager"]
@@ -50,6 +51,7 @@ CONTROLLERS: dict[str, Maker] = {
     "nodeipam": lambda c, f, cfg: NodeIpamController(c, f, cfg.cluster_cidr),
     "endpoints": lambda c, f, cfg: EndpointsController(c, f),
     "endpointslice": lambda c, f, cfg: EndpointSliceController(c, f),
+    "nodelifecycle": lambda c, f, cfg: NodeLifecycleController(c, f, cfg.node_monitor_grace_period),
 }
 # Kinds a controller needs the API to serve (else it is left out, with a log line).
 REQUIRES: dict[str, tuple[ResourceRef, ...]] = {"endpointslice": (ENDPOINTSLICES,)}

@@ -542,3 +542,81 @@ def test_endpoints_and_slices_follow_ready_pods(server: Server, kubectl: Kubectl
             and not get(k, ns, "endpointslices")["items"]
         ),
     )
+
+
+def test_unreachable_node_is_tainted_and_its_pods_replaced(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A node that never renews its Lease: Ready Unknown after the grace period, the
+    unreachable taints, its pod evicted after the (shortened) default toleration and replaced
+    by its ReplicaSet; once the node object is deleted, its pods go too."""
+    srv = Server(
+        tmp_path_factory.mktemp("nodes"),
+        extra=(
+            "--node-monitor-grace-period",
+            "3",
+            "--default-unreachable-toleration-seconds",
+            "2",
+        ),
+    )
+    srv.start()
+    try:
+        code, _ = srv.json("POST", "/api/v1/nodes", {"metadata": {"name": "n1"}})
+        assert code == 201
+        code, _ = srv.json(
+            "POST",
+            "/apis/apps/v1/namespaces/default/deployments",
+            json.loads(deployment("d", 1, "nginx:1")),
+        )
+        assert code == 201
+
+        def pods() -> list[dict[str, Any]]:
+            return srv.json("GET", "/api/v1/namespaces/default/pods")[1]["items"]
+
+        first = until("the pod", lambda: pods())[0]
+        tol = {t["key"]: t for t in first["spec"]["tolerations"]}
+        assert tol["node.kubernetes.io/unreachable"]["tolerationSeconds"] == 2
+        assert tol["node.kubernetes.io/not-ready"]["tolerationSeconds"] == 300
+        name = first["metadata"]["name"]
+        code, _ = srv.json(
+            "POST",
+            f"/api/v1/namespaces/default/pods/{name}/binding",
+            {"metadata": {"name": name}, "target": {"kind": "Node", "name": "n1"}},
+        )
+        assert code == 201
+        node = until(
+            "the node unreachable",
+            lambda: (
+                (n := srv.json("GET", "/api/v1/nodes/n1")[1])
+                and {t["key"] + ":" + t["effect"] for t in n["spec"].get("taints", [])}
+                == {
+                    "node.kubernetes.io/unreachable:NoSchedule",
+                    "node.kubernetes.io/unreachable:NoExecute",
+                }
+                and n
+            ),
+        )
+        ready = {c["type"]: c for c in node["status"]["conditions"]}["Ready"]
+        assert ready["status"] == "Unknown"
+        until(
+            "the pod evicted and a replacement made",
+            lambda: (
+                (ps := pods())
+                and any(
+                    p["metadata"]["name"] == name and p["metadata"].get("deletionTimestamp")
+                    for p in ps
+                )
+                and any(
+                    p["metadata"]["name"] != name and not p["metadata"].get("deletionTimestamp")
+                    for p in ps
+                )
+            ),
+        )
+        code, _ = srv.json("DELETE", "/api/v1/nodes/n1")
+        assert code == 200
+        until(
+            "the evicted pod gone with its node",
+            lambda: name not in {p["metadata"]["name"] for p in pods()},
+        )
+    finally:
+        assert srv.stop() == 0

@@ -5,6 +5,7 @@ real ``corral server`` in tests/integration/test_controllers.py."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -32,6 +33,7 @@ from orchestrator.controllers.endpoints import EndpointsController, EndpointSlic
 from orchestrator.controllers.fake import FakeClient
 from orchestrator.controllers.gc import GarbageCollector
 from orchestrator.controllers.namespaced import NodeIpamController, ServiceAccountController
+from orchestrator.controllers.nodelifecycle import NodeLifecycleController
 from orchestrator.controllers.replicaset import ReplicaSetController, rank_for_deletion
 
 C = TypeVar("C", bound=Controller)
@@ -760,6 +762,105 @@ def test_endpointslices_per_port_set_owned_by_the_service() -> None:
         await ctrl.reconcile("default/web")
         assert [repr(a) for a in client.take()] == [
             f"update endpointslices default/{s['metadata']['name']}"
+        ]
+
+    run(body)
+
+
+# ------------------------------------------------------------------------------ node lifecycle
+
+
+def node_obj(name: str, ready: str = "True", heartbeat: str | None = None) -> dict[str, Any]:
+    beat = heartbeat or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return {
+        "metadata": {"name": name, "creationTimestamp": "2020-01-01T00:00:00Z"},
+        "spec": {},
+        "status": {
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": ready,
+                    "lastHeartbeatTime": beat,
+                    "reason": "KubeletReady",
+                }
+            ]
+        },
+    }
+
+
+def pod_on(name: str, node: str, tolerations: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"nodeName": node, "containers": [{"name": "c", "image": "i"}]}
+    if tolerations is not None:
+        spec["tolerations"] = tolerations
+    return {"metadata": {"name": name}, "spec": spec, "status": READY}
+
+
+def test_node_without_heartbeat_goes_unknown_tainted_and_its_pods_evicted() -> None:
+    async def body() -> None:
+        client = FakeClient()
+        client.add(NODES, node_obj("n1", heartbeat="2020-01-01T00:00:00Z"))
+        client.add(PODS, pod_on("intolerant", "n1", []))
+        unreachable = {
+            "key": "node.kubernetes.io/unreachable",
+            "operator": "Exists",
+            "effect": "NoExecute",
+        }
+        client.add(PODS, pod_on("patient", "n1", [{**unreachable, "tolerationSeconds": 300}]))
+        client.add(PODS, pod_on("forever", "n1", [unreachable]))
+        factory = InformerFactory(client)  # type: ignore[arg-type]
+        ctrl = NodeLifecycleController(client, factory, grace=40)  # type: ignore[arg-type]
+        await factory.relist()
+        again = await ctrl.reconcile("node/n1")
+        node = client.stored(NODES, None, "n1")
+        assert node is not None
+        ready = {c["type"]: c for c in node["status"]["conditions"]}["Ready"]
+        assert (ready["status"], ready["reason"]) == ("Unknown", "NodeStatusUnknown")
+        assert {(t["key"], t["effect"]) for t in node["spec"]["taints"]} == {
+            ("node.kubernetes.io/unreachable", "NoSchedule"),
+            ("node.kubernetes.io/unreachable", "NoExecute"),
+        }
+        deleted = [a.name for a in client.actions if a.verb == "delete"]
+        assert deleted == ["intolerant"]
+        assert again is not None and 290 < again <= 300  # the patient pod's turn
+        # Pods on the node were marked not ready (Endpoints drop them).
+        patient = client.stored(PODS, "default", "patient")
+        assert {c["type"]: c["status"] for c in patient["status"]["conditions"]}["Ready"] == "False"  # type: ignore[index]
+
+    run(body)
+
+
+def test_node_ready_false_gets_not_ready_taints_and_ready_again_loses_them() -> None:
+    async def body() -> None:
+        client = FakeClient()
+        client.add(NODES, node_obj("n1", ready="False"))
+        factory = InformerFactory(client)  # type: ignore[arg-type]
+        ctrl = NodeLifecycleController(client, factory, grace=40)  # type: ignore[arg-type]
+        await factory.relist()
+        await ctrl.reconcile("node/n1")
+        node = client.stored(NODES, None, "n1")
+        assert {t["key"] for t in node["spec"]["taints"]} == {"node.kubernetes.io/not-ready"}  # type: ignore[index]
+        client.mutate(NODES, None, "n1", status=node_obj("n1")["status"])
+        await factory.relist()
+        await ctrl.reconcile("node/n1")
+        assert not client.stored(NODES, None, "n1")["spec"].get("taints")  # type: ignore[index]
+
+    run(body)
+
+
+def test_pod_on_a_node_that_does_not_exist_is_deleted_at_once() -> None:
+    async def body() -> None:
+        client = FakeClient()
+        client.add(PODS, pod_on("stray", "gone"))
+        factory = InformerFactory(client)  # type: ignore[arg-type]
+        ctrl = NodeLifecycleController(client, factory, grace=0.05)  # type: ignore[arg-type]
+        await factory.relist()
+        assert ctrl.queue.depth == 0  # quarantined first: its node may be registering
+        key = await asyncio.wait_for(ctrl.queue.get(), 5)
+        assert key == "pod/default/stray"
+        await ctrl.reconcile(key)
+        acts = client.take()
+        assert [(repr(a), a.options.get("gracePeriodSeconds")) for a in acts] == [
+            ("delete pods default/stray", 0)
         ]
 
     run(body)
