@@ -110,6 +110,31 @@ def _fold_string_data(secret: Obj) -> None:
     secret.setdefault("type", "Opaque")
 
 
+def _job_selector(job: Obj) -> None:
+    """A Job without manualSelector selects its pods by its uid: the selector and the
+    template's labels are generated (kube-apiserver's job strategy)."""
+    spec = job.get("spec")
+    if not isinstance(spec, dict) or spec.get("manualSelector"):
+        return
+    template = spec.get("template")
+    if not isinstance(template, dict):
+        return
+    tmeta = template.setdefault("metadata", {})
+    if not isinstance(tmeta, dict):
+        return
+    m = job["metadata"]
+    uid, name = m["uid"], m["name"]
+    spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+    labels = tmeta.get("labels") if isinstance(tmeta.get("labels"), dict) else {}
+    tmeta["labels"] = {
+        **labels,
+        "batch.kubernetes.io/controller-uid": uid,
+        "batch.kubernetes.io/job-name": name,
+        "controller-uid": uid,
+        "job-name": name,
+    }
+
+
 class Storage:
     def __init__(self, store: Backend) -> None:
         self.store = store
@@ -286,6 +311,8 @@ class Storage:
             meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = name
         if res.name == "pods":
             self._default_tolerations(obj)
+        if res.name == "jobs":
+            _job_selector(obj)
         stored = self._admit(res, obj)
         if res.name == "pods":
             stored["status"] = {"phase": "Pending", "qosClass": _qos_class(stored)}

@@ -20,6 +20,7 @@ from .base import Client, Controller, InformerFactory, Metrics
 from .deployment import DeploymentController
 from .endpoints import EndpointsController, EndpointSliceController
 from .gc import GarbageCollector
+from .job import JobController
 from .namespaced import NodeIpamController, ServiceAccountController
 from .nodelifecycle import NodeLifecycleController
 from .replicaset import ReplicaSetController
@@ -51,6 +52,7 @@ CONTROLLERS: dict[str, Maker] = {
     "nodeipam": lambda c, f, cfg: NodeIpamController(c, f, cfg.cluster_cidr),
     "endpoints": lambda c, f, cfg: EndpointsController(c, f),
     "endpointslice": lambda c, f, cfg: EndpointSliceController(c, f),
+    "job": lambda c, f, cfg: JobController(c, f),
     "nodelifecycle": lambda c, f, cfg: NodeLifecycleController(c, f, cfg.node_monitor_grace_period),
 }
 # Kinds a controller needs the API to serve (else it is left out, with a log line).

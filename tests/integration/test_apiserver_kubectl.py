@@ -58,6 +58,7 @@ def _readback(server: Server, path: str, tag: str) -> Any:
     code, obj = server.json("GET", path)
     assert code == 200, (path, obj)
     meta = obj["metadata"]
+    uid = meta.get("uid")  # also in a Job's generated selector and labels
     for k in ("uid", "creationTimestamp", "resourceVersion", "namespace", "managedFields"):
         meta.pop(k, None)
     if obj.get("kind") == "Service":  # allocated per service
@@ -65,7 +66,8 @@ def _readback(server: Server, path: str, tag: str) -> Any:
         obj["spec"].pop("clusterIPs", None)
         for p in obj["spec"].get("ports") or []:
             p.pop("nodePort", None)
-    return json.loads(json.dumps(obj).replace(tag, "TAG"))
+    text = json.dumps(obj).replace(tag, "TAG")
+    return json.loads(text.replace(uid, "UID") if uid else text)
 
 
 # kubectl create <subcommand>: (args, the object's path under /api or /apis, with {ns}, {tag})

@@ -59,6 +59,8 @@ class FakeKubelet:
             m = pod["metadata"]
             if m.get("deletionTimestamp"):
                 continue
+            if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                continue  # finished (a test said so): left as it is
             conds = (pod.get("status") or {}).get("conditions") or []
             if any(c["type"] == "Ready" and c["status"] == "True" for c in conds):
                 continue
@@ -620,3 +622,75 @@ def test_unreachable_node_is_tainted_and_its_pods_replaced(
         )
     finally:
         assert srv.stop() == 0
+
+
+def end_pod(server: Server, ns: str, name: str, phase: str) -> None:
+    """A pod's containers exit (what its kubelet would report)."""
+    code, _, body = server.request(
+        "PATCH",
+        f"/api/v1/namespaces/{ns}/pods/{name}/status",
+        json.dumps(
+            {"status": {"phase": phase, "conditions": [{"type": "Ready", "status": "False"}]}}
+        ).encode(),
+        {"Content-Type": "application/merge-patch+json"},
+    )
+    assert code == 200, body
+
+
+def test_job_completes_and_one_fails_at_its_backoff_limit(
+    server: Server, kubectl: Kubectl, ns: str
+) -> None:
+    k = kubectl
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "twice"},
+        "spec": {
+            "completions": 2,
+            "parallelism": 1,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "c", "image": "busybox", "command": ["true"]}],
+                }
+            },
+        },
+    }
+    k.run("-n", ns, "create", "-f", "-", input=json.dumps(job))
+    for _ in range(2):
+        pod = until(
+            "a running pod of the job",
+            lambda: [
+                p
+                for p in live_pods(k, ns, "job-name=twice")
+                if p.get("status", {}).get("phase") == "Running"
+            ],
+        )
+        assert len(pod) == 1  # parallelism 1
+        assert pod[0]["metadata"]["ownerReferences"][0]["kind"] == "Job"
+        end_pod(server, ns, pod[0]["metadata"]["name"], "Succeeded")
+    k.run("-n", ns, "wait", "--for=condition=complete", "job/twice", "--timeout=90s")
+    st = get(k, ns, "job", "twice")["status"]
+    assert st["succeeded"] == 2 and st["completionTime"]
+
+    job["metadata"]["name"] = "doomed"
+    job["spec"] |= {"completions": 1, "backoffLimit": 1}
+    k.run("-n", ns, "create", "-f", "-", input=json.dumps(job))
+    for _ in range(2):
+        pod = until(
+            "a running pod of the job",
+            lambda: [
+                p
+                for p in live_pods(k, ns, "job-name=doomed")
+                if p.get("status", {}).get("phase") == "Running"
+            ],
+        )
+        end_pod(server, ns, pod[0]["metadata"]["name"], "Failed")
+    k.run("-n", ns, "wait", "--for=condition=failed", "job/doomed", "--timeout=90s")
+    st = get(k, ns, "job", "doomed")["status"]
+    assert st["failed"] == 2
+    cond = {c["type"]: c for c in st["conditions"]}["Failed"]
+    assert cond["reason"] == "BackoffLimitExceeded"
+    assert not [
+        p for p in live_pods(k, ns, "job-name=doomed") if p["status"].get("phase") == "Running"
+    ]

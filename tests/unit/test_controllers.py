@@ -16,6 +16,7 @@ from orchestrator.client.rest import (
     DEPLOYMENTS,
     ENDPOINTS,
     ENDPOINTSLICES,
+    JOBS,
     NAMESPACES,
     NODES,
     PODS,
@@ -32,6 +33,7 @@ from orchestrator.controllers.deployment import (
 from orchestrator.controllers.endpoints import EndpointsController, EndpointSliceController
 from orchestrator.controllers.fake import FakeClient
 from orchestrator.controllers.gc import GarbageCollector
+from orchestrator.controllers.job import INDEX_ANNOTATION, JobController, format_indexes
 from orchestrator.controllers.namespaced import NodeIpamController, ServiceAccountController
 from orchestrator.controllers.nodelifecycle import NodeLifecycleController
 from orchestrator.controllers.replicaset import ReplicaSetController, rank_for_deletion
@@ -862,5 +864,136 @@ def test_pod_on_a_node_that_does_not_exist_is_deleted_at_once() -> None:
         assert [(repr(a), a.options.get("gracePeriodSeconds")) for a in acts] == [
             ("delete pods default/stray", 0)
         ]
+
+    run(body)
+
+
+# ------------------------------------------------------------------------------ Job
+
+
+def job_obj(**spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "pi", "namespace": "default"},
+        "spec": {
+            "parallelism": 2,
+            "completions": 3,
+            "backoffLimit": 1,
+            "selector": {"matchLabels": {"job": "pi"}},
+            "template": {
+                "metadata": {"labels": {"job": "pi"}},
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "i"}]},
+            },
+            **spec,
+        },
+    }
+
+
+def finish(client: FakeClient, phase: str) -> None:
+    """What a kubelet would report: every running pod ends with ``phase``."""
+    for p in client.all(PODS):
+        if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+            client.mutate(PODS, "default", p["metadata"]["name"], status={"phase": phase})
+
+
+async def job_round(ctrl: JobController, factory: InformerFactory) -> None:
+    await factory.relist()
+    await ctrl.reconcile("default/pi")
+    await factory.relist()
+
+
+def test_job_runs_parallelism_pods_until_completions_succeed() -> None:
+    async def body() -> None:
+        client = FakeClient()
+        client.add(JOBS, job_obj())
+        ctrl, factory = await setup(JobController, client)
+        await job_round(ctrl, factory)
+        assert len(client.take("create")) == 2
+        finish(client, "Succeeded")
+        await job_round(ctrl, factory)
+        assert len(client.take("create")) == 1  # 3 - 2 succeeded
+        finish(client, "Succeeded")
+        await job_round(ctrl, factory)
+        assert client.take("create") == []
+        st = client.stored(JOBS, "default", "pi")["status"]  # type: ignore[index]
+        assert st["succeeded"] == 3 and "active" not in st and st["completionTime"]
+        assert [c["type"] for c in st["conditions"]] == ["Complete"]
+
+    run(body)
+
+
+def test_job_fails_when_backoff_limit_is_passed() -> None:
+    async def body() -> None:
+        client = FakeClient()
+        client.add(JOBS, job_obj())
+        ctrl, factory = await setup(JobController, client)
+        await job_round(ctrl, factory)
+        finish(client, "Failed")  # 2 failures > backoffLimit 1
+        await job_round(ctrl, factory)
+        st = client.stored(JOBS, "default", "pi")["status"]  # type: ignore[index]
+        cond = {c["type"]: c for c in st["conditions"]}["Failed"]
+        assert (cond["status"], cond["reason"]) == ("True", "BackoffLimitExceeded")
+        assert st["failed"] == 2
+        client.take()
+        await job_round(ctrl, factory)
+        assert client.take("create") == []  # a failed job makes no more pods
+
+    run(body)
+
+
+def test_job_one_failure_within_backoff_limit_is_replaced() -> None:
+    async def body() -> None:
+        client = FakeClient()
+        client.add(JOBS, job_obj(parallelism=1, completions=1, backoffLimit=3))
+        ctrl, factory = await setup(JobController, client)
+        await job_round(ctrl, factory)
+        finish(client, "Failed")
+        client.take()
+        await job_round(ctrl, factory)
+        assert len(client.take("create")) == 1
+        assert client.stored(JOBS, "default", "pi")["status"]["failed"] == 1  # type: ignore[index]
+
+    run(body)
+
+
+def test_job_indexed_mode_gives_each_pod_an_index() -> None:
+    async def body() -> None:
+        client = FakeClient()
+        client.add(JOBS, job_obj(completionMode="Indexed", parallelism=3, completions=3))
+        ctrl, factory = await setup(JobController, client)
+        await job_round(ctrl, factory)
+        pods = client.all(PODS)
+        indexes = sorted(p["metadata"]["annotations"][INDEX_ANNOTATION] for p in pods)
+        assert indexes == ["0", "1", "2"]
+        for p in pods:
+            i = p["metadata"]["annotations"][INDEX_ANNOTATION]
+            assert p["metadata"]["name"].startswith(f"pi-{i}-")
+            assert {"name": "JOB_COMPLETION_INDEX", "value": i} in p["spec"]["containers"][0]["env"]
+        client.mutate(PODS, "default", pods[0]["metadata"]["name"], status={"phase": "Succeeded"})
+        client.mutate(PODS, "default", pods[2]["metadata"]["name"], status={"phase": "Succeeded"})
+        await job_round(ctrl, factory)
+        st = client.stored(JOBS, "default", "pi")["status"]  # type: ignore[index]
+        done = {
+            pods[0]["metadata"]["annotations"][INDEX_ANNOTATION],
+            pods[2]["metadata"]["annotations"][INDEX_ANNOTATION],
+        }
+        assert st["completedIndexes"] == format_indexes({int(i) for i in done})
+        assert format_indexes({0, 1, 2, 4, 6, 7}) == "0-2,4,6-7"
+
+    run(body)
+
+
+def test_job_deadline_and_ttl_after_finished() -> None:
+    async def body() -> None:
+        client = FakeClient()
+        obj = job_obj(activeDeadlineSeconds=10, ttlSecondsAfterFinished=0)
+        obj["status"] = {"startTime": "2020-01-01T00:00:00Z"}
+        client.add(JOBS, obj)
+        ctrl, factory = await setup(JobController, client)
+        await job_round(ctrl, factory)
+        st = client.stored(JOBS, "default", "pi")["status"]  # type: ignore[index]
+        assert {c["type"]: c["reason"] for c in st["conditions"]}["Failed"] == "DeadlineExceeded"
+        assert client.take("create") == []
+        await job_round(ctrl, factory)  # finished, ttl 0: deleted
+        assert client.stored(JOBS, "default", "pi") is None
 
     run(body)
