@@ -17,6 +17,7 @@ from orchestrator.client import ApiClient, ClientConfig, LeaderElector, NotFound
 from orchestrator.client.rest import ENDPOINTSLICES
 
 from .base import Client, Controller, InformerFactory, Metrics
+from .cronjob import CronJobController
 from .deployment import DeploymentController
 from .endpoints import EndpointsController, EndpointSliceController
 from .gc import GarbageCollector
@@ -53,6 +54,7 @@ CONTROLLERS: dict[str, Maker] = {
     "endpoints": lambda c, f, cfg: EndpointsController(c, f),
     "endpointslice": lambda c, f, cfg: EndpointSliceController(c, f),
     "job": lambda c, f, cfg: JobController(c, f),
+    "cronjob": lambda c, f, cfg: CronJobController(c, f),
     "nodelifecycle": lambda c, f, cfg: NodeLifecycleController(c, f, cfg.node_monitor_grace_period),
 }
 # Kinds a controller needs the API to serve (else it is left out, with a log line).

@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -694,3 +695,58 @@ def test_job_completes_and_one_fails_at_its_backoff_limit(
     assert not [
         p for p in live_pods(k, ns, "job-name=doomed") if p["status"].get("phase") == "Running"
     ]
+
+
+def test_cronjob_starts_a_job_on_the_minute(server: Server) -> None:
+    """Once (not per kubectl): the schedule's next minute is up to a minute away."""
+    ns = "default"
+    cj = {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": "tick"},
+        "spec": {
+            "schedule": "* * * * *",
+            "concurrencyPolicy": "Forbid",
+            "jobTemplate": {
+                "spec": {
+                    "template": {
+                        "spec": {
+                            "restartPolicy": "Never",
+                            "containers": [{"name": "c", "image": "busybox"}],
+                        }
+                    }
+                }
+            },
+        },
+    }
+    code, body = server.json("POST", f"/apis/batch/v1/namespaces/{ns}/cronjobs", cj)
+    assert code == 201, body
+    try:
+
+        def jobs() -> list[dict[str, Any]]:
+            return server.json("GET", f"/apis/batch/v1/namespaces/{ns}/jobs")[1]["items"]
+
+        job = until(
+            "the first job",
+            lambda: [j for j in jobs() if j["metadata"]["name"].startswith("tick-")],
+        )[0]
+        minute = int(job["metadata"]["name"].rsplit("-", 1)[1])
+        assert minute * 60 == int(
+            datetime.fromisoformat(
+                job["metadata"]["annotations"][
+                    "batch.kubernetes.io/cronjob-scheduled-timestamp"
+                ].replace("Z", "+00:00")
+            ).timestamp()
+        )
+        assert job["metadata"]["ownerReferences"][0]["kind"] == "CronJob"
+        st = until(
+            "the cronjob's status",
+            lambda: (
+                server.json("GET", f"/apis/batch/v1/namespaces/{ns}/cronjobs/tick")[1]
+                .get("status", {})
+                .get("active")
+            ),
+        )
+        assert st[0]["name"] == job["metadata"]["name"]
+    finally:
+        server.json("DELETE", f"/apis/batch/v1/namespaces/{ns}/cronjobs/tick")

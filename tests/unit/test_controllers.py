@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import pytest
 
 from orchestrator.client.rest import (
     CONTROLLERREVISIONS,
+    CRONJOBS,
     DEPLOYMENTS,
     ENDPOINTS,
     ENDPOINTSLICES,
@@ -25,6 +27,7 @@ from orchestrator.client.rest import (
     SERVICES,
 )
 from orchestrator.controllers.base import Controller, InformerFactory
+from orchestrator.controllers.cronjob import CronJobController, Schedule, ScheduleError
 from orchestrator.controllers.deployment import (
     DeploymentController,
     max_surge,
@@ -995,5 +998,106 @@ def test_job_deadline_and_ttl_after_finished() -> None:
         assert client.take("create") == []
         await job_round(ctrl, factory)  # finished, ttl 0: deleted
         assert client.stored(JOBS, "default", "pi") is None
+
+    run(body)
+
+
+# ------------------------------------------------------------------------------ CronJob
+
+
+def test_cron_schedules_parse_and_step() -> None:
+    t = datetime(2024, 1, 1, 10, 17, tzinfo=UTC)  # a Monday
+    cases = {
+        "*/15 * * * *": datetime(2024, 1, 1, 10, 30, tzinfo=UTC),
+        "@hourly": datetime(2024, 1, 1, 11, 0, tzinfo=UTC),
+        "@weekly": datetime(2024, 1, 7, 0, 0, tzinfo=UTC),
+        "0 9 * * mon-fri": datetime(2024, 1, 2, 9, 0, tzinfo=UTC),
+        "30 2 1 jan *": datetime(2025, 1, 1, 2, 30, tzinfo=UTC),
+        "0 0 13 * 5": datetime(2024, 1, 5, 0, 0, tzinfo=UTC),  # the 13th or a Friday
+        "TZ=Asia/Kolkata 0 9 * * *": datetime(2024, 1, 2, 3, 30, tzinfo=UTC),
+    }
+    for text, want in cases.items():
+        assert Schedule.parse(text).next_after(t) == want, text
+    last, n = Schedule.parse("*/5 * * * *").last_between(t - timedelta(hours=1, minutes=17), t)
+    assert (last, n) == (datetime(2024, 1, 1, 10, 15, tzinfo=UTC), 15)
+    for bad in ("* * * *", "61 * * * *", "* * * foo *", "*/0 * * * *", "TZ=Nowhere/City * * * * *"):
+        with pytest.raises(ScheduleError):
+            Schedule.parse(bad)
+
+
+def cronjob_obj(policy: str = "Allow") -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": "tick",
+            "namespace": "default",
+            "creationTimestamp": "2020-01-01T00:00:00Z",
+        },
+        "spec": {
+            "schedule": "* * * * *",
+            "concurrencyPolicy": policy,
+            "successfulJobsHistoryLimit": 1,
+            "failedJobsHistoryLimit": 1,
+            "jobTemplate": {"spec": job_obj()["spec"]},
+        },
+    }
+
+
+def test_cronjob_makes_the_job_of_the_latest_minute_and_honours_forbid() -> None:
+    async def body() -> None:
+        client = FakeClient()
+        client.add(CRONJOBS, cronjob_obj("Forbid"))
+        ctrl, factory = await setup(CronJobController, client)
+        again = await ctrl.reconcile("default/tick")
+        assert again is not None and 0 < again <= 61
+        made = client.take("create")
+        assert len(made) == 1
+        minute = int(datetime.now(UTC).timestamp() // 60)
+        assert made[0].name in (f"tick-{minute}", f"tick-{minute - 1}")
+        assert made[0].body["metadata"]["ownerReferences"][0]["kind"] == "CronJob"
+        st = client.stored(CRONJOBS, "default", "tick")["status"]  # type: ignore[index]
+        assert st["active"][0]["name"] == made[0].name and st["lastScheduleTime"]
+        # The next minute comes while that job still runs: Forbid makes none.
+        client.mutate(
+            CRONJOBS, "default", "tick", status={"lastScheduleTime": "2020-01-01T00:00:00Z"}
+        )
+        await factory.relist()
+        await ctrl.reconcile("default/tick")
+        assert client.take("create") == []
+
+    run(body)
+
+
+def test_cronjob_replace_deletes_the_running_job_and_history_is_trimmed() -> None:
+    async def body() -> None:
+        client = FakeClient()
+        cj = client.add(CRONJOBS, cronjob_obj("Replace"))
+        ref = [
+            {
+                "apiVersion": "batch/v1",
+                "kind": "CronJob",
+                "name": "tick",
+                "uid": cj["metadata"]["uid"],
+                "controller": True,
+            }
+        ]
+        done = {"conditions": [{"type": "Complete", "status": "True"}]}
+        for i, status in enumerate([done, done, {}]):
+            client.add(
+                JOBS,
+                {
+                    "metadata": {
+                        "name": f"tick-{i}",
+                        "ownerReferences": ref,
+                        "creationTimestamp": f"2020-01-0{i + 1}T00:00:00Z",
+                    },
+                    "spec": job_obj()["spec"],
+                    "status": status,
+                },
+            )
+        ctrl, factory = await setup(CronJobController, client)
+        await ctrl.reconcile("default/tick")
+        deleted = sorted(a.name for a in client.actions if a.verb == "delete")
+        assert deleted == ["tick-0", "tick-2"]  # the older finished one, the running one
+        assert len([a for a in client.actions if a.verb == "create"]) == 1
 
     run(body)
