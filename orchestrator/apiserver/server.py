@@ -169,7 +169,7 @@ async def _serve(cfg: ServerConfig) -> None:
                 "the agent (kubelet, proxy) is not built yet: this server runs no node"
                 " (--disable-agent silences this)"
             )
-        controllers = _start_controller_manager(cfg, url, pki)
+        controllers = _start_controller_manager(cfg, url, pki, api)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -188,12 +188,15 @@ async def _serve(cfg: ServerConfig) -> None:
     log.info("stopped")
 
 
-def _start_controller_manager(cfg: ServerConfig, url: str, pki: Pki) -> asyncio.Task[None] | None:
+def _start_controller_manager(
+    cfg: ServerConfig, url: str, pki: Pki, api: ApiServer
+) -> asyncio.Task[None] | None:
     """The controllers in this process (as k3s), over HTTPS to this API with the admin
     client certificate; ``--disable-controller-manager`` turns them off."""
     if cfg.disable_controller_manager:
         return None
     from orchestrator.client import ClientConfig
+    from orchestrator.controllers.base import Metrics
     from orchestrator.controllers.manager import CONTROLLERS, ManagerConfig, run_controller_manager
     from orchestrator.controllers.namespaced import check_cluster_cidr
 
@@ -219,7 +222,9 @@ def _start_controller_manager(cfg: ServerConfig, url: str, pki: Pki) -> asyncio.
         cluster_cidr=cfg.cluster_cidr,
         node_monitor_grace_period=cfg.node_monitor_grace_period,
     )
-    task = asyncio.create_task(run_controller_manager(client, manager), name="controllers")
+    metrics = Metrics()
+    api.metrics_sources.append(metrics.render)
+    task = asyncio.create_task(run_controller_manager(client, manager, metrics), name="controllers")
     task.add_done_callback(
         lambda t: (
             t.cancelled()

@@ -62,7 +62,9 @@ REQUIRES: dict[str, tuple[ResourceRef, ...]] = {"endpointslice": (ENDPOINTSLICES
 
 
 class ControllerManager:
-    def __init__(self, client: Client, config: ManagerConfig | None = None) -> None:
+    def __init__(
+        self, client: Client, config: ManagerConfig | None = None, metrics: Metrics | None = None
+    ) -> None:
         self.client = client
         self.config = config or ManagerConfig()
         unknown = self.config.disabled - set(CONTROLLERS)
@@ -71,7 +73,7 @@ class ControllerManager:
                 f"unknown controllers {', '.join(sorted(unknown))} (known:"
                 f" {', '.join(CONTROLLERS)})"
             )
-        self.metrics = Metrics()
+        self.metrics = metrics or Metrics()
         self.controllers: list[Controller] = []
 
     async def run(self) -> None:
@@ -118,7 +120,9 @@ class ControllerManager:
         return True
 
 
-async def run_controller_manager(config: ClientConfig, manager: ManagerConfig) -> None:
+async def run_controller_manager(
+    config: ClientConfig, manager: ManagerConfig, metrics: Metrics | None = None
+) -> None:
     """The controller manager over its own connection to the API, until cancelled."""
     async with ApiClient(config, user_agent="corral-controller-manager") as client:
-        await ControllerManager(client, manager).run()
+        await ControllerManager(client, manager, metrics).run()

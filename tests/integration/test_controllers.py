@@ -750,3 +750,45 @@ def test_cronjob_starts_a_job_on_the_minute(server: Server) -> None:
         assert st[0]["name"] == job["metadata"]["name"]
     finally:
         server.json("DELETE", f"/apis/batch/v1/namespaces/{ns}/cronjobs/tick")
+
+
+def test_leader_lease_and_metrics(server: Server) -> None:
+    lease = until(
+        "the controller manager's Lease",
+        lambda: (
+            (
+                r := server.json(
+                    "GET",
+                    "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/kube-controller-manager",
+                )
+            )[0]
+            == 200
+            and r[1]
+        ),
+    )
+    assert lease["spec"]["holderIdentity"]
+
+    def counts() -> dict[str, float]:
+        code, _, body = server.request("GET", "/metrics")
+        assert code == 200
+        return {
+            line.split('"')[1]: float(line.rsplit(" ", 1)[1])
+            for line in body.decode().splitlines()
+            if line.startswith("controller_reconcile_duration_seconds_count")
+        }
+
+    # Every namespace is reconciled at least once by the service account controller.
+    got = until("reconciles counted", lambda: counts().get("serviceaccount") and counts())
+    assert {"replicaset", "deployment", "garbagecollector", "job", "nodelifecycle"} <= set(got)
+    text = server.request("GET", "/metrics")[2].decode()
+    assert 'workqueue_depth{name="deployment"}' in text
+    assert "# TYPE controller_reconcile_duration_seconds histogram" in text
+    code, _, _ = server.request("GET", "/metrics", client_cert=False)
+    assert code == 401
+
+
+def test_unknown_controller_name_refused_at_start(tmp_path_factory: pytest.TempPathFactory) -> None:
+    srv = Server(tmp_path_factory.mktemp("badctl"), extra=("--disable-controller", "nosuch"))
+    with pytest.raises(RuntimeError, match="unknown: nosuch"):
+        srv.start()
+    srv.kill()
