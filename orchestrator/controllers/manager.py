@@ -14,10 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from orchestrator.client import ApiClient, ClientConfig, LeaderElector, NotFound, ResourceRef
-from orchestrator.client.rest import ENDPOINTSLICES
+from orchestrator.client.rest import CONTROLLERREVISIONS, ENDPOINTSLICES
 
 from .base import Client, Controller, InformerFactory, Metrics
 from .cronjob import CronJobController
+from .daemonset import DaemonSetController
 from .deployment import DeploymentController
 from .endpoints import EndpointsController, EndpointSliceController
 from .gc import GarbageCollector
@@ -53,12 +54,16 @@ CONTROLLERS: dict[str, Maker] = {
     "nodeipam": lambda c, f, cfg: NodeIpamController(c, f, cfg.cluster_cidr),
     "endpoints": lambda c, f, cfg: EndpointsController(c, f),
     "endpointslice": lambda c, f, cfg: EndpointSliceController(c, f),
+    "daemonset": lambda c, f, cfg: DaemonSetController(c, f),
     "job": lambda c, f, cfg: JobController(c, f),
     "cronjob": lambda c, f, cfg: CronJobController(c, f),
     "nodelifecycle": lambda c, f, cfg: NodeLifecycleController(c, f, cfg.node_monitor_grace_period),
 }
 # Kinds a controller needs the API to serve (else it is left out, with a log line).
-REQUIRES: dict[str, tuple[ResourceRef, ...]] = {"endpointslice": (ENDPOINTSLICES,)}
+REQUIRES: dict[str, tuple[ResourceRef, ...]] = {
+    "endpointslice": (ENDPOINTSLICES,),
+    "daemonset": (CONTROLLERREVISIONS,),
+}
 
 
 class ControllerManager:

@@ -792,3 +792,61 @@ def test_unknown_controller_name_refused_at_start(tmp_path_factory: pytest.TempP
     with pytest.raises(RuntimeError, match="unknown: nosuch"):
         srv.start()
     srv.kill()
+
+
+def test_daemonset_one_pod_per_node_and_rolling_update(kubectl: Kubectl, ns: str) -> None:
+    k = kubectl
+    nodes = [f"{ns}-a", f"{ns}-b", f"{ns}-other"]
+    for n in nodes:
+        role = "other" if n.endswith("other") else ns
+        k.run(
+            "create",
+            "-f",
+            "-",
+            input=json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Node",
+                    "metadata": {"name": n, "labels": {"role": role}},
+                }
+            ),
+        )
+    try:
+        ds = {
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "metadata": {"name": "agent"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "agent"}},
+                "template": {
+                    "metadata": {"labels": {"app": "agent"}},
+                    "spec": {
+                        "nodeSelector": {"role": ns},
+                        "containers": [{"name": "c", "image": "agent:1"}],
+                    },
+                },
+            },
+        }
+        k.run("-n", ns, "create", "-f", "-", input=json.dumps(ds))
+        k.run("-n", ns, "rollout", "status", "daemonset/agent", "--timeout=90s")
+
+        def pinned() -> dict[str, str]:
+            out = {}
+            for p in live_pods(k, ns, "app=agent"):
+                terms = p["spec"]["affinity"]["nodeAffinity"][
+                    "requiredDuringSchedulingIgnoredDuringExecution"
+                ]["nodeSelectorTerms"]
+                out[terms[0]["matchFields"][0]["values"][0]] = p["spec"]["containers"][0]["image"]
+            return out
+
+        assert pinned() == {nodes[0]: "agent:1", nodes[1]: "agent:1"}
+        st = get(k, ns, "daemonset", "agent")["status"]
+        assert st["desiredNumberScheduled"] == 2 and st["numberReady"] == 2
+        k.run("-n", ns, "set", "image", "daemonset/agent", "c=agent:2")
+        k.run("-n", ns, "rollout", "status", "daemonset/agent", "--timeout=90s")
+        until("both pods replaced", lambda: pinned() == {nodes[0]: "agent:2", nodes[1]: "agent:2"})
+        history = k.run("-n", ns, "rollout", "history", "daemonset/agent").stdout
+        assert [ln.split()[0] for ln in history.splitlines()[2:] if ln.strip()] == ["1", "2"]
+    finally:
+        for n in nodes:
+            k.run("delete", "node", n, check=False)

@@ -15,6 +15,7 @@ import pytest
 from orchestrator.client.rest import (
     CONTROLLERREVISIONS,
     CRONJOBS,
+    DAEMONSETS,
     DEPLOYMENTS,
     ENDPOINTS,
     ENDPOINTSLICES,
@@ -28,6 +29,7 @@ from orchestrator.client.rest import (
 )
 from orchestrator.controllers.base import Controller, InformerFactory
 from orchestrator.controllers.cronjob import CronJobController, Schedule, ScheduleError
+from orchestrator.controllers.daemonset import DaemonSetController, node_fits
 from orchestrator.controllers.deployment import (
     DeploymentController,
     max_surge,
@@ -1099,5 +1101,105 @@ def test_cronjob_replace_deletes_the_running_job_and_history_is_trimmed() -> Non
         deleted = sorted(a.name for a in client.actions if a.verb == "delete")
         assert deleted == ["tick-0", "tick-2"]  # the older finished one, the running one
         assert len([a for a in client.actions if a.verb == "create"]) == 1
+
+    run(body)
+
+
+# ------------------------------------------------------------------------------ DaemonSet
+
+
+def ds_obj(image: str = "agent:1") -> dict[str, Any]:
+    return {
+        "metadata": {"name": "agent", "namespace": "default"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "agent"}},
+            "template": {
+                "metadata": {"labels": {"app": "agent"}},
+                "spec": {
+                    "nodeSelector": {"role": "worker"},
+                    "containers": [{"name": "c", "image": image}],
+                },
+            },
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+        },
+    }
+
+
+def test_node_fits_selector_affinity_and_taints() -> None:
+    node = {"metadata": {"name": "n1", "labels": {"role": "worker", "zone": "a"}}, "spec": {}}
+    assert node_fits({"nodeSelector": {"role": "worker"}}, node)
+    assert not node_fits({"nodeSelector": {"role": "db"}}, node)
+    aff = lambda expr: {  # noqa: E731
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [expr]}
+            }
+        }
+    }
+    assert node_fits(
+        aff({"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}), node
+    )
+    assert not node_fits(
+        aff({"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]}), node
+    )
+    tainted = {**node, "spec": {"taints": [{"key": "dedicated", "effect": "NoSchedule"}]}}
+    assert not node_fits({}, tainted)
+    assert node_fits({"tolerations": [{"key": "dedicated", "operator": "Exists"}]}, tainted)
+    cordoned = {
+        **node,
+        "spec": {"taints": [{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}]},
+    }
+    assert node_fits({}, cordoned)  # daemon pods tolerate it
+
+
+def test_daemonset_one_pinned_pod_per_fitting_node_then_rolls_one_at_a_time() -> None:
+    async def body() -> None:
+        client = FakeClient()
+        for name, labels in (
+            ("n1", {"role": "worker"}),
+            ("n2", {"role": "worker"}),
+            ("db", {"role": "db"}),
+        ):
+            client.add(NODES, {"metadata": {"name": name, "labels": labels}, "spec": {}})
+        client.add(DAEMONSETS, ds_obj())
+        ctrl, factory = await setup(DaemonSetController, client)
+        await ctrl.reconcile("default/agent")
+        pods = client.all(PODS)
+        pins = sorted(
+            p["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+                "nodeSelectorTerms"
+            ][0]["matchFields"][0]["values"][0]
+            for p in pods
+        )
+        assert pins == ["n1", "n2"]
+        assert all("nodeName" not in p["spec"] for p in pods)  # the scheduler binds them
+        revs = client.all(CONTROLLERREVISIONS)
+        assert len(revs) == 1 and revs[0]["revision"] == 1
+        h = revs[0]["metadata"]["labels"]["controller-revision-hash"]
+        assert {p["metadata"]["labels"]["controller-revision-hash"] for p in pods} == {h}
+        mark_ready(client)
+        await factory.relist()
+        await ctrl.reconcile("default/agent")
+        st = client.stored(DAEMONSETS, "default", "agent")["status"]  # type: ignore[index]
+        assert (st["desiredNumberScheduled"], st["numberReady"], st["updatedNumberScheduled"]) == (
+            2,
+            2,
+            2,
+        )
+
+        client.mutate(
+            DAEMONSETS, "default", "agent", spec={"template": ds_obj("agent:2")["spec"]["template"]}
+        )
+        client.take()
+        await factory.relist()
+        await ctrl.reconcile("default/agent")
+        assert len(client.take("delete")) == 1  # maxUnavailable 1
+        assert len(client.all(CONTROLLERREVISIONS)) == 2
+        for _ in range(4):
+            await factory.relist()
+            await ctrl.reconcile("default/agent")
+            mark_ready(client)
+        images = sorted(p["spec"]["containers"][0]["image"] for p in client.all(PODS))
+        assert images == ["agent:2", "agent:2"]
 
     run(body)
