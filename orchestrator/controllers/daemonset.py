@@ -6,14 +6,13 @@ within maxUnavailable, or OnDelete; status as ``kubectl rollout status`` reads i
 
 from __future__ import annotations
 
-import json
 import logging
 
-from orchestrator.client import AlreadyExists, ClientError, NotFound, Obj, split_key
+from orchestrator.client import ClientError, NotFound, Obj, split_key
 from orchestrator.client.rest import CONTROLLERREVISIONS, DAEMONSETS, NODES, PODS
 
 from .base import Client, Controller, InformerFactory
-from .deployment import template_hash
+from .history import REVISION_HASH, ensure_revision, trim_history
 from .nodelifecycle import tolerates
 from .refs import Expectations, claim
 from .replicaset import pod_from_template
@@ -25,7 +24,6 @@ from .util import (
     labels_of,
     meta,
     omit_zero,
-    owner_ref,
     pod_available,
     resolve_int_or_percent,
 )
@@ -34,7 +32,6 @@ __all__ = ["DaemonSetController", "node_fits"]
 
 log = logging.getLogger("corral.controllers.daemonset")
 
-REVISION_HASH = "controller-revision-hash"
 TEMPLATE_GENERATION = "pod-template-generation"
 # What every daemon pod tolerates (kube's daemon controller adds these).
 DAEMON_TOLERATIONS = [
@@ -155,69 +152,6 @@ class DaemonSetController(Controller):
         for ds in self.sets.list():
             self.enqueue(ds)
 
-    # ------------------------------------------------------------ revisions
-
-    async def _revision(self, ds: Obj) -> tuple[str, Obj]:
-        """The hash of the current template and its ControllerRevision (made if missing)."""
-        spec = ds.get("spec") or {}
-        ns = meta(ds).get("namespace")
-        collisions = (ds.get("status") or {}).get("collisionCount")
-        h = template_hash(spec.get("template") or {}, collisions)
-        owned = [
-            r
-            for r in self.revisions.by_index("namespace", ns or "")
-            if (controller_ref(r) or {}).get("uid") == meta(ds)["uid"]
-        ]
-        data = {
-            "spec": {"template": {**deep_copy(spec.get("template") or {}), "$patch": "replace"}}
-        }
-        for r in owned:
-            if labels_of(r).get(REVISION_HASH) == h:
-                return h, r
-        number = max((int(r.get("revision") or 0) for r in owned), default=0) + 1
-        body = {
-            "apiVersion": "apps/v1",
-            "kind": "ControllerRevision",
-            "metadata": {
-                "name": f"{meta(ds)['name']}-{h}",
-                "namespace": ns,
-                "labels": {
-                    **((spec.get("template") or {}).get("metadata") or {}).get("labels", {}),
-                    REVISION_HASH: h,
-                },
-                "ownerReferences": [owner_ref(ds, "apps/v1", "DaemonSet")],
-            },
-            "data": data,
-            "revision": number,
-        }
-        try:
-            made = await self.client.create(CONTROLLERREVISIONS, ns, body)
-        except AlreadyExists:
-            made = await self.client.get(CONTROLLERREVISIONS, ns, body["metadata"]["name"])
-            if json.dumps(made.get("data"), sort_keys=True) != json.dumps(data, sort_keys=True):
-                raise
-        await self._trim_history(ds, [r for r in owned if meta(r)["name"] != meta(made)["name"]])
-        return h, made
-
-    async def _trim_history(self, ds: Obj, old: list[Obj]) -> None:
-        limit = int((ds.get("spec") or {}).get("revisionHistoryLimit", 10))
-        in_use = {
-            labels_of(p).get(REVISION_HASH)
-            for p in self.pods.by_index("namespace", meta(ds).get("namespace") or "")
-            if (controller_ref(p) or {}).get("uid") == meta(ds)["uid"]
-        }
-        unused = sorted(
-            (r for r in old if labels_of(r).get(REVISION_HASH) not in in_use),
-            key=lambda r: int(r.get("revision") or 0),
-        )
-        for r in unused[: max(len(unused) - limit, 0)]:
-            try:
-                await self.client.delete(
-                    CONTROLLERREVISIONS, meta(r).get("namespace"), meta(r)["name"]
-                )
-            except NotFound:
-                pass
-
     # ------------------------------------------------------------ reconcile
 
     async def reconcile(self, key: str) -> float | None:
@@ -248,7 +182,9 @@ class DaemonSetController(Controller):
         )
         if meta(ds).get("deletionTimestamp"):
             return None
-        h, _ = await self._revision(ds)
+        h, _, owned = await ensure_revision(self.client, self.revisions, ds, "DaemonSet")
+        in_use = {labels_of(p).get(REVISION_HASH) for p in pods}
+        await trim_history(self.client, ds, owned, in_use)
         by_node: dict[str, list[Obj]] = {}
         for p in pods:
             if meta(p).get("deletionTimestamp"):

@@ -26,6 +26,7 @@ from .job import JobController
 from .namespaced import NodeIpamController, ServiceAccountController
 from .nodelifecycle import NodeLifecycleController
 from .replicaset import ReplicaSetController
+from .statefulset import StatefulSetController
 
 __all__ = ["CONTROLLERS", "ManagerConfig", "ControllerManager", "run_controller_manager"]
 
@@ -55,6 +56,7 @@ CONTROLLERS: dict[str, Maker] = {
     "endpoints": lambda c, f, cfg: EndpointsController(c, f),
     "endpointslice": lambda c, f, cfg: EndpointSliceController(c, f),
     "daemonset": lambda c, f, cfg: DaemonSetController(c, f),
+    "statefulset": lambda c, f, cfg: StatefulSetController(c, f),
     "job": lambda c, f, cfg: JobController(c, f),
     "cronjob": lambda c, f, cfg: CronJobController(c, f),
     "nodelifecycle": lambda c, f, cfg: NodeLifecycleController(c, f, cfg.node_monitor_grace_period),
@@ -63,6 +65,7 @@ CONTROLLERS: dict[str, Maker] = {
 REQUIRES: dict[str, tuple[ResourceRef, ...]] = {
     "endpointslice": (ENDPOINTSLICES,),
     "daemonset": (CONTROLLERREVISIONS,),
+    "statefulset": (CONTROLLERREVISIONS,),
 }
 
 

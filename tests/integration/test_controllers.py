@@ -850,3 +850,61 @@ def test_daemonset_one_pod_per_node_and_rolling_update(kubectl: Kubectl, ns: str
     finally:
         for n in nodes:
             k.run("delete", "node", n, check=False)
+
+
+def test_statefulset_ordered_stable_names_and_rolling_update(kubectl: Kubectl, ns: str) -> None:
+    k = kubectl
+    sts = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "db"},
+        "spec": {
+            "replicas": 3,
+            "serviceName": "db",
+            "selector": {"matchLabels": {"app": "db"}},
+            "template": {
+                "metadata": {"labels": {"app": "db"}},
+                "spec": {"containers": [{"name": "c", "image": "db:1"}]},
+            },
+        },
+    }
+    k.run("-n", ns, "create", "-f", "-", input=json.dumps(sts))
+
+    def ready(p: dict[str, Any]) -> bool:
+        return any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in p.get("status", {}).get("conditions", [])
+        )
+
+    # Sampled while they come up: db-N never exists before db-(N-1) is ready.
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        pods = {p["metadata"]["name"]: p for p in live_pods(k, ns, "app=db")}
+        for n in range(1, 3):
+            if f"db-{n}" in pods:
+                assert f"db-{n - 1}" in pods and ready(pods[f"db-{n - 1}"]), sorted(pods)
+        if len(pods) == 3 and all(ready(p) for p in pods.values()):
+            break
+        time.sleep(0.05)
+    k.run("-n", ns, "rollout", "status", "statefulset/db", "--timeout=90s")
+    pods = {p["metadata"]["name"]: p for p in live_pods(k, ns, "app=db")}
+    assert sorted(pods) == ["db-0", "db-1", "db-2"]
+    assert pods["db-1"]["spec"]["hostname"] == "db-1" and pods["db-1"]["spec"]["subdomain"] == "db"
+
+    k.run("-n", ns, "set", "image", "statefulset/db", "c=db:2")
+    k.run("-n", ns, "rollout", "status", "statefulset/db", "--timeout=90s")
+    until(
+        "every pod at the new image",
+        lambda: (
+            sorted(p["spec"]["containers"][0]["image"] for p in live_pods(k, ns, "app=db"))
+            == ["db:2"] * 3
+        ),
+    )
+    st = get(k, ns, "statefulset", "db")["status"]
+    assert st["currentRevision"] == st["updateRevision"] and st["updatedReplicas"] == 3
+
+    k.run("-n", ns, "scale", "statefulset/db", "--replicas=1")
+    until(
+        "scaled down to db-0",
+        lambda: [p["metadata"]["name"] for p in live_pods(k, ns, "app=db")] == ["db-0"],
+    )

@@ -26,6 +26,7 @@ from orchestrator.client.rest import (
     REPLICASETS,
     SERVICEACCOUNTS,
     SERVICES,
+    STATEFULSETS,
 )
 from orchestrator.controllers.base import Controller, InformerFactory
 from orchestrator.controllers.cronjob import CronJobController, Schedule, ScheduleError
@@ -42,6 +43,7 @@ from orchestrator.controllers.job import INDEX_ANNOTATION, JobController, format
 from orchestrator.controllers.namespaced import NodeIpamController, ServiceAccountController
 from orchestrator.controllers.nodelifecycle import NodeLifecycleController
 from orchestrator.controllers.replicaset import ReplicaSetController, rank_for_deletion
+from orchestrator.controllers.statefulset import StatefulSetController
 
 C = TypeVar("C", bound=Controller)
 READY = {"conditions": [{"type": "Ready", "status": "True"}], "phase": "Running"}
@@ -1201,5 +1203,95 @@ def test_daemonset_one_pinned_pod_per_fitting_node_then_rolls_one_at_a_time() ->
             mark_ready(client)
         images = sorted(p["spec"]["containers"][0]["image"] for p in client.all(PODS))
         assert images == ["agent:2", "agent:2"]
+
+    run(body)
+
+
+# ------------------------------------------------------------------------------ StatefulSet
+
+
+def sts_obj(replicas: int = 3, image: str = "db:1", **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "db", "namespace": "default"},
+        "spec": {
+            "replicas": replicas,
+            "serviceName": "db",
+            "selector": {"matchLabels": {"app": "db"}},
+            "template": {
+                "metadata": {"labels": {"app": "db"}},
+                "spec": {"containers": [{"name": "c", "image": image}]},
+            },
+            **spec,
+        },
+    }
+
+
+async def sts_round(
+    ctrl: StatefulSetController, factory: InformerFactory, ready: bool = True
+) -> None:
+    await factory.relist()
+    await ctrl.reconcile("default/db")
+    if ready:
+        mark_ready(ctrl.client)  # type: ignore[arg-type]
+
+
+def test_statefulset_makes_pods_in_order_and_removes_them_in_reverse() -> None:
+    async def body() -> None:
+        client = FakeClient()
+        client.add(STATEFULSETS, sts_obj())
+        ctrl, factory = await setup(StatefulSetController, client)
+        await sts_round(ctrl, factory, ready=False)
+        await sts_round(ctrl, factory, ready=False)
+        assert pod_names(client) == ["db-0"]  # db-1 waits for db-0 to be ready
+        p = client.stored(PODS, "default", "db-0")
+        assert p["spec"]["hostname"] == "db-0" and p["spec"]["subdomain"] == "db"  # type: ignore[index]
+        assert p["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"] == "db-0"  # type: ignore[index]
+        mark_ready(client)
+        for _ in range(3):
+            await sts_round(ctrl, factory)
+        assert pod_names(client) == ["db-0", "db-1", "db-2"]
+        order = [a.name for a in client.actions if a.verb == "create" and a.resource == "pods"]
+        assert order == ["db-0", "db-1", "db-2"]
+        client.mutate(STATEFULSETS, "default", "db", spec={"replicas": 1})
+        client.take()
+        for _ in range(3):
+            await sts_round(ctrl, factory)
+        deleted = [a.name for a in client.take("delete") if a.resource == "pods"]
+        assert deleted == ["db-2", "db-1"]
+
+    run(body)
+
+
+def test_statefulset_partitioned_rolling_update_from_the_top() -> None:
+    async def body() -> None:
+        client = FakeClient()
+        client.add(
+            STATEFULSETS,
+            sts_obj(updateStrategy={"type": "RollingUpdate", "rollingUpdate": {"partition": 1}}),
+        )
+        ctrl, factory = await setup(StatefulSetController, client)
+        for _ in range(4):
+            await sts_round(ctrl, factory)
+        client.mutate(
+            STATEFULSETS,
+            "default",
+            "db",
+            spec={"template": sts_obj(image="db:2")["spec"]["template"]},
+        )
+        client.take()
+        for _ in range(6):
+            await sts_round(ctrl, factory)
+        deleted = [a.name for a in client.take("delete") if a.resource == "pods"]
+        assert deleted == ["db-2", "db-1"]  # db-0 is below the partition
+        images = {
+            p["metadata"]["name"]: p["spec"]["containers"][0]["image"] for p in client.all(PODS)
+        }
+        assert images == {"db-0": "db:1", "db-1": "db:2", "db-2": "db:2"}
+        st = client.stored(STATEFULSETS, "default", "db")["status"]  # type: ignore[index]
+        assert st["updatedReplicas"] == 2 and st["currentRevision"] != st["updateRevision"]
+        # db-0 deleted by hand comes back at the current revision (below the partition).
+        await client.delete(PODS, "default", "db-0")
+        await sts_round(ctrl, factory)
+        assert client.stored(PODS, "default", "db-0")["spec"]["containers"][0]["image"] == "db:1"  # type: ignore[index]
 
     run(body)
