@@ -14,6 +14,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,10 @@ KUBECTL_120 = os.environ.get(
 )
 KUBECTL_CURRENT = shutil.which("kubectl") or "/usr/bin/kubectl"
 START_DEADLINE = 60.0  # seconds: a start that takes longer is a failure, not a measurement
+
+
+_CTX: dict[tuple[str, bool], ssl.SSLContext] = {}
+_CTX_LOCK = threading.Lock()
 
 
 @dataclass
@@ -54,6 +59,9 @@ class Server:
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+        with _CTX_LOCK:  # a (re)start may come with new certificates
+            for cert in (True, False):
+                _CTX.pop((str(self.root), cert), None)
         argv = [
             CORRAL,
             "server",
@@ -102,6 +110,15 @@ class Server:
     # ---------------------------------------------------------------- raw HTTPS
 
     def ssl_context(self, client_cert: bool = True) -> ssl.SSLContext:
+        # Made once per kind and kept: threads of a test (a fake kubelet) share it, and
+        # never read the certificate files while another writes them.
+        with _CTX_LOCK:
+            key = (str(self.root), client_cert)
+            if key not in _CTX:
+                _CTX[key] = self._make_ssl_context(client_cert)
+            return _CTX[key]
+
+    def _make_ssl_context(self, client_cert: bool) -> ssl.SSLContext:
         cfg = yaml.safe_load(self.kubeconfig.read_text())
         cluster = cfg["clusters"][0]["cluster"]
         user = cfg["users"][0]["user"]

@@ -144,6 +144,15 @@ def _annotation_int(rs: Obj, name: str) -> int | None:
         return None
 
 
+def _available(rs: Obj | None) -> int:
+    """The available pods of a ReplicaSet as far as scaling down may count on them: never more
+    than its spec asks for (its status may not have caught up with a scale-down yet, and the
+    pods it is deleting must not be counted as available)."""
+    if rs is None:
+        return 0
+    return max(min(_status_int(rs, "availableReplicas"), _replicas(rs)), 0)
+
+
 def _by_creation(rss: list[Obj], newest_first: bool = False) -> list[Obj]:
     return sorted(
         rss, key=lambda r: (creation_time(r), meta(r).get("name", "")), reverse=newest_first
@@ -511,7 +520,7 @@ class DeploymentController(Controller):
             return False
         all_count = sum(_replicas(r) for r in all_rss)
         min_available = _replicas(d) - max_unavailable(d)
-        new_unavailable = _replicas(new_rs) - _status_int(new_rs, "availableReplicas")
+        new_unavailable = _replicas(new_rs) - _available(new_rs)
         max_down = all_count - min_available - new_unavailable
         if max_down <= 0:
             return False
@@ -523,7 +532,7 @@ class DeploymentController(Controller):
             if cleaned >= max_down:
                 updated.append(rs)
                 continue
-            unhealthy = _replicas(rs) - _status_int(rs, "availableReplicas")
+            unhealthy = _replicas(rs) - _available(rs)
             if _replicas(rs) == 0 or unhealthy <= 0:
                 updated.append(rs)
                 continue
@@ -533,7 +542,7 @@ class DeploymentController(Controller):
             updated.append(rs)
         # Then available ones, as long as minAvailable stays available.
         all_after = [*updated, *([new_rs] if new_rs else [])]
-        available = _sum(all_after, "availableReplicas")
+        available = sum(_available(r) for r in all_after)
         scaled = 0
         if available > min_available:
             total_down = available - min_available
