@@ -202,7 +202,10 @@ class GarbageCollector(Controller):
                     dep_res,
                     dm.get("namespace"),
                     dm["name"],
-                    propagation="Foreground" if blocks else "Background",
+                    # Foreground only for one with dependents of its own (kube's GC).
+                    propagation="Foreground"
+                    if blocks and self._dependents(dm["uid"])
+                    else "Background",
                     preconditions={"uid": dm["uid"]},
                 )
             except NotFound:
@@ -269,7 +272,7 @@ class GarbageCollector(Controller):
             return
         if m.get("deletionTimestamp"):
             return  # already going
-        policy = "Foreground" if waiting else "Background"
+        policy = "Foreground" if waiting and self._dependents(m["uid"]) else "Background"
         log.info("garbage collector: deleting %s %s (%s)", res.kind, _key(obj), policy.lower())
         try:
             await self.client.delete(

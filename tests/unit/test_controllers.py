@@ -621,7 +621,14 @@ def test_gc_foreground_deletes_dependents_then_lifts_the_finalizer() -> None:
         await drain(gc, factory)
         assert client.all(PODS) == [] and client.all(REPLICASETS) == []
         assert client.stored(DEPLOYMENTS, "default", "web") is None
-        assert "patch deployments default/web" in [repr(a) for a in client.take()]
+        acts = client.take()
+        assert "patch deployments default/web" in [repr(a) for a in acts]
+        # A pod has no dependents: deleted in the background even for a foreground owner.
+        assert {
+            a.options.get("propagationPolicy")
+            for a in acts
+            if a.verb == "delete" and a.resource == "pods"
+        } == {"Background"}
 
     run(body)
 
