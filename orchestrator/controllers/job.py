@@ -67,6 +67,8 @@ def _phase(pod: Obj) -> str:
 class JobController(Controller):
     name = "job"
     workers = 3
+    failure_backoff = 10.0  # seconds (kube's DefaultJobPodFailureBackOff)
+    max_failure_backoff = 360.0
 
     def __init__(self, client: Client, factory: InformerFactory) -> None:
         super().__init__(client, factory)
@@ -170,7 +172,11 @@ class JobController(Controller):
             await self._delete_pods(key, active)
             active = []
         elif self.expectations.satisfied(key):
-            await self._manage(key, job, active, succeeded, done_indexes)
+            wait = self._backoff_left(pods, at)
+            if wait > 0:  # new pods after failures wait: 10 s, 20 s, 40 s ... (kube's)
+                requeue = wait if requeue is None else min(requeue, wait)
+            else:
+                await self._manage(key, job, active, succeeded, done_indexes)
 
         status["active"] = len(active)
         status["succeeded"] = len(succeeded)
@@ -210,6 +216,16 @@ class JobController(Controller):
             if ttl is not None:
                 return float(ttl)
         return requeue
+
+    def _backoff_left(self, pods: list[Obj], at: datetime) -> float:
+        """Seconds before pods may be made again after ``n`` failed ones:
+        failure_backoff * 2**(n-1) (at most max_failure_backoff) since the last failure."""
+        failed = [p for p in pods if _phase(p) == "Failed"]
+        if not failed or self.failure_backoff <= 0:
+            return 0.0
+        delay = min(self.failure_backoff * 2 ** (len(failed) - 1), self.max_failure_backoff)
+        last = max(_failed_at(p) for p in failed)
+        return max((last + timedelta(seconds=delay) - at).total_seconds(), 0.0)
 
     async def _manage(
         self, key: str, job: Obj, active: list[Obj], succeeded: list[Obj], done: set[int]
@@ -301,6 +317,24 @@ class JobController(Controller):
         except NotFound:
             pass
         return None
+
+
+def _failed_at(pod: Obj) -> datetime:
+    """When a failed pod ended: its containers' finishedAt, else its Ready condition's last
+    change, else its creation."""
+    status = pod.get("status") or {}
+    times = [
+        parse_time(((c.get("state") or {}).get("terminated") or {}).get("finishedAt"))
+        for c in status.get("containerStatuses") or []
+    ]
+    found = [t for t in times if t is not None]
+    if found:
+        return max(found)
+    ready = get_condition(status, "Ready")
+    t = parse_time((ready or {}).get("lastTransitionTime")) or parse_time(
+        meta(pod).get("creationTimestamp")
+    )
+    return t or now()
 
 
 def _cond(typ: str, reason: str, message: str, stamp: str) -> Obj:

@@ -962,9 +962,14 @@ def test_job_one_failure_within_backoff_limit_is_replaced() -> None:
         await job_round(ctrl, factory)
         finish(client, "Failed")
         client.take()
+        await factory.relist()
+        again = await ctrl.reconcile("default/pi")
+        assert client.take("create") == []  # the replacement waits its backoff (10 s)
+        assert again is not None and 0 < again <= 10
+        assert client.stored(JOBS, "default", "pi")["status"]["failed"] == 1  # type: ignore[index]
+        ctrl.failure_backoff = 0.0  # (as if the 10 s had passed)
         await job_round(ctrl, factory)
         assert len(client.take("create")) == 1
-        assert client.stored(JOBS, "default", "pi")["status"]["failed"] == 1  # type: ignore[index]
 
     run(body)
 
