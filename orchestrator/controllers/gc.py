@@ -47,8 +47,22 @@ log = logging.getLogger("corral.controllers.gc")
 FOREGROUND = "foregroundDeletion"
 ORPHAN = "orphan"
 
+_RBAC = "rbac.authorization.k8s.io"
+ROLES = ResourceRef(_RBAC, "v1", "roles", True, "Role")
+ROLEBINDINGS = ResourceRef(_RBAC, "v1", "rolebindings", True, "RoleBinding")
+CLUSTERROLES = ResourceRef(_RBAC, "v1", "clusterroles", False, "ClusterRole")
+CLUSTERROLEBINDINGS = ResourceRef(_RBAC, "v1", "clusterrolebindings", False, "ClusterRoleBinding")
+PODDISRUPTIONBUDGETS = ResourceRef(
+    "policy", "v1", "poddisruptionbudgets", True, "PodDisruptionBudget"
+)
+
 # The kinds the collector watches (those the API serves are chosen at start).
 GC_RESOURCES: tuple[ResourceRef, ...] = (
+    ROLES,
+    ROLEBINDINGS,
+    CLUSTERROLES,
+    CLUSTERROLEBINDINGS,
+    PODDISRUPTIONBUDGETS,
     PODS,
     REPLICASETS,
     DEPLOYMENTS,

@@ -908,3 +908,35 @@ def test_statefulset_ordered_stable_names_and_rolling_update(kubectl: Kubectl, n
         "scaled down to db-0",
         lambda: [p["metadata"]["name"] for p in live_pods(k, ns, "app=db")] == ["db-0"],
     )
+
+
+def test_collector_takes_other_kinds_owned_by_a_deleted_owner(
+    server: Server, kubectl: Kubectl, ns: str
+) -> None:
+    k = kubectl
+    k.run("-n", ns, "create", "-f", "-", input=deployment("own", 0, "nginx:1"))
+    uid = get(k, ns, "deployment", "own")["metadata"]["uid"]
+    ref = [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "own", "uid": uid}]
+    cm = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "cfg", "ownerReferences": ref},
+    }
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "r", "ownerReferences": ref},
+        "rules": [],
+    }
+    keep = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "mine"}}
+    for obj in (cm, role, keep):
+        k.run("-n", ns, "create", "-f", "-", input=json.dumps(obj))
+    k.run("-n", ns, "delete", "deployment", "own")
+    until(
+        "the owned ConfigMap and Role collected",
+        lambda: (
+            k.run("-n", ns, "get", "configmap", "cfg", check=False).returncode != 0
+            and k.run("-n", ns, "get", "role", "r", check=False).returncode != 0
+        ),
+    )
+    assert k.run("-n", ns, "get", "configmap", "mine", check=False).returncode == 0
