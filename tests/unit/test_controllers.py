@@ -28,7 +28,7 @@ from orchestrator.client.rest import (
     SERVICES,
     STATEFULSETS,
 )
-from orchestrator.controllers.base import Controller, InformerFactory
+from orchestrator.controllers.base import Controller, InformerFactory, Metrics
 from orchestrator.controllers.cronjob import CronJobController, Schedule, ScheduleError
 from orchestrator.controllers.daemonset import DaemonSetController, node_fits
 from orchestrator.controllers.deployment import (
@@ -1305,5 +1305,42 @@ def test_statefulset_partitioned_rolling_update_from_the_top() -> None:
         await client.delete(PODS, "default", "db-0")
         await sts_round(ctrl, factory)
         assert client.stored(PODS, "default", "db-0")["spec"]["containers"][0]["image"] == "db:1"  # type: ignore[index]
+
+    run(body)
+
+
+# ------------------------------------------------------------------------------ framework
+
+
+def test_worker_retries_failures_with_backoff_forgets_success_and_counts() -> None:
+    class Flaky(Controller):
+        name = "flaky"
+
+        def __init__(self) -> None:
+            super().__init__(FakeClient(), InformerFactory(FakeClient()))  # type: ignore[arg-type]
+            self.calls: list[str] = []
+
+        async def reconcile(self, key: str) -> float | None:
+            self.calls.append(key)
+            if len(self.calls) == 1:
+                raise RuntimeError("first time fails")
+            return 0.01 if len(self.calls) == 2 else None
+
+    async def body() -> None:
+        c = Flaky()
+        metrics = Metrics()
+        c.metrics = metrics
+        metrics.register(c)
+        c.queue.add("a")
+        await c.process_one()  # fails: retried with backoff
+        assert c.queue.num_requeues("a") == 1 and metrics.errors["flaky"] == 1
+        await asyncio.wait_for(c.process_one(), 5)  # succeeds, asks to be looked at again
+        assert c.queue.num_requeues("a") == 0
+        await asyncio.wait_for(c.process_one(), 5)
+        assert c.calls == ["a", "a", "a"]
+        text = metrics.render()
+        assert 'controller_reconcile_duration_seconds_count{controller="flaky"} 3' in text
+        assert 'workqueue_retries_total{name="flaky"} 1' in text
+        assert 'controller_reconcile_errors_total{controller="flaky"} 1' in text
 
     run(body)
