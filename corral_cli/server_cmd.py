@@ -55,7 +55,7 @@ from .errors import Failure
     "--cluster-cidr",
     default="10.42.0.0/16",
     show_default=True,
-    help="pod addresses (used by the node IPAM once the controllers exist)",
+    help="pod addresses: the node IPAM gives each node a /24 of it",
 )
 @click.option(
     "--service-cidr",
@@ -65,6 +65,39 @@ from .errors import Failure
 )
 @click.option("--disable-agent", is_flag=True, help="run no agent (kubelet) in this process")
 @click.option("--disable-scheduler", is_flag=True, help="run no scheduler in this process")
+@click.option(
+    "--disable-controller-manager",
+    is_flag=True,
+    help="run no controllers (replicaset, deployment, garbage collector, ...) in this process",
+)
+@click.option(
+    "--disable-controller",
+    "disable_controllers",
+    multiple=True,
+    metavar="NAME",
+    help="do not run this controller (repeatable)",
+)
+@click.option(
+    "--node-monitor-grace-period",
+    default=40.0,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="seconds without a Lease renewal before a node is marked not ready",
+)
+@click.option(
+    "--default-not-ready-toleration-seconds",
+    default=300,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="the toleration of node.kubernetes.io/not-ready:NoExecute given to every pod",
+)
+@click.option(
+    "--default-unreachable-toleration-seconds",
+    default=300,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="the toleration of node.kubernetes.io/unreachable:NoExecute given to every pod",
+)
 def server(
     data_dir: Path,
     bind_address: str,
@@ -76,6 +109,11 @@ def server(
     service_cidr: str,
     disable_agent: bool,
     disable_scheduler: bool,
+    disable_controller_manager: bool,
+    disable_controllers: tuple[str, ...],
+    node_monitor_grace_period: float,
+    default_not_ready_toleration_seconds: int,
+    default_unreachable_toleration_seconds: int,
 ) -> None:
     """Run the Kubernetes API server, with an embedded SQLite store by default."""
     from orchestrator.apiserver import ServerConfig, ServerError, run_server
@@ -89,6 +127,11 @@ def server(
         datastore_endpoint=datastore_endpoint,
         disable_agent=disable_agent,
         disable_scheduler=disable_scheduler,
+        disable_controller_manager=disable_controller_manager,
+        disable_controllers=disable_controllers,
+        node_monitor_grace_period=node_monitor_grace_period,
+        default_not_ready_toleration_seconds=default_not_ready_toleration_seconds,
+        default_unreachable_toleration_seconds=default_unreachable_toleration_seconds,
         cluster_cidr=cluster_cidr,
         service_cidr=service_cidr,
     )

@@ -12,6 +12,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,12 @@ from testkit.net import free_port
 CORRAL = str(Path(sys.executable).parent / "corral")
 # For tests of the API itself: no scheduler writing conditions, events and a Lease.
 NO_SCHEDULER = ("--disable-scheduler",)
+# The API server alone: no scheduler and no controllers acting on what a test makes.
+API_ONLY = (*NO_SCHEDULER, "--disable-controller-manager")
 START_DEADLINE = 60.0  # seconds: a start that takes longer is a failure, not a measurement
+
+_CTX: dict[tuple[str, bool], ssl.SSLContext] = {}
+_CTX_LOCK = threading.Lock()
 
 
 @dataclass
@@ -48,6 +54,9 @@ class Server:
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+        with _CTX_LOCK:  # a (re)start may come with new certificates
+            for cert in (True, False):
+                _CTX.pop((str(self.root), cert), None)
         argv = [
             CORRAL,
             "server",
@@ -96,6 +105,15 @@ class Server:
     # ---------------------------------------------------------------- raw HTTPS
 
     def ssl_context(self, client_cert: bool = True) -> ssl.SSLContext:
+        # Made once per kind and kept: threads of a test (a fake kubelet) share it, and
+        # never read the certificate files while another writes them.
+        with _CTX_LOCK:
+            key = (str(self.root), client_cert)
+            if key not in _CTX:
+                _CTX[key] = self._make_ssl_context(client_cert)
+            return _CTX[key]
+
+    def _make_ssl_context(self, client_cert: bool) -> ssl.SSLContext:
         cfg = yaml.safe_load(self.kubeconfig.read_text())
         cluster = cfg["clusters"][0]["cluster"]
         user = cfg["users"][0]["user"]

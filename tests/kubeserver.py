@@ -9,9 +9,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from testkit.kubeserver import CORRAL, NO_SCHEDULER, START_DEADLINE, Server
+from testkit.kubeserver import API_ONLY, CORRAL, NO_SCHEDULER, START_DEADLINE, Server
 
 __all__ = [
+    "API_ONLY",
     "CORRAL",
     "KUBECTL_120",
     "KUBECTL_CURRENT",

@@ -200,6 +200,9 @@ class ApiServer:
         self.bookmark_interval = bookmark_interval
         self.caches = {r.name: WatchCache(store, r.key_prefix(None)) for r in RESOURCES}
         self._closing = asyncio.Event()
+        # Prometheus text of components in this process (the controller manager's), served
+        # on /metrics to authenticated clients.
+        self.metrics_sources: list[Callable[[], str]] = []
 
     async def start(self) -> None:
         await self.storage.ensure_namespaces()
@@ -217,6 +220,7 @@ class ApiServer:
         for path in ("/healthz", "/livez", "/readyz"):
             r.add_get(path, self._health)
             r.add_get(path + "/{check:.*}", self._health)
+        r.add_get("/metrics", self._metrics)
         r.add_get("/openapi/v2", self._openapi_v2)
         r.add_get("/swagger-2.0.0.pb-v1", self._openapi_v2)
         r.add_get("/api", self._api)
@@ -278,6 +282,10 @@ class ApiServer:
         except Exception as e:
             return web.Response(status=500, text=f"[-]etcd failed: {e}\n")
         return web.Response(text="ok")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        text = "".join(source() for source in self.metrics_sources)
+        return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
     async def _openapi_v2(self, request: web.Request) -> web.Response:
         # An empty protobuf document is a valid, empty openapi_v2.Document: kubectl then

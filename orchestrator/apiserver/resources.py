@@ -113,6 +113,14 @@ RESOURCES: tuple[Resource, ...] = (
     ),
     _r("batch", "jobs", "Job", True, k.Job, (), True, ("status",)),
     _r("batch", "cronjobs", "CronJob", True, k.CronJob, ("cj",), True, ("status",)),
+    _r(
+        "apps",
+        "controllerrevisions",
+        "ControllerRevision",
+        True,
+        k.ControllerRevision,
+        has_spec=False,
+    ),
     _r("coordination.k8s.io", "leases", "Lease", True, k.Lease),
     _r(
         "discovery.k8s.io", "endpointslices", "EndpointSlice", True, k.EndpointSlice, has_spec=False

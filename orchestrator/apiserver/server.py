@@ -51,6 +51,11 @@ class ServerConfig:
     datastore_endpoint: str = ""
     disable_agent: bool = False
     disable_scheduler: bool = False
+    disable_controller_manager: bool = False
+    disable_controllers: tuple[str, ...] = ()
+    node_monitor_grace_period: float = 40.0
+    default_not_ready_toleration_seconds: int = 300
+    default_unreachable_toleration_seconds: int = 300
     cluster_cidr: str = "10.42.0.0/16"
     service_cidr: str = "10.43.0.0/16"
 
@@ -148,6 +153,8 @@ async def _serve(cfg: ServerConfig) -> None:
     except StoreError as e:
         raise ServerError("open the datastore", e) from e
     api = ApiServer(store, server_address=address)
+    api.storage.not_ready_toleration_seconds = cfg.default_not_ready_toleration_seconds
+    api.storage.unreachable_toleration_seconds = cfg.default_unreachable_toleration_seconds
     runner: web.AppRunner | None = None
     try:
         await api.start()
@@ -179,6 +186,7 @@ async def _serve(cfg: ServerConfig) -> None:
                 " (--disable-agent silences this)"
             )
         components = _start_components(cfg, targets[0])
+        controllers = _start_controller_manager(cfg, url, pki, api)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -189,6 +197,9 @@ async def _serve(cfg: ServerConfig) -> None:
         for task in components:
             task.cancel()
         await asyncio.gather(*components, return_exceptions=True)
+        if controllers is not None:
+            controllers.cancel()
+            await asyncio.gather(controllers, return_exceptions=True)
     finally:
         await api.close()
         if runner is not None:
@@ -208,6 +219,53 @@ def _start_components(cfg: ServerConfig, admin_kubeconfig: Path) -> list[asyncio
         client = load_kubeconfig(admin_kubeconfig)
         tasks.append(asyncio.create_task(run_scheduler(client), name="scheduler"))
     return tasks
+
+
+def _start_controller_manager(
+    cfg: ServerConfig, url: str, pki: Pki, api: ApiServer
+) -> asyncio.Task[None] | None:
+    """The controllers in this process (as k3s), over HTTPS to this API with the admin
+    client certificate; ``--disable-controller-manager`` turns them off."""
+    if cfg.disable_controller_manager:
+        return None
+    from orchestrator.client import ClientConfig
+    from orchestrator.controllers.base import Metrics
+    from orchestrator.controllers.manager import CONTROLLERS, ManagerConfig, run_controller_manager
+    from orchestrator.controllers.namespaced import check_cluster_cidr
+
+    try:
+        check_cluster_cidr(cfg.cluster_cidr)
+    except ValueError as e:
+        raise ServerError("--cluster-cidr", e) from None
+    unknown = sorted(set(cfg.disable_controllers) - set(CONTROLLERS))
+    if unknown:
+        raise ServerError(
+            "disable controllers",
+            f"unknown: {', '.join(unknown)} (known: {', '.join(CONTROLLERS)})",
+        )
+
+    client = ClientConfig(
+        server=url,
+        ca_pem=pki.ca_cert.read_bytes(),
+        cert_pem=pki.admin_cert.read_bytes(),
+        key_pem=pki.admin_key.read_bytes(),
+    )
+    manager = ManagerConfig(
+        disabled=frozenset(cfg.disable_controllers),
+        cluster_cidr=cfg.cluster_cidr,
+        node_monitor_grace_period=cfg.node_monitor_grace_period,
+    )
+    metrics = Metrics()
+    api.metrics_sources.append(metrics.render)
+    task = asyncio.create_task(run_controller_manager(client, manager, metrics), name="controllers")
+    task.add_done_callback(
+        lambda t: (
+            t.cancelled()
+            or t.exception() is None
+            or log.error("controller manager stopped: %s", t.exception())
+        )
+    )
+    return task
 
 
 def run_server(cfg: ServerConfig) -> None:

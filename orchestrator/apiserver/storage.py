@@ -53,6 +53,9 @@ assert PRIORITYCLASSES is not None
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 UNDELETABLE_NAMESPACES = ("default", "kube-system", "kube-public")
 PATCH_RETRIES = 5
+GC_FOREGROUND = "foregroundDeletion"
+GC_ORPHAN = "orphan"
+MAX_GENERATED_BASE = 58  # a generated name is at most 63 characters (apimachinery's)
 _GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # apimachinery's utilrand alphabet
 
 
@@ -151,9 +154,38 @@ def _fold_string_data(secret: Obj) -> None:
     secret.setdefault("type", "Opaque")
 
 
+def _job_selector(job: Obj) -> None:
+    """A Job without manualSelector selects its pods by its uid: the selector and the
+    template's labels are generated (kube-apiserver's job strategy)."""
+    spec = job.get("spec")
+    if not isinstance(spec, dict) or spec.get("manualSelector"):
+        return
+    template = spec.get("template")
+    if not isinstance(template, dict):
+        return
+    tmeta = template.setdefault("metadata", {})
+    if not isinstance(tmeta, dict):
+        return
+    m = job["metadata"]
+    uid, name = m["uid"], m["name"]
+    spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+    labels = tmeta.get("labels") if isinstance(tmeta.get("labels"), dict) else {}
+    tmeta["labels"] = {
+        **labels,
+        "batch.kubernetes.io/controller-uid": uid,
+        "batch.kubernetes.io/job-name": name,
+        "controller-uid": uid,
+        "job-name": name,
+    }
+
+
 class Storage:
     def __init__(self, store: Backend) -> None:
         self.store = store
+        # DefaultTolerationSeconds admission: how long a pod stays on a not-ready or
+        # unreachable node (kube-apiserver's --default-*-toleration-seconds).
+        self.not_ready_toleration_seconds = 300
+        self.unreachable_toleration_seconds = 300
         self._ns_tasks: dict[str, asyncio.Task[None]] = {}
         self.priority = PriorityAdmission(store)
 
@@ -309,7 +341,9 @@ class Storage:
                 raise errors.invalid(
                     res.kind, "", "metadata.name", "name or generateName is required", res.group
                 )
-            meta["name"] = gen + "".join(secrets.choice(_GENERATE_CHARS) for _ in range(5))
+            meta["name"] = gen[:MAX_GENERATED_BASE] + "".join(
+                secrets.choice(_GENERATE_CHARS) for _ in range(5)
+            )
         name = meta["name"]
         meta["uid"] = _new_uid()
         meta["creationTimestamp"] = now_rfc3339()
@@ -327,6 +361,10 @@ class Storage:
             meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = name
         if res.name == "pods" and isinstance(obj.get("spec"), dict):
             await self.priority.admit_pod(obj)
+        if res.name == "pods":
+            self._default_tolerations(obj)
+        if res.name == "jobs":
+            _job_selector(obj)
         stored = self._admit(res, obj)
         if res.name == "pods":
             stored["status"] = {"phase": "Pending", "qosClass": _qos_class(stored)}
@@ -342,6 +380,38 @@ class Storage:
             raise errors.already_exists(res.name, name, res.group) from None
         stored["metadata"]["resourceVersion"] = str(kv.mod_rev)
         return stored
+
+    def _default_tolerations(self, pod: Obj) -> None:
+        """A pod that does not tolerate the not-ready and unreachable NoExecute taints gets
+        tolerations of them for a while (kube's DefaultTolerationSeconds admission)."""
+        spec = pod.get("spec")
+        if not isinstance(spec, dict):
+            return
+        tolerations = spec.get("tolerations")
+        if tolerations is not None and not isinstance(tolerations, list):
+            return  # the model names the error
+        have = [t for t in tolerations or [] if isinstance(t, dict)]
+        added = []
+        for key, seconds in (
+            ("node.kubernetes.io/not-ready", self.not_ready_toleration_seconds),
+            ("node.kubernetes.io/unreachable", self.unreachable_toleration_seconds),
+        ):
+            if any(
+                t.get("effect") in (None, "", "NoExecute")
+                and (t.get("key") == key or (not t.get("key") and t.get("operator") == "Exists"))
+                for t in have
+            ):
+                continue
+            added.append(
+                {
+                    "key": key,
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": seconds,
+                }
+            )
+        if added:
+            spec["tolerations"] = [*(tolerations or []), *added]
 
     async def _current(self, res: Resource, ns: str | None, name: str) -> tuple[KeyValue, Obj]:
         try:
@@ -638,6 +708,14 @@ class Storage:
             if dry_run:
                 return obj
             return await self._terminate_namespace(kv, obj)
+        finalizers = self._gc_finalizers(meta, options)
+        if finalizers != (meta.get("finalizers") or []):
+            if finalizers:
+                meta["finalizers"] = finalizers
+            else:
+                meta.pop("finalizers")
+            if meta.get("deletionTimestamp"):  # already going: only the policy changes
+                return obj if dry_run else await self._cas_update(res, name, kv, obj)
         grace = options.get("gracePeriodSeconds")
         if res.name == "pods" and grace is None:
             grace = (obj.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
@@ -653,6 +731,30 @@ class Storage:
         if dry_run:
             return obj
         return await self._cas_delete(res, name, kv, obj)
+
+    @staticmethod
+    def _gc_finalizers(meta: Obj, options: Obj) -> list[str]:
+        """The finalizers after a delete with ``options``: propagationPolicy Foreground adds
+        foregroundDeletion, Orphan (or orphanDependents) adds orphan, Background takes both
+        away; the garbage collector acts on them (kube-apiserver's
+        deletionFinalizersForGarbageCollection)."""
+        policy = options.get("propagationPolicy")
+        if policy is None and options.get("orphanDependents") is not None:
+            policy = "Orphan" if options.get("orphanDependents") else "Background"
+        if policy not in (None, "Foreground", "Background", "Orphan"):
+            raise errors.bad_request(
+                f"propagationPolicy: Unsupported value: {policy!r}: supported values:"
+                ' "Foreground", "Background", "Orphan"'
+            )
+        fins = list(meta.get("finalizers") or [])
+        if policy is None:
+            return fins
+        fins = [f for f in fins if f not in (GC_FOREGROUND, GC_ORPHAN)]
+        if policy == "Foreground":
+            fins.append(GC_FOREGROUND)
+        elif policy == "Orphan":
+            fins.append(GC_ORPHAN)
+        return fins
 
     # ------------------------------------------------------------------ namespaces
 
@@ -701,7 +803,10 @@ class Storage:
                     left += 1
                     with contextlib.suppress(errors.ApiError):
                         await self.delete(
-                            res, name, obj["metadata"]["name"], {"gracePeriodSeconds": 0}
+                            res,
+                            name,
+                            obj["metadata"]["name"],
+                            {"gracePeriodSeconds": 0, "propagationPolicy": "Background"},
                         )
             if left == 0:
                 break

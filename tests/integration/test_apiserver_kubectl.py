@@ -14,14 +14,15 @@ from typing import Any
 
 import pytest
 
-from tests.kubeserver import KUBECTL_120, KUBECTL_CURRENT, NO_SCHEDULER, Kubectl, Server
+from tests.kubeserver import API_ONLY, KUBECTL_120, KUBECTL_CURRENT, Kubectl, Server
 
 VERSIONS = {"1.32": KUBECTL_CURRENT, "1.20": KUBECTL_120}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("apiserver-kubectl"), extra=NO_SCHEDULER)
+    # The API server alone: objects compared as created (no scheduler or controllers).
+    srv = Server(tmp_path_factory.mktemp("apiserver-kubectl"), extra=API_ONLY)
     srv.start()
     try:
         yield srv
@@ -55,6 +56,7 @@ def _readback(server: Server, path: str, tag: str) -> Any:
     code, obj = server.json("GET", path)
     assert code == 200, (path, obj)
     meta = obj["metadata"]
+    uid = meta.get("uid")  # also in a Job's generated selector and labels
     for k in ("uid", "creationTimestamp", "resourceVersion", "namespace", "managedFields"):
         meta.pop(k, None)
     if obj.get("kind") == "Service":  # allocated per service
@@ -62,7 +64,8 @@ def _readback(server: Server, path: str, tag: str) -> Any:
         obj["spec"].pop("clusterIPs", None)
         for p in obj["spec"].get("ports") or []:
             p.pop("nodePort", None)
-    return json.loads(json.dumps(obj).replace(tag, "TAG"))
+    text = json.dumps(obj).replace(tag, "TAG")
+    return json.loads(text.replace(uid, "UID") if uid else text)
 
 
 # kubectl create <subcommand>: (args, the object's path under /api or /apis, with {ns}, {tag})
