@@ -113,6 +113,31 @@ RESOURCES: tuple[Resource, ...] = (
     _r("batch", "jobs", "Job", True, k.Job, (), True, ("status",)),
     _r("batch", "cronjobs", "CronJob", True, k.CronJob, ("cj",), True, ("status",)),
     _r("coordination.k8s.io", "leases", "Lease", True, k.Lease),
+    _r("rbac.authorization.k8s.io", "roles", "Role", True, k.Role, has_spec=False),
+    _r(
+        "rbac.authorization.k8s.io",
+        "rolebindings",
+        "RoleBinding",
+        True,
+        k.RoleBinding,
+        has_spec=False,
+    ),
+    _r(
+        "rbac.authorization.k8s.io",
+        "clusterroles",
+        "ClusterRole",
+        False,
+        k.ClusterRole,
+        has_spec=False,
+    ),
+    _r(
+        "rbac.authorization.k8s.io",
+        "clusterrolebindings",
+        "ClusterRoleBinding",
+        False,
+        k.ClusterRoleBinding,
+        has_spec=False,
+    ),
 )
 del k
 
