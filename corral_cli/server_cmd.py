@@ -64,6 +64,45 @@ from .errors import Failure
     help="service addresses (used once ClusterIP allocation exists)",
 )
 @click.option("--disable-agent", is_flag=True, help="run no agent (kubelet) in this process")
+@click.option(
+    "--token-auth-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help='static bearer tokens, CSV lines token,user,uid[,"group1,group2"] (kube-apiserver)',
+)
+@click.option("--audit-log-path", help="write the audit log (JSON lines) here; - for stdout")
+@click.option(
+    "--audit-log-maxsize",
+    default=0,
+    type=click.IntRange(0),
+    help="megabytes before the audit log is rotated (0: never)",
+)
+@click.option(
+    "--audit-log-maxbackup",
+    default=0,
+    type=click.IntRange(0),
+    help="rotated audit logs to keep (0: all)",
+)
+@click.option(
+    "--max-requests-inflight",
+    default=400,
+    show_default=True,
+    type=click.IntRange(0),
+    help="non-mutating requests served at once before 429 (0: no limit)",
+)
+@click.option(
+    "--max-mutating-requests-inflight",
+    default=200,
+    show_default=True,
+    type=click.IntRange(0),
+    help="mutating requests served at once before 429 (0: no limit)",
+)
+@click.option(
+    "--max-watches-per-user",
+    default=500,
+    show_default=True,
+    type=click.IntRange(0),
+    help="watches one user may hold open at once before 429 (0: no limit)",
+)
 def server(
     data_dir: Path,
     bind_address: str,
@@ -74,6 +113,13 @@ def server(
     cluster_cidr: str,
     service_cidr: str,
     disable_agent: bool,
+    token_auth_file: Path | None,
+    audit_log_path: str | None,
+    audit_log_maxsize: int,
+    audit_log_maxbackup: int,
+    max_requests_inflight: int,
+    max_mutating_requests_inflight: int,
+    max_watches_per_user: int,
 ) -> None:
     """Run the Kubernetes API server, with an embedded SQLite store by default."""
     from orchestrator.apiserver import ServerConfig, ServerError, run_server
@@ -88,6 +134,13 @@ def server(
         disable_agent=disable_agent,
         cluster_cidr=cluster_cidr,
         service_cidr=service_cidr,
+        token_auth_file=token_auth_file,
+        audit_log_path=audit_log_path,
+        audit_log_maxsize=audit_log_maxsize,
+        audit_log_maxbackup=audit_log_maxbackup,
+        max_requests_inflight=max_requests_inflight,
+        max_mutating_requests_inflight=max_mutating_requests_inflight,
+        max_watches_per_user=max_watches_per_user,
     )
     try:
         run_server(cfg)

@@ -19,6 +19,7 @@ from orchestrator.store import Backend, Gone
 from . import discovery, errors
 from .errors import ApiError
 from .resources import RESOURCES, Resource, by_path
+from .security import Security
 from .selectors import field_selector, label_selector
 from .storage import Storage
 from .tables import table
@@ -188,13 +189,20 @@ class ApiServer:
         self.require_client_cert = require_client_cert
         self.bookmark_interval = bookmark_interval
         self.caches = {r.name: WatchCache(store, r.key_prefix(None)) for r in RESOURCES}
+        # Authentication, authorization, audit, limits (security.py); None: client
+        # certificates only (require_client_cert), everyone allowed everything.
+        self.security: Security | None = None
         self._closing = asyncio.Event()
 
     async def start(self) -> None:
         await self.storage.ensure_namespaces()
+        if self.security is not None:
+            await self.security.start()
 
     async def close(self) -> None:
         self._closing.set()
+        if self.security is not None:
+            await self.security.close()
         for cache in self.caches.values():
             await cache.close()
         await self.storage.close()
@@ -221,9 +229,15 @@ class ApiServer:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Callable[..., Any]) -> Any:
+        if self.security is not None:
+            return await self.security.serve(request, lambda: self._guarded(request, handler))
+        return await self._guarded(request, handler)
+
+    async def _guarded(self, request: web.Request, handler: Callable[..., Any]) -> Any:
         try:
             if (
-                self.require_client_cert
+                self.security is None
+                and self.require_client_cert
                 and request.path not in PUBLIC_PATHS
                 and not any(request.path.startswith(p + "/") for p in PUBLIC_PATHS)
             ):

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import logging
 import os
+import resource
 import secrets
 import signal
 import ssl
@@ -21,7 +23,11 @@ from corral_common import hostsys
 from orchestrator.store import StoreError, open_store
 
 from .app import ApiServer
+from .audit import AuditLog
+from .authn import Authenticator, ServiceAccountTokens, TokenFileError, load_token_file
+from .encryption import EncryptedBackend, EncryptionConfigError, load_or_create_config
 from .pki import Pki, ensure_pki
+from .security import Limits, Security
 
 __all__ = ["ServerConfig", "ServerError", "kubeconfig", "run_server"]
 
@@ -47,6 +53,13 @@ class ServerConfig:
     disable_agent: bool = False
     cluster_cidr: str = "10.42.0.0/16"
     service_cidr: str = "10.43.0.0/16"
+    token_auth_file: Path | None = None
+    audit_log_path: str | None = None
+    audit_log_maxsize: int = 0  # megabytes; 0: never rotate
+    audit_log_maxbackup: int = 0  # 0: keep every rotated file
+    max_requests_inflight: int = 400
+    max_mutating_requests_inflight: int = 200
+    max_watches_per_user: int = 500
 
 
 def _host_port(host: str, port: int) -> str:
@@ -137,11 +150,19 @@ async def _serve(cfg: ServerConfig) -> None:
     if not cfg.datastore_endpoint:
         (data / "db").mkdir(mode=0o700, exist_ok=True)
     try:
-        store = open_store(endpoint)
+        keys = load_or_create_config(data / "cred" / "encryption-config.yaml")
+    except (OSError, EncryptionConfigError) as e:
+        raise ServerError("load the secrets encryption keys", e) from e
+    try:
+        store = EncryptedBackend(open_store(endpoint), keys)
         await store.start()
     except StoreError as e:
         raise ServerError("open the datastore", e) from e
-    api = ApiServer(store, server_address=address)
+    try:
+        api = _secured_api(cfg, store, address)
+    except (OSError, ValueError, TokenFileError, EncryptionConfigError) as e:
+        await store.close()
+        raise ServerError("set up authentication, authorization and audit", e) from e
     runner: web.AppRunner | None = None
     try:
         await api.start()
@@ -177,6 +198,39 @@ async def _serve(cfg: ServerConfig) -> None:
     log.info("stopped")
 
 
+def _secured_api(cfg: ServerConfig, store: EncryptedBackend, address: str) -> ApiServer:
+    """The API server with authentication (certificates, the token file, ServiceAccount
+    tokens signed with ``tls/service-account.key``), RBAC and node authorization, limits and
+    the audit log."""
+    api = ApiServer(store, server_address=address)
+    static = load_token_file(cfg.token_auth_file) if cfg.token_auth_file else {}
+    sa_tokens = ServiceAccountTokens(cfg.data_dir / "tls" / "service-account.key")
+    audit = None
+    if cfg.audit_log_path:
+        audit = AuditLog(cfg.audit_log_path, cfg.audit_log_maxsize, cfg.audit_log_maxbackup)
+    api.security = Security(
+        api.storage,
+        api.caches,
+        Authenticator(api.storage, sa_tokens, static),
+        audit=audit,
+        limits=Limits(
+            cfg.max_requests_inflight,
+            cfg.max_mutating_requests_inflight,
+            cfg.max_watches_per_user,
+        ),
+    )
+    return api
+
+
+def _raise_open_files_limit() -> None:
+    """Every watch holds a connection: take the hard limit on open files (as k3s' unit's
+    LimitNOFILE), so many watches exhaust the per-user cap before the process's fds."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def run_server(cfg: ServerConfig) -> None:
     """Serve until SIGTERM/SIGINT (then return); ServerError when it cannot start."""
     logging.basicConfig(
@@ -184,4 +238,5 @@ def run_server(cfg: ServerConfig) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    _raise_open_files_limit()
     asyncio.run(_serve(cfg))
