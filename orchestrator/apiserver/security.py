@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from . import reviewproto
 from .audit import AuditLog, timestamp
 from .authn import (
     ANONYMOUS,
@@ -78,8 +79,8 @@ def _res(r: Resource | None) -> Resource:
 @dataclass(frozen=True)
 class Limits:
     """kube-apiserver's ``--max-requests-inflight`` and ``--max-mutating-requests-inflight``
-    (0: no limit; long-running requests are not counted; system:masters is never refused),
-    and a cap on the watches one user holds open at once."""
+    (0: no limit; long-running requests are not counted; system:masters is never refused;
+    one user gets at most half), and a cap on the watches one user holds open at once."""
 
     max_requests_inflight: int = 400
     max_mutating_requests_inflight: int = 200
@@ -133,8 +134,8 @@ class Security:
         )
         self.nodes = NodeAuthorizer(self.pods)
         self.authorizer = UnionAuthorizer(self.nodes, self.rbac)
-        self._inflight = 0
-        self._inflight_mutating = 0
+        self._inflight: dict[str, int] = {}  # user -> requests in flight; "": everyone
+        self._inflight_mutating: dict[str, int] = {}
         self._watches: dict[str, int] = {}
 
     # ------------------------------------------------------------------ lifecycle
@@ -247,26 +248,29 @@ class Security:
 
     @contextlib.contextmanager
     def _admit(self, attrs: Attributes) -> Iterator[None]:
+        """Count the request against its in-flight limit (429 when full). Besides
+        kube-apiserver's global limit, no one user takes more than half of it, so one client
+        flooding the server leaves room for the others."""
         lim = self.limits
         if _long_running(attrs):
             yield
             return
         mutating = attrs.mutating
         limit = lim.max_mutating_requests_inflight if mutating else lim.max_requests_inflight
-        current = self._inflight_mutating if mutating else self._inflight
-        if limit > 0 and current >= limit and PRIVILEGED_GROUP not in attrs.user.groups:
-            raise _too_many()
-        if mutating:
-            self._inflight_mutating += 1
-        else:
-            self._inflight += 1
+        counts = self._inflight_mutating if mutating else self._inflight
+        who = attrs.user.name
+        if limit > 0 and PRIVILEGED_GROUP not in attrs.user.groups:
+            if counts.get("", 0) >= limit or counts.get(who, 0) >= max(1, limit // 2):
+                raise _too_many()
+        for key in ("", who):
+            counts[key] = counts.get(key, 0) + 1
         try:
             yield
         finally:
-            if mutating:
-                self._inflight_mutating -= 1
-            else:
-                self._inflight -= 1
+            for key in ("", who):
+                counts[key] -= 1
+                if not counts[key]:
+                    del counts[key]
 
     @contextlib.contextmanager
     def _watch_slot(self, attrs: Attributes) -> Iterator[None]:
@@ -459,8 +463,15 @@ class Security:
         }.get(key)
 
     async def _review_body(self, request: web.Request, kind: str) -> Obj:
+        raw = await request.read()
+        ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if ctype == reviewproto.MEDIA_TYPE:
+            try:
+                return {"spec": reviewproto.decode_spec(raw, kind)}
+            except reviewproto.ProtoError as e:
+                raise bad_request(f"the request body is not a valid {kind}: {e}") from None
         try:
-            body = msgspec.json.decode(await request.read())
+            body = msgspec.json.decode(raw) if raw.strip() else {}
         except msgspec.DecodeError as e:
             raise bad_request(f"the request body is not valid JSON: {e}") from None
         if not isinstance(body, dict):

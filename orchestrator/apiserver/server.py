@@ -26,10 +26,10 @@ from .app import ApiServer
 from .audit import AuditLog
 from .authn import Authenticator, ServiceAccountTokens, TokenFileError, load_token_file
 from .encryption import EncryptedBackend, EncryptionConfigError, load_or_create_config
-from .pki import Pki, ensure_pki
+from .pki import Pki, ensure_pki, issue_client_cert, pki_paths
 from .security import Limits, Security
 
-__all__ = ["ServerConfig", "ServerError", "kubeconfig", "run_server"]
+__all__ = ["ServerConfig", "ServerError", "kubeconfig", "run_server", "user_kubeconfig"]
 
 log = logging.getLogger("corral.server")
 
@@ -68,33 +68,71 @@ def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def kubeconfig(server_url: str, pki: Pki) -> bytes:
-    def b64(p: Path) -> str:
-        return base64.b64encode(p.read_bytes()).decode()
+def kubeconfig(
+    server_url: str,
+    pki: Pki,
+    cert_pem: bytes | None = None,
+    key_pem: bytes | None = None,
+    user: str = "default",
+) -> bytes:
+    """A kubeconfig for ``server_url`` trusting the cluster CA, with the admin certificate or
+    the one given."""
 
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode()
+
+    if cert_pem is None or key_pem is None:
+        cert_pem, key_pem = pki.admin_cert.read_bytes(), pki.admin_key.read_bytes()
     doc = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [
             {
                 "name": "default",
-                "cluster": {"server": server_url, "certificate-authority-data": b64(pki.ca_cert)},
+                "cluster": {
+                    "server": server_url,
+                    "certificate-authority-data": b64(pki.ca_cert.read_bytes()),
+                },
             }
         ],
-        "contexts": [{"name": "default", "context": {"cluster": "default", "user": "default"}}],
+        "contexts": [{"name": "default", "context": {"cluster": "default", "user": user}}],
         "current-context": "default",
         "preferences": {},
         "users": [
             {
-                "name": "default",
+                "name": user,
                 "user": {
-                    "client-certificate-data": b64(pki.admin_cert),
-                    "client-key-data": b64(pki.admin_key),
+                    "client-certificate-data": b64(cert_pem),
+                    "client-key-data": b64(key_pem),
                 },
             }
         ],
     }
     return yaml.safe_dump(doc, sort_keys=False).encode()
+
+
+def user_kubeconfig(
+    data_dir: Path, server_url: str | None, user: str, groups: tuple[str, ...], days: int
+) -> bytes:
+    """``corral kubeconfig``: a kubeconfig for ``user`` in ``groups``, with a certificate the
+    cluster CA in ``data_dir`` signs (RBAC then decides what the user may do)."""
+    tls = data_dir / "tls"
+    if not (tls / "server-ca.key").exists():
+        raise ServerError(
+            f"read the cluster CA in {tls}", "no server-ca.key (run corral server first)"
+        )
+    pki = pki_paths(tls)
+    try:
+        cert, key = issue_client_cert(pki, user, groups, days)
+    except (OSError, ValueError) as e:
+        raise ServerError(f"issue a certificate for {user}", e) from e
+    if server_url is None:  # the one the server wrote into the admin kubeconfig
+        admin = data_dir / "cred" / "admin.kubeconfig"
+        try:
+            server_url = yaml.safe_load(admin.read_text())["clusters"][0]["cluster"]["server"]
+        except (OSError, yaml.YAMLError, KeyError, IndexError, TypeError) as e:
+            raise ServerError(f"read the server address from {admin}", e) from e
+    return kubeconfig(str(server_url), pki, cert, key, user)
 
 
 def _token(cfg: ServerConfig, pki: Pki) -> str:
