@@ -148,5 +148,37 @@ def server(
         raise Failure("server", e) from e
 
 
+@click.group("secrets-encrypt")
+def secrets_encrypt() -> None:
+    """Secrets encryption at rest (AES-GCM keys in <data-dir>/cred/encryption-config.yaml)."""
+
+
+@secrets_encrypt.command("rotate")
+@click.option(
+    "--data-dir",
+    default=defaults.SERVER_DATA_DIR,
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="the server's data dir",
+)
+@click.option(
+    "--datastore-endpoint",
+    default="",
+    show_default="embedded SQLite",
+    help="the store the server uses (as corral server)",
+)
+def rotate(data_dir: Path, datastore_endpoint: str) -> None:
+    """Encrypt every secret with a new key and drop the old one. Stop the server first (and
+    every server sharing the datastore; copy the new configuration to each)."""
+    from orchestrator.apiserver.server import ServerError, rotate_secrets_key
+
+    try:
+        name, count = rotate_secrets_key(data_dir, datastore_endpoint)
+    except ServerError as e:
+        raise Failure("secrets-encrypt rotate", e) from e
+    click.echo(f"secrets encrypted with new key {name}: {count} secret(s) rewritten")
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(server)
+    cli.add_command(secrets_encrypt)

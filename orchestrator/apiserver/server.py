@@ -26,10 +26,18 @@ from .app import ApiServer
 from .audit import AuditLog
 from .authn import Authenticator, ServiceAccountTokens, TokenFileError, load_token_file
 from .encryption import EncryptedBackend, EncryptionConfigError, load_or_create_config
+from .encryption import rotate as rotate_keys
 from .pki import Pki, ensure_pki, issue_client_cert, pki_paths
 from .security import Limits, Security
 
-__all__ = ["ServerConfig", "ServerError", "kubeconfig", "run_server", "user_kubeconfig"]
+__all__ = [
+    "ServerConfig",
+    "ServerError",
+    "kubeconfig",
+    "rotate_secrets_key",
+    "run_server",
+    "user_kubeconfig",
+]
 
 log = logging.getLogger("corral.server")
 
@@ -258,6 +266,29 @@ def _secured_api(cfg: ServerConfig, store: EncryptedBackend, address: str) -> Ap
         ),
     )
     return api
+
+
+def rotate_secrets_key(data_dir: Path, datastore_endpoint: str = "") -> tuple[str, int]:
+    """``corral secrets-encrypt rotate``: a new key encrypts every secret, the old one is
+    dropped. The server must be stopped (it holds the keys it started with). (new key name,
+    secrets rewritten)."""
+    path = data_dir / "cred" / "encryption-config.yaml"
+    if not path.exists():
+        raise ServerError("rotate the secrets key", f"{path} does not exist")
+    endpoint = datastore_endpoint or f"sqlite://{(data_dir / 'db' / 'state.db').resolve()}"
+
+    async def run() -> tuple[str, int]:
+        store = open_store(endpoint, compact_interval=0)
+        await store.start()
+        try:
+            return await rotate_keys(store, path)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(run())
+    except (StoreError, EncryptionConfigError, OSError) as e:
+        raise ServerError("rotate the secrets key", e) from e
 
 
 def _raise_open_files_limit() -> None:
