@@ -19,9 +19,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+import yaml
 from aiohttp import web
 
-from . import reviewproto
+from . import errors, reviewproto
 from .audit import AuditLog, timestamp
 from .authn import (
     ANONYMOUS,
@@ -41,8 +42,10 @@ from .authz import (
     request_attributes,
 )
 from .errors import ApiError, bad_request, invalid, not_found
+from .escalation import describe, missing_rules
 from .nodeauthz import LEASE_NAMESPACE, NodeAuthorizer, node_name
 from .objcache import ObjectCache
+from .patch import PatchError, json_patch, merge_patch, strategic_merge_patch
 from .policy import AUTOUPDATE, cluster_role_bindings, cluster_roles
 from .resources import Resource, by_path
 from .storage import Storage
@@ -213,6 +216,7 @@ class Security:
                 if not allowed:
                     raise forbidden(attrs, reason)
                 await self._node_restriction(attrs, request)
+                await self._no_escalation(attrs, request, arrived)
                 virtual = self._virtual(attrs)
                 if virtual is not None:
                     resp = await virtual(request, attrs)
@@ -392,6 +396,100 @@ class Security:
                 ),
                 f"node '{node}' cannot create {attrs.resource} of another node",
             )
+
+    # ------------------------------------------------------------------ RBAC escalation
+
+    async def _rbac_object(self, attrs: Attributes, request: web.Request) -> Obj | None:
+        """The object an RBAC write would store: the body of a create or update, the current
+        object with the patch applied for a patch (None when the handler will refuse it)."""
+        raw = await request.read()
+        ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        try:
+            if ctype in ("application/yaml", "application/apply-patch+yaml", "text/yaml"):
+                body = yaml.safe_load(raw)
+            elif ctype in ("", "application/json") or ctype.endswith("+json"):
+                body = msgspec.json.decode(raw) if raw.strip() else None
+            else:
+                raise ApiError(
+                    415,
+                    "UnsupportedMediaType",
+                    f"RBAC objects are written as JSON or YAML ({ctype} is not supported)",
+                )
+        except (msgspec.DecodeError, yaml.YAMLError):
+            return None
+        if attrs.verb != "patch":
+            return body if isinstance(body, dict) else None
+        res = RBAC_KINDS[attrs.resource]
+        current = await self.storage.get(_res(res), attrs.namespace or None, attrs.name)
+        try:
+            if ctype == "application/json-patch+json":
+                out = json_patch(current, body)
+            elif ctype == "application/merge-patch+json":
+                out = merge_patch(current, body)
+            else:
+                out = strategic_merge_patch(current, body)
+        except (PatchError, RecursionError):
+            return None
+        return out if isinstance(out, dict) else None
+
+    async def _no_escalation(self, attrs: Attributes, request: web.Request, arrived: float) -> None:
+        if (
+            attrs.api_group != RBAC
+            or attrs.resource not in RBAC_KINDS
+            or attrs.subresource
+            or attrs.verb not in ("create", "update", "patch")
+            or PRIVILEGED_GROUP in attrs.user.groups
+        ):
+            return
+        obj = await self._rbac_object(attrs, request)
+        if obj is None:
+            return  # the handler refuses the body with its usual error
+        name = str((obj.get("metadata") or {}).get("name") or attrs.name)
+        ns = attrs.namespace
+        if attrs.resource in ("roles", "clusterroles"):
+            escalate = Attributes(
+                attrs.user,
+                "escalate",
+                True,
+                api_group=RBAC,
+                namespace=ns,
+                resource=attrs.resource,
+                name=name,
+            )
+            if (await self._allowed(escalate, arrived))[0]:
+                return
+            rules = [r for r in obj.get("rules") or () if isinstance(r, dict)]
+        else:
+            ref = obj.get("roleRef") if isinstance(obj.get("roleRef"), dict) else {}
+            kind = ref.get("kind")
+            role_res = {"Role": "roles", "ClusterRole": "clusterroles"}.get(str(kind))
+            if role_res is None:
+                return  # the handler refuses it
+            bind = Attributes(
+                attrs.user,
+                "bind",
+                True,
+                api_group=RBAC,
+                namespace=ns,
+                resource=role_res,
+                name=str(ref.get("name") or ""),
+            )
+            if (await self._allowed(bind, arrived))[0]:
+                return
+            try:
+                role = await self.storage.get(
+                    _res(RBAC_KINDS[role_res]),
+                    (ns or None) if role_res == "roles" else None,
+                    str(ref.get("name") or ""),
+                )
+            except ApiError:
+                raise errors_forbidden(
+                    attrs, name, f'{kind} "{ref.get("name")}" not found'
+                ) from None
+            rules = [r for r in role.get("rules") or () if isinstance(r, dict)]
+        missing = missing_rules(self.rbac, attrs.user, ns, rules)
+        if missing:
+            raise errors_forbidden(attrs, name, describe(attrs.user, missing))
 
     # ------------------------------------------------------------------ audit
 
@@ -723,6 +821,10 @@ class Security:
             },
         }
         return _json(out, 201)
+
+
+def errors_forbidden(attrs: Attributes, name: str, message: str) -> ApiError:
+    return errors.forbidden(attrs.resource, name, message, attrs.api_group)
 
 
 def _public(path: str) -> bool:

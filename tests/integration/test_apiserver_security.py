@@ -70,7 +70,7 @@ class Identity:
             data = None
             if body is not None:
                 data = json.dumps(body).encode()
-                hdrs["Content-Type"] = "application/json"
+                hdrs.setdefault("Content-Type", "application/json")
             conn.request(method, path, body=data, headers=hdrs)
             resp = conn.getresponse()
             raw = resp.read()
@@ -618,3 +618,45 @@ def test_audit_log_records_who_did_what(
     assert any(e["responseStatus"]["code"] == 401 and e["user"] == {} for e in events), (
         "refused credentials are audited too"
     )
+
+
+def test_no_escalation_through_rbac_writes(server: Server, users: dict[str, Path]) -> None:
+    boss = Identity(server, users["boss"])  # admin of NS: may write roles and rolebindings
+    rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{NS}"
+
+    def binding(name: str, role: str) -> dict[str, Any]:
+        return {
+            "metadata": {"name": name},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": role,
+            },
+            "subjects": [{"kind": "User", "name": "nobody"}],
+        }
+
+    code, _, body = boss.request("POST", f"{rbac}/rolebindings", binding("grab", "cluster-admin"))
+    assert code == 403
+    assert body["message"].startswith(
+        'rolebindings.rbac.authorization.k8s.io "grab" is forbidden: user "boss" (groups=['
+        '"system:authenticated"]) is attempting to grant RBAC permissions not currently held:'
+    )
+    assert boss.request("POST", f"{rbac}/rolebindings", binding("share", "edit"))[0] == 201
+    role = {
+        "metadata": {"name": "nodes-too"},
+        "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}],
+    }
+    assert boss.request("POST", f"{rbac}/roles", role)[0] == 403
+    role = {
+        "metadata": {"name": "pods-only"},
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}],
+    }
+    assert boss.request("POST", f"{rbac}/roles", role)[0] == 201
+    patch = [{"op": "add", "path": "/rules/0/resources/-", "value": "nodes"}]
+    code, _, body = boss.request(
+        "PATCH",
+        f"{rbac}/roles/pods-only",
+        patch,
+        {"Content-Type": "application/json-patch+json"},
+    )
+    assert code == 403, body
