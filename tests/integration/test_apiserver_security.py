@@ -259,6 +259,8 @@ def test_auth_can_i_list(server: Server, users: dict[str, Path], tmp_path: Path)
     assert "[get list watch]" in rows["pods"]
     assert "secrets" not in rows
     assert "[create]" in rows["selfsubjectaccessreviews.authorization.k8s.io"]
+    out = k.run("api-resources", "--api-group=authorization.k8s.io").stdout
+    assert "selfsubjectaccessreviews" in out and "localsubjectaccessreviews" in out
 
 
 def test_view_cannot_create_edit_cannot_read_elsewhere(
