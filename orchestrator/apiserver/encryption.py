@@ -80,14 +80,14 @@ class Keys:
         rest = value[len(PREFIX) :]
         name, sep, blob = rest.partition(b":")
         if not sep:
-            raise StoreError(f"{key}: encrypted value without a key name")
+            raise StoreError(key, "encrypted value without a key name")
         for known, secret in self.keys:
             if known.encode() == name:
                 try:
                     return AESGCM(secret).decrypt(blob[:NONCE], blob[NONCE:], key.encode())
                 except Exception:
-                    raise StoreError(f"{key}: cannot decrypt with key {known}") from None
-        raise StoreError(f"{key}: encrypted with key {name.decode(errors='replace')}, not known")
+                    raise StoreError(key, f"cannot decrypt with key {known}") from None
+        raise StoreError(key, f"encrypted with key {name.decode(errors='replace')}, not known")
 
 
 def _config(keys: Keys) -> dict[str, Any]:
