@@ -120,7 +120,12 @@ class Security:
         *,
         audit: AuditLog | None = None,
         limits: Limits | None = None,
+        own_auth_prefixes: tuple[str, ...] = (),
     ) -> None:
+        """``own_auth_prefixes``: paths whose handlers authenticate requests themselves (an
+        agent's join, with the join token): they get no 401 or 403 here, only audit and
+        limits, as ``system:anonymous``."""
+        self.own_auth_prefixes = own_auth_prefixes
         self.storage = storage
         self.authenticator = authenticator
         self.audit = audit
@@ -201,6 +206,12 @@ class Security:
         try:
             transport = request.transport
             peercert = transport.get_extra_info("peercert") if transport is not None else None
+            if self.own_auth_prefixes and request.path.startswith(self.own_auth_prefixes):
+                user = ANONYMOUS
+                attrs = request_attributes(user, request.method, request.path, request.query)
+                with self._admit(attrs):
+                    resp = await call()
+                return resp
             user = await self.authenticator.authenticate(
                 peercert, request.headers.get("Authorization")
             )

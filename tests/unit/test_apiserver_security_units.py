@@ -260,3 +260,62 @@ def test_encryption_over_sqlite(tmp_path: Path) -> None:
             await store.close()
 
     asyncio.run(run())
+
+
+def test_static_token_in_process_and_own_auth_paths(tmp_path: Path) -> None:
+    """In process over plain HTTP (no certificates): a static token authenticates, other
+    requests get 401, and a path whose handler authenticates itself is let through."""
+    import aiohttp
+    from aiohttp import web
+
+    from orchestrator.apiserver.app import ApiServer
+    from orchestrator.apiserver.authn import Authenticator
+    from orchestrator.apiserver.security import Security
+
+    async def main() -> None:
+        store = open_store(f"sqlite://{tmp_path}/state.db", compact_interval=0)
+        await store.start()
+        api = ApiServer(store)
+        api.security = Security(
+            api.storage,
+            api.caches,
+            Authenticator(
+                api.storage,
+                ServiceAccountTokens(tmp_path / "sa.key"),
+                {"admintoken": UserInfo("root", groups=("system:masters",))},
+            ),
+            own_auth_prefixes=("/v1-join/",),
+        )
+        await api.start()
+        app = api.app()
+
+        async def join(request: web.Request) -> web.Response:
+            ok = request.headers.get("Authorization") == "Bearer K10join"
+            return web.Response(status=200 if ok else 401, text="joined" if ok else "no")
+
+        app.router.add_post("/v1-join/node", join)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        url = f"http://127.0.0.1:{port}"
+        try:
+            async with aiohttp.ClientSession() as s:
+                async with s.get(f"{url}/api/v1/namespaces") as r:
+                    assert r.status == 401
+                auth = {"Authorization": "Bearer admintoken"}
+                async with s.get(f"{url}/api/v1/namespaces", headers=auth) as r:
+                    assert r.status == 200
+                async with s.post(
+                    f"{url}/v1-join/node", headers={"Authorization": "Bearer K10join"}
+                ) as r:
+                    assert (r.status, await r.text()) == (200, "joined")
+                async with s.post(f"{url}/v1-join/node") as r:
+                    assert r.status == 401 and await r.text() == "no"
+        finally:
+            await api.close()
+            await runner.cleanup()
+            await store.close()
+
+    asyncio.run(main())
