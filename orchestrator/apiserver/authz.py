@@ -273,6 +273,19 @@ class RbacAuthorizer:
             await c.refresh(since)
 
 
+class PrivilegedGroups:
+    """``system:masters`` may do anything, bindings or not (kube-apiserver authorizes it before
+    any mode), so an admin cannot lock the cluster out by deleting the cluster-admin binding."""
+
+    def __init__(self, *groups: str) -> None:
+        self.groups = frozenset(groups)
+
+    async def authorize(self, attrs: Attributes) -> tuple[Decision, str]:
+        if self.groups.intersection(attrs.user.groups):
+            return Decision.ALLOW, ""
+        return Decision.NO_OPINION, ""
+
+
 class UnionAuthorizer:
     """The first authorizer with an opinion decides (kube's ``--authorization-mode=Node,RBAC``);
     reasons of those without one are kept for the Forbidden message."""

@@ -36,6 +36,7 @@ from .authn import (
 from .authz import (
     Attributes,
     Decision,
+    PrivilegedGroups,
     RbacAuthorizer,
     UnionAuthorizer,
     forbidden,
@@ -141,7 +142,7 @@ class Security:
             self._rbac_caches["clusterrolebindings"],
         )
         self.nodes = NodeAuthorizer(self.pods)
-        self.authorizer = UnionAuthorizer(self.nodes, self.rbac)
+        self.authorizer = UnionAuthorizer(PrivilegedGroups(PRIVILEGED_GROUP), self.nodes, self.rbac)
         self._inflight: dict[str, int] = {}  # user -> requests in flight; "": everyone
         self._inflight_mutating: dict[str, int] = {}
         self._watches: dict[str, int] = {}

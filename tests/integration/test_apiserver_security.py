@@ -662,3 +662,24 @@ def test_no_escalation_through_rbac_writes(server: Server, users: dict[str, Path
         {"Content-Type": "application/json-patch+json"},
     )
     assert code == 403, body
+
+
+def test_masters_keep_access_without_the_cluster_admin_binding(tmp_path: Path) -> None:
+    srv = Server(tmp_path / "srv")
+    srv.start()
+    try:
+        crb = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/cluster-admin"
+        code, _ = srv.json("DELETE", crb)
+        assert code == 200
+        code, _ = srv.json("GET", "/api/v1/namespaces")
+        assert code == 200
+    finally:
+        assert srv.stop() == 0
+    srv.start()  # the default binding is made again at start
+    try:
+        code, body = srv.json(
+            "GET", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/cluster-admin"
+        )
+        assert code == 200 and body["subjects"][0]["name"] == "system:masters"
+    finally:
+        assert srv.stop() == 0
