@@ -683,3 +683,42 @@ def test_masters_keep_access_without_the_cluster_admin_binding(tmp_path: Path) -
         assert code == 200 and body["subjects"][0]["name"] == "system:masters"
     finally:
         assert srv.stop() == 0
+
+
+def test_subject_access_and_token_reviews(server: Server, users: dict[str, Path]) -> None:
+    authz = "/apis/authorization.k8s.io/v1"
+
+    def sar(verb: str, resource: str, user: str = "viewer", ns: str = NS) -> dict[str, Any]:
+        return {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {
+                "user": user,
+                "resourceAttributes": {"namespace": ns, "verb": verb, "resource": resource},
+            },
+        }
+
+    code, body = server.json("POST", f"{authz}/subjectaccessreviews", sar("list", "pods"))
+    assert code == 201 and body["status"]["allowed"] is True
+    code, body = server.json("POST", f"{authz}/subjectaccessreviews", sar("delete", "pods"))
+    assert code == 201 and body["status"]["allowed"] is False
+    editor = Identity(server, users["editor"])
+    code, _, body = editor.request("POST", f"{authz}/subjectaccessreviews", sar("list", "pods"))
+    assert code == 403, "asking about others needs create on subjectaccessreviews"
+    boss = Identity(server, users["boss"])  # admin: localsubjectaccessreviews in its namespace
+    local = {**sar("list", "pods"), "kind": "LocalSubjectAccessReview"}
+    code, _, body = boss.request(
+        "POST", f"{authz}/namespaces/{NS}/localsubjectaccessreviews", local
+    )
+    assert code == 201 and body["status"]["allowed"] is True
+    code, _, body = boss.request(
+        "POST", f"{authz}/namespaces/{OTHER}/localsubjectaccessreviews", local
+    )
+    assert code == 403
+    review = {"spec": {"token": TOKEN}}
+    code, body = server.json("POST", "/apis/authentication.k8s.io/v1/tokenreviews", review)
+    assert code == 201 and body["status"]["authenticated"] is True
+    assert body["status"]["user"]["username"] == "tokenuser"
+    review = {"spec": {"token": "wrong"}}
+    code, body = server.json("POST", "/apis/authentication.k8s.io/v1/tokenreviews", review)
+    assert code == 201 and body["status"]["authenticated"] is False
