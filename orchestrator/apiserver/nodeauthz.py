@@ -7,7 +7,7 @@ reach only what that node needs.
 * the pods bound to it: get, delete, status; a list or watch only with the field selector
   ``spec.nodeName=<name>`` (kube-apiserver's AuthorizeWithSelectors), never another node's;
 * the secrets, configmaps and serviceaccounts (and ``serviceaccounts/token``) that those pods
-  reference, read by name;
+  reference, read by name (get, or list/watch with ``fieldSelector=metadata.name=<name>``);
 * events, and reads of services, endpoints and endpointslices (NODE_RULES).
 
 Anything else gets no opinion here, so RBAC decides (and binds nothing to nodes by default).
@@ -117,7 +117,9 @@ class NodeAuthorizer:
         no_relation = f"no relationship found between node '{node}' and this object"
         g, r, sub, v = attrs.api_group, attrs.resource, attrs.subresource, attrs.verb
         if g == "" and r in ("secrets", "configmaps", "serviceaccounts"):
-            reads = not sub and v == "get"
+            # by name: a get, or a list/watch selecting metadata.name (kubelet's watch-based
+            # secret and configmap managers)
+            reads = not sub and v in ("get", "list", "watch")
             token = r == "serviceaccounts" and sub == "token" and v == "create"
             if attrs.name and (reads or token):
                 if self._referenced(node, attrs.namespace, r, attrs.name):

@@ -534,6 +534,10 @@ def test_node_reaches_only_its_own(server: Server) -> None:
     assert code("GET", f"{base}/secrets/db") == 403
     assert code("GET", f"{base}/configmaps/c-n2") == 403
     assert code("GET", f"{base}/secrets") == 403
+    one = "fieldSelector=metadata.name%3Ds-n1"
+    st, _, body = me.request("GET", f"{base}/secrets?{one}")
+    assert st == 200 and [s["metadata"]["name"] for s in body["items"]] == ["s-n1"]
+    assert code("GET", f"{base}/secrets?fieldSelector=metadata.name%3Ds-n2") == 403
     assert code("GET", "/api/v1/pods") == 403
     assert code("GET", "/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-2") == 403
     assert code("DELETE", f"{base}/pods/p-n2") == 403
