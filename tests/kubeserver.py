@@ -186,3 +186,87 @@ class Kubectl:
             text=True,
             env=self.env(),
         )
+
+
+@dataclass
+class Agent:
+    """A real ``corral agent`` joined to ``server`` with its join token: its own data dir,
+    pods in the network namespace ``node_netns`` (a path), pod cgroups below ``cgroup_parent``
+    (relative: below this process's cgroup). Only the process started here is signalled."""
+
+    server: Server
+    root: Path
+    name: str
+    node_netns: str
+    cgroup_parent: str
+    extra: tuple[str, ...] = ()
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.data_dir / "images"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "agent.log"
+
+    def argv(self, token: str | None = None) -> list[str]:
+        tok = token if token is not None else (self.server.data_dir / "token").read_text().strip()
+        return [
+            CORRAL,
+            "agent",
+            "--server",
+            f"https://127.0.0.1:{self.server.port}",
+            "--token",
+            tok,
+            "--data-dir",
+            str(self.data_dir),
+            "--node-name",
+            self.name,
+            "--node-netns",
+            self.node_netns,
+            "--cgroup-parent",
+            self.cgroup_parent,
+            *self.extra,
+        ]
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv(), stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL
+            )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + START_DEADLINE
+        line = b""
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.proc.stdout], [], [], 1.0)
+            if ready:
+                line = self.proc.stdout.readline()
+                if b"ready" in line or not line:
+                    break
+            if self.proc.poll() is not None:
+                break
+        if b"ready" not in line:
+            self.kill()
+            raise RuntimeError(f"corral agent did not start: {self.log.read_text()[-3000:]}")
+
+    def stop(self) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: the pods keep running under their monitors."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

@@ -31,7 +31,8 @@ log = logging.getLogger("corral.apiserver")
 MAX_BODY = 3 * 1024 * 1024  # kube-apiserver's limit for a request body
 MAX_DEPTH = 100  # nesting of a request body (Kubernetes objects stay far below)
 MAX_NODES = 1_000_000  # values in one body (a YAML alias bomb stops here)
-PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
+# /cacerts and /v1-corral/node-credentials (join.py) check the join token themselves.
+PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version", "/cacerts", "/v1-corral")
 JSON = "application/json"
 PATCH_TYPES = {
     "application/merge-patch+json": "merge",

@@ -19,7 +19,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from corral_common import hostsys
 
-__all__ = ["Pki", "ensure_pki"]
+__all__ = ["Pki", "ensure_pki", "issue_client_cert"]
 
 CA_DAYS = 3650
 LEAF_DAYS = 365
@@ -187,3 +187,20 @@ def ensure_pki(tls_dir: Path, bind_address: str) -> Pki:
             None,
         )
     return p
+
+
+def issue_client_cert(pki: Pki, common_name: str, org: str | None = None) -> tuple[bytes, bytes]:
+    """A new client certificate for ``common_name`` (in group ``org``) signed by the cluster CA:
+    (certificate PEM, private key PEM). The key never touches the disk here."""
+    ca_cert, ca_key = _load(pki.ca_cert, pki.ca_key)
+    k = _key()
+    c = (
+        _builder(_name(common_name, org), ca_cert.subject, k.public_key(), LEAF_DAYS)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return c.public_bytes(serialization.Encoding.PEM), _key_pem(k)

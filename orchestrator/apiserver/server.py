@@ -21,6 +21,7 @@ from corral_common import hostsys
 from orchestrator.store import StoreError, open_store
 
 from .app import ApiServer
+from .join import add_join_routes
 from .pki import Pki, ensure_pki
 
 __all__ = ["ServerConfig", "ServerError", "kubeconfig", "run_server"]
@@ -117,7 +118,7 @@ async def _serve(cfg: ServerConfig) -> None:
         data.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(data, 0o700)
         pki = ensure_pki(data / "tls", cfg.bind_address)
-        _token(cfg, pki)
+        token = _token(cfg, pki)
     except (OSError, ValueError) as e:
         raise ServerError(f"prepare {data}", e) from e
     address = _host_port(cfg.bind_address, cfg.https_listen_port)
@@ -143,9 +144,12 @@ async def _serve(cfg: ServerConfig) -> None:
         raise ServerError("open the datastore", e) from e
     api = ApiServer(store, server_address=address)
     runner: web.AppRunner | None = None
+    agent: asyncio.Task[None] | None = None
     try:
         await api.start()
-        runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=2.0)
+        app = api.app()
+        add_join_routes(app, pki, token)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         site = web.TCPSite(
             runner, cfg.bind_address, cfg.https_listen_port, ssl_context=_ssl_context(pki)
@@ -157,12 +161,9 @@ async def _serve(cfg: ServerConfig) -> None:
         log.info("datastore: %s", store.url)
         log.info("admin kubeconfig written to %s", targets[-1])
         log.info("join token in %s", data / "token")
-        if not cfg.disable_agent:
-            log.warning(
-                "the agent (kubelet, proxy) is not built yet: this server runs no node"
-                " (--disable-agent silences this)"
-            )
         stop = asyncio.Event()
+        if not cfg.disable_agent:  # this host is a node too, as k3s server's own agent
+            agent = asyncio.create_task(_agent(url, token, data / "agent", stop), name="agent")
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
@@ -170,11 +171,23 @@ async def _serve(cfg: ServerConfig) -> None:
         await stop.wait()
         log.info("stopping")
     finally:
+        if agent is not None:
+            await asyncio.gather(agent, return_exceptions=True)
         await api.close()
         if runner is not None:
             await runner.cleanup()
         await store.close()
     log.info("stopped")
+
+
+async def _agent(url: str, token: str, data_dir: Path, stop: asyncio.Event) -> None:
+    """The server's own agent (orchestrator.kubelet); its failure leaves the API serving."""
+    from orchestrator.kubelet import AgentConfig, run_agent
+
+    try:
+        await run_agent(AgentConfig(url, token, data_dir, control_plane=True), stop)
+    except Exception as e:  # noqa: BLE001 - reported, the API keeps serving
+        log.error("the agent failed, this server runs no node: %s", e)
 
 
 def run_server(cfg: ServerConfig) -> None:

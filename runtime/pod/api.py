@@ -24,7 +24,7 @@ from runtime.pod import gc as _gc
 from runtime.pod import launch, lifecycle, streams
 from runtime.pod import status as _status
 from runtime.pod.gc import GcResult, live_pod_uids
-from runtime.pod.manifest import Pod
+from runtime.pod.manifest import ManifestError, Pod, from_kube, parse_pod
 from runtime.pod.prepare import PodOptions
 from runtime.pod.status import ContainerStatus, PodStatus
 from runtime.pod.store import PodDir, PodError, PodStore
@@ -33,16 +33,23 @@ from runtime.pod.streams import Stdio
 __all__ = [
     "ContainerStatus",
     "GcResult",
+    "ImageNotPresent",
+    "ManifestError",
     "NodePods",
     "PodError",
+    "Pod",
     "PodOptions",
     "PodRuntime",
     "PodStatus",
     "create",
     "exec_in",
     "follow_logs",
+    "from_kube",
     "gc",
+    "image_id",
+    "import_images",
     "list_pods",
+    "parse_pod",
     "live_pod_uids",
     "logs",
     "remove",
@@ -122,6 +129,14 @@ class PodRuntime(Protocol):
         leaked pod cgroups."""
         ...
 
+    def image_id(self, ref: str) -> str | None:
+        """The id of the image ``ref`` names in the node's store, None when it is not there."""
+        ...
+
+    def import_images(self, path: str) -> list[str]:
+        """Import every image of an archive (or OCI layout) into the node's store; their ids."""
+        ...
+
 
 class NodePods:
     """``PodRuntime`` on this node: pods under ``opts.root``, run by ``corral-monitor``."""
@@ -179,6 +194,12 @@ class NodePods:
 
     def gc(self, keep_exited: bool = False) -> GcResult:
         return gc(self.opts, keep_exited)
+
+    def image_id(self, ref: str) -> str | None:
+        return image_id(ref, self.opts)
+
+    def import_images(self, path: str) -> list[str]:
+        return import_images(path, self.opts)
 
 
 # ============================================================================= per call
@@ -271,3 +292,30 @@ def gc(opts: PodOptions, keep_exited: bool = False) -> GcResult:
     """Tear down pods whose monitor is gone (to exited/), remove abandoned prepares, garbage
     and (unless ``keep_exited``) exited pods, then leaked pod cgroups (``runtime.pod.gc``)."""
     return _gc.gc(opts, keep_exited)
+
+
+class ImageNotPresent(PodError):
+    """The image a container names is not in the node's store (``image_id`` said so)."""
+
+
+def image_id(ref: str, opts: PodOptions) -> str | None:
+    """The id of the image ``ref`` (a name, ``name:tag``, id or id prefix) in the node's store,
+    or None when the store has no such image. An invalid reference raises ``ImageNotPresent``
+    naming it. (Registry pulls by ``imagePullPolicy`` belong here too, once runtime.pod pulls.)"""
+    from images.errors import ImageError
+    from images.errors import NotFound as ImageNotFound
+    from images.store import Store
+
+    try:
+        return Store(opts.image_root).get(ref).id
+    except ImageNotFound:
+        return None
+    except ImageError as e:
+        raise ImageNotPresent("", f"image {ref}: {e}") from e
+
+
+def import_images(path: str, opts: PodOptions) -> list[str]:
+    """Import every image of the archive (or OCI layout) ``path`` into the node's store."""
+    from images.store import Store
+
+    return [img.id for img in Store(opts.image_root).import_path(path)]

@@ -1,0 +1,416 @@
+"""The kubelet: a real ``corral server`` and ``corral agent``s joined with the join token, the
+agent's pods in a network namespace the test made (``--node-netns``), images from the agent's
+images directory, kubectl (1.32 and 1.20) as the user. No scheduler: manifests set
+spec.nodeName.
+
+The module's finalizer stops the agent, removes every pod it left in the runtime, collects,
+and checks that nothing is left: no mount below the tmp directory, no pod cgroup, no monitor
+or container process, no IPAM lease; then the namespace and the server go."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.kubelet.agent import AgentConfig, pod_options
+from runtime.pod import api
+from runtime.pod.prepare import mounts_under
+from testkit.imagebuild import config_for, docker_files, tar_tree, write_tar
+from testkit.netns import NodeNs, node_netns
+from tests.conftest import leftover_cgroups
+from tests.kubeserver import KUBECTL_120, KUBECTL_CURRENT, Agent, Kubectl, Server
+
+pytestmark = pytest.mark.root
+
+IMAGE = "corral-test:latest"
+NODE = "node-a"
+WAIT = 120.0  # seconds: a generous bound for a condition, never an assertion on speed
+ADOPT_PODS = int(os.environ.get("CORRAL_TEST_ADOPT_PODS", "20"))
+
+
+def until(what: str, cond: Callable[[], Any], timeout: float = WAIT) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        last = cond()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class Cluster:
+    def __init__(self, server: Server, agent: Agent, netns: NodeNs, home: Path) -> None:
+        self.server = server
+        self.agent = agent
+        self.netns = netns
+        self.home = home
+        self.pids: set[int] = set()
+
+    def kubectl(self, version: str = "1.32") -> Kubectl:
+        binary = KUBECTL_CURRENT if version == "1.32" else KUBECTL_120
+        if not os.access(binary, os.X_OK):
+            pytest.skip(f"kubectl {version} not found at {binary} (scripts/setup.sh)")
+        home = self.home / version
+        home.mkdir(exist_ok=True)
+        return Kubectl(binary, home, self.server.kubeconfig, version)
+
+    @property
+    def opts(self) -> api.PodOptions:
+        cfg = AgentConfig(
+            server="",
+            token="",
+            data_dir=self.agent.data_dir,
+            node_netns=self.agent.node_netns,
+            cgroup_parent=self.agent.cgroup_parent,
+        )
+        return pod_options(cfg, self.agent.data_dir / "network.json")
+
+    def runtime_pods(self) -> list[api.PodStatus]:
+        out = api.list_pods(self.opts)
+        for st in out:
+            self.pids.update(p for p in [st.monitor_pid] + [c.pid for c in st.all_containers] if p)
+        return out
+
+    def pod(self, name: str, ns: str = "default") -> dict[str, Any]:
+        code, body = self.server.json("GET", f"/api/v1/namespaces/{ns}/pods/{name}")
+        return body if code == 200 else {}
+
+    def wait_running(self, name: str, ns: str = "default") -> dict[str, Any]:
+        def ready() -> dict[str, Any] | None:
+            p = self.pod(name, ns)
+            st = p.get("status") or {}
+            cs = st.get("containerStatuses") or []
+            if st.get("phase") == "Running" and cs and all(c.get("ready") for c in cs):
+                return p
+            return None
+
+        try:
+            return until(f"pod {ns}/{name} to be Running and ready", ready)
+        except AssertionError:
+            raise AssertionError(
+                f"pod {ns}/{name}: {json.dumps(self.pod(name, ns).get('status'))}\n"
+                f"agent log: {self.agent.log.read_text()[-3000:]}"
+            ) from None
+
+    def delete_all_pods(self) -> None:
+        k = self.kubectl()
+        k.run("delete", "pods", "--all", "--all-namespaces", "--wait=false", check=False)
+        until(
+            "every pod to be gone", lambda: not self.server.json("GET", "/api/v1/pods")[1]["items"]
+        )
+
+
+def manifest(name: str, script: str = "", **spec: Any) -> dict[str, Any]:
+    # A shell that stops at once on SIGTERM (pid 1 ignores it otherwise).
+    script = script or "trap 'exit 0' TERM; while true; do sleep 0.2; done"
+    containers = spec.pop("containers", None) or [
+        {"name": "app", "image": IMAGE, "command": ["sh", "-c", script]}
+    ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {"nodeName": NODE, "containers": containers, **spec},
+    }
+
+
+@pytest.fixture(scope="module")
+def cluster(rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    from runtime.pod.monitor import monitor_path
+
+    try:
+        monitor_path()
+    except FileNotFoundError as e:
+        pytest.skip(f"the pod monitor is not built yet: {e}")
+    tmp = tmp_path_factory.mktemp("kubelet")
+    tag = f"ckl{uuid.uuid4().hex[:6]}"
+    server = Server(tmp / "server")
+    server.start()
+    netns = node_netns()
+    agent = Agent(server, tmp / "agent", NODE, netns.path, tag)
+    layer = tar_tree(rootfs)
+    files, _ = docker_files([layer], config_for([layer], Cmd=["sh"]), repo_tags=[IMAGE])
+    agent.images_dir.mkdir(parents=True)
+    write_tar(agent.images_dir / "corral-test.tar", files)
+    c = Cluster(server, agent, netns, tmp / "home")
+    c.home.mkdir()
+    try:
+        agent.start()
+        yield c
+    finally:
+        problems: dict[str, Any] = {}
+        try:
+            agent.kill()
+            for st in c.runtime_pods():
+                api.remove(st.uid, c.opts, force=True)
+            gc = api.gc(c.opts)
+            problems["gc errors"] = gc.errors
+            problems["mounts"] = mounts_under(tmp)
+            problems["cgroups"] = [
+                os.path.join(d, x)
+                for top in leftover_cgroups(tag)
+                for d, dirs, _ in os.walk(top)
+                for x in dirs
+            ]
+            problems["processes"] = sorted(p for p in c.pids if alive(p))
+            from runtime.network import NodeNetwork, load_config
+
+            net = NodeNetwork(load_config(agent.data_dir / "network.json"), netns.path)
+            problems["addresses"] = net.ipam.allocations()
+        finally:
+            for mp in mounts_under(tmp):
+                subprocess.run(["umount", "-l", mp], check=False)
+            for path in sorted(leftover_cgroups(tag), key=len, reverse=True):
+                try:
+                    os.rmdir(path)
+                except OSError:
+                    pass
+            netns.close()
+            server.stop()
+        left = {k: v for k, v in problems.items() if v}
+        assert not left, f"left behind: {left}"
+
+
+# ============================================================================= joining
+
+
+def test_a_wrong_token_gets_a_clear_error_and_no_node(cluster: Cluster, tmp_path: Path) -> None:
+    good = (cluster.server.data_dir / "token").read_text().strip()
+    wrong_secret = good.rsplit("::server:", 1)[0] + "::server:not-the-secret"
+    wrong_ca = "K10" + "0" * 64 + "::server:" + good.rsplit("::server:", 1)[1]
+    for token, says in (
+        (wrong_secret, "the join token was refused"),
+        (wrong_ca, "does not match the join token"),
+    ):
+        intruder = Agent(cluster.server, tmp_path / "x", "intruder", cluster.netns.path, "x")
+        argv = intruder.argv(token)
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert p.returncode == 1, p
+        assert says in p.stderr, p.stderr
+        assert not (intruder.data_dir / "cred" / "client-kubelet.key").exists()
+    code, _ = cluster.server.json("GET", "/api/v1/nodes/intruder")
+    assert code == 404
+
+
+def test_the_agent_credentials_are_a_node_certificate(cluster: Cluster) -> None:
+    from cryptography import x509
+
+    cred = cluster.agent.data_dir / "cred"
+    for f in ("client-kubelet.key", "client-kubelet.crt", "server-ca.crt"):
+        assert (cred / f).stat().st_mode & 0o777 == 0o600, f
+    cert = x509.load_pem_x509_certificate((cred / "client-kubelet.crt").read_bytes())
+    assert cert.subject.rfc4514_string() == f"CN=system:node:{NODE},O=system:nodes"
+
+
+# ============================================================================= the node
+
+
+@pytest.mark.parametrize("version", ["1.32", "1.20"])
+def test_node_registered_ready_with_lease(cluster: Cluster, version: str) -> None:
+    k = cluster.kubectl(version)
+    out = k.run("get", "nodes", "-o", "wide").stdout.splitlines()
+    assert out[0].split()[:7] == [
+        "NAME", "STATUS", "ROLES", "AGE", "VERSION", "INTERNAL-IP", "EXTERNAL-IP",
+    ]  # fmt: skip
+    row = next(line.split() for line in out[1:] if line.split()[0] == NODE)
+    assert row[1] == "Ready" and row[5] == "127.0.0.1", out
+    assert row[-1].startswith("corral://"), out
+    node = json.loads(k.run("get", "node", NODE, "-o", "json").stdout)
+    st = node["status"]
+    assert set(st["capacity"]) >= {"cpu", "memory", "pods", "ephemeral-storage"}
+    assert st["capacity"]["pods"] == "110"
+    assert int(st["capacity"]["cpu"]) >= 1
+    conds = {c["type"]: c for c in st["conditions"]}
+    assert conds["Ready"]["status"] == "True"
+    for typ in ("MemoryPressure", "DiskPressure", "PIDPressure"):
+        assert conds[typ]["status"] == "False" and conds[typ]["lastHeartbeatTime"]
+    assert {a["type"] for a in st["addresses"]} == {"InternalIP", "Hostname"}
+    info = st["nodeInfo"]
+    assert info["kernelVersion"] == os.uname().release
+    assert info["operatingSystem"] == "linux" and info["architecture"]
+    labels = node["metadata"]["labels"]
+    assert labels["kubernetes.io/hostname"] == NODE and labels["kubernetes.io/os"] == "linux"
+    lease = json.loads(k.run("get", "lease", "-n", "kube-node-lease", NODE, "-o", "json").stdout)
+    assert lease["spec"]["holderIdentity"] == NODE
+    first = lease["spec"]["renewTime"]
+
+    def renewed() -> bool:
+        _, body = cluster.server.json(
+            "GET", f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{NODE}"
+        )
+        return body["spec"]["renewTime"] != first
+
+    until("the node lease to be renewed", renewed, timeout=40)
+
+
+# ============================================================================= pods
+
+
+@pytest.mark.parametrize("version", ["1.32", "1.20"])
+def test_apply_runs_the_pod_and_reports_its_status(cluster: Cluster, version: str) -> None:
+    k = cluster.kubectl(version)
+    name = f"web-{version.replace('.', '')}"
+    m = manifest(name)
+    m["spec"]["containers"][0]["resources"] = {
+        "requests": {"cpu": "10m", "memory": "16Mi"},
+        "limits": {"cpu": "10m", "memory": "16Mi"},
+    }
+    k.run("apply", "-f", "-", input=json.dumps(m))
+    pod = cluster.wait_running(name)
+    st = pod["status"]
+    assert st["hostIP"] == "127.0.0.1" and st["hostIPs"] == [{"ip": "127.0.0.1"}]
+    assert st["podIP"].startswith("10.42.0.") and st["podIPs"] == [{"ip": st["podIP"]}]
+    assert st["qosClass"] == "Guaranteed"
+    assert st["startTime"]
+    conds = {c["type"]: c for c in st["conditions"]}
+    for typ in ("PodScheduled", "Initialized", "ContainersReady", "Ready"):
+        assert conds[typ]["status"] == "True" and conds[typ]["lastTransitionTime"], typ
+    (cs,) = st["containerStatuses"]
+    assert cs["name"] == "app" and cs["ready"] and cs["started"] and cs["restartCount"] == 0
+    assert "running" in cs["state"] and cs["state"]["running"]["startedAt"]
+    assert cs["image"] == IMAGE and cs["imageID"].startswith("sha256:")
+    (rt,) = [p for p in cluster.runtime_pods() if p.name == name]
+    assert rt.uid == pod["metadata"]["uid"]
+    assert cs["containerID"] == f"corral://{rt.uid}/app/0"
+    assert alive(rt.containers[0].pid)
+    out = k.run("get", "pod", name, "-o", "wide").stdout
+    assert "Running" in out and "1/1" in out and NODE in out and st["podIP"] in out
+
+    def described() -> str | None:
+        text = k.run("describe", "pod", name).stdout
+        return text if all(r in text for r in ("Pulled", "Created", "Started")) else None
+
+    until("Pulled, Created and Started events", described)
+    k.run("delete", "pod", name)  # waits for the kubelet to delete it for good
+    assert cluster.pod(name) == {}
+    assert not [p for p in cluster.runtime_pods() if p.name == name]
+
+
+def test_graceful_deletion_stops_the_pod_and_removes_it(cluster: Cluster) -> None:
+    k = cluster.kubectl()
+    script = "trap 'echo bye > /dev/termination; exit 0' TERM; while true; do sleep 0.2; done"
+    k.run("apply", "-f", "-", input=json.dumps(manifest("graceful", script)))
+    pod = cluster.wait_running("graceful")
+    (rt,) = [p for p in cluster.runtime_pods() if p.name == "graceful"]
+    pid = rt.containers[0].pid
+    assert alive(pid)
+    k.run("delete", "pod", "graceful", "--wait=false")
+    meta = cluster.pod("graceful").get("metadata") or {}
+    assert meta.get("deletionTimestamp"), "a pod bound to a node waits for its kubelet"
+    until("the pod to be deleted for good", lambda: cluster.pod("graceful") == {})
+    assert not alive(pid)
+    assert not [p for p in cluster.runtime_pods() if p.name == "graceful"]
+    selector = f"involvedObject.uid={pod['metadata']['uid']}"
+
+    def reasons() -> set[str]:
+        out = k.run("get", "events", "--field-selector", selector, "-o", "json").stdout
+        return {e["reason"] for e in json.loads(out)["items"]}
+
+    until("a Killing event", lambda: "Killing" in reasons())
+
+
+def test_a_missing_image_gives_err_image_pull_then_back_off(cluster: Cluster) -> None:
+    k = cluster.kubectl()
+    m = manifest("noimage", containers=[{"name": "app", "image": "no-such-image:1.0"}])
+    k.run("apply", "-f", "-", input=json.dumps(m))
+    reasons: set[str] = set()
+
+    def seen_both() -> bool:
+        cs = (cluster.pod("noimage").get("status") or {}).get("containerStatuses") or []
+        if cs:
+            reasons.add(cs[0]["state"].get("waiting", {}).get("reason", ""))
+        return {"ErrImagePull", "ImagePullBackOff"} <= reasons
+
+    until("ErrImagePull, then ImagePullBackOff", seen_both)
+    assert cluster.pod("noimage")["status"]["phase"] == "Pending"
+    assert not [p for p in cluster.runtime_pods() if p.name == "noimage"]
+    text = k.run("describe", "pod", "noimage").stdout
+    assert 'Failed to pull image "no-such-image:1.0"' in text and "BackOff" in text
+    k.run("delete", "pod", "noimage")
+
+
+def test_a_configmap_volume_is_mounted(cluster: Cluster) -> None:
+    k = cluster.kubectl()
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "settings"},
+        "data": {"greeting": "hello"},
+    }
+    k.run("apply", "-f", "-", input=json.dumps(configmap))
+    m = manifest(
+        "withconfig",
+        volumes=[{"name": "cfg", "configMap": {"name": "settings"}}],
+    )
+    m["spec"]["containers"][0]["volumeMounts"] = [{"name": "cfg", "mountPath": "/etc/cfg"}]
+    k.run("apply", "-f", "-", input=json.dumps(m))
+    cluster.wait_running("withconfig")
+    (rt,) = [p for p in cluster.runtime_pods() if p.name == "withconfig"]
+    out = api.exec_in(rt.uid, cluster.opts, ["cat", "/etc/cfg/greeting"], stdout=subprocess.PIPE)
+    assert out.stdout == b"hello"
+    k.run("delete", "pod", "withconfig")
+    k.run("delete", "configmap", "settings")
+
+
+# ============================================================================= adoption
+
+
+def test_pods_survive_kill_9_of_the_agent_and_are_adopted(cluster: Cluster) -> None:
+    k = cluster.kubectl()
+    docs = [manifest(f"keep-{i}") for i in range(ADOPT_PODS)]
+    k.run("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                "items": docs}))  # fmt: skip
+    for d in docs:
+        cluster.wait_running(d["metadata"]["name"])
+
+    def snapshot() -> dict[str, tuple[str, int, int | None, str | None]]:
+        out = {}
+        for p in cluster.runtime_pods():
+            c = p.containers[0]
+            out[p.name] = (p.uid, c.restart_count, c.pid, c.started_at)
+        return out
+
+    before = snapshot()
+    api_before = {d["metadata"]["name"]: cluster.pod(d["metadata"]["name"]) for d in docs}
+    assert len(before) == ADOPT_PODS
+    cluster.agent.kill()
+    assert all(alive(v[2]) for v in before.values()), "pods died with their agent"
+    cluster.agent.start()
+    # A resync of every pod: the agent reported them again (a change in the API would show),
+    # and nothing in the runtime was made or started again.
+    time.sleep(3)
+    after = snapshot()
+    assert after == before
+    for name, old in api_before.items():
+        new = cluster.pod(name)
+        assert new["metadata"]["uid"] == old["metadata"]["uid"]
+        (cs_old,), (cs_new,) = (
+            old["status"]["containerStatuses"],
+            new["status"]["containerStatuses"],
+        )
+        assert cs_new["containerID"] == cs_old["containerID"]
+        assert cs_new["restartCount"] == cs_old["restartCount"] == 0
+        assert new["status"]["phase"] == "Running"
+    # The adopted pods are the agent's: it still stops them.
+    cluster.delete_all_pods()
+    assert not cluster.runtime_pods()
+    assert not any(alive(v[2]) for v in before.values())
