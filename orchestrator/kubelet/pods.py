@@ -29,12 +29,12 @@ from orchestrator.client import (
     WorkQueue,
     meta_key,
 )
-from orchestrator.client.rest import PODS
+from orchestrator.client.rest import CONFIGMAPS, PODS, SECRETS
 from runtime.pod import api
 
 from .events import EventRecorder
 from .podstatus import api_status, waiting_status
-from .volumes import VolumeError, drop_sources, write_sources
+from .volumes import VolumeError, drop_sources, referenced, source_digest, write_sources
 
 __all__ = ["PodManager"]
 
@@ -68,6 +68,11 @@ _SCHEDULING = (
     "automountServiceAccountToken",
 )
 _META = ("name", "namespace", "uid", "labels", "annotations")
+
+
+def _sources_of(pod: Obj) -> list[str]:
+    ns = pod["metadata"].get("namespace") or "default"
+    return [f"{kind}/{ns}/{name}" for _, kind, name in referenced(pod)]
 
 
 def _same_but_status(a: Obj, b: Obj) -> bool:
@@ -115,6 +120,11 @@ class PodManager:
         self.sources = data_dir / "volume-sources"
         self.informer = Informer(client, PODS, field_selector=f"spec.nodeName={node_name}")
         self.informer.add_index("uid", lambda o: [o["metadata"].get("uid", "")])
+        self.informer.add_index("source", _sources_of)
+        # the configMaps and secrets the pods mount (the kubelet's watch-based manager)
+        self.configmaps = Informer(client, CONFIGMAPS)
+        self.secrets = Informer(client, SECRETS)
+        self._digests: dict[str, dict[str, str]] = {}  # uid -> volume -> source digest
         self.queue = WorkQueue("pods", base_delay=0.5, max_delay=60.0)
         self._pool = concurrent.futures.ThreadPoolExecutor(WORKERS, "kubelet-pod")
         self._runtime: dict[str, list[api.PodStatus]] = {}  # key -> runtime pods of that name
@@ -133,9 +143,14 @@ class PodManager:
     async def start(self) -> None:
         """Finish what an earlier agent left half done, then watch, relist and work."""
         await self._call(self.runtime.gc, True)
+        for kind, inf in (("configmap", self.configmaps), ("secret", self.secrets)):
+            inf.add_handler(self._source_handler(kind))
+            inf.start()
         self.informer.add_handler(self._on_event)
         self.informer.start()
         await self.informer.wait_synced()
+        await self.configmaps.wait_synced()
+        await self.secrets.wait_synced()
         await self._relist()
         self._tasks.append(asyncio.create_task(self._relist_loop(), name="kubelet-pleg"))
         for i in range(WORKERS):
@@ -153,6 +168,20 @@ class PodManager:
             return
         self.queue.add(meta_key(new or old or {}))
 
+    def _source_handler(self, kind: str) -> Callable[[str, Obj | None, Obj | None], None]:
+        def handle(event: str, old: Obj | None, new: Obj | None) -> None:
+            if event == "ADDED" and not self.informer.has_synced:
+                return
+            key = f"{kind}/{meta_key(new or old or {})}"
+            for pod in self.informer.by_index("source", key):
+                self.queue.add(meta_key(pod))
+
+        return handle
+
+    def _lookup(self, kind: str, ns: str, name: str) -> Obj | None:
+        inf = self.configmaps if kind == "configmap" else self.secrets
+        return inf.get(f"{ns}/{name}")
+
     async def stop(self) -> None:
         self.queue.shutdown()
         for t in self._tasks:
@@ -161,6 +190,8 @@ class PodManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         await self.informer.stop()
+        await self.configmaps.stop()
+        await self.secrets.stop()
         await self.events.flush()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
@@ -285,9 +316,29 @@ class PodManager:
                 return 1.0
         self._pull_failures.pop(key, None)
         self._backoff_until.pop(key, None)
+        if st.location == "run" and referenced(pod):
+            await self._refresh_volumes(pod, st.uid)
         self._container_events(pod, st)
         await self._write_status(key, pod, api_status(pod, st, self.host_ip()))
         return None
+
+    async def _refresh_volumes(self, pod: Obj, uid: str) -> None:
+        """Bring the pod's configMap and secret volumes to what the API holds now."""
+        ns = pod["metadata"].get("namespace") or "default"
+        had = self._digests.get(uid, {})
+        now = {v: source_digest(k, self._lookup(k, ns, n)) for v, k, n in referenced(pod)}
+        changed = [v for v, d in now.items() if had.get(v) != d]
+        if not changed:
+            return
+        try:
+            _, digests = await self._call(write_sources, self._lookup, pod, self.sources / uid)
+            for volume in changed:
+                if await self._call(self.runtime.refresh_volume, uid, volume):
+                    log.info("pod %s: volume %s updated", meta_key(pod), volume)
+        except (VolumeError, api.PodError) as e:
+            log.info("pod %s: volumes not updated: %s", meta_key(pod), e)
+            return
+        self._digests[uid] = digests
 
     async def _runtime_status(self, uid: str | None) -> api.PodStatus | None:
         if not uid:
@@ -324,7 +375,10 @@ class PodManager:
                 f'Container image "{image}" already present on machine',
                 c.get("name"),
             )
-        annotations = await write_sources(self.client, pod, self.sources / meta["uid"])
+        annotations, digests = await self._call(
+            write_sources, self._lookup, pod, self.sources / meta["uid"]
+        )
+        self._digests[meta["uid"]] = digests
         manifest = node_manifest(pod, annotations)
         rpod = api.parse_pod(manifest)
         try:
@@ -416,6 +470,7 @@ class PodManager:
             log.info("remove %s: %s", uid, e)
         await self._call(drop_sources, self.sources / uid)
         self._seen.pop(uid, None)
+        self._digests.pop(uid, None)
         for k in [k for k in self._container_runs if k[0] == uid]:
             del self._container_runs[k]
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from runtime.pod import gc as _gc
-from runtime.pod import launch, lifecycle, streams
+from runtime.pod import launch, lifecycle, projection, streams
 from runtime.pod import status as _status
 from runtime.pod.gc import GcResult, live_pod_uids
 from runtime.pod.manifest import ManifestError, Pod, from_kube, parse_pod
@@ -50,6 +50,7 @@ __all__ = [
     "import_images",
     "list_pods",
     "parse_pod",
+    "refresh_volume",
     "live_pod_uids",
     "logs",
     "remove",
@@ -129,6 +130,11 @@ class PodRuntime(Protocol):
         leaked pod cgroups."""
         ...
 
+    def refresh_volume(self, ref: str, volume: str) -> bool:
+        """Project a configMap or secret volume again from its source (an atomic swap of the
+        files the containers see); False when nothing changed."""
+        ...
+
     def image_id(self, ref: str) -> str | None:
         """The id of the image ``ref`` names in the node's store, None when it is not there."""
         ...
@@ -194,6 +200,9 @@ class NodePods:
 
     def gc(self, keep_exited: bool = False) -> GcResult:
         return gc(self.opts, keep_exited)
+
+    def refresh_volume(self, ref: str, volume: str) -> bool:
+        return refresh_volume(ref, self.opts, volume)
 
     def image_id(self, ref: str) -> str | None:
         return image_id(ref, self.opts)
@@ -292,6 +301,12 @@ def gc(opts: PodOptions, keep_exited: bool = False) -> GcResult:
     """Tear down pods whose monitor is gone (to exited/), remove abandoned prepares, garbage
     and (unless ``keep_exited``) exited pods, then leaked pod cgroups (``runtime.pod.gc``)."""
     return _gc.gc(opts, keep_exited)
+
+
+def refresh_volume(ref: str, opts: PodOptions, volume: str) -> bool:
+    """Project a configMap or secret volume of the pod again from its source, swapped in
+    atomically (``runtime.pod.projection``); False when nothing changed."""
+    return projection.refresh(_find(ref, opts), volume)
 
 
 class ImageNotPresent(PodError):

@@ -9,6 +9,7 @@ or container process, no IPAM lease; then the namespace and the server go."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -159,6 +160,11 @@ def cluster(rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     finally:
         problems: dict[str, Any] = {}
         try:
+            if agent.proc is not None and agent.proc.poll() is None:
+                try:  # the agent's own way out: stop, remove, delete for good
+                    c.delete_all_pods()
+                except AssertionError as e:
+                    problems["pods the agent did not delete"] = str(e)
             agent.kill()
             for st in c.runtime_pods():
                 api.remove(st.uid, c.opts, force=True)
@@ -348,27 +354,62 @@ def test_a_missing_image_gives_err_image_pull_then_back_off(cluster: Cluster) ->
     k.run("delete", "pod", "noimage")
 
 
-def test_a_configmap_volume_is_mounted(cluster: Cluster) -> None:
+def test_configmap_and_secret_volumes_and_a_configmap_update(cluster: Cluster) -> None:
     k = cluster.kubectl()
-    configmap = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": "settings"},
-        "data": {"greeting": "hello"},
-    }
-    k.run("apply", "-f", "-", input=json.dumps(configmap))
+    objects = [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "settings"},
+            "data": {"greeting": "hello"},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "creds"},
+            "data": {"password": base64.b64encode(b"s3cret").decode()},
+        },
+    ]
+    k.run("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                "items": objects}))  # fmt: skip
     m = manifest(
         "withconfig",
-        volumes=[{"name": "cfg", "configMap": {"name": "settings"}}],
+        volumes=[
+            {"name": "cfg", "configMap": {"name": "settings"}},
+            {"name": "sec", "secret": {"secretName": "creds"}},
+        ],
     )
-    m["spec"]["containers"][0]["volumeMounts"] = [{"name": "cfg", "mountPath": "/etc/cfg"}]
+    m["spec"]["containers"][0]["volumeMounts"] = [
+        {"name": "cfg", "mountPath": "/etc/cfg"},
+        {"name": "sec", "mountPath": "/etc/sec"},
+    ]
     k.run("apply", "-f", "-", input=json.dumps(m))
-    cluster.wait_running("withconfig")
-    (rt,) = [p for p in cluster.runtime_pods() if p.name == "withconfig"]
-    out = api.exec_in(rt.uid, cluster.opts, ["cat", "/etc/cfg/greeting"], stdout=subprocess.PIPE)
-    assert out.stdout == b"hello"
+    pod = cluster.wait_running("withconfig")
+    uid = pod["metadata"]["uid"]
+
+    def cat(path: str) -> bytes:
+        cmd = ["cat", path]
+        return api.exec_in(uid, cluster.opts, cmd, stdout=subprocess.PIPE).stdout
+
+    assert cat("/etc/cfg/greeting") == b"hello"
+    assert cat("/etc/sec/password") == b"s3cret"
+    link = api.exec_in(uid, cluster.opts, ["readlink", "/etc/cfg/greeting"], stdout=subprocess.PIPE)
+    assert link.stdout.strip() == b"..data/greeting"
+    # the agent's copy of the secret is on a tmpfs, never on its disk
+    sources = cluster.agent.data_dir / "volume-sources" / uid / "secret"
+    assert os.path.ismount(sources)
+    assert (
+        "tmpfs"
+        in subprocess.run(
+            ["stat", "-f", "-c", "%T", str(sources)], capture_output=True, text=True
+        ).stdout
+    )
+    k.run("apply", "-f", "-", input=json.dumps({**objects[0], "data": {"greeting": "bye"}}))
+    until("the configMap update in the mounted file", lambda: cat("/etc/cfg/greeting") == b"bye")
     k.run("delete", "pod", "withconfig")
+    assert not os.path.exists(sources.parent), "the pod's sources outlived it"
     k.run("delete", "configmap", "settings")
+    k.run("delete", "secret", "creds")
 
 
 # ============================================================================= adoption
