@@ -354,6 +354,26 @@ def test_a_missing_image_gives_err_image_pull_then_back_off(cluster: Cluster) ->
     k.run("delete", "pod", "noimage")
 
 
+def test_an_image_dropped_in_the_images_dir_is_imported_and_used(
+    cluster: Cluster, rootfs: Path
+) -> None:
+    k = cluster.kubectl()
+    image = f"late-{uuid.uuid4().hex[:6]}:1.0"
+    m = manifest("late", containers=[{"name": "app", "image": image,
+                                      "command": ["sh", "-c", "sleep 3600"]}])  # fmt: skip
+    k.run("apply", "-f", "-", input=json.dumps(m))
+    until("ErrImagePull", lambda: "ErrImagePull" in json.dumps(cluster.pod("late")))
+    layer = tar_tree(rootfs)
+    files, _ = docker_files([layer], config_for([layer], Cmd=["sh"]), repo_tags=[image])
+    tmp = cluster.agent.root / "late.tar.part"
+    write_tar(tmp, files)
+    os.rename(tmp, cluster.agent.images_dir / "late.tar")  # appears whole
+    pod = cluster.wait_running("late")
+    assert pod["status"]["containerStatuses"][0]["image"] == image
+    assert api.image_id(image, cluster.opts) is not None
+    k.run("delete", "pod", "late", "--grace-period=1")
+
+
 def test_configmap_and_secret_volumes_and_a_configmap_update(cluster: Cluster) -> None:
     k = cluster.kubectl()
     objects = [
