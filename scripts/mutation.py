@@ -176,7 +176,7 @@ MUTANTS = (
     ),
     Mutant(
         "pod-projected-follow",
-        "runtime/pod/prepare.py",
+        "runtime/pod/projection.py",
         "        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC\n",
         "        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC\n",
         ("tests/unit/test_pod_sources.py",),

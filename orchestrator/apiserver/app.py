@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from orchestrator.store import Backend, Gone
 
 from . import discovery, errors
 from .errors import ApiError
+from .podlogs import pod_log
 from .resources import RESOURCES, Resource, by_path
 from .selectors import field_selector, label_selector
 from .storage import Storage
@@ -182,12 +184,14 @@ class ApiServer:
         server_address: str = "127.0.0.1:6443",
         require_client_cert: bool = True,
         bookmark_interval: float = 60.0,
+        kubelet_client: ssl.SSLContext | None = None,
     ) -> None:
         self.store = store
         self.storage = Storage(store)
         self.server_address = server_address
         self.require_client_cert = require_client_cert
         self.bookmark_interval = bookmark_interval
+        self.kubelet_client = kubelet_client  # TLS to kubelets (pods/log), None: refused
         self.caches = {r.name: WatchCache(store, r.key_prefix(None)) for r in RESOURCES}
         self._closing = asyncio.Event()
 
@@ -324,7 +328,7 @@ class ApiServer:
         if sub is not None and sub not in res.subresources:
             raise _not_found_path()
         m = request.method
-        if sub == "binding" and m != "POST":
+        if (sub == "binding" and m != "POST") or (sub == "log" and m != "GET"):
             raise errors.method_not_allowed()
         q = request.query
         dry = q.get("dryRun") == "All"
@@ -333,6 +337,8 @@ class ApiServer:
                 if watch_path or _truthy(q.get("watch")):
                     return await self._watch(request, res, ns, None)
                 return await self._list(request, res, ns)
+            if sub == "log" and ns is not None:
+                return await pod_log(request, self.storage, ns, name, self.kubelet_client)
             if watch_path or _truthy(q.get("watch")):
                 return await self._watch(request, res, ns, name)
             obj = await self.storage.get(res, ns, name)

@@ -2,7 +2,8 @@
 ``K10<sha256 of the CA>::server:<secret>``. It fetches the CA from ``/cacerts`` (public), checks
 it against the hash in the token, then presents the token to ``/v1-corral/node-credentials``
 over TLS it now trusts and gets a client certificate for ``system:node:<name>`` (group
-``system:nodes``) signed by the cluster CA. A wrong token gets 401 and no certificate."""
+``system:nodes``) and a serving certificate for the kubelet's HTTPS port (the node's name and
+addresses), both signed by the cluster CA. A wrong token gets 401 and no certificate."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from aiohttp import web
 from kubemodel.names import DNS_SUBDOMAIN
 
 from .errors import ApiError, bad_request
-from .pki import Pki, issue_client_cert
+from .pki import Pki, issue_client_cert, issue_serving_cert
 
 __all__ = ["CACERTS_PATH", "CREDENTIALS_PATH", "add_join_routes", "token_secret"]
 
@@ -50,7 +51,13 @@ def add_join_routes(app: web.Application, pki: Pki, token: str) -> None:
         name = body.get("nodeName") if isinstance(body, dict) else None
         if not isinstance(name, str) or len(name) > 253 or not DNS_SUBDOMAIN.fullmatch(name):
             raise bad_request(f"invalid node name {name!r}: must be a DNS subdomain")
+        addresses = body.get("nodeAddresses") or []
+        if not isinstance(addresses, list) or not all(
+            isinstance(a, str) and 0 < len(a) <= 253 for a in addresses
+        ):
+            raise bad_request("nodeAddresses must be a list of host names or addresses")
         cert, key = issue_client_cert(pki, f"system:node:{name}", "system:nodes")
+        serving, serving_key = issue_serving_cert(pki, name, [name, *addresses])
         log.info("issued node credentials for %s to %s", name, request.remote)
         return web.json_response(
             {
@@ -58,6 +65,8 @@ def add_join_routes(app: web.Application, pki: Pki, token: str) -> None:
                 "ca": pki.ca_cert.read_text(),
                 "certificate": cert.decode(),
                 "key": key.decode(),
+                "servingCertificate": serving.decode(),
+                "servingKey": serving_key.decode(),
             }
         )
 

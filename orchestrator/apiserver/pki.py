@@ -19,7 +19,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from corral_common import hostsys
 
-__all__ = ["Pki", "ensure_pki", "issue_client_cert"]
+__all__ = ["Pki", "ensure_pki", "issue_client_cert", "issue_serving_cert"]
 
 CA_DAYS = 3650
 LEAF_DAYS = 365
@@ -189,18 +189,41 @@ def ensure_pki(tls_dir: Path, bind_address: str) -> Pki:
     return p
 
 
-def issue_client_cert(pki: Pki, common_name: str, org: str | None = None) -> tuple[bytes, bytes]:
-    """A new client certificate for ``common_name`` (in group ``org``) signed by the cluster CA:
-    (certificate PEM, private key PEM). The key never touches the disk here."""
+def _issue(
+    pki: Pki,
+    subject: x509.Name,
+    usage: x509.ObjectIdentifier,
+    sans: list[x509.GeneralName] | None = None,
+) -> tuple[bytes, bytes]:
     ca_cert, ca_key = _load(pki.ca_cert, pki.ca_key)
     k = _key()
-    c = (
-        _builder(_name(common_name, org), ca_cert.subject, k.public_key(), LEAF_DAYS)
+    b = (
+        _builder(subject, ca_cert.subject, k.public_key(), LEAF_DAYS)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
         )
-        .sign(ca_key, hashes.SHA256())
     )
+    if sans:
+        b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    c = b.sign(ca_key, hashes.SHA256())
     return c.public_bytes(serialization.Encoding.PEM), _key_pem(k)
+
+
+def issue_client_cert(pki: Pki, common_name: str, org: str | None = None) -> tuple[bytes, bytes]:
+    """A new client certificate for ``common_name`` (in group ``org``) signed by the cluster CA:
+    (certificate PEM, private key PEM). The key never touches the disk here."""
+    return _issue(pki, _name(common_name, org), ExtendedKeyUsageOID.CLIENT_AUTH)
+
+
+def issue_serving_cert(pki: Pki, common_name: str, hosts: list[str]) -> tuple[bytes, bytes]:
+    """A new serving certificate (a kubelet's) for ``hosts`` (names or IP addresses) signed
+    by the cluster CA: (certificate PEM, private key PEM)."""
+    sans: list[x509.GeneralName] = []
+    for h in dict.fromkeys(hosts):
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(h)))
+        except ValueError:
+            sans.append(x509.DNSName(h))
+    return _issue(pki, _name(common_name), ExtendedKeyUsageOID.SERVER_AUTH, sans)

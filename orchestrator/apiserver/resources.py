@@ -80,7 +80,7 @@ def _r(
 k = kubemodel
 RESOURCES: tuple[Resource, ...] = (
     _r("", "namespaces", "Namespace", False, k.Namespace, ("ns",), sub=("status",)),
-    _r("", "pods", "Pod", True, k.Pod, ("po",), True, ("status", "binding")),
+    _r("", "pods", "Pod", True, k.Pod, ("po",), True, ("status", "binding", "log")),
     _r("", "configmaps", "ConfigMap", True, k.ConfigMap, ("cm",), has_spec=False),
     _r("", "secrets", "Secret", True, k.Secret, has_spec=False),
     _r("", "services", "Service", True, k.Service, ("svc",), True, ("status",)),

@@ -110,6 +110,14 @@ def _ssl_context(pki: Pki) -> ssl.SSLContext:
     return ctx
 
 
+def _kubelet_client(pki: Pki) -> ssl.SSLContext:
+    """TLS to the kubelets (pods/log): their serving certificates are the cluster CA's; the
+    API server shows the admin certificate (system:masters)."""
+    ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
+    ctx.load_cert_chain(pki.admin_cert, pki.admin_key)
+    return ctx
+
+
 async def _serve(cfg: ServerConfig) -> None:
     from aiohttp import web
 
@@ -142,7 +150,7 @@ async def _serve(cfg: ServerConfig) -> None:
         await store.start()
     except StoreError as e:
         raise ServerError("open the datastore", e) from e
-    api = ApiServer(store, server_address=address)
+    api = ApiServer(store, server_address=address, kubelet_client=_kubelet_client(pki))
     runner: web.AppRunner | None = None
     agent: asyncio.Task[None] | None = None
     try:

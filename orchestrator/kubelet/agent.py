@@ -21,9 +21,10 @@ from runtime.pod import api
 
 from .events import EventRecorder
 from .images import ImagesDir
-from .join import credentials
+from .join import credentials, serving_files
 from .node import NodeAgent, NodeSpec, node_ip_for
 from .pods import PodManager
+from .server import KubeletServer
 
 __all__ = ["AgentConfig", "AgentError", "run_agent", "serve_agent"]
 
@@ -98,13 +99,13 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
         cfg.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as e:
         raise AgentError(f"prepare {cfg.data_dir}", e) from e
-    client_cfg = await credentials(cfg.server, cfg.token, name, cfg.data_dir)
+    node_ip = cfg.node_ip or node_ip_for(cfg.server)
+    client_cfg = await credentials(cfg.server, cfg.token, name, node_ip, cfg.data_dir)
     async with ApiClient(client_cfg, user_agent=f"corral-kubelet/{name}") as client:
         try:
             version = await client.request("GET", "/version")
         except ClientError as e:
             raise AgentError(f"reach {cfg.server}", e) from e
-        node_ip = cfg.node_ip or node_ip_for(cfg.server)
         spec = NodeSpec(
             name=name,
             node_ip=node_ip,
@@ -139,8 +140,15 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
             asyncio.create_task(node.run(), name="kubelet-node"),
             asyncio.create_task(images.run(), name="kubelet-images"),
         ]
+        cert, key = serving_files(cfg.data_dir)
+        assert client_cfg.ca_pem is not None
+        kubelet = KubeletServer(runtime, pods.informer.get, cert, key, client_cfg.ca_pem)
         try:
             await pods.start()
+            try:
+                await kubelet.start(node_ip, cfg.kubelet_port)
+            except OSError as e:
+                raise AgentError(f"listen on {node_ip}:{cfg.kubelet_port}", e) from e
             log.info("node %s ready (pods in %s, pod CIDR %s)", name, cfg.data_dir, pod_cidr)
             print(f"corral agent: node {name} ready", flush=True)
             await stop.wait()
@@ -148,6 +156,7 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await kubelet.stop()
             await pods.stop()
     log.info("agent stopped; its pods keep running")
 

@@ -20,7 +20,7 @@ import aiohttp
 from corral_common import hostsys
 from orchestrator.client import ClientConfig
 
-__all__ = ["JoinError", "JoinToken", "credentials", "parse_token"]
+__all__ = ["JoinError", "JoinToken", "credentials", "parse_token", "serving_files"]
 
 log = logging.getLogger("corral.agent.join")
 
@@ -74,19 +74,33 @@ def _files(data_dir: Path) -> tuple[Path, Path, Path]:
     return cred / "server-ca.crt", cred / "client-kubelet.crt", cred / "client-kubelet.key"
 
 
+def serving_files(data_dir: Path) -> tuple[Path, Path]:
+    """The kubelet's serving certificate and key (its HTTPS port), signed by the cluster CA."""
+    cred = data_dir / "cred"
+    return cred / "serving-kubelet.crt", cred / "serving-kubelet.key"
+
+
 def _write_private(path: Path, data: bytes) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     hostsys.write_atomic(path, data, 0o600)
 
 
-def _kept(data_dir: Path, node_name: str, token: JoinToken) -> ClientConfig | None:
+def _kept(data_dir: Path, node_name: str, node_ip: str, token: JoinToken) -> ClientConfig | None:
+    import ipaddress
+
     from cryptography import x509
 
     ca, cert, key = _files(data_dir)
+    serving, serving_key = serving_files(data_dir)
     try:
         ca_pem, cert_pem, key_pem = ca.read_bytes(), cert.read_bytes(), key.read_bytes()
         c = x509.load_pem_x509_certificate(cert_pem)
-    except (OSError, ValueError):
+        s = x509.load_pem_x509_certificate(serving.read_bytes())
+        serving_key.stat()
+        sans = s.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        if ipaddress.ip_address(node_ip) not in sans.get_values_for_type(x509.IPAddress):
+            return None
+    except (OSError, ValueError, x509.ExtensionNotFound):
         return None
     if token.ca_hash and hashlib.sha256(ca_pem).hexdigest() != token.ca_hash:
         return None
@@ -124,12 +138,14 @@ async def _fetch_ca(server: str, token: JoinToken) -> bytes:
     return ca
 
 
-async def credentials(server: str, token: str, node_name: str, data_dir: Path) -> ClientConfig:
+async def credentials(
+    server: str, token: str, node_name: str, node_ip: str, data_dir: Path
+) -> ClientConfig:
     """The client configuration this node talks to ``server`` with: kept credentials when
     still good, else new ones from the server for the join token."""
     server = server.rstrip("/")
     tok = parse_token(token)
-    kept = _kept(data_dir, node_name, tok)
+    kept = _kept(data_dir, node_name, node_ip, tok)
     if kept is not None:
         return ClientConfig(server, kept.ca_pem, kept.cert_pem, kept.key_pem)
     ca = await _fetch_ca(server, tok)
@@ -140,7 +156,7 @@ async def credentials(server: str, token: str, node_name: str, data_dir: Path) -
             aiohttp.ClientSession() as s,
             s.post(
                 url,
-                json={"nodeName": node_name},
+                json={"nodeName": node_name, "nodeAddresses": [node_ip]},
                 headers={"Authorization": f"Bearer {tok.text}"},
                 ssl=ctx,
                 timeout=aiohttp.ClientTimeout(30),
@@ -156,10 +172,13 @@ async def credentials(server: str, token: str, node_name: str, data_dir: Path) -
         raise JoinError(f"join {server} as node {node_name}", e) from e
     cert, key = body["certificate"].encode(), body["key"].encode()
     ca_path, cert_path, key_path = _files(data_dir)
+    serving_path, serving_key_path = serving_files(data_dir)
     try:
         _write_private(ca_path, ca)
         _write_private(key_path, key)
         _write_private(cert_path, cert)
+        _write_private(serving_key_path, body["servingKey"].encode())
+        _write_private(serving_path, body["servingCertificate"].encode())
     except OSError as e:
         raise JoinError(f"store the credentials in {ca_path.parent}", e) from e
     log.info("joined %s as system:node:%s", server, node_name)

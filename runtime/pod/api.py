@@ -24,6 +24,7 @@ from runtime.pod import gc as _gc
 from runtime.pod import launch, lifecycle, projection, streams
 from runtime.pod import status as _status
 from runtime.pod.gc import GcResult, live_pod_uids
+from runtime.pod.logs import LogLine
 from runtime.pod.manifest import ManifestError, Pod, from_kube, parse_pod
 from runtime.pod.prepare import PodOptions
 from runtime.pod.status import ContainerStatus, PodStatus
@@ -34,6 +35,7 @@ __all__ = [
     "ContainerStatus",
     "GcResult",
     "ImageNotPresent",
+    "LogLine",
     "ManifestError",
     "NodePods",
     "PodError",
@@ -43,6 +45,7 @@ __all__ = [
     "PodStatus",
     "create",
     "exec_in",
+    "follow_log_lines",
     "follow_logs",
     "from_kube",
     "gc",
@@ -52,6 +55,7 @@ __all__ = [
     "parse_pod",
     "refresh_volume",
     "live_pod_uids",
+    "log_lines",
     "logs",
     "remove",
     "run",
@@ -106,6 +110,22 @@ class PodRuntime(Protocol):
         should_stop: Callable[[], bool] | None = None,
     ) -> Iterator[tuple[str, str]]:
         """(container, line) as written, until the pod finishes or ``should_stop()``."""
+        ...
+
+    def log_lines(
+        self, ref: str, container: str | None = None, previous: bool = False
+    ) -> list[LogLine]:
+        """``logs`` with each line's time and stream."""
+        ...
+
+    def follow_log_lines(
+        self,
+        ref: str,
+        container: str | None = None,
+        interval: float = 0.1,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Iterator[LogLine]:
+        """``follow_logs`` with each line's time and stream."""
         ...
 
     def exec(
@@ -182,6 +202,20 @@ class NodePods:
         should_stop: Callable[[], bool] | None = None,
     ) -> Iterator[tuple[str, str]]:
         return follow_logs(ref, self.opts, container, interval, should_stop)
+
+    def log_lines(
+        self, ref: str, container: str | None = None, previous: bool = False
+    ) -> list[LogLine]:
+        return log_lines(ref, self.opts, container, previous)
+
+    def follow_log_lines(
+        self,
+        ref: str,
+        container: str | None = None,
+        interval: float = 0.1,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Iterator[LogLine]:
+        return follow_log_lines(ref, self.opts, container, interval, should_stop)
 
     def exec(
         self,
@@ -280,6 +314,24 @@ def follow_logs(
     """(container, line) as they are written, all containers or one, across restarts and
     rotations, until the pod has finished (or ``should_stop()``)."""
     return streams.follow_logs(_find(ref, opts), container, interval, should_stop)
+
+
+def log_lines(
+    ref: str, opts: PodOptions, container: str | None = None, previous: bool = False
+) -> list[LogLine]:
+    """The lines of a container's current (or previous) run with their time and stream."""
+    return streams.log_lines(_find(ref, opts), container, previous)
+
+
+def follow_log_lines(
+    ref: str,
+    opts: PodOptions,
+    container: str | None = None,
+    interval: float = 0.1,
+    should_stop: Callable[[], bool] | None = None,
+) -> Iterator[LogLine]:
+    """``follow_logs`` with each line's time and stream."""
+    return streams.follow_log_lines(_find(ref, opts), container, interval, should_stop)
 
 
 def exec_in(

@@ -25,6 +25,7 @@ from orchestrator.kubelet.agent import AgentConfig, pod_options
 from runtime.pod import api
 from runtime.pod.prepare import mounts_under
 from testkit.imagebuild import config_for, docker_files, tar_tree, write_tar
+from testkit.net import free_port
 from testkit.netns import NodeNs, node_netns
 from tests.conftest import leftover_cgroups
 from tests.kubeserver import KUBECTL_120, KUBECTL_CURRENT, Agent, Kubectl, Server
@@ -147,7 +148,8 @@ def cluster(rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     server = Server(tmp / "server")
     server.start()
     netns = node_netns()
-    agent = Agent(server, tmp / "agent", NODE, netns.path, tag)
+    agent = Agent(server, tmp / "agent", NODE, netns.path, tag,
+                  extra=("--kubelet-port", str(free_port())))  # fmt: skip
     layer = tar_tree(rootfs)
     files, _ = docker_files([layer], config_for([layer], Cmd=["sh"]), repo_tags=[IMAGE])
     agent.images_dir.mkdir(parents=True)
@@ -430,6 +432,64 @@ def test_configmap_and_secret_volumes_and_a_configmap_update(cluster: Cluster) -
     assert not os.path.exists(sources.parent), "the pod's sources outlived it"
     k.run("delete", "configmap", "settings")
     k.run("delete", "secret", "creds")
+
+
+# ============================================================================= logs
+
+
+@pytest.mark.parametrize("version", ["1.32", "1.20"])
+def test_kubectl_logs_through_the_kubelet(cluster: Cluster, version: str) -> None:
+    k = cluster.kubectl(version)
+    name = f"talker-{version.replace('.', '')}"
+    script = (
+        "trap 'exit 0' TERM; echo first; echo second; echo third; i=0;"
+        " while true; do sleep 0.3; i=$((i+1)); echo tick $i; done"
+    )
+    k.run("apply", "-f", "-", input=json.dumps(manifest(name, script)))
+    cluster.wait_running(name)
+    until("three lines", lambda: "third" in k.run("logs", name).stdout)
+    out = k.run("logs", name).stdout.splitlines()
+    assert out[:3] == ["first", "second", "third"]
+    assert k.run("logs", name, "--tail=1").stdout.count("\n") == 1
+    stamped = k.run("logs", name, "--timestamps", "--tail=3").stdout.splitlines()
+    assert len(stamped) == 3 and all(
+        line.split(" ", 1)[0].endswith("Z") and line.split(" ", 1)[0][:4].isdigit()
+        for line in stamped
+    )
+    assert k.run("logs", name, "-c", "app", "--limit-bytes=6").stdout == "first\n"
+    missing = k.run("logs", name, "-c", "nope", check=False)
+    assert missing.returncode != 0 and "nope" in missing.stderr
+    # follow: lines written after kubectl started arrive while it runs
+    proc = k.popen("logs", "-f", name, "--tail=1")
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("tick"), first
+        n = int(first.split()[1])
+        later = proc.stdout.readline()
+        assert later.strip() == f"tick {n + 1}", later
+    finally:
+        proc.kill()
+        proc.wait()
+    k.run("delete", "pod", name)
+
+
+def test_the_kubelet_port_refuses_other_clients(cluster: Cluster) -> None:
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    port = int(cluster.agent.extra[cluster.agent.extra.index("--kubelet-port") + 1])
+    cred = cluster.agent.data_dir / "cred"
+    ctx = ssl.create_default_context(cafile=str(cred / "server-ca.crt"))
+    ctx.load_cert_chain(cred / "client-kubelet.crt", cred / "client-kubelet.key")  # a node's
+    url = f"https://127.0.0.1:{port}/containerLogs/default/x/app"
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(url, context=ctx, timeout=30)
+    assert e.value.code == 403
+    anonymous = ssl.create_default_context(cafile=str(cred / "server-ca.crt"))
+    with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
+        urllib.request.urlopen(url, context=anonymous, timeout=30)
 
 
 # ============================================================================= adoption
