@@ -25,10 +25,11 @@ from orchestrator.kubelet.agent import AgentConfig, pod_options
 from runtime.pod import api
 from runtime.pod.prepare import mounts_under
 from testkit.imagebuild import config_for, docker_files, tar_tree, write_tar
+from testkit.kubeagent import Agent
 from testkit.net import free_port
 from testkit.netns import NodeNs, node_netns
 from tests.conftest import leftover_cgroups
-from tests.kubeserver import KUBECTL_120, KUBECTL_CURRENT, Agent, Kubectl, Server
+from tests.kubeserver import KUBECTL_120, KUBECTL_CURRENT, Kubectl, Server
 
 pytestmark = pytest.mark.root
 
@@ -148,8 +149,15 @@ def cluster(rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     server = Server(tmp / "server")
     server.start()
     netns = node_netns()
-    agent = Agent(server, tmp / "agent", NODE, netns.path, tag,
-                  extra=("--kubelet-port", str(free_port())))  # fmt: skip
+    agent = Agent(
+        f"https://127.0.0.1:{server.port}",
+        server.data_dir / "token",
+        tmp / "agent",
+        NODE,
+        netns.path,
+        tag,
+        extra=("--kubelet-port", str(free_port())),
+    )
     layer = tar_tree(rootfs)
     files, _ = docker_files([layer], config_for([layer], Cmd=["sh"]), repo_tags=[IMAGE])
     agent.images_dir.mkdir(parents=True)
@@ -209,7 +217,14 @@ def test_a_wrong_token_gets_a_clear_error_and_no_node(cluster: Cluster, tmp_path
         (wrong_secret, "the join token was refused"),
         (wrong_ca, "does not match the join token"),
     ):
-        intruder = Agent(cluster.server, tmp_path / "x", "intruder", cluster.netns.path, "x")
+        intruder = Agent(
+            cluster.agent.server_url,
+            cluster.agent.token_file,
+            tmp_path / "x",
+            "intruder",
+            cluster.netns.path,
+            "x",
+        )
         argv = intruder.argv(token)
         p = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         assert p.returncode == 1, p
