@@ -46,6 +46,7 @@ RELIST = 1.0  # seconds between runtime relists (the kubelet's PLEG period)
 IMAGE_BACKOFF = 10.0  # first ImagePullBackOff delay; doubles up to IMAGE_BACKOFF_MAX
 IMAGE_BACKOFF_MAX = 300.0
 WORKERS = 16
+STARTING_RECHECK = 0.1  # seconds: a pod whose containers are being made is looked at again
 
 
 # What the API's pod holds that the node has no part in: the scheduler's fields (it bound the
@@ -320,6 +321,8 @@ class PodManager:
             await self._refresh_volumes(pod, st.uid)
         self._container_events(pod, st)
         await self._write_status(key, pod, api_status(pod, st, self.host_ip()))
+        if st.location == "run" and st.phase == "Pending":
+            return STARTING_RECHECK  # its containers are being made: look again soon
         return None
 
     async def _refresh_volumes(self, pod: Obj, uid: str) -> None:
