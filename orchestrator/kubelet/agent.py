@@ -117,16 +117,24 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
             runtime_version=_runtime_version(),
             control_plane=cfg.control_plane,
         )
-        node = NodeAgent(client, spec)
+        try:  # the option's range until the Node has a spec.podCIDR (the node IPAM's)
+            network = _network_config(cfg, cfg.pod_cidr)
+        except (OSError, ValueError) as e:
+            raise AgentError(f"write the node network config for {cfg.pod_cidr}", e) from e
+
+        def pod_cidr_set(cidr: str) -> None:
+            try:
+                _network_config(cfg, cidr)
+                log.info("node %s: pods get addresses from %s (spec.podCIDR)", name, cidr)
+            except (OSError, ValueError) as e:
+                log.error("node %s: spec.podCIDR %s not taken: %s", name, cidr, e)
+
+        node = NodeAgent(client, spec, pod_cidr_set)
         try:
             await node.register()
         except ClientError as e:
             raise AgentError(f"register node {name}", e) from e
         pod_cidr = node.pod_cidr or cfg.pod_cidr
-        try:
-            network = _network_config(cfg, pod_cidr)
-        except (OSError, ValueError) as e:
-            raise AgentError(f"write the node network config for {pod_cidr}", e) from e
         runtime = api.NodePods(pod_options(cfg, network))
         loop = asyncio.get_running_loop()
         images = ImagesDir(

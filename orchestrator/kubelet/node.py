@@ -13,6 +13,7 @@ import logging
 import os
 import platform
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from orchestrator.client import (
     ApiClient,
     ClientError,
     Conflict,
+    Informer,
     NotFound,
     Obj,
     micro_time,
@@ -175,9 +177,15 @@ def parse_taint(text: str) -> Obj:
 class NodeAgent:
     """Registers the Node, keeps its status and renews its Lease."""
 
-    def __init__(self, client: ApiClient, spec: NodeSpec) -> None:
+    def __init__(
+        self,
+        client: ApiClient,
+        spec: NodeSpec,
+        on_pod_cidr: Callable[[str], None] | None = None,
+    ) -> None:
         self.client = client
         self.spec = spec
+        self.on_pod_cidr = on_pod_cidr  # called when spec.podCIDR is set or changes
         self.uid = ""
         self.pod_cidr = ""
         self._conditions: dict[str, Obj] = {}
@@ -307,15 +315,23 @@ class NodeAgent:
             )
             log.info("node %s already registered: taking it over", self.spec.name)
         self.uid = node["metadata"]["uid"]
-        self.pod_cidr = (node.get("spec") or {}).get("podCIDR") or ""
         return await self.update_status()
 
     async def update_status(self) -> Obj:
         node = await self.client.patch(
             NODES, None, self.spec.name, {"status": self.status()}, sub="status"
         )
-        self.pod_cidr = (node.get("spec") or {}).get("podCIDR") or self.pod_cidr
+        self.seen(node)
         return node
+
+    def seen(self, node: Obj | None) -> None:
+        """The Node as the API has it now (our writes, and a watch of it): a podCIDR given
+        to it is taken."""
+        cidr = ((node or {}).get("spec") or {}).get("podCIDR") or ""
+        if cidr and cidr != self.pod_cidr:
+            self.pod_cidr = cidr
+            if self.on_pod_cidr is not None:
+                self.on_pod_cidr(cidr)
 
     async def renew_lease(self) -> None:
         now = micro_time()
@@ -357,7 +373,17 @@ class NodeAgent:
         self._lease_rv = out["metadata"]["resourceVersion"]
 
     async def run(self) -> None:
-        """Renew the Lease every 10 s and report status every minute (or when asked)."""
+        """Renew the Lease every 10 s and report status every minute (or when asked); watch
+        the Node for what others set in it (spec.podCIDR)."""
+        watch = Informer(self.client, NODES, field_selector=f"metadata.name={self.spec.name}")
+        watch.add_handler(lambda _ev, _old, new: self.seen(new))
+        watch.start()
+        try:
+            await self._beat()
+        finally:
+            await watch.stop()
+
+    async def _beat(self) -> None:
         loop = asyncio.get_running_loop()
         next_status = loop.time() + STATUS_UPDATE
         while True:

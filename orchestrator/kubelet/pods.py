@@ -290,18 +290,14 @@ class PodManager:
                 status = waiting_status(pod, self.host_ip(), e.reason, e.message)
                 await self._write_status(key, pod, status)
                 return 1.0  # then ImagePullBackOff until the back-off is over
-            except (VolumeError, api.ManifestError) as e:
-                self.events.pod(
-                    pod,
-                    "FailedMount" if isinstance(e, VolumeError) else "Failed",
-                    str(e),
-                    warning=True,
-                )
-                reason = (
-                    "ContainerCreating"
-                    if isinstance(e, VolumeError)
-                    else ("CreateContainerConfigError")
-                )
+            except (VolumeError, api.ManifestError, api.PodError) as e:
+                if isinstance(e, VolumeError):
+                    event, reason = "FailedMount", "ContainerCreating"
+                elif isinstance(e, api.ManifestError):
+                    event, reason = "Failed", "CreateContainerConfigError"
+                else:  # the runtime could not make it (a hostPath, a mount, the monitor)
+                    event, reason = "Failed", "CreateContainerError"
+                self.events.pod(pod, event, str(e), warning=True)
                 await self._write_status(
                     key, pod, waiting_status(pod, self.host_ip(), reason, str(e))
                 )
@@ -384,14 +380,11 @@ class PodManager:
         self._digests[meta["uid"]] = digests
         manifest = node_manifest(pod, annotations)
         rpod = api.parse_pod(manifest)
-        try:
-            uid = await self._call(self.runtime.create, rpod, manifest)
-            for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
-                self.events.pod(pod, "Created", f"Created container {c['name']}", c["name"])
-            await self._call(self.runtime.start, uid)
-        except api.PodError as e:
-            self.events.pod(pod, "Failed", f"Error: {e}", warning=True)
-            raise
+        # A failed create leaves nothing, a failed start tears the pod down (runtime.pod).
+        uid = await self._call(self.runtime.create, rpod, manifest)
+        for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+            self.events.pod(pod, "Created", f"Created container {c['name']}", c["name"])
+        await self._call(self.runtime.start, uid)
         log.info("pod %s (%s) started", key, uid)
         return await self._runtime_status(uid)
 

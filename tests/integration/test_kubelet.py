@@ -371,6 +371,32 @@ def test_a_missing_image_gives_err_image_pull_then_back_off(cluster: Cluster) ->
     k.run("delete", "pod", "noimage")
 
 
+def test_a_pod_the_node_cannot_make_says_why(cluster: Cluster, tmp_path: Path) -> None:
+    k = cluster.kubectl()
+    missing = tmp_path / "not-there"
+    m = manifest("nohost", volumes=[{"name": "h", "hostPath": {"path": str(missing),
+                                                               "type": "Directory"}}])  # fmt: skip
+    m["spec"]["containers"][0]["volumeMounts"] = [{"name": "h", "mountPath": "/h"}]
+    m2 = manifest("nofield")
+    m2["spec"]["containers"][0]["stdin"] = True  # a field the node does not implement
+    k.run("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                "items": [m, m2]}))  # fmt: skip
+
+    def waiting(name: str) -> dict[str, Any]:
+        cs = (cluster.pod(name).get("status") or {}).get("containerStatuses") or [{}]
+        return cs[0].get("state", {}).get("waiting") or {}
+
+    until("CreateContainerError", lambda: waiting("nohost").get("reason") == "CreateContainerError")
+    assert (
+        "volume h" in waiting("nohost")["message"] and str(missing) in waiting("nohost")["message"]
+    )
+    until("CreateContainerConfigError",
+          lambda: waiting("nofield").get("reason") == "CreateContainerConfigError")  # fmt: skip
+    assert "stdin" in waiting("nofield")["message"]
+    assert not [p for p in cluster.runtime_pods() if p.name in ("nohost", "nofield")]
+    k.run("delete", "pod", "nohost", "nofield")
+
+
 def test_an_image_dropped_in_the_images_dir_is_imported_and_used(
     cluster: Cluster, rootfs: Path
 ) -> None:
@@ -550,3 +576,24 @@ def test_pods_survive_kill_9_of_the_agent_and_are_adopted(cluster: Cluster) -> N
     cluster.delete_all_pods()
     assert not cluster.runtime_pods()
     assert not any(alive(v[2]) for v in before.values())
+
+
+# ============================================================================= pod CIDR
+
+
+def test_a_pod_cidr_given_to_the_node_is_taken(cluster: Cluster) -> None:
+    """Last in the module: the node's pods get addresses from the new range from then on."""
+    code, _ = cluster.server.json(
+        "PATCH",
+        f"/api/v1/nodes/{NODE}",
+        {"spec": {"podCIDR": "10.42.7.0/24", "podCIDRs": ["10.42.7.0/24"]}},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert code == 200
+    config = cluster.agent.data_dir / "network.json"
+    until("the agent to take the podCIDR", lambda: "10.42.7.0/24" in config.read_text())
+    k = cluster.kubectl()
+    k.run("apply", "-f", "-", input=json.dumps(manifest("ranged")))
+    pod = cluster.wait_running("ranged")
+    assert pod["status"]["podIP"].startswith("10.42.7."), pod["status"]["podIP"]
+    k.run("delete", "pod", "ranged")
