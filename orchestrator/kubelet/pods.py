@@ -34,7 +34,7 @@ from runtime.pod import api
 
 from .events import EventRecorder
 from .podstatus import api_status, waiting_status
-from .volumes import VolumeError, drop_sources, referenced, source_digest, write_sources
+from .volumes import KINDS, PreparedVolumes, VolumeError, drop_sources, prepare_volumes, sources_of
 
 __all__ = ["PodManager"]
 
@@ -71,9 +71,10 @@ _SCHEDULING = (
 _META = ("name", "namespace", "uid", "labels", "annotations")
 
 
-def _sources_of(pod: Obj) -> list[str]:
-    ns = pod["metadata"].get("namespace") or "default"
-    return [f"{kind}/{ns}/{name}" for _, kind, name in referenced(pod)]
+def _has_api_volumes(pod: Obj) -> bool:
+    return any(
+        v.get(k) is not None for v in (pod.get("spec") or {}).get("volumes") or [] for k in KINDS
+    )
 
 
 def _same_but_status(a: Obj, b: Obj) -> bool:
@@ -86,12 +87,14 @@ def _same_but_status(a: Obj, b: Obj) -> bool:
     return strip(a) == strip(b)
 
 
-def node_manifest(pod: Obj, annotations: dict[str, str]) -> Obj:
-    """The pod as the node runtime gets it: without what the node has no part in, with the
-    local-source annotations of its configMap and secret volumes."""
+def node_manifest(pod: Obj, volumes: PreparedVolumes) -> Obj:
+    """The pod as the node runtime gets it: without what the node has no part in; its
+    API-fed volumes as the runtime's local-source volumes, with their annotations."""
     meta = {k: v for k, v in (pod.get("metadata") or {}).items() if k in _META}
-    meta["annotations"] = {**(meta.get("annotations") or {}), **annotations}
+    meta["annotations"] = {**(meta.get("annotations") or {}), **volumes.annotations}
     spec = {k: v for k, v in (pod.get("spec") or {}).items() if k not in _SCHEDULING}
+    if spec.get("volumes"):
+        spec["volumes"] = [volumes.volumes.get(v.get("name"), v) for v in spec["volumes"]]
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
 
 
@@ -121,7 +124,7 @@ class PodManager:
         self.sources = data_dir / "volume-sources"
         self.informer = Informer(client, PODS, field_selector=f"spec.nodeName={node_name}")
         self.informer.add_index("uid", lambda o: [o["metadata"].get("uid", "")])
-        self.informer.add_index("source", _sources_of)
+        self.informer.add_index("source", sources_of)
         # the configMaps and secrets the pods mount (the kubelet's watch-based manager)
         self.configmaps = Informer(client, CONFIGMAPS)
         self.secrets = Informer(client, SECRETS)
@@ -313,7 +316,7 @@ class PodManager:
                 return 1.0
         self._pull_failures.pop(key, None)
         self._backoff_until.pop(key, None)
-        if st.location == "run" and referenced(pod):
+        if st.location == "run" and _has_api_volumes(pod):
             await self._refresh_volumes(pod, st.uid)
         self._container_events(pod, st)
         await self._write_status(key, pod, api_status(pod, st, self.host_ip()))
@@ -322,22 +325,22 @@ class PodManager:
         return None
 
     async def _refresh_volumes(self, pod: Obj, uid: str) -> None:
-        """Bring the pod's configMap and secret volumes to what the API holds now."""
-        ns = pod["metadata"].get("namespace") or "default"
+        """Bring the pod's API-fed volumes to what the API holds now."""
         had = self._digests.get(uid, {})
-        now = {v: source_digest(k, self._lookup(k, ns, n)) for v, k, n in referenced(pod)}
-        changed = [v for v, d in now.items() if had.get(v) != d]
-        if not changed:
-            return
+        base = self.sources / uid
         try:
-            _, digests = await self._call(write_sources, self._lookup, pod, self.sources / uid)
+            now = await self._call(prepare_volumes, self._lookup, pod, base, False)
+            changed = [v for v, d in now.digests.items() if had.get(v) != d]
+            if not changed:
+                return
+            now = await self._call(prepare_volumes, self._lookup, pod, base, True)
             for volume in changed:
-                if await self._call(self.runtime.refresh_volume, uid, volume):
+                if await self._call(self.runtime.refresh_volume, uid, volume, now.volumes[volume]):
                     log.info("pod %s: volume %s updated", meta_key(pod), volume)
         except (VolumeError, api.PodError) as e:
             log.info("pod %s: volumes not updated: %s", meta_key(pod), e)
             return
-        self._digests[uid] = digests
+        self._digests[uid] = now.digests
 
     async def _runtime_status(self, uid: str | None) -> api.PodStatus | None:
         if not uid:
@@ -374,11 +377,9 @@ class PodManager:
                 f'Container image "{image}" already present on machine',
                 c.get("name"),
             )
-        annotations, digests = await self._call(
-            write_sources, self._lookup, pod, self.sources / meta["uid"]
-        )
-        self._digests[meta["uid"]] = digests
-        manifest = node_manifest(pod, annotations)
+        volumes = await self._call(prepare_volumes, self._lookup, pod, self.sources / meta["uid"])
+        self._digests[meta["uid"]] = volumes.digests
+        manifest = node_manifest(pod, volumes)
         rpod = api.parse_pod(manifest)
         # A failed create leaves nothing, a failed start tears the pod down (runtime.pod).
         uid = await self._call(self.runtime.create, rpod, manifest)

@@ -17,7 +17,7 @@ monitor launch protocol), ``status`` (status from the kernel and the monitor's f
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from runtime.pod import gc as _gc
@@ -150,9 +150,12 @@ class PodRuntime(Protocol):
         leaked pod cgroups."""
         ...
 
-    def refresh_volume(self, ref: str, volume: str) -> bool:
+    def refresh_volume(
+        self, ref: str, volume: str, definition: Mapping[str, Any] | None = None
+    ) -> bool:
         """Project a configMap or secret volume again from its source (an atomic swap of the
-        files the containers see); False when nothing changed."""
+        files the containers see), after replacing its ``definition`` (new items) when
+        given; False when nothing changed."""
         ...
 
     def image_id(self, ref: str) -> str | None:
@@ -235,8 +238,10 @@ class NodePods:
     def gc(self, keep_exited: bool = False) -> GcResult:
         return gc(self.opts, keep_exited)
 
-    def refresh_volume(self, ref: str, volume: str) -> bool:
-        return refresh_volume(ref, self.opts, volume)
+    def refresh_volume(
+        self, ref: str, volume: str, definition: Mapping[str, Any] | None = None
+    ) -> bool:
+        return refresh_volume(ref, self.opts, volume, definition)
 
     def image_id(self, ref: str) -> str | None:
         return image_id(ref, self.opts)
@@ -355,10 +360,13 @@ def gc(opts: PodOptions, keep_exited: bool = False) -> GcResult:
     return _gc.gc(opts, keep_exited)
 
 
-def refresh_volume(ref: str, opts: PodOptions, volume: str) -> bool:
+def refresh_volume(
+    ref: str, opts: PodOptions, volume: str, definition: Mapping[str, Any] | None = None
+) -> bool:
     """Project a configMap or secret volume of the pod again from its source, swapped in
-    atomically (``runtime.pod.projection``); False when nothing changed."""
-    return projection.refresh(_find(ref, opts), volume)
+    atomically (``runtime.pod.projection``), after replacing its ``definition`` in pod.json
+    when given (the same kind, new items); False when nothing changed."""
+    return projection.refresh(_find(ref, opts), volume, definition)
 
 
 class ImageNotPresent(PodError):

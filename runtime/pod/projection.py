@@ -15,11 +15,13 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from runtime.errors import CorralError
 from runtime.pod.manifest import ConfigMapVolume, SecretVolume
+from runtime.pod.record import PodRecord
 from runtime.pod.sources import ProjectedFile
 from runtime.pod.store import InvalidState, PodDir, PodError, PodState
 
@@ -151,10 +153,11 @@ def _same(version: Path, files: Sequence[ProjectedFile]) -> bool:
     return True
 
 
-def refresh(pd: PodDir, volume: str) -> bool:
+def refresh(pd: PodDir, volume: str, definition: Mapping[str, Any] | None = None) -> bool:
     """Project a configMap or secret volume of a prepared or running pod again from its
     source (the files its local source holds now): a new version swapped in atomically.
-    False when nothing changed."""
+    ``definition`` (the volume as a manifest has it, same name and kind) replaces the one
+    in pod.json first (new ``items``). False when nothing changed."""
     from runtime.pod.launch import load_pod
     from runtime.pod.sources import projected_files
 
@@ -163,6 +166,8 @@ def refresh(pd: PodDir, volume: str) -> bool:
         raise PodError(pd.uid, f"{pd.path}/pod.json is missing")
     if pd.state not in (PodState.PREPARED, PodState.RUNNING):
         raise InvalidState(pd.uid, f"cannot refresh a volume of a pod in {pd.state.value}/")
+    if definition is not None:
+        record = _with_volume(record, volume, definition)
     try:
         source = load_pod(record).volume(volume).source
     except KeyError:
@@ -172,7 +177,24 @@ def refresh(pd: PodDir, volume: str) -> bool:
     rel = (record.volumes or {}).get(volume)
     if rel is None:
         raise PodError(pd.uid, f"volume {volume!r} was not made")
+    if definition is not None:
+        pd.write_record(record)  # validated by load_pod above
     try:
         return project(pd.path / rel, projected_files(source))
     except (OSError, CorralError) as e:
         raise PodError(pd.uid, f"refresh volume {volume!r}: {e}") from e
+
+
+def _with_volume(record: PodRecord, volume: str, definition: Mapping[str, Any]) -> PodRecord:
+    if definition.get("name") != volume:
+        raise PodError(record.uid, f"the new definition of volume {volume!r} names another")
+    manifest = dict(record.manifest or {})
+    spec = dict(manifest.get("spec") or {})
+    old = [v for v in spec.get("volumes") or [] if v.get("name") == volume]
+    kinds = {k for k in ("configMap", "secret") if old and k in old[0]}
+    if not old or not kinds or not kinds <= set(definition):
+        raise PodError(record.uid, f"volume {volume!r}: only the same kind can replace it")
+    spec["volumes"] = [dict(definition) if v.get("name") == volume else v
+                       for v in spec.get("volumes") or []]  # fmt: skip
+    manifest["spec"] = spec
+    return record.replace(manifest=manifest)

@@ -417,7 +417,7 @@ def test_an_image_dropped_in_the_images_dir_is_imported_and_used(
     k.run("delete", "pod", "late", "--grace-period=1")
 
 
-def test_configmap_and_secret_volumes_and_a_configmap_update(cluster: Cluster) -> None:
+def test_api_volumes_and_their_updates(cluster: Cluster) -> None:
     k = cluster.kubectl()
     objects = [
         {
@@ -435,16 +435,31 @@ def test_configmap_and_secret_volumes_and_a_configmap_update(cluster: Cluster) -
     ]
     k.run("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
                                                 "items": objects}))  # fmt: skip
+    labels_item = {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}
+    name_item = {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}
     m = manifest(
         "withconfig",
         volumes=[
             {"name": "cfg", "configMap": {"name": "settings"}},
             {"name": "sec", "secret": {"secretName": "creds"}},
+            {"name": "info", "downwardAPI": {"items": [labels_item]}},
+            {
+                "name": "all",
+                "projected": {
+                    "sources": [
+                        {"configMap": {"name": "settings"}},
+                        {"downwardAPI": {"items": [name_item]}},
+                    ]
+                },
+            },
         ],
     )
+    m["metadata"]["labels"] = {"app": "demo"}
     m["spec"]["containers"][0]["volumeMounts"] = [
         {"name": "cfg", "mountPath": "/etc/cfg"},
         {"name": "sec", "mountPath": "/etc/sec"},
+        {"name": "info", "mountPath": "/etc/podinfo"},
+        {"name": "all", "mountPath": "/etc/all"},
     ]
     k.run("apply", "-f", "-", input=json.dumps(m))
     pod = cluster.wait_running("withconfig")
@@ -467,8 +482,19 @@ def test_configmap_and_secret_volumes_and_a_configmap_update(cluster: Cluster) -
             ["stat", "-f", "-c", "%T", str(sources)], capture_output=True, text=True
         ).stdout
     )
+    assert cat("/etc/podinfo/labels") == b'app="demo"'
+    assert cat("/etc/all/greeting") == b"hello" and cat("/etc/all/name") == b"withconfig"
     k.run("apply", "-f", "-", input=json.dumps({**objects[0], "data": {"greeting": "bye"}}))
     until("the configMap update in the mounted file", lambda: cat("/etc/cfg/greeting") == b"bye")
+    until("the update in the projected volume", lambda: cat("/etc/all/greeting") == b"bye")
+    more = {**objects[0], "data": {"greeting": "bye", "extra": "new key"}}
+    k.run("apply", "-f", "-", input=json.dumps(more))
+    until("a new key in the volume", lambda: cat("/etc/cfg/extra") == b"new key")
+    k.run("label", "pod", "withconfig", "tier=front")
+    until(
+        "the new label in the downwardAPI volume",
+        lambda: cat("/etc/podinfo/labels") == b'app="demo"\ntier="front"',
+    )
     k.run("delete", "pod", "withconfig")
     assert not os.path.exists(sources.parent), "the pod's sources outlived it"
     k.run("delete", "configmap", "settings")

@@ -9,6 +9,7 @@ from orchestrator.kubelet.join import JoinError, parse_token
 from orchestrator.kubelet.node import parse_taint
 from orchestrator.kubelet.pods import _same_but_status, node_manifest
 from orchestrator.kubelet.podstatus import api_status, waiting_status
+from orchestrator.kubelet.volumes import PreparedVolumes, VolumeError, volume_files
 from runtime.pod.api import ContainerStatus, PodStatus
 
 UID = "0b5e0f6a-1111-2222-3333-444455556666"
@@ -146,10 +147,18 @@ def test_the_runtime_gets_the_pod_without_the_schedulers_fields() -> None:
     p["metadata"]["resourceVersion"] = "7"
     p["metadata"]["ownerReferences"] = [{"kind": "ReplicaSet"}]
     p["spec"].update(tolerations=[{"key": "k"}], schedulerName="s", priority=0)
-    m = node_manifest(p, {"configmap.corral.io/c": "/x"})
+    p["spec"]["volumes"] = [
+        {"name": "v", "downwardAPI": {"items": []}},
+        {"name": "e", "emptyDir": {}},
+    ]
+    cm = {"name": "v", "configMap": {"name": "v.volume.corral", "items": []}}
+    m = node_manifest(
+        p, PreparedVolumes({"v": cm}, {"configmap.corral.io/v.volume.corral": "/x"}, {})
+    )
     assert set(m["metadata"]) == {"name", "namespace", "uid", "annotations"}
-    assert m["metadata"]["annotations"] == {"configmap.corral.io/c": "/x"}
-    assert set(m["spec"]) == {"containers"}
+    assert m["metadata"]["annotations"] == {"configmap.corral.io/v.volume.corral": "/x"}
+    assert set(m["spec"]) == {"containers", "volumes"}
+    assert m["spec"]["volumes"] == [cm, {"name": "e", "emptyDir": {}}]
     assert "status" not in m
 
 
@@ -161,3 +170,62 @@ def test_only_a_status_change_is_not_the_workers_business() -> None:
     c = pod()
     c["metadata"]["deletionTimestamp"] = "2026-12-03T00:00:00Z"
     assert not _same_but_status(a, c)
+
+
+def test_volume_files_as_the_kubelet_decides_them() -> None:
+    p = pod()
+    p["metadata"]["labels"] = {"b": "2", "a": 'say "hi"'}
+    cm = {"data": {"x": "1", "y": "2"}}
+    sec = {"data": {"pw": "czNjcmV0"}}
+
+    def lookup(kind: str, ns: str, name: str) -> dict | None:
+        return {"configmap/cfg": cm, "secret/sec": sec}.get(f"{kind}/{name}")
+
+    files, secret = volume_files(lookup, p, {"name": "v", "configMap": {"name": "cfg"}})
+    assert [(f.path, f.data, f.mode) for f in files] == [("x", b"1", 0o644), ("y", b"2", 0o644)]
+    assert not secret
+    v = {
+        "name": "v",
+        "configMap": {
+            "name": "cfg",
+            "defaultMode": 0o600,
+            "items": [{"key": "y", "path": "d/why"}, {"key": "x", "path": "ex", "mode": 0o400}],
+        },
+    }
+    files, _ = volume_files(lookup, p, v)
+    assert [(f.path, f.mode) for f in files] == [("d/why", 0o600), ("ex", 0o400)]
+    v = {
+        "name": "v",
+        "projected": {
+            "sources": [
+                {"secret": {"name": "sec"}},
+                {
+                    "downwardAPI": {
+                        "items": [
+                            {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+                            {"path": "n", "fieldRef": {"fieldPath": "metadata.name"}},
+                        ]
+                    }
+                },
+                {"configMap": {"name": "missing", "optional": True}},
+            ]
+        },
+    }
+    files, secret = volume_files(lookup, p, v)
+    assert secret
+    got = {f.path: f.data for f in files}
+    assert got == {"pw": b"s3cret", "labels": b'a="say \\"hi\\""\nb="2"', "n": b"web"}
+    with pytest.raises(VolumeError, match="not found"):
+        volume_files(lookup, p, {"name": "v", "configMap": {"name": "nope"}})
+    with pytest.raises(VolumeError, match="no key"):
+        volume_files(
+            lookup,
+            p,
+            {"name": "v", "configMap": {"name": "cfg", "items": [{"key": "z", "path": "z"}]}},
+        )
+    with pytest.raises(VolumeError, match="serviceAccountToken"):
+        volume_files(
+            lookup,
+            p,
+            {"name": "v", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}},
+        )
