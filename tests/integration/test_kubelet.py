@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 import subprocess
 import time
 import uuid
@@ -242,6 +243,29 @@ def test_the_agent_credentials_are_a_node_certificate(cluster: Cluster) -> None:
         assert (cred / f).stat().st_mode & 0o777 == 0o600, f
     cert = x509.load_pem_x509_certificate((cred / "client-kubelet.crt").read_bytes())
     assert cert.subject.rfc4514_string() == f"CN=system:node:{NODE},O=system:nodes"
+
+
+def test_corral_server_runs_its_own_agent_unless_disabled(tmp_path: Path) -> None:
+    """k3s style: one command, one node (no pod is run here: its pods would use the host's
+    network namespace)."""
+    server = Server(tmp_path / "own", agent=True)
+    server.start()
+    try:
+        node = socket.gethostname().lower()
+
+        def ready() -> bool:
+            code, body = server.json("GET", f"/api/v1/nodes/{node}")
+            if code != 200:
+                return False
+            conds = {c["type"]: c["status"] for c in body["status"].get("conditions") or []}
+            return conds.get("Ready") == "True"
+
+        until("the server's own node", ready)
+        _, body = server.json("GET", f"/api/v1/nodes/{node}")
+        assert body["metadata"]["labels"]["node-role.kubernetes.io/control-plane"] == "true"
+        assert (server.data_dir / "agent" / "cred" / "client-kubelet.crt").exists()
+    finally:
+        assert server.stop() == 0
 
 
 # ============================================================================= the node
