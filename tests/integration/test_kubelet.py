@@ -296,6 +296,10 @@ def test_node_registered_ready_with_lease(cluster: Cluster, version: str) -> Non
     assert info["operatingSystem"] == "linux" and info["architecture"]
     labels = node["metadata"]["labels"]
     assert labels["kubernetes.io/hostname"] == NODE and labels["kubernetes.io/os"] == "linux"
+    described = k.run("describe", "node", NODE).stdout
+    for text in ("Ready", "KubeletReady", "MemoryPressure", "Capacity:", "Allocatable:",
+                 "Container Runtime Version:  corral://", "InternalIP:  127.0.0.1"):  # fmt: skip
+        assert text in described, (text, described)
     lease = json.loads(k.run("get", "lease", "-n", "kube-node-lease", NODE, "-o", "json").stdout)
     assert lease["spec"]["holderIdentity"] == NODE
     first = lease["spec"]["renewTime"]
@@ -622,10 +626,36 @@ def test_pods_survive_kill_9_of_the_agent_and_are_adopted(cluster: Cluster) -> N
         assert cs_new["containerID"] == cs_old["containerID"]
         assert cs_new["restartCount"] == cs_old["restartCount"] == 0
         assert new["status"]["phase"] == "Running"
+    # A clean stop (SIGTERM) leaves them running too.
+    assert cluster.agent.stop() == 0
+    assert all(alive(v[2]) for v in before.values()), "pods died with a stopped agent"
+    cluster.agent.start()
+    time.sleep(3)
+    assert snapshot() == before
     # The adopted pods are the agent's: it still stops them.
     cluster.delete_all_pods()
     assert not cluster.runtime_pods()
     assert not any(alive(v[2]) for v in before.values())
+
+
+def test_the_agent_rides_out_a_restart_of_the_server(cluster: Cluster) -> None:
+    k = cluster.kubectl()
+    assert cluster.server.stop() == 0
+    time.sleep(2)
+    cluster.server.start()  # same data, same port
+    k.run("apply", "-f", "-", input=json.dumps(manifest("after-restart")))
+    cluster.wait_running("after-restart")
+
+    def renewed_since_restart() -> bool:
+        _, body = cluster.server.json(
+            "GET", f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{NODE}"
+        )
+        renew = body["spec"]["renewTime"]
+        return renew > time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(started))
+
+    started = time.time()
+    until("the lease renewed against the new server", renewed_since_restart, timeout=40)
+    k.run("delete", "pod", "after-restart")
 
 
 # ============================================================================= pod CIDR
