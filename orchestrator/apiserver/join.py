@@ -16,7 +16,7 @@ from aiohttp import web
 from kubemodel.names import DNS_SUBDOMAIN
 
 from .errors import ApiError, bad_request
-from .pki import Pki, issue_client_cert, issue_serving_cert
+from .pki import Pki, issue_client_cert, issue_serving_cert, not_after
 
 __all__ = ["CACERTS_PATH", "CREDENTIALS_PATH", "add_join_routes", "token_secret"]
 
@@ -67,6 +67,7 @@ def add_join_routes(app: web.Application, pki: Pki, token: str) -> None:
                 "key": key.decode(),
                 "servingCertificate": serving.decode(),
                 "servingKey": serving_key.decode(),
+                "notAfter": not_after(cert),
             }
         )
 

@@ -19,7 +19,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from corral_common import hostsys
 
-__all__ = ["Pki", "ensure_pki", "issue_client_cert", "issue_serving_cert"]
+__all__ = ["Pki", "ensure_pki", "issue_client_cert", "issue_serving_cert", "not_after"]
 
 CA_DAYS = 3650
 LEAF_DAYS = 365
@@ -227,3 +227,9 @@ def issue_serving_cert(pki: Pki, common_name: str, hosts: list[str]) -> tuple[by
         except ValueError:
             sans.append(x509.DNSName(h))
     return _issue(pki, _name(common_name), ExtendedKeyUsageOID.SERVER_AUTH, sans)
+
+
+def not_after(cert_pem: bytes) -> str:
+    """When a certificate expires (RFC 3339, UTC)."""
+    c = x509.load_pem_x509_certificate(cert_pem)
+    return c.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")

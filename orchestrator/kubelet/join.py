@@ -11,6 +11,7 @@ matches."""
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import ssl
 from pathlib import Path
@@ -86,30 +87,27 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 def _kept(data_dir: Path, node_name: str, node_ip: str, token: JoinToken) -> ClientConfig | None:
-    import ipaddress
-
-    from cryptography import x509
+    """The kept credentials, when they are for this node and address, from this token's CA
+    and valid for a week yet (``cred/node.json`` says what they were issued for: the agent
+    need not load a certificate parser, some 7 MiB, to know)."""
+    import datetime
+    import json
 
     ca, cert, key = _files(data_dir)
     serving, serving_key = serving_files(data_dir)
     try:
+        meta = json.loads((data_dir / "cred" / "node.json").read_text())
         ca_pem, cert_pem, key_pem = ca.read_bytes(), cert.read_bytes(), key.read_bytes()
-        c = x509.load_pem_x509_certificate(cert_pem)
-        s = x509.load_pem_x509_certificate(serving.read_bytes())
+        serving.stat()
         serving_key.stat()
-        sans = s.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        if ipaddress.ip_address(node_ip) not in sans.get_values_for_type(x509.IPAddress):
-            return None
-    except (OSError, ValueError, x509.ExtensionNotFound):
+        not_after = datetime.datetime.fromisoformat(str(meta["notAfter"]).replace("Z", "+00:00"))
+    except (OSError, ValueError, KeyError, TypeError):
         return None
     if token.ca_hash and hashlib.sha256(ca_pem).hexdigest() != token.ca_hash:
         return None
-    cn = c.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
-    if not cn or cn[0].value != f"system:node:{node_name}":
+    if meta.get("nodeName") != node_name or node_ip not in (meta.get("nodeAddresses") or []):
         return None
-    import datetime
-
-    if c.not_valid_after_utc < datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=7):
+    if not_after < datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=7):
         return None
     return ClientConfig(server="", ca_pem=ca_pem, cert_pem=cert_pem, key_pem=key_pem)
 
@@ -170,6 +168,11 @@ async def credentials(
                 raise JoinError(f"join {server} as node {node_name}", f"HTTP {r.status}: {msg}")
     except (aiohttp.ClientError, TimeoutError, ValueError) as e:
         raise JoinError(f"join {server} as node {node_name}", e) from e
+    if not all(
+        isinstance(body.get(k), str)
+        for k in ("certificate", "key", "servingCertificate", "servingKey", "notAfter")
+    ):
+        raise JoinError(f"join {server} as node {node_name}", "the answer lacks credentials")
     cert, key = body["certificate"].encode(), body["key"].encode()
     ca_path, cert_path, key_path = _files(data_dir)
     serving_path, serving_key_path = serving_files(data_dir)
@@ -179,6 +182,9 @@ async def credentials(
         _write_private(cert_path, cert)
         _write_private(serving_key_path, body["servingKey"].encode())
         _write_private(serving_path, body["servingCertificate"].encode())
+        issued = {k: body.get(k) for k in ("nodeName", "notAfter")}
+        issued["nodeAddresses"] = [node_ip]
+        _write_private(data_dir / "cred" / "node.json", json.dumps(issued).encode())
     except OSError as e:
         raise JoinError(f"store the credentials in {ca_path.parent}", e) from e
     log.info("joined %s as system:node:%s", server, node_name)

@@ -632,6 +632,9 @@ def test_pods_survive_kill_9_of_the_agent_and_are_adopted(cluster: Cluster) -> N
     cluster.agent.start()
     time.sleep(3)
     assert snapshot() == before
+    # Both restarts used the credentials got at the first join.
+    log = cluster.server.log.read_text()
+    assert log.count(f"issued node credentials for {NODE} ") == 1, log
     # The adopted pods are the agent's: it still stops them.
     cluster.delete_all_pods()
     assert not cluster.runtime_pods()
