@@ -356,10 +356,13 @@ def test_apply_runs_the_pod_and_reports_its_status(cluster: Cluster, version: st
     assert not [p for p in cluster.runtime_pods() if p.name == name]
 
 
-def test_graceful_deletion_stops_the_pod_and_removes_it(cluster: Cluster) -> None:
+def test_graceful_deletion_stops_the_pod_and_removes_it(cluster: Cluster, tmp_path: Path) -> None:
     k = cluster.kubectl()
-    script = "trap 'echo bye > /dev/termination; exit 0' TERM; while true; do sleep 0.2; done"
-    k.run("apply", "-f", "-", input=json.dumps(manifest("graceful", script)))
+    # The handler takes a second: only a stop that grants the grace period lets it finish.
+    script = "trap 'sleep 1; echo bye > /out/said; exit 0' TERM; while true; do sleep 0.2; done"
+    m = manifest("graceful", script, volumes=[{"name": "out", "hostPath": {"path": str(tmp_path)}}])
+    m["spec"]["containers"][0]["volumeMounts"] = [{"name": "out", "mountPath": "/out"}]
+    k.run("apply", "-f", "-", input=json.dumps(m))
     pod = cluster.wait_running("graceful")
     (rt,) = [p for p in cluster.runtime_pods() if p.name == "graceful"]
     pid = rt.containers[0].pid
@@ -369,6 +372,7 @@ def test_graceful_deletion_stops_the_pod_and_removes_it(cluster: Cluster) -> Non
     assert meta.get("deletionTimestamp"), "a pod bound to a node waits for its kubelet"
     until("the pod to be deleted for good", lambda: cluster.pod("graceful") == {})
     assert not alive(pid)
+    assert (tmp_path / "said").read_text() == "bye\n", "SIGTERM, then the grace period"
     assert not [p for p in cluster.runtime_pods() if p.name == "graceful"]
     selector = f"involvedObject.uid={pod['metadata']['uid']}"
 
