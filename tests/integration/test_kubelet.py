@@ -400,6 +400,18 @@ def test_a_missing_image_gives_err_image_pull_then_back_off(cluster: Cluster) ->
     assert not [p for p in cluster.runtime_pods() if p.name == "noimage"]
     text = k.run("describe", "pod", "noimage").stdout
     assert 'Failed to pull image "no-such-image:1.0"' in text and "BackOff" in text
+    uid = cluster.pod("noimage")["metadata"]["uid"]
+
+    def pull_failures() -> list[dict[str, Any]]:
+        out = k.run("get", "events", "--field-selector", f"involvedObject.uid={uid}", "-o", "json")
+        return [
+            e for e in json.loads(out.stdout)["items"]
+            if e["message"].startswith("Failed to pull image")
+        ]  # fmt: skip
+
+    # the retry after the back-off fails again: counted on the same Event, as kubelets do
+    until("a repeated pull failure", lambda: any(e["count"] >= 2 for e in pull_failures()))
+    assert len(pull_failures()) == 1
     k.run("delete", "pod", "noimage")
 
 
