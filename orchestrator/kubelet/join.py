@@ -49,6 +49,15 @@ class JoinToken:
         return f"K10{self.ca_hash}::server:{self.secret}" if self.ca_hash else self.secret
 
 
+def _why(e: BaseException) -> str:
+    """One line for a failed request (aiohttp's connector errors name the SSL context)."""
+    if isinstance(e, aiohttp.ClientConnectorError):
+        return f"cannot connect: {e.os_error.strerror or e.os_error}"
+    if isinstance(e, TimeoutError):
+        return "timed out"
+    return str(e) or type(e).__name__
+
+
 def parse_token(token: str) -> JoinToken:
     token = token.strip()
     if not token:
@@ -125,7 +134,7 @@ async def _fetch_ca(server: str, token: JoinToken) -> bytes:
                 raise JoinError(f"get {server}{CACERTS_PATH}", f"HTTP {r.status}")
             ca = await r.read()
     except (aiohttp.ClientError, TimeoutError) as e:
-        raise JoinError(f"get {server}{CACERTS_PATH}", e) from e
+        raise JoinError(f"get {server}{CACERTS_PATH}", _why(e)) from e
     if token.ca_hash is None:
         log.warning("the join token carries no CA hash: trusting the CA %s served", server)
     elif hashlib.sha256(ca).hexdigest() != token.ca_hash:
@@ -167,7 +176,7 @@ async def credentials(
                 msg = body.get("message") if isinstance(body, dict) else body
                 raise JoinError(f"join {server} as node {node_name}", f"HTTP {r.status}: {msg}")
     except (aiohttp.ClientError, TimeoutError, ValueError) as e:
-        raise JoinError(f"join {server} as node {node_name}", e) from e
+        raise JoinError(f"join {server} as node {node_name}", _why(e)) from e
     if not all(
         isinstance(body.get(k), str)
         for k in ("certificate", "key", "servingCertificate", "servingKey", "notAfter")
