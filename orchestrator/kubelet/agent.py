@@ -32,6 +32,7 @@ log = logging.getLogger("corral.agent")
 
 DEFAULT_DATA_DIR = Path(defaults.AGENT_DATA_DIR)
 DEFAULT_POD_CIDR = "10.42.0.0/24"
+MAX_NODE_IMAGES = 50  # the kubelet's nodeStatusMaxImages
 
 
 class AgentError(Exception):
@@ -137,11 +138,21 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
         pod_cidr = node.pod_cidr or cfg.pod_cidr
         runtime = api.NodePods(pod_options(cfg, network))
         loop = asyncio.get_running_loop()
+
+        def images_changed() -> None:  # the Node lists the node's images (ImageLocality)
+            node.images = [
+                {"names": [*i.names, i.id], "sizeBytes": i.size}
+                for i in runtime.images()[:MAX_NODE_IMAGES]
+            ]
+            node.changed.set()
+
         images = ImagesDir(
             cfg.images_dir or cfg.data_dir / "images",
             lambda p: loop.run_in_executor(None, runtime.import_images, p),
+            images_changed,
         )
         await images.scan()
+        images_changed()
         events = EventRecorder(client, name)
         pods = PodManager(client, runtime, name, lambda: node_ip, events, cfg.data_dir)
         tasks = [

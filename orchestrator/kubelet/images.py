@@ -22,9 +22,15 @@ def is_archive(name: str) -> bool:
 
 
 class ImagesDir:
-    def __init__(self, path: Path, import_path: Callable[[str], Awaitable[list[str]]]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        import_path: Callable[[str], Awaitable[list[str]]],
+        on_import: Callable[[], None] | None = None,
+    ) -> None:
         self.path = path
         self._import = import_path
+        self._on_import = on_import  # after a scan that imported something
         self._done: dict[str, tuple[int, int]] = {}  # name -> (size, mtime_ns) imported
         self.errors: dict[str, str] = {}
 
@@ -53,6 +59,8 @@ class ImagesDir:
             self._done[e.name] = mark
             log.info("images: imported %s (%s)", e.path, ", ".join(i[:12] for i in ids))
             out.append(e.name)
+        if out and self._on_import is not None:
+            self._on_import()
         return out
 
     async def run(self) -> None:

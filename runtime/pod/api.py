@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from runtime.pod import gc as _gc
@@ -34,6 +35,7 @@ from runtime.pod.streams import Stdio
 __all__ = [
     "ContainerStatus",
     "GcResult",
+    "ImageInfo",
     "ImageNotPresent",
     "LogLine",
     "ManifestError",
@@ -54,6 +56,7 @@ __all__ = [
     "list_pods",
     "parse_pod",
     "refresh_volume",
+    "list_images",
     "live_pod_uids",
     "log_lines",
     "logs",
@@ -166,6 +169,10 @@ class PodRuntime(Protocol):
         """Import every image of an archive (or OCI layout) into the node's store; their ids."""
         ...
 
+    def images(self) -> list[ImageInfo]:
+        """The images in the node's store, newest first."""
+        ...
+
 
 class NodePods:
     """``PodRuntime`` on this node: pods under ``opts.root``, run by ``corral-monitor``."""
@@ -248,6 +255,9 @@ class NodePods:
 
     def import_images(self, path: str) -> list[str]:
         return import_images(path, self.opts)
+
+    def images(self) -> list[ImageInfo]:
+        return list_images(self.opts)
 
 
 # ============================================================================= per call
@@ -367,6 +377,22 @@ def refresh_volume(
     atomically (``runtime.pod.projection``), after replacing its ``definition`` in pod.json
     when given (the same kind, new items); False when nothing changed."""
     return projection.refresh(_find(ref, opts), volume, definition)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """An image of the node's store: its id, names and unpacked size."""
+
+    id: str
+    names: tuple[str, ...]
+    size: int
+
+
+def list_images(opts: PodOptions) -> list[ImageInfo]:
+    """The images in the node's store, newest first."""
+    from images.store import Store
+
+    return [ImageInfo(i.id, i.names, i.size) for i in Store(opts.image_root).images()]
 
 
 class ImageNotPresent(PodError):

@@ -296,6 +296,13 @@ def test_node_registered_ready_with_lease(cluster: Cluster, version: str) -> Non
     assert info["operatingSystem"] == "linux" and info["architecture"]
     labels = node["metadata"]["labels"]
     assert labels["kubernetes.io/hostname"] == NODE and labels["kubernetes.io/os"] == "linux"
+
+    def images() -> list[dict[str, Any]]:
+        _, body = cluster.server.json("GET", f"/api/v1/nodes/{NODE}")
+        return body["status"].get("images") or []
+
+    until("the node's images in its status", lambda: any(IMAGE in i["names"] for i in images()))
+    assert all(i["sizeBytes"] > 0 for i in images())
     described = k.run("describe", "node", NODE).stdout
     for text in ("Ready", "KubeletReady", "MemoryPressure", "Capacity:", "Allocatable:",
                  "Container Runtime Version:  corral://", "InternalIP:  127.0.0.1"):  # fmt: skip

@@ -212,6 +212,7 @@ def test_node_pods_implements_the_pod_runtime_protocol(tmp_path: Path) -> None:
             "refresh_volume",
             "image_id",
             "import_images",
+            "images",
             "log_lines",
             "follow_log_lines",
         ]
