@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import hashlib
 import logging
 import os
@@ -15,6 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import uvloop
 import yaml
 
 from corral_common import hostsys
@@ -27,6 +29,9 @@ from .pki import Pki, ensure_pki
 __all__ = ["ServerConfig", "ServerError", "kubeconfig", "run_server"]
 
 log = logging.getLogger("corral.server")
+# Connections waiting to be accepted: every client of a cluster may come back at once (after a
+# restart of the server); 128, aiohttp's default, drops the rest's SYNs (capped by somaxconn).
+BACKLOG = 1024
 
 
 class ServerError(Exception):
@@ -46,6 +51,12 @@ class ServerConfig:
     token: str | None = None
     datastore_endpoint: str = ""
     disable_agent: bool = False
+    disable_scheduler: bool = False
+    disable_controller_manager: bool = False
+    disable_controllers: tuple[str, ...] = ()
+    node_monitor_grace_period: float = 40.0
+    default_not_ready_toleration_seconds: int = 300
+    default_unreachable_toleration_seconds: int = 300
     cluster_cidr: str = "10.42.0.0/16"
     service_cidr: str = "10.43.0.0/16"
 
@@ -151,16 +162,28 @@ async def _serve(cfg: ServerConfig) -> None:
     except StoreError as e:
         raise ServerError("open the datastore", e) from e
     api = ApiServer(store, server_address=address, kubelet_client=_kubelet_client(pki))
+    api.storage.not_ready_toleration_seconds = cfg.default_not_ready_toleration_seconds
+    api.storage.unreachable_toleration_seconds = cfg.default_unreachable_toleration_seconds
     runner: web.AppRunner | None = None
     agent: asyncio.Task[None] | None = None
     try:
         await api.start()
+        # What exists now (modules, routes, tables) lives as long as the server: keep the
+        # cyclic collector from walking it again on every full collection, and collect the
+        # young generation less often (a list of 10k objects allocates about 300k containers).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(10_000, 10, 10)
         app = api.app()
         add_join_routes(app, pki, token)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         site = web.TCPSite(
-            runner, cfg.bind_address, cfg.https_listen_port, ssl_context=_ssl_context(pki)
+            runner,
+            cfg.bind_address,
+            cfg.https_listen_port,
+            ssl_context=_ssl_context(pki),
+            backlog=BACKLOG,
         )
         try:
             await site.start()
@@ -169,6 +192,8 @@ async def _serve(cfg: ServerConfig) -> None:
         log.info("datastore: %s", store.url)
         log.info("admin kubeconfig written to %s", targets[-1])
         log.info("join token in %s", data / "token")
+        components = _start_components(cfg, targets[0])
+        controllers = _start_controller_manager(cfg, url, pki, api)
         stop = asyncio.Event()
         if not cfg.disable_agent:  # this host is a node too, as k3s server's own agent
             agent = asyncio.create_task(_agent(url, token, data / "agent", stop), name="agent")
@@ -178,6 +203,12 @@ async def _serve(cfg: ServerConfig) -> None:
         print(f"corral server: ready, serving on {url}", flush=True)
         await stop.wait()
         log.info("stopping")
+        for task in components:
+            task.cancel()
+        await asyncio.gather(*components, return_exceptions=True)
+        if controllers is not None:
+            controllers.cancel()
+            await asyncio.gather(controllers, return_exceptions=True)
     finally:
         if agent is not None:
             await asyncio.gather(agent, return_exceptions=True)
@@ -198,6 +229,66 @@ async def _agent(url: str, token: str, data_dir: Path, stop: asyncio.Event) -> N
         log.error("the agent failed, this server runs no node: %s", e)
 
 
+def _start_components(cfg: ServerConfig, admin_kubeconfig: Path) -> list[asyncio.Task[None]]:
+    """The components that run in the server's process (as k3s): each talks to this API over
+    HTTPS with the admin kubeconfig's client certificate."""
+    tasks: list[asyncio.Task[None]] = []
+    if not cfg.disable_scheduler:
+        from orchestrator.client import load_kubeconfig
+        from orchestrator.scheduler import run_scheduler
+
+        client = load_kubeconfig(admin_kubeconfig)
+        tasks.append(asyncio.create_task(run_scheduler(client), name="scheduler"))
+    return tasks
+
+
+def _start_controller_manager(
+    cfg: ServerConfig, url: str, pki: Pki, api: ApiServer
+) -> asyncio.Task[None] | None:
+    """The controllers in this process (as k3s), over HTTPS to this API with the admin
+    client certificate; ``--disable-controller-manager`` turns them off."""
+    if cfg.disable_controller_manager:
+        return None
+    from orchestrator.client import ClientConfig
+    from orchestrator.controllers.base import Metrics
+    from orchestrator.controllers.manager import CONTROLLERS, ManagerConfig, run_controller_manager
+    from orchestrator.controllers.namespaced import check_cluster_cidr
+
+    try:
+        check_cluster_cidr(cfg.cluster_cidr)
+    except ValueError as e:
+        raise ServerError("--cluster-cidr", e) from None
+    unknown = sorted(set(cfg.disable_controllers) - set(CONTROLLERS))
+    if unknown:
+        raise ServerError(
+            "disable controllers",
+            f"unknown: {', '.join(unknown)} (known: {', '.join(CONTROLLERS)})",
+        )
+
+    client = ClientConfig(
+        server=url,
+        ca_pem=pki.ca_cert.read_bytes(),
+        cert_pem=pki.admin_cert.read_bytes(),
+        key_pem=pki.admin_key.read_bytes(),
+    )
+    manager = ManagerConfig(
+        disabled=frozenset(cfg.disable_controllers),
+        cluster_cidr=cfg.cluster_cidr,
+        node_monitor_grace_period=cfg.node_monitor_grace_period,
+    )
+    metrics = Metrics()
+    api.metrics_sources.append(metrics.render)
+    task = asyncio.create_task(run_controller_manager(client, manager, metrics), name="controllers")
+    task.add_done_callback(
+        lambda t: (
+            t.cancelled()
+            or t.exception() is None
+            or log.error("controller manager stopped: %s", t.exception())
+        )
+    )
+    return task
+
+
 def run_server(cfg: ServerConfig) -> None:
     """Serve until SIGTERM/SIGINT (then return); ServerError when it cannot start."""
     logging.basicConfig(
@@ -205,4 +296,7 @@ def run_server(cfg: ServerConfig) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    asyncio.run(_serve(cfg))
+    # uvloop: the event loop, sockets and TLS in C (libuv) rather than asyncio's Python
+    # selector loop and sslproto, on every request and every watch event.
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_serve(cfg))

@@ -15,6 +15,7 @@ import concurrent.futures
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -208,7 +209,8 @@ class PodManager:
                 log.exception("relisting the node's pods")
 
     async def _relist(self) -> None:
-        statuses = await self._call(self.runtime.list)
+        # "none": a pod the runtime could not create (its image), kept there for its back-off
+        statuses = [s for s in await self._call(self.runtime.list) if s.location != "none"]
         by_key: dict[str, list[api.PodStatus]] = {}
         seen: dict[str, str] = {}
         for st in statuses:
@@ -259,6 +261,8 @@ class PodManager:
                 await self._remove(st.uid)
         if pod is None:
             self._forget(key)
+            with contextlib.suppress(api.PodError):  # what the runtime keeps of a failed pull
+                await self._call(self.runtime.remove, key)
             return None
         st = await self._runtime_status(uid)
         meta = pod["metadata"]
@@ -346,43 +350,52 @@ class PodManager:
         if not uid:
             return None
         try:
-            return await self._call(self.runtime.status, uid)
+            st = await self._call(self.runtime.status, uid)
         except api.PodError:
             return None
+        return None if st.location == "none" else st  # never created (see _relist)
 
     async def _make(self, key: str, pod: Obj) -> api.PodStatus | None:
         """Resolve images, write volume sources, create and start the pod."""
         meta = pod["metadata"]
         spec = pod.get("spec") or {}
+        pulling: list[tuple[str, str]] = []  # (container, image) the runtime will pull
         for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
             image, policy = c.get("image", ""), c.get("imagePullPolicy") or "IfNotPresent"
             present = await self._call(self.runtime.image_id, image)
-            if present is None:
-                # Registry pulls (imagePullPolicy Always/IfNotPresent) are the runtime's:
-                # once runtime.pod pulls, image_id's caller gets the image here.
-                if policy == "Never":
-                    msg = f'Container image "{image}" is not present with pull policy of Never'
-                    self.events.pod(pod, "ErrImageNeverPull", msg, c.get("name"), warning=True)
-                    raise ImagePullError("ErrImageNeverPull", image, msg)
-                msg = (
-                    f'Failed to pull image "{image}": image not present in the node\'s'
-                    " store and no registry to pull it from"
+            if present is None and policy == "Never":
+                msg = f'Container image "{image}" is not present with pull policy of Never'
+                self.events.pod(pod, "ErrImageNeverPull", msg, c.get("name"), warning=True)
+                raise ImagePullError("ErrImageNeverPull", image, msg)
+            if present is not None and policy != "Always":
+                self.events.pod(
+                    pod,
+                    "Pulled",
+                    f'Container image "{image}" already present on machine',
+                    c.get("name"),
                 )
-                self.events.pod(pod, "Failed", msg, c.get("name"), warning=True)
-                self.events.pod(pod, "Failed", "Error: ErrImagePull", c.get("name"), warning=True)
-                raise ImagePullError("ErrImagePull", image, msg)
-            self.events.pod(
-                pod,
-                "Pulled",
-                f'Container image "{image}" already present on machine',
-                c.get("name"),
-            )
+                continue
+            # The runtime pulls it (runtime.pod.imagepull: registries.conf, auth, back-off).
+            self.events.pod(pod, "Pulling", f'Pulling image "{image}"', c.get("name"))
+            pulling.append((c.get("name", ""), image))
         volumes = await self._call(prepare_volumes, self._lookup, pod, self.sources / meta["uid"])
         self._digests[meta["uid"]] = volumes.digests
         manifest = node_manifest(pod, volumes)
         rpod = api.parse_pod(manifest)
         # A failed create leaves nothing, a failed start tears the pod down (runtime.pod).
-        uid = await self._call(self.runtime.create, rpod, manifest)
+        started = time.monotonic()
+        try:
+            uid = await self._call(self.runtime.create, rpod, manifest)
+        except api.ImagePullError as e:
+            if e.reason != "ImagePullBackOff":
+                self.events.pod(pod, "Failed", e.message, e.container, warning=True)
+                self.events.pod(pod, "Failed", f"Error: {e.reason}", e.container, warning=True)
+            raise ImagePullError(e.reason, e.image, e.message) from e
+        took = time.monotonic() - started
+        for name, image in pulling:
+            self.events.pod(
+                pod, "Pulled", f'Successfully pulled image "{image}" in {took:.3f}s', name
+            )
         for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
             self.events.pod(pod, "Created", f"Created container {c['name']}", c["name"])
         await self._call(self.runtime.start, uid)

@@ -13,7 +13,7 @@ from typing import Any
 from runtime.pod.record import ContainerRecord
 from runtime.pod.store import PodDir, PodError, PodState, PodStore, read_keyvalues
 
-__all__ = ["ContainerStatus", "PodStatus", "list_statuses", "status_of", "wait"]
+__all__ = ["ContainerStatus", "PodStatus", "list_statuses", "status_of", "wait", "waiting_status"]
 
 
 @dataclass
@@ -196,6 +196,38 @@ def status_of(pd: PodDir) -> PodStatus:
         if lost or pd.state in (PodState.EXITED, PodState.GARBAGE):
             _unmonitored(cs, pd.uid)
         (st.init_containers if c.kind == "init" else st.containers).append(cs)
+    return st
+
+
+def waiting_status(pod: Any, uid: str, error: Any, created: float | None = None) -> PodStatus:
+    """The status of ``pod`` (a ``runtime.pod.manifest.Pod``) that could not be created
+    because a container's image could not be had (``error``, a
+    ``runtime.pod.imagepull.ImagePullError``): Pending, that container Waiting with the
+    error's reason and message (ErrImagePull, ImagePullBackOff, ErrImageNeverPull,
+    InvalidImageName), the others Waiting to be created. It has no pod directory
+    (``location`` "none"): nothing of it exists on the host."""
+    from runtime.pod.qos import pod_qos
+
+    st = PodStatus(
+        uid=uid,
+        name=pod.name,
+        namespace=pod.namespace,
+        location="none",
+        phase="Pending",
+        qos_class=pod_qos(pod).value,
+        pod_ip=None,
+        host_network=pod.spec.host_network,
+        created=time.time() if created is None else created,
+    )
+    has_init = bool(pod.spec.init_containers)
+    for c in pod.all_containers:
+        kind = "init" if c in pod.spec.init_containers else "app"
+        cs = ContainerStatus(c.name, kind, c.image)
+        if c.name == error.container:
+            cs.reason, cs.message = error.reason, error.message
+        else:
+            cs.reason = "PodInitializing" if kind == "app" and has_init else "ContainerCreating"
+        (st.init_containers if kind == "init" else st.containers).append(cs)
     return st
 
 
