@@ -110,17 +110,29 @@ def _failed(name: str, e: BaseException) -> SuiteResult:
 
 
 def _other(name: str, p: spawn.Params) -> SuiteResult:
-    """A suite that sets up what it needs itself (image, network, store)."""
+    """A suite that sets up what it needs itself (image, network, store, control-plane)."""
     if name == "store":  # needs no root
         from . import store
 
         return store.store_suite(p.quick)
+    if name == "control-plane":  # needs no root either
+        from . import controlplane
+
+        return controlplane.control_plane_suite(p.quick)
+    if name == "scheduler":  # needs no root
+        from . import scheduler
+
+        return scheduler.scheduler_suite(p.quick)
     if os.geteuid() != 0:
         return SuiteResult(name, suites.SUITES[name], Status.SKIPPED, "needs root")
     if name == "image":
         from . import image
 
         return image.image_suite(p)
+    if name == "pull":
+        from . import pull
+
+        return pull.pull_suite(p)
     if name == "pod":
         from . import pod
 
@@ -129,6 +141,10 @@ def _other(name: str, p: spawn.Params) -> SuiteResult:
         from . import density
 
         return density.density_suite(p)
+    if name == "kubelet":
+        from . import kubelet
+
+        return kubelet.kubelet_suite(p)
     from . import network
 
     return network.network_suite(p)

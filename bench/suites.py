@@ -18,17 +18,28 @@ SPAWN: dict[str, str] = {
 OTHER: dict[str, str] = {
     "image": "import of a multi-layer image tarball vs `podman load` and `umoci unpack`; "
     "re-import; overlay rootfs creation for a small and a large image",
+    "pull": "pull of a multi-layer image from a local docker-registry into an empty store vs "
+    "`podman pull` and `skopeo copy`; pull again into a store that has it",
     "pod": "pod start latency (manifest to the app container's first output), one after "
     "another and many at once, without and with network, vs podman pods",
     "density": "per-pod monitor memory (RSS, PSS) with many pods running vs conmon; pods "
     "started until the first failure or a cap, time and memory per pod",
     "network": "pod network setup and teardown per pod, pyroute2 already imported, vs the CNI "
     "bridge and host-local plugins",
+    "kubelet": "`kubectl apply` to all containers Ready through a real server and agent, one "
+    "pod and many at once, vs `corral pod run -d` (no control plane); the agent's memory",
     "store": "store drivers (SQLite, etcd) vs etcd through its client: creates/s, gets/s, list "
     "of 10k keys, watch latency with 100 watchers",
+    "control-plane": "`corral server` over SQLite and over etcd vs etcd through its client: "
+    "creates/s, gets/s, list of 10k pods, watch latency with 100 and 1000 watchers, idle RSS",
+    "scheduler": "scheduling throughput as scheduler_perf: N nodes and M pods created through "
+    "the API server, pods/s from first create to last bind, with SQLite and with etcd",
 }
 SUITES: dict[str, str] = {**SPAWN, **OTHER, **{k: v[0] for k, v in PENDING.items()}}
-ORDER = ("spawn-cli", "spawn-lib", "image", "pod", "density", "network", "store")
+ORDER = (
+    "spawn-cli", "spawn-lib", "image", "pull", "pod", "density", "network", "store",
+    "control-plane", "scheduler", "kubelet",
+)  # fmt: skip
 assert set(ORDER) == set(SUITES), "every suite has a place in ORDER"
 
 

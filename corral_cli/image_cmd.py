@@ -36,15 +36,25 @@ def image(ctx: click.Context, store: str | None) -> None:
 @image.command("import")
 @click.argument("path", type=click.Path(exists=True))
 @click.option("--name", default=None, help="name for the image (default: from the archive)")
+@click.option(
+    "--platform",
+    "platform_",
+    default=None,
+    metavar="OS/ARCH[/VARIANT]",
+    help="import the image for this platform (default: this host's; others are refused)",
+)
 @click.pass_context
-def image_import(ctx: click.Context, path: str, name: str | None) -> None:
+def image_import(ctx: click.Context, path: str, name: str | None, platform_: str | None) -> None:
     """Import a docker-archive, an oci-archive or an OCI layout directory."""
+    from images.platforms import parse
+
     from .progress import bar
 
     store = _store(ctx)
     with failing("image import"):
+        want = parse(platform_) if platform_ else None
         with bar("import") as progress:
-            images = store.import_path(path, name=name, progress=progress)
+            images = store.import_path(path, name=name, progress=progress, platform=want)
         for img in images:
             click.echo(f"{img.id} {' '.join(img.names)}".rstrip())
 

@@ -68,6 +68,11 @@ def _opts(ctx: click.Context) -> Any:
 @network_config_option
 @node_netns_option
 @click.option("--no-network", is_flag=True, help="pods get a network namespace with lo only")
+@click.option("--registries-conf", default=None, help="registries.conf for image pulls")
+@click.option("--authfile", default=None, envvar="REGISTRY_AUTH_FILE", help="auth file for pulls")
+@click.option("--cert-dir", default=None, help="directory of <host:port>/ca.crt for pulls")
+@click.option("--tls-verify", type=bool, default=True, show_default=True,
+              help="verify registries' TLS (false also allows plain HTTP)")  # fmt: skip
 @click.pass_context
 def pod(
     ctx: click.Context,
@@ -77,6 +82,10 @@ def pod(
     network_config: str | None,
     node_netns: str | None,
     no_network: bool,
+    registries_conf: str | None,
+    authfile: str | None,
+    cert_dir: str | None,
+    tls_verify: bool,
 ) -> None:
     """Run Kubernetes Pod manifests: run, ls, inspect, logs, exec, stop, rm, gc."""
     from runtime.pod.prepare import PodOptions
@@ -88,6 +97,10 @@ def pod(
         network=not no_network,
         network_config=network_config,
         node_netns=node_netns,
+        registries_conf=registries_conf,
+        auth_file=authfile,
+        certs_dir=cert_dir,
+        tls_verify=tls_verify,
     )
 
 
@@ -250,6 +263,8 @@ def pod_inspect(ctx: click.Context, ref: str, output: str) -> None:
             click.echo(f"  {c.name}:")
             click.echo(f"    Image:     {c.image}")
             click.echo(f"    State:     {c.state}" + (f" ({detail})" if detail else ""))
+            if c.message:
+                click.echo(f"    Message:   {c.message}")
             click.echo(f"    Ready:     {str(c.ready).lower()}")
             click.echo(f"    Restarts:  {c.restart_count}")
 

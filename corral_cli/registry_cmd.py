@@ -36,15 +36,25 @@ def register(cli: click.Group, image: click.Group, store: Any) -> None:
     @image.command("pull")
     @click.argument("ref")
     @_common
+    @click.option(
+        "--platform",
+        "platform_",
+        default=None,
+        metavar="OS/ARCH[/VARIANT]",
+        help="pull the image for this platform (default: this host's; others are refused)",
+    )
     @click.pass_context
-    def image_pull(ctx: click.Context, ref: str, **o: Any) -> None:
+    def image_pull(ctx: click.Context, ref: str, platform_: str | None, **o: Any) -> None:
         """Pull an image from a registry."""
+        from images.platforms import parse
         from images.pull import pull
 
         from .progress import bar
 
         s = store(ctx)
         with failing(f"image pull {ref}"):
+            if platform_:
+                o["platform"] = parse(platform_)
             with bar("pull") as progress:
                 res = pull(s, ref, _options(**o), progress)
         click.echo(f"{res.image.id} {res.name} {res.manifest_digest}")

@@ -55,7 +55,7 @@ from .errors import Failure
     "--cluster-cidr",
     default="10.42.0.0/16",
     show_default=True,
-    help="pod addresses (used by the node IPAM once the controllers exist)",
+    help="pod addresses: the node IPAM gives each node a /24 of it",
 )
 @click.option(
     "--service-cidr",
@@ -103,6 +103,40 @@ from .errors import Failure
     type=click.IntRange(0),
     help="watches one user may hold open at once before 429 (0: no limit)",
 )
+@click.option("--disable-scheduler", is_flag=True, help="run no scheduler in this process")
+@click.option(
+    "--disable-controller-manager",
+    is_flag=True,
+    help="run no controllers (replicaset, deployment, garbage collector, ...) in this process",
+)
+@click.option(
+    "--disable-controller",
+    "disable_controllers",
+    multiple=True,
+    metavar="NAME",
+    help="do not run this controller (repeatable)",
+)
+@click.option(
+    "--node-monitor-grace-period",
+    default=40.0,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="seconds without a Lease renewal before a node is marked not ready",
+)
+@click.option(
+    "--default-not-ready-toleration-seconds",
+    default=300,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="the toleration of node.kubernetes.io/not-ready:NoExecute given to every pod",
+)
+@click.option(
+    "--default-unreachable-toleration-seconds",
+    default=300,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="the toleration of node.kubernetes.io/unreachable:NoExecute given to every pod",
+)
 def server(
     data_dir: Path,
     bind_address: str,
@@ -113,6 +147,12 @@ def server(
     cluster_cidr: str,
     service_cidr: str,
     disable_agent: bool,
+    disable_scheduler: bool,
+    disable_controller_manager: bool,
+    disable_controllers: tuple[str, ...],
+    node_monitor_grace_period: float,
+    default_not_ready_toleration_seconds: int,
+    default_unreachable_toleration_seconds: int,
     token_auth_file: Path | None,
     audit_log_path: str | None,
     audit_log_maxsize: int,
@@ -132,6 +172,12 @@ def server(
         token=token,
         datastore_endpoint=datastore_endpoint,
         disable_agent=disable_agent,
+        disable_scheduler=disable_scheduler,
+        disable_controller_manager=disable_controller_manager,
+        disable_controllers=disable_controllers,
+        node_monitor_grace_period=node_monitor_grace_period,
+        default_not_ready_toleration_seconds=default_not_ready_toleration_seconds,
+        default_unreachable_toleration_seconds=default_unreachable_toleration_seconds,
         cluster_cidr=cluster_cidr,
         service_cidr=service_cidr,
         token_auth_file=token_auth_file,
@@ -179,6 +225,53 @@ def rotate(data_dir: Path, datastore_endpoint: str) -> None:
     click.echo(f"secrets encrypted with new key {name}: {count} secret(s) rewritten")
 
 
+@click.command("scheduler")
+@click.option(
+    "--kubeconfig",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="how to reach the API server (as kube-scheduler's --kubeconfig)",
+)
+@click.option(
+    "--scheduler-name",
+    default="default-scheduler",
+    show_default=True,
+    help="schedule the pods whose spec.schedulerName is this",
+)
+@click.option(
+    "--leader-elect/--no-leader-elect",
+    default=True,
+    show_default=True,
+    help="take the kube-system/kube-scheduler Lease before scheduling",
+)
+@click.option(
+    "--percentage-of-nodes-to-score",
+    default=0,
+    type=click.IntRange(0, 100),
+    help="0: kube-scheduler's adaptive percentage",
+)
+def scheduler(
+    kubeconfig: Path, scheduler_name: str, leader_elect: bool, percentage_of_nodes_to_score: int
+) -> None:
+    """Run the scheduler alone against an API server (as kube-scheduler), until SIGTERM."""
+    from orchestrator.client import ClientError, load_kubeconfig
+    from orchestrator.scheduler import SchedulerConfig, serve_scheduler
+
+    try:
+        client = load_kubeconfig(kubeconfig)
+    except ClientError as e:
+        raise Failure("scheduler", e) from e
+    serve_scheduler(
+        client,
+        SchedulerConfig(
+            scheduler_name=scheduler_name,
+            leader_elect=leader_elect,
+            percentage_of_nodes_to_score=percentage_of_nodes_to_score,
+        ),
+    )
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(server)
     cli.add_command(secrets_encrypt)
+    cli.add_command(scheduler)

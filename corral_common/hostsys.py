@@ -356,6 +356,9 @@ def statfs_type(path: str | os.PathLike[str]) -> int:
     return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
 
 
+OPENAT2_RETRIES = 32
+
+
 def open_beneath(dirfd: int, path: str, flags: int = os.O_PATH) -> int:
     """openat2(dirfd, path, flags | O_CLOEXEC, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS): an fd
     for ``path`` that lies below ``dirfd``. Symlinks are followed while they stay below it;
@@ -370,16 +373,23 @@ def open_beneath(dirfd: int, path: str, flags: int = os.O_PATH) -> int:
         ]
 
     how = OpenHow(flags | os.O_CLOEXEC, 0, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)
-    fd = _c().syscall(
-        ctypes.c_long(SYS_OPENAT2),
-        ctypes.c_int(dirfd),
-        ctypes.c_char_p(os.fsencode(path)),
-        ctypes.byref(how),
-        ctypes.c_size_t(ctypes.sizeof(how)),
-    )
-    if fd < 0:
-        raise HostError(f"openat2({path})", _errno_now(), path)
-    return int(fd)
+    # EAGAIN: a rename or mount elsewhere on the system raced the lookup (the kernel cannot
+    # prove the walk stayed beneath); the kernel asks to try again, as runc's and crun's
+    # openat2 users do, a bounded number of times.
+    for _ in range(OPENAT2_RETRIES):
+        fd = _c().syscall(
+            ctypes.c_long(SYS_OPENAT2),
+            ctypes.c_int(dirfd),
+            ctypes.c_char_p(os.fsencode(path)),
+            ctypes.byref(how),
+            ctypes.c_size_t(ctypes.sizeof(how)),
+        )
+        if fd >= 0:
+            return int(fd)
+        err = _errno_now()
+        if err != _errno.EAGAIN:
+            break
+    raise HostError(f"openat2({path})", err, path)
 
 
 def write_atomic(path: str | os.PathLike[str], data: str | bytes, mode: int = 0o600) -> None:

@@ -24,9 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .digest import CHUNK, check_digest, hex_of
+from corral_common import hostsys
+
+from . import platforms
+from .digest import CHUNK, check_digest, hex_of, sha256_bytes
 from .errors import DigestMismatch, FormatError, ImageError, RegistryError
 from .imageconfig import check_config
+from .platforms import Platform
 from .progress import Meter, ProgressFn
 from .regconf import (
     Credentials,
@@ -48,7 +52,6 @@ from .sources import (
     FileReader,
     SourceImage,
     SourceLayer,
-    _host_platform,
 )
 
 if TYPE_CHECKING:
@@ -67,7 +70,8 @@ class Options:
     timeout: float = 60.0
     retries: int = 3  # resumptions of one blob after a broken connection
     workers: int = 3  # layers downloaded at once
-    platform: tuple[str, str] | None = None  # (os, architecture); None: this host's
+    # (os, architecture) or a Platform (with its variant); None: this host's
+    platform: tuple[str, str] | Platform | None = None
     chunk_size: int = 16 << 20  # push: blobs larger than this go in PATCH chunks
     conf_path: str | None = field(default=None, repr=False)
 
@@ -106,24 +110,20 @@ def pull(
     raise ImageError(f"pull {ref}: " + "; ".join(str(e) for e in errors))
 
 
-def pick_platform(index: dict[str, Any], want: tuple[str, str], where: str) -> dict[str, Any]:
-    """The descriptor of ``want`` (os, architecture) in an image index; an error listing what
-    the index has otherwise."""
-    manifests = index.get("manifests")
-    if not isinstance(manifests, list):
-        raise FormatError(f"{where}: image index without a manifests array")
-    have = []
-    for d in manifests:
-        p = d.get("platform") if isinstance(d, dict) else None
-        if not isinstance(p, dict):
-            continue
-        if (p.get("os"), p.get("architecture")) == want:
-            return d
-        have.append(f"{p.get('os')}/{p.get('architecture')}")
-    raise ImageError(
-        f"{where}: no image for {want[0]}/{want[1]} in the index "
-        f"(it has {', '.join(have) or 'no platforms'})"
-    )
+def _want(want: tuple[str, str] | Platform) -> Platform:
+    """A platform asked for as (os, architecture) gets the architecture's default variant;
+    this host's has its own (arm64: v8)."""
+    if isinstance(want, Platform):
+        return want
+    return platforms.normalize(*want)
+
+
+def pick_platform(
+    index: dict[str, Any], want: tuple[str, str] | Platform, where: str
+) -> dict[str, Any]:
+    """The descriptor of ``want`` (os, architecture[, variant]) in an image index; an error
+    listing what the index has otherwise."""
+    return platforms.pick(index.get("manifests"), _want(want), where)
 
 
 def _json(data: bytes, what: str) -> dict[str, Any]:
@@ -151,7 +151,7 @@ def _descriptor(d: Any, what: str) -> tuple[str, int]:
 def _pull_from(
     store: Store, ep: Endpoint, resolved: Resolved, opts: Options, progress: ProgressFn | None
 ) -> Pulled:
-    want = opts.platform or _host_platform()
+    want = _want(opts.platform) if opts.platform else platforms.host()
     where = f"{ep.host}/{ep.repo}:{resolved.reference}"
     with Client(ep, opts.settings(ep)) as client:
         body, media, digest, doc = client.get_manifest(resolved.reference)
@@ -165,14 +165,11 @@ def _pull_from(
         else:
             man = doc
         cdigest, csize = _descriptor(man.get("config"), f"manifest {digest}: config")
-        config = client.blob_bytes(cdigest, csize, MAX_JSON)
+        with store.importing():
+            config = _fetch_config(client, store.ingest_dir(), store, cdigest, csize)
         cfg = _json(config, f"image config {cdigest}")
         check_config(cfg, f"image config {cdigest}")
-        got = (cfg.get("os"), cfg.get("architecture"))
-        if got != want:
-            raise ImageError(
-                f"{where}: image is for {got[0]}/{got[1]}, this host runs {want[0]}/{want[1]}"
-            )
+        platforms.check(cfg, want if opts.platform else None, where)
         ldescs = man.get("layers")
         if not isinstance(ldescs, list):
             raise FormatError(f"manifest {digest}: layers must be an array")
@@ -201,12 +198,32 @@ def _pull_from(
                 names_from=where,
             )
             images = store.import_sources(_IngestReader(ingest, store), [src], None, where)
-            for d in todo:
+            for d in [*todo, cdigest]:
                 try:
                     (ingest / hex_of(d)).unlink()
                 except FileNotFoundError:
                     pass
     return Pulled(images[0], name, top, f"{ep.host}/{ep.repo}")
+
+
+def _fetch_config(client: Client, ingest: Path, store: Store, digest: str, size: int) -> bytes:
+    """The config blob, verified: from the store when an image there has it (a pull of a
+    stored image fetches only its manifest), from the ingest directory when a concurrent pull
+    fetched it, else from the registry, under the blob's lock like a layer (so two pulls fetch
+    it once) and kept in the ingest directory until the image is committed."""
+    h = hex_of(digest)
+    with _blob_lock(ingest, h):
+        if size <= MAX_JSON:
+            for path in (store.blob_path(digest), ingest / h):
+                try:
+                    data = path.read_bytes()
+                except OSError:
+                    continue
+                if len(data) == size and sha256_bytes(data) == digest:
+                    return data
+        data = client.blob_bytes(digest, size, MAX_JSON)
+        hostsys.host().write_atomic(ingest / h, data, 0o600)
+        return data
 
 
 class _SafeMeter(Meter):

@@ -19,6 +19,7 @@ import json
 import re
 import ssl
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -34,6 +35,8 @@ from .sources import INDEX_TYPES, MANIFEST_TYPES
 MAX_MANIFEST = 4 << 20  # distribution's own limit for a manifest
 MAX_ERROR_BODY = 64 << 10
 MAX_REDIRECTS = 5
+TOKEN_LIFETIME = 60.0  # seconds a bearer token lives when the token server does not say
+TOKEN_MARGIN = 5.0  # a token with less than this left is fetched again before it is used
 ACCEPT = ", ".join((*MANIFEST_TYPES, *INDEX_TYPES))
 USER_AGENT = "corral/0.1"
 
@@ -96,7 +99,7 @@ class Client:
         self._lock = threading.Lock()
         self._conns: list[http.client.HTTPConnection] = []
         self._challenge: tuple[str, dict[str, str]] | None = None
-        self._tokens: dict[tuple[str, ...], str] = {}
+        self._tokens: dict[tuple[str, ...], tuple[str, float]] = {}  # scopes -> token, until
         self._pinged = False
 
     # -- connections -------------------------------------------------------------------------
@@ -221,15 +224,17 @@ class Client:
             return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
         if kind == "bearer":
             with self._lock:
-                token = self._tokens.get(scopes)
-            if token is None:
-                token = self._fetch_token(params, scopes)
+                token, until = self._tokens.get(scopes, ("", 0.0))
+            if not token or time.monotonic() >= until - TOKEN_MARGIN:
+                token, lifetime = self._fetch_token(params, scopes)
                 with self._lock:
-                    self._tokens[scopes] = token
+                    self._tokens[scopes] = (token, time.monotonic() + lifetime)
             return {"Authorization": "Bearer " + token}
         raise AuthError("authenticate", self.host, f"unsupported auth scheme {kind!r}")
 
-    def _fetch_token(self, params: dict[str, str], scopes: tuple[str, ...]) -> str:
+    def _fetch_token(self, params: dict[str, str], scopes: tuple[str, ...]) -> tuple[str, float]:
+        """A token for ``scopes`` from the challenge's realm, and how many seconds it lives
+        (``expires_in``; 60 when the answer does not say, as the token spec has it)."""
         realm = params.get("realm")
         if not realm:
             raise AuthError("token", self.host, "Bearer challenge without a realm")
@@ -255,7 +260,10 @@ class Client:
         token = doc.get("token") or doc.get("access_token") if isinstance(doc, dict) else None
         if not isinstance(token, str) or not token:
             raise AuthError(step, self.host, "the answer holds no token")
-        return token
+        lifetime = doc.get("expires_in")
+        if not isinstance(lifetime, int | float) or isinstance(lifetime, bool) or lifetime <= 0:
+            lifetime = TOKEN_LIFETIME
+        return token, float(lifetime)
 
     def request(
         self,
@@ -284,8 +292,10 @@ class Client:
                     if challenge[0] == "basic" and self.settings.credentials is None:
                         raise AuthError(step, self.host, "authentication required (corral login)")
                     self._challenge = challenge
-                    with self._lock:
-                        self._tokens.pop(sc, None)
+                    sent = hdrs.get("Authorization", "").removeprefix("Bearer ")
+                    with self._lock:  # expired or revoked: fetch another, unless a thread
+                        if self._tokens.get(sc, ("",))[0] == sent:  # already has
+                            self._tokens.pop(sc, None)
                     continue
             if resp.status in ok:
                 return resp

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import re
 import tarfile
 from collections.abc import Iterator
@@ -19,9 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from . import platforms
 from .digest import check_digest, sha256_bytes, verify_bytes
 from .errors import FormatError, NotFound
 from .imageconfig import check_config
+from .platforms import Platform
 
 MAX_JSON = 16 << 20  # manifests, configs and indexes are small; refuse anything bigger
 
@@ -181,10 +182,12 @@ def open_source(path: Path) -> Iterator[tuple[str, Reader]]:
         reader.close()
 
 
-def read_images(kind: str, reader: Reader) -> list[SourceImage]:
+def read_images(kind: str, reader: Reader, want: Platform | None = None) -> list[SourceImage]:
+    """The images of an archive or layout, each checked to be for ``want`` (None: this
+    host's platform); an index gives its entry for that platform."""
     if kind.startswith("docker"):
-        return _docker(reader)
-    return _oci(reader)
+        return _docker(reader, want)
+    return _oci(reader, want)
 
 
 def _config(
@@ -215,7 +218,7 @@ def _claim(path: str) -> str | None:
     return f"sha256:{m.group(1)}" if m else None
 
 
-def _docker(reader: Reader) -> list[SourceImage]:
+def _docker(reader: Reader, want: Platform | None) -> list[SourceImage]:
     manifest = reader.json("manifest.json")
     if not isinstance(manifest, list) or not manifest:
         raise FormatError("manifest.json: expected a non-empty array")
@@ -225,6 +228,7 @@ def _docker(reader: Reader) -> list[SourceImage]:
             raise FormatError("manifest.json: entry without Config")
         cpath = entry["Config"]
         config, cdigest, cfg = _config(reader, cpath, _claim(cpath))
+        platforms.check(cfg, want, f"manifest.json[{i}]: image config {cpath}")
         layers = entry.get("Layers") or []
         diff_ids = _diff_ids(cfg, len(layers), cpath)
         src_layers = []
@@ -252,22 +256,11 @@ def _read_blob(reader: Reader, desc: dict[str, Any]) -> bytes:
 
 
 def _host_platform() -> tuple[str, str]:
-    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
-    return "linux", arch
+    p = platforms.host()
+    return p.os, p.architecture
 
 
-def _pick(manifests: list[dict[str, Any]]) -> dict[str, Any]:
-    os_, arch = _host_platform()
-    for d in manifests:
-        p = d.get("platform") or {}
-        if p.get("os") == os_ and p.get("architecture") == arch:
-            return d
-    if not manifests:
-        raise FormatError("image index lists no manifests")
-    return manifests[0]
-
-
-def _oci(reader: Reader) -> list[SourceImage]:
+def _oci(reader: Reader, want: Platform | None) -> list[SourceImage]:
     index = reader.json("index.json")
     if not isinstance(index, dict) or not isinstance(index.get("manifests"), list):
         raise FormatError("index.json: no manifests array")
@@ -281,7 +274,11 @@ def _oci(reader: Reader) -> list[SourceImage]:
             raise FormatError(f"{where}: must be a string")
         while desc.get("mediaType") in INDEX_TYPES:
             nested = json.loads(_read_blob(reader, desc))
-            desc = _pick(nested.get("manifests") or [])
+            if not isinstance(nested, dict) or not nested.get("manifests"):
+                raise FormatError(f"index {desc.get('digest')}: lists no manifests")
+            desc = platforms.pick(
+                nested["manifests"], want or platforms.host(), f"index {desc.get('digest')}"
+            )
         if desc.get("mediaType") not in MANIFEST_TYPES:
             raise FormatError(f"index.json: unsupported manifest type {desc.get('mediaType')!r}")
         mdata = _read_blob(reader, desc)
@@ -293,6 +290,7 @@ def _oci(reader: Reader) -> list[SourceImage]:
         config, cdigest, cfg = _config(
             reader, _blob_path(cdesc.get("digest", "")), cdesc["digest"], cdesc.get("size")
         )
+        platforms.check(cfg, want, f"index.json manifests[{i}]: image config {cdigest}")
         ldescs = man.get("layers") or []
         diff_ids = _diff_ids(cfg, len(ldescs), f"config {cdigest}")
         layers = []

@@ -40,6 +40,7 @@ from corral_common.defaults import IMAGE_ROOT
 from . import overlay
 from .digest import CHUNK, HashingReader, check_digest, decompressed, hex_of, sniff
 from .errors import DigestMismatch, FormatError, ImageError, InUse, NotFound
+from .platforms import Platform
 from .progress import CountingReader, Meter, ProgressFn
 from .reference import check_name, check_ref, parse
 from .sources import SourceImage, SourceLayer, open_source, read_images
@@ -261,16 +262,18 @@ class Store:
         path: str | os.PathLike[str],
         name: str | None = None,
         progress: ProgressFn | None = None,
+        platform: Platform | None = None,
     ) -> list[Image]:
         """Import every image of a docker-archive, oci-archive or OCI layout directory.
 
         ``progress`` is called with the layer bytes and layers processed so far. ``name`` and
         the names the archive gives are checked (``images.reference``) before anything is
-        stored."""
+        stored. Images are for ``platform`` (None: this host's): an index gives its entry for
+        it, an image for another one is refused."""
         if name is not None:
             check_name(name)
         with self.importing(), open_source(Path(path)) as (kind, reader):
-            sources = read_images(kind, reader)
+            sources = read_images(kind, reader, platform)
             if name is not None:
                 if len(sources) != 1:
                     raise FormatError(f"{path} holds {len(sources)} images; --name needs one")

@@ -12,10 +12,11 @@ OpenAPI schema (``gen.py`` -> ``_generated.py``); what kube-apiserver does beyon
 
 from kubemodel import configdata as _configdata  # ConfigMap and Secret validation
 from kubemodel import pod as _pod  # registers the Pod defaulting and validation
+from kubemodel import policy as _policy  # RBAC, PodDisruptionBudget, EndpointSlice
 from kubemodel import workloads as _workloads  # apps/v1 and batch/v1 kinds likewise
 from kubemodel._generated import *  # noqa: F403
 from kubemodel._generated import __all__ as _types
-from kubemodel.codec import decode, decode_json, encode, kind_of_type, to_dict
+from kubemodel.codec import decode, decode_json, encode, kind_of_type, to_dict, unknown_fields
 from kubemodel.errors import FieldError
 from kubemodel.quantity import Amount, Quantity, parse_quantity
 
@@ -29,6 +30,7 @@ __all__ = [  # noqa: PLE0604
     "kind_of_type",
     "parse_quantity",
     "to_dict",
+    "unknown_fields",
     *_types,
 ]
-del _configdata, _pod, _workloads
+del _configdata, _pod, _policy, _workloads

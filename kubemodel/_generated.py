@@ -81,12 +81,18 @@ __all__ = [
     "DeploymentSpec",
     "DeploymentStatus",
     "DeploymentStrategy",
+    "DiscoveryV1EndpointPort",
     "DownwardAPIProjection",
     "DownwardAPIVolumeFile",
     "DownwardAPIVolumeSource",
     "EmptyDirVolumeSource",
+    "Endpoint",
     "EndpointAddress",
+    "EndpointConditions",
+    "EndpointHints",
     "EndpointPort",
+    "EndpointSlice",
+    "EndpointSliceList",
     "EndpointSubset",
     "Endpoints",
     "EndpointsList",
@@ -99,10 +105,12 @@ __all__ = [
     "EventList",
     "EventSeries",
     "EventSource",
+    "Eviction",
     "ExecAction",
     "FCVolumeSource",
     "FlexVolumeSource",
     "FlockerVolumeSource",
+    "ForZone",
     "GCEPersistentDiskVolumeSource",
     "GRPCAction",
     "GitRepoVolumeSource",
@@ -176,6 +184,10 @@ __all__ = [
     "PodCondition",
     "PodDNSConfig",
     "PodDNSConfigOption",
+    "PodDisruptionBudget",
+    "PodDisruptionBudgetList",
+    "PodDisruptionBudgetSpec",
+    "PodDisruptionBudgetStatus",
     "PodFailurePolicy",
     "PodFailurePolicyOnExitCodesRequirement",
     "PodFailurePolicyOnPodConditionsPattern",
@@ -196,6 +208,8 @@ __all__ = [
     "PortworxVolumeSource",
     "Preconditions",
     "PreferredSchedulingTerm",
+    "PriorityClass",
+    "PriorityClassList",
     "Probe",
     "ProjectedVolumeSource",
     "QuobyteVolumeSource",
@@ -785,6 +799,14 @@ class DeploymentStrategy(Object):
     type: str | None = None
 
 
+class DiscoveryV1EndpointPort(Object):
+    """``io.k8s.api.discovery.v1.EndpointPort``."""
+    app_protocol: str | None = msgspec.field(default=None, name="appProtocol")
+    name: str | None = None
+    port: int | None = None
+    protocol: str | None = None
+
+
 class DownwardAPIProjection(Object):
     """``io.k8s.api.core.v1.DownwardAPIProjection``."""
     items: list[DownwardAPIVolumeFile] | None = None
@@ -810,6 +832,18 @@ class EmptyDirVolumeSource(Object):
     size_limit: Quantity | None = msgspec.field(default=None, name="sizeLimit")
 
 
+class Endpoint(Object):
+    """``io.k8s.api.discovery.v1.Endpoint``."""
+    addresses: list[str]
+    conditions: EndpointConditions | None = None
+    deprecated_topology: dict[str, str] | None = msgspec.field(default=None, name="deprecatedTopology")
+    hints: EndpointHints | None = None
+    hostname: str | None = None
+    node_name: str | None = msgspec.field(default=None, name="nodeName")
+    target_ref: ObjectReference | None = msgspec.field(default=None, name="targetRef")
+    zone: str | None = None
+
+
 class EndpointAddress(Object):
     """``io.k8s.api.core.v1.EndpointAddress``."""
     ip: str
@@ -818,12 +852,42 @@ class EndpointAddress(Object):
     target_ref: ObjectReference | None = msgspec.field(default=None, name="targetRef")
 
 
+class EndpointConditions(Object):
+    """``io.k8s.api.discovery.v1.EndpointConditions``."""
+    ready: bool | None = None
+    serving: bool | None = None
+    terminating: bool | None = None
+
+
+class EndpointHints(Object):
+    """``io.k8s.api.discovery.v1.EndpointHints``."""
+    for_zones: list[ForZone] | None = msgspec.field(default=None, name="forZones")
+
+
 class EndpointPort(Object):
     """``io.k8s.api.core.v1.EndpointPort``."""
     port: int
     app_protocol: str | None = msgspec.field(default=None, name="appProtocol")
     name: str | None = None
     protocol: str | None = None
+
+
+class EndpointSlice(Object):
+    """``io.k8s.api.discovery.v1.EndpointSlice``."""
+    address_type: str = msgspec.field(name="addressType")
+    endpoints: list[Endpoint]
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+    ports: list[DiscoveryV1EndpointPort] | None = None
+
+
+class EndpointSliceList(Object):
+    """``io.k8s.api.discovery.v1.EndpointSliceList``."""
+    items: list[EndpointSlice]
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ListMeta | None = None
 
 
 class EndpointSubset(Object):
@@ -946,6 +1010,14 @@ class EventSource(Object):
     host: str | None = None
 
 
+class Eviction(Object):
+    """``io.k8s.api.policy.v1.Eviction``."""
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    delete_options: DeleteOptions | None = msgspec.field(default=None, name="deleteOptions")
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+
+
 class ExecAction(Object):
     """``io.k8s.api.core.v1.ExecAction``."""
     command: list[str] | None = None
@@ -973,6 +1045,11 @@ class FlockerVolumeSource(Object):
     """``io.k8s.api.core.v1.FlockerVolumeSource``."""
     dataset_name: str | None = msgspec.field(default=None, name="datasetName")
     dataset_uuid: str | None = msgspec.field(default=None, name="datasetUUID")
+
+
+class ForZone(Object):
+    """``io.k8s.api.discovery.v1.ForZone``."""
+    name: str
 
 
 class GCEPersistentDiskVolumeSource(Object):
@@ -1575,6 +1652,42 @@ class PodDNSConfigOption(Object):
     value: str | None = None
 
 
+class PodDisruptionBudget(Object):
+    """``io.k8s.api.policy.v1.PodDisruptionBudget``."""
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+    spec: PodDisruptionBudgetSpec | None = None
+    status: PodDisruptionBudgetStatus | None = None
+
+
+class PodDisruptionBudgetList(Object):
+    """``io.k8s.api.policy.v1.PodDisruptionBudgetList``."""
+    items: list[PodDisruptionBudget]
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ListMeta | None = None
+
+
+class PodDisruptionBudgetSpec(Object):
+    """``io.k8s.api.policy.v1.PodDisruptionBudgetSpec``."""
+    max_unavailable: int | str | None = msgspec.field(default=None, name="maxUnavailable")
+    min_available: int | str | None = msgspec.field(default=None, name="minAvailable")
+    selector: LabelSelector | None = None
+    unhealthy_pod_eviction_policy: str | None = msgspec.field(default=None, name="unhealthyPodEvictionPolicy")
+
+
+class PodDisruptionBudgetStatus(Object):
+    """``io.k8s.api.policy.v1.PodDisruptionBudgetStatus``."""
+    current_healthy: int = msgspec.field(name="currentHealthy")
+    desired_healthy: int = msgspec.field(name="desiredHealthy")
+    disruptions_allowed: int = msgspec.field(name="disruptionsAllowed")
+    expected_pods: int = msgspec.field(name="expectedPods")
+    conditions: list[Condition] | None = None
+    disrupted_pods: dict[str, datetime] | None = msgspec.field(default=None, name="disruptedPods")
+    observed_generation: int | None = msgspec.field(default=None, name="observedGeneration")
+
+
 class PodFailurePolicy(Object):
     """``io.k8s.api.batch.v1.PodFailurePolicy``."""
     rules: list[PodFailurePolicyRule]
@@ -1761,6 +1874,25 @@ class PreferredSchedulingTerm(Object):
     """``io.k8s.api.core.v1.PreferredSchedulingTerm``."""
     preference: NodeSelectorTerm
     weight: int
+
+
+class PriorityClass(Object):
+    """``io.k8s.api.scheduling.v1.PriorityClass``."""
+    value: int
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    description: str | None = None
+    global_default: bool | None = msgspec.field(default=None, name="globalDefault")
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+    preemption_policy: str | None = msgspec.field(default=None, name="preemptionPolicy")
+
+
+class PriorityClassList(Object):
+    """``io.k8s.api.scheduling.v1.PriorityClassList``."""
+    items: list[PriorityClass]
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ListMeta | None = None
 
 
 class Probe(Object):
@@ -2463,6 +2595,15 @@ KINDS: dict[tuple[str, str], type[Object]] = {
     ("coordination.k8s.io/v1", "Lease"): Lease,
     ("coordination.k8s.io/v1", "LeaseList"): LeaseList,
     ("coordination.k8s.io/v1", "WatchEvent"): WatchEvent,
+    ("discovery.k8s.io/v1", "DeleteOptions"): DeleteOptions,
+    ("discovery.k8s.io/v1", "EndpointSlice"): EndpointSlice,
+    ("discovery.k8s.io/v1", "EndpointSliceList"): EndpointSliceList,
+    ("discovery.k8s.io/v1", "WatchEvent"): WatchEvent,
+    ("policy/v1", "DeleteOptions"): DeleteOptions,
+    ("policy/v1", "Eviction"): Eviction,
+    ("policy/v1", "PodDisruptionBudget"): PodDisruptionBudget,
+    ("policy/v1", "PodDisruptionBudgetList"): PodDisruptionBudgetList,
+    ("policy/v1", "WatchEvent"): WatchEvent,
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): ClusterRole,
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): ClusterRoleBinding,
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBindingList"): ClusterRoleBindingList,
@@ -2473,6 +2614,10 @@ KINDS: dict[tuple[str, str], type[Object]] = {
     ("rbac.authorization.k8s.io/v1", "RoleBindingList"): RoleBindingList,
     ("rbac.authorization.k8s.io/v1", "RoleList"): RoleList,
     ("rbac.authorization.k8s.io/v1", "WatchEvent"): WatchEvent,
+    ("scheduling.k8s.io/v1", "DeleteOptions"): DeleteOptions,
+    ("scheduling.k8s.io/v1", "PriorityClass"): PriorityClass,
+    ("scheduling.k8s.io/v1", "PriorityClassList"): PriorityClassList,
+    ("scheduling.k8s.io/v1", "WatchEvent"): WatchEvent,
     ("v1", "APIResourceList"): APIResourceList,
     ("v1", "Binding"): Binding,
     ("v1", "ConfigMap"): ConfigMap,

@@ -10,6 +10,7 @@ quantities and int-or-strings as written.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, Union, get_args, get_origin
@@ -29,6 +30,7 @@ __all__ = [
     "encode",
     "kind_of_type",
     "to_dict",
+    "unknown_fields",
 ]
 
 T = TypeVar("T", bound=Object)
@@ -268,3 +270,53 @@ def _bad_key(node: object, value_type: Any) -> object:
         except msgspec.ValidationError:
             return key
     return None
+
+
+# ============================================================================= unknown fields
+
+
+@functools.cache
+def _struct_fields(cls: type) -> dict[str, Any]:
+    return {f.encode_name: f.type for f in msgspec.structs.fields(cls)}
+
+
+def unknown_fields(data: Any, cls: type[Object], *, prune: bool = False) -> list[str]:
+    """The paths of the fields of ``data`` that ``cls`` does not have (``spec.foo``,
+    ``spec.containers[0].bar``), as kube-apiserver's field validation names them; with
+    ``prune`` they are also removed from ``data`` (in place). Keys starting with ``$``
+    (strategic merge patch directives) are not fields. Values of the wrong type are left
+    for ``decode`` to refuse."""
+    try:  # the common case, and msgspec's C decoder is faster than the walk below
+        msgspec.convert(data, cls, dec_hook=_dec_hook)
+        return []
+    except msgspec.ValidationError:
+        pass  # an unknown field, or something else wrong (a patch lacks required fields)
+    found: list[str] = []
+    stack: list[tuple[Any, Any, str]] = [(data, cls, "")]
+    while stack:
+        value, typ, path = stack.pop()
+        typ = _strip_optional(typ)
+        if _is_struct(typ):
+            if not isinstance(value, dict):
+                continue
+            fields = _struct_fields(typ)
+            for key in list(value):
+                if not isinstance(key, str):
+                    continue
+                sub = at(path, key)
+                if key in fields:
+                    stack.append((value[key], fields[key], sub))
+                elif not key.startswith("$"):
+                    found.append(sub)
+                    if prune:
+                        del value[key]
+            continue
+        origin = get_origin(typ)
+        if origin is list and isinstance(value, list):
+            (item,) = get_args(typ)
+            stack.extend((v, item, at(path, i)) for i, v in enumerate(value))
+        elif origin is dict and isinstance(value, dict):
+            item = get_args(typ)[1]
+            if _is_struct(_strip_optional(item)):
+                stack.extend((v, item, at(path, str(k))) for k, v in value.items())
+    return sorted(found)

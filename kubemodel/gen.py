@@ -50,6 +50,13 @@ ROOTS = (
     *("io.k8s.api.batch.v1." + k + s for k in ("Job", "CronJob") for s in ("", "List")),
     "io.k8s.api.coordination.v1.Lease",
     "io.k8s.api.coordination.v1.LeaseList",
+    "io.k8s.api.discovery.v1.EndpointSlice",
+    "io.k8s.api.discovery.v1.EndpointSliceList",
+    "io.k8s.api.policy.v1.PodDisruptionBudget",
+    "io.k8s.api.policy.v1.PodDisruptionBudgetList",
+    "io.k8s.api.policy.v1.Eviction",
+    "io.k8s.api.scheduling.v1.PriorityClass",
+    "io.k8s.api.scheduling.v1.PriorityClassList",
     *(
         "io.k8s.api.rbac.v1." + k + s
         for k in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")
@@ -65,7 +72,7 @@ ROOTS = (
 # The API versions served; KINDS lists a kind under these only.
 API_VERSIONS = frozenset(
     {"v1", "apps/v1", "batch/v1", "coordination.k8s.io/v1", "rbac.authorization.k8s.io/v1"}
-    | {"autoscaling/v1"}
+    | {"autoscaling/v1", "discovery.k8s.io/v1", "policy/v1", "scheduling.k8s.io/v1"}
 )
 
 # Definitions that are not objects: their Python type.
@@ -101,7 +108,12 @@ ZERO_DEFAULTS: dict[str, tuple[str, ...]] = {
 
 def _strip(node: Any) -> Any:
     if isinstance(node, dict):
-        return {k: _strip(v) for k, v in sorted(node.items()) if k != "description"}
+        # The documentation strings go; a property named "description" (an object) stays.
+        return {
+            k: _strip(v)
+            for k, v in sorted(node.items())
+            if not (k == "description" and isinstance(v, str))
+        }
     if isinstance(node, list):
         return [_strip(v) for v in node]
     return node

@@ -206,6 +206,16 @@ def compile_filter(sc: Seccomp, where: str = "linux.seccomp") -> Program:
     return Program(bpf=bpf, flags=flags)
 
 
+def native_arch() -> str:
+    """The SCMP_ARCH_ name of the architecture libseccomp builds filters for here (the one
+    every filter includes): SCMP_ARCH_X86_64 on x86_64, SCMP_ARCH_AARCH64 on arm64."""
+    token = int(lib.seccomp_arch_native())
+    for name in _SECCOMP_ARCHES:
+        if _arch_token(name) == token:
+            return name
+    raise ConfigError("linux.seccomp", f"libseccomp's native architecture {token:#x} is unknown")
+
+
 def features() -> dict[str, Any]:
     """The `seccomp` part of the runtime-spec features document."""
     arches = sorted(a for a in _SECCOMP_ARCHES if _arch_token(a) != 0)

@@ -17,8 +17,12 @@ APT_PACKAGES=(
 # The VM tests (tests/vm): vagrant for `vagrant validate`; qemu and Debian's kernel to boot a
 # cgroup v2 VM, on x86_64 only. A host with its own /boot/vmlinuz-* (any Debian install but a
 # container) needs no extra kernel. CORRAL_SETUP_VM=0 skips them (the Vagrant nodes do).
+# The arm64 VM (tests/vm/test_arm64.py): qemu-system-aarch64 (emulated, TCG) and kmod's depmod;
+# its kernel and userland are Debian arm64 packages that tests/vm/arm64.py downloads with a
+# private apt configuration on first use (the host's apt is left alone: no foreign
+# architecture is added) and caches under /var/cache/corral-test/vm-arm64.
 if [ "${CORRAL_SETUP_VM:-1}" != 0 ]; then
-  APT_PACKAGES+=(vagrant)
+  APT_PACKAGES+=(vagrant qemu-system-arm kmod)
   if [ "$(dpkg --print-architecture)" = amd64 ]; then
     APT_PACKAGES+=(qemu-system-x86)
     compgen -G '/boot/vmlinuz-*' >/dev/null || APT_PACKAGES+=(linux-image-amd64)

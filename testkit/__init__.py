@@ -7,5 +7,6 @@ Importable from the repository root, as ``tests`` and ``bench`` are:
 - :mod:`testkit.helper.build`: compiles the in-container helper ``corral-test``;
 - :mod:`testkit.cache`: where built rootfs and helper binaries are cached;
 - :mod:`testkit.etcdcluster`: etcd-server members on loopback ports, started and stopped;
+- :mod:`testkit.kubeserver`: a real ``corral server`` on a free port, started and stopped;
 - :mod:`testkit.net`: free loopback ports.
 """

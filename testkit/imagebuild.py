@@ -130,8 +130,14 @@ def compress(data: bytes, kind: str) -> bytes:
 
 
 def config_for(layers: list[bytes], **cfg: Any) -> dict[str, Any]:
+    """An image config for this host's platform (imports refuse others): linux/amd64 on
+    x86_64, linux/arm64 with variant v8 on arm64."""
+    from images import platforms
+
+    host = platforms.host()
     return {
-        "architecture": "amd64",
+        "architecture": host.architecture,
+        **({"variant": host.variant} if host.variant else {}),
         "os": "linux",
         "created": "2024-01-02T03:04:05Z",
         "config": cfg,

@@ -1,149 +1,34 @@
-"""A real ``corral server`` for the tests: its own data dir, a free port on 127.0.0.1, the
-embedded SQLite store; kubectl (the machine's, and 1.20 from Debian's kubernetes-client) with
-their own HOME; an HTTPS client with the admin certificate. Only processes started here are
-ever signalled."""
+"""A real ``corral server`` for the tests (``testkit.kubeserver``, shared with the benchmarks);
+kubectl (the machine's, and 1.20 from Debian's kubernetes-client) with their own HOME."""
 
 from __future__ import annotations
 
-import base64
-import json
 import os
-import select
 import shutil
-import signal
-import ssl
 import subprocess
-import sys
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import yaml
+from testkit.kubeserver import API_ONLY, CORRAL, NO_SCHEDULER, START_DEADLINE, Server
 
-from testkit.net import free_port
+__all__ = [
+    "API_ONLY",
+    "CORRAL",
+    "KUBECTL_120",
+    "KUBECTL_CURRENT",
+    "NO_SCHEDULER",
+    "REPO",
+    "START_DEADLINE",
+    "Kubectl",
+    "Server",
+]
 
 REPO = Path(__file__).resolve().parent.parent
-CORRAL = str(Path(sys.executable).parent / "corral")
 # kubectl 1.20: scripts/setup.sh unpacks Debian's kubernetes-client here.
 KUBECTL_120 = os.environ.get(
     "CORRAL_KUBECTL_120", "/var/cache/corral-test/kubernetes-client/usr/bin/kubectl"
 )
 KUBECTL_CURRENT = shutil.which("kubectl") or "/usr/bin/kubectl"
-START_DEADLINE = 60.0  # seconds: a start that takes longer is a failure, not a measurement
-
-
-@dataclass
-class Server:
-    root: Path
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-    extra: tuple[str, ...] = ()
-
-    @property
-    def data_dir(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def kubeconfig(self) -> Path:
-        return self.root / "kubeconfig.yaml"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "server.log"
-
-    def start(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        argv = [
-            CORRAL,
-            "server",
-            "--data-dir",
-            str(self.data_dir),
-            "--https-listen-port",
-            str(self.port),
-            "--write-kubeconfig",
-            str(self.kubeconfig),
-            "--disable-agent",
-            *self.extra,
-        ]
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log)
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + START_DEADLINE
-        line = b""
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.proc.stdout], [], [], 1.0)
-            if ready:
-                line = self.proc.stdout.readline()
-                if b"ready" in line or not line:
-                    break
-            if self.proc.poll() is not None:
-                break
-        if b"ready" not in line:
-            self.kill()
-            raise RuntimeError(f"corral server did not start: {self.log.read_text()[-2000:]}")
-
-    def stop(self) -> int | None:
-        """SIGTERM, then wait; the exit status (None if it had to be killed)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return None
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    # ---------------------------------------------------------------- raw HTTPS
-
-    def ssl_context(self, client_cert: bool = True) -> ssl.SSLContext:
-        cfg = yaml.safe_load(self.kubeconfig.read_text())
-        cluster = cfg["clusters"][0]["cluster"]
-        user = cfg["users"][0]["user"]
-        ctx = ssl.create_default_context(
-            cadata=base64.b64decode(cluster["certificate-authority-data"]).decode()
-        )
-        if client_cert:
-            cert = self.root / "admin.crt"
-            key = self.root / "admin.key"
-            cert.write_bytes(base64.b64decode(user["client-certificate-data"]))
-            key.write_bytes(base64.b64decode(user["client-key-data"]))
-            os.chmod(key, 0o600)
-            ctx.load_cert_chain(cert, key)
-        return ctx
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        body: bytes | dict[str, Any] | list[Any] | None = None,
-        headers: dict[str, str] | None = None,
-        client_cert: bool = True,
-    ) -> tuple[int, dict[str, str], bytes]:
-        import http.client
-
-        conn = http.client.HTTPSConnection(
-            "127.0.0.1", self.port, context=self.ssl_context(client_cert), timeout=60
-        )
-        try:
-            hdrs = dict(headers or {})
-            if isinstance(body, dict | list):
-                body = json.dumps(body).encode()
-                hdrs.setdefault("Content-Type", "application/json")
-            conn.request(method, path, body=body, headers=hdrs)
-            resp = conn.getresponse()
-            return resp.status, dict(resp.getheaders()), resp.read()
-        finally:
-            conn.close()
-
-    def json(self, method: str, path: str, body: Any = None, **kw: Any) -> tuple[int, Any]:
-        code, _, data = self.request(method, path, body, **kw)
-        return code, json.loads(data) if data else None
 
 
 @dataclass

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -14,16 +15,19 @@ import msgspec
 import yaml
 from aiohttp import web
 
+from kubemodel import protobuf
 from orchestrator.store import Backend, Gone
 
-from . import discovery, errors
+from . import discovery, errors, fields
 from .errors import ApiError
+from .eviction import evict
+from .podlogs import pod_log
 from .resources import RESOURCES, Resource, by_path
 from .security import Security
 from .selectors import field_selector, label_selector
 from .storage import Storage
 from .tables import table
-from .watchcache import CacheEvent, Closed, WatchCache
+from .watchcache import CacheEvent, Closed, Subscription, WatchCache
 
 __all__ = ["MAX_BODY", "MAX_DEPTH", "ApiServer"]
 
@@ -32,14 +36,15 @@ log = logging.getLogger("corral.apiserver")
 MAX_BODY = 3 * 1024 * 1024  # kube-apiserver's limit for a request body
 MAX_DEPTH = 100  # nesting of a request body (Kubernetes objects stay far below)
 MAX_NODES = 1_000_000  # values in one body (a YAML alias bomb stops here)
-PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
+# /cacerts and /v1-corral/node-credentials (join.py) check the join token themselves.
+PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version", "/cacerts", "/v1-corral")
 JSON = "application/json"
 PATCH_TYPES = {
     "application/merge-patch+json": "merge",
     "application/json-patch+json": "json",
     "application/strategic-merge-patch+json": "strategic",
 }
-UNSUPPORTED_BODIES = ("application/vnd.kubernetes.protobuf", "application/cbor")
+UNSUPPORTED_BODIES = ("application/cbor",)
 IDLE_CHECK = 5.0  # seconds between checks that an idle watch's client is still there
 
 Obj = dict[str, Any]
@@ -99,6 +104,13 @@ async def _read_body(request: web.Request) -> Any:
         )
     if not raw.strip():
         return None
+    if ctype == protobuf.MEDIA_TYPE:
+        try:
+            value = protobuf.decode(raw)
+        except protobuf.ProtobufError as e:
+            raise errors.bad_request(f"the request body is not valid protobuf: {e}") from None
+        _check_shape(value)
+        return value
     try:
         if ctype in ("application/yaml", "application/apply-patch+yaml", "text/yaml"):
             try:
@@ -110,6 +122,8 @@ async def _read_body(request: web.Request) -> Any:
                 value = msgspec.json.decode(raw)
             except msgspec.DecodeError as e:
                 raise errors.bad_request(f"the request body is not valid JSON: {e}") from None
+            if request.query.get("fieldValidation") != "Ignore":
+                request[fields.DUPLICATES] = fields.duplicates(raw)
     except RecursionError:
         raise errors.bad_request(
             f"the request body is nested deeper than {MAX_DEPTH} levels"
@@ -182,17 +196,22 @@ class ApiServer:
         server_address: str = "127.0.0.1:6443",
         require_client_cert: bool = True,
         bookmark_interval: float = 60.0,
+        kubelet_client: ssl.SSLContext | None = None,
     ) -> None:
         self.store = store
         self.storage = Storage(store)
         self.server_address = server_address
         self.require_client_cert = require_client_cert
         self.bookmark_interval = bookmark_interval
+        self.kubelet_client = kubelet_client  # TLS to kubelets (pods/log), None: refused
         self.caches = {r.name: WatchCache(store, r.key_prefix(None)) for r in RESOURCES}
         # Authentication, authorization, audit, limits (security.py); None: client
         # certificates only (require_client_cert), everyone allowed everything.
         self.security: Security | None = None
         self._closing = asyncio.Event()
+        # Prometheus text of components in this process (the controller manager's), served
+        # on /metrics to authenticated clients.
+        self.metrics_sources: list[Callable[[], str]] = []
 
     async def start(self) -> None:
         await self.storage.ensure_namespaces()
@@ -214,6 +233,7 @@ class ApiServer:
         for path in ("/healthz", "/livez", "/readyz"):
             r.add_get(path, self._health)
             r.add_get(path + "/{check:.*}", self._health)
+        r.add_get("/metrics", self._metrics)
         r.add_get("/openapi/v2", self._openapi_v2)
         r.add_get("/swagger-2.0.0.pb-v1", self._openapi_v2)
         r.add_get("/api", self._api)
@@ -245,9 +265,15 @@ class ApiServer:
                 cert = transport.get_extra_info("peercert") if transport is not None else None
                 if not cert:
                     raise ApiError(401, "Unauthorized", "Unauthorized")
-            return await handler(request)
+            response = await handler(request)
+            for text in request.get(fields.WARNINGS, ()):
+                response.headers.add("Warning", fields.warning_header(text))
+            return response
         except ApiError as e:
-            return _error_response(e)
+            response = _error_response(e)
+            for text in request.get(fields.WARNINGS, ()):  # sent with errors too, as Go does
+                response.headers.add("Warning", fields.warning_header(text))
+            return response
         except web.HTTPRequestEntityTooLarge:
             return _error_response(_too_large())
         except web.HTTPNotFound:
@@ -275,6 +301,10 @@ class ApiServer:
         except Exception as e:
             return web.Response(status=500, text=f"[-]etcd failed: {e}\n")
         return web.Response(text="ok")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        text = "".join(source() for source in self.metrics_sources)
+        return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
     async def _openapi_v2(self, request: web.Request) -> web.Response:
         # An empty protobuf document is a valid, empty openapi_v2.Document: kubectl then
@@ -337,15 +367,26 @@ class ApiServer:
         if sub is not None and sub not in res.subresources:
             raise _not_found_path()
         m = request.method
-        if sub == "binding" and m != "POST":
+        if (sub == "binding" and m != "POST") or (sub == "log" and m != "GET"):
             raise errors.method_not_allowed()
         q = request.query
         dry = q.get("dryRun") == "All"
+        if sub == "eviction":
+            if m != "POST":
+                raise errors.method_not_allowed()
+            assert ns is not None and name is not None
+            body = await self._object_body(request, res, sub)
+            fields.check(request, res, body, sub)
+            if dry:
+                body["deleteOptions"] = {**(body.get("deleteOptions") or {}), "dryRun": ["All"]}
+            return _json(await evict(self.storage, res, ns, name, body), 201)
         if m == "GET":
             if name is None:
                 if watch_path or _truthy(q.get("watch")):
                     return await self._watch(request, res, ns, None)
                 return await self._list(request, res, ns)
+            if sub == "log" and ns is not None:
+                return await pod_log(request, self.storage, ns, name, self.kubelet_client)
             if watch_path or _truthy(q.get("watch")):
                 return await self._watch(request, res, ns, name)
             obj = await self.storage.get(res, ns, name)
@@ -369,10 +410,12 @@ class ApiServer:
             )
         if m == "POST" and name is None:
             body = await self._object_body(request, res)
+            fields.check(request, res, body)
             obj = await self.storage.create(res, ns, body, dry_run=dry)
             return self._object(request, res, obj, 201)
         if m == "PUT" and name is not None:
             body = await self._object_body(request, res, sub)
+            fields.check(request, res, body, sub)
             if sub == "scale":
                 return await self._put_scale(res, ns, name, body, dry)
             obj = await self.storage.update(res, ns, name, body, subresource=sub, dry_run=dry)
@@ -392,6 +435,8 @@ class ApiServer:
                     f" include: {', '.join(PATCH_TYPES)}",
                 )
             patch = await _read_body(request)
+            if kind != "json":
+                fields.check(request, res, patch, sub)
             if sub == "scale":
                 return await self._patch_scale(res, ns, name, kind, patch, dry)
             obj = await self.storage.patch(res, ns, name, kind, patch, subresource=sub, dry_run=dry)
@@ -429,8 +474,8 @@ class ApiServer:
         body = await _read_body(request)
         if not isinstance(body, dict):
             raise errors.bad_request(
-                f"the body of the request must be a {res.kind if sub != 'scale' else 'Scale'}"
-                " object"
+                f"the body of the request must be a"
+                f" {dict(scale='Scale', eviction='Eviction').get(sub or '', res.kind)} object"
             )
         return body
 
@@ -456,6 +501,7 @@ class ApiServer:
     async def _list(self, request: web.Request, res: Resource, ns: str | None) -> web.Response:
         q = request.query
         limit = _int_param(request, "limit") or 0
+        as_table = _wants_table(request)
         items, rev, cont = await self.storage.list(
             res,
             ns,
@@ -464,8 +510,9 @@ class ApiServer:
             continue_token=q.get("continue") or None,
             resource_version=q.get("resourceVersion", ""),
             exact=q.get("resourceVersionMatch") == "Exact",
+            shallow=not as_table,  # only encoded again
         )
-        if _wants_table(request):
+        if as_table:
             return _json(table(res.name, items, str(rev), cont or "", q.get("includeObject", "")))
         return _json(_list_body(res, items, rev, cont))
 
@@ -506,9 +553,6 @@ class ApiServer:
             match = _named(name, match)
         rv = q.get("resourceVersion", "")
         timeout = _int_param(request, "timeoutSeconds")
-        bookmarks = _truthy(q.get("allowWatchBookmarks"))
-        as_table = _wants_table(request)
-        include = q.get("includeObject", "")
         prefix = res.key_prefix(ns)
         initial: list[Obj] = []
         if rv in ("", "0"):
@@ -520,39 +564,60 @@ class ApiServer:
                 raise errors.bad_request(
                     f"invalid resourceVersion {rv!r}: not an integer"
                 ) from None
+        try:
+            sub = await self.caches[res.name].subscribe(start)
+        except Closed:
+            raise ApiError(503, "ServiceUnavailable", "the server is shutting down") from None
+        try:
+            resp = web.StreamResponse(status=200, headers={"Content-Type": JSON})
+            resp.enable_chunked_encoding()
+            await resp.prepare(request)
+            await self._stream(request, resp, res, prefix, match, start, timeout, initial, sub)
+        finally:
+            sub.close()
+        with contextlib.suppress(ConnectionResetError, RuntimeError):
+            await resp.write_eof()
+        return resp
+
+    async def _stream(
+        self,
+        request: web.Request,
+        resp: web.StreamResponse,
+        res: Resource,
+        prefix: str,
+        match: Callable[[Obj], bool] | None,
+        start: int,
+        timeout: int | None,
+        initial: list[Obj],
+        sub: Subscription,
+    ) -> None:
+        """Write the watch events of ``sub`` until the client goes, the timeout passes, the
+        server stops or the cache ends the watch (a 410 ERROR event when it is too old)."""
+        q = request.query
+        bookmarks = _truthy(q.get("allowWatchBookmarks"))
+        as_table = _wants_table(request)
+        include = q.get("includeObject", "")
         cache = self.caches[res.name]
-        events = cache.watch(start)
 
-        resp = web.StreamResponse(status=200, headers={"Content-Type": JSON})
-        resp.enable_chunked_encoding()
-        await resp.prepare(request)
-
-        def frame(typ: str, obj: Obj) -> bytes:
-            if as_table and typ in ("ADDED", "MODIFIED", "DELETED"):
+        def frame(typ: str, ev: CacheEvent | None, obj: Obj) -> bytes:
+            if as_table:
                 obj = table(
                     res.name, [obj], obj["metadata"].get("resourceVersion", ""), "", include
                 )
+            elif ev is not None:  # the same bytes for every watcher of this event
+                data = ev.frames.get(typ)
+                if data is None:
+                    data = ev.frames[typ] = _encoder.encode({"type": typ, "object": obj}) + b"\n"
+                return data
             return _encoder.encode({"type": typ, "object": obj}) + b"\n"
 
         last_rev = start
-        for obj in initial:
-            await resp.write(frame("ADDED", obj))
-
-        pending: asyncio.Queue[Any] = asyncio.Queue()
-
-        async def pump() -> None:
-            try:
-                async for ev in events:
-                    pending.put_nowait(ev)
-                pending.put_nowait(Closed(prefix))
-            except Exception as e:  # Gone, Closed, a store error: end this watch
-                pending.put_nowait(e)
-
-        pump_task = asyncio.get_running_loop().create_task(pump())
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout if timeout and timeout > 0 else None
-        next_bookmark = loop.time() + self.bookmark_interval
         try:
+            if initial:
+                await resp.write(b"".join(frame("ADDED", None, obj) for obj in initial))
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout if timeout and timeout > 0 else None
+            next_bookmark = loop.time() + self.bookmark_interval
             while not self._closing.is_set():
                 now = loop.time()
                 if deadline is not None and now >= deadline:
@@ -563,8 +628,19 @@ class ApiServer:
                 if bookmarks:
                     wait = min(wait, max(next_bookmark - now, 0))
                 try:
-                    item = await asyncio.wait_for(pending.get(), timeout=max(wait, 0))
-                except TimeoutError:
+                    batch = await sub.take(wait)
+                except Gone as e:
+                    err = errors.gone(f"too old resource version: {start} ({e.compacted})")
+                    await resp.write(
+                        _encoder.encode({"type": "ERROR", "object": err.status()}) + b"\n"
+                    )
+                    break
+                except Closed:
+                    break
+                except Exception as e:  # a store error: end this watch
+                    log.warning("watch %s: %s", prefix, e)
+                    break
+                if not batch:
                     if request.transport is None or request.transport.is_closing():
                         break
                     if bookmarks and loop.time() >= next_bookmark:
@@ -584,35 +660,19 @@ class ApiServer:
                         )
                         next_bookmark = loop.time() + self.bookmark_interval
                     continue
-                if isinstance(item, Gone):
-                    err = errors.gone(f"too old resource version: {start} ({item.compacted})")
-                    await resp.write(
-                        _encoder.encode({"type": "ERROR", "object": err.status()}) + b"\n"
-                    )
-                    break
-                if isinstance(item, Exception):
-                    if not isinstance(item, Closed):
-                        log.warning("watch %s: %s", prefix, item)
-                    break
-                ev: CacheEvent = item
-                if not ev.key.startswith(prefix):
-                    continue
-                out = _translate(ev, match)
-                if out is None:
-                    continue
-                last_rev = ev.revision
-                await resp.write(frame(out[0], out[1]))
+                chunks = []
+                for ev in batch:
+                    if not ev.key.startswith(prefix):
+                        continue
+                    out = _translate(ev, match)
+                    if out is None:
+                        continue
+                    last_rev = ev.revision
+                    chunks.append(frame(out[0], ev, out[1]))
+                if chunks:
+                    await resp.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
         except (ConnectionResetError, RuntimeError):  # the client went away
             pass
-        finally:
-            pump_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await pump_task
-            with contextlib.suppress(Exception):
-                await events.aclose()
-        with contextlib.suppress(ConnectionResetError, RuntimeError):
-            await resp.write_eof()
-        return resp
 
 
 def _named(name: str, base: Callable[[Obj], bool] | None) -> Callable[[Obj], bool]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import kubemodel
 from kubemodel._generated import Object
 
-__all__ = ["RESOURCES", "GROUPS", "Resource", "by_path", "lookup"]
+__all__ = ["INITIAL_STATUS", "RBAC", "RESOURCES", "GROUPS", "Resource", "by_path", "lookup"]
 
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 
@@ -24,7 +24,7 @@ class Resource:
     model: type[Object]
     short_names: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
-    subresources: tuple[str, ...] = ()  # "status", "scale"
+    subresources: tuple[str, ...] = ()  # "status", "scale", "eviction"
     has_spec: bool = True  # generation follows changes of spec
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -78,9 +78,10 @@ def _r(
 
 
 k = kubemodel
+RBAC = "rbac.authorization.k8s.io"
 RESOURCES: tuple[Resource, ...] = (
     _r("", "namespaces", "Namespace", False, k.Namespace, ("ns",), sub=("status",)),
-    _r("", "pods", "Pod", True, k.Pod, ("po",), True, ("status", "binding")),
+    _r("", "pods", "Pod", True, k.Pod, ("po",), True, ("status", "binding", "eviction", "log")),
     _r("", "configmaps", "ConfigMap", True, k.ConfigMap, ("cm",), has_spec=False),
     _r("", "secrets", "Secret", True, k.Secret, has_spec=False),
     _r("", "services", "Service", True, k.Service, ("svc",), True, ("status",)),
@@ -112,34 +113,67 @@ RESOURCES: tuple[Resource, ...] = (
     ),
     _r("batch", "jobs", "Job", True, k.Job, (), True, ("status",)),
     _r("batch", "cronjobs", "CronJob", True, k.CronJob, ("cj",), True, ("status",)),
-    _r("coordination.k8s.io", "leases", "Lease", True, k.Lease),
-    _r("rbac.authorization.k8s.io", "roles", "Role", True, k.Role, has_spec=False),
     _r(
-        "rbac.authorization.k8s.io",
-        "rolebindings",
-        "RoleBinding",
+        "apps",
+        "controllerrevisions",
+        "ControllerRevision",
         True,
-        k.RoleBinding,
+        k.ControllerRevision,
         has_spec=False,
     ),
+    _r("coordination.k8s.io", "leases", "Lease", True, k.Lease),
     _r(
-        "rbac.authorization.k8s.io",
-        "clusterroles",
-        "ClusterRole",
-        False,
-        k.ClusterRole,
-        has_spec=False,
+        "discovery.k8s.io", "endpointslices", "EndpointSlice", True, k.EndpointSlice, has_spec=False
     ),
     _r(
-        "rbac.authorization.k8s.io",
+        "policy",
+        "poddisruptionbudgets",
+        "PodDisruptionBudget",
+        True,
+        k.PodDisruptionBudget,
+        ("pdb",),
+        sub=("status",),
+    ),
+    _r(
+        RBAC,
         "clusterrolebindings",
         "ClusterRoleBinding",
         False,
         k.ClusterRoleBinding,
         has_spec=False,
     ),
+    _r(RBAC, "clusterroles", "ClusterRole", False, k.ClusterRole, has_spec=False),
+    _r(RBAC, "rolebindings", "RoleBinding", True, k.RoleBinding, has_spec=False),
+    _r(RBAC, "roles", "Role", True, k.Role, has_spec=False),
+    _r(
+        "scheduling.k8s.io",
+        "priorityclasses",
+        "PriorityClass",
+        False,
+        k.PriorityClass,
+        ("pc",),
+        has_spec=False,
+    ),
 )
 del k
+
+# The status a new object starts with (its Go zero value, where that has required fields).
+INITIAL_STATUS: dict[str, dict[str, int]] = {
+    "daemonsets": {
+        "currentNumberScheduled": 0,
+        "numberMisscheduled": 0,
+        "desiredNumberScheduled": 0,
+        "numberReady": 0,
+    },
+    "replicasets": {"replicas": 0},
+    "statefulsets": {"replicas": 0},
+    "poddisruptionbudgets": {
+        "disruptionsAllowed": 0,
+        "currentHealthy": 0,
+        "desiredHealthy": 0,
+        "expectedPods": 0,
+    },
+}
 
 # group -> version -> resources, in the order discovery lists them.
 GROUPS: dict[str, dict[str, list[Resource]]] = {}

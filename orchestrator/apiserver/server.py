@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import hashlib
 import logging
 import os
@@ -17,6 +18,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import uvloop
 import yaml
 
 from corral_common import hostsys
@@ -27,6 +29,7 @@ from .audit import AuditLog
 from .authn import Authenticator, ServiceAccountTokens, TokenFileError, load_token_file
 from .encryption import EncryptedBackend, EncryptionConfigError, load_or_create_config
 from .encryption import rotate as rotate_keys
+from .join import JOIN_PATHS, add_join_routes
 from .pki import Pki, ensure_pki, issue_client_cert, pki_paths
 from .security import Limits, Security
 
@@ -40,6 +43,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("corral.server")
+# Connections waiting to be accepted: every client of a cluster may come back at once (after a
+# restart of the server); 128, aiohttp's default, drops the rest's SYNs (capped by somaxconn).
+BACKLOG = 1024
 
 
 class ServerError(Exception):
@@ -59,6 +65,12 @@ class ServerConfig:
     token: str | None = None
     datastore_endpoint: str = ""
     disable_agent: bool = False
+    disable_scheduler: bool = False
+    disable_controller_manager: bool = False
+    disable_controllers: tuple[str, ...] = ()
+    node_monitor_grace_period: float = 40.0
+    default_not_ready_toleration_seconds: int = 300
+    default_unreachable_toleration_seconds: int = 300
     cluster_cidr: str = "10.42.0.0/16"
     service_cidr: str = "10.43.0.0/16"
     token_auth_file: Path | None = None
@@ -168,6 +180,14 @@ def _ssl_context(pki: Pki) -> ssl.SSLContext:
     return ctx
 
 
+def _kubelet_client(pki: Pki) -> ssl.SSLContext:
+    """TLS to the kubelets (pods/log): their serving certificates are the cluster CA's; the
+    API server shows the admin certificate (system:masters)."""
+    ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
+    ctx.load_cert_chain(pki.admin_cert, pki.admin_key)
+    return ctx
+
+
 async def _serve(cfg: ServerConfig) -> None:
     from aiohttp import web
 
@@ -176,7 +196,7 @@ async def _serve(cfg: ServerConfig) -> None:
         data.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(data, 0o700)
         pki = ensure_pki(data / "tls", cfg.bind_address)
-        _token(cfg, pki)
+        token = _token(cfg, pki)
     except (OSError, ValueError) as e:
         raise ServerError(f"prepare {data}", e) from e
     address = _host_port(cfg.bind_address, cfg.https_listen_port)
@@ -205,17 +225,32 @@ async def _serve(cfg: ServerConfig) -> None:
     except StoreError as e:
         raise ServerError("open the datastore", e) from e
     try:
-        api = _secured_api(cfg, store, address)
+        api = _secured_api(cfg, store, address, pki)
     except (OSError, ValueError, TokenFileError, EncryptionConfigError) as e:
         await store.close()
         raise ServerError("set up authentication, authorization and audit", e) from e
+    api.storage.not_ready_toleration_seconds = cfg.default_not_ready_toleration_seconds
+    api.storage.unreachable_toleration_seconds = cfg.default_unreachable_toleration_seconds
     runner: web.AppRunner | None = None
+    agent: asyncio.Task[None] | None = None
     try:
         await api.start()
-        runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=2.0)
+        # What exists now (modules, routes, tables) lives as long as the server: keep the
+        # cyclic collector from walking it again on every full collection, and collect the
+        # young generation less often (a list of 10k objects allocates about 300k containers).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(10_000, 10, 10)
+        app = api.app()
+        add_join_routes(app, pki, token)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         site = web.TCPSite(
-            runner, cfg.bind_address, cfg.https_listen_port, ssl_context=_ssl_context(pki)
+            runner,
+            cfg.bind_address,
+            cfg.https_listen_port,
+            ssl_context=_ssl_context(pki),
+            backlog=BACKLOG,
         )
         try:
             await site.start()
@@ -224,19 +259,26 @@ async def _serve(cfg: ServerConfig) -> None:
         log.info("datastore: %s", store.url)
         log.info("admin kubeconfig written to %s", targets[-1])
         log.info("join token in %s", data / "token")
-        if not cfg.disable_agent:
-            log.warning(
-                "the agent (kubelet, proxy) is not built yet: this server runs no node"
-                " (--disable-agent silences this)"
-            )
+        components = _start_components(cfg, targets[0])
+        controllers = _start_controller_manager(cfg, url, pki, api)
         stop = asyncio.Event()
+        if not cfg.disable_agent:  # this host is a node too, as k3s server's own agent
+            agent = asyncio.create_task(_agent(url, token, data / "agent", stop), name="agent")
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         print(f"corral server: ready, serving on {url}", flush=True)
         await stop.wait()
         log.info("stopping")
+        for task in components:
+            task.cancel()
+        await asyncio.gather(*components, return_exceptions=True)
+        if controllers is not None:
+            controllers.cancel()
+            await asyncio.gather(controllers, return_exceptions=True)
     finally:
+        if agent is not None:
+            await asyncio.gather(agent, return_exceptions=True)
         await api.close()
         if runner is not None:
             await runner.cleanup()
@@ -244,11 +286,11 @@ async def _serve(cfg: ServerConfig) -> None:
     log.info("stopped")
 
 
-def _secured_api(cfg: ServerConfig, store: EncryptedBackend, address: str) -> ApiServer:
+def _secured_api(cfg: ServerConfig, store: EncryptedBackend, address: str, pki: Pki) -> ApiServer:
     """The API server with authentication (certificates, the token file, ServiceAccount
     tokens signed with ``tls/service-account.key``), RBAC and node authorization, limits and
     the audit log."""
-    api = ApiServer(store, server_address=address)
+    api = ApiServer(store, server_address=address, kubelet_client=_kubelet_client(pki))
     static = load_token_file(cfg.token_auth_file) if cfg.token_auth_file else {}
     sa_tokens = ServiceAccountTokens(cfg.data_dir / "tls" / "service-account.key")
     audit = None
@@ -264,6 +306,7 @@ def _secured_api(cfg: ServerConfig, store: EncryptedBackend, address: str) -> Ap
             cfg.max_mutating_requests_inflight,
             cfg.max_watches_per_user,
         ),
+        own_auth_prefixes=JOIN_PATHS,
     )
     return api
 
@@ -300,6 +343,76 @@ def _raise_open_files_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+async def _agent(url: str, token: str, data_dir: Path, stop: asyncio.Event) -> None:
+    """The server's own agent (orchestrator.kubelet); its failure leaves the API serving."""
+    from orchestrator.kubelet import AgentConfig, run_agent
+
+    try:
+        await run_agent(AgentConfig(url, token, data_dir, control_plane=True), stop)
+    except Exception as e:  # noqa: BLE001 - reported, the API keeps serving
+        log.error("the agent failed, this server runs no node: %s", e)
+
+
+def _start_components(cfg: ServerConfig, admin_kubeconfig: Path) -> list[asyncio.Task[None]]:
+    """The components that run in the server's process (as k3s): each talks to this API over
+    HTTPS with the admin kubeconfig's client certificate."""
+    tasks: list[asyncio.Task[None]] = []
+    if not cfg.disable_scheduler:
+        from orchestrator.client import load_kubeconfig
+        from orchestrator.scheduler import run_scheduler
+
+        client = load_kubeconfig(admin_kubeconfig)
+        tasks.append(asyncio.create_task(run_scheduler(client), name="scheduler"))
+    return tasks
+
+
+def _start_controller_manager(
+    cfg: ServerConfig, url: str, pki: Pki, api: ApiServer
+) -> asyncio.Task[None] | None:
+    """The controllers in this process (as k3s), over HTTPS to this API with the admin
+    client certificate; ``--disable-controller-manager`` turns them off."""
+    if cfg.disable_controller_manager:
+        return None
+    from orchestrator.client import ClientConfig
+    from orchestrator.controllers.base import Metrics
+    from orchestrator.controllers.manager import CONTROLLERS, ManagerConfig, run_controller_manager
+    from orchestrator.controllers.namespaced import check_cluster_cidr
+
+    try:
+        check_cluster_cidr(cfg.cluster_cidr)
+    except ValueError as e:
+        raise ServerError("--cluster-cidr", e) from None
+    unknown = sorted(set(cfg.disable_controllers) - set(CONTROLLERS))
+    if unknown:
+        raise ServerError(
+            "disable controllers",
+            f"unknown: {', '.join(unknown)} (known: {', '.join(CONTROLLERS)})",
+        )
+
+    client = ClientConfig(
+        server=url,
+        ca_pem=pki.ca_cert.read_bytes(),
+        cert_pem=pki.admin_cert.read_bytes(),
+        key_pem=pki.admin_key.read_bytes(),
+    )
+    manager = ManagerConfig(
+        disabled=frozenset(cfg.disable_controllers),
+        cluster_cidr=cfg.cluster_cidr,
+        node_monitor_grace_period=cfg.node_monitor_grace_period,
+    )
+    metrics = Metrics()
+    api.metrics_sources.append(metrics.render)
+    task = asyncio.create_task(run_controller_manager(client, manager, metrics), name="controllers")
+    task.add_done_callback(
+        lambda t: (
+            t.cancelled()
+            or t.exception() is None
+            or log.error("controller manager stopped: %s", t.exception())
+        )
+    )
+    return task
+
+
 def run_server(cfg: ServerConfig) -> None:
     """Serve until SIGTERM/SIGINT (then return); ServerError when it cannot start."""
     logging.basicConfig(
@@ -308,4 +421,7 @@ def run_server(cfg: ServerConfig) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     _raise_open_files_limit()
-    asyncio.run(_serve(cfg))
+    # uvloop: the event loop, sockets and TLS in C (libuv) rather than asyncio's Python
+    # selector loop and sslproto, on every request and every watch event.
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_serve(cfg))

@@ -159,7 +159,99 @@ def _svc_row(s: Obj, now: datetime) -> list[Any]:
     ]
 
 
+def _more(items: list[str], limit: int = 3) -> str:
+    """printers.go listWithMoreString: the first three, then ``+ N more...``."""
+    shown = ",".join(items[:limit])
+    if len(items) > limit:
+        return f"{shown} + {len(items) - limit} more..."
+    return shown or "<unset>"
+
+
+def _slice_row(e: Obj, now: datetime) -> list[Any]:
+    ports = [
+        str(p["port"]) if p.get("port") is not None else p.get("name") or "*"
+        for p in e.get("ports") or []
+    ]
+    addrs = [a for ep in e.get("endpoints") or [] for a in ep.get("addresses") or []]
+    return [
+        e["metadata"]["name"],
+        e.get("addressType", ""),
+        _more(ports),
+        _more(addrs),
+        _age(e, now),
+    ]
+
+
+def _binding_row(b: Obj, now: datetime) -> list[Any]:
+    ref = b.get("roleRef") or {}
+    kinds: dict[str, list[str]] = {"User": [], "Group": [], "ServiceAccount": []}
+    for s in b.get("subjects") or []:
+        name = s.get("name", "")
+        if s.get("kind") == "ServiceAccount":
+            name = f"{s.get('namespace', '')}/{name}"
+        kinds.setdefault(s.get("kind", ""), []).append(name)
+    return [
+        b["metadata"]["name"],
+        f"{ref.get('kind', '')}/{ref.get('name', '')}",
+        _age(b, now),
+        ", ".join(kinds["User"]),
+        ", ".join(kinds["Group"]),
+        ", ".join(kinds["ServiceAccount"]),
+    ]
+
+
+def _pdb_row(p: Obj, now: datetime) -> list[Any]:
+    spec, status = p.get("spec") or {}, p.get("status") or {}
+    return [
+        p["metadata"]["name"],
+        str(spec["minAvailable"]) if spec.get("minAvailable") is not None else "N/A",
+        str(spec["maxUnavailable"]) if spec.get("maxUnavailable") is not None else "N/A",
+        int(status.get("disruptionsAllowed") or 0),
+        _age(p, now),
+    ]
+
+
+_CREATED_AT = (
+    [NAME, _col("Created At", "date", desc="Time when this object was created.")],
+    lambda o, now: [o["metadata"]["name"], (o.get("metadata") or {}).get("creationTimestamp")],
+)
+_BINDING = (
+    [
+        NAME,
+        _col("Role", desc="Role references the role being granted."),
+        AGE,
+        _col("Users", priority=1, desc="Users in the binding."),
+        _col("Groups", priority=1, desc="Groups in the binding."),
+        _col("ServiceAccounts", priority=1, desc="ServiceAccounts in the binding."),
+    ],
+    _binding_row,
+)
+
 TABLES: dict[str, tuple[list[Obj], Callable[[Obj, datetime], list[Any]]]] = {
+    "roles": _CREATED_AT,
+    "clusterroles": _CREATED_AT,
+    "rolebindings": _BINDING,
+    "clusterrolebindings": _BINDING,
+    "endpointslices": (
+        [
+            NAME,
+            _col("AddressType", desc="The IP protocol for this slice."),
+            _col("Ports", desc="The ports of the endpoints in this slice."),
+            _col("Endpoints", desc="The endpoints in this slice."),
+            AGE,
+        ],
+        _slice_row,
+    ),
+    "poddisruptionbudgets": (
+        [
+            NAME,
+            _col("Min Available", desc="The minimum number of pods that must be available."),
+            _col("Max Unavailable", desc="The maximum number of pods that may be unavailable."),
+            _col("Allowed Disruptions", "integer", desc="How many pods may be disrupted now."),
+            AGE,
+        ],
+        _pdb_row,
+    ),
     "pods": (
         [
             NAME,
@@ -238,6 +330,22 @@ TABLES: dict[str, tuple[list[Obj], Callable[[Obj, datetime], list[Any]]]] = {
             _col("Selector", priority=1),
         ],
         _svc_row,
+    ),
+    "priorityclasses": (
+        [
+            NAME,
+            _col("Value", "integer"),
+            _col("Global-Default", "boolean"),
+            AGE,
+            _col("PreemptionPolicy"),
+        ],
+        lambda o, now: [
+            o["metadata"]["name"],
+            o.get("value", 0),
+            bool(o.get("globalDefault")),
+            _age(o, now),
+            o.get("preemptionPolicy") or "PreemptLowerPriority",
+        ],
     ),
 }
 _GENERIC: tuple[list[Obj], Callable[[Obj, datetime], list[Any]]] = (

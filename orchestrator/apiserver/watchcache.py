@@ -11,15 +11,14 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.store import Backend, Gone, StoreError
 
 from .storage import decode_value
 
-__all__ = ["CacheEvent", "Closed", "WatchCache"]
+__all__ = ["CacheEvent", "Closed", "Subscription", "WatchCache"]
 
 log = logging.getLogger("corral.apiserver")
 
@@ -31,13 +30,71 @@ class CacheEvent:
     key: str
     obj: dict[str, Any]
     prev: dict[str, Any] | None
+    # The event as a watch sends it, by event type, encoded once for every watcher.
+    frames: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
 
 
 class Closed(Exception):
     """The cache stopped (the server is shutting down)."""
 
 
-_CLOSED = object()
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class Subscription:
+    """One API watch's events after ``after``, in order: pushed by the cache (or by a task
+    replaying the store's history), taken in batches by the watch. An error (Gone, Closed, a
+    store error) is raised once the events before it were taken."""
+
+    __slots__ = ("_after", "_items", "_waiter", "_cache", "_feeder")
+
+    def __init__(self, cache: WatchCache | None, after: int) -> None:
+        self._after = after
+        self._items: deque[CacheEvent | BaseException] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._cache = cache
+        self._feeder: asyncio.Task[None] | None = None
+
+    def push(self, item: CacheEvent | BaseException) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def take(self, timeout: float) -> list[CacheEvent]:
+        """The events there are, waiting up to ``timeout`` seconds for one ([] then)."""
+        if not self._items:
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(max(timeout, 0), _wake, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+        out: list[CacheEvent] = []
+        items = self._items
+        while items:
+            item = items.popleft()
+            if isinstance(item, BaseException):
+                if out:
+                    items.appendleft(item)
+                    break
+                raise item
+            if item.revision > self._after:
+                out.append(item)
+                self._after = item.revision
+        return out
+
+    def close(self) -> None:
+        if self._cache is not None:
+            self._cache._subscribers.discard(self)
+            self._cache = None
+        if self._feeder is not None:
+            self._feeder.cancel()
+            self._feeder = None
 
 
 def _event(ev: Any) -> CacheEvent:
@@ -54,7 +111,7 @@ class WatchCache:
         self._events: deque[CacheEvent] = deque()
         self._covered_from = 0  # every event after this revision is in _events (or trimmed)
         self._revision = 0
-        self._subscribers: set[asyncio.Queue[Any]] = set()
+        self._subscribers: set[Subscription] = set()
         self._task: asyncio.Task[None] | None = None
         self._started: asyncio.Future[None] | None = None
         self._closed = False
@@ -87,8 +144,8 @@ class WatchCache:
                 log.warning("watch cache %s: %s; starting again", self.prefix, e)
             # The store watch ended or broke: every subscriber must list again (410), as a
             # history gap cannot be ruled out.
-            for q in list(self._subscribers):
-                q.put_nowait(Gone(self.prefix, self._revision, self._revision))
+            for sub in list(self._subscribers):
+                sub.push(Gone(self.prefix, self._revision, self._revision))
             self._subscribers.clear()
             await asyncio.sleep(0.5)
 
@@ -97,56 +154,51 @@ class WatchCache:
         self._revision = ev.revision
         while len(self._events) > self.window:
             self._covered_from = self._events.popleft().revision
-        for q in self._subscribers:
-            q.put_nowait(ev)
+        for sub in self._subscribers:
+            sub.push(ev)
 
     @property
     def revision(self) -> int:
         return self._revision
 
-    async def watch(self, revision: int) -> AsyncIterator[CacheEvent | None]:
-        """Events after ``revision`` in order; ``None`` items are idle ticks (never, here:
-        the caller times out). Raises Gone (compacted) or Closed."""
+    async def subscribe(self, revision: int) -> Subscription:
+        """Events after ``revision``, in order, from memory when the window still holds
+        them, else from the store's history (Gone when that is compacted) and then live."""
         await self._ensure_started()
         if self._closed:
             raise Closed(self.prefix)
         if revision < self._covered_from:
-            async for ev in self._from_store(revision):
-                yield ev
-            return
-        q: asyncio.Queue[Any] = asyncio.Queue()
+            sub = Subscription(None, revision)
+            sub._feeder = asyncio.get_running_loop().create_task(self._from_store(revision, sub))
+            return sub
+        sub = Subscription(self, revision)
         for ev in self._events:
             if ev.revision > revision:
-                q.put_nowait(ev)
-        self._subscribers.add(q)
-        try:
-            while True:
-                item = await q.get()
-                if item is _CLOSED:
-                    raise Closed(self.prefix)
-                if isinstance(item, Gone):
-                    raise item
-                if item.revision > revision:
-                    yield item
-        finally:
-            self._subscribers.discard(q)
+                sub.push(ev)
+        self._subscribers.add(sub)
+        return sub
 
-    async def _from_store(self, revision: int) -> AsyncIterator[CacheEvent]:
+    async def _from_store(self, revision: int, sub: Subscription) -> None:
         """A watch older than the window: the store's history, then live events."""
         watch = self.store.watch(self.prefix, revision)
         try:
             async for ev in watch:
                 if self._closed:
                     raise Closed(self.prefix)
-                yield _event(ev)
+                sub.push(_event(ev))
+            sub.push(Closed(self.prefix))
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # Gone, Closed, a store error: end this watch
+            sub.push(e)
         finally:
             with contextlib.suppress(Exception):
                 await watch.aclose()  # type: ignore[attr-defined]
 
     async def close(self) -> None:
         self._closed = True
-        for q in list(self._subscribers):
-            q.put_nowait(_CLOSED)
+        for sub in list(self._subscribers):
+            sub.push(Closed(self.prefix))
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -158,6 +158,11 @@ class Informer:
         self._index_set(key, old, None)
         self._notify("DELETED", old, last or old)
 
+    async def relist(self) -> None:
+        """List once and make the cache that list (handlers see the difference), as the start
+        of ``start()`` does; for a caller that runs no watch (a unit test over a fake client)."""
+        await self._relist()
+
     async def _relist(self) -> None:
         items, rv = await self.client.list_all(
             self.res,

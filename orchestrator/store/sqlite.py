@@ -235,11 +235,12 @@ class SQLiteBackend:
         start = rev
         results: list[tuple[_Op, Any, BaseException | None]] = []
         events: list[Event] = []
+        rows: list[tuple[Any, ...]] = []  # the batch's rows of `events`, inserted at once
         try:
             conn.execute("BEGIN IMMEDIATE")
             for op in ops:
                 try:
-                    result, event = self._apply(conn, op, rev + 1)
+                    result, event = self._apply(conn, op, rev + 1, rows)
                 except StoreError as e:
                     results.append((op, None, e))
                     continue
@@ -247,6 +248,8 @@ class SQLiteBackend:
                     rev += 1
                     events.append(event)
                 results.append((op, result, None))
+            if rows:
+                conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
             if rev != start:
                 conn.execute("UPDATE meta SET value=? WHERE name='revision'", (rev,))
             conn.execute("COMMIT")
@@ -261,9 +264,15 @@ class SQLiteBackend:
         self._loop.call_soon_threadsafe(self._committed, results, events, rev)
         return rev
 
-    def _apply(self, conn: sqlite3.Connection, op: _Op, rev: int) -> tuple[Any, Event | None]:
+    def _apply(
+        self, conn: sqlite3.Connection, op: _Op, rev: int, rows: list[tuple[Any, ...]]
+    ) -> tuple[Any, Event | None]:
+        """Apply one op at revision ``rev``; its row of ``events`` goes to ``rows``."""
         key = op.key.decode() if op.key else ""
         if op.kind == "compact":
+            if rows:  # the batch's earlier events first: compaction may remove them
+                conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                rows.clear()
             return self._apply_compact(conn, op.revision or 0, rev - 1), None
         if op.kind == "create":
             cur = conn.execute(
@@ -272,10 +281,7 @@ class SQLiteBackend:
             )
             if cur.rowcount == 0:
                 raise AlreadyExists(key)
-            conn.execute(
-                "INSERT INTO events VALUES (?, ?, ?, ?, ?, NULL, NULL)",
-                (rev, op.key, ADDED, op.value, rev),
-            )
+            rows.append((rev, op.key, ADDED, op.value, rev, None, None))
             kv = KeyValue(key, op.value, rev, rev)
             return kv, Event(EventType.ADDED, kv, None)
         row = conn.execute(
@@ -288,17 +294,13 @@ class SQLiteBackend:
             raise Conflict(key, op.revision, prev)
         if op.kind == "update":
             conn.execute("UPDATE kv SET value=?, mod_rev=? WHERE key=?", (op.value, rev, op.key))
-            conn.execute(
-                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (rev, op.key, MODIFIED, op.value, prev.create_rev, prev.value, prev.mod_rev),
+            rows.append(
+                (rev, op.key, MODIFIED, op.value, prev.create_rev, prev.value, prev.mod_rev)
             )
             kv = KeyValue(key, op.value, prev.create_rev, rev)
             return kv, Event(EventType.MODIFIED, kv, prev)
         conn.execute("DELETE FROM kv WHERE key=?", (op.key,))
-        conn.execute(
-            "INSERT INTO events VALUES (?, ?, ?, NULL, ?, ?, ?)",
-            (rev, op.key, DELETED, prev.create_rev, prev.value, prev.mod_rev),
-        )
+        rows.append((rev, op.key, DELETED, None, prev.create_rev, prev.value, prev.mod_rev))
         gone = KeyValue(key, prev.value, prev.create_rev, rev)
         return Deleted(rev, prev), Event(EventType.DELETED, gone, prev)
 

@@ -12,38 +12,65 @@ The work is done by one module per job: ``lifecycle`` (create, stop, remove), ``
 monitor launch protocol), ``status`` (status from the kernel and the monitor's files),
 ``streams`` (logs, exec), ``gc`` (pods and cgroups left behind), ``hostfacts``; the pod record
 (pod.json) is ``runtime.pod.record``.
+
+Images are had by each container's ``imagePullPolicy`` (``runtime.pod.imagepull``): a pod
+whose image cannot be had is not created; ``create`` raises an ``ImagePullError`` whose
+``reason`` is the container's waiting reason (ErrImagePull, ImagePullBackOff,
+ErrImageNeverPull, InvalidImageName). ``NodePods`` keeps the pull back-off across calls and
+reports such a pod's status (Pending, the container Waiting with that reason) until it is
+created or removed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
-from collections.abc import Callable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from runtime.pod import gc as _gc
-from runtime.pod import launch, lifecycle, streams
+from runtime.pod import launch, lifecycle, projection, streams
 from runtime.pod import status as _status
 from runtime.pod.gc import GcResult, live_pod_uids
-from runtime.pod.manifest import Pod
+from runtime.pod.imagepull import ImagePullError, PullBackoff
+from runtime.pod.logs import LogLine
+from runtime.pod.manifest import ManifestError, Pod, from_kube, parse_pod
 from runtime.pod.prepare import PodOptions
-from runtime.pod.status import ContainerStatus, PodStatus
-from runtime.pod.store import PodDir, PodError, PodStore
+from runtime.pod.status import ContainerStatus, PodStatus, waiting_status
+from runtime.pod.store import NotFound, PodDir, PodError, PodStore
 from runtime.pod.streams import Stdio
 
 __all__ = [
     "ContainerStatus",
     "GcResult",
+    "ImageInfo",
+    "ImageNotPresent",
+    "ImagePullError",
+    "LogLine",
+    "ManifestError",
     "NodePods",
     "PodError",
+    "Pod",
     "PodOptions",
     "PodRuntime",
     "PodStatus",
+    "PullBackoff",
     "create",
     "exec_in",
+    "follow_log_lines",
     "follow_logs",
+    "from_kube",
     "gc",
+    "image_id",
+    "import_images",
     "list_pods",
+    "parse_pod",
+    "refresh_volume",
+    "list_images",
     "live_pod_uids",
+    "log_lines",
     "logs",
     "remove",
     "run",
@@ -51,6 +78,7 @@ __all__ = [
     "status",
     "stop",
     "wait",
+    "waiting_status",
 ]
 
 
@@ -58,10 +86,13 @@ __all__ = [
 class PodRuntime(Protocol):
     """A node's pods, as the kubelet sees them. ``ref`` names a pod by uid, uid prefix, name
     or namespace/name; operations that make or change a pod return its uid. Errors are
-    ``PodError``s (``NotFound``, ``InvalidState``, ``AlreadyExists``, ``PrepareError``)."""
+    ``PodError``s (``NotFound``, ``InvalidState``, ``AlreadyExists``, ``PrepareError``, and
+    ``ImagePullError`` whose ``reason`` is the container's waiting reason)."""
 
     def create(self, pod: Pod, manifest: Any = None, base_dir: str | None = None) -> str:
-        """Prepare the pod (images, cgroup, volumes, rootfs); it waits in prepared/."""
+        """Prepare the pod (images by imagePullPolicy, cgroup, volumes, rootfs); it waits in
+        prepared/. A pod whose image cannot be had raises ``ImagePullError`` and its status
+        (``status``, ``list``) is Pending with that reason until it is created or removed."""
         ...
 
     def start(self, ref: str, pod: Pod | None = None) -> str:
@@ -100,6 +131,22 @@ class PodRuntime(Protocol):
         """(container, line) as written, until the pod finishes or ``should_stop()``."""
         ...
 
+    def log_lines(
+        self, ref: str, container: str | None = None, previous: bool = False
+    ) -> list[LogLine]:
+        """``logs`` with each line's time and stream."""
+        ...
+
+    def follow_log_lines(
+        self,
+        ref: str,
+        container: str | None = None,
+        interval: float = 0.1,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Iterator[LogLine]:
+        """``follow_logs`` with each line's time and stream."""
+        ...
+
     def exec(
         self,
         ref: str,
@@ -122,33 +169,111 @@ class PodRuntime(Protocol):
         leaked pod cgroups."""
         ...
 
+    def refresh_volume(
+        self, ref: str, volume: str, definition: Mapping[str, Any] | None = None
+    ) -> bool:
+        """Project a configMap or secret volume again from its source (an atomic swap of the
+        files the containers see), after replacing its ``definition`` (new items) when
+        given; False when nothing changed."""
+        ...
+
+    def image_id(self, ref: str) -> str | None:
+        """The id of the image ``ref`` names in the node's store, None when it is not there."""
+        ...
+
+    def import_images(self, path: str) -> list[str]:
+        """Import every image of an archive (or OCI layout) into the node's store; their ids."""
+        ...
+
+    def images(self) -> list[ImageInfo]:
+        """The images in the node's store, newest first."""
+        ...
+
 
 class NodePods:
-    """``PodRuntime`` on this node: pods under ``opts.root``, run by ``corral-monitor``."""
+    """``PodRuntime`` on this node: pods under ``opts.root``, run by ``corral-monitor``.
 
-    def __init__(self, opts: PodOptions | None = None) -> None:
+    It keeps the image pull back-off (``backoff``, a ``PullBackoff``; one of its own unless
+    given) and, for each pod whose create failed on an image, that pod's waiting status."""
+
+    def __init__(self, opts: PodOptions | None = None, backoff: PullBackoff | None = None) -> None:
         self.opts = opts if opts is not None else PodOptions()
+        self.backoff = backoff if backoff is not None else PullBackoff()
+        self._mu = threading.Lock()
+        self._waiting: dict[str, PodStatus] = {}  # uid -> Pending status (image not had)
+
+    def _same_uid(self, pod: Pod) -> Pod:
+        """A pod without a uid that is waiting for its image keeps the uid it was given, so
+        its pull back-off (keyed by uid and image) carries over to this attempt."""
+        if pod.metadata.uid:
+            return pod
+        st = self._find_waiting(f"{pod.namespace}/{pod.name}")
+        if st is None:
+            return pod
+        return dataclasses.replace(pod, metadata=dataclasses.replace(pod.metadata, uid=st.uid))
+
+    def _created(self, make: Callable[[Pod], PodDir], pod: Pod) -> str:
+        pod = self._same_uid(pod)
+        try:
+            uid = make(pod).uid
+        except ImagePullError as e:
+            with self._mu:
+                old = self._waiting.get(e.pod)
+                created = old.created if old is not None else None
+                self._waiting[e.pod] = waiting_status(pod, e.pod, e, created)
+            raise
+        with self._mu:
+            self._waiting.pop(uid, None)
+        return uid
+
+    def _find_waiting(self, ref: str) -> PodStatus | None:
+        namespace, _, name = ref.rpartition("/")
+        with self._mu:
+            for st in self._waiting.values():
+                if st.uid == ref or (
+                    st.name == name and (not namespace or st.namespace == namespace)
+                ):
+                    return st
+        return None
 
     def create(self, pod: Pod, manifest: Any = None, base_dir: str | None = None) -> str:
-        return create(pod, self.opts, manifest, base_dir).uid
+        return self._created(lambda p: create(p, self.opts, manifest, base_dir, self.backoff), pod)
 
     def start(self, ref: str, pod: Pod | None = None) -> str:
         return start(ref, self.opts, pod).uid
 
     def run(self, pod: Pod, manifest: Any = None, base_dir: str | None = None) -> str:
-        return run(pod, self.opts, manifest, base_dir).uid
+        return self._created(lambda p: run(p, self.opts, manifest, base_dir, self.backoff), pod)
 
     def stop(self, ref: str, grace: int | None = None) -> str:
         return stop(ref, self.opts, grace).uid
 
     def remove(self, ref: str, force: bool = False) -> str:
-        return remove(ref, self.opts, force)
+        try:
+            return remove(ref, self.opts, force)
+        except NotFound:
+            st = self._find_waiting(ref)
+            if st is None:
+                raise
+            with self._mu:
+                self._waiting.pop(st.uid, None)
+            return st.uid
 
     def status(self, ref: str) -> PodStatus:
-        return status(ref, self.opts)
+        try:
+            return status(ref, self.opts)
+        except NotFound:
+            st = self._find_waiting(ref)
+            if st is None:
+                raise
+            return st
 
     def list(self) -> list[PodStatus]:
-        return list_pods(self.opts)
+        pods = list_pods(self.opts)
+        have = {p.uid for p in pods}
+        with self._mu:
+            waiting = [st for uid, st in self._waiting.items() if uid not in have]
+        return sorted(pods + waiting, key=lambda s: s.created)
 
     def logs(self, ref: str, container: str | None = None, previous: bool = False) -> list[str]:
         return logs(ref, self.opts, container, previous)
@@ -161,6 +286,20 @@ class NodePods:
         should_stop: Callable[[], bool] | None = None,
     ) -> Iterator[tuple[str, str]]:
         return follow_logs(ref, self.opts, container, interval, should_stop)
+
+    def log_lines(
+        self, ref: str, container: str | None = None, previous: bool = False
+    ) -> list[LogLine]:
+        return log_lines(ref, self.opts, container, previous)
+
+    def follow_log_lines(
+        self,
+        ref: str,
+        container: str | None = None,
+        interval: float = 0.1,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Iterator[LogLine]:
+        return follow_log_lines(ref, self.opts, container, interval, should_stop)
 
     def exec(
         self,
@@ -180,6 +319,20 @@ class NodePods:
     def gc(self, keep_exited: bool = False) -> GcResult:
         return gc(self.opts, keep_exited)
 
+    def refresh_volume(
+        self, ref: str, volume: str, definition: Mapping[str, Any] | None = None
+    ) -> bool:
+        return refresh_volume(ref, self.opts, volume, definition)
+
+    def image_id(self, ref: str) -> str | None:
+        return image_id(ref, self.opts)
+
+    def import_images(self, path: str) -> list[str]:
+        return import_images(path, self.opts)
+
+    def images(self) -> list[ImageInfo]:
+        return list_images(self.opts)
+
 
 # ============================================================================= per call
 
@@ -188,12 +341,19 @@ def _find(ref: str, opts: PodOptions) -> PodDir:
     return PodStore(opts.root).find(ref)
 
 
-def create(pod: Pod, opts: PodOptions, manifest: Any = None, base_dir: str | None = None) -> PodDir:
-    """Prepare ``pod``: its directory in ``prepared/``, images, cgroup, volumes, rootfs
-    mounts. ``manifest`` (a ``kubemodel.Pod``, or the decoded YAML, parsed with ``base_dir``)
-    is kept encoded in pod.json for ``inspect`` and for a later ``start``. On failure nothing
-    is left."""
-    return lifecycle.create(PodStore(opts.root), pod, opts, manifest, base_dir)
+def create(
+    pod: Pod,
+    opts: PodOptions,
+    manifest: Any = None,
+    base_dir: str | None = None,
+    backoff: PullBackoff | None = None,
+) -> PodDir:
+    """Prepare ``pod``: its directory in ``prepared/``, images (pulled by imagePullPolicy,
+    ``backoff`` kept by the caller across calls), cgroup, volumes, rootfs mounts.
+    ``manifest`` (a ``kubemodel.Pod``, or the decoded YAML, parsed with ``base_dir``) is kept
+    encoded in pod.json for ``inspect`` and for a later ``start``. On failure nothing is left;
+    an image that cannot be had is an ``ImagePullError``."""
+    return lifecycle.create(PodStore(opts.root), pod, opts, manifest, base_dir, backoff)
 
 
 def start(ref: str, opts: PodOptions, pod: Pod | None = None) -> PodDir:
@@ -201,9 +361,15 @@ def start(ref: str, opts: PodOptions, pod: Pod | None = None) -> PodDir:
     return launch.start(_find(ref, opts), opts, pod)
 
 
-def run(pod: Pod, opts: PodOptions, manifest: Any = None, base_dir: str | None = None) -> PodDir:
+def run(
+    pod: Pod,
+    opts: PodOptions,
+    manifest: Any = None,
+    base_dir: str | None = None,
+    backoff: PullBackoff | None = None,
+) -> PodDir:
     """create then start."""
-    pd = create(pod, opts, manifest, base_dir)
+    pd = create(pod, opts, manifest, base_dir, backoff)
     return start(pd.uid, opts, pod)
 
 
@@ -252,6 +418,24 @@ def follow_logs(
     return streams.follow_logs(_find(ref, opts), container, interval, should_stop)
 
 
+def log_lines(
+    ref: str, opts: PodOptions, container: str | None = None, previous: bool = False
+) -> list[LogLine]:
+    """The lines of a container's current (or previous) run with their time and stream."""
+    return streams.log_lines(_find(ref, opts), container, previous)
+
+
+def follow_log_lines(
+    ref: str,
+    opts: PodOptions,
+    container: str | None = None,
+    interval: float = 0.1,
+    should_stop: Callable[[], bool] | None = None,
+) -> Iterator[LogLine]:
+    """``follow_logs`` with each line's time and stream."""
+    return streams.follow_log_lines(_find(ref, opts), container, interval, should_stop)
+
+
 def exec_in(
     ref: str,
     opts: PodOptions,
@@ -271,3 +455,55 @@ def gc(opts: PodOptions, keep_exited: bool = False) -> GcResult:
     """Tear down pods whose monitor is gone (to exited/), remove abandoned prepares, garbage
     and (unless ``keep_exited``) exited pods, then leaked pod cgroups (``runtime.pod.gc``)."""
     return _gc.gc(opts, keep_exited)
+
+
+def refresh_volume(
+    ref: str, opts: PodOptions, volume: str, definition: Mapping[str, Any] | None = None
+) -> bool:
+    """Project a configMap or secret volume of the pod again from its source, swapped in
+    atomically (``runtime.pod.projection``), after replacing its ``definition`` in pod.json
+    when given (the same kind, new items); False when nothing changed."""
+    return projection.refresh(_find(ref, opts), volume, definition)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """An image of the node's store: its id, names and unpacked size."""
+
+    id: str
+    names: tuple[str, ...]
+    size: int
+
+
+def list_images(opts: PodOptions) -> list[ImageInfo]:
+    """The images in the node's store, newest first."""
+    from images.store import Store
+
+    return [ImageInfo(i.id, i.names, i.size) for i in Store(opts.image_root).images()]
+
+
+class ImageNotPresent(PodError):
+    """The image a container names is not in the node's store (``image_id`` said so)."""
+
+
+def image_id(ref: str, opts: PodOptions) -> str | None:
+    """The id of the image ``ref`` (a name, ``name:tag``, id or id prefix) in the node's store,
+    or None when the store has no such image. An invalid reference raises ``ImageNotPresent``
+    naming it. (Registry pulls by ``imagePullPolicy`` belong here too, once runtime.pod pulls.)"""
+    from images.errors import ImageError
+    from images.errors import NotFound as ImageNotFound
+    from images.store import Store
+
+    try:
+        return Store(opts.image_root).get(ref).id
+    except ImageNotFound:
+        return None
+    except ImageError as e:
+        raise ImageNotPresent("", f"image {ref}: {e}") from e
+
+
+def import_images(path: str, opts: PodOptions) -> list[str]:
+    """Import every image of the archive (or OCI layout) ``path`` into the node's store."""
+    from images.store import Store
+
+    return [img.id for img in Store(opts.image_root).import_path(path)]

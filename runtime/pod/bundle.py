@@ -260,7 +260,8 @@ def container_config(pod: Pod, container: Container, ctx: BundleContext) -> dict
     )
     process = spec["process"]
     process.update(image["process"])
-    process["terminal"] = False
+    # tty: the monitor hands create a console socket and logs the pty as stdout (as conmon).
+    process["terminal"] = bool(container.tty)
     caps = _capabilities(container, ctx.cap_last)
     process["capabilities"] = {"bounding": caps, "effective": caps, "permitted": caps}
     process["noNewPrivileges"] = sc.allow_privilege_escalation is False and not sc.privileged

@@ -17,7 +17,8 @@ silently dropped, except what the API server itself writes and ignores on input:
 
 Local sources
 -------------
-- ``image`` is an image name in corral's store, or the path of an image tarball to import: a
+- ``image`` is an image name (in corral's store, or pulled from a registry by the container's
+  ``imagePullPolicy``: ``runtime.pod.imagepull``), or the path of an image tarball to import: a
   path is a value that starts with ``/``, ``./`` or ``../``, or ends with ``.tar``,
   ``.tar.gz``, ``.tgz``, ``.tar.xz`` or ``.tar.zst``.
 - A ``configMap`` or ``secret`` volume keeps its Kubernetes form (``configMap.name``,
@@ -316,6 +317,7 @@ class Container:
     readiness_probe: Probe | None = None
     startup_probe: Probe | None = None
     volume_mounts: tuple[VolumeMount, ...] = ()
+    tty: bool = False  # a terminal for stdout (no stdin: attach is not served)
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,7 +467,7 @@ _SUPPORTED: dict[type, frozenset[str]] = {
     ),
     k8s.Container: frozenset(
         "name image imagePullPolicy command args env workingDir ports resources securityContext"
-        " livenessProbe readinessProbe startupProbe volumeMounts".split()
+        " livenessProbe readinessProbe startupProbe volumeMounts tty".split()
     ),
     k8s.EnvVarSource: frozenset({"fieldRef"}),
     k8s.ContainerPort: frozenset({"containerPort", "hostPort", "protocol", "name"}),
@@ -492,7 +494,6 @@ _DEFAULTED: dict[tuple[type, str], object] = {
     (k8s.PodSpec, "hostIPC"): False,
     (k8s.Container, "terminationMessagePath"): "/dev/termination-log",
     (k8s.Container, "terminationMessagePolicy"): "File",
-    (k8s.Container, "tty"): False,
     (k8s.Container, "stdin"): False,
     (k8s.Container, "stdinOnce"): False,
 }
@@ -761,6 +762,7 @@ def _container(
         readiness_probe=_probe(c.readiness_probe, at(path, "readinessProbe"), port_names),
         startup_probe=_probe(c.startup_probe, at(path, "startupProbe"), port_names),
         volume_mounts=_mounts(c, path),
+        tty=bool(c.tty),
     )
 
 

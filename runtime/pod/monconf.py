@@ -140,6 +140,7 @@ def containers_of(
                     probes=container_probes(c) if kind == "app" else (),
                     prestart_arg=prestart(c.name) if prestart is not None else (),
                     prestart_first=c.name in prestart_first,
+                    terminal=bool(c.tty),
                 )
             )
     return out

@@ -1,7 +1,8 @@
 """Prepare a pod on this host and tear it down again.
 
 ``prepare`` turns a validated manifest into what the pod's containers need before any of them
-runs: images (tarballs imported on the fly, a store ref per pod), the pod cgroup with its
+runs: images (tarballs imported on the fly, names found in the store or pulled by
+imagePullPolicy, a store ref per pod), the pod cgroup with its
 limits, volumes, the pod's /dev/shm, and one overlay rootfs per container. It records each
 object in pod.json *before* making it, so ``teardown`` (which reads only pod.json and the pod
 directory, never the manifest's files) can undo exactly what exists, from any process, after a
@@ -78,6 +79,11 @@ class PodOptions:
     backoff_initial_ms: int = 10_000
     backoff_max_ms: int = 300_000
     backoff_reset_ms: int = 600_000
+    # where images come from when a container's imagePullPolicy pulls (images.pull.Options):
+    registries_conf: str | None = None  # None: $CORRAL_REGISTRIES_CONF or the system file
+    auth_file: str | None = None  # None: the default auth file (corral login)
+    certs_dir: str | None = None  # None: /etc/containers/certs.d
+    tls_verify: bool = True  # False: plain HTTP and unverified TLS allowed
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -167,10 +173,16 @@ def _step(pod: PodDir, step: str) -> Any:
     return _Ctx()
 
 
-def prepare(pod_dir: PodDir, pod: Pod, opts: PodOptions, record: PodRecord) -> PodRecord:
+def prepare(
+    pod_dir: PodDir, pod: Pod, opts: PodOptions, record: PodRecord, backoff: Any = None
+) -> PodRecord:
     """Make everything the pod needs before it starts (see the module doc). ``record`` is the
     initial pod.json (uid, name, options); it is extended and written as objects are made,
-    and returned. On failure the caller runs ``teardown``."""
+    and returned. Images are had by each container's imagePullPolicy
+    (``runtime.pod.imagepull``; ``backoff`` is its ``PullBackoff``, kept by the caller). On
+    failure the caller runs ``teardown``."""
+    from runtime.pod.imagepull import ensure_image
+
     path = pod_dir.path
     uid = pod_dir.uid
     qos = pod_qos(pod)
@@ -178,9 +190,10 @@ def prepare(pod_dir: PodDir, pod: Pod, opts: PodOptions, record: PodRecord) -> P
         (path / d).mkdir(mode=0o700 if d != "volumes" else 0o755, exist_ok=True)
     os.chmod(path, 0o711)  # containers running as non-root users reach their volumes
 
-    # images: import tarballs, take a ref per pod (recorded first)
+    # images: import tarballs, find or pull by policy, take a ref per pod (recorded first)
     store = _image_store(opts)
     images: dict[str, Any] = {}
+    had: dict[tuple[str, str], Any] = {}  # (image, policy) -> Image: pulled once per pod
     for c in pod.all_containers:
         with _step(pod_dir, f"image {c.image}"):
             if c.image_archive is not None:
@@ -189,7 +202,9 @@ def prepare(pod_dir: PodDir, pod: Pod, opts: PodOptions, record: PodRecord) -> P
                     raise CorralError(f"{c.image_archive} holds {len(imported)} images, not 1")
                 img = imported[0]
             else:
-                img = store.get(c.image)
+                key = (c.image, c.image_pull_policy.value)
+                img = had.get(key) or ensure_image(store, uid, c, opts, backoff)
+                had[key] = img
             images[c.name] = img
     record = record.replace(
         images=tuple(sorted({img.id for img in images.values()})),
@@ -257,6 +272,7 @@ def prepare(pod_dir: PodDir, pod: Pod, opts: PodOptions, record: PodRecord) -> P
 
 
 def _make_volume(vdir: Path, source: Any) -> str:
+    from runtime.pod.projection import project
     from runtime.pod.sources import projected_files
 
     if isinstance(source, HostPathVolume):
@@ -271,37 +287,8 @@ def _make_volume(vdir: Path, source: Any) -> str:
     assert isinstance(source, (ConfigMapVolume, SecretVolume))
     if isinstance(source, SecretVolume):
         mount_tmpfs(vdir, SECRET_SIZE, 0o755)
-    for f in projected_files(source):
-        _write_projected(vdir, f.path, f.source, f.mode)
+    project(vdir, projected_files(source))
     return str(vdir)
-
-
-def _write_projected(vdir: Path, rel: str, source: str, mode: int) -> None:
-    """Copy ``source`` to ``rel`` inside the volume ``vdir``: ``rel`` must stay inside (no
-    ``..``, not absolute), its directories are made beneath the volume and the file is
-    created with O_EXCL | O_NOFOLLOW, so no symlink sends it elsewhere."""
-    from runtime.pod.subpath import check_sub_path, make_dirs_beneath
-
-    why = check_sub_path(rel)
-    if why:
-        raise CorralError(f"item path {rel!r} {why}")
-    parent, _, name = rel.strip("/").rpartition("/")
-    volfd = os.open(vdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        dirfd = make_dirs_beneath(volfd, parent) if parent else os.dup(volfd)
-    finally:
-        os.close(volfd)
-    try:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        out = os.open(name, flags, mode, dir_fd=dirfd)
-        try:
-            os.fchmod(out, mode)  # not the umask's
-            with open(source, "rb") as src, os.fdopen(out, "wb", closefd=False) as dst:
-                shutil.copyfileobj(src, dst)
-        finally:
-            os.close(out)
-    finally:
-        os.close(dirfd)
 
 
 _HOST_PATH_TYPES = {

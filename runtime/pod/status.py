@@ -13,7 +13,7 @@ from typing import Any
 from runtime.pod.record import ContainerRecord
 from runtime.pod.store import PodDir, PodError, PodState, PodStore, read_keyvalues
 
-__all__ = ["ContainerStatus", "PodStatus", "list_statuses", "status_of", "wait"]
+__all__ = ["ContainerStatus", "PodStatus", "list_statuses", "status_of", "wait", "waiting_status"]
 
 
 @dataclass
@@ -33,6 +33,15 @@ class ContainerStatus:
     started_at: str | None = None
     finished_at: str | None = None
     pid: int | None = None
+    image_id: str = ""  # the image store's id
+    container_id: str = ""  # corral://<pod uid>/<name>/<run>: one per run, as a CRI id
+    # the previous run (after a restart), from the status file's last_* keys
+    last_reason: str = ""
+    last_message: str = ""
+    last_exit_code: int | None = None
+    last_signal: int | None = None
+    last_started_at: str | None = None
+    last_finished_at: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         inner: dict[str, Any] = {}
@@ -116,7 +125,7 @@ _STATES = {"waiting": "Waiting", "running": "Running", "terminated": "Terminated
 
 def _container_status(pd: PodDir, c: ContainerRecord, has_init: bool) -> ContainerStatus:
     kv = read_keyvalues(pd.path / "status" / c.name)
-    cs = ContainerStatus(c.name, c.kind, c.image)
+    cs = ContainerStatus(c.name, c.kind, c.image, image_id=c.image_id)
     if not kv:
         cs.reason = "PodInitializing" if c.kind == "app" and has_init else "ContainerCreating"
         return cs
@@ -135,6 +144,14 @@ def _container_status(pd: PodDir, c: ContainerRecord, has_init: bool) -> Contain
     cs.started_at = kv.get("started_at") or None
     cs.finished_at = kv.get("finished_at") or None
     cs.pid = num("pid")
+    if cs.state != "Waiting":
+        cs.container_id = f"corral://{pd.uid}/{c.name}/{cs.restart_count}"
+    cs.last_reason = kv.get("last_reason", "")
+    cs.last_message = kv.get("last_message", "")
+    cs.last_exit_code = num("last_exit_code")
+    cs.last_signal = num("last_signal")
+    cs.last_started_at = kv.get("last_started_at") or None
+    cs.last_finished_at = kv.get("last_finished_at") or None
     return cs
 
 
@@ -179,6 +196,38 @@ def status_of(pd: PodDir) -> PodStatus:
         if lost or pd.state in (PodState.EXITED, PodState.GARBAGE):
             _unmonitored(cs, pd.uid)
         (st.init_containers if c.kind == "init" else st.containers).append(cs)
+    return st
+
+
+def waiting_status(pod: Any, uid: str, error: Any, created: float | None = None) -> PodStatus:
+    """The status of ``pod`` (a ``runtime.pod.manifest.Pod``) that could not be created
+    because a container's image could not be had (``error``, a
+    ``runtime.pod.imagepull.ImagePullError``): Pending, that container Waiting with the
+    error's reason and message (ErrImagePull, ImagePullBackOff, ErrImageNeverPull,
+    InvalidImageName), the others Waiting to be created. It has no pod directory
+    (``location`` "none"): nothing of it exists on the host."""
+    from runtime.pod.qos import pod_qos
+
+    st = PodStatus(
+        uid=uid,
+        name=pod.name,
+        namespace=pod.namespace,
+        location="none",
+        phase="Pending",
+        qos_class=pod_qos(pod).value,
+        pod_ip=None,
+        host_network=pod.spec.host_network,
+        created=time.time() if created is None else created,
+    )
+    has_init = bool(pod.spec.init_containers)
+    for c in pod.all_containers:
+        kind = "init" if c in pod.spec.init_containers else "app"
+        cs = ContainerStatus(c.name, kind, c.image)
+        if c.name == error.container:
+            cs.reason, cs.message = error.reason, error.message
+        else:
+            cs.reason = "PodInitializing" if kind == "app" and has_init else "ContainerCreating"
+        (st.init_containers if kind == "init" else st.containers).append(cs)
     return st
 
 

@@ -15,14 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.kubeserver import KUBECTL_120, KUBECTL_CURRENT, Kubectl, Server
+from tests.kubeserver import API_ONLY, KUBECTL_120, KUBECTL_CURRENT, Kubectl, Server
 
 WAIT = 60.0  # seconds a watch may take to show an event before the test fails
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("apiserver"))
+    # The API server alone: these tests assert on the objects they make.
+    srv = Server(tmp_path_factory.mktemp("apiserver"), extra=API_ONLY)
     srv.start()
     try:
         yield srv

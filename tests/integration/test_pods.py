@@ -171,6 +171,8 @@ class Pods:
     def global_args(self) -> list[str]:
         out = ["--root", self.opts.root, "--store", self.opts.image_root]
         out += ["--cgroup-parent", self.opts.cgroup_parent]
+        if self.opts.registries_conf:
+            out += ["--registries-conf", self.opts.registries_conf]
         if self.node is None:
             out.append("--no-network")
         else:
@@ -213,9 +215,12 @@ def pods(rootfs: Path, image_tar: Path, tmp_path: Path) -> Iterator[Pods]:
     from images.store import Store
 
     tag = f"cpt{uuid.uuid4().hex[:6]}"
+    conf = tmp_path / "registries.conf"
+    conf.write_text("")  # not the host's: no image of these tests comes from a registry
     opts = PodOptions(
         root=str(tmp_path / "pods"),
         image_root=str(tmp_path / "images"),
+        registries_conf=str(conf),
         cgroup_parent=tag,
         network=False,
         backoff_initial_ms=100,
@@ -556,6 +561,22 @@ def test_cli_killed_pod_keeps_running(pods: Pods) -> None:
     res = pods.cli("rm", "survivor")
     assert res.returncode == 0, res.stderr
     assert api.list_pods(pods.opts) == []
+
+
+def test_tty_container_logs_its_terminal(pods: Pods) -> None:
+    """tty: true: the container's stdout is a terminal (the monitor's pty, logged as stdout
+    with the terminal's \r\n, as conmon); a container without it gets pipes."""
+    script = "[ -t 1 ] && echo is-a-tty || echo no-tty; tty || true"
+    uid = pods.run(
+        pods.manifest("tty", [sh("t", script, tty=True), sh("p", script)], restartPolicy="Never")
+    )
+    st = pods.wait(uid)
+    assert st.phase == "Succeeded", st
+    t = api.logs(uid, pods.opts, "t")
+    assert t[0].rstrip("\r") == "is-a-tty" and t[1].rstrip("\r").startswith("/dev/pts/"), t
+    assert t[0].endswith("\r")  # the terminal's line discipline, kept as text
+    p = api.logs(uid, pods.opts, "p")
+    assert p[0] == "no-tty", p
 
 
 def test_foreground_run_streams_logs(pods: Pods) -> None:

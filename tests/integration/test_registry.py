@@ -13,12 +13,15 @@ import shutil
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from images import platforms
 from images.digest import hex_of, sha256_bytes
 from images.errors import AuthError, DigestMismatch, ImageError, RegistryError
 from images.pull import Options, login, pull
@@ -38,6 +41,7 @@ from tests.registryserver import (
     Registry,
     TokenServer,
     blob_fault,
+    held_blob,
     htpasswd_file,
     make_pki,
     manifest_fault,
@@ -156,14 +160,18 @@ def test_push_mounts_blobs_from_another_repository(
 
 def _platform_image(store: Store, tmp_path: Path, arch: str, name: str) -> None:
     layer = tar_entries([Entry("arch", "file", arch.encode())])
-    files, _ = oci_files([layer], {**config_for([layer]), "architecture": arch}, ref_name=name)
-    store.import_path(write_dir(tmp_path / f"layout-{arch}", files))
+    config = {**config_for([layer]), "architecture": arch}
+    if arch != platforms.host().architecture:
+        config.pop("variant", None)
+    files, _ = oci_files([layer], config, ref_name=name)
+    # an image for another architecture is imported only when asked for
+    store.import_path(
+        write_dir(tmp_path / f"layout-{arch}", files), platform=platforms.normalize("linux", arch)
+    )
 
 
 def test_index_with_two_platforms_picks_the_hosts(registry: Registry, tmp_path: Path) -> None:
-    from images.sources import _host_platform
-
-    host_arch = _host_platform()[1]
+    host_arch = platforms.host().architecture
     other_arch = "s390x" if host_arch != "s390x" else "amd64"
     o = opts(tmp_path)
     src = Store(tmp_path / "src")
@@ -249,6 +257,73 @@ def test_token_flow(source: Store, tmp_path: Path) -> None:
             reg.stop()
     finally:
         tokens.stop()
+
+
+@contextmanager
+def token_registry(
+    source: Store, tmp_path: Path, expires_in: int = 600
+) -> Iterator[tuple[TokenServer, FaultProxy]]:
+    """busybox:test pushed as tok/bb:1 to a registry that wants tokens (living
+    ``expires_in`` seconds) from a token server, and a proxy in front; all stopped after."""
+    tokens = TokenServer(tmp_path / "token", {"bob": "hunter2"}, expires_in=expires_in)
+    reg = proxy = None
+    try:
+        reg = start_registry(tmp_path / "registry", auth=tokens.registry_auth())
+        o = opts(tmp_path, credentials=Credentials("bob", "hunter2"))
+        push(source, "busybox:test", f"{reg.host}/tok/bb:1", o)
+        proxy = FaultProxy(reg.port).start()
+        tokens.issued.clear()
+        yield tokens, proxy
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        if reg is not None:
+            reg.stop()
+        tokens.stop()
+
+
+def pull_tokens(tokens: TokenServer) -> int:
+    return sum(1 for _, scopes in tokens.issued if scopes == ["repository:tok/bb:pull"])
+
+
+def bearers(proxy: FaultProxy, kind: str = "/") -> list[str]:
+    """The tokens requests through ``proxy`` carried, in order (requests for ``kind``)."""
+    return [
+        s.headers["Authorization"]
+        for s in proxy.seen
+        if "Authorization" in s.headers and kind in s.path
+    ]
+
+
+def test_a_token_about_to_expire_is_fetched_again_before_it_is_used(
+    source: Store, tmp_path: Path
+) -> None:
+    o = opts(tmp_path, credentials=Credentials("bob", "hunter2"))
+    with token_registry(source, tmp_path, expires_in=1) as (tokens, proxy):
+        res = pull(Store(tmp_path / "dest"), f"{proxy.host}/tok/bb:1", o)
+        assert res.image.id == source.get("busybox:test").id
+        # each token lives 1 s, less than the margin: every request (manifest, config, two
+        # layers) fetched a token of its own, and no request was refused for an expired one
+        sent = bearers(proxy)
+        assert len(sent) == 4 and len(set(sent)) == 4
+        assert pull_tokens(tokens) == 4
+        assert len([s for s in proxy.seen if "Authorization" not in s.headers]) == 1  # ping
+
+
+def test_a_token_refused_mid_pull_is_fetched_again_and_the_pull_completes(
+    source: Store, tmp_path: Path
+) -> None:
+    big = big_layer(source)
+    o = opts(tmp_path, credentials=Credentials("bob", "hunter2"))
+    with token_registry(source, tmp_path) as (tokens, proxy):
+        proxy.faults.append(blob_fault("unauthorized", big))  # the registry answers 401 once
+        res = pull(Store(tmp_path / "dest"), f"{proxy.host}/tok/bb:1", o)
+        assert res.image.id == source.get("busybox:test").id
+        assert proxy.faults == []
+        first, again = bearers(proxy, big)  # the refused GET carried a token, its retry another
+        assert first != again
+        assert pull_tokens(tokens) == 2
+        assert len(set(bearers(proxy))) == 2  # the other requests used the one token there was
 
 
 def test_tls_with_a_ca_directory_per_registry(source: Store, tmp_path: Path) -> None:
@@ -378,6 +453,90 @@ def test_a_blob_another_pull_is_fetching_is_waited_for_not_fetched_again(
             t.join()
     assert got.get("image") == source.get("busybox:test").id, got
     assert [s for s in proxy.seen if s.method == "GET" and big in s.path] == []
+
+
+def blob_gets(proxy: FaultProxy) -> Counter[str]:
+    """How many times each blob (by digest) was fetched through ``proxy``."""
+    return Counter(
+        s.path.rsplit("/", 1)[1] for s in proxy.seen if s.method == "GET" and "/blobs/" in s.path
+    )
+
+
+def manifest_gets(proxy: FaultProxy) -> int:
+    return sum(1 for s in proxy.seen if s.method == "GET" and "/manifests/" in s.path)
+
+
+def test_two_pulls_at_once_fetch_each_blob_once(
+    source: Store, pushed: str, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    # The first GET of the big layer is held until both pulls have their manifest: the two
+    # pulls overlap, one in the middle of the blob the other one needs.
+    proxy.faults.append(held_blob(big_layer(source), lambda: manifest_gets(proxy) >= 2))
+    dest = Store(tmp_path / "dest")
+    got: dict[int, object] = {}
+
+    def run(i: int) -> None:
+        try:
+            got[i] = pull(dest, f"{proxy.host}/corral/bb:1", opts(tmp_path)).image.id
+        except BaseException as e:  # reported by the assertion below
+            got[i] = e
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    img = source.get("busybox:test")
+    assert got == {0: img.id, 1: img.id}
+    assert proxy.faults == []  # the big layer was held
+    assert manifest_gets(proxy) == 2
+    assert blob_gets(proxy) == {img.id: 1, **{lr.digest: 1 for lr in img.layers}}
+    assert digests(dest, f"{proxy.host}/corral/bb:1") == digests(source, "busybox:test")
+
+
+def test_pulls_in_two_processes_fetch_a_shared_layer_once(
+    source: Store, pushed: str, proxy: FaultProxy, tmp_path: Path, rootfs: Path
+) -> None:
+    other = tar_entries([Entry("other", "file", os.urandom(BIG))])
+    files, _ = oci_files([tar_tree(rootfs), other], ref_name="other:test")
+    source.import_path(write_dir(tmp_path / "layout-other", files))
+    push(source, "other:test", f"{proxy.host}/corral/other:1", opts(tmp_path))
+    a, b = source.get("busybox:test"), source.get("other:test")
+    shared = a.layers[0].digest
+    assert b.layers[0].digest == shared and a.layers[1].digest != b.layers[1].digest
+    proxy.seen.clear()
+    proxy.faults.append(held_blob(shared, lambda: manifest_gets(proxy) >= 2))
+
+    corral = str(Path(__file__).resolve().parents[2] / ".venv/bin/corral")
+    (tmp_path / "registries.conf").write_text("")
+    common = ["--tls-verify=false", "--authfile", str(tmp_path / "auth.json"),
+              "--registries-conf", str(tmp_path / "registries.conf")]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [
+                corral,
+                "image",
+                "--store",
+                str(tmp_path / "dest"),
+                "pull",
+                f"{proxy.host}/corral/{repo}:1",
+                *common,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for repo in ("bb", "other")
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert [o.split()[0] for o, _ in outs] == [a.id, b.id]
+    assert proxy.faults == []
+    gets = blob_gets(proxy)
+    assert gets[shared] == 1  # both images have it: fetched once
+    assert gets == {a.id: 1, b.id: 1, shared: 1, a.layers[1].digest: 1, b.layers[1].digest: 1}
+    dest = Store(tmp_path / "dest")
+    assert dest.get(f"{proxy.host}/corral/other:1").id == b.id
 
 
 def test_tampered_blob_is_refused_and_nothing_stored(

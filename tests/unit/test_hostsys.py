@@ -101,6 +101,36 @@ def test_syscall_errors_name_step_and_path(tmp_path: Path) -> None:
         os.close(fd)
 
 
+def test_open_beneath_retries_eagain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """openat2 answers EAGAIN when a rename or mount raced the walk: tried again, not failed;
+    an EAGAIN that never stops is an error naming the step."""
+    import ctypes
+
+    real = hostsys._c()
+    fails = {"left": 3}
+
+    class Racing:
+        def syscall(self, *args: object) -> int:
+            if fails["left"] > 0:
+                fails["left"] -= 1
+                ctypes.set_errno(errno.EAGAIN)
+                return -1
+            return int(real.syscall(*args))
+
+    monkeypatch.setattr(hostsys, "_c", lambda: Racing())
+    (tmp_path / "f").write_text("x")
+    fd = os.open(tmp_path, os.O_PATH | os.O_DIRECTORY)
+    try:
+        os.close(hostsys.open_beneath(fd, "f"))
+        assert fails["left"] == 0
+        fails["left"] = 10**6
+        with pytest.raises(hostsys.HostError) as info:
+            hostsys.open_beneath(fd, "f")
+        assert info.value.errno == errno.EAGAIN and info.value.step == "openat2(f)"
+    finally:
+        os.close(fd)
+
+
 def test_prctl_through_python_prctl() -> None:
     code = (
         "from corral_common import hostsys\nimport prctl\n"

@@ -37,3 +37,28 @@ def test_image_commands(tmp_path: Path) -> None:
     assert code == 0 and out.startswith("removed 0 images")
     code, out = run("import", str(tmp_path / "o.tar"), "--name", "back")
     assert code == 0 and out.endswith("back:latest\n")
+
+
+def test_import_refuses_another_architecture_unless_platform_says(tmp_path: Path) -> None:
+    from images import platforms
+    from testkit.imagebuild import config_for
+
+    layer = tar_entries([Entry("a", data=b"x")])
+    other = "arm64" if platforms.host().architecture != "arm64" else "amd64"
+    config = {**config_for([layer]), "architecture": other}
+    config.pop("variant", None)
+    files, built = oci_files([layer], config, ref_name="foreign:1")
+    src = write_tar(tmp_path / "foreign.tar", files)
+    store = str(tmp_path / "store")
+    r = CliRunner()
+    res = r.invoke(cli, ["image", "--store", store, "import", str(src)])
+    assert res.exit_code == 1
+    assert "corral: image import: " in res.output
+    assert f"image is for {platforms.normalize('linux', other)}, this host runs" in res.output
+    assert f"(--platform {platforms.normalize('linux', other)} takes it anyway)" in res.output
+    res = r.invoke(
+        cli, ["image", "--store", store, "import", "--platform", f"linux/{other}", str(src)]
+    )
+    assert (res.exit_code, res.output) == (0, f"{built.config_digest} foreign:1\n")
+    res = r.invoke(cli, ["image", "--store", store, "import", "--platform", "linux//x", str(src)])
+    assert res.exit_code == 1 and "platform 'linux//x': want OS/ARCH[/VARIANT]" in res.output

@@ -386,3 +386,60 @@ def test_features() -> None:
     native = {"x86_64": "SCMP_ARCH_X86_64", "aarch64": "SCMP_ARCH_AARCH64"}
     if platform.machine() in native:
         assert native[platform.machine()] in f["archs"]
+
+
+# ------------------------------------------------------- per-architecture syscall numbers
+
+# <linux/audit.h> AUDIT_ARCH_* (what seccomp_data.arch holds) and fchmodat's number in each
+# architecture's own table: the kernel's, not libseccomp's, so a wrong table fails here.
+AUDIT_ARCH = {
+    "SCMP_ARCH_X86_64": 0xC000003E,
+    "SCMP_ARCH_X86": 0x40000003,
+    "SCMP_ARCH_AARCH64": 0xC00000B7,
+    "SCMP_ARCH_ARM": 0x40000028,
+}
+FCHMODAT = {
+    "SCMP_ARCH_X86_64": 268,
+    "SCMP_ARCH_X86": 306,
+    "SCMP_ARCH_AARCH64": 53,  # asm-generic: arm64 has no chmod(2), only fchmodat
+    "SCMP_ARCH_ARM": 333,  # EABI, the arm32 compat table of an arm64 kernel
+}
+
+
+def test_native_arch_is_libseccomps() -> None:
+    native = sc.native_arch()
+    assert AUDIT_ARCH.get(native, NATIVE) == NATIVE
+    expected = {"x86_64": "SCMP_ARCH_X86_64", "aarch64": "SCMP_ARCH_AARCH64"}
+    if platform.machine() in expected:
+        assert native == expected[platform.machine()]
+
+
+def test_an_arm64_filter_with_the_arm32_compat_table() -> None:
+    """The architectures an arm64 container lists (arm64 and its arm32 compat mode) each get
+    the rule with their own syscall number; mode 0644 in argument 2 is refused, others not."""
+    prog = compile_(
+        {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
+            "syscalls": [
+                {
+                    "names": ["fchmodat"],
+                    "action": "SCMP_ACT_ERRNO",
+                    "errnoRet": errno.ENOMSG,
+                    "args": [{"index": 2, "value": 0o644, "op": "SCMP_CMP_EQ"}],
+                }
+            ],
+        }
+    )
+    native = sc.native_arch()
+    for arch in {"SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM", native} & set(FCHMODAT):
+        token, n = AUDIT_ARCH[arch], FCHMODAT[arch]
+        assert run_bpf(prog.bpf, n, (0xFFFFFF9C, 0, 0o644), arch=token) == ret_errno(errno.ENOMSG)
+        assert run_bpf(prog.bpf, n, (0xFFFFFF9C, 0, 0o600), arch=token) == ALLOW
+    # arm64's number for fchmodat is another call elsewhere (x86_64's 53 is socketpair): the
+    # rule is only where its own table puts it
+    assert run_bpf(prog.bpf, 53, (0, 0, 0o644), arch=AUDIT_ARCH["SCMP_ARCH_ARM"]) == ALLOW
+    assert run_bpf(prog.bpf, 268, (0, 0, 0o644), arch=AUDIT_ARCH["SCMP_ARCH_AARCH64"]) == ALLOW
+    # an architecture the filter does not list hits the bad-arch action
+    if native != "SCMP_ARCH_X86":
+        assert run_bpf(prog.bpf, 306, arch=AUDIT_ARCH["SCMP_ARCH_X86"]) == KILL_THREAD

@@ -2,7 +2,9 @@
 
 The VM tests skip, with the reason, where this host cannot boot the VM (no qemu, no kernel
 image, no static busybox, not x86_64) or when not root (the guest reads the host's root
-filesystem through qemu, which must be able to read every file).
+filesystem through qemu, which must be able to read every file). The arm64 VM
+(tests/vm/test_arm64.py) has a fixture of its own: it needs qemu-system-aarch64 and its
+userland, not the host's kernel.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import prctl  # python-prctl: loaded here, not in the forked child
@@ -78,6 +78,7 @@ MODULES = (
 #: The shares' mount tags, and where the results come back inside the guest.
 ROOT_TAG = "hostroot"
 OUT_TAG = "corralout"
+SRC_TAG = "corralsrc"
 GUEST_OUT = "/.corral-vm/out"
 
 DEFAULT_MEMORY_MIB = 1024
@@ -114,6 +115,12 @@ class Kernel:
     modules: Path  # /lib/modules/<version>
 
 
+#: The guest architectures: this host's own (x86_64, on its own root filesystem) and aarch64
+#: (Debian's arm64 kernel and a userland built by tests/vm/arm64.py, emulated by TCG).
+X86_64 = "x86_64"
+AARCH64 = "aarch64"
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Accel:
     name: str  # "kvm" or "tcg"
@@ -123,13 +130,19 @@ class Accel:
 # ----------------------------------------------------------------------------- host probing
 
 
-def qemu_binary() -> str:
-    """The qemu-system binary for this architecture, or raise VMUnavailable."""
+def qemu_binary(arch: str = X86_64) -> str:
+    """The qemu-system binary for a guest of ``arch``, or raise VMUnavailable. The x86_64
+    guest boots the host's own root filesystem, so only an x86_64 host has one; the aarch64
+    guest brings its own and runs anywhere qemu-system-aarch64 does."""
+    if arch == AARCH64:
+        path = shutil.which("qemu-system-aarch64")
+        if path is None:
+            raise VMUnavailable("qemu-system-aarch64 not found (apt-get install qemu-system-arm)")
+        return path
     machine = platform.machine()
     if machine not in ("x86_64", "amd64"):
         raise VMUnavailable(
-            f"the VM harness boots x86_64 guests only; this host is {machine} "
-            "(qemu-system-aarch64 is not supported yet)"
+            f"the x86_64 VM boots this host's own root filesystem; this host is {machine}"
         )
     path = shutil.which("qemu-system-x86_64")
     if path is None:
@@ -200,7 +213,11 @@ def kvm_usable(sys_module: Path = Path("/sys/module"), dev: str = "/dev/kvm") ->
     return True
 
 
-def accel(use_kvm: bool | None = None) -> Accel:
+def accel(use_kvm: bool | None = None, arch: str = X86_64) -> Accel:
+    if arch == AARCH64:
+        # Emulated (an arm64 host's KVM is not used). cortex-a57 rather than max: TCG
+        # emulates max's pointer authentication in software, which slows every call.
+        return Accel("tcg", ("-accel", "tcg,thread=multi", "-cpu", "cortex-a57"))
     if use_kvm is None:
         use_kvm = kvm_usable() and os.environ.get("CORRAL_VM_ACCEL", "") != "tcg"
     if use_kvm:
@@ -399,6 +416,11 @@ mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=none __OUT_TAG__
     /newroot__GUEST_OUT__ || fail "cannot mount the results share"
 mkdir -p /newroot/.corral-vm/host
 mount --bind /lower /newroot/.corral-vm/host || fail "cannot bind the host root"
+if [ -e /newroot__GUEST_OUT__/src-share ]; then
+    mkdir -p /newroot/.corral-vm/src
+    mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=512000,cache=loose __SRC_TAG__ \
+        /newroot/.corral-vm/src || fail "cannot mount the source share"
+fi
 cp /bin/busybox /newroot/.corral-vm/bin/busybox
 cp /stage2 /newroot/.corral-vm/stage2
 for d in proc sys dev; do mount --move /$d /newroot/$d; done
@@ -415,16 +437,20 @@ $bb mount -t tmpfs -o mode=1777 tmpfs /tmp
 $bb mount -t tmpfs -o mode=0755 tmpfs /run
 # The fresh /tmp and /run hide host paths below them; "keep" lists the ones the command needs
 # (its cwd, e.g. a checkout under /tmp): each comes back as the host's tree under a tmpfs
-# overlay, as the rest of the root is.
-i=0
-while read -r p; do
-    [ -n "$p" ] || continue
+# overlay, as the rest of the root is. A guest with a root of its own gets the source share
+# at the path "src-share" names, the same way.
+keep() {
     i=$((i + 1))
     k=/run/.corral-vm-keep/$i
-    $bb mkdir -p $k/upper $k/work "$p"
-    $bb mount -t overlay -o "lowerdir=/.corral-vm/host$p,upperdir=$k/upper,workdir=$k/work" \
-        overlay "$p" || echo "corral-vm: cannot keep $p" >&2
+    $bb mkdir -p $k/upper $k/work "$2"
+    $bb mount -t overlay -o "lowerdir=$1,upperdir=$k/upper,workdir=$k/work" overlay "$2" \
+        || echo "corral-vm: cannot keep $2" >&2
+}
+i=0
+while read -r p; do
+    [ -n "$p" ] && keep "/.corral-vm/host$p" "$p"
 done <$out/keep
+if [ -s $out/src-share ]; then keep /.corral-vm/src "$($bb cat $out/src-share)"; fi
 $bb mkdir -p /dev/pts /dev/shm /dev/mqueue
 $bb mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
 $bb mount -t tmpfs -o mode=1777 tmpfs /dev/shm
@@ -445,7 +471,12 @@ $bb reboot -f
 
 
 def _scripts() -> tuple[str, str]:
-    subst = {"__ROOT_TAG__": ROOT_TAG, "__OUT_TAG__": OUT_TAG, "__GUEST_OUT__": GUEST_OUT}
+    subst = {
+        "__ROOT_TAG__": ROOT_TAG,
+        "__OUT_TAG__": OUT_TAG,
+        "__SRC_TAG__": SRC_TAG,
+        "__GUEST_OUT__": GUEST_OUT,
+    }
     init, stage2 = INIT, STAGE2
     for key, value in subst.items():
         init = init.replace(key, value)
@@ -506,9 +537,11 @@ def cache_key(kernel: Kernel, busybox: Path) -> tuple[str, str]:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class BootFiles:
-    vmlinux: Path
+    vmlinux: Path  # what -kernel loads: the ELF vmlinux (x86_64), the arm64 Image (aarch64)
     initramfs: Path
     kernel: Kernel
+    arch: str = X86_64
+    root: Path = Path("/")  # the directory shared as the guest's root
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -541,13 +574,27 @@ def _prune(cache_dir: Path) -> None:
                     initrd.unlink(missing_ok=True)
 
 
-def boot_files(cache_dir: Path = CACHE_DIR) -> BootFiles:
-    """The uncompressed kernel and the initramfs, each built once per cache key."""
-    kernel = find_kernel()
-    busybox = busybox_binary()
+def boot_files(cache_dir: Path = CACHE_DIR, arch: str = X86_64) -> BootFiles:
+    """The uncompressed kernel and the initramfs, each built once per cache key. The aarch64
+    guest's kernel, modules and busybox come from its own userland (tests/vm/arm64.py, built
+    and cached on first use); its kernel is an uncompressed Image that qemu loads as it is."""
+    root = Path("/")
+    if arch == AARCH64:
+        from tests.vm import arm64
+
+        root = arm64.userland()
+        kernel = find_kernel(root / "boot", root / "lib/modules")
+        busybox = root / "bin/busybox"
+        if not _is_static(busybox):
+            raise VMUnavailable(f"{busybox} is not a static 64-bit ELF (busybox-static:arm64)")
+    else:
+        kernel = find_kernel()
+        busybox = busybox_binary()
     dirname, initrd_name = cache_key(kernel, busybox)
     dest = cache_dir / dirname
     vmlinux, initramfs = dest / "vmlinux", dest / initrd_name
+    if arch == AARCH64:
+        vmlinux = kernel.bzimage
     dest.mkdir(parents=True, exist_ok=True)
     built = False
     if not vmlinux.is_file():
@@ -560,13 +607,25 @@ def boot_files(cache_dir: Path = CACHE_DIR) -> BootFiles:
         os.utime(used)  # "used now", for _prune
     if built:
         _prune(cache_dir)
-    return BootFiles(vmlinux, initramfs, kernel)
+    return BootFiles(vmlinux, initramfs, kernel, arch, root)
 
 
 # ----------------------------------------------------------------------------- running
 
 
 def kernel_cmdline(machine: str, tsc_khz: int | None) -> str:
+    if machine == "virt":  # aarch64: PL011 console; PSCI ends qemu on reboot
+        return " ".join(
+            [
+                "console=ttyAMA0",
+                "panic=-1",
+                "cgroup_no_v1=all",
+                "rdinit=/init",
+                "quiet",
+                "loglevel=4",
+                "nokaslr",
+            ]
+        )
     args = [
         "console=ttyS0",
         "reboot=t",  # triple fault: with -no-reboot qemu exits, on every machine type
@@ -602,13 +661,17 @@ def qemu_command(
     memory_mib: int,
     cpus: int,
     disk: Path | None,
+    src: Path | None = None,
 ) -> list[str]:
-    """The qemu argv: no network, no display, no firmware; the host root read-only and the
-    results directory writable over 9p; an optional raw scratch disk on virtio-blk."""
+    """The qemu argv: no network, no display, no firmware; the guest's root (the host's, or
+    the aarch64 userland) read-only and the results directory writable over 9p; an optional
+    raw scratch disk on virtio-blk; an optional read-only source share."""
     mmio = machine == "microvm"
     virtio = "device" if mmio else "pci"
     if mmio:
         mach = "microvm,acpi=on,rtc=on,pcie=off,x-option-roms=off,auto-kernel-cmdline=off"
+    elif machine == "virt":
+        mach = "virt"
     else:
         mach = "pc"
     cmd = [
@@ -639,7 +702,7 @@ def qemu_command(
         "-nic",
         "none",
         "-fsdev",
-        "local,id=fsroot,path=/,security_model=none,readonly=on,multidevs=remap",
+        f"local,id=fsroot,path={files.root},security_model=none,readonly=on,multidevs=remap",
         "-device",
         f"virtio-9p-{virtio},fsdev=fsroot,mount_tag={ROOT_TAG}",
         "-fsdev",
@@ -647,6 +710,13 @@ def qemu_command(
         "-device",
         f"virtio-9p-{virtio},fsdev=fsout,mount_tag={OUT_TAG}",
     ]
+    if src is not None:
+        cmd += [
+            "-fsdev",
+            f"local,id=fssrc,path={src},security_model=none,readonly=on,multidevs=remap",
+            "-device",
+            f"virtio-9p-{virtio},fsdev=fssrc,mount_tag={SRC_TAG}",
+        ]
     if disk is not None:
         cmd += [
             "-drive",
@@ -657,7 +727,9 @@ def qemu_command(
     return cmd
 
 
-def choose_machine(tsc_khz: int | None, acc: Accel) -> str:
+def choose_machine(tsc_khz: int | None, acc: Accel, arch: str = X86_64) -> str:
+    if arch == AARCH64:
+        return "virt"
     forced = os.environ.get("CORRAL_VM_MACHINE")
     if forced:
         return forced
@@ -714,6 +786,10 @@ def run(
     scratch_disk: bool = True,
     cache_dir: Path = CACHE_DIR,
     workdir: Path | None = None,
+    arch: str = X86_64,
+    src: Path | None = None,
+    before: Callable[[Path], None] | None = None,
+    after: Callable[[Path], None] | None = None,
 ) -> Result:
     """Boot the VM, run ``argv`` in ``cwd`` (a path of the host's filesystem, seen read-only
     under a writable tmpfs overlay) with ``env`` added to a plain root environment, and return
@@ -721,17 +797,29 @@ def run(
 
     Raises VMUnavailable when the host cannot run the VM, VMError when the guest did not
     report an exit status (boot failure, crash, or ``timeout`` seconds passed). The temp dir
-    (results share, scratch disk, console log) is made in ``workdir`` (default: $TMPDIR)."""
-    qemu = qemu_binary()
-    files = boot_files(cache_dir)
-    acc = accel()
-    tsc_khz = host_tsc_khz() if acc.name == "tcg" else None
-    machine = choose_machine(tsc_khz, acc)
+    (results share, scratch disk, console log) is made in ``workdir`` (default: $TMPDIR).
+
+    ``arch`` AARCH64 boots the arm64 guest (its own root filesystem, see tests/vm/arm64.py);
+    ``src``, a host directory, is then shown at the same path (read-only, under a tmpfs
+    overlay): the checkout the guest builds and tests. ``before`` and ``after`` are called with
+    the results directory (the guest's ``GUEST_OUT``) before the boot and after a run that
+    brought back an exit status: files to hand in, files to take out."""
+    qemu = qemu_binary(arch)
+    files = boot_files(cache_dir, arch)
+    acc = accel(arch=arch)
+    tsc_khz = host_tsc_khz() if acc.name == "tcg" and arch == X86_64 else None
+    machine = choose_machine(tsc_khz, acc, arch)
     with _workdir(workdir) as work:
         out = work / "out"
         out.mkdir()
         (out / "cmd").write_text(_command_script(argv, cwd, env or {}))
-        (out / "keep").write_text("".join(f"{p}\n" for p in hidden_paths([cwd])))
+        keep = hidden_paths([cwd]) if src is None else []
+        (out / "keep").write_text("".join(f"{p}\n" for p in keep))
+        if src is not None:
+            src = Path(os.path.normpath(os.path.abspath(src)))
+            (out / "src-share").write_text(str(src))
+        if before is not None:
+            before(out)
         disk = None
         if scratch_disk:
             disk = work / "scratch.img"
@@ -749,6 +837,7 @@ def run(
             memory_mib=memory_mib,
             cpus=min(cpus, os.cpu_count() or 1),
             disk=disk,
+            src=src,
         )
         started = time.monotonic()
         proc = subprocess.Popen(
@@ -779,6 +868,8 @@ def run(
                 f"{qemu_out.decode(errors='replace').strip()}",
                 text,
             )
+        if after is not None:
+            after(out)
         return Result(int(rc_text), _read(out / "stdout"), _read(out / "stderr"), text, seconds)
 
 
@@ -789,10 +880,18 @@ def main(args: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--cwd", default=os.getcwd())
     parser.add_argument("--console", action="store_true", help="print the guest console too")
+    parser.add_argument("--arch", choices=(X86_64, AARCH64), default=X86_64)
+    parser.add_argument("--src", help="a host directory shown in the guest (aarch64)")
     parser.add_argument("command", nargs="+")
     ns = parser.parse_args(args)
     try:
-        res = run(ns.command, cwd=ns.cwd, timeout=ns.timeout)
+        res = run(
+            ns.command,
+            cwd=ns.cwd,
+            timeout=ns.timeout,
+            arch=ns.arch,
+            src=Path(ns.src) if ns.src else None,
+        )
     except (VMUnavailable, VMError) as exc:
         print(f"corral-vm: {exc}", file=sys.stderr)
         return 125

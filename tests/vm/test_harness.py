@@ -147,6 +147,50 @@ def test_qemu_command_shares_the_root_read_only_and_has_no_network(tmp_path: Pat
         assert ("tsc_early_khz=2596120" in append) == (machine == "microvm")
 
 
+def test_the_arm64_guest_boots_its_own_root_on_virt_with_the_source_shared(
+    tmp_path: Path,
+) -> None:
+    files = harness.BootFiles(
+        tmp_path / "Image",
+        tmp_path / "initrd",
+        harness.Kernel(tmp_path / "Image", "6.1.0-50-arm64", tmp_path),
+        harness.AARCH64,
+        tmp_path / "rootfs",
+    )
+    acc = harness.accel(arch=harness.AARCH64)
+    assert acc.args == ("-accel", "tcg,thread=multi", "-cpu", "cortex-a57")
+    machine = harness.choose_machine(None, acc, harness.AARCH64)
+    cmd = harness.qemu_command(
+        "qemu-system-aarch64",
+        files,
+        tmp_path / "out",
+        tmp_path / "console",
+        machine=machine,
+        acc=acc,
+        tsc_khz=None,
+        memory_mib=1024,
+        cpus=2,
+        disk=None,
+        src=Path("/work/checkout"),
+    )
+    joined = " ".join(cmd)
+    assert cmd[cmd.index("-M") + 1] == "virt"
+    assert f"path={tmp_path / 'rootfs'},security_model=none,readonly=on" in joined
+    assert "path=/work/checkout,security_model=none,readonly=on" in joined
+    assert f"virtio-9p-pci,fsdev=fssrc,mount_tag={harness.SRC_TAG}" in joined
+    append = cmd[cmd.index("-append") + 1].split()
+    assert "console=ttyAMA0" in append and "cgroup_no_v1=all" in append
+    assert not any(a.startswith(("tsc_early_khz", "i8042")) for a in append)
+
+
+def test_qemu_for_arm64_is_qemu_system_aarch64(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(harness.shutil, "which", lambda name: None)
+    with pytest.raises(harness.VMUnavailable, match="apt-get install qemu-system-arm"):
+        harness.qemu_binary(harness.AARCH64)
+    monkeypatch.setattr(harness.shutil, "which", lambda name: f"/usr/bin/{name}")
+    assert harness.qemu_binary(harness.AARCH64) == "/usr/bin/qemu-system-aarch64"
+
+
 def test_command_script_quotes() -> None:
     script = harness._command_script(["echo", "a b", "$HOME"], "/work dir", {"X": "1 2"})
     assert "export X='1 2'" in script

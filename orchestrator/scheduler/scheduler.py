@@ -1,0 +1,447 @@
+"""The scheduler loop, as kube-scheduler runs it: informers of nodes and pods feed the cache
+(assigned pods) and the scheduling queue (pending pods of our schedulerName); one pod at a time
+is placed by the pure algorithm, assumed in the cache, then bound through ``pods/binding``
+concurrently (one API call per pod). A failed pod gets the PodScheduled=False condition and a
+FailedScheduling event, may preempt lower-priority pods, and waits in the queue for a cluster
+event. Several schedulers elect a leader through the ``kube-scheduler`` Lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from orchestrator.client import ApiClient, ClientError, Conflict, Informer, LeaderElector, NotFound
+from orchestrator.client.rest import EVENTS, NAMESPACES, NODES, PODS, Obj
+
+from .cache import Cache
+from .plugins import FitError, PodInfo, pod_info, preempt
+from .queue import SchedulingQueue
+
+__all__ = ["DEFAULT_SCHEDULER", "EventRecorder", "Scheduler", "SchedulerConfig"]
+
+log = logging.getLogger("corral.scheduler")
+
+DEFAULT_SCHEDULER = "default-scheduler"
+LEASE_NAME = "kube-scheduler"
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    scheduler_name: str = DEFAULT_SCHEDULER
+    percentage_of_nodes_to_score: int = 0  # 0: kube's adaptive percentage
+    parallel_binds: int = 64
+    leader_elect: bool = True
+    identity: str = field(
+        default_factory=lambda: f"{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    )
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class EventRecorder:
+    """core/v1 Events as client-go's recorder writes them: a bounded queue (events are dropped
+    when it is full, as the broadcaster drops them), a repeat of the same reason and message
+    on the same object bumps ``count`` on the existing Event."""
+
+    def __init__(self, client: ApiClient, component: str, workers: int = 4) -> None:
+        self.client = client
+        self.component = component
+        self.host = socket.gethostname()
+        self._queue: asyncio.Queue[tuple[Obj, str, str, str]] = asyncio.Queue(maxsize=1000)
+        self._seen: OrderedDict[tuple[str, str, str], tuple[str, str, int]] = OrderedDict()
+        self._tasks = [asyncio.create_task(self._run()) for _ in range(workers)]
+        self.dropped = 0
+
+    def event(self, obj: Obj, type_: str, reason: str, message: str) -> None:
+        try:
+            self._queue.put_nowait((obj, type_, reason, message))
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+
+    async def flush(self) -> None:
+        while not self._queue.empty():
+            await asyncio.sleep(0.01)
+
+    async def _run(self) -> None:
+        while True:
+            obj, type_, reason, message = await self._queue.get()
+            try:
+                await self._write(obj, type_, reason, message)
+            except ClientError as e:
+                log.info("event %s on %s: %s", reason, (obj.get("metadata") or {}).get("name"), e)
+
+    async def _write(self, obj: Obj, type_: str, reason: str, message: str) -> None:
+        meta = obj.get("metadata") or {}
+        ns = meta.get("namespace") or "default"
+        key = (str(meta.get("uid")), reason, message)
+        now = _now()
+        seen = self._seen.get(key)
+        if seen is not None:
+            name, ev_ns, count = seen
+            try:
+                await self.client.patch(
+                    EVENTS, ev_ns, name, {"count": count + 1, "lastTimestamp": now}
+                )
+                self._seen[key] = (name, ev_ns, count + 1)
+                self._seen.move_to_end(key)
+                return
+            except NotFound:
+                pass
+        name = f"{meta.get('name')}.{time.time_ns():x}"
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": ns},
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion") or "v1",
+                "kind": obj.get("kind") or "Pod",
+                "namespace": meta.get("namespace"),
+                "name": meta.get("name"),
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "reason": reason,
+            "message": message,
+            "source": {"component": self.component},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "type": type_,
+            "eventTime": None,
+            "reportingComponent": self.component,
+            "reportingInstance": f"{self.component}-{self.host}",
+        }
+        await self.client.create(EVENTS, ns, body)
+        self._seen[key] = (name, ns, 1)
+        while len(self._seen) > 4096:
+            self._seen.popitem(last=False)
+
+
+def _responsible(pod: Obj, name: str) -> bool:
+    return ((pod.get("spec") or {}).get("schedulerName") or DEFAULT_SCHEDULER) == name
+
+
+def _terminal(pod: Obj) -> bool:
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+class Scheduler:
+    """Run with ``await Scheduler(client, cfg).run()`` (until cancelled)."""
+
+    def __init__(self, client: ApiClient, config: SchedulerConfig | None = None) -> None:
+        self.client = client
+        self.config = config or SchedulerConfig()
+        self.cache = Cache(self.config.percentage_of_nodes_to_score)
+        self.queue = SchedulingQueue()
+        self.nodes = Informer(client, NODES)
+        self.pods = Informer(client, PODS)
+        self.namespaces = Informer(client, NAMESPACES)
+        self.recorder: EventRecorder | None = None
+        self._binds: set[asyncio.Task[None]] = set()
+        self._bind_slots = asyncio.Semaphore(self.config.parallel_binds)
+        self.scheduled = 0  # binds that succeeded
+        self.conflicts = 0  # binds refused: the pod was bound by someone else
+        self.failed = 0  # attempts where no node fit
+
+    # ------------------------------------------------------------ informer handlers
+
+    def _on_node(self, event: str, old: Obj | None, new: Obj | None) -> None:
+        if event == "DELETED":
+            if old is not None:
+                self.cache.remove_node(str(old["metadata"]["name"]))
+            return
+        assert new is not None
+        self.cache.set_node(new)
+        if event == "ADDED" or _node_changed(old, new):
+            self.queue.move_all()
+
+    def _on_namespace(self, event: str, old: Obj | None, new: Obj | None) -> None:
+        obj = new if new is not None else old
+        assert obj is not None
+        name = str((obj.get("metadata") or {}).get("name"))
+        if event == "DELETED":
+            self.cache.namespace_labels.pop(name, None)
+            return
+        labels = dict((obj.get("metadata") or {}).get("labels") or {})
+        if self.cache.namespace_labels.get(name) != labels:
+            self.cache.namespace_labels[name] = labels
+            if event == "MODIFIED":
+                self.queue.move_all()  # a namespaceSelector may match now
+
+    def _on_pod(self, event: str, old: Obj | None, new: Obj | None) -> None:
+        obj = new if new is not None else old
+        assert obj is not None
+        meta = obj.get("metadata") or {}
+        key = f"{meta.get('namespace')}/{meta.get('name')}"
+        node = (obj.get("spec") or {}).get("nodeName")
+        if event == "DELETED" or (node and _terminal(obj)):
+            self.queue.delete(key)
+            self.cache.unnominate(key)
+            if self.cache.remove_pod(key) is not None or node:
+                self.queue.move_all()  # a pod went away: room for others
+            return
+        if node:
+            self.cache.unnominate(key)
+            if key in self.queue:
+                self.queue.delete(key)
+            if event == "MODIFIED" and self.cache.confirm(key, str(meta.get("uid")), str(node)):
+                return  # our own binding: the assumed pod is the pod
+            self.cache.add_pod(pod_info(obj), str(node))
+            return
+        if meta.get("deletionTimestamp") or not _responsible(obj, self.config.scheduler_name):
+            self.queue.delete(key)
+            self.cache.unnominate(key)
+            return
+        if self.cache.is_assumed(key):
+            return  # being bound by us: the binding's own event comes next
+        nominated = (obj.get("status") or {}).get("nominatedNodeName")
+        if nominated:
+            self.cache.nominate(pod_info(obj), str(nominated))
+        if event == "MODIFIED" and old is not None and not _spec_changed(old, obj):
+            return  # our own status updates
+        self.queue.add(key, int((obj.get("spec") or {}).get("priority") or 0))
+
+    # ------------------------------------------------------------ running
+
+    async def run(self) -> None:
+        """Lead (when elected, or at once without election) until cancelled."""
+        if not self.config.leader_elect:
+            await self._lead()
+            return
+        elector = LeaderElector(self.client, LEASE_NAME, self.config.identity)
+        try:
+            await elector.run(self._lead)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(elector.release())
+
+    async def _lead(self) -> None:
+        self.cache = Cache(self.config.percentage_of_nodes_to_score)
+        self.queue = SchedulingQueue()
+        self.nodes = Informer(self.client, NODES)
+        self.pods = Informer(self.client, PODS)
+        self.namespaces = Informer(self.client, NAMESPACES)
+        self.recorder = EventRecorder(self.client, DEFAULT_SCHEDULER)
+        self.nodes.add_handler(self._on_node)
+        self.pods.add_handler(self._on_pod)
+        self.namespaces.add_handler(self._on_namespace)
+        self.namespaces.start()
+        self.nodes.start()
+        await self.namespaces.wait_synced()
+        await self.nodes.wait_synced()
+        self.pods.start()
+        try:
+            await self.pods.wait_synced()
+            log.info(
+                "scheduler %s: %d nodes, %d pods",
+                self.config.scheduler_name,
+                len(self.nodes),
+                len(self.pods),
+            )
+            while True:
+                key = await self.queue.pop()
+                self._schedule_one(key)
+                await asyncio.sleep(0)  # let binds, informers and events run
+        finally:
+            for t in list(self._binds):
+                t.cancel()
+            await self.pods.stop()
+            await self.nodes.stop()
+            await self.namespaces.stop()
+            await self.recorder.close()
+
+    def _schedule_one(self, key: str) -> None:
+        pod = self.pods.get(key)
+        if (
+            pod is None
+            or (pod.get("spec") or {}).get("nodeName")
+            or (pod.get("metadata") or {}).get("deletionTimestamp")
+            or not _responsible(pod, self.config.scheduler_name)
+        ):
+            self.queue.done(key)
+            return
+        p = pod_info(pod)
+        try:
+            placement = self.cache.schedule(p)
+        except FitError as err:
+            self._failed(p, err)
+            return
+        except Exception:  # a bug must not stop scheduling: this pod backs off, others go on
+            log.exception("scheduling %s", key)
+            self.queue.retry(key)
+            return
+        self.cache.assume(p, placement.node)
+        task = asyncio.create_task(self._bind(p, placement.node))
+        self._binds.add(task)
+        task.add_done_callback(self._binds.discard)
+
+    async def _bind(self, p: PodInfo, node: str) -> None:
+        async with self._bind_slots:
+            try:
+                await self.client.bind(p.namespace, p.name, node)
+            except Conflict as e:
+                # Bound by someone else (another scheduler) or being deleted: the informer
+                # will say so and take the pod out of the queue; until then it backs off.
+                log.info("bind %s to %s: %s", p.key, node, e.message)
+                self.conflicts += 1
+                self.cache.forget(p.key)
+                self.queue.retry(p.key)
+                return
+            except NotFound:
+                self.cache.forget(p.key)
+                self.queue.done(p.key)
+                return
+            except ClientError as e:
+                log.warning("bind %s to %s: %s", p.key, node, e)
+                self.cache.forget(p.key)
+                self.queue.retry(p.key)
+                return
+        self.scheduled += 1
+        self.queue.done(p.key)
+        if self.recorder is not None:
+            self.recorder.event(
+                p.obj, "Normal", "Scheduled", f"Successfully assigned {p.key} to {node}"
+            )
+
+    def _failed(self, p: PodInfo, err: FitError) -> None:
+        self.failed += 1
+        cand = None
+        if err.num_nodes:
+            cand = preempt(
+                p,
+                err,
+                self.cache.nodes,
+                self.cache.anti_affinity_pods > 0,
+                self.cache.namespace_labels,
+            )
+        message = str(err)
+        nominated = p.nominated
+        if cand is not None:
+            nominated = cand.node
+            self.cache.nominate(p, cand.node)
+        self.queue.unschedulable_pod(p.key)
+        task = asyncio.create_task(self._report_failure(p, message, nominated))
+        self._binds.add(task)
+        task.add_done_callback(self._binds.discard)
+        if cand is not None:
+            for v in cand.victims:
+                t = asyncio.create_task(self._evict(v, p, cand.node))
+                self._binds.add(t)
+                t.add_done_callback(self._binds.discard)
+
+    async def _report_failure(self, p: PodInfo, message: str, nominated: str) -> None:
+        if self.recorder is not None:
+            self.recorder.event(p.obj, "Warning", "FailedScheduling", message)
+        status = p.obj.get("status") or {}
+        cond = next(
+            (c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), None
+        )
+        same = (
+            cond is not None
+            and cond.get("status") == "False"
+            and cond.get("message") == message
+            and (status.get("nominatedNodeName") or "") == nominated
+        )
+        if same:
+            return
+        patch: Obj = {
+            "status": {
+                "conditions": [
+                    {
+                        "type": "PodScheduled",
+                        "status": "False",
+                        "reason": "Unschedulable",
+                        "message": message,
+                        "lastProbeTime": None,
+                        "lastTransitionTime": _now(),
+                    }
+                ]
+            }
+        }
+        if nominated:
+            patch["status"]["nominatedNodeName"] = nominated
+        try:
+            await self.client.patch(
+                PODS, p.namespace, p.name, patch, kind="strategic", sub="status"
+            )
+        except ClientError as e:
+            log.info("status of %s: %s", p.key, e)
+
+    async def _evict(self, victim: PodInfo, by: PodInfo, node: str) -> None:
+        """Preemption: the victim is marked (the DisruptionTarget condition, as kube-scheduler
+        sets it) and deleted gracefully (its own grace period)."""
+        if self.recorder is not None:
+            self.recorder.event(
+                victim.obj, "Normal", "Preempted", f"Preempted by pod {by.uid} on node {node}"
+            )
+        condition = {
+            "type": "DisruptionTarget",
+            "status": "True",
+            "reason": "PreemptionByScheduler",
+            "message": f"{self.config.scheduler_name}: preempting to accommodate a higher"
+            " priority pod",
+            "lastTransitionTime": _now(),
+        }
+        with contextlib.suppress(ClientError):
+            await self.client.patch(
+                PODS,
+                victim.namespace,
+                victim.name,
+                {"status": {"conditions": [condition]}},
+                kind="strategic",
+                sub="status",
+            )
+        try:
+            await self.client.delete(
+                PODS, victim.namespace, victim.name, preconditions={"uid": victim.uid}
+            )
+        except (NotFound, Conflict):
+            pass
+        except ClientError as e:
+            log.warning("preempt %s for %s: %s", victim.key, by.key, e)
+
+    async def wait_idle(self) -> None:
+        """Until every bind and report started so far has finished (tests, benchmarks)."""
+        while self._binds:
+            await asyncio.gather(*list(self._binds), return_exceptions=True)
+
+
+def _node_changed(old: Obj | None, new: Obj) -> bool:
+    """A change that may let pods fit: not the heartbeat-only status updates."""
+    if old is None:
+        return True
+    o_meta, n_meta = old.get("metadata") or {}, new.get("metadata") or {}
+    if o_meta.get("labels") != n_meta.get("labels"):
+        return True
+    if old.get("spec") != new.get("spec"):
+        return True
+    o_st, n_st = old.get("status") or {}, new.get("status") or {}
+    if o_st.get("allocatable") != n_st.get("allocatable"):
+        return True
+
+    def ready(st: Obj) -> object:
+        return [c.get("status") for c in st.get("conditions") or [] if c.get("type") == "Ready"]
+
+    return ready(o_st) != ready(n_st)
+
+
+def _spec_changed(old: Obj, new: Obj) -> bool:
+    o_meta, n_meta = old.get("metadata") or {}, new.get("metadata") or {}
+    return old.get("spec") != new.get("spec") or o_meta.get("labels") != n_meta.get("labels")
