@@ -46,6 +46,7 @@ T = TypeVar("T")
 RELIST = 1.0  # seconds between runtime relists (the kubelet's PLEG period)
 IMAGE_BACKOFF = 10.0  # first ImagePullBackOff delay; doubles up to IMAGE_BACKOFF_MAX
 IMAGE_BACKOFF_MAX = 300.0
+SOURCE_SYNC_WAIT = 10.0  # seconds to wait for the first list of a configMap or secret
 WORKERS = 16
 STARTING_RECHECK = 0.1  # seconds: a pod whose containers are being made is looked at again
 
@@ -126,9 +127,11 @@ class PodManager:
         self.informer = Informer(client, PODS, field_selector=f"spec.nodeName={node_name}")
         self.informer.add_index("uid", lambda o: [o["metadata"].get("uid", "")])
         self.informer.add_index("source", sources_of)
-        # the configMaps and secrets the pods mount (the kubelet's watch-based manager)
-        self.configmaps = Informer(client, CONFIGMAPS)
-        self.secrets = Informer(client, SECRETS)
+        # The configMaps and secrets the pods mount, each watched alone by its name (the
+        # kubelet's watch-based manager; the node authorizer allows no wider list):
+        # "configmap/<ns>/<name>" -> its informer.
+        self._sources: dict[str, Informer] = {}
+        self._stopping: set[asyncio.Task[None]] = set()
         self._digests: dict[str, dict[str, str]] = {}  # uid -> volume -> source digest
         self.queue = WorkQueue("pods", base_delay=0.5, max_delay=60.0)
         self._pool = concurrent.futures.ThreadPoolExecutor(WORKERS, "kubelet-pod")
@@ -148,14 +151,9 @@ class PodManager:
     async def start(self) -> None:
         """Finish what an earlier agent left half done, then watch, relist and work."""
         await self._call(self.runtime.gc, True)
-        for kind, inf in (("configmap", self.configmaps), ("secret", self.secrets)):
-            inf.add_handler(self._source_handler(kind))
-            inf.start()
         self.informer.add_handler(self._on_event)
         self.informer.start()
         await self.informer.wait_synced()
-        await self.configmaps.wait_synced()
-        await self.secrets.wait_synced()
         await self._relist()
         self._tasks.append(asyncio.create_task(self._relist_loop(), name="kubelet-pleg"))
         for i in range(WORKERS):
@@ -183,9 +181,36 @@ class PodManager:
 
         return handle
 
+    def _source(self, key: str) -> Informer:
+        """The informer of one configMap or secret (``kind/ns/name``), started if new."""
+        inf = self._sources.get(key)
+        if inf is None:
+            kind, ns, name = key.split("/", 2)
+            res = CONFIGMAPS if kind == "configmap" else SECRETS
+            inf = Informer(self.client, res, ns, field_selector=f"metadata.name={name}")
+            inf.add_handler(self._source_handler(kind))
+            inf.start()
+            self._sources[key] = inf
+        return inf
+
+    async def _sources_synced(self, pod: Obj) -> None:
+        """Watch what the pod's volumes read, and wait (a while) for the first list of each:
+        a lookup before it would call a present object missing."""
+        for key in sources_of(pod):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._source(key).wait_synced(), SOURCE_SYNC_WAIT)
+
+    def _prune_sources(self) -> None:
+        """Stop watching the objects no pod of this node reads any more."""
+        used = {k for pod in self.informer.list() for k in sources_of(pod)}
+        for key in self._sources.keys() - used:
+            task = asyncio.create_task(self._sources.pop(key).stop())
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
+
     def _lookup(self, kind: str, ns: str, name: str) -> Obj | None:
-        inf = self.configmaps if kind == "configmap" else self.secrets
-        return inf.get(f"{ns}/{name}")
+        inf = self._sources.get(f"{kind}/{ns}/{name}")
+        return inf.get(f"{ns}/{name}") if inf is not None else None
 
     async def stop(self) -> None:
         self.queue.shutdown()
@@ -195,8 +220,11 @@ class PodManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         await self.informer.stop()
-        await self.configmaps.stop()
-        await self.secrets.stop()
+        for inf in list(self._sources.values()):
+            await inf.stop()
+        self._sources.clear()
+        if self._stopping:
+            await asyncio.gather(*self._stopping, return_exceptions=True)
         await self.events.flush()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
@@ -321,6 +349,7 @@ class PodManager:
         self._pull_failures.pop(key, None)
         self._backoff_until.pop(key, None)
         if st.location == "run" and _has_api_volumes(pod):
+            await self._sources_synced(pod)
             await self._refresh_volumes(pod, st.uid)
         self._container_events(pod, st)
         await self._write_status(key, pod, api_status(pod, st, self.host_ip()))
@@ -378,6 +407,7 @@ class PodManager:
             # The runtime pulls it (runtime.pod.imagepull: registries.conf, auth, back-off).
             self.events.pod(pod, "Pulling", f'Pulling image "{image}"', c.get("name"))
             pulling.append((c.get("name", ""), image))
+        await self._sources_synced(pod)
         volumes = await self._call(prepare_volumes, self._lookup, pod, self.sources / meta["uid"])
         self._digests[meta["uid"]] = volumes.digests
         manifest = node_manifest(pod, volumes)
@@ -485,6 +515,7 @@ class PodManager:
             del self._container_runs[k]
 
     def _forget(self, key: str) -> None:
+        self._prune_sources()
         self._reported.pop(key, None)
         self._pull_failures.pop(key, None)
         self._backoff_until.pop(key, None)
