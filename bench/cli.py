@@ -141,6 +141,10 @@ def _other(name: str, p: spawn.Params) -> SuiteResult:
         from . import density
 
         return density.density_suite(p)
+    if name == "kubelet":
+        from . import kubelet
+
+        return kubelet.kubelet_suite(p)
     from . import network
 
     return network.network_suite(p)

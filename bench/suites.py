@@ -26,6 +26,8 @@ OTHER: dict[str, str] = {
     "started until the first failure or a cap, time and memory per pod",
     "network": "pod network setup and teardown per pod, pyroute2 already imported, vs the CNI "
     "bridge and host-local plugins",
+    "kubelet": "`kubectl apply` to all containers Ready through a real server and agent, one "
+    "pod and many at once, vs `corral pod run -d` (no control plane); the agent's memory",
     "store": "store drivers (SQLite, etcd) vs etcd through its client: creates/s, gets/s, list "
     "of 10k keys, watch latency with 100 watchers",
     "control-plane": "`corral server` over SQLite and over etcd vs etcd through its client: "
@@ -36,7 +38,7 @@ OTHER: dict[str, str] = {
 SUITES: dict[str, str] = {**SPAWN, **OTHER, **{k: v[0] for k, v in PENDING.items()}}
 ORDER = (
     "spawn-cli", "spawn-lib", "image", "pull", "pod", "density", "network", "store",
-    "control-plane", "scheduler",
+    "control-plane", "scheduler", "kubelet",
 )  # fmt: skip
 assert set(ORDER) == set(SUITES), "every suite has a place in ORDER"
 

@@ -9,7 +9,7 @@ import click
 
 from corral_common.cli import version_option
 
-from . import image_cmd, network_cmd, pod_cmd, run_cmd, server_cmd
+from . import agent_cmd, image_cmd, kubeconfig_cmd, network_cmd, pod_cmd, run_cmd, server_cmd
 from .errors import Group
 
 
@@ -24,6 +24,8 @@ run_cmd.register(cli)  # run, ps, logs, stop, rm
 pod_cmd.register(cli)  # pod run, ls, inspect, logs, exec, stop, rm, gc
 network_cmd.register(cli)  # network gc
 server_cmd.register(cli)  # server
+kubeconfig_cmd.register(cli)  # kubeconfig (a user's, signed by the cluster CA)
+agent_cmd.register(cli)  # agent
 
 
 def main() -> None:

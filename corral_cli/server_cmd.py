@@ -64,6 +64,45 @@ from .errors import Failure
     help="service addresses (used once ClusterIP allocation exists)",
 )
 @click.option("--disable-agent", is_flag=True, help="run no agent (kubelet) in this process")
+@click.option(
+    "--token-auth-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help='static bearer tokens, CSV lines token,user,uid[,"group1,group2"] (kube-apiserver)',
+)
+@click.option("--audit-log-path", help="write the audit log (JSON lines) here; - for stdout")
+@click.option(
+    "--audit-log-maxsize",
+    default=0,
+    type=click.IntRange(0),
+    help="megabytes before the audit log is rotated (0: never)",
+)
+@click.option(
+    "--audit-log-maxbackup",
+    default=0,
+    type=click.IntRange(0),
+    help="rotated audit logs to keep (0: all)",
+)
+@click.option(
+    "--max-requests-inflight",
+    default=400,
+    show_default=True,
+    type=click.IntRange(0),
+    help="non-mutating requests served at once before 429 (0: no limit)",
+)
+@click.option(
+    "--max-mutating-requests-inflight",
+    default=200,
+    show_default=True,
+    type=click.IntRange(0),
+    help="mutating requests served at once before 429 (0: no limit)",
+)
+@click.option(
+    "--max-watches-per-user",
+    default=500,
+    show_default=True,
+    type=click.IntRange(0),
+    help="watches one user may hold open at once before 429 (0: no limit)",
+)
 @click.option("--disable-scheduler", is_flag=True, help="run no scheduler in this process")
 @click.option(
     "--disable-controller-manager",
@@ -114,6 +153,13 @@ def server(
     node_monitor_grace_period: float,
     default_not_ready_toleration_seconds: int,
     default_unreachable_toleration_seconds: int,
+    token_auth_file: Path | None,
+    audit_log_path: str | None,
+    audit_log_maxsize: int,
+    audit_log_maxbackup: int,
+    max_requests_inflight: int,
+    max_mutating_requests_inflight: int,
+    max_watches_per_user: int,
 ) -> None:
     """Run the Kubernetes API server, with an embedded SQLite store by default."""
     from orchestrator.apiserver import ServerConfig, ServerError, run_server
@@ -134,11 +180,49 @@ def server(
         default_unreachable_toleration_seconds=default_unreachable_toleration_seconds,
         cluster_cidr=cluster_cidr,
         service_cidr=service_cidr,
+        token_auth_file=token_auth_file,
+        audit_log_path=audit_log_path,
+        audit_log_maxsize=audit_log_maxsize,
+        audit_log_maxbackup=audit_log_maxbackup,
+        max_requests_inflight=max_requests_inflight,
+        max_mutating_requests_inflight=max_mutating_requests_inflight,
+        max_watches_per_user=max_watches_per_user,
     )
     try:
         run_server(cfg)
     except ServerError as e:
         raise Failure("server", e) from e
+
+
+@click.group("secrets-encrypt")
+def secrets_encrypt() -> None:
+    """Secrets encryption at rest (AES-GCM keys in <data-dir>/cred/encryption-config.yaml)."""
+
+
+@secrets_encrypt.command("rotate")
+@click.option(
+    "--data-dir",
+    default=defaults.SERVER_DATA_DIR,
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="the server's data dir",
+)
+@click.option(
+    "--datastore-endpoint",
+    default="",
+    show_default="embedded SQLite",
+    help="the store the server uses (as corral server)",
+)
+def rotate(data_dir: Path, datastore_endpoint: str) -> None:
+    """Encrypt every secret with a new key and drop the old one. Stop the server first (and
+    every server sharing the datastore; copy the new configuration to each)."""
+    from orchestrator.apiserver.server import ServerError, rotate_secrets_key
+
+    try:
+        name, count = rotate_secrets_key(data_dir, datastore_endpoint)
+    except ServerError as e:
+        raise Failure("secrets-encrypt rotate", e) from e
+    click.echo(f"secrets encrypted with new key {name}: {count} secret(s) rewritten")
 
 
 @click.command("scheduler")
@@ -189,4 +273,5 @@ def scheduler(
 
 def register(cli: click.Group) -> None:
     cli.add_command(server)
+    cli.add_command(secrets_encrypt)
     cli.add_command(scheduler)

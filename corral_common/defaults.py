@@ -33,3 +33,5 @@ SERVER_DATA_DIR = "/var/lib/corral/server"
 SERVER_KUBECONFIG = "/etc/corral/corral.yaml"
 SERVER_BIND_ADDRESS = "127.0.0.1"
 SERVER_HTTPS_PORT = 6443
+# `corral agent`: its state (credentials, pods, image store, IPAM); images/ in it is imported.
+AGENT_DATA_DIR = "/var/lib/corral/agent"

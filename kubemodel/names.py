@@ -18,6 +18,7 @@ __all__ = [
     "check_env_name",
     "check_http_header_name",
     "check_label_value",
+    "check_path_segment",
     "check_port_name",
     "qualified_name_problem",
 ]
@@ -56,6 +57,15 @@ def check_dns_subdomain(value: str, where: str) -> None:
             " case alphanumeric characters, '-' or '.', and must start and end with an"
             " alphanumeric character",
         )
+
+
+def check_path_segment(value: str, where: str) -> None:
+    """A name that only has to be one URL path segment (RBAC objects: ``system:node``)."""
+    if value in (".", ".."):
+        raise FieldError(where, f"invalid value {q(value)}: may not be '.' or '..'")
+    for bad in ("/", "%"):
+        if bad in value:
+            raise FieldError(where, f"invalid value {q(value)}: may not contain '{bad}'")
 
 
 def qualified_name_problem(key: str) -> str | None:

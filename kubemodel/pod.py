@@ -32,6 +32,7 @@ from kubemodel.names import (
     check_env_name,
     check_http_header_name,
     check_label_value,
+    check_path_segment,
     check_port_name,
     qualified_name_problem,
 )
@@ -196,11 +197,18 @@ def check_relative_path(value: str, where: str) -> None:
         raise FieldError(where, "must not contain a NUL byte")
 
 
-def validate_meta(meta: ObjectMeta | None, namespaced: bool = True) -> None:
+def validate_meta(
+    meta: ObjectMeta | None, namespaced: bool = True, path_segment_name: bool = False
+) -> None:
+    """``path_segment_name``: the name need only be a URL path segment (RBAC kinds), not an
+    RFC 1123 subdomain."""
     if meta is None:
         raise FieldError("metadata", "is required")
     name = _required(meta.name, "metadata.name")
-    check_dns_subdomain(name, "metadata.name")
+    if path_segment_name:
+        check_path_segment(name, "metadata.name")
+    else:
+        check_dns_subdomain(name, "metadata.name")
     if namespaced and meta.namespace:
         check_dns_label(meta.namespace, "metadata.namespace")
     for key, value in (meta.labels or {}).items():

@@ -71,12 +71,12 @@ def _rules(rules: list[PolicyRule] | None, namespaced: bool) -> None:
 
 
 def _validate_role(r: Role) -> None:
-    validate_meta(r.metadata, True)
+    validate_meta(r.metadata, True, path_segment_name=True)
     _rules(r.rules, namespaced=True)
 
 
 def _validate_cluster_role(r: ClusterRole) -> None:
-    validate_meta(r.metadata, False)
+    validate_meta(r.metadata, False, path_segment_name=True)
     _rules(r.rules, namespaced=False)
 
 
@@ -109,13 +109,13 @@ def _subjects(subjects: list[Subject] | None, namespaced: bool) -> None:
 
 
 def _validate_role_binding(b: RoleBinding) -> None:
-    validate_meta(b.metadata, True)
+    validate_meta(b.metadata, True, path_segment_name=True)
     _role_ref(b.role_ref, ["Role", "ClusterRole"])
     _subjects(b.subjects, namespaced=True)
 
 
 def _validate_cluster_role_binding(b: ClusterRoleBinding) -> None:
-    validate_meta(b.metadata, False)
+    validate_meta(b.metadata, False, path_segment_name=True)
     _role_ref(b.role_ref, ["ClusterRole"])
     _subjects(b.subjects, namespaced=False)
 

@@ -176,11 +176,36 @@ MUTANTS = (
     ),
     Mutant(
         "pod-projected-follow",
-        "runtime/pod/prepare.py",
+        "runtime/pod/projection.py",
         "        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC\n",
         "        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC\n",
         ("tests/unit/test_pod_sources.py",),
         "configMap/secret files written through a symlink",
+    ),
+    # ---------------------------------------------------------------- the kubelet
+    Mutant(
+        "join-any-token",
+        "orchestrator/apiserver/join.py",
+        "        if not given or not hmac.compare_digest(given.encode(), secret.encode()):\n",
+        "        if not given:\n",
+        ("tests/integration/test_kubelet.py::test_a_wrong_token_gets_a_clear_error_and_no_node",),
+        "node credentials for any bearer token",
+    ),
+    Mutant(
+        "kubelet-no-grace",
+        "orchestrator/kubelet/pods.py",
+        "                await self._kill(st.uid, int(grace))\n",
+        "                await self._kill(st.uid, 0)\n",
+        ("tests/integration/test_kubelet.py::test_graceful_deletion_stops_the_pod_and_removes_it",),
+        "a deleted pod is stopped without its grace period",
+    ),
+    Mutant(
+        "kubelet-no-refresh",
+        "orchestrator/kubelet/pods.py",
+        "            await self._refresh_volumes(pod, st.uid)\n",
+        "            pass\n",
+        ("tests/integration/test_kubelet.py::test_api_volumes_and_their_updates",),
+        "configMap updates never reach a running pod",
     ),
     # ---------------------------------------------------------------- the C core
     Mutant(

@@ -39,6 +39,7 @@ class Server:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     extra: tuple[str, ...] = ()
+    agent: bool = False  # run the server's own agent (a node on this host)
 
     @property
     def data_dir(self) -> Path:
@@ -66,7 +67,7 @@ class Server:
             str(self.port),
             "--write-kubeconfig",
             str(self.kubeconfig),
-            "--disable-agent",
+            *(() if self.agent else ("--disable-agent",)),
             *self.extra,
         ]
         with open(self.log, "ab") as log:

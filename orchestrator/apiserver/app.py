@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +21,9 @@ from orchestrator.store import Backend, Gone
 from . import discovery, errors, fields
 from .errors import ApiError
 from .eviction import evict
+from .podlogs import pod_log
 from .resources import RESOURCES, Resource, by_path
+from .security import Security
 from .selectors import field_selector, label_selector
 from .storage import Storage
 from .tables import table
@@ -33,7 +36,8 @@ log = logging.getLogger("corral.apiserver")
 MAX_BODY = 3 * 1024 * 1024  # kube-apiserver's limit for a request body
 MAX_DEPTH = 100  # nesting of a request body (Kubernetes objects stay far below)
 MAX_NODES = 1_000_000  # values in one body (a YAML alias bomb stops here)
-PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
+# /cacerts and /v1-corral/node-credentials (join.py) check the join token themselves.
+PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version", "/cacerts", "/v1-corral")
 JSON = "application/json"
 PATCH_TYPES = {
     "application/merge-patch+json": "merge",
@@ -192,13 +196,18 @@ class ApiServer:
         server_address: str = "127.0.0.1:6443",
         require_client_cert: bool = True,
         bookmark_interval: float = 60.0,
+        kubelet_client: ssl.SSLContext | None = None,
     ) -> None:
         self.store = store
         self.storage = Storage(store)
         self.server_address = server_address
         self.require_client_cert = require_client_cert
         self.bookmark_interval = bookmark_interval
+        self.kubelet_client = kubelet_client  # TLS to kubelets (pods/log), None: refused
         self.caches = {r.name: WatchCache(store, r.key_prefix(None)) for r in RESOURCES}
+        # Authentication, authorization, audit, limits (security.py); None: client
+        # certificates only (require_client_cert), everyone allowed everything.
+        self.security: Security | None = None
         self._closing = asyncio.Event()
         # Prometheus text of components in this process (the controller manager's), served
         # on /metrics to authenticated clients.
@@ -206,9 +215,13 @@ class ApiServer:
 
     async def start(self) -> None:
         await self.storage.ensure_namespaces()
+        if self.security is not None:
+            await self.security.start()
 
     async def close(self) -> None:
         self._closing.set()
+        if self.security is not None:
+            await self.security.close()
         for cache in self.caches.values():
             await cache.close()
         await self.storage.close()
@@ -236,9 +249,15 @@ class ApiServer:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Callable[..., Any]) -> Any:
+        if self.security is not None:
+            return await self.security.serve(request, lambda: self._guarded(request, handler))
+        return await self._guarded(request, handler)
+
+    async def _guarded(self, request: web.Request, handler: Callable[..., Any]) -> Any:
         try:
             if (
-                self.require_client_cert
+                self.security is None
+                and self.require_client_cert
                 and request.path not in PUBLIC_PATHS
                 and not any(request.path.startswith(p + "/") for p in PUBLIC_PATHS)
             ):
@@ -348,7 +367,7 @@ class ApiServer:
         if sub is not None and sub not in res.subresources:
             raise _not_found_path()
         m = request.method
-        if sub == "binding" and m != "POST":
+        if (sub == "binding" and m != "POST") or (sub == "log" and m != "GET"):
             raise errors.method_not_allowed()
         q = request.query
         dry = q.get("dryRun") == "All"
@@ -366,6 +385,8 @@ class ApiServer:
                 if watch_path or _truthy(q.get("watch")):
                     return await self._watch(request, res, ns, None)
                 return await self._list(request, res, ns)
+            if sub == "log" and ns is not None:
+                return await pod_log(request, self.storage, ns, name, self.kubelet_client)
             if watch_path or _truthy(q.get("watch")):
                 return await self._watch(request, res, ns, name)
             obj = await self.storage.get(res, ns, name)

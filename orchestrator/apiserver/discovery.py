@@ -11,6 +11,21 @@ __all__ = ["KUBERNETES_VERSION", "api_versions", "group", "group_list", "resourc
 
 KUBERNETES_VERSION = (1, 32)  # the API the object model's schema describes
 
+# Kinds that are created and answered, never stored (security.py): group -> (resource, kind,
+# namespaced), all v1 and "create" only.
+REVIEWS: dict[str, list[tuple[str, str, bool]]] = {
+    "authentication.k8s.io": [
+        ("selfsubjectreviews", "SelfSubjectReview", False),
+        ("tokenreviews", "TokenReview", False),
+    ],
+    "authorization.k8s.io": [
+        ("localsubjectaccessreviews", "LocalSubjectAccessReview", True),
+        ("selfsubjectaccessreviews", "SelfSubjectAccessReview", False),
+        ("selfsubjectrulesreviews", "SelfSubjectRulesReview", False),
+        ("subjectaccessreviews", "SubjectAccessReview", False),
+    ],
+}
+
 
 def version() -> dict[str, Any]:
     from corral_common.version import version as corral_version
@@ -40,7 +55,7 @@ def api_versions(server_address: str) -> dict[str, Any]:
 
 
 def _group(name: str) -> dict[str, Any]:
-    versions = [{"groupVersion": f"{name}/{v}", "version": v} for v in GROUPS[name]]
+    versions = [{"groupVersion": f"{name}/{v}", "version": v} for v in GROUPS.get(name, ["v1"])]
     return {"name": name, "versions": versions, "preferredVersion": versions[0]}
 
 
@@ -48,12 +63,12 @@ def group_list() -> dict[str, Any]:
     return {
         "kind": "APIGroupList",
         "apiVersion": "v1",
-        "groups": [_group(g) for g in GROUPS if g],
+        "groups": [_group(g) for g in (*GROUPS, *REVIEWS) if g],
     }
 
 
 def group(name: str) -> dict[str, Any] | None:
-    if not name or name not in GROUPS:
+    if not name or (name not in GROUPS and name not in REVIEWS):
         return None
     return {"kind": "APIGroup", "apiVersion": "v1", **_group(name)}
 
@@ -74,6 +89,18 @@ def _entry(r: Resource) -> dict[str, Any]:
 
 
 def resource_list(group_name: str, ver: str) -> dict[str, Any] | None:
+    gv = f"{group_name}/{ver}" if group_name else ver
+    if group_name in REVIEWS and ver == "v1":
+        reviews = [
+            {"name": n, "singularName": k.lower(), "namespaced": ns, "kind": k, "verbs": ["create"]}
+            for n, k, ns in REVIEWS[group_name]
+        ]
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": gv,
+            "resources": reviews,
+        }
     resources = GROUPS.get(group_name, {}).get(ver)
     if resources is None:
         return None
@@ -95,5 +122,16 @@ def resource_list(group_name: str, ver: str) -> dict[str, Any] | None:
             elif sub == "eviction":
                 e.update(group="policy", version="v1", kind="Eviction", verbs=["create"])
             out.append(e)
-    gv = f"{group_name}/{ver}" if group_name else ver
+        if r.name == "serviceaccounts":
+            out.append(
+                {
+                    "name": "serviceaccounts/token",
+                    "singularName": "",
+                    "namespaced": True,
+                    "group": "authentication.k8s.io",
+                    "version": "v1",
+                    "kind": "TokenRequest",
+                    "verbs": ["create"],
+                }
+            )
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": out}

@@ -19,7 +19,14 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from corral_common import hostsys
 
-__all__ = ["Pki", "ensure_pki"]
+__all__ = [
+    "Pki",
+    "ensure_pki",
+    "issue_client_cert",
+    "issue_serving_cert",
+    "not_after",
+    "pki_paths",
+]
 
 CA_DAYS = 3650
 LEAF_DAYS = 365
@@ -47,10 +54,9 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def _name(cn: str, org: str | None = None) -> x509.Name:
-    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
-    if org:
-        attrs.insert(0, x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
+def _name(cn: str, *orgs: str) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs if o]
+    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
     return x509.Name(attrs)
 
 
@@ -107,10 +113,8 @@ def _serving_ok(cert: Path, bind_address: str) -> bool:
     return ipaddress.ip_address(bind_address) in sans.get_values_for_type(x509.IPAddress)
 
 
-def ensure_pki(tls_dir: Path, bind_address: str) -> Pki:
-    tls_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(tls_dir, 0o700)
-    p = Pki(
+def pki_paths(tls_dir: Path) -> Pki:
+    return Pki(
         ca_cert=tls_dir / "server-ca.crt",
         ca_key=tls_dir / "server-ca.key",
         serving_cert=tls_dir / "serving.crt",
@@ -118,6 +122,12 @@ def ensure_pki(tls_dir: Path, bind_address: str) -> Pki:
         admin_cert=tls_dir / "client-admin.crt",
         admin_key=tls_dir / "client-admin.key",
     )
+
+
+def ensure_pki(tls_dir: Path, bind_address: str) -> Pki:
+    tls_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(tls_dir, 0o700)
+    p = pki_paths(tls_dir)
     if p.ca_cert.exists() and p.ca_key.exists():
         ca_cert, ca_key = _load(p.ca_cert, p.ca_key)
     else:
@@ -187,3 +197,55 @@ def ensure_pki(tls_dir: Path, bind_address: str) -> Pki:
             None,
         )
     return p
+
+
+def _issue(
+    pki: Pki,
+    subject: x509.Name,
+    usage: x509.ObjectIdentifier,
+    sans: list[x509.GeneralName] | None = None,
+    days: int = LEAF_DAYS,
+) -> tuple[bytes, bytes]:
+    ca_cert, ca_key = _load(pki.ca_cert, pki.ca_key)
+    k = _key()
+    b = (
+        _builder(subject, ca_cert.subject, k.public_key(), days)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+    )
+    if sans:
+        b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    c = b.sign(ca_key, hashes.SHA256())
+    return c.public_bytes(serialization.Encoding.PEM), _key_pem(k)
+
+
+def issue_client_cert(
+    pki: Pki, user: str, groups: tuple[str, ...] = (), days: int = LEAF_DAYS
+) -> tuple[bytes, bytes]:
+    """A client certificate signed by the cluster CA for ``user`` (CN) in ``groups`` (one O
+    each), as kube-apiserver reads them: (certificate PEM, private key PEM). The key never
+    touches the disk here."""
+    if not user:
+        raise ValueError("a user name is required")
+    return _issue(pki, _name(user, *groups), ExtendedKeyUsageOID.CLIENT_AUTH, days=days)
+
+
+def issue_serving_cert(pki: Pki, common_name: str, hosts: list[str]) -> tuple[bytes, bytes]:
+    """A new serving certificate (a kubelet's) for ``hosts`` (names or IP addresses) signed
+    by the cluster CA: (certificate PEM, private key PEM)."""
+    sans: list[x509.GeneralName] = []
+    for h in dict.fromkeys(hosts):
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(h)))
+        except ValueError:
+            sans.append(x509.DNSName(h))
+    return _issue(pki, _name(common_name), ExtendedKeyUsageOID.SERVER_AUTH, sans)
+
+
+def not_after(cert_pem: bytes) -> str:
+    """When a certificate expires (RFC 3339, UTC)."""
+    c = x509.load_pem_x509_certificate(cert_pem)
+    return c.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import gc
 import hashlib
 import logging
 import os
+import resource
 import secrets
 import signal
 import ssl
@@ -23,9 +25,22 @@ from corral_common import hostsys
 from orchestrator.store import StoreError, open_store
 
 from .app import ApiServer
-from .pki import Pki, ensure_pki
+from .audit import AuditLog
+from .authn import Authenticator, ServiceAccountTokens, TokenFileError, load_token_file
+from .encryption import EncryptedBackend, EncryptionConfigError, load_or_create_config
+from .encryption import rotate as rotate_keys
+from .join import JOIN_PATHS, add_join_routes
+from .pki import Pki, ensure_pki, issue_client_cert, pki_paths
+from .security import Limits, Security
 
-__all__ = ["ServerConfig", "ServerError", "kubeconfig", "run_server"]
+__all__ = [
+    "ServerConfig",
+    "ServerError",
+    "kubeconfig",
+    "rotate_secrets_key",
+    "run_server",
+    "user_kubeconfig",
+]
 
 log = logging.getLogger("corral.server")
 # Connections waiting to be accepted: every client of a cluster may come back at once (after a
@@ -58,6 +73,13 @@ class ServerConfig:
     default_unreachable_toleration_seconds: int = 300
     cluster_cidr: str = "10.42.0.0/16"
     service_cidr: str = "10.43.0.0/16"
+    token_auth_file: Path | None = None
+    audit_log_path: str | None = None
+    audit_log_maxsize: int = 0  # megabytes; 0: never rotate
+    audit_log_maxbackup: int = 0  # 0: keep every rotated file
+    max_requests_inflight: int = 400
+    max_mutating_requests_inflight: int = 200
+    max_watches_per_user: int = 500
 
 
 def _host_port(host: str, port: int) -> str:
@@ -66,33 +88,71 @@ def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def kubeconfig(server_url: str, pki: Pki) -> bytes:
-    def b64(p: Path) -> str:
-        return base64.b64encode(p.read_bytes()).decode()
+def kubeconfig(
+    server_url: str,
+    pki: Pki,
+    cert_pem: bytes | None = None,
+    key_pem: bytes | None = None,
+    user: str = "default",
+) -> bytes:
+    """A kubeconfig for ``server_url`` trusting the cluster CA, with the admin certificate or
+    the one given."""
 
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode()
+
+    if cert_pem is None or key_pem is None:
+        cert_pem, key_pem = pki.admin_cert.read_bytes(), pki.admin_key.read_bytes()
     doc = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [
             {
                 "name": "default",
-                "cluster": {"server": server_url, "certificate-authority-data": b64(pki.ca_cert)},
+                "cluster": {
+                    "server": server_url,
+                    "certificate-authority-data": b64(pki.ca_cert.read_bytes()),
+                },
             }
         ],
-        "contexts": [{"name": "default", "context": {"cluster": "default", "user": "default"}}],
+        "contexts": [{"name": "default", "context": {"cluster": "default", "user": user}}],
         "current-context": "default",
         "preferences": {},
         "users": [
             {
-                "name": "default",
+                "name": user,
                 "user": {
-                    "client-certificate-data": b64(pki.admin_cert),
-                    "client-key-data": b64(pki.admin_key),
+                    "client-certificate-data": b64(cert_pem),
+                    "client-key-data": b64(key_pem),
                 },
             }
         ],
     }
     return yaml.safe_dump(doc, sort_keys=False).encode()
+
+
+def user_kubeconfig(
+    data_dir: Path, server_url: str | None, user: str, groups: tuple[str, ...], days: int
+) -> bytes:
+    """``corral kubeconfig``: a kubeconfig for ``user`` in ``groups``, with a certificate the
+    cluster CA in ``data_dir`` signs (RBAC then decides what the user may do)."""
+    tls = data_dir / "tls"
+    if not (tls / "server-ca.key").exists():
+        raise ServerError(
+            f"read the cluster CA in {tls}", "no server-ca.key (run corral server first)"
+        )
+    pki = pki_paths(tls)
+    try:
+        cert, key = issue_client_cert(pki, user, groups, days)
+    except (OSError, ValueError) as e:
+        raise ServerError(f"issue a certificate for {user}", e) from e
+    if server_url is None:  # the one the server wrote into the admin kubeconfig
+        admin = data_dir / "cred" / "admin.kubeconfig"
+        try:
+            server_url = yaml.safe_load(admin.read_text())["clusters"][0]["cluster"]["server"]
+        except (OSError, yaml.YAMLError, KeyError, IndexError, TypeError) as e:
+            raise ServerError(f"read the server address from {admin}", e) from e
+    return kubeconfig(str(server_url), pki, cert, key, user)
 
 
 def _token(cfg: ServerConfig, pki: Pki) -> str:
@@ -120,6 +180,14 @@ def _ssl_context(pki: Pki) -> ssl.SSLContext:
     return ctx
 
 
+def _kubelet_client(pki: Pki) -> ssl.SSLContext:
+    """TLS to the kubelets (pods/log): their serving certificates are the cluster CA's; the
+    API server shows the admin certificate (system:masters)."""
+    ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
+    ctx.load_cert_chain(pki.admin_cert, pki.admin_key)
+    return ctx
+
+
 async def _serve(cfg: ServerConfig) -> None:
     from aiohttp import web
 
@@ -128,7 +196,7 @@ async def _serve(cfg: ServerConfig) -> None:
         data.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(data, 0o700)
         pki = ensure_pki(data / "tls", cfg.bind_address)
-        _token(cfg, pki)
+        token = _token(cfg, pki)
     except (OSError, ValueError) as e:
         raise ServerError(f"prepare {data}", e) from e
     address = _host_port(cfg.bind_address, cfg.https_listen_port)
@@ -148,14 +216,23 @@ async def _serve(cfg: ServerConfig) -> None:
     if not cfg.datastore_endpoint:
         (data / "db").mkdir(mode=0o700, exist_ok=True)
     try:
-        store = open_store(endpoint)
+        keys = load_or_create_config(data / "cred" / "encryption-config.yaml")
+    except (OSError, EncryptionConfigError) as e:
+        raise ServerError("load the secrets encryption keys", e) from e
+    try:
+        store = EncryptedBackend(open_store(endpoint), keys)
         await store.start()
     except StoreError as e:
         raise ServerError("open the datastore", e) from e
-    api = ApiServer(store, server_address=address)
+    try:
+        api = _secured_api(cfg, store, address, pki)
+    except (OSError, ValueError, TokenFileError, EncryptionConfigError) as e:
+        await store.close()
+        raise ServerError("set up authentication, authorization and audit", e) from e
     api.storage.not_ready_toleration_seconds = cfg.default_not_ready_toleration_seconds
     api.storage.unreachable_toleration_seconds = cfg.default_unreachable_toleration_seconds
     runner: web.AppRunner | None = None
+    agent: asyncio.Task[None] | None = None
     try:
         await api.start()
         # What exists now (modules, routes, tables) lives as long as the server: keep the
@@ -164,7 +241,9 @@ async def _serve(cfg: ServerConfig) -> None:
         gc.collect()
         gc.freeze()
         gc.set_threshold(10_000, 10, 10)
-        runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=2.0)
+        app = api.app()
+        add_join_routes(app, pki, token)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         site = web.TCPSite(
             runner,
@@ -180,14 +259,11 @@ async def _serve(cfg: ServerConfig) -> None:
         log.info("datastore: %s", store.url)
         log.info("admin kubeconfig written to %s", targets[-1])
         log.info("join token in %s", data / "token")
-        if not cfg.disable_agent:
-            log.warning(
-                "the agent (kubelet, proxy) is not built yet: this server runs no node"
-                " (--disable-agent silences this)"
-            )
         components = _start_components(cfg, targets[0])
         controllers = _start_controller_manager(cfg, url, pki, api)
         stop = asyncio.Event()
+        if not cfg.disable_agent:  # this host is a node too, as k3s server's own agent
+            agent = asyncio.create_task(_agent(url, token, data / "agent", stop), name="agent")
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
@@ -201,11 +277,80 @@ async def _serve(cfg: ServerConfig) -> None:
             controllers.cancel()
             await asyncio.gather(controllers, return_exceptions=True)
     finally:
+        if agent is not None:
+            await asyncio.gather(agent, return_exceptions=True)
         await api.close()
         if runner is not None:
             await runner.cleanup()
         await store.close()
     log.info("stopped")
+
+
+def _secured_api(cfg: ServerConfig, store: EncryptedBackend, address: str, pki: Pki) -> ApiServer:
+    """The API server with authentication (certificates, the token file, ServiceAccount
+    tokens signed with ``tls/service-account.key``), RBAC and node authorization, limits and
+    the audit log."""
+    api = ApiServer(store, server_address=address, kubelet_client=_kubelet_client(pki))
+    static = load_token_file(cfg.token_auth_file) if cfg.token_auth_file else {}
+    sa_tokens = ServiceAccountTokens(cfg.data_dir / "tls" / "service-account.key")
+    audit = None
+    if cfg.audit_log_path:
+        audit = AuditLog(cfg.audit_log_path, cfg.audit_log_maxsize, cfg.audit_log_maxbackup)
+    api.security = Security(
+        api.storage,
+        api.caches,
+        Authenticator(api.storage, sa_tokens, static),
+        audit=audit,
+        limits=Limits(
+            cfg.max_requests_inflight,
+            cfg.max_mutating_requests_inflight,
+            cfg.max_watches_per_user,
+        ),
+        own_auth_prefixes=JOIN_PATHS,
+    )
+    return api
+
+
+def rotate_secrets_key(data_dir: Path, datastore_endpoint: str = "") -> tuple[str, int]:
+    """``corral secrets-encrypt rotate``: a new key encrypts every secret, the old one is
+    dropped. The server must be stopped (it holds the keys it started with). (new key name,
+    secrets rewritten)."""
+    path = data_dir / "cred" / "encryption-config.yaml"
+    if not path.exists():
+        raise ServerError("rotate the secrets key", f"{path} does not exist")
+    endpoint = datastore_endpoint or f"sqlite://{(data_dir / 'db' / 'state.db').resolve()}"
+
+    async def run() -> tuple[str, int]:
+        store = open_store(endpoint, compact_interval=0)
+        await store.start()
+        try:
+            return await rotate_keys(store, path)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(run())
+    except (StoreError, EncryptionConfigError, OSError) as e:
+        raise ServerError("rotate the secrets key", e) from e
+
+
+def _raise_open_files_limit() -> None:
+    """Every watch holds a connection: take the hard limit on open files (as k3s' unit's
+    LimitNOFILE), so many watches exhaust the per-user cap before the process's fds."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+async def _agent(url: str, token: str, data_dir: Path, stop: asyncio.Event) -> None:
+    """The server's own agent (orchestrator.kubelet); its failure leaves the API serving."""
+    from orchestrator.kubelet import AgentConfig, run_agent
+
+    try:
+        await run_agent(AgentConfig(url, token, data_dir, control_plane=True), stop)
+    except Exception as e:  # noqa: BLE001 - reported, the API keeps serving
+        log.error("the agent failed, this server runs no node: %s", e)
 
 
 def _start_components(cfg: ServerConfig, admin_kubeconfig: Path) -> list[asyncio.Task[None]]:
@@ -275,6 +420,7 @@ def run_server(cfg: ServerConfig) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    _raise_open_files_limit()
     # uvloop: the event loop, sockets and TLS in C (libuv) rather than asyncio's Python
     # selector loop and sslproto, on every request and every watch event.
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

@@ -274,7 +274,11 @@ class Storage:
         try:
             typed = kubemodel.decode(obj, res.model)
             if res.model is not kubemodel.Pod:
-                validate_meta(typed.metadata, res.namespaced)  # type: ignore[attr-defined]
+                validate_meta(
+                    typed.metadata,  # type: ignore[attr-defined]
+                    res.namespaced,
+                    path_segment_name=res.group == "rbac.authorization.k8s.io",
+                )
             if res.name == "namespaces":
                 check_dns_label(name, "metadata.name")
         except FieldError as e:

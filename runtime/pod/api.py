@@ -26,15 +26,17 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from runtime.pod import gc as _gc
-from runtime.pod import launch, lifecycle, streams
+from runtime.pod import launch, lifecycle, projection, streams
 from runtime.pod import status as _status
 from runtime.pod.gc import GcResult, live_pod_uids
 from runtime.pod.imagepull import ImagePullError, PullBackoff
-from runtime.pod.manifest import Pod
+from runtime.pod.logs import LogLine
+from runtime.pod.manifest import ManifestError, Pod, from_kube, parse_pod
 from runtime.pod.prepare import PodOptions
 from runtime.pod.status import ContainerStatus, PodStatus, waiting_status
 from runtime.pod.store import NotFound, PodDir, PodError, PodStore
@@ -43,19 +45,32 @@ from runtime.pod.streams import Stdio
 __all__ = [
     "ContainerStatus",
     "GcResult",
+    "ImageInfo",
+    "ImageNotPresent",
     "ImagePullError",
+    "LogLine",
+    "ManifestError",
     "NodePods",
     "PodError",
+    "Pod",
     "PodOptions",
     "PodRuntime",
     "PodStatus",
     "PullBackoff",
     "create",
     "exec_in",
+    "follow_log_lines",
     "follow_logs",
+    "from_kube",
     "gc",
+    "image_id",
+    "import_images",
     "list_pods",
+    "parse_pod",
+    "refresh_volume",
+    "list_images",
     "live_pod_uids",
+    "log_lines",
     "logs",
     "remove",
     "run",
@@ -116,6 +131,22 @@ class PodRuntime(Protocol):
         """(container, line) as written, until the pod finishes or ``should_stop()``."""
         ...
 
+    def log_lines(
+        self, ref: str, container: str | None = None, previous: bool = False
+    ) -> list[LogLine]:
+        """``logs`` with each line's time and stream."""
+        ...
+
+    def follow_log_lines(
+        self,
+        ref: str,
+        container: str | None = None,
+        interval: float = 0.1,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Iterator[LogLine]:
+        """``follow_logs`` with each line's time and stream."""
+        ...
+
     def exec(
         self,
         ref: str,
@@ -136,6 +167,26 @@ class PodRuntime(Protocol):
     def gc(self, keep_exited: bool = False) -> GcResult:
         """Finish pods whose monitor died; remove abandoned, garbage and exited pods and
         leaked pod cgroups."""
+        ...
+
+    def refresh_volume(
+        self, ref: str, volume: str, definition: Mapping[str, Any] | None = None
+    ) -> bool:
+        """Project a configMap or secret volume again from its source (an atomic swap of the
+        files the containers see), after replacing its ``definition`` (new items) when
+        given; False when nothing changed."""
+        ...
+
+    def image_id(self, ref: str) -> str | None:
+        """The id of the image ``ref`` names in the node's store, None when it is not there."""
+        ...
+
+    def import_images(self, path: str) -> list[str]:
+        """Import every image of an archive (or OCI layout) into the node's store; their ids."""
+        ...
+
+    def images(self) -> list[ImageInfo]:
+        """The images in the node's store, newest first."""
         ...
 
 
@@ -236,6 +287,20 @@ class NodePods:
     ) -> Iterator[tuple[str, str]]:
         return follow_logs(ref, self.opts, container, interval, should_stop)
 
+    def log_lines(
+        self, ref: str, container: str | None = None, previous: bool = False
+    ) -> list[LogLine]:
+        return log_lines(ref, self.opts, container, previous)
+
+    def follow_log_lines(
+        self,
+        ref: str,
+        container: str | None = None,
+        interval: float = 0.1,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Iterator[LogLine]:
+        return follow_log_lines(ref, self.opts, container, interval, should_stop)
+
     def exec(
         self,
         ref: str,
@@ -253,6 +318,20 @@ class NodePods:
 
     def gc(self, keep_exited: bool = False) -> GcResult:
         return gc(self.opts, keep_exited)
+
+    def refresh_volume(
+        self, ref: str, volume: str, definition: Mapping[str, Any] | None = None
+    ) -> bool:
+        return refresh_volume(ref, self.opts, volume, definition)
+
+    def image_id(self, ref: str) -> str | None:
+        return image_id(ref, self.opts)
+
+    def import_images(self, path: str) -> list[str]:
+        return import_images(path, self.opts)
+
+    def images(self) -> list[ImageInfo]:
+        return list_images(self.opts)
 
 
 # ============================================================================= per call
@@ -339,6 +418,24 @@ def follow_logs(
     return streams.follow_logs(_find(ref, opts), container, interval, should_stop)
 
 
+def log_lines(
+    ref: str, opts: PodOptions, container: str | None = None, previous: bool = False
+) -> list[LogLine]:
+    """The lines of a container's current (or previous) run with their time and stream."""
+    return streams.log_lines(_find(ref, opts), container, previous)
+
+
+def follow_log_lines(
+    ref: str,
+    opts: PodOptions,
+    container: str | None = None,
+    interval: float = 0.1,
+    should_stop: Callable[[], bool] | None = None,
+) -> Iterator[LogLine]:
+    """``follow_logs`` with each line's time and stream."""
+    return streams.follow_log_lines(_find(ref, opts), container, interval, should_stop)
+
+
 def exec_in(
     ref: str,
     opts: PodOptions,
@@ -358,3 +455,55 @@ def gc(opts: PodOptions, keep_exited: bool = False) -> GcResult:
     """Tear down pods whose monitor is gone (to exited/), remove abandoned prepares, garbage
     and (unless ``keep_exited``) exited pods, then leaked pod cgroups (``runtime.pod.gc``)."""
     return _gc.gc(opts, keep_exited)
+
+
+def refresh_volume(
+    ref: str, opts: PodOptions, volume: str, definition: Mapping[str, Any] | None = None
+) -> bool:
+    """Project a configMap or secret volume of the pod again from its source, swapped in
+    atomically (``runtime.pod.projection``), after replacing its ``definition`` in pod.json
+    when given (the same kind, new items); False when nothing changed."""
+    return projection.refresh(_find(ref, opts), volume, definition)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """An image of the node's store: its id, names and unpacked size."""
+
+    id: str
+    names: tuple[str, ...]
+    size: int
+
+
+def list_images(opts: PodOptions) -> list[ImageInfo]:
+    """The images in the node's store, newest first."""
+    from images.store import Store
+
+    return [ImageInfo(i.id, i.names, i.size) for i in Store(opts.image_root).images()]
+
+
+class ImageNotPresent(PodError):
+    """The image a container names is not in the node's store (``image_id`` said so)."""
+
+
+def image_id(ref: str, opts: PodOptions) -> str | None:
+    """The id of the image ``ref`` (a name, ``name:tag``, id or id prefix) in the node's store,
+    or None when the store has no such image. An invalid reference raises ``ImageNotPresent``
+    naming it. (Registry pulls by ``imagePullPolicy`` belong here too, once runtime.pod pulls.)"""
+    from images.errors import ImageError
+    from images.errors import NotFound as ImageNotFound
+    from images.store import Store
+
+    try:
+        return Store(opts.image_root).get(ref).id
+    except ImageNotFound:
+        return None
+    except ImageError as e:
+        raise ImageNotPresent("", f"image {ref}: {e}") from e
+
+
+def import_images(path: str, opts: PodOptions) -> list[str]:
+    """Import every image of the archive (or OCI layout) ``path`` into the node's store."""
+    from images.store import Store
+
+    return [img.id for img in Store(opts.image_root).import_path(path)]

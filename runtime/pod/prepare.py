@@ -272,6 +272,7 @@ def prepare(
 
 
 def _make_volume(vdir: Path, source: Any) -> str:
+    from runtime.pod.projection import project
     from runtime.pod.sources import projected_files
 
     if isinstance(source, HostPathVolume):
@@ -286,37 +287,8 @@ def _make_volume(vdir: Path, source: Any) -> str:
     assert isinstance(source, (ConfigMapVolume, SecretVolume))
     if isinstance(source, SecretVolume):
         mount_tmpfs(vdir, SECRET_SIZE, 0o755)
-    for f in projected_files(source):
-        _write_projected(vdir, f.path, f.source, f.mode)
+    project(vdir, projected_files(source))
     return str(vdir)
-
-
-def _write_projected(vdir: Path, rel: str, source: str, mode: int) -> None:
-    """Copy ``source`` to ``rel`` inside the volume ``vdir``: ``rel`` must stay inside (no
-    ``..``, not absolute), its directories are made beneath the volume and the file is
-    created with O_EXCL | O_NOFOLLOW, so no symlink sends it elsewhere."""
-    from runtime.pod.subpath import check_sub_path, make_dirs_beneath
-
-    why = check_sub_path(rel)
-    if why:
-        raise CorralError(f"item path {rel!r} {why}")
-    parent, _, name = rel.strip("/").rpartition("/")
-    volfd = os.open(vdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        dirfd = make_dirs_beneath(volfd, parent) if parent else os.dup(volfd)
-    finally:
-        os.close(volfd)
-    try:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        out = os.open(name, flags, mode, dir_fd=dirfd)
-        try:
-            os.fchmod(out, mode)  # not the umask's
-            with open(source, "rb") as src, os.fdopen(out, "wb", closefd=False) as dst:
-                shutil.copyfileobj(src, dst)
-        finally:
-            os.close(out)
-    finally:
-        os.close(dirfd)
 
 
 _HOST_PATH_TYPES = {

@@ -33,6 +33,15 @@ class ContainerStatus:
     started_at: str | None = None
     finished_at: str | None = None
     pid: int | None = None
+    image_id: str = ""  # the image store's id
+    container_id: str = ""  # corral://<pod uid>/<name>/<run>: one per run, as a CRI id
+    # the previous run (after a restart), from the status file's last_* keys
+    last_reason: str = ""
+    last_message: str = ""
+    last_exit_code: int | None = None
+    last_signal: int | None = None
+    last_started_at: str | None = None
+    last_finished_at: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         inner: dict[str, Any] = {}
@@ -116,7 +125,7 @@ _STATES = {"waiting": "Waiting", "running": "Running", "terminated": "Terminated
 
 def _container_status(pd: PodDir, c: ContainerRecord, has_init: bool) -> ContainerStatus:
     kv = read_keyvalues(pd.path / "status" / c.name)
-    cs = ContainerStatus(c.name, c.kind, c.image)
+    cs = ContainerStatus(c.name, c.kind, c.image, image_id=c.image_id)
     if not kv:
         cs.reason = "PodInitializing" if c.kind == "app" and has_init else "ContainerCreating"
         return cs
@@ -135,6 +144,14 @@ def _container_status(pd: PodDir, c: ContainerRecord, has_init: bool) -> Contain
     cs.started_at = kv.get("started_at") or None
     cs.finished_at = kv.get("finished_at") or None
     cs.pid = num("pid")
+    if cs.state != "Waiting":
+        cs.container_id = f"corral://{pd.uid}/{c.name}/{cs.restart_count}"
+    cs.last_reason = kv.get("last_reason", "")
+    cs.last_message = kv.get("last_message", "")
+    cs.last_exit_code = num("last_exit_code")
+    cs.last_signal = num("last_signal")
+    cs.last_started_at = kv.get("last_started_at") or None
+    cs.last_finished_at = kv.get("last_finished_at") or None
     return cs
 
 

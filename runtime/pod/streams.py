@@ -8,10 +8,19 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any
 
+from runtime.pod.logs import LogLine
 from runtime.pod.prepare import PodOptions
 from runtime.pod.store import InvalidState, PodDir, PodError, PodState
 
-__all__ = ["Stdio", "container_names", "exec_in", "follow_logs", "logs"]
+__all__ = [
+    "Stdio",
+    "container_names",
+    "exec_in",
+    "follow_log_lines",
+    "follow_logs",
+    "log_lines",
+    "logs",
+]
 
 Stdio = int | IO[Any] | None  # as subprocess.run takes it
 
@@ -28,6 +37,12 @@ def container_names(pd: PodDir, container: str | None) -> list[str]:
 
 def logs(pd: PodDir, container: str | None = None, previous: bool = False) -> list[str]:
     """The text lines of a container's current run (``previous``: the run before)."""
+    return [ln.text for ln in log_lines(pd, container, previous)]
+
+
+def log_lines(pd: PodDir, container: str | None = None, previous: bool = False) -> list[LogLine]:
+    """The lines of a container's current run (``previous``: the run before), with the time
+    and stream of each."""
     from runtime.pod.logs import read_log, runs
 
     names = container_names(pd, container)
@@ -43,7 +58,7 @@ def logs(pd: PodDir, container: str | None = None, previous: bool = False) -> li
     run_no = have[-1] - (1 if previous else 0)
     if previous and run_no not in have:
         raise PodError(pd.uid, f"container {names[0]!r} has no previous run")
-    return [ln.text for ln in read_log(log_dir, run_no, names[0])]
+    return read_log(log_dir, run_no, names[0])
 
 
 def follow_logs(
@@ -54,6 +69,17 @@ def follow_logs(
 ) -> Iterator[tuple[str, str]]:
     """(container, line) as they are written, all containers or one, across restarts and
     rotations, until the pod has finished (or ``should_stop()``)."""
+    for line in follow_log_lines(pd, container, interval, should_stop):
+        yield line.container, line.text
+
+
+def follow_log_lines(
+    pd: PodDir,
+    container: str | None = None,
+    interval: float = 0.1,
+    should_stop: Callable[[], bool] | None = None,
+) -> Iterator[LogLine]:
+    """``follow_logs`` with the time and stream of each line."""
     from runtime.pod.logs import LogFollower
 
     names = container_names(pd, container)
@@ -66,8 +92,7 @@ def follow_logs(
                 follower.logs_dir = pd.path / "logs"
                 for t in follower.tails.values():
                     t.log_dir = pd.path / "logs" / t.container
-            for line in follower.poll():
-                yield line.container, line.text
+            yield from follower.poll()
             if done:
                 return
             time.sleep(interval)

@@ -203,7 +203,19 @@ def test_node_pods_implements_the_pod_runtime_protocol(tmp_path: Path) -> None:
     ]
     assert sorted(members) == sorted(
         ["create", "start", "run", "stop", "remove", "status", "list"]
-        + ["logs", "follow_logs", "exec", "wait", "gc"]
+        + [
+            "logs",
+            "follow_logs",
+            "exec",
+            "wait",
+            "gc",
+            "refresh_volume",
+            "image_id",
+            "import_images",
+            "images",
+            "log_lines",
+            "follow_log_lines",
+        ]
     )
     for name in members:
         want = inspect.signature(getattr(api.PodRuntime, name))

@@ -89,7 +89,7 @@ def test_missing_source(tmp_path: Path) -> None:
 
 def test_a_projected_file_is_never_written_through_a_symlink(tmp_path: Path) -> None:
     from runtime.errors import CorralError
-    from runtime.pod.prepare import _write_projected
+    from runtime.pod.projection import write_projected as _write_projected
 
     vdir, outside, source = tmp_path / "vol", tmp_path / "outside", tmp_path / "source"
     vdir.mkdir()
@@ -99,3 +99,44 @@ def test_a_projected_file_is_never_written_through_a_symlink(tmp_path: Path) -> 
     with pytest.raises((OSError, CorralError)):
         _write_projected(vdir, "key", str(source), 0o644)
     assert outside.read_text() == "host data"
+
+
+def test_a_volume_is_projected_and_updated_atomically(tmp_path: Path) -> None:
+    from runtime.pod.projection import DATA, project
+    from runtime.pod.sources import ProjectedFile
+
+    vdir, src = tmp_path / "vol", tmp_path / "src"
+    vdir.mkdir()
+    src.mkdir()
+    (src / "a").write_text("one")
+    (src / "b").write_text("two")
+    files = [ProjectedFile("a", str(src / "a"), 0o644), ProjectedFile("d/b", str(src / "b"), 0o600)]
+    assert project(vdir, files) is True
+    first = os.readlink(vdir / DATA)
+    assert first.startswith("..") and (vdir / first).is_dir()
+    assert os.readlink(vdir / "a") == f"{DATA}/a" and os.readlink(vdir / "d") == f"{DATA}/d"
+    assert (vdir / "a").read_text() == "one" and (vdir / "d" / "b").read_text() == "two"
+    assert os.stat(vdir / "d" / "b").st_mode & 0o777 == 0o600
+    assert project(vdir, files) is False  # nothing changed: no new version
+    assert os.readlink(vdir / DATA) == first
+    (src / "a").write_text("ONE")
+    assert project(vdir, files[:1]) is True  # a changed, d/b gone
+    second = os.readlink(vdir / DATA)
+    assert second != first and not (vdir / first).exists()
+    assert (vdir / "a").read_text() == "ONE"
+    assert not os.path.lexists(vdir / "d")
+    assert sorted(os.listdir(vdir)) == sorted([DATA, second, "a"])
+
+
+def test_a_planted_data_link_is_replaced_not_followed(tmp_path: Path) -> None:
+    from runtime.pod.projection import DATA, project
+    from runtime.pod.sources import ProjectedFile
+
+    vdir, src, outside = tmp_path / "vol", tmp_path / "k", tmp_path / "outside"
+    vdir.mkdir()
+    outside.mkdir()
+    src.write_text("v")
+    os.symlink(str(outside), vdir / "..data_tmp")
+    project(vdir, [ProjectedFile("k", str(src), 0o644)])
+    assert list(outside.iterdir()) == []
+    assert (vdir / "k").read_text() == "v" and not os.path.isabs(os.readlink(vdir / DATA))

@@ -14,7 +14,7 @@ import pytest
 from runtime.pod.bundle import BundleContext, container_config, subpath_mounts
 from runtime.pod.manifest import ManifestError, parse_pod
 from runtime.pod.monconf import MonitorConf, containers_of, render
-from runtime.pod.prepare import _write_projected
+from runtime.pod.projection import write_projected as _write_projected
 from runtime.pod.subpath import (
     SubPathError,
     SubPathMount,

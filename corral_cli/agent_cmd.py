@@ -1,0 +1,98 @@
+"""``corral agent``: make this machine a node of the cluster (as ``k3s agent``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from corral_common import defaults
+
+from .errors import Failure
+
+
+def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
+    out = {}
+    for v in values:
+        key, sep, value = v.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{v!r}: expected key=value", param_hint=what)
+        out[key] = value
+    return out
+
+
+@click.command("agent")
+@click.option("--server", required=True, envvar="CORRAL_URL", help="https://server:6443")
+@click.option("--token", required=True, envvar="CORRAL_TOKEN", help="the server's join token")
+@click.option(
+    "--data-dir",
+    default=defaults.AGENT_DATA_DIR,
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="state: credentials, pods, the image store, the network's IPAM",
+)
+@click.option("--node-name", default="", help="the node's name [default: the host name]")
+@click.option(
+    "--node-ip", default="", help="the node's address [default: the one the server is reached from]"
+)
+@click.option("--node-label", multiple=True, help="key=value, repeated")
+@click.option("--node-taint", multiple=True, help="key=value:Effect, repeated")
+@click.option("--kubelet-port", default=10250, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--node-netns", default=None, help="the network namespace pods join (a path)")
+@click.option(
+    "--images-dir",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="image archives imported at start and when they appear [default: DATA_DIR/images]",
+)
+@click.option(
+    "--pod-cidr",
+    default="10.42.0.0/24",
+    show_default=True,
+    help="pod addresses while the Node has no spec.podCIDR",
+)
+@click.option("--cgroup-parent", default=None, help="pods' cgroup parent [default: /kubepods]")
+def agent(
+    server: str,
+    token: str,
+    data_dir: Path,
+    node_name: str,
+    node_ip: str,
+    node_label: tuple[str, ...],
+    node_taint: tuple[str, ...],
+    kubelet_port: int,
+    node_netns: str | None,
+    images_dir: Path | None,
+    pod_cidr: str,
+    cgroup_parent: str | None,
+) -> None:
+    """Join the cluster at --server with --token and run the pods it binds here."""
+    from orchestrator.kubelet import AgentConfig, AgentError, JoinError, serve_agent
+    from orchestrator.kubelet.node import parse_taint
+
+    try:
+        taints = tuple(parse_taint(t) for t in node_taint)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--node-taint") from None
+    cfg = AgentConfig(
+        server=server,
+        token=token,
+        data_dir=data_dir,
+        node_name=node_name,
+        node_ip=node_ip,
+        labels=_pairs(node_label, "--node-label"),
+        taints=taints,
+        kubelet_port=kubelet_port,
+        node_netns=node_netns,
+        images_dir=images_dir,
+        pod_cidr=pod_cidr,
+        cgroup_parent=cgroup_parent,
+    )
+    try:
+        serve_agent(cfg)
+    except (AgentError, JoinError) as e:
+        raise Failure("agent", e) from e
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(agent)

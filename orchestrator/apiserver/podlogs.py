@@ -1,0 +1,92 @@
+"""``pods/log``: the API server proxies ``kubectl logs [-f]`` to the kubelet of the pod's node
+(``https://<InternalIP>:<daemonEndpoints.kubeletEndpoint.Port>/containerLogs/...``), with a
+client certificate of the cluster (``system:masters``), verifying the kubelet's serving
+certificate against the cluster CA. The answer is streamed through as it comes."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from . import errors
+from .resources import by_path
+
+__all__ = ["LOG_PARAMS", "pod_log"]
+
+LOG_PARAMS = ("follow", "previous", "timestamps", "tailLines", "sinceSeconds", "sinceTime",
+              "limitBytes")  # fmt: skip
+
+
+def _container(pod: dict[str, Any], asked: str | None) -> str:
+    spec = pod.get("spec") or {}
+    names = [c["name"] for c in spec.get("containers") or []]
+    inits = [c["name"] for c in spec.get("initContainers") or []]
+    name = pod["metadata"]["name"]
+    if asked:
+        if asked not in names + inits:
+            raise errors.bad_request(f"container {asked} is not valid for pod {name}")
+        return asked
+    default = (pod["metadata"].get("annotations") or {}).get(
+        "kubectl.kubernetes.io/default-container"
+    )
+    if default in names:
+        return str(default)
+    if len(names) == 1:
+        return names[0]
+    raise errors.bad_request(
+        f"a container name must be specified for pod {name}, choose one of: [{' '.join(names)}]"
+    )
+
+
+def _kubelet(node: dict[str, Any]) -> tuple[str, int]:
+    st = node.get("status") or {}
+    port = ((st.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port") or 10250
+    for kind in ("InternalIP", "ExternalIP", "Hostname"):
+        for a in st.get("addresses") or []:
+            if a.get("type") == kind and a.get("address"):
+                return str(a["address"]), int(port)
+    raise errors.ApiError(
+        500, "InternalError", f"node {node['metadata']['name']} has no address for its kubelet"
+    )
+
+
+async def pod_log(
+    request: web.Request, storage: Any, ns: str, name: str, ctx: ssl.SSLContext | None
+) -> web.StreamResponse:
+    pod = await storage.get(by_path("", "v1", "pods"), ns, name)
+    container = _container(pod, request.query.get("container"))
+    node_name = (pod.get("spec") or {}).get("nodeName")
+    if not node_name:
+        raise errors.bad_request(f"pod {name} does not have a host assigned")
+    if ctx is None:
+        raise errors.ApiError(503, "ServiceUnavailable", "no client credentials for kubelets")
+    node = await storage.get(by_path("", "v1", "nodes"), None, node_name)
+    host, port = _kubelet(node)
+    host = f"[{host}]" if ":" in host else host
+    params = {k: request.query[k] for k in LOG_PARAMS if k in request.query}
+    url = f"https://{host}:{port}/containerLogs/{ns}/{name}/{container}"
+    follow = params.get("follow") in ("true", "1")
+    timeout = aiohttp.ClientTimeout(total=None if follow else 60, sock_connect=10)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(url, params=params, ssl=ctx) as r,
+        ):
+            if r.status != 200:
+                text = (await r.text()).strip()
+                code = r.status if r.status in (400, 403, 404) else 500
+                reason = {400: "BadRequest", 403: "Forbidden", 404: "NotFound"}.get(code)
+                raise errors.ApiError(code, reason or "InternalError", text)
+            resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+            await resp.prepare(request)
+            async for chunk in r.content.iter_any():
+                await resp.write(chunk)
+            await resp.write_eof()
+            return resp
+    except aiohttp.ClientError as e:
+        raise errors.ApiError(
+            500, "InternalError", f"Get {url}: the kubelet of node {node_name}: {e}"
+        ) from None

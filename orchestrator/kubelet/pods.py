@@ -1,0 +1,540 @@
+"""The node's pods: an informer on the pods bound to this node, a work queue keyed by pod
+(client-go's guarantees: one worker per pod at a time), and a level-triggered ``sync(key)``
+that compares the API's pod with what the node runtime reports and acts: create and start,
+stop and remove, report status. A relist of the runtime every second (the kubelet's PLEG)
+queues the pods whose runtime status changed.
+
+Pods run under their own monitors: the agent may die and come back; the runtime's pod
+directories are named by the API's uid, so a restarted agent finds its pods there and only
+reports them (nothing is started twice)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from orchestrator.client import (
+    ApiClient,
+    ClientError,
+    Informer,
+    NotFound,
+    Obj,
+    ShutDown,
+    WorkQueue,
+    meta_key,
+)
+from orchestrator.client.rest import CONFIGMAPS, PODS, SECRETS
+from runtime.pod import api
+
+from .events import EventRecorder
+from .podstatus import api_status, waiting_status
+from .volumes import KINDS, PreparedVolumes, VolumeError, drop_sources, prepare_volumes, sources_of
+
+__all__ = ["PodManager"]
+
+log = logging.getLogger("corral.agent.pods")
+
+T = TypeVar("T")
+
+RELIST = 1.0  # seconds between runtime relists (the kubelet's PLEG period)
+IMAGE_BACKOFF = 10.0  # first ImagePullBackOff delay; doubles up to IMAGE_BACKOFF_MAX
+IMAGE_BACKOFF_MAX = 300.0
+SOURCE_SYNC_WAIT = 10.0  # seconds to wait for the first list of a configMap or secret
+WORKERS = 16
+STARTING_RECHECK = 0.1  # seconds: a pod whose containers are being made is looked at again
+
+
+# What the API's pod holds that the node has no part in: the scheduler's fields (it bound the
+# pod here already), the API server's bookkeeping, and the service account (no token volume
+# is mounted without an admission plugin that adds one). Everything else goes to the node
+# runtime, which refuses, naming the field, what it does not implement.
+_SCHEDULING = (
+    "nodeName",
+    "nodeSelector",
+    "affinity",
+    "tolerations",
+    "schedulerName",
+    "priority",
+    "priorityClassName",
+    "preemptionPolicy",
+    "topologySpreadConstraints",
+    "schedulingGates",
+    "serviceAccountName",
+    "serviceAccount",
+    "automountServiceAccountToken",
+)
+_META = ("name", "namespace", "uid", "labels", "annotations")
+
+
+def _has_api_volumes(pod: Obj) -> bool:
+    return any(
+        v.get(k) is not None for v in (pod.get("spec") or {}).get("volumes") or [] for k in KINDS
+    )
+
+
+def _same_but_status(a: Obj, b: Obj) -> bool:
+    def strip(o: Obj) -> Obj:
+        meta = {
+            k: v for k, v in o["metadata"].items() if k not in ("resourceVersion", "managedFields")
+        }
+        return {"metadata": meta, "spec": o.get("spec")}
+
+    return strip(a) == strip(b)
+
+
+def node_manifest(pod: Obj, volumes: PreparedVolumes) -> Obj:
+    """The pod as the node runtime gets it: without what the node has no part in; its
+    API-fed volumes as the runtime's local-source volumes, with their annotations."""
+    meta = {k: v for k, v in (pod.get("metadata") or {}).items() if k in _META}
+    meta["annotations"] = {**(meta.get("annotations") or {}), **volumes.annotations}
+    spec = {k: v for k, v in (pod.get("spec") or {}).items() if k not in _SCHEDULING}
+    if spec.get("volumes"):
+        spec["volumes"] = [volumes.volumes.get(v.get("name"), v) for v in spec["volumes"]]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
+
+
+class ImagePullError(Exception):
+    def __init__(self, reason: str, image: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.image = image
+        self.message = message
+
+
+class PodManager:
+    def __init__(
+        self,
+        client: ApiClient,
+        runtime: api.PodRuntime,
+        node_name: str,
+        host_ip: Callable[[], str],
+        events: EventRecorder,
+        data_dir: Path,
+    ) -> None:
+        self.client = client
+        self.runtime = runtime
+        self.node_name = node_name
+        self.host_ip = host_ip
+        self.events = events
+        self.sources = data_dir / "volume-sources"
+        self.informer = Informer(client, PODS, field_selector=f"spec.nodeName={node_name}")
+        self.informer.add_index("uid", lambda o: [o["metadata"].get("uid", "")])
+        self.informer.add_index("source", sources_of)
+        # The configMaps and secrets the pods mount, each watched alone by its name (the
+        # kubelet's watch-based manager; the node authorizer allows no wider list):
+        # "configmap/<ns>/<name>" -> its informer.
+        self._sources: dict[str, Informer] = {}
+        self._stopping: set[asyncio.Task[None]] = set()
+        self._digests: dict[str, dict[str, str]] = {}  # uid -> volume -> source digest
+        self.queue = WorkQueue("pods", base_delay=0.5, max_delay=60.0)
+        self._pool = concurrent.futures.ThreadPoolExecutor(WORKERS, "kubelet-pod")
+        self._runtime: dict[str, list[api.PodStatus]] = {}  # key -> runtime pods of that name
+        self._seen: dict[str, str] = {}  # uid -> the runtime status last relisted (json)
+        self._reported: dict[str, Obj] = {}  # key -> the status last written
+        self._pull_failures: dict[str, int] = {}
+        self._backoff_until: dict[str, tuple[float, str]] = {}  # key -> (loop time, image)
+        self._container_runs: dict[tuple[str, str], tuple[int, str]] = {}
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    # ---------------------------------------------------------------- running
+
+    async def start(self) -> None:
+        """Finish what an earlier agent left half done, then watch, relist and work."""
+        await self._call(self.runtime.gc, True)
+        self.informer.add_handler(self._on_event)
+        self.informer.start()
+        await self.informer.wait_synced()
+        await self._relist()
+        self._tasks.append(asyncio.create_task(self._relist_loop(), name="kubelet-pleg"))
+        for i in range(WORKERS):
+            self._tasks.append(asyncio.create_task(self._worker(), name=f"kubelet-pods-{i}"))
+
+    def _on_event(self, event: str, old: Obj | None, new: Obj | None) -> None:
+        """Queue the pod, unless the change is only its status (ours, mostly: the pod's
+        worker wrote it)."""
+        if (
+            event == "MODIFIED"
+            and old is not None
+            and new is not None
+            and _same_but_status(old, new)
+        ):
+            return
+        self.queue.add(meta_key(new or old or {}))
+
+    def _source_handler(self, kind: str) -> Callable[[str, Obj | None, Obj | None], None]:
+        def handle(event: str, old: Obj | None, new: Obj | None) -> None:
+            if event == "ADDED" and not self.informer.has_synced:
+                return
+            key = f"{kind}/{meta_key(new or old or {})}"
+            for pod in self.informer.by_index("source", key):
+                self.queue.add(meta_key(pod))
+
+        return handle
+
+    def _source(self, key: str) -> Informer:
+        """The informer of one configMap or secret (``kind/ns/name``), started if new."""
+        inf = self._sources.get(key)
+        if inf is None:
+            kind, ns, name = key.split("/", 2)
+            res = CONFIGMAPS if kind == "configmap" else SECRETS
+            inf = Informer(self.client, res, ns, field_selector=f"metadata.name={name}")
+            inf.add_handler(self._source_handler(kind))
+            inf.start()
+            self._sources[key] = inf
+        return inf
+
+    async def _sources_synced(self, pod: Obj) -> None:
+        """Watch what the pod's volumes read, and wait (a while) for the first list of each:
+        a lookup before it would call a present object missing."""
+        for key in sources_of(pod):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._source(key).wait_synced(), SOURCE_SYNC_WAIT)
+
+    def _prune_sources(self) -> None:
+        """Stop watching the objects no pod of this node reads any more."""
+        used = {k for pod in self.informer.list() for k in sources_of(pod)}
+        for key in self._sources.keys() - used:
+            task = asyncio.create_task(self._sources.pop(key).stop())
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
+
+    def _lookup(self, kind: str, ns: str, name: str) -> Obj | None:
+        inf = self._sources.get(f"{kind}/{ns}/{name}")
+        return inf.get(f"{ns}/{name}") if inf is not None else None
+
+    async def stop(self) -> None:
+        self.queue.shutdown()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        await self.informer.stop()
+        for inf in list(self._sources.values()):
+            await inf.stop()
+        self._sources.clear()
+        if self._stopping:
+            await asyncio.gather(*self._stopping, return_exceptions=True)
+        await self.events.flush()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _relist_loop(self) -> None:
+        while True:
+            await asyncio.sleep(RELIST)
+            try:
+                await self._relist()
+            except Exception:
+                log.exception("relisting the node's pods")
+
+    async def _relist(self) -> None:
+        # "none": a pod the runtime could not create (its image), kept there for its back-off
+        statuses = [s for s in await self._call(self.runtime.list) if s.location != "none"]
+        by_key: dict[str, list[api.PodStatus]] = {}
+        seen: dict[str, str] = {}
+        for st in statuses:
+            key = f"{st.namespace}/{st.name}"
+            by_key.setdefault(key, []).append(st)
+            seen[st.uid] = json.dumps(st.to_json(), sort_keys=True)
+            if self._seen.get(st.uid) != seen[st.uid]:
+                self.queue.add(key)
+        for uid in self._seen.keys() - seen.keys():
+            log.debug("runtime pod %s is gone", uid)
+        for key in self._runtime.keys() - by_key.keys():
+            self.queue.add(key)
+        for key in by_key.keys() - set(self.informer.keys()):
+            self.queue.add(key)  # a runtime pod the API no longer has
+        self._runtime, self._seen = by_key, seen
+
+    async def _worker(self) -> None:
+        while True:
+            try:
+                key = await self.queue.get()
+            except ShutDown:
+                return
+            try:
+                delay = await self.sync(key)
+                self.queue.forget(key)
+                if delay is not None:
+                    self.queue.add_after(key, delay)
+            except asyncio.CancelledError:
+                raise
+            except ClientError as e:
+                log.info("pod %s: %s; retrying", key, e)
+                self.queue.add_rate_limited(key)
+            except Exception:
+                log.exception("pod %s: sync failed; retrying", key)
+                self.queue.add_rate_limited(key)
+            finally:
+                self.queue.done(key)
+
+    # ---------------------------------------------------------------- one pod
+
+    async def sync(self, key: str) -> float | None:
+        """Make the node match the API for pod ``key``; a delay to look again after, or None."""
+        pod = self.informer.get(key)
+        uid = (pod or {}).get("metadata", {}).get("uid")
+        for st in self._runtime.get(key, []):
+            if st.uid != uid:  # deleted from the API, or replaced by a pod of the same name
+                await self._kill(st.uid, 0)
+                await self._remove(st.uid)
+        if pod is None:
+            self._forget(key)
+            with contextlib.suppress(api.PodError):  # what the runtime keeps of a failed pull
+                await self._call(self.runtime.remove, key)
+            return None
+        st = await self._runtime_status(uid)
+        meta = pod["metadata"]
+        if meta.get("deletionTimestamp"):
+            return await self._terminate(key, pod, st)
+        if st is None:
+            if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                return None  # it ran here and finished; its runtime pod was collected
+            loop = asyncio.get_running_loop()
+            until, image = self._backoff_until.get(key, (0.0, ""))
+            if loop.time() < until:
+                msg = f'Back-off pulling image "{image}"'
+                if (
+                    self._reported.get(key, {})
+                    .get("containerStatuses", [{}])[0]
+                    .get("state", {})
+                    .get("waiting", {})
+                    .get("reason")
+                    != "ImagePullBackOff"
+                ):
+                    self.events.pod(pod, "BackOff", msg, warning=True)
+                status = waiting_status(pod, self.host_ip(), "ImagePullBackOff", msg)
+                await self._write_status(key, pod, status)
+                return until - loop.time()
+            try:
+                st = await self._make(key, pod)
+            except ImagePullError as e:
+                n = self._pull_failures.get(key, 0)
+                self._pull_failures[key] = n + 1
+                delay = min(IMAGE_BACKOFF * 2**n, IMAGE_BACKOFF_MAX)
+                self._backoff_until[key] = (loop.time() + delay, e.image)
+                status = waiting_status(pod, self.host_ip(), e.reason, e.message)
+                await self._write_status(key, pod, status)
+                return 1.0  # then ImagePullBackOff until the back-off is over
+            except (VolumeError, api.ManifestError, api.PodError) as e:
+                if isinstance(e, VolumeError):
+                    event, reason = "FailedMount", "ContainerCreating"
+                elif isinstance(e, api.ManifestError):
+                    event, reason = "Failed", "CreateContainerConfigError"
+                else:  # the runtime could not make it (a hostPath, a mount, the monitor)
+                    event, reason = "Failed", "CreateContainerError"
+                self.events.pod(pod, event, str(e), warning=True)
+                await self._write_status(
+                    key, pod, waiting_status(pod, self.host_ip(), reason, str(e))
+                )
+                n = self._pull_failures.get(key, 0)
+                self._pull_failures[key] = n + 1
+                return min(2.0 * 2**n, 120.0)
+            if st is None:
+                return 1.0
+        elif st.location == "prepared":  # an agent died between create and start
+            await self._call(self.runtime.start, st.uid)
+            st = await self._runtime_status(uid)
+            if st is None:
+                return 1.0
+        self._pull_failures.pop(key, None)
+        self._backoff_until.pop(key, None)
+        if st.location == "run" and _has_api_volumes(pod):
+            await self._sources_synced(pod)
+            await self._refresh_volumes(pod, st.uid)
+        self._container_events(pod, st)
+        await self._write_status(key, pod, api_status(pod, st, self.host_ip()))
+        if st.location == "run" and st.phase == "Pending":
+            return STARTING_RECHECK  # its containers are being made: look again soon
+        return None
+
+    async def _refresh_volumes(self, pod: Obj, uid: str) -> None:
+        """Bring the pod's API-fed volumes to what the API holds now."""
+        had = self._digests.get(uid, {})
+        base = self.sources / uid
+        try:
+            now = await self._call(prepare_volumes, self._lookup, pod, base, False)
+            changed = [v for v, d in now.digests.items() if had.get(v) != d]
+            if not changed:
+                return
+            now = await self._call(prepare_volumes, self._lookup, pod, base, True)
+            for volume in changed:
+                if await self._call(self.runtime.refresh_volume, uid, volume, now.volumes[volume]):
+                    log.info("pod %s: volume %s updated", meta_key(pod), volume)
+        except (VolumeError, api.PodError) as e:
+            log.info("pod %s: volumes not updated: %s", meta_key(pod), e)
+            return
+        self._digests[uid] = now.digests
+
+    async def _runtime_status(self, uid: str | None) -> api.PodStatus | None:
+        if not uid:
+            return None
+        try:
+            st = await self._call(self.runtime.status, uid)
+        except api.PodError:
+            return None
+        return None if st.location == "none" else st  # never created (see _relist)
+
+    async def _make(self, key: str, pod: Obj) -> api.PodStatus | None:
+        """Resolve images, write volume sources, create and start the pod."""
+        meta = pod["metadata"]
+        spec = pod.get("spec") or {}
+        pulling: list[tuple[str, str]] = []  # (container, image) the runtime will pull
+        for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+            image, policy = c.get("image", ""), c.get("imagePullPolicy") or "IfNotPresent"
+            present = await self._call(self.runtime.image_id, image)
+            if present is None and policy == "Never":
+                msg = f'Container image "{image}" is not present with pull policy of Never'
+                self.events.pod(pod, "ErrImageNeverPull", msg, c.get("name"), warning=True)
+                raise ImagePullError("ErrImageNeverPull", image, msg)
+            if present is not None and policy != "Always":
+                self.events.pod(
+                    pod,
+                    "Pulled",
+                    f'Container image "{image}" already present on machine',
+                    c.get("name"),
+                )
+                continue
+            # The runtime pulls it (runtime.pod.imagepull: registries.conf, auth, back-off).
+            self.events.pod(pod, "Pulling", f'Pulling image "{image}"', c.get("name"))
+            pulling.append((c.get("name", ""), image))
+        await self._sources_synced(pod)
+        volumes = await self._call(prepare_volumes, self._lookup, pod, self.sources / meta["uid"])
+        self._digests[meta["uid"]] = volumes.digests
+        manifest = node_manifest(pod, volumes)
+        rpod = api.parse_pod(manifest)
+        # A failed create leaves nothing, a failed start tears the pod down (runtime.pod).
+        started = time.monotonic()
+        try:
+            uid = await self._call(self.runtime.create, rpod, manifest)
+        except api.ImagePullError as e:
+            if e.reason != "ImagePullBackOff":
+                self.events.pod(pod, "Failed", e.message, e.container, warning=True)
+                self.events.pod(pod, "Failed", f"Error: {e.reason}", e.container, warning=True)
+            raise ImagePullError(e.reason, e.image, e.message) from e
+        took = time.monotonic() - started
+        for name, image in pulling:
+            self.events.pod(
+                pod, "Pulled", f'Successfully pulled image "{image}" in {took:.3f}s', name
+            )
+        for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+            self.events.pod(pod, "Created", f"Created container {c['name']}", c["name"])
+        await self._call(self.runtime.start, uid)
+        log.info("pod %s (%s) started", key, uid)
+        return await self._runtime_status(uid)
+
+    def _container_events(self, pod: Obj, st: api.PodStatus) -> None:
+        """Started, BackOff and Unhealthy events from what the runtime reports, once each."""
+        for cs in st.all_containers:
+            k = (st.uid, cs.name)
+            mark = (cs.restart_count, cs.state + cs.reason)
+            old = self._container_runs.get(k)
+            if old == mark:
+                continue
+            self._container_runs[k] = mark
+            if cs.state == "Running" and (
+                old is None or old[0] != cs.restart_count or not old[1].startswith("Running")
+            ):
+                if cs.restart_count and old is not None:
+                    self.events.pod(pod, "Created", f"Created container {cs.name}", cs.name)
+                self.events.pod(pod, "Started", f"Started container {cs.name}", cs.name)
+            if cs.last_message.startswith(("Liveness probe failed", "Startup probe failed")) and (
+                old is None or old[0] != cs.restart_count
+            ):
+                self.events.pod(pod, "Unhealthy", cs.last_message, cs.name, warning=True)
+                self.events.pod(
+                    pod,
+                    "Killing",
+                    f"Container {cs.name} failed liveness probe, will be restarted",
+                    cs.name,
+                )
+            if cs.state == "Waiting" and cs.reason == "CrashLoopBackOff":
+                self.events.pod(
+                    pod,
+                    "BackOff",
+                    f"Back-off restarting failed container {cs.name} in pod"
+                    f" {st.name}_{st.namespace}({st.uid})",
+                    cs.name,
+                    warning=True,
+                )
+
+    async def _terminate(self, key: str, pod: Obj, st: api.PodStatus | None) -> float | None:
+        """Graceful deletion: stop with the pod's grace period, remove it from the node, then
+        delete it for good (gracePeriodSeconds=0, uid precondition), as the kubelet does."""
+        meta = pod["metadata"]
+        grace = meta.get("deletionGracePeriodSeconds")
+        if grace is None:
+            grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+        if st is not None:
+            if st.location in ("run", "prepared", "prepare"):
+                for cs in st.containers:
+                    if cs.state == "Running":
+                        self.events.pod(pod, "Killing", f"Stopping container {cs.name}", cs.name)
+                await self._kill(st.uid, int(grace))
+                done = await self._runtime_status(st.uid)
+                if done is not None:
+                    await self._write_status(key, pod, api_status(pod, done, self.host_ip()))
+            await self._remove(st.uid)
+        try:
+            await self.client.delete(
+                PODS,
+                meta["namespace"],
+                meta["name"],
+                grace_period=0,
+                preconditions={"uid": meta["uid"]},
+            )
+            log.info("pod %s deleted", key)
+        except NotFound:
+            pass
+        return None
+
+    async def _kill(self, uid: str, grace: int) -> None:
+        try:
+            await self._call(self.runtime.stop, uid, grace)
+        except api.PodError as e:
+            log.info("stop %s: %s", uid, e)
+
+    async def _remove(self, uid: str) -> None:
+        try:
+            await self._call(self.runtime.remove, uid, True)
+        except api.PodError as e:
+            log.info("remove %s: %s", uid, e)
+        await self._call(drop_sources, self.sources / uid)
+        self._seen.pop(uid, None)
+        self._digests.pop(uid, None)
+        for k in [k for k in self._container_runs if k[0] == uid]:
+            del self._container_runs[k]
+
+    def _forget(self, key: str) -> None:
+        self._prune_sources()
+        self._reported.pop(key, None)
+        self._pull_failures.pop(key, None)
+        self._backoff_until.pop(key, None)
+
+    async def _write_status(self, key: str, pod: Obj, status: Obj) -> None:
+        if (
+            self._reported.get(key) == status
+            and (pod.get("status") or {}).get("phase") == status["phase"]
+        ):
+            return
+        meta = pod["metadata"]
+        try:
+            await self.client.patch(
+                PODS,
+                meta["namespace"],
+                meta["name"],
+                {"status": status},
+                sub="status",
+            )
+        except NotFound:
+            return
+        self._reported[key] = status

@@ -1,0 +1,197 @@
+"""The kubelet's HTTPS port: ``/containerLogs/<namespace>/<pod>/<container>`` with the
+kubelet's parameters (follow, tailLines, previous, timestamps, sinceSeconds, sinceTime,
+limitBytes), which the API server proxies ``pods/log`` (``kubectl logs [-f]``) to. TLS with a
+serving certificate the cluster CA signed (from the join); a client must present a
+certificate of the cluster CA in group ``system:masters`` (the API server's)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from aiohttp import web
+
+from orchestrator.client import Obj
+from runtime.pod import api
+
+__all__ = ["KubeletServer"]
+
+log = logging.getLogger("corral.agent.server")
+
+ADMIN_GROUP = "system:masters"
+
+
+def _groups(cert: dict[str, object] | None) -> set[str]:
+    out: set[str] = set()
+    for rdn in (cert or {}).get("subject", ()):  # type: ignore[union-attr]
+        for key, value in rdn:
+            if key == "organizationName":
+                out.add(value)
+    return out
+
+
+def _since(request: web.Request) -> datetime | None:
+    q = request.query
+    if q.get("sinceSeconds"):
+        try:
+            return datetime.now(UTC) - timedelta(seconds=int(q["sinceSeconds"]))
+        except ValueError:
+            raise _bad("sinceSeconds must be an integer") from None
+    if q.get("sinceTime"):
+        try:
+            return datetime.fromisoformat(q["sinceTime"].replace("Z", "+00:00"))
+        except ValueError:
+            raise _bad("sinceTime must be an RFC 3339 time") from None
+    return None
+
+
+def _line_time(t: str) -> datetime | None:
+    try:  # RFC3339Nano: cut to microseconds for fromisoformat
+        head, _, frac = t.rstrip("Z").partition(".")
+        return datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}+00:00")
+    except ValueError:
+        return None
+
+
+def _bad(message: str, code: int = 400) -> web.HTTPException:
+    cls = {400: web.HTTPBadRequest, 403: web.HTTPForbidden, 404: web.HTTPNotFound}[code]
+    return cls(text=message, content_type="text/plain")
+
+
+class KubeletServer:
+    def __init__(
+        self,
+        runtime: api.PodRuntime,
+        find_pod: Callable[[str], Obj | None],
+        cert: Path,
+        key: Path,
+        ca_pem: bytes,
+    ) -> None:
+        self.runtime = runtime
+        self.find_pod = find_pod
+        self.cert, self.key, self.ca_pem = cert, key, ca_pem
+        self._runner: web.AppRunner | None = None
+
+    def ssl_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cadata=self.ca_pem.decode())
+        ctx.load_cert_chain(self.cert, self.key)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        return ctx
+
+    async def start(self, host: str, port: int) -> None:
+        app = web.Application(middlewares=[self._auth])
+        app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self._logs)
+        app.router.add_get("/healthz", self._health)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, ssl_context=self.ssl_context())
+        await site.start()
+        log.info("kubelet serving on https://%s:%d", host, port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Callable[..., object]) -> object:
+        transport = request.transport
+        cert = transport.get_extra_info("peercert") if transport is not None else None
+        if ADMIN_GROUP not in _groups(cert):
+            raise _bad("Forbidden: the kubelet API is the API server's", 403)
+        return await handler(request)  # type: ignore[misc]
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def _logs(self, request: web.Request) -> web.StreamResponse:
+        ns, name = request.match_info["namespace"], request.match_info["pod"]
+        container = request.match_info["container"]
+        pod = self.find_pod(f"{ns}/{name}")
+        if pod is None:
+            raise _bad(f'pod "{name}" not found in namespace "{ns}" on this node', 404)
+        uid = pod["metadata"]["uid"]
+        q = request.query
+        follow = q.get("follow") in ("true", "1")
+        previous = q.get("previous") in ("true", "1")
+        timestamps = q.get("timestamps") in ("true", "1")
+        try:
+            tail = int(q["tailLines"]) if q.get("tailLines") else None
+            limit = int(q["limitBytes"]) if q.get("limitBytes") else None
+        except ValueError:
+            raise _bad("tailLines and limitBytes must be integers") from None
+        since = _since(request)
+        loop = asyncio.get_running_loop()
+        try:
+            lines = await loop.run_in_executor(
+                None, self.runtime.log_lines, uid, container, previous
+            )
+        except api.PodError as e:
+            raise _bad(f'container "{container}" in pod "{name}": {e.message}') from None
+        seen = len(lines)
+        if since is not None:
+            lines = [ln for ln in lines if (_line_time(ln.time) or since) >= since]
+        if tail is not None:
+            lines = lines[-tail:] if tail > 0 else []
+        resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await resp.prepare(request)
+        sent = 0
+
+        async def write(line: api.LogLine) -> bool:
+            nonlocal sent
+            data = (f"{line.time} {line.text}\n" if timestamps else f"{line.text}\n").encode()
+            if limit is not None and sent + len(data) > limit:
+                data = data[: max(limit - sent, 0)]
+            if data:
+                await resp.write(data)
+                sent += len(data)
+            return limit is None or sent < limit
+
+        for line in lines:
+            if not await write(line):
+                return resp
+        if follow and not previous:
+            await self._follow(uid, container, seen, write)
+        return resp
+
+    async def _follow(
+        self,
+        uid: str,
+        container: str,
+        skip: int,
+        write: Callable[[api.LogLine], object],
+    ) -> None:
+        """Lines written after the first ``skip`` of the current run, until the pod ends or
+        the client goes."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[api.LogLine | None] = asyncio.Queue()
+        stop = threading.Event()
+
+        def pump() -> None:
+            n = 0
+            try:
+                for line in self.runtime.follow_log_lines(uid, container, 0.1, stop.is_set):
+                    n += 1
+                    if n > skip:
+                        loop.call_soon_threadsafe(queue.put_nowait, line)
+            except api.PodError as e:
+                log.info("follow %s/%s: %s", uid, container, e)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        thread = threading.Thread(target=pump, name=f"logs-{uid}-{container}", daemon=True)
+        thread.start()  # a thread of its own: a follow lasts, the executor's pool is small
+        try:
+            while True:
+                line = await queue.get()
+                if line is None:
+                    return
+                if not await write(line):  # type: ignore[misc]
+                    return
+        finally:
+            stop.set()
