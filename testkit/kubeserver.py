@@ -25,8 +25,10 @@ from testkit.net import free_port
 CORRAL = str(Path(sys.executable).parent / "corral")
 # For tests of the API itself: no scheduler writing conditions, events and a Lease.
 NO_SCHEDULER = ("--disable-scheduler",)
+# For tests of the scheduler: no controllers (node IPAM, node lifecycle) changing their nodes.
+NO_CONTROLLERS = ("--disable-controller-manager",)
 # The API server alone: no scheduler and no controllers acting on what a test makes.
-API_ONLY = (*NO_SCHEDULER, "--disable-controller-manager")
+API_ONLY = (*NO_SCHEDULER, *NO_CONTROLLERS)
 START_DEADLINE = 60.0  # seconds: a start that takes longer is a failure, not a measurement
 
 _CTX: dict[tuple[str, bool], ssl.SSLContext] = {}

@@ -9,7 +9,14 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from testkit.kubeserver import API_ONLY, CORRAL, NO_SCHEDULER, START_DEADLINE, Server
+from testkit.kubeserver import (
+    API_ONLY,
+    CORRAL,
+    NO_CONTROLLERS,
+    NO_SCHEDULER,
+    START_DEADLINE,
+    Server,
+)
 
 __all__ = [
     "API_ONLY",
@@ -20,6 +27,7 @@ __all__ = [
     "REPO",
     "START_DEADLINE",
     "Kubectl",
+    "NO_CONTROLLERS",
     "Server",
 ]
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.kubeserver import NO_SCHEDULER, Server
+from tests.kubeserver import API_ONLY, Server
 
 kubernetes = pytest.importorskip("kubernetes")
 from kubernetes import client, config, watch  # noqa: E402
@@ -23,7 +23,7 @@ NS = "api"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("apiserver-api"), extra=NO_SCHEDULER)
+    srv = Server(tmp_path_factory.mktemp("apiserver-api"), extra=API_ONLY)
     srv.start()
     try:
         code, _ = srv.json("POST", "/api/v1/namespaces", {"metadata": {"name": NS}})
@@ -356,7 +356,7 @@ def test_namespaces_lifecycle(server: Server, core: client.CoreV1Api) -> None:
 
 
 def test_kill9_loses_no_acknowledged_write(tmp_path: Path) -> None:
-    srv = Server(tmp_path / "k9", extra=NO_SCHEDULER)
+    srv = Server(tmp_path / "k9", extra=API_ONLY)
     srv.start()
     try:
         srv.json("POST", "/api/v1/namespaces", {"metadata": {"name": "w"}})

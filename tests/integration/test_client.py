@@ -23,7 +23,7 @@ from orchestrator.client import (
     meta_key,
 )
 from orchestrator.client.rest import CONFIGMAPS, LEASES, NAMESPACES, PODS
-from tests.kubeserver import NO_SCHEDULER, Server
+from tests.kubeserver import API_ONLY, Server
 
 pytestmark = pytest.mark.skipif(not Path("/usr/bin/openssl").exists(), reason="no openssl")
 
@@ -32,7 +32,7 @@ NS = "client-test"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("client"), extra=NO_SCHEDULER)
+    srv = Server(tmp_path_factory.mktemp("client"), extra=API_ONLY)
     srv.start()
     try:
         code, _ = srv.json("POST", "/api/v1/namespaces", {"metadata": {"name": NS}})

@@ -20,7 +20,15 @@ import pytest
 from orchestrator.client import ApiClient, load_kubeconfig
 from orchestrator.client.rest import EVENTS, LEASES, PODS
 from orchestrator.scheduler import Scheduler, SchedulerConfig
-from tests.kubeserver import CORRAL, KUBECTL_120, KUBECTL_CURRENT, NO_SCHEDULER, Kubectl, Server
+from tests.kubeserver import (
+    API_ONLY,
+    CORRAL,
+    KUBECTL_120,
+    KUBECTL_CURRENT,
+    NO_CONTROLLERS,
+    Kubectl,
+    Server,
+)
 
 pytestmark = pytest.mark.skipif(not Path("/usr/bin/openssl").exists(), reason="no openssl")
 
@@ -31,7 +39,7 @@ NS = "default"
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    srv = Server(tmp_path / "srv")
+    srv = Server(tmp_path / "srv", extra=NO_CONTROLLERS)
     srv.start()
     try:
         yield srv
@@ -42,7 +50,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
 @pytest.fixture
 def bare_server(tmp_path: Path) -> Iterator[Server]:
     """A server without its own scheduler: the test runs the schedulers."""
-    srv = Server(tmp_path / "srv", extra=NO_SCHEDULER)
+    srv = Server(tmp_path / "srv", extra=API_ONLY)
     srv.start()
     try:
         yield srv
@@ -565,7 +573,9 @@ def test_two_servers_over_etcd_elect_one_scheduler(tmp_path: Path) -> None:
     servers: list[Server] = []
     try:
         for i in (1, 2):
-            srv = Server(tmp_path / f"s{i}", extra=("--datastore-endpoint", etcd.url))
+            srv = Server(
+                tmp_path / f"s{i}", extra=("--datastore-endpoint", etcd.url, *NO_CONTROLLERS)
+            )
             srv.start()
             servers.append(srv)
 
