@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from testkit.wait import until as wait_until
 from tests.kubeserver import KUBECTL_120, KUBECTL_CURRENT, Kubectl, Server
 
 WAIT = 90.0  # seconds a condition may take before the test fails (not a measurement)
@@ -129,14 +130,7 @@ def ns(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 def until(what: str, cond: Callable[[], Any]) -> Any:
-    deadline = time.monotonic() + WAIT
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = cond()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+    return wait_until(what, cond, WAIT, 0.2)
 
 
 def deployment(name: str, replicas: int, image: str, **spec: Any) -> str:

@@ -29,6 +29,7 @@ from testkit.imagebuild import config_for, docker_files, tar_tree, write_tar
 from testkit.kubeagent import Agent
 from testkit.net import free_port
 from testkit.netns import NodeNs, node_netns
+from testkit.wait import until as wait_until
 from tests.conftest import leftover_cgroups
 from tests.kubeserver import KUBECTL_120, KUBECTL_CURRENT, Kubectl, Server
 
@@ -41,15 +42,7 @@ ADOPT_PODS = int(os.environ.get("CORRAL_TEST_ADOPT_PODS", "20"))
 
 
 def until(what: str, cond: Callable[[], Any], timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        last = cond()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
+    return wait_until(what, cond, timeout, 0.2)
 
 
 def alive(pid: int | None) -> bool:
