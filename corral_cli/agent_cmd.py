@@ -52,6 +52,13 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
     help="pod addresses while the Node has no spec.podCIDR",
 )
 @click.option("--cgroup-parent", default=None, help="pods' cgroup parent [default: /kubepods]")
+@click.option(
+    "--registries-conf",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="the registries.conf image pulls use (search registries, mirrors, insecure ones) "
+    "[default: $CORRAL_REGISTRIES_CONF, else /etc/containers/registries.conf]",
+)
 def agent(
     server: str,
     token: str,
@@ -65,6 +72,7 @@ def agent(
     images_dir: Path | None,
     pod_cidr: str,
     cgroup_parent: str | None,
+    registries_conf: Path | None,
 ) -> None:
     """Join the cluster at --server with --token and run the pods it binds here."""
     from orchestrator.kubelet import AgentConfig, AgentError, JoinError, serve_agent
@@ -87,6 +95,7 @@ def agent(
         images_dir=images_dir,
         pod_cidr=pod_cidr,
         cgroup_parent=cgroup_parent,
+        registries_conf=registries_conf.absolute() if registries_conf else None,
     )
     try:
         serve_agent(cfg)

@@ -58,6 +58,7 @@ class AgentConfig:
     pod_cidr: str = DEFAULT_POD_CIDR  # when the Node has no spec.podCIDR
     cgroup_parent: str | None = None  # None: the runtime's default (/kubepods)
     control_plane: bool = False  # a server's own agent (node-role labels, as k3s)
+    registries_conf: Path | None = None  # image pulls' registries.conf; None: the runtime's
 
     @property
     def name(self) -> str:
@@ -90,6 +91,8 @@ def pod_options(cfg: AgentConfig, network_config: Path) -> api.PodOptions:
     }
     if cfg.cgroup_parent is not None:
         kw["cgroup_parent"] = cfg.cgroup_parent
+    if cfg.registries_conf is not None:  # read at each pull: edits apply without a restart
+        kw["registries_conf"] = str(cfg.registries_conf)
     return api.PodOptions(**kw)  # type: ignore[arg-type]
 
 

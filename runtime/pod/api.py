@@ -488,14 +488,25 @@ class ImageNotPresent(PodError):
 
 def image_id(ref: str, opts: PodOptions) -> str | None:
     """The id of the image ``ref`` (a name, ``name:tag``, id or id prefix) in the node's store,
-    or None when the store has no such image. An invalid reference raises ``ImageNotPresent``
-    naming it. (Registry pulls by ``imagePullPolicy`` belong here too, once runtime.pod pulls.)"""
+    or None when the store has no such image. A short name is also looked up under the names
+    a pull stores it as (qualified by the registries.conf of ``opts``, as
+    ``runtime.pod.imagepull`` does), so a pulled ``app:1`` is found as ``app:1``. An invalid
+    reference raises ``ImageNotPresent`` naming it."""
     from images.errors import ImageError
     from images.errors import NotFound as ImageNotFound
     from images.store import Store
+    from runtime.pod.imagepull import find_local, pull_options
 
+    store = Store(opts.image_root)
     try:
-        return Store(opts.image_root).get(ref).id
+        conf = pull_options(opts).registries()
+    except ImageError:  # an unreadable registries.conf: the name as written only
+        conf = None
+    try:
+        if conf is None:
+            return store.get(ref).id
+        img = find_local(store, ref, conf)
+        return img.id if img is not None else None
     except ImageNotFound:
         return None
     except ImageError as e:

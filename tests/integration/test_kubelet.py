@@ -10,6 +10,7 @@ or container process, no IPAM lease; then the namespace and the server go."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -130,15 +131,19 @@ def manifest(name: str, script: str = "", **spec: Any) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module")
-def cluster(rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+@contextlib.contextmanager
+def cluster_context(
+    rootfs: Path, tmp: Path, agent_extra: tuple[str, ...] = (), preload_image: bool = True
+) -> Iterator[Cluster]:
+    """A server and an agent (node NODE, its own network namespace) for a test module; the
+    agent gets ``agent_extra`` and, with ``preload_image``, IMAGE in its images directory.
+    On the way out it checks that nothing is left (see the module doc)."""
     from runtime.pod.monitor import monitor_path
 
     try:
         monitor_path()
     except FileNotFoundError as e:
         pytest.skip(f"the pod monitor is not built yet: {e}")
-    tmp = tmp_path_factory.mktemp("kubelet")
     tag = f"ckl{uuid.uuid4().hex[:6]}"
     server = Server(tmp / "server")
     server.start()
@@ -150,12 +155,13 @@ def cluster(rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         NODE,
         netns.path,
         tag,
-        extra=("--kubelet-port", str(free_port())),
+        extra=("--kubelet-port", str(free_port()), *agent_extra),
     )
-    layer = tar_tree(rootfs)
-    files, _ = docker_files([layer], config_for([layer], Cmd=["sh"]), repo_tags=[IMAGE])
     agent.images_dir.mkdir(parents=True)
-    write_tar(agent.images_dir / "corral-test.tar", files)
+    if preload_image:
+        layer = tar_tree(rootfs)
+        files, _ = docker_files([layer], config_for([layer], Cmd=["sh"]), repo_tags=[IMAGE])
+        write_tar(agent.images_dir / "corral-test.tar", files)
     c = Cluster(server, agent, netns, tmp / "home")
     c.home.mkdir()
     try:
@@ -198,6 +204,12 @@ def cluster(rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             server.stop()
         left = {k: v for k, v in problems.items() if v}
         assert not left, f"left behind: {left}"
+
+
+@pytest.fixture(scope="module")
+def cluster(rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with cluster_context(rootfs, tmp_path_factory.mktemp("kubelet")) as c:
+        yield c
 
 
 # ============================================================================= joining
