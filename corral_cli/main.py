@@ -9,7 +9,16 @@ import click
 
 from corral_common.cli import version_option
 
-from . import agent_cmd, image_cmd, kubeconfig_cmd, network_cmd, pod_cmd, run_cmd, server_cmd
+from . import (
+    agent_cmd,
+    image_cmd,
+    kubeconfig_cmd,
+    network_cmd,
+    pod_cmd,
+    run_cmd,
+    server_cmd,
+    snapshot_cmd,
+)
 from .errors import Group
 
 
@@ -25,6 +34,7 @@ pod_cmd.register(cli)  # pod run, ls, inspect, logs, exec, stop, rm, gc
 network_cmd.register(cli)  # network gc
 server_cmd.register(cli)  # server
 kubeconfig_cmd.register(cli)  # kubeconfig (a user's, signed by the cluster CA)
+snapshot_cmd.register(cli)  # snapshot save|ls|restore (the SQLite store)
 agent_cmd.register(cli)  # agent
 
 
