@@ -27,6 +27,7 @@ from orchestrator.store import StoreError, open_store
 from .app import ApiServer
 from .audit import AuditLog
 from .authn import Authenticator, ServiceAccountTokens, TokenFileError, load_token_file
+from .bootstrap import BootstrapError, publish, share
 from .encryption import EncryptedBackend, EncryptionConfigError, load_or_create_config
 from .encryption import rotate as rotate_keys
 from .join import JOIN_PATHS, add_join_routes
@@ -155,20 +156,45 @@ def user_kubeconfig(
     return kubeconfig(str(server_url), pki, cert, key, user)
 
 
-def _token(cfg: ServerConfig, pki: Pki) -> str:
-    """The join token, k3s' format ``K10<sha256 of the CA>::server:<secret>``: the one given,
-    else the one kept from an earlier start, else a new one."""
+def _token_secret(cfg: ServerConfig) -> str:
+    """The join token's secret: the one given, else the one kept from an earlier start, else
+    a new one."""
     path = cfg.data_dir / "token"
-    ca_hash = hashlib.sha256(pki.ca_cert.read_bytes()).hexdigest()
     if cfg.token:
-        secret = cfg.token.rsplit("::server:", 1)[-1]
-    elif path.exists():
-        secret = path.read_text().strip().rsplit("::server:", 1)[-1]
-    else:
-        secret = secrets.token_hex(16)
+        return cfg.token.rsplit("::server:", 1)[-1]
+    if path.exists():
+        return path.read_text().strip().rsplit("::server:", 1)[-1]
+    return secrets.token_hex(16)
+
+
+def _token(cfg: ServerConfig, pki: Pki, secret: str) -> str:
+    """The join token, k3s' format ``K10<sha256 of the CA>::server:<secret>``, kept in
+    ``<data-dir>/token``."""
+    ca_hash = hashlib.sha256(pki.ca_cert.read_bytes()).hexdigest()
     full = f"K10{ca_hash}::server:{secret}"
-    hostsys.write_atomic(path, (full + "\n").encode())
+    hostsys.write_atomic(cfg.data_dir / "token", (full + "\n").encode())
     return full
+
+
+def _make_shared(cfg: ServerConfig) -> None:
+    """This server's CA, ServiceAccount key and encryption keys (made if missing)."""
+    ensure_pki(cfg.data_dir / "tls", cfg.bind_address)
+    ServiceAccountTokens(cfg.data_dir / "tls" / "service-account.key")
+    load_or_create_config(cfg.data_dir / "cred" / "encryption-config.yaml")
+
+
+async def _share_bootstrap(cfg: ServerConfig, secret: str) -> None:
+    store = open_store(cfg.datastore_endpoint, compact_interval=0)
+    try:
+        await store.start()
+        try:
+            took = await share(store, cfg.data_dir, secret, lambda: _make_shared(cfg))
+        finally:
+            await store.close()
+    except (StoreError, BootstrapError, OSError, ValueError, EncryptionConfigError) as e:
+        raise ServerError("share the cluster's keys through the datastore", e) from e
+    if took:
+        log.info("the cluster's CA and keys come from the datastore (another server made them)")
 
 
 def _ssl_context(pki: Pki) -> ssl.SSLContext:
@@ -195,8 +221,14 @@ async def _serve(cfg: ServerConfig) -> None:
     try:
         data.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(data, 0o700)
+        secret = _token_secret(cfg)
+    except (OSError, ValueError) as e:
+        raise ServerError(f"prepare {data}", e) from e
+    if cfg.datastore_endpoint:  # servers sharing a datastore share the cluster's keys
+        await _share_bootstrap(cfg, secret)
+    try:
         pki = ensure_pki(data / "tls", cfg.bind_address)
-        token = _token(cfg, pki)
+        token = _token(cfg, pki, secret)
     except (OSError, ValueError) as e:
         raise ServerError(f"prepare {data}", e) from e
     address = _host_port(cfg.bind_address, cfg.https_listen_port)
@@ -324,13 +356,16 @@ def rotate_secrets_key(data_dir: Path, datastore_endpoint: str = "") -> tuple[st
         store = open_store(endpoint, compact_interval=0)
         await store.start()
         try:
-            return await rotate_keys(store, path)
+            out = await rotate_keys(store, path)
+            if datastore_endpoint:  # the other servers read the new keys from the datastore
+                await publish(store, data_dir, _token_secret(ServerConfig(data_dir)))
+            return out
         finally:
             await store.close()
 
     try:
         return asyncio.run(run())
-    except (StoreError, EncryptionConfigError, OSError) as e:
+    except (StoreError, EncryptionConfigError, BootstrapError, OSError) as e:
         raise ServerError("rotate the secrets key", e) from e
 
 

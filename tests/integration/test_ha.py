@@ -37,12 +37,16 @@ def cluster(tmp_path: Path) -> Iterator[tuple[Any, list[Server]]]:
         pytest.skip(str(e))
     servers: list[Server] = []
     try:
-        for i in (1, 2):
-            # Nodes made by the test renew no Lease: the node lifecycle must not taint them.
-            extra = ("--datastore-endpoint", etcd.url, "--node-monitor-grace-period", "3600")
-            srv = Server(tmp_path / f"s{i}", extra=extra)
-            srv.start()
-            servers.append(srv)
+        # Nodes made by the test renew no Lease: the node lifecycle must not taint them.
+        extra = ("--datastore-endpoint", etcd.url, "--node-monitor-grace-period", "3600")
+        first = Server(tmp_path / "s1", extra=extra)
+        first.start()
+        servers.append(first)
+        # the second server joins with the first one's token, as k3s servers do
+        token = (first.data_dir / "token").read_text().strip()
+        second = Server(tmp_path / "s2", extra=(*extra, "--token", token))
+        second.start()
+        servers.append(second)
         yield etcd, servers
     finally:
         for srv in servers:
@@ -192,3 +196,53 @@ def test_leader_killed_and_an_etcd_member_killed(
         k = Kubectl(KUBECTL_CURRENT, home, survivor.kubeconfig, "1.32")
         out = json.loads(k.run("get", "deployment", "web", "-o", "json").stdout)
         assert out["spec"]["replicas"] == 5
+
+
+def test_servers_with_one_token_share_the_cluster_keys(
+    cluster: tuple[Any, list[Server]], tmp_path: Path
+) -> None:
+    """The second server took the CA, the ServiceAccount key and the secrets keys from the
+    datastore: a client of one is a client of the other, a secret written through one is read
+    through the other, a token one signs the other accepts."""
+    _, (a, b) = cluster
+    for rel in ("tls/server-ca.crt", "tls/server-ca.key", "tls/service-account.key",
+                "cred/encryption-config.yaml"):  # fmt: skip
+        assert (a.data_dir / rel).read_bytes() == (b.data_dir / rel).read_bytes(), rel
+    assert (a.data_dir / "token").read_text() == (b.data_dir / "token").read_text()
+    assert (a.data_dir / "tls/serving.crt").read_bytes() != (
+        b.data_dir / "tls/serving.crt"
+    ).read_bytes()  # each its own serving certificate, signed by the shared CA
+    code, body = a.json(
+        "POST",
+        f"/api/v1/namespaces/{NS}/secrets",
+        {"metadata": {"name": "shared"}, "stringData": {"k": "v"}},
+    )
+    assert code == 201, body
+    code, body = b.json("GET", f"/api/v1/namespaces/{NS}/secrets/shared")
+    assert code == 200 and body["data"] == {"k": "dg=="}, body
+    code, body = a.json(
+        "POST", f"/api/v1/namespaces/{NS}/serviceaccounts", {"metadata": {"name": "robot"}}
+    )
+    assert code in (201, 409), body
+    code, tr = a.json(
+        "POST",
+        f"/api/v1/namespaces/{NS}/serviceaccounts/robot/token",
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}},
+    )
+    assert code == 201, tr
+    code, who = b.json(
+        "POST",
+        "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+        headers={"Authorization": f"Bearer {tr['status']['token']}"},
+        client_cert=False,
+    )
+    assert code == 201, who
+    assert who["status"]["userInfo"]["username"] == f"system:serviceaccount:{NS}:robot"
+    # the first server's admin kubeconfig, pointed at the second, is trusted both ways
+    if os.access(KUBECTL_CURRENT, os.X_OK):
+        home = tmp_path / "home"
+        home.mkdir()
+        k = Kubectl(KUBECTL_CURRENT, home, a.kubeconfig, "1.32")
+        out = k.run("--server", f"https://127.0.0.1:{b.port}", "get", "secret", "shared")
+        assert "shared" in out.stdout
