@@ -3,6 +3,6 @@ of the Kubernetes DNS specification, from Services and EndpointSlices read throu
 orchestrator.client. The agent runs one per node, on its pods' gateway address."""
 
 from .records import Answer, Records, build_records
-from .server import ClusterDns, host_nameservers
+from .server import ClusterDns, host_nameservers, respond
 
-__all__ = ["Answer", "ClusterDns", "Records", "build_records", "host_nameservers"]
+__all__ = ["Answer", "ClusterDns", "Records", "build_records", "host_nameservers", "respond"]

@@ -29,7 +29,7 @@ from orchestrator.client.rest import ENDPOINTSLICES, SERVICES
 
 from .records import Answer, Records, build_records
 
-__all__ = ["ClusterDns", "host_nameservers"]
+__all__ = ["ClusterDns", "host_nameservers", "respond"]
 
 log = logging.getLogger("corral.dns")
 
@@ -82,62 +82,9 @@ class ClusterDns:
 
     # ---------------------------------------------------------------- answering
 
-    def _soa(self) -> dns.rrset.RRset:
-        zone = self.records().zone
-        return dns.rrset.from_text(
-            zone, TTL, "IN", "SOA", f"ns.dns.{zone} hostmaster.{zone} 1 7200 1800 86400 {TTL}"
-        )
-
     def answer(self, query: dns.message.Message) -> dns.message.Message | None:
         """The response to ``query`` for the zone; None when the name is not in it."""
-        resp = dns.message.make_response(query)
-        if query.opcode() != dns.opcode.QUERY or len(query.question) != 1:
-            resp.set_rcode(dns.rcode.NOTIMP)
-            return resp
-        q = query.question[0]
-        qname = q.name.to_text()
-        recs = self.records()
-        if not recs.in_zone(qname):
-            return None
-        resp.flags |= dns.flags.AA
-        if q.rdclass != dns.rdataclass.IN:
-            return resp
-        found = recs.lookup(qname)
-        if not found.found:
-            resp.set_rcode(dns.rcode.NXDOMAIN)
-            resp.authority.append(self._soa())
-            return resp
-        self._fill(resp, q.name, q.rdtype, found, recs)
-        if not resp.answer:
-            resp.authority.append(self._soa())
-        return resp
-
-    def _fill(
-        self,
-        resp: dns.message.Message,
-        name: dns.name.Name,
-        rdtype: int,
-        found: Answer,
-        recs: Records,
-    ) -> None:
-        any_type = rdtype == dns.rdatatype.ANY
-        if found.cname is not None:
-            resp.answer.append(dns.rrset.from_text(name, TTL, "IN", "CNAME", found.cname))
-            if rdtype != dns.rdatatype.CNAME and recs.in_zone(found.cname):
-                target = recs.lookup(found.cname)
-                if target.a and rdtype in (dns.rdatatype.A, dns.rdatatype.ANY):
-                    resp.answer.append(dns.rrset.from_text(found.cname, TTL, "IN", "A", *target.a))
-            return
-        if found.a and (rdtype == dns.rdatatype.A or any_type):
-            resp.answer.append(dns.rrset.from_text(name, TTL, "IN", "A", *found.a))
-        if found.srv and (rdtype == dns.rdatatype.SRV or any_type):
-            resp.answer.append(
-                dns.rrset.from_text(
-                    name, TTL, "IN", "SRV", *(f"0 100 {s.port} {s.target}" for s in found.srv)
-                )
-            )
-            for target, addrs in sorted(found.additional.items()):
-                resp.additional.append(dns.rrset.from_text(target, TTL, "IN", "A", *addrs))
+        return respond(self.records(), query)
 
     async def handle(self, wire: bytes) -> bytes | None:
         """One query's wire form in, its response's out (None: no answer at all)."""
@@ -212,6 +159,61 @@ class ClusterDns:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(self.services.stop(), self.slices.stop())
+
+
+def _soa(recs: Records) -> dns.rrset.RRset:
+    zone = recs.zone
+    return dns.rrset.from_text(
+        zone, TTL, "IN", "SOA", f"ns.dns.{zone} hostmaster.{zone} 1 7200 1800 86400 {TTL}"
+    )
+
+
+def respond(recs: Records, query: dns.message.Message) -> dns.message.Message | None:
+    """The authoritative response to ``query`` from ``recs``; None when the name is not in
+    the zone (the caller forwards it or refuses it)."""
+    resp = dns.message.make_response(query)
+    if query.opcode() != dns.opcode.QUERY or len(query.question) != 1:
+        resp.set_rcode(dns.rcode.NOTIMP)
+        return resp
+    q = query.question[0]
+    qname = q.name.to_text()
+    if not recs.in_zone(qname):
+        return None
+    resp.flags |= dns.flags.AA
+    if q.rdclass != dns.rdataclass.IN:
+        return resp
+    found = recs.lookup(qname)
+    if not found.found:
+        resp.set_rcode(dns.rcode.NXDOMAIN)
+        resp.authority.append(_soa(recs))
+        return resp
+    _fill(resp, q.name, q.rdtype, found, recs)
+    if not resp.answer:
+        resp.authority.append(_soa(recs))
+    return resp
+
+
+def _fill(
+    resp: dns.message.Message, name: dns.name.Name, rdtype: int, found: Answer, recs: Records
+) -> None:
+    any_type = rdtype == dns.rdatatype.ANY
+    if found.cname is not None:
+        resp.answer.append(dns.rrset.from_text(name, TTL, "IN", "CNAME", found.cname))
+        if rdtype != dns.rdatatype.CNAME and recs.in_zone(found.cname):
+            target = recs.lookup(found.cname)
+            if target.a and rdtype in (dns.rdatatype.A, dns.rdatatype.ANY):
+                resp.answer.append(dns.rrset.from_text(found.cname, TTL, "IN", "A", *target.a))
+        return
+    if found.a and (rdtype == dns.rdatatype.A or any_type):
+        resp.answer.append(dns.rrset.from_text(name, TTL, "IN", "A", *found.a))
+    if found.srv and (rdtype == dns.rdatatype.SRV or any_type):
+        resp.answer.append(
+            dns.rrset.from_text(
+                name, TTL, "IN", "SRV", *(f"0 100 {s.port} {s.target}" for s in found.srv)
+            )
+        )
+        for target, addrs in sorted(found.additional.items()):
+            resp.additional.append(dns.rrset.from_text(target, TTL, "IN", "A", *addrs))
 
 
 class _Udp(asyncio.DatagramProtocol):

@@ -28,7 +28,7 @@ from .node import NodeAgent, NodeSpec, node_ip_for
 from .pods import PodManager
 from .server import KubeletServer
 
-__all__ = ["AgentConfig", "AgentError", "run_agent", "serve_agent"]
+__all__ = ["AgentConfig", "AgentError", "remove_pods", "run_agent", "serve_agent"]
 
 log = logging.getLogger("corral.agent")
 
@@ -90,6 +90,20 @@ def pod_options(cfg: AgentConfig, network_config: Path) -> api.PodOptions:
     if cfg.cgroup_parent is not None:
         kw["cgroup_parent"] = cfg.cgroup_parent
     return api.PodOptions(**kw)  # type: ignore[arg-type]
+
+
+def remove_pods(cfg: AgentConfig) -> list[str]:
+    """A node going for good (``corral cluster down``, k3s' killall): remove every pod its
+    agent ran (the agent stopped first), then collect what is left; the problems, if any."""
+    opts = pod_options(cfg, cfg.data_dir / "network.json")
+    problems = []
+    for st in api.list_pods(opts):
+        try:
+            api.remove(st.uid, opts, force=True)
+        except api.PodError as e:
+            problems.append(str(e))
+    problems += [str(e) for e in api.gc(opts).errors]
+    return problems
 
 
 async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
