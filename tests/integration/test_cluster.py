@@ -153,6 +153,33 @@ def test_nodes_are_ready_with_distinct_pod_cidrs_and_routes_to_each_other(
         assert routes == {(cidrs[other], address[other])}, node.name
 
 
+def test_routes_follow_the_nodes_as_they_come_and_go(cluster: Cluster) -> None:
+    """A Node that appears with a podCIDR gets a route on every node; gone, the route goes."""
+    ghost = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": "ghost"},
+        "spec": {"podCIDR": "10.42.200.0/24", "podCIDRs": ["10.42.200.0/24"]},
+    }
+    cluster.apply(ghost)
+    address = str(ipaddress.IPv4Network(cluster.state.lan_cidr).network_address + 99)
+    cluster.k.run("patch", "node", "ghost", "--subresource=status", "--type=merge", "-p",
+                  json.dumps({"status": {"addresses": [{"type": "InternalIP",
+                                                        "address": address}]}}))  # fmt: skip
+    want = (ipaddress.IPv4Network("10.42.200.0/24"), address)
+
+    def routes(netns: str) -> set[tuple[ipaddress.IPv4Network, str]]:
+        with Rtnl(netns) as rt:
+            return {(r.dst, str(r.gateway)) for r in rt.routes(RTPROT_CORRAL)}
+
+    for node in cluster.state.nodes:
+        until(f"the route to ghost on {node.name}", lambda n=node: want in routes(n.netns))
+    cluster.k.run("delete", "node", "ghost")
+    for node in cluster.state.nodes:
+        until(f"no route to ghost on {node.name}", lambda n=node: want not in routes(n.netns))
+        assert len(routes(node.netns)) == 1  # the other real node's stays
+
+
 def test_a_pod_reaches_a_pod_on_another_node_with_its_own_source_address(
     cluster: Cluster,
 ) -> None:
