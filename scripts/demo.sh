@@ -73,13 +73,16 @@ kind: Pod
 metadata: {name: client}
 spec:
   nodeName: node-1
-  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
   containers:
   - name: client
     image: busybox:latest
-    command: [sh, -c, "until printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 web 8080; do sleep 1; done"]
+    command: [sh, -c, "until printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 web 8080; do sleep 1; done; exec sleep 3600"]
 YAML
-"$kubectl" wait --for=jsonpath='{.status.phase}'=Succeeded pod/client --timeout=120s
+for _ in $(seq 120); do
+  "$kubectl" logs client 2>/dev/null | grep -q "hello from node-2" && break
+  sleep 1
+done
 "$kubectl" get pods -o wide
 "$kubectl" logs client
 echo "+ corral cluster down"
