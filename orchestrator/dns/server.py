@@ -51,6 +51,17 @@ def host_nameservers(path: str = "/etc/resolv.conf") -> list[str]:
     return out
 
 
+def _host_port(server: str) -> tuple[str, int]:
+    """``1.2.3.4``, ``1.2.3.4:5353``, ``[::1]:5353`` or ``::1``."""
+    if server.startswith("["):
+        host, _, port = server[1:].partition("]:")
+        return host, int(port or 53)
+    if server.count(":") == 1:
+        host, _, port = server.partition(":")
+        return host, int(port)
+    return server, 53
+
+
 class ClusterDns:
     def __init__(
         self, client: ApiClient, domain: str = "cluster.local", upstream: Sequence[str] = ()
@@ -101,8 +112,9 @@ class ClusterDns:
 
     async def _forward(self, query: dns.message.Message) -> dns.message.Message:
         for server in self.upstream:
+            host, port = _host_port(server)
             try:
-                return await dns.asyncquery.udp(query, server, timeout=UPSTREAM_TIMEOUT)
+                return await dns.asyncquery.udp(query, host, port=port, timeout=UPSTREAM_TIMEOUT)
             except (dns.exception.DNSException, OSError) as e:
                 log.debug("upstream %s: %s", server, e)
         resp = dns.message.make_response(query)
