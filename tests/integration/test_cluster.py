@@ -213,19 +213,42 @@ def test_cluster_dns_resolves_a_service_from_inside_a_pod(cluster: Cluster) -> N
             },
         }
     )
+    # A Service with a ClusterIP of its own choosing (allocation is the API server's): the DNS
+    # answers spec.clusterIP, and SRV for its named port.
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "vip"},
+            "spec": {
+                "clusterIP": "10.43.0.77",
+                "selector": {"app": "echo"},
+                "ports": [{"name": "web", "port": 80, "targetPort": 8080, "protocol": "TCP"}],
+            },
+        }
+    )
+    assert cluster.get("service", "vip")["spec"]["clusterIP"] == "10.43.0.77"
     # by its short name through the search path, then its full name, with the resolver
     # the pod's programs use (nc's getaddrinfo reads /etc/resolv.conf)
     script = (
         "cat /etc/resolv.conf; while true; do"
         f" {get('echo')} | grep -q . && echo SHORT-OK;"
-        " nslookup echo.default.svc.cluster.local; sleep 0.5; done"
+        " nslookup echo.default.svc.cluster.local;"
+        " nslookup vip.default.svc.cluster.local;"
+        " nslookup -type=SRV _web._tcp.vip.default.svc.cluster.local; sleep 0.5; done"
     )
     cluster.apply(pod("dns", "node-1", script))
     gateway = str(
         ipaddress.IPv4Network(cluster.get("node", "node-1")["spec"]["podCIDR"]).network_address + 1
     )
     out = cluster.logs_until(
-        "dns", lambda o: "SHORT-OK" in o and f"Address: {echo_ip}" in o.replace("\t", " ")
+        "dns",
+        lambda o: (
+            "SHORT-OK" in o
+            and f"Address: {echo_ip}" in o.replace("\t", " ")
+            and "Address: 10.43.0.77" in o.replace("\t", " ")
+            and "80 vip.default.svc.cluster.local" in o
+        ),
     )
     assert f"nameserver {gateway}" in out
     assert "search default.svc.cluster.local svc.cluster.local cluster.local" in out
@@ -234,6 +257,7 @@ def test_cluster_dns_resolves_a_service_from_inside_a_pod(cluster: Cluster) -> N
     out = cluster.logs_until("dns-default", lambda o: bool(o))
     assert gateway not in out and "svc.cluster.local" not in out  # the node's own resolver
     cluster.k.run("delete", "pod", "dns", "dns-default", "--wait=false")
+    cluster.k.run("delete", "service", "echo", "vip")
 
 
 def test_down_removes_everything_and_again_is_nothing(rootfs: Path, tmp_path: Path) -> None:
