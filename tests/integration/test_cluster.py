@@ -20,6 +20,7 @@ import pytest
 from orchestrator.cluster import ClusterError, ClusterSpec, State, down, load_state, up
 from runtime.network.netlink import RTPROT_CORRAL, Rtnl
 from testkit.cluster import IMAGE, image_dir, leftovers, one_machine_cluster
+from tests.integration.test_network import echo_server
 from tests.kubeserver import CORRAL, KUBECTL_CURRENT, Kubectl
 
 pytestmark = [pytest.mark.root, pytest.mark.network]
@@ -196,6 +197,23 @@ def test_a_pod_reaches_a_pod_on_another_node_with_its_own_source_address(
     cluster.logs_until("client", lambda out: client_ip in seen_from(out))
     # kubectl logs reached node-1's kubelet on the LAN (the server's --kubelet-netns)
     cluster.k.run("delete", "pod", "client", "--wait=false")
+
+
+def test_pod_traffic_leaving_the_cluster_cidr_is_masqueraded(cluster: Cluster) -> None:
+    """A pod reaching an address outside --cluster-cidr (the LAN's own) comes from its node's
+    address."""
+    lan = str(ipaddress.IPv4Network(cluster.state.lan_cidr).network_address + 1)
+    assert cluster.state.lan_netns is not None
+    srv = echo_server(cluster.state.lan_netns, 9000, lan)
+    try:
+        loop = f"while true; do echo hi | nc -w 2 {lan} 9000; sleep 0.5; done"
+        cluster.apply(pod("outbound", "node-1", loop))
+        cluster.running("outbound")
+        node1 = next(n.address for n in cluster.state.nodes if n.name == "node-1")
+        cluster.logs_until("outbound", lambda out: f"from {node1}" in out)
+        cluster.k.run("delete", "pod", "outbound", "--wait=false")
+    finally:
+        srv.close()
 
 
 def test_cluster_dns_resolves_a_service_from_inside_a_pod(cluster: Cluster) -> None:
