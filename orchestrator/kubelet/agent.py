@@ -177,7 +177,8 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
         kubelet = KubeletServer(runtime, pods.informer.get, cert, key, client_cfg.ca_pem)
         dns = ClusterDnsOnNode(client, runtime, cfg) if cfg.cluster_dns else None
         try:
-            await _network_ready(network, node, stop)
+            if not await _network_ready(network, node, stop):
+                return  # stopped while waiting for a podCIDR (the finally clause cleans up)
             if dns is not None:
                 await dns.start(network)
             await pods.start()
@@ -206,14 +207,15 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
     log.info("agent stopped; its pods keep running")
 
 
-async def _network_ready(network: NetworkSync, node: NodeAgent, stop: asyncio.Event) -> None:
+async def _network_ready(network: NetworkSync, node: NodeAgent, stop: asyncio.Event) -> bool:
     """Set up the pod network; without a podCIDR yet, wait for the node IPAM's (the Node is
-    NotReady until then, as a kubelet whose network plugin is not ready)."""
+    NotReady until then, as a kubelet whose network plugin is not ready). False if ``stop``
+    was set meanwhile."""
     await network.start()
     waited = 0
     while not network.ready.is_set():
         if stop.is_set():
-            raise AgentError("wait for spec.podCIDR", "stopped")
+            return False
         if waited and waited % 30 == 0:
             log.warning("node %s: no spec.podCIDR yet (is the node IPAM running?)", node.spec.name)
         with contextlib.suppress(TimeoutError):
@@ -221,6 +223,7 @@ async def _network_ready(network: NetworkSync, node: NodeAgent, stop: asyncio.Ev
         waited += 1
     node.network_ready = True
     node.changed.set()
+    return True
 
 
 class ClusterDnsOnNode:

@@ -327,3 +327,51 @@ def node_pids(state: State) -> set[int]:
         for st in api.list_pods(pod_options(cfg, Path(n.data_dir) / "network.json")):
             out.update(p for p in [st.monitor_pid] + [c.pid for c in st.all_containers] if p)
     return out
+
+
+def test_an_agent_waits_for_its_pod_cidr_not_ready_meanwhile(tmp_path: Path) -> None:
+    """No node IPAM (no controllers): the Node stays NotReady (NetworkPluginNotReady) until a
+    podCIDR is given to it; then the agent sets up its bridge from it and gets Ready."""
+    from testkit.kubeagent import Agent, stop_process
+    from testkit.net import free_port
+    from testkit.netns import node_netns
+    from tests.kubeserver import API_ONLY, Server
+
+    server = Server(tmp_path / "server", extra=API_ONLY)
+    server.start()
+    netns = node_netns()
+    agent = Agent(f"https://127.0.0.1:{server.port}", server.data_dir / "token",
+                  tmp_path / "agent", "waiter", netns.path, "cclutestwait",
+                  extra=("--kubelet-port", str(free_port())))  # fmt: skip
+    agent.root.mkdir(parents=True)
+    with open(agent.log, "ab") as log:
+        agent.proc = subprocess.Popen(agent.argv(), stdout=log, stderr=log)
+    try:
+
+        def ready() -> tuple[str, str] | None:
+            code, node = server.json("GET", "/api/v1/nodes/waiter")
+            if code != 200:
+                return None
+            conds = {c["type"]: c for c in node["status"].get("conditions") or []}
+            c = conds.get("Ready")
+            return (c["status"], c["message"]) if c else None
+
+        status, message = until("the node's Ready condition", ready)
+        assert status == "False" and "NetworkPluginNotReady" in message
+        assert not (agent.data_dir / "network.json").exists()
+        code, _ = server.json(
+            "PATCH",
+            "/api/v1/nodes/waiter",
+            {"spec": {"podCIDR": "10.42.5.0/24", "podCIDRs": ["10.42.5.0/24"]}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        assert code == 200
+        until("the node Ready", lambda: (ready() or ("",))[0] == "True")
+        with Rtnl(netns.path) as rt:
+            bridge = rt.link("corral0")
+            assert bridge is not None
+            assert [str(a) for a in rt.addrs(bridge.index)] == ["10.42.5.1/24"]
+    finally:
+        stop_process(agent.proc)
+        netns.close()
+        server.stop()
