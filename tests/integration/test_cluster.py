@@ -1,5 +1,5 @@
 """A cluster on one machine (``corral cluster up``: orchestrator.cluster through
-testkit.cluster), driven by kubectl: two nodes in network namespaces of their own on a LAN
+testkit.cluster), driven by kubectl: three nodes in network namespaces of their own on a LAN
 namespace, the pod network between them (host-gw routes from the Nodes' podCIDRs, no
 masquerade inside the cluster CIDR), the cluster DNS from inside pods, and ``down`` leaving
 nothing: no mount, namespace, process or cgroup."""
@@ -26,6 +26,7 @@ from tests.kubeserver import CORRAL, KUBECTL_CURRENT, Kubectl
 pytestmark = [pytest.mark.root, pytest.mark.network]
 
 WAIT = 120.0  # seconds: a generous bound for a condition, never an assertion on speed
+NODES = 3
 
 # A web server that answers /cgi-bin/ip with the address the request came from.
 ECHO = (
@@ -125,7 +126,7 @@ def cluster(rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         pytest.skip(f"the pod monitor is not built yet: {e}")
     tmp = tmp_path_factory.mktemp("cluster")
     images = image_dir(rootfs, tmp / "images")
-    with one_machine_cluster(tmp, nodes=2, images=images) as state:
+    with one_machine_cluster(tmp, nodes=NODES, images=images) as state:
         yield Cluster(state, tmp / "home")
     left = leftovers(state)
     assert not left, f"cluster down left: {left}"
@@ -135,23 +136,23 @@ def test_nodes_are_ready_with_distinct_pod_cidrs_and_routes_to_each_other(
     cluster: Cluster,
 ) -> None:
     nodes = {n["metadata"]["name"]: n for n in cluster.get("nodes")["items"]}
-    assert sorted(nodes) == ["node-1", "node-2"]
+    assert sorted(nodes) == [f"node-{i}" for i in range(1, NODES + 1)]
     cidrs = {}
     for name, n in nodes.items():
         conds = {c["type"]: c["status"] for c in n["status"]["conditions"]}
         assert conds["Ready"] == "True", name
         cidrs[name] = ipaddress.IPv4Network(n["spec"]["podCIDR"])
         assert cidrs[name].subnet_of(ipaddress.IPv4Network(cluster.state.cluster_cidr))
-    assert not cidrs["node-1"].overlaps(cidrs["node-2"])
+    assert all(not a.overlaps(b) for a in cidrs.values() for b in cidrs.values() if a is not b)
     address = {n.name: n.address for n in cluster.state.nodes}
     for name, n in nodes.items():
         ips = [a["address"] for a in n["status"]["addresses"] if a["type"] == "InternalIP"]
         assert ips == [address[name]]
-    for node in cluster.state.nodes:  # host-gw: the other node's podCIDR via its address
-        other = "node-2" if node.name == "node-1" else "node-1"
+    for node in cluster.state.nodes:  # host-gw: the other nodes' podCIDRs via their address
         with Rtnl(node.netns) as rt:
             routes = {(r.dst, str(r.gateway)) for r in rt.routes(RTPROT_CORRAL)}
-        assert routes == {(cidrs[other], address[other])}, node.name
+        want = {(cidrs[o], address[o]) for o in nodes if o != node.name}
+        assert routes == want, node.name
 
 
 def test_routes_follow_the_nodes_as_they_come_and_go(cluster: Cluster) -> None:
@@ -178,7 +179,7 @@ def test_routes_follow_the_nodes_as_they_come_and_go(cluster: Cluster) -> None:
     cluster.k.run("delete", "node", "ghost")
     for node in cluster.state.nodes:
         until(f"no route to ghost on {node.name}", lambda n=node: want not in routes(n.netns))
-        assert len(routes(node.netns)) == 1  # the other real node's stays
+        assert len(routes(node.netns)) == NODES - 1  # the real nodes' stay
 
 
 def test_a_pod_reaches_a_pod_on_another_node_with_its_own_source_address(
