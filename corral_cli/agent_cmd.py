@@ -47,9 +47,29 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
 )
 @click.option(
     "--pod-cidr",
-    default="10.42.0.0/24",
+    default=None,
+    help="pod addresses while the Node has no spec.podCIDR [default: wait for it]",
+)
+@click.option(
+    "--cluster-cidr",
+    default="10.42.0.0/16",
     show_default=True,
-    help="pod addresses while the Node has no spec.podCIDR",
+    help="every node's pods (the server's); pod traffic leaving it is masqueraded",
+)
+@click.option(
+    "--cluster-domain", default="cluster.local", show_default=True, help="the cluster's DNS zone"
+)
+@click.option(
+    "--disable-cluster-dns",
+    is_flag=True,
+    help="serve no cluster DNS on the pods' gateway (pods get the node's resolver)",
+)
+@click.option(
+    "--cluster-dns-upstream",
+    multiple=True,
+    metavar="ADDRESS",
+    help="where the cluster DNS sends other names (repeatable; 'none': nowhere)"
+    " [default: the node's /etc/resolv.conf]",
 )
 @click.option("--cgroup-parent", default=None, help="pods' cgroup parent [default: /kubepods]")
 @click.option(
@@ -70,7 +90,11 @@ def agent(
     kubelet_port: int,
     node_netns: str | None,
     images_dir: Path | None,
-    pod_cidr: str,
+    pod_cidr: str | None,
+    cluster_cidr: str,
+    cluster_domain: str,
+    disable_cluster_dns: bool,
+    cluster_dns_upstream: tuple[str, ...],
     cgroup_parent: str | None,
     registries_conf: Path | None,
 ) -> None:
@@ -96,6 +120,14 @@ def agent(
         pod_cidr=pod_cidr,
         cgroup_parent=cgroup_parent,
         registries_conf=registries_conf.absolute() if registries_conf else None,
+        cluster_cidr=cluster_cidr,
+        cluster_dns=not disable_cluster_dns,
+        cluster_domain=cluster_domain,
+        dns_upstream=(
+            None
+            if not cluster_dns_upstream
+            else tuple(u for u in cluster_dns_upstream if u != "none")
+        ),
     )
     try:
         serve_agent(cfg)

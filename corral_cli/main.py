@@ -11,6 +11,7 @@ from corral_common.cli import version_option
 
 from . import (
     agent_cmd,
+    cluster_cmd,
     image_cmd,
     kubeconfig_cmd,
     network_cmd,
@@ -36,6 +37,7 @@ server_cmd.register(cli)  # server
 kubeconfig_cmd.register(cli)  # kubeconfig (a user's, signed by the cluster CA)
 snapshot_cmd.register(cli)  # snapshot save|ls|restore (the SQLite store)
 agent_cmd.register(cli)  # agent
+cluster_cmd.register(cli)  # cluster up, down
 
 
 def main() -> None:

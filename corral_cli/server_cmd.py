@@ -65,6 +65,11 @@ from .errors import Failure
 )
 @click.option("--disable-agent", is_flag=True, help="run no agent (kubelet) in this process")
 @click.option(
+    "--kubelet-netns",
+    default=None,
+    help="network namespace (a path) to reach kubelets from (a cluster on one machine)",
+)
+@click.option(
     "--token-auth-file",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help='static bearer tokens, CSV lines token,user,uid[,"group1,group2"] (kube-apiserver)',
@@ -147,6 +152,7 @@ def server(
     cluster_cidr: str,
     service_cidr: str,
     disable_agent: bool,
+    kubelet_netns: str | None,
     disable_scheduler: bool,
     disable_controller_manager: bool,
     disable_controllers: tuple[str, ...],
@@ -172,6 +178,7 @@ def server(
         token=token,
         datastore_endpoint=datastore_endpoint,
         disable_agent=disable_agent,
+        kubelet_netns=kubelet_netns,
         disable_scheduler=disable_scheduler,
         disable_controller_manager=disable_controller_manager,
         disable_controllers=disable_controllers,

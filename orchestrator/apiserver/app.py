@@ -204,6 +204,7 @@ class ApiServer:
         self.require_client_cert = require_client_cert
         self.bookmark_interval = bookmark_interval
         self.kubelet_client = kubelet_client  # TLS to kubelets (pods/log), None: refused
+        self.kubelet_netns: str | None = None  # the netns kubelets are reached from; None: ours
         self.caches = {r.name: WatchCache(store, r.key_prefix(None)) for r in RESOURCES}
         # Authentication, authorization, audit, limits (security.py); None: client
         # certificates only (require_client_cert), everyone allowed everything.
@@ -386,7 +387,9 @@ class ApiServer:
                     return await self._watch(request, res, ns, None)
                 return await self._list(request, res, ns)
             if sub == "log" and ns is not None:
-                return await pod_log(request, self.storage, ns, name, self.kubelet_client)
+                return await pod_log(
+                    request, self.storage, ns, name, self.kubelet_client, self.kubelet_netns
+                )
             if watch_path or _truthy(q.get("watch")):
                 return await self._watch(request, res, ns, name)
             obj = await self.storage.get(res, ns, name)

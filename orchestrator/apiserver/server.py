@@ -74,6 +74,7 @@ class ServerConfig:
     default_unreachable_toleration_seconds: int = 300
     cluster_cidr: str = "10.42.0.0/16"
     service_cidr: str = "10.43.0.0/16"
+    kubelet_netns: str | None = None  # reach kubelets from this network namespace (a path)
     token_auth_file: Path | None = None
     audit_log_path: str | None = None
     audit_log_maxsize: int = 0  # megabytes; 0: never rotate
@@ -323,6 +324,7 @@ def _secured_api(cfg: ServerConfig, store: EncryptedBackend, address: str, pki: 
     tokens signed with ``tls/service-account.key``), RBAC and node authorization, limits and
     the audit log."""
     api = ApiServer(store, server_address=address, kubelet_client=_kubelet_client(pki))
+    api.kubelet_netns = cfg.kubelet_netns
     static = load_token_file(cfg.token_auth_file) if cfg.token_auth_file else {}
     sa_tokens = ServiceAccountTokens(cfg.data_dir / "tls" / "service-account.key")
     audit = None

@@ -24,6 +24,7 @@ created or removed.
 from __future__ import annotations
 
 import dataclasses
+import socket
 import subprocess
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -58,6 +59,7 @@ __all__ = [
     "PodStatus",
     "PullBackoff",
     "create",
+    "ensure_network",
     "exec_in",
     "follow_log_lines",
     "follow_logs",
@@ -66,6 +68,7 @@ __all__ = [
     "image_id",
     "import_images",
     "list_pods",
+    "node_socket",
     "parse_pod",
     "refresh_volume",
     "list_images",
@@ -332,6 +335,35 @@ class NodePods:
 
     def images(self) -> list[ImageInfo]:
         return list_images(self.opts)
+
+    def ensure_network(self, create: bool = True) -> bool:
+        return ensure_network(self.opts, create)
+
+    def node_socket(self, kind: int = socket.SOCK_STREAM) -> socket.socket:
+        return node_socket(self.opts, kind)
+
+
+# ============================================================================= the node network
+
+
+def ensure_network(opts: PodOptions, create: bool = True) -> bool:
+    """Bring the node network to what the node network file says now: the bridge and its
+    gateway address (from podCIDR), the host-gw routes to the peers' pod CIDRs (routes no
+    longer listed go), the masquerade and hostPort rules. Idempotent; in ``opts.node_netns``.
+    Without ``create``, a node that has no bridge yet (no pod made it) gets its routes only.
+    True when the bridge is there."""
+    from runtime.network import NodeNetwork
+
+    return NodeNetwork(opts.network_settings(), opts.node_netns).sync(create)
+
+
+def node_socket(opts: PodOptions, kind: int = socket.SOCK_STREAM) -> socket.socket:
+    """An IPv4 socket (``kind``: SOCK_STREAM or SOCK_DGRAM) in the node's network namespace
+    (``opts.node_netns``; ours when None), for a service of the node there (its DNS, its
+    kubelet)."""
+    from runtime.network import in_netns
+
+    return in_netns(opts.node_netns, lambda: socket.socket(socket.AF_INET, kind))
 
 
 # ============================================================================= per call
