@@ -52,6 +52,12 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
     help="pod addresses while the Node has no spec.podCIDR",
 )
 @click.option("--cgroup-parent", default=None, help="pods' cgroup parent [default: /kubepods]")
+@click.option(
+    "--disable-proxy",
+    "--disable-kube-proxy",
+    is_flag=True,
+    help="run no service proxy (nftables rules for ClusterIPs and NodePorts) on this node",
+)
 def agent(
     server: str,
     token: str,
@@ -65,6 +71,7 @@ def agent(
     images_dir: Path | None,
     pod_cidr: str,
     cgroup_parent: str | None,
+    disable_proxy: bool,
 ) -> None:
     """Join the cluster at --server with --token and run the pods it binds here."""
     from orchestrator.kubelet import AgentConfig, AgentError, JoinError, serve_agent
@@ -87,6 +94,7 @@ def agent(
         images_dir=images_dir,
         pod_cidr=pod_cidr,
         cgroup_parent=cgroup_parent,
+        disable_proxy=disable_proxy,
     )
     try:
         serve_agent(cfg)

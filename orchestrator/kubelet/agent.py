@@ -17,6 +17,7 @@ from pathlib import Path
 
 from corral_common import defaults, hostsys
 from orchestrator.client import ApiClient, ClientError
+from orchestrator.proxy import ProxyError, ServiceProxy
 from runtime.pod import api
 
 from .events import EventRecorder
@@ -58,6 +59,7 @@ class AgentConfig:
     pod_cidr: str = DEFAULT_POD_CIDR  # when the Node has no spec.podCIDR
     cgroup_parent: str | None = None  # None: the runtime's default (/kubepods)
     control_plane: bool = False  # a server's own agent (node-role labels, as k3s)
+    disable_proxy: bool = False  # run no service proxy (orchestrator.proxy) on this node
 
     @property
     def name(self) -> str:
@@ -162,12 +164,14 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
         cert, key = serving_files(cfg.data_dir)
         assert client_cfg.ca_pem is not None
         kubelet = KubeletServer(runtime, pods.informer.get, cert, key, client_cfg.ca_pem)
+        proxy = None
         try:
             await pods.start()
             try:
                 await kubelet.start(node_ip, cfg.kubelet_port)
             except OSError as e:
                 raise AgentError(f"listen on {node_ip}:{cfg.kubelet_port}", e) from e
+            proxy = await _start_proxy(cfg, client, pod_cidr)
             log.info("node %s ready (pods in %s, pod CIDR %s)", name, cfg.data_dir, pod_cidr)
             print(f"corral agent: node {name} ready", flush=True)
             await stop.wait()
@@ -175,9 +179,25 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if proxy is not None:
+                await proxy.stop()
             await kubelet.stop()
             await pods.stop()
     log.info("agent stopped; its pods keep running")
+
+
+async def _start_proxy(cfg: AgentConfig, client: ApiClient, pod_cidr: str) -> ServiceProxy | None:
+    """The node's service proxy (nftables in the node's network namespace), unless
+    ``disable_proxy``. It stops with the agent and leaves its rules in place."""
+    if cfg.disable_proxy:
+        return None
+    proxy = ServiceProxy(client, cfg.node_netns, pod_cidr=pod_cidr)
+    try:
+        await proxy.start()
+    except ProxyError as e:
+        await proxy.stop()
+        raise AgentError("start the service proxy", e) from e
+    return proxy
 
 
 def serve_agent(cfg: AgentConfig) -> None:
