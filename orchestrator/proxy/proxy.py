@@ -23,7 +23,7 @@ from orchestrator.client import ApiClient, Informer
 from orchestrator.client.rest import ENDPOINTSLICES, SERVICES
 from runtime.network.netns import Netns, in_netns
 
-from .rules import Endpoint, ServicePort, build_ruleset, delete_script
+from .rules import Endpoint, Ruleset, ServicePort, delete_script, ruleset
 
 __all__ = ["ProxyError", "ServiceProxy", "apply_ruleset", "service_ports"]
 
@@ -148,7 +148,7 @@ class ServiceProxy:
         self.slices = Informer(client, ENDPOINTSLICES)
         self.stats = SyncStats()
         self._dirty = asyncio.Event()
-        self._last_script = ""
+        self._applied: Ruleset | None = None  # what the kernel holds, as far as known
         self._task: asyncio.Task[None] | None = None
 
     def _changed(self, _ev: str, _old: Obj | None, _new: Obj | None) -> None:
@@ -180,18 +180,26 @@ class ServiceProxy:
                 None, apply_ruleset, delete_script(), self.netns, "delete rules"
             )
 
-    def ruleset(self) -> str:
-        return build_ruleset(service_ports(self.services.list(), self.slices.list()), self.pod_cidr)
+    def ruleset(self) -> Ruleset:
+        return ruleset(service_ports(self.services.list(), self.slices.list()), self.pod_cidr)
 
-    async def sync(self) -> None:
-        """Build the ruleset from the caches and apply it (unless it is what was applied)."""
+    async def sync(self, force: bool = False) -> None:
+        """Build the ruleset from the caches and apply it, unless it is what was applied
+        (``force``: apply anyway). The first sync replaces the table; later ones update it in
+        place (one transaction either way), keeping session affinity entries."""
         self._dirty.clear()
         start = time.monotonic()
-        script = self.ruleset()
-        if script != self._last_script:
+        new = self.ruleset()
+        if force or new != self._applied:
+            previous = self._applied
+            script = new.replace_script() if previous is None else new.update_script(previous)
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, apply_ruleset, script, self.netns, "sync")
-            self._last_script = script
+            try:
+                await loop.run_in_executor(None, apply_ruleset, script, self.netns, "sync")
+            except ProxyError:
+                self._applied = None  # not known any more: the next sync replaces the table
+                raise
+            self._applied = new
         self.stats.syncs += 1
         self.stats.last_duration = time.monotonic() - start
 
@@ -200,12 +208,10 @@ class ServiceProxy:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._dirty.wait(), self.resync_interval)
-            else_resync = not self._dirty.is_set()
-            if else_resync:
-                self._last_script = ""  # the periodic sync re-applies even if unchanged
+            periodic = not self._dirty.is_set()  # re-applied even if unchanged
             await asyncio.sleep(self.min_sync_interval)  # coalesce a burst of events
             try:
-                await self.sync()
+                await self.sync(force=periodic)
                 backoff = self.min_sync_interval
             except ProxyError as e:
                 self.stats.failures += 1

@@ -19,8 +19,10 @@ The layout follows kube-proxy's nftables mode in spirit (its chains are worth re
   node's pods that was DNATed to a pod on the same bridge (else the reply would take the bridge
   straight back with the wrong source).
 
-The script deletes and re-creates the whole table in one transaction (``nft -f`` is atomic):
-the kernel swaps the old rules for the new ones at once, never a moment without rules.
+Every script is one transaction (``nft -f`` is atomic): the kernel swaps the old rules for the
+new ones at once, never a moment without rules. The first deletes and re-creates the whole
+table; later ones (``Ruleset.update_script``) empty the maps and chains, delete the chains and
+sets that went away and add everything again, so the affinity sets keep their entries.
 """
 
 from __future__ import annotations
@@ -31,7 +33,16 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["Endpoint", "ServicePort", "TABLE", "MASQ_MARK", "build_ruleset", "delete_script"]
+__all__ = [
+    "MASQ_MARK",
+    "TABLE",
+    "Endpoint",
+    "Ruleset",
+    "ServicePort",
+    "build_ruleset",
+    "delete_script",
+    "ruleset",
+]
 
 TABLE = "corral-proxy"
 MASQ_MARK = 0x4000
@@ -86,9 +97,55 @@ def _ip(text: str) -> str:
     return str(ipaddress.IPv4Address(text))  # refuses anything that would break the script
 
 
+MAPS = {
+    "service-ips": "ipv4_addr . inet_proto . inet_service : verdict",
+    "service-nodeports": "inet_proto . inet_service : verdict",
+    "no-endpoint-services": "ipv4_addr . inet_proto . inet_service : verdict",
+    "no-endpoint-nodeports": "inet_proto . inet_service : verdict",
+}
+HAIRPIN_TYPE = "ipv4_addr . ipv4_addr"
+
+
+@dataclass(frozen=True, slots=True)
+class Ruleset:
+    """The table's contents (``body``: the ``table ip corral-proxy { ... }`` block) and the
+    names of the per-service chains and affinity sets in it."""
+
+    body: str
+    chains: frozenset[str]
+    sets: frozenset[str]
+
+    def replace_script(self) -> str:
+        """Delete and re-create the table: for the first sync, when nothing is known of what
+        the kernel holds (affinity entries start afresh)."""
+        return f"add table ip {TABLE}\ndelete table ip {TABLE}\n{self.body}"
+
+    def update_script(self, previous: Ruleset) -> str:
+        """Replace ``previous`` (what the kernel holds) with this, in one transaction that
+        keeps the affinity sets both share (their entries live on): empty the maps and the
+        chains, delete the chains and sets gone, then add everything again."""
+        t = f"ip {TABLE}"
+        head = [f"add table {t}"]
+        head += [f"add map {t} {name} {{ type {typ}; }}" for name, typ in MAPS.items()]
+        head.append(f"add set {t} hairpin {{ type {HAIRPIN_TYPE}; }}")
+        head += [f"flush map {t} {name}" for name in MAPS]
+        head.append(f"flush set {t} hairpin")
+        head.append(f"flush table {t}")
+        head += [f"delete chain {t} {c}" for c in sorted(previous.chains - self.chains)]
+        head += [f"delete set {t} {s}" for s in sorted(previous.sets - self.sets)]
+        return "\n".join(head) + "\n" + self.body
+
+
 def build_ruleset(ports: Iterable[ServicePort], pod_cidr: str | None = None) -> str:
     """The ``nft -f`` script that replaces the proxy's table with rules for ``ports``."""
+    return ruleset(ports, pod_cidr).replace_script()
+
+
+def ruleset(ports: Iterable[ServicePort], pod_cidr: str | None = None) -> Ruleset:
+    """The proxy's table for ``ports``."""
     t = f"ip {TABLE}"
+    chain_names: set[str] = set()
+    set_names: set[str] = set()
     service_ips: list[str] = []
     node_ports: list[str] = []
     no_ep_ips: list[str] = []
@@ -112,6 +169,8 @@ def build_ruleset(ports: Iterable[ServicePort], pod_cidr: str | None = None) -> 
             ext = _chain("ext", sp.key)
             node_ports.append(f"{proto} . {sp.node_port} : goto {ext}")
             chains.append(f"chain {ext} {{\njump mark-for-masquerade\ngoto {svc}\n}}")
+            chain_names.add(ext)
+        chain_names.add(svc)
         targets = [f"{_ip(ep.ip)} . {ep.port}" for ep in eps]
         hairpin.update(f"{_ip(ep.ip)} . {_ip(ep.ip)}" for ep in eps)
         if not sp.affinity_timeout:
@@ -130,7 +189,8 @@ def build_ruleset(ports: Iterable[ServicePort], pod_cidr: str | None = None) -> 
         body = []
         names = [_ep_chain(sp, ep) for ep in eps]
         for name in names:
-            aff = "aff-" + name[3:]
+            aff = _aff(sp, name)
+            set_names.add(aff)
             sets.append(
                 f"set {aff} {{ type ipv4_addr; flags dynamic,timeout;"
                 f" timeout {sp.affinity_timeout}s; }}"
@@ -144,10 +204,11 @@ def build_ruleset(ports: Iterable[ServicePort], pod_cidr: str | None = None) -> 
         chains.append(f"chain {svc} {{\n" + "\n".join(body) + "\n}")
         for ep, name in zip(eps, names, strict=True):
             lines = [
-                f"update @aff-{name[3:]} {{ ip saddr }}",
+                f"update @{_aff(sp, name)} {{ ip saddr }}",
                 f"meta l4proto {proto} dnat to {_ip(ep.ip)}:{ep.port}",
             ]
             chains.append(f"chain {name} {{\n" + "\n".join(lines) + "\n}")
+            chain_names.add(name)
 
     def elements(items: list[str]) -> str:
         return f" elements = {{ {', '.join(items)} }};" if items else ""
@@ -161,23 +222,16 @@ def build_ruleset(ports: Iterable[ServicePort], pod_cidr: str | None = None) -> 
         net = ipaddress.IPv4Network(pod_cidr, strict=False)
         postrouting.append(f"ct status dnat ip saddr {net} ip daddr {net} masquerade fully-random")
     local = "fib daddr type local ip daddr != 127.0.0.0/8"
+    contents = {
+        "service-ips": service_ips,
+        "service-nodeports": node_ports,
+        "no-endpoint-services": no_ep_ips,
+        "no-endpoint-nodeports": no_ep_node_ports,
+    }
     out = [
-        f"add table {t}",
-        f"delete table {t}",
         f"table {t} {{",
-        "map service-ips { type ipv4_addr . inet_proto . inet_service : verdict;"
-        + elements(service_ips)
-        + " }",
-        "map service-nodeports { type inet_proto . inet_service : verdict;"
-        + elements(node_ports)
-        + " }",
-        "map no-endpoint-services { type ipv4_addr . inet_proto . inet_service : verdict;"
-        + elements(no_ep_ips)
-        + " }",
-        "map no-endpoint-nodeports { type inet_proto . inet_service : verdict;"
-        + elements(no_ep_node_ports)
-        + " }",
-        "set hairpin { type ipv4_addr . ipv4_addr;" + elements(sorted(hairpin)) + " }",
+        *(f"map {name} {{ type {typ};{elements(contents[name])} }}" for name, typ in MAPS.items()),
+        f"set hairpin {{ type {HAIRPIN_TYPE};{elements(sorted(hairpin))} }}",
         *sets,
         "chain filter-prerouting {\ntype filter hook prerouting priority dstnat - 10;"
         " policy accept;\nct state new jump endpoints-check\n}",
@@ -199,7 +253,12 @@ def build_ruleset(ports: Iterable[ServicePort], pod_cidr: str | None = None) -> 
         *chains,
         "}",
     ]
-    return "\n".join(out) + "\n"
+    return Ruleset("\n".join(out) + "\n", frozenset(chain_names), frozenset(set_names))
+
+
+def _aff(sp: ServicePort, ep_chain: str) -> str:
+    # the timeout is part of the name: a set's timeout cannot change, a new one is made
+    return f"aff-{sp.affinity_timeout}-{ep_chain[3:]}"[:250]
 
 
 def delete_script() -> str:

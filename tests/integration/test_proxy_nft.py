@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from orchestrator.proxy import Endpoint, ServicePort, apply_ruleset, build_ruleset
+from orchestrator.proxy import Endpoint, Ruleset, ServicePort, apply_ruleset, ruleset
 from runtime.network.netns import in_netns, write_sysctl
 from testkit.netns import NodeNs, node_netns
 
@@ -54,9 +54,17 @@ class Pod:
 class Net:
     node: NodeNs
     pods: dict[str, Pod]
+    applied: Ruleset | None = None
 
-    def apply(self, ports: list[ServicePort]) -> None:
-        apply_ruleset(build_ruleset(ports, POD_CIDR), self.node.path)
+    def apply(self, ports: list[ServicePort], replace: bool = False) -> None:
+        """As the proxy syncs: the table replaced the first time, then updated in place."""
+        new = ruleset(ports, POD_CIDR)
+        if replace or self.applied is None:
+            script = new.replace_script()
+        else:
+            script = new.update_script(self.applied)
+        apply_ruleset(script, self.node.path)
+        self.applied = new
 
     def connect(self, ip: str, port: int, source: NodeNs | None = None) -> str:
         """The answer of whoever a connection to ip:port from ``source`` (default: the
@@ -171,9 +179,16 @@ def test_no_endpoints_is_refused_not_dropped(net: Net) -> None:
 def test_session_affinity_pins_a_client(net: Net) -> None:
     ips = [net.pods[n].ip for n in ("a", "b", "c")]
     net.apply([svc("sticky", "10.43.0.13", ips, affinity=600)])
+    pinned = []
     for source in (None, net.pods["client"].ns):
         seen = {net.connect("10.43.0.13", 80, source).split()[0] for _ in range(40)}
         assert len(seen) == 1, seen
+        pinned.append(seen)
+    # a sync that changes other services keeps the clients pinned where they were
+    net.apply([svc("sticky", "10.43.0.13", ips, affinity=600), svc("other", "10.43.0.20", ips)])
+    for source, was in zip((None, net.pods["client"].ns), pinned, strict=True):
+        seen = {net.connect("10.43.0.13", 80, source).split()[0] for _ in range(20)}
+        assert seen == was
 
 
 def test_hairpin_a_pod_reaches_itself_through_its_service(net: Net) -> None:
@@ -206,8 +221,8 @@ def test_resync_swaps_rules_without_a_gap(net: Net) -> None:
     t = threading.Thread(target=client)
     t.start()
     try:
-        for i in range(50):
-            net.apply(rulesets[i % 2])
+        for i in range(100):  # 50 updates in place, 50 replacements of the whole table
+            net.apply(rulesets[i % 2], replace=i >= 50)
     finally:
         stop.set()
         t.join()
@@ -233,6 +248,7 @@ def test_rules_are_one_table_removed_whole(net: Net) -> None:
     assert len(maps["service-ips"]["elem"]) == 1
     apply_ruleset(delete_script(), net.node.path)
     apply_ruleset(delete_script(), net.node.path)  # absent: no error
+    net.applied = None
     listing = subprocess.run(
         ["nsenter", f"--net={net.node.path}", "nft", "list", "tables"],
         capture_output=True,

@@ -108,3 +108,29 @@ def test_same_input_same_script_and_bad_addresses_refused() -> None:
     assert a == b
     with pytest.raises(ValueError):
         build_ruleset([_port("x", ["10.42.0.2; flush ruleset"])])
+
+
+def test_update_in_place_deletes_only_what_went_away() -> None:
+    from orchestrator.proxy import ruleset
+
+    old = ruleset(
+        [
+            _port("a", ["10.42.0.2", "10.42.0.3"], affinity_timeout=30),
+            _port("b", ["10.42.0.4"], ip="10.43.0.11"),
+        ]
+    )
+    new = ruleset([_port("a", ["10.42.0.2"], affinity_timeout=30)])
+    script = new.update_script(old)
+    assert "delete table" not in script
+    assert "flush table ip corral-proxy" in script
+    assert "flush map ip corral-proxy service-ips" in script
+    gone_chains = old.chains - new.chains
+    gone_sets = old.sets - new.sets
+    assert len(gone_sets) == 1 and len(gone_chains) == 2  # b's chain, a's second endpoint
+    for name in gone_chains:
+        assert f"delete chain ip corral-proxy {name}\n" in script
+    for name in gone_sets:
+        assert f"delete set ip corral-proxy {name}\n" in script
+    for name in new.chains | new.sets:
+        assert f"delete chain ip corral-proxy {name}\n" not in script
+        assert f"delete set ip corral-proxy {name}\n" not in script
