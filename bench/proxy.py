@@ -4,8 +4,9 @@ equivalent ruleset in the shape kube-proxy's iptables mode writes (a chain per s
 ``statistic`` rules, a chain per endpoint with its DNAT), built here from the same ports.
 
 Everything runs in a network namespace made here (``OwnedNetns``), never the machine's own.
-Each sample replaces the whole ruleset, alternating between two endpoint layouts so that every
-apply changes the rules. CPU includes the nft / iptables-restore processes.
+Each sample moves every endpoint, alternating between two layouts so that every apply changes
+the rules: Corral as its proxy syncs (the table updated in place, one transaction) and with the
+table replaced whole. CPU includes the nft / iptables-restore processes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import shutil
 import subprocess
 from collections.abc import Callable
 
-from orchestrator.proxy import Endpoint, ServicePort, apply_ruleset, build_ruleset
+from orchestrator.proxy import Endpoint, Ruleset, ServicePort, apply_ruleset, ruleset
 from runtime.network import OwnedNetns
 from runtime.network.netns import in_netns
 
@@ -103,14 +104,27 @@ def proxy_suite(p: object) -> SuiteResult:
             layouts = [ports(n, 0), ports(n, 5)]
             count = [0]
 
+            held: list[Ruleset] = []  # what the namespace holds after the last corral run
+
             def corral(
-                layouts: list[list[ServicePort]] = layouts, count: list[int] = count
+                layouts: list[list[ServicePort]] = layouts,
+                count: list[int] = count,
+                held: list[Ruleset] = held,
+                in_place: bool = True,
             ) -> Sample:
                 mark = Clock.now()
-                script = build_ruleset(layouts[count[0] % 2], "10.42.0.0/24")
+                new = ruleset(layouts[count[0] % 2], "10.42.0.0/24")
+                if in_place and held:
+                    script = new.update_script(held[-1])
+                else:
+                    script = new.replace_script()
                 apply_ruleset(script, f"/proc/{os.getpid()}/fd/{fd_ours}")
+                held[:] = [new]
                 count[0] += 1
                 return Clock.since(mark)
+
+            def corral_replace() -> Sample:
+                return corral(in_place=False)
 
             def iptables(
                 layouts: list[list[ServicePort]] = layouts, count: list[int] = count
@@ -121,7 +135,10 @@ def proxy_suite(p: object) -> SuiteResult:
                 count[0] += 1
                 return Clock.since(mark)
 
-            runners: list[tuple[str, Callable[[], Sample]]] = [("corral (nft -f)", corral)]
+            runners: list[tuple[str, Callable[[], Sample]]] = [
+                ("corral (nft -f, update in place)", corral),
+                ("corral (nft -f, replace the table)", corral_replace),
+            ]
             if restore:
                 runners.append(("iptables-restore (kube-proxy layout)", iptables))
             samples: dict[str, list[Sample]] = {label: [] for label, _ in runners}
