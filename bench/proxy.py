@@ -11,6 +11,7 @@ table replaced whole. CPU includes the nft / iptables-restore processes.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import subprocess
@@ -38,7 +39,7 @@ def ports(n: int, shift: int) -> list[ServicePort]:
             )  # fmt: skip
             for j in range(ENDPOINTS)
         )
-        ip = f"10.43.{i // 256}.{i % 256 + 1 if i % 256 < 255 else 1}"
+        ip = str(ipaddress.IPv4Address("10.43.0.2") + i)
         out.append(ServicePort("bench", f"svc{i}", "http", "TCP", ip, 80, 30000 + i, eps))
     return out
 

@@ -56,7 +56,12 @@ def apply_ruleset(script: str, netns: str | None = None, step: str = "apply rule
     except OSError as e:
         raise ProxyError(f"nft {step} in {netns or 'this netns'}", e) from None
     if res.returncode != 0:
-        raise ProxyError(f"nft {step} in {netns or 'this netns'}", res.stderr.strip()[-2000:])
+        # nft quotes the whole offending line (a map of every service): keep its verdict
+        errors = [line[:300] for line in res.stderr.splitlines() if "Error:" in line]
+        raise ProxyError(
+            f"nft {step} in {netns or 'this netns'}",
+            "; ".join(errors[:5]) or res.stderr.strip()[-500:],
+        )
 
 
 def _ready(ep: Obj) -> bool:

@@ -153,21 +153,33 @@ def ruleset(ports: Iterable[ServicePort], pod_cidr: str | None = None) -> Rulese
     chains: list[str] = []
     sets: list[str] = []
     hairpin: set[str] = set()
+    taken_ips: set[tuple[str, str, int]] = set()
+    taken_node_ports: set[tuple[str, int]] = set()
     for sp in sorted(ports, key=lambda p: p.key):
         proto = PROTOCOLS[sp.protocol]
         svc = _chain("svc", sp.key)
         eps = sorted(set(sp.endpoints), key=lambda e: (e.ip, e.port))
-        if not eps:
-            if sp.has_ip:
-                no_ep_ips.append(f"{_ip(sp.cluster_ip)} . {proto} . {sp.port} : goto reject-chain")
-            if sp.node_port:
-                no_ep_node_ports.append(f"{proto} . {sp.node_port} : goto reject-chain")
+        # one address:port (one node port) is one map key: the first service by name has it
+        # (never two with a working API server; one bad object must not fail every sync)
+        has_ip = sp.has_ip and (sp.cluster_ip, proto, sp.port) not in taken_ips
+        node_port = sp.node_port if (proto, sp.node_port) not in taken_node_ports else 0
+        if has_ip:
+            taken_ips.add((sp.cluster_ip, proto, sp.port))
+        if node_port:
+            taken_node_ports.add((proto, node_port))
+        if not has_ip and not node_port:
             continue
-        if sp.has_ip:
+        if not eps:
+            if has_ip:
+                no_ep_ips.append(f"{_ip(sp.cluster_ip)} . {proto} . {sp.port} : goto reject-chain")
+            if node_port:
+                no_ep_node_ports.append(f"{proto} . {node_port} : goto reject-chain")
+            continue
+        if has_ip:
             service_ips.append(f"{_ip(sp.cluster_ip)} . {proto} . {sp.port} : goto {svc}")
-        if sp.node_port:
+        if node_port:
             ext = _chain("ext", sp.key)
-            node_ports.append(f"{proto} . {sp.node_port} : goto {ext}")
+            node_ports.append(f"{proto} . {node_port} : goto {ext}")
             chains.append(f"chain {ext} {{\njump mark-for-masquerade\ngoto {svc}\n}}")
             chain_names.add(ext)
         chain_names.add(svc)

@@ -134,3 +134,17 @@ def test_update_in_place_deletes_only_what_went_away() -> None:
     for name in new.chains | new.sets:
         assert f"delete chain ip corral-proxy {name}\n" not in script
         assert f"delete set ip corral-proxy {name}\n" not in script
+
+
+def test_a_duplicate_address_or_node_port_goes_to_the_first_service_only() -> None:
+    script = build_ruleset(
+        [
+            _port("a", ["10.42.0.2"], node_port=30001),
+            _port("b", ["10.42.0.3"], node_port=30001),  # same clusterIP:port and node port
+            _port("c", [], ip="10.43.0.10"),
+        ]
+    )
+    assert script.count("10.43.0.10 . tcp . 80 :") == 1
+    assert script.count("tcp . 30001 :") == 1
+    assert "10.43.0.10 . tcp . 80 : goto svc-" in script and "-ns/a/" in script
+    assert "ns/b/" not in script
