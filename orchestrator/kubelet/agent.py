@@ -193,9 +193,8 @@ async def _start_proxy(cfg: AgentConfig, client: ApiClient, pod_cidr: str) -> Se
         return None
     proxy = ServiceProxy(client, cfg.node_netns, pod_cidr=pod_cidr)
     try:
-        await proxy.start()
+        proxy.start()  # syncs in the background; failures are logged and retried
     except ProxyError as e:
-        await proxy.stop()
         raise AgentError("start the service proxy", e) from e
     return proxy
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import shutil
 import subprocess
@@ -25,7 +26,7 @@ from runtime.network.netns import Netns, in_netns
 
 from .rules import Endpoint, Ruleset, ServicePort, delete_script, ruleset
 
-__all__ = ["ProxyError", "ServiceProxy", "apply_ruleset", "service_ports"]
+__all__ = ["ProxyError", "ServiceProxy", "apply_ruleset", "nft_binary", "service_ports"]
 
 log = logging.getLogger("corral.proxy")
 
@@ -41,10 +42,18 @@ class ProxyError(Exception):
         self.step = step
 
 
+def nft_binary() -> str:
+    """The ``nft`` command (Debian package nftables); ProxyError when there is none."""
+    nft = shutil.which("nft") or shutil.which("nft", path="/usr/sbin:/sbin")
+    if nft is None:
+        raise ProxyError("find nft", "not installed (Debian package nftables)")
+    return nft
+
+
 def apply_ruleset(script: str, netns: str | None = None, step: str = "apply rules") -> None:
     """Run ``nft -f -`` with ``script`` in ``netns`` (a path; None: this namespace): one
     transaction, all or nothing."""
-    nft = shutil.which("nft") or "/usr/sbin/nft"
+    nft = nft_binary()
 
     def run() -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -62,6 +71,14 @@ def apply_ruleset(script: str, netns: str | None = None, step: str = "apply rule
             f"nft {step} in {netns or 'this netns'}",
             "; ".join(errors[:5]) or res.stderr.strip()[-500:],
         )
+
+
+def _ipv4(text: object) -> bool:
+    try:
+        ipaddress.IPv4Address(str(text))
+    except ValueError:
+        return False
+    return True
 
 
 def _ready(ep: Obj) -> bool:
@@ -86,8 +103,8 @@ def service_ports(services: Iterable[Obj], slices: Iterable[Obj]) -> list[Servic
         spec = svc.get("spec") or {}
         typ = spec.get("type", "ClusterIP")
         cip = spec.get("clusterIP") or ""
-        if typ == "ExternalName" or cip in ("", "None"):
-            continue
+        if typ == "ExternalName" or not _ipv4(cip):
+            continue  # headless, or an address this proxy cannot program
         ns, name = m.get("namespace", ""), m.get("name", "")
         timeout = 0
         if spec.get("sessionAffinity") == "ClientIP":
@@ -107,7 +124,8 @@ def service_ports(services: Iterable[Obj], slices: Iterable[Obj]) -> list[Servic
                 for ep in s.get("endpoints") or []:
                     if _ready(ep):
                         for addr in ep.get("addresses") or []:
-                            eps.add(Endpoint(addr, number))
+                            if _ipv4(addr):
+                                eps.add(Endpoint(addr, number))
             node_port = (p.get("nodePort") or 0) if typ in ("NodePort", "LoadBalancer") else 0
             out.append(
                 ServicePort(
@@ -155,18 +173,19 @@ class ServiceProxy:
         self._dirty = asyncio.Event()
         self._applied: Ruleset | None = None  # what the kernel holds, as far as known
         self._task: asyncio.Task[None] | None = None
+        self.synced = asyncio.Event()
 
     def _changed(self, _ev: str, _old: Obj | None, _new: Obj | None) -> None:
         self._dirty.set()
 
-    async def start(self) -> None:
-        """Start the informers, wait for their first lists, program the rules once and keep
-        them current (in a task) until ``stop``."""
+    def start(self) -> None:
+        """Start the informers and the sync task, which programs the rules once the first
+        lists are in and keeps them current until ``stop`` (``synced`` is set after the first
+        sync). ProxyError when ``nft`` is missing."""
+        nft_binary()
         for inf in (self.services, self.slices):
             inf.add_handler(self._changed)
             inf.start()
-        await asyncio.gather(self.services.wait_synced(), self.slices.wait_synced())
-        await self.sync()
         self._task = asyncio.create_task(self._run(), name="proxy-sync")
 
     async def stop(self, *, remove_rules: bool = False) -> None:
@@ -209,18 +228,22 @@ class ServiceProxy:
         self.stats.last_duration = time.monotonic() - start
 
     async def _run(self) -> None:
+        await asyncio.gather(self.services.wait_synced(), self.slices.wait_synced())
         backoff = self.min_sync_interval
+        periodic = False
         while True:
+            try:
+                await self.sync(force=periodic)
+                self.synced.set()
+                backoff = self.min_sync_interval
+            except (ProxyError, ValueError, OSError) as e:
+                self.stats.failures += 1
+                log.error("service proxy: %s (retrying in %.1fs)", e, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                periodic = False
+                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._dirty.wait(), self.resync_interval)
             periodic = not self._dirty.is_set()  # re-applied even if unchanged
             await asyncio.sleep(self.min_sync_interval)  # coalesce a burst of events
-            try:
-                await self.sync(force=periodic)
-                backoff = self.min_sync_interval
-            except ProxyError as e:
-                self.stats.failures += 1
-                log.error("service proxy: %s (retrying in %.1fs)", e, backoff)
-                self._dirty.set()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)

@@ -148,3 +148,10 @@ def test_a_duplicate_address_or_node_port_goes_to_the_first_service_only() -> No
     assert script.count("tcp . 30001 :") == 1
     assert "10.43.0.10 . tcp . 80 : goto svc-" in script and "-ns/a/" in script
     assert "ns/b/" not in script
+
+
+def test_addresses_the_proxy_cannot_program_are_left_out() -> None:
+    bad = _slice("web", [("10.42.0.2", True), ("fd00::1", True), ("not-an-ip", True)])
+    ports = service_ports([_svc("web"), _svc("v6", clusterIP="fd00::10")], [bad])
+    assert [p.name for p in ports] == ["web"]
+    assert ports[0].endpoints == (Endpoint("10.42.0.2", 8080),)
