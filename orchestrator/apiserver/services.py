@@ -184,6 +184,7 @@ class ServiceAllocator:
         if not ports and cip != "None":
             raise bad("spec.ports", "Required value")
         seen: set[tuple[Any, Any]] = set()
+        seen_node: set[tuple[Any, Any]] = set()
         for i, port in enumerate(ports or []):
             if not isinstance(port, dict):
                 continue
@@ -204,6 +205,10 @@ class ServiceAllocator:
             seen.add((number, proto))
             if len(ports) > 1 and not port.get("name"):
                 raise bad(f"spec.ports[{i}].name", "Required value")
+            if port.get("nodePort") and (port["nodePort"], proto) in seen_node:
+                raise bad(f"spec.ports[{i}].nodePort", f"Duplicate value: {port['nodePort']}")
+            if port.get("nodePort"):
+                seen_node.add((port["nodePort"], proto))
             if port.get("nodePort") and not _needs_node_ports(spec):
                 raise bad(
                     f"spec.ports[{i}].nodePort",

@@ -88,3 +88,19 @@ def test_release_takes_only_what_the_owner_holds(tmp_path: Path) -> None:
         assert await alloc.snapshot() == {}
 
     run(tmp_path, body)
+
+
+def test_one_node_port_twice_in_a_service(tmp_path: Path) -> None:
+    async def body(alloc: ServiceAllocator, store: Any) -> None:
+        ports = [
+            {"name": "a", "port": 53, "protocol": "UDP", "nodePort": 30003},
+            {"name": "b", "port": 53, "protocol": "TCP", "nodePort": 30003},
+        ]
+        dns = _svc("dns", "NodePort", ports=ports)
+        await alloc.on_create(dns, dry_run=False)  # one port, two protocols: as kube allows
+        twice = [{**ports[1], "name": "c", "port": 54}, {**ports[1], "name": "d"}]
+        with pytest.raises(ApiError) as e:
+            await alloc.on_create(_svc("x", "NodePort", ports=twice), dry_run=False)
+        assert "spec.ports[1].nodePort: Duplicate value: 30003" in e.value.message
+
+    run(tmp_path, body)
