@@ -23,6 +23,7 @@ pytestmark = [pytest.mark.root, pytest.mark.network]
 
 POD_CIDR = "10.42.0.0/24"
 GATEWAY = "10.42.0.1"
+NODE_LAN_IP = "192.168.77.1"
 PORT = 8080
 SERVER = """
 import socket, sys
@@ -54,6 +55,7 @@ class Pod:
 class Net:
     node: NodeNs
     pods: dict[str, Pod]
+    lan: NodeNs
     applied: Ruleset | None = None
 
     def apply(self, ports: list[ServicePort], replace: bool = False) -> None:
@@ -120,7 +122,17 @@ def net() -> Iterator[Net]:
             servers.append(proc)
             assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
             pods[name] = Pod(name, ip, ns, proc)
-        yield Net(node, pods)
+        # a machine on the node's LAN: no route to the pods, only to the node's LAN address
+        lan = node_netns()
+        made.append(lan)
+        sh(node, "ip", "link", "add", "lan0", "type", "veth", "peer", "name", "eth0",
+           "netns", str(lan.proc.pid))  # fmt: skip
+        sh(node, "ip", "addr", "add", f"{NODE_LAN_IP}/24", "dev", "lan0")
+        sh(node, "ip", "link", "set", "lan0", "up")
+        sh(lan, "ip", "link", "set", "lo", "up")
+        sh(lan, "ip", "addr", "add", "192.168.77.2/24", "dev", "eth0")
+        sh(lan, "ip", "link", "set", "eth0", "up")
+        yield Net(node, pods, lan)
     finally:
         for proc in servers:
             proc.kill()
@@ -165,6 +177,10 @@ def test_node_port_on_the_node_addresses(net: Net) -> None:
     assert net.connect("10.43.0.11", 80).startswith("b ")
     with pytest.raises(OSError):  # not on a port no service has
         net.connect(GATEWAY, 30081)
+    # from outside (a machine with no route to the pods): the node's LAN address answers, and
+    # the connection is masqueraded so the pod's reply goes back through the node
+    name, seen_from = net.connect(NODE_LAN_IP, 30080, net.lan).split()
+    assert (name, seen_from) == ("b", GATEWAY)
 
 
 def test_no_endpoints_is_refused_not_dropped(net: Net) -> None:
