@@ -79,6 +79,12 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
     help="the registries.conf image pulls use (search registries, mirrors, insecure ones) "
     "[default: $CORRAL_REGISTRIES_CONF, else /etc/containers/registries.conf]",
 )
+@click.option(
+    "--disable-proxy",
+    "--disable-kube-proxy",
+    is_flag=True,
+    help="run no service proxy (nftables rules for ClusterIPs and NodePorts) on this node",
+)
 def agent(
     server: str,
     token: str,
@@ -97,6 +103,7 @@ def agent(
     cluster_dns_upstream: tuple[str, ...],
     cgroup_parent: str | None,
     registries_conf: Path | None,
+    disable_proxy: bool,
 ) -> None:
     """Join the cluster at --server with --token and run the pods it binds here."""
     from orchestrator.kubelet import AgentConfig, AgentError, JoinError, serve_agent
@@ -128,6 +135,7 @@ def agent(
             if not cluster_dns_upstream
             else tuple(u for u in cluster_dns_upstream if u != "none")
         ),
+        disable_proxy=disable_proxy,
     )
     try:
         serve_agent(cfg)

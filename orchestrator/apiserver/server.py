@@ -33,6 +33,8 @@ from .encryption import rotate as rotate_keys
 from .join import JOIN_PATHS, add_join_routes
 from .pki import Pki, ensure_pki, issue_client_cert, pki_paths
 from .security import Limits, Security
+from .services import ServiceAllocator, parse_port_range
+from .services import maintain as maintain_services
 
 __all__ = [
     "ServerConfig",
@@ -66,6 +68,7 @@ class ServerConfig:
     token: str | None = None
     datastore_endpoint: str = ""
     disable_agent: bool = False
+    disable_proxy: bool = False
     disable_scheduler: bool = False
     disable_controller_manager: bool = False
     disable_controllers: tuple[str, ...] = ()
@@ -75,6 +78,7 @@ class ServerConfig:
     cluster_cidr: str = "10.42.0.0/16"
     service_cidr: str = "10.43.0.0/16"
     kubelet_netns: str | None = None  # reach kubelets from this network namespace (a path)
+    service_node_port_range: str = "30000-32767"
     token_auth_file: Path | None = None
     audit_log_path: str | None = None
     audit_log_maxsize: int = 0  # megabytes; 0: never rotate
@@ -264,6 +268,12 @@ async def _serve(cfg: ServerConfig) -> None:
         raise ServerError("set up authentication, authorization and audit", e) from e
     api.storage.not_ready_toleration_seconds = cfg.default_not_ready_toleration_seconds
     api.storage.unreachable_toleration_seconds = cfg.default_unreachable_toleration_seconds
+    try:
+        ports = parse_port_range(cfg.service_node_port_range)
+        api.storage.services = ServiceAllocator(store, cfg.service_cidr, ports)
+    except ValueError as e:
+        await store.close()
+        raise ServerError("--service-cidr / --service-node-port-range", e) from None
     runner: web.AppRunner | None = None
     agent: asyncio.Task[None] | None = None
     try:
@@ -293,10 +303,13 @@ async def _serve(cfg: ServerConfig) -> None:
         log.info("admin kubeconfig written to %s", targets[-1])
         log.info("join token in %s", data / "token")
         components = _start_components(cfg, targets[0])
+        components.append(asyncio.create_task(maintain_services(api.storage, address)))
         controllers = _start_controller_manager(cfg, url, pki, api)
         stop = asyncio.Event()
         if not cfg.disable_agent:  # this host is a node too, as k3s server's own agent
-            agent = asyncio.create_task(_agent(url, token, data / "agent", stop), name="agent")
+            agent = asyncio.create_task(
+                _agent(url, token, data / "agent", stop, cfg.disable_proxy), name="agent"
+            )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
@@ -380,12 +393,15 @@ def _raise_open_files_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-async def _agent(url: str, token: str, data_dir: Path, stop: asyncio.Event) -> None:
+async def _agent(
+    url: str, token: str, data_dir: Path, stop: asyncio.Event, disable_proxy: bool
+) -> None:
     """The server's own agent (orchestrator.kubelet); its failure leaves the API serving."""
     from orchestrator.kubelet import AgentConfig, run_agent
 
     try:
-        await run_agent(AgentConfig(url, token, data_dir, control_plane=True), stop)
+        cfg = AgentConfig(url, token, data_dir, control_plane=True, disable_proxy=disable_proxy)
+        await run_agent(cfg, stop)
     except Exception as e:  # noqa: BLE001 - reported, the API keeps serving
         log.error("the agent failed, this server runs no node: %s", e)
 

@@ -40,6 +40,7 @@ from . import errors
 from .patch import PatchError, json_patch, merge_patch, strategic_merge_patch
 from .priority import PriorityAdmission, builtin_classes, validate_class
 from .resources import INITIAL_STATUS, RESOURCES, Resource, by_path
+from .services import Allocation, ServiceAllocator
 
 __all__ = ["Storage", "now_rfc3339"]
 
@@ -188,6 +189,8 @@ class Storage:
         self.unreachable_toleration_seconds = 300
         self._ns_tasks: dict[str, asyncio.Task[None]] = {}
         self.priority = PriorityAdmission(store)
+        # ClusterIPs and NodePorts (the server sets its --service-cidr and port range)
+        self.services = ServiceAllocator(store)
 
     # ------------------------------------------------------------------ reading
 
@@ -369,6 +372,18 @@ class Storage:
             self._default_tolerations(obj)
         if res.name == "jobs":
             _job_selector(obj)
+        if res.name == "services":
+            alloc = await self.services.on_create(obj, dry_run)
+            try:
+                return await self._create_stored(res, ns, name, obj, dry_run)
+            except BaseException:
+                await self.services.release(alloc.taken, meta["uid"])
+                raise
+        return await self._create_stored(res, ns, name, obj, dry_run)
+
+    async def _create_stored(
+        self, res: Resource, ns: str | None, name: str, obj: Obj, dry_run: bool
+    ) -> Obj:
         stored = self._admit(res, obj)
         if res.name == "pods":
             stored["status"] = {"phase": "Pending", "qosClass": _qos_class(stored)}
@@ -503,7 +518,15 @@ class Storage:
     ) -> Obj:
         name = old["metadata"]["name"]
         rv = new["metadata"].pop("resourceVersion", None)
-        stored = self._admit(res, new)
+        alloc: Allocation | None = None
+        if res.name == "services":
+            alloc = await self.services.on_update(old, new, dry_run)
+        try:
+            stored = self._admit(res, new)
+        except BaseException:
+            if alloc is not None:
+                await self.services.release(alloc.taken, old["metadata"]["uid"])
+            raise
         if rv is not None:
             new["metadata"]["resourceVersion"] = rv
         old_cmp = copy.deepcopy(old)
@@ -511,6 +534,20 @@ class Storage:
         if stored == old_cmp or dry_run:  # nothing changed: no write, same resourceVersion
             stored["metadata"]["resourceVersion"] = str(kv.mod_rev)
             return stored
+        meta = stored["metadata"]
+        if alloc is not None:
+            try:
+                out = await self._store_update(res, name, kv, old, stored)
+            except BaseException:
+                await self.services.release(alloc.taken, meta["uid"])
+                raise
+            await self.services.release(alloc.dropped, meta["uid"])
+            return out
+        return await self._store_update(res, name, kv, old, stored)
+
+    async def _store_update(
+        self, res: Resource, name: str, kv: KeyValue, old: Obj, stored: Obj
+    ) -> Obj:
         meta = stored["metadata"]
         if (
             meta.get("deletionTimestamp")
@@ -542,6 +579,8 @@ class Storage:
         except NotFound:
             raise errors.not_found(res.name, name, res.group) from None
         obj["metadata"]["resourceVersion"] = str(deleted.revision)
+        if res.name == "services":
+            await self.services.release(self.services.keys_of(obj), obj["metadata"]["uid"])
         return obj
 
     async def _update_with_retries(

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from corral_common import defaults
 from orchestrator.client import ApiClient, ClientError
+from orchestrator.proxy import ProxyError, ServiceProxy
 from runtime.pod import api
 
 from .events import EventRecorder
@@ -68,6 +69,7 @@ class AgentConfig:
     cluster_dns: bool = True  # serve the cluster DNS on the pods' gateway, their nameserver
     cluster_domain: str = "cluster.local"
     dns_upstream: tuple[str, ...] | None = None  # None: the host's resolv.conf nameservers
+    disable_proxy: bool = False  # run no service proxy (orchestrator.proxy) on this node
 
     @property
     def name(self) -> str:
@@ -179,6 +181,7 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
         assert client_cfg.ca_pem is not None
         kubelet = KubeletServer(runtime, pods.informer.get, cert, key, client_cfg.ca_pem)
         dns = ClusterDnsOnNode(client, runtime, cfg) if cfg.cluster_dns else None
+        proxy = None
         try:
             if not await _network_ready(network, node, stop):
                 return  # stopped while waiting for a podCIDR (the finally clause cleans up)
@@ -193,6 +196,8 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
                 await kubelet.start(node_ip, cfg.kubelet_port, sock)
             except OSError as e:
                 raise AgentError(f"listen on {node_ip}:{cfg.kubelet_port}", e) from e
+            assert network.pod_cidr is not None
+            proxy = await _start_proxy(cfg, client, network.pod_cidr)
             log.info(
                 "node %s ready (pods in %s, pod CIDR %s)", name, cfg.data_dir, network.pod_cidr
             )
@@ -202,6 +207,8 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if proxy is not None:
+                await proxy.stop()
             await kubelet.stop()
             await pods.stop()
             if dns is not None:
@@ -286,6 +293,19 @@ class ClusterDnsOnNode:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await self.server.stop()
+
+
+async def _start_proxy(cfg: AgentConfig, client: ApiClient, pod_cidr: str) -> ServiceProxy | None:
+    """The node's service proxy (nftables in the node's network namespace), unless
+    ``disable_proxy``. It stops with the agent and leaves its rules in place."""
+    if cfg.disable_proxy:
+        return None
+    proxy = ServiceProxy(client, cfg.node_netns, pod_cidr=pod_cidr)
+    try:
+        proxy.start()  # syncs in the background; failures are logged and retried
+    except ProxyError as e:
+        raise AgentError("start the service proxy", e) from e
+    return proxy
 
 
 def serve_agent(cfg: AgentConfig) -> None:

@@ -253,7 +253,7 @@ def test_the_agent_credentials_are_a_node_certificate(cluster: Cluster) -> None:
 def test_corral_server_runs_its_own_agent_unless_disabled(tmp_path: Path) -> None:
     """k3s style: one command, one node (no pod is run here: its pods would use the host's
     network namespace)."""
-    server = Server(tmp_path / "own", agent=True)
+    server = Server(tmp_path / "own", agent=True, extra=("--disable-proxy",))
     server.start()
     try:
         node = socket.gethostname().lower()
