@@ -40,6 +40,7 @@ from . import errors
 from .patch import PatchError, json_patch, merge_patch, strategic_merge_patch
 from .priority import PriorityAdmission, builtin_classes, validate_class
 from .resources import INITIAL_STATUS, RESOURCES, Resource, by_path
+from .serviceaccount import admit_pod as admit_service_account
 
 __all__ = ["Storage", "now_rfc3339"]
 
@@ -49,7 +50,8 @@ Obj = dict[str, Any]
 NAMESPACES = by_path("", "v1", "namespaces")
 assert NAMESPACES is not None
 PRIORITYCLASSES = by_path("scheduling.k8s.io", "v1", "priorityclasses")
-assert PRIORITYCLASSES is not None
+SERVICEACCOUNTS = by_path("", "v1", "serviceaccounts")
+assert PRIORITYCLASSES is not None and SERVICEACCOUNTS is not None
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 UNDELETABLE_NAMESPACES = ("default", "kube-system", "kube-public")
 PATCH_RETRIES = 5
@@ -364,6 +366,7 @@ class Storage:
             obj["status"] = {"phase": "Active"}
             meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = name
         if res.name == "pods" and isinstance(obj.get("spec"), dict):
+            await admit_service_account(obj, self._service_account)
             await self.priority.admit_pod(obj)
         if res.name == "pods":
             self._default_tolerations(obj)
@@ -384,6 +387,12 @@ class Storage:
             raise errors.already_exists(res.name, name, res.group) from None
         stored["metadata"]["resourceVersion"] = str(kv.mod_rev)
         return stored
+
+    async def _service_account(self, ns: str, name: str) -> Obj | None:
+        try:
+            return await self.get(SERVICEACCOUNTS, ns, name)
+        except errors.ApiError:
+            return None
 
     def _default_tolerations(self, pod: Obj) -> None:
         """A pod that does not tolerate the not-ready and unreachable NoExecute taints gets
