@@ -15,6 +15,7 @@ import concurrent.futures
 import contextlib
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -277,6 +278,20 @@ class PodManager:
         for key in by_key.keys() - set(self.informer.keys()):
             self.queue.add(key)  # a runtime pod the API no longer has
         self._runtime, self._seen = by_key, seen
+        await self._sweep_sources()
+
+    async def _sweep_sources(self) -> None:
+        """Drop the volume sources of pods neither the API nor the runtime has (a pod
+        deleted for good before it was made: no sync saw its uid again)."""
+        try:
+            dirs = await self._call(os.listdir, self.sources)
+        except FileNotFoundError:
+            return
+        known = set(self._seen) | {p["metadata"].get("uid") for p in self.informer.list()}
+        for uid in dirs:
+            if uid not in known:
+                log.info("volume sources of gone pod %s dropped", uid)
+                await self._drop_pod_sources(uid)
 
     async def _worker(self) -> None:
         while True:
@@ -570,6 +585,8 @@ class PodManager:
                 if done is not None:
                     await self._write_status(key, pod, api_status(pod, done, self.host_ip()))
             await self._remove(st.uid)
+        else:  # never made (its image, a volume): what was written for it goes
+            await self._drop_pod_sources(meta["uid"])
         try:
             await self.client.delete(
                 PODS,
@@ -594,11 +611,15 @@ class PodManager:
             await self._call(self.runtime.remove, uid, True)
         except api.PodError as e:
             log.info("remove %s: %s", uid, e)
-        await self._call(drop_sources, self.sources / uid)
+        await self._drop_pod_sources(uid)
         self._seen.pop(uid, None)
-        self._digests.pop(uid, None)
         for k in [k for k in self._container_runs if k[0] == uid]:
             del self._container_runs[k]
+
+    async def _drop_pod_sources(self, uid: str) -> None:
+        """The pod's volume sources (its secret tmpfs unmounted), digests and tokens."""
+        await self._call(drop_sources, self.sources / uid)
+        self._digests.pop(uid, None)
         for t in [t for t in self._tokens if t[0] == uid]:
             del self._tokens[t]
 

@@ -222,3 +222,36 @@ def test_a_token_that_cannot_be_had_is_a_failed_mount_until_it_can(
         k.run("delete", "pod", "later")
     finally:
         k.run("delete", "serviceaccount", "later", check=False)
+
+
+def test_a_pod_never_made_leaves_no_token_behind(cluster: Cluster) -> None:  # noqa: F811
+    """The token is written before the runtime fails to make the pod (its image): deleting the
+    pod takes the token's tmpfs with it."""
+    c = cluster
+    k = c.kubectl()
+    wait_namespace_ready(c, "default")
+    m = manifest("unmade", containers=[{"name": "app", "image": "no-such-image:2.0"}])
+    k.run("apply", "-f", "-", input=json.dumps(m))
+    uid = until("the pod", lambda: c.pod("unmade").get("metadata", {}).get("uid"))
+    sources = c.agent.data_dir / "volume-sources" / uid
+    until(
+        "ErrImagePull",
+        lambda: (
+            ((c.pod("unmade").get("status") or {}).get("containerStatuses") or [{}])[0]
+            .get("state", {})
+            .get("waiting", {})
+            .get("reason")
+            in ("ErrImagePull", "ImagePullBackOff")
+        ),
+    )
+    assert os.path.ismount(sources / "secret"), "the token volume was not written"
+    k.run("delete", "pod", "unmade")
+    assert not sources.exists(), "the volume sources outlived the pod"
+    # deleted for good at once (no graceful deletion for the agent to see): the relist's sweep
+    m["metadata"]["name"] = "unmade2"
+    k.run("apply", "-f", "-", input=json.dumps(m))
+    uid = until("the pod", lambda: c.pod("unmade2").get("metadata", {}).get("uid"))
+    sources = c.agent.data_dir / "volume-sources" / uid
+    until("the token written", lambda: os.path.ismount(sources / "secret"))
+    k.run("delete", "pod", "unmade2", "--grace-period=0", "--force")
+    until("the sources of the pod deleted for good dropped", lambda: not sources.exists())
