@@ -696,6 +696,19 @@ class Storage:
     async def delete(
         self, res: Resource, ns: str | None, name: str, options: Obj, *, dry_run: bool = False
     ) -> Obj:
+        """Delete (or mark deleted), read again on a write that raced with another (a status
+        update) as kube-apiserver does; a failed precondition is the caller's 409."""
+        for attempt in range(PATCH_RETRIES):
+            try:
+                return await self._delete_once(res, ns, name, options, dry_run)
+            except errors.ApiError as e:
+                if e.code != 409 or "Precondition failed" in str(e) or attempt == PATCH_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _delete_once(
+        self, res: Resource, ns: str | None, name: str, options: Obj, dry_run: bool
+    ) -> Obj:
         kv, obj = await self._current(res, ns, name)
         pre = options.get("preconditions") or {}
         if pre.get("uid") and pre["uid"] != obj["metadata"].get("uid"):
