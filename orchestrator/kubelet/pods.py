@@ -457,7 +457,7 @@ class PodManager:
                     raise ValueError(f"the answer has no token or expiry: {status!r}")
             except (ClientError, ValueError) as e:
                 if cached is not None and now < cached[2]:
-                    log.info("pod %s: token not renewed (%s); the old one serves", key, e)
+                    log.info("pod %s: token not renewed (%s); the old one serves", meta_key(pod), e)
                     out[(want.audience, want.seconds)] = cached[0]
                     continue
                 raise VolumeError(

@@ -114,6 +114,16 @@ def test_the_pod_token_works_from_the_pod_and_dies_with_it(
         "volumeMounts"
     ]
 
+    for version in ("1.32", "1.20"):
+        text = c.kubectl(version).run("describe", "pod", "satok").stdout
+        for want in (
+            f"{MOUNT} from {vol['name']} (ro)",
+            "Type:                    Projected",
+            "TokenExpirationSeconds:  3607",
+            "ConfigMapName:           kube-root-ca.crt",
+        ):
+            assert want in text, (version, want, text)
+
     def cat(path: str) -> bytes:
         return api.exec_in(uid, c.opts, ["cat", path], stdout=subprocess.PIPE).stdout
 
