@@ -265,3 +265,33 @@ def test_a_pod_never_made_leaves_no_token_behind(cluster: Cluster) -> None:  # n
     until("the token written", lambda: os.path.ismount(sources / "secret"))
     k.run("delete", "pod", "unmade2", "--grace-period=0", "--force")
     until("the sources of the pod deleted for good dropped", lambda: not sources.exists())
+
+
+def test_a_renewed_token_reaches_the_running_pod(cluster: Cluster) -> None:  # noqa: F811
+    """A new token goes into the running pod's volume in place (the path a renewal at 80% of
+    the lifetime takes): a restarted agent has no cached token, requests one and projects the
+    volume again; the container is not restarted."""
+    c = cluster
+    k = c.kubectl()
+    wait_namespace_ready(c, "default")
+    k.run("apply", "-f", "-", input=json.dumps(manifest("renew")))
+    uid = c.wait_running("renew")["metadata"]["uid"]
+
+    def token() -> str:
+        out = api.exec_in(uid, c.opts, ["cat", f"{MOUNT}/token"], stdout=subprocess.PIPE)
+        return out.stdout.decode()
+
+    def container() -> tuple[int | None, int]:
+        (st,) = [p for p in c.runtime_pods() if p.uid == uid]
+        return st.containers[0].pid, st.containers[0].restart_count
+
+    first, before = token(), container()
+    c.agent.kill()
+    c.agent.start()
+    second = until("a new token in the pod", lambda: (t := token()) != first and t)
+    assert claims(second)["kubernetes.io"]["pod"] == {"name": "renew", "uid": uid}
+    assert claims(second)["jti"] != claims(first)["jti"]
+    assert token_review(c, second)["authenticated"] is True
+    assert container() == before, "the container was started again"
+    k.run("delete", "pod", "renew")
+    assert token_review(c, second)["authenticated"] is False
