@@ -9,6 +9,7 @@ written below the agent's data directory."""
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -169,3 +170,53 @@ def test_a_docker_registry_secret_pulls_and_stays_off_the_disk(private: Private)
     assert private.secrets_on_disk() == []
     k.run("delete", "pod", "private", "--grace-period=1")
     k.run("delete", "secret", "regcred", "opaque")
+
+
+def test_the_service_accounts_pull_secrets_are_the_pods(private: Private) -> None:
+    """``kubectl patch sa default`` with imagePullSecrets: a pod that names none gets them
+    (the ServiceAccount admission) and pulls with them."""
+    c = private.cluster
+    k = c.kubectl()
+    ns = "sa-pull"
+    private.push("corral/by-sa:1")
+    k.run("create", "namespace", ns)
+    try:
+        until(
+            "the default ServiceAccount",
+            lambda: k.run("get", "sa", "default", "-n", ns, check=False).returncode == 0,
+        )
+        k.run(
+            "create",
+            "secret",
+            "docker-registry",
+            "sacred",
+            "-n",
+            ns,
+            f"--docker-server={private.host}",
+            f"--docker-username={USER}",
+            f"--docker-password={private.password}",
+        )
+        k.run("patch", "sa", "default", "-n", ns, "-p", '{"imagePullSecrets":[{"name":"sacred"}]}')
+        k.run(
+            "apply",
+            "-n",
+            ns,
+            "-f",
+            "-",
+            input=json.dumps(pod("by-sa", "corral/by-sa:1", "IfNotPresent")),
+        )
+        assert c.pod("by-sa", ns)["spec"]["imagePullSecrets"] == [{"name": "sacred"}]
+        c.wait_running("by-sa", ns)
+        assert private.secrets_on_disk() == []
+    finally:
+        k.run(
+            "delete",
+            "pod",
+            "by-sa",
+            "-n",
+            ns,
+            "--grace-period=1",
+            "--ignore-not-found",
+            check=False,
+        )
+        k.run("delete", "namespace", ns, "--wait=false", check=False)
