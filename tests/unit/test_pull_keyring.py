@@ -183,7 +183,7 @@ def test_keyring_of_a_pod_leaves_out_what_it_cannot_use() -> None:
     assert keyring.lookup("r.io/app") == [A]
     assert failed == [
         'gone: secret "gone" not found',
-        'bad: .dockerconfigjson: not a JSON object',
+        "bad: .dockerconfigjson: not a JSON object",
     ]
     assert asked == [("secret", "ns", "gone"), ("secret", "ns", "bad"), ("secret", "ns", "good")]
     assert pull_secret_keys(pod) == ["secret/ns/gone", "secret/ns/bad", "secret/ns/good"]
