@@ -290,7 +290,8 @@ class Client:
                 authed = True
                 if challenge[0] in ("basic", "bearer"):
                     if challenge[0] == "basic" and self.settings.credentials is None:
-                        msg = f"{registry_message(refusal)} (no credentials: corral login)"
+                        said = registry_message(refusal) if refusal.strip() else ""
+                        msg = f"{said or 'authentication required'} (no credentials: corral login)"
                         raise AuthError(step, self.host, msg, resp.status)
                     self._challenge = challenge
                     sent = hdrs.get("Authorization", "").removeprefix("Bearer ")
