@@ -150,9 +150,19 @@ def test_a_docker_registry_secret_pulls_and_stays_off_the_disk(private: Private)
         f"--docker-username={USER}",
         f"--docker-password={private.password}",
     )
+    k.run(
+        "create",
+        "secret",
+        "docker-registry",
+        "wrongcred",
+        f"--docker-server={private.host}",
+        f"--docker-username={USER}",
+        "--docker-password=not-the-password",
+    )
     k.run("create", "secret", "generic", "opaque", "--from-literal=a=b")
-    # a secret of another type is left out (and named); the docker-registry one is used
-    apply(k, with_secrets("private", "corral/private:1", "opaque", "regcred"))
+    # a secret of another type is left out (and named); of the two docker-registry ones for
+    # the registry, the refused one is tried first, then the other
+    apply(k, with_secrets("private", "corral/private:1", "opaque", "wrongcred", "regcred"))
     c.wait_running("private")
     text = describe_shows(
         k,
@@ -169,7 +179,7 @@ def test_a_docker_registry_secret_pulls_and_stays_off_the_disk(private: Private)
     assert stored == [digest]
     assert private.secrets_on_disk() == []
     k.run("delete", "pod", "private", "--grace-period=1")
-    k.run("delete", "secret", "regcred", "opaque")
+    k.run("delete", "secret", "regcred", "wrongcred", "opaque")
 
 
 def test_the_service_accounts_pull_secrets_are_the_pods(private: Private) -> None:
