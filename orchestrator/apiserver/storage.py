@@ -199,6 +199,25 @@ class Storage:
     async def get(self, res: Resource, ns: str | None, name: str) -> Obj:
         return (await self._current(res, ns, name))[1]
 
+    async def _sa_pull_secrets(self, pod: Obj) -> None:
+        """The ServiceAccount admission's part for image pulls: a pod that names no
+        ``imagePullSecrets`` gets those of its ServiceAccount, when that exists."""
+        spec = pod.get("spec")
+        if not isinstance(spec, dict) or spec.get("imagePullSecrets"):
+            return
+        sa_name = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+        try:
+            sa = await self.get(SERVICEACCOUNTS, pod["metadata"]["namespace"], str(sa_name))
+        except errors.ApiError:
+            return
+        refs = [
+            {"name": r["name"]}
+            for r in sa.get("imagePullSecrets") or ()
+            if isinstance(r, dict) and r.get("name")
+        ]
+        if refs:
+            spec["imagePullSecrets"] = refs
+
     async def list(
         self,
         res: Resource,
@@ -373,6 +392,7 @@ class Storage:
             await self.priority.admit_pod(obj)
         if res.name == "pods":
             self._default_tolerations(obj)
+            await self._sa_pull_secrets(obj)
         if res.name == "jobs":
             _job_selector(obj)
         if res.name == "services":

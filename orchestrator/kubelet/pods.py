@@ -37,6 +37,7 @@ from runtime.pod import api
 
 from .events import EventRecorder
 from .podstatus import api_status, waiting_status
+from .pullsecrets import keyring_of, pull_secret_keys
 from .volumes import (
     KINDS,
     PreparedVolumes,
@@ -65,9 +66,10 @@ TOKEN_MAX_AGE = 24 * 3600.0  # or after this many seconds, whatever its lifetime
 
 
 # What the API's pod holds that the node has no part in: the scheduler's fields (it bound the
-# pod here already), the API server's bookkeeping, and the service account (its token reaches
-# the pod as a projected volume the agent writes). Everything else goes to the node runtime,
-# which refuses, naming the field, what it does not implement.
+# pod here already), the API server's bookkeeping, the service account (its token reaches
+# the pod as a projected volume the agent writes), and the image pull secrets (the kubelet reads
+# them and hands the runtime their credentials, in memory, not the names). Everything else goes
+# to the node runtime, which refuses, naming the field, what it does not implement.
 _SCHEDULING = (
     "nodeName",
     "nodeSelector",
@@ -82,8 +84,14 @@ _SCHEDULING = (
     "serviceAccountName",
     "serviceAccount",
     "automountServiceAccountToken",
+    "imagePullSecrets",
 )
 _META = ("name", "namespace", "uid", "labels", "annotations")
+
+
+def watched_of(pod: Obj) -> list[str]:
+    """The configMaps and secrets the pod reads: its volumes' and its image pull secrets."""
+    return sources_of(pod) + pull_secret_keys(pod)
 
 
 def _has_api_volumes(pod: Obj) -> bool:
@@ -148,9 +156,9 @@ class PodManager:
         self.sources = data_dir / "volume-sources"
         self.informer = Informer(client, PODS, field_selector=f"spec.nodeName={node_name}")
         self.informer.add_index("uid", lambda o: [o["metadata"].get("uid", "")])
-        self.informer.add_index("source", sources_of)
-        # The configMaps and secrets the pods mount, each watched alone by its name (the
-        # kubelet's watch-based manager; the node authorizer allows no wider list):
+        self.informer.add_index("source", watched_of)
+        # The configMaps and secrets the pods mount or pull with, each watched alone by its
+        # name (the kubelet's watch-based manager; the node authorizer allows no wider list):
         # "configmap/<ns>/<name>" -> its informer.
         self._sources: dict[str, Informer] = {}
         self._stopping: set[asyncio.Task[None]] = set()
@@ -218,15 +226,15 @@ class PodManager:
         return inf
 
     async def _sources_synced(self, pod: Obj) -> None:
-        """Watch what the pod's volumes read, and wait (a while) for the first list of each:
-        a lookup before it would call a present object missing."""
-        for key in sources_of(pod):
+        """Watch what the pod's volumes and image pulls read, and wait (a while) for the
+        first list of each: a lookup before it would call a present object missing."""
+        for key in watched_of(pod):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._source(key).wait_synced(), SOURCE_SYNC_WAIT)
 
     def _prune_sources(self) -> None:
         """Stop watching the objects no pod of this node reads any more."""
-        used = {k for pod in self.informer.list() for k in sources_of(pod)}
+        used = {k for pod in self.informer.list() for k in watched_of(pod)}
         for key in self._sources.keys() - used:
             task = asyncio.create_task(self._sources.pop(key).stop())
             self._stopping.add(task)
@@ -506,6 +514,17 @@ class PodManager:
             self.events.pod(pod, "Pulling", f'Pulling image "{image}"', c.get("name"))
             pulling.append((c.get("name", ""), image))
         await self._sources_synced(pod)
+        # The pod's pull secrets, in memory for this create only; one that cannot be read is
+        # left out (the pull goes on without it), as the kubelet does.
+        keyring, failed = keyring_of(pod, self._lookup)
+        if pulling and failed:
+            self.events.pod(
+                pod,
+                "FailedToRetrieveImagePullSecret",
+                f"Unable to retrieve some image pull secrets ({'; '.join(failed)});"
+                " attempting to pull the image may not succeed.",
+                warning=True,
+            )
         tokens = await self._pod_tokens(pod)
         volumes = await self._call(
             prepare_volumes, self._lookup, pod, self.sources / meta["uid"], True, tokens
@@ -516,7 +535,9 @@ class PodManager:
         # A failed create leaves nothing, a failed start tears the pod down (runtime.pod).
         started = time.monotonic()
         try:
-            uid = await self._call(self.runtime.create, rpod, manifest)
+            uid = await self._call(
+                self.runtime.create, rpod, manifest, None, keyring if keyring else None
+            )
         except api.ImagePullError as e:
             if e.reason != "ImagePullBackOff":
                 self.events.pod(pod, "Failed", e.message, e.container, warning=True)
