@@ -21,6 +21,7 @@ from orchestrator.store import Backend, Gone
 from . import discovery, errors, fields
 from .errors import ApiError
 from .eviction import evict
+from .podexec import pod_exec
 from .podlogs import pod_log
 from .resources import RESOURCES, Resource, by_path
 from .security import Security
@@ -369,6 +370,10 @@ class ApiServer:
         m = request.method
         if (sub == "binding" and m != "POST") or (sub == "log" and m != "GET"):
             raise errors.method_not_allowed()
+        if sub == "exec" and ns is not None and name is not None:
+            if m not in ("GET", "POST"):
+                raise errors.method_not_allowed()
+            return await pod_exec(request, self.storage, ns, name, self.kubelet_client)
         q = request.query
         dry = q.get("dryRun") == "All"
         if sub == "eviction":

@@ -119,6 +119,8 @@ def resource_list(group_name: str, ver: str) -> dict[str, Any] | None:
                 e.update(group="autoscaling", version="v1", kind="Scale")
             elif sub == "binding":
                 e.update(kind="Binding", verbs=["create"])
+            elif sub == "exec":
+                e.update(kind="PodExecOptions", verbs=["create", "get"])
             elif sub == "eviction":
                 e.update(group="policy", version="v1", kind="Eviction", verbs=["create"])
             out.append(e)

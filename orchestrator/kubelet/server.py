@@ -1,6 +1,8 @@
 """The kubelet's HTTPS port: ``/containerLogs/<namespace>/<pod>/<container>`` with the
 kubelet's parameters (follow, tailLines, previous, timestamps, sinceSeconds, sinceTime,
-limitBytes), which the API server proxies ``pods/log`` (``kubectl logs [-f]``) to. TLS with a
+limitBytes), which the API server proxies ``pods/log`` (``kubectl logs [-f]``) to, and
+``/exec/<namespace>/<pod>/<container>`` (``command``, ``input``, ``output``, ``error``, ``tty``)
+over a WebSocket (``streaming``), which it proxies ``pods/exec`` to. TLS with a
 serving certificate the cluster CA signed (from the join); a client must present a
 certificate of the cluster CA in group ``system:masters`` (the API server's)."""
 
@@ -18,6 +20,8 @@ from aiohttp import web
 
 from orchestrator.client import Obj
 from runtime.pod import api
+
+from .streaming import exec_websocket
 
 __all__ = ["KubeletServer"]
 
@@ -86,6 +90,8 @@ class KubeletServer:
     async def start(self, host: str, port: int) -> None:
         app = web.Application(middlewares=[self._auth])
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self._logs)
+        app.router.add_route("GET", "/exec/{namespace}/{pod}/{container}", self._exec)
+        app.router.add_route("POST", "/exec/{namespace}/{pod}/{container}", self._exec)
         app.router.add_get("/healthz", self._health)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
@@ -108,6 +114,38 @@ class KubeletServer:
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
+
+    async def _exec(self, request: web.Request) -> web.StreamResponse:
+        ns, name = request.match_info["namespace"], request.match_info["pod"]
+        container = request.match_info["container"]
+        pod = self.find_pod(f"{ns}/{name}")
+        if pod is None:
+            raise _bad(f'pod "{name}" not found in namespace "{ns}" on this node', 404)
+        spec = pod.get("spec") or {}
+        names = [c.get("name") for c in (spec.get("containers") or [])]
+        names += [c.get("name") for c in (spec.get("initContainers") or [])]
+        if container not in names:
+            raise _bad(f'container "{container}" not found in pod "{name}"', 404)
+        q = request.query
+        command = q.getall("command", [])
+        if not command:
+            raise _bad("you must specify at least one command for the container")
+        flags = {k: q.get(k) in ("1", "true") for k in ("input", "output", "error", "tty")}
+        if not (flags["input"] or flags["output"] or flags["error"]):
+            raise _bad("you must specify at least one of stdin, stdout, stderr")
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            raise _bad("exec needs a WebSocket upgrade (channel.k8s.io protocols)")
+        return await exec_websocket(
+            request,
+            self.runtime,
+            pod["metadata"]["uid"],
+            container,
+            command,
+            flags["input"],
+            flags["output"],
+            flags["error"],
+            flags["tty"],
+        )
 
     async def _logs(self, request: web.Request) -> web.StreamResponse:
         ns, name = request.match_info["namespace"], request.match_info["pod"]

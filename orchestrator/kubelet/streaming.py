@@ -1,0 +1,265 @@
+"""``exec`` on the kubelet's port over a WebSocket, in Kubernetes' remote command protocol
+(``channel.k8s.io``, ``v4.channel.k8s.io``, ``v5.channel.k8s.io``).
+
+Every binary message starts with a channel byte: 0 stdin (client to node), 1 stdout, 2 stderr,
+3 the error channel (v4 and later: a ``metav1.Status`` JSON written once, at the end; before
+v4: the error's text), 4 terminal resizes (``{"Width": w, "Height": h}``, client to node); v5
+adds 255, the close signal ``[255, channel]`` a client sends when its stdin ends. The node
+writes an empty message on the lowest channel it writes to once the streams are open, runs the
+command (``runtime.pod.api``: ``PodRuntime.exec``) in a thread of its own with pipes (or a
+pseudo-terminal for ``tty``) for its standard streams, and closes the socket (1000) after the
+status."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import struct
+import subprocess
+import termios
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from runtime.pod import api
+
+__all__ = ["PROTOCOLS", "exec_websocket", "status_for"]
+
+log = logging.getLogger("corral.agent.exec")
+
+V5 = "v5.channel.k8s.io"
+V4 = "v4.channel.k8s.io"
+V1 = "channel.k8s.io"
+PROTOCOLS = (V5, V4, V1)
+
+STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
+
+# How long a tty exec waits for the client's first size before starting the command (the
+# client sends it as soon as the streams are open; a command started earlier sees 0x0).
+FIRST_SIZE_WAIT = 1.0
+
+
+def status_for(code: int | None, error: str | None = None) -> dict[str, Any]:
+    """The ``metav1.Status`` the error channel carries: Success, a non-zero exit code (which
+    kubectl exits with) or an error running the command."""
+    if error is not None:
+        return {"metadata": {}, "status": "Failure", "message": error, "reason": "InternalError"}
+    if not code:
+        return {"metadata": {}, "status": "Success"}
+    return {
+        "metadata": {},
+        "status": "Failure",
+        "message": f"command terminated with non-zero exit code: exit status {code}",
+        "reason": "NonZeroExitCode",
+        "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
+    }
+
+
+def _set_size(fd: int, spec: bytes) -> None:
+    try:
+        size = json.loads(spec)
+        width, height = int(size.get("Width") or 0), int(size.get("Height") or 0)
+    except (ValueError, TypeError, AttributeError):
+        log.info("exec: a resize that is not {Width, Height}: %r", spec[:100])
+        return
+    with contextlib.suppress(OSError):
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+
+
+class _Exec:
+    """One exec: the child's ends of its streams, ours, and the socket."""
+
+    def __init__(self, ws: web.WebSocketResponse, tty: bool, stdin: bool, out: bool, err: bool):
+        self.ws = ws
+        self.tty = tty
+        self.child: dict[str, int] = {}  # stream -> the child's fd (closed once it is done)
+        self.ours: dict[int, int] = {}  # channel -> our fd (stdin: write end; else read end)
+        self.first_size = asyncio.Event()
+        self.stdin_transport: asyncio.WriteTransport | None = None
+        if tty:
+            master, slave = os.openpty()
+            self.child = {"stdin": slave, "stdout": slave, "stderr": slave}
+            self.ours = {STDOUT: os.dup(master)}  # the pump's; master: stdin and resizes
+            self.master: int | None = master
+            return
+        self.master = None
+        if stdin:
+            r, w = os.pipe()
+            self.child["stdin"], self.ours[STDIN] = r, w
+        if out:
+            r, w = os.pipe()
+            self.child["stdout"], self.ours[STDOUT] = w, r
+        if err:
+            r, w = os.pipe()
+            self.child["stderr"], self.ours[STDERR] = w, r
+
+    def close_child(self) -> None:
+        for fd in set(self.child.values()):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.child = {}
+
+    async def send(self, channel: int, data: bytes) -> None:
+        if self.ws.closed:
+            return
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self.ws.send_bytes(bytes([channel]) + data)
+
+    async def pump(self, channel: int) -> None:
+        """Copy one of the child's outputs to its channel until the child's end closes."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=1 << 20)
+        pipe = os.fdopen(self.ours.pop(channel), "rb", buffering=0)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), pipe
+        )
+        try:
+            while True:
+                try:
+                    chunk = await reader.read(65536)
+                except OSError:  # EIO: a pty whose last slave closed
+                    break
+                if not chunk:
+                    break
+                await self.send(channel, chunk)
+        finally:
+            transport.close()
+
+    async def stdin_writer(self) -> None:
+        loop = asyncio.get_running_loop()
+        fd = self.master if self.tty else self.ours.pop(STDIN, None)
+        if fd is None:
+            return
+        if self.tty:
+            fd = os.dup(fd)
+        pipe = os.fdopen(fd, "wb", buffering=0)
+        self.stdin_transport, _ = await loop.connect_write_pipe(asyncio.Protocol, pipe)
+
+    def write_stdin(self, data: bytes) -> None:
+        t = self.stdin_transport
+        if t is not None and not t.is_closing():
+            t.write(data)
+
+    def close_stdin(self) -> None:
+        t = self.stdin_transport
+        if t is None or t.is_closing():
+            return
+        if self.tty:
+            t.write(b"\x04")  # a terminal's end of file
+            return
+        t.close()  # after what is buffered is written
+
+    async def read_client(self) -> None:
+        """Demultiplex what the client sends until its socket closes."""
+        async for msg in self.ws:
+            if msg.type is not WSMsgType.BINARY or not msg.data:
+                continue
+            channel, data = msg.data[0], msg.data[1:]
+            if channel == STDIN and data:
+                self.write_stdin(data)
+            elif channel == RESIZE and self.master is not None:
+                _set_size(self.master, data)
+                self.first_size.set()
+            elif channel == CLOSE and data[:1] == bytes([STDIN]):
+                self.close_stdin()
+        self.close_stdin()
+
+
+async def exec_websocket(
+    request: web.Request,
+    runtime: api.PodRuntime,
+    uid: str,
+    container: str,
+    command: Sequence[str],
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+    tty: bool,
+) -> web.WebSocketResponse:
+    """Run ``command`` in ``container`` of pod ``uid`` for the client on this WebSocket."""
+    ws = web.WebSocketResponse(protocols=PROTOCOLS, autoping=True, max_msg_size=0)
+    await ws.prepare(request)
+    proto = ws.ws_protocol or ""
+    ex = _Exec(ws, tty, stdin, stdout, stderr and not tty)
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[subprocess.CompletedProcess[bytes]] = loop.create_future()
+    client = asyncio.create_task(ex.read_client())
+    pumps: list[asyncio.Task[None]] = []
+    started = False
+    try:
+        first = STDOUT if stdout else STDERR if stderr and not tty else ERROR
+        await ex.send(first, b"")
+        await ex.stdin_writer()
+        pumps = [asyncio.create_task(ex.pump(ch)) for ch in list(ex.ours)]
+        if tty:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ex.first_size.wait(), FIRST_SIZE_WAIT)
+
+        def settle(result: Any, error: BaseException | None) -> None:
+            if done.done():
+                return
+            if error is not None:
+                done.set_exception(error)
+            else:
+                done.set_result(result)
+
+        def run() -> None:
+            result: Any = None
+            error: BaseException | None = None
+            try:
+                result = runtime.exec(
+                    uid,
+                    command,
+                    container,
+                    tty,
+                    stdin=ex.child.get("stdin", subprocess.DEVNULL),
+                    stdout=ex.child.get("stdout", subprocess.DEVNULL),
+                    stderr=ex.child.get("stderr", subprocess.DEVNULL),
+                )
+            except Exception as e:  # handed to the loop
+                error = e
+            finally:
+                ex.close_child()
+            loop.call_soon_threadsafe(settle, result, error)
+
+        threading.Thread(target=run, name=f"exec-{uid}-{container}", daemon=True).start()
+        started = True
+        error: str | None = None
+        code: int | None = None
+        try:
+            code = (await done).returncode
+        except api.PodError as e:
+            error = e.message
+        except OSError as e:
+            error = f"exec in container {container}: {e}"
+        await asyncio.gather(*pumps, return_exceptions=True)
+        if ex.stdin_transport is not None:
+            ex.stdin_transport.close()
+        if ex.master is not None:
+            os.close(ex.master)
+            ex.master = None
+        status = status_for(code, error)
+        if proto in (V5, V4):
+            await ex.send(ERROR, json.dumps(status).encode())
+        elif status["status"] != "Success":
+            await ex.send(ERROR, status["message"].encode())
+        await ws.close()
+    finally:
+        client.cancel()
+        for t in pumps:
+            t.cancel()
+        if not started:  # the command's thread closes the child's ends once it is done
+            ex.close_child()
+        for fd in ex.ours.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if ex.master is not None:
+            with contextlib.suppress(OSError):
+                os.close(ex.master)
+    return ws
