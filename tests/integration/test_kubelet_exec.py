@@ -4,8 +4,13 @@ of test_kubelet.py, its fixture), kubectl 1.32 as the user."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import select
+import struct
 import subprocess
+import termios
 from pathlib import Path
 
 import pytest
@@ -143,3 +148,52 @@ def test_exec_needs_create_on_pods_exec(cluster: Cluster, shell: str, tmp_path: 
         ) in p.stderr, p.stderr
     p = runner.run("exec", shell, "--", "echo", "hi")
     assert p.stdout == "hi\n"
+
+
+def _in_terminal(k: Kubectl, args: list[str], after: bytes, typed: bytes) -> tuple[int, bytes]:
+    """Run kubectl on a pseudo-terminal of 33 rows and 101 columns, type ``typed`` once it
+    wrote ``after``; its exit code and everything it wrote to the terminal."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+    try:
+        proc = subprocess.Popen(
+            [k.binary, *args],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=k.env(),
+            start_new_session=True,
+        )
+        os.close(slave)
+        slave = -1
+        out = b""
+        while True:
+            ready, _, _ = select.select([master], [], [], 60)
+            if not ready:
+                proc.kill()
+                raise AssertionError(f"kubectl {args} wrote nothing for a minute: {out!r}")
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: kubectl is gone
+                break
+            if not chunk:
+                break
+            out += chunk
+            if typed and after in out:
+                os.write(master, typed)
+                typed = b""
+        return proc.wait(timeout=60), out
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+
+
+def test_exec_with_a_terminal(cluster: Cluster, shell: str) -> None:
+    k = cluster.kubectl()
+    script = "tty; stty size; read x; echo typed-$x; exit 5"
+    code, out = _in_terminal(k, ["exec", "-it", shell, "--", "sh", "-c", script], b"101", b"3\n")
+    assert code == 5, out
+    assert b"/dev/pts/" in out, out
+    assert b"33 101" in out, out  # the client's size, from the resize channel
+    assert b"typed-3" in out, out  # what was typed reached the command
