@@ -19,10 +19,36 @@ from aiohttp import WSMsgType, web
 from . import errors
 from .podlogs import kubelet_address, pod_container
 from .resources import by_path
+from .spdy import Session, SessionProtocol, Stream
 
 __all__ = ["pod_exec"]
 
 _TRUE = ("1", "true", "True")
+V5 = "v5.channel.k8s.io"
+SPDY_VERSIONS = ("v4.channel.k8s.io",)  # JSON status on the error stream, as v5's
+STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
+# How long the client has to open the streams it asked for (kube's streamCreationTimeout).
+STREAM_CREATION_TIMEOUT = 30.0
+
+
+def _spdy_version(request: web.Request) -> str | None:
+    """The remote command protocol of a SPDY/3.1 upgrade we speak, None when the request is
+    no SPDY upgrade; an upgrade offering none of ours is refused."""
+    if request.headers.get("Upgrade", "").lower() != "spdy/3.1":
+        return None
+    offered = [
+        v.strip()
+        for h in request.headers.getall("X-Stream-Protocol-Version", [])
+        for v in h.split(",")
+    ]
+    for v in offered:
+        if v in SPDY_VERSIONS:
+            return v
+    raise errors.ApiError(
+        403,
+        "Forbidden",
+        f"unable to upgrade: none of the protocols {offered} is supported: {list(SPDY_VERSIONS)}",
+    )
 
 
 def _is_websocket(request: web.Request) -> bool:
@@ -61,10 +87,11 @@ async def pod_exec(
     node_name = (pod.get("spec") or {}).get("nodeName")
     if not node_name:
         raise errors.bad_request(f"pod {name} does not have a host assigned")
-    if not _is_websocket(request):
+    spdy = _spdy_version(request)
+    if not spdy and not _is_websocket(request):
         raise errors.bad_request(
-            "Upgrade request required: pods/exec speaks WebSocket (v5.channel.k8s.io); "
-            "SPDY is not supported"
+            "Upgrade request required: pods/exec speaks WebSocket (v5.channel.k8s.io) or "
+            "SPDY/3.1 (v4.channel.k8s.io)"
         )
     if ctx is None:
         raise errors.ApiError(503, "ServiceUnavailable", "no client credentials for kubelets")
@@ -82,9 +109,14 @@ async def pod_exec(
         )
         if flags[ours]
     ]
-    protocols = [
-        p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()
-    ]
+    if spdy:
+        protocols = [V5]  # the close signal carries the end of SPDY's stdin
+    else:
+        protocols = [
+            p.strip()
+            for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
+            if p.strip()
+        ]
     url = f"https://{host}:{port}/exec/{ns}/{name}/{container}"
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
     async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -106,6 +138,8 @@ async def pod_exec(
                 500, "InternalError", f"exec: the kubelet of node {node_name}: {e}"
             ) from None
         async with node_ws:
+            if spdy:
+                return await _spdy_bridge(request, spdy, node_ws, flags)
             chosen = node_ws.protocol
             client_ws = web.WebSocketResponse(
                 protocols=(chosen,) if chosen else (), autoping=True, max_msg_size=0
@@ -120,3 +154,90 @@ async def pod_exec(
                 with contextlib.suppress(asyncio.CancelledError, ConnectionError, RuntimeError):
                     await up
             return client_ws
+
+
+async def _spdy_bridge(
+    request: web.Request, version: str, node_ws: Any, flags: dict[str, bool]
+) -> web.StreamResponse:
+    """Answer the client's SPDY upgrade, take its connection over and carry the streams it
+    opens to and from the kubelet's WebSocket (v5: stdin's end is the close signal)."""
+    transport = request.transport
+    if transport is None:
+        raise ConnectionResetError("the client went away")
+    resp = web.StreamResponse(
+        status=101,
+        headers={
+            "Connection": "Upgrade",
+            "Upgrade": "SPDY/3.1",
+            "X-Stream-Protocol-Version": version,
+        },
+    )
+    resp.force_close()
+    await resp.prepare(request)
+    want = {"error"}
+    want |= {"stdin"} if flags["stdin"] else set()
+    want |= {"stdout"} if flags["stdout"] else set()
+    want |= {"stderr"} if flags["stderr"] and not flags["tty"] else set()
+    want |= {"resize"} if flags["tty"] else set()
+    streams: dict[str, Stream] = {}
+    ready = asyncio.Event()
+
+    def opened(s: Stream) -> None:
+        kind = s.headers.get("streamtype", "")
+        if kind in want and kind not in streams:
+            streams[kind] = s
+            if set(streams) == want:
+                ready.set()
+        else:
+            s.session.reset(s.id)
+
+    session = Session(transport.write, opened)
+    transport.set_protocol(SessionProtocol(session))
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        try:
+            await asyncio.wait_for(ready.wait(), STREAM_CREATION_TIMEOUT)
+        except TimeoutError:
+            return resp
+
+        async def stdin() -> None:
+            s = streams["stdin"]
+            while data := await s.read():
+                await node_ws.send_bytes(bytes([STDIN]) + data)
+            await node_ws.send_bytes(bytes([CLOSE, STDIN]))
+
+        async def resize() -> None:
+            s, pending = streams["resize"], b""
+            while data := await s.read():
+                pending += data
+                *sizes, pending = pending.split(b"\n")
+                for size in sizes:
+                    if size.strip():
+                        await node_ws.send_bytes(bytes([RESIZE]) + size)
+
+        if "stdin" in streams:
+            tasks.append(asyncio.create_task(stdin()))
+        if "resize" in streams:
+            tasks.append(asyncio.create_task(resize()))
+        outputs = {STDOUT: "stdout", STDERR: "stderr", ERROR: "error"}
+        received = asyncio.ensure_future(_node_messages(node_ws, streams, outputs))
+        await asyncio.wait([received, session.done], return_when=asyncio.FIRST_COMPLETED)
+        received.cancel()
+    finally:
+        for t in tasks:
+            t.cancel()
+        for s in streams.values():
+            s.close()
+        session.goaway()
+        session.eof()
+        transport.close()
+    return resp
+
+
+async def _node_messages(node_ws: Any, streams: dict[str, Stream], outputs: dict[int, str]) -> None:
+    async for msg in node_ws:
+        if msg.type is not WSMsgType.BINARY or len(msg.data) < 2:
+            continue
+        s = streams.get(outputs.get(msg.data[0], ""))
+        if s is not None:
+            s.write(msg.data[1:])

@@ -1,6 +1,7 @@
-"""``kubectl exec`` through the API server (``pods/exec``) to the kubelet (``/exec/...``) over
-WebSocket (``v5.channel.k8s.io``): a real ``corral server`` and ``corral agent`` (the cluster
-of test_kubelet.py, its fixture), kubectl 1.32 as the user."""
+"""``kubectl exec`` through the API server (``pods/exec``) to the kubelet (``/exec/...``): kubectl
+1.32 over WebSocket (``v5.channel.k8s.io``), kubectl 1.20 over SPDY/3.1 (``v4.channel.k8s.io``,
+which the API server carries on to the kubelet's WebSocket); a real ``corral server`` and
+``corral agent`` (the cluster of test_kubelet.py, its fixture)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from tests.kubeserver import CORRAL, Kubectl
 pytestmark = pytest.mark.root
 
 cluster = test_kubelet.cluster  # the module's server and agent, as test_kubelet's
+both = pytest.mark.parametrize("version", ["1.32", "1.20"])
 
 
 def _apply(cluster: Cluster, *objs: dict[str, object]) -> None:
@@ -37,31 +39,38 @@ def shell(cluster: Cluster) -> str:
     return "sh1"
 
 
-def test_exec_prints_the_command_output(cluster: Cluster, shell: str) -> None:
-    p = cluster.kubectl().run("exec", shell, "--", "echo", "hi")
+@both
+def test_exec_prints_the_command_output(cluster: Cluster, shell: str, version: str) -> None:
+    p = cluster.kubectl(version).run("exec", shell, "--", "echo", "hi")
     assert p.stdout == "hi\n"
 
 
-def test_stdout_and_stderr_stay_apart(cluster: Cluster, shell: str) -> None:
-    p = cluster.kubectl().run("exec", shell, "--", "sh", "-c", "echo out; echo err >&2")
+@both
+def test_stdout_and_stderr_stay_apart(cluster: Cluster, shell: str, version: str) -> None:
+    p = cluster.kubectl(version).run("exec", shell, "--", "sh", "-c", "echo out; echo err >&2")
     assert p.stdout == "out\n"
     assert "err\n" in p.stderr and "out" not in p.stderr
 
 
-def test_the_exit_code_is_kubectls(cluster: Cluster, shell: str) -> None:
-    p = cluster.kubectl().run("exec", shell, "--", "sh", "-c", "echo bye; exit 3", check=False)
+@both
+def test_the_exit_code_is_kubectls(cluster: Cluster, shell: str, version: str) -> None:
+    p = cluster.kubectl(version).run(
+        "exec", shell, "--", "sh", "-c", "echo bye; exit 3", check=False
+    )
     assert p.returncode == 3, p
     assert p.stdout == "bye\n"
 
 
-def test_a_command_the_container_lacks_fails(cluster: Cluster, shell: str) -> None:
-    p = cluster.kubectl().run("exec", shell, "--", "no-such-command-here", check=False)
+@both
+def test_a_command_the_container_lacks_fails(cluster: Cluster, shell: str, version: str) -> None:
+    p = cluster.kubectl(version).run("exec", shell, "--", "no-such-command-here", check=False)
     assert p.returncode != 0, p
     assert p.stdout == ""
 
 
-def test_stdin_reaches_the_command(cluster: Cluster, shell: str) -> None:
-    k = cluster.kubectl()
+@both
+def test_stdin_reaches_the_command(cluster: Cluster, shell: str, version: str) -> None:
+    k = cluster.kubectl(version)
     p = k.run("exec", "-i", shell, "--", "cat", input="data\nmore data\n")
     assert p.stdout == "data\nmore data\n"
     big = "".join(f"line {i}\n" for i in range(40000))  # more than a pipe holds
@@ -72,7 +81,8 @@ def test_stdin_reaches_the_command(cluster: Cluster, shell: str) -> None:
     assert p.stdout == ""
 
 
-def test_exec_picks_the_container(cluster: Cluster) -> None:
+@both
+def test_exec_picks_the_container(cluster: Cluster, version: str) -> None:
     containers = [
         {
             "name": name,
@@ -84,7 +94,7 @@ def test_exec_picks_the_container(cluster: Cluster) -> None:
     ]
     _apply(cluster, manifest("two", containers=containers))
     cluster.wait_running("two")
-    k = cluster.kubectl()
+    k = cluster.kubectl(version)
     p = k.run("exec", "two", "-c", "second", "--", "sh", "-c", "echo $WHO")
     assert p.stdout == "second\n"
     p = k.run("exec", "two", "-c", "first", "--", "sh", "-c", "echo $WHO")
@@ -94,8 +104,9 @@ def test_exec_picks_the_container(cluster: Cluster) -> None:
     assert "container third is not valid for pod two" in p.stderr, p.stderr
 
 
-def test_exec_into_a_missing_pod_is_not_found(cluster: Cluster) -> None:
-    p = cluster.kubectl().run("exec", "nope", "--", "echo", "hi", check=False)
+@both
+def test_exec_into_a_missing_pod_is_not_found(cluster: Cluster, version: str) -> None:
+    p = cluster.kubectl(version).run("exec", "nope", "--", "echo", "hi", check=False)
     assert p.returncode == 1
     assert 'Error from server (NotFound): pods "nope" not found' in p.stderr, p.stderr
     code, body = cluster.server.json(
@@ -104,7 +115,9 @@ def test_exec_into_a_missing_pod_is_not_found(cluster: Cluster) -> None:
     assert code == 404 and body["reason"] == "NotFound", body
 
 
-def _user(cluster: Cluster, name: str, verbs: list[str] | None, home: Path) -> Kubectl:
+def _user(
+    cluster: Cluster, name: str, verbs: list[str] | None, home: Path, version: str
+) -> Kubectl:
     """A kubectl for user ``name``, who may get pods and, with ``verbs``, use pods/exec."""
     path = cluster.server.root / f"{name}.kubeconfig"
     argv = [CORRAL, "kubeconfig", "--user", name, "--data-dir", str(cluster.server.data_dir)]
@@ -131,13 +144,16 @@ def _user(cluster: Cluster, name: str, verbs: list[str] | None, home: Path) -> K
     }
     _apply(cluster, role, binding)
     home.mkdir(parents=True, exist_ok=True)
-    return Kubectl(cluster.kubectl().binary, home, path, "1.32")
+    return Kubectl(cluster.kubectl(version).binary, home, path, version)
 
 
-def test_exec_needs_create_on_pods_exec(cluster: Cluster, shell: str, tmp_path: Path) -> None:
-    reader = _user(cluster, "reader", None, tmp_path / "reader")
-    getter = _user(cluster, "getter", ["get"], tmp_path / "getter")
-    runner = _user(cluster, "runner", ["create"], tmp_path / "runner")
+@both
+def test_exec_needs_create_on_pods_exec(
+    cluster: Cluster, shell: str, tmp_path: Path, version: str
+) -> None:
+    reader = _user(cluster, "reader", None, tmp_path / "reader", version)
+    getter = _user(cluster, "getter", ["get"], tmp_path / "getter", version)
+    runner = _user(cluster, "runner", ["create"], tmp_path / "runner", version)
     for who, k in (("reader", reader), ("getter", getter)):
         p = k.run("exec", shell, "--", "echo", "hi", check=False)
         assert p.returncode == 1, p
@@ -189,8 +205,9 @@ def _in_terminal(k: Kubectl, args: list[str], after: bytes, typed: bytes) -> tup
             os.close(slave)
 
 
-def test_exec_with_a_terminal(cluster: Cluster, shell: str) -> None:
-    k = cluster.kubectl()
+@both
+def test_exec_with_a_terminal(cluster: Cluster, shell: str, version: str) -> None:
+    k = cluster.kubectl(version)
     script = "tty; stty size; read x; echo typed-$x; exit 5"
     code, out = _in_terminal(k, ["exec", "-it", shell, "--", "sh", "-c", script], b"101", b"3\n")
     assert code == 5, out
