@@ -3,8 +3,9 @@
 CA of ``pods/log``). The client's WebSocket (``v5.channel.k8s.io`` and the earlier
 ``channel.k8s.io`` protocols, ``orchestrator.kubelet.streaming``) is relayed message for
 message to one the API server opens to the kubelet with the same protocols; the kubelet's
-choice is the client's. SPDY upgrades (kubectl before 1.30, and 1.30+ as a fallback) are
-refused with 400: kubectl 1.32 speaks WebSocket first."""
+choice is the client's. A SPDY/3.1 upgrade (kubectl before 1.30; ``v4.channel.k8s.io``) is
+answered here (``spdy``): the streams the client opens are carried to and from the kubelet's
+WebSocket (v5, whose close signal ends stdin)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ from typing import Any
 import aiohttp
 from aiohttp import WSMsgType, web
 
-from . import errors
+from . import errors, spdy
 from .podlogs import kubelet_address, pod_container
 from .resources import by_path
-from .spdy import Session, SessionProtocol, Stream
+from .spdy import Stream
 
 __all__ = ["pod_exec"]
 
@@ -34,13 +35,9 @@ STREAM_CREATION_TIMEOUT = 30.0
 def _spdy_version(request: web.Request) -> str | None:
     """The remote command protocol of a SPDY/3.1 upgrade we speak, None when the request is
     no SPDY upgrade; an upgrade offering none of ours is refused."""
-    if request.headers.get("Upgrade", "").lower() != "spdy/3.1":
+    offered = spdy.offered_versions(request)
+    if offered is None:
         return None
-    offered = [
-        v.strip()
-        for h in request.headers.getall("X-Stream-Protocol-Version", [])
-        for v in h.split(",")
-    ]
     for v in offered:
         if v in SPDY_VERSIONS:
             return v
@@ -87,8 +84,8 @@ async def pod_exec(
     node_name = (pod.get("spec") or {}).get("nodeName")
     if not node_name:
         raise errors.bad_request(f"pod {name} does not have a host assigned")
-    spdy = _spdy_version(request)
-    if not spdy and not _is_websocket(request):
+    spdy_version = _spdy_version(request)
+    if not spdy_version and not _is_websocket(request):
         raise errors.bad_request(
             "Upgrade request required: pods/exec speaks WebSocket (v5.channel.k8s.io) or "
             "SPDY/3.1 (v4.channel.k8s.io)"
@@ -109,7 +106,7 @@ async def pod_exec(
         )
         if flags[ours]
     ]
-    if spdy:
+    if spdy_version:
         protocols = [V5]  # the close signal carries the end of SPDY's stdin
     else:
         protocols = [
@@ -138,8 +135,8 @@ async def pod_exec(
                 500, "InternalError", f"exec: the kubelet of node {node_name}: {e}"
             ) from None
         async with node_ws:
-            if spdy:
-                return await _spdy_bridge(request, spdy, node_ws, flags)
+            if spdy_version:
+                return await _spdy_bridge(request, spdy_version, node_ws, flags)
             chosen = node_ws.protocol
             client_ws = web.WebSocketResponse(
                 protocols=(chosen,) if chosen else (), autoping=True, max_msg_size=0
@@ -161,19 +158,6 @@ async def _spdy_bridge(
 ) -> web.StreamResponse:
     """Answer the client's SPDY upgrade, take its connection over and carry the streams it
     opens to and from the kubelet's WebSocket (v5: stdin's end is the close signal)."""
-    transport = request.transport
-    if transport is None:
-        raise ConnectionResetError("the client went away")
-    resp = web.StreamResponse(
-        status=101,
-        headers={
-            "Connection": "Upgrade",
-            "Upgrade": "SPDY/3.1",
-            "X-Stream-Protocol-Version": version,
-        },
-    )
-    resp.force_close()
-    await resp.prepare(request)
     want = {"error"}
     want |= {"stdin"} if flags["stdin"] else set()
     want |= {"stdout"} if flags["stdout"] else set()
@@ -191,8 +175,7 @@ async def _spdy_bridge(
         else:
             s.session.reset(s.id)
 
-    session = Session(transport.write, opened)
-    transport.set_protocol(SessionProtocol(session))
+    resp, session = await spdy.upgrade(request, version, opened)
     tasks: list[asyncio.Task[None]] = []
     try:
         try:
@@ -228,9 +211,7 @@ async def _spdy_bridge(
             t.cancel()
         for s in streams.values():
             s.close()
-        session.goaway()
-        session.eof()
-        transport.close()
+        session.close()
     return resp
 
 

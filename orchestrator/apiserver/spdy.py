@@ -15,7 +15,9 @@ import struct
 import zlib
 from collections.abc import Callable
 
-__all__ = ["DICTIONARY", "Session", "SpdyError", "Stream"]
+from aiohttp import web
+
+__all__ = ["DICTIONARY", "Session", "SpdyError", "Stream", "offered_versions", "upgrade"]
 
 log = logging.getLogger("corral.apiserver.spdy")
 
@@ -131,6 +133,7 @@ class Session:
         self.streams: dict[int, Stream] = {}
         self.closed = False
         self.done = asyncio.get_running_loop().create_future()
+        self.on_close: Callable[[], object] | None = None  # the connection's end, once
         self._last_id = 0
 
     # ---------------------------------------------------------------- writing
@@ -182,6 +185,14 @@ class Session:
             s._remote_fin()
         if not self.done.done():
             self.done.set_result(None)
+
+    def close(self) -> None:
+        """End the session: GOAWAY, then the connection."""
+        self.goaway()
+        self.eof()
+        if self.on_close is not None:
+            self.on_close()
+            self.on_close = None
 
     def _frame(self, frame: bytes) -> None:
         flags, body = frame[4], frame[8:]
@@ -243,3 +254,71 @@ class SessionProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.session.eof()
+
+
+def offered_versions(request: web.Request) -> list[str] | None:
+    """The protocols (``X-Stream-Protocol-Version``) a SPDY/3.1 upgrade offers; None when the
+    request is no SPDY upgrade."""
+    if request.headers.get("Upgrade", "").lower() != "spdy/3.1":
+        return None
+    return [
+        v.strip()
+        for h in request.headers.getall("X-Stream-Protocol-Version", [])
+        for v in h.split(",")
+        if v.strip()
+    ]
+
+
+async def upgrade(
+    request: web.Request, version: str, on_stream: Callable[[Stream], None]
+) -> tuple[web.StreamResponse, Session]:
+    """Answer a SPDY/3.1 upgrade (101, ``version``) and take the connection over from the
+    HTTP server: from now on its bytes go to the returned session. The handler returns the
+    response once ``session.done``; the connection closes then."""
+    transport = request.transport
+    if transport is None:
+        raise ConnectionResetError("the client went away")
+    resp = web.StreamResponse(
+        status=101,
+        headers={
+            "Connection": "Upgrade",
+            "Upgrade": "SPDY/3.1",
+            "X-Stream-Protocol-Version": version,
+        },
+    )
+    resp.force_close()
+    await resp.prepare(request)
+    session = Session(transport.write, on_stream)
+    session.on_close = transport.close
+    transport.set_protocol(SessionProtocol(session))
+    return resp, session
+
+
+async def over_websocket(ws: web.WebSocketResponse, on_stream: Callable[[Stream], None]) -> None:
+    """A SPDY session whose bytes travel in the binary messages of ``ws`` (client-go's
+    ``SPDY/3.1+portforward.k8s.io`` tunnel), until either side ends it."""
+    out: asyncio.Queue[bytes | None] = asyncio.Queue()
+    session = Session(out.put_nowait, on_stream)
+    session.on_close = lambda: out.put_nowait(None)
+
+    async def writer() -> None:
+        while (data := await out.get()) is not None:
+            if ws.closed:
+                return
+            await ws.send_bytes(data)
+
+    sending = asyncio.create_task(writer())
+    try:
+        async for msg in ws:
+            if msg.type is web.WSMsgType.BINARY:
+                session.feed(msg.data)
+            if session.closed:
+                break
+    finally:
+        session.eof()
+        out.put_nowait(None)
+        try:
+            await asyncio.wait_for(sending, 5)
+        except (TimeoutError, ConnectionError, RuntimeError):
+            sending.cancel()
+        await ws.close()

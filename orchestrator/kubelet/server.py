@@ -2,7 +2,9 @@
 kubelet's parameters (follow, tailLines, previous, timestamps, sinceSeconds, sinceTime,
 limitBytes), which the API server proxies ``pods/log`` (``kubectl logs [-f]``) to, and
 ``/exec/<namespace>/<pod>/<container>`` (``command``, ``input``, ``output``, ``error``, ``tty``)
-over a WebSocket (``streaming``), which it proxies ``pods/exec`` to. TLS with a
+over a WebSocket (``streaming``), which it proxies ``pods/exec`` to, and
+``/portForward/<namespace>/<pod>?port=N`` (one TCP connection a WebSocket) for
+``pods/portforward``. TLS with a
 serving certificate the cluster CA signed (from the join); a client must present a
 certificate of the cluster CA in group ``system:masters`` (the API server's)."""
 
@@ -21,7 +23,7 @@ from aiohttp import web
 from orchestrator.client import Obj
 from runtime.pod import api
 
-from .streaming import exec_websocket
+from .streaming import exec_websocket, port_forward_websocket
 
 __all__ = ["KubeletServer"]
 
@@ -92,6 +94,7 @@ class KubeletServer:
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self._logs)
         app.router.add_route("GET", "/exec/{namespace}/{pod}/{container}", self._exec)
         app.router.add_route("POST", "/exec/{namespace}/{pod}/{container}", self._exec)
+        app.router.add_get("/portForward/{namespace}/{pod}", self._port_forward)
         app.router.add_get("/healthz", self._health)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
@@ -146,6 +149,21 @@ class KubeletServer:
             flags["error"],
             flags["tty"],
         )
+
+    async def _port_forward(self, request: web.Request) -> web.StreamResponse:
+        ns, name = request.match_info["namespace"], request.match_info["pod"]
+        pod = self.find_pod(f"{ns}/{name}")
+        if pod is None:
+            raise _bad(f'pod "{name}" not found in namespace "{ns}" on this node', 404)
+        try:
+            port = int(request.query.get("port", ""))
+        except ValueError:
+            raise _bad("port-forward needs one port (?port=N)") from None
+        if not 0 < port < 65536:
+            raise _bad(f"port {port} is not a TCP port")
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            raise _bad("port-forward needs a WebSocket upgrade")
+        return await port_forward_websocket(request, self.runtime, pod["metadata"]["uid"], port)
 
     async def _logs(self, request: web.Request) -> web.StreamResponse:
         ns, name = request.match_info["namespace"], request.match_info["pod"]

@@ -29,7 +29,13 @@ from aiohttp import WSMsgType, web
 
 from runtime.pod import api
 
-__all__ = ["PROTOCOLS", "exec_websocket", "status_for"]
+__all__ = [
+    "PORTFORWARD_PROTOCOL",
+    "PROTOCOLS",
+    "exec_websocket",
+    "port_forward_websocket",
+    "status_for",
+]
 
 log = logging.getLogger("corral.agent.exec")
 
@@ -72,6 +78,14 @@ def _set_size(fd: int, spec: bytes) -> None:
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
 
 
+async def _send(ws: web.WebSocketResponse, channel: int, data: bytes) -> None:
+    """A message on ``channel``; nothing once the client is gone."""
+    if ws.closed:
+        return
+    with contextlib.suppress(ConnectionError, RuntimeError):
+        await ws.send_bytes(bytes([channel]) + data)
+
+
 class _Exec:
     """One exec: the child's ends of its streams, ours, and the socket."""
 
@@ -106,10 +120,7 @@ class _Exec:
         self.child = {}
 
     async def send(self, channel: int, data: bytes) -> None:
-        if self.ws.closed:
-            return
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await self.ws.send_bytes(bytes([channel]) + data)
+        await _send(self.ws, channel, data)
 
     async def pump(self, channel: int) -> None:
         """Copy one of the child's outputs to its channel until the child's end closes."""
@@ -262,4 +273,59 @@ async def exec_websocket(
         if ex.master is not None:
             with contextlib.suppress(OSError):
                 os.close(ex.master)
+    return ws
+
+
+# ============================================================================= port-forward
+
+PORTFORWARD_PROTOCOL = "v4.channel.k8s.io"  # the kubelet's WebSocket port-forward framing
+DATA, PF_ERROR = 0, 1
+
+
+async def port_forward_websocket(
+    request: web.Request, runtime: api.PodRuntime, uid: str, port: int
+) -> web.WebSocketResponse:
+    """One TCP connection to ``port`` of pod ``uid`` (its loopback, in its network namespace)
+    over this WebSocket, in the kubelet's framing: channel 0 the data, channel 1 an error's
+    text; the first message on each is the port (2 bytes, little endian). ``[255, 0]`` (v5's
+    close signal) from the client ends what it writes (a half-close); the socket closes
+    (1000) once the pod's side is done."""
+    ws = web.WebSocketResponse(protocols=(PORTFORWARD_PROTOCOL,), autoping=True, max_msg_size=0)
+    await ws.prepare(request)
+    prefix = struct.pack("<H", port)
+    await _send(ws, DATA, prefix)
+    await _send(ws, PF_ERROR, prefix)
+    loop = asyncio.get_running_loop()
+    try:
+        sock = await loop.run_in_executor(None, runtime.port_connect, uid, port)
+    except (api.PodError, OSError) as e:
+        text = e.message if isinstance(e, api.PodError) else str(e)
+        await _send(ws, PF_ERROR, f"error forwarding port {port} to pod {uid}: {text}".encode())
+        await ws.close()
+        return ws
+    reader, writer = await asyncio.open_connection(sock=sock)
+
+    async def upstream() -> None:
+        async for msg in ws:
+            if msg.type is not WSMsgType.BINARY or not msg.data:
+                continue
+            if msg.data[0] == DATA and len(msg.data) > 1:
+                writer.write(msg.data[1:])
+                await writer.drain()
+            elif msg.data[0] == CLOSE and msg.data[1:2] == bytes([DATA]):
+                break
+        if writer.can_write_eof():
+            with contextlib.suppress(OSError):
+                writer.write_eof()
+
+    up = asyncio.create_task(upstream())
+    try:
+        while chunk := await reader.read(65536):
+            await _send(ws, DATA, chunk)
+    except OSError as e:
+        await _send(ws, PF_ERROR, f"error forwarding port {port}: {e}".encode())
+    finally:
+        up.cancel()
+        writer.close()
+        await ws.close()
     return ws

@@ -8,6 +8,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import select
 import struct
 import subprocess
@@ -166,51 +167,87 @@ def test_exec_needs_create_on_pods_exec(
     assert p.stdout == "hi\n"
 
 
-def _in_terminal(k: Kubectl, args: list[str], after: bytes, typed: bytes) -> tuple[int, bytes]:
-    """Run kubectl on a pseudo-terminal of 33 rows and 101 columns, type ``typed`` once it
-    wrote ``after``; its exit code and everything it wrote to the terminal."""
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
-    try:
-        proc = subprocess.Popen(
-            [k.binary, *args],
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            env=k.env(),
-            start_new_session=True,
-        )
-        os.close(slave)
-        slave = -1
-        out = b""
-        while True:
-            ready, _, _ = select.select([master], [], [], 60)
-            if not ready:
-                proc.kill()
-                raise AssertionError(f"kubectl {args} wrote nothing for a minute: {out!r}")
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # EIO: kubectl is gone
-                break
-            if not chunk:
-                break
-            out += chunk
-            if typed and after in out:
-                os.write(master, typed)
-                typed = b""
-        return proc.wait(timeout=60), out
-    finally:
-        os.close(master)
-        if slave >= 0:
+class Terminal:
+    """kubectl on a pseudo-terminal it controls (resizes reach it as SIGWINCH): what it
+    writes, and what the test types."""
+
+    def __init__(self, k: Kubectl, args: list[str], rows: int, cols: int) -> None:
+        self.master, slave = os.openpty()
+        self.resize(rows, cols)
+        self.out = b""
+        try:
+            self.proc = subprocess.Popen(
+                [k.binary, *args],
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                env=k.env(),
+                start_new_session=True,
+                preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+            )
+        finally:
             os.close(slave)
+
+    def resize(self, rows: int, cols: int) -> None:
+        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def type(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    def read(self) -> bytes:
+        """What kubectl writes next (b"" once it is gone); a minute of silence fails."""
+        ready, _, _ = select.select([self.master], [], [], 60)
+        if not ready:
+            self.proc.kill()
+            raise AssertionError(f"kubectl wrote nothing for a minute; so far: {self.out!r}")
+        try:
+            chunk = os.read(self.master, 65536)
+        except OSError:  # EIO: kubectl is gone
+            chunk = b""
+        self.out += chunk
+        return chunk
+
+    def expect(self, what: bytes) -> None:
+        while what not in self.out:
+            if not self.read():
+                raise AssertionError(f"kubectl ended without writing {what!r}: {self.out!r}")
+
+    def finish(self) -> int:
+        while self.read():
+            pass
+        return self.proc.wait(timeout=60)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self.master)
 
 
 @both
 def test_exec_with_a_terminal(cluster: Cluster, shell: str, version: str) -> None:
-    k = cluster.kubectl(version)
-    script = "tty; stty size; read x; echo typed-$x; exit 5"
-    code, out = _in_terminal(k, ["exec", "-it", shell, "--", "sh", "-c", script], b"101", b"3\n")
-    assert code == 5, out
-    assert b"/dev/pts/" in out, out
-    assert b"33 101" in out, out  # the client's size, from the resize channel
-    assert b"typed-3" in out, out  # what was typed reached the command
+    script = "tty; read x; stty size; echo typed-$x; while read y; do stty size; done; exit 5"
+    term = Terminal(
+        cluster.kubectl(version), ["exec", "-it", shell, "--", "sh", "-c", script], 33, 101
+    )
+    try:
+        term.expect(b"/dev/pts/")
+        term.type(b"3\n")
+        term.expect(b"typed-3")  # what was typed reached the command
+        assert b"33 101" in term.out  # the client's size, through the resize channel
+        # a resize while the command runs reaches it (kubectl sends it when it sees it)
+        term.resize(40, 120)
+        for _ in range(100):  # each newline: one `stty size` of the command
+            seen = len(term.out)
+            term.type(b"\n")
+            while not re.search(rb"\d+ \d+\r\n", term.out[seen:]):
+                if not term.read():
+                    raise AssertionError(f"kubectl ended: {term.out!r}")
+            if b"40 120" in term.out[seen:]:
+                break
+        else:
+            raise AssertionError(f"the resize never reached the command: {term.out!r}")
+        term.type(b"\x04")  # the end of input: the loop ends, so does sh
+        assert term.finish() == 5, term.out
+    finally:
+        term.close()
