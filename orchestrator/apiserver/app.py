@@ -23,6 +23,7 @@ from .errors import ApiError
 from .eviction import evict
 from .podexec import pod_exec
 from .podlogs import pod_log
+from .portforward import pod_port_forward
 from .resources import RESOURCES, Resource, by_path
 from .security import Security
 from .selectors import field_selector, label_selector
@@ -374,6 +375,10 @@ class ApiServer:
             if m not in ("GET", "POST"):
                 raise errors.method_not_allowed()
             return await pod_exec(request, self.storage, ns, name, self.kubelet_client)
+        if sub == "portforward" and ns is not None and name is not None:
+            if m not in ("GET", "POST"):
+                raise errors.method_not_allowed()
+            return await pod_port_forward(request, self.storage, ns, name, self.kubelet_client)
         q = request.query
         dry = q.get("dryRun") == "All"
         if sub == "eviction":

@@ -119,8 +119,9 @@ def resource_list(group_name: str, ver: str) -> dict[str, Any] | None:
                 e.update(group="autoscaling", version="v1", kind="Scale")
             elif sub == "binding":
                 e.update(kind="Binding", verbs=["create"])
-            elif sub == "exec":
-                e.update(kind="PodExecOptions", verbs=["create", "get"])
+            elif sub in ("exec", "portforward"):
+                kind = "PodExecOptions" if sub == "exec" else "PodPortForwardOptions"
+                e.update(kind=kind, verbs=["create", "get"])
             elif sub == "eviction":
                 e.update(group="policy", version="v1", kind="Eviction", verbs=["create"])
             out.append(e)

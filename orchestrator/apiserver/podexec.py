@@ -22,7 +22,7 @@ from .podlogs import kubelet_address, pod_container
 from .resources import by_path
 from .spdy import Stream
 
-__all__ = ["pod_exec"]
+__all__ = ["is_websocket", "pod_exec"]
 
 _TRUE = ("1", "true", "True")
 V5 = "v5.channel.k8s.io"
@@ -48,7 +48,7 @@ def _spdy_version(request: web.Request) -> str | None:
     )
 
 
-def _is_websocket(request: web.Request) -> bool:
+def is_websocket(request: web.Request) -> bool:
     conn = request.headers.get("Connection", "").lower()
     return request.headers.get("Upgrade", "").lower() == "websocket" and "upgrade" in [
         p.strip() for p in conn.split(",")
@@ -85,7 +85,7 @@ async def pod_exec(
     if not node_name:
         raise errors.bad_request(f"pod {name} does not have a host assigned")
     spdy_version = _spdy_version(request)
-    if not spdy_version and not _is_websocket(request):
+    if not spdy_version and not is_websocket(request):
         raise errors.bad_request(
             "Upgrade request required: pods/exec speaks WebSocket (v5.channel.k8s.io) or "
             "SPDY/3.1 (v4.channel.k8s.io)"

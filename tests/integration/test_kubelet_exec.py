@@ -10,9 +10,11 @@ import json
 import os
 import re
 import select
+import socket
 import struct
 import subprocess
 import termios
+import threading
 from pathlib import Path
 
 import pytest
@@ -119,13 +121,16 @@ def test_exec_into_a_missing_pod_is_not_found(cluster: Cluster, version: str) ->
 def _user(
     cluster: Cluster, name: str, verbs: list[str] | None, home: Path, version: str
 ) -> Kubectl:
-    """A kubectl for user ``name``, who may get pods and, with ``verbs``, use pods/exec."""
+    """A kubectl for user ``name``, who may get pods and, with ``verbs``, pods/exec and
+    pods/portforward."""
     path = cluster.server.root / f"{name}.kubeconfig"
     argv = [CORRAL, "kubeconfig", "--user", name, "--data-dir", str(cluster.server.data_dir)]
     subprocess.run([*argv, "-o", str(path)], check=True, capture_output=True)
     rules: list[dict[str, object]] = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]
     if verbs:
-        rules.append({"apiGroups": [""], "resources": ["pods/exec"], "verbs": verbs})
+        rules.append(
+            {"apiGroups": [""], "resources": ["pods/exec", "pods/portforward"], "verbs": verbs}
+        )
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
@@ -251,3 +256,123 @@ def test_exec_with_a_terminal(cluster: Cluster, shell: str, version: str) -> Non
         assert term.finish() == 5, term.out
     finally:
         term.close()
+
+
+# ============================================================================= port-forward
+
+
+@pytest.fixture(scope="module")
+def web(cluster: Cluster) -> str:
+    """A pod ``web``: an HTTP server on its loopback only (127.0.0.1:8080) and an echo server
+    (any address, 9090) in another container."""
+    serve = "echo hello-from-pod > /www/index.html; exec httpd -f -p 127.0.0.1:8080 -h /www"
+    containers = [
+        {
+            "name": "http",
+            "image": IMAGE,
+            "command": ["sh", "-c", serve],
+            "volumeMounts": [{"name": "www", "mountPath": "/www"}],
+        },
+        {"name": "echo", "image": IMAGE, "command": ["nc", "-ll", "-p", "9090", "-e", "cat"]},
+    ]
+    _apply(
+        cluster, manifest("web", containers=containers, volumes=[{"name": "www", "emptyDir": {}}])
+    )
+    cluster.wait_running("web")
+    return "web"
+
+
+class Forward:
+    """``kubectl port-forward`` running: the local port of each remote one."""
+
+    def __init__(self, k: Kubectl, target: str, *remote: int) -> None:
+        self.proc = k.popen(
+            "port-forward", "--address", "127.0.0.1", target, *(f":{p}" for p in remote)
+        )
+        self.local: dict[int, int] = {}
+        assert self.proc.stdout is not None
+        while len(self.local) < len(remote):
+            line = self.proc.stdout.readline()
+            if not line:
+                self.proc.wait()
+                assert self.proc.stderr is not None
+                raise AssertionError(f"kubectl port-forward ended: {self.proc.stderr.read()}")
+            m = re.match(r"Forwarding from 127\.0\.0\.1:(\d+) -> (\d+)", line)
+            if m:
+                self.local[int(m.group(2))] = int(m.group(1))
+
+    def connect(self, remote: int) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", self.local[remote]), timeout=60)
+
+    def stop(self) -> str:
+        """Stop kubectl; what it wrote on stderr."""
+        self.proc.terminate()
+        _, err = self.proc.communicate(timeout=60)
+        return err
+
+
+def _get(conn: socket.socket, path: str = "/") -> bytes:
+    with conn:
+        conn.sendall(f"GET {path} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
+        return _read_all(conn)
+
+
+def _read_all(conn: socket.socket) -> bytes:
+    out = b""
+    while chunk := conn.recv(65536):
+        out += chunk
+    return out
+
+
+@both
+def test_port_forward_reaches_the_pods_ports(cluster: Cluster, web: str, version: str) -> None:
+    fwd = Forward(cluster.kubectl(version), f"pod/{web}", 8080, 9090)
+    try:
+        # a port the pod binds on its loopback only, twice (one stream pair a connection)
+        for _ in range(2):
+            reply = _get(fwd.connect(8080))
+            assert reply.startswith(b"HTTP/1.") and b" 200 " in reply.split(b"\r\n")[0], reply
+            assert reply.endswith(b"hello-from-pod\n"), reply
+        # both ways at once, more than any window, then our half-close ends the pod's side
+        payload = os.urandom(3 << 20)
+        with fwd.connect(9090) as conn:
+            sender = threading.Thread(
+                target=lambda: (conn.sendall(payload), conn.shutdown(socket.SHUT_WR))
+            )
+            sender.start()
+            echoed = _read_all(conn)
+            sender.join()
+        assert echoed == payload
+    finally:
+        fwd.stop()
+
+
+@both
+def test_port_forward_to_a_closed_port_says_so(cluster: Cluster, web: str, version: str) -> None:
+    fwd = Forward(cluster.kubectl(version), f"pod/{web}", 7777)
+    try:
+        with fwd.connect(7777) as conn:
+            assert _read_all(conn) == b""  # the connection ends
+    finally:
+        err = fwd.stop()
+    assert "an error occurred forwarding" in err and "7777" in err, err
+    assert "connection refused" in err.lower(), err
+
+
+@both
+def test_port_forward_needs_create_on_pods_portforward(
+    cluster: Cluster, web: str, version: str, tmp_path: Path
+) -> None:
+    reader = _user(cluster, "reader", None, tmp_path / "reader", version)
+    p = reader.run("port-forward", f"pod/{web}", ":8080", check=False, timeout=60)
+    assert p.returncode == 1, p
+    assert (
+        f'error upgrading connection: pods "{web}" is forbidden: User "reader" cannot create '
+        f'resource "pods/portforward" in API group "" in the namespace "default"'
+    ) in p.stderr, p.stderr
+    runner = _user(cluster, "runner", ["create"], tmp_path / "runner", version)
+    fwd = Forward(runner, f"pod/{web}", 8080)
+    try:
+        assert _get(fwd.connect(8080)).endswith(b"hello-from-pod\n")
+    finally:
+        fwd.stop()
