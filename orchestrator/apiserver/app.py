@@ -371,10 +371,10 @@ class ApiServer:
         m = request.method
         if (sub == "binding" and m != "POST") or (sub == "log" and m != "GET"):
             raise errors.method_not_allowed()
-        if sub == "exec" and ns is not None and name is not None:
+        if sub in ("exec", "attach") and ns is not None and name is not None:
             if m not in ("GET", "POST"):
                 raise errors.method_not_allowed()
-            return await pod_exec(request, self.storage, ns, name, self.kubelet_client)
+            return await pod_exec(request, self.storage, ns, name, self.kubelet_client, sub)
         if sub == "portforward" and ns is not None and name is not None:
             if m not in ("GET", "POST"):
                 raise errors.method_not_allowed()

@@ -1,5 +1,6 @@
-"""``pods/exec``: the API server proxies ``kubectl exec`` to the kubelet of the pod's node
-(``wss://<InternalIP>:<kubelet port>/exec/<ns>/<pod>/<container>``, the client certificate and
+"""``pods/exec`` and ``pods/attach``: the API server proxies ``kubectl exec`` and ``attach`` to
+the kubelet of the pod's node (``wss://<InternalIP>:<kubelet port>/exec|attach/<ns>/<pod>/
+<container>``, the client certificate and
 CA of ``pods/log``). The client's WebSocket (``v5.channel.k8s.io`` and the earlier
 ``channel.k8s.io`` protocols, ``orchestrator.kubelet.streaming``) is relayed message for
 message to one the API server opens to the kubelet with the same protocols; the kubelet's
@@ -70,13 +71,20 @@ async def _relay(src: Any, dst: Any) -> None:
 
 
 async def pod_exec(
-    request: web.Request, storage: Any, ns: str, name: str, ctx: ssl.SSLContext | None
+    request: web.Request,
+    storage: Any,
+    ns: str,
+    name: str,
+    ctx: ssl.SSLContext | None,
+    sub: str = "exec",
 ) -> web.StreamResponse:
+    """``pods/exec`` (a command) or ``pods/attach`` (the container's own output), the
+    kubelet's ``/exec`` or ``/attach``."""
     pod = await storage.get(by_path("", "v1", "pods"), ns, name)
     q = request.query
     container = pod_container(pod, q.get("container"))
-    command = q.getall("command", [])
-    if not command:
+    command = q.getall("command", []) if sub == "exec" else []
+    if sub == "exec" and not command:
         raise errors.bad_request("you must specify at least one command for the container")
     flags = {k: q.get(k) in _TRUE for k in ("stdin", "stdout", "stderr", "tty")}
     if not (flags["stdin"] or flags["stdout"] or flags["stderr"]):
@@ -114,7 +122,7 @@ async def pod_exec(
             for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
             if p.strip()
         ]
-    url = f"https://{host}:{port}/exec/{ns}/{name}/{container}"
+    url = f"https://{host}:{port}/{sub}/{ns}/{name}/{container}"
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         try:

@@ -89,7 +89,7 @@ RESOURCES: tuple[Resource, ...] = (
         k.Pod,
         ("po",),
         True,
-        ("status", "binding", "eviction", "log", "exec", "portforward"),
+        ("status", "binding", "eviction", "log", "exec", "attach", "portforward"),
     ),  # fmt: skip
     _r("", "configmaps", "ConfigMap", True, k.ConfigMap, ("cm",), has_spec=False),
     _r("", "secrets", "Secret", True, k.Secret, has_spec=False),

@@ -23,7 +23,7 @@ from aiohttp import web
 from orchestrator.client import Obj
 from runtime.pod import api
 
-from .streaming import exec_websocket, port_forward_websocket
+from .streaming import attach_websocket, exec_websocket, port_forward_websocket
 
 __all__ = ["KubeletServer"]
 
@@ -94,6 +94,8 @@ class KubeletServer:
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self._logs)
         app.router.add_route("GET", "/exec/{namespace}/{pod}/{container}", self._exec)
         app.router.add_route("POST", "/exec/{namespace}/{pod}/{container}", self._exec)
+        app.router.add_route("GET", "/attach/{namespace}/{pod}/{container}", self._attach)
+        app.router.add_route("POST", "/attach/{namespace}/{pod}/{container}", self._attach)
         app.router.add_get("/portForward/{namespace}/{pod}", self._port_forward)
         app.router.add_get("/healthz", self._health)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
@@ -118,7 +120,8 @@ class KubeletServer:
     async def _health(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
-    async def _exec(self, request: web.Request) -> web.StreamResponse:
+    def _target(self, request: web.Request) -> tuple[Obj, str]:
+        """The pod and container a streaming request names, both known to this node."""
         ns, name = request.match_info["namespace"], request.match_info["pod"]
         container = request.match_info["container"]
         pod = self.find_pod(f"{ns}/{name}")
@@ -129,15 +132,24 @@ class KubeletServer:
         names += [c.get("name") for c in (spec.get("initContainers") or [])]
         if container not in names:
             raise _bad(f'container "{container}" not found in pod "{name}"', 404)
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            raise _bad("a WebSocket upgrade is needed (channel.k8s.io protocols)")
+        return pod, container
+
+    @staticmethod
+    def _streams(request: web.Request) -> dict[str, bool]:
         q = request.query
-        command = q.getall("command", [])
-        if not command:
-            raise _bad("you must specify at least one command for the container")
         flags = {k: q.get(k) in ("1", "true") for k in ("input", "output", "error", "tty")}
         if not (flags["input"] or flags["output"] or flags["error"]):
             raise _bad("you must specify at least one of stdin, stdout, stderr")
-        if request.headers.get("Upgrade", "").lower() != "websocket":
-            raise _bad("exec needs a WebSocket upgrade (channel.k8s.io protocols)")
+        return flags
+
+    async def _exec(self, request: web.Request) -> web.StreamResponse:
+        pod, container = self._target(request)
+        command = request.query.getall("command", [])
+        if not command:
+            raise _bad("you must specify at least one command for the container")
+        flags = self._streams(request)
         return await exec_websocket(
             request,
             self.runtime,
@@ -145,6 +157,19 @@ class KubeletServer:
             container,
             command,
             flags["input"],
+            flags["output"],
+            flags["error"],
+            flags["tty"],
+        )
+
+    async def _attach(self, request: web.Request) -> web.StreamResponse:
+        pod, container = self._target(request)
+        flags = self._streams(request)
+        return await attach_websocket(
+            request,
+            self.runtime,
+            pod["metadata"]["uid"],
+            container,
             flags["output"],
             flags["error"],
             flags["tty"],

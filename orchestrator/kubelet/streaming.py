@@ -329,3 +329,109 @@ async def port_forward_websocket(
         writer.close()
         await ws.close()
     return ws
+
+
+# ============================================================================= attach
+
+
+async def attach_websocket(
+    request: web.Request,
+    runtime: api.PodRuntime,
+    uid: str,
+    container: str,
+    stdout: bool,
+    stderr: bool,
+    tty: bool,
+) -> web.WebSocketResponse:
+    """The output of ``container``'s current run from now on, in the exec protocol, until
+    that run ends (then ``Success``). The runtime serves no container stdin, so what the
+    client sends on channel 0 is dropped; its output comes from the container's log (line by
+    line: stdout on 1, stderr on 2, both on 1 with ``tty``)."""
+    ws = web.WebSocketResponse(protocols=PROTOCOLS, autoping=True, max_msg_size=0)
+    await ws.prepare(request)
+    proto = ws.ws_protocol or ""
+    loop = asyncio.get_running_loop()
+
+    def current_run() -> str | None:
+        """The start time of the container's run while it runs, else None."""
+        try:
+            c = runtime.status(uid).container(container)
+        except (api.PodError, KeyError):
+            return None
+        return c.started_at if c.state == "Running" else None
+
+    run = await loop.run_in_executor(None, current_run)
+    first = STDOUT if stdout else STDERR if stderr else ERROR
+    await _send(ws, first, b"")
+    error: str | None = None
+    if run is None:
+        error = f"container {container} is not running"
+    else:
+        error = await _attach_output(ws, runtime, uid, container, stdout, stderr, tty, run)
+    status = status_for(0, error)
+    if proto in (V5, V4):
+        await _send(ws, ERROR, json.dumps(status).encode())
+    elif error is not None:
+        await _send(ws, ERROR, error.encode())
+    await ws.close()
+    return ws
+
+
+async def _attach_output(
+    ws: web.WebSocketResponse,
+    runtime: api.PodRuntime,
+    uid: str,
+    container: str,
+    stdout: bool,
+    stderr: bool,
+    tty: bool,
+    run: str,
+) -> str | None:
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[api.LogLine | None] = asyncio.Queue()
+    stop = threading.Event()
+    checked = [0.0]
+
+    def ended() -> bool:
+        if stop.is_set():
+            return True
+        now = loop.time()
+        if now - checked[0] < 0.5:
+            return False
+        checked[0] = now
+        try:
+            c = runtime.status(uid).container(container)
+        except (api.PodError, KeyError):
+            return True
+        return c.state != "Running" or c.started_at != run
+
+    def pump() -> None:
+        try:
+            skip = len(runtime.log_lines(uid, container, False))
+            n = 0
+            for line in runtime.follow_log_lines(uid, container, 0.1, ended):
+                n += 1
+                if n > skip:
+                    loop.call_soon_threadsafe(queue.put_nowait, line)
+        except api.PodError as e:
+            log.info("attach %s/%s: %s", uid, container, e)
+        finally:
+            loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    async def drop_input() -> None:
+        async for _ in ws:
+            pass
+        stop.set()  # the client went away
+
+    thread = threading.Thread(target=pump, name=f"attach-{uid}-{container}", daemon=True)
+    thread.start()
+    reader = asyncio.create_task(drop_input())
+    try:
+        while (line := await queue.get()) is not None:
+            channel = STDERR if line.stream == "stderr" and not tty else STDOUT
+            if (channel == STDOUT and stdout) or (channel == STDERR and stderr):
+                await _send(ws, channel, f"{line.text}\n".encode())
+    finally:
+        stop.set()
+        reader.cancel()
+    return None

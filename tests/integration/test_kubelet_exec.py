@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration import test_kubelet
-from tests.integration.test_kubelet import IMAGE, Cluster, manifest
+from tests.integration.test_kubelet import IMAGE, Cluster, manifest, until
 from tests.kubeserver import CORRAL, Kubectl
 
 pytestmark = pytest.mark.root
@@ -376,3 +376,51 @@ def test_port_forward_needs_create_on_pods_portforward(
         assert _get(fwd.connect(8080)).endswith(b"hello-from-pod\n")
     finally:
         fwd.stop()
+
+
+# ============================================================================= attach
+
+
+@both
+def test_attach_streams_the_output_until_the_container_ends(cluster: Cluster, version: str) -> None:
+    """The output written after kubectl attached, until this run of the container ends
+    (the pod goes on: restartPolicy Always)."""
+    name = f"talker-{version.replace('.', '')}"
+    script = (
+        "i=0; until [ -e /flag/go ]; do i=$((i+1)); echo waiting-$i; sleep 0.2; done; "
+        "echo bye-now; echo err-now >&2; exit 0"
+    )
+    containers = [
+        {
+            "name": "app",
+            "image": IMAGE,
+            "command": ["sh", "-c", script],
+            "volumeMounts": [{"name": "flag", "mountPath": "/flag"}],
+        }
+    ]
+    _apply(
+        cluster, manifest(name, containers=containers, volumes=[{"name": "flag", "emptyDir": {}}])
+    )
+    cluster.wait_running(name)
+    k = cluster.kubectl(version)
+
+    def logged() -> int:
+        n = len(k.run("logs", name).stdout.splitlines())
+        return n if n >= 3 else 0
+
+    before = until("three lines logged", logged)
+    attach = k.popen("attach", name)
+    try:
+        assert attach.stdout is not None
+        first = attach.stdout.readline()
+        assert re.fullmatch(r"waiting-\d+\n", first), first
+        assert int(first[8:]) > before, first  # written after it attached, not before
+        k.run("exec", name, "--", "touch", "/flag/go")
+        out, err = attach.communicate(timeout=120)
+    finally:
+        if attach.poll() is None:
+            attach.kill()
+            attach.communicate()
+    assert attach.returncode == 0, (out, err)
+    assert out.endswith("bye-now\n") and out.count("bye-now") == 1, out  # this run only
+    assert "err-now\n" in err, err
