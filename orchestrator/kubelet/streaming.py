@@ -169,9 +169,12 @@ class _Exec:
     async def read_client(self) -> None:
         """Demultiplex what the client sends until its socket closes."""
         async for msg in self.ws:
-            if msg.type is not WSMsgType.BINARY or not msg.data:
+            # a text message counts as its bytes, as kube's wsstream reads it (the Python
+            # client sends str stdin that way)
+            raw = msg.data.encode() if msg.type is WSMsgType.TEXT else msg.data
+            if msg.type not in (WSMsgType.BINARY, WSMsgType.TEXT) or not raw:
                 continue
-            channel, data = msg.data[0], msg.data[1:]
+            channel, data = raw[0], raw[1:]
             if channel == STDIN and data:
                 self.write_stdin(data)
             elif channel == RESIZE and self.master is not None:

@@ -424,3 +424,40 @@ def test_attach_streams_the_output_until_the_container_ends(cluster: Cluster, ve
     assert attach.returncode == 0, (out, err)
     assert out.endswith("bye-now\n") and out.count("bye-now") == 1, out  # this run only
     assert "err-now\n" in err, err
+
+
+# ============================================================================= the Python client
+
+
+def test_the_python_client_execs_over_v4(cluster: Cluster, shell: str) -> None:
+    """The ``kubernetes`` client's ``stream`` (websocket-client, ``v4.channel.k8s.io``: no
+    close signal) with stdin, stdout, stderr and the exit code from the status channel."""
+    kubernetes = pytest.importorskip("kubernetes")
+    from kubernetes.stream import stream
+
+    api = kubernetes.client.CoreV1Api(
+        kubernetes.config.new_client_from_config(str(cluster.server.kubeconfig))
+    )
+    resp = stream(
+        api.connect_get_namespaced_pod_exec,
+        shell,
+        "default",
+        command=["sh", "-c", "read x; echo got-$x; echo oops >&2; exit 7"],
+        stdin=True,
+        stdout=True,
+        stderr=True,
+        tty=False,
+        _preload_content=False,
+    )
+    try:
+        resp.write_stdin("hello\n")
+        out, err = "", ""
+        while resp.is_open():
+            resp.update(timeout=60)
+            out += resp.read_stdout(timeout=0) or ""
+            err += resp.read_stderr(timeout=0) or ""
+        assert resp.returncode == 7
+    finally:
+        resp.close()
+    assert out == "got-hello\n"
+    assert err == "oops\n"
