@@ -240,10 +240,13 @@ class Session:
 
 
 class SessionProtocol(asyncio.Protocol):
-    """An asyncio protocol that hands a connection's bytes to a ``Session``."""
+    """An asyncio protocol that hands a connection's bytes to a ``Session``; the end of the
+    connection also reaches the protocol it took over from (the HTTP server's, which keeps
+    account of its connections)."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, previous: asyncio.BaseProtocol | None = None) -> None:
         self.session = session
+        self.previous = previous
 
     def data_received(self, data: bytes) -> None:
         self.session.feed(data)
@@ -254,6 +257,9 @@ class SessionProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.session.eof()
+        if self.previous is not None:
+            previous, self.previous = self.previous, None
+            previous.connection_lost(exc)
 
 
 def offered_versions(request: web.Request) -> list[str] | None:
@@ -290,7 +296,7 @@ async def upgrade(
     await resp.prepare(request)
     session = Session(transport.write, on_stream)
     session.on_close = transport.close
-    transport.set_protocol(SessionProtocol(session))
+    transport.set_protocol(SessionProtocol(session, transport.get_protocol()))
     return resp, session
 
 

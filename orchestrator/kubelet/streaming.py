@@ -250,7 +250,7 @@ async def exec_websocket(
             code = (await done).returncode
         except api.PodError as e:
             error = e.message
-        except OSError as e:
+        except Exception as e:  # the runtime could not be run at all
             error = f"exec in container {container}: {e}"
         await asyncio.gather(*pumps, return_exceptions=True)
         if ex.stdin_transport is not None:

@@ -144,8 +144,8 @@ def _user(
         "roleRef": {
             "apiGroup": "rbac.authorization.k8s.io",
             "kind": "Role",
-            "name": role["metadata"]["name"],
-        },  # type: ignore[index]
+            "name": f"exec-{name}",
+        },
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": name}],
     }
     _apply(cluster, role, binding)
