@@ -145,6 +145,10 @@ def _other(name: str, p: spawn.Params) -> SuiteResult:
         from . import kubelet
 
         return kubelet.kubelet_suite(p)
+    if name == "proxy":
+        from . import proxy
+
+        return proxy.proxy_suite(p)
     from . import network
 
     return network.network_suite(p)

@@ -32,13 +32,15 @@ OTHER: dict[str, str] = {
     "of 10k keys, watch latency with 100 watchers",
     "control-plane": "`corral server` over SQLite and over etcd vs etcd through its client: "
     "creates/s, gets/s, list of 10k pods, watch latency with 100 and 1000 watchers, idle RSS",
+    "proxy": "service proxy: one full sync (build + apply in one nft transaction) of 100 and "
+    "1000 services x 10 endpoints vs iptables-restore of kube-proxy's iptables layout",
     "scheduler": "scheduling throughput as scheduler_perf: N nodes and M pods created through "
     "the API server, pods/s from first create to last bind, with SQLite and with etcd",
 }
 SUITES: dict[str, str] = {**SPAWN, **OTHER, **{k: v[0] for k, v in PENDING.items()}}
 ORDER = (
     "spawn-cli", "spawn-lib", "image", "pull", "pod", "density", "network", "store",
-    "control-plane", "scheduler", "kubelet",
+    "control-plane", "scheduler", "kubelet", "proxy",
 )  # fmt: skip
 assert set(ORDER) == set(SUITES), "every suite has a place in ORDER"
 

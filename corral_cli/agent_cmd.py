@@ -47,11 +47,44 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
 )
 @click.option(
     "--pod-cidr",
-    default="10.42.0.0/24",
+    default=None,
+    help="pod addresses while the Node has no spec.podCIDR [default: wait for it]",
+)
+@click.option(
+    "--cluster-cidr",
+    default="10.42.0.0/16",
     show_default=True,
-    help="pod addresses while the Node has no spec.podCIDR",
+    help="every node's pods (the server's); pod traffic leaving it is masqueraded",
+)
+@click.option(
+    "--cluster-domain", default="cluster.local", show_default=True, help="the cluster's DNS zone"
+)
+@click.option(
+    "--disable-cluster-dns",
+    is_flag=True,
+    help="serve no cluster DNS on the pods' gateway (pods get the node's resolver)",
+)
+@click.option(
+    "--cluster-dns-upstream",
+    multiple=True,
+    metavar="ADDRESS",
+    help="where the cluster DNS sends other names (repeatable; 'none': nowhere)"
+    " [default: the node's /etc/resolv.conf]",
 )
 @click.option("--cgroup-parent", default=None, help="pods' cgroup parent [default: /kubepods]")
+@click.option(
+    "--registries-conf",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="the registries.conf image pulls use (search registries, mirrors, insecure ones) "
+    "[default: $CORRAL_REGISTRIES_CONF, else /etc/containers/registries.conf]",
+)
+@click.option(
+    "--disable-proxy",
+    "--disable-kube-proxy",
+    is_flag=True,
+    help="run no service proxy (nftables rules for ClusterIPs and NodePorts) on this node",
+)
 def agent(
     server: str,
     token: str,
@@ -63,8 +96,14 @@ def agent(
     kubelet_port: int,
     node_netns: str | None,
     images_dir: Path | None,
-    pod_cidr: str,
+    pod_cidr: str | None,
+    cluster_cidr: str,
+    cluster_domain: str,
+    disable_cluster_dns: bool,
+    cluster_dns_upstream: tuple[str, ...],
     cgroup_parent: str | None,
+    registries_conf: Path | None,
+    disable_proxy: bool,
 ) -> None:
     """Join the cluster at --server with --token and run the pods it binds here."""
     from orchestrator.kubelet import AgentConfig, AgentError, JoinError, serve_agent
@@ -87,6 +126,16 @@ def agent(
         images_dir=images_dir,
         pod_cidr=pod_cidr,
         cgroup_parent=cgroup_parent,
+        registries_conf=registries_conf.absolute() if registries_conf else None,
+        cluster_cidr=cluster_cidr,
+        cluster_dns=not disable_cluster_dns,
+        cluster_domain=cluster_domain,
+        dns_upstream=(
+            None
+            if not cluster_dns_upstream
+            else tuple(u for u in cluster_dns_upstream if u != "none")
+        ),
+        disable_proxy=disable_proxy,
     )
     try:
         serve_agent(cfg)

@@ -9,7 +9,17 @@ import click
 
 from corral_common.cli import version_option
 
-from . import agent_cmd, image_cmd, kubeconfig_cmd, network_cmd, pod_cmd, run_cmd, server_cmd
+from . import (
+    agent_cmd,
+    cluster_cmd,
+    image_cmd,
+    kubeconfig_cmd,
+    network_cmd,
+    pod_cmd,
+    run_cmd,
+    server_cmd,
+    snapshot_cmd,
+)
 from .errors import Group
 
 
@@ -25,7 +35,9 @@ pod_cmd.register(cli)  # pod run, ls, inspect, logs, exec, stop, rm, gc
 network_cmd.register(cli)  # network gc
 server_cmd.register(cli)  # server
 kubeconfig_cmd.register(cli)  # kubeconfig (a user's, signed by the cluster CA)
+snapshot_cmd.register(cli)  # snapshot save|ls|restore (the SQLite store)
 agent_cmd.register(cli)  # agent
+cluster_cmd.register(cli)  # cluster up, down
 
 
 def main() -> None:

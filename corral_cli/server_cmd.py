@@ -61,9 +61,26 @@ from .errors import Failure
     "--service-cidr",
     default="10.43.0.0/16",
     show_default=True,
-    help="service addresses (used once ClusterIP allocation exists)",
+    help="service addresses: each Service's clusterIP (the first one: the kubernetes service)",
+)
+@click.option(
+    "--service-node-port-range",
+    default="30000-32767",
+    show_default=True,
+    help="the ports NodePort services get",
 )
 @click.option("--disable-agent", is_flag=True, help="run no agent (kubelet) in this process")
+@click.option(
+    "--kubelet-netns",
+    default=None,
+    help="network namespace (a path) to reach kubelets from (a cluster on one machine)",
+)
+@click.option(
+    "--disable-proxy",
+    "--disable-kube-proxy",
+    is_flag=True,
+    help="the server's own agent runs no service proxy",
+)
 @click.option(
     "--token-auth-file",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -146,7 +163,10 @@ def server(
     datastore_endpoint: str,
     cluster_cidr: str,
     service_cidr: str,
+    service_node_port_range: str,
     disable_agent: bool,
+    kubelet_netns: str | None,
+    disable_proxy: bool,
     disable_scheduler: bool,
     disable_controller_manager: bool,
     disable_controllers: tuple[str, ...],
@@ -172,6 +192,8 @@ def server(
         token=token,
         datastore_endpoint=datastore_endpoint,
         disable_agent=disable_agent,
+        kubelet_netns=kubelet_netns,
+        disable_proxy=disable_proxy,
         disable_scheduler=disable_scheduler,
         disable_controller_manager=disable_controller_manager,
         disable_controllers=disable_controllers,
@@ -180,6 +202,7 @@ def server(
         default_unreachable_toleration_seconds=default_unreachable_toleration_seconds,
         cluster_cidr=cluster_cidr,
         service_cidr=service_cidr,
+        service_node_port_range=service_node_port_range,
         token_auth_file=token_auth_file,
         audit_log_path=audit_log_path,
         audit_log_maxsize=audit_log_maxsize,

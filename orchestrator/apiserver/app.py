@@ -206,6 +206,7 @@ class ApiServer:
         self.require_client_cert = require_client_cert
         self.bookmark_interval = bookmark_interval
         self.kubelet_client = kubelet_client  # TLS to kubelets (pods/log), None: refused
+        self.kubelet_netns: str | None = None  # the netns kubelets are reached from; None: ours
         self.caches = {r.name: WatchCache(store, r.key_prefix(None)) for r in RESOURCES}
         # Authentication, authorization, audit, limits (security.py); None: client
         # certificates only (require_client_cert), everyone allowed everything.
@@ -374,11 +375,15 @@ class ApiServer:
         if sub in ("exec", "attach") and ns is not None and name is not None:
             if m not in ("GET", "POST"):
                 raise errors.method_not_allowed()
-            return await pod_exec(request, self.storage, ns, name, self.kubelet_client, sub)
+            return await pod_exec(
+                request, self.storage, ns, name, self.kubelet_client, sub, self.kubelet_netns
+            )
         if sub == "portforward" and ns is not None and name is not None:
             if m not in ("GET", "POST"):
                 raise errors.method_not_allowed()
-            return await pod_port_forward(request, self.storage, ns, name, self.kubelet_client)
+            return await pod_port_forward(
+                request, self.storage, ns, name, self.kubelet_client, self.kubelet_netns
+            )
         q = request.query
         dry = q.get("dryRun") == "All"
         if sub == "eviction":
@@ -396,7 +401,9 @@ class ApiServer:
                     return await self._watch(request, res, ns, None)
                 return await self._list(request, res, ns)
             if sub == "log" and ns is not None:
-                return await pod_log(request, self.storage, ns, name, self.kubelet_client)
+                return await pod_log(
+                    request, self.storage, ns, name, self.kubelet_client, self.kubelet_netns
+                )
             if watch_path or _truthy(q.get("watch")):
                 return await self._watch(request, res, ns, name)
             obj = await self.storage.get(res, ns, name)

@@ -19,7 +19,7 @@ import aiohttp
 from aiohttp import WSMsgType, web
 
 from . import errors, spdy
-from .podlogs import kubelet_address, pod_container
+from .podlogs import kubelet_address, kubelet_connector, pod_container
 from .resources import by_path
 from .spdy import Stream
 
@@ -77,6 +77,7 @@ async def pod_exec(
     name: str,
     ctx: ssl.SSLContext | None,
     sub: str = "exec",
+    netns: str | None = None,
 ) -> web.StreamResponse:
     """``pods/exec`` (a command) or ``pods/attach`` (the container's own output), the
     kubelet's ``/exec`` or ``/attach``."""
@@ -124,7 +125,9 @@ async def pod_exec(
         ]
     url = f"https://{host}:{port}/{sub}/{ns}/{name}/{container}"
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    async with aiohttp.ClientSession(
+        timeout=timeout, connector=kubelet_connector(netns)
+    ) as session:
         try:
             node_ws = await session.ws_connect(
                 url, params=params, protocols=protocols, ssl=ctx, max_msg_size=0

@@ -5,6 +5,7 @@ certificate against the cluster CA. The answer is streamed through as it comes."
 
 from __future__ import annotations
 
+import socket
 import ssl
 from typing import Any
 
@@ -14,7 +15,7 @@ from aiohttp import web
 from . import errors
 from .resources import by_path
 
-__all__ = ["LOG_PARAMS", "kubelet_address", "pod_container", "pod_log"]
+__all__ = ["LOG_PARAMS", "kubelet_address", "kubelet_connector", "pod_container", "pod_log"]
 
 LOG_PARAMS = ("follow", "previous", "timestamps", "tailLines", "sinceSeconds", "sinceTime",
               "limitBytes")  # fmt: skip
@@ -53,8 +54,27 @@ def kubelet_address(node: dict[str, Any]) -> tuple[str, int]:
     )
 
 
+def kubelet_connector(netns: str | None) -> aiohttp.TCPConnector | None:
+    """Connections to kubelets made from the network namespace ``netns`` (``--kubelet-netns``,
+    the egress to the nodes of a cluster on one machine); None: from ours."""
+    if netns is None:
+        return None
+    from runtime.network import in_netns
+
+    def socket_factory(info: Any) -> socket.socket:
+        family, kind, proto = info[0], info[1], info[2]
+        return in_netns(netns, lambda: socket.socket(family, kind, proto))
+
+    return aiohttp.TCPConnector(socket_factory=socket_factory)
+
+
 async def pod_log(
-    request: web.Request, storage: Any, ns: str, name: str, ctx: ssl.SSLContext | None
+    request: web.Request,
+    storage: Any,
+    ns: str,
+    name: str,
+    ctx: ssl.SSLContext | None,
+    netns: str | None = None,
 ) -> web.StreamResponse:
     pod = await storage.get(by_path("", "v1", "pods"), ns, name)
     container = pod_container(pod, request.query.get("container"))
@@ -72,7 +92,7 @@ async def pod_log(
     timeout = aiohttp.ClientTimeout(total=None if follow else 60, sock_connect=10)
     try:
         async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
+            aiohttp.ClientSession(timeout=timeout, connector=kubelet_connector(netns)) as session,
             session.get(url, params=params, ssl=ctx) as r,
         ):
             if r.status != 200:

@@ -19,7 +19,7 @@ from aiohttp import WSMsgType, web
 
 from . import errors, spdy
 from .podexec import is_websocket
-from .podlogs import kubelet_address
+from .podlogs import kubelet_address, kubelet_connector
 from .resources import by_path
 from .spdy import Stream
 
@@ -32,7 +32,12 @@ DATA, ERROR, CLOSE = 0, 1, 255
 
 
 async def pod_port_forward(
-    request: web.Request, storage: Any, ns: str, name: str, ctx: ssl.SSLContext | None
+    request: web.Request,
+    storage: Any,
+    ns: str,
+    name: str,
+    ctx: ssl.SSLContext | None,
+    netns: str | None = None,
 ) -> web.StreamResponse:
     pod = await storage.get(by_path("", "v1", "pods"), ns, name)
     node_name = (pod.get("spec") or {}).get("nodeName")
@@ -66,7 +71,9 @@ async def pod_port_forward(
     host = f"[{host}]" if ":" in host else host
     base = f"https://{host}:{kport}/portForward/{ns}/{name}"
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    async with aiohttp.ClientSession(
+        timeout=timeout, connector=kubelet_connector(netns)
+    ) as session:
         pairs: dict[str, dict[str, Stream]] = {}
         tasks: set[asyncio.Task[None]] = set()
 

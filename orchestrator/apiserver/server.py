@@ -27,11 +27,14 @@ from orchestrator.store import StoreError, open_store
 from .app import ApiServer
 from .audit import AuditLog
 from .authn import Authenticator, ServiceAccountTokens, TokenFileError, load_token_file
+from .bootstrap import BootstrapError, publish, share
 from .encryption import EncryptedBackend, EncryptionConfigError, load_or_create_config
 from .encryption import rotate as rotate_keys
 from .join import JOIN_PATHS, add_join_routes
 from .pki import Pki, ensure_pki, issue_client_cert, pki_paths
 from .security import Limits, Security
+from .services import ServiceAllocator, parse_port_range
+from .services import maintain as maintain_services
 
 __all__ = [
     "ServerConfig",
@@ -65,6 +68,7 @@ class ServerConfig:
     token: str | None = None
     datastore_endpoint: str = ""
     disable_agent: bool = False
+    disable_proxy: bool = False
     disable_scheduler: bool = False
     disable_controller_manager: bool = False
     disable_controllers: tuple[str, ...] = ()
@@ -73,6 +77,8 @@ class ServerConfig:
     default_unreachable_toleration_seconds: int = 300
     cluster_cidr: str = "10.42.0.0/16"
     service_cidr: str = "10.43.0.0/16"
+    kubelet_netns: str | None = None  # reach kubelets from this network namespace (a path)
+    service_node_port_range: str = "30000-32767"
     token_auth_file: Path | None = None
     audit_log_path: str | None = None
     audit_log_maxsize: int = 0  # megabytes; 0: never rotate
@@ -155,20 +161,45 @@ def user_kubeconfig(
     return kubeconfig(str(server_url), pki, cert, key, user)
 
 
-def _token(cfg: ServerConfig, pki: Pki) -> str:
-    """The join token, k3s' format ``K10<sha256 of the CA>::server:<secret>``: the one given,
-    else the one kept from an earlier start, else a new one."""
+def _token_secret(cfg: ServerConfig) -> str:
+    """The join token's secret: the one given, else the one kept from an earlier start, else
+    a new one."""
     path = cfg.data_dir / "token"
-    ca_hash = hashlib.sha256(pki.ca_cert.read_bytes()).hexdigest()
     if cfg.token:
-        secret = cfg.token.rsplit("::server:", 1)[-1]
-    elif path.exists():
-        secret = path.read_text().strip().rsplit("::server:", 1)[-1]
-    else:
-        secret = secrets.token_hex(16)
+        return cfg.token.rsplit("::server:", 1)[-1]
+    if path.exists():
+        return path.read_text().strip().rsplit("::server:", 1)[-1]
+    return secrets.token_hex(16)
+
+
+def _token(cfg: ServerConfig, pki: Pki, secret: str) -> str:
+    """The join token, k3s' format ``K10<sha256 of the CA>::server:<secret>``, kept in
+    ``<data-dir>/token``."""
+    ca_hash = hashlib.sha256(pki.ca_cert.read_bytes()).hexdigest()
     full = f"K10{ca_hash}::server:{secret}"
-    hostsys.write_atomic(path, (full + "\n").encode())
+    hostsys.write_atomic(cfg.data_dir / "token", (full + "\n").encode())
     return full
+
+
+def _make_shared(cfg: ServerConfig) -> None:
+    """This server's CA, ServiceAccount key and encryption keys (made if missing)."""
+    ensure_pki(cfg.data_dir / "tls", cfg.bind_address)
+    ServiceAccountTokens(cfg.data_dir / "tls" / "service-account.key")
+    load_or_create_config(cfg.data_dir / "cred" / "encryption-config.yaml")
+
+
+async def _share_bootstrap(cfg: ServerConfig, secret: str) -> None:
+    store = open_store(cfg.datastore_endpoint, compact_interval=0)
+    try:
+        await store.start()
+        try:
+            took = await share(store, cfg.data_dir, secret, lambda: _make_shared(cfg))
+        finally:
+            await store.close()
+    except (StoreError, BootstrapError, OSError, ValueError, EncryptionConfigError) as e:
+        raise ServerError("share the cluster's keys through the datastore", e) from e
+    if took:
+        log.info("the cluster's CA and keys come from the datastore (another server made them)")
 
 
 def _ssl_context(pki: Pki) -> ssl.SSLContext:
@@ -195,8 +226,14 @@ async def _serve(cfg: ServerConfig) -> None:
     try:
         data.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(data, 0o700)
+        secret = _token_secret(cfg)
+    except (OSError, ValueError) as e:
+        raise ServerError(f"prepare {data}", e) from e
+    if cfg.datastore_endpoint:  # servers sharing a datastore share the cluster's keys
+        await _share_bootstrap(cfg, secret)
+    try:
         pki = ensure_pki(data / "tls", cfg.bind_address)
-        token = _token(cfg, pki)
+        token = _token(cfg, pki, secret)
     except (OSError, ValueError) as e:
         raise ServerError(f"prepare {data}", e) from e
     address = _host_port(cfg.bind_address, cfg.https_listen_port)
@@ -231,6 +268,12 @@ async def _serve(cfg: ServerConfig) -> None:
         raise ServerError("set up authentication, authorization and audit", e) from e
     api.storage.not_ready_toleration_seconds = cfg.default_not_ready_toleration_seconds
     api.storage.unreachable_toleration_seconds = cfg.default_unreachable_toleration_seconds
+    try:
+        ports = parse_port_range(cfg.service_node_port_range)
+        api.storage.services = ServiceAllocator(store, cfg.service_cidr, ports)
+    except ValueError as e:
+        await store.close()
+        raise ServerError("--service-cidr / --service-node-port-range", e) from None
     runner: web.AppRunner | None = None
     agent: asyncio.Task[None] | None = None
     try:
@@ -260,10 +303,13 @@ async def _serve(cfg: ServerConfig) -> None:
         log.info("admin kubeconfig written to %s", targets[-1])
         log.info("join token in %s", data / "token")
         components = _start_components(cfg, targets[0])
+        components.append(asyncio.create_task(maintain_services(api.storage, address)))
         controllers = _start_controller_manager(cfg, url, pki, api)
         stop = asyncio.Event()
         if not cfg.disable_agent:  # this host is a node too, as k3s server's own agent
-            agent = asyncio.create_task(_agent(url, token, data / "agent", stop), name="agent")
+            agent = asyncio.create_task(
+                _agent(url, token, data / "agent", stop, cfg.disable_proxy), name="agent"
+            )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
@@ -291,6 +337,7 @@ def _secured_api(cfg: ServerConfig, store: EncryptedBackend, address: str, pki: 
     tokens signed with ``tls/service-account.key``), RBAC and node authorization, limits and
     the audit log."""
     api = ApiServer(store, server_address=address, kubelet_client=_kubelet_client(pki))
+    api.kubelet_netns = cfg.kubelet_netns
     static = load_token_file(cfg.token_auth_file) if cfg.token_auth_file else {}
     sa_tokens = ServiceAccountTokens(cfg.data_dir / "tls" / "service-account.key")
     audit = None
@@ -324,13 +371,16 @@ def rotate_secrets_key(data_dir: Path, datastore_endpoint: str = "") -> tuple[st
         store = open_store(endpoint, compact_interval=0)
         await store.start()
         try:
-            return await rotate_keys(store, path)
+            out = await rotate_keys(store, path)
+            if datastore_endpoint:  # the other servers read the new keys from the datastore
+                await publish(store, data_dir, _token_secret(ServerConfig(data_dir)))
+            return out
         finally:
             await store.close()
 
     try:
         return asyncio.run(run())
-    except (StoreError, EncryptionConfigError, OSError) as e:
+    except (StoreError, EncryptionConfigError, BootstrapError, OSError) as e:
         raise ServerError("rotate the secrets key", e) from e
 
 
@@ -343,12 +393,15 @@ def _raise_open_files_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-async def _agent(url: str, token: str, data_dir: Path, stop: asyncio.Event) -> None:
+async def _agent(
+    url: str, token: str, data_dir: Path, stop: asyncio.Event, disable_proxy: bool
+) -> None:
     """The server's own agent (orchestrator.kubelet); its failure leaves the API serving."""
     from orchestrator.kubelet import AgentConfig, run_agent
 
     try:
-        await run_agent(AgentConfig(url, token, data_dir, control_plane=True), stop)
+        cfg = AgentConfig(url, token, data_dir, control_plane=True, disable_proxy=disable_proxy)
+        await run_agent(cfg, stop)
     except Exception as e:  # noqa: BLE001 - reported, the API keeps serving
         log.error("the agent failed, this server runs no node: %s", e)
 

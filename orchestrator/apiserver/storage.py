@@ -40,6 +40,8 @@ from . import errors
 from .patch import PatchError, json_patch, merge_patch, strategic_merge_patch
 from .priority import PriorityAdmission, builtin_classes, validate_class
 from .resources import INITIAL_STATUS, RESOURCES, Resource, by_path
+from .serviceaccount import admit_pod as admit_service_account
+from .services import Allocation, ServiceAllocator
 
 __all__ = ["Storage", "now_rfc3339"]
 
@@ -49,7 +51,8 @@ Obj = dict[str, Any]
 NAMESPACES = by_path("", "v1", "namespaces")
 assert NAMESPACES is not None
 PRIORITYCLASSES = by_path("scheduling.k8s.io", "v1", "priorityclasses")
-assert PRIORITYCLASSES is not None
+SERVICEACCOUNTS = by_path("", "v1", "serviceaccounts")
+assert PRIORITYCLASSES is not None and SERVICEACCOUNTS is not None
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 UNDELETABLE_NAMESPACES = ("default", "kube-system", "kube-public")
 PATCH_RETRIES = 5
@@ -188,6 +191,8 @@ class Storage:
         self.unreachable_toleration_seconds = 300
         self._ns_tasks: dict[str, asyncio.Task[None]] = {}
         self.priority = PriorityAdmission(store)
+        # ClusterIPs and NodePorts (the server sets its --service-cidr and port range)
+        self.services = ServiceAllocator(store)
 
     # ------------------------------------------------------------------ reading
 
@@ -364,11 +369,24 @@ class Storage:
             obj["status"] = {"phase": "Active"}
             meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = name
         if res.name == "pods" and isinstance(obj.get("spec"), dict):
+            await admit_service_account(obj, self._service_account)
             await self.priority.admit_pod(obj)
         if res.name == "pods":
             self._default_tolerations(obj)
         if res.name == "jobs":
             _job_selector(obj)
+        if res.name == "services":
+            alloc = await self.services.on_create(obj, dry_run)
+            try:
+                return await self._create_stored(res, ns, name, obj, dry_run)
+            except BaseException:
+                await self.services.release(alloc.taken, meta["uid"])
+                raise
+        return await self._create_stored(res, ns, name, obj, dry_run)
+
+    async def _create_stored(
+        self, res: Resource, ns: str | None, name: str, obj: Obj, dry_run: bool
+    ) -> Obj:
         stored = self._admit(res, obj)
         if res.name == "pods":
             stored["status"] = {"phase": "Pending", "qosClass": _qos_class(stored)}
@@ -384,6 +402,12 @@ class Storage:
             raise errors.already_exists(res.name, name, res.group) from None
         stored["metadata"]["resourceVersion"] = str(kv.mod_rev)
         return stored
+
+    async def _service_account(self, ns: str, name: str) -> Obj | None:
+        try:
+            return await self.get(SERVICEACCOUNTS, ns, name)
+        except errors.ApiError:
+            return None
 
     def _default_tolerations(self, pod: Obj) -> None:
         """A pod that does not tolerate the not-ready and unreachable NoExecute taints gets
@@ -503,7 +527,15 @@ class Storage:
     ) -> Obj:
         name = old["metadata"]["name"]
         rv = new["metadata"].pop("resourceVersion", None)
-        stored = self._admit(res, new)
+        alloc: Allocation | None = None
+        if res.name == "services":
+            alloc = await self.services.on_update(old, new, dry_run)
+        try:
+            stored = self._admit(res, new)
+        except BaseException:
+            if alloc is not None:
+                await self.services.release(alloc.taken, old["metadata"]["uid"])
+            raise
         if rv is not None:
             new["metadata"]["resourceVersion"] = rv
         old_cmp = copy.deepcopy(old)
@@ -511,6 +543,20 @@ class Storage:
         if stored == old_cmp or dry_run:  # nothing changed: no write, same resourceVersion
             stored["metadata"]["resourceVersion"] = str(kv.mod_rev)
             return stored
+        meta = stored["metadata"]
+        if alloc is not None:
+            try:
+                out = await self._store_update(res, name, kv, old, stored)
+            except BaseException:
+                await self.services.release(alloc.taken, meta["uid"])
+                raise
+            await self.services.release(alloc.dropped, meta["uid"])
+            return out
+        return await self._store_update(res, name, kv, old, stored)
+
+    async def _store_update(
+        self, res: Resource, name: str, kv: KeyValue, old: Obj, stored: Obj
+    ) -> Obj:
         meta = stored["metadata"]
         if (
             meta.get("deletionTimestamp")
@@ -542,6 +588,8 @@ class Storage:
         except NotFound:
             raise errors.not_found(res.name, name, res.group) from None
         obj["metadata"]["resourceVersion"] = str(deleted.revision)
+        if res.name == "services":
+            await self.services.release(self.services.keys_of(obj), obj["metadata"]["uid"])
         return obj
 
     async def _update_with_retries(
@@ -686,6 +734,19 @@ class Storage:
 
     async def delete(
         self, res: Resource, ns: str | None, name: str, options: Obj, *, dry_run: bool = False
+    ) -> Obj:
+        """Delete (or mark deleted), read again on a write that raced with another (a status
+        update) as kube-apiserver does; a failed precondition is the caller's 409."""
+        for attempt in range(PATCH_RETRIES):
+            try:
+                return await self._delete_once(res, ns, name, options, dry_run)
+            except errors.ApiError as e:
+                if e.code != 409 or "Precondition failed" in str(e) or attempt == PATCH_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _delete_once(
+        self, res: Resource, ns: str | None, name: str, options: Obj, dry_run: bool
     ) -> Obj:
         kv, obj = await self._current(res, ns, name)
         pre = options.get("preconditions") or {}

@@ -14,10 +14,9 @@ from orchestrator.client.rest import CONTROLLERREVISIONS, DAEMONSETS, NODES, POD
 from .base import Client, Controller, InformerFactory
 from .history import REVISION_HASH, ensure_revision, trim_history
 from .nodelifecycle import tolerates
-from .refs import Expectations, claim
+from .refs import Expectations, claim, observe_owned_pod, owner_key
 from .replicaset import pod_from_template
 from .util import (
-    controller_ref,
     creation_time,
     deep_copy,
     is_pod_ready,
@@ -128,12 +127,7 @@ class DaemonSetController(Controller):
         self.nodes.add_handler(self._on_node)
 
     def _owner_key(self, pod: Obj) -> str | None:
-        ref = controller_ref(pod)
-        if ref is None or ref.get("kind") != "DaemonSet":
-            return None
-        key = f"{meta(pod).get('namespace')}/{ref.get('name')}"
-        ds = self.sets.get(key)
-        return key if ds is not None and meta(ds).get("uid") == ref.get("uid") else None
+        return owner_key(pod, "DaemonSet", self.sets)
 
     def _on_pod(self, event: str, old: Obj | None, new: Obj | None) -> None:
         pod = new or old
@@ -141,11 +135,7 @@ class DaemonSetController(Controller):
         key = self._owner_key(pod)
         if key is None:
             return
-        pod_key = f"{meta(pod).get('namespace')}/{meta(pod)['name']}"
-        if event == "ADDED":
-            self.expectations.creation_observed(key)
-        elif event == "DELETED" or (new is not None and meta(new).get("deletionTimestamp")):
-            self.expectations.deletion_observed(key, pod_key)
+        observe_owned_pod(self.expectations, key, event, new, pod)
         self.queue.add(key)
 
     def _on_node(self, event: str, old: Obj | None, new: Obj | None) -> None:

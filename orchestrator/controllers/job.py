@@ -16,9 +16,9 @@ from orchestrator.client import ClientError, NotFound, Obj, parse_time, split_ke
 from orchestrator.client.rest import JOBS, PODS
 
 from .base import Client, Controller, InformerFactory
-from .refs import Expectations, claim
+from .refs import Expectations, claim, observe_owned_pod, owner_key
 from .replicaset import pod_from_template, rank_for_deletion
-from .util import controller_ref, deep_copy, format_time, get_condition, is_pod_ready, meta, now
+from .util import deep_copy, format_time, get_condition, is_pod_ready, meta, now
 
 __all__ = ["JobController", "format_indexes"]
 
@@ -79,12 +79,7 @@ class JobController(Controller):
         self.pods.add_handler(self._on_pod)
 
     def _owner_key(self, pod: Obj) -> str | None:
-        ref = controller_ref(pod)
-        if ref is None or ref.get("kind") != "Job":
-            return None
-        key = f"{meta(pod).get('namespace')}/{ref.get('name')}"
-        job = self.jobs.get(key)
-        return key if job is not None and meta(job).get("uid") == ref.get("uid") else None
+        return owner_key(pod, "Job", self.jobs)
 
     def _on_pod(self, event: str, old: Obj | None, new: Obj | None) -> None:
         pod = new or old
@@ -92,13 +87,7 @@ class JobController(Controller):
         key = self._owner_key(pod)
         if key is None:
             return
-        pod_key = f"{meta(pod).get('namespace')}/{meta(pod)['name']}"
-        if event == "ADDED":
-            self.expectations.creation_observed(key)
-        elif event == "DELETED" or (
-            new is not None and old is not None and meta(new).get("deletionTimestamp")
-        ):
-            self.expectations.deletion_observed(key, pod_key)
+        observe_owned_pod(self.expectations, key, event, new, pod)
         self.queue.add(key)
 
     # ------------------------------------------------------------ reconcile

@@ -7,13 +7,14 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from orchestrator.client import ClientError, NotFound, Obj, ResourceRef
 
 from .base import Client
 from .util import controller_ref, labels_of, meta, owner_ref, selector_matches
 
-__all__ = ["Expectations", "claim"]
+__all__ = ["Expectations", "claim", "observe_owned_pod", "owner_key"]
 
 EXPECTATIONS_TTL = 300.0  # seconds: an expectation not met by then is given up (client-go's)
 
@@ -58,6 +59,33 @@ class Expectations:
 
     def delete(self, key: str) -> None:
         self._by_key.pop(key, None)
+
+
+class _Getter(Protocol):
+    def get(self, key: str) -> Obj | None: ...
+
+
+def owner_key(pod: Obj, kind: str, owners: _Getter) -> str | None:
+    """The key of the ``kind`` object in ``owners`` that controls ``pod`` (same uid), or None."""
+    ref = controller_ref(pod)
+    if ref is None or ref.get("kind") != kind:
+        return None
+    key = f"{meta(pod).get('namespace')}/{ref.get('name')}"
+    owner = owners.get(key)
+    if owner is None or meta(owner).get("uid") != ref.get("uid"):
+        return None
+    return key
+
+
+def observe_owned_pod(
+    expectations: Expectations, key: str, event: str, new: Obj | None, pod: Obj
+) -> None:
+    """Count a watch event of a pod its owner ``key`` expected: an addition, or a deletion
+    (the pod gone, or marked for deletion)."""
+    if event == "ADDED":
+        expectations.creation_observed(key)
+    elif event == "DELETED" or (new is not None and meta(new).get("deletionTimestamp")):
+        expectations.deletion_observed(key, f"{meta(pod).get('namespace')}/{meta(pod)['name']}")
 
 
 async def claim(

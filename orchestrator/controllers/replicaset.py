@@ -12,7 +12,7 @@ from orchestrator.client import ClientError, Conflict, NotFound, Obj, split_key
 from orchestrator.client.rest import PODS, REPLICASETS
 
 from .base import Client, Controller, InformerFactory
-from .refs import Expectations, claim
+from .refs import Expectations, claim, owner_key
 from .util import (
     controller_ref,
     deep_copy,
@@ -115,14 +115,7 @@ class ReplicaSetController(Controller):
         self.enqueue(obj)
 
     def _owner_key(self, pod: Obj) -> str | None:
-        ref = controller_ref(pod)
-        if ref is None or ref.get("kind") != self.kind:
-            return None
-        key = f"{meta(pod).get('namespace')}/{ref.get('name')}"
-        owner = self.sets.get(key)
-        if owner is None or meta(owner).get("uid") != ref.get("uid"):
-            return None
-        return key
+        return owner_key(pod, self.kind, self.sets)
 
     def _enqueue_matching(self, pod: Obj) -> None:
         ns = meta(pod).get("namespace") or ""

@@ -5,8 +5,9 @@ its images directory. ``corral server`` runs one in-process unless ``--disable-a
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import ipaddress
-import json
 import logging
 import os
 import signal
@@ -15,24 +16,28 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from corral_common import defaults, hostsys
+from corral_common import defaults
 from orchestrator.client import ApiClient, ClientError
+from orchestrator.proxy import ProxyError, ServiceProxy
 from runtime.pod import api
 
 from .events import EventRecorder
 from .images import ImagesDir
 from .join import credentials, serving_files
+from .network import NetworkSync, gateway_of
 from .node import NodeAgent, NodeSpec, node_ip_for
 from .pods import PodManager
 from .server import KubeletServer
 
-__all__ = ["AgentConfig", "AgentError", "run_agent", "serve_agent"]
+__all__ = ["AgentConfig", "AgentError", "remove_pods", "run_agent", "serve_agent"]
 
 log = logging.getLogger("corral.agent")
 
 DEFAULT_DATA_DIR = Path(defaults.AGENT_DATA_DIR)
-DEFAULT_POD_CIDR = "10.42.0.0/24"
+DEFAULT_CLUSTER_CIDR = "10.42.0.0/16"
 MAX_NODE_IMAGES = 50  # the kubelet's nodeStatusMaxImages
+DNS_PORT = 53
+IP_FREEBIND = 15  # linux/in.h
 
 
 class AgentError(Exception):
@@ -55,9 +60,16 @@ class AgentConfig:
     kubelet_port: int = 10250
     node_netns: str | None = None
     images_dir: Path | None = None
-    pod_cidr: str = DEFAULT_POD_CIDR  # when the Node has no spec.podCIDR
+    # Pod addresses until the Node has a spec.podCIDR; None: wait for it (NotReady until then).
+    pod_cidr: str | None = None
     cgroup_parent: str | None = None  # None: the runtime's default (/kubepods)
     control_plane: bool = False  # a server's own agent (node-role labels, as k3s)
+    registries_conf: Path | None = None  # image pulls' registries.conf; None: the runtime's
+    cluster_cidr: str | None = DEFAULT_CLUSTER_CIDR  # pod traffic leaving it is masqueraded
+    cluster_dns: bool = True  # serve the cluster DNS on the pods' gateway, their nameserver
+    cluster_domain: str = "cluster.local"
+    dns_upstream: tuple[str, ...] | None = None  # None: the host's resolv.conf nameservers
+    disable_proxy: bool = False  # run no service proxy (orchestrator.proxy) on this node
 
     @property
     def name(self) -> str:
@@ -70,16 +82,6 @@ def _runtime_version() -> str:
     return f"corral://{version()}"
 
 
-def _network_config(cfg: AgentConfig, pod_cidr: str) -> Path:
-    """The node network file the runtime reads: this node's pod CIDR, IPAM state in the data
-    directory."""
-    net = ipaddress.ip_network(pod_cidr, strict=False)
-    path = cfg.data_dir / "network.json"
-    doc = {"name": "corral", "podCIDR": str(net), "stateDir": str(cfg.data_dir / "network")}
-    hostsys.write_atomic(path, json.dumps(doc, indent=1).encode(), 0o644)
-    return path
-
-
 def pod_options(cfg: AgentConfig, network_config: Path) -> api.PodOptions:
     kw: dict[str, object] = {
         "root": str(cfg.data_dir / "pods"),
@@ -90,7 +92,23 @@ def pod_options(cfg: AgentConfig, network_config: Path) -> api.PodOptions:
     }
     if cfg.cgroup_parent is not None:
         kw["cgroup_parent"] = cfg.cgroup_parent
+    if cfg.registries_conf is not None:  # read at each pull: edits apply without a restart
+        kw["registries_conf"] = str(cfg.registries_conf)
     return api.PodOptions(**kw)  # type: ignore[arg-type]
+
+
+def remove_pods(cfg: AgentConfig) -> list[str]:
+    """A node going for good (``corral cluster down``, k3s' killall): remove every pod its
+    agent ran (the agent stopped first), then collect what is left; the problems, if any."""
+    opts = pod_options(cfg, cfg.data_dir / "network.json")
+    problems = []
+    for st in api.list_pods(opts):
+        try:
+            api.remove(st.uid, opts, force=True)
+        except api.PodError as e:
+            problems.append(str(e))
+    problems += [str(e) for e in api.gc(opts).errors]
+    return problems
 
 
 async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
@@ -118,25 +136,25 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
             runtime_version=_runtime_version(),
             control_plane=cfg.control_plane,
         )
-        try:  # the option's range until the Node has a spec.podCIDR (the node IPAM's)
-            network = _network_config(cfg, cfg.pod_cidr)
-        except (OSError, ValueError) as e:
-            raise AgentError(f"write the node network config for {cfg.pod_cidr}", e) from e
-
-        def pod_cidr_set(cidr: str) -> None:
-            try:
-                _network_config(cfg, cidr)
-                log.info("node %s: pods get addresses from %s (spec.podCIDR)", name, cidr)
-            except (OSError, ValueError) as e:
-                log.error("node %s: spec.podCIDR %s not taken: %s", name, cidr, e)
-
-        node = NodeAgent(client, spec, pod_cidr_set)
+        runtime = api.NodePods(pod_options(cfg, cfg.data_dir / "network.json"))
+        network = NetworkSync(
+            client,
+            name,
+            cfg.data_dir,
+            # A node in a network namespace of its own (a one-machine cluster) gets its bridge
+            # at once; a host's is made by its first pod.
+            functools.partial(runtime.ensure_network, cfg.node_netns is not None),
+            cfg.cluster_cidr,
+            cfg.cluster_dns,
+            cfg.pod_cidr,
+            cfg.cluster_domain,
+        )
+        node = NodeAgent(client, spec, network.set_pod_cidr)
+        node.network_ready = False
         try:
             await node.register()
         except ClientError as e:
             raise AgentError(f"register node {name}", e) from e
-        pod_cidr = node.pod_cidr or cfg.pod_cidr
-        runtime = api.NodePods(pod_options(cfg, network))
         loop = asyncio.get_running_loop()
 
         def images_changed() -> None:  # the Node lists the node's images (ImageLocality)
@@ -162,22 +180,132 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
         cert, key = serving_files(cfg.data_dir)
         assert client_cfg.ca_pem is not None
         kubelet = KubeletServer(runtime, pods.informer.get, cert, key, client_cfg.ca_pem)
+        dns = ClusterDnsOnNode(client, runtime, cfg) if cfg.cluster_dns else None
+        proxy = None
         try:
+            if not await _network_ready(network, node, stop):
+                return  # stopped while waiting for a podCIDR (the finally clause cleans up)
+            if dns is not None:
+                await dns.start(network)
             await pods.start()
+            # A node in a namespace of its own (a one-machine cluster) serves its kubelet on
+            # its address there; a loopback address is this process's own.
+            in_node = cfg.node_netns is not None and not ipaddress.ip_address(node_ip).is_loopback
             try:
-                await kubelet.start(node_ip, cfg.kubelet_port)
+                sock = runtime.node_socket() if in_node else None
+                await kubelet.start(node_ip, cfg.kubelet_port, sock)
             except OSError as e:
                 raise AgentError(f"listen on {node_ip}:{cfg.kubelet_port}", e) from e
-            log.info("node %s ready (pods in %s, pod CIDR %s)", name, cfg.data_dir, pod_cidr)
+            assert network.pod_cidr is not None
+            proxy = await _start_proxy(cfg, client, network.pod_cidr)
+            log.info(
+                "node %s ready (pods in %s, pod CIDR %s)", name, cfg.data_dir, network.pod_cidr
+            )
             print(f"corral agent: node {name} ready", flush=True)
             await stop.wait()
         finally:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if proxy is not None:
+                await proxy.stop()
             await kubelet.stop()
             await pods.stop()
+            if dns is not None:
+                await dns.stop()
+            await network.stop()
     log.info("agent stopped; its pods keep running")
+
+
+async def _network_ready(network: NetworkSync, node: NodeAgent, stop: asyncio.Event) -> bool:
+    """Set up the pod network; without a podCIDR yet, wait for the node IPAM's (the Node is
+    NotReady until then, as a kubelet whose network plugin is not ready). False if ``stop``
+    was set meanwhile."""
+    await network.start()
+    waited = 0
+    while not network.ready.is_set():
+        if stop.is_set():
+            return False
+        if waited and waited % 30 == 0:
+            log.warning("node %s: no spec.podCIDR yet (is the node IPAM running?)", node.spec.name)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(network.ready.wait(), 1.0)
+        waited += 1
+    node.network_ready = True
+    node.changed.set()
+    return True
+
+
+class ClusterDnsOnNode:
+    """The cluster DNS on the pods' gateway address, port 53 (UDP and TCP), in the node's
+    network namespace: moved when the pod CIDR changes."""
+
+    def __init__(self, client: ApiClient, runtime: api.NodePods, cfg: AgentConfig) -> None:
+        from orchestrator.dns import ClusterDns, host_nameservers
+
+        upstream = cfg.dns_upstream if cfg.dns_upstream is not None else host_nameservers()
+        self.server = ClusterDns(client, cfg.cluster_domain, upstream)
+        self.runtime = runtime
+        self.address = ""
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, network: NetworkSync) -> None:
+        await self.server.start()
+        try:
+            await self._listen(network)
+        except AgentError as e:  # the node runs on; its pods' lookups fail
+            log.error("%s", e)
+        self._task = asyncio.create_task(self._follow(network), name="kubelet-dns")
+
+    async def _listen(self, network: NetworkSync) -> None:
+        assert network.pod_cidr is not None
+        address = gateway_of(network.pod_cidr)
+        if address == self.address:
+            return
+        await self.server.stop_serving()
+        udp = self.runtime.node_socket(socket.SOCK_DGRAM)
+        tcp = self.runtime.node_socket(socket.SOCK_STREAM)
+        try:
+            for sock in (udp, tcp):  # the bridge may get its address later (its first pod)
+                sock.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
+            tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            udp.bind((address, DNS_PORT))
+            tcp.bind((address, DNS_PORT))
+            await self.server.serve(udp, tcp)
+        except OSError as e:
+            udp.close()
+            tcp.close()
+            raise AgentError(f"cluster DNS: listen on {address}:{DNS_PORT}", e) from e
+        self.address = address
+        log.info("cluster DNS serving on %s:%d", address, DNS_PORT)
+
+    async def _follow(self, network: NetworkSync) -> None:
+        while True:
+            await network.applied.wait()
+            network.applied.clear()
+            try:
+                await self._listen(network)
+            except AgentError as e:
+                log.error("%s", e)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.server.stop()
+
+
+async def _start_proxy(cfg: AgentConfig, client: ApiClient, pod_cidr: str) -> ServiceProxy | None:
+    """The node's service proxy (nftables in the node's network namespace), unless
+    ``disable_proxy``. It stops with the agent and leaves its rules in place."""
+    if cfg.disable_proxy:
+        return None
+    proxy = ServiceProxy(client, cfg.node_netns, pod_cidr=pod_cidr)
+    try:
+        proxy.start()  # syncs in the background; failures are logged and retried
+    except ProxyError as e:
+        raise AgentError("start the service proxy", e) from e
+    return proxy
 
 
 def serve_agent(cfg: AgentConfig) -> None:

@@ -191,6 +191,8 @@ class NodeAgent:
         self._conditions: dict[str, Obj] = {}
         self._lease_rv = ""
         self.images: list[Obj] = []
+        self.network_ready = True  # False: Ready is False (NetworkPluginNotReady)
+        self.annotations: dict[str, str] = {}  # set on the Node at registration
         self.changed = asyncio.Event()  # set when something the status shows changed
 
     # ----------------------------------------------------------------- the object
@@ -227,6 +229,20 @@ class NodeAgent:
         self._conditions[typ] = cond
         return cond
 
+    def _ready_condition(self, now: str) -> Obj:
+        if self.network_ready:
+            return self._condition(
+                "Ready", True, "KubeletReady", "kubelet is posting ready status", now
+            )
+        return self._condition(
+            "Ready",
+            False,
+            "KubeletNotReady",
+            "container runtime network not ready: NetworkReady=false"
+            " reason:NetworkPluginNotReady message:the node has no podCIDR yet",
+            now,
+        )
+
     def status(self) -> Obj:
         h = host_facts(self.spec.data_dir)
         now = _now()
@@ -259,7 +275,7 @@ class NodeAgent:
                 else "kubelet has insufficient PID available",
                 now,
             ),
-            self._condition("Ready", True, "KubeletReady", "kubelet is posting ready status", now),
+            self._ready_condition(now),
         ]
         capacity = {
             "cpu": str(h.cpus),
@@ -302,7 +318,7 @@ class NodeAgent:
             "metadata": {
                 "name": self.spec.name,
                 "labels": self.labels(),
-                "annotations": {"node.alpha.kubernetes.io/ttl": "0"},
+                "annotations": {"node.alpha.kubernetes.io/ttl": "0", **self.annotations},
             },
             "spec": {"taints": list(self.spec.taints)} if self.spec.taints else {},
         }
@@ -310,9 +326,10 @@ class NodeAgent:
             node = await self.client.create(NODES, None, body)
             log.info("registered node %s", self.spec.name)
         except AlreadyExists:
-            node = await self.client.patch(
-                NODES, None, self.spec.name, {"metadata": {"labels": self.labels()}}
-            )
+            meta: Obj = {"labels": self.labels()}
+            if self.annotations:
+                meta["annotations"] = self.annotations
+            node = await self.client.patch(NODES, None, self.spec.name, {"metadata": meta})
             log.info("node %s already registered: taking it over", self.spec.name)
         self.uid = node["metadata"]["uid"]
         return await self.update_status()

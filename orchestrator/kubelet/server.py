@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 import threading
 from collections.abc import Callable
@@ -89,7 +90,9 @@ class KubeletServer:
         ctx.verify_mode = ssl.CERT_REQUIRED
         return ctx
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, sock: socket.socket | None = None) -> None:
+        """Serve on host:port; with ``sock`` (a fresh TCP socket, made in the node's network
+        namespace, say), bind that one to it."""
         app = web.Application(middlewares=[self._auth])
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self._logs)
         app.router.add_route("GET", "/exec/{namespace}/{pod}/{container}", self._exec)
@@ -100,7 +103,13 @@ class KubeletServer:
         app.router.add_get("/healthz", self._health)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, ssl_context=self.ssl_context())
+        site: web.BaseSite
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            site = web.SockSite(self._runner, sock, ssl_context=self.ssl_context())
+        else:
+            site = web.TCPSite(self._runner, host, port, ssl_context=self.ssl_context())
         await site.start()
         log.info("kubelet serving on https://%s:%d", host, port)
 

@@ -11,7 +11,9 @@ A node config (a dict, or a JSON/YAML file of the same shape)::
     firewall: auto                # auto | nftables | iptables
     mtu: 1500
     stateDir: /var/lib/corral/network
-    dns: {nameservers: [10.96.0.10], searches: [default.svc.cluster.local], options: [ndots:5]}
+    dns: {nameservers: [10.96.0.10], searches: [example.com], options: [ndots:5],
+          clusterDomain: cluster.local}  # a cluster's DNS: ClusterFirst pods search
+                                         # <ns>.svc.<domain> svc.<domain> <domain> first
     peers:                        # host-gw: other nodes' pod CIDRs via their node addresses
       - {name: node-b, podCIDR: 10.88.2.0/24, address: 192.168.50.2}
 """
@@ -79,6 +81,17 @@ class DnsConfig:
     nameservers: tuple[str, ...] = ()
     searches: tuple[str, ...] = ()
     options: tuple[str, ...] = ()
+    cluster_domain: str = ""  # set: the nameservers are a cluster's DNS (Kubernetes ClusterFirst)
+
+    def for_namespace(self, namespace: str) -> DnsConfig:
+        """What a pod of ``namespace`` gets: with a cluster domain, the Kubernetes search path
+        (``<ns>.svc.<domain> svc.<domain> <domain>``) before the configured searches."""
+        if not self.cluster_domain:
+            return self
+        d = self.cluster_domain
+        first = (f"{namespace}.svc.{d}", f"svc.{d}", d)
+        rest = tuple(s for s in self.searches if s not in first)
+        return DnsConfig(self.nameservers, first + rest, self.options, d)
 
 
 @dataclass(frozen=True)
@@ -144,6 +157,18 @@ def _strs(value: Any, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_DOMAIN = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
+
+
+def _domain(value: Any, where: str) -> str:
+    if value in (None, ""):
+        return ""
+    if not isinstance(value, str) or not _DOMAIN.match(value):
+        raise NetworkConfigError(where, f"{value!r} is not a DNS domain")
+    return value
+
+
 KNOWN = {
     "name", "bridge", "podCIDR", "clusterCIDR", "nodeAddress", "masquerade", "firewall", "mtu",
     "stateDir", "dns", "peers",
@@ -199,6 +224,7 @@ def parse_config(data: Mapping[str, Any]) -> NetworkConfig:
             nameservers=_strs(dns.get("nameservers"), "dns.nameservers"),
             searches=_strs(dns.get("searches"), "dns.searches"),
             options=_strs(dns.get("options"), "dns.options"),
+            cluster_domain=_domain(dns.get("clusterDomain"), "dns.clusterDomain"),
         ),
         peers=tuple(peers),
         **kwargs,

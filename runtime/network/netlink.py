@@ -208,6 +208,23 @@ class Rtnl:
             if e.errno != errno.EEXIST:
                 raise
 
+    def delete_addr(self, index: int, iface: ipaddress.IPv4Interface, name: str = "") -> bool:
+        """Remove ``iface`` from the device; False if it did not have it."""
+        try:
+            self._call(
+                f"addr del {iface} dev {name or index}",
+                self._ipr.addr,
+                "del",
+                index=index,
+                address=str(iface.ip),
+                prefixlen=iface.network.prefixlen,
+            )
+        except NetlinkError as e:
+            if e.errno in _GONE:
+                return False
+            raise
+        return True
+
     def addrs(self, index: int) -> list[ipaddress.IPv4Interface]:
         msgs = self._call(f"addr dump {index}", self._ipr.addr, "dump", index=index)
         return [

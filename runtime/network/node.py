@@ -14,10 +14,10 @@ import ipaddress
 import json
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corral_common import hostsys
 from runtime.network.config import NetworkConfig, PortMapping
@@ -25,6 +25,9 @@ from runtime.network.errors import NetlinkError, NetworkError
 from runtime.network.firewall import Iptables, Nftables, firewall_for
 from runtime.network.ipam import Ipam, check_owner
 from runtime.network.netns import Netns, write_sysctl
+
+if TYPE_CHECKING:
+    from runtime.network.netlink import Route
 
 VETH_PREFIX = "cr"
 _VETH = re.compile(rf"^{VETH_PREFIX}[0-9a-f]{{12}}$")
@@ -81,6 +84,19 @@ class PodNetwork:
         )
 
 
+def route_changes(
+    have: Iterable[Route], want: Mapping[ipaddress.IPv4Network, ipaddress.IPv4Address]
+) -> tuple[list[ipaddress.IPv4Network], dict[ipaddress.IPv4Network, ipaddress.IPv4Address]]:
+    """host-gw as a diff: of our routes ``have``, the destinations to delete (no longer wanted,
+    or via another node), and of ``want`` (pod CIDR -> node address) the routes to add or
+    replace. Nothing when the kernel already has exactly what is wanted."""
+    have = list(have)
+    stale = sorted(r.dst for r in have if want.get(r.dst) != r.gateway)
+    current = {r.dst: r.gateway for r in have}
+    missing = {dst: via for dst, via in sorted(want.items()) if current.get(dst) != via}
+    return stale, missing
+
+
 @dataclass
 class GcReport:
     pods: list[str] = field(default_factory=list)  # torn down (had a record)
@@ -119,10 +135,24 @@ class NodeNetwork:
         with self._rtnl() as rt:
             br = rt.ensure_bridge(cfg.bridge, cfg.mtu)
             rt.ensure_addr(br.index, cfg.gateway, cfg.bridge)
+            for old in rt.addrs(br.index):  # the gateway of an earlier pod CIDR
+                if old != cfg.gateway:
+                    rt.delete_addr(br.index, old, cfg.bridge)
             self._sync_routes(rt)
         write_sysctl(self.ns, "net.ipv4.ip_forward", "1")
         self.firewall.ensure()
         self._ensured = True
+
+    def sync(self, create: bool = True) -> bool:
+        """:meth:`ensure` when ``create`` or the bridge exists already (a pod made it); else
+        only the peer routes (our routes no longer listed go). True if the bridge is there."""
+        if not create:
+            with self._rtnl() as rt:
+                if rt.link(self.config.bridge) is None:
+                    self._sync_routes(rt)
+                    return False
+        self.ensure()
+        return True
 
     def sync_routes(self) -> None:
         """Routes to the peers' pod CIDRs via their node addresses; drop ours no longer listed."""
@@ -133,10 +163,10 @@ class NodeNetwork:
         from runtime.network.netlink import RTPROT_CORRAL
 
         want = {p.pod_cidr: p.address for p in self.config.peers}
-        for r in rt.routes(RTPROT_CORRAL):
-            if want.get(r.dst) != r.gateway:
-                rt.delete_route(r.dst)
-        for dst, via in want.items():
+        stale, missing = route_changes(rt.routes(RTPROT_CORRAL), want)
+        for dst in stale:
+            rt.delete_route(dst)
+        for dst, via in missing.items():
             rt.replace_route(dst, via)
 
     def destroy(self) -> None:

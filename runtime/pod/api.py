@@ -59,6 +59,7 @@ __all__ = [
     "PodStatus",
     "PullBackoff",
     "create",
+    "ensure_network",
     "exec_in",
     "follow_log_lines",
     "follow_logs",
@@ -67,6 +68,7 @@ __all__ = [
     "image_id",
     "import_images",
     "list_pods",
+    "node_socket",
     "parse_pod",
     "port_connect",
     "refresh_volume",
@@ -343,6 +345,35 @@ class NodePods:
     def images(self) -> list[ImageInfo]:
         return list_images(self.opts)
 
+    def ensure_network(self, create: bool = True) -> bool:
+        return ensure_network(self.opts, create)
+
+    def node_socket(self, kind: int = socket.SOCK_STREAM) -> socket.socket:
+        return node_socket(self.opts, kind)
+
+
+# ============================================================================= the node network
+
+
+def ensure_network(opts: PodOptions, create: bool = True) -> bool:
+    """Bring the node network to what the node network file says now: the bridge and its
+    gateway address (from podCIDR), the host-gw routes to the peers' pod CIDRs (routes no
+    longer listed go), the masquerade and hostPort rules. Idempotent; in ``opts.node_netns``.
+    Without ``create``, a node that has no bridge yet (no pod made it) gets its routes only.
+    True when the bridge is there."""
+    from runtime.network import NodeNetwork
+
+    return NodeNetwork(opts.network_settings(), opts.node_netns).sync(create)
+
+
+def node_socket(opts: PodOptions, kind: int = socket.SOCK_STREAM) -> socket.socket:
+    """An IPv4 socket (``kind``: SOCK_STREAM or SOCK_DGRAM) in the node's network namespace
+    (``opts.node_netns``; ours when None), for a service of the node there (its DNS, its
+    kubelet)."""
+    from runtime.network import in_netns
+
+    return in_netns(opts.node_netns, lambda: socket.socket(socket.AF_INET, kind))
+
 
 # ============================================================================= per call
 
@@ -504,14 +535,25 @@ class ImageNotPresent(PodError):
 
 def image_id(ref: str, opts: PodOptions) -> str | None:
     """The id of the image ``ref`` (a name, ``name:tag``, id or id prefix) in the node's store,
-    or None when the store has no such image. An invalid reference raises ``ImageNotPresent``
-    naming it. (Registry pulls by ``imagePullPolicy`` belong here too, once runtime.pod pulls.)"""
+    or None when the store has no such image. A short name is also looked up under the names
+    a pull stores it as (qualified by the registries.conf of ``opts``, as
+    ``runtime.pod.imagepull`` does), so a pulled ``app:1`` is found as ``app:1``. An invalid
+    reference raises ``ImageNotPresent`` naming it."""
     from images.errors import ImageError
     from images.errors import NotFound as ImageNotFound
     from images.store import Store
+    from runtime.pod.imagepull import find_local, pull_options
 
+    store = Store(opts.image_root)
     try:
-        return Store(opts.image_root).get(ref).id
+        conf = pull_options(opts).registries()
+    except ImageError:  # an unreadable registries.conf: the name as written only
+        conf = None
+    try:
+        if conf is None:
+            return store.get(ref).id
+        img = find_local(store, ref, conf)
+        return img.id if img is not None else None
     except ImageNotFound:
         return None
     except ImageError as e:

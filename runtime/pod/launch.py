@@ -95,8 +95,11 @@ def _go(pd: PodDir, pod: Pod, record: PodRecord, opts: PodOptions, mon: Started)
             net = node.setup_pod(pd.uid, f"/proc/{mon.pid}/ns/net", ports)
             write_atomic(path / "network.json", json.dumps(net.to_json(), indent=1) + "\n")
             pod_ip = str(net.ip)
-            dns = settings.dns
-    elif not pod.spec.host_network:
+            if pod.spec.dns_policy != "Default":  # ClusterFirst: the cluster's DNS, if any
+                dns = settings.dns.for_namespace(pod.namespace)
+    elif opts.network and pod.spec.dns_policy == "ClusterFirstWithHostNet":  # hostNetwork
+        dns = opts.network_settings().dns.for_namespace(pod.namespace)
+    if not pod.spec.host_network and not opts.network:
         with _steps(pd, "loopback up"):
             from runtime.network import in_netns, lo_up
 

@@ -388,6 +388,7 @@ class PodSpec:
     host_network: bool = False
     share_process_namespace: bool = False
     security_context: PodSecurityContext = field(default_factory=PodSecurityContext)
+    dns_policy: str = "ClusterFirst"  # ClusterFirst, ClusterFirstWithHostNet or Default
 
 
 @dataclass(frozen=True, slots=True)
@@ -463,7 +464,7 @@ _SUPPORTED: dict[type, frozenset[str]] = {
     ),
     k8s.PodSpec: frozenset(
         "containers initContainers volumes restartPolicy terminationGracePeriodSeconds hostname"
-        " hostNetwork shareProcessNamespace securityContext".split()
+        " hostNetwork shareProcessNamespace securityContext dnsPolicy".split()
     ),
     k8s.Container: frozenset(
         "name image imagePullPolicy command args env workingDir ports resources securityContext"
@@ -702,8 +703,25 @@ def _from_kube(kp: k8s.Pod, base_dir: str | None) -> Pod:
             host_network=spec.host_network,
             share_process_namespace=bool(spec.share_process_namespace),
             security_context=pod_security,
+            dns_policy=_dns_policy(spec.dns_policy),
         ),
     )
+
+
+DNS_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default")
+
+
+def _dns_policy(policy: str | None) -> str:
+    if policy in (None, ""):
+        return "ClusterFirst"
+    if policy == "None":  # it takes its servers from dnsConfig, which corral does not take
+        raise ManifestError("spec.dnsPolicy", "'None' is not supported by corral")
+    if policy not in DNS_POLICIES:
+        raise ManifestError(
+            "spec.dnsPolicy",
+            f"Unsupported value: {q(policy)}: supported values: {', '.join(map(q, DNS_POLICIES))}",
+        )
+    return policy
 
 
 def _meta(m: k8s.ObjectMeta) -> ObjectMeta:

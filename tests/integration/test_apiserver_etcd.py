@@ -154,3 +154,45 @@ def test_watch_sees_every_change_across_an_etcd_member_kill(
     # The server kept serving reads and writes through the failover.
     got = json.loads(kubectl.run("get", "configmap", "c", "-n", NS, "-o", "json").stdout)
     assert got["data"] == {"v": str(WRITES)}
+
+
+def test_two_servers_never_allocate_one_address_twice(
+    cluster: EtcdCluster, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Service creates spread over two API servers over one etcd, at once: every clusterIP
+    and nodePort distinct (the allocation keys are created only if absent, in etcd)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.kubeserver import API_ONLY
+
+    flags = ("--service-cidr", "10.97.0.0/26", "--service-node-port-range", "32000-32099")
+    servers = [
+        Server(
+            tmp_path_factory.mktemp(f"alloc{i}"),
+            extra=(*API_ONLY, "--datastore-endpoint", cluster.url, *flags),
+        )
+        for i in range(2)
+    ]
+    for s in servers:
+        s.start()
+    try:
+        code, _ = servers[0].json("POST", "/api/v1/namespaces", {"metadata": {"name": "alloc"}})
+        assert code == 201
+
+        def create(i: int) -> tuple[int, object]:
+            body = {
+                "metadata": {"name": f"s{i}"},
+                "spec": {"type": "NodePort", "ports": [{"port": 80}]},
+            }
+            return servers[i % 2].json("POST", "/api/v1/namespaces/alloc/services", body)
+
+        with ThreadPoolExecutor(12) as pool:
+            results = list(pool.map(create, range(50)))
+        assert all(code == 201 for code, _ in results), results
+        code, items = servers[1].json("GET", "/api/v1/namespaces/alloc/services")
+        ips = [s["spec"]["clusterIP"] for s in items["items"]]
+        ports = [s["spec"]["ports"][0]["nodePort"] for s in items["items"]]
+        assert len(ips) == 50 and len(set(ips)) == 50 and len(set(ports)) == 50
+    finally:
+        for s in servers:
+            s.stop()

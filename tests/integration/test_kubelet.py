@@ -10,6 +10,7 @@ or container process, no IPAM lease; then the namespace and the server go."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -29,6 +30,7 @@ from testkit.imagebuild import config_for, docker_files, tar_tree, write_tar
 from testkit.kubeagent import Agent
 from testkit.net import free_port
 from testkit.netns import NodeNs, node_netns
+from testkit.wait import until as wait_until
 from tests.conftest import leftover_cgroups
 from tests.kubeserver import KUBECTL_120, KUBECTL_CURRENT, Kubectl, Server
 
@@ -41,15 +43,7 @@ ADOPT_PODS = int(os.environ.get("CORRAL_TEST_ADOPT_PODS", "20"))
 
 
 def until(what: str, cond: Callable[[], Any], timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        last = cond()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
+    return wait_until(what, cond, timeout, 0.2)
 
 
 def alive(pid: int | None) -> bool:
@@ -137,15 +131,19 @@ def manifest(name: str, script: str = "", **spec: Any) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module")
-def cluster(rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+@contextlib.contextmanager
+def cluster_context(
+    rootfs: Path, tmp: Path, agent_extra: tuple[str, ...] = (), preload_image: bool = True
+) -> Iterator[Cluster]:
+    """A server and an agent (node NODE, its own network namespace) for a test module; the
+    agent gets ``agent_extra`` and, with ``preload_image``, IMAGE in its images directory.
+    On the way out it checks that nothing is left (see the module doc)."""
     from runtime.pod.monitor import monitor_path
 
     try:
         monitor_path()
     except FileNotFoundError as e:
         pytest.skip(f"the pod monitor is not built yet: {e}")
-    tmp = tmp_path_factory.mktemp("kubelet")
     tag = f"ckl{uuid.uuid4().hex[:6]}"
     server = Server(tmp / "server")
     server.start()
@@ -157,12 +155,13 @@ def cluster(rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         NODE,
         netns.path,
         tag,
-        extra=("--kubelet-port", str(free_port())),
+        extra=("--kubelet-port", str(free_port()), *agent_extra),
     )
-    layer = tar_tree(rootfs)
-    files, _ = docker_files([layer], config_for([layer], Cmd=["sh"]), repo_tags=[IMAGE])
     agent.images_dir.mkdir(parents=True)
-    write_tar(agent.images_dir / "corral-test.tar", files)
+    if preload_image:
+        layer = tar_tree(rootfs)
+        files, _ = docker_files([layer], config_for([layer], Cmd=["sh"]), repo_tags=[IMAGE])
+        write_tar(agent.images_dir / "corral-test.tar", files)
     c = Cluster(server, agent, netns, tmp / "home")
     c.home.mkdir()
     try:
@@ -207,6 +206,12 @@ def cluster(rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         assert not left, f"left behind: {left}"
 
 
+@pytest.fixture(scope="module")
+def cluster(rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with cluster_context(rootfs, tmp_path_factory.mktemp("kubelet")) as c:
+        yield c
+
+
 # ============================================================================= joining
 
 
@@ -248,7 +253,7 @@ def test_the_agent_credentials_are_a_node_certificate(cluster: Cluster) -> None:
 def test_corral_server_runs_its_own_agent_unless_disabled(tmp_path: Path) -> None:
     """k3s style: one command, one node (no pod is run here: its pods would use the host's
     network namespace)."""
-    server = Server(tmp_path / "own", agent=True)
+    server = Server(tmp_path / "own", agent=True, extra=("--disable-proxy",))
     server.start()
     try:
         node = socket.gethostname().lower()

@@ -105,6 +105,7 @@ def test_a_pod_pulls_its_image_then_reuses_it_by_policy(remote: Remote) -> None:
     assert api.logs(uid, node_pods.opts) == ["pulled-and-ran"]
     stored = remote.store.get(f"{remote.proxy.host}/corral/app:1")
     assert stored.manifest_digest == digest
+    assert api.image_id("corral/app:1", node_pods.opts) == stored.id  # found by its short name
     assert remote.requests("/blobs/sha256:")  # the layer came from the registry
 
     remote.proxy.seen.clear()

@@ -17,7 +17,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from runtime.pod.manifest import parse_pod
 from runtime.pod.prepare import PodOptions, mounts_under
 from runtime.pod.qos import QOSClass, oom_score_adj
 from testkit.imagebuild import config_for, docker_files, tar_tree, write_tar
+from testkit.wait import until as wait_until
 from tests import tlsserver
 from tests.conftest import REPO, leftover_cgroups
 
@@ -60,14 +60,7 @@ def image_tar(rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def until(what: str, cond: Callable[[], Any], timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+    return wait_until(what, cond, timeout)
 
 
 def alive(pid: int | None) -> bool:

@@ -246,3 +246,45 @@ def test_patch_that_loses_a_race_reads_again(tmp_path: Path) -> None:
                 await storage.close()
 
     asyncio.run(main())
+
+
+class _LosesFirstDelete(_LosesFirstUpdate):
+    """The store, except that when ``armed`` the next delete first loses to another writer."""
+
+    async def delete(self, key: str, revision: int) -> Any:
+        if self.armed:
+            self.armed = False
+            cur = await self._store.get(key)
+            await self._store.update(key, cur.value, cur.mod_rev)
+        return await self._store.delete(key, revision)
+
+
+def test_delete_that_loses_a_race_reads_again(tmp_path: Path) -> None:
+    """A DELETE racing another write (a kubelet's status) is made again, as kube-apiserver
+    does; a failed precondition stays a 409."""
+
+    async def main() -> None:
+        async with open_store(f"sqlite://{tmp_path}/db", compact_interval=0) as store:
+            racer = _LosesFirstDelete(store)
+            storage = Storage(racer)  # type: ignore[arg-type]
+            try:
+                await storage.ensure_namespaces()
+                cms = by_path("", "v1", "configmaps")
+                assert cms is not None
+                for name in ("c", "d"):
+                    await storage.create(cms, "default", {"metadata": {"name": name}})
+                racer.armed = True
+                await storage.delete(cms, "default", "c", {})
+                with pytest.raises(ApiError) as e:
+                    await storage.get(cms, "default", "c")
+                assert e.value.code == 404
+                racer.armed = True
+                with pytest.raises(ApiError) as e:
+                    await storage.delete(
+                        cms, "default", "d", {"preconditions": {"resourceVersion": "1"}}
+                    )
+                assert e.value.code == 409 and "Precondition failed" in e.value.message
+            finally:
+                await storage.close()
+
+    asyncio.run(main())

@@ -1508,3 +1508,14 @@ def test_quantity_error_message() -> None:
 def test_base_manifest_is_valid() -> None:
     pod = parse(copy.deepcopy(base()))
     assert pod.spec.containers[0].ports == (ContainerPort(8080, name="http"),)
+
+
+def test_dns_policy() -> None:
+    """ClusterFirst (the default: the cluster's DNS when the node network has one), Default
+    (the node's resolver) and ClusterFirstWithHostNet are taken; None needs dnsConfig, which
+    corral does not take."""
+    assert parse(base()).spec.dns_policy == "ClusterFirst"
+    for policy in ("ClusterFirst", "Default", "ClusterFirstWithHostNet"):
+        assert parse(with_field("spec.dnsPolicy", policy)).spec.dns_policy == policy
+    with pytest.raises(ManifestError, match=r"^spec.dnsPolicy: 'None' is not supported"):
+        parse(with_field("spec.dnsPolicy", "None"))

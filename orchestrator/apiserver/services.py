@@ -1,0 +1,613 @@
+"""Services: defaults, ClusterIP and NodePort allocation, and the ``kubernetes`` service.
+
+Allocation state lives in the store, one key per allocated address or port
+(``/registry/ranges/serviceips/<ip>``, ``/registry/ranges/servicenodeports/<port>``, as
+kube-apiserver's IPAddress objects), created with create-if-absent: two creates racing for one
+address, in one process or in several API servers over one etcd, cannot both win. The key holds
+the owning service's uid. A service takes its keys before it is written and gives back the ones
+it took when its write fails; a deleted service releases its keys (only those it owns). A crash
+between the two leaves a key without a service: ``repair`` (at start and then periodically)
+deletes keys found orphaned on two passes in a row (compare-and-swap on their revision), and
+re-creates the keys of services that lack them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import ipaddress
+import logging
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from orchestrator.store import AlreadyExists, Backend, Conflict, NotFound
+
+from . import errors
+from .resources import by_path
+
+__all__ = [
+    "IP_PREFIX",
+    "PORT_PREFIX",
+    "Allocation",
+    "ServiceAllocator",
+    "parse_port_range",
+]
+
+log = logging.getLogger("corral.apiserver.services")
+
+Obj = dict[str, Any]
+IP_PREFIX = "/registry/ranges/serviceips/"
+PORT_PREFIX = "/registry/ranges/servicenodeports/"
+TYPES = ("ClusterIP", "ExternalName", "LoadBalancer", "NodePort")
+ALLOCATE_TRIES = 64
+DEFAULT_AFFINITY_TIMEOUT = 10800  # seconds (kube's DefaultClientIPServiceAffinitySeconds)
+
+
+def parse_port_range(text: str) -> tuple[int, int]:
+    """``30000-32767`` (or one port) -> (first, last); ValueError naming the problem."""
+    lo, sep, hi = text.strip().partition("-")
+    try:
+        first, last = int(lo), int(hi) if sep else int(lo)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a port range like 30000-32767") from None
+    if not 1 <= first <= last <= 65535:
+        raise ValueError(f"{text!r}: ports must be 1-65535, first <= last")
+    return first, last
+
+
+def _needs_ip(spec: Obj) -> bool:
+    return spec.get("type") != "ExternalName" and spec.get("clusterIP") != "None"
+
+
+def _needs_node_ports(spec: Obj) -> bool:
+    if spec.get("type") == "NodePort":
+        return True
+    return spec.get("type") == "LoadBalancer" and spec.get("allocateLoadBalancerNodePorts", True)
+
+
+def _go_strings(values: list[str]) -> str:
+    return "[]string{" + ", ".join(f'"{v}"' for v in values) + "}"
+
+
+@dataclass
+class Allocation:
+    """Keys one write took (to give back when the write fails) and keys it no longer needs
+    (to release once it succeeded)."""
+
+    taken: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+
+
+class ServiceAllocator:
+    def __init__(
+        self,
+        store: Backend,
+        cidr: str = "10.43.0.0/16",
+        node_port_range: tuple[int, int] = (30000, 32767),
+    ) -> None:
+        try:
+            net = ipaddress.ip_network(cidr, strict=True)
+        except ValueError as e:
+            raise ValueError(f"--service-cidr {cidr}: {e}") from None
+        if not isinstance(net, ipaddress.IPv4Network) or net.num_addresses < 4:
+            raise ValueError(f"--service-cidr {cidr}: need an IPv4 network of at least /30")
+        if net.prefixlen < 12:
+            raise ValueError(f"--service-cidr {cidr}: at most 2^20 addresses (a /12 or longer)")
+        self.store = store
+        self.net = net
+        self.node_ports = node_port_range
+        self._first = int(net.network_address) + 1  # reserved for the kubernetes service
+        self._last = int(net.broadcast_address) - 1
+        self._suspects: dict[str, int] = {}  # orphan key -> its revision, seen last pass
+
+    @property
+    def kubernetes_ip(self) -> str:
+        return str(ipaddress.IPv4Address(self._first))
+
+    # ------------------------------------------------------------------ defaults
+
+    @staticmethod
+    def default(svc: Obj) -> None:
+        """kube-apiserver's defaults for a Service (as its SetDefaults_Service)."""
+        spec = svc.get("spec")
+        if not isinstance(spec, dict):
+            return
+        spec.setdefault("type", "ClusterIP")
+        spec.setdefault("sessionAffinity", "None")
+        if spec["sessionAffinity"] == "ClientIP":
+            cfg = spec.setdefault("sessionAffinityConfig", {})
+            if isinstance(cfg, dict):
+                cip = cfg.setdefault("clientIP", {})
+                if isinstance(cip, dict):
+                    cip.setdefault("timeoutSeconds", DEFAULT_AFFINITY_TIMEOUT)
+        for port in spec.get("ports") or []:
+            if isinstance(port, dict):
+                port.setdefault("protocol", "TCP")
+                if port.get("targetPort") in (None, 0, ""):
+                    port["targetPort"] = port.get("port")
+        if spec["type"] in ("NodePort", "LoadBalancer"):
+            spec.setdefault("externalTrafficPolicy", "Cluster")
+        if spec["type"] == "LoadBalancer":
+            spec.setdefault("allocateLoadBalancerNodePorts", True)
+        if spec["type"] != "ExternalName":
+            spec.setdefault("internalTrafficPolicy", "Cluster")
+        ips = spec.get("clusterIPs")
+        if not spec.get("clusterIP") and isinstance(ips, list) and ips:
+            spec["clusterIP"] = ips[0]
+
+    def _validate(self, svc: Obj) -> None:
+        name = svc["metadata"]["name"]
+        spec = svc.get("spec")
+        if not isinstance(spec, dict):
+            return  # the model names the error
+
+        def bad(path: str, message: str) -> errors.ApiError:
+            return errors.invalid("Service", name, path, message)
+
+        typ = spec.get("type")
+        if typ not in TYPES:
+            raise bad(
+                "spec.type",
+                f'Unsupported value: "{typ}": supported values: '
+                + ", ".join(f'"{t}"' for t in TYPES),
+            )
+        ips = spec.get("clusterIPs")
+        if isinstance(ips, list) and ips and ips[0] != spec.get("clusterIP"):
+            raise bad(
+                "spec.clusterIPs",
+                f"Invalid value: {_go_strings(ips)}: must match clusterIP when set",
+            )
+        if isinstance(ips, list) and len(ips) > 1:
+            raise bad(
+                "spec.clusterIPs",
+                f"Invalid value: {_go_strings(ips)}: only one (IPv4) address is supported",
+            )
+        cip = spec.get("clusterIP")
+        if typ == "ExternalName":
+            if cip:
+                raise bad(
+                    "spec.clusterIP", f'Invalid value: "{cip}": must be empty for ExternalName'
+                )
+            if not spec.get("externalName"):
+                raise bad("spec.externalName", "Required value")
+            return
+        if cip == "None" and _needs_node_ports(spec):
+            raise bad(
+                "spec.clusterIP", f"Invalid value: \"None\": may not be set to 'None' for {typ}"
+            )
+        ports = spec.get("ports")
+        if not ports and cip != "None":
+            raise bad("spec.ports", "Required value")
+        seen: set[tuple[Any, Any]] = set()
+        seen_node: set[tuple[Any, Any]] = set()
+        for i, port in enumerate(ports or []):
+            if not isinstance(port, dict):
+                continue
+            number = port.get("port")
+            if not isinstance(number, int) or not 1 <= number <= 65535:
+                raise bad(
+                    f"spec.ports[{i}].port",
+                    f"Invalid value: {number}: must be between 1 and 65535, inclusive",
+                )
+            proto = port.get("protocol")
+            if proto not in ("TCP", "UDP", "SCTP"):
+                raise bad(
+                    f"spec.ports[{i}].protocol",
+                    f'Unsupported value: "{proto}": supported values: "SCTP", "TCP", "UDP"',
+                )
+            if (number, proto) in seen:
+                raise bad(f"spec.ports[{i}]", f"Duplicate value: {number}/{proto}")
+            seen.add((number, proto))
+            if len(ports) > 1 and not port.get("name"):
+                raise bad(f"spec.ports[{i}].name", "Required value")
+            if port.get("nodePort") and (port["nodePort"], proto) in seen_node:
+                raise bad(f"spec.ports[{i}].nodePort", f"Duplicate value: {port['nodePort']}")
+            if port.get("nodePort"):
+                seen_node.add((port["nodePort"], proto))
+            if port.get("nodePort") and not _needs_node_ports(spec):
+                raise bad(
+                    f"spec.ports[{i}].nodePort",
+                    f"Forbidden: may not be used when `type` is '{typ}'",
+                )
+        if cip and cip != "None":
+            try:
+                ipaddress.IPv4Address(cip)
+            except ValueError:
+                raise bad(
+                    "spec.clusterIPs[0]",
+                    f'Invalid value: "{cip}": must be a valid IP address, (e.g. 10.9.8.7)',
+                ) from None
+
+    # ------------------------------------------------------------------ the keys
+
+    @staticmethod
+    def _ip_key(ip: str) -> str:
+        return IP_PREFIX + ip
+
+    @staticmethod
+    def _port_key(proto: str, port: int) -> str:
+        # kube keeps one port space for TCP, UDP and SCTP alike
+        return PORT_PREFIX + str(port)
+
+    async def _take(self, key: str, uid: str) -> bool:
+        try:
+            await self.store.create(key, msgspec.json.encode({"uid": uid}))
+        except AlreadyExists:
+            return False
+        return True
+
+    async def _owner(self, key: str) -> str | None:
+        try:
+            kv = await self.store.get(key)
+        except NotFound:
+            return None
+        return str(msgspec.json.decode(kv.value).get("uid", ""))
+
+    async def release(self, keys: Iterable[str], uid: str) -> None:
+        """Give back ``keys`` owned by ``uid`` (compare-and-swap: a key someone else took
+        since stays theirs)."""
+        for key in keys:
+            for _ in range(3):
+                try:
+                    kv = await self.store.get(key)
+                except NotFound:
+                    break
+                if msgspec.json.decode(kv.value).get("uid") != uid:
+                    break
+                try:
+                    await self.store.delete(key, kv.mod_rev)
+                    break
+                except NotFound:
+                    break
+                except Conflict:
+                    continue
+
+    async def _used(self, prefix: str) -> set[str]:
+        page = await self.store.list(prefix)
+        return {kv.key[len(prefix) :] for kv in page.items}
+
+    async def _allocate_ip(self, name: str, ip: str | None, uid: str, dry_run: bool) -> str:
+        if ip:
+            addr = ipaddress.IPv4Address(ip)
+            if addr not in self.net or int(addr) in (
+                int(self.net.network_address),
+                int(self.net.broadcast_address),
+            ):
+                raise errors.invalid(
+                    "Service",
+                    name,
+                    "spec.clusterIPs",
+                    f"Invalid value: {_go_strings([ip])}: failed to allocate IP {ip}: the"
+                    f" provided IP ({ip}) is not in the valid range. The range of valid IPs"
+                    f" is {self.net}",
+                )
+            owner = await self._owner(self._ip_key(ip))
+            if (owner is not None and owner != uid) or (
+                not dry_run and owner is None and not await self._take(self._ip_key(ip), uid)
+            ):
+                raise errors.invalid(
+                    "Service",
+                    name,
+                    "spec.clusterIPs",
+                    f"Invalid value: {_go_strings([ip])}: failed to allocate IP {ip}: provided"
+                    " IP is already allocated",
+                )
+            return ip
+        size = self._last - self._first  # .1 is the kubernetes service's, not handed out
+        for _ in range(ALLOCATE_TRIES):
+            used = await self._used(IP_PREFIX)
+            start = random.randrange(size)
+            for i in range(size):
+                cand = str(ipaddress.IPv4Address(self._first + 1 + (start + i) % size))
+                if cand not in used:
+                    break
+            else:
+                break
+            if dry_run or await self._take(self._ip_key(cand), uid):
+                return cand
+        raise errors.ApiError(
+            500,
+            "InternalError",
+            f"Internal error occurred: failed to allocate a serviceIP: range is full ({self.net})",
+        )
+
+    async def _allocate_port(
+        self, name: str, index: int, proto: str, port: int | None, uid: str, dry_run: bool
+    ) -> int:
+        first, last = self.node_ports
+        if port:
+            path = f"spec.ports[{index}].nodePort"
+            if not first <= port <= last:
+                raise errors.invalid(
+                    "Service",
+                    name,
+                    path,
+                    f"Invalid value: {port}: provided port is not in the valid range. The"
+                    f" range of valid ports is {first}-{last}",
+                )
+            key = self._port_key(proto, port)
+            owner = await self._owner(key)
+            if (owner is not None and owner != uid) or (
+                not dry_run and owner is None and not await self._take(key, uid)
+            ):
+                raise errors.invalid(
+                    "Service",
+                    name,
+                    path,
+                    f"Invalid value: {port}: provided port is already allocated",
+                )
+            return port
+        size = last - first + 1
+        for _ in range(ALLOCATE_TRIES):
+            used = await self._used(PORT_PREFIX)
+            start = random.randrange(size)
+            for i in range(size):
+                cand = first + (start + i) % size
+                if str(cand) not in used:
+                    break
+            else:
+                break
+            if dry_run or await self._take(self._port_key(proto, cand), uid):
+                return cand
+        raise errors.ApiError(
+            500,
+            "InternalError",
+            f"Internal error occurred: failed to allocate a nodePort: range is full"
+            f" ({first}-{last})",
+        )
+
+    def keys_of(self, svc: Obj) -> set[str]:
+        """The allocation keys ``svc`` holds."""
+        spec = svc.get("spec") or {}
+        keys = set()
+        cip = spec.get("clusterIP")
+        if cip and cip != "None":
+            keys.add(self._ip_key(cip))
+        for port in spec.get("ports") or []:
+            if port.get("nodePort"):
+                keys.add(self._port_key(port.get("protocol", "TCP"), port["nodePort"]))
+        return keys
+
+    # ------------------------------------------------------------------ create / update
+
+    async def on_create(self, svc: Obj, dry_run: bool) -> Allocation:
+        """Default, validate and allocate ``svc`` (metadata with name and uid) in place."""
+        self.default(svc)
+        self._validate(svc)
+        return await self._fill(svc, None, dry_run)
+
+    async def on_update(self, old: Obj, new: Obj, dry_run: bool) -> Allocation:
+        """``new`` replaces ``old``: allocated values the update leaves out are kept, the
+        clusterIP may not change, a type that needs node ports gets them, what is no longer
+        used is released after the write."""
+        self.default(new)
+        ospec, nspec = old.get("spec") or {}, new.get("spec")
+        name = old["metadata"]["name"]
+        if not isinstance(nspec, dict):
+            return Allocation()
+        if _needs_ip(ospec) and nspec.get("type") != "ExternalName":
+            oip = ospec.get("clusterIP")
+            nip = nspec.get("clusterIP")
+            if not nip:  # left out: kept (kube's patchAllocatedValues)
+                nspec["clusterIP"] = oip
+                nspec["clusterIPs"] = list(ospec.get("clusterIPs") or [oip])
+            elif nip != oip:
+                raise errors.invalid(
+                    "Service", name, "spec.clusterIP", f'Invalid value: "{nip}": field is immutable'
+                )
+        elif ospec.get("clusterIP") == "None" and nspec.get("clusterIP") not in (None, "None"):
+            raise errors.invalid(
+                "Service",
+                name,
+                "spec.clusterIP",
+                f'Invalid value: "{nspec.get("clusterIP")}": field is immutable',
+            )
+        elif ospec.get("clusterIP") == "None":
+            nspec["clusterIP"] = "None"
+        if nspec.get("type") == "ExternalName":
+            for f in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"):
+                if f == "clusterIP" and nspec.get(f) not in (None, ospec.get(f)):
+                    continue  # refused by validation
+                nspec.pop(f, None)
+            nspec.pop("internalTrafficPolicy", None)
+        if _needs_node_ports(nspec):
+            held = {
+                (p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
+                for p in ospec.get("ports") or []
+                if p.get("nodePort")
+            }
+            for p in nspec.get("ports") or []:
+                if isinstance(p, dict) and not p.get("nodePort"):
+                    kept = held.get((p.get("port"), p.get("protocol", "TCP")))
+                    if kept:
+                        p["nodePort"] = kept
+        else:
+            for p in nspec.get("ports") or []:
+                if isinstance(p, dict) and p.get("nodePort") and not _needs_node_ports(ospec):
+                    continue  # refused by validation
+                if isinstance(p, dict):
+                    p.pop("nodePort", None)
+        self._validate(new)
+        alloc = await self._fill(new, old, dry_run)
+        alloc.dropped = sorted(self.keys_of(old) - self.keys_of(new))
+        return alloc
+
+    async def _fill(self, svc: Obj, old: Obj | None, dry_run: bool) -> Allocation:
+        spec = svc.get("spec")
+        alloc = Allocation()
+        if not isinstance(spec, dict):
+            return alloc
+        meta = svc["metadata"]
+        name, uid = meta["name"], meta["uid"]
+        held = self.keys_of(old) if old is not None else set()
+        try:
+            if _needs_ip(spec):
+                ip = spec.get("clusterIP") or None
+                if ip is None or self._ip_key(ip) not in held:
+                    ip = await self._allocate_ip(name, ip, uid, dry_run)
+                    if not dry_run:
+                        alloc.taken.append(self._ip_key(ip))
+                spec["clusterIP"] = ip
+                spec["clusterIPs"] = [ip]
+            if spec.get("type") != "ExternalName":
+                spec.setdefault("ipFamilies", ["IPv4"])
+                spec.setdefault("ipFamilyPolicy", "SingleStack")
+                if spec.get("clusterIP") == "None":
+                    spec["clusterIPs"] = ["None"]
+            if _needs_node_ports(spec):
+                for i, port in enumerate(spec.get("ports") or []):
+                    proto = port.get("protocol", "TCP")
+                    want = port.get("nodePort") or None
+                    if want and self._port_key(proto, want) in held:
+                        continue
+                    got = await self._allocate_port(name, i, proto, want, uid, dry_run)
+                    if not dry_run:
+                        alloc.taken.append(self._port_key(proto, got))
+                    port["nodePort"] = got
+        except BaseException:
+            await self.release(alloc.taken, uid)
+            raise
+        return alloc
+
+    # ------------------------------------------------------------------ repair
+
+    async def snapshot(self) -> dict[str, tuple[int, str]]:
+        """Every allocation key: key -> (revision, owner uid)."""
+        out: dict[str, tuple[int, str]] = {}
+        for prefix in (IP_PREFIX, PORT_PREFIX):
+            page = await self.store.list(prefix)
+            for kv in page.items:
+                out[kv.key] = (kv.mod_rev, str(msgspec.json.decode(kv.value).get("uid", "")))
+        return out
+
+    async def reconcile(self, keys: dict[str, tuple[int, str]], services: list[Obj]) -> None:
+        """One repair pass: ``keys`` from ``snapshot``, then ``services`` listed after it.
+        A key no service holds is deleted when the previous pass found it orphaned at the
+        same revision (a create in flight takes far less than a pass interval); a service
+        whose key is missing gets it back."""
+        held: dict[str, str] = {}
+        for svc in services:
+            uid = svc["metadata"].get("uid", "")
+            for key in self.keys_of(svc):
+                held[key] = uid
+        suspects: dict[str, int] = {}
+        for key, (rev, owner) in keys.items():
+            if held.get(key) == owner:
+                continue
+            if self._suspects.get(key) == rev:
+                with contextlib.suppress(NotFound, Conflict):
+                    await self.store.delete(key, rev)
+                    log.info("released %s: no service holds it", key)
+            else:
+                suspects[key] = rev
+        self._suspects = suspects
+        for key, uid in held.items():
+            if key not in keys and await self._take(key, uid):
+                log.info("re-created %s for its service", key)
+
+
+# ---------------------------------------------------------------------- the server's loop
+
+KUBERNETES_MANAGED_BY = "kube-apiserver"  # not the endpointslice controller's to remove
+
+
+def _kubernetes_objects(ip: str, host: str, port: int) -> tuple[Obj, Obj, Obj]:
+    """The ``kubernetes`` Service in ``default`` at ``ip``:443, its Endpoints and
+    EndpointSlice pointing at the API server ``host``:``port`` (as kube-apiserver's
+    master endpoint reconciler)."""
+    svc = {
+        "metadata": {
+            "name": "kubernetes",
+            "namespace": "default",
+            "labels": {"component": "apiserver", "provider": "kubernetes"},
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "clusterIP": ip,
+            "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}],
+            "sessionAffinity": "None",
+        },
+    }
+    endpoints = {
+        "metadata": {
+            "name": "kubernetes",
+            "namespace": "default",
+            "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"},
+        },
+        "subsets": [
+            {
+                "addresses": [{"ip": host}],
+                "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+            }
+        ],
+    }
+    eps = {
+        "metadata": {
+            "name": "kubernetes",
+            "namespace": "default",
+            "labels": {
+                "kubernetes.io/service-name": "kubernetes",
+                "endpointslice.kubernetes.io/managed-by": KUBERNETES_MANAGED_BY,
+            },
+        },
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [host], "conditions": {"ready": True}}],
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+    }
+    return svc, endpoints, eps
+
+
+async def maintain(storage: Any, server_address: str, interval: float = 60.0) -> None:
+    """The ``kubernetes`` service and its endpoints kept as they should be, and the
+    allocation keys repaired, every ``interval`` seconds (``storage``: the API's Storage)."""
+    services = by_path("", "v1", "services")
+    endpoints = by_path("", "v1", "endpoints")
+    slices = by_path("discovery.k8s.io", "v1", "endpointslices")
+    assert services is not None and endpoints is not None and slices is not None
+    host, _, port_text = server_address.rpartition(":")
+    host = host.strip("[]")
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    allocator: ServiceAllocator = storage.services
+    wanted = _kubernetes_objects(allocator.kubernetes_ip, host, int(port_text))
+    while True:
+        try:
+            for res, obj in zip((services, endpoints, slices), wanted, strict=True):
+                await _ensure(storage, res, obj)
+            keys = await allocator.snapshot()
+            items, _, _ = await storage.list(services, None)
+            await allocator.reconcile(keys, items)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the next pass tries again
+            log.warning("services: maintenance pass failed: %s", e)
+        await asyncio.sleep(interval)
+
+
+async def _ensure(storage: Any, res: Any, want: Obj) -> None:
+    """Create ``want`` or bring the fields it sets back (the rest of the object is kept)."""
+    name = want["metadata"]["name"]
+    try:
+        cur = await storage.get(res, "default", name)
+    except errors.ApiError as e:
+        if e.code != 404:
+            raise
+        with contextlib.suppress(errors.ApiError):
+            await storage.create(res, "default", copy.deepcopy(want))
+            log.info("created %s default/%s", res.name, name)
+        return
+    body = copy.deepcopy(cur)
+    for k, v in want.items():
+        if k == "metadata":
+            body["metadata"].setdefault("labels", {}).update(v.get("labels") or {})
+        elif k == "spec":
+            body["spec"].update(v)
+        else:
+            body[k] = v
+    if body != cur:
+        await storage.update(res, "default", name, body)

@@ -1,0 +1,249 @@
+"""The service proxy of one node: Services and EndpointSlices (informers) -> one nftables table
+in the node's network namespace, replaced whole by one ``nft -f`` transaction.
+
+Events only mark the state dirty; one sync loop rebuilds the ruleset from the caches, at most
+once per ``min_sync_interval`` (a burst of events is one sync), and again after
+``resync_interval`` whatever happens (rules someone flushed come back). A failed apply is retried
+with backoff; the kernel keeps the last rules meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import shutil
+import subprocess
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.client import ApiClient, Informer
+from orchestrator.client.rest import ENDPOINTSLICES, SERVICES
+from runtime.network.netns import Netns, in_netns
+
+from .rules import Endpoint, Ruleset, ServicePort, delete_script, ruleset
+
+__all__ = ["ProxyError", "ServiceProxy", "apply_ruleset", "nft_binary", "service_ports"]
+
+log = logging.getLogger("corral.proxy")
+
+Obj = dict[str, Any]
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+
+class ProxyError(Exception):
+    """A step of the proxy failed: ``step`` names it."""
+
+    def __init__(self, step: str, cause: object) -> None:
+        super().__init__(f"{step}: {cause}")
+        self.step = step
+
+
+def nft_binary() -> str:
+    """The ``nft`` command (Debian package nftables); ProxyError when there is none."""
+    nft = shutil.which("nft") or shutil.which("nft", path="/usr/sbin:/sbin")
+    if nft is None:
+        raise ProxyError("find nft", "not installed (Debian package nftables)")
+    return nft
+
+
+def apply_ruleset(script: str, netns: str | None = None, step: str = "apply rules") -> None:
+    """Run ``nft -f -`` with ``script`` in ``netns`` (a path; None: this namespace): one
+    transaction, all or nothing."""
+    nft = nft_binary()
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [nft, "-f", "-"], input=script, capture_output=True, text=True, check=False
+        )
+
+    try:
+        res = in_netns(Netns.of(netns), run)
+    except OSError as e:
+        raise ProxyError(f"nft {step} in {netns or 'this netns'}", e) from None
+    if res.returncode != 0:
+        # nft quotes the whole offending line (a map of every service): keep its verdict
+        errors = [line[:300] for line in res.stderr.splitlines() if "Error:" in line]
+        raise ProxyError(
+            f"nft {step} in {netns or 'this netns'}",
+            "; ".join(errors[:5]) or res.stderr.strip()[-500:],
+        )
+
+
+def _ipv4(text: object) -> bool:
+    try:
+        ipaddress.IPv4Address(str(text))
+    except ValueError:
+        return False
+    return True
+
+
+def _ready(ep: Obj) -> bool:
+    cond = ep.get("conditions") or {}
+    # kube: ready unset means ready; a terminating endpoint is not ready
+    return cond.get("ready") is not False
+
+
+def service_ports(services: Iterable[Obj], slices: Iterable[Obj]) -> list[ServicePort]:
+    """The service ports to program, each with the ready endpoints its slices list."""
+    by_service: dict[tuple[str, str], list[Obj]] = {}
+    for s in slices:
+        m = s.get("metadata") or {}
+        if s.get("addressType", "IPv4") != "IPv4":
+            continue
+        svc_name = (m.get("labels") or {}).get(SERVICE_NAME_LABEL)
+        if svc_name:
+            by_service.setdefault((m.get("namespace", ""), svc_name), []).append(s)
+    out: list[ServicePort] = []
+    for svc in services:
+        m = svc.get("metadata") or {}
+        spec = svc.get("spec") or {}
+        typ = spec.get("type", "ClusterIP")
+        cip = spec.get("clusterIP") or ""
+        if typ == "ExternalName" or not _ipv4(cip):
+            continue  # headless, or an address this proxy cannot program
+        ns, name = m.get("namespace", ""), m.get("name", "")
+        timeout = 0
+        if spec.get("sessionAffinity") == "ClientIP":
+            cfg = (spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}
+            timeout = int(cfg.get("timeoutSeconds") or 10800)
+        for p in spec.get("ports") or []:
+            proto = p.get("protocol", "TCP")
+            port_name = p.get("name") or ""
+            eps: set[Endpoint] = set()
+            for s in by_service.get((ns, name), []):
+                number = None
+                for sp in s.get("ports") or []:
+                    if (sp.get("name") or "") == port_name and sp.get("protocol", "TCP") == proto:
+                        number = sp.get("port")
+                if not isinstance(number, int):
+                    continue
+                for ep in s.get("endpoints") or []:
+                    if _ready(ep):
+                        for addr in ep.get("addresses") or []:
+                            if _ipv4(addr):
+                                eps.add(Endpoint(addr, number))
+            node_port = (p.get("nodePort") or 0) if typ in ("NodePort", "LoadBalancer") else 0
+            out.append(
+                ServicePort(
+                    namespace=ns,
+                    name=name,
+                    port_name=port_name,
+                    protocol=proto,
+                    cluster_ip=cip,
+                    port=int(p.get("port") or 0),
+                    node_port=int(node_port),
+                    endpoints=tuple(sorted(eps, key=lambda e: (e.ip, e.port))),
+                    affinity_timeout=timeout,
+                )
+            )
+    return out
+
+
+@dataclass
+class SyncStats:
+    syncs: int = 0
+    failures: int = 0
+    last_duration: float = 0.0
+
+
+class ServiceProxy:
+    """Programs the node's nftables from the cluster's Services and EndpointSlices."""
+
+    def __init__(
+        self,
+        client: ApiClient,
+        netns: str | None = None,
+        *,
+        pod_cidr: str | None = None,
+        min_sync_interval: float = 0.2,
+        resync_interval: float = 60.0,
+    ) -> None:
+        self.client = client
+        self.netns = netns
+        self.pod_cidr = pod_cidr
+        self.min_sync_interval = min_sync_interval
+        self.resync_interval = resync_interval
+        self.services = Informer(client, SERVICES)
+        self.slices = Informer(client, ENDPOINTSLICES)
+        self.stats = SyncStats()
+        self._dirty = asyncio.Event()
+        self._applied: Ruleset | None = None  # what the kernel holds, as far as known
+        self._task: asyncio.Task[None] | None = None
+        self.synced = asyncio.Event()
+
+    def _changed(self, _ev: str, _old: Obj | None, _new: Obj | None) -> None:
+        self._dirty.set()
+
+    def start(self) -> None:
+        """Start the informers and the sync task, which programs the rules once the first
+        lists are in and keeps them current until ``stop`` (``synced`` is set after the first
+        sync). ProxyError when ``nft`` is missing."""
+        nft_binary()
+        for inf in (self.services, self.slices):
+            inf.add_handler(self._changed)
+            inf.start()
+        self._task = asyncio.create_task(self._run(), name="proxy-sync")
+
+    async def stop(self, *, remove_rules: bool = False) -> None:
+        """Stop syncing. The rules stay (services keep working while the agent restarts),
+        unless ``remove_rules``."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for inf in (self.services, self.slices):
+            await inf.stop()
+        if remove_rules:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(
+                None, apply_ruleset, delete_script(), self.netns, "delete rules"
+            )
+
+    def ruleset(self) -> Ruleset:
+        return ruleset(service_ports(self.services.list(), self.slices.list()), self.pod_cidr)
+
+    async def sync(self, force: bool = False) -> None:
+        """Build the ruleset from the caches and apply it, unless it is what was applied
+        (``force``: apply anyway). The first sync replaces the table; later ones update it in
+        place (one transaction either way), keeping session affinity entries."""
+        self._dirty.clear()
+        start = time.monotonic()
+        new = self.ruleset()
+        if force or new != self._applied:
+            previous = self._applied
+            script = new.replace_script() if previous is None else new.update_script(previous)
+            loop = asyncio.get_running_loop()
+            try:
+                await loop.run_in_executor(None, apply_ruleset, script, self.netns, "sync")
+            except ProxyError:
+                self._applied = None  # not known any more: the next sync replaces the table
+                raise
+            self._applied = new
+        self.stats.syncs += 1
+        self.stats.last_duration = time.monotonic() - start
+
+    async def _run(self) -> None:
+        await asyncio.gather(self.services.wait_synced(), self.slices.wait_synced())
+        backoff = self.min_sync_interval
+        periodic = False
+        while True:
+            try:
+                await self.sync(force=periodic)
+                self.synced.set()
+                backoff = self.min_sync_interval
+            except (ProxyError, ValueError, OSError) as e:
+                self.stats.failures += 1
+                log.error("service proxy: %s (retrying in %.1fs)", e, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                periodic = False
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._dirty.wait(), self.resync_interval)
+            periodic = not self._dirty.is_set()  # re-applied even if unchanged
+            await asyncio.sleep(self.min_sync_interval)  # coalesce a burst of events

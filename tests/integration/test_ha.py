@@ -1,0 +1,248 @@
+"""High availability over etcd: a three-member Debian etcd-server cluster with two
+``corral server`` processes on it, each running the scheduler and the controller manager
+behind their Leases. Killing (SIGKILL) the server that leads hands both Leases to the other,
+which goes on scheduling and reconciling; killing an etcd member loses no acknowledged write;
+no pod is ever bound twice. No agents: the nodes are API objects (the scheduler and the
+controllers need no kubelet)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from testkit.wait import until
+from tests.kubeserver import KUBECTL_CURRENT, Kubectl, Server
+
+NS = "default"
+WAIT = 120.0  # seconds a condition may take (Leases expire after 15 s): never a measurement
+LEASES = ("kube-scheduler", "kube-controller-manager")
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[tuple[Any, list[Server]]]:
+    from testkit.etcdcluster import EtcdCluster, EtcdMissing
+
+    etcd = EtcdCluster(3)
+    try:
+        etcd.start()
+    except EtcdMissing as e:
+        pytest.skip(str(e))
+    servers: list[Server] = []
+    try:
+        # Nodes made by the test renew no Lease: the node lifecycle must not taint them.
+        extra = ("--datastore-endpoint", etcd.url, "--node-monitor-grace-period", "3600")
+        first = Server(tmp_path / "s1", extra=extra)
+        first.start()
+        servers.append(first)
+        # the second server joins with the first one's token, as k3s servers do
+        token = (first.data_dir / "token").read_text().strip()
+        second = Server(tmp_path / "s2", extra=(*extra, "--token", token))
+        second.start()
+        servers.append(second)
+        yield etcd, servers
+    finally:
+        for srv in servers:
+            srv.kill()
+        etcd.stop()
+
+
+def holder(srv: Server, lease: str) -> str:
+    code, body = srv.json(
+        "GET", f"/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{lease}"
+    )
+    return str((body.get("spec") or {}).get("holderIdentity") or "") if code == 200 else ""
+
+
+def owner(servers: list[Server], identity: str) -> Server | None:
+    for s in servers:
+        if s.proc is not None and f"_{s.proc.pid}_" in identity:
+            return s
+    return None
+
+
+def make_node(srv: Server, name: str) -> None:
+    code, made = srv.json(
+        "POST",
+        "/api/v1/nodes",
+        {"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}},
+    )
+    assert code == 201, made
+    alloc = {"cpu": "8", "memory": "32Gi", "pods": "110"}
+
+    def ready() -> bool:
+        code, node = srv.json("GET", f"/api/v1/nodes/{name}")
+        node["status"] = {
+            "capacity": alloc,
+            "allocatable": alloc,
+            "conditions": [{"type": "Ready", "status": "True", "reason": "Test"}],
+        }
+        code, out = srv.json("PUT", f"/api/v1/nodes/{name}/status", node)
+        return code == 200  # 409: a controller (node IPAM) wrote it meanwhile: again
+
+    until(f"node {name} Ready", ready, WAIT)
+
+
+def pods(srv: Server) -> list[dict[str, Any]]:
+    code, body = srv.json("GET", f"/api/v1/namespaces/{NS}/pods?labelSelector=app%3Dweb")
+    assert code == 200, body
+    return [p for p in body["items"] if not p["metadata"].get("deletionTimestamp")]
+
+
+def all_bound(srv: Server, n: int) -> bool:
+    ps = pods(srv)
+    return len(ps) == n and all((p.get("spec") or {}).get("nodeName") for p in ps)
+
+
+def scheduled_events(srv: Server) -> dict[str, int]:
+    code, body = srv.json("GET", f"/api/v1/namespaces/{NS}/events")
+    out: dict[str, int] = {}
+    for e in body["items"]:
+        if e.get("reason") == "Scheduled":
+            uid = e["involvedObject"].get("uid", "")
+            out[uid] = out.get(uid, 0) + int(e.get("count") or 1)
+    return out
+
+
+def test_leader_killed_and_an_etcd_member_killed(
+    cluster: tuple[Any, list[Server]], tmp_path: Path
+) -> None:
+    etcd, servers = cluster
+    a = servers[0]
+    for n in ("n1", "n2"):
+        make_node(a, n)
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "app", "image": "x:1"}]},
+            },
+        },
+    }
+    code, body = a.json("POST", f"/apis/apps/v1/namespaces/{NS}/deployments", deployment)
+    assert code == 201, body
+    until("3 pods made and bound", lambda: all_bound(a, 3), WAIT)
+
+    leaders = {name: until(f"the {name} Lease held", lambda n=name: holder(a, n), WAIT)
+               for name in LEASES}  # fmt: skip
+    victim = owner(servers, leaders["kube-controller-manager"])
+    assert victim is not None, leaders
+    survivor = next(s for s in servers if s is not victim)
+
+    # A client writes to the survivor the whole time; every acknowledged write must stay.
+    acked: list[str] = []
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def writer() -> None:
+        i = 0
+        while not stop.is_set():
+            name = f"ha-{i:05d}"
+            code, body = survivor.json(
+                "POST", f"/api/v1/namespaces/{NS}/configmaps", {"metadata": {"name": name}}
+            )
+            if code == 201:
+                acked.append(name)
+            else:
+                errors.append(f"{code} {body}")  # refused, not lost: allowed
+                time.sleep(0.1)
+            i += 1
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        victim.kill()  # SIGKILL: its Leases are not given up, they must expire
+        etcd.kill(0)  # and an etcd member crashes (two of three keep the quorum)
+        code, body = survivor.json(
+            "PATCH",
+            f"/apis/apps/v1/namespaces/{NS}/deployments/web/scale",
+            {"spec": {"replicas": 5}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        assert code == 200, body
+        # the survivor takes both Leases and reconciles and schedules the new pods
+        for name in LEASES:
+            until(f"the survivor to hold {name}",
+                  lambda n=name: owner(servers, holder(survivor, n)) is survivor, WAIT)  # fmt: skip
+        until("5 pods made and bound", lambda: all_bound(survivor, 5), WAIT)
+        etcd.restart(0)
+        time.sleep(1)
+    finally:
+        stop.set()
+        t.join()
+    assert acked, errors
+    code, body = survivor.json("GET", f"/api/v1/namespaces/{NS}/configmaps")
+    have = {i["metadata"]["name"] for i in body["items"]}
+    assert set(acked) <= have, sorted(set(acked) - have)[:5]
+    # no pod bound twice: one Scheduled event each, and the binding never changed
+    events = scheduled_events(survivor)
+    assert all(events.get(p["metadata"]["uid"]) == 1 for p in pods(survivor)), events
+    # kubectl keeps working against the surviving server
+    if os.access(KUBECTL_CURRENT, os.X_OK) and shutil.which(KUBECTL_CURRENT):
+        home = tmp_path / "home"
+        home.mkdir()
+        k = Kubectl(KUBECTL_CURRENT, home, survivor.kubeconfig, "1.32")
+        out = json.loads(k.run("get", "deployment", "web", "-o", "json").stdout)
+        assert out["spec"]["replicas"] == 5
+
+
+def test_servers_with_one_token_share_the_cluster_keys(
+    cluster: tuple[Any, list[Server]], tmp_path: Path
+) -> None:
+    """The second server took the CA, the ServiceAccount key and the secrets keys from the
+    datastore: a client of one is a client of the other, a secret written through one is read
+    through the other, a token one signs the other accepts."""
+    _, (a, b) = cluster
+    for rel in ("tls/server-ca.crt", "tls/server-ca.key", "tls/service-account.key",
+                "cred/encryption-config.yaml"):  # fmt: skip
+        assert (a.data_dir / rel).read_bytes() == (b.data_dir / rel).read_bytes(), rel
+    assert (a.data_dir / "token").read_text() == (b.data_dir / "token").read_text()
+    assert (a.data_dir / "tls/serving.crt").read_bytes() != (
+        b.data_dir / "tls/serving.crt"
+    ).read_bytes()  # each its own serving certificate, signed by the shared CA
+    code, body = a.json(
+        "POST",
+        f"/api/v1/namespaces/{NS}/secrets",
+        {"metadata": {"name": "shared"}, "stringData": {"k": "v"}},
+    )
+    assert code == 201, body
+    code, body = b.json("GET", f"/api/v1/namespaces/{NS}/secrets/shared")
+    assert code == 200 and body["data"] == {"k": "dg=="}, body
+    code, body = a.json(
+        "POST", f"/api/v1/namespaces/{NS}/serviceaccounts", {"metadata": {"name": "robot"}}
+    )
+    assert code in (201, 409), body
+    code, tr = a.json(
+        "POST",
+        f"/api/v1/namespaces/{NS}/serviceaccounts/robot/token",
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}},
+    )
+    assert code == 201, tr
+    code, who = b.json(
+        "POST",
+        "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+        headers={"Authorization": f"Bearer {tr['status']['token']}"},
+        client_cert=False,
+    )
+    assert code == 201, who
+    assert who["status"]["userInfo"]["username"] == f"system:serviceaccount:{NS}:robot"
+    # the first server's admin kubeconfig, pointed at the second, is trusted both ways
+    if os.access(KUBECTL_CURRENT, os.X_OK):
+        home = tmp_path / "home"
+        home.mkdir()
+        k = Kubectl(KUBECTL_CURRENT, home, a.kubeconfig, "1.32")
+        out = k.run("--server", f"https://127.0.0.1:{b.port}", "get", "secret", "shared")
+        assert "shared" in out.stdout
