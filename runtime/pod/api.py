@@ -78,6 +78,7 @@ __all__ = [
     "list_pods",
     "node_socket",
     "parse_pod",
+    "port_connect",
     "refresh_volume",
     "list_images",
     "live_pod_uids",
@@ -182,6 +183,11 @@ class PodRuntime(Protocol):
         stderr: Stdio = None,
     ) -> subprocess.CompletedProcess[bytes]:
         """Run ``command`` in a running container (the first app container by default)."""
+        ...
+
+    def port_connect(self, ref: str, port: int) -> socket.socket:
+        """A TCP connection to ``port`` on the pod's loopback, made in its network
+        namespace (port-forward)."""
         ...
 
     def wait(self, ref: str, timeout: float | None = None, interval: float = 0.1) -> bool:
@@ -352,6 +358,9 @@ class NodePods:
         stderr: Stdio = None,
     ) -> subprocess.CompletedProcess[bytes]:
         return exec_in(ref, self.opts, command, container, tty, stdin, stdout, stderr)
+
+    def port_connect(self, ref: str, port: int) -> socket.socket:
+        return port_connect(ref, self.opts, port)
 
     def wait(self, ref: str, timeout: float | None = None, interval: float = 0.1) -> bool:
         return wait(ref, self.opts, timeout, interval)
@@ -533,6 +542,12 @@ def exec_in(
     """Run ``command`` in a running container of the pod (the first app container unless
     ``container``); stdio as for ``subprocess.run``."""
     return streams.exec_in(_find(ref, opts), opts, command, container, tty, stdin, stdout, stderr)
+
+
+def port_connect(ref: str, opts: PodOptions, port: int) -> socket.socket:
+    """A TCP connection to ``port`` on the pod's loopback (127.0.0.1, then ::1), made in the
+    pod's network namespace (``kubectl port-forward``); the caller owns the socket."""
+    return streams.port_connect(_find(ref, opts), port)
 
 
 def gc(opts: PodOptions, keep_exited: bool = False) -> GcResult:
