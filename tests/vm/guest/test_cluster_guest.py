@@ -139,10 +139,17 @@ def cluster(rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     home = tmp / "home"
     home.mkdir()
     server.start()
+    c = Cluster(server, Kubectl(KUBECTL_CURRENT, home, server.kubeconfig, "1.32"), manifest)
     try:
-        yield Cluster(server, Kubectl(KUBECTL_CURRENT, home, server.kubeconfig, "1.32"), manifest)
+        yield c
     finally:
-        server.stop()
+        # What a failed test left: the agent deletes the pods (monitors, cgroups) before the
+        # server stops.
+        try:
+            c.kubectl.run("delete", "--ignore-not-found", "-f", str(manifest), check=False)
+            until("every pod gone", lambda: not c.pods(), WAIT, 1.0)
+        finally:
+            server.stop()
 
 
 def _ready(pod: dict[str, Any]) -> bool:
