@@ -29,7 +29,13 @@ def _manifests() -> list[tuple[str, dict[str, Any]]]:
     from bench.podenv import manifest as bench_manifest
     from tests.unit import test_pod_manifest
 
-    out = [(p.name, yaml.safe_load(p.read_text())) for p in sorted(ROOT.glob("examples/*.yaml"))]
+    # every Pod of the examples (a file may hold several documents: a Deployment, a Service)
+    out = [
+        (p.name if i == 0 else f"{p.name}#{i}", doc)
+        for p in sorted(ROOT.glob("examples/*.yaml"))
+        for i, doc in enumerate(yaml.safe_load_all(p.read_text()))
+        if isinstance(doc, dict) and doc.get("kind", "Pod") == "Pod"
+    ]
     out.append(("test_pod_manifest.REALISTIC", yaml.safe_load(test_pod_manifest.REALISTIC)))
     out.append(("test_pod_manifest.base", test_pod_manifest.base()))
     out.append(("bench.podenv.manifest", bench_manifest("bench")))
