@@ -28,8 +28,9 @@ from corral_common import hostsys
 
 from . import platforms
 from .digest import CHUNK, check_digest, hex_of, sha256_bytes
-from .errors import DigestMismatch, FormatError, ImageError, RegistryError
+from .errors import AuthError, DigestMismatch, FormatError, ImageError, RegistryError
 from .imageconfig import check_config
+from .keyring import Keyring
 from .platforms import Platform
 from .progress import Meter, ProgressFn
 from .regconf import (
@@ -67,6 +68,8 @@ class Options:
     certs_dir: str | None = None
     auth_file: str | None = None
     credentials: Credentials | None = None  # instead of the auth file
+    # a pod's pull secrets (the kubelet's): tried before the auth file, kept in memory only
+    keyring: Keyring | None = field(default=None, repr=False)
     timeout: float = 60.0
     retries: int = 3  # resumptions of one blob after a broken connection
     workers: int = 3  # layers downloaded at once
@@ -78,8 +81,26 @@ class Options:
     def registries(self) -> RegistriesConf:
         return self.conf if self.conf is not None else load_registries_conf(self.conf_path)
 
+    def candidates(self, ep: Endpoint) -> list[Credentials | None]:
+        """The credentials to try at ``ep``, in order: ``credentials`` alone when given; else
+        the keyring's matches, then the auth file's entry; ``[None]`` (anonymous) when there
+        are none, as the kubelet tries a pod's keyring then the node's."""
+        if self.credentials is not None:
+            return [self.credentials]
+        name = f"{ep.host}/{ep.repo}"
+        out: list[Credentials | None] = []
+        if self.keyring is not None:
+            out += self.keyring.lookup(name)
+        node = lookup_credentials(name, self.auth_file)
+        if node is not None and node not in out:
+            out.append(node)
+        return out or [None]
+
     def settings(self, ep: Endpoint) -> Settings:
-        creds = self.credentials or lookup_credentials(f"{ep.host}/{ep.repo}", self.auth_file)
+        """The client settings for ``ep``, with the first credentials to try there."""
+        return self.settings_with(ep, self.candidates(ep)[0])
+
+    def settings_with(self, ep: Endpoint, creds: Credentials | None) -> Settings:
         return Settings(creds, tls_files(ep.host, self.certs_dir), self.timeout)
 
 
@@ -101,10 +122,14 @@ def pull(
     errors: list[RegistryError] = []
     for resolved in qualify(ref, conf):
         for ep in endpoints(resolved.name, conf, opts.tls_verify):
-            try:
-                return _pull_from(store, ep, resolved, opts, progress)
-            except RegistryError as e:
-                errors.append(e)
+            for creds in opts.candidates(ep):
+                try:
+                    return _pull_from(store, ep, resolved, opts, progress, creds)
+                except AuthError as e:  # refused: the next credentials, if any
+                    errors.append(e)
+                except RegistryError as e:
+                    errors.append(e)
+                    break
     if len(errors) == 1:
         raise errors[0]
     raise ImageError(f"pull {ref}: " + "; ".join(str(e) for e in errors))
@@ -149,11 +174,16 @@ def _descriptor(d: Any, what: str) -> tuple[str, int]:
 
 
 def _pull_from(
-    store: Store, ep: Endpoint, resolved: Resolved, opts: Options, progress: ProgressFn | None
+    store: Store,
+    ep: Endpoint,
+    resolved: Resolved,
+    opts: Options,
+    progress: ProgressFn | None,
+    creds: Credentials | None,
 ) -> Pulled:
     want = _want(opts.platform) if opts.platform else platforms.host()
     where = f"{ep.host}/{ep.repo}:{resolved.reference}"
-    with Client(ep, opts.settings(ep)) as client:
+    with Client(ep, opts.settings_with(ep, creds)) as client:
         body, media, digest, doc = client.get_manifest(resolved.reference)
         top = digest
         if media in INDEX_TYPES:

@@ -285,12 +285,14 @@ class Client:
             hdrs = {**(headers or {}), **self._auth_header(sc)}
             resp = self._send(method, target, hdrs, body, step)
             if resp.status == 401 and not authed and not hasattr(body, "read"):
-                resp.read(MAX_ERROR_BODY)
+                refusal = resp.read(MAX_ERROR_BODY)
                 challenge = parse_challenge(resp.getheader("WWW-Authenticate") or "")
                 authed = True
                 if challenge[0] in ("basic", "bearer"):
                     if challenge[0] == "basic" and self.settings.credentials is None:
-                        raise AuthError(step, self.host, "authentication required (corral login)")
+                        said = registry_message(refusal) if refusal.strip() else ""
+                        msg = f"{said or 'authentication required'} (no credentials: corral login)"
+                        raise AuthError(step, self.host, msg, resp.status)
                     self._challenge = challenge
                     sent = hdrs.get("Authorization", "").removeprefix("Bearer ")
                     with self._lock:  # expired or revoked: fetch another, unless a thread

@@ -81,6 +81,21 @@ def _raw(fd: int) -> Iterator[None]:
         termios.tcsetattr(fd, termios.TCSAFLUSH, saved)
 
 
+def _take_terminal(fd: int) -> None:
+    """A session leader without a terminal (a caller that started us in a session of our own
+    on its pty, as the kubelet's exec does) makes ``fd`` its controlling terminal, so a
+    resize of that pty reaches us as SIGWINCH. Anyone else keeps what they have."""
+    if os.getsid(0) != os.getpid():
+        return
+    try:
+        os.close(os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY))
+        return  # we have a controlling terminal already
+    except OSError:
+        pass
+    with contextlib.suppress(OSError):
+        fcntl.ioctl(fd, termios.TIOCSCTTY, 0)
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -99,6 +114,7 @@ def proxy(master: int, pid: int) -> None:
     except OSError:
         stdin_open = False
     if stdin_open and os.isatty(stdin):
+        _take_terminal(stdin)
         _copy_winsize(stdin, master)
     previous = signal.signal(
         signal.SIGWINCH, lambda *_: stdin_open and _copy_winsize(stdin, master)

@@ -42,6 +42,7 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
     extra: tuple[str, ...] = ()
     agent: bool = False  # run the server's own agent (a node on this host)
+    start_deadline: float = START_DEADLINE  # longer in a slow (emulated) guest
 
     @property
     def data_dir(self) -> Path:
@@ -75,7 +76,7 @@ class Server:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log)
         assert self.proc.stdout is not None
-        deadline = time.monotonic() + START_DEADLINE
+        deadline = time.monotonic() + self.start_deadline
         line = b""
         while time.monotonic() < deadline:
             ready, _, _ = select.select([self.proc.stdout], [], [], 1.0)

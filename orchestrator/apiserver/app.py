@@ -21,7 +21,9 @@ from orchestrator.store import Backend, Gone
 from . import discovery, errors, fields
 from .errors import ApiError
 from .eviction import evict
+from .podexec import pod_exec
 from .podlogs import pod_log
+from .portforward import pod_port_forward
 from .resources import RESOURCES, Resource, by_path
 from .security import Security
 from .selectors import field_selector, label_selector
@@ -370,6 +372,18 @@ class ApiServer:
         m = request.method
         if (sub == "binding" and m != "POST") or (sub == "log" and m != "GET"):
             raise errors.method_not_allowed()
+        if sub in ("exec", "attach") and ns is not None and name is not None:
+            if m not in ("GET", "POST"):
+                raise errors.method_not_allowed()
+            return await pod_exec(
+                request, self.storage, ns, name, self.kubelet_client, sub, self.kubelet_netns
+            )
+        if sub == "portforward" and ns is not None and name is not None:
+            if m not in ("GET", "POST"):
+                raise errors.method_not_allowed()
+            return await pod_port_forward(
+                request, self.storage, ns, name, self.kubelet_client, self.kubelet_netns
+            )
         q = request.query
         dry = q.get("dryRun") == "All"
         if sub == "eviction":

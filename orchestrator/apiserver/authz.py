@@ -32,6 +32,7 @@ __all__ = [
 Obj = dict[str, Any]
 RBAC_GROUP = "rbac.authorization.k8s.io"
 READ_VERBS = frozenset({"get", "list", "watch"})
+CONNECT_SUBRESOURCES = ("exec", "attach", "portforward")  # pods/<sub>: always a create
 
 
 class Decision(enum.Enum):
@@ -118,6 +119,10 @@ def request_attributes(
                 name = value.lstrip("=").strip()
     if verb == "delete" and not name:
         verb = "deletecollection"
+    if resource == "pods" and subresource in CONNECT_SUBRESOURCES:
+        # A WebSocket upgrade is a GET, SPDY's a POST: either is a create (kube 1.35's
+        # AuthorizePodWebsocketUpgradeCreatePermission), so `get pods/exec` runs nothing.
+        verb = "create"
     return Attributes(
         user,
         verb,

@@ -119,6 +119,11 @@ def resource_list(group_name: str, ver: str) -> dict[str, Any] | None:
                 e.update(group="autoscaling", version="v1", kind="Scale")
             elif sub == "binding":
                 e.update(kind="Binding", verbs=["create"])
+            elif sub in ("exec", "attach", "portforward"):
+                kind = {"exec": "PodExecOptions", "attach": "PodAttachOptions"}.get(
+                    sub, "PodPortForwardOptions"
+                )
+                e.update(kind=kind, verbs=["create", "get"])
             elif sub == "eviction":
                 e.update(group="policy", version="v1", kind="Eviction", verbs=["create"])
             out.append(e)

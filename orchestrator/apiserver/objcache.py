@@ -85,16 +85,21 @@ class ObjectCache:
     async def _run(self) -> None:
         while True:
             try:
-                async for ev in self.cache.watch(self._rev):
-                    if ev is None or ev.revision <= self._rev:
-                        continue
-                    key = self._key(ev.obj)
-                    if ev.type == "DELETED":
-                        self.objects.pop(key, None)
-                    else:
-                        self.objects[key] = ev.obj
-                    self._rev = ev.revision
-                    self.generation += 1
+                sub = await self.cache.subscribe(self._rev)
+                try:
+                    while True:
+                        for ev in await sub.take(60.0):
+                            if ev.revision <= self._rev:
+                                continue
+                            key = self._key(ev.obj)
+                            if ev.type == "DELETED":
+                                self.objects.pop(key, None)
+                            else:
+                                self.objects[key] = ev.obj
+                            self._rev = ev.revision
+                            self.generation += 1
+                finally:
+                    sub.close()
             except asyncio.CancelledError:
                 raise
             except Closed:

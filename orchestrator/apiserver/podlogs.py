@@ -15,13 +15,13 @@ from aiohttp import web
 from . import errors
 from .resources import by_path
 
-__all__ = ["LOG_PARAMS", "pod_log"]
+__all__ = ["LOG_PARAMS", "kubelet_address", "kubelet_connector", "pod_container", "pod_log"]
 
 LOG_PARAMS = ("follow", "previous", "timestamps", "tailLines", "sinceSeconds", "sinceTime",
               "limitBytes")  # fmt: skip
 
 
-def _container(pod: dict[str, Any], asked: str | None) -> str:
+def pod_container(pod: dict[str, Any], asked: str | None) -> str:
     spec = pod.get("spec") or {}
     names = [c["name"] for c in spec.get("containers") or []]
     inits = [c["name"] for c in spec.get("initContainers") or []]
@@ -42,7 +42,7 @@ def _container(pod: dict[str, Any], asked: str | None) -> str:
     )
 
 
-def _kubelet(node: dict[str, Any]) -> tuple[str, int]:
+def kubelet_address(node: dict[str, Any]) -> tuple[str, int]:
     st = node.get("status") or {}
     port = ((st.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port") or 10250
     for kind in ("InternalIP", "ExternalIP", "Hostname"):
@@ -54,7 +54,7 @@ def _kubelet(node: dict[str, Any]) -> tuple[str, int]:
     )
 
 
-def _connector(netns: str | None) -> aiohttp.TCPConnector | None:
+def kubelet_connector(netns: str | None) -> aiohttp.TCPConnector | None:
     """Connections to kubelets made from the network namespace ``netns`` (``--kubelet-netns``,
     the egress to the nodes of a cluster on one machine); None: from ours."""
     if netns is None:
@@ -77,14 +77,14 @@ async def pod_log(
     netns: str | None = None,
 ) -> web.StreamResponse:
     pod = await storage.get(by_path("", "v1", "pods"), ns, name)
-    container = _container(pod, request.query.get("container"))
+    container = pod_container(pod, request.query.get("container"))
     node_name = (pod.get("spec") or {}).get("nodeName")
     if not node_name:
         raise errors.bad_request(f"pod {name} does not have a host assigned")
     if ctx is None:
         raise errors.ApiError(503, "ServiceUnavailable", "no client credentials for kubelets")
     node = await storage.get(by_path("", "v1", "nodes"), None, node_name)
-    host, port = _kubelet(node)
+    host, port = kubelet_address(node)
     host = f"[{host}]" if ":" in host else host
     params = {k: request.query[k] for k in LOG_PARAMS if k in request.query}
     url = f"https://{host}:{port}/containerLogs/{ns}/{name}/{container}"
@@ -92,7 +92,7 @@ async def pod_log(
     timeout = aiohttp.ClientTimeout(total=None if follow else 60, sock_connect=10)
     try:
         async with (
-            aiohttp.ClientSession(timeout=timeout, connector=_connector(netns)) as session,
+            aiohttp.ClientSession(timeout=timeout, connector=kubelet_connector(netns)) as session,
             session.get(url, params=params, ssl=ctx) as r,
         ):
             if r.status != 200:

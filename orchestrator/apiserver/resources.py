@@ -81,7 +81,16 @@ k = kubemodel
 RBAC = "rbac.authorization.k8s.io"
 RESOURCES: tuple[Resource, ...] = (
     _r("", "namespaces", "Namespace", False, k.Namespace, ("ns",), sub=("status",)),
-    _r("", "pods", "Pod", True, k.Pod, ("po",), True, ("status", "binding", "eviction", "log")),
+    _r(
+        "",
+        "pods",
+        "Pod",
+        True,
+        k.Pod,
+        ("po",),
+        True,
+        ("status", "binding", "eviction", "log", "exec", "attach", "portforward"),
+    ),  # fmt: skip
     _r("", "configmaps", "ConfigMap", True, k.ConfigMap, ("cm",), has_spec=False),
     _r("", "secrets", "Secret", True, k.Secret, has_spec=False),
     _r("", "services", "Service", True, k.Service, ("svc",), True, ("status",)),

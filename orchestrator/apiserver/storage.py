@@ -40,6 +40,7 @@ from . import errors
 from .patch import PatchError, json_patch, merge_patch, strategic_merge_patch
 from .priority import PriorityAdmission, builtin_classes, validate_class
 from .resources import INITIAL_STATUS, RESOURCES, Resource, by_path
+from .serviceaccount import admit_pod as admit_service_account
 from .services import Allocation, ServiceAllocator
 
 __all__ = ["Storage", "now_rfc3339"]
@@ -50,7 +51,8 @@ Obj = dict[str, Any]
 NAMESPACES = by_path("", "v1", "namespaces")
 assert NAMESPACES is not None
 PRIORITYCLASSES = by_path("scheduling.k8s.io", "v1", "priorityclasses")
-assert PRIORITYCLASSES is not None
+SERVICEACCOUNTS = by_path("", "v1", "serviceaccounts")
+assert PRIORITYCLASSES is not None and SERVICEACCOUNTS is not None
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 UNDELETABLE_NAMESPACES = ("default", "kube-system", "kube-public")
 PATCH_RETRIES = 5
@@ -196,6 +198,25 @@ class Storage:
 
     async def get(self, res: Resource, ns: str | None, name: str) -> Obj:
         return (await self._current(res, ns, name))[1]
+
+    async def _sa_pull_secrets(self, pod: Obj) -> None:
+        """The ServiceAccount admission's part for image pulls: a pod that names no
+        ``imagePullSecrets`` gets those of its ServiceAccount, when that exists."""
+        spec = pod.get("spec")
+        if not isinstance(spec, dict) or spec.get("imagePullSecrets"):
+            return
+        sa_name = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+        try:
+            sa = await self.get(SERVICEACCOUNTS, pod["metadata"]["namespace"], str(sa_name))
+        except errors.ApiError:
+            return
+        refs = [
+            {"name": r["name"]}
+            for r in sa.get("imagePullSecrets") or ()
+            if isinstance(r, dict) and r.get("name")
+        ]
+        if refs:
+            spec["imagePullSecrets"] = refs
 
     async def list(
         self,
@@ -367,9 +388,11 @@ class Storage:
             obj["status"] = {"phase": "Active"}
             meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = name
         if res.name == "pods" and isinstance(obj.get("spec"), dict):
+            await admit_service_account(obj, self._service_account)
             await self.priority.admit_pod(obj)
         if res.name == "pods":
             self._default_tolerations(obj)
+            await self._sa_pull_secrets(obj)
         if res.name == "jobs":
             _job_selector(obj)
         if res.name == "services":
@@ -399,6 +422,12 @@ class Storage:
             raise errors.already_exists(res.name, name, res.group) from None
         stored["metadata"]["resourceVersion"] = str(kv.mod_rev)
         return stored
+
+    async def _service_account(self, ns: str, name: str) -> Obj | None:
+        try:
+            return await self.get(SERVICEACCOUNTS, ns, name)
+        except errors.ApiError:
+            return None
 
     def _default_tolerations(self, pod: Obj) -> None:
         """A pod that does not tolerate the not-ready and unreachable NoExecute taints gets
@@ -725,6 +754,19 @@ class Storage:
 
     async def delete(
         self, res: Resource, ns: str | None, name: str, options: Obj, *, dry_run: bool = False
+    ) -> Obj:
+        """Delete (or mark deleted), read again on a write that raced with another (a status
+        update) as kube-apiserver does; a failed precondition is the caller's 409."""
+        for attempt in range(PATCH_RETRIES):
+            try:
+                return await self._delete_once(res, ns, name, options, dry_run)
+            except errors.ApiError as e:
+                if e.code != 409 or "Precondition failed" in str(e) or attempt == PATCH_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _delete_once(
+        self, res: Resource, ns: str | None, name: str, options: Obj, dry_run: bool
     ) -> Obj:
         kv, obj = await self._current(res, ns, name)
         pre = options.get("preconditions") or {}

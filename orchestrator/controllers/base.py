@@ -114,14 +114,16 @@ class InformerFactory:
 
     def __init__(self, client: Client) -> None:
         self.client = client
-        self._informers: dict[ResourceRef, Informer] = {}
+        self._informers: dict[tuple[ResourceRef, str], Informer] = {}
 
-    def informer(self, res: ResourceRef) -> Informer:
-        inf = self._informers.get(res)
+    def informer(self, res: ResourceRef, field_selector: str = "") -> Informer:
+        """The shared informer of ``res`` (of the objects ``field_selector`` picks: e.g.
+        ``metadata.name=x`` in every namespace)."""
+        inf = self._informers.get((res, field_selector))
         if inf is None:
-            inf = Informer(self.client, res)  # type: ignore[arg-type]
+            inf = Informer(self.client, res, field_selector=field_selector)  # type: ignore[arg-type]
             inf.add_index("namespace", _namespace_index)
-            self._informers[res] = inf
+            self._informers[(res, field_selector)] = inf
         return inf
 
     @property

@@ -11,7 +11,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from orchestrator.client import ApiClient, ClientConfig, LeaderElector, NotFound, ResourceRef
 from orchestrator.client.rest import CONTROLLERREVISIONS, ENDPOINTSLICES
@@ -26,6 +26,7 @@ from .job import JobController
 from .namespaced import NodeIpamController, ServiceAccountController
 from .nodelifecycle import NodeLifecycleController
 from .replicaset import ReplicaSetController
+from .rootca import RootCAPublisher
 from .statefulset import StatefulSetController
 
 __all__ = ["CONTROLLERS", "ManagerConfig", "ControllerManager", "run_controller_manager"]
@@ -40,6 +41,7 @@ class ManagerConfig:
     cluster_cidr: str = "10.42.0.0/16"
     node_monitor_grace_period: float = 40.0
     lease_name: str = "kube-controller-manager"
+    root_ca_pem: str = ""  # published in every namespace; the API client's CA when empty
     identity: str = field(
         default_factory=lambda: f"{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     )
@@ -52,6 +54,7 @@ CONTROLLERS: dict[str, Maker] = {
     "deployment": lambda c, f, cfg: DeploymentController(c, f),
     "garbagecollector": lambda c, f, cfg: GarbageCollector(c, f),
     "serviceaccount": lambda c, f, cfg: ServiceAccountController(c, f),
+    "root-ca-cert-publisher": lambda c, f, cfg: RootCAPublisher(c, f, cfg.root_ca_pem),
     "nodeipam": lambda c, f, cfg: NodeIpamController(c, f, cfg.cluster_cidr),
     "endpoints": lambda c, f, cfg: EndpointsController(c, f),
     "endpointslice": lambda c, f, cfg: EndpointSliceController(c, f),
@@ -106,7 +109,10 @@ class ControllerManager:
             if missing:
                 log.warning("controller %s not started: %s not served", name, ", ".join(missing))
                 continue
-            self.controllers.append(make(self.client, factory, self.config))
+            try:
+                self.controllers.append(make(self.client, factory, self.config))
+            except ValueError as e:  # what it needs is not configured
+                log.warning("controller %s not started: %s", name, e)
         for c in self.controllers:
             c.metrics = self.metrics
             self.metrics.register(c)
@@ -132,5 +138,7 @@ async def run_controller_manager(
     config: ClientConfig, manager: ManagerConfig, metrics: Metrics | None = None
 ) -> None:
     """The controller manager over its own connection to the API, until cancelled."""
+    if not manager.root_ca_pem and config.ca_pem:
+        manager = replace(manager, root_ca_pem=config.ca_pem.decode())
     async with ApiClient(config, user_agent="corral-controller-manager") as client:
         await ControllerManager(client, manager, metrics).run()

@@ -15,9 +15,11 @@ import concurrent.futures
 import contextlib
 import json
 import logging
+import os
 import subprocess
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,12 +33,22 @@ from orchestrator.client import (
     WorkQueue,
     meta_key,
 )
-from orchestrator.client.rest import CONFIGMAPS, PODS, SECRETS
+from orchestrator.client.rest import CONFIGMAPS, PODS, SECRETS, SERVICEACCOUNTS
 from runtime.pod import api
 
 from .events import EventRecorder
 from .podstatus import api_status, waiting_status
-from .volumes import KINDS, PreparedVolumes, VolumeError, drop_sources, prepare_volumes, sources_of
+from .pullsecrets import keyring_of, pull_secret_keys
+from .volumes import (
+    KINDS,
+    PreparedVolumes,
+    Tokens,
+    VolumeError,
+    drop_sources,
+    prepare_volumes,
+    sources_of,
+    token_sources,
+)
 
 __all__ = ["PodManager"]
 
@@ -50,12 +62,15 @@ IMAGE_BACKOFF_MAX = 300.0
 SOURCE_SYNC_WAIT = 10.0  # seconds to wait for the first list of a configMap or secret
 WORKERS = 16
 STARTING_RECHECK = 0.1  # seconds: a pod whose containers are being made is looked at again
+TOKEN_REFRESH = 0.8  # a ServiceAccount token is requested again after this part of its life
+TOKEN_MAX_AGE = 24 * 3600.0  # or after this many seconds, whatever its lifetime
 
 
 # What the API's pod holds that the node has no part in: the scheduler's fields (it bound the
-# pod here already), the API server's bookkeeping, and the service account (no token volume
-# is mounted without an admission plugin that adds one). Everything else goes to the node
-# runtime, which refuses, naming the field, what it does not implement.
+# pod here already), the API server's bookkeeping, the service account (its token reaches
+# the pod as a projected volume the agent writes), and the image pull secrets (the kubelet reads
+# them and hands the runtime their credentials, in memory, not the names). Everything else goes
+# to the node runtime, which refuses, naming the field, what it does not implement.
 _SCHEDULING = (
     "nodeName",
     "nodeSelector",
@@ -70,8 +85,14 @@ _SCHEDULING = (
     "serviceAccountName",
     "serviceAccount",
     "automountServiceAccountToken",
+    "imagePullSecrets",
 )
 _META = ("name", "namespace", "uid", "labels", "annotations")
+
+
+def watched_of(pod: Obj) -> list[str]:
+    """The configMaps and secrets the pod reads: its volumes' and its image pull secrets."""
+    return sources_of(pod) + pull_secret_keys(pod)
 
 
 def _has_api_volumes(pod: Obj) -> bool:
@@ -127,6 +148,15 @@ def _without_hooks(container: Obj) -> Obj:
     return {k: v for k, v in container.items() if k != "lifecycle"}
 
 
+def _epoch(rfc3339: Any) -> float | None:
+    if not isinstance(rfc3339, str):
+        return None
+    try:
+        return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
 class ImagePullError(Exception):
     def __init__(self, reason: str, image: str, message: str) -> None:
         super().__init__(message)
@@ -153,9 +183,9 @@ class PodManager:
         self.sources = data_dir / "volume-sources"
         self.informer = Informer(client, PODS, field_selector=f"spec.nodeName={node_name}")
         self.informer.add_index("uid", lambda o: [o["metadata"].get("uid", "")])
-        self.informer.add_index("source", sources_of)
-        # The configMaps and secrets the pods mount, each watched alone by its name (the
-        # kubelet's watch-based manager; the node authorizer allows no wider list):
+        self.informer.add_index("source", watched_of)
+        # The configMaps and secrets the pods mount or pull with, each watched alone by its
+        # name (the kubelet's watch-based manager; the node authorizer allows no wider list):
         # "configmap/<ns>/<name>" -> its informer.
         self._sources: dict[str, Informer] = {}
         self._stopping: set[asyncio.Task[None]] = set()
@@ -168,6 +198,8 @@ class PodManager:
         self._pull_failures: dict[str, int] = {}
         self._backoff_until: dict[str, tuple[float, str]] = {}  # key -> (loop time, image)
         self._container_runs: dict[tuple[str, str], tuple[int, str]] = {}
+        # (pod uid, audience, expirationSeconds) -> (token, refresh after, expiry): epoch seconds
+        self._tokens: dict[tuple[str, str, int], tuple[str, float, float]] = {}
         self._tasks: list[asyncio.Task[Any]] = []
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -221,15 +253,15 @@ class PodManager:
         return inf
 
     async def _sources_synced(self, pod: Obj) -> None:
-        """Watch what the pod's volumes read, and wait (a while) for the first list of each:
-        a lookup before it would call a present object missing."""
-        for key in sources_of(pod):
+        """Watch what the pod's volumes and image pulls read, and wait (a while) for the
+        first list of each: a lookup before it would call a present object missing."""
+        for key in watched_of(pod):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._source(key).wait_synced(), SOURCE_SYNC_WAIT)
 
     def _prune_sources(self) -> None:
         """Stop watching the objects no pod of this node reads any more."""
-        used = {k for pod in self.informer.list() for k in sources_of(pod)}
+        used = {k for pod in self.informer.list() for k in watched_of(pod)}
         for key in self._sources.keys() - used:
             task = asyncio.create_task(self._sources.pop(key).stop())
             self._stopping.add(task)
@@ -281,6 +313,20 @@ class PodManager:
         for key in by_key.keys() - set(self.informer.keys()):
             self.queue.add(key)  # a runtime pod the API no longer has
         self._runtime, self._seen = by_key, seen
+        await self._sweep_sources()
+
+    async def _sweep_sources(self) -> None:
+        """Drop the volume sources of pods neither the API nor the runtime has (a pod
+        deleted for good before it was made: no sync saw its uid again)."""
+        try:
+            dirs = await self._call(os.listdir, self.sources)
+        except FileNotFoundError:
+            return
+        known = set(self._seen) | {p["metadata"].get("uid") for p in self.informer.list()}
+        for uid in dirs:
+            if uid not in known:
+                log.info("volume sources of gone pod %s dropped", uid)
+                await self._drop_pod_sources(uid)
 
     async def _worker(self) -> None:
         while True:
@@ -382,6 +428,8 @@ class PodManager:
         await self._write_status(key, pod, api_status(pod, st, self.host_ip()))
         if st.location == "run" and st.phase == "Pending":
             return STARTING_RECHECK  # its containers are being made: look again soon
+        if st.location == "run":
+            return self._token_due(st.uid)  # its tokens renewed in time
         return None
 
     async def _refresh_volumes(self, pod: Obj, uid: str) -> None:
@@ -389,11 +437,12 @@ class PodManager:
         had = self._digests.get(uid, {})
         base = self.sources / uid
         try:
-            now = await self._call(prepare_volumes, self._lookup, pod, base, False)
+            tokens = await self._pod_tokens(pod)
+            now = await self._call(prepare_volumes, self._lookup, pod, base, False, tokens)
             changed = [v for v, d in now.digests.items() if had.get(v) != d]
             if not changed:
                 return
-            now = await self._call(prepare_volumes, self._lookup, pod, base, True)
+            now = await self._call(prepare_volumes, self._lookup, pod, base, True, tokens)
             for volume in changed:
                 if await self._call(self.runtime.refresh_volume, uid, volume, now.volumes[volume]):
                     log.info("pod %s: volume %s updated", meta_key(pod), volume)
@@ -401,6 +450,63 @@ class PodManager:
             log.info("pod %s: volumes not updated: %s", meta_key(pod), e)
             return
         self._digests[uid] = now.digests
+
+    async def _pod_tokens(self, pod: Obj) -> Tokens:
+        """The ServiceAccount tokens the pod's volumes hold, bound to the pod (the kubelet's
+        token manager): cached per pod, audience and lifetime, requested again (TokenRequest)
+        once 80% of the lifetime (or a day) has passed. A failed request keeps a cached token
+        that is still valid; without one, VolumeError naming the volume."""
+        meta = pod["metadata"]
+        ns, uid = meta.get("namespace") or "default", meta["uid"]
+        account = (pod.get("spec") or {}).get("serviceAccountName") or "default"
+        out: dict[tuple[str, int], str] = {}
+        for want in token_sources(pod):
+            if (want.audience, want.seconds) in out:
+                continue
+            key = (uid, want.audience, want.seconds)
+            cached = self._tokens.get(key)
+            now = time.time()
+            if cached is not None and now < cached[1]:
+                out[(want.audience, want.seconds)] = cached[0]
+                continue
+            body = {
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": {
+                    "audiences": [want.audience] if want.audience else [],
+                    "expirationSeconds": want.seconds,
+                    "boundObjectRef": {
+                        "apiVersion": "v1",
+                        "kind": "Pod",
+                        "name": meta["name"],
+                        "uid": uid,
+                    },
+                },
+            }
+            try:
+                got = await self.client.create(SERVICEACCOUNTS, ns, body, sub="token", name=account)
+                status = got.get("status") or {}
+                token = status.get("token")
+                expiry = _epoch(status.get("expirationTimestamp"))
+                if not isinstance(token, str) or not token or expiry is None:
+                    raise ValueError(f"the answer has no token or expiry: {status!r}")
+            except (ClientError, ValueError) as e:
+                if cached is not None and now < cached[2]:
+                    log.info("pod %s: token not renewed (%s); the old one serves", meta_key(pod), e)
+                    out[(want.audience, want.seconds)] = cached[0]
+                    continue
+                raise VolumeError(
+                    want.volume, f'token of ServiceAccount "{ns}/{account}": {e}'
+                ) from None
+            refresh = now + min((expiry - now) * TOKEN_REFRESH, TOKEN_MAX_AGE)
+            self._tokens[key] = (token, refresh, expiry)
+            out[(want.audience, want.seconds)] = token
+        return out
+
+    def _token_due(self, uid: str) -> float | None:
+        """Seconds until one of the pod's tokens is to be renewed (None: it has none)."""
+        due = [t[1] for k, t in self._tokens.items() if k[0] == uid]
+        return max(min(due) - time.time(), 1.0) if due else None
 
     async def _runtime_status(self, uid: str | None) -> api.PodStatus | None:
         if not uid:
@@ -435,14 +541,30 @@ class PodManager:
             self.events.pod(pod, "Pulling", f'Pulling image "{image}"', c.get("name"))
             pulling.append((c.get("name", ""), image))
         await self._sources_synced(pod)
-        volumes = await self._call(prepare_volumes, self._lookup, pod, self.sources / meta["uid"])
+        # The pod's pull secrets, in memory for this create only; one that cannot be read is
+        # left out (the pull goes on without it), as the kubelet does.
+        keyring, failed = keyring_of(pod, self._lookup)
+        if pulling and failed:
+            self.events.pod(
+                pod,
+                "FailedToRetrieveImagePullSecret",
+                f"Unable to retrieve some image pull secrets ({'; '.join(failed)});"
+                " attempting to pull the image may not succeed.",
+                warning=True,
+            )
+        tokens = await self._pod_tokens(pod)
+        volumes = await self._call(
+            prepare_volumes, self._lookup, pod, self.sources / meta["uid"], True, tokens
+        )
         self._digests[meta["uid"]] = volumes.digests
         manifest = node_manifest(pod, volumes)
         rpod = api.parse_pod(manifest)
         # A failed create leaves nothing, a failed start tears the pod down (runtime.pod).
         started = time.monotonic()
         try:
-            uid = await self._call(self.runtime.create, rpod, manifest)
+            uid = await self._call(
+                self.runtime.create, rpod, manifest, None, keyring if keyring else None
+            )
         except api.ImagePullError as e:
             if e.reason != "ImagePullBackOff":
                 self.events.pod(pod, "Failed", e.message, e.container, warning=True)
@@ -514,6 +636,8 @@ class PodManager:
                 if done is not None:
                     await self._write_status(key, pod, api_status(pod, done, self.host_ip()))
             await self._remove(st.uid)
+        else:  # never made (its image, a volume): what was written for it goes
+            await self._drop_pod_sources(meta["uid"])
         try:
             await self.client.delete(
                 PODS,
@@ -585,11 +709,17 @@ class PodManager:
             await self._call(self.runtime.remove, uid, True)
         except api.PodError as e:
             log.info("remove %s: %s", uid, e)
-        await self._call(drop_sources, self.sources / uid)
+        await self._drop_pod_sources(uid)
         self._seen.pop(uid, None)
-        self._digests.pop(uid, None)
         for k in [k for k in self._container_runs if k[0] == uid]:
             del self._container_runs[k]
+
+    async def _drop_pod_sources(self, uid: str) -> None:
+        """The pod's volume sources (its secret tmpfs unmounted), digests and tokens."""
+        await self._call(drop_sources, self.sources / uid)
+        self._digests.pop(uid, None)
+        for t in [t for t in self._tokens if t[0] == uid]:
+            del self._tokens[t]
 
     def _forget(self, key: str) -> None:
         self._prune_sources()

@@ -1,6 +1,10 @@
 """The kubelet's HTTPS port: ``/containerLogs/<namespace>/<pod>/<container>`` with the
 kubelet's parameters (follow, tailLines, previous, timestamps, sinceSeconds, sinceTime,
-limitBytes), which the API server proxies ``pods/log`` (``kubectl logs [-f]``) to. TLS with a
+limitBytes), which the API server proxies ``pods/log`` (``kubectl logs [-f]``) to, and
+``/exec/<namespace>/<pod>/<container>`` (``command``, ``input``, ``output``, ``error``, ``tty``)
+over a WebSocket (``streaming``), which it proxies ``pods/exec`` to, and
+``/portForward/<namespace>/<pod>?port=N`` (one TCP connection a WebSocket) for
+``pods/portforward``. TLS with a
 serving certificate the cluster CA signed (from the join); a client must present a
 certificate of the cluster CA in group ``system:masters`` (the API server's)."""
 
@@ -19,6 +23,8 @@ from aiohttp import web
 
 from orchestrator.client import Obj
 from runtime.pod import api
+
+from .streaming import attach_websocket, exec_websocket, port_forward_websocket
 
 __all__ = ["KubeletServer"]
 
@@ -89,6 +95,11 @@ class KubeletServer:
         namespace, say), bind that one to it."""
         app = web.Application(middlewares=[self._auth])
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self._logs)
+        app.router.add_route("GET", "/exec/{namespace}/{pod}/{container}", self._exec)
+        app.router.add_route("POST", "/exec/{namespace}/{pod}/{container}", self._exec)
+        app.router.add_route("GET", "/attach/{namespace}/{pod}/{container}", self._attach)
+        app.router.add_route("POST", "/attach/{namespace}/{pod}/{container}", self._attach)
+        app.router.add_get("/portForward/{namespace}/{pod}", self._port_forward)
         app.router.add_get("/healthz", self._health)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
@@ -117,6 +128,76 @@ class KubeletServer:
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
+
+    def _target(self, request: web.Request) -> tuple[Obj, str]:
+        """The pod and container a streaming request names, both known to this node."""
+        ns, name = request.match_info["namespace"], request.match_info["pod"]
+        container = request.match_info["container"]
+        pod = self.find_pod(f"{ns}/{name}")
+        if pod is None:
+            raise _bad(f'pod "{name}" not found in namespace "{ns}" on this node', 404)
+        spec = pod.get("spec") or {}
+        names = [c.get("name") for c in (spec.get("containers") or [])]
+        names += [c.get("name") for c in (spec.get("initContainers") or [])]
+        if container not in names:
+            raise _bad(f'container "{container}" not found in pod "{name}"', 404)
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            raise _bad("a WebSocket upgrade is needed (channel.k8s.io protocols)")
+        return pod, container
+
+    @staticmethod
+    def _streams(request: web.Request) -> dict[str, bool]:
+        q = request.query
+        flags = {k: q.get(k) in ("1", "true") for k in ("input", "output", "error", "tty")}
+        if not (flags["input"] or flags["output"] or flags["error"]):
+            raise _bad("you must specify at least one of stdin, stdout, stderr")
+        return flags
+
+    async def _exec(self, request: web.Request) -> web.StreamResponse:
+        pod, container = self._target(request)
+        command = request.query.getall("command", [])
+        if not command:
+            raise _bad("you must specify at least one command for the container")
+        flags = self._streams(request)
+        return await exec_websocket(
+            request,
+            self.runtime,
+            pod["metadata"]["uid"],
+            container,
+            command,
+            flags["input"],
+            flags["output"],
+            flags["error"],
+            flags["tty"],
+        )
+
+    async def _attach(self, request: web.Request) -> web.StreamResponse:
+        pod, container = self._target(request)
+        flags = self._streams(request)
+        return await attach_websocket(
+            request,
+            self.runtime,
+            pod["metadata"]["uid"],
+            container,
+            flags["output"],
+            flags["error"],
+            flags["tty"],
+        )
+
+    async def _port_forward(self, request: web.Request) -> web.StreamResponse:
+        ns, name = request.match_info["namespace"], request.match_info["pod"]
+        pod = self.find_pod(f"{ns}/{name}")
+        if pod is None:
+            raise _bad(f'pod "{name}" not found in namespace "{ns}" on this node', 404)
+        try:
+            port = int(request.query.get("port", ""))
+        except ValueError:
+            raise _bad("port-forward needs one port (?port=N)") from None
+        if not 0 < port < 65536:
+            raise _bad(f"port {port} is not a TCP port")
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            raise _bad("port-forward needs a WebSocket upgrade")
+        return await port_forward_websocket(request, self.runtime, pod["metadata"]["uid"], port)
 
     async def _logs(self, request: web.Request) -> web.StreamResponse:
         ns, name = request.match_info["namespace"], request.match_info["pod"]

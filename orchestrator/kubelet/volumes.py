@@ -1,16 +1,18 @@
 """The volumes the node makes from API objects: configMap, secret, downwardAPI and projected
-(configMap, secret and downwardAPI sources).
+(configMap, secret, downwardAPI and serviceAccountToken sources).
 
 The kubelet decides each volume's files as Kubernetes does (keys or ``items``, modes from the
 item or the volume's ``defaultMode``, ``optional`` sources, downward API values) and writes
 them, flat, into a directory of the agent's, ``<data-dir>/volume-sources/<pod uid>/<volume>/``
-(0700). A volume holding anything of a secret is written to a tmpfs the agent mounts there
-(``.../secret/``), so a secret never reaches its disk. The pod handed to the node runtime gets,
-for each such volume, a configMap volume (a secret volume when a secret is in it: the runtime
-puts those on a tmpfs) whose ``items`` say which source file goes to which path with what mode,
-and the runtime's local-source annotation naming the directory (runtime.pod.manifest). When the
-files change (an object, or the pod's labels), they are written again and the runtime projects
-the volume again (an atomic ``..data`` swap)."""
+(0700). A ServiceAccount token is a secret too: the pod manager requests it (TokenRequest) and
+hands it in (``tokens``, by audience and lifetime). A volume holding anything of a secret is
+written to a tmpfs the agent mounts there (``.../secret/``), so a secret never reaches its disk.
+The pod handed to the node runtime gets, for each such volume, a configMap volume (a secret
+volume when a secret is in it: the runtime puts those on a tmpfs) whose ``items`` say which
+source file goes to which path with what mode, and the runtime's local-source annotation naming
+the directory (runtime.pod.manifest). When the files change (an object, the pod's labels, a
+renewed token), they are written again and the runtime projects the volume again (an atomic
+``..data`` swap)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import base64
 import hashlib
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
@@ -29,10 +31,13 @@ from orchestrator.client import Obj
 
 __all__ = [
     "PreparedVolumes",
+    "TokenSource",
+    "Tokens",
     "VolumeError",
     "drop_sources",
     "prepare_volumes",
     "sources_of",
+    "token_sources",
 ]
 
 CONFIGMAP_ANNOTATION = "configmap.corral.io/"
@@ -42,6 +47,9 @@ DEFAULT_MODE = 0o644
 KINDS = ("configMap", "secret", "downwardAPI", "projected")
 
 Lookup = Callable[[str, str, str], Obj | None]  # (kind, namespace, name) -> object
+TOKEN_SECONDS = 3600  # a serviceAccountToken source's default expirationSeconds
+TOKEN_MIN_SECONDS = 600
+Tokens = Mapping[tuple[str, int], str]  # (audience, expirationSeconds) -> token
 
 
 class VolumeError(Exception):
@@ -72,6 +80,40 @@ def sources_of(pod: Obj) -> list[str]:
             if s.get("secret") is not None:
                 name = s["secret"].get("secretName") or s["secret"].get("name") or ""
                 out.append(f"secret/{ns}/{name}")
+    return out
+
+
+@dataclass(frozen=True)
+class TokenSource:
+    """A projected serviceAccountToken source: the token the volume needs ("" audience: the
+    API server's own)."""
+
+    volume: str
+    audience: str
+    seconds: int
+
+
+def _token_source(volume: str, src: Obj) -> TokenSource:
+    seconds = src.get("expirationSeconds")
+    if seconds is None:
+        seconds = TOKEN_SECONDS
+    if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds < TOKEN_MIN_SECONDS:
+        raise VolumeError(
+            volume, f"serviceAccountToken expirationSeconds {seconds!r}: at least 600 is required"
+        )
+    audience = src.get("audience") or ""
+    if not isinstance(audience, str):
+        raise VolumeError(volume, f"serviceAccountToken audience {audience!r} is not a string")
+    return TokenSource(volume, audience, seconds)
+
+
+def token_sources(pod: Obj) -> list[TokenSource]:
+    """The ServiceAccount tokens the pod's projected volumes hold."""
+    out = []
+    for v in (pod.get("spec") or {}).get("volumes") or []:
+        for s in (v.get("projected") or {}).get("sources") or []:
+            if s.get("serviceAccountToken") is not None:
+                out.append(_token_source(v.get("name", ""), s["serviceAccountToken"]))
     return out
 
 
@@ -179,8 +221,10 @@ def _downward_files(pod: Obj, volume: str, src: Obj, default_mode: int) -> list[
     return out
 
 
-def volume_files(lookup: Lookup, pod: Obj, v: Obj) -> tuple[list[File], bool]:
-    """The files of an API volume, and whether a secret is among its sources."""
+def volume_files(
+    lookup: Lookup, pod: Obj, v: Obj, tokens: Tokens | None = None
+) -> tuple[list[File], bool]:
+    """The files of an API volume, and whether a secret (or a token) is among its sources."""
     ns = (pod.get("metadata") or {}).get("namespace") or "default"
     name = v.get("name", "")
     if v.get("configMap") is not None:
@@ -206,6 +250,14 @@ def volume_files(lookup: Lookup, pod: Obj, v: Obj) -> tuple[list[File], bool]:
             secret = True
         elif s.get("downwardAPI") is not None:
             files += _downward_files(pod, name, s["downwardAPI"], mode)
+        elif s.get("serviceAccountToken") is not None:
+            src = s["serviceAccountToken"]
+            want = _token_source(name, src)
+            token = (tokens or {}).get((want.audience, want.seconds))
+            if token is None:
+                raise VolumeError(name, "no ServiceAccount token was had for it")
+            files.append(File(src.get("path") or "token", token.encode(), mode))
+            secret = True
         else:
             what = next(iter(s), "an empty source")
             raise VolumeError(name, f"projected sources[{i}]: {what} is not supported yet")
@@ -254,15 +306,17 @@ def _write(where: Path, files: list[File]) -> None:
         hostsys.write_atomic(where / key, data, 0o600)
 
 
-def prepare_volumes(lookup: Lookup, pod: Obj, base: Path, write: bool = True) -> PreparedVolumes:
+def prepare_volumes(
+    lookup: Lookup, pod: Obj, base: Path, write: bool = True, tokens: Tokens | None = None
+) -> PreparedVolumes:
     """Decide the files of the pod's API-fed volumes and (``write``) write them below
-    ``base``."""
+    ``base``; ``tokens`` are the ServiceAccount tokens of its ``token_sources``."""
     out = PreparedVolumes({}, {}, {})
     for v in (pod.get("spec") or {}).get("volumes") or []:
         if not any(v.get(k) is not None for k in KINDS):
             continue
         name = v.get("name", "")
-        files, secret = volume_files(lookup, pod, v)
+        files, secret = volume_files(lookup, pod, v, tokens)
         out.digests[name] = _digest(files)
         source = f"{name}.volume.corral"  # names this volume's source, not an API object
         where = (_secret_tmpfs(base) if secret else base / "configmap") / name

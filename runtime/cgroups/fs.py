@@ -58,13 +58,16 @@ def read_file(path: str) -> str:
 
 
 def read_optional(path: str) -> str | None:
-    """The file's text, or None if it does not exist (a knob this kernel or host lacks)."""
+    """The file's text, or None if it does not exist (a knob this kernel or host lacks, or a
+    cgroup removed meanwhile: v1 answers ENODEV for the files of a cgroup being removed)."""
     try:
         with open(path, encoding="ascii", errors="replace") as f:
             return f.read()
     except FileNotFoundError:
         return None
     except OSError as exc:
+        if exc.errno == errno.ENODEV:
+            return None
         raise CgroupError.from_oserror(f"read {path}", exc) from exc
 
 

@@ -18,7 +18,9 @@ whose image cannot be had is not created; ``create`` raises an ``ImagePullError`
 ``reason`` is the container's waiting reason (ErrImagePull, ImagePullBackOff,
 ErrImageNeverPull, InvalidImageName). ``NodePods`` keeps the pull back-off across calls and
 reports such a pod's status (Pending, the container Waiting with that reason) until it is
-created or removed.
+created or removed. ``create`` and ``run`` take the pod's own registry credentials
+(``credentials``, a ``Keyring``, e.g. of its ``imagePullSecrets`` read with ``docker_config``):
+its pulls try them before the node's auth file; they stay in memory and are never written.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from images.errors import FormatError
+from images.keyring import Keyring, parse_docker_config
+from images.regconf import Credentials
 from runtime.pod import gc as _gc
 from runtime.pod import launch, lifecycle, projection, streams
 from runtime.pod import status as _status
@@ -45,6 +50,9 @@ from runtime.pod.streams import Stdio
 
 __all__ = [
     "ContainerStatus",
+    "Credentials",
+    "Keyring",
+    "docker_config",
     "GcResult",
     "ImageInfo",
     "ImageNotPresent",
@@ -70,6 +78,7 @@ __all__ = [
     "list_pods",
     "node_socket",
     "parse_pod",
+    "port_connect",
     "refresh_volume",
     "list_images",
     "live_pod_uids",
@@ -92,17 +101,30 @@ class PodRuntime(Protocol):
     ``PodError``s (``NotFound``, ``InvalidState``, ``AlreadyExists``, ``PrepareError``, and
     ``ImagePullError`` whose ``reason`` is the container's waiting reason)."""
 
-    def create(self, pod: Pod, manifest: Any = None, base_dir: str | None = None) -> str:
-        """Prepare the pod (images by imagePullPolicy, cgroup, volumes, rootfs); it waits in
-        prepared/. A pod whose image cannot be had raises ``ImagePullError`` and its status
-        (``status``, ``list``) is Pending with that reason until it is created or removed."""
+    def create(
+        self,
+        pod: Pod,
+        manifest: Any = None,
+        base_dir: str | None = None,
+        credentials: Keyring | None = None,
+    ) -> str:
+        """Prepare the pod (images by imagePullPolicy, with ``credentials`` before the node's
+        auth file, cgroup, volumes, rootfs); it waits in prepared/. A pod whose image cannot
+        be had raises ``ImagePullError`` and its status (``status``, ``list``) is Pending
+        with that reason until it is created or removed."""
         ...
 
     def start(self, ref: str, pod: Pod | None = None) -> str:
         """Hand a prepared pod to its monitor; returns once the monitor accepted it."""
         ...
 
-    def run(self, pod: Pod, manifest: Any = None, base_dir: str | None = None) -> str:
+    def run(
+        self,
+        pod: Pod,
+        manifest: Any = None,
+        base_dir: str | None = None,
+        credentials: Keyring | None = None,
+    ) -> str:
         """create, then start."""
         ...
 
@@ -161,6 +183,11 @@ class PodRuntime(Protocol):
         stderr: Stdio = None,
     ) -> subprocess.CompletedProcess[bytes]:
         """Run ``command`` in a running container (the first app container by default)."""
+        ...
+
+    def port_connect(self, ref: str, port: int) -> socket.socket:
+        """A TCP connection to ``port`` on the pod's loopback, made in its network
+        namespace (port-forward)."""
         ...
 
     def wait(self, ref: str, timeout: float | None = None, interval: float = 0.1) -> bool:
@@ -239,14 +266,30 @@ class NodePods:
                     return st
         return None
 
-    def create(self, pod: Pod, manifest: Any = None, base_dir: str | None = None) -> str:
-        return self._created(lambda p: create(p, self.opts, manifest, base_dir, self.backoff), pod)
+    def create(
+        self,
+        pod: Pod,
+        manifest: Any = None,
+        base_dir: str | None = None,
+        credentials: Keyring | None = None,
+    ) -> str:
+        return self._created(
+            lambda p: create(p, self.opts, manifest, base_dir, self.backoff, credentials), pod
+        )
 
     def start(self, ref: str, pod: Pod | None = None) -> str:
         return start(ref, self.opts, pod).uid
 
-    def run(self, pod: Pod, manifest: Any = None, base_dir: str | None = None) -> str:
-        return self._created(lambda p: run(p, self.opts, manifest, base_dir, self.backoff), pod)
+    def run(
+        self,
+        pod: Pod,
+        manifest: Any = None,
+        base_dir: str | None = None,
+        credentials: Keyring | None = None,
+    ) -> str:
+        return self._created(
+            lambda p: run(p, self.opts, manifest, base_dir, self.backoff, credentials), pod
+        )
 
     def stop(self, ref: str, grace: int | None = None) -> str:
         return stop(ref, self.opts, grace).uid
@@ -316,6 +359,9 @@ class NodePods:
     ) -> subprocess.CompletedProcess[bytes]:
         return exec_in(ref, self.opts, command, container, tty, stdin, stdout, stderr)
 
+    def port_connect(self, ref: str, port: int) -> socket.socket:
+        return port_connect(ref, self.opts, port)
+
     def wait(self, ref: str, timeout: float | None = None, interval: float = 0.1) -> bool:
         return wait(ref, self.opts, timeout, interval)
 
@@ -369,6 +415,16 @@ def node_socket(opts: PodOptions, kind: int = socket.SOCK_STREAM) -> socket.sock
 # ============================================================================= per call
 
 
+def docker_config(data: bytes | str, where: str, legacy: bool = False) -> dict[str, Credentials]:
+    """The registry credentials of a docker config (``{"auths": {...}}``; with ``legacy`` the
+    old flat map of ``.dockercfg``) by registry location, for a ``Keyring``. Not one: a
+    ``ValueError`` naming ``where``."""
+    try:
+        return parse_docker_config(data, where, legacy)
+    except FormatError as e:
+        raise ValueError(str(e)) from e
+
+
 def _find(ref: str, opts: PodOptions) -> PodDir:
     return PodStore(opts.root).find(ref)
 
@@ -379,13 +435,17 @@ def create(
     manifest: Any = None,
     base_dir: str | None = None,
     backoff: PullBackoff | None = None,
+    credentials: Keyring | None = None,
 ) -> PodDir:
     """Prepare ``pod``: its directory in ``prepared/``, images (pulled by imagePullPolicy,
-    ``backoff`` kept by the caller across calls), cgroup, volumes, rootfs mounts.
+    ``backoff`` kept by the caller across calls, ``credentials`` tried first), cgroup,
+    volumes, rootfs mounts.
     ``manifest`` (a ``kubemodel.Pod``, or the decoded YAML, parsed with ``base_dir``) is kept
     encoded in pod.json for ``inspect`` and for a later ``start``. On failure nothing is left;
     an image that cannot be had is an ``ImagePullError``."""
-    return lifecycle.create(PodStore(opts.root), pod, opts, manifest, base_dir, backoff)
+    return lifecycle.create(
+        PodStore(opts.root), pod, opts, manifest, base_dir, backoff, credentials
+    )
 
 
 def start(ref: str, opts: PodOptions, pod: Pod | None = None) -> PodDir:
@@ -399,9 +459,10 @@ def run(
     manifest: Any = None,
     base_dir: str | None = None,
     backoff: PullBackoff | None = None,
+    credentials: Keyring | None = None,
 ) -> PodDir:
     """create then start."""
-    pd = create(pod, opts, manifest, base_dir, backoff)
+    pd = create(pod, opts, manifest, base_dir, backoff, credentials)
     return start(pd.uid, opts, pod)
 
 
@@ -481,6 +542,12 @@ def exec_in(
     """Run ``command`` in a running container of the pod (the first app container unless
     ``container``); stdio as for ``subprocess.run``."""
     return streams.exec_in(_find(ref, opts), opts, command, container, tty, stdin, stdout, stderr)
+
+
+def port_connect(ref: str, opts: PodOptions, port: int) -> socket.socket:
+    """A TCP connection to ``port`` on the pod's loopback (127.0.0.1, then ::1), made in the
+    pod's network namespace (``kubectl port-forward``); the caller owns the socket."""
+    return streams.port_connect(_find(ref, opts), port)
 
 
 def gc(opts: PodOptions, keep_exited: bool = False) -> GcResult:

@@ -34,6 +34,7 @@ from runtime.pod.manifest import Container, PullPolicy
 from runtime.pod.prepare import PrepareError
 
 if TYPE_CHECKING:
+    from images.keyring import Keyring
     from images.store import Image, Store
     from runtime.pod.prepare import PodOptions
 
@@ -202,8 +203,9 @@ def find_local(store: Store, image: str, conf: Any) -> Image | None:
     return None
 
 
-def pull_options(opts: PodOptions) -> Any:
-    """``images.pull.Options`` from the pod options (registries.conf, auth file, certs.d)."""
+def pull_options(opts: PodOptions, credentials: Keyring | None = None) -> Any:
+    """``images.pull.Options`` from the pod options (registries.conf, auth file, certs.d)
+    and the pod's own credentials (tried before the auth file's)."""
     from images.pull import Options
 
     return Options(
@@ -211,6 +213,7 @@ def pull_options(opts: PodOptions) -> Any:
         auth_file=opts.auth_file,
         certs_dir=opts.certs_dir,
         tls_verify=opts.tls_verify,
+        keyring=credentials,
     )
 
 
@@ -220,8 +223,10 @@ def ensure_image(
     container: Container,
     opts: PodOptions,
     backoff: PullBackoff | None = None,
+    credentials: Keyring | None = None,
 ) -> Image:
-    """The image of ``container``, pulled if its policy says so (see the module doc)."""
+    """The image of ``container``, pulled if its policy says so (see the module doc), with
+    ``credentials`` (the pod's pull secrets, in memory) before the node's auth file."""
     from images.pull import pull
     from images.reference import check_ref
 
@@ -235,7 +240,7 @@ def ensure_image(
         check_ref(image)
     except FormatError as e:
         raise fail(InvalidImageName, f'Failed to apply default image tag "{image}": {e}') from e
-    po = pull_options(opts)
+    po = pull_options(opts, credentials)
     try:
         conf = po.registries()
     except ImageError as e:

@@ -45,12 +45,14 @@ def create(
     manifest: Any = None,
     base_dir: str | None = None,
     backoff: Any = None,
+    credentials: Any = None,
 ) -> PodDir:
     """Prepare ``pod``: its directory in ``prepared/``, images, cgroup, volumes, rootfs
     mounts. ``manifest`` (a ``kubemodel.Pod``, or the decoded YAML, parsed with ``base_dir``)
     is kept encoded in pod.json for ``inspect`` and for a later ``start``. ``backoff`` is the
-    image pull back-off (``runtime.pod.imagepull.PullBackoff``) the caller keeps. On failure
-    nothing is left."""
+    image pull back-off (``runtime.pod.imagepull.PullBackoff``) the caller keeps;
+    ``credentials`` a ``Keyring`` of registry credentials for this pod's pulls only (kept in
+    memory, never written). On failure nothing is left."""
     stored = stored_manifest(manifest)
     store.ensure()
     uid = pod.metadata.uid or new_uid()
@@ -76,7 +78,7 @@ def create(
     )
     try:
         pd.write_record(record)
-        record = prepare(pd, pod, opts, record, backoff)
+        record = prepare(pd, pod, opts, record, backoff, credentials)
         pd.write_record(record)
         pd.move(PodState.PREPARED)
     except BaseException:

@@ -174,13 +174,19 @@ def _step(pod: PodDir, step: str) -> Any:
 
 
 def prepare(
-    pod_dir: PodDir, pod: Pod, opts: PodOptions, record: PodRecord, backoff: Any = None
+    pod_dir: PodDir,
+    pod: Pod,
+    opts: PodOptions,
+    record: PodRecord,
+    backoff: Any = None,
+    credentials: Any = None,
 ) -> PodRecord:
     """Make everything the pod needs before it starts (see the module doc). ``record`` is the
     initial pod.json (uid, name, options); it is extended and written as objects are made,
     and returned. Images are had by each container's imagePullPolicy
-    (``runtime.pod.imagepull``; ``backoff`` is its ``PullBackoff``, kept by the caller). On
-    failure the caller runs ``teardown``."""
+    (``runtime.pod.imagepull``; ``backoff`` is its ``PullBackoff``, kept by the caller;
+    ``credentials`` the pod's own registry credentials, a ``Keyring``). On failure the caller
+    runs ``teardown``."""
     from runtime.pod.imagepull import ensure_image
 
     path = pod_dir.path
@@ -203,7 +209,7 @@ def prepare(
                 img = imported[0]
             else:
                 key = (c.image, c.image_pull_policy.value)
-                img = had.get(key) or ensure_image(store, uid, c, opts, backoff)
+                img = had.get(key) or ensure_image(store, uid, c, opts, backoff, credentials)
                 had[key] = img
             images[c.name] = img
     record = record.replace(

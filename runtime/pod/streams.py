@@ -1,8 +1,10 @@
 """A pod's containers from outside: their logs (current and previous run, or followed across
-restarts and rotations) and exec."""
+restarts and rotations), exec, and TCP connections to the pod's own ports (port-forward)."""
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -20,6 +22,7 @@ __all__ = [
     "follow_logs",
     "log_lines",
     "logs",
+    "port_connect",
 ]
 
 Stdio = int | IO[Any] | None  # as subprocess.run takes it
@@ -127,4 +130,64 @@ def exec_in(
     if tty:
         argv.append("-t")
     argv += [container, *command]
-    return subprocess.run(argv, stdin=stdin, stdout=stdout, stderr=stderr, check=False)
+    # With a terminal for stdin, a session of its own: that terminal becomes the runtime's
+    # controlling one (runtime.console), so the caller's resizes reach it as SIGWINCH.
+    own_session = tty and _is_tty(stdin)
+    return subprocess.run(
+        argv,
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        check=False,
+        start_new_session=own_session,
+    )
+
+
+def _is_tty(stdio: Stdio) -> bool:
+    if isinstance(stdio, int):
+        return stdio >= 0 and os.isatty(stdio)
+    if stdio is None:
+        return False
+    try:
+        return os.isatty(stdio.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def port_connect(pd: PodDir, port: int, timeout: float = 10.0) -> socket.socket:
+    """A TCP connection to ``port`` on the pod's loopback (127.0.0.1, then ::1), made in the
+    pod's network namespace, as the kubelet's port-forward does: a port the pod binds on any
+    address, or on its loopback only, is reached. The socket stays in that namespace; the
+    caller owns it."""
+    from runtime.network import in_netns
+
+    if not 0 < port < 65536:
+        raise PodError(pd.uid, f"port-forward: {port} is not a TCP port")
+    if pd.state is not PodState.RUNNING:
+        raise InvalidState(pd.uid, f"cannot forward a port of a pod in {pd.state.value}/")
+    try:
+        pid = int((pd.path / "monitor.pid").read_text().strip())
+    except (OSError, ValueError):
+        raise InvalidState(pd.uid, "port-forward: the pod has no monitor") from None
+
+    def connect() -> socket.socket:
+        errors: list[str] = []
+        for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            try:
+                sock.connect((host, port))
+            except OSError as e:
+                sock.close()
+                errors.append(f"{host}: {e.strerror or e}")
+                continue
+            sock.settimeout(None)
+            return sock
+        raise PodError(pd.uid, f"port-forward to port {port}: {'; '.join(errors)}")
+
+    try:
+        return in_netns(f"/proc/{pid}/ns/net", connect)
+    except PodError:
+        raise
+    except Exception as e:  # the namespace is gone: the pod stopped meanwhile
+        raise PodError(pd.uid, f"port-forward to port {port}: {e}") from None

@@ -200,6 +200,18 @@ def test_a_pod_reaches_a_pod_on_another_node_with_its_own_source_address(
     cluster.k.run("delete", "pod", "client", "--wait=false")
 
 
+def test_kubectl_exec_reaches_a_kubelet_on_the_lan(cluster: Cluster) -> None:
+    """The API server reaches node-2's kubelet from --kubelet-netns for pods/exec too
+    (test_kubelet_exec.py has the rest)."""
+    cluster.apply(pod("shell", "node-2", "trap 'exit 0' TERM; while true; do sleep 0.2; done"))
+    cluster.running("shell")
+    p = cluster.k.run(
+        "exec", "-i", "shell", "--", "sh", "-c", "cat; exit 4", input="via lan\n", check=False
+    )
+    assert (p.returncode, p.stdout) == (4, "via lan\n"), p
+    cluster.k.run("delete", "pod", "shell", "--wait=false")
+
+
 def test_pod_traffic_leaving_the_cluster_cidr_is_masqueraded(cluster: Cluster) -> None:
     """A pod reaching an address outside --cluster-cidr (the LAN's own) comes from its node's
     address."""

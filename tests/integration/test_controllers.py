@@ -9,6 +9,7 @@ what they would see on a cluster.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import threading
@@ -18,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+import yaml
 
 from testkit.wait import until as wait_until
 from tests.kubeserver import KUBECTL_120, KUBECTL_CURRENT, Kubectl, Server
@@ -470,6 +472,28 @@ def test_default_serviceaccount_and_node_pod_cidr(kubectl: Kubectl, ns: str) -> 
         assert spec["podCIDR"] not in others
     finally:
         k.run("delete", "node", node)
+
+
+def test_root_ca_configmap_in_every_namespace_made_again_and_set_back(
+    server: Server, kubectl: Kubectl, ns: str
+) -> None:
+    k = kubectl
+    cfg = yaml.safe_load(server.kubeconfig.read_text())
+    ca = base64.b64decode(cfg["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
+
+    def data() -> dict[str, str] | None:
+        got = k.run("-n", ns, "get", "configmap", "kube-root-ca.crt", "-o", "json", check=False)
+        return json.loads(got.stdout)["data"] if got.returncode == 0 else None
+
+    assert until("kube-root-ca.crt", data) == {"ca.crt": ca}
+    for other in ("default", "kube-system"):
+        got = k.run("-n", other, "get", "configmap", "kube-root-ca.crt", "-o", "json")
+        assert json.loads(got.stdout)["data"] == {"ca.crt": ca}
+    k.run("-n", ns, "delete", "configmap", "kube-root-ca.crt")
+    until("kube-root-ca.crt made again", data)
+    patch = json.dumps({"data": {"ca.crt": "tampered", "more": "x"}})
+    k.run("-n", ns, "patch", "configmap", "kube-root-ca.crt", "--type=merge", "-p", patch)
+    until("kube-root-ca.crt set back", lambda: data() == {"ca.crt": ca})
 
 
 def test_endpoints_and_slices_follow_ready_pods(server: Server, kubectl: Kubectl, ns: str) -> None:

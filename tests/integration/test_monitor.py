@@ -775,7 +775,9 @@ def test_https_probes_run_https_probe_arg_in_the_pod_network(pods: Callable[[], 
     pod = pods()
     assert pod.start().startswith("ready ")
     fake = (
-        f'readlink /proc/self/ns/net > {pod.shared}/ns; echo "$@" >> {pod.shared}/args; '
+        # written whole, then renamed: a probe running again never leaves it empty to read
+        f"readlink /proc/self/ns/net > {pod.shared}/ns.$$ && mv {pod.shared}/ns.$$ "
+        f'{pod.shared}/ns; echo "$@" >> {pod.shared}/args; '
         '[ "$3" = /slow ] && exec sleep 1000; echo "fake says no"; exit 1'
     )
     extra = [f"https_probe_arg {_esc(a)}" for a in ("/bin/sh", "-c", fake, "fake")]

@@ -246,3 +246,92 @@ def test_patch_that_loses_a_race_reads_again(tmp_path: Path) -> None:
                 await storage.close()
 
     asyncio.run(main())
+
+
+class _LosesFirstDelete(_LosesFirstUpdate):
+    """The store, except that when ``armed`` the next delete first loses to another writer."""
+
+    async def delete(self, key: str, revision: int) -> Any:
+        if self.armed:
+            self.armed = False
+            cur = await self._store.get(key)
+            await self._store.update(key, cur.value, cur.mod_rev)
+        return await self._store.delete(key, revision)
+
+
+def test_delete_that_loses_a_race_reads_again(tmp_path: Path) -> None:
+    """A DELETE racing another write (a kubelet's status) is made again, as kube-apiserver
+    does; a failed precondition stays a 409."""
+
+    async def main() -> None:
+        async with open_store(f"sqlite://{tmp_path}/db", compact_interval=0) as store:
+            racer = _LosesFirstDelete(store)
+            storage = Storage(racer)  # type: ignore[arg-type]
+            try:
+                await storage.ensure_namespaces()
+                cms = by_path("", "v1", "configmaps")
+                assert cms is not None
+                for name in ("c", "d"):
+                    await storage.create(cms, "default", {"metadata": {"name": name}})
+                racer.armed = True
+                await storage.delete(cms, "default", "c", {})
+                with pytest.raises(ApiError) as e:
+                    await storage.get(cms, "default", "c")
+                assert e.value.code == 404
+                racer.armed = True
+                with pytest.raises(ApiError) as e:
+                    await storage.delete(
+                        cms, "default", "d", {"preconditions": {"resourceVersion": "1"}}
+                    )
+                assert e.value.code == 409 and "Precondition failed" in e.value.message
+            finally:
+                await storage.close()
+
+    asyncio.run(main())
+
+
+def test_object_cache_follows_the_watch_after_one_list(tmp_path: Path) -> None:
+    """The authorizers' copy of a resource (RBAC kinds, pods): listed once, then kept by the
+    watch cache's events (creates, updates, deletes), not by listing again."""
+    from orchestrator.apiserver.objcache import ObjectCache
+    from orchestrator.apiserver.watchcache import WatchCache
+
+    async def main() -> None:
+        async with open_store(f"sqlite://{tmp_path}/db", compact_interval=0) as store:
+            storage = Storage(store)
+            await storage.ensure_namespaces()
+            cms = by_path("", "v1", "configmaps")
+            assert cms is not None
+            lists = 0
+            real_list = storage.list
+
+            async def counting_list(*args: Any, **kw: Any) -> Any:
+                nonlocal lists
+                lists += 1
+                return await real_list(*args, **kw)
+
+            storage.list = counting_list  # type: ignore[method-assign]
+            cache = WatchCache(store, cms.key_prefix(None))
+            objects = ObjectCache(storage, cache, cms)
+            await objects.start()
+
+            async def until(cond: Any) -> None:
+                for _ in range(200):
+                    if cond():
+                        return
+                    await asyncio.sleep(0.05)
+                raise AssertionError(f"the cache has {objects.objects}")
+
+            try:
+                await storage.create(cms, "default", {"metadata": {"name": "a"}, "data": {}})
+                await until(lambda: ("default", "a") in objects.objects)
+                await storage.patch(cms, "default", "a", "merge", {"data": {"k": "v"}})
+                await until(lambda: objects.objects[("default", "a")].get("data") == {"k": "v"})
+                await storage.delete(cms, "default", "a", {})
+                await until(lambda: ("default", "a") not in objects.objects)
+                assert lists == 1
+            finally:
+                await objects.close()
+                await cache.close()
+
+    asyncio.run(main())

@@ -1145,3 +1145,23 @@ def test_own_procs_file_only_where_this_process_is_listed(tmp_path: Path) -> Non
     assert found == str(root / "blkio/user/me/cgroup.procs")
     # Listed nowhere (say the mount shows another subtree): never a place to move to.
     assert own_procs_file(str(root), self_cgroup=self_cgroup, pid=43, mountinfo="") is None
+
+
+def test_read_optional_takes_a_removed_cgroup_as_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """cgroup v1 answers ENODEV for the files of a cgroup being removed (a container that
+    restarts while `corral ps` reads it): the same as a missing file, not an error."""
+    import builtins
+    import errno
+
+    from runtime.cgroups import fs
+
+    def dying(*args: object, **kw: object) -> object:
+        raise OSError(errno.ENODEV, "No such device")
+
+    monkeypatch.setattr(builtins, "open", dying)
+    assert fs.read_optional("/sys/fs/cgroup/memory/x/memory.oom_control") is None
+    monkeypatch.setattr(
+        builtins, "open", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.EIO, "x"))
+    )
+    with pytest.raises(CgroupError):
+        fs.read_optional("/sys/fs/cgroup/memory/x/memory.oom_control")

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import pytest
 
 from orchestrator.client.rest import (
+    CONFIGMAPS,
     CONTROLLERREVISIONS,
     CRONJOBS,
     DAEMONSETS,
@@ -43,6 +44,7 @@ from orchestrator.controllers.job import INDEX_ANNOTATION, JobController, format
 from orchestrator.controllers.namespaced import NodeIpamController, ServiceAccountController
 from orchestrator.controllers.nodelifecycle import NodeLifecycleController
 from orchestrator.controllers.replicaset import ReplicaSetController, rank_for_deletion
+from orchestrator.controllers.rootca import DESCRIPTION, RootCAPublisher
 from orchestrator.controllers.statefulset import StatefulSetController
 
 C = TypeVar("C", bound=Controller)
@@ -668,6 +670,46 @@ def test_serviceaccount_default_in_every_active_namespace() -> None:
         for ns in ("a", "b", "going"):
             await ctrl.reconcile(ns)
         assert [repr(a) for a in client.take()] == ["create serviceaccounts a/default"]
+
+    run(body)
+
+
+def test_root_ca_published_in_every_active_namespace_and_set_back() -> None:
+    ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+    async def body() -> None:
+        client = FakeClient()
+        for name in ("a", "b", "c"):
+            client.add(NAMESPACES, {"metadata": {"name": name}})
+        client.add(
+            NAMESPACES, {"metadata": {"name": "going", "deletionTimestamp": "2024-01-01T00:00:00Z"}}
+        )
+        good = {"annotations": {"kubernetes.io/description": DESCRIPTION}}
+        client.add(
+            CONFIGMAPS,
+            {"metadata": {"name": "kube-root-ca.crt", "namespace": "b", **good},
+             "data": {"ca.crt": ca}},
+        )  # fmt: skip
+        client.add(
+            CONFIGMAPS,
+            {"metadata": {"name": "kube-root-ca.crt", "namespace": "c", **good},
+             "data": {"ca.crt": "not it", "extra": "x"}},
+        )  # fmt: skip
+        factory = InformerFactory(client)  # type: ignore[arg-type]
+        ctrl = RootCAPublisher(client, factory, ca)  # type: ignore[arg-type]
+        await factory.relist()
+        for ns in ("a", "b", "c", "going", "gone"):
+            await ctrl.reconcile(ns)
+        assert [repr(a) for a in client.take()] == [
+            "create configmaps a/kube-root-ca.crt",
+            "update configmaps c/kube-root-ca.crt",
+        ]
+        for ns in ("a", "b", "c"):
+            cm = client.stored(CONFIGMAPS, ns, "kube-root-ca.crt")
+            assert cm is not None and cm["data"] == {"ca.crt": ca}
+            assert cm["metadata"]["annotations"]["kubernetes.io/description"] == DESCRIPTION
+        with pytest.raises(ValueError, match="no cluster CA"):
+            RootCAPublisher(client, factory, "")  # type: ignore[arg-type]
 
     run(body)
 

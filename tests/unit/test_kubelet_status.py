@@ -3,6 +3,8 @@ says, the join token, taints, the manifest it hands the runtime."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from orchestrator.kubelet.join import JoinError, parse_token
@@ -223,9 +225,98 @@ def test_volume_files_as_the_kubelet_decides_them() -> None:
             p,
             {"name": "v", "configMap": {"name": "cfg", "items": [{"key": "z", "path": "z"}]}},
         )
-    with pytest.raises(VolumeError, match="serviceAccountToken"):
-        volume_files(
-            lookup,
-            p,
-            {"name": "v", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}},
-        )
+    tok = {"name": "v", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}}
+    with pytest.raises(VolumeError, match="volume 'v': no ServiceAccount token"):
+        volume_files(lookup, p, tok)
+    files, secret = volume_files(lookup, p, tok, {("", 3600): "jwt", ("api", 3600): "other"})
+    assert secret and [(f.path, f.data, f.mode) for f in files] == [("token", b"jwt", 0o644)]
+    short = {"serviceAccountToken": {"path": "t", "expirationSeconds": 599}}
+    with pytest.raises(VolumeError, match="at least 600"):
+        volume_files(lookup, p, {"name": "v", "projected": {"sources": [short]}}, {})
+
+
+class TokenApi:
+    """The API's side of TokenRequest for the token cache: each answer a new token, lasting
+    what was asked; ``refuse`` makes the next requests fail."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, dict]] = []
+        self.refuse = False
+
+    async def create(self, res: object, ns: str, body: dict, sub: str = "", name: str = "") -> dict:
+        from datetime import UTC, datetime
+
+        from orchestrator.client import ClientError
+
+        assert sub == "token"
+        self.requests.append((ns, name, body))
+        if self.refuse:
+            raise ClientError(404, "NotFound", f'serviceaccounts "{name}" not found')
+        exp = datetime.fromtimestamp(NOW[0] + body["spec"]["expirationSeconds"], UTC)
+        return {
+            "status": {
+                "token": f"t{len(self.requests)}",
+                "expirationTimestamp": exp.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+        }
+
+
+NOW = [1_800_000_000.0]
+
+
+def test_the_token_cache_renews_at_80_percent_and_keeps_a_valid_token_on_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from orchestrator.kubelet import pods as pods_mod
+
+    monkeypatch.setattr(pods_mod.time, "time", lambda: NOW[0])
+    api_ = TokenApi()
+    pm = pods_mod.PodManager(api_, None, "n", lambda: "", None, tmp_path)  # type: ignore[arg-type]
+    p = pod()
+    p["spec"]["serviceAccountName"] = "robot"
+    p["spec"]["volumes"] = [
+        {"name": "a", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}},
+        {
+            "name": "b",
+            "projected": {
+                "sources": [
+                    {"serviceAccountToken": {"path": "t", "audience": "vault",
+                                             "expirationSeconds": 1000}},
+                    {"serviceAccountToken": {"path": "again"}},
+                ]
+            },
+        },
+    ]  # fmt: skip
+
+    async def body() -> None:
+        got = await pm._pod_tokens(p)
+        assert got == {("", 3600): "t1", ("vault", 1000): "t2"}
+        assert [(ns, n, b["spec"]) for ns, n, b in api_.requests] == [
+            ("default", "robot", {
+                "audiences": [], "expirationSeconds": 3600,
+                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": "web", "uid": UID},
+            }),
+            ("default", "robot", {
+                "audiences": ["vault"], "expirationSeconds": 1000,
+                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": "web", "uid": UID},
+            }),
+        ]  # fmt: skip
+        assert pm._token_due(UID) == 800.0  # the sooner of the two: 80% of 1000 s
+        NOW[0] += 799
+        assert await pm._pod_tokens(p) == got and len(api_.requests) == 2  # from the cache
+        NOW[0] += 2  # past 80% of the short one's life
+        assert await pm._pod_tokens(p) == {("", 3600): "t1", ("vault", 1000): "t3"}
+        api_.refuse = True
+        NOW[0] += 900  # the short one due, not yet expired: it serves on
+        assert await pm._pod_tokens(p) == {("", 3600): "t1", ("vault", 1000): "t3"}
+        NOW[0] += 200  # now expired
+        with pytest.raises(VolumeError, match="volume 'b': token of ServiceAccount "):
+            await pm._pod_tokens(p)
+        assert len(api_.requests) == 5
+
+    try:
+        asyncio.run(body())
+    finally:
+        pm._pool.shutdown()

@@ -20,36 +20,18 @@ from pathlib import Path
 
 import pytest
 
-from runtime.cgroups import Layout, V2Manager, detect_layout, manager_for, parse_proc_cgroup
+from runtime.cgroups import V2Manager, manager_for, parse_proc_cgroup
 from tests.conftest import REPO, Runtime
+from tests.vm.guest import why_not_unified_v2
 
 ROOT = "/sys/fs/cgroup"
 MiB = 1 << 20
-NEEDED = {"cpu", "cpuset", "io", "memory", "pids"}
-
-
-def _why_not() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root"
-    try:
-        layout = detect_layout(ROOT)
-    except OSError as exc:
-        return f"cannot inspect cgroups: {exc}"
-    if layout is not Layout.UNIFIED:
-        return (
-            f"needs a unified cgroup v2 host, this one is {layout.value} "
-            "(tests/vm/test_cgroup_v2.py runs these inside a VM)"
-        )
-    have = set(Path(ROOT, "cgroup.controllers").read_text().split())
-    if NEEDED - have:
-        return f"cgroup2 controllers missing: {', '.join(sorted(NEEDED - have))}"
-    return None
 
 
 pytestmark = [
     pytest.mark.root,
     pytest.mark.cgroup_v2,
-    pytest.mark.skipif(_why_not() is not None, reason=_why_not() or ""),
+    pytest.mark.skipif(why_not_unified_v2() is not None, reason=why_not_unified_v2() or ""),
 ]
 
 
