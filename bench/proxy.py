@@ -7,6 +7,11 @@ Everything runs in a network namespace made here (``OwnedNetns``), never the mac
 Each sample moves every endpoint, alternating between two layouts so that every apply changes
 the rules: Corral as its proxy syncs (the table updated in place, one transaction) and with the
 table replaced whole. CPU includes the nft / iptables-restore processes.
+
+Connection setup: 200 TCP connections one after another (connect, accepted, closed by the
+server) to a pod address on lo, through a service IP DNATed by Corral's rules among 100 other
+services, vs straight to the pod address, and vs the same service in kube-proxy's iptables
+layout.
 """
 
 from __future__ import annotations
@@ -86,6 +91,106 @@ def _restore(binary: str, text: str, netns: int) -> None:
     in_netns(netns, run)
 
 
+CONNECTIONS = 200  # connections per sample of the connection setup case
+POD_IP = "10.42.0.10"
+
+
+def _connect_case(runs: int, restore: str | None) -> CaseResult:
+    """Connection setup (connect, accepted, closed) to a server at a pod address, straight
+    to it and through a service IP whose DNAT rules sit among 100 other services': with
+    Corral's nft rules, and with kube-proxy's iptables layout (another namespace). Each
+    namespace of the bench has the pod address and a route to the service CIDR on lo."""
+    import socket
+    import threading
+
+    with OwnedNetns() as ours, OwnedNetns() as theirs:
+        assert ours.fd is not None and theirs.fd is not None
+        paths = {
+            "ours": f"/proc/{os.getpid()}/fd/{ours.fd}",
+            "theirs": f"/proc/{os.getpid()}/fd/{theirs.fd}",
+        }
+        for path in paths.values():
+            for cmd in (
+                ["ip", "link", "set", "lo", "up"],
+                ["ip", "addr", "add", f"{POD_IP}/32", "dev", "lo"],
+                ["ip", "route", "add", "10.43.0.0/16", "dev", "lo", "src", POD_IP],
+            ):
+                subprocess.run(["nsenter", f"--net={path}", *cmd], check=True, capture_output=True)
+        svc = ports(100, 0)
+        target = svc[50]
+        svc[50] = ServicePort(target.namespace, target.name, target.port_name, "TCP",
+                              target.cluster_ip, 80, target.node_port,
+                              (Endpoint(POD_IP, 8080),))  # fmt: skip
+        apply_ruleset(ruleset(svc, "10.42.0.0/24").replace_script(), paths["ours"])
+        if restore:
+            _restore(restore, iptables_rules(svc), theirs.fd)
+        stop = threading.Event()
+        servers: list[socket.socket] = []
+
+        def serve(ns: int) -> None:
+            srv = in_netns(ns, lambda: socket.create_server((POD_IP, 8080), backlog=512))
+            servers.append(srv)
+
+            def loop() -> None:
+                while not stop.is_set():
+                    try:
+                        conn, _ = srv.accept()
+                    except OSError:
+                        return
+                    conn.close()
+
+            threading.Thread(target=loop, daemon=True).start()
+
+        serve(ours.fd)
+        if restore:
+            serve(theirs.fd)
+
+        def connections(ns: int, ip: str, port: int) -> Callable[[], Sample]:
+            def run() -> Sample:
+                def loop() -> Sample:
+                    mark = Clock.now()
+                    for _ in range(CONNECTIONS):
+                        with socket.create_connection((ip, port), timeout=5) as c:
+                            c.recv(1)  # the server's close
+                    return Clock.since(mark)
+
+                return in_netns(ns, loop)
+
+            return run
+
+        runners: list[tuple[str, Callable[[], Sample]]] = [
+            ("through a service (corral nft rules)", connections(ours.fd, target.cluster_ip, 80)),
+            ("straight to the pod address", connections(ours.fd, POD_IP, 8080)),
+        ]
+        if restore:
+            runners.append(("through a service (kube-proxy iptables layout)",
+                            connections(theirs.fd, target.cluster_ip, 80)))  # fmt: skip
+        try:
+            by_label = dict(runners)
+            samples: dict[str, list[Sample]] = {label: [] for label in by_label}
+            for fn in by_label.values():
+                fn()  # warm-up
+            for order in interleaved_rounds(list(by_label), runs):
+                for label in order:
+                    samples[label].append(by_label[label]())
+        finally:
+            stop.set()
+            for srv in servers:
+                srv.close()
+    results = tuple(RunnerResult(label, tuple(samples[label])) for label in by_label)
+    return CaseResult(
+        f"connection setup, {CONNECTIONS} connections one after another",
+        1,
+        CONNECTIONS,
+        results,
+        ratios(results),
+        (
+            "connect + accept + close over lo in a netns of the bench; the service's DNAT among "
+            "100 services x 10 endpoints",
+        ),  # fmt: skip
+    )
+
+
 def proxy_suite(p: object) -> SuiteResult:
     from .suites import SUITES
 
@@ -160,6 +265,7 @@ def proxy_suite(p: object) -> SuiteResult:
                     ("ruleset built and applied in one transaction, in a netns of the bench",),
                 )
             )
+    cases.append(_connect_case(runs, restore))
     return SuiteResult(
         "proxy", SUITES["proxy"], Status.OK, reason="; ".join(notes), cases=tuple(cases)
     )

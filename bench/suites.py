@@ -33,7 +33,8 @@ OTHER: dict[str, str] = {
     "control-plane": "`corral server` over SQLite and over etcd vs etcd through its client: "
     "creates/s, gets/s, list of 10k pods, watch latency with 100 and 1000 watchers, idle RSS",
     "proxy": "service proxy: one full sync (build + apply in one nft transaction) of 100 and "
-    "1000 services x 10 endpoints vs iptables-restore of kube-proxy's iptables layout",
+    "1000 services x 10 endpoints vs iptables-restore of kube-proxy's iptables layout; "
+    "connection setup through a service vs straight to the pod address",
     "scheduler": "scheduling throughput as scheduler_perf: N nodes and M pods created through "
     "the API server, pods/s from first create to last bind, with SQLite and with etcd",
 }

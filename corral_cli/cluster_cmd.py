@@ -37,6 +37,24 @@ def cluster() -> None:
 @click.option("--lan-cidr", default="172.31.250.0/24", show_default=True, help="node addresses")
 @click.option("--cluster-cidr", default="10.42.0.0/16", show_default=True, help="pod addresses")
 @click.option("--service-cidr", default="10.43.0.0/16", show_default=True, help="service addresses")
+@click.option(
+    "--node-monitor-grace-period",
+    default=None,
+    type=click.FloatRange(min=1),
+    help="the server's: seconds without a Lease renewal before a node is NotReady [default: 40]",
+)
+@click.option(
+    "--default-not-ready-toleration-seconds",
+    default=None,
+    type=click.IntRange(min=0),
+    help="the server's: how long pods stay on a not-ready node [default: 300]",
+)
+@click.option(
+    "--default-unreachable-toleration-seconds",
+    default=None,
+    type=click.IntRange(min=0),
+    help="the server's: how long pods stay on an unreachable node [default: 300]",
+)
 def up(
     nodes: int,
     data_dir: Path,
@@ -45,6 +63,9 @@ def up(
     lan_cidr: str,
     cluster_cidr: str,
     service_cidr: str,
+    node_monitor_grace_period: float | None,
+    default_not_ready_toleration_seconds: int | None,
+    default_unreachable_toleration_seconds: int | None,
 ) -> None:
     """Start the cluster; return when every node is Ready."""
     from orchestrator.cluster import ClusterError, ClusterSpec
@@ -58,6 +79,9 @@ def up(
         lan_cidr=lan_cidr,
         cluster_cidr=cluster_cidr,
         service_cidr=service_cidr,
+        node_monitor_grace_period=node_monitor_grace_period,
+        not_ready_toleration_seconds=default_not_ready_toleration_seconds,
+        unreachable_toleration_seconds=default_unreachable_toleration_seconds,
     )
     try:
         state = cluster_up(spec, lambda m: click.echo(m, err=True))

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from corral_common import hostsys
 from orchestrator.cluster import ClusterSpec, State, down, up
@@ -63,13 +64,17 @@ def leftovers(state: State, pids: set[int] = frozenset()) -> dict[str, object]: 
 
 
 @contextmanager
-def one_machine_cluster(root: Path, nodes: int = 2, images: Path | None = None) -> Iterator[State]:
-    """``up`` in ``root``/cluster, then ``down`` however the body ends."""
+def one_machine_cluster(
+    root: Path, nodes: int = 2, images: Path | None = None, **options: Any
+) -> Iterator[State]:
+    """``up`` in ``root``/cluster, then ``down`` however the body ends; ``options``: more
+    ClusterSpec fields (e.g. ``node_monitor_grace_period``)."""
     spec = ClusterSpec(
         data_dir=root / "cluster",
         nodes=nodes,
         images_dir=images,
         cgroup_parent=f"cclu{uuid.uuid4().hex[:8]}",
+        **options,
     )
     state = up(spec)
     try:

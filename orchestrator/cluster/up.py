@@ -64,6 +64,12 @@ class ClusterSpec:
     cluster_cidr: str = "10.42.0.0/16"
     service_cidr: str = "10.43.0.0/16"
     timeout: float = READY_TIMEOUT
+    # The server's node lifecycle (None: the server's defaults): seconds without a Lease
+    # renewal before a node is NotReady, and how long pods tolerate a not-ready / unreachable
+    # node before they are evicted (short for tests and demos of a node failure).
+    node_monitor_grace_period: float | None = None
+    not_ready_toleration_seconds: int | None = None
+    unreachable_toleration_seconds: int | None = None
 
     def check(self) -> None:
         if not 1 <= self.nodes <= 200:
@@ -84,6 +90,26 @@ class ClusterSpec:
             raise ClusterError("--cgroup-parent", "must be a relative path without '..'")
         if self.images_dir is not None and not self.images_dir.is_dir():
             raise ClusterError("--images-dir", f"{self.images_dir} is not a directory")
+        if self.node_monitor_grace_period is not None and self.node_monitor_grace_period < 1:
+            raise ClusterError("--node-monitor-grace-period", "must be at least 1 second")
+        for flag, v in (
+            ("--default-not-ready-toleration-seconds", self.not_ready_toleration_seconds),
+            ("--default-unreachable-toleration-seconds", self.unreachable_toleration_seconds),
+        ):
+            if v is not None and v < 0:
+                raise ClusterError(flag, f"{v}: must not be negative")
+
+    def server_args(self) -> list[str]:
+        """The server's node lifecycle flags this spec sets."""
+        out = []
+        for flag, v in (
+            ("--node-monitor-grace-period", self.node_monitor_grace_period),
+            ("--default-not-ready-toleration-seconds", self.not_ready_toleration_seconds),
+            ("--default-unreachable-toleration-seconds", self.unreachable_toleration_seconds),
+        ):
+            if v is not None:
+                out += [flag, str(v)]
+        return out
 
 
 @dataclass
@@ -394,6 +420,7 @@ def _up(spec: ClusterSpec, state: State, log: Callable[[str], None]) -> None:
         "--kubelet-netns", state.lan_netns,  # the nodes' kubelets are on the LAN
         "--cluster-cidr", spec.cluster_cidr,
         "--service-cidr", spec.service_cidr,
+        *spec.server_args(),
     ]  # fmt: skip
     state.server = spawn(argv, server_log)
     state.save()

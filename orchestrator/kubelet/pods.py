@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import os
+import subprocess
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -116,9 +117,35 @@ def node_manifest(pod: Obj, volumes: PreparedVolumes) -> Obj:
     meta = {k: v for k, v in (pod.get("metadata") or {}).items() if k in _META}
     meta["annotations"] = {**(meta.get("annotations") or {}), **volumes.annotations}
     spec = {k: v for k, v in (pod.get("spec") or {}).items() if k not in _SCHEDULING}
+    if spec.get("containers"):
+        spec["containers"] = [_without_hooks(c) for c in spec["containers"]]
     if spec.get("volumes"):
         spec["volumes"] = [volumes.volumes.get(v.get("name"), v) for v in spec["volumes"]]
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
+
+
+def _kubelet_hook(container: Obj) -> Obj | None:
+    """The container's preStop handler when the kubelet runs it (``exec`` or ``sleep``, and no
+    other lifecycle handler), else None."""
+    lifecycle = container.get("lifecycle")
+    if not isinstance(lifecycle, dict) or set(lifecycle) != {"preStop"}:
+        return None
+    handler = lifecycle["preStop"]
+    if not isinstance(handler, dict) or len(handler) != 1:
+        return None
+    if isinstance((handler.get("exec") or {}).get("command"), list):
+        return handler
+    if isinstance((handler.get("sleep") or {}).get("seconds"), int):
+        return handler
+    return None
+
+
+def _without_hooks(container: Obj) -> Obj:
+    """The container as the runtime gets it: without a preStop hook the kubelet runs itself
+    (any other lifecycle handler stays, and the runtime refuses it, naming the field)."""
+    if _kubelet_hook(container) is None:
+        return container
+    return {k: v for k, v in container.items() if k != "lifecycle"}
 
 
 def _epoch(rfc3339: Any) -> float | None:
@@ -598,10 +625,13 @@ class PodManager:
             grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
         if st is not None:
             if st.location in ("run", "prepared", "prepare"):
-                for cs in st.containers:
-                    if cs.state == "Running":
-                        self.events.pod(pod, "Killing", f"Stopping container {cs.name}", cs.name)
-                await self._kill(st.uid, int(grace))
+                running = [cs.name for cs in st.containers if cs.state == "Running"]
+                for name in running:
+                    self.events.pod(pod, "Killing", f"Stopping container {name}", name)
+                spent = await self._pre_stop(pod, st.uid, running, int(grace))
+                # what the hooks left of the grace period; at least 2 s more after a hook
+                # that used it all (the kubelet's one-time extension)
+                await self._kill(st.uid, max(int(grace) - spent, 2) if spent else int(grace))
                 done = await self._runtime_status(st.uid)
                 if done is not None:
                     await self._write_status(key, pod, api_status(pod, done, self.host_ip()))
@@ -620,6 +650,53 @@ class PodManager:
         except NotFound:
             pass
         return None
+
+    async def _pre_stop(self, pod: Obj, uid: str, running: list[str], grace: int) -> int:
+        """Run the preStop hooks of the ``running`` containers, together, before any signal;
+        each is bounded by the grace period. Returns the whole seconds they took (0: none)."""
+        hooks = {
+            c["name"]: h
+            for c in (pod.get("spec") or {}).get("containers") or []
+            if c.get("name") in running and (h := _kubelet_hook(c)) is not None
+        }
+        if not hooks or grace <= 0:
+            return 0
+        start = time.monotonic()
+
+        async def run(name: str, handler: Obj) -> None:
+            if "sleep" in handler:
+                await asyncio.sleep(min(float(handler["sleep"]["seconds"]), grace))
+                return
+            cmd = [str(a) for a in handler["exec"]["command"]]
+            try:
+                res = await asyncio.wait_for(
+                    self._call(self._exec_quiet, uid, cmd, name), timeout=grace
+                )
+            except TimeoutError:
+                message = f"did not finish in the grace period ({grace} s)"
+            except api.PodError as e:
+                message = str(e)
+            else:
+                if res.returncode == 0:
+                    return
+                message = f"exit code {res.returncode}: {res.stderr.decode(errors='replace')}"
+            self.events.pod(
+                pod,
+                "FailedPreStopHook",
+                f"PreStopHook failed: {' '.join(cmd)}: {message.strip()[:500]}",
+                name,
+                warning=True,
+            )
+
+        await asyncio.gather(*(run(n, h) for n, h in hooks.items()))
+        return max(1, round(time.monotonic() - start))
+
+    def _exec_quiet(
+        self, uid: str, cmd: list[str], container: str
+    ) -> subprocess.CompletedProcess[bytes]:
+        return self.runtime.exec(
+            uid, cmd, container, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
 
     async def _kill(self, uid: str, grace: int) -> None:
         try:

@@ -395,6 +395,46 @@ def test_graceful_deletion_stops_the_pod_and_removes_it(cluster: Cluster, tmp_pa
     until("a Killing event", lambda: "Killing" in reasons())
 
 
+def test_a_pre_stop_hook_runs_before_the_signal(cluster: Cluster, tmp_path: Path) -> None:
+    """preStop exec runs in the container, to its end, before SIGTERM; a failed one is a
+    FailedPreStopHook event and the stop goes on."""
+    k = cluster.kubectl()
+    script = "trap 'echo term >> /out/order; exit 0' TERM; while true; do sleep 0.2; done"
+    m = manifest("prestop", script, volumes=[{"name": "out", "hostPath": {"path": str(tmp_path)}}])
+    c0 = m["spec"]["containers"][0]
+    c0["volumeMounts"] = [{"name": "out", "mountPath": "/out"}]
+    hook = ["sh", "-c", "sleep 1; echo hook >> /out/order"]
+    c0["lifecycle"] = {"preStop": {"exec": {"command": hook}}}
+    m["spec"]["terminationGracePeriodSeconds"] = 10
+    bad = manifest("badhook", "trap 'exit 0' TERM; while true; do sleep 0.2; done")
+    bad["spec"]["containers"][0]["lifecycle"] = {"preStop": {"exec": {"command": ["false"]}}}
+    for obj in (m, bad):
+        k.run("apply", "-f", "-", input=json.dumps(obj))
+    cluster.wait_running("prestop")
+    uid = cluster.wait_running("badhook")["metadata"]["uid"]
+    k.run("delete", "pod", "prestop", "badhook", "--wait=false")
+    until("the pods deleted", lambda: cluster.pod("prestop") == {} == cluster.pod("badhook"))
+    assert (tmp_path / "order").read_text() == "hook\nterm\n"
+
+    def reasons() -> set[str]:
+        out = k.run("get", "events", "--field-selector", f"involvedObject.uid={uid}", "-o", "json")
+        return {e["reason"] for e in json.loads(out.stdout)["items"]}
+
+    until("a FailedPreStopHook event", lambda: "FailedPreStopHook" in reasons())
+    # a handler the kubelet does not run reaches the node runtime, which names it
+    m = manifest("poststart", "sleep 600")
+    m["spec"]["containers"][0]["lifecycle"] = {"postStart": {"exec": {"command": ["true"]}}}
+    k.run("apply", "-f", "-", input=json.dumps(m))
+
+    def refused() -> str:
+        st = cluster.pod("poststart").get("status") or {}
+        text = json.dumps(st)
+        return text if "lifecycle" in text else ""
+
+    assert "not supported by corral" in until("the refusal", refused)
+    k.run("delete", "pod", "poststart", "--wait=false")
+
+
 def test_a_missing_image_gives_err_image_pull_then_back_off(cluster: Cluster) -> None:
     k = cluster.kubectl()
     m = manifest("noimage", containers=[{"name": "app", "image": "no-such-image:1.0"}])

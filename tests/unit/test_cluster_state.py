@@ -20,6 +20,9 @@ from orchestrator.cluster.up import Proc
         ({"cluster_cidr": "10.42.0.0/33"}, "network ranges"),
         ({"cgroup_parent": "/abs"}, "--cgroup-parent"),
         ({"cgroup_parent": "a/../b"}, "--cgroup-parent"),
+        ({"node_monitor_grace_period": 0.5}, "--node-monitor-grace-period"),
+        ({"unreachable_toleration_seconds": -1}, "--default-unreachable-toleration-seconds"),
+        ({"not_ready_toleration_seconds": -1}, "--default-not-ready-toleration-seconds"),
     ],
 )
 def test_a_bad_spec_is_refused_naming_the_option(
@@ -33,6 +36,22 @@ def test_a_bad_spec_is_refused_naming_the_option(
 def test_a_missing_images_dir_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ClusterError, match="--images-dir"):
         ClusterSpec(tmp_path, images_dir=tmp_path / "nope").check()
+
+
+def test_the_node_lifecycle_options_go_to_the_server(tmp_path: Path) -> None:
+    assert ClusterSpec(tmp_path).server_args() == []  # the server's own defaults
+    spec = ClusterSpec(tmp_path, node_monitor_grace_period=15, unreachable_toleration_seconds=5)
+    assert spec.server_args() == [
+        "--node-monitor-grace-period", "15",
+        "--default-unreachable-toleration-seconds", "5",
+    ]  # fmt: skip
+    from click.testing import CliRunner
+
+    from corral_cli.cluster_cmd import up
+
+    res = CliRunner().invoke(up, ["--data-dir", str(tmp_path / "c"),
+                                  "--node-monitor-grace-period", "0"])  # fmt: skip
+    assert res.exit_code != 0 and "--node-monitor-grace-period" in res.output
 
 
 def test_the_state_file_round_trips(tmp_path: Path) -> None:
