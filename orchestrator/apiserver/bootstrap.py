@@ -42,7 +42,7 @@ FILES: dict[str, int] = {
     "cred/encryption-config.yaml": 0o600,
 }
 # Made from the CA: signed by another CA once the shared one replaces a local one.
-LEAVES = ("tls/serving-kube-apiserver.crt", "tls/client-admin.crt")
+LEAVES = ("tls/serving.crt", "tls/client-admin.crt")
 ITERATIONS = 200_000
 NONCE = 12
 

@@ -165,20 +165,9 @@ def ensure_pki(tls_dir: Path, bind_address: str) -> Pki:
         usage: x509.ObjectIdentifier,
         sans: list[x509.GeneralName] | None,
     ) -> None:
-        k = _key()
-        b = (
-            _builder(subject, ca_cert.subject, k.public_key(), LEAF_DAYS)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-            )
-        )
-        if sans:
-            b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        c = b.sign(ca_key, hashes.SHA256())
-        hostsys.write_atomic(key, _key_pem(k))
-        hostsys.write_atomic(cert, c.public_bytes(serialization.Encoding.PEM), 0o644)
+        cert_pem, key_pem = _issue(p, subject, usage, sans)
+        hostsys.write_atomic(key, key_pem)
+        hostsys.write_atomic(cert, cert_pem, 0o644)
 
     if not (_serving_ok(p.serving_cert, bind_address) and p.serving_key.exists()):
         leaf(
