@@ -335,14 +335,22 @@ class FaultProxy:
                 return
         resp = self.upstream_request(h, body)
         data = resp.read()
-        h.send_response(resp.status)
-        for k, v in resp.getheaders():
-            if k.lower() not in ("transfer-encoding", "connection", "content-length", "date"):
-                h.send_header(k, v)
-        h.send_header("Content-Length", str(len(data)))
-        h.end_headers()
-        if h.command != "HEAD":
-            h.wfile.write(data)
+        answer(h, resp, data)
+
+
+def answer(
+    h: http.server.BaseHTTPRequestHandler, resp: http.client.HTTPResponse, data: bytes
+) -> None:
+    """Answer ``h`` with the registry's response ``resp`` carrying ``data`` as its body (its
+    length set anew; no body for a HEAD)."""
+    h.send_response(resp.status)
+    for k, v in resp.getheaders():
+        if k.lower() not in ("transfer-encoding", "connection", "content-length", "date"):
+            h.send_header(k, v)
+    h.send_header("Content-Length", str(len(data)))
+    h.end_headers()
+    if h.command != "HEAD":
+        h.wfile.write(data)
 
 
 def blob_fault(kind: str, match: str = "/blobs/sha256:") -> Fault:
@@ -362,13 +370,7 @@ def blob_fault(kind: str, match: str = "/blobs/sha256:") -> Fault:
             drop = ("range",) if kind == "norange" else ("authorization",)
             resp = proxy.upstream_request(h, None, drop=drop)
             data = resp.read()
-            h.send_response(resp.status)
-            for k, v in resp.getheaders():
-                if k.lower() not in ("transfer-encoding", "connection", "content-length", "date"):
-                    h.send_header(k, v)
-            h.send_header("Content-Length", str(len(data)))
-            h.end_headers()
-            h.wfile.write(data)
+            answer(h, resp, data)
             return True
         if kind == "redirect":
             h.send_response(307)
@@ -412,13 +414,7 @@ def manifest_fault(kind: str) -> Fault:
             data = data[:-1] + b" " * (5 << 20) + data[-1:]
         else:
             data = data[:-1] + b" " + data[-1:]
-        h.send_response(resp.status)
-        for k, v in resp.getheaders():
-            if k.lower() not in ("transfer-encoding", "connection", "content-length", "date"):
-                h.send_header(k, v)
-        h.send_header("Content-Length", str(len(data)))
-        h.end_headers()
-        h.wfile.write(data)
+        answer(h, resp, data)
         return True
 
     return fault
@@ -441,13 +437,7 @@ def held_blob(match: str, until: Callable[[], bool], timeout: float = 60.0) -> F
             time.sleep(0.01)
         resp = proxy.upstream_request(h, None)
         data = resp.read()
-        h.send_response(resp.status)
-        for k, v in resp.getheaders():
-            if k.lower() not in ("transfer-encoding", "connection", "content-length", "date"):
-                h.send_header(k, v)
-        h.send_header("Content-Length", str(len(data)))
-        h.end_headers()
-        h.wfile.write(data)
+        answer(h, resp, data)
         return True
 
     return fault
