@@ -16,7 +16,7 @@ import logging
 import os
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -199,16 +199,17 @@ class Storage:
     async def get(self, res: Resource, ns: str | None, name: str) -> Obj:
         return (await self._current(res, ns, name))[1]
 
-    async def _sa_pull_secrets(self, pod: Obj) -> None:
+    async def _sa_pull_secrets(
+        self, pod: Obj, account: Callable[[str, str], Awaitable[Obj | None]]
+    ) -> None:
         """The ServiceAccount admission's part for image pulls: a pod that names no
         ``imagePullSecrets`` gets those of its ServiceAccount, when that exists."""
         spec = pod.get("spec")
         if not isinstance(spec, dict) or spec.get("imagePullSecrets"):
             return
         sa_name = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
-        try:
-            sa = await self.get(SERVICEACCOUNTS, pod["metadata"]["namespace"], str(sa_name))
-        except errors.ApiError:
+        sa = await account(pod["metadata"]["namespace"], str(sa_name))
+        if sa is None:
             return
         refs = [
             {"name": r["name"]}
@@ -388,11 +389,12 @@ class Storage:
             obj["status"] = {"phase": "Active"}
             meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = name
         if res.name == "pods" and isinstance(obj.get("spec"), dict):
-            await admit_service_account(obj, self._service_account)
+            account = _read_once(self._service_account)  # both admission steps read it
+            await admit_service_account(obj, account)
+            await self._sa_pull_secrets(obj, account)
             await self.priority.admit_pod(obj)
         if res.name == "pods":
             self._default_tolerations(obj)
-            await self._sa_pull_secrets(obj)
         if res.name == "jobs":
             _job_selector(obj)
         if res.name == "services":
@@ -907,3 +909,17 @@ class Storage:
         for task in self._ns_tasks.values():
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+def _read_once(
+    lookup: Callable[[str, str], Awaitable[Obj | None]],
+) -> Callable[[str, str], Awaitable[Obj | None]]:
+    """``lookup`` with its answers kept: one read per (namespace, name)."""
+    seen: dict[tuple[str, str], Obj | None] = {}
+
+    async def read(ns: str, name: str) -> Obj | None:
+        if (ns, name) not in seen:
+            seen[(ns, name)] = await lookup(ns, name)
+        return seen[(ns, name)]
+
+    return read
