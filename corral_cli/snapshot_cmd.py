@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
@@ -40,6 +39,8 @@ def snapshot() -> None:
 @click.option("--name", help="the snapshot's name (default on-demand-<host>-<unix time>)")
 def save_cmd(data_dir: Path, name: str | None) -> None:
     """Save a consistent copy of the store in <data-dir>/db/snapshots/NAME.db."""
+    import socket
+
     from orchestrator.store.snapshot import SUFFIX, SnapshotError, save
 
     name = name or f"on-demand-{socket.gethostname()}-{int(time.time())}"
