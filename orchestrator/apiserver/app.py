@@ -47,6 +47,7 @@ PATCH_TYPES = {
     "application/strategic-merge-patch+json": "strategic",
 }
 UNSUPPORTED_BODIES = ("application/cbor",)
+SINK_BUFFER_LIMIT = 64 * 1024  # bytes a watch's connection may have unsent before its loop writes
 IDLE_CHECK = 5.0  # seconds between checks that an idle watch's client is still there
 
 Obj = dict[str, Any]
@@ -629,9 +630,39 @@ class ApiServer:
             return _encoder.encode({"type": typ, "object": obj}) + b"\n"
 
         last_rev = start
+        transport = request.transport
+
+        def sink(ev: CacheEvent) -> bool:
+            """Write one event straight to the connection, as one HTTP chunk (the response is
+            chunked and never compressed), while the loop below is parked; False (the loop
+            takes it) when the connection is closing or its buffer is backed up."""
+            nonlocal last_rev
+            if not ev.key.startswith(prefix):
+                return True
+            out = _translate(ev, match)
+            if out is None:
+                return True
+            if transport is None or transport.is_closing():
+                return False
+            if transport.get_write_buffer_size() > SINK_BUFFER_LIMIT:
+                return False
+            if as_table:
+                data = frame(out[0], ev, out[1])
+                chunk = b"%x\r\n%b\r\n" % (len(data), data)
+            else:
+                key = "#" + out[0]
+                chunk = ev.frames.get(key)
+                if chunk is None:
+                    data = frame(out[0], ev, out[1])
+                    chunk = ev.frames[key] = b"%x\r\n%b\r\n" % (len(data), data)
+            transport.write(chunk)
+            last_rev = ev.revision
+            return True
+
         try:
             if initial:
                 await resp.write(b"".join(frame("ADDED", None, obj) for obj in initial))
+            sub.sink = sink
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout if timeout and timeout > 0 else None
             next_bookmark = loop.time() + self.bookmark_interval
