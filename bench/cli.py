@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 from contextlib import ExitStack
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from corral_common import hostsys
@@ -17,7 +18,7 @@ from orchestrator.store.errors import StoreError
 from runtime.errors import CorralError
 
 from . import host, report, spawn, suites
-from .model import Report, Status, SuiteResult, to_json
+from .model import Report, Status, SuiteResult, from_json, to_json
 from .proc import CommandFailed
 
 FULL = {"runs": 30, "warmup": 3, "loop": 100, "loop_runs": 5}
@@ -201,14 +202,29 @@ def run(names: list[str], params: dict[str, int], quick: bool) -> Report:
             except (CommandFailed, OSError, ValueError) as e:
                 results.append(_failed(name, e))
             print(f"bench: {name} took {time.monotonic() - t0:.0f} s", file=sys.stderr)
+    versions = host.versions()
+    commit = versions.get("corral", "")
     return Report(
         quick=quick,
         started=started,
         machine=host.machine(),
-        versions=host.versions(),
+        versions=versions,
         params=params,
-        suites=tuple(results),
+        suites=tuple(replace(r, started=started, commit=commit) for r in results),
         footnotes=footnotes,
+    )
+
+
+def merge(old: Report, new: Report) -> Report:
+    """``new`` with the suites it did not run taken from ``old`` (each keeps the start and
+    commit of the run that measured it), in the registry's order."""
+    ran = {s.name: s for s in new.suites}
+    kept = {s.name: s for s in old.suites if s.name not in ran and s.name in suites.SUITES}
+    both = ran | kept
+    return replace(
+        new,
+        suites=tuple(both[n] for n in suites.ORDER if n in both),
+        footnotes=old.footnotes | new.footnotes,
     )
 
 
@@ -239,6 +255,13 @@ def main(argv: list[str] | None = None) -> int:
                   "write elsewhere with --out", file=sys.stderr)  # fmt: skip
             return 2
     rep = run(names, params, args.quick)
+    previous = os.path.join(out, "results.json") if out is not None else ""
+    if args.suites and previous and os.path.exists(previous):
+        # Some suites only: the others stay as an earlier run measured them, each saying so.
+        with open(previous) as f:
+            old = from_json(json.load(f))
+        if old.quick == rep.quick:
+            rep = merge(old, rep)
     text = report.render(rep)
     data = json.dumps(to_json(rep), indent=1) + "\n"
     print(text)

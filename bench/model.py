@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 
@@ -117,6 +117,10 @@ class SuiteResult:
     cases: tuple[CaseResult, ...] = ()
     latencies: tuple[LatencyCase, ...] = ()
     tables: tuple[Table, ...] = ()
+    # The run that measured it: its start (ISO 8601, UTC) and the commit it was built from
+    # (a report can keep suites of an earlier run: see ``bench.cli``).
+    started: str = ""
+    commit: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +205,8 @@ def to_json(report: Report) -> dict[str, Any]:
                 "cases": cases,
                 "latencies": latencies,
                 "tables": tables,
+                "started": suite.started,
+                "commit": suite.commit,
             }
         )
     return {
@@ -212,3 +218,84 @@ def to_json(report: Report) -> dict[str, Any]:
         "footnotes": report.footnotes,
         "suites": suites,
     }
+
+
+def _ratio(d: dict[str, Any]) -> Ratio:
+    nan = float("nan")
+    return Ratio(
+        d["peer"],
+        nan if d["wall"] is None else d["wall"],
+        nan if d["cpu"] is None else d["cpu"],
+        nan if d["rss"] is None else d["rss"],
+        d["pairs"],
+    )
+
+
+def _suite(d: dict[str, Any]) -> SuiteResult:
+    cases = tuple(
+        CaseResult(
+            c["title"],
+            c["warmup"],
+            c["runs_per_sample"],
+            tuple(
+                RunnerResult(r["label"], tuple(Sample(**s) for s in r["samples"]))
+                for r in c["runners"]
+            ),
+            tuple(_ratio(x) for x in c["ratios"]),
+            tuple(c["notes"]),
+        )
+        for c in d["cases"]
+    )
+    latencies = tuple(
+        LatencyCase(
+            lc["title"],
+            lc["warmup"],
+            tuple(
+                Latencies(r["label"], tuple(r["values_s"]), r.get("skipped", ""))
+                for r in lc["runners"]
+            ),
+            tuple(lc["notes"]),
+        )
+        for lc in d["latencies"]
+    )
+    tables = tuple(
+        Table(
+            t["title"],
+            tuple(t["columns"]),
+            tuple(tuple(r) for r in t["rows"]),
+            tuple(t["notes"]),
+            t["data"],
+        )
+        for t in d["tables"]
+    )
+    return SuiteResult(
+        d["name"],
+        d["description"],
+        Status(d["status"]),
+        d["reason"],
+        cases,
+        latencies,
+        tables,
+        d.get("started", ""),
+        d.get("commit", ""),
+    )
+
+
+def from_json(d: dict[str, Any]) -> Report:
+    """A report back from its JSON form (``to_json``); suites written before they carried
+    their own run's start and commit get the report's."""
+    suites = []
+    for sd in d["suites"]:
+        suite = _suite(sd)
+        if not suite.started:
+            suite = replace(suite, started=d["started"], commit=d["versions"].get("corral", ""))
+        suites.append(suite)
+    return Report(
+        d["quick"],
+        d["started"],
+        d["machine"],
+        d["versions"],
+        d["params"],
+        tuple(suites),
+        d.get("footnotes", {}),
+    )

@@ -140,8 +140,11 @@ def render_table(table: Table) -> list[str]:
     return lines
 
 
-def render_suite(suite: SuiteResult, footnotes: dict[str, str]) -> list[str]:
+def render_suite(suite: SuiteResult, footnotes: dict[str, str], started: str = "") -> list[str]:
     lines = [f"## {suite.name}: {suite.description}", ""]
+    if suite.started and suite.started != started:
+        lines += [f"_Measured in an earlier run: started {suite.started}, commit {suite.commit}._"]
+        lines.append("")
     if suite.status is Status.UNAVAILABLE:
         lines += [f"**Not available yet** ({suite.reason}).", ""]
         return lines
@@ -212,6 +215,13 @@ def render(report: Report) -> str:
     lines.append("")
     lines.append(f"Started {report.started}.")
     lines.append("")
+    earlier = [x.name for x in report.suites if x.started and x.started != report.started]
+    if earlier:
+        lines.append(
+            f"Kept from earlier runs (each names its own start and commit below): "
+            f"{', '.join(earlier)}. The machine and versions below are those of this run."
+        )
+        lines.append("")
     lines.append("| machine | |")
     lines.append("| --- | --- |")
     for k, v in report.machine.items():
@@ -229,7 +239,7 @@ def render(report: Report) -> str:
     lines += render_overview(report)
     lines.append("")
     for suite in report.suites:
-        lines += render_suite(suite, report.footnotes)
+        lines += render_suite(suite, report.footnotes, report.started)
     if report.footnotes:
         lines.append("## Notes")
         lines.append("")

@@ -3,6 +3,8 @@ that state a measurement say what was measured. No root, no containers: reports 
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from bench.model import (
     Status,
     SuiteResult,
     Table,
+    from_json,
 )
 
 REV = "0123456789abcdef0123456789abcdef01234567"
@@ -113,6 +116,35 @@ def test_a_full_run_with_every_peer_writes_results_naming_the_commit(
     assert cli.main([]) == 0
     assert sorted(p.name for p in bench_dir.iterdir()) == ["RESULTS.md", "results.json"]
     assert f"| corral | {REV} |" in (bench_dir / "RESULTS.md").read_text()
+
+
+def test_some_suites_replace_theirs_and_keep_the_others_with_their_run(
+    bench_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full run, then one suite alone: results.json and RESULTS.md hold the new figures
+    of that suite and the first run's of the other, which says when it was measured."""
+    monkeypatch.setattr(cli.host, "tree_state", lambda: (REV, []))
+    first = replace(_complete(), suites=tuple(
+        replace(s, started="2026-01-01T00:00:00Z", commit=REV) for s in _complete().suites
+    ))  # fmt: skip
+    monkeypatch.setattr(cli, "run", lambda names, params, quick: first)
+    assert cli.main([]) == 0
+    again = SuiteResult(
+        "spawn-cli", "cli", Status.OK, cases=(_case("corral-oci", "runc", "crun"),),
+        started="2026-02-02T00:00:00Z", commit="f" * 40,
+    )  # fmt: skip
+    second = replace(first, started="2026-02-02T00:00:00Z", suites=(again,))
+    monkeypatch.setattr(cli, "run", lambda names, params, quick: second)
+    assert cli.main(["spawn-cli"]) == 0
+    data = json.loads((bench_dir / "results.json").read_text())
+    assert [(s["name"], s["started"]) for s in data["suites"]] == [
+        ("spawn-cli", "2026-02-02T00:00:00Z"),
+        ("pod", "2026-01-01T00:00:00Z"),
+    ]  # the unknown "future" suite is not kept; the order is the registry's
+    md = (bench_dir / "RESULTS.md").read_text()
+    assert "Kept from earlier runs (each names its own start and commit below): pod." in md
+    assert f"_Measured in an earlier run: started 2026-01-01T00:00:00Z, commit {REV}._" in md
+    assert from_json(data).suites[0] == again  # the JSON form reads back whole
 
 
 def test_a_dirty_tree_refuses_before_running(
