@@ -104,9 +104,16 @@ class Cluster:
         try:
             return until(f"pod {ns}/{name} to be Running and ready", ready)
         except AssertionError:
+            pod = self.pod(name, ns)
+            uid = (pod.get("metadata") or {}).get("uid", "?")
+            monitor = [  # the pod's monitor log, wherever the runtime keeps the pod now
+                f"{log}: {log.read_text(errors='replace')[-2000:]}"
+                for log in self.agent.data_dir.glob(f"**/{uid}/monitor.log")
+            ]
             raise AssertionError(
-                f"pod {ns}/{name}: {json.dumps(self.pod(name, ns).get('status'))}\n"
-                f"agent log: {self.agent.log.read_text()[-3000:]}"
+                f"pod {ns}/{name}: {json.dumps(pod.get('status'))}\n"
+                f"agent log: {self.agent.log.read_text()[-3000:]}\n"
+                f"monitor log: {monitor or 'none found'}"
             ) from None
 
     def delete_all_pods(self) -> None:

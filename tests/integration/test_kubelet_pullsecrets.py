@@ -105,8 +105,11 @@ def test_a_pod_without_the_secret_is_refused_by_the_registry(private: Private) -
     k = c.kubectl()
     private.push("corral/locked:1")
     apply(k, with_secrets("locked", "corral/locked:1"))
-    until("ErrImagePull", lambda: waiting(c, "locked").get("reason") == "ErrImagePull")
-    message = waiting(c, "locked")["message"]
+    # One read for both: the next one may already be the back-off (ImagePullBackOff).
+    state = until(
+        "ErrImagePull", lambda: (w := waiting(c, "locked")).get("reason") == "ErrImagePull" and w
+    )
+    message = state["message"]
     assert message.startswith('Failed to pull image "corral/locked:1": '), message
     assert "UNAUTHORIZED: authentication required" in message, message  # the registry's words
     assert not [p for p in c.runtime_pods() if p.name == "locked"]
@@ -118,8 +121,10 @@ def test_a_missing_secret_is_named_and_the_pull_goes_on_without_it(private: Priv
     k = c.kubectl()
     private.push("corral/missing:1")
     apply(k, with_secrets("missing", "corral/missing:1", "absent"))
-    until("ErrImagePull", lambda: waiting(c, "missing").get("reason") == "ErrImagePull")
-    assert "UNAUTHORIZED" in waiting(c, "missing")["message"]
+    state = until(
+        "ErrImagePull", lambda: (w := waiting(c, "missing")).get("reason") == "ErrImagePull" and w
+    )
+    assert "UNAUTHORIZED" in state["message"]
     describe_shows(
         k, "missing", "FailedToRetrieveImagePullSecret", "Unable to retrieve some image pull"
     )

@@ -53,7 +53,9 @@ def test_events_stats_shape(runtime: Runtime) -> None:
 
 
 def test_events_stream_ends_when_the_container_exits(runtime: Runtime) -> None:
-    cid = _running(runtime, "corral-test", "sleep", "1")
+    cid = _running(
+        runtime, "corral-test", "sleep", "3"
+    )  # running when events starts, even when loaded
     res = runtime.cli("events", "--interval", "200ms", cid, timeout=30)
     assert res.rc == 0, res.err
     events = [json.loads(line) for line in res.out.splitlines()]

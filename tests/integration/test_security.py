@@ -25,8 +25,12 @@ from tests.conftest import REPO, Runtime
 pytestmark = pytest.mark.root
 
 
-def _mounts() -> list[str]:
-    return sorted(m.mountpoint for m in hostsys.mountinfo())
+def _mounts(under: Path) -> list[str]:
+    """The machine's mount points below ``under`` (the test's own directory: where an escaped
+    mount would land; other tests on the machine mount elsewhere at the same time)."""
+    return sorted(
+        m.mountpoint for m in hostsys.mountinfo() if Path(m.mountpoint).is_relative_to(under)
+    )
 
 
 def _private_rootfs(runtime: Runtime, tmp_path: Path) -> Path:
@@ -62,7 +66,7 @@ def test_mount_destination_symlink_stays_in_rootfs(runtime: Runtime, tmp_path: P
     # Absolute and relative symlinks that point out of the rootfs.
     os.symlink(str(host_target), root / "abs-escape")
     os.symlink("../../../../../../../../" + str(host_target).lstrip("/"), root / "rel-escape")
-    before = _mounts()
+    before = _mounts(tmp_path)
     cid, bundle = _with_root(
         runtime, root, "sh", "-c", "echo hi > /abs-escape/x; echo hi > /rel-escape/y; ls /"
     )
@@ -79,7 +83,7 @@ def test_mount_destination_symlink_stays_in_rootfs(runtime: Runtime, tmp_path: P
     assert res.rc == 0, res.err
     assert sorted(p.name for p in host_target.iterdir()) == ["precious"]
     assert (host_target / "precious").read_text() == "host data"
-    assert _mounts() == before
+    assert _mounts(tmp_path) == before
 
 
 def test_cwd_through_a_leaked_fd_is_refused(runtime: Runtime) -> None:
