@@ -22,6 +22,13 @@ from orchestrator.proxy import ProxyError, ServiceProxy
 from runtime.pod import api
 
 from .events import EventRecorder
+from .eviction import (
+    DEFAULT_EVICTION_HARD,
+    TRANSITION,
+    EvictionManager,
+    Threshold,
+    parse_thresholds,
+)
 from .images import ImagesDir
 from .join import credentials, serving_files
 from .network import NetworkSync, gateway_of
@@ -70,6 +77,11 @@ class AgentConfig:
     cluster_domain: str = "cluster.local"
     dns_upstream: tuple[str, ...] | None = None  # None: the host's resolv.conf nameservers
     disable_proxy: bool = False  # run no service proxy (orchestrator.proxy) on this node
+    # --eviction-hard (orchestrator.kubelet.eviction): memory.available<100Mi by default
+    eviction_hard: tuple[Threshold, ...] = field(
+        default_factory=lambda: parse_thresholds(DEFAULT_EVICTION_HARD)
+    )
+    eviction_transition: float = TRANSITION  # --eviction-pressure-transition-period, seconds
 
     @property
     def name(self) -> str:
@@ -173,6 +185,9 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
         images_changed()
         events = EventRecorder(client, name)
         pods = PodManager(client, runtime, name, lambda: node_ip, events, cfg.data_dir)
+        eviction = EvictionManager(
+            runtime, cfg.eviction_hard, pods, node, transition=cfg.eviction_transition
+        )
         tasks = [
             asyncio.create_task(node.run(), name="kubelet-node"),
             asyncio.create_task(images.run(), name="kubelet-images"),
@@ -188,6 +203,7 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
             if dns is not None:
                 await dns.start(network)
             await pods.start()
+            tasks.append(asyncio.create_task(eviction.run(), name="kubelet-eviction"))
             # A node in a namespace of its own (a one-machine cluster) serves its kubelet on
             # its address there; a loopback address is this process's own.
             in_node = cfg.node_netns is not None and not ipaddress.ip_address(node_ip).is_loopback

@@ -37,7 +37,7 @@ from orchestrator.client.rest import CONFIGMAPS, PODS, SECRETS, SERVICEACCOUNTS
 from runtime.pod import api
 
 from .events import EventRecorder
-from .podstatus import api_status, waiting_status
+from .podstatus import api_status, now, waiting_status
 from .pullsecrets import keyring_of, pull_secret_keys
 from .volumes import (
     KINDS,
@@ -201,6 +201,29 @@ class PodManager:
         # (pod uid, audience, expirationSeconds) -> (token, refresh after, expiry): epoch seconds
         self._tokens: dict[tuple[str, str, int], tuple[str, float, float]] = {}
         self._tasks: list[asyncio.Task[Any]] = []
+        # key -> (uid, message, done) of an eviction asked for; key -> uid of the pod evicted
+        self._evicting: dict[str, tuple[str, str, asyncio.Future[None]]] = {}
+        self._evicted: dict[str, str] = {}
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on the pod workers' threads (the runtime blocks)."""
+        return await self._call(fn, *args)
+
+    def pod_by_uid(self, uid: str) -> Obj | None:
+        found = self.informer.by_index("uid", uid)
+        return found[0] if found else None
+
+    async def evict(self, key: str, uid: str, message: str, wait: float) -> None:
+        """Evict the pod (by its worker, as any change to it): killed at once, reported
+        Failed/Evicted with ``message``, removed from the node. Waits (``wait`` seconds at
+        most) for it to be done."""
+        done = asyncio.get_running_loop().create_future()
+        self._evicting[key] = (uid, message, done)
+        self.queue.add(key)
+        try:
+            await asyncio.wait_for(asyncio.shield(done), wait)
+        except TimeoutError:
+            log.warning("pod %s: eviction not done after %ss", key, wait)
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -362,6 +385,7 @@ class PodManager:
                 await self._remove(st.uid)
         if pod is None:
             self._forget(key)
+            self._evicted.pop(key, None)
             with contextlib.suppress(api.PodError):  # what the runtime keeps of a failed pull
                 await self._call(self.runtime.remove, key)
             return None
@@ -369,6 +393,16 @@ class PodManager:
         meta = pod["metadata"]
         if meta.get("deletionTimestamp"):
             return await self._terminate(key, pod, st)
+        asked = self._evicting.pop(key, None)
+        if asked is not None:
+            try:
+                if asked[0] == uid:
+                    await self._evict(key, pod, st, asked[1])
+            finally:
+                if not asked[2].done():
+                    asked[2].set_result(None)
+        if self._evicted.get(key) == uid:
+            return None  # Failed for good; its runtime pod is gone
         if st is None:
             if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
                 return None  # it ran here and finished; its runtime pod was collected
@@ -650,6 +684,43 @@ class PodManager:
         except NotFound:
             pass
         return None
+
+    async def _evict(self, key: str, pod: Obj, st: api.PodStatus | None, message: str) -> None:
+        """Kill the pod at once (a hard eviction has no grace period), report it Failed with
+        reason Evicted, record the event, and remove it from the node (its memory with it)."""
+        self._evicted[key] = pod["metadata"]["uid"]
+        done = None
+        if st is not None:
+            for cs in st.containers:
+                if cs.state == "Running":
+                    self.events.pod(pod, "Killing", f"Stopping container {cs.name}", cs.name)
+            await self._kill(st.uid, 0)
+            done = await self._runtime_status(st.uid)
+        status = (
+            api_status(pod, done, self.host_ip())
+            if done is not None
+            else dict(pod.get("status") or {})
+        )
+        stamp = now()
+        conditions = [
+            c for c in status.get("conditions") or [] if c.get("type") != "DisruptionTarget"
+        ]
+        conditions.append(
+            {
+                "type": "DisruptionTarget",
+                "status": "True",
+                "reason": "TerminationByKubelet",
+                "message": message,
+                "lastTransitionTime": stamp,
+                "lastProbeTime": None,
+            }
+        )
+        status.update(phase="Failed", reason="Evicted", message=message, conditions=conditions)
+        await self._write_status(key, pod, status)
+        self.events.pod(pod, "Evicted", message, warning=True)
+        if st is not None:
+            await self._remove(st.uid)
+        log.info("pod %s evicted", key)
 
     async def _pre_stop(self, pod: Obj, uid: str, running: list[str], grace: int) -> int:
         """Run the preStop hooks of the ``running`` containers, together, before any signal;

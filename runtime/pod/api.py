@@ -43,6 +43,7 @@ from runtime.pod.gc import GcResult, live_pod_uids
 from runtime.pod.imagepull import ImagePullError, PullBackoff
 from runtime.pod.logs import LogLine
 from runtime.pod.manifest import ManifestError, Pod, from_kube, parse_pod
+from runtime.pod.memory import MemoryUse, PodMemory
 from runtime.pod.prepare import PodOptions
 from runtime.pod.status import ContainerStatus, PodStatus, waiting_status
 from runtime.pod.store import NotFound, PodDir, PodError, PodStore
@@ -59,6 +60,8 @@ __all__ = [
     "ImagePullError",
     "LogLine",
     "ManifestError",
+    "MemoryUse",
+    "PodMemory",
     "NodePods",
     "PodError",
     "Pod",
@@ -83,6 +86,7 @@ __all__ = [
     "list_images",
     "live_pod_uids",
     "log_lines",
+    "memory_use",
     "logs",
     "remove",
     "run",
@@ -217,6 +221,11 @@ class PodRuntime(Protocol):
 
     def images(self) -> list[ImageInfo]:
         """The images in the node's store, newest first."""
+        ...
+
+    def memory_use(self) -> MemoryUse:
+        """The node's memory capacity and working set, and each running pod's (the eviction
+        manager's signal)."""
         ...
 
 
@@ -382,11 +391,22 @@ class NodePods:
     def images(self) -> list[ImageInfo]:
         return list_images(self.opts)
 
+    def memory_use(self) -> MemoryUse:
+        return memory_use(self.opts)
+
     def ensure_network(self, create: bool = True) -> bool:
         return ensure_network(self.opts, create)
 
     def node_socket(self, kind: int = socket.SOCK_STREAM) -> socket.socket:
         return node_socket(self.opts, kind)
+
+
+def memory_use(opts: PodOptions) -> MemoryUse:
+    """The node's memory (the pods' parent cgroup when it has a limit, else the machine's)
+    and the working set of each of its running pods and their containers."""
+    from runtime.pod.memory import memory_use as use
+
+    return use(opts, [st for st in list_pods(opts) if st.location == "run"])
 
 
 # ============================================================================= the node network
