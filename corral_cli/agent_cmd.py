@@ -100,6 +100,13 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
     metavar="DURATION",
     help="how long MemoryPressure stays True after the threshold was last met",
 )
+@click.option(
+    "--pod-manifests",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="static pods: a Pod per file (YAML or JSON), run without the API, mirrored into it"
+    " [default: DATA_DIR/pod-manifests]",
+)
 def agent(
     server: str,
     token: str,
@@ -121,6 +128,7 @@ def agent(
     disable_proxy: bool,
     eviction_hard: str,
     eviction_pressure_transition_period: str,
+    pod_manifests: Path | None,
 ) -> None:
     """Join the cluster at --server with --token and run the pods it binds here."""
     from orchestrator.kubelet import AgentConfig, AgentError, JoinError, serve_agent
@@ -166,6 +174,7 @@ def agent(
         disable_proxy=disable_proxy,
         eviction_hard=thresholds,
         eviction_transition=transition,
+        pod_manifests=pod_manifests.absolute() if pod_manifests else None,
     )
     try:
         serve_agent(cfg)

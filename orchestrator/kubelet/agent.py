@@ -1,6 +1,7 @@
 """``corral agent``: join the cluster with the token, register the Node, keep its Lease, run
-the pods bound to it through the node runtime (runtime.pod.api), import the images dropped in
-its images directory. ``corral server`` runs one in-process unless ``--disable-agent``."""
+the pods bound to it and the static pods of its manifest directory through the node runtime
+(runtime.pod.api), import the images dropped in its images directory. ``corral server`` runs
+one in-process unless ``--disable-agent``."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from .network import NetworkSync, gateway_of
 from .node import NodeAgent, NodeSpec, node_ip_for
 from .pods import PodManager
 from .server import KubeletServer
+from .staticpods import ManifestDir
 
 __all__ = ["AgentConfig", "AgentError", "remove_pods", "run_agent", "serve_agent"]
 
@@ -82,6 +84,7 @@ class AgentConfig:
         default_factory=lambda: parse_thresholds(DEFAULT_EVICTION_HARD)
     )
     eviction_transition: float = TRANSITION  # --eviction-pressure-transition-period, seconds
+    pod_manifests: Path | None = None  # static pods (--pod-manifests); None: DATA_DIR/pod-manifests
 
     @property
     def name(self) -> str:
@@ -185,16 +188,31 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
         images_changed()
         events = EventRecorder(client, name)
         pods = PodManager(client, runtime, name, lambda: node_ip, events, cfg.data_dir)
+        tasks: list[asyncio.Task[None]] = []
+        pods.node_uid = node.uid
+        manifests = ManifestDir(
+            cfg.pod_manifests or cfg.data_dir / "pod-manifests",
+            name,
+            lambda changed: pods.set_static(manifests.pods, changed),
+        )
+        try:
+            manifests.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as e:
+            raise AgentError(f"prepare {manifests.path}", e) from e
+        manifests.scan()  # before the pods start: a restarted agent keeps its static pods
+        tasks.append(asyncio.create_task(manifests.run(), name="kubelet-static-pods"))
         eviction = EvictionManager(
             runtime, cfg.eviction_hard, pods, node, transition=cfg.eviction_transition
         )
-        tasks = [
-            asyncio.create_task(node.run(), name="kubelet-node"),
-            asyncio.create_task(images.run(), name="kubelet-images"),
-        ]
+        tasks.extend(
+            [
+                asyncio.create_task(node.run(), name="kubelet-node"),
+                asyncio.create_task(images.run(), name="kubelet-images"),
+            ]
+        )
         cert, key = serving_files(cfg.data_dir)
         assert client_cfg.ca_pem is not None
-        kubelet = KubeletServer(runtime, pods.informer.get, cert, key, client_cfg.ca_pem)
+        kubelet = KubeletServer(runtime, pods.get, cert, key, client_cfg.ca_pem)
         dns = ClusterDnsOnNode(client, runtime, cfg) if cfg.cluster_dns else None
         proxy = None
         try:
