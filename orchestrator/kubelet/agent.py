@@ -157,8 +157,9 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
             name,
             cfg.data_dir,
             # A node in a network namespace of its own (a one-machine cluster) gets its bridge
-            # at once; a host's is made by its first pod.
-            functools.partial(runtime.ensure_network, cfg.node_netns is not None),
+            # at once; a host's is made by its first pod. In a child process: an agent with
+            # no pod does without the netlink library.
+            functools.partial(runtime.ensure_network, cfg.node_netns is not None, True),
             cfg.cluster_cidr,
             cfg.cluster_dns,
             cfg.pod_cidr,

@@ -71,6 +71,7 @@ __all__ = [
     "PullBackoff",
     "create",
     "ensure_network",
+    "ensure_network_apart",
     "exec_in",
     "follow_log_lines",
     "follow_logs",
@@ -394,7 +395,9 @@ class NodePods:
     def memory_use(self) -> MemoryUse:
         return memory_use(self.opts)
 
-    def ensure_network(self, create: bool = True) -> bool:
+    def ensure_network(self, create: bool = True, apart: bool = False) -> bool:
+        if apart:
+            return ensure_network_apart(self.opts, create)
         return ensure_network(self.opts, create)
 
     def node_socket(self, kind: int = socket.SOCK_STREAM) -> socket.socket:
@@ -418,9 +421,31 @@ def ensure_network(opts: PodOptions, create: bool = True) -> bool:
     longer listed go), the masquerade and hostPort rules. Idempotent; in ``opts.node_netns``.
     Without ``create``, a node that has no bridge yet (no pod made it) gets its routes only.
     True when the bridge is there."""
-    from runtime.network import NodeNetwork
+    from runtime.pod.netsync import ensure
 
-    return NodeNetwork(opts.network_settings(), opts.node_netns).sync(create)
+    return ensure(opts, create)
+
+
+def ensure_network_apart(opts: PodOptions, create: bool = True) -> bool:
+    """``ensure_network`` in a child process (``runtime.pod.netsync``): the caller never loads
+    the netlink library (pyroute2: some 15 MB that a long-running agent with no pod would keep
+    for good). PodError with what the child reported."""
+    import json
+    import sys
+
+    args = {"network_config": opts.network_config, "node_netns": opts.node_netns, "create": create}
+    try:
+        p = subprocess.run(
+            [sys.executable, "-m", "runtime.pod.netsync", json.dumps(args)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise PodError("", f"node network: {e}") from None
+    if p.returncode != 0:
+        raise PodError("", f"node network: {p.stderr.strip() or f'exit status {p.returncode}'}")
+    return p.stdout.strip() == "true"
 
 
 def node_socket(opts: PodOptions, kind: int = socket.SOCK_STREAM) -> socket.socket:
