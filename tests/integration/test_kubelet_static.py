@@ -111,6 +111,15 @@ def test_static_pod_lifecycle(cluster: Cluster) -> None:
     assert rt is not None and rt.uid == ann[MIRROR] and rt.containers[0].pid == pid
     assert rt.containers[0].restart_count == 0
 
+    # An agent killed and started again adopts the static pod: the same process runs on.
+    c.agent.kill()
+    c.agent.start()
+    until("the mirror pod after the restart", lambda: mirror_running(c, name, ann[MIRROR]))
+    time.sleep(2)  # a few relists and looks at the directory
+    rt = runtime_pod(c, name)
+    assert rt is not None and rt.containers[0].pid == pid
+    assert rt.containers[0].restart_count == 0
+
     # A bad file is logged, naming it, and changes nothing.
     bad = manifests / "bad.yaml"
     bad.write_text("kind: Pod\napiVersion: v1\nspec: [not, a, spec\n")
