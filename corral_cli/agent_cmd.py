@@ -85,6 +85,28 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
     is_flag=True,
     help="run no service proxy (nftables rules for ClusterIPs and NodePorts) on this node",
 )
+@click.option(
+    "--eviction-hard",
+    default="memory.available<100Mi",
+    show_default=True,
+    metavar="SIGNAL<QUANTITY",
+    help="evict pods when memory.available (capacity less working set; the capacity of the"
+    " pods' cgroup when it has a memory limit) is below this: a quantity or a percentage",
+)
+@click.option(
+    "--eviction-pressure-transition-period",
+    default="5m0s",
+    show_default=True,
+    metavar="DURATION",
+    help="how long MemoryPressure stays True after the threshold was last met",
+)
+@click.option(
+    "--pod-manifests",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="static pods: a Pod per file (YAML or JSON), run without the API, mirrored into it"
+    " [default: DATA_DIR/pod-manifests]",
+)
 def agent(
     server: str,
     token: str,
@@ -104,15 +126,29 @@ def agent(
     cgroup_parent: str | None,
     registries_conf: Path | None,
     disable_proxy: bool,
+    eviction_hard: str,
+    eviction_pressure_transition_period: str,
+    pod_manifests: Path | None,
 ) -> None:
     """Join the cluster at --server with --token and run the pods it binds here."""
     from orchestrator.kubelet import AgentConfig, AgentError, JoinError, serve_agent
+    from orchestrator.kubelet.eviction import parse_duration, parse_thresholds
     from orchestrator.kubelet.node import parse_taint
 
     try:
         taints = tuple(parse_taint(t) for t in node_taint)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--node-taint") from None
+    try:
+        thresholds = parse_thresholds(eviction_hard)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--eviction-hard") from None
+    try:
+        transition = parse_duration(eviction_pressure_transition_period)
+    except ValueError as e:
+        raise click.BadParameter(
+            str(e), param_hint="--eviction-pressure-transition-period"
+        ) from None
     cfg = AgentConfig(
         server=server,
         token=token,
@@ -136,6 +172,9 @@ def agent(
             else tuple(u for u in cluster_dns_upstream if u != "none")
         ),
         disable_proxy=disable_proxy,
+        eviction_hard=thresholds,
+        eviction_transition=transition,
+        pod_manifests=pod_manifests.absolute() if pod_manifests else None,
     )
     try:
         serve_agent(cfg)

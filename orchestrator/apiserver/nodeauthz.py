@@ -6,6 +6,8 @@ reach only what that node needs.
   Node may be read (host-gw routes need the others' podCIDRs);
 * the pods bound to it: get, delete, status; a list or watch only with the field selector
   ``spec.nodeName=<name>`` (kube-apiserver's AuthorizeWithSelectors), never another node's;
+  create, of mirror pods of its static pods only (the body is checked on admission:
+  ``security.py``, NodeRestriction);
 * the secrets, configmaps and serviceaccounts (and ``serviceaccounts/token``) that those pods
   reference, read by name (get, or list/watch with ``fieldSelector=metadata.name=<name>``);
 * events, and reads of services, endpoints and endpointslices (NODE_RULES).
@@ -128,6 +130,8 @@ class NodeAuthorizer:
         if g == "" and r == "pods":
             if v in ("list", "watch") and _selects_node(attrs.field_selector, node) and not sub:
                 return Decision.ALLOW, ""
+            if v == "create" and not sub and not attrs.name:
+                return Decision.ALLOW, ""  # a mirror pod: the body is checked on admission
             if attrs.name and self._pod_on(node, attrs.namespace, attrs.name):
                 if (sub == "" and v in ("get", "watch", "delete")) or (
                     sub == "status" and v in ("get", "update", "patch")

@@ -45,11 +45,12 @@ from .authz import (
 )
 from .errors import ApiError, bad_request, invalid, not_found
 from .escalation import describe, missing_rules
-from .nodeauthz import LEASE_NAMESPACE, NodeAuthorizer, node_name
+from .nodeauthz import LEASE_NAMESPACE, NodeAuthorizer, node_name, pod_references
 from .objcache import ObjectCache
 from .patch import PatchError, json_patch, merge_patch, strategic_merge_patch
 from .policy import AUTOUPDATE, cluster_role_bindings, cluster_roles
 from .resources import Resource, by_path
+from .serviceaccount import MIRROR_ANNOTATION
 from .storage import Storage
 from .watchcache import WatchCache
 
@@ -392,6 +393,9 @@ class Security:
         node = node_name(attrs.user)
         if node is None or attrs.verb != "create" or attrs.name:
             return
+        if (attrs.api_group, attrs.resource, attrs.subresource) == ("", "pods", ""):
+            await self._node_mirror_pod(node, attrs, request)
+            return
         own = (attrs.api_group, attrs.resource) == ("", "nodes") or (
             (attrs.api_group, attrs.resource, attrs.namespace)
             == ("coordination.k8s.io", "leases", LEASE_NAMESPACE)
@@ -416,6 +420,44 @@ class Security:
                 ),
                 f"node '{node}' cannot create {attrs.resource} of another node",
             )
+
+    async def _node_mirror_pod(self, node: str, attrs: Attributes, request: web.Request) -> None:
+        """A node creates only mirror pods (``kubernetes.io/config.mirror``) bound to itself,
+        owned by nothing but its own Node, referring to no service account, secret or
+        configMap (kube's NodeRestriction)."""
+        try:
+            body = msgspec.json.decode(await _body(request))
+        except msgspec.DecodeError:
+            body = None
+        if not isinstance(body, dict):
+            raise forbidden(attrs, f"node '{node}' can only create mirror pods (a JSON Pod)")
+        meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+        spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
+        named = Attributes(
+            attrs.user,
+            "create",
+            True,
+            api_group="",
+            namespace=attrs.namespace,
+            resource="pods",
+            name=str(meta.get("name") or ""),
+        )
+        if MIRROR_ANNOTATION not in (meta.get("annotations") or {}):
+            raise forbidden(named, f"node '{node}' can only create mirror pods")
+        if spec.get("nodeName") != node:
+            raise forbidden(named, f"node '{node}' can only create pods bound to itself")
+        for ref in meta.get("ownerReferences") or []:
+            if not isinstance(ref, dict) or (ref.get("kind"), ref.get("name")) != ("Node", node):
+                raise forbidden(
+                    named, f"node '{node}' can only create pods with an owner reference to itself"
+                )
+        refs = pod_references(body)
+        if spec.get("serviceAccountName") or spec.get("serviceAccount"):
+            what = "serviceaccounts"
+        else:
+            what = next((r for r in ("secrets", "configmaps") if refs[r]), "")
+        if what:
+            raise forbidden(named, f"node '{node}' can not create pods that reference {what}")
 
     # ------------------------------------------------------------------ RBAC escalation
 

@@ -19,7 +19,6 @@ from urllib.parse import quote
 
 import aiohttp
 import msgspec
-import yaml
 
 __all__ = [
     "AlreadyExists",
@@ -157,6 +156,8 @@ def _material(entry: Mapping[str, Any], name: str, base: Path) -> bytes | None:
 
 def load_kubeconfig(path: str | Path, context: str | None = None) -> ClientConfig:
     """The current (or named) context of a kubeconfig file, as kubectl reads it."""
+    import yaml  # here: a process that reads no kubeconfig (the agent) does without it
+
     path = Path(path)
     try:
         doc = yaml.safe_load(path.read_text())

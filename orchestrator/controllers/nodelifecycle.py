@@ -6,6 +6,9 @@ garbage collector's orphan sweep):
   not ready;
 - Ready Unknown means the ``node.kubernetes.io/unreachable`` taints (NoSchedule and
   NoExecute), Ready False the ``node.kubernetes.io/not-ready`` ones; Ready True neither;
+- MemoryPressure, DiskPressure and PIDPressure True mean the NoSchedule taints
+  ``node.kubernetes.io/memory-pressure`` (``disk-pressure``, ``pid-pressure``) while they last
+  (TaintNodesByCondition);
 - a pod on a node with a NoExecute taint it does not tolerate is deleted at once, one that
   tolerates it for ``tolerationSeconds`` is deleted when they have passed since the taint;
 - a pod bound to a node that still does not exist after the grace period is deleted (its
@@ -31,6 +34,12 @@ log = logging.getLogger("corral.controllers.nodelifecycle")
 UNREACHABLE = "node.kubernetes.io/unreachable"
 NOT_READY = "node.kubernetes.io/not-ready"
 LEASE_NAMESPACE = "kube-node-lease"
+# condition True -> its NoSchedule taint (kube's nodeConditionToTaintKeyStatusMap)
+PRESSURE_TAINTS = {
+    "MemoryPressure": "node.kubernetes.io/memory-pressure",
+    "DiskPressure": "node.kubernetes.io/disk-pressure",
+    "PIDPressure": "node.kubernetes.io/pid-pressure",
+}
 NODE_CONDITIONS = ("Ready", "MemoryPressure", "DiskPressure", "PIDPressure")
 
 
@@ -235,7 +244,8 @@ class NodeLifecycleController(Controller):
         """Put the taints the Ready condition calls for; the node's taints after."""
         taints = (node.get("spec") or {}).get("taints") or []
         want_key = {"Unknown": UNREACHABLE, "False": NOT_READY}.get(ready or "")
-        kept = [t for t in taints if t.get("key") not in (UNREACHABLE, NOT_READY)]
+        managed = (UNREACHABLE, NOT_READY, *PRESSURE_TAINTS.values())
+        kept = [t for t in taints if t.get("key") not in managed]
         mine = [t for t in taints if t.get("key") == want_key] if want_key else []
         if want_key:
             effects = {t.get("effect") for t in mine}
@@ -243,6 +253,11 @@ class NodeLifecycleController(Controller):
                 mine.append({"key": want_key, "effect": "NoSchedule"})
             if "NoExecute" not in effects:
                 mine.append({"key": want_key, "effect": "NoExecute", "timeAdded": format_time(at)})
+        for typ, key in PRESSURE_TAINTS.items():
+            cond = get_condition(node.get("status"), typ)
+            if cond is not None and cond.get("status") == "True":
+                had = [t for t in taints if t.get("key") == key and t.get("effect") == "NoSchedule"]
+                mine.append(had[0] if had else {"key": key, "effect": "NoSchedule"})
         new = kept + mine
         if new == taints:
             return list(taints)

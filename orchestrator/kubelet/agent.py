@@ -1,6 +1,7 @@
 """``corral agent``: join the cluster with the token, register the Node, keep its Lease, run
-the pods bound to it through the node runtime (runtime.pod.api), import the images dropped in
-its images directory. ``corral server`` runs one in-process unless ``--disable-agent``."""
+the pods bound to it and the static pods of its manifest directory through the node runtime
+(runtime.pod.api), import the images dropped in its images directory. ``corral server`` runs
+one in-process unless ``--disable-agent``."""
 
 from __future__ import annotations
 
@@ -22,12 +23,20 @@ from orchestrator.proxy import ProxyError, ServiceProxy
 from runtime.pod import api
 
 from .events import EventRecorder
+from .eviction import (
+    DEFAULT_EVICTION_HARD,
+    TRANSITION,
+    EvictionManager,
+    Threshold,
+    parse_thresholds,
+)
 from .images import ImagesDir
 from .join import credentials, serving_files
 from .network import NetworkSync, gateway_of
 from .node import NodeAgent, NodeSpec, node_ip_for
 from .pods import PodManager
 from .server import KubeletServer
+from .staticpods import ManifestDir
 
 __all__ = ["AgentConfig", "AgentError", "remove_pods", "run_agent", "serve_agent"]
 
@@ -70,6 +79,12 @@ class AgentConfig:
     cluster_domain: str = "cluster.local"
     dns_upstream: tuple[str, ...] | None = None  # None: the host's resolv.conf nameservers
     disable_proxy: bool = False  # run no service proxy (orchestrator.proxy) on this node
+    # --eviction-hard (orchestrator.kubelet.eviction): memory.available<100Mi by default
+    eviction_hard: tuple[Threshold, ...] = field(
+        default_factory=lambda: parse_thresholds(DEFAULT_EVICTION_HARD)
+    )
+    eviction_transition: float = TRANSITION  # --eviction-pressure-transition-period, seconds
+    pod_manifests: Path | None = None  # static pods (--pod-manifests); None: DATA_DIR/pod-manifests
 
     @property
     def name(self) -> str:
@@ -142,8 +157,9 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
             name,
             cfg.data_dir,
             # A node in a network namespace of its own (a one-machine cluster) gets its bridge
-            # at once; a host's is made by its first pod.
-            functools.partial(runtime.ensure_network, cfg.node_netns is not None),
+            # at once; a host's is made by its first pod. In a child process: an agent with
+            # no pod does without the netlink library.
+            functools.partial(runtime.ensure_network, cfg.node_netns is not None, True),
             cfg.cluster_cidr,
             cfg.cluster_dns,
             cfg.pod_cidr,
@@ -173,13 +189,31 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
         images_changed()
         events = EventRecorder(client, name)
         pods = PodManager(client, runtime, name, lambda: node_ip, events, cfg.data_dir)
-        tasks = [
-            asyncio.create_task(node.run(), name="kubelet-node"),
-            asyncio.create_task(images.run(), name="kubelet-images"),
-        ]
+        tasks: list[asyncio.Task[None]] = []
+        pods.node_uid = node.uid
+        manifests = ManifestDir(
+            cfg.pod_manifests or cfg.data_dir / "pod-manifests",
+            name,
+            lambda changed: pods.set_static(manifests.pods, changed),
+        )
+        try:
+            manifests.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as e:
+            raise AgentError(f"prepare {manifests.path}", e) from e
+        manifests.scan()  # before the pods start: a restarted agent keeps its static pods
+        tasks.append(asyncio.create_task(manifests.run(), name="kubelet-static-pods"))
+        eviction = EvictionManager(
+            runtime, cfg.eviction_hard, pods, node, transition=cfg.eviction_transition
+        )
+        tasks.extend(
+            [
+                asyncio.create_task(node.run(), name="kubelet-node"),
+                asyncio.create_task(images.run(), name="kubelet-images"),
+            ]
+        )
         cert, key = serving_files(cfg.data_dir)
         assert client_cfg.ca_pem is not None
-        kubelet = KubeletServer(runtime, pods.informer.get, cert, key, client_cfg.ca_pem)
+        kubelet = KubeletServer(runtime, pods.get, cert, key, client_cfg.ca_pem)
         dns = ClusterDnsOnNode(client, runtime, cfg) if cfg.cluster_dns else None
         proxy = None
         try:
@@ -188,6 +222,7 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
             if dns is not None:
                 await dns.start(network)
             await pods.start()
+            tasks.append(asyncio.create_task(eviction.run(), name="kubelet-eviction"))
             # A node in a namespace of its own (a one-machine cluster) serves its kubelet on
             # its address there; a loopback address is this process's own.
             in_node = cfg.node_netns is not None and not ipaddress.ip_address(node_ip).is_loopback

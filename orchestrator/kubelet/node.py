@@ -2,9 +2,9 @@
 ``kube-node-lease`` (renewed every 10 s), as the kubelet keeps them.
 
 Capacity is the host's (cpu, memory, ephemeral storage of the data directory, 110 pods) and
-allocatable the same (no reservations, as k3s' default). Conditions Ready, MemoryPressure,
-DiskPressure and PIDPressure carry heartbeat times; a condition keeps its lastTransitionTime
-while its status does not change."""
+allocatable the same (no reservations, as k3s' default). Conditions Ready, MemoryPressure (the
+eviction manager's), DiskPressure and PIDPressure carry heartbeat times; a condition keeps its
+lastTransitionTime while its status does not change."""
 
 from __future__ import annotations
 
@@ -40,7 +40,6 @@ LEASE_DURATION = 40  # seconds, the kubelet's default
 LEASE_RENEW = 10.0  # seconds
 STATUS_UPDATE = 60.0  # seconds between status reports when nothing changed
 MAX_PODS = 110
-MEMORY_EVICTION = 100 * 1024 * 1024  # memory.available < 100Mi: MemoryPressure
 DISK_EVICTION = 0.10  # nodefs.available < 10%: DiskPressure
 PID_RESERVE = 0.10  # fewer than 10% of pid_max left: PIDPressure
 
@@ -98,7 +97,6 @@ class HostFacts:
     arch: str
     machine_id: str
     boot_id: str
-    memory_available: int
     storage_available_ratio: float
     pids_available_ratio: float
 
@@ -124,7 +122,6 @@ def host_facts(data_dir: Path) -> HostFacts:
         arch=arch(),
         machine_id=_read("/etc/machine-id"),
         boot_id=_read("/proc/sys/kernel/random/boot_id"),
-        memory_available=mem.get("MemAvailable", mem.get("MemFree", 0)),
         storage_available_ratio=ratio,
         pids_available_ratio=1 - nprocs / max(pid_max, 1),
     )
@@ -192,6 +189,7 @@ class NodeAgent:
         self._lease_rv = ""
         self.images: list[Obj] = []
         self.network_ready = True  # False: Ready is False (NetworkPluginNotReady)
+        self.memory_pressure = False  # the eviction manager's (orchestrator.kubelet.eviction)
         self.annotations: dict[str, str] = {}  # set on the Node at registration
         self.changed = asyncio.Event()  # set when something the status shows changed
 
@@ -246,7 +244,7 @@ class NodeAgent:
     def status(self) -> Obj:
         h = host_facts(self.spec.data_dir)
         now = _now()
-        mem_ok = h.memory_available >= MEMORY_EVICTION
+        mem_ok = not self.memory_pressure
         disk_ok = h.storage_available_ratio >= DISK_EVICTION
         pid_ok = h.pids_available_ratio >= PID_RESERVE
         conditions = [

@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from orchestrator.client import (
+    AlreadyExists,
     ApiClient,
     ClientError,
+    Conflict,
     Informer,
     NotFound,
     Obj,
@@ -37,8 +39,9 @@ from orchestrator.client.rest import CONFIGMAPS, PODS, SECRETS, SERVICEACCOUNTS
 from runtime.pod import api
 
 from .events import EventRecorder
-from .podstatus import api_status, waiting_status
+from .podstatus import api_status, now, waiting_status
 from .pullsecrets import keyring_of, pull_secret_keys
+from .staticpods import CONFIG_MIRROR, is_mirror, mirror_of
 from .volumes import (
     KINDS,
     PreparedVolumes,
@@ -201,6 +204,90 @@ class PodManager:
         # (pod uid, audience, expirationSeconds) -> (token, refresh after, expiry): epoch seconds
         self._tokens: dict[tuple[str, str, int], tuple[str, float, float]] = {}
         self._tasks: list[asyncio.Task[Any]] = []
+        # key -> (uid, message, done) of an eviction asked for; key -> uid of the pod evicted
+        self._evicting: dict[str, tuple[str, str, asyncio.Future[None]]] = {}
+        self._evicted: dict[str, str] = {}
+        self.static: dict[str, Obj] = {}  # key -> static pod (set_static)
+        self._static_grace: dict[str, int] = {}  # key -> grace of a static pod removed/edited
+        self.node_uid = ""  # the Node's uid: mirror pods are owned by it
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on the pod workers' threads (the runtime blocks)."""
+        return await self._call(fn, *args)
+
+    def get(self, key: str) -> Obj | None:
+        """The pod ``key`` this node runs: a static pod, else the API's (not a mirror pod)."""
+        static = self.static.get(key)
+        if static is not None:
+            return static
+        pod = self.informer.get(key)
+        return None if is_mirror(pod) else pod
+
+    def set_static(self, pods: dict[str, Obj], changed: set[str] | None = None) -> None:
+        """The static pods (key -> pod, ``orchestrator.kubelet.staticpods``) are now ``pods``;
+        the keys whose pod came, went or changed are synced."""
+        if changed is None:
+            changed = set(pods) | set(self.static)
+        for key in changed:
+            old = self.static.get(key)
+            if old is not None:
+                grace = (old.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+                self._static_grace[key] = grace if isinstance(grace, int) else 30
+        self.static = dict(pods)
+        for key in changed:
+            self.queue.add(key)
+
+    async def _mirror(self, key: str, pod: Obj, mirror: Obj | None) -> None:
+        """Keep the static pod's mirror in the API: made when missing; deleted (to be made
+        again) when it is being deleted or mirrors another version of the pod."""
+        if mirror is not None:
+            mhash = (mirror["metadata"].get("annotations") or {}).get(CONFIG_MIRROR)
+            if not mirror["metadata"].get("deletionTimestamp") and mhash == pod["metadata"]["uid"]:
+                return
+            await self._delete_mirror(key, mirror)
+            return  # made again when the API says it is gone
+        if not self.node_uid:
+            return
+        try:
+            await self.client.create(
+                PODS, pod["metadata"]["namespace"], mirror_of(pod, self.node_uid)
+            )
+            log.info("mirror pod %s made", key)
+        except AlreadyExists:
+            pass
+        except ClientError as e:
+            log.warning("static pod %s: mirror pod not made: %s", key, e)
+        self._reported.pop(key, None)
+
+    async def _delete_mirror(self, key: str, mirror: Obj) -> None:
+        meta = mirror["metadata"]
+        try:
+            await self.client.delete(
+                PODS,
+                meta["namespace"],
+                meta["name"],
+                grace_period=0,
+                preconditions={"uid": meta["uid"]},
+            )
+            log.info("mirror pod %s deleted", key)
+        except (NotFound, Conflict):
+            pass
+
+    def pod_by_uid(self, uid: str) -> Obj | None:
+        found = self.informer.by_index("uid", uid)
+        return found[0] if found else None
+
+    async def evict(self, key: str, uid: str, message: str, wait: float) -> None:
+        """Evict the pod (by its worker, as any change to it): killed at once, reported
+        Failed/Evicted with ``message``, removed from the node. Waits (``wait`` seconds at
+        most) for it to be done."""
+        done = asyncio.get_running_loop().create_future()
+        self._evicting[key] = (uid, message, done)
+        self.queue.add(key)
+        try:
+            await asyncio.wait_for(asyncio.shield(done), wait)
+        except TimeoutError:
+            log.warning("pod %s: eviction not done after %ss", key, wait)
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -323,6 +410,7 @@ class PodManager:
         except FileNotFoundError:
             return
         known = set(self._seen) | {p["metadata"].get("uid") for p in self.informer.list()}
+        known |= {p["metadata"]["uid"] for p in self.static.values()}
         for uid in dirs:
             if uid not in known:
                 log.info("volume sources of gone pod %s dropped", uid)
@@ -353,15 +441,27 @@ class PodManager:
     # ---------------------------------------------------------------- one pod
 
     async def sync(self, key: str) -> float | None:
-        """Make the node match the API for pod ``key``; a delay to look again after, or None."""
+        """Make the node match the API (or its manifest directory) for pod ``key``; a delay
+        to look again after, or None."""
         pod = self.informer.get(key)
+        static = self.static.get(key)
+        if static is not None:
+            await self._mirror(key, static, pod)
+            # the status it has is its mirror's (what was last reported)
+            pod = {**static, "status": (pod or {}).get("status") or {}}
+        elif is_mirror(pod):
+            assert pod is not None  # its static pod is gone (the file removed): so is it
+            await self._delete_mirror(key, pod)
+            pod = None
         uid = (pod or {}).get("metadata", {}).get("uid")
         for st in self._runtime.get(key, []):
             if st.uid != uid:  # deleted from the API, or replaced by a pod of the same name
-                await self._kill(st.uid, 0)
+                # (a static pod removed or edited stops with its grace period)
+                await self._kill(st.uid, self._static_grace.pop(key, 0))
                 await self._remove(st.uid)
         if pod is None:
             self._forget(key)
+            self._evicted.pop(key, None)
             with contextlib.suppress(api.PodError):  # what the runtime keeps of a failed pull
                 await self._call(self.runtime.remove, key)
             return None
@@ -369,6 +469,16 @@ class PodManager:
         meta = pod["metadata"]
         if meta.get("deletionTimestamp"):
             return await self._terminate(key, pod, st)
+        asked = self._evicting.pop(key, None)
+        if asked is not None:
+            try:
+                if asked[0] == uid:
+                    await self._evict(key, pod, st, asked[1])
+            finally:
+                if not asked[2].done():
+                    asked[2].set_result(None)
+        if self._evicted.get(key) == uid:
+            return None  # Failed for good; its runtime pod is gone
         if st is None:
             if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
                 return None  # it ran here and finished; its runtime pod was collected
@@ -650,6 +760,43 @@ class PodManager:
         except NotFound:
             pass
         return None
+
+    async def _evict(self, key: str, pod: Obj, st: api.PodStatus | None, message: str) -> None:
+        """Kill the pod at once (a hard eviction has no grace period), report it Failed with
+        reason Evicted, record the event, and remove it from the node (its memory with it)."""
+        self._evicted[key] = pod["metadata"]["uid"]
+        done = None
+        if st is not None:
+            for cs in st.containers:
+                if cs.state == "Running":
+                    self.events.pod(pod, "Killing", f"Stopping container {cs.name}", cs.name)
+            await self._kill(st.uid, 0)
+            done = await self._runtime_status(st.uid)
+        status = (
+            api_status(pod, done, self.host_ip())
+            if done is not None
+            else dict(pod.get("status") or {})
+        )
+        stamp = now()
+        conditions = [
+            c for c in status.get("conditions") or [] if c.get("type") != "DisruptionTarget"
+        ]
+        conditions.append(
+            {
+                "type": "DisruptionTarget",
+                "status": "True",
+                "reason": "TerminationByKubelet",
+                "message": message,
+                "lastTransitionTime": stamp,
+                "lastProbeTime": None,
+            }
+        )
+        status.update(phase="Failed", reason="Evicted", message=message, conditions=conditions)
+        await self._write_status(key, pod, status)
+        self.events.pod(pod, "Evicted", message, warning=True)
+        if st is not None:
+            await self._remove(st.uid)
+        log.info("pod %s evicted", key)
 
     async def _pre_stop(self, pod: Obj, uid: str, running: list[str], grace: int) -> int:
         """Run the preStop hooks of the ``running`` containers, together, before any signal;

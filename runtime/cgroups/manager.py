@@ -419,6 +419,7 @@ class V1Manager(CgroupManager):
                 memory_limit=None if limit is None or limit >= _V1_UNLIMITED else limit,
                 swap_usage=None if memsw is None or usage is None else max(memsw - usage, 0),
                 memory_cache=stat.get("total_cache", stat.get("cache")),
+                memory_inactive_file=stat.get("total_inactive_file", stat.get("inactive_file")),
                 oom_kill=oom.get("oom_kill"),
             )
         acct = self._dirs.get("cpuacct")
@@ -660,6 +661,7 @@ class V2Manager(CgroupManager):
             memory_limit=read_int(self._file("memory.max")),
             swap_usage=read_int(self._file("memory.swap.current")),
             memory_cache=stat.get("file"),
+            memory_inactive_file=stat.get("inactive_file"),
             cpu_usage_ns=ns("usage_usec"),
             cpu_user_ns=ns("user_usec"),
             cpu_system_ns=ns("system_usec"),

@@ -43,6 +43,7 @@ from runtime.pod.gc import GcResult, live_pod_uids
 from runtime.pod.imagepull import ImagePullError, PullBackoff
 from runtime.pod.logs import LogLine
 from runtime.pod.manifest import ManifestError, Pod, from_kube, parse_pod
+from runtime.pod.memory import MemoryUse, PodMemory
 from runtime.pod.prepare import PodOptions
 from runtime.pod.status import ContainerStatus, PodStatus, waiting_status
 from runtime.pod.store import NotFound, PodDir, PodError, PodStore
@@ -59,6 +60,8 @@ __all__ = [
     "ImagePullError",
     "LogLine",
     "ManifestError",
+    "MemoryUse",
+    "PodMemory",
     "NodePods",
     "PodError",
     "Pod",
@@ -68,6 +71,7 @@ __all__ = [
     "PullBackoff",
     "create",
     "ensure_network",
+    "ensure_network_apart",
     "exec_in",
     "follow_log_lines",
     "follow_logs",
@@ -83,6 +87,7 @@ __all__ = [
     "list_images",
     "live_pod_uids",
     "log_lines",
+    "memory_use",
     "logs",
     "remove",
     "run",
@@ -217,6 +222,11 @@ class PodRuntime(Protocol):
 
     def images(self) -> list[ImageInfo]:
         """The images in the node's store, newest first."""
+        ...
+
+    def memory_use(self) -> MemoryUse:
+        """The node's memory capacity and working set, and each running pod's (the eviction
+        manager's signal)."""
         ...
 
 
@@ -382,11 +392,24 @@ class NodePods:
     def images(self) -> list[ImageInfo]:
         return list_images(self.opts)
 
-    def ensure_network(self, create: bool = True) -> bool:
+    def memory_use(self) -> MemoryUse:
+        return memory_use(self.opts)
+
+    def ensure_network(self, create: bool = True, apart: bool = False) -> bool:
+        if apart:
+            return ensure_network_apart(self.opts, create)
         return ensure_network(self.opts, create)
 
     def node_socket(self, kind: int = socket.SOCK_STREAM) -> socket.socket:
         return node_socket(self.opts, kind)
+
+
+def memory_use(opts: PodOptions) -> MemoryUse:
+    """The node's memory (the pods' parent cgroup when it has a limit, else the machine's)
+    and the working set of each of its running pods and their containers."""
+    from runtime.pod.memory import memory_use as use
+
+    return use(opts, [st for st in list_pods(opts) if st.location == "run"])
 
 
 # ============================================================================= the node network
@@ -398,9 +421,31 @@ def ensure_network(opts: PodOptions, create: bool = True) -> bool:
     longer listed go), the masquerade and hostPort rules. Idempotent; in ``opts.node_netns``.
     Without ``create``, a node that has no bridge yet (no pod made it) gets its routes only.
     True when the bridge is there."""
-    from runtime.network import NodeNetwork
+    from runtime.pod.netsync import ensure
 
-    return NodeNetwork(opts.network_settings(), opts.node_netns).sync(create)
+    return ensure(opts, create)
+
+
+def ensure_network_apart(opts: PodOptions, create: bool = True) -> bool:
+    """``ensure_network`` in a child process (``runtime.pod.netsync``): the caller never loads
+    the netlink library (pyroute2: some 15 MB that a long-running agent with no pod would keep
+    for good). PodError with what the child reported."""
+    import json
+    import sys
+
+    args = {"network_config": opts.network_config, "node_netns": opts.node_netns, "create": create}
+    try:
+        p = subprocess.run(
+            [sys.executable, "-m", "runtime.pod.netsync", json.dumps(args)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise PodError("", f"node network: {e}") from None
+    if p.returncode != 0:
+        raise PodError("", f"node network: {p.stderr.strip() or f'exit status {p.returncode}'}")
+    return p.stdout.strip() == "true"
 
 
 def node_socket(opts: PodOptions, kind: int = socket.SOCK_STREAM) -> socket.socket:

@@ -553,6 +553,46 @@ def test_node_reaches_only_its_own(server: Server) -> None:
     assert code("GET", "/api/v1/nodes") == 200
     assert code("POST", f"{base}/events", _event()) == 201
     assert code("POST", f"{base}/configmaps", {"metadata": {"name": "mine"}}) == 403
+    # pods: a node creates only mirror pods, bound to itself, owned by its Node at most,
+    # referring to no service account, secret or configMap (NodeRestriction)
+    mirror = {
+        "metadata": {
+            "name": "static-node-1",
+            "annotations": {"kubernetes.io/config.mirror": "abc"},
+            "ownerReferences": [
+                {"apiVersion": "v1", "kind": "Node", "name": "node-1", "uid": "u1"}
+            ],
+        },
+        "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": "busybox"}]},
+    }
+    plain = {**mirror, "metadata": {"name": "plain"}}
+    st, _, body = me.request("POST", f"{base}/pods", plain)
+    assert st == 403 and "node 'node-1' can only create mirror pods" in body["message"], body
+    other = {**mirror, "spec": {**mirror["spec"], "nodeName": "node-2"}}
+    st, _, body = me.request("POST", f"{base}/pods", other)
+    assert st == 403 and "can only create pods bound to itself" in body["message"], body
+    owned = {
+        **mirror,
+        "metadata": {
+            **mirror["metadata"],
+            "ownerReferences": [
+                {"apiVersion": "v1", "kind": "Node", "name": "node-2", "uid": "u2"}
+            ],
+        },
+    }
+    assert code("POST", f"{base}/pods", owned) == 403
+    secret = {
+        **mirror,
+        "spec": {**mirror["spec"], "volumes": [{"name": "s", "secret": {"secretName": "s-n1"}}]},
+    }
+    st, _, body = me.request("POST", f"{base}/pods", secret)
+    assert st == 403 and "reference secrets" in body["message"], body
+    account = {**mirror, "spec": {**mirror["spec"], "serviceAccountName": "default"}}
+    assert code("POST", f"{base}/pods", account) == 403
+    st, _, body = me.request("POST", f"{base}/pods", mirror)
+    assert st == 201, body
+    assert body["spec"].get("volumes") is None  # no token volume for a mirror pod
+    assert code("DELETE", f"{base}/pods/static-node-1") == 200
     # the node's token requests: only for its own pods
     st, _, body = me.request(
         "POST",

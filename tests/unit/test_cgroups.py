@@ -93,7 +93,8 @@ V1_FILES: dict[str, dict[str, str]] = {
         "memory.swappiness": "60",
         "memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
         "memory.use_hierarchy": "1",
-        "memory.stat": "cache 1000\nrss 2000\ntotal_cache 3000\ntotal_rss 4000\n",
+        "memory.stat": "cache 1000\nrss 2000\ninactive_file 500\ntotal_cache 3000\n"
+        "total_rss 4000\ntotal_inactive_file 1500\n",
     },
     "devices": {"devices.allow": "", "devices.deny": "", "devices.list": "a *:* rwm\n"},
     "freezer": {"freezer.state": "THAWED"},
@@ -125,7 +126,7 @@ V2_FILES: dict[str, str] = {
     "memory.current": "5000000",
     "memory.peak": "6000000",
     "memory.swap.current": "100",
-    "memory.stat": "anon 100\nfile 4000\n",
+    "memory.stat": "anon 100\nfile 4000\ninactive_file 3000\n",
     "memory.events": "low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\n",
     "cpu.weight": "100",
     "cpu.max": "max 100000",
@@ -935,6 +936,7 @@ def test_v1_stats_and_oom(tmp_path: Path) -> None:
         memory_limit=None,  # the v1 "unlimited" value
         swap_usage=1000000,
         memory_cache=3000,
+        memory_inactive_file=1500,  # the hierarchy's (total_), as the cache
         cpu_usage_ns=123456789,
         cpu_user_ns=100000000,
         cpu_system_ns=23456789,
@@ -945,6 +947,7 @@ def test_v1_stats_and_oom(tmp_path: Path) -> None:
         oom_kill=2,
     )
     assert mgr.oom_killed() == 2
+    assert mgr.stats().memory_working_set == 4096000 - 1500
 
 
 def test_v1_destroy_removes_created_dirs_deepest_first(tmp_path: Path) -> None:
@@ -1104,6 +1107,7 @@ def test_v2_freeze_kill_stats(tmp_path: Path) -> None:
         memory_limit=None,
         swap_usage=100,
         memory_cache=4000,
+        memory_inactive_file=3000,
         cpu_usage_ns=2000000,
         cpu_user_ns=1500000,
         cpu_system_ns=500000,
@@ -1113,6 +1117,7 @@ def test_v2_freeze_kill_stats(tmp_path: Path) -> None:
         pids_limit=None,
         oom_kill=1,
     )
+    assert mgr.stats().memory_working_set == 5000000 - 3000
     assert mgr.oom_killed() == 1
 
 

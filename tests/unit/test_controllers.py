@@ -905,6 +905,40 @@ def test_node_ready_false_gets_not_ready_taints_and_ready_again_loses_them() -> 
     run(body)
 
 
+def test_node_under_memory_pressure_is_tainted_no_schedule_while_it_lasts() -> None:
+    async def body() -> None:
+        client = FakeClient()
+        node = node_obj("n1")
+        node["spec"]["taints"] = [{"key": "dedicated", "value": "x", "effect": "NoSchedule"}]
+        pressure = {
+            "type": "MemoryPressure",
+            "status": "True",
+            "reason": "KubeletHasInsufficientMemory",
+        }
+        node["status"]["conditions"].append(pressure)
+        client.add(NODES, node)
+        factory = InformerFactory(client)  # type: ignore[arg-type]
+        ctrl = NodeLifecycleController(client, factory, grace=40)  # type: ignore[arg-type]
+        await factory.relist()
+        await ctrl.reconcile("node/n1")
+        stored = client.stored(NODES, None, "n1")
+        assert stored is not None
+        assert {(t["key"], t["effect"]) for t in stored["spec"]["taints"]} == {
+            ("dedicated", "NoSchedule"),
+            ("node.kubernetes.io/memory-pressure", "NoSchedule"),
+        }
+        status = node_obj("n1")["status"]
+        status["conditions"].append({**pressure, "status": "False"})
+        client.mutate(NODES, None, "n1", status=status)
+        await factory.relist()
+        await ctrl.reconcile("node/n1")
+        stored = client.stored(NODES, None, "n1")
+        assert stored is not None
+        assert [t["key"] for t in stored["spec"]["taints"]] == ["dedicated"]
+
+    run(body)
+
+
 def test_pod_on_a_node_that_does_not_exist_is_deleted_at_once() -> None:
     async def body() -> None:
         client = FakeClient()

@@ -109,3 +109,22 @@ def test_a_deferred_module_is_the_real_one_once_used() -> None:
         "assert 'ast' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+def test_the_agent_brings_its_node_network_up_without_the_netlink_library() -> None:
+    # An agent with no pod holds what it imported for good: pyroute2 (some 15 MB) only in the
+    # child that sets the node network up, YAML only where a kubeconfig is read.
+    mods = _imported(
+        "import corral_cli.main, orchestrator.kubelet.agent\n"
+        "from runtime.pod import api\n"
+        "try:\n"
+        "    api.NodePods(api.PodOptions(network_config='/nonexistent/network.json'))"
+        ".ensure_network(True, apart=True)\n"
+        "except api.PodError as e:\n"
+        "    assert 'node network: ' in str(e) and 'nonexistent' in str(e), e\n"
+        "else:\n"
+        "    raise AssertionError('no error from a missing network file')\n"
+    )
+    assert "orchestrator.kubelet.agent" in mods
+    for name in ("pyroute2", "yaml", "runtime.network.netlink"):
+        assert name not in mods, name

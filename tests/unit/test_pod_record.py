@@ -216,6 +216,7 @@ def test_node_pods_implements_the_pod_runtime_protocol(tmp_path: Path) -> None:
             "images",
             "log_lines",
             "follow_log_lines",
+            "memory_use",
         ]
     )
     for name in members:

@@ -1,0 +1,89 @@
+"""The memory the kubelet's eviction manager weighs: the node's capacity and working set, and
+each pod's and container's working set, from the cgroups the pods run in.
+
+The working set is usage less the inactive page cache (``memory.stat`` inactive_file; v1 counts
+the hierarchy's, ``total_inactive_file``), as cAdvisor and the kubelet count it. The node is
+the pods' parent cgroup (``PodOptions.cgroup_parent``) when it has a memory limit below the
+machine's memory (a node confined to a cgroup), else the machine: ``/proc/meminfo``'s
+MemTotal, and in use MemTotal - MemFree - Inactive(file), what the root cgroup's usage less its
+inactive file pages comes to."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from runtime.pod.bundle import container_cgroups_path, pod_cgroups_path
+from runtime.pod.prepare import PodOptions
+from runtime.pod.qos import QOSClass
+from runtime.pod.status import PodStatus
+
+__all__ = ["MemoryUse", "PodMemory", "memory_use"]
+
+
+@dataclass(frozen=True)
+class PodMemory:
+    working_set: int  # bytes, the pod's cgroup
+    containers: dict[str, int] = field(default_factory=dict)  # name -> bytes
+
+
+@dataclass(frozen=True)
+class MemoryUse:
+    capacity: int  # bytes
+    working_set: int  # bytes
+    cgroup: str  # the cgroup whose limit is the capacity; "" for the machine's memory
+    pods: dict[str, PodMemory] = field(default_factory=dict)  # uid -> its memory
+
+    @property
+    def available(self) -> int:
+        return self.capacity - self.working_set
+
+
+def _meminfo() -> dict[str, int]:
+    out = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            parts = rest.split()
+            if parts and parts[0].isdigit():
+                out[key] = int(parts[0]) * 1024
+    return out
+
+
+def _working_set(path: str) -> tuple[int | None, int | None]:
+    """(working set, limit) of the cgroup ``path`` (cgroupsPath form), Nones where unknown."""
+    from runtime import cgroups
+
+    try:
+        st = cgroups.manager_for(path, "memory").stats()
+    except Exception:  # noqa: BLE001 - no such cgroup or no memory controller: unknown
+        return None, None
+    return st.memory_working_set, st.memory_limit
+
+
+def memory_use(opts: PodOptions, pods: Iterable[PodStatus]) -> MemoryUse:
+    """The node's memory and that of ``pods`` (the runtime's pods of ``opts``)."""
+    info = _meminfo()
+    total = info.get("MemTotal", 0)
+    capacity, used, where = total, 0, ""
+    parent_ws, limit = _working_set(opts.cgroup_parent)
+    if limit is not None and 0 < limit < total and parent_ws is not None:
+        capacity, used, where = limit, parent_ws, opts.cgroup_parent
+    else:
+        used = total - info.get("MemFree", 0) - info.get("Inactive(file)", 0)
+    out: dict[str, PodMemory] = {}
+    for st in pods:
+        try:
+            qos = QOSClass(st.qos_class)
+        except ValueError:
+            continue
+        ws, _ = _working_set(pod_cgroups_path(opts.cgroup_parent, qos, st.uid))
+        if ws is None:
+            continue
+        containers = {}
+        for c in st.containers:
+            cws, _ = _working_set(container_cgroups_path(opts.cgroup_parent, qos, st.uid, c.name))
+            if cws is not None:
+                containers[c.name] = cws
+        out[st.uid] = PodMemory(ws, containers)
+    return MemoryUse(capacity, max(used, 0), where, out)
