@@ -192,8 +192,12 @@ CRONJOB = {
 }
 
 
+class Workloads(Cluster):
+    cron_ns = ""  # the namespace of the CronJob made when the cluster came up
+
+
 @pytest.fixture(scope="module")
-def cluster(rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster(rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workloads]:
     from runtime.pod.monitor import monitor_path
 
     try:
@@ -203,12 +207,12 @@ def cluster(rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     tmp = tmp_path_factory.mktemp("workloads-e2e")
     images = image_dir(rootfs, tmp / "images", IMAGE, IMAGE_V2)
     with one_machine_cluster(tmp, nodes=NODES, images=images) as state:
-        c = Cluster(state, tmp / "home")
+        c = Workloads(state, tmp / "home")
         # The CronJob's next minute starts now: its test, last of the module, finds its Job
         # made while the others ran (alone, it waits for that minute).
-        c.cron_ns = f"cron-{uuid.uuid4().hex[:6]}"  # type: ignore[attr-defined]
-        c.k.run("create", "namespace", c.cron_ns)  # type: ignore[attr-defined]
-        Space(c, c.cron_ns).apply(CRONJOB)  # type: ignore[attr-defined]
+        c.cron_ns = f"cron-{uuid.uuid4().hex[:6]}"
+        c.k.run("create", "namespace", c.cron_ns)
+        Space(c, c.cron_ns).apply(CRONJOB)
         yield c
     left = leftovers(state)
     assert not left, f"cluster down left: {left}"
@@ -492,8 +496,8 @@ def test_a_namespace_deletion_empties_it_and_stops_its_pods(cluster: Cluster) ->
           lambda: not any(pod_cgroups(cluster, u) for u in uids), WAIT)  # fmt: skip
 
 
-def test_a_cronjob_makes_a_job_on_the_minute_that_runs_to_completion(cluster: Cluster) -> None:
-    space = Space(cluster, cluster.cron_ns)  # type: ignore[attr-defined]
+def test_a_cronjob_makes_a_job_on_the_minute_that_runs_to_completion(cluster: Workloads) -> None:
+    space = Space(cluster, cluster.cron_ns)
 
     def done() -> list[dict[str, Any]]:
         return [
