@@ -307,6 +307,18 @@ def test_a_statefulset_starts_its_pods_in_order_and_scales_down_in_reverse(ns: S
             made = watch.first(lambda t, p, n=f"db-{i}": p["metadata"]["name"] == n)
             assert ready < made, (i, ready, made)
             assert stamp(after["metadata"]["creationTimestamp"]) >= stamp(ready_since(before))
+        # Stable network identity: db-0's FQDN in its hosts file, and in the cluster DNS
+        # through the headless Service, as db-1 resolves it.
+        ip = pods["db-0"]["status"]["podIP"]
+        hosts = ns.run("exec", "db-0", "--", "cat", "/etc/hosts").stdout
+        assert f"{ip}\tdb-0.db.{ns.name}.svc.cluster.local\tdb-0\n" in hosts, hosts
+        fqdn = f"db-0.db.{ns.name}.svc.cluster.local"  # busybox searches only dotless names
+        until(
+            f"{fqdn} resolved from db-1",
+            lambda: f"Address: {ip}" in ns.run("exec", "db-1", "--", "nslookup", fqdn,
+                                               check=False).stdout.replace("\t", " "),
+            WAIT,
+        )  # fmt: skip
         scaled = len(watch.events)
         ns.run("scale", "statefulset", "db", "--replicas=0")
         until("no pod left", lambda: not ns.pods("app=db"), WAIT)
