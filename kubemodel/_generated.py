@@ -219,6 +219,11 @@ __all__ = [
     "ReplicaSetList",
     "ReplicaSetSpec",
     "ReplicaSetStatus",
+    "ReplicationController",
+    "ReplicationControllerCondition",
+    "ReplicationControllerList",
+    "ReplicationControllerSpec",
+    "ReplicationControllerStatus",
     "ResourceClaim",
     "ResourceFieldSelector",
     "ResourceHealth",
@@ -1981,6 +1986,50 @@ class ReplicaSetStatus(Object):
     ready_replicas: int | None = msgspec.field(default=None, name="readyReplicas")
 
 
+class ReplicationController(Object):
+    """``io.k8s.api.core.v1.ReplicationController``."""
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+    spec: ReplicationControllerSpec | None = None
+    status: ReplicationControllerStatus | None = None
+
+
+class ReplicationControllerCondition(Object):
+    """``io.k8s.api.core.v1.ReplicationControllerCondition``."""
+    status: str
+    type: str
+    last_transition_time: datetime | None = msgspec.field(default=None, name="lastTransitionTime")
+    message: str | None = None
+    reason: str | None = None
+
+
+class ReplicationControllerList(Object):
+    """``io.k8s.api.core.v1.ReplicationControllerList``."""
+    items: list[ReplicationController]
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ListMeta | None = None
+
+
+class ReplicationControllerSpec(Object):
+    """``io.k8s.api.core.v1.ReplicationControllerSpec``."""
+    min_ready_seconds: int | None = msgspec.field(default=None, name="minReadySeconds")
+    replicas: int | None = None
+    selector: dict[str, str] | None = None
+    template: PodTemplateSpec | None = None
+
+
+class ReplicationControllerStatus(Object):
+    """``io.k8s.api.core.v1.ReplicationControllerStatus``."""
+    replicas: int
+    available_replicas: int | None = msgspec.field(default=None, name="availableReplicas")
+    conditions: list[ReplicationControllerCondition] | None = None
+    fully_labeled_replicas: int | None = msgspec.field(default=None, name="fullyLabeledReplicas")
+    observed_generation: int | None = msgspec.field(default=None, name="observedGeneration")
+    ready_replicas: int | None = msgspec.field(default=None, name="readyReplicas")
+
+
 class ResourceClaim(Object):
     """``io.k8s.api.core.v1.ResourceClaim``."""
     name: str
@@ -2634,6 +2683,8 @@ KINDS: dict[tuple[str, str], type[Object]] = {
     ("v1", "PersistentVolumeClaim"): PersistentVolumeClaim,
     ("v1", "Pod"): Pod,
     ("v1", "PodList"): PodList,
+    ("v1", "ReplicationController"): ReplicationController,
+    ("v1", "ReplicationControllerList"): ReplicationControllerList,
     ("v1", "Secret"): Secret,
     ("v1", "SecretList"): SecretList,
     ("v1", "Service"): Service,

@@ -37,10 +37,11 @@ _CORE = "io.k8s.api.core.v1."
 _META = "io.k8s.apimachinery.pkg.apis.meta.v1."
 ROOTS = (
     *(_CORE + k for k in "Pod Node Service Endpoints ConfigMap Secret Namespace".split()),
-    *(_CORE + k for k in ("Event", "ServiceAccount")),
+    *(_CORE + k for k in ("Event", "ServiceAccount", "ReplicationController")),
     *(_CORE + k + "List" for k in "Pod Node Service Endpoints ConfigMap Secret Namespace".split()),
     _CORE + "EventList",
     _CORE + "ServiceAccountList",
+    _CORE + "ReplicationControllerList",
     _CORE + "Binding",
     *(
         "io.k8s.api.apps.v1." + k + s

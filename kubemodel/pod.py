@@ -247,6 +247,8 @@ def _validate_spec(spec: PodSpec, path: str) -> None:
     )
     if spec.hostname:
         check_dns_label(spec.hostname, at(path, "hostname"))
+    if spec.subdomain:
+        check_dns_label(spec.subdomain, at(path, "subdomain"))
     psc = spec.security_context
     if psc is not None:
         where = at(path, "securityContext")

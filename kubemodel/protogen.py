@@ -54,6 +54,7 @@ ROOTS: tuple[tuple[str, str], ...] = (
         ("v1", k)
         for k in (
             "Pod Node Service Endpoints ConfigMap Secret Namespace Event ServiceAccount Binding"
+            " ReplicationController"
         ).split()
     ),
     *(("apps/v1", k) for k in ("Deployment", "ReplicaSet", "DaemonSet", "StatefulSet")),

@@ -18,6 +18,7 @@ from kubemodel._generated import (
     Pod,
     PodTemplateSpec,
     ReplicaSet,
+    ReplicationController,
     RollingUpdateDaemonSet,
     RollingUpdateDeployment,
     RollingUpdateStatefulSetStrategy,
@@ -105,6 +106,23 @@ def _defaults_replicaset(r: ReplicaSet) -> None:
         default_template(r.spec.template)
 
 
+def _defaults_replicationcontroller(r: ReplicationController) -> None:
+    """core/v1 SetDefaults_ReplicationController: the selector and the controller's own labels
+    are the template's labels when not given; one replica."""
+    s = r.spec
+    if s is None:
+        return
+    labels = (s.template.metadata.labels if s.template and s.template.metadata else None) or None
+    if labels:
+        if not s.selector:
+            s.selector = dict(labels)
+        if r.metadata is not None and not r.metadata.labels:
+            r.metadata.labels = dict(labels)
+    if s.replicas is None:
+        s.replicas = 1
+    default_template(s.template)
+
+
 def _defaults_daemonset(d: DaemonSet) -> None:
     s = d.spec
     if s is None:
@@ -187,6 +205,27 @@ def _validate_workload(obj: Any, job: bool = False) -> None:
     validate_template(obj.spec.template, obj.spec.selector, "spec.template", job)
 
 
+def _validate_replicationcontroller(r: ReplicationController) -> None:
+    """ValidateReplicationControllerSpec: a non-empty equality selector the template's labels
+    match, and pods that always restart."""
+    validate_meta(r.metadata)
+    s = r.spec
+    if s is None:
+        raise FieldError("spec", "is required")
+    _nonneg(s.replicas, "spec.replicas")
+    _nonneg(s.min_ready_seconds, "spec.minReadySeconds")
+    if not s.selector:
+        raise FieldError("spec.selector", "Required value")
+    validate_template(s.template, LabelSelector(match_labels=s.selector), "spec.template")
+    assert s.template is not None and s.template.spec is not None
+    policy = s.template.spec.restart_policy
+    if policy not in (None, "Always"):
+        raise FieldError(
+            "spec.template.spec.restartPolicy",
+            f'Unsupported value: "{policy}": supported values: "Always"',
+        )
+
+
 def _validate_job(j: Job) -> None:
     validate_meta(j.metadata)
     if j.spec is None:
@@ -213,6 +252,7 @@ DEFAULTERS.update(
     {
         Deployment: _defaults_deployment,
         ReplicaSet: _defaults_replicaset,
+        ReplicationController: _defaults_replicationcontroller,
         DaemonSet: _defaults_daemonset,
         StatefulSet: _defaults_statefulset,
         Job: _defaults_job,
@@ -223,6 +263,7 @@ VALIDATORS.update(
     {
         Deployment: _validate_workload,
         ReplicaSet: _validate_workload,
+        ReplicationController: _validate_replicationcontroller,
         DaemonSet: _validate_workload,
         StatefulSet: _validate_workload,
         Job: _validate_job,

@@ -171,7 +171,9 @@ def _list_body(res: Resource, items: list[Obj], rev: int, cont: str | None) -> O
 def _scale(obj: Obj) -> Obj:
     meta = obj["metadata"]
     spec = obj.get("spec") or {}
-    sel = (spec.get("selector") or {}).get("matchLabels") or {}
+    sel = spec.get("selector") or {}
+    if obj.get("kind") != "ReplicationController":  # its selector is the labels themselves
+        sel = sel.get("matchLabels") or {}
     return {
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",

@@ -99,6 +99,16 @@ RESOURCES: tuple[Resource, ...] = (
     _r("", "nodes", "Node", False, k.Node, ("no",), sub=("status",)),
     _r("", "endpoints", "Endpoints", True, k.Endpoints, ("ep",), has_spec=False),
     _r(
+        "",
+        "replicationcontrollers",
+        "ReplicationController",
+        True,
+        k.ReplicationController,
+        ("rc",),
+        True,
+        ("status", "scale"),
+    ),
+    _r(
         "apps",
         "deployments",
         "Deployment",
@@ -175,6 +185,7 @@ INITIAL_STATUS: dict[str, dict[str, int]] = {
         "numberReady": 0,
     },
     "replicasets": {"replicas": 0},
+    "replicationcontrollers": {"replicas": 0},
     "statefulsets": {"replicas": 0},
     "poddisruptionbudgets": {
         "disruptionsAllowed": 0,

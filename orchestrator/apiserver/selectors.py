@@ -48,6 +48,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "namespaces": ("status.phase",),
     "nodes": ("spec.unschedulable",),
     "replicasets": ("status.replicas",),
+    "replicationcontrollers": ("status.replicas",),
     "jobs": ("status.successful",),
 }
 

@@ -109,6 +109,26 @@ def _deploy_row(d: Obj, now: datetime) -> list[Any]:
     ]
 
 
+def _replicas_row(r: Obj, now: datetime) -> list[Any]:
+    """A ReplicaSet's or a ReplicationController's row (its selector a LabelSelector or, for
+    the latter, the labels themselves)."""
+    spec, status = r.get("spec") or {}, r.get("status") or {}
+    tmpl = ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
+    sel = spec.get("selector") or {}
+    if r.get("kind") != "ReplicationController":
+        sel = sel.get("matchLabels") or {}
+    return [
+        r["metadata"]["name"],
+        spec.get("replicas", 1),
+        status.get("replicas", 0),
+        status.get("readyReplicas", 0),
+        _age(r, now),
+        ",".join(c.get("name", "") for c in tmpl),
+        ",".join(c.get("image", "") for c in tmpl),
+        ",".join(f"{k}={v}" for k, v in sorted(sel.items())) or "<none>",
+    ]
+
+
 def _node_row(n: Obj, now: datetime) -> list[Any]:
     status = n.get("status") or {}
     cond = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
@@ -348,6 +368,21 @@ TABLES: dict[str, tuple[list[Obj], Callable[[Obj, datetime], list[Any]]]] = {
         ],
     ),
 }
+_REPLICAS = (
+    [
+        NAME,
+        _col("Desired", "integer", desc="Replicas is the number of desired replicas."),
+        _col("Current", "integer", desc="The most recently observed number of replicas."),
+        _col("Ready", "integer", desc="The number of ready replicas."),
+        AGE,
+        _col("Containers", priority=1, desc="Names of each container in the template."),
+        _col("Images", priority=1, desc="Images referenced by each container in the template."),
+        _col("Selector", priority=1, desc="Selector is a label query over pods."),
+    ],
+    _replicas_row,
+)
+TABLES["replicasets"] = _REPLICAS
+TABLES["replicationcontrollers"] = _REPLICAS
 _GENERIC: tuple[list[Obj], Callable[[Obj, datetime], list[Any]]] = (
     [NAME, AGE],
     lambda o, now: [o["metadata"]["name"], _age(o, now)],

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from orchestrator.client import ApiClient, ClientConfig, LeaderElector, NotFound, ResourceRef
-from orchestrator.client.rest import CONTROLLERREVISIONS, ENDPOINTSLICES
+from orchestrator.client.rest import CONTROLLERREVISIONS, ENDPOINTSLICES, REPLICATIONCONTROLLERS
 
 from .base import Client, Controller, InformerFactory, Metrics
 from .cronjob import CronJobController
@@ -25,7 +25,7 @@ from .gc import GarbageCollector
 from .job import JobController
 from .namespaced import NodeIpamController, ServiceAccountController
 from .nodelifecycle import NodeLifecycleController
-from .replicaset import ReplicaSetController
+from .replicaset import ReplicaSetController, ReplicationManager
 from .rootca import RootCAPublisher
 from .statefulset import StatefulSetController
 
@@ -51,6 +51,7 @@ Maker = Callable[[Client, InformerFactory, ManagerConfig], Controller]
 
 CONTROLLERS: dict[str, Maker] = {
     "replicaset": lambda c, f, cfg: ReplicaSetController(c, f),
+    "replicationcontroller": lambda c, f, cfg: ReplicationManager(c, f),
     "deployment": lambda c, f, cfg: DeploymentController(c, f),
     "garbagecollector": lambda c, f, cfg: GarbageCollector(c, f),
     "serviceaccount": lambda c, f, cfg: ServiceAccountController(c, f),
@@ -66,6 +67,7 @@ CONTROLLERS: dict[str, Maker] = {
 }
 # Kinds a controller needs the API to serve (else it is left out, with a log line).
 REQUIRES: dict[str, tuple[ResourceRef, ...]] = {
+    "replicationcontroller": (REPLICATIONCONTROLLERS,),
     "endpointslice": (ENDPOINTSLICES,),
     "daemonset": (CONTROLLERREVISIONS,),
     "statefulset": (CONTROLLERREVISIONS,),

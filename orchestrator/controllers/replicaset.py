@@ -2,6 +2,9 @@
 pods of the template running, adopting orphans the selector matches and releasing pods it no
 longer matches; expectations so a watch that lags never makes it create or delete twice;
 status (replicas, fullyLabeledReplicas, readyReplicas, availableReplicas, observedGeneration).
+
+The ReplicationController controller (kube's replicationmanager) is the same controller over
+core/v1 ReplicationControllers, whose selector is a map of labels to equal.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import logging
 
 from orchestrator.client import ClientError, Conflict, NotFound, Obj, split_key
-from orchestrator.client.rest import PODS, REPLICASETS
+from orchestrator.client.rest import PODS, REPLICASETS, REPLICATIONCONTROLLERS
 
 from .base import Client, Controller, InformerFactory
 from .refs import Expectations, claim, owner_key
@@ -27,7 +30,12 @@ from .util import (
     selector_matches,
 )
 
-__all__ = ["ReplicaSetController", "pod_from_template", "rank_for_deletion"]
+__all__ = [
+    "ReplicaSetController",
+    "ReplicationManager",
+    "pod_from_template",
+    "rank_for_deletion",
+]
 
 log = logging.getLogger("corral.controllers.replicaset")
 
@@ -97,6 +105,11 @@ class ReplicaSetController(Controller):
     res = REPLICASETS
     kind = "ReplicaSet"
 
+    @staticmethod
+    def selector(owner: Obj) -> Obj | None:
+        """The owner's pod selector as a metav1.LabelSelector."""
+        return (owner.get("spec") or {}).get("selector")  # type: ignore[no-any-return]
+
     def __init__(self, client: Client, factory: InformerFactory) -> None:
         super().__init__(client, factory)
         self.expectations = Expectations()
@@ -120,7 +133,7 @@ class ReplicaSetController(Controller):
     def _enqueue_matching(self, pod: Obj) -> None:
         ns = meta(pod).get("namespace") or ""
         for s in self.sets.by_index("namespace", ns):
-            if selector_matches((s.get("spec") or {}).get("selector"), labels_of(pod)):
+            if selector_matches(self.selector(s), labels_of(pod)):
                 self.enqueue(s)
 
     def _on_pod(self, event: str, old: Obj | None, new: Obj | None) -> None:
@@ -175,7 +188,6 @@ class ReplicaSetController(Controller):
         if rs is None:
             self.expectations.delete(key)
             return None
-        spec = rs.get("spec") or {}
         needs_sync = self.expectations.satisfied(key)
         candidates = [
             p
@@ -194,7 +206,7 @@ class ReplicaSetController(Controller):
             rs,
             self.res.api_version,
             self.kind,
-            spec.get("selector"),
+            self.selector(rs),
             candidates,
             PODS,
             recheck,
@@ -295,6 +307,22 @@ class ReplicaSetController(Controller):
         ):
             return float(min_ready)
         return None
+
+
+class ReplicationManager(ReplicaSetController):
+    """ReplicationControllers: a ReplicaSet whose selector is ``{label: value}`` (defaulted by
+    the API from the template's labels)."""
+
+    name = "replicationcontroller"
+    res = REPLICATIONCONTROLLERS
+    kind = "ReplicationController"
+
+    @staticmethod
+    def selector(owner: Obj) -> Obj | None:
+        labels = (owner.get("spec") or {}).get("selector")
+        # An empty one selects nothing (the API refuses it; labels.SelectorFromSet of an
+        # empty map would select everything, which a controller must never adopt).
+        return {"matchLabels": labels} if labels else None
 
 
 def _key(obj: Obj) -> str:

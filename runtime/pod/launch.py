@@ -79,6 +79,7 @@ def _go(pd: PodDir, pod: Pod, record: PodRecord, opts: PodOptions, mon: Started)
     path = pd.path
     pod_ip: str | None = None
     dns = None
+    domain = ""
     if not pod.spec.host_network and opts.network:
         write_atomic(path / "network.json", "{}\n")  # teardown looks for it: write it first
         with _steps(pd, "network setup"):
@@ -97,6 +98,7 @@ def _go(pd: PodDir, pod: Pod, record: PodRecord, opts: PodOptions, mon: Started)
             pod_ip = str(net.ip)
             if pod.spec.dns_policy != "Default":  # ClusterFirst: the cluster's DNS, if any
                 dns = settings.dns.for_namespace(pod.namespace)
+            domain = pod.host_domain(settings.dns.cluster_domain)
     elif opts.network and pod.spec.dns_policy == "ClusterFirstWithHostNet":  # hostNetwork
         dns = opts.network_settings().dns.for_namespace(pod.namespace)
     if not pod.spec.host_network and not opts.network:
@@ -105,7 +107,7 @@ def _go(pd: PodDir, pod: Pod, record: PodRecord, opts: PodOptions, mon: Started)
 
             in_netns(f"/proc/{mon.pid}/ns/net", lo_up)
     hostname = pod.hostname if not pod.spec.host_network else os.uname().nodename
-    write_pod_files(path / "etc", hostname, pod_ip, dns)
+    write_pod_files(path / "etc", hostname, pod_ip, dns, domain=domain)
     record = record.replace(pod_ip=pod_ip)
     pd.write_record(record)
 

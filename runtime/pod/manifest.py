@@ -385,6 +385,7 @@ class PodSpec:
     restart_policy: RestartPolicy = RestartPolicy.ALWAYS
     termination_grace_period_seconds: int = DEFAULT_GRACE_PERIOD
     hostname: str | None = None
+    subdomain: str | None = None  # the pod's FQDN is <hostname>.<subdomain>.<ns>.svc.<domain>
     host_network: bool = False
     share_process_namespace: bool = False
     security_context: PodSecurityContext = field(default_factory=PodSecurityContext)
@@ -429,6 +430,15 @@ class Pod:
             return self.spec.hostname
         return self.metadata.name[:63].rstrip("-.")
 
+    def host_domain(self, cluster_domain: str) -> str:
+        """The domain of the pod's FQDN in its /etc/hosts (the kubelet's
+        GeneratePodHostNameAndDomain): ``<subdomain>.<namespace>.svc.<cluster domain>`` when
+        it has a subdomain (a StatefulSet's pods: its serviceName), else none."""
+        if not self.spec.subdomain:
+            return ""
+        parts = (self.spec.subdomain, self.namespace, "svc", cluster_domain)
+        return ".".join(p for p in parts if p)
+
 
 # ============================================================================= corral's checks
 
@@ -464,7 +474,7 @@ _SUPPORTED: dict[type, frozenset[str]] = {
     ),
     k8s.PodSpec: frozenset(
         "containers initContainers volumes restartPolicy terminationGracePeriodSeconds hostname"
-        " hostNetwork shareProcessNamespace securityContext dnsPolicy".split()
+        " subdomain hostNetwork shareProcessNamespace securityContext dnsPolicy".split()
     ),
     k8s.Container: frozenset(
         "name image imagePullPolicy command args env workingDir ports resources securityContext"
@@ -700,6 +710,7 @@ def _from_kube(kp: k8s.Pod, base_dir: str | None) -> Pod:
                 else DEFAULT_GRACE_PERIOD
             ),
             hostname=spec.hostname or None,
+            subdomain=spec.subdomain or None,
             host_network=spec.host_network,
             share_process_namespace=bool(spec.share_process_namespace),
             security_context=pod_security,

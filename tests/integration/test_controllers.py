@@ -399,6 +399,72 @@ def test_replicaset_adopts_orphan_pod_and_releases_relabelled(kubectl: Kubectl, 
     until("a replacement", lambda: len(live_pods(k, ns, "app=rs")) == 2)
 
 
+def test_replicationcontroller_defaults_adopts_scales_and_is_collected(
+    kubectl: Kubectl, ns: str
+) -> None:
+    k = kubectl
+    labels = {"app": "legacy", "tier": "front"}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "stray", "labels": {**labels, "extra": "yes"}},
+        "spec": {"containers": [{"name": "app", "image": "nginx:1"}]},
+    }
+    k.run("-n", ns, "create", "-f", "-", input=json.dumps(pod))
+    # An RC without a selector and without labels: both are the template's labels.
+    rc = {
+        "apiVersion": "v1",
+        "kind": "ReplicationController",
+        "metadata": {"name": "legacy"},
+        "spec": {
+            "replicas": 3,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "app", "image": "nginx:1"}]},
+            },
+        },
+    }
+    k.run("-n", ns, "create", "-f", "-", input=json.dumps(rc))
+    made = get(k, ns, "rc", "legacy")
+    assert made["spec"]["selector"] == labels and made["metadata"]["labels"] == labels
+    until(
+        "3 ready replicas, the stray pod adopted",
+        lambda: get(k, ns, "replicationcontroller", "legacy")["status"].get("readyReplicas") == 3,
+    )
+    ref = get(k, ns, "pod", "stray")["metadata"]["ownerReferences"][0]
+    assert (ref["apiVersion"], ref["kind"]) == ("v1", "ReplicationController")
+    assert ref["name"] == "legacy"
+    assert len(live_pods(k, ns, "app=legacy")) == 3  # two made, one adopted
+    st = get(k, ns, "rc", "legacy")["status"]
+    assert (st["replicas"], st["fullyLabeledReplicas"], st["availableReplicas"]) == (3, 3, 3)
+
+    out = k.run("-n", ns, "get", "rc", "-o", "wide").stdout.splitlines()
+    assert out[0].split() == [
+        "NAME", "DESIRED", "CURRENT", "READY", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"
+    ]  # fmt: skip
+    row = out[1].split()
+    assert row[:4] == ["legacy", "3", "3", "3"]
+    assert row[5:] == ["app", "nginx:1", "app=legacy,tier=front"]
+    assert "rc" in k.run("api-resources", "--api-group=").stdout.split()
+
+    k.run("-n", ns, "scale", "rc", "legacy", "--replicas=1")
+    until("scaled down to one pod", lambda: len(live_pods(k, ns, "app=legacy")) == 1)
+    scale = json.loads(
+        k.run("get", "--raw", f"/api/v1/namespaces/{ns}/replicationcontrollers/legacy/scale").stdout
+    )
+    assert scale["spec"] == {"replicas": 1}
+    assert scale["status"]["selector"] == "app=legacy,tier=front"
+
+    bad = json.loads(json.dumps(rc))
+    bad["metadata"]["name"] = "bad"
+    bad["spec"]["selector"] = {"app": "other"}
+    p = k.run("-n", ns, "create", "-f", "-", input=json.dumps(bad), check=False)
+    assert p.returncode != 0 and "spec.template.metadata.labels" in p.stderr
+
+    k.run("-n", ns, "delete", "rc", "legacy", "--wait=false")
+    until("its pods collected", lambda: not live_pods(k, ns, "app=legacy"))
+
+
 def test_namespace_deletion_empties_it(kubectl: Kubectl) -> None:
     k = kubectl
     name = f"gone{kubectl.version.replace('.', '')}"

@@ -25,6 +25,7 @@ from orchestrator.client.rest import (
     NODES,
     PODS,
     REPLICASETS,
+    REPLICATIONCONTROLLERS,
     SERVICEACCOUNTS,
     SERVICES,
     STATEFULSETS,
@@ -43,7 +44,11 @@ from orchestrator.controllers.gc import GarbageCollector
 from orchestrator.controllers.job import INDEX_ANNOTATION, JobController, format_indexes
 from orchestrator.controllers.namespaced import NodeIpamController, ServiceAccountController
 from orchestrator.controllers.nodelifecycle import NodeLifecycleController
-from orchestrator.controllers.replicaset import ReplicaSetController, rank_for_deletion
+from orchestrator.controllers.replicaset import (
+    ReplicaSetController,
+    ReplicationManager,
+    rank_for_deletion,
+)
 from orchestrator.controllers.rootca import DESCRIPTION, RootCAPublisher
 from orchestrator.controllers.statefulset import StatefulSetController
 
@@ -263,6 +268,156 @@ def test_deletion_ranking_prefers_newer_among_equals() -> None:
 
     pods = [pod("a", "2024-01-01T00:00:00Z"), pod("b", "2024-01-03T00:00:00Z")]
     assert [p["metadata"]["name"] for p in rank_for_deletion(pods)] == ["b", "a"]
+
+
+# ---------------------------------------------------------------------- ReplicationController
+
+
+def rc_obj(
+    name: str = "web", replicas: int = 2, selector: dict[str, str] | None = None
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ReplicationController",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "replicas": replicas,
+            "selector": selector or {"app": "web"},
+            "template": template(labels={"app": "web", "tier": "front"}),
+        },
+    }
+
+
+def bare_pod(
+    name: str, labels: dict[str, str], owner: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    m: dict[str, Any] = {"name": name, "namespace": "default", "labels": labels}
+    if owner is not None:
+        m["ownerReferences"] = [owner]
+    return {"metadata": m, "spec": {"containers": [{"name": "c", "image": "i"}]}}
+
+
+def test_replicationcontroller_scales_up_and_down_with_v1_owner_references() -> None:
+    async def body() -> None:
+        client = FakeClient()
+        rc = client.add(REPLICATIONCONTROLLERS, rc_obj(replicas=3))
+        ctrl, factory = await setup(ReplicationManager, client)
+        await ctrl.reconcile("default/web")
+        creates = client.take("create")
+        assert len(creates) == 3
+        for a in creates:
+            assert a.body["metadata"]["generateName"] == "web-"
+            assert a.body["metadata"]["labels"] == {"app": "web", "tier": "front"}
+            assert a.body["metadata"]["ownerReferences"] == [
+                {
+                    "apiVersion": "v1",
+                    "kind": "ReplicationController",
+                    "name": "web",
+                    "uid": rc["metadata"]["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ]
+        # Expectations: the cache has not seen them; no second round of creations.
+        await ctrl.reconcile("default/web")
+        assert client.take("create") == []
+        mark_ready(client)
+        await factory.relist()
+        await ctrl.reconcile("default/web")
+        status = client.stored(REPLICATIONCONTROLLERS, "default", "web")["status"]  # type: ignore[index]
+        assert status == {
+            "replicas": 3,
+            "fullyLabeledReplicas": 3,
+            "readyReplicas": 3,
+            "availableReplicas": 3,
+            "observedGeneration": 1,
+        }
+        client.mutate(REPLICATIONCONTROLLERS, "default", "web", spec={**rc["spec"], "replicas": 1})
+        await factory.relist()
+        await ctrl.reconcile("default/web")
+        assert len(client.take("delete")) == 2
+        assert len(pod_names(client)) == 1
+
+    run(body)
+
+
+def test_replicationcontroller_adopts_and_releases_by_its_equality_selector() -> None:
+    async def body() -> None:
+        client = FakeClient()
+        rc = client.add(REPLICATIONCONTROLLERS, rc_obj(replicas=2))
+        mine = {
+            "apiVersion": "v1",
+            "kind": "ReplicationController",
+            "name": "web",
+            "uid": rc["metadata"]["uid"],
+            "controller": True,
+        }
+        other = {**mine, "apiVersion": "apps/v1", "kind": "ReplicaSet", "uid": "someone-else"}
+        client.add(PODS, bare_pod("orphan", {"app": "web", "extra": "x"}))
+        client.add(PODS, bare_pod("unlabelled", {"tier": "front"}))
+        client.add(PODS, bare_pod("stray", {"app": "other"}, mine))
+        client.add(PODS, bare_pod("theirs", {"app": "web"}, other))
+        ctrl, factory = await setup(ReplicationManager, client)
+        await ctrl.reconcile("default/web")
+        acts = [a for a in client.take() if a.verb != "update_status"]
+        assert sorted(repr(a) for a in acts if a.verb == "patch") == [
+            "patch pods default/orphan",
+            "patch pods default/stray",
+        ]
+        assert len([a for a in acts if a.verb == "create"]) == 1  # orphan + 1 new = 2
+        orphan = client.stored(PODS, "default", "orphan")
+        assert orphan["metadata"]["ownerReferences"][0]["kind"] == "ReplicationController"  # type: ignore[index]
+        assert client.stored(PODS, "default", "stray")["metadata"]["ownerReferences"] == []  # type: ignore[index]
+        assert "ownerReferences" not in client.stored(PODS, "default", "unlabelled")["metadata"]  # type: ignore[index]
+        assert client.stored(PODS, "default", "theirs")["metadata"]["ownerReferences"] == [other]  # type: ignore[index]
+
+    run(body)
+
+
+def test_replicationcontroller_with_an_empty_selector_adopts_nothing() -> None:
+    async def body() -> None:
+        client = FakeClient()
+        rc = rc_obj(replicas=0)
+        rc["spec"]["selector"] = {}
+        client.add(REPLICATIONCONTROLLERS, rc)
+        client.add(PODS, bare_pod("orphan", {"app": "web"}))
+        ctrl, factory = await setup(ReplicationManager, client)
+        await ctrl.reconcile("default/web")
+        assert client.take("patch") == []
+
+    run(body)
+
+
+def test_replicationcontroller_pod_events_wake_the_controller_of_the_same_kind_only() -> None:
+    async def body() -> None:
+        client = FakeClient()
+        client.add(REPLICASETS, rs_obj(replicas=1))
+        client.add(REPLICATIONCONTROLLERS, rc_obj(name="legacy", replicas=1))
+        factory = InformerFactory(client)  # type: ignore[arg-type]
+        rs = ReplicaSetController(client, factory)  # type: ignore[arg-type]
+        rc = ReplicationManager(client, factory)  # type: ignore[arg-type]
+        await factory.relist()
+        await rc.reconcile("default/legacy")
+        await rs.reconcile("default/web")
+        await queued(rs)
+        await queued(rc)
+        await factory.relist()  # the two new pods arrive: each owner hears of its own
+        assert await queued(rc) == ["default/legacy"]
+        assert await queued(rs) == ["default/web"]
+        owners = sorted(p["metadata"]["ownerReferences"][0]["kind"] for p in client.all(PODS))
+        assert owners == ["ReplicaSet", "ReplicationController"]
+
+    run(body)
+
+
+async def queued(c: Controller) -> list[str]:
+    """The keys in the controller's queue, taken out."""
+    keys = []
+    while c.queue.depth:
+        key = await c.queue.get()
+        c.queue.done(key)
+        keys.append(key)
+    return keys
 
 
 # ------------------------------------------------------------------------------ Deployment

@@ -159,6 +159,30 @@ def test_pod_with_every_special_type() -> None:
     ]
 
 
+def test_replication_controller_selector_map_and_zero_replicas() -> None:
+    rc = CORE + "ReplicationControllerSpec"
+    labels = _f(1, "app") + _f(2, "web")
+    template = _f(
+        _num(CORE + "PodTemplateSpec", "metadata"),
+        _f(_num(META + "ObjectMeta", "labels"), labels),
+    )
+    spec = (
+        _f(_num(rc, "replicas"), 0)  # *int32: an explicit 0 is kept
+        + _f(_num(rc, "selector"), labels)
+        + _f(_num(rc, "template"), template)
+        + _f(_num(rc, "minReadySeconds"), 0)  # int32 omitempty: dropped
+    )
+    raw = _f(1, _f(_num(META + "ObjectMeta", "name"), "legacy")) + _f(2, spec)
+    obj = protobuf.decode(_body("v1", "ReplicationController", raw))
+    assert obj["kind"] == "ReplicationController"
+    assert obj["spec"] == {
+        "replicas": 0,
+        "selector": {"app": "web"},
+        # as Go encodes a decoded template: its zero Time null, its (value) spec empty
+        "template": {"metadata": {"creationTimestamp": None, "labels": {"app": "web"}}, "spec": {}},
+    }
+
+
 def test_micro_time_bytes_and_int_or_string_number() -> None:
     event = (
         _f(1, _f(1, "e"))

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from runtime.errors import ConfigError
+from runtime.network.files import hosts_content
 from runtime.pod.manifest import (
     Capabilities,
     ConfigMapVolume,
@@ -560,6 +561,18 @@ def test_hostname_defaults_to_pod_name_cut_to_63() -> None:
     assert parse(base()).hostname == "web"
 
 
+def test_subdomain_gives_the_pod_a_cluster_fqdn() -> None:
+    data = with_field("spec.subdomain", "db")
+    data["metadata"]["namespace"] = "shop"
+    pod = parse(data)
+    assert pod.spec.subdomain == "db"
+    assert pod.host_domain("cluster.local") == "db.shop.svc.cluster.local"
+    assert pod.host_domain("") == "db.shop.svc"  # no cluster DNS configured
+    assert parse(base()).host_domain("cluster.local") == ""
+    hosts = hosts_content(pod.hostname, "10.42.0.5", domain=pod.host_domain("cluster.local"))
+    assert "10.42.0.5\tweb.db.shop.svc.cluster.local\tweb\n" in hosts
+
+
 def test_mount_paths_are_cleaned() -> None:
     data = with_field("spec.containers.0.volumeMounts.0", {"name": "data", "mountPath": "//x/./y/"})
     assert parse(data).spec.containers[0].volume_mounts[0].mount_path == "/x/y"
@@ -665,6 +678,7 @@ ERRORS: list[tuple[str, Any, str, str]] = [
         "must be a non-negative integer, not a number",
     ),
     ("spec.hostname", "my_host", "spec.hostname", 'invalid value "my_host"'),
+    ("spec.subdomain", "My.Sub", "spec.subdomain", 'invalid value "My.Sub"'),
     ("spec.hostNetwork", "yes", "spec.hostNetwork", "must be true or false, not a string"),
     ("spec.shareProcessNamespace", 1, "spec.shareProcessNamespace", "must be true or false"),
     ("spec.securityContext.fsGroup", 1, "spec.securityContext.fsGroup", "not supported by corral"),
