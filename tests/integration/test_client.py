@@ -318,3 +318,25 @@ def test_several_servers_fail_over_in_order(server: Server) -> None:
             assert e.value.reason == "Unreachable" and first in str(e.value)
 
     asyncio.run(main())
+
+
+def test_an_agent_joins_through_the_first_server_it_reaches(server: Server, tmp_path: Path) -> None:
+    """Join with a server that refuses connections first: the credentials come from the next
+    one, which leads the client's order; the one that refused stays as a fallback."""
+    from orchestrator.kubelet.join import JoinError, credentials
+    from testkit.net import free_port
+
+    dead = f"https://127.0.0.1:{free_port()}"
+    live = f"https://127.0.0.1:{server.port}"
+    token = (server.data_dir / "token").read_text().strip()
+
+    async def main() -> None:
+        cfg = await credentials(dead, token, "join-fo", "127.0.0.1", tmp_path, (live,))
+        assert cfg.server == live and cfg.fallbacks == (dead,)
+        async with ApiClient(cfg) as c:
+            assert (await c.request("GET", "/version"))["gitVersion"]
+        with pytest.raises(JoinError) as e:  # none reachable: the last one tried is named
+            await credentials(dead, token, "join-fo2", "127.0.0.1", tmp_path / "x", ())
+        assert dead in str(e.value) and "cannot connect" in str(e.value)
+
+    asyncio.run(main())
