@@ -31,6 +31,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -122,6 +123,7 @@ class PodWatch:
         self.seen: dict[str, float] = {}
         self.ready: dict[str, float] = {}
         self.gone: dict[str, float] = {}
+        self.node: dict[str, str] = {}  # the node each pod was bound to
         self.changed = asyncio.Event()
 
     async def run(self, client: Any, started: asyncio.Event) -> None:
@@ -140,6 +142,8 @@ class PodWatch:
                         continue
                     name = str(meta.get("name"))
                     self.seen.setdefault(name, now)
+                    if node := (ev.object.get("spec") or {}).get("nodeName"):
+                        self.node[name] = str(node)
                     if ev.type == "DELETED":
                         self.gone.setdefault(name, now)
                     elif is_ready(ev.object):
@@ -304,6 +308,9 @@ async def measure_cluster(
                 label: cpu_seconds(pid) - cpu0[label] for label, pid in pids.items()
             }
             out["churn_peak_kib"] = dict(sampler.peak)
+            out["churn_pods_per_node"] = dict(
+                Counter(w.node.get(f"churn-{i:05d}", "?") for i in range(cp.churn))
+            )
         finally:
             watcher.cancel()
             try:
@@ -424,14 +431,15 @@ def tables(
         {"total_s": res["startup_total_s"], "watch_s": watch, "api_s": api},
     )
     agents = sorted(k for k in res["idle_kib"] if k != "server")
+    on_node = {a: int(res["churn_pods_per_node"].get(a, 0)) for a in agents}
     churn_rows = [
         ("pods created, Ready, deleted, gone", str(cp.churn), ""),
         ("waves (pods running at once)", f"{-(-cp.churn // cp.wave)} x {cp.wave}", ""),
         ("wall", f"{res['churn_s']:.1f} s", f"{cp.churn / res['churn_s']:.1f} pods/s"),
         ("server CPU", f"{res['churn_cpu_s']['server']:.1f} s",
          f"{1000 * res['churn_cpu_s']['server'] / cp.churn:.1f} ms/pod"),
-        *((f"{a} CPU", f"{res['churn_cpu_s'][a]:.1f} s",
-           f"{1000 * res['churn_cpu_s'][a] / cp.churn:.1f} ms/pod") for a in agents),
+        *((f"{a} CPU ({on_node[a]} pods ran there)", f"{res['churn_cpu_s'][a]:.1f} s",
+           f"{1000 * res['churn_cpu_s'][a] / max(on_node[a], 1):.1f} ms/pod") for a in agents),
         ("server peak RSS", _mib(res["churn_peak_kib"]["server"]), ""),
         *((f"{a} peak RSS", _mib(res["churn_peak_kib"][a]), "") for a in agents),
     ]  # fmt: skip
@@ -443,10 +451,16 @@ def tables(
             f"Bare pods created through the API ({IN_FLIGHT} in flight), scheduled, started, "
             "deleted; each wave waits for all Ready, then for all gone. In waves: this 2-core "
             f"machine is not asked to hold all {cp.churn} pods running at once.",
-            "CPU: user + system time of the process (every thread) over the whole churn; the "
-            "pods' monitors and containers are not counted (they are not the agent's).",
+            "CPU: user + system time of the process (every thread) over the whole churn, per "
+            "pod of the churn (the server) or per pod the node ran (an agent); the pods' "
+            "monitors and containers are not counted (they are not the agent's).",
         ),
-        {"wall_s": res["churn_s"], "cpu_s": res["churn_cpu_s"], "peak_kib": res["churn_peak_kib"]},
+        {
+            "wall_s": res["churn_s"],
+            "cpu_s": res["churn_cpu_s"],
+            "peak_kib": res["churn_peak_kib"],
+            "pods_per_node": res["churn_pods_per_node"],
+        },
     )
     server_idle = _mb(res["idle_kib"]["server"])
     idle = Table(

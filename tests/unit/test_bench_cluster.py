@@ -38,6 +38,7 @@ def _figures(p99: float, server_kib: int, agent_kib: int) -> dict[str, Any]:
         "churn_s": 4.0,
         "churn_cpu_s": {"server": 0.8, **dict.fromkeys(agents, 0.4)},
         "churn_peak_kib": {"server": 90_000, **dict.fromkeys(agents, 60_000)},
+        "churn_pods_per_node": {"node-1": 5, "node-2": 3},
     }
 
 
@@ -60,7 +61,8 @@ def test_goals_met_and_missed() -> None:
     assert rows["kill -> a pod created after the kill is bound"][1].startswith("<= 15 s: missed")
     c = _rows(churn)
     assert c["wall"] == ("4.0 s", "2.0 pods/s")
-    assert c["server CPU"] == ("0.8 s", "100.0 ms/pod")
+    assert c["server CPU"] == ("0.8 s", "100.0 ms/pod")  # 8 pods in all
+    assert c["node-1 CPU (5 pods ran there)"] == ("0.4 s", "80.0 ms/pod")
     assert c["node-2 peak RSS"] == ("58.6 MiB", "")
 
 
