@@ -225,8 +225,11 @@ _UNREACHABLE = (
     asyncio.IncompleteReadError,
     TimeoutError,
 )
-# Sent again to the next server after an error past the connection: a POST may have been done.
-_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "PATCH"})
+# Sent again to the next server after an error past the connection (the first server may have
+# done it): reads, a PUT (the same object again; with a resourceVersion, Conflict once done), a
+# DELETE (NotFound once done). Not a POST (a second object) nor a PATCH (a JSON patch adding
+# to a list adds twice): those fail with ClientError and the caller decides.
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 
 
 class ApiClient:
@@ -234,9 +237,10 @@ class ApiClient:
 
     With several servers (``config.fallbacks``) the client stays on one until it cannot be
     reached (connection refused, reset, timed out), then moves to the next, in order and round;
-    the request is sent again there (a POST only when the connection was never made, as it may
-    have been done), and a broken watch ends with ClientError, so the caller's next watch, from
-    its last resourceVersion, goes to the new server (all servers share one datastore)."""
+    the request is sent again there (a POST or a PATCH only when the connection was never made,
+    as it may have been done), and a broken watch ends with ClientError, so the caller's next
+    watch, from its last resourceVersion, goes to the new server (all servers share one
+    datastore)."""
 
     def __init__(
         self, config: ClientConfig, *, user_agent: str = "corral", max_connections: int = 32
