@@ -150,6 +150,10 @@ def _other(name: str, p: spawn.Params) -> SuiteResult:
         from . import proxy
 
         return proxy.proxy_suite(p)
+    if name == "cluster":
+        from . import cluster
+
+        return cluster.cluster_suite(p)
     from . import network
 
     return network.network_suite(p)

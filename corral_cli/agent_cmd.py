@@ -22,7 +22,14 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
 
 
 @click.command("agent")
-@click.option("--server", required=True, envvar="CORRAL_URL", help="https://server:6443")
+@click.option(
+    "--server",
+    required=True,
+    multiple=True,
+    envvar="CORRAL_URL",
+    help="https://server:6443; several servers of one cluster: repeated or comma-separated,"
+    " tried in order (the agent moves to the next when one cannot be reached)",
+)
 @click.option("--token", required=True, envvar="CORRAL_TOKEN", help="the server's join token")
 @click.option(
     "--data-dir",
@@ -108,7 +115,7 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
     " [default: DATA_DIR/pod-manifests]",
 )
 def agent(
-    server: str,
+    server: tuple[str, ...],
     token: str,
     data_dir: Path,
     node_name: str,
@@ -149,8 +156,15 @@ def agent(
         raise click.BadParameter(
             str(e), param_hint="--eviction-pressure-transition-period"
         ) from None
+    servers = [u.strip() for v in server for u in v.split(",") if u.strip()]
+    if not servers:
+        raise click.BadParameter("no server URL", param_hint="--server")
+    for url in servers:
+        if not url.startswith(("https://", "http://")):
+            raise click.BadParameter(f"{url!r}: expected https://host:port", param_hint="--server")
     cfg = AgentConfig(
-        server=server,
+        server=servers[0],
+        fallback_servers=tuple(servers[1:]),
         token=token,
         data_dir=data_dir,
         node_name=node_name,

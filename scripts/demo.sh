@@ -2,8 +2,9 @@
 # The main job, from a fresh Debian 12 machine: set up, build a busybox image tarball from
 # Debian's busybox-static, import it, and run the example pod (examples/pod.yaml) in the
 # foreground until it finishes; then a two-node cluster on this machine (`corral cluster up`)
-# with a web pod on one node reached by name from a pod on the other; then remove everything
-# it made.
+# running the README's example Deployment and Service (examples/deployment.yaml), asked through
+# the Service's ClusterIP from a pod and through its NodePort from the cluster's LAN; then
+# remove everything it made.
 #
 # Pods, images and cgroups go to a temporary directory and below this shell's own cgroup, the
 # pod gets no node network (--no-network: it talks over 127.0.0.1 only), and the cluster's
@@ -51,39 +52,41 @@ cp "$work/busybox.tar" "$work/images-dir/"
   --cgroup-parent "corral-demo-$$/cluster"
 export KUBECONFIG="$work/cluster/kubeconfig"
 "$kubectl" get nodes -o wide
-echo "+ a web pod on node-2 behind a headless service, asked by name from a pod on node-1"
+echo "+ kubectl apply -f examples/deployment.yaml (3 web servers, Service web: ClusterIP + NodePort 30080)"
+"$kubectl" apply -f examples/deployment.yaml
+"$kubectl" rollout status deployment/web --timeout=180s
+"$kubectl" get pods -o wide -l app=web
+"$kubectl" get service web
+echo "+ a client pod asks http://web six times: the cluster DNS gives the ClusterIP, its node's proxy a pod"
 "$kubectl" apply -f - <<'YAML'
-apiVersion: v1
-kind: Pod
-metadata: {name: web, labels: {app: web}}
-spec:
-  nodeName: node-2
-  containers:
-  - name: web
-    image: busybox:latest
-    command: [sh, -c, "mkdir -p /tmp/www && echo hello from node-2 > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www"]
----
-apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec: {clusterIP: None, selector: {app: web}, ports: [{name: http, port: 8080}]}
----
 apiVersion: v1
 kind: Pod
 metadata: {name: client}
 spec:
-  nodeName: node-1
+  restartPolicy: Never
   terminationGracePeriodSeconds: 1
   containers:
   - name: client
     image: busybox:latest
-    command: [sh, -c, "until printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 web 8080; do sleep 1; done; exec sleep 3600"]
+    imagePullPolicy: Never
+    command: [sh, -c, "for i in 1 2 3 4 5 6; do wget -qO- http://web || echo FAIL; sleep 0.5; done"]
 YAML
 for _ in $(seq 120); do
-  "$kubectl" logs client 2>/dev/null | grep -q "hello from node-2" && break
+  phase=$("$kubectl" get pod client -o jsonpath='{.status.phase}' 2>/dev/null || true)
+  [ "$phase" = Succeeded ] || [ "$phase" = Failed ] && break
   sleep 1
 done
-"$kubectl" get pods -o wide
+"$kubectl" get pod client -o wide
 "$kubectl" logs client
+"$kubectl" logs client | grep -q "hello from web-" || { echo "demo: no answer through the service" >&2; exit 1; }
+node_ip=$("$kubectl" get node node-1 -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}')
+echo "+ from the cluster's LAN (a network namespace of its own): http://$node_ip:30080, the NodePort"
+for _ in 1 2 3; do
+  nsenter --net="$work/cluster/netns/lan" .venv/bin/python -c \
+    'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode().strip())' \
+    "http://$node_ip:30080"
+done
+"$kubectl" delete -f examples/deployment.yaml --wait=true
+"$kubectl" delete pod client --wait=true
 echo "+ corral cluster down"
 "${corral[@]}" cluster down --data-dir "$work/cluster"

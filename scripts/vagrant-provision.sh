@@ -256,7 +256,7 @@ check_cluster() {
     "[ \"\$(KUBECONFIG=$KUBECONFIG_PATH $(kubectl_bin) get endpoints web -o jsonpath='{.subsets[*].addresses[*].ip}' | wc -w)\" -ge $want ]"
   have=$(kc get endpoints web -o jsonpath='{.subsets[*].addresses[*].ip}')
   echo "  endpoints of web: $have"
-  step "a client pod fetches http://web (cluster DNS, then the pod network)"
+  step "a client pod fetches http://web (cluster DNS: the ClusterIP; the node's service proxy: a pod)"
   kc delete pod web-client --ignore-not-found --wait=true >/dev/null
   kc run web-client --image=busybox:latest --image-pull-policy=Never --restart=Never \
     --command -- sh -c 'for i in 1 2 3 4 5 6 7 8 9 10; do wget -qO- http://web && exit 0; sleep 2; done; exit 1'
@@ -267,6 +267,15 @@ check_cluster() {
   kc logs web-client | sed 's/^/  web-client: /'
   [ "$phase" = Succeeded ] || die "pod web-client: $phase (it could not fetch http://web)"
   kc delete pod web-client --wait=false >/dev/null
+  local port ip fetch
+  port=$(kc get service web -o jsonpath='{.spec.ports[0].nodePort}')
+  [ -n "$port" ] || die "service web has no nodePort"
+  fetch='import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode().strip())'
+  step "the NodePort $port on every node's address, from this machine"
+  for ip in $(kc get nodes -o jsonpath='{range .items[*]}{.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}'); do
+    until_ok "$WAIT" "http://$ip:$port" "$PY" -c "$fetch" "http://$ip:$port"
+    echo "  http://$ip:$port: $("$PY" -c "$fetch" "http://$ip:$port")"
+  done
   trap - EXIT
   step "done: the example keeps running (kubectl delete -f examples/deployment.yaml)"
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import ssl
 import tempfile
 from collections.abc import AsyncIterator, Mapping
@@ -35,6 +36,8 @@ __all__ = [
 ]
 
 Obj = dict[str, Any]
+
+log = logging.getLogger("corral.client")
 
 _decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
@@ -93,6 +96,14 @@ class Gone(ClientError):
     """410: the resourceVersion asked for is compacted; list again."""
 
 
+def _why(e: BaseException) -> str:
+    if isinstance(e, aiohttp.ClientConnectorError):
+        return f"cannot connect: {e.os_error.strerror or e.os_error}"
+    if isinstance(e, TimeoutError):
+        return "timed out"
+    return str(e) or type(e).__name__
+
+
 def _error(code: int, body: bytes) -> ClientError:
     status: Obj = {}
     try:
@@ -116,7 +127,8 @@ def _error(code: int, body: bytes) -> ClientError:
 
 @dataclass(frozen=True)
 class ClientConfig:
-    """How to reach the API: the server URL and the TLS material (PEM bytes)."""
+    """How to reach the API: the server URL and the TLS material (PEM bytes). ``fallbacks``:
+    more servers of the same cluster (one CA), tried in order when one cannot be reached."""
 
     server: str
     ca_pem: bytes | None = None
@@ -124,6 +136,11 @@ class ClientConfig:
     key_pem: bytes | None = None
     token: str | None = None
     insecure: bool = False
+    fallbacks: tuple[str, ...] = ()
+
+    @property
+    def servers(self) -> tuple[str, ...]:
+        return (self.server, *(s for s in self.fallbacks if s != self.server))
 
     def ssl_context(self) -> ssl.SSLContext | bool:
         if not self.server.startswith("https:"):
@@ -200,8 +217,31 @@ PATCH_CONTENT = {
 }
 
 
+# A server that cannot be reached: refused, reset, closed mid-answer, or silent.
+_UNREACHABLE = (
+    aiohttp.ClientConnectorError,
+    aiohttp.ServerDisconnectedError,
+    aiohttp.ClientOSError,
+    aiohttp.ClientPayloadError,
+    asyncio.IncompleteReadError,
+    TimeoutError,
+)
+# Sent again to the next server after an error past the connection (the first server may have
+# done it): reads, a PUT (the same object again; with a resourceVersion, Conflict once done), a
+# DELETE (NotFound once done). Not a POST (a second object) nor a PATCH (a JSON patch adding
+# to a list adds twice): those fail with ClientError and the caller decides.
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
+
+
 class ApiClient:
-    """One HTTP connection pool to the API server. Use as ``async with ApiClient(cfg) as c``."""
+    """One HTTP connection pool to the API server. Use as ``async with ApiClient(cfg) as c``.
+
+    With several servers (``config.fallbacks``) the client stays on one until it cannot be
+    reached (connection refused, reset, timed out), then moves to the next, in order and round;
+    the request is sent again there (a POST or a PATCH only when the connection was never made,
+    as it may have been done), and a broken watch ends with ClientError, so the caller's next
+    watch, from its last resourceVersion, goes to the new server (all servers share one
+    datastore)."""
 
     def __init__(
         self, config: ClientConfig, *, user_agent: str = "corral", max_connections: int = 32
@@ -210,6 +250,19 @@ class ApiClient:
         self.user_agent = user_agent
         self._max = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._servers = config.servers
+        self._current = 0
+
+    @property
+    def server(self) -> str:
+        """The server requests go to now."""
+        return self._servers[self._current]
+
+    def _failed(self, server: str, why: BaseException) -> None:
+        """``server`` could not be reached: move on, unless another request moved already."""
+        if len(self._servers) > 1 and server == self.server:
+            self._current = (self._current + 1) % len(self._servers)
+            log.warning("API server %s unreachable (%s): using %s", server, _why(why), self.server)
 
     async def __aenter__(self) -> ApiClient:
         await self.open()
@@ -224,7 +277,6 @@ class ApiClient:
             if self.config.token:
                 headers["Authorization"] = f"Bearer {self.config.token}"
             self._session = aiohttp.ClientSession(
-                base_url=self.config.server,
                 headers=headers,
                 connector=aiohttp.TCPConnector(ssl=self.config.ssl_context(), limit=self._max),
             )
@@ -253,23 +305,32 @@ class ApiClient:
         """Send one request; the decoded JSON answer, or a ClientError from the Status."""
         data = None if body is None else _encoder.encode(body)
         headers = {"Content-Type": content_type} if data is not None else None
-        try:
-            async with self.session.request(
-                method,
-                path,
-                data=data,
-                params=params,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=timeout),
-            ) as resp:
-                raw = await resp.read()
-                if resp.status >= 400:
-                    raise _error(resp.status, raw)
-        except aiohttp.ClientError as e:
-            raise ClientError(0, "Unreachable", f"{method} {path}: {e}") from e
-        except TimeoutError as e:
-            raise ClientError(0, "Timeout", f"{method} {path}: timed out") from e
-        return _decoder.decode(raw) if raw else None
+        for attempt in range(len(self._servers)):
+            server = self.server
+            try:
+                async with self.session.request(
+                    method,
+                    server + path,
+                    data=data,
+                    params=params,
+                    headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=timeout),
+                ) as resp:
+                    raw = await resp.read()
+                    if resp.status >= 400:
+                        raise _error(resp.status, raw)
+                    return _decoder.decode(raw) if raw else None
+            except _UNREACHABLE as e:
+                self._failed(server, e)
+                again = isinstance(e, aiohttp.ClientConnectorError) or method in _IDEMPOTENT
+                if again and attempt + 1 < len(self._servers):
+                    continue
+                if isinstance(e, TimeoutError):
+                    raise ClientError(0, "Timeout", f"{method} {server}{path}: timed out") from e
+                raise ClientError(0, "Unreachable", f"{method} {server}{path}: {e}") from e
+            except aiohttp.ClientError as e:
+                raise ClientError(0, "Unreachable", f"{method} {server}{path}: {e}") from e
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     # -------------------------------------------------------------- verbs
 
@@ -416,9 +477,10 @@ class ApiClient:
         if field_selector:
             params["fieldSelector"] = field_selector
         path = res.path(namespace)
+        server = self.server
         try:
             async with self.session.get(
-                path,
+                server + path,
                 params=params,
                 timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout_seconds + 30),
             ) as resp:
@@ -439,12 +501,13 @@ class ApiClient:
                         if typ == "ERROR":
                             raise _error(int(obj.get("code") or 500), _encoder.encode(obj))
                         yield WatchEvent(str(typ), obj)
+        except _UNREACHABLE as e:
+            self._failed(server, e)
+            if isinstance(e, TimeoutError):
+                raise ClientError(0, "Timeout", f"watch {server}{path}: no data") from e
+            raise ClientError(0, "Unreachable", f"watch {server}{path}: {e}") from e
         except aiohttp.ClientError as e:
-            raise ClientError(0, "Unreachable", f"watch {path}: {e}") from e
-        except TimeoutError as e:
-            raise ClientError(0, "Timeout", f"watch {path}: no data") from e
-        except asyncio.IncompleteReadError as e:
-            raise ClientError(0, "Unreachable", f"watch {path}: {e}") from e
+            raise ClientError(0, "Unreachable", f"watch {server}{path}: {e}") from e
 
 
 def _ref(group: str, plural: str, kind: str, namespaced: bool = True) -> ResourceRef:

@@ -61,6 +61,7 @@ class AgentError(Exception):
 class AgentConfig:
     server: str
     token: str
+    fallback_servers: tuple[str, ...] = ()  # more servers of the cluster, in order of preference
     data_dir: Path = DEFAULT_DATA_DIR
     node_name: str = ""
     node_ip: str = ""
@@ -134,12 +135,14 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
     except OSError as e:
         raise AgentError(f"prepare {cfg.data_dir}", e) from e
     node_ip = cfg.node_ip or node_ip_for(cfg.server)
-    client_cfg = await credentials(cfg.server, cfg.token, name, node_ip, cfg.data_dir)
+    client_cfg = await credentials(
+        cfg.server, cfg.token, name, node_ip, cfg.data_dir, cfg.fallback_servers
+    )
     async with ApiClient(client_cfg, user_agent=f"corral-kubelet/{name}") as client:
         try:
             version = await client.request("GET", "/version")
         except ClientError as e:
-            raise AgentError(f"reach {cfg.server}", e) from e
+            raise AgentError(f"reach {', '.join(client_cfg.servers)}", e) from e
         spec = NodeSpec(
             name=name,
             node_ip=node_ip,

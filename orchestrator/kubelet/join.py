@@ -133,6 +133,8 @@ async def _fetch_ca(server: str, token: JoinToken) -> bytes:
             if r.status != 200:
                 raise JoinError(f"get {server}{CACERTS_PATH}", f"HTTP {r.status}")
             ca = await r.read()
+    except aiohttp.ClientConnectorError as e:
+        raise _Unreachable(f"get {server}{CACERTS_PATH}", _why(e)) from e
     except (aiohttp.ClientError, TimeoutError) as e:
         raise JoinError(f"get {server}{CACERTS_PATH}", _why(e)) from e
     if token.ca_hash is None:
@@ -146,15 +148,48 @@ async def _fetch_ca(server: str, token: JoinToken) -> bytes:
 
 
 async def credentials(
-    server: str, token: str, node_name: str, node_ip: str, data_dir: Path
+    server: str,
+    token: str,
+    node_name: str,
+    node_ip: str,
+    data_dir: Path,
+    fallbacks: tuple[str, ...] = (),
 ) -> ClientConfig:
-    """The client configuration this node talks to ``server`` with: kept credentials when
-    still good, else new ones from the server for the join token."""
-    server = server.rstrip("/")
+    """The client configuration this node talks to ``server`` (and ``fallbacks``, servers of
+    the same cluster) with: kept credentials when still good, else new ones for the join token
+    from the first of the servers that can be reached."""
+    servers = [s.rstrip("/") for s in (server, *fallbacks)]
+    rest = tuple(servers[1:])
     tok = parse_token(token)
     kept = _kept(data_dir, node_name, node_ip, tok)
     if kept is not None:
-        return ClientConfig(server, kept.ca_pem, kept.cert_pem, kept.key_pem)
+        return ClientConfig(servers[0], kept.ca_pem, kept.cert_pem, kept.key_pem, fallbacks=rest)
+    for i, url in enumerate(servers):
+        try:
+            ca, cert, key = await _join(url, tok, node_name, node_ip, data_dir)
+        except _Unreachable as e:
+            if i + 1 == len(servers):
+                raise JoinError(e.step, e.why) from e
+            log.warning("%s: %s; trying %s", e.step, e.why, servers[i + 1])
+            continue
+        # the server that answered first, the others after it in the order given
+        order = servers[i:] + servers[:i]
+        return ClientConfig(order[0], ca, cert, key, fallbacks=tuple(order[1:]))
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+class _Unreachable(Exception):
+    def __init__(self, step: str, why: str) -> None:
+        super().__init__(f"{step}: {why}")
+        self.step = step
+        self.why = why
+
+
+async def _join(
+    server: str, tok: JoinToken, node_name: str, node_ip: str, data_dir: Path
+) -> tuple[bytes, bytes, bytes]:
+    """CA, certificate and key from ``server``, stored in ``data_dir``; _Unreachable when the
+    server cannot be connected to (another may be tried)."""
     ca = await _fetch_ca(server, tok)
     ctx = ssl.create_default_context(cadata=ca.decode())
     url = server + CREDENTIALS_PATH
@@ -175,6 +210,8 @@ async def credentials(
             if r.status != 200:
                 msg = body.get("message") if isinstance(body, dict) else body
                 raise JoinError(f"join {server} as node {node_name}", f"HTTP {r.status}: {msg}")
+    except aiohttp.ClientConnectorError as e:
+        raise _Unreachable(f"join {server} as node {node_name}", _why(e)) from e
     except (aiohttp.ClientError, TimeoutError, ValueError) as e:
         raise JoinError(f"join {server} as node {node_name}", _why(e)) from e
     if not all(
@@ -197,4 +234,4 @@ async def credentials(
     except OSError as e:
         raise JoinError(f"store the credentials in {ca_path.parent}", e) from e
     log.info("joined %s as system:node:%s", server, node_name)
-    return ClientConfig(server, ca, cert, key)
+    return ca, cert, key

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -240,3 +241,102 @@ async def _until(cond: Any, timeout: float = 30.0) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("condition not reached")
+
+
+class _Relay:
+    """A TCP relay on a free loopback port to the server: a second URL of the same server,
+    which ``cut`` makes unreachable (its connections reset, its port refusing)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.server: asyncio.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> str:
+        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            try:
+                while data := await r.read(65536):
+                    w.write(data)
+                    await w.drain()
+            except OSError:
+                pass
+            finally:
+                w.close()
+
+        async def conn(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            ur, uw = await asyncio.open_connection("127.0.0.1", self.port)
+            self.writers += [w, uw]
+            await asyncio.gather(pipe(r, uw), pipe(ur, w))
+
+        self.server = await asyncio.start_server(conn, "127.0.0.1", 0)
+        return f"https://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def cut(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for w in self.writers:
+            w.transport.abort()  # RST to the client, as a server killed with SIGKILL
+        await self.server.wait_closed()
+
+
+def test_several_servers_fail_over_in_order(server: Server) -> None:
+    """A client of two URLs uses the first until it cannot be reached, then the second: a
+    request is sent again there, an informer's broken watch resumes there and misses nothing."""
+    events: list[tuple[str, str]] = []
+
+    async def main() -> None:
+        relay = _Relay(server.port)
+        first = await relay.start()
+        cfg = load_kubeconfig(server.kubeconfig)
+        direct = cfg.server
+        async with ApiClient(replace(cfg, server=first, fallbacks=(direct,))) as c:
+            assert c.server == first
+            await c.create(CONFIGMAPS, NS, {"metadata": {"name": "fo-0", "labels": {"f": "1"}}})
+            assert c.server == first  # no reason to move
+            inf = Informer(c, CONFIGMAPS, NS, label_selector="f=1", retry_delay=0.2)
+            inf.add_handler(lambda ev, old, new: events.append((ev, meta_key(new or old or {}))))
+            inf.start()
+            try:
+                await asyncio.wait_for(inf.wait_synced(), 30)
+                await relay.cut()
+                # refused at the first URL: made through the second
+                await c.create(CONFIGMAPS, NS, {"metadata": {"name": "fo-1", "labels": {"f": "1"}}})
+                assert c.server == direct
+                await c.patch(CONFIGMAPS, NS, "fo-0", {"data": {"k": "v"}})
+                await _until(lambda: len(events) >= 3)
+                assert events == [
+                    ("ADDED", f"{NS}/fo-0"),
+                    ("ADDED", f"{NS}/fo-1"),
+                    ("MODIFIED", f"{NS}/fo-0"),
+                ]
+            finally:
+                await inf.stop()
+        # every server unreachable: one error naming the last one tried
+        async with ApiClient(replace(cfg, server=first, fallbacks=(first,))) as c:
+            with pytest.raises(ClientError) as e:
+                await c.get(CONFIGMAPS, NS, "fo-0")
+            assert e.value.reason == "Unreachable" and first in str(e.value)
+
+    asyncio.run(main())
+
+
+def test_an_agent_joins_through_the_first_server_it_reaches(server: Server, tmp_path: Path) -> None:
+    """Join with a server that refuses connections first: the credentials come from the next
+    one, which leads the client's order; the one that refused stays as a fallback."""
+    from orchestrator.kubelet.join import JoinError, credentials
+    from testkit.net import free_port
+
+    dead = f"https://127.0.0.1:{free_port()}"
+    live = f"https://127.0.0.1:{server.port}"
+    token = (server.data_dir / "token").read_text().strip()
+
+    async def main() -> None:
+        cfg = await credentials(dead, token, "join-fo", "127.0.0.1", tmp_path, (live,))
+        assert cfg.server == live and cfg.fallbacks == (dead,)
+        async with ApiClient(cfg) as c:
+            assert (await c.request("GET", "/version"))["gitVersion"]
+        with pytest.raises(JoinError) as e:  # none reachable: the last one tried is named
+            await credentials(dead, token, "join-fo2", "127.0.0.1", tmp_path / "x", ())
+        assert dead in str(e.value) and "cannot connect" in str(e.value)
+
+    asyncio.run(main())

@@ -2,22 +2,27 @@
 ``corral server`` processes on it, each running the scheduler and the controller manager
 behind their Leases. Killing (SIGKILL) the server that leads hands both Leases to the other,
 which goes on scheduling and reconciling; killing an etcd member loses no acknowledged write;
-no pod is ever bound twice. No agents: the nodes are API objects (the scheduler and the
-controllers need no kubelet)."""
+no pod is ever bound twice (there the nodes are API objects: the scheduler and the controllers
+need no kubelet). A real ``corral agent`` given both servers moves to the other when the one it
+talks to is killed: it keeps renewing its Lease, writes its pods' status there, runs new pods."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from testkit.kubeagent import Agent
+from testkit.net import free_port
 from testkit.wait import until
 from tests.kubeserver import KUBECTL_CURRENT, Kubectl, Server
 
@@ -246,3 +251,174 @@ def test_servers_with_one_token_share_the_cluster_keys(
         k = Kubectl(KUBECTL_CURRENT, home, a.kubeconfig, "1.32")
         out = k.run("--server", f"https://127.0.0.1:{b.port}", "get", "secret", "shared")
         assert "shared" in out.stdout
+
+
+# ============================================================================ an agent of both
+
+
+def peer_ports(pid: int) -> set[int]:
+    """The remote ports of the established TCP connections of process ``pid`` (ss(8))."""
+    out = subprocess.run(
+        ["ss", "-Htnp", "state", "established"], capture_output=True, text=True, check=True
+    ).stdout
+    return {
+        int(cols[3].rpartition(":")[2])
+        for line in out.splitlines()
+        if f"pid={pid}," in line and len(cols := line.split()) >= 4
+    }
+
+
+def lease_renewed(srv: Server, node: str) -> str:
+    code, body = srv.json(
+        "GET", f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{node}"
+    )
+    return str((body.get("spec") or {}).get("renewTime") or "") if code == 200 else ""
+
+
+def node_pods(srv: Server, app: str) -> list[dict[str, Any]]:
+    code, body = srv.json("GET", f"/api/v1/namespaces/{NS}/pods?labelSelector=app%3D{app}")
+    assert code == 200, body
+    return list(body["items"])
+
+
+def ready(pod: dict[str, Any]) -> bool:
+    conds = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
+
+
+def web(name: str, replicas: int) -> dict[str, Any]:
+    from testkit.cluster import IMAGE
+
+    script = "trap 'exit 0' TERM; while true; do sleep 0.2; done"
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 5,
+                    "containers": [
+                        {"name": "app", "image": IMAGE, "command": ["sh", "-c", script]}
+                    ],
+                },
+            },
+        },
+    }
+
+
+@pytest.fixture
+def agent_of_both(
+    cluster: tuple[Any, list[Server]], rootfs: Path, tmp_path: Path
+) -> Iterator[tuple[Agent, list[Server]]]:
+    """A ``corral agent`` joined with ``--server A --server B``, its pods in a network
+    namespace of its own; on the way out its pods are deleted through a server still up and
+    whatever is left is removed."""
+    from orchestrator.kubelet.agent import AgentConfig, pod_options
+    from runtime.pod import api
+    from runtime.pod.monitor import monitor_path
+    from runtime.pod.prepare import mounts_under
+    from testkit.cluster import image_dir
+    from testkit.netns import node_netns
+    from tests.conftest import leftover_cgroups
+
+    try:
+        monitor_path()
+    except FileNotFoundError as e:
+        pytest.skip(f"the pod monitor is not built yet: {e}")
+    _, servers = cluster
+    a, b = servers
+    tag = f"cha{uuid.uuid4().hex[:6]}"
+    netns = node_netns()
+    agent = Agent(
+        f"https://127.0.0.1:{a.port}",
+        a.data_dir / "token",
+        tmp_path / "agent",
+        f"ha-{tag}",
+        netns.path,
+        tag,
+        extra=("--server", f"https://127.0.0.1:{b.port}", "--kubelet-port", str(free_port())),
+    )
+    image_dir(rootfs, agent.images_dir)
+    opts = pod_options(
+        AgentConfig(server="", token="", data_dir=agent.data_dir, node_netns=netns.path),
+        agent.data_dir / "network.json",
+    )
+    try:
+        agent.start()
+        yield agent, servers
+    finally:
+        try:
+            alive = [s for s in servers if s.proc is not None and s.proc.poll() is None]
+            if alive and agent.proc is not None and agent.proc.poll() is None:
+                for d in ("web-before", "web-after"):
+                    alive[0].json("DELETE", f"/apis/apps/v1/namespaces/{NS}/deployments/{d}")
+                try:
+                    until("the agent's pods gone", lambda: not api.list_pods(opts), WAIT)
+                except AssertionError:
+                    pass  # removed by force below
+            agent.kill()
+            for st in api.list_pods(opts):
+                api.remove(st.uid, opts, force=True)
+            api.gc(opts)
+        finally:
+            for mp in mounts_under(tmp_path):
+                subprocess.run(["umount", "-l", mp], check=False)
+            for path in sorted(leftover_cgroups(tag), key=len, reverse=True):
+                try:
+                    os.rmdir(path)
+                except OSError:
+                    pass
+            netns.close()
+
+
+@pytest.mark.root
+def test_an_agent_of_both_servers_moves_on_when_its_server_is_killed(
+    agent_of_both: tuple[Agent, list[Server]],
+) -> None:
+    agent, (a, b) = agent_of_both
+    node = agent.name
+    assert agent.proc is not None
+
+    def node_ready(srv: Server) -> bool:
+        code, n = srv.json("GET", f"/api/v1/nodes/{node}")
+        conds = (n.get("status") or {}).get("conditions") or [] if code == 200 else []
+        return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
+
+    until(f"node {node} Ready", lambda: node_ready(a), WAIT)
+    # the agent talks to the first server it was given, only to it
+    ports = peer_ports(agent.proc.pid)
+    assert a.port in ports and b.port not in ports, (ports, a.port, b.port)
+    code, body = a.json("POST", f"/apis/apps/v1/namespaces/{NS}/deployments", web("web-before", 1))
+    assert code == 201, body
+    until("the first pod Ready", lambda: [p for p in node_pods(a, "web-before") if ready(p)], WAIT)
+
+    renewed = lease_renewed(b, node)
+    a.kill()  # SIGKILL: every connection to it is reset, its port refuses
+    # the Lease goes on being renewed, through the other server
+    until("the node's Lease renewed after the kill", lambda: lease_renewed(b, node) > renewed, WAIT)
+    until("the agent connected to the other server",
+          lambda: b.port in peer_ports(agent.proc.pid), WAIT)  # fmt: skip
+    assert node_ready(b)
+    # a new Deployment's pods start on the node, their status written through the other server
+    code, body = b.json("POST", f"/apis/apps/v1/namespaces/{NS}/deployments", web("web-after", 2))
+    assert code == 201, body
+
+    def started() -> bool:
+        ps = node_pods(b, "web-after")
+        return len(ps) == 2 and all(ready(p) and p["spec"].get("nodeName") == node for p in ps)
+
+    until("the new Deployment's pods Ready on the node", started, WAIT)
+    # a deletion: the agent stops the pod and reports it through the other server
+    (before,) = node_pods(b, "web-before")
+    code, body = b.json("DELETE", f"/api/v1/namespaces/{NS}/pods/{before['metadata']['name']}")
+    assert code == 200, body
+    until(
+        "the old pod replaced by a Ready one",
+        lambda: [p for p in node_pods(b, "web-before")
+                 if p["metadata"]["uid"] != before["metadata"]["uid"] and ready(p)],
+        WAIT,
+    )  # fmt: skip

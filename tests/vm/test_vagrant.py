@@ -126,7 +126,8 @@ def test_each_node_runs_the_server_or_an_agent_joined_to_it(
             assert "EnvironmentFile" not in text
         else:
             assert argv[1] == "agent"
-            assert params["server"] == f"https://{cp.ip}:{params_port(cp, nodes, cluster_cidr)}"
+            url = f"https://{cp.ip}:{params_port(cp, nodes, cluster_cidr)}"
+            assert params["server"] == (url,)  # --server: one or more servers
             assert params["node_name"] == node.name and params["node_ip"] == node.ip
             # The token is not on the command line: the environment file --join writes.
             assert "--token" not in argv and params["token"].endswith("::server:secret")
@@ -190,8 +191,9 @@ def test_provisioning_inside_the_vm(vm: Runner) -> None:
     ``corral server`` on the node's address with its own agent, the token and the kubeconfig
     for the host (read back by kubectl), a worker's --join refused here; then --check and
     --check-cluster: the node Ready, the README's example Deployment and Service running, a
-    client pod fetching http://web. The VM's root is an overlay, which cannot hold overlay
-    upper dirs: /var/lib/corral goes on a tmpfs."""
+    client pod fetching http://web (the ClusterIP), the NodePort answering on the node's
+    address. The VM's root is an overlay, which cannot hold overlay upper dirs:
+    /var/lib/corral goes on a tmpfs."""
     nodes, cluster_cidr = vagrant_nodes()
     cp = nodes[0]
     args = shlex.join(provision_args(cp, nodes, cluster_cidr))
@@ -244,5 +246,8 @@ echo "== cgroups"; ls /sys/fs/cgroup/kubepods/burstable
     assert len(web) == 3, report
     client = re.search(r"web-client: hello from (web-\S+)", cluster)
     assert client is not None and client.group(1) in web, report
+    # the example Service's NodePort answers on the node's address, with one of the pods
+    nodeport = re.search(rf"http://{re.escape(cp.ip)}:30080: hello from (web-\S+)", cluster)
+    assert nodeport is not None and nodeport.group(1) in web, report
     # The example's pods are Burstable (requests below limits): in the kubelet's QoS tree.
     assert len(re.findall(r"^pod[0-9a-f-]{36}$", out.split("== cgroups\n")[1], re.M)) >= 3

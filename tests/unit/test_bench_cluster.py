@@ -1,0 +1,115 @@
+"""The cluster suite's pure parts, without root: the per-pod startup from the API's
+timestamps, the watch recorder, and the tables beside the issue's goals (met, missed, not
+judged with --quick, failover skipped). Every figure here is made up."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from bench import cli, suites
+from bench import cluster as bc
+from bench.model import Status, SuiteResult
+
+CP = bc.ClusterParams(replicas=4, churn=8, wave=4, idle_pause=0, timeout=10)
+
+
+def _pod(created: str, ready_at: str | None) -> dict[str, Any]:
+    conds = (
+        [{"type": "Ready", "status": "True", "lastTransitionTime": ready_at}] if ready_at else []
+    )
+    return {"metadata": {"creationTimestamp": created}, "status": {"conditions": conds}}
+
+
+def test_api_startup_is_creation_to_ready_transition() -> None:
+    assert bc.api_startup_s(_pod("2026-01-01T00:00:00Z", "2026-01-01T00:00:02Z")) == 2.0
+    assert bc.api_startup_s(_pod("2026-01-01T00:00:00Z", None)) is None
+    assert bc.is_ready(_pod("x", "y")) and not bc.is_ready(_pod("x", None))
+
+
+def _figures(p99: float, server_kib: int, agent_kib: int) -> dict[str, Any]:
+    agents = ("node-1", "node-2")
+    return {
+        "idle_kib": {"server": server_kib, **dict.fromkeys(agents, agent_kib)},
+        "startup_total_s": 3.0,
+        "startup_watch_s": [0.5, 0.6, 0.7, p99],
+        "startup_api_s": [0.0, 1.0, 1.0, 1.0],
+        "startup_nodes": 2,
+        "churn_s": 4.0,
+        "churn_cpu_s": {"server": 0.8, **dict.fromkeys(agents, 0.4)},
+        "churn_peak_kib": {"server": 90_000, **dict.fromkeys(agents, 60_000)},
+        "churn_pods_per_node": {"node-1": 5, "node-2": 3},
+    }
+
+
+def _rows(table: Any) -> dict[str, tuple[str, ...]]:
+    return {r[0]: r[1:] for r in table.rows}
+
+
+def test_goals_met_and_missed() -> None:
+    # 2 s p99 (goal 1 s), 50 000 KiB = 51.2 MB server (goal 100), 45 000 KiB = 46.1 MB agent (40)
+    fo = {"lease_s": 12.0, "bound_s": 16.5}
+    startup, churn, idle, failover = bc.tables(_figures(2.0, 50_000, 45_000), fo, "", CP)
+    assert _rows(startup)["per pod p99 (watch: created -> Ready)"] == (
+        "2.000 s",
+        "<= 1 s: missed (2.00x)",
+    )
+    assert _rows(idle)["corral server"] == ("48.8 MiB", "<= 100 MB: met (0.51x)")
+    assert _rows(idle)["corral agent (node-1)"][1] == "<= 40 MB: missed (1.15x)"
+    rows = _rows(failover)
+    assert rows["kill -> the survivor holds the kube-scheduler Lease"][1].startswith("<= 15 s: met")
+    assert rows["kill -> a pod created after the kill is bound"][1].startswith("<= 15 s: missed")
+    c = _rows(churn)
+    assert c["wall"] == ("4.0 s", "2.0 pods/s")
+    assert c["server CPU"] == ("0.8 s", "100.0 ms/pod")  # 8 pods in all
+    assert c["node-1 CPU (5 pods ran there)"] == ("0.4 s", "80.0 ms/pod")
+    assert c["node-2 peak RSS"] == ("58.6 MiB", "")
+
+
+def test_quick_judges_nothing_and_a_missing_etcd_is_said() -> None:
+    startup, _, idle, failover = bc.tables(
+        _figures(0.1, 1, 1), None, "etcd not found", CP, judge=False
+    )
+    cells = [c for t in (startup, idle) for r in t.rows for c in r]
+    assert not any("met" in c or "missed" in c for c in cells)
+    assert failover.rows == (("failover", "skipped", "etcd not found"),)
+
+
+def test_a_suite_with_its_goals_needs_no_peer_to_publish() -> None:
+    startup, churn, idle, failover = bc.tables(
+        _figures(0.1, 1, 1), {"lease_s": 1, "bound_s": 1}, "", CP
+    )
+    rep = SuiteResult("cluster", "", Status.OK, tables=(startup, churn, idle, failover))
+    assert cli.missing_peers(_report(rep)) == []
+    assert "cluster" in suites.ORDER and suites.select(["cluster"]) == ["cluster"]
+
+
+def _report(suite: SuiteResult) -> Any:
+    from bench.model import Report
+
+    fields = Report.__dataclass_fields__
+    kw: dict[str, Any] = {k: None for k in fields}
+    kw["suites"] = (suite,)
+    return Report(**kw)
+
+
+def test_the_watch_recorder_waits_for_its_condition() -> None:
+    async def main() -> None:
+        w = bc.PodWatch()
+
+        async def later() -> None:
+            await asyncio.sleep(0.05)
+            w.ready["p"] = 1.0
+            w.changed.set()
+
+        task = asyncio.create_task(later())
+        await w.until("p Ready", lambda: "p" in w.ready, 5)
+        await task
+        try:
+            await w.until("never", lambda: False, 0.1)
+        except TimeoutError as e:
+            assert "never not reached" in str(e)
+        else:
+            raise AssertionError("no timeout")
+
+    asyncio.run(main())
