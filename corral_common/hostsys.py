@@ -102,6 +102,7 @@ def _c() -> Any:
         lib.setns.argtypes = [ctypes.c_int, ctypes.c_int]
         lib.unshare.argtypes = [ctypes.c_int]
         lib.statfs.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+        lib.syncfs.argtypes = [ctypes.c_int]
         lib.syscall.restype = ctypes.c_long
         _libc = lib
     return _libc
@@ -376,6 +377,31 @@ def statfs_type(path: str | os.PathLike[str]) -> int:
     return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
 
 
+def syncfs(path: str | os.PathLike[str]) -> None:
+    """syncfs(2) on the filesystem holding ``path``: every file written there so far, data and
+    metadata, is on disk when it returns (one call instead of an fsync per file)."""
+    p = os.fspath(path)
+    fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _c().syncfs(fd) != 0:
+            raise HostError(f"syncfs {p}", _errno_now(), p)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """fsync(2) of a directory: the entries renamed into it so far are on disk."""
+    p = os.fspath(path)
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise HostError(f"fsync {p}", e.errno or _errno.EIO, p) from None
+
+
 OPENAT2_RETRIES = 32
 
 
@@ -453,16 +479,8 @@ def write_atomic(
         if isinstance(e, OSError) and not isinstance(e, HostError):
             raise HostError(step, e.errno or _errno.EIO, p) from None
         raise
-    if not durable:
-        return
-    try:
-        dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError as e:
-        raise HostError(f"fsync {d}", e.errno or _errno.EIO, d) from None
+    if durable:
+        fsync_dir(d)
 
 
 # ============================================================================ prctl

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,6 +63,42 @@ class HashingReader(io.RawIOBase):
         self.count += n
         if self.limit is not None and self.count > self.limit:
             raise FormatError(f"stream longer than {self.limit} bytes")
+        return n
+
+    def drain(self) -> None:
+        while self.read(CHUNK):
+            pass
+
+    def digest(self) -> str:
+        return "sha256:" + self.hash.hexdigest()
+
+
+class TeeReader(io.RawIOBase):
+    """Reads through ``inner``, writing every byte that passes to the file ``out_fd`` and, when
+    ``hashing``, hashing it: a layer's blob is stored, verified and unpacked in one pass over
+    the source (without ``hashing`` when the caller hashes the same bytes further down, as
+    the unpack does for an uncompressed layer, whose digest is its diff_id)."""
+
+    def __init__(self, inner: IO[bytes], out_fd: int, *, hashing: bool = True) -> None:
+        self.inner = inner
+        self.out_fd = out_fd
+        self.hashing = hashing
+        self.hash = hashlib.sha256()
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.inner.read(len(b))
+        n = len(data)
+        b[:n] = data
+        if self.hashing:
+            self.hash.update(data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.out_fd, view) :]
+        self.count += n
         return n
 
     def drain(self) -> None:
