@@ -109,3 +109,23 @@ def test_a_deferred_module_is_the_real_one_once_used() -> None:
         "assert 'ast' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+def test_the_create_path_compiles_no_regular_expression() -> None:
+    # json and dataclasses compile theirs; ours would add to every create's start (the
+    # SemVer check of ociVersion alone cost about a millisecond as a regex).
+    code = (
+        "import json, re, sys\nimport dataclasses\n"
+        "before = set(re._cache)\n"
+        "from runtime.cli import oci\noci.defer_import('inspect')\n"
+        "import runtime.container, runtime.config, runtime.plan, runtime._sys, runtime.state\n"
+        "import corral_common.hostsys\nfrom runtime.cgroups import controllers, manager\n"
+        "from runtime.config import default_spec, parse_spec\n"
+        "from runtime.state import validate_id\n"
+        "parse_spec(default_spec()); validate_id('c1')\n"
+        "print([key[1] for key in set(re._cache) - before])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"

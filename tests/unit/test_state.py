@@ -53,13 +53,13 @@ def test_write_atomic_mode(tmp_path: Path) -> None:
     assert p.stat().st_mode & 0o777 == 0o640
 
 
-@pytest.mark.parametrize("cid", ["", ".", "..", "a/b", "a b", "x" * 1025, "\x00"])
+@pytest.mark.parametrize("cid", ["", ".", "..", "a/b", "a b", "x" * 1025, "\x00", "c1\n", "a:b"])
 def test_bad_ids(cid: str) -> None:
     with pytest.raises(ConfigError):
         validate_id(cid)
 
 
-@pytest.mark.parametrize("cid", ["c1", "my-container_2.0", "a+b", "0123456789abcdef" * 4])
+@pytest.mark.parametrize("cid", ["c1", "my-container_2.0", "a+b", "0123456789abcdef" * 4, "é1"])
 def test_good_ids(cid: str) -> None:
     validate_id(cid)
 
