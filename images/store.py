@@ -532,15 +532,19 @@ class Store:
         # directory), the directory fsyncs the renames that publish them, and the record is
         # written durably last. A crash before it leaves unreferenced blobs and layers, which
         # prune collects; the next import of the image finds them and renames nothing.
-        hostsys.syncfs(staging)
+        blobs = [p for p in (staging / "blobs").iterdir() if not p.name.startswith(".")]
+        layers = list((staging / "layers").iterdir())
+        if blobs or layers:  # (a re-import stages nothing)
+            hostsys.syncfs(staging)
         with self._lock("meta.lock", exclusive=True):
-            for p in (staging / "blobs").iterdir():
-                if not p.name.startswith("."):
-                    _rename_into(p, self.blobs / p.name)
-            for p in (staging / "layers").iterdir():
+            for p in blobs:
+                _rename_into(p, self.blobs / p.name)
+            for p in layers:
                 _rename_into(p, self.layers / p.name)
-            hostsys.fsync_dir(self.blobs)
-            hostsys.fsync_dir(self.layers)
+            if blobs:
+                hostsys.fsync_dir(self.blobs)
+            if layers:
+                hostsys.fsync_dir(self.layers)
             out = []
             now = time.time()
             for src, records in staged:

@@ -341,3 +341,37 @@ def test_corrupt_layer_of_a_plain_archive_keeps_nothing(
     assert victim in str(ei.value)
     assert content(store) == set() and store.images() == []
     assert not list(store.tmp.iterdir())
+
+
+def test_what_a_record_names_is_synced_before_it(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One syncfs of the staged files while none is published yet, the directories the
+    # renames publish them into fsync'd, then the record; a re-import stages nothing and
+    # syncs nothing.
+    from corral_common import hostsys
+
+    events: list[str] = []
+    real_syncfs, real_fsync_dir = hostsys.syncfs, hostsys.fsync_dir
+
+    def syncfs(path: str) -> None:
+        events.append(f"syncfs, published: {sorted(p.name for p in store.blobs.iterdir())}")
+        real_syncfs(path)
+
+    def fsync_dir(path: str) -> None:
+        events.append(f"fsync {Path(path).relative_to(store.root)}, {len(store.images())} images")
+        real_fsync_dir(path)
+
+    monkeypatch.setattr(hostsys, "syncfs", syncfs)
+    monkeypatch.setattr(hostsys, "fsync_dir", fsync_dir)
+    files, _ = docker_files([BASE, TOP], repo_tags=["sync:1"])
+    src = write_tar(tmp_path / "src.tar", files)
+    store.import_path(src)
+    assert events[:3] == [
+        "syncfs, published: []",
+        "fsync blobs/sha256, 0 images",
+        "fsync layers/sha256, 0 images",
+    ]
+    events.clear()
+    store.import_path(src)
+    assert not [e for e in events if e.startswith(("syncfs", "fsync blobs", "fsync layers"))]
