@@ -16,6 +16,11 @@ renames its staged blobs and layers into place and writes records; ``rm`` and ``
 ``gc.lock`` exclusively, so they never delete something an import is about to reference.
 Renames of identical content are idempotent, so concurrent imports of the same layers are
 safe: the loser throws its copy away.
+
+Durability: an import's staged files are not fsync'd one by one. Before they are published,
+one syncfs(2) puts all of them on disk; the directories they are renamed into are fsync'd,
+and the image record, which makes them reachable, is written durably last. After a crash,
+what a record names is whole; what no record names is collected by ``prune``.
 """
 
 from __future__ import annotations
