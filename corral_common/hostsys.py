@@ -20,8 +20,7 @@ import _thread
 import errno as _errno
 import os
 from collections import namedtuple
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (ms of each command)
 if TYPE_CHECKING:
@@ -593,12 +592,20 @@ def host() -> Host:
     return _host
 
 
-@contextmanager
-def using(h: Host) -> Iterator[Host]:
-    """Make ``h`` the Host for the code inside the ``with`` (process-wide: tests only)."""
-    global _host
-    previous, _host = _host, h
-    try:
-        yield h
-    finally:
-        _host = previous
+class using:  # noqa: N801  (used as a function: ``with using(fake):``)
+    """Make ``h`` the Host for the code inside the ``with`` (process-wide: tests only). A
+    class, not contextlib.contextmanager: contextlib is not imported by the hot commands."""
+
+    def __init__(self, h: Host) -> None:
+        self.h = h
+        self.previous: Host | None = None
+
+    def __enter__(self) -> Host:
+        global _host
+        self.previous, _host = _host, self.h
+        return self.h
+
+    def __exit__(self, *exc: object) -> None:
+        global _host
+        assert self.previous is not None
+        _host = self.previous

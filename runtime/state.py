@@ -14,8 +14,6 @@ import errno
 import fcntl
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from stat import S_ISREG
 
@@ -222,21 +220,38 @@ class StateDir:
         except OSError:
             pass
 
-    @contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self) -> _Locked:
         """Serialise operations on one container (create/start/kill/delete)."""
+        return _Locked(self)
+
+
+class _Locked:
+    """``with``: the container's directory flock'd (NotFound when the directory is not
+    there). A class, not contextlib.contextmanager: contextlib is not imported by the hot
+    commands."""
+
+    def __init__(self, sd: StateDir) -> None:
+        self.sd = sd
+        self.fd = -1
+
+    def __enter__(self) -> None:
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fd = os.open(self.sd.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
-            raise NotFound(self.id) from None
+            raise NotFound(self.sd.id) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                # A process spawned while we held the lock shares this open file description
-                # until it execs; unlock explicitly so its copy of the fd does not keep the lock.
-                fcntl.flock(fd, fcntl.LOCK_UN)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd = fd
+
+    def __exit__(self, *exc: object) -> None:
+        fd, self.fd = self.fd, -1
+        try:
+            # A process spawned while we held the lock shares this open file description
+            # until it execs; unlock explicitly so its copy of the fd does not keep the lock.
+            fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
 

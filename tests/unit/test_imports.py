@@ -129,3 +129,13 @@ def test_the_create_path_compiles_no_regular_expression() -> None:
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_a_create_without_hooks_imports_no_contextlib() -> None:
+    # The state lock and the host seam are classes; hooks (subprocess) bring it in when used.
+    mods = _imported(
+        "from runtime.cli import oci\noci.defer_import('inspect')\n"
+        "import runtime.container, runtime.config, runtime.plan, runtime._sys, runtime.state\n"
+        "import corral_common.hostsys\nfrom runtime.cgroups import controllers, manager"
+    )
+    assert "runtime._sys" in mods and "contextlib" not in mods
