@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import os
 import re
@@ -12,6 +11,11 @@ from contextlib import contextmanager
 from typing import IO, BinaryIO
 
 from .errors import DigestMismatch, FormatError
+
+try:  # OpenSSL's SHA-256 without the rest of hashlib, whose import costs ms of every command
+    from _hashlib import openssl_sha256 as sha256
+except ImportError:  # pragma: no cover - a Python built without OpenSSL
+    from hashlib import sha256
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 CHUNK = 1 << 20
@@ -32,7 +36,7 @@ def hex_of(d: str) -> str:
 
 
 def sha256_bytes(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    return "sha256:" + sha256(data).hexdigest()
 
 
 def verify_bytes(name: str, data: bytes, expected: str, size: int | None = None) -> None:
@@ -48,7 +52,7 @@ class HashingReader(io.RawIOBase):
 
     def __init__(self, inner: IO[bytes], limit: int | None = None) -> None:
         self.inner = inner
-        self.hash = hashlib.sha256()
+        self.hash = sha256()
         self.count = 0
         self.limit = limit
 
@@ -83,7 +87,7 @@ class TeeReader(io.RawIOBase):
         self.inner = inner
         self.out_fd = out_fd
         self.hashing = hashing
-        self.hash = hashlib.sha256()
+        self.hash = sha256()
         self.count = 0
 
     def readable(self) -> bool:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -44,7 +43,16 @@ from corral_common import hostsys
 from corral_common.defaults import IMAGE_ROOT
 
 from . import overlay
-from .digest import CHUNK, HashingReader, TeeReader, check_digest, decompressed, hex_of, sniff
+from .digest import (
+    CHUNK,
+    HashingReader,
+    TeeReader,
+    check_digest,
+    decompressed,
+    hex_of,
+    sha256,
+    sniff,
+)
 from .errors import DigestMismatch, FormatError, ImageError, InUse, NotFound
 from .platforms import Platform
 from .progress import CountingReader, Meter, ProgressFn
@@ -733,7 +741,7 @@ def _wrong_blob(
     if tee.hashing:
         actual = tee.digest()
     else:
-        h = hashlib.sha256()
+        h = sha256()
         with copy.open("rb") as f:
             while chunk := f.read(CHUNK):
                 h.update(chunk)

@@ -139,3 +139,12 @@ def test_a_create_without_hooks_imports_no_contextlib() -> None:
         "import corral_common.hostsys\nfrom runtime.cgroups import controllers, manager"
     )
     assert "runtime._sys" in mods and "contextlib" not in mods
+
+
+def test_image_import_skips_hashlib_and_getpass() -> None:
+    # OpenSSL's SHA-256 comes from _hashlib (hashlib builds every algorithm at import: ms of
+    # each command); getpass is for `login` only.
+    mods = _imported("import corral_cli.main, images.store, images.sources, images.unpack")
+    assert "_hashlib" in mods
+    for name in ("hashlib", "getpass"):
+        assert name not in mods, name
