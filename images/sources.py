@@ -176,7 +176,7 @@ class _Member(io.RawIOBase):
         self.fd = fd
         self.offset = offset
         self.size = size
-        self.name_ = name
+        self.name = name
         self.pos = 0
 
     def readable(self) -> bool:
@@ -199,7 +199,7 @@ class _Member(io.RawIOBase):
             return 0
         n = os.preadv(self.fd, [memoryview(b)[:want]], self.offset + self.pos)
         if n == 0:
-            raise FormatError(f"archive member {self.name_}: truncated archive")
+            raise FormatError(f"archive member {self.name}: truncated archive")
         self.pos += n
         return n
 
