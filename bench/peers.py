@@ -42,7 +42,11 @@ class CliRuntime:
         return Launch(argv=argv, env=self.env, mount_ns_fd=self.mount_ns_fd)
 
     def delete(self, cid: str) -> Launch:
-        argv = (self.binary, "--root", self.root, "delete", "--force", cid)
+        return self.command("delete", "--force", cid)
+
+    def command(self, *args: str) -> Launch:
+        """``BINARY --root ROOT ARGS...``: create, start, state, ... as an engine runs them."""
+        argv = (self.binary, "--root", self.root, *args)
         return Launch(argv=argv, env=self.env, mount_ns_fd=self.mount_ns_fd)
 
     def leftovers(self) -> list[str]:

@@ -162,6 +162,19 @@ def _single(b: Bench, rt: peers.CliRuntime, bundle: str) -> Runner:
     return run
 
 
+def _engine_sequence(b: Bench, rt: peers.CliRuntime, bundle: str) -> Runner:
+    """create, start, state, delete --force: the commands podman and containerd's shim run
+    for a container, as one sample (totals of the four)."""
+
+    def run() -> Sample:
+        cid = b.new_id(rt.label.split()[0])
+        steps = (("create", "--bundle", bundle, cid), ("start", cid), ("state", cid),
+                 ("delete", "--force", cid))  # fmt: skip
+        return loop_sample([measure(rt.command(*argv), b.scratch) for argv in steps])
+
+    return run
+
+
 def _loop(b: Bench, rt: peers.CliRuntime, bundle: str, count: int) -> Runner:
     one = _single(b, rt, bundle)
 
@@ -240,6 +253,15 @@ def spawn_cli(b: Bench, p: Params) -> SuiteResult:
             rounds=p.runs,
             warmup=p.warmup,
             runs_per_sample=1,
+        ),
+        run_case(
+            "create, start, state, delete --force of busybox `true` (an engine's sequence)",
+            [(rt.label, _engine_sequence(b, rt, plain)) for rt in b.runtimes],
+            rounds=p.runs,
+            warmup=p.warmup,
+            runs_per_sample=4,
+            notes=("Each sample is the four commands one after another: wall and CPU are "
+                   "their totals, peak RSS the largest.",),
         ),
         run_case(
             f"{p.loop} sequential runs of busybox `true`",

@@ -3,7 +3,6 @@ function of ``images.pull`` or ``images.push``."""
 
 from __future__ import annotations
 
-import getpass
 import sys
 from typing import Any
 
@@ -83,6 +82,8 @@ def register(cli: click.Group, image: click.Group, store: Any) -> None:
         from images.pull import login
 
         if password is None:
+            import getpass  # for login only: its import costs every corral command ms
+
             password = getpass.getpass() if sys.stdin.isatty() else sys.stdin.readline()
         with failing(f"login {registry}"):
             login(registry, username, password.rstrip("\n"), _options(**o))

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, BinaryIO
 
 from .errors import DigestMismatch, FormatError
+
+try:  # OpenSSL's SHA-256 without the rest of hashlib, whose import costs ms of every command
+    from _hashlib import openssl_sha256 as sha256
+except ImportError:  # pragma: no cover - a Python built without OpenSSL
+    from hashlib import sha256
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 CHUNK = 1 << 20
@@ -31,7 +36,7 @@ def hex_of(d: str) -> str:
 
 
 def sha256_bytes(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    return "sha256:" + sha256(data).hexdigest()
 
 
 def verify_bytes(name: str, data: bytes, expected: str, size: int | None = None) -> None:
@@ -47,7 +52,7 @@ class HashingReader(io.RawIOBase):
 
     def __init__(self, inner: IO[bytes], limit: int | None = None) -> None:
         self.inner = inner
-        self.hash = hashlib.sha256()
+        self.hash = sha256()
         self.count = 0
         self.limit = limit
 
@@ -62,6 +67,42 @@ class HashingReader(io.RawIOBase):
         self.count += n
         if self.limit is not None and self.count > self.limit:
             raise FormatError(f"stream longer than {self.limit} bytes")
+        return n
+
+    def drain(self) -> None:
+        while self.read(CHUNK):
+            pass
+
+    def digest(self) -> str:
+        return "sha256:" + self.hash.hexdigest()
+
+
+class TeeReader(io.RawIOBase):
+    """Reads through ``inner``, writing every byte that passes to the file ``out_fd`` and, when
+    ``hashing``, hashing it: a layer's blob is stored, verified and unpacked in one pass over
+    the source (without ``hashing`` when the caller hashes the same bytes further down, as
+    the unpack does for an uncompressed layer, whose digest is its diff_id)."""
+
+    def __init__(self, inner: IO[bytes], out_fd: int, *, hashing: bool = True) -> None:
+        self.inner = inner
+        self.out_fd = out_fd
+        self.hashing = hashing
+        self.hash = sha256()
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.inner.read(len(b))
+        n = len(data)
+        b[:n] = data
+        if self.hashing:
+            self.hash.update(data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.out_fd, view) :]
+        self.count += n
         return n
 
     def drain(self) -> None:

@@ -13,7 +13,6 @@ archive: unpacked, checked against the config's diff_ids, committed all together
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import threading
@@ -27,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from corral_common import hostsys
 
 from . import platforms
-from .digest import CHUNK, check_digest, hex_of, sha256_bytes
+from .digest import CHUNK, check_digest, hex_of, sha256, sha256_bytes
 from .errors import AuthError, DigestMismatch, FormatError, ImageError, RegistryError
 from .imageconfig import check_config
 from .keyring import Keyring
@@ -322,7 +321,7 @@ def fetch_blob(
         if store.has_blob(digest) or final.is_file():
             meter.layer_done(size)
             return None if store.has_blob(digest) else final
-        hasher = hashlib.sha256()
+        hasher = sha256()
         offset = 0
         if partial.exists():
             with partial.open("rb") as f:
@@ -331,7 +330,7 @@ def fetch_blob(
                     offset += len(chunk)
             if offset > size:
                 partial.unlink()
-                hasher, offset = hashlib.sha256(), 0
+                hasher, offset = sha256(), 0
             meter.add(offset)
         failures = 0
         done = partial.exists() and offset == size
@@ -340,7 +339,7 @@ def fetch_blob(
                 resp = client.get_blob(digest, offset)
                 if resp.status == 200 and offset:
                     meter.add(-offset)  # the registry ignored Range: start again
-                    hasher, offset = hashlib.sha256(), 0
+                    hasher, offset = sha256(), 0
                     partial.unlink()
                 elif resp.status == 206:
                     want = f"bytes {offset}-"

@@ -8,8 +8,10 @@ they are copied.
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import posixpath
 import re
 import tarfile
 from collections.abc import Iterator
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import platforms
-from .digest import check_digest, sha256_bytes, verify_bytes
+from .digest import CHUNK, check_digest, sha256_bytes, verify_bytes
 from .errors import FormatError, NotFound
 from .imageconfig import check_config
 from .platforms import Platform
@@ -73,6 +75,11 @@ class Reader:
     def close(self) -> None:
         pass
 
+    def independent(self, path: str) -> bool:
+        """Whether the file ``open(path)`` returns may be read while other files of this
+        reader are read, from other threads (else one file at a time, in one thread)."""
+        return False
+
     def size(self, path: str) -> int:
         """The size of a file, for progress reports (0 when it cannot be told cheaply)."""
         return 0
@@ -102,11 +109,41 @@ class TarReader(Reader):
             self.members = {_norm(m.name): m for m in self.tf.getmembers()}
         except (tarfile.TarError, EOFError, OSError) as e:
             raise FormatError(f"{path}: not a readable tar archive: {e}") from e
+        # An uncompressed archive (docker save writes one) holds each regular member's bytes
+        # in one run: those are read with pread(2) on a descriptor of their own, so several
+        # layers can be read at once. A compressed archive is one stream: extractfile only.
+        self.fd = -1
+        if type(self.tf.fileobj) is io.BufferedReader:
+            try:
+                self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as e:
+                self.tf.close()
+                raise FormatError(f"{path}: not a readable tar archive: {e}") from e
 
     def exists(self, path: str) -> bool:
         return _norm(path) in self.members
 
+    def _regular(self, path: str) -> tarfile.TarInfo | None:
+        """The regular, contiguous member ``path`` names, following links inside the archive
+        (as extractfile does), or None."""
+        m = self.members.get(_norm(path))
+        for _ in range(8):
+            if m is None or not (m.islnk() or m.issym()):
+                break
+            target = (
+                m.linkname if m.islnk() else posixpath.join(posixpath.dirname(m.name), m.linkname)
+            )
+            m = self.members.get(_norm(target))
+        if m is None or not m.isreg() or m.issparse():
+            return None
+        return m
+
+    def independent(self, path: str) -> bool:
+        return self.fd >= 0 and self._regular(path) is not None
+
     def open(self, path: str) -> IO[bytes]:
+        if self.fd >= 0 and (reg := self._regular(path)) is not None:
+            return io.BufferedReader(_Member(self.fd, reg.offset_data, reg.size, path), CHUNK)
         m = self.members.get(_norm(path))
         if m is None:
             raise FormatError(f"archive has no {path}")
@@ -126,6 +163,45 @@ class TarReader(Reader):
 
     def close(self) -> None:
         self.tf.close()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class _Member(io.RawIOBase):
+    """``size`` bytes at ``offset`` of the descriptor ``fd``, read with pread(2): no shared
+    file position, so members of one archive can be read from several threads."""
+
+    def __init__(self, fd: int, offset: int, size: int, name: str) -> None:
+        self.fd = fd
+        self.offset = offset
+        self.size = size
+        self.name = name
+        self.pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence]
+        self.pos = max(0, base + pos)
+        return self.pos
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        want = min(len(b), self.size - self.pos)
+        if want <= 0:
+            return 0
+        n = os.preadv(self.fd, [memoryview(b)[:want]], self.offset + self.pos)
+        if n == 0:
+            raise FormatError(f"archive member {self.name}: truncated archive")
+        self.pos += n
+        return n
 
 
 class FileReader(Reader):
@@ -145,6 +221,9 @@ class FileReader(Reader):
 
     def open(self, path: str) -> IO[bytes]:
         return self._path(path).open("rb")
+
+    def independent(self, path: str) -> bool:
+        return True
 
 
 class DirReader(FileReader):

@@ -16,6 +16,11 @@ renames its staged blobs and layers into place and writes records; ``rm`` and ``
 ``gc.lock`` exclusively, so they never delete something an import is about to reference.
 Renames of identical content are idempotent, so concurrent imports of the same layers are
 safe: the loser throws its copy away.
+
+Durability: an import's staged files are not fsync'd one by one. Before they are published,
+one syncfs(2) puts all of them on disk; the directories they are renamed into are fsync'd,
+and the image record, which makes them reachable, is written durably last. After a crash,
+what a record names is whole; what no record names is collected by ``prune``.
 """
 
 from __future__ import annotations
@@ -38,13 +43,22 @@ from corral_common import hostsys
 from corral_common.defaults import IMAGE_ROOT
 
 from . import overlay
-from .digest import CHUNK, HashingReader, check_digest, decompressed, hex_of, sniff
+from .digest import (
+    CHUNK,
+    HashingReader,
+    TeeReader,
+    check_digest,
+    decompressed,
+    hex_of,
+    sha256,
+    sniff,
+)
 from .errors import DigestMismatch, FormatError, ImageError, InUse, NotFound
 from .platforms import Platform
 from .progress import CountingReader, Meter, ProgressFn
 from .reference import check_name, check_ref, parse
 from .sources import SourceImage, SourceLayer, open_source, read_images
-from .unpack import Limits, unpack_layer
+from .unpack import Limits, UnpackResult, unpack_layer
 
 DEFAULT_ROOT = IMAGE_ROOT
 
@@ -141,8 +155,9 @@ def _rmtree(path: Path) -> None:
         shutil.rmtree(path, onerror=fix)
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    hostsys.host().write_atomic(path, json.dumps(obj, indent=1, sort_keys=True), 0o644)
+def _write_json(path: Path, obj: Any, *, durable: bool = True) -> None:
+    text = json.dumps(obj, indent=1, sort_keys=True)
+    hostsys.host().write_atomic(path, text, 0o644, durable=durable)
 
 
 class Store:
@@ -331,35 +346,52 @@ class Store:
         self._stage_bytes(staging, src.config_digest, src.config)
         if src.manifest is not None and src.manifest_digest:
             self._stage_bytes(staging, src.manifest_digest, src.manifest)
-        # The blobs one after another, as they come out of one archive (or directory); each
-        # layer not stored yet is unpacked into a tree of its own in a thread as soon as its
-        # blob is staged. Most of an unpack is file creation, which waits on the filesystem
-        # with the GIL released, so one layer's waits overlap the others' work and the copy of
-        # the next blob.
+        # Each layer not stored yet is read from the source once: copied to its blob,
+        # verified and unpacked in one pass (TeeReader), in a thread of its own when the
+        # reader can serve several files at once (a directory, an uncompressed archive).
+        # Otherwise the blobs are copied one after another, as they come out of the one
+        # stream, and each is unpacked in a thread as soon as it is staged. Most of an unpack
+        # is file creation and hashing, which run with the GIL released, so the layers' work
+        # overlaps.
         from concurrent.futures import Future, ThreadPoolExecutor
 
-        def unpack(blob: Path, layer: SourceLayer, size: int) -> None:
+        def unpack(blob: Path, layer: SourceLayer, size: int) -> Path:
             read = self._unpack(blob, layer, staging, meter)
             meter.layer_done(max(0, size - read))
+            return blob
 
-        blobs: list[Path] = []
-        started: dict[str, Future[None]] = {}
+        blobs: list[Path | Future[Path]] = []
+        started: dict[str, Future[Path]] = {}
         pool = ThreadPoolExecutor(UNPACK_THREADS)
         try:
             for layer in src.layers:
-                blob = self._stage_blob(reader, layer, staging)
-                blobs.append(blob)
                 size = _layer_size(reader, layer)  # here: the reader is not shared
-                if layer.diff_id in started or self._layer_meta(staging, layer.diff_id):
-                    meter.layer_done(size)  # stored already, or twice in this image
+                if layer.diff_id in started:  # twice in this image: the same blob
+                    meter.layer_done(size)
+                    blobs.append(started[layer.diff_id])
+                    continue
+                if self._layer_meta(staging, layer.diff_id):  # unpacked before
+                    blobs.append(self._stage_blob(reader, layer, staging))
+                    meter.layer_done(size)
+                elif reader.independent(layer.path):
+                    # (Its blob, if stored already, is copied again: the rename is idempotent.
+                    # An uncompressed layer's blob is checked by its diff_id.)
+                    fut = pool.submit(
+                        self._stream_layer, reader, layer, layer.digest, staging, meter
+                    )
+                    started[layer.diff_id] = fut
+                    blobs.append(fut)
                 else:
+                    blob = self._stage_blob(reader, layer, staging)
                     started[layer.diff_id] = pool.submit(unpack, blob, layer, size)
+                    blobs.append(blob)
             for f in started.values():
                 f.result()  # the first error; the others finish (or never start) below
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         records = []
-        for layer, blob in zip(src.layers, blobs, strict=True):
+        for layer, b in zip(src.layers, blobs, strict=True):
+            blob = b if isinstance(b, Path) else b.result()
             meta = self._layer_meta(staging, layer.diff_id)
             assert meta is not None  # unpacked above, or stored before
             with blob.open("rb") as f:
@@ -386,7 +418,7 @@ class Store:
         claim = layer.digest
         if claim is None:
             with reader.open(layer.path) as f:
-                if sniff(f.read(4)) == "none":
+                if sniff(_head(f)) == "none":
                     claim = layer.diff_id  # an uncompressed layer's digest is its diff_id
         blob = self._find_blob(staging, claim) if claim else None
         if blob is None:
@@ -409,6 +441,58 @@ class Store:
             raise DigestMismatch(layer.path, f"{layer.size} bytes", f"{h.count} bytes")
         final = staging / "blobs" / hex_of(actual)
         os.rename(tmp, final)
+        return final
+
+    def _stream_layer(
+        self, reader: Any, layer: SourceLayer, claim: str | None, staging: Path, meter: Meter
+    ) -> Path:
+        """Copy, verify and unpack one layer in a single read of the source; returns its
+        staged blob. On any error nothing of it is left in ``staging``."""
+        d = staging / "layers" / hex_of(layer.diff_id)
+        fs = d / "fs"
+        fs.mkdir(parents=True, mode=0o755)
+        fd, tmpname = tempfile.mkstemp(dir=staging / "blobs", prefix=".blob-")
+        tmp = Path(tmpname)
+        name = layer.path
+        try:
+            try:
+                with reader.open(name) as src:
+                    kind = sniff(_head(src))
+                    # Uncompressed, the blob is the tar the unpack hashes: hashed once, there.
+                    tee = TeeReader(src, fd, hashing=kind != "none")
+                    counted = CountingReader(cast(IO[bytes], tee), meter)
+                    try:
+                        with decompressed(cast(BinaryIO, counted)) as stream:
+                            res = unpack_layer(stream, fs, limits=self.limits, layer=name)
+                    except Exception as e:
+                        # A blob that is not the one claimed is the cause to report.
+                        wrong = _wrong_blob(tee, tmp, claim, layer)
+                        if wrong is not None:
+                            raise wrong from e
+                        raise
+                    tee.drain()  # what follows the end of a compressed stream, if anything
+            finally:
+                os.close(fd)
+            if tee.hashing:
+                actual = tee.digest()
+            elif tee.count == res.size:
+                actual = res.diff_id
+            else:  # cannot happen: the unpack drains the stream the tee copies
+                raise FormatError(f"{name}: read {tee.count} bytes, unpacked {res.size}")
+            if claim is not None and actual != claim:
+                raise DigestMismatch(name, claim, actual)
+            if layer.size is not None and layer.size != tee.count:
+                raise DigestMismatch(name, f"{layer.size} bytes", f"{tee.count} bytes")
+            if res.diff_id != layer.diff_id:
+                raise DigestMismatch(f"{name} (uncompressed)", layer.diff_id, res.diff_id)
+            final = staging / "blobs" / hex_of(actual)
+            os.rename(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            _rmtree(d)
+            raise
+        self._write_meta(d, layer.diff_id, res)
+        meter.layer_done(max(0, _layer_size(reader, layer) - counted.count))
         return final
 
     def _layer_meta(self, staging: Path, diff_id: str) -> dict[str, Any] | None:
@@ -437,24 +521,43 @@ class Store:
         if res.diff_id != layer.diff_id:
             _rmtree(d)
             raise DigestMismatch(f"{name} (uncompressed)", layer.diff_id, res.diff_id)
+        self._write_meta(d, layer.diff_id, res)
+        return counted.count
+
+    @staticmethod
+    def _write_meta(d: Path, diff_id: str, res: UnpackResult) -> None:
+        """The unpacked layer's meta.json, staged: made durable with everything staged by
+        the one syncfs of ``_commit``."""
         meta = {
-            "diff_id": layer.diff_id,
+            "diff_id": diff_id,
             "tar_size": res.size,
             "content_bytes": res.content_bytes,
             "entries": res.entries,
         }
-        _write_json(d / "meta.json", meta)
-        return counted.count
+        _write_json(d / "meta.json", meta, durable=False)
 
     def _commit(
         self, staged: list[tuple[SourceImage, list[LayerRecord]]], staging: Path
     ) -> list[Image]:
+        # What an image record names must be on disk before the record is: one syncfs puts
+        # every staged blob, layer tree and meta.json there (none of them was fsync'd: a
+        # staged file that a crash loses is never referenced, and prune removes the staging
+        # directory), the directory fsyncs the renames that publish them, and the record is
+        # written durably last. A crash before it leaves unreferenced blobs and layers, which
+        # prune collects; the next import of the image finds them and renames nothing.
+        blobs = [p for p in (staging / "blobs").iterdir() if not p.name.startswith(".")]
+        layers = list((staging / "layers").iterdir())
+        if blobs or layers:  # (a re-import stages nothing)
+            hostsys.syncfs(staging)
         with self._lock("meta.lock", exclusive=True):
-            for p in (staging / "blobs").iterdir():
-                if not p.name.startswith("."):
-                    _rename_into(p, self.blobs / p.name)
-            for p in (staging / "layers").iterdir():
+            for p in blobs:
+                _rename_into(p, self.blobs / p.name)
+            for p in layers:
                 _rename_into(p, self.layers / p.name)
+            if blobs:
+                hostsys.fsync_dir(self.blobs)
+            if layers:
+                hostsys.fsync_dir(self.layers)
             out = []
             now = time.time()
             for src, records in staged:
@@ -612,6 +715,42 @@ class Store:
 
 def _layer_size(reader: Any, layer: SourceLayer) -> int:
     return layer.size if layer.size is not None else reader.size(layer.path)
+
+
+def _head(f: IO[bytes]) -> bytes:
+    """The first bytes of ``f``, left to be read again (peeked, or read and sought back)."""
+    peek = getattr(f, "peek", None)
+    if peek is not None:
+        head: bytes = peek(4)[:4]
+        if len(head) == 4 or not head:
+            return head
+    head = f.read(4)
+    f.seek(0)
+    return head
+
+
+def _wrong_blob(
+    tee: TeeReader, copy: Path, claim: str | None, layer: SourceLayer
+) -> DigestMismatch | None:
+    """After a failed unpack: the mismatch of the whole blob with its claimed digest or size,
+    if it has one (the rest of the blob is copied first; the copy is hashed here when the
+    tee did not hash it)."""
+    if claim is None and layer.size is None:
+        return None
+    tee.drain()
+    if tee.hashing:
+        actual = tee.digest()
+    else:
+        h = sha256()
+        with copy.open("rb") as f:
+            while chunk := f.read(CHUNK):
+                h.update(chunk)
+        actual = "sha256:" + h.hexdigest()
+    if claim is not None and actual != claim:
+        return DigestMismatch(layer.path, claim, actual)
+    if layer.size is not None and layer.size != tee.count:
+        return DigestMismatch(layer.path, f"{layer.size} bytes", f"{tee.count} bytes")
+    return None
 
 
 def _rename_into(src: Path, dest: Path) -> None:

@@ -232,10 +232,11 @@ def create(
                     state_for_hooks = _hook_state(
                         cid, spec.oci_version, bundle, pid, "created", dict(spec.annotations)
                     )
-                    write_atomic(
+                    write_atomic(  # read by this boot's start hooks only: not fsync'd
                         os.path.join(sd.path, _sys.START_STATE),
                         json.dumps(state_for_hooks).encode(),
                         0o644,
+                        durable=False,
                     )
                 sd.save(st)  # the commit point: from here on the container exists
                 if opts.pid_file:  # after it: a failed commit leaves no pid file behind

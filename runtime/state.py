@@ -1,7 +1,7 @@
 """On-disk container state: no daemon is needed to know what exists.
 
-A container is a directory ``<root>/<id>`` holding ``state.json`` (written atomically:
-temp file, fsync, rename, fsync of the directory) and, between create and start, the
+A container is a directory ``<root>/<id>`` holding ``state.json`` (written atomically: temp
+file, rename; not fsync'd, see ``StateDir.save``) and, between create and start, the
 ``exec.fifo`` its process waits on. The status is derived, never stored: the process's
 liveness (pid plus its start time, so a reused pid is not mistaken for the container),
 the fifo's existence and the freezer say what it is now.
@@ -14,10 +14,8 @@ import errno
 import fcntl
 import json
 import os
-import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
+from stat import S_ISREG
 
 from corral_common.defaults import OCI_STATE_ROOT
 
@@ -28,7 +26,7 @@ STATE_FILE = "state.json"
 FIFO = "exec.fifo"
 CREATING_FILE = "creating.json"  # written first by create; stale once state.json exists
 
-_ID_RE = re.compile(r"^[\w+\-.]+$")
+_ID_PUNCT = frozenset("_+-.")
 
 
 class Status(enum.StrEnum):
@@ -86,7 +84,13 @@ _STATE_FIELDS = tuple(f.name for f in fields(ContainerState))
 
 
 def validate_id(cid: str) -> None:
-    if not cid or cid in (".", "..") or not _ID_RE.match(cid) or len(cid) > 1024:
+    # Letters and digits (Unicode's, as a regex's \w) and _ + - . : no regex to compile.
+    if (
+        not cid
+        or cid in (".", "..")
+        or len(cid) > 1024
+        or not all(c.isalnum() or c in _ID_PUNCT for c in cid)
+    ):
         raise ConfigError("id", f"invalid container id {cid!r}: use letters, digits, _ + - .")
 
 
@@ -126,7 +130,8 @@ class StateDir:
         return os.path.join(self.path, FIFO)
 
     def exists(self) -> bool:
-        return os.path.isfile(os.path.join(self.path, STATE_FILE))
+        """A state was committed, and not lost in a crash of the machine (``save``)."""
+        return _committed(os.path.join(self.path, STATE_FILE))
 
     def make(self) -> None:
         os.makedirs(self.root, mode=0o711, exist_ok=True)
@@ -141,18 +146,32 @@ class StateDir:
         os.chmod(self.fifo, 0o622)
 
     def load(self) -> ContainerState:
+        path = os.path.join(self.path, STATE_FILE)
         try:
-            with open(os.path.join(self.path, STATE_FILE)) as f:
+            with open(path) as f:
                 return ContainerState.from_json(f.read())
         except FileNotFoundError:
             raise NotFound(self.id) from None
         except (ValueError, TypeError) as e:
+            try:
+                lost = _before_boot(os.stat(path).st_mtime)
+            except OSError:
+                lost = True
+            if lost:  # emptied by a crash of the machine: no container of this boot
+                raise NotFound(self.id) from None
             raise SysError(
                 f"read state of {self.id}", errno.EINVAL, f"corrupt state: {e}"
             ) from None
 
     def save(self, st: ContainerState) -> None:
-        write_atomic(os.path.join(self.path, STATE_FILE), st.to_json().encode())
+        """Commit ``st``: atomically (readers, and the writer's death at any point, see the
+        old state or the new one), but not fsync'd, like runc's and crun's. Durability buys
+        nothing here: a state describes processes and kernel objects that a crash of the
+        machine takes with it. What such a crash can leave is a state.json empty or cut
+        short (written before the boot): that reads as no state (``exists``, ``load``), so
+        ``delete --force`` and a new ``create`` of the id remove the directory, as they do
+        for a create that never committed."""
+        write_atomic(os.path.join(self.path, STATE_FILE), st.to_json().encode(), durable=False)
 
     def record_creating(self, cgroup_paths: dict[str, str]) -> None:
         """Before `create` makes anything: what a half-made container holds, so that a
@@ -201,21 +220,38 @@ class StateDir:
         except OSError:
             pass
 
-    @contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self) -> _Locked:
         """Serialise operations on one container (create/start/kill/delete)."""
+        return _Locked(self)
+
+
+class _Locked:
+    """``with``: the container's directory flock'd (NotFound when the directory is not
+    there). A class, not contextlib.contextmanager: contextlib is not imported by the hot
+    commands."""
+
+    def __init__(self, sd: StateDir) -> None:
+        self.sd = sd
+        self.fd = -1
+
+    def __enter__(self) -> None:
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fd = os.open(self.sd.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
-            raise NotFound(self.id) from None
+            raise NotFound(self.sd.id) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                # A process spawned while we held the lock shares this open file description
-                # until it execs; unlock explicitly so its copy of the fd does not keep the lock.
-                fcntl.flock(fd, fcntl.LOCK_UN)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd = fd
+
+    def __exit__(self, *exc: object) -> None:
+        fd, self.fd = self.fd, -1
+        try:
+            # A process spawned while we held the lock shares this open file description
+            # until it execs; unlock explicitly so its copy of the fd does not keep the lock.
+            fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
 
@@ -225,4 +261,42 @@ def list_ids(root: str) -> list[str]:
         names = os.listdir(root)
     except FileNotFoundError:
         return []
-    return sorted(n for n in names if os.path.isfile(os.path.join(root, n, STATE_FILE)))
+    return sorted(n for n in names if _committed(os.path.join(root, n, STATE_FILE)))
+
+
+def _committed(state_file: str) -> bool:
+    """``state_file`` holds a committed state: not one of a previous boot whose content a
+    crash of the machine lost (empty or cut short: read only for a file of a previous boot)."""
+    try:
+        st = os.stat(state_file)
+    except OSError:
+        return False
+    if not S_ISREG(st.st_mode):
+        return False
+    if not _before_boot(st.st_mtime):
+        return True
+    try:
+        with open(state_file) as f:
+            json.loads(f.read())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+_boot_time: float | None = None
+
+
+def _before_boot(mtime: float) -> bool:
+    """Whether a file last written at ``mtime`` was written before this boot of the machine
+    (btime of /proc/stat, in whole seconds: a file of the boot's first second counts as
+    this boot's)."""
+    global _boot_time
+    if _boot_time is None:
+        with open("/proc/stat", "rb") as f:
+            for line in f:
+                if line.startswith(b"btime "):
+                    _boot_time = float(line.split()[1])
+                    break
+            else:
+                return False
+    return mtime < _boot_time

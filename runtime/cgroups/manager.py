@@ -468,24 +468,25 @@ class V1Manager(CgroupManager):
 def _init_cpuset(leaf: str) -> None:
     """A new v1 cpuset cgroup starts with empty cpuset.cpus/mems and no task can join it: fill
     each empty level from its parent, top down, like runc's cpuset ensureParent."""
-    chain: list[str] = []
+    names = ("cpuset.cpus", "cpuset.mems")
+    chain: list[tuple[str, list[str]]] = []  # each level read once: (path, [cpus, mems])
     current = leaf
     while True:
-        cpus = read_file(os.path.join(current, "cpuset.cpus")).strip()
-        mems = read_file(os.path.join(current, "cpuset.mems")).strip()
-        if cpus and mems:
+        values = [read_file(os.path.join(current, name)).strip() for name in names]
+        if all(values):
             break
-        chain.append(current)
+        chain.append((current, values))
         parent = os.path.dirname(current)
         if parent == current:
             raise CgroupError(f"read {leaf}/cpuset.cpus", errno.ENOENT, "no ancestor has cpus")
         current = parent
-    for path in reversed(chain):
-        parent = os.path.dirname(path)
-        for name in ("cpuset.cpus", "cpuset.mems"):
-            if not read_file(os.path.join(path, name)).strip():
-                value = read_file(os.path.join(parent, name)).strip()
-                write_file(os.path.join(path, name), value)
+    above = values
+    for path, values in reversed(chain):
+        for i, name in enumerate(names):
+            if not values[i]:
+                values[i] = above[i]
+                write_file(os.path.join(path, name), values[i])
+        above = values
 
 
 def _check_shares(cpu_dir: str | None, writes: ctl.Writes) -> None:

@@ -638,6 +638,18 @@ def test_ocI_versions_accepted(version: str) -> None:
     assert parse_spec(config).oci_version == version
 
 
+@pytest.mark.parametrize(
+    "version",
+    ["01.0.0", "1.0", "1.0.0.0", "1.0.0-", "1.0.0+", "1.0.0-a..b", "1.0.0+a+b", "1.0.0-é",
+     "\u0661.0.0", "1.0.0\n", " 1.0.0", "1..0"],
+)  # fmt: skip
+def test_versions_that_are_not_semver(version: str) -> None:
+    config = default_spec()
+    config["ociVersion"] = version
+    with pytest.raises(ConfigError, match="SemVer"):
+        parse_spec(config)
+
+
 def test_hostname_without_linux_section_is_fine() -> None:
     spec = parse_spec({"ociVersion": "1.0.2", "hostname": "h", "root": {"path": "r"}})
     assert spec.hostname == "h" and spec.linux is None and spec.process is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tarfile
@@ -258,3 +259,119 @@ def test_layers_are_unpacked_at_once_and_a_repeated_one_once(
     assert sorted(unpacked) == sorted(d.split(":")[1] for d in built.diff_ids[:2])
     assert [r.diff_id for r in img.layers] == built.diff_ids
     assert (store.layers / built.diff_ids[1].split(":")[1] / "fs/app/run").is_file()
+
+
+def _tar_with_links(dest: Path, files: dict[str, bytes], links: dict[str, str]) -> Path:
+    """A plain tar of ``files`` plus ``links`` (name -> target) as symlinks, the way docker
+    25's ``docker save`` points <id>/layer.tar at blobs/sha256/<hex>."""
+    with tarfile.open(dest, "w", format=tarfile.PAX_FORMAT) as tf:
+        for name, data in sorted(files.items()):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+        for name, target in sorted(links.items()):
+            ti = tarfile.TarInfo(name)
+            ti.type = tarfile.SYMTYPE
+            ti.linkname = target
+            tf.addfile(ti)
+    return dest
+
+
+def test_plain_archive_members_are_read_independently(tmp_path: Path) -> None:
+    from images.sources import TarReader
+
+    files = {"blobs/sha256/" + "a" * 64: b"0123456789", "other": b"xyz"}
+    links = {"l1/layer.tar": "../blobs/sha256/" + "a" * 64}
+    plain = _tar_with_links(tmp_path / "p.tar", files, links)
+    r = TarReader(plain)
+    try:
+        assert r.independent("l1/layer.tar") and r.independent("other")
+        a, b = r.open("l1/layer.tar"), r.open("other")  # two at once, interleaved
+        assert a.read(4) == b"0123" and b.read() == b"xyz" and a.read() == b"456789"
+        a.seek(2)
+        assert a.read(3) == b"234"
+    finally:
+        r.close()
+    gz = tmp_path / "p.tar.gz"
+    with tarfile.open(gz, "w:gz") as tf:
+        tf.add(plain, "inner")
+    r = TarReader(gz)
+    try:
+        assert not r.independent("inner")  # one compressed stream: read in turn
+    finally:
+        r.close()
+
+
+def test_docker_archive_with_symlinked_layers(store: Store, tmp_path: Path) -> None:
+    files, built = docker_files([BASE, TOP], repo_tags=["sl:1"])
+    links = {}
+    for name in [n for n in files if n.endswith("/layer.tar")]:
+        data = files.pop(name)
+        blob = "blobs/sha256/" + sha(data).split(":")[1]
+        files[blob] = data
+        links[name] = "../" + blob
+    (img,) = store.import_path(_tar_with_links(tmp_path / "src.tar", files, links))
+    assert [lr.diff_id for lr in img.layers] == built.diff_ids
+    assert (store.layer_dirs(img)[0] / "app/run").read_bytes() == b"run\n"
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_compressed_docker_archive(store: Store, tmp_path: Path, compression: str) -> None:
+    # A .tar.gz archive is one stream: its layers are copied in turn, then unpacked.
+    files, built = docker_files([BASE, TOP], repo_tags=["gz:1"], compression=compression)
+    plain = write_tar(tmp_path / "src.tar", files)
+    with tarfile.open(tmp_path / "src.tar.gz", "w:gz") as out, tarfile.open(plain) as inp:
+        for m in inp.getmembers():
+            out.addfile(m, inp.extractfile(m))
+    (img,) = store.import_path(tmp_path / "src.tar.gz")
+    assert [lr.digest for lr in img.layers] == built.layer_digests
+    assert (store.layer_dirs(img)[1] / "etc/passwd").exists()
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_corrupt_layer_of_a_plain_archive_keeps_nothing(
+    store: Store, tmp_path: Path, compression: str
+) -> None:
+    files, _ = docker_files([BASE, TOP], repo_tags=["bad:1"], compression=compression)
+    victim = sorted(n for n in files if n.endswith("/layer.tar"))[0]
+    data = files[victim]
+    files[victim] = data[:100] + bytes([data[100] ^ 1]) + data[101:]
+    with pytest.raises((DigestMismatch, FormatError)) as ei:
+        store.import_path(write_tar(tmp_path / "src.tar", files))
+    assert victim in str(ei.value)
+    assert content(store) == set() and store.images() == []
+    assert not list(store.tmp.iterdir())
+
+
+def test_what_a_record_names_is_synced_before_it(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One syncfs of the staged files while none is published yet, the directories the
+    # renames publish them into fsync'd, then the record; a re-import stages nothing and
+    # syncs nothing.
+    from corral_common import hostsys
+
+    events: list[str] = []
+    real_syncfs, real_fsync_dir = hostsys.syncfs, hostsys.fsync_dir
+
+    def syncfs(path: str) -> None:
+        events.append(f"syncfs, published: {sorted(p.name for p in store.blobs.iterdir())}")
+        real_syncfs(path)
+
+    def fsync_dir(path: str) -> None:
+        events.append(f"fsync {Path(path).relative_to(store.root)}, {len(store.images())} images")
+        real_fsync_dir(path)
+
+    monkeypatch.setattr(hostsys, "syncfs", syncfs)
+    monkeypatch.setattr(hostsys, "fsync_dir", fsync_dir)
+    files, _ = docker_files([BASE, TOP], repo_tags=["sync:1"])
+    src = write_tar(tmp_path / "src.tar", files)
+    store.import_path(src)
+    assert events[:3] == [
+        "syncfs, published: []",
+        "fsync blobs/sha256, 0 images",
+        "fsync layers/sha256, 0 images",
+    ]
+    events.clear()
+    store.import_path(src)
+    assert not [e for e in events if e.startswith(("syncfs", "fsync blobs", "fsync layers"))]

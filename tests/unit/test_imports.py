@@ -128,3 +128,42 @@ def test_the_agent_brings_its_node_network_up_without_the_netlink_library() -> N
     assert "orchestrator.kubelet.agent" in mods
     for name in ("pyroute2", "yaml", "runtime.network.netlink"):
         assert name not in mods, name
+
+
+def test_the_create_path_compiles_no_regular_expression() -> None:
+    # json and dataclasses compile theirs; ours would add to every create's start (the
+    # SemVer check of ociVersion alone cost about a millisecond as a regex).
+    code = (
+        "import json, re, sys\nimport dataclasses\n"
+        "before = set(re._cache)\n"
+        "from runtime.cli import oci\noci.defer_import('inspect')\n"
+        "import runtime.container, runtime.config, runtime.plan, runtime._sys, runtime.state\n"
+        "import corral_common.hostsys\nfrom runtime.cgroups import controllers, manager\n"
+        "from runtime.config import default_spec, parse_spec\n"
+        "from runtime.state import validate_id\n"
+        "parse_spec(default_spec()); validate_id('c1')\n"
+        "print([key[1] for key in set(re._cache) - before])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
+
+
+def test_a_create_without_hooks_imports_no_contextlib() -> None:
+    # The state lock and the host seam are classes; hooks (subprocess) bring it in when used.
+    mods = _imported(
+        "from runtime.cli import oci\noci.defer_import('inspect')\n"
+        "import runtime.container, runtime.config, runtime.plan, runtime._sys, runtime.state\n"
+        "import corral_common.hostsys\nfrom runtime.cgroups import controllers, manager"
+    )
+    assert "runtime._sys" in mods and "contextlib" not in mods
+
+
+def test_image_import_skips_hashlib_and_getpass() -> None:
+    # OpenSSL's SHA-256 comes from _hashlib (hashlib builds every algorithm at import: ms of
+    # each command); getpass is for `login` only.
+    mods = _imported("import corral_cli.main, images.store, images.sources, images.unpack")
+    assert "_hashlib" in mods
+    for name in ("hashlib", "getpass"):
+        assert name not in mods, name

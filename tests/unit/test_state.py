@@ -53,13 +53,13 @@ def test_write_atomic_mode(tmp_path: Path) -> None:
     assert p.stat().st_mode & 0o777 == 0o640
 
 
-@pytest.mark.parametrize("cid", ["", ".", "..", "a/b", "a b", "x" * 1025, "\x00"])
+@pytest.mark.parametrize("cid", ["", ".", "..", "a/b", "a b", "x" * 1025, "\x00", "c1\n", "a:b"])
 def test_bad_ids(cid: str) -> None:
     with pytest.raises(ConfigError):
         validate_id(cid)
 
 
-@pytest.mark.parametrize("cid", ["c1", "my-container_2.0", "a+b", "0123456789abcdef" * 4])
+@pytest.mark.parametrize("cid", ["c1", "my-container_2.0", "a+b", "0123456789abcdef" * 4, "é1"])
 def test_good_ids(cid: str) -> None:
     validate_id(cid)
 
@@ -89,6 +89,36 @@ def test_corrupt_state_is_an_error_naming_the_container(tmp_path: Path) -> None:
     with pytest.raises(Exception) as e:
         sd.load()
     assert "c2" in str(e.value)
+
+
+def test_a_state_emptied_by_a_machine_crash_reads_as_none(tmp_path: Path) -> None:
+    """state.json is not fsync'd: a crash of the machine can leave it empty, dated before
+    the boot. That is no container (its processes and cgroups died with the machine):
+    delete --force and a new create of the id clear the directory; an empty state of this
+    boot (which no writer leaves: the rename is atomic) is still reported as corrupt."""
+    root = str(tmp_path)
+    sd = StateDir(root, "c3")
+    sd.make()
+    state_file = Path(sd.path, "state.json")
+    state_file.write_text("")
+    with pytest.raises(Exception, match="corrupt state") as e:
+        sd.load()
+    assert not isinstance(e.value, NotFound) and sd.exists() and list_ids(root) == ["c3"]
+    os.utime(state_file, (1_000_000, 1_000_000))  # written long before this boot
+    assert not sd.exists() and sd.half_made() and list_ids(root) == []
+    with pytest.raises(NotFound):
+        sd.load()
+    with pytest.raises(NotFound):
+        container.delete("c3", root=root)
+    container.delete("c3", force=True, root=root)
+    assert not os.path.exists(sd.path)
+    sd.make()  # cut short rather than emptied: the same
+    state_file.write_text('{"id": "c3", "bun')
+    os.utime(state_file, (1_000_000, 1_000_000))
+    with pytest.raises(NotFound):
+        sd.load()
+    container.delete("c3", force=True, root=root)
+    assert not os.path.exists(sd.path)
 
 
 def test_process_start_time_of_a_missing_pid() -> None:
