@@ -320,9 +320,6 @@ def make_lan(state: State) -> None:
         rt.ensure_addr(br.index, _lan_address(state, 1), LAN_BRIDGE)  # the LAN's own address
 
 
-RTPROT_STATIC = 4  # an administrator's route (the agent's host-gw routes are its own protocol's)
-
-
 def join_lan(state: State, i: int, node: Node) -> None:
     """The node's namespace, a veth to the LAN bridge (``lan<i>`` there, eth0 here) with the
     node's address."""
@@ -343,11 +340,6 @@ def join_lan(state: State, i: int, node: Node) -> None:
         assert dev is not None
         rt.ensure_addr(dev.index, ipaddress.IPv4Interface(f"{node.address}/{_prefix(state)}"))
         rt.set_up(dev.index, NODE_IFNAME)
-        # a default route, as a machine on a LAN has one: the node itself reaches service
-        # addresses (its output hook DNATs them; the route lookup comes first)
-        rt.replace_route(
-            ipaddress.IPv4Network("0.0.0.0/0"), _lan_address(state, 1).ip, proto=RTPROT_STATIC
-        )
 
 
 def _prefix(state: State) -> int:
