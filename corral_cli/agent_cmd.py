@@ -11,6 +11,17 @@ from corral_common import defaults
 from .errors import Failure
 
 
+def _ipv4_option(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    if value:
+        import ipaddress
+
+        try:
+            ipaddress.IPv4Address(value)
+        except ValueError as e:
+            raise click.BadParameter(str(e)) from None
+    return value
+
+
 def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
     out = {}
     for v in values:
@@ -67,9 +78,16 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
     "--cluster-domain", default="cluster.local", show_default=True, help="the cluster's DNS zone"
 )
 @click.option(
+    "--cluster-dns",
+    default="",
+    callback=_ipv4_option,
+    show_default="the clusterIP of kube-system/kube-dns",
+    help="the pods' nameserver (ClusterFirst), the cluster DNS Service's address",
+)
+@click.option(
     "--disable-cluster-dns",
     is_flag=True,
-    help="serve no cluster DNS on the pods' gateway (pods get the node's resolver)",
+    help="serve no cluster DNS on this node (its pods get the node's resolver)",
 )
 @click.option(
     "--cluster-dns-upstream",
@@ -128,6 +146,7 @@ def agent(
     pod_cidr: str | None,
     cluster_cidr: str,
     cluster_domain: str,
+    cluster_dns: str,
     disable_cluster_dns: bool,
     cluster_dns_upstream: tuple[str, ...],
     cgroup_parent: str | None,
@@ -179,6 +198,7 @@ def agent(
         registries_conf=registries_conf.absolute() if registries_conf else None,
         cluster_cidr=cluster_cidr,
         cluster_dns=not disable_cluster_dns,
+        cluster_dns_ip=cluster_dns,
         cluster_domain=cluster_domain,
         dns_upstream=(
             None

@@ -64,6 +64,15 @@ from .errors import Failure
     help="service addresses: each Service's clusterIP (the first one: the kubernetes service)",
 )
 @click.option(
+    "--cluster-dns",
+    default="",
+    show_default="the service CIDR's 10th address (10.43.0.10)",
+    help="the cluster DNS Service's (kube-system/kube-dns) clusterIP, the pods' nameserver",
+)
+@click.option(
+    "--cluster-domain", default="cluster.local", show_default=True, help="the cluster's DNS zone"
+)
+@click.option(
     "--service-node-port-range",
     default="30000-32767",
     show_default=True,
@@ -163,6 +172,8 @@ def server(
     datastore_endpoint: str,
     cluster_cidr: str,
     service_cidr: str,
+    cluster_dns: str,
+    cluster_domain: str,
     service_node_port_range: str,
     disable_agent: bool,
     kubelet_netns: str | None,
@@ -202,6 +213,8 @@ def server(
         default_unreachable_toleration_seconds=default_unreachable_toleration_seconds,
         cluster_cidr=cluster_cidr,
         service_cidr=service_cidr,
+        cluster_dns=cluster_dns,
+        cluster_domain=cluster_domain,
         service_node_port_range=service_node_port_range,
         token_auth_file=token_auth_file,
         audit_log_path=audit_log_path,

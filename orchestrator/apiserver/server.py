@@ -77,6 +77,8 @@ class ServerConfig:
     default_unreachable_toleration_seconds: int = 300
     cluster_cidr: str = "10.42.0.0/16"
     service_cidr: str = "10.43.0.0/16"
+    cluster_dns: str = ""  # the kube-dns Service's clusterIP; "": the service CIDR's 10th
+    cluster_domain: str = "cluster.local"
     kubelet_netns: str | None = None  # reach kubelets from this network namespace (a path)
     service_node_port_range: str = "30000-32767"
     token_auth_file: Path | None = None
@@ -270,10 +272,10 @@ async def _serve(cfg: ServerConfig) -> None:
     api.storage.unreachable_toleration_seconds = cfg.default_unreachable_toleration_seconds
     try:
         ports = parse_port_range(cfg.service_node_port_range)
-        api.storage.services = ServiceAllocator(store, cfg.service_cidr, ports)
+        api.storage.services = ServiceAllocator(store, cfg.service_cidr, ports, cfg.cluster_dns)
     except ValueError as e:
         await store.close()
-        raise ServerError("--service-cidr / --service-node-port-range", e) from None
+        raise ServerError("--service-cidr / --service-node-port-range / --cluster-dns", e) from None
     runner: web.AppRunner | None = None
     agent: asyncio.Task[None] | None = None
     try:
@@ -308,7 +310,8 @@ async def _serve(cfg: ServerConfig) -> None:
         stop = asyncio.Event()
         if not cfg.disable_agent:  # this host is a node too, as k3s server's own agent
             agent = asyncio.create_task(
-                _agent(url, token, data / "agent", stop, cfg.disable_proxy), name="agent"
+                _agent(url, token, data / "agent", stop, cfg, api.storage.services.cluster_dns_ip),
+                name="agent",
             )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -394,13 +397,21 @@ def _raise_open_files_limit() -> None:
 
 
 async def _agent(
-    url: str, token: str, data_dir: Path, stop: asyncio.Event, disable_proxy: bool
+    url: str, token: str, data_dir: Path, stop: asyncio.Event, server: ServerConfig, dns_ip: str
 ) -> None:
     """The server's own agent (orchestrator.kubelet); its failure leaves the API serving."""
     from orchestrator.kubelet import AgentConfig, run_agent
 
     try:
-        cfg = AgentConfig(url, token, data_dir, control_plane=True, disable_proxy=disable_proxy)
+        cfg = AgentConfig(
+            url,
+            token,
+            data_dir,
+            control_plane=True,
+            disable_proxy=server.disable_proxy,
+            cluster_dns_ip=dns_ip,
+            cluster_domain=server.cluster_domain,
+        )
         await run_agent(cfg, stop)
     except Exception as e:  # noqa: BLE001 - reported, the API keeps serving
         log.error("the agent failed, this server runs no node: %s", e)

@@ -83,12 +83,36 @@ class Allocation:
     dropped: list[str] = field(default_factory=list)
 
 
+DNS_NAMESPACE = "kube-system"
+DNS_SERVICE = "kube-dns"
+DNS_INDEX = 10  # the cluster DNS's default address: the 10th of the service CIDR (as k3s)
+
+
+def cluster_dns_ip(net: ipaddress.IPv4Network, requested: str = "") -> str:
+    """The cluster DNS Service's clusterIP: ``requested`` (``--cluster-dns``), checked to be a
+    host address of ``net`` other than the kubernetes service's, or the 10th address."""
+    if not requested:
+        if net.num_addresses <= DNS_INDEX + 1:
+            raise ValueError(f"--service-cidr {net}: too small for the cluster DNS's 10th address")
+        return str(net.network_address + DNS_INDEX)
+    try:
+        addr = ipaddress.IPv4Address(requested)
+    except ValueError as e:
+        raise ValueError(f"--cluster-dns {requested}: {e}") from None
+    if addr not in net or addr in (net.network_address, net.broadcast_address):
+        raise ValueError(f"--cluster-dns {requested}: not a host address of the service CIDR {net}")
+    if addr == net.network_address + 1:
+        raise ValueError(f"--cluster-dns {requested}: the kubernetes service's address")
+    return str(addr)
+
+
 class ServiceAllocator:
     def __init__(
         self,
         store: Backend,
         cidr: str = "10.43.0.0/16",
         node_port_range: tuple[int, int] = (30000, 32767),
+        cluster_dns: str = "",
     ) -> None:
         try:
             net = ipaddress.ip_network(cidr, strict=True)
@@ -103,6 +127,7 @@ class ServiceAllocator:
         self.node_ports = node_port_range
         self._first = int(net.network_address) + 1  # reserved for the kubernetes service
         self._last = int(net.broadcast_address) - 1
+        self.cluster_dns_ip = cluster_dns_ip(net, cluster_dns)
         self._suspects: dict[str, int] = {}  # orphan key -> its revision, seen last pass
 
     @property
@@ -271,7 +296,18 @@ class ServiceAllocator:
         page = await self.store.list(prefix)
         return {kv.key[len(prefix) :] for kv in page.items}
 
-    async def _allocate_ip(self, name: str, ip: str | None, uid: str, dry_run: bool) -> str:
+    async def _allocate_ip(
+        self, namespace: str, name: str, ip: str | None, uid: str, dry_run: bool
+    ) -> str:
+        if ip == self.cluster_dns_ip and (namespace, name) != (DNS_NAMESPACE, DNS_SERVICE):
+            raise errors.invalid(
+                "Service",
+                name,
+                "spec.clusterIPs",
+                f"Invalid value: {_go_strings([ip])}: failed to allocate IP {ip}: provided IP is"
+                f" reserved for the cluster DNS ({DNS_NAMESPACE}/{DNS_SERVICE}, the servers'"
+                " --cluster-dns)",
+            )
         if ip:
             addr = ipaddress.IPv4Address(ip)
             if addr not in self.net or int(addr) in (
@@ -304,7 +340,7 @@ class ServiceAllocator:
             start = random.randrange(size)
             for i in range(size):
                 cand = str(ipaddress.IPv4Address(self._first + 1 + (start + i) % size))
-                if cand not in used:
+                if cand not in used and cand != self.cluster_dns_ip:
                     break
             else:
                 break
@@ -449,7 +485,7 @@ class ServiceAllocator:
             if _needs_ip(spec):
                 ip = spec.get("clusterIP") or None
                 if ip is None or self._ip_key(ip) not in held:
-                    ip = await self._allocate_ip(name, ip, uid, dry_run)
+                    ip = await self._allocate_ip(meta.get("namespace", ""), name, ip, uid, dry_run)
                     if not dry_run:
                         alloc.taken.append(self._ip_key(ip))
                 spec["clusterIP"] = ip
@@ -562,9 +598,64 @@ def _kubernetes_objects(ip: str, host: str, port: int) -> tuple[Obj, Obj, Obj]:
     return svc, endpoints, eps
 
 
+def kube_dns_service(ip: str) -> Obj:
+    """The cluster DNS Service (k3s' ``kube-system/kube-dns``) at ``ip``. It selects no pod:
+    its endpoints are every node's own DNS server (the agent serves one on its pods' gateway),
+    kept by the controller manager's cluster-dns controller, and internalTrafficPolicy Local
+    sends each pod's queries to its own node's."""
+    return {
+        "metadata": {
+            "name": DNS_SERVICE,
+            "namespace": DNS_NAMESPACE,
+            "labels": {
+                "k8s-app": "kube-dns",
+                "kubernetes.io/cluster-service": "true",
+                "kubernetes.io/name": "CoreDNS",
+            },
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "clusterIP": ip,
+            "ports": [
+                {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
+            ],
+            "internalTrafficPolicy": "Local",
+        },
+    }
+
+
+async def _ensure_kube_dns(storage: Any, res: Any, ip: str) -> None:
+    """Create the cluster DNS Service, or bring its fields back; an error that says why when
+    its address is another service's or it already has another one."""
+    want = kube_dns_service(ip)
+    try:
+        cur = await storage.get(res, DNS_NAMESPACE, DNS_SERVICE)
+    except errors.ApiError as e:
+        if e.code != 404:
+            raise
+        cur = None
+    if cur is not None and (cur.get("spec") or {}).get("clusterIP") != ip:
+        log.error(
+            "cluster DNS: %s/%s has clusterIP %s, not --cluster-dns %s: pods are told %s;"
+            " delete the Service to move it",
+            DNS_NAMESPACE,
+            DNS_SERVICE,
+            (cur.get("spec") or {}).get("clusterIP"),
+            ip,
+            ip,
+        )
+        return
+    try:
+        await _ensure(storage, res, want)
+    except errors.ApiError as e:
+        log.error("cluster DNS: cannot make %s/%s at %s: %s", DNS_NAMESPACE, DNS_SERVICE, ip, e)
+
+
 async def maintain(storage: Any, server_address: str, interval: float = 60.0) -> None:
-    """The ``kubernetes`` service and its endpoints kept as they should be, and the
-    allocation keys repaired, every ``interval`` seconds (``storage``: the API's Storage)."""
+    """The ``kubernetes`` service and its endpoints and the cluster DNS Service kept as they
+    should be, and the allocation keys repaired, every ``interval`` seconds (``storage``: the
+    API's Storage)."""
     services = by_path("", "v1", "services")
     endpoints = by_path("", "v1", "endpoints")
     slices = by_path("discovery.k8s.io", "v1", "endpointslices")
@@ -579,6 +670,7 @@ async def maintain(storage: Any, server_address: str, interval: float = 60.0) ->
         try:
             for res, obj in zip((services, endpoints, slices), wanted, strict=True):
                 await _ensure(storage, res, obj)
+            await _ensure_kube_dns(storage, services, allocator.cluster_dns_ip)
             keys = await allocator.snapshot()
             items, _, _ = await storage.list(services, None)
             await allocator.reconcile(keys, items)
@@ -590,16 +682,21 @@ async def maintain(storage: Any, server_address: str, interval: float = 60.0) ->
 
 
 async def _ensure(storage: Any, res: Any, want: Obj) -> None:
-    """Create ``want`` or bring the fields it sets back (the rest of the object is kept)."""
-    name = want["metadata"]["name"]
+    """Create ``want`` or bring the fields it sets back (the rest of the object is kept).
+    ApiError when the create is refused."""
+    name, ns = want["metadata"]["name"], want["metadata"].get("namespace", "default")
     try:
-        cur = await storage.get(res, "default", name)
+        cur = await storage.get(res, ns, name)
     except errors.ApiError as e:
         if e.code != 404:
             raise
-        with contextlib.suppress(errors.ApiError):
-            await storage.create(res, "default", copy.deepcopy(want))
-            log.info("created %s default/%s", res.name, name)
+        try:
+            await storage.create(res, ns, copy.deepcopy(want))
+        except errors.ApiError as e:
+            if e.code != 409:  # made meanwhile: the next pass looks at it
+                raise
+            return
+        log.info("created %s %s/%s", res.name, ns, name)
         return
     body = copy.deepcopy(cur)
     for k, v in want.items():
@@ -610,4 +707,4 @@ async def _ensure(storage: Any, res: Any, want: Obj) -> None:
         else:
             body[k] = v
     if body != cur:
-        await storage.update(res, "default", name, body)
+        await storage.update(res, ns, name, body)

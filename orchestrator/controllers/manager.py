@@ -17,6 +17,7 @@ from orchestrator.client import ApiClient, ClientConfig, LeaderElector, NotFound
 from orchestrator.client.rest import CONTROLLERREVISIONS, ENDPOINTSLICES, REPLICATIONCONTROLLERS
 
 from .base import Client, Controller, InformerFactory, Metrics
+from .clusterdns import ClusterDnsController
 from .cronjob import CronJobController
 from .daemonset import DaemonSetController
 from .deployment import DeploymentController
@@ -59,6 +60,7 @@ CONTROLLERS: dict[str, Maker] = {
     "nodeipam": lambda c, f, cfg: NodeIpamController(c, f, cfg.cluster_cidr),
     "endpoints": lambda c, f, cfg: EndpointsController(c, f),
     "endpointslice": lambda c, f, cfg: EndpointSliceController(c, f),
+    "clusterdns": lambda c, f, cfg: ClusterDnsController(c, f),
     "daemonset": lambda c, f, cfg: DaemonSetController(c, f),
     "statefulset": lambda c, f, cfg: StatefulSetController(c, f),
     "job": lambda c, f, cfg: JobController(c, f),
@@ -69,6 +71,7 @@ CONTROLLERS: dict[str, Maker] = {
 REQUIRES: dict[str, tuple[ResourceRef, ...]] = {
     "replicationcontroller": (REPLICATIONCONTROLLERS,),
     "endpointslice": (ENDPOINTSLICES,),
+    "clusterdns": (ENDPOINTSLICES,),
     "daemonset": (CONTROLLERREVISIONS,),
     "statefulset": (CONTROLLERREVISIONS,),
 }

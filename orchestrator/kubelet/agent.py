@@ -76,7 +76,8 @@ class AgentConfig:
     control_plane: bool = False  # a server's own agent (node-role labels, as k3s)
     registries_conf: Path | None = None  # image pulls' registries.conf; None: the runtime's
     cluster_cidr: str | None = DEFAULT_CLUSTER_CIDR  # pod traffic leaving it is masqueraded
-    cluster_dns: bool = True  # serve the cluster DNS on the pods' gateway, their nameserver
+    cluster_dns: bool = True  # serve the cluster DNS on the pods' gateway (kube-dns's endpoint)
+    cluster_dns_ip: str = ""  # ClusterFirst pods' nameserver; "": kube-system/kube-dns's clusterIP
     cluster_domain: str = "cluster.local"
     dns_upstream: tuple[str, ...] | None = None  # None: the host's resolv.conf nameservers
     disable_proxy: bool = False  # run no service proxy (orchestrator.proxy) on this node
@@ -154,6 +155,7 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
             runtime_version=_runtime_version(),
             control_plane=cfg.control_plane,
         )
+        dns_ip = await cluster_dns_address(client, cfg) if cfg.cluster_dns else None
         runtime = api.NodePods(pod_options(cfg, cfg.data_dir / "network.json"))
         network = NetworkSync(
             client,
@@ -164,7 +166,7 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
             # no pod does without the netlink library.
             functools.partial(runtime.ensure_network, cfg.node_netns is not None, True),
             cfg.cluster_cidr,
-            cfg.cluster_dns,
+            dns_ip,
             cfg.pod_cidr,
             cfg.cluster_domain,
         )
@@ -217,7 +219,7 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
         cert, key = serving_files(cfg.data_dir)
         assert client_cfg.ca_pem is not None
         kubelet = KubeletServer(runtime, pods.get, cert, key, client_cfg.ca_pem)
-        dns = ClusterDnsOnNode(client, runtime, cfg) if cfg.cluster_dns else None
+        dns = ClusterDnsOnNode(client, runtime, cfg, name) if cfg.cluster_dns else None
         proxy = None
         try:
             if not await _network_ready(network, node, stop):
@@ -235,7 +237,7 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
             except OSError as e:
                 raise AgentError(f"listen on {node_ip}:{cfg.kubelet_port}", e) from e
             assert network.pod_cidr is not None
-            proxy = await _start_proxy(cfg, client, network.pod_cidr)
+            proxy = await _start_proxy(cfg, client, network.pod_cidr, name)
             log.info(
                 "node %s ready (pods in %s, pod CIDR %s)", name, cfg.data_dir, network.pod_cidr
             )
@@ -274,17 +276,62 @@ async def _network_ready(network: NetworkSync, node: NodeAgent, stop: asyncio.Ev
     return True
 
 
+DNS_NAMESPACE = "kube-system"
+DNS_SERVICE = "kube-dns"
+DEFAULT_CLUSTER_DNS = "10.43.0.10"  # the default service CIDR's 10th address (the server's)
+DNS_ADDRESS_ANNOTATION = "corral.dev/cluster-dns-address"  # where this node's DNS listens
+DNS_LOOKUP_TRIES = 10
+
+
+async def cluster_dns_address(client: ApiClient, cfg: AgentConfig) -> str:
+    """The ClusterFirst pods' nameserver: ``--cluster-dns``, else the clusterIP of the server's
+    kube-system/kube-dns Service (waited for a few seconds: a server starting with its agent
+    makes it at once), else the default service CIDR's 10th address."""
+    if cfg.cluster_dns_ip:
+        return cfg.cluster_dns_ip
+    from orchestrator.client import NotFound
+    from orchestrator.client.rest import SERVICES
+
+    for _ in range(DNS_LOOKUP_TRIES):
+        try:
+            svc = await client.get(SERVICES, DNS_NAMESPACE, DNS_SERVICE)
+        except NotFound:
+            await asyncio.sleep(1.0)
+            continue
+        except ClientError as e:
+            log.warning("cluster DNS: cannot read %s/%s: %s", DNS_NAMESPACE, DNS_SERVICE, e)
+            break
+        ip = str((svc.get("spec") or {}).get("clusterIP") or "")
+        with contextlib.suppress(ValueError):
+            return str(ipaddress.IPv4Address(ip))
+        break
+    log.warning(
+        "cluster DNS: no clusterIP from %s/%s: pods are told %s (--cluster-dns sets it)",
+        DNS_NAMESPACE,
+        DNS_SERVICE,
+        DEFAULT_CLUSTER_DNS,
+    )
+    return DEFAULT_CLUSTER_DNS
+
+
 class ClusterDnsOnNode:
     """The cluster DNS on the pods' gateway address, port 53 (UDP and TCP), in the node's
-    network namespace: moved when the pod CIDR changes."""
+    network namespace: moved when the pod CIDR changes. The address is published on the Node
+    (annotation ``corral.dev/cluster-dns-address``): the controller manager makes it this
+    node's endpoint of the kube-dns Service, which pods reach at its clusterIP."""
 
-    def __init__(self, client: ApiClient, runtime: api.NodePods, cfg: AgentConfig) -> None:
+    def __init__(
+        self, client: ApiClient, runtime: api.NodePods, cfg: AgentConfig, node_name: str
+    ) -> None:
         from orchestrator.dns import ClusterDns, host_nameservers
 
         upstream = cfg.dns_upstream if cfg.dns_upstream is not None else host_nameservers()
         self.server = ClusterDns(client, cfg.cluster_domain, upstream)
+        self.client = client
+        self.node_name = node_name
         self.runtime = runtime
         self.address = ""
+        self.published = ""
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, network: NetworkSync) -> None:
@@ -299,6 +346,7 @@ class ClusterDnsOnNode:
         assert network.pod_cidr is not None
         address = gateway_of(network.pod_cidr)
         if address == self.address:
+            await self._publish(address)  # again, if it failed before
             return
         await self.server.stop_serving()
         udp = self.runtime.node_socket(socket.SOCK_DGRAM)
@@ -316,10 +364,27 @@ class ClusterDnsOnNode:
             raise AgentError(f"cluster DNS: listen on {address}:{DNS_PORT}", e) from e
         self.address = address
         log.info("cluster DNS serving on %s:%d", address, DNS_PORT)
+        await self._publish(address)
+
+    async def _publish(self, address: str) -> None:
+        """The Node's annotation names the address (kube-dns's endpoint on this node)."""
+        from orchestrator.client.rest import NODES
+
+        if address == self.published:
+            return
+        patch = {"metadata": {"annotations": {DNS_ADDRESS_ANNOTATION: address}}}
+        try:
+            await self.client.patch(NODES, None, self.node_name, patch)
+        except ClientError as e:
+            raise AgentError(f"cluster DNS: publish {address} on node {self.node_name}", e) from e
+        self.published = address
 
     async def _follow(self, network: NetworkSync) -> None:
         while True:
-            await network.applied.wait()
+            with contextlib.suppress(TimeoutError):  # unpublished: tried again in a while
+                await asyncio.wait_for(
+                    network.applied.wait(), None if self.published == self.address else 10.0
+                )
             network.applied.clear()
             try:
                 await self._listen(network)
@@ -333,12 +398,14 @@ class ClusterDnsOnNode:
         await self.server.stop()
 
 
-async def _start_proxy(cfg: AgentConfig, client: ApiClient, pod_cidr: str) -> ServiceProxy | None:
+async def _start_proxy(
+    cfg: AgentConfig, client: ApiClient, pod_cidr: str, node_name: str
+) -> ServiceProxy | None:
     """The node's service proxy (nftables in the node's network namespace), unless
     ``disable_proxy``. It stops with the agent and leaves its rules in place."""
     if cfg.disable_proxy:
         return None
-    proxy = ServiceProxy(client, cfg.node_netns, pod_cidr=pod_cidr)
+    proxy = ServiceProxy(client, cfg.node_netns, node_name=node_name, pod_cidr=pod_cidr)
     try:
         proxy.start()  # syncs in the background; failures are logged and retried
     except ProxyError as e:

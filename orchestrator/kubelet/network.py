@@ -1,9 +1,10 @@
 """The node's pod network in a cluster (as flannel's host-gw): the bridge from this Node's
 ``spec.podCIDR`` (given by the node IPAM controller), a route to every other Node's podCIDR via
-that node's address, masquerade for pod traffic leaving the cluster CIDR, the cluster DNS as the
-pods' nameserver. All of it is the node network file the runtime reads (``network.json`` in
-the data directory, the same format as a static one) and ``runtime.pod.api.ensure_network``,
-which applies it in the node's network namespace.
+that node's address, masquerade for pod traffic leaving the cluster CIDR, the cluster DNS
+Service's address (the kubelet's --cluster-dns) as the ClusterFirst pods' nameserver. All of it
+is the node network file the runtime reads (``network.json`` in the data directory, the same
+format as a static one) and ``runtime.pod.api.ensure_network``, which applies it in the node's
+network namespace.
 
 The peers come from an informer on the Nodes: a node that appears, gets its podCIDR, changes
 its address or goes away changes the file, and the routes follow."""
@@ -82,10 +83,11 @@ def network_doc(
     pod_cidr: str,
     cluster_cidr: str | None,
     peers: list[dict[str, str]],
-    dns: bool,
+    dns: str | None,
     cluster_domain: str = CLUSTER_DOMAIN,
 ) -> dict[str, Any]:
-    """The node network file's content."""
+    """The node network file's content; ``dns``: the cluster DNS's address (None: pods get
+    the node's resolver)."""
     doc: dict[str, Any] = {
         "name": "corral",
         "podCIDR": str(ipaddress.IPv4Network(pod_cidr, strict=False)),
@@ -97,7 +99,7 @@ def network_doc(
         doc["masquerade"] = True
     if dns:
         doc["dns"] = {
-            "nameservers": [gateway_of(doc["podCIDR"])],
+            "nameservers": [dns],
             "options": ["ndots:5"],
             "clusterDomain": cluster_domain,
         }
@@ -115,7 +117,7 @@ class NetworkSync:
         data_dir: Path,
         ensure: Any,
         cluster_cidr: str | None,
-        dns: bool,
+        dns: str | None,
         pod_cidr: str | None = None,
         cluster_domain: str = CLUSTER_DOMAIN,
     ) -> None:
@@ -124,7 +126,7 @@ class NetworkSync:
         self.data_dir = data_dir
         self.ensure = ensure
         self.cluster_cidr = cluster_cidr
-        self.dns = dns
+        self.dns = dns  # the ClusterFirst pods' nameserver, or None
         self.pod_cidr = pod_cidr  # a fallback until the Node has spec.podCIDR, or None
         self.cluster_domain = cluster_domain
         self.path = data_dir / "network.json"

@@ -87,8 +87,11 @@ def _ready(ep: Obj) -> bool:
     return cond.get("ready") is not False
 
 
-def service_ports(services: Iterable[Obj], slices: Iterable[Obj]) -> list[ServicePort]:
-    """The service ports to program, each with the ready endpoints its slices list."""
+def service_ports(
+    services: Iterable[Obj], slices: Iterable[Obj], node_name: str = ""
+) -> list[ServicePort]:
+    """The service ports to program, each with the ready endpoints its slices list (those
+    whose ``nodeName`` is ``node_name`` are its local ones, for the Local traffic policies)."""
     by_service: dict[tuple[str, str], list[Obj]] = {}
     for s in slices:
         m = s.get("metadata") or {}
@@ -114,6 +117,7 @@ def service_ports(services: Iterable[Obj], slices: Iterable[Obj]) -> list[Servic
             proto = p.get("protocol", "TCP")
             port_name = p.get("name") or ""
             eps: set[Endpoint] = set()
+            local: set[Endpoint] = set()
             for s in by_service.get((ns, name), []):
                 number = None
                 for sp in s.get("ports") or []:
@@ -123,9 +127,12 @@ def service_ports(services: Iterable[Obj], slices: Iterable[Obj]) -> list[Servic
                     continue
                 for ep in s.get("endpoints") or []:
                     if _ready(ep):
+                        here = bool(node_name) and ep.get("nodeName") == node_name
                         for addr in ep.get("addresses") or []:
                             if _ipv4(addr):
                                 eps.add(Endpoint(addr, number))
+                                if here:
+                                    local.add(Endpoint(addr, number))
             node_port = (p.get("nodePort") or 0) if typ in ("NodePort", "LoadBalancer") else 0
             out.append(
                 ServicePort(
@@ -138,6 +145,10 @@ def service_ports(services: Iterable[Obj], slices: Iterable[Obj]) -> list[Servic
                     node_port=int(node_port),
                     endpoints=tuple(sorted(eps, key=lambda e: (e.ip, e.port))),
                     affinity_timeout=timeout,
+                    local_endpoints=tuple(sorted(local, key=lambda e: (e.ip, e.port))),
+                    internal_local=spec.get("internalTrafficPolicy") == "Local",
+                    external_local=bool(node_port)
+                    and spec.get("externalTrafficPolicy") in ("Local", "OnlyLocal"),
                 )
             )
     return out
@@ -158,12 +169,14 @@ class ServiceProxy:
         client: ApiClient,
         netns: str | None = None,
         *,
+        node_name: str = "",
         pod_cidr: str | None = None,
         min_sync_interval: float = 0.2,
         resync_interval: float = 60.0,
     ) -> None:
         self.client = client
         self.netns = netns
+        self.node_name = node_name  # whose endpoints are local (the Local traffic policies)
         self.pod_cidr = pod_cidr
         self.min_sync_interval = min_sync_interval
         self.resync_interval = resync_interval
@@ -205,7 +218,8 @@ class ServiceProxy:
             )
 
     def ruleset(self) -> Ruleset:
-        return ruleset(service_ports(self.services.list(), self.slices.list()), self.pod_cidr)
+        ports = service_ports(self.services.list(), self.slices.list(), self.node_name)
+        return ruleset(ports, self.pod_cidr)
 
     async def sync(self, force: bool = False) -> None:
         """Build the ruleset from the caches and apply it, unless it is what was applied

@@ -68,6 +68,9 @@ class ServicePort:
     node_port: int = 0
     endpoints: tuple[Endpoint, ...] = ()
     affinity_timeout: int = 0  # sessionAffinity ClientIP: seconds; 0: none
+    local_endpoints: tuple[Endpoint, ...] = ()  # those of ``endpoints`` on this node
+    internal_local: bool = False  # internalTrafficPolicy Local: the clusterIP's go to local ones
+    external_local: bool = False  # externalTrafficPolicy Local: the NodePort's go to local ones
 
     @property
     def key(self) -> str:
@@ -155,10 +158,60 @@ def ruleset(ports: Iterable[ServicePort], pod_cidr: str | None = None) -> Rulese
     hairpin: set[str] = set()
     taken_ips: set[tuple[str, str, int]] = set()
     taken_node_ports: set[tuple[str, int]] = set()
+    ep_chains: set[str] = set()
+
+    def picker(chain: str, sp: ServicePort, eps: list[Endpoint]) -> None:
+        """``chain`` DNATs to one of ``eps`` (random; a pinned client first with affinity)."""
+        proto = PROTOCOLS[sp.protocol]
+        chain_names.add(chain)
+        targets = [f"{_ip(ep.ip)} . {ep.port}" for ep in eps]
+        hairpin.update(f"{_ip(ep.ip)} . {_ip(ep.ip)}" for ep in eps)
+        if not sp.affinity_timeout:
+            # one rule: DNAT to the endpoint a random number picks from a map
+            if len(eps) == 1:
+                pick = targets[0].replace(" . ", ":")
+            else:
+                pick = (
+                    f"numgen random mod {len(eps)} map {{ "
+                    + ", ".join(f"{i} : {target}" for i, target in enumerate(targets))
+                    + " }"
+                )
+            chains.append(f"chain {chain} {{\nmeta l4proto {proto} dnat ip to {pick}\n}}")
+            return
+        # session affinity: a chain per endpoint records the client in that endpoint's set
+        body = []
+        names = [_ep_chain(sp, ep) for ep in eps]
+        for name in names:
+            body.append(f"ip saddr @{_aff(sp, name)} goto {name}")
+        if len(names) == 1:
+            body.append(f"goto {names[0]}")
+        else:
+            vmap = ", ".join(f"{i} : goto {n}" for i, n in enumerate(names))
+            body.append(f"numgen random mod {len(names)} vmap {{ {vmap} }}")
+        chains.append(f"chain {chain} {{\n" + "\n".join(body) + "\n}")
+        for ep, name in zip(eps, names, strict=True):
+            if name in ep_chains:  # shared by the cluster-wide and the local chain
+                continue
+            ep_chains.add(name)
+            aff = _aff(sp, name)
+            set_names.add(aff)
+            sets.append(
+                f"set {aff} {{ type ipv4_addr; flags dynamic,timeout;"
+                f" timeout {sp.affinity_timeout}s; }}"
+            )
+            lines = [
+                f"update @{aff} {{ ip saddr }}",
+                f"meta l4proto {proto} dnat to {_ip(ep.ip)}:{ep.port}",
+            ]
+            chains.append(f"chain {name} {{\n" + "\n".join(lines) + "\n}")
+            chain_names.add(name)
+
+    pods = str(ipaddress.IPv4Network(pod_cidr, strict=False)) if pod_cidr else ""
     for sp in sorted(ports, key=lambda p: p.key):
         proto = PROTOCOLS[sp.protocol]
         svc = _chain("svc", sp.key)
         eps = sorted(set(sp.endpoints), key=lambda e: (e.ip, e.port))
+        local_eps = sorted(set(sp.local_endpoints) & set(eps), key=lambda e: (e.ip, e.port))
         # one address:port (one node port) is one map key: the first service by name has it
         # (never two with a working API server; one bad object must not fail every sync)
         has_ip = sp.has_ip and (sp.cluster_ip, proto, sp.port) not in taken_ips
@@ -175,52 +228,34 @@ def ruleset(ports: Iterable[ServicePort], pod_cidr: str | None = None) -> Rulese
             if node_port:
                 no_ep_node_ports.append(f"{proto} . {node_port} : goto reject-chain")
             continue
+        local = _chain("local", sp.key)
+        if local_eps and (sp.internal_local or sp.external_local):
+            picker(local, sp, local_eps)
+        cluster_wide = (has_ip and not sp.internal_local) or node_port
+        if cluster_wide:
+            picker(svc, sp, eps)
         if has_ip:
-            service_ips.append(f"{_ip(sp.cluster_ip)} . {proto} . {sp.port} : goto {svc}")
+            ip_key = f"{_ip(sp.cluster_ip)} . {proto} . {sp.port}"
+            if not sp.internal_local:
+                service_ips.append(f"{ip_key} : goto {svc}")
+            elif local_eps:
+                service_ips.append(f"{ip_key} : goto {local}")
+            else:  # Kubernetes: endpoints elsewhere, none here: dropped (not refused)
+                no_ep_ips.append(f"{ip_key} : drop")
         if node_port:
             ext = _chain("ext", sp.key)
             node_ports.append(f"{proto} . {node_port} : goto {ext}")
-            chains.append(f"chain {ext} {{\njump mark-for-masquerade\ngoto {svc}\n}}")
-            chain_names.add(ext)
-        chain_names.add(svc)
-        targets = [f"{_ip(ep.ip)} . {ep.port}" for ep in eps]
-        hairpin.update(f"{_ip(ep.ip)} . {_ip(ep.ip)}" for ep in eps)
-        if not sp.affinity_timeout:
-            # one rule: DNAT to the endpoint a random number picks from a map
-            if len(eps) == 1:
-                pick = targets[0].replace(" . ", ":")
+            if not sp.external_local:
+                body = ["jump mark-for-masquerade", f"goto {svc}"]
             else:
-                pick = (
-                    f"numgen random mod {len(eps)} map {{ "
-                    + ", ".join(f"{i} : {target}" for i, target in enumerate(targets))
-                    + " }"
-                )
-            chains.append(f"chain {svc} {{\nmeta l4proto {proto} dnat ip to {pick}\n}}")
-            continue
-        # session affinity: a chain per endpoint records the client in that endpoint's set
-        body = []
-        names = [_ep_chain(sp, ep) for ep in eps]
-        for name in names:
-            aff = _aff(sp, name)
-            set_names.add(aff)
-            sets.append(
-                f"set {aff} {{ type ipv4_addr; flags dynamic,timeout;"
-                f" timeout {sp.affinity_timeout}s; }}"
-            )
-            body.append(f"ip saddr @{aff} goto {name}")
-        if len(names) == 1:
-            body.append(f"goto {names[0]}")
-        else:
-            vmap = ", ".join(f"{i} : goto {n}" for i, n in enumerate(names))
-            body.append(f"numgen random mod {len(names)} vmap {{ {vmap} }}")
-        chains.append(f"chain {svc} {{\n" + "\n".join(body) + "\n}")
-        for ep, name in zip(eps, names, strict=True):
-            lines = [
-                f"update @{_aff(sp, name)} {{ ip saddr }}",
-                f"meta l4proto {proto} dnat to {_ip(ep.ip)}:{ep.port}",
-            ]
-            chains.append(f"chain {name} {{\n" + "\n".join(lines) + "\n}")
-            chain_names.add(name)
+                # the client's address is kept: only this node's endpoints; this node's own
+                # pods and the node itself go cluster-wide (as kube-proxy)
+                body = [f"ip saddr {pods} goto {svc}"] if pods else []
+                body += ["fib saddr type local jump mark-for-masquerade"]
+                body += [f"fib saddr type local goto {svc}"]
+                body.append(f"goto {local}" if local_eps else "drop")
+            chains.append(f"chain {ext} {{\n" + "\n".join(body) + "\n}")
+            chain_names.add(ext)
 
     def elements(items: list[str]) -> str:
         return f" elements = {{ {', '.join(items)} }};" if items else ""

@@ -33,7 +33,13 @@ from runtime.network.errors import (
     NetworkConfigError,
     NetworkError,
 )
-from runtime.network.files import hosts_content, resolv_conf_content, write_pod_files
+from runtime.network.files import (
+    host_resolv,
+    hosts_content,
+    pod_dns,
+    resolv_conf_content,
+    write_pod_files,
+)
 from runtime.network.ipam import Ipam
 from runtime.network.netns import Netns, OwnedNetns, in_netns, lo_up
 from runtime.network.node import GcReport, NodeNetwork, PodNetwork, veth_name
@@ -61,6 +67,8 @@ __all__ = [
     "lo_up",
     "load_config",
     "parse_config",
+    "host_resolv",
+    "pod_dns",
     "resolv_conf_content",
     "veth_name",
     "write_pod_files",

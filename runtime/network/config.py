@@ -83,16 +83,6 @@ class DnsConfig:
     options: tuple[str, ...] = ()
     cluster_domain: str = ""  # set: the nameservers are a cluster's DNS (Kubernetes ClusterFirst)
 
-    def for_namespace(self, namespace: str) -> DnsConfig:
-        """What a pod of ``namespace`` gets: with a cluster domain, the Kubernetes search path
-        (``<ns>.svc.<domain> svc.<domain> <domain>``) before the configured searches."""
-        if not self.cluster_domain:
-            return self
-        d = self.cluster_domain
-        first = (f"{namespace}.svc.{d}", f"svc.{d}", d)
-        rest = tuple(s for s in self.searches if s not in first)
-        return DnsConfig(self.nameservers, first + rest, self.options, d)
-
 
 @dataclass(frozen=True)
 class NetworkConfig:

@@ -63,6 +63,90 @@ def host_resolv(path: str = "/etc/resolv.conf") -> DnsConfig:
     return DnsConfig(tuple(servers), tuple(searches), tuple(options))
 
 
+MAX_NAMESERVERS = 3  # what the resolver reads, and kube's limits
+MAX_SEARCHES = 32
+MAX_SEARCH_CHARS = 2048
+CLUSTER_OPTIONS = ("ndots:5",)
+
+
+def _unique(items: Sequence[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
+
+
+def _merge_options(
+    existing: Sequence[str], extra: Sequence[tuple[str, str | None]]
+) -> tuple[str, ...]:
+    """Options by name, a later value replacing an earlier one (as the kubelet's
+    mergeDNSOptions; in first-seen order where its map has none)."""
+    merged: dict[str, str] = {}
+    for op in existing:
+        name, _, value = op.partition(":")
+        merged[name] = value
+    for name, value in extra:
+        merged[name] = value or ""
+    return tuple(f"{n}:{v}" if v else n for n, v in merged.items())
+
+
+def _fit_searches(searches: Sequence[str]) -> tuple[str, ...]:
+    """At most MAX_SEARCHES domains and MAX_SEARCH_CHARS characters (the kubelet trims)."""
+    out = list(searches[:MAX_SEARCHES])
+    while out and len(" ".join(out)) > MAX_SEARCH_CHARS:
+        out.pop()
+    return tuple(out)
+
+
+def pod_dns(
+    policy: str,
+    namespace: str,
+    cluster: DnsConfig,
+    host: DnsConfig,
+    *,
+    host_network: bool = False,
+    extra_nameservers: Sequence[str] = (),
+    extra_searches: Sequence[str] = (),
+    extra_options: Sequence[tuple[str, str | None]] = (),
+) -> DnsConfig:
+    """A pod's resolver settings as the kubelet composes them (its dns.Configurer.GetPodDNS).
+
+    ``policy`` is spec.dnsPolicy; ``cluster`` the node's cluster DNS (its nameservers are the
+    kubelet's --cluster-dns, ``cluster_domain`` its --cluster-domain); ``host`` the node's own
+    resolv.conf; ``extra_*`` spec.dnsConfig.
+
+    * ClusterFirst (not hostNetwork) and ClusterFirstWithHostNet: the cluster's nameservers,
+      ``search <ns>.svc.<domain> svc.<domain> <domain>`` then the host's searches,
+      ``options ndots:5``; without a cluster DNS, what Default gives.
+    * Default, and ClusterFirst with hostNetwork: the host's resolv.conf.
+    * None: nothing but dnsConfig.
+
+    dnsConfig is then appended: nameservers and searches without duplicates, options merged by
+    name (dnsConfig's value wins). At most 3 nameservers and 32 searches (2048 characters)."""
+    kind = policy
+    if policy == "ClusterFirst":
+        kind = "Default" if host_network else "Cluster"
+    elif policy == "ClusterFirstWithHostNet":
+        kind = "Cluster"
+    if kind == "Cluster" and not cluster.nameservers:
+        kind = "Default"  # the kubelet's MissingClusterDNS fallback
+    if kind == "None":
+        servers: tuple[str, ...] = ()
+        searches: tuple[str, ...] = ()
+        options: tuple[str, ...] = ()
+    elif kind == "Cluster":
+        servers = cluster.nameservers
+        d = cluster.cluster_domain
+        first = (f"{namespace}.svc.{d}", f"svc.{d}", d) if d else ()
+        searches = _unique([*first, *cluster.searches, *host.searches])
+        options = cluster.options or (CLUSTER_OPTIONS if d else ())
+    else:
+        servers, searches, options = host.nameservers, host.searches, host.options
+    servers = _unique([*servers, *extra_nameservers])[:MAX_NAMESERVERS]
+    searches = _fit_searches(_unique([*searches, *extra_searches]))
+    options = _merge_options(options, extra_options)
+    return DnsConfig(
+        servers, searches, options, cluster.cluster_domain if kind == "Cluster" else ""
+    )
+
+
 def resolv_conf_content(dns: DnsConfig) -> str:
     lines = [f"nameserver {s}\n" for s in dns.nameservers[:3]]  # the resolver reads three
     if dns.searches:

@@ -50,6 +50,13 @@ def _errno(exc: BaseException) -> int:
     return int(getattr(exc, "code", 0) or 0)
 
 
+def _random_mac() -> str:
+    """A random locally administered unicast MAC address."""
+    octets = bytearray(os.urandom(6))
+    octets[0] = (octets[0] & 0xFE) | 0x02
+    return ":".join(f"{b:02x}" for b in octets)
+
+
 class Rtnl:
     """RTNL requests in one network namespace. Use as a context manager; not thread-safe
     (one per thread), cheap to open (a socket, no fork)."""
@@ -112,10 +119,16 @@ class Rtnl:
         return [lk for lk in found if kind is None or lk.kind == kind]
 
     def ensure_bridge(self, name: str, mtu: int | None = None) -> Link:
-        """The bridge ``name``, created if absent; an existing non-bridge device is an error."""
+        """The bridge ``name``, created if absent; an existing non-bridge device is an error.
+
+        Its MAC address is set explicitly (a random one when it is made, its own otherwise):
+        a bridge whose address the kernel assigned takes the lowest of its ports' and changes
+        as pods come and go, and every pod whose neighbour entry holds the gateway's old
+        address loses its packets until it asks again (seconds: timed out connections)."""
         existing = self.link(name)
         if existing is None:
             extra: dict[str, Any] = {"mtu": mtu} if mtu else {}
+            extra["address"] = _random_mac()
             try:
                 self._call(
                     f"link add bridge {name}",
@@ -138,9 +151,24 @@ class Rtnl:
                 f"a {existing.kind or 'non-bridge'} device of that name exists",
                 errno.EEXIST,
             )
+        self._pin_address(existing.index, name)
         if not existing.up:
             self.set_up(existing.index, name)
         return existing
+
+    def _pin_address(self, index: int, name: str) -> None:
+        """Set the device's address to itself: from then on the kernel keeps it (an address
+        set by hand is never recalculated from a bridge's ports)."""
+        (msg,) = self._call(f"link get {name}", self._ipr.link, "get", index=index)
+        address = msg.get("address")
+        if address:
+            self._call(
+                f"link set {name} address {address}",
+                self._ipr.link,
+                "set",
+                index=index,
+                address=address,
+            )
 
     def add_veth(self, name: str, peer: str, peer_ns: Netns, mtu: int | None = None) -> None:
         """A veth pair: ``name`` here, ``peer`` created directly inside ``peer_ns``. Raises

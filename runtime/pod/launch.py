@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from runtime.pod.hostfacts import cap_last, memory_capacity, min_oom_score_adj, oom_file
 from runtime.pod.manifest import Pod
@@ -22,6 +23,9 @@ from runtime.pod.monitor import Started, StartFailed
 from runtime.pod.prepare import PodOptions, PrepareError, teardown
 from runtime.pod.record import PodRecord
 from runtime.pod.store import InvalidState, PodDir, PodError, PodState, write_atomic
+
+if TYPE_CHECKING:
+    from runtime.network import DnsConfig
 
 __all__ = ["READY_TIMEOUT", "load_pod", "start"]
 
@@ -62,6 +66,29 @@ def _reset_argv(pd: PodDir, container: str, subpaths: bool = False) -> tuple[str
     return (sys.executable, "-m", "runtime.pod.reset", *flag, run_dir, container)
 
 
+def _pod_dns(pod: Pod, opts: PodOptions) -> DnsConfig:
+    """The pod's resolver settings from its dnsPolicy and dnsConfig, the node network's cluster
+    DNS (none without a network) and the node's resolv.conf."""
+    from runtime.network import DnsConfig, host_resolv, pod_dns
+
+    spec = pod.spec
+    wants_cluster = spec.dns_policy == "ClusterFirstWithHostNet" or (
+        spec.dns_policy == "ClusterFirst" and not spec.host_network
+    )
+    cluster = opts.network_settings().dns if opts.network and wants_cluster else DnsConfig()
+    extra = pod.spec.dns_config
+    return pod_dns(
+        pod.spec.dns_policy,
+        pod.namespace,
+        cluster,
+        host_resolv(),
+        host_network=pod.spec.host_network,
+        extra_nameservers=extra.nameservers if extra else (),
+        extra_searches=extra.searches if extra else (),
+        extra_options=extra.options if extra else (),
+    )
+
+
 def _go(pd: PodDir, pod: Pod, record: PodRecord, opts: PodOptions, mon: Started) -> None:
     """Network, bundles, monitor.conf: everything between "ready" and "go"."""
     from images.store import Store
@@ -78,7 +105,6 @@ def _go(pd: PodDir, pod: Pod, record: PodRecord, opts: PodOptions, mon: Started)
 
     path = pd.path
     pod_ip: str | None = None
-    dns = None
     domain = ""
     if not pod.spec.host_network and opts.network:
         write_atomic(path / "network.json", "{}\n")  # teardown looks for it: write it first
@@ -96,17 +122,15 @@ def _go(pd: PodDir, pod: Pod, record: PodRecord, opts: PodOptions, mon: Started)
             net = node.setup_pod(pd.uid, f"/proc/{mon.pid}/ns/net", ports)
             write_atomic(path / "network.json", json.dumps(net.to_json(), indent=1) + "\n")
             pod_ip = str(net.ip)
-            if pod.spec.dns_policy != "Default":  # ClusterFirst: the cluster's DNS, if any
-                dns = settings.dns.for_namespace(pod.namespace)
             domain = pod.host_domain(settings.dns.cluster_domain)
-    elif opts.network and pod.spec.dns_policy == "ClusterFirstWithHostNet":  # hostNetwork
-        dns = opts.network_settings().dns.for_namespace(pod.namespace)
     if not pod.spec.host_network and not opts.network:
         with _steps(pd, "loopback up"):
             from runtime.network import in_netns, lo_up
 
             in_netns(f"/proc/{mon.pid}/ns/net", lo_up)
     hostname = pod.hostname if not pod.spec.host_network else os.uname().nodename
+    with _steps(pd, "resolv.conf"):
+        dns = _pod_dns(pod, opts)
     write_pod_files(path / "etc", hostname, pod_ip, dns, domain=domain)
     record = record.replace(pod_ip=pod_ip)
     pd.write_record(record)

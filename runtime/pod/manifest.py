@@ -48,6 +48,7 @@ rejected, as the API server rejects it), ``Ki Mi Gi Ti Pi Ei`` (binary) or an ex
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import posixpath
 import re
@@ -73,6 +74,7 @@ __all__ = [
     "ConfigMapVolume",
     "Container",
     "ContainerPort",
+    "PodDnsConfig",
     "EmptyDirVolume",
     "EnvVar",
     "ExecAction",
@@ -378,6 +380,15 @@ class PodSecurityContext:
 
 
 @dataclass(frozen=True, slots=True)
+class PodDnsConfig:
+    """``spec.dnsConfig``: options are (name, value or None)."""
+
+    nameservers: tuple[str, ...] = ()
+    searches: tuple[str, ...] = ()
+    options: tuple[tuple[str, str | None], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class PodSpec:
     containers: tuple[Container, ...]
     init_containers: tuple[Container, ...] = ()
@@ -389,7 +400,8 @@ class PodSpec:
     host_network: bool = False
     share_process_namespace: bool = False
     security_context: PodSecurityContext = field(default_factory=PodSecurityContext)
-    dns_policy: str = "ClusterFirst"  # ClusterFirst, ClusterFirstWithHostNet or Default
+    dns_policy: str = "ClusterFirst"  # ClusterFirst, ClusterFirstWithHostNet, Default or None
+    dns_config: PodDnsConfig | None = None  # spec.dnsConfig, merged into what the policy gives
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,6 +455,9 @@ class Pod:
 # ============================================================================= corral's checks
 
 _UID = re.compile(r"[0-9A-Za-z][-0-9A-Za-z]{0,63}")
+_SEARCH = re.compile(
+    r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+)
 _ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".tar.zst")
 
 
@@ -474,7 +489,7 @@ _SUPPORTED: dict[type, frozenset[str]] = {
     ),
     k8s.PodSpec: frozenset(
         "containers initContainers volumes restartPolicy terminationGracePeriodSeconds hostname"
-        " subdomain hostNetwork shareProcessNamespace securityContext dnsPolicy".split()
+        " subdomain hostNetwork shareProcessNamespace securityContext dnsPolicy dnsConfig".split()
     ),
     k8s.Container: frozenset(
         "name image imagePullPolicy command args env workingDir ports resources securityContext"
@@ -714,25 +729,80 @@ def _from_kube(kp: k8s.Pod, base_dir: str | None) -> Pod:
             host_network=spec.host_network,
             share_process_namespace=bool(spec.share_process_namespace),
             security_context=pod_security,
-            dns_policy=_dns_policy(spec.dns_policy),
+            dns_policy=_dns_policy(spec.dns_policy, spec.dns_config),
+            dns_config=_dns_config(spec.dns_config),
         ),
     )
 
 
-DNS_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default")
+DNS_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")
+MAX_DNS_NAMESERVERS = 3  # kube's validation limits
+MAX_DNS_SEARCHES = 32
+MAX_DNS_SEARCH_CHARS = 2048
 
 
-def _dns_policy(policy: str | None) -> str:
+def _dns_policy(policy: str | None, config: k8s.PodDNSConfig | None) -> str:
     if policy in (None, ""):
         return "ClusterFirst"
-    if policy == "None":  # it takes its servers from dnsConfig, which corral does not take
-        raise ManifestError("spec.dnsPolicy", "'None' is not supported by corral")
     if policy not in DNS_POLICIES:
         raise ManifestError(
             "spec.dnsPolicy",
             f"Unsupported value: {q(policy)}: supported values: {', '.join(map(q, DNS_POLICIES))}",
         )
+    if policy == "None" and config is None:
+        raise ManifestError(
+            "spec.dnsConfig", "Required value: must provide `dnsConfig` when `dnsPolicy` is None"
+        )
+    if policy == "None" and not (config and config.nameservers):
+        raise ManifestError(
+            "spec.dnsConfig.nameservers",
+            "Required value: must provide at least one DNS nameserver when `dnsPolicy` is None",
+        )
     return policy
+
+
+def _dns_config(config: k8s.PodDNSConfig | None) -> PodDnsConfig | None:
+    """``spec.dnsConfig``, checked as kube-apiserver's validation does."""
+    if config is None:
+        return None
+    servers = tuple(config.nameservers or ())
+    if len(servers) > MAX_DNS_NAMESERVERS:
+        raise ManifestError(
+            "spec.dnsConfig.nameservers",
+            f"Invalid value: {list(servers)!r}: must not have more than"
+            f" {MAX_DNS_NAMESERVERS} nameservers",
+        )
+    for i, ns in enumerate(servers):
+        try:
+            ipaddress.ip_address(ns)
+        except ValueError:
+            raise ManifestError(
+                f"spec.dnsConfig.nameservers[{i}]",
+                f"Invalid value: {q(ns)}: must be a valid IP address",
+            ) from None
+    searches = tuple(config.searches or ())
+    if len(searches) > MAX_DNS_SEARCHES:
+        raise ManifestError(
+            "spec.dnsConfig.searches",
+            f"Invalid value: {list(searches)!r}: must not have more than"
+            f" {MAX_DNS_SEARCHES} search paths",
+        )
+    if len(" ".join(searches)) > MAX_DNS_SEARCH_CHARS:
+        raise ManifestError(
+            "spec.dnsConfig.searches",
+            f"Invalid value: must not have more than {MAX_DNS_SEARCH_CHARS} characters",
+        )
+    for i, d in enumerate(searches):
+        if d != "." and not _SEARCH.fullmatch(d.rstrip(".")):
+            raise ManifestError(
+                f"spec.dnsConfig.searches[{i}]", f"Invalid value: {q(d)}: must be a DNS subdomain"
+            )
+    options = []
+    for i, o in enumerate(config.options or ()):
+        if not o.name:
+            raise ManifestError(f"spec.dnsConfig.options[{i}].name", "Required value")
+        options.append((o.name, o.value))
+    return PodDnsConfig(servers, searches, tuple(options))
 
 
 def _meta(m: k8s.ObjectMeta) -> ObjectMeta:

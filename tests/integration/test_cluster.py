@@ -269,9 +269,8 @@ def test_cluster_dns_resolves_a_service_from_inside_a_pod(cluster: Cluster) -> N
         " nslookup -type=SRV _web._tcp.vip.default.svc.cluster.local; sleep 0.5; done"
     )
     cluster.apply(pod("dns", "node-1", script))
-    gateway = str(
-        ipaddress.IPv4Network(cluster.get("node", "node-1")["spec"]["podCIDR"]).network_address + 1
-    )
+    dns_ip = cluster.get("service", "kube-dns", "-n", "kube-system")["spec"]["clusterIP"]
+    assert dns_ip == "10.43.0.10"  # the service CIDR's 10th address, as k3s'
     out = cluster.logs_until(
         "dns",
         lambda o: (
@@ -281,12 +280,12 @@ def test_cluster_dns_resolves_a_service_from_inside_a_pod(cluster: Cluster) -> N
             and "80 vip.default.svc.cluster.local" in o
         ),
     )
-    assert f"nameserver {gateway}" in out
+    assert f"nameserver {dns_ip}" in out  # the kube-dns Service, not the node's gateway
     assert "search default.svc.cluster.local svc.cluster.local cluster.local" in out
     cluster.apply(pod("dns-default", "node-1", "cat /etc/resolv.conf; sleep 600",
                       dnsPolicy="Default"))  # fmt: skip
     out = cluster.logs_until("dns-default", lambda o: bool(o))
-    assert gateway not in out and "svc.cluster.local" not in out  # the node's own resolver
+    assert dns_ip not in out and "svc.cluster.local" not in out  # the node's own resolver
     cluster.k.run("delete", "pod", "dns", "dns-default", "--wait=false")
     cluster.k.run("delete", "service", "echo", "vip")
 

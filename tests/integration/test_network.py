@@ -408,3 +408,35 @@ def test_the_pod_end_name_must_be_free(cluster: Cluster) -> None:
     with pytest.raises(NetworkError, match="eth0 already exists"):
         node.setup_pod("pod-a", a.ns)
     assert all(not v for v in cluster.leftovers(node).values())
+
+
+def _mac(ns: Netns | int | str | None, name: str) -> str:
+    with Rtnl(ns) as rt:
+        (msg,) = rt._ipr.link("get", ifname=name)
+        return str(msg.get("address"))
+
+
+def test_the_bridge_address_stays_as_pods_come_and_go(cluster: Cluster) -> None:
+    """A bridge whose address the kernel assigned takes its lowest port's and changes with its
+    ports: the pods' cached gateway address goes stale and their packets are lost for
+    seconds. The node's bridge keeps the address it was given."""
+    node = cluster.add_node()
+    br = node.config.bridge
+    a, b = cluster.netns(), cluster.netns()
+    node.setup_pod("pod-a", a.ns)
+    gateway_mac = _mac(node.ns, br)
+    with Rtnl(node.ns) as rt:  # a port whose address is lower than any other
+        rt.add_veth("lowmac0", "lowpeer", b.ns)
+        low = rt.link("lowmac0")
+        bridge = rt.link(br)
+        assert low is not None and bridge is not None
+        rt._ipr.link("set", index=low.index, address="02:00:00:00:00:01")
+        rt.set_up(low.index, "lowmac0", master=bridge.index)
+    assert _mac(node.ns, br) == gateway_mac
+    with Rtnl(node.ns) as rt:
+        rt.delete_link("lowmac0")
+    node.setup_pod("pod-b", cluster.netns().ns)
+    node.teardown_pod("pod-a")
+    assert _mac(node.ns, br) == gateway_mac
+    node.ensure()  # again (an agent's restart): the address it has is kept
+    assert _mac(node.ns, br) == gateway_mac

@@ -6,6 +6,7 @@ its name and the address it sees; connections through ClusterIPs and NodePorts f
 from __future__ import annotations
 
 import collections
+import dataclasses
 import socket
 import subprocess
 import sys
@@ -68,12 +69,12 @@ class Net:
         apply_ruleset(script, self.node.path)
         self.applied = new
 
-    def connect(self, ip: str, port: int, source: NodeNs | None = None) -> str:
+    def connect(self, ip: str, port: int, source: NodeNs | None = None, timeout: float = 10) -> str:
         """The answer of whoever a connection to ip:port from ``source`` (default: the
         node) reaches: "<server name> <the client address it saw>"."""
 
         def run() -> str:
-            with socket.create_connection((ip, port), timeout=10) as s:
+            with socket.create_connection((ip, port), timeout=timeout) as s:
                 data = b""
                 while not data.endswith(b"\n"):
                     chunk = s.recv(100)
@@ -190,6 +191,45 @@ def test_no_endpoints_is_refused_not_dropped(net: Net) -> None:
             net.connect("10.43.0.12", 80, source)
         with pytest.raises(ConnectionRefusedError):
             net.connect(GATEWAY, 30082, source)
+
+
+def local(sp: ServicePort, here: list[str], internal: bool = False) -> ServicePort:
+    """``sp`` with ``here`` its endpoints on this node and a Local traffic policy."""
+    return dataclasses.replace(
+        sp,
+        local_endpoints=tuple(Endpoint(e, PORT) for e in here),
+        internal_local=internal,
+        external_local=not internal,
+    )
+
+
+def test_internal_traffic_policy_local_uses_only_this_nodes_endpoints(net: Net) -> None:
+    a, b = net.pods["a"].ip, net.pods["b"].ip
+    client = net.pods["client"].ns
+    net.apply([local(svc("itp", "10.43.0.21", [a, b]), [a], internal=True)])
+    for source in (None, client):
+        assert {net.connect("10.43.0.21", 80, source).split()[0] for _ in range(30)} == {"a"}
+    # endpoints elsewhere, none here: dropped (Kubernetes: no local endpoint), not refused
+    net.apply([local(svc("itp", "10.43.0.21", [a, b]), [], internal=True)])
+    for source in (None, client):
+        with pytest.raises(TimeoutError):
+            net.connect("10.43.0.21", 80, source, timeout=2)
+
+
+def test_external_traffic_policy_local_keeps_the_client_address(net: Net) -> None:
+    a, b = net.pods["a"].ip, net.pods["b"].ip
+    net.apply([local(svc("etp", "10.43.0.22", [a, b], node_port=30090), [a])])
+    # from outside: only this node's endpoint, and it sees the client's own address
+    for _ in range(10):
+        assert net.connect(NODE_LAN_IP, 30090, net.lan).split() == ["a", "192.168.77.2"]
+    # the clusterIP and the node's own pods still spread over every endpoint
+    seen = {net.connect(GATEWAY, 30090, net.pods["client"].ns).split()[0] for _ in range(40)}
+    assert seen == {"a", "b"}
+    assert {net.connect("10.43.0.22", 80).split()[0] for _ in range(40)} == {"a", "b"}
+    net.apply([local(svc("etp", "10.43.0.22", [a, b], node_port=30090), [])])
+    with pytest.raises(TimeoutError):
+        net.connect(NODE_LAN_IP, 30090, net.lan, timeout=2)
+    assert net.connect(GATEWAY, 30090, net.pods["client"].ns).split()[0] in ("a", "b")
 
 
 def test_session_affinity_pins_a_client(net: Net) -> None:

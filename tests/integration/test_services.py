@@ -231,6 +231,46 @@ def test_kubernetes_service(server: Server) -> None:
     assert code == 200 and eps["endpoints"][0]["addresses"] == ["127.0.0.1"]
 
 
+def test_kube_dns_service(kubectl: Kubectl) -> None:
+    """The server makes kube-system/kube-dns at the service CIDR's 10th address (k3s' cluster
+    DNS Service: no selector, internalTrafficPolicy Local), and no other service gets it."""
+    k = kubectl
+    dns_ip = str(NET.network_address + 10)
+    rows = k.run("get", "svc", "-n", "kube-system", "--no-headers").stdout.splitlines()
+    row = next(r.split() for r in rows if r.split()[0] == "kube-dns")
+    assert row[1:3] == ["ClusterIP", dns_ip]
+    assert sorted(row[4].split(",")) == ["53/TCP", "53/UDP"]
+    svc = json.loads(k.run("get", "svc", "-n", "kube-system", "kube-dns", "-o", "json").stdout)
+    assert svc["metadata"]["labels"]["k8s-app"] == "kube-dns"
+    assert svc["spec"]["internalTrafficPolicy"] == "Local"
+    assert "selector" not in svc["spec"]
+    assert {(p["name"], p["protocol"]) for p in svc["spec"]["ports"]} == {
+        ("dns", "UDP"),
+        ("dns-tcp", "TCP"),
+    }
+    ns = _ns(k, "dnsip")
+    taken = k.run(
+        "-n", ns, "create", "-f", "-", input=json.dumps(_body("x", clusterIP=dns_ip)), check=False
+    )
+    assert taken.returncode != 0
+    assert (
+        f'spec.clusterIPs: Invalid value: []string{{"{dns_ip}"}}: failed to allocate IP {dns_ip}:'
+        " provided IP is reserved for the cluster DNS (kube-system/kube-dns"
+    ) in taken.stderr
+
+
+def test_a_cluster_dns_outside_the_service_cidr_stops_the_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    srv = Server(tmp_path_factory.mktemp("baddns"), extra=(*API_ONLY, "--cluster-dns", "10.0.0.10"))
+    with pytest.raises(RuntimeError, match="did not start"):
+        srv.start()
+    assert (
+        "--cluster-dns 10.0.0.10: not a host address of the service CIDR 10.43.0.0/16"
+        in srv.log.read_text()
+    )
+
+
 def test_parallel_creates_never_share(server: Server) -> None:
     code, _ = server.json("POST", "/api/v1/namespaces", {"metadata": {"name": "par"}})
     assert code == 201

@@ -17,6 +17,7 @@ none may reach its pods any more."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import signal
@@ -34,7 +35,7 @@ import pytest
 from orchestrator.cluster import Node
 from runtime.network.netns import in_netns
 from testkit.cluster import IMAGE, image_dir, leftovers, one_machine_cluster
-from tests.integration.test_cluster import Cluster, until
+from tests.integration.test_cluster import Cluster, pod, until
 
 pytestmark = [pytest.mark.root, pytest.mark.network]
 
@@ -298,6 +299,147 @@ def test_requests_from_every_node_spread_over_the_pods_by_cluster_dns(cluster: E
     c.delete_clients()
 
 
+DNS_IP = "10.43.0.10"  # kube-system/kube-dns: the service CIDR's 10th address
+NAMES = ("web", "web.default", "web.default.svc.cluster.local")
+
+
+def gateway(pod_cidr: str) -> str:
+    return str(ipaddress.IPv4Network(pod_cidr).network_address + 1)
+
+
+def dns_endpoints(c: E2E) -> set[tuple[str, str, bool]]:
+    """(nodeName, address, ready) of the kube-dns Service's endpoints."""
+    slices = c.get("endpointslices", "-n", "kube-system", "-l",
+                   "kubernetes.io/service-name=kube-dns")["items"]  # fmt: skip
+    return {
+        (e["nodeName"], e["addresses"][0], e["conditions"]["ready"])
+        for s in slices
+        for e in s.get("endpoints") or []
+    }
+
+
+def lookups(script_out: str) -> dict[str, str]:
+    """The output of each ``nslookup`` in a pod's log, by the name looked up."""
+    out = {}
+    for part in re.sub(r"[ \t]+", " ", script_out).split("== ")[1:]:
+        name, _, rest = part.partition("\n")
+        out[name.strip()] = rest
+    return out
+
+
+def test_cluster_dns_at_its_cluster_ip_answers_each_node_from_its_own_server(
+    cluster: E2E,
+) -> None:
+    """kube-dns is a Service in kube-system at 10.43.0.10 whose endpoints are every node's own
+    DNS server (on its pods' gateway); internalTrafficPolicy Local: each node's proxy sends
+    its pods' queries to its own. A pod on every node resolves the service by its short name,
+    with its namespace, and by its full name, through 10.43.0.10."""
+    c = cluster
+    c.web(3)
+    cluster_ip = c.get("service", "web")["spec"]["clusterIP"]
+    rows = c.k.run("get", "svc", "-n", "kube-system", "--no-headers").stdout.splitlines()
+    row = next(r.split() for r in rows if r.split()[0] == "kube-dns")
+    assert row[1:3] == ["ClusterIP", DNS_IP] and sorted(row[4].split(",")) == ["53/TCP", "53/UDP"]
+    gateways = {
+        n["metadata"]["name"]: gateway(n["spec"]["podCIDR"]) for n in c.get("nodes")["items"]
+    }
+    want = {(name, gw, True) for name, gw in gateways.items()}
+    until("kube-dns's endpoints on every node", lambda: dns_endpoints(c) == want, WAIT)
+    for node, own in gateways.items():  # the node's own DNS server only
+        until(f"{node}'s rules to send DNS to {own}",
+              lambda n=node, gw=own: c.proxied(n, gw), WAIT)  # fmt: skip
+        others = [gw for name, gw in gateways.items() if name != node]
+        assert not any(c.proxied(node, gw) for gw in others), (node, c.rules(node))
+    # busybox nslookup applies the search path to a name without dots only (the reason
+    # Kubernetes' DNS debugging page pins busybox 1.28); nc resolves through the C library,
+    # which searches any name with fewer than ndots dots.
+    request = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | timeout 5 nc -w 4 {} 80 | tail -n 1"
+    script = (
+        "cat /etc/resolv.conf;"
+        + "".join(
+            f" echo '== {name}'; nslookup {name}; echo \"GOT $({request.format(name)})\";"
+            for name in NAMES
+        )
+        + " echo END; exec sleep 100000"
+    )
+    for n in c.state.nodes:
+        c.apply(pod(f"dns-{n.name}", n.name, script, labels={"role": "client"}))
+    for n in c.state.nodes:
+        out = c.logs_until(f"dns-{n.name}", lambda o: "END" in o)
+        resolv = out.split("==", 1)[0]
+        assert resolv.splitlines() == [
+            f"nameserver {DNS_IP}",
+            "search default.svc.cluster.local svc.cluster.local cluster.local",
+            "options ndots:5",
+        ], (n.name, resolv)
+        got = lookups(out.split("END", 1)[0])
+        assert set(got) == set(NAMES), out
+        for name, answer in got.items():
+            assert re.search(r"^GOT web-", answer, re.M), (n.name, name, answer)
+            if name.count(".") != 1:  # busybox nslookup: see above
+                assert f"Server: {DNS_IP}" in answer, (n.name, name, answer)
+                assert f"Address: {cluster_ip}" in answer, (n.name, name, answer)
+    c.delete_clients()
+
+
+def test_resolv_conf_per_dns_policy(cluster: E2E) -> None:
+    """What the kubelet writes for each dnsPolicy: ClusterFirst with dnsConfig merged, Default
+    (the node's resolver), None (dnsConfig alone), ClusterFirstWithHostNet for a hostNetwork
+    pod. (A hostNetwork pod of this one-machine cluster is in the machine's own network
+    namespace, where the agents run: it sends no query, nothing may leave the machine.)"""
+    c = cluster
+    extra = {
+        "nameservers": ["192.0.2.1"],
+        "searches": ["extra.example"],
+        "options": [{"name": "ndots", "value": "2"}, {"name": "edns0"}],
+    }
+    cat = "cat /etc/resolv.conf; echo END; exec sleep 100000"
+    pods = {
+        "dns-merged": {"dnsConfig": extra},
+        "dns-default": {"dnsPolicy": "Default"},
+        "dns-none": {"dnsPolicy": "None", "dnsConfig": {
+            "nameservers": ["1.2.3.4"],
+            "searches": ["ns1.svc.cluster-domain.example", "my.dns.search.suffix"],
+            "options": [{"name": "ndots", "value": "2"}, {"name": "edns0"}]}},
+        "dns-hostnet": {"hostNetwork": True, "dnsPolicy": "ClusterFirstWithHostNet"},
+    }  # fmt: skip
+    for name, spec in pods.items():
+        c.apply(pod(name, "node-2", cat, labels={"role": "client"}, **spec))
+    host = [
+        line.split()[1]
+        for line in Path("/etc/resolv.conf").read_text().splitlines()
+        if line.startswith("nameserver") and not ipaddress.ip_address(line.split()[1]).is_loopback
+    ]
+    want = {
+        "dns-merged": [
+            f"nameserver {DNS_IP}",
+            "nameserver 192.0.2.1",
+            "search default.svc.cluster.local svc.cluster.local cluster.local extra.example",
+            "options ndots:2 edns0",
+        ],
+        "dns-default": [f"nameserver {ns}" for ns in host[:3]],
+        "dns-none": [
+            "nameserver 1.2.3.4",
+            "search ns1.svc.cluster-domain.example my.dns.search.suffix",
+            "options ndots:2 edns0",
+        ],
+        "dns-hostnet": [
+            f"nameserver {DNS_IP}",
+            "search default.svc.cluster.local svc.cluster.local cluster.local",
+            "options ndots:5",
+        ],
+    }
+    for name in pods:
+        out = c.logs_until(name, lambda o: "END" in o)
+        resolv = out.split("END", 1)[0]
+        if name == "dns-default":  # the node's nameservers (and searches, if it has any)
+            servers = [ln for ln in resolv.splitlines() if ln.startswith("nameserver")]
+            assert servers == want[name] and "svc.cluster.local" not in resolv, resolv
+            continue
+        assert resolv.splitlines() == want[name], (name, resolv)
+    c.delete_clients()
+
+
 def test_the_node_port_answers_on_every_node_address(cluster: E2E) -> None:
     c = cluster
     pods = c.web(3)
@@ -464,6 +606,13 @@ def test_a_killed_node_has_its_pods_rescheduled_and_the_service_answers(cluster:
     # The evicted pods stay Terminating while their node is gone (no kubelet confirms it):
     # as an administrator does, take them off the API.
     c.k.run("delete", "pod", *lost, "--grace-period=0", "--force", "--ignore-not-found")
+    # the cluster DNS: the dead node's server is a not-ready endpoint, the others' are ready,
+    # and once the administrator removes the Node, its endpoint goes
+    dns = dns_endpoints(c)
+    assert {(n, r) for n, _, r in dns} == {(dead.name, False)} | {(n, True) for n in survivors}
+    c.k.run("delete", "node", dead.name)
+    until(f"{dead.name}'s DNS endpoint gone",
+          lambda: {n for n, _, _ in dns_endpoints(c)} == set(survivors), WAIT)  # fmt: skip
 
 
 def test_nothing_is_left_in_any_namespace(cluster: E2E) -> None:
@@ -484,11 +633,12 @@ def test_nothing_is_left_in_any_namespace(cluster: E2E) -> None:
                    for o in c.get(kind, "-A")["items"]]
             for kind in ("pods", "deployments", "replicasets", "endpointslices")
         }  # fmt: skip
-        svcs = [o["metadata"]["name"] for o in c.get("services", "-A")["items"]]
+        svcs = sorted(o["metadata"]["name"] for o in c.get("services", "-A")["items"])
         return not any(rest["pods"] + rest["deployments"] + rest["replicasets"]) and (
-            svcs == ["kubernetes"]
-            and all(s.startswith("default/kubernetes") for s in rest["endpointslices"])
-        )
+            svcs == ["kube-dns", "kubernetes"]  # the server's own
+            and all(s.startswith(("default/kubernetes", "kube-system/kube-dns"))
+                    for s in rest["endpointslices"])
+        )  # fmt: skip
 
     until("every namespace empty", empty, WAIT)
 

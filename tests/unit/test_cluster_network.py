@@ -10,8 +10,14 @@ from typing import Any
 
 import pytest
 
-from orchestrator.kubelet.network import gateway_of, network_doc, node_network_ip, peers_of
-from runtime.network import DnsConfig, NetworkConfigError, parse_config
+from orchestrator.kubelet.network import network_doc, node_network_ip, peers_of
+from runtime.network import (
+    DnsConfig,
+    NetworkConfigError,
+    parse_config,
+    pod_dns,
+    resolv_conf_content,
+)
 from runtime.network.netlink import RTPROT_CORRAL, Route
 from runtime.network.node import route_changes
 
@@ -72,24 +78,69 @@ def test_node_network_ip_is_the_first_ipv4_internal_ip_not_loopback() -> None:
 
 def test_the_network_file_parses_as_the_runtime_reads_it(tmp_path: Path) -> None:
     peers = [{"name": "b", "podCIDR": "10.42.1.0/24", "address": "172.31.0.3"}]
-    doc = network_doc(tmp_path, "10.42.0.0/24", "10.42.0.0/16", peers, dns=True)
+    doc = network_doc(tmp_path, "10.42.0.0/24", "10.42.0.0/16", peers, dns="10.43.0.10")
     cfg = parse_config(doc)
     assert cfg.pod_cidr == N("10.42.0.0/24") and cfg.cluster_cidr == N("10.42.0.0/16")
     assert cfg.masquerade and cfg.state_dir == tmp_path / "network"
     assert [(p.pod_cidr, p.address) for p in cfg.peers] == [(N("10.42.1.0/24"), A("172.31.0.3"))]
-    assert cfg.dns.nameservers == (gateway_of("10.42.0.0/24"),) == ("10.42.0.1",)
+    assert cfg.dns.nameservers == ("10.43.0.10",)  # the kube-dns Service, not the gateway
     assert cfg.dns.cluster_domain == "cluster.local"
-    plain = parse_config(network_doc(tmp_path, "10.42.0.0/24", None, [], dns=False))
+    plain = parse_config(network_doc(tmp_path, "10.42.0.0/24", None, [], dns=None))
     assert not plain.masquerade and plain.dns == DnsConfig() and plain.peers == ()
 
 
-def test_a_pod_searches_its_namespace_first() -> None:
-    dns = DnsConfig(("10.42.0.1",), ("example.com",), ("ndots:5",), "cluster.local")
-    assert dns.for_namespace("web").searches == (
-        "web.svc.cluster.local", "svc.cluster.local", "cluster.local", "example.com",
+CLUSTER = DnsConfig(("10.43.0.10",), (), ("ndots:5",), "cluster.local")
+HOST = DnsConfig(("192.0.2.53",), ("corp.example",), ("edns0",))
+
+
+def test_cluster_first_pods_get_the_cluster_dns_and_their_namespace_search_path() -> None:
+    """The kubelet's ClusterFirst: the cluster DNS, <ns>.svc.<domain> svc.<domain> <domain>
+    then the host's searches, ndots:5 (not the host's options)."""
+    for policy, host_network in (("ClusterFirst", False), ("ClusterFirstWithHostNet", True)):
+        got = pod_dns(policy, "web", CLUSTER, HOST, host_network=host_network)
+        assert resolv_conf_content(got) == (
+            "nameserver 10.43.0.10\n"
+            "search web.svc.cluster.local svc.cluster.local cluster.local corp.example\n"
+            "options ndots:5\n"
+        )
+
+
+def test_default_and_host_network_cluster_first_get_the_nodes_resolver() -> None:
+    for policy, host_network in (("Default", False), ("ClusterFirst", True)):
+        got = pod_dns(policy, "web", CLUSTER, HOST, host_network=host_network)
+        assert got == HOST
+    # no cluster DNS known: ClusterFirst falls back to the node's (MissingClusterDNS)
+    assert pod_dns("ClusterFirst", "web", DnsConfig(), HOST) == HOST
+
+
+def test_dns_config_is_merged_as_the_kubelet_merges_it() -> None:
+    got = pod_dns(
+        "ClusterFirst", "web", CLUSTER, HOST,
+        extra_nameservers=("10.43.0.10", "1.1.1.1"),
+        extra_searches=("svc.cluster.local", "my.dns.search.suffix"),
+        extra_options=(("ndots", "2"), ("edns0", None)),
     )  # fmt: skip
-    static = DnsConfig(("10.96.0.10",), ("default.svc.cluster.local",))
-    assert static.for_namespace("web") == static  # no cluster domain: as configured
+    assert got.nameservers == ("10.43.0.10", "1.1.1.1")  # no duplicate
+    assert got.searches == (
+        "web.svc.cluster.local", "svc.cluster.local", "cluster.local", "corp.example",
+        "my.dns.search.suffix",
+    )  # fmt: skip
+    assert got.options == ("ndots:2", "edns0")  # dnsConfig's value replaces the default
+    none = pod_dns("None", "web", CLUSTER, HOST, extra_nameservers=("1.2.3.4",),
+                   extra_searches=("ns1.svc.cluster-domain.example",),
+                   extra_options=(("ndots", "2"),))  # fmt: skip
+    assert resolv_conf_content(none) == (
+        "nameserver 1.2.3.4\nsearch ns1.svc.cluster-domain.example\noptions ndots:2\n"
+    )
+
+
+def test_limits_three_nameservers_and_the_search_list_length() -> None:
+    got = pod_dns("Default", "web", CLUSTER, HOST,
+                  extra_nameservers=("1.1.1.1", "8.8.8.8", "9.9.9.9"),
+                  extra_searches=tuple(f"d{i}.{'x' * 60}" for i in range(40)))  # fmt: skip
+    assert got.nameservers == ("192.0.2.53", "1.1.1.1", "8.8.8.8")
+    assert len(got.searches) <= 32 and len(" ".join(got.searches)) <= 2048
+    assert got.searches[0] == "corp.example"
 
 
 def test_a_bad_cluster_domain_is_refused_naming_the_field() -> None:

@@ -31,6 +31,7 @@ from orchestrator.client.rest import (
     STATEFULSETS,
 )
 from orchestrator.controllers.base import Controller, InformerFactory, Metrics
+from orchestrator.controllers.clusterdns import DNS_ADDRESS_ANNOTATION, ClusterDnsController
 from orchestrator.controllers.cronjob import CronJobController, Schedule, ScheduleError
 from orchestrator.controllers.daemonset import DaemonSetController, node_fits
 from orchestrator.controllers.deployment import (
@@ -887,6 +888,56 @@ def test_node_ipam_gives_each_node_a_free_24() -> None:
         assert len(client.take()) == 2
         with pytest.raises(ValueError, match="smaller than one node"):
             NodeIpamController(client, factory, "10.0.0.0/25")  # type: ignore[arg-type]
+
+    run(body)
+
+
+def dns_node(name: str, address: str | None, ready: str = "True") -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if address is not None:
+        meta["annotations"] = {DNS_ADDRESS_ANNOTATION: address}
+    return {"metadata": meta, "status": {"conditions": [{"type": "Ready", "status": ready}]}}
+
+
+def test_cluster_dns_endpoints_are_the_nodes_dns_servers() -> None:
+    """kube-system/kube-dns gets one endpoint per node whose agent serves the DNS (its
+    annotation), with nodeName (for internalTrafficPolicy Local) and ready as the Node is; a
+    node going away or turning NotReady changes the slice."""
+
+    async def body() -> None:
+        client = FakeClient()
+        client.add(SERVICES, {"metadata": {"name": "kube-dns", "namespace": "kube-system"},
+                              "spec": {"clusterIP": "10.43.0.10"}})  # fmt: skip
+        client.add(NODES, dns_node("n1", "10.42.0.1"))
+        client.add(NODES, dns_node("n2", "10.42.1.1"))
+        client.add(NODES, dns_node("n3", None))  # --disable-cluster-dns: no endpoint
+        ctrl, factory = await setup(ClusterDnsController, client)
+        await ctrl.reconcile("kube-system/kube-dns")
+        (sl,) = client.all(ENDPOINTSLICES, "kube-system")
+        assert sl["metadata"]["labels"]["kubernetes.io/service-name"] == "kube-dns"
+        assert sl["metadata"]["ownerReferences"][0]["kind"] == "Service"
+        assert {(p["name"], p["protocol"], p["port"]) for p in sl["ports"]} == {
+            ("dns", "UDP", 53), ("dns-tcp", "TCP", 53),
+        }  # fmt: skip
+        assert [(e["nodeName"], e["addresses"], e["conditions"]["ready"])
+                for e in sl["endpoints"]] == [("n1", ["10.42.0.1"], True),
+                                               ("n2", ["10.42.1.1"], True)]  # fmt: skip
+        client.take()
+        await factory.relist()
+        await ctrl.reconcile("kube-system/kube-dns")
+        assert client.take() == []  # unchanged: no write
+        client.mutate(NODES, None, "n2", status=dns_node("n2", None, "Unknown")["status"])
+        await client.delete(NODES, None, "n1")
+        await factory.relist()
+        await ctrl.reconcile("kube-system/kube-dns")
+        (sl,) = client.all(ENDPOINTSLICES, "kube-system")
+        assert [(e["nodeName"], e["conditions"]["ready"]) for e in sl["endpoints"]] == [
+            ("n2", False)
+        ]
+        await client.delete(SERVICES, "kube-system", "kube-dns")
+        await factory.relist()
+        await ctrl.reconcile("kube-system/kube-dns")
+        assert client.all(ENDPOINTSLICES, "kube-system") == []
 
     run(body)
 

@@ -27,6 +27,7 @@ from runtime.pod.manifest import (
     KeyToPath,
     ManifestError,
     Pod,
+    PodDnsConfig,
     Probe,
     Protocol,
     PullPolicy,
@@ -1526,10 +1527,39 @@ def test_base_manifest_is_valid() -> None:
 
 def test_dns_policy() -> None:
     """ClusterFirst (the default: the cluster's DNS when the node network has one), Default
-    (the node's resolver) and ClusterFirstWithHostNet are taken; None needs dnsConfig, which
-    corral does not take."""
+    (the node's resolver), ClusterFirstWithHostNet and None (dnsConfig only) are taken."""
     assert parse(base()).spec.dns_policy == "ClusterFirst"
     for policy in ("ClusterFirst", "Default", "ClusterFirstWithHostNet"):
         assert parse(with_field("spec.dnsPolicy", policy)).spec.dns_policy == policy
-    with pytest.raises(ManifestError, match=r"^spec.dnsPolicy: 'None' is not supported"):
+    with pytest.raises(ManifestError, match=r"^spec.dnsConfig: Required value: must provide"):
         parse(with_field("spec.dnsPolicy", "None"))
+    with pytest.raises(ManifestError, match=r"^spec.dnsPolicy: Unsupported value: \"Cluster\""):
+        parse(with_field("spec.dnsPolicy", "Cluster"))
+
+
+def test_dns_config() -> None:
+    doc = with_field("spec.dnsPolicy", "None")
+    doc["spec"]["dnsConfig"] = {
+        "nameservers": ["1.2.3.4"],
+        "searches": ["ns1.svc.cluster-domain.example", "my.dns.search.suffix"],
+        "options": [{"name": "ndots", "value": "2"}, {"name": "edns0"}],
+    }
+    spec = parse(doc).spec
+    assert spec.dns_policy == "None"
+    assert spec.dns_config == PodDnsConfig(
+        ("1.2.3.4",),
+        ("ns1.svc.cluster-domain.example", "my.dns.search.suffix"),
+        (("ndots", "2"), ("edns0", None)),
+    )
+    doc["spec"]["dnsConfig"]["nameservers"] = []
+    with pytest.raises(ManifestError, match=r"^spec.dnsConfig.nameservers: Required value"):
+        parse(doc)
+    doc["spec"]["dnsConfig"]["nameservers"] = ["1.2.3.4", "bad"]
+    with pytest.raises(ManifestError, match=r"^spec.dnsConfig.nameservers\[1\]: Invalid value"):
+        parse(doc)
+    doc["spec"]["dnsConfig"]["nameservers"] = ["1.1.1.1", "1.1.1.2", "1.1.1.3", "1.1.1.4"]
+    with pytest.raises(ManifestError, match=r"more than 3 nameservers"):
+        parse(doc)
+    doc["spec"]["dnsConfig"] = {"nameservers": ["1.1.1.1"], "searches": ["Bad_Domain"]}
+    with pytest.raises(ManifestError, match=r"^spec.dnsConfig.searches\[0\]"):
+        parse(doc)

@@ -3,6 +3,8 @@ one nft script (checked by ``nft -c`` in the integration tests, by its text here
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from orchestrator.proxy import Endpoint, ServicePort, build_ruleset, service_ports
@@ -155,3 +157,47 @@ def test_addresses_the_proxy_cannot_program_are_left_out() -> None:
     ports = service_ports([_svc("web"), _svc("v6", clusterIP="fd00::10")], [bad])
     assert [p.name for p in ports] == ["web"]
     assert ports[0].endpoints == (Endpoint("10.42.0.2", 8080),)
+
+
+def test_traffic_policies_local_take_the_endpoints_of_this_node() -> None:
+    a = _slice("dns", [("10.42.0.2", True), ("10.42.1.2", True), ("10.42.0.3", False)])
+    for ep, node in zip(a["endpoints"], ("n0", "n1", "n0"), strict=True):  # type: ignore[call-overload]
+        ep["nodeName"] = node
+    svc = _svc("dns", "NodePort", internalTrafficPolicy="Local", externalTrafficPolicy="Local")
+    (port,) = service_ports([svc], [a], "n0")
+    assert port.internal_local and port.external_local
+    assert port.local_endpoints == (Endpoint("10.42.0.2", 8080),)  # ready ones only
+    (other,) = service_ports([svc], [a], "n2")
+    assert other.local_endpoints == () and len(other.endpoints) == 2
+    (plain,) = service_ports([_svc("dns")], [a], "n0")
+    assert not plain.internal_local and not plain.external_local
+
+
+def test_internal_local_rules() -> None:
+    eps = (Endpoint("10.42.0.1", 53), Endpoint("10.42.1.1", 53))
+    here = ServicePort("ns", "dns", "dns", "UDP", "10.43.0.10", 53, endpoints=eps,
+                       local_endpoints=eps[:1], internal_local=True)  # fmt: skip
+    script = build_ruleset([here])
+    assert "10.43.0.10 . udp . 53 : goto local-" in script
+    assert "dnat ip to 10.42.0.1:53" in script and "10.42.1.1" not in script
+    # endpoints on other nodes only: dropped before DNAT (no reject: Kubernetes drops)
+    away = dataclasses.replace(here, local_endpoints=())
+    script = build_ruleset([away])
+    assert "10.43.0.10 . udp . 53 : drop" in script
+    assert "goto local-" not in script and "dnat ip to" not in script
+    # no endpoint anywhere: refused as before
+    assert "goto reject-chain" in build_ruleset([dataclasses.replace(away, endpoints=())])
+
+
+def test_external_local_rules() -> None:
+    np = _port("np", ["10.42.0.2", "10.42.1.2"], node_port=30080,
+               local_endpoints=(Endpoint("10.42.0.2", 8080),), external_local=True)  # fmt: skip
+    script = build_ruleset([np], "10.42.0.0/24")
+    ext = script[script.index("chain ext-") :].split("}", 1)[0]
+    assert "ip saddr 10.42.0.0/24 goto svc-" in ext  # this node's pods: cluster-wide
+    assert "fib saddr type local jump mark-for-masquerade" in ext  # the node itself
+    assert ext.rstrip().splitlines()[-1].startswith("goto local-")  # others: here, no masq
+    assert "10.43.0.10 . tcp . 80 : goto svc-" in script  # the clusterIP stays cluster-wide
+    none_here = build_ruleset([dataclasses.replace(np, local_endpoints=())], "10.42.0.0/24")
+    ext = none_here[none_here.index("chain ext-") :].split("}", 1)[0]
+    assert ext.rstrip().splitlines()[-1] == "drop"

@@ -104,3 +104,44 @@ def test_one_node_port_twice_in_a_service(tmp_path: Path) -> None:
         assert "spec.ports[1].nodePort: Duplicate value: 30003" in e.value.message
 
     run(tmp_path, body)
+
+
+def test_the_cluster_dns_address_is_reserved(tmp_path: Path) -> None:
+    """The 10th address (or --cluster-dns) is kube-system/kube-dns's: never handed out at
+    random, refused to any other service that asks for it."""
+
+    async def body(alloc: ServiceAllocator, store: Any) -> None:
+        assert alloc.cluster_dns_ip == "10.96.0.10"
+        got = set()
+        for i in range(12):  # 14 host addresses: .1 the kubernetes service's, .10 the DNS's
+            svc = _svc(f"u{i}")
+            await alloc.on_create(svc, dry_run=False)
+            got.add(svc["spec"]["clusterIP"])
+        assert "10.96.0.10" not in got and len(got) == 12
+        with pytest.raises(ApiError, match="range is full"):
+            await alloc.on_create(_svc("full"), dry_run=False)
+        with pytest.raises(ApiError) as e:
+            await alloc.on_create(_svc("x", clusterIP="10.96.0.10"), dry_run=False)
+        assert "provided IP is reserved for the cluster DNS (kube-system/kube-dns" in str(e.value)
+        dns = _svc("dns", clusterIP="10.96.0.10")
+        dns["metadata"].update(name="kube-dns", namespace="kube-system")
+        await alloc.on_create(dns, dry_run=False)
+        assert dns["spec"]["clusterIPs"] == ["10.96.0.10"]
+
+    run(tmp_path, body)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("10.97.0.10", "not a host address of the service CIDR 10.96.0.0/28"),
+        ("10.96.0.15", "not a host address"),
+        ("10.96.0.1", "the kubernetes service's address"),
+        ("dns", "--cluster-dns dns"),
+    ],
+)
+def test_a_bad_cluster_dns_is_refused(value: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ServiceAllocator(None, "10.96.0.0/28", cluster_dns=value)  # type: ignore[arg-type]
+    alloc = ServiceAllocator(None, "10.96.0.0/28", cluster_dns="10.96.0.5")  # type: ignore[arg-type]
+    assert alloc.cluster_dns_ip == "10.96.0.5"
