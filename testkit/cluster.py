@@ -21,11 +21,14 @@ __all__ = ["IMAGE", "image_dir", "leftovers", "one_machine_cluster"]
 IMAGE = "corral-test:latest"
 
 
-def image_dir(rootfs: Path, dest: Path, tag: str = IMAGE) -> Path:
-    """A directory with one docker-archive of ``rootfs`` tagged ``tag``."""
+def image_dir(rootfs: Path, dest: Path, tag: str = IMAGE, **config: Any) -> Path:
+    """A directory with one docker-archive of ``rootfs`` tagged ``tag`` (``config``: more
+    image config fields, e.g. ``Env``)."""
     dest.mkdir(parents=True, exist_ok=True)
     layer = tar_tree(rootfs)
-    files, _ = docker_files([layer], config_for([layer], Cmd=["sh"]), repo_tags=[tag])
+    files, _ = docker_files(
+        [layer], config_for([layer], **{"Cmd": ["sh"], **config}), repo_tags=[tag]
+    )
     write_tar(dest / "image.tar", files)
     return dest
 

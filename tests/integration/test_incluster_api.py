@@ -10,19 +10,15 @@ where the server listens on a socket made in the LAN namespace); TLS is checked 
 cluster CA for the ClusterIP. Its ServiceAccount may read pods (a Role) and nothing else: the
 secrets list is refused with 403. Once the pod is deleted, its token is refused with 401.
 
-The pod runs the machine's Python: the test image is the busybox rootfs with ``lib`` and
-``lib64`` pointing into ``usr``, and the pod mounts the machine's ``/usr`` and the Python
-packages of this interpreter (hostPath, read-only)."""
+The pod runs this machine's Python with the client (testkit.pyimage: an image of the
+interpreter, its standard library and shared libraries, and the modules the client imports)."""
 
 from __future__ import annotations
 
 import base64
 import ipaddress
-import shutil
 import socket
 import ssl
-import sys
-import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +28,7 @@ import yaml
 
 from runtime.network.netns import in_netns
 from testkit.cluster import image_dir, leftovers, one_machine_cluster
+from testkit.pyimage import PYTHON, PYTHON_ENV, python_rootfs
 from tests.integration.test_cluster import Cluster, until
 
 pytestmark = [pytest.mark.root, pytest.mark.network]
@@ -39,8 +36,6 @@ pytestmark = [pytest.mark.root, pytest.mark.network]
 IMAGE = "corral-incluster:latest"
 NS = "incluster"
 MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
-SITE = sysconfig.get_paths()["purelib"]  # this interpreter's packages: the kubernetes client
-PYTHON = str(Path(sys.base_prefix, "bin", f"python{sys.version_info[0]}.{sys.version_info[1]}"))
 
 # In the pod: the in-cluster configuration, its own pod read (allowed), the secrets listed
 # (refused), then it waits to be deleted.
@@ -66,12 +61,11 @@ while True:
 
 
 def python_image(rootfs: Path, dest: Path) -> Path:
-    """The busybox rootfs with ``lib`` and ``lib64`` into ``usr`` (the machine's, mounted)."""
-    tree = dest / "rootfs"
-    shutil.copytree(rootfs, tree, symlinks=True)
-    for name in ("lib", "lib64"):
-        (tree / name).symlink_to(f"usr/{name}")
-    return image_dir(tree, dest / "images", IMAGE)
+    """An images directory with the test rootfs, Python and the kubernetes client."""
+    # the client's API classes and models, and pydantic's parts, are imported on first use
+    client = ("kubernetes.client", "kubernetes.config")
+    tree = python_rootfs(rootfs, dest / "rootfs", client, whole=("kubernetes.client", "pydantic"))
+    return image_dir(tree, dest / "images", IMAGE, Env=PYTHON_ENV)
 
 
 def reader_objects() -> list[dict[str, Any]]:
@@ -121,16 +115,7 @@ def client_pod(name: str, node: str, **spec: Any) -> dict[str, Any]:
                     "image": IMAGE,
                     "imagePullPolicy": "Never",
                     "command": [PYTHON, "-c", PROGRAM],
-                    "env": [{"name": "PYTHONPATH", "value": "/site"}],
-                    "volumeMounts": [
-                        {"name": "usr", "mountPath": "/usr", "readOnly": True},
-                        {"name": "site", "mountPath": "/site", "readOnly": True},
-                    ],
                 }
-            ],
-            "volumes": [
-                {"name": "usr", "hostPath": {"path": "/usr", "type": "Directory"}},
-                {"name": "site", "hostPath": {"path": SITE, "type": "Directory"}},
             ],
             **spec,
         },
