@@ -283,17 +283,22 @@ def _advertise_socket(cfg: ServerConfig, host: str, port: int) -> socket.socket 
         ):
             return None
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    where = f"{_host_port(host, port)}" + (
-        f" in {cfg.advertise_netns}" if cfg.advertise_netns else ""
-    )
-    try:
-        if cfg.advertise_netns is not None:
-            from runtime.network import in_netns
+    where = _host_port(host, port) + (f" in {cfg.advertise_netns}" if cfg.advertise_netns else "")
 
-            sock = in_netns(cfg.advertise_netns, lambda: socket.socket(family, socket.SOCK_STREAM))
+    def make() -> socket.socket:
+        return socket.socket(family, socket.SOCK_STREAM)
+
+    try:
+        if cfg.advertise_netns is None:
+            sock = make()
         else:
-            sock = socket.socket(family, socket.SOCK_STREAM)
-    except Exception as e:  # noqa: BLE001 - NetworkError or OSError: the step is named
+            from runtime.network import NetworkError, in_netns
+
+            try:
+                sock = in_netns(cfg.advertise_netns, make)
+            except NetworkError as e:
+                raise ServerError(f"listen on {where}", e) from e
+    except OSError as e:
         raise ServerError(f"listen on {where}", e) from e
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -76,7 +76,7 @@ def test_bad_addresses_are_refused_naming_the_flag(kw: dict[str, str], flag: str
     assert e.value.step == flag
 
 
-def test_an_extra_listener_only_where_the_bind_address_does_not_serve() -> None:
+def test_an_extra_listener_only_where_the_bind_address_does_not_serve(tmp_path: Path) -> None:
     host, port = advertised(cfg())
     assert _advertise_socket(cfg(), host, port) is None
     c = cfg(bind_address="0.0.0.0", advertise_address="127.0.0.1")
@@ -93,6 +93,11 @@ def test_an_extra_listener_only_where_the_bind_address_does_not_serve() -> None:
         with pytest.raises(ServerError) as e:
             _advertise_socket(c, *advertised(c))
         assert e.value.step == f"listen on 127.0.0.1:{c.advertise_port}"
+    missing = tmp_path / "no-netns"
+    c = cfg(advertise_address="10.0.0.1", advertise_netns=str(missing))
+    with pytest.raises(ServerError) as e:
+        _advertise_socket(c, *advertised(c))
+    assert e.value.step == f"listen on 10.0.0.1:6443 in {missing}"
 
 
 def test_kubernetes_objects_of_the_live_servers() -> None:
