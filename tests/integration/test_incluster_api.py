@@ -40,7 +40,7 @@ MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 # In the pod: the in-cluster configuration, its own pod read (allowed), the secrets listed
 # (refused), then it waits to be deleted.
 PROGRAM = """
-import os, sys, time
+import os, time
 from kubernetes import client, config
 config.load_incluster_config()
 api = client.CoreV1Api()
