@@ -7,7 +7,8 @@ the API through ``KUBERNETES_SERVICE_HOST``/``KUBERNETES_SERVICE_PORT`` (the kub
 variables), reads the projected token and CA, and connects to the ``kubernetes`` Service's
 ClusterIP, which the node's proxy DNATs to the address the server advertises (the LAN bridge's,
 where the server listens on a socket made in the LAN namespace); TLS is checked against the
-cluster CA for the ClusterIP. Its ServiceAccount may read pods (a Role) and nothing else: the
+cluster CA for the ClusterIP. kubectl in the pod (client-go's ``rest.InClusterConfig``) does
+the same. Its ServiceAccount may read pods (a Role) and nothing else: the
 secrets list is refused with 403. Once the pod is deleted, its token is refused with 401.
 
 The pod runs this machine's Python with the client (testkit.pyimage: an image of the
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import os
+import shutil
 import socket
 import ssl
 from collections.abc import Iterator
@@ -30,6 +33,7 @@ from runtime.network.netns import in_netns
 from testkit.cluster import image_dir, leftovers, one_machine_cluster
 from testkit.pyimage import PYTHON, PYTHON_ENV, python_rootfs
 from tests.integration.test_cluster import Cluster, until
+from tests.kubeserver import KUBECTL_CURRENT
 
 pytestmark = [pytest.mark.root, pytest.mark.network]
 
@@ -61,10 +65,12 @@ while True:
 
 
 def python_image(rootfs: Path, dest: Path) -> Path:
-    """An images directory with the test rootfs, Python and the kubernetes client."""
+    """An images directory with the test rootfs, Python and the kubernetes client, and
+    kubectl (static: client-go's in-cluster configuration when it has no kubeconfig)."""
     # the client's API classes and models, and pydantic's parts, are imported on first use
     client = ("kubernetes.client", "kubernetes.config")
     tree = python_rootfs(rootfs, dest / "rootfs", client, whole=("kubernetes.client", "pydantic"))
+    shutil.copy(os.path.realpath(KUBECTL_CURRENT), tree / "bin" / "kubectl")
     return image_dir(tree, dest / "images", IMAGE, Env=PYTHON_ENV)
 
 
@@ -174,6 +180,8 @@ def cluster(rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         import kubernetes  # noqa: F401 - the pod's client, from this interpreter's packages
     except ImportError:
         pytest.skip("the kubernetes Python client is not installed")
+    if not os.access(KUBECTL_CURRENT, os.X_OK):
+        pytest.skip(f"kubectl not found at {KUBECTL_CURRENT}")
     tmp = tmp_path_factory.mktemp("incluster")
     images = python_image(rootfs, tmp / "image")
     with one_machine_cluster(tmp, nodes=2, images=images) as state:
@@ -223,6 +231,15 @@ def test_a_pod_calls_the_api_with_its_token_until_it_is_deleted(cluster: InClust
     assert env["WEB_X_SERVICE_HOST"] == web_ip
     assert env["WEB_X_SERVICE_PORT_HTTP"] == "8080"
     assert env["WEB_X_PORT_8080_TCP_ADDR"] == web_ip
+
+    # kubectl in the pod: client-go's rest.InClusterConfig (no kubeconfig there)
+    got_uid = c.exec("caller", "kubectl", "get", "pod", "caller", "-o", "jsonpath={.metadata.uid}")
+    assert got_uid == pod["metadata"]["uid"]
+    denied = c.k.run("exec", "caller", "--", "kubectl", "get", "secrets", check=False)
+    assert denied.returncode != 0
+    assert 'User "system:serviceaccount:incluster:reader" cannot list resource "secrets"' in (
+        denied.stderr
+    ), denied.stderr
 
     token = c.exec("caller", "cat", f"{MOUNT}/token")
     path = f"/api/v1/namespaces/{NS}/pods/caller"
