@@ -42,7 +42,7 @@ from .envvars import service_env, with_service_env
 from .events import EventRecorder
 from .podstatus import api_status, now, waiting_status
 from .pullsecrets import keyring_of, pull_secret_keys
-from .staticpods import CONFIG_MIRROR, is_mirror, mirror_of
+from .staticpods import CONFIG_MIRROR, CONFIG_SOURCE, is_mirror, mirror_of
 from .volumes import (
     KINDS,
     PreparedVolumes,
@@ -703,9 +703,13 @@ class PodManager:
 
     async def _service_env(self, pod: Obj) -> dict[str, str]:
         """The services' variables for ``pod``, once the Services were listed (else the
-        pod could miss KUBERNETES_SERVICE_HOST): a config error, retried, until then."""
+        pod could miss KUBERNETES_SERVICE_HOST): a config error, retried, until then. A
+        static pod runs without the API: it gets what is known (as the kubelet)."""
+        annotations = pod["metadata"].get("annotations") or {}
+        static = annotations.get(CONFIG_SOURCE, "api") != "api"
         try:
-            await asyncio.wait_for(self.services.wait_synced(), SOURCE_SYNC_WAIT)
+            if not static:
+                await asyncio.wait_for(self.services.wait_synced(), SOURCE_SYNC_WAIT)
         except TimeoutError:
             raise api.ManifestError(
                 "spec.containers.env", "services have not yet been read at least once"
