@@ -33,6 +33,27 @@ from .errors import Failure
     help="port the API server listens on",
 )
 @click.option(
+    "--advertise-address",
+    default=None,
+    show_default="the bind address; for 0.0.0.0 the host's address on its default route",
+    help="address the members of the cluster reach the API server at: the endpoint of the"
+    " kubernetes Service that pods use (the server listens there too when --bind-address does"
+    " not cover it); the serving certificate names it",
+)
+@click.option(
+    "--advertise-port",
+    default=None,
+    type=click.IntRange(1, 65535),
+    show_default="--https-listen-port",
+    help="port that goes with --advertise-address",
+)
+@click.option(
+    "--advertise-netns",
+    default=None,
+    help="network namespace (a path) where the server also listens on --advertise-address"
+    " (a cluster on one machine: the nodes' LAN); the machine's own namespace is left alone",
+)
+@click.option(
     "--write-kubeconfig",
     default=defaults.SERVER_KUBECONFIG,
     show_default=True,
@@ -167,6 +188,9 @@ def server(
     data_dir: Path,
     bind_address: str,
     https_listen_port: int,
+    advertise_address: str | None,
+    advertise_port: int | None,
+    advertise_netns: str | None,
     write_kubeconfig: Path,
     token: str | None,
     datastore_endpoint: str,
@@ -199,6 +223,9 @@ def server(
         data_dir=data_dir,
         bind_address=bind_address,
         https_listen_port=https_listen_port,
+        advertise_address=advertise_address,
+        advertise_port=advertise_port,
+        advertise_netns=advertise_netns,
         write_kubeconfig=write_kubeconfig,
         token=token,
         datastore_endpoint=datastore_endpoint,

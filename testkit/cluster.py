@@ -21,12 +21,15 @@ __all__ = ["IMAGE", "image_dir", "leftovers", "one_machine_cluster"]
 IMAGE = "corral-test:latest"
 
 
-def image_dir(rootfs: Path, dest: Path, tag: str = IMAGE, *more_tags: str) -> Path:
+def image_dir(rootfs: Path, dest: Path, tag: str = IMAGE, *more_tags: str, **config: Any) -> Path:
     """A directory with one docker-archive of ``rootfs`` tagged ``tag`` (and ``more_tags``:
-    one image under several names, e.g. two "versions" to roll a Deployment between)."""
+    one image under several names, e.g. two "versions" to roll a Deployment between;
+    ``config``: more image config fields, e.g. ``Env``)."""
     dest.mkdir(parents=True, exist_ok=True)
     layer = tar_tree(rootfs)
-    files, _ = docker_files([layer], config_for([layer], Cmd=["sh"]), repo_tags=[tag, *more_tags])
+    files, _ = docker_files(
+        [layer], config_for([layer], **{"Cmd": ["sh"], **config}), repo_tags=[tag, *more_tags]
+    )
     write_tar(dest / "image.tar", files)
     return dest
 

@@ -1,5 +1,7 @@
 """The server's certificates, made at first start and kept in ``<data-dir>/tls``: a CA, the
-serving certificate it signs (for 127.0.0.1, localhost, the bind address and the host name)
+serving certificate it signs (for 127.0.0.1, localhost, the host name, the ``kubernetes`` service's
+names and the addresses the server is told: its bind and advertise addresses, the service's
+ClusterIP)
 and the admin client certificate (``system:admin`` in ``system:masters``) that the admin
 kubeconfig carries. Keys are written mode 0600, atomically; existing files are reused."""
 
@@ -82,7 +84,12 @@ def _load(cert: Path, key: Path) -> tuple[x509.Certificate, ec.EllipticCurvePriv
     return c, k
 
 
-def _sans(bind_address: str) -> list[x509.GeneralName]:
+def _ips(addresses: tuple[str, ...]) -> set[str]:
+    """The addresses a serving certificate names: loopback and each given one but wildcards."""
+    return {"127.0.0.1", "::1"} | {a for a in addresses if a not in ("0.0.0.0", "::", "")}
+
+
+def _sans(addresses: tuple[str, ...]) -> list[x509.GeneralName]:
     names: list[x509.GeneralName] = [
         x509.DNSName("localhost"),
         x509.DNSName("kubernetes"),
@@ -93,24 +100,22 @@ def _sans(bind_address: str) -> list[x509.GeneralName]:
     host = socket.gethostname()
     if host and host != "localhost":
         names.append(x509.DNSName(host))
-    ips = {"127.0.0.1", "::1"}
-    if bind_address not in ("0.0.0.0", "::", ""):
-        ips.add(bind_address)
-    names.extend(x509.IPAddress(ipaddress.ip_address(ip)) for ip in sorted(ips))
+    ips = [ipaddress.ip_address(ip) for ip in _ips(addresses)]
+    ips.sort(key=lambda ip: (ip.version, int(ip)))
+    names.extend(x509.IPAddress(ip) for ip in ips)
     return names
 
 
-def _serving_ok(cert: Path, bind_address: str) -> bool:
-    """The serving certificate exists, is valid for a while yet, and names the bind address."""
+def _serving_ok(cert: Path, addresses: tuple[str, ...]) -> bool:
+    """The serving certificate exists, is valid for a while yet, and names every address."""
     if not cert.exists():
         return False
     c = x509.load_pem_x509_certificate(cert.read_bytes())
     if c.not_valid_after_utc < datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=30):
         return False
-    if bind_address in ("0.0.0.0", "::", ""):
-        return True
     sans = c.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    return ipaddress.ip_address(bind_address) in sans.get_values_for_type(x509.IPAddress)
+    have = set(sans.get_values_for_type(x509.IPAddress))
+    return all(ipaddress.ip_address(a) in have for a in _ips(addresses))
 
 
 def pki_paths(tls_dir: Path) -> Pki:
@@ -124,7 +129,9 @@ def pki_paths(tls_dir: Path) -> Pki:
     )
 
 
-def ensure_pki(tls_dir: Path, bind_address: str) -> Pki:
+def ensure_pki(tls_dir: Path, *addresses: str) -> Pki:
+    """The CA, the serving certificate (made again when it does not name every one of
+    ``addresses``, IP addresses) and the admin certificate in ``tls_dir``."""
     tls_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(tls_dir, 0o700)
     p = pki_paths(tls_dir)
@@ -169,13 +176,13 @@ def ensure_pki(tls_dir: Path, bind_address: str) -> Pki:
         hostsys.write_atomic(key, key_pem)
         hostsys.write_atomic(cert, cert_pem, 0o644)
 
-    if not (_serving_ok(p.serving_cert, bind_address) and p.serving_key.exists()):
+    if not (_serving_ok(p.serving_cert, addresses) and p.serving_key.exists()):
         leaf(
             p.serving_cert,
             p.serving_key,
             _name("kube-apiserver"),
             ExtendedKeyUsageOID.SERVER_AUTH,
-            _sans(bind_address),
+            _sans(addresses),
         )
     if not (p.admin_cert.exists() and p.admin_key.exists()):
         leaf(

@@ -8,11 +8,13 @@ import base64
 import contextlib
 import gc
 import hashlib
+import ipaddress
 import logging
 import os
 import resource
 import secrets
 import signal
+import socket
 import ssl
 import sys
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ from .join import JOIN_PATHS, add_join_routes
 from .pki import Pki, ensure_pki, issue_client_cert, pki_paths
 from .security import Limits, Security
 from .services import ServiceAllocator, parse_port_range
+from .services import leave as leave_services
 from .services import maintain as maintain_services
 
 __all__ = [
@@ -64,6 +67,15 @@ class ServerConfig:
     data_dir: Path
     bind_address: str = "127.0.0.1"
     https_listen_port: int = 6443
+    # The address (and port) the members of the cluster reach this server at: the endpoint
+    # of the ``kubernetes`` Service. None: the bind address (a wildcard: the host's address
+    # on its default route), the listen port.
+    advertise_address: str | None = None
+    advertise_port: int | None = None
+    # A network namespace (a path) where the server listens on the advertise address too (a
+    # cluster on one machine: the LAN's); None: it listens there in its own when the bind
+    # address does not cover it.
+    advertise_netns: str | None = None
     write_kubeconfig: Path | None = None
     token: str | None = None
     datastore_endpoint: str = ""
@@ -88,6 +100,54 @@ class ServerConfig:
     max_requests_inflight: int = 400
     max_mutating_requests_inflight: int = 200
     max_watches_per_user: int = 500
+
+
+def _wildcard(host: str) -> bool:
+    return host in ("0.0.0.0", "::", "")
+
+
+def default_route_address() -> str:
+    """The host's address on its default route (kube-apiserver's default advertise address
+    for a wildcard bind); 127.0.0.1 without one. A UDP connect sends nothing."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: only the route is looked up
+            return str(s.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"
+
+
+def advertised(cfg: ServerConfig) -> tuple[str, int]:
+    """(address, port) of the ``kubernetes`` Service's endpoint for this server."""
+    host = cfg.advertise_address or cfg.bind_address
+    if _wildcard(host):
+        host = default_route_address()
+    return host, cfg.advertise_port or cfg.https_listen_port
+
+
+def _check_addresses(cfg: ServerConfig) -> str:
+    """The addresses checked; the ``kubernetes`` Service's ClusterIP (the service CIDR's
+    first address). ServerError naming the flag."""
+    for flag, value in (("--bind-address", cfg.bind_address),
+                        ("--advertise-address", cfg.advertise_address)):  # fmt: skip
+        if value:
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                raise ServerError(flag, f"{value!r} is not an IP address") from None
+    if cfg.advertise_netns is not None and not cfg.advertise_address:
+        raise ServerError("--advertise-netns", "needs --advertise-address (the address there)")
+    try:
+        net = ipaddress.ip_network(cfg.service_cidr, strict=True)
+    except ValueError as e:
+        raise ServerError("--service-cidr", e) from None
+    return str(net.network_address + 1)
+
+
+def _serving_addresses(cfg: ServerConfig) -> tuple[str, ...]:
+    """The IP addresses the serving certificate must name: the bind and advertise addresses
+    and the ``kubernetes`` ClusterIP (in-cluster clients connect to it and check it)."""
+    return (cfg.bind_address, advertised(cfg)[0], _check_addresses(cfg))
 
 
 def _host_port(host: str, port: int) -> str:
@@ -185,7 +245,7 @@ def _token(cfg: ServerConfig, pki: Pki, secret: str) -> str:
 
 def _make_shared(cfg: ServerConfig) -> None:
     """This server's CA, ServiceAccount key and encryption keys (made if missing)."""
-    ensure_pki(cfg.data_dir / "tls", cfg.bind_address)
+    ensure_pki(cfg.data_dir / "tls", *_serving_addresses(cfg))
     ServiceAccountTokens(cfg.data_dir / "tls" / "service-account.key")
     load_or_create_config(cfg.data_dir / "cred" / "encryption-config.yaml")
 
@@ -213,6 +273,45 @@ def _ssl_context(pki: Pki) -> ssl.SSLContext:
     return ctx
 
 
+def _advertise_socket(cfg: ServerConfig, host: str, port: int) -> socket.socket | None:
+    """A listening socket on the advertise address when the main one does not cover it: made
+    in ``--advertise-netns`` when given (a socket stays in the namespace it was made in), else
+    in ours. None when the bind address and port already serve it."""
+    if cfg.advertise_netns is None:
+        if (
+            cfg.advertise_address is None
+            or port == cfg.https_listen_port
+            and (host == cfg.bind_address or _wildcard(cfg.bind_address))
+        ):
+            return None
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    where = _host_port(host, port) + (f" in {cfg.advertise_netns}" if cfg.advertise_netns else "")
+
+    def make() -> socket.socket:
+        return socket.socket(family, socket.SOCK_STREAM)
+
+    try:
+        if cfg.advertise_netns is None:
+            sock = make()
+        else:
+            from runtime.network import NetworkError, in_netns
+
+            try:
+                sock = in_netns(cfg.advertise_netns, make)
+            except NetworkError as e:
+                raise ServerError(f"listen on {where}", e) from e
+    except OSError as e:
+        raise ServerError(f"listen on {where}", e) from e
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise ServerError(f"listen on {where}", e) from e
+    log.info("also serving on %s", where)
+    return sock
+
+
 def _kubelet_client(pki: Pki) -> ssl.SSLContext:
     """TLS to the kubelets (pods/log): their serving certificates are the cluster CA's; the
     API server shows the admin certificate (system:masters)."""
@@ -225,6 +324,8 @@ async def _serve(cfg: ServerConfig) -> None:
     from aiohttp import web
 
     data = cfg.data_dir
+    serving_addresses = _serving_addresses(cfg)
+    adv_host, adv_port = advertised(cfg)
     try:
         data.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(data, 0o700)
@@ -234,7 +335,7 @@ async def _serve(cfg: ServerConfig) -> None:
     if cfg.datastore_endpoint:  # servers sharing a datastore share the cluster's keys
         await _share_bootstrap(cfg, secret)
     try:
-        pki = ensure_pki(data / "tls", cfg.bind_address)
+        pki = ensure_pki(data / "tls", *serving_addresses)
         token = _token(cfg, pki, secret)
     except (OSError, ValueError) as e:
         raise ServerError(f"prepare {data}", e) from e
@@ -301,11 +402,17 @@ async def _serve(cfg: ServerConfig) -> None:
             await site.start()
         except OSError as e:
             raise ServerError(f"listen on {address}", e) from e
+        extra = _advertise_socket(cfg, adv_host, adv_port)
+        if extra is not None:
+            await web.SockSite(
+                runner, extra, ssl_context=_ssl_context(pki), backlog=BACKLOG
+            ).start()
         log.info("datastore: %s", store.url)
         log.info("admin kubeconfig written to %s", targets[-1])
         log.info("join token in %s", data / "token")
         components = _start_components(cfg, targets[0])
-        components.append(asyncio.create_task(maintain_services(api.storage, address)))
+        advertise = _host_port(adv_host, adv_port)
+        components.append(asyncio.create_task(maintain_services(api.storage, advertise)))
         controllers = _start_controller_manager(cfg, url, pki, api)
         stop = asyncio.Event()
         if not cfg.disable_agent:  # this host is a node too, as k3s server's own agent
@@ -322,6 +429,10 @@ async def _serve(cfg: ServerConfig) -> None:
         for task in components:
             task.cancel()
         await asyncio.gather(*components, return_exceptions=True)
+        try:  # pods stop being sent here while the other servers serve on
+            await asyncio.wait_for(leave_services(api.storage, advertise), 5.0)
+        except Exception as e:  # noqa: BLE001 - its lease expires anyway
+            log.warning("leaving the kubernetes endpoints: %s", e)
         if controllers is not None:
             controllers.cancel()
             await asyncio.gather(controllers, return_exceptions=True)

@@ -19,6 +19,7 @@ import copy
 import ipaddress
 import logging
 import random
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,9 +33,13 @@ from .resources import by_path
 
 __all__ = [
     "IP_PREFIX",
+    "LEASE_PREFIX",
     "PORT_PREFIX",
     "Allocation",
+    "ApiServerLeases",
     "ServiceAllocator",
+    "leave",
+    "maintain",
     "parse_port_range",
 ]
 
@@ -46,6 +51,11 @@ PORT_PREFIX = "/registry/ranges/servicenodeports/"
 TYPES = ("ClusterIP", "ExternalName", "LoadBalancer", "NodePort")
 ALLOCATE_TRIES = 64
 DEFAULT_AFFINITY_TIMEOUT = 10800  # seconds (kube's DefaultClientIPServiceAffinitySeconds)
+# The API servers' leases behind the ``kubernetes`` endpoints (kube-apiserver's
+# --endpoint-reconciler-type=lease: a 15 s TTL, reconciled every 10 s).
+LEASE_PREFIX = "/registry/masterleases/"
+LEASE_TTL = 15.0
+LEASE_RENEW = 10.0
 
 
 def parse_port_range(text: str) -> tuple[int, int]:
@@ -552,10 +562,14 @@ class ServiceAllocator:
 KUBERNETES_MANAGED_BY = "kube-apiserver"  # not the endpointslice controller's to remove
 
 
-def _kubernetes_objects(ip: str, host: str, port: int) -> tuple[Obj, Obj, Obj]:
+def _kubernetes_objects(ip: str, servers: list[tuple[str, int]]) -> tuple[Obj, Obj, list[Obj]]:
     """The ``kubernetes`` Service in ``default`` at ``ip``:443, its Endpoints and
-    EndpointSlice pointing at the API server ``host``:``port`` (as kube-apiserver's
-    master endpoint reconciler)."""
+    EndpointSlices pointing at the live API servers ``servers`` (address, port), as
+    kube-apiserver's lease endpoint reconciler: one Endpoints subset and one slice per port
+    (servers normally share one; the first slice is ``kubernetes``, others
+    ``kubernetes-<port>``); the Service's targetPort is the lowest port."""
+    ports = sorted({p for _, p in servers})
+    by_port = {p: sorted({h for h, q in servers if q == p}) for p in ports}
     svc = {
         "metadata": {
             "name": "kubernetes",
@@ -565,7 +579,7 @@ def _kubernetes_objects(ip: str, host: str, port: int) -> tuple[Obj, Obj, Obj]:
         "spec": {
             "type": "ClusterIP",
             "clusterIP": ip,
-            "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}],
+            "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": ports[0]}],
             "sessionAffinity": "None",
         },
     }
@@ -577,25 +591,79 @@ def _kubernetes_objects(ip: str, host: str, port: int) -> tuple[Obj, Obj, Obj]:
         },
         "subsets": [
             {
-                "addresses": [{"ip": host}],
-                "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+                "addresses": [{"ip": h} for h in by_port[p]],
+                "ports": [{"name": "https", "port": p, "protocol": "TCP"}],
             }
+            for p in ports
         ],
     }
-    eps = {
-        "metadata": {
-            "name": "kubernetes",
-            "namespace": "default",
-            "labels": {
-                "kubernetes.io/service-name": "kubernetes",
-                "endpointslice.kubernetes.io/managed-by": KUBERNETES_MANAGED_BY,
+    slices = [
+        {
+            "metadata": {
+                "name": "kubernetes" if i == 0 else f"kubernetes-{p}",
+                "namespace": "default",
+                "labels": {
+                    "kubernetes.io/service-name": "kubernetes",
+                    "endpointslice.kubernetes.io/managed-by": KUBERNETES_MANAGED_BY,
+                },
             },
-        },
-        "addressType": "IPv4",
-        "endpoints": [{"addresses": [host], "conditions": {"ready": True}}],
-        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
-    }
-    return svc, endpoints, eps
+            "addressType": "IPv6" if ":" in by_port[p][0] else "IPv4",
+            "endpoints": [{"addresses": [h], "conditions": {"ready": True}} for h in by_port[p]],
+            "ports": [{"name": "https", "port": p, "protocol": "TCP"}],
+        }
+        for i, p in enumerate(ports)
+    ]
+    return svc, endpoints, slices
+
+
+class ApiServerLeases:
+    """kube-apiserver's lease endpoint reconciler: each API server keeps a lease key
+    (``/registry/masterleases/<address>:<port>``, its expiry inside) renewed every
+    ``LEASE_RENEW`` seconds; the ``kubernetes`` endpoints list the servers whose lease is live.
+    A server that stops removes its lease; one that dies drops out when its lease expires."""
+
+    def __init__(self, store: Backend, host: str, port: int, ttl: float = LEASE_TTL) -> None:
+        self.store = store
+        self.host, self.port, self.ttl = host, port, ttl
+        self.key = f"{LEASE_PREFIX}{host}:{port}"
+
+    async def renew(self) -> None:
+        value = msgspec.json.encode(
+            {"address": self.host, "port": self.port, "expires": time.time() + self.ttl}
+        )
+        try:
+            kv = await self.store.get(self.key)
+        except NotFound:
+            with contextlib.suppress(AlreadyExists):  # another pass of ours: the next renews
+                await self.store.create(self.key, value)
+            return
+        with contextlib.suppress(Conflict, NotFound):
+            await self.store.update(self.key, value, kv.mod_rev)
+
+    async def live(self, with_self: bool = True) -> list[tuple[str, int]]:
+        """The servers with a live lease (this one too unless ``with_self`` is false);
+        expired leases are deleted."""
+        now = time.time()
+        out = {(self.host, self.port)} if with_self else set()
+        page = await self.store.list(LEASE_PREFIX)
+        for kv in page.items:
+            try:
+                lease = msgspec.json.decode(kv.value)
+                host, port, expires = str(lease["address"]), int(lease["port"]), lease["expires"]
+            except (msgspec.DecodeError, KeyError, TypeError, ValueError):
+                host, port, expires = "", 0, 0.0
+            if kv.key == self.key:
+                continue
+            if float(expires) > now and host:
+                out.add((host, port))
+            else:
+                with contextlib.suppress(Conflict, NotFound):
+                    await self.store.delete(kv.key, kv.mod_rev)
+        return sorted(out)
+
+    async def release(self) -> None:
+        with contextlib.suppress(NotFound):
+            await self.store.delete(self.key)
 
 
 def kube_dns_service(ip: str) -> Obj:
@@ -652,33 +720,87 @@ async def _ensure_kube_dns(storage: Any, res: Any, ip: str) -> None:
         log.error("cluster DNS: cannot make %s/%s at %s: %s", DNS_NAMESPACE, DNS_SERVICE, ip, e)
 
 
-async def maintain(storage: Any, server_address: str, interval: float = 60.0) -> None:
-    """The ``kubernetes`` service and its endpoints and the cluster DNS Service kept as they
-    should be, and the allocation keys repaired, every ``interval`` seconds (``storage``: the
-    API's Storage)."""
+async def reconcile_kubernetes(
+    storage: Any, leases: ApiServerLeases, leaving: bool = False
+) -> None:
+    """Renew this server's lease and bring the ``kubernetes`` Service, Endpoints and
+    EndpointSlices to the live servers; ``leaving``: drop the lease and this server from
+    them (kube-apiserver's RemoveEndpoints at shutdown), when others are left to list."""
     services = by_path("", "v1", "services")
     endpoints = by_path("", "v1", "endpoints")
     slices = by_path("discovery.k8s.io", "v1", "endpointslices")
     assert services is not None and endpoints is not None and slices is not None
+    if leaving:
+        await leases.release()
+        live = await leases.live(with_self=False)
+        if not live:
+            return  # the last server: the endpoints keep naming it until one starts
+    else:
+        await leases.renew()
+        live = await leases.live()
+    svc, eps, wanted = _kubernetes_objects(storage.services.kubernetes_ip, live)
+    await _ensure(storage, services, svc)
+    await _ensure(storage, endpoints, eps)
+    for obj in wanted:
+        await _ensure(storage, slices, obj)
+    names = {o["metadata"]["name"] for o in wanted}
+    items, _, _ = await storage.list(slices, "default")
+    for item in items:
+        meta = item["metadata"]
+        labels = meta.get("labels") or {}
+        if (
+            labels.get("kubernetes.io/service-name") == "kubernetes"
+            and labels.get("endpointslice.kubernetes.io/managed-by") == KUBERNETES_MANAGED_BY
+            and meta["name"] not in names
+        ):
+            with contextlib.suppress(errors.ApiError):
+                await storage.delete(slices, "default", meta["name"], {})
+
+
+async def leave(storage: Any, server_address: str) -> None:
+    """A stopping server leaves the ``kubernetes`` endpoints (see reconcile_kubernetes)."""
+    host, port = _split(server_address)
+    leases = ApiServerLeases(storage.services.store, host, port)
+    await reconcile_kubernetes(storage, leases, leaving=True)
+
+
+def _split(server_address: str) -> tuple[str, int]:
     host, _, port_text = server_address.rpartition(":")
     host = host.strip("[]")
     if host in ("", "0.0.0.0", "::"):
         host = "127.0.0.1"
+    return host, int(port_text)
+
+
+async def maintain(
+    storage: Any,
+    server_address: str,
+    interval: float = 60.0,
+    lease_interval: float = LEASE_RENEW,
+) -> None:
+    """The ``kubernetes`` service and its endpoints and the cluster DNS Service kept as they
+    should be every ``lease_interval`` seconds (this server's lease renewed), the allocation
+    keys repaired every ``interval`` seconds (``storage``: the API's Storage)."""
+    services = by_path("", "v1", "services")
+    assert services is not None
+    host, port = _split(server_address)
     allocator: ServiceAllocator = storage.services
-    wanted = _kubernetes_objects(allocator.kubernetes_ip, host, int(port_text))
+    leases = ApiServerLeases(allocator.store, host, port)
+    next_repair = 0.0
     while True:
         try:
-            for res, obj in zip((services, endpoints, slices), wanted, strict=True):
-                await _ensure(storage, res, obj)
+            await reconcile_kubernetes(storage, leases)
             await _ensure_kube_dns(storage, services, allocator.cluster_dns_ip)
-            keys = await allocator.snapshot()
-            items, _, _ = await storage.list(services, None)
-            await allocator.reconcile(keys, items)
+            if time.monotonic() >= next_repair:
+                next_repair = time.monotonic() + interval
+                keys = await allocator.snapshot()
+                items, _, _ = await storage.list(services, None)
+                await allocator.reconcile(keys, items)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - the next pass tries again
             log.warning("services: maintenance pass failed: %s", e)
-        await asyncio.sleep(interval)
+        await asyncio.sleep(lease_interval)
 
 
 async def _ensure(storage: Any, res: Any, want: Obj) -> None:

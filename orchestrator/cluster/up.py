@@ -10,6 +10,10 @@ Layout of a cluster in DIR::
     DIR/kubeconfig              the admin kubeconfig
     DIR/netns/lan, node-N       network namespaces (nsfs bind mounts; `nsenter --net=...`)
     DIR/server/                 the server's data directory; DIR/logs/server.log
+
+The server listens on 127.0.0.1 (kubectl, the agents) and, through a socket made in the LAN
+namespace, on the LAN bridge's address (the first of the LAN), which it advertises: the
+``kubernetes`` Service's endpoint, which pods reach through their node (masqueraded).
     DIR/nodes/node-N/           each agent's data directory; DIR/logs/node-N.log
 """
 
@@ -418,6 +422,10 @@ def _up(spec: ClusterSpec, state: State, log: Callable[[str], None]) -> None:
         "--write-kubeconfig", str(state.kubeconfig),
         "--disable-agent",
         "--kubelet-netns", state.lan_netns,  # the nodes' kubelets are on the LAN
+        # pods reach the API (the kubernetes Service) at the LAN bridge's address: the server
+        # listens there too, on a socket made in the LAN's namespace
+        "--advertise-address", str(_lan_address(state, 1).ip),
+        "--advertise-netns", state.lan_netns,
         "--cluster-cidr", spec.cluster_cidr,
         "--service-cidr", spec.service_cidr,
         *spec.server_args(),

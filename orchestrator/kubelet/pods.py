@@ -35,13 +35,14 @@ from orchestrator.client import (
     WorkQueue,
     meta_key,
 )
-from orchestrator.client.rest import CONFIGMAPS, PODS, SECRETS, SERVICEACCOUNTS
+from orchestrator.client.rest import CONFIGMAPS, PODS, SECRETS, SERVICEACCOUNTS, SERVICES
 from runtime.pod import api
 
+from .envvars import service_env, with_service_env
 from .events import EventRecorder
 from .podstatus import api_status, now, waiting_status
 from .pullsecrets import keyring_of, pull_secret_keys
-from .staticpods import CONFIG_MIRROR, is_mirror, mirror_of
+from .staticpods import CONFIG_MIRROR, CONFIG_SOURCE, is_mirror, mirror_of
 from .volumes import (
     KINDS,
     PreparedVolumes,
@@ -89,6 +90,7 @@ _SCHEDULING = (
     "serviceAccount",
     "automountServiceAccountToken",
     "imagePullSecrets",
+    "enableServiceLinks",  # the kubelet's: the containers' env has the services already
 )
 _META = ("name", "namespace", "uid", "labels", "annotations")
 
@@ -114,14 +116,18 @@ def _same_but_status(a: Obj, b: Obj) -> bool:
     return strip(a) == strip(b)
 
 
-def node_manifest(pod: Obj, volumes: PreparedVolumes) -> Obj:
+def node_manifest(pod: Obj, volumes: PreparedVolumes, env: dict[str, str] | None = None) -> Obj:
     """The pod as the node runtime gets it: without what the node has no part in; its
-    API-fed volumes as the runtime's local-source volumes, with their annotations."""
+    API-fed volumes as the runtime's local-source volumes, with their annotations; the
+    services' variables ``env`` in every container's environment."""
     meta = {k: v for k, v in (pod.get("metadata") or {}).items() if k in _META}
     meta["annotations"] = {**(meta.get("annotations") or {}), **volumes.annotations}
     spec = {k: v for k, v in (pod.get("spec") or {}).items() if k not in _SCHEDULING}
     if spec.get("containers"):
         spec["containers"] = [_without_hooks(c) for c in spec["containers"]]
+    for kind in ("initContainers", "containers"):
+        if spec.get(kind):
+            spec[kind] = [with_service_env(c, env or {}) for c in spec[kind]]
     if spec.get("volumes"):
         spec["volumes"] = [volumes.volumes.get(v.get("name"), v) for v in spec["volumes"]]
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
@@ -187,6 +193,8 @@ class PodManager:
         self.informer = Informer(client, PODS, field_selector=f"spec.nodeName={node_name}")
         self.informer.add_index("uid", lambda o: [o["metadata"].get("uid", "")])
         self.informer.add_index("source", watched_of)
+        # Every Service: the containers' service variables (as the kubelet's service lister).
+        self.services = Informer(client, SERVICES)
         # The configMaps and secrets the pods mount or pull with, each watched alone by its
         # name (the kubelet's watch-based manager; the node authorizer allows no wider list):
         # "configmap/<ns>/<name>" -> its informer.
@@ -297,6 +305,7 @@ class PodManager:
     async def start(self) -> None:
         """Finish what an earlier agent left half done, then watch, relist and work."""
         await self._call(self.runtime.gc, True)
+        self.services.start()
         self.informer.add_handler(self._on_event)
         self.informer.start()
         await self.informer.wait_synced()
@@ -366,6 +375,7 @@ class PodManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         await self.informer.stop()
+        await self.services.stop()
         for inf in list(self._sources.values()):
             await inf.stop()
         self._sources.clear()
@@ -667,7 +677,7 @@ class PodManager:
             prepare_volumes, self._lookup, pod, self.sources / meta["uid"], True, tokens
         )
         self._digests[meta["uid"]] = volumes.digests
-        manifest = node_manifest(pod, volumes)
+        manifest = node_manifest(pod, volumes, await self._service_env(pod))
         rpod = api.parse_pod(manifest)
         # A failed create leaves nothing, a failed start tears the pod down (runtime.pod).
         started = time.monotonic()
@@ -690,6 +700,25 @@ class PodManager:
         await self._call(self.runtime.start, uid)
         log.info("pod %s (%s) started", key, uid)
         return await self._runtime_status(uid)
+
+    async def _service_env(self, pod: Obj) -> dict[str, str]:
+        """The services' variables for ``pod``, once the Services were listed (else the
+        pod could miss KUBERNETES_SERVICE_HOST): a config error, retried, until then. A
+        static pod runs without the API: it gets what is known (as the kubelet)."""
+        annotations = pod["metadata"].get("annotations") or {}
+        static = annotations.get(CONFIG_SOURCE, "api") != "api"
+        try:
+            if not static:
+                await asyncio.wait_for(self.services.wait_synced(), SOURCE_SYNC_WAIT)
+        except TimeoutError:
+            raise api.ManifestError(
+                "spec.containers.env", "services have not yet been read at least once"
+            ) from None
+        spec = pod.get("spec") or {}
+        links = spec.get("enableServiceLinks")
+        return service_env(
+            self.services.list(), pod["metadata"].get("namespace", ""), links is not False
+        )
 
     def _container_events(self, pod: Obj, st: api.PodStatus) -> None:
         """Started, BackOff and Unhealthy events from what the runtime reports, once each."""

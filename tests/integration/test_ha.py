@@ -422,3 +422,55 @@ def test_an_agent_of_both_servers_moves_on_when_its_server_is_killed(
                  if p["metadata"]["uid"] != before["metadata"]["uid"] and ready(p)],
         WAIT,
     )  # fmt: skip
+
+
+def kubernetes_endpoints(srv: Server) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """The API servers the ``kubernetes`` Endpoints and its EndpointSlices name."""
+    code, ep = srv.json("GET", "/api/v1/namespaces/default/endpoints/kubernetes")
+    assert code == 200, ep
+    subsets = [
+        (a["ip"], p["port"])
+        for s in ep.get("subsets") or []
+        for a in s["addresses"]
+        for p in s["ports"]
+    ]
+    code, body = srv.json(
+        "GET",
+        "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
+        "?labelSelector=kubernetes.io%2Fservice-name%3Dkubernetes",
+    )
+    assert code == 200, body
+    slices = [
+        (a, p["port"])
+        for s in body["items"]
+        for e in s["endpoints"]
+        for a in e["addresses"]
+        for p in s["ports"]
+    ]
+    return sorted(subsets), sorted(slices)
+
+
+def test_the_kubernetes_endpoints_list_the_live_servers(
+    cluster: tuple[Any, list[Server]], tmp_path: Path
+) -> None:
+    """Each server renews a lease; the ``kubernetes`` endpoints (the proxy's DNAT targets for
+    in-cluster clients) name every live server: one that stops leaves them, one that dies
+    drops out when its lease expires."""
+    etcd, servers = cluster
+    a, b = servers
+    both = [("127.0.0.1", a.port), ("127.0.0.1", b.port)]
+    until("both servers in the endpoints", lambda: kubernetes_endpoints(a) == (sorted(both),) * 2)
+    b.stop()  # SIGTERM: it removes itself
+    alone = [("127.0.0.1", a.port)]
+    until("the stopped server out", lambda: kubernetes_endpoints(a) == (alone, alone), WAIT)
+    code, svc = a.json("GET", "/api/v1/namespaces/default/services/kubernetes")
+    assert svc["spec"]["ports"][0]["targetPort"] == a.port
+    token = (a.data_dir / "token").read_text().strip()
+    extra = ("--datastore-endpoint", etcd.url, "--node-monitor-grace-period", "3600")
+    c = Server(tmp_path / "s3", extra=(*extra, "--token", token))
+    c.start()
+    servers.append(c)  # the fixture stops it
+    three = sorted([*alone, ("127.0.0.1", c.port)])
+    until("the new server in", lambda: kubernetes_endpoints(a) == (three, three), WAIT)
+    c.kill()  # SIGKILL: nothing removes it but its lease's expiry
+    until("the dead server out", lambda: kubernetes_endpoints(a) == (alone, alone), WAIT)
