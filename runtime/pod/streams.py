@@ -4,6 +4,7 @@ sets ``stdin`` or ``tty``), and TCP connections to the pod's own ports (port-for
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import struct
@@ -212,6 +213,8 @@ class Attachment:
     one message per ``recv``; with ``stdinOnce`` the end of the first attachment that took
     stdin (``end_stdin`` or ``close``) closes the container's stdin."""
 
+    MESSAGE_MAX = MESSAGE_MAX  # a buffer this large holds any message of the monitor
+
     def __init__(self, sock: socket.socket, pod: str, container: str, stdin: bool) -> None:
         self.sock = sock
         self.pod = pod
@@ -265,6 +268,49 @@ class Attachment:
 
     def close(self) -> None:
         self.sock.close()
+
+    def copy(self, stdin: int | None, stdout: int, stderr: int) -> None:
+        """Copy the output to ``stdout`` and ``stderr`` and, when attached with stdin,
+        ``stdin`` to the container, until the run ends. A terminal for ``stdin`` is raw
+        meanwhile and its size (now and at each SIGWINCH) is the container's."""
+        import select
+        import signal
+
+        from runtime.console import _raw
+
+        def size(*_: object) -> None:
+            with contextlib.suppress(OSError):
+                cols, rows = os.get_terminal_size(stdin or 0)
+                self.resize(cols, rows)
+
+        tty = stdin is not None and self.stdin and os.isatty(stdin)
+        previous = signal.signal(signal.SIGWINCH, size) if tty else None
+        if tty:
+            size()
+        reading = stdin is not None and self.stdin
+        try:
+            with _raw(stdin) if tty and stdin is not None else contextlib.nullcontext():
+                while True:
+                    fds = [self.sock] + ([stdin] if reading and stdin is not None else [])
+                    try:
+                        ready, _, _ = select.select(fds, [], [], None if not self.early else 0)
+                    except InterruptedError:
+                        continue
+                    if self.early or self.sock in ready:
+                        got = self.recv()
+                        if got is None:
+                            return
+                        _write_all(stdout if got[0] == STDOUT else stderr, got[1])
+                    if reading and stdin is not None and stdin in ready:
+                        data = os.read(stdin, 65536)
+                        if data:
+                            self.send_stdin(data)
+                        else:
+                            reading = False
+                            self.end_stdin()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGWINCH, previous)
 
     def __enter__(self) -> Attachment:
         return self
@@ -327,3 +373,9 @@ def attach(pd: PodDir, container: str | None = None, stdin: bool = False) -> Att
     except BaseException:
         sock.close()
         raise
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

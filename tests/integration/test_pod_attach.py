@@ -6,6 +6,7 @@ the client resizes; output reaches the client and the log files both. The ``pods
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -71,8 +72,8 @@ def test_attach_stdin_once_closes_stdin_after_the_first_attach(pods: Pods) -> No
 def test_attach_tty_prompt_command_and_resize(pods: Pods) -> None:
     """tty: true and stdin: the monitor's pty master is the client's: a shell prompt (no
     newline: it never reached a log line), a command, and a resize the shell sees."""
-    uid = pods.run(pods.manifest("tty", [{"name": "sh", "command": ["sh", "-i"],
-                                            "stdin": True, "tty": True}], restartPolicy="Never"))  # fmt: skip
+    shell = {"name": "sh", "command": ["sh", "-i"], "stdin": True, "tty": True}
+    uid = pods.run(pods.manifest("tty", [shell], restartPolicy="Never"))
     pods.running_pid(uid, "sh")
     with api.attach(uid, pods.opts, "sh", stdin=True) as att:
         att.resize(91, 37)
@@ -114,3 +115,21 @@ def test_attach_is_refused_without_stdin(pods: Pods) -> None:
     api.stop(uid, pods.opts, grace=0)
     exited = Path(pods.opts.root) / "exited" / uid
     assert not (exited / "attach").exists()
+
+
+def test_corral_pod_attach(pods: Pods) -> None:
+    """``corral pod attach -i POD CONTAINER``: stdin to the container until its end (with
+    stdinOnce that closes the container's stdin), the output until the run ends."""
+    uid = pods.run(
+        pods.manifest(
+            "cli", [sh("c", "cat; echo stdin-closed >&2", stdin=True, stdinOnce=True)],
+            restartPolicy="Never",
+        )
+    )  # fmt: skip
+    pods.running_pid(uid, "c")
+    argv = [test_pods.CORRAL, "pod", *pods.global_args(), "attach", "-i", uid, "c"]
+    p = subprocess.run(argv, input="one\ntwo\n", capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p
+    assert p.stdout == "one\ntwo\n" and p.stderr == "stdin-closed\n", p
+    p = subprocess.run(argv[:-3] + [uid, "nope"], capture_output=True, text=True)
+    assert p.returncode != 0 and "no container 'nope'" in p.stderr, p
