@@ -19,6 +19,7 @@ MONITOR_SRCS = [
     "csrc/monitor/status.c",
     "csrc/monitor/reaper.c",
     "csrc/monitor/util.c",
+    "csrc/monitor/attach.c",
 ]
 MONITOR_BIN = os.path.join("runtime", "_bin", "corral-monitor")
 C_FLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror"]

@@ -332,6 +332,20 @@ def pod_exec(
     sys.exit(res.returncode)
 
 
+@pod.command("attach")
+@click.option("-i", "--stdin", "interactive", is_flag=True, help="pass stdin (stdin: true)")
+@click.argument("ref")
+@click.argument("container", required=False)
+@click.pass_context
+def pod_attach(ctx: click.Context, interactive: bool, ref: str, container: str | None) -> None:
+    """Attach to a running container (its spec sets stdin or tty): its output from now on
+    and, with -i, its stdin; until its run ends."""
+    from runtime.pod import api
+
+    with _errors(f"attach {ref}"), api.attach(ref, _opts(ctx), container, interactive) as att:
+        att.copy(sys.stdin.fileno() if interactive else None, 1, 2)
+
+
 @pod.command("stop")
 @click.argument("refs", nargs=-1, required=True)
 @click.option(

@@ -71,9 +71,10 @@ class Kubectl:
             )
         return p
 
-    def popen(self, *args: str) -> subprocess.Popen[str]:
+    def popen(self, *args: str, stdin: int | None = None) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [self.binary, *args],
+            stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -44,6 +44,13 @@ static int64_t conf_seconds(const char *key, const char *v)
     return ms;
 }
 
+static bool conf_bool(const char *key, const char *v)
+{
+    if (strcmp(v, "true") && strcmp(v, "false"))
+        conf_die("%s: want true or false, not '%s'", key, v);
+    return v[0] == 't';
+}
+
 static void conf_abs_path(const char *key, const char *v)
 {
     if (v[0] != '/')
@@ -230,9 +237,13 @@ static void conf_parse(char *text)
                 conf_die("prestart_first: want true or false, not '%s'", v);
             c->prestart_first = v[0] == 't';
         } else if (!strcmp(key, "terminal")) {
-            if (strcmp(v, "true") && strcmp(v, "false"))
-                conf_die("terminal: want true or false, not '%s'", v);
-            c->terminal = v[0] == 't';
+            c->terminal = conf_bool(key, v);
+        } else if (!strcmp(key, "stdin")) {
+            c->stdin_open = conf_bool(key, v);
+        } else if (!strcmp(key, "stdin_once")) {
+            c->stdin_once = conf_bool(key, v);
+        } else if (!strcmp(key, "attach")) {
+            c->attach = conf_bool(key, v);
         } else if (!strcmp(key, "stop_signal")) {
             if (!*v || strpbrk(v, " \t\n"))
                 conf_die("stop_signal: want a signal name or number, not '%s'", v);

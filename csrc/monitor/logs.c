@@ -153,6 +153,7 @@ void stream_read(struct ctr *c, struct stream *s)
             stream_close(c, s);
             return;
         }
+        attach_output(c, s, scratch + s->len, (size_t)n);
         stream_lines(c, s, s->len + (size_t)n, false);
     }
 }

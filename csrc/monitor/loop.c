@@ -181,12 +181,14 @@ static bool advance(void)
 
 void loop(void)
 {
-    size_t cap = 1 + M.nctrs * (3 + PROBE_KINDS);
+    /* per container: 3 streams, its probes, the attach socket, its clients, its stdin */
+    size_t cap = 1 + M.nctrs * (3 + PROBE_KINDS + 2 + ATTACH_MAX);
     struct pollfd *pfd = xcalloc(cap, sizeof *pfd);
+    enum { W_STREAM, W_PROBE, W_LISTEN, W_CONN, W_STDIN };
     struct {
         struct ctr *c;
         struct stream *s;
-        int k;
+        int k, kind;
     } *what = xcalloc(cap, sizeof *what);
 
     for (;;) {
@@ -216,6 +218,7 @@ void loop(void)
                 if (ss[j]->fd >= 0) {
                     what[n].c = c;
                     what[n].s = ss[j];
+                    what[n].kind = W_STREAM;
                     pfd[n++] = (struct pollfd){.fd = ss[j]->fd, .events = POLLIN};
                 }
             for (int k = 0; k < PROBE_KINDS; k++) {
@@ -224,9 +227,29 @@ void loop(void)
                     what[n].c = c;
                     what[n].s = NULL;
                     what[n].k = k;
+                    what[n].kind = W_PROBE;
                     pfd[n++] = (struct pollfd){
                         .fd = p->fd, .events = p->phase == NET_RECV ? POLLIN : POLLOUT};
                 }
+            }
+            if (c->listen >= 0) {
+                what[n].c = c;
+                what[n].kind = W_LISTEN;
+                pfd[n++] = (struct pollfd){.fd = c->listen, .events = POLLIN};
+            }
+            /* Input the container has not taken yet: its clients wait (hang-ups show). */
+            for (int k = 0; k < ATTACH_MAX; k++)
+                if (c->conns[k].fd >= 0) {
+                    what[n].c = c;
+                    what[n].k = k;
+                    what[n].kind = W_CONN;
+                    pfd[n++] = (struct pollfd){.fd = c->conns[k].fd,
+                                               .events = c->in_len ? 0 : POLLIN};
+                }
+            if (c->in_len && attach_stdin_fd(c) >= 0) {
+                what[n].c = c;
+                what[n].kind = W_STDIN;
+                pfd[n++] = (struct pollfd){.fd = attach_stdin_fd(c), .events = POLLOUT};
             }
         }
         int timeout = -1;
@@ -240,10 +263,27 @@ void loop(void)
         for (size_t i = 1; i < n; i++) {
             if (!pfd[i].revents)
                 continue;
-            if (what[i].s)
-                stream_read(what[i].c, what[i].s);
-            else if (what[i].c->probes[what[i].k]->fd == pfd[i].fd)
-                probe_net_event(what[i].c, what[i].k);
+            struct ctr *c = what[i].c;
+            switch (what[i].kind) {
+            case W_STREAM:
+                stream_read(c, what[i].s);
+                break;
+            case W_PROBE:
+                if (c->probes[what[i].k]->fd == pfd[i].fd)
+                    probe_net_event(c, what[i].k);
+                break;
+            case W_LISTEN:
+                attach_accept(c);
+                break;
+            case W_CONN: /* still the client polled for: an earlier event may have closed it */
+                if (c->conns[what[i].k].fd == pfd[i].fd)
+                    attach_input(c, &c->conns[what[i].k]);
+                break;
+            case W_STDIN:
+                if (attach_stdin_fd(c) == pfd[i].fd)
+                    attach_flush(c);
+                break;
+            }
         }
         if (pfd[0].revents) {
             struct signalfd_siginfo si;

@@ -246,10 +246,12 @@ int main(int argc, char **argv)
         c->err = (struct stream){.name = "stderr", .fd = -1, .wfd = -1};
         c->tty = (struct stream){.name = "stdout", .fd = -1, .wfd = -1};
         c->logdir = c->log_fd = c->console = -1;
+        attach_init(c);
         set_state(c, "waiting", "PodInitializing", NULL);
     }
 
     loop();
+    attach_cleanup();
 
     /* Everything is over and deleted: final statuses, then finish_arg while we still hold
      * the lock, so nobody tears the pod down twice. */

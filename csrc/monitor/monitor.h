@@ -13,6 +13,7 @@
 #define LINE_MAX_BYTES (16 * 1024) /* a longer log line is cut into P entries */
 #define MSG_MAX 256
 #define NEVER INT64_MAX
+#define ATTACH_MAX 4 /* attach clients of a container at once */
 
 /* ------------------------------------------------------------------ model */
 
@@ -109,6 +110,21 @@ struct ctr {
     int console;        /* terminal: the listening console socket, -1 until made */
     int logdir, log_fd;
     int64_t log_size;
+
+    /* attach (attach.c): stdin kept open for clients of the container's attach socket */
+    bool attach;            /* conf: an attach socket attach/<name> */
+    bool stdin_open;        /* conf: stdin (Kubernetes' stdin: true) */
+    bool stdin_once;        /* conf: stdinOnce: closed when the first attach ends */
+    int listen;             /* the attach socket, -1 without one */
+    int in_r, in_w;         /* a pipe container's stdin: in_r only until `create` exits */
+    bool in_closed;         /* stdinOnce: this run's stdin was closed */
+    bool in_eof;            /* close (pipe) or send EOF (tty) once in_buf is written */
+    char *in_buf;           /* input the container has not read yet */
+    size_t in_len;
+    struct conn {
+        int fd;             /* -1: free */
+        bool input;         /* it attached stdin */
+    } conns[ATTACH_MAX];
 };
 
 enum restart_policy { POLICY_ALWAYS, POLICY_ON_FAILURE, POLICY_NEVER };
@@ -177,7 +193,7 @@ void write_pod_status(const char *phase, const char *finished_at);
 /* runtime.c: children, and the OCI runtime steps of a container */
 enum { SPAWN_GROUP = 1, SPAWN_POD_NET = 2 };
 pid_t spawn(char *const argv[], int in, int out, int err, int flags);
-pid_t runtime(const char *const args[], size_t nargs, int out, int err, bool own_group);
+pid_t runtime(const char *const args[], size_t nargs, int in, int out, int err, bool own_group);
 void runtime_kill(struct ctr *c, const char *sig);
 bool misc_running(void);
 long read_oom(struct ctr *c);
@@ -200,6 +216,18 @@ int64_t probes_due(struct ctr *c, int64_t now, int64_t next);
 void probe_exec_done(struct ctr *c, int k, int st);
 void probe_net_event(struct ctr *c, int k);
 void probes_stop(struct ctr *c);
+
+/* attach.c: a container's stdin and its attach socket */
+void attach_init(struct ctr *c);
+int attach_stdin_pipe(struct ctr *c);
+void attach_created(struct ctr *c);
+void attach_accept(struct ctr *c);
+void attach_input(struct ctr *c, struct conn *conn);
+void attach_output(struct ctr *c, struct stream *s, const char *data, size_t len);
+int attach_stdin_fd(const struct ctr *c);
+void attach_flush(struct ctr *c);
+void attach_run_over(struct ctr *c);
+void attach_cleanup(void);
 
 /* loop.c: the event loop and child reaping */
 const char *pod_phase(void);

@@ -18,6 +18,7 @@ void run_done(struct ctr *c, const char *reason, int code, int sig, const char *
     stream_close(c, &c->out);
     stream_close(c, &c->err);
     stream_close(c, &c->tty);
+    attach_run_over(c);
     if (c->log_fd >= 0)
         close(c->log_fd);
     c->log_fd = -1;

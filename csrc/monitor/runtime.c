@@ -56,7 +56,7 @@ pid_t spawn(char *const argv[], int in, int out, int err, int flags)
 }
 
 /* `<runtime_arg...> --root R <args...>` */
-pid_t runtime(const char *const args[], size_t nargs, int out, int err, bool own_group)
+pid_t runtime(const char *const args[], size_t nargs, int in, int out, int err, bool own_group)
 {
     size_t n = M.runtime_arg.n;
     char **argv = xcalloc(n + 2 + nargs + 1, sizeof *argv);
@@ -64,7 +64,7 @@ pid_t runtime(const char *const args[], size_t nargs, int out, int err, bool own
     argv[n] = "--root";
     argv[n + 1] = M.runtime_root;
     memcpy(argv + n + 2, args, nargs * sizeof *argv);
-    pid_t pid = spawn(argv, M.devnull, out, err, own_group ? SPAWN_GROUP : 0);
+    pid_t pid = spawn(argv, in, out, err, own_group ? SPAWN_GROUP : 0);
     free(argv);
     return pid;
 }
@@ -72,7 +72,7 @@ pid_t runtime(const char *const args[], size_t nargs, int out, int err, bool own
 void runtime_kill(struct ctr *c, const char *sig)
 {
     const char *args[] = {"kill", c->id, sig};
-    pid_t pid = runtime(args, 3, M.devnull, STDERR_FILENO, false);
+    pid_t pid = runtime(args, 3, M.devnull, M.devnull, STDERR_FILENO, false);
     for (size_t i = 0; pid > 0 && i < sizeof M.misc / sizeof M.misc[0]; i++)
         if (M.misc[i] == 0) {
             M.misc[i] = pid;
@@ -94,13 +94,14 @@ static void pid_file(struct ctr *c, char *path, size_t len)
 }
 
 /* Run a step's command (the runtime's, or `argv` when args is NULL); a failed fork is a
- * failed command. */
+ * failed command. Only `create` gets the container's stdin (the process inherits it). */
 static void start_job(struct ctr *c, enum step step, const char *const args[], size_t n,
                       int out, int err)
 {
     M.changes++;
     c->step = step;
-    c->job = args ? runtime(args, n, out, err, false)
+    int in = step == ST_CREATE && c->in_r >= 0 ? c->in_r : M.devnull;
+    c->job = args ? runtime(args, n, in, out, err, false)
                   : spawn(c->prestart_arg.v, M.devnull, out, err, 0);
     if (c->job < 0) {
         c->job = 0;
@@ -221,6 +222,8 @@ static void launch_create(struct ctr *c)
     int ret = stream_open(&c->out);
     if (ret == 0)
         ret = stream_open(&c->err);
+    if (ret == 0)
+        ret = attach_stdin_pipe(c);
     if (ret < 0)
         die("pipe for %s: %s", c->name, strerror(-ret));
     set_state(c, "waiting", "ContainerCreating", NULL);
@@ -292,6 +295,7 @@ void job_done(struct ctr *c, int st)
         if (!ok || read_small(AT_FDCWD, pidf, buf, sizeof buf) < 0)
             buf[0] = 0;
         unlink(pidf);
+        attach_created(c);
         c->pid = (pid_t)strtol(buf, NULL, 10);
         c->created = ok; /* even without a pid: delete whatever it left */
         int ret = 0;

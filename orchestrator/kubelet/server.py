@@ -174,14 +174,23 @@ class KubeletServer:
     async def _attach(self, request: web.Request) -> web.StreamResponse:
         pod, container = self._target(request)
         flags = self._streams(request)
+        spec = pod.get("spec") or {}
+        found = [
+            c
+            for c in (spec.get("containers") or []) + (spec.get("initContainers") or [])
+            if c.get("name") == container
+        ]
+        served = bool(found and (found[0].get("stdin") or found[0].get("tty")))
         return await attach_websocket(
             request,
             self.runtime,
             pod["metadata"]["uid"],
             container,
+            flags["input"],
             flags["output"],
             flags["error"],
             flags["tty"],
+            served,
         )
 
     async def _port_forward(self, request: web.Request) -> web.StreamResponse:

@@ -1,5 +1,5 @@
-"""``exec`` on the kubelet's port over a WebSocket, in Kubernetes' remote command protocol
-(``channel.k8s.io``, ``v4.channel.k8s.io``, ``v5.channel.k8s.io``).
+"""``exec`` and ``attach`` on the kubelet's port over a WebSocket, in Kubernetes' remote command
+protocol (``channel.k8s.io``, ``v4.channel.k8s.io``, ``v5.channel.k8s.io``).
 
 Every binary message starts with a channel byte: 0 stdin (client to node), 1 stdout, 2 stderr,
 3 the error channel (v4 and later: a ``metav1.Status`` JSON written once, at the end; before
@@ -8,7 +8,9 @@ adds 255, the close signal ``[255, channel]`` a client sends when its stdin ends
 writes an empty message on the lowest channel it writes to once the streams are open, runs the
 command (``runtime.pod.api``: ``PodRuntime.exec``) in a thread of its own with pipes (or a
 pseudo-terminal for ``tty``) for its standard streams, and closes the socket (1000) after the
-status."""
+status. ``attach`` speaks the same protocol (``_Session``: the client's side of both) to a
+running container through its monitor (``PodRuntime.attach``) when the container's spec sets
+``stdin`` or ``tty``; without either, its output comes from its log."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import struct
 import subprocess
 import termios
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
@@ -67,17 +70,6 @@ def status_for(code: int | None, error: str | None = None) -> dict[str, Any]:
     }
 
 
-def _set_size(fd: int, spec: bytes) -> None:
-    try:
-        size = json.loads(spec)
-        width, height = int(size.get("Width") or 0), int(size.get("Height") or 0)
-    except (ValueError, TypeError, AttributeError):
-        log.info("exec: a resize that is not {Width, Height}: %r", spec[:100])
-        return
-    with contextlib.suppress(OSError):
-        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
-
-
 async def _send(ws: web.WebSocketResponse, channel: int, data: bytes) -> None:
     """A message on ``channel``; nothing once the client is gone."""
     if ws.closed:
@@ -86,15 +78,80 @@ async def _send(ws: web.WebSocketResponse, channel: int, data: bytes) -> None:
         await ws.send_bytes(bytes([channel]) + data)
 
 
-class _Exec:
+async def _open(request: web.Request) -> tuple[web.WebSocketResponse, str]:
+    """The WebSocket of an exec or attach, and the protocol the client and we agreed on."""
+    ws = web.WebSocketResponse(protocols=PROTOCOLS, autoping=True, max_msg_size=0)
+    await ws.prepare(request)
+    return ws, ws.ws_protocol or ""
+
+
+async def _finish(ws: web.WebSocketResponse, proto: str, status: dict[str, Any]) -> None:
+    """The status on the error channel (JSON from v4 on, else only a failure's text), then
+    the close (1000)."""
+    if proto in (V5, V4):
+        await _send(ws, ERROR, json.dumps(status).encode())
+    elif status["status"] != "Success":
+        await _send(ws, ERROR, status["message"].encode())
+    await ws.close()
+
+
+class _Session(ABC):
+    """The client's side of an exec or attach: what it sends (stdin, terminal sizes, v5's
+    close signal) is demultiplexed to ``write_stdin``, ``set_size`` and ``close_stdin``."""
+
+    def __init__(self, ws: web.WebSocketResponse, tty: bool) -> None:
+        self.ws = ws
+        self.tty = tty
+        self.first_size = asyncio.Event()
+
+    async def send(self, channel: int, data: bytes) -> None:
+        await _send(self.ws, channel, data)
+
+    @abstractmethod
+    async def write_stdin(self, data: bytes) -> None: ...
+
+    @abstractmethod
+    async def set_size(self, spec: bytes) -> None: ...
+
+    @abstractmethod
+    async def close_stdin(self) -> None: ...
+
+    async def read_client(self) -> None:
+        """Demultiplex what the client sends until its socket closes."""
+        async for msg in self.ws:
+            # a text message counts as its bytes, as kube's wsstream reads it (the Python
+            # client sends str stdin that way)
+            raw = msg.data.encode() if msg.type is WSMsgType.TEXT else msg.data
+            if msg.type not in (WSMsgType.BINARY, WSMsgType.TEXT) or not raw:
+                continue
+            channel, data = raw[0], raw[1:]
+            if channel == STDIN and data:
+                await self.write_stdin(data)
+            elif channel == RESIZE and self.tty:
+                await self.set_size(data)
+                self.first_size.set()
+            elif channel == CLOSE and data[:1] == bytes([STDIN]):
+                await self.close_stdin()
+        await self.close_stdin()
+
+
+def _size(spec: bytes) -> tuple[int, int] | None:
+    """(width, height) of a resize message (``{"Width": w, "Height": h}``)."""
+    try:
+        size = json.loads(spec)
+        return int(size.get("Width") or 0), int(size.get("Height") or 0)
+    except (ValueError, TypeError, AttributeError):
+        log.info("a resize that is not {Width, Height}: %r", spec[:100])
+        return None
+
+
+class _Exec(_Session):
     """One exec: the child's ends of its streams, ours, and the socket."""
 
     def __init__(self, ws: web.WebSocketResponse, tty: bool, stdin: bool, out: bool, err: bool):
-        self.ws = ws
-        self.tty = tty
+        super().__init__(ws, tty)
         self.child: dict[str, int] = {}  # stream -> the child's fd (closed once it is done)
         self.ours: dict[int, int] = {}  # channel -> our fd (stdin: write end; else read end)
-        self.first_size = asyncio.Event()
         self.stdin_transport: asyncio.WriteTransport | None = None
         if tty:
             master, slave = os.openpty()
@@ -118,9 +175,6 @@ class _Exec:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self.child = {}
-
-    async def send(self, channel: int, data: bytes) -> None:
-        await _send(self.ws, channel, data)
 
     async def pump(self, channel: int) -> None:
         """Copy one of the child's outputs to its channel until the child's end closes."""
@@ -152,12 +206,20 @@ class _Exec:
         pipe = os.fdopen(fd, "wb", buffering=0)
         self.stdin_transport, _ = await loop.connect_write_pipe(asyncio.Protocol, pipe)
 
-    def write_stdin(self, data: bytes) -> None:
+    async def write_stdin(self, data: bytes) -> None:
         t = self.stdin_transport
         if t is not None and not t.is_closing():
             t.write(data)
 
-    def close_stdin(self) -> None:
+    async def set_size(self, spec: bytes) -> None:
+        size = _size(spec)
+        if self.master is None or size is None:
+            return
+        with contextlib.suppress(OSError):
+            packed = struct.pack("HHHH", size[1], size[0], 0, 0)
+            fcntl.ioctl(self.master, termios.TIOCSWINSZ, packed)
+
+    async def close_stdin(self) -> None:
         t = self.stdin_transport
         if t is None or t.is_closing():
             return
@@ -165,24 +227,6 @@ class _Exec:
             t.write(b"\x04")  # a terminal's end of file
             return
         t.close()  # after what is buffered is written
-
-    async def read_client(self) -> None:
-        """Demultiplex what the client sends until its socket closes."""
-        async for msg in self.ws:
-            # a text message counts as its bytes, as kube's wsstream reads it (the Python
-            # client sends str stdin that way)
-            raw = msg.data.encode() if msg.type is WSMsgType.TEXT else msg.data
-            if msg.type not in (WSMsgType.BINARY, WSMsgType.TEXT) or not raw:
-                continue
-            channel, data = raw[0], raw[1:]
-            if channel == STDIN and data:
-                self.write_stdin(data)
-            elif channel == RESIZE and self.master is not None:
-                _set_size(self.master, data)
-                self.first_size.set()
-            elif channel == CLOSE and data[:1] == bytes([STDIN]):
-                self.close_stdin()
-        self.close_stdin()
 
 
 async def exec_websocket(
@@ -197,9 +241,7 @@ async def exec_websocket(
     tty: bool,
 ) -> web.WebSocketResponse:
     """Run ``command`` in ``container`` of pod ``uid`` for the client on this WebSocket."""
-    ws = web.WebSocketResponse(protocols=PROTOCOLS, autoping=True, max_msg_size=0)
-    await ws.prepare(request)
-    proto = ws.ws_protocol or ""
+    ws, proto = await _open(request)
     ex = _Exec(ws, tty, stdin, stdout, stderr and not tty)
     loop = asyncio.get_running_loop()
     done: asyncio.Future[subprocess.CompletedProcess[bytes]] = loop.create_future()
@@ -258,12 +300,7 @@ async def exec_websocket(
         if ex.master is not None:
             os.close(ex.master)
             ex.master = None
-        status = status_for(code, error)
-        if proto in (V5, V4):
-            await ex.send(ERROR, json.dumps(status).encode())
-        elif status["status"] != "Success":
-            await ex.send(ERROR, status["message"].encode())
-        await ws.close()
+        await _finish(ws, proto, status_for(code, error))
     finally:
         client.cancel()
         for t in pumps:
@@ -337,23 +374,121 @@ async def port_forward_websocket(
 # ============================================================================= attach
 
 
+class _Attached(_Session):
+    """An attach through the container's monitor (``api.Attachment``, a non-blocking
+    SOCK_SEQPACKET socket used from the loop). Input goes through a small queue that
+    ``writer`` drains once the client's first terminal size is there (as an exec's command
+    starts): the size may come on a stream of its own (SPDY), after input that makes the
+    container ask for it; a full queue holds the client back."""
+
+    def __init__(self, ws: web.WebSocketResponse, tty: bool, att: api.Attachment) -> None:
+        super().__init__(ws, tty)
+        self.att = att
+        self.stdin_done = False
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=64)
+
+    async def _put(self, message: bytes) -> None:
+        if self.att.sock.fileno() < 0:
+            return
+        with contextlib.suppress(OSError):
+            await asyncio.get_running_loop().sock_sendall(self.att.sock, message)
+
+    async def writer(self) -> None:
+        if self.tty:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.first_size.wait(), FIRST_SIZE_WAIT)
+        while True:
+            message = await self.queue.get()
+            await self._put(message)
+            self.queue.task_done()
+
+    async def write_stdin(self, data: bytes) -> None:
+        if self.att.stdin and not self.stdin_done:
+            for message in self.att.stdin_messages(data):
+                await self.queue.put(message)
+
+    async def set_size(self, spec: bytes) -> None:
+        size = _size(spec)
+        if size is not None:
+            await self._put(self.att.resize_message(*size))
+
+    async def close_stdin(self) -> None:
+        if self.att.stdin and not self.stdin_done:
+            self.stdin_done = True
+            await self.queue.put(self.att.end_stdin_message())
+
+    async def output(self, stdout: bool, stderr: bool) -> str | None:
+        """The container's output to the client until its run ends; an error's text."""
+        loop = asyncio.get_running_loop()
+        pending = list(self.att.early)
+        self.att.early.clear()
+        while True:
+            try:
+                message = (
+                    pending.pop(0)
+                    if pending
+                    else await loop.sock_recv(self.att.sock, self.att.MESSAGE_MAX)
+                )
+                got = self.att.decode(message)
+            except api.PodError as e:
+                return e.message
+            except OSError as e:
+                return f"attach to container {self.att.container}: {e}"
+            if got is None:
+                return None
+            channel, data = got
+            channel = STDOUT if self.tty else channel
+            if (channel == STDOUT and stdout) or (channel == STDERR and stderr):
+                await self.send(channel, data)
+
+
 async def attach_websocket(
     request: web.Request,
     runtime: api.PodRuntime,
     uid: str,
     container: str,
+    stdin: bool,
     stdout: bool,
     stderr: bool,
     tty: bool,
+    served: bool,
 ) -> web.WebSocketResponse:
-    """The output of ``container``'s current run from now on, in the exec protocol, until
-    that run ends (then ``Success``). The runtime serves no container stdin, so what the
-    client sends on channel 0 is dropped; its output comes from the container's log (line by
-    line: stdout on 1, stderr on 2, both on 1 with ``tty``)."""
-    ws = web.WebSocketResponse(protocols=PROTOCOLS, autoping=True, max_msg_size=0)
-    await ws.prepare(request)
-    proto = ws.ws_protocol or ""
+    """``container``'s output from now on, in the exec protocol, until its run ends (then
+    ``Success``), and with ``stdin`` its input. ``served``: the container's spec sets
+    ``stdin`` or ``tty``, so its monitor serves the attach (stdin, output as it comes,
+    resizes); else its output comes from its log, line by line (stdout on 1, stderr on 2,
+    both on 1 with ``tty``), and stdin is refused."""
+    ws, proto = await _open(request)
     loop = asyncio.get_running_loop()
+    first = STDOUT if stdout else STDERR if stderr and not tty else ERROR
+    await _send(ws, first, b"")
+    if served:
+        try:
+            att = await loop.run_in_executor(None, runtime.attach, uid, container, stdin)
+        except api.PodError as e:
+            await _finish(ws, proto, status_for(0, e.message))
+            return ws
+        tasks: list[asyncio.Task[Any]] = []
+        try:
+            att.sock.setblocking(False)
+            session = _Attached(ws, tty, att)
+            client = asyncio.create_task(session.read_client())
+            out = asyncio.create_task(session.output(stdout, stderr))
+            tasks = [client, out, asyncio.create_task(session.writer())]
+            await asyncio.wait([client, out], return_when=asyncio.FIRST_COMPLETED)
+            if not out.done():
+                # The client went away: what it sent, and the end of its stdin, go first.
+                tasks.append(asyncio.create_task(session.queue.join()))
+                await asyncio.wait([tasks[-1], out], return_when=asyncio.FIRST_COMPLETED)
+            if out.done():
+                await _finish(ws, proto, status_for(0, out.result()))
+        finally:
+            for t in tasks:
+                t.cancel()
+            # the socket is closed once no task waits on it any more
+            await asyncio.gather(*tasks, return_exceptions=True)
+            att.close()
+        return ws
 
     def current_run() -> str | None:
         """The start time of the container's run while it runs, else None."""
@@ -364,19 +499,14 @@ async def attach_websocket(
         return c.started_at if c.state == "Running" else None
 
     run = await loop.run_in_executor(None, current_run)
-    first = STDOUT if stdout else STDERR if stderr else ERROR
-    await _send(ws, first, b"")
     error: str | None = None
-    if run is None:
+    if stdin:
+        error = f"container {container} does not keep stdin open: its spec does not set stdin: true"
+    elif run is None:
         error = f"container {container} is not running"
     else:
         error = await _attach_output(ws, runtime, uid, container, stdout, stderr, tty, run)
-    status = status_for(0, error)
-    if proto in (V5, V4):
-        await _send(ws, ERROR, json.dumps(status).encode())
-    elif error is not None:
-        await _send(ws, ERROR, error.encode())
-    await ws.close()
+    await _finish(ws, proto, status_for(0, error))
     return ws
 
 

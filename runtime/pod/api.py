@@ -47,9 +47,10 @@ from runtime.pod.memory import MemoryUse, PodMemory
 from runtime.pod.prepare import PodOptions
 from runtime.pod.status import ContainerStatus, PodStatus, waiting_status
 from runtime.pod.store import NotFound, PodDir, PodError, PodStore
-from runtime.pod.streams import Stdio
+from runtime.pod.streams import Attachment, Stdio
 
 __all__ = [
+    "Attachment",
     "ContainerStatus",
     "Credentials",
     "Keyring",
@@ -69,6 +70,7 @@ __all__ = [
     "PodRuntime",
     "PodStatus",
     "PullBackoff",
+    "attach",
     "create",
     "ensure_network",
     "ensure_network_apart",
@@ -188,6 +190,11 @@ class PodRuntime(Protocol):
         stderr: Stdio = None,
     ) -> subprocess.CompletedProcess[bytes]:
         """Run ``command`` in a running container (the first app container by default)."""
+        ...
+
+    def attach(self, ref: str, container: str | None = None, stdin: bool = False) -> Attachment:
+        """Attach to a running container: its output from now on, its stdin with ``stdin``
+        (a container whose spec sets ``stdin``), its terminal's size (``tty``)."""
         ...
 
     def port_connect(self, ref: str, port: int) -> socket.socket:
@@ -368,6 +375,9 @@ class NodePods:
         stderr: Stdio = None,
     ) -> subprocess.CompletedProcess[bytes]:
         return exec_in(ref, self.opts, command, container, tty, stdin, stdout, stderr)
+
+    def attach(self, ref: str, container: str | None = None, stdin: bool = False) -> Attachment:
+        return attach(ref, self.opts, container, stdin)
 
     def port_connect(self, ref: str, port: int) -> socket.socket:
         return port_connect(ref, self.opts, port)
@@ -587,6 +597,16 @@ def exec_in(
     """Run ``command`` in a running container of the pod (the first app container unless
     ``container``); stdio as for ``subprocess.run``."""
     return streams.exec_in(_find(ref, opts), opts, command, container, tty, stdin, stdout, stderr)
+
+
+def attach(
+    ref: str, opts: PodOptions, container: str | None = None, stdin: bool = False
+) -> Attachment:
+    """Attach to a running container of the pod (the first app container unless
+    ``container``) through its monitor: output from now on and, with ``stdin``, its stdin
+    (``streams.Attachment``); the container's spec must set ``stdin`` (for stdin) or
+    ``tty``."""
+    return streams.attach(_find(ref, opts), container, stdin)
 
 
 def port_connect(ref: str, opts: PodOptions, port: int) -> socket.socket:

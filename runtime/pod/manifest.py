@@ -319,7 +319,9 @@ class Container:
     readiness_probe: Probe | None = None
     startup_probe: Probe | None = None
     volume_mounts: tuple[VolumeMount, ...] = ()
-    tty: bool = False  # a terminal for stdout (no stdin: attach is not served)
+    tty: bool = False  # a terminal: its stdin (with ``stdin``), stdout and stderr
+    stdin: bool = False  # stdin stays open for attach (else it is /dev/null)
+    stdin_once: bool = False  # ... and is closed when the first attach ends
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,7 +495,7 @@ _SUPPORTED: dict[type, frozenset[str]] = {
     ),
     k8s.Container: frozenset(
         "name image imagePullPolicy command args env workingDir ports resources securityContext"
-        " livenessProbe readinessProbe startupProbe volumeMounts tty".split()
+        " livenessProbe readinessProbe startupProbe volumeMounts tty stdin stdinOnce".split()
     ),
     k8s.EnvVarSource: frozenset({"fieldRef"}),
     k8s.ContainerPort: frozenset({"containerPort", "hostPort", "protocol", "name"}),
@@ -862,6 +864,8 @@ def _container(
         startup_probe=_probe(c.startup_probe, at(path, "startupProbe"), port_names),
         volume_mounts=_mounts(c, path),
         tty=bool(c.tty),
+        stdin=bool(c.stdin),
+        stdin_once=bool(c.stdin and c.stdin_once),
     )
 
 

@@ -31,6 +31,9 @@ class ContainerConf:
     prestart_first: bool = False  # ... and before the first too (it mounts subPaths)
     stop_signal: str | None = None  # what a stop sends first (None: TERM)
     terminal: bool = False  # process.terminal: create gets a console socket, the pty is stdout
+    stdin: bool = False  # stdin kept open (a pipe, or the pty) for attach clients
+    stdin_once: bool = False  # ... closed when the first client that took it is done
+    attach: bool = False  # an attach socket, attach/<name> in the pod directory
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +114,9 @@ def render(conf: MonitorConf) -> str:
             lines.append(("stop_signal", c.stop_signal))
         if c.terminal:
             lines.append(("terminal", "true"))
+        lines += [(k, "true") for k, on in (("stdin", c.stdin), ("stdin_once", c.stdin_once)) if on]
+        if c.attach:
+            lines.append(("attach", "true"))
         for kind, probe in c.probes:
             lines += probe_lines(kind, probe, conf.probe_host)
     return "".join(f"{k} {escape(v)}\n" for k, v in lines)
@@ -141,6 +147,10 @@ def containers_of(
                     prestart_arg=prestart(c.name) if prestart is not None else (),
                     prestart_first=c.name in prestart_first,
                     terminal=bool(c.tty),
+                    stdin=c.stdin,
+                    stdin_once=c.stdin_once,
+                    # attach serves what a log cannot: stdin, a terminal's unfinished lines
+                    attach=c.stdin or c.tty,
                 )
             )
     return out

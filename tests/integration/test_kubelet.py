@@ -481,7 +481,7 @@ def test_a_pod_the_node_cannot_make_says_why(cluster: Cluster, tmp_path: Path) -
                                                                "type": "Directory"}}])  # fmt: skip
     m["spec"]["containers"][0]["volumeMounts"] = [{"name": "h", "mountPath": "/h"}]
     m2 = manifest("nofield")
-    m2["spec"]["containers"][0]["stdin"] = True  # a field the node does not implement
+    m2["spec"]["containers"][0]["lifecycle"] = {"postStart": {"exec": {"command": ["true"]}}}
     k.run("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
                                                 "items": [m, m2]}))  # fmt: skip
 
@@ -495,7 +495,7 @@ def test_a_pod_the_node_cannot_make_says_why(cluster: Cluster, tmp_path: Path) -
     )
     until("CreateContainerConfigError",
           lambda: waiting("nofield").get("reason") == "CreateContainerConfigError")  # fmt: skip
-    assert "stdin" in waiting("nofield")["message"]
+    assert "lifecycle" in waiting("nofield")["message"]  # a field the node does not implement
     assert not [p for p in cluster.runtime_pods() if p.name in ("nohost", "nofield")]
     k.run("delete", "pod", "nohost", "nofield")
 

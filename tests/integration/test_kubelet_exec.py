@@ -461,3 +461,116 @@ def test_the_python_client_execs_over_v4(cluster: Cluster, shell: str) -> None:
         resp.close()
     assert out == "got-hello\n"
     assert err == "oops\n"
+
+
+def _stdin_pod(cluster: Cluster, name: str, script: str, **flags: bool) -> None:
+    """A pod whose container ``app`` keeps stdin open (``flags``: stdinOnce, tty)."""
+    containers = [
+        {"name": "app", "image": IMAGE, "command": ["sh", "-c", script], "stdin": True, **flags}
+    ]
+    _apply(cluster, manifest(name, containers=containers, restartPolicy="Never"))
+    cluster.wait_running(name)
+
+
+@both
+def test_attach_i_feeds_the_containers_stdin(cluster: Cluster, version: str) -> None:
+    """``kubectl attach -i``: what kubectl reads reaches the container's stdin (stdin: true,
+    kept open by the monitor), the container's output comes back at once; without
+    stdinOnce the end of the attach leaves stdin open for the next one."""
+    name = f"cat-{version.replace('.', '')}"
+    _stdin_pod(cluster, name, 'while read l; do echo "got:$l"; echo "err:$l" >&2; done; echo eof')
+    k = cluster.kubectl(version)
+    for word in ("hello", "again"):
+        attach = k.popen("attach", "-i", name, stdin=subprocess.PIPE)
+        try:
+            assert attach.stdin is not None and attach.stdout is not None
+            attach.stdin.write(f"{word}\n")
+            attach.stdin.flush()
+            assert attach.stdout.readline() == f"got:{word}\n"
+        finally:
+            attach.kill()
+            attach.communicate()
+    until("the lines logged", lambda: "got:again" in k.run("logs", name).stdout)
+    logged = k.run("logs", name).stdout
+    assert "got:hello\nerr:hello\n" in logged and "eof" not in logged, logged
+    assert cluster.pod(name)["status"]["phase"] == "Running"
+    k.run("delete", "pod", name, "--grace-period=0", "--force", check=False)
+
+
+@both
+def test_attach_stdin_once_closes_stdin_when_kubectl_is_done(
+    cluster: Cluster, version: str
+) -> None:
+    name = f"once-{version.replace('.', '')}"
+    _stdin_pod(cluster, name, "cat; echo stdin-closed", stdinOnce=True)
+    k = cluster.kubectl(version)
+    p = k.run("attach", "-i", name, input="one\ntwo\n", timeout=120)
+    assert p.stdout.startswith("one\ntwo\n"), p
+    phase = until(
+        "the container to end",
+        lambda: (
+            cluster.pod(name)["status"]["phase"] in ("Succeeded", "Failed")
+            and cluster.pod(name)["status"]["phase"]
+        ),
+    )
+    assert phase == "Succeeded"
+    assert k.run("logs", name).stdout == "one\ntwo\nstdin-closed\n"
+    k.run("delete", "pod", name, check=False)
+
+
+@both
+def test_attach_it_gets_a_prompt_runs_a_command_and_resizes(cluster: Cluster, version: str) -> None:
+    name = f"tty-{version.replace('.', '')}"
+    _stdin_pod(cluster, name, "exec sh -i", tty=True)
+    term = Terminal(cluster.kubectl(version), ["attach", "-it", name], 33, 101)
+    try:
+        term.expect(b"command prompt")  # kubectl's hint: it is attached
+        term.type(b"\n")  # a prompt, as kubectl's own hint says
+        term.expect(b"# ")
+        term.type(b"stty size; echo do''ne\n")
+        term.expect(b"done")
+        assert b"33 101" in term.out, term.out  # kubectl's size, through the resize channel
+        term.resize(40, 120)
+        for _ in range(100):  # kubectl sends the resize when it sees SIGWINCH
+            seen = len(term.out)
+            term.type(b"stty size\n")
+            while not re.search(rb"\d+ \d+\r\n", term.out[seen:]):
+                if not term.read():
+                    raise AssertionError(f"kubectl ended: {term.out!r}")
+            if b"40 120" in term.out[seen:]:
+                break
+        else:
+            raise AssertionError(f"the resize never reached the container: {term.out!r}")
+        term.type(b"exit 4\n")
+        term.finish()
+    finally:
+        term.close()
+    st = until(
+        "the container to end",
+        lambda: cluster.pod(name)["status"]["phase"] == "Failed" and cluster.pod(name),
+    )
+    assert st["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 4
+    cluster.kubectl(version).run("delete", "pod", name, check=False)
+
+
+@both
+def test_kubectl_run_it_rm(cluster: Cluster, version: str) -> None:
+    """``kubectl run -it --rm --restart=Never``: the pod is created with stdin, stdinOnce and
+    tty, kubectl attaches to it, the session is the container's, and the pod is deleted
+    afterwards."""
+    name = f"runit-{version.replace('.', '')}"
+    k = cluster.kubectl(version)
+    args = ["run", "-it", "--rm", "--restart=Never", f"--image={IMAGE}"]
+    args += ["--image-pull-policy=IfNotPresent", name, "--", "sh", "-c"]
+    args += ["read x; echo typed-$x; stty size"]
+    term = Terminal(k, args, 21, 77)
+    try:
+        term.expect(b"command prompt")  # kubectl's hint: it is attached
+        term.type(b"abc\n")
+        term.expect(b"typed-abc")
+        term.expect(b"21 77")
+        assert term.finish() == 0, term.out
+    finally:
+        term.close()
+    assert b'pod "' + name.encode() + b'" deleted' in term.out, term.out
+    until("the pod to be gone", lambda: k.run("get", "pod", name, check=False).returncode == 1)

@@ -299,6 +299,35 @@ def test_monitor_conf() -> None:
     assert "probe_tcp 10.88.1.5 80" in lines
     assert "probe_period_s 2" in lines and "probe_failure_threshold 3" in lines
     assert escape("a\\b\tc\n") == "a\\\\b\\tc\\n"
+    assert not {"stdin true", "stdin_once true", "attach true", "terminal true"} & set(lines)
+
+
+def test_monitor_conf_stdin_tty_and_attach() -> None:
+    """stdin, stdinOnce and tty reach monitor.conf; either of stdin and tty gets an attach
+    socket; stdinOnce without stdin means nothing (as in Kubernetes)."""
+    pod = pod_of(
+        {
+            "containers": [
+                {"name": "in", "image": "i", "stdin": True, "stdinOnce": True},
+                {"name": "tty", "image": "i", "tty": True},
+                {"name": "once", "image": "i", "stdinOnce": True},
+            ]
+        }
+    )
+    c = pod.spec.containers
+    assert (c[0].stdin, c[0].stdin_once, c[2].stdin, c[2].stdin_once) == (True, True, False, False)
+    confs = {
+        x.name: x for x in containers_of(pod, {n: f"/b/{n}" for n in ("in", "tty", "once")}, {})
+    }
+    assert (confs["in"].stdin, confs["in"].stdin_once, confs["in"].attach) == (True, True, True)
+    assert (confs["tty"].stdin, confs["tty"].terminal, confs["tty"].attach) == (False, True, True)
+    assert not (confs["once"].stdin or confs["once"].stdin_once or confs["once"].attach)
+    conf = MonitorConf(("oci",), "/r", "Always", 1, containers=tuple(confs.values()))
+    lines = render(conf).splitlines()
+    i, j, k = (lines.index(f"container {n}") for n in ("in", "tty", "once"))
+    assert lines[i:j][-3:] == ["stdin true", "stdin_once true", "attach true"]
+    assert lines[j:k][-2:] == ["terminal true", "attach true"]
+    assert lines[k:][-1] == "bundle /b/once"
 
 
 # ----------------------------------------------------------------------------- store

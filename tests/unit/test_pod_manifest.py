@@ -697,7 +697,6 @@ ERRORS: list[tuple[str, Any, str, str]] = [
     ("spec.containers.0.image", DELETE, "spec.containers[0].image", "is required"),
     ("spec.containers.0.image", " busybox", "spec.containers[0].image", "leading or trailing"),
     ("spec.containers.0.image", ["busybox"], "spec.containers[0].image", "must be a string"),
-    ("spec.containers.0.stdin", True, "spec.containers[0].stdin", "not supported by corral"),
     ("spec.containers.0.lifecycle", {}, "spec.containers[0].lifecycle", "not supported by corral"),
     ("spec.containers.0.envFrom", [], "spec.containers[0].envFrom", "not supported by corral"),
     (

@@ -207,6 +207,7 @@ def test_node_pods_implements_the_pod_runtime_protocol(tmp_path: Path) -> None:
             "logs",
             "follow_logs",
             "exec",
+            "attach",
             "port_connect",
             "wait",
             "gc",
