@@ -104,7 +104,7 @@ async def measure(
 ) -> dict[str, float]:
     """Against a server with no scheduler: make ``nodes`` nodes, start ``corral scheduler``,
     bind a warm-up pod, then time ``pods`` pods from the first create to the last bind."""
-    from orchestrator.client import AlreadyExists, ApiClient, load_kubeconfig
+    from orchestrator.client import AlreadyExists, ApiClient, Conflict, load_kubeconfig
     from orchestrator.client.rest import NAMESPACES, NODES, PODS
     from testkit.kubeserver import CORRAL
 
@@ -115,9 +115,15 @@ async def measure(
             pass
 
         async def make_node(i: int) -> None:
-            made = await c.create(NODES, None, node_body(f"node-{i:05d}"))
-            made["status"] = NODE_STATUS
-            await c.update_status(NODES, None, made)
+            name = f"node-{i:05d}"
+            made = await c.create(NODES, None, node_body(name))
+            while True:  # the controllers may write the new Node first (podCIDR, taints)
+                made["status"] = NODE_STATUS
+                try:
+                    await c.update_status(NODES, None, made)
+                    return
+                except Conflict:
+                    made = await c.get(NODES, None, name)
 
         await _bounded(nodes, make_node)
         sched = subprocess.Popen(
