@@ -243,7 +243,8 @@ def _run_one(endpoint: str, nodes: int, pods: int, timeout: float) -> dict[str, 
     from testkit.kubeserver import NO_SCHEDULER, Server
 
     root = Path(tempfile.mkdtemp(prefix="cbsched-", dir="/var/tmp"))
-    extra: tuple[str, ...] = NO_SCHEDULER
+    # A cluster CIDR with a /24 for each of 5000 nodes (the default /16 holds 256).
+    extra: tuple[str, ...] = (*NO_SCHEDULER, "--cluster-cidr", "10.128.0.0/9")
     if endpoint:
         extra += ("--datastore-endpoint", endpoint)
     srv = Server(root, extra=extra)

@@ -108,6 +108,12 @@ class ClusterDnsController(Controller):
         m = obj.get("metadata") or {}
         if m.get("namespace") and m.get("namespace") != NAMESPACE:
             return
+        if (
+            not m.get("namespace")
+            and _address(obj) is None
+            and (old is None or _address(old) is None)
+        ):
+            return  # a Node that serves no cluster DNS (and did not): not in the slice
         if obj.get("addressType") is not None and m.get("name") != SLICE:
             return
         self.queue.add(KEY)

@@ -75,44 +75,89 @@ def check_cluster_cidr(cidr: str) -> tuple[IPNetwork, int]:
     return net, node_mask(net)
 
 
+def _cidrs(node: Obj | None) -> list[str]:
+    spec = (node or {}).get("spec") or {}
+    return list(spec.get("podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else []))
+
+
 class NodeIpamController(Controller):
+    """A podCIDR for each Node from the cluster CIDR (kube-controller-manager's range
+    allocator). The ranges in use are counted from the Node cache as it changes, and the next
+    free one is found from a cursor, so a node costs the same with 5 nodes or 5000. When the
+    cluster CIDR is full, the nodes that wait are named once and looked at again only when a
+    range is released."""
+
     name = "nodeipam"
     workers = 1  # one allocator: two workers would hand out one range twice
 
     def __init__(self, client: Client, factory: InformerFactory, cluster_cidr: str) -> None:
         super().__init__(client, factory)
         self.cluster, self.mask = check_cluster_cidr(cluster_cidr)
-        self.nodes = factory.informer(NODES)
-        self.nodes.add_handler(self.enqueue_handler)
+        bits = self.cluster.max_prefixlen
+        self._size = 1 << (bits - self.mask)  # addresses per node range
+        self._count = 1 << (self.mask - self.cluster.prefixlen)  # node ranges in the cluster
+        self._cursor = 0  # where the search for a free range starts
+        self._in_use: dict[str, int] = {}  # CIDR -> nodes of the cache that hold it
         self._assigned: dict[str, str] = {}  # node -> CIDR given, until the cache shows it
+        self._starved: set[str] = set()  # nodes waiting for a range to be released
+        self.nodes = factory.informer(NODES)
+        self.nodes.add_handler(self._node_changed)
 
-    def _used(self) -> set[str]:
-        used = set()
-        for n in self.nodes.list():
-            spec = n.get("spec") or {}
-            used.update(spec.get("podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else []))
-        for node, cidr in list(self._assigned.items()):
-            cached = self.nodes.get(node)
-            if cached is None or (cached.get("spec") or {}).get("podCIDR"):
-                del self._assigned[node]
+    def _node_changed(self, event: str, old: Obj | None, new: Obj | None) -> None:
+        obj = new if new is not None else old
+        if event == "DELETED":  # the informer hands the last state as ``new``: it is gone
+            old, new = obj, None
+        released = False
+        for cidr in _cidrs(old):
+            n = self._in_use.get(cidr, 0) - 1
+            if n > 0:
+                self._in_use[cidr] = n
             else:
-                used.add(cidr)
-        return used
+                self._in_use.pop(cidr, None)
+                released = True
+        for cidr in _cidrs(new):
+            self._in_use[cidr] = self._in_use.get(cidr, 0) + 1
+        if obj is None:
+            return
+        name = obj["metadata"]["name"]
+        if new is None or _cidrs(new):
+            self._assigned.pop(name, None)
+            self._starved.discard(name)
+        if released and self._starved:
+            for waiting in sorted(self._starved):
+                self.queue.add(waiting)
+            self._starved.clear()
+        self.enqueue_handler(event, old, obj)
+
+    def _range(self, i: int) -> str:
+        first = int(self.cluster.network_address) + i * self._size
+        return str(ipaddress.ip_network((first, self.mask)))
+
+    def _free_range(self) -> str:
+        pending = set(self._assigned.values())
+        for k in range(self._count):
+            i = (self._cursor + k) % self._count
+            cidr = self._range(i)
+            if cidr not in self._in_use and cidr not in pending:
+                self._cursor = (i + 1) % self._count
+                return cidr
+        return ""
 
     async def reconcile(self, key: str) -> float | None:
         node = self.nodes.get(key)
-        if node is None or (node.get("spec") or {}).get("podCIDR"):
+        if node is None or _cidrs(node):
             return None
-        used = self._used()
-        if key in self._assigned:
-            cidr = self._assigned[key]
-        else:
-            cidr = next(
-                (str(s) for s in self.cluster.subnets(new_prefix=self.mask) if str(s) not in used),
-                "",
-            )
-            if not cidr:
-                raise RuntimeError(f"node IPAM: no /{self.mask} left in {self.cluster} for {key}")
+        cidr = self._assigned.get(key) or self._free_range()
+        if not cidr:
+            if key not in self._starved:
+                log.warning(
+                    "node IPAM: no /%d left in %s for %s: it waits for a node to go",
+                    self.mask,
+                    self.cluster,
+                    key,
+                )
+                self._starved.add(key)
+            return None
         patch = {"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}}
         self._assigned[key] = cidr
         try:

@@ -892,6 +892,37 @@ def test_node_ipam_gives_each_node_a_free_24() -> None:
     run(body)
 
 
+def test_node_ipam_full_cluster_waits_for_a_release() -> None:
+    """A /23 holds two /24s: the third node is named once and not retried (no backoff loop
+    over a full range), until a node goes and releases its range, which it then gets."""
+
+    async def body() -> None:
+        client = FakeClient()
+        for n in ("n1", "n2", "n3"):
+            client.add(NODES, {"metadata": {"name": n}})
+        factory = InformerFactory(client)  # type: ignore[arg-type]
+        ctrl = NodeIpamController(client, factory, "10.9.0.0/23")  # type: ignore[arg-type]
+        await factory.relist()
+        for n in ("n1", "n2", "n3"):
+            assert await ctrl.reconcile(n) is None  # no retry for n3: it waits
+        await factory.relist()
+        got = {n["metadata"]["name"]: n.get("spec", {}).get("podCIDR") for n in client.all(NODES)}
+        assert got == {"n1": "10.9.0.0/24", "n2": "10.9.1.0/24", "n3": None}
+        while len(ctrl.queue):  # the relist's events: nothing to do
+            key = await ctrl.queue.get()
+            await ctrl.reconcile(key)
+            ctrl.queue.done(key)
+        assert client.all(NODES)[2].get("spec", {}).get("podCIDR") is None
+        await client.delete(NODES, None, "n1")
+        await factory.relist()  # n1 gone: its range is free, n3 is looked at again
+        key = await ctrl.queue.get()
+        assert key == "n3"
+        await ctrl.reconcile(key)
+        assert client.stored(NODES, None, "n3")["spec"]["podCIDR"] == "10.9.0.0/24"  # type: ignore[index]
+
+    run(body)
+
+
 def dns_node(name: str, address: str | None, ready: str = "True") -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name}
     if address is not None:
