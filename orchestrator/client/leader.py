@@ -54,6 +54,7 @@ class LeaderElector:
         self.lease_duration = lease_duration
         self.renew_deadline = renew_deadline
         self.retry_period = retry_period
+        self._expires_in: float | None = None  # the holder's lease, as last seen: left (s)
         self.leading = asyncio.Event()
 
     def _spec(self, transitions: int, acquire: str | None) -> Obj:
@@ -91,6 +92,7 @@ class LeaderElector:
             if renewed is not None:
                 age = (datetime.now(UTC) - renewed).total_seconds()
                 if age < duration:
+                    self._expires_in = duration - age
                     return False
         if holder == self.identity:
             acquire = spec.get("acquireTime")
@@ -113,7 +115,7 @@ class LeaderElector:
         campaign again."""
         while True:
             while not await self.try_acquire():
-                await asyncio.sleep(self.retry_period)
+                await asyncio.sleep(self._next_try())
             log.info("lease %s/%s: %s is the leader", self.namespace, self.name, self.identity)
             self.leading.set()
             task = asyncio.create_task(lead())
@@ -125,6 +127,15 @@ class LeaderElector:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             log.warning("lease %s/%s: leadership lost", self.namespace, self.name)
+
+    def _next_try(self) -> float:
+        """When a candidate looks again: every ``retry_period``, or as the lease it saw held
+        expires if that is sooner (a dead leader is replaced when its lease runs out, not up
+        to a retry period later)."""
+        left, self._expires_in = self._expires_in, None
+        if left is None:
+            return self.retry_period
+        return min(self.retry_period, left + 0.05)
 
     async def _renew_until_lost(self, task: asyncio.Task[None]) -> None:
         loop = asyncio.get_running_loop()
