@@ -10,7 +10,7 @@ inactive file pages comes to."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from runtime.pod.bundle import container_cgroups_path, pod_cgroups_path
@@ -50,15 +50,32 @@ def _meminfo() -> dict[str, int]:
     return out
 
 
-def _working_set(path: str) -> tuple[int | None, int | None]:
-    """(working set, limit) of the cgroup ``path`` (cgroupsPath form), Nones where unknown."""
+def _working_sets() -> Callable[[str], tuple[int | None, int | None]]:
+    """A function of a cgroup ``path`` (cgroupsPath form) -> its (working set, limit), Nones
+    where unknown. The cgroup layout, the mounts and this process's own cgroup are read once
+    for all the paths one look asks about (each read parses all of mountinfo, which grows
+    with the node's pods)."""
     from runtime import cgroups
+    from runtime.cgroups.layout import read_self_cgroup
 
     try:
-        st = cgroups.manager_for(path, "memory").stats()
-    except Exception:  # noqa: BLE001 - no such cgroup or no memory controller: unknown
-        return None, None
-    return st.memory_working_set, st.memory_limit
+        mounts = cgroups.read_mounts()
+        layout = cgroups.detect_layout(mountinfo=mounts)
+        own = read_self_cgroup()
+    except OSError:
+        return lambda path: (None, None)
+
+    def working_set(path: str) -> tuple[int | None, int | None]:
+        try:
+            mgr = cgroups.manager_for(
+                path, "memory", layout=layout, self_cgroup=own, mountinfo=mounts
+            )
+            st = mgr.stats()
+        except Exception:  # noqa: BLE001 - no such cgroup or no memory controller: unknown
+            return None, None
+        return st.memory_working_set, st.memory_limit
+
+    return working_set
 
 
 def memory_use(opts: PodOptions, pods: Iterable[PodStatus]) -> MemoryUse:
@@ -66,6 +83,7 @@ def memory_use(opts: PodOptions, pods: Iterable[PodStatus]) -> MemoryUse:
     info = _meminfo()
     total = info.get("MemTotal", 0)
     capacity, used, where = total, 0, ""
+    _working_set = _working_sets()
     parent_ws, limit = _working_set(opts.cgroup_parent)
     if limit is not None and 0 < limit < total and parent_ws is not None:
         capacity, used, where = limit, parent_ws, opts.cgroup_parent
