@@ -7,10 +7,12 @@ the rule, or None.
 from __future__ import annotations
 
 import re
+import secrets
 
 from kubemodel.errors import FieldError, q
 
 __all__ = [
+    "random_name",
     "check_c_identifier",
     "check_config_key",
     "check_dns_label",
@@ -154,3 +156,14 @@ def check_config_key(value: str, where: str) -> None:
 def check_http_header_name(value: str, where: str) -> None:
     if not HTTP_TOKEN.fullmatch(value):
         raise FieldError(where, f"invalid HTTP header name {q(value)}")
+
+
+def random_name(alphabet: str, n: int) -> str:
+    """``n`` characters of ``alphabet`` drawn uniformly at random, from one read of the
+    system's random source (``secrets.choice`` once per character makes one each)."""
+    value = secrets.randbelow(len(alphabet) ** n)
+    out = []
+    for _ in range(n):
+        value, i = divmod(value, len(alphabet))
+        out.append(alphabet[i])
+    return "".join(out)

@@ -15,9 +15,10 @@ ServiceAccount is there.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from kubemodel.names import random_name
 
 __all__ = ["MOUNT_PATH", "VOLUME_PREFIX", "admit_pod", "token_volume_source"]
 
@@ -67,7 +68,7 @@ def _dicts(value: Any) -> list[Obj]:
 
 def _volume_name(taken: set[str]) -> str:
     while True:
-        name = VOLUME_PREFIX + "".join(secrets.choice(_NAME_CHARS) for _ in range(5))
+        name = VOLUME_PREFIX + random_name(_NAME_CHARS, 5)
         if name not in taken:
             return name
 

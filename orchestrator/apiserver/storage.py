@@ -14,17 +14,17 @@ import contextlib
 import copy
 import logging
 import os
-import secrets
+import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
 import kubemodel
 from kubemodel.errors import FieldError
-from kubemodel.names import check_dns_label
+from kubemodel.names import check_dns_label, random_name
 from kubemodel.pod import validate_meta
 from orchestrator.store import (
     AlreadyExists,
@@ -62,9 +62,16 @@ MAX_GENERATED_BASE = 58  # a generated name is at most 63 characters (apimachine
 _GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # apimachinery's utilrand alphabet
 
 
+_stamp: tuple[int, str] = (0, "")  # the last second formatted, and its text
+
+
 def now_rfc3339(delta: float = 0) -> str:
-    t = datetime.now(UTC) + timedelta(seconds=delta)
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+    global _stamp
+    second = int(time.time() + delta)
+    if second != _stamp[0]:  # formatted once a second (a create formats one per object)
+        t = datetime.fromtimestamp(second, UTC)
+        _stamp = (second, t.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return _stamp[1]
 
 
 def decode_value(kv: KeyValue) -> Obj:
@@ -370,9 +377,7 @@ class Storage:
                 raise errors.invalid(
                     res.kind, "", "metadata.name", "name or generateName is required", res.group
                 )
-            meta["name"] = gen[:MAX_GENERATED_BASE] + "".join(
-                secrets.choice(_GENERATE_CHARS) for _ in range(5)
-            )
+            meta["name"] = gen[:MAX_GENERATED_BASE] + random_name(_GENERATE_CHARS, 5)
         name = meta["name"]
         meta["uid"] = _new_uid()
         meta["creationTimestamp"] = now_rfc3339()
