@@ -6,12 +6,13 @@ the rule, or None.
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
 
 from kubemodel.errors import FieldError, q
 
 __all__ = [
+    "random_bytes",
     "random_name",
     "check_c_identifier",
     "check_config_key",
@@ -158,10 +159,32 @@ def check_http_header_name(value: str, where: str) -> None:
         raise FieldError(where, f"invalid HTTP header name {q(value)}")
 
 
+_pool = bytearray()
+_pool_pid = 0
+
+
+def random_bytes(n: int) -> bytes:
+    """``n`` bytes of os.urandom, read 4 KiB at a time: one syscall per many objects instead
+    of one per object (never shared with a forked child)."""
+    global _pool, _pool_pid
+    if len(_pool) < n or _pool_pid != os.getpid():
+        _pool, _pool_pid = bytearray(os.urandom(max(4096, n))), os.getpid()
+    raw = bytes(_pool[-n:])
+    del _pool[-n:]
+    return raw
+
+
 def random_name(alphabet: str, n: int) -> str:
-    """``n`` characters of ``alphabet`` drawn uniformly at random, from one read of the
-    system's random source (``secrets.choice`` once per character makes one each)."""
-    value = secrets.randbelow(len(alphabet) ** n)
+    """``n`` characters of ``alphabet`` drawn uniformly at random (from random_bytes;
+    ``secrets.choice`` once per character reads the system's random source each time)."""
+    span = len(alphabet) ** n
+    size = (span.bit_length() + 7) // 8
+    limit = (256**size // span) * span  # below it, value % span is uniform
+    while True:
+        value = int.from_bytes(random_bytes(size))
+        if value < limit:
+            break
+    value %= span
     out = []
     for _ in range(n):
         value, i = divmod(value, len(alphabet))

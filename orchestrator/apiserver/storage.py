@@ -13,7 +13,6 @@ import base64
 import contextlib
 import copy
 import logging
-import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -24,7 +23,7 @@ import msgspec
 
 import kubemodel
 from kubemodel.errors import FieldError
-from kubemodel.names import check_dns_label, random_name
+from kubemodel.names import check_dns_label, random_bytes, random_name
 from kubemodel.pod import validate_meta
 from orchestrator.store import (
     AlreadyExists,
@@ -95,19 +94,9 @@ def decode_shallow(kv: KeyValue) -> Obj:
     return obj
 
 
-_random = bytearray()
-_random_pid = 0
-
-
 def _new_uid() -> str:
-    """A random (version 4) UUID, as uuid.uuid4(), from os.urandom read 4 KiB at a time: one
-    syscall per 256 objects instead of one per object (never shared with a forked child)."""
-    global _random, _random_pid
-    if not _random or _random_pid != os.getpid():
-        _random, _random_pid = bytearray(os.urandom(4096)), os.getpid()
-    raw = bytes(_random[-16:])
-    del _random[-16:]
-    return str(uuid.UUID(bytes=raw, version=4))
+    """A random (version 4) UUID, as uuid.uuid4(), from pooled os.urandom bytes."""
+    return str(uuid.UUID(bytes=random_bytes(16), version=4))
 
 
 def _copy(value: Any) -> Any:
