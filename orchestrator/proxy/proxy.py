@@ -96,13 +96,15 @@ def forget_unanswered(endpoints: Iterable[tuple[str, str, int]], netns: str | No
     does for UDP).
 
     Why TCP too: a client whose SYN went to an endpoint that then died retransmits it with the
-    same addresses and ports, and a new connection may reuse a source port (the ephemeral
-    range wraps within a minute under a request loop); the kernel matches either to the old
-    entry, which keeps its DNAT for its 120 s SYN_SENT timeout, and the rules are never asked
-    again: the connection times out though live endpoints are there. Without its entry the
-    SYN is a new connection, DNATed by the current rules. Nothing is lost: the endpoint never
-    answered it. Established connections keep their entries (a terminating endpoint finishes
-    what it serves)."""
+    same addresses and ports, and a new connection may reuse the source port of such an
+    attempt (the kernel picks a free port among its sockets, not among tracked connections: a
+    client looping requests reuses some within hundreds of connections); the kernel matches
+    either to the old entry, which keeps its DNAT for its 120 s SYN_SENT timeout, and the rules
+    are never asked again: the connection times out though live endpoints are there. Without
+    its entry the SYN is a new connection, DNATed by the current rules. Nothing is lost: the
+    endpoint never answered it (one that another service still has gets the same DNAT
+    again). Established connections keep their entries (a terminating endpoint finishes what
+    it serves). SCTP is left to its timeouts."""
     tool = conntrack_binary()
     for proto, ip, port in sorted(set(endpoints)):
         if proto not in ("tcp", "udp"):
