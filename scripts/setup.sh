@@ -10,7 +10,7 @@ APT_PACKAGES=(
   busybox-static iproute2 procps util-linux openssl
   runc crun containerd
   podman skopeo umoci zstd docker-registry apache2-utils
-  nftables iptables iputils-ping containernetworking-plugins
+  nftables conntrack iptables iputils-ping containernetworking-plugins
   etcd-server etcd-client
 )
 

@@ -2,7 +2,14 @@
 DNATed to ready endpoints, from the cluster's Services and EndpointSlices. It reaches the
 cluster through orchestrator.client only; the agent runs it next to the kubelet."""
 
-from .proxy import ProxyError, ServiceProxy, apply_ruleset, service_ports
+from .proxy import (
+    ProxyError,
+    ServiceProxy,
+    apply_ruleset,
+    forget_unanswered,
+    service_ports,
+    sync_rules,
+)
 from .rules import TABLE, Endpoint, Ruleset, ServicePort, build_ruleset, delete_script, ruleset
 
 __all__ = [
@@ -15,6 +22,8 @@ __all__ = [
     "apply_ruleset",
     "build_ruleset",
     "delete_script",
+    "forget_unanswered",
     "ruleset",
     "service_ports",
+    "sync_rules",
 ]

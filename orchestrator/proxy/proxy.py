@@ -26,7 +26,15 @@ from runtime.network.netns import Netns, in_netns
 
 from .rules import Endpoint, Ruleset, ServicePort, delete_script, ruleset
 
-__all__ = ["ProxyError", "ServiceProxy", "apply_ruleset", "nft_binary", "service_ports"]
+__all__ = [
+    "ProxyError",
+    "ServiceProxy",
+    "apply_ruleset",
+    "forget_unanswered",
+    "nft_binary",
+    "service_ports",
+    "sync_rules",
+]
 
 log = logging.getLogger("corral.proxy")
 
@@ -71,6 +79,65 @@ def apply_ruleset(script: str, netns: str | None = None, step: str = "apply rule
             f"nft {step} in {netns or 'this netns'}",
             "; ".join(errors[:5]) or res.stderr.strip()[-500:],
         )
+
+
+def conntrack_binary() -> str:
+    """The ``conntrack`` command (Debian package conntrack); ProxyError when there is none."""
+    tool = shutil.which("conntrack") or shutil.which("conntrack", path="/usr/sbin:/sbin")
+    if tool is None:
+        raise ProxyError("find conntrack", "not installed (Debian package conntrack)")
+    return tool
+
+
+def forget_unanswered(endpoints: Iterable[tuple[str, str, int]], netns: str | None = None) -> None:
+    """Delete the connection tracking entries of ``netns`` (a path; None: this namespace)
+    whose DNAT target, one of ``endpoints`` (protocol, address, port) the rules no longer
+    hold, never answered: TCP connections still in SYN_SENT, and every UDP one (as kube-proxy
+    does for UDP).
+
+    Why TCP too: a client whose SYN went to an endpoint that then died retransmits it with the
+    same addresses and ports, and a new connection may reuse the source port of such an
+    attempt (the kernel picks a free port among its sockets, not among tracked connections: a
+    client looping requests reuses some within hundreds of connections); the kernel matches
+    either to the old entry, which keeps its DNAT for its 120 s SYN_SENT timeout, and the rules
+    are never asked again: the connection times out though live endpoints are there. Without
+    its entry the SYN is a new connection, DNATed by the current rules. Nothing is lost: the
+    endpoint never answered it (one that another service still has gets the same DNAT
+    again). Established connections keep their entries (a terminating endpoint finishes what
+    it serves). SCTP is left to its timeouts."""
+    tool = conntrack_binary()
+    for proto, ip, port in sorted(set(endpoints)):
+        if proto not in ("tcp", "udp"):
+            continue
+        argv = [tool, "-D", "-p", proto, "--reply-src", ip, "--reply-port-src", str(port)]
+        if proto == "tcp":
+            argv += ["--state", "SYN_SENT"]
+
+        def run(argv: list[str] = argv) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(argv, capture_output=True, text=True, check=False)
+
+        try:
+            res = in_netns(Netns.of(netns), run)
+        except OSError as e:
+            raise ProxyError(f"conntrack delete {proto} {ip}:{port}", e) from None
+        # exit status 1 with "0 flow entries have been deleted" when none matched
+        if res.returncode != 0 and "flow entries have been deleted" not in res.stderr:
+            raise ProxyError(
+                f"conntrack delete {proto} {ip}:{port} in {netns or 'this netns'}",
+                res.stderr.strip()[-500:],
+            )
+
+
+def sync_rules(new: Ruleset, previous: Ruleset | None, netns: str | None = None) -> None:
+    """Make ``new`` the rules of ``netns``: replace the table (``previous`` None: what the
+    kernel holds is unknown) or update ``previous`` in place, in one transaction; then forget
+    the unanswered connections to the endpoints ``previous`` had and ``new`` has not."""
+    script = new.replace_script() if previous is None else new.update_script(previous)
+    apply_ruleset(script, netns, "sync")
+    if previous is not None:
+        gone = previous.endpoints - new.endpoints
+        if gone:
+            forget_unanswered(gone, netns)
 
 
 def _ipv4(text: object) -> bool:
@@ -194,8 +261,9 @@ class ServiceProxy:
     def start(self) -> None:
         """Start the informers and the sync task, which programs the rules once the first
         lists are in and keeps them current until ``stop`` (``synced`` is set after the first
-        sync). ProxyError when ``nft`` is missing."""
+        sync). ProxyError when ``nft`` or ``conntrack`` is missing."""
         nft_binary()
+        conntrack_binary()
         for inf in (self.services, self.slices):
             inf.add_handler(self._changed)
             inf.start()
@@ -229,11 +297,9 @@ class ServiceProxy:
         start = time.monotonic()
         new = self.ruleset()
         if force or new != self._applied:
-            previous = self._applied
-            script = new.replace_script() if previous is None else new.update_script(previous)
             loop = asyncio.get_running_loop()
             try:
-                await loop.run_in_executor(None, apply_ruleset, script, self.netns, "sync")
+                await loop.run_in_executor(None, sync_rules, new, self._applied, self.netns)
             except ProxyError:
                 self._applied = None  # not known any more: the next sync replaces the table
                 raise

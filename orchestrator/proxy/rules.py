@@ -111,12 +111,14 @@ HAIRPIN_TYPE = "ipv4_addr . ipv4_addr"
 
 @dataclass(frozen=True, slots=True)
 class Ruleset:
-    """The table's contents (``body``: the ``table ip corral-proxy { ... }`` block) and the
-    names of the per-service chains and affinity sets in it."""
+    """The table's contents (``body``: the ``table ip corral-proxy { ... }`` block), the
+    names of the per-service chains and affinity sets in it, and the (protocol, address,
+    port) of every endpoint it DNATs to."""
 
     body: str
     chains: frozenset[str]
     sets: frozenset[str]
+    endpoints: frozenset[tuple[str, str, int]] = frozenset()
 
     def replace_script(self) -> str:
         """Delete and re-create the table: for the first sync, when nothing is known of what
@@ -159,11 +161,13 @@ def ruleset(ports: Iterable[ServicePort], pod_cidr: str | None = None) -> Rulese
     taken_ips: set[tuple[str, str, int]] = set()
     taken_node_ports: set[tuple[str, int]] = set()
     ep_chains: set[str] = set()
+    targets_of: set[tuple[str, str, int]] = set()
 
     def picker(chain: str, sp: ServicePort, eps: list[Endpoint]) -> None:
         """``chain`` DNATs to one of ``eps`` (random; a pinned client first with affinity)."""
         proto = PROTOCOLS[sp.protocol]
         chain_names.add(chain)
+        targets_of.update((proto, _ip(ep.ip), ep.port) for ep in eps)
         targets = [f"{_ip(ep.ip)} . {ep.port}" for ep in eps]
         hairpin.update(f"{_ip(ep.ip)} . {_ip(ep.ip)}" for ep in eps)
         if not sp.affinity_timeout:
@@ -300,7 +304,12 @@ def ruleset(ports: Iterable[ServicePort], pod_cidr: str | None = None) -> Rulese
         *chains,
         "}",
     ]
-    return Ruleset("\n".join(out) + "\n", frozenset(chain_names), frozenset(set_names))
+    return Ruleset(
+        "\n".join(out) + "\n",
+        frozenset(chain_names),
+        frozenset(set_names),
+        frozenset(targets_of),
+    )
 
 
 def _aff(sp: ServicePort, ep_chain: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import errno
 import socket
 import subprocess
 import sys
@@ -16,9 +17,17 @@ from dataclasses import dataclass
 
 import pytest
 
-from orchestrator.proxy import Endpoint, Ruleset, ServicePort, apply_ruleset, ruleset
+from orchestrator.proxy import (
+    Endpoint,
+    Ruleset,
+    ServicePort,
+    apply_ruleset,
+    ruleset,
+    sync_rules,
+)
 from runtime.network.netns import in_netns, write_sysctl
 from testkit.netns import NodeNs, node_netns
+from testkit.wait import until
 
 pytestmark = [pytest.mark.root, pytest.mark.network]
 
@@ -62,11 +71,7 @@ class Net:
     def apply(self, ports: list[ServicePort], replace: bool = False) -> None:
         """As the proxy syncs: the table replaced the first time, then updated in place."""
         new = ruleset(ports, POD_CIDR)
-        if replace or self.applied is None:
-            script = new.replace_script()
-        else:
-            script = new.update_script(self.applied)
-        apply_ruleset(script, self.node.path)
+        sync_rules(new, None if replace else self.applied, self.node.path)
         self.applied = new
 
     def connect(self, ip: str, port: int, source: NodeNs | None = None, timeout: float = 10) -> str:
@@ -283,6 +288,66 @@ def test_resync_swaps_rules_without_a_gap(net: Net) -> None:
         stop.set()
         t.join()
     assert failures == [] and done[0] > 0
+
+
+def test_a_removed_endpoint_keeps_no_unanswered_connection(net: Net) -> None:
+    """A SYN sent to an endpoint that never answers (its node died) leaves a SYN_SENT entry
+    that DNATs there; once the rules drop that endpoint, the same connection (a retransmitted
+    SYN, or a new connection that reuses the source port, as a client looping requests does
+    when its ephemeral ports wrap) must go to a live endpoint, not to the old entry's."""
+    dead = net.pods["c"]  # it hears nothing any more (as a pod on a node that died)
+    client = net.pods["client"]
+    deaf = (
+        "table ip deaf { chain input { type filter hook input priority 0; tcp dport %d drop; }; }"
+    )
+    apply_ruleset(deaf % PORT, dead.ns.path)
+    try:
+        net.apply([svc("gone", "10.43.0.19", [dead.ip])])
+
+        def attempt() -> int:
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((client.ip, 0))
+            s.setblocking(False)
+            assert s.connect_ex(("10.43.0.19", 80)) == errno.EINPROGRESS
+            port = int(s.getsockname()[1])
+            # the SYN is out once the node tracks it (DNATed to the dead endpoint)
+            until("the SYN tracked", lambda: tracked(port))
+            s.close()  # a socket closed in SYN_SENT sends nothing: the entry stays
+            return port
+
+        def tracked(port: int) -> str:
+            """The node's entry of the client's connection from ``port`` to the service."""
+            key = f"src={client.ip} dst=10.43.0.19 sport={port} dport=80 "
+            return next((ln for ln in conntrack(net.node).splitlines() if key in ln), "")
+
+        port = in_netns(client.ns.path, attempt)
+        entry = tracked(port)
+        assert "SYN_SENT" in entry and f"src={dead.ip} " in entry, entry
+        net.apply([svc("gone", "10.43.0.19", [net.pods["a"].ip])])
+
+        def again() -> str:
+            with socket.socket() as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind((client.ip, port))  # the same addresses and ports as the attempt
+                s.settimeout(10)
+                try:
+                    s.connect(("10.43.0.19", 80))
+                except OSError as e:
+                    return f"FAIL {e!r}"
+                return s.recv(100).decode().strip()
+
+        answer = in_netns(client.ns.path, again)
+    finally:
+        apply_ruleset("delete table ip deaf\n", dead.ns.path)
+    assert answer.split()[0] == "a", answer
+
+
+def conntrack(ns: NodeNs) -> str:
+    return subprocess.run(
+        ["nsenter", f"--net={ns.path}", "conntrack", "-L", "-p", "tcp"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
 
 
 def test_rules_are_one_table_removed_whole(net: Net) -> None:
