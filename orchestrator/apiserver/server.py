@@ -515,9 +515,9 @@ async def _agent(
 
     try:
         cfg = AgentConfig(
-            url,
-            token,
-            data_dir,
+            server=url,
+            token=token,
+            data_dir=data_dir,
             control_plane=True,
             disable_proxy=server.disable_proxy,
             cluster_dns_ip=dns_ip,

@@ -61,8 +61,8 @@ class AgentError(Exception):
 class AgentConfig:
     server: str
     token: str
-    fallback_servers: tuple[str, ...] = ()  # more servers of the cluster, in order of preference
     data_dir: Path = DEFAULT_DATA_DIR
+    fallback_servers: tuple[str, ...] = ()  # more servers of the cluster, in order of preference
     node_name: str = ""
     node_ip: str = ""
     labels: dict[str, str] = field(default_factory=dict)

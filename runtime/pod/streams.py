@@ -324,14 +324,14 @@ def attach(pd: PodDir, container: str | None = None, stdin: bool = False) -> Att
     ``container``): its output from now on and, with ``stdin``, its stdin. A container whose
     spec sets neither ``stdin`` nor ``tty`` has no attach socket; one without ``stdin`` (or
     whose stdin a ``stdinOnce`` attach closed) refuses ``stdin``: ``PodError``s that say so."""
-    if pd.state is not PodState.RUNNING:
-        raise InvalidState(pd.uid, f"cannot attach to a pod in {pd.state.value}/")
     if container is None:
         app = pd.record_or_blank().app_containers
         if not app:
             raise PodError(pd.uid, "attach: the pod has no app container")
         container = app[0]
-    container_names(pd, container)
+    container_names(pd, container)  # a name the pod never had is named as such, in any state
+    if pd.state is not PodState.RUNNING:
+        raise InvalidState(pd.uid, f"cannot attach to a pod in {pd.state.value}/")
     # Through an open directory fd, as the monitor binds it: the pod directory's path may
     # not fit in a socket address.
     try:
