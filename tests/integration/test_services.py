@@ -114,13 +114,12 @@ def test_kubectl_create_allocates(kubectl: Kubectl) -> None:
 def test_requested_values_honoured_or_refused(kubectl: Kubectl) -> None:
     k = kubectl
     ns = _ns(k, "req")
-    want = str(NET.network_address + 200 + (k.version == "1.20"))
-    # a port no service holds now (other tests of this server get random ones)
-    used = {
-        p.get("nodePort")
-        for s in json.loads(k.run("get", "services", "-A", "-o", "json").stdout)["items"]
-        for p in s["spec"].get("ports") or ()
-    }
+    # an address and a port no service holds now (other tests of this server get random ones)
+    services = json.loads(k.run("get", "services", "-A", "-o", "json").stdout)["items"]
+    used = {p.get("nodePort") for s in services for p in s["spec"].get("ports") or ()}
+    ips = {s["spec"].get("clusterIP") for s in services}
+    want = next(ip for i in range(200 + (k.version == "1.20"), 4000, 2)
+                if (ip := str(NET.network_address + i)) not in ips)  # fmt: skip
     port = next(p for p in range(PORTS[0] + 500 + (k.version == "1.20"), PORTS[1], 2)
                 if p not in used)  # fmt: skip
     k.run("-n", ns, "create", "service", "nodeport", "a", "--tcp=80", f"--node-port={port}")
