@@ -96,7 +96,8 @@ class Gone(ClientError):
     """410: the resourceVersion asked for is compacted; list again."""
 
 
-def _why(e: BaseException) -> str:
+def failure_reason(e: BaseException) -> str:
+    """One line for a failed request (aiohttp's connector errors name the SSL context)."""
     if isinstance(e, aiohttp.ClientConnectorError):
         return f"cannot connect: {e.os_error.strerror or e.os_error}"
     if isinstance(e, TimeoutError):
@@ -262,7 +263,9 @@ class ApiClient:
         """``server`` could not be reached: move on, unless another request moved already."""
         if len(self._servers) > 1 and server == self.server:
             self._current = (self._current + 1) % len(self._servers)
-            log.warning("API server %s unreachable (%s): using %s", server, _why(why), self.server)
+            log.warning(
+                "API server %s unreachable (%s): using %s", server, failure_reason(why), self.server
+            )
 
     async def __aenter__(self) -> ApiClient:
         await self.open()

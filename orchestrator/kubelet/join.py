@@ -20,6 +20,7 @@ import aiohttp
 
 from corral_common import hostsys
 from orchestrator.client import ClientConfig
+from orchestrator.client.rest import failure_reason as _why
 
 __all__ = ["JoinError", "JoinToken", "credentials", "parse_token", "serving_files"]
 
@@ -47,15 +48,6 @@ class JoinToken:
     @property
     def text(self) -> str:
         return f"K10{self.ca_hash}::server:{self.secret}" if self.ca_hash else self.secret
-
-
-def _why(e: BaseException) -> str:
-    """One line for a failed request (aiohttp's connector errors name the SSL context)."""
-    if isinstance(e, aiohttp.ClientConnectorError):
-        return f"cannot connect: {e.os_error.strerror or e.os_error}"
-    if isinstance(e, TimeoutError):
-        return "timed out"
-    return str(e) or type(e).__name__
 
 
 def parse_token(token: str) -> JoinToken:
