@@ -15,7 +15,10 @@ their own, the pods' cgroups below this process's cgroup).
 - **failover**: a three-member etcd (Debian's etcd-server, testkit.etcdcluster) with two
   ``corral server`` processes (the second joined with the first one's token) and a Node made
   through the API; SIGKILL of the server holding the kube-scheduler Lease, then the time until
-  the survivor holds that Lease and until a pod created right after the kill is bound.
+  the survivor holds that Lease and until a pod created right after the kill is bound; in
+  ``failovers`` rounds (5), each with servers and etcd of its own: the kill falls anywhere in
+  the leader's renew period, so the median and the worst round are reported and the worst is
+  judged.
 
 No peer runs here (k3s is not installed): the figures stand beside the issue's goals (pod
 startup p99 <= 1 s at 100 pods on 3 nodes, server idle RSS <= 100 MB, agent <= 40 MB,
@@ -63,10 +66,13 @@ class ClusterParams:
     wave: int
     idle_pause: float  # seconds the cluster settles before its idle RSS is read
     timeout: float  # seconds a phase may take: longer is a failure, not a figure
+    failovers: int  # rounds of the failover case (the kill falls anywhere in a renew period)
 
 
-FULL = ClusterParams(replicas=100, churn=1000, wave=250, idle_pause=10.0, timeout=900.0)
-QUICK = ClusterParams(replicas=3, churn=6, wave=3, idle_pause=1.0, timeout=300.0)
+FULL = ClusterParams(
+    replicas=100, churn=1000, wave=250, idle_pause=10.0, timeout=900.0, failovers=5
+)
+QUICK = ClusterParams(replicas=3, churn=6, wave=3, idle_pause=1.0, timeout=300.0, failovers=1)
 
 
 def pod_spec() -> dict[str, Any]:
@@ -320,32 +326,14 @@ async def measure_cluster(
     return out
 
 
-def _holder(srv: Any, lease: str) -> str:
-    code, body = srv.json(
-        "GET", f"/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{lease}"
-    )
-    return str((body.get("spec") or {}).get("holderIdentity") or "") if code == 200 else ""
-
-
 def measure_failover(work: Path, timeout: float) -> dict[str, float]:
     """Two servers on a three-member etcd: SIGKILL the kube-scheduler leader; seconds until the
     survivor holds the Lease and until a pod created after the kill is bound. Raises
     testkit.etcdcluster.EtcdMissing without etcd."""
-    from testkit.etcdcluster import EtcdCluster
-    from testkit.kubeserver import Server
+    from testkit.kubeserver import Server, lease_holder, servers_on_etcd
 
-    etcd = EtcdCluster(3)
-    etcd.start()
-    servers: list[Server] = []
-    try:
-        extra = ("--datastore-endpoint", etcd.url, "--node-monitor-grace-period", "3600")
-        first = Server(work / "s1", extra=extra)
-        first.start()
-        servers.append(first)
-        token = (first.data_dir / "token").read_text().strip()
-        second = Server(work / "s2", extra=(*extra, "--token", token))
-        second.start()
-        servers.append(second)
+    with servers_on_etcd(work) as (_etcd, servers):
+        first = servers[0]
         code, made = first.json("POST", "/api/v1/nodes", node_body("failover-node"))
         if code != 201:
             raise OSError(f"create the node: {code} {made}")
@@ -368,7 +356,7 @@ def measure_failover(work: Path, timeout: float) -> dict[str, float]:
             raise TimeoutError(f"failover: {what} not reached in {timeout:.0f} s")
 
         def leader() -> Server | None:
-            who = _holder(first, "kube-scheduler")
+            who = lease_holder(first, "kube-scheduler")
             return next((s for s in servers if s.proc and f"_{s.proc.pid}_" in who), None)
 
         victim = wait("a kube-scheduler leader", leader)
@@ -381,7 +369,10 @@ def measure_failover(work: Path, timeout: float) -> dict[str, float]:
         if code != 201:
             raise OSError(f"create a pod through the survivor: {code} {body}")
         own = f"_{survivor.proc.pid}_"
-        wait("the survivor holding the Lease", lambda: own in _holder(survivor, "kube-scheduler"))
+        wait(
+            "the survivor holding the Lease",
+            lambda: own in lease_holder(survivor, "kube-scheduler"),
+        )
         lease_s = time.monotonic() - t0
 
         def bound() -> bool:
@@ -390,15 +381,11 @@ def measure_failover(work: Path, timeout: float) -> dict[str, float]:
 
         wait("the pod bound", bound)
         return {"lease_s": lease_s, "bound_s": time.monotonic() - t0}
-    finally:
-        for s in servers:
-            s.kill()
-        etcd.stop()
 
 
 def tables(
     res: dict[str, Any],
-    failover: dict[str, float] | None,
+    failover: dict[str, list[float]] | None,
     why: str,
     cp: ClusterParams,
     judge: bool = True,
@@ -491,11 +478,14 @@ def tables(
     if failover is None:
         rows_f: tuple[tuple[str, ...], ...] = (("failover", "skipped", why),)
     else:
-        rows_f = (
-            ("kill -> the survivor holds the kube-scheduler Lease", f"{failover['lease_s']:.1f} s",
-             _goal(failover["lease_s"], GOAL_FAILOVER_S, "s", judge)),
-            ("kill -> a pod created after the kill is bound", f"{failover['bound_s']:.1f} s",
-             _goal(failover["bound_s"], GOAL_FAILOVER_S, "s", judge)),
+        rows_f = tuple(
+            (f"{what} (median / worst of {len(failover[key])})",
+             f"{percentile(failover[key], 50):.1f} s / {max(failover[key]):.1f} s",
+             _goal(max(failover[key]), GOAL_FAILOVER_S, "s", judge))
+            for key, what in (
+                ("lease_s", "kill -> the survivor holds the kube-scheduler Lease"),
+                ("bound_s", "kill -> a pod created after the kill is bound"),
+            )
         )  # fmt: skip
     fo = Table(
         "Failover: two servers on a three-member etcd, the leader killed (SIGKILL)",
@@ -505,7 +495,7 @@ def tables(
             "The Leases last 15 s (kube-scheduler's default leaseDuration): a killed leader's "
             "Lease must expire before the survivor can take it.",
         ),
-        dict(failover or {}),
+        {k: list(v) for k, v in (failover or {}).items()},
     )
     return startup, churn, idle, fo
 
@@ -532,10 +522,13 @@ def cluster_suite(p: Any) -> SuiteResult:
             pids = {"server": state.server.pid}
             pids.update({n.name: n.proc.pid for n in state.nodes if n.proc is not None})
             res = asyncio.run(measure_cluster(state.kubeconfig, pids, cp, home))
-        failover: dict[str, float] | None = None
+        failover: dict[str, list[float]] | None = None
         why = ""
         try:
-            failover = measure_failover(work / "failover", cp.timeout)
+            rounds = [
+                measure_failover(work / f"failover-{i}", cp.timeout) for i in range(cp.failovers)
+            ]
+            failover = {key: [r[key] for r in rounds] for key in ("lease_s", "bound_s")}
         except EtcdMissing as e:
             why = str(e)
     return SuiteResult(

@@ -5,6 +5,7 @@ with the admin certificate. Only processes started here are ever signalled."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import select
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,3 +162,41 @@ class Server:
     def json(self, method: str, path: str, body: Any = None, **kw: Any) -> tuple[int, Any]:
         code, _, data = self.request(method, path, body, **kw)
         return code, json.loads(data) if data else None
+
+
+@contextlib.contextmanager
+def servers_on_etcd(root: Path, count: int = 2) -> Iterator[tuple[Any, list[Server]]]:
+    """A three-member etcd (Debian's etcd-server) and ``count`` servers on it, the later ones
+    joined with the first one's token (as k3s servers are); killed and removed on the way out.
+    Nodes made as API objects renew no Lease: the node lifecycle must not taint them, so its
+    grace period is an hour. Raises testkit.etcdcluster.EtcdMissing without etcd."""
+    from testkit.etcdcluster import EtcdCluster
+
+    etcd = EtcdCluster(3)
+    etcd.start()
+    servers: list[Server] = []
+    try:
+        extra = ("--datastore-endpoint", etcd.url, "--node-monitor-grace-period", "3600")
+        for i in range(count):
+            token = () if i == 0 else ("--token", read_token(servers[0]))
+            srv = Server(root / f"s{i + 1}", extra=(*extra, *token))
+            servers.append(srv)
+            srv.start()
+        yield etcd, servers
+    finally:
+        for srv in servers:
+            srv.kill()
+        etcd.stop()
+
+
+def read_token(srv: Server) -> str:
+    """The join token ``srv`` wrote at its first start."""
+    return (srv.data_dir / "token").read_text().strip()
+
+
+def lease_holder(srv: Server, lease: str) -> str:
+    """The holderIdentity of the kube-system Lease ``lease`` ("" when there is none)."""
+    code, body = srv.json(
+        "GET", f"/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{lease}"
+    )
+    return str((body.get("spec") or {}).get("holderIdentity") or "") if code == 200 else ""

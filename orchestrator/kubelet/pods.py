@@ -268,7 +268,13 @@ class PodManager:
         self._reported.pop(key, None)
 
     async def _delete_mirror(self, key: str, mirror: Obj) -> None:
-        meta = mirror["metadata"]
+        await self._delete_for_good(f"mirror pod {key}", mirror)
+
+    async def _delete_for_good(self, what: str, pod: Obj) -> None:
+        """Delete ``pod`` from the API at once (gracePeriodSeconds=0), only if it is still the
+        same pod (uid precondition): gone already, or replaced by a new pod of the same name
+        (409), is done too."""
+        meta = pod["metadata"]
         try:
             await self.client.delete(
                 PODS,
@@ -277,7 +283,7 @@ class PodManager:
                 grace_period=0,
                 preconditions={"uid": meta["uid"]},
             )
-            log.info("mirror pod %s deleted", key)
+            log.info("%s deleted", what)
         except (NotFound, Conflict):
             pass
 
@@ -777,17 +783,7 @@ class PodManager:
             await self._remove(st.uid)
         else:  # never made (its image, a volume): what was written for it goes
             await self._drop_pod_sources(meta["uid"])
-        try:
-            await self.client.delete(
-                PODS,
-                meta["namespace"],
-                meta["name"],
-                grace_period=0,
-                preconditions={"uid": meta["uid"]},
-            )
-            log.info("pod %s deleted", key)
-        except NotFound:
-            pass
+        await self._delete_for_good(f"pod {key}", pod)
         return None
 
     async def _evict(self, key: str, pod: Obj, st: api.PodStatus | None, message: str) -> None:

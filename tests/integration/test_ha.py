@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from testkit.kubeagent import Agent
+from testkit.kubeserver import lease_holder, read_token, servers_on_etcd
 from testkit.net import free_port
 from testkit.wait import until
 from tests.kubeserver import KUBECTL_CURRENT, Kubectl, Server
@@ -33,37 +34,13 @@ LEASES = ("kube-scheduler", "kube-controller-manager")
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[tuple[Any, list[Server]]]:
-    from testkit.etcdcluster import EtcdCluster, EtcdMissing
+    from testkit.etcdcluster import EtcdMissing
 
-    etcd = EtcdCluster(3)
     try:
-        etcd.start()
+        with servers_on_etcd(tmp_path) as (etcd, servers):
+            yield etcd, servers
     except EtcdMissing as e:
         pytest.skip(str(e))
-    servers: list[Server] = []
-    try:
-        # Nodes made by the test renew no Lease: the node lifecycle must not taint them.
-        extra = ("--datastore-endpoint", etcd.url, "--node-monitor-grace-period", "3600")
-        first = Server(tmp_path / "s1", extra=extra)
-        first.start()
-        servers.append(first)
-        # the second server joins with the first one's token, as k3s servers do
-        token = (first.data_dir / "token").read_text().strip()
-        second = Server(tmp_path / "s2", extra=(*extra, "--token", token))
-        second.start()
-        servers.append(second)
-        yield etcd, servers
-    finally:
-        for srv in servers:
-            srv.kill()
-        etcd.stop()
-
-
-def holder(srv: Server, lease: str) -> str:
-    code, body = srv.json(
-        "GET", f"/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{lease}"
-    )
-    return str((body.get("spec") or {}).get("holderIdentity") or "") if code == 200 else ""
 
 
 def owner(servers: list[Server], identity: str) -> Server | None:
@@ -140,7 +117,7 @@ def test_leader_killed_and_an_etcd_member_killed(
     assert code == 201, body
     until("3 pods made and bound", lambda: all_bound(a, 3), WAIT)
 
-    leaders = {name: until(f"the {name} Lease held", lambda n=name: holder(a, n), WAIT)
+    leaders = {name: until(f"the {name} Lease held", lambda n=name: lease_holder(a, n), WAIT)
                for name in LEASES}  # fmt: skip
     victim = owner(servers, leaders["kube-controller-manager"])
     assert victim is not None, leaders
@@ -179,8 +156,11 @@ def test_leader_killed_and_an_etcd_member_killed(
         assert code == 200, body
         # the survivor takes both Leases and reconciles and schedules the new pods
         for name in LEASES:
-            until(f"the survivor to hold {name}",
-                  lambda n=name: owner(servers, holder(survivor, n)) is survivor, WAIT)  # fmt: skip
+            until(
+                f"the survivor to hold {name}",
+                lambda n=name: owner(servers, lease_holder(survivor, n)) is survivor,
+                WAIT,
+            )
         until("5 pods made and bound", lambda: all_bound(survivor, 5), WAIT)
         etcd.restart(0)
         time.sleep(1)
@@ -465,7 +445,7 @@ def test_the_kubernetes_endpoints_list_the_live_servers(
     until("the stopped server out", lambda: kubernetes_endpoints(a) == (alone, alone), WAIT)
     code, svc = a.json("GET", "/api/v1/namespaces/default/services/kubernetes")
     assert svc["spec"]["ports"][0]["targetPort"] == a.port
-    token = (a.data_dir / "token").read_text().strip()
+    token = read_token(a)
     extra = ("--datastore-endpoint", etcd.url, "--node-monitor-grace-period", "3600")
     c = Server(tmp_path / "s3", extra=(*extra, "--token", token))
     c.start()

@@ -11,7 +11,7 @@ from bench import cli, suites
 from bench import cluster as bc
 from bench.model import Status, SuiteResult
 
-CP = bc.ClusterParams(replicas=4, churn=8, wave=4, idle_pause=0, timeout=10)
+CP = bc.ClusterParams(replicas=4, churn=8, wave=4, idle_pause=0, timeout=10, failovers=1)
 
 
 def _pod(created: str, ready_at: str | None) -> dict[str, Any]:
@@ -48,7 +48,7 @@ def _rows(table: Any) -> dict[str, tuple[str, ...]]:
 
 def test_goals_met_and_missed() -> None:
     # 2 s p99 (goal 1 s), 50 000 KiB = 51.2 MB server (goal 100), 45 000 KiB = 46.1 MB agent (40)
-    fo = {"lease_s": 12.0, "bound_s": 16.5}
+    fo = {"lease_s": [12.0, 14.0, 13.0], "bound_s": [13.0, 16.5, 14.0]}
     startup, churn, idle, failover = bc.tables(_figures(2.0, 50_000, 45_000), fo, "", CP)
     assert _rows(startup)["per pod p99 (watch: created -> Ready)"] == (
         "2.000 s",
@@ -57,8 +57,11 @@ def test_goals_met_and_missed() -> None:
     assert _rows(idle)["corral server"] == ("48.8 MiB", "<= 100 MB: met (0.51x)")
     assert _rows(idle)["corral agent (node-1)"][1] == "<= 40 MB: missed (1.15x)"
     rows = _rows(failover)
-    assert rows["kill -> the survivor holds the kube-scheduler Lease"][1].startswith("<= 15 s: met")
-    assert rows["kill -> a pod created after the kill is bound"][1].startswith("<= 15 s: missed")
+    # the median and the worst round are shown; the worst is judged
+    lease = rows["kill -> the survivor holds the kube-scheduler Lease (median / worst of 3)"]
+    assert lease[0] == "13.0 s / 14.0 s" and lease[1].startswith("<= 15 s: met")
+    bound = rows["kill -> a pod created after the kill is bound (median / worst of 3)"]
+    assert bound[0] == "14.0 s / 16.5 s" and bound[1].startswith("<= 15 s: missed")
     c = _rows(churn)
     assert c["wall"] == ("4.0 s", "2.0 pods/s")
     assert c["server CPU"] == ("0.8 s", "100.0 ms/pod")  # 8 pods in all
@@ -77,7 +80,7 @@ def test_quick_judges_nothing_and_a_missing_etcd_is_said() -> None:
 
 def test_a_suite_with_its_goals_needs_no_peer_to_publish() -> None:
     startup, churn, idle, failover = bc.tables(
-        _figures(0.1, 1, 1), {"lease_s": 1, "bound_s": 1}, "", CP
+        _figures(0.1, 1, 1), {"lease_s": [1.0], "bound_s": [1.0]}, "", CP
     )
     rep = SuiteResult("cluster", "", Status.OK, tables=(startup, churn, idle, failover))
     assert cli.missing_peers(_report(rep)) == []
