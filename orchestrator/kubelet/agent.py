@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from corral_common import defaults
+from corral_common import defaults, hostsys
 from orchestrator.client import ApiClient, ClientError
 from orchestrator.proxy import ProxyError, ServiceProxy
 from runtime.pod import api
@@ -35,7 +35,7 @@ from .join import credentials, serving_files
 from .network import NetworkSync, gateway_of
 from .node import NodeAgent, NodeSpec, node_ip_for
 from .pods import PodManager
-from .server import KubeletServer
+from .port import KubeletPort
 from .staticpods import ManifestDir
 
 __all__ = ["AgentConfig", "AgentError", "remove_pods", "run_agent", "serve_agent"]
@@ -218,7 +218,7 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
         )
         cert, key = serving_files(cfg.data_dir)
         assert client_cfg.ca_pem is not None
-        kubelet = KubeletServer(runtime, pods.get, cert, key, client_cfg.ca_pem)
+        kubelet = KubeletPort(runtime, pods.get, cert, key, client_cfg.ca_pem)
         dns = ClusterDnsOnNode(client, runtime, cfg, name) if cfg.cluster_dns else None
         proxy = None
         try:
@@ -422,6 +422,10 @@ def serve_agent(cfg: AgentConfig) -> None:
     )
     if os.geteuid() != 0:
         raise AgentError("start", "the agent runs pods: it must run as root")
+    # One malloc arena for the agent's threads (the default executor's image imports, network
+    # and proxy syncs; the pod workers): they seldom allocate at once, and each arena of its
+    # own would keep its high-water mark (issue #15: the agent's idle memory).
+    hostsys.malloc_arena_max(1)
 
     async def main() -> None:
         stop = asyncio.Event()
