@@ -6,6 +6,7 @@ one in-process unless ``--disable-agent``."""
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import contextlib
 import functools
 import ipaddress
@@ -52,6 +53,7 @@ MAX_NODE_IMAGES = 50  # the kubelet's nodeStatusMaxImages
 DNS_PORT = 53
 DNS_BACKLOG = 64
 IP_FREEBIND = 15  # linux/in.h
+TLS_READ_BUFFER = 64 * 1024  # bytes, each TLS connection's (see serve_agent)
 
 
 class AgentError(Exception):
@@ -489,6 +491,10 @@ def serve_agent(cfg: AgentConfig) -> None:
     # and proxy syncs; the pod workers): they seldom allocate at once, and each arena of its
     # own would keep its high-water mark (issue #15: the agent's idle memory).
     hostsys.malloc_arena_max(1)
+    # asyncio gives each TLS connection a read buffer of SSLProtocol.max_size (256 KiB),
+    # zeroed when made: the agent's watches held about 1.75 MiB of them. TLS records are at
+    # most 16 KiB: reads of 64 KiB lose nothing.
+    asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
 
     async def main() -> None:
         stop = asyncio.Event()

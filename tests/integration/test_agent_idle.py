@@ -29,8 +29,15 @@ ON_DEMAND = (
     "dns.message",
 )
 # Never on the idle agent: pyroute2 and YAML are the node network child's; frozenlist's
-# compiled module is skipped for its Python twin (corral_cli.agent_cmd).
-NEVER_IDLE = ("pyroute2", "yaml", "frozenlist._frozenlist", "runtime.network.netlink")
+# compiled module is skipped for its Python twin (corral_cli.agent_cmd); the version is read
+# from the dist-info directory's name (corral_common.version).
+NEVER_IDLE = (
+    "pyroute2",
+    "yaml",
+    "frozenlist._frozenlist",
+    "runtime.network.netlink",
+    "importlib.metadata",
+)
 
 
 def imported(log: Path) -> set[str]:
