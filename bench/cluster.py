@@ -648,7 +648,7 @@ def cluster_idle_suite(p: Any) -> SuiteResult:
 
     cp = QUICK if p.quick else FULL
     with ExitStack() as stack:
-        work = Path(tempfile.mkdtemp(prefix="cbi-", dir="/var/tmp"))
+        work = Path(tempfile.mkdtemp(prefix="cbidle-", dir="/var/tmp"))
         stack.callback(shutil.rmtree, work, True)
         images = image_dir(cached_rootfs(Path(ROOTFS_CACHE)), work / "images")
         with one_machine_cluster(work, nodes=NODES, images=images) as state:
