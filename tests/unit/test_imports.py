@@ -130,6 +130,15 @@ def test_the_agent_brings_its_node_network_up_without_the_netlink_library() -> N
         assert name not in mods, name
 
 
+def test_the_agent_imports_its_on_demand_servers_when_they_start() -> None:
+    # The kubelet's HTTPS server (aiohttp.web, streaming) and the cluster DNS (dnspython)
+    # start at their first connection or query (tests/integration/test_agent_idle.py).
+    mods = _imported("import corral_cli.main, corral_cli.agent_cmd, orchestrator.kubelet.agent")
+    assert "orchestrator.kubelet.port" in mods
+    for name in ("aiohttp.web", "orchestrator.kubelet.server", "orchestrator.dns", "dns"):
+        assert name not in mods, name
+
+
 def test_the_create_path_compiles_no_regular_expression() -> None:
     # json and dataclasses compile theirs; ours would add to every create's start (the
     # SemVer check of ociVersion alone cost about a millisecond as a regex).
