@@ -24,7 +24,11 @@ from collections.abc import Iterable
 from importlib import resources
 from typing import Any
 
+import msgspec
+
 from .errors import ApiError
+
+_json = msgspec.json.encode  # compact, as kube-apiserver writes keys and values
 
 __all__ = [
     "Conflicts",
@@ -66,7 +70,9 @@ META_STRIP = frozenset(
 )
 # Fields of Go value (not pointer) struct type: present in an empty object already, so a write
 # that fills them does not own the struct itself (no "." in its Update entry), as in kube.
-VALUE_STRUCTS = frozenset({"spec", "status", "template", "strategy", "updateStrategy", "resources"})
+VALUE_STRUCTS = frozenset(
+    {"metadata", "spec", "status", "template", "strategy", "updateStrategy", "resources"}
+)
 # list map keys that kube-apiserver defaults when an item omits them
 KEY_DEFAULTS = {"protocol": "TCP"}
 MAX_MANAGER = 128
@@ -168,8 +174,12 @@ def root_type(group: str, version: str, kind: str) -> Type:
 def _key_element(item: Any, keys: tuple[str, ...]) -> str:
     if not isinstance(item, dict):
         raise ApiError(422, "Invalid", f"a keyed list has an item that is not an object: {item!r}")
+    if len(keys) == 1:  # the common case, written directly
+        v = item.get(keys[0])
+        if v is not None:
+            return 'k:{"' + keys[0] + '":' + _json(v).decode() + "}"
     key = {}
-    for k in keys:
+    for k in sorted(keys):
         v = item.get(k, KEY_DEFAULTS.get(k))
         if v is not None:
             key[k] = v
@@ -179,11 +189,11 @@ def _key_element(item: Any, keys: tuple[str, ...]) -> str:
             "Invalid",
             f"an item of a list keyed by {', '.join(keys)} has none of these fields",
         )
-    return "k:" + json.dumps(key, sort_keys=True, separators=(",", ":"))
+    return "k:" + _json(key).decode()
 
 
 def _value_element(v: Any) -> str:
-    return "v:" + json.dumps(v, separators=(",", ":"))
+    return "v:" + _json(v).decode()
 
 
 def field_tree(v: Any, t: Type, dots: bool, member: bool) -> Tree:
@@ -195,16 +205,24 @@ def field_tree(v: Any, t: Type, dots: bool, member: bool) -> Tree:
         if not isinstance(v, dict) or not v:
             return {}
         out: Tree = {".": {}} if member else {}
+        fields, elem = (t.fields, None) if kind == STRUCT else (None, t.elem or _ATOMIC)
         for k, cv in v.items():
-            ct = t.child(k)
-            out["f:" + k] = field_tree(
-                cv, ct, dots, dots and (ct.kind == MAP or k not in VALUE_STRUCTS)
-            )
+            ct = fields.get(k, _ATOMIC) if fields is not None else elem
+            ck = ct.kind  # type: ignore[union-attr]
+            if ck == SCALAR or ck == ATOMIC or cv is None:
+                out["f:" + k] = {}
+            else:
+                out["f:" + k] = field_tree(
+                    cv,
+                    ct,
+                    dots,
+                    dots and (ck == MAP or k not in VALUE_STRUCTS),  # type: ignore[arg-type]
+                )
         return out
     if kind == LIST_MAP:
         if not isinstance(v, list) or not v:
             return {}
-        out = {".": {}} if member else {}
+        out = {}  # a list is never a member itself, its items are
         elem = t.elem or _ATOMIC
         for item in v:
             out[_key_element(item, t.keys)] = field_tree(item, elem, dots, True)
@@ -212,10 +230,7 @@ def field_tree(v: Any, t: Type, dots: bool, member: bool) -> Tree:
     if kind == LIST_SET:
         if not isinstance(v, list) or not v:
             return {}
-        out = {".": {}} if member else {}
-        for item in v:
-            out[_value_element(item)] = {}
-        return out
+        return {_value_element(item): {} for item in v}
     return {}
 
 
@@ -238,7 +253,8 @@ def object_tree(obj: Obj, t: Type, status_sub: bool, subresource: str | None, do
             v = {mk: mv for mk, mv in v.items() if mk not in META_STRIP}
             if not v:
                 continue
-        sub = field_tree(v, t.child(k), dots, False)
+        ct = t.child(k)
+        sub = field_tree(v, ct, dots, dots and ct.kind == MAP)
         if sub or not isinstance(v, dict) or not v:
             out["f:" + k] = sub
     return out
@@ -433,15 +449,16 @@ def compare(old: Obj, new: Obj, t: Type, status_sub: bool, subresource: str | No
         elif k == "status" and status_sub:
             continue
         o, n = old.get(k, _MISSING), new.get(k, _MISSING)
-        if k == "metadata":
+        if k == "metadata":  # what is left of it, or missing when nothing is
             o = {mk: mv for mk, mv in o.items() if mk not in META_STRIP} if o else {}
             n = {mk: mv for mk, mv in n.items() if mk not in META_STRIP} if n else {}
+            o, n = o or _MISSING, n or _MISSING
         if o == n:
             continue
         ct = t.child(k)
         p = ("f:" + k,)
         if o is _MISSING:
-            d.added |= _paths(n, ct, p, False)
+            d.added |= _paths(n, ct, p, ct.kind == MAP)
         elif n is _MISSING:
             d.removed |= _paths(o, ct, p, True)
         else:
@@ -678,6 +695,13 @@ def remove(obj: Obj, path: Path) -> None:
             return
 
 
+def _names_item(path: Path) -> bool:
+    """Whether ``path`` is a key field of a keyed list's item (it goes only with the item)."""
+    if len(path) < 2 or not path[-2].startswith("k:") or not path[-1].startswith("f:"):
+        return False
+    return path[-1][2:] in json.loads(path[-2][2:])
+
+
 def apply(
     live: Obj | None,
     config: Obj,
@@ -709,7 +733,7 @@ def apply(
         if gone:
             merged = _plain(merged)  # removing must not touch ``live``, which merged shares
         for p in sorted(gone, key=len, reverse=True):
-            if any(owns(o, p) or owns_below(o, p) for o in owners):
+            if any(owns(o, p) or owns_below(o, p) for o in owners) or _names_item(p):
                 continue
             remove(merged, p)
     diff = compare(live, merged, t, status_sub, subresource)
