@@ -466,7 +466,7 @@ class ApiServer:
             body = await self._object_body(request, res, sub)
             fields.check(request, res, body, sub)
             if sub == "scale":
-                return await self._put_scale(res, ns, name, body, dry)
+                return await self._put_scale(res, ns, name, body, dry, _manager(request))
             obj = await self.storage.update(
                 res, ns, name, body, subresource=sub, dry_run=dry, manager=_manager(request)
             )
@@ -491,7 +491,7 @@ class ApiServer:
             if kind != "json":
                 fields.check(request, res, patch, sub)
             if sub == "scale":
-                return await self._patch_scale(res, ns, name, kind, patch, dry)
+                return await self._patch_scale(res, ns, name, kind, patch, dry, _manager(request))
             obj = await self.storage.patch(
                 res,
                 ns,
@@ -622,7 +622,7 @@ class ApiServer:
         return _json(_list_body(res, items, rev, cont))
 
     async def _put_scale(
-        self, res: Resource, ns: str | None, name: str, body: Obj, dry: bool
+        self, res: Resource, ns: str | None, name: str, body: Obj, dry: bool, manager: str
     ) -> web.Response:
         replicas = (body.get("spec") or {}).get("replicas")
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
@@ -630,11 +630,20 @@ class ApiServer:
         patch: Obj = {"spec": {"replicas": replicas}}
         if rv := (body.get("metadata") or {}).get("resourceVersion"):
             patch["metadata"] = {"resourceVersion": rv}
-        obj = await self.storage.patch(res, ns, name, "merge", patch, dry_run=dry)
+        obj = await self.storage.patch(
+            res, ns, name, "merge", patch, dry_run=dry, manager=manager, entry_subresource="scale"
+        )
         return _json(_scale(obj))
 
     async def _patch_scale(
-        self, res: Resource, ns: str | None, name: str, kind: str, patch: Any, dry: bool
+        self,
+        res: Resource,
+        ns: str | None,
+        name: str,
+        kind: str,
+        patch: Any,
+        dry: bool,
+        manager: str,
     ) -> web.Response:
         from .patch import PatchError, json_patch, merge_patch, strategic_merge_patch
 
@@ -645,7 +654,7 @@ class ApiServer:
             ](_scale(current), patch)
         except PatchError as e:
             raise ApiError(422, "Invalid", f"the patch cannot be applied: {e}") from None
-        return await self._put_scale(res, ns, name, scale, dry)
+        return await self._put_scale(res, ns, name, scale, dry, manager)
 
     # ------------------------------------------------------------------ watch
 

@@ -652,6 +652,7 @@ class Storage:
         subresource: str | None,
         dry_run: bool,
         manager: str | None,
+        entry_subresource: str | None = None,
     ) -> Obj:
         """Read, ``make`` the new object from the current one, write it with compare-and-swap;
         on a conflict read again (PATCH_RETRIES times), unless the caller named the
@@ -661,7 +662,7 @@ class Storage:
             if want_rv and want_rv != str(kv.mod_rev):
                 raise errors.conflict(res.name, name, res.group)
             made = make(old)
-            track = self._tracker(res, old, made, manager, subresource)
+            track = self._tracker(res, old, made, manager, subresource, entry_subresource)
             new = self._prepare_update(res, old, made, subresource)
             try:
                 return await self._write(res, ns, kv, old, new, dry_run, track)
@@ -672,11 +673,17 @@ class Storage:
 
     @staticmethod
     def _tracker(
-        res: Resource, old: Obj, made: Obj, manager: str | None, subresource: str | None
+        res: Resource,
+        old: Obj,
+        made: Obj,
+        manager: str | None,
+        subresource: str | None,
+        entry_subresource: str | None,
     ) -> Callable[[Obj], None]:
         """What sets the managedFields of the object an update stores: those it was sent
         with when they differ from the live ones (``[{}]`` clears them, as in kube), with the
-        fields this write changed moved to ``manager``."""
+        fields this write changed moved to ``manager`` (its entry names
+        ``entry_subresource``, e.g. "scale", else the subresource written)."""
         current = old["metadata"].get("managedFields") or []
         meta = made.get("metadata")
         sent = meta.get("managedFields") if isinstance(meta, dict) else None
@@ -694,7 +701,12 @@ class Storage:
                     old, stored, _root(res), "status" in res.subresources, subresource
                 )
                 entries = managedfields.record_update(
-                    base, diff, manager, res.api_version, subresource, now_rfc3339()
+                    base,
+                    diff,
+                    manager,
+                    res.api_version,
+                    entry_subresource or subresource,
+                    now_rfc3339(),
                 )
             if entries:
                 stored["metadata"]["managedFields"] = entries
@@ -730,6 +742,7 @@ class Storage:
         subresource: str | None = None,
         dry_run: bool = False,
         manager: str | None = None,
+        entry_subresource: str | None = None,
     ) -> Obj:
         want_rv = None
         if isinstance(patch, dict) and isinstance(patch.get("metadata"), dict):
@@ -752,7 +765,7 @@ class Storage:
             return patched
 
         return await self._update_with_retries(
-            res, ns, name, want_rv, apply, subresource, dry_run, manager
+            res, ns, name, want_rv, apply, subresource, dry_run, manager, entry_subresource
         )
 
     async def apply(

@@ -325,3 +325,30 @@ def test_apply_status_subresource(server: Server, ns: str) -> None:
         "f:status": {"f:observedGeneration": {}, "f:replicas": {}}
     }
     assert "f:status" not in entries[("me", None)]["fieldsV1"]
+
+
+def test_scale_takes_replicas_from_the_applier(
+    server: Server, ns: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    if not os.access(KUBECTL_CURRENT, os.X_OK):
+        pytest.skip("kubectl 1.32 not found")
+    kubectl = Kubectl(
+        KUBECTL_CURRENT, tmp_path_factory.mktemp("home-scale"), server.kubeconfig, "1.32"
+    )
+    manifest = _write(tmp_path, _deployment({"app": "web"}, {}))
+    kubectl.run("apply", "--server-side", "-n", ns, "-f", manifest)
+    # kubectl scale sends no fieldManager: its user agent names it ("kubectl/v1.32.0 ...")
+    kubectl.run("scale", "-n", ns, "deployment/web", "--replicas=4")
+    entries = {
+        (e["manager"], e["operation"], e.get("subresource")): e
+        for e in _get(server, ns)["metadata"]["managedFields"]
+    }
+    scaled = entries[("kubectl", "Update", "scale")]["fieldsV1"]
+    assert scaled == {"f:spec": {"f:replicas": {}}}
+    assert "f:replicas" not in entries[("kubectl", "Apply", None)]["fieldsV1"]["f:spec"]
+    p = kubectl.run("apply", "--server-side", "-n", ns, "-f", manifest, check=False)
+    assert p.returncode != 0
+    assert (
+        'conflict with "kubectl" with subresource "scale" using apps/v1: .spec.replicas' in p.stderr
+    )
+    assert _get(server, ns)["spec"]["replicas"] == 4
