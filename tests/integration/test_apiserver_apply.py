@@ -263,10 +263,11 @@ def test_apply_api(server: Server, ns: str) -> None:
         'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for'
         " apply patch"
     )
-    code, body = _apply_raw(server, path, cm, "?fieldManager=one")
-    assert code == 201, body  # an apply that creates
+    code, created = _apply_raw(server, path, cm, "?fieldManager=one")
+    assert code == 201, created  # an apply that creates
     code, body = _apply_raw(server, path, cm, "?fieldManager=one")
     assert code == 200, body
+    assert body["metadata"] == created["metadata"]  # the same again: no write, same time
     code, body = _apply_raw(server, path, {**cm, "data": {"a": "2"}}, "?fieldManager=two")
     assert code == 409, body
     assert body["reason"] == "Conflict"
