@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections.abc import Iterable
 from importlib import resources
 from typing import Any
@@ -28,6 +29,7 @@ import msgspec
 
 from .errors import ApiError
 
+log = logging.getLogger("corral.apiserver")
 _json = msgspec.json.encode  # compact, as kube-apiserver writes keys and values
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "Type",
     "apply",
     "compare",
+    "created_entries",
     "entry",
     "field_tree",
     "manager_name",
@@ -46,6 +49,7 @@ __all__ = [
     "record_update",
     "root_type",
     "tree_of",
+    "updated_entries",
 ]
 
 Obj = dict[str, Any]
@@ -575,6 +579,43 @@ def record_update(
     if tree:
         out.append(entry(manager, "Update", api_version, now, tree, subresource))
     return _sort(out)
+
+
+def created_entries(
+    obj: Obj, t: Type, status_sub: bool, manager: str, api_version: str, now: str
+) -> list[Obj] | None:
+    """The managedFields of an object ``manager`` creates: one Update entry owning its fields.
+    None when there are none, or when the schema cannot place them (a keyed list's item
+    without its key): the write goes on without them, as kube-apiserver's UpdateNoErrors."""
+    try:
+        tree = object_tree(obj, t, status_sub, None, dots=True)
+    except ApiError as e:
+        log.warning("managedFields of a new object by %s not recorded: %s", manager, e)
+        return None
+    return [entry(manager, "Update", api_version, now, tree)] if tree else None
+
+
+def updated_entries(
+    entries: list[Obj],
+    old: Obj,
+    new: Obj,
+    t: Type,
+    status_sub: bool,
+    subresource: str | None,
+    manager: str,
+    api_version: str,
+    entry_subresource: str | None,
+    now: str,
+) -> list[Obj]:
+    """``record_update`` of what a write of ``new`` over ``old`` changed (through
+    ``subresource``; the entry names ``entry_subresource``); the entries unchanged when the
+    schema cannot compare them (the write goes on, as kube-apiserver's UpdateNoErrors)."""
+    try:
+        diff = compare(old, new, t, status_sub, subresource)
+    except ApiError as e:
+        log.warning("managedFields of a write by %s not recorded: %s", manager, e)
+        return entries
+    return record_update(entries, diff, manager, api_version, entry_subresource, now)
 
 
 # ================================================================ apply

@@ -421,13 +421,14 @@ class Storage:
     ) -> Obj:
         stored = self._admit(res, obj)
         if managed is None and manager:
-            tree = managedfields.object_tree(
-                stored, _root(res), "status" in res.subresources, None, dots=True
+            managed = managedfields.created_entries(
+                stored,
+                _root(res),
+                "status" in res.subresources,
+                manager,
+                res.api_version,
+                now_rfc3339(),
             )
-            if tree:
-                managed = [
-                    managedfields.entry(manager, "Update", res.api_version, now_rfc3339(), tree)
-                ]
         if managed:
             stored["metadata"]["managedFields"] = managed
         if res.name == "pods":
@@ -697,12 +698,13 @@ class Storage:
         def track(stored: Obj) -> None:
             entries = base
             if manager:
-                diff = managedfields.compare(
-                    old, stored, _root(res), "status" in res.subresources, subresource
-                )
-                entries = managedfields.record_update(
+                entries = managedfields.updated_entries(
                     base,
-                    diff,
+                    old,
+                    stored,
+                    _root(res),
+                    "status" in res.subresources,
+                    subresource,
                     manager,
                     res.api_version,
                     entry_subresource or subresource,

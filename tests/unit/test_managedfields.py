@@ -409,3 +409,17 @@ def test_keyed_item_without_its_key_is_refused() -> None:
 )
 def test_manager_name(field_manager: str | None, agent: str, want: str) -> None:
     assert mf.manager_name(field_manager, agent) == want
+
+
+def test_writes_the_schema_cannot_place_go_on_without_entries() -> None:
+    """A keyed item without its key: an Update records nothing (kube's UpdateNoErrors)."""
+    keyless = {"spec": {"containers": [{"image": "x"}]}}
+    assert mf.created_entries(keyless, POD, True, "me", "v1", NOW) is None
+    entries = [mf.entry("me", "Update", "v1", NOW, {"f:spec": {"f:nodeName": {}}})]
+    new = {"spec": {"containers": [{"image": "y"}]}}
+    assert (
+        mf.updated_entries(entries, keyless, new, POD, True, None, "you", "v1", None, NOW)
+        is entries
+    )
+    ok = mf.created_entries({"spec": {"nodeName": "n"}}, POD, True, "me", "v1", NOW)
+    assert ok == entries
