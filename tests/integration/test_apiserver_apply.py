@@ -353,3 +353,32 @@ def test_scale_takes_replicas_from_the_applier(
         'conflict with "kubectl" with subresource "scale" using apps/v1: .spec.replicas' in p.stderr
     )
     assert _get(server, ns)["spec"]["replicas"] == 4
+
+
+def test_dry_run_and_diff(
+    server: Server, ns: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    if not os.access(KUBECTL_CURRENT, os.X_OK):
+        pytest.skip("kubectl 1.32 not found")
+    kubectl = Kubectl(
+        KUBECTL_CURRENT, tmp_path_factory.mktemp("home-diff"), server.kubeconfig, "1.32"
+    )
+    kubectl.run(
+        "apply", "--server-side", "-n", ns, "-f", _write(tmp_path, _deployment({"app": "web"}, {}))
+    )
+    before = _get(server, ns)
+    bigger = _write(tmp_path, _deployment({"app": "web"}, {}, replicas=6))
+    out = kubectl.run("apply", "--server-side", "--dry-run=server", "-n", ns, "-f", bigger).stdout
+    assert "serverside-applied (server dry run)" in out
+    assert _get(server, ns) == before
+    p = kubectl.run("diff", "--server-side", "-n", ns, "-f", bigger, check=False)
+    assert p.returncode == 1, p.stderr  # 1: differences found
+    assert "-  replicas: 2" in p.stdout and "+  replicas: 6" in p.stdout
+    # a dry run of an apply that would create creates nothing
+    other = _write(
+        tmp_path, _deployment({"app": "web"}, {}).replace("name: web\n", "name: new\n", 1)
+    )
+    out = kubectl.run("apply", "--server-side", "--dry-run=server", "-n", ns, "-f", other).stdout
+    assert "deployment.apps/new serverside-applied (server dry run)" in out
+    code, _ = server.json("GET", f"/apis/apps/v1/namespaces/{ns}/deployments/new")
+    assert code == 404
