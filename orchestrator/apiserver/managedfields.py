@@ -85,13 +85,23 @@ MAX_MANAGER = 128
 class Type:
     """One node of the schema: its kind, and the types below it."""
 
-    __slots__ = ("elem", "fields", "keys", "kind")
+    __slots__ = ("elem", "fields", "keys", "kind", "named")
 
     def __init__(self, kind: int) -> None:
         self.kind = kind
         self.fields: dict[str, Type] = {}
         self.elem: Type | None = None
         self.keys: tuple[str, ...] = ()
+        # a struct's fields as the tree walk wants them: (path element, type, is a leaf,
+        # is a member of what an Update adds), computed once
+        self.named: dict[str, tuple[str, Type, bool, bool]] = {}
+
+    def set_fields(self, fields: dict[str, Type]) -> None:
+        self.fields = fields
+        self.named = {
+            k: ("f:" + k, ct, ct.kind <= ATOMIC, ct.kind == MAP or k not in VALUE_STRUCTS)
+            for k, ct in fields.items()
+        }
 
     def child(self, name: str) -> Type:
         if self.kind == STRUCT:
@@ -127,7 +137,7 @@ class Schema:
             self.types[name] = t
             return t
         t = self.types[name] = Type(STRUCT)  # before its fields: types may be recursive
-        t.fields = {k: self.node(v) for k, v in props.items()}
+        t.set_fields({k: self.node(v) for k, v in props.items()})
         return t
 
     def node(self, n: dict[str, Any]) -> Type:
@@ -205,23 +215,31 @@ def field_tree(v: Any, t: Type, dots: bool, member: bool) -> Tree:
     ("." when it has children); ``dots``: maps and pointer structs below are members too
     (what an Update that added them owns; an Apply owns only leaves and list items)."""
     kind = t.kind
-    if kind == STRUCT or kind == MAP:
+    if kind == STRUCT:
         if not isinstance(v, dict) or not v:
             return {}
         out: Tree = {".": {}} if member else {}
-        fields, elem = (t.fields, None) if kind == STRUCT else (None, t.elem or _ATOMIC)
+        named = t.named
         for k, cv in v.items():
-            ct = fields.get(k, _ATOMIC) if fields is not None else elem
-            ck = ct.kind  # type: ignore[union-attr]
-            if ck == SCALAR or ck == ATOMIC or cv is None:
+            f = named.get(k)
+            if f is None:  # not in the schema: atomic
                 out["f:" + k] = {}
+            elif f[2] or cv is None:
+                out[f[0]] = {}
             else:
-                out["f:" + k] = field_tree(
-                    cv,
-                    ct,
-                    dots,
-                    dots and (ck == MAP or k not in VALUE_STRUCTS),  # type: ignore[arg-type]
-                )
+                out[f[0]] = field_tree(cv, f[1], dots, dots and f[3])
+        return out
+    if kind == MAP:
+        if not isinstance(v, dict) or not v:
+            return {}
+        out = {".": {}} if member else {}
+        elem = t.elem or _ATOMIC
+        if elem.kind <= ATOMIC:
+            for k in v:
+                out["f:" + k] = {}
+            return out
+        for k, cv in v.items():
+            out["f:" + k] = {} if cv is None else field_tree(cv, elem, dots, dots)
         return out
     if kind == LIST_MAP:
         if not isinstance(v, list) or not v:
