@@ -560,6 +560,23 @@ def valid_entries(value: Any) -> list[Obj] | None:
     return [dict(e) for e in value]
 
 
+def _without(entries: list[Obj], changed: set[Path]) -> list[Obj]:
+    """``entries`` with the ``changed`` fields taken from them (they move to the writer); an
+    entry left with no field goes."""
+    out: list[Obj] = []
+    for e in entries:
+        tree = e.get("fieldsV1") or {}
+        if any(owns(tree, p) for p in changed):
+            tree = _copy_tree(tree)
+            for p in changed:
+                discard(tree, p)
+            if not tree:
+                continue
+            e = {**e, "fieldsV1": tree}
+        out.append(e)
+    return out
+
+
 def record_update(
     entries: list[Obj],
     diff: Diff,
@@ -572,22 +589,14 @@ def record_update(
     fields leave the other managers and belong to it."""
     if diff.empty():
         return entries
-    changed = diff.changed()
-    out: list[Obj] = []
     mine: Obj | None = None
+    others: list[Obj] = []
     for e in entries:
         if _same_manager(e, manager, "Update", api_version, subresource):
             mine = dict(e)
-            continue
-        tree = e.get("fieldsV1") or {}
-        if any(owns(tree, p) for p in changed):
-            tree = _copy_tree(tree)
-            for p in changed:
-                discard(tree, p)
-            if not tree:
-                continue
-            e = {**e, "fieldsV1": tree}
-        out.append(e)
+        else:
+            others.append(e)
+    out = _without(others, diff.changed())
     tree = _copy_tree(mine.get("fieldsV1") or {}) if mine else {}
     for p in diff.removed:
         discard(tree, p)
@@ -802,18 +811,7 @@ def apply(
     ]
     if conflicts and not force:
         raise Conflicts(conflicts)
-    changed = diff.changed()
-    out: list[Obj] = []
-    for e in others:
-        tree = e.get("fieldsV1") or {}
-        if any(owns(tree, p) for p in changed):
-            tree = _copy_tree(tree)
-            for p in changed:
-                discard(tree, p)
-            if not tree:
-                continue
-            e = {**e, "fieldsV1": tree}
-        out.append(e)
+    out = _without(others, diff.changed())
     if mine is not None and diff.empty() and mine.get("fieldsV1") == cfg_tree:
         out.append(mine)  # nothing changed: the entry keeps its time
     elif cfg_tree:
