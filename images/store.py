@@ -342,7 +342,9 @@ class Store:
         self, reader: Any, src: SourceImage, staging: Path, meter: Meter
     ) -> tuple[SourceImage, list[LayerRecord]]:
         (staging / "blobs").mkdir(exist_ok=True)
-        (staging / "layers").mkdir(exist_ok=True)
+        if not (staging / "layers").is_dir():
+            (staging / "layers").mkdir()
+            mark_topdir(staging / "layers")
         self._stage_bytes(staging, src.config_digest, src.config)
         if src.manifest is not None and src.manifest_digest:
             self._stage_bytes(staging, src.manifest_digest, src.manifest)
@@ -711,6 +713,44 @@ class Store:
             return self.blob_path(digest).open("rb")
         except FileNotFoundError:
             raise NotFound(f"blob {digest}") from None
+
+
+# FS_IOC_GETFLAGS / FS_IOC_SETFLAGS (_IOR/_IOW('f', 1/2, long): the same numbers on every
+# 64-bit Linux ABI; the kernel reads and writes an int) and FS_TOPDIR_FL.
+_FS_IOC_GETFLAGS = 0x80086601
+_FS_IOC_SETFLAGS = 0x40086602
+_FS_TOPDIR_FL = 0x00020000
+
+
+def mark_topdir(path: Path) -> None:
+    """Mark ``path`` as the top of directory hierarchies (``chattr +T``), where the
+    filesystem has the flag (ext2/3/4; elsewhere this does nothing).
+
+    ext4 places a new file's inode in its directory's block group, and a new directory near
+    its parent, unless the parent is a top directory: then each child directory is put in
+    a group of its own choosing (Orlov), as the root's children are. Each staged layer tree
+    thus gets its own group instead of the one that holds the store, and that matters where
+    files are deleted often: on an ext4 without a journal, every inode allocation scans
+    past the inodes of its group deleted in the last minutes (``recently_deleted``), so
+    creating a layer's files where the previous import's (or another program's) files
+    were just removed costs time quadratic in their number (measured: a 2,000-file image,
+    2.7 s of system time instead of 0.2 s)."""
+    import array
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        flags = array.array("i", [0])
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, flags, True)
+        if not flags[0] & _FS_TOPDIR_FL:
+            flags[0] |= _FS_TOPDIR_FL
+            fcntl.ioctl(fd, _FS_IOC_SETFLAGS, flags, False)
+    except OSError:
+        pass  # ENOTTY, EOPNOTSUPP: a filesystem without inode flags; EPERM: not ours to set
+    finally:
+        os.close(fd)
 
 
 def _layer_size(reader: Any, layer: SourceLayer) -> int:

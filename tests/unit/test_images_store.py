@@ -375,3 +375,44 @@ def test_what_a_record_names_is_synced_before_it(
     events.clear()
     store.import_path(src)
     assert not [e for e in events if e.startswith(("syncfs", "fsync blobs", "fsync layers"))]
+
+
+def _inode_flags(path: Path) -> int:
+    import array
+    import fcntl
+
+    from images import store as store_mod
+
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        flags = array.array("i", [0])
+        fcntl.ioctl(fd, store_mod._FS_IOC_GETFLAGS, flags, True)
+        return flags[0]
+    finally:
+        os.close(fd)
+
+
+def test_staged_layer_trees_each_start_a_directory_hierarchy(store: Store, tmp_path: Path) -> None:
+    # ext4 puts each layer tree in a block group of its own choosing (the parent of the
+    # staged trees is a top directory, chattr +T), not in the store's group, where the files
+    # of removed images were just deleted.
+    from images.store import _FS_TOPDIR_FL, mark_topdir
+
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    mark_topdir(probe)
+    try:
+        if not _inode_flags(probe) & _FS_TOPDIR_FL:
+            pytest.skip(f"{tmp_path}: the filesystem has no top-directory flag")
+    except OSError as e:
+        pytest.skip(f"{tmp_path}: no inode flags ({e})")
+    seen: set[int] = set()
+
+    def progress(_: object) -> None:
+        for d in store.tmp.glob("import-*/layers"):
+            seen.add(_inode_flags(d) & _FS_TOPDIR_FL)
+
+    files, _ = oci_files([BASE, TOP], ref_name="topdir")
+    store.import_path(write_dir(tmp_path / "src", files), progress=progress)
+    assert seen == {_FS_TOPDIR_FL}
+    assert not _inode_flags(store.layers) & _FS_TOPDIR_FL  # published trees keep their place
