@@ -450,9 +450,8 @@ class Store:
     ) -> Path:
         """Copy, verify and unpack one layer in a single read of the source; returns its
         staged blob. On any error nothing of it is left in ``staging``."""
-        d = staging / "layers" / hex_of(layer.diff_id)
+        d = _new_tree(staging, layer.diff_id)
         fs = d / "fs"
-        fs.mkdir(parents=True, mode=0o755)
         fd, tmpname = tempfile.mkstemp(dir=staging / "blobs", prefix=".blob-")
         tmp = Path(tmpname)
         name = layer.path
@@ -508,9 +507,8 @@ class Store:
     def _unpack(self, blob: Path, layer: SourceLayer, staging: Path, meter: Meter) -> int:
         """Unpack the layer into the staging area and write its meta.json; returns the bytes
         of the blob read."""
-        d = staging / "layers" / hex_of(layer.diff_id)
+        d = _new_tree(staging, layer.diff_id)
         fs = d / "fs"
-        fs.mkdir(parents=True, mode=0o755)
         name = layer.path
         try:
             with blob.open("rb") as f:
@@ -528,15 +526,20 @@ class Store:
 
     @staticmethod
     def _write_meta(d: Path, diff_id: str, res: UnpackResult) -> None:
-        """The unpacked layer's meta.json, staged: made durable with everything staged by
-        the one syncfs of ``_commit``."""
+        """The unpacked layer's meta.json, staged (made durable with everything staged by
+        the one syncfs of ``_commit``); then the tree takes its layer's name."""
         meta = {
             "diff_id": diff_id,
             "tar_size": res.size,
             "content_bytes": res.content_bytes,
             "entries": res.entries,
         }
-        _write_json(d / "meta.json", meta, durable=False)
+        try:
+            _write_json(d / "meta.json", meta, durable=False)
+            os.rename(d, d.parent / hex_of(diff_id))
+        except BaseException:
+            _rmtree(d)
+            raise
 
     def _commit(
         self, staged: list[tuple[SourceImage, list[LayerRecord]]], staging: Path
@@ -548,7 +551,7 @@ class Store:
         # written durably last. A crash before it leaves unreferenced blobs and layers, which
         # prune collects; the next import of the image finds them and renames nothing.
         blobs = [p for p in (staging / "blobs").iterdir() if not p.name.startswith(".")]
-        layers = list((staging / "layers").iterdir())
+        layers = [p for p in (staging / "layers").iterdir() if not p.name.startswith(".")]
         if blobs or layers:  # (a re-import stages nothing)
             hostsys.syncfs(staging)
         with self._lock("meta.lock", exclusive=True):
@@ -751,6 +754,22 @@ def mark_topdir(path: Path) -> None:
         pass  # ENOTTY, EOPNOTSUPP: a filesystem without inode flags; EPERM: not ours to set
     finally:
         os.close(fd)
+
+
+def _new_tree(staging: Path, diff_id: str) -> Path:
+    """A directory for a layer's tree (``fs``) and meta.json, made under ``staging/layers``
+    with a random name; ``_write_meta`` renames it to the layer's hex once it is whole.
+    (ext4 starts its search for a top directory's child's block group at a hash of the
+    name: the hex of a layer removed and imported again would lead it back to the group
+    where the removed layer's inodes were just freed.)"""
+    d = Path(tempfile.mkdtemp(dir=staging / "layers", prefix=f".{hex_of(diff_id)[:12]}-"))
+    try:
+        os.chmod(d, 0o755)
+        (d / "fs").mkdir(mode=0o755)
+    except BaseException:
+        _rmtree(d)
+        raise
+    return d
 
 
 def _layer_size(reader: Any, layer: SourceLayer) -> int:

@@ -249,14 +249,14 @@ def test_layers_are_unpacked_at_once_and_a_repeated_one_once(
     real = store_mod.unpack_layer
 
     def unpack_layer(stream: object, dest: Path, **kw: object) -> object:
-        unpacked.append(dest.parent.name)
+        unpacked.append(dest.parent.name[1:13])  # .<12 hex>-<random>: renamed when whole
         barrier.wait()
         return real(stream, dest, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(store_mod, "unpack_layer", unpack_layer)
     files, built = oci_files([BASE, TOP, BASE], ref_name="twice")
     (img,) = store.import_path(write_dir(tmp_path / "src", files))
-    assert sorted(unpacked) == sorted(d.split(":")[1] for d in built.diff_ids[:2])
+    assert sorted(unpacked) == sorted(d.split(":")[1][:12] for d in built.diff_ids[:2])
     assert [r.diff_id for r in img.layers] == built.diff_ids
     assert (store.layers / built.diff_ids[1].split(":")[1] / "fs/app/run").is_file()
 
@@ -407,12 +407,19 @@ def test_staged_layer_trees_each_start_a_directory_hierarchy(store: Store, tmp_p
     except OSError as e:
         pytest.skip(f"{tmp_path}: no inode flags ({e})")
     seen: set[int] = set()
+    trees: list[tuple[str, bool]] = []
 
     def progress(_: object) -> None:
         for d in store.tmp.glob("import-*/layers"):
             seen.add(_inode_flags(d) & _FS_TOPDIR_FL)
+            trees.extend((t.name, (t / "meta.json").exists()) for t in d.iterdir())
 
-    files, _ = oci_files([BASE, TOP], ref_name="topdir")
+    files, built = oci_files([BASE, TOP], ref_name="topdir")
     store.import_path(write_dir(tmp_path / "src", files), progress=progress)
     assert seen == {_FS_TOPDIR_FL}
+    # A tree is made under a random name (ext4 hashes it to pick where to look for a block
+    # group) and takes its layer's name once whole.
+    hexes = {d.split(":")[1] for d in built.diff_ids}
+    assert {n for n, _ in trees if n.startswith(".")}, trees
+    assert all(whole for n, whole in trees if n in hexes), trees
     assert not _inode_flags(store.layers) & _FS_TOPDIR_FL  # published trees keep their place
