@@ -171,8 +171,16 @@ def hostile(host: Path) -> dict[str, bytes]:
         "truncated-zstd": compress(tar_entries([Entry("f", data=os.urandom(100_000))]), "zstd")[
             :40_000
         ],
+        "corrupt-deflate": _flip(compress(tar_entries([Entry("f", data=b"ab" * 50_000)]), "gzip")),
         "garbage": b"this is not a tar archive at all" * 40,
     }
+
+
+def _flip(gz: bytes) -> bytes:
+    """A gzip stream with a byte of its deflate data changed (an invalid block, not a
+    truncation: the inflater itself refuses it)."""
+    i = 10 + 2  # past the 10-byte header, into the first block's code lengths
+    return gz[:i] + bytes([gz[i] ^ 0xFF]) + gz[i + 1 :]
 
 
 def test_hostile_corpus_refused_and_host_untouched(tmp_path: Path) -> None:
@@ -199,6 +207,7 @@ def test_hostile_corpus_refused_and_host_untouched(tmp_path: Path) -> None:
     assert "passes the layer limit" in errors["sparse-bomb"]
     assert "truncated or corrupt" in errors["truncated"]
     assert "corrupt" in errors["truncated-gzip"] and "corrupt" in errors["truncated-zstd"]
+    assert "corrupt" in errors["corrupt-deflate"]
     for e in errors.values():
         assert e.strip()
 
