@@ -33,11 +33,11 @@ import shutil
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any, BinaryIO, cast
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
 from corral_common import hostsys
 from corral_common.defaults import IMAGE_ROOT
@@ -59,6 +59,9 @@ from .progress import CountingReader, Meter, ProgressFn
 from .reference import check_name, check_ref, parse
 from .sources import SourceImage, SourceLayer, open_source, read_images
 from .unpack import Limits, UnpackResult, unpack_layer
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 DEFAULT_ROOT = IMAGE_ROOT
 
@@ -348,6 +351,7 @@ class Store:
         self._stage_bytes(staging, src.config_digest, src.config)
         if src.manifest is not None and src.manifest_digest:
             self._stage_bytes(staging, src.manifest_digest, src.manifest)
+
         # Each layer not stored yet is read from the source once: copied to its blob,
         # verified and unpacked in one pass (TeeReader), in a thread of its own when the
         # reader can serve several files at once (a directory, an uncompressed archive).
@@ -355,16 +359,25 @@ class Store:
         # stream, and each is unpacked in a thread as soon as it is staged. Most of an unpack
         # is file creation and hashing, which run with the GIL released, so the layers' work
         # overlaps.
-        from concurrent.futures import Future, ThreadPoolExecutor
-
+        # (The pool, and concurrent.futures with the logging it imports, only when a layer
+        # is to be unpacked: a re-import unpacks none.)
         def unpack(blob: Path, layer: SourceLayer, size: int) -> Path:
             read = self._unpack(blob, layer, staging, meter)
             meter.layer_done(max(0, size - read))
             return blob
 
+        pool: ThreadPoolExecutor | None = None
+
+        def submit(fn: Callable[..., Path], *args: Any) -> Future[Path]:
+            nonlocal pool
+            if pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                pool = ThreadPoolExecutor(UNPACK_THREADS)
+            return pool.submit(fn, *args)
+
         blobs: list[Path | Future[Path]] = []
         started: dict[str, Future[Path]] = {}
-        pool = ThreadPoolExecutor(UNPACK_THREADS)
         try:
             for layer in src.layers:
                 size = _layer_size(reader, layer)  # here: the reader is not shared
@@ -373,24 +386,23 @@ class Store:
                     blobs.append(started[layer.diff_id])
                     continue
                 if self._layer_meta(staging, layer.diff_id):  # unpacked before
-                    blobs.append(self._stage_blob(reader, layer, staging))
+                    blobs.append(self._stage_blob(reader, layer, staging, stored=True))
                     meter.layer_done(size)
                 elif reader.independent(layer.path):
                     # (Its blob, if stored already, is copied again: the rename is idempotent.
                     # An uncompressed layer's blob is checked by its diff_id.)
-                    fut = pool.submit(
-                        self._stream_layer, reader, layer, layer.digest, staging, meter
-                    )
+                    fut = submit(self._stream_layer, reader, layer, layer.digest, staging, meter)
                     started[layer.diff_id] = fut
                     blobs.append(fut)
                 else:
                     blob = self._stage_blob(reader, layer, staging)
-                    started[layer.diff_id] = pool.submit(unpack, blob, layer, size)
+                    started[layer.diff_id] = submit(unpack, blob, layer, size)
                     blobs.append(blob)
             for f in started.values():
                 f.result()  # the first error; the others finish (or never start) below
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
         records = []
         for layer, b in zip(src.layers, blobs, strict=True):
             blob = b if isinstance(b, Path) else b.result()
@@ -415,13 +427,22 @@ class Store:
                 return p
         return None
 
-    def _stage_blob(self, reader: Any, layer: SourceLayer, staging: Path) -> Path:
-        """The layer's blob, stored or staged (copied from ``reader`` and verified)."""
+    def _stage_blob(
+        self, reader: Any, layer: SourceLayer, staging: Path, stored: bool = False
+    ) -> Path:
+        """The layer's blob, stored or staged (copied from ``reader`` and verified).
+
+        ``stored``: the layer is unpacked already, so its blob is most likely stored too;
+        a blob whose digest the source does not tell (a compressed layer of a docker
+        archive) is then hashed first, without a copy, and copied only if it is not."""
         claim = layer.digest
-        if claim is None:
-            with reader.open(layer.path) as f:
-                if sniff(_head(f)) == "none":
-                    claim = layer.diff_id  # an uncompressed layer's digest is its diff_id
+        if claim is None and sniff(reader.head(layer.path)) == "none":
+            claim = layer.diff_id  # an uncompressed layer's digest is its diff_id
+        if claim is None and stored:
+            with reader.open(layer.path) as src:
+                h = HashingReader(src)
+                h.drain()
+            claim = h.digest()  # what the copy below verifies, if it has to be made
         blob = self._find_blob(staging, claim) if claim else None
         if blob is None:
             blob = self._copy_blob(reader, layer, claim, staging)

@@ -423,3 +423,35 @@ def test_staged_layer_trees_each_start_a_directory_hierarchy(store: Store, tmp_p
     assert {n for n, _ in trees if n.startswith(".")}, trees
     assert all(whole for n, whole in trees if n in hexes), trees
     assert not _inode_flags(store.layers) & _FS_TOPDIR_FL  # published trees keep their place
+
+
+def test_a_stored_layer_is_hashed_not_copied_again(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A gzip layer of a docker archive names no digest: re-imported, it is read and hashed
+    # once, and copied only when no blob of that digest is stored.
+    from images import store as store_mod
+
+    copies: list[str] = []
+    real = store_mod.Store._copy_blob
+
+    def copy_blob(self: Store, reader: object, layer: object, *rest: object) -> Path:
+        copies.append(layer.path)  # type: ignore[attr-defined]
+        return real(self, reader, layer, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store_mod.Store, "_copy_blob", copy_blob)
+    plain, _ = docker_files([BASE, TOP], repo_tags=["p:1"])
+    gz, built = docker_files([BASE, TOP], repo_tags=["gz:1"], compression="gzip")
+    store.import_path(write_tar(tmp_path / "plain.tar", plain))
+    # The layers are stored, their gzip blobs are not: hashed, then copied.
+    (img,) = store.import_path(write_tar(tmp_path / "gz.tar", gz))
+    assert len(copies) == 2
+    assert [lr.digest for lr in img.layers] == built.layer_digests
+    assert all(store.has_blob(d) for d in built.layer_digests)
+    copies.clear()
+    before = files_of(store)
+    (again,) = store.import_path(write_tar(tmp_path / "gz2.tar", gz))
+    assert copies == [] and again.layers == img.layers
+    assert {k: v for k, v in files_of(store).items() if not k.startswith("images")} == {
+        k: v for k, v in before.items() if not k.startswith("images")
+    }
