@@ -71,6 +71,31 @@ def test_owners_kept_as_root(tmp_path: Path) -> None:
     assert (d / "l").lstat().st_uid == 7
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="owners other than ours need root")
+@pytest.mark.parametrize("setgid", [False, True], ids=["plain-root", "setgid-root"])
+def test_owners_of_made_entries_under_a_set_group_id_root(tmp_path: Path, setgid: bool) -> None:
+    # An entry is made with our owner and, below a set-group-ID directory, that directory's
+    # group: the chown an entry owned by us would not need is needed there.
+    d = tmp_path / "fs"
+    d.mkdir()
+    os.chown(d, 0, 4321)
+    if setgid:
+        d.chmod(0o2755)
+    entries = [
+        Entry("dir", "dir"),
+        Entry("dir/f", data=b"f"),
+        Entry("l", "symlink", linkname="dir/f"),
+        Entry("p", "fifo"),
+        Entry("other", data=b"o", uid=5, gid=6),
+    ]
+    unpack(tar_entries(entries), d)
+    for name in ("dir", "dir/f", "l", "p"):
+        st = (d / name).lstat()
+        assert (st.st_uid, st.st_gid) == (0, 0), name
+    st = (d / "other").lstat()
+    assert (st.st_uid, st.st_gid) == (5, 6)
+
+
 @pytest.mark.parametrize("kind", ["none", "gzip", "zstd"])
 def test_compressions(tmp_path: Path, kind: str) -> None:
     layer = tar_entries([Entry("a", data=b"hello" * 1000)])
@@ -107,12 +132,23 @@ def test_later_entry_replaces_earlier(tmp_path: Path) -> None:
             Entry("d", "dir"),
             Entry("d/f", data=b"x"),
             Entry("d", "symlink", linkname="/etc"),
+            # a directory the last walk went through, replaced by a hardlink, then a file
+            # and a directory by each other, then one more entry in the first's parent
+            Entry("h/sub/f", data=b"f"),
+            Entry("h/sub", "hardlink", linkname="a"),
+            Entry("h/g", data=b"g"),
+            Entry("h/g/", "dir"),
+            Entry("h/g/inner", data=b"i"),
+            Entry("h/g", data=b"g2"),
+            Entry("h/z", data=b"z"),
         ]
     )
     d = tmp_path / "fs"
     unpack(layer, d)
     assert (d / "a").read_bytes() == b"2"
     assert os.readlink(d / "d") == "/etc"
+    assert (d / "h/sub").stat().st_ino == (d / "a").stat().st_ino
+    assert (d / "h/g").read_bytes() == b"g2" and (d / "h/z").read_bytes() == b"z"
 
 
 def snapshot(root: Path, skip: Path) -> dict[str, tuple[int, int, float, bytes]]:
@@ -239,8 +275,9 @@ def test_gzip_bomb_capped(tmp_path: Path) -> None:
 def test_a_symlink_planted_after_the_old_entry_went_is_not_followed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A symlink that appears between removing what was there and creating the file (a
-    race) is refused: the file is created with O_EXCL | O_NOFOLLOW, never through it."""
+    """A symlink that appears between removing what was there (an earlier entry of the same
+    name) and creating the file (a race) is refused: the file is created with O_EXCL |
+    O_NOFOLLOW, never through it."""
     from images import unpack as mod
 
     outside = tmp_path / "outside"
@@ -255,7 +292,10 @@ def test_a_symlink_planted_after_the_old_entry_went_is_not_followed(
 
     monkeypatch.setattr(mod, "_remove", racing_remove)
     with pytest.raises((OSError, UnsafeLayer)):
-        unpack(tar_entries([Entry("victim", data=b"evil")]), tmp_path / "root")
+        unpack(
+            tar_entries([Entry("victim", data=b"first"), Entry("victim", data=b"evil")]),
+            tmp_path / "root",
+        )
     assert outside.read_bytes() == b"host data"
 
 
