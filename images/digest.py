@@ -59,15 +59,24 @@ class HashingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    # Both ways of reading pass the bytes on without another copy: read() returns what the
+    # inner stream returned (tarfile reads so), readinto() has the inner stream fill the
+    # caller's buffer (a BufferedReader above reads so).
+    def read(self, size: int = -1) -> bytes:
+        data = self.inner.read(size)
+        self._seen(data)
+        return data
+
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self.inner.read(len(b))
-        n = len(data)
-        b[:n] = data
+        n = self.inner.readinto(b)  # type: ignore[attr-defined]
+        self._seen(memoryview(b)[:n])
+        return n
+
+    def _seen(self, data: bytes | memoryview) -> None:
         self.hash.update(data)
-        self.count += n
+        self.count += len(data)
         if self.limit is not None and self.count > self.limit:
             raise FormatError(f"stream longer than {self.limit} bytes")
-        return n
 
     def drain(self) -> None:
         while self.read(CHUNK):
@@ -94,12 +103,10 @@ class TeeReader(io.RawIOBase):
         return True
 
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self.inner.read(len(b))
-        n = len(data)
-        b[:n] = data
+        n = self.inner.readinto(b)  # type: ignore[attr-defined]
+        view = memoryview(b)[:n]
         if self.hashing:
-            self.hash.update(data)
-        view = memoryview(data)
+            self.hash.update(view)
         while view:
             view = view[os.write(self.out_fd, view) :]
         self.count += n
