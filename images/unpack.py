@@ -42,6 +42,8 @@ _FORBIDDEN_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 TAR_BUFSIZE = 64 << 10
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _T = TypeVar("_T")
+# Directory fds an unpack keeps open for its walks (several unpacks run at once).
+_WALKS = 64
 
 
 @dataclass(frozen=True)
@@ -80,10 +82,10 @@ class _State:
     entries: int = 0
     # Directory entries, with whether this unpack made them, for _finish_dir.
     dirs: list[tuple[tuple[str, ...], tarfile.TarInfo, bool]] = field(default_factory=list)
-    # The directories of the last walk, from the root down: (name, O_PATH fd). The next entry
-    # (a tar lists a directory's entries together) starts from their common part instead of
-    # opening every component again; dropped whenever a directory is removed.
-    chain: list[tuple[str, int]] = field(default_factory=list)
+    # O_PATH fds of the directories walked to lately, by path (oldest first): an entry
+    # starts its walk from the deepest of its parents found here instead of opening every
+    # component again. Those at or below a removed directory are dropped with it.
+    walks: dict[tuple[str, ...], int] = field(default_factory=dict)
 
 
 def split_name(name: str, layer: str = "") -> tuple[str, ...]:
@@ -158,26 +160,26 @@ def _entry(st: _State, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
         target = base[len(WHITEOUT_PREFIX) :]
         if target in ("", ".", ".."):
             raise UnsafeLayer(m.name, "whiteout of nothing", st.layer)
-        _replacing(st, pfd, target, os.mknod, stat.S_IFCHR | 0o000, os.makedev(0, 0))
+        _replacing(st, pfd, parts[:-1], target, os.mknod, stat.S_IFCHR | 0o000, os.makedev(0, 0))
     else:
         _create(st, tf, m, pfd, parts)
 
 
 def _walk(st: _State, entry: str, parts: tuple[str, ...], *, create: bool) -> int:
     """An fd for ``parts`` below the root, never following a symlink on the way: each
-    component is opened (O_PATH) with O_NOFOLLOW from the one before, or taken from the
-    last walk (``st.chain``), whose directories no entry has removed since.
+    component is opened (O_PATH) with O_NOFOLLOW from the one before, or taken from an
+    earlier walk (``st.walks``), whose directories no entry has removed since.
 
-    The fd is the walk's (or the root's), not the caller's: valid until the next walk, or
+    The fd is the walks' (or the root's), not the caller's: valid until the next walk, or
     until a directory that holds it is removed (``_drop_walks_into``); dup it to keep it."""
-    chain = st.chain
-    k = 0
-    while k < len(chain) and k < len(parts) and chain[k][0] == parts[k]:
-        k += 1
-    for _, old in chain[k:]:
-        os.close(old)
-    del chain[k:]
-    fd = chain[-1][1] if chain else st.root_fd
+    walks = st.walks
+    k = len(parts)
+    while k and parts[:k] not in walks:
+        k -= 1
+    if k:
+        fd = walks[parts[:k]] = walks.pop(parts[:k])  # the most recently used: last
+    else:
+        fd = st.root_fd
     for i in range(k, len(parts)):
         p = parts[i]
         try:
@@ -195,15 +197,18 @@ def _walk(st: _State, entry: str, parts: tuple[str, ...], *, create: bool) -> in
             kind = "a symlink" if _is_symlink(fd, p) else "not a directory"
             where = "/".join(parts[: i + 1])
             raise UnsafeLayer(entry, f"parent {where} is {kind}", st.layer) from None
-        chain.append((p, nfd))
+        walks[parts[: i + 1]] = nfd
         fd = nfd
+    while len(walks) > _WALKS:  # the least recently used go (never the one returned)
+        oldest = next(iter(walks))
+        os.close(walks.pop(oldest))
     return fd
 
 
 def _forget_walks(st: _State) -> None:
-    for _, fd in st.chain:
+    for fd in st.walks.values():
         os.close(fd)
-    st.chain.clear()
+    st.walks.clear()
 
 
 def _is_symlink(dir_fd: int, name: str) -> bool:
@@ -213,27 +218,18 @@ def _is_symlink(dir_fd: int, name: str) -> bool:
         return False
 
 
-def _drop_walks_into(st: _State, pfd: int, name: str) -> None:
-    """Close the walk's fds at and below ``name`` in ``pfd``, which is about to go. An entry
-    walks to the parent of what it replaces, so the walk ends at ``pfd`` and holds nothing
-    below it; an fd that is no walk's (a hardlink's copy) drops them all."""
-    chain = st.chain
-    if pfd == st.root_fd:
-        i = 0
-    else:
-        found = [k + 1 for k, (_, fd) in enumerate(chain) if fd == pfd]
-        if not found:
-            _forget_walks(st)
-            return
-        i = found[0]
-    if i < len(chain) and chain[i][0] == name:
-        for _, fd in chain[i:]:
-            os.close(fd)
-        del chain[i:]
+def _drop_walks_into(st: _State, path: tuple[str, ...]) -> None:
+    """Close the walks' fds of ``path`` and of every directory below it: it is about to go."""
+    n = len(path)
+    for key in [k for k in st.walks if k[:n] == path]:
+        os.close(st.walks.pop(key))
 
 
-def _remove(st: _State, pfd: int, name: str, keep_dir: bool = False) -> bool:
-    """Remove ``name`` if present; returns True if a directory was kept."""
+def _remove(
+    st: _State, pfd: int, where: tuple[str, ...], name: str, keep_dir: bool = False
+) -> bool:
+    """Remove ``name`` from ``pfd`` (the directory ``where``) if present; returns True if a
+    directory was kept."""
     try:
         info = os.stat(name, dir_fd=pfd, follow_symlinks=False)
     except FileNotFoundError:
@@ -241,21 +237,28 @@ def _remove(st: _State, pfd: int, name: str, keep_dir: bool = False) -> bool:
     if stat.S_ISDIR(info.st_mode):
         if keep_dir:
             return True
-        _drop_walks_into(st, pfd, name)
+        _drop_walks_into(st, (*where, name))
         shutil.rmtree(name, dir_fd=pfd)
     else:
         os.unlink(name, dir_fd=pfd)
     return False
 
 
-def _replacing(st: _State, pfd: int, name: str, make: Callable[..., _T], *args: Any) -> _T:
+def _replacing(
+    st: _State,
+    pfd: int,
+    where: tuple[str, ...],
+    name: str,
+    make: Callable[..., _T],
+    *args: Any,
+) -> _T:
     """``make(name, *args, dir_fd=pfd)``, which creates ``name``, after removing what is
     there, if anything: tried first (a layer rarely names a path twice), again after the
     removal when the name is taken."""
     try:
         return make(name, *args, dir_fd=pfd)
     except FileExistsError:
-        _remove(st, pfd, name)
+        _remove(st, pfd, where, name)
         return make(name, *args, dir_fd=pfd)
 
 
@@ -284,7 +287,7 @@ def _create(
             os.mkdir(base, 0o700, dir_fd=pfd)
             made = True
         except FileExistsError:
-            made = not _remove(st, pfd, base, keep_dir=True)
+            made = not _remove(st, pfd, parts[:-1], base, keep_dir=True)
             if made:
                 os.mkdir(base, 0o700, dir_fd=pfd)
         st.dirs.append((parts, m, made))
@@ -297,7 +300,7 @@ def _create(
                 st.layer,
             )
         st.content_bytes += m.size
-        fd = _replacing(st, pfd, base, os.open, _NEW_FILE, 0o600)
+        fd = _replacing(st, pfd, parts[:-1], base, os.open, _NEW_FILE, 0o600)
         try:
             src = tf.extractfile(m)
             assert src is not None
@@ -311,7 +314,7 @@ def _create(
         try:
             os.symlink(m.linkname, base, dir_fd=pfd)
         except FileExistsError:
-            _remove(st, pfd, base)
+            _remove(st, pfd, parts[:-1], base)
             os.symlink(m.linkname, base, dir_fd=pfd)
         _attrs_link(st, pfd, base, m)
         return
@@ -319,9 +322,8 @@ def _create(
         tparts = split_name(m.linkname, st.layer)
         if not tparts:
             raise UnsafeLayer(m.name, "hardlink to the layer root", st.layer)
-        # The target's walk replaces the one that reached the parent, and removing what
-        # the link replaces may drop the walks: both fds are held by copies (hardlinks are
-        # few).
+        # The target's walk may retire the parent's fd, and removing what the link
+        # replaces may drop the target's: both are held by copies (hardlinks are few).
         pfd = os.dup(pfd)
         try:
             tfd = os.dup(_walk(st, m.name, tparts[:-1], create=False))
@@ -339,7 +341,7 @@ def _create(
                 raise UnsafeLayer(m.name, "hardlink to a directory", st.layer)
             if tparts == parts:
                 return  # a link to itself: nothing to do
-            _remove(st, pfd, base)
+            _remove(st, pfd, parts[:-1], base)
             os.link(tparts[-1], base, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
         finally:
             os.close(tfd)
@@ -349,13 +351,13 @@ def _create(
         if not (st.limits.allow_devices and st.is_root):
             why = "device nodes not allowed" if st.is_root else "device node needs root"
             raise UnsafeLayer(m.name, why, st.layer)
-        _remove(st, pfd, base)
+        _remove(st, pfd, parts[:-1], base)
         kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
         os.mknod(base, kind | 0o600, os.makedev(m.devmajor, m.devminor), dir_fd=pfd)
         _attrs_path(st, pfd, base, m)
         return
     if m.isfifo():
-        _remove(st, pfd, base)
+        _remove(st, pfd, parts[:-1], base)
         os.mkfifo(base, 0o600, dir_fd=pfd)
         _attrs_path(st, pfd, base, m)
         return

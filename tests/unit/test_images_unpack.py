@@ -284,8 +284,8 @@ def test_a_symlink_planted_after_the_old_entry_went_is_not_followed(
     outside.write_bytes(b"host data")
     real_remove = mod._remove
 
-    def racing_remove(st: Any, pfd: int, name: str, keep_dir: bool = False) -> bool:
-        kept = real_remove(st, pfd, name, keep_dir)
+    def racing_remove(st: Any, pfd: int, where: Any, name: str, keep_dir: bool = False) -> bool:
+        kept = real_remove(st, pfd, where, name, keep_dir)
         if name == "victim":
             os.symlink(str(outside), name, dir_fd=pfd)
         return kept
@@ -304,14 +304,17 @@ def test_a_symlink_planted_after_the_old_entry_went_is_not_followed(
     [Entry("a/b", "symlink", linkname="/tmp"), Entry("a/.wh.b"), Entry("a/b", data=b"file")],
     ids=["symlink", "whiteout", "file"],
 )
+@pytest.mark.parametrize("elsewhere", [False, True], ids=["next", "after-another-directory"])
 def test_a_directory_replaced_by_a_later_entry_is_not_written_through(
-    tmp_path: Path, replace: Entry
+    tmp_path: Path, replace: Entry, elsewhere: bool
 ) -> None:
-    # Entries in one directory reuse the fds of its walk; once an entry removes that
-    # directory, the next one below its name walks again (and meets what replaced it).
+    # Entries reuse the fds of earlier walks (not only the last one); once an entry removes
+    # a directory, the next one below its name walks again (and meets what replaced it).
     outside = tmp_path / "outside"
     outside.mkdir()
-    entries = [Entry("a/b/c", "dir"), Entry("a/b/c/one", data=b"1"), replace]
+    replace = Entry(replace.name, replace.kind, replace.data, str(outside) * bool(replace.linkname))
+    between = [Entry("x/y", data=b"y")] if elsewhere else []
+    entries = [Entry("a/b/c", "dir"), Entry("a/b/c/one", data=b"1"), *between, replace]
     with pytest.raises(UnsafeLayer, match="a/b"):
         unpack(tar_entries([*entries, Entry("a/b/c/two", data=b"2")]), tmp_path / "root")
     assert not list(outside.iterdir())
