@@ -176,3 +176,21 @@ def test_image_import_skips_hashlib_and_getpass() -> None:
     assert "_hashlib" in mods
     for name in ("hashlib", "getpass"):
         assert name not in mods, name
+
+
+def test_a_reimport_starts_no_thread_pool(tmp_path: Path) -> None:
+    # Every layer stored: nothing to unpack, so neither concurrent.futures nor the logging
+    # it imports; the first import of the same archive does unpack in the pool.
+    from testkit.imagebuild import Entry, docker_files, tar_entries, write_tar
+
+    layers = [tar_entries([Entry(f"f{i}", data=b"x" * i)]) for i in range(1, 3)]
+    files, _ = docker_files(layers, repo_tags=["re:1"])
+    src = write_tar(tmp_path / "src.tar", files)
+    code = (
+        "from images.store import Store\n"
+        f"Store({str(tmp_path / 'store')!r}).import_path({str(src)!r})"
+    )
+    assert "concurrent.futures" in _imported(code)
+    mods = _imported(code)
+    for name in ("concurrent.futures", "logging"):
+        assert name not in mods, name
