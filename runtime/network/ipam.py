@@ -138,7 +138,9 @@ class Ipam:
                 if ip in self.reserved or ip in taken:
                     continue
                 if self._claim(ip, owner):
-                    hostsys.host().write_atomic(self.dir / "last", f"{ip}\n", 0o644)
+                    # a hint (where the next search starts), written under the lock: not
+                    # fsync'd, every allocation would wait for the disk
+                    hostsys.host().write_atomic(self.dir / "last", f"{ip}\n", 0o644, durable=False)
                     return ip
             raise IpamExhausted("ipam", f"no free address in {self.cidr}")
 

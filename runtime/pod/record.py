@@ -178,8 +178,9 @@ def read(pod_dir: str | os.PathLike[str], uid: str) -> PodRecord | None:
     return record
 
 
-def write(pod_dir: str | os.PathLike[str], record: PodRecord) -> None:
-    """Replace ``<pod_dir>/pod.json`` atomically (a reader sees the old record or the new)."""
+def write(pod_dir: str | os.PathLike[str], record: PodRecord, durable: bool = True) -> None:
+    """Replace ``<pod_dir>/pod.json`` atomically (a reader sees the old record or the new);
+    ``durable``: on disk before it returns (``runtime.pod.store.write_atomic``)."""
     from runtime.pod.store import write_atomic
 
-    write_atomic(Path(pod_dir) / FILE, encode(record))
+    write_atomic(Path(pod_dir) / FILE, encode(record), durable=durable)
