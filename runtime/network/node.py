@@ -315,11 +315,12 @@ class NodeNetwork:
 
         cfg = self.config
         with self._rtnl() as rt:
-            gone = rt.link(cfg.bridge) is None
-        if gone:  # removed since this node network was ensured (destroy): all of it again
+            br = rt.link(cfg.bridge)
+        if br is None:  # removed since this node network was ensured (destroy): all of it again
             self.ensure()
         with self._rtnl() as rt:
-            br = rt.link(cfg.bridge)
+            if br is None:
+                br = rt.link(cfg.bridge)
             if br is None:
                 br = rt.ensure_bridge(cfg.bridge, cfg.mtu)
                 rt.ensure_addr(br.index, cfg.gateway, cfg.bridge)

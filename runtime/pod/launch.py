@@ -17,6 +17,8 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from runtime.pod.hostfacts import (
     cap_last,
     memory_capacity,
@@ -180,9 +182,9 @@ def _go(pd: PodDir, pod: Pod, record: PodRecord, opts: PodOptions, mon: Started)
             if subpaths:
                 write_plan(cdir, subpaths)  # mounted by the prestart step (reset --subpaths)
                 with_subpaths.add(c.name)
-            write_atomic(
-                cdir / "config.json", json.dumps(spec, indent=1) + "\n", 0o600, durable=False
-            )
+            # msgspec: the spec (seccomp profile and all) encodes ten times faster than json's
+            text = msgspec.json.format(msgspec.json.encode(spec), indent=1) + b"\n"
+            write_atomic(cdir / "config.json", text, 0o600, durable=False)
         bundles[c.name] = str(cdir)
         if record.cgroup and record.cgroup.paths:  # below the pod's: no lookup again
             oom[c.name] = oom_file_below(record.cgroup.paths, c.name)

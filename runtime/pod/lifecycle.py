@@ -82,8 +82,7 @@ def create(
     # loses a write.
     try:
         pd.write_record(record, durable=False)
-        record = prepare(pd, pod, opts, record, backoff, credentials)
-        pd.write_record(record, durable=False)
+        prepare(pd, pod, opts, record, backoff, credentials)  # it wrote what it returns
         pd.move(PodState.PREPARED)
     except BaseException:
         with contextlib.suppress(Exception):

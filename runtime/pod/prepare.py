@@ -234,7 +234,12 @@ def prepare(
 
     cg_path = pod_cgroups_path(opts.cgroup_parent, qos, uid)
     with _step(pod_dir, f"pod cgroup {cg_path}"):
-        mgr = cgroups.manager_for(cg_path, uid)
+        from runtime.cgroups.layout import detect_layout, read_mounts
+
+        mounts = read_mounts()  # once, for the layout and the hierarchies
+        mgr = cgroups.manager_for(
+            cg_path, uid, layout=detect_layout(mountinfo=mounts), mountinfo=mounts
+        )
         record = record.replace(cgroup=CgroupRecord(path=cg_path, paths=mgr.paths()))
         pod_dir.write_record(record, durable=False)
         mgr.create()
