@@ -310,8 +310,7 @@ class PodManager:
     async def start(self) -> None:
         """Finish what an earlier agent left half done, then watch, relist and work."""
         await self._call(self.runtime.gc, True)
-        self._status_watch = await self._call(self.runtime.status_watch)
-        asyncio.get_running_loop().add_reader(self._status_watch.fileno(), self._on_status)
+        await self.watch_statuses()
         self.services.start()
         self.informer.add_handler(self._on_event)
         self.informer.start()
@@ -320,6 +319,13 @@ class PodManager:
         self._tasks.append(asyncio.create_task(self._relist_loop(), name="kubelet-pleg"))
         for i in range(WORKERS):
             self._tasks.append(asyncio.create_task(self._worker(), name=f"kubelet-pods-{i}"))
+
+    async def watch_statuses(self) -> None:
+        """Sync a running pod as soon as the runtime reports that its status changed (its
+        ``status_watch``, read on the event loop), not only at the next relist."""
+        if self._status_watch is None:
+            self._status_watch = await self._call(self.runtime.status_watch)
+            asyncio.get_running_loop().add_reader(self._status_watch.fileno(), self._on_status)
 
     def _on_status(self) -> None:
         """The runtime says these pods' status changed (a container started, got ready,
