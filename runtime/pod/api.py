@@ -362,8 +362,10 @@ class NodePods:
         pd = _find(ref, self.opts)
         try:
             self.status_watch().add(pd.uid, pd.path)
-        except OSError as e:  # moved meanwhile (it finished): not there any more
+        except FileNotFoundError as e:  # moved meanwhile (it finished): not there any more
             raise NotFound(pd.uid) from e
+        except OSError as e:  # no watch to be had (the inotify limits): the caller polls
+            raise PodError(pd.uid, f"status watch: {e}") from e
 
     def logs(self, ref: str, container: str | None = None, previous: bool = False) -> list[str]:
         return logs(ref, self.opts, container, previous)
