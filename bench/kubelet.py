@@ -39,6 +39,7 @@ from testkit.netns import node_netns
 
 from .model import Latencies, LatencyCase, Status, SuiteResult, Table
 from .podenv import PodEnv, manifest, pod_env
+from .scheduler import cpu_seconds
 from .stats import interleaved_rounds
 
 NODE = "bench-node"
@@ -196,16 +197,26 @@ def kubelet_suite(p: Any) -> SuiteResult:
         n = iter(range(10**9))
         idle_rss = _rss_kib(c.agent.proc.pid) if c.agent.proc else 0
         stack_rss: list[int] = []  # the agent's RSS with a burst running
+        agent_pid = c.agent.proc.pid if c.agent.proc else 0
+        # (pods, agent CPU seconds from the apply to all Ready, from there to all gone), by
+        # whether the pods came one at a time or in a burst
+        cpu: dict[bool, list[float]] = {False: [0, 0.0, 0.0], True: [0, 0.0, 0.0]}
 
         def kubelet_pods(count: int) -> list[float]:
             names = [f"k{next(n)}" for _ in range(count)]
             doc = {"apiVersion": "v1", "kind": "List", "items": [_manifest(x) for x in names]}
+            cpu0 = cpu_seconds(agent_pid)
             t0 = time.time()
             c.kubectl("apply", "-f", "-", input=json.dumps(doc))
             ends = c.wait_ready(names)
+            cpu1 = cpu_seconds(agent_pid)
             if count > 1:
-                stack_rss.append(_rss_kib(c.agent.proc.pid) if c.agent.proc else 0)
+                stack_rss.append(_rss_kib(agent_pid) if agent_pid else 0)
             c.delete(names)
+            acc = cpu[count > 1]
+            acc[0] += count
+            acc[1] += cpu1 - cpu0
+            acc[2] += cpu_seconds(agent_pid) - cpu1
             return [end - t0 for end in ends]
 
         def peer_pods(count: int) -> list[float]:
@@ -287,5 +298,35 @@ def kubelet_suite(p: Any) -> SuiteResult:
                 ("The agent is one Python process; its pods run under their own monitors.",),
                 {"idle_kib": idle_rss, "busy_kib": busy_rss, "server_kib": server_rss},
             ),
+            _cpu_table(cpu, burst),
         ),
+    )
+
+
+def _cpu_table(cpu: dict[bool, list[float]], burst: int) -> Table:
+    def row(label: str, acc: list[float]) -> tuple[str, str, str]:
+        pods = max(int(acc[0]), 1)
+        return (label, f"{1000 * acc[1] / pods:.1f} ms", f"{1000 * acc[2] / pods:.1f} ms")
+
+    return Table(
+        "Agent CPU per pod",
+        ("pods", "apply -> Ready", "delete -> gone"),
+        (
+            row("one after another (with the warm-up)", cpu[False]),
+            row(f"{burst} in one kubectl apply", cpu[True]),
+        ),
+        (
+            "user + system time of the agent process (every thread, and its reaped children) "
+            "from the fork of `kubectl apply` to all Ready, and from there to the runtime "
+            "having no pod left, divided by the pods; the pods' monitors and containers are "
+            "not the agent's and not counted.",
+        ),
+        {
+            "seq_pods": cpu[False][0],
+            "seq_start_s": cpu[False][1],
+            "seq_delete_s": cpu[False][2],
+            "burst_pods": cpu[True][0],
+            "burst_start_s": cpu[True][1],
+            "burst_delete_s": cpu[True][2],
+        },
     )

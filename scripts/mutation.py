@@ -120,8 +120,8 @@ MUTANTS = (
     Mutant(
         "unpack-follow-file",
         "images/unpack.py",
-        "os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,\n            0o600,",
-        "os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_TRUNC,\n            0o600,",
+        "_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC",
+        "_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_TRUNC",
         ("tests/unit/test_images_unpack.py",),
         "a regular file is written through a symlink",
     ),

@@ -114,7 +114,7 @@ static void write_pidfile(void)
 {
     char buf[32];
     int n = snprintf(buf, sizeof buf, "%d\n", getpid());
-    int ret = write_atomic(M.dirfd, "monitor.pid", buf, (size_t)n);
+    int ret = write_atomic(M.dirfd, "monitor.pid", buf, (size_t)n, false); /* dies with us */
     if (ret < 0)
         die("write %s/monitor.pid: %s", M.dir, strerror(-ret));
 }

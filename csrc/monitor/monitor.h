@@ -174,7 +174,7 @@ int64_t now_ms(void);
 void rfc3339(char out[40]);
 int64_t parse_seconds(const char *s);
 ssize_t read_small(int dirfd, const char *path, char *buf, size_t len);
-int write_atomic(int dirfd, const char *name, const char *text, size_t len);
+int write_atomic(int dirfd, const char *name, const char *text, size_t len, bool durable);
 int open_ns(const char *name);
 __attribute__((format(printf, 1, 2))) void warn(const char *fmt, ...);
 __attribute__((format(printf, 1, 2), noreturn)) void die(const char *fmt, ...);

@@ -61,7 +61,9 @@ void write_status(struct ctr *c)
             put(&w, end, "last_started_at=%s\n", l->started_at);
         put(&w, end, "last_finished_at=%s\n", l->finished_at);
     }
-    int ret = write_atomic(M.statusfd, c->name, buf, (size_t)(w - buf));
+    /* Only an end is worth the disk's wait: what a running container does dies with the
+     * machine, a finished one's exit code is what its pod (a Job's) is judged by. */
+    int ret = write_atomic(M.statusfd, c->name, buf, (size_t)(w - buf), terminated);
     if (ret < 0)
         warn("write %s/status/%s: %s", M.dir, c->name, strerror(-ret));
 }
@@ -87,7 +89,7 @@ void write_pod_status(const char *phase, const char *finished_at)
     if (M.pod_message[0])
         put(&w, end, "message=%s\n", M.pod_message);
     /* Beside status/, not in it: any container name is free for status/<name>. */
-    int ret = write_atomic(M.dirfd, "pod.status", buf, (size_t)(w - buf));
+    int ret = write_atomic(M.dirfd, "pod.status", buf, (size_t)(w - buf), finished_at != NULL);
     if (ret < 0)
         warn("write %s/pod.status: %s", M.dir, strerror(-ret));
 }

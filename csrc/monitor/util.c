@@ -167,8 +167,10 @@ void strv_add(struct strv *sv, const char *s)
     sv->v = v;
 }
 
-/* Write `text` to dirfd/name atomically: temp file, fsync, rename. */
-int write_atomic(int dirfd, const char *name, const char *text, size_t len)
+/* Write `text` to dirfd/name atomically: temp file, fsync (when `durable`), rename. A reader,
+ * and our own death at any point, see the old content or the new; only a machine crash may
+ * lose a write that is not durable. */
+int write_atomic(int dirfd, const char *name, const char *text, size_t len, bool durable)
 {
     char tmp[PATH_MAX];
     snprintf(tmp, sizeof tmp, ".%s.tmp", name);
@@ -187,7 +189,7 @@ int write_atomic(int dirfd, const char *name, const char *text, size_t len)
         }
         off += (size_t)n;
     }
-    if (ret == 0 && fsync(fd) < 0)
+    if (ret == 0 && durable && fsync(fd) < 0)
         ret = -errno;
     close(fd);
     if (ret == 0 && renameat(dirfd, tmp, dirfd, name) < 0)

@@ -66,6 +66,7 @@ IMAGE_BACKOFF_MAX = 300.0
 SOURCE_SYNC_WAIT = 10.0  # seconds to wait for the first list of a configMap or secret
 WORKERS = 16
 STARTING_RECHECK = 0.1  # seconds: a pod whose containers are being made is looked at again
+# (only one whose status changes the runtime's status watch does not report)
 TOKEN_REFRESH = 0.8  # a ServiceAccount token is requested again after this part of its life
 TOKEN_MAX_AGE = 24 * 3600.0  # or after this many seconds, whatever its lifetime
 
@@ -205,6 +206,10 @@ class PodManager:
         self._pool = concurrent.futures.ThreadPoolExecutor(WORKERS, "kubelet-pod")
         self._runtime: dict[str, list[api.PodStatus]] = {}  # key -> runtime pods of that name
         self._seen: dict[str, str] = {}  # uid -> the runtime status last relisted (json)
+        # uid -> key of the running pods whose status changes the runtime reports (its
+        # StatusWatch): their sync runs when a container starts, gets ready or ends
+        self._watched: dict[str, str] = {}
+        self._status_watch: api.StatusWatch | None = None
         self._reported: dict[str, Obj] = {}  # key -> the status last written
         self._pull_failures: dict[str, int] = {}
         self._backoff_until: dict[str, tuple[float, str]] = {}  # key -> (loop time, image)
@@ -311,6 +316,7 @@ class PodManager:
     async def start(self) -> None:
         """Finish what an earlier agent left half done, then watch, relist and work."""
         await self._call(self.runtime.gc, True)
+        await self.watch_statuses()
         self.services.start()
         self.informer.add_handler(self._on_event)
         self.informer.start()
@@ -319,6 +325,35 @@ class PodManager:
         self._tasks.append(asyncio.create_task(self._relist_loop(), name="kubelet-pleg"))
         for i in range(WORKERS):
             self._tasks.append(asyncio.create_task(self._worker(), name=f"kubelet-pods-{i}"))
+
+    async def watch_statuses(self) -> None:
+        """Sync a running pod as soon as the runtime reports that its status changed (its
+        ``status_watch``, read on the event loop), not only at the next relist."""
+        if self._status_watch is None:
+            self._status_watch = await self._call(self.runtime.status_watch)
+            asyncio.get_running_loop().add_reader(self._status_watch.fileno(), self._on_status)
+
+    def _on_status(self) -> None:
+        """The runtime says these pods' status changed (a container started, got ready,
+        ended): sync them now."""
+        assert self._status_watch is not None
+        for uid in self._status_watch.read():
+            key = self._watched.get(uid)
+            if key is not None:
+                self.queue.add(key)
+
+    async def _watch(self, key: str, uid: str) -> bool:
+        """Have the runtime report the running pod's status changes (once per pod); True
+        when it does from now on (a status read after this sees every later change)."""
+        if uid in self._watched:
+            return True
+        try:
+            await self._call(self.runtime.watch_status, uid)
+        except api.PodError as e:
+            log.debug("pod %s: status not watched: %s", key, e)
+            return False
+        self._watched[uid] = key
+        return True
 
     def _on_event(self, event: str, old: Obj | None, new: Obj | None) -> None:
         """Queue the pod, unless the change is only its status (ours, mostly: the pod's
@@ -374,6 +409,8 @@ class PodManager:
         return inf.get(f"{ns}/{name}") if inf is not None else None
 
     async def stop(self) -> None:
+        if self._status_watch is not None:
+            asyncio.get_running_loop().remove_reader(self._status_watch.fileno())
         self.queue.shutdown()
         for t in self._tasks:
             t.cancel()
@@ -411,6 +448,10 @@ class PodManager:
                 self.queue.add(key)
         for uid in self._seen.keys() - seen.keys():
             log.debug("runtime pod %s is gone", uid)
+        for uid in self._watched.keys() - seen.keys():  # collected without a sync of ours
+            del self._watched[uid]
+            if self._status_watch is not None:
+                self._status_watch.discard(uid)
         for key in self._runtime.keys() - by_key.keys():
             self.queue.add(key)
         for key in by_key.keys() - set(self.informer.keys()):
@@ -542,9 +583,15 @@ class PodManager:
                 return 1.0
         elif st.location == "prepared":  # an agent died between create and start
             await self._call(self.runtime.start, st.uid)
+            await self._watch(key, st.uid)
             st = await self._runtime_status(uid)
             if st is None:
                 return 1.0
+        elif st.location == "run" and st.uid not in self._watched:  # an earlier agent's
+            if await self._watch(key, st.uid):
+                st = await self._runtime_status(uid)  # what changed before the watch
+                if st is None:
+                    return 1.0
         self._pull_failures.pop(key, None)
         self._backoff_until.pop(key, None)
         if st.location == "run" and _has_api_volumes(pod):
@@ -552,7 +599,7 @@ class PodManager:
             await self._refresh_volumes(pod, st.uid)
         self._container_events(pod, st)
         await self._write_status(key, pod, api_status(pod, st, self.host_ip()))
-        if st.location == "run" and st.phase == "Pending":
+        if st.location == "run" and st.phase == "Pending" and st.uid not in self._watched:
             return STARTING_RECHECK  # its containers are being made: look again soon
         if st.location == "run":
             return self._token_due(st.uid)  # its tokens renewed in time
@@ -705,6 +752,7 @@ class PodManager:
             self.events.pod(pod, "Created", f"Created container {c['name']}", c["name"])
         await self._call(self.runtime.start, uid)
         log.info("pod %s (%s) started", key, uid)
+        await self._watch(key, uid)
         return await self._runtime_status(uid)
 
     async def _service_env(self, pod: Obj) -> dict[str, str]:
@@ -883,6 +931,8 @@ class PodManager:
             log.info("remove %s: %s", uid, e)
         await self._drop_pod_sources(uid)
         self._seen.pop(uid, None)
+        if self._watched.pop(uid, None) is not None and self._status_watch is not None:
+            self._status_watch.discard(uid)
         for k in [k for k in self._container_runs if k[0] == uid]:
             del self._container_runs[k]
 

@@ -302,8 +302,9 @@ def _write(where: Path, files: list[File]) -> None:
     for old in os.listdir(where):
         if old not in want:
             os.unlink(where / old)
+    # not fsync'd: the sources are written again from the API whenever the pod is made
     for key, data in want.items():
-        hostsys.write_atomic(where / key, data, 0o600)
+        hostsys.write_atomic(where / key, data, 0o600, durable=False)
 
 
 def prepare_volumes(

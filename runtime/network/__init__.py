@@ -42,7 +42,7 @@ from runtime.network.files import (
 )
 from runtime.network.ipam import Ipam
 from runtime.network.netns import Netns, OwnedNetns, in_netns, lo_up
-from runtime.network.node import GcReport, NodeNetwork, PodNetwork, veth_name
+from runtime.network.node import GcReport, NodeNetwork, PodNetwork, node_network, veth_name
 
 __all__ = [
     "CniError",
@@ -58,6 +58,7 @@ __all__ = [
     "NetworkConfigError",
     "NetworkError",
     "NodeNetwork",
+    "node_network",
     "OwnedNetns",
     "PeerNode",
     "PodNetwork",

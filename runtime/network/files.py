@@ -157,7 +157,9 @@ def resolv_conf_content(dns: DnsConfig) -> str:
 
 
 def _write(path: Path, text: str) -> None:
-    hostsys.host().write_atomic(path, text, 0o644)
+    # Not fsync'd: the files serve the containers of a running pod or container, which a
+    # machine crash ends; they are written again when it starts again.
+    hostsys.host().write_atomic(path, text, 0o644, durable=False)
 
 
 def write_pod_files(

@@ -24,7 +24,6 @@ import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from corral_common import hostsys
 from runtime.network.errors import IpamExhausted, NetworkError
 
 _OWNER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,252}$")
@@ -138,9 +137,19 @@ class Ipam:
                 if ip in self.reserved or ip in taken:
                     continue
                 if self._claim(ip, owner):
-                    hostsys.host().write_atomic(self.dir / "last", f"{ip}\n", 0o644)
+                    self._set_last(ip)
                     return ip
             raise IpamExhausted("ipam", f"no free address in {self.cidr}")
+
+    def _set_last(self, ip: ipaddress.IPv4Address) -> None:
+        """Where the next search starts: a hint, read and written under the lock only, so
+        written in place (no temporary file renamed over it, no fsync: every allocation
+        would wait for the disk); a torn one reads as none (``_last``)."""
+        fd = os.open(self.dir / "last", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, f"{ip}\n".encode())
+        finally:
+            os.close(fd)
 
     def _last(self) -> ipaddress.IPv4Address | None:
         try:

@@ -8,13 +8,15 @@ the IPAM files), so teardown and :meth:`NodeNetwork.gc` work from any process, a
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import ipaddress
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -105,9 +107,46 @@ class GcReport:
     hostports: int = 0  # mappings to addresses no live pod holds
 
 
+class _OnThread:
+    """An ``Rtnl`` that lives on one thread of its own: every method call is run there and
+    waited for. pyroute2's socket belongs to the thread that uses it (its event loop), so
+    callers on other threads hand their requests over instead of sharing it."""
+
+    def __init__(self, ns: Netns) -> None:
+        import concurrent.futures
+
+        from runtime.network.netlink import Rtnl
+
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, "corral-netlink")
+        self._rt: Any = self._pool.submit(Rtnl, ns).result()
+
+    def __getattr__(self, name: str) -> Any:
+        fn = getattr(self._rt, name)
+        if not callable(fn):
+            return fn
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._pool.submit(fn, *args, **kwargs).result()
+
+        return call
+
+    def close(self) -> None:
+        try:
+            self._pool.submit(self._rt.close).result()
+        finally:
+            self._pool.shutdown(wait=False)
+
+
 class NodeNetwork:
+    """A node's pod network. ``shared``: one netlink socket into the node namespace, on a
+    thread of its own, for every call (``close`` ends both) instead of a socket (and a thread
+    to make it in the namespace) per call; the instances of :func:`node_network` are."""
+
     def __init__(
-        self, config: NetworkConfig, node_netns: Netns | str | os.PathLike[str] | int | None = None
+        self,
+        config: NetworkConfig,
+        node_netns: Netns | str | os.PathLike[str] | int | None = None,
+        shared: bool = False,
     ) -> None:
         self.config = config
         self.ns = Netns.of(node_netns)
@@ -115,6 +154,9 @@ class NodeNetwork:
         self._pods = config.directory / "pods"
         self._firewall: Nftables | Iptables | None = None
         self._ensured = False
+        self._shared = shared
+        self._mu = threading.Lock()
+        self._node_rtnl: Any = None
 
     @property
     def firewall(self) -> Nftables | Iptables:
@@ -122,10 +164,26 @@ class NodeNetwork:
             self._firewall = firewall_for(self.config, self.ns)
         return self._firewall
 
-    def _rtnl(self, ns: Netns | None = None) -> Any:
+    @contextlib.contextmanager
+    def _rtnl(self, ns: Netns | None = None) -> Iterator[Any]:
         from runtime.network.netlink import Rtnl
 
-        return Rtnl(ns if ns is not None else self.ns)
+        if ns is not None or not self._shared:
+            with Rtnl(ns if ns is not None else self.ns) as rt:
+                yield rt
+            return
+        with self._mu:
+            if self._node_rtnl is None:
+                self._node_rtnl = _OnThread(self.ns)
+            rt = self._node_rtnl
+        yield rt
+
+    def close(self) -> None:
+        """Close the shared netlink socket (made again when needed)."""
+        with self._mu:
+            if self._node_rtnl is not None:
+                self._node_rtnl.close()
+                self._node_rtnl = None
 
     # the node
 
@@ -208,7 +266,8 @@ class NodeNetwork:
     def _save(self, pod: PodNetwork) -> None:
         self._pods.mkdir(parents=True, exist_ok=True)
         path = self._record(pod.pod_id)
-        hostsys.host().write_atomic(path, json.dumps(pod.to_json(), indent=1), 0o644)
+        # not fsync'd: what it records (a veth, hostPort rules) does not outlive a machine crash
+        hostsys.host().write_atomic(path, json.dumps(pod.to_json(), indent=1), 0o644, durable=False)
 
     # pods
 
@@ -257,6 +316,11 @@ class NodeNetwork:
         cfg = self.config
         with self._rtnl() as rt:
             br = rt.link(cfg.bridge)
+        if br is None:  # removed since this node network was ensured (destroy): all of it again
+            self.ensure()
+        with self._rtnl() as rt:
+            if br is None:
+                br = rt.link(cfg.bridge)
             if br is None:
                 br = rt.ensure_bridge(cfg.bridge, cfg.mtu)
                 rt.ensure_addr(br.index, cfg.gateway, cfg.bridge)
@@ -326,3 +390,33 @@ class NodeNetwork:
                     if rt.delete_link(link.name):
                         report.veths.append(link.name)
         return report
+
+
+_NODES: dict[tuple[NetworkConfig, str | None, int], NodeNetwork] = {}
+_NODES_MU = threading.Lock()
+NODES_KEPT = 8  # node networks a process keeps (a node has one; tests make many)
+
+
+def node_network(
+    config: NetworkConfig, node_netns: Netns | str | os.PathLike[str] | None = None
+) -> NodeNetwork:
+    """The process's ``NodeNetwork`` for ``config`` in ``node_netns`` (a path, or None for our
+    own namespace), kept across calls: the node is ensured (bridge, forwarding, firewall base,
+    routes) once, not for every pod, and every pod's setup and teardown share one netlink
+    socket. A namespace is told apart by its inode (a path made again is another namespace);
+    a changed config is another node network. The bridge found gone ensures it all again."""
+    ns = Netns.of(node_netns)
+    if ns.fd is not None:  # an fd number is reused: nothing to key on
+        return NodeNetwork(config, ns)
+    try:
+        inode = ns.inode()
+    except OSError:
+        return NodeNetwork(config, ns)
+    key = (config, ns.path, inode)
+    with _NODES_MU:
+        node = _NODES.get(key)
+        if node is None:
+            while len(_NODES) >= NODES_KEPT:
+                _NODES.pop(next(iter(_NODES))).close()
+            node = _NODES[key] = NodeNetwork(config, ns, shared=True)
+        return node

@@ -46,6 +46,7 @@ from runtime.pod.manifest import ManifestError, Pod, from_kube, parse_pod
 from runtime.pod.memory import MemoryUse, PodMemory
 from runtime.pod.prepare import PodOptions
 from runtime.pod.status import ContainerStatus, PodStatus, waiting_status
+from runtime.pod.statuswatch import StatusWatch
 from runtime.pod.store import NotFound, PodDir, PodError, PodStore
 from runtime.pod.streams import Attachment, Stdio
 
@@ -70,6 +71,7 @@ __all__ = [
     "PodRuntime",
     "PodStatus",
     "PullBackoff",
+    "StatusWatch",
     "attach",
     "create",
     "ensure_network",
@@ -147,6 +149,17 @@ class PodRuntime(Protocol):
 
     def list(self) -> list[PodStatus]:
         """Every pod's status, oldest first."""
+        ...
+
+    def status_watch(self) -> StatusWatch:
+        """The node's one ``StatusWatch`` (made on first use): readable when a watched pod's
+        monitor rewrote its status, ``read()`` says which pods."""
+        ...
+
+    def watch_status(self, ref: str) -> None:
+        """Have ``status_watch()`` report the changes of pod ``ref`` from now on (its
+        status as read after this call is the one to compare with). ``NotFound`` when it is
+        not there."""
         ...
 
     def logs(self, ref: str, container: str | None = None, previous: bool = False) -> list[str]:
@@ -248,6 +261,7 @@ class NodePods:
         self.backoff = backoff if backoff is not None else PullBackoff()
         self._mu = threading.Lock()
         self._waiting: dict[str, PodStatus] = {}  # uid -> Pending status (image not had)
+        self._watch: StatusWatch | None = None
 
     def _same_uid(self, pod: Pod) -> Pod:
         """A pod without a uid that is waiting for its image keeps the uid it was given, so
@@ -337,6 +351,21 @@ class NodePods:
         with self._mu:
             waiting = [st for uid, st in self._waiting.items() if uid not in have]
         return sorted(pods + waiting, key=lambda s: s.created)
+
+    def status_watch(self) -> StatusWatch:
+        with self._mu:
+            if self._watch is None:
+                self._watch = StatusWatch()
+            return self._watch
+
+    def watch_status(self, ref: str) -> None:
+        pd = _find(ref, self.opts)
+        try:
+            self.status_watch().add(pd.uid, pd.path)
+        except FileNotFoundError as e:  # moved meanwhile (it finished): not there any more
+            raise NotFound(pd.uid) from e
+        except OSError as e:  # no watch to be had (the inotify limits): the caller polls
+            raise PodError(pd.uid, f"status watch: {e}") from e
 
     def logs(self, ref: str, container: str | None = None, previous: bool = False) -> list[str]:
         return logs(ref, self.opts, container, previous)

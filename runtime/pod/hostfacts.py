@@ -6,8 +6,17 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Mapping
 
-__all__ = ["CAP_SYS_RESOURCE", "cap_last", "memory_capacity", "min_oom_score_adj", "oom_file"]
+__all__ = [
+    "CAP_SYS_RESOURCE",
+    "cap_last",
+    "memory_capacity",
+    "min_oom_score_adj",
+    "oom_file",
+    "oom_file_below",
+    "oom_file_in",
+]
 
 
 def memory_capacity() -> int:
@@ -46,6 +55,17 @@ def oom_file(cgroups_path: str, cid: str) -> str | None:
         paths = cgroups.manager_for(cgroups_path, cid).paths()
     except Exception:  # noqa: BLE001 - no memory controller: no OOM reason
         return None
+    return oom_file_in(paths)
+
+
+def oom_file_below(pod_paths: Mapping[str, str], name: str) -> str | None:
+    """``oom_file`` of the container cgroup ``name`` below a pod cgroup whose directories
+    (hierarchy -> path, as pod.json records them) are known: no mountinfo to read."""
+    return oom_file_in({k: os.path.join(v, name) for k, v in pod_paths.items()})
+
+
+def oom_file_in(paths: Mapping[str, str]) -> str | None:
+    """The file where the kernel reports OOM kills of the cgroup at ``paths``."""
     if "memory" in paths:
         return os.path.join(paths["memory"], "memory.oom_control")
     if "" in paths and not any(k for k in paths if k):

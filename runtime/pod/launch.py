@@ -17,7 +17,15 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from runtime.pod.hostfacts import cap_last, memory_capacity, min_oom_score_adj, oom_file
+import msgspec
+
+from runtime.pod.hostfacts import (
+    cap_last,
+    memory_capacity,
+    min_oom_score_adj,
+    oom_file,
+    oom_file_below,
+)
 from runtime.pod.manifest import Pod
 from runtime.pod.monitor import Started, StartFailed
 from runtime.pod.prepare import PodOptions, PrepareError, teardown
@@ -107,12 +115,14 @@ def _go(pd: PodDir, pod: Pod, record: PodRecord, opts: PodOptions, mon: Started)
     pod_ip: str | None = None
     domain = ""
     if not pod.spec.host_network and opts.network:
-        write_atomic(path / "network.json", "{}\n")  # teardown looks for it: write it first
+        # teardown looks for it: write it first. The files of a started pod are not
+        # fsync'd: a machine crash ends the pod, and they are written again when it starts.
+        write_atomic(path / "network.json", "{}\n", durable=False)
         with _steps(pd, "network setup"):
-            from runtime.network import NodeNetwork
+            from runtime.network import node_network
 
             settings = opts.network_settings()
-            node = NodeNetwork(settings, opts.node_netns)
+            node = node_network(settings, opts.node_netns)
             ports = [
                 PortMapping(p.host_port, p.container_port, p.protocol.value.lower())
                 for c in pod.spec.containers
@@ -120,7 +130,9 @@ def _go(pd: PodDir, pod: Pod, record: PodRecord, opts: PodOptions, mon: Started)
                 if p.host_port
             ]
             net = node.setup_pod(pd.uid, f"/proc/{mon.pid}/ns/net", ports)
-            write_atomic(path / "network.json", json.dumps(net.to_json(), indent=1) + "\n")
+            write_atomic(
+                path / "network.json", json.dumps(net.to_json(), indent=1) + "\n", durable=False
+            )
             pod_ip = str(net.ip)
             domain = pod.host_domain(settings.dns.cluster_domain)
     if not pod.spec.host_network and not opts.network:
@@ -133,7 +145,7 @@ def _go(pd: PodDir, pod: Pod, record: PodRecord, opts: PodOptions, mon: Started)
         dns = _pod_dns(pod, opts)
     write_pod_files(path / "etc", hostname, pod_ip, dns, domain=domain)
     record = record.replace(pod_ip=pod_ip)
-    pd.write_record(record)
+    pd.write_record(record, durable=False)
 
     store = Store(opts.image_root)
     qos = pod_qos(pod)
@@ -170,11 +182,16 @@ def _go(pd: PodDir, pod: Pod, record: PodRecord, opts: PodOptions, mon: Started)
             if subpaths:
                 write_plan(cdir, subpaths)  # mounted by the prestart step (reset --subpaths)
                 with_subpaths.add(c.name)
-            write_atomic(cdir / "config.json", json.dumps(spec, indent=1) + "\n", 0o600)
+            # msgspec: the spec (seccomp profile and all) encodes ten times faster than json's
+            text = msgspec.json.format(msgspec.json.encode(spec), indent=1) + b"\n"
+            write_atomic(cdir / "config.json", text, 0o600, durable=False)
         bundles[c.name] = str(cdir)
-        oom[c.name] = oom_file(
-            container_cgroups_path(opts.cgroup_parent, qos, pd.uid, c.name), c.name
-        )
+        if record.cgroup and record.cgroup.paths:  # below the pod's: no lookup again
+            oom[c.name] = oom_file_below(record.cgroup.paths, c.name)
+        else:
+            oom[c.name] = oom_file(
+                container_cgroups_path(opts.cgroup_parent, qos, pd.uid, c.name), c.name
+            )
     conf = MonitorConf(
         runtime_arg=opts.runtime_argv(),
         runtime_root=str(path / "runtime"),
@@ -198,7 +215,7 @@ def _go(pd: PodDir, pod: Pod, record: PodRecord, opts: PodOptions, mon: Started)
         ),
         probe_host=pod_ip or "127.0.0.1",
     )
-    write_atomic(path / "monitor.conf", render(conf))
+    write_atomic(path / "monitor.conf", render(conf), durable=False)
 
 
 @contextlib.contextmanager

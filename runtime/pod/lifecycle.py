@@ -76,10 +76,13 @@ def create(
         manifest=stored,
         base_dir=base_dir,
     )
+    # pod.json is rewritten as the pod is made (what teardown must undo) and fsync'd only
+    # where it records what outlives a machine crash: the image references (``prepare``).
+    # Cgroups, mounts and the network do not outlive one; another process's death never
+    # loses a write.
     try:
-        pd.write_record(record)
-        record = prepare(pd, pod, opts, record, backoff, credentials)
-        pd.write_record(record)
+        pd.write_record(record, durable=False)
+        prepare(pd, pod, opts, record, backoff, credentials)  # it wrote what it returns
         pd.move(PodState.PREPARED)
     except BaseException:
         with contextlib.suppress(Exception):

@@ -224,7 +224,7 @@ def prepare(
             for c in pod.all_containers
         ),
     )
-    pod_dir.write_record(record)
+    pod_dir.write_record(record)  # durable: the image references below outlive a crash
     for img in {img.id: img for img in images.values()}.values():
         store.add_ref(img, uid)
 
@@ -234,9 +234,14 @@ def prepare(
 
     cg_path = pod_cgroups_path(opts.cgroup_parent, qos, uid)
     with _step(pod_dir, f"pod cgroup {cg_path}"):
-        mgr = cgroups.manager_for(cg_path, uid)
+        from runtime.cgroups.layout import detect_layout, read_mounts
+
+        mounts = read_mounts()  # once, for the layout and the hierarchies
+        mgr = cgroups.manager_for(
+            cg_path, uid, layout=detect_layout(mountinfo=mounts), mountinfo=mounts
+        )
         record = record.replace(cgroup=CgroupRecord(path=cg_path, paths=mgr.paths()))
-        pod_dir.write_record(record)
+        pod_dir.write_record(record, durable=False)
         mgr.create()
         values = pod_cgroup_values(pod)
         res: dict[str, Any] = {}
@@ -266,7 +271,7 @@ def prepare(
                 os.path.relpath(made, path) if made.startswith(f"{path}/") else made
             )
     record = record.replace(volumes=volume_paths)
-    pod_dir.write_record(record)
+    pod_dir.write_record(record, durable=False)
 
     # one overlay rootfs per container
     for c in pod.all_containers:
@@ -451,9 +456,9 @@ def remove_empty_cgroup(top: str) -> bool:
 
 
 def teardown_network(record: PodRecord, opts: PodOptions) -> None:
-    from runtime.network import NodeNetwork
+    from runtime.network import node_network
 
-    node = NodeNetwork(opts.network_settings(), opts.node_netns)
+    node = node_network(opts.network_settings(), opts.node_netns)
     node.teardown_pod(record.uid)
 
 

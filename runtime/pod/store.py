@@ -15,6 +15,7 @@ No daemon knows anything the directories do not say: every query reads them.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -109,9 +110,16 @@ def new_uid() -> str:
     return os.urandom(16).hex()
 
 
-def write_atomic(path: str | os.PathLike[str], data: str | bytes, mode: int = 0o644) -> None:
-    """``hostsys.write_atomic`` (through the host seam); pod files default to 0644."""
-    hostsys.host().write_atomic(path, data, mode)
+def write_atomic(
+    path: str | os.PathLike[str], data: str | bytes, mode: int = 0o644, *, durable: bool = True
+) -> None:
+    """``hostsys.write_atomic`` (through the host seam); pod files default to 0644.
+
+    ``durable=False`` (no fsync) for what a machine crash makes meaningless anyway: the files
+    of a running pod (its bundles, its monitor's configuration, its network files), which
+    are made again when it starts again; the agent's death (kill -9) never loses a write
+    either way, only the machine's."""
+    hostsys.host().write_atomic(path, data, mode, durable=durable)
 
 
 def read_keyvalues(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -167,8 +175,8 @@ class PodDir:
         """pod.json, or a blank record (only the uid) while it is not written yet."""
         return self.record() or PodRecord.blank(self.uid)
 
-    def write_record(self, record: PodRecord) -> None:
-        _record.write(self.path, record)
+    def write_record(self, record: PodRecord, durable: bool = True) -> None:
+        _record.write(self.path, record, durable)
 
     @property
     def name(self) -> str:
@@ -357,7 +365,9 @@ class PodStore:
                     raise AlreadyExists(
                         name, f"a pod of that name exists ({holder}, {state.value})"
                     )
-            write_atomic(entry, uid + "\n", 0o600)
+            # not fsync'd (it is written under the names lock): a claim matters while its pod
+            # is live, and a machine crash leaves none live
+            write_atomic(entry, uid + "\n", 0o600, durable=False)
 
     def release_name(self, namespace: str, name: str, uid: str) -> None:
         """Forget ``namespace/name`` if pod ``uid`` still holds it."""
@@ -394,6 +404,9 @@ class PodStore:
     def find(self, ref: str) -> PodDir:
         """A pod by uid, uid prefix, name or namespace/name. Among pods of one name, a live
         one (not exited) wins, else the newest; an ambiguous uid prefix is an error."""
+        if _UID.match(ref):  # a whole uid, as the kubelet names its pods: no listing
+            with contextlib.suppress(NotFound):
+                return self.get(ref)
         pods = self.list()
         for p in pods:
             if p.uid == ref:

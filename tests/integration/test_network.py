@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -26,6 +26,7 @@ from runtime.network import (
     PeerNode,
     PortMapping,
     in_netns,
+    node_network,
     veth_name,
 )
 from runtime.network.netlink import Rtnl
@@ -440,3 +441,37 @@ def test_the_bridge_address_stays_as_pods_come_and_go(cluster: Cluster) -> None:
     assert _mac(node.ns, br) == gateway_mac
     node.ensure()  # again (an agent's restart): the address it has is kept
     assert _mac(node.ns, br) == gateway_mac
+
+
+def test_the_kept_node_network_serves_many_threads_over_one_socket(cluster: Cluster) -> None:
+    """``node_network``: one instance per config and namespace, ensured once; pods set up
+    and torn down from many threads at once through its one netlink socket (on a thread of
+    its own: pyroute2's socket belongs to one thread); the bridge found gone is made again
+    with the rest of the node (its gateway address)."""
+    node = cluster.add_node()
+    path = node.ns.proc_path()  # kept by path (and namespace inode), as an agent's node netns
+    kept = node_network(node.config, path)
+    assert node_network(node.config, path) is kept
+    assert node_network(replace(node.config, mtu=1400), path) is not kept
+    pods = [cluster.netns() for _ in range(20)]
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            ips = list(pool.map(lambda i: kept.setup_pod(f"pod-{i}", pods[i].ns).ip, range(20)))
+        assert len(set(ips)) == 20
+        for i in (0, 7, 19):
+            with Rtnl(pods[i].ns) as rt:
+                eth0 = rt.link("eth0")
+                assert eth0 is not None and rt.addrs(eth0.index)[0].ip == ips[i]
+        assert ping(pods[3].ns, ips[12])
+        with ThreadPoolExecutor(8) as pool:
+            assert all(pool.map(lambda i: kept.teardown_pod(f"pod-{i}"), range(20)))
+        assert all(not v for v in cluster.leftovers(node).values())
+        node.destroy()  # the bridge goes behind the kept one's back
+        again = kept.setup_pod("pod-again", pods[0].ns)
+        with Rtnl(node.ns) as rt:
+            br = rt.link(node.config.bridge)
+            assert br is not None and node.config.gateway in rt.addrs(br.index)
+        assert ping(pods[0].ns, node.config.gateway.ip)
+        assert kept.teardown_pod(again.pod_id)
+    finally:
+        kept.close()

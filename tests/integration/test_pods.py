@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -420,6 +421,33 @@ def test_readiness_probe_sets_ready(pods: Pods) -> None:
     Path(f"/proc/{pid}/root/tmp/ready").write_text("")
     until("ready", lambda: pods.container(uid, "c").ready)
     api.stop(uid, pods.opts, grace=0)
+
+
+def test_the_status_watch_reports_what_the_monitor_writes(pods: Pods) -> None:
+    """``NodePods.watch_status``: the node's one status watch becomes readable, naming the
+    pod, when its monitor writes a change (here: the container exits), with nobody reading
+    the pod's status in between (the kubelet's notification instead of polling)."""
+    go = "while [ ! -e /tmp/go ]; do sleep 0.1; done; exit 3"
+    uid = pods.run(pods.manifest("watched", [sh("c", go)], restartPolicy="Never"))
+    node = api.NodePods(pods.opts)
+    watch = node.status_watch()
+    try:
+        node.watch_status(uid)
+        pid = pods.running_pid(uid, "c")
+        watch.read()  # what came before: seen
+        Path(f"/proc/{pid}/root/tmp/go").write_text("")
+        seen: set[str] = set()
+        while uid not in seen:
+            ready, _, _ = select.select([watch.fileno()], [], [], WAIT)
+            assert ready, "the exit of the container was not reported"
+            seen |= watch.read()
+        c = node.status(uid).container("c")
+        assert (c.state, c.exit_code) == ("Terminated", 3), c
+        pods.wait(uid)
+        with pytest.raises(api.PodError):
+            node.watch_status("no-such-pod")
+    finally:
+        watch.close()
 
 
 def test_https_readiness_probe(pods: Pods) -> None:
