@@ -493,3 +493,21 @@ def test_the_node_reads_back_what_api_create_stores(name: str, data: dict[str, A
     assert parse_pod(stored, base_dir="/srv") == parse_pod(copy.deepcopy(data), base_dir="/srv")
     kube = kubemodel.decode(copy.deepcopy({k: v for k, v in data.items() if k != "status"}))
     assert stored_manifest(kube) == stored
+
+
+@pytest.mark.parametrize(
+    ("spec", "completions", "parallelism"),
+    [({}, 1, 1), ({"parallelism": 3}, None, 3), ({"completions": 4}, 4, 1)],
+)
+def test_job_defaults_completions_as_kubernetes(
+    spec: dict[str, Any], completions: int | None, parallelism: int
+) -> None:
+    """Both unset: a non-parallel job (1 and 1); parallelism alone: a work queue, whose
+    completions stay unset (``kubectl get jobs`` then shows ``0/1 of 3``)."""
+    template = {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "i"}]}}
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"}}
+    got = kubemodel.to_dict(kubemodel.decode({**job, "spec": {**spec, "template": template}}))
+    assert (got["spec"].get("completions"), got["spec"]["parallelism"]) == (
+        completions,
+        parallelism,
+    )
