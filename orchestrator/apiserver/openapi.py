@@ -15,15 +15,16 @@ once, on first use, and served from memory."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from email.utils import formatdate
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from aiohttp import web
@@ -36,6 +37,7 @@ from .resources import GROUPS, Resource
 __all__ = ["OpenApiV3", "handle_document", "handle_index"]
 
 Obj = dict[str, Any]
+T = TypeVar("T")
 
 _MODEL_DIR = Path(kubemodel.__file__).resolve().parent
 _REF = "#/components/schemas/"
@@ -476,6 +478,10 @@ class OpenApiV3:
                 self._docs, self._index = docs, (body, _etag(body))
             return self._docs, self._index
 
+    @property
+    def ready(self) -> bool:
+        return self._docs is not None
+
     def index(self) -> tuple[bytes, str]:
         return self._build()[1]
 
@@ -503,16 +509,23 @@ def _reply(request: web.Request, body: bytes, etag: str) -> web.StreamResponse:
     return response
 
 
+async def _built(get: Callable[[], T]) -> T:
+    """Building the documents takes a moment (once per process): off the event loop."""
+    if _SERVICE.ready:
+        return get()
+    return await asyncio.to_thread(get)
+
+
 async def handle_index(request: web.Request) -> web.StreamResponse:
     """``GET /openapi/v3``: the group-versions and the URLs of their documents."""
-    body, etag = _SERVICE.index()
+    body, etag = await _built(_SERVICE.index)
     return _reply(request, body, etag)
 
 
 async def handle_document(request: web.Request) -> web.StreamResponse:
     """``GET /openapi/v3/<gv>[?hash=H]``: the document; a stale hash is redirected to the
     current one, a current hash makes it cacheable for a year (it never changes)."""
-    found = _SERVICE.document(request.match_info["gv"])
+    found = await _built(lambda: _SERVICE.document(request.match_info["gv"]))
     if found is None:
         raise web.HTTPNotFound()
     body, etag = found
