@@ -16,6 +16,7 @@ once, on first use, and served from memory."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import json
 import threading
@@ -504,9 +505,16 @@ def _reply(request: web.Request, body: bytes, etag: str) -> web.StreamResponse:
     quoted = f'"{etag}"'
     if quoted in request.headers.get("If-None-Match", ""):
         return web.Response(status=304, headers={"Etag": quoted})
-    response = web.Response(body=body, content_type="application/json", headers={"Etag": quoted})
-    response.enable_compression()
-    return response
+    headers = {"Etag": quoted}
+    if "gzip" in request.headers.get("Accept-Encoding", ""):
+        # compressed once per document (hundreds of kilobytes), not per request
+        body, headers["Content-Encoding"] = _gzipped(body), "gzip"
+    return web.Response(body=body, content_type="application/json", headers=headers)
+
+
+@cache
+def _gzipped(body: bytes) -> bytes:
+    return gzip.compress(body, compresslevel=6, mtime=0)
 
 
 async def _built(get: Callable[[], T]) -> T:

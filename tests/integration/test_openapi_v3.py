@@ -5,6 +5,7 @@ kubectl 1.32 now builds from the served patch metadata (1.20 from its built-in t
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from collections.abc import Iterator
@@ -59,6 +60,11 @@ def test_index_and_documents(server: Server) -> None:
     assert code == 200
     assert headers["Cache-Control"] == "public, immutable"
     assert headers["Etag"] == '"' + url.split("hash=")[1] + '"'
+    code, headers, zipped = server.request(
+        "GET", url, headers={"Accept": "application/json", "Accept-Encoding": "gzip"}
+    )
+    assert code == 200 and headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(zipped) == body
     doc = json.loads(body)
     assert doc["openapi"].startswith("3.")
     schemas = doc["components"]["schemas"]
