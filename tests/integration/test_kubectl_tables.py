@@ -248,6 +248,23 @@ def test_workload_tables(kubectl: Kubectl, server: Server) -> None:
 
     _create(
         server,
+        f"{apps}/replicasets",
+        {
+            "metadata": {"name": "web-1"},
+            "spec": {"replicas": 3, "selector": SELECTOR, "template": TEMPLATE},
+        },
+        {"replicas": 2, "readyReplicas": 1},
+    )
+    header, rows = _get(kubectl, ns, "replicasets", "-o", "wide")
+    assert header == "NAME DESIRED CURRENT READY AGE CONTAINERS IMAGES SELECTOR".split()
+    assert [rows[0][k] for k in ("DESIRED", "CURRENT", "READY", "IMAGES")] == [
+        "3",
+        "2",
+        "1",
+        "nginx:1,busybox",
+    ]
+    _create(
+        server,
         f"{apps}/deployments",
         {"metadata": {"name": "web"}, "spec": {"selector": SELECTOR, "template": TEMPLATE}},
     )
