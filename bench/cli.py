@@ -154,6 +154,10 @@ def _other(name: str, p: spawn.Params) -> SuiteResult:
         from . import cluster
 
         return cluster.cluster_suite(p)
+    if name == "cluster-idle":
+        from . import cluster
+
+        return cluster.cluster_idle_suite(p)
     from . import network
 
     return network.network_suite(p)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -203,6 +204,55 @@ class Sampler:
         self._thread.join()
 
 
+def _ppids() -> dict[int, int]:
+    """Every process's parent, from /proc."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                stat = Path(f"/proc/{d}/stat").read_text()
+            except OSError:
+                continue
+            out[int(d)] = int(stat.rpartition(")")[2].split()[1])
+    return out
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (children, theirs, ...)."""
+    parents = _ppids()
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        kids = [c for c, pp in parents.items() if pp == todo[-1]]
+        todo.pop()
+        out += kids
+        todo += kids
+    return out
+
+
+def tree_rss_kib(pid: int) -> tuple[int, list[int]]:
+    """VmRSS of ``pid`` plus that of every process below it (the memory it holds, children
+    included: a child kept for some work is the process's memory too), and those processes."""
+    kids = descendants(pid)
+    total = _rss_kib(pid)
+    for k in kids:
+        try:
+            total += _rss_kib(k)
+        except OSError:
+            pass
+    return total, kids
+
+
+def _status(pid: int) -> dict[str, int]:
+    """VmRSS, RssAnon, RssFile (KiB) and Threads of /proc/PID/status."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "RssAnon", "RssFile", "Threads"):
+            out[key] = int(value.split()[0])
+    return out
+
+
 def _mib(kib: float) -> str:
     return f"{kib / 1024:.1f} MiB"
 
@@ -239,7 +289,7 @@ async def measure_cluster(
     out: dict[str, Any] = {}
     # idle: nodes Ready, no pod
     await asyncio.sleep(cp.idle_pause)
-    out["idle_kib"] = {label: _rss_kib(pid) for label, pid in pids.items()}
+    out["idle_kib"] = {label: tree_rss_kib(pid)[0] for label, pid in pids.items()}
     env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "KUBECONFIG": str(kubeconfig)}
     async with ApiClient(load_kubeconfig(kubeconfig), max_connections=IN_FLIGHT) as c:
         try:
@@ -537,4 +587,72 @@ def cluster_suite(p: Any) -> SuiteResult:
         status=Status.OK,
         reason=f"failover not run: {why}" if failover is None else "",
         tables=tables(res, failover, why, cp, judge=not p.quick),
+    )
+
+
+def idle_table(res: dict[str, Any], pause: float, judge: bool) -> Table:
+    """The cluster-idle suite's table from ``measure_idle``'s figures."""
+    rows = []
+    for label, f in res.items():
+        proc = "corral server" if label == "server" else f"corral agent ({label})"
+        goal = GOAL_SERVER_IDLE_MB if label == "server" else GOAL_AGENT_IDLE_MB
+        rows.append(
+            (
+                proc,
+                _mib(f["tree_kib"]),
+                _mib(f["RssAnon"]),
+                _mib(f["RssFile"]),
+                str(f["Threads"]),
+                str(len(f["children"])),
+                _goal(_mb(f["tree_kib"]), goal, "MB", judge),
+            )
+        )
+    return Table(
+        "Idle memory (VmRSS, nodes Ready, no pod)",
+        ("process", "RSS (with children)", "anon", "file", "threads", "children", "goal"),
+        tuple(rows),
+        (
+            f"Read {pause:g} s after the {NODES} nodes were Ready, before any pod: VmRSS of the "
+            "process plus that of every process below it (children: how many there were); "
+            "anon and file: the process's own RssAnon and RssFile (file-backed pages, the "
+            "interpreter and the shared libraries, are shared with other processes). The "
+            "goals are in MB (10^6 bytes), the figures in MiB.",
+        ),
+        {"idle": res},
+    )
+
+
+def measure_idle(pids: dict[str, int]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for label, pid in pids.items():
+        tree, kids = tree_rss_kib(pid)
+        out[label] = {"tree_kib": tree, "children": kids, **_status(pid)}
+    return out
+
+
+def cluster_idle_suite(p: Any) -> SuiteResult:
+    """The idle part of the cluster suite alone (a minute, where the whole suite takes long):
+    the same one-machine cluster, read after the same pause, with children and a breakdown."""
+    from testkit.cluster import image_dir, one_machine_cluster
+    from testkit.rootfs import cached_rootfs
+
+    from .spawn import ROOTFS_CACHE
+    from .suites import SUITES
+
+    cp = QUICK if p.quick else FULL
+    with ExitStack() as stack:
+        work = Path(tempfile.mkdtemp(prefix="cbidle-", dir="/var/tmp"))
+        stack.callback(shutil.rmtree, work, True)
+        images = image_dir(cached_rootfs(Path(ROOTFS_CACHE)), work / "images")
+        with one_machine_cluster(work, nodes=NODES, images=images) as state:
+            assert state.server is not None
+            pids = {"server": state.server.pid}
+            pids.update({n.name: n.proc.pid for n in state.nodes if n.proc is not None})
+            time.sleep(cp.idle_pause)
+            res = measure_idle(pids)
+    return SuiteResult(
+        name="cluster-idle",
+        description=SUITES["cluster-idle"],
+        status=Status.OK,
+        tables=(idle_table(res, cp.idle_pause, judge=not p.quick),),
     )

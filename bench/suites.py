@@ -38,13 +38,15 @@ OTHER: dict[str, str] = {
     "cluster": "the 3-node one-machine cluster: `kubectl apply` of a 100-replica Deployment to "
     "all Ready (p50/p99 per pod), a 1000-pod churn with the server's and agents' CPU and RSS, "
     "idle RSS, failover of two servers on a three-member etcd; against the issue's goals",
+    "cluster-idle": "the cluster suite's idle memory alone: the server's and each agent's RSS "
+    "(children included) on the 3-node one-machine cluster, nodes Ready, no pod",
     "scheduler": "scheduling throughput as scheduler_perf: N nodes and M pods created through "
     "the API server, pods/s from first create to last bind, with SQLite and with etcd",
 }
 SUITES: dict[str, str] = {**SPAWN, **OTHER, **{k: v[0] for k, v in PENDING.items()}}
 ORDER = (
     "spawn-cli", "spawn-lib", "image", "pull", "pod", "density", "network", "store",
-    "control-plane", "scheduler", "kubelet", "proxy", "cluster",
+    "control-plane", "scheduler", "kubelet", "proxy", "cluster", "cluster-idle",
 )  # fmt: skip
 assert set(ORDER) == set(SUITES), "every suite has a place in ORDER"
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -20,6 +23,29 @@ def _ipv4_option(_ctx: click.Context, _param: click.Parameter, value: str) -> st
         except ValueError as e:
             raise click.BadParameter(str(e)) from None
     return value
+
+
+# While the agent imports its modules (issue #15: an idle agent holds for good whatever it
+# imported): aiohttp builds two default client TLS contexts at import, each loading the whole
+# CA bundle file (about 1 MiB apiece) that none of the agent's connections uses (the API's and
+# the join's have the cluster CA; image pulls make their own, at pull time, from the
+# environment as it was); frozenlist's compiled module costs 1 MiB more than its Python twin,
+# which aiohttp only uses for its signal lists. The hashed CA directory stays where it was.
+_IMPORT_ENV = {"SSL_CERT_FILE": os.devnull, "FROZENLIST_NO_EXTENSIONS": "1"}
+
+
+@contextmanager
+def _lean_imports() -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in _IMPORT_ENV}
+    os.environ.update(_IMPORT_ENV)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
@@ -157,9 +183,10 @@ def agent(
     pod_manifests: Path | None,
 ) -> None:
     """Join the cluster at --server with --token and run the pods it binds here."""
-    from orchestrator.kubelet import AgentConfig, AgentError, JoinError, serve_agent
-    from orchestrator.kubelet.eviction import parse_duration, parse_thresholds
-    from orchestrator.kubelet.node import parse_taint
+    with _lean_imports():
+        from orchestrator.kubelet import AgentConfig, AgentError, JoinError, serve_agent
+        from orchestrator.kubelet.eviction import parse_duration, parse_thresholds
+        from orchestrator.kubelet.node import parse_taint
 
     try:
         taints = tuple(parse_taint(t) for t in node_taint)

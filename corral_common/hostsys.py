@@ -112,6 +112,18 @@ def preload() -> None:
     _c()
 
 
+M_ARENA_MAX = -8  # malloc.h
+
+
+def malloc_arena_max(n: int) -> None:
+    """mallopt(M_ARENA_MAX, n): glibc gives each thread that allocates while another holds
+    the main arena an arena of its own (up to 8 per core), and an arena keeps what it grew to;
+    a process whose threads seldom allocate at once does with ``n``. Call it before the
+    threads start (an arena made already stays)."""
+    if _c().mallopt(M_ARENA_MAX, n) != 1:
+        raise HostError(f"mallopt(M_ARENA_MAX, {n})", _errno.EINVAL)
+
+
 def _errno_now() -> int:
     import ctypes
 

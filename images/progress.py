@@ -68,9 +68,7 @@ class CountingReader(io.RawIOBase):
         return True
 
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self.inner.read(len(b))
-        n = len(data)
-        b[:n] = data
+        n = self.inner.readinto(b)  # type: ignore[attr-defined]  # (into the caller's buffer)
         self.count += n
         self.meter.add(n)
         return n

@@ -84,6 +84,11 @@ class Reader:
         """The size of a file, for progress reports (0 when it cannot be told cheaply)."""
         return 0
 
+    def head(self, path: str, n: int = 4) -> bytes:
+        """The first ``n`` bytes of a file (its magic), read without filling a buffer."""
+        with self.open(path) as f:
+            return f.read(n)
+
     def read(self, path: str, limit: int = MAX_JSON) -> bytes:
         with self.open(path) as f:
             data = f.read(limit + 1)
@@ -140,6 +145,11 @@ class TarReader(Reader):
 
     def independent(self, path: str) -> bool:
         return self.fd >= 0 and self._regular(path) is not None
+
+    def head(self, path: str, n: int = 4) -> bytes:
+        if self.fd >= 0 and (reg := self._regular(path)) is not None:
+            return os.pread(self.fd, min(n, reg.size), reg.offset_data)
+        return super().head(path, n)
 
     def open(self, path: str) -> IO[bytes]:
         if self.fd >= 0 and (reg := self._regular(path)) is not None:
@@ -222,6 +232,10 @@ class FileReader(Reader):
     def open(self, path: str) -> IO[bytes]:
         return self._path(path).open("rb")
 
+    def head(self, path: str, n: int = 4) -> bytes:
+        with self._path(path).open("rb", buffering=0) as f:
+            return f.read(n)
+
     def independent(self, path: str) -> bool:
         return True
 
@@ -239,6 +253,12 @@ class DirReader(FileReader):
     def open(self, path: str) -> IO[bytes]:
         try:
             return super().open(path)
+        except FileNotFoundError:
+            raise FormatError(f"{self.root} has no {path}") from None
+
+    def head(self, path: str, n: int = 4) -> bytes:
+        try:
+            return super().head(path, n)
         except FileNotFoundError:
             raise FormatError(f"{self.root} has no {path}") from None
 

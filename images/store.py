@@ -33,11 +33,11 @@ import shutil
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any, BinaryIO, cast
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
 from corral_common import hostsys
 from corral_common.defaults import IMAGE_ROOT
@@ -59,6 +59,9 @@ from .progress import CountingReader, Meter, ProgressFn
 from .reference import check_name, check_ref, parse
 from .sources import SourceImage, SourceLayer, open_source, read_images
 from .unpack import Limits, UnpackResult, unpack_layer
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 DEFAULT_ROOT = IMAGE_ROOT
 
@@ -342,10 +345,13 @@ class Store:
         self, reader: Any, src: SourceImage, staging: Path, meter: Meter
     ) -> tuple[SourceImage, list[LayerRecord]]:
         (staging / "blobs").mkdir(exist_ok=True)
-        (staging / "layers").mkdir(exist_ok=True)
+        if not (staging / "layers").is_dir():
+            (staging / "layers").mkdir()
+            mark_topdir(staging / "layers")
         self._stage_bytes(staging, src.config_digest, src.config)
         if src.manifest is not None and src.manifest_digest:
             self._stage_bytes(staging, src.manifest_digest, src.manifest)
+
         # Each layer not stored yet is read from the source once: copied to its blob,
         # verified and unpacked in one pass (TeeReader), in a thread of its own when the
         # reader can serve several files at once (a directory, an uncompressed archive).
@@ -353,16 +359,25 @@ class Store:
         # stream, and each is unpacked in a thread as soon as it is staged. Most of an unpack
         # is file creation and hashing, which run with the GIL released, so the layers' work
         # overlaps.
-        from concurrent.futures import Future, ThreadPoolExecutor
-
+        # (The pool, and concurrent.futures with the logging it imports, only when a layer
+        # is to be unpacked: a re-import unpacks none.)
         def unpack(blob: Path, layer: SourceLayer, size: int) -> Path:
             read = self._unpack(blob, layer, staging, meter)
             meter.layer_done(max(0, size - read))
             return blob
 
+        pool: ThreadPoolExecutor | None = None
+
+        def submit(fn: Callable[..., Path], *args: Any) -> Future[Path]:
+            nonlocal pool
+            if pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                pool = ThreadPoolExecutor(UNPACK_THREADS)
+            return pool.submit(fn, *args)
+
         blobs: list[Path | Future[Path]] = []
         started: dict[str, Future[Path]] = {}
-        pool = ThreadPoolExecutor(UNPACK_THREADS)
         try:
             for layer in src.layers:
                 size = _layer_size(reader, layer)  # here: the reader is not shared
@@ -371,24 +386,23 @@ class Store:
                     blobs.append(started[layer.diff_id])
                     continue
                 if self._layer_meta(staging, layer.diff_id):  # unpacked before
-                    blobs.append(self._stage_blob(reader, layer, staging))
+                    blobs.append(self._stage_blob(reader, layer, staging, stored=True))
                     meter.layer_done(size)
                 elif reader.independent(layer.path):
                     # (Its blob, if stored already, is copied again: the rename is idempotent.
                     # An uncompressed layer's blob is checked by its diff_id.)
-                    fut = pool.submit(
-                        self._stream_layer, reader, layer, layer.digest, staging, meter
-                    )
+                    fut = submit(self._stream_layer, reader, layer, layer.digest, staging, meter)
                     started[layer.diff_id] = fut
                     blobs.append(fut)
                 else:
                     blob = self._stage_blob(reader, layer, staging)
-                    started[layer.diff_id] = pool.submit(unpack, blob, layer, size)
+                    started[layer.diff_id] = submit(unpack, blob, layer, size)
                     blobs.append(blob)
             for f in started.values():
                 f.result()  # the first error; the others finish (or never start) below
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
         records = []
         for layer, b in zip(src.layers, blobs, strict=True):
             blob = b if isinstance(b, Path) else b.result()
@@ -413,13 +427,22 @@ class Store:
                 return p
         return None
 
-    def _stage_blob(self, reader: Any, layer: SourceLayer, staging: Path) -> Path:
-        """The layer's blob, stored or staged (copied from ``reader`` and verified)."""
+    def _stage_blob(
+        self, reader: Any, layer: SourceLayer, staging: Path, stored: bool = False
+    ) -> Path:
+        """The layer's blob, stored or staged (copied from ``reader`` and verified).
+
+        ``stored``: the layer is unpacked already, so its blob is most likely stored too;
+        a blob whose digest the source does not tell (a compressed layer of a docker
+        archive) is then hashed first, without a copy, and copied only if it is not."""
         claim = layer.digest
-        if claim is None:
-            with reader.open(layer.path) as f:
-                if sniff(_head(f)) == "none":
-                    claim = layer.diff_id  # an uncompressed layer's digest is its diff_id
+        if claim is None and sniff(reader.head(layer.path)) == "none":
+            claim = layer.diff_id  # an uncompressed layer's digest is its diff_id
+        if claim is None and stored:
+            with reader.open(layer.path) as src:
+                h = HashingReader(src)
+                h.drain()
+            claim = h.digest()  # what the copy below verifies, if it has to be made
         blob = self._find_blob(staging, claim) if claim else None
         if blob is None:
             blob = self._copy_blob(reader, layer, claim, staging)
@@ -448,9 +471,8 @@ class Store:
     ) -> Path:
         """Copy, verify and unpack one layer in a single read of the source; returns its
         staged blob. On any error nothing of it is left in ``staging``."""
-        d = staging / "layers" / hex_of(layer.diff_id)
+        d = _new_tree(staging, layer.diff_id)
         fs = d / "fs"
-        fs.mkdir(parents=True, mode=0o755)
         fd, tmpname = tempfile.mkstemp(dir=staging / "blobs", prefix=".blob-")
         tmp = Path(tmpname)
         name = layer.path
@@ -506,9 +528,8 @@ class Store:
     def _unpack(self, blob: Path, layer: SourceLayer, staging: Path, meter: Meter) -> int:
         """Unpack the layer into the staging area and write its meta.json; returns the bytes
         of the blob read."""
-        d = staging / "layers" / hex_of(layer.diff_id)
+        d = _new_tree(staging, layer.diff_id)
         fs = d / "fs"
-        fs.mkdir(parents=True, mode=0o755)
         name = layer.path
         try:
             with blob.open("rb") as f:
@@ -526,15 +547,20 @@ class Store:
 
     @staticmethod
     def _write_meta(d: Path, diff_id: str, res: UnpackResult) -> None:
-        """The unpacked layer's meta.json, staged: made durable with everything staged by
-        the one syncfs of ``_commit``."""
+        """The unpacked layer's meta.json, staged (made durable with everything staged by
+        the one syncfs of ``_commit``); then the tree takes its layer's name."""
         meta = {
             "diff_id": diff_id,
             "tar_size": res.size,
             "content_bytes": res.content_bytes,
             "entries": res.entries,
         }
-        _write_json(d / "meta.json", meta, durable=False)
+        try:
+            _write_json(d / "meta.json", meta, durable=False)
+            os.rename(d, d.parent / hex_of(diff_id))
+        except BaseException:
+            _rmtree(d)
+            raise
 
     def _commit(
         self, staged: list[tuple[SourceImage, list[LayerRecord]]], staging: Path
@@ -546,7 +572,7 @@ class Store:
         # written durably last. A crash before it leaves unreferenced blobs and layers, which
         # prune collects; the next import of the image finds them and renames nothing.
         blobs = [p for p in (staging / "blobs").iterdir() if not p.name.startswith(".")]
-        layers = list((staging / "layers").iterdir())
+        layers = [p for p in (staging / "layers").iterdir() if not p.name.startswith(".")]
         if blobs or layers:  # (a re-import stages nothing)
             hostsys.syncfs(staging)
         with self._lock("meta.lock", exclusive=True):
@@ -711,6 +737,60 @@ class Store:
             return self.blob_path(digest).open("rb")
         except FileNotFoundError:
             raise NotFound(f"blob {digest}") from None
+
+
+# FS_IOC_GETFLAGS / FS_IOC_SETFLAGS (_IOR/_IOW('f', 1/2, long): the same numbers on every
+# 64-bit Linux ABI; the kernel reads and writes an int) and FS_TOPDIR_FL.
+_FS_IOC_GETFLAGS = 0x80086601
+_FS_IOC_SETFLAGS = 0x40086602
+_FS_TOPDIR_FL = 0x00020000
+
+
+def mark_topdir(path: Path) -> None:
+    """Mark ``path`` as the top of directory hierarchies (``chattr +T``), where the
+    filesystem has the flag (ext2/3/4; elsewhere this does nothing).
+
+    ext4 places a new file's inode in its directory's block group, and a new directory near
+    its parent, unless the parent is a top directory: then each child directory is put in
+    a group of its own choosing (Orlov), as the root's children are. Each staged layer tree
+    thus gets its own group instead of the one that holds the store, and that matters where
+    files are deleted often: on an ext4 without a journal, every inode allocation scans
+    past the inodes of its group deleted in the last minutes (``recently_deleted``), so
+    creating a layer's files where the previous import's (or another program's) files
+    were just removed costs time quadratic in their number (measured: a 2,000-file image,
+    2.7 s of system time instead of 0.2 s)."""
+    import array
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        flags = array.array("i", [0])
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, flags, True)
+        if not flags[0] & _FS_TOPDIR_FL:
+            flags[0] |= _FS_TOPDIR_FL
+            fcntl.ioctl(fd, _FS_IOC_SETFLAGS, flags, False)
+    except OSError:
+        pass  # ENOTTY, EOPNOTSUPP: a filesystem without inode flags; EPERM: not ours to set
+    finally:
+        os.close(fd)
+
+
+def _new_tree(staging: Path, diff_id: str) -> Path:
+    """A directory for a layer's tree (``fs``) and meta.json, made under ``staging/layers``
+    with a random name; ``_write_meta`` renames it to the layer's hex once it is whole.
+    (ext4 starts its search for a top directory's child's block group at a hash of the
+    name: the hex of a layer removed and imported again would lead it back to the group
+    where the removed layer's inodes were just freed.)"""
+    d = Path(tempfile.mkdtemp(dir=staging / "layers", prefix=f".{hex_of(diff_id)[:12]}-"))
+    try:
+        os.chmod(d, 0o755)
+        (d / "fs").mkdir(mode=0o755)
+    except BaseException:
+        _rmtree(d)
+        raise
+    return d
 
 
 def _layer_size(reader: Any, layer: SourceLayer) -> int:

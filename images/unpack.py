@@ -24,9 +24,10 @@ import os
 import shutil
 import stat
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, TypeVar
 
 from .digest import CHUNK, HashingReader, stream_errors
 from .errors import FormatError, UnsafeLayer
@@ -39,6 +40,10 @@ _FORBIDDEN_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 # tarfile's stream buffer. Each read it serves (a 512-byte header, a piece of a file) joins
 # and slices the whole buffer: at 1 MiB that copying was two thirds of an unpack's CPU time.
 TAR_BUFSIZE = 64 << 10
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_T = TypeVar("_T")
+# Directory fds an unpack keeps open for its walks (several unpacks run at once).
+_WALKS = 64
 
 
 @dataclass(frozen=True)
@@ -70,13 +75,17 @@ class _State:
     limits: Limits
     is_root: bool
     overlay_prefix: str
+    # Who owns what this unpack creates (None: not known, a set-group-ID root gives its
+    # group): an entry made here that is to be theirs needs no chown.
+    owner: tuple[int, int] | None = None
     content_bytes: int = 0
     entries: int = 0
-    dirs: list[tuple[tuple[str, ...], tarfile.TarInfo]] = field(default_factory=list)
-    # The directories of the last walk, from the root down: (name, O_PATH fd). The next entry
-    # (a tar lists a directory's entries together) starts from their common part instead of
-    # opening every component again; dropped whenever a directory is removed.
-    chain: list[tuple[str, int]] = field(default_factory=list)
+    # Directory entries, with whether this unpack made them, for _finish_dir.
+    dirs: list[tuple[tuple[str, ...], tarfile.TarInfo, bool]] = field(default_factory=list)
+    # O_PATH fds of the directories walked to lately, by path (oldest first): an entry
+    # starts its walk from the deepest of its parents found here instead of opening every
+    # component again. Those at or below a removed directory are dropped with it.
+    walks: dict[tuple[str, ...], int] = field(default_factory=dict)
 
 
 def split_name(name: str, layer: str = "") -> tuple[str, ...]:
@@ -109,6 +118,8 @@ def unpack_layer(
     root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     st = _State(root_fd, layer, limits, is_root, "trusted." if is_root else "user.")
     try:
+        if not os.fstat(root_fd).st_mode & stat.S_ISGID:  # (mkdir passes the bit down)
+            st.owner = (os.geteuid(), os.getegid())
         try:
             with tarfile.open(fileobj=reader, mode="r|", bufsize=TAR_BUFSIZE) as tf:  # type: ignore[call-overload]
                 for member in tf:
@@ -121,8 +132,8 @@ def unpack_layer(
             reader.drain()
         except (tarfile.TarError, ValueError, *stream_errors()) as e:
             raise FormatError(f"layer {layer or '?'}: truncated or corrupt: {e}") from e
-        for parts, member in reversed(st.dirs):
-            _finish_dir(st, parts, member)
+        for parts, member, made in reversed(st.dirs):
+            _finish_dir(st, parts, member, made)
     finally:
         _forget_walks(st)
         os.close(root_fd)
@@ -133,7 +144,7 @@ def _entry(st: _State, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
     parts = split_name(m.name, st.layer)
     if not parts:
         if m.isdir():
-            st.dirs.append(((), m))
+            st.dirs.append(((), m, False))
             return
         raise UnsafeLayer(m.name, "non-directory entry for the layer root", st.layer)
     for p in parts[:-1]:
@@ -141,35 +152,34 @@ def _entry(st: _State, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
             raise UnsafeLayer(m.name, "whiteout name used as a directory", st.layer)
     base = parts[-1]
     pfd = _walk(st, m.name, parts[:-1], create=True)
-    try:
-        if base == OPAQUE:
-            _set_opaque(st, pfd, m.name)
-        elif base.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
-            pass  # other AUFS metadata (.wh..wh.plnk and friends): not part of the image
-        elif base.startswith(WHITEOUT_PREFIX):
-            target = base[len(WHITEOUT_PREFIX) :]
-            if target in ("", ".", ".."):
-                raise UnsafeLayer(m.name, "whiteout of nothing", st.layer)
-            _remove(st, pfd, target)
-            os.mknod(target, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=pfd)
-        else:
-            _create(st, tf, m, pfd, parts)
-    finally:
-        os.close(pfd)
+    if base == OPAQUE:
+        _set_opaque(st, pfd, m.name)
+    elif base.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
+        pass  # other AUFS metadata (.wh..wh.plnk and friends): not part of the image
+    elif base.startswith(WHITEOUT_PREFIX):
+        target = base[len(WHITEOUT_PREFIX) :]
+        if target in ("", ".", ".."):
+            raise UnsafeLayer(m.name, "whiteout of nothing", st.layer)
+        _replacing(st, pfd, parts[:-1], target, os.mknod, stat.S_IFCHR | 0o000, os.makedev(0, 0))
+    else:
+        _create(st, tf, m, pfd, parts)
 
 
 def _walk(st: _State, entry: str, parts: tuple[str, ...], *, create: bool) -> int:
-    """An O_PATH fd (the caller's to close) for ``parts`` below the root, never following a
-    symlink on the way: each component is opened with O_NOFOLLOW from the one before, or
-    taken from the last walk (``st.chain``), whose directories no entry has removed since."""
-    chain = st.chain
-    k = 0
-    while k < len(chain) and k < len(parts) and chain[k][0] == parts[k]:
-        k += 1
-    for _, old in chain[k:]:
-        os.close(old)
-    del chain[k:]
-    fd = chain[-1][1] if chain else st.root_fd
+    """An fd for ``parts`` below the root, never following a symlink on the way: each
+    component is opened (O_PATH) with O_NOFOLLOW from the one before, or taken from an
+    earlier walk (``st.walks``), whose directories no entry has removed since.
+
+    The fd is the walks' (or the root's), not the caller's: valid until the next walk, or
+    until a directory that holds it is removed (``_drop_walks_into``); dup it to keep it."""
+    walks = st.walks
+    k = len(parts)
+    while k and parts[:k] not in walks:
+        k -= 1
+    if k:
+        fd = walks[parts[:k]] = walks.pop(parts[:k])  # the most recently used: last
+    else:
+        fd = st.root_fd
     for i in range(k, len(parts)):
         p = parts[i]
         try:
@@ -187,15 +197,18 @@ def _walk(st: _State, entry: str, parts: tuple[str, ...], *, create: bool) -> in
             kind = "a symlink" if _is_symlink(fd, p) else "not a directory"
             where = "/".join(parts[: i + 1])
             raise UnsafeLayer(entry, f"parent {where} is {kind}", st.layer) from None
-        chain.append((p, nfd))
+        walks[parts[: i + 1]] = nfd
         fd = nfd
-    return os.dup(fd)
+    while len(walks) > _WALKS:  # the least recently used go (never the one returned)
+        oldest = next(iter(walks))
+        os.close(walks.pop(oldest))
+    return fd
 
 
 def _forget_walks(st: _State) -> None:
-    for _, fd in st.chain:
+    for fd in st.walks.values():
         os.close(fd)
-    st.chain.clear()
+    st.walks.clear()
 
 
 def _is_symlink(dir_fd: int, name: str) -> bool:
@@ -205,8 +218,18 @@ def _is_symlink(dir_fd: int, name: str) -> bool:
         return False
 
 
-def _remove(st: _State, pfd: int, name: str, keep_dir: bool = False) -> bool:
-    """Remove ``name`` if present; returns True if a directory was kept."""
+def _drop_walks_into(st: _State, path: tuple[str, ...]) -> None:
+    """Close the walks' fds of ``path`` and of every directory below it: it is about to go."""
+    n = len(path)
+    for key in [k for k in st.walks if k[:n] == path]:
+        os.close(st.walks.pop(key))
+
+
+def _remove(
+    st: _State, pfd: int, where: tuple[str, ...], name: str, keep_dir: bool = False
+) -> bool:
+    """Remove ``name`` from ``pfd`` (the directory ``where``) if present; returns True if a
+    directory was kept."""
     try:
         info = os.stat(name, dir_fd=pfd, follow_symlinks=False)
     except FileNotFoundError:
@@ -214,13 +237,29 @@ def _remove(st: _State, pfd: int, name: str, keep_dir: bool = False) -> bool:
     if stat.S_ISDIR(info.st_mode):
         if keep_dir:
             return True
-        # An entry walks to the parent of what it replaces, so the last walk rarely holds
-        # the directory removed here; a hardlink's walk to its target may, though.
-        _forget_walks(st)
+        _drop_walks_into(st, (*where, name))
         shutil.rmtree(name, dir_fd=pfd)
     else:
         os.unlink(name, dir_fd=pfd)
     return False
+
+
+def _replacing(
+    st: _State,
+    pfd: int,
+    where: tuple[str, ...],
+    name: str,
+    make: Callable[..., _T],
+    *args: Any,
+) -> _T:
+    """``make(name, *args, dir_fd=pfd)``, which creates ``name``, after removing what is
+    there, if anything: tried first (a layer rarely names a path twice), again after the
+    removal when the name is taken."""
+    try:
+        return make(name, *args, dir_fd=pfd)
+    except FileExistsError:
+        _remove(st, pfd, where, name)
+        return make(name, *args, dir_fd=pfd)
 
 
 def _proc(pfd: int, name: str) -> str:
@@ -244,9 +283,14 @@ def _create(
 ) -> None:
     base = parts[-1]
     if m.isdir():
-        if not _remove(st, pfd, base, keep_dir=True):
+        try:
             os.mkdir(base, 0o700, dir_fd=pfd)
-        st.dirs.append((parts, m))
+            made = True
+        except FileExistsError:
+            made = not _remove(st, pfd, parts[:-1], base, keep_dir=True)
+            if made:
+                os.mkdir(base, 0o700, dir_fd=pfd)
+        st.dirs.append((parts, m, made))
         return
     if m.isreg():
         if m.size > st.limits.max_bytes - st.content_bytes:
@@ -256,32 +300,36 @@ def _create(
                 st.layer,
             )
         st.content_bytes += m.size
-        _remove(st, pfd, base)
-        fd = os.open(
-            base,
-            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-            0o600,
-            dir_fd=pfd,
-        )
+        fd = _replacing(st, pfd, parts[:-1], base, os.open, _NEW_FILE, 0o600)
         try:
             src = tf.extractfile(m)
             assert src is not None
             while chunk := src.read(CHUNK):
                 _write_all(fd, chunk)
-            _attrs_fd(st, fd, m)
+            _attrs_fd(st, fd, m, made=True)
         finally:
             os.close(fd)
         return
     if m.issym():
-        _remove(st, pfd, base)
-        os.symlink(m.linkname, base, dir_fd=pfd)
+        try:
+            os.symlink(m.linkname, base, dir_fd=pfd)
+        except FileExistsError:
+            _remove(st, pfd, parts[:-1], base)
+            os.symlink(m.linkname, base, dir_fd=pfd)
         _attrs_link(st, pfd, base, m)
         return
     if m.islnk():
         tparts = split_name(m.linkname, st.layer)
         if not tparts:
             raise UnsafeLayer(m.name, "hardlink to the layer root", st.layer)
-        tfd = _walk(st, m.name, tparts[:-1], create=False)
+        # The target's walk may retire the parent's fd, and removing what the link
+        # replaces may drop the target's: both are held by copies (hardlinks are few).
+        pfd = os.dup(pfd)
+        try:
+            tfd = os.dup(_walk(st, m.name, tparts[:-1], create=False))
+        except BaseException:
+            os.close(pfd)
+            raise
         try:
             try:
                 tst = os.stat(tparts[-1], dir_fd=tfd, follow_symlinks=False)
@@ -293,22 +341,23 @@ def _create(
                 raise UnsafeLayer(m.name, "hardlink to a directory", st.layer)
             if tparts == parts:
                 return  # a link to itself: nothing to do
-            _remove(st, pfd, base)
+            _remove(st, pfd, parts[:-1], base)
             os.link(tparts[-1], base, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
         finally:
             os.close(tfd)
+            os.close(pfd)
         return
     if m.ischr() or m.isblk():
         if not (st.limits.allow_devices and st.is_root):
             why = "device nodes not allowed" if st.is_root else "device node needs root"
             raise UnsafeLayer(m.name, why, st.layer)
-        _remove(st, pfd, base)
+        _remove(st, pfd, parts[:-1], base)
         kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
         os.mknod(base, kind | 0o600, os.makedev(m.devmajor, m.devminor), dir_fd=pfd)
         _attrs_path(st, pfd, base, m)
         return
     if m.isfifo():
-        _remove(st, pfd, base)
+        _remove(st, pfd, parts[:-1], base)
         os.mkfifo(base, 0o600, dir_fd=pfd)
         _attrs_path(st, pfd, base, m)
         return
@@ -339,9 +388,12 @@ def _tolerable(st: _State, e: OSError) -> bool:
     return not st.is_root and e.errno in (errno.EPERM, errno.EACCES) or e.errno == errno.ENOTSUP
 
 
-def _attrs_fd(st: _State, fd: int, m: tarfile.TarInfo) -> None:
+def _attrs_fd(st: _State, fd: int, m: tarfile.TarInfo, made: bool) -> None:
+    """Owner, xattrs, mode and mtime of an open entry; ``made``: created by this unpack
+    (owned by ``st.owner``, so no chown when that is the owner it is to have)."""
     try:
-        os.fchown(fd, m.uid, m.gid)
+        if not (made and (m.uid, m.gid) == st.owner):
+            os.fchown(fd, m.uid, m.gid)
     except OSError as e:
         if not _tolerable(st, e):
             raise
@@ -356,8 +408,10 @@ def _attrs_fd(st: _State, fd: int, m: tarfile.TarInfo) -> None:
 
 
 def _attrs_path(st: _State, pfd: int, base: str, m: tarfile.TarInfo) -> None:
+    """As ``_attrs_fd``, by name, for a node just made (a device, a fifo)."""
     try:
-        os.chown(base, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
+        if (m.uid, m.gid) != st.owner:
+            os.chown(base, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
     except OSError as e:
         if not _tolerable(st, e):
             raise
@@ -373,8 +427,10 @@ def _attrs_path(st: _State, pfd: int, base: str, m: tarfile.TarInfo) -> None:
 
 
 def _attrs_link(st: _State, pfd: int, base: str, m: tarfile.TarInfo) -> None:
+    """As ``_attrs_path``, for a symlink just made (no mode: a symlink's is ignored)."""
     try:
-        os.chown(base, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
+        if (m.uid, m.gid) != st.owner:
+            os.chown(base, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
     except OSError as e:
         if not _tolerable(st, e):
             raise
@@ -388,17 +444,14 @@ def _attrs_link(st: _State, pfd: int, base: str, m: tarfile.TarInfo) -> None:
     os.utime(base, ns=(t, t), dir_fd=pfd, follow_symlinks=False)
 
 
-def _finish_dir(st: _State, parts: tuple[str, ...], m: tarfile.TarInfo) -> None:
+def _finish_dir(st: _State, parts: tuple[str, ...], m: tarfile.TarInfo, made: bool) -> None:
     """Directory owner, mode, xattrs and mtime, applied last (children change mtimes)."""
     try:
         pfd = _walk(st, m.name, parts, create=False)
     except UnsafeLayer:
         return  # replaced by a later entry of the layer
+    fd = os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        fd = os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    finally:
-        os.close(pfd)
-    try:
-        _attrs_fd(st, fd, m)
+        _attrs_fd(st, fd, m, made)
     finally:
         os.close(fd)

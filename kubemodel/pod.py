@@ -8,6 +8,7 @@ node supports is not checked here (runtime.pod.manifest does that).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 from kubemodel._generated import (
@@ -524,16 +525,20 @@ def _validate_items(items: list[KeyToPath], path: str) -> None:
         _range(it.mode, 0, 0o777, _MODE, at(where, "mode"))
 
 
-_VOLUME_SOURCES: list[tuple[str, str]] = []  # (JSON name, attribute) of each volume type
+@functools.cache
+def _volume_sources() -> tuple[tuple[str, str], ...]:
+    """(JSON name, attribute) of each volume type. Read once (msgspec.structs.fields reads
+    annotations: slow) and made whole before it is kept: threads validate pods at once (a
+    list filled in place was once filled twice by two of them, and every volume then counted
+    two types)."""
+    import msgspec
+
+    fields = msgspec.structs.fields(Volume)
+    return tuple((f.encode_name, f.name) for f in fields if f.name != "name")
 
 
 def _sources(v: Volume) -> list[tuple[str, object]]:
-    if not _VOLUME_SOURCES:
-        import msgspec
-
-        fields = msgspec.structs.fields(Volume)  # slow (it reads annotations): once
-        _VOLUME_SOURCES.extend((f.encode_name, f.name) for f in fields if f.name != "name")
-    return [(json_name, getattr(v, attr)) for json_name, attr in _VOLUME_SOURCES]
+    return [(json_name, getattr(v, attr)) for json_name, attr in _volume_sources()]
 
 
 DEFAULTERS[Pod] = set_defaults_pod

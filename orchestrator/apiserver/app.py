@@ -18,7 +18,7 @@ from aiohttp import web
 from kubemodel import protobuf
 from orchestrator.store import Backend, Gone
 
-from . import discovery, errors, fields, openapi
+from . import discovery, errors, fields, managedfields, openapi
 from .errors import ApiError
 from .eviction import evict
 from .podexec import pod_exec
@@ -46,6 +46,7 @@ PATCH_TYPES = {
     "application/json-patch+json": "json",
     "application/strategic-merge-patch+json": "strategic",
 }
+APPLY_PATCH = "application/apply-patch+yaml"
 UNSUPPORTED_BODIES = ("application/cbor",)
 SINK_BUFFER_LIMIT = 64 * 1024  # bytes a watch's connection may have unsent before its loop writes
 IDLE_CHECK = 5.0  # seconds between checks that an idle watch's client is still there
@@ -133,6 +134,34 @@ async def _read_body(request: web.Request) -> Any:
         ) from None
     _check_shape(value)
     return value
+
+
+def _manager(request: web.Request) -> str:
+    """The field manager of a write: its fieldManager parameter, else from its user agent."""
+    given = request.query.get("fieldManager")
+    if given is not None and (len(given) > managedfields.MAX_MANAGER or not given.isprintable()):
+        raise _invalid_options(
+            {"PATCH": "PatchOptions", "PUT": "UpdateOptions"}.get(request.method, "CreateOptions"),
+            "fieldManager",
+            f"Invalid value: {given!r}: must be at most {managedfields.MAX_MANAGER} printable"
+            " characters",
+        )
+    return managedfields.manager_name(given, request.headers.get("User-Agent", ""))
+
+
+def _invalid_options(kind: str, field: str, message: str) -> ApiError:
+    """422 for a bad query option, worded as kube-apiserver's validation of its options."""
+    reason = "FieldValueRequired" if message.startswith("Required") else "FieldValueInvalid"
+    return ApiError(
+        422,
+        "Invalid",
+        f'{kind}.meta.k8s.io "" is invalid: {field}: {message}',
+        {
+            "group": "meta.k8s.io",
+            "kind": kind,
+            "causes": [{"reason": reason, "message": message, "field": field}],
+        },
+    )
 
 
 def _too_large() -> ApiError:
@@ -433,20 +462,24 @@ class ApiServer:
         if m == "POST" and name is None:
             body = await self._object_body(request, res)
             fields.check(request, res, body)
-            obj = await self.storage.create(res, ns, body, dry_run=dry)
+            obj = await self.storage.create(res, ns, body, dry_run=dry, manager=_manager(request))
             return self._object(request, res, obj, 201)
         if m == "PUT" and name is not None:
             body = await self._object_body(request, res, sub)
             fields.check(request, res, body, sub)
             if sub == "scale":
-                return await self._put_scale(res, ns, name, body, dry)
-            obj = await self.storage.update(res, ns, name, body, subresource=sub, dry_run=dry)
+                return await self._put_scale(res, ns, name, body, dry, _manager(request))
+            obj = await self.storage.update(
+                res, ns, name, body, subresource=sub, dry_run=dry, manager=_manager(request)
+            )
             return self._object(request, res, obj)
         if m == "PATCH" and name is not None:
             ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-            if ctype == "application/apply-patch+yaml":
-                raise ApiError(
-                    415, "UnsupportedMediaType", "server-side apply is not supported yet"
+            if ctype == APPLY_PATCH:
+                return await self._apply(request, res, ns, name, sub, dry)
+            if q.get("force") is not None:
+                raise _invalid_options(
+                    "PatchOptions", "force", "Forbidden: may not be specified for non-apply patch"
                 )
             kind = PATCH_TYPES.get(ctype)
             if kind is None:
@@ -460,8 +493,17 @@ class ApiServer:
             if kind != "json":
                 fields.check(request, res, patch, sub)
             if sub == "scale":
-                return await self._patch_scale(res, ns, name, kind, patch, dry)
-            obj = await self.storage.patch(res, ns, name, kind, patch, subresource=sub, dry_run=dry)
+                return await self._patch_scale(res, ns, name, kind, patch, dry, _manager(request))
+            obj = await self.storage.patch(
+                res,
+                ns,
+                name,
+                kind,
+                patch,
+                subresource=sub,
+                dry_run=dry,
+                manager=_manager(request),
+            )
             return self._object(request, res, obj)
         if m == "DELETE" and sub is None:
             options = await _read_body(request) or {}
@@ -489,6 +531,49 @@ class ApiServer:
                     )
             return _json(_list_body(res, deleted, rev, None))
         raise errors.method_not_allowed()
+
+    async def _apply(
+        self,
+        request: web.Request,
+        res: Resource,
+        ns: str | None,
+        name: str,
+        sub: str | None,
+        dry: bool,
+    ) -> web.Response:
+        """Server-side apply (PATCH application/apply-patch+yaml): fieldManager is required,
+        force takes the fields of other managers; creates the object when it is missing."""
+        if sub not in (None, "status"):
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                f"the body of the request was in an unknown format - accepted media types"
+                f" include: {', '.join(PATCH_TYPES)}",
+            )
+        manager = request.query.get("fieldManager")
+        if not manager:
+            raise _invalid_options(
+                "PatchOptions", "fieldManager", "Required value: is required for apply patch"
+            )
+        _manager(request)  # validated
+        force = request.query.get("force", "false").lower()
+        if force not in ("true", "false", "1", "0"):
+            raise errors.bad_request(f"force must be true or false, not {force!r}")
+        config = await _read_body(request)
+        if not isinstance(config, dict):
+            raise errors.bad_request(f"the apply configuration must be a {res.kind} object")
+        fields.check(request, res, config, sub)
+        obj, created = await self.storage.apply(
+            res,
+            ns,
+            name,
+            config,
+            manager=manager,
+            force=force in ("true", "1"),
+            subresource=sub,
+            dry_run=dry,
+        )
+        return self._object(request, res, obj, 201 if created else 200)
 
     async def _object_body(
         self, request: web.Request, res: Resource, sub: str | None = None
@@ -539,7 +624,7 @@ class ApiServer:
         return _json(_list_body(res, items, rev, cont))
 
     async def _put_scale(
-        self, res: Resource, ns: str | None, name: str, body: Obj, dry: bool
+        self, res: Resource, ns: str | None, name: str, body: Obj, dry: bool, manager: str
     ) -> web.Response:
         replicas = (body.get("spec") or {}).get("replicas")
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
@@ -547,11 +632,20 @@ class ApiServer:
         patch: Obj = {"spec": {"replicas": replicas}}
         if rv := (body.get("metadata") or {}).get("resourceVersion"):
             patch["metadata"] = {"resourceVersion": rv}
-        obj = await self.storage.patch(res, ns, name, "merge", patch, dry_run=dry)
+        obj = await self.storage.patch(
+            res, ns, name, "merge", patch, dry_run=dry, manager=manager, entry_subresource="scale"
+        )
         return _json(_scale(obj))
 
     async def _patch_scale(
-        self, res: Resource, ns: str | None, name: str, kind: str, patch: Any, dry: bool
+        self,
+        res: Resource,
+        ns: str | None,
+        name: str,
+        kind: str,
+        patch: Any,
+        dry: bool,
+        manager: str,
     ) -> web.Response:
         from .patch import PatchError, json_patch, merge_patch, strategic_merge_patch
 
@@ -562,7 +656,7 @@ class ApiServer:
             ](_scale(current), patch)
         except PatchError as e:
             raise ApiError(422, "Invalid", f"the patch cannot be applied: {e}") from None
-        return await self._put_scale(res, ns, name, scale, dry)
+        return await self._put_scale(res, ns, name, scale, dry, manager)
 
     # ------------------------------------------------------------------ watch
 

@@ -35,7 +35,7 @@ from orchestrator.store import (
     NotFound,
 )
 
-from . import errors
+from . import errors, managedfields
 from .patch import PatchError, json_patch, merge_patch, strategic_merge_patch
 from .priority import PriorityAdmission, builtin_classes, validate_class
 from .resources import INITIAL_STATUS, RESOURCES, Resource, by_path
@@ -342,8 +342,17 @@ class Storage:
             )
 
     async def create(
-        self, res: Resource, ns: str | None, body: Obj, *, dry_run: bool = False
+        self,
+        res: Resource,
+        ns: str | None,
+        body: Obj,
+        *,
+        dry_run: bool = False,
+        manager: str | None = None,
+        managed: list[Obj] | None = None,
     ) -> Obj:
+        """Create ``body``; ``manager`` owns its fields (an Update entry in managedFields), or
+        ``managed`` are the object's managedFields as they are (an apply that creates)."""
         self._check_type(res, body)
         obj = _copy(body)
         meta = obj.setdefault("metadata", {})
@@ -394,16 +403,34 @@ class Storage:
         if res.name == "services":
             alloc = await self.services.on_create(obj, dry_run)
             try:
-                return await self._create_stored(res, ns, name, obj, dry_run)
+                return await self._create_stored(res, ns, name, obj, dry_run, manager, managed)
             except BaseException:
                 await self.services.release(alloc.taken, meta["uid"])
                 raise
-        return await self._create_stored(res, ns, name, obj, dry_run)
+        return await self._create_stored(res, ns, name, obj, dry_run, manager, managed)
 
     async def _create_stored(
-        self, res: Resource, ns: str | None, name: str, obj: Obj, dry_run: bool
+        self,
+        res: Resource,
+        ns: str | None,
+        name: str,
+        obj: Obj,
+        dry_run: bool,
+        manager: str | None,
+        managed: list[Obj] | None,
     ) -> Obj:
         stored = self._admit(res, obj)
+        if managed is None and manager:
+            managed = managedfields.created_entries(
+                stored,
+                _root(res),
+                "status" in res.subresources,
+                manager,
+                res.api_version,
+                now_rfc3339(),
+            )
+        if managed:
+            stored["metadata"]["managedFields"] = managed
         if res.name == "pods":
             stored["status"] = {"phase": "Pending", "qosClass": _qos_class(stored)}
         elif res.name == "priorityclasses":
@@ -539,7 +566,14 @@ class Storage:
         return new
 
     async def _write(
-        self, res: Resource, ns: str | None, kv: KeyValue, old: Obj, new: Obj, dry_run: bool
+        self,
+        res: Resource,
+        ns: str | None,
+        kv: KeyValue,
+        old: Obj,
+        new: Obj,
+        dry_run: bool,
+        track: Callable[[Obj], None],
     ) -> Obj:
         name = old["metadata"]["name"]
         rv = new["metadata"].pop("resourceVersion", None)
@@ -554,6 +588,7 @@ class Storage:
             raise
         if rv is not None:
             new["metadata"]["resourceVersion"] = rv
+        track(stored)
         old_cmp = copy.deepcopy(old)
         old_cmp["metadata"].pop("resourceVersion", None)
         if stored == old_cmp or dry_run:  # nothing changed: no write, same resourceVersion
@@ -617,6 +652,8 @@ class Storage:
         make: Callable[[Obj], Obj],
         subresource: str | None,
         dry_run: bool,
+        manager: str | None,
+        entry_subresource: str | None = None,
     ) -> Obj:
         """Read, ``make`` the new object from the current one, write it with compare-and-swap;
         on a conflict read again (PATCH_RETRIES times), unless the caller named the
@@ -625,13 +662,58 @@ class Storage:
             kv, old = await self._current(res, ns, name)
             if want_rv and want_rv != str(kv.mod_rev):
                 raise errors.conflict(res.name, name, res.group)
-            new = self._prepare_update(res, old, make(old), subresource)
+            made = make(old)
+            track = self._tracker(res, old, made, manager, subresource, entry_subresource)
+            new = self._prepare_update(res, old, made, subresource)
             try:
-                return await self._write(res, ns, kv, old, new, dry_run)
+                return await self._write(res, ns, kv, old, new, dry_run, track)
             except errors.ApiError as e:
                 if e.reason != "Conflict" or want_rv:
                     raise
         raise errors.conflict(res.name, name, res.group)
+
+    @staticmethod
+    def _tracker(
+        res: Resource,
+        old: Obj,
+        made: Obj,
+        manager: str | None,
+        subresource: str | None,
+        entry_subresource: str | None,
+    ) -> Callable[[Obj], None]:
+        """What sets the managedFields of the object an update stores: those it was sent
+        with when they differ from the live ones (``[{}]`` clears them, as in kube), with the
+        fields this write changed moved to ``manager`` (its entry names
+        ``entry_subresource``, e.g. "scale", else the subresource written)."""
+        current = old["metadata"].get("managedFields") or []
+        meta = made.get("metadata")
+        sent = meta.get("managedFields") if isinstance(meta, dict) else None
+        if sent == [{}]:
+            base: list[Obj] = []
+            manager = None
+        else:
+            given = managedfields.valid_entries(sent)
+            base = current if given is None or sent == current else given
+
+        def track(stored: Obj) -> None:
+            entries = base
+            if manager:
+                entries = managedfields.updated_entries(
+                    base,
+                    old,
+                    stored,
+                    _root(res),
+                    "status" in res.subresources,
+                    subresource,
+                    manager,
+                    res.api_version,
+                    entry_subresource or subresource,
+                    now_rfc3339(),
+                )
+            if entries:
+                stored["metadata"]["managedFields"] = entries
+
+        return track
 
     async def update(
         self,
@@ -642,12 +724,13 @@ class Storage:
         *,
         subresource: str | None = None,
         dry_run: bool = False,
+        manager: str | None = None,
     ) -> Obj:
         if not isinstance(body.get("metadata"), dict | None):
             raise errors.invalid(res.kind, name, "metadata", "must be an object", res.group)
         want_rv = (body.get("metadata") or {}).get("resourceVersion")
         return await self._update_with_retries(
-            res, ns, name, want_rv, lambda old: body, subresource, dry_run
+            res, ns, name, want_rv, lambda old: body, subresource, dry_run, manager
         )
 
     async def patch(
@@ -660,6 +743,8 @@ class Storage:
         *,
         subresource: str | None = None,
         dry_run: bool = False,
+        manager: str | None = None,
+        entry_subresource: str | None = None,
     ) -> Obj:
         want_rv = None
         if isinstance(patch, dict) and isinstance(patch.get("metadata"), dict):
@@ -681,7 +766,96 @@ class Storage:
                 raise errors.bad_request("the patched object is not a JSON object")
             return patched
 
-        return await self._update_with_retries(res, ns, name, want_rv, apply, subresource, dry_run)
+        return await self._update_with_retries(
+            res, ns, name, want_rv, apply, subresource, dry_run, manager, entry_subresource
+        )
+
+    async def apply(
+        self,
+        res: Resource,
+        ns: str | None,
+        name: str,
+        config: Obj,
+        *,
+        manager: str,
+        force: bool = False,
+        subresource: str | None = None,
+        dry_run: bool = False,
+    ) -> tuple[Obj, bool]:
+        """Server-side apply of ``config`` by ``manager``: (the object, whether it was
+        created). Creates the object when it does not exist (not through a subresource)."""
+        self._check_type(res, config)
+        if not config.get("apiVersion") or not config.get("kind"):
+            raise errors.bad_request(
+                f"the apply configuration must set apiVersion ({res.api_version}) and kind"
+                f" ({res.kind})"
+            )
+        config = _copy(config)
+        meta = config.get("metadata")
+        if not isinstance(meta, dict):
+            meta = config["metadata"] = {}
+        if meta.get("name") not in (None, name):
+            raise errors.bad_request(
+                f"the name of the object ({meta.get('name')}) does not match the name on the"
+                f" URL ({name})"
+            )
+        if meta.get("managedFields") is not None:
+            raise errors.bad_request("metadata.managedFields must be nil")
+        want_rv = meta.pop("resourceVersion", None)
+        t = _root(res)
+        status_sub = "status" in res.subresources
+        for _ in range(PATCH_RETRIES):
+            try:
+                kv, old = await self._current(res, ns, name)
+            except errors.ApiError as e:
+                if e.code != 404 or subresource or want_rv:
+                    raise
+                obj, entries = managedfields.apply(
+                    None,
+                    config,
+                    t,
+                    [],
+                    manager,
+                    res.api_version,
+                    None,
+                    status_sub,
+                    force,
+                    now_rfc3339(),
+                )
+                obj["metadata"]["name"] = name
+                try:
+                    created = await self.create(res, ns, obj, dry_run=dry_run, managed=entries)
+                except errors.ApiError as e:
+                    if e.reason == "AlreadyExists":
+                        continue
+                    raise
+                return created, True
+            if want_rv and want_rv != str(kv.mod_rev):
+                raise errors.conflict(res.name, name, res.group)
+            merged, entries = managedfields.apply(
+                old,
+                config,
+                t,
+                old["metadata"].get("managedFields") or [],
+                manager,
+                res.api_version,
+                subresource,
+                status_sub,
+                force,
+                now_rfc3339(),
+            )
+            new = self._prepare_update(res, old, merged, subresource)
+
+            def track(stored: Obj, entries: list[Obj] = entries) -> None:
+                if entries:
+                    stored["metadata"]["managedFields"] = entries
+
+            try:
+                return await self._write(res, ns, kv, old, new, dry_run, track), False
+            except errors.ApiError as e:
+                if e.reason != "Conflict" or want_rv:
+                    raise
+        raise errors.conflict(res.name, name, res.group)
 
     async def bind(self, res: Resource, ns: str | None, name: str, binding: Obj) -> None:
         """pods/binding: set ``spec.nodeName`` of a pod not yet bound, with compare-and-swap,
@@ -903,6 +1077,10 @@ class Storage:
         for task in self._ns_tasks.values():
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+def _root(res: Resource) -> managedfields.Type:
+    return managedfields.root_type(res.group, res.version, res.kind)
 
 
 def _read_once(

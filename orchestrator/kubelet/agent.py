@@ -6,6 +6,7 @@ one in-process unless ``--disable-agent``."""
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import contextlib
 import functools
 import ipaddress
@@ -16,8 +17,9 @@ import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from corral_common import defaults
+from corral_common import defaults, hostsys
 from orchestrator.client import ApiClient, ClientError
 from orchestrator.proxy import ProxyError, ServiceProxy
 from runtime.pod import api
@@ -35,8 +37,11 @@ from .join import credentials, serving_files
 from .network import NetworkSync, gateway_of
 from .node import NodeAgent, NodeSpec, node_ip_for
 from .pods import PodManager
-from .server import KubeletServer
+from .port import KubeletPort
 from .staticpods import ManifestDir
+
+if TYPE_CHECKING:
+    from orchestrator.dns import ClusterDns
 
 __all__ = ["AgentConfig", "AgentError", "remove_pods", "run_agent", "serve_agent"]
 
@@ -46,7 +51,9 @@ DEFAULT_DATA_DIR = Path(defaults.AGENT_DATA_DIR)
 DEFAULT_CLUSTER_CIDR = "10.42.0.0/16"
 MAX_NODE_IMAGES = 50  # the kubelet's nodeStatusMaxImages
 DNS_PORT = 53
+DNS_BACKLOG = 64
 IP_FREEBIND = 15  # linux/in.h
+TLS_READ_BUFFER = 64 * 1024  # bytes, each TLS connection's (see serve_agent)
 
 
 class AgentError(Exception):
@@ -218,7 +225,7 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
         )
         cert, key = serving_files(cfg.data_dir)
         assert client_cfg.ca_pem is not None
-        kubelet = KubeletServer(runtime, pods.get, cert, key, client_cfg.ca_pem)
+        kubelet = KubeletPort(runtime, pods.get, cert, key, client_cfg.ca_pem)
         dns = ClusterDnsOnNode(client, runtime, cfg, name) if cfg.cluster_dns else None
         proxy = None
         try:
@@ -318,24 +325,28 @@ class ClusterDnsOnNode:
     """The cluster DNS on the pods' gateway address, port 53 (UDP and TCP), in the node's
     network namespace: moved when the pod CIDR changes. The address is published on the Node
     (annotation ``corral.dev/cluster-dns-address``): the controller manager makes it this
-    node's endpoint of the kube-dns Service, which pods reach at its clusterIP."""
+    node's endpoint of the kube-dns Service, which pods reach at its clusterIP.
+
+    The sockets are bound at start; the server (orchestrator.dns: dnspython, and the watches
+    of the Services and EndpointSlices its answers come from, some 3 MiB an agent would keep
+    for good) starts at the first query, which waits in its socket meanwhile: a node whose
+    pods never look a name up does without it."""
 
     def __init__(
         self, client: ApiClient, runtime: api.NodePods, cfg: AgentConfig, node_name: str
     ) -> None:
-        from orchestrator.dns import ClusterDns, host_nameservers
-
-        upstream = cfg.dns_upstream if cfg.dns_upstream is not None else host_nameservers()
-        self.server = ClusterDns(client, cfg.cluster_domain, upstream)
         self.client = client
+        self.cfg = cfg
         self.node_name = node_name
         self.runtime = runtime
+        self.server: ClusterDns | None = None  # from the first query on
         self.address = ""
         self.published = ""
+        self._waiting: tuple[socket.socket, ...] = ()  # bound, no server yet
+        self._starting: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, network: NetworkSync) -> None:
-        await self.server.start()
         try:
             await self._listen(network)
         except AgentError as e:  # the node runs on; its pods' lookups fail
@@ -348,7 +359,7 @@ class ClusterDnsOnNode:
         if address == self.address:
             await self._publish(address)  # again, if it failed before
             return
-        await self.server.stop_serving()
+        await self._close()
         udp = self.runtime.node_socket(socket.SOCK_DGRAM)
         tcp = self.runtime.node_socket(socket.SOCK_STREAM)
         try:
@@ -357,7 +368,11 @@ class ClusterDnsOnNode:
             tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             udp.bind((address, DNS_PORT))
             tcp.bind((address, DNS_PORT))
-            await self.server.serve(udp, tcp)
+            if self.server is not None:
+                await self.server.serve(udp, tcp)
+            else:
+                tcp.listen(DNS_BACKLOG)
+                self._wait_for_query(udp, tcp)
         except OSError as e:
             udp.close()
             tcp.close()
@@ -365,6 +380,52 @@ class ClusterDnsOnNode:
         self.address = address
         log.info("cluster DNS serving on %s:%d", address, DNS_PORT)
         await self._publish(address)
+
+    def _wait_for_query(self, udp: socket.socket, tcp: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        self._waiting = (udp, tcp)
+        for sock in self._waiting:
+            loop.add_reader(sock.fileno(), self._first_query)
+
+    def _unwait(self) -> tuple[socket.socket, ...]:
+        socks, self._waiting = self._waiting, ()
+        loop = asyncio.get_running_loop()
+        for sock in socks:
+            loop.remove_reader(sock.fileno())
+        return socks
+
+    def _first_query(self) -> None:
+        udp, tcp = self._unwait()
+        self._starting = asyncio.create_task(self._start_server(udp, tcp), name="kubelet-dns")
+
+    async def _start_server(self, udp: socket.socket, tcp: socket.socket) -> None:
+        from orchestrator.dns import ClusterDns, host_nameservers
+
+        cfg = self.cfg
+        upstream = cfg.dns_upstream if cfg.dns_upstream is not None else host_nameservers()
+        server = ClusterDns(self.client, cfg.cluster_domain, upstream)
+        try:
+            await server.start()  # the Services and EndpointSlices listed
+            await server.serve(udp, tcp)
+        except BaseException as e:
+            udp.close()
+            tcp.close()
+            await server.stop()
+            if not isinstance(e, Exception):
+                raise
+            log.error("cluster DNS: cannot start its server: %s", e)
+            self.address = ""  # bound again by the next round of _follow
+            return
+        self.server = server
+
+    async def _close(self) -> None:
+        """The sockets closed (a server that is starting serves first)."""
+        for sock in self._unwait():
+            sock.close()
+        if self._starting is not None:
+            await asyncio.gather(self._starting, return_exceptions=True)
+        if self.server is not None:
+            await self.server.stop_serving()
 
     async def _publish(self, address: str) -> None:
         """The Node's annotation names the address (kube-dns's endpoint on this node)."""
@@ -395,7 +456,11 @@ class ClusterDnsOnNode:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await self.server.stop()
+        if self._starting is not None:
+            self._starting.cancel()
+        await self._close()
+        if self.server is not None:
+            await self.server.stop()
 
 
 async def _start_proxy(
@@ -422,6 +487,14 @@ def serve_agent(cfg: AgentConfig) -> None:
     )
     if os.geteuid() != 0:
         raise AgentError("start", "the agent runs pods: it must run as root")
+    # One malloc arena for the agent's threads (the default executor's image imports, network
+    # and proxy syncs; the pod workers): they seldom allocate at once, and each arena of its
+    # own would keep its high-water mark (issue #15: the agent's idle memory).
+    hostsys.malloc_arena_max(1)
+    # asyncio gives each TLS connection a read buffer of SSLProtocol.max_size (256 KiB),
+    # zeroed when made: the agent's watches held about 1.75 MiB of them. TLS records are at
+    # most 16 KiB: reads of 64 KiB lose nothing.
+    asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -24,6 +24,7 @@ from aiohttp import web
 from orchestrator.client import Obj
 from runtime.pod import api
 
+from .port import serving_context
 from .streaming import attach_websocket, exec_websocket, port_forward_websocket
 
 __all__ = ["KubeletServer"]
@@ -85,14 +86,29 @@ class KubeletServer:
         self._runner: web.AppRunner | None = None
 
     def ssl_context(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cadata=self.ca_pem.decode())
-        ctx.load_cert_chain(self.cert, self.key)
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        return ctx
+        return serving_context(self.cert, self.key, self.ca_pem)
 
     async def start(self, host: str, port: int, sock: socket.socket | None = None) -> None:
         """Serve on host:port; with ``sock`` (a fresh TCP socket, made in the node's network
         namespace, say), bind that one to it."""
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            await self.serve(sock, self.ssl_context())
+        else:
+            await self._runner_setup()
+            assert self._runner is not None
+            await web.TCPSite(self._runner, host, port, ssl_context=self.ssl_context()).start()
+        log.info("kubelet serving on https://%s:%d", host, port)
+
+    async def serve(self, sock: socket.socket, ssl_context: ssl.SSLContext) -> None:
+        """Serve on ``sock``, bound already (listening or not: its pending connections are
+        accepted)."""
+        await self._runner_setup()
+        assert self._runner is not None
+        await web.SockSite(self._runner, sock, ssl_context=ssl_context).start()
+
+    async def _runner_setup(self) -> None:
         app = web.Application(middlewares=[self._auth])
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self._logs)
         app.router.add_route("GET", "/exec/{namespace}/{pod}/{container}", self._exec)
@@ -103,15 +119,6 @@ class KubeletServer:
         app.router.add_get("/healthz", self._health)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site: web.BaseSite
-        if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
-            site = web.SockSite(self._runner, sock, ssl_context=self.ssl_context())
-        else:
-            site = web.TCPSite(self._runner, host, port, ssl_context=self.ssl_context())
-        await site.start()
-        log.info("kubelet serving on https://%s:%d", host, port)
 
     async def stop(self) -> None:
         if self._runner is not None:

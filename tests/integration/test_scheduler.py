@@ -512,7 +512,11 @@ def test_leader_election(bare_server: Server) -> None:
             NS,
             {"metadata": {"name": "one"}, "spec": {"containers": [{"name": "c", "image": "x"}]}},
         )
-        while not (await c.get(PODS, NS, "one"))["spec"].get("nodeName"):
+        # the binding's answer reaches the scheduler after the pod shows bound: wait for both
+        # (cancelled at once, the scheduler would never count its bind)
+        deadline = time.monotonic() + WAIT
+        while not (await c.get(PODS, NS, "one"))["spec"].get("nodeName") or not a.scheduled:
+            assert time.monotonic() < deadline, "a never scheduled"
             await asyncio.sleep(0.1)
         first = (await c.get(LEASES, "kube-system", "kube-scheduler"))["spec"]["holderIdentity"]
         ta.cancel()  # a stops and gives the lease up: b takes over
@@ -523,7 +527,7 @@ def test_leader_election(bare_server: Server) -> None:
             {"metadata": {"name": "two"}, "spec": {"containers": [{"name": "c", "image": "x"}]}},
         )
         deadline = time.monotonic() + WAIT
-        while not (await c.get(PODS, NS, "two"))["spec"].get("nodeName"):
+        while not (await c.get(PODS, NS, "two"))["spec"].get("nodeName") or not b.scheduled:
             assert time.monotonic() < deadline, "b never scheduled"
             await asyncio.sleep(0.1)
         second = (await c.get(LEASES, "kube-system", "kube-scheduler"))["spec"]["holderIdentity"]

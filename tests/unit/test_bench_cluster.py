@@ -5,11 +5,16 @@ judged with --quick, failover skipped). Every figure here is made up."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 from typing import Any
 
 from bench import cli, suites
 from bench import cluster as bc
 from bench.model import Status, SuiteResult
+from testkit.wait import until
 
 CP = bc.ClusterParams(replicas=4, churn=8, wave=4, idle_pause=0, timeout=10, failovers=1)
 
@@ -116,3 +121,38 @@ def test_the_watch_recorder_waits_for_its_condition() -> None:
             raise AssertionError("no timeout")
 
     asyncio.run(main())
+
+
+def test_the_idle_table_counts_children_and_judges_the_whole_tree() -> None:
+    mib = 1024  # KiB
+    res = {
+        "server": {"tree_kib": 80 * mib, "children": [], "VmRSS": 80 * mib, "RssAnon": 50 * mib,
+                   "RssFile": 30 * mib, "Threads": 9},
+        # 36 MiB of its own, 4 MiB in a child: 40 MiB = 41.9 MB, over the 40 MB goal
+        "node-1": {"tree_kib": 40 * mib, "children": [4242], "VmRSS": 36 * mib,
+                   "RssAnon": 24 * mib, "RssFile": 12 * mib, "Threads": 4},
+    }  # fmt: skip
+    t = bc.idle_table(res, 10.0, judge=True)
+    rows = {r[0]: r for r in t.rows}
+    assert rows["corral agent (node-1)"][1] == "40.0 MiB"
+    assert rows["corral agent (node-1)"][5] == "1"
+    assert rows["corral agent (node-1)"][6].startswith("<= 40 MB: missed")
+    assert rows["corral server"][6].startswith("<= 100 MB: met")
+    assert "not judged" in bc.idle_table(res, 1.0, judge=False).rows[0][6]
+
+
+def test_a_process_tree_is_read_from_proc() -> None:
+    # a child that keeps a grandchild: both are below it, and below this process
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess; subprocess.run(['sleep', '30'])"]
+    )
+    try:
+        kids = until("a grandchild", lambda: bc.descendants(child.pid), 10.0, 0.05)
+        total, listed = bc.tree_rss_kib(child.pid)
+        assert listed == kids and total > bc._rss_kib(child.pid)
+        assert child.pid in bc.descendants(os.getpid())
+    finally:
+        for pid in bc.descendants(child.pid):
+            os.kill(pid, signal.SIGKILL)
+        child.kill()
+        child.wait()

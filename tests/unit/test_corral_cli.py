@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import importlib.metadata
+import sys
 from pathlib import Path
 
 import click
@@ -95,6 +96,26 @@ def test_a_bug_is_not_turned_into_one_line() -> None:
     assert isinstance(res.exception, KeyError)
     res = CliRunner().invoke(root, ["ours"])
     assert (res.exit_code, res.output) == (1, "corral: ours: [Errno 13] Permission denied\n")
+
+
+def test_the_version_is_the_dist_info_directory_s_unless_other_metadata_comes_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from corral_common import version
+
+    monkeypatch.setattr(importlib.metadata, "version", lambda dist: "4.5.6")
+    site = tmp_path / "site"
+    (site / "corral-1.2.3.dist-info").mkdir(parents=True)
+    (site / "corral_cli-7.7.7.dist-info").mkdir()  # another distribution's, with a like name
+    (site / "corral_cli-7.7.7.dist-info" / "METADATA").write_text("Name: corral_cli\n")
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "missing"), str(site)])
+    assert version.version() == "4.5.6"  # no METADATA: not metadata, importlib.metadata decides
+    (site / "corral-1.2.3.dist-info" / "METADATA").write_text("Name: corral\nVersion: 1.2.3\n")
+    assert version.version() == "1.2.3"
+    src = tmp_path / "src"  # a source tree with setuptools' egg-info, first on the path
+    (src / "corral.egg-info").mkdir(parents=True)
+    monkeypatch.setattr(sys, "path", [str(src), str(site)])
+    assert version.version() == "4.5.6"
 
 
 def test_versions_come_from_the_package_metadata(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -249,14 +249,14 @@ def test_layers_are_unpacked_at_once_and_a_repeated_one_once(
     real = store_mod.unpack_layer
 
     def unpack_layer(stream: object, dest: Path, **kw: object) -> object:
-        unpacked.append(dest.parent.name)
+        unpacked.append(dest.parent.name[1:13])  # .<12 hex>-<random>: renamed when whole
         barrier.wait()
         return real(stream, dest, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(store_mod, "unpack_layer", unpack_layer)
     files, built = oci_files([BASE, TOP, BASE], ref_name="twice")
     (img,) = store.import_path(write_dir(tmp_path / "src", files))
-    assert sorted(unpacked) == sorted(d.split(":")[1] for d in built.diff_ids[:2])
+    assert sorted(unpacked) == sorted(d.split(":")[1][:12] for d in built.diff_ids[:2])
     assert [r.diff_id for r in img.layers] == built.diff_ids
     assert (store.layers / built.diff_ids[1].split(":")[1] / "fs/app/run").is_file()
 
@@ -375,3 +375,83 @@ def test_what_a_record_names_is_synced_before_it(
     events.clear()
     store.import_path(src)
     assert not [e for e in events if e.startswith(("syncfs", "fsync blobs", "fsync layers"))]
+
+
+def _inode_flags(path: Path) -> int:
+    import array
+    import fcntl
+
+    from images import store as store_mod
+
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        flags = array.array("i", [0])
+        fcntl.ioctl(fd, store_mod._FS_IOC_GETFLAGS, flags, True)
+        return flags[0]
+    finally:
+        os.close(fd)
+
+
+def test_staged_layer_trees_each_start_a_directory_hierarchy(store: Store, tmp_path: Path) -> None:
+    # ext4 puts each layer tree in a block group of its own choosing (the parent of the
+    # staged trees is a top directory, chattr +T), not in the store's group, where the files
+    # of removed images were just deleted.
+    from images.store import _FS_TOPDIR_FL, mark_topdir
+
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    mark_topdir(probe)
+    try:
+        if not _inode_flags(probe) & _FS_TOPDIR_FL:
+            pytest.skip(f"{tmp_path}: the filesystem has no top-directory flag")
+    except OSError as e:
+        pytest.skip(f"{tmp_path}: no inode flags ({e})")
+    seen: set[int] = set()
+    trees: list[tuple[str, bool]] = []
+
+    def progress(_: object) -> None:
+        for d in store.tmp.glob("import-*/layers"):
+            seen.add(_inode_flags(d) & _FS_TOPDIR_FL)
+            trees.extend((t.name, (t / "meta.json").exists()) for t in d.iterdir())
+
+    files, built = oci_files([BASE, TOP], ref_name="topdir")
+    store.import_path(write_dir(tmp_path / "src", files), progress=progress)
+    assert seen == {_FS_TOPDIR_FL}
+    # A tree is made under a random name (ext4 hashes it to pick where to look for a block
+    # group) and takes its layer's name once whole.
+    hexes = {d.split(":")[1] for d in built.diff_ids}
+    assert {n for n, _ in trees if n.startswith(".")}, trees
+    assert all(whole for n, whole in trees if n in hexes), trees
+    assert not _inode_flags(store.layers) & _FS_TOPDIR_FL  # published trees keep their place
+
+
+def test_a_stored_layer_is_hashed_not_copied_again(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A gzip layer of a docker archive names no digest: re-imported, it is read and hashed
+    # once, and copied only when no blob of that digest is stored.
+    from images import store as store_mod
+
+    copies: list[str] = []
+    real = store_mod.Store._copy_blob
+
+    def copy_blob(self: Store, reader: object, layer: object, *rest: object) -> Path:
+        copies.append(layer.path)  # type: ignore[attr-defined]
+        return real(self, reader, layer, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store_mod.Store, "_copy_blob", copy_blob)
+    plain, _ = docker_files([BASE, TOP], repo_tags=["p:1"])
+    gz, built = docker_files([BASE, TOP], repo_tags=["gz:1"], compression="gzip")
+    store.import_path(write_tar(tmp_path / "plain.tar", plain))
+    # The layers are stored, their gzip blobs are not: hashed, then copied.
+    (img,) = store.import_path(write_tar(tmp_path / "gz.tar", gz))
+    assert len(copies) == 2
+    assert [lr.digest for lr in img.layers] == built.layer_digests
+    assert all(store.has_blob(d) for d in built.layer_digests)
+    copies.clear()
+    before = files_of(store)
+    (again,) = store.import_path(write_tar(tmp_path / "gz2.tar", gz))
+    assert copies == [] and again.layers == img.layers
+    assert {k: v for k, v in files_of(store).items() if not k.startswith("images")} == {
+        k: v for k, v in before.items() if not k.startswith("images")
+    }

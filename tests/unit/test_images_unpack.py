@@ -71,6 +71,31 @@ def test_owners_kept_as_root(tmp_path: Path) -> None:
     assert (d / "l").lstat().st_uid == 7
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="owners other than ours need root")
+@pytest.mark.parametrize("setgid", [False, True], ids=["plain-root", "setgid-root"])
+def test_owners_of_made_entries_under_a_set_group_id_root(tmp_path: Path, setgid: bool) -> None:
+    # An entry is made with our owner and, below a set-group-ID directory, that directory's
+    # group: the chown an entry owned by us would not need is needed there.
+    d = tmp_path / "fs"
+    d.mkdir()
+    os.chown(d, 0, 4321)
+    if setgid:
+        d.chmod(0o2755)
+    entries = [
+        Entry("dir", "dir"),
+        Entry("dir/f", data=b"f"),
+        Entry("l", "symlink", linkname="dir/f"),
+        Entry("p", "fifo"),
+        Entry("other", data=b"o", uid=5, gid=6),
+    ]
+    unpack(tar_entries(entries), d)
+    for name in ("dir", "dir/f", "l", "p"):
+        st = (d / name).lstat()
+        assert (st.st_uid, st.st_gid) == (0, 0), name
+    st = (d / "other").lstat()
+    assert (st.st_uid, st.st_gid) == (5, 6)
+
+
 @pytest.mark.parametrize("kind", ["none", "gzip", "zstd"])
 def test_compressions(tmp_path: Path, kind: str) -> None:
     layer = tar_entries([Entry("a", data=b"hello" * 1000)])
@@ -107,12 +132,23 @@ def test_later_entry_replaces_earlier(tmp_path: Path) -> None:
             Entry("d", "dir"),
             Entry("d/f", data=b"x"),
             Entry("d", "symlink", linkname="/etc"),
+            # a directory the last walk went through, replaced by a hardlink, then a file
+            # and a directory by each other, then one more entry in the first's parent
+            Entry("h/sub/f", data=b"f"),
+            Entry("h/sub", "hardlink", linkname="a"),
+            Entry("h/g", data=b"g"),
+            Entry("h/g/", "dir"),
+            Entry("h/g/inner", data=b"i"),
+            Entry("h/g", data=b"g2"),
+            Entry("h/z", data=b"z"),
         ]
     )
     d = tmp_path / "fs"
     unpack(layer, d)
     assert (d / "a").read_bytes() == b"2"
     assert os.readlink(d / "d") == "/etc"
+    assert (d / "h/sub").stat().st_ino == (d / "a").stat().st_ino
+    assert (d / "h/g").read_bytes() == b"g2" and (d / "h/z").read_bytes() == b"z"
 
 
 def snapshot(root: Path, skip: Path) -> dict[str, tuple[int, int, float, bytes]]:
@@ -171,8 +207,16 @@ def hostile(host: Path) -> dict[str, bytes]:
         "truncated-zstd": compress(tar_entries([Entry("f", data=os.urandom(100_000))]), "zstd")[
             :40_000
         ],
+        "corrupt-deflate": _flip(compress(tar_entries([Entry("f", data=b"ab" * 50_000)]), "gzip")),
         "garbage": b"this is not a tar archive at all" * 40,
     }
+
+
+def _flip(gz: bytes) -> bytes:
+    """A gzip stream with a byte of its deflate data changed (an invalid block, not a
+    truncation: the inflater itself refuses it)."""
+    i = 10 + 2  # past the 10-byte header, into the first block's code lengths
+    return gz[:i] + bytes([gz[i] ^ 0xFF]) + gz[i + 1 :]
 
 
 def test_hostile_corpus_refused_and_host_untouched(tmp_path: Path) -> None:
@@ -199,6 +243,7 @@ def test_hostile_corpus_refused_and_host_untouched(tmp_path: Path) -> None:
     assert "passes the layer limit" in errors["sparse-bomb"]
     assert "truncated or corrupt" in errors["truncated"]
     assert "corrupt" in errors["truncated-gzip"] and "corrupt" in errors["truncated-zstd"]
+    assert "corrupt" in errors["corrupt-deflate"]
     for e in errors.values():
         assert e.strip()
 
@@ -230,23 +275,27 @@ def test_gzip_bomb_capped(tmp_path: Path) -> None:
 def test_a_symlink_planted_after_the_old_entry_went_is_not_followed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A symlink that appears between removing what was there and creating the file (a
-    race) is refused: the file is created with O_EXCL | O_NOFOLLOW, never through it."""
+    """A symlink that appears between removing what was there (an earlier entry of the same
+    name) and creating the file (a race) is refused: the file is created with O_EXCL |
+    O_NOFOLLOW, never through it."""
     from images import unpack as mod
 
     outside = tmp_path / "outside"
     outside.write_bytes(b"host data")
     real_remove = mod._remove
 
-    def racing_remove(st: Any, pfd: int, name: str, keep_dir: bool = False) -> bool:
-        kept = real_remove(st, pfd, name, keep_dir)
+    def racing_remove(st: Any, pfd: int, where: Any, name: str, keep_dir: bool = False) -> bool:
+        kept = real_remove(st, pfd, where, name, keep_dir)
         if name == "victim":
             os.symlink(str(outside), name, dir_fd=pfd)
         return kept
 
     monkeypatch.setattr(mod, "_remove", racing_remove)
     with pytest.raises((OSError, UnsafeLayer)):
-        unpack(tar_entries([Entry("victim", data=b"evil")]), tmp_path / "root")
+        unpack(
+            tar_entries([Entry("victim", data=b"first"), Entry("victim", data=b"evil")]),
+            tmp_path / "root",
+        )
     assert outside.read_bytes() == b"host data"
 
 
@@ -255,14 +304,17 @@ def test_a_symlink_planted_after_the_old_entry_went_is_not_followed(
     [Entry("a/b", "symlink", linkname="/tmp"), Entry("a/.wh.b"), Entry("a/b", data=b"file")],
     ids=["symlink", "whiteout", "file"],
 )
+@pytest.mark.parametrize("elsewhere", [False, True], ids=["next", "after-another-directory"])
 def test_a_directory_replaced_by_a_later_entry_is_not_written_through(
-    tmp_path: Path, replace: Entry
+    tmp_path: Path, replace: Entry, elsewhere: bool
 ) -> None:
-    # Entries in one directory reuse the fds of its walk; once an entry removes that
-    # directory, the next one below its name walks again (and meets what replaced it).
+    # Entries reuse the fds of earlier walks (not only the last one); once an entry removes
+    # a directory, the next one below its name walks again (and meets what replaced it).
     outside = tmp_path / "outside"
     outside.mkdir()
-    entries = [Entry("a/b/c", "dir"), Entry("a/b/c/one", data=b"1"), replace]
+    replace = Entry(replace.name, replace.kind, replace.data, str(outside) * bool(replace.linkname))
+    between = [Entry("x/y", data=b"y")] if elsewhere else []
+    entries = [Entry("a/b/c", "dir"), Entry("a/b/c/one", data=b"1"), *between, replace]
     with pytest.raises(UnsafeLayer, match="a/b"):
         unpack(tar_entries([*entries, Entry("a/b/c/two", data=b"2")]), tmp_path / "root")
     assert not list(outside.iterdir())

@@ -130,6 +130,15 @@ def test_the_agent_brings_its_node_network_up_without_the_netlink_library() -> N
         assert name not in mods, name
 
 
+def test_the_agent_imports_its_on_demand_servers_when_they_start() -> None:
+    # The kubelet's HTTPS server (aiohttp.web, streaming) and the cluster DNS (dnspython)
+    # start at their first connection or query (tests/integration/test_agent_idle.py).
+    mods = _imported("import corral_cli.main, corral_cli.agent_cmd, orchestrator.kubelet.agent")
+    assert "orchestrator.kubelet.port" in mods
+    for name in ("aiohttp.web", "orchestrator.kubelet.server", "orchestrator.dns", "dns"):
+        assert name not in mods, name
+
+
 def test_the_create_path_compiles_no_regular_expression() -> None:
     # json and dataclasses compile theirs; ours would add to every create's start (the
     # SemVer check of ociVersion alone cost about a millisecond as a regex).
@@ -166,4 +175,22 @@ def test_image_import_skips_hashlib_and_getpass() -> None:
     mods = _imported("import corral_cli.main, images.store, images.sources, images.unpack")
     assert "_hashlib" in mods
     for name in ("hashlib", "getpass"):
+        assert name not in mods, name
+
+
+def test_a_reimport_starts_no_thread_pool(tmp_path: Path) -> None:
+    # Every layer stored: nothing to unpack, so neither concurrent.futures nor the logging
+    # it imports; the first import of the same archive does unpack in the pool.
+    from testkit.imagebuild import Entry, docker_files, tar_entries, write_tar
+
+    layers = [tar_entries([Entry(f"f{i}", data=b"x" * i)]) for i in range(1, 3)]
+    files, _ = docker_files(layers, repo_tags=["re:1"])
+    src = write_tar(tmp_path / "src.tar", files)
+    code = (
+        "from images.store import Store\n"
+        f"Store({str(tmp_path / 'store')!r}).import_path({str(src)!r})"
+    )
+    assert "concurrent.futures" in _imported(code)
+    mods = _imported(code)
+    for name in ("concurrent.futures", "logging"):
         assert name not in mods, name

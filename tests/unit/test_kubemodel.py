@@ -511,3 +511,42 @@ def test_job_defaults_completions_as_kubernetes(
         completions,
         parallelism,
     )
+
+
+def test_pods_validated_by_many_threads_at_first_use() -> None:
+    """The first validations of a fresh process, from many threads at once (the kubelet's
+    workers): each volume still counts one type. A lazily filled table was once filled twice
+    by two threads, and from then on every pod with a volume was refused."""
+    import subprocess
+    import sys
+
+    code = """
+import sys, threading
+import kubemodel
+sys.setswitchinterval(1e-6)
+pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {
+    "containers": [{"name": "c", "image": "busybox"}],
+    "volumes": [{"name": "s", "secret": {"secretName": "x"}}, {"name": "e", "emptyDir": {}}]}}
+go = threading.Barrier(16)
+errors = []
+def one():
+    go.wait()
+    try:
+        kubemodel.decode(pod)
+    except Exception as e:
+        errors.append(str(e))
+threads = [threading.Thread(target=one) for _ in range(16)]
+for t in threads: t.start()
+for t in threads: t.join()
+try:
+    kubemodel.decode(pod)
+except Exception as e:
+    errors.append("after: " + str(e))
+print("\\n".join(errors))
+"""
+    for _ in range(5):  # fresh processes: the first use is what is raced
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == ""

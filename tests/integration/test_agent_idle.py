@@ -1,0 +1,106 @@
+"""What an idle agent holds (issues #15, #20: its memory): a real ``corral agent`` started with
+Python's ``-X importtime`` (PYTHONPROFILEIMPORTTIME), which logs every module the process
+imports, when it imports it. Ready, with no pod, it has not imported the servers it runs on
+demand (the kubelet's HTTPS server and streaming code, the cluster DNS), nor the libraries
+only other paths need; the first pod that looks a name up and whose logs are read starts them,
+and gets its answers."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_kubelet import NODE, Cluster, cluster_context, manifest, until
+
+pytestmark = pytest.mark.root
+
+DNS_ANNOTATION = "corral.dev/cluster-dns-address"
+
+# Started at the first use (orchestrator.kubelet.port, the agent's ClusterDnsOnNode).
+ON_DEMAND = (
+    "aiohttp.web",
+    "orchestrator.kubelet.server",
+    "orchestrator.kubelet.streaming",
+    "orchestrator.dns",
+    "dns.message",
+)
+# Never on the idle agent: pyroute2 and YAML are the node network child's; frozenlist's
+# compiled module is skipped for its Python twin (corral_cli.agent_cmd); the version is read
+# from the dist-info directory's name (corral_common.version).
+NEVER_IDLE = (
+    "pyroute2",
+    "yaml",
+    "frozenlist._frozenlist",
+    "runtime.network.netlink",
+    "importlib.metadata",
+)
+
+
+def imported(log: Path) -> set[str]:
+    """The modules the agent logged as imported so far (``import time: ... | name``)."""
+    out = set()
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("import time:") and "|" in line:
+            name = line.rsplit("|", 1)[1].strip()
+            if name != "imported package":
+                out.add(name)
+    return out
+
+
+@pytest.fixture(scope="module")
+def cluster(rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    saved = os.environ.get("PYTHONPROFILEIMPORTTIME")
+    os.environ["PYTHONPROFILEIMPORTTIME"] = "1"  # the server's and the agent's start
+    try:
+        ctx = cluster_context(rootfs, tmp_path_factory.mktemp("idle"))
+        c = ctx.__enter__()
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPROFILEIMPORTTIME", None)
+        else:
+            os.environ["PYTHONPROFILEIMPORTTIME"] = saved
+    try:
+        yield c
+    finally:
+        ctx.__exit__(None, None, None)
+
+
+def test_an_idle_agent_runs_without_its_on_demand_servers(cluster: Cluster) -> None:
+    mods = imported(cluster.agent.log)
+    # the log does list what the agent imported, frozenlist's Python twin among it
+    assert "orchestrator.kubelet.agent" in mods and "orchestrator.kubelet.port" in mods
+    assert "aiohttp" in mods and "frozenlist" in mods
+    for name in (*ON_DEMAND, *NEVER_IDLE):
+        assert name not in mods, name
+
+
+def test_the_first_lookup_and_log_read_start_the_dns_and_the_kubelet_server(
+    cluster: Cluster,
+) -> None:
+    k = cluster.kubectl()
+    node = json.loads(k.run("get", "node", NODE, "-o", "json").stdout)
+    dns = node["metadata"]["annotations"][DNS_ANNOTATION]  # the DNS is bound and published
+    name = "looker"
+    script = (
+        "trap 'exit 0' TERM;"
+        f" until nslookup kubernetes.default.svc.cluster.local {dns}; do sleep 0.5; done;"
+        " echo LOOKED-UP; while true; do sleep 0.2; done"
+    )
+    k.run("apply", "-f", "-", input=json.dumps(manifest(name, script)))
+    try:
+        cluster.wait_running(name)
+        until("the pod's lookup", lambda: "LOOKED-UP" in k.run("logs", name).stdout)
+        out = k.run("logs", name).stdout
+        cluster_ip = json.loads(k.run("get", "service", "kubernetes", "-o", "json").stdout)["spec"][
+            "clusterIP"
+        ]
+        assert cluster_ip in out, out  # answered from the Services the DNS server listed
+        mods = imported(cluster.agent.log)
+        for mod in ON_DEMAND:
+            assert mod in mods, mod
+    finally:
+        k.run("delete", "pod", name, "--wait=false", check=False)
