@@ -108,6 +108,8 @@ __all__ = [
     "Eviction",
     "ExecAction",
     "FCVolumeSource",
+    "FieldSelectorAttributes",
+    "FieldSelectorRequirement",
     "FlexVolumeSource",
     "FlockerVolumeSource",
     "ForZone",
@@ -130,6 +132,7 @@ __all__ = [
     "JobTemplateSpec",
     "KeyToPath",
     "LabelSelector",
+    "LabelSelectorAttributes",
     "LabelSelectorRequirement",
     "Lease",
     "LeaseList",
@@ -141,6 +144,7 @@ __all__ = [
     "LoadBalancerIngress",
     "LoadBalancerStatus",
     "LocalObjectReference",
+    "LocalSubjectAccessReview",
     "ManagedFieldsEntry",
     "ModifyVolumeStatus",
     "NFSVolumeSource",
@@ -166,6 +170,8 @@ __all__ = [
     "NodeSpec",
     "NodeStatus",
     "NodeSystemInfo",
+    "NonResourceAttributes",
+    "NonResourceRule",
     "ObjectFieldSelector",
     "ObjectMeta",
     "ObjectReference",
@@ -224,10 +230,12 @@ __all__ = [
     "ReplicationControllerList",
     "ReplicationControllerSpec",
     "ReplicationControllerStatus",
+    "ResourceAttributes",
     "ResourceClaim",
     "ResourceFieldSelector",
     "ResourceHealth",
     "ResourceRequirements",
+    "ResourceRule",
     "ResourceStatus",
     "Role",
     "RoleBinding",
@@ -250,6 +258,12 @@ __all__ = [
     "SecretProjection",
     "SecretVolumeSource",
     "SecurityContext",
+    "SelfSubjectAccessReview",
+    "SelfSubjectAccessReviewSpec",
+    "SelfSubjectReview",
+    "SelfSubjectReviewStatus",
+    "SelfSubjectRulesReview",
+    "SelfSubjectRulesReviewSpec",
     "Service",
     "ServiceAccount",
     "ServiceAccountList",
@@ -273,16 +287,24 @@ __all__ = [
     "StatusDetails",
     "StorageOSVolumeSource",
     "Subject",
+    "SubjectAccessReview",
+    "SubjectAccessReviewSpec",
+    "SubjectAccessReviewStatus",
+    "SubjectRulesReviewStatus",
     "SuccessPolicy",
     "SuccessPolicyRule",
     "Sysctl",
     "TCPSocketAction",
     "Taint",
+    "TokenReview",
+    "TokenReviewSpec",
+    "TokenReviewStatus",
     "Toleration",
     "TopologySpreadConstraint",
     "TypedLocalObjectReference",
     "TypedObjectReference",
     "UncountedTerminatedPods",
+    "UserInfo",
     "Volume",
     "VolumeDevice",
     "VolumeMount",
@@ -1037,6 +1059,19 @@ class FCVolumeSource(Object):
     wwids: list[str] | None = None
 
 
+class FieldSelectorAttributes(Object):
+    """``io.k8s.api.authorization.v1.FieldSelectorAttributes``."""
+    raw_selector: str | None = msgspec.field(default=None, name="rawSelector")
+    requirements: list[FieldSelectorRequirement] | None = None
+
+
+class FieldSelectorRequirement(Object):
+    """``io.k8s.apimachinery.pkg.apis.meta.v1.FieldSelectorRequirement``."""
+    key: str
+    operator: str
+    values: list[str] | None = None
+
+
 class FlexVolumeSource(Object):
     """``io.k8s.api.core.v1.FlexVolumeSource``."""
     driver: str
@@ -1219,6 +1254,12 @@ class LabelSelector(Object):
     match_labels: dict[str, str] | None = msgspec.field(default=None, name="matchLabels")
 
 
+class LabelSelectorAttributes(Object):
+    """``io.k8s.api.authorization.v1.LabelSelectorAttributes``."""
+    raw_selector: str | None = msgspec.field(default=None, name="rawSelector")
+    requirements: list[LabelSelectorRequirement] | None = None
+
+
 class LabelSelectorRequirement(Object):
     """``io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement``."""
     key: str
@@ -1298,6 +1339,15 @@ class LoadBalancerStatus(Object):
 class LocalObjectReference(Object):
     """``io.k8s.api.core.v1.LocalObjectReference``."""
     name: str | None = None
+
+
+class LocalSubjectAccessReview(Object):
+    """``io.k8s.api.authorization.v1.LocalSubjectAccessReview``."""
+    spec: SubjectAccessReviewSpec
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+    status: SubjectAccessReviewStatus | None = None
 
 
 class ManagedFieldsEntry(Object):
@@ -1493,6 +1543,18 @@ class NodeSystemInfo(Object):
     operating_system: str = msgspec.field(name="operatingSystem")
     os_image: str = msgspec.field(name="osImage")
     system_uuid: str = msgspec.field(name="systemUUID")
+
+
+class NonResourceAttributes(Object):
+    """``io.k8s.api.authorization.v1.NonResourceAttributes``."""
+    path: str | None = None
+    verb: str | None = None
+
+
+class NonResourceRule(Object):
+    """``io.k8s.api.authorization.v1.NonResourceRule``."""
+    verbs: list[str]
+    non_resource_ur_ls: list[str] | None = msgspec.field(default=None, name="nonResourceURLs")
 
 
 class ObjectFieldSelector(Object):
@@ -2030,6 +2092,19 @@ class ReplicationControllerStatus(Object):
     ready_replicas: int | None = msgspec.field(default=None, name="readyReplicas")
 
 
+class ResourceAttributes(Object):
+    """``io.k8s.api.authorization.v1.ResourceAttributes``."""
+    field_selector: FieldSelectorAttributes | None = msgspec.field(default=None, name="fieldSelector")
+    group: str | None = None
+    label_selector: LabelSelectorAttributes | None = msgspec.field(default=None, name="labelSelector")
+    name: str | None = None
+    namespace: str | None = None
+    resource: str | None = None
+    subresource: str | None = None
+    verb: str | None = None
+    version: str | None = None
+
+
 class ResourceClaim(Object):
     """``io.k8s.api.core.v1.ResourceClaim``."""
     name: str
@@ -2054,6 +2129,14 @@ class ResourceRequirements(Object):
     claims: list[ResourceClaim] | None = None
     limits: dict[str, Quantity] | None = None
     requests: dict[str, Quantity] | None = None
+
+
+class ResourceRule(Object):
+    """``io.k8s.api.authorization.v1.ResourceRule``."""
+    verbs: list[str]
+    api_groups: list[str] | None = msgspec.field(default=None, name="apiGroups")
+    resource_names: list[str] | None = msgspec.field(default=None, name="resourceNames")
+    resources: list[str] | None = None
 
 
 class ResourceStatus(Object):
@@ -2229,6 +2312,48 @@ class SecurityContext(Object):
     se_linux_options: SELinuxOptions | None = msgspec.field(default=None, name="seLinuxOptions")
     seccomp_profile: SeccompProfile | None = msgspec.field(default=None, name="seccompProfile")
     windows_options: WindowsSecurityContextOptions | None = msgspec.field(default=None, name="windowsOptions")
+
+
+class SelfSubjectAccessReview(Object):
+    """``io.k8s.api.authorization.v1.SelfSubjectAccessReview``."""
+    spec: SelfSubjectAccessReviewSpec
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+    status: SubjectAccessReviewStatus | None = None
+
+
+class SelfSubjectAccessReviewSpec(Object):
+    """``io.k8s.api.authorization.v1.SelfSubjectAccessReviewSpec``."""
+    non_resource_attributes: NonResourceAttributes | None = msgspec.field(default=None, name="nonResourceAttributes")
+    resource_attributes: ResourceAttributes | None = msgspec.field(default=None, name="resourceAttributes")
+
+
+class SelfSubjectReview(Object):
+    """``io.k8s.api.authentication.v1.SelfSubjectReview``."""
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+    status: SelfSubjectReviewStatus | None = None
+
+
+class SelfSubjectReviewStatus(Object):
+    """``io.k8s.api.authentication.v1.SelfSubjectReviewStatus``."""
+    user_info: UserInfo | None = msgspec.field(default=None, name="userInfo")
+
+
+class SelfSubjectRulesReview(Object):
+    """``io.k8s.api.authorization.v1.SelfSubjectRulesReview``."""
+    spec: SelfSubjectRulesReviewSpec
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+    status: SubjectRulesReviewStatus | None = None
+
+
+class SelfSubjectRulesReviewSpec(Object):
+    """``io.k8s.api.authorization.v1.SelfSubjectRulesReviewSpec``."""
+    namespace: str | None = None
 
 
 class Service(Object):
@@ -2441,6 +2566,41 @@ class Subject(Object):
     namespace: str | None = None
 
 
+class SubjectAccessReview(Object):
+    """``io.k8s.api.authorization.v1.SubjectAccessReview``."""
+    spec: SubjectAccessReviewSpec
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+    status: SubjectAccessReviewStatus | None = None
+
+
+class SubjectAccessReviewSpec(Object):
+    """``io.k8s.api.authorization.v1.SubjectAccessReviewSpec``."""
+    extra: dict[str, list[str]] | None = None
+    groups: list[str] | None = None
+    non_resource_attributes: NonResourceAttributes | None = msgspec.field(default=None, name="nonResourceAttributes")
+    resource_attributes: ResourceAttributes | None = msgspec.field(default=None, name="resourceAttributes")
+    uid: str | None = None
+    user: str | None = None
+
+
+class SubjectAccessReviewStatus(Object):
+    """``io.k8s.api.authorization.v1.SubjectAccessReviewStatus``."""
+    allowed: bool
+    denied: bool | None = None
+    evaluation_error: str | None = msgspec.field(default=None, name="evaluationError")
+    reason: str | None = None
+
+
+class SubjectRulesReviewStatus(Object):
+    """``io.k8s.api.authorization.v1.SubjectRulesReviewStatus``."""
+    incomplete: bool
+    non_resource_rules: list[NonResourceRule] = msgspec.field(name="nonResourceRules")
+    resource_rules: list[ResourceRule] = msgspec.field(name="resourceRules")
+    evaluation_error: str | None = msgspec.field(default=None, name="evaluationError")
+
+
 class SuccessPolicy(Object):
     """``io.k8s.api.batch.v1.SuccessPolicy``."""
     rules: list[SuccessPolicyRule]
@@ -2470,6 +2630,29 @@ class Taint(Object):
     key: str
     time_added: datetime | None = msgspec.field(default=None, name="timeAdded")
     value: str | None = None
+
+
+class TokenReview(Object):
+    """``io.k8s.api.authentication.v1.TokenReview``."""
+    spec: TokenReviewSpec
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+    status: TokenReviewStatus | None = None
+
+
+class TokenReviewSpec(Object):
+    """``io.k8s.api.authentication.v1.TokenReviewSpec``."""
+    audiences: list[str] | None = None
+    token: str | None = None
+
+
+class TokenReviewStatus(Object):
+    """``io.k8s.api.authentication.v1.TokenReviewStatus``."""
+    audiences: list[str] | None = None
+    authenticated: bool | None = None
+    error: str | None = None
+    user: UserInfo | None = None
 
 
 class Toleration(Object):
@@ -2512,6 +2695,14 @@ class UncountedTerminatedPods(Object):
     """``io.k8s.api.batch.v1.UncountedTerminatedPods``."""
     failed: list[str] | None = None
     succeeded: list[str] | None = None
+
+
+class UserInfo(Object):
+    """``io.k8s.api.authentication.v1.UserInfo``."""
+    extra: dict[str, list[str]] | None = None
+    groups: list[str] | None = None
+    uid: str | None = None
+    username: str | None = None
 
 
 class Volume(Object):

@@ -9,7 +9,9 @@ Run at development time, never at run time::
 the ``kubernetes-validate`` package (the Kubernetes OpenAPI v2 definitions as JSON Schema). The
 refresh keeps only the definitions reachable from ``ROOTS`` and drops their descriptions, so
 ``schema.json`` stays small; ``tests/unit/test_kubemodel_gen.py`` checks that generating from it
-gives the committed ``_generated.py``.
+gives the committed ``_generated.py``. The descriptions of those definitions and of their
+properties go to ``descriptions.json`` (what the API server's OpenAPI v3 documents show, e.g. in
+``kubectl explain``).
 
 Mapping: an object definition is a ``msgspec.Struct`` (keyword-only, unknown fields refused,
 fields equal to their default omitted on encode); a field listed as required has no default;
@@ -31,6 +33,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 SCHEMA = HERE / "schema.json"
+DESCRIPTIONS = HERE / "descriptions.json"
 OUTPUT = HERE / "_generated.py"
 
 _CORE = "io.k8s.api.core.v1."
@@ -68,6 +71,17 @@ ROOTS = (
     _META + "WatchEvent",
     _META + "APIResourceList",
     "io.k8s.api.autoscaling.v1.Scale",
+    # answered, never stored (orchestrator/apiserver/security.py): typed for OpenAPI only
+    *("io.k8s.api.authentication.v1." + k for k in ("SelfSubjectReview", "TokenReview")),
+    *(
+        "io.k8s.api.authorization.v1." + k
+        for k in (
+            "LocalSubjectAccessReview",
+            "SelfSubjectAccessReview",
+            "SelfSubjectRulesReview",
+            "SubjectAccessReview",
+        )
+    ),
 )
 
 # The API versions served; KINDS lists a kind under these only.
@@ -147,6 +161,19 @@ def trim(defs: dict[str, Any]) -> dict[str, Any]:
         keep[name] = _strip(defs[name])
         todo.extend(_refs(defs[name]) if name not in SPECIAL else ())
     return dict(sorted(keep.items()))
+
+
+def describe(defs: dict[str, Any], names: list[str]) -> dict[str, dict[str, str]]:
+    """{definition: {"": its description, property: the property's description}}."""
+    out: dict[str, dict[str, str]] = {}
+    for name in names:
+        node = defs[name]
+        docs = {"": node["description"]} if isinstance(node.get("description"), str) else {}
+        for prop, sub in sorted((node.get("properties") or {}).items()):
+            if isinstance(sub, dict) and isinstance(sub.get("description"), str):
+                docs[prop] = sub["description"]
+        out[name] = docs
+    return out
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -285,7 +312,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.schema:
         raw = json.loads(Path(args.schema).read_text())
         defs = raw.get("$defs") or raw.get("definitions") or {}
-        SCHEMA.write_text(json.dumps(trim(defs), indent=1, sort_keys=True) + "\n")
+        kept = trim(defs)
+        SCHEMA.write_text(json.dumps(kept, indent=1, sort_keys=True) + "\n")
+        docs = describe(defs, list(kept))
+        DESCRIPTIONS.write_text(json.dumps(docs, indent=0, sort_keys=True) + "\n")
     text = render(load_schema())
     if args.check:
         return 0 if OUTPUT.read_text() == text else 1

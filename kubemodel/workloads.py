@@ -166,10 +166,10 @@ def _defaults_statefulset(st: StatefulSet) -> None:
 def _defaults_jobspec(s: JobSpec | None) -> None:
     if s is None:
         return
+    if s.completions is None and s.parallelism is None:
+        s.completions = 1  # a non-parallel job; a parallel one without completions is a work queue
     if s.parallelism is None:
         s.parallelism = 1
-    if s.completions is None and s.parallelism is not None:
-        s.completions = 1
     if s.backoff_limit is None:
         s.backoff_limit = 6
     s.completion_mode = s.completion_mode or "NonIndexed"

@@ -18,7 +18,7 @@ from aiohttp import web
 from kubemodel import protobuf
 from orchestrator.store import Backend, Gone
 
-from . import discovery, errors, fields, managedfields
+from . import discovery, errors, fields, managedfields, openapi
 from .errors import ApiError
 from .eviction import evict
 from .podexec import pod_exec
@@ -271,6 +271,8 @@ class ApiServer:
         r.add_get("/metrics", self._metrics)
         r.add_get("/openapi/v2", self._openapi_v2)
         r.add_get("/swagger-2.0.0.pb-v1", self._openapi_v2)
+        r.add_get("/openapi/v3", openapi.handle_index)
+        r.add_get("/openapi/v3/{gv:.+}", openapi.handle_document)
         r.add_get("/api", self._api)
         r.add_get("/apis", self._apis)
         r.add_route("*", "/api/{version}", self._core_discovery)

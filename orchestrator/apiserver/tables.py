@@ -1,15 +1,21 @@
-"""Table output (``Accept: application/json;as=Table;g=meta.k8s.io;v=v1``): the columns
-kube-apiserver prints for the kinds kubectl shows most, NAME and AGE for the rest."""
+"""Table output (``Accept: application/json;as=Table;g=meta.k8s.io;v=v1``): the columns and
+cells kube-apiserver 1.32 prints for every kind served (its printers, always with the wide
+columns: kubectl shows priority-1 columns only with ``-o wide``), NAME and AGE for any other.
+
+Each ``_<kind>_row`` is a pure function of the object and the time now, so the cases are
+tested without a server (tests/unit/test_tables.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import ipaddress
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["human_duration", "table"]
+__all__ = ["TABLES", "human_duration", "pod_status", "table"]
 
 Obj = dict[str, Any]
+Row = Callable[[Obj, datetime], list[Any]]
 
 
 def human_duration(seconds: float) -> str:
@@ -41,15 +47,73 @@ def human_duration(seconds: float) -> str:
     return f"{hours // 24 // 365}y"
 
 
-def _age(obj: Obj, now: datetime) -> str:
-    ts = (obj.get("metadata") or {}).get("creationTimestamp")
-    if not ts:
-        return "<unknown>"
+def _time(ts: Any) -> datetime | None:
+    if not ts or not isinstance(ts, str):
+        return None
     try:
         t = datetime.fromisoformat(ts.replace("Z", "+00:00"))
     except ValueError:
-        return "<unknown>"
-    return human_duration((now - t).total_seconds())
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _since(ts: Any, now: datetime) -> str:
+    """translateTimestampSince: ``<unknown>`` for a zero (absent) time."""
+    t = _time(ts)
+    return "<unknown>" if t is None else human_duration((now - t).total_seconds())
+
+
+def _age(obj: Obj, now: datetime) -> str:
+    return _since((obj.get("metadata") or {}).get("creationTimestamp"), now)
+
+
+def _name(obj: Obj) -> str:
+    return str((obj.get("metadata") or {}).get("name", ""))
+
+
+def _get(obj: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(obj, Mapping):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def format_labels(labels: Mapping[str, str] | None) -> str:
+    """labels.FormatLabels: ``k=v`` sorted by key, ``<none>`` when empty."""
+    return ",".join(f"{k}={v}" for k, v in sorted((labels or {}).items())) or "<none>"
+
+
+def selector_string(sel: Mapping[str, Any] | None) -> str:
+    """A LabelSelector as labels.Selector.String(): requirements sorted by key."""
+    reqs: list[tuple[str, str]] = []
+    for k, v in (_get(sel, "matchLabels") or {}).items():
+        reqs.append((k, f"{k}={v}"))
+    for e in _get(sel, "matchExpressions") or []:
+        key, op, values = e.get("key", ""), e.get("operator", ""), sorted(e.get("values") or [])
+        text = {
+            "In": f"{key} in ({','.join(values)})",
+            "NotIn": f"{key} notin ({','.join(values)})",
+            "Exists": key,
+            "DoesNotExist": f"!{key}",
+        }.get(op, f"{key} {op}")
+        reqs.append((key, text))
+    return ",".join(text for _, text in sorted(reqs, key=lambda r: r[0]))
+
+
+def format_selector(sel: Mapping[str, Any] | None) -> str:
+    """metav1.FormatLabelSelector: ``<none>`` for an empty or absent selector."""
+    return selector_string(sel) or "<none>"
+
+
+def _containers(template_spec: Any) -> list[str]:
+    """layoutContainerCells: names, images (comma-joined)."""
+    cs = _get(template_spec, "containers") or []
+    return [",".join(c.get("name", "") for c in cs), ",".join(c.get("image", "") for c in cs)]
+
+
+def _bool_ptr(value: Any) -> str:
+    return "<unset>" if value is None else ("True" if value else "False")
 
 
 def _col(name: str, typ: str = "string", priority: int = 0, fmt: str = "", desc: str = "") -> Obj:
@@ -62,50 +126,153 @@ AGE = _col(
     desc="CreationTimestamp is a timestamp representing the server time when this"
     " object was created.",
 )
+CONTAINERS = _col("Containers", priority=1, desc="Names of each container in the template.")
+IMAGES = _col("Images", priority=1, desc="Images referenced by each container in the template.")
+SELECTOR = _col("Selector", priority=1, desc="A label query over pods.")
+
+# ----------------------------------------------------------------------------- pods
+
+
+def _terminated_reason(t: Mapping[str, Any], prefix: str = "") -> str:
+    if t.get("reason"):
+        return prefix + t["reason"]
+    if t.get("signal"):
+        return f"{prefix}Signal:{t['signal']}"
+    return f"{prefix}ExitCode:{t.get('exitCode', 0)}"
+
+
+def _condition_true(conditions: Iterable[Mapping[str, Any]], kind: str) -> bool:
+    return any(c.get("type") == kind and c.get("status") == "True" for c in conditions)
+
+
+def pod_status(p: Obj, now: datetime) -> tuple[str, str, str]:
+    """The READY, STATUS and RESTARTS cells of a pod, as kube-apiserver's printPod works them
+    out: init containers first (``Init:1/2``, ``Init:CrashLoopBackOff``), then the containers
+    from the last (``ContainerCreating``, ``CrashLoopBackOff``, ``Completed``,
+    ``ExitCode:1``), ``Terminating`` once deleted; restarts with ``(5m ago)``."""
+    spec, status = p.get("spec") or {}, p.get("status") or {}
+    conditions = status.get("conditions") or []
+    init_specs = {c.get("name"): c for c in spec.get("initContainers") or []}
+
+    def sidecar(name: Any) -> bool:
+        return (init_specs.get(name) or {}).get("restartPolicy") == "Always"
+
+    total = len(spec.get("containers") or []) + sum(1 for n in init_specs if sidecar(n))
+    ready = restarts = sidecar_restarts = 0
+    last_restart: datetime | None = None
+    last_sidecar_restart: datetime | None = None
+    reason = status.get("reason") or status.get("phase") or ""
+    if any(
+        c.get("type") == "PodScheduled" and c.get("reason") == "SchedulingGated" for c in conditions
+    ):
+        reason = "SchedulingGated"
+
+    def later(a: datetime | None, cs: Mapping[str, Any]) -> datetime | None:
+        t = _time(_get(cs, "lastState", "terminated", "finishedAt"))
+        return t if t is not None and (a is None or t > a) else a
+
+    initializing = False
+    for i, c in enumerate(status.get("initContainerStatuses") or []):
+        restarts += int(c.get("restartCount") or 0)
+        last_restart = later(last_restart, c)
+        if sidecar(c.get("name")):
+            sidecar_restarts += int(c.get("restartCount") or 0)
+            last_sidecar_restart = later(last_sidecar_restart, c)
+        state = c.get("state") or {}
+        term, wait = state.get("terminated"), state.get("waiting")
+        if term is not None and int(term.get("exitCode") or 0) == 0:
+            continue
+        if sidecar(c.get("name")) and c.get("started"):
+            ready += 1 if c.get("ready") else 0
+            continue
+        if term is not None:
+            reason = _terminated_reason(term, "Init:")
+        elif wait is not None and wait.get("reason") and wait["reason"] != "PodInitializing":
+            reason = "Init:" + wait["reason"]
+        else:
+            reason = f"Init:{i}/{len(init_specs)}"
+        initializing = True
+        break
+
+    if not initializing or _condition_true(conditions, "Initialized"):
+        restarts, last_restart = sidecar_restarts, last_sidecar_restart
+        running = False
+        for c in reversed(status.get("containerStatuses") or []):
+            restarts += int(c.get("restartCount") or 0)
+            last_restart = later(last_restart, c)
+            state = c.get("state") or {}
+            term, wait = state.get("terminated"), state.get("waiting")
+            if wait is not None and wait.get("reason"):
+                reason = wait["reason"]
+            elif term is not None:
+                reason = _terminated_reason(term)
+            elif c.get("ready") and state.get("running") is not None:
+                running = True
+                ready += 1
+        if reason == "Completed" and running:
+            reason = "Running" if _condition_true(conditions, "Ready") else "NotReady"
+
+    meta = p.get("metadata") or {}
+    if meta.get("deletionTimestamp") and status.get("reason") == "NodeLost":
+        reason = "Unknown"
+    elif meta.get("deletionTimestamp") and status.get("phase") not in ("Succeeded", "Failed"):
+        reason = "Terminating"
+    shown = str(restarts)
+    if restarts and last_restart is not None:
+        shown = f"{restarts} ({human_duration((now - last_restart).total_seconds())} ago)"
+    return f"{ready}/{total}", reason, shown
 
 
 def _pod_row(p: Obj, now: datetime) -> list[Any]:
     spec, status = p.get("spec") or {}, p.get("status") or {}
-    containers = spec.get("containers") or []
-    statuses = status.get("containerStatuses") or []
-    ready = sum(1 for c in statuses if c.get("ready"))
-    restarts = sum(int(c.get("restartCount") or 0) for c in statuses)
-    reason = status.get("reason") or status.get("phase") or "Unknown"
-    for c in statuses:
-        state = c.get("state") or {}
-        if (w := state.get("waiting")) and w.get("reason"):
-            reason = w["reason"]
-        elif (t := state.get("terminated")) and t.get("reason"):
-            reason = t["reason"]
-    if (p.get("metadata") or {}).get("deletionTimestamp"):
-        reason = "Terminating"
+    ready, reason, restarts = pod_status(p, now)
+    ips = status.get("podIPs") or []
     gates = spec.get("readinessGates") or []
+    shown_gates = "<none>"
+    if gates:
+        conds = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+        true = sum(1 for g in gates if conds.get(g.get("conditionType")) == "True")
+        shown_gates = f"{true}/{len(gates)}"
     return [
-        p["metadata"]["name"],
-        f"{ready}/{len(containers)}",
+        _name(p),
+        ready,
         reason,
         restarts,
         _age(p, now),
-        status.get("podIP") or "<none>",
+        (ips[0].get("ip") if ips else "") or "<none>",
         spec.get("nodeName") or "<none>",
         status.get("nominatedNodeName") or "<none>",
-        f"{len(gates)}" if gates else "<none>",
+        shown_gates,
     ]
+
+
+def _pod_conditions(p: Obj) -> list[Obj] | None:
+    phase = (p.get("status") or {}).get("phase")
+    if phase == "Succeeded":
+        return [_row_completed("Succeeded", "The pod has completed successfully.")]
+    if phase == "Failed":
+        return [_row_completed("Failed", "The pod failed.")]
+    return None
+
+
+def _row_completed(reason: str, message: str) -> Obj:
+    return {"type": "Completed", "status": "True", "reason": reason, "message": message}
+
+
+# ------------------------------------------------------------------------ workloads
 
 
 def _deploy_row(d: Obj, now: datetime) -> list[Any]:
     spec, status = d.get("spec") or {}, d.get("status") or {}
-    tmpl = ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
-    sel = (spec.get("selector") or {}).get("matchLabels") or {}
+    tmpl = _get(spec, "template", "spec")
     return [
-        d["metadata"]["name"],
+        _name(d),
         f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 1)}",
         status.get("updatedReplicas", 0),
         status.get("availableReplicas", 0),
         _age(d, now),
-        ",".join(c.get("name", "") for c in tmpl),
-        ",".join(c.get("image", "") for c in tmpl),
-        ",".join(f"{k}={v}" for k, v in sorted(sel.items())) or "<none>",
+        *_containers(tmpl),
+        selector_string(spec.get("selector")),
     ]
 
 
@@ -113,30 +280,132 @@ def _replicas_row(r: Obj, now: datetime) -> list[Any]:
     """A ReplicaSet's or a ReplicationController's row (its selector a LabelSelector or, for
     the latter, the labels themselves)."""
     spec, status = r.get("spec") or {}, r.get("status") or {}
-    tmpl = ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
-    sel = spec.get("selector") or {}
-    if r.get("kind") != "ReplicationController":
-        sel = sel.get("matchLabels") or {}
+    if r.get("kind") == "ReplicationController":
+        sel = format_labels(spec.get("selector"))
+    else:
+        sel = format_selector(spec.get("selector"))
     return [
-        r["metadata"]["name"],
+        _name(r),
         spec.get("replicas", 1),
         status.get("replicas", 0),
         status.get("readyReplicas", 0),
         _age(r, now),
-        ",".join(c.get("name", "") for c in tmpl),
-        ",".join(c.get("image", "") for c in tmpl),
-        ",".join(f"{k}={v}" for k, v in sorted(sel.items())) or "<none>",
+        *_containers(_get(spec, "template", "spec")),
+        sel,
     ]
+
+
+def _daemonset_row(d: Obj, now: datetime) -> list[Any]:
+    spec, status = d.get("spec") or {}, d.get("status") or {}
+    tmpl = _get(spec, "template", "spec") or {}
+    return [
+        _name(d),
+        status.get("desiredNumberScheduled", 0),
+        status.get("currentNumberScheduled", 0),
+        status.get("numberReady", 0),
+        status.get("updatedNumberScheduled", 0),
+        status.get("numberAvailable", 0),
+        format_labels(tmpl.get("nodeSelector")),
+        _age(d, now),
+        *_containers(tmpl),
+        format_selector(spec.get("selector")),
+    ]
+
+
+def _statefulset_row(s: Obj, now: datetime) -> list[Any]:
+    spec, status = s.get("spec") or {}, s.get("status") or {}
+    return [
+        _name(s),
+        f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 1)}",
+        _age(s, now),
+        *_containers(_get(spec, "template", "spec")),
+    ]
+
+
+def job_status(j: Obj) -> str:
+    conditions = _get(j, "status", "conditions") or []
+    for kind, shown in (("Complete", "Complete"), ("Failed", "Failed")):
+        if _condition_true(conditions, kind):
+            return shown
+    if _get(j, "metadata", "deletionTimestamp"):
+        return "Terminating"
+    for kind in ("Suspended", "FailureTarget", "SuccessCriteriaMet"):
+        if _condition_true(conditions, kind):
+            return kind
+    return "Running"
+
+
+def _job_row(j: Obj, now: datetime) -> list[Any]:
+    spec, status = j.get("spec") or {}, j.get("status") or {}
+    succeeded = status.get("succeeded", 0)
+    if spec.get("completions") is not None:
+        completions = f"{succeeded}/{spec['completions']}"
+    elif (spec.get("parallelism") or 0) > 1:
+        completions = f"{succeeded}/1 of {spec['parallelism']}"
+    else:
+        completions = f"{succeeded}/1"
+    start, end = _time(status.get("startTime")), _time(status.get("completionTime"))
+    duration = ""
+    if start is not None:
+        duration = human_duration(((end or now) - start).total_seconds())
+    return [
+        _name(j),
+        job_status(j),
+        completions,
+        duration,
+        _age(j, now),
+        *_containers(_get(spec, "template", "spec")),
+        format_selector(spec.get("selector")),
+    ]
+
+
+def _cronjob_row(c: Obj, now: datetime) -> list[Any]:
+    spec, status = c.get("spec") or {}, c.get("status") or {}
+    job = _get(spec, "jobTemplate", "spec") or {}
+    last = status.get("lastScheduleTime")
+    return [
+        _name(c),
+        spec.get("schedule", ""),
+        spec.get("timeZone") or "<none>",
+        _bool_ptr(spec.get("suspend")),
+        len(status.get("active") or []),
+        _since(last, now) if last else "<none>",
+        _age(c, now),
+        *_containers(_get(job, "template", "spec")),
+        format_selector(job.get("selector")),
+    ]
+
+
+def _revision_row(r: Obj, now: datetime) -> list[Any]:
+    owner = next(
+        (o for o in _get(r, "metadata", "ownerReferences") or [] if o.get("controller")), None
+    )
+    controller = "<none>"
+    if owner is not None:
+        api_version = str(owner.get("apiVersion", ""))
+        group = api_version.rsplit("/", 1)[0] if "/" in api_version else ""
+        kind = str(owner.get("kind", ""))
+        group_kind = f"{kind}.{group}" if group else kind
+        name = str(owner.get("name", ""))
+        controller = f"{group_kind.lower()}/{name}" if group_kind else name
+    return [_name(r), controller, r.get("revision", 0), _age(r, now)]
+
+
+# -------------------------------------------------------------------- core, network
 
 
 def _node_row(n: Obj, now: datetime) -> list[Any]:
     status = n.get("status") or {}
     cond = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
-    state = "Unknown" if cond is None else ("Ready" if cond.get("status") == "True" else "NotReady")
-    if (n.get("spec") or {}).get("unschedulable"):
-        state += ",SchedulingDisabled"
-    labels = (n.get("metadata") or {}).get("labels") or {}
-    roles = sorted(k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/"))
+    state = ["Unknown" if cond is None else "Ready" if cond.get("status") == "True" else "NotReady"]
+    if _get(n, "spec", "unschedulable"):
+        state.append("SchedulingDisabled")
+    roles = set()
+    for k, v in (_get(n, "metadata", "labels") or {}).items():
+        if k.startswith("node-role.kubernetes.io/") and k != "node-role.kubernetes.io/":
+            roles.add(k.removeprefix("node-role.kubernetes.io/"))
+        elif k == "kubernetes.io/role" and v:
+            roles.add(v)
     info = status.get("nodeInfo") or {}
     addrs = status.get("addresses") or []
 
@@ -144,9 +413,9 @@ def _node_row(n: Obj, now: datetime) -> list[Any]:
         return next((a.get("address") for a in addrs if a.get("type") == t), None) or "<none>"
 
     return [
-        n["metadata"]["name"],
-        state,
-        ",".join(roles) or "<none>",
+        _name(n),
+        ",".join(state),
+        ",".join(sorted(roles)) or "<none>",
         _age(n, now),
         info.get("kubeletVersion", ""),
         addr("InternalIP"),
@@ -157,6 +426,26 @@ def _node_row(n: Obj, now: datetime) -> list[Any]:
     ]
 
 
+def _external_ip(s: Obj) -> str:
+    spec = s.get("spec") or {}
+    external = spec.get("externalIPs") or []
+    kind = spec.get("type") or "ClusterIP"
+    if kind in ("ClusterIP", "NodePort"):
+        return ",".join(external) or "<none>"
+    if kind == "LoadBalancer":
+        lb = sorted(
+            {
+                i.get("ip") or i.get("hostname")
+                for i in _get(s, "status", "loadBalancer", "ingress") or []
+                if i.get("ip") or i.get("hostname")
+            }
+        )
+        return ",".join([*lb, *external]) or "<pending>"
+    if kind == "ExternalName":
+        return spec.get("externalName", "")
+    return "<unknown>"
+
+
 def _svc_row(s: Obj, now: datetime) -> list[Any]:
     spec = s.get("spec") or {}
     ports = ",".join(
@@ -164,19 +453,44 @@ def _svc_row(s: Obj, now: datetime) -> list[Any]:
         + f"/{p.get('protocol', 'TCP')}"
         for p in spec.get("ports") or []
     )
-    ext = ",".join(spec.get("externalIPs") or []) or (
-        "<pending>" if spec.get("type") == "LoadBalancer" else "<none>"
-    )
-    sel = spec.get("selector") or {}
+    ips = spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
     return [
-        s["metadata"]["name"],
-        spec.get("type", "ClusterIP"),
-        spec.get("clusterIP") or "<none>",
-        ext,
+        _name(s),
+        spec.get("type", ""),
+        ips[0] if ips else "<none>",
+        _external_ip(s),
         ports or "<none>",
         _age(s, now),
-        ",".join(f"{k}={v}" for k, v in sorted(sel.items())) or "<none>",
+        format_labels(spec.get("selector")),
     ]
+
+
+def _host_port(ip: str, port: Any) -> str:
+    try:
+        v6 = ipaddress.ip_address(ip).version == 6
+    except ValueError:
+        v6 = ":" in ip
+    return f"[{ip}]:{port}" if v6 else f"{ip}:{port}"
+
+
+def format_endpoints(e: Obj) -> str:
+    """printers.go formatEndpoints: the first three ``ip:port``, then ``+ N more...``."""
+    subsets = e.get("subsets") or []
+    if not subsets:
+        return "<none>"
+    shown: list[str] = []
+    count, more, limit = 0, False, 3
+    for ss in subsets:
+        addrs = [a.get("ip", "") for a in ss.get("addresses") or []]
+        for port in ss.get("ports") or [None]:
+            count += len(addrs)
+            for ip in addrs:
+                if len(shown) == limit:
+                    more = True
+                    break
+                shown.append(ip if port is None else _host_port(ip, port.get("port")))
+    text = ",".join(shown)
+    return f"{text} + {count - limit} more..." if more else text
 
 
 def _more(items: list[str], limit: int = 3) -> str:
@@ -194,11 +508,43 @@ def _slice_row(e: Obj, now: datetime) -> list[Any]:
     ]
     addrs = [a for ep in e.get("endpoints") or [] for a in ep.get("addresses") or []]
     return [
-        e["metadata"]["name"],
+        _name(e),
         e.get("addressType", ""),
         _more(ports),
         _more(addrs),
         _age(e, now),
+    ]
+
+
+def _event_row(e: Obj, now: datetime) -> list[Any]:
+    first = _since(e.get("firstTimestamp"), now)
+    if not _time(e.get("firstTimestamp")):
+        first = _since(e.get("eventTime"), now)
+    last = _since(e.get("lastTimestamp"), now) if _time(e.get("lastTimestamp")) else first
+    count = e.get("count") or 0
+    if e.get("series"):
+        last = _since(e["series"].get("lastObservedTime"), now)
+        count = e["series"].get("count") or 0
+    elif count == 0:
+        count = 1  # a singleton event of the events.k8s.io API
+    obj = e.get("involvedObject") or {}
+    target = str(obj.get("kind", "")).lower()
+    if obj.get("name"):
+        target = f"{target}/{obj['name']}"
+    source = e.get("source") or {}
+    component = source.get("component") or e.get("reportingComponent") or ""
+    host = source.get("host") or e.get("reportingInstance") or ""
+    return [
+        last,
+        e.get("type", ""),
+        e.get("reason", ""),
+        target,
+        obj.get("fieldPath", ""),
+        f"{component}, {host}" if host else component,
+        str(e.get("message", "")).strip(),
+        first,
+        count,
+        _name(e),
     ]
 
 
@@ -211,7 +557,7 @@ def _binding_row(b: Obj, now: datetime) -> list[Any]:
             name = f"{s.get('namespace', '')}/{name}"
         kinds.setdefault(s.get("kind", ""), []).append(name)
     return [
-        b["metadata"]["name"],
+        _name(b),
         f"{ref.get('kind', '')}/{ref.get('name', '')}",
         _age(b, now),
         ", ".join(kinds["User"]),
@@ -223,7 +569,7 @@ def _binding_row(b: Obj, now: datetime) -> list[Any]:
 def _pdb_row(p: Obj, now: datetime) -> list[Any]:
     spec, status = p.get("spec") or {}, p.get("status") or {}
     return [
-        p["metadata"]["name"],
+        _name(p),
         str(spec["minAvailable"]) if spec.get("minAvailable") is not None else "N/A",
         str(spec["maxUnavailable"]) if spec.get("maxUnavailable") is not None else "N/A",
         int(status.get("disruptionsAllowed") or 0),
@@ -231,10 +577,11 @@ def _pdb_row(p: Obj, now: datetime) -> list[Any]:
     ]
 
 
-_CREATED_AT = (
-    [NAME, _col("Created At", "date", desc="Time when this object was created.")],
-    lambda o, now: [o["metadata"]["name"], (o.get("metadata") or {}).get("creationTimestamp")],
-)
+def _created_at(o: Obj, now: datetime) -> list[Any]:
+    t = _time(_get(o, "metadata", "creationTimestamp"))
+    return [_name(o), t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if t else None]
+
+
 _BINDING = (
     [
         NAME,
@@ -246,12 +593,197 @@ _BINDING = (
     ],
     _binding_row,
 )
+_CREATED_AT = (
+    [NAME, _col("Created At", "date", desc="Time when this object was created.")],
+    _created_at,
+)
+_REPLICAS = (
+    [
+        NAME,
+        _col("Desired", "integer", desc="Replicas is the number of desired replicas."),
+        _col("Current", "integer", desc="The most recently observed number of replicas."),
+        _col("Ready", "integer", desc="The number of ready replicas."),
+        AGE,
+        CONTAINERS,
+        IMAGES,
+        SELECTOR,
+    ],
+    _replicas_row,
+)
 
-TABLES: dict[str, tuple[list[Obj], Callable[[Obj, datetime], list[Any]]]] = {
-    "roles": _CREATED_AT,
-    "clusterroles": _CREATED_AT,
-    "rolebindings": _BINDING,
-    "clusterrolebindings": _BINDING,
+# resource -> (column definitions, row of an object)
+TABLES: dict[str, tuple[list[Obj], Row]] = {
+    "pods": (
+        [
+            NAME,
+            _col("Ready", desc="The aggregate readiness state of this pod for accepting traffic."),
+            _col("Status", desc="The aggregate status of the containers in this pod."),
+            _col(
+                "Restarts",
+                desc="The number of times the containers in this pod have been restarted and"
+                " when the last container in this pod has restarted.",
+            ),
+            AGE,
+            _col("IP", priority=1, desc="IP address allocated to the pod."),
+            _col("Node", priority=1, desc="Name of the node the pod is assigned to."),
+            _col("Nominated Node", priority=1, desc="Name of the node the pod is nominated to."),
+            _col("Readiness Gates", priority=1, desc="The readiness gates of the pod."),
+        ],
+        _pod_row,
+    ),
+    "namespaces": (
+        [NAME, _col("Status", desc="The status of the namespace"), AGE],
+        lambda o, now: [_name(o), _get(o, "status", "phase") or "", _age(o, now)],
+    ),
+    "nodes": (
+        [
+            NAME,
+            _col("Status", desc="The status of the node"),
+            _col("Roles", desc="The roles of the node"),
+            AGE,
+            _col("Version", desc="Kubelet Version reported by the node."),
+            _col("Internal-IP", priority=1, desc="The node's internal address."),
+            _col("External-IP", priority=1, desc="The node's external address."),
+            _col("OS-Image", priority=1, desc="OS Image reported by the node."),
+            _col("Kernel-Version", priority=1, desc="Kernel Version reported by the node."),
+            _col("Container-Runtime", priority=1, desc="ContainerRuntime Version of the node."),
+        ],
+        _node_row,
+    ),
+    "configmaps": (
+        [NAME, _col("Data", "integer", desc="The number of entries in data and binaryData."), AGE],
+        lambda o, now: [
+            _name(o),
+            len(o.get("data") or {}) + len(o.get("binaryData") or {}),
+            _age(o, now),
+        ],
+    ),
+    "secrets": (
+        [
+            NAME,
+            _col("Type", desc="Used to facilitate programmatic handling of secret data."),
+            _col("Data", "integer", desc="The number of entries in data."),
+            AGE,
+        ],
+        lambda o, now: [_name(o), o.get("type", ""), len(o.get("data") or {}), _age(o, now)],
+    ),
+    "services": (
+        [
+            NAME,
+            _col("Type", desc="How the service is exposed."),
+            _col("Cluster-IP", desc="The IP address of the service."),
+            _col("External-IP", desc="IP addresses for which nodes accept traffic too."),
+            _col("Port(s)", desc="The ports exposed by this service."),
+            AGE,
+            _col("Selector", priority=1, desc="Pods with these labels get the traffic."),
+        ],
+        _svc_row,
+    ),
+    "events": (
+        [
+            _col("Last Seen", desc="The time at which the most recent occurrence was recorded."),
+            _col("Type", desc="Type of this event (Normal, Warning)."),
+            _col("Reason", desc="A short, machine understandable string for the transition."),
+            _col("Object", desc="The object that this event is about."),
+            _col("Subobject", priority=1, desc="The part of the object this event is about."),
+            _col("Source", priority=1, desc="The component reporting this event."),
+            _col("Message", desc="A human-readable description of the status of this operation."),
+            _col("First Seen", priority=1, desc="The time this event was first recorded."),
+            _col("Count", priority=1, desc="The number of times this event has occurred."),
+            {**NAME, "priority": 1},
+        ],
+        _event_row,
+    ),
+    "serviceaccounts": (
+        [NAME, _col("Secrets", "integer", desc="The secrets of this service account."), AGE],
+        lambda o, now: [_name(o), len(o.get("secrets") or []), _age(o, now)],
+    ),
+    "endpoints": (
+        [NAME, _col("Endpoints", desc="The endpoints of the subsets."), AGE],
+        lambda o, now: [_name(o), format_endpoints(o), _age(o, now)],
+    ),
+    "replicationcontrollers": _REPLICAS,
+    "replicasets": _REPLICAS,
+    "deployments": (
+        [
+            NAME,
+            _col("Ready", desc="Number of the pod with ready state."),
+            _col("Up-to-date", "integer", desc="Total number of updated pods."),
+            _col("Available", "integer", desc="Total number of available pods."),
+            AGE,
+            CONTAINERS,
+            IMAGES,
+            SELECTOR,
+        ],
+        _deploy_row,
+    ),
+    "daemonsets": (
+        [
+            NAME,
+            _col("Desired", "integer", desc="The number of nodes that should run the pod."),
+            _col("Current", "integer", desc="The number of nodes running at least one pod."),
+            _col("Ready", "integer", desc="The number of nodes with a ready pod."),
+            _col("Up-to-date", "integer", desc="The number of nodes with the updated pod."),
+            _col("Available", "integer", desc="The number of nodes with an available pod."),
+            _col("Node Selector", desc="The node labels the pod must match to run there."),
+            AGE,
+            CONTAINERS,
+            IMAGES,
+            SELECTOR,
+        ],
+        _daemonset_row,
+    ),
+    "statefulsets": (
+        [
+            NAME,
+            _col("Ready", desc="Number of the pod with ready state."),
+            AGE,
+            CONTAINERS,
+            IMAGES,
+        ],
+        _statefulset_row,
+    ),
+    "jobs": (
+        [
+            NAME,
+            _col("Status", desc="Status of the job."),
+            _col("Completions", desc="The number of pods which reached phase Succeeded."),
+            _col("Duration", desc="Time required to complete the job."),
+            AGE,
+            CONTAINERS,
+            IMAGES,
+            SELECTOR,
+        ],
+        _job_row,
+    ),
+    "cronjobs": (
+        [
+            NAME,
+            _col("Schedule", desc="The schedule in Cron format."),
+            _col("Timezone", desc="The time zone name for the given schedule."),
+            _col("Suspend", "boolean", desc="Whether to suspend subsequent executions."),
+            _col("Active", "integer", desc="The number of running jobs."),
+            _col("Last Schedule", desc="When the job was last successfully scheduled."),
+            AGE,
+            CONTAINERS,
+            IMAGES,
+            SELECTOR,
+        ],
+        _cronjob_row,
+    ),
+    "controllerrevisions": (
+        [
+            NAME,
+            _col("Controller", desc="Controller of the object"),
+            _col("Revision", "integer", desc="The revision represented by the state data."),
+            AGE,
+        ],
+        _revision_row,
+    ),
+    "leases": (
+        [NAME, _col("Holder", desc="The identity of the holder of the current lease."), AGE],
+        lambda o, now: [_name(o), _get(o, "spec", "holderIdentity") or "", _age(o, now)],
+    ),
     "endpointslices": (
         [
             NAME,
@@ -272,95 +804,20 @@ TABLES: dict[str, tuple[list[Obj], Callable[[Obj, datetime], list[Any]]]] = {
         ],
         _pdb_row,
     ),
-    "pods": (
-        [
-            NAME,
-            _col("Ready", desc="The aggregate readiness state of this pod for accepting traffic."),
-            _col("Status", desc="The aggregate status of the containers in this pod."),
-            _col("Restarts", "integer", desc="The number of times the containers have restarted."),
-            AGE,
-            _col("IP", priority=1, desc="IP address allocated to the pod."),
-            _col("Node", priority=1, desc="Name of the node the pod is assigned to."),
-            _col("Nominated Node", priority=1),
-            _col("Readiness Gates", priority=1),
-        ],
-        _pod_row,
-    ),
-    "namespaces": (
-        [NAME, _col("Status"), AGE],
-        lambda o, now: [
-            o["metadata"]["name"],
-            (o.get("status") or {}).get("phase", "Active"),
-            _age(o, now),
-        ],
-    ),
-    "configmaps": (
-        [NAME, _col("Data", "integer"), AGE],
-        lambda o, now: [
-            o["metadata"]["name"],
-            len(o.get("data") or {}) + len(o.get("binaryData") or {}),
-            _age(o, now),
-        ],
-    ),
-    "secrets": (
-        [NAME, _col("Type"), _col("Data", "integer"), AGE],
-        lambda o, now: [
-            o["metadata"]["name"],
-            o.get("type", "Opaque"),
-            len(o.get("data") or {}),
-            _age(o, now),
-        ],
-    ),
-    "deployments": (
-        [
-            NAME,
-            _col("Ready"),
-            _col("Up-to-date", "integer"),
-            _col("Available", "integer"),
-            AGE,
-            _col("Containers", priority=1),
-            _col("Images", priority=1),
-            _col("Selector", priority=1),
-        ],
-        _deploy_row,
-    ),
-    "nodes": (
-        [
-            NAME,
-            _col("Status"),
-            _col("Roles"),
-            AGE,
-            _col("Version"),
-            _col("Internal-IP", priority=1),
-            _col("External-IP", priority=1),
-            _col("OS-Image", priority=1),
-            _col("Kernel-Version", priority=1),
-            _col("Container-Runtime", priority=1),
-        ],
-        _node_row,
-    ),
-    "services": (
-        [
-            NAME,
-            _col("Type"),
-            _col("Cluster-IP"),
-            _col("External-IP"),
-            _col("Port(s)"),
-            AGE,
-            _col("Selector", priority=1),
-        ],
-        _svc_row,
-    ),
+    "roles": _CREATED_AT,
+    "clusterroles": _CREATED_AT,
+    "rolebindings": _BINDING,
+    "clusterrolebindings": _BINDING,
     "priorityclasses": (
         [
             NAME,
-            _col("Value", "integer"),
-            _col("Global-Default", "boolean"),
+            _col("Value", "integer", desc="The integer value of this priority class."),
+            _col("Global-Default", "boolean", desc="Whether this is the default priority."),
             AGE,
-            _col("PreemptionPolicy"),
+            _col("PreemptionPolicy", desc="The policy for preempting lower priority pods."),
         ],
         lambda o, now: [
-            o["metadata"]["name"],
+            _name(o),
             o.get("value", 0),
             bool(o.get("globalDefault")),
             _age(o, now),
@@ -368,25 +825,7 @@ TABLES: dict[str, tuple[list[Obj], Callable[[Obj, datetime], list[Any]]]] = {
         ],
     ),
 }
-_REPLICAS = (
-    [
-        NAME,
-        _col("Desired", "integer", desc="Replicas is the number of desired replicas."),
-        _col("Current", "integer", desc="The most recently observed number of replicas."),
-        _col("Ready", "integer", desc="The number of ready replicas."),
-        AGE,
-        _col("Containers", priority=1, desc="Names of each container in the template."),
-        _col("Images", priority=1, desc="Images referenced by each container in the template."),
-        _col("Selector", priority=1, desc="Selector is a label query over pods."),
-    ],
-    _replicas_row,
-)
-TABLES["replicasets"] = _REPLICAS
-TABLES["replicationcontrollers"] = _REPLICAS
-_GENERIC: tuple[list[Obj], Callable[[Obj, datetime], list[Any]]] = (
-    [NAME, AGE],
-    lambda o, now: [o["metadata"]["name"], _age(o, now)],
-)
+_GENERIC: tuple[list[Obj], Row] = ([NAME, AGE], lambda o, now: [_name(o), _age(o, now)])
 
 
 def table(
@@ -403,6 +842,8 @@ def table(
     rows = []
     for o in objects:
         row: Obj = {"cells": row_of(o, now)}
+        if resource == "pods" and (conditions := _pod_conditions(o)):
+            row["conditions"] = conditions
         if include_object == "Object":
             row["object"] = o
         elif include_object != "None":

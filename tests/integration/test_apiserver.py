@@ -352,7 +352,7 @@ def test_tables(kubectl: Kubectl) -> None:
     }
     kubectl.run("create", "-n", ns, "-f", "-", input=json.dumps(lease))
     out = kubectl.run("get", "leases", "-n", ns).stdout.splitlines()
-    assert out[0].split() == ["NAME", "AGE"] and out[1].split()[0] == "l1"
+    assert out[0].split() == ["NAME", "HOLDER", "AGE"] and out[1].split()[:2] == ["l1", "me"]
     node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": f"node-{ns}"}}
     kubectl.run("create", "-f", "-", input=json.dumps(node))
     out = kubectl.run("get", "nodes").stdout.splitlines()

@@ -436,6 +436,8 @@ def test_a_deployment_replaces_a_deleted_pod_rolls_out_keeping_pods_ready_and_un
 
     watch = ns.watch()
     try:
+        # the watch's first list holds the three pods before the rollout starts
+        until("the watch listing the pods", lambda: len(watch.events) >= 3, WAIT)
         ns.run("set", "image", "deployment/web", f"c={IMAGE_V2}")
         ns.rollout("deployment/web")
         until(

@@ -495,6 +495,24 @@ def test_the_node_reads_back_what_api_create_stores(name: str, data: dict[str, A
     assert stored_manifest(kube) == stored
 
 
+@pytest.mark.parametrize(
+    ("spec", "completions", "parallelism"),
+    [({}, 1, 1), ({"parallelism": 3}, None, 3), ({"completions": 4}, 4, 1)],
+)
+def test_job_defaults_completions_as_kubernetes(
+    spec: dict[str, Any], completions: int | None, parallelism: int
+) -> None:
+    """Both unset: a non-parallel job (1 and 1); parallelism alone: a work queue, whose
+    completions stay unset (``kubectl get jobs`` then shows ``0/1 of 3``)."""
+    template = {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "i"}]}}
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"}}
+    got = kubemodel.to_dict(kubemodel.decode({**job, "spec": {**spec, "template": template}}))
+    assert (got["spec"].get("completions"), got["spec"]["parallelism"]) == (
+        completions,
+        parallelism,
+    )
+
+
 def test_pods_validated_by_many_threads_at_first_use() -> None:
     """The first validations of a fresh process, from many threads at once (the kubelet's
     workers): each volume still counts one type. A lazily filled table was once filled twice
