@@ -9,6 +9,7 @@ for the handler).
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 __all__ = ["PatchError", "json_patch", "merge_patch", "strategic_merge_patch"]
@@ -224,9 +225,51 @@ def _smp_map(original: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
             result[key] = _smp_list(key, current if isinstance(current, list) else [], value)
         else:
             result[key] = value
+    for key, order in patch.items():
+        if key.startswith("$setElementOrder/") and isinstance(order, list):
+            field = key.split("/", 1)[1]
+            if isinstance(result.get(field), list):
+                before = original.get(field)
+                result[field] = _ordered(
+                    field, result[field], order, before if isinstance(before, list) else []
+                )
     if isinstance(retain, list):
         result = {k: v for k, v in result.items() if k in retain}
     return result
+
+
+def _ordered(field: str, merged: list[Any], order: list[Any], server: list[Any]) -> list[Any]:
+    """``merged`` in the order ``$setElementOrder`` gives, as kube-apiserver orders it: the
+    items the order names (the client's whole list) in that order; the items only the server
+    had (another writer's) in their own order; the two interleaved so that where both items
+    were in the server's list, the one it had first comes first, else the client's."""
+    key = _merge_key(field, merged + server + order)
+
+    def ident(item: Any) -> Any:
+        if key is not None and isinstance(item, dict):
+            return json.dumps(item.get(key), sort_keys=True)
+        return json.dumps(item, sort_keys=True)
+
+    rank = {ident(o): n for n, o in enumerate(order)}
+    at_server = {ident(o): n for n, o in enumerate(server)}
+    named = sorted((i for i in merged if ident(i) in rank), key=lambda i: rank[ident(i)])
+    others = [i for i in merged if ident(i) not in rank]
+    out: list[Any] = []
+    a = b = 0
+    while a < len(others) or b < len(named):
+        if b == len(named):
+            out.append(others[a])
+            a += 1
+            continue
+        if a < len(others):
+            left, right = at_server.get(ident(others[a])), at_server.get(ident(named[b]))
+            if left is not None and right is not None and left < right:
+                out.append(others[a])
+                a += 1
+                continue
+        out.append(named[b])
+        b += 1
+    return out
 
 
 def _smp_list(field: str, original: list[Any], patch: list[Any]) -> list[Any]:

@@ -335,3 +335,40 @@ def test_object_cache_follows_the_watch_after_one_list(tmp_path: Path) -> None:
                 await cache.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("server", "patch_items", "order", "want"),
+    [
+        # another writer's EXTRA stays after the client's items (kubectl set env, then apply
+        # of the file without B)
+        ("A B C EXTRA", [{"name": "B", "$patch": "delete"}], "A C", "A C EXTRA"),
+        # the client moves C first: its items follow its order
+        ("A B C", [], "C A B", "C A B"),
+        # a new item from the client goes where its order puts it
+        ("A C", [{"name": "B", "value": "b"}], "A B C", "A B C"),
+        # a server-only item that came first stays first
+        ("X A C", [], "A C", "X A C"),
+        # interleaved: X was between A and C on the server and stays there
+        ("A X C", [], "A C", "A X C"),
+    ],
+)
+def test_set_element_order_places_the_items_as_kube_apiserver_does(
+    server: str, patch_items: list[dict[str, str]], order: str, want: str
+) -> None:
+    live = {"env": [{"name": n, "value": n.lower()} for n in server.split()]}
+    patch = {
+        "$setElementOrder/env": [{"name": n} for n in order.split()],
+        "env": patch_items,
+    }
+    out = strategic_merge_patch(live, patch)
+    assert " ".join(e["name"] for e in out["env"]) == want
+
+
+def test_set_element_order_of_a_primitive_list() -> None:
+    # the client's a, b in its order; x (the server's alone) was before a on the server
+    live = {"finalizers": ["b", "x", "a"]}
+    out = strategic_merge_patch(
+        live, {"$setElementOrder/finalizers": ["a", "b"], "finalizers": ["a", "b"]}
+    )
+    assert out["finalizers"] == ["x", "a", "b"]
