@@ -70,6 +70,18 @@ def test_corral_starts_without_the_layers_below() -> None:
         assert name not in mods, name
 
 
+def test_the_kubernetes_types_load_at_the_first_one_asked_for() -> None:
+    # kubemodel's light modules (quantities, the pod defaults) come alone: runtime.pod.manifest
+    # and the kubelet's eviction thresholds need no more until a pod is read.
+    mods = _imported("import runtime.pod.api, orchestrator.kubelet.eviction")
+    assert "runtime.pod.manifest" in mods and "kubemodel.quantity" in mods
+    for name in ("kubemodel._generated", "kubemodel.pod", "kubemodel.codec"):
+        assert name not in mods, name
+    mods = _imported("import kubemodel\nassert kubemodel.Pod.__name__ == 'Pod'")
+    for name in ("kubemodel._generated", "kubemodel.pod", "kubemodel.codec"):
+        assert name in mods, name
+
+
 def test_the_hot_commands_skip_click(tmp_path: Path) -> None:
     # corral-oci's create, start, state, kill, delete and run parse their own arguments:
     # click and its command tree cost more than `start` or `delete` do.
