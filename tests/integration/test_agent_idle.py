@@ -34,13 +34,18 @@ ON_DEMAND = (
 ON_FIRST_POD = ("kubemodel._generated", "kubemodel.pod", "kubemodel.codec")
 # Never on the idle agent: pyroute2 and YAML are the node network child's; frozenlist's
 # compiled module is skipped for its Python twin (corral_cli.agent_cmd); the version is read
-# from the dist-info directory's name (corral_common.version).
+# from the dist-info directory's name (corral_common.version); the other commands' modules
+# are imported when they run (corral_cli.main).
 NEVER_IDLE = (
     "pyroute2",
     "yaml",
     "frozenlist._frozenlist",
     "runtime.network.netlink",
     "importlib.metadata",
+    "corral_cli.server_cmd",
+    "corral_cli.image_cmd",
+    "corral_cli.cluster_cmd",
+    "corral_cli.pod_cmd",
 )
 
 

@@ -70,6 +70,17 @@ def test_corral_starts_without_the_layers_below() -> None:
         assert name not in mods, name
 
 
+def test_a_command_imports_its_own_module_only() -> None:
+    # `corral agent` holds for good what it imported: the other commands' modules stay out.
+    mods = _imported(
+        "import click\nfrom corral_cli.main import cli\n"
+        "assert cli.get_command(click.Context(cli), 'agent') is not None"
+    )
+    assert "corral_cli.agent_cmd" in mods
+    for name in ("server_cmd", "image_cmd", "registry_cmd", "cluster_cmd", "pod_cmd", "run_cmd"):
+        assert f"corral_cli.{name}" not in mods, name
+
+
 def test_the_kubernetes_types_load_at_the_first_one_asked_for() -> None:
     # kubemodel's light modules (quantities, the pod defaults) come alone: runtime.pod.manifest
     # and the kubelet's eviction thresholds need no more until a pod is read.
