@@ -177,7 +177,7 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
             cfg.pod_cidr,
             cfg.cluster_domain,
         )
-        node = NodeAgent(client, spec, network.set_pod_cidr)
+        node = NodeAgent(client, spec, network.set_pod_cidr, network.informer)
         node.network_ready = False
         try:
             await node.register()
