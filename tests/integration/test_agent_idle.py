@@ -35,7 +35,8 @@ ON_FIRST_POD = ("kubemodel._generated", "kubemodel.pod", "kubemodel.codec")
 # Never on the idle agent: pyroute2 and YAML are the node network child's; frozenlist's
 # compiled module is skipped for its Python twin (corral_cli.agent_cmd); the version is read
 # from the dist-info directory's name (corral_common.version); the other commands' modules
-# are imported when they run (corral_cli.main).
+# are imported when they run (corral_cli.main); runtime.network's names load one module at a
+# time (the proxy's namespaces without the config model and the node network).
 NEVER_IDLE = (
     "pyroute2",
     "yaml",
@@ -46,6 +47,8 @@ NEVER_IDLE = (
     "corral_cli.image_cmd",
     "corral_cli.cluster_cmd",
     "corral_cli.pod_cmd",
+    "runtime.network.config",
+    "runtime.network.node",
 )
 
 

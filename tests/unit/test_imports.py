@@ -199,3 +199,18 @@ def test_image_import_skips_hashlib_and_getpass() -> None:
     assert "_hashlib" in mods
     for name in ("hashlib", "getpass"):
         assert name not in mods, name
+
+
+def test_the_network_package_loads_a_name_s_module_at_its_first_use() -> None:
+    # The agent's service proxy needs the namespaces only: not the config model, the node
+    # network or IPAM (runtime.network's names are lazy, PEP 562).
+    mods = _imported("import orchestrator.proxy\nfrom runtime.network import in_netns")
+    assert "runtime.network.netns" in mods
+    for name in ("runtime.network.config", "runtime.network.node", "runtime.network.ipam"):
+        assert name not in mods, name
+    mods = _imported(
+        "from runtime import network\n"
+        "assert network.NodeNetwork.__module__ == 'runtime.network.node'\n"
+        "assert network.load_config.__module__ == 'runtime.network.config'"
+    )
+    assert "runtime.network.node" in mods and "runtime.network.config" in mods
