@@ -25,6 +25,7 @@ from kubemodel._generated import (
     Volume,
 )
 from kubemodel.codec import DEFAULTERS, INT_RANGES, VALIDATORS
+from kubemodel.defaults import DEFAULT_GRACE_PERIOD, DEFAULT_MODE, default_pull_policy
 from kubemodel.errors import FieldError, at, q
 from kubemodel.names import (
     check_config_key,
@@ -41,8 +42,6 @@ from kubemodel.quantity import Amount
 
 __all__ = ["default_pull_policy", "set_defaults_pod", "validate_pod"]
 
-DEFAULT_GRACE_PERIOD = 30
-DEFAULT_MODE = 0o644
 MAX_ID = 2**31 - 1
 MAX_ANNOTATIONS_BYTES = 256 * 1024
 
@@ -63,15 +62,6 @@ HOST_PATH_TYPES = (
 )
 
 # ============================================================================= defaults
-
-
-def default_pull_policy(image: str) -> str:
-    """Always for an image without a tag or with :latest, else IfNotPresent."""
-    if "@" in image:
-        return "IfNotPresent"
-    last = image.rpartition("/")[2]
-    _, colon, tag = last.partition(":")
-    return "Always" if not colon or tag == "latest" else "IfNotPresent"
 
 
 def _default_probe(p: Probe | None) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from corral_common import defaults, hostsys
-from orchestrator.client import ApiClient, ClientError
+from orchestrator.client import ApiClient, ClientError, Informer
 from orchestrator.proxy import ProxyError, ServiceProxy
 from runtime.pod import api
 
@@ -177,7 +177,7 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
             cfg.pod_cidr,
             cfg.cluster_domain,
         )
-        node = NodeAgent(client, spec, network.set_pod_cidr)
+        node = NodeAgent(client, spec, network.set_pod_cidr, network.informer)
         node.network_ready = False
         try:
             await node.register()
@@ -244,7 +244,7 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
             except OSError as e:
                 raise AgentError(f"listen on {node_ip}:{cfg.kubelet_port}", e) from e
             assert network.pod_cidr is not None
-            proxy = await _start_proxy(cfg, client, network.pod_cidr, name)
+            proxy = await _start_proxy(cfg, client, network.pod_cidr, name, pods.services)
             log.info(
                 "node %s ready (pods in %s, pod CIDR %s)", name, cfg.data_dir, network.pod_cidr
             )
@@ -464,13 +464,17 @@ class ClusterDnsOnNode:
 
 
 async def _start_proxy(
-    cfg: AgentConfig, client: ApiClient, pod_cidr: str, node_name: str
+    cfg: AgentConfig, client: ApiClient, pod_cidr: str, node_name: str, services: Informer
 ) -> ServiceProxy | None:
     """The node's service proxy (nftables in the node's network namespace), unless
-    ``disable_proxy``. It stops with the agent and leaves its rules in place."""
+    ``disable_proxy``. It stops with the agent and leaves its rules in place. ``services``:
+    the pod manager's informer of every Service, which the proxy shares (it starts before the
+    proxy and stops after it)."""
     if cfg.disable_proxy:
         return None
-    proxy = ServiceProxy(client, cfg.node_netns, node_name=node_name, pod_cidr=pod_cidr)
+    proxy = ServiceProxy(
+        client, cfg.node_netns, node_name=node_name, pod_cidr=pod_cidr, services=services
+    )
     try:
         proxy.start()  # syncs in the background; failures are logged and retried
     except ProxyError as e:

@@ -88,7 +88,7 @@ def parse_thresholds(text: str) -> tuple[Threshold, ...]:
     """``signal<value[,signal<value...]`` as the kubelet's ``--eviction-hard`` takes it; the
     value a quantity (``100Mi``) or a percentage (``5%``). ValueError names what is wrong.
     Only ``memory.available`` is acted on here: another signal is refused, not ignored."""
-    from kubemodel import parse_quantity
+    from kubemodel.quantity import parse_quantity
 
     out: dict[str, Threshold] = {}
     for part in (p.strip() for p in text.split(",")):
@@ -152,7 +152,7 @@ def parse_duration(text: str) -> float:
 
 
 def _bytes(value: object) -> int:
-    from kubemodel import parse_quantity
+    from kubemodel.quantity import parse_quantity
 
     try:
         return parse_quantity(value).ceil() if value is not None else 0

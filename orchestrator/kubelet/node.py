@@ -179,10 +179,14 @@ class NodeAgent:
         client: ApiClient,
         spec: NodeSpec,
         on_pod_cidr: Callable[[str], None] | None = None,
+        nodes: Informer | None = None,
     ) -> None:
         self.client = client
         self.spec = spec
         self.on_pod_cidr = on_pod_cidr  # called when spec.podCIDR is set or changes
+        # An informer of every Node that run() shares (its owner starts and stops it: the
+        # agent's pod network's), rather than watching this Node alone.
+        self.nodes = nodes
         self.uid = ""
         self.pod_cidr = ""
         self._conditions: dict[str, Obj] = {}
@@ -389,7 +393,12 @@ class NodeAgent:
 
     async def run(self) -> None:
         """Renew the Lease every 10 s and report status every minute (or when asked); watch
-        the Node for what others set in it (spec.podCIDR)."""
+        the Node for what others set in it (spec.podCIDR): in the shared informer of every
+        Node, else alone."""
+        if self.nodes is not None:
+            self.nodes.add_handler(self._seen_in_all)
+            await self._beat()
+            return
         watch = Informer(self.client, NODES, field_selector=f"metadata.name={self.spec.name}")
         watch.add_handler(lambda _ev, _old, new: self.seen(new))
         watch.start()
@@ -397,6 +406,10 @@ class NodeAgent:
             await self._beat()
         finally:
             await watch.stop()
+
+    def _seen_in_all(self, _ev: str, _old: Obj | None, new: Obj | None) -> None:
+        if new is not None and new["metadata"].get("name") == self.spec.name:
+            self.seen(new)
 
     async def _beat(self) -> None:
         loop = asyncio.get_running_loop()

@@ -173,7 +173,7 @@ def _field(pod: Obj, path: str, volume: str) -> str:
 
 
 def _resource(pod: Obj, ref: Obj, volume: str) -> str:
-    from kubemodel import parse_quantity
+    from kubemodel.quantity import parse_quantity
 
     resource = ref.get("resource", "")
     kind, _, what = resource.partition(".")

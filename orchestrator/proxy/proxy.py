@@ -240,6 +240,7 @@ class ServiceProxy:
         pod_cidr: str | None = None,
         min_sync_interval: float = 0.2,
         resync_interval: float = 60.0,
+        services: Informer | None = None,
     ) -> None:
         self.client = client
         self.netns = netns
@@ -247,8 +248,11 @@ class ServiceProxy:
         self.pod_cidr = pod_cidr
         self.min_sync_interval = min_sync_interval
         self.resync_interval = resync_interval
-        self.services = Informer(client, SERVICES)
         self.slices = Informer(client, ENDPOINTSLICES)
+        # Every Service, from ``services`` when the caller shares its informer (the agent's pod
+        # manager's: one list and watch fewer), which its owner starts and stops.
+        self.services = services if services is not None else Informer(client, SERVICES)
+        self._owned = [self.slices] if services is not None else [self.services, self.slices]
         self.stats = SyncStats()
         self._dirty = asyncio.Event()
         self._applied: Ruleset | None = None  # what the kernel holds, as far as known
@@ -266,6 +270,7 @@ class ServiceProxy:
         conntrack_binary()
         for inf in (self.services, self.slices):
             inf.add_handler(self._changed)
+        for inf in self._owned:
             inf.start()
         self._task = asyncio.create_task(self._run(), name="proxy-sync")
 
@@ -277,7 +282,7 @@ class ServiceProxy:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        for inf in (self.services, self.slices):
+        for inf in self._owned:
             await inf.stop()
         if remove_rules:
             loop = asyncio.get_running_loop()

@@ -16,33 +16,89 @@ Typical use by the pod code::
     node.gc(live_pod_ids)
 """
 
-from runtime.network.config import (
-    DnsConfig,
-    NetworkConfig,
-    PeerNode,
-    PortMapping,
-    load_config,
-    parse_config,
-)
-from runtime.network.errors import (
-    CniError,
-    FirewallError,
-    HostPortConflict,
-    IpamExhausted,
-    NetlinkError,
-    NetworkConfigError,
-    NetworkError,
-)
-from runtime.network.files import (
-    host_resolv,
-    hosts_content,
-    pod_dns,
-    resolv_conf_content,
-    write_pod_files,
-)
-from runtime.network.ipam import Ipam
-from runtime.network.netns import Netns, OwnedNetns, in_netns, lo_up
-from runtime.network.node import GcReport, NodeNetwork, PodNetwork, node_network, veth_name
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runtime.network.config import (
+        DnsConfig,
+        NetworkConfig,
+        PeerNode,
+        PortMapping,
+        load_config,
+        parse_config,
+    )
+    from runtime.network.errors import (
+        CniError,
+        FirewallError,
+        HostPortConflict,
+        IpamExhausted,
+        NetlinkError,
+        NetworkConfigError,
+        NetworkError,
+    )
+    from runtime.network.files import (
+        host_resolv,
+        hosts_content,
+        pod_dns,
+        resolv_conf_content,
+        write_pod_files,
+    )
+    from runtime.network.ipam import Ipam
+    from runtime.network.netns import Netns, OwnedNetns, in_netns, lo_up
+    from runtime.network.node import (
+        GcReport,
+        NodeNetwork,
+        PodNetwork,
+        node_network,
+        veth_name,
+    )
+
+# Each name and its module, imported at the name's first use (PEP 562): a process that needs
+# one of them (the agent's service proxy: the namespaces) holds none of the others (the config
+# model, the node network, IPAM; issues #15, #20: the idle agent's memory).
+_WHERE = {
+    "DnsConfig": "config",
+    "NetworkConfig": "config",
+    "PeerNode": "config",
+    "PortMapping": "config",
+    "load_config": "config",
+    "parse_config": "config",
+    "CniError": "errors",
+    "FirewallError": "errors",
+    "HostPortConflict": "errors",
+    "IpamExhausted": "errors",
+    "NetlinkError": "errors",
+    "NetworkConfigError": "errors",
+    "NetworkError": "errors",
+    "host_resolv": "files",
+    "hosts_content": "files",
+    "pod_dns": "files",
+    "resolv_conf_content": "files",
+    "write_pod_files": "files",
+    "Ipam": "ipam",
+    "Netns": "netns",
+    "OwnedNetns": "netns",
+    "in_netns": "netns",
+    "lo_up": "netns",
+    "GcReport": "node",
+    "NodeNetwork": "node",
+    "PodNetwork": "node",
+    "node_network": "node",
+    "veth_name": "node",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'runtime.network' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"runtime.network.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CniError",

@@ -59,8 +59,8 @@ from types import MappingProxyType
 from typing import Any
 
 import kubemodel as k8s
+from kubemodel.defaults import DEFAULT_GRACE_PERIOD, DEFAULT_MODE, default_pull_policy
 from kubemodel.errors import FieldError, at, q
-from kubemodel.pod import DEFAULT_GRACE_PERIOD, DEFAULT_MODE, default_pull_policy
 from kubemodel.quantity import Amount
 from kubemodel.quantity import parse_quantity as _parse_quantity
 from runtime.errors import ConfigError
@@ -482,48 +482,49 @@ def _check_absolute(value: str, where: str) -> None:
 # What corral implements, per Kubernetes type (JSON names); a type not listed is supported
 # whole. Any other field Kubernetes has is refused as "not supported by corral", unless it
 # holds the value kube-apiserver's defaulting gives it (so an object read back from the API,
-# or stored encoded by api.create, is accepted again).
-_SUPPORTED: dict[type, frozenset[str]] = {
-    k8s.Pod: frozenset({"apiVersion", "kind", "metadata", "spec", "status"}),
-    k8s.ObjectMeta: frozenset(
+# or stored encoded by api.create, is accepted again). Keyed by the kubemodel type's name: the
+# types are loaded at the first manifest read, not with this module (an idle node has none).
+_SUPPORTED: dict[str, frozenset[str]] = {
+    "Pod": frozenset({"apiVersion", "kind", "metadata", "spec", "status"}),
+    "ObjectMeta": frozenset(
         {"name", "namespace", "uid", "labels", "annotations"}
         | {"creationTimestamp", "resourceVersion", "generation", "selfLink", "managedFields"}
     ),
-    k8s.PodSpec: frozenset(
+    "PodSpec": frozenset(
         "containers initContainers volumes restartPolicy terminationGracePeriodSeconds hostname"
         " subdomain hostNetwork shareProcessNamespace securityContext dnsPolicy dnsConfig".split()
     ),
-    k8s.Container: frozenset(
+    "Container": frozenset(
         "name image imagePullPolicy command args env workingDir ports resources securityContext"
         " livenessProbe readinessProbe startupProbe volumeMounts tty stdin stdinOnce".split()
     ),
-    k8s.EnvVarSource: frozenset({"fieldRef"}),
-    k8s.ContainerPort: frozenset({"containerPort", "hostPort", "protocol", "name"}),
-    k8s.ResourceRequirements: frozenset({"requests", "limits"}),
-    k8s.SecurityContext: frozenset(
+    "EnvVarSource": frozenset({"fieldRef"}),
+    "ContainerPort": frozenset({"containerPort", "hostPort", "protocol", "name"}),
+    "ResourceRequirements": frozenset({"requests", "limits"}),
+    "SecurityContext": frozenset(
         "runAsUser runAsGroup readOnlyRootFilesystem privileged capabilities"
         " allowPrivilegeEscalation".split()
     ),
-    k8s.PodSecurityContext: frozenset({"runAsUser", "runAsGroup"}),
-    k8s.Probe: frozenset(
+    "PodSecurityContext": frozenset({"runAsUser", "runAsGroup"}),
+    "Probe": frozenset(
         "exec httpGet tcpSocket initialDelaySeconds periodSeconds timeoutSeconds successThreshold"
         " failureThreshold".split()
     ),
-    k8s.VolumeMount: frozenset({"name", "mountPath", "readOnly", "subPath", "subPathExpr"}),
-    k8s.Volume: frozenset({"name", "emptyDir", "hostPath", "configMap", "secret"}),
+    "VolumeMount": frozenset({"name", "mountPath", "readOnly", "subPath", "subPathExpr"}),
+    "Volume": frozenset({"name", "emptyDir", "hostPath", "configMap", "secret"}),
 }
-_DEFAULTED: dict[tuple[type, str], object] = {
-    (k8s.PodSpec, "dnsPolicy"): "ClusterFirst",
-    (k8s.PodSpec, "schedulerName"): "default-scheduler",
-    (k8s.PodSpec, "enableServiceLinks"): True,
-    (k8s.PodSpec, "priority"): 0,
-    (k8s.PodSpec, "preemptionPolicy"): "PreemptLowerPriority",
-    (k8s.PodSpec, "hostPID"): False,
-    (k8s.PodSpec, "hostIPC"): False,
-    (k8s.Container, "terminationMessagePath"): "/dev/termination-log",
-    (k8s.Container, "terminationMessagePolicy"): "File",
-    (k8s.Container, "stdin"): False,
-    (k8s.Container, "stdinOnce"): False,
+_DEFAULTED: dict[tuple[str, str], object] = {
+    ("PodSpec", "dnsPolicy"): "ClusterFirst",
+    ("PodSpec", "schedulerName"): "default-scheduler",
+    ("PodSpec", "enableServiceLinks"): True,
+    ("PodSpec", "priority"): 0,
+    ("PodSpec", "preemptionPolicy"): "PreemptLowerPriority",
+    ("PodSpec", "hostPID"): False,
+    ("PodSpec", "hostIPC"): False,
+    ("Container", "terminationMessagePath"): "/dev/termination-log",
+    ("Container", "terminationMessagePolicy"): "File",
+    ("Container", "stdin"): False,
+    ("Container", "stdinOnce"): False,
 }
 _NOT_WALKED = frozenset({"status", "managedFields"})
 _FIELD_TYPES: dict[type, dict[str, tuple[type | None, bool]]] = {}
@@ -561,7 +562,7 @@ def _check_supported(cls: type, data: object, path: str) -> None:
     if not isinstance(data, dict):
         return  # decoding says what is wrong
     types = _field_types(cls)
-    supported = _SUPPORTED.get(cls)
+    supported = _SUPPORTED.get(cls.__name__)
     for key, value in data.items():
         if not isinstance(key, str):
             raise ManifestError(path, f"field names must be strings, not {key!r}")
@@ -570,7 +571,7 @@ def _check_supported(cls: type, data: object, path: str) -> None:
         if value is None:
             continue
         if supported is not None and key not in supported:
-            if _DEFAULTED.get((cls, key), _NOT_DEFAULT) != value:
+            if _DEFAULTED.get((cls.__name__, key), _NOT_DEFAULT) != value:
                 raise ManifestError(at(path, key), "not supported by corral")
             continue
         if key in _NOT_WALKED:

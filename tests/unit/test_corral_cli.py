@@ -126,3 +126,16 @@ def test_versions_come_from_the_package_metadata(monkeypatch: pytest.MonkeyPatch
     assert _invoke("-v") == (0, "corral version corral-9.8.7\n")
     res = CliRunner().invoke(oci.cli, ["--version"])
     assert (res.exit_code, res.output) == (0, "corral-oci version corral-9.8.7\nspec: 1.1.0\n")
+
+
+def test_each_command_is_loaded_by_its_name_and_the_names_are_all_of_them() -> None:
+    # The root group imports a command's module at its use (corral_cli.main.COMMAND_MODULES):
+    # every name it lists gives that command, and the modules add no command it does not list.
+    from corral_cli.main import COMMAND_MODULES
+
+    ctx = click.Context(cli)
+    for name in cli.list_commands(ctx):
+        command = cli.get_command(ctx, name)
+        assert command is not None and command.name == name, name
+    assert sorted(cli.commands) == sorted(COMMAND_MODULES) == cli.list_commands(ctx)
+    assert cli.get_command(ctx, "nope") is None

@@ -70,6 +70,29 @@ def test_corral_starts_without_the_layers_below() -> None:
         assert name not in mods, name
 
 
+def test_a_command_imports_its_own_module_only() -> None:
+    # `corral agent` holds for good what it imported: the other commands' modules stay out.
+    mods = _imported(
+        "import click\nfrom corral_cli.main import cli\n"
+        "assert cli.get_command(click.Context(cli), 'agent') is not None"
+    )
+    assert "corral_cli.agent_cmd" in mods
+    for name in ("server_cmd", "image_cmd", "registry_cmd", "cluster_cmd", "pod_cmd", "run_cmd"):
+        assert f"corral_cli.{name}" not in mods, name
+
+
+def test_the_kubernetes_types_load_at_the_first_one_asked_for() -> None:
+    # kubemodel's light modules (quantities, the pod defaults) come alone: runtime.pod.manifest
+    # and the kubelet's eviction thresholds need no more until a pod is read.
+    mods = _imported("import runtime.pod.api, orchestrator.kubelet.eviction")
+    assert "runtime.pod.manifest" in mods and "kubemodel.quantity" in mods
+    for name in ("kubemodel._generated", "kubemodel.pod", "kubemodel.codec"):
+        assert name not in mods, name
+    mods = _imported("import kubemodel\nassert kubemodel.Pod.__name__ == 'Pod'")
+    for name in ("kubemodel._generated", "kubemodel.pod", "kubemodel.codec"):
+        assert name in mods, name
+
+
 def test_the_hot_commands_skip_click(tmp_path: Path) -> None:
     # corral-oci's create, start, state, kill, delete and run parse their own arguments:
     # click and its command tree cost more than `start` or `delete` do.
@@ -194,3 +217,18 @@ def test_a_reimport_starts_no_thread_pool(tmp_path: Path) -> None:
     mods = _imported(code)
     for name in ("concurrent.futures", "logging"):
         assert name not in mods, name
+
+
+def test_the_network_package_loads_a_name_s_module_at_its_first_use() -> None:
+    # The agent's service proxy needs the namespaces only: not the config model, the node
+    # network or IPAM (runtime.network's names are lazy, PEP 562).
+    mods = _imported("import orchestrator.proxy\nfrom runtime.network import in_netns")
+    assert "runtime.network.netns" in mods
+    for name in ("runtime.network.config", "runtime.network.node", "runtime.network.ipam"):
+        assert name not in mods, name
+    mods = _imported(
+        "from runtime import network\n"
+        "assert network.NodeNetwork.__module__ == 'runtime.network.node'\n"
+        "assert network.load_config.__module__ == 'runtime.network.config'"
+    )
+    assert "runtime.network.node" in mods and "runtime.network.config" in mods

@@ -15,6 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
 import pytest
 
 from tests.conftest import REPO
@@ -114,7 +115,8 @@ def test_each_node_runs_the_server_or_an_agent_joined_to_it(
         text = unit(node, nodes, cluster_cidr)
         argv = _exec_start(text)
         assert argv[0].endswith("/.venv/bin/corral"), argv
-        command = cli.commands[argv[1]]
+        command = cli.get_command(click.Context(cli), argv[1])
+        assert command is not None, argv
         ctx = command.make_context(argv[1], argv[2:])
         params = ctx.params
         assert params["cluster_cidr"] == cluster_cidr
@@ -139,7 +141,9 @@ def params_port(cp: Node, nodes: list[Node], cluster_cidr: str) -> int:
     from corral_cli.main import cli
 
     argv = _exec_start(unit(cp, nodes, cluster_cidr))
-    return int(cli.commands["server"].make_context("server", argv[2:]).params["https_listen_port"])
+    server = cli.get_command(click.Context(cli), "server")
+    assert server is not None
+    return int(server.make_context("server", argv[2:]).params["https_listen_port"])
 
 
 def test_the_provision_script_refuses_bad_arguments() -> None:
