@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterable
 
 from runtime.errors import CgroupError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 
 def write_file(path: str, value: str) -> None:

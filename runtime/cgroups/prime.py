@@ -19,7 +19,6 @@ from __future__ import annotations
 import _thread
 import os
 import time
-from collections.abc import Iterator
 
 from runtime.errors import CgroupError
 
@@ -32,6 +31,10 @@ from .layout import (
     read_self_cgroup,
     v1_hierarchies,
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 def own_procs_file(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -142,7 +141,8 @@ def _saved(root: Path, pid: int, pid_start: int) -> None:
     sd = StateDir(str(root), "c1")
     sd.make()
     st = _state()
-    sd.save(replace(st, pid=pid, pid_start=pid_start, cgroup_paths={}))
+    st.pid, st.pid_start, st.cgroup_paths = pid, pid_start, {}
+    sd.save(st)
 
 
 def test_a_live_pid_with_its_recorded_start_time_is_running(
