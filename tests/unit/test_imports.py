@@ -178,6 +178,7 @@ LIFECYCLE_FORBIDDEN = (
     "signal", "types", "copy", "functools", "contextlib", "subprocess", "threading", "socket",
     "shutil", "importlib.metadata", "runtime.config", "runtime.plan", "runtime._sys",
     "_cffi_backend", "corral_common.hostsys", "runtime.cgroups.layout", "runtime.cgroups.factory",
+    "encodings.ascii",
 )  # fmt: skip
 
 
