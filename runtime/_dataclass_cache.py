@@ -11,8 +11,11 @@ compiles only what the table lacks. The key is the whole source text and the cod
 the classes are the same with or without the table; a table written by another interpreter
 build is ignored.
 
-``save`` writes the table back when it gained entries (where bytecode may be written, as
-Python does for .pyc files); ``python -m runtime._dataclass_cache`` fills it at install time.
+``python -m runtime._dataclass_cache`` writes the table at install time (scripts/setup.sh, and
+the bench before it measures) with the classes every create uses. Where there is none, ``save``
+writes what a command compiled (where bytecode may be written, as Python does for .pyc files);
+an existing table is not grown by the commands that use it, so that rarely used classes do not
+make every command read a larger one.
 """
 
 from __future__ import annotations
@@ -29,10 +32,9 @@ if TYPE_CHECKING:
 # Written by another build of the interpreter, the table is not read (marshal's format and the
 # bytecode are the interpreter's).
 _HEADER = f"corral dataclass methods {sys.implementation.cache_tag} {sys.version}\n".encode()
-_MAX_ENTRIES = 4096  # past this (code edited again and again), the table starts afresh
-
 _codes: dict[str, CodeType] = {}
 _added = 0
+_had_table = False
 
 
 def cache_path() -> str:
@@ -79,23 +81,24 @@ def install() -> None:
     """Let ``@dataclass`` take its methods from the table from now on (idempotent)."""
     import dataclasses
 
+    global _had_table
     if getattr(dataclasses, "exec", None) is _exec:
         return
-    _codes.update(_load())
+    table = _load()
+    _had_table = bool(table)
+    _codes.update(table)
     dataclasses.exec = _exec  # type: ignore[attr-defined]
 
 
 def save(*, force: bool = False) -> None:
-    """Write the table back if it gained entries: atomically, and only where Python would
-    write bytecode (``force``: regardless). Failures are ignored (the table is a cache)."""
-    global _added
-    if not _added or (sys.dont_write_bytecode and not force):
+    """Write the table of what this process compiled or read, atomically, when there was
+    none and Python would write bytecode here (``force``: in any case, replacing it). Failures
+    are ignored (the table is a cache)."""
+    global _added, _had_table
+    if not force and (not _added or _had_table or sys.dont_write_bytecode):
         return
     path = cache_path()
-    table = _load()
-    if len(table) + len(_codes) > _MAX_ENTRIES:
-        table = {}
-    table.update(_codes)
+    table = _codes
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -109,12 +112,14 @@ def save(*, force: bool = False) -> None:
             pass
         return
     _added = 0
+    _had_table = True
 
 
 def warm() -> None:
-    """Compile the classes every create uses (the config model, the planner, the cgroup
-    layout) into the table: what the rare parts of the model add, they add when used."""
+    """Write the table of the classes every create uses (the config model, the planner, the
+    cgroup layout); the rarely used parts of the model compile theirs when used, as without."""
     install()
+    _codes.clear()  # exactly what these imports compile, whatever an older table held
     import runtime.cgroups.layout
     import runtime.config
     import runtime.container

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 try:
+    from _json import encode_basestring as _quote_unicode
     from _json import encode_basestring_ascii as _quote
     from _json import make_scanner as _make_scanner
 except ImportError:  # an interpreter without CPython's accelerator: the json package does it
@@ -26,33 +28,63 @@ _CONSTANTS = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float(
 
 
 class _Settings:
-    """What ``_json.make_scanner`` reads from a ``json.JSONDecoder``: its defaults."""
+    """What ``_json.make_scanner`` reads from a ``json.JSONDecoder``: its defaults, but for
+    ``parse_constant`` (NaN, Infinity, -Infinity) when given."""
 
     strict = True
     object_hook = None
     object_pairs_hook = None
     parse_float = float
     parse_int = int
-    parse_constant = _CONSTANTS.__getitem__
+
+    def __init__(self, parse_constant: Callable[[str], Any] | None = None) -> None:
+        self.parse_constant = parse_constant or _CONSTANTS.__getitem__
 
 
 _scan = _make_scanner(_Settings()) if _make_scanner is not None else None
 
 
-def loads(text: str) -> Any:
-    """``json.loads(text)`` for a str; a ValueError for anything that is not one JSON value."""
-    if _scan is None or not isinstance(text, str):
-        import json
+def loads(text: str | bytes, *, parse_constant: Callable[[str], Any] | None = None) -> Any:
+    """``json.loads(text, parse_constant=parse_constant)``: the same value, or the same
+    ``json.JSONDecodeError`` (a ValueError; the json package is imported for it)."""
+    if isinstance(text, bytes) and _plain_utf8(text):
+        text = text.decode("utf-8", "surrogatepass")  # what json.loads decodes it with
+    if _scan is None or not isinstance(text, str) or text.startswith("\ufeff"):
+        import json  # and json's own errors for a str that starts with a BOM
 
-        return json.loads(text)
+        return json.loads(text, parse_constant=parse_constant)
+    scan = _scan if parse_constant is None else _make_scanner(_Settings(parse_constant))
     start = len(text) - len(text.lstrip(_WS))
     try:
-        value, end = _scan(text, start)
+        value, end = scan(text, start)
     except StopIteration as e:
-        raise ValueError(f"Expecting value: char {e.value}") from None
+        raise _error("Expecting value", text, e.value) from None
     if text[end:].strip(_WS):
-        raise ValueError(f"Extra data: char {end}")
+        raise _error("Extra data", text, len(text) - len(text[end:].lstrip(_WS)))
     return value
+
+
+def _plain_utf8(data: bytes) -> bool:
+    """Bytes json.loads decodes as UTF-8 (json.detect_encoding): no BOM, and no NUL among
+    the first four bytes (UTF-16 or UTF-32 without a BOM)."""
+    return not data.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")) and (
+        b"\x00" not in data[:4]
+    )
+
+
+def _error(msg: str, text: str, pos: int) -> ValueError:
+    from json import JSONDecodeError
+
+    return JSONDecodeError(msg, text, pos)
+
+
+def quote(text: str) -> str:
+    """``json.dumps(text, ensure_ascii=False)``: a JSON string literal, for messages."""
+    if _scan is None:
+        import json
+
+        return json.dumps(text, ensure_ascii=False)
+    return _quote_unicode(text)
 
 
 class _Unsupported(Exception):

@@ -319,7 +319,8 @@ def defer_import(name: str) -> None:
 
     For ``inspect``: dataclasses imports it at once (with ast, dis, tokenize, linecache: about
     5 ms of a command's start) but calls it only for a dataclass without a docstring; the
-    config model and the state have one each, so a hot command never uses it.
+    config model and the state have one each, so a hot command never uses it. For ``copy``
+    (with weakref): dataclasses needs it for ``asdict`` and ``astuple`` only.
     """
     if name not in sys.modules:
         sys.modules[name] = _Deferred(name)
@@ -337,6 +338,7 @@ def main() -> NoReturn:
 
     gc.disable()
     defer_import("inspect")
+    defer_import("copy")
     try:
         code = run_command(sys.argv[1:])
     except SystemExit as e:  # click always ends this way

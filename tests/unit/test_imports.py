@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from testkit.startup import command_modules
+
 REPO = Path(__file__).resolve().parents[2]
 
 NEVER = ("pyroute2", "orchestrator")
@@ -182,29 +184,6 @@ LIFECYCLE_FORBIDDEN = (
 )  # fmt: skip
 
 
-def _command(argv: list[str], out: Path) -> tuple[subprocess.CompletedProcess[str], set[str]]:
-    """Run ``corral-oci ARGV`` as the installed command does (``python -S``, corral-oci's
-    main), with what this interpreter has on its path; return it and the modules it imported
-    as it exits (main ends with os._exit, after the exit handlers), but for the stand-ins of
-    modules deferred until used (``oci.defer_import``)."""
-    code = (
-        "import atexit, sys\n"
-        f"sys.path[:0] = {sys.path!r}\n"
-        "def dump():\n"
-        f"    with open({str(out)!r}, 'w') as f:\n"
-        "        f.write('\\n'.join(sorted(n for n, m in sys.modules.items()\n"
-        "                                 if type(m).__name__ != '_Deferred')))\n"
-        "atexit.register(dump)\n"
-        f"sys.argv = ['corral-oci', *{argv!r}]\n"
-        "from runtime.cli.oci import main\n"
-        "main()\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-S", "-c", code], cwd="/", capture_output=True, text=True, timeout=60
-    )
-    return proc, set(out.read_text().split("\n"))
-
-
 def test_the_lifecycle_commands_import_nothing_heavy(tmp_path: Path) -> None:
     # A created container of our own making (no root needed): its "process" waits to write
     # the exec fifo, as a container's init does until `start`; its cgroup is gone already.
@@ -237,7 +216,7 @@ def test_the_lifecycle_commands_import_nothing_heavy(tmp_path: Path) -> None:
         for i, (argv, expect) in enumerate(steps):
             if argv == ["kill", "--all", "c1", "KILL"]:
                 init.wait(timeout=10)  # the TERM above reached it (reaped: no zombie left)
-            proc, mods = _command(["--root", root, *argv], tmp_path / f"modules{i}")
+            proc, mods = command_modules(["--root", root, *argv], tmp_path / f"modules{i}")
             assert expect in proc.stdout + proc.stderr, (argv, proc)
             assert proc.returncode == (1 if argv == ["delete", "c1"] else 0), (argv, proc)
             assert "runtime.container" in mods, argv
