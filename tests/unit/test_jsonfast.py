@@ -67,3 +67,35 @@ def test_loads_refuses_what_json_loads_refuses(text: str) -> None:
         json.loads(text)
     with pytest.raises(ValueError):
         _jsonfast.loads(text)
+
+
+def _outcome(fn: object, text: str | bytes, **kw: object) -> tuple[str, str]:
+    try:
+        return "value", repr(fn(text, **kw))  # type: ignore[operator]
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
+        return type(e).__name__, str(e)
+
+
+def _no_constants(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": NaN}', "[1] x", "[1]  \n x", "", " ", '{"a":1', "\ufeff{}", b'{"a": 1}',
+        b"\xef\xbb\xbf{}", '{"é": "ü"}'.encode(), "[1]".encode("utf-16"), b'{"a":\xff}',
+        b"\x00{",
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("parse_constant", [None, _no_constants])
+def test_loads_gives_json_loads_value_or_error_for_str_and_bytes(
+    text: str | bytes, parse_constant: object
+) -> None:
+    expected = _outcome(json.loads, text, parse_constant=parse_constant)
+    assert _outcome(_jsonfast.loads, text, parse_constant=parse_constant) == expected
+
+
+@pytest.mark.parametrize("text", ["", "plain", 'quote " and \\ back', "é\n\t\u2603\x01"])
+def test_quote_is_json_dumps_without_ascii_escapes(text: str) -> None:
+    assert _jsonfast.quote(text) == json.dumps(text, ensure_ascii=False)
