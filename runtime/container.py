@@ -78,7 +78,8 @@ class CreateOptions:
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"cannot assign to field {name!r}: CreateOptions is read-only")
 
-    __delattr__ = __setattr__  # type: ignore[assignment]
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}: CreateOptions is read-only")
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
