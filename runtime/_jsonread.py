@@ -5,10 +5,10 @@ functions only, so importing it costs next to nothing on corral-oci's start-up p
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from ._jsonfast import quote
 from .errors import ConfigError
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
@@ -39,7 +39,7 @@ _CPU_IDLE = _Range(0, 1, "0 or 1")
 
 def _q(text: str) -> str:
     """Quote a value for an error message (escapes control characters)."""
-    return json.dumps(text, ensure_ascii=False)
+    return quote(text)
 
 
 def _key(base: str, key: str | int) -> str:

@@ -10,7 +10,7 @@ import _thread
 import errno
 import fcntl
 import os
-import signal
+from _signal import SIGKILL  # not `signal`, which imports enum
 from collections.abc import Callable
 
 from ._corral import ffi, lib
@@ -279,7 +279,7 @@ def _sent_pid(sync: int) -> int:
 
 def _kill_reap(pid: int) -> None:
     try:
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, SIGKILL)
     except ProcessLookupError:
         return
     try:

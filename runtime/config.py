@@ -7,7 +7,6 @@ JSON path such as ``process.rlimits[2].type``.
 
 from __future__ import annotations
 
-import json
 import os
 import posixpath
 from collections.abc import Mapping
@@ -16,6 +15,7 @@ from types import ModuleType
 
 from runtime.errors import ConfigError
 
+from . import _jsonfast  # json's parser without the json package (its regexes) on create's path
 from ._jsonread import (  # the one reader of JSON objects, shared with _config_extra
     _EMPTY,
     _I64,
@@ -844,7 +844,7 @@ def load_spec(bundle: str | os.PathLike[str]) -> Spec:
     except OSError as exc:
         raise ConfigError("config.json", f"open {path}: {exc.strerror or exc}") from None
     try:
-        obj = json.loads(raw, parse_constant=_reject_constant)
+        obj = _jsonfast.loads(raw, parse_constant=_reject_constant)
     except RecursionError:
         raise ConfigError("config.json", "invalid JSON: nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError

@@ -7,15 +7,13 @@ fails: a failed create kills what it started, removes the cgroups and the state 
 
 from __future__ import annotations
 
+import _signal as signal  # the constants and signal(); `signal` imports enum for its IntEnums
 import errno
-import json
 import os
 import select
-import signal
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
 
+from . import _jsonfast
 from .errors import ConfigError, ContainerError, CorralError, InvalidState, NotFound, SysError
 from .state import (
     DEFAULT_ROOT,
@@ -30,6 +28,7 @@ from .state import (
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (ms of each command)
 if TYPE_CHECKING:
     import socket
+    from collections.abc import Callable
 
     from . import cgroups
     from . import config as cfg
@@ -42,17 +41,63 @@ if TYPE_CHECKING:
 CGROUP_ROOT = "/sys/fs/cgroup"
 
 
-@dataclass(frozen=True, slots=True)
 class CreateOptions:
-    """How to create a container: where its state lives and what the caller asked for."""
+    """How to create a container: where its state lives and what the caller asked for.
 
-    root: str = DEFAULT_ROOT
-    pid_file: str | None = None
-    no_pivot: bool = False
-    preserve_fds: int = 0
-    cgroup_root: str = CGROUP_ROOT
-    console_socket: str | None = None
-    new_keyring: bool = True  # a session keyring of its own, named after the container
+    Read-only once made. A plain class rather than a dataclass: `start`, `state`, `kill` and
+    `delete` import this module too, and dataclasses (with re) costs each of them milliseconds.
+    """
+
+    __slots__ = (
+        "cgroup_root", "console_socket", "new_keyring", "no_pivot", "pid_file", "preserve_fds",
+        "root",
+    )  # fmt: skip
+
+    root: str
+    pid_file: str | None
+    no_pivot: bool
+    preserve_fds: int
+    cgroup_root: str
+    console_socket: str | None
+    new_keyring: bool  # a session keyring of its own, named after the container
+
+    def __init__(
+        self,
+        root: str = DEFAULT_ROOT,
+        pid_file: str | None = None,
+        no_pivot: bool = False,
+        preserve_fds: int = 0,
+        cgroup_root: str = CGROUP_ROOT,
+        console_socket: str | None = None,
+        new_keyring: bool = True,
+    ) -> None:
+        values = (root, pid_file, no_pivot, preserve_fds, cgroup_root, console_socket, new_keyring)
+        for name, value in zip(_CREATE_FIELDS, values, strict=True):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}: CreateOptions is read-only")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}: CreateOptions is read-only")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in _CREATE_FIELDS)
+
+    def __hash__(self) -> int:
+        return hash(tuple(getattr(self, f) for f in _CREATE_FIELDS))
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{f}={getattr(self, f)!r}" for f in _CREATE_FIELDS)
+        return f"CreateOptions({fields})"
+
+
+_CREATE_FIELDS = (
+    "root", "pid_file", "no_pivot", "preserve_fds", "cgroup_root", "console_socket", "new_keyring",
+)  # fmt: skip
+DEFAULT_OPTIONS = CreateOptions()
 
 
 def _now() -> str:
@@ -98,6 +143,8 @@ def _host_info(mgr: cgroups.CgroupManager, cgroup_root: str, layout: cgroups.Lay
 
 
 def _resources(spec: cfg.Spec) -> cfg.Resources:
+    from dataclasses import replace
+
     from . import cgroups
     from . import config as cfg
 
@@ -145,7 +192,7 @@ def _saved_hooks(st: ContainerState, kind: str) -> tuple[cfg.Hook, ...]:
 def create(
     cid: str,
     bundle: str,
-    opts: CreateOptions = CreateOptions(),
+    opts: CreateOptions = DEFAULT_OPTIONS,
     *,
     console: socket.socket | None = None,
     spec: cfg.Spec | None = None,
@@ -234,7 +281,7 @@ def create(
                     )
                     write_atomic(  # read by this boot's start hooks only: not fsync'd
                         os.path.join(sd.path, _sys.START_STATE),
-                        json.dumps(state_for_hooks).encode(),
+                        _jsonfast.dumps(state_for_hooks).encode(),
                         0o644,
                         durable=False,
                     )
@@ -434,10 +481,11 @@ def parse_signal(sig: str | int) -> int:
         return int(s)
     if not s.startswith("SIG"):
         s = "SIG" + s
-    try:
-        return int(signal.Signals[s])
-    except KeyError:
-        raise ConfigError("signal", f"unknown signal {sig!r}") from None
+    # The names signal.Signals has: _signal's SIG* constants, not the SIG_* handler values.
+    value = getattr(signal, s, None) if not s.startswith("SIG_") else None
+    if type(value) is not int:
+        raise ConfigError("signal", f"unknown signal {sig!r}")
+    return value
 
 
 def kill(
@@ -630,7 +678,7 @@ def wait_exit(pid: int) -> int:
 def run(
     cid: str,
     bundle: str,
-    opts: CreateOptions = CreateOptions(),
+    opts: CreateOptions = DEFAULT_OPTIONS,
     *,
     detach: bool = False,
     keep: bool = False,

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import posixpath
 import stat
@@ -17,6 +16,7 @@ from enum import IntEnum
 from corral_common import hostsys
 
 from . import config as cfg
+from ._jsonfast import quote
 from .errors import ConfigError
 
 CLONE_NEWTIME = 0x00000080
@@ -386,7 +386,7 @@ def _check_net_sysctls(linux: cfg.Linux, join: list[tuple[str, int]]) -> None:
         return  # opening the namespace fails later and names it
     if (ns.st_dev, ns.st_ino) == (own.st_dev, own.st_ino):
         raise ConfigError(
-            f"linux.sysctl[{json.dumps(keys[0], ensure_ascii=False)}]",
+            f"linux.sysctl[{quote(keys[0])}]",
             f"not allowed in the host network namespace (network namespace path {path})",
         )
 

@@ -9,17 +9,22 @@ the fifo's existence and the freezer say what it is now.
 
 from __future__ import annotations
 
-import enum
 import errno
 import fcntl
-import json
 import os
-from dataclasses import dataclass, field, fields
 from stat import S_ISREG
 
 from corral_common.defaults import OCI_STATE_ROOT
 
+from . import _jsonfast as json
 from .errors import AlreadyExists, ConfigError, NotFound, SysError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import ClassVar
+
+# Plain classes, no enum or dataclass: every lifecycle command imports this module, and enum
+# and dataclasses (with re, which both import) cost some milliseconds of each start.
 
 DEFAULT_ROOT = OCI_STATE_ROOT
 STATE_FILE = "state.json"
@@ -29,12 +34,23 @@ CREATING_FILE = "creating.json"  # written first by create; stale once state.jso
 _ID_PUNCT = frozenset("_+-.")
 
 
-class Status(enum.StrEnum):
-    CREATING = "creating"
-    CREATED = "created"
-    RUNNING = "running"
-    PAUSED = "paused"
-    STOPPED = "stopped"
+class Status(str):
+    """A container's status: one of the five constants below, each equal to its OCI name
+    (``str(Status.RUNNING) == "running"``), compared with ``is``."""
+
+    __slots__ = ()
+
+    CREATING: ClassVar[Status]
+    CREATED: ClassVar[Status]
+    RUNNING: ClassVar[Status]
+    PAUSED: ClassVar[Status]
+    STOPPED: ClassVar[Status]
+
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+    def __repr__(self) -> str:
+        return f"Status.{self.upper()}"
 
     @property
     def can_start(self) -> bool:
@@ -53,34 +69,73 @@ class Status(enum.StrEnum):
         return self is Status.RUNNING
 
 
-@dataclass(slots=True)
-class ContainerState:
-    """What state.json holds: everything later commands need to find and judge the container."""
+Status.CREATING = Status("creating")
+Status.CREATED = Status("created")
+Status.RUNNING = Status("running")
+Status.PAUSED = Status("paused")
+Status.STOPPED = Status("stopped")
 
-    id: str
-    bundle: str
-    rootfs: str
-    pid: int
-    pid_start: int  # /proc/<pid>/stat field 22, to detect pid reuse
-    created: str  # RFC 3339
-    oci_version: str
-    owner: str = ""
-    annotations: dict[str, str] = field(default_factory=dict)
-    cgroup_paths: dict[str, str] = field(default_factory=dict)
-    config: dict[str, object] = field(default_factory=dict)  # what later commands need
+_STATE_FIELDS = (
+    "id", "bundle", "rootfs", "pid", "pid_start", "created", "oci_version", "owner",
+    "annotations", "cgroup_paths", "config",
+)  # fmt: skip
+
+
+class ContainerState:
+    """What state.json holds: everything later commands need to find and judge the container.
+
+    A record with the fields of ``_STATE_FIELDS``, compared by value."""
+
+    __slots__ = _STATE_FIELDS
+
+    def __init__(
+        self,
+        id: str,
+        bundle: str,
+        rootfs: str,
+        pid: int,
+        pid_start: int,  # /proc/<pid>/stat field 22, to detect pid reuse
+        created: str,  # RFC 3339
+        oci_version: str,
+        owner: str = "",
+        annotations: dict[str, str] | None = None,
+        cgroup_paths: dict[str, str] | None = None,
+        config: dict[str, object] | None = None,  # what later commands need
+    ) -> None:
+        self.id = id
+        self.bundle = bundle
+        self.rootfs = rootfs
+        self.pid = pid
+        self.pid_start = pid_start
+        self.created = created
+        self.oci_version = oci_version
+        self.owner = owner
+        self.annotations: dict[str, str] = {} if annotations is None else annotations
+        self.cgroup_paths: dict[str, str] = {} if cgroup_paths is None else cgroup_paths
+        self.config: dict[str, object] = {} if config is None else config
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, f) for f in _STATE_FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, ContainerState)
+        return self._values() == other._values()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass it replaces
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{f}={getattr(self, f)!r}" for f in _STATE_FIELDS)
+        return f"ContainerState({fields})"
 
     def to_json(self) -> str:
-        # The fields as they are (str, int, and dicts of JSON values): asdict's deep copy of
-        # each would buy nothing here.
         return json.dumps({f: getattr(self, f) for f in _STATE_FIELDS}, indent=1, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> ContainerState:
         data = json.loads(text)
         return cls(**data)
-
-
-_STATE_FIELDS = tuple(f.name for f in fields(ContainerState))
 
 
 def validate_id(cid: str) -> None:

@@ -13,20 +13,6 @@ Typical use::
 
 from __future__ import annotations
 
-from .factory import SYSTEMD_REFUSED, manager_for, manager_from_paths
-from .layout import (
-    CgroupMount,
-    Layout,
-    detect_layout,
-    parse_mountinfo,
-    parse_proc_cgroup,
-    read_mounts,
-    statfs_type,
-    v1_hierarchies,
-)
-from .manager import CgroupManager, V1Manager, V2Manager
-from .prime import prime_attach
-
 __all__ = [
     "DEFAULT_DEVICE_RULES",
     "SYSTEMD_REFUSED",
@@ -52,18 +38,55 @@ if TYPE_CHECKING:
     from typing import Any
 
     from .controllers import DEFAULT_DEVICE_RULES
+    from .factory import SYSTEMD_REFUSED, manager_for
+    from .layout import (
+        CgroupMount,
+        Layout,
+        detect_layout,
+        parse_mountinfo,
+        parse_proc_cgroup,
+        read_mounts,
+        statfs_type,
+        v1_hierarchies,
+    )
+    from .manager import CgroupManager, V1Manager, V2Manager, manager_from_paths
+    from .prime import prime_attach
     from .stats import Stats
+
+# Each name is imported from its module on first use: `kill` and `delete` reopen a manager from
+# its saved paths (the manager module alone), without the layout detection (enum, dataclasses)
+# that only `create` needs; the controllers bring in the config model, which commands that never
+# apply limits do not need; and only `events` reads stats.
+_HOME = {
+    "DEFAULT_DEVICE_RULES": "controllers",
+    "SYSTEMD_REFUSED": "factory",
+    "manager_for": "factory",
+    "CgroupMount": "layout",
+    "Layout": "layout",
+    "detect_layout": "layout",
+    "parse_mountinfo": "layout",
+    "parse_proc_cgroup": "layout",
+    "read_mounts": "layout",
+    "statfs_type": "layout",
+    "v1_hierarchies": "layout",
+    "CgroupManager": "manager",
+    "V1Manager": "manager",
+    "V2Manager": "manager",
+    "manager_from_paths": "manager",
+    "prime_attach": "prime",
+    "Stats": "stats",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # Imported on first use: the controllers bring in the config model, which commands that
-    # never apply limits do not need, and only `events` reads stats.
-    if name == "DEFAULT_DEVICE_RULES":
-        from .controllers import DEFAULT_DEVICE_RULES
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    __import__(f"{__name__}.{home}")  # importlib.import_module would bring in warnings
+    value = getattr(globals()[home], name)
+    globals()[name] = value
+    return value
 
-        return DEFAULT_DEVICE_RULES
-    if name == "Stats":
-        from .stats import Stats
 
-        return Stats
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

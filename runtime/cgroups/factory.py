@@ -18,7 +18,9 @@ from .layout import (
     read_self_cgroup,
     v1_hierarchies,
 )
-from .manager import CgroupManager, V1Manager, V2Manager
+from .manager import CgroupManager, V1Manager, V2Manager, manager_from_paths
+
+__all__ = ["SYSTEMD_REFUSED", "manager_for", "manager_from_paths"]
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (ms of each command)
 if TYPE_CHECKING:
@@ -82,24 +84,3 @@ def manager_for(
             CgroupMount("cgroup2", os.path.join(root, UNIFIED_DIR)), own.get(""), path
         )
     return V1Manager(dirs, unified)
-
-
-def manager_from_paths(
-    paths: dict[str, str], root: str = "/sys/fs/cgroup", layout: Layout | None = None
-) -> CgroupManager:
-    """Reopen a manager from what its ``paths()`` returned (the state file).
-
-    Without ``layout``, a set with only the "" key is a v2 manager; any v1 key makes a v1
-    manager (with "" as its hybrid cgroup2 directory). The reopened manager removes only those
-    directories (and cgroups nested in them) on destroy, not parents the original created.
-    """
-    if not paths:
-        raise CgroupError("cgroup paths", errno.EINVAL, "no cgroup paths saved")
-    v1_keys = [k for k in paths if k]
-    if layout is None:
-        layout = Layout.LEGACY if v1_keys else Layout.UNIFIED
-    if layout is Layout.UNIFIED:
-        if v1_keys or "" not in paths:
-            raise CgroupError("cgroup paths", errno.EINVAL, f"not a cgroup v2 path set: {paths}")
-        return V2Manager(paths[""], root)
-    return V1Manager({k: paths[k] for k in v1_keys}, paths.get(""))

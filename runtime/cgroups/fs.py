@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterable
 
 from runtime.errors import CgroupError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 
 def write_file(path: str, value: str) -> None:
@@ -49,10 +52,16 @@ def write_all(directory: str, writes: Iterable[tuple[str, str]]) -> None:
         write_file(os.path.join(directory, name), value)
 
 
+def _read_text(path: str) -> str:
+    # Bytes, decoded: a text-mode open of "ascii" would look the codec up (an import), and
+    # cgroup files hold no "\r" for its newline translation to change.
+    with open(path, "rb") as f:
+        return f.read().decode("ascii", "replace")
+
+
 def read_file(path: str) -> str:
     try:
-        with open(path, encoding="ascii", errors="replace") as f:
-            return f.read()
+        return _read_text(path)
     except OSError as exc:
         raise CgroupError.from_oserror(f"read {path}", exc) from exc
 
@@ -61,8 +70,7 @@ def read_optional(path: str) -> str | None:
     """The file's text, or None if it does not exist (a knob this kernel or host lacks, or a
     cgroup removed meanwhile: v1 answers ENODEV for the files of a cgroup being removed)."""
     try:
-        with open(path, encoding="ascii", errors="replace") as f:
-            return f.read()
+        return _read_text(path)
     except FileNotFoundError:
         return None
     except OSError as exc:

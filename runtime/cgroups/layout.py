@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (ms of each command)
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+
     from corral_common import hostsys
 
 # as corral_common.hostsys, which lifecycle commands that detect nothing do not import

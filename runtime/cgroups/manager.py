@@ -11,9 +11,8 @@ from __future__ import annotations
 import abc
 import errno
 import os
-import signal
 import time
-from collections.abc import Callable, Mapping
+from _signal import SIGKILL  # not `signal`, which imports enum: kill and delete load this module
 
 from runtime.errors import CgroupError
 
@@ -30,9 +29,12 @@ from .fs import (
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (ms of each command)
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
     from runtime.config import Resources
 
     from . import controllers as ctl
+    from . import layout as layout_
     from .stats import Stats
 
 #: How long destroy() keeps retrying a busy cgroup, and freeze() waits for FROZEN.
@@ -169,7 +171,7 @@ class CgroupManager(abc.ABC):
         with no process in it, nothing can fork into it while we look."""
         frozen_before = self._can_freeze() and self.is_frozen()
         if not self.pids():
-            if frozen_before and sig == signal.SIGKILL:
+            if frozen_before and sig == SIGKILL:
                 self.thaw()
             return
         if self._can_freeze() and not frozen_before:
@@ -178,7 +180,7 @@ class CgroupManager(abc.ABC):
             for pid in self.pids():
                 _kill(pid, sig)
         finally:
-            if self._can_freeze() and (not frozen_before or sig == signal.SIGKILL):
+            if self._can_freeze() and (not frozen_before or sig == SIGKILL):
                 self.thaw()
 
     # -- driver plumbing
@@ -639,7 +641,7 @@ class V2Manager(CgroupManager):
     def kill_all(self, sig: int) -> None:
         """SIGKILL goes through cgroup.kill where the kernel has it (5.14+); otherwise the
         freeze, signal, thaw dance."""
-        if sig == signal.SIGKILL and os.path.exists(self._file("cgroup.kill")):
+        if sig == SIGKILL and os.path.exists(self._file("cgroup.kill")):
             write_file(self._file("cgroup.kill"), "1")
             return
         super().kill_all(sig)
@@ -707,3 +709,28 @@ def _enable_controllers(path: str) -> None:
                 write_file(control, "+" + c)
             except CgroupError:
                 pass
+
+
+def manager_from_paths(
+    paths: dict[str, str], root: str = "/sys/fs/cgroup", layout: layout_.Layout | None = None
+) -> CgroupManager:
+    """Reopen a manager from what its ``paths()`` returned (the state file).
+
+    Without ``layout``, a set with only the "" key is a v2 manager; any v1 key makes a v1
+    manager (with "" as its hybrid cgroup2 directory). The reopened manager removes only those
+    directories (and cgroups nested in them) on destroy, not parents the original created.
+    """
+    if not paths:
+        raise CgroupError("cgroup paths", errno.EINVAL, "no cgroup paths saved")
+    v1_keys = [k for k in paths if k]
+    if layout is None:
+        unified = not v1_keys
+    else:
+        from .layout import Layout  # enum and dataclasses: not for kill and delete
+
+        unified = layout is Layout.UNIFIED
+    if unified:
+        if v1_keys or "" not in paths:
+            raise CgroupError("cgroup paths", errno.EINVAL, f"not a cgroup v2 path set: {paths}")
+        return V2Manager(paths[""], root)
+    return V1Manager({k: paths[k] for k in v1_keys}, paths.get(""))

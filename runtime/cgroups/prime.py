@@ -19,7 +19,6 @@ from __future__ import annotations
 import _thread
 import os
 import time
-from collections.abc import Iterator
 
 from runtime.errors import CgroupError
 
@@ -32,6 +31,10 @@ from .layout import (
     read_self_cgroup,
     v1_hierarchies,
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 def own_procs_file(
@@ -64,6 +67,7 @@ def own_procs_file(
 
 
 _last_primed = float("-inf")
+_primed: dict[str, str | None] = {}  # root -> the cgroup.procs found (we stay in that cgroup)
 
 
 def prime_attach(root: str = "/sys/fs/cgroup", *, again: bool = False) -> None:
@@ -83,7 +87,10 @@ def prime_attach(root: str = "/sys/fs/cgroup", *, again: bool = False) -> None:
         return
     _last_primed = now
     try:
-        path = own_procs_file(root)
+        # Again: the file found the first time, not found anew (mountinfo parsed, and our
+        # cgroup's process list read, which at a hierarchy's root lists every process).
+        path = _primed[root] if again and root in _primed else own_procs_file(root)
+        _primed[root] = path
         if path is None:
             return
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import os
 import sys
-import types
-from collections.abc import Callable
 
 from corral_common.defaults import OCI_STATE_ROOT
 
@@ -26,6 +24,7 @@ from ..errors import CorralError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (ms of each command)
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, NoReturn
 
     from .. import container
@@ -106,35 +105,32 @@ def create_options(
 
 
 def do_create(ctx: Ctx, cid: str, o: dict[str, Any]) -> int:
-    from .. import container
+    from .. import _dataclass_cache, container
 
+    _dataclass_cache.install()  # before create imports the config model and the planner
     opts = create_options(
         ctx, o["pid_file"], o["no_pivot"], o["preserve_fds"], o["console_socket"],
         o["no_new_keyring"],
     )  # fmt: skip
     _call(ctx, f"create {cid}", container.create, cid, o["bundle"], opts)
+    _dataclass_cache.save()
     return 0
 
 
 def do_run(ctx: Ctx, cid: str, o: dict[str, Any]) -> int:
-    from .. import container
+    from .. import _dataclass_cache, container
 
+    _dataclass_cache.install()
     opts = create_options(
         ctx, o["pid_file"], o["no_pivot"], o["preserve_fds"], o["console_socket"],
         o["no_new_keyring"],
     )  # fmt: skip
-    return int(
-        _call(
-            ctx,
-            f"run {cid}",
-            container.run,
-            cid,
-            o["bundle"],
-            opts,
-            detach=o["detach"],
-            keep=o["keep"],
-        )  # fmt: skip
-    )
+    code = _call(
+        ctx, f"run {cid}", container.run, cid, o["bundle"], opts, detach=o["detach"],
+        keep=o["keep"],
+    )  # fmt: skip
+    _dataclass_cache.save()
+    return int(code)
 
 
 def do_start(ctx: Ctx, cid: str, o: dict[str, Any]) -> int:
@@ -145,12 +141,10 @@ def do_start(ctx: Ctx, cid: str, o: dict[str, Any]) -> int:
 
 
 def do_state(ctx: Ctx, cid: str, o: dict[str, Any]) -> int:
-    import json
-
-    from .. import container
+    from .. import _jsonfast, container
 
     st = _call(ctx, f"state {cid}", container.state, cid, ctx.root)
-    _echo(json.dumps(st, indent=2))
+    _echo(_jsonfast.dumps(st, indent=2))
     return 0
 
 
@@ -305,7 +299,7 @@ def run_command(argv: list[str]) -> int:
     return 0
 
 
-class _Deferred(types.ModuleType):
+class _Deferred(type(sys)):  # type: ignore[misc]  # types.ModuleType, without importing types
     """Stands in sys.modules for a module not imported yet: the first attribute asked of it
     imports the real one, which then takes its place (and lends this one its namespace, for
     whoever imported the stand-in meanwhile)."""
@@ -325,7 +319,8 @@ def defer_import(name: str) -> None:
 
     For ``inspect``: dataclasses imports it at once (with ast, dis, tokenize, linecache: about
     5 ms of a command's start) but calls it only for a dataclass without a docstring; the
-    config model and the state have one each, so a hot command never uses it.
+    config model and the state have one each, so a hot command never uses it. For ``copy``
+    (with weakref): dataclasses needs it for ``asdict`` and ``astuple`` only.
     """
     if name not in sys.modules:
         sys.modules[name] = _Deferred(name)
@@ -343,6 +338,7 @@ def main() -> NoReturn:
 
     gc.disable()
     defer_import("inspect")
+    defer_import("copy")
     try:
         code = run_command(sys.argv[1:])
     except SystemExit as e:  # click always ends this way

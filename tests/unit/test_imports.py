@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+from testkit.startup import command_modules
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -232,3 +235,59 @@ def test_the_network_package_loads_a_name_s_module_at_its_first_use() -> None:
         "assert network.load_config.__module__ == 'runtime.network.config'"
     )
     assert "runtime.network.node" in mods and "runtime.network.config" in mods
+
+
+# What the commands an engine runs for every container (podman through conmon, containerd's
+# shim, our pod monitor: create, start, state, kill, delete) may not import: each of these costs
+# a share of milliseconds of every such command, whose floor is the interpreter's own start.
+LIFECYCLE_FORBIDDEN = (
+    *NEVER, "click", "json", "re", "enum", "dataclasses", "typing", "inspect", "collections",
+    "signal", "types", "copy", "functools", "contextlib", "subprocess", "threading", "socket",
+    "shutil", "importlib.metadata", "runtime.config", "runtime.plan", "runtime._sys",
+    "_cffi_backend", "corral_common.hostsys", "runtime.cgroups.layout", "runtime.cgroups.factory",
+    "encodings.ascii",
+)  # fmt: skip
+
+
+def test_the_lifecycle_commands_import_nothing_heavy(tmp_path: Path) -> None:
+    # A created container of our own making (no root needed): its "process" waits to write
+    # the exec fifo, as a container's init does until `start`; its cgroup is gone already.
+    from runtime.state import ContainerState, StateDir, process_start_time
+
+    root = str(tmp_path / "root")
+    sd = StateDir(root, "c1")
+    sd.make()
+    sd.make_fifo()
+    init = subprocess.Popen(["sh", "-c", f"printf x > {sd.fifo}; exec sleep 60"])
+    try:
+        pid_start = process_start_time(init.pid)
+        assert pid_start is not None
+        cgroup = str(tmp_path / "cgroup-gone")
+        sd.save(
+            ContainerState(
+                "c1", "/b", "/b/rootfs", init.pid, pid_start, "2026-01-01T00:00:00Z", "1.0.2",
+                annotations={"a": "b"}, cgroup_paths={"": cgroup},
+            )
+        )  # fmt: skip
+        steps = [
+            (["state", "c1"], '"status": "created"'),
+            (["start", "c1"], ""),
+            (["state", "c1"], '"status": "running"'),
+            (["kill", "c1", "TERM"], ""),
+            (["kill", "--all", "c1", "KILL"], ""),  # stopped by now: the cgroup's rest only
+            (["delete", "--force", "c1"], ""),
+            (["delete", "c1"], "container does not exist"),
+        ]
+        for i, (argv, expect) in enumerate(steps):
+            if argv == ["kill", "--all", "c1", "KILL"]:
+                init.wait(timeout=10)  # the TERM above reached it (reaped: no zombie left)
+            proc, mods = command_modules(["--root", root, *argv], tmp_path / f"modules{i}")
+            assert expect in proc.stdout + proc.stderr, (argv, proc)
+            assert proc.returncode == (1 if argv == ["delete", "c1"] else 0), (argv, proc)
+            assert "runtime.container" in mods, argv
+            for name in LIFECYCLE_FORBIDDEN:
+                assert name not in mods, (argv, name)
+        assert not os.path.exists(sd.path)
+    finally:
+        init.kill()
+        init.wait()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -142,7 +141,8 @@ def _saved(root: Path, pid: int, pid_start: int) -> None:
     sd = StateDir(str(root), "c1")
     sd.make()
     st = _state()
-    sd.save(replace(st, pid=pid, pid_start=pid_start, cgroup_paths={}))
+    st.pid, st.pid_start, st.cgroup_paths = pid, pid_start, {}
+    sd.save(st)
 
 
 def test_a_live_pid_with_its_recorded_start_time_is_running(
@@ -222,3 +222,35 @@ def test_a_creating_record_is_not_fsynced_and_a_torn_one_reads_as_none(
     assert sd.creating_record() is None
     (tmp_path / "c1" / "creating.json").unlink()
     assert sd.creating_record() is None
+
+
+def test_status_is_its_oci_name_and_one_object_per_status() -> None:
+    names = ["creating", "created", "running", "paused", "stopped"]
+    statuses = [Status.CREATING, Status.CREATED, Status.RUNNING, Status.PAUSED, Status.STOPPED]
+    for name, status in zip(names, statuses, strict=True):
+        assert str(status) == f"{status}" == name and status == name
+        assert repr(status) == f"Status.{name.upper()}"
+    assert len({id(s) for s in statuses}) == 5
+
+
+def test_container_state_compares_by_value_and_survives_its_json(tmp_path: Path) -> None:
+    st = _state()
+    assert st == _state() and st != _state("c2") and st != "c1"
+    assert ContainerState.from_json(st.to_json()) == st
+    assert repr(st).startswith("ContainerState(id='c1', bundle='/b'")
+    bare = ContainerState("c1", "/b", "/r", 1, 2, "t", "1.0.2")
+    assert (bare.owner, bare.annotations, bare.cgroup_paths, bare.config) == ("", {}, {}, {})
+    assert bare.annotations is not ContainerState("c2", "/b", "/r", 1, 2, "t", "1").annotations
+
+
+def test_create_options_are_read_only_and_compare_by_value() -> None:
+    opts = container.CreateOptions(root="/r", pid_file="/p")
+    assert opts == container.CreateOptions("/r", "/p") != container.CreateOptions()
+    assert hash(opts) == hash(container.CreateOptions("/r", "/p"))
+    assert container.CreateOptions().root == container.DEFAULT_ROOT
+    assert (opts.new_keyring, opts.preserve_fds, opts.cgroup_root) == (True, 0, "/sys/fs/cgroup")
+    with pytest.raises(AttributeError):
+        opts.root = "/x"  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        del opts.root  # type: ignore[misc]
+    assert "pid_file='/p'" in repr(opts)
