@@ -12,11 +12,13 @@ and every write in the batch is acknowledged after the one COMMIT. The event loo
 on an fsync. After each commit the writer hands the batch's events to the loop, which wakes
 the watchers; a watch from a past revision replays the ``events`` table first.
 
-Reads: ``get`` runs on the loop's thread (one indexed SELECT); lists and watch replays run in
-a reader thread. A list at an older revision is the current rows with every later change
-undone from ``events`` (the rows carry the previous value), so pages of one list are read at
-one revision until that revision is compacted. One process owns a database file at a time
-(an flock on ``<db>.lock``).
+Reads: ``get`` runs on the loop's thread: from a cache of recently written or read keys, else
+one indexed SELECT. The cache is exact: it learns every commit (this process is the only
+writer) on the loop, in the same callback that acknowledges the writes. Lists and watch
+replays run in a reader thread. A list at an older revision is the current rows with every
+later change undone from ``events`` (the rows carry the previous value), so pages of one
+list are read at one revision until that revision is compacted. One process owns a
+database file at a time (an flock on ``<db>.lock``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import os
 import queue
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +75,7 @@ ADDED, MODIFIED, DELETED = 0, 1, 2
 TYPES = (EventType.ADDED, EventType.MODIFIED, EventType.DELETED)
 BATCH = 1000  # writes per transaction at most
 REPLAY_CHUNK = 1000  # events per read transaction when a watch catches up
+CACHED = 8192  # keys whose current value ``get`` answers without a SELECT
 
 
 def _event(row: tuple[Any, ...]) -> Event:
@@ -132,6 +136,8 @@ class SQLiteBackend:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._revision = 0  # the last revision whose commit the loop has seen
         self._watchers: set[_Watcher] = set()
+        # key -> its current KeyValue, oldest first; on the loop's thread only
+        self._cache: OrderedDict[bytes, KeyValue] = OrderedDict()
         self._closed = False
         self._compactor = Compactor(self, compact_interval)
 
@@ -320,14 +326,31 @@ class SQLiteBackend:
         self, results: list[tuple[_Op, Any, BaseException | None]], events: list[Event], rev: int
     ) -> None:
         self._revision = max(self._revision, rev)
+        cache = self._cache
+        keys = [ev.kv.key.encode() for ev in events]
+        for key, ev in zip(keys, events, strict=True):  # before any write is acknowledged
+            if ev.type is EventType.DELETED:
+                cache.pop(key, None)  # a later value, if any, is read again
+            else:
+                self._remember(key, ev.kv)
         for op, result, err in results:
             if op.done is not None:
                 op.done(result, err)
         if events and self._watchers:
             for w in self._watchers:
-                for ev in events:
-                    if ev.kv.key.encode().startswith(w.prefix):
+                for key, ev in zip(keys, events, strict=True):
+                    if key.startswith(w.prefix):
                         w.push(ev)
+
+    def _remember(self, key: bytes, kv: KeyValue) -> None:
+        cache = self._cache
+        known = cache.get(key)
+        if known is not None and known.mod_rev > kv.mod_rev:
+            return  # a get read a later commit than the one being delivered
+        cache[key] = kv
+        cache.move_to_end(key)
+        if len(cache) > CACHED:
+            cache.popitem(last=False)
 
     async def _write(self, op: _Op) -> Any:
         if self._closed or self._writer is None:
@@ -369,6 +392,9 @@ class SQLiteBackend:
         k = check_key(key)
         if self._loop_conn is None:
             raise Unavailable(self.url, "store is not open")
+        cached = self._cache.get(k)
+        if cached is not None:
+            return cached
         try:
             row = self._loop_conn.execute(
                 "SELECT value, create_rev, mod_rev FROM kv WHERE key=?", (k,)
@@ -377,7 +403,9 @@ class SQLiteBackend:
             raise Unavailable(key, f"read: {e}") from None
         if row is None:
             raise NotFound(key)
-        return KeyValue(key, row[0], row[1], row[2])
+        kv = KeyValue(key, row[0], row[1], row[2])
+        self._remember(k, kv)
+        return kv
 
     async def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         """``fn`` in the reader thread, inside one read transaction (one snapshot)."""
