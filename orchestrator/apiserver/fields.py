@@ -15,6 +15,7 @@ Duplicated JSON keys keep their last value, as Go's decoder does.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aiohttp import web
@@ -49,8 +50,31 @@ class _Object(dict[str, Any]):
     repeated: list[str]
 
 
-def duplicates(raw: bytes) -> list[str]:
-    """The paths of keys that appear twice in one JSON object of ``raw`` (valid JSON)."""
+# The end of an object key: a quote no backslash escapes, then a colon. Within a string every
+# quote is escaped and a string value's closing quote is never followed by a colon.
+_KEY_END = re.compile(rb'(?<!\\)(?:\\\\)*"[ \t\r\n]*:')
+
+
+def _keys(value: Any) -> int:
+    """How many keys the objects of decoded JSON hold (duplicates counted once)."""
+    n = 0
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            n += len(v)
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return n
+
+
+def duplicates(raw: bytes, decoded: Any = None) -> list[str]:
+    """The paths of keys that appear twice in one JSON object of ``raw`` (valid JSON).
+    ``decoded``: ``raw`` decoded already; when it holds as many keys as ``raw`` spells out,
+    no key is repeated and ``raw`` is not parsed again."""
+    if decoded is not None and len(_KEY_END.findall(raw)) == _keys(decoded):
+        return []
     seen = False
 
     def hook(pairs: list[tuple[str, Any]]) -> _Object:
