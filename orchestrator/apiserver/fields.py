@@ -50,9 +50,8 @@ class _Object(dict[str, Any]):
     repeated: list[str]
 
 
-# The end of an object key: a quote no backslash escapes, then a colon. Within a string every
-# quote is escaped and a string value's closing quote is never followed by a colon.
-_KEY_END = re.compile(rb'(?<!\\)(?:\\\\)*"[ \t\r\n]*:')
+# A key's closing quote with blanks before its colon.
+_SPACED_KEY_END = re.compile(rb'"[ \t\r\n]+:')
 
 
 def _keys(value: Any) -> int:
@@ -71,9 +70,16 @@ def _keys(value: Any) -> int:
 
 def duplicates(raw: bytes, decoded: Any = None) -> list[str]:
     """The paths of keys that appear twice in one JSON object of ``raw`` (valid JSON).
-    ``decoded``: ``raw`` decoded already; when it holds as many keys as ``raw`` spells out,
-    no key is repeated and ``raw`` is not parsed again."""
-    if decoded is not None and len(_KEY_END.findall(raw)) == _keys(decoded):
+    ``decoded``: ``raw`` decoded already. Each key ends in a quote and a colon, blanks
+    between them aside, and outside keys ``":`` shows only in a string, as an escaped quote
+    before a colon: so with no blank before a colon, ``raw`` holds at least one ``":`` per
+    key. When the decoded objects hold that many keys, none repeats, and ``raw`` is not
+    parsed a second time."""
+    if (
+        decoded is not None
+        and raw.count(b'":') == _keys(decoded)
+        and _SPACED_KEY_END.search(raw) is None
+    ):
         return []
     seen = False
 

@@ -341,6 +341,7 @@ def test_object_cache_follows_the_watch_after_one_list(tmp_path: Path) -> None:
     "raw",
     [
         b'{"a":1,"a":2}',
+        b'{"a":1, "a" :2}',  # one key spelled with a blank before its colon
         b'{"a":{"b":1,"b" :2}}',
         b'{"x": [{"y":1},{"y":1,\n"y"\t: 3}]}',
         b'{"k":"v\\\\\\":","k" :1}',  # a value ending in backslash-quote-colon, then k again
@@ -352,8 +353,8 @@ def test_object_cache_follows_the_watch_after_one_list(tmp_path: Path) -> None:
 )
 def test_duplicate_fields_with_the_decoded_body_as_without(raw: bytes) -> None:
     """The body reader passes the decoded body so that a body without repeated keys is not
-    parsed a second time: the keys it spells out are counted (escaped quotes and colons in
-    strings are no key), and the answer is the one of the full parse."""
+    parsed a second time: the keys it spells out are counted (blanks before a colon, escaped
+    quotes and colons in strings), and the answer is the one of the full parse."""
     import msgspec
 
     from orchestrator.apiserver.fields import duplicates
