@@ -255,7 +255,8 @@ class SQLiteBackend:
         results: list[tuple[_Op, Any, BaseException | None]] = []
         events: list[Event] = []
         rows: list[tuple[Any, ...]] = []  # the batch's rows of `events`, inserted at once
-        written: list[bytes] = []  # keys marked in flight, cleared by _committed
+        written: list[bytes] = []  # keys of the writes applied
+        marked: list[bytes] = []  # keys marked in flight, cleared by _committed
         try:
             conn.execute("BEGIN IMMEDIATE")
             for op in ops:
@@ -277,6 +278,7 @@ class SQLiteBackend:
                 inflight = self._inflight
                 for key in written:
                     inflight[key] = inflight.get(key, 0) + 1
+            marked = written
             conn.execute("COMMIT")
         except sqlite3.Error as e:
             with contextlib.suppress(sqlite3.Error):
@@ -286,7 +288,7 @@ class SQLiteBackend:
             events = []
             rev = self._meta(conn, "revision")
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._committed, results, events, rev, written)
+        self._loop.call_soon_threadsafe(self._committed, results, events, rev, marked)
         return rev
 
     def _apply(
@@ -346,7 +348,7 @@ class SQLiteBackend:
         results: list[tuple[_Op, Any, BaseException | None]],
         events: list[Event],
         rev: int,
-        written: list[bytes],
+        marked: list[bytes],
     ) -> None:
         self._revision = max(self._revision, rev)
         cache = self._cache
@@ -359,7 +361,7 @@ class SQLiteBackend:
         # The cache holds this batch's outcome (none when it failed): get may answer again.
         with self._inflight_lock:
             inflight = self._inflight
-            for key in written:
+            for key in marked:
                 n = inflight[key] - 1
                 if n:
                     inflight[key] = n

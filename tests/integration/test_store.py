@@ -471,6 +471,19 @@ def test_sqlite_get_never_answers_older_than_a_commit(db_dir: Path) -> None:
         assert _committed(path, k) == b"v3"
         d = await s.update(k, b"v4", c.mod_rev)
         assert await s.get(k) == d
+        # A transaction that fails after its writes were applied, when it records their
+        # events: every write of it is answered (none waits for ever), get stays right.
+        conn = sqlite3.connect(path)
+        conn.execute(
+            "CREATE TRIGGER refuse_event BEFORE INSERT ON events WHEN NEW.value = x'626f6f6d32'"
+            " BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+        conn.close()
+        with pytest.raises(Unavailable):
+            await s.update(k, b"boom2", d.mod_rev)
+        assert await s.get(k) == d
+        e = await s.update(k, b"v5", d.mod_rev)
+        assert await s.get(k) == e
 
     run(url, body)
 
