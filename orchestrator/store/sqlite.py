@@ -131,10 +131,7 @@ class SQLiteBackend:
     def __init__(self, path: str, *, compact_interval: float = 300.0) -> None:
         self.path = path
         self.url = f"sqlite://{path}"
-        self._queue: queue.SimpleQueue[list[_Op]] = queue.SimpleQueue()
-        # Writes of this turn of the loop, handed to the writer at once when it ends: one
-        # wake-up of the writer thread (and one GIL hand-over) per turn, not per write.
-        self._handover: list[_Op] = []
+        self._queue: queue.SimpleQueue[_Op] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="store-read")
         self._read_conn: sqlite3.Connection | None = None  # used by the reader thread only
@@ -206,8 +203,7 @@ class SQLiteBackend:
         self._closed = True
         await self._compactor.stop()
         if self._writer is not None:
-            self._hand_over()
-            self._queue.put([_Op("stop")])
+            self._queue.put(_Op("stop"))
             await asyncio.to_thread(self._writer.join)
         for w in list(self._watchers):
             w.push(Unavailable(self.url, "store closed"))
@@ -233,17 +229,16 @@ class SQLiteBackend:
             rev = self._meta(conn, "revision")
             stop = False
             while not stop:
-                ops = self._queue.get()
+                ops = [self._queue.get()]
                 while len(ops) < BATCH:
                     try:
-                        ops = ops + self._queue.get_nowait()
+                        ops.append(self._queue.get_nowait())
                     except queue.Empty:
                         break
                 if ops[-1].kind == "stop":
                     ops.pop()
                     stop = True
-                for i in range(0, len(ops), BATCH):
-                    rev = self._apply_batch(conn, ops[i : i + BATCH], rev)
+                rev = self._apply_batch(conn, ops, rev)
         finally:
             conn.close()
 
@@ -401,15 +396,8 @@ class SQLiteBackend:
                 fut.set_result(result)
 
         op.done = done
-        if not self._handover:
-            self._loop.call_soon(self._hand_over)
-        self._handover.append(op)
+        self._queue.put(op)
         return await fut
-
-    def _hand_over(self) -> None:
-        ops, self._handover = self._handover, []
-        if ops:
-            self._queue.put(ops)
 
     async def create(self, key: str, value: bytes) -> KeyValue:
         result: KeyValue = await self._write(_Op("create", check_key(key), bytes(value)))

@@ -417,13 +417,6 @@ def _wait_committed(path: str, key: str, want: bytes | None) -> None:
         time.sleep(0.002)
 
 
-async def _handed_over() -> None:
-    """Until a write just started is with the writer thread: its task runs, then the loop
-    hands the writes of that turn over."""
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
-
-
 def test_sqlite_get_never_answers_older_than_a_commit(db_dir: Path) -> None:
     """The SQLite driver answers ``get`` from a cache of recent keys: once a write is in the
     database (where a list or a watch replay in the reader thread reads it), even before the
@@ -440,7 +433,7 @@ def test_sqlite_get_never_answers_older_than_a_commit(db_dir: Path) -> None:
         assert (await s.get(k)).value == b"v1"  # cached now
         # An update committed by the writer thread, its acknowledgement not yet run.
         upd = asyncio.ensure_future(s.update(k, b"v2", a.mod_rev))
-        await _handed_over()
+        await asyncio.sleep(0)  # the write is queued
         _wait_committed(path, k, b"v2")
         got = await s.get(k)
         assert got.value == b"v2", "get answered a value older than the database's"
@@ -448,7 +441,7 @@ def test_sqlite_get_never_answers_older_than_a_commit(db_dir: Path) -> None:
         assert await s.get(k) == b
         # A delete likewise.
         gone = asyncio.ensure_future(s.delete(k, b.mod_rev))
-        await _handed_over()
+        await asyncio.sleep(0)
         _wait_committed(path, k, None)
         with pytest.raises(NotFound):
             await s.get(k)
