@@ -118,7 +118,10 @@ async def measure(
     from orchestrator.client.rest import NAMESPACES, NODES, PODS
     from testkit.kubeserver import CORRAL
 
-    async with ApiClient(load_kubeconfig(kubeconfig), max_connections=IN_FLIGHT) as c:
+    # A connection for each create in flight and one for the watch of bound pods: with the
+    # watch holding one of IN_FLIGHT, one creator waited for a free connection and, on a
+    # loaded machine, lost it to the others for the client's whole timeout (60 s).
+    async with ApiClient(load_kubeconfig(kubeconfig), max_connections=IN_FLIGHT + 1) as c:
         try:
             await c.create(NAMESPACES, None, {"metadata": {"name": NS}})
         except AlreadyExists:
