@@ -127,7 +127,7 @@ async def _read_body(request: web.Request) -> Any:
             except msgspec.DecodeError as e:
                 raise errors.bad_request(f"the request body is not valid JSON: {e}") from None
             if request.query.get("fieldValidation") != "Ignore":
-                request[fields.DUPLICATES] = fields.duplicates(raw)
+                request[fields.DUPLICATES] = fields.duplicates(raw, value)
     except RecursionError:
         raise errors.bad_request(
             f"the request body is nested deeper than {MAX_DEPTH} levels"
@@ -729,11 +729,23 @@ class ApiServer:
 
         last_rev = start
         transport = request.transport
+        loop = asyncio.get_running_loop()
+        # Chunks the sink took, written at once when the loop next runs its callbacks: the
+        # events of one store commit go to the connection in one write (one TLS record).
+        pending: list[bytes] = []
+
+        def flush() -> None:
+            if not pending:
+                return
+            data = pending[0] if len(pending) == 1 else b"".join(pending)
+            pending.clear()
+            if transport is not None and not transport.is_closing():
+                transport.write(data)
 
         def sink(ev: CacheEvent) -> bool:
-            """Write one event straight to the connection, as one HTTP chunk (the response is
-            chunked and never compressed), while the loop below is parked; False (the loop
-            takes it) when the connection is closing or its buffer is backed up."""
+            """Take one event for the connection, as one HTTP chunk (the response is chunked
+            and never compressed), while the loop below is parked; False (the loop takes it)
+            when the connection is closing or its buffer is backed up."""
             nonlocal last_rev
             if not ev.key.startswith(prefix):
                 return True
@@ -753,7 +765,9 @@ class ApiServer:
                 if chunk is None:
                     data = frame(out[0], ev, out[1])
                     chunk = ev.frames[key] = b"%x\r\n%b\r\n" % (len(data), data)
-            transport.write(chunk)
+            if not pending:
+                loop.call_soon(flush)
+            pending.append(chunk)
             last_rev = ev.revision
             return True
 
@@ -761,7 +775,6 @@ class ApiServer:
             if initial:
                 await resp.write(b"".join(frame("ADDED", None, obj) for obj in initial))
             sub.sink = sink
-            loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout if timeout and timeout > 0 else None
             next_bookmark = loop.time() + self.bookmark_interval
             while not self._closing.is_set():
@@ -775,7 +788,9 @@ class ApiServer:
                     wait = min(wait, max(next_bookmark - now, 0))
                 try:
                     batch = await sub.take(wait)
+                    flush()  # what the sink took goes first
                 except Gone as e:
+                    flush()
                     err = errors.gone(f"too old resource version: {start} ({e.compacted})")
                     await resp.write(
                         _encoder.encode({"type": "ERROR", "object": err.status()}) + b"\n"
@@ -817,6 +832,7 @@ class ApiServer:
                     chunks.append(frame(out[0], ev, out[1]))
                 if chunks:
                     await resp.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            flush()
         except (ConnectionResetError, RuntimeError):  # the client went away
             pass
 

@@ -128,6 +128,9 @@ class WatchCache:
         self.prefix = prefix
         self.window = window
         self._events: deque[CacheEvent] = deque()
+        # key -> its last event in the window: the decoded object a MODIFIED or DELETED
+        # event's previous value is, when the revisions agree (not decoded a second time)
+        self._latest: dict[str, CacheEvent] = {}
         self._covered_from = 0  # every event after this revision is in _events (or trimmed)
         self._revision = 0
         self._subscribers: set[Subscription] = set()
@@ -147,13 +150,14 @@ class WatchCache:
             try:
                 rev = await self.store.current_revision()
                 self._events.clear()
+                self._latest.clear()
                 self._covered_from = self._revision = rev
                 if not self._started.done():
                     self._started.set_result(None)
                 watch = self.store.watch(self.prefix, rev)
                 try:
                     async for ev in watch:
-                        self._add(_event(ev))
+                        self._add(self._decode(ev))
                 finally:
                     with contextlib.suppress(Exception):
                         await watch.aclose()  # type: ignore[attr-defined]
@@ -168,11 +172,24 @@ class WatchCache:
             self._subscribers.clear()
             await asyncio.sleep(0.5)
 
+    def _decode(self, ev: Any) -> CacheEvent:
+        """``_event``, with the previous value taken from the window when it is there."""
+        if ev.prev is not None:
+            last = self._latest.get(ev.kv.key)
+            if last is not None and last.type != "DELETED" and last.revision == ev.prev.mod_rev:
+                obj = decode_value(ev.kv)
+                return CacheEvent(ev.type.value, ev.revision, ev.kv.key, obj, last.obj)
+        return _event(ev)
+
     def _add(self, ev: CacheEvent) -> None:
         self._events.append(ev)
+        self._latest[ev.key] = ev
         self._revision = ev.revision
         while len(self._events) > self.window:
-            self._covered_from = self._events.popleft().revision
+            old = self._events.popleft()
+            self._covered_from = old.revision
+            if self._latest.get(old.key) is old:
+                del self._latest[old.key]
         for sub in self._subscribers:
             sub.push(ev)
 

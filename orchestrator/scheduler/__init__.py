@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -31,6 +32,10 @@ def serve_scheduler(client_config: ClientConfig, config: SchedulerConfig | None 
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+
+    # The informers keep every node and pod decoded: the cyclic collector's passes over them
+    # grow with the cluster (as the API server's, which collects as rarely).
+    gc.set_threshold(50_000, 20, 100)
 
     async def main() -> None:
         task = asyncio.create_task(run_scheduler(client_config, config))

@@ -12,11 +12,17 @@ and every write in the batch is acknowledged after the one COMMIT. The event loo
 on an fsync. After each commit the writer hands the batch's events to the loop, which wakes
 the watchers; a watch from a past revision replays the ``events`` table first.
 
-Reads: ``get`` runs on the loop's thread (one indexed SELECT); lists and watch replays run in
-a reader thread. A list at an older revision is the current rows with every later change
-undone from ``events`` (the rows carry the previous value), so pages of one list are read at
-one revision until that revision is compacted. One process owns a database file at a time
-(an flock on ``<db>.lock``).
+Reads: ``get`` runs on the loop's thread: from a cache of recently written or read keys, else
+one indexed SELECT. The cache is exact: it learns every commit (this process is the only
+writer: the flock below) on the loop, in the same callback that acknowledges the writes.
+Between a COMMIT and that callback, other connections (a list or a watch replay in the reader
+thread) already read the new rows, so the writer marks the keys of a batch as in flight
+before its COMMIT and the callback clears the marks once the cache holds the outcome: a key
+in flight is read from the database. Lists and watch replays run in a reader thread. A list
+at an older revision is the current rows with every later change undone from ``events``
+(the rows carry the previous value), so pages of one list are read at one revision until
+that revision is compacted. One process owns a database file at a time (an flock on
+``<db>.lock``).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import os
 import queue
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +79,7 @@ ADDED, MODIFIED, DELETED = 0, 1, 2
 TYPES = (EventType.ADDED, EventType.MODIFIED, EventType.DELETED)
 BATCH = 1000  # writes per transaction at most
 REPLAY_CHUNK = 1000  # events per read transaction when a watch catches up
+CACHED = 8192  # keys whose current value ``get`` answers without a SELECT
 
 
 def _event(row: tuple[Any, ...]) -> Event:
@@ -132,6 +140,11 @@ class SQLiteBackend:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._revision = 0  # the last revision whose commit the loop has seen
         self._watchers: set[_Watcher] = set()
+        # key -> its current KeyValue, oldest first; on the loop's thread only
+        self._cache: OrderedDict[bytes, KeyValue] = OrderedDict()
+        # key -> batches writing it whose commit the loop has not seen yet (see above)
+        self._inflight: dict[bytes, int] = {}
+        self._inflight_lock = threading.Lock()
         self._closed = False
         self._compactor = Compactor(self, compact_interval)
 
@@ -196,6 +209,7 @@ class SQLiteBackend:
             w.push(Unavailable(self.url, "store closed"))
         self._reader.shutdown(wait=True)
         self._release()
+        self._cache.clear()
 
     async def __aenter__(self) -> SQLiteBackend:
         await self.start()
@@ -236,6 +250,8 @@ class SQLiteBackend:
         results: list[tuple[_Op, Any, BaseException | None]] = []
         events: list[Event] = []
         rows: list[tuple[Any, ...]] = []  # the batch's rows of `events`, inserted at once
+        written: list[bytes] = []  # keys of the writes applied
+        marked: list[bytes] = []  # keys marked in flight, cleared by _committed
         try:
             conn.execute("BEGIN IMMEDIATE")
             for op in ops:
@@ -247,11 +263,17 @@ class SQLiteBackend:
                 if event is not None:
                     rev += 1
                     events.append(event)
+                    written.append(op.key)
                 results.append((op, result, None))
             if rows:
                 conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
             if rev != start:
                 conn.execute("UPDATE meta SET value=? WHERE name='revision'", (rev,))
+            with self._inflight_lock:  # before the COMMIT makes the rows visible
+                inflight = self._inflight
+                for key in written:
+                    inflight[key] = inflight.get(key, 0) + 1
+            marked = written
             conn.execute("COMMIT")
         except sqlite3.Error as e:
             with contextlib.suppress(sqlite3.Error):
@@ -261,7 +283,7 @@ class SQLiteBackend:
             events = []
             rev = self._meta(conn, "revision")
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._committed, results, events, rev)
+        self._loop.call_soon_threadsafe(self._committed, results, events, rev, marked)
         return rev
 
     def _apply(
@@ -317,17 +339,47 @@ class SQLiteBackend:
     # --- on the loop -----------------------------------------------------------------------
 
     def _committed(
-        self, results: list[tuple[_Op, Any, BaseException | None]], events: list[Event], rev: int
+        self,
+        results: list[tuple[_Op, Any, BaseException | None]],
+        events: list[Event],
+        rev: int,
+        marked: list[bytes],
     ) -> None:
         self._revision = max(self._revision, rev)
+        cache = self._cache
+        keys = [ev.kv.key.encode() for ev in events]
+        for key, ev in zip(keys, events, strict=True):  # before any write is acknowledged
+            if ev.type is EventType.DELETED:
+                cache.pop(key, None)  # a later value, if any, is read again
+            else:
+                self._remember(key, ev.kv)
+        # The cache holds this batch's outcome (none when it failed): get may answer again.
+        with self._inflight_lock:
+            inflight = self._inflight
+            for key in marked:
+                n = inflight[key] - 1
+                if n:
+                    inflight[key] = n
+                else:
+                    del inflight[key]
         for op, result, err in results:
             if op.done is not None:
                 op.done(result, err)
         if events and self._watchers:
             for w in self._watchers:
-                for ev in events:
-                    if ev.kv.key.encode().startswith(w.prefix):
+                for key, ev in zip(keys, events, strict=True):
+                    if key.startswith(w.prefix):
                         w.push(ev)
+
+    def _remember(self, key: bytes, kv: KeyValue) -> None:
+        cache = self._cache
+        known = cache.get(key)
+        if known is not None and known.mod_rev > kv.mod_rev:
+            return  # a get read a later commit (in flight) than the one being delivered
+        cache[key] = kv
+        cache.move_to_end(key)
+        if len(cache) > CACHED:
+            cache.popitem(last=False)
 
     async def _write(self, op: _Op) -> Any:
         if self._closed or self._writer is None:
@@ -369,6 +421,10 @@ class SQLiteBackend:
         k = check_key(key)
         if self._loop_conn is None:
             raise Unavailable(self.url, "store is not open")
+        if k not in self._inflight:
+            cached = self._cache.get(k)
+            if cached is not None:
+                return cached
         try:
             row = self._loop_conn.execute(
                 "SELECT value, create_rev, mod_rev FROM kv WHERE key=?", (k,)
@@ -377,7 +433,9 @@ class SQLiteBackend:
             raise Unavailable(key, f"read: {e}") from None
         if row is None:
             raise NotFound(key)
-        return KeyValue(key, row[0], row[1], row[2])
+        kv = KeyValue(key, row[0], row[1], row[2])
+        self._remember(k, kv)
+        return kv
 
     async def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         """``fn`` in the reader thread, inside one read transaction (one snapshot)."""

@@ -393,6 +393,122 @@ def test_sqlite_is_wal_with_synchronous_full_and_owned_by_one_process(db_dir: Pa
     run(url, body)
 
 
+def _committed(path: str, key: str) -> bytes | None:
+    """The value of ``key`` as another connection sees the database (None: absent), once
+    every commit in flight has reached it: what a list in the reader thread would read."""
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        row = conn.execute("SELECT value FROM kv WHERE key=?", (key.encode(),)).fetchone()
+    finally:
+        conn.close()
+    return None if row is None else bytes(row[0])
+
+
+def _wait_committed(path: str, key: str, want: bytes | None) -> None:
+    """Block the loop (no callback of the store runs meanwhile) until the writer thread has
+    committed ``want`` for ``key``."""
+    import time
+
+    deadline = time.monotonic() + 30
+    while _committed(path, key) != want:
+        assert time.monotonic() < deadline, f"{key} never became {want!r}"
+        time.sleep(0.002)
+
+
+def test_sqlite_get_never_answers_older_than_a_commit(db_dir: Path) -> None:
+    """The SQLite driver answers ``get`` from a cache of recent keys: once a write is in the
+    database (where a list or a watch replay in the reader thread reads it), even before the
+    loop has heard of the commit, ``get`` answers the new value or absence, never the one
+    it cached before; a transaction that failed leaves the cached value right."""
+    import sqlite3
+
+    url = f"sqlite://{db_dir}/state.db"
+
+    async def body(s: Backend, p: str) -> None:
+        path = str(db_dir / "state.db")
+        k = p + "ns/a"
+        a = await s.create(k, b"v1")
+        assert (await s.get(k)).value == b"v1"  # cached now
+        # An update committed by the writer thread, its acknowledgement not yet run.
+        upd = asyncio.ensure_future(s.update(k, b"v2", a.mod_rev))
+        await asyncio.sleep(0)  # the write is queued
+        _wait_committed(path, k, b"v2")
+        got = await s.get(k)
+        assert got.value == b"v2", "get answered a value older than the database's"
+        b = await upd
+        assert await s.get(k) == b
+        # A delete likewise.
+        gone = asyncio.ensure_future(s.delete(k, b.mod_rev))
+        await asyncio.sleep(0)
+        _wait_committed(path, k, None)
+        with pytest.raises(NotFound):
+            await s.get(k)
+        await gone
+        with pytest.raises(NotFound):
+            await s.get(k)
+        # A transaction that fails (a trigger aborts it) changes neither the database nor
+        # what get answers.
+        c = await s.create(k, b"v3")
+        assert (await s.get(k)).value == b"v3"
+        conn = sqlite3.connect(path)
+        conn.execute(
+            "CREATE TRIGGER refuse BEFORE UPDATE ON kv WHEN NEW.value = x'626f6f6d'"
+            " BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+        conn.close()
+        with pytest.raises(Unavailable):
+            await s.update(k, b"boom", c.mod_rev)
+        assert await s.get(k) == c
+        assert _committed(path, k) == b"v3"
+        d = await s.update(k, b"v4", c.mod_rev)
+        assert await s.get(k) == d
+        # A transaction that fails after its writes were applied, when it records their
+        # events: every write of it is answered (none waits for ever), get stays right.
+        conn = sqlite3.connect(path)
+        conn.execute(
+            "CREATE TRIGGER refuse_event BEFORE INSERT ON events WHEN NEW.value = x'626f6f6d32'"
+            " BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+        conn.close()
+        with pytest.raises(Unavailable):
+            await s.update(k, b"boom2", d.mod_rev)
+        assert await s.get(k) == d
+        e = await s.update(k, b"v5", d.mod_rev)
+        assert await s.get(k) == e
+
+    run(url, body)
+
+
+def test_sqlite_get_cache_is_bounded_and_reads_evicted_keys_again(db_dir: Path) -> None:
+    from orchestrator.store import sqlite
+
+    url = f"sqlite://{db_dir}/state.db"
+
+    async def body(s: Backend, p: str) -> None:
+        assert isinstance(s, sqlite.SQLiteBackend)
+        n = sqlite.CACHED + 10
+        made = {}
+        for i in range(0, n, 500):
+            kvs = await asyncio.gather(
+                *(s.create(f"{p}ns/k{j}", b"x%d" % j) for j in range(i, min(i + 500, n)))
+            )
+            made.update((kv.key, kv) for kv in kvs)
+        assert len(s._cache) == sqlite.CACHED
+        selects: list[str] = []
+        assert s._loop_conn is not None
+        s._loop_conn.set_trace_callback(selects.append)
+        assert await s.get(f"{p}ns/k{n - 1}") == made[f"{p}ns/k{n - 1}"]
+        assert selects == []  # answered by the cache: its commit was acknowledged
+        assert await s.get(f"{p}ns/k0") == made[f"{p}ns/k0"]  # evicted: read again
+        assert len(selects) == 1
+        assert await s.get(f"{p}ns/k0") == made[f"{p}ns/k0"]  # and remembered
+        assert len(selects) == 1
+
+    run(url, body)
+
+
 # --- etcd only ----------------------------------------------------------------------------
 
 

@@ -372,3 +372,79 @@ def test_set_element_order_of_a_primitive_list() -> None:
         live, {"$setElementOrder/finalizers": ["a", "b"], "finalizers": ["a", "b"]}
     )
     assert out["finalizers"] == ["x", "a", "b"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"a":1,"a":2}',
+        b'{"a":1, "a" :2}',  # one key spelled with a blank before its colon
+        b'{"a":{"b":1,"b" :2}}',
+        b'{"x": [{"y":1},{"y":1,\n"y"\t: 3}]}',
+        b'{"k":"v\\\\\\":","k" :1}',  # a value ending in backslash-quote-colon, then k again
+        b'{"a\\"":1, "b" : "x\\":", "c": ["\\\\", {"d\\\\":1}]}',  # quotes escaped, no dup
+        b'{"a":"\\\\"}',
+        b'{"metadata":{"name":"x"},"spec":{"containers":[{"name":"a","image":"b"}]}}',
+        b"[]",
+    ],
+)
+def test_duplicate_fields_with_the_decoded_body_as_without(raw: bytes) -> None:
+    """The body reader passes the decoded body so that a body without repeated keys is not
+    parsed a second time: the keys it spells out are counted (blanks before a colon, escaped
+    quotes and colons in strings), and the answer is the one of the full parse."""
+    import msgspec
+
+    from orchestrator.apiserver.fields import duplicates
+
+    assert duplicates(raw, msgspec.json.decode(raw)) == duplicates(raw)
+
+
+def test_watch_cache_previous_values_are_the_stored_ones(tmp_path: Path) -> None:
+    """A MODIFIED or DELETED event carries the object before it (selective watches judge
+    both): taken from the window's last event of that key when the revisions agree, decoded
+    from the store's event otherwise (its key trimmed from a window of one, a recreate)."""
+    from orchestrator.apiserver.storage import decode_value
+    from orchestrator.apiserver.watchcache import CacheEvent, WatchCache
+
+    async def main() -> None:
+        async with open_store(f"sqlite://{tmp_path}/db", compact_interval=0) as store:
+            cache = WatchCache(store, "/registry/t/", window=1)
+            seen: list[CacheEvent] = []
+            real_add = cache._add
+
+            def add(ev: CacheEvent) -> None:
+                seen.append(ev)
+                real_add(ev)
+
+            cache._add = add  # type: ignore[method-assign]
+            sub = await cache.subscribe(await store.current_revision())
+            try:
+                a1 = await store.create("/registry/t/a", b'{"v":1}')
+                a2 = await store.update("/registry/t/a", b'{"v":2}', a1.mod_rev)
+                await store.create("/registry/t/b", b'{"v":1}')  # trims a from the window
+                a3 = await store.update("/registry/t/a", b'{"v":3}', a2.mod_rev)
+                d = await store.delete("/registry/t/a")
+                await store.create("/registry/t/a", b'{"v":4}')
+                got: list[CacheEvent] = []
+                while len(got) < 6:
+                    got += await sub.take(5.0)
+                assert list(cache._latest) == ["/registry/t/a"]  # no more than the window
+            finally:
+                sub.close()
+                await cache.close()
+            assert [e.type for e in got] == [
+                "ADDED",
+                "MODIFIED",
+                "ADDED",
+                "MODIFIED",
+                "DELETED",
+                "ADDED",
+            ]
+            assert got[1].prev is got[0].obj  # reused
+            assert got[1].prev == decode_value(a1)
+            assert got[3].prev == decode_value(a2)  # decoded again: a was trimmed
+            assert got[4].prev == decode_value(a3) and got[4].prev is got[3].obj
+            assert got[5].prev is None
+            assert d.prev == a3 and seen == got
+
+    asyncio.run(main())
