@@ -119,10 +119,16 @@ class NodeLifecycleController(Controller):
         node = (new.get("spec") or {}).get("nodeName")
         if not node:
             return
-        if self.nodes.get(node) is None:
+        known = self.nodes.get(node)
+        if known is None:
             self._check_orphan_later(new)
         elif old is None or (old.get("spec") or {}).get("nodeName") != node:
-            self.queue.add(f"node/{node}")
+            # a pod bound to a node: only a NoExecute taint there has anything to do with it
+            # (the node's own checks run on its timer); every bind of a busy cluster would
+            # otherwise re-check its node
+            taints = (known.get("spec") or {}).get("taints") or ()
+            if any(t.get("effect") == "NoExecute" for t in taints):
+                self.queue.add(f"node/{node}")
 
     def _check_orphan_later(self, pod: Obj) -> None:
         """A pod on a node not known: looked at again after a quarantine (the grace period,

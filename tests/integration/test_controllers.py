@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -1024,3 +1025,42 @@ def test_collector_takes_other_kinds_owned_by_a_deleted_owner(
         ),
     )
     assert k.run("-n", ns, "get", "configmap", "mine", check=False).returncode == 0
+
+
+def test_a_pod_bound_to_a_node_with_a_noexecute_taint_is_evicted(tmp_path: Path) -> None:
+    """The taint manager's other half: a node tainted NoExecute (here by its administrator)
+    gets a pod that does not tolerate it: the pod is evicted as soon as it is bound, not at
+    the node's next periodic check (an hour away here)."""
+    server = Server(tmp_path / "srv", extra=("--node-monitor-grace-period", "3600"))
+    server.start()
+    try:
+        node = "drained"
+        taint = {"key": "example.com/drain", "effect": "NoExecute"}
+        code, _ = server.json(
+            "POST", "/api/v1/nodes", {"metadata": {"name": node}, "spec": {"taints": [taint]}}
+        )
+        assert code == 201
+        # settled: the node IPAM's write of its podCIDR (a node change re-checks the node)
+        until(
+            "the node's podCIDR",
+            lambda: server.json("GET", f"/api/v1/nodes/{node}")[1]["spec"].get("podCIDR"),
+        )
+        code, body = server.json(
+            "POST",
+            "/api/v1/namespaces/default/pods",
+            {
+                "metadata": {"name": "p"},
+                "spec": {"nodeName": node, "containers": [{"name": "c", "image": "x"}]},
+            },
+        )
+        assert code == 201, body
+        until(
+            "the pod evicted",
+            lambda: bool(
+                server.json("GET", "/api/v1/namespaces/default/pods/p")[1]["metadata"].get(
+                    "deletionTimestamp"
+                )
+            ),
+        )
+    finally:
+        assert server.stop() == 0
