@@ -750,6 +750,8 @@ class Storage:
         if isinstance(patch, dict) and isinstance(patch.get("metadata"), dict):
             want_rv = patch["metadata"].get("resourceVersion")
 
+        root = _root(res) if patch_type == "strategic" else None
+
         def apply(old: Obj) -> Obj:
             try:
                 if patch_type == "merge":
@@ -757,7 +759,8 @@ class Storage:
                 elif patch_type == "json":
                     patched = json_patch(old, patch)
                 else:
-                    patched = strategic_merge_patch(old, patch)
+                    assert root is not None
+                    patched = strategic_merge_patch(old, patch, root)
             except PatchError as e:
                 raise errors.ApiError(422, "Invalid", f"the patch cannot be applied: {e}") from None
             except RecursionError:
