@@ -14,11 +14,32 @@ from typing import Any
 
 from .managedfields import ATOMIC, MAP, STRUCT, Type
 
-__all__ = ["PatchError", "json_patch", "merge_patch", "strategic_merge_patch"]
+__all__ = ["NoMergeKey", "PatchError", "json_patch", "merge_patch", "strategic_merge_patch"]
 
 
 class PatchError(ValueError):
     pass
+
+
+class NoMergeKey(PatchError):
+    """A list item without the merge key of its list: kube-apiserver answers it with a 500
+    whose message is strategicpatch's error."""
+
+    def __init__(self, item: dict[str, Any], key: str) -> None:
+        super().__init__(f"map: {_go(item)} does not contain declared merge key: {key}")
+
+
+def _go(v: Any) -> str:
+    """``v`` as Go's fmt prints a decoded JSON value (``map[a:1 b:[x y]]``)."""
+    if isinstance(v, dict):
+        return "map[" + " ".join(f"{k}:{_go(v[k])}" for k in sorted(v)) + "]"
+    if isinstance(v, list):
+        return "[" + " ".join(_go(i) for i in v) + "]"
+    if v is None:
+        return "<nil>"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
 
 
 _OPAQUE = Type(ATOMIC)  # a value the schema does not describe: maps merge, lists are replaced
@@ -330,7 +351,7 @@ def _smp_list(
             ]  # the patch's items only
         if directive == "delete":
             if key not in item:
-                raise PatchError(f"map: {item} does not contain declared merge key: {key}")
+                raise NoMergeKey(item, key)
             result = [o for o in result if not (isinstance(o, dict) and o.get(key) == item[key])]
         elif directive == "merge":
             raise PatchError("merging lists cannot yet be specified in the patch")
@@ -338,7 +359,7 @@ def _smp_list(
             raise PatchError(f"unknown patch type {directive!r} in {item}")
     for item in items:
         if key not in item:
-            raise PatchError(f"map: {item} does not contain declared merge key: {key}")
+            raise NoMergeKey(item, key)
         pos = next(
             (n for n, o in enumerate(result) if isinstance(o, dict) and o.get(key) == item[key]),
             None,

@@ -36,7 +36,7 @@ from orchestrator.store import (
 )
 
 from . import errors, managedfields
-from .patch import PatchError, json_patch, merge_patch, strategic_merge_patch
+from .patch import NoMergeKey, PatchError, json_patch, merge_patch, strategic_merge_patch
 from .priority import PriorityAdmission, builtin_classes, validate_class
 from .resources import INITIAL_STATUS, RESOURCES, Resource, by_path
 from .serviceaccount import admit_pod as admit_service_account
@@ -761,6 +761,8 @@ class Storage:
                 else:
                     assert root is not None
                     patched = strategic_merge_patch(old, patch, root)
+            except NoMergeKey as e:
+                raise errors.ApiError(500, "", str(e)) from None
             except PatchError as e:
                 raise errors.ApiError(422, "Invalid", f"the patch cannot be applied: {e}") from None
             except RecursionError:
