@@ -293,27 +293,30 @@ def _ordered(key: str, merged: list[Any], order: list[Any], server: list[Any]) -
 
     def ident(item: Any) -> Any:
         if key and isinstance(item, dict):
-            return json.dumps(item.get(key), sort_keys=True)
+            item = item.get(key)
+        if isinstance(item, str | int | float | bool) or item is None:
+            return (type(item) is str, type(item) is bool, item)  # 1, "1" and true differ
         return json.dumps(item, sort_keys=True)
 
     rank = {ident(o): n for n, o in enumerate(order)}
     at_server = {ident(o): n for n, o in enumerate(server)}
-    named = sorted((i for i in merged if ident(i) in rank), key=lambda i: rank[ident(i)])
-    others = [i for i in merged if ident(i) not in rank]
+    ids = [(ident(i), i) for i in merged]
+    named = sorted((p for p in ids if p[0] in rank), key=lambda p: rank[p[0]])
+    others = [p for p in ids if p[0] not in rank]
     out: list[Any] = []
     a = b = 0
     while a < len(others) or b < len(named):
         if b == len(named):
-            out.append(others[a])
+            out.append(others[a][1])
             a += 1
             continue
         if a < len(others):
-            left, right = at_server.get(ident(others[a])), at_server.get(ident(named[b]))
+            left, right = at_server.get(others[a][0]), at_server.get(named[b][0])
             if left is not None and right is not None and left < right:
-                out.append(others[a])
+                out.append(others[a][1])
                 a += 1
                 continue
-        out.append(named[b])
+        out.append(named[b][1])
         b += 1
     return out
 
