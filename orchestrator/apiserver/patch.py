@@ -4,6 +4,14 @@ and Kubernetes' strategic merge patch.
 Each takes the live object and the decoded patch (plain JSON values) and returns a new object;
 the live one is never modified. A patch that cannot apply raises ``PatchError`` (a 422 or 400
 for the handler).
+
+The strategic merge patch follows the schema of the kind patched (``managedfields.Type``, from
+``kubemodel/schema.json``), as kube-apiserver follows the Go types: a list whose field has
+x-kubernetes-patch-strategy "merge" merges its objects by x-kubernetes-patch-merge-key (a list
+of scalars is a set); any other list is replaced whole; strategy "replace" replaces a map; a
+field the schema does not have is replaced. The directives are kube's: ``$patch``
+(replace / delete / merge), ``$retainKeys`` (keys of the map not listed are cleared),
+``$deleteFromPrimitiveList/<f>``, ``$setElementOrder/<f>``; null deletes a key.
 """
 
 from __future__ import annotations
