@@ -651,9 +651,11 @@ class ApiServer:
 
         current = await self.storage.get(res, ns, name)
         try:
-            scale = {"merge": merge_patch, "json": json_patch, "strategic": strategic_merge_patch}[
-                kind
-            ](_scale(current), patch)
+            if kind == "strategic":
+                root = managedfields.root_type("autoscaling", "v1", "Scale")
+                scale = strategic_merge_patch(_scale(current), patch, root)
+            else:
+                scale = {"merge": merge_patch, "json": json_patch}[kind](_scale(current), patch)
         except PatchError as e:
             raise ApiError(422, "Invalid", f"the patch cannot be applied: {e}") from None
         return await self._put_scale(res, ns, name, scale, dry, manager)

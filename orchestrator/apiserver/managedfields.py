@@ -39,6 +39,7 @@ __all__ = [
     "apply",
     "compare",
     "created_entries",
+    "definition",
     "entry",
     "field_tree",
     "manager_name",
@@ -85,7 +86,7 @@ MAX_MANAGER = 128
 class Type:
     """One node of the schema: its kind, and the types below it."""
 
-    __slots__ = ("elem", "fields", "keys", "kind", "named")
+    __slots__ = ("elem", "fields", "keys", "kind", "named", "patch")
 
     def __init__(self, kind: int) -> None:
         self.kind = kind
@@ -95,6 +96,10 @@ class Type:
         # a struct's fields as the tree walk wants them: (path element, type, is a leaf,
         # is a member of what an Update adds), computed once
         self.named: dict[str, tuple[str, Type, bool, bool]] = {}
+        # a struct's fields with a strategic merge patch strategy (x-kubernetes-patch-strategy
+        # without "retainKeys": "merge" or "replace"), their merge key
+        # (x-kubernetes-patch-merge-key, "" for none) and, for lists, their items' type
+        self.patch: dict[str, PatchMeta] = {}
 
     def set_fields(self, fields: dict[str, Type]) -> None:
         self.fields = fields
@@ -113,6 +118,7 @@ class Type:
 
 _ATOMIC = Type(ATOMIC)
 _SCALAR = Type(SCALAR)
+PatchMeta = tuple[str, str, Type]
 
 
 class Schema:
@@ -138,7 +144,20 @@ class Schema:
             return t
         t = self.types[name] = Type(STRUCT)  # before its fields: types may be recursive
         t.set_fields({k: self.node(v) for k, v in props.items()})
+        t.patch = {
+            k: self.patch_meta(v, t.fields[k])
+            for k, v in props.items()
+            if "x-kubernetes-patch-strategy" in v
+        }
         return t
+
+    def patch_meta(self, n: dict[str, Any], t: Type) -> PatchMeta:
+        strategies = str(n["x-kubernetes-patch-strategy"]).split(",")
+        strategy = next((s for s in strategies if s in ("merge", "replace")), "")
+        elem = t
+        if "items" in n:
+            elem = t.elem if t.kind == LIST_MAP and t.elem is not None else self.node(n["items"])
+        return strategy, str(n.get("x-kubernetes-patch-merge-key") or ""), elem
 
     def node(self, n: dict[str, Any]) -> Type:
         ref = n.get("$ref")
@@ -172,6 +191,11 @@ class Schema:
 def _schema() -> Schema:
     text = resources.files("kubemodel").joinpath("schema.json").read_text()
     return Schema(json.loads(text))
+
+
+def definition(name: str) -> Type:
+    """The type of a schema definition, by its name (``io.k8s.api.core.v1.Container``)."""
+    return _schema().definition(name)
 
 
 @functools.cache

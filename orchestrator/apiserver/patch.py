@@ -4,6 +4,14 @@ and Kubernetes' strategic merge patch.
 Each takes the live object and the decoded patch (plain JSON values) and returns a new object;
 the live one is never modified. A patch that cannot apply raises ``PatchError`` (a 422 or 400
 for the handler).
+
+The strategic merge patch follows the schema of the kind patched (``managedfields.Type``, from
+``kubemodel/schema.json``), as kube-apiserver follows the Go types: a list whose field has
+x-kubernetes-patch-strategy "merge" merges its objects by x-kubernetes-patch-merge-key (a list
+of scalars is a set); any other list is replaced whole; strategy "replace" replaces a map; a
+field the schema does not have is replaced. The directives are kube's: ``$patch``
+(replace / delete / merge), ``$retainKeys`` (keys of the map not listed are cleared),
+``$deleteFromPrimitiveList/<f>``, ``$setElementOrder/<f>``; null deletes a key.
 """
 
 from __future__ import annotations
@@ -12,11 +20,37 @@ import copy
 import json
 from typing import Any
 
-__all__ = ["PatchError", "json_patch", "merge_patch", "strategic_merge_patch"]
+from .managedfields import ATOMIC, MAP, STRUCT, Type
+
+__all__ = ["NoMergeKey", "PatchError", "json_patch", "merge_patch", "strategic_merge_patch"]
 
 
 class PatchError(ValueError):
     pass
+
+
+class NoMergeKey(PatchError):
+    """A list item without the merge key of its list: kube-apiserver answers it with a 500
+    whose message is strategicpatch's error."""
+
+    def __init__(self, item: dict[str, Any], key: str) -> None:
+        super().__init__(f"map: {_go(item)} does not contain declared merge key: {key}")
+
+
+def _go(v: Any) -> str:
+    """``v`` as Go's fmt prints a decoded JSON value (``map[a:1 b:[x y]]``)."""
+    if isinstance(v, dict):
+        return "map[" + " ".join(f"{k}:{_go(v[k])}" for k in sorted(v)) + "]"
+    if isinstance(v, list):
+        return "[" + " ".join(_go(i) for i in v) + "]"
+    if v is None:
+        return "<nil>"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+_OPAQUE = Type(ATOMIC)  # a value the schema does not describe: maps merge, lists are replaced
 
 
 # ================================================================ RFC 7386 merge patch
@@ -159,147 +193,190 @@ def json_patch(target: Any, ops: Any) -> Any:
 
 # ================================================================ strategic merge patch
 
-# Lists merged by a key (the patchMergeKey of the Kubernetes types), by field name. "ports"
-# depends on where it is: containerPort in containers, port in services.
-MERGE_KEYS: dict[str, str] = {
-    "containers": "name",
-    "initContainers": "name",
-    "ephemeralContainers": "name",
-    "env": "name",
-    "volumes": "name",
-    "volumeMounts": "mountPath",
-    "volumeDevices": "devicePath",
-    "imagePullSecrets": "name",
-    "hostAliases": "ip",
-    "conditions": "type",
-    "ownerReferences": "uid",
-    "topologySpreadConstraints": "topologyKey",
-    "resourceClaims": "name",
-    "addresses": "type",
-    "images": "names",
-}
-# Lists of scalars merged as sets.
-MERGE_SETS = {"finalizers"}
 DIRECTIVE = "$patch"
+RETAIN = "$retainKeys"
+ORDER = "$setElementOrder/"
+DELETE_FROM = "$deleteFromPrimitiveList/"
+# what a field is to the patch: its type (None: not in the schema), its strategy ("merge",
+# "replace" or "": the patch replaces a list, merges a map), its merge key, its items' type
+_Field = tuple["Type | None", str, str, "Type"]
 
 
-def _merge_key(field: str, items: list[Any]) -> str | None:
-    if field == "ports":
-        if any(isinstance(i, dict) and "containerPort" in i for i in items):
-            return "containerPort"
-        return "port"
-    return MERGE_KEYS.get(field)
-
-
-def strategic_merge_patch(target: Any, patch: Any) -> Any:
+def strategic_merge_patch(target: Any, patch: Any, t: Type) -> Any:
+    """``patch`` applied to ``target``, an object of type ``t`` (``managedfields.root_type``),
+    as kube-apiserver applies a strategic merge patch: each list is merged or replaced as its
+    schema says (x-kubernetes-patch-strategy, x-kubernetes-patch-merge-key)."""
     if not isinstance(patch, dict):
         raise PatchError("a strategic merge patch must be an object")
-    return _smp_map(target if isinstance(target, dict) else {}, patch)
+    return _smp_map(target if isinstance(target, dict) else {}, patch, t)
 
 
-def _smp_map(original: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+def _field(t: Type, key: str) -> _Field:
+    if t.kind == STRUCT:
+        ft = t.fields.get(key)
+        if ft is None:
+            return None, "", "", _OPAQUE
+        meta = t.patch.get(key)
+        return (ft, *meta) if meta is not None else (ft, "", "", ft)
+    if t.kind == MAP and t.elem is not None:
+        return t.elem, "", "", t.elem
+    return _OPAQUE, "", "", _OPAQUE
+
+
+def _fresh(value: Any, t: Type | None, strategy: str, key: str, elem: Type) -> Any:
+    """A patch value for a field the target does not have (or has with another JSON type)."""
+    if t is None:
+        return copy.deepcopy(value)  # not in the schema: the patch's value, as it is
+    if isinstance(value, dict):
+        if strategy == "replace":
+            return {k: copy.deepcopy(v) for k, v in value.items() if k != DIRECTIVE}
+        return _smp_map({}, value, t)
+    if isinstance(value, list):
+        return _smp_list([], value, strategy, key, elem)
+    return value
+
+
+def _smp_map(original: dict[str, Any], patch: dict[str, Any], t: Type) -> dict[str, Any]:
     directive = patch.get(DIRECTIVE)
     if directive == "replace":
         return {k: copy.deepcopy(v) for k, v in patch.items() if k != DIRECTIVE}
     if directive == "delete":
         return {}
-    if directive is not None:
-        raise PatchError(f"unknown patch directive {directive!r} in a map")
+    if directive is not None and directive != "merge":
+        raise PatchError(f"unknown patch type {directive!r} in {patch}")
     result = dict(original)
-    retain = patch.get("$retainKeys")
+    retain = patch.get(RETAIN)
+    if RETAIN in patch:
+        if not isinstance(retain, list):
+            raise PatchError(f"invalid patch format of {RETAIN}: {retain!r} is not a list")
+        for k, v in patch.items():
+            if v is None or k in (DIRECTIVE, RETAIN) or k.startswith((ORDER, DELETE_FROM)):
+                continue
+            if k not in retain:
+                raise PatchError(f"invalid patch format of {RETAIN}: {k!r} is not retained")
+        result = {k: v for k, v in result.items() if k in retain}
     for key, value in patch.items():
-        if key in (DIRECTIVE, "$retainKeys") or key.startswith("$setElementOrder/"):
+        if key in (DIRECTIVE, RETAIN) or key.startswith(ORDER):
             continue
-        if key.startswith("$deleteFromPrimitiveList/"):
-            field = key.split("/", 1)[1]
+        if key.startswith(DELETE_FROM):
+            field = key[len(DELETE_FROM) :]
             if isinstance(result.get(field), list) and isinstance(value, list):
                 result[field] = [v for v in result[field] if v not in value]
             continue
         if value is None:
             result.pop(key, None)
             continue
+        ft, strategy, merge_key, elem = _field(t, key)
         current = result.get(key)
-        if isinstance(value, dict):
-            result[key] = _smp_map(current if isinstance(current, dict) else {}, value)
-        elif isinstance(value, list):
-            result[key] = _smp_list(key, current if isinstance(current, list) else [], value)
+        if ft is None:
+            result[key] = copy.deepcopy(value)  # not in the schema: replaced
+        elif isinstance(value, dict) and isinstance(current, dict):
+            if strategy == "replace":
+                result[key] = {k: copy.deepcopy(v) for k, v in value.items() if k != DIRECTIVE}
+            else:
+                result[key] = _smp_map(current, value, ft)
+        elif isinstance(value, list) and isinstance(current, list):
+            result[key] = _smp_list(current, value, strategy, merge_key, elem)
         else:
-            result[key] = value
+            result[key] = _fresh(value, ft, strategy, merge_key, elem)
     for key, order in patch.items():
-        if key.startswith("$setElementOrder/") and isinstance(order, list):
-            field = key.split("/", 1)[1]
-            if isinstance(result.get(field), list):
-                before = original.get(field)
-                result[field] = _ordered(
-                    field, result[field], order, before if isinstance(before, list) else []
-                )
-    if isinstance(retain, list):
-        result = {k: v for k, v in result.items() if k in retain}
+        if not key.startswith(ORDER) or not isinstance(order, list):
+            continue
+        field = key[len(ORDER) :]
+        _, strategy, merge_key, _ = _field(t, field)
+        if strategy == "merge" and isinstance(result.get(field), list):
+            before = original.get(field)
+            result[field] = _ordered(
+                merge_key, result[field], order, before if isinstance(before, list) else []
+            )
     return result
 
 
-def _ordered(field: str, merged: list[Any], order: list[Any], server: list[Any]) -> list[Any]:
-    """``merged`` in the order ``$setElementOrder`` gives, as kube-apiserver orders it: the
-    items the order names (the client's whole list) in that order; the items only the server
-    had (another writer's) in their own order; the two interleaved so that where both items
-    were in the server's list, the one it had first comes first, else the client's."""
-    key = _merge_key(field, merged + server + order)
+def _ordered(key: str, merged: list[Any], order: list[Any], server: list[Any]) -> list[Any]:
+    """``merged`` in the order ``order`` gives, as kube-apiserver orders it: the items the
+    order names (the client's) in that order; the items only the server had (another
+    writer's) in their own order; the two interleaved so that where both items were in the
+    server's list, the one it had first comes first, else the client's. ``key`` is the merge
+    key of a list of objects ("" for a list of scalars)."""
 
     def ident(item: Any) -> Any:
-        if key is not None and isinstance(item, dict):
-            return json.dumps(item.get(key), sort_keys=True)
+        if key and isinstance(item, dict):
+            item = item.get(key)
+        if isinstance(item, str | int | float | bool) or item is None:
+            return (type(item) is str, type(item) is bool, item)  # 1, "1" and true differ
         return json.dumps(item, sort_keys=True)
 
     rank = {ident(o): n for n, o in enumerate(order)}
     at_server = {ident(o): n for n, o in enumerate(server)}
-    named = sorted((i for i in merged if ident(i) in rank), key=lambda i: rank[ident(i)])
-    others = [i for i in merged if ident(i) not in rank]
+    ids = [(ident(i), i) for i in merged]
+    named = sorted((p for p in ids if p[0] in rank), key=lambda p: rank[p[0]])
+    others = [p for p in ids if p[0] not in rank]
     out: list[Any] = []
     a = b = 0
     while a < len(others) or b < len(named):
         if b == len(named):
-            out.append(others[a])
+            out.append(others[a][1])
             a += 1
             continue
         if a < len(others):
-            left, right = at_server.get(ident(others[a])), at_server.get(ident(named[b]))
+            left, right = at_server.get(others[a][0]), at_server.get(named[b][0])
             if left is not None and right is not None and left < right:
-                out.append(others[a])
+                out.append(others[a][1])
                 a += 1
                 continue
-        out.append(named[b])
+        out.append(named[b][1])
         b += 1
     return out
 
 
-def _smp_list(field: str, original: list[Any], patch: list[Any]) -> list[Any]:
-    if any(isinstance(i, dict) and i.get(DIRECTIVE) == "replace" for i in patch):
-        return [copy.deepcopy(i) for i in patch if not (isinstance(i, dict) and DIRECTIVE in i)]
-    if field in MERGE_SETS:
-        out = list(original)
+def _smp_list(
+    original: list[Any], patch: list[Any], strategy: str, key: str, elem: Type
+) -> list[Any]:
+    if strategy != "merge":  # atomic: the patch's list replaces the target's
+        if any(isinstance(i, dict) and DIRECTIVE in i for i in patch):
+            return [copy.deepcopy(i) for i in patch if not (isinstance(i, dict) and DIRECTIVE in i)]
+        return copy.deepcopy(patch)
+    if not original and not patch:
+        return original
+    maps = [isinstance(i, dict) for i in original + patch]
+    if any(isinstance(i, list) for i in original + patch) or (any(maps) and not all(maps)):
+        raise PatchError(f"a list merged by the patch mixes types: {original + patch}")
+    if not any(maps):  # a set of scalars
+        merged = list(original)
         for v in patch:
-            if v not in out:
-                out.append(v)
-        return out
-    key = _merge_key(field, original + patch)
-    if key is None or not all(isinstance(i, dict) for i in patch):
-        return copy.deepcopy(patch)  # atomic list: the patch replaces it
-    result = [copy.deepcopy(i) for i in original]
+            if v not in merged:
+                merged.append(v)
+        return _ordered("", merged, patch, original)
+    if not key:
+        raise PatchError(f"cannot merge lists without a merge key: {patch}")
+    result = list(original)
+    items = []
     for item in patch:
+        directive = item.get(DIRECTIVE)
+        if directive is None:
+            items.append(item)
+            continue
+        if directive == "replace":
+            return [
+                _smp_map({}, i, elem) for i in patch if DIRECTIVE not in i
+            ]  # the patch's items only
+        if directive == "delete":
+            if key not in item:
+                raise NoMergeKey(item, key)
+            result = [o for o in result if not (isinstance(o, dict) and o.get(key) == item[key])]
+        elif directive == "merge":
+            raise PatchError("merging lists cannot yet be specified in the patch")
+        else:
+            raise PatchError(f"unknown patch type {directive!r} in {item}")
+    for item in items:
         if key not in item:
-            if item.get(DIRECTIVE) == "delete":
-                continue
-            raise PatchError(f"{field}: an item has no merge key {key!r}")
+            raise NoMergeKey(item, key)
         pos = next(
             (n for n, o in enumerate(result) if isinstance(o, dict) and o.get(key) == item[key]),
             None,
         )
-        if item.get(DIRECTIVE) == "delete":
-            if pos is not None:
-                result.pop(pos)
-            continue
         if pos is None:
-            result.append(_smp_map({}, item))
+            result.append(_smp_map({}, item, elem))
         else:
-            result[pos] = _smp_map(result[pos], item)
-    return result
+            result[pos] = _smp_map(result[pos], item, elem)
+    return _ordered(key, result, items, original)

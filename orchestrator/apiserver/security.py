@@ -45,6 +45,7 @@ from .authz import (
 )
 from .errors import ApiError, bad_request, invalid, not_found
 from .escalation import describe, missing_rules
+from .managedfields import root_type
 from .nodeauthz import LEASE_NAMESPACE, NodeAuthorizer, node_name, pod_references
 from .objcache import ObjectCache
 from .patch import PatchError, json_patch, merge_patch, strategic_merge_patch
@@ -492,7 +493,9 @@ class Security:
             elif ctype == "application/merge-patch+json":
                 out = merge_patch(current, body)
             else:
-                out = strategic_merge_patch(current, body)
+                out = strategic_merge_patch(
+                    current, body, root_type(res.group, res.version, res.kind)
+                )
         except (PatchError, RecursionError):
             return None
         return out if isinstance(out, dict) else None

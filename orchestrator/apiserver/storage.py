@@ -36,7 +36,7 @@ from orchestrator.store import (
 )
 
 from . import errors, managedfields
-from .patch import PatchError, json_patch, merge_patch, strategic_merge_patch
+from .patch import NoMergeKey, PatchError, json_patch, merge_patch, strategic_merge_patch
 from .priority import PriorityAdmission, builtin_classes, validate_class
 from .resources import INITIAL_STATUS, RESOURCES, Resource, by_path
 from .serviceaccount import admit_pod as admit_service_account
@@ -750,6 +750,8 @@ class Storage:
         if isinstance(patch, dict) and isinstance(patch.get("metadata"), dict):
             want_rv = patch["metadata"].get("resourceVersion")
 
+        root = _root(res) if patch_type == "strategic" else None
+
         def apply(old: Obj) -> Obj:
             try:
                 if patch_type == "merge":
@@ -757,7 +759,10 @@ class Storage:
                 elif patch_type == "json":
                     patched = json_patch(old, patch)
                 else:
-                    patched = strategic_merge_patch(old, patch)
+                    assert root is not None
+                    patched = strategic_merge_patch(old, patch, root)
+            except NoMergeKey as e:
+                raise errors.ApiError(500, "", str(e)) from None
             except PatchError as e:
                 raise errors.ApiError(422, "Invalid", f"the patch cannot be applied: {e}") from None
             except RecursionError:

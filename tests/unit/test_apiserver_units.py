@@ -15,6 +15,7 @@ aiohttp = pytest.importorskip("aiohttp")
 
 from orchestrator.apiserver.app import ApiServer  # noqa: E402
 from orchestrator.apiserver.errors import ApiError  # noqa: E402
+from orchestrator.apiserver.managedfields import definition, root_type  # noqa: E402
 from orchestrator.apiserver.patch import (  # noqa: E402
     PatchError,
     json_patch,
@@ -54,44 +55,219 @@ def test_json_patch_rfc6902() -> None:
         json_patch(doc, [{"op": "remove", "path": "/nope"}])
 
 
+POD = root_type("", "v1", "Pod")
+CONTAINER = definition("io.k8s.api.core.v1.Container")
+OBJECT_META = definition("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")
+
+
 def test_strategic_merge_keyed_lists_and_directives() -> None:
     live = {
+        "metadata": {"finalizers": ["f1"]},
         "spec": {
             "containers": [
                 {"name": "a", "image": "x:1", "env": [{"name": "E", "value": "1"}]},
                 {"name": "b", "image": "y:1"},
             ],
-            "finalizers": ["f1"],
-        }
+        },
     }
     patch = {
+        "metadata": {"finalizers": ["f2"]},
         "spec": {
             "$setElementOrder/containers": [{"name": "a"}, {"name": "b"}],
             "containers": [
                 {"name": "a", "image": "x:2", "env": [{"name": "F", "value": "2"}]},
                 {"name": "b", "$patch": "delete"},
             ],
-            "finalizers": ["f2"],
-        }
+        },
     }
-    out = strategic_merge_patch(live, patch)
+    out = strategic_merge_patch(live, patch, POD)
+    # with no $setElementOrder the patch's new items come first, as in kube-apiserver
     assert out["spec"]["containers"] == [
         {
             "name": "a",
             "image": "x:2",
-            "env": [{"name": "E", "value": "1"}, {"name": "F", "value": "2"}],
+            "env": [{"name": "F", "value": "2"}, {"name": "E", "value": "1"}],
         }
     ]
-    assert out["spec"]["finalizers"] == ["f1", "f2"]
+    assert out["metadata"]["finalizers"] == ["f2", "f1"]
     assert live["spec"]["containers"][1]["name"] == "b"  # the live object is untouched
     out = strategic_merge_patch(
-        live, {"spec": {"containers": [{"name": "c", "image": "z"}, {"$patch": "replace"}]}}
+        live, {"spec": {"containers": [{"name": "c", "image": "z"}, {"$patch": "replace"}]}}, POD
     )
     assert out["spec"]["containers"] == [{"name": "c", "image": "z"}]
     ports = strategic_merge_patch(
-        {"ports": [{"port": 80, "name": "http"}]}, {"ports": [{"port": 80, "name": "web"}]}
+        {"spec": {"ports": [{"port": 80, "name": "http"}, {"port": 81}]}},
+        {"spec": {"ports": [{"port": 80, "name": "web"}]}},
+        root_type("", "v1", "Service"),
     )
-    assert ports == {"ports": [{"port": 80, "name": "web"}]}
+    assert ports == {"spec": {"ports": [{"port": 80, "name": "web"}, {"port": 81}]}}
+
+
+SMP_CASES = [
+    # lists with no patch strategy are atomic: the patch's list replaces the live one
+    (
+        "tolerations atomic",
+        ("", "v1", "Pod"),
+        {"spec": {"tolerations": [{"key": "a"}, {"key": "b"}]}},
+        {"spec": {"tolerations": [{"key": "c", "operator": "Exists"}]}},
+        {"spec": {"tolerations": [{"key": "c", "operator": "Exists"}]}},
+    ),
+    (
+        "args and envFrom atomic",
+        ("", "v1", "Pod"),
+        {"spec": {"containers": [{"name": "c", "args": ["a", "b"], "envFrom": [{"prefix": "X"}]}]}},
+        {"spec": {"containers": [{"name": "c", "args": ["b"], "envFrom": [{"prefix": "Y"}]}]}},
+        {"spec": {"containers": [{"name": "c", "args": ["b"], "envFrom": [{"prefix": "Y"}]}]}},
+    ),
+    (
+        "node images atomic",
+        ("", "v1", "Node"),
+        {"status": {"images": [{"names": ["a"], "sizeBytes": 1}, {"names": ["b"]}]}},
+        {"status": {"images": [{"names": ["a"], "sizeBytes": 2}]}},
+        {"status": {"images": [{"names": ["a"], "sizeBytes": 2}]}},
+    ),
+    (
+        "endpointslice ports and endpoints atomic",
+        ("discovery.k8s.io", "v1", "EndpointSlice"),
+        {"ports": [{"port": 80}], "endpoints": [{"addresses": ["10.0.0.1"]}]},
+        {"ports": [{"port": 81}], "endpoints": [{"addresses": ["10.0.0.2"]}]},
+        {"ports": [{"port": 81}], "endpoints": [{"addresses": ["10.0.0.2"]}]},
+    ),
+    # keyed lists merge item by item on their merge key
+    (
+        "env merged by name",
+        ("apps", "v1", "Deployment"),
+        {"spec": {"template": {"spec": {"containers": [{"name": "c", "env": [{"name": "A"}]}]}}}},
+        {"spec": {"template": {"spec": {"containers": [{"name": "c", "env": [{"name": "B"}]}]}}}},
+        {
+            "spec": {
+                "template": {
+                    "spec": {"containers": [{"name": "c", "env": [{"name": "B"}, {"name": "A"}]}]}
+                }
+            }
+        },
+    ),
+    (
+        "container ports merged by containerPort",
+        ("", "v1", "Pod"),
+        {"spec": {"containers": [{"name": "c", "ports": [{"containerPort": 80, "name": "a"}]}]}},
+        {"spec": {"containers": [{"name": "c", "ports": [{"containerPort": 80, "name": "b"}]}]}},
+        {"spec": {"containers": [{"name": "c", "ports": [{"containerPort": 80, "name": "b"}]}]}},
+    ),
+    (
+        "job conditions merged by type (strategy merge on an atomic list)",
+        ("batch", "v1", "Job"),
+        {"status": {"conditions": [{"type": "Failed", "status": "False"}]}},
+        {"status": {"conditions": [{"type": "Failed", "status": "True"}]}},
+        {"status": {"conditions": [{"type": "Failed", "status": "True"}]}},
+    ),
+    # retainKeys: the keys the directive does not name are cleared
+    (
+        "volume source switched by $retainKeys",
+        ("", "v1", "Pod"),
+        {"spec": {"volumes": [{"name": "v", "emptyDir": {}}, {"name": "w", "emptyDir": {}}]}},
+        {
+            "spec": {
+                "$setElementOrder/volumes": [{"name": "v"}, {"name": "w"}],
+                "volumes": [
+                    {"$retainKeys": ["hostPath", "name"], "name": "v", "hostPath": {"path": "/x"}}
+                ],
+            }
+        },
+        {
+            "spec": {
+                "volumes": [
+                    {"name": "v", "hostPath": {"path": "/x"}},
+                    {"name": "w", "emptyDir": {}},
+                ]
+            }
+        },
+    ),
+    (
+        "deployment strategy cleared by $retainKeys",
+        ("apps", "v1", "Deployment"),
+        {"spec": {"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1}}}},
+        {"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate"}}},
+        {"spec": {"strategy": {"type": "Recreate"}}},
+    ),
+    # a primitive list with strategy merge is a set
+    (
+        "finalizers a set",
+        ("", "v1", "ConfigMap"),
+        {"metadata": {"finalizers": ["a", "b"]}},
+        {"metadata": {"finalizers": ["b", "c"], "$deleteFromPrimitiveList/finalizers": ["a"]}},
+        {"metadata": {"finalizers": ["b", "c"]}},
+    ),
+    # strategy replace: the map is replaced, not merged
+    (
+        "pdb selector replaced",
+        ("policy", "v1", "PodDisruptionBudget"),
+        {"spec": {"selector": {"matchLabels": {"a": "1"}}}},
+        {"spec": {"selector": {"matchLabels": {"b": "2"}}}},
+        {"spec": {"selector": {"matchLabels": {"b": "2"}}}},
+    ),
+    # maps merge key by key (nodeSelector, labels) and null deletes
+    (
+        "maps merged",
+        ("", "v1", "Pod"),
+        {"metadata": {"labels": {"a": "1", "b": "2"}}, "spec": {"nodeSelector": {"x": "1"}}},
+        {"metadata": {"labels": {"a": None, "c": "3"}}, "spec": {"nodeSelector": {"y": "2"}}},
+        {
+            "metadata": {"labels": {"b": "2", "c": "3"}},
+            "spec": {"nodeSelector": {"x": "1", "y": "2"}},
+        },
+    ),
+    # a field the schema does not have is replaced whole
+    (
+        "unknown field replaced",
+        ("", "v1", "Pod"),
+        {"spec": {"extra": {"a": 1, "b": [1]}}},
+        {"spec": {"extra": {"c": 2}}},
+        {"spec": {"extra": {"c": 2}}},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("gvk", "live", "patch", "want"),
+    [c[1:] for c in SMP_CASES],
+    ids=[c[0] for c in SMP_CASES],
+)
+def test_strategic_merge_follows_the_schema(
+    gvk: tuple[str, str, str], live: dict[str, Any], patch: dict[str, Any], want: dict[str, Any]
+) -> None:
+    before = json.dumps(live, sort_keys=True)
+    assert strategic_merge_patch(live, patch, root_type(*gvk)) == want
+    assert json.dumps(live, sort_keys=True) == before  # the live object is untouched
+
+
+POD_GVK = ("", "v1", "Pod")
+DEPLOYMENT_GVK = ("apps", "v1", "Deployment")
+
+
+@pytest.mark.parametrize(
+    ("gvk", "patch", "error"),
+    [
+        (POD_GVK, {"spec": {"containers": [{"image": "x"}]}}, "declared merge key: name"),
+        (
+            POD_GVK,
+            {"spec": {"containers": [{"$patch": "delete", "image": "x"}]}},
+            "declared merge key: name",
+        ),
+        (
+            DEPLOYMENT_GVK,
+            {"spec": {"strategy": {"$retainKeys": ["type"], "rollingUpdate": {}}}},
+            "'rollingUpdate' is not retained",
+        ),
+        (POD_GVK, {"spec": {"containers": [{"name": "c", "$patch": "x"}]}}, "unknown patch type"),
+    ],
+)
+def test_strategic_merge_errors(
+    gvk: tuple[str, str, str], patch: dict[str, Any], error: str
+) -> None:
+    live = {"spec": {"containers": [{"name": "c"}], "strategy": {"type": "Recreate"}}}
+    with pytest.raises(PatchError, match=error):
+        strategic_merge_patch(live, patch, root_type(*gvk))
 
 
 def test_selectors() -> None:
@@ -361,7 +537,7 @@ def test_set_element_order_places_the_items_as_kube_apiserver_does(
         "$setElementOrder/env": [{"name": n} for n in order.split()],
         "env": patch_items,
     }
-    out = strategic_merge_patch(live, patch)
+    out = strategic_merge_patch(live, patch, CONTAINER)
     assert " ".join(e["name"] for e in out["env"]) == want
 
 
@@ -369,7 +545,7 @@ def test_set_element_order_of_a_primitive_list() -> None:
     # the client's a, b in its order; x (the server's alone) was before a on the server
     live = {"finalizers": ["b", "x", "a"]}
     out = strategic_merge_patch(
-        live, {"$setElementOrder/finalizers": ["a", "b"], "finalizers": ["a", "b"]}
+        live, {"$setElementOrder/finalizers": ["a", "b"], "finalizers": ["a", "b"]}, OBJECT_META
     )
     assert out["finalizers"] == ["x", "a", "b"]
 
