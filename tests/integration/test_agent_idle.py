@@ -29,15 +29,27 @@ ON_DEMAND = (
     "dns.message",
 )
 # Loaded by the first pod (or static pod manifest): the Kubernetes types and their validation
-# (kubemodel's names load at the first one asked for; runtime.pod.manifest needs only its
-# light modules until then).
-ON_FIRST_POD = ("kubemodel._generated", "kubemodel.pod", "kubemodel.codec")
+# (kubemodel's names load at the first one asked for), the pod manifest (runtime.pod.api's
+# names of it are lazy, its error apart in runtime.pod.errors), the OCI config model its
+# containers' bundles are written with (runtime.pod.bundle).
+ON_FIRST_POD = (
+    "kubemodel._generated",
+    "kubemodel.pod",
+    "kubemodel.codec",
+    "runtime.pod.manifest",
+    "runtime.pod.bundle",
+    "runtime.config",
+)
 # Never on the idle agent: pyroute2 and YAML are the node network child's; frozenlist's
 # compiled module is skipped for its Python twin (corral_cli.agent_cmd); the version is read
 # from the dist-info directory's name (corral_common.version); the other commands' modules
 # are imported when they run (corral_cli.main); runtime.network's names load one module at a
-# time (the proxy's namespaces without the config model and the node network).
+# time (the proxy's namespaces without the config model and the node network); the registries'
+# configuration (TOML) and the pull secrets' keyring are a pull's (runtime.pod.imagepull).
 NEVER_IDLE = (
+    "images.regconf",
+    "images.keyring",
+    "tomllib",
     "pyroute2",
     "yaml",
     "frozenlist._frozenlist",

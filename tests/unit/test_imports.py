@@ -84,13 +84,38 @@ def test_a_command_imports_its_own_module_only() -> None:
         assert f"corral_cli.{name}" not in mods, name
 
 
+# Loaded by the first pod: the manifest (and the Kubernetes model it loads), the OCI config
+# model and image bundle its containers' bundles are written with, the registries' config.
+POD_ONLY = (
+    "runtime.pod.manifest",
+    "runtime.pod.bundle",
+    "runtime.config",
+    "images.bundle",
+    "images.keyring",
+    "images.regconf",
+    "images.reference",
+    "tomllib",
+)
+
+
 def test_the_kubernetes_types_load_at_the_first_one_asked_for() -> None:
-    # kubemodel's light modules (quantities, the pod defaults) come alone: runtime.pod.manifest
-    # and the kubelet's eviction thresholds need no more until a pod is read.
-    mods = _imported("import runtime.pod.api, orchestrator.kubelet.eviction")
-    assert "runtime.pod.manifest" in mods and "kubemodel.quantity" in mods
-    for name in ("kubemodel._generated", "kubemodel.pod", "kubemodel.codec"):
+    # The pod API and the kubelet's eviction thresholds load none of it; the pod API names the
+    # manifest's error without loading the manifest.
+    mods = _imported(
+        "import runtime.pod.api, orchestrator.kubelet.eviction\n"
+        "assert issubclass(runtime.pod.api.ManifestError, Exception)"
+    )
+    assert "runtime.pod.api" in mods and "orchestrator.kubelet.eviction" in mods
+    for name in ("kubemodel._generated", "kubemodel.pod", "kubemodel.codec", *POD_ONLY):
         assert name not in mods, name
+    # the pod API's manifest and registry names load their modules when asked for
+    mods = _imported(
+        "from runtime.pod import api, manifest\nfrom images import keyring, regconf\n"
+        "assert api.parse_pod is manifest.parse_pod and api.from_kube is manifest.from_kube\n"
+        "assert api.Pod is manifest.Pod and api.ManifestError is manifest.ManifestError\n"
+        "assert api.Keyring is keyring.Keyring and api.Credentials is regconf.Credentials"
+    )
+    assert "runtime.pod.manifest" in mods
     mods = _imported("import kubemodel\nassert kubemodel.Pod.__name__ == 'Pod'")
     for name in ("kubemodel._generated", "kubemodel.pod", "kubemodel.codec"):
         assert name in mods, name
