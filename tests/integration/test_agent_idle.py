@@ -63,6 +63,17 @@ NEVER_IDLE = (
     "runtime.network.node",
 )
 
+# Libraries the idle agent does not map: shutil's archive formats (bz2, lzma) are kept out
+# while the agent imports its modules (their failed imports are logged too: the maps tell),
+# and an image archive is opened as what its first bytes say (images.sources).
+NEVER_MAPPED = ("libbz2", "liblzma")
+
+
+def mapped(pid: int) -> set[str]:
+    """The files a process maps (their names, e.g. ``libssl.so.3``)."""
+    lines = Path(f"/proc/{pid}/maps").read_text().splitlines()
+    return {line.split()[5].rpartition("/")[2] for line in lines if len(line.split()) > 5}
+
 
 def imported(log: Path) -> set[str]:
     """The modules the agent logged as imported so far (``import time: ... | name``)."""
@@ -100,6 +111,11 @@ def test_an_idle_agent_runs_without_its_on_demand_servers(cluster: Cluster) -> N
     assert "aiohttp" in mods and "frozenlist" in mods
     for name in (*ON_DEMAND, *ON_FIRST_POD, *NEVER_IDLE):
         assert name not in mods, name
+    assert cluster.agent.proc is not None
+    libs = mapped(cluster.agent.proc.pid)
+    assert any(lib.startswith("libssl") for lib in libs), libs  # the maps are read
+    for lib in NEVER_MAPPED:
+        assert not any(name.startswith(lib) for name in libs), lib
 
 
 def test_the_first_lookup_and_log_read_start_the_dns_and_the_kubelet_server(

@@ -181,6 +181,52 @@ def test_the_agent_brings_its_node_network_up_without_the_netlink_library() -> N
         assert name not in mods, name
 
 
+def test_the_agent_imports_its_modules_without_shutil_s_archive_formats() -> None:
+    # shutil imports bz2 and lzma (and their libraries) for its archive formats only: kept out
+    # while `corral agent` imports its modules, and importable as ever afterwards (a .tar.xz
+    # in the images directory is read).
+    code = (
+        "import sys\n"
+        "from corral_cli.agent_cmd import _lean_imports\n"
+        "with _lean_imports():\n"
+        "    import shutil, orchestrator.kubelet.agent\n"
+        "assert 'orchestrator.kubelet.agent' in sys.modules\n"
+        "assert 'bz2' not in sys.modules and 'lzma' not in sys.modules, 'imported'\n"
+        "import io, tarfile\n"
+        "buf = io.BytesIO()\n"
+        "with tarfile.open(fileobj=buf, mode='w:xz') as t:\n"
+        "    info = tarfile.TarInfo('f'); info.size = 2; t.addfile(info, io.BytesIO(b'ok'))\n"
+        "buf.seek(0)\n"
+        "with tarfile.open(fileobj=buf) as t:\n"
+        "    assert t.extractfile('f').read() == b'ok'\n"
+        "import bz2\n"
+        "assert bz2.decompress(bz2.compress(b'x')) == b'x'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+def test_an_image_archive_is_opened_by_its_compression(tmp_path: Path) -> None:
+    # tarfile's "r:*" imports bz2 and lzma to read any archive: a plain or gzip one is opened
+    # as what its first bytes say, the others import their module then.
+    import io
+    import tarfile
+
+    for comp in ("", "gz", "bz2", "xz"):
+        path = tmp_path / f"a.tar.{comp}"
+        with tarfile.open(path, f"w:{comp}") as t:
+            info = tarfile.TarInfo("f")
+            info.size = 2
+            t.addfile(info, io.BytesIO(b"ok"))
+        mods = _imported(
+            "import sys\nfrom corral_cli.agent_cmd import _lean_imports\n"
+            "with _lean_imports():\n    import images.sources\n"
+            f"r = images.sources.TarReader(__import__('pathlib').Path({str(path)!r}))\n"
+            "assert r.tf.extractfile('f').read() == b'ok'"
+        )
+        assert ("bz2" in mods) == (comp == "bz2"), comp
+        assert ("lzma" in mods) == (comp == "xz"), comp
+
+
 def test_the_agent_imports_its_on_demand_servers_when_they_start() -> None:
     # The kubelet's HTTPS server (aiohttp.web, streaming) and the cluster DNS (dnspython)
     # start at their first connection or query (tests/integration/test_agent_idle.py).
