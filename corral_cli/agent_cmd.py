@@ -32,15 +32,27 @@ def _ipv4_option(_ctx: click.Context, _param: click.Parameter, value: str) -> st
 # environment as it was); frozenlist's compiled module costs 1 MiB more than its Python twin,
 # which aiohttp only uses for its signal lists. The hashed CA directory stays where it was.
 _IMPORT_ENV = {"SSL_CERT_FILE": os.devnull, "FROZENLIST_NO_EXTENSIONS": "1"}
+# shutil imports bz2 and lzma (with libbz2 and liblzma: 0.6 MiB) only to list its archive
+# formats, which the agent never makes nor unpacks: kept out while its modules are imported,
+# they import as ever afterwards (tarfile imports them when it reads a .tar.bz2 or .tar.xz).
+_IMPORT_BLOCKED = ("bz2", "lzma")
 
 
 @contextmanager
 def _lean_imports() -> Iterator[None]:
+    import sys
+
     saved = {k: os.environ.get(k) for k in _IMPORT_ENV}
     os.environ.update(_IMPORT_ENV)
+    blocked = [m for m in _IMPORT_BLOCKED if m not in sys.modules]
+    for m in blocked:
+        sys.modules[m] = None  # type: ignore[assignment]  # an ImportError, as if not built
     try:
         yield
     finally:
+        for m in blocked:
+            if sys.modules.get(m, 0) is None:
+                del sys.modules[m]
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

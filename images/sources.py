@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import platforms
-from .digest import CHUNK, check_digest, sha256_bytes, verify_bytes
+from .digest import CHUNK, GZIP_MAGIC, check_digest, sha256_bytes, verify_bytes
 from .errors import FormatError, NotFound
 from .imageconfig import check_config
 from .platforms import Platform
@@ -107,10 +107,21 @@ def _norm(name: str) -> str:
     return os.path.normpath("/" + name).lstrip("/")
 
 
+# An archive's compression by its first bytes: tarfile's "r:*" tries each one it knows in
+# turn, importing bz2 and lzma (0.6 MiB of libraries an agent then holds) to read a plain tar.
+_TAR_MODES = ((GZIP_MAGIC, "r:gz"), (b"BZh", "r:bz2"), (b"\xfd7zXZ\x00", "r:xz"))
+
+
+def _tar_mode(path: Path) -> str:
+    with open(path, "rb") as f:
+        head = f.read(6)
+    return next((mode for magic, mode in _TAR_MODES if head.startswith(magic)), "r:")
+
+
 class TarReader(Reader):
     def __init__(self, path: Path) -> None:
         try:
-            self.tf = tarfile.open(path, "r:*")  # noqa: SIM115
+            self.tf = tarfile.open(path, _tar_mode(path))  # noqa: SIM115
             self.members = {_norm(m.name): m for m in self.tf.getmembers()}
         except (tarfile.TarError, EOFError, OSError) as e:
             raise FormatError(f"{path}: not a readable tar archive: {e}") from e

@@ -31,24 +31,51 @@ import subprocess
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from images.errors import FormatError
-from images.keyring import Keyring, parse_docker_config
-from images.regconf import Credentials
 from runtime.pod import gc as _gc
 from runtime.pod import launch, lifecycle, projection, streams
 from runtime.pod import status as _status
+from runtime.pod.errors import ManifestError
 from runtime.pod.gc import GcResult, live_pod_uids
 from runtime.pod.imagepull import ImagePullError, PullBackoff
 from runtime.pod.logs import LogLine
-from runtime.pod.manifest import ManifestError, Pod, from_kube, parse_pod
 from runtime.pod.memory import MemoryUse, PodMemory
 from runtime.pod.prepare import PodOptions
 from runtime.pod.status import ContainerStatus, PodStatus, waiting_status
 from runtime.pod.statuswatch import StatusWatch
 from runtime.pod.store import NotFound, PodDir, PodError, PodStore
 from runtime.pod.streams import Attachment, Stdio
+
+if TYPE_CHECKING:
+    from images.keyring import Keyring
+    from images.regconf import Credentials
+    from runtime.pod.manifest import Pod, from_kube, parse_pod
+
+# Loaded at their first use (an idle agent holds neither the manifest and the Kubernetes model
+# it loads, nor the registries' configuration): name -> its module.
+_LAZY = {
+    "Pod": "runtime.pod.manifest",
+    "from_kube": "runtime.pod.manifest",
+    "parse_pod": "runtime.pod.manifest",
+    "Keyring": "images.keyring",
+    "Credentials": "images.regconf",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """PEP 562: ``Pod``, ``from_kube``, ``parse_pod``, ``Keyring`` and ``Credentials``, from
+    their modules the first time one is asked for."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # __import__, as an import statement: -X importtime logs it (importlib.import_module's
+    # imports it does not), which tests/integration/test_agent_idle.py reads
+    value = getattr(__import__(module, fromlist=(name,)), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Attachment",
@@ -504,6 +531,8 @@ def docker_config(data: bytes | str, where: str, legacy: bool = False) -> dict[s
     old flat map of ``.dockercfg``) by registry location, for a ``Keyring``. Not one: a
     ``ValueError`` naming ``where``."""
     try:
+        from images.keyring import parse_docker_config
+
         return parse_docker_config(data, where, legacy)
     except FormatError as e:
         raise ValueError(str(e)) from e

@@ -35,7 +35,14 @@ from runtime.pod.manifest import (
     Pod,
     SecretVolume,
 )
-from runtime.pod.qos import QOSClass, container_cgroup_values, container_oom_score_adj, pod_qos
+from runtime.pod.qos import (
+    container_cgroup_values,
+    container_cgroups_path,
+    container_oom_score_adj,
+    pod_cgroups_path,
+    pod_qos,
+    qos_dir,
+)
 from runtime.pod.subpath import SUBPATH_DIR, SubPathMount
 
 __all__ = [
@@ -67,12 +74,6 @@ DEFAULT_CAPABILITIES = (
     "CAP_AUDIT_WRITE",
 )
 
-_QOS_DIRS = {
-    QOSClass.GUARANTEED: "",
-    QOSClass.BURSTABLE: "burstable",
-    QOSClass.BEST_EFFORT: "besteffort",
-}
-
 
 @dataclass(frozen=True, slots=True)
 class BundleContext:
@@ -94,20 +95,6 @@ class BundleContext:
     # Lowest oom_score_adj the runtime may set: 0 without CAP_SYS_RESOURCE (the kernel refuses
     # negative values then); Guaranteed pods' -998 is raised to it.
     min_oom_score_adj: int = -1000
-
-
-def qos_dir(qos: QOSClass) -> str:
-    """The QoS-level directory below the cgroup parent ("" for Guaranteed)."""
-    return _QOS_DIRS[qos]
-
-
-def pod_cgroups_path(cgroup_parent: str, qos: QOSClass, uid: str) -> str:
-    parts = [cgroup_parent.rstrip("/") or "/", qos_dir(qos), f"pod{uid}"]
-    return posixpath.normpath(posixpath.join(*[p for p in parts if p]))
-
-
-def container_cgroups_path(cgroup_parent: str, qos: QOSClass, uid: str, name: str) -> str:
-    return posixpath.join(pod_cgroups_path(cgroup_parent, qos, uid), name)
 
 
 # ============================================================================= env

@@ -30,12 +30,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from images.errors import FormatError, ImageError, NotFound
-from runtime.pod.manifest import Container, PullPolicy
 from runtime.pod.prepare import PrepareError
 
 if TYPE_CHECKING:
     from images.keyring import Keyring
     from images.store import Image, Store
+    from runtime.pod.manifest import Container
     from runtime.pod.prepare import PodOptions
 
 __all__ = [
@@ -229,6 +229,7 @@ def ensure_image(
     ``credentials`` (the pod's pull secrets, in memory) before the node's auth file."""
     from images.pull import pull
     from images.reference import check_ref
+    from runtime.pod.manifest import PullPolicy
 
     image, policy = container.image, container.image_pull_policy
     name = container.name

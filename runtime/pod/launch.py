@@ -26,7 +26,6 @@ from runtime.pod.hostfacts import (
     oom_file,
     oom_file_below,
 )
-from runtime.pod.manifest import Pod
 from runtime.pod.monitor import Started, StartFailed
 from runtime.pod.prepare import PodOptions, PrepareError, teardown
 from runtime.pod.record import PodRecord
@@ -34,6 +33,7 @@ from runtime.pod.store import InvalidState, PodDir, PodError, PodState, write_at
 
 if TYPE_CHECKING:
     from runtime.network import DnsConfig
+    from runtime.pod.manifest import Pod
 
 __all__ = ["READY_TIMEOUT", "load_pod", "start"]
 

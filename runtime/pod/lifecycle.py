@@ -6,9 +6,8 @@ import contextlib
 import os
 import signal
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from runtime.pod.manifest import Pod
 from runtime.pod.prepare import PodOptions, prepare, teardown
 from runtime.pod.record import PodRecord
 from runtime.pod.store import (
@@ -20,6 +19,9 @@ from runtime.pod.store import (
     new_uid,
     write_atomic,
 )
+
+if TYPE_CHECKING:
+    from runtime.pod.manifest import Pod
 
 __all__ = ["FINISH_TIMEOUT", "create", "finish_here", "remove", "stop", "stored_manifest"]
 

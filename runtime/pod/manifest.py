@@ -63,7 +63,7 @@ from kubemodel.defaults import DEFAULT_GRACE_PERIOD, DEFAULT_MODE, default_pull_
 from kubemodel.errors import FieldError, at, q
 from kubemodel.quantity import Amount
 from kubemodel.quantity import parse_quantity as _parse_quantity
-from runtime.errors import ConfigError
+from runtime.pod.errors import ManifestError
 
 __all__ = [
     "API_VERSION",
@@ -113,10 +113,6 @@ API_VERSION = "v1"
 KIND = "Pod"
 CONFIGMAP_ANNOTATION = "configmap.corral.io/"
 SECRET_ANNOTATION = "secret.corral.io/"
-
-
-class ManifestError(ConfigError):
-    """The pod manifest is invalid; ``field`` is its path, e.g. ``spec.containers[0].image``."""
 
 
 # ============================================================================= enums

@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from runtime.pod.bundle import container_cgroups_path, pod_cgroups_path
 from runtime.pod.prepare import PodOptions
-from runtime.pod.qos import QOSClass
+from runtime.pod.qos import QOSClass, container_cgroups_path, pod_cgroups_path
 from runtime.pod.status import PodStatus
 
 __all__ = ["MemoryUse", "PodMemory", "memory_use"]

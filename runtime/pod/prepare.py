@@ -22,24 +22,17 @@ import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corral_common import hostsys
 from corral_common.defaults import IMAGE_ROOT, NETWORK_CONFIG, POD_CGROUP_PARENT
 from runtime.errors import CorralError
-from runtime.pod.bundle import pod_cgroups_path, qos_dir
-from runtime.pod.manifest import (
-    ConfigMapVolume,
-    EmptyDirVolume,
-    HostPathType,
-    HostPathVolume,
-    Pod,
-    SecretVolume,
-    StorageMedium,
-)
-from runtime.pod.qos import QOSClass, pod_cgroup_values, pod_qos
+from runtime.pod.qos import QOSClass, pod_cgroup_values, pod_cgroups_path, pod_qos, qos_dir
 from runtime.pod.record import CgroupRecord, ContainerRecord, PodRecord
 from runtime.pod.store import DEFAULT_ROOT, PodDir, PodError
+
+if TYPE_CHECKING:
+    from runtime.pod.manifest import HostPathVolume, Pod
 
 __all__ = [
     "DEFAULT_CGROUP_PARENT",
@@ -283,6 +276,13 @@ def prepare(
 
 
 def _make_volume(vdir: Path, source: Any) -> str:
+    from runtime.pod.manifest import (
+        ConfigMapVolume,
+        EmptyDirVolume,
+        HostPathVolume,
+        SecretVolume,
+        StorageMedium,
+    )
     from runtime.pod.projection import project
     from runtime.pod.sources import projected_files
 
@@ -302,14 +302,15 @@ def _make_volume(vdir: Path, source: Any) -> str:
     return str(vdir)
 
 
+# by HostPathType's values (a StrEnum: its members look themselves up)
 _HOST_PATH_TYPES = {
-    HostPathType.DIRECTORY_OR_CREATE: (stat.S_ISDIR, "a directory"),
-    HostPathType.DIRECTORY: (stat.S_ISDIR, "a directory"),
-    HostPathType.FILE_OR_CREATE: (stat.S_ISREG, "a regular file"),
-    HostPathType.FILE: (stat.S_ISREG, "a regular file"),
-    HostPathType.SOCKET: (stat.S_ISSOCK, "a socket"),
-    HostPathType.CHAR_DEVICE: (stat.S_ISCHR, "a character device"),
-    HostPathType.BLOCK_DEVICE: (stat.S_ISBLK, "a block device"),
+    "DirectoryOrCreate": (stat.S_ISDIR, "a directory"),
+    "Directory": (stat.S_ISDIR, "a directory"),
+    "FileOrCreate": (stat.S_ISREG, "a regular file"),
+    "File": (stat.S_ISREG, "a regular file"),
+    "Socket": (stat.S_ISSOCK, "a socket"),
+    "CharDevice": (stat.S_ISCHR, "a character device"),
+    "BlockDevice": (stat.S_ISBLK, "a block device"),
 }
 
 
@@ -320,6 +321,8 @@ def _host_path(v: HostPathVolume, vdir: Path) -> str:
     must then be what it says. The path (the admin's: symlinks are followed, as the kubelet's
     stat does) is opened once, that fd is checked and that fd is bind-mounted on the pod's
     ``volumes/<name>``, which the containers get: what was checked is what is mounted."""
+    from runtime.pod.manifest import HostPathType
+
     p, t = v.path, v.type
     if t is HostPathType.UNSET:
         return p

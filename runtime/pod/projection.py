@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import CorralError
-from runtime.pod.manifest import ConfigMapVolume, SecretVolume
 from runtime.pod.record import PodRecord
 from runtime.pod.sources import ProjectedFile
 from runtime.pod.store import InvalidState, PodDir, PodError, PodState
@@ -172,6 +171,8 @@ def refresh(pd: PodDir, volume: str, definition: Mapping[str, Any] | None = None
         source = load_pod(record).volume(volume).source
     except KeyError:
         raise PodError(pd.uid, f"no volume {volume!r}") from None
+    from runtime.pod.manifest import ConfigMapVolume, SecretVolume
+
     if not isinstance(source, ConfigMapVolume | SecretVolume):
         raise PodError(pd.uid, f"volume {volume!r} is not a configMap or secret volume")
     rel = (record.volumes or {}).get(volume)

@@ -22,11 +22,14 @@ change; the floor follows from it as in the kubelet.
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass
 from enum import StrEnum
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
-from runtime.pod.manifest import Container, Pod, Quantity
+if TYPE_CHECKING:
+    from runtime.pod.manifest import Container, Pod, Quantity
 
 __all__ = [
     "BEST_EFFORT_OOM_SCORE_ADJ",
@@ -38,15 +41,18 @@ __all__ = [
     "CgroupValues",
     "QOSClass",
     "container_cgroup_values",
+    "container_cgroups_path",
     "container_oom_score_adj",
     "milli_cpu_to_quota",
     "milli_cpu_to_shares",
     "oom_score_adj",
     "pod_cgroup_name",
+    "pod_cgroups_path",
     "pod_cgroup_path",
     "pod_cgroup_values",
     "pod_qos",
     "qos_cgroup_parent",
+    "qos_dir",
 ]
 
 
@@ -114,6 +120,28 @@ def qos_cgroup_parent(qos: QOSClass, systemd: bool = False) -> str:
 def pod_cgroup_name(uid: str) -> str:
     """The pod cgroup's own (cgroupfs) name: ``pod<uid>``."""
     return "pod" + uid
+
+
+_QOS_DIRS = {
+    QOSClass.GUARANTEED: "",
+    QOSClass.BURSTABLE: "burstable",
+    QOSClass.BEST_EFFORT: "besteffort",
+}
+
+
+def qos_dir(qos: QOSClass) -> str:
+    """The QoS-level directory below the cgroup parent ("" for Guaranteed)."""
+    return _QOS_DIRS[qos]
+
+
+def pod_cgroups_path(cgroup_parent: str, qos: QOSClass, uid: str) -> str:
+    """The pod's cgroup below the runtime's ``cgroup_parent``: ``<parent>/[<qos>/]pod<uid>``."""
+    parts = [cgroup_parent.rstrip("/") or "/", qos_dir(qos), f"pod{uid}"]
+    return posixpath.normpath(posixpath.join(*[p for p in parts if p]))
+
+
+def container_cgroups_path(cgroup_parent: str, qos: QOSClass, uid: str, name: str) -> str:
+    return posixpath.join(pod_cgroups_path(cgroup_parent, qos, uid), name)
 
 
 def pod_cgroup_path(qos: QOSClass, uid: str, systemd: bool = False) -> str:

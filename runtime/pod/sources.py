@@ -20,14 +20,12 @@ import os
 import re
 import stat
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from runtime.pod.manifest import (
-    CONFIGMAP_ANNOTATION,
-    SECRET_ANNOTATION,
-    ConfigMapVolume,
-    ManifestError,
-    SecretVolume,
-)
+from runtime.pod.errors import ManifestError
+
+if TYPE_CHECKING:
+    from runtime.pod.manifest import ConfigMapVolume, SecretVolume
 
 __all__ = ["ProjectedFile", "projected_files", "source_keys"]
 
@@ -45,6 +43,8 @@ class ProjectedFile:
 
 
 def _annotation(volume: ConfigMapVolume | SecretVolume) -> str:
+    from runtime.pod.manifest import CONFIGMAP_ANNOTATION, SECRET_ANNOTATION, ConfigMapVolume
+
     if isinstance(volume, ConfigMapVolume):
         return f"metadata.annotations.{CONFIGMAP_ANNOTATION}{volume.name}"
     return f"metadata.annotations.{SECRET_ANNOTATION}{volume.secret_name}"

@@ -29,15 +29,27 @@ ON_DEMAND = (
     "dns.message",
 )
 # Loaded by the first pod (or static pod manifest): the Kubernetes types and their validation
-# (kubemodel's names load at the first one asked for; runtime.pod.manifest needs only its
-# light modules until then).
-ON_FIRST_POD = ("kubemodel._generated", "kubemodel.pod", "kubemodel.codec")
+# (kubemodel's names load at the first one asked for), the pod manifest (runtime.pod.api's
+# names of it are lazy, its error apart in runtime.pod.errors), the OCI config model its
+# containers' bundles are written with (runtime.pod.bundle).
+ON_FIRST_POD = (
+    "kubemodel._generated",
+    "kubemodel.pod",
+    "kubemodel.codec",
+    "runtime.pod.manifest",
+    "runtime.pod.bundle",
+    "runtime.config",
+)
 # Never on the idle agent: pyroute2 and YAML are the node network child's; frozenlist's
 # compiled module is skipped for its Python twin (corral_cli.agent_cmd); the version is read
 # from the dist-info directory's name (corral_common.version); the other commands' modules
 # are imported when they run (corral_cli.main); runtime.network's names load one module at a
-# time (the proxy's namespaces without the config model and the node network).
+# time (the proxy's namespaces without the config model and the node network); the registries'
+# configuration (TOML) and the pull secrets' keyring are a pull's (runtime.pod.imagepull).
 NEVER_IDLE = (
+    "images.regconf",
+    "images.keyring",
+    "tomllib",
     "pyroute2",
     "yaml",
     "frozenlist._frozenlist",
@@ -50,6 +62,17 @@ NEVER_IDLE = (
     "runtime.network.config",
     "runtime.network.node",
 )
+
+# Libraries the idle agent does not map: shutil's archive formats (bz2, lzma) are kept out
+# while the agent imports its modules (their failed imports are logged too: the maps tell),
+# and an image archive is opened as what its first bytes say (images.sources).
+NEVER_MAPPED = ("libbz2", "liblzma")
+
+
+def mapped(pid: int) -> set[str]:
+    """The files a process maps (their names, e.g. ``libssl.so.3``)."""
+    lines = Path(f"/proc/{pid}/maps").read_text().splitlines()
+    return {line.split()[5].rpartition("/")[2] for line in lines if len(line.split()) > 5}
 
 
 def imported(log: Path) -> set[str]:
@@ -88,6 +111,11 @@ def test_an_idle_agent_runs_without_its_on_demand_servers(cluster: Cluster) -> N
     assert "aiohttp" in mods and "frozenlist" in mods
     for name in (*ON_DEMAND, *ON_FIRST_POD, *NEVER_IDLE):
         assert name not in mods, name
+    assert cluster.agent.proc is not None
+    libs = mapped(cluster.agent.proc.pid)
+    assert any(lib.startswith("libssl") for lib in libs), libs  # the maps are read
+    for lib in NEVER_MAPPED:
+        assert not any(name.startswith(lib) for name in libs), lib
 
 
 def test_the_first_lookup_and_log_read_start_the_dns_and_the_kubelet_server(

@@ -84,13 +84,38 @@ def test_a_command_imports_its_own_module_only() -> None:
         assert f"corral_cli.{name}" not in mods, name
 
 
+# Loaded by the first pod: the manifest (and the Kubernetes model it loads), the OCI config
+# model and image bundle its containers' bundles are written with, the registries' config.
+POD_ONLY = (
+    "runtime.pod.manifest",
+    "runtime.pod.bundle",
+    "runtime.config",
+    "images.bundle",
+    "images.keyring",
+    "images.regconf",
+    "images.reference",
+    "tomllib",
+)
+
+
 def test_the_kubernetes_types_load_at_the_first_one_asked_for() -> None:
-    # kubemodel's light modules (quantities, the pod defaults) come alone: runtime.pod.manifest
-    # and the kubelet's eviction thresholds need no more until a pod is read.
-    mods = _imported("import runtime.pod.api, orchestrator.kubelet.eviction")
-    assert "runtime.pod.manifest" in mods and "kubemodel.quantity" in mods
-    for name in ("kubemodel._generated", "kubemodel.pod", "kubemodel.codec"):
+    # The pod API and the kubelet's eviction thresholds load none of it; the pod API names the
+    # manifest's error without loading the manifest.
+    mods = _imported(
+        "import runtime.pod.api, orchestrator.kubelet.eviction\n"
+        "assert issubclass(runtime.pod.api.ManifestError, Exception)"
+    )
+    assert "runtime.pod.api" in mods and "orchestrator.kubelet.eviction" in mods
+    for name in ("kubemodel._generated", "kubemodel.pod", "kubemodel.codec", *POD_ONLY):
         assert name not in mods, name
+    # the pod API's manifest and registry names load their modules when asked for
+    mods = _imported(
+        "from runtime.pod import api, manifest\nfrom images import keyring, regconf\n"
+        "assert api.parse_pod is manifest.parse_pod and api.from_kube is manifest.from_kube\n"
+        "assert api.Pod is manifest.Pod and api.ManifestError is manifest.ManifestError\n"
+        "assert api.Keyring is keyring.Keyring and api.Credentials is regconf.Credentials"
+    )
+    assert "runtime.pod.manifest" in mods
     mods = _imported("import kubemodel\nassert kubemodel.Pod.__name__ == 'Pod'")
     for name in ("kubemodel._generated", "kubemodel.pod", "kubemodel.codec"):
         assert name in mods, name
@@ -154,6 +179,52 @@ def test_the_agent_brings_its_node_network_up_without_the_netlink_library() -> N
     assert "orchestrator.kubelet.agent" in mods
     for name in ("pyroute2", "yaml", "runtime.network.netlink"):
         assert name not in mods, name
+
+
+def test_the_agent_imports_its_modules_without_shutil_s_archive_formats() -> None:
+    # shutil imports bz2 and lzma (and their libraries) for its archive formats only: kept out
+    # while `corral agent` imports its modules, and importable as ever afterwards (a .tar.xz
+    # in the images directory is read).
+    code = (
+        "import sys\n"
+        "from corral_cli.agent_cmd import _lean_imports\n"
+        "with _lean_imports():\n"
+        "    import shutil, orchestrator.kubelet.agent\n"
+        "assert 'orchestrator.kubelet.agent' in sys.modules\n"
+        "assert 'bz2' not in sys.modules and 'lzma' not in sys.modules, 'imported'\n"
+        "import io, tarfile\n"
+        "buf = io.BytesIO()\n"
+        "with tarfile.open(fileobj=buf, mode='w:xz') as t:\n"
+        "    info = tarfile.TarInfo('f'); info.size = 2; t.addfile(info, io.BytesIO(b'ok'))\n"
+        "buf.seek(0)\n"
+        "with tarfile.open(fileobj=buf) as t:\n"
+        "    assert t.extractfile('f').read() == b'ok'\n"
+        "import bz2\n"
+        "assert bz2.decompress(bz2.compress(b'x')) == b'x'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+def test_an_image_archive_is_opened_by_its_compression(tmp_path: Path) -> None:
+    # tarfile's "r:*" imports bz2 and lzma to read any archive: a plain or gzip one is opened
+    # as what its first bytes say, the others import their module then.
+    import io
+    import tarfile
+
+    for comp in ("", "gz", "bz2", "xz"):
+        path = tmp_path / f"a.tar.{comp}"
+        with tarfile.open(path, f"w:{comp}") as t:
+            info = tarfile.TarInfo("f")
+            info.size = 2
+            t.addfile(info, io.BytesIO(b"ok"))
+        mods = _imported(
+            "import sys\nfrom corral_cli.agent_cmd import _lean_imports\n"
+            "with _lean_imports():\n    import images.sources\n"
+            f"r = images.sources.TarReader(__import__('pathlib').Path({str(path)!r}))\n"
+            "assert r.tf.extractfile('f').read() == b'ok'"
+        )
+        assert ("bz2" in mods) == (comp == "bz2"), comp
+        assert ("lzma" in mods) == (comp == "xz"), comp
 
 
 def test_the_agent_imports_its_on_demand_servers_when_they_start() -> None:
