@@ -3,11 +3,14 @@ kubectl (the machine's, and 1.20 from Debian's kubernetes-client) with their own
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from testkit.kubeserver import (
     API_ONLY,
@@ -23,6 +26,9 @@ __all__ = [
     "CORRAL",
     "KUBECTL_120",
     "KUBECTL_CURRENT",
+    "KUBECTL_VERSIONS",
+    "api_only_server",
+    "kubectl_for",
     "NO_SCHEDULER",
     "REPO",
     "START_DEADLINE",
@@ -80,3 +86,32 @@ class Kubectl:
             text=True,
             env=self.env(),
         )
+
+
+# Both kubectl versions the API tests run (a module's ``kubectl`` fixture is parametrised on it).
+KUBECTL_VERSIONS = {"1.32": KUBECTL_CURRENT, "1.20": KUBECTL_120}
+
+
+def kubectl_for(version: str, server: Server, tmp: Any) -> Kubectl:
+    """kubectl ``version`` (a key of KUBECTL_VERSIONS) with a HOME of its own below ``tmp``
+    (pytest's tmp_path_factory) and ``server``'s kubeconfig; the test is skipped when that
+    kubectl is not installed (scripts/setup.sh unpacks 1.20)."""
+    import pytest
+
+    binary = KUBECTL_VERSIONS[version]
+    if not os.access(binary, os.X_OK):
+        pytest.skip(f"kubectl {version} not found at {binary} (scripts/setup.sh)")
+    return Kubectl(binary, tmp.mktemp(f"home-{version}"), server.kubeconfig, version)
+
+
+@contextlib.contextmanager
+def api_only_server(root: Path) -> Iterator[Server]:
+    """The API server alone (no scheduler or controllers acting on what a test makes), in
+    ``root``; it must stop cleanly on SIGTERM."""
+    srv = Server(root, extra=API_ONLY)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        rc = srv.stop()
+    assert rc == 0, f"corral server did not stop cleanly on SIGTERM: {rc}"

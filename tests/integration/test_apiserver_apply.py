@@ -8,7 +8,6 @@ FieldManagerConflict causes, 201 when an apply creates)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -18,32 +17,23 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.kubeserver import API_ONLY, KUBECTL_120, KUBECTL_CURRENT, Kubectl, Server
+from tests.kubeserver import KUBECTL_VERSIONS, Kubectl, Server, api_only_server, kubectl_for
 
-VERSIONS = {"1.32": KUBECTL_CURRENT, "1.20": KUBECTL_120}
+VERSIONS = KUBECTL_VERSIONS
 APPLY = "application/apply-patch+yaml"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("apiserver-apply"), extra=API_ONLY)
-    srv.start()
-    try:
+    with api_only_server(tmp_path_factory.mktemp("apiserver-apply")) as srv:
         yield srv
-    finally:
-        rc = srv.stop()
-    assert rc == 0
 
 
 @pytest.fixture(scope="module", params=list(VERSIONS))
 def kubectl(
     request: pytest.FixtureRequest, server: Server, tmp_path_factory: pytest.TempPathFactory
 ) -> Kubectl:
-    version = request.param
-    binary = VERSIONS[version]
-    if not os.access(binary, os.X_OK):
-        pytest.skip(f"kubectl {version} not found at {binary} (scripts/setup.sh)")
-    return Kubectl(binary, tmp_path_factory.mktemp(f"home-{version}"), server.kubeconfig, version)
+    return kubectl_for(request.param, server, tmp_path_factory)
 
 
 @pytest.fixture
@@ -161,11 +151,7 @@ def test_apply_edit_conflict_force(
 def test_client_side_apply_migrates_to_server_side(
     server: Server, ns: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    if not os.access(KUBECTL_CURRENT, os.X_OK):
-        pytest.skip("kubectl 1.32 not found")
-    kubectl = Kubectl(
-        KUBECTL_CURRENT, tmp_path_factory.mktemp("home-migrate"), server.kubeconfig, "1.32"
-    )
+    kubectl = kubectl_for("1.32", server, tmp_path_factory)
     first = _write(tmp_path, _deployment({"app": "web", "tier": "front"}, {"A": "1"}))
     kubectl.run("apply", "-n", ns, "-f", first)
     managers = _managers(_get(server, ns))
@@ -190,11 +176,7 @@ def test_client_side_apply_migrates_to_server_side(
 def test_writers_own_what_they_change(
     server: Server, ns: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    if not os.access(KUBECTL_CURRENT, os.X_OK):
-        pytest.skip("kubectl 1.32 not found")
-    kubectl = Kubectl(
-        KUBECTL_CURRENT, tmp_path_factory.mktemp("home-writers"), server.kubeconfig, "1.32"
-    )
+    kubectl = kubectl_for("1.32", server, tmp_path_factory)
     base = f"/api/v1/namespaces/{ns}/configmaps"
     code, _, body = server.request(
         "POST",
@@ -214,7 +196,7 @@ def test_writers_own_what_they_change(
     # kubectl edit: its change moves to kubectl-edit
     env = kubectl.env() | {"KUBE_EDITOR": "sed -i -e s/k:\\ v/k:\\ edited/"}
     p = subprocess.run(
-        [KUBECTL_CURRENT, "edit", "-n", ns, "configmap/cm"], env=env, capture_output=True, text=True
+        [kubectl.binary, "edit", "-n", ns, "configmap/cm"], env=env, capture_output=True, text=True
     )
     assert p.returncode == 0, p.stderr
     code, obj = server.json("GET", f"{base}/cm")
@@ -331,11 +313,7 @@ def test_apply_status_subresource(server: Server, ns: str) -> None:
 def test_scale_takes_replicas_from_the_applier(
     server: Server, ns: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    if not os.access(KUBECTL_CURRENT, os.X_OK):
-        pytest.skip("kubectl 1.32 not found")
-    kubectl = Kubectl(
-        KUBECTL_CURRENT, tmp_path_factory.mktemp("home-scale"), server.kubeconfig, "1.32"
-    )
+    kubectl = kubectl_for("1.32", server, tmp_path_factory)
     manifest = _write(tmp_path, _deployment({"app": "web"}, {}))
     kubectl.run("apply", "--server-side", "-n", ns, "-f", manifest)
     # kubectl scale sends no fieldManager: its user agent names it ("kubectl/v1.32.0 ...")
@@ -358,11 +336,7 @@ def test_scale_takes_replicas_from_the_applier(
 def test_dry_run_and_diff(
     server: Server, ns: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    if not os.access(KUBECTL_CURRENT, os.X_OK):
-        pytest.skip("kubectl 1.32 not found")
-    kubectl = Kubectl(
-        KUBECTL_CURRENT, tmp_path_factory.mktemp("home-diff"), server.kubeconfig, "1.32"
-    )
+    kubectl = kubectl_for("1.32", server, tmp_path_factory)
     kubectl.run(
         "apply", "--server-side", "-n", ns, "-f", _write(tmp_path, _deployment({"app": "web"}, {}))
     )

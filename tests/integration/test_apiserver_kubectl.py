@@ -6,7 +6,6 @@ as kubectl prints it; RBAC, EndpointSlice and PodDisruptionBudget kinds; pods/ev
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,33 +13,20 @@ from typing import Any
 
 import pytest
 
-from tests.kubeserver import API_ONLY, KUBECTL_120, KUBECTL_CURRENT, Kubectl, Server
+from tests.kubeserver import KUBECTL_VERSIONS, Kubectl, Server, api_only_server, kubectl_for
 
-VERSIONS = {"1.32": KUBECTL_CURRENT, "1.20": KUBECTL_120}
+VERSIONS = KUBECTL_VERSIONS
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    # The API server alone: objects compared as created (no scheduler or controllers).
-    srv = Server(tmp_path_factory.mktemp("apiserver-kubectl"), extra=API_ONLY)
-    srv.start()
-    try:
+    with api_only_server(tmp_path_factory.mktemp("apiserver-kubectl")) as srv:
         yield srv
-    finally:
-        rc = srv.stop()
-    assert rc == 0
-
-
-def _kubectl(version: str, server: Server, tmp: pytest.TempPathFactory) -> Kubectl:
-    binary = VERSIONS[version]
-    if not os.access(binary, os.X_OK):
-        pytest.skip(f"kubectl {version} not found at {binary} (scripts/setup.sh)")
-    return Kubectl(binary, tmp.mktemp(f"home-{version}"), server.kubeconfig, version)
 
 
 @pytest.fixture(scope="module")
 def both(server: Server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Kubectl]:
-    return {v: _kubectl(v, server, tmp_path_factory) for v in VERSIONS}
+    return {v: kubectl_for(v, server, tmp_path_factory) for v in VERSIONS}
 
 
 @pytest.fixture(scope="module", params=list(VERSIONS))

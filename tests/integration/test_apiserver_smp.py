@@ -7,7 +7,6 @@ kube-apiserver does for ``kubectl patch --type strategic`` and client-side ``kub
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -15,31 +14,22 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.kubeserver import API_ONLY, KUBECTL_120, KUBECTL_CURRENT, Kubectl, Server
+from tests.kubeserver import KUBECTL_VERSIONS, Kubectl, Server, api_only_server, kubectl_for
 
-VERSIONS = {"1.32": KUBECTL_CURRENT, "1.20": KUBECTL_120}
+VERSIONS = KUBECTL_VERSIONS
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("apiserver-smp"), extra=API_ONLY)
-    srv.start()
-    try:
+    with api_only_server(tmp_path_factory.mktemp("apiserver-smp")) as srv:
         yield srv
-    finally:
-        rc = srv.stop()
-    assert rc == 0
 
 
 @pytest.fixture(scope="module", params=list(VERSIONS))
 def kubectl(
     request: pytest.FixtureRequest, server: Server, tmp_path_factory: pytest.TempPathFactory
 ) -> Kubectl:
-    version = request.param
-    binary = VERSIONS[version]
-    if not os.access(binary, os.X_OK):
-        pytest.skip(f"kubectl {version} not found at {binary} (scripts/setup.sh)")
-    return Kubectl(binary, tmp_path_factory.mktemp(f"home-{version}"), server.kubeconfig, version)
+    return kubectl_for(request.param, server, tmp_path_factory)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ Table columns: names, ``-o wide`` columns, placeholders, pod STATUS reasons)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,32 +12,23 @@ from typing import Any
 
 import pytest
 
-from tests.kubeserver import API_ONLY, KUBECTL_120, KUBECTL_CURRENT, Kubectl, Server
+from tests.kubeserver import KUBECTL_VERSIONS, Kubectl, Server, api_only_server, kubectl_for
 
-VERSIONS = {"1.32": KUBECTL_CURRENT, "1.20": KUBECTL_120}
+VERSIONS = KUBECTL_VERSIONS
 AGE = re.compile(r"^\d+s$")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("kubectl-tables"), extra=API_ONLY)
-    srv.start()
-    try:
+    with api_only_server(tmp_path_factory.mktemp("kubectl-tables")) as srv:
         yield srv
-    finally:
-        rc = srv.stop()
-    assert rc == 0
 
 
 @pytest.fixture(scope="module", params=list(VERSIONS))
 def kubectl(
     request: pytest.FixtureRequest, server: Server, tmp_path_factory: pytest.TempPathFactory
 ) -> Kubectl:
-    binary = VERSIONS[request.param]
-    if not os.access(binary, os.X_OK):
-        pytest.skip(f"kubectl {request.param} not found at {binary} (scripts/setup.sh)")
-    home = tmp_path_factory.mktemp(f"home-{request.param}")
-    return Kubectl(binary, home, server.kubeconfig, request.param)
+    return kubectl_for(request.param, server, tmp_path_factory)
 
 
 def _ago(seconds: int, now: datetime | None = None) -> str:

@@ -7,46 +7,33 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.kubeserver import API_ONLY, KUBECTL_120, KUBECTL_CURRENT, Kubectl, Server
+from tests.kubeserver import KUBECTL_VERSIONS, Kubectl, Server, api_only_server, kubectl_for
 
-VERSIONS = {"1.32": KUBECTL_CURRENT, "1.20": KUBECTL_120}
+VERSIONS = KUBECTL_VERSIONS
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("openapi-v3"), extra=API_ONLY)
-    srv.start()
-    try:
+    with api_only_server(tmp_path_factory.mktemp("openapi-v3")) as srv:
         yield srv
-    finally:
-        rc = srv.stop()
-    assert rc == 0
-
-
-def _kubectl(version: str, server: Server, tmp: pytest.TempPathFactory) -> Kubectl:
-    binary = VERSIONS[version]
-    if not os.access(binary, os.X_OK):
-        pytest.skip(f"kubectl {version} not found at {binary} (scripts/setup.sh)")
-    return Kubectl(binary, tmp.mktemp(f"home-{version}"), server.kubeconfig, version)
 
 
 @pytest.fixture(scope="module", params=list(VERSIONS))
 def kubectl(
     request: pytest.FixtureRequest, server: Server, tmp_path_factory: pytest.TempPathFactory
 ) -> Kubectl:
-    return _kubectl(request.param, server, tmp_path_factory)
+    return kubectl_for(request.param, server, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def kubectl132(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
-    return _kubectl("1.32", server, tmp_path_factory)
+    return kubectl_for("1.32", server, tmp_path_factory)
 
 
 def test_index_and_documents(server: Server) -> None:
