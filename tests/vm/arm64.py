@@ -65,6 +65,7 @@ WHEELS = (
     "tarsafe>=0.0.5",
     "PyYAML>=6.0",
     "zstandard>=0.22",
+    "isal>=1.6",  # gzip layers (images.digest)
     "pytest>=8",
     "setuptools>=64",
 )
