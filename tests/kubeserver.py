@@ -29,6 +29,7 @@ __all__ = [
     "KUBECTL_VERSIONS",
     "api_only_server",
     "kubectl_for",
+    "temp_namespace",
     "NO_SCHEDULER",
     "REPO",
     "START_DEADLINE",
@@ -115,3 +116,17 @@ def api_only_server(root: Path) -> Iterator[Server]:
     finally:
         rc = srv.stop()
     assert rc == 0, f"corral server did not stop cleanly on SIGTERM: {rc}"
+
+
+@contextlib.contextmanager
+def temp_namespace(server: Server, prefix: str) -> Iterator[str]:
+    """A namespace of its own (``prefix``-random) made through the API, deleted afterwards."""
+    import uuid
+
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    code, body = server.json("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
+    assert code == 201, body
+    try:
+        yield name
+    finally:
+        server.json("DELETE", f"/api/v1/namespaces/{name}")

@@ -17,7 +17,14 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.kubeserver import KUBECTL_VERSIONS, Kubectl, Server, api_only_server, kubectl_for
+from tests.kubeserver import (
+    KUBECTL_VERSIONS,
+    Kubectl,
+    Server,
+    api_only_server,
+    kubectl_for,
+    temp_namespace,
+)
 
 VERSIONS = KUBECTL_VERSIONS
 APPLY = "application/apply-patch+yaml"
@@ -38,11 +45,8 @@ def kubectl(
 
 @pytest.fixture
 def ns(server: Server) -> Iterator[str]:
-    name = f"apply-{uuid.uuid4().hex[:8]}"
-    code, body = server.json("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
-    assert code == 201, body
-    yield name
-    server.json("DELETE", f"/api/v1/namespaces/{name}")
+    with temp_namespace(server, "apply") as name:
+        yield name
 
 
 def _deployment(labels: dict[str, str], env: dict[str, str], replicas: int = 2) -> str:

@@ -7,14 +7,20 @@ kube-apiserver does for ``kubectl patch --type strategic`` and client-side ``kub
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.kubeserver import KUBECTL_VERSIONS, Kubectl, Server, api_only_server, kubectl_for
+from tests.kubeserver import (
+    KUBECTL_VERSIONS,
+    Kubectl,
+    Server,
+    api_only_server,
+    kubectl_for,
+    temp_namespace,
+)
 
 VERSIONS = KUBECTL_VERSIONS
 
@@ -34,11 +40,8 @@ def kubectl(
 
 @pytest.fixture
 def ns(server: Server) -> Iterator[str]:
-    name = f"smp-{uuid.uuid4().hex[:8]}"
-    code, body = server.json("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
-    assert code == 201, body
-    yield name
-    server.json("DELETE", f"/api/v1/namespaces/{name}")
+    with temp_namespace(server, "smp") as name:
+        yield name
 
 
 def _deployment(
