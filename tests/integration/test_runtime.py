@@ -24,8 +24,15 @@ pytestmark = pytest.mark.root
 MiB = 1 << 20
 
 
-def _mounts() -> list[str]:
-    return sorted(m.mountpoint for m in hostsys.mountinfo())
+def _mounts(runtime: Runtime) -> list[str]:
+    """The host's mount points where this test's runtime could leave one: its state root, its
+    temporary directories and the rootfs (other tests, in parallel, mount elsewhere)."""
+    own = [str(d) for d in (runtime.root, runtime.tmp, runtime.rootfs)]
+    return sorted(
+        m.mountpoint
+        for m in hostsys.mountinfo()
+        if any(m.mountpoint == d or m.mountpoint.startswith(d + "/") for d in own)
+    )
 
 
 def _wait_for(pred, timeout: float = 20.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
@@ -84,14 +91,14 @@ def test_new_network_namespace_has_only_lo_up(runtime: Runtime) -> None:
 
 
 def test_mounts_inside_and_host_untouched(runtime: Runtime) -> None:
-    before = _mounts()
+    before = _mounts(runtime)
     res = runtime.run("corral-test", "mounts")
     assert res.rc == 0, res.err
     inside = res.out.split()
     assert inside[0] == "/"
     for want in ("/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/tmp"):
         assert want in inside
-    assert _mounts() == before
+    assert _mounts(runtime) == before
 
 
 def test_dev_has_default_nodes_and_symlinks(runtime: Runtime) -> None:
@@ -314,7 +321,7 @@ def test_bad_config_names_the_field_and_leaves_nothing(runtime: Runtime) -> None
 
 
 def test_bad_rootfs_leaves_nothing(runtime: Runtime, tmp_path: Path) -> None:
-    before = _mounts()
+    before = _mounts(runtime)
     cid, bundle = runtime.prepare("true")
     spec = json.loads((bundle / "config.json").read_text())
     spec["root"] = {"path": str(tmp_path / "missing-rootfs")}
@@ -323,7 +330,7 @@ def test_bad_rootfs_leaves_nothing(runtime: Runtime, tmp_path: Path) -> None:
     assert res.rc != 0
     assert "missing-rootfs" in res.err
     assert not (runtime.root / cid).exists()
-    assert _mounts() == before
+    assert _mounts(runtime) == before
 
 
 def test_spec_writes_a_loadable_config(runtime: Runtime, tmp_path: Path) -> None:

@@ -250,6 +250,8 @@ def test_a_daemonset_runs_one_pod_per_node_and_its_rolling_update_replaces_each(
 
     watch = ns.watch()
     try:
+        # the watch's first list holds the three pods before the rollout starts
+        until("the watch listing the pods", lambda: len(watch.events) >= 3, WAIT)
         ns.run("set", "image", "daemonset/agent", f"c={IMAGE_V2}")
         ns.rollout("daemonset/agent")
         until(
