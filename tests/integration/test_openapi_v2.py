@@ -411,7 +411,7 @@ rules:
 
 def test_manifests_validate_120(k120: Kubectl, server: Server, ns: str, tmp_path: Path) -> None:
     """What the README applies and a kind of every served group pass kubectl 1.20's
-    validation, are stored, and apply again."""
+    validation, are stored, apply again, and validate as the server returns them."""
     docs = list(yaml.safe_load_all(MANIFESTS))
     files = {
         "examples/pod.yaml": REPO / "examples" / "pod.yaml",
@@ -434,6 +434,13 @@ def test_manifests_validate_120(k120: Kubectl, server: Server, ns: str, tmp_path
         kind, name = doc["kind"], doc["metadata"]["name"]
         got = json.loads(k120.run("get", kind, name, "-n", ns, "-o", "json").stdout)
         assert got["kind"] == kind and got["metadata"]["name"] == name
+    # every object as the server returns it (defaults, status, managedFields) validates too:
+    # what kubectl edit or get -o yaml | replace -f sends back
+    resources = k120.run("api-resources", "--verbs=list", "-o", "name").stdout.split()
+    listed = k120.run("get", ",".join(resources), "-A", "-o", "json").stdout
+    assert len({item["kind"] for item in json.loads(listed)["items"]}) >= 20
+    p = k120.run("create", "--dry-run=client", "-f", "-", input=listed)
+    assert "pod/hello created (dry run)" in p.stdout.splitlines()
     for name in ("priorityclass/oa2-high", "clusterrole/oa2-viewer"):
         k120.run("delete", name)
     # the review groups: created, answered, nothing stored
