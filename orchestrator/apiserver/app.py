@@ -265,6 +265,7 @@ class ApiServer:
         app = web.Application(middlewares=[self._middleware], client_max_size=MAX_BODY + 1)
         r = app.router
         r.add_get("/version", self._version)
+        r.add_get("/version/", self._version)  # the Python client's VersionApi
         for path in ("/healthz", "/livez", "/readyz"):
             r.add_get(path, self._health)
             r.add_get(path + "/{check:.*}", self._health)

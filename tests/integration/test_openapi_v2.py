@@ -457,7 +457,8 @@ def test_manifests_validate_120(k120: Kubectl, server: Server, ns: str, tmp_path
 
 
 def test_python_client(server: Server) -> None:
-    """The Python client (which reads no OpenAPI itself) fetches the JSON form and works on."""
+    """The Python client (which reads no OpenAPI itself) fetches the JSON form and works on;
+    its VersionApi asks for ``/version/``."""
     kubernetes = pytest.importorskip("kubernetes")
     api = kubernetes.config.new_client_from_config(str(server.kubeconfig))
     r = api.call_api(
@@ -468,3 +469,4 @@ def test_python_client(server: Server) -> None:
     assert "io.k8s.api.core.v1.Pod" in json.loads(r.data)["definitions"]
     names = [n.metadata.name for n in kubernetes.client.CoreV1Api(api).list_namespace().items]
     assert "default" in names
+    assert kubernetes.client.VersionApi(api).get_code().git_version.startswith("v1.")  # /version/
