@@ -234,7 +234,10 @@ async def _serve(request: web.Request, media_type: str | None) -> web.StreamResp
     if media_type is None:
         return web.Response(status=406, headers={"Vary": "Accept"})
     doc = _SERVICE.document() if _SERVICE.ready else await asyncio.to_thread(_SERVICE.document)
-    headers = {"Vary": "Accept", "Last-Modified": formatdate(doc.last_modified, usegmt=True)}
+    headers = {
+        "Vary": "Accept, Accept-Encoding",
+        "Last-Modified": formatdate(doc.last_modified, usegmt=True),
+    }
     if _not_modified(request, doc):
         return web.Response(status=304, headers={**headers, "Etag": f'"{doc.etag}"'})
     response = openapi.reply(request, doc.body(media_type), doc.etag, media_type)

@@ -51,7 +51,7 @@ def ns(server: Server) -> Iterator[str]:
 def test_json_and_protobuf(server: Server) -> None:
     code, headers, body = server.request("GET", "/openapi/v2")
     assert code == 200 and headers["Content-Type"] == "application/json"
-    assert headers["Vary"] == "Accept"
+    assert headers["Vary"] == "Accept, Accept-Encoding"
     etag = headers["Etag"]
     assert re.fullmatch(r'"[0-9A-F]{128}"', etag)
     doc = json.loads(body)
@@ -110,6 +110,13 @@ def test_json_and_protobuf(server: Server) -> None:
         "GET", "/openapi/v2", headers={"Accept": PROTOBUF_120, "If-None-Match": etag}
     )
     assert code == 304 and empty == b"" and headers["Etag"] == etag
+    since = headers["Last-Modified"]
+    code, _, _ = server.request("GET", "/openapi/v2", headers={"If-Modified-Since": since})
+    assert code == 304
+    code, _, _ = server.request(
+        "GET", "/openapi/v2", headers={"If-Modified-Since": since, "If-None-Match": '"0"'}
+    )
+    assert code == 200  # a tag decides over a date
     code, _, _ = server.request("GET", "/openapi/v2", headers={"Accept": "text/html"})
     assert code == 406
 
