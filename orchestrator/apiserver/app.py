@@ -18,7 +18,7 @@ from aiohttp import web
 from kubemodel import protobuf
 from orchestrator.store import Backend, Gone
 
-from . import discovery, errors, fields, managedfields, openapi
+from . import discovery, errors, fields, managedfields, openapi, openapi_v2
 from .errors import ApiError
 from .eviction import evict
 from .podexec import pod_exec
@@ -265,12 +265,13 @@ class ApiServer:
         app = web.Application(middlewares=[self._middleware], client_max_size=MAX_BODY + 1)
         r = app.router
         r.add_get("/version", self._version)
+        r.add_get("/version/", self._version)  # the Python client's VersionApi
         for path in ("/healthz", "/livez", "/readyz"):
             r.add_get(path, self._health)
             r.add_get(path + "/{check:.*}", self._health)
         r.add_get("/metrics", self._metrics)
-        r.add_get("/openapi/v2", self._openapi_v2)
-        r.add_get("/swagger-2.0.0.pb-v1", self._openapi_v2)
+        r.add_get("/openapi/v2", openapi_v2.handle)
+        r.add_get("/swagger-2.0.0.pb-v1", openapi_v2.handle_legacy)
         r.add_get("/openapi/v3", openapi.handle_index)
         r.add_get("/openapi/v3/{gv:.+}", openapi.handle_document)
         r.add_get("/api", self._api)
@@ -342,11 +343,6 @@ class ApiServer:
     async def _metrics(self, request: web.Request) -> web.Response:
         text = "".join(source() for source in self.metrics_sources)
         return web.Response(text=text, content_type="text/plain", charset="utf-8")
-
-    async def _openapi_v2(self, request: web.Request) -> web.Response:
-        # An empty protobuf document is a valid, empty openapi_v2.Document: kubectl then
-        # validates nothing client-side (the server validates every write).
-        return web.Response(body=b"", content_type="application/octet-stream")
 
     async def _core_discovery(self, request: web.Request) -> web.Response:
         return self._discovery("", request.match_info["version"], request)

@@ -21,7 +21,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from email.utils import formatdate
 from functools import cache
 from pathlib import Path
@@ -35,7 +35,17 @@ import kubemodel
 from .discovery import REVIEWS
 from .resources import GROUPS, Resource
 
-__all__ = ["OpenApiV3", "handle_document", "handle_index"]
+__all__ = [
+    "INFO",
+    "OpenApiV3",
+    "build_document",
+    "etag_of",
+    "handle_document",
+    "handle_index",
+    "reply",
+    "schemas",
+    "served",
+]
 
 Obj = dict[str, Any]
 T = TypeVar("T")
@@ -51,6 +61,7 @@ _PATCH_TYPES = (
     "application/strategic-merge-patch+json",
 )
 _SERIALIZATIONS = ("application/json", "application/vnd.kubernetes.protobuf", "application/yaml")
+INFO = {"title": "Kubernetes", "version": "v1.32.0"}  # of every document, v2 and v3
 _COMMON = (_META + "Status", _META + "DeleteOptions", _META + "WatchEvent", _PATCH)
 
 
@@ -98,7 +109,9 @@ def _with_docs(name: str, node: Obj, docs: dict[str, str]) -> Obj:
 
 
 @cache
-def _schemas() -> dict[str, Obj]:
+def schemas() -> dict[str, Obj]:
+    """Every definition of kubemodel as an OpenAPI v3 schema, with its descriptions (built
+    once, then shared by every document)."""
     defs = json.loads((_MODEL_DIR / "schema.json").read_text())
     docs_path = _MODEL_DIR / "descriptions.json"
     docs = json.loads(docs_path.read_text()) if docs_path.exists() else {}
@@ -424,23 +437,35 @@ def _review_paths(
 
 def build_document(group: str, version: str, resources: list[Resource]) -> Obj:
     """The OpenAPI v3 document of one group-version."""
-    schemas = _schemas()
+    defs = schemas()
     roots: list[str] = list(_COMMON)
     paths: dict[str, Obj] = {}
     for res in resources:
-        paths.update(_resource_paths(res, schemas, roots))
+        paths.update(_resource_paths(res, defs, roots))
     if version == "v1":
         for resource, kind, namespaced in REVIEWS.get(group, []):
-            paths.update(_review_paths(group, resource, kind, namespaced, schemas, roots))
+            paths.update(_review_paths(group, resource, kind, namespaced, defs, roots))
     return {
-        "components": {"schemas": _reachable(roots, schemas)},
-        "info": {"title": "Kubernetes", "version": "v1.32.0"},
+        "components": {"schemas": _reachable(roots, defs)},
+        "info": dict(INFO),
         "openapi": "3.0.0",
         "paths": dict(sorted(paths.items())),
     }
 
 
 # ---------------------------------------------------------------------------- serving
+
+
+def served(
+    groups: dict[str, dict[str, list[Resource]]] = GROUPS,
+) -> Iterator[tuple[str, str, list[Resource]]]:
+    """Every served group-version with its resources (the review groups have none)."""
+    versions = {g: dict(vs) for g, vs in groups.items()}
+    for group in REVIEWS:
+        versions.setdefault(group, {}).setdefault("v1", [])
+    for group, by_version in versions.items():
+        for version, resources in by_version.items():
+            yield group, version, resources
 
 
 def _gv_path(group: str, version: str) -> str:
@@ -461,14 +486,10 @@ class OpenApiV3:
         with self._lock:
             if self._docs is None or self._index is None:
                 docs: dict[str, tuple[bytes, str]] = {}
-                served = {g: dict(vs) for g, vs in self._groups.items()}
-                for group in REVIEWS:
-                    served.setdefault(group, {}).setdefault("v1", [])
-                for group, versions in served.items():
-                    for version, resources in versions.items():
-                        doc = build_document(group, version, resources)
-                        body = json.dumps(doc, separators=(",", ":")).encode()
-                        docs[_gv_path(group, version)] = (body, _etag(body))
+                for group, version, resources in served(self._groups):
+                    doc = build_document(group, version, resources)
+                    body = json.dumps(doc, separators=(",", ":")).encode()
+                    docs[_gv_path(group, version)] = (body, etag_of(body))
                 index = {
                     "paths": {
                         path: {"serverRelativeURL": _url(path, etag)}
@@ -476,7 +497,7 @@ class OpenApiV3:
                     }
                 }
                 body = json.dumps(index, separators=(",", ":")).encode()
-                self._docs, self._index = docs, (body, _etag(body))
+                self._docs, self._index = docs, (body, etag_of(body))
             return self._docs, self._index
 
     @property
@@ -490,7 +511,8 @@ class OpenApiV3:
         return self._build()[0].get(path.strip("/"))
 
 
-def _etag(body: bytes) -> str:
+def etag_of(body: bytes) -> str:
+    """The upper-case hex SHA-512 of a document, as kube-openapi computes its ETags."""
     return hashlib.sha512(body).hexdigest().upper()
 
 
@@ -501,7 +523,10 @@ def _url(path: str, etag: str) -> str:
 _SERVICE = OpenApiV3()
 
 
-def _reply(request: web.Request, body: bytes, etag: str) -> web.StreamResponse:
+def reply(
+    request: web.Request, body: bytes, etag: str, content_type: str = "application/json"
+) -> web.StreamResponse:
+    """``body`` with its ETag, 304 when the client has it, gzipped when it may be."""
     quoted = f'"{etag}"'
     if quoted in request.headers.get("If-None-Match", ""):
         return web.Response(status=304, headers={"Etag": quoted})
@@ -509,7 +534,7 @@ def _reply(request: web.Request, body: bytes, etag: str) -> web.StreamResponse:
     if "gzip" in request.headers.get("Accept-Encoding", ""):
         # compressed once per document (hundreds of kilobytes), not per request
         body, headers["Content-Encoding"] = _gzipped(body), "gzip"
-    return web.Response(body=body, content_type="application/json", headers=headers)
+    return web.Response(body=body, content_type=content_type, headers=headers)
 
 
 @cache
@@ -527,7 +552,7 @@ async def _built(get: Callable[[], T]) -> T:
 async def handle_index(request: web.Request) -> web.StreamResponse:
     """``GET /openapi/v3``: the group-versions and the URLs of their documents."""
     body, etag = await _built(_SERVICE.index)
-    return _reply(request, body, etag)
+    return reply(request, body, etag)
 
 
 async def handle_document(request: web.Request) -> web.StreamResponse:
@@ -547,7 +572,7 @@ async def handle_document(request: web.Request) -> web.StreamResponse:
     if wanted and wanted != etag:
         location = _url(request.match_info["gv"].strip("/"), etag)
         return web.Response(status=301, headers={"Location": location})
-    response = _reply(request, body, etag)
+    response = reply(request, body, etag)
     response.headers["Vary"] = "Accept"
     if wanted:
         response.headers["Cache-Control"] = "public, immutable"

@@ -179,8 +179,10 @@ def test_typed_creates_same_objects_as_kubectl_120(
 
 
 def test_apply_with_unknown_field(kubectl: Kubectl, tmp_path: Path) -> None:
-    """kubectl 1.32 asks for Strict validation and prints the server's refusal; 1.20 asks for
-    nothing (Warn): the object is stored without the field and kubectl prints the warning."""
+    """kubectl 1.32 asks for Strict validation and prints the server's refusal; 1.20 finds the
+    field unknown in /openapi/v2 and sends nothing. With validation lowered (1.32 ``warn``,
+    1.20 ``false``: it asks for nothing, so Warn) the object is stored without the field
+    and kubectl prints the server's warning."""
     ns = f"fv-{_tag(kubectl.version)}"
     kubectl.run("create", "namespace", ns)
     f = tmp_path / "typo.yaml"
@@ -201,6 +203,16 @@ def test_apply_with_unknown_field(kubectl: Kubectl, tmp_path: Path) -> None:
         ), p.stderr
         assert kubectl.run("get", "deploy", "-n", ns, "-o", "name").stdout == ""
         p = kubectl.run("apply", "-n", ns, "-f", str(f), "--validate=warn")
+    else:
+        assert p.returncode == 1
+        assert p.stderr == (
+            f'error: error validating "{f}": error validating data: ValidationError(Deployment'
+            '.spec.template.spec.containers[0]): unknown field "imagePullPolicyy" in'
+            " io.k8s.api.core.v1.Container; if you choose to ignore these errors, turn"
+            " validation off with --validate=false\n"
+        )
+        assert kubectl.run("get", "deploy", "-n", ns, "-o", "name").stdout == ""
+        p = kubectl.run("apply", "-n", ns, "-f", str(f), "--validate=false")
     assert p.returncode == 0, p.stderr
     assert f'Warning: unknown field "{field}"' in p.stderr, p.stderr
     assert "deployment.apps/typo created" in p.stdout
@@ -287,9 +299,15 @@ def test_rbac_endpointslice_pdb_tables(kubectl: Kubectl, server: Server) -> None
     )
     events = [json.loads(ln) for ln in raw.splitlines()]
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "rb")]
-    p = kubectl.run(
-        "create", "-n", ns, "-f", "-", input=json.dumps({**objs[1], "roleRef": None}), check=False
-    )
+    no_ref = json.dumps({**objs[1], "roleRef": None})
+    if kubectl.version == "1.20":  # validated against /openapi/v2 before it is sent
+        p = kubectl.run("create", "-n", ns, "-f", "-", input=no_ref, check=False)
+        assert p.returncode == 1
+        assert (
+            'error validating data: ValidationError(RoleBinding): missing required field "roleRef"'
+            " in io.k8s.api.rbac.v1.RoleBinding" in p.stderr
+        ), p.stderr
+    p = kubectl.run("create", "-n", ns, "-f", "-", "--validate=false", input=no_ref, check=False)
     assert 'The RoleBinding "rb" is invalid: roleRef' in p.stderr, p.stderr
     changed = {**objs[1], "roleRef": {**objs[1]["roleRef"], "name": "other"}}
     p = kubectl.run("apply", "-n", ns, "-f", "-", input=json.dumps(changed), check=False)
