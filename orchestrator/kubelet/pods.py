@@ -67,6 +67,11 @@ SOURCE_SYNC_WAIT = 10.0  # seconds to wait for the first list of a configMap or 
 WORKERS = 16
 STARTING_RECHECK = 0.1  # seconds: a pod whose containers are being made is looked at again
 # (only one whose status changes the runtime's status watch does not report)
+# seconds: a pod just started by this agent, whose containers are all being created, has its
+# first status written when one of them starts (the runtime's status watch says so) or after
+# this long, whichever comes first: one status write for a pod that starts at once, not one
+# saying "being created" and another "running" a moment later
+FIRST_STATUS_HOLD = 1.0
 TOKEN_REFRESH = 0.8  # a ServiceAccount token is requested again after this part of its life
 TOKEN_MAX_AGE = 24 * 3600.0  # or after this many seconds, whatever its lifetime
 
@@ -211,9 +216,12 @@ class PodManager:
         self._watched: dict[str, str] = {}
         self._status_watch: api.StatusWatch | None = None
         self._reported: dict[str, Obj] = {}  # key -> the status last written
+        # key -> the resourceVersion of the pod that status was written over
+        self._written_over: dict[str, str | None] = {}
         self._pull_failures: dict[str, int] = {}
         self._backoff_until: dict[str, tuple[float, str]] = {}  # key -> (loop time, image)
         self._container_runs: dict[tuple[str, str], tuple[int, str]] = {}
+        self._started: dict[str, float] = {}  # uid -> loop time this agent started the pod
         # (pod uid, audience, expirationSeconds) -> (token, refresh after, expiry): epoch seconds
         self._tokens: dict[tuple[str, str, int], tuple[str, float, float]] = {}
         self._tasks: list[asyncio.Task[Any]] = []
@@ -598,11 +606,34 @@ class PodManager:
             await self._sources_synced(pod)
             await self._refresh_volumes(pod, st.uid)
         self._container_events(pod, st)
+        hold = self._first_status_hold(key, st)
+        if hold is not None:
+            return hold  # the status watch queues it sooner when a container starts
         await self._write_status(key, pod, api_status(pod, st, self.host_ip()))
         if st.location == "run" and st.phase == "Pending" and st.uid not in self._watched:
             return STARTING_RECHECK  # its containers are being made: look again soon
         if st.location == "run":
             return self._token_due(st.uid)  # its tokens renewed in time
+        return None
+
+    def _first_status_hold(self, key: str, st: api.PodStatus) -> float | None:
+        """Seconds to wait before the first status of a pod this agent has just started, while
+        all its containers are being created and the runtime's status watch reports their
+        start (FIRST_STATUS_HOLD); None: write it now."""
+        started = self._started.get(st.uid)
+        if started is None:
+            return None
+        left = started + FIRST_STATUS_HOLD - asyncio.get_running_loop().time()
+        if (
+            left > 0
+            and key not in self._reported
+            and st.location == "run"
+            and st.uid in self._watched
+            and st.phase not in ("Succeeded", "Failed")
+            and all(c.state == "Waiting" and not c.restart_count for c in st.all_containers)
+        ):
+            return left
+        del self._started[st.uid]
         return None
 
     async def _refresh_volumes(self, pod: Obj, uid: str) -> None:
@@ -694,6 +725,50 @@ class PodManager:
         """Resolve images, write volume sources, create and start the pod."""
         meta = pod["metadata"]
         spec = pod.get("spec") or {}
+        # The ServiceAccount tokens are asked for meanwhile (a round trip to the API server).
+        asked = asyncio.ensure_future(self._pod_tokens(pod))
+        try:
+            pulling, keyring = await self._images_and_secrets(pod)
+        except BaseException:
+            asked.cancel()
+            await asyncio.gather(asked, return_exceptions=True)
+            raise
+        tokens = await asked
+        volumes = await self._call(
+            prepare_volumes, self._lookup, pod, self.sources / meta["uid"], True, tokens
+        )
+        self._digests[meta["uid"]] = volumes.digests
+        manifest = node_manifest(pod, volumes, await self._service_env(pod))
+        rpod = api.parse_pod(manifest)
+        # A failed create leaves nothing, a failed start tears the pod down (runtime.pod).
+        started = time.monotonic()
+        try:
+            uid = await self._call(
+                self.runtime.create, rpod, manifest, None, keyring if keyring else None
+            )
+        except api.ImagePullError as e:
+            if e.reason != "ImagePullBackOff":
+                self.events.pod(pod, "Failed", e.message, e.container, warning=True)
+                self.events.pod(pod, "Failed", f"Error: {e.reason}", e.container, warning=True)
+            raise ImagePullError(e.reason, e.image, e.message) from e
+        took = time.monotonic() - started
+        for name, image in pulling:
+            self.events.pod(
+                pod, "Pulled", f'Successfully pulled image "{image}" in {took:.3f}s', name
+            )
+        for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+            self.events.pod(pod, "Created", f"Created container {c['name']}", c["name"])
+        await self._call(self.runtime.start, uid)
+        self._started[uid] = asyncio.get_running_loop().time()
+        log.info("pod %s (%s) started", key, uid)
+        await self._watch(key, uid)
+        return await self._runtime_status(uid)
+
+    async def _images_and_secrets(self, pod: Obj) -> tuple[list[tuple[str, str]], api.Keyring]:
+        """The images the runtime is to pull (container, image), the others being on the node
+        (or ImagePullError by the pull policy); the pod's sources read; its pull secrets'
+        keyring."""
+        spec = pod.get("spec") or {}
         pulling: list[tuple[str, str]] = []  # (container, image) the runtime will pull
         for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
             image, policy = c.get("image", ""), c.get("imagePullPolicy") or "IfNotPresent"
@@ -725,35 +800,7 @@ class PodManager:
                 " attempting to pull the image may not succeed.",
                 warning=True,
             )
-        tokens = await self._pod_tokens(pod)
-        volumes = await self._call(
-            prepare_volumes, self._lookup, pod, self.sources / meta["uid"], True, tokens
-        )
-        self._digests[meta["uid"]] = volumes.digests
-        manifest = node_manifest(pod, volumes, await self._service_env(pod))
-        rpod = api.parse_pod(manifest)
-        # A failed create leaves nothing, a failed start tears the pod down (runtime.pod).
-        started = time.monotonic()
-        try:
-            uid = await self._call(
-                self.runtime.create, rpod, manifest, None, keyring if keyring else None
-            )
-        except api.ImagePullError as e:
-            if e.reason != "ImagePullBackOff":
-                self.events.pod(pod, "Failed", e.message, e.container, warning=True)
-                self.events.pod(pod, "Failed", f"Error: {e.reason}", e.container, warning=True)
-            raise ImagePullError(e.reason, e.image, e.message) from e
-        took = time.monotonic() - started
-        for name, image in pulling:
-            self.events.pod(
-                pod, "Pulled", f'Successfully pulled image "{image}" in {took:.3f}s', name
-            )
-        for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
-            self.events.pod(pod, "Created", f"Created container {c['name']}", c["name"])
-        await self._call(self.runtime.start, uid)
-        log.info("pod %s (%s) started", key, uid)
-        await self._watch(key, uid)
-        return await self._runtime_status(uid)
+        return pulling, keyring
 
     async def _service_env(self, pod: Obj) -> dict[str, str]:
         """The services' variables for ``pod``, once the Services were listed (else the
@@ -931,6 +978,7 @@ class PodManager:
             log.info("remove %s: %s", uid, e)
         await self._drop_pod_sources(uid)
         self._seen.pop(uid, None)
+        self._started.pop(uid, None)
         if self._watched.pop(uid, None) is not None and self._status_watch is not None:
             self._status_watch.discard(uid)
         for k in [k for k in self._container_runs if k[0] == uid]:
@@ -946,16 +994,24 @@ class PodManager:
     def _forget(self, key: str) -> None:
         self._prune_sources()
         self._reported.pop(key, None)
+        self._written_over.pop(key, None)
         self._pull_failures.pop(key, None)
         self._backoff_until.pop(key, None)
 
     async def _write_status(self, key: str, pod: Obj, status: Obj) -> None:
-        if (
-            self._reported.get(key) == status
-            and (pod.get("status") or {}).get("phase") == status["phase"]
+        """Patch the pod's status to ``status``, unless it is what was last written and the
+        API has it: its phase says so, or the pod seen is still the one that write was made
+        over (the watch has not brought the write back yet: writing it again would carry
+        nothing new)."""
+        meta = pod["metadata"]
+        if self._reported.get(key) == status and (
+            (pod.get("status") or {}).get("phase") == status["phase"]
+            or (
+                meta.get("resourceVersion") is not None
+                and meta.get("resourceVersion") == self._written_over.get(key)
+            )
         ):
             return
-        meta = pod["metadata"]
         try:
             await self.client.patch(
                 PODS,
@@ -967,3 +1023,4 @@ class PodManager:
         except NotFound:
             return
         self._reported[key] = status
+        self._written_over[key] = meta.get("resourceVersion")
