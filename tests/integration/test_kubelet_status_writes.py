@@ -1,0 +1,171 @@
+"""What the kubelet writes to the API per pod, against a real API server (no agent: the pod
+manager's status writes and the event recorder are driven directly, through a real client
+whose requests are recorded): a status already written is not written again while the
+watch has not brought it back, but is when another writer changed it meanwhile; events are
+all written, in the order recorded, one request at a time, a repeat counted on its Event."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.client import ApiClient, load_kubeconfig
+from orchestrator.client.rest import EVENTS, PODS
+from orchestrator.kubelet.events import EventRecorder
+from orchestrator.kubelet.pods import PodManager
+from orchestrator.kubelet.podstatus import api_status
+from runtime.pod import api
+from runtime.pod.api import ContainerStatus, PodStatus
+from tests.kubeserver import Server, api_only_server, temp_namespace
+
+pytestmark = pytest.mark.root
+
+NODE = "status-node"
+
+
+class RecordingClient(ApiClient):
+    """A real client that keeps each request's method and path, and the most requests it
+    had in flight at once."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.sent: list[tuple[str, str]] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    async def request(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
+        self.sent.append((method, path))
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            return await super().request(method, path, body, **kw)
+        finally:
+            self.in_flight -= 1
+
+    def count(self, method: str, suffix: str) -> int:
+        return sum(1 for m, p in self.sent if m == method and p.endswith(suffix))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with api_only_server(tmp_path_factory.mktemp("status-writes")) as srv:
+        yield srv
+
+
+@pytest.fixture
+def ns(server: Server) -> Iterator[str]:
+    with temp_namespace(server, "status") as name:
+        yield name
+
+
+def run(server: Server, tmp: Path, fn: Any) -> Any:
+    async def main() -> Any:
+        async with RecordingClient(load_kubeconfig(server.kubeconfig)) as c:
+            runtime = api.NodePods(api.PodOptions(root=str(tmp / "pods")))
+            mgr = PodManager(c, runtime, NODE, lambda: "127.0.0.1", EventRecorder(c, NODE), tmp)
+            try:
+                return await fn(c, mgr)
+            finally:
+                await mgr.events.flush()
+                mgr._pool.shutdown(wait=True)
+
+    return asyncio.run(main())
+
+
+def _pod(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {"nodeName": NODE, "containers": [{"name": "app", "image": "busybox"}]},
+    }
+
+
+def _running(pod: dict[str, Any]) -> dict[str, Any]:
+    """The status the node reports for ``pod`` with its container running and ready."""
+    app = ContainerStatus("app", "app", "busybox", state="Running", ready=True)
+    app.image_id, app.started_at = "sha256:" + "a" * 64, "2026-01-01T00:00:00Z"
+    st = PodStatus(
+        uid=pod["metadata"]["uid"],
+        name=pod["metadata"]["name"],
+        namespace=pod["metadata"]["namespace"],
+        location="run",
+        phase="Running",
+        qos_class="BestEffort",
+        pod_ip="10.42.0.9",
+        host_network=False,
+        created=0.0,
+        containers=[app],
+    )
+    return api_status(pod, st, "127.0.0.1", "2026-01-01T00:00:01Z")
+
+
+def test_a_status_is_not_written_again_while_the_watch_lags(
+    server: Server, ns: str, tmp_path: Path
+) -> None:
+    async def body(c: RecordingClient, mgr: PodManager) -> None:
+        seen = await c.create(PODS, ns, _pod("web"))  # what the informer holds: Pending
+        key = f"{ns}/web"
+        running = _running(seen)
+        await mgr._write_status(key, seen, running)
+        # The pod's worker runs again before the watch brings the write back: the pod it
+        # sees is still the one written over, which says Pending.
+        await mgr._write_status(key, seen, running)
+        assert c.count("PATCH", "/pods/web/status") == 1
+        now = await c.get(PODS, ns, "web")
+        assert now["status"]["phase"] == "Running"
+        # Once the watch has it, the same status is not written either.
+        await mgr._write_status(key, now, running)
+        assert c.count("PATCH", "/pods/web/status") == 1
+
+    run(server, tmp_path, body)
+
+
+def test_a_status_another_writer_changed_is_written_again(
+    server: Server, ns: str, tmp_path: Path
+) -> None:
+    async def body(c: RecordingClient, mgr: PodManager) -> None:
+        seen = await c.create(PODS, ns, _pod("web"))
+        key = f"{ns}/web"
+        running = _running(seen)
+        await mgr._write_status(key, seen, running)
+        # Someone else set the phase back (the pod seen has moved on from the one written
+        # over): the node's status goes back in.
+        other = await c.patch(PODS, ns, "web", {"status": {"phase": "Pending"}}, sub="status")
+        before = c.count("PATCH", "/pods/web/status")
+        await mgr._write_status(key, other, running)
+        assert c.count("PATCH", "/pods/web/status") == before + 1
+        assert (await c.get(PODS, ns, "web"))["status"]["phase"] == "Running"
+
+    run(server, tmp_path, body)
+
+
+def test_events_are_all_written_in_order_one_at_a_time(
+    server: Server, ns: str, tmp_path: Path
+) -> None:
+    async def body(c: RecordingClient, mgr: PodManager) -> list[dict[str, Any]]:
+        pod = await c.create(PODS, ns, _pod("web"))
+        reasons = [f"Step{i}" for i in range(20)]
+        for r in reasons:
+            mgr.events.pod(pod, r, f"{r} of the pod", "app")
+        mgr.events.pod(pod, "Step3", "Step3 of the pod", "app")  # a repeat: counted
+        await mgr.events.flush()
+        assert c.most_in_flight == 1
+        posts = [p for m, p in c.sent if m == "POST" and p.endswith("/events")]
+        assert len(posts) == len(reasons)
+        events = (await c.list(EVENTS, ns))["items"]
+        by_reason = {e["reason"]: e for e in events}
+        assert sorted(by_reason) == sorted(reasons)
+        assert by_reason["Step3"]["count"] == 2
+        assert all(e["involvedObject"]["uid"] == pod["metadata"]["uid"] for e in events)
+        return events
+
+    events = run(server, tmp_path, body)
+    # Written in the order recorded: the API's resourceVersions follow it.
+    made = sorted(events, key=lambda e: int(e["metadata"]["resourceVersion"]))
+    order = [e["reason"] for e in made if e["reason"] != "Step3"]
+    assert order == [f"Step{i}" for i in range(20) if i != 3]
