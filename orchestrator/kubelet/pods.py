@@ -64,6 +64,10 @@ RELIST = 1.0  # seconds between runtime relists (the kubelet's PLEG period)
 IMAGE_BACKOFF = 10.0  # first ImagePullBackOff delay; doubles up to IMAGE_BACKOFF_MAX
 IMAGE_BACKOFF_MAX = 300.0
 SOURCE_SYNC_WAIT = 10.0  # seconds to wait for the first list of a configMap or secret
+# seconds a configMap or secret no pod reads any more stays watched (as the kubelet's
+# watch-based manager keeps an unused one a while): the next pod that reads it (the
+# kube-root-ca.crt of every pod, a Deployment's next pod) waits for no list
+SOURCE_IDLE = 60.0
 WORKERS = 16
 STARTING_RECHECK = 0.1  # seconds: a pod whose containers are being made is looked at again
 # (only one whose status changes the runtime's status watch does not report)
@@ -205,6 +209,7 @@ class PodManager:
         # name (the kubelet's watch-based manager; the node authorizer allows no wider list):
         # "configmap/<ns>/<name>" -> its informer.
         self._sources: dict[str, Informer] = {}
+        self._unused: dict[str, float] = {}  # key of _sources -> loop time no pod read it
         self._stopping: set[asyncio.Task[None]] = set()
         self._digests: dict[str, dict[str, str]] = {}  # uid -> volume -> source digest
         self.queue = WorkQueue("pods", base_delay=0.5, max_delay=60.0)
@@ -405,9 +410,16 @@ class PodManager:
                 await asyncio.wait_for(self._source(key).wait_synced(), SOURCE_SYNC_WAIT)
 
     def _prune_sources(self) -> None:
-        """Stop watching the objects no pod of this node reads any more."""
+        """Stop watching the objects no pod of this node has read for SOURCE_IDLE seconds."""
         used = {k for pod in self.informer.list() for k in watched_of(pod)}
+        now = asyncio.get_running_loop().time()
+        for key in list(self._unused):
+            if key in used:
+                del self._unused[key]
         for key in self._sources.keys() - used:
+            if now - self._unused.setdefault(key, now) < SOURCE_IDLE:
+                continue
+            del self._unused[key]
             task = asyncio.create_task(self._sources.pop(key).stop())
             self._stopping.add(task)
             task.add_done_callback(self._stopping.discard)
@@ -465,6 +477,7 @@ class PodManager:
         for key in by_key.keys() - set(self.informer.keys()):
             self.queue.add(key)  # a runtime pod the API no longer has
         self._runtime, self._seen = by_key, seen
+        self._prune_sources()
         await self._sweep_sources()
 
     async def _sweep_sources(self) -> None:

@@ -1,8 +1,9 @@
-"""What the kubelet writes to the API per pod, against a real API server (no agent: the pod
-manager's status writes and the event recorder are driven directly, through a real client
-whose requests are recorded): a status already written is not written again while the
-watch has not brought it back, but is when another writer changed it meanwhile; events are
-all written, in the order recorded, one request at a time, a repeat counted on its Event."""
+"""What the kubelet asks of the API per pod, against a real API server (no agent: the pod
+manager and the event recorder are driven directly, through a real client whose requests are
+recorded): a status already written is not written again while the watch has not brought it
+back, but is when another writer changed it meanwhile; events are all written, in the order
+recorded, one request at a time, a repeat counted on its Event; a configMap no pod reads any
+more stays watched a while, so the next pod reading it waits for no list."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from typing import Any
 import pytest
 
 from orchestrator.client import ApiClient, load_kubeconfig
-from orchestrator.client.rest import EVENTS, PODS
+from orchestrator.client.rest import CONFIGMAPS, EVENTS, PODS
 from orchestrator.kubelet.events import EventRecorder
-from orchestrator.kubelet.pods import PodManager
+from orchestrator.kubelet.pods import SOURCE_IDLE, PodManager
 from orchestrator.kubelet.podstatus import api_status
 from runtime.pod import api
 from runtime.pod.api import ContainerStatus, PodStatus
@@ -70,8 +71,7 @@ def run(server: Server, tmp: Path, fn: Any) -> Any:
             try:
                 return await fn(c, mgr)
             finally:
-                await mgr.events.flush()
-                mgr._pool.shutdown(wait=True)
+                await mgr.stop()
 
     return asyncio.run(main())
 
@@ -169,3 +169,30 @@ def test_events_are_all_written_in_order_one_at_a_time(
     made = sorted(events, key=lambda e: int(e["metadata"]["resourceVersion"]))
     order = [e["reason"] for e in made if e["reason"] != "Step3"]
     assert order == [f"Step{i}" for i in range(20) if i != 3]
+
+
+def test_a_config_map_no_pod_reads_stays_watched_a_while(
+    server: Server, ns: str, tmp_path: Path
+) -> None:
+    async def body(c: RecordingClient, mgr: PodManager) -> None:
+        await c.create(CONFIGMAPS, ns, {"metadata": {"name": "cfg"}, "data": {"k": "v"}})
+        pod = _pod("web")
+        pod["metadata"]["namespace"] = ns
+        pod["spec"]["volumes"] = [{"name": "cfg", "configMap": {"name": "cfg"}}]
+        key = f"configmap/{ns}/cfg"
+        await mgr._sources_synced(pod)
+        assert mgr._lookup("configmap", ns, "cfg") is not None
+        assert c.count("GET", "/configmaps") == 1  # its list
+        mgr._prune_sources()  # no pod of the node reads it now (the pod went)
+        await mgr._sources_synced(pod)  # the next pod reading it
+        assert c.count("GET", "/configmaps") == 1
+        assert mgr._lookup("configmap", ns, "cfg") is not None
+        mgr._prune_sources()
+        mgr._unused[key] -= SOURCE_IDLE  # unread that long: no longer watched
+        mgr._prune_sources()
+        assert key not in mgr._sources
+        await asyncio.gather(*mgr._stopping)
+        await mgr._sources_synced(pod)  # listed again
+        assert c.count("GET", "/configmaps") == 2
+
+    run(server, tmp_path, body)
