@@ -68,7 +68,10 @@ SOURCE_SYNC_WAIT = 10.0  # seconds to wait for the first list of a configMap or 
 # watch-based manager keeps an unused one a while): the next pod that reads it (the
 # kube-root-ca.crt of every pod, a Deployment's next pod) waits for no list
 SOURCE_IDLE = 60.0
-WORKERS = 16
+MAKING = 16  # pods being made (created and started) at once
+# workers (and threads): those not making a pod sync the others at once (a pod whose container
+# just started is reported Ready without waiting for a make to end)
+WORKERS = MAKING + 8
 STARTING_RECHECK = 0.1  # seconds: a pod whose containers are being made is looked at again
 # (only one whose status changes the runtime's status watch does not report)
 # seconds: a pod just started by this agent, whose containers are all being created, has its
@@ -214,6 +217,8 @@ class PodManager:
         self._digests: dict[str, dict[str, str]] = {}  # uid -> volume -> source digest
         self.queue = WorkQueue("pods", base_delay=0.5, max_delay=60.0)
         self._pool = concurrent.futures.ThreadPoolExecutor(WORKERS, "kubelet-pod")
+        self._making = 0  # pods being made (at most MAKING)
+        self._to_make: dict[str, None] = {}  # keys waiting for a make to end, in order
         self._runtime: dict[str, list[api.PodStatus]] = {}  # key -> runtime pods of that name
         self._seen: dict[str, str] = {}  # uid -> the runtime status last relisted (json)
         # uid -> key of the running pods whose status changes the runtime reports (its
@@ -576,8 +581,11 @@ class PodManager:
                 status = waiting_status(pod, self.host_ip(), "ImagePullBackOff", msg)
                 await self._write_status(key, pod, status)
                 return until - loop.time()
+            if self._making >= MAKING:  # no worker waits: queued again when a make ends
+                self._to_make[key] = None
+                return None
             try:
-                st = await self._make(key, pod)
+                st = await self._make_one(key, pod)
             except ImagePullError as e:
                 n = self._pull_failures.get(key, 0)
                 self._pull_failures[key] = n + 1
@@ -733,6 +741,20 @@ class PodManager:
         except api.PodError:
             return None
         return None if st.location == "none" else st  # never created (see _relist)
+
+    async def _make_one(self, key: str, pod: Obj) -> api.PodStatus | None:
+        """``_make``, counted among the MAKING; when it ends, the pod that waited longest for
+        it is queued."""
+        self._making += 1
+        self._to_make.pop(key, None)
+        try:
+            return await self._make(key, pod)
+        finally:
+            self._making -= 1
+            if self._to_make:
+                waited = next(iter(self._to_make))
+                del self._to_make[waited]
+                self.queue.add(waited)
 
     async def _make(self, key: str, pod: Obj) -> api.PodStatus | None:
         """Resolve images, write volume sources, create and start the pod."""
@@ -1008,6 +1030,7 @@ class PodManager:
         self._prune_sources()
         self._reported.pop(key, None)
         self._written_over.pop(key, None)
+        self._to_make.pop(key, None)
         self._pull_failures.pop(key, None)
         self._backoff_until.pop(key, None)
 

@@ -3,7 +3,8 @@ manager and the event recorder are driven directly, through a real client whose 
 recorded): a status already written is not written again while the watch has not brought it
 back, but is when another writer changed it meanwhile; events are all written, in the order
 recorded, one request at a time, a repeat counted on its Event; a configMap no pod reads any
-more stays watched a while, so the next pod reading it waits for no list."""
+more stays watched a while, so the next pod reading it waits for no list; a pod to be made
+while MAKING are being made waits without holding a worker, and is queued when one ends."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pytest
 from orchestrator.client import ApiClient, load_kubeconfig
 from orchestrator.client.rest import CONFIGMAPS, EVENTS, PODS
 from orchestrator.kubelet.events import EventRecorder
-from orchestrator.kubelet.pods import SOURCE_IDLE, PodManager
+from orchestrator.kubelet.pods import MAKING, SOURCE_IDLE, ImagePullError, PodManager
 from orchestrator.kubelet.podstatus import api_status
 from runtime.pod import api
 from runtime.pod.api import ContainerStatus, PodStatus
@@ -66,7 +67,8 @@ def ns(server: Server) -> Iterator[str]:
 def run(server: Server, tmp: Path, fn: Any) -> Any:
     async def main() -> Any:
         async with RecordingClient(load_kubeconfig(server.kubeconfig)) as c:
-            runtime = api.NodePods(api.PodOptions(root=str(tmp / "pods")))
+            opts = api.PodOptions(root=str(tmp / "pods"), image_root=str(tmp / "store"))
+            runtime = api.NodePods(opts)
             mgr = PodManager(c, runtime, NODE, lambda: "127.0.0.1", EventRecorder(c, NODE), tmp)
             try:
                 return await fn(c, mgr)
@@ -194,5 +196,34 @@ def test_a_config_map_no_pod_reads_stays_watched_a_while(
         await asyncio.gather(*mgr._stopping)
         await mgr._sources_synced(pod)  # listed again
         assert c.count("GET", "/configmaps") == 2
+
+    run(server, tmp_path, body)
+
+
+def test_a_pod_waiting_to_be_made_holds_no_worker(server: Server, ns: str, tmp_path: Path) -> None:
+    async def body(c: RecordingClient, mgr: PodManager) -> None:
+        mgr.informer.start()
+        await mgr.informer.wait_synced()
+        await c.create(PODS, ns, _pod("web"))
+        key = f"{ns}/web"
+        for _ in range(600):
+            if mgr.informer.get(key) is not None:
+                break
+            await asyncio.sleep(0.05)
+        mgr._making = MAKING  # as many pods as there may be are being made
+        assert await asyncio.wait_for(mgr.sync(key), 10) is None  # the worker is free again
+        assert list(mgr._to_make) == [key]
+        assert not (tmp_path / "pods").exists() or not api.list_pods(mgr.runtime.opts)
+        while len(mgr.queue):  # what the informer queued meanwhile
+            mgr.queue.done(await mgr.queue.get())
+        # One of them ends (here: its image is not on the node and may not be pulled).
+        mgr._making = MAKING - 1
+        other = _pod("other")
+        other["metadata"].update(namespace=ns, uid="0b5e0f6a-1111-2222-3333-444455556666")
+        other["spec"]["containers"][0].update(image="absent.invalid/x:1", imagePullPolicy="Never")
+        with pytest.raises(ImagePullError):
+            await mgr._make_one(f"{ns}/other", other)
+        assert mgr._making == MAKING - 1 and not mgr._to_make
+        assert await asyncio.wait_for(mgr.queue.get(), 10) == key  # its turn
 
     run(server, tmp_path, body)
