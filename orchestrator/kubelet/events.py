@@ -1,12 +1,16 @@
 """Events about the node's pods (Pulled, Created, Started, Killing, Unhealthy, BackOff, ...),
 written as core/v1 Events so that ``kubectl describe pod`` lists them. Recording never blocks
-the caller and a failure to record is only logged, as client-go's recorder does."""
+the caller and a failure to record is only logged, as client-go's recorder does. One sender
+writes them in the order recorded, one request at a time (client-go's broadcaster too): a
+burst of pods starting does not put three event writes per pod in the API server's way at
+once, ahead of the pods' status writes."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import secrets
+from collections import deque
 from typing import Any
 
 from orchestrator.client import ApiClient, ClientError, Obj
@@ -30,7 +34,10 @@ class EventRecorder:
     def __init__(self, client: ApiClient, node: str) -> None:
         self.client = client
         self.node = node
-        self._tasks: set[asyncio.Task[None]] = set()
+        # Events to write, in order: a new Event (its body) or a repeat's (name, namespace,
+        # count, lastTimestamp); the sender task runs while there are any.
+        self._pending: deque[Obj | tuple[str, str, int, str]] = deque()
+        self._sender: asyncio.Task[None] | None = None
         # (uid, reason, message, fieldPath) -> [event name, namespace, count, monotonic time]
         self._recent: dict[tuple[str, str, str, str], list[Any]] = {}
 
@@ -77,19 +84,23 @@ class EventRecorder:
         if seen is not None and loop.time() - seen[3] < AGGREGATE:
             seen[2] += 1
             seen[3] = loop.time()
-            coro = self._bump(seen[0], seen[1], seen[2], stamp, seen[4])
+            self._pending.append((seen[0], seen[1], seen[2], stamp))  # after its Event's create
         else:
             if len(self._recent) > 4096:  # forget the oldest half
                 for k in sorted(self._recent, key=lambda k: self._recent[k][3])[:2048]:
                     del self._recent[k]
-            seen = [body["metadata"]["name"], meta.get("namespace"), 1, loop.time(), None]
-            self._recent[key] = seen
-            coro = self._send(body)
-        task = loop.create_task(coro)
-        if seen[4] is None:
-            seen[4] = task  # a bump waits for the Event to exist
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+            self._recent[key] = [body["metadata"]["name"], meta.get("namespace"), 1, loop.time()]
+            self._pending.append(body)
+        if self._sender is None or self._sender.done():
+            self._sender = loop.create_task(self._send_pending(), name="kubelet-events")
+
+    async def _send_pending(self) -> None:
+        while self._pending:
+            item = self._pending.popleft()
+            if isinstance(item, dict):
+                await self._send(item)
+            else:
+                await self._bump(*item)
 
     async def _send(self, body: Obj) -> None:
         try:
@@ -97,10 +108,7 @@ class EventRecorder:
         except ClientError as e:
             log.info("event %s on %s not recorded: %s", body["reason"], body["metadata"]["name"], e)
 
-    async def _bump(
-        self, name: str, namespace: str, count: int, stamp: str, made: asyncio.Task[None]
-    ) -> None:
-        await asyncio.gather(made, return_exceptions=True)
+    async def _bump(self, name: str, namespace: str, count: int, stamp: str) -> None:
         try:
             await self.client.patch(
                 EVENTS, namespace, name, {"count": count, "lastTimestamp": stamp}
@@ -109,5 +117,6 @@ class EventRecorder:
             log.info("event %s not updated: %s", name, e)
 
     async def flush(self) -> None:
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Wait until every event recorded so far is written (or failed)."""
+        if self._sender is not None:
+            await asyncio.gather(self._sender, return_exceptions=True)

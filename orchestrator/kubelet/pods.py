@@ -64,9 +64,21 @@ RELIST = 1.0  # seconds between runtime relists (the kubelet's PLEG period)
 IMAGE_BACKOFF = 10.0  # first ImagePullBackOff delay; doubles up to IMAGE_BACKOFF_MAX
 IMAGE_BACKOFF_MAX = 300.0
 SOURCE_SYNC_WAIT = 10.0  # seconds to wait for the first list of a configMap or secret
-WORKERS = 16
+# seconds a configMap or secret no pod reads any more stays watched (as the kubelet's
+# watch-based manager keeps an unused one a while): the next pod that reads it (the
+# kube-root-ca.crt of every pod, a Deployment's next pod) waits for no list
+SOURCE_IDLE = 60.0
+MAKING = 16  # pods being made (created and started) at once
+# workers (and threads): those not making a pod sync the others at once (a pod whose container
+# just started is reported Ready without waiting for a make to end)
+WORKERS = MAKING + 8
 STARTING_RECHECK = 0.1  # seconds: a pod whose containers are being made is looked at again
 # (only one whose status changes the runtime's status watch does not report)
+# seconds: a pod just started by this agent, whose containers are all being created, has its
+# first status written when one of them starts (the runtime's status watch says so) or after
+# this long, whichever comes first: one status write for a pod that starts at once, not one
+# saying "being created" and another "running" a moment later
+FIRST_STATUS_HOLD = 1.0
 TOKEN_REFRESH = 0.8  # a ServiceAccount token is requested again after this part of its life
 TOKEN_MAX_AGE = 24 * 3600.0  # or after this many seconds, whatever its lifetime
 
@@ -200,10 +212,13 @@ class PodManager:
         # name (the kubelet's watch-based manager; the node authorizer allows no wider list):
         # "configmap/<ns>/<name>" -> its informer.
         self._sources: dict[str, Informer] = {}
+        self._unused: dict[str, float] = {}  # key of _sources -> loop time no pod read it
         self._stopping: set[asyncio.Task[None]] = set()
         self._digests: dict[str, dict[str, str]] = {}  # uid -> volume -> source digest
         self.queue = WorkQueue("pods", base_delay=0.5, max_delay=60.0)
         self._pool = concurrent.futures.ThreadPoolExecutor(WORKERS, "kubelet-pod")
+        self._making = 0  # pods being made (at most MAKING)
+        self._to_make: dict[str, None] = {}  # keys waiting for a make to end, in order
         self._runtime: dict[str, list[api.PodStatus]] = {}  # key -> runtime pods of that name
         self._seen: dict[str, str] = {}  # uid -> the runtime status last relisted (json)
         # uid -> key of the running pods whose status changes the runtime reports (its
@@ -211,9 +226,12 @@ class PodManager:
         self._watched: dict[str, str] = {}
         self._status_watch: api.StatusWatch | None = None
         self._reported: dict[str, Obj] = {}  # key -> the status last written
+        # key -> the resourceVersion of the pod that status was written over
+        self._written_over: dict[str, str | None] = {}
         self._pull_failures: dict[str, int] = {}
         self._backoff_until: dict[str, tuple[float, str]] = {}  # key -> (loop time, image)
         self._container_runs: dict[tuple[str, str], tuple[int, str]] = {}
+        self._started: dict[str, float] = {}  # uid -> loop time this agent started the pod
         # (pod uid, audience, expirationSeconds) -> (token, refresh after, expiry): epoch seconds
         self._tokens: dict[tuple[str, str, int], tuple[str, float, float]] = {}
         self._tasks: list[asyncio.Task[Any]] = []
@@ -397,9 +415,16 @@ class PodManager:
                 await asyncio.wait_for(self._source(key).wait_synced(), SOURCE_SYNC_WAIT)
 
     def _prune_sources(self) -> None:
-        """Stop watching the objects no pod of this node reads any more."""
+        """Stop watching the objects no pod of this node has read for SOURCE_IDLE seconds."""
         used = {k for pod in self.informer.list() for k in watched_of(pod)}
+        now = asyncio.get_running_loop().time()
+        for key in list(self._unused):
+            if key in used:
+                del self._unused[key]
         for key in self._sources.keys() - used:
+            if now - self._unused.setdefault(key, now) < SOURCE_IDLE:
+                continue
+            del self._unused[key]
             task = asyncio.create_task(self._sources.pop(key).stop())
             self._stopping.add(task)
             task.add_done_callback(self._stopping.discard)
@@ -457,6 +482,7 @@ class PodManager:
         for key in by_key.keys() - set(self.informer.keys()):
             self.queue.add(key)  # a runtime pod the API no longer has
         self._runtime, self._seen = by_key, seen
+        self._prune_sources()
         await self._sweep_sources()
 
     async def _sweep_sources(self) -> None:
@@ -555,8 +581,11 @@ class PodManager:
                 status = waiting_status(pod, self.host_ip(), "ImagePullBackOff", msg)
                 await self._write_status(key, pod, status)
                 return until - loop.time()
+            if self._making >= MAKING:  # no worker waits: queued again when a make ends
+                self._to_make[key] = None
+                return None
             try:
-                st = await self._make(key, pod)
+                st = await self._make_one(key, pod)
             except ImagePullError as e:
                 n = self._pull_failures.get(key, 0)
                 self._pull_failures[key] = n + 1
@@ -598,11 +627,34 @@ class PodManager:
             await self._sources_synced(pod)
             await self._refresh_volumes(pod, st.uid)
         self._container_events(pod, st)
+        hold = self._first_status_hold(key, st)
+        if hold is not None:
+            return hold  # the status watch queues it sooner when a container starts
         await self._write_status(key, pod, api_status(pod, st, self.host_ip()))
         if st.location == "run" and st.phase == "Pending" and st.uid not in self._watched:
             return STARTING_RECHECK  # its containers are being made: look again soon
         if st.location == "run":
             return self._token_due(st.uid)  # its tokens renewed in time
+        return None
+
+    def _first_status_hold(self, key: str, st: api.PodStatus) -> float | None:
+        """Seconds to wait before the first status of a pod this agent has just started, while
+        all its containers are being created and the runtime's status watch reports their
+        start (FIRST_STATUS_HOLD); None: write it now."""
+        started = self._started.get(st.uid)
+        if started is None:
+            return None
+        left = started + FIRST_STATUS_HOLD - asyncio.get_running_loop().time()
+        if (
+            left > 0
+            and key not in self._reported
+            and st.location == "run"
+            and st.uid in self._watched
+            and st.phase not in ("Succeeded", "Failed")
+            and all(c.state == "Waiting" and not c.restart_count for c in st.all_containers)
+        ):
+            return left
+        del self._started[st.uid]
         return None
 
     async def _refresh_volumes(self, pod: Obj, uid: str) -> None:
@@ -690,9 +742,67 @@ class PodManager:
             return None
         return None if st.location == "none" else st  # never created (see _relist)
 
+    async def _make_one(self, key: str, pod: Obj) -> api.PodStatus | None:
+        """``_make``, counted among the MAKING; when it ends, the pod that waited longest for
+        it is queued."""
+        self._making += 1
+        self._to_make.pop(key, None)
+        try:
+            return await self._make(key, pod)
+        finally:
+            self._making -= 1
+            if self._to_make:
+                waited = next(iter(self._to_make))
+                del self._to_make[waited]
+                self.queue.add(waited)
+
     async def _make(self, key: str, pod: Obj) -> api.PodStatus | None:
         """Resolve images, write volume sources, create and start the pod."""
         meta = pod["metadata"]
+        spec = pod.get("spec") or {}
+        # The ServiceAccount tokens are asked for meanwhile (a round trip to the API server).
+        asked = asyncio.ensure_future(self._pod_tokens(pod))
+        try:
+            pulling, keyring = await self._images_and_secrets(pod)
+        except BaseException:
+            asked.cancel()
+            await asyncio.gather(asked, return_exceptions=True)
+            raise
+        tokens = await asked
+        volumes = await self._call(
+            prepare_volumes, self._lookup, pod, self.sources / meta["uid"], True, tokens
+        )
+        self._digests[meta["uid"]] = volumes.digests
+        manifest = node_manifest(pod, volumes, await self._service_env(pod))
+        rpod = api.parse_pod(manifest)
+        # A failed create leaves nothing, a failed start tears the pod down (runtime.pod).
+        started = time.monotonic()
+        try:
+            uid = await self._call(
+                self.runtime.create, rpod, manifest, None, keyring if keyring else None
+            )
+        except api.ImagePullError as e:
+            if e.reason != "ImagePullBackOff":
+                self.events.pod(pod, "Failed", e.message, e.container, warning=True)
+                self.events.pod(pod, "Failed", f"Error: {e.reason}", e.container, warning=True)
+            raise ImagePullError(e.reason, e.image, e.message) from e
+        took = time.monotonic() - started
+        for name, image in pulling:
+            self.events.pod(
+                pod, "Pulled", f'Successfully pulled image "{image}" in {took:.3f}s', name
+            )
+        for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+            self.events.pod(pod, "Created", f"Created container {c['name']}", c["name"])
+        await self._call(self.runtime.start, uid)
+        self._started[uid] = asyncio.get_running_loop().time()
+        log.info("pod %s (%s) started", key, uid)
+        await self._watch(key, uid)
+        return await self._runtime_status(uid)
+
+    async def _images_and_secrets(self, pod: Obj) -> tuple[list[tuple[str, str]], api.Keyring]:
+        """The images the runtime is to pull (container, image), the others being on the node
+        (or ImagePullError by the pull policy); the pod's sources read; its pull secrets'
+        keyring."""
         spec = pod.get("spec") or {}
         pulling: list[tuple[str, str]] = []  # (container, image) the runtime will pull
         for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
@@ -725,35 +835,7 @@ class PodManager:
                 " attempting to pull the image may not succeed.",
                 warning=True,
             )
-        tokens = await self._pod_tokens(pod)
-        volumes = await self._call(
-            prepare_volumes, self._lookup, pod, self.sources / meta["uid"], True, tokens
-        )
-        self._digests[meta["uid"]] = volumes.digests
-        manifest = node_manifest(pod, volumes, await self._service_env(pod))
-        rpod = api.parse_pod(manifest)
-        # A failed create leaves nothing, a failed start tears the pod down (runtime.pod).
-        started = time.monotonic()
-        try:
-            uid = await self._call(
-                self.runtime.create, rpod, manifest, None, keyring if keyring else None
-            )
-        except api.ImagePullError as e:
-            if e.reason != "ImagePullBackOff":
-                self.events.pod(pod, "Failed", e.message, e.container, warning=True)
-                self.events.pod(pod, "Failed", f"Error: {e.reason}", e.container, warning=True)
-            raise ImagePullError(e.reason, e.image, e.message) from e
-        took = time.monotonic() - started
-        for name, image in pulling:
-            self.events.pod(
-                pod, "Pulled", f'Successfully pulled image "{image}" in {took:.3f}s', name
-            )
-        for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
-            self.events.pod(pod, "Created", f"Created container {c['name']}", c["name"])
-        await self._call(self.runtime.start, uid)
-        log.info("pod %s (%s) started", key, uid)
-        await self._watch(key, uid)
-        return await self._runtime_status(uid)
+        return pulling, keyring
 
     async def _service_env(self, pod: Obj) -> dict[str, str]:
         """The services' variables for ``pod``, once the Services were listed (else the
@@ -931,6 +1013,7 @@ class PodManager:
             log.info("remove %s: %s", uid, e)
         await self._drop_pod_sources(uid)
         self._seen.pop(uid, None)
+        self._started.pop(uid, None)
         if self._watched.pop(uid, None) is not None and self._status_watch is not None:
             self._status_watch.discard(uid)
         for k in [k for k in self._container_runs if k[0] == uid]:
@@ -946,16 +1029,25 @@ class PodManager:
     def _forget(self, key: str) -> None:
         self._prune_sources()
         self._reported.pop(key, None)
+        self._written_over.pop(key, None)
+        self._to_make.pop(key, None)
         self._pull_failures.pop(key, None)
         self._backoff_until.pop(key, None)
 
     async def _write_status(self, key: str, pod: Obj, status: Obj) -> None:
-        if (
-            self._reported.get(key) == status
-            and (pod.get("status") or {}).get("phase") == status["phase"]
+        """Patch the pod's status to ``status``, unless it is what was last written and the
+        API has it: its phase says so, or the pod seen is still the one that write was made
+        over (the watch has not brought the write back yet: writing it again would carry
+        nothing new)."""
+        meta = pod["metadata"]
+        if self._reported.get(key) == status and (
+            (pod.get("status") or {}).get("phase") == status["phase"]
+            or (
+                meta.get("resourceVersion") is not None
+                and meta.get("resourceVersion") == self._written_over.get(key)
+            )
         ):
             return
-        meta = pod["metadata"]
         try:
             await self.client.patch(
                 PODS,
@@ -967,3 +1059,4 @@ class PodManager:
         except NotFound:
             return
         self._reported[key] = status
+        self._written_over[key] = meta.get("resourceVersion")

@@ -13,7 +13,7 @@ from pathlib import Path
 from orchestrator.client import ApiClient
 from orchestrator.client.rest import ClientConfig
 from orchestrator.kubelet.events import EventRecorder
-from orchestrator.kubelet.pods import PodManager
+from orchestrator.kubelet.pods import FIRST_STATUS_HOLD, PodManager
 from runtime.pod import api
 from runtime.pod.store import PodState, PodStore
 
@@ -71,6 +71,60 @@ def test_a_status_change_queues_the_pods_sync(tmp_path: Path) -> None:
         finally:
             await mgr.stop()
             runtime.status_watch().close()
+            await client.close()
+
+    asyncio.run(main())
+
+
+def _starting(uid: str, *states: str) -> api.PodStatus:
+    return api.PodStatus(
+        uid=uid,
+        name="web",
+        namespace="default",
+        location="run",
+        phase="Running",
+        qos_class="BestEffort",
+        pod_ip="10.42.0.9",
+        host_network=False,
+        created=0.0,
+        containers=[
+            api.ContainerStatus(f"c{i}", "app", "busybox", state=s) for i, s in enumerate(states)
+        ],
+    )
+
+
+def test_the_first_status_waits_for_a_container_to_start(tmp_path: Path) -> None:
+    """A pod this agent has just started, its containers all being created and its status
+    watched, has its first status held (the watch says when a container starts), at most
+    FIRST_STATUS_HOLD; any other pod's status is written at once."""
+
+    async def main() -> None:
+        runtime = api.NodePods(api.PodOptions(root=str(tmp_path / "pods")))
+        client = ApiClient(ClientConfig("https://127.0.0.1:9"))  # never reached
+        mgr = PodManager(client, runtime, "n", lambda: "127.0.0.1", EventRecorder(client, "n"),
+                         tmp_path)  # fmt: skip
+        loop = asyncio.get_running_loop()
+        creating = _starting(UID, "Waiting", "Waiting")
+        try:
+            assert mgr._first_status_hold(KEY, creating) is None  # not started here
+            mgr._watched[UID] = KEY
+            mgr._started[UID] = loop.time()
+            held = mgr._first_status_hold(KEY, creating)
+            assert held is not None and 0 < held <= FIRST_STATUS_HOLD
+            assert mgr._first_status_hold(KEY, _starting(UID, "Waiting", "Running")) is None
+            assert UID not in mgr._started  # held once only: written from now on
+            assert mgr._first_status_hold(KEY, creating) is None
+            mgr._started[UID] = loop.time() - FIRST_STATUS_HOLD  # held long enough
+            assert mgr._first_status_hold(KEY, creating) is None
+            mgr._started[UID] = loop.time()
+            mgr._reported[KEY] = {"phase": "Pending"}  # it has a status already
+            assert mgr._first_status_hold(KEY, creating) is None
+            del mgr._reported[KEY]
+            mgr._started[UID] = loop.time()
+            del mgr._watched[UID]  # no status watch to say when: written now
+            assert mgr._first_status_hold(KEY, creating) is None
+        finally:
+            await mgr.stop()
             await client.close()
 
     asyncio.run(main())
