@@ -613,13 +613,13 @@ ERRORS: list[tuple[str, Any, str, str]] = [
         "metadata.name",
         "Web",
         "metadata.name",
-        'invalid value "Web": a lowercase RFC 1123 subdomain must consist of lower case'
+        'Invalid value: "Web": a lowercase RFC 1123 subdomain must consist of lower case'
         " alphanumeric characters, '-' or '.', and must start and end with an alphanumeric"
         " character",
     ),
     ("metadata.name", "a" * 254, "metadata.name", "must be no more than 253 characters"),
     ("metadata.namespace", "my.ns", "metadata.namespace", "a lowercase RFC 1123 label"),
-    ("metadata.uid", "../../x", "metadata.uid", 'invalid value "../../x"'),
+    ("metadata.uid", "../../x", "metadata.uid", 'Invalid value: "../../x"'),
     ("metadata.generateName", "web-", "metadata.generateName", "not supported by corral"),
     ("metadata.ownerReferences", [], "metadata.ownerReferences", "not supported by corral"),
     ("metadata.nmae", "x", "metadata.nmae", "unknown field"),
@@ -664,7 +664,7 @@ ERRORS: list[tuple[str, Any, str, str]] = [
         "spec.terminationGracePeriodSeconds",
         -1,
         "spec.terminationGracePeriodSeconds",
-        "must be a non-negative integer, not -1",
+        "Invalid value: -1: must be a non-negative integer",
     ),
     (
         "spec.terminationGracePeriodSeconds",
@@ -678,8 +678,8 @@ ERRORS: list[tuple[str, Any, str, str]] = [
         "spec.terminationGracePeriodSeconds",
         "must be a non-negative integer, not a number",
     ),
-    ("spec.hostname", "my_host", "spec.hostname", 'invalid value "my_host"'),
-    ("spec.subdomain", "My.Sub", "spec.subdomain", 'invalid value "My.Sub"'),
+    ("spec.hostname", "my_host", "spec.hostname", 'Invalid value: "my_host"'),
+    ("spec.subdomain", "My.Sub", "spec.subdomain", 'Invalid value: "My.Sub"'),
     ("spec.hostNetwork", "yes", "spec.hostNetwork", "must be true or false, not a string"),
     ("spec.shareProcessNamespace", 1, "spec.shareProcessNamespace", "must be true or false"),
     ("spec.securityContext.fsGroup", 1, "spec.securityContext.fsGroup", "not supported by corral"),
@@ -687,12 +687,12 @@ ERRORS: list[tuple[str, Any, str, str]] = [
         "spec.securityContext.runAsUser",
         -1,
         "spec.securityContext.runAsUser",
-        "must be an integer between 0 and 2147483647, not -1",
+        "Invalid value: -1: must be an integer between 0 and 2147483647",
     ),
     # containers
     ("spec.containers.0.name", DELETE, "spec.containers[0].name", "is required"),
     ("spec.containers.0.name", "", "spec.containers[0].name", "is required"),
-    ("spec.containers.0.name", "App", "spec.containers[0].name", 'invalid value "App"'),
+    ("spec.containers.0.name", "App", "spec.containers[0].name", 'Invalid value: "App"'),
     ("spec.containers.0.name", "a" * 64, "spec.containers[0].name", "no more than 63"),
     ("spec.containers.0.image", DELETE, "spec.containers[0].image", "is required"),
     ("spec.containers.0.image", " busybox", "spec.containers[0].image", "leading or trailing"),
@@ -785,13 +785,13 @@ ERRORS: list[tuple[str, Any, str, str]] = [
         "spec.containers.0.ports.0",
         {"containerPort": 0},
         "spec.containers[0].ports[0].containerPort",
-        "must be an integer between 1 and 65535, not 0",
+        "Invalid value: 0: must be an integer between 1 and 65535",
     ),
     (
         "spec.containers.0.ports.0",
         {"containerPort": 65536},
         "spec.containers[0].ports[0].containerPort",
-        "not 65536",
+        "Invalid value: 65536",
     ),
     (
         "spec.containers.0.ports.0",
@@ -876,13 +876,13 @@ ERRORS: list[tuple[str, Any, str, str]] = [
         "spec.containers.0.resources",
         {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}},
         "spec.containers[0].resources.requests.cpu",
-        'invalid value "2": must be less than or equal to cpu limit of "1"',
+        'Invalid value: "2": must be less than or equal to cpu limit of "1"',
     ),
     (
         "spec.containers.0.resources",
         {"requests": {"memory": "1Gi"}, "limits": {"memory": "1G"}},
         "spec.containers[0].resources.requests.memory",
-        'invalid value "1Gi": must be less than or equal to memory limit of "1G"',
+        'Invalid value: "1Gi": must be less than or equal to memory limit of "1G"',
     ),
     (
         "spec.containers.0.resources",
@@ -907,7 +907,7 @@ ERRORS: list[tuple[str, Any, str, str]] = [
         "spec.containers.0.securityContext",
         {"runAsUser": 2**31},
         "spec.containers[0].securityContext.runAsUser",
-        "not 2147483648",
+        "Invalid value: 2147483648",
     ),
     (
         "spec.containers.0.securityContext",
@@ -1004,7 +1004,7 @@ ERRORS: list[tuple[str, Any, str, str]] = [
         "spec.containers.0.readinessProbe",
         {"tcpSocket": {"port": 1}, "periodSeconds": -1},
         "spec.containers[0].readinessProbe.periodSeconds",
-        "must be a non-negative integer, not -1",
+        "Invalid value: -1: must be a non-negative integer",
     ),
     (
         "spec.containers.0.readinessProbe",
@@ -1034,7 +1034,7 @@ ERRORS: list[tuple[str, Any, str, str]] = [
         "spec.containers.0.readinessProbe",
         {"tcpSocket": {"port": "Http"}},
         "spec.containers[0].readinessProbe.tcpSocket.port",
-        'invalid value "Http"',
+        'Invalid value: "Http"',
     ),
     (
         "spec.containers.0.readinessProbe",
@@ -1126,7 +1126,7 @@ ERRORS: list[tuple[str, Any, str, str]] = [
         "spec.volumes.0",
         {"name": "Data", "emptyDir": {}},
         "spec.volumes[0].name",
-        'invalid value "Data"',
+        'Invalid value: "Data"',
     ),
     (
         "spec.volumes.1",
@@ -1207,13 +1207,13 @@ ERRORS: list[tuple[str, Any, str, str]] = [
         "spec.volumes.1",
         {"name": "cfg", "configMap": {"name": "Cfg"}},
         "spec.volumes[1].configMap.name",
-        'invalid value "Cfg"',
+        'Invalid value: "Cfg"',
     ),
     (
         "spec.volumes.1",
         {"name": "cfg", "configMap": {"name": "cfg", "defaultMode": 0o1000}},
         "spec.volumes[1].configMap.defaultMode",
-        "must be a number between 0 and 0777 (octal), both inclusive, not 512",
+        "Invalid value: 512: must be a number between 0 and 0777 (octal), both inclusive",
     ),
     (
         "spec.volumes.1",
@@ -1225,7 +1225,7 @@ ERRORS: list[tuple[str, Any, str, str]] = [
         "spec.volumes.1",
         {"name": "cfg", "configMap": {"name": "cfg", "items": [{"key": "a", "path": "/etc/a"}]}},
         "spec.volumes[1].configMap.items[0].path",
-        'must be a relative path, not "/etc/a"',
+        'Invalid value: "/etc/a": must be a relative path',
     ),
     (
         "spec.volumes.1",
@@ -1237,7 +1237,7 @@ ERRORS: list[tuple[str, Any, str, str]] = [
         "spec.volumes.1",
         {"name": "cfg", "configMap": {"name": "cfg", "items": [{"key": "a/b", "path": "a"}]}},
         "spec.volumes[1].configMap.items[0].key",
-        'invalid value "a/b": a valid config key',
+        'Invalid value: "a/b": a valid config key',
     ),
     (
         "spec.volumes.1",
