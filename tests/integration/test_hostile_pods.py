@@ -105,6 +105,18 @@ def test_a_configmap_with_a_key_of_the_atomic_writer_is_refused(cluster: Cluster
     assert "must not start with '..'" in body["message"]
 
 
+def test_config_data_over_one_mebibyte_is_refused(cluster: Cluster) -> None:
+    """kube-apiserver's MaxSecretSize, for ConfigMaps too: a node writes the data into every
+    pod that mounts it."""
+    big = {"metadata": {"name": "big"}, "data": {"a": "x" * (1024 * 1024 + 1)}}
+    code, body = cluster.server.json("POST", "/api/v1/namespaces/default/configmaps", big)
+    assert code == 422, body
+    assert body["message"] == (
+        'ConfigMap "big" is invalid: []: Too long: may not be more than 1048576 bytes'
+    )
+    assert body["details"]["causes"][0]["reason"] == "FieldValueTooLong"
+
+
 def test_logs_of_a_container_the_pod_does_not_have(cluster: Cluster) -> None:
     m = manifest("hostile-logs")
     code, body = cluster.server.json("POST", "/api/v1/namespaces/default/pods", m)

@@ -3,8 +3,10 @@ pkg/apis/core/validation refuses, in its words): paths that would leave a volume
 that are looked up or become paths, fields with a fixed set of values. One table: the field
 set, the field path named and the message."""
 
+# ruff: noqa: E501 (tables: one case a line or two)
 from __future__ import annotations
 
+import base64
 import copy
 from typing import Any
 
@@ -212,3 +214,41 @@ def test_hostile_pod_is_refused_naming_the_field(
 )  # fmt: skip
 def test_what_kubernetes_accepts_is_still_accepted(fields: dict[str, Any]) -> None:
     k8s.decode(with_fields(fields), k8s.Pod)
+
+
+MIB = 1024 * 1024
+
+
+def b64(n: int) -> str:
+    return base64.b64encode(b"x" * n).decode()
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "field", "message"),
+    [
+        ("ConfigMap", {"data": {"a": "x" * (MIB + 1)}}, "[]", "Too long: may not be more than 1048576 bytes"),
+        ("ConfigMap", {"data": {"a": "x" * (MIB // 2)}, "binaryData": {"b": b64(MIB // 2 + 1)}},
+         "[]", "Too long: may not be more than 1048576 bytes"),
+        ("Secret", {"data": {"a": b64(MIB + 1)}}, "data", "Too long: may not be more than 1048576 bytes"),
+        ("ConfigMap", {"data": {"..data": "x"}}, "data...data", "Invalid value: \"..data\": must not start with '..'"),
+        ("Secret", {"data": {"..2026_01_01": b64(1)}}, "data...2026_01_01",
+         "Invalid value: \"..2026_01_01\": must not start with '..'"),
+        ("ConfigMap", {"binaryData": {".": b64(1)}}, "binaryData..", "Invalid value: \".\": must not be '.'"),
+    ],
+    ids=["configmap-data", "configmap-binary", "secret", "configmap-..data", "secret-..version",
+         "binary-dot"],
+)  # fmt: skip
+def test_hostile_config_data_is_refused(
+    kind: str, body: dict[str, Any], field: str, message: str
+) -> None:
+    cls = getattr(k8s, kind)
+    with pytest.raises(FieldError) as info:
+        k8s.decode({"apiVersion": "v1", "kind": kind, "metadata": {"name": "c"}, **body}, cls)
+    assert (info.value.field, info.value.message) == (field, message)
+
+
+@pytest.mark.parametrize("kind", ["ConfigMap", "Secret"])
+def test_exactly_one_mebibyte_of_data_is_accepted(kind: str) -> None:
+    data = {"a": b64(MIB)} if kind == "Secret" else {"a": "x" * MIB}
+    k8s.decode({"apiVersion": "v1", "kind": kind, "metadata": {"name": "c"}, "data": data},
+               getattr(k8s, kind))  # fmt: skip
