@@ -258,7 +258,7 @@ def prepare(
     volume_paths: dict[str, str] = {}
     for v in pod.spec.volumes:
         with _step(pod_dir, f"volume {v.name}"):
-            made = _make_volume(path / "volumes" / v.name, v.source)
+            made = _make_volume(path / "volumes" / v.name, v.source, values.memory_limit)
             # inside the pod directory: relative, since the directory moves (run/, exited/)
             volume_paths[v.name] = (
                 os.path.relpath(made, path) if made.startswith(f"{path}/") else made
@@ -275,7 +275,20 @@ def prepare(
     return record
 
 
-def _make_volume(vdir: Path, source: Any) -> str:
+def memory_volume_size(size_limit: int | None, pod_memory_limit: int | None) -> int:
+    """The size of a memory-backed emptyDir, as the kubelet sizes it: the node's memory, or
+    less, the pod's memory limit, or less, the volume's sizeLimit (a limit of 0 or beyond
+    what the pod may use is not taken: the tmpfs never promises more than there is)."""
+    from runtime.pod.hostfacts import memory_capacity
+
+    size = memory_capacity()
+    for limit in (pod_memory_limit, size_limit):
+        if limit is not None and 0 < limit <= size:
+            size = limit
+    return size
+
+
+def _make_volume(vdir: Path, source: Any, pod_memory_limit: int | None = None) -> str:
     from runtime.pod.manifest import (
         ConfigMapVolume,
         EmptyDirVolume,
@@ -291,8 +304,8 @@ def _make_volume(vdir: Path, source: Any) -> str:
     vdir.mkdir(mode=0o755, exist_ok=True)
     if isinstance(source, EmptyDirVolume):
         if source.medium is StorageMedium.MEMORY:
-            size = source.size_limit.ceil() if source.size_limit is not None else None
-            mount_tmpfs(vdir, size, 0o777)
+            limit = source.size_limit.ceil() if source.size_limit is not None else None
+            mount_tmpfs(vdir, memory_volume_size(limit, pod_memory_limit), 0o777)
         os.chmod(vdir, 0o777)  # as the kubelet makes emptyDirs
         return str(vdir)
     assert isinstance(source, (ConfigMapVolume, SecretVolume))

@@ -1,0 +1,83 @@
+"""Hostile manifests given to the node runtime directly (``corral pod run``,
+runtime.pod.api): a memory-backed emptyDir is sized as the kubelet sizes it, whatever
+sizeLimit says (1e40 bytes once made a tmpfs promising exabytes, 0 one with the kernel's
+default)."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runtime.pod import api
+from runtime.pod.hostfacts import memory_capacity
+from tests.integration import test_pods as tp
+from tests.integration.test_pods import Pods, sh
+
+image_tar = tp.image_tar  # the fixtures of test_pods.py
+pods = tp.pods
+
+pytestmark = pytest.mark.root
+
+MIB = 1024 * 1024
+
+
+def kib(size: int) -> int:
+    """What /proc/mounts shows for a tmpfs of ``size`` bytes (whole pages, in KiB)."""
+    return math.ceil(size / 4096) * 4
+
+
+@pytest.mark.parametrize(
+    ("size_limit", "memory_limit", "want"),
+    [
+        ("1e40", None, None),  # more than the node has: the node's memory
+        ("1Ei", None, None),
+        ("0", None, None),  # not a limit
+        ("64Mi", None, 64 * MIB),
+        ("64Mi", "32Mi", 32 * MIB),  # the pod may not use more than its limit
+        ("16Mi", "32Mi", 16 * MIB),
+        ("1e40", "32Mi", 32 * MIB),
+    ],
+)
+def test_memory_empty_dir_is_sized_as_the_kubelet_does(
+    pods: Pods, size_limit: str, memory_limit: str | None, want: int | None
+) -> None:
+    app: dict[str, Any] = sh(
+        "app", "grep ' /m ' /proc/mounts", volumeMounts=[{"name": "m", "mountPath": "/m"}]
+    )
+    if memory_limit:
+        app["resources"] = {"limits": {"memory": memory_limit}}
+    raw = pods.manifest(
+        "mem",
+        [app],
+        volumes=[{"name": "m", "emptyDir": {"medium": "Memory", "sizeLimit": size_limit}}],
+        restartPolicy="Never",
+    )
+    uid = pods.run(raw)
+    st = pods.wait(uid)
+    assert st.container("app").reason == "Completed", st
+    line = "\n".join(api.logs(uid, pods.opts, "app"))
+    m = re.search(r"\bsize=(\d+)k\b", line)
+    assert m is not None, line
+    assert int(m.group(1)) == kib(want or memory_capacity()), line
+
+
+def test_memory_empty_dir_size_limit_is_checked_before_the_node(tmp_path: Path) -> None:
+    from runtime.pod.errors import ManifestError
+    from runtime.pod.manifest import parse_pod
+
+    raw = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "neg"},
+        "spec": {
+            "containers": [{"name": "c", "image": "x"}],
+            "volumes": [{"name": "m", "emptyDir": {"medium": "Memory", "sizeLimit": "-1"}}],
+        },
+    }
+    with pytest.raises(ManifestError) as info:
+        parse_pod(raw, str(tmp_path))
+    assert info.value.field == "spec.volumes[0].emptyDir.sizeLimit"
