@@ -81,3 +81,28 @@ def test_memory_empty_dir_size_limit_is_checked_before_the_node(tmp_path: Path) 
     with pytest.raises(ManifestError) as info:
         parse_pod(raw, str(tmp_path))
     assert info.value.field == "spec.volumes[0].emptyDir.sizeLimit"
+
+
+def test_streams_name_only_the_pods_own_containers_and_ports(pods: Pods) -> None:
+    """logs, exec, attach and port-forward through runtime.pod.api with a container name
+    that is a path, or a port out of range: refused, naming the pod's containers."""
+    from runtime.pod.store import PodError
+
+    raw = pods.manifest("streams", [sh("app", "trap 'exit 0' TERM; while :; do sleep 0.2; done")])
+    uid = pods.run(raw)
+    pods.running_pid(uid, "app")
+    calls = {
+        "logs": lambda c: api.logs(uid, pods.opts, c),
+        "log_lines": lambda c: api.log_lines(uid, pods.opts, c),
+        "exec": lambda c: api.exec_in(uid, pods.opts, ["true"], c),
+        "attach": lambda c: api.attach(uid, pods.opts, c),
+    }
+    for what, call in calls.items():
+        for name in ("../app", "app/../app", "/app", "app\x00", ".."):
+            with pytest.raises(PodError) as info:
+                call(name)
+            assert f"no container {name!r} (the pod has app)" in str(info.value), (what, info)
+    for port in (0, -1, 65536, 2**31):
+        with pytest.raises(PodError, match="is not a TCP port"):
+            api.port_connect(uid, pods.opts, port)
+    api.stop(uid, pods.opts)
