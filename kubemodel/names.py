@@ -95,13 +95,11 @@ def qualified_name_problem(key: str) -> str | None:
 
 def check_label_value(value: str, where: str) -> None:
     if len(value) > 63:
-        raise FieldError(
-            where, f"invalid label value {q(value)}: must be no more than 63 characters"
-        )
+        raise FieldError(where, f"Invalid value: {q(value)}: must be no more than 63 characters")
     if value and not QUALIFIED_NAME.fullmatch(value):
         raise FieldError(
             where,
-            f"invalid label value {q(value)}: must be empty or consist of alphanumeric"
+            f"Invalid value: {q(value)}: must be empty or consist of alphanumeric"
             " characters, '-', '_' or '.', and must start and end with an alphanumeric"
             " character",
         )

@@ -228,17 +228,17 @@ def validate_meta(
     for key, value in (meta.labels or {}).items():
         problem = qualified_name_problem(key)
         if problem:
-            raise FieldError("metadata.labels", f"invalid label key {q(key)}: {problem}")
+            raise invalid("metadata.labels", key, problem)
         check_label_value(value, at("metadata.labels", key))
     size = 0
     for key, value in (meta.annotations or {}).items():
         problem = qualified_name_problem(key.lower())
         if problem:
-            raise FieldError("metadata.annotations", f"invalid annotation key {q(key)}: {problem}")
-        size += len(key) + len(value)
+            raise invalid("metadata.annotations", key, problem)
+        size += len(key.encode()) + len(value.encode())  # bytes, not characters
     if size > MAX_ANNOTATIONS_BYTES:
         raise FieldError(
-            "metadata.annotations", f"too long: must have at most {MAX_ANNOTATIONS_BYTES} bytes"
+            "metadata.annotations", f"Too long: may not be more than {MAX_ANNOTATIONS_BYTES} bytes"
         )
 
 

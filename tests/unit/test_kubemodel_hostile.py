@@ -163,6 +163,14 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
      f"{C0}.ports[0].hostPort", "Invalid value: 65536"),
     ("containerPort", container(ports=[{"containerPort": 0}]),
      f"{C0}.ports[0].containerPort", "Invalid value: 0"),
+    # metadata
+    ("annotations in bytes", {"metadata.annotations": {"a": "\u00e9" * (128 * 1024 + 1)}},
+     "metadata.annotations", "Too long: may not be more than 262144 bytes"),
+    ("label key", {"metadata.labels": {"a/b/c": "x"}}, "metadata.labels",
+     'Invalid value: "a/b/c": prefix part must be a lowercase RFC 1123 subdomain'),
+    ("label value", {"metadata.labels": {"a": "x" * 64}}, "metadata.labels.a",
+     "must be no more than 63 characters"),
+    ("name", {"metadata.name": "../x"}, "metadata.name", 'Invalid value: "../x": a lowercase RFC 1123 subdomain'),
     ("hostPath ..", volume({"hostPath": {"path": "/a/../etc"}}), "spec.volumes[0].hostPath.path",
      "must not contain '..'"),
 ]  # fmt: skip
