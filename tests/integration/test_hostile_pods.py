@@ -154,7 +154,12 @@ def test_an_image_named_by_a_host_path_is_not_imported(
     try:
         write_tar(near / "host-only.tar", files)
         write_tar(tmp_path / "host-only.tar", files)
-        names = {"rel": f"{near.name}/host-only.tar", "abs": str(tmp_path / "host-only.tar")}
+        names = {
+            "rel": f"{near.name}/host-only.tar",
+            "abs": str(tmp_path / "host-only.tar"),
+            "ctl": "corral-test:la\ttest",  # no image name has a control character
+            "nul": "corral-test\x00:latest",
+        }
         for key, image in names.items():
             m = manifest(f"hostile-image-{key}")
             m["spec"]["containers"][0]["image"] = image
@@ -177,6 +182,21 @@ def test_an_image_named_by_a_host_path_is_not_imported(
                 )
     finally:
         shutil.rmtree(near)
+
+
+def test_a_relative_working_dir_is_refused_by_the_node(cluster: Cluster) -> None:
+    """kube-apiserver does not check workingDir; the node refuses a relative one (the
+    container's cwd would be wherever the runtime stands) before making anything."""
+    m = manifest("hostile-cwd")
+    m["spec"]["containers"][0]["workingDir"] = "../../.."
+    code, body = cluster.server.json("POST", "/api/v1/namespaces/default/pods", m)
+    assert code == 201, body
+    try:
+        message = wait_reason(cluster, "hostile-cwd", "CreateContainerConfigError")
+        assert 'spec.containers[0].workingDir: must be an absolute path, not "../../.."' in message
+        assert not [p for p in cluster.runtime_pods() if p.name == "hostile-cwd"]
+    finally:
+        cluster.server.json("DELETE", "/api/v1/namespaces/default/pods/hostile-cwd")
 
 
 def test_a_symlink_planted_in_the_volume_is_not_followed_out_of_it(
