@@ -6,6 +6,7 @@ default)."""
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 
 from runtime.pod import api
 from runtime.pod.hostfacts import memory_capacity
+from runtime.pod.prepare import mounts_under
 from tests.integration import test_pods as tp
 from tests.integration.test_pods import Pods, sh
 
@@ -106,3 +108,38 @@ def test_streams_name_only_the_pods_own_containers_and_ports(pods: Pods) -> None
         with pytest.raises(PodError, match="is not a TCP port"):
             api.port_connect(uid, pods.opts, port)
     api.stop(uid, pods.opts)
+
+
+def test_a_subpath_swapped_for_a_symlink_after_it_was_resolved_is_not_mounted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CVE-2021-25741 race made deterministic: between resolving a subPath and mounting
+    it, the volume's owner swaps the directory for a symlink out of the volume. What is
+    mounted is the directory that was resolved (held open), never the symlink's target."""
+    from runtime.pod import subpath
+    from runtime.pod.prepare import umount_all
+
+    pod, vol, outside = tmp_path / "pod", tmp_path / "vol", tmp_path / "outside"
+    (vol / "sub").mkdir(parents=True)
+    (vol / "sub" / "inside").write_text("volume\n")
+    outside.mkdir()
+    (outside / "host-file").write_text("host\n")
+    cdir = pod / "containers" / "app"
+    cdir.mkdir(parents=True)
+    target = pod / subpath.SUBPATH_DIR / "v" / "app" / "0"
+    subpath.write_plan(cdir, [subpath.SubPathMount("v", "sub", str(vol), str(target))])
+    place = subpath._placeholder
+
+    def swap_then_place(where: Path, is_dir: bool) -> None:
+        os.rename(vol / "sub", vol / "moved")
+        os.symlink(outside, vol / "sub")
+        place(where, is_dir)
+
+    monkeypatch.setattr(subpath, "_placeholder", swap_then_place)
+    try:
+        subpath.mount_all(pod, "app")
+        assert mounts_under(target) == [str(target)]
+        assert os.listdir(target) == ["inside"]
+    finally:
+        umount_all(pod)
+    assert not mounts_under(tmp_path)
