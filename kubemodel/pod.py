@@ -175,8 +175,7 @@ def _range(value: int | None, lo: int, hi: int, text: str, where: str) -> None:
 def _choice(value: str | None, allowed: Iterable[str], where: str) -> None:
     allowed = tuple(allowed)
     if value is not None and value not in allowed:
-        shown = ", ".join(q(a) for a in allowed if a)
-        raise FieldError(where, f"unsupported value {q(value)}: must be one of {shown}")
+        raise not_supported(where, value, (a for a in allowed if a))
 
 
 def _required(value: str | None, where: str) -> str:
@@ -364,10 +363,7 @@ def _validate_container(
         if ref is not None:
             ref_path = at(at(where, "valueFrom"), "fieldRef")
             if ref.api_version not in (None, "", "v1"):
-                raise FieldError(
-                    at(ref_path, "apiVersion"),
-                    f'unsupported value {q(ref.api_version)}: must be "v1"',
-                )
+                raise not_supported(at(ref_path, "apiVersion"), ref.api_version, ("v1",))
             _required(ref.field_path, at(ref_path, "fieldPath"))
             _check_field_path(ref, ref_path, _DOWNWARD_ENV_FIELDS, True)
         selectors = (

@@ -156,6 +156,10 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     # fields with a fixed set of values
     ("terminationMessagePolicy", container(terminationMessagePolicy="Always"),
      f"{C0}.terminationMessagePolicy", 'Unsupported value: "Always"'),
+    ("restartPolicy", {"spec.restartPolicy": "Sometimes"}, "spec.restartPolicy",
+     'Unsupported value: "Sometimes": supported values: "Always", "OnFailure", "Never"'),
+    ("hostPath type", volume({"hostPath": {"path": "/x", "type": "Dir"}}), "spec.volumes[0].hostPath.type",
+     'Unsupported value: "Dir": supported values: "DirectoryOrCreate", "Directory"'),
     ("dnsPolicy", {"spec.dnsPolicy": "Host"}, "spec.dnsPolicy", 'Unsupported value: "Host"'),
     ("activeDeadlineSeconds", {"spec.activeDeadlineSeconds": 0}, "spec.activeDeadlineSeconds",
      "Invalid value: 0: must be between 1 and 2147483647, inclusive"),

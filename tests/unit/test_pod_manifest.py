@@ -658,7 +658,7 @@ ERRORS: list[tuple[str, Any, str, str]] = [
         "spec.restartPolicy",
         "Sometimes",
         "spec.restartPolicy",
-        'unsupported value "Sometimes": must be one of "Always", "OnFailure", "Never"',
+        'Unsupported value: "Sometimes": supported values: "Always", "OnFailure", "Never"',
     ),
     (
         "spec.terminationGracePeriodSeconds",
@@ -703,7 +703,7 @@ ERRORS: list[tuple[str, Any, str, str]] = [
         "spec.containers.0.imagePullPolicy",
         "Sometimes",
         "spec.containers[0].imagePullPolicy",
-        "unsupported value",
+        "Unsupported value",
     ),
     ("spec.containers.0.commands", ["x"], "spec.containers[0].commands", "unknown field"),
     (
@@ -760,7 +760,7 @@ ERRORS: list[tuple[str, Any, str, str]] = [
             }
         ],
         "spec.containers[0].env[0].valueFrom.fieldRef.apiVersion",
-        'unsupported value "v2"',
+        'Unsupported value: "v2": supported values: "v1"',
     ),
     (
         "spec.containers.0.env",
@@ -809,13 +809,13 @@ ERRORS: list[tuple[str, Any, str, str]] = [
         "spec.containers.0.ports.0",
         {"containerPort": 80, "protocol": "ICMP"},
         "spec.containers[0].ports[0].protocol",
-        'unsupported value "ICMP": must be one of "TCP", "UDP", "SCTP"',
+        'Unsupported value: "ICMP": supported values: "TCP", "UDP", "SCTP"',
     ),
     (
         "spec.containers.0.ports.0",
         {"containerPort": 80, "protocol": "tcp"},
         "spec.containers[0].ports[0].protocol",
-        "unsupported value",
+        "Unsupported value",
     ),
     (
         "spec.containers.0.ports.0",
@@ -1040,7 +1040,7 @@ ERRORS: list[tuple[str, Any, str, str]] = [
         "spec.containers.0.readinessProbe",
         {"httpGet": {"port": 80, "scheme": "FTP"}},
         "spec.containers[0].readinessProbe.httpGet.scheme",
-        'unsupported value "FTP": must be one of "HTTP", "HTTPS"',
+        'Unsupported value: "FTP": supported values: "HTTP", "HTTPS"',
     ),
     (
         "spec.containers.0.readinessProbe",
@@ -1180,7 +1180,7 @@ ERRORS: list[tuple[str, Any, str, str]] = [
         "spec.volumes.0",
         {"name": "data", "hostPath": {"path": "/x", "type": "Dir"}},
         "spec.volumes[0].hostPath.type",
-        'unsupported value "Dir": must be one of "DirectoryOrCreate", "Directory", "FileOrCreate",'
+        'Unsupported value: "Dir": supported values: "DirectoryOrCreate", "Directory", "FileOrCreate",'
         ' "File", "Socket", "CharDevice", "BlockDevice"',
     ),
     (
