@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -117,20 +118,23 @@ def test_config_data_over_one_mebibyte_is_refused(cluster: Cluster) -> None:
     assert body["details"]["causes"][0]["reason"] == "FieldValueTooLong"
 
 
-def test_logs_of_a_container_the_pod_does_not_have(cluster: Cluster) -> None:
+def test_logs_exec_attach_of_a_container_the_pod_does_not_have(cluster: Cluster) -> None:
     m = manifest("hostile-logs")
     code, body = cluster.server.json("POST", "/api/v1/namespaces/default/pods", m)
     assert code == 201, body
     try:
         cluster.wait_running("hostile-logs")
+        base = "/api/v1/namespaces/default/pods/hostile-logs"
         for asked in ("../app", "app/../../x", "/etc/passwd"):
-            code, body = cluster.server.json(
-                "GET",
-                "/api/v1/namespaces/default/pods/hostile-logs/log?container="
-                + asked.replace("/", "%2F"),
-            )
-            assert code == 400, body
-            assert body["message"] == f"container {asked} is not valid for pod hostile-logs"
+            container = quote(asked, safe="")
+            for method, sub in (
+                ("GET", f"log?container={container}"),
+                ("POST", f"exec?container={container}&command=true&stdout=1"),
+                ("POST", f"attach?container={container}&stdout=1"),
+            ):
+                code, body = cluster.server.json(method, f"{base}/{sub}")
+                assert code == 400, (sub, body)
+                assert body["message"] == f"container {asked} is not valid for pod hostile-logs"
     finally:
         cluster.server.json("DELETE", "/api/v1/namespaces/default/pods/hostile-logs")
 
