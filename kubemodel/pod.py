@@ -365,7 +365,7 @@ def _validate_container(
             if ref.api_version not in (None, "", "v1"):
                 raise not_supported(at(ref_path, "apiVersion"), ref.api_version, ("v1",))
             _required(ref.field_path, at(ref_path, "fieldPath"))
-            _check_field_path(ref, ref_path, _DOWNWARD_ENV_FIELDS, True)
+            _check_field_path(ref, ref_path, _DOWNWARD_ENV_FIELDS)
         selectors = (
             ("configMapKeyRef", src.config_map_key_ref),
             ("secretKeyRef", src.secret_key_ref),
@@ -621,10 +621,9 @@ _RESOURCE_FIELDS = tuple(
 )
 
 
-def _check_field_path(
-    ref: ObjectFieldSelector, where: str, allowed: tuple[str, ...], subscripted: bool
-) -> None:
-    """kube's validateObjectFieldSelector: apiVersion v1 and a field it can give."""
+def _check_field_path(ref: ObjectFieldSelector, where: str, allowed: tuple[str, ...]) -> None:
+    """kube's validateObjectFieldSelector: apiVersion v1 and a field it can give (a label or
+    an annotation by key: ``metadata.labels['app']``)."""
     if ref.api_version not in (None, "", "v1"):
         raise not_supported(at(where, "apiVersion"), ref.api_version, ("v1",))
     path = _required(ref.field_path, at(where, "fieldPath"))
@@ -650,7 +649,7 @@ def _validate_downward_file(item: DownwardAPIVolumeFile, where: str, paths: set[
                 "resource",
                 "fieldRef and resourceFieldRef can not be specified simultaneously",
             )
-        _check_field_path(item.field_ref, at(where, "fieldRef"), _DOWNWARD_VOLUME_FIELDS, True)
+        _check_field_path(item.field_ref, at(where, "fieldRef"), _DOWNWARD_VOLUME_FIELDS)
     elif item.resource_field_ref is not None:
         ref = item.resource_field_ref
         rp = at(where, "resourceFieldRef")
