@@ -13,6 +13,7 @@ first error at the end.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -327,8 +328,26 @@ _HOST_PATH_TYPES = {
 }
 
 
+def _open_host_path(p: str) -> int:
+    """An O_PATH fd of the host path ``p``, its symlinks followed but never a magic link:
+    ``/proc/self/exe``, ``/proc/self/fd/N``, ``/dev/stdin`` name what the process opening
+    them holds (the runtime's own binary, its files), not a path of the host (the kubelet's
+    runtime would mount its own sealed copy, or its own descriptors, there)."""
+    try:
+        return hostsys.open_no_magiclinks(p)
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+        os.close(os.open(p, os.O_PATH | os.O_CLOEXEC))  # ELOOP again: a loop of symlinks
+        raise CorralError(
+            f"hostPath {p} goes through a process's magic link (/proc/<pid>/exe, fd, root,"
+            " cwd): it names what the runtime holds, not a path of the host"
+        ) from None
+
+
 def _host_path(v: HostPathVolume, vdir: Path) -> str:
-    """A hostPath volume. Without a type it is the path itself (no check, as Kubernetes).
+    """A hostPath volume. Without a type it is the path itself (no check, as Kubernetes, but
+    never through a magic link: ``_open_host_path``).
     With one, Kubernetes' checks: DirectoryOrCreate makes a missing directory (and its
     parents, 0755), FileOrCreate a missing file (0644, not its parent directory); every type
     must then be what it says. The path (the admin's: symlinks are followed, as the kubelet's
@@ -338,10 +357,14 @@ def _host_path(v: HostPathVolume, vdir: Path) -> str:
 
     p, t = v.path, v.type
     if t is HostPathType.UNSET:
+        try:  # never through a process's magic link (see _open_host_path)
+            os.close(_open_host_path(p))
+        except FileNotFoundError:
+            pass
         return p
     check, what = _HOST_PATH_TYPES[t]
     try:
-        fd = os.open(p, os.O_PATH | os.O_CLOEXEC)
+        fd = _open_host_path(p)
     except FileNotFoundError:
         if t is HostPathType.DIRECTORY_OR_CREATE:
             os.makedirs(p, mode=0o755, exist_ok=True)
@@ -358,7 +381,7 @@ def _host_path(v: HostPathVolume, vdir: Path) -> str:
         else:
             raise CorralError(f"hostPath {p} does not exist (type {t.value})") from None
         try:
-            fd = os.open(p, os.O_PATH | os.O_CLOEXEC)
+            fd = _open_host_path(p)
         except FileNotFoundError:
             raise CorralError(f"hostPath {p} does not exist (type {t.value})") from None
     try:

@@ -143,3 +143,49 @@ def test_a_subpath_swapped_for_a_symlink_after_it_was_resolved_is_not_mounted(
     finally:
         umount_all(pod)
     assert not mounts_under(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/proc/self/exe",  # the runtime's own binary (the agent's python, corral-oci)
+        "/proc/thread-self/exe",
+        "/proc/self/fd/0",
+        "/dev/stdin",  # a symlink to /proc/self/fd/0
+        "/proc/self/root/etc",
+        "/proc/self/cwd",
+    ],
+)
+@pytest.mark.parametrize("type_", ["", "File", "Directory"])
+def test_a_host_path_through_a_magic_link_is_refused(pods: Pods, path: str, type_: str) -> None:
+    """A hostPath through /proc/<pid>/{exe,fd,root,cwd} names what the process resolving it
+    holds: a container got the runtime's own binary, writable, from /proc/self/exe (type
+    File). The node refuses it by name, whatever the type, and leaves nothing."""
+    from runtime.pod.prepare import PrepareError
+
+    app = sh("app", "echo ran", volumeMounts=[{"name": "h", "mountPath": "/h"}])
+    host_path = {"path": path, **({"type": type_} if type_ else {})}
+    raw = pods.manifest("magic", [app], volumes=[{"name": "h", "hostPath": host_path}])
+    with pytest.raises(PrepareError) as info:
+        pods.run(raw)
+    assert f"volume h: hostPath {path} goes through a process's magic link" in str(info.value)
+    assert api.list_pods(pods.opts) == []
+    assert not mounts_under(pods.tmp)
+
+
+def test_a_host_path_through_plain_symlinks_is_mounted(pods: Pods, tmp_path: Path) -> None:
+    """Symlinks of the host are followed as before (/var/run -> /run and the like)."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "file").write_text("through links\n")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    (tmp_path / "rel").symlink_to("link")
+    for type_ in ("", "Directory"):
+        host_path = {"path": str(tmp_path / "rel"), **({"type": type_} if type_ else {})}
+        app = sh("app", "cat /h/file", volumeMounts=[{"name": "h", "mountPath": "/h"}])
+        raw = pods.manifest(
+            "links", [app], volumes=[{"name": "h", "hostPath": host_path}], restartPolicy="Never"
+        )
+        uid = pods.run(raw)
+        assert pods.wait(uid).container("app").reason == "Completed"
+        assert api.logs(uid, pods.opts, "app") == ["through links"]
+        api.remove(uid, pods.opts)
