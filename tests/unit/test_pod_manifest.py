@@ -1180,8 +1180,8 @@ ERRORS: list[tuple[str, Any, str, str]] = [
         "spec.volumes.0",
         {"name": "data", "hostPath": {"path": "/x", "type": "Dir"}},
         "spec.volumes[0].hostPath.type",
-        'Unsupported value: "Dir": supported values: "DirectoryOrCreate", "Directory", "FileOrCreate",'
-        ' "File", "Socket", "CharDevice", "BlockDevice"',
+        'Unsupported value: "Dir": supported values: "DirectoryOrCreate", "Directory",'
+        ' "FileOrCreate", "File", "Socket", "CharDevice", "BlockDevice"',
     ),
     (
         "spec.volumes.1",
