@@ -420,6 +420,18 @@ def open_beneath(dirfd: int, path: str, flags: int = os.O_PATH) -> int:
     """openat2(dirfd, path, flags | O_CLOEXEC, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS): an fd
     for ``path`` that lies below ``dirfd``. Symlinks are followed while they stay below it;
     leaving it raises HostError(EXDEV)."""
+    return _openat2(dirfd, path, flags, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)
+
+
+def open_no_magiclinks(path: str, flags: int = os.O_PATH) -> int:
+    """openat2(AT_FDCWD, path, flags | O_CLOEXEC, RESOLVE_NO_MAGICLINKS): symlinks are
+    followed, but not a process's magic links (``/proc/<pid>/exe``, ``fd/N``, ``root``,
+    ``cwd``, reached directly or through ``/proc/self``, ``/dev/stdin``, ...), which name
+    whatever the opening process holds: HostError(ELOOP)."""
+    return _openat2(-100, path, flags, RESOLVE_NO_MAGICLINKS)  # AT_FDCWD
+
+
+def _openat2(dirfd: int, path: str, flags: int, resolve: int) -> int:
     import ctypes
 
     class OpenHow(ctypes.Structure):
@@ -429,7 +441,7 @@ def open_beneath(dirfd: int, path: str, flags: int = os.O_PATH) -> int:
             ("resolve", ctypes.c_uint64),
         ]
 
-    how = OpenHow(flags | os.O_CLOEXEC, 0, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)
+    how = OpenHow(flags | os.O_CLOEXEC, 0, resolve)
     # EAGAIN: a rename or mount elsewhere on the system raced the lookup (the kernel cannot
     # prove the walk stayed beneath); the kernel asks to try again, as runc's and crun's
     # openat2 users do, a bounded number of times.

@@ -1,5 +1,6 @@
 """Validation of ConfigMap and Secret as kube-apiserver does it: keys are config keys, a key
-is not in both data and binaryData, Secret data is base64."""
+is not in both data and binaryData, Secret data is base64, and the data (decoded) is at most
+1 MiB (``MaxSecretSize``, for ConfigMaps too: a node writes it into every pod's volume)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,20 @@ from kubemodel.errors import FieldError, at
 from kubemodel.names import check_config_key
 from kubemodel.pod import validate_meta
 
-__all__: list[str] = []
+__all__ = ["MAX_DATA_BYTES"]
+
+MAX_DATA_BYTES = 1024 * 1024
+
+
+def _too_long(where: str) -> FieldError:
+    return FieldError(where, f"Too long: may not be more than {MAX_DATA_BYTES} bytes")
+
+
+def _decoded_size(value: str) -> int:
+    try:
+        return len(base64.b64decode(value, validate=True))
+    except (binascii.Error, ValueError):
+        return len(value)
 
 
 def _validate_configmap(cm: ConfigMap) -> None:
@@ -23,16 +37,23 @@ def _validate_configmap(cm: ConfigMap) -> None:
         check_config_key(key, at("binaryData", key))
         if key in (cm.data or {}):
             raise FieldError(at("data", key), "duplicate of key present in binaryData")
+    size = sum(len(v.encode()) for v in (cm.data or {}).values())
+    size += sum(_decoded_size(v) for v in (cm.binary_data or {}).values())
+    if size > MAX_DATA_BYTES:
+        raise _too_long("[]")
 
 
 def _validate_secret(s: Secret) -> None:
     validate_meta(s.metadata)
+    size = 0
     for key, value in (s.data or {}).items():
         check_config_key(key, at("data", key))
         try:
-            base64.b64decode(value, validate=True)
+            size += len(base64.b64decode(value, validate=True))
         except (binascii.Error, ValueError):
             raise FieldError(at("data", key), "must be base64 encoded") from None
+    if size > MAX_DATA_BYTES:
+        raise _too_long("data")
     for key in s.string_data or {}:
         check_config_key(key, at("stringData", key))
 

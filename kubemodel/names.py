@@ -39,11 +39,11 @@ _LETTER = re.compile(r"[a-z]")
 def check_dns_label(value: str, where: str) -> None:
     """RFC 1123 label: names of namespaces, containers, volumes; at most 63 characters."""
     if len(value) > 63:
-        raise FieldError(where, f"invalid value {q(value)}: must be no more than 63 characters")
+        raise FieldError(where, f"Invalid value: {q(value)}: must be no more than 63 characters")
     if not DNS_LABEL.fullmatch(value):
         raise FieldError(
             where,
-            f"invalid value {q(value)}: a lowercase RFC 1123 label must consist of lower case"
+            f"Invalid value: {q(value)}: a lowercase RFC 1123 label must consist of lower case"
             " alphanumeric characters or '-', and must start and end with an alphanumeric"
             " character",
         )
@@ -52,11 +52,11 @@ def check_dns_label(value: str, where: str) -> None:
 def check_dns_subdomain(value: str, where: str) -> None:
     """RFC 1123 subdomain: names of most objects; at most 253 characters."""
     if len(value) > 253:
-        raise FieldError(where, f"invalid value {q(value)}: must be no more than 253 characters")
+        raise FieldError(where, f"Invalid value: {q(value)}: must be no more than 253 characters")
     if not DNS_SUBDOMAIN.fullmatch(value):
         raise FieldError(
             where,
-            f"invalid value {q(value)}: a lowercase RFC 1123 subdomain must consist of lower"
+            f"Invalid value: {q(value)}: a lowercase RFC 1123 subdomain must consist of lower"
             " case alphanumeric characters, '-' or '.', and must start and end with an"
             " alphanumeric character",
         )
@@ -65,10 +65,10 @@ def check_dns_subdomain(value: str, where: str) -> None:
 def check_path_segment(value: str, where: str) -> None:
     """A name that only has to be one URL path segment (RBAC objects: ``system:node``)."""
     if value in (".", ".."):
-        raise FieldError(where, f"invalid value {q(value)}: may not be '.' or '..'")
+        raise FieldError(where, f"Invalid value: {q(value)}: may not be '.' or '..'")
     for bad in ("/", "%"):
         if bad in value:
-            raise FieldError(where, f"invalid value {q(value)}: may not contain '{bad}'")
+            raise FieldError(where, f"Invalid value: {q(value)}: may not contain '{bad}'")
 
 
 def qualified_name_problem(key: str) -> str | None:
@@ -95,13 +95,11 @@ def qualified_name_problem(key: str) -> str | None:
 
 def check_label_value(value: str, where: str) -> None:
     if len(value) > 63:
-        raise FieldError(
-            where, f"invalid label value {q(value)}: must be no more than 63 characters"
-        )
+        raise FieldError(where, f"Invalid value: {q(value)}: must be no more than 63 characters")
     if value and not QUALIFIED_NAME.fullmatch(value):
         raise FieldError(
             where,
-            f"invalid label value {q(value)}: must be empty or consist of alphanumeric"
+            f"Invalid value: {q(value)}: must be empty or consist of alphanumeric"
             " characters, '-', '_' or '.', and must start and end with an alphanumeric"
             " character",
         )
@@ -110,19 +108,19 @@ def check_label_value(value: str, where: str) -> None:
 def check_port_name(value: str, where: str) -> None:
     """IANA_SVC_NAME: at most 15 characters, [a-z0-9-], a letter, no '-' at an end or twice."""
     if len(value) > 15:
-        raise FieldError(where, f"invalid value {q(value)}: must be no more than 15 characters")
+        raise FieldError(where, f"Invalid value: {q(value)}: must be no more than 15 characters")
     if not _PORT_NAME.fullmatch(value):
         raise FieldError(
             where,
-            f"invalid value {q(value)}: must contain only alphanumeric characters (a-z, 0-9)"
+            f"Invalid value: {q(value)}: must contain only alphanumeric characters (a-z, 0-9)"
             " and hyphens (-)",
         )
     if "--" in value or value.startswith("-") or value.endswith("-"):
         raise FieldError(
-            where, f"invalid value {q(value)}: hyphens must not start, end or be adjacent"
+            where, f"Invalid value: {q(value)}: hyphens must not start, end or be adjacent"
         )
     if not _LETTER.search(value):
-        raise FieldError(where, f"invalid value {q(value)}: must contain at least one letter")
+        raise FieldError(where, f"Invalid value: {q(value)}: must contain at least one letter")
 
 
 def check_c_identifier(value: str, where: str) -> None:
@@ -130,7 +128,7 @@ def check_c_identifier(value: str, where: str) -> None:
     if not C_IDENTIFIER.fullmatch(value):
         raise FieldError(
             where,
-            f"invalid value {q(value)}: a valid C identifier must start with alphabetic"
+            f"Invalid value: {q(value)}: a valid C identifier must start with alphabetic"
             " character or '_', followed by a string of alphanumeric characters or '_'",
         )
 
@@ -140,16 +138,22 @@ def check_env_name(value: str, where: str) -> None:
     if "=" in value or not all(" " <= ch <= "~" for ch in value):
         raise FieldError(
             where,
-            f"invalid value {q(value)}: must consist of printable ASCII characters except '='",
+            f"Invalid value: {q(value)}: must consist of printable ASCII characters except '='",
         )
 
 
 def check_config_key(value: str, where: str) -> None:
-    """A ConfigMap or Secret key."""
-    if len(value) > 253 or not CONFIG_KEY.fullmatch(value) or value in (".", ".."):
+    """A ConfigMap or Secret key (a file name in a volume: never ``.``, ``..`` nor one of
+    the atomic writer's ``..`` names)."""
+    if value == "." or value.startswith(".."):
+        why = "must not be '.'" if value == "." else "must not start with '..'"
+        if value == "..":
+            why = "must not be '..'"
+        raise FieldError(where, f"Invalid value: {q(value)}: {why}")
+    if len(value) > 253 or not CONFIG_KEY.fullmatch(value):
         raise FieldError(
             where,
-            f"invalid value {q(value)}: a valid config key must consist of alphanumeric"
+            f"Invalid value: {q(value)}: a valid config key must consist of alphanumeric"
             " characters, '-', '_' or '.'",
         )
 

@@ -14,12 +14,15 @@ from collections.abc import Iterable
 from kubemodel._generated import (
     Container,
     ContainerPort,
+    DownwardAPIVolumeFile,
     KeyToPath,
+    ObjectFieldSelector,
     ObjectMeta,
     Pod,
     PodSecurityContext,
     PodSpec,
     Probe,
+    ProjectedVolumeSource,
     ResourceRequirements,
     SecurityContext,
     Volume,
@@ -50,6 +53,9 @@ PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 SCHEMES = ("HTTP", "HTTPS")
 STORAGE_MEDIA = ("", "Memory", "HugePages")
+MOUNT_PROPAGATIONS = ("Bidirectional", "HostToContainer", "None")
+TERMINATION_MESSAGE_POLICIES = ("File", "FallbackToLogsOnError")
+DNS_POLICIES = ("ClusterFirstWithHostNet", "ClusterFirst", "Default", "None")
 HOST_PATH_TYPES = (
     "",
     "DirectoryOrCreate",
@@ -163,14 +169,13 @@ INT_RANGES.update(
 
 def _range(value: int | None, lo: int, hi: int, text: str, where: str) -> None:
     if value is not None and not lo <= value <= hi:
-        raise FieldError(where, f"must be {text}, not {value}")
+        raise invalid(where, value, f"must be {text}")
 
 
 def _choice(value: str | None, allowed: Iterable[str], where: str) -> None:
     allowed = tuple(allowed)
     if value is not None and value not in allowed:
-        shown = ", ".join(q(a) for a in allowed if a)
-        raise FieldError(where, f"unsupported value {q(value)}: must be one of {shown}")
+        raise not_supported(where, value, (a for a in allowed if a))
 
 
 def _required(value: str | None, where: str) -> str:
@@ -179,13 +184,30 @@ def _required(value: str | None, where: str) -> str:
     return value
 
 
-def check_relative_path(value: str, where: str) -> None:
+def invalid(where: str, value: object, detail: str) -> FieldError:
+    """kube-apiserver's ``field.Invalid``: ``<where>: Invalid value: "<value>": <detail>``."""
+    shown = q(value) if isinstance(value, str) else str(value)
+    return FieldError(where, f"Invalid value: {shown}: {detail}")
+
+
+def not_supported(where: str, value: str, allowed: Iterable[str]) -> FieldError:
+    """kube-apiserver's ``field.NotSupported``."""
+    shown = ", ".join(q(a) for a in allowed)
+    return FieldError(where, f"Unsupported value: {q(value)}: supported values: {shown}")
+
+
+def check_relative_path(value: str, where: str, reserved: bool = False) -> None:
+    """A path inside a volume (kube's validateLocalDescendingPath): relative, no ``..``
+    component; ``reserved``: nor starting with ``..`` (validateLocalNonReservedPath: the
+    atomic writer's ``..data`` and version directories are the volume's own)."""
     if value.startswith("/"):
-        raise FieldError(where, f"must be a relative path, not {q(value)}")
+        raise invalid(where, value, "must be a relative path")
     if ".." in value.split("/"):
-        raise FieldError(where, f"must not contain '..': {q(value)}")
+        raise invalid(where, value, "must not contain '..'")
+    if reserved and value.startswith(".."):
+        raise invalid(where, value, "must not start with '..'")
     if "\0" in value:
-        raise FieldError(where, "must not contain a NUL byte")
+        raise invalid(where, value, "must not contain a NUL byte")
 
 
 def validate_meta(
@@ -205,17 +227,17 @@ def validate_meta(
     for key, value in (meta.labels or {}).items():
         problem = qualified_name_problem(key)
         if problem:
-            raise FieldError("metadata.labels", f"invalid label key {q(key)}: {problem}")
+            raise invalid("metadata.labels", key, problem)
         check_label_value(value, at("metadata.labels", key))
     size = 0
     for key, value in (meta.annotations or {}).items():
         problem = qualified_name_problem(key.lower())
         if problem:
-            raise FieldError("metadata.annotations", f"invalid annotation key {q(key)}: {problem}")
-        size += len(key) + len(value)
+            raise invalid("metadata.annotations", key, problem)
+        size += len(key.encode()) + len(value.encode())  # bytes, not characters
     if size > MAX_ANNOTATIONS_BYTES:
         raise FieldError(
-            "metadata.annotations", f"too long: must have at most {MAX_ANNOTATIONS_BYTES} bytes"
+            "metadata.annotations", f"Too long: may not be more than {MAX_ANNOTATIONS_BYTES} bytes"
         )
 
 
@@ -236,6 +258,22 @@ def _validate_spec(spec: PodSpec, path: str) -> None:
         _NONNEG,
         at(path, "terminationGracePeriodSeconds"),
     )
+    deadline = spec.active_deadline_seconds
+    if deadline is not None and not 1 <= deadline <= MAX_ID:
+        raise invalid(
+            at(path, "activeDeadlineSeconds"),
+            deadline,
+            f"must be between 1 and {MAX_ID}, inclusive",
+        )
+    if spec.dns_policy is not None and spec.dns_policy not in DNS_POLICIES:
+        raise not_supported(at(path, "dnsPolicy"), spec.dns_policy, DNS_POLICIES)
+    for key, value in (
+        ("nodeName", spec.node_name),
+        ("serviceAccountName", spec.service_account_name),
+        ("priorityClassName", spec.priority_class_name),
+    ):
+        if value:  # names the node, kubelets and admission look up by (never a path)
+            check_dns_subdomain(value, at(path, key))
     if spec.hostname:
         check_dns_label(spec.hostname, at(path, "hostname"))
     if spec.subdomain:
@@ -285,6 +323,11 @@ def _validate_container(
     if image != image.strip():
         raise FieldError(at(path, "image"), "must not have leading or trailing whitespace")
     _choice(c.image_pull_policy, PULL_POLICIES, at(path, "imagePullPolicy"))
+    policy = c.termination_message_policy
+    if policy is not None and policy not in TERMINATION_MESSAGE_POLICIES:
+        raise not_supported(
+            at(path, "terminationMessagePolicy"), policy, TERMINATION_MESSAGE_POLICIES
+        )
     for i, env in enumerate(c.env or ()):
         where = at(at(path, "env"), i)
         check_env_name(_required(env.name, at(where, "name")), at(where, "name"))
@@ -320,11 +363,26 @@ def _validate_container(
         if ref is not None:
             ref_path = at(at(where, "valueFrom"), "fieldRef")
             if ref.api_version not in (None, "", "v1"):
-                raise FieldError(
-                    at(ref_path, "apiVersion"),
-                    f'unsupported value {q(ref.api_version)}: must be "v1"',
-                )
+                raise not_supported(at(ref_path, "apiVersion"), ref.api_version, ("v1",))
             _required(ref.field_path, at(ref_path, "fieldPath"))
+            _check_field_path(ref, ref_path, _DOWNWARD_ENV_FIELDS)
+        selectors = (
+            ("configMapKeyRef", src.config_map_key_ref),
+            ("secretKeyRef", src.secret_key_ref),
+        )
+        for key, sel in selectors:
+            if sel is None:
+                continue
+            sp = at(at(where, "valueFrom"), key)
+            check_dns_subdomain(_required(sel.name, at(sp, "name")), at(sp, "name"))
+            check_config_key(_required(sel.key, at(sp, "key")), at(sp, "key"))
+    for i, env_from in enumerate(c.env_from or ()):
+        where = at(at(path, "envFrom"), i)
+        refs = (("configMapRef", env_from.config_map_ref), ("secretRef", env_from.secret_ref))
+        for key, env_ref in refs:
+            if env_ref is not None:
+                name_at = at(at(where, key), "name")
+                check_dns_subdomain(_required(env_ref.name, name_at), name_at)
     names: set[str] = set()
     for i, port in enumerate(c.ports or ()):
         where = at(at(path, "ports"), i)
@@ -359,6 +417,10 @@ def _validate_container(
         if mount_path in mount_paths:
             raise FieldError(at(where, "mountPath"), f"Duplicate value: {q(mount_path)}")
         mount_paths.add(mount_path)
+        if m.mount_propagation is not None and m.mount_propagation not in MOUNT_PROPAGATIONS:
+            raise not_supported(
+                at(where, "mountPropagation"), m.mount_propagation, MOUNT_PROPAGATIONS
+            )
         if m.sub_path:
             check_relative_path(m.sub_path, at(where, "subPath"))
         if m.sub_path_expr:
@@ -377,7 +439,10 @@ def _validate_resources(r: ResourceRequirements | None, path: str) -> None:
         values = getattr(r, kind) or {}
         amounts[kind] = {}
         for key, value in values.items():
+            _check_resource_name(key, at(at(path, kind), key))
             amount = value.amount()
+            if "/" in key and not _native(key) and amount.value.denominator != 1:
+                raise invalid(at(at(path, kind), key), str(value), "must be an integer")
             if amount.value < 0:
                 raise FieldError(
                     at(at(path, kind), key), f"must be greater than or equal to 0, not {q(value)}"
@@ -388,9 +453,31 @@ def _validate_resources(r: ResourceRequirements | None, path: str) -> None:
         if lim is not None and req > lim:
             raise FieldError(
                 at(at(path, "requests"), key),
-                f"invalid value {q(str(req))}: must be less than or equal to {key} limit of"
+                f"Invalid value: {q(str(req))}: must be less than or equal to {key} limit of"
                 f" {q(str(lim))}",
             )
+
+
+STANDARD_CONTAINER_RESOURCES = ("cpu", "memory", "ephemeral-storage")
+
+
+def _native(name: str) -> bool:
+    prefix = name.partition("/")[0]
+    return prefix == "kubernetes.io" or prefix.endswith(".kubernetes.io")
+
+
+def _check_resource_name(name: str, where: str) -> None:
+    """kube's validateContainerResourceName: a standard resource, or a qualified extended
+    resource name (``example.com/gpu``)."""
+    if "/" not in name:
+        if name not in STANDARD_CONTAINER_RESOURCES and not name.startswith("hugepages-"):
+            raise invalid(where, name, "must be a standard resource for containers")
+        return
+    problem = qualified_name_problem(name)
+    if problem:
+        raise invalid(where, name, problem)
+    if not _native(name) and name.partition("/")[2].startswith("requests."):
+        raise invalid(where, name, "doesn't follow extended resource name standard")
 
 
 def _validate_security(s: SecurityContext | None, path: str) -> None:
@@ -499,7 +586,142 @@ def _validate_volumes(volumes: list[Volume], path: str) -> set[str]:
             check_dns_subdomain(_required(ref, at(sp, name_key)), at(sp, name_key))
             _range(source.default_mode, 0, 0o777, _MODE, at(sp, "defaultMode"))
             _validate_items(source.items or [], at(sp, "items"))
+        if v.downward_api is not None:
+            dp = at(where, "downwardAPI")
+            _range(v.downward_api.default_mode, 0, 0o777, _MODE, at(dp, "defaultMode"))
+            for item in v.downward_api.items or ():
+                _validate_downward_file(item, dp, set())
+        if v.projected is not None:
+            _validate_projected(v.projected, at(where, "projected"))
     return names
+
+
+_DOWNWARD_VOLUME_FIELDS = (
+    "metadata.annotations",
+    "metadata.labels",
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+)
+_DOWNWARD_ENV_FIELDS = (
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+    "spec.nodeName",
+    "spec.serviceAccountName",
+    "status.hostIP",
+    "status.hostIPs",
+    "status.podIP",
+    "status.podIPs",
+)
+_RESOURCE_FIELDS = tuple(
+    f"{kind}.{name}"
+    for kind in ("limits", "requests")
+    for name in ("cpu", "ephemeral-storage", "memory")
+)
+
+
+def _check_field_path(ref: ObjectFieldSelector, where: str, allowed: tuple[str, ...]) -> None:
+    """kube's validateObjectFieldSelector: apiVersion v1 and a field it can give (a label or
+    an annotation by key: ``metadata.labels['app']``)."""
+    if ref.api_version not in (None, "", "v1"):
+        raise not_supported(at(where, "apiVersion"), ref.api_version, ("v1",))
+    path = _required(ref.field_path, at(where, "fieldPath"))
+    for what in ("labels", "annotations"):  # metadata.labels['key']
+        prefix = f"metadata.{what}['"
+        if path.startswith(prefix) and path.endswith("']"):
+            key = path[len(prefix) : -2]
+            problem = qualified_name_problem(key.lower() if what == "annotations" else key)
+            if problem:
+                raise invalid(at(where, "fieldPath"), key, problem)
+            return
+    if path not in allowed:
+        raise not_supported(at(where, "fieldPath"), path, allowed)
+
+
+def _validate_downward_file(item: DownwardAPIVolumeFile, where: str, paths: set[str]) -> None:
+    path = _required(item.path, at(where, "path"))
+    check_relative_path(path, at(where, "path"), reserved=True)
+    if item.field_ref is not None:
+        if item.resource_field_ref is not None:
+            raise invalid(
+                where,
+                "resource",
+                "fieldRef and resourceFieldRef can not be specified simultaneously",
+            )
+        _check_field_path(item.field_ref, at(where, "fieldRef"), _DOWNWARD_VOLUME_FIELDS)
+    elif item.resource_field_ref is not None:
+        ref = item.resource_field_ref
+        rp = at(where, "resourceFieldRef")
+        resource = _required(ref.resource, at(rp, "resource"))
+        if resource not in _RESOURCE_FIELDS and not resource.startswith(
+            ("limits.hugepages-", "requests.hugepages-")
+        ):
+            raise not_supported(at(rp, "resource"), resource, _RESOURCE_FIELDS)
+        if ref.divisor is not None and ref.divisor.amount().value <= 0:
+            raise invalid(at(rp, "divisor"), str(ref.divisor), "must be greater than zero")
+    else:
+        raise FieldError(where, "Required value: one of fieldRef and resourceFieldRef is required")
+    _range(item.mode, 0, 0o777, _MODE, at(where, "mode"))
+    if path in paths:
+        raise invalid(where, path, "conflicting duplicate paths")
+    paths.add(path)
+
+
+def _validate_projected(proj: ProjectedVolumeSource, path: str) -> None:
+    """kube's validateProjectedVolumeSource: modes, each source's paths (inside the volume,
+    not its own ``..`` names) and no path twice across the sources."""
+    _range(proj.default_mode, 0, 0o777, _MODE, at(path, "defaultMode"))
+    paths: set[str] = set()
+    for i, src in enumerate(proj.sources or ()):
+        sp = at(at(path, "sources"), i)
+        given = [
+            k
+            for k, v in (
+                ("clusterTrustBundle", src.cluster_trust_bundle),
+                ("configMap", src.config_map),
+                ("downwardAPI", src.downward_api),
+                ("secret", src.secret),
+                ("serviceAccountToken", src.service_account_token),
+            )
+            if v is not None
+        ]
+        if len(given) > 1:
+            raise FieldError(sp, "Forbidden: may not specify more than 1 volume type")
+        for key, obj in (("configMap", src.config_map), ("secret", src.secret)):
+            if obj is None:
+                continue
+            op = at(sp, key)
+            check_dns_subdomain(_required(obj.name, at(op, "name")), at(op, "name"))
+            _validate_items(obj.items or [], at(op, "items"))
+            for it in obj.items or ():
+                if it.path in paths:
+                    raise invalid(path, obj.name or "", "conflicting duplicate paths")
+                paths.add(it.path)
+        if src.downward_api is not None:
+            for item in src.downward_api.items or ():
+                _validate_downward_file(item, at(sp, "downwardAPI"), paths)
+        token = src.service_account_token
+        if token is not None:
+            tp = at(sp, "serviceAccountToken")
+            seconds = token.expiration_seconds
+            if seconds is not None and seconds < 600:
+                raise invalid(
+                    at(tp, "expirationSeconds"),
+                    seconds,
+                    "may not specify a duration less than 10 minutes",
+                )
+            if seconds is not None and seconds > 1 << 32:
+                raise invalid(
+                    at(tp, "expirationSeconds"),
+                    seconds,
+                    "may not specify a duration larger than 2^32 seconds",
+                )
+            token_path = _required(token.path, at(path, "path"))
+            check_relative_path(token_path, at(path, "path"), reserved=True)
+            if token_path in paths:
+                raise invalid(path, token_path, "conflicting duplicate paths")
+            paths.add(token_path)
 
 
 def _validate_items(items: list[KeyToPath], path: str) -> None:
@@ -508,7 +730,7 @@ def _validate_items(items: list[KeyToPath], path: str) -> None:
         where = at(path, i)
         check_config_key(_required(it.key, at(where, "key")), at(where, "key"))
         p = _required(it.path, at(where, "path"))
-        check_relative_path(p, at(where, "path"))
+        check_relative_path(p, at(where, "path"), reserved=True)
         if p in paths:
             raise FieldError(at(where, "path"), f"Duplicate value: {q(p)}")
         paths.add(p)

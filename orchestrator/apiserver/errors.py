@@ -108,6 +108,12 @@ def invalid(kind: str, name: str, field: str, message: str, group: str = "") -> 
         cause["reason"] = "FieldValueRequired"
         rest = message.removeprefix("is required").removeprefix("Required value")
         cause["message"] = "Required value" + rest
+    elif message.startswith(("Unsupported value", "Duplicate value", "Forbidden", "Too long")):
+        cause["reason"] = {
+            "U": "FieldValueNotSupported",
+            "D": "FieldValueDuplicate",
+            "T": "FieldValueTooLong",
+        }.get(message[0], "FieldValueForbidden")
     elif message == "unknown field":
         cause["reason"] = "FieldValueInvalid"
         cause["message"] = f'unknown field "{field}"'

@@ -63,6 +63,7 @@ T = TypeVar("T")
 RELIST = 1.0  # seconds between runtime relists (the kubelet's PLEG period)
 IMAGE_BACKOFF = 10.0  # first ImagePullBackOff delay; doubles up to IMAGE_BACKOFF_MAX
 IMAGE_BACKOFF_MAX = 300.0
+INVALID_IMAGE_NAME = "InvalidImageName"
 SOURCE_SYNC_WAIT = 10.0  # seconds to wait for the first list of a configMap or secret
 # seconds a configMap or secret no pod reads any more stays watched (as the kubelet's
 # watch-based manager keeps an unused one a while): the next pod that reads it (the
@@ -590,9 +591,11 @@ class PodManager:
                 n = self._pull_failures.get(key, 0)
                 self._pull_failures[key] = n + 1
                 delay = min(IMAGE_BACKOFF * 2**n, IMAGE_BACKOFF_MAX)
-                self._backoff_until[key] = (loop.time() + delay, e.image)
                 status = waiting_status(pod, self.host_ip(), e.reason, e.message)
                 await self._write_status(key, pod, status)
+                if e.reason == INVALID_IMAGE_NAME:  # no pull to back off from: said as it is
+                    return delay
+                self._backoff_until[key] = (loop.time() + delay, e.image)
                 return 1.0  # then ImagePullBackOff until the back-off is over
             except (VolumeError, api.ManifestError, api.PodError) as e:
                 if isinstance(e, VolumeError):
@@ -807,7 +810,21 @@ class PodManager:
         pulling: list[tuple[str, str]] = []  # (container, image) the runtime will pull
         for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
             image, policy = c.get("image", ""), c.get("imagePullPolicy") or "IfNotPresent"
-            present = await self._call(self.runtime.image_id, image)
+            try:
+                # A pod of the API names images, never files of this host: a tarball path
+                # (corral pod run's local images) is refused before the runtime sees it.
+                if api.is_image_archive(image):
+                    raise api.ImageNotPresent("", "invalid image name: a path")
+                present = await self._call(self.runtime.image_id, image)
+            except api.ImageNotPresent as e:
+                if "invalid image name" not in str(e):
+                    raise
+                msg = (
+                    f'Failed to apply default image tag "{image}": couldn\'t parse image name'
+                    f' "{image}": invalid reference format'
+                )
+                self.events.pod(pod, "InspectFailed", msg, c.get("name"), warning=True)
+                raise ImagePullError(INVALID_IMAGE_NAME, image, msg) from None
             if present is None and policy == "Never":
                 msg = f'Container image "{image}" is not present with pull policy of Never'
                 self.events.pod(pod, "ErrImageNeverPull", msg, c.get("name"), warning=True)

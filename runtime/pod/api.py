@@ -51,13 +51,14 @@ from runtime.pod.streams import Attachment, Stdio
 if TYPE_CHECKING:
     from images.keyring import Keyring
     from images.regconf import Credentials
-    from runtime.pod.manifest import Pod, from_kube, parse_pod
+    from runtime.pod.manifest import Pod, from_kube, is_image_archive, parse_pod
 
 # Loaded at their first use (an idle agent holds neither the manifest and the Kubernetes model
 # it loads, nor the registries' configuration): name -> its module.
 _LAZY = {
     "Pod": "runtime.pod.manifest",
     "from_kube": "runtime.pod.manifest",
+    "is_image_archive": "runtime.pod.manifest",
     "parse_pod": "runtime.pod.manifest",
     "Keyring": "images.keyring",
     "Credentials": "images.regconf",
@@ -107,6 +108,7 @@ __all__ = [
     "follow_log_lines",
     "follow_logs",
     "from_kube",
+    "is_image_archive",
     "gc",
     "image_id",
     "import_images",

@@ -809,7 +809,7 @@ def _meta(m: k8s.ObjectMeta) -> ObjectMeta:
     if uid is not None and not _UID.fullmatch(uid):
         # The uid names the pod's cgroup (pod<uid>): nothing that could leave that directory.
         raise ManifestError(
-            "metadata.uid", f"invalid value {q(uid)}: must be 1-64 letters, digits or '-'"
+            "metadata.uid", f"Invalid value: {q(uid)}: must be 1-64 letters, digits or '-'"
         )
     annotations = dict(m.annotations or {})
     for key in annotations:

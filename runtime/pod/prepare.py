@@ -13,6 +13,7 @@ first error at the end.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -258,7 +259,7 @@ def prepare(
     volume_paths: dict[str, str] = {}
     for v in pod.spec.volumes:
         with _step(pod_dir, f"volume {v.name}"):
-            made = _make_volume(path / "volumes" / v.name, v.source)
+            made = _make_volume(path / "volumes" / v.name, v.source, values.memory_limit)
             # inside the pod directory: relative, since the directory moves (run/, exited/)
             volume_paths[v.name] = (
                 os.path.relpath(made, path) if made.startswith(f"{path}/") else made
@@ -275,7 +276,20 @@ def prepare(
     return record
 
 
-def _make_volume(vdir: Path, source: Any) -> str:
+def memory_volume_size(size_limit: int | None, pod_memory_limit: int | None) -> int:
+    """The size of a memory-backed emptyDir, as the kubelet sizes it: the node's memory, or
+    less, the pod's memory limit, or less, the volume's sizeLimit (a limit of 0 or beyond
+    what the pod may use is not taken: the tmpfs never promises more than there is)."""
+    from runtime.pod.hostfacts import memory_capacity
+
+    size = memory_capacity()
+    for limit in (pod_memory_limit, size_limit):
+        if limit is not None and 0 < limit <= size:
+            size = limit
+    return size
+
+
+def _make_volume(vdir: Path, source: Any, pod_memory_limit: int | None = None) -> str:
     from runtime.pod.manifest import (
         ConfigMapVolume,
         EmptyDirVolume,
@@ -291,8 +305,8 @@ def _make_volume(vdir: Path, source: Any) -> str:
     vdir.mkdir(mode=0o755, exist_ok=True)
     if isinstance(source, EmptyDirVolume):
         if source.medium is StorageMedium.MEMORY:
-            size = source.size_limit.ceil() if source.size_limit is not None else None
-            mount_tmpfs(vdir, size, 0o777)
+            limit = source.size_limit.ceil() if source.size_limit is not None else None
+            mount_tmpfs(vdir, memory_volume_size(limit, pod_memory_limit), 0o777)
         os.chmod(vdir, 0o777)  # as the kubelet makes emptyDirs
         return str(vdir)
     assert isinstance(source, (ConfigMapVolume, SecretVolume))
@@ -314,8 +328,26 @@ _HOST_PATH_TYPES = {
 }
 
 
+def _open_host_path(p: str) -> int:
+    """An O_PATH fd of the host path ``p``, its symlinks followed but never a magic link:
+    ``/proc/self/exe``, ``/proc/self/fd/N``, ``/dev/stdin`` name what the process opening
+    them holds (the runtime's own binary, its files), not a path of the host (the kubelet's
+    runtime would mount its own sealed copy, or its own descriptors, there)."""
+    try:
+        return hostsys.open_no_magiclinks(p)
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+        os.close(os.open(p, os.O_PATH | os.O_CLOEXEC))  # ELOOP again: a loop of symlinks
+        raise CorralError(
+            f"hostPath {p} goes through a process's magic link (/proc/<pid>/exe, fd, root,"
+            " cwd): it names what the runtime holds, not a path of the host"
+        ) from None
+
+
 def _host_path(v: HostPathVolume, vdir: Path) -> str:
-    """A hostPath volume. Without a type it is the path itself (no check, as Kubernetes).
+    """A hostPath volume. Without a type it is the path itself (no check, as Kubernetes, but
+    never through a magic link: ``_open_host_path``).
     With one, Kubernetes' checks: DirectoryOrCreate makes a missing directory (and its
     parents, 0755), FileOrCreate a missing file (0644, not its parent directory); every type
     must then be what it says. The path (the admin's: symlinks are followed, as the kubelet's
@@ -325,10 +357,14 @@ def _host_path(v: HostPathVolume, vdir: Path) -> str:
 
     p, t = v.path, v.type
     if t is HostPathType.UNSET:
+        try:  # never through a process's magic link (see _open_host_path)
+            os.close(_open_host_path(p))
+        except FileNotFoundError:
+            pass
         return p
     check, what = _HOST_PATH_TYPES[t]
     try:
-        fd = os.open(p, os.O_PATH | os.O_CLOEXEC)
+        fd = _open_host_path(p)
     except FileNotFoundError:
         if t is HostPathType.DIRECTORY_OR_CREATE:
             os.makedirs(p, mode=0o755, exist_ok=True)
@@ -345,7 +381,7 @@ def _host_path(v: HostPathVolume, vdir: Path) -> str:
         else:
             raise CorralError(f"hostPath {p} does not exist (type {t.value})") from None
         try:
-            fd = os.open(p, os.O_PATH | os.O_CLOEXEC)
+            fd = _open_host_path(p)
         except FileNotFoundError:
             raise CorralError(f"hostPath {p} does not exist (type {t.value})") from None
     try:

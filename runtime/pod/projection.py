@@ -12,6 +12,7 @@ a container may have planted (the volume is the pod's)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import time
@@ -45,7 +46,21 @@ def _write_file(dirfd: int, rel: str, source: str, mode: int) -> None:
     if why:
         raise CorralError(f"item path {rel!r} {why}")
     parent, _, name = rel.strip("/").rpartition("/")
-    pfd = make_dirs_beneath(dirfd, parent) if parent else os.dup(dirfd)
+    try:
+        pfd = make_dirs_beneath(dirfd, parent) if parent else os.dup(dirfd)
+        _copy_beneath(pfd, name, source, mode)
+    except OSError as e:  # two items that cannot both be (a and a/b), '.', ...
+        if e.errno == errno.ENOTDIR:
+            why = "a component is a file of another item"
+        elif e.errno == errno.EEXIST:
+            why = "is already a file or directory of the volume"
+        else:
+            why = f"{e.strerror}: {e.filename}" if e.filename else (e.strerror or str(e))
+        raise CorralError(f"item path {rel!r}: {why}") from e
+
+
+def _copy_beneath(pfd: int, name: str, source: str, mode: int) -> None:
+    """Copy ``source`` to a new file ``name`` in the directory ``pfd`` (closed here)."""
     try:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         out = os.open(name, flags, mode, dir_fd=pfd)

@@ -50,6 +50,13 @@ def _annotation(volume: ConfigMapVolume | SecretVolume) -> str:
     return f"metadata.annotations.{SECRET_ANNOTATION}{volume.secret_name}"
 
 
+def _check_key(name: str, path: str, where: str) -> None:
+    """A key is a file name of the volume: a config key, and none of the atomic writer's own
+    ``..`` names (``..data``, the version directories)."""
+    if len(name) > 253 or not _CONFIG_KEY.fullmatch(name) or name.startswith(".."):
+        raise ManifestError(where, f"{path}: {name!r} is not a valid config key")
+
+
 def source_keys(local_path: str, where: str = "") -> dict[str, str]:
     """The keys of a local source and the host file behind each, sorted by key."""
     try:
@@ -57,7 +64,9 @@ def source_keys(local_path: str, where: str = "") -> dict[str, str]:
     except OSError as e:
         raise ManifestError(where, f"cannot read {local_path}: {e.strerror}") from e
     if stat.S_ISREG(st.st_mode):
-        return {os.path.basename(local_path): local_path}
+        name = os.path.basename(local_path)
+        _check_key(name, local_path, where)
+        return {name: local_path}
     if not stat.S_ISDIR(st.st_mode):
         raise ManifestError(where, f"{local_path} is neither a regular file nor a directory")
     keys: dict[str, str] = {}
@@ -68,8 +77,7 @@ def source_keys(local_path: str, where: str = "") -> dict[str, str]:
     for entry in entries:
         if not entry.is_file():  # follows symlinks, like kubectl's --from-file=DIR
             continue
-        if len(entry.name) > 253 or not _CONFIG_KEY.fullmatch(entry.name):
-            raise ManifestError(where, f"{entry.path}: {entry.name!r} is not a valid config key")
+        _check_key(entry.name, entry.path, where)
         keys[entry.name] = entry.path
     return keys
 

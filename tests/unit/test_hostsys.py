@@ -205,3 +205,17 @@ def test_mountinfo_is_the_record_its_typed_declaration_says() -> None:
     assert tuple(fields) == hostsys.MountInfo._fields
     m = hostsys.parse_mountinfo("36 35 98:0 /mnt1 /mnt2 rw,noatime shared:1 - ext3 /dev/root rw\n")
     assert (m[0].mountpoint, m[0].shared, m[0].super_options) == ("/mnt2", True, "rw")
+
+
+def test_open_no_magiclinks_follows_symlinks_not_magic_links(tmp_path: Path) -> None:
+    (tmp_path / "real").write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    fd = hostsys.open_no_magiclinks(str(tmp_path / "link"))
+    try:
+        assert os.fstat(fd).st_ino == os.stat(tmp_path / "real").st_ino
+    finally:
+        os.close(fd)
+    for magic in ("/proc/self/exe", "/proc/self/fd/0", "/dev/stdin", "/proc/self/root/etc"):
+        with pytest.raises(OSError) as info:
+            hostsys.open_no_magiclinks(magic)
+        assert info.value.errno == errno.ELOOP, magic

@@ -382,7 +382,7 @@ def _set(path: str, value: Any) -> dict[str, Any]:
             "must be an integer between 1 and 65535, not a string",
         ),
         ("spec.containers.0.bogus", 1, "spec.containers[0].bogus", "unknown field"),
-        ("spec.restartPolicy", "Sometimes", "spec.restartPolicy", 'unsupported value "Sometimes"'),
+        ("spec.restartPolicy", "Sometimes", "spec.restartPolicy", 'Unsupported value: "Sometimes"'),
         ("spec.containers", [], "spec.containers", "is required"),
         ("metadata.name", "Web", "metadata.name", "a lowercase RFC 1123 subdomain"),
         (

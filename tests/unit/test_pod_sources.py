@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,20 @@ def test_bad_sources(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="'a b' is not a valid config key") as info:
         source_keys(str(tmp_path / "d"), "there")
     assert info.value.field == "there"
+
+
+@pytest.mark.parametrize("name", ["..data", "..2026_12_03_02_10_00.123456789", "..x"])
+def test_a_key_of_the_atomic_writer_is_refused(tmp_path: Path, name: str) -> None:
+    """``..data`` and the version directories are the volume's own (kube's IsConfigMapKey
+    refuses keys starting with '..'): a local source may not name one, as a file of a
+    directory or as a file of its own."""
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / name).write_text("")
+    for source in (tmp_path / "d", tmp_path / "d" / name):
+        with pytest.raises(
+            ManifestError, match=f"{re.escape(repr(name))} is not a valid config key"
+        ):
+            source_keys(str(source), "there")
 
 
 def test_all_keys_with_the_default_mode(conf: Path) -> None:

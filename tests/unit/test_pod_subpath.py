@@ -11,10 +11,13 @@ from typing import Any
 
 import pytest
 
+from runtime.errors import CorralError
 from runtime.pod.bundle import BundleContext, container_config, subpath_mounts
 from runtime.pod.manifest import ManifestError, parse_pod
 from runtime.pod.monconf import MonitorConf, containers_of, render
+from runtime.pod.projection import project
 from runtime.pod.projection import write_projected as _write_projected
+from runtime.pod.sources import ProjectedFile
 from runtime.pod.subpath import (
     SubPathError,
     SubPathMount,
@@ -230,12 +233,38 @@ def test_projected_items_are_written_beneath_the_volume(tmp_path: Path) -> None:
         with pytest.raises(Exception, match=r"item path .*(absolute|'\.\.')"):
             _write_projected(vdir, bad, str(src), 0o644)
     (vdir / "link").symlink_to(outside)
-    with pytest.raises(OSError):
+    with pytest.raises(CorralError, match="item path 'link/key': "):
         _write_projected(vdir, "link/key", str(src), 0o644)
     (vdir / "flink").symlink_to(outside / "f")
-    with pytest.raises(OSError):
+    with pytest.raises(CorralError, match="item path 'flink': "):
         _write_projected(vdir, "flink", str(src), 0o644)
     assert list(outside.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("paths", "bad", "why"),
+    [
+        (["a", "a/b"], "a/b", "a component is a file of another item"),
+        (["a/b", "a"], "a", "is already a file or directory of the volume"),
+        (["."], ".", "is already a file or directory of the volume"),
+        (["x", "x/."], "x/.", "a component is a file of another item"),
+    ],
+)
+def test_items_that_cannot_all_be_are_refused_naming_the_item(
+    tmp_path: Path, paths: list[str], bad: str, why: str
+) -> None:
+    """Paths the API accepts (each is relative, without '..') but that no volume can hold
+    together: the new version is not swapped in, the one shown stays whole."""
+    vdir, src = tmp_path / "vol", tmp_path / "src"
+    vdir.mkdir(mode=0o755)
+    src.write_text("v\n")
+    assert project(vdir, [ProjectedFile("keep", str(src), 0o644)])
+    before = sorted(os.listdir(vdir))
+    with pytest.raises(CorralError) as info:
+        project(vdir, [ProjectedFile(p, str(src), 0o644) for p in paths])
+    assert str(info.value) == f"item path {bad!r}: {why}"
+    assert sorted(os.listdir(vdir)) == before
+    assert (vdir / "keep").read_text() == "v\n"
 
 
 # ============================================================================= monitor.conf
