@@ -117,9 +117,12 @@ def save(*, force: bool = False) -> None:
 
 def warm() -> None:
     """Write the table of the classes every create uses (the config model, the planner, the
-    cgroup layout); the rarely used parts of the model compile theirs when used, as without."""
+    cgroup layout, and the resource limits of ``runtime._config_extra``: every container of a
+    pod has some, its CPU shares at least, and they were 7 ms of its start); the rarely used
+    parts of the model compile theirs when used, as without."""
     install()
     _codes.clear()  # exactly what these imports compile, whatever an older table held
+    import runtime._config_extra
     import runtime.cgroups.layout
     import runtime.config
     import runtime.container

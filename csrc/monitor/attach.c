@@ -1,7 +1,7 @@
 /* A container's stdin and its attach socket (conmon's attach socket, our framing).
  *
  * `stdin true` keeps the container's stdin open for the whole run: a pipe whose read end
- * `create` hands to the container (and the monitor closes once `create` has exited) and
+ * `run` hands to the container (and the monitor closes once `run` has exited) and
  * whose write end the monitor keeps, or, for a terminal container, the pty master the
  * monitor already holds. `attach true` makes a SOCK_SEQPACKET socket attach/<name> in the
  * pod directory; while the container runs, up to ATTACH_MAX clients connect to it. Every
@@ -74,7 +74,7 @@ void attach_init(struct ctr *c)
     }
 }
 
-/* Before each create: a fresh stdin pipe for the new run (a restart reopens stdin). */
+/* Before each run: a fresh stdin pipe for the new run (a restart reopens stdin). */
 int attach_stdin_pipe(struct ctr *c)
 {
     c->in_closed = c->in_eof = false;
@@ -89,7 +89,7 @@ int attach_stdin_pipe(struct ctr *c)
     return 0;
 }
 
-/* `create` has exited: the container process has its copy of the read end. */
+/* `run` has exited: the container process has its copy of the read end. */
 void attach_created(struct ctr *c)
 {
     if (c->in_r >= 0)
@@ -190,7 +190,7 @@ void attach_accept(struct ctr *c)
     for (int i = 0; i < ATTACH_MAX && !free_conn; i++)
         if (c->conns[i].fd < 0)
             free_conn = &c->conns[i];
-    if (c->step != ST_UP || c->exited || c->kill_stage || c->start_failed || c->abandon)
+    if (c->step != ST_UP || c->exited || c->kill_stage)
         refuse(fd, "container %s is not running", c->name);
     else if (!free_conn)
         refuse(fd, "container %s has too many attached clients", c->name);

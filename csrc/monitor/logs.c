@@ -62,7 +62,7 @@ static void log_rotate(struct ctr *c)
 
 static void log_entry(struct ctr *c, struct stream *s, bool partial, const char *text, size_t len)
 {
-    if (s == &c->err && (c->step == ST_CREATE || c->step == ST_START) &&
+    if (s == &c->err && c->step == ST_RUN &&
         len > 11 && !memcmp(text, "corral-oci:", 11))
         snprintf(c->lasterr, sizeof c->lasterr, "%.*s", (int)len, text);
     else if (s == &c->err && c->step == ST_PRESTART && len > 0)

@@ -44,7 +44,7 @@ static int64_t timers(int64_t now)
                 next = min64(next, c->kill_at);
             }
         }
-        if (c->kill_stage || c->start_failed || c->abandon)
+        if (c->kill_stage)
             continue;
         next = probes_due(c, now, next);
     }
@@ -72,7 +72,7 @@ static void begin_stop(void)
         struct ctr *c = &M.ctrs[i];
         if (c->step == ST_BACKOFF || c->step == ST_IDLE)
             c->step = ST_DONE;
-        else if (c->step == ST_UP && !c->exited && !c->start_failed && !c->abandon)
+        else if (c->step == ST_UP && !c->exited)
             terminate(c, M.stop_deadline);
     }
 }
@@ -140,7 +140,7 @@ static bool advance(void)
          * get the same deadline. */
         for (size_t i = 0; i < M.nctrs; i++) {
             struct ctr *c = &M.ctrs[i];
-            if (c->step == ST_UP && !c->exited && !c->start_failed && !c->abandon)
+            if (c->step == ST_UP && !c->exited)
                 terminate(c, M.stop_deadline);
         }
     } else if (!M.finishing) {

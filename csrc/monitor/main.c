@@ -6,7 +6,7 @@
  *             subreaper, handshake with Python over the inherited pipe pair (this file);
  *   run       every OCI runtime command and exec probe is a child process the loop reaps
  *             (SIGCHLD through a signalfd), so nothing blocks the loop. Being the subreaper,
- *             the monitor inherits each container process when `corral-oci create` exits and
+ *             the monitor inherits each container process when `corral-oci run -d` exits and
  *             gets its exit status from waitpid(), the way conmon does. stdout/stderr pipes
  *             are read into CRI log files; probes, backoff and kill grace periods are
  *             deadlines that set the poll() timeout;
@@ -101,7 +101,7 @@ static void detach_and_unshare(void)
     if (!M.host_network)
         loopback_up();
 
-    /* Orphans of the containers (and the container processes themselves, once `create`
+    /* Orphans of the containers (and the container processes themselves, once `run -d`
      * exits) are reparented to us. */
     if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
         die("prctl(PR_SET_CHILD_SUBREAPER): %s", strerror(errno));

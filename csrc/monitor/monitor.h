@@ -53,8 +53,9 @@ struct probe {
 };
 
 /* A container's life is a sequence of steps; a job is the command of that step: the
- * runtime's, or prestart_arg (which gives a restarted container a fresh rootfs). */
-enum step { ST_IDLE, ST_DELETE, ST_PRESTART, ST_CREATE, ST_START, ST_UP, ST_BACKOFF, ST_DONE };
+ * runtime's (delete, run), or prestart_arg (which gives a restarted container a fresh
+ * rootfs). */
+enum step { ST_IDLE, ST_DELETE, ST_PRESTART, ST_RUN, ST_UP, ST_BACKOFF, ST_DONE };
 
 struct stream {
     const char *name; /* "stdout" or "stderr" */
@@ -73,21 +74,20 @@ struct run_record { /* what status files say about one run */
 struct ctr {
     char *name, *id, *bundle, *oom_file;
     char *stop_signal; /* what `corral-oci kill` sends first on a stop (default TERM) */
-    struct strv prestart_arg; /* run before every create but the first */
+    struct strv prestart_arg; /* run before every run but the first */
     bool prestart_first;      /* ... and before the first too (subPath mounts) */
     bool init;
-    bool terminal;            /* process.terminal: create gets a console socket */
+    bool terminal;            /* process.terminal: run gets a console socket */
     struct probe *probes[PROBE_KINDS];
     int line; /* of its `container` line, for errors */
 
     enum step step;
     pid_t job;             /* runtime command of the current step */
-    pid_t pid;             /* the container process, once `create` wrote its pid file */
+    pid_t pid;             /* the container process, once `run` wrote its pid file */
     bool created;          /* the runtime knows it: delete before creating it again */
     bool exited;           /* pid was reaped, status in wstatus */
     int wstatus;
-    bool start_failed;     /* `start` failed: we killed the process ourselves */
-    bool abandon;          /* stopped between create and start: not a run of its own */
+    bool abandon;          /* stopped before it ran (after prestart): not a run of its own */
     bool succeeded;        /* an init container that exited 0 */
     int kill_stage;        /* 0 none, 1 TERM sent, 2 KILL sent */
     int64_t kill_at;       /* when to send KILL after TERM */
@@ -97,9 +97,9 @@ struct ctr {
     long oom_base;
     bool startup_done, ready;
     char why_killed[MSG_MAX];
-    char lasterr[MSG_MAX]; /* last `corral-oci:` line on stderr while creating/starting,
+    char lasterr[MSG_MAX]; /* last `corral-oci:` line on stderr while running it,
                               or prestart_arg's last stderr line */
-    bool created_once;     /* a create was begun: the next one needs prestart_arg first */
+    bool created_once;     /* a run was begun: the next one needs prestart_arg first */
 
     const char *state; /* waiting, running, terminated */
     struct run_record cur, last;
@@ -116,7 +116,7 @@ struct ctr {
     bool stdin_open;        /* conf: stdin (Kubernetes' stdin: true) */
     bool stdin_once;        /* conf: stdinOnce: closed when the first attach ends */
     int listen;             /* the attach socket, -1 without one */
-    int in_r, in_w;         /* a pipe container's stdin: in_r only until `create` exits */
+    int in_r, in_w;         /* a pipe container's stdin: in_r only until `run` exits */
     bool in_closed;         /* stdinOnce: this run's stdin was closed */
     bool in_eof;            /* close (pipe) or send EOF (tty) once in_buf is written */
     char *in_buf;           /* input the container has not read yet */
@@ -149,7 +149,7 @@ struct monitor {
     int sync_w, sync_r;              /* -1 once the handshake is over */
     int host_ns[3];                  /* net, ipc, uts we were started in: for our children */
     pid_t reaper;                    /* pid 1 of the pod's pid namespace (--share-pid) */
-    pid_t unknown[16];               /* reaped before we knew them: a create's container */
+    pid_t unknown[16];               /* reaped before we knew them: a run's container */
     int unknown_status[16];
     unsigned unknown_next;
     pid_t misc[32];                  /* kill jobs still running */

@@ -87,10 +87,6 @@ void process_gone(struct ctr *c)
     } else {
         code = WEXITSTATUS(st);
     }
-    if (c->start_failed) {
-        run_done(c, "StartError", 128, 0, c->lasterr[0] ? c->lasterr : "start failed");
-        return;
-    }
     const char *reason = code == 0 ? "Completed" : "Error";
     if (c->oom_file && read_oom(c) > c->oom_base)
         reason = "OOMKilled";

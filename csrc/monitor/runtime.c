@@ -1,6 +1,7 @@
 /* The monitor's children, and the OCI runtime steps of a container: delete what the runtime
- * still has of it, prestart_arg, create, start, then kill (TERM, KILL after the grace).
- * Every step is a child process that the loop reaps; job_done() takes the next step. */
+ * still has of it, prestart_arg, run (create and start in one runtime process, as
+ * `runc run --detach`: nothing has to happen between them), then kill (TERM, KILL after the
+ * grace). Every step is a child process that the loop reaps; job_done() takes the next step. */
 #include "monitor.h"
 
 #include <errno.h>
@@ -94,13 +95,13 @@ static void pid_file(struct ctr *c, char *path, size_t len)
 }
 
 /* Run a step's command (the runtime's, or `argv` when args is NULL); a failed fork is a
- * failed command. Only `create` gets the container's stdin (the process inherits it). */
+ * failed command. Only `run` gets the container's stdin (the process inherits it). */
 static void start_job(struct ctr *c, enum step step, const char *const args[], size_t n,
                       int out, int err)
 {
     M.changes++;
     c->step = step;
-    int in = step == ST_CREATE && c->in_r >= 0 ? c->in_r : M.devnull;
+    int in = step == ST_RUN && c->in_r >= 0 ? c->in_r : M.devnull;
     c->job = args ? runtime(args, n, in, out, err, false)
                   : spawn(c->prestart_arg.v, M.devnull, out, err, 0);
     if (c->job < 0) {
@@ -121,10 +122,10 @@ long read_oom(struct ctr *c)
     return 0;
 }
 
-/* A terminal container's console socket, as conmon's: `create --console-socket` connects
+/* A terminal container's console socket, as conmon's: `run --console-socket` connects
  * to it, and the container process sends its pty master over the connection (SCM_RIGHTS)
- * before create exits. The path goes through our open directory fd, as the directory's own
- * path may not fit in sun_path. It exists only while a create runs. */
+ * before the runtime exits. The path goes through our open directory fd, as the directory's
+ * own path may not fit in sun_path. It exists only while a run job runs. */
 static void console_path(struct ctr *c, char *path, size_t len)
 {
     snprintf(path, len, "/proc/%d/fd/%d/console-%zu.sock", (int)getpid(), M.dirfd,
@@ -161,7 +162,7 @@ static int console_listen(struct ctr *c, char *path, size_t len)
     return 0;
 }
 
-/* After a successful create: the pty master it sent becomes the container's stdout stream. */
+/* After a successful run: the pty master it sent becomes the container's stdout stream. */
 static int console_receive(struct ctr *c)
 {
     char byte[64], cbuf[CMSG_SPACE(sizeof(int))];
@@ -185,13 +186,16 @@ static int console_receive(struct ctr *c)
     return 0;
 }
 
-/* `create`, with a console socket for a terminal container. */
-static void start_create(struct ctr *c)
+/* `run --detach`: the runtime creates the container, starts it and exits, leaving us (the
+ * subreaper) the container process; with a console socket for a terminal container. The
+ * OOM count is taken before: the run's own OOM kills must count. */
+static void start_run(struct ctr *c)
 {
     char pidf[PATH_MAX], sock[PATH_MAX];
     pid_file(c, pidf, sizeof pidf);
     c->lasterr[0] = 0;
-    const char *args[] = {"create", "--bundle", c->bundle, "--pid-file", pidf,
+    c->oom_base = read_oom(c);
+    const char *args[] = {"run", "--detach", "--bundle", c->bundle, "--pid-file", pidf,
                           "--console-socket", sock, c->id};
     if (c->terminal) {
         int ret = console_listen(c, sock, sizeof sock);
@@ -201,20 +205,20 @@ static void start_create(struct ctr *c)
             run_done(c, "StartError", 128, 0, c->lasterr);
             return;
         }
-        start_job(c, ST_CREATE, args, 8, c->out.wfd, c->err.wfd);
+        start_job(c, ST_RUN, args, 9, c->out.wfd, c->err.wfd);
         return;
     }
-    args[5] = c->id;
-    start_job(c, ST_CREATE, args, 6, c->out.wfd, c->err.wfd);
+    args[6] = c->id;
+    start_job(c, ST_RUN, args, 7, c->out.wfd, c->err.wfd);
 }
 
-static void launch_create(struct ctr *c)
+static void launch_run(struct ctr *c)
 {
     char pidf[PATH_MAX];
     pid_file(c, pidf, sizeof pidf);
     unlink(pidf);
     c->lasterr[0] = 0;
-    c->exited = c->start_failed = c->abandon = false;
+    c->exited = c->abandon = false;
     c->kill_stage = 0;
     c->why_killed[0] = 0;
     memset(&c->cur, 0, sizeof c->cur);
@@ -228,7 +232,7 @@ static void launch_create(struct ctr *c)
         die("pipe for %s: %s", c->name, strerror(-ret));
     set_state(c, "waiting", "ContainerCreating", NULL);
     /* A restart is a new container, as in Kubernetes: prestart_arg gives it a fresh rootfs
-     * first (with prestart_first, it also runs before the first create: it mounts subPaths
+     * first (with prestart_first, it also runs before the first run: it mounts subPaths
      * after the init containers ran). Its output goes to the container's pipes, like the
      * runtime's. */
     bool again = c->created_once;
@@ -237,7 +241,7 @@ static void launch_create(struct ctr *c)
         start_job(c, ST_PRESTART, NULL, 0, c->out.wfd, c->err.wfd);
         return;
     }
-    start_create(c);
+    start_run(c);
 }
 
 /* Start (or restart) a container: delete what the runtime still has of it first. */
@@ -248,7 +252,7 @@ void launch(struct ctr *c)
         start_job(c, ST_DELETE, args, 3, M.devnull, STDERR_FILENO);
         return;
     }
-    launch_create(c);
+    launch_run(c);
 }
 
 void job_done(struct ctr *c, int st)
@@ -268,7 +272,7 @@ void job_done(struct ctr *c, int st)
             c->step = ST_DONE;
             return;
         }
-        launch_create(c);
+        launch_run(c);
         return;
     case ST_PRESTART: {
         if (!ok) {
@@ -286,10 +290,10 @@ void job_done(struct ctr *c, int st)
             run_done(c, NULL, 0, 0, NULL);
             return;
         }
-        start_create(c);
+        start_run(c);
         return;
     }
-    case ST_CREATE: {
+    case ST_RUN: {
         char pidf[PATH_MAX], buf[32] = "";
         pid_file(c, pidf, sizeof pidf);
         if (!ok || read_small(AT_FDCWD, pidf, buf, sizeof buf) < 0)
@@ -297,20 +301,26 @@ void job_done(struct ctr *c, int st)
         unlink(pidf);
         attach_created(c);
         c->pid = (pid_t)strtol(buf, NULL, 10);
-        c->created = ok; /* even without a pid: delete whatever it left */
+        c->created = ok; /* a failed run deletes what it made, as runc's */
         int ret = 0;
         if (c->terminal && ok && c->pid > 0 && (ret = console_receive(c)) < 0)
             snprintf(c->lasterr, sizeof c->lasterr, "receive pty master of %s: %s", c->name,
                      strerror(-ret));
         console_close(c);
+        /* Nobody else writes into the container's pipes now: keep only its copies, so we
+         * see EOF when it closes them. */
+        close(c->out.wfd);
+        close(c->err.wfd);
+        c->out.wfd = c->err.wfd = -1;
         if (!ok || c->pid <= 0 || ret < 0) {
             char msg[MSG_MAX];
-            snprintf(msg, sizeof msg, "%s", c->lasterr[0] ? c->lasterr : "create failed");
+            snprintf(msg, sizeof msg, "%s", c->lasterr[0] ? c->lasterr : "run failed");
+            if (ok && c->pid > 0)
+                kill(c->pid, SIGKILL); /* running, but without its pty: not a run of ours */
             c->pid = 0;
             run_done(c, "StartError", 128, 0, msg);
             return;
         }
-        c->oom_base = read_oom(c);
         /* The process may have died and been reaped before we knew its pid. */
         for (size_t i = 0; i < sizeof M.unknown / sizeof M.unknown[0]; i++)
             if (M.unknown[i] == c->pid) {
@@ -318,47 +328,27 @@ void job_done(struct ctr *c, int st)
                 c->exited = true;
                 c->wstatus = M.unknown_status[i];
             }
-        if (M.stopping) {
-            /* It waits on its exec fifo and never ran user code: no grace needed. */
-            c->abandon = true;
-            if (!c->exited)
-                kill(c->pid, SIGKILL);
-            c->step = ST_UP;
-            if (c->exited)
-                process_gone(c);
+        c->step = ST_UP;
+        c->started_mono = now_ms();
+        rfc3339(c->cur.started_at);
+        c->startup_done = !c->probes[PROBE_STARTUP];
+        c->ready = c->startup_done && !c->probes[PROBE_READINESS];
+        for (int k = 0; k < PROBE_KINDS; k++)
+            if (c->probes[k]) {
+                c->probes[k]->next_at = c->started_mono + c->probes[k]->initial_delay;
+                c->probes[k]->successes = c->probes[k]->failures = 0;
+            }
+        if (c->exited) {
+            process_gone(c);
             return;
         }
-        const char *args[] = {"start", c->id};
-        start_job(c, ST_START, args, 2, c->out.wfd, c->err.wfd);
+        set_state(c, "running", NULL, NULL);
+        /* A stop that came while the runtime ran it: it runs user code now, so it gets the
+         * stop signal and the rest of the grace like any running container. */
+        if (M.stopping)
+            terminate(c, M.stop_deadline);
         return;
     }
-    case ST_START:
-        /* Nobody else writes into the container's pipes now: keep only its copies, so
-         * we see EOF when it closes them. */
-        close(c->out.wfd);
-        close(c->err.wfd);
-        c->out.wfd = c->err.wfd = -1;
-        c->step = ST_UP;
-        if (!ok) {
-            c->start_failed = true;
-            if (!c->exited)
-                kill(c->pid, SIGKILL);
-        } else {
-            c->started_mono = now_ms();
-            rfc3339(c->cur.started_at);
-            c->startup_done = !c->probes[PROBE_STARTUP];
-            c->ready = c->startup_done && !c->probes[PROBE_READINESS];
-            for (int k = 0; k < PROBE_KINDS; k++)
-                if (c->probes[k]) {
-                    c->probes[k]->next_at = c->started_mono + c->probes[k]->initial_delay;
-                    c->probes[k]->successes = c->probes[k]->failures = 0;
-                }
-            if (!c->exited)
-                set_state(c, "running", NULL, NULL);
-        }
-        if (c->exited)
-            process_gone(c);
-        return;
     default:
         warn("job of %s ended in step %d", c->name, c->step);
     }

@@ -170,8 +170,21 @@ class Rtnl:
                 address=address,
             )
 
-    def add_veth(self, name: str, peer: str, peer_ns: Netns, mtu: int | None = None) -> None:
-        """A veth pair: ``name`` here, ``peer`` created directly inside ``peer_ns``. Raises
+    def run(self, fn: Any) -> Any:
+        """``fn(self)``: several requests in one call (see ``node._OnThread``)."""
+        return fn(self)
+
+    def add_veth(
+        self,
+        name: str,
+        peer: str,
+        peer_ns: Netns,
+        mtu: int | None = None,
+        master: int | None = None,
+        up: bool = False,
+    ) -> None:
+        """A veth pair: ``name`` here, ``peer`` created directly inside ``peer_ns``; in the same
+        request ``name`` is enslaved to ``master`` and brought ``up`` when given. Raises
         NetlinkError(EEXIST) if either name is taken (the caller decides what that means)."""
         peer_fd: int | None = peer_ns.fd
         opened = False
@@ -183,6 +196,10 @@ class Rtnl:
             opened = True
         extra: dict[str, Any] = {"mtu": mtu} if mtu else {}
         peer_spec: dict[str, Any] = {"ifname": peer, "net_ns_fd": peer_fd, **extra}
+        if master is not None:
+            extra["master"] = master
+        if up:
+            extra["state"] = "up"
         try:
             self._call(
                 f"link add veth {name}({peer} in {peer_ns})",

@@ -29,7 +29,7 @@ from runtime.network.ipam import Ipam, check_owner
 from runtime.network.netns import Netns, write_sysctl
 
 if TYPE_CHECKING:
-    from runtime.network.netlink import Route
+    from runtime.network.netlink import Route, Rtnl
 
 VETH_PREFIX = "cr"
 _VETH = re.compile(rf"^{VETH_PREFIX}[0-9a-f]{{12}}$")
@@ -109,8 +109,9 @@ class GcReport:
 
 class _OnThread:
     """An ``Rtnl`` that lives on one thread of its own: every method call is run there and
-    waited for. pyroute2's socket belongs to the thread that uses it (its event loop), so
-    callers on other threads hand their requests over instead of sharing it."""
+    waited for (``run(fn)``: several requests in one hand-over). pyroute2's socket belongs to
+    the thread that uses it (its event loop), so callers on other threads hand their requests
+    over instead of sharing it."""
 
     def __init__(self, ns: Netns) -> None:
         import concurrent.futures
@@ -313,38 +314,46 @@ class NodeNetwork:
     def _link_pod(self, pod: PodNetwork, pod_ns: Netns) -> None:
         from runtime.network.netlink import configure_pod_interface
 
-        cfg = self.config
         with self._rtnl() as rt:
-            br = rt.link(cfg.bridge)
-        if br is None:  # removed since this node network was ensured (destroy): all of it again
+            found = rt.run(lambda r: self._veth(r, pod, pod_ns))
+        if not found:  # the bridge was removed since this node network was ensured: all again
             self.ensure()
-        with self._rtnl() as rt:
-            if br is None:
-                br = rt.link(cfg.bridge)
-            if br is None:
-                br = rt.ensure_bridge(cfg.bridge, cfg.mtu)
-                rt.ensure_addr(br.index, cfg.gateway, cfg.bridge)
-            host = rt.link(pod.host_veth)
-            if host is not None and not self._peer_in(host.index, pod, pod_ns):
-                rt.delete_link(pod.host_veth)  # a stale pair from an earlier namespace
-                host = None
-            if host is None:
-                try:
-                    rt.add_veth(pod.host_veth, pod.ifname, pod_ns, cfg.mtu)
-                except NetlinkError as e:
-                    if e.errno == errno.EEXIST:
-                        raise NetworkError(
-                            f"pod {pod.pod_id}", f"{pod.ifname} already exists in {pod_ns}",
-                            errno.EEXIST,
-                        ) from None  # fmt: skip
-                    raise
-                host = rt.link(pod.host_veth)
-                if host is None:
-                    raise NetlinkError(f"link get {pod.host_veth}", "vanished", errno.ENODEV)
-            if host.master != br.index or not host.up:
-                rt.set_up(host.index, pod.host_veth, master=br.index)
-                rt.set_hairpin(host.index, pod.host_veth)
+            with self._rtnl() as rt:
+                rt.run(lambda r: self._veth(r, pod, pod_ns))
         configure_pod_interface(pod_ns, pod.ifname, pod.interface, pod.gateway)
+
+    def _veth(self, rt: Rtnl, pod: PodNetwork, pod_ns: Netns) -> bool:
+        """The pod's veth pair on the bridge, up, hairpin on: in one hand-over to the netlink
+        thread, and for a new pod in three requests (the pair is made enslaved and up). False
+        when the bridge is not there."""
+        cfg = self.config
+        br = rt.link(cfg.bridge)
+        if br is None:
+            return False
+        host = None
+        for _ in range(2):
+            try:
+                rt.add_veth(pod.host_veth, pod.ifname, pod_ns, cfg.mtu, master=br.index, up=True)
+                break
+            except NetlinkError as e:
+                if e.errno != errno.EEXIST:
+                    raise
+            host = rt.link(pod.host_veth)
+            if host is None:  # the name taken is the pod's end
+                raise NetworkError(
+                    f"pod {pod.pod_id}", f"{pod.ifname} already exists in {pod_ns}", errno.EEXIST
+                )
+            if self._peer_in(host.index, pod, pod_ns):
+                break  # made by an earlier call for this pod: complete it
+            rt.delete_link(pod.host_veth)  # a stale pair from an earlier namespace
+            host = None
+        host = host if host is not None else rt.link(pod.host_veth)
+        if host is None:
+            raise NetlinkError(f"link get {pod.host_veth}", "vanished", errno.ENODEV)
+        if host.master != br.index or not host.up:
+            rt.set_up(host.index, pod.host_veth, master=br.index)
+        rt.set_hairpin(host.index, pod.host_veth)
+        return True
 
     def _peer_in(self, host_index: int, pod: PodNetwork, pod_ns: Netns) -> bool:
         with self._rtnl(pod_ns) as rt:

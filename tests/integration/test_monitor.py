@@ -242,9 +242,11 @@ class Pod:
         share_pid: bool = False,
         finish: list[str] | None = None,
         extra: list[str] | None = None,
+        runtime: list[str] | None = None,
         **keys: Any,
     ) -> str:
-        """Write bundles and monitor.conf, say go; return what the monitor said after go."""
+        """Write bundles and monitor.conf, say go; return what the monitor said after go.
+        ``runtime``: the OCI runtime's argv prefix (default: ours, python -m runtime.cli.oci)."""
         conf = {
             "runtime_root": str(self.rt.root),
             "restart_policy": "Never",
@@ -254,7 +256,8 @@ class Pod:
             "backoff_reset_ms": "600000",
         }
         conf.update({k: str(v) for k, v in keys.items()})
-        lines = [f"runtime_arg {_esc(a)}" for a in (sys.executable, "-m", "runtime.cli.oci")]
+        argv = runtime or [sys.executable, "-m", "runtime.cli.oci"]
+        lines = [f"runtime_arg {_esc(a)}" for a in argv]
         lines += [f"{k} {_esc(v)}" for k, v in conf.items()]
         lines += [f"finish_arg {_esc(a)}" for a in finish or []]
         lines += extra or []
@@ -885,6 +888,66 @@ def test_an_https_probe_needs_https_probe_arg(pods: Callable[[], Pod]) -> None:
 
 
 # ---------------------------------------------------------------- stop
+
+
+def _logging_runtime(pod: Pod, delay_run: float = 0) -> tuple[list[str], Path]:
+    """A runtime that appends its arguments (one line per call) to a file, then runs ours;
+    ``delay_run`` seconds of sleep first when the command is ``run``."""
+    calls = pod.shared / "runtime-calls"
+    script = pod.shared / "runtime.sh"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {calls}\n'
+        f'[ "$3" = run ] && sleep {delay_run}\n'
+        f'exec {sys.executable} -m runtime.cli.oci "$@"\n'
+    )
+    script.chmod(0o755)
+    return [str(script)], calls
+
+
+def _commands(calls: Path) -> list[str]:
+    """The runtime command of each call (after ``--root R``)."""
+    return [line.split()[2] for line in calls.read_text().splitlines()]
+
+
+def test_a_container_is_created_and_started_by_one_runtime_process(
+    pods: Callable[[], Pod],
+) -> None:
+    pod = pods()
+    runtime, calls = _logging_runtime(pod)
+    assert pod.start().startswith("ready ")
+    assert pod.go([Ctr("c", ["sh", "-c", "echo hi"])], runtime=runtime) == ""
+    pod.wait_exit()
+    pod.assert_clean()
+    assert _commands(calls) == ["run", "delete"]  # not create, then start
+    assert "run --detach --bundle " in calls.read_text()
+    assert pod.log("c") == [("stdout", "F", "hi")]
+    st = pod.status("c")
+    assert (st["state"], st["reason"], st["exit_code"]) == ("terminated", "Completed", "0")
+
+
+def test_a_stop_while_the_runtime_starts_a_container_stops_it(pods: Callable[[], Pod]) -> None:
+    # The stop comes while `run` is under way: once it has run the container runs user
+    # code, so it is a run like any other, stopped with the stop signal and the grace.
+    pod = pods()
+    runtime, calls = _logging_runtime(pod, delay_run=1.0)
+    assert pod.start().startswith("ready ")
+    stubborn = Ctr("stubborn", ["sleep", "1000"])  # pid 1 without a TERM handler: KILL ends it
+    assert pod.go([stubborn], restart_policy="Always", runtime=runtime) == ""
+    _wait_for(lambda: calls.exists() and "run" in _commands(calls), "the runtime's run")
+    pod.stop("0.2")
+    pod.wait_exit()
+    pod.assert_clean()
+    assert _commands(calls) == ["run", "kill", "kill", "delete"]  # TERM, KILL after the grace
+    st = pod.status("stubborn")
+    assert (st["state"], st["exit_code"], st["signal"], st["restart_count"]) == (
+        "terminated",
+        "137",
+        "9",
+        "0",
+    )
+    assert st["started_at"]
+    assert pod.pod_status()["phase"] == "Failed"
 
 
 def test_stop_sends_term_then_kill_after_the_grace(pods: Callable[[], Pod]) -> None:

@@ -399,6 +399,42 @@ def test_gc_frees_dead_pods_and_leaked_veths(cluster: Cluster) -> None:
     assert ping(live.ns, node.config.gateway.ip)
 
 
+def test_the_pods_veth_is_on_the_bridge_up_with_hairpin(cluster: Cluster) -> None:
+    node = cluster.add_node()
+    a = cluster.netns()
+    pod = node.setup_pod("pod-a", a.ns)
+    with Rtnl(node.ns) as rt:
+        host = rt.link(pod.host_veth)
+        bridge = rt.link(node.config.bridge)
+        assert host is not None and bridge is not None
+        assert (host.kind, host.master, host.up) == ("veth", bridge.index, True)
+        (port,) = [m for m in rt._ipr.brport("dump") if m["index"] == host.index]
+        assert port.get_nested("IFLA_PROTINFO", "IFLA_BRPORT_MODE") == 1  # hairpin
+    with Rtnl(a.ns) as rt:
+        dev = rt.link("eth0")
+        assert dev is not None and dev.up and dev.peer_index == host.index
+
+
+def test_a_pod_in_a_new_namespace_gets_a_new_pair(cluster: Cluster) -> None:
+    # the same pod id again with another namespace (its sandbox made again while the old
+    # namespace still lives): the old pair is replaced, the address kept
+    node = cluster.add_node()
+    old, new = cluster.netns(), cluster.netns()
+    first = node.setup_pod("pod-a", old.ns)
+    second = node.setup_pod("pod-a", new.ns)
+    assert second.ip == first.ip
+    assert links(old.ns) == {"lo"}
+    assert links(new.ns) == {"lo", "eth0"}
+    with Rtnl(node.ns) as rt:
+        host = rt.link(second.host_veth)
+        assert host is not None and host.up and host.master
+    with Rtnl(new.ns) as rt:
+        dev = rt.link("eth0")
+        assert dev is not None and dev.peer_index == host.index
+    assert node.teardown_pod("pod-a")
+    assert all(not v for v in cluster.leftovers(node).values())
+
+
 def test_the_pod_end_name_must_be_free(cluster: Cluster) -> None:
     node = cluster.add_node()
     a = cluster.netns()
