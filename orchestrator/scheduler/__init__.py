@@ -12,6 +12,8 @@ import logging
 import signal
 import sys
 
+import uvloop
+
 from orchestrator.client import ApiClient, ClientConfig
 
 from .scheduler import DEFAULT_SCHEDULER, Scheduler, SchedulerConfig
@@ -48,4 +50,7 @@ def serve_scheduler(client_config: ClientConfig, config: SchedulerConfig | None 
         except asyncio.CancelledError:
             pass
 
-    asyncio.run(main())
+    # uvloop: the event loop, sockets and TLS in C, as the API server runs (every bind and
+    # every watch event goes through them).
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
