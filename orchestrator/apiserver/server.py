@@ -386,10 +386,14 @@ async def _serve(cfg: ServerConfig) -> None:
         # generation less often (a list of 10k objects allocates about 300k containers), and
         # the older ones far less: the caches (watch windows, informers, authorizers) keep
         # every object decoded, and a pass over them cost a fifth of the server's CPU while
-        # 10k pods were created and bound (2.3 of 12 s; 0.8 s so).
+        # 10k pods were created and bound (2.3 of 12 s; 0.8 s so). The young generation's
+        # threshold counts containers kept (those freed at once do not count): at 500k
+        # rather than 50k, objects that live a while (a watch window's) are more often freed
+        # before a pass walks them: about 4% less server CPU per pod scheduled (measured side
+        # by side); a young pass then takes about a fifth of a second.
         gc.collect()
         gc.freeze()
-        gc.set_threshold(50_000, 20, 100)
+        gc.set_threshold(500_000, 20, 100)
         app = api.app()
         add_join_routes(app, pki, token)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)

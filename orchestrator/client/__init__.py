@@ -4,7 +4,7 @@ package (import-linter keeps them off the store and the API server's code)."""
 
 from __future__ import annotations
 
-from .informer import Handler, Informer, meta_key, split_key
+from .informer import Handler, Informer, Transform, meta_key, split_key, strip_managed_fields
 from .leader import LeaderElector, micro_time, parse_time
 from .rest import (
     AlreadyExists,
@@ -35,6 +35,7 @@ __all__ = [
     "Obj",
     "ResourceRef",
     "ShutDown",
+    "Transform",
     "WatchEvent",
     "WorkQueue",
     "load_kubeconfig",
@@ -42,4 +43,5 @@ __all__ = [
     "micro_time",
     "parse_time",
     "split_key",
+    "strip_managed_fields",
 ]

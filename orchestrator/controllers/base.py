@@ -25,6 +25,7 @@ from orchestrator.client import (
     ShutDown,
     WorkQueue,
     meta_key,
+    strip_managed_fields,
 )
 
 __all__ = ["Client", "Controller", "InformerFactory", "Metrics"]
@@ -121,7 +122,15 @@ class InformerFactory:
         ``metadata.name=x`` in every namespace)."""
         inf = self._informers.get((res, field_selector))
         if inf is None:
-            inf = Informer(self.client, res, field_selector=field_selector)  # type: ignore[arg-type]
+            # Cached without managedFields (no controller reads them; an update sent from a
+            # cached object leaves them as they are): half of a pod's dictionaries, which the
+            # cyclic collector of the server they run in would walk again and again.
+            inf = Informer(
+                self.client,  # type: ignore[arg-type]
+                res,
+                field_selector=field_selector,
+                transform=strip_managed_fields,
+            )
             inf.add_index("namespace", _namespace_index)
             self._informers[(res, field_selector)] = inf
         return inf

@@ -22,6 +22,7 @@ from orchestrator.client import (
     NotFound,
     load_kubeconfig,
     meta_key,
+    strip_managed_fields,
 )
 from orchestrator.client.rest import CONFIGMAPS, LEASES, NAMESPACES, PODS
 from tests.kubeserver import API_ONLY, Server
@@ -181,6 +182,38 @@ def test_informer_follows_changes_across_restart(server: Server) -> None:
             await _until(lambda: inf.get(f"{NS}/inf-2") is not None)
             assert sorted(inf.keys()) == [f"{NS}/inf-1", f"{NS}/inf-2"]
             assert inf.get(f"{NS}/inf-1")["data"] == {"k": "v"}  # type: ignore[index]
+        finally:
+            await inf.stop()
+
+    run(server, body)
+
+
+def test_informer_transform_strips_managed_fields(server: Server) -> None:
+    """The listed and the watched objects are transformed before the cache and the handlers
+    see them; an update sent from a stripped object leaves the server's managedFields."""
+    seen: list[dict[str, Any]] = []
+
+    async def body(c: ApiClient) -> None:
+        made = await c.create(CONFIGMAPS, NS, {"metadata": {"name": "tr-0", "labels": {"t": "1"}}})
+        assert made["metadata"]["managedFields"]
+        inf = Informer(c, CONFIGMAPS, NS, label_selector="t=1", transform=strip_managed_fields)
+        inf.add_handler(lambda ev, old, new: seen.append(new or old or {}))
+        inf.start()
+        try:
+            await asyncio.wait_for(inf.wait_synced(), 30)
+            await c.create(CONFIGMAPS, NS, {"metadata": {"name": "tr-1", "labels": {"t": "1"}}})
+            await _until(lambda: inf.get(f"{NS}/tr-1") is not None)
+            cached = inf.get(f"{NS}/tr-0")
+            assert cached is not None and "managedFields" not in cached["metadata"]
+            assert cached["metadata"]["resourceVersion"] == made["metadata"]["resourceVersion"]
+            assert [o["metadata"]["name"] for o in seen] == ["tr-0", "tr-1"]
+            assert all("managedFields" not in o["metadata"] for o in seen)
+            sent = {**cached, "data": {"k": "v"}}
+            out = await c.update(CONFIGMAPS, NS, sent)
+            assert out["metadata"]["managedFields"][0]["manager"] == "corral"
+            assert "f:data" in out["metadata"]["managedFields"][0]["fieldsV1"]
+            await _until(lambda: (inf.get(f"{NS}/tr-0") or {}).get("data") == {"k": "v"})
+            assert "managedFields" not in inf.get(f"{NS}/tr-0")["metadata"]  # type: ignore[index]
         finally:
             await inf.stop()
 
