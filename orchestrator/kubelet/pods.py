@@ -226,6 +226,8 @@ class PodManager:
         # uid -> the runtime status the pod's last sync read, or the last relist listed
         self._seen: dict[str, api.PodStatus] = {}
         self._resynced = 0.0  # loop time every pod was last queued (RESYNC)
+        # a pod went (from the API or the node): the relist sweeps the volume sources left
+        self._sweep_due = True
         # uid -> key of the running pods whose status changes the runtime reports (its
         # StatusWatch): their sync runs when a container starts, gets ready or ends
         self._watched: dict[str, str] = {}
@@ -468,6 +470,7 @@ class PodManager:
     async def _relist(self) -> None:
         """Queue the pods whose runtime status is not what their last sync saw, those the
         runtime no longer has and those the API no longer has; every RESYNC seconds, all."""
+        before = dict(self._seen)
         # "none": a pod the runtime could not create (its image), kept there for its back-off
         statuses = [s for s in await self._call(self.runtime.list) if s.location != "none"]
         by_key: dict[str, list[api.PodStatus]] = {}
@@ -481,7 +484,11 @@ class PodManager:
             if self._seen.get(st.uid) != st:
                 self.queue.add(key)
         for uid in self._seen.keys() - seen.keys():
-            log.debug("runtime pod %s is gone", uid)
+            if self._seen[uid] is not before.get(uid):  # made, and read by its sync, meanwhile
+                seen[uid] = self._seen[uid]
+            else:
+                log.debug("runtime pod %s is gone", uid)
+                self._sweep_due = True
         for uid in self._watched.keys() - seen.keys():  # collected without a sync of ours
             del self._watched[uid]
             if self._status_watch is not None:
@@ -496,8 +503,11 @@ class PodManager:
             self._resynced = now
             for key in {*self.informer.keys(), *self.static, *by_key}:
                 self.queue.add(key)
-        self._prune_sources()
-        await self._sweep_sources()
+            self._sweep_due = True
+        if self._sweep_due:  # a pod went: its sources may be left (or no longer read)
+            self._sweep_due = False
+            self._prune_sources()
+            await self._sweep_sources()
 
     async def _sweep_sources(self) -> None:
         """Drop the volume sources of pods neither the API nor the runtime has (a pod
@@ -558,6 +568,7 @@ class PodManager:
                 await self._remove(st.uid)
         if pod is None:
             self._forget(key)
+            self._sweep_due = True  # what a make of it wrote before it went
             self._evicted.pop(key, None)
             with contextlib.suppress(api.PodError):  # what the runtime keeps of a failed pull
                 await self._call(self.runtime.remove, key)
