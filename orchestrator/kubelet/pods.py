@@ -285,6 +285,7 @@ class PodManager:
             await self._delete_mirror(key, mirror)
             return  # made again when the API says it is gone
         if not self.node_uid:
+            self.queue.add_after(key, RELIST)  # made once the Node is known
             return
         try:
             await self.client.create(
@@ -295,6 +296,7 @@ class PodManager:
             pass
         except ClientError as e:
             log.warning("static pod %s: mirror pod not made: %s", key, e)
+            self.queue.add_after(key, RELIST)  # tried again (the API may be down a while)
         self._reported.pop(key, None)
 
     async def _delete_mirror(self, key: str, mirror: Obj) -> None:
