@@ -2,7 +2,10 @@
 (client-go's guarantees: one worker per pod at a time), and a level-triggered ``sync(key)``
 that compares the API's pod with what the node runtime reports and acts: create and start,
 stop and remove, report status. A relist of the runtime every second (the kubelet's PLEG)
-queues the pods whose runtime status changed.
+queues the pods whose runtime status differs from what their last sync (or relist) saw: a
+change the runtime's status watch already had synced is not synced again, and an idle pod
+not at all; every RESYNC seconds every pod is synced (the kubelet's periodic sync), a safety
+net for a change nothing reported.
 
 Pods run under their own monitors: the agent may die and come back; the runtime's pod
 directories are named by the API's uid, so a restarted agent finds its pods there and only
@@ -13,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import json
 import logging
 import os
 import subprocess
@@ -61,6 +63,7 @@ log = logging.getLogger("corral.agent.pods")
 T = TypeVar("T")
 
 RELIST = 1.0  # seconds between runtime relists (the kubelet's PLEG period)
+RESYNC = 60.0  # seconds between syncs of every pod (the kubelet's --sync-frequency)
 IMAGE_BACKOFF = 10.0  # first ImagePullBackOff delay; doubles up to IMAGE_BACKOFF_MAX
 IMAGE_BACKOFF_MAX = 300.0
 INVALID_IMAGE_NAME = "InvalidImageName"
@@ -221,7 +224,11 @@ class PodManager:
         self._making = 0  # pods being made (at most MAKING)
         self._to_make: dict[str, None] = {}  # keys waiting for a make to end, in order
         self._runtime: dict[str, list[api.PodStatus]] = {}  # key -> runtime pods of that name
-        self._seen: dict[str, str] = {}  # uid -> the runtime status last relisted (json)
+        # uid -> the runtime status the pod's last sync read, or the last relist listed
+        self._seen: dict[str, api.PodStatus] = {}
+        self._resynced = 0.0  # loop time every pod was last queued (RESYNC)
+        # a pod went (from the API or the node): the relist sweeps the volume sources left
+        self._sweep_due = True
         # uid -> key of the running pods whose status changes the runtime reports (its
         # StatusWatch): their sync runs when a container starts, gets ready or ends
         self._watched: dict[str, str] = {}
@@ -279,6 +286,7 @@ class PodManager:
             await self._delete_mirror(key, mirror)
             return  # made again when the API says it is gone
         if not self.node_uid:
+            self.queue.add_after(key, RELIST)  # made once the Node is known
             return
         try:
             await self.client.create(
@@ -289,6 +297,7 @@ class PodManager:
             pass
         except ClientError as e:
             log.warning("static pod %s: mirror pod not made: %s", key, e)
+            self.queue.add_after(key, RELIST)  # tried again (the API may be down a while)
         self._reported.pop(key, None)
 
     async def _delete_mirror(self, key: str, mirror: Obj) -> None:
@@ -462,29 +471,46 @@ class PodManager:
                 log.exception("relisting the node's pods")
 
     async def _relist(self) -> None:
+        """Queue the pods whose runtime status is not what their last sync saw, those the
+        runtime no longer has and those the API no longer has; every RESYNC seconds, all."""
+        before = dict(self._seen)
         # "none": a pod the runtime could not create (its image), kept there for its back-off
         statuses = [s for s in await self._call(self.runtime.list) if s.location != "none"]
         by_key: dict[str, list[api.PodStatus]] = {}
-        seen: dict[str, str] = {}
+        seen: dict[str, api.PodStatus] = {}
         for st in statuses:
             key = f"{st.namespace}/{st.name}"
             by_key.setdefault(key, []).append(st)
-            seen[st.uid] = json.dumps(st.to_json(), sort_keys=True)
-            if self._seen.get(st.uid) != seen[st.uid]:
+            seen[st.uid] = st
+            # a sync that ran meanwhile may have read a newer status: then this one differs
+            # from it and the pod is synced once more (never a change missed)
+            if self._seen.get(st.uid) != st:
                 self.queue.add(key)
         for uid in self._seen.keys() - seen.keys():
-            log.debug("runtime pod %s is gone", uid)
+            if self._seen[uid] is not before.get(uid):  # made, and read by its sync, meanwhile
+                seen[uid] = self._seen[uid]
+            else:
+                log.debug("runtime pod %s is gone", uid)
+                self._sweep_due = True
         for uid in self._watched.keys() - seen.keys():  # collected without a sync of ours
             del self._watched[uid]
             if self._status_watch is not None:
                 self._status_watch.discard(uid)
         for key in self._runtime.keys() - by_key.keys():
             self.queue.add(key)
-        for key in by_key.keys() - set(self.informer.keys()):
-            self.queue.add(key)  # a runtime pod the API no longer has
+        for key in by_key.keys() - set(self.informer.keys()) - self.static.keys():
+            self.queue.add(key)  # a runtime pod the API (or the manifests) no longer has
         self._runtime, self._seen = by_key, seen
-        self._prune_sources()
-        await self._sweep_sources()
+        now = asyncio.get_running_loop().time()
+        if now - self._resynced >= RESYNC:
+            self._resynced = now
+            for key in {*self.informer.keys(), *self.static, *by_key}:
+                self.queue.add(key)
+            self._sweep_due = True
+        if self._sweep_due:  # a pod went: its sources may be left (or no longer read)
+            self._sweep_due = False
+            self._prune_sources()
+            await self._sweep_sources()
 
     async def _sweep_sources(self) -> None:
         """Drop the volume sources of pods neither the API nor the runtime has (a pod
@@ -545,6 +571,7 @@ class PodManager:
                 await self._remove(st.uid)
         if pod is None:
             self._forget(key)
+            self._sweep_due = True  # what a make of it wrote before it went
             self._evicted.pop(key, None)
             with contextlib.suppress(api.PodError):  # what the runtime keeps of a failed pull
                 await self._call(self.runtime.remove, key)
@@ -737,13 +764,18 @@ class PodManager:
         return max(min(due) - time.time(), 1.0) if due else None
 
     async def _runtime_status(self, uid: str | None) -> api.PodStatus | None:
+        """The pod's runtime status, now; what the relist compares with from now on (the
+        sync reading it acts on it: the relist need not queue that change again)."""
         if not uid:
             return None
         try:
             st = await self._call(self.runtime.status, uid)
         except api.PodError:
             return None
-        return None if st.location == "none" else st  # never created (see _relist)
+        if st.location == "none":
+            return None  # never created (see _relist)
+        self._seen[st.uid] = st
+        return st
 
     async def _make_one(self, key: str, pod: Obj) -> api.PodStatus | None:
         """``_make``, counted among the MAKING; when it ends, the pod that waited longest for
