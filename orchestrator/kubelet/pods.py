@@ -474,8 +474,13 @@ class PodManager:
         """Queue the pods whose runtime status is not what their last sync saw, those the
         runtime no longer has and those the API no longer has; every RESYNC seconds, all."""
         before = dict(self._seen)
-        # "none": a pod the runtime could not create (its image), kept there for its back-off
-        statuses = [s for s in await self._call(self.runtime.list) if s.location != "none"]
+        # "none": a pod the runtime could not create (its image), kept there for its back-off;
+        # no name: a pod being made (by a sync: its record is not written yet), never taken
+        # for a runtime pod the API no longer has (an agent's crash mid-make is collected by
+        # the runtime's gc when it starts again)
+        statuses = [
+            s for s in await self._call(self.runtime.list) if s.location != "none" and s.name
+        ]
         by_key: dict[str, list[api.PodStatus]] = {}
         seen: dict[str, api.PodStatus] = {}
         for st in statuses:
@@ -488,7 +493,9 @@ class PodManager:
                 self.queue.add(key)
         for uid in self._seen.keys() - seen.keys():
             if self._seen[uid] is not before.get(uid):  # made, and read by its sync, meanwhile
-                seen[uid] = self._seen[uid]
+                st = seen[uid] = self._seen[uid]
+                # a pod of the node from now on: queued when a later relist misses it
+                by_key.setdefault(f"{st.namespace}/{st.name}", []).append(st)
             else:
                 log.debug("runtime pod %s is gone", uid)
                 self._sweep_due = True
@@ -567,7 +574,8 @@ class PodManager:
         for st in self._runtime.get(key, []):
             if st.uid != uid:  # deleted from the API, or replaced by a pod of the same name
                 # (a static pod removed or edited stops with its grace period)
-                await self._kill(st.uid, self._static_grace.pop(key, 0))
+                why = "gone from the API" if uid is None else f"the API's pod is {uid}"
+                await self._kill(st.uid, self._static_grace.pop(key, 0), f"{key}: {why}")
                 await self._remove(st.uid)
         if pod is None:
             self._forget(key)
@@ -955,7 +963,8 @@ class PodManager:
                 spent = await self._pre_stop(pod, st.uid, running, int(grace))
                 # what the hooks left of the grace period; at least 2 s more after a hook
                 # that used it all (the kubelet's one-time extension)
-                await self._kill(st.uid, max(int(grace) - spent, 2) if spent else int(grace))
+                left = max(int(grace) - spent, 2) if spent else int(grace)
+                await self._kill(st.uid, left, f"{key}: deleted")
                 done = await self._runtime_status(st.uid)
                 if done is not None:
                     await self._write_status(key, pod, api_status(pod, done, self.host_ip()))
@@ -974,7 +983,7 @@ class PodManager:
             for cs in st.containers:
                 if cs.state == "Running":
                     self.events.pod(pod, "Killing", f"Stopping container {cs.name}", cs.name)
-            await self._kill(st.uid, 0)
+            await self._kill(st.uid, 0, f"{key}: evicted")
             done = await self._runtime_status(st.uid)
         status = (
             api_status(pod, done, self.host_ip())
@@ -1049,7 +1058,8 @@ class PodManager:
             uid, cmd, container, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
 
-    async def _kill(self, uid: str, grace: int) -> None:
+    async def _kill(self, uid: str, grace: int, why: str) -> None:
+        log.info("stopping runtime pod %s (grace %d s): %s", uid, grace, why)
         try:
             await self._call(self.runtime.stop, uid, grace)
         except api.PodError as e:

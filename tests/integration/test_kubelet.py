@@ -682,7 +682,12 @@ def test_pods_survive_kill_9_of_the_agent_and_are_adopted(cluster: Cluster) -> N
 
     before = snapshot()
     api_before = {d["metadata"]["name"]: cluster.pod(d["metadata"]["name"]) for d in docs}
-    assert len(before) == ADOPT_PODS
+    missing = sorted(set(api_before) - set(before))
+    assert not missing, (
+        f"running in the API but not in the runtime: {missing}\n"
+        + "\n".join(json.dumps(api_before[n].get("status")) for n in missing)
+        + f"\nagent log: {cluster.agent.log.read_text()[-6000:]}"
+    )
     cluster.agent.kill()
     assert all(alive(v[2]) for v in before.values()), "pods died with their agent"
     cluster.agent.start()

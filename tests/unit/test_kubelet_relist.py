@@ -162,3 +162,42 @@ def test_a_changed_pod_is_never_missed(tmp_path: Path) -> None:
         assert await queued(mgr) == set()
 
     run(tmp_path, body)
+
+
+def test_a_pod_being_made_is_never_taken_for_one_the_api_lost(tmp_path: Path) -> None:
+    """A make's pod directory before its record is written (prepare/, no name yet) is not a
+    runtime pod of some key the API no longer has: neither queued nor removed."""
+
+    async def body(mgr: PodManager, runtime: CountingPods) -> None:
+        made = PodStore(tmp_path / "pods").create(UID)
+        made.unlock()  # as between the make's steps: nobody holds it for an instant
+        await mgr._relist()
+        for key in await queued(mgr):
+            await mgr.sync(key)
+        assert made.path.is_dir()
+        assert all(st.uid != UID for sts in mgr._runtime.values() for st in sts)
+
+    run(tmp_path, body)
+
+
+def test_a_pod_made_while_a_relist_lists_is_queued_when_it_goes(tmp_path: Path) -> None:
+    """The relist's listing runs in a thread while syncs make pods: a pod made (and read by
+    its sync) after the listing is the node's from then on, so a later relist that no longer
+    finds it queues it."""
+
+    async def body(mgr: PodManager, runtime: CountingPods) -> None:
+        web = running_pod(tmp_path / "pods", UID, "web")
+
+        def listing_before_the_make() -> list[api.PodStatus]:
+            mgr._seen[UID] = api.NodePods.status(runtime, UID)  # its sync, meanwhile
+            return []
+
+        runtime.list = listing_before_the_make  # type: ignore[method-assign]
+        await mgr._relist()
+        del runtime.list
+        await queued(mgr)
+        shutil.rmtree(web)  # gone without a sync of ours
+        await mgr._relist()
+        assert "default/web" in await queued(mgr)
+
+    run(tmp_path, body)
