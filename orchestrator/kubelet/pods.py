@@ -852,13 +852,9 @@ class PodManager:
             image, policy = c.get("image", ""), c.get("imagePullPolicy") or "IfNotPresent"
             try:
                 # A pod of the API names images, never files of this host: a tarball path
-                # (corral pod run's local images) is refused before the runtime sees it.
-                if api.is_image_archive(image):
-                    raise api.ImageNotPresent("", "invalid image name: a path")
+                # (corral pod run's local images) is refused as an invalid name.
                 present = await self._call(self.runtime.image_id, image)
-            except api.ImageNotPresent as e:
-                if "invalid image name" not in str(e):
-                    raise
+            except api.InvalidImageReference:
                 msg = (
                     f'Failed to apply default image tag "{image}": couldn\'t parse image name'
                     f' "{image}": invalid reference format'

@@ -87,6 +87,7 @@ __all__ = [
     "GcResult",
     "ImageInfo",
     "ImageNotPresent",
+    "InvalidImageReference",
     "ImagePullError",
     "LogLine",
     "ManifestError",
@@ -710,17 +711,31 @@ class ImageNotPresent(PodError):
     """The image a container names is not in the node's store (``image_id`` said so)."""
 
 
+class InvalidImageReference(ImageNotPresent):
+    """``image_id`` was given what is no image reference: the grammar refuses it, or it is
+    the path of an image tarball (which only ``corral pod`` manifests may name); nothing to
+    look up or pull (the kubelet's InvalidImageName)."""
+
+
 def image_id(ref: str, opts: PodOptions) -> str | None:
     """The id of the image ``ref`` (a name, ``name:tag``, id or id prefix) in the node's store,
     or None when the store has no such image. A short name is also looked up under the names
     a pull stores it as (qualified by the registries.conf of ``opts``, as
     ``runtime.pod.imagepull`` does), so a pulled ``app:1`` is found as ``app:1``. An invalid
-    reference raises ``ImageNotPresent`` naming it."""
-    from images.errors import ImageError
+    reference (or a tarball's path) raises ``InvalidImageReference`` naming it."""
+    from images.errors import FormatError, ImageError
     from images.errors import NotFound as ImageNotFound
+    from images.reference import check_ref
     from images.store import Store
     from runtime.pod.imagepull import find_local, pull_options
+    from runtime.pod.manifest import is_image_archive
 
+    if is_image_archive(ref):
+        raise InvalidImageReference("", f"invalid image name {ref!r}: a path, not an image")
+    try:
+        check_ref(ref)
+    except FormatError as e:
+        raise InvalidImageReference("", str(e)) from e
     store = Store(opts.image_root)
     try:
         conf = pull_options(opts).registries()

@@ -241,3 +241,16 @@ def test_node_pods_binds_its_options(tmp_path: Path) -> None:
     assert pods.remove("web") == UID
     assert pods.list() == []
     assert pods.gc().errors == []
+
+
+@pytest.mark.parametrize(
+    "ref", ["/srv/app.tar", "./app.tar", "app.tar.gz", "a//b:1", "MyApp:1", "a:" + "t" * 500]
+)
+def test_image_id_refuses_what_is_no_image_reference(tmp_path: Path, ref: str) -> None:
+    """A path or a reference the grammar refuses is typed (the kubelet's InvalidImageName),
+    never looked up; a valid name the store lacks is None."""
+    opts = PodOptions(root=str(tmp_path / "pods"), image_root=str(tmp_path / "store"))
+    with pytest.raises(api.InvalidImageReference, match="invalid image name"):
+        api.image_id(ref, opts)
+    assert api.image_id("app:1", opts) is None
+    assert api.image_id("0123abcd", opts) is None  # an id prefix
