@@ -346,26 +346,23 @@ def _open_host_path(p: str) -> int:
 
 
 def _host_path(v: HostPathVolume, vdir: Path) -> str:
-    """A hostPath volume. Without a type it is the path itself (no check, as Kubernetes, but
-    never through a magic link: ``_open_host_path``).
+    """A hostPath volume. Without a type, no check (as Kubernetes), but never through a
+    magic link (``_open_host_path``); a missing one is left to the container's mount.
     With one, Kubernetes' checks: DirectoryOrCreate makes a missing directory (and its
     parents, 0755), FileOrCreate a missing file (0644, not its parent directory); every type
     must then be what it says. The path (the admin's: symlinks are followed, as the kubelet's
     stat does) is opened once, that fd is checked and that fd is bind-mounted on the pod's
-    ``volumes/<name>``, which the containers get: what was checked is what is mounted."""
+    ``volumes/<name>``, which the containers get: what was checked is what is mounted (and,
+    without a type, what was opened)."""
     from runtime.pod.manifest import HostPathType
 
     p, t = v.path, v.type
-    if t is HostPathType.UNSET:
-        try:  # never through a process's magic link (see _open_host_path)
-            os.close(_open_host_path(p))
-        except FileNotFoundError:
-            pass
-        return p
-    check, what = _HOST_PATH_TYPES[t]
+    check, what = _HOST_PATH_TYPES.get(t, (None, ""))
     try:
         fd = _open_host_path(p)
     except FileNotFoundError:
+        if t is HostPathType.UNSET:
+            return p  # no check: the container's mount of it says what is missing
         if t is HostPathType.DIRECTORY_OR_CREATE:
             os.makedirs(p, mode=0o755, exist_ok=True)
         elif t is HostPathType.FILE_OR_CREATE:
@@ -386,7 +383,7 @@ def _host_path(v: HostPathVolume, vdir: Path) -> str:
             raise CorralError(f"hostPath {p} does not exist (type {t.value})") from None
     try:
         mode = os.fstat(fd).st_mode
-        if not check(mode):
+        if check is not None and not check(mode):
             raise CorralError(f"hostPath {p} is not {what} (type {t.value})")
         if stat.S_ISDIR(mode):
             vdir.mkdir(mode=0o755, exist_ok=True)

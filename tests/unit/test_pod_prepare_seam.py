@@ -58,7 +58,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
         yield Env(fake, made, opts, store, tmp_path / "host")
 
 
-def _pod(env: Env) -> Any:
+def _pod(env: Env, host_type: str = "DirectoryOrCreate") -> Any:
     return parse_pod(
         {
             "apiVersion": "v1",
@@ -73,7 +73,7 @@ def _pod(env: Env) -> Any:
                     {"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
                     {
                         "name": "host",
-                        "hostPath": {"path": str(env.hostdir), "type": "DirectoryOrCreate"},
+                        "hostPath": {"path": str(env.hostdir), "type": host_type},
                     },
                 ],
             },
@@ -81,14 +81,14 @@ def _pod(env: Env) -> Any:
     )
 
 
-def _prepare(env: Env) -> PodDir:
+def _prepare(env: Env, host_type: str = "DirectoryOrCreate") -> PodDir:
     pd = PodStore(env.opts.root).create("pod1")
     record = PodRecord(
         uid=pd.uid, name="p", namespace="default", created=0.0, options=env.opts.to_json()
     )
     pd.write_record(record)
     # as runtime.pod.lifecycle.create does: prepare writes the record as it makes things
-    pd.write_record(prepare(pd, _pod(env), env.opts, record))
+    pd.write_record(prepare(pd, _pod(env, host_type), env.opts, record))
     return pd
 
 
@@ -134,6 +134,18 @@ def test_prepare_makes_in_order_and_teardown_undoes_everything(env: Env) -> None
     env.host.calls.clear()
     teardown(pd)  # idempotent: nothing left to undo
     assert env.host.ops(*MOUNTS) == []
+
+
+def test_an_untyped_host_path_is_mounted_from_what_was_opened(env: Env) -> None:
+    """Without a type there is no check, but the path is opened once (never through a magic
+    link) and that fd is what is bound on the pod's volume, as for a typed one: a symlink
+    swapped after the look cannot change what the containers get."""
+    env.hostdir.mkdir()
+    pd = _prepare(env, "")
+    (cg,) = env.cgroups
+    assert env.host.ops(*MOUNTS) == _expected_made(pd, cg)
+    (bound,) = [m for m in env.host.table if m.mountpoint == f"{pd.path}/volumes/host"]
+    assert bound.source == str(env.hostdir)  # the fd's path: what was opened
 
 
 @pytest.mark.parametrize(
