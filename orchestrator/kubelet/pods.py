@@ -246,6 +246,10 @@ class PodManager:
         # key -> (uid, message, done) of an eviction asked for; key -> uid of the pod evicted
         self._evicting: dict[str, tuple[str, str, asyncio.Future[None]]] = {}
         self._evicted: dict[str, str] = {}
+        # uids this agent deleted for good, and when: a sync that read the pod before the
+        # watch brought the deletion has nothing left to do (the API has it no more: a node
+        # may not even ask); forgotten after a RESYNC period
+        self._deleted: dict[str, float] = {}
         self.static: dict[str, Obj] = {}  # key -> static pod (set_static)
         self._static_grace: dict[str, int] = {}  # key -> grace of a static pod removed/edited
         self.node_uid = ""  # the Node's uid: mirror pods are owned by it
@@ -319,6 +323,7 @@ class PodManager:
             log.info("%s deleted", what)
         except (NotFound, Conflict):
             pass
+        self._deleted[meta["uid"]] = asyncio.get_running_loop().time()
 
     def pod_by_uid(self, uid: str) -> Obj | None:
         found = self.informer.by_index("uid", uid)
@@ -511,6 +516,7 @@ class PodManager:
         now = asyncio.get_running_loop().time()
         if now - self._resynced >= RESYNC:
             self._resynced = now
+            self._deleted = {u: t for u, t in self._deleted.items() if now - t < RESYNC}
             for key in {*self.informer.keys(), *self.static, *by_key}:
                 self.queue.add(key)
             self._sweep_due = True
@@ -948,6 +954,8 @@ class PodManager:
         """Graceful deletion: stop with the pod's grace period, remove it from the node, then
         delete it for good (gracePeriodSeconds=0, uid precondition), as the kubelet does."""
         meta = pod["metadata"]
+        if meta["uid"] in self._deleted:
+            return None  # done: its deletion is on its way to the watch
         grace = meta.get("deletionGracePeriodSeconds")
         if grace is None:
             grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
@@ -1068,6 +1076,12 @@ class PodManager:
             log.info("remove %s: %s", uid, e)
         await self._drop_pod_sources(uid)
         self._seen.pop(uid, None)
+        for key, sts in list(self._runtime.items()):  # no sync acts on it again
+            if any(st.uid == uid for st in sts):
+                if left := [st for st in sts if st.uid != uid]:
+                    self._runtime[key] = left
+                else:
+                    del self._runtime[key]
         self._started.pop(uid, None)
         if self._watched.pop(uid, None) is not None and self._status_watch is not None:
             self._status_watch.discard(uid)
