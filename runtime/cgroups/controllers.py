@@ -274,15 +274,33 @@ def _no_leaf_weight(field: str, knob: str) -> CgroupError:
     )
 
 
-def blkio_v1(bio: BlockIO | None, *, bfq: bool = False, leaf: bool = True) -> Writes:
+def _no_weight(field: str) -> CgroupError:
+    return CgroupError(
+        f"apply linux.resources.blockIO.{field}",
+        errno.EOPNOTSUPP,
+        "blkio.weight does not exist on this kernel, nor blkio.bfq.weight: proportional I/O "
+        "weights need the BFQ I/O scheduler (CFQ was removed in Linux 5.0), not loaded here",
+    )
+
+
+def blkio_v1(
+    bio: BlockIO | None, *, bfq: bool = False, leaf: bool = True, weights: bool = True
+) -> Writes:
     """blkio.* for v1, one write per device line. With the BFQ scheduler (``bfq``: the
     blkio.bfq.weight file exists) weights go to blkio.bfq.weight[_device], as in runc.
-    Leaf weights exist only with CFQ (``leaf``: blkio.leaf_weight exists); asking for them
-    without is an error naming the file, before anything is written."""
+    Leaf weights exist only with CFQ (``leaf``: blkio.leaf_weight exists), weights only with
+    CFQ or BFQ (``weights``); asking for them without is an error naming the field and the
+    file, before anything is written."""
     if bio is None:
         return []
     prefix = "blkio.bfq." if bfq else "blkio."
     out: Writes = []
+    if not weights:
+        if bio.weight:
+            raise _no_weight("weight")
+        for i, wd in enumerate(bio.weight_device):
+            if wd.weight:
+                raise _no_weight(f"weightDevice[{i}].weight")
     if bio.weight:
         out.append((prefix + "weight", str(bio.weight)))
     if bio.leaf_weight:

@@ -306,9 +306,11 @@ class V1Manager(CgroupManager):
             has_memsw = os.path.exists(os.path.join(mem_dir, "memory.memsw.limit_in_bytes"))
         blkio_dir = self._dirs.get("blkio")
         bfq = leaf = False
+        weights = True
         if blkio_dir is not None and resources.block_io is not None:
             bfq = os.path.exists(os.path.join(blkio_dir, "blkio.bfq.weight"))
             leaf = os.path.exists(os.path.join(blkio_dir, "blkio.leaf_weight"))
+            weights = bfq or os.path.exists(os.path.join(blkio_dir, "blkio.weight"))
         memory = ctl.memory_v1(resources.memory, current_limit=current_limit, has_memsw=has_memsw)
         cpu = ctl.cpu_v1(resources.cpu)
         plan = [
@@ -317,7 +319,7 @@ class V1Manager(CgroupManager):
             ("memory", memory),
             ("cpu", cpu),
             ("pids", ctl.pids(resources.pids)),
-            ("blkio", ctl.blkio_v1(resources.block_io, bfq=bfq, leaf=leaf)),
+            ("blkio", ctl.blkio_v1(resources.block_io, bfq=bfq, leaf=leaf, weights=weights)),
             ("hugetlb", ctl.hugetlb_v1(resources.hugepage_limits)),
             ("net_cls", ctl.net_cls(resources.network)),
             ("net_prio", ctl.net_prio(resources.network)),

@@ -149,10 +149,17 @@ def test_nodes_are_ready_with_distinct_pod_cidrs_and_routes_to_each_other(
         ips = [a["address"] for a in n["status"]["addresses"] if a["type"] == "InternalIP"]
         assert ips == [address[name]]
     for node in cluster.state.nodes:  # host-gw: the other nodes' podCIDRs via their address
-        with Rtnl(node.netns) as rt:
-            routes = {(r.dst, str(r.gateway)) for r in rt.routes(RTPROT_CORRAL)}
         want = {(cidrs[o], address[o]) for o in nodes if o != node.name}
-        assert routes == want, node.name
+
+        def routes(netns: str = node.netns) -> set[tuple[Any, str]]:
+            with Rtnl(netns) as rt:
+                return {(r.dst, str(r.gateway)) for r in rt.routes(RTPROT_CORRAL)}
+
+        # each agent adds them as it sees the other Nodes' podCIDRs: soon after Ready
+        try:
+            until(f"{node.name}'s routes to the other nodes", lambda want=want: routes() == want)
+        except AssertionError:
+            assert routes() == want, node.name
 
 
 def test_routes_follow_the_nodes_as_they_come_and_go(cluster: Cluster) -> None:

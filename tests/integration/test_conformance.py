@@ -1107,7 +1107,9 @@ def test_rdma_limits_are_refused(both: list[Driver]) -> None:
 def test_blkio_weights_on_this_kernel(both: list[Driver]) -> None:
     """blockIO.weight goes to blkio.bfq.weight where the kernel has BFQ (and no CFQ), in both
     runtimes; a leaf weight, which only CFQ had, fails create in both naming
-    blkio.leaf_weight (corral names the field too), before anything is written."""
+    blkio.leaf_weight (corral names the field too), before anything is written. Where the
+    kernel has no weight at all (no BFQ scheduler loaded), a weight fails create in both,
+    corral naming the field and the file."""
     if "blkio" not in _v1_controllers():
         pytest.skip("no v1 blkio hierarchy")
 
@@ -1117,6 +1119,18 @@ def test_blkio_weights_on_this_kernel(both: list[Driver]) -> None:
     def leaf(spec: dict[str, Any]) -> None:
         spec["linux"]["resources"]["blockIO"] = {"weight": 300, "leafWeight": 300}
 
+    runc, corral = both
+    res = runc.run("true", mod=weight)
+    if res.rc != 0:  # neither CFQ (gone since Linux 5.0) nor BFQ here: no weight file at all
+        assert "blkio.bfq.weight: no such file or directory" in res.err, res.err
+        for mod in (weight, leaf):
+            res = corral.run("true", mod=mod)
+            assert res.rc != 0
+            assert (
+                "apply linux.resources.blockIO.weight: blkio.weight does not exist on this kernel"
+                in res.err
+            ), res.err
+        return
     have_leaf = None
     for d in both:
         pid = d.state(d.start_running("corral-test", "sigwait", mod=weight))["pid"]

@@ -591,6 +591,20 @@ def test_blkio_v1_leaf_weight_without_cfq() -> None:
     assert "blkio.leaf_weight_device" in info.value.detail
 
 
+def test_blkio_v1_weight_without_cfq_or_bfq() -> None:
+    """A kernel with neither scheduler's weight file: a weight is refused naming the field
+    and the files; throttles still apply."""
+    with pytest.raises(CgroupError) as info:
+        ctl.blkio_v1(BlockIO(weight=500), leaf=False, weights=False)
+    assert info.value.step == "apply linux.resources.blockIO.weight"
+    assert info.value.detail.startswith("blkio.weight does not exist on this kernel")
+    with pytest.raises(CgroupError) as info:
+        ctl.blkio_v1(BlockIO(weight_device=(WeightDevice(8, 0, weight=100),)), weights=False)
+    assert info.value.step == "apply linux.resources.blockIO.weightDevice[0].weight"
+    throttle = BlockIO(throttle_read_bps_device=(ThrottleDevice(8, 0, 1024),))
+    assert ctl.blkio_v1(throttle, weights=False) == [("blkio.throttle.read_bps_device", "8:0 1024")]
+
+
 def test_v1_leaf_weight_refused_before_any_write(tmp_path: Path) -> None:
     mgr = created_v1(fake_v1_root(tmp_path))
     blkio = mgr.paths()["blkio"]
