@@ -675,6 +675,21 @@ def wait_exit(pid: int) -> int:
             return os.WEXITSTATUS(status)
 
 
+def pass_gate(cid: str, fd: int) -> None:
+    """Wait at a start gate, then close it: one byte ``g`` read from ``fd`` lets the created
+    container start; EOF (every writer gone) or anything else cancels the start. The pod
+    monitor holds the writing end while the pod's network is being set up, so that the
+    creation overlaps it and no user code runs before the pod's interface is there."""
+    try:
+        got = os.read(fd, 1)
+    except OSError as e:
+        raise SysError(f"read start gate (fd {fd})", e.errno or errno.EIO) from None
+    finally:
+        os.close(fd)
+    if got != b"g":
+        raise ContainerError(cid, f"start of {cid} cancelled: its start gate closed")
+
+
 def run(
     cid: str,
     bundle: str,
@@ -683,10 +698,13 @@ def run(
     detach: bool = False,
     keep: bool = False,
     on_started: Callable[[ContainerState], None] | None = None,
+    start_gate: int | None = None,
 ) -> int:
     """create + start (+ wait + delete unless detached): returns the exit code.
 
     Attached with process.terminal, the container's pty is copied to and from our stdio.
+    With ``start_gate`` (an fd: ``corral-oci run --start-gate``), the created container waits
+    there before start (``pass_gate``); a gate that closes instead deletes it again.
     """
     from . import cgroups
 
@@ -715,6 +733,8 @@ def run(
                 # Forward before the release: once the process runs it may tell someone it is
                 # ready, and a signal sent to us then must reach it, not kill us.
                 previous = _forward_signals(st.pid)
+            if start_gate is not None:
+                pass_gate(cid, start_gate)
             start(cid, opts.root)
         except BaseException:
             _restore_signals(previous)

@@ -174,6 +174,8 @@ static void conf_parse(char *text)
         } else if (!strcmp(key, "runtime_root")) {
             conf_abs_path(key, v);
             M.runtime_root = xstrdup(v);
+        } else if (!strcmp(key, "net_gate")) {
+            M.net_gate = conf_bool(key, v);
         } else if (!strcmp(key, "hostname")) {
             M.hostname = xstrdup(v);
         } else if (!strcmp(key, "restart_policy")) {

@@ -51,12 +51,18 @@ static int64_t timers(int64_t now)
     return next;
 }
 
+/* The end of the start gate's wait: `ok` opens it. Without (the pipe closed, or junk), the
+ * pod network will never be there: the gated runs are cancelled and the pod stops. */
+static void net_done(bool ok, const char *why);
+
 static void begin_stop(void)
 {
     if (M.stopping)
         return;
     M.stopping = true;
     M.changes++;
+    if (M.sync_r >= 0) /* before the network: no container may start now */
+        net_done(false, "the pod is stopping");
     int64_t grace = M.grace;
     char buf[32];
     if (read_small(M.dirfd, "stop-grace", buf, sizeof buf) >= 0) {
@@ -75,6 +81,34 @@ static void begin_stop(void)
         else if (c->step == ST_UP && !c->exited)
             terminate(c, M.stop_deadline);
     }
+}
+
+static void net_done(bool ok, const char *why)
+{
+    close(M.sync_r);
+    M.sync_r = -1;
+    gate_open(ok);
+    if (!ok) {
+        warn("no pod network (%s): the containers' starts are cancelled", why);
+        begin_stop();
+    }
+}
+
+/* With the start gate: `net\n` on sync_r once Python has set up the pod network. */
+static void net_line(void)
+{
+    ssize_t n = read(M.sync_r, M.net_buf + M.net_len, sizeof M.net_buf - 1 - M.net_len);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return;
+    if (n > 0) {
+        M.net_len += (size_t)n;
+        M.net_buf[M.net_len] = 0;
+        if (!strchr(M.net_buf, '\n') && M.net_len < sizeof M.net_buf - 1)
+            return; /* the rest of the line is on its way */
+        net_done(!strcmp(M.net_buf, "net\n"), "sync pipe: want 'net'");
+        return;
+    }
+    net_done(false, n < 0 ? strerror(errno) : "the sync pipe closed before 'net'");
 }
 
 /* A child was reaped: hand its status to whoever started it. */
@@ -166,6 +200,9 @@ static bool advance(void)
             return false;
     if (misc_running())
         return false;
+    /* Python may still be setting up the pod network: the teardown waits for its answer. */
+    if (M.sync_r >= 0)
+        return false;
     if (!M.finishing) {
         /* Everything has ended: delete the containers from the runtime, in parallel. */
         M.finishing = true;
@@ -181,10 +218,11 @@ static bool advance(void)
 
 void loop(void)
 {
-    /* per container: 3 streams, its probes, the attach socket, its clients, its stdin */
-    size_t cap = 1 + M.nctrs * (3 + PROBE_KINDS + 2 + ATTACH_MAX);
+    /* signals, sync_r; per container: 3 streams, its probes, the attach socket, its
+     * clients, its stdin */
+    size_t cap = 2 + M.nctrs * (3 + PROBE_KINDS + 2 + ATTACH_MAX);
     struct pollfd *pfd = xcalloc(cap, sizeof *pfd);
-    enum { W_STREAM, W_PROBE, W_LISTEN, W_CONN, W_STDIN };
+    enum { W_STREAM, W_PROBE, W_LISTEN, W_CONN, W_STDIN, W_SYNC };
     struct {
         struct ctr *c;
         struct stream *s;
@@ -211,6 +249,10 @@ void loop(void)
             write_pod_status(phase, NULL);
         size_t n = 0;
         pfd[n++] = (struct pollfd){.fd = M.sigfd, .events = POLLIN};
+        if (M.sync_r >= 0) {
+            what[n].kind = W_SYNC;
+            pfd[n++] = (struct pollfd){.fd = M.sync_r, .events = POLLIN};
+        }
         for (size_t i = 0; i < M.nctrs; i++) {
             struct ctr *c = &M.ctrs[i];
             struct stream *ss[3] = {&c->out, &c->err, &c->tty};
@@ -282,6 +324,10 @@ void loop(void)
             case W_STDIN:
                 if (attach_stdin_fd(c) == pfd[i].fd)
                     attach_flush(c);
+                break;
+            case W_SYNC:
+                if (M.sync_r == pfd[i].fd)
+                    net_line();
                 break;
             }
         }

@@ -47,6 +47,7 @@
 
 struct monitor M = {
     .dirfd = -1, .statusfd = -1, .devnull = -1, .sigfd = -1, .sync_w = -1, .sync_r = -1,
+    .gate_r = -1, .gate_w = -1,
     .host_ns = {-1, -1, -1},
     .monitor_log_max = 1 << 20,
 };
@@ -119,7 +120,8 @@ static void write_pidfile(void)
         die("write %s/monitor.pid: %s", M.dir, strerror(-ret));
 }
 
-/* Wait for `go`. Returns only on go; EOF, junk or a stop signal end the monitor. */
+/* Wait for `go`. Returns only on go; EOF, junk or a stop signal end the monitor. One byte
+ * at a time: what follows `go` on the pipe (`net`, with the start gate) is not ours. */
 static void handshake(void)
 {
     dprintf(M.sync_w, "ready %d %d\n", getpid(), M.reaper > 0 ? M.reaper : 0);
@@ -144,7 +146,7 @@ static void handshake(void)
         }
         if (!pfd[0].revents)
             continue;
-        ssize_t n = read(M.sync_r, buf + len, sizeof buf - 1 - len);
+        ssize_t n = read(M.sync_r, buf + len, 1);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -234,9 +236,14 @@ int main(int argc, char **argv)
     /* An invalid monitor.conf is still reported on the sync pipe: Python may read it until
      * EOF to learn that the pod started. */
     conf_load();
+    if (M.net_gate) {
+        gate_make(); /* sync_r stays open: `net` comes on it */
+    } else {
+        close(M.sync_r);
+        M.sync_r = -1;
+    }
     close(M.sync_w);
-    close(M.sync_r);
-    M.sync_w = M.sync_r = -1;
+    M.sync_w = -1;
     if (M.hostname && !M.host_network && sethostname(M.hostname, strlen(M.hostname)) < 0)
         warn("sethostname(%s): %s", M.hostname, strerror(errno));
     rfc3339(M.started_at);

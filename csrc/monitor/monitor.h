@@ -146,7 +146,15 @@ struct monitor {
     bool log_ours;                   /* stderr is our monitor.log: it may be rotated */
     const char *dir;
     int dirfd, statusfd, devnull, sigfd;
-    int sync_w, sync_r;              /* -1 once the handshake is over */
+    int sync_w, sync_r;              /* -1 once the handshake is over (sync_r: see gate) */
+    /* The start gate (docs/pods.md, "Start-up handshake"): with `net_gate true`, Python
+     * sets the pod network up after `go` and then writes `net` on sync_r; until then each
+     * `run` gets the read end (`--start-gate`) and waits there, created, before start. */
+    bool net_gate;                   /* monitor.conf */
+    int gate_r, gate_w;              /* -1 once the gate is open (or cancelled) */
+    unsigned gated;                  /* runs given the gate: a `g` each when it opens */
+    char net_buf[16];                /* what came on sync_r after `go` */
+    size_t net_len;
     int host_ns[3];                  /* net, ipc, uts we were started in: for our children */
     pid_t reaper;                    /* pid 1 of the pod's pid namespace (--share-pid) */
     pid_t unknown[16];               /* reaped before we knew them: a run's container */
@@ -191,9 +199,12 @@ void set_state(struct ctr *c, const char *state, const char *reason, const char 
 void write_pod_status(const char *phase, const char *finished_at);
 
 /* runtime.c: children, and the OCI runtime steps of a container */
-enum { SPAWN_GROUP = 1, SPAWN_POD_NET = 2 };
+enum { SPAWN_GROUP = 1, SPAWN_POD_NET = 2, SPAWN_GATE = 4 };
+#define GATE_FD 3 /* where a gated `run` finds the start gate */
 pid_t spawn(char *const argv[], int in, int out, int err, int flags);
-pid_t runtime(const char *const args[], size_t nargs, int in, int out, int err, bool own_group);
+pid_t runtime(const char *const args[], size_t nargs, int in, int out, int err, int flags);
+void gate_make(void);
+void gate_open(bool ok);
 void runtime_kill(struct ctr *c, const char *sig);
 bool misc_running(void);
 long read_oom(struct ctr *c);

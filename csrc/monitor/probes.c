@@ -197,7 +197,7 @@ static void probe_start(struct ctr *c, int k, int64_t now)
         args[1] = c->id;
         memcpy(args + 2, p->exec.v, n * sizeof *args);
         /* Its own process group, so a timeout kills what it started too. */
-        p->pid = runtime(args, n + 2, M.devnull, M.devnull, M.devnull, true);
+        p->pid = runtime(args, n + 2, M.devnull, M.devnull, M.devnull, SPAWN_GROUP);
         free(args);
         if (p->pid < 0) {
             p->pid = 0;

@@ -21,8 +21,8 @@
  * tears down the host side of the pod network, and the runtime joins the pod's namespaces
  * by path from its bundle anyway. The exception is SPAWN_POD_NET (https probes): it stays
  * in the pod's network namespace, where the monitor's own http and tcp probes connect from.
- * SPAWN_GROUP gives the child a process group of its own. The signal mask and dispositions
- * are reset for it. */
+ * SPAWN_GROUP gives the child a process group of its own; SPAWN_GATE gives it the start
+ * gate as fd GATE_FD. The signal mask and dispositions are reset for it. */
 pid_t spawn(char *const argv[], int in, int out, int err, int flags)
 {
     bool own_group = flags & SPAWN_GROUP;
@@ -51,13 +51,18 @@ pid_t spawn(char *const argv[], int in, int out, int err, int flags)
     if ((in != 0 && dup2(in, 0) < 0) || (out != 1 && dup2(out, 1) < 0) ||
         (err != 2 && dup2(err, 2) < 0))
         _exit(127);
+    /* After stdio: whatever sat at GATE_FD has its copy at 0, 1 or 2 by now. dup2 onto
+     * itself would leave close-on-exec set. */
+    if ((flags & SPAWN_GATE) && M.gate_r >= 0 &&
+        (M.gate_r == GATE_FD ? fcntl(GATE_FD, F_SETFD, 0) : dup2(M.gate_r, GATE_FD)) < 0)
+        _exit(127);
     execvp(argv[0], argv);
     dprintf(2, "corral-monitor: exec %s: %s\n", argv[0], strerror(errno));
     _exit(127);
 }
 
 /* `<runtime_arg...> --root R <args...>` */
-pid_t runtime(const char *const args[], size_t nargs, int in, int out, int err, bool own_group)
+pid_t runtime(const char *const args[], size_t nargs, int in, int out, int err, int flags)
 {
     size_t n = M.runtime_arg.n;
     char **argv = xcalloc(n + 2 + nargs + 1, sizeof *argv);
@@ -65,7 +70,7 @@ pid_t runtime(const char *const args[], size_t nargs, int in, int out, int err, 
     argv[n] = "--root";
     argv[n + 1] = M.runtime_root;
     memcpy(argv + n + 2, args, nargs * sizeof *argv);
-    pid_t pid = spawn(argv, in, out, err, own_group ? SPAWN_GROUP : 0);
+    pid_t pid = spawn(argv, in, out, err, flags);
     free(argv);
     return pid;
 }
@@ -73,7 +78,7 @@ pid_t runtime(const char *const args[], size_t nargs, int in, int out, int err, 
 void runtime_kill(struct ctr *c, const char *sig)
 {
     const char *args[] = {"kill", c->id, sig};
-    pid_t pid = runtime(args, 3, M.devnull, M.devnull, STDERR_FILENO, false);
+    pid_t pid = runtime(args, 3, M.devnull, M.devnull, STDERR_FILENO, 0);
     for (size_t i = 0; pid > 0 && i < sizeof M.misc / sizeof M.misc[0]; i++)
         if (M.misc[i] == 0) {
             M.misc[i] = pid;
@@ -95,15 +100,19 @@ static void pid_file(struct ctr *c, char *path, size_t len)
 }
 
 /* Run a step's command (the runtime's, or `argv` when args is NULL); a failed fork is a
- * failed command. Only `run` gets the container's stdin (the process inherits it). */
+ * failed command. Only `run` gets the container's stdin (the process inherits it), and
+ * the start gate while it is closed. */
 static void start_job(struct ctr *c, enum step step, const char *const args[], size_t n,
                       int out, int err)
 {
     M.changes++;
     c->step = step;
     int in = step == ST_RUN && c->in_r >= 0 ? c->in_r : M.devnull;
-    c->job = args ? runtime(args, n, in, out, err, false)
+    int flags = step == ST_RUN && M.gate_w >= 0 ? SPAWN_GATE : 0;
+    c->job = args ? runtime(args, n, in, out, err, flags)
                   : spawn(c->prestart_arg.v, M.devnull, out, err, 0);
+    if (c->job > 0 && flags)
+        M.gated++;
     if (c->job < 0) {
         c->job = 0;
         job_done(c, 127 << 8);
@@ -187,16 +196,17 @@ static int console_receive(struct ctr *c)
 }
 
 /* `run --detach`: the runtime creates the container, starts it and exits, leaving us (the
- * subreaper) the container process; with a console socket for a terminal container. The
- * OOM count is taken before: the run's own OOM kills must count. */
+ * subreaper) the container process; with a console socket for a terminal container; while
+ * the start gate is closed, created, it waits there before start. The OOM count is taken
+ * before: the run's own OOM kills must count. */
 static void start_run(struct ctr *c)
 {
-    char pidf[PATH_MAX], sock[PATH_MAX];
+    char pidf[PATH_MAX], sock[PATH_MAX], gate[16];
     pid_file(c, pidf, sizeof pidf);
     c->lasterr[0] = 0;
     c->oom_base = read_oom(c);
-    const char *args[] = {"run", "--detach", "--bundle", c->bundle, "--pid-file", pidf,
-                          "--console-socket", sock, c->id};
+    const char *args[11] = {"run", "--detach", "--bundle", c->bundle, "--pid-file", pidf};
+    size_t n = 6;
     if (c->terminal) {
         int ret = console_listen(c, sock, sizeof sock);
         if (ret < 0) {
@@ -205,11 +215,47 @@ static void start_run(struct ctr *c)
             run_done(c, "StartError", 128, 0, c->lasterr);
             return;
         }
-        start_job(c, ST_RUN, args, 9, c->out.wfd, c->err.wfd);
-        return;
+        args[n++] = "--console-socket";
+        args[n++] = sock;
     }
-    args[6] = c->id;
-    start_job(c, ST_RUN, args, 7, c->out.wfd, c->err.wfd);
+    if (M.gate_w >= 0) {
+        snprintf(gate, sizeof gate, "%d", GATE_FD);
+        args[n++] = "--start-gate";
+        args[n++] = gate;
+    }
+    args[n++] = c->id;
+    start_job(c, ST_RUN, args, n, c->out.wfd, c->err.wfd);
+}
+
+/* The start gate: a pipe whose read end every `run` gets while the pod network is being set
+ * up (after `go`). Non-blocking on our side: opening it never waits. */
+void gate_make(void)
+{
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) < 0)
+        die("pipe for the start gate: %s", strerror(errno));
+    if (fcntl(fds[1], F_SETFL, O_NONBLOCK) < 0 || fcntl(M.sync_r, F_SETFD, FD_CLOEXEC) < 0)
+        die("fcntl for the start gate: %s", strerror(errno));
+    M.gate_r = fds[0];
+    M.gate_w = fds[1];
+}
+
+/* Open the gate (`ok`: one `g` for each run given it, read by whichever waits) or cancel
+ * it (EOF: every waiting run deletes its container and fails); later runs get no gate. */
+void gate_open(bool ok)
+{
+    if (M.gate_w < 0)
+        return;
+    if (ok && M.gated) {
+        char g[4096];
+        size_t n = M.gated < sizeof g ? M.gated : sizeof g;
+        memset(g, 'g', n);
+        if (write(M.gate_w, g, n) != (ssize_t)n)
+            warn("start gate: %s", strerror(errno));
+    }
+    close(M.gate_w);
+    close(M.gate_r);
+    M.gate_w = M.gate_r = -1;
 }
 
 static void launch_run(struct ctr *c)

@@ -118,6 +118,12 @@ def create(
 @_with(_create_opts)
 @click.option("-d", "--detach", is_flag=True, help="do not wait for the container to exit")
 @click.option("--keep", is_flag=True, help="keep the container's state after it exits")
+@click.option(
+    "--start-gate",
+    default=None,
+    type=int,
+    help="created, wait for a byte 'g' on this fd before start (EOF cancels the run)",
+)
 @pass_ctx
 def run(
     ctx: Ctx,
@@ -130,6 +136,7 @@ def run(
     preserve_fds: int,
     detach: bool,
     keep: bool,
+    start_gate: int | None,
 ) -> None:
     """Create and start a container, and wait for it; exits with its exit code."""
     sys.exit(do_run(ctx, container_id, _opts(locals())))

@@ -125,9 +125,12 @@ def do_run(ctx: Ctx, cid: str, o: dict[str, Any]) -> int:
         ctx, o["pid_file"], o["no_pivot"], o["preserve_fds"], o["console_socket"],
         o["no_new_keyring"],
     )  # fmt: skip
+    gate = o.get("start_gate")
+    if gate is not None:  # never inherited by what we spawn (hooks, the container's exec)
+        _call(ctx, f"run {cid}: --start-gate {gate}", os.set_inheritable, gate, False)
     code = _call(
         ctx, f"run {cid}", container.run, cid, o["bundle"], opts, detach=o["detach"],
-        keep=o["keep"],
+        keep=o["keep"], start_gate=gate,
     )  # fmt: skip
     _dataclass_cache.save()
     return int(code)
@@ -200,15 +203,15 @@ _CREATE_DEFAULTS: dict[str, Any] = {
     "no_pivot": False,
     "no_new_keyring": False,
 }
-_INT_VALUES = frozenset({"preserve_fds"})
+_INT_VALUES = frozenset({"preserve_fds", "start_gate"})
 
 _COMMANDS: dict[str, _Command] = {
     "create": _Command(do_create, _CREATE_VALUES, _CREATE_FLAGS, _CREATE_DEFAULTS),
     "run": _Command(
         do_run,
-        _CREATE_VALUES,
+        {**_CREATE_VALUES, "--start-gate": "start_gate"},
         {**_CREATE_FLAGS, "-d": "detach", "--detach": "detach", "--keep": "keep"},
-        {**_CREATE_DEFAULTS, "detach": False, "keep": False},
+        {**_CREATE_DEFAULTS, "detach": False, "keep": False, "start_gate": None},
     ),
     "start": _Command(do_start),
     "state": _Command(do_state),

@@ -282,10 +282,22 @@ class NodeNetwork:
         """Give the pod whose network namespace is ``netns`` an address and an ``ifname`` on the
         node bridge, lo up, a default route via the gateway, and its hostPorts. Calling it again
         for the same pod checks what exists and completes it. On failure what this call made is
-        removed again."""
+        removed again. ``reserve_pod`` then ``link_pod``, for a caller with work to do between
+        the two (the pod's address known, its interface not there yet)."""
         pod_ns = Netns.of(netns)
         if pod_ns.is_current:
             raise NetworkError(f"pod {pod_id}", "a pod needs a network namespace of its own")
+        pod, old = self.reserve_pod(pod_id, ports, ifname)
+        self.link_pod(pod, pod_ns, old)
+        return pod
+
+    def reserve_pod(
+        self, pod_id: str, ports: Sequence[PortMapping] = (), ifname: str = "eth0"
+    ) -> tuple[PodNetwork, PodNetwork | None]:
+        """The first half of :meth:`setup_pod`: the node ensured, the pod's address allocated
+        and its record written (what teardown undoes), no interface yet. Returns the pod's
+        network and the record an earlier setup of the same pod left (None for a new pod),
+        for :meth:`link_pod`."""
         if not self._ensured:
             self.ensure()
         old = self.pod(pod_id)
@@ -299,17 +311,36 @@ class NodeNetwork:
             ifname=ifname,
             ports=tuple(ports),
         )
-        self._save(pod)
         try:
-            if old is not None and old.ports != pod.ports:
-                self.firewall.remove_ports(pod_id, old.ip, set(old.ports) - set(pod.ports))
-            self._link_pod(pod, pod_ns)
-            self.firewall.add_ports(pod_id, ip, pod.ports)
+            self._save(pod)
         except BaseException:
             if old is None:
                 self.teardown_pod(pod_id)
             raise
-        return pod
+        return pod, old
+
+    def link_pod(
+        self,
+        pod: PodNetwork,
+        netns: Netns | str | os.PathLike[str] | int,
+        old: PodNetwork | None = None,
+    ) -> None:
+        """The second half of :meth:`setup_pod`: the veth pair, the pod's interface and
+        route, its hostPorts. On failure a new pod's (``old`` None) network is torn down."""
+        pod_ns = Netns.of(netns)
+        try:
+            if pod_ns.is_current:
+                raise NetworkError(
+                    f"pod {pod.pod_id}", "a pod needs a network namespace of its own"
+                )
+            if old is not None and old.ports != pod.ports:
+                self.firewall.remove_ports(pod.pod_id, old.ip, set(old.ports) - set(pod.ports))
+            self._link_pod(pod, pod_ns)
+            self.firewall.add_ports(pod.pod_id, pod.ip, pod.ports)
+        except BaseException:
+            if old is None:
+                self.teardown_pod(pod.pod_id)
+            raise
 
     def _link_pod(self, pod: PodNetwork, pod_ns: Netns) -> None:
         from runtime.network.netlink import configure_pod_interface

@@ -5,6 +5,11 @@ monitor with a pair of sync pipes, waits for its ``ready <pid> <pidns pid>``, se
 network in the monitor's network namespace, writes one OCI bundle per container and
 ``monitor.conf``, says ``go`` and waits until the monitor closes its pipe (configuration
 accepted) or writes an error line. On failure the pod is torn down and removed.
+
+With our own runtime, the pod's address is reserved before ``go`` and its interface made
+after: the monitor's ``corral-oci run``s create the containers meanwhile and wait, created,
+at a start gate that ``net`` opens (``monitor.conf``'s ``net_gate``), so no container runs
+before its network is there.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -97,8 +102,12 @@ def _pod_dns(pod: Pod, opts: PodOptions) -> DnsConfig:
     )
 
 
-def _go(pd: PodDir, pod: Pod, record: PodRecord, opts: PodOptions, mon: Started) -> None:
-    """Network, bundles, monitor.conf: everything between "ready" and "go"."""
+def _go(
+    pd: PodDir, pod: Pod, record: PodRecord, opts: PodOptions, mon: Started
+) -> Callable[[], None] | None:
+    """Network, bundles, monitor.conf: everything between "ready" and "go". Returns what
+    sets up the pod's interface when that is left for after ``go`` (the start gate), else
+    None."""
     from images.store import Store
     from runtime.network import PortMapping, write_pod_files
     from runtime.pod.bundle import (
@@ -114,6 +123,7 @@ def _go(pd: PodDir, pod: Pod, record: PodRecord, opts: PodOptions, mon: Started)
     path = pd.path
     pod_ip: str | None = None
     domain = ""
+    link: Callable[[], None] | None = None
     if not pod.spec.host_network and opts.network:
         # teardown looks for it: write it first. The files of a started pod are not
         # fsync'd: a machine crash ends the pod, and they are written again when it starts.
@@ -129,12 +139,22 @@ def _go(pd: PodDir, pod: Pod, record: PodRecord, opts: PodOptions, mon: Started)
                 for p in c.ports
                 if p.host_port
             ]
-            net = node.setup_pod(pd.uid, f"/proc/{mon.pid}/ns/net", ports)
-            write_atomic(
-                path / "network.json", json.dumps(net.to_json(), indent=1) + "\n", durable=False
-            )
+            net, old = node.reserve_pod(pd.uid, ports)
             pod_ip = str(net.ip)
             domain = pod.host_domain(settings.dns.cluster_domain)
+
+        def link_pod() -> None:
+            with _steps(pd, "network setup"):
+                node.link_pod(net, f"/proc/{mon.pid}/ns/net", old)
+                text = json.dumps(net.to_json(), indent=1) + "\n"
+                write_atomic(path / "network.json", text, durable=False)
+
+        # Only our runtime takes the start gate (`run --start-gate`), and the containers'
+        # creation must not need the network: pod bundles have no hooks and no sysctls.
+        if opts.runtime:
+            link_pod()
+        else:
+            link = link_pod
     if not pod.spec.host_network and not opts.network:
         with _steps(pd, "loopback up"):
             from runtime.network import in_netns, lo_up
@@ -214,8 +234,10 @@ def _go(pd: PodDir, pod: Pod, record: PodRecord, opts: PodOptions, mon: Started)
             )
         ),
         probe_host=pod_ip or "127.0.0.1",
+        net_gate=link is not None,
     )
     write_atomic(path / "monitor.conf", render(conf), durable=False)
+    return link
 
 
 @contextlib.contextmanager
@@ -272,11 +294,16 @@ def start(pd: PodDir, opts: PodOptions, pod: Pod | None = None) -> PodDir:
             pd.move(PodState.RUNNING)
             pd.unlock()  # the monitor takes it
             mon = _spawn_monitor(pd, record, opts)
-            _go(pd, pod, record, opts, mon)
+            link = _go(pd, pod, record, opts, mon)
             # Before this returns, the monitor has its configuration: else a pod it refused
             # would look like one whose containers are still being created.
             try:
-                mon.go(pd.path, READY_TIMEOUT)
+                if link is None:
+                    mon.go(pd.path, READY_TIMEOUT)
+                else:
+                    mon.go_gated()  # the containers are created meanwhile
+                    link()
+                    mon.net_ready(pd.path, READY_TIMEOUT)
             except StartFailed as e:
                 raise PrepareError(pd.uid, e.step, e.why) from e
     except BaseException:

@@ -52,6 +52,7 @@ class MonitorConf:
     containers: tuple[ContainerConf, ...] = field(default_factory=tuple)
     probe_host: str = "127.0.0.1"  # for http/tcp probes that name no host: the pod IP
     restart_max: int = 0  # restarts of a container at most (0: no limit)
+    net_gate: bool = False  # `net` follows `go` once the pod network is there; runs wait for it
 
 
 def probe_lines(kind: str, probe: Probe, default_host: str) -> list[tuple[str, str]]:
@@ -101,6 +102,8 @@ def render(conf: MonitorConf) -> str:
     ]
     if conf.restart_max:
         lines.append(("restart_max", str(conf.restart_max)))
+    if conf.net_gate:
+        lines.append(("net_gate", "true"))
     lines += [("finish_arg", a) for a in conf.finish_arg]
     lines += [("https_probe_arg", a) for a in conf.https_probe_arg]
     for c in conf.containers:

@@ -55,6 +55,26 @@ class Started:
         os.write(self.go_fd, b"go\n")
         os.close(self.go_fd)
         self.go_fd = -1
+        self._accepted(directory, timeout)
+
+    def go_gated(self) -> None:
+        """Say ``go`` to a monitor whose configuration has ``net_gate``: it starts the
+        containers' runs, which wait, created, at the start gate until ``net_ready`` (closing
+        ``go_fd`` without it cancels them and stops the pod)."""
+        os.write(self.go_fd, b"go\n")
+
+    def net_ready(self, directory: Path, timeout: float) -> None:
+        """After ``go_gated``: the pod network is there; open the start gate and wait until
+        the monitor has accepted its configuration, as ``go`` does."""
+        try:
+            os.write(self.go_fd, b"net\n")
+        except BrokenPipeError:
+            pass  # it refused its configuration (its answer says so) or it is stopping
+        os.close(self.go_fd)
+        self.go_fd = -1
+        self._accepted(directory, timeout)
+
+    def _accepted(self, directory: Path, timeout: float) -> None:
         said = read_to_eof(self.said_fd, timeout)
         if said == "":
             return

@@ -465,6 +465,66 @@ def test_bad_monitor_conf_is_reported_on_the_sync_pipe(pods: Callable[[], Pod]) 
     assert "frobnicate" in pod.pod_status()["message"]
 
 
+# ---------------------------------------------------------------- the start gate
+
+
+def _created(pod: Pod, c: Ctr) -> bool:
+    """The runtime has made ``c`` and holds it before start (its state says created)."""
+    try:
+        return bool(c.id) and pod.rt.state(c.id)["status"] == "created"
+    except Exception:  # noqa: BLE001 - not committed yet
+        return False
+
+
+def test_the_start_gate_holds_the_run_until_net(pods: Callable[[], Pod]) -> None:
+    """With net_gate the runs begin at `go` and wait, created, at the start gate; `net`
+    (the pod network is there) lets them start."""
+    pod = pods()
+    assert pod.start().startswith("ready ")
+    c = Ctr("c", ["sh", "-c", "echo hi > /home/ran; echo hi"])
+    assert pod.go([c], net_gate="true") == ""  # accepted: the monitor closed its end
+    _wait_for(lambda: _created(pod, c), "the run to wait at the start gate")
+    assert pod.status("c")["reason"] == "ContainerCreating"
+    assert not (pod.shared / "ran").exists()
+    os.write(pod._to, b"net\n")
+    pod.wait_exit()
+    pod.assert_clean()
+    assert pod.log("c") == [("stdout", "F", "hi")]
+    st = pod.status("c")
+    assert (st["state"], st["reason"], st["exit_code"]) == ("terminated", "Completed", "0")
+
+
+def test_no_net_after_go_cancels_the_runs(pods: Callable[[], Pod]) -> None:
+    """The sync pipe closed without `net` (the network setup failed): the runs delete what
+    they made, no user code ran, the pod ends."""
+    pod = pods()
+    assert pod.start().startswith("ready ")
+    c = Ctr("c", ["sh", "-c", "echo ran > /home/ran"])
+    assert pod.go([c], net_gate="true", restart_policy="Always") == ""
+    _wait_for(lambda: _created(pod, c), "the run to wait at the start gate")
+    pod.close_sync()
+    pod.wait_exit()
+    pod.assert_clean()
+    assert not (pod.shared / "ran").exists()
+    st = pod.status("c")
+    assert (st["state"], st["reason"]) == ("terminated", "StartError"), st
+    assert "start gate closed" in st["message"]
+    assert "no pod network" in pod.monitor_log()
+
+
+def test_a_stop_before_net_cancels_the_runs(pods: Callable[[], Pod]) -> None:
+    pod = pods()
+    assert pod.start().startswith("ready ")
+    c = Ctr("c", ["sh", "-c", "echo ran > /home/ran"])
+    assert pod.go([c], net_gate="true", restart_policy="Always") == ""
+    _wait_for(lambda: _created(pod, c), "the run to wait at the start gate")
+    pod.stop()
+    pod.wait_exit()
+    pod.assert_clean()
+    assert not (pod.shared / "ran").exists()
+    assert pod.status("c")["reason"] == "StartError"
+
+
 def test_the_monitor_survives_the_process_that_started_it(pods: Callable[[], Pod]) -> None:
     pod = pods()
     assert pod.start(via_launcher=True).startswith("ready ")

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ import pytest
 from runtime.pod import api
 from runtime.pod.hostfacts import min_oom_score_adj
 from runtime.pod.manifest import parse_pod
-from runtime.pod.prepare import PodOptions, mounts_under
+from runtime.pod.prepare import PodOptions, PrepareError, mounts_under
 from runtime.pod.qos import QOSClass, oom_score_adj
 from testkit.imagebuild import config_for, docker_files, tar_tree, write_tar
 from testkit.wait import until as wait_until
@@ -890,6 +890,75 @@ def test_pod_network(pods: Pods) -> None:
     assert res.returncode == 0, res.stderr
     assert f"address {leaked}: freed" in res.stdout
     assert net.ipam.allocations() == {}
+
+
+def _slow_link(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pod's interface made a second later than it would be: the runtime gets to the
+    start gate first, and a container let through early would find no network."""
+    import time
+
+    from runtime.network.node import NodeNetwork
+
+    link = NodeNetwork.link_pod
+
+    def slow(self: NodeNetwork, *a: Any, **kw: Any) -> None:
+        time.sleep(1.0)
+        link(self, *a, **kw)
+
+    monkeypatch.setattr(NodeNetwork, "link_pod", slow)
+
+
+def _has_default_route(lines: list[str]) -> bool:
+    """A default route via eth0 in /proc/net/route as the container saw it."""
+    return any(line.split()[:2] == ["eth0", "00000000"] for line in lines)
+
+
+@pytest.mark.parametrize("runtime", ["ours", "named"])
+def test_a_container_runs_once_its_network_is_there(
+    pods: Pods, monkeypatch: pytest.MonkeyPatch, runtime: str
+) -> None:
+    """Our runtime creates the containers while the pod network is set up (the start gate);
+    their first command still finds the pod's address and route. A runtime named in the
+    options gets no gate: the network is made before it runs at all."""
+    pods.with_network()
+    if runtime == "named":
+        pods.opts = replace(pods.opts, runtime=(str(Path(sys.executable).parent / "corral-oci"),))
+    _slow_link(monkeypatch)
+    c = sh("c", "cat /proc/net/route; cat /etc/hosts")
+    uid = pods.run(pods.manifest("gated", [c], restartPolicy="Never"))
+    st = pods.wait(uid)
+    assert st.phase == "Succeeded", st
+    lines = api.logs(uid, pods.opts, "c")
+    assert _has_default_route(lines), lines
+    assert any(st.pod_ip in line.split() for line in lines), (st.pod_ip, lines)
+
+
+def test_a_network_setup_failing_after_go_leaves_nothing(
+    pods: Pods, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pod's interface cannot be configured (after the veth pair was made, while the
+    runtime creates the container): the start fails naming the step, the container never
+    ran, and the pod, its veth, address, mounts and cgroups are gone."""
+    import errno
+
+    from runtime.network import netlink
+    from runtime.network.errors import NetlinkError
+
+    node = pods.with_network()
+    marks = pods.tmp / "marks"
+    marks.mkdir()
+
+    def broken(*a: Any, **kw: Any) -> None:
+        raise NetlinkError("route replace default", "injected", errno.EIO)
+
+    monkeypatch.setattr(netlink, "configure_pod_interface", broken)
+    c = sh("c", "touch /marks/ran; sleep 1000", volumeMounts=[{"name": "m", "mountPath": "/marks"}])
+    raw = pods.manifest("nonet", [c], volumes=[{"name": "m", "hostPath": {"path": str(marks)}}])
+    with pytest.raises(PrepareError, match="network setup: route replace default.*injected"):
+        pods.run(raw)
+    assert api.list_pods(pods.opts) == []
+    assert not (marks / "ran").exists()
+    assert not any(_network_leftovers(node).values())
 
 
 def _try(fn: Callable[[], Any]) -> Any:

@@ -6,6 +6,7 @@ fast path must take a line exactly as click does, or leave it to click.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -84,6 +85,27 @@ def test_the_fast_path_makes_the_same_call_as_click(calls: list[Call], argv: lis
     assert len(calls) == 1
 
 
+def test_run_takes_a_start_gate_fd_either_way(calls: list[Call]) -> None:
+    """``run --start-gate FD`` (the pod monitor's): passed on to ``container.run``, and made
+    close-on-exec first, so that nothing the runtime starts inherits it."""
+    r, w = os.pipe()
+    try:
+        argv = ["run", "-d", "--start-gate", str(r), "c1"]
+        os.set_inheritable(r, True)
+        fast = _fast(argv)
+        assert not os.get_inheritable(r)
+        fast_calls = list(calls)
+        calls.clear()
+        os.set_inheritable(r, True)
+        assert _click(argv) == fast
+        assert not os.get_inheritable(r)
+        assert calls == fast_calls
+        assert [c[2]["start_gate"] for c in calls] == [r]
+    finally:
+        os.close(r)
+        os.close(w)
+
+
 ELSEWHERE = [
     [],
     ["--help"],
@@ -99,6 +121,7 @@ ELSEWHERE = [
     ["create", "c1", "--bundle"],
     ["run", "-dk", "c1"],
     ["run", "-b/b", "c1"],
+    ["run", "--start-gate", "three", "c1"],
     ["delete", "--", "c1"],
     ["delete", "--force=1", "c1"],
     ["start", "--root", "/r", "c1"],

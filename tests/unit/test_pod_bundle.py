@@ -4,6 +4,7 @@ pod store's state machine (runtime/pod/store.py): no root, no kernel objects."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -298,6 +299,8 @@ def test_monitor_conf() -> None:
     assert "probe_http_header X-A: b" in lines
     assert "probe_tcp 10.88.1.5 80" in lines
     assert "probe_period_s 2" in lines and "probe_failure_threshold 3" in lines
+    assert not any(line.startswith("net_gate") for line in lines)
+    assert "net_gate true" in render(replace(conf, net_gate=True)).splitlines()
     assert escape("a\\b\tc\n") == "a\\\\b\\tc\\n"
     assert not {"stdin true", "stdin_once true", "attach true", "terminal true"} & set(lines)
 
