@@ -228,7 +228,7 @@ static void start_run(struct ctr *c)
 }
 
 /* The start gate: a pipe whose read end every `run` gets while the pod network is being set
- * up (after `go`). Non-blocking on our side: opening it never waits. */
+ * up (after `go`). Our end does not block: opening the gate never waits for a reader. */
 void gate_make(void)
 {
     int fds[2];
