@@ -182,6 +182,26 @@ MUTANTS = (
         ("tests/unit/test_pod_sources.py",),
         "configMap/secret files written through a symlink",
     ),
+    # ---------------------------------------------------------------- the start gate
+    Mutant(
+        "gate-eof-starts",
+        "runtime/container.py",
+        'if got != b"g":',
+        'if got not in (b"g", b""):',
+        (
+            "tests/integration/test_monitor.py::test_no_net_after_go_cancels_the_runs",
+            "tests/integration/test_monitor.py::test_a_stop_before_net_cancels_the_runs",
+        ),
+        "a start gate that closed (no pod network) lets the container start",
+    ),
+    Mutant(
+        "gate-not-asked",
+        "runtime/pod/launch.py",
+        "net_gate=link is not None,",
+        "net_gate=False,",
+        ("tests/integration/test_pods.py::test_a_container_runs_once_its_network_is_there",),
+        "containers run before the pod network is set up",
+    ),
     # ---------------------------------------------------------------- the kubelet
     Mutant(
         "join-any-token",
