@@ -132,7 +132,13 @@ def stop(pd: PodDir, grace: int | None = None) -> PodDir:
         raise InvalidState(pd.uid, f"cannot stop a pod in {pd.state.value}/")
     if not pd.try_lock():
         if grace is not None:
-            write_atomic(pd.path / "stop-grace", f"{grace}\n")
+            try:
+                write_atomic(pd.path / "stop-grace", f"{grace}\n")
+            except FileNotFoundError:  # it finished meanwhile (moved to exited/)
+                pd.refresh()
+                if pd.state is not PodState.RUNNING:
+                    return pd
+                raise
         pid = _monitor_pid(pd)
         if pid is not None:
             with contextlib.suppress(ProcessLookupError):
