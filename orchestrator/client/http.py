@@ -213,12 +213,19 @@ class _Conn(asyncio.Protocol):
 
 class HttpPool:
     """Kept-alive connections to the servers of one client, at most ``limit`` at once (a
-    request waits for a free one); ``headers`` go with every request."""
+    request waits for a free one); ``headers`` go with every request. ``unix_socket``: every
+    connection goes there (plain HTTP)."""
 
     def __init__(
-        self, ssl_context: ssl.SSLContext | bool, limit: int, headers: dict[str, str]
+        self,
+        ssl_context: ssl.SSLContext | bool,
+        limit: int,
+        headers: dict[str, str],
+        *,
+        unix_socket: str = "",
     ) -> None:
         self._ssl = ssl_context if isinstance(ssl_context, ssl.SSLContext) else None
+        self._unix = unix_socket  # connect here, whatever the server URL says
         self._limit = limit
         self._headers = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         self._idle: dict[str, collections.deque[_Conn]] = {}
@@ -246,11 +253,15 @@ class HttpPool:
         if tls:
             ctx = self._ssl or ssl.create_default_context()
         try:
-            _, conn = await loop.create_connection(
-                _Conn, host, port, ssl=ctx, server_hostname=host if ctx else None
-            )
+            if self._unix:
+                _, conn = await loop.create_unix_connection(_Conn, self._unix)
+            else:
+                _, conn = await loop.create_connection(
+                    _Conn, host, port, ssl=ctx, server_hostname=host if ctx else None
+                )
         except (OSError, ssl.SSLError) as e:
-            raise ConnectFailed(f"cannot connect to {host}:{port}: {e.strerror or e}") from e
+            where = self._unix or f"{host}:{port}"
+            raise ConnectFailed(f"cannot connect to {where}: {e.strerror or e}") from e
         return conn
 
     async def request(

@@ -142,6 +142,9 @@ class ClientConfig:
     token: str | None = None
     insecure: bool = False
     fallbacks: tuple[str, ...] = ()
+    # A Unix socket to connect to instead of the server URL's host and port (the API
+    # server's own components: plain HTTP there, a bearer token).
+    unix_socket: str = ""
 
     @property
     def servers(self) -> tuple[str, ...]:
@@ -287,12 +290,16 @@ class ApiClient:
             if self.config.token:
                 headers["Authorization"] = f"Bearer {self.config.token}"
             ctx = self.config.ssl_context()
+            unix = self.config.unix_socket
+            connector: aiohttp.BaseConnector
+            if unix:
+                connector = aiohttp.UnixConnector(path=unix, limit=self._max)
+            else:
+                connector = aiohttp.TCPConnector(ssl=ctx, limit=self._max)
             # Watches (long-lived streams) through aiohttp; every other request through the
             # small client of http.py, each with its own connections.
-            self._session = aiohttp.ClientSession(
-                headers=headers, connector=aiohttp.TCPConnector(ssl=ctx, limit=self._max)
-            )
-            self._pool = HttpPool(ctx, self._max, headers)
+            self._session = aiohttp.ClientSession(headers=headers, connector=connector)
+            self._pool = HttpPool(ctx, self._max, headers, unix_socket=unix)
 
     async def close(self) -> None:
         if self._session is not None:
