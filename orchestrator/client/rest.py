@@ -504,12 +504,16 @@ class ApiClient:
                     raise _error(resp.status, await resp.read())
                 buf = b""
                 async for chunk in resp.content.iter_any():
-                    buf += chunk
+                    buf = buf + chunk if buf else chunk
+                    # The lines of a chunk (a store commit's events come in one) taken from
+                    # where the last one ended: the rest is cut off once, not after each.
+                    start = 0
                     while True:
-                        nl = buf.find(b"\n")
+                        nl = buf.find(b"\n", start)
                         if nl < 0:
                             break
-                        line, buf = buf[:nl], buf[nl + 1 :]
+                        line = buf[start:nl]
+                        start = nl + 1
                         if not line.strip():
                             continue
                         ev = _decoder.decode(line)
@@ -517,6 +521,7 @@ class ApiClient:
                         if typ == "ERROR":
                             raise _error(int(obj.get("code") or 500), _encoder.encode(obj))
                         yield WatchEvent(str(typ), obj)
+                    buf = buf[start:]
         except _UNREACHABLE as e:
             self._failed(server, e)
             if isinstance(e, TimeoutError):
