@@ -268,6 +268,31 @@ MUTANTS = (
         ("tests/integration/test_security.py",),
         "noNewPrivileges is not set",
     ),
+    # ---------------------------------------------------------------- API client, scheduler
+    Mutant(
+        "client-stale-post",
+        "orchestrator/client/http.py",
+        "if conn.reused and (e.unanswered or method in IDEMPOTENT):",
+        "if conn.reused and method in IDEMPOTENT:",
+        ("tests/unit/test_client_http.py",),
+        "a POST on a kept-alive connection the server had reset is not sent again",
+    ),
+    Mutant(
+        "sched-verdicts-dirty",
+        "orchestrator/scheduler/cache.py",
+        "            v.dirty.add(i)",
+        "            pass",
+        ("tests/unit/test_scheduler_plugins.py",),
+        "the kept verdicts of a pod shape miss the nodes written since",
+    ),
+    Mutant(
+        "apiserver-loopback-token",
+        "orchestrator/apiserver/server.py",
+        "static[loopback_token] = UserInfo",
+        'static["x" + loopback_token] = UserInfo',
+        ("tests/integration/test_apiserver_loopback.py",),
+        "the components' loopback token is not accepted",
+    ),
 )
 
 #: Survivors that are understood, with why (a survivor not listed here is a finding).

@@ -19,6 +19,7 @@ import ssl
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import uvloop
 import yaml
@@ -28,7 +29,13 @@ from orchestrator.store import StoreError, open_store
 
 from .app import ApiServer
 from .audit import AuditLog
-from .authn import Authenticator, ServiceAccountTokens, TokenFileError, load_token_file
+from .authn import (
+    Authenticator,
+    ServiceAccountTokens,
+    TokenFileError,
+    UserInfo,
+    load_token_file,
+)
 from .bootstrap import BootstrapError, publish, share
 from .encryption import EncryptedBackend, EncryptionConfigError, load_or_create_config
 from .encryption import rotate as rotate_keys
@@ -38,6 +45,9 @@ from .security import Limits, Security
 from .services import ServiceAllocator, parse_port_range
 from .services import leave as leave_services
 from .services import maintain as maintain_services
+
+if TYPE_CHECKING:
+    from orchestrator.client import ClientConfig
 
 __all__ = [
     "ServerConfig",
@@ -49,6 +59,10 @@ __all__ = [
 ]
 
 log = logging.getLogger("corral.server")
+ADMIN_USER = "system:admin"  # the admin certificate's user (pki.py)
+PRIVILEGED_GROUP = "system:masters"
+LOOPBACK_SOCKET = "loopback.sock"  # in the data dir: this process's components reach the API
+MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes
 # Connections waiting to be accepted: every client of a cluster may come back at once (after a
 # restart of the server); 128, aiohttp's default, drops the rest's SYNs (capped by somaxconn).
 BACKLOG = 1024
@@ -364,8 +378,9 @@ async def _serve(cfg: ServerConfig) -> None:
         await store.start()
     except StoreError as e:
         raise ServerError("open the datastore", e) from e
+    loopback_token = secrets.token_urlsafe(32)
     try:
-        api = _secured_api(cfg, store, address, pki)
+        api = _secured_api(cfg, store, address, pki, loopback_token)
     except (OSError, ValueError, TokenFileError, EncryptionConfigError) as e:
         await store.close()
         raise ServerError("set up authentication, authorization and audit", e) from e
@@ -414,13 +429,14 @@ async def _serve(cfg: ServerConfig) -> None:
             await web.SockSite(
                 runner, extra, ssl_context=_ssl_context(pki), backlog=BACKLOG
             ).start()
+        loopback = await _loopback(runner, data, url, pki, loopback_token)
         log.info("datastore: %s", store.url)
         log.info("admin kubeconfig written to %s", targets[-1])
         log.info("join token in %s", data / "token")
-        components = _start_components(cfg, targets[0])
+        components = _start_components(cfg, loopback)
         advertise = _host_port(adv_host, adv_port)
         components.append(asyncio.create_task(maintain_services(api.storage, advertise)))
-        controllers = _start_controller_manager(cfg, url, pki, api)
+        controllers = _start_controller_manager(cfg, loopback, api)
         stop = asyncio.Event()
         if not cfg.disable_agent:  # this host is a node too, as k3s server's own agent
             agent = asyncio.create_task(
@@ -449,17 +465,57 @@ async def _serve(cfg: ServerConfig) -> None:
         await api.close()
         if runner is not None:
             await runner.cleanup()
+        with contextlib.suppress(OSError):
+            (data / LOOPBACK_SOCKET).unlink()
         await store.close()
     log.info("stopped")
 
 
-def _secured_api(cfg: ServerConfig, store: EncryptedBackend, address: str, pki: Pki) -> ApiServer:
+async def _loopback(runner: Any, data: Path, url: str, pki: Pki, token: str) -> ClientConfig:
+    """How this process's components (controllers, scheduler) reach the API: a Unix socket
+    in the data dir (mode 0600, the dir 0700), plain HTTP with the loopback token, which
+    spares every watch event and request to them a TLS record each way on both ends of one
+    process; HTTPS to ``url`` with the admin certificate when the path is too long for a
+    socket."""
+    from aiohttp import web
+
+    from orchestrator.client import ClientConfig
+
+    path = data / LOOPBACK_SOCKET
+    if len(str(path)) <= MAX_SOCKET_PATH:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # left by a server that was killed
+        try:
+            await web.UnixSite(runner, str(path), backlog=BACKLOG).start()
+            os.chmod(path, 0o600)
+        except OSError as e:
+            log.warning("loopback socket %s: %s; components use HTTPS", path, e)
+        else:
+            # the CA still goes with it: the root CA publisher publishes the client's CA
+            ca = pki.ca_cert.read_bytes()
+            return ClientConfig(
+                server="http://localhost", ca_pem=ca, unix_socket=str(path), token=token
+            )
+    return ClientConfig(
+        server=url,
+        ca_pem=pki.ca_cert.read_bytes(),
+        cert_pem=pki.admin_cert.read_bytes(),
+        key_pem=pki.admin_key.read_bytes(),
+    )
+
+
+def _secured_api(
+    cfg: ServerConfig, store: EncryptedBackend, address: str, pki: Pki, loopback_token: str
+) -> ApiServer:
     """The API server with authentication (certificates, the token file, ServiceAccount
-    tokens signed with ``tls/service-account.key``), RBAC and node authorization, limits and
-    the audit log."""
+    tokens signed with ``tls/service-account.key``, the loopback token of this process's own
+    components), RBAC and node authorization, limits and the audit log."""
     api = ApiServer(store, server_address=address, kubelet_client=_kubelet_client(pki))
     api.kubelet_netns = cfg.kubelet_netns
     static = load_token_file(cfg.token_auth_file) if cfg.token_auth_file else {}
+    # The admin certificate's user, as the components had over HTTPS (kube-apiserver's
+    # loopback client has a token of its own likewise, made at start, never written).
+    static[loopback_token] = UserInfo(ADMIN_USER, groups=(PRIVILEGED_GROUP,))
     sa_tokens = ServiceAccountTokens(cfg.data_dir / "tls" / "service-account.key")
     audit = None
     if cfg.audit_log_path:
@@ -535,27 +591,24 @@ async def _agent(
         log.error("the agent failed, this server runs no node: %s", e)
 
 
-def _start_components(cfg: ServerConfig, admin_kubeconfig: Path) -> list[asyncio.Task[None]]:
-    """The components that run in the server's process (as k3s): each talks to this API over
-    HTTPS with the admin kubeconfig's client certificate."""
+def _start_components(cfg: ServerConfig, client: ClientConfig) -> list[asyncio.Task[None]]:
+    """The components that run in the server's process (as k3s): each talks to this API
+    through ``client`` (the loopback socket, see ``_loopback``)."""
     tasks: list[asyncio.Task[None]] = []
     if not cfg.disable_scheduler:
-        from orchestrator.client import load_kubeconfig
         from orchestrator.scheduler import run_scheduler
 
-        client = load_kubeconfig(admin_kubeconfig)
         tasks.append(asyncio.create_task(run_scheduler(client), name="scheduler"))
     return tasks
 
 
 def _start_controller_manager(
-    cfg: ServerConfig, url: str, pki: Pki, api: ApiServer
+    cfg: ServerConfig, client: ClientConfig, api: ApiServer
 ) -> asyncio.Task[None] | None:
-    """The controllers in this process (as k3s), over HTTPS to this API with the admin
-    client certificate; ``--disable-controller-manager`` turns them off."""
+    """The controllers in this process (as k3s), through ``client`` (the loopback socket,
+    see ``_loopback``); ``--disable-controller-manager`` turns them off."""
     if cfg.disable_controller_manager:
         return None
-    from orchestrator.client import ClientConfig
     from orchestrator.controllers.base import Metrics
     from orchestrator.controllers.manager import CONTROLLERS, ManagerConfig, run_controller_manager
     from orchestrator.controllers.namespaced import check_cluster_cidr
@@ -571,12 +624,6 @@ def _start_controller_manager(
             f"unknown: {', '.join(unknown)} (known: {', '.join(CONTROLLERS)})",
         )
 
-    client = ClientConfig(
-        server=url,
-        ca_pem=pki.ca_cert.read_bytes(),
-        cert_pem=pki.admin_cert.read_bytes(),
-        key_pem=pki.admin_key.read_bytes(),
-    )
     manager = ManagerConfig(
         disabled=frozenset(cfg.disable_controllers),
         cluster_cidr=cfg.cluster_cidr,

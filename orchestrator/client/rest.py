@@ -21,6 +21,8 @@ from urllib.parse import quote
 import aiohttp
 import msgspec
 
+from .http import ConnectFailed, Disconnected, HttpPool, target
+
 __all__ = [
     "AlreadyExists",
     "ApiClient",
@@ -98,6 +100,8 @@ class Gone(ClientError):
 
 def failure_reason(e: BaseException) -> str:
     """One line for a failed request (aiohttp's connector errors name the SSL context)."""
+    if isinstance(e, ConnectFailed | Disconnected):
+        return str(e)
     if isinstance(e, aiohttp.ClientConnectorError):
         return f"cannot connect: {e.os_error.strerror or e.os_error}"
     if isinstance(e, TimeoutError):
@@ -138,6 +142,9 @@ class ClientConfig:
     token: str | None = None
     insecure: bool = False
     fallbacks: tuple[str, ...] = ()
+    # A Unix socket to connect to instead of the server URL's host and port (the API
+    # server's own components: plain HTTP there, a bearer token).
+    unix_socket: str = ""
 
     @property
     def servers(self) -> tuple[str, ...]:
@@ -226,6 +233,8 @@ _UNREACHABLE = (
     aiohttp.ClientPayloadError,
     asyncio.IncompleteReadError,
     TimeoutError,
+    ConnectFailed,
+    Disconnected,
 )
 # Sent again to the next server after an error past the connection (the first server may have
 # done it): reads, a PUT (the same object again; with a resourceVersion, Conflict once done), a
@@ -251,6 +260,7 @@ class ApiClient:
         self.user_agent = user_agent
         self._max = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._pool: HttpPool | None = None
         self._servers = config.servers
         self._current = 0
 
@@ -279,15 +289,25 @@ class ApiClient:
             headers = {"User-Agent": self.user_agent, "Accept": "application/json"}
             if self.config.token:
                 headers["Authorization"] = f"Bearer {self.config.token}"
-            self._session = aiohttp.ClientSession(
-                headers=headers,
-                connector=aiohttp.TCPConnector(ssl=self.config.ssl_context(), limit=self._max),
-            )
+            ctx = self.config.ssl_context()
+            unix = self.config.unix_socket
+            connector: aiohttp.BaseConnector
+            if unix:
+                connector = aiohttp.UnixConnector(path=unix, limit=self._max)
+            else:
+                connector = aiohttp.TCPConnector(ssl=ctx, limit=self._max)
+            # Watches (long-lived streams) through aiohttp; every other request through the
+            # small client of http.py, each with its own connections.
+            self._session = aiohttp.ClientSession(headers=headers, connector=connector)
+            self._pool = HttpPool(ctx, self._max, headers, unix_socket=unix)
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -307,32 +327,25 @@ class ApiClient:
     ) -> Any:
         """Send one request; the decoded JSON answer, or a ClientError from the Status."""
         data = None if body is None else _encoder.encode(body)
-        headers = {"Content-Type": content_type} if data is not None else None
+        if self._pool is None:
+            raise RuntimeError("ApiClient used before open()")
+        pool = self._pool
+        where = target(path, dict(params) if params else None)
         for attempt in range(len(self._servers)):
             server = self.server
             try:
-                async with self.session.request(
-                    method,
-                    server + path,
-                    data=data,
-                    params=params,
-                    headers=headers,
-                    timeout=aiohttp.ClientTimeout(total=timeout),
-                ) as resp:
-                    raw = await resp.read()
-                    if resp.status >= 400:
-                        raise _error(resp.status, raw)
-                    return _decoder.decode(raw) if raw else None
+                status, raw = await pool.request(server, method, where, data, content_type, timeout)
             except _UNREACHABLE as e:
                 self._failed(server, e)
-                again = isinstance(e, aiohttp.ClientConnectorError) or method in _IDEMPOTENT
+                again = isinstance(e, ConnectFailed) or method in _IDEMPOTENT
                 if again and attempt + 1 < len(self._servers):
                     continue
                 if isinstance(e, TimeoutError):
                     raise ClientError(0, "Timeout", f"{method} {server}{path}: timed out") from e
                 raise ClientError(0, "Unreachable", f"{method} {server}{path}: {e}") from e
-            except aiohttp.ClientError as e:
-                raise ClientError(0, "Unreachable", f"{method} {server}{path}: {e}") from e
+            if status >= 400:
+                raise _error(status, raw)
+            return _decoder.decode(raw) if raw else None
         raise AssertionError("unreachable")  # the loop returns or raises
 
     # -------------------------------------------------------------- verbs
@@ -491,12 +504,16 @@ class ApiClient:
                     raise _error(resp.status, await resp.read())
                 buf = b""
                 async for chunk in resp.content.iter_any():
-                    buf += chunk
+                    buf = buf + chunk if buf else chunk
+                    # The lines of a chunk (a store commit's events come in one) taken from
+                    # where the last one ended: the rest is cut off once, not after each.
+                    start = 0
                     while True:
-                        nl = buf.find(b"\n")
+                        nl = buf.find(b"\n", start)
                         if nl < 0:
                             break
-                        line, buf = buf[:nl], buf[nl + 1 :]
+                        line = buf[start:nl]
+                        start = nl + 1
                         if not line.strip():
                             continue
                         ev = _decoder.decode(line)
@@ -504,6 +521,7 @@ class ApiClient:
                         if typ == "ERROR":
                             raise _error(int(obj.get("code") or 500), _encoder.encode(obj))
                         yield WatchEvent(str(typ), obj)
+                    buf = buf[start:]
         except _UNREACHABLE as e:
             self._failed(server, e)
             if isinstance(e, TimeoutError):

@@ -25,6 +25,7 @@ from .plugins import (
     filter_static,
     num_nodes_to_find,
     owner_spread_scores,
+    resource_score,
     resource_scores,
     score_nodes,
 )
@@ -372,21 +373,15 @@ class Cache:
     def _fast(self, p: PodInfo, st: _Static) -> Placement | None:
         """The same filters and scores as ``_general`` over the node columns at once; None
         when no node fits (``_general`` then says why, node by node)."""
-        c = self.cols
         idx = st.pos
         if not len(idx):
             return None
         n = len(self._order)
+        sc = self._verdicts(p, n)
         if len(idx) == n:  # every node passed the node-only filters: whole columns
-            ok = c.free_pods[:n] > 0
-            for r, want_r in p.requests.items():
-                ok &= c.free[_COLUMNS[r], :n] >= want_r
-            feas = np.flatnonzero(ok)
+            feas = np.flatnonzero(sc.ok)
         else:
-            ok = c.free_pods[idx] > 0
-            for r, want_r in p.requests.items():
-                ok &= c.free[_COLUMNS[r]][idx] >= want_r
-            feas = idx[ok]
+            feas = idx[sc.ok[idx]]
         if not len(feas):
             return None
         want = num_nodes_to_find(len(self.nodes), self.percentage)
@@ -401,9 +396,7 @@ class Cache:
             evaluated = len(self.nodes)  # every node looked at: the start stays
         if len(sel) == 1:
             return Placement(self._order[int(sel[0])], evaluated, 1)
-        total = resource_scores(
-            p.nz_cpu, p.nz_mem, c.alloc[0][sel], c.alloc[1][sel], c.nz_cpu[sel], c.nz_mem[sel]
-        )
+        total = sc.score[sel]
         total += MAX_SCORE * WEIGHTS["TaintToleration"]
         if p.owner:
             counts = np.zeros(len(self._order), dtype=np.int64)
@@ -412,6 +405,42 @@ class Cache:
             total += owner_spread_scores(counts[sel]) * WEIGHTS["SelectorSpread"]
         best = int(sel[int(np.argmax(total))])
         return Placement(self._order[best], evaluated, len(sel))
+
+    def _verdicts(self, p: PodInfo, n: int) -> _Verdicts:
+        """Whether each node has room for ``p`` and its resource score: kept per pod shape
+        and brought up to date for the nodes written since (a bind changes one node), not
+        computed again over every node for every pod."""
+        c = self.cols
+        key = (p.nz_cpu, p.nz_mem, tuple(sorted(p.requests.items())))
+        sc = c.verdicts.get(key)
+        if sc is None or sc.n != n:
+            ok = c.free_pods[:n] > 0
+            for r, want_r in p.requests.items():
+                ok &= c.free[_COLUMNS[r], :n] >= want_r
+            score = resource_scores(
+                p.nz_cpu, p.nz_mem, c.alloc[0, :n], c.alloc[1, :n], c.nz_cpu[:n], c.nz_mem[:n]
+            )
+            if len(c.verdicts) >= _SHAPES_KEPT:
+                c.verdicts.clear()
+            sc = c.verdicts[key] = _Verdicts(n, ok, score, set())
+            return sc
+        if sc.dirty:
+            reqs = [(_COLUMNS[r], want_r) for r, want_r in p.requests.items()]
+            free, alloc = c.free, c.alloc
+            for i in sc.dirty:
+                if i >= n:
+                    continue
+                sc.ok[i] = c.free_pods[i] > 0 and all(free[col, i] >= w for col, w in reqs)
+                sc.score[i] = resource_score(
+                    p.nz_cpu,
+                    p.nz_mem,
+                    int(alloc[0, i]),
+                    int(alloc[1, i]),
+                    int(c.nz_cpu[i]),
+                    int(c.nz_mem[i]),
+                )
+            sc.dirty.clear()
+        return sc
 
 
 @dataclass
@@ -422,6 +451,18 @@ class _Static:
 
 
 _COLUMNS = {"cpu": 0, "memory": 1, "ephemeral-storage": 2}
+_SHAPES_KEPT = 8  # pod shapes whose verdicts over every node are kept up to date
+
+
+@dataclass
+class _Verdicts:
+    """For one pod shape, over the first ``n`` node positions: room (``ok``) and resource
+    score; ``dirty``: positions written since, to be computed again."""
+
+    n: int
+    ok: np.ndarray
+    score: np.ndarray
+    dirty: set[int]
 
 
 class _Columns:
@@ -433,11 +474,13 @@ class _Columns:
         self.nz_cpu = np.zeros(size, dtype=np.int64)
         self.nz_mem = np.zeros(size, dtype=np.int64)
         self.free_pods = np.zeros(size, dtype=np.int64)  # max pods - pods
+        self.verdicts: dict[tuple[object, ...], _Verdicts] = {}  # by pod shape
 
     def ensure(self, n: int) -> None:
         size = self.free_pods.shape[0]
         if n <= size:
             return
+        self.verdicts.clear()
         new = max(n, size * 2)
         self.alloc = np.pad(self.alloc, ((0, 0), (0, new - size)))
         self.free = np.pad(self.free, ((0, 0), (0, new - size)))
@@ -453,6 +496,8 @@ class _Columns:
         self.nz_cpu[i] = info.nz_cpu
         self.nz_mem[i] = info.nz_mem
         self.free_pods[i] = info.max_pods - len(info.pods)
+        for v in self.verdicts.values():
+            v.dirty.add(i)
 
 
 def _zone(info: NodeInfo) -> str | None:

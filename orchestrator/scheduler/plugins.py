@@ -743,6 +743,28 @@ def resource_scores(
     )
 
 
+def resource_score(
+    cpu: int, mem: int, cpu_cap: int, mem_cap: int, cpu_used: int, mem_used: int
+) -> int:
+    """``resource_scores`` of one node, in Python numbers: the same operations on the same
+    float64 values, so the same score."""
+    rc = cpu_used + cpu
+    rm = mem_used + mem
+    safe_c = max(cpu_cap, 1)
+    safe_m = max(mem_cap, 1)
+    least_c = (cpu_cap - rc) * MAX_SCORE // safe_c if 0 < cpu_cap and rc <= cpu_cap else 0
+    least_m = (mem_cap - rm) * MAX_SCORE // safe_m if 0 < mem_cap and rm <= mem_cap else 0
+    least = (least_c + least_m) // 2
+    balanced = 0
+    if cpu_cap > 0 and mem_cap > 0:
+        f1 = min(1.0, float(rc) / float(safe_c))
+        f2 = min(1.0, float(rm) / float(safe_m))
+        balanced = int((1 - abs(f1 - f2) / 2) * MAX_SCORE)
+    return (
+        least * WEIGHTS["NodeResourcesFit"] + balanced * WEIGHTS["NodeResourcesBalancedAllocation"]
+    )
+
+
 def _resource_scores(p: PodInfo, nodes: Sequence[NodeInfo]) -> list[int]:
     def col(values: Iterable[int]) -> np.ndarray:
         return np.fromiter(values, dtype=np.int64, count=len(nodes))

@@ -18,6 +18,8 @@ from orchestrator.scheduler.plugins import (
     pod_info,
     pod_requests,
     preempt,
+    resource_score,
+    resource_scores,
     score_nodes,
 )
 from orchestrator.scheduler.queue import SchedulingQueue
@@ -680,6 +682,86 @@ def test_fast_path_places_as_the_general_path() -> None:
             c.assume(pi, where.node)
     assert placed[0] == placed[1]
     assert any(x.startswith("0/300") for x in placed[0]) or len(set(placed[0])) > 100
+
+
+def test_fast_path_follows_binds_forgets_and_node_changes() -> None:
+    """The fast path keeps each pod shape's verdicts over every node and computes again only
+    the nodes written since: after assumes, forgets, pods removed, nodes resized, added and
+    deleted, it still places as the general path, pod after pod."""
+    import random
+
+    rnd = random.Random(11)
+    caches = [Cache(fast=True), Cache(fast=False)]
+    names = [f"n{i:03d}" for i in range(150)]
+
+    def put_node(name: str) -> None:
+        n = node(
+            name,
+            cpu=str(rnd.choice([1, 2, 4])),
+            memory=f"{rnd.choice([1, 2, 8])}Gi",
+            pods=str(rnd.choice([2, 5, 110])),
+        )
+        for c in caches:
+            c.set_node(n)
+
+    for name in names:
+        put_node(name)
+    placed: list[list[str]] = [[], []]
+    assumed: list[str] = []
+    for j in range(600):
+        r = rnd.random()
+        if r < 0.05 and assumed:  # a bind failed, or a pod went
+            key = assumed.pop(rnd.randrange(len(assumed)))
+            for c in caches:
+                c.forget(key) if rnd.random() < 0.5 else c.remove_pod(key)
+        elif r < 0.08:  # a node resized
+            put_node(rnd.choice(names))
+        elif r < 0.10:  # a node deleted, another added
+            gone = names.pop(rnd.randrange(len(names)))
+            for c in caches:
+                c.remove_node(gone)
+            names.append(f"m{j:03d}")
+            put_node(names[-1])
+        p = pod(
+            f"p{j}",
+            cpu=rnd.choice(["100m", "500m"]),
+            memory=rnd.choice(["64Mi", "1Gi"]),
+        )
+        for k, c in enumerate(caches):
+            pi = pod_info(p)
+            try:
+                where = c.schedule(pi)
+            except FitError as e:
+                placed[k].append(str(e))
+                continue
+            placed[k].append(f"{where.node} {where.evaluated} {where.feasible}")
+            c.assume(pi, where.node)
+        if not placed[0][-1].startswith("0/"):
+            assumed.append(pi.key)
+    assert placed[0] == placed[1]
+    assert sum(x.startswith("0/") for x in placed[0]) < 500  # most pods were placed
+
+
+def test_one_node_resource_score_is_the_columns_score() -> None:
+    """``resource_score`` (one node, Python numbers) gives what ``resource_scores`` (numpy
+    columns) gives: empty, full, overcommitted nodes and nodes without capacity too."""
+    import random
+
+    import numpy as np
+
+    rnd = random.Random(3)
+    rows = [(0, 0, 0, 0), (4000, 0, 0, 0), (0, 1 << 35, 0, 0), (4000, 1 << 35, 4000, 1 << 35)]
+    rows += [(4000, 1 << 35, 5000, 1 << 30), (1, 1, 0, 0)]
+    for _ in range(2000):
+        cap_c, cap_m = rnd.choice([0, 1, 1000, 4000, 96000]), rnd.choice([0, 1 << 20, 1 << 35])
+        rows.append(
+            (cap_c, cap_m, rnd.randrange(0, 2 * cap_c + 2), rnd.randrange(0, 2 * cap_m + 2))
+        )
+    for cpu, mem in ((0, 0), (100, 200 << 20), (2000, 1 << 30)):
+        cols = [np.array([r[i] for r in rows], dtype=np.int64) for i in range(4)]
+        want = resource_scores(cpu, mem, *cols)
+        got = [resource_score(cpu, mem, *r) for r in rows]
+        assert got == [int(x) for x in want]
 
 
 def test_nominated_pods_keep_their_room() -> None:
