@@ -388,10 +388,11 @@ class PodStore:
     def get(self, uid: str) -> PodDir:
         """The pod with exactly this uid, wherever it is."""
         if _UID.match(uid):
+            root = str(self.root)
             # A rename between two listings could hide it once: look twice.
             for _ in range(2):
                 for state in _ORDER:
-                    if (self.root / state.value / uid).is_dir():
+                    if os.path.isdir(f"{root}/{state.value}/{uid}"):
                         return PodDir(self, uid, state)
         raise NotFound(uid)
 
