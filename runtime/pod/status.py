@@ -326,21 +326,21 @@ class StatusCache:
         for pd in self.store.list():
             stamp = _stamp(pd, now)  # before the read: a change during it is seen next time
             had = old.get(pd.uid)
-            if (
-                stamp is not None
-                and had is not None
-                and had[0] == stamp
-                and not (pd.state is PodState.RUNNING and _monitor_lost(pd))
-            ):
-                st = had[1]
-            else:
-                try:
+            try:  # (a pod removed meanwhile is left out, as by list_statuses)
+                if (
+                    stamp is not None
+                    and had is not None
+                    and had[0] == stamp
+                    and not (pd.state is PodState.RUNNING and _monitor_lost(pd))
+                ):
+                    st = had[1]
+                else:
                     st = status_of(pd)
-                except (PodError, FileNotFoundError):
-                    continue
-                if stamp is None or not _stable(st):
-                    out.append(st)
-                    continue
+                    if stamp is None or not _stable(st):
+                        out.append(st)
+                        continue
+            except (PodError, FileNotFoundError):
+                continue
             known[pd.uid] = (stamp, st)
             out.append(st)
         self._known = known

@@ -174,3 +174,24 @@ def test_node_pods_lists_through_it(tmp_path: Path, reads: list[str], pods: list
     # cgroup here: no figure)
     assert node.memory_use(False).pods == {} and reads == [UID]
     assert node.memory_use().pods == {} and reads == [UID]
+
+
+def test_a_pod_removed_while_listed_is_left_out(
+    tmp_path: Path, pods: list[PodDir], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runtime.pod.store import NotFound
+
+    root = tmp_path / "pods"
+    pods += [running_pod(root, UID, "web"), running_pod(root, OTHER, "db")]
+    for pd in pods:
+        age(pd)
+    cache = StatusCache(PodStore(root))
+    assert len(cache.list()) == 2
+
+    def gone(pd: PodDir) -> bool:  # its lock probed as its directory went
+        if pd.uid == UID:
+            raise NotFound(pd.uid)
+        return False
+
+    monkeypatch.setattr(status_mod, "_monitor_lost", gone)
+    assert [s.name for s in cache.list()] == ["db"]
