@@ -323,28 +323,47 @@ class StatusCache:
         out = []
         now = time.time()
         old = self._known
-        for pd in self.store.list():
-            stamp = _stamp(pd, now)  # before the read: a change during it is seen next time
-            had = old.get(pd.uid)
-            try:  # (a pod removed meanwhile is left out, as by list_statuses)
-                if (
-                    stamp is not None
-                    and had is not None
-                    and had[0] == stamp
-                    and not (pd.state is PodState.RUNNING and _monitor_lost(pd))
-                ):
-                    st = had[1]
-                else:
+        pods = self.store.list()
+        # before any read: a change during one is seen at the next listing
+        stamps = {pd.uid: _stamp(pd, now) for pd in pods}
+        unchanged = {
+            pd.uid for pd in pods if stamps[pd.uid] is not None and _same(old, pd.uid, stamps)
+        }
+        free = self._unlocked(
+            [pd for pd in pods if pd.uid in unchanged and pd.state is PodState.RUNNING]
+        )
+        for pd in pods:
+            stamp = stamps[pd.uid]
+            if pd.uid in unchanged and pd.uid not in free:
+                st = old[pd.uid][1]
+            else:
+                try:  # (a pod removed meanwhile is left out, as by list_statuses)
                     st = status_of(pd)
-                    if stamp is None or not _stable(st):
-                        out.append(st)
-                        continue
-            except (PodError, FileNotFoundError):
-                continue
+                except (PodError, FileNotFoundError):
+                    continue
+                if stamp is None or not _stable(st):
+                    out.append(st)
+                    continue
             known[pd.uid] = (stamp, st)
             out.append(st)
         self._known = known
         return sorted(out, key=lambda s: s.created)
+
+    def _unlocked(self, pods: list[PodDir]) -> set[str]:
+        """The uids of the run/ pods whose lock nobody holds (their monitor may have died:
+        ``status_of`` looks again), probed under one hold of the store's gc lock (as
+        ``_monitor_lost`` probes one pod): none while a start is in its window."""
+        if not pods:
+            return set()
+        with self.store.no_start_in_window() as quiet:
+            if not quiet:
+                return set()
+            return {pd.uid for pd in pods if not pd.is_locked()}
+
+
+def _same(old: dict[str, tuple[_Stamp, PodStatus]], uid: str, stamps: dict[str, Any]) -> bool:
+    had = old.get(uid)
+    return had is not None and had[0] == stamps[uid]
 
 
 def _stable(st: PodStatus) -> bool:

@@ -179,19 +179,44 @@ def test_node_pods_lists_through_it(tmp_path: Path, reads: list[str], pods: list
 def test_a_pod_removed_while_listed_is_left_out(
     tmp_path: Path, pods: list[PodDir], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from runtime.pod.store import NotFound
+    import shutil
 
     root = tmp_path / "pods"
     pods += [running_pod(root, UID, "web"), running_pod(root, OTHER, "db")]
     for pd in pods:
         age(pd)
-    cache = StatusCache(PodStore(root))
+    store = PodStore(root)
+    cache = StatusCache(store)
     assert len(cache.list()) == 2
-
-    def gone(pd: PodDir) -> bool:  # its lock probed as its directory went
-        if pd.uid == UID:
-            raise NotFound(pd.uid)
-        return False
-
-    monkeypatch.setattr(status_mod, "_monitor_lost", gone)
+    listed = store.list()
+    shutil.rmtree(pods[0].path)  # removed after the listing, before its stamp and probe
+    monkeypatch.setattr(store, "list", lambda: listed)
     assert [s.name for s in cache.list()] == ["db"]
+
+
+def test_the_locks_are_probed_under_one_hold_of_the_gc_lock(
+    tmp_path: Path, pods: list[PodDir], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "pods"
+    pods += [running_pod(root, UID, "web"), running_pod(root, OTHER, "db")]
+    for pd in pods:
+        age(pd)
+    store = PodStore(root)
+    cache = StatusCache(store)
+    cache.list()
+    holds = []
+    real = PodStore.no_start_in_window
+
+    def counted(self: PodStore):  # type: ignore[no-untyped-def]
+        holds.append(1)
+        return real(self)
+
+    monkeypatch.setattr(PodStore, "no_start_in_window", counted)
+    cache.list()
+    assert holds == [1]
+    # a start in its window (the gc lock held shared): no probe, as _monitor_lost
+    with store.gc_lock(exclusive=False):
+        pods[0].unlock()
+        assert cache.list()[0].phase == "Running"
+    (st, _) = cache.list()
+    assert st.reason == "MonitorLost"
