@@ -345,6 +345,8 @@ def umount_all(path: str | os.PathLike[str]) -> None:
     for _ in range(8):
         points = [p for p in mounts_under(path, h.mountinfo()) if p not in failed]
         if not points:
+            if not failed:
+                return  # that read found nothing left: no need to read mountinfo again
             break
         for mp in points:
             try:

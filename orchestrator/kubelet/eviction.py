@@ -262,7 +262,10 @@ class EvictionManager:
     async def synchronize(self) -> Candidate | None:
         """Look once; evict one pod if the threshold is met. The pod evicted, if any."""
         assert self.threshold is not None
-        use: MemoryUse = await self.pods.call(self.runtime.memory_use)
+        # the node's figures first: each pod's memory is read only when it is to be ranked
+        use: MemoryUse = await self.pods.call(self.runtime.memory_use, False)
+        if use.available < self.threshold.bytes_of(use.capacity):
+            use = await self.pods.call(self.runtime.memory_use)
         limit = self.threshold.bytes_of(use.capacity)
         met = use.available < limit
         self._set_pressure(met)

@@ -114,7 +114,8 @@ class Ipam:
         else the next free one after the last handed out."""
         check_owner(owner)
         with self.locked():
-            have = self._owned(owner)
+            allocated = self._scan()  # one read of every address's owner, for both questions
+            have = next((ip for ip, who in allocated.items() if who == owner), None)
             if have is not None:
                 return have
             if want is not None:
@@ -125,7 +126,7 @@ class Ipam:
                 if not self._claim(want, owner):
                     raise NetworkError("ipam", f"{want} is already allocated")
                 return want
-            taken = set(self._scan())
+            taken = set(allocated)
             hosts = int(self.cidr.broadcast_address) - int(self.cidr.network_address) - 1
             first = int(self.cidr.network_address) + 1
             start = first

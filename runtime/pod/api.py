@@ -274,9 +274,9 @@ class PodRuntime(Protocol):
         """The images in the node's store, newest first."""
         ...
 
-    def memory_use(self) -> MemoryUse:
+    def memory_use(self, pods: bool = True) -> MemoryUse:
         """The node's memory capacity and working set, and each running pod's (the eviction
-        manager's signal)."""
+        manager's signal); without ``pods``, the node's only (``pods`` empty: no pod read)."""
         ...
 
 
@@ -292,6 +292,8 @@ class NodePods:
         self._mu = threading.Lock()
         self._waiting: dict[str, PodStatus] = {}  # uid -> Pending status (image not had)
         self._watch: StatusWatch | None = None
+        # ``list`` reads again only the pods whose files changed since the last one
+        self._statuses = _status.StatusCache(PodStore(self.opts.root))
 
     def _same_uid(self, pod: Pod) -> Pod:
         """A pod without a uid that is waiting for its image keeps the uid it was given, so
@@ -376,7 +378,7 @@ class NodePods:
             return st
 
     def list(self) -> list[PodStatus]:
-        pods = list_pods(self.opts)
+        pods = self._statuses.list()
         have = {p.uid for p in pods}
         with self._mu:
             waiting = [st for uid, st in self._waiting.items() if uid not in have]
@@ -461,8 +463,12 @@ class NodePods:
     def images(self) -> list[ImageInfo]:
         return list_images(self.opts)
 
-    def memory_use(self) -> MemoryUse:
-        return memory_use(self.opts)
+    def memory_use(self, pods: bool = True) -> MemoryUse:
+        from runtime.pod.memory import memory_use as use
+
+        if not pods:
+            return use(self.opts, [])
+        return use(self.opts, [st for st in self._statuses.list() if st.location == "run"])
 
     def ensure_network(self, create: bool = True, apart: bool = False) -> bool:
         if apart:
@@ -473,12 +479,13 @@ class NodePods:
         return node_socket(self.opts, kind)
 
 
-def memory_use(opts: PodOptions) -> MemoryUse:
+def memory_use(opts: PodOptions, pods: bool = True) -> MemoryUse:
     """The node's memory (the pods' parent cgroup when it has a limit, else the machine's)
-    and the working set of each of its running pods and their containers."""
+    and the working set of each of its running pods and their containers (without ``pods``,
+    none: the node's figures only)."""
     from runtime.pod.memory import memory_use as use
 
-    return use(opts, [st for st in list_pods(opts) if st.location == "run"])
+    return use(opts, [st for st in list_pods(opts) if st.location == "run"] if pods else [])
 
 
 # ============================================================================= the node network

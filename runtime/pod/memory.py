@@ -10,8 +10,11 @@ inactive file pages comes to."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from runtime.pod.prepare import PodOptions
 from runtime.pod.qos import QOSClass, container_cgroups_path, pod_cgroups_path
@@ -49,18 +52,40 @@ def _meminfo() -> dict[str, int]:
     return out
 
 
-def _working_sets() -> Callable[[str], tuple[int | None, int | None]]:
-    """A function of a cgroup ``path`` (cgroupsPath form) -> its (working set, limit), Nones
-    where unknown. The cgroup layout, the mounts and this process's own cgroup are read once
-    for all the paths one look asks about (each read parses all of mountinfo, which grows
-    with the node's pods)."""
+# How long the cgroup mounts, layout and this process's cgroup, once read, serve the looks
+# that follow (the eviction manager looks every 2 s; mountinfo grows with the node's pods)
+LAYOUT_TTL = 60.0
+_layout: list[Any] = []  # [monotonic time read, mounts, layout, own cgroup]
+_layout_mu = threading.Lock()
+
+
+def _cgroup_view() -> tuple[Any, Any, dict[str, str]]:
+    """(the cgroup mounts, the layout, this process's cgroups), read again after
+    LAYOUT_TTL seconds. OSError when they cannot be read."""
     from runtime import cgroups
     from runtime.cgroups.layout import read_self_cgroup
 
-    try:
+    with _layout_mu:
+        if _layout and time.monotonic() - _layout[0] < LAYOUT_TTL:
+            return _layout[1], _layout[2], _layout[3]
         mounts = cgroups.read_mounts()
         layout = cgroups.detect_layout(mountinfo=mounts)
         own = read_self_cgroup()
+        # the cgroup hierarchies only: each manager looks through them again
+        mounts = [m for m in mounts if m.fstype in ("cgroup", "cgroup2")]
+        _layout[:] = [time.monotonic(), mounts, layout, own]
+        return mounts, layout, own
+
+
+def _working_sets() -> Callable[[str], tuple[int | None, int | None]]:
+    """A function of a cgroup ``path`` (cgroupsPath form) -> its (working set, limit), Nones
+    where unknown. The cgroup layout, the mounts and this process's own cgroup are read once
+    for all the paths one look asks about, and kept LAYOUT_TTL seconds (each read parses all
+    of mountinfo, which grows with the node's pods)."""
+    from runtime import cgroups
+
+    try:
+        mounts, layout, own = _cgroup_view()
     except OSError:
         return lambda path: (None, None)
 

@@ -6,6 +6,7 @@ pod's cgroup."""
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +14,15 @@ from typing import Any
 from runtime.pod.record import ContainerRecord
 from runtime.pod.store import PodDir, PodError, PodState, PodStore, read_keyvalues
 
-__all__ = ["ContainerStatus", "PodStatus", "list_statuses", "status_of", "wait", "waiting_status"]
+__all__ = [
+    "ContainerStatus",
+    "PodStatus",
+    "StatusCache",
+    "list_statuses",
+    "status_of",
+    "wait",
+    "waiting_status",
+]
 
 
 @dataclass
@@ -264,6 +273,108 @@ def list_statuses(store: PodStore) -> list[PodStatus]:
         with contextlib.suppress(PodError, FileNotFoundError):
             out.append(status_of(pd))
     return sorted(out, key=lambda s: s.created)
+
+
+# A directory whose mtime is less than this many seconds before the moment it is looked at
+# may change again within the same tick of the kernel's (coarse) clock, mtime unchanged: its
+# pod's status is read again at the next listing (git's "racily clean" entries).
+RACY = 1.0
+
+# (the pod's location, its directory's inode and mtime, its status/ directory's)
+_Stamp = tuple[str, int, int, int, int]
+
+
+def _stamp(pd: PodDir, now: float) -> _Stamp | None:
+    """What changes whenever a file its status is read from changes: the monitor and the
+    runtime write ``pod.status``, ``pod.json`` and ``status/<container>`` by renames into
+    the pod directory and ``status/``, which set those directories' mtimes. None: too recent
+    to tell (``RACY``), or not there."""
+    path = str(pd.path)
+    try:
+        d = os.stat(path)
+    except OSError:
+        return None
+    try:
+        s = os.stat(path + "/status")
+        sino, smtime = s.st_ino, s.st_mtime_ns
+    except OSError:
+        sino, smtime = 0, 0
+    if now - max(d.st_mtime_ns, smtime) / 1e9 < RACY:
+        return None
+    return (pd.state.value, d.st_ino, d.st_mtime_ns, sino, smtime)
+
+
+class StatusCache:
+    """``list_statuses`` for a caller that lists again and again (the kubelet's relist, its
+    eviction manager), in a fraction of the reads: a pod whose files have not changed since
+    its status was read last (``_stamp``: two stats) is not read again, only its lock is
+    probed (a monitor that died is seen at once). A status that the kernel may change
+    without a file changing (a lost monitor's, an exited pod's with a running container:
+    ``_unmonitored``) is read at every listing. The statuses listed are shared: callers do
+    not modify them. Thread-safe."""
+
+    def __init__(self, store: PodStore) -> None:
+        self.store = store
+        self._known: dict[str, tuple[_Stamp, PodStatus]] = {}
+
+    def list(self) -> list[PodStatus]:
+        """Every pod's status, oldest first, as ``list_statuses``."""
+        known: dict[str, tuple[_Stamp, PodStatus]] = {}
+        out = []
+        now = time.time()
+        old = self._known
+        pods = self.store.list()
+        # before any read: a change during one is seen at the next listing
+        stamps = {pd.uid: _stamp(pd, now) for pd in pods}
+        unchanged = {
+            pd.uid for pd in pods if stamps[pd.uid] is not None and _same(old, pd.uid, stamps)
+        }
+        free = self._unlocked(
+            [pd for pd in pods if pd.uid in unchanged and pd.state is PodState.RUNNING]
+        )
+        for pd in pods:
+            stamp = stamps[pd.uid]
+            if pd.uid in unchanged and pd.uid not in free:
+                st = old[pd.uid][1]
+            else:
+                try:  # (a pod removed meanwhile is left out, as by list_statuses)
+                    st = status_of(pd)
+                except (PodError, FileNotFoundError):
+                    continue
+                if stamp is None or not _stable(st):
+                    out.append(st)
+                    continue
+            known[pd.uid] = (stamp, st)
+            out.append(st)
+        self._known = known
+        return sorted(out, key=lambda s: s.created)
+
+    def _unlocked(self, pods: list[PodDir]) -> set[str]:
+        """The uids of the run/ pods whose lock nobody holds (their monitor may have died:
+        ``status_of`` looks again), probed under one hold of the store's gc lock (as
+        ``_monitor_lost`` probes one pod): none while a start is in its window."""
+        if not pods:
+            return set()
+        with self.store.no_start_in_window() as quiet:
+            if not quiet:
+                return set()
+            return {pd.uid for pd in pods if not pd.is_locked()}
+
+
+def _same(old: dict[str, tuple[_Stamp, PodStatus]], uid: str, stamps: dict[str, Any]) -> bool:
+    had = old.get(uid)
+    return had is not None and had[0] == stamps[uid]
+
+
+def _stable(st: PodStatus) -> bool:
+    """The status stays what it is until a file of the pod changes: not a lost monitor's
+    (whose running containers are looked for in the kernel), nor a finished pod's whose
+    container the status file calls running."""
+    if st.reason == "MonitorLost":
+        return False
+    if st.location in ("exited", "garbage"):
+        return all(c.state != "Running" for c in st.all_containers)
+    return True
 
 
 def wait(pd: PodDir, timeout: float | None = None, interval: float = 0.1) -> bool:

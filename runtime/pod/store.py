@@ -24,7 +24,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
@@ -154,10 +154,16 @@ class PodDir:
     uid: str
     state: PodState
     fd: int | None = None
+    # (state, its path): built once per state (pathlib's joins cost microseconds, and a status
+    # asks for the path several times)
+    _path: tuple[PodState, Path] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def path(self) -> Path:
-        return self.store.root / self.state.value / self.uid
+        cached = self._path
+        if cached is None or cached[0] is not self.state:
+            cached = self._path = (self.state, self.store.root / self.state.value / self.uid)
+        return cached[1]
 
     def __str__(self) -> str:
         return str(self.path)
@@ -382,10 +388,11 @@ class PodStore:
     def get(self, uid: str) -> PodDir:
         """The pod with exactly this uid, wherever it is."""
         if _UID.match(uid):
+            root = str(self.root)
             # A rename between two listings could hide it once: look twice.
             for _ in range(2):
                 for state in _ORDER:
-                    if (self.root / state.value / uid).is_dir():
+                    if os.path.isdir(f"{root}/{state.value}/{uid}"):
                         return PodDir(self, uid, state)
         raise NotFound(uid)
 
@@ -403,7 +410,11 @@ class PodStore:
 
     def find(self, ref: str) -> PodDir:
         """A pod by uid, uid prefix, name or namespace/name. Among pods of one name, a live
-        one (not exited) wins, else the newest; an ambiguous uid prefix is an error."""
+        one (not exited) wins, else the newest; an ambiguous uid prefix is an error.
+
+        A name is looked up in ``names/`` (every live pod holds its entry: ``claim_name``)
+        and among the exited pods' records: never every pod's record, so a lookup that finds
+        nothing (the kubelet asking for a pod it has not made yet) costs a few listings."""
         if _UID.match(ref):  # a whole uid, as the kubelet names its pods: no listing
             with contextlib.suppress(NotFound):
                 return self.get(ref)
@@ -413,7 +424,7 @@ class PodStore:
                 return p
         namespace, _, name = ref.rpartition("/")
         by_name = []
-        for p in pods:
+        for p in self._named(pods, namespace, name):
             rec = p.record_or_blank()
             if rec.name == name and (not namespace or rec.namespace == namespace):
                 by_name.append((p, rec))
@@ -427,3 +438,23 @@ class PodStore:
         if len(prefixed) > 1:
             raise PodError(ref, f"ambiguous: {len(prefixed)} pods have a uid starting with it")
         raise NotFound(ref)
+
+    def _named(self, pods: list[PodDir], namespace: str, name: str) -> list[PodDir]:
+        """The pods of ``pods`` that may be named ``namespace/name`` (any namespace when
+        empty): the live holders of its ``names/`` entries and every exited pod (whose entry
+        may have been taken over). Without a ``names/`` directory, all of them."""
+        try:
+            entries = os.listdir(self.root / "names")
+        except FileNotFoundError:
+            return pods
+        if namespace:
+            wanted = [f"{namespace}_{name}"] if f"{namespace}_{name}" in entries else []
+        else:
+            wanted = [e for e in entries if e.partition("_")[2] == name]
+        holders = set()
+        for entry in wanted:
+            with contextlib.suppress(OSError):
+                holders.add((self.root / "names" / entry).read_text().strip())
+        return [
+            p for p in pods if p.uid in holders or p.state in (PodState.EXITED, PodState.GARBAGE)
+        ]

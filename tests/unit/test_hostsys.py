@@ -219,3 +219,25 @@ def test_open_no_magiclinks_follows_symlinks_not_magic_links(tmp_path: Path) -> 
         with pytest.raises(OSError) as info:
             hostsys.open_no_magiclinks(magic)
         assert info.value.errno == errno.ELOOP, magic
+
+
+def test_umount_all_reads_mountinfo_until_nothing_is_left_and_no_more(tmp_path: Path) -> None:
+    from testkit.fakehost import RecordingHost
+
+    class Counting(RecordingHost):
+        reads = 0
+
+        def mountinfo(self, pid: int | str = "self") -> list[hostsys.MountInfo]:
+            self.reads += 1
+            return super().mountinfo(pid)
+
+    h = Counting()
+    top = tmp_path / "pod"
+    with hostsys.using(h):
+        hostsys.umount_all(top)  # nothing there: one look
+        assert h.reads == 1
+        for target in (top / "a", top / "a", top / "b/c"):  # a stacked twice
+            h.mount("tmpfs", target, "tmpfs")
+        h.reads = 0
+        hostsys.umount_all(top)
+        assert h.mounted() == [] and h.reads == 3  # two rounds of umounts, then nothing left

@@ -108,3 +108,64 @@ def test_message_names_the_threshold_and_the_containers_over_their_request() -> 
         "The node was low on resource: memory. Threshold quantity: 100Mi, available: 51200Ki. "
         "Container c0 was using 153600Ki, request is 0, has larger consumption of memory. "
     )
+
+
+# ----------------------------------------------------------------------------- one look
+
+
+class FakeRuntime:
+    """memory_use as the runtime answers it: the node's figures, each pod's only when asked
+    (``pods``); the calls recorded."""
+
+    def __init__(self, available: int) -> None:
+        self.available = available
+        self.calls: list[bool] = []
+
+    def memory_use(self, pods: bool = True) -> Any:
+        from runtime.pod.memory import MemoryUse, PodMemory
+
+        self.calls.append(pods)
+        per_pod = {"u1": PodMemory(30 * MI, {"c0": 30 * MI})} if pods else {}
+        return MemoryUse(1024 * MI, 1024 * MI - self.available, "", per_pod)
+
+
+class FakePods:
+    def __init__(self) -> None:
+        self.evicted: list[str] = []
+
+    async def call(self, fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+    def pod_by_uid(self, uid: str) -> Any:
+        p = pod([None])
+        p["metadata"]["uid"] = uid
+        return p
+
+    async def evict(self, key: str, uid: str, message: str, wait: float) -> None:
+        self.evicted.append(uid)
+
+
+class FakeNode:
+    def __init__(self) -> None:
+        import asyncio
+
+        self.memory_pressure = False
+        self.changed = asyncio.Event()
+
+
+def test_each_look_reads_the_pods_only_under_the_threshold() -> None:
+    import asyncio
+
+    from orchestrator.kubelet.eviction import EvictionManager
+
+    async def main() -> None:
+        runtime, pods, node = FakeRuntime(available=500 * MI), FakePods(), FakeNode()
+        mgr = EvictionManager(runtime, parse_thresholds("memory.available<100Mi"), pods, node)  # type: ignore[arg-type]
+        assert await mgr.synchronize() is None
+        assert runtime.calls == [False] and not node.memory_pressure
+        runtime.available = 50 * MI
+        victim = await mgr.synchronize()
+        assert victim is not None and victim.uid == "u1" and pods.evicted == ["u1"]
+        assert runtime.calls == [False, False, True] and node.memory_pressure
+
+    asyncio.run(main())

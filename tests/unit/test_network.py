@@ -149,6 +149,26 @@ def test_ipam_survives_restarts_and_exhausts(tmp_path: Path) -> None:
     assert fresh.allocate("next") == freed  # the only free one
 
 
+def test_ipam_reads_each_allocation_once_per_allocate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ipam = Ipam(tmp_path, NET)
+    for i in range(10):
+        ipam.allocate(f"p{i}")
+    reads: list[str] = []
+    real = Ipam._read
+
+    def read(self: Ipam, name: str) -> str | None:
+        reads.append(name)
+        return real(self, name)
+
+    monkeypatch.setattr(Ipam, "_read", read)
+    ip = ipam.allocate("new")
+    assert len(reads) == 10 and str(ip) not in reads  # the owners, once (not per question)
+    reads.clear()
+    assert ipam.allocate("p3") == ipaddress.IPv4Address("10.88.0.5") and len(reads) == 11
+
+
 def test_ipam_gc_frees_only_dead_owners(tmp_path: Path) -> None:
     ipam = Ipam(tmp_path, NET)
     for p in ("live", "dead1", "dead2"):

@@ -91,3 +91,58 @@ def test_a_stale_entry_does_not_block_a_new_pod(tmp_path: Path) -> None:
     assert (store.root / "names" / "default_web").read_text() == "aaaa\n"
     with pytest.raises(AlreadyExists, match="aaaa"):
         made(store, "bbbb", "web")  # a live holder still blocks
+
+
+# ----------------------------------------------------------------------------- find by name
+
+
+def counting_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The uids whose pod.json is read from now on."""
+    from runtime.pod import store as store_mod
+
+    reads: list[str] = []
+    real = store_mod.PodDir.record
+
+    def record(self: store_mod.PodDir) -> PodRecord | None:
+        reads.append(self.uid)
+        return real(self)
+
+    monkeypatch.setattr(store_mod.PodDir, "record", record)
+    return reads
+
+
+def test_a_name_is_found_through_the_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = PodStore(tmp_path / "pods")
+    for i in range(5):
+        made(store, f"{i}" * 8, f"pod{i}")
+    made(store, "dddd", "web", "other")
+    reads = counting_reads(monkeypatch)
+    assert store.find("default/pod3").uid == "3" * 8
+    assert store.find("pod3").uid == "3" * 8
+    assert store.find("other/web").uid == "dddd"
+    assert set(reads) == {"3" * 8, "dddd"}  # the holders only, never every pod's record
+    reads.clear()
+    # what finds nothing (the kubelet asking for a pod not made yet, by uid or by name)
+    # reads no record at all
+    with pytest.raises(api.PodError, match="no such pod"):
+        store.find("0b5e0f6a-1111-2222-3333-444455556666")
+    with pytest.raises(api.PodError, match="no such pod"):
+        store.find("default/nope")
+    assert reads == []
+
+
+def test_an_exited_pod_is_found_by_name_without_its_entry(tmp_path: Path) -> None:
+    store = PodStore(tmp_path / "pods")
+    made(store, "aaaa", "web")
+    store.get("aaaa").move(PodState.EXITED)
+    (store.root / "names" / "default_web").unlink()  # taken over, then released
+    assert store.find("web").uid == "aaaa"
+    made(store, "bbbb", "web")  # a live pod of the name wins over the exited one
+    assert store.find("default/web").uid == "bbbb"
+    assert store.find("web").uid == "bbbb"
+    pd = store.get("bbbb")
+    pd.move(PodState.EXITED)
+    rec = pd.record()
+    assert rec is not None
+    pd.write_record(PodRecord(uid="bbbb", name="web", namespace="default", created=0.5))
+    assert store.find("web").uid == "aaaa"  # both exited: the newest
