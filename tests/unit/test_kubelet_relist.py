@@ -18,9 +18,9 @@ from orchestrator.client.rest import ClientConfig
 from orchestrator.kubelet.events import EventRecorder
 from orchestrator.kubelet.pods import RESYNC, PodManager
 from runtime.pod import api
-from runtime.pod.record import ContainerRecord, PodRecord
-from runtime.pod.store import PodState, PodStore
-from tests.unit.test_kubelet_statuswatch import monitor_writes
+from runtime.pod.store import PodStore
+from testkit.poddirs import monitor_writes
+from testkit.poddirs import running_pod as held_running_pod
 
 UID = "0b5e0f6a-1111-2222-3333-444455556666"
 OTHER = "0b5e0f6a-1111-2222-3333-777777777777"
@@ -43,24 +43,9 @@ _HELD: list[Any] = []  # the pods' locks, held as their monitors hold them
 
 
 def running_pod(root: Path, uid: str, name: str) -> Path:
-    """A pod directory in run/ with its record (one container) and its monitor's files; its
-    lock held (by this process, as by its monitor: not a pod whose monitor is lost)."""
-    pd = PodStore(root).create(uid)
-    pd.write_record(
-        PodRecord(
-            uid=uid,
-            name=name,
-            namespace="default",
-            created=1.0,
-            containers=(ContainerRecord("app", "app", "busybox", "a" * 64),),
-        ),
-        durable=False,
-    )
-    pd.move(PodState.RUNNING)
+    """``testkit.poddirs.running_pod``, its lock held until the test ends."""
+    pd = held_running_pod(root, uid, name)
     _HELD.append(pd)
-    (pd.path / "status").mkdir()
-    monitor_writes(pd.path / "pod.status", "phase=Running\n")
-    monitor_writes(pd.path / "status" / "app", "state=running\nready=true\n")
     return pd.path
 
 

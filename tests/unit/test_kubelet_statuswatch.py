@@ -7,7 +7,6 @@ by renames, as csrc/monitor/util.c makes them."""
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 from orchestrator.client import ApiClient
@@ -16,17 +15,12 @@ from orchestrator.kubelet.events import EventRecorder
 from orchestrator.kubelet.pods import FIRST_STATUS_HOLD, PodManager
 from runtime.pod import api
 from runtime.pod.store import PodState, PodStore
+from testkit.poddirs import monitor_writes
 
 WAIT = 60.0  # seconds: a bound for what must come, never a measure of speed
 UID = "0b5e0f6a-1111-2222-3333-444455556666"
 OTHER = "0b5e0f6a-1111-2222-3333-777777777777"
 KEY = "default/web"
-
-
-def monitor_writes(path: Path, text: str) -> None:
-    tmp = path.parent / f".{path.name}.tmp"
-    tmp.write_text(text)
-    os.rename(tmp, path)
 
 
 def running_pod(root: Path, uid: str) -> Path:

@@ -12,39 +12,12 @@ from pathlib import Path
 import pytest
 
 from runtime.pod import status as status_mod
-from runtime.pod.record import ContainerRecord, PodRecord
 from runtime.pod.status import RACY, StatusCache
 from runtime.pod.store import PodDir, PodState, PodStore
+from testkit.poddirs import monitor_writes, running_pod
 
 UID = "0b5e0f6a-1111-2222-3333-444455556666"
 OTHER = "0b5e0f6a-1111-2222-3333-777777777777"
-
-
-def monitor_writes(path: Path, text: str) -> None:
-    tmp = path.parent / f".{path.name}.tmp"
-    tmp.write_text(text)
-    os.rename(tmp, path)
-
-
-def running_pod(root: Path, uid: str, name: str) -> PodDir:
-    """A pod in run/ with one container and its monitor's files; its lock held (by this
-    process, as by its monitor)."""
-    pd = PodStore(root).create(uid)
-    pd.write_record(
-        PodRecord(
-            uid=uid,
-            name=name,
-            namespace="default",
-            created=1.0,
-            containers=(ContainerRecord("app", "app", "busybox", "a" * 64),),
-        ),
-        durable=False,
-    )
-    pd.move(PodState.RUNNING)
-    (pd.path / "status").mkdir()
-    monitor_writes(pd.path / "pod.status", "phase=Running\n")
-    monitor_writes(pd.path / "status" / "app", "state=running\nready=true\n")
-    return pd
 
 
 def age(pd: PodDir, mtime: float | None = None) -> None:
