@@ -1076,12 +1076,6 @@ class PodManager:
             log.info("remove %s: %s", uid, e)
         await self._drop_pod_sources(uid)
         self._seen.pop(uid, None)
-        for key, sts in list(self._runtime.items()):  # no sync acts on it again
-            if any(st.uid == uid for st in sts):
-                if left := [st for st in sts if st.uid != uid]:
-                    self._runtime[key] = left
-                else:
-                    del self._runtime[key]
         self._started.pop(uid, None)
         if self._watched.pop(uid, None) is not None and self._status_watch is not None:
             self._status_watch.discard(uid)
