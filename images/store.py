@@ -603,7 +603,10 @@ class Store:
                     if other.id != img.id and set(other.names) & set(names):
                         rest = tuple(n for n in other.names if n not in names)
                         self._write_record(Image(**{**other.__dict__, "names": rest}))
-                self._write_record(img)
+                if old is not None and old == Image(**{**img.__dict__, "imported": old.imported}):
+                    img = old  # a re-import that changes nothing writes nothing
+                else:
+                    self._write_record(img)
                 out.append(img)
             return out
 

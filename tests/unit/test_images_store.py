@@ -96,13 +96,19 @@ def test_name_override_and_normalisation(store: Store, tmp_path: Path) -> None:
 def test_layers_shared_and_reimport_writes_nothing(store: Store, tmp_path: Path) -> None:
     files_a, a = oci_files([BASE, TOP], ref_name="a")
     files_b, b = docker_files([BASE, OTHER], repo_tags=["b:1"])  # same base, uncompressed
-    store.import_path(write_dir(tmp_path / "a", files_a))
+    (img,) = store.import_path(write_dir(tmp_path / "a", files_a))
     before = files_of(store)
-    store.import_path(write_tar(tmp_path / "a.tar", files_a))  # same image again
+    record = store.images_dir / f"{img.id.split(':')[1]}.json"
+    st = record.stat()
+    (again,) = store.import_path(write_tar(tmp_path / "a.tar", files_a))  # same image again
     assert files_of(store).keys() == before.keys()
     for k in before:
         if k.startswith(("blobs", "layers")):
             assert files_of(store)[k] == before[k], f"{k} was rewritten"
+    assert again == img  # its record too: nothing changed, nothing written
+    assert (record.stat().st_ino, record.stat().st_mtime_ns) == (st.st_ino, st.st_mtime_ns)
+    (named,) = store.import_path(write_tar(tmp_path / "a.tar", files_a), name="a:2")
+    assert named.names[0] == normalize_name("a:2") and record.stat().st_ino != st.st_ino
     store.import_path(write_tar(tmp_path / "b.tar", files_b))
     layer_dirs = sorted(p.name for p in store.layers.iterdir())
     assert len(layer_dirs) == 3  # BASE unpacked once for both images
