@@ -8,7 +8,6 @@ frozen dataclass costs about a millisecond, which every ``corral-oci create`` wo
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from ._jsonread import (
@@ -252,7 +251,6 @@ _SECCOMP_FLAGS = frozenset(
         "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
     }
 )
-_PAGE_SIZE = re.compile(r"[1-9][0-9]*[KMGTP]?B")
 
 
 # ----------------------------------------------------------------------------- parsers
@@ -371,8 +369,10 @@ def parse_block_io(r: _Obj) -> BlockIO:
 
 
 def parse_hugepage_limit(r: _Obj) -> HugepageLimit:
+    import re  # here, for the rare hugetlb limit: not a cost of every config with resources
+
     page_size = r.req_str("pageSize")
-    if not _PAGE_SIZE.fullmatch(page_size):
+    if not re.fullmatch(r"[1-9][0-9]*[KMGTP]?B", page_size):
         raise ConfigError(
             r.at("pageSize"), f'invalid page size {_q(page_size)}: want e.g. "2MB" or "1GB"'
         )

@@ -16,6 +16,13 @@ the bench before it measures) with the classes every create uses. Where there is
 writes what a command compiled (where bytecode may be written, as Python does for .pyc files);
 an existing table is not grown by the commands that use it, so that rarely used classes do not
 make every command read a larger one.
+
+``install`` also spares a command the ``re`` module (with enum and the regex compiler: about
+3 ms of each start). dataclasses compiles one regex when imported, ``_MODULE_IDENTIFIER_RE``,
+and matches each string annotation with it (every field of ours: the modules use
+``from __future__ import annotations``). When nothing has imported ``re`` yet, dataclasses is
+imported with a stand-in for it that answers that one ``compile`` with ``_IdentifierPattern``,
+a plain-Python twin of the pattern; any other use of the stand-in imports the real module.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
-    from types import CodeType
+    from types import CodeType, ModuleType
 
 # Written by another build of the interpreter, the table is not read (marshal's format and the
 # bytecode are the interpreter's).
@@ -77,9 +84,97 @@ def _exec(source: object, globals: dict[str, object] | None = None, locals: obje
     builtins.exec(source, globals, locals)  # type: ignore[arg-type]
 
 
+# The pattern dataclasses compiles at import (CPython 3.10 to 3.13): `[module.]name`, with
+# blanks allowed around both, at the start of an annotation string.
+_IDENTIFIER_RE = r"^(?:\s*(\w+)\s*\.)?\s*(\w+)"
+
+
+class _IdentifierMatch:
+    __slots__ = ("_groups",)
+
+    def __init__(self, module: str | None, name: str) -> None:
+        self._groups = (module, name)
+
+    def group(self, i: int) -> str | None:
+        return self._groups[i - 1] if i in (1, 2) else None
+
+
+def _word_end(s: str, i: int) -> int:
+    """The end of the run of word characters at ``i`` (re's for str patterns: str.isalnum,
+    or an underscore)."""
+    n = len(s)
+    while i < n and (s[i].isalnum() or s[i] == "_"):
+        i += 1
+    return i
+
+
+def _space_end(s: str, i: int) -> int:
+    n = len(s)
+    while i < n and s[i].isspace():  # re's whitespace for str patterns
+        i += 1
+    return i
+
+
+class _IdentifierPattern:
+    """``re.compile(_IDENTIFIER_RE)``'s ``match``, for dataclasses: the same groups, or None."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, _IdentifierMatch | None] = {}
+
+    def match(self, s: str) -> _IdentifierMatch | None:
+        try:
+            return self._seen[s]  # a few annotations ("str", "int", "bool") are most fields
+        except KeyError:
+            pass
+        start = _space_end(s, 0)
+        end = _word_end(s, start)
+        found = None
+        if end > start:
+            found = _IdentifierMatch(None, s[start:end])
+            dot = _space_end(s, end)
+            if dot < len(s) and s[dot] == ".":
+                name = _space_end(s, dot + 1)
+                name_end = _word_end(s, name)
+                if name_end > name:
+                    found = _IdentifierMatch(s[start:end], s[name:name_end])
+        self._seen[s] = found
+        return found
+
+
+class _ReStandIn(type(sys)):  # type: ignore[misc]  # types.ModuleType, without importing types
+    """``re`` while dataclasses is imported: ``compile`` of its one pattern costs nothing;
+    anything else imports the real module and is its."""
+
+    def compile(self, pattern: object, flags: int = 0) -> object:
+        if pattern == _IDENTIFIER_RE and not flags:
+            return _IdentifierPattern()
+        return self.__getattr__("compile")(pattern, flags)
+
+    def __getattr__(self, attr: str) -> object:
+        if sys.modules.get("re") is self:
+            del sys.modules["re"]
+        import re
+
+        return getattr(re, attr)
+
+
+def _import_dataclasses() -> ModuleType:
+    if "dataclasses" in sys.modules or "re" in sys.modules:
+        import dataclasses
+
+        return dataclasses
+    sys.modules["re"] = _ReStandIn("re")
+    try:
+        import dataclasses
+    finally:
+        if isinstance(sys.modules.get("re"), _ReStandIn):
+            del sys.modules["re"]
+    return dataclasses
+
+
 def install() -> None:
     """Let ``@dataclass`` take its methods from the table from now on (idempotent)."""
-    import dataclasses
+    dataclasses = _import_dataclasses()
 
     global _had_table
     if getattr(dataclasses, "exec", None) is _exec:

@@ -17,18 +17,19 @@ from tests.conftest import Runtime
 pytestmark = pytest.mark.root
 
 # Modules no hot command needs: each would cost a share of milliseconds of every container
-# an engine starts (json's regexes, the typing and inspect machinery, a thread or subprocess
-# layer, the config model's rarely used parts, the orchestrator, the image store, ...).
+# an engine starts (the regex compiler and enum, which dataclasses would bring in; json's
+# regexes, the typing and inspect machinery, a thread or subprocess layer, the config
+# model's rarely used parts, the orchestrator, the image store, ...).
 CREATE_FORBIDDEN = (
-    "click", "json", "typing", "inspect", "ast", "copy", "weakref", "contextlib", "subprocess",
-    "threading", "socket", "shutil", "importlib.metadata", "hashlib", "ctypes", "logging",
-    "datetime", "pyroute2", "orchestrator", "images", "runtime._config_extra", "runtime.hooks",
-    "runtime.cgroups.stats", "encodings.ascii",
+    "re", "enum", "click", "json", "typing", "inspect", "ast", "copy", "weakref", "contextlib",
+    "subprocess", "threading", "socket", "shutil", "importlib.metadata", "hashlib", "ctypes",
+    "logging", "datetime", "pyroute2", "orchestrator", "images", "runtime._config_extra",
+    "runtime.hooks", "runtime.cgroups.stats", "encodings.ascii",
 )  # fmt: skip
 # ... and for those that read the state a create left, nothing of the config model, the
-# planner or the C core either, and none of the regex, enum and dataclass machinery.
+# planner or the C core either, and none of the dataclass machinery.
 LIFECYCLE_FORBIDDEN = (
-    *CREATE_FORBIDDEN, "re", "enum", "dataclasses", "functools", "collections", "types", "signal",
+    *CREATE_FORBIDDEN, "dataclasses", "functools", "collections", "types", "signal",
     "runtime.config", "runtime.plan", "runtime._sys", "_cffi_backend", "corral_common.hostsys",
     "runtime.cgroups.layout", "runtime.cgroups.factory",
 )  # fmt: skip

@@ -108,3 +108,107 @@ def test_a_table_of_another_interpreter_build_or_a_damaged_one_is_not_used(
         table.write_bytes(damaged)
         result = _probe(tmp_path, table)
         assert result["compiled"] > 0 and result["frozen"] and result["eq"]
+
+
+# Annotation strings as dataclasses sees them, and odd ones around the pattern's edges.
+ANNOTATIONS = (
+    "int", "str | None", "tuple[str, ...]", "cfg.Process | None", "dataclasses.InitVar[int]",
+    "InitVar[int]", " KW_ONLY", "typing . ClassVar[int]", "a.", "a. ", ".b", "", " ", "a.b.c",
+    "_x._y", "é.ü", "x1 .\t2y", "[int]", "a .[b]", "ClassVar", "\u00a0a", "a\u2028.b", "é9_",
+)  # fmt: skip
+
+
+def test_the_identifier_pattern_matches_as_the_regex_dataclasses_compiles() -> None:
+    import dataclasses
+    import re
+
+    from runtime import _dataclass_cache as dc
+
+    assert dataclasses._MODULE_IDENTIFIER_RE.pattern == dc._IDENTIFIER_RE  # type: ignore[attr-defined]
+    regex, ours = re.compile(dc._IDENTIFIER_RE), dc._IdentifierPattern()
+    for text in (*ANNOTATIONS, *ANNOTATIONS):  # the second time from its table
+        want = regex.match(text)
+        got = ours.match(text)
+        assert (got is None) == (want is None), text
+        if want is not None and got is not None:
+            assert (got.group(1), got.group(2)) == want.group(1, 2), text
+
+
+# A module whose string annotations dataclasses must resolve: a ClassVar (not a field), an
+# InitVar (an __init__ argument only, named bare or through the module) and KW_ONLY.
+VARS_MODULE = '''
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import KW_ONLY, InitVar, dataclass, field
+import typing
+from typing import ClassVar
+
+
+@dataclass
+class Rec:
+    """A record."""
+
+    count: ClassVar[int] = 0
+    other: typing.ClassVar[str] = "c"
+    a: int
+    seed: InitVar[int]
+    seed2: dataclasses.InitVar[str]
+    _: KW_ONLY
+    b: int = 1
+    total: int = field(init=False, default=0)
+
+    def __post_init__(self, seed: int, seed2: str) -> None:
+        self.total = self.a + seed + len(seed2)
+'''
+
+VARS_PROBE = """
+import sys
+sys.path[:0] = [{repo!r}, {moddir!r}]
+from runtime import _dataclass_cache as dc
+from runtime.cli import oci
+dc.cache_path = lambda: {table!r}
+oci.defer_import("inspect")  # as corral-oci does: inspect imports re and enum too
+oci.defer_import("copy")
+if {use_cache!r}:
+    dc.install()
+without_re = "re" not in sys.modules and "enum" not in sys.modules
+import recvars
+from dataclasses import fields
+r = recvars.Rec(1, 2, "xyz", b=5)
+import json, re
+print(json.dumps({{
+    "without_re": without_re,
+    "fields": [f.name for f in fields(r)],
+    "repr": repr(r),
+    "total": r.total,
+    "re_works": re.compile("a+b").match("aab") is not None and sys.modules["re"] is re
+    and hasattr(re, "Pattern"),
+}}))
+"""
+
+
+def _probe_vars(tmp_path: Path, *, use_cache: bool) -> dict[str, object]:
+    moddir = tmp_path / "mod"
+    moddir.mkdir(exist_ok=True)
+    (moddir / "recvars.py").write_text(VARS_MODULE)
+    code = VARS_PROBE.format(
+        repo=str(REPO), moddir=str(moddir), table=str(tmp_path / "t.bin"), use_cache=use_cache
+    )
+    out = subprocess.run(
+        [sys.executable, "-S", "-B", "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    result: dict[str, object] = json.loads(out)
+    return result
+
+
+def test_install_imports_dataclasses_without_re_and_makes_the_same_classes(
+    tmp_path: Path,
+) -> None:
+    plain = _probe_vars(tmp_path, use_cache=False)
+    ours = _probe_vars(tmp_path, use_cache=True)
+    assert ours["without_re"] and ours["re_works"]
+    assert {k: v for k, v in ours.items() if k != "without_re"} == {
+        k: v for k, v in plain.items() if k != "without_re"
+    }
+    assert plain["fields"] == ["a", "b", "total"] and plain["total"] == 6
