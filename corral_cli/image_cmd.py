@@ -14,6 +14,9 @@ from .errors import failing
 
 
 def _store(ctx: click.Context) -> Any:
+    from runtime import _dataclass_cache
+
+    _dataclass_cache.install()  # the store's dataclasses from the table setup.sh writes
     from images.store import Store
 
     with failing("image store"):

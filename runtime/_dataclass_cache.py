@@ -212,11 +212,13 @@ def save(*, force: bool = False) -> None:
 
 def warm() -> None:
     """Write the table of the classes every create uses (the config model, the planner, the
+    image store,
     cgroup layout, and the resource limits of ``runtime._config_extra``: every container of a
     pod has some, its CPU shares at least, and they were 7 ms of its start); the rarely used
     parts of the model compile theirs when used, as without."""
     install()
     _codes.clear()  # exactly what these imports compile, whatever an older table held
+    import images.store  # noqa: F401  (`corral image` and the pods' image look-ups)
     import runtime._config_extra
     import runtime.cgroups.layout
     import runtime.config

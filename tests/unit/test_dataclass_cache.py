@@ -212,3 +212,23 @@ def test_install_imports_dataclasses_without_re_and_makes_the_same_classes(
         k: v for k, v in plain.items() if k != "without_re"
     }
     assert plain["fields"] == ["a", "b", "total"] and plain["total"] == 6
+
+
+def test_corral_image_takes_the_image_store_classes_from_the_table(tmp_path: Path) -> None:
+    # The table setup.sh writes (warm) holds the image store's classes, and `corral image`'s
+    # commands install it before they import the store: nothing is compiled.
+    table = tmp_path / "table.bin"
+    head = (
+        f"import sys, json\nsys.path[:0] = [{str(REPO)!r}]\n"
+        "from runtime import _dataclass_cache as dc\n"
+        f"dc.cache_path = lambda: {str(table)!r}\n"
+    )
+    run = [sys.executable, "-B", "-c"]
+    subprocess.run([*run, head + "dc.warm()"], check=True)
+    probe = (
+        "import click, dataclasses\nfrom corral_cli import image_cmd\n"
+        f"image_cmd._store(click.Context(image_cmd.image, obj={str(tmp_path / 'store')!r}))\n"
+        "print(json.dumps([dc._added, dataclasses.exec is dc._exec]))"
+    )
+    out = subprocess.run([*run, head + probe], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == [0, True]
