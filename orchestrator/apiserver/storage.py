@@ -350,11 +350,14 @@ class Storage:
         dry_run: bool = False,
         manager: str | None = None,
         managed: list[Obj] | None = None,
+        owned: bool = False,
     ) -> Obj:
         """Create ``body``; ``manager`` owns its fields (an Update entry in managedFields), or
-        ``managed`` are the object's managedFields as they are (an apply that creates)."""
+        ``managed`` are the object's managedFields as they are (an apply that creates).
+        ``body`` is left as it is, unless ``owned``: the caller gives it up (a request's body
+        decoded for this call alone) and it is changed in place rather than copied."""
         self._check_type(res, body)
-        obj = _copy(body)
+        obj = body if owned else _copy(body)
         meta = obj.setdefault("metadata", {})
         if meta is None:
             meta = obj["metadata"] = {}

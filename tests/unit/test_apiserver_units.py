@@ -624,3 +624,35 @@ def test_watch_cache_previous_values_are_the_stored_ones(tmp_path: Path) -> None
             assert d.prev == a3 and seen == got
 
     asyncio.run(main())
+
+
+def test_create_copies_the_body_unless_the_caller_gives_it_up(tmp_path: Path) -> None:
+    """Storage.create leaves the caller's body as it was (the server's own writers reuse
+    theirs); with ``owned`` (a request's body, decoded for that create alone) it is filled
+    in place instead of copied, and the stored object is the same either way."""
+
+    async def main() -> None:
+        async with open_store(f"sqlite://{tmp_path}/db", compact_interval=0) as store:
+            storage = Storage(store)
+            try:
+                await storage.ensure_namespaces()
+                cms = by_path("", "v1", "configmaps")
+                assert cms is not None
+                body = {"metadata": {"name": "kept", "labels": {"a": "b"}}, "data": {"k": "v"}}
+                given = json.loads(json.dumps(body))
+                kept = await storage.create(cms, "default", body)
+                assert body == given
+                owned = json.loads(json.dumps(given))
+                owned["metadata"]["name"] = "owned"
+                made = await storage.create(cms, "default", owned, owned=True)
+                assert owned["metadata"].get("uid")  # filled in place, not copied
+                for obj in (kept, made):
+                    meta = obj["metadata"]
+                    for f in ("name", "uid", "creationTimestamp", "resourceVersion"):
+                        meta.pop(f)
+                    obj["metadata"]["managedFields"] = None
+                assert kept == made
+            finally:
+                await storage.close()
+
+    asyncio.run(main())
