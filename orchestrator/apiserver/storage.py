@@ -80,6 +80,7 @@ def decode_value(kv: KeyValue) -> Obj:
 
 
 _top_level = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_shallow_or_none = msgspec.json.Decoder(dict[str, msgspec.Raw] | None)
 
 
 def decode_shallow(kv: KeyValue) -> Obj:
@@ -876,14 +877,24 @@ class Storage:
         meta = binding.get("metadata") or {}
         annotations = meta.get("annotations") if isinstance(meta, dict) else None
         for _ in range(PATCH_RETRIES):
-            kv, old = await self._current(res, ns, name)
+            try:
+                kv = await self.store.get(res.key(ns, name))
+            except NotFound:
+                raise errors.not_found(res.name, name, res.group) from None
+            # Only what a bind reads or writes is decoded (metadata, status, the spec's top
+            # level); the rest, containers and volumes, stays the JSON it was stored as
+            # (``msgspec.Raw``) and is written back byte for byte.
+            old = _top_level.decode(kv.value)
+            old["metadata"] = msgspec.json.decode(old.get("metadata") or b"{}") or {}
+            spec = _shallow_or_none.decode(old.get("spec") or b"null") or {}
+            old["status"] = msgspec.json.decode(old.get("status") or b"null")
             if old["metadata"].get("deletionTimestamp"):
                 raise errors.conflict(
                     "pods/binding",
                     name,
                     why=f"pod {name} is being deleted, cannot be assigned to a host",
                 )
-            bound = (old.get("spec") or {}).get("nodeName")
+            bound = msgspec.json.decode(spec["nodeName"]) if "nodeName" in spec else None
             if bound:
                 raise errors.conflict(
                     "pods/binding", name, why=f'pod {name} is already assigned to node "{bound}"'
@@ -891,7 +902,7 @@ class Storage:
             # ``old`` was just decoded from the store: only the parts written are copied, and
             # the stored pod is not validated again (kube-apiserver's assignPod neither).
             new = dict(old)
-            new["spec"] = dict(old.get("spec") or {})
+            new["spec"] = dict(spec)
             new["spec"]["nodeName"] = node
             new["metadata"] = dict(old["metadata"])
             if isinstance(annotations, dict) and annotations:

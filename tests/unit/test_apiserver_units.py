@@ -656,3 +656,55 @@ def test_create_copies_the_body_unless_the_caller_gives_it_up(tmp_path: Path) ->
                 await storage.close()
 
     asyncio.run(main())
+
+
+def test_bind_sets_the_node_and_keeps_the_rest_of_the_pod(tmp_path: Path) -> None:
+    """pods/binding writes spec.nodeName, the binding's annotations and the PodScheduled
+    condition over the stored pod and leaves every other field as it was stored (the spec
+    is not decoded in full for it); a bound pod is not bound again, a gone one is a 404."""
+
+    async def main() -> None:
+        async with open_store(f"sqlite://{tmp_path}/db", compact_interval=0) as store:
+            storage = Storage(store)
+            try:
+                await storage.ensure_namespaces()
+                pods = by_path("", "v1", "pods")
+                assert pods is not None
+                await storage.create(
+                    pods,
+                    "default",
+                    {
+                        "metadata": {"name": "p", "annotations": {"a": "1"}},
+                        "spec": {
+                            "containers": [
+                                {"name": "c", "image": "i", "env": [{"name": "E", "value": "v"}]}
+                            ],
+                            "tolerations": [{"key": "k", "operator": "Exists"}],
+                        },
+                    },
+                )
+                before = await storage.get(pods, "default", "p")
+                binding = {"metadata": {"name": "p", "annotations": {"b": "2"}}}
+                await storage.bind(pods, "default", "p", {**binding, "target": {"name": "n1"}})
+                after = await storage.get(pods, "default", "p")
+                assert list(after["spec"]) == [*before["spec"], "nodeName"]
+                assert after["spec"] == {**before["spec"], "nodeName": "n1"}
+                assert after["metadata"]["annotations"] == {"a": "1", "b": "2"}
+                for f in ("annotations", "resourceVersion"):
+                    before["metadata"].pop(f)
+                    after["metadata"].pop(f)
+                assert after["metadata"] == before["metadata"]
+                conds = after["status"].pop("conditions")
+                assert [(c["type"], c["status"]) for c in conds] == [("PodScheduled", "True")]
+                assert after["status"] == before["status"]
+                assert set(after) == set(before)
+                with pytest.raises(ApiError) as e:
+                    await storage.bind(pods, "default", "p", {"target": {"name": "n2"}})
+                assert e.value.code == 409 and 'already assigned to node "n1"' in e.value.message
+                with pytest.raises(ApiError) as e:
+                    await storage.bind(pods, "default", "gone", {"target": {"name": "n2"}})
+                assert e.value.code == 404
+            finally:
+                await storage.close()
+
+    asyncio.run(main())
