@@ -14,7 +14,6 @@ import contextlib
 import copy
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -97,7 +96,17 @@ def decode_shallow(kv: KeyValue) -> Obj:
 
 def _new_uid() -> str:
     """A random (version 4) UUID, as uuid.uuid4(), from pooled os.urandom bytes."""
-    return str(uuid.UUID(bytes=random_bytes(16), version=4))
+    return _uuid4_text(random_bytes(16))
+
+
+def _uuid4_text(raw: bytes) -> str:
+    """``str(uuid.UUID(bytes=raw, version=4))`` without the UUID object: the version and
+    variant bits set in the bytes, then the hex digits grouped 8-4-4-4-12."""
+    b = bytearray(raw)
+    b[6] = (b[6] & 0x0F) | 0x40  # version 4
+    b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _copy(value: Any) -> Any:

@@ -708,3 +708,16 @@ def test_bind_sets_the_node_and_keeps_the_rest_of_the_pod(tmp_path: Path) -> Non
                 await storage.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("raw", [bytes(16), b"\xff" * 16, bytes(range(16)), b"\x5a" * 16])
+def test_new_uids_are_the_uuid4_of_their_bytes(raw: bytes) -> None:
+    """An object's uid is ``str(uuid.UUID(bytes=..., version=4))`` of 16 random bytes, as
+    uuid.uuid4() gives it, spelled out without the UUID object."""
+    import uuid
+
+    from orchestrator.apiserver.storage import _new_uid, _uuid4_text
+
+    assert _uuid4_text(raw) == str(uuid.UUID(bytes=raw, version=4))
+    made = _new_uid()
+    assert uuid.UUID(made).version == 4 and str(uuid.UUID(made)) == made
