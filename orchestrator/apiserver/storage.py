@@ -890,14 +890,16 @@ class Storage:
                 kv = await self.store.get(res.key(ns, name))
             except NotFound:
                 raise errors.not_found(res.name, name, res.group) from None
-            # Only what a bind reads or writes is decoded (metadata, status, the spec's top
-            # level); the rest, containers and volumes, stays the JSON it was stored as
-            # (``msgspec.Raw``) and is written back byte for byte.
+            # Only what a bind reads or writes is decoded (the status, the top level of the
+            # spec and metadata, the annotations); the rest, containers, volumes and
+            # managedFields, stays the JSON it was stored as (``msgspec.Raw``) and is
+            # written back byte for byte.
             old = _top_level.decode(kv.value)
-            old["metadata"] = msgspec.json.decode(old.get("metadata") or b"{}") or {}
+            pod_meta = _shallow_or_none.decode(old.get("metadata") or b"null") or {}
             spec = _shallow_or_none.decode(old.get("spec") or b"null") or {}
             old["status"] = msgspec.json.decode(old.get("status") or b"null")
-            if old["metadata"].get("deletionTimestamp"):
+            deleting = pod_meta.get("deletionTimestamp")
+            if deleting is not None and msgspec.json.decode(deleting):
                 raise errors.conflict(
                     "pods/binding",
                     name,
@@ -913,9 +915,10 @@ class Storage:
             new = dict(old)
             new["spec"] = dict(spec)
             new["spec"]["nodeName"] = node
-            new["metadata"] = dict(old["metadata"])
+            new["metadata"] = dict(pod_meta)
             if isinstance(annotations, dict) and annotations:
-                merged = dict(new["metadata"].get("annotations") or {})
+                have = pod_meta.get("annotations")
+                merged = dict((msgspec.json.decode(have) if have is not None else None) or {})
                 merged.update({str(k): str(v) for k, v in annotations.items()})
                 new["metadata"]["annotations"] = merged
             status = new["status"] = dict(old.get("status") or {})

@@ -704,6 +704,18 @@ def test_bind_sets_the_node_and_keeps_the_rest_of_the_pod(tmp_path: Path) -> Non
                 with pytest.raises(ApiError) as e:
                     await storage.bind(pods, "default", "gone", {"target": {"name": "n2"}})
                 assert e.value.code == 404
+                await storage.create(
+                    pods,
+                    "default",
+                    {
+                        "metadata": {"name": "q", "finalizers": ["example.com/hold"]},
+                        "spec": {"containers": [{"name": "c", "image": "i"}]},
+                    },
+                )
+                await storage.delete(pods, "default", "q", {})  # held by its finalizer
+                with pytest.raises(ApiError) as e:
+                    await storage.bind(pods, "default", "q", {"target": {"name": "n1"}})
+                assert e.value.code == 409 and "is being deleted" in e.value.message
             finally:
                 await storage.close()
 
