@@ -458,7 +458,9 @@ class ApiServer:
         if m == "POST" and name is None:
             body = await self._object_body(request, res)
             fields.check(request, res, body)
-            obj = await self.storage.create(res, ns, body, dry_run=dry, manager=_manager(request))
+            obj = await self.storage.create(
+                res, ns, body, dry_run=dry, manager=_manager(request), owned=True
+            )
             return self._object(request, res, obj, 201)
         if m == "PUT" and name is not None:
             body = await self._object_body(request, res, sub)

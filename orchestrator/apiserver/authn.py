@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import functools
 import hashlib
 import hmac
 import json
@@ -135,6 +136,27 @@ def user_from_peercert(cert: Mapping[str, Any]) -> UserInfo | None:
     if not cn:
         return None
     return UserInfo(cn, groups=tuple(groups))
+
+
+@functools.lru_cache(maxsize=1024)
+def _subject_user(subject: tuple[Any, ...]) -> UserInfo | None:
+    """The authenticated user a certificate's subject names: the same subject on every
+    request of a connection (and of a client's other connections) is read once. The
+    certificate itself was verified by the TLS handshake, which this does not replace."""
+    user = user_from_peercert({"subject": subject})
+    return None if user is None else with_authenticated(user)
+
+
+def cert_user(cert: Mapping[str, Any]) -> UserInfo | None:
+    """``with_authenticated(user_from_peercert(cert))``, or None when it names no user."""
+    subject = cert.get("subject", ())
+    if isinstance(subject, tuple):
+        try:
+            return _subject_user(subject)
+        except TypeError:  # not hashable: not the tuples ssl gives
+            pass
+    user = user_from_peercert(cert)
+    return None if user is None else with_authenticated(user)
 
 
 # ---------------------------------------------------------------------- static tokens
@@ -297,9 +319,9 @@ class Authenticator:
         """The user, None when the request carries no credentials; 401 for credentials that
         do not verify."""
         if peercert:
-            user = user_from_peercert(peercert)
+            user = cert_user(peercert)
             if user is not None:
-                return with_authenticated(user)
+                return user
         if authorization is None:
             return None
         scheme, _, token = authorization.strip().partition(" ")

@@ -14,7 +14,6 @@ import contextlib
 import copy
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -80,6 +79,7 @@ def decode_value(kv: KeyValue) -> Obj:
 
 
 _top_level = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_shallow_or_none = msgspec.json.Decoder(dict[str, msgspec.Raw] | None)
 
 
 def decode_shallow(kv: KeyValue) -> Obj:
@@ -96,7 +96,17 @@ def decode_shallow(kv: KeyValue) -> Obj:
 
 def _new_uid() -> str:
     """A random (version 4) UUID, as uuid.uuid4(), from pooled os.urandom bytes."""
-    return str(uuid.UUID(bytes=random_bytes(16), version=4))
+    return _uuid4_text(random_bytes(16))
+
+
+def _uuid4_text(raw: bytes) -> str:
+    """``str(uuid.UUID(bytes=raw, version=4))`` without the UUID object: the version and
+    variant bits set in the bytes, then the hex digits grouped 8-4-4-4-12."""
+    b = bytearray(raw)
+    b[6] = (b[6] & 0x0F) | 0x40  # version 4
+    b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _copy(value: Any) -> Any:
@@ -350,11 +360,14 @@ class Storage:
         dry_run: bool = False,
         manager: str | None = None,
         managed: list[Obj] | None = None,
+        owned: bool = False,
     ) -> Obj:
         """Create ``body``; ``manager`` owns its fields (an Update entry in managedFields), or
-        ``managed`` are the object's managedFields as they are (an apply that creates)."""
+        ``managed`` are the object's managedFields as they are (an apply that creates).
+        ``body`` is left as it is, unless ``owned``: the caller gives it up (a request's body
+        decoded for this call alone) and it is changed in place rather than copied."""
         self._check_type(res, body)
-        obj = _copy(body)
+        obj = body if owned else _copy(body)
         meta = obj.setdefault("metadata", {})
         if meta is None:
             meta = obj["metadata"] = {}
@@ -873,14 +886,26 @@ class Storage:
         meta = binding.get("metadata") or {}
         annotations = meta.get("annotations") if isinstance(meta, dict) else None
         for _ in range(PATCH_RETRIES):
-            kv, old = await self._current(res, ns, name)
-            if old["metadata"].get("deletionTimestamp"):
+            try:
+                kv = await self.store.get(res.key(ns, name))
+            except NotFound:
+                raise errors.not_found(res.name, name, res.group) from None
+            # Only what a bind reads or writes is decoded (the status, the top level of the
+            # spec and metadata, the annotations); the rest, containers, volumes and
+            # managedFields, stays the JSON it was stored as (``msgspec.Raw``) and is
+            # written back byte for byte.
+            old = _top_level.decode(kv.value)
+            pod_meta = _shallow_or_none.decode(old.get("metadata") or b"null") or {}
+            spec = _shallow_or_none.decode(old.get("spec") or b"null") or {}
+            old["status"] = msgspec.json.decode(old.get("status") or b"null")
+            deleting = pod_meta.get("deletionTimestamp")
+            if deleting is not None and msgspec.json.decode(deleting):
                 raise errors.conflict(
                     "pods/binding",
                     name,
                     why=f"pod {name} is being deleted, cannot be assigned to a host",
                 )
-            bound = (old.get("spec") or {}).get("nodeName")
+            bound = msgspec.json.decode(spec["nodeName"]) if "nodeName" in spec else None
             if bound:
                 raise errors.conflict(
                     "pods/binding", name, why=f'pod {name} is already assigned to node "{bound}"'
@@ -888,11 +913,12 @@ class Storage:
             # ``old`` was just decoded from the store: only the parts written are copied, and
             # the stored pod is not validated again (kube-apiserver's assignPod neither).
             new = dict(old)
-            new["spec"] = dict(old.get("spec") or {})
+            new["spec"] = dict(spec)
             new["spec"]["nodeName"] = node
-            new["metadata"] = dict(old["metadata"])
+            new["metadata"] = dict(pod_meta)
             if isinstance(annotations, dict) and annotations:
-                merged = dict(new["metadata"].get("annotations") or {})
+                have = pod_meta.get("annotations")
+                merged = dict((msgspec.json.decode(have) if have is not None else None) or {})
                 merged.update({str(k): str(v) for k, v in annotations.items()})
                 new["metadata"]["annotations"] = merged
             status = new["status"] = dict(old.get("status") or {})

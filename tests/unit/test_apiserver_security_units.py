@@ -17,6 +17,7 @@ from orchestrator.apiserver.authn import (  # noqa: E402
     ServiceAccountTokens,
     TokenFileError,
     UserInfo,
+    cert_user,
     load_token_file,
     user_from_peercert,
 )
@@ -169,6 +170,21 @@ def test_peercert_user() -> None:
         )
     }
     assert user_from_peercert(cert) == UserInfo("system:admin", groups=("system:masters", "dev"))
+
+
+def test_cert_user_is_the_subjects_user_each_time() -> None:
+    """The authenticated user of a client certificate, read once per subject: a second
+    certificate with another subject is another user, one without a common name none."""
+    admin = {"subject": ((("organizationName", "system:masters"),), (("commonName", "a"),))}
+    dev = {"subject": ((("organizationName", "dev"),), (("commonName", "b"),))}
+    want_admin = UserInfo("a", groups=("system:masters", "system:authenticated"))
+    want_dev = UserInfo("b", groups=("dev", "system:authenticated"))
+    for _ in range(2):
+        assert cert_user(admin) == want_admin
+        assert cert_user(dev) == want_dev
+    assert cert_user({"subject": ((("organizationName", "x"),),)}) is None
+    as_lists = {"subject": [[["commonName", "c"]]]}  # not ssl's tuples: read, not cached
+    assert cert_user(as_lists) == UserInfo("c", groups=("system:authenticated",))
 
 
 def test_jwt_sign_verify_tamper(tmp_path: Path) -> None:

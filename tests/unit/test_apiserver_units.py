@@ -624,3 +624,112 @@ def test_watch_cache_previous_values_are_the_stored_ones(tmp_path: Path) -> None
             assert d.prev == a3 and seen == got
 
     asyncio.run(main())
+
+
+def test_create_copies_the_body_unless_the_caller_gives_it_up(tmp_path: Path) -> None:
+    """Storage.create leaves the caller's body as it was (the server's own writers reuse
+    theirs); with ``owned`` (a request's body, decoded for that create alone) it is filled
+    in place instead of copied, and the stored object is the same either way."""
+
+    async def main() -> None:
+        async with open_store(f"sqlite://{tmp_path}/db", compact_interval=0) as store:
+            storage = Storage(store)
+            try:
+                await storage.ensure_namespaces()
+                cms = by_path("", "v1", "configmaps")
+                assert cms is not None
+                body = {"metadata": {"name": "kept", "labels": {"a": "b"}}, "data": {"k": "v"}}
+                given = json.loads(json.dumps(body))
+                kept = await storage.create(cms, "default", body)
+                assert body == given
+                owned = json.loads(json.dumps(given))
+                owned["metadata"]["name"] = "owned"
+                made = await storage.create(cms, "default", owned, owned=True)
+                assert owned["metadata"].get("uid")  # filled in place, not copied
+                for obj in (kept, made):
+                    meta = obj["metadata"]
+                    for f in ("name", "uid", "creationTimestamp", "resourceVersion"):
+                        meta.pop(f)
+                    obj["metadata"]["managedFields"] = None
+                assert kept == made
+            finally:
+                await storage.close()
+
+    asyncio.run(main())
+
+
+def test_bind_sets_the_node_and_keeps_the_rest_of_the_pod(tmp_path: Path) -> None:
+    """pods/binding writes spec.nodeName, the binding's annotations and the PodScheduled
+    condition over the stored pod and leaves every other field as it was stored (the spec
+    is not decoded in full for it); a bound pod is not bound again, a gone one is a 404."""
+
+    async def main() -> None:
+        async with open_store(f"sqlite://{tmp_path}/db", compact_interval=0) as store:
+            storage = Storage(store)
+            try:
+                await storage.ensure_namespaces()
+                pods = by_path("", "v1", "pods")
+                assert pods is not None
+                await storage.create(
+                    pods,
+                    "default",
+                    {
+                        "metadata": {"name": "p", "annotations": {"a": "1"}},
+                        "spec": {
+                            "containers": [
+                                {"name": "c", "image": "i", "env": [{"name": "E", "value": "v"}]}
+                            ],
+                            "tolerations": [{"key": "k", "operator": "Exists"}],
+                        },
+                    },
+                )
+                before = await storage.get(pods, "default", "p")
+                binding = {"metadata": {"name": "p", "annotations": {"b": "2"}}}
+                await storage.bind(pods, "default", "p", {**binding, "target": {"name": "n1"}})
+                after = await storage.get(pods, "default", "p")
+                assert list(after["spec"]) == [*before["spec"], "nodeName"]
+                assert after["spec"] == {**before["spec"], "nodeName": "n1"}
+                assert after["metadata"]["annotations"] == {"a": "1", "b": "2"}
+                for f in ("annotations", "resourceVersion"):
+                    before["metadata"].pop(f)
+                    after["metadata"].pop(f)
+                assert after["metadata"] == before["metadata"]
+                conds = after["status"].pop("conditions")
+                assert [(c["type"], c["status"]) for c in conds] == [("PodScheduled", "True")]
+                assert after["status"] == before["status"]
+                assert set(after) == set(before)
+                with pytest.raises(ApiError) as e:
+                    await storage.bind(pods, "default", "p", {"target": {"name": "n2"}})
+                assert e.value.code == 409 and 'already assigned to node "n1"' in e.value.message
+                with pytest.raises(ApiError) as e:
+                    await storage.bind(pods, "default", "gone", {"target": {"name": "n2"}})
+                assert e.value.code == 404
+                await storage.create(
+                    pods,
+                    "default",
+                    {
+                        "metadata": {"name": "q", "finalizers": ["example.com/hold"]},
+                        "spec": {"containers": [{"name": "c", "image": "i"}]},
+                    },
+                )
+                await storage.delete(pods, "default", "q", {})  # held by its finalizer
+                with pytest.raises(ApiError) as e:
+                    await storage.bind(pods, "default", "q", {"target": {"name": "n1"}})
+                assert e.value.code == 409 and "is being deleted" in e.value.message
+            finally:
+                await storage.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("raw", [bytes(16), b"\xff" * 16, bytes(range(16)), b"\x5a" * 16])
+def test_new_uids_are_the_uuid4_of_their_bytes(raw: bytes) -> None:
+    """An object's uid is ``str(uuid.UUID(bytes=..., version=4))`` of 16 random bytes, as
+    uuid.uuid4() gives it, spelled out without the UUID object."""
+    import uuid
+
+    from orchestrator.apiserver.storage import _new_uid, _uuid4_text
+
+    assert _uuid4_text(raw) == str(uuid.UUID(bytes=raw, version=4))
+    made = _new_uid()
+    assert uuid.UUID(made).version == 4 and str(uuid.UUID(made)) == made
