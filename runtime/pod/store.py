@@ -297,18 +297,17 @@ class PodDir:
             rec = self.record_or_blank()
         except PodError:
             rec = PodRecord.blank(self.uid)
-        from runtime.pod.prepare import mounts_under, umount_all
+        from runtime.pod.prepare import umount_all
 
         if self.state is not PodState.GARBAGE:
             self.move(PodState.GARBAGE)
         # Never delete through a mount left below (a hostPath or subPath bind would take
-        # host files with it): unmount it first, or keep the directory and say so.
+        # host files with it): unmount it first, or keep the directory and say so (umount_all
+        # returns only when its last read of the mounts found none left below).
         try:
             umount_all(self.path)
         except OSError as e:
             raise PodError(self.uid, f"remove: {e}") from e
-        if mounts_under(self.path):
-            raise PodError(self.uid, f"remove: {mounts_under(self.path)[0]} is still mounted")
         shutil.rmtree(self.path, ignore_errors=True)
         self.unlock()
         if rec.name:
