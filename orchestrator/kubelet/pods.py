@@ -431,7 +431,9 @@ class PodManager:
 
     def _prune_sources(self) -> None:
         """Stop watching the objects no pod of this node has read for SOURCE_IDLE seconds."""
-        used = {k for pod in self.informer.list() for k in watched_of(pod)}
+        # by the informer's index of what each pod reads: no walk through every pod (this
+        # runs for every pod that goes)
+        used = {key for key in self._sources if self.informer.by_index("source", key)}
         now = asyncio.get_running_loop().time()
         for key in list(self._unused):
             if key in used:
@@ -822,13 +824,15 @@ class PodManager:
             prepare_volumes, self._lookup, pod, self.sources / meta["uid"], True, tokens
         )
         self._digests[meta["uid"]] = volumes.digests
-        manifest = node_manifest(pod, volumes, await self._service_env(pod))
-        rpod = api.parse_pod(manifest)
+        # decoded once: the Kubernetes model is what pod.json keeps, the runtime's pod is
+        # what create and start act on (neither decodes the manifest again)
+        kube = api.decode_pod(node_manifest(pod, volumes, await self._service_env(pod)))
+        rpod = api.from_kube(kube)
         # A failed create leaves nothing, a failed start tears the pod down (runtime.pod).
         started = time.monotonic()
         try:
             uid = await self._call(
-                self.runtime.create, rpod, manifest, None, keyring if keyring else None
+                self.runtime.create, rpod, kube, None, keyring if keyring else None
             )
         except api.ImagePullError as e:
             if e.reason != "ImagePullBackOff":
@@ -842,7 +846,7 @@ class PodManager:
             )
         for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
             self.events.pod(pod, "Created", f"Created container {c['name']}", c["name"])
-        await self._call(self.runtime.start, uid)
+        await self._call(self.runtime.start, uid, rpod)
         self._started[uid] = asyncio.get_running_loop().time()
         log.info("pod %s (%s) started", key, uid)
         await self._watch(key, uid)

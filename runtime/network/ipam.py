@@ -63,23 +63,37 @@ class Ipam:
         finally:
             os.close(fd)
 
-    def _read(self, name: str) -> str | None:
+    def _scan(self) -> dict[ipaddress.IPv4Address, str]:
+        """Every address file's owner. Every allocation and release reads them all (a node's
+        pods): through the directory's fd, with plain reads (no path joins, no text file
+        objects)."""
+        out = {}
+        dfd = os.open(self._ips, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            return (self._ips / name).read_text().strip()
+            for name in os.listdir(dfd):
+                if name.startswith("."):
+                    continue  # a temporary file of a writer (or of one that crashed)
+                try:
+                    ip = ipaddress.IPv4Address(name)
+                except ValueError:
+                    continue
+                owner = self._read(dfd, name)
+                if owner is not None:
+                    out[ip] = owner
+        finally:
+            os.close(dfd)
+        return out
+
+    def _read(self, dfd: int, name: str) -> str | None:
+        """The owner in address file ``name`` of the directory ``dfd``; None: gone."""
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dfd)
         except FileNotFoundError:
             return None
-
-    def _scan(self) -> dict[ipaddress.IPv4Address, str]:
-        out = {}
-        for name in os.listdir(self._ips):
-            try:
-                ip = ipaddress.IPv4Address(name)
-            except ValueError:
-                continue  # a temporary file of a crashed writer
-            owner = self._read(name)
-            if owner is not None:
-                out[ip] = owner
-        return out
+        try:
+            return os.read(fd, 1024).decode().strip()
+        finally:
+            os.close(fd)
 
     def allocations(self) -> dict[ipaddress.IPv4Address, str]:
         """Every allocated address and its owner."""

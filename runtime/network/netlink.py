@@ -322,29 +322,37 @@ class Rtnl:
         return out
 
 
+LOOPBACK_INDEX = 1  # lo's ifindex in every network namespace
+
+
 def configure_pod_interface(
     ns: Netns,
     ifname: str,
     iface: ipaddress.IPv4Interface,
     gateway: ipaddress.IPv4Address,
+    index: int = 0,
 ) -> None:
     """Inside the pod's namespace: lo up, ``ifname`` up with ``iface``, default route via
-    ``gateway``. Idempotent."""
+    ``gateway``. Idempotent. ``index``: ``ifname``'s ifindex when the caller knows it (its
+    veth peer's): four requests then, none of them a look-up."""
     with Rtnl(ns) as rt:
-        lo = rt.link("lo")
-        if lo is not None and not lo.up:
-            rt.set_up(lo.index, "lo")
-        dev = rt.link(ifname)
-        if dev is None:
-            raise NetlinkError(f"link get {ifname} in {ns}", "no such device", errno.ENODEV)
-        rt.ensure_addr(dev.index, iface, ifname)
-        if not dev.up:
-            rt.set_up(dev.index, ifname)
+        if index:
+            rt.set_up(LOOPBACK_INDEX, "lo")  # an interface already up stays as it is
+        else:
+            lo = rt.link("lo")
+            if lo is not None and not lo.up:
+                rt.set_up(lo.index, "lo")
+            dev = rt.link(ifname)
+            if dev is None:
+                raise NetlinkError(f"link get {ifname} in {ns}", "no such device", errno.ENODEV)
+            index = dev.index
+        rt.ensure_addr(index, iface, ifname)
+        rt.set_up(index, ifname)
         rt._call(
             f"route replace default via {gateway}",
             rt._ipr.route,
             "replace",
             dst="0.0.0.0/0",
             gateway=str(gateway),
-            oif=dev.index,
+            oif=index,
         )

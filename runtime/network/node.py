@@ -29,7 +29,7 @@ from runtime.network.ipam import Ipam, check_owner
 from runtime.network.netns import Netns, write_sysctl
 
 if TYPE_CHECKING:
-    from runtime.network.netlink import Route, Rtnl
+    from runtime.network.netlink import Link, Route, Rtnl
 
 VETH_PREFIX = "cr"
 _VETH = re.compile(rf"^{VETH_PREFIX}[0-9a-f]{{12}}$")
@@ -158,6 +158,10 @@ class NodeNetwork:
         self._shared = shared
         self._mu = threading.Lock()
         self._node_rtnl: Any = None
+        # the bridge's ifindex as last seen (0: look it up): a pod's veth is made enslaved to
+        # it without asking first; a stale one (the bridge made again) fails that request,
+        # which is then made again after a look-up
+        self._bridge_index = 0
 
     @property
     def firewall(self) -> Nftables | Iptables:
@@ -193,6 +197,7 @@ class NodeNetwork:
         cfg = self.config
         with self._rtnl() as rt:
             br = rt.ensure_bridge(cfg.bridge, cfg.mtu)
+            self._bridge_index = br.index
             rt.ensure_addr(br.index, cfg.gateway, cfg.bridge)
             for old in rt.addrs(br.index):  # the gateway of an earlier pod CIDR
                 if old != cfg.gateway:
@@ -346,21 +351,42 @@ class NodeNetwork:
         from runtime.network.netlink import configure_pod_interface
 
         with self._rtnl() as rt:
-            found = rt.run(lambda r: self._veth(r, pod, pod_ns))
-        if not found:  # the bridge was removed since this node network was ensured: all again
+            host = rt.run(lambda r: self._veth(r, pod, pod_ns))
+        if host is None:  # the bridge was removed since this node network was ensured: all again
             self.ensure()
             with self._rtnl() as rt:
-                rt.run(lambda r: self._veth(r, pod, pod_ns))
-        configure_pod_interface(pod_ns, pod.ifname, pod.interface, pod.gateway)
+                host = rt.run(lambda r: self._veth(r, pod, pod_ns))
+            if host is None:
+                raise NetlinkError(f"link get {self.config.bridge}", "vanished", errno.ENODEV)
+        # the host end's peer is the pod's end: its ifindex there, no look-up needed
+        configure_pod_interface(pod_ns, pod.ifname, pod.interface, pod.gateway, host.peer_index)
 
-    def _veth(self, rt: Rtnl, pod: PodNetwork, pod_ns: Netns) -> bool:
+    def _veth(self, rt: Rtnl, pod: PodNetwork, pod_ns: Netns) -> Link | None:
         """The pod's veth pair on the bridge, up, hairpin on: in one hand-over to the netlink
-        thread, and for a new pod in three requests (the pair is made enslaved and up). False
-        when the bridge is not there."""
+        thread, and for a new pod in three requests (the pair is made enslaved and up, its
+        host end read back for the indexes, hairpin set). The host end; None when the bridge
+        is not there."""
         cfg = self.config
+        cached = self._bridge_index
+        if cached:
+            try:
+                rt.add_veth(pod.host_veth, pod.ifname, pod_ns, cfg.mtu, master=cached, up=True)
+            except NetlinkError as e:
+                if e.errno == errno.EEXIST:
+                    cached = 0  # checked and completed below, as any existing pair
+                else:  # the bridge made again (another index), or gone: look it up
+                    self._bridge_index = cached = 0
+            else:
+                host = rt.link(pod.host_veth)
+                if host is not None and host.master == cached and host.up:
+                    rt.set_hairpin(host.index, pod.host_veth)
+                    return host
+                cached = 0  # changed meanwhile: checked and completed below
         br = rt.link(cfg.bridge)
         if br is None:
-            return False
+            self._bridge_index = 0
+            return None
+        self._bridge_index = br.index
         host = None
         for _ in range(2):
             try:
@@ -384,7 +410,7 @@ class NodeNetwork:
         if host.master != br.index or not host.up:
             rt.set_up(host.index, pod.host_veth, master=br.index)
         rt.set_hairpin(host.index, pod.host_veth)
-        return True
+        return host
 
     def _peer_in(self, host_index: int, pod: PodNetwork, pod_ns: Netns) -> bool:
         with self._rtnl(pod_ns) as rt:

@@ -51,12 +51,13 @@ from runtime.pod.streams import Attachment, Stdio
 if TYPE_CHECKING:
     from images.keyring import Keyring
     from images.regconf import Credentials
-    from runtime.pod.manifest import Pod, from_kube, is_image_archive, parse_pod
+    from runtime.pod.manifest import Pod, decode_pod, from_kube, is_image_archive, parse_pod
 
 # Loaded at their first use (an idle agent holds neither the manifest and the Kubernetes model
 # it loads, nor the registries' configuration): name -> its module.
 _LAZY = {
     "Pod": "runtime.pod.manifest",
+    "decode_pod": "runtime.pod.manifest",
     "from_kube": "runtime.pod.manifest",
     "is_image_archive": "runtime.pod.manifest",
     "parse_pod": "runtime.pod.manifest",
@@ -66,8 +67,8 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    """PEP 562: ``Pod``, ``from_kube``, ``parse_pod``, ``Keyring`` and ``Credentials``, from
-    their modules the first time one is asked for."""
+    """PEP 562: ``Pod``, ``decode_pod``, ``from_kube``, ``parse_pod``, ``Keyring`` and
+    ``Credentials``, from their modules the first time one is asked for."""
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -103,6 +104,7 @@ __all__ = [
     "StatusWatch",
     "attach",
     "create",
+    "decode_pod",
     "ensure_network",
     "ensure_network_apart",
     "exec_in",

@@ -144,7 +144,7 @@ def stop(pd: PodDir, grace: int | None = None) -> PodDir:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
         limit = grace if grace is not None else pd.record_or_blank().grace_period()
-        if not pd.wait_lock(timeout=limit + FINISH_TIMEOUT):
+        if not pd.wait_lock(timeout=limit + FINISH_TIMEOUT, holder=pid):
             raise PodError(pd.uid, f"stop: the monitor (pid {pid}) did not finish")
     try:
         pd.refresh()

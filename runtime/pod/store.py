@@ -20,6 +20,7 @@ import errno
 import fcntl
 import os
 import re
+import select
 import shutil
 import time
 from collections.abc import Iterator
@@ -146,6 +147,19 @@ def _try_lock(fd: int) -> bool:
     return True
 
 
+# seconds: a wait for a pod's lock on its holder's pidfd looks at the lock at least this
+# often (a holder that passed the lock on without exiting)
+HOLDER_RECHECK = 1.0
+
+
+def _pidfd(pid: int) -> int | None:
+    """A pidfd of ``pid``, or None (gone, or no pidfds here)."""
+    try:
+        return os.pidfd_open(pid)
+    except (OSError, AttributeError):
+        return None
+
+
 @dataclass
 class PodDir:
     """One pod directory as it was found. ``fd`` is set while this process holds its lock."""
@@ -210,13 +224,33 @@ class PodDir:
         self.refresh()
         return True
 
-    def wait_lock(self, timeout: float | None = None, interval: float = 0.05) -> bool:
-        """Take the pod's lock, waiting up to ``timeout`` seconds (None: forever)."""
+    def wait_lock(
+        self, timeout: float | None = None, interval: float = 0.05, holder: int | None = None
+    ) -> bool:
+        """Take the pod's lock, waiting up to ``timeout`` seconds (None: forever), looking
+        again every ``interval`` seconds. ``holder``: the pid of the process that holds it
+        (the pod's monitor): slept on through a pidfd until it exits (its lock goes with it:
+        no look every ``interval`` meanwhile), then looked at every ``interval`` (someone
+        else may hold it, or the pid was another's), and at least every HOLDER_RECHECK."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not self.try_lock():
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            time.sleep(interval)
+        pidfd = _pidfd(holder) if holder else None
+        try:
+            while not self.try_lock():
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    return False
+                if pidfd is None:
+                    time.sleep(interval)
+                    continue
+                wait = HOLDER_RECHECK if deadline is None else min(HOLDER_RECHECK, deadline - now)
+                poller = select.poll()
+                poller.register(pidfd, select.POLLIN)
+                if poller.poll(max(int(wait * 1000), 1)):  # it exited
+                    os.close(pidfd)
+                    pidfd = None
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
         return True
 
     def is_locked(self) -> bool:
@@ -263,18 +297,17 @@ class PodDir:
             rec = self.record_or_blank()
         except PodError:
             rec = PodRecord.blank(self.uid)
-        from runtime.pod.prepare import mounts_under, umount_all
+        from runtime.pod.prepare import umount_all
 
         if self.state is not PodState.GARBAGE:
             self.move(PodState.GARBAGE)
         # Never delete through a mount left below (a hostPath or subPath bind would take
-        # host files with it): unmount it first, or keep the directory and say so.
+        # host files with it): unmount it first, or keep the directory and say so (umount_all
+        # returns only when its last read of the mounts found none left below).
         try:
             umount_all(self.path)
         except OSError as e:
             raise PodError(self.uid, f"remove: {e}") from e
-        if mounts_under(self.path):
-            raise PodError(self.uid, f"remove: {mounts_under(self.path)[0]} is still mounted")
         shutil.rmtree(self.path, ignore_errors=True)
         self.unlock()
         if rec.name:

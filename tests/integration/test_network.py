@@ -509,5 +509,15 @@ def test_the_kept_node_network_serves_many_threads_over_one_socket(cluster: Clus
             assert br is not None and node.config.gateway in rt.addrs(br.index)
         assert ping(pods[0].ns, node.config.gateway.ip)
         assert kept.teardown_pod(again.pod_id)
+        # the bridge made again behind its back (another ifindex than the one it knows):
+        # the next pod's veth is on the new bridge
+        node.destroy()
+        node.ensure()
+        moved = kept.setup_pod("pod-moved", pods[1].ns)
+        with Rtnl(node.ns) as rt:
+            br, host = rt.link(node.config.bridge), rt.link(moved.host_veth)
+            assert br is not None and host is not None and host.master == br.index
+        assert ping(pods[1].ns, node.config.gateway.ip)
+        assert kept.teardown_pod(moved.pod_id)
     finally:
         kept.close()

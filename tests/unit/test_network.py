@@ -158,9 +158,9 @@ def test_ipam_reads_each_allocation_once_per_allocate(
     reads: list[str] = []
     real = Ipam._read
 
-    def read(self: Ipam, name: str) -> str | None:
+    def read(self: Ipam, dfd: int, name: str) -> str | None:
         reads.append(name)
-        return real(self, name)
+        return real(self, dfd, name)
 
     monkeypatch.setattr(Ipam, "_read", read)
     ip = ipam.allocate("new")

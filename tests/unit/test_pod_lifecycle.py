@@ -8,6 +8,8 @@ import fcntl
 import os
 from pathlib import Path
 
+import pytest
+
 from runtime.pod.lifecycle import stop
 from runtime.pod.record import PodRecord
 from runtime.pod.store import PodState, PodStore
@@ -44,3 +46,62 @@ def test_a_stop_that_meets_the_pod_finishing_returns_it_exited(tmp_path: Path) -
     finally:
         if not gone:
             os.close(monitor)
+
+
+def test_a_wait_for_the_lock_sleeps_on_its_holder_until_it_exits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``wait_lock(holder=pid)`` (stop waiting for the monitor): no look at the lock every
+    50 ms; it sleeps on the holder's pidfd and takes the lock once the holder exited."""
+    import select
+    import subprocess
+    import sys
+
+    from runtime.pod import store as store_mod
+
+    store = PodStore(tmp_path / "pods")
+    pd = store.create(UID)
+    pd.move(PodState.RUNNING)
+    pd.unlock()
+    holds = (
+        "import fcntl, os, sys\n"
+        "fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "print('held', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", holds, str(pd.path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == b"held\n"
+
+        def no_polling(_: float) -> None:
+            raise AssertionError("looked at the lock again instead of waiting for its holder")
+
+        real_poll = select.poll
+
+        class Poll:  # the holder is told to exit once the wait sleeps on its pidfd
+            def __init__(self) -> None:
+                self.poll_ = real_poll()
+
+            def register(self, fd: int, mask: int) -> None:
+                self.poll_.register(fd, mask)
+
+            def poll(self, ms: int) -> list[tuple[int, int]]:
+                assert child.stdin is not None
+                if not child.stdin.closed:
+                    child.stdin.close()
+                return self.poll_.poll(ms)
+
+        monkeypatch.setattr(store_mod.time, "sleep", no_polling)
+        monkeypatch.setattr(store_mod.select, "poll", Poll)
+        seen = store.get(UID)
+        assert seen.wait_lock(timeout=60, holder=child.pid)
+        seen.unlock()
+    finally:
+        if child.stdin is not None and not child.stdin.closed:
+            child.stdin.close()
+        child.wait()

@@ -188,3 +188,22 @@ def test_a_failing_umount_does_not_stop_teardown(env: Env) -> None:
     assert (pd.path / "volumes" / "mem").is_dir()  # and so does what it covers
     teardown(pd)  # a later teardown finishes the job
     assert env.host.mounted() == []
+
+
+def test_removing_a_pod_reads_the_mounts_once(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PodDir.remove after a teardown: one read of the mount table (it grows with the node's
+    pods) proves nothing is left below. (That what is left is unmounted before the directory
+    goes: tests/integration/test_pod_subpath.py, on real mounts, which follow the rename.)"""
+    reads: list[int] = []
+    table = env.host.mountinfo
+
+    def counted(pid: int | str = "self") -> list[hostsys.MountInfo]:
+        reads.append(1)
+        return table(pid)
+
+    monkeypatch.setattr(env.host, "mountinfo", counted)
+    pd = _prepare(env)
+    teardown(pd)
+    reads.clear()
+    pd.remove()
+    assert len(reads) == 1 and not pd.path.exists()

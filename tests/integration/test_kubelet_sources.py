@@ -1,0 +1,55 @@
+"""The kubelet's volume sources of a pod on the real kernel: dropping them unmounts the secret
+tmpfs and reads the host's mount table once (it grows with the node's pods), and never
+deletes through a mount."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from corral_common import hostsys
+from orchestrator.kubelet import volumes
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs: needs root")
+
+
+@pytest.fixture
+def base(tmp_path: Path) -> Iterator[Path]:
+    b = tmp_path / "sources" / "pod-uid"
+    b.mkdir(parents=True)
+    yield b
+    for mp in hostsys.mounts_under(tmp_path):  # whatever a failing test left
+        hostsys.umount(mp)
+
+
+def test_dropping_a_pods_sources_unmounts_its_secret_tmpfs_with_one_read(
+    base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = volumes._secret_tmpfs(base)
+    volumes._secret_tmpfs(base)  # made once: found mounted the second time
+    (secret / "token").write_text("t\n")
+    (base / "configmap").mkdir()
+    assert hostsys.mounts_under(base) == [str(secret)]
+    reads: list[int] = []
+    real = hostsys.mountinfo
+
+    def counted(pid: int | str = "self") -> list[hostsys.MountInfo]:
+        reads.append(1)
+        return real(pid)
+
+    monkeypatch.setattr(hostsys.RealHost, "mountinfo", staticmethod(counted))
+    volumes.drop_sources(base)
+    assert len(reads) == 1
+    assert not base.exists() and hostsys.mounts_under(base.parent) == []
+
+
+def test_a_mount_the_kubelet_did_not_make_is_unmounted_before_the_delete(base: Path) -> None:
+    other = base / "configmap" / "bound"
+    other.mkdir(parents=True)
+    hostsys.mount("tmpfs", other, "tmpfs", 0, "size=1m")
+    volumes._secret_tmpfs(base)
+    volumes.drop_sources(base)
+    assert not base.exists() and hostsys.mounts_under(base.parent) == []
