@@ -2,15 +2,17 @@
 (SchedulingBasic): N nodes and M pods are created through the API server, and the figure is
 pods per second from the first pod created to the last one bound.
 
-The API server is ``corral server --disable-scheduler`` (SQLite on disk under /var/tmp, or a
-one-member etcd on tmpfs through ``--datastore-endpoint``); the scheduler is ``corral
+The API server is ``corral server --disable-scheduler --disable-controller-manager`` (SQLite
+on disk under /var/tmp, or a one-member etcd on tmpfs through ``--datastore-endpoint``): as in
+scheduler_perf, which runs an API server and the scheduler and no controller manager (ours
+would also watch every pod through the server and, with no kubelet to renew the nodes' Leases,
+mark them all unreachable after 40 s); the scheduler is ``corral
 scheduler --kubeconfig`` in its own process (one core each on a 2-core machine, as the
 scale-out deployment runs it); the bench process creates the objects (64 requests in flight)
 and counts bindings through a watch of bound pods (``spec.nodeName!=``). Nodes are
 scheduler_perf's default node (4 cpu, 32Gi, 110 pods, Ready), pods its default pod (100m cpu,
 500Mi). Each node is created with its podCIDR (a /24 of the server's --cluster-cidr, as
-``kubelet --pod-cidr`` or a cloud would give it), so the node IPAM controller has no patch of
-thousands of nodes left to make while pods are timed. A warm-up pod is bound before timing
+``kubelet --pod-cidr`` or a cloud would give it). A warm-up pod is bound before timing
 starts, so the scheduler has listed every node. Each bind is one API call.
 
 kube-scheduler is not installed here: its own CI floor for this test at 5000 nodes (about 680
@@ -235,7 +237,8 @@ def table(results: dict[str, dict[str, float]], skipped: dict[str, str], p: Sche
         floor_row.append(f"{r['pods_per_s'] / KUBE_FLOOR:.2f}x" if r else "-")
     rows += [tuple(goal_row), tuple(floor_row)]
     notes = [
-        f"corral server --disable-scheduler + corral scheduler in its own process; "
+        "corral server --disable-scheduler --disable-controller-manager (as scheduler_perf:"
+        " an API server and the scheduler) + corral scheduler in its own process; "
         f"{IN_FLIGHT} creates in flight from the bench process; every bind is one API call",
         "nodes: 4 cpu, 32Gi, 110 pods, Ready, created with their podCIDR; pods: 100m cpu,"
         " 500Mi (scheduler_perf's defaults)",
@@ -254,10 +257,10 @@ def table(results: dict[str, dict[str, float]], skipped: dict[str, str], p: Sche
 
 
 def _run_one(endpoint: str, nodes: int, pods: int, timeout: float) -> dict[str, float]:
-    from testkit.kubeserver import NO_SCHEDULER, Server
+    from testkit.kubeserver import API_ONLY, Server
 
     root = Path(tempfile.mkdtemp(prefix="cbsched-", dir="/var/tmp"))
-    extra: tuple[str, ...] = (*NO_SCHEDULER, "--cluster-cidr", CLUSTER_CIDR)
+    extra: tuple[str, ...] = (*API_ONLY, "--cluster-cidr", CLUSTER_CIDR)
     if endpoint:
         extra += ("--datastore-endpoint", endpoint)
     srv = Server(root, extra=extra)
