@@ -138,13 +138,17 @@ def user_from_peercert(cert: Mapping[str, Any]) -> UserInfo | None:
     return UserInfo(cn, groups=tuple(groups))
 
 
+def _authenticated(cert: Mapping[str, Any]) -> UserInfo | None:
+    user = user_from_peercert(cert)
+    return None if user is None else with_authenticated(user)
+
+
 @functools.lru_cache(maxsize=1024)
 def _subject_user(subject: tuple[Any, ...]) -> UserInfo | None:
     """The authenticated user a certificate's subject names: the same subject on every
     request of a connection (and of a client's other connections) is read once. The
     certificate itself was verified by the TLS handshake, which this does not replace."""
-    user = user_from_peercert({"subject": subject})
-    return None if user is None else with_authenticated(user)
+    return _authenticated({"subject": subject})
 
 
 def cert_user(cert: Mapping[str, Any]) -> UserInfo | None:
@@ -155,8 +159,7 @@ def cert_user(cert: Mapping[str, Any]) -> UserInfo | None:
             return _subject_user(subject)
         except TypeError:  # not hashable: not the tuples ssl gives
             pass
-    user = user_from_peercert(cert)
-    return None if user is None else with_authenticated(user)
+    return _authenticated(cert)
 
 
 # ---------------------------------------------------------------------- static tokens

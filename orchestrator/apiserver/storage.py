@@ -918,7 +918,7 @@ class Storage:
             new["metadata"] = dict(pod_meta)
             if isinstance(annotations, dict) and annotations:
                 have = pod_meta.get("annotations")
-                merged = dict((msgspec.json.decode(have) if have is not None else None) or {})
+                merged = dict(msgspec.json.decode(have) or {}) if have is not None else {}
                 merged.update({str(k): str(v) for k, v in annotations.items()})
                 new["metadata"]["annotations"] = merged
             status = new["status"] = dict(old.get("status") or {})

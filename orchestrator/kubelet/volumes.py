@@ -342,9 +342,7 @@ def drop_sources(base: Path) -> None:
     # the tmpfs this module mounts, unmounted without a read of every mount of the host
     # (it grows with the node's pods); then the one read that proves nothing is left below
     secret = base / "secret"
-    for _ in range(8):  # mounts may be stacked
-        if not os.path.ismount(secret):
-            break
+    for _ in range(8):  # mounts may be stacked; False: no mount (left) there
         try:
             if not hostsys.host().umount(secret):
                 break
