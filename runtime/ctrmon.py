@@ -89,7 +89,7 @@ def _conf(p: Prepared, opts: RunOptions) -> str:
                     kind="app",
                     id=ctr.id,
                     bundle=os.path.abspath(ctr.dir),
-                    stop_signal=str(_stop_signal(ctr)),
+                    stop_signal=_stop_signal(ctr),
                     terminal=p.meta.tty,
                 ),
             ),

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -220,6 +221,7 @@ static void conf_parse(char *text)
             memset(c, 0, sizeof *c);
             c->name = xstrdup(v);
             c->line = conf_line;
+            c->stop_signal = SIGTERM;
             p = NULL;
         } else if (!c) {
             conf_die("unknown key '%s' (or a container key before any 'container' line)", key);
@@ -247,9 +249,7 @@ static void conf_parse(char *text)
         } else if (!strcmp(key, "attach")) {
             c->attach = conf_bool(key, v);
         } else if (!strcmp(key, "stop_signal")) {
-            if (!*v || strpbrk(v, " \t\n"))
-                conf_die("stop_signal: want a signal name or number, not '%s'", v);
-            c->stop_signal = xstrdup(v);
+            c->stop_signal = (int)conf_long(key, v, 1, SIGRTMAX);
         } else if (!strcmp(key, "oom_file")) {
             conf_abs_path(key, v);
             c->oom_file = xstrdup(v);

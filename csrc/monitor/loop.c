@@ -37,8 +37,6 @@ static int64_t timers(int64_t now)
         if (c->kill_stage == 1) {
             if (now >= c->kill_at) {
                 c->kill_stage = 2;
-                runtime_kill(c, "KILL");
-                /* Also directly: a wedged runtime must not keep the pod alive. */
                 kill(c->pid, SIGKILL);
             } else {
                 next = min64(next, c->kill_at);
@@ -141,11 +139,6 @@ static void on_child(pid_t pid, int st)
             }
         }
     }
-    for (size_t i = 0; i < sizeof M.misc / sizeof M.misc[0]; i++)
-        if (M.misc[i] == pid) {
-            M.misc[i] = 0;
-            return;
-        }
     /* A container process whose pid file we have not read yet (or a stray orphan). */
     M.unknown[M.unknown_next] = pid;
     M.unknown_status[M.unknown_next] = st;
@@ -198,8 +191,6 @@ static bool advance(void)
     for (size_t i = 0; i < M.nctrs; i++)
         if (ctr_busy(&M.ctrs[i]))
             return false;
-    if (misc_running())
-        return false;
     /* Python may still be setting up the pod network: the teardown waits for its answer. */
     if (M.sync_r >= 0)
         return false;

@@ -73,7 +73,7 @@ struct run_record { /* what status files say about one run */
 
 struct ctr {
     char *name, *id, *bundle, *oom_file;
-    char *stop_signal; /* what `corral-oci kill` sends first on a stop (default TERM) */
+    int stop_signal;   /* the signal a stop sends first (default SIGTERM) */
     struct strv prestart_arg; /* run before every run but the first */
     bool prestart_first;      /* ... and before the first too (subPath mounts) */
     bool init;
@@ -160,7 +160,6 @@ struct monitor {
     pid_t unknown[16];               /* reaped before we knew them: a run's container */
     int unknown_status[16];
     unsigned unknown_next;
-    pid_t misc[32];                  /* kill jobs still running */
     bool stopping, apps_started, init_failed, finishing;
     unsigned changes;                /* bumped by every state change: see loop() */
     int64_t stop_deadline;
@@ -205,8 +204,6 @@ pid_t spawn(char *const argv[], int in, int out, int err, int flags);
 pid_t runtime(const char *const args[], size_t nargs, int in, int out, int err, int flags);
 void gate_make(void);
 void gate_open(bool ok);
-void runtime_kill(struct ctr *c, const char *sig);
-bool misc_running(void);
 long read_oom(struct ctr *c);
 void launch(struct ctr *c);
 void job_done(struct ctr *c, int st);

@@ -75,25 +75,6 @@ pid_t runtime(const char *const args[], size_t nargs, int in, int out, int err, 
     return pid;
 }
 
-void runtime_kill(struct ctr *c, const char *sig)
-{
-    const char *args[] = {"kill", c->id, sig};
-    pid_t pid = runtime(args, 3, M.devnull, M.devnull, STDERR_FILENO, 0);
-    for (size_t i = 0; pid > 0 && i < sizeof M.misc / sizeof M.misc[0]; i++)
-        if (M.misc[i] == 0) {
-            M.misc[i] = pid;
-            break;
-        }
-}
-
-bool misc_running(void)
-{
-    for (size_t i = 0; i < sizeof M.misc / sizeof M.misc[0]; i++)
-        if (M.misc[i])
-            return true;
-    return false;
-}
-
 static void pid_file(struct ctr *c, char *path, size_t len)
 {
     snprintf(path, len, "%s/%s.pid", M.runtime_root, c->id);
@@ -408,7 +389,11 @@ void terminate(struct ctr *c, int64_t deadline)
         M.changes++;
         c->kill_stage = 1;
         c->kill_at = deadline;
-        runtime_kill(c, c->stop_signal ? c->stop_signal : "TERM");
+        /* Directly, as `kill ID SIG` would signal the container's init: it is our child
+         * (we are the subreaper it was handed to) and not reaped yet, so the pid is still
+         * its own. One runtime process less per container and stage of a stop. */
+        if (c->pid > 0 && !c->exited)
+            kill(c->pid, c->stop_signal);
         probes_stop(c);
         if (c->ready) {
             c->ready = false;

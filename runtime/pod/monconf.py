@@ -29,7 +29,7 @@ class ContainerConf:
     probes: tuple[tuple[str, Probe], ...] = ()  # (liveness|readiness|startup, probe)
     prestart_arg: tuple[str, ...] = ()  # run before every create but the first (a restart)
     prestart_first: bool = False  # ... and before the first too (it mounts subPaths)
-    stop_signal: str | None = None  # what a stop sends first (None: TERM)
+    stop_signal: int | None = None  # the signal number a stop sends first (None: SIGTERM)
     terminal: bool = False  # process.terminal: create gets a console socket, the pty is stdout
     stdin: bool = False  # stdin kept open (a pipe, or the pty) for attach clients
     stdin_once: bool = False  # ... closed when the first client that took it is done
@@ -114,7 +114,7 @@ def render(conf: MonitorConf) -> str:
         if c.prestart_first:
             lines.append(("prestart_first", "true"))
         if c.stop_signal:
-            lines.append(("stop_signal", c.stop_signal))
+            lines.append(("stop_signal", str(c.stop_signal)))
         if c.terminal:
             lines.append(("terminal", "true"))
         lines += [(k, "true") for k, on in (("stdin", c.stdin), ("stdin_once", c.stdin_once)) if on]

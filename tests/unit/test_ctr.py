@@ -275,7 +275,7 @@ def test_monitor_conf_of_a_detached_container() -> None:
     text = render(MonitorConf(runtime_arg=("oci",), runtime_root="/r", restart_policy="OnFailure",
                               grace_s=10, restart_max=2,
                               containers=(ContainerConf("ctr", "app", "id1", "/b",
-                                                        stop_signal="10", terminal=True),
+                                                        stop_signal=10, terminal=True),
                                           ContainerConf("c2", "app", "id2", "/b2"))))  # fmt: skip
     lines = text.splitlines()
     assert "restart_max 2" in lines and "stop_signal 10" in lines
