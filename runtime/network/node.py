@@ -26,6 +26,7 @@ from runtime.network.config import NetworkConfig, PortMapping
 from runtime.network.errors import NetlinkError, NetworkError
 from runtime.network.firewall import Iptables, Nftables, firewall_for
 from runtime.network.ipam import Ipam, check_owner
+from runtime.network.netlink import delete_link
 from runtime.network.netns import Netns, write_sysctl
 
 if TYPE_CHECKING:
@@ -426,8 +427,7 @@ class NodeNetwork:
         host_veth = pod.host_veth if pod is not None else veth_name(pod_id)
         if pod is not None and pod.ports:
             self.firewall.remove_ports(pod_id, pod.ip, pod.ports)
-        with self._rtnl() as rt:
-            found = rt.delete_link(host_veth) or found
+        found = delete_link(self.ns, host_veth) or found
         found = self.ipam.release(pod_id) is not None or found
         self._record(pod_id).unlink(missing_ok=True)
         return found

@@ -4,6 +4,7 @@ process in one). Nothing is added to the machine's own namespace, which the fixt
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import socket
@@ -521,3 +522,24 @@ def test_the_kept_node_network_serves_many_threads_over_one_socket(cluster: Clus
         assert kept.teardown_pod(moved.pod_id)
     finally:
         kept.close()
+
+
+def test_delete_link_by_name_without_pyroute2() -> None:
+    # The teardown's own RTM_DELLINK: a real link goes, a missing one is False, a bad name is
+    # refused before anything is sent; the error names the link and the namespace.
+    from runtime.network.errors import NetlinkError
+    from runtime.network.netlink import delete_link
+
+    with OwnedNetns() as ns:
+        with Rtnl(ns.ns) as rt:
+            rt.add_veth("cdl0", "cdl1", ns.ns)
+            assert rt.link("cdl0") is not None and rt.link("cdl1") is not None
+        assert delete_link(ns.ns, "cdl0") is True
+        assert links(ns.ns) == {"lo"}  # the peer went with it
+        assert delete_link(ns.ns, "cdl0") is False
+        with pytest.raises(NetlinkError, match="link del lo in") as e:
+            delete_link(ns.ns, "lo")  # the loopback cannot be deleted
+        assert e.value.errno == errno.EOPNOTSUPP
+        for bad in ("", "x" * 16, "a\0b"):
+            with pytest.raises(NetlinkError, match="not an interface name"):
+                delete_link(ns.ns, bad)
