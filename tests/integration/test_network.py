@@ -9,6 +9,7 @@ import ipaddress
 import os
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -543,3 +544,36 @@ def test_delete_link_by_name_without_pyroute2() -> None:
         for bad in ("", "x" * 16, "a\0b"):
             with pytest.raises(NetlinkError, match="not an interface name"):
                 delete_link(ns.ns, bad)
+
+
+def test_a_pod_teardown_imports_no_pyroute2(tmp_path: Path) -> None:
+    # The pod's finish process tears its network down; pyroute2 (over 100 ms to import and
+    # start) is not needed for that when the pod maps no hostPort.
+    code = (
+        "import ipaddress, pathlib, sys\n"
+        "from runtime.network import NetworkConfig, NodeNetwork\n"
+        "cidr = ipaddress.ip_network('10.93.0.0/24')\n"
+        "cfg = NetworkConfig(pod_cidr=cidr, state_dir=pathlib.Path(sys.argv[2]))\n"
+        "assert NodeNetwork(cfg, sys.argv[1]).teardown_pod('p1')\n"
+        "print(sorted(m for m in sys.modules if m.startswith('pyroute2')))\n"
+    )
+    with OwnedNetns() as ns:
+        node = NodeNetwork(
+            NetworkConfig(pod_cidr=ipaddress.ip_network("10.93.0.0/24"), state_dir=tmp_path), ns.ns
+        )
+        pod = OwnedNetns()
+        try:
+            node.setup_pod("p1", pod.ns)
+            assert veth_name("p1") in links(ns.ns)
+            out = subprocess.run(
+                [sys.executable, "-c", code, ns.ns.proc_path(), str(tmp_path)],
+                capture_output=True,
+                text=True,
+            )
+        finally:
+            node.teardown_pod("p1")
+            node.close()
+            pod.close()
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "[]"
+        assert links(ns.ns) == {"lo", "corral0"}
