@@ -316,9 +316,22 @@ def read_mountinfo(pid: int | str = "self") -> str:
         raise HostError(f"read {path}", e.errno or _errno.EIO, path) from None
 
 
-def mountinfo(pid: int | str = "self") -> list[MountInfo]:
-    """The mounts of /proc/<pid>/mountinfo, parsed."""
-    return parse_mountinfo(read_mountinfo(pid))
+def escape(path: str) -> str:
+    """``path`` as mountinfo writes it (space, tab, newline and backslash as ``\\ooo``)."""
+    if not any(c in path for c in " \t\n\\"):
+        return path
+    return "".join(f"\\{ord(c):03o}" if c in " \t\n\\" else c for c in path)
+
+
+def mountinfo(pid: int | str = "self", contains: str | None = None) -> list[MountInfo]:
+    """The mounts of /proc/<pid>/mountinfo, parsed. ``contains`` is a hint that the caller
+    needs only the lines with that text in them (an escaped mount point prefix, a file system
+    type): on a node with many pods, parsing every line was most of the cost of asking about
+    a few. Callers still check what they get: a line may come that does not match."""
+    text = read_mountinfo(pid)
+    if contains is not None:
+        text = "\n".join(line for line in text.split("\n") if contains in line)
+    return parse_mountinfo(text)
 
 
 def mounts_under(
@@ -329,7 +342,7 @@ def mounts_under(
     top = os.fspath(path).rstrip("/") or "/"
     prefix = top.rstrip("/") + "/"
     if mounts is None:
-        mounts = host().mountinfo()
+        mounts = host().mountinfo(contains=escape(top))
     points = {
         m.mountpoint for m in mounts if m.mountpoint.startswith(prefix) or m.mountpoint == top
     }
@@ -341,9 +354,10 @@ def umount_all(path: str | os.PathLike[str]) -> None:
     stacked. A mount that fails is left (with what is below it) and the others go on; the
     first failure is raised at the end, or HostError(EBUSY) if something stays mounted."""
     h = host()
+    hint = escape(os.fspath(path).rstrip("/") or "/")
     failed: dict[str, HostError] = {}
     for _ in range(8):
-        points = [p for p in mounts_under(path, h.mountinfo()) if p not in failed]
+        points = [p for p in mounts_under(path, h.mountinfo(contains=hint)) if p not in failed]
         if not points:
             if not failed:
                 return  # that read found nothing left: no need to read mountinfo again
@@ -355,7 +369,7 @@ def umount_all(path: str | os.PathLike[str]) -> None:
                 failed[mp] = e
     if failed:
         raise next(iter(failed.values()))
-    left = mounts_under(path, h.mountinfo())
+    left = mounts_under(path, h.mountinfo(contains=hint))
     if left:
         raise HostError(f"umount {left[0]}", _errno.EBUSY, left[0], "still mounted")
 
@@ -584,7 +598,9 @@ if TYPE_CHECKING:
 
         def umount(self, target: str | os.PathLike[str]) -> bool: ...
 
-        def mountinfo(self, pid: int | str = "self") -> list[MountInfo]: ...
+        def mountinfo(
+            self, pid: int | str = "self", contains: str | None = None
+        ) -> list[MountInfo]: ...
 
         def statfs_type(self, path: str | os.PathLike[str]) -> int: ...
 

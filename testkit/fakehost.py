@@ -109,8 +109,10 @@ class RecordingHost:
                 return True
         return False  # EINVAL: not a mount point
 
-    def mountinfo(self, pid: int | str = "self") -> list[hostsys.MountInfo]:
-        return [*self.base, *self.table]
+    def mountinfo(
+        self, pid: int | str = "self", contains: str | None = None
+    ) -> list[hostsys.MountInfo]:
+        return [*self.base, *self.table]  # ``contains`` is a hint: all of them will do
 
     def statfs_type(self, path: str | os.PathLike[str]) -> int:
         p = os.fspath(path)

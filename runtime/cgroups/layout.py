@@ -60,7 +60,9 @@ def _mounts(mountinfo: str | Sequence[hostsys.MountInfo] | None) -> Sequence[hos
         return hostsys.parse_mountinfo(mountinfo)
     if mountinfo is None:
         try:
-            return hostsys.host().mountinfo()
+            # every line a cgroup question needs has "cgroup" in it: the cgroup and cgroup2
+            # mounts, and /sys/fs/cgroup itself (a tmpfs on v1 and hybrid hosts)
+            return hostsys.host().mountinfo(contains="cgroup")
         except OSError:
             return []
     return mountinfo

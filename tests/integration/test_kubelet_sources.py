@@ -36,9 +36,9 @@ def test_dropping_a_pods_sources_unmounts_its_secret_tmpfs_with_one_read(
     reads: list[int] = []
     real = hostsys.mountinfo
 
-    def counted(pid: int | str = "self") -> list[hostsys.MountInfo]:
+    def counted(pid: int | str = "self", contains: str | None = None) -> list[hostsys.MountInfo]:
         reads.append(1)
-        return real(pid)
+        return real(pid, contains)
 
     monkeypatch.setattr(hostsys.RealHost, "mountinfo", staticmethod(counted))
     volumes.drop_sources(base)

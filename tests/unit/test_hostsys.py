@@ -43,6 +43,20 @@ def test_mountinfo_of_this_process_holds_root() -> None:
     assert "/" in {m.mountpoint for m in hostsys.mountinfo()}
 
 
+def test_escape_is_the_inverse_of_unescape() -> None:
+    path = "/a b\tc\nd\\e/f"
+    assert hostsys.escape(path) == "/a\\040b\\011c\\012d\\134e/f"
+    assert hostsys.unescape(hostsys.escape(path)) == path
+    assert hostsys.escape("/plain") == "/plain"
+
+
+def test_mountinfo_parses_only_the_lines_asked_for() -> None:
+    everything = hostsys.mountinfo()
+    procs = hostsys.mountinfo(contains=" - proc ")
+    assert procs and {m.fstype for m in procs} == {"proc"}
+    assert [m for m in everything if m.fstype == "proc"] == procs
+
+
 def test_mounts_under_deepest_first() -> None:
     mounts = hostsys.parse_mountinfo(
         "1 0 0:1 / /p rw - tmpfs t rw\n"
@@ -227,9 +241,11 @@ def test_umount_all_reads_mountinfo_until_nothing_is_left_and_no_more(tmp_path: 
     class Counting(RecordingHost):
         reads = 0
 
-        def mountinfo(self, pid: int | str = "self") -> list[hostsys.MountInfo]:
+        def mountinfo(
+            self, pid: int | str = "self", contains: str | None = None
+        ) -> list[hostsys.MountInfo]:
             self.reads += 1
-            return super().mountinfo(pid)
+            return super().mountinfo(pid, contains)
 
     h = Counting()
     top = tmp_path / "pod"

@@ -197,9 +197,9 @@ def test_removing_a_pod_reads_the_mounts_once(env: Env, monkeypatch: pytest.Monk
     reads: list[int] = []
     table = env.host.mountinfo
 
-    def counted(pid: int | str = "self") -> list[hostsys.MountInfo]:
+    def counted(pid: int | str = "self", contains: str | None = None) -> list[hostsys.MountInfo]:
         reads.append(1)
-        return table(pid)
+        return table(pid, contains)
 
     monkeypatch.setattr(env.host, "mountinfo", counted)
     pd = _prepare(env)
