@@ -429,9 +429,9 @@ class PodStore:
                         return PodDir(self, uid, state)
         raise NotFound(uid)
 
-    def list(self) -> list[PodDir]:
+    def list(self, states: tuple[PodState, ...] = _ORDER) -> list[PodDir]:
         out: dict[str, PodDir] = {}
-        for state in _ORDER:
+        for state in states:
             try:
                 names = sorted(os.listdir(self.root / state.value))
             except FileNotFoundError:
@@ -451,13 +451,17 @@ class PodStore:
         if _UID.match(ref):  # a whole uid, as the kubelet names its pods: no listing
             with contextlib.suppress(NotFound):
                 return self.get(ref)
-        pods = self.list()
-        for p in pods:
-            if p.uid == ref:
-                return p
-        namespace, _, name = ref.rpartition("/")
+        namespace, slash, name = ref.rpartition("/")
+        if slash and namespace:  # no uid has a slash: only a name lookup can find it
+            pods = candidates = self._maybe_named(namespace, name)
+        else:
+            pods = self.list()
+            for p in pods:
+                if p.uid == ref:
+                    return p
+            candidates = self._named(pods, namespace, name)
         by_name = []
-        for p in self._named(pods, namespace, name):
+        for p in candidates:
             rec = p.record_or_blank()
             if rec.name == name and (not namespace or rec.namespace == namespace):
                 by_name.append((p, rec))
@@ -471,6 +475,24 @@ class PodStore:
         if len(prefixed) > 1:
             raise PodError(ref, f"ambiguous: {len(prefixed)} pods have a uid starting with it")
         raise NotFound(ref)
+
+    def _maybe_named(self, namespace: str, name: str) -> list[PodDir]:
+        """What ``_named`` would pick from every pod, without listing the live ones: the
+        holders of the name's ``names/`` entry, and the exited pods."""
+        try:
+            entry = (self.root / "names" / f"{namespace}_{name}").read_text().strip()
+        except FileNotFoundError:
+            if not (self.root / "names").is_dir():
+                return self.list()
+            entry = ""
+        except OSError:
+            entry = ""
+        holders = []
+        if entry:
+            with contextlib.suppress(NotFound):
+                holders.append(self.get(entry))
+        done = self.list((PodState.EXITED, PodState.GARBAGE))
+        return holders + [p for p in done if p.uid != entry]
 
     def _named(self, pods: list[PodDir], namespace: str, name: str) -> list[PodDir]:
         """The pods of ``pods`` that may be named ``namespace/name`` (any namespace when

@@ -146,3 +146,28 @@ def test_an_exited_pod_is_found_by_name_without_its_entry(tmp_path: Path) -> Non
     assert rec is not None
     pd.write_record(PodRecord(uid="bbbb", name="web", namespace="default", created=0.5))
     assert store.find("web").uid == "aaaa"  # both exited: the newest
+
+
+def test_a_namespaced_name_lists_only_the_exited_pods(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The kubelet asks for namespace/name of every pod gone from the API: with many pods on
+    # the node, listing the live ones for it was most of what such a lookup cost.
+    store = PodStore(tmp_path / "pods")
+    for i in range(5):
+        made(store, f"{i}" * 8, f"pod{i}")
+    made(store, "eeee", "old")
+    store.get("eeee").move(PodState.EXITED)
+    listed: list[str] = []
+    real = os.listdir
+
+    def listdir(path: str | os.PathLike[str]) -> list[str]:
+        listed.append(os.path.basename(os.fspath(path)))
+        return real(path)
+
+    monkeypatch.setattr(os, "listdir", listdir)
+    with pytest.raises(api.PodError, match="no such pod"):
+        store.find("default/nope")
+    assert store.find("default/pod2").uid == "2" * 8
+    assert store.find("default/old").uid == "eeee"
+    assert set(listed) <= {"exited", "garbage"}
