@@ -162,6 +162,12 @@ def parse_registries_conf(text: str, where: str = "registries.conf") -> Registri
     return RegistriesConf(tuple(search), tuple(entries))
 
 
+# (path, text) -> what it parses to: the file is read at every use (a change is seen at once)
+# but parsed again only when its text changed; the kubelet asks for every image it checks
+_PARSED: dict[tuple[str, str], RegistriesConf] = {}
+_PARSED_KEPT = 8
+
+
 def load_registries_conf(path: str | os.PathLike[str] | None = None) -> RegistriesConf:
     """The file at ``path`` (``$CORRAL_REGISTRIES_CONF``, else /etc/containers/registries.conf);
     an empty configuration when the default file does not exist."""
@@ -173,7 +179,14 @@ def load_registries_conf(path: str | os.PathLike[str] | None = None) -> Registri
         if explicit:
             raise FormatError(f"registries configuration {p}: no such file") from None
         return RegistriesConf()
-    return parse_registries_conf(text, str(p))
+    key = (str(p), text)
+    conf = _PARSED.get(key)
+    if conf is None:
+        conf = parse_registries_conf(text, str(p))  # a FormatError is not kept: raised again
+        if len(_PARSED) >= _PARSED_KEPT:
+            _PARSED.clear()
+        _PARSED[key] = conf
+    return conf
 
 
 def _has_domain(name: str) -> bool:

@@ -102,6 +102,31 @@ def test_registries_conf_file(tmp_path: Path) -> None:
     assert load_registries_conf(p).search == ("reg.example:5000", "docker.io")
 
 
+def test_registries_conf_is_parsed_again_only_when_it_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from images import regconf
+
+    p = tmp_path / "registries.conf"
+    p.write_text(CONF)
+    parsed: list[str] = []
+    real = regconf.parse_registries_conf
+
+    def counted(text: str, where: str = "") -> RegistriesConf:
+        parsed.append(where)
+        return real(text, where)
+
+    monkeypatch.setattr(regconf, "parse_registries_conf", counted)
+    first = load_registries_conf(p)
+    assert load_registries_conf(p) is first and len(parsed) <= 1
+    p.write_text('unqualified-search-registries = ["other.example"]\n')
+    assert load_registries_conf(p).search == ("other.example",)  # a change is seen at once
+    p.write_text("unqualified-search-registries = 3\n")
+    for _ in range(2):  # a bad file is an error at every use
+        with pytest.raises(FormatError):
+            load_registries_conf(p)
+
+
 def test_auth_file_in_podmans_format(tmp_path: Path) -> None:
     f = tmp_path / "auth" / "auth.json"
     assert lookup_credentials("reg.example/a/b", str(f)) is None
