@@ -177,6 +177,8 @@ static void conf_parse(char *text)
             M.runtime_root = xstrdup(v);
         } else if (!strcmp(key, "net_gate")) {
             M.net_gate = conf_bool(key, v);
+        } else if (!strcmp(key, "finish_deletes")) {
+            M.finish_deletes = conf_bool(key, v);
         } else if (!strcmp(key, "hostname")) {
             M.hostname = xstrdup(v);
         } else if (!strcmp(key, "restart_policy")) {
@@ -276,6 +278,8 @@ static void conf_parse(char *text)
         die("monitor.conf: no runtime_arg");
     if (!M.runtime_root)
         die("monitor.conf: no runtime_root");
+    if (M.finish_deletes && !M.finish_arg.n)
+        die("monitor.conf: finish_deletes without a finish_arg to do it");
     for (size_t i = 0; i < M.nctrs; i++) {
         c = &M.ctrs[i];
         conf_line = c->line;

@@ -195,9 +195,10 @@ static bool advance(void)
     if (M.sync_r >= 0)
         return false;
     if (!M.finishing) {
-        /* Everything has ended: delete the containers from the runtime, in parallel. */
+        /* Everything has ended: delete the containers from the runtime, in parallel, unless
+         * finish_arg does (one process for the pod instead of one runtime per container). */
         M.finishing = true;
-        for (size_t i = 0; i < M.nctrs; i++) {
+        for (size_t i = 0; i < M.nctrs && !M.finish_deletes; i++) {
             struct ctr *c = &M.ctrs[i];
             if (c->created)
                 launch(c);

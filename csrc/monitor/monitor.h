@@ -151,6 +151,7 @@ struct monitor {
      * sets the pod network up after `go` and then writes `net` on sync_r; until then each
      * `run` gets the read end (`--start-gate`) and waits there, created, before start. */
     bool net_gate;                   /* monitor.conf */
+    bool finish_deletes;             /* monitor.conf: finish_arg deletes the containers */
     int gate_r, gate_w;              /* -1 once the gate is open (or cancelled) */
     unsigned gated;                  /* runs given the gate: a `g` each when it opens */
     char net_buf[16];                /* what came on sync_r after `go` */

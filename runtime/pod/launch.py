@@ -235,6 +235,9 @@ def _go(
         ),
         probe_host=pod_ip or "127.0.0.1",
         net_gate=link is not None,
+        # our own runtime's containers are deleted by the teardown that finish_arg runs,
+        # through the library; another runtime's state only that runtime can delete
+        finish_deletes=not opts.runtime,
     )
     write_atomic(path / "monitor.conf", render(conf), durable=False)
     return link

@@ -53,6 +53,7 @@ class MonitorConf:
     probe_host: str = "127.0.0.1"  # for http/tcp probes that name no host: the pod IP
     restart_max: int = 0  # restarts of a container at most (0: no limit)
     net_gate: bool = False  # `net` follows `go` once the pod network is there; runs wait for it
+    finish_deletes: bool = False  # finish_arg deletes the containers: the monitor does not
 
 
 def probe_lines(kind: str, probe: Probe, default_host: str) -> list[tuple[str, str]]:
@@ -104,6 +105,8 @@ def render(conf: MonitorConf) -> str:
         lines.append(("restart_max", str(conf.restart_max)))
     if conf.net_gate:
         lines.append(("net_gate", "true"))
+    if conf.finish_deletes:
+        lines.append(("finish_deletes", "true"))
     lines += [("finish_arg", a) for a in conf.finish_arg]
     lines += [("https_probe_arg", a) for a in conf.https_probe_arg]
     for c in conf.containers:

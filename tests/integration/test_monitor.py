@@ -986,6 +986,38 @@ def test_a_container_is_created_and_started_by_one_runtime_process(
     assert (st["state"], st["reason"], st["exit_code"]) == ("terminated", "Completed", "0")
 
 
+def test_with_finish_deletes_the_finish_arg_deletes_the_containers(
+    pods: Callable[[], Pod],
+) -> None:
+    # A pod's finish_arg tears it down through the library, containers included: the
+    # monitor runs no runtime `delete` per container at the end.
+    pod = pods()
+    runtime, calls = _logging_runtime(pod)
+    a, b = Ctr("a", ["true"]), Ctr("b", ["true"])
+    finish = pod.shared / "finish.sh"
+    root = pod.rt.root
+    delete_all = (
+        "from runtime import container; from runtime.state import list_ids; "
+        f"[container.delete(i, force=True, root='{root}') for i in list_ids('{root}')]"
+    )
+    finish.write_text(f'#!/bin/sh\nexec {sys.executable} -c "{delete_all}"\n')
+    finish.chmod(0o755)
+    assert pod.start().startswith("ready ")
+    assert pod.go([a, b], runtime=runtime, finish=[str(finish)], finish_deletes="true") == ""
+    pod.wait_exit()
+    pod.assert_clean()  # no container left in the runtime: the finish deleted them
+    assert _commands(calls) == ["run", "run"]
+
+
+def test_finish_deletes_needs_a_finish_arg(pods: Callable[[], Pod]) -> None:
+    pod = pods()
+    assert pod.start().startswith("ready ")
+    said = pod.go([Ctr("c", ["true"])], finish_deletes="true")
+    assert "finish_deletes without a finish_arg" in said, said
+    pod.wait_exit()
+    pod.assert_clean()
+
+
 def test_a_stop_while_the_runtime_starts_a_container_stops_it(pods: Callable[[], Pod]) -> None:
     # The stop comes while `run` is under way: once it has run the container runs user
     # code, so it is a run like any other, stopped with the stop signal and the grace.

@@ -290,6 +290,11 @@ def test_init_containers_in_order_and_a_shared_empty_dir(pods: Pods) -> None:
     assert [c.reason for c in st.init_containers] == ["Completed", "Completed"]
     assert api.logs(uid, pods.opts, "app") == ["first", "second"]
     assert st.containers[0].state == "Terminated" and st.containers[0].exit_code == 0
+    # the pod's end deleted its three containers from the runtime (the teardown does it)
+    from runtime.pod.store import PodStore
+    from runtime.state import list_ids
+
+    assert list_ids(str(PodStore(pods.opts.root).get(uid).path / "runtime")) == []
 
 
 def test_two_containers_talk_over_localhost(pods: Pods) -> None:
