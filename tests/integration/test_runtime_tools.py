@@ -333,9 +333,7 @@ def _run_racy(name: str, work: Path, tarball: Path, corral_oci: str) -> Outcome:
 
 
 @pytest.fixture(scope="module")
-def outcomes(
-    rootfs: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, Future[Outcome]]]:
+def outcomes(rootfs: Path, request: pytest.FixtureRequest) -> Iterator[dict[str, Future[Outcome]]]:
     """Starts every program at once: cgroup users in one serial lane, the rest WORKERS at a
     time (CORRAL_RUNTIME_TOOLS_WORKERS, 3 by default). Each case then waits for its own."""
     corral_oci = shutil.which("corral-oci", path=str(Path(sys.executable).parent))
@@ -349,8 +347,13 @@ def outcomes(
     serial = ThreadPoolExecutor(max_workers=1)
     parallel = ThreadPoolExecutor(max_workers=WORKERS)
     futures = {}
+    selected = {
+        item.callspec.params["name"]
+        for item in request.session.items
+        if item.module is sys.modules[__name__] and hasattr(item, "callspec")
+    }
     for name in PROGRAMS:
-        if _skip_reason(name):
+        if name not in selected or _skip_reason(name):
             continue
         uses_cgroups = name.startswith(("linux_cgroups", "delete"))
         pool = serial if uses_cgroups else parallel
