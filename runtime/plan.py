@@ -536,7 +536,10 @@ def build_plan(
     if linux.rootfs_propagation:
         prop = cfg.parse_mount_options((linux.rootfs_propagation,)).propagation
         rootfs_prop = prop[0] if prop else 0
-        if rootfs_prop:
+        # An unbindable / would refuse the rootfs bind below it (EINVAL, as runc 1.1.5 fails):
+        # / keeps the rslave default until the rootfs is bound, and the C core makes the new
+        # root unbindable after pivot_root as for every rootfsPropagation.
+        if rootfs_prop and not rootfs_prop & cfg.MS_UNBINDABLE:
             root_prop = rootfs_prop
         if root_prop & cfg.MS_SHARED:
             rootfs_parent = shared_parent_mount(

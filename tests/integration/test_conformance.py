@@ -917,6 +917,23 @@ def test_volume_propagation_to_the_host(
         assert _host_mounts(*ours) == before, d.name  # nothing else reached the host
 
 
+@pytest.mark.parametrize("propagation", ["unbindable", "runbindable"])
+def test_unbindable_rootfs_propagation(corral: Driver, propagation: str) -> None:
+    """rootfsPropagation "unbindable", one of the spec's four values: the container's / is
+    unbindable inside (runtime-tools' linux_rootfs_propagation checks it from inside). The
+    caller's / stays the rslave default while the rootfs is bound below it: an unbindable
+    / would refuse that bind (EINVAL). runc 1.1.5 makes / unbindable first and fails the
+    create, so it is not run here."""
+
+    def mod(spec: dict[str, Any]) -> None:
+        spec["linux"]["rootfsPropagation"] = propagation
+
+    res = corral.run("cat", "/proc/self/mountinfo", mod=mod)
+    assert res.rc == 0, res.err
+    root = next(line for line in res.out.splitlines() if line.split()[4] == "/")
+    assert "unbindable" in root.split(" - ")[0].split()[6:], root
+
+
 def test_net_sysctl_refused_in_the_host_network_namespace(both: list[Driver]) -> None:
     """net.* sysctls in a joined network namespace that is the runtime's own (here the
     host's, through this test's own /proc/PID/ns/net) would change the host's: both refuse

@@ -292,6 +292,15 @@ def test_shared_rootfs_parent_is_made_private(
     assert plan.rootfs_parent == parent
 
 
+@pytest.mark.parametrize("prop", ["unbindable", "runbindable"])
+def test_unbindable_rootfs_keeps_root_rslave_for_the_bind(tmp_path: Path, prop: str) -> None:
+    spec = default()
+    spec["linux"]["rootfsPropagation"] = prop
+    plan = plan_for(tmp_path, spec)
+    assert plan.root_propagation == cfg.MS_SLAVE | cfg.MS_REC
+    assert plan.rootfs_propagation == cfg.PROPAGATION_FLAGS[prop]
+
+
 def test_default_root_propagation_is_rslave(tmp_path: Path) -> None:
     plan = plan_for(tmp_path, default())
     assert plan.root_propagation == cfg.MS_SLAVE | cfg.MS_REC and plan.rootfs_parent is None
