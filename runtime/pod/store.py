@@ -319,6 +319,10 @@ class PodStore:
         self.root = Path(root).absolute()
 
     def ensure(self) -> None:
+        # the state directories are made in order: the last one there means all are (one
+        # stat instead of six mkdirs: a create, a start and the gc lock ask for it)
+        if os.path.isdir(self.root / _ORDER[-1].value):
+            return
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         for state in _ORDER:
             (self.root / state.value).mkdir(mode=0o700, exist_ok=True)
