@@ -169,6 +169,33 @@ def test_ipam_reads_each_allocation_once_per_allocate(
     assert ipam.allocate("p3") == ipaddress.IPv4Address("10.88.0.5") and len(reads) == 11
 
 
+def test_load_config_parses_again_only_when_the_text_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pod's start asks for the node config twice: it is read each time (a change is seen
+    at once) but parsed only when its text changed; a bad file fails every time."""
+    from runtime.network import config
+
+    p = tmp_path / "n.json"
+    p.write_text('{"podCIDR": "10.9.0.0/24"}')
+    parsed: list[object] = []
+    real = config.parse_config
+
+    def counted(data: object) -> object:
+        parsed.append(data)
+        return real(data)
+
+    monkeypatch.setattr(config, "parse_config", counted)
+    first = load_config(p)
+    assert load_config(p) is first and len(parsed) == 1
+    p.write_text('{"podCIDR": "10.7.0.0/24"}')
+    assert load_config(p).pod_cidr == ipaddress.IPv4Network("10.7.0.0/24")
+    p.write_text('{"podCIDR": "10.7.0.0/24", "bogus": 1}')
+    for _ in range(2):
+        with pytest.raises(NetworkConfigError):
+            load_config(p)
+
+
 def test_ipam_allocate_parses_no_address_of_the_others(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
