@@ -123,10 +123,23 @@ def write_atomic(
     hostsys.host().write_atomic(path, data, mode, durable=durable)
 
 
+def read_bytes(path: str | os.PathLike[str]) -> bytes:
+    """A small file's bytes, with plain reads: a third of what a file object costs, for the
+    files a status reads (pod.json, the monitor's status files) several times per pod."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
 def read_keyvalues(path: str | os.PathLike[str]) -> dict[str, str]:
     """A ``key=value`` file (the monitor's status files); {} when it does not exist."""
     try:
-        text = Path(path).read_text(errors="replace")
+        text = read_bytes(path).decode(errors="replace")
     except (FileNotFoundError, NotADirectoryError):
         return {}
     out: dict[str, str] = {}
