@@ -187,7 +187,12 @@ def prepare(
     uid = pod_dir.uid
     qos = pod_qos(pod)
     for d in ("containers", "volumes", "logs", "status", "runtime", "etc"):
-        (path / d).mkdir(mode=0o700 if d != "volumes" else 0o755, exist_ok=True)
+        sub = f"{path}/{d}"
+        try:
+            os.mkdir(sub, 0o700 if d != "volumes" else 0o755)
+        except FileExistsError:
+            if not os.path.isdir(sub):
+                raise
     os.chmod(path, 0o711)  # containers running as non-root users reach their volumes
 
     # images: import tarballs, find or pull by policy, take a ref per pod (recorded first)

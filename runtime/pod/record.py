@@ -14,7 +14,6 @@ version newer than ``VERSION`` is refused with an error that names the pod and t
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
@@ -187,4 +186,4 @@ def write(pod_dir: str | os.PathLike[str], record: PodRecord, durable: bool = Tr
     ``durable``: on disk before it returns (``runtime.pod.store.write_atomic``)."""
     from runtime.pod.store import write_atomic
 
-    write_atomic(Path(pod_dir) / FILE, encode(record), durable=durable)
+    write_atomic(f"{os.fspath(pod_dir)}/{FILE}", encode(record), durable=durable)

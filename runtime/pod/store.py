@@ -372,12 +372,12 @@ class PodStore:
         if not _UID.match(uid):
             raise PodError(uid, "invalid pod uid: must be 1-64 letters, digits or '-'")
         self.ensure()
+        root = str(self.root)
         for state in _ORDER:
-            if (self.root / state.value / uid).exists():
+            if os.path.exists(f"{root}/{state.value}/{uid}"):
                 raise AlreadyExists(uid, f"a pod with uid {uid} exists ({state.value}/)")
-        path = self.root / PodState.PREPARING.value / uid
         try:
-            path.mkdir(mode=0o700)
+            os.mkdir(f"{root}/{PodState.PREPARING.value}/{uid}", 0o700)
         except FileExistsError:
             raise AlreadyExists(uid, f"a pod with uid {uid} exists") from None
         pod = PodDir(self, uid, PodState.PREPARING)
