@@ -172,6 +172,13 @@ class Store:
         self.images_dir = self.root / "images"
         self.refs = self.root / "refs"
         self.tmp = self.root / "tmp"
+        # made in this order, so a private root with tmp/ in it is a store made before (one
+        # stat each, instead of six mkdirs and a chmod: the kubelet opens it for every pod)
+        try:
+            if os.stat(self.root).st_mode & 0o7777 == 0o700 and os.path.isdir(self.tmp):
+                return
+        except FileNotFoundError:
+            pass
         for d in (self.root, self.blobs, self.layers, self.images_dir, self.refs, self.tmp):
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.root, 0o700)

@@ -237,6 +237,9 @@ class PodManager:
         # key -> the resourceVersion of the pod that status was written over
         self._written_over: dict[str, str | None] = {}
         self._pull_failures: dict[str, int] = {}
+        # keys whose make failed on its image: the runtime keeps a waiting status of it
+        # (``NodePods``), removed by name when the pod goes (no other pod gone is asked for)
+        self._pull_waiting: set[str] = set()
         self._backoff_until: dict[str, tuple[float, str]] = {}  # key -> (loop time, image)
         self._container_runs: dict[tuple[str, str], tuple[int, str]] = {}
         self._started: dict[str, float] = {}  # uid -> loop time this agent started the pod
@@ -589,8 +592,10 @@ class PodManager:
             self._forget(key)
             self._sweep_due = True  # what a make of it wrote before it went
             self._evicted.pop(key, None)
-            with contextlib.suppress(api.PodError):  # what the runtime keeps of a failed pull
-                await self._call(self.runtime.remove, key)
+            if key in self._pull_waiting:  # what the runtime keeps of a failed pull
+                self._pull_waiting.discard(key)
+                with contextlib.suppress(api.PodError):
+                    await self._call(self.runtime.remove, key)
             return None
         st = await self._runtime_status(uid)
         meta = pod["metadata"]
@@ -835,6 +840,7 @@ class PodManager:
                 self.runtime.create, rpod, kube, None, keyring if keyring else None
             )
         except api.ImagePullError as e:
+            self._pull_waiting.add(key)
             if e.reason != "ImagePullBackOff":
                 self.events.pod(pod, "Failed", e.message, e.container, warning=True)
                 self.events.pod(pod, "Failed", f"Error: {e.reason}", e.container, warning=True)
@@ -1080,6 +1086,15 @@ class PodManager:
             log.info("remove %s: %s", uid, e)
         await self._drop_pod_sources(uid)
         self._seen.pop(uid, None)
+        # nor is it one of its name's runtime pods any more (until a relist finds it again,
+        # if the remove failed): the sync after the API's deletion asks nothing of it
+        for key, sts in list(self._runtime.items()):
+            if any(st.uid == uid for st in sts):
+                rest = [st for st in sts if st.uid != uid]
+                if rest:
+                    self._runtime[key] = rest
+                else:
+                    del self._runtime[key]
         self._started.pop(uid, None)
         if self._watched.pop(uid, None) is not None and self._status_watch is not None:
             self._status_watch.discard(uid)

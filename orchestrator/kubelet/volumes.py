@@ -311,7 +311,9 @@ def prepare_volumes(
     lookup: Lookup, pod: Obj, base: Path, write: bool = True, tokens: Tokens | None = None
 ) -> PreparedVolumes:
     """Decide the files of the pod's API-fed volumes and (``write``) write them below
-    ``base``; ``tokens`` are the ServiceAccount tokens of its ``token_sources``."""
+    ``base``; ``tokens`` are the ServiceAccount tokens of its ``token_sources``. Without
+    ``write`` nothing is made or mounted: the answer (its digests) is all a running pod's
+    sync asks for, to tell whether anything changed."""
     out = PreparedVolumes({}, {}, {})
     for v in (pod.get("spec") or {}).get("volumes") or []:
         if not any(v.get(k) is not None for k in KINDS):
@@ -320,9 +322,11 @@ def prepare_volumes(
         files, secret = volume_files(lookup, pod, v, tokens)
         out.digests[name] = _digest(files)
         source = f"{name}.volume.corral"  # names this volume's source, not an API object
-        where = (_secret_tmpfs(base) if secret else base / "configmap") / name
         if write:
+            where = (_secret_tmpfs(base) if secret else base / "configmap") / name
             _write(where, files)
+        else:
+            where = base / ("secret" if secret else "configmap") / name
         items: list[Any] = [
             {"key": f"k{i}", "path": f.path, "mode": f.mode} for i, f in enumerate(files)
         ]

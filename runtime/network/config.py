@@ -221,9 +221,26 @@ def parse_config(data: Mapping[str, Any]) -> NetworkConfig:
     )
 
 
+# (path, text) -> its config: the file is read at every use (a change is seen at once) but
+# parsed again only when its text changed; a pod's start asks for it twice
+_PARSED: dict[tuple[str, str], NetworkConfig] = {}
+_PARSED_KEPT = 8
+
+
 def load_config(path: str | os.PathLike[str]) -> NetworkConfig:
     """A node config from a JSON or YAML file."""
     text = Path(path).read_text()
+    key = (os.fspath(path), text)
+    config = _PARSED.get(key)
+    if config is None:
+        config = _parse_text(text, key[0])  # an error is not kept: raised again
+        if len(_PARSED) >= _PARSED_KEPT:
+            _PARSED.clear()
+        _PARSED[key] = config
+    return config
+
+
+def _parse_text(text: str, path: str) -> NetworkConfig:
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
@@ -232,5 +249,5 @@ def load_config(path: str | os.PathLike[str]) -> NetworkConfig:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as e:
-            raise NetworkConfigError(str(path), f"not JSON or YAML: {e}") from None
+            raise NetworkConfigError(path, f"not JSON or YAML: {e}") from None
     return parse_config(data)

@@ -27,6 +27,10 @@ from pathlib import Path
 from runtime.network.errors import IpamExhausted, NetworkError
 
 _OWNER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,252}$")
+# an address file's name: a dotted quad as ``str(IPv4Address)`` writes it (what
+# ``IPv4Address`` accepts, without its per-octet parse of every file of every scan)
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_ADDRESS = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 
 
 def check_owner(owner: str) -> str:
@@ -64,22 +68,24 @@ class Ipam:
             os.close(fd)
 
     def _scan(self) -> dict[ipaddress.IPv4Address, str]:
-        """Every address file's owner. Every allocation and release reads them all (a node's
-        pods): through the directory's fd, with plain reads (no path joins, no text file
-        objects)."""
+        """Every address file's owner."""
+        return {ipaddress.IPv4Address(name): who for name, who in self._scan_names().items()}
+
+    def _scan_names(self) -> dict[str, str]:
+        """Every address file's owner, by the file's name. Every allocation and release reads
+        them all (a node's pods): through the directory's fd, with plain reads (no path
+        joins, no text file objects), the names left as text (temporary files, whose names
+        start with a dot, and strays are passed over)."""
         out = {}
+        match = _ADDRESS.fullmatch
         dfd = os.open(self._ips, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             for name in os.listdir(dfd):
-                if name.startswith("."):
-                    continue  # a temporary file of a writer (or of one that crashed)
-                try:
-                    ip = ipaddress.IPv4Address(name)
-                except ValueError:
+                if match(name) is None:
                     continue
                 owner = self._read(dfd, name)
                 if owner is not None:
-                    out[ip] = owner
+                    out[name] = owner
         finally:
             os.close(dfd)
         return out
@@ -128,10 +134,10 @@ class Ipam:
         else the next free one after the last handed out."""
         check_owner(owner)
         with self.locked():
-            allocated = self._scan()  # one read of every address's owner, for both questions
-            have = next((ip for ip, who in allocated.items() if who == owner), None)
+            allocated = self._scan_names()  # one read of every owner, for both questions
+            have = next((name for name, who in allocated.items() if who == owner), None)
             if have is not None:
-                return have
+                return ipaddress.IPv4Address(have)
             if want is not None:
                 if want not in self.cidr or want in self.reserved:
                     raise NetworkError(
@@ -149,7 +155,7 @@ class Ipam:
                 start = int(last) + 1
             for i in range(hosts):
                 ip = ipaddress.IPv4Address(first + (start - first + i) % hosts)
-                if ip in self.reserved or ip in taken:
+                if ip in self.reserved or str(ip) in taken:
                     continue
                 if self._claim(ip, owner):
                     self._set_last(ip)

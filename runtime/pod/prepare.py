@@ -187,7 +187,12 @@ def prepare(
     uid = pod_dir.uid
     qos = pod_qos(pod)
     for d in ("containers", "volumes", "logs", "status", "runtime", "etc"):
-        (path / d).mkdir(mode=0o700 if d != "volumes" else 0o755, exist_ok=True)
+        sub = f"{path}/{d}"
+        try:
+            os.mkdir(sub, 0o700 if d != "volumes" else 0o755)
+        except FileExistsError:
+            if not os.path.isdir(sub):
+                raise
     os.chmod(path, 0o711)  # containers running as non-root users reach their volumes
 
     # images: import tarballs, find or pull by policy, take a ref per pod (recorded first)
@@ -206,23 +211,7 @@ def prepare(
                 img = had.get(key) or ensure_image(store, uid, c, opts, backoff, credentials)
                 had[key] = img
             images[c.name] = img
-    record = record.replace(
-        images=tuple(sorted({img.id for img in images.values()})),
-        containers=tuple(
-            ContainerRecord(
-                name=c.name,
-                kind="init" if c in pod.spec.init_containers else "app",
-                image=c.image,
-                image_id=images[c.name].id,
-            )
-            for c in pod.all_containers
-        ),
-    )
-    pod_dir.write_record(record)  # durable: the image references below outlive a crash
-    for img in {img.id: img for img in images.values()}.values():
-        store.add_ref(img, uid)
-
-    # the pod cgroup, with the pod-level limits
+    # the pod cgroup's manager (nothing made yet), recorded with the images in one write
     from runtime import cgroups
     from runtime.config import parse_resources
 
@@ -234,8 +223,27 @@ def prepare(
         mgr = cgroups.manager_for(
             cg_path, uid, layout=detect_layout(mountinfo=mounts), mountinfo=mounts
         )
-        record = record.replace(cgroup=CgroupRecord(path=cg_path, paths=mgr.paths()))
-        pod_dir.write_record(record, durable=False)
+    record = record.replace(
+        images=tuple(sorted({img.id for img in images.values()})),
+        containers=tuple(
+            ContainerRecord(
+                name=c.name,
+                kind="init" if c in pod.spec.init_containers else "app",
+                image=c.image,
+                image_id=images[c.name].id,
+            )
+            for c in pod.all_containers
+        ),
+        cgroup=CgroupRecord(path=cg_path, paths=mgr.paths()),
+    )
+    # durable: the image references below outlive a crash. Both are recorded before they
+    # are made (teardown undoes what the record names, made or not).
+    pod_dir.write_record(record)
+    for img in {img.id: img for img in images.values()}.values():
+        store.add_ref(img, uid)
+
+    # the pod cgroup, with the pod-level limits
+    with _step(pod_dir, f"pod cgroup {cg_path}"):
         mgr.create()
         values = pod_cgroup_values(pod)
         res: dict[str, Any] = {}

@@ -14,7 +14,6 @@ version newer than ``VERSION`` is refused with an error that names the pod and t
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
@@ -167,16 +166,18 @@ def encode(record: PodRecord) -> bytes:
 def read(pod_dir: str | os.PathLike[str], uid: str) -> PodRecord | None:
     """``<pod_dir>/pod.json``; None while it is not written yet. RecordError when it cannot
     be read or is not a record of pod ``uid``."""
-    path = Path(pod_dir) / FILE
+    from runtime.pod.store import read_bytes
+
+    path = f"{os.fspath(pod_dir)}/{FILE}"
     try:
-        data = path.read_bytes()
+        data = read_bytes(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as e:
-        raise RecordError(str(path), f"cannot read: {e.strerror or e}") from None
-    record = decode(data, str(path))
+        raise RecordError(path, f"cannot read: {e.strerror or e}") from None
+    record = decode(data, path)
     if record.uid != uid:
-        raise RecordError(str(path), f"holds the record of pod {record.uid!r}, not {uid!r}")
+        raise RecordError(path, f"holds the record of pod {record.uid!r}, not {uid!r}")
     return record
 
 
@@ -185,4 +186,4 @@ def write(pod_dir: str | os.PathLike[str], record: PodRecord, durable: bool = Tr
     ``durable``: on disk before it returns (``runtime.pod.store.write_atomic``)."""
     from runtime.pod.store import write_atomic
 
-    write_atomic(Path(pod_dir) / FILE, encode(record), durable=durable)
+    write_atomic(f"{os.fspath(pod_dir)}/{FILE}", encode(record), durable=durable)

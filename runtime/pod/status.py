@@ -133,7 +133,7 @@ _STATES = {"waiting": "Waiting", "running": "Running", "terminated": "Terminated
 
 
 def _container_status(pd: PodDir, c: ContainerRecord, has_init: bool) -> ContainerStatus:
-    kv = read_keyvalues(pd.path / "status" / c.name)
+    kv = read_keyvalues(f"{pd.path}/status/{c.name}")
     cs = ContainerStatus(c.name, c.kind, c.image, image_id=c.image_id)
     if not kv:
         cs.reason = "PodInitializing" if c.kind == "app" and has_init else "ContainerCreating"
@@ -177,7 +177,7 @@ def _monitor_lost(pd: PodDir) -> bool:
 def status_of(pd: PodDir) -> PodStatus:
     """The pod's status as the kernel and its monitor's files say now."""
     rec = pd.record_or_blank()
-    kv = read_keyvalues(pd.path / "pod.status")
+    kv = read_keyvalues(f"{pd.path}/pod.status")
     phase = kv.get("phase") or "Pending"
     reason = ""
     lost = pd.state is PodState.RUNNING and _monitor_lost(pd)

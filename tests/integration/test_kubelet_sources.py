@@ -53,3 +53,39 @@ def test_a_mount_the_kubelet_did_not_make_is_unmounted_before_the_delete(base: P
     volumes._secret_tmpfs(base)
     volumes.drop_sources(base)
     assert not base.exists() and hostsys.mounts_under(base.parent) == []
+
+
+def test_a_sync_that_only_compares_makes_and_mounts_nothing(
+    base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``prepare_volumes(write=False)`` (every sync of a running pod) answers what a write
+    answers, from no directory, mount or mount-table read."""
+    secrets = {"s": {"data": {"k": "dg=="}}, "c": {"data": {"a": "b"}}}
+
+    def lookup(kind: str, ns: str, name: str) -> dict | None:
+        return secrets.get(name)
+
+    pod = {
+        "metadata": {"name": "p", "namespace": "default", "uid": "u1"},
+        "spec": {
+            "volumes": [
+                {"name": "sec", "secret": {"secretName": "s"}},
+                {"name": "cm", "configMap": {"name": "c"}},
+            ]
+        },
+    }
+    fresh = base / "fresh"
+    calls: list[str] = []
+    for name in ("mount", "ismount"):
+        real = getattr(hostsys if name == "mount" else os.path, name)
+        monkeypatch.setattr(
+            hostsys if name == "mount" else os.path,
+            name,
+            lambda *a, _r=real, _n=name, **k: (calls.append(_n), _r(*a, **k))[1],
+        )
+    looked = volumes.prepare_volumes(lookup, pod, fresh, write=False)
+    assert calls == [] and not fresh.exists()
+    made = volumes.prepare_volumes(lookup, pod, fresh, write=True)
+    assert calls and hostsys.mounts_under(fresh) == [str(fresh / "secret")]
+    assert looked == made
+    volumes.drop_sources(fresh)

@@ -461,3 +461,22 @@ def test_a_stored_layer_is_hashed_not_copied_again(
     assert {k: v for k, v in files_of(store).items() if not k.startswith("images")} == {
         k: v for k, v in before.items() if not k.startswith("images")
     }
+
+
+def test_opening_a_made_store_makes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store opened again (the kubelet opens one per pod) makes no directory; one missing
+    its last directory, or whose root is not private, is made whole again."""
+    root = tmp_path / "images"
+    Store(root)
+    made: list[str] = []
+    real = os.mkdir
+    monkeypatch.setattr(os, "mkdir", lambda p, *a, **k: (made.append(str(p)), real(p, *a, **k))[1])
+    Store(root)
+    assert made == []
+    os.rmdir(root / "tmp")
+    os.chmod(root, 0o755)
+    Store(root)
+    assert str(root / "tmp") in made
+    assert (root / "tmp").is_dir() and os.stat(root).st_mode & 0o777 == 0o700

@@ -186,3 +186,29 @@ def test_a_pod_made_while_a_relist_lists_is_queued_when_it_goes(tmp_path: Path) 
         assert "default/web" in await queued(mgr)
 
     run(tmp_path, body)
+
+
+def test_a_pod_removed_is_not_stopped_or_looked_up_again_when_it_goes(tmp_path: Path) -> None:
+    """The sync after the API's deletion of a pod the kubelet has just removed asks nothing
+    more of the runtime for it (each ask of a pod the store does not have lists every pod);
+    the runtime's waiting status of a failed pull is still removed by name."""
+
+    async def body(mgr: PodManager, runtime: CountingPods) -> None:
+        running_pod(tmp_path / "pods", UID, "web")
+        mgr.static = {}
+        await mgr._relist()
+        assert [st.uid for st in mgr._runtime["default/web"]] == [UID]
+        asked: list[tuple[str, tuple[Any, ...]]] = []
+        runtime.stop = lambda *a: asked.append(("stop", a))  # type: ignore[method-assign]
+        runtime.remove = lambda *a: asked.append(("remove", a))  # type: ignore[method-assign]
+        await mgr._remove(UID)  # as the graceful deletion does, once stopped
+        assert asked == [("remove", (UID, True))]
+        assert await mgr.sync("default/web") is None  # the API's pod is gone
+        assert asked == [("remove", (UID, True))]
+        mgr._pull_waiting.add("default/db")  # its make failed on its image
+        await mgr.sync("default/db")
+        assert asked[1:] == [("remove", ("default/db",))]
+        await mgr.sync("default/db")  # once
+        assert len(asked) == 2
+
+    run(tmp_path, body)

@@ -169,6 +169,85 @@ def test_ipam_reads_each_allocation_once_per_allocate(
     assert ipam.allocate("p3") == ipaddress.IPv4Address("10.88.0.5") and len(reads) == 11
 
 
+def test_load_config_parses_again_only_when_the_text_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pod's start asks for the node config twice: it is read each time (a change is seen
+    at once) but parsed only when its text changed; a bad file fails every time."""
+    from runtime.network import config
+
+    p = tmp_path / "n.json"
+    p.write_text('{"podCIDR": "10.9.0.0/24"}')
+    parsed: list[object] = []
+    real = config.parse_config
+
+    def counted(data: object) -> object:
+        parsed.append(data)
+        return real(data)
+
+    monkeypatch.setattr(config, "parse_config", counted)
+    first = load_config(p)
+    assert load_config(p) is first and len(parsed) == 1
+    p.write_text('{"podCIDR": "10.7.0.0/24"}')
+    assert load_config(p).pod_cidr == ipaddress.IPv4Network("10.7.0.0/24")
+    p.write_text('{"podCIDR": "10.7.0.0/24", "bogus": 1}')
+    for _ in range(2):
+        with pytest.raises(NetworkConfigError):
+            load_config(p)
+
+
+def test_ipam_allocate_parses_no_address_of_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An allocation reads every owner (a node's pods) but parses none of their addresses:
+    the names are compared as text."""
+    ipam = Ipam(tmp_path, NET)
+    for i in range(10):
+        ipam.allocate(f"p{i}")
+    parsed: list[object] = []
+
+    class Counted(ipaddress.IPv4Address):
+        def __init__(self, address: object) -> None:
+            parsed.append(address)
+            super().__init__(address)
+
+    monkeypatch.setattr(ipaddress, "IPv4Address", Counted)
+    ip = ipam.allocate("new")
+    assert ip == NET.network_address + 12 and len(parsed) <= 3  # the hint, the candidate
+    parsed.clear()
+    assert ipam.allocate("p3") == NET.network_address + 5 and len(parsed) == 1
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "10.88.0.5",
+        "0.0.0.0",
+        "255.255.255.255",
+        "010.88.0.5",
+        "256.1.1.1",
+        "1.2.3",
+        "1.2.3.4.5",
+        ".10.88.0.5.1.2",
+        "10.88.0.5\n",
+        "a.b.c.d",
+        "1.2.3.-4",
+        "1.2.3.04",
+        "",
+        "lock",
+    ],
+)
+def test_ipam_address_file_names_are_what_ipv4address_takes(tmp_path: Path, name: str) -> None:
+    from runtime.network.ipam import _ADDRESS
+
+    try:
+        ipaddress.IPv4Address(name)
+        valid = True
+    except ValueError:
+        valid = False
+    assert (_ADDRESS.fullmatch(name) is not None) == valid
+
+
 def test_ipam_gc_frees_only_dead_owners(tmp_path: Path) -> None:
     ipam = Ipam(tmp_path, NET)
     for p in ("live", "dead1", "dead2"):

@@ -207,3 +207,30 @@ def test_removing_a_pod_reads_the_mounts_once(env: Env, monkeypatch: pytest.Monk
     reads.clear()
     pd.remove()
     assert len(reads) == 1 and not pd.path.exists()
+
+
+def test_prepare_writes_the_record_twice_and_the_cgroup_before_it_is_made(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pod.json is written once with the images and the cgroup (durable, before the image
+    references and the cgroup are made) and once with the volumes: not once per step."""
+    written: list[tuple[PodRecord, bool, int]] = []
+    real = PodDir.write_record
+
+    def counted(self: PodDir, record: PodRecord, durable: bool = True) -> None:
+        made = len(env.host.ops("cgroup create"))
+        written.append((record, durable, made))
+        real(self, record, durable)
+
+    monkeypatch.setattr(PodDir, "write_record", counted)
+    pd = PodStore(env.opts.root).create("pod1")
+    record = PodRecord(
+        uid=pd.uid, name="p", namespace="default", created=0.0, options=env.opts.to_json()
+    )
+    prepare(pd, _pod(env), env.opts, record)
+    assert len(written) == 2
+    first, durable, made = written[0]
+    assert durable and made == 0 and first.images and first.cgroup is not None
+    assert env.store.users(env.store.get(IMAGE)) == [pd.uid]
+    assert written[1][0].volumes and written[1][0].cgroup == first.cgroup
+    teardown(pd)

@@ -254,3 +254,36 @@ def test_image_id_refuses_what_is_no_image_reference(tmp_path: Path, ref: str) -
         api.image_id(ref, opts)
     assert api.image_id("app:1", opts) is None
     assert api.image_id("0123abcd", opts) is None  # an id prefix
+
+
+def test_status_files_are_read_whole_without_file_objects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pod.json and the monitor's key=value files are read with plain reads (a status reads
+    several per pod), whole however long, and a missing one is no record / no values."""
+    import builtins
+
+    from runtime.pod import record as _record
+    from runtime.pod.store import read_bytes, read_keyvalues
+
+    big = b"x" * 200_000 + b"\n"
+    (tmp_path / "big").write_bytes(big)
+    (tmp_path / "kv").write_bytes(b"phase=Running\nbad line\nmonitor_pid=7\n\xff=1\n")
+    rec = PodRecord(uid="u1", name="p", namespace="default", created=1.0)
+    _record.write(tmp_path, rec)
+
+    def no_open(*a: object, **k: object) -> None:
+        raise AssertionError("a file object was opened")
+
+    monkeypatch.setattr(builtins, "open", no_open)
+    monkeypatch.setattr(Path, "open", no_open)
+    assert read_bytes(tmp_path / "big") == big
+    assert read_keyvalues(tmp_path / "kv") == {
+        "phase": "Running",
+        "monitor_pid": "7",
+        "\ufffd": "1",
+    }
+    assert read_keyvalues(tmp_path / "missing") == {}
+    assert read_keyvalues(tmp_path / "kv" / "below-a-file") == {}
+    assert _record.read(tmp_path, "u1") == rec
+    assert _record.read(tmp_path / "nothing", "u1") is None

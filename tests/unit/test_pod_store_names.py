@@ -171,3 +171,21 @@ def test_a_namespaced_name_lists_only_the_exited_pods(
     assert store.find("default/pod2").uid == "2" * 8
     assert store.find("default/old").uid == "eeee"
     assert set(listed) <= {"exited", "garbage"}
+
+
+def test_ensure_of_a_made_store_makes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ensure`` (asked by every create and start) makes no directory once the store is
+    there, and makes a missing one again."""
+    store = PodStore(tmp_path / "pods")
+    store.ensure()
+    made: list[str] = []
+    real = os.mkdir
+    monkeypatch.setattr(os, "mkdir", lambda p, *a, **k: (made.append(str(p)), real(p, *a, **k))[1])
+    store.ensure()
+    assert made == []
+    os.rmdir(store.root / "garbage")
+    store.ensure()
+    assert str(store.root / "garbage") in made
+    assert all((store.root / s.value).is_dir() for s in PodState)
