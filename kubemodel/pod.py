@@ -43,7 +43,7 @@ from kubemodel.names import (
 )
 from kubemodel.quantity import Amount
 
-__all__ = ["default_pull_policy", "set_defaults_pod", "validate_pod"]
+__all__ = ["default_pull_policy", "set_defaults_pod", "validate_pod", "validate_pod_update"]
 
 MAX_ID = 2**31 - 1
 MAX_ANNOTATIONS_BYTES = 256 * 1024
@@ -755,3 +755,59 @@ def _sources(v: Volume) -> list[tuple[str, object]]:
 
 DEFAULTERS[Pod] = set_defaults_pod
 VALIDATORS[Pod] = validate_pod
+
+
+# ============================================================================= update
+
+POD_UPDATE_FORBIDDEN = (
+    "Forbidden: pod updates may not change fields other than `spec.containers[*].image`,"
+    "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only"
+    " additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be"
+    " set to 1 if it was previously negative)"
+)
+
+
+def validate_pod_update(old: dict, new: dict) -> None:  # type: ignore[type-arg]
+    """kube-apiserver's ValidatePodUpdate over two defaulted pod specs (as stored): a pod's
+    spec is immutable but for its containers' images, activeDeadlineSeconds (set or
+    lowered), tolerations (only added) and schedulingGates (only removed)."""
+    munged = dict(new)
+    for field in ("containers", "initContainers"):
+        olds, news = old.get(field) or [], new.get(field) or []
+        if news and len(olds) == len(news) and all(isinstance(c, dict) for c in news):
+            munged[field] = [
+                {**n, "image": o.get("image")} if "image" in o else n
+                for o, n in zip(olds, news, strict=True)
+            ]
+    old_ads, new_ads = old.get("activeDeadlineSeconds"), new.get("activeDeadlineSeconds")
+    if old_ads is not None:
+        if new_ads is None:
+            raise invalid("spec.activeDeadlineSeconds", "null", "must not update from a positive"
+                          " integer to nil value")  # fmt: skip
+        if new_ads > old_ads:
+            raise invalid("spec.activeDeadlineSeconds", new_ads, "must be less than or equal to"
+                          " previous value")  # fmt: skip
+    _set(munged, "activeDeadlineSeconds", old_ads)
+    old_tol, new_tol = old.get("tolerations") or [], new.get("tolerations") or []
+    if all(t in new_tol for t in old_tol):
+        _set(munged, "tolerations", old.get("tolerations"))
+    old_gates, new_gates = old.get("schedulingGates") or [], new.get("schedulingGates") or []
+    if all(g in old_gates for g in new_gates):
+        _set(munged, "schedulingGates", old.get("schedulingGates"))
+    old_grace = old.get("terminationGracePeriodSeconds")
+    if old_grace is not None and old_grace < 0 and new.get("terminationGracePeriodSeconds") == 1:
+        _set(munged, "terminationGracePeriodSeconds", old_grace)
+    if _present(munged) != _present(old):
+        raise FieldError("spec", POD_UPDATE_FORBIDDEN)
+
+
+def _present(spec: dict) -> dict:  # type: ignore[type-arg]
+    """The fields set (an empty list or object, as Go's nil, is not a change)."""
+    return {k: v for k, v in spec.items() if v not in (None, [], {})}
+
+
+def _set(spec: dict, key: str, value: object) -> None:  # type: ignore[type-arg]
+    if value is None:
+        spec.pop(key, None)
+    else:
+        spec[key] = value

@@ -73,9 +73,15 @@ def validate_template(
     _validate_spec(t.spec, at(path, "spec"))
 
 
+MAX_INT32 = 2**31 - 1
+
+
 def _nonneg(value: int | None, where: str) -> None:
+    """A count of the workload kinds: an int32 in Kubernetes, not negative."""
     if value is not None and value < 0:
         raise FieldError(where, "must be greater than or equal to 0")
+    if value is not None and value > MAX_INT32:
+        raise FieldError(where, f"Invalid value: {value}: must be at most {MAX_INT32} (int32)")
 
 
 def _defaults_deployment(d: Deployment) -> None:

@@ -22,8 +22,8 @@ import msgspec
 
 import kubemodel
 from kubemodel.errors import FieldError
-from kubemodel.names import check_dns_label, random_bytes, random_name
-from kubemodel.pod import validate_meta
+from kubemodel.names import check_dns1035_label, check_dns_label, random_bytes, random_name
+from kubemodel.pod import validate_meta, validate_pod_update
 from orchestrator.store import (
     AlreadyExists,
     Backend,
@@ -312,6 +312,8 @@ class Storage:
                 )
             if res.name == "namespaces":
                 check_dns_label(name, "metadata.name")
+            elif res.name == "services":
+                check_dns1035_label(name, "metadata.name")
         except FieldError as e:
             raise errors.invalid(res.kind, name, e.field, e.message, res.group) from None
         except RecursionError:
@@ -595,6 +597,11 @@ class Storage:
             alloc = await self.services.on_update(old, new, dry_run)
         try:
             stored = self._admit(res, new)
+            if res.name == "pods":
+                try:
+                    validate_pod_update(old.get("spec") or {}, stored.get("spec") or {})
+                except FieldError as e:
+                    raise errors.invalid(res.kind, name, e.field, e.message) from None
         except BaseException:
             if alloc is not None:
                 await self.services.release(alloc.taken, old["metadata"]["uid"])
