@@ -358,3 +358,32 @@ def test_pod_spec_changes_kubernetes_allows(server: Server, pod: str) -> None:
     assert {"key": "k", "operator": "Exists"} in got["spec"]["tolerations"]
     code, _, raw = server.request("PUT", f"{PODS}/{pod}", got)  # unchanged: fine
     assert code == 200, raw
+
+
+@pytest.mark.parametrize(
+    "query,code,field",
+    [
+        ("tailLines=-1", 422, "tailLines"),
+        ("limitBytes=0", 422, "limitBytes"),
+        ("sinceSeconds=-5", 422, "sinceSeconds"),
+        ("sinceSeconds=5&sinceTime=2020-01-01T00:00:00Z", 422, ""),
+        ("tailLines=abc", 400, None),
+        ("limitBytes=99999999999999999999", 400, None),
+        ("follow=maybe", 400, None),
+    ],
+    ids=["tail", "limit", "since", "since-both", "tail-text", "limit-int64", "follow"],
+)
+def test_log_options_checked_before_the_kubelet(
+    server: Server, pod: str, query: str, code: int, field: str | None
+) -> None:
+    """PodLogOptions kube-apiserver refuses itself were passed on to the kubelet (this pod
+    has no node: it was 400 "does not have a host assigned" for all of them)."""
+    got, _, raw = server.request("GET", f"{PODS}/{pod}/log?{query}")
+    status = _status(got, raw, code, "Invalid" if code == 422 else "BadRequest")
+    if code == 422:
+        assert status["details"]["kind"] == "PodLogOptions", status
+        assert status["details"]["causes"][0]["field"] == field, status
+    else:
+        assert query.partition("=")[0] in status["message"], status
+    got, _, raw = server.request("GET", f"{PODS}/{pod}/log?tailLines=0&limitBytes=1")
+    assert "does not have a host assigned" in _status(got, raw, 400, "BadRequest")["message"]
