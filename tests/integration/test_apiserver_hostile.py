@@ -387,3 +387,43 @@ def test_log_options_checked_before_the_kubelet(
         assert query.partition("=")[0] in status["message"], status
     got, _, raw = server.request("GET", f"{PODS}/{pod}/log?tailLines=0&limitBytes=1")
     assert "does not have a host assigned" in _status(got, raw, 400, "BadRequest")["message"]
+
+
+def _strategy(name: str, strategy: dict[str, Any]) -> dict[str, Any]:
+    dep = _deployment(name, 1)
+    dep["spec"]["strategy"] = strategy
+    return dep
+
+
+@pytest.mark.parametrize(
+    "path,body,field",
+    [
+        (CM, {"metadata": {"name": "b64"}, "binaryData": {"a": "!!!"}}, "binaryData.a"),
+        (DEPLOYS, _strategy("strat", {"type": "Bogus"}), "spec.strategy.type"),
+        (
+            DEPLOYS,
+            _strategy("surge", {"rollingUpdate": {"maxSurge": "x%"}}),
+            "spec.strategy.rollingUpdate.maxSurge",
+        ),
+        (
+            DEPLOYS,
+            _strategy("zero", {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}}),
+            "spec.strategy.rollingUpdate.maxUnavailable",
+        ),
+        (
+            DEPLOYS,
+            _strategy("recreate", {"type": "Recreate", "rollingUpdate": {"maxSurge": 1}}),
+            "spec.strategy.rollingUpdate",
+        ),
+    ],
+    ids=["binaryData", "strategy", "maxSurge", "both-zero", "recreate-rolling"],
+)
+def test_invalid_fields_stored_nothing(
+    server: Server, path: str, body: dict[str, Any], field: str
+) -> None:
+    """Each was stored as given (a Deployment controller could not act on it)."""
+    before = _names(server, path)
+    got, _, raw = server.request("POST", path, body)
+    status = _status(got, raw, 422, "Invalid")
+    assert status["details"]["causes"][0]["field"] == field, status
+    assert _names(server, path) == before
