@@ -395,9 +395,48 @@ def _strategy(name: str, strategy: dict[str, Any]) -> dict[str, Any]:
     return dep
 
 
+def _pod(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}], **spec},
+    }
+
+
+_REQUIRED = "requiredDuringSchedulingIgnoredDuringExecution"
+_TERMS = f"spec.affinity.nodeAffinity.{_REQUIRED}.nodeSelectorTerms"
+
+
 @pytest.mark.parametrize(
     "path,body,field",
     [
+        (
+            PODS,
+            _pod("tol", tolerations=[{"key": "a", "operator": "Bogus"}]),
+            "spec.tolerations[0].operator",
+        ),
+        (
+            PODS,
+            _pod("tol-s", tolerations=[{"key": "a", "effect": "NoSchedule",
+                                        "tolerationSeconds": 1}]),
+            "spec.tolerations[0].effect",
+        ),
+        (
+            PODS,
+            _pod("aff", affinity={"nodeAffinity": {_REQUIRED: {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "a", "operator": "Bogus"}]}]}}}),
+            f"{_TERMS}[0].matchExpressions[0].operator",
+        ),
+        (
+            PODS,
+            _pod("aff-in", affinity={"nodeAffinity": {_REQUIRED: {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "a", "operator": "In"}]}]}}}),
+            f"{_TERMS}[0].matchExpressions[0].values",
+        ),
+        (
+            PODS,
+            _pod("anti", affinity={"podAntiAffinity": {_REQUIRED: [{"topologyKey": ""}]}}),
+            f"spec.affinity.podAntiAffinity.{_REQUIRED}[0].topologyKey",
+        ),
         (CM, {"metadata": {"name": "b64"}, "binaryData": {"a": "!!!"}}, "binaryData.a"),
         (DEPLOYS, _strategy("strat", {"type": "Bogus"}), "spec.strategy.type"),
         (
@@ -416,8 +455,9 @@ def _strategy(name: str, strategy: dict[str, Any]) -> dict[str, Any]:
             "spec.strategy.rollingUpdate",
         ),
     ],
-    ids=["binaryData", "strategy", "maxSurge", "both-zero", "recreate-rolling"],
-)
+    ids=["toleration", "toleration-seconds", "node-affinity", "node-affinity-in", "anti-affinity",
+         "binaryData", "strategy", "maxSurge", "both-zero", "recreate-rolling"],
+)  # fmt: skip
 def test_invalid_fields_stored_nothing(
     server: Server, path: str, body: dict[str, Any], field: str
 ) -> None:
