@@ -40,6 +40,10 @@ MAX_BODY = 3 * 1024 * 1024  # kube-apiserver's limit for a request body
 MAX_DEPTH = 100  # nesting of a request body (Kubernetes objects stay far below)
 MAX_NODES = 1_000_000  # values in one body (a YAML alias bomb stops here)
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# The longest request line (a list's labelSelector of many values) and header: Go's
+# http.Server takes 1 MB of headers (DefaultMaxHeaderBytes); aiohttp's 8190 bytes refused a
+# selector kube-apiserver serves, with a 400 that is no Status.
+MAX_REQUEST_LINE = 1 << 20
 # /cacerts and /v1-corral/node-credentials (join.py) check the join token themselves.
 PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version", "/cacerts", "/v1-corral")
 JSON = "application/json"
