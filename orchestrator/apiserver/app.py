@@ -187,6 +187,13 @@ def _invalid_options(kind: str, field: str, message: str) -> ApiError:
     )
 
 
+def _check_resource_version(rv: str | None) -> None:
+    """400 for a resourceVersion parameter that is no revision (kube-apiserver parses it as an
+    unsigned integer: "-1", "+5", "1_0" and " 5" are not; nor is anything past int64)."""
+    if rv and not (rv.isascii() and rv.isdigit() and int(rv) <= INT64_MAX):
+        raise errors.bad_request(f"invalid resourceVersion {rv!r}: not an integer")
+
+
 def _check_list_options(q: Any, watch: bool) -> None:
     """422 for the resourceVersionMatch combinations kube-apiserver's ValidateListOptions
     refuses (a list: Exact or NotOlderThan with a resourceVersion and no continue token)."""
@@ -560,6 +567,7 @@ class ApiServer:
                 body["deleteOptions"] = {**(body.get("deleteOptions") or {}), "dryRun": ["All"]}
             return _json(await evict(self.storage, res, ns, name, body), 201)
         if m == "GET":
+            _check_resource_version(q.get("resourceVersion"))
             if name is None:
                 if watch_path or _truthy(q.get("watch")):
                     return await self._watch(request, res, ns, None)

@@ -157,6 +157,11 @@ def test_bogus_dry_run_writes_nothing(server: Server, cm: str, method: str) -> N
         ("/api/v1/namespaces/a%00b/configmaps/x", 404, "NotFound"),
         (f"{CM}?limit=99999999999999999999999", 400, "BadRequest"),  # was 500 (SQLite)
         (f"{CM}?watch=true&timeoutSeconds=99999999999999999999", 400, "BadRequest"),
+        (f"{CM}?resourceVersion=-1", 400, "BadRequest"),
+        (f"{CM}?resourceVersion=1_0", 400, "BadRequest"),
+        (f"{CM}?resourceVersion=99999999999999999999999", 400, "BadRequest"),  # was 504
+        (f"{CM}?watch=true&resourceVersion=%2B5", 400, "BadRequest"),
+        (f"{CM}/x?resourceVersion=abc", 400, "BadRequest"),  # was a 404 (or the object)
         (f"{CM}?resourceVersionMatch=Exact", 422, "Invalid"),
         (f"{CM}?resourceVersionMatch=Bogus&resourceVersion=1", 422, "Invalid"),
         (f"{CM}?resourceVersion=0&resourceVersionMatch=Exact", 422, "Invalid"),
@@ -168,6 +173,11 @@ def test_bogus_dry_run_writes_nothing(server: Server, cm: str, method: str) -> N
         "nul-namespace",
         "limit-int64",
         "timeout-int64",
+        "rv-negative",
+        "rv-underscore",
+        "rv-int64",
+        "rv-watch-plus",
+        "rv-get",
         "match-without-rv",
         "match-bogus",
         "exact-zero",
