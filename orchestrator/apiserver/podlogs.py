@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -103,6 +104,14 @@ def check_log_options(query: Any, name: str) -> None:
             raise errors.invalid(
                 "PodLogOptions", name, key, f"Invalid value: {numbers[key]}: {text}"
             )
+    since_time = query.get("sinceTime")
+    if since_time:
+        try:
+            datetime.fromisoformat(since_time.replace("Z", "+00:00"))
+        except ValueError:
+            raise errors.bad_request(
+                f"invalid value for sinceTime: {since_time!r} is not an RFC 3339 time"
+            ) from None
     if query.get("sinceTime") and "sinceSeconds" in numbers:
         raise errors.invalid(
             "PodLogOptions",
