@@ -535,6 +535,26 @@ class Storage:
                 "the namespace of the provided object does not match the namespace sent on"
                 " the request"
             )
+        # kube's BeforeUpdate: an empty uid is the old one, creationTimestamp and a set
+        # deletionTimestamp are kept; a different uid, or a deletionTimestamp the object does
+        # not have, is refused (ValidateObjectMetaUpdate), never silently dropped.
+        uid, gone = meta.get("uid"), meta.get("deletionTimestamp")
+        for f, given, how in (
+            ("uid", uid if uid and uid != old_meta.get("uid") else None, "field is immutable"),
+            (
+                "deletionTimestamp",
+                gone if gone and not old_meta.get("deletionTimestamp") else None,
+                "field is immutable; may only be changed via deletion",
+            ),
+        ):
+            if given:
+                raise errors.invalid(
+                    res.kind,
+                    old_meta["name"],
+                    f"metadata.{f}",
+                    f"Invalid value: {msgspec.json.encode(given).decode()}: {how}",
+                    res.group,
+                )
         for f in (
             "name",
             "namespace",

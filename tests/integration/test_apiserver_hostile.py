@@ -489,3 +489,43 @@ def test_a_long_selector_is_served(server: Server, cm: str) -> None:
     assert cm in [i["metadata"]["name"] for i in json.loads(raw)["items"]]
     got, _, raw = server.request("GET", f"{CM}?labelSelector={'a' * 50_000}")
     assert "63 characters" in _status(got, raw, 400, "BadRequest")["message"]
+
+
+@pytest.mark.parametrize(
+    "method,body,field",
+    [
+        ("PUT", {"metadata": {"uid": "not-its-uid"}}, "metadata.uid"),
+        (
+            "PUT",
+            {"metadata": {"deletionTimestamp": "2020-01-01T00:00:00Z"}},
+            "metadata.deletionTimestamp",
+        ),
+        ("PATCH", {"metadata": {"uid": "not-its-uid"}}, "metadata.uid"),
+        ("JSONPATCH", [{"op": "replace", "path": "/metadata/uid", "value": "x"}], "metadata.uid"),
+    ],
+    ids=["put-uid", "put-deletion", "merge-uid", "json-uid"],
+)  # fmt: skip
+def test_immutable_metadata_refused(
+    server: Server, cm: str, method: str, body: Any, field: str
+) -> None:
+    """A write that changed the uid or set a deletionTimestamp got a 200 (the change silently
+    dropped); kube-apiserver: 422, the field is immutable. An empty uid, a changed
+    creationTimestamp: the old ones are kept, as there."""
+    before = server.json("GET", f"{CM}/{cm}")[1]
+    path = f"{CM}/{cm}"
+    if method == "PUT":
+        sent = {**before, "metadata": {**before["metadata"], **body["metadata"]}}
+        got, _, raw = server.request("PUT", path, sent)
+    else:
+        ctype = "application/json-patch+json" if method == "JSONPATCH" else MERGE["Content-Type"]
+        got, _, raw = server.request(
+            "PATCH", path, json.dumps(body).encode(), {"Content-Type": ctype}
+        )
+    status = _status(got, raw, 422, "Invalid")
+    assert status["details"]["causes"][0]["field"] == field, status
+    assert server.json("GET", path)[1] == before
+    kept = {**before, "metadata": {**before["metadata"], "uid": "", "creationTimestamp": None}}
+    code, after = server.json("PUT", path, kept)
+    assert code == 200, after
+    assert after["metadata"]["uid"] == before["metadata"]["uid"]
+    assert after["metadata"]["creationTimestamp"] == before["metadata"]["creationTimestamp"]
