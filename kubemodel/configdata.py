@@ -22,11 +22,13 @@ def _too_long(where: str) -> FieldError:
     return FieldError(where, f"Too long: may not be more than {MAX_DATA_BYTES} bytes")
 
 
-def _decoded_size(value: str) -> int:
+def _decoded_size(value: str, where: str) -> int:
+    """The size of base64 data (binaryData, a Secret's data): []byte in Go, whose JSON is
+    base64; anything else is refused."""
     try:
         return len(base64.b64decode(value, validate=True))
     except (binascii.Error, ValueError):
-        return len(value)
+        raise FieldError(where, "must be base64 encoded") from None
 
 
 def _validate_configmap(cm: ConfigMap) -> None:
@@ -38,7 +40,7 @@ def _validate_configmap(cm: ConfigMap) -> None:
         if key in (cm.data or {}):
             raise FieldError(at("data", key), "duplicate of key present in binaryData")
     size = sum(len(v.encode()) for v in (cm.data or {}).values())
-    size += sum(_decoded_size(v) for v in (cm.binary_data or {}).values())
+    size += sum(_decoded_size(v, at("binaryData", k)) for k, v in (cm.binary_data or {}).items())
     if size > MAX_DATA_BYTES:
         raise _too_long("[]")
 
@@ -48,10 +50,7 @@ def _validate_secret(s: Secret) -> None:
     size = 0
     for key, value in (s.data or {}).items():
         check_config_key(key, at("data", key))
-        try:
-            size += len(base64.b64decode(value, validate=True))
-        except (binascii.Error, ValueError):
-            raise FieldError(at("data", key), "must be base64 encoded") from None
+        size += _decoded_size(value, at("data", key))
     if size > MAX_DATA_BYTES:
         raise _too_long("data")
     for key in s.string_data or {}:

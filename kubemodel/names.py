@@ -16,6 +16,7 @@ __all__ = [
     "random_name",
     "check_c_identifier",
     "check_config_key",
+    "check_dns1035_label",
     "check_dns_label",
     "check_dns_subdomain",
     "check_env_name",
@@ -27,6 +28,7 @@ __all__ = [
 ]
 
 DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?")
+DNS1035_LABEL = re.compile(r"[a-z](?:[-a-z0-9]*[a-z0-9])?")
 DNS_SUBDOMAIN = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*")
 QUALIFIED_NAME = re.compile(r"[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?")
 C_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -46,6 +48,19 @@ def check_dns_label(value: str, where: str) -> None:
             f"Invalid value: {q(value)}: a lowercase RFC 1123 label must consist of lower case"
             " alphanumeric characters or '-', and must start and end with an alphanumeric"
             " character",
+        )
+
+
+def check_dns1035_label(value: str, where: str) -> None:
+    """RFC 1035 label: names of Services (they become DNS names); at most 63 characters."""
+    if len(value) > 63:
+        raise FieldError(where, f"Invalid value: {q(value)}: must be no more than 63 characters")
+    if not DNS1035_LABEL.fullmatch(value):
+        raise FieldError(
+            where,
+            f"Invalid value: {q(value)}: a DNS-1035 label must consist of lower case"
+            " alphanumeric characters or '-', start with an alphabetic character, and end with"
+            " an alphanumeric character",
         )
 
 

@@ -12,19 +12,26 @@ import functools
 from collections.abc import Iterable
 
 from kubemodel._generated import (
+    Affinity,
     Container,
     ContainerPort,
     DownwardAPIVolumeFile,
     KeyToPath,
+    LabelSelector,
+    LabelSelectorRequirement,
+    NodeSelectorRequirement,
+    NodeSelectorTerm,
     ObjectFieldSelector,
     ObjectMeta,
     Pod,
+    PodAffinityTerm,
     PodSecurityContext,
     PodSpec,
     Probe,
     ProjectedVolumeSource,
     ResourceRequirements,
     SecurityContext,
+    Toleration,
     Volume,
 )
 from kubemodel.codec import DEFAULTERS, INT_RANGES, VALIDATORS
@@ -43,7 +50,7 @@ from kubemodel.names import (
 )
 from kubemodel.quantity import Amount
 
-__all__ = ["default_pull_policy", "set_defaults_pod", "validate_pod"]
+__all__ = ["default_pull_policy", "set_defaults_pod", "validate_pod", "validate_pod_update"]
 
 MAX_ID = 2**31 - 1
 MAX_ANNOTATIONS_BYTES = 256 * 1024
@@ -305,6 +312,125 @@ def _validate_spec(spec: PodSpec, path: str) -> None:
                 host_ports.add(entry)
     if not spec.containers:
         raise FieldError(at(path, "containers"), "is required: a pod needs at least one container")
+    for i, tol in enumerate(spec.tolerations or ()):
+        _validate_toleration(tol, at(at(path, "tolerations"), i))
+    if spec.affinity is not None:
+        _validate_affinity(spec.affinity, at(path, "affinity"))
+
+
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+NODE_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt")
+LABEL_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+
+
+def _check_label_key(key: str, where: str) -> None:
+    if problem := qualified_name_problem(key):
+        raise invalid(where, key, problem)
+
+
+def _validate_toleration(t: Toleration, where: str) -> None:
+    """ValidateTolerations: what the scheduler and the taint manager compare with."""
+    op = t.operator or ""
+    if t.key:
+        _check_label_key(t.key, at(where, "key"))
+    elif op != "Exists":
+        raise invalid(at(where, "operator"), op, "operator must be Exists when `key` is empty,"
+                      ' which means "match all values and all keys"')  # fmt: skip
+    if t.toleration_seconds is not None and t.effect != "NoExecute":
+        raise invalid(at(where, "effect"), t.effect or "", "effect must be 'NoExecute' when"
+                      " `tolerationSeconds` is set")  # fmt: skip
+    if op in ("", "Equal"):
+        if t.value:
+            check_label_value(t.value, at(where, "operator"))
+    elif op == "Exists":
+        if t.value:
+            raise invalid(at(where, "operator"), t.value, "value must be empty when `operator`"
+                          " is 'Exists'")  # fmt: skip
+    else:
+        raise not_supported(at(where, "operator"), op, ("Equal", "Exists"))
+    if t.effect:
+        _choice(t.effect, TAINT_EFFECTS, at(where, "effect"))
+
+
+def _validate_requirement(
+    r: NodeSelectorRequirement | LabelSelectorRequirement, where: str, ops: tuple[str, ...]
+) -> None:
+    """ValidateNodeSelectorRequirement / ValidateLabelSelectorRequirement."""
+    values = r.values or []
+    if r.operator in ("In", "NotIn"):
+        if not values:
+            raise FieldError(at(where, "values"), "Required value: must be specified when"
+                             " `operator` is 'In' or 'NotIn'")  # fmt: skip
+    elif r.operator in ("Exists", "DoesNotExist"):
+        if values:
+            raise FieldError(at(where, "values"), "Forbidden: may not be specified when"
+                             " `operator` is 'Exists' or 'DoesNotExist'")  # fmt: skip
+    elif r.operator in ("Gt", "Lt") and r.operator in ops:
+        if len(values) != 1:
+            raise FieldError(at(where, "values"), "Required value: must be specified single"
+                             " value when `operator` is 'Lt' or 'Gt'")  # fmt: skip
+    else:
+        raise invalid(at(where, "operator"), r.operator, "not a valid selector operator")
+    _check_label_key(r.key, at(where, "key"))
+
+
+def _validate_term(term: NodeSelectorTerm, where: str) -> None:
+    for i, r in enumerate(term.match_expressions or ()):
+        _validate_requirement(r, at(at(where, "matchExpressions"), i), NODE_OPERATORS)
+    for i, r in enumerate(term.match_fields or ()):
+        w = at(at(where, "matchFields"), i)
+        if r.key != "metadata.name":
+            raise invalid(at(w, "key"), r.key, "not a valid field selector key")
+        if r.operator not in ("In", "NotIn"):
+            raise invalid(at(w, "operator"), r.operator, "not a valid selector operator")
+        if len(r.values or ()) != 1:
+            raise FieldError(at(w, "values"), "Required value: must be only one value when"
+                             " `operator` is 'In' or 'NotIn' for node field selector")  # fmt: skip
+
+
+def _weight(weight: int, where: str) -> None:
+    if not 1 <= weight <= 100:
+        raise invalid(at(where, "weight"), weight, "must be in the range 1-100")
+
+
+def _validate_pod_term(term: PodAffinityTerm, where: str) -> None:
+    if not term.topology_key:
+        raise FieldError(at(where, "topologyKey"), "Required value: can not be empty")
+    _check_label_key(term.topology_key, at(where, "topologyKey"))
+    for key in ("label_selector", "namespace_selector"):
+        sel: LabelSelector | None = getattr(term, key)
+        name = "labelSelector" if key == "label_selector" else "namespaceSelector"
+        for i, r in enumerate((sel.match_expressions if sel else None) or ()):
+            _validate_requirement(r, at(at(at(where, name), "matchExpressions"), i),
+                                  LABEL_OPERATORS)  # fmt: skip
+
+
+def _validate_affinity(a: Affinity, where: str) -> None:
+    """ValidateAffinity: the node and pod (anti-)affinity terms the scheduler evaluates."""
+    na = a.node_affinity
+    if na is not None:
+        w = at(where, "nodeAffinity")
+        req = na.required_during_scheduling_ignored_during_execution
+        if req is not None:
+            rw = at(at(w, "requiredDuringSchedulingIgnoredDuringExecution"), "nodeSelectorTerms")
+            if not req.node_selector_terms:
+                raise FieldError(rw, "Required value: must have at least one node selector term")
+            for i, term in enumerate(req.node_selector_terms):
+                _validate_term(term, at(rw, i))
+        for i, pref in enumerate(na.preferred_during_scheduling_ignored_during_execution or ()):
+            pw = at(at(w, "preferredDuringSchedulingIgnoredDuringExecution"), i)
+            _weight(pref.weight, pw)
+            _validate_term(pref.preference, at(pw, "preference"))
+    for name, pa in (("podAffinity", a.pod_affinity), ("podAntiAffinity", a.pod_anti_affinity)):
+        if pa is None:
+            continue
+        w = at(where, name)
+        for i, term in enumerate(pa.required_during_scheduling_ignored_during_execution or ()):
+            _validate_pod_term(term, at(at(w, "requiredDuringSchedulingIgnoredDuringExecution"), i))
+        for i, wt in enumerate(pa.preferred_during_scheduling_ignored_during_execution or ()):
+            pw = at(at(w, "preferredDuringSchedulingIgnoredDuringExecution"), i)
+            _weight(wt.weight, pw)
+            _validate_pod_term(wt.pod_affinity_term, at(pw, "podAffinityTerm"))
 
 
 def _validate_container(
@@ -755,3 +881,59 @@ def _sources(v: Volume) -> list[tuple[str, object]]:
 
 DEFAULTERS[Pod] = set_defaults_pod
 VALIDATORS[Pod] = validate_pod
+
+
+# ============================================================================= update
+
+POD_UPDATE_FORBIDDEN = (
+    "Forbidden: pod updates may not change fields other than `spec.containers[*].image`,"
+    "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only"
+    " additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be"
+    " set to 1 if it was previously negative)"
+)
+
+
+def validate_pod_update(old: dict, new: dict) -> None:  # type: ignore[type-arg]
+    """kube-apiserver's ValidatePodUpdate over two defaulted pod specs (as stored): a pod's
+    spec is immutable but for its containers' images, activeDeadlineSeconds (set or
+    lowered), tolerations (only added) and schedulingGates (only removed)."""
+    munged = dict(new)
+    for field in ("containers", "initContainers"):
+        olds, news = old.get(field) or [], new.get(field) or []
+        if news and len(olds) == len(news) and all(isinstance(c, dict) for c in news):
+            munged[field] = [
+                {**n, "image": o.get("image")} if "image" in o else n
+                for o, n in zip(olds, news, strict=True)
+            ]
+    old_ads, new_ads = old.get("activeDeadlineSeconds"), new.get("activeDeadlineSeconds")
+    if old_ads is not None:
+        if new_ads is None:
+            raise invalid("spec.activeDeadlineSeconds", "null", "must not update from a positive"
+                          " integer to nil value")  # fmt: skip
+        if new_ads > old_ads:
+            raise invalid("spec.activeDeadlineSeconds", new_ads, "must be less than or equal to"
+                          " previous value")  # fmt: skip
+    _set(munged, "activeDeadlineSeconds", old_ads)
+    old_tol, new_tol = old.get("tolerations") or [], new.get("tolerations") or []
+    if all(t in new_tol for t in old_tol):
+        _set(munged, "tolerations", old.get("tolerations"))
+    old_gates, new_gates = old.get("schedulingGates") or [], new.get("schedulingGates") or []
+    if all(g in old_gates for g in new_gates):
+        _set(munged, "schedulingGates", old.get("schedulingGates"))
+    old_grace = old.get("terminationGracePeriodSeconds")
+    if old_grace is not None and old_grace < 0 and new.get("terminationGracePeriodSeconds") == 1:
+        _set(munged, "terminationGracePeriodSeconds", old_grace)
+    if _present(munged) != _present(old):
+        raise FieldError("spec", POD_UPDATE_FORBIDDEN)
+
+
+def _present(spec: dict) -> dict:  # type: ignore[type-arg]
+    """The fields set (an empty list or object, as Go's nil, is not a change)."""
+    return {k: v for k, v in spec.items() if v not in (None, [], {})}
+
+
+def _set(spec: dict, key: str, value: object) -> None:  # type: ignore[type-arg]
+    if value is None:
+        spec.pop(key, None)
+    else:
+        spec[key] = value

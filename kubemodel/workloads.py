@@ -3,6 +3,8 @@ them: the kind's own defaults, and the pod template defaulted and validated as a
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from kubemodel._generated import (
@@ -73,9 +75,15 @@ def validate_template(
     _validate_spec(t.spec, at(path, "spec"))
 
 
+MAX_INT32 = 2**31 - 1
+
+
 def _nonneg(value: int | None, where: str) -> None:
+    """A count of the workload kinds: an int32 in Kubernetes, not negative."""
     if value is not None and value < 0:
         raise FieldError(where, "must be greater than or equal to 0")
+    if value is not None and value > MAX_INT32:
+        raise FieldError(where, f"Invalid value: {value}: must be at most {MAX_INT32} (int32)")
 
 
 def _defaults_deployment(d: Deployment) -> None:
@@ -205,6 +213,67 @@ def _validate_workload(obj: Any, job: bool = False) -> None:
     validate_template(obj.spec.template, obj.spec.selector, "spec.template", job)
 
 
+_PERCENT = re.compile(r"[0-9]+%")
+
+
+def _int_or_percent(value: int | str | None, where: str) -> int | None:
+    """ValidatePositiveIntOrPercent: the value as a number (a percent's number), None if unset."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if not _PERCENT.fullmatch(value):
+            raise FieldError(
+                where,
+                f'Invalid value: "{value}": a valid percent string must be a numeric string'
+                " followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is"
+                " '[0-9]+%')",
+            )
+        return int(value[:-1])
+    _nonneg(value, where)
+    return value
+
+
+def _validate_deployment(d: Deployment) -> None:
+    """ValidateDeploymentSpec's strategy and counts, then the workload's template."""
+    _validate_workload(d)
+    s = d.spec
+    assert s is not None
+    for value, name in ((s.min_ready_seconds, "minReadySeconds"),
+                        (s.revision_history_limit, "revisionHistoryLimit"),
+                        (s.progress_deadline_seconds, "progressDeadlineSeconds")):  # fmt: skip
+        _nonneg(value, f"spec.{name}")
+    strategy = s.strategy or DeploymentStrategy()
+    kind = strategy.type or "RollingUpdate"
+    where = "spec.strategy"
+    if kind not in ("Recreate", "RollingUpdate"):
+        raise FieldError(
+            f"{where}.type",
+            f'Unsupported value: "{kind}": supported values: "Recreate", "RollingUpdate"',
+        )
+    ru = strategy.rolling_update
+    if kind == "Recreate":
+        if ru is not None:
+            raise FieldError(
+                f"{where}.rollingUpdate",
+                "Forbidden: may not be specified when strategy `type` is 'Recreate'",
+            )
+        return
+    if ru is None:
+        return
+    unavailable = _int_or_percent(ru.max_unavailable, f"{where}.rollingUpdate.maxUnavailable")
+    surge = _int_or_percent(ru.max_surge, f"{where}.rollingUpdate.maxSurge")
+    if isinstance(ru.max_unavailable, str) and (unavailable or 0) > 100:
+        raise FieldError(
+            f"{where}.rollingUpdate.maxUnavailable",
+            f'Invalid value: "{ru.max_unavailable}": must not be greater than 100%',
+        )
+    if not unavailable and not surge:
+        raise FieldError(
+            f"{where}.rollingUpdate.maxUnavailable",
+            f"Invalid value: {json.dumps(ru.max_unavailable)}: may not be 0 when `maxSurge` is 0",
+        )
+
+
 def _validate_replicationcontroller(r: ReplicationController) -> None:
     """ValidateReplicationControllerSpec: a non-empty equality selector the template's labels
     match, and pods that always restart."""
@@ -261,7 +330,7 @@ DEFAULTERS.update(
 )
 VALIDATORS.update(
     {
-        Deployment: _validate_workload,
+        Deployment: _validate_deployment,
         ReplicaSet: _validate_workload,
         ReplicationController: _validate_replicationcontroller,
         DaemonSet: _validate_workload,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import ssl
 from collections.abc import Callable
@@ -38,6 +39,11 @@ log = logging.getLogger("corral.apiserver")
 MAX_BODY = 3 * 1024 * 1024  # kube-apiserver's limit for a request body
 MAX_DEPTH = 100  # nesting of a request body (Kubernetes objects stay far below)
 MAX_NODES = 1_000_000  # values in one body (a YAML alias bomb stops here)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# The longest request line (a list's labelSelector of many values) and header: Go's
+# http.Server takes 1 MB of headers (DefaultMaxHeaderBytes); aiohttp's 8190 bytes refused a
+# selector kube-apiserver serves, with a 400 that is no Status.
+MAX_REQUEST_LINE = 1 << 20
 # /cacerts and /v1-corral/node-credentials (join.py) check the join token themselves.
 PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version", "/cacerts", "/v1-corral")
 JSON = "application/json"
@@ -48,6 +54,10 @@ PATCH_TYPES = {
 }
 APPLY_PATCH = "application/apply-patch+yaml"
 UNSUPPORTED_BODIES = ("application/cbor",)
+YAML_TYPES = ("application/yaml", APPLY_PATCH, "text/yaml")
+# What a body may be sent as (no Content-Type: JSON, as kubectl's generators and the Python
+# client send it); anything else is 415, never guessed at.
+BODY_TYPES = frozenset(("", JSON, "application/vnd.kubernetes.protobuf", *YAML_TYPES, *PATCH_TYPES))
 SINK_BUFFER_LIMIT = 64 * 1024  # bytes a watch's connection may have unsent before its loop writes
 IDLE_CHECK = 5.0  # seconds between checks that an idle watch's client is still there
 
@@ -87,6 +97,10 @@ def _check_shape(value: Any) -> None:
                     f"the request body is nested deeper than {MAX_DEPTH} levels"
                 )
             stack.extend((x, depth + 1) for x in v)
+        elif type(v) is int and not INT64_MIN <= v <= INT64_MAX:
+            # Every integer of the API is an int32 or int64: no field takes this one (and
+            # SQLite, a Go client, would not either).
+            raise errors.bad_request(f"the request body has an integer out of range (int64): {v}")
 
 
 async def _read_body(request: web.Request) -> Any:
@@ -108,6 +122,15 @@ async def _read_body(request: web.Request) -> Any:
         )
     if not raw.strip():
         return None
+    named = request.headers.get("Content-Type", "").strip()
+    if ctype not in BODY_TYPES or (named and not ctype):  # the clients name one (or none)
+        raise ApiError(
+            415,
+            "UnsupportedMediaType",
+            f"the body of the request was in an unknown format - accepted media types include:"
+            f" application/json, application/yaml, {protobuf.MEDIA_TYPE} ({named} is not"
+            " supported)",
+        )
     if ctype == protobuf.MEDIA_TYPE:
         try:
             value = protobuf.decode(raw)
@@ -116,7 +139,7 @@ async def _read_body(request: web.Request) -> Any:
         _check_shape(value)
         return value
     try:
-        if ctype in ("application/yaml", "application/apply-patch+yaml", "text/yaml"):
+        if ctype in YAML_TYPES:
             try:
                 value = yaml.load(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
             except yaml.YAMLError as e:
@@ -164,6 +187,71 @@ def _invalid_options(kind: str, field: str, message: str) -> ApiError:
     )
 
 
+def _check_resource_version(rv: str | None) -> None:
+    """400 for a resourceVersion parameter that is no revision (kube-apiserver parses it as an
+    unsigned integer: "-1", "+5", "1_0" and " 5" are not; nor is anything past int64)."""
+    if rv and not (rv.isascii() and rv.isdigit() and int(rv) <= INT64_MAX):
+        raise errors.bad_request(f"invalid resourceVersion {rv!r}: not an integer")
+
+
+def _check_list_options(q: Any, watch: bool) -> None:
+    """422 for the resourceVersionMatch combinations kube-apiserver's ValidateListOptions
+    refuses (a list: Exact or NotOlderThan with a resourceVersion and no continue token)."""
+    match = q.get("resourceVersionMatch", "")
+    if not match:
+        return
+    problem = ""
+    if watch:
+        if q.get("sendInitialEvents") is None:
+            problem = (
+                "Forbidden: resourceVersionMatch is forbidden for watch unless"
+                " sendInitialEvents is provided"
+            )
+        elif match != "NotOlderThan":
+            problem = f'Unsupported value: {json.dumps(match)}: supported values: "NotOlderThan"'
+    elif not q.get("resourceVersion"):
+        problem = "Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided"
+    elif q.get("continue"):
+        problem = "Forbidden: resourceVersionMatch is forbidden when continue is provided"
+    elif match not in ("Exact", "NotOlderThan"):
+        problem = (
+            f'Unsupported value: {json.dumps(match)}: supported values: "Exact", "NotOlderThan", ""'
+        )
+    elif match == "Exact" and q.get("resourceVersion") == "0":
+        problem = 'Forbidden: resourceVersionMatch "exact" is forbidden for resourceVersion "0"'
+    if problem:
+        raise _invalid_options("ListOptions", "resourceVersionMatch", problem)
+
+
+def _check_delete_options(options: Obj) -> None:
+    """422 for DeleteOptions kube-apiserver's ValidateDeleteOptions refuses."""
+    policy = options.get("propagationPolicy")
+    if policy is not None and policy not in ("Foreground", "Background", "Orphan"):
+        raise _invalid_options(
+            "DeleteOptions",
+            "propagationPolicy",
+            f"Unsupported value: {json.dumps(policy)}: supported values:"
+            ' "Foreground", "Background", "Orphan"',
+        )
+    if policy is not None and options.get("orphanDependents") is not None:
+        raise _invalid_options(
+            "DeleteOptions",
+            "propagationPolicy",
+            "Invalid value: null: orphanDependents and deletionPropagation cannot be both set",
+        )
+    grace = options.get("gracePeriodSeconds")
+    if grace is not None and (type(grace) is not int or not INT64_MIN <= grace <= INT64_MAX):
+        raise errors.bad_request(
+            f"DeleteOptions: gracePeriodSeconds must be an integer, not {grace!r}"
+        )
+    pre = options.get("preconditions")
+    if pre is not None and (
+        not isinstance(pre, dict)
+        or any(not isinstance(pre.get(k), str | None) for k in ("uid", "resourceVersion"))
+    ):
+        raise errors.bad_request("DeleteOptions: preconditions must be an object of strings")
+
+
 def _too_large() -> ApiError:
     return ApiError(413, "RequestEntityTooLarge", f"Request entity too large: limit is {MAX_BODY}")
 
@@ -176,6 +264,28 @@ def _wants_table(request: web.Request) -> bool:
     return False
 
 
+# Media ranges a resource's answer satisfies (JSON is served for all of them, as for
+# protobuf: the clients that ask for it list JSON too).
+ACCEPTABLE = frozenset(("", "*/*", "application/*", JSON, "application/yaml", protobuf.MEDIA_TYPE))
+
+
+def _check_accept(request: web.Request) -> None:
+    """406 when the Accept header names only media types no answer comes in (kube-apiserver's
+    NotAcceptable), e.g. ``Accept: foo/bar``."""
+    accept = request.headers.get("Accept")
+    if accept is None:
+        return
+    for part in accept.split(","):
+        if part.split(";")[0].strip().lower() in ACCEPTABLE:
+            return
+    raise ApiError(
+        406,
+        "NotAcceptable",
+        "only the following media types are accepted: application/json, application/yaml,"
+        f" {protobuf.MEDIA_TYPE}",
+    )
+
+
 def _truthy(value: str | None) -> bool:
     return (value or "").lower() in ("true", "1")
 
@@ -185,9 +295,34 @@ def _int_param(request: web.Request, name: str) -> int | None:
     if value is None or value == "":
         return None
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise errors.bad_request(f"invalid value for {name}: {value!r} is not an integer") from None
+    if not INT64_MIN <= number <= INT64_MAX:  # kube-apiserver's parameters are int64
+        raise errors.bad_request(f"invalid value for {name}: {value!r} is out of range (int64)")
+    return number
+
+
+def _options_kind(request: web.Request) -> str:
+    return {"PATCH": "PatchOptions", "PUT": "UpdateOptions", "DELETE": "DeleteOptions"}.get(
+        request.method, "CreateOptions"
+    )
+
+
+def _dry_run(request: web.Request, body_values: object = None) -> bool:
+    """Whether a write is a dry run: every dryRun value (query, or a DeleteOptions body's list)
+    must be "All", else 422 as kube-apiserver's validation of its options (nothing is written)."""
+    values: list[object] = list(request.query.getall("dryRun", []))
+    if body_values is not None:
+        values.extend(body_values if isinstance(body_values, list) else [body_values])
+    for v in values:
+        if v != "All":
+            raise _invalid_options(
+                _options_kind(request),
+                "dryRun",
+                f'Unsupported value: {json.dumps(v)}: supported values: "All"',
+            )
+    return bool(values)
 
 
 def _list_body(res: Resource, items: list[Obj], rev: int, cont: str | None) -> Obj:
@@ -399,6 +534,12 @@ class ApiServer:
             raise _not_found_path()
         if sub is not None and sub not in res.subresources:
             raise _not_found_path()
+        # No stored key holds a NUL (the store refuses such a key: a 500 from a lookup)
+        if ns is not None and "\x00" in ns:
+            raise errors.not_found("namespaces", ns)
+        if name is not None and "\x00" in name:
+            raise errors.not_found(res.name, name, res.group)
+        _check_accept(request)
         m = request.method
         if (sub == "binding" and m != "POST") or (sub == "log" and m != "GET"):
             raise errors.method_not_allowed()
@@ -415,7 +556,7 @@ class ApiServer:
                 request, self.storage, ns, name, self.kubelet_client, self.kubelet_netns
             )
         q = request.query
-        dry = q.get("dryRun") == "All"
+        dry = _dry_run(request) if m in ("POST", "PUT", "PATCH") else False
         if sub == "eviction":
             if m != "POST":
                 raise errors.method_not_allowed()
@@ -426,6 +567,7 @@ class ApiServer:
                 body["deleteOptions"] = {**(body.get("deleteOptions") or {}), "dryRun": ["All"]}
             return _json(await evict(self.storage, res, ns, name, body), 201)
         if m == "GET":
+            _check_resource_version(q.get("resourceVersion"))
             if name is None:
                 if watch_path or _truthy(q.get("watch")):
                     return await self._watch(request, res, ns, None)
@@ -504,12 +646,21 @@ class ApiServer:
             )
             return self._object(request, res, obj)
         if m == "DELETE" and sub is None:
-            options = await _read_body(request) or {}
+            if name is None and not res.delete_collection:
+                raise errors.method_not_allowed()
+            options = await _read_body(request)
+            if options is None:
+                options = {}
             if not isinstance(options, dict):
                 raise errors.bad_request("DeleteOptions must be a JSON object")
             grace = _int_param(request, "gracePeriodSeconds")
             if grace is not None:
                 options["gracePeriodSeconds"] = grace
+            for param in ("propagationPolicy", "orphanDependents"):
+                if (value := q.get(param)) is not None:
+                    options[param] = _truthy(value) if param == "orphanDependents" else value
+            _check_delete_options(options)
+            dry = _dry_run(request, options.get("dryRun"))
             if name is not None:
                 obj = await self.storage.delete(res, ns, name, options, dry_run=dry)
                 return self._object(request, res, obj)
@@ -605,6 +756,7 @@ class ApiServer:
 
     async def _list(self, request: web.Request, res: Resource, ns: str | None) -> web.Response:
         q = request.query
+        _check_list_options(q, watch=False)
         limit = _int_param(request, "limit") or 0
         as_table = _wants_table(request)
         items, rev, cont = await self.storage.list(
@@ -664,6 +816,7 @@ class ApiServer:
         self, request: web.Request, res: Resource, ns: str | None, name: str | None
     ) -> web.StreamResponse:
         q = request.query
+        _check_list_options(q, watch=True)
         match = self._selector(request, res)
         if name is not None:
             match = _named(name, match)
@@ -775,7 +928,8 @@ class ApiServer:
             if initial:
                 await resp.write(b"".join(frame("ADDED", None, obj) for obj in initial))
             sub.sink = sink
-            deadline = loop.time() + timeout if timeout and timeout > 0 else None
+            # kube-apiserver's timer fires at once for a negative timeout; 0: no timeout
+            deadline = loop.time() + max(timeout, 0) if timeout else None
             next_bookmark = loop.time() + self.bookmark_interval
             while not self._closing.is_set():
                 now = loop.time()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .resources import GROUPS, VERBS, Resource
+from .resources import GROUPS, Resource
 
 __all__ = ["KUBERNETES_VERSION", "api_versions", "group", "group_list", "resource_list", "version"]
 
@@ -79,7 +79,7 @@ def _entry(r: Resource) -> dict[str, Any]:
         "singularName": r.singular,
         "namespaced": r.namespaced,
         "kind": r.kind,
-        "verbs": VERBS,
+        "verbs": r.verbs,
     }
     if r.short_names:
         e["shortNames"] = list(r.short_names)

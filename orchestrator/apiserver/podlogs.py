@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -15,7 +16,14 @@ from aiohttp import web
 from . import errors
 from .resources import by_path
 
-__all__ = ["LOG_PARAMS", "kubelet_address", "kubelet_connector", "pod_container", "pod_log"]
+__all__ = [
+    "LOG_PARAMS",
+    "check_log_options",
+    "kubelet_address",
+    "kubelet_connector",
+    "pod_container",
+    "pod_log",
+]
 
 LOG_PARAMS = ("follow", "previous", "timestamps", "tailLines", "sinceSeconds", "sinceTime",
               "limitBytes")  # fmt: skip
@@ -68,6 +76,51 @@ def kubelet_connector(netns: str | None) -> aiohttp.TCPConnector | None:
     return aiohttp.TCPConnector(socket_factory=socket_factory)
 
 
+def check_log_options(query: Any, name: str) -> None:
+    """kube-apiserver's checks of PodLogOptions, before the pod is looked up: integers (int64)
+    and booleans that parse (400), then ValidatePodLogOptions (422, naming the field)."""
+    numbers: dict[str, int] = {}
+    for key in ("tailLines", "sinceSeconds", "limitBytes"):
+        value = query.get(key)
+        if value is None or value == "":
+            continue
+        try:
+            numbers[key] = int(value)
+        except ValueError:
+            numbers[key] = 2**64  # out of range below
+        if not -(2**63) <= numbers[key] < 2**63:
+            raise errors.bad_request(f"invalid value for {key}: {value!r} is not an int64")
+    for key in ("follow", "previous", "timestamps", "insecureSkipTLSVerifyBackend"):
+        value = query.get(key)
+        if value is not None and value.lower() not in ("", "true", "false", "1", "0"):
+            raise errors.bad_request(f"invalid value for {key}: {value!r} is not a boolean")
+    problems = [
+        ("tailLines", "must be greater than or equal to 0", numbers.get("tailLines", 0) < 0),
+        ("limitBytes", "must be greater than 0", numbers.get("limitBytes", 1) < 1),
+        ("sinceSeconds", "must be greater than 0", numbers.get("sinceSeconds", 1) < 1),
+    ]
+    for key, text, bad in problems:
+        if bad:
+            raise errors.invalid(
+                "PodLogOptions", name, key, f"Invalid value: {numbers[key]}: {text}"
+            )
+    since_time = query.get("sinceTime")
+    if since_time:
+        try:
+            datetime.fromisoformat(since_time.replace("Z", "+00:00"))
+        except ValueError:
+            raise errors.bad_request(
+                f"invalid value for sinceTime: {since_time!r} is not an RFC 3339 time"
+            ) from None
+    if query.get("sinceTime") and "sinceSeconds" in numbers:
+        raise errors.invalid(
+            "PodLogOptions",
+            name,
+            "",
+            "Forbidden: at most one of `sinceTime` or `sinceSeconds` may be specified",
+        )
+
+
 async def pod_log(
     request: web.Request,
     storage: Any,
@@ -76,6 +129,7 @@ async def pod_log(
     ctx: ssl.SSLContext | None,
     netns: str | None = None,
 ) -> web.StreamResponse:
+    check_log_options(request.query, name)
     pod = await storage.get(by_path("", "v1", "pods"), ns, name)
     container = pod_container(pod, request.query.get("container"))
     node_name = (pod.get("spec") or {}).get("nodeName")

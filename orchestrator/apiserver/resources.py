@@ -26,7 +26,12 @@ class Resource:
     categories: tuple[str, ...] = ()
     subresources: tuple[str, ...] = ()  # "status", "scale", "eviction"
     has_spec: bool = True  # generation follows changes of spec
+    delete_collection: bool = True  # namespaces have no deletecollection verb
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def verbs(self) -> list[str]:
+        return VERBS if self.delete_collection else [v for v in VERBS if v != "deletecollection"]
 
     @property
     def group_version(self) -> str:
@@ -61,6 +66,7 @@ def _r(
     all_: bool = False,
     sub: tuple[str, ...] = (),
     has_spec: bool = True,
+    bulk: bool = True,
 ) -> Resource:
     return Resource(
         group=group,
@@ -74,13 +80,14 @@ def _r(
         categories=("all",) if all_ else (),
         subresources=sub,
         has_spec=has_spec,
+        delete_collection=bulk,
     )
 
 
 k = kubemodel
 RBAC = "rbac.authorization.k8s.io"
 RESOURCES: tuple[Resource, ...] = (
-    _r("", "namespaces", "Namespace", False, k.Namespace, ("ns",), sub=("status",)),
+    _r("", "namespaces", "Namespace", False, k.Namespace, ("ns",), sub=("status",), bulk=False),
     _r(
         "",
         "pods",

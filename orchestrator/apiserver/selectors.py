@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from kubemodel.names import QUALIFIED_NAME
+from kubemodel.names import QUALIFIED_NAME, qualified_name_problem
 
 from .errors import bad_request
 
@@ -124,6 +124,7 @@ def label_selector(text: str | None) -> Selector | None:
     tests: list[Callable[[dict[str, str]], bool]] = []
     for part in _split(text):
         part = part.strip()
+        _check_requirement(part)
         if m := re.fullmatch(rf"({_KEY})\s*(==|!=|=)\s*({_VALUE})", part):
             key, op, value = m[1], m[2], m[3]
             if op == "!=":
@@ -152,3 +153,15 @@ def label_selector(text: str | None) -> Selector | None:
         return all(t(labels) for t in tests)
 
     return match
+
+
+def _check_requirement(part: str) -> None:
+    """kube's selector parser validates each key (a qualified name) and value (at most 63
+    characters): a 400, never a selector that can match nothing."""
+    m = re.match(rf"!?\s*({_KEY})", part)
+    if m and (problem := qualified_name_problem(m[1])):
+        raise bad_request(f"unable to parse requirement: key {m[1]!r}: {problem}")
+    for value in re.findall(r"[-A-Za-z0-9_.]{64,}", part[m.end() if m else 0 :]):
+        raise bad_request(
+            f"unable to parse requirement: value {value!r}: must be no more than 63 characters"
+        )

@@ -27,7 +27,7 @@ import yaml
 from corral_common import hostsys
 from orchestrator.store import StoreError, open_store
 
-from .app import ApiServer
+from .app import MAX_REQUEST_LINE, ApiServer
 from .audit import AuditLog
 from .authn import (
     Authenticator,
@@ -411,7 +411,13 @@ async def _serve(cfg: ServerConfig) -> None:
         gc.set_threshold(500_000, 20, 100)
         app = api.app()
         add_join_routes(app, pki, token)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            shutdown_timeout=2.0,
+            max_line_size=MAX_REQUEST_LINE,
+            max_field_size=MAX_REQUEST_LINE,
+        )
         await runner.setup()
         site = web.TCPSite(
             runner,

@@ -22,8 +22,8 @@ import msgspec
 
 import kubemodel
 from kubemodel.errors import FieldError
-from kubemodel.names import check_dns_label, random_bytes, random_name
-from kubemodel.pod import validate_meta
+from kubemodel.names import check_dns1035_label, check_dns_label, random_bytes, random_name
+from kubemodel.pod import validate_meta, validate_pod_update
 from orchestrator.store import (
     AlreadyExists,
     Backend,
@@ -312,6 +312,8 @@ class Storage:
                 )
             if res.name == "namespaces":
                 check_dns_label(name, "metadata.name")
+            elif res.name == "services":
+                check_dns1035_label(name, "metadata.name")
         except FieldError as e:
             raise errors.invalid(res.kind, name, e.field, e.message, res.group) from None
         except RecursionError:
@@ -533,6 +535,26 @@ class Storage:
                 "the namespace of the provided object does not match the namespace sent on"
                 " the request"
             )
+        # kube's BeforeUpdate: an empty uid is the old one, creationTimestamp and a set
+        # deletionTimestamp are kept; a different uid, or a deletionTimestamp the object does
+        # not have, is refused (ValidateObjectMetaUpdate), never silently dropped.
+        uid, gone = meta.get("uid"), meta.get("deletionTimestamp")
+        for f, given, how in (
+            ("uid", uid if uid and uid != old_meta.get("uid") else None, "field is immutable"),
+            (
+                "deletionTimestamp",
+                gone if gone and not old_meta.get("deletionTimestamp") else None,
+                "field is immutable; may only be changed via deletion",
+            ),
+        ):
+            if given:
+                raise errors.invalid(
+                    res.kind,
+                    old_meta["name"],
+                    f"metadata.{f}",
+                    f"Invalid value: {msgspec.json.encode(given).decode()}: {how}",
+                    res.group,
+                )
         for f in (
             "name",
             "namespace",
@@ -595,6 +617,11 @@ class Storage:
             alloc = await self.services.on_update(old, new, dry_run)
         try:
             stored = self._admit(res, new)
+            if res.name == "pods":
+                try:
+                    validate_pod_update(old.get("spec") or {}, stored.get("spec") or {})
+                except FieldError as e:
+                    raise errors.invalid(res.kind, name, e.field, e.message) from None
         except BaseException:
             if alloc is not None:
                 await self.services.release(alloc.taken, old["metadata"]["uid"])

@@ -47,9 +47,13 @@ def _since(request: web.Request) -> datetime | None:
     q = request.query
     if q.get("sinceSeconds"):
         try:
-            return datetime.now(UTC) - timedelta(seconds=int(q["sinceSeconds"]))
+            seconds = int(q["sinceSeconds"])
         except ValueError:
             raise _bad("sinceSeconds must be an integer") from None
+        try:
+            return datetime.now(UTC) - timedelta(seconds=seconds)
+        except OverflowError:  # further back than datetime goes: every line
+            return None
     if q.get("sinceTime"):
         try:
             return datetime.fromisoformat(q["sinceTime"].replace("Z", "+00:00"))

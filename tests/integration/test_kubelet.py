@@ -633,6 +633,13 @@ def test_kubectl_logs_through_the_kubelet(cluster: Cluster, version: str) -> Non
     assert k.run("logs", name, "-c", "app", "--limit-bytes=6").stdout == "first\n"
     missing = k.run("logs", name, "-c", "nope", check=False)
     assert missing.returncode != 0 and "nope" in missing.stderr
+    # sinceSeconds further back than datetime goes: every line (it was a 500 from the kubelet's
+    # OverflowError); a sinceTime that is no time: 400 from the API server
+    log = f"/api/v1/namespaces/default/pods/{name}/log"
+    code, _, body = cluster.server.request("GET", f"{log}?sinceSeconds={2**62}")
+    assert code == 200 and body.splitlines()[:3] == [b"first", b"second", b"third"], body
+    code, _, body = cluster.server.request("GET", f"{log}?sinceTime=yesterday")
+    assert code == 400 and json.loads(body)["reason"] == "BadRequest", body
     # follow: lines written after kubectl started arrive while it runs
     proc = k.popen("logs", "-f", name, "--tail=1")
     try:

@@ -574,3 +574,31 @@ def test_kubectl_run_it_rm(cluster: Cluster, version: str) -> None:
         term.close()
     assert b'pod "' + name.encode() + b'" deleted' in term.out, term.out
     until("the pod to be gone", lambda: k.run("get", "pod", name, check=False).returncode == 1)
+
+
+@pytest.mark.parametrize(
+    "sub,headers",
+    [
+        ("exec?command=true&stdout=true", {}),
+        ("exec?command=true&stdout=true", {"Connection": "Upgrade", "Upgrade": "h2c"}),
+        ("exec?command=true&stdout=true", {"Connection": "Upgrade", "Upgrade": "SPDY/3.1"}),
+        ("exec?stdout=true", {"Connection": "Upgrade", "Upgrade": "websocket"}),
+        ("exec?command=true", {"Connection": "Upgrade", "Upgrade": "websocket"}),
+        ("portforward?ports=80", {}),
+        ("portforward?ports=80", {"Connection": "Upgrade", "Upgrade": "h2c"}),
+    ],
+    ids=["exec-plain", "exec-h2c", "exec-spdy-no-protocol", "exec-no-command", "exec-no-stream",
+         "pf-plain", "pf-h2c"],
+)  # fmt: skip
+def test_a_stream_request_without_a_stream_is_a_400(
+    cluster: Cluster, shell: str, sub: str, headers: dict[str, str]
+) -> None:
+    """Requests kubectl never sends to a running pod's streams: a Status 400 each (or 403 for
+    an upgrade we do not speak), and the server keeps serving."""
+    code, _, raw = cluster.server.request(
+        "POST", f"/api/v1/namespaces/default/pods/{shell}/{sub}", b"", headers
+    )
+    status = json.loads(raw)
+    assert (status["kind"], status["code"]) == ("Status", code), status
+    assert code in (400, 403), status
+    assert cluster.server.request("GET", "/healthz")[0] == 200

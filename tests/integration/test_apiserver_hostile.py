@@ -1,0 +1,531 @@
+"""Hostile requests against a real ``corral server``: each is refused with a Kubernetes Status
+of the right code (as kube-apiserver answers it), nothing of it is stored or deleted, and the
+server keeps serving. Each case here once got a 500, a hang, a wrong code or a write."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.kubeserver import API_ONLY, Server
+
+NS = "hostile"
+CM = f"/api/v1/namespaces/{NS}/configmaps"
+PODS = f"/api/v1/namespaces/{NS}/pods"
+DEPLOYS = f"/apis/apps/v1/namespaces/{NS}/deployments"
+JSON = {"Content-Type": "application/json"}
+MERGE = {"Content-Type": "application/merge-patch+json"}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = Server(tmp_path_factory.mktemp("apiserver-hostile"), extra=API_ONLY)
+    srv.start()
+    try:
+        code, body = srv.json("POST", "/api/v1/namespaces", {"metadata": {"name": NS}})
+        assert code == 201, body
+        yield srv
+    finally:
+        rc = srv.stop()
+    assert rc == 0
+
+
+def _names(server: Server, path: str) -> list[str]:
+    code, body = server.json("GET", path)
+    assert code == 200, body
+    return sorted(i["metadata"]["name"] for i in body["items"])
+
+
+def _status(code: int, raw: bytes, want_code: int, reason: str) -> dict[str, Any]:
+    status = json.loads(raw)
+    assert (code, status["kind"], status["apiVersion"], status["status"]) == (
+        want_code,
+        "Status",
+        "v1",
+        "Failure",
+    ), status
+    assert (status["code"], status["reason"]) == (want_code, reason), status
+    return status
+
+
+def _serving(server: Server) -> None:
+    assert server.request("GET", "/healthz")[::2] == (200, b"ok")
+
+
+@pytest.fixture
+def cm(server: Server) -> Iterator[str]:
+    """A ConfigMap of the test's own, deleted afterwards (a name of its own: a test that
+    fails may leave its object behind, held by a finalizer)."""
+    name = f"victim-{uuid.uuid4().hex[:8]}"
+    code, body = server.json("POST", CM, {"metadata": {"name": name}, "data": {"a": "1"}})
+    assert code == 201, body
+    try:
+        yield name
+    finally:
+        server.request("DELETE", f"{CM}/{name}")
+
+
+def test_namespaces_have_no_deletecollection(server: Server) -> None:
+    """DELETE /api/v1/namespaces deleted every namespace (kube-system too); Kubernetes has
+    no deletecollection verb for namespaces: 405, and discovery does not offer it."""
+    before = _names(server, "/api/v1/namespaces")
+    assert NS in before
+    code, _, raw = server.request("DELETE", "/api/v1/namespaces")
+    _status(code, raw, 405, "MethodNotAllowed")
+    code, _, raw = server.request("DELETE", "/api/v1/namespaces?labelSelector=x%3Dy")
+    _status(code, raw, 405, "MethodNotAllowed")
+    assert _names(server, "/api/v1/namespaces") == before
+    code, doc = server.json("GET", "/api/v1")
+    verbs = {r["name"]: r["verbs"] for r in doc["resources"]}
+    assert "deletecollection" not in verbs["namespaces"]
+    assert "deletecollection" in verbs["configmaps"]
+
+
+@pytest.mark.parametrize(
+    "query,body",
+    [
+        ("?dryRun=Bogus", None),
+        ("?dryRun=All&dryRun=Bogus", None),
+        ("?propagationPolicy=Bogus", None),
+        ("", {"propagationPolicy": "Bogus"}),
+        ("", {"dryRun": ["Bogus"]}),
+        ("", {"orphanDependents": True, "propagationPolicy": "Foreground"}),
+    ],
+    ids=["dryRun", "dryRun-twice", "policy-query", "policy-body", "dryRun-body", "both"],
+)
+def test_bad_delete_options_delete_nothing(
+    server: Server, cm: str, query: str, body: dict[str, Any] | None
+) -> None:
+    """Options kube-apiserver's ValidateDeleteOptions refuses (422, DeleteOptions): a bogus
+    propagationPolicy in the query was ignored and the object deleted."""
+    code, _, raw = server.request("DELETE", f"{CM}/{cm}{query}", body)
+    status = _status(code, raw, 422, "Invalid")
+    assert status["details"]["kind"] == "DeleteOptions", status
+    assert status["details"]["causes"][0]["field"] in ("dryRun", "propagationPolicy"), status
+    assert cm in _names(server, CM)
+
+
+@pytest.mark.parametrize(
+    "query,body,headers",
+    [
+        ("?dryRun=All", None, None),
+        ("", {"dryRun": ["All"]}, None),
+        ("", b"[]", JSON),
+    ],
+    ids=["dry-query", "dry-body", "list-body"],
+)
+def test_dry_or_malformed_delete_deletes_nothing(
+    server: Server, cm: str, query: str, body: Any, headers: dict[str, str] | None
+) -> None:
+    """A dry run in the DeleteOptions body (kubectl sends one) deleted for real; a body that
+    is a list was taken as no options."""
+    code, _, raw = server.request("DELETE", f"{CM}/{cm}{query}", body, headers)
+    if isinstance(body, bytes):
+        _status(code, raw, 400, "BadRequest")
+    else:
+        assert code == 200, raw
+    assert cm in _names(server, CM)
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
+def test_bogus_dry_run_writes_nothing(server: Server, cm: str, method: str) -> None:
+    """dryRun=Bogus was a real write: 422 from the options' validation, nothing changed."""
+    before = server.json("GET", f"{CM}/{cm}")[1]
+    changed = {**before, "data": {"a": "2"}}
+    path, body, headers = {
+        "POST": (f"{CM}?dryRun=Bogus", {"metadata": {"name": "dry-bogus"}}, JSON),
+        "PUT": (f"{CM}/{cm}?dryRun=Bogus", changed, JSON),
+        "PATCH": (f"{CM}/{cm}?dryRun=Bogus", {"data": {"a": "3"}}, MERGE),
+    }[method]
+    code, _, raw = server.request(method, path, json.dumps(body).encode(), headers)
+    status = _status(code, raw, 422, "Invalid")
+    kind = {"POST": "CreateOptions", "PUT": "UpdateOptions", "PATCH": "PatchOptions"}[method]
+    assert status["details"]["kind"] == kind, status
+    assert "dry-bogus" not in _names(server, CM)
+    assert server.json("GET", f"{CM}/{cm}")[1] == before
+
+
+@pytest.mark.parametrize(
+    "path,code,reason",
+    [
+        (f"{CM}/a%00b", 404, "NotFound"),  # was 500: the store refuses a key with a NUL
+        ("/api/v1/namespaces/a%00b/configmaps/x", 404, "NotFound"),
+        (f"{CM}?limit=99999999999999999999999", 400, "BadRequest"),  # was 500 (SQLite)
+        (f"{CM}?watch=true&timeoutSeconds=99999999999999999999", 400, "BadRequest"),
+        (f"{CM}?resourceVersion=-1", 400, "BadRequest"),
+        (f"{CM}?resourceVersion=1_0", 400, "BadRequest"),
+        (f"{CM}?resourceVersion=99999999999999999999999", 400, "BadRequest"),  # was 504
+        (f"{CM}?watch=true&resourceVersion=%2B5", 400, "BadRequest"),
+        (f"{CM}/x?resourceVersion=abc", 400, "BadRequest"),  # was a 404 (or the object)
+        (f"{CM}?resourceVersionMatch=Exact", 422, "Invalid"),
+        (f"{CM}?resourceVersionMatch=Bogus&resourceVersion=1", 422, "Invalid"),
+        (f"{CM}?resourceVersion=0&resourceVersionMatch=Exact", 422, "Invalid"),
+        (f"{CM}?resourceVersion=1&resourceVersionMatch=Exact&continue=x", 422, "Invalid"),
+        (f"{CM}?watch=true&resourceVersion=1&resourceVersionMatch=Exact", 422, "Invalid"),
+    ],
+    ids=[
+        "nul-name",
+        "nul-namespace",
+        "limit-int64",
+        "timeout-int64",
+        "rv-negative",
+        "rv-underscore",
+        "rv-int64",
+        "rv-watch-plus",
+        "rv-get",
+        "match-without-rv",
+        "match-bogus",
+        "exact-zero",
+        "match-continue",
+        "watch-match",
+    ],
+)
+def test_bad_paths_and_list_options(server: Server, path: str, code: int, reason: str) -> None:
+    got, _, raw = server.request("GET", path)
+    status = _status(got, raw, code, reason)
+    if reason == "Invalid":
+        assert status["details"]["kind"] == "ListOptions", status
+        assert status["details"]["causes"][0]["field"] == "resourceVersionMatch", status
+    _serving(server)
+
+
+def test_watch_with_a_negative_timeout_ends(server: Server, cm: str) -> None:
+    """timeoutSeconds=-1 watched forever; kube-apiserver's timer fires at once: the watch
+    ends, after its initial events. (The socket timeout only keeps a hang from hanging the
+    suite: it is not a threshold.)"""
+    conn = http.client.HTTPSConnection(
+        "127.0.0.1", server.port, context=server.ssl_context(), timeout=120
+    )
+    try:
+        conn.request("GET", f"{CM}?watch=true&timeoutSeconds=-1")
+        resp = conn.getresponse()
+        assert resp.status == 200
+        events = [json.loads(line) for line in resp.read().splitlines() if line.strip()]
+    finally:
+        conn.close()
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", cm)]
+
+
+@pytest.mark.parametrize(
+    "headers,code,reason",
+    [
+        ({"Content-Type": "text/plain"}, 415, "UnsupportedMediaType"),
+        ({"Content-Type": ";;;==/"}, 415, "UnsupportedMediaType"),
+        ({"Content-Type": "application/x-www-form-urlencoded"}, 415, "UnsupportedMediaType"),
+        ({**JSON, "Accept": "foo/bar"}, 406, "NotAcceptable"),
+        ({**JSON, "Accept": "text/html, image/png"}, 406, "NotAcceptable"),
+    ],
+    ids=["text-plain", "garbage", "form", "accept-foo", "accept-html"],
+)
+def test_media_types_refused_nothing_stored(
+    server: Server, headers: dict[str, str], code: int, reason: str
+) -> None:
+    """A JSON body under any Content-Type was taken as JSON; an Accept of nothing the server
+    answers in got JSON anyway."""
+    before = _names(server, CM)
+    body = json.dumps({"metadata": {"name": "media"}}).encode()
+    got, _, raw = server.request("POST", CM, body, headers)
+    _status(got, raw, code, reason)
+    assert _names(server, CM) == before
+    if "Accept" in headers:
+        got, _, raw = server.request("GET", CM, None, {"Accept": headers["Accept"]})
+        _status(got, raw, code, reason)
+        mixed = {"Accept": headers["Accept"] + ", application/json"}
+        assert server.request("GET", CM, None, mixed)[0] == 200
+
+
+def _deployment(name: str, replicas: int) -> dict[str, Any]:
+    labels = {"app": name}
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+            },
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    "replicas,code,reason",
+    [(2**31, 422, "Invalid"), (2**70, 400, "BadRequest"), (2**63, 400, "BadRequest")],
+    ids=["int32", "int70", "int64"],
+)
+def test_integers_out_of_range_stored_nothing(
+    server: Server, replicas: int, code: int, reason: str
+) -> None:
+    """replicas of 2**31 and of 2**70 were stored (a Go client cannot read them back)."""
+    before = _names(server, DEPLOYS)
+    got, _, raw = server.request("POST", DEPLOYS, _deployment("big", replicas))
+    status = _status(got, raw, code, reason)
+    if code == 422:
+        assert status["details"]["causes"][0]["field"] == "spec.replicas", status
+    assert _names(server, DEPLOYS) == before
+    code, dep = server.json("POST", DEPLOYS, _deployment("fine", 2**31 - 1))
+    assert code == 201, dep
+    try:
+        scale = f"{DEPLOYS}/fine/scale"
+        got, _, raw = server.request("PATCH", scale, b'{"spec":{"replicas":2147483648}}', MERGE)
+        _status(got, raw, 422, "Invalid")
+        assert server.json("GET", f"{DEPLOYS}/fine")[1]["spec"]["replicas"] == 2**31 - 1
+    finally:
+        server.request("DELETE", f"{DEPLOYS}/fine")
+
+
+def test_service_name_must_be_a_dns1035_label(server: Server) -> None:
+    path = f"/api/v1/namespaces/{NS}/services"
+    before = _names(server, path)
+    for name in ("a.b", "1abc"):
+        body = {"metadata": {"name": name}, "spec": {"ports": [{"port": 80}]}}
+        got, _, raw = server.request("POST", path, body)
+        status = _status(got, raw, 422, "Invalid")
+        assert status["details"]["causes"][0]["field"] == "metadata.name", status
+    assert _names(server, path) == before
+
+
+@pytest.fixture
+def pod(server: Server) -> Iterator[str]:
+    name = "still"
+    spec = {
+        "containers": [{"name": "c", "image": "busybox"}],
+        "activeDeadlineSeconds": 600,
+    }
+    code, body = server.json("POST", PODS, {"metadata": {"name": name}, "spec": spec})
+    assert code == 201, body
+    try:
+        yield name
+    finally:
+        server.request("DELETE", f"{PODS}/{name}?gracePeriodSeconds=0")
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        {"spec": {"nodeName": "elsewhere"}},
+        {"spec": {"restartPolicy": "Never"}},
+        {"spec": {"hostNetwork": True}},
+        {"spec": {"terminationGracePeriodSeconds": 5}},
+        {"spec": {"serviceAccountName": "other"}},
+        {"spec": {"activeDeadlineSeconds": 900}},  # only set or lowered
+        {"spec": {"activeDeadlineSeconds": None}},
+        {"spec": {"tolerations": []}},  # only added to
+    ],
+    ids=[
+        "nodeName",
+        "restartPolicy",
+        "hostNetwork",
+        "grace",
+        "sa",
+        "deadline-up",
+        "deadline-nil",
+        "tolerations-removed",
+    ],  # fmt: skip
+)
+def test_pod_spec_is_immutable(server: Server, pod: str, patch: dict[str, Any]) -> None:
+    """Every one of these changed a pod's spec (a bound pod's nodeName too); Kubernetes
+    allows images, activeDeadlineSeconds (lowered) and tolerations (added) only."""
+    before = server.json("GET", f"{PODS}/{pod}")[1]
+    got, _, raw = server.request("PATCH", f"{PODS}/{pod}", json.dumps(patch).encode(), MERGE)
+    status = _status(got, raw, 422, "Invalid")
+    assert status["details"]["causes"][0]["field"].startswith("spec"), status
+    after = server.json("GET", f"{PODS}/{pod}")[1]
+    assert after["spec"] == before["spec"]
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+
+
+def test_pod_spec_changes_kubernetes_allows(server: Server, pod: str) -> None:
+    smp = {"Content-Type": "application/strategic-merge-patch+json"}
+    steps = [
+        ({"spec": {"containers": [{"name": "c", "image": "busybox:2"}]}}, smp),  # set image
+        ({"spec": {"activeDeadlineSeconds": 300}}, MERGE),
+        (
+            [
+                {
+                    "op": "add",
+                    "path": "/spec/tolerations/-",
+                    "value": {"key": "k", "operator": "Exists"},
+                }
+            ],
+            {"Content-Type": "application/json-patch+json"},
+        ),
+        ({"metadata": {"labels": {"a": "b"}}}, MERGE),
+    ]
+    for patch, headers in steps:
+        path = f"{PODS}/{pod}"
+        code, _, raw = server.request("PATCH", path, json.dumps(patch).encode(), headers)
+        assert code == 200, raw
+    got = server.json("GET", f"{PODS}/{pod}")[1]
+    assert got["spec"]["containers"][0]["image"] == "busybox:2"
+    assert got["spec"]["activeDeadlineSeconds"] == 300
+    assert {"key": "k", "operator": "Exists"} in got["spec"]["tolerations"]
+    code, _, raw = server.request("PUT", f"{PODS}/{pod}", got)  # unchanged: fine
+    assert code == 200, raw
+
+
+@pytest.mark.parametrize(
+    "query,code,field",
+    [
+        ("tailLines=-1", 422, "tailLines"),
+        ("limitBytes=0", 422, "limitBytes"),
+        ("sinceSeconds=-5", 422, "sinceSeconds"),
+        ("sinceSeconds=5&sinceTime=2020-01-01T00:00:00Z", 422, ""),
+        ("tailLines=abc", 400, None),
+        ("limitBytes=99999999999999999999", 400, None),
+        ("follow=maybe", 400, None),
+    ],
+    ids=["tail", "limit", "since", "since-both", "tail-text", "limit-int64", "follow"],
+)
+def test_log_options_checked_before_the_kubelet(
+    server: Server, pod: str, query: str, code: int, field: str | None
+) -> None:
+    """PodLogOptions kube-apiserver refuses itself were passed on to the kubelet (this pod
+    has no node: it was 400 "does not have a host assigned" for all of them)."""
+    got, _, raw = server.request("GET", f"{PODS}/{pod}/log?{query}")
+    status = _status(got, raw, code, "Invalid" if code == 422 else "BadRequest")
+    if code == 422:
+        assert status["details"]["kind"] == "PodLogOptions", status
+        assert status["details"]["causes"][0]["field"] == field, status
+    else:
+        assert query.partition("=")[0] in status["message"], status
+    got, _, raw = server.request("GET", f"{PODS}/{pod}/log?tailLines=0&limitBytes=1")
+    assert "does not have a host assigned" in _status(got, raw, 400, "BadRequest")["message"]
+
+
+def _strategy(name: str, strategy: dict[str, Any]) -> dict[str, Any]:
+    dep = _deployment(name, 1)
+    dep["spec"]["strategy"] = strategy
+    return dep
+
+
+def _pod(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}], **spec},
+    }
+
+
+_REQUIRED = "requiredDuringSchedulingIgnoredDuringExecution"
+_TERMS = f"spec.affinity.nodeAffinity.{_REQUIRED}.nodeSelectorTerms"
+
+
+@pytest.mark.parametrize(
+    "path,body,field",
+    [
+        (
+            PODS,
+            _pod("tol", tolerations=[{"key": "a", "operator": "Bogus"}]),
+            "spec.tolerations[0].operator",
+        ),
+        (
+            PODS,
+            _pod("tol-s", tolerations=[{"key": "a", "effect": "NoSchedule",
+                                        "tolerationSeconds": 1}]),
+            "spec.tolerations[0].effect",
+        ),
+        (
+            PODS,
+            _pod("aff", affinity={"nodeAffinity": {_REQUIRED: {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "a", "operator": "Bogus"}]}]}}}),
+            f"{_TERMS}[0].matchExpressions[0].operator",
+        ),
+        (
+            PODS,
+            _pod("aff-in", affinity={"nodeAffinity": {_REQUIRED: {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "a", "operator": "In"}]}]}}}),
+            f"{_TERMS}[0].matchExpressions[0].values",
+        ),
+        (
+            PODS,
+            _pod("anti", affinity={"podAntiAffinity": {_REQUIRED: [{"topologyKey": ""}]}}),
+            f"spec.affinity.podAntiAffinity.{_REQUIRED}[0].topologyKey",
+        ),
+        (CM, {"metadata": {"name": "b64"}, "binaryData": {"a": "!!!"}}, "binaryData.a"),
+        (DEPLOYS, _strategy("strat", {"type": "Bogus"}), "spec.strategy.type"),
+        (
+            DEPLOYS,
+            _strategy("surge", {"rollingUpdate": {"maxSurge": "x%"}}),
+            "spec.strategy.rollingUpdate.maxSurge",
+        ),
+        (
+            DEPLOYS,
+            _strategy("zero", {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}}),
+            "spec.strategy.rollingUpdate.maxUnavailable",
+        ),
+        (
+            DEPLOYS,
+            _strategy("recreate", {"type": "Recreate", "rollingUpdate": {"maxSurge": 1}}),
+            "spec.strategy.rollingUpdate",
+        ),
+    ],
+    ids=["toleration", "toleration-seconds", "node-affinity", "node-affinity-in", "anti-affinity",
+         "binaryData", "strategy", "maxSurge", "both-zero", "recreate-rolling"],
+)  # fmt: skip
+def test_invalid_fields_stored_nothing(
+    server: Server, path: str, body: dict[str, Any], field: str
+) -> None:
+    """Each was stored as given (a Deployment controller could not act on it)."""
+    before = _names(server, path)
+    got, _, raw = server.request("POST", path, body)
+    status = _status(got, raw, 422, "Invalid")
+    assert status["details"]["causes"][0]["field"] == field, status
+    assert _names(server, path) == before
+
+
+def test_a_long_selector_is_served(server: Server, cm: str) -> None:
+    """A request line over aiohttp's 8190 bytes got a bare-text 400; kube-apiserver (Go, 1 MB
+    of headers) serves it: a selector of many values lists, a too-long label key is a 400
+    Status."""
+    values = ",".join(f"v{i}" for i in range(20_000))
+    got, _, raw = server.request("GET", f"{CM}?labelSelector=app%20notin%20({values})")
+    assert got == 200, raw[:200]
+    assert cm in [i["metadata"]["name"] for i in json.loads(raw)["items"]]
+    got, _, raw = server.request("GET", f"{CM}?labelSelector={'a' * 50_000}")
+    assert "63 characters" in _status(got, raw, 400, "BadRequest")["message"]
+
+
+@pytest.mark.parametrize(
+    "method,body,field",
+    [
+        ("PUT", {"metadata": {"uid": "not-its-uid"}}, "metadata.uid"),
+        (
+            "PUT",
+            {"metadata": {"deletionTimestamp": "2020-01-01T00:00:00Z"}},
+            "metadata.deletionTimestamp",
+        ),
+        ("PATCH", {"metadata": {"uid": "not-its-uid"}}, "metadata.uid"),
+        ("JSONPATCH", [{"op": "replace", "path": "/metadata/uid", "value": "x"}], "metadata.uid"),
+    ],
+    ids=["put-uid", "put-deletion", "merge-uid", "json-uid"],
+)  # fmt: skip
+def test_immutable_metadata_refused(
+    server: Server, cm: str, method: str, body: Any, field: str
+) -> None:
+    """A write that changed the uid or set a deletionTimestamp got a 200 (the change silently
+    dropped); kube-apiserver: 422, the field is immutable. An empty uid, a changed
+    creationTimestamp: the old ones are kept, as there."""
+    before = server.json("GET", f"{CM}/{cm}")[1]
+    path = f"{CM}/{cm}"
+    if method == "PUT":
+        sent = {**before, "metadata": {**before["metadata"], **body["metadata"]}}
+        got, _, raw = server.request("PUT", path, sent)
+    else:
+        ctype = "application/json-patch+json" if method == "JSONPATCH" else MERGE["Content-Type"]
+        got, _, raw = server.request(
+            "PATCH", path, json.dumps(body).encode(), {"Content-Type": ctype}
+        )
+    status = _status(got, raw, 422, "Invalid")
+    assert status["details"]["causes"][0]["field"] == field, status
+    assert server.json("GET", path)[1] == before
+    kept = {**before, "metadata": {**before["metadata"], "uid": "", "creationTimestamp": None}}
+    code, after = server.json("PUT", path, kept)
+    assert code == 200, after
+    assert after["metadata"]["uid"] == before["metadata"]["uid"]
+    assert after["metadata"]["creationTimestamp"] == before["metadata"]["creationTimestamp"]
