@@ -338,6 +338,8 @@ def _resource_paths(res: Resource, schemas: dict[str, Obj], roots: list[str]) ->
             ),
         },
     }
+    if not res.delete_collection:  # namespaces: DELETE on the collection is 405
+        del paths[base]["delete"]
     if res.namespaced:
         paths[f"{prefix}/{res.name}"] = {
             "get": _operation(

@@ -84,3 +84,14 @@ def test_review_document_and_index() -> None:
     assert len(doc_etag) == 128 and doc_etag.isupper()
     assert OpenApiV3().document("apis/apps/v1") == (doc_body, doc_etag)  # the same every time
     assert service.document("apis/nosuch/v1") is None
+
+
+def test_namespaces_have_no_deletecollection_operation() -> None:
+    # As discovery says: DELETE on /api/v1/namespaces is refused (405), so the document
+    # offers no operation for it; every other collection has one.
+    paths = build_document("", "v1", GROUPS[""]["v1"])["paths"]
+    assert "delete" not in paths["/api/v1/namespaces"]
+    assert "get" in paths["/api/v1/namespaces"] and "post" in paths["/api/v1/namespaces"]
+    assert paths["/api/v1/namespaces/{namespace}/configmaps"]["delete"]["x-kubernetes-action"] == (
+        "deletecollection"
+    )
