@@ -258,7 +258,7 @@ spec:
     spec:
       serviceAccountName: robot
       nodeSelector: {kubernetes.io/os: linux}
-      tolerations: [{key: k, operator: Exists, effect: NoSchedule, tolerationSeconds: 5}]
+      tolerations: [{key: k, operator: Exists, effect: NoExecute, tolerationSeconds: 5}]
       affinity:
         podAntiAffinity:
           preferredDuringSchedulingIgnoredDuringExecution:
