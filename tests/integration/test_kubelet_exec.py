@@ -562,7 +562,12 @@ def test_kubectl_run_it_rm(cluster: Cluster, version: str) -> None:
     k = cluster.kubectl(version)
     args = ["run", "-it", "--rm", "--restart=Never", f"--image={IMAGE}"]
     args += ["--image-pull-policy=IfNotPresent", name, "--", "sh", "-c"]
-    args += ["read x; echo typed-$x; stty size"]
+    # kubectl attaches with the terminal's size plus one, then sends the size itself (to make
+    # a re-attached program redraw): the size is read once the second resize has come, and a
+    # size that never becomes the terminal's fails on the minute of silence
+    args += [
+        'read x; echo typed-$x; until [ "$(stty size)" = "21 77" ]; do sleep 0.1; done; stty size'
+    ]
     term = Terminal(k, args, 21, 77)
     try:
         term.expect(b"command prompt")  # kubectl's hint: it is attached
