@@ -38,30 +38,33 @@ _PORT_NAME = re.compile(r"[a-z0-9-]+")
 _LETTER = re.compile(r"[a-z]")
 
 
-def check_dns_label(value: str, where: str) -> None:
-    """RFC 1123 label: names of namespaces, containers, volumes; at most 63 characters."""
+def _check_label(value: str, where: str, pattern: re.Pattern[str], rule: str) -> None:
     if len(value) > 63:
         raise FieldError(where, f"Invalid value: {q(value)}: must be no more than 63 characters")
-    if not DNS_LABEL.fullmatch(value):
-        raise FieldError(
-            where,
-            f"Invalid value: {q(value)}: a lowercase RFC 1123 label must consist of lower case"
-            " alphanumeric characters or '-', and must start and end with an alphanumeric"
-            " character",
-        )
+    if not pattern.fullmatch(value):
+        raise FieldError(where, f"Invalid value: {q(value)}: {rule}")
+
+
+def check_dns_label(value: str, where: str) -> None:
+    """RFC 1123 label: names of namespaces, containers, volumes; at most 63 characters."""
+    _check_label(
+        value,
+        where,
+        DNS_LABEL,
+        "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-',"
+        " and must start and end with an alphanumeric character",
+    )
 
 
 def check_dns1035_label(value: str, where: str) -> None:
     """RFC 1035 label: names of Services (they become DNS names); at most 63 characters."""
-    if len(value) > 63:
-        raise FieldError(where, f"Invalid value: {q(value)}: must be no more than 63 characters")
-    if not DNS1035_LABEL.fullmatch(value):
-        raise FieldError(
-            where,
-            f"Invalid value: {q(value)}: a DNS-1035 label must consist of lower case"
-            " alphanumeric characters or '-', start with an alphabetic character, and end with"
-            " an alphanumeric character",
-        )
+    _check_label(
+        value,
+        where,
+        DNS1035_LABEL,
+        "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start"
+        " with an alphabetic character, and end with an alphanumeric character",
+    )
 
 
 def check_dns_subdomain(value: str, where: str) -> None:
