@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from corral_common.textcache import ParsedByText
+
 from .errors import FormatError, ImageError
 from .reference import parse
 
@@ -162,10 +164,10 @@ def parse_registries_conf(text: str, where: str = "registries.conf") -> Registri
     return RegistriesConf(tuple(search), tuple(entries))
 
 
-# (path, text) -> what it parses to: the file is read at every use (a change is seen at once)
-# but parsed again only when its text changed; the kubelet asks for every image it checks
-_PARSED: dict[tuple[str, str], RegistriesConf] = {}
-_PARSED_KEPT = 8
+# the kubelet asks for it for every image it checks
+_PARSED: ParsedByText[RegistriesConf] = ParsedByText(
+    lambda text, where: parse_registries_conf(text, where)
+)
 
 
 def load_registries_conf(path: str | os.PathLike[str] | None = None) -> RegistriesConf:
@@ -179,14 +181,7 @@ def load_registries_conf(path: str | os.PathLike[str] | None = None) -> Registri
         if explicit:
             raise FormatError(f"registries configuration {p}: no such file") from None
         return RegistriesConf()
-    key = (str(p), text)
-    conf = _PARSED.get(key)
-    if conf is None:
-        conf = parse_registries_conf(text, str(p))  # a FormatError is not kept: raised again
-        if len(_PARSED) >= _PARSED_KEPT:
-            _PARSED.clear()
-        _PARSED[key] = conf
-    return conf
+    return _PARSED.get(str(p), text)
 
 
 def _has_domain(name: str) -> bool:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from corral_common.defaults import NETWORK_STATE_DIR
+from corral_common.textcache import ParsedByText
 from runtime.network.errors import NetworkConfigError
 
 DEFAULT_STATE_DIR = Path(os.environ.get("CORRAL_NETWORK_DIR", NETWORK_STATE_DIR))
@@ -221,23 +222,9 @@ def parse_config(data: Mapping[str, Any]) -> NetworkConfig:
     )
 
 
-# (path, text) -> its config: the file is read at every use (a change is seen at once) but
-# parsed again only when its text changed; a pod's start asks for it twice
-_PARSED: dict[tuple[str, str], NetworkConfig] = {}
-_PARSED_KEPT = 8
-
-
 def load_config(path: str | os.PathLike[str]) -> NetworkConfig:
-    """A node config from a JSON or YAML file."""
-    text = Path(path).read_text()
-    key = (os.fspath(path), text)
-    config = _PARSED.get(key)
-    if config is None:
-        config = _parse_text(text, key[0])  # an error is not kept: raised again
-        if len(_PARSED) >= _PARSED_KEPT:
-            _PARSED.clear()
-        _PARSED[key] = config
-    return config
+    """A node config from a JSON or YAML file (parsed again only when its text changed)."""
+    return _PARSED.get(os.fspath(path), Path(path).read_text())
 
 
 def _parse_text(text: str, path: str) -> NetworkConfig:
@@ -251,3 +238,6 @@ def _parse_text(text: str, path: str) -> NetworkConfig:
         except yaml.YAMLError as e:
             raise NetworkConfigError(path, f"not JSON or YAML: {e}") from None
     return parse_config(data)
+
+
+_PARSED: ParsedByText[NetworkConfig] = ParsedByText(lambda text, path: _parse_text(text, path))

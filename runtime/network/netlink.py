@@ -277,14 +277,8 @@ class Rtnl:
         )
 
     def delete_link(self, name: str) -> bool:
-        """Delete ``name``; False if it did not exist."""
-        try:
-            self._call(f"link del {name}", self._ipr.link, "del", ifname=name)
-        except NetlinkError as e:
-            if e.errno in _GONE:
-                return False
-            raise
-        return True
+        """Delete ``name``; False if it did not exist (the module's :func:`delete_link`)."""
+        return delete_link(self.ns, name)
 
     # addresses and routes
 
