@@ -17,10 +17,11 @@ Layout::
 
 from __future__ import annotations
 
-import errno
+import fcntl
 import hashlib
 import os
 import shutil
+import stat
 import struct
 import subprocess
 import tempfile
@@ -181,12 +182,35 @@ def build_rootfs(dest: Path, helper: Path | None = None, busybox: Path | None = 
     return dest
 
 
+def tree_fingerprint(root: Path) -> str:
+    """A hash of what the tree under ``root`` holds: every entry's path, type, mode, owner and
+    size, a symlink's target and a file's content."""
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted([*dirnames, *filenames]):
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            rel = os.path.relpath(path, root)
+            h.update(f"{rel}\0{st.st_mode:o} {st.st_uid} {st.st_gid} {st.st_size} ".encode())
+            if stat.S_ISLNK(st.st_mode):
+                h.update(os.fsencode(os.readlink(path)))
+            elif stat.S_ISREG(st.st_mode):
+                with open(path, "rb") as f:
+                    h.update(hashlib.sha256(f.read()).digest())
+            h.update(b"\n")
+    return h.hexdigest()
+
+
 def cached_rootfs(cache_dir: Path) -> Path:
     """Build the rootfs under ``cache_dir`` once and return it on every later call.
 
     The directory is named after a hash of its inputs, built in a temp dir and renamed into
     place, so a concurrent or interrupted build never exposes a partial tree. Callers must
-    treat it as read-only: copy it, or bind-mount it read-only.
+    treat it as read-only: copy it, or bind-mount it read-only. One that did not (a file
+    planted, a mode changed) would break every later run that shares the cache: the tree's
+    fingerprint, written next to it when it was built, is checked at each call, and a tree
+    that no longer matches it is replaced by a new build.
     """
     cache_dir.mkdir(parents=True, exist_ok=True)
     busybox = find_busybox()
@@ -195,21 +219,30 @@ def cached_rootfs(cache_dir: Path) -> Path:
     for part in (busybox.read_bytes(), helper.read_bytes(), Path(__file__).read_bytes()):
         h.update(hashlib.sha256(part).digest())
     final = cache_dir / f"rootfs-{h.hexdigest()[:16]}"
-    if final.is_dir():
-        return final
-
-    tmp = Path(tempfile.mkdtemp(prefix=".rootfs-tmp-", dir=cache_dir))
-    try:
-        build_rootfs(tmp, helper=helper, busybox=busybox)
+    stamp = cache_dir / f"{final.name}.fingerprint"
+    with open(cache_dir / ".rootfs.lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one check, or one build, at a time
+        have = tree_fingerprint(final) if final.is_dir() else None
         try:
-            os.rename(tmp, final)
-        except OSError as e:
-            if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                raise
-            # Another process finished first; its tree is identical.
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+            if have is not None and stamp.read_text() == have:
+                return final
+        except FileNotFoundError:
+            pass
+        tmp = Path(tempfile.mkdtemp(prefix=".rootfs-tmp-", dir=cache_dir))
+        try:
+            build_rootfs(tmp, helper=helper, busybox=busybox)
+            want = tree_fingerprint(tmp)
+            staged = stamp.with_name(f".{stamp.name}.tmp")
+            staged.write_text(want)
+            if have != want:  # (a tree from before the fingerprints that matches is kept)
+                if have is not None:
+                    os.rename(final, tmp.with_name(tmp.name.replace("-tmp-", "-stale-")))
+                os.rename(tmp, final)
+            os.rename(staged, stamp)
+        finally:
+            for left in (tmp, tmp.with_name(tmp.name.replace("-tmp-", "-stale-"))):
+                if left.exists():
+                    shutil.rmtree(left)
     return final
 
 

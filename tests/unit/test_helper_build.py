@@ -18,6 +18,7 @@ from testkit.rootfs import (
     build_rootfs,
     cached_rootfs,
     find_busybox,
+    tree_fingerprint,
 )
 
 
@@ -154,8 +155,10 @@ def test_cached_rootfs_reuses(tmp_path: Path, helper: Path) -> None:
     stamp = (first / "bin/corral-test").stat().st_mtime_ns
     assert cached_rootfs(tmp_path) == first
     assert (first / "bin/corral-test").stat().st_mtime_ns == stamp
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(("rootfs-", ".rootfs"))] == [
-        first.name
+    assert sorted(p.name for p in tmp_path.iterdir() if "rootfs" in p.name) == [
+        ".rootfs.lock",
+        first.name,
+        f"{first.name}.fingerprint",
     ]
     assert (first / "bin/sh").is_symlink()
 
@@ -164,3 +167,29 @@ def test_helper_build_is_cached(helper: Path) -> None:
     before = helper.stat().st_mtime_ns
     assert build_helper(helper.parent) == helper
     assert helper.stat().st_mtime_ns == before
+
+
+def test_cached_rootfs_replaces_a_tree_that_was_changed(tmp_path: Path, helper: Path) -> None:
+    """A test that wrote into the shared tree (a device node, a directory, a mode) does not
+    break the runs after it: the next call finds the tree unlike its fingerprint and builds
+    it again."""
+    try:
+        find_busybox()
+    except BusyboxMissing as e:
+        pytest.skip(str(e))
+    first = cached_rootfs(tmp_path)
+    clean = tree_fingerprint(first)
+    (first / "etc/planted").write_text("x")
+    (first / "mnt").mkdir()
+    assert tree_fingerprint(first) != clean
+    again = cached_rootfs(tmp_path)
+    assert again == first
+    assert not (again / "etc/planted").exists() and not (again / "mnt").exists()
+    assert tree_fingerprint(again) == clean
+    (again / "etc/passwd").chmod(0o600)  # a mode alone
+    assert tree_fingerprint(cached_rootfs(tmp_path)) == clean
+    assert sorted(p.name for p in tmp_path.iterdir() if "rootfs" in p.name) == [
+        ".rootfs.lock",
+        first.name,
+        f"{first.name}.fingerprint",
+    ]
