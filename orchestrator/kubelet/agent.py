@@ -53,7 +53,7 @@ MAX_NODE_IMAGES = 50  # the kubelet's nodeStatusMaxImages
 DNS_PORT = 53
 DNS_BACKLOG = 64
 IP_FREEBIND = 15  # linux/in.h
-TLS_READ_BUFFER = 64 * 1024  # bytes, each TLS connection's (see serve_agent)
+TLS_READ_BUFFER = 16 * 1024  # bytes, each TLS connection's (see serve_agent)
 
 
 class AgentError(Exception):
@@ -496,8 +496,9 @@ def serve_agent(cfg: AgentConfig) -> None:
     # own would keep its high-water mark (issue #15: the agent's idle memory).
     hostsys.malloc_arena_max(1)
     # asyncio gives each TLS connection a read buffer of SSLProtocol.max_size (256 KiB),
-    # zeroed when made: the agent's watches held about 1.75 MiB of them. TLS records are at
-    # most 16 KiB: reads of 64 KiB lose nothing.
+    # zeroed when made: the agent's seven watches held about 1.75 MiB of them. A record larger
+    # than the buffer (TLS records carry up to 16 KiB) is read in more than one recv: the
+    # SSL object gathers it, so a small buffer costs a few more reads of a large list only.
     asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
 
     async def main() -> None:
