@@ -22,6 +22,7 @@ from ._jsonread import (
     _U64,
     _check_env,
     _check_path,
+    _check_text,
     _key,
     _Obj,
     _q,
@@ -273,10 +274,13 @@ def parse_id_mappings(parent: _Obj, key: str) -> tuple[IDMapping, ...]:
 def _parse_hook(r: _Obj) -> Hook:
     path = r.req_str("path")
     _check_path(path, r.at("path"))
+    args = r.strs("args")
+    for i, arg in enumerate(args):
+        _check_text(arg, _key(r.at("args"), i))
     env = r.strs("env")
     for i, entry in enumerate(env):
         _check_env(entry, _key(r.at("env"), i))
-    return Hook(path=path, args=r.strs("args"), env=env, timeout=r.opt_int("timeout", _POSITIVE))
+    return Hook(path=path, args=args, env=env, timeout=r.opt_int("timeout", _POSITIVE))
 
 
 def parse_hooks(r: _Obj) -> Hooks:
@@ -406,6 +410,8 @@ def parse_device(r: _Obj) -> Device:
     for key, value in (("major", major), ("minor", minor)):
         if value < 0:
             raise ConfigError(r.at(key), "must not be negative")
+        if value > _U32.hi:  # makedev(3) takes 32 bits of each
+            raise ConfigError(r.at(key), f"must be at most {_U32.hi}")
     return Device(
         path=path,
         type=kind,

@@ -796,6 +796,56 @@ RULES: list[tuple[str, dict[str, object], str, str]] = [
         "UTS",
     ),
     ("hostname type", {"hostname": 5}, "hostname", "string"),
+    # Strings the kernel gets as C strings: a NUL would silently cut them short there.
+    ("hostname NUL", {"hostname": "a\0b"}, "hostname", "NUL"),
+    ("domainname NUL", {"domainname": "a\0b"}, "domainname", "NUL"),
+    ("hostname too long", {"hostname": "h" * 65}, "hostname", "64 bytes"),
+    ("domainname too long", {"domainname": "\u00e9" * 33}, "domainname", "64 bytes"),
+    (
+        "mount source NUL",
+        {
+            "mounts[+]": {
+                "destination": "/m",
+                "type": "bind",
+                "source": "/a\0b",
+                "options": ["bind"],
+            }
+        },
+        "mounts[7].source",
+        "NUL",
+    ),
+    ("mount type NUL", {"mounts[0].type": "pr\0oc"}, "mounts[0].type", "NUL"),
+    ("mount option NUL", {"mounts[1].options[+]": "mode=1\x00777"}, "mounts[1].options[4]", "NUL"),
+    (
+        "sysctl value NUL",
+        {"linux.sysctl": {"net.ipv4.ip_forward": "1\0"}},
+        'linux.sysctl["net.ipv4.ip_forward"]',
+        "NUL",
+    ),
+    (
+        "sysctl key NUL",
+        {"linux.sysctl": {"net.ipv4.ip_\0forward": "1"}},
+        'linux.sysctl["net.ipv4.ip_\\u0000forward"]',
+        "NUL",
+    ),
+    (
+        "hook arg NUL",
+        {"hooks": {"prestart": [{"path": "/x", "args": ["x", "a\0b"]}]}},
+        "hooks.prestart[0].args[1]",
+        "NUL",
+    ),
+    (
+        "device major past 32 bits",
+        {"linux.devices": [{"path": "/dev/x", "type": "c", "major": 2**32, "minor": 1}]},
+        "linux.devices[0].major",
+        "4294967295",
+    ),
+    (
+        "device minor past 32 bits",
+        {"linux.devices": [{"path": "/dev/x", "type": "c", "major": 1, "minor": 2**40}]},
+        "linux.devices[0].minor",
+        "4294967295",
+    ),
     # mounts
     ("mounts not list", {"mounts": {}}, "mounts", "array"),
     ("mount not object", {"mounts[+]": "x"}, "mounts[7]", "object"),

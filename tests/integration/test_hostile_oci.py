@@ -1,0 +1,80 @@
+"""Hostile config.json values and exec flags against corral-oci.
+
+Each one is refused with one line naming the step and the field (no traceback), or, where runc
+takes it, it is taken with runc's meaning. The ``runtime`` fixture fails the test on state or
+cgroups left behind.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Result, Runtime
+
+pytestmark = pytest.mark.root
+
+
+def _one_line_error(res: Result) -> str:
+    assert res.rc != 0, res
+    assert "Traceback" not in res.err, res.err
+    lines = res.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("corral-oci: "), res.err
+    return lines[0]
+
+
+def _edit(bundle: Path, fn) -> None:  # type: ignore[no-untyped-def]
+    spec = json.loads((bundle / "config.json").read_text())
+    fn(spec)
+    (bundle / "config.json").write_text(json.dumps(spec))
+
+
+def test_device_owner_and_umask_use_all_32_bits(runtime: Runtime) -> None:
+    """A device's uid/gid is a uint32 in the spec and a uid_t in the kernel (4294967294 is a
+    valid id); a umask is a uint32 that umask(2) masks to its permission bits, as runc passes
+    it. Both went through a C int: an OverflowError traceback."""
+    cid, bundle = runtime.prepare(
+        "sh", "-c", "stat -c %u:%g:%t:%T /dev/rthdev; umask", user={"uid": 0, "gid": 0}
+    )
+
+    def hostile(spec: dict) -> None:  # type: ignore[type-arg]
+        spec["linux"]["devices"] = [
+            {"path": "/dev/rthdev", "type": "c", "major": 1, "minor": 3,
+             "uid": 2**32 - 2, "gid": 2**32 - 2}
+        ]  # fmt: skip
+        spec["process"]["user"]["umask"] = 0o40000022
+
+    _edit(bundle, hostile)
+    res = runtime.cli("run", "--bundle", str(bundle), cid)
+    assert res.rc == 0, res.err
+    assert res.out.split() == ["4294967294:4294967294:1:3", "0022"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "word"),
+    [
+        (("--user", "-1:-1"), "--user: -1"),
+        (("--user", "99999999999:0"), "--user: 99999999999"),
+        (("--user", "0:4294967296"), "--user: 4294967296"),
+        (("--additional-gids", "-7"), "--additional-gids: -7"),
+    ],
+)
+def test_exec_ids_out_of_range_are_refused(
+    runtime: Runtime, flags: tuple[str, ...], word: str
+) -> None:
+    """exec's --user and --additional-gids went unchecked into the spawn plan (an
+    OverflowError traceback); runc refuses them too."""
+    cid, bundle = runtime.prepare("corral-test", "sigwait")
+    assert runtime.cli("create", "--bundle", str(bundle), cid).rc == 0
+    assert runtime.cli("start", cid).rc == 0
+    line = _one_line_error(runtime.cli("exec", *flags, cid, "true"))
+    assert word in line and "between 0 and 4294967295" in line, line
+    assert runtime.cli("exec", cid, "true").rc == 0  # the container is unharmed
+
+
+def test_an_error_naming_an_id_with_a_newline_stays_one_line(runtime: Runtime) -> None:
+    """The error prefix names the id as given: a newline or tab in it split the one line."""
+    line = _one_line_error(runtime.cli("create", "--bundle", str(runtime.tmp), "a\nb\tc"))
+    assert "a\\nb\\tc" in line and "invalid container id" in line, line
