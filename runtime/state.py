@@ -266,10 +266,10 @@ class StateDir:
             except FileNotFoundError:
                 pass
             except OSError:
-                # Not a plain file: fall back to shutil, which importing costs (bz2, lzma).
-                import shutil
+                # Not a plain file (a directory planted in the state dir: any depth).
+                from corral_common.rmtree import rmtree
 
-                shutil.rmtree(os.path.join(self.path, name), ignore_errors=True)
+                rmtree(os.path.join(self.path, name), ignore_errors=True)
         try:
             os.rmdir(self.path)
         except OSError:
