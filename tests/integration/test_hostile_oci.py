@@ -78,3 +78,35 @@ def test_an_error_naming_an_id_with_a_newline_stays_one_line(runtime: Runtime) -
     """The error prefix names the id as given: a newline or tab in it split the one line."""
     line = _one_line_error(runtime.cli("create", "--bundle", str(runtime.tmp), "a\nb\tc"))
     assert "a\\nb\\tc" in line and "invalid container id" in line, line
+
+
+def test_a_symlink_planted_in_the_state_root_is_no_container(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    """root/ID -> a host directory: `delete --force ID` listed and unlinked every file of the
+    directory it points at (it took it for a container whose create never committed), and
+    state/kill/list read a state.json through it. runc answers "container does not exist"."""
+    host, other = tmp_path / "host", tmp_path / "other"
+    for d in (host, other):
+        d.mkdir()
+        (d / "precious").write_text("host data")
+    runtime.root.mkdir(parents=True, exist_ok=True)
+    (runtime.root / "evil").symlink_to(other)  # a directory without a state.json
+    (runtime.root / "evil2").mkdir()
+    (runtime.root / "evil2" / "state.json").symlink_to(host / "state.json")
+    (host / "state.json").write_text('{"id": "evil2"}')
+    for cid in ("evil", "evil2"):
+        assert runtime.cli("delete", "--force", cid).rc == 0
+        assert (other / "precious").read_text() == "host data", f"delete --force {cid} wiped it"
+        for args in (("delete", cid), ("state", cid), ("kill", cid, "KILL"), ("pause", cid)):
+            line = _one_line_error(runtime.cli(*args))
+            assert line.endswith(f"container does not exist: {cid}"), line
+    listed = runtime.cli("list", "--format", "json")
+    assert listed.rc == 0 and json.loads(listed.out or "[]") == [], listed
+    assert sorted(p.name for p in host.iterdir()) == ["precious", "state.json"]
+    assert [p.name for p in other.iterdir()] == ["precious"]
+    assert (other / "precious").read_text() == "host data"
+    cid, bundle = runtime.prepare("true")
+    line = _one_line_error(runtime.cli("create", "--bundle", str(bundle), "evil"))
+    assert "container with id exists: evil" in line
+    assert [p.name for p in other.iterdir()] == ["precious"]
