@@ -34,7 +34,7 @@ from ._jsonread import (  # the one reader of JSON objects, shared with _config_
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (ms of each command)
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, BinaryIO
 
     from ._config_extra import (
         CPU,
@@ -850,6 +850,20 @@ def _is_bind(mount: Mount) -> bool:
     return mount.type == "bind" or "bind" in mount.options or "rbind" in mount.options
 
 
+# The most of config.json, or of exec's --process and update's --resources file, that is
+# read: a JSON document, not a device or a stream without end (config.json -> /dev/zero was
+# read until memory ran out; runc's streaming decoder stops at the first byte).
+MAX_JSON_BYTES = 64 << 20
+
+
+def read_json_bytes(f: BinaryIO, what: str) -> bytes:
+    """At most MAX_JSON_BYTES of ``f``; ConfigError(``what``) when there is more."""
+    raw = f.read(MAX_JSON_BYTES + 1)
+    if len(raw) > MAX_JSON_BYTES:
+        raise ConfigError(what, f"larger than {MAX_JSON_BYTES >> 20} MiB: not a JSON document")
+    return raw
+
+
 def load_spec(bundle: str | os.PathLike[str]) -> Spec:
     """Read and validate ``<bundle>/config.json``.
 
@@ -860,7 +874,7 @@ def load_spec(bundle: str | os.PathLike[str]) -> Spec:
     path = os.path.join(bundle_dir, "config.json")
     try:
         with open(path, "rb") as f:
-            raw = f.read()
+            raw = read_json_bytes(f, "config.json")
     except OSError as exc:
         raise ConfigError("config.json", f"open {path}: {exc.strerror or exc}") from None
     try:

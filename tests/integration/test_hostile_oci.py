@@ -110,3 +110,12 @@ def test_a_symlink_planted_in_the_state_root_is_no_container(
     line = _one_line_error(runtime.cli("create", "--bundle", str(bundle), "evil"))
     assert "container with id exists: evil" in line
     assert [p.name for p in other.iterdir()] == ["precious"]
+
+
+def test_exec_process_file_without_end(runtime: Runtime) -> None:
+    """exec --process /dev/zero read until memory ran out."""
+    cid, bundle = runtime.prepare("corral-test", "sigwait")
+    assert runtime.cli("create", "--bundle", str(bundle), cid).rc == 0
+    assert runtime.cli("start", cid).rc == 0
+    line = _one_line_error(runtime.cli("exec", "--process", "/dev/zero", cid, timeout=30))
+    assert "--process /dev/zero: larger than 64 MiB" in line, line

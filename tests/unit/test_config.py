@@ -1193,6 +1193,18 @@ def write_bundle(tmp_path: Path, config: object) -> Path:
     return tmp_path
 
 
+def test_a_config_or_process_file_without_end_is_not_read_to_the_end(tmp_path: Path) -> None:
+    """config.json -> /dev/zero was read until memory ran out (runc stops at the first
+    byte); exec's --process and update's --resources files the same."""
+    from runtime.manage import load_resources
+
+    (tmp_path / "config.json").symlink_to("/dev/zero")
+    with pytest.raises(ConfigError, match="config.json: larger than 64 MiB"):
+        load_spec(tmp_path)
+    with pytest.raises(ConfigError, match="resources: larger than 64 MiB"):
+        load_resources("/dev/zero")
+
+
 def test_load_spec_resolves_root_and_bind_sources(tmp_path: Path) -> None:
     config = default_spec()
     config["mounts"].append({"destination": "/data", "source": "vol", "options": ["rbind"]})
