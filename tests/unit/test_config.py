@@ -854,6 +854,38 @@ RULES: list[tuple[str, dict[str, object], str, str]] = [
     ("options not list", {"mounts[1].options": "nosuid"}, "mounts[1].options", "array"),
     ("option not string", {"mounts[1].options[+]": 1}, "mounts[1].options[4]", "string"),
     (
+        "idmap container IDs overlap",
+        {
+            "mounts[0].uidMappings": [
+                *idmap(1000, 10),
+                {"containerID": 5, "hostID": 9000, "size": 1},
+            ]
+        },
+        "mounts[0].uidMappings[1]",
+        "container IDs overlap those of mounts[0].uidMappings[0]",
+    ),
+    (
+        "idmap host IDs overlap",
+        {
+            "mounts[0].gidMappings": [
+                {"containerID": 100, "hostID": 1005, "size": 1},
+                *idmap(1000, 10),
+            ]
+        },
+        "mounts[0].gidMappings[1]",
+        "host IDs overlap those of mounts[0].gidMappings[0]",
+    ),
+    (
+        "idmap too many lines",
+        {
+            "mounts[0].uidMappings": [
+                {"containerID": i, "hostID": 1000 + i, "size": 1} for i in range(341)
+            ]
+        },
+        "mounts[0].uidMappings",
+        "more than 340",
+    ),
+    (
         "mount idmap size",
         {"mounts[0].uidMappings": idmap(1, 0)},
         "mounts[0].uidMappings[0].size",
