@@ -119,3 +119,26 @@ def test_exec_process_file_without_end(runtime: Runtime) -> None:
     assert runtime.cli("start", cid).rc == 0
     line = _one_line_error(runtime.cli("exec", "--process", "/dev/zero", cid, timeout=30))
     assert "--process /dev/zero: larger than 64 MiB" in line, line
+
+
+def test_a_read_only_path_keeps_its_other_flags(runtime: Runtime, tmp_path: Path) -> None:
+    """readonlyPaths ["/bin"] (or a symlink to "/" there): read-only, and still executable,
+    as runc's readonlyPath remounts with the flags the path had. It was also made noexec,
+    nosuid and nodev: "exec(sh): Permission denied"."""
+    import shutil
+
+    root = tmp_path / "rootfs"
+    shutil.copytree(runtime.rootfs, root, symlinks=True)
+    (root / "whole").symlink_to("/")
+    cid, bundle = runtime.prepare(
+        "/bin/sh", "-c", "touch /bin/x /y 2>/dev/null || echo read-only; /bin/true && echo ran"
+    )
+
+    def hostile(spec: dict) -> None:  # type: ignore[type-arg]
+        spec["root"] = {"path": str(root), "readonly": False}
+        spec["linux"]["readonlyPaths"] = ["/bin", "/whole"]
+
+    _edit(bundle, hostile)
+    res = runtime.cli("run", "--bundle", str(bundle), cid)
+    assert (res.rc, res.out.split()) == (0, ["read-only", "ran"]), res
+    assert not (root / "bin" / "x").exists() and not (root / "y").exists()
