@@ -142,3 +142,99 @@ def test_a_read_only_path_keeps_its_other_flags(runtime: Runtime, tmp_path: Path
     res = runtime.cli("run", "--bundle", str(bundle), cid)
     assert (res.rc, res.out.split()) == (0, ["read-only", "ran"]), res
     assert not (root / "bin" / "x").exists() and not (root / "y").exists()
+
+
+# (name, symlinks planted in a private rootfs {path: target}, config edits, the container's
+# script, what it prints). HOST is a host directory with a file in it: /HOST in a target names
+# it absolutely, ../../HOST relatively.
+_PLANTED = [
+    (
+        "mount through a relative chain",
+        {"x": "a/b", "a": "c", "c/b": "../../../../../../HOST"},
+        {"mounts+": {"destination": "/x", "type": "tmpfs", "source": "tmpfs"}},
+        "ls /x; grep -c ' /x \\| HOST ' /proc/self/mountinfo",
+        ["1"],
+    ),
+    (
+        "masked path to a host directory",
+        {"m": "/HOST"},
+        {"maskedPaths": ["/m"]},
+        "ls /m; echo listed",
+        ["listed"],
+    ),
+    (
+        "read-only path to a host directory",
+        {"r": "/HOST"},
+        {"readonlyPaths": ["/r"]},
+        "ls /r; touch /r/new 2>/dev/null || echo read-only",
+        ["read-only"],
+    ),
+    (
+        "cwd through a symlink out",
+        {"w": "../../../../../../HOST"},
+        {"cwd": "/w"},
+        "ls; pwd",
+        ["HOST"],
+    ),
+    (
+        "device through a symlinked /dev",
+        {"dev": "/HOST"},
+        {"devices": [{"path": "/dev/rthnull", "type": "c", "major": 1, "minor": 3}]},
+        "ls /dev/rthnull",
+        ["/dev/rthnull"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("planted", "edits", "script", "want"),
+    [p[1:] for p in _PLANTED],
+    ids=[p[0] for p in _PLANTED],
+)
+def test_symlinks_planted_in_the_rootfs_resolve_inside_it(
+    runtime: Runtime,
+    tmp_path: Path,
+    planted: dict[str, str],
+    edits: dict[str, object],
+    script: str,
+    want: list[str],
+) -> None:
+    """Mount destinations, masked and read-only paths, the cwd and device nodes go through
+    symlinks as if the rootfs were /: what they name on the host is neither listed,
+    written nor mounted over (CVE-2021-30465 class)."""
+    import shutil
+
+    from tests.integration.test_security import _mounts
+
+    host = tmp_path / "host-dir"
+    host.mkdir()
+    (host / "precious").write_text("host data")
+    root = tmp_path / "rootfs"
+    shutil.copytree(runtime.rootfs, root, symlinks=True)
+    for path, target in planted.items():
+        link = root / path
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_dir() and not link.is_symlink():
+            shutil.rmtree(link)
+        link.symlink_to(target.replace("HOST", str(host).lstrip("/")))
+    before = _mounts(tmp_path)
+    cid, bundle = runtime.prepare("sh", "-c", script.replace("HOST", str(host)))
+
+    def hostile(spec: dict) -> None:  # type: ignore[type-arg]
+        spec["root"] = {"path": str(root), "readonly": False}
+        for key, value in edits.items():
+            if key == "mounts+":
+                spec["mounts"].append(value)
+            elif key == "cwd":
+                spec["process"]["cwd"] = value
+            else:
+                spec["linux"][key] = value
+
+    _edit(bundle, hostile)
+    res = runtime.cli("run", "--bundle", str(bundle), cid)
+    assert res.rc == 0, res
+    assert "precious" not in res.out, res
+    assert res.out.split() == [w.replace("HOST", str(host)) for w in want], res
+    assert [p.name for p in host.iterdir()] == ["precious"]
+    assert (host / "precious").read_text() == "host data"
+    assert _mounts(tmp_path) == before
