@@ -238,3 +238,30 @@ def test_symlinks_planted_in_the_rootfs_resolve_inside_it(
     assert [p.name for p in host.iterdir()] == ["precious"]
     assert (host / "precious").read_text() == "host data"
     assert _mounts(tmp_path) == before
+
+
+def test_create_with_a_preserve_fds_out_of_range_leaves_nothing(runtime: Runtime) -> None:
+    """--preserve-fds 99999999999999999999 was an OverflowError traceback out of the spawn;
+    a negative count was taken as none. Nothing is made either way."""
+    for n in ("99999999999999999999", "-3", str((1 << 20) + 1)):
+        cid, bundle = runtime.prepare("true")
+        line = _one_line_error(
+            runtime.cli("create", "--preserve-fds", n, "--bundle", str(bundle), cid)
+        )
+        assert f"create {cid}: preserve-fds: {n} is not a number of fds from 0 to" in line, line
+        assert runtime.cli("state", cid).rc != 0
+
+
+def test_exec_and_kill_flags_out_of_range(runtime: Runtime) -> None:
+    """exec --preserve-fds -1 was taken as none, exec --cwd rel failed in the child as
+    "chdir(rel)", kill 99999 said "[Errno 22] Invalid argument"."""
+    cid, bundle = runtime.prepare("corral-test", "sigwait")
+    assert runtime.cli("create", "--bundle", str(bundle), cid).rc == 0
+    assert runtime.cli("start", cid).rc == 0
+    line = _one_line_error(runtime.cli("exec", "--preserve-fds", "-1", cid, "true"))
+    assert "preserve-fds: -1 is not a number of fds" in line, line
+    line = _one_line_error(runtime.cli("exec", "--cwd", "rel", cid, "true"))
+    assert "--cwd: must be an absolute path, not 'rel'" in line, line
+    line = _one_line_error(runtime.cli("kill", cid, "99999"))
+    assert line.endswith("signal: unknown signal '99999'"), line
+    assert runtime.cli("kill", cid, "0").rc == 0  # still there, and 0 still probes it
