@@ -265,3 +265,37 @@ def test_exec_and_kill_flags_out_of_range(runtime: Runtime) -> None:
     line = _one_line_error(runtime.cli("kill", cid, "99999"))
     assert line.endswith("signal: unknown signal '99999'"), line
     assert runtime.cli("kill", cid, "0").rc == 0  # still there, and 0 still probes it
+
+
+def test_exec_cwd_through_a_leaked_fd_stays_inside(runtime: Runtime, tmp_path: Path) -> None:
+    """CVE-2024-21626 through exec (runc's `exec -w /proc/self/fd/N`), with a descriptor of a
+    host directory the caller leaked to the runtime (a shim's, say): such a cwd is refused or
+    lands in the container, never in the host directory. (This held; taking out both the
+    child's close_inherited and its getcwd check still left the fd unreachable: the leaked
+    descriptor is dropped before the child too.)"""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    host = tmp_path / "host-dir"
+    host.mkdir()
+    (host / "precious").write_text("host data")
+    cid, bundle = runtime.prepare("corral-test", "sigwait")
+    assert runtime.cli("create", "--bundle", str(bundle), cid).rc == 0
+    assert runtime.cli("start", cid).rc == 0
+    inside = {p.name for p in runtime.rootfs.iterdir()}
+    leaked = os.open(host, os.O_RDONLY | os.O_DIRECTORY)  # inheritable once passed
+    try:
+        for n in sorted({leaked, *range(3, 12)}):
+            cmd = [sys.executable, "-m", "runtime.cli.oci", "--root", str(runtime.root), "exec",
+                   "--cwd", f"/proc/self/fd/{n}", cid, "ls", "-a", "."]  # fmt: skip
+            res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60,
+                                 stdin=subprocess.DEVNULL, pass_fds=(leaked,))  # fmt: skip
+            listing = set(res.stdout.split()) - {".", ".."}
+            assert "Traceback" not in res.stderr, res.stderr
+            assert "precious" not in listing, (n, res)
+            assert res.returncode != 0 or listing <= inside, (n, res)
+    finally:
+        os.close(leaked)
