@@ -1062,6 +1062,30 @@ def test_endpointslices_per_port_set_owned_by_the_service() -> None:
     run(body)
 
 
+def test_an_unnamed_port_is_named_empty_in_a_slice_and_unnamed_in_endpoints() -> None:
+    """As kube-apiserver defaults them: EndpointSlice ports always carry a name ("" when the
+    service port has none; kubectl 1.32's describe service dereferences it), Endpoints ports
+    omit it. The slice matches what the server stores, so a second reconcile writes nothing."""
+
+    async def body() -> None:
+        client = FakeClient()
+        client.add(SERVICES, svc_obj(ports=[{"port": 80, "targetPort": 8080, "protocol": "TCP"}]))
+        client.add(PODS, backend("a", "10.42.0.5", True))
+        for kind in (EndpointsController, EndpointSliceController):
+            ctrl, factory = await setup(kind, client)
+            await ctrl.reconcile("default/web")
+            client.take()
+            await factory.relist()
+            await ctrl.reconcile("default/web")
+            assert client.take() == [], kind
+        (s,) = client.all(ENDPOINTSLICES)
+        assert s["ports"] == [{"name": "", "port": 8080, "protocol": "TCP"}]
+        ep = client.stored(ENDPOINTS, "default", "web")
+        assert ep["subsets"][0]["ports"] == [{"port": 8080, "protocol": "TCP"}]
+
+    run(body)
+
+
 # ------------------------------------------------------------------------------ node lifecycle
 
 

@@ -1,0 +1,75 @@
+"""Commands a Kubernetes user runs, as kubectl 1.32 and 1.20 print them against kube-apiserver
+1.32, on a real ``corral server``: what the wider matrix of ``get``/``describe``/``apply``
+found different from a real cluster (what is already covered lives in test_apiserver*.py,
+test_kubectl_tables.py and the cluster e2e modules)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from tests.kubeserver import KUBECTL_VERSIONS, Kubectl, Server, api_only_server, kubectl_for
+
+pytestmark = [pytest.mark.root]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with api_only_server(tmp_path_factory.mktemp("kubectl-clients")) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module", params=list(KUBECTL_VERSIONS))
+def kubectl(
+    request: pytest.FixtureRequest, server: Server, tmp_path_factory: pytest.TempPathFactory
+) -> Kubectl:
+    return kubectl_for(request.param, server, tmp_path_factory)
+
+
+def _namespace(kubectl: Kubectl, prefix: str) -> str:
+    ns = f"{prefix}-v{kubectl.version.replace('.', '')}"
+    kubectl.run("create", "namespace", ns)
+    return ns
+
+
+def test_describe_service_with_an_unnamed_port(kubectl: Kubectl) -> None:
+    """kube-apiserver names an EndpointSlice's unnamed port "" (SetDefaults_EndpointPort):
+    kubectl 1.32's ``describe service`` dereferences that name for each slice port and
+    panicked (nil pointer, exit 2) on a slice whose port had none."""
+    ns = _namespace(kubectl, "svc-unnamed")
+    objs = [
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
+        },
+        {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {"name": "web-x1", "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4",
+            "ports": [{"port": 8080}],
+            "endpoints": [{"addresses": ["10.42.0.7"]}],
+        },
+    ]
+    kubectl.run(
+        "apply",
+        "-n",
+        ns,
+        "-f",
+        "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objs}),
+    )
+    p = kubectl.run("describe", "service", "web", "-n", ns, check=False)
+    assert p.returncode == 0, p.stderr
+    assert "panic" not in p.stderr
+    lines = dict(line.split(":", 1) for line in p.stdout.splitlines() if ":" in line)
+    if kubectl.version == "1.32":  # from the slices; 1.20 reads the Endpoints (none here)
+        assert lines["Endpoints"].strip() == "10.42.0.7:8080", p.stdout
+    else:
+        assert lines["Endpoints"].strip() == "<none>", p.stdout
+    got = json.loads(kubectl.run("get", "endpointslice", "web-x1", "-n", ns, "-o", "json").stdout)
+    assert got["ports"] == [{"name": "", "port": 8080, "protocol": "TCP"}]
