@@ -409,11 +409,16 @@ class ApiServer:
         r.add_get("/swagger-2.0.0.pb-v1", openapi_v2.handle_legacy)
         r.add_get("/openapi/v3", openapi.handle_index)
         r.add_get("/openapi/v3/{gv:.+}", openapi.handle_document)
-        r.add_get("/api", self._api)
-        r.add_get("/apis", self._apis)
+        # Discovery with a trailing slash too, as kube-apiserver serves it: the Python client
+        # asks for /api/, /apis/, /apis/<group>/ and /api/v1/, /apis/<group>/<version>/.
+        for path in ("/api", "/api/"):
+            r.add_get(path, self._api)
+        for path in ("/apis", "/apis/"):
+            r.add_get(path, self._apis)
         r.add_route("*", "/api/{version}", self._core_discovery)
         r.add_route("*", "/api/{version}/{tail:.*}", self._core)
-        r.add_route("*", "/apis/{group}", self._group)
+        for path in ("/apis/{group}", "/apis/{group}/"):
+            r.add_route("*", path, self._group)
         r.add_route("*", "/apis/{group}/{version}", self._group_discovery)
         r.add_route("*", "/apis/{group}/{version}/{tail:.*}", self._grouped)
         return app
@@ -500,9 +505,13 @@ class ApiServer:
         return _json(doc)
 
     async def _core(self, request: web.Request) -> web.StreamResponse:
+        if not request.match_info["tail"]:  # /api/v1/
+            return await self._core_discovery(request)
         return await self._resource("", request.match_info["version"], request)
 
     async def _grouped(self, request: web.Request) -> web.StreamResponse:
+        if not request.match_info["tail"]:  # /apis/<group>/<version>/
+            return await self._group_discovery(request)
         return await self._resource(
             request.match_info["group"], request.match_info["version"], request
         )

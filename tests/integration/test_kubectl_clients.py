@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -73,3 +74,29 @@ def test_describe_service_with_an_unnamed_port(kubectl: Kubectl) -> None:
         assert lines["Endpoints"].strip() == "<none>", p.stdout
     got = json.loads(kubectl.run("get", "endpointslice", "web-x1", "-n", ns, "-o", "json").stdout)
     assert got["ports"] == [{"name": "", "port": 8080, "protocol": "TCP"}]
+
+
+@pytest.fixture(scope="module")
+def pyapi(server: Server) -> Any:
+    """The ``kubernetes`` Python client on ``server``'s kubeconfig."""
+    from kubernetes import config
+
+    return config.new_client_from_config(str(server.kubeconfig))
+
+
+def test_python_client_discovery(pyapi: Any) -> None:
+    """The Python client's discovery calls ask for /api/, /apis/, /apis/<group>/ and
+    /api/v1/, /apis/<group>/<version>/ (a trailing slash each): kube-apiserver answers them
+    as without the slash; they were 404."""
+    from kubernetes import client
+
+    assert client.CoreApi(pyapi).get_api_versions().versions == ["v1"]
+    groups = {g.name: g for g in client.ApisApi(pyapi).get_api_versions().groups}
+    assert groups["apps"].preferred_version.group_version == "apps/v1"
+    assert client.AppsApi(pyapi).get_api_group().name == "apps"
+    pods = next(
+        r for r in client.CoreV1Api(pyapi).get_api_resources().resources if r.name == "pods"
+    )
+    assert pods.kind == "Pod" and pods.namespaced and "po" in pods.short_names
+    deploy = {r.name for r in client.AppsV1Api(pyapi).get_api_resources().resources}
+    assert {"deployments", "deployments/scale"} <= deploy
