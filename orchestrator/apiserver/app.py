@@ -45,6 +45,9 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # selector kube-apiserver serves, with a 400 that is no Status.
 MAX_REQUEST_LINE = 1 << 20
 # /cacerts and /v1-corral/node-credentials (join.py) check the join token themselves.
+# The kinds whose DELETE answers with the object deleted (kube-apiserver's stores with
+# ReturnDeletedObject); the others answer a Success Status naming it, once it is gone.
+RETURN_DELETED = frozenset({"pods", "services", "serviceaccounts", "namespaces"})
 PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version", "/cacerts", "/v1-corral")
 JSON = "application/json"
 PATCH_TYPES = {
@@ -323,6 +326,22 @@ def _dry_run(request: web.Request, body_values: object = None) -> bool:
                 f'Unsupported value: {json.dumps(v)}: supported values: "All"',
             )
     return bool(values)
+
+
+def _deleted_status(res: Resource, meta: Obj) -> Obj:
+    """What kube-apiserver's finalizeDelete answers for a deleted object: Success, with the
+    resource (plural) as the details' kind and the uid (kubectl's --wait matches on it)."""
+    details: Obj = {"name": meta["name"]}
+    if res.group:
+        details["group"] = res.group
+    details.update(kind=res.name, uid=meta.get("uid"))
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": details,
+    }
 
 
 def _list_body(res: Resource, items: list[Obj], rev: int, cont: str | None) -> Obj:
@@ -672,7 +691,12 @@ class ApiServer:
             dry = _dry_run(request, options.get("dryRun"))
             if name is not None:
                 obj = await self.storage.delete(res, ns, name, options, dry_run=dry)
-                return self._object(request, res, obj)
+                meta = obj["metadata"]
+                if res.name in RETURN_DELETED or (
+                    meta.get("deletionTimestamp") and meta.get("finalizers")
+                ):
+                    return self._object(request, res, obj)  # or still there, being deleted
+                return _json(_deleted_status(res, meta))
             match = self._selector(request, res)
             items, rev, _ = await self.storage.list(res, ns, match=match)
             deleted = []

@@ -100,3 +100,50 @@ def test_python_client_discovery(pyapi: Any) -> None:
     assert pods.kind == "Pod" and pods.namespaced and "po" in pods.short_names
     deploy = {r.name for r in client.AppsV1Api(pyapi).get_api_resources().resources}
     assert {"deployments", "deployments/scale"} <= deploy
+
+
+def test_delete_answers_a_status_or_the_object(
+    server: Server, pyapi: Any, kubectl: Kubectl
+) -> None:
+    """kube-apiserver answers a DELETE with a Success Status naming what went (its details'
+    kind is the resource, its uid the object's), except for the kinds it returns the deleted
+    object of (pods, services, serviceaccounts, namespaces) and for an object still there
+    (finalizers); we answered with the object each time. The Python client (37) gives the body
+    as a dict (for those kinds, the typed object: its OpenAPI says which); kubectl's --wait
+    takes the uid from either."""
+    from kubernetes import client
+
+    ns = _namespace(kubectl, "delete-status")
+    core, apps = client.CoreV1Api(pyapi), client.AppsV1Api(pyapi)
+    cm = core.create_namespaced_config_map(ns, {"metadata": {"name": "cm"}, "data": {"a": "b"}})
+    assert core.delete_namespaced_config_map("cm", ns) == {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": {"name": "cm", "kind": "configmaps", "uid": cm.metadata.uid},
+    }
+    sa = core.create_namespaced_service_account(ns, {"metadata": {"name": "robot"}})
+    got = core.delete_namespaced_service_account("robot", ns)  # the object: a V1ServiceAccount
+    assert (got.kind, got.metadata.uid) == ("ServiceAccount", sa.metadata.uid)
+    body = {
+        "metadata": {"name": "d", "finalizers": ["example.com/hold"]},
+        "spec": {
+            "selector": {"matchLabels": {"a": "d"}},
+            "template": {
+                "metadata": {"labels": {"a": "d"}},
+                "spec": {"containers": [{"name": "c", "image": "i"}]},
+            },
+        },
+    }
+    apps.create_namespaced_deployment(ns, body)
+    held = apps.delete_namespaced_deployment("d", ns)
+    assert held["kind"] == "Deployment" and held["metadata"]["deletionTimestamp"], held
+    apps.patch_namespaced_deployment("d", ns, [{"op": "remove", "path": "/metadata/finalizers"}])
+    del body["metadata"]["finalizers"]
+    uid = apps.create_namespaced_deployment(ns, body).metadata.uid
+    got = apps.delete_namespaced_deployment("d", ns)
+    assert got["details"] == {"name": "d", "group": "apps", "kind": "deployments", "uid": uid}
+    kubectl.run("create", "configmap", "w", "-n", ns)
+    p = kubectl.run("delete", "configmap", "w", "-n", ns, "--wait")
+    assert p.stdout == 'configmap "w" deleted\n', p.stdout + p.stderr
