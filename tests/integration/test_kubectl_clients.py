@@ -11,7 +11,15 @@ from typing import Any
 
 import pytest
 
-from tests.kubeserver import KUBECTL_VERSIONS, Kubectl, Server, api_only_server, kubectl_for
+from tests.integration.test_cluster import until
+from tests.kubeserver import (
+    KUBECTL_VERSIONS,
+    NO_SCHEDULER,
+    Kubectl,
+    Server,
+    api_only_server,
+    kubectl_for,
+)
 
 pytestmark = [pytest.mark.root]
 
@@ -147,3 +155,64 @@ def test_delete_answers_a_status_or_the_object(
     kubectl.run("create", "configmap", "w", "-n", ns)
     p = kubectl.run("delete", "configmap", "w", "-n", ns, "--wait")
     assert p.stdout == 'configmap "w" deleted\n', p.stdout + p.stderr
+
+
+@pytest.fixture(scope="module")
+def controlled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server with its controllers (no scheduler, no node: pods stay Pending)."""
+    srv = Server(tmp_path_factory.mktemp("kubectl-clients-ctl"), extra=NO_SCHEDULER)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        rc = srv.stop()
+    assert rc == 0, f"corral server did not stop cleanly on SIGTERM: {rc}"
+
+
+def _events_table(text: str) -> list[list[str]]:
+    """The rows under ``Events:`` in kubectl describe's output (Type, Reason, Age, From,
+    Message), without the header and its underline."""
+    rows = text.split("\nEvents:", 1)[1].splitlines()[3:]
+    return [r.split(None, 4) for r in rows if r.strip()]
+
+
+@pytest.mark.parametrize("version", list(KUBECTL_VERSIONS))
+def test_controller_events_in_describe(
+    controlled: Server, tmp_path_factory: pytest.TempPathFactory, version: str
+) -> None:
+    """``kubectl describe deployment`` lists the deployment controller's ScalingReplicaSet
+    events, ``describe rs`` the replicaset controller's SuccessfulCreate per pod, and kubectl
+    1.32's ``events --for`` the same: our controllers recorded none ("Events: <none>")."""
+    k = kubectl_for(version, controlled, tmp_path_factory)
+    ns = _namespace(k, "events")
+    k.run("create", "deployment", "web", "--image=nginx:1.27", "--replicas=2", "-n", ns)
+
+    def described() -> list[list[str]] | None:
+        rows = _events_table(k.run("describe", "deployment", "web", "-n", ns).stdout)
+        return rows or None
+
+    rows = until("the deployment's events", described)
+    rs = k.run("get", "rs", "-n", ns, "-o", "jsonpath={.items[0].metadata.name}").stdout
+    assert [r[:2] + r[3:] for r in rows] == [
+        [
+            "Normal",
+            "ScalingReplicaSet",
+            "deployment-controller",
+            f"Scaled up replica set {rs} to 2 from 0",
+        ]
+    ], rows
+    pods = k.run("get", "pods", "-n", ns, "-o", "name").stdout.replace("pod/", "").split()
+
+    def created() -> list[list[str]] | None:
+        rows = _events_table(k.run("describe", "rs", rs, "-n", ns).stdout)
+        return rows if len(rows) == 2 else None
+
+    rows = until("the replica set's events", created)
+    assert sorted(r[:2] + r[3:] for r in rows) == [
+        ["Normal", "SuccessfulCreate", "replicaset-controller", f"Created pod: {p}"]
+        for p in sorted(pods)
+    ], rows
+    if version == "1.32":
+        out = k.run("events", "--for", "deployment/web", "-n", ns).stdout
+        assert "ScalingReplicaSet" in out and f"Scaled up replica set {rs}" in out, out
+

@@ -547,6 +547,66 @@ def test_deployment_rolling_update_step_by_step() -> None:
     run(body)
 
 
+class Recorded:
+    """A recorder standing in for orchestrator.client.events.EventRecorder: what was recorded,
+    as (kind, name, type, reason, message)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str, str, str]] = []
+
+    def event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        assert obj["apiVersion"] in ("apps/v1", "v1"), obj.get("apiVersion")
+        self.events.append((obj["kind"], obj["metadata"]["name"], type_, reason, message))
+
+
+def test_deployment_and_replicaset_events_as_kube_controller_manager_words_them() -> None:
+    """``kubectl describe deployment`` lists ScalingReplicaSet events, ``describe rs`` the
+    pods created and deleted (SuccessfulCreate, SuccessfulDelete); a new set made at its size
+    is a scale up from 0."""
+
+    async def body() -> None:
+        c = Cluster()
+        c.client.add(DEPLOYMENTS, deploy_obj(2))
+        await c.start()
+        c.deploy.recorder = deploy_events = Recorded()  # type: ignore[assignment]
+        c.rs.recorder = rs_events = Recorded()  # type: ignore[assignment]
+        for _ in range(3):
+            await c.step()
+        (rs,) = c.client.all(REPLICASETS)
+        name = rs["metadata"]["name"]
+        assert deploy_events.events == [
+            (
+                "Deployment",
+                "web",
+                "Normal",
+                "ScalingReplicaSet",
+                f"Scaled up replica set {name} to 2 from 0",
+            )
+        ]
+        pods = sorted(pod_names(c.client))
+        assert sorted(rs_events.events) == [
+            ("ReplicaSet", name, "Normal", "SuccessfulCreate", f"Created pod: {p}") for p in pods
+        ]
+        d = c.client.stored(DEPLOYMENTS, "default", "web")
+        d["spec"]["replicas"] = 1  # type: ignore[index]
+        await c.client.update(DEPLOYMENTS, "default", d)  # type: ignore[arg-type]
+        rs_events.events.clear()
+        await c.step()
+        assert deploy_events.events[-1] == (
+            "Deployment",
+            "web",
+            "Normal",
+            "ScalingReplicaSet",
+            f"Scaled down replica set {name} to 1 from 2",
+        )
+        (gone,) = set(pods) - set(pod_names(c.client))
+        assert rs_events.events == [
+            ("ReplicaSet", name, "Normal", "SuccessfulDelete", f"Deleted pod: {gone}")
+        ]
+
+    run(body)
+
+
 def test_deployment_recreate_scales_old_to_zero_before_new() -> None:
     async def body() -> None:
         c = Cluster()
