@@ -493,11 +493,50 @@ class ApiServer:
         return _json(discovery.group_list())
 
     async def _health(self, request: web.Request) -> web.Response:
-        try:
-            await self.store.current_revision()
-        except Exception as e:
-            return web.Response(status=500, text=f"[-]etcd failed: {e}\n")
-        return web.Response(text="ok")
+        """/healthz, /livez, /readyz as kube-apiserver answers them: "ok", or with ``?verbose``
+        (or a failure) one ``[+]<check> ok`` line per check and ``<endpoint> check passed``;
+        ``/<endpoint>/<check>`` asks one check, ``?exclude=<check>`` leaves one out."""
+        endpoint = request.path.strip("/").split("/")[0]
+        names = ["ping", "log", "etcd"]
+        if endpoint == "readyz":
+            names += ["etcd-readiness", "informer-sync", "shutdown"]
+        check = request.match_info.get("check") or None  # "/healthz/" is the root too
+        if check is not None and check not in names:
+            raise _not_found_path()
+        etcd_ok = True
+        if check in (None, "etcd", "etcd-readiness"):
+            try:
+                await self.store.current_revision()
+            except Exception as e:
+                log.warning("%s: etcd: %s", endpoint, e)
+                etcd_ok = False
+        failed = {"etcd": not etcd_ok, "etcd-readiness": not etcd_ok}
+        failed["shutdown"] = self._closing.is_set()
+        if check is not None:
+            if failed.get(check):
+                return web.Response(status=500, text=f"internal server error: {check} failed\n")
+            return web.Response(text="ok")
+        excluded = set(request.query.getall("exclude", []))
+        out, bad = [], False
+        for n in names:
+            if n in excluded:
+                excluded.discard(n)
+                out.append(f"[+]{n} excluded: ok")
+            elif failed.get(n):
+                out.append(f"[-]{n} failed: reason withheld")
+                bad = True
+            else:
+                out.append(f"[+]{n} ok")
+        if excluded:
+            quoted = ",".join(f'"{n}"' for n in sorted(excluded))
+            out.append(f"warn: some health checks cannot be excluded: no matches for {quoted}")
+        if bad:  # always verbose on failure
+            return web.Response(
+                status=500, text="\n".join([*out, f"{endpoint} check failed"]) + "\n"
+            )
+        if "verbose" not in request.query:
+            return web.Response(text="ok")
+        return web.Response(text="\n".join([*out, f"{endpoint} check passed"]) + "\n")
 
     async def _metrics(self, request: web.Request) -> web.Response:
         text = "".join(source() for source in self.metrics_sources)

@@ -216,3 +216,17 @@ def test_controller_events_in_describe(
         out = k.run("events", "--for", "deployment/web", "-n", ns).stdout
         assert "ScalingReplicaSet" in out and f"Scaled up replica set {rs}" in out, out
 
+
+def test_health_endpoints_verbose(kubectl: Kubectl) -> None:
+    """``kubectl get --raw '/readyz?verbose'``: one line per check and "readyz check passed",
+    as kube-apiserver prints them (we printed "ok"); one check by its path; an excluded one;
+    an unknown one is 404."""
+    out = kubectl.run("get", "--raw", "/readyz?verbose").stdout.splitlines()
+    assert out[0] == "[+]ping ok" and out[-1] == "readyz check passed", out
+    assert {"[+]etcd ok", "[+]etcd-readiness ok", "[+]shutdown ok"} <= set(out), out
+    out = kubectl.run("get", "--raw", "/livez?verbose&exclude=etcd").stdout.splitlines()
+    assert out == ["[+]ping ok", "[+]log ok", "[+]etcd excluded: ok", "livez check passed"]
+    assert kubectl.run("get", "--raw", "/healthz").stdout == "ok"
+    assert kubectl.run("get", "--raw", "/livez/etcd").stdout == "ok"
+    p = kubectl.run("get", "--raw", "/readyz/nosuch", check=False)
+    assert p.returncode == 1 and "(NotFound)" in p.stderr, p.stderr
