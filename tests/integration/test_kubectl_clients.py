@@ -230,3 +230,23 @@ def test_health_endpoints_verbose(kubectl: Kubectl) -> None:
     assert kubectl.run("get", "--raw", "/livez/etcd").stdout == "ok"
     p = kubectl.run("get", "--raw", "/readyz/nosuch", check=False)
     assert p.returncode == 1 and "(NotFound)" in p.stderr, p.stderr
+
+
+def test_debug_without_ephemeral_containers(server: Server, kubectl: Kubectl) -> None:
+    """pods/ephemeralcontainers is not served. kube-apiserver's 404 for a path it lacks
+    carries ``"details":{}``; kubectl 1.32's debug reads details.name from it to say
+    ephemeral containers are disabled, and panicked (nil pointer) on our 404 without it."""
+    code, _, body = server.request("GET", "/api/v1/nosuch")
+    assert code == 404 and json.loads(body)["details"] == {}, body
+    if kubectl.version != "1.32":
+        return  # 1.20's debug is "alpha debug": a different request
+    ns = _namespace(kubectl, "debug")
+    pod = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}]}}
+    code, _ = server.json("POST", f"/api/v1/namespaces/{ns}/pods", pod)
+    assert code == 201
+    p = kubectl.run("debug", "p", "-n", ns, "--image=busybox", "--profile=general", check=False)
+    assert p.returncode == 1 and "panic" not in p.stderr, p.stderr
+    assert p.stderr.endswith(
+        'error: ephemeral containers are disabled for this cluster (error from server: "the'
+        ' server could not find the requested resource")\n'
+    ), p.stderr
