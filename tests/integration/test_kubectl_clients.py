@@ -181,8 +181,9 @@ def test_controller_events_in_describe(
     controlled: Server, tmp_path_factory: pytest.TempPathFactory, version: str
 ) -> None:
     """``kubectl describe deployment`` lists the deployment controller's ScalingReplicaSet
-    events, ``describe rs`` the replicaset controller's SuccessfulCreate per pod, and kubectl
-    1.32's ``events --for`` the same: our controllers recorded none ("Events: <none>")."""
+    events, ``describe rs`` the replicaset controller's SuccessfulCreate per pod, kubectl
+    1.32's ``events --for`` the same, ``describe job`` the job controller's: our controllers
+    recorded none ("Events: <none>")."""
     k = kubectl_for(version, controlled, tmp_path_factory)
     ns = _namespace(k, "events")
     k.run("create", "deployment", "web", "--image=nginx:1.27", "--replicas=2", "-n", ns)
@@ -215,6 +216,17 @@ def test_controller_events_in_describe(
     if version == "1.32":
         out = k.run("events", "--for", "deployment/web", "-n", ns).stdout
         assert "ScalingReplicaSet" in out and f"Scaled up replica set {rs}" in out, out
+    k.run("create", "job", "once", "--image=busybox", "-n", ns, "--", "true")
+
+    def job_events() -> list[list[str]] | None:
+        rows = _events_table(k.run("describe", "job", "once", "-n", ns).stdout)
+        return rows or None
+
+    rows = until("the job's events", job_events)
+    pod = k.run("get", "pods", "-n", ns, "-l", "job-name=once", "-o", "name").stdout.strip()
+    assert [r[:2] + r[3:] for r in rows] == [
+        ["Normal", "SuccessfulCreate", "job-controller", f"Created pod: {pod[4:]}"]
+    ], rows
 
 
 def test_health_endpoints_verbose(kubectl: Kubectl) -> None:

@@ -555,7 +555,7 @@ class Recorded:
         self.events: list[tuple[str, str, str, str, str]] = []
 
     def event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
-        assert obj["apiVersion"] in ("apps/v1", "v1"), obj.get("apiVersion")
+        assert obj["apiVersion"] in ("apps/v1", "batch/v1", "v1"), obj.get("apiVersion")
         self.events.append((obj["kind"], obj["metadata"]["name"], type_, reason, message))
 
 
@@ -1351,6 +1351,34 @@ def test_job_fails_when_backoff_limit_is_passed() -> None:
     run(body)
 
 
+def test_job_events_as_the_job_controller_words_them() -> None:
+    """SuccessfulCreate per pod, then Completed once (or the failure's reason, a Warning)."""
+
+    async def body() -> None:
+        for outcome, last in (
+            ("Succeeded", ("Normal", "Completed", "Job completed")),
+            (
+                "Failed",
+                ("Warning", "BackoffLimitExceeded", "Job has reached the specified backoff limit"),
+            ),
+        ):
+            client = FakeClient()
+            client.add(JOBS, job_obj(parallelism=1, completions=1, backoffLimit=0))
+            ctrl, factory = await setup(JobController, client)
+            ctrl.recorder = events = Recorded()  # type: ignore[assignment]
+            await job_round(ctrl, factory)
+            (pod,) = pod_names(client)
+            finish(client, outcome)
+            await job_round(ctrl, factory)
+            await job_round(ctrl, factory)
+            assert events.events == [
+                ("Job", "pi", "Normal", "SuccessfulCreate", f"Created pod: {pod}"),
+                ("Job", "pi", *last),
+            ], outcome
+
+    run(body)
+
+
 def test_job_one_failure_within_backoff_limit_is_replaced() -> None:
     async def body() -> None:
         client = FakeClient()
@@ -1460,10 +1488,14 @@ def test_cronjob_makes_the_job_of_the_latest_minute_and_honours_forbid() -> None
         client = FakeClient()
         client.add(CRONJOBS, cronjob_obj("Forbid"))
         ctrl, factory = await setup(CronJobController, client)
+        ctrl.recorder = events = Recorded()  # type: ignore[assignment]
         again = await ctrl.reconcile("default/tick")
         assert again is not None and 0 < again <= 61
         made = client.take("create")
         assert len(made) == 1
+        assert events.events == [
+            ("CronJob", "tick", "Normal", "SuccessfulCreate", f"Created job {made[0].name}")
+        ]
         minute = int(datetime.now(UTC).timestamp() // 60)
         assert made[0].name in (f"tick-{minute}", f"tick-{minute - 1}")
         assert made[0].body["metadata"]["ownerReferences"][0]["kind"] == "CronJob"
