@@ -171,6 +171,15 @@ def parse_taint(text: str) -> Obj:
     return out
 
 
+# A condition's transition to its good (True) or bad (False) state: the kubelet's event.
+_TRANSITION_EVENTS = {
+    "MemoryPressure": {True: "NodeHasSufficientMemory", False: "NodeHasInsufficientMemory"},
+    "DiskPressure": {True: "NodeHasNoDiskPressure", False: "NodeHasDiskPressure"},
+    "PIDPressure": {True: "NodeHasSufficientPID", False: "NodeHasInsufficientPID"},
+    "Ready": {True: "NodeReady", False: "NodeNotReady"},
+}
+
+
 class NodeAgent:
     """Registers the Node, keeps its status and renews its Lease."""
 
@@ -196,6 +205,8 @@ class NodeAgent:
         self.memory_pressure = False  # the eviction manager's (orchestrator.kubelet.eviction)
         self.annotations: dict[str, str] = {}  # set on the Node at registration
         self.changed = asyncio.Event()  # set when something the status shows changed
+        # Records a node Event (reason, message): the kubelet's on a condition's transition.
+        self.on_event: Callable[[str, str], None] | None = None
 
     # ----------------------------------------------------------------- the object
 
@@ -229,6 +240,13 @@ class NodeAgent:
             "message": message,
         }
         self._conditions[typ] = cond
+        # The kubelet's node status events: a pressure condition's first value counts as a
+        # transition (from Unknown), Ready's does not (its setter records changes only).
+        if self.on_event is not None and (
+            (old is None and typ != "Ready") or (old is not None and old["status"] != status)
+        ):
+            event = _TRANSITION_EVENTS[typ][ok]
+            self.on_event(event, f"Node {self.spec.name} status is now: {event}")
         return cond
 
     def _ready_condition(self, now: str) -> Obj:
