@@ -207,6 +207,7 @@ class NodeAgent:
         self.changed = asyncio.Event()  # set when something the status shows changed
         # Records a node Event (reason, message): the kubelet's on a condition's transition.
         self.on_event: Callable[[str, str], None] | None = None
+        self._unschedulable = False  # spec.unschedulable last seen (the kubelet starts at false)
 
     # ----------------------------------------------------------------- the object
 
@@ -364,7 +365,13 @@ class NodeAgent:
     def seen(self, node: Obj | None) -> None:
         """The Node as the API has it now (our writes, and a watch of it): a podCIDR given
         to it is taken."""
-        cidr = ((node or {}).get("spec") or {}).get("podCIDR") or ""
+        spec = (node or {}).get("spec") or {}
+        if node is not None and bool(spec.get("unschedulable")) != self._unschedulable:
+            self._unschedulable = not self._unschedulable  # cordon, uncordon: the kubelet's event
+            event = "NodeNotSchedulable" if self._unschedulable else "NodeSchedulable"
+            if self.on_event is not None:
+                self.on_event(event, f"Node {self.spec.name} status is now: {event}")
+        cidr = spec.get("podCIDR") or ""
         if cidr and cidr != self.pod_cidr:
             self.pod_cidr = cidr
             if self.on_pod_cidr is not None:

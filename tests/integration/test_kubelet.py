@@ -343,6 +343,22 @@ def test_node_registered_ready_with_lease(cluster: Cluster, version: str) -> Non
     until("the node lease to be renewed", renewed, timeout=40)
 
 
+def test_cordon_and_uncordon_are_node_events(cluster: Cluster) -> None:
+    """The kubelet records its node's spec.unschedulable changes as kube's does: ``kubectl
+    describe node`` after a cordon lists NodeNotSchedulable, after the uncordon
+    NodeSchedulable."""
+    k = cluster.kubectl()
+    for verb, event in (("cordon", "NodeNotSchedulable"), ("uncordon", "NodeSchedulable")):
+        k.run(verb, NODE)
+        until(
+            f"the {event} event",
+            lambda e=event: (
+                f"{e}  " in k.run("describe", "node", NODE).stdout.split("Events:")[1]
+                and f"Node {NODE} status is now: {e}" in k.run("describe", "node", NODE).stdout
+            ),
+        )
+
+
 # ============================================================================= pods
 
 
