@@ -49,7 +49,7 @@ class ApiError(Exception):
             "reason": self.reason,
             "code": self.code,
         }
-        if self.details:
+        if self.details is not None:  # {} too: kube sends "details":{} for a path it lacks
             body["details"] = self.details
         return body
 

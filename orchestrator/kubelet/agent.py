@@ -179,6 +179,9 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
         )
         node = NodeAgent(client, spec, network.set_pod_cidr, network.informer)
         node.network_ready = False
+        events = EventRecorder(client, name)
+        events.node_event("Starting", "Starting kubelet.")
+        node.on_event = events.node_event
         try:
             await node.register()
         except ClientError as e:
@@ -199,7 +202,6 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
         )
         await images.scan()
         images_changed()
-        events = EventRecorder(client, name)
         pods = PodManager(client, runtime, name, lambda: node_ip, events, cfg.data_dir)
         tasks: list[asyncio.Task[None]] = []
         pods.node_uid = node.uid
