@@ -19,6 +19,7 @@ from tests.kubeserver import (
     Server,
     api_only_server,
     kubectl_for,
+    running_server,
 )
 
 pytestmark = [pytest.mark.root]
@@ -160,13 +161,8 @@ def test_delete_answers_a_status_or_the_object(
 @pytest.fixture(scope="module")
 def controlled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server with its controllers (no scheduler, no node: pods stay Pending)."""
-    srv = Server(tmp_path_factory.mktemp("kubectl-clients-ctl"), extra=NO_SCHEDULER)
-    srv.start()
-    try:
+    with running_server(tmp_path_factory.mktemp("kubectl-clients-ctl"), NO_SCHEDULER) as srv:
         yield srv
-    finally:
-        rc = srv.stop()
-    assert rc == 0, f"corral server did not stop cleanly on SIGTERM: {rc}"
 
 
 def _events_table(text: str) -> list[list[str]]:
