@@ -157,10 +157,12 @@ def agent(
     pod_manifests: Path | None,
 ) -> None:
     """Join the cluster at --server with --token and run the pods it binds here."""
-    with agent_main.lean_imports():
-        from orchestrator.kubelet import AgentConfig
-        from orchestrator.kubelet.eviction import parse_duration, parse_thresholds
-        from orchestrator.kubelet.node import parse_taint
+    from orchestrator.kubelet.config import (
+        AgentConfig,
+        parse_duration,
+        parse_taint,
+        parse_thresholds,
+    )
 
     try:
         taints = tuple(parse_taint(t) for t in node_taint)

@@ -1,10 +1,35 @@
 """The kubelet and agent: a node that joins the cluster with a token and runs the pods bound to
 it through the node runtime (``runtime.pod.api``, its only door to the node), reporting back
-through the API (``orchestrator.client``, its only door to the cluster)."""
+through the API (``orchestrator.client``, its only door to the cluster).
+
+The names below load their module at first use: ``corral agent`` checks its options with
+``orchestrator.kubelet.config`` alone, without the agent's own modules (aiohttp, the node
+runtime), which only the agent's process imports."""
 
 from __future__ import annotations
 
-from .agent import AgentConfig, AgentError, run_agent, serve_agent
-from .join import JoinError
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .agent import AgentError, run_agent, serve_agent
+    from .config import AgentConfig
+    from .join import JoinError
 
 __all__ = ["AgentConfig", "AgentError", "JoinError", "run_agent", "serve_agent"]
+
+_HOMES = {
+    "AgentConfig": "config",
+    "AgentError": "agent",
+    "run_agent": "agent",
+    "serve_agent": "agent",
+    "JoinError": "join",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # an import statement's machinery (importlib.import_module's would not be logged by
+    # python -X importtime, which the agent's tests read)
+    return getattr(__import__(home, globals(), None, [name], 1), name)

@@ -15,22 +15,18 @@ import os
 import signal
 import socket
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from corral_common import defaults, hostsys
+from corral_common import hostsys
 from orchestrator.client import ApiClient, ClientError, Informer
 from orchestrator.proxy import ProxyError, ServiceProxy
 from runtime.pod import api
 
+from .config import AgentConfig
 from .events import EventRecorder
 from .eviction import (
-    DEFAULT_EVICTION_HARD,
-    TRANSITION,
     EvictionManager,
-    Threshold,
-    parse_thresholds,
 )
 from .images import ImagesDir
 from .join import credentials, serving_files
@@ -47,8 +43,6 @@ __all__ = ["AgentConfig", "AgentError", "remove_pods", "run_agent", "serve_agent
 
 log = logging.getLogger("corral.agent")
 
-DEFAULT_DATA_DIR = Path(defaults.AGENT_DATA_DIR)
-DEFAULT_CLUSTER_CIDR = "10.42.0.0/16"
 MAX_NODE_IMAGES = 50  # the kubelet's nodeStatusMaxImages
 DNS_PORT = 53
 DNS_BACKLOG = 64
@@ -62,42 +56,6 @@ class AgentError(Exception):
     def __init__(self, step: str, cause: object) -> None:
         super().__init__(f"{step}: {cause}")
         self.step = step
-
-
-@dataclass(frozen=True)
-class AgentConfig:
-    server: str
-    token: str
-    data_dir: Path = DEFAULT_DATA_DIR
-    fallback_servers: tuple[str, ...] = ()  # more servers of the cluster, in order of preference
-    node_name: str = ""
-    node_ip: str = ""
-    labels: dict[str, str] = field(default_factory=dict)
-    taints: tuple[dict[str, str], ...] = ()
-    kubelet_port: int = 10250
-    node_netns: str | None = None
-    images_dir: Path | None = None
-    # Pod addresses until the Node has a spec.podCIDR; None: wait for it (NotReady until then).
-    pod_cidr: str | None = None
-    cgroup_parent: str | None = None  # None: the runtime's default (/kubepods)
-    control_plane: bool = False  # a server's own agent (node-role labels, as k3s)
-    registries_conf: Path | None = None  # image pulls' registries.conf; None: the runtime's
-    cluster_cidr: str | None = DEFAULT_CLUSTER_CIDR  # pod traffic leaving it is masqueraded
-    cluster_dns: bool = True  # serve the cluster DNS on the pods' gateway (kube-dns's endpoint)
-    cluster_dns_ip: str = ""  # ClusterFirst pods' nameserver; "": kube-system/kube-dns's clusterIP
-    cluster_domain: str = "cluster.local"
-    dns_upstream: tuple[str, ...] | None = None  # None: the host's resolv.conf nameservers
-    disable_proxy: bool = False  # run no service proxy (orchestrator.proxy) on this node
-    # --eviction-hard (orchestrator.kubelet.eviction): memory.available<100Mi by default
-    eviction_hard: tuple[Threshold, ...] = field(
-        default_factory=lambda: parse_thresholds(DEFAULT_EVICTION_HARD)
-    )
-    eviction_transition: float = TRANSITION  # --eviction-pressure-transition-period, seconds
-    pod_manifests: Path | None = None  # static pods (--pod-manifests); None: DATA_DIR/pod-manifests
-
-    @property
-    def name(self) -> str:
-        return (self.node_name or socket.gethostname()).lower()
 
 
 def _runtime_version() -> str:

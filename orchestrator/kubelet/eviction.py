@@ -18,14 +18,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from orchestrator.client import Obj, meta_key
+
+from .config import (
+    DEFAULT_EVICTION_HARD,
+    TRANSITION,
+    Threshold,
+    parse_duration,
+    parse_thresholds,
+)
 
 if TYPE_CHECKING:
     from runtime.pod.api import MemoryUse, PodRuntime
@@ -47,107 +53,8 @@ __all__ = [
 
 log = logging.getLogger("corral.agent.eviction")
 
-DEFAULT_EVICTION_HARD = "memory.available<100Mi"  # the kubelet's default for memory
 INTERVAL = 2.0  # seconds between looks (the kubelet's housekeeping is 10 s; reads are cheap)
-TRANSITION = 300.0  # --eviction-pressure-transition-period, the kubelet's 5m
 CLEANUP_WAIT = 30.0  # seconds to wait for an evicted pod to be gone before looking again
-SIGNALS = ("memory.available",)
-KNOWN_SIGNALS = (
-    "memory.available",
-    "nodefs.available",
-    "nodefs.inodesFree",
-    "imagefs.available",
-    "imagefs.inodesFree",
-    "containerfs.available",
-    "containerfs.inodesFree",
-    "pid.available",
-    "allocatableMemory.available",
-)
-
-
-@dataclass(frozen=True)
-class Threshold:
-    """``signal < quantity``: bytes, or a fraction of capacity (``percentage``)."""
-
-    signal: str
-    quantity: int | None = None
-    percentage: float | None = None
-    text: str = ""  # the value as written ("100Mi", "10%")
-
-    def __str__(self) -> str:
-        return f"{self.signal}<{self.text}"
-
-    def bytes_of(self, capacity: int) -> int:
-        if self.quantity is not None:
-            return self.quantity
-        assert self.percentage is not None
-        return math.ceil(capacity * self.percentage)
-
-
-def parse_thresholds(text: str) -> tuple[Threshold, ...]:
-    """``signal<value[,signal<value...]`` as the kubelet's ``--eviction-hard`` takes it; the
-    value a quantity (``100Mi``) or a percentage (``5%``). ValueError names what is wrong.
-    Only ``memory.available`` is acted on here: another signal is refused, not ignored."""
-    from kubemodel.quantity import parse_quantity
-
-    out: dict[str, Threshold] = {}
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        signal, op, value = part.partition("<")
-        signal, value = signal.strip(), value.strip()
-        if not op or not signal or not value:
-            raise ValueError(f"invalid eviction threshold {part!r}: expected signal<quantity")
-        if signal not in KNOWN_SIGNALS:
-            raise ValueError(f"invalid eviction threshold {part!r}: unknown signal {signal!r}")
-        if signal not in SIGNALS:
-            raise ValueError(
-                f"eviction threshold {part!r}: signal {signal!r} is not supported"
-                f" (supported: {', '.join(SIGNALS)})"
-            )
-        if signal in out:
-            raise ValueError(f"eviction threshold {part!r}: {signal} given twice")
-        if value.endswith("%"):
-            try:
-                pct = float(value[:-1])
-            except ValueError:
-                pct = math.nan
-            if not 0 <= pct <= 100:  # NaN fails too
-                raise ValueError(
-                    f"invalid eviction threshold {part!r}: a percentage from 0% to 100%"
-                )
-            out[signal] = Threshold(signal, percentage=pct / 100, text=value)
-            continue
-        try:
-            amount = parse_quantity(value, signal)
-        except ValueError as e:
-            raise ValueError(f"invalid eviction threshold {part!r}: {e}") from None
-        if amount.value < 0:
-            raise ValueError(f"invalid eviction threshold {part!r}: negative")
-        out[signal] = Threshold(signal, quantity=amount.ceil(), text=value)
-    return tuple(out.values())
-
-
-_DURATION = re.compile(r"(\d+(?:\.\d*)?)(ms|s|m|h)")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str) -> float:
-    """A Go duration (``5m0s``, ``30s``, ``1h``, ``0``) in seconds."""
-    text = text.strip()
-    if text == "0":
-        return 0.0
-    pos, total = 0, 0.0
-    for m in _DURATION.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNIT[m.group(2)]
-        pos = m.end()
-    if not text or pos != len(text):
-        raise ValueError(f"invalid duration {text!r}: expected e.g. 30s, 5m0s, 1h")
-    return total
-
-
 # ----------------------------------------------------------------------------- ranking
 
 

@@ -155,22 +155,6 @@ class NodeSpec:
     control_plane: bool = False
 
 
-def parse_taint(text: str) -> Obj:
-    """``key=value:Effect`` or ``key:Effect``, as ``--node-taint`` takes it."""
-    kv, sep, effect = text.rpartition(":")
-    if not sep or effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute"):
-        raise ValueError(
-            f"invalid taint {text!r}: expected key[=value]:NoSchedule|PreferNoSchedule|NoExecute"
-        )
-    key, _, value = kv.partition("=")
-    if not key:
-        raise ValueError(f"invalid taint {text!r}: no key")
-    out: Obj = {"key": key, "effect": effect}
-    if value:
-        out["value"] = value
-    return out
-
-
 # A condition's transition to its good (True) or bad (False) state: the kubelet's event.
 _TRANSITION_EVENTS = {
     "MemoryPressure": {True: "NodeHasSufficientMemory", False: "NodeHasInsufficientMemory"},

@@ -79,20 +79,25 @@ def mapped(pid: int) -> set[str]:
     return {line.split()[5].rpartition("/")[2] for line in lines if len(line.split()) > 5}
 
 
-def imported(log: Path) -> set[str]:
-    """The modules the agent's process logged as imported so far (``import time: ... |
-    name``). ``corral agent`` parses its options, then starts itself again as the agent
-    (corral_cli.agent_main): each interpreter logs its imports after a header line of its
-    own, and the last one is the agent's."""
-    out: set[str] = set()
+def imported_by_each(log: Path) -> list[set[str]]:
+    """The modules each interpreter logged as imported so far (``import time: ... | name``),
+    in the order they ran: ``corral agent`` parses its options, then starts itself again as
+    the agent (corral_cli.agent_main); each interpreter logs its imports after a header line
+    of its own."""
+    out: list[set[str]] = []
     for line in log.read_text(errors="replace").splitlines():
         if line.startswith("import time:") and "|" in line:
             name = line.rsplit("|", 1)[1].strip()
             if name == "imported package":
-                out = set()  # an interpreter's first line: what came before was another's
-            else:
-                out.add(name)
+                out.append(set())  # an interpreter's first line
+            elif out:
+                out[-1].add(name)
     return out
+
+
+def imported(log: Path) -> set[str]:
+    """The modules the agent's own process imported so far."""
+    return imported_by_each(log)[-1]
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +124,11 @@ def test_an_idle_agent_runs_without_its_on_demand_servers(cluster: Cluster) -> N
     assert "orchestrator.kubelet.agent" in mods and "orchestrator.kubelet.port" in mods
     assert "aiohttp" in mods and "frozenlist" in mods
     assert "corral_cli.agent_main" in mods
+    command, _agent = imported_by_each(cluster.agent.log)
+    # the command that checked the options used the configuration's module alone
+    assert "click" in command and "orchestrator.kubelet.config" in command
+    for name in ("aiohttp", "orchestrator.kubelet.agent", "orchestrator.client", "runtime.pod"):
+        assert name not in command, name
     for name in (*ON_DEMAND, *ON_FIRST_POD, *NEVER_IDLE):
         assert name not in mods, name
     assert cluster.agent.proc is not None

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.kubelet.config import parse_taint
 from orchestrator.kubelet.join import JoinError, parse_token
-from orchestrator.kubelet.node import parse_taint
 from orchestrator.kubelet.pods import _same_but_status, node_manifest
 from orchestrator.kubelet.podstatus import api_status, waiting_status
 from orchestrator.kubelet.volumes import PreparedVolumes, VolumeError, volume_files
