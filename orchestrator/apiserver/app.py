@@ -664,8 +664,20 @@ class ApiServer:
             if name is not None:
                 obj = await self.storage.delete(res, ns, name, options, dry_run=dry)
                 return self._object(request, res, obj)
-            match = self._selector(request, res)
-            items, rev, _ = await self.storage.list(res, ns, match=match)
+            # The collection is listed with the request's ListOptions, as kube's DeleteCollection
+            # lists it: from a continue token on (a garbage one is a 400 and deletes nothing),
+            # at a resourceVersion; limit only pages that list, so it deletes them all.
+            _check_resource_version(q.get("resourceVersion"))
+            _check_list_options(q, watch=False)
+            _int_param(request, "limit")
+            items, rev, _ = await self.storage.list(
+                res,
+                ns,
+                match=self._selector(request, res),
+                continue_token=q.get("continue") or None,
+                resource_version=q.get("resourceVersion", ""),
+                exact=q.get("resourceVersionMatch") == "Exact",
+            )
             deleted = []
             for item in items:
                 with contextlib.suppress(ApiError):

@@ -16,6 +16,7 @@ __all__ = [
     "ApiError",
     "already_exists",
     "bad_request",
+    "cannot_decode",
     "conflict",
     "forbidden",
     "gone",
@@ -126,6 +127,26 @@ def invalid(kind: str, name: str, field: str, message: str, group: str = "") -> 
 
 def bad_request(message: str) -> ApiError:
     return ApiError(400, "BadRequest", message)
+
+
+class DecodeFailed(ApiError):
+    """400: the body is not a ``kind`` (a field of the wrong type, a quantity that does not
+    parse), in kube-apiserver's words; ``field`` and ``detail`` say what, for a caller that
+    words it otherwise (a patch's result is 422 there)."""
+
+    def __init__(self, kind: str, version: str, field: str, detail: str) -> None:
+        shown = f"{field}: {detail}" if field else detail
+        super().__init__(
+            400,
+            "BadRequest",
+            f'{kind} in version "{version}" cannot be handled as a {kind}: {shown}',
+        )
+        self.field = field
+        self.detail = detail
+
+
+def cannot_decode(kind: str, version: str, field: str, detail: str) -> DecodeFailed:
+    return DecodeFailed(kind, version, field, detail)
 
 
 def forbidden(resource: str, name: str, message: str, group: str = "") -> ApiError:

@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 import kubemodel
-from kubemodel.errors import FieldError
+from kubemodel.errors import DecodeError, FieldError, kind_of
 from kubemodel.names import check_dns1035_label, check_dns_label, random_bytes, random_name
 from kubemodel.pod import validate_meta, validate_pod_update
 from orchestrator.store import (
@@ -127,6 +127,71 @@ def _encode_value(obj: Obj) -> bytes:
     finally:
         if rv is not None:
             meta["resourceVersion"] = rv
+
+
+def _json_text(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+def _is_time(text: str) -> bool:
+    try:
+        datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+_ENTRY_STRINGS = ("apiVersion", "fieldsType", "manager", "operation", "subresource", "time")
+
+
+def _check_sent_managed_fields(res: Resource, name: str, value: Any) -> None:
+    """What kube-apiserver refuses in the managedFields a write was sent with: values its
+    decoder cannot read (400; fieldsV1 is raw JSON there, anything goes), and, in the entries
+    its field manager can read (FieldsV1), what ValidateManagedFields refuses (422). Entries
+    it cannot read are replaced by the live ones, as there."""
+    if value is None:
+        return
+    where = "metadata.managedFields"
+    if not isinstance(value, list):
+        raise errors.cannot_decode(
+            res.kind, res.version, where, f"must be a list, not {kind_of(value)}"
+        )
+    for i, entry in enumerate(value):
+        path = f"{where}[{i}]"
+        if not isinstance(entry, dict):
+            raise errors.cannot_decode(
+                res.kind, res.version, path, f"must be an object, not {kind_of(entry)}"
+            )
+        for key in _ENTRY_STRINGS:
+            v = entry.get(key)
+            if v is not None and not isinstance(v, str):
+                raise errors.cannot_decode(
+                    res.kind, res.version, f"{path}.{key}", f"must be a string, not {kind_of(v)}"
+                )
+        if entry.get("time") is not None and not _is_time(entry["time"]):
+            raise errors.cannot_decode(
+                res.kind, res.version, f"{path}.time", "must be a timestamp (RFC 3339)"
+            )
+        if entry.get("fieldsType") != "FieldsV1" or not isinstance(entry.get("fieldsV1"), dict):
+            continue  # the field manager cannot decode it: the live entries are kept
+        op, manager = entry.get("operation"), entry.get("manager") or ""
+        problem = ""
+        if op not in ("Apply", "Update"):
+            field, problem = (
+                "operation",
+                f"Invalid value: {_json_text(op or '')}: must be `Apply` or `Update`",
+            )
+        elif len(manager) > 128:
+            field, problem = "manager", "Too long: may not be more than 128 bytes"
+        elif not manager.isprintable():
+            field, problem = (
+                "manager",
+                f"Invalid value: {_json_text(manager)}: must only contain printable characters",
+            )
+        elif len(entry.get("subresource") or "") > 128:
+            field, problem = "subresource", "Too long: may not be more than 128 bytes"
+        if problem:
+            raise errors.invalid(res.kind, name, f"{path}.{field}", problem, res.group)
 
 
 def _tracks_generation(res: Resource) -> bool:
@@ -314,6 +379,8 @@ class Storage:
                 check_dns_label(name, "metadata.name")
             elif res.name == "services":
                 check_dns1035_label(name, "metadata.name")
+        except DecodeError as e:  # Go's decoder refuses it before validation: 400
+            raise errors.cannot_decode(res.kind, res.version, e.field, e.message) from None
         except FieldError as e:
             raise errors.invalid(res.kind, name, e.field, e.message, res.group) from None
         except RecursionError:
@@ -334,8 +401,7 @@ class Storage:
             )
         meta = obj.get("metadata")
         if meta is not None and not isinstance(meta, dict):
-            name = ""
-            raise errors.invalid(res.kind, name, "metadata", "must be an object", res.group)
+            raise errors.cannot_decode(res.kind, res.version, "metadata", "must be an object")
 
     async def _check_namespace(self, res: Resource, ns: str | None, name: str) -> None:
         if not res.namespaced:
@@ -394,6 +460,7 @@ class Storage:
         name = meta["name"]
         meta["uid"] = _new_uid()
         meta["creationTimestamp"] = now_rfc3339()
+        _check_sent_managed_fields(res, name, meta.get("managedFields"))
         for f in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields"):
             meta.pop(f, None)
         if _tracks_generation(res):
@@ -568,6 +635,7 @@ class Storage:
                 meta[f] = old_meta[f]
             else:
                 meta.pop(f, None)
+        _check_sent_managed_fields(res, old_meta["name"], meta.get("managedFields"))
         meta.pop("selfLink", None)
         meta.pop("managedFields", None)
         if res.name in ("rolebindings", "clusterrolebindings") and new.get("roleRef") != old.get(
@@ -767,7 +835,7 @@ class Storage:
         manager: str | None = None,
     ) -> Obj:
         if not isinstance(body.get("metadata"), dict | None):
-            raise errors.invalid(res.kind, name, "metadata", "must be an object", res.group)
+            raise errors.cannot_decode(res.kind, res.version, "metadata", "must be an object")
         want_rv = (body.get("metadata") or {}).get("resourceVersion")
         return await self._update_with_retries(
             res, ns, name, want_rv, lambda old: body, subresource, dry_run, manager
@@ -811,9 +879,12 @@ class Storage:
                 raise errors.bad_request("the patched object is not a JSON object")
             return patched
 
-        return await self._update_with_retries(
-            res, ns, name, want_rv, apply, subresource, dry_run, manager, entry_subresource
-        )
+        try:
+            return await self._update_with_retries(
+                res, ns, name, want_rv, apply, subresource, dry_run, manager, entry_subresource
+            )
+        except errors.DecodeFailed as e:  # a patched object that does not decode: 422 in kube
+            raise errors.invalid(res.kind, name, e.field, e.detail, res.group) from None
 
     async def apply(
         self,

@@ -8,6 +8,7 @@ import http.client
 import json
 import uuid
 from collections.abc import Iterator
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -529,3 +530,110 @@ def test_immutable_metadata_refused(
     assert code == 200, after
     assert after["metadata"]["uid"] == before["metadata"]["uid"]
     assert after["metadata"]["creationTimestamp"] == before["metadata"]["creationTimestamp"]
+
+
+_CPU = "spec.containers[0].resources.limits.cpu"
+
+
+def _cpu_pod(name: str, cpu: Any) -> dict[str, Any]:
+    resources = {"limits": {"cpu": cpu}}
+    return _pod(name, containers=[{"name": "c", "image": "busybox", "resources": resources}])
+
+
+@pytest.mark.parametrize(
+    "path,body,field",
+    [
+        (DEPLOYS, {**_deployment("wrong", 1), "spec": {"replicas": "abc"}}, "spec.replicas"),
+        (CM, {"metadata": {"name": "wrong", "labels": ["a"]}}, "metadata.labels"),
+        (CM, {"metadata": {"name": "wrong", "labels": {"a": 1}}}, "metadata.labels.a"),
+        (CM, {"metadata": {"name": 5}}, "metadata.name"),
+        (CM, {"metadata": "wrong"}, "metadata"),
+        (CM, {"metadata": {"name": "wrong"}, "data": {"a": 1}}, "data.a"),
+        (CM, {"metadata": {"name": "wrong", "managedFields": "x"}}, "metadata.managedFields"),
+        (PODS, _cpu_pod("wrong", "1.2.3"), _CPU),
+        (PODS, _cpu_pod("wrong", ""), _CPU),
+        (PODS, _cpu_pod("wrong", "1e9223372036854775808"), _CPU),
+    ],
+    ids=["replicas-string", "labels-list", "label-int", "name-int", "metadata-string", "data-int",
+         "managedFields-string", "quantity-dots", "quantity-empty", "quantity-exponent"],
+)  # fmt: skip
+def test_wrong_types_do_not_decode(
+    server: Server, cm: str, path: str, body: dict[str, Any], field: str
+) -> None:
+    """A value of the wrong JSON type (or a quantity that does not parse) fails Go's decoder
+    in kube-apiserver: 400, '<Kind> in version "v1" cannot be handled as a <Kind>: ...' (it
+    was 422, as for an object that decodes but is invalid). PUT alike; a patch whose result
+    does not decode stays 422, as there (the patch is what is invalid)."""
+    before = _names(server, path)
+    got, _, raw = server.request("POST", path, body)
+    status = _status(got, raw, 400, "BadRequest")
+    kind = "Deployment" if path == DEPLOYS else "Pod" if path == PODS else "ConfigMap"
+    assert status["message"].startswith(f'{kind} in version "v1" cannot be handled as a {kind}: ')
+    assert f"{field}: " in status["message"], status
+    assert _names(server, path) == before
+    if path != CM or field == "metadata.name":
+        return
+    old = server.json("GET", f"{CM}/{cm}")[1]
+    meta = body["metadata"]
+    if isinstance(meta, dict):
+        meta = {**old["metadata"], **meta, "name": cm}
+    got, _, raw = server.request("PUT", f"{CM}/{cm}", {**body, "metadata": meta})
+    _status(got, raw, 400, "BadRequest")
+    if isinstance(meta, dict):
+        meta = {k: v for k, v in body["metadata"].items() if k != "name"}
+    patch = json.dumps({**body, "metadata": meta}).encode()
+    got, _, raw = server.request("PATCH", f"{CM}/{cm}", patch, MERGE)
+    _status(got, raw, 422, "Invalid")
+    assert server.json("GET", f"{CM}/{cm}")[1] == old
+
+
+@pytest.mark.parametrize(
+    "cpu,value",
+    [
+        ("1e400", Fraction(2**63 - 1)),
+        ("99999999999999999999Ti", Fraction(2**63 - 1)),
+        (1.5, Fraction(3, 2)),
+        ("1e-400", Fraction(1, 10**9)),
+    ],
+    ids=["exponent", "binary", "number", "tiny"],
+)
+def test_huge_quantities_are_capped_as_kubernetes_caps_them(
+    server: Server, cpu: Any, value: Fraction
+) -> None:
+    """resource.ParseQuantity caps a quantity at the largest int64 and rounds a tiny one up to
+    1n: 1e400 is a valid cpu limit there (it was a 422 'exponent out of range'); stored as
+    written, read as capped."""
+    from kubemodel.quantity import parse_quantity
+
+    code, pod = server.json("POST", PODS, _cpu_pod("capped", cpu))
+    assert code == 201, pod
+    try:
+        stored = pod["spec"]["containers"][0]["resources"]["limits"]["cpu"]
+        assert parse_quantity(stored).value == value
+    finally:
+        server.request("DELETE", f"{PODS}/capped?gracePeriodSeconds=0")
+
+
+def test_deletecollection_honours_continue(server: Server) -> None:
+    """DELETE on a collection ignored its ListOptions: continue=garbage (and resourceVersion=-1)
+    deleted everything; a real token deleted the first page too. kube's DeleteCollection
+    lists with them: a bad token or resourceVersion is a 400 and deletes nothing; a token
+    deletes from there on (limit only pages the list)."""
+    names = [f"dc-{i}" for i in range(4)]
+    sel = "?labelSelector=dc%3Dyes"
+    for n in names:
+        code, body = server.json("POST", CM, {"metadata": {"name": n, "labels": {"dc": "yes"}}})
+        assert code == 201, body
+    try:
+        for query in ("&continue=garbage", "&resourceVersion=-1"):
+            got, _, raw = server.request("DELETE", CM + sel + query)
+            _status(got, raw, 400, "BadRequest")
+            assert [n for n in _names(server, CM) if n.startswith("dc-")] == names
+        code, page = server.json("GET", f"{CM}{sel}&limit=2")
+        token = page["metadata"]["continue"]
+        code, gone = server.json("DELETE", f"{CM}{sel}&continue={token}&limit=1")
+        assert code == 200, gone
+        assert sorted(i["metadata"]["name"] for i in gone["items"]) == names[2:]
+        assert [n for n in _names(server, CM) if n.startswith("dc-")] == names[:2]
+    finally:
+        server.request("DELETE", CM + sel)
