@@ -22,7 +22,14 @@ import msgspec
 
 import kubemodel
 from kubemodel.errors import DecodeError, FieldError, kind_of
-from kubemodel.names import check_dns1035_label, check_dns_label, random_bytes, random_name
+from kubemodel.names import (
+    check_dns1035_label,
+    check_dns_label,
+    check_dns_subdomain,
+    check_path_segment,
+    random_bytes,
+    random_name,
+)
 from kubemodel.pod import validate_meta, validate_pod_update
 from orchestrator.store import (
     AlreadyExists,
@@ -127,6 +134,18 @@ def _encode_value(obj: Obj) -> bytes:
     finally:
         if rv is not None:
             meta["resourceVersion"] = rv
+
+
+def _check_name(res: Resource, name: str, where: str) -> None:
+    """A FieldError unless ``name`` is a name of ``res``'s kind."""
+    if res.name == "namespaces":
+        check_dns_label(name, where)
+    elif res.name == "services":
+        check_dns1035_label(name, where)
+    elif res.group == "rbac.authorization.k8s.io":
+        check_path_segment(name, where)
+    else:
+        check_dns_subdomain(name, where)
 
 
 def _json_text(value: Any) -> str:
@@ -369,16 +388,14 @@ class Storage:
             _fold_string_data(obj)
         try:
             typed = kubemodel.decode(obj, res.model)
+            if name:  # the kind's own name rule first, as kube's ValidateObjectMeta checks it
+                _check_name(res, name, "metadata.name")
             if res.model is not kubemodel.Pod:
                 validate_meta(
                     typed.metadata,  # type: ignore[attr-defined]
                     res.namespaced,
                     path_segment_name=res.group == "rbac.authorization.k8s.io",
                 )
-            if res.name == "namespaces":
-                check_dns_label(name, "metadata.name")
-            elif res.name == "services":
-                check_dns1035_label(name, "metadata.name")
         except DecodeError as e:  # Go's decoder refuses it before validation: 400
             raise errors.cannot_decode(res.kind, res.version, e.field, e.message) from None
         except FieldError as e:
@@ -412,12 +429,21 @@ class Storage:
         except NotFound:
             raise errors.not_found("namespaces", ns) from None
         if msgspec.json.decode(kv.value).get("metadata", {}).get("deletionTimestamp"):
-            raise errors.forbidden(
+            err = errors.forbidden(
                 res.name,
                 name,
                 f"unable to create new content in namespace {ns} because it is being terminated",
                 res.group,
             )
+            assert err.details is not None
+            err.details["causes"] = [  # what clients look for (NamespaceTerminatingCause)
+                {
+                    "reason": "NamespaceTerminating",
+                    "message": f"namespace {ns} is being terminated",
+                    "field": "metadata.namespace",
+                }
+            ]
+            raise err
 
     async def create(
         self,
@@ -452,12 +478,28 @@ class Storage:
             raise errors.bad_request("resourceVersion should not be set on objects to be created")
         if not meta.get("name"):
             gen = meta.get("generateName")
+            if gen is not None and not isinstance(gen, str):
+                raise errors.cannot_decode(
+                    res.kind,
+                    res.version,
+                    "metadata.generateName",
+                    f"must be a string, not {kind_of(gen)}",
+                )
             if not gen:
                 raise errors.invalid(
                     res.kind, "", "metadata.name", "name or generateName is required", res.group
                 )
             meta["name"] = gen[:MAX_GENERATED_BASE] + random_name(_GENERATE_CHARS, 5)
         name = meta["name"]
+        if isinstance(gen := meta.get("generateName"), str) and gen:
+            # kube's ValidateObjectMeta checks generateName whole, a trailing '-' taken as a
+            # letter (maskTrailingDash), before the name made of it
+            masked = gen[:-1] + "a" if gen.endswith("-") else gen
+            try:
+                _check_name(res, masked, "metadata.generateName")
+            except FieldError as e:
+                message = e.message.replace(_json_text(masked), _json_text(gen), 1)
+                raise errors.invalid(res.kind, name, e.field, message, res.group) from None
         meta["uid"] = _new_uid()
         meta["creationTimestamp"] = now_rfc3339()
         _check_sent_managed_fields(res, name, meta.get("managedFields"))
@@ -636,6 +678,20 @@ class Storage:
             else:
                 meta.pop(f, None)
         _check_sent_managed_fields(res, old_meta["name"], meta.get("managedFields"))
+        if old_meta.get("deletionTimestamp") and isinstance(meta.get("finalizers"), list):
+            # ValidateNoNewFinalizers: what is being deleted takes no new finalizer
+            have = old_meta.get("finalizers") or []
+            extra = sorted({f for f in meta["finalizers"] if f not in have}, key=str)
+            if extra:
+                shown = ", ".join(_json_text(f) for f in extra)
+                raise errors.invalid(
+                    res.kind,
+                    old_meta["name"],
+                    "metadata.finalizers",
+                    "Forbidden: no new finalizers can be added if the object is being deleted,"
+                    f" found new finalizers []string{{{shown}}}",
+                    res.group,
+                )
         meta.pop("selfLink", None)
         meta.pop("managedFields", None)
         if res.name in ("rolebindings", "clusterrolebindings") and new.get("roleRef") != old.get(

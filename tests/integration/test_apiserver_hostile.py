@@ -637,3 +637,141 @@ def test_deletecollection_honours_continue(server: Server) -> None:
         assert [n for n in _names(server, CM) if n.startswith("dc-")] == names[:2]
     finally:
         server.request("DELETE", CM + sel)
+
+
+def _owner(**fields: Any) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "name": "p", "uid": "u", **fields}
+
+
+_BOGUS_ENTRY = {"manager": "m", "operation": "Bogus", "fieldsType": "FieldsV1", "fieldsV1": {}}
+
+
+@pytest.mark.parametrize(
+    "meta,field",
+    [
+        ({"finalizers": ["example.com/x y"]}, "metadata.finalizers"),
+        ({"finalizers": [""]}, "metadata.finalizers"),
+        ({"finalizers": ["a/b/c"]}, "metadata.finalizers"),
+        ({"finalizers": ["orphan", "foregroundDeletion"]}, "metadata.finalizers"),
+        ({"ownerReferences": [_owner(apiVersion="")]}, "metadata.ownerReferences.apiVersion"),
+        ({"ownerReferences": [_owner(apiVersion="a/b/c")]}, "metadata.ownerReferences.apiVersion"),
+        ({"ownerReferences": [_owner(kind="")]}, "metadata.ownerReferences.kind"),
+        ({"ownerReferences": [_owner(name="")]}, "metadata.ownerReferences.name"),
+        ({"ownerReferences": [_owner(uid="")]}, "metadata.ownerReferences.uid"),
+        ({"ownerReferences": [_owner(kind="Event")]}, "metadata.ownerReferences"),
+        (
+            {"ownerReferences": [_owner(controller=True), _owner(name="q", controller=True)]},
+            "metadata.ownerReferences",
+        ),
+        ({"generateName": "bad_name-"}, "metadata.generateName"),
+        ({"generateName": "a" * 254}, "metadata.generateName"),
+        ({"name": "given", "generateName": "-x"}, "metadata.generateName"),
+        ({"name": "mf", "managedFields": [_BOGUS_ENTRY]}, "metadata.managedFields[0].operation"),
+    ],
+    ids=["finalizer-space", "finalizer-empty", "finalizer-slashes", "orphan-and-foreground",
+         "owner-version", "owner-version-garbage", "owner-kind", "owner-name", "owner-uid",
+         "owner-event", "two-controllers", "generate-underscore", "generate-long",
+         "generate-with-name", "managed-operation"],
+)  # fmt: skip
+def test_invalid_metadata_stored_nothing(server: Server, meta: dict[str, Any], field: str) -> None:
+    """Each was stored as sent: kube-apiserver's ValidateObjectMeta refuses it (422) naming
+    the field as it does (ownerReferences' paths are not indexed there). A generateName is
+    checked whole (a '-' at its end as a letter), before the name made of it (only that name
+    was checked, and a generateName of 300 characters cut to 58)."""
+    before = _names(server, CM)
+    body = {"metadata": {"name": "meta", **meta}}
+    if "generateName" in meta and "name" not in meta:
+        del body["metadata"]["name"]
+    got, _, raw = server.request("POST", CM, body)
+    status = _status(got, raw, 422, "Invalid")
+    assert status["details"]["causes"][0]["field"] == field, status
+    assert _names(server, CM) == before
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {"finalizers": ["kubernetes", "example.com/ok", "x"]},
+        {"ownerReferences": [_owner(apiVersion="apps/v1", kind="ReplicaSet", controller=True)]},
+        {"generateName": "a" * 100},  # cut to 58, then 5 random: a valid name
+        {"managedFields": [{**_BOGUS_ENTRY, "fieldsType": "Bogus"}]},  # replaced: no error
+    ],
+    ids=["finalizers", "owner", "generate-long", "managed-unreadable"],
+)
+def test_valid_metadata_is_stored(server: Server, meta: dict[str, Any]) -> None:
+    body = {"metadata": {"name": "fine-meta", **meta}}
+    if "generateName" in meta:
+        del body["metadata"]["name"]
+    code, obj = server.json("POST", CM, body)
+    assert code == 201, obj
+    name = obj["metadata"]["name"]
+    server.json("PATCH", f"{CM}/{name}", {"metadata": {"finalizers": None}}, headers=MERGE)
+    assert server.request("DELETE", f"{CM}/{name}")[0] == 200
+    if "generateName" in meta:
+        assert len(name) == 63 and name.startswith("a" * 58), name
+
+
+def test_generate_name_of_the_wrong_type(server: Server) -> None:
+    """A generateName that is no string was sliced and concatenated: 500 (a TypeError)."""
+    before = _names(server, CM)
+    for gen in (5, ["a"]):
+        got, _, raw = server.request("POST", CM, {"metadata": {"generateName": gen}})
+        assert "metadata.generateName" in _status(got, raw, 400, "BadRequest")["message"]
+    assert _names(server, CM) == before
+
+
+def test_no_new_finalizers_on_an_object_being_deleted(server: Server) -> None:
+    """A finalizer added to an object being deleted was taken (it could be held forever);
+    kube's ValidateNoNewFinalizers: 422 Forbidden. Removing the last one deletes it."""
+    code, obj = server.json("POST", CM, {"metadata": {"name": "held", "finalizers": ["a.io/x"]}})
+    assert code == 201, obj
+    try:
+        code, obj = server.json("DELETE", f"{CM}/held")
+        assert code == 200 and obj["metadata"]["deletionTimestamp"], obj
+        for patch in ({"metadata": {"finalizers": ["a.io/x", "a.io/y"]}},
+                      {"metadata": {"finalizers": ["a.io/y"]}}):  # fmt: skip
+            got, _, raw = server.request("PATCH", f"{CM}/held", json.dumps(patch).encode(), MERGE)
+            status = _status(got, raw, 422, "Invalid")
+            assert status["details"]["causes"][0]["field"] == "metadata.finalizers", status
+            assert "a.io/y" in status["message"], status
+        assert server.json("GET", f"{CM}/held")[1]["metadata"]["finalizers"] == ["a.io/x"]
+        code, obj = server.json(
+            "PATCH", f"{CM}/held", {"metadata": {"finalizers": None}}, headers=MERGE
+        )
+        assert code == 200, obj
+        assert server.request("GET", f"{CM}/held")[0] == 404
+    finally:
+        server.json("PATCH", f"{CM}/held", {"metadata": {"finalizers": None}}, headers=MERGE)
+
+
+def test_namespace_terminating_and_names(server: Server) -> None:
+    """Creating in a Terminating namespace is 403 with the NamespaceTerminating cause (what
+    clients look for: it had none); a namespace name is checked as a DNS label first (a name
+    of 64 characters was refused for the label made of it)."""
+    ns = "dying"
+    code, body = server.json("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
+    assert code == 201, body
+    path = f"/api/v1/namespaces/{ns}/configmaps"
+    held = {"metadata": {"name": "held", "finalizers": ["a.io/x"]}}
+    try:
+        assert server.json("POST", path, held)[0] == 201
+        assert server.json("DELETE", f"/api/v1/namespaces/{ns}")[0] == 200
+        got, _, raw = server.request("POST", path, {"metadata": {"name": "late"}})
+        status = _status(got, raw, 403, "Forbidden")
+        assert status["details"]["causes"] == [
+            {
+                "reason": "NamespaceTerminating",
+                "message": f"namespace {ns} is being terminated",
+                "field": "metadata.namespace",
+            }
+        ], status
+        assert _names(server, path) == ["held"]
+    finally:
+        server.json("PATCH", f"{path}/held", {"metadata": {"finalizers": None}}, headers=MERGE)
+    for name in ("a" * 64, "a.b"):
+        got, _, raw = server.request("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
+        status = _status(got, raw, 422, "Invalid")
+        assert status["details"]["causes"][0]["field"] == "metadata.name", status
+    for name in ("default", "kube-system", "kube-public"):
+        got, _, raw = server.request("DELETE", f"/api/v1/namespaces/{name}")
+        _status(got, raw, 403, "Forbidden")
