@@ -17,7 +17,7 @@ import yaml
 from aiohttp import web
 
 from kubemodel import protobuf
-from orchestrator.store import Backend, Gone
+from orchestrator.store import Backend, Gone, TooLarge
 
 from . import discovery, errors, fields, managedfields, openapi, openapi_v2
 from .errors import ApiError
@@ -455,6 +455,8 @@ class ApiServer:
             return _error_response(errors.method_not_allowed())
         except (ConnectionResetError, asyncio.CancelledError):
             raise
+        except TooLarge as e:  # kube-apiserver passes etcd's refusal on as it is: a 500
+            return _error_response(ApiError(500, "", e.details))
         except Exception as e:
             log.exception("%s %s", request.method, request.path_qs)
             return _error_response(ApiError(500, "InternalError", f"Internal error occurred: {e}"))

@@ -50,6 +50,8 @@ class ApiError(Exception):
             "reason": self.reason,
             "code": self.code,
         }
+        if not self.reason:  # StatusReasonUnknown: omitted, as Go's omitempty omits it
+            del body["reason"]
         if self.details:
             body["details"] = self.details
         return body
