@@ -851,6 +851,8 @@ class ApiServer:
             sub = await self.caches[res.name].subscribe(start)
         except Closed:
             raise ApiError(503, "ServiceUnavailable", "the server is shutting down") from None
+        if request.transport is not None:  # a watch too far behind is dropped
+            sub.on_overflow = request.transport.abort
         try:
             resp = web.StreamResponse(status=200, headers={"Content-Type": JSON})
             resp.enable_chunked_encoding()
