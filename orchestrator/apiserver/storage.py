@@ -973,6 +973,12 @@ class Storage:
             )
         if meta.get("managedFields") is not None:
             raise errors.bad_request("metadata.managedFields must be nil")
+        try:  # a value of the wrong type fails before ownership is weighed (it was a 409)
+            kubemodel.decode(config, res.model, defaults=False, validate=False)
+        except DecodeError as e:
+            raise errors.cannot_decode(res.kind, res.version, e.field, e.message) from None
+        except FieldError:
+            pass  # a required field an apply configuration need not set
         want_rv = meta.pop("resourceVersion", None)
         t = _root(res)
         status_sub = "status" in res.subresources

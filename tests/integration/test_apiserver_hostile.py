@@ -775,3 +775,61 @@ def test_namespace_terminating_and_names(server: Server) -> None:
     for name in ("default", "kube-system", "kube-public"):
         got, _, raw = server.request("DELETE", f"/api/v1/namespaces/{name}")
         _status(got, raw, 403, "Forbidden")
+
+
+APPLY = {"Content-Type": "application/apply-patch+yaml"}
+
+
+def _applied(name: str, **extra: Any) -> bytes:
+    return json.dumps(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, **extra}
+    ).encode()
+
+
+def test_server_side_apply_edge_cases(server: Server) -> None:
+    """Conflicts without force are 409 naming the owner; force takes the field; an apply of
+    another name, kind or apiVersion than the URL's, or without a fieldManager, is refused
+    and changes nothing. A value of the wrong type was a 409 (ownership was weighed first):
+    400, as the decoder refuses it."""
+    path = f"{CM}/ssa"
+    code, _, raw = server.request(
+        "PATCH", f"{path}?fieldManager=a", _applied("ssa", data={"k": "a"}), APPLY
+    )
+    assert code == 201, raw
+    try:
+        before = server.json("GET", path)[1]
+        refused = [
+            ("?fieldManager=b", _applied("ssa", data={"k": "b"}), 409, "Conflict"),
+            ("?fieldManager=b", _applied("ssa", data={"k": 5}), 400, "BadRequest"),
+            ("?fieldManager=b", _applied("other", data={"k": "b"}), 400, "BadRequest"),
+            ("?fieldManager=b", _applied("ssa").replace(b'"v1"', b'"apps/v1"'), 400, "BadRequest"),
+            (
+                "?fieldManager=b",
+                _applied("ssa").replace(b"ConfigMap", b"Secret"),
+                400,
+                "BadRequest",
+            ),
+            ("", _applied("ssa", data={"k": "b"}), 422, "Invalid"),
+            ("?fieldManager=", _applied("ssa", data={"k": "b"}), 422, "Invalid"),
+            ("?fieldManager=b&force=maybe", _applied("ssa", data={"k": "b"}), 400, "BadRequest"),
+        ]
+        for query, body, code, reason in refused:
+            got, _, raw = server.request("PATCH", path + query, body, APPLY)
+            status = _status(got, raw, code, reason)
+            if reason == "Conflict":
+                assert status["details"]["causes"][0]["field"] == ".data.k", status
+                assert 'conflict with "a"' in status["message"], status
+            assert server.json("GET", path)[1] == before, query
+        code, obj = server.json(
+            "PATCH", f"{path}?fieldManager=b&force=true", _applied("ssa", data={"k": "b"}),
+            headers=APPLY,
+        )  # fmt: skip
+        assert code == 200 and obj["data"] == {"k": "b"}, obj
+        owners = {
+            e["manager"]
+            for e in obj["metadata"]["managedFields"]
+            if "f:data" in e.get("fieldsV1", {})
+        }
+        assert owners == {"b"}, obj["metadata"]["managedFields"]
+    finally:
+        server.request("DELETE", path)
