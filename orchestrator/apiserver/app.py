@@ -26,7 +26,7 @@ from .podexec import pod_exec
 from .podlogs import pod_log
 from .portforward import pod_port_forward
 from .resources import RESOURCES, Resource, by_path
-from .security import Security
+from .security import REQUEST_TIMEOUT, Security
 from .selectors import field_selector, label_selector
 from .storage import Storage
 from .tables import table
@@ -70,7 +70,10 @@ def _json(body: Any, status: int = 200) -> web.Response:
 
 
 def _error_response(e: ApiError) -> web.Response:
-    return web.Response(body=e.body(), status=e.code, content_type=JSON)
+    response = web.Response(body=e.body(), status=e.code, content_type=JSON)
+    if isinstance(e, errors.BodyTimeout):
+        response.force_close()
+    return response
 
 
 def _check_shape(value: Any) -> None:
@@ -107,9 +110,15 @@ async def _read_body(request: web.Request) -> Any:
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise _too_large()
     try:
-        raw = await request.read()
+        # A body that never ends (a chunked one with no last chunk, a Content-Length never
+        # reached) held its connection and task for good: kube-apiserver's request timeout
+        # answers 504 (the connection is closed: the rest of the body is not read).
+        async with asyncio.timeout(request.config_dict[REQUEST_TIMEOUT]):
+            raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise _too_large() from None
+    except TimeoutError:
+        raise errors.BodyTimeout() from None
     if len(raw) > MAX_BODY:
         raise _too_large()
     ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
@@ -366,12 +375,14 @@ class ApiServer:
         require_client_cert: bool = True,
         bookmark_interval: float = 60.0,
         kubelet_client: ssl.SSLContext | None = None,
+        request_timeout: float = 60.0,
     ) -> None:
         self.store = store
         self.storage = Storage(store)
         self.server_address = server_address
         self.require_client_cert = require_client_cert
         self.bookmark_interval = bookmark_interval
+        self.request_timeout = request_timeout
         self.kubelet_client = kubelet_client  # TLS to kubelets (pods/log), None: refused
         self.kubelet_netns: str | None = None  # the netns kubelets are reached from; None: ours
         self.caches = {r.name: WatchCache(store, r.key_prefix(None)) for r in RESOURCES}
@@ -398,6 +409,7 @@ class ApiServer:
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware], client_max_size=MAX_BODY + 1)
+        app[REQUEST_TIMEOUT] = self.request_timeout
         r = app.router
         r.add_get("/version", self._version)
         r.add_get("/version/", self._version)  # the Python client's VersionApi

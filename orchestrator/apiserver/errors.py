@@ -147,6 +147,19 @@ class DecodeFailed(ApiError):
         self.detail = detail
 
 
+class BodyTimeout(ApiError):
+    """504: the request's body did not arrive within the request timeout (kube-apiserver's
+    words); the connection is closed after it (the rest of the body is not read)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            504,
+            "Timeout",
+            "Timeout: request did not complete within requested timeout - context deadline"
+            " exceeded",
+        )
+
+
 def cannot_decode(kind: str, version: str, field: str, detail: str) -> DecodeFailed:
     return DecodeFailed(kind, version, field, detail)
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
+import socket
+import ssl
 import uuid
 from collections.abc import Iterator
 from fractions import Fraction
@@ -20,12 +23,15 @@ CM = f"/api/v1/namespaces/{NS}/configmaps"
 PODS = f"/api/v1/namespaces/{NS}/pods"
 DEPLOYS = f"/apis/apps/v1/namespaces/{NS}/deployments"
 JSON = {"Content-Type": "application/json"}
+JSON_HEADER = b"Content-Type: application/json\r\n"
 MERGE = {"Content-Type": "application/merge-patch+json"}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("apiserver-hostile"), extra=API_ONLY)
+    # a body may take 5 s to arrive (kube's 1m0s: a test would wait that long)
+    extra = (*API_ONLY, "--request-timeout", "5")
+    srv = Server(tmp_path_factory.mktemp("apiserver-hostile"), extra=extra)
     srv.start()
     try:
         code, body = srv.json("POST", "/api/v1/namespaces", {"metadata": {"name": NS}})
@@ -833,3 +839,79 @@ def test_server_side_apply_edge_cases(server: Server) -> None:
         assert owners == {"b"}, obj["metadata"]["managedFields"]
     finally:
         server.request("DELETE", path)
+
+
+def _raw(server: Server) -> ssl.SSLSocket:
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=120)  # (hang guard)
+    return server.ssl_context().wrap_socket(sock, server_hostname="127.0.0.1")
+
+
+def _read_response(sock: ssl.SSLSocket) -> tuple[bytes, bytes]:
+    """One response's head and its Content-Length body."""
+    out = b""
+    while b"\r\n\r\n" not in out:
+        out += sock.recv(65536)
+    head, _, body = out.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head)[1])  # type: ignore[index]
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head, body
+
+
+def _read_to_eof(sock: ssl.SSLSocket) -> bytes:
+    out = b""
+    while chunk := sock.recv(65536):
+        out += chunk
+    return out
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [b'Transfer-Encoding: chunked\r\n\r\n5\r\n{"met\r\n', b'Content-Length: 100\r\n\r\n{"met'],
+    ids=["chunked", "short"],
+)
+def test_a_body_that_never_ends_times_out(server: Server, framing: bytes) -> None:
+    """A chunked body with no last chunk (or fewer bytes than its Content-Length) held its
+    connection and task for good; kube-apiserver's request timeout answers 504 Timeout and
+    the connection closes. Nothing is stored, others are served meanwhile."""
+    before = _names(server, CM)
+    with _raw(server) as sock:
+        sock.sendall(b"POST " + CM.encode() + b" HTTP/1.1\r\nHost: x\r\n" + JSON_HEADER + framing)
+        _serving(server)
+        head, body = _read_response(sock)
+    assert head.startswith(b"HTTP/1.1 504 "), head
+    assert b"Connection: close" in head, head
+    status = _status(504, body, 504, "Timeout")
+    assert "request did not complete within requested timeout" in status["message"], status
+    assert _names(server, CM) == before
+
+
+def test_pipelined_requests_and_expect_continue(server: Server) -> None:
+    """Requests sent back to back on one connection are answered in order; Expect:
+    100-continue gets its interim 100 before the body is sent."""
+    body = json.dumps({"metadata": {"name": "piped"}}).encode()
+    post = b"POST %s HTTP/1.1\r\nHost: x\r\n%sContent-Length: %d\r\n\r\n%s" % (
+        CM.encode(),
+        JSON_HEADER,
+        len(body),
+        body,
+    )
+    get = b"GET %s/piped HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % CM.encode()
+    try:
+        with _raw(server) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + post + get)
+            out = _read_to_eof(sock)
+        codes = re.findall(rb"HTTP/1\.1 (\d{3}) ", out)
+        assert codes == [b"200", b"201", b"200"], out
+        with _raw(server) as sock:
+            body2 = body.replace(b"piped", b"expect")
+            sock.sendall(
+                b"POST %s HTTP/1.1\r\nHost: x\r\n%sExpect: 100-continue\r\nConnection: close\r\n"
+                b"Content-Length: %d\r\n\r\n" % (CM.encode(), JSON_HEADER, len(body2))
+            )
+            assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+            sock.sendall(body2)
+            assert _read_to_eof(sock).startswith(b"HTTP/1.1 201 ")
+    finally:
+        server.request("DELETE", f"{CM}/piped")
+        server.request("DELETE", f"{CM}/expect")
