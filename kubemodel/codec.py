@@ -250,7 +250,9 @@ def _field_error(text: str, typ: type, data: object) -> FieldError:
             described = INT_RANGES[(owner, last_field)]
         else:
             described = _WANT.get(want, f"`{want}`")
-        return DecodeError(path, f"must be {described}, not {_GOT.get(m2['got'], m2['got'])}")
+        # Go's decoder takes null as the zero value: then validation refuses it (422)
+        error = FieldError if m2["got"] == "null" else DecodeError
+        return error(path, f"must be {described}, not {_GOT.get(m2['got'], m2['got'])}")
     return DecodeError(path, msg)
 
 

@@ -948,3 +948,19 @@ def test_watches_dropped_mid_stream_leave_nothing_behind(server: Server, cm: str
         time.sleep(0.1)
     assert _fds(server) <= before
     _serving(server)
+
+
+def test_null_for_a_required_field_is_invalid_not_undecodable(server: Server) -> None:
+    """Go's decoder takes null as the zero value, which validation then refuses: 422 (not the
+    400 of a value of the wrong type; kubectl prints 'The RoleBinding "rb" is invalid')."""
+    path = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{NS}/rolebindings"
+    owner = {"apiVersion": None, "kind": "Pod", "name": "p", "uid": "u"}
+    for where, body, field in (
+        (path, {"metadata": {"name": "rb"}, "roleRef": None}, "roleRef"),
+        (CM, {"metadata": {"name": "nulls", "ownerReferences": [owner]}}, "apiVersion"),
+    ):
+        before = _names(server, where)
+        got, _, raw = server.request("POST", where, body)
+        status = _status(got, raw, 422, "Invalid")
+        assert field in status["details"]["causes"][0]["field"], status
+        assert _names(server, where) == before
