@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
 from corral_common import defaults
 
-from .errors import Failure
+from . import agent_main
 
 
 def _ipv4_option(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
@@ -23,41 +20,6 @@ def _ipv4_option(_ctx: click.Context, _param: click.Parameter, value: str) -> st
         except ValueError as e:
             raise click.BadParameter(str(e)) from None
     return value
-
-
-# While the agent imports its modules (issue #15: an idle agent holds for good whatever it
-# imported): aiohttp builds two default client TLS contexts at import, each loading the whole
-# CA bundle file (about 1 MiB apiece) that none of the agent's connections uses (the API's and
-# the join's have the cluster CA; image pulls make their own, at pull time, from the
-# environment as it was); frozenlist's compiled module costs 1 MiB more than its Python twin,
-# which aiohttp only uses for its signal lists. The hashed CA directory stays where it was.
-_IMPORT_ENV = {"SSL_CERT_FILE": os.devnull, "FROZENLIST_NO_EXTENSIONS": "1"}
-# shutil imports bz2 and lzma (with libbz2 and liblzma: 0.6 MiB) only to list its archive
-# formats, which the agent never makes nor unpacks: kept out while its modules are imported,
-# they import as ever afterwards (tarfile imports them when it reads a .tar.bz2 or .tar.xz).
-_IMPORT_BLOCKED = ("bz2", "lzma")
-
-
-@contextmanager
-def _lean_imports() -> Iterator[None]:
-    import sys
-
-    saved = {k: os.environ.get(k) for k in _IMPORT_ENV}
-    os.environ.update(_IMPORT_ENV)
-    blocked = [m for m in _IMPORT_BLOCKED if m not in sys.modules]
-    for m in blocked:
-        sys.modules[m] = None  # type: ignore[assignment]  # an ImportError, as if not built
-    try:
-        yield
-    finally:
-        for m in blocked:
-            if sys.modules.get(m, 0) is None:
-                del sys.modules[m]
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
@@ -195,8 +157,8 @@ def agent(
     pod_manifests: Path | None,
 ) -> None:
     """Join the cluster at --server with --token and run the pods it binds here."""
-    with _lean_imports():
-        from orchestrator.kubelet import AgentConfig, AgentError, JoinError, serve_agent
+    with agent_main.lean_imports():
+        from orchestrator.kubelet import AgentConfig
         from orchestrator.kubelet.eviction import parse_duration, parse_thresholds
         from orchestrator.kubelet.node import parse_taint
 
@@ -249,10 +211,7 @@ def agent(
         eviction_transition=transition,
         pod_manifests=pod_manifests.absolute() if pod_manifests else None,
     )
-    try:
-        serve_agent(cfg)
-    except (AgentError, JoinError) as e:
-        raise Failure("agent", e) from e
+    agent_main.exec_agent(cfg)  # the same pid goes on as the agent
 
 
 def register(cli: click.Group) -> None:

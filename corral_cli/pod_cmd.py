@@ -107,17 +107,17 @@ def pod(
 def _load(path: str, what: str) -> tuple[Any, Any, str]:
     import os
 
-    import yaml
-
-    from runtime.pod.manifest import parse_pod
+    from runtime.pod.manifest import ManifestError, parse_pod, read_manifest
 
     try:
         with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
+            raw = read_manifest(f.read())
     except OSError as e:
         raise Failure(f"pod {what}", f"cannot read {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise Failure(f"pod {what}", f"{path}: invalid YAML: {e}") from None
+    except UnicodeDecodeError:
+        raise Failure(f"pod {what}", f"{path} is not UTF-8 text") from None
+    except ManifestError as e:
+        raise Failure(f"pod {what}", f"{path}: {e.message}") from None
     base = os.path.dirname(os.path.abspath(path))
     return parse_pod(raw, base_dir=base), raw, base
 

@@ -38,8 +38,8 @@ struct corral_op {
     int mkdest;               /* create the destination (and parents) when missing */
     unsigned int mode;        /* mknod: S_IFCHR|0666 etc. */
     uint64_t dev;             /* mknod: makedev(major, minor) */
-    int uid;                  /* mknod: owner, -1 keeps */
-    int gid;
+    int64_t uid;              /* mknod: owner, -1 keeps (a uid_t is 32 bits: all of them fit) */
+    int64_t gid;
     int copy_up;              /* tmpcopyup: copy what was under dest into the new tmpfs */
 };
 

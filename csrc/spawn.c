@@ -603,13 +603,10 @@ static int do_readonly(struct child *c, int rootfd, const struct corral_op *op)
     if (fd < 0)
         return fail(c, -fd, "open readonly path(%s)", op->dest);
     fd_path(target, sizeof target, fd);
-    {
-        unsigned long fl = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
-        ret = mount(NULL, target, NULL, fl, NULL);
-        if (ret < 0 && errno == EPERM)
-            ret = mount(NULL, target, NULL, fl | locked_flags(target), NULL);
-    }
-    ret = ret < 0 ? -errno : 0;
+    /* Read-only, and otherwise the flags the path had (runc's readonlyPath): a read-only
+     * /usr or /bin must still run its programs. */
+    ret = mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | locked_flags(target),
+                NULL) < 0 ? -errno : 0;
     close(fd);
     if (ret < 0)
         return fail(c, -ret, "remount read-only(%s)", op->dest);

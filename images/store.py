@@ -29,7 +29,6 @@ import errno
 import fcntl
 import json
 import os
-import shutil
 import tarfile
 import tempfile
 import time
@@ -41,6 +40,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
 from corral_common import hostsys
 from corral_common.defaults import IMAGE_ROOT
+from corral_common.rmtree import rmtree
 
 from . import overlay
 from .digest import (
@@ -138,24 +138,8 @@ def normalize_name(name: str) -> str:
 
 
 def _rmtree(path: Path) -> None:
-    def fix(func: Any, p: str, exc: BaseException) -> None:
-        parent = os.path.dirname(p)
-        try:
-            os.chmod(parent, 0o700)
-            if os.path.isdir(p) and not os.path.islink(p):
-                os.chmod(p, 0o700)
-        except OSError:
-            pass
-        if func in (os.rmdir, os.unlink, os.open, os.scandir):
-            try:
-                (shutil.rmtree if os.path.isdir(p) and not os.path.islink(p) else os.unlink)(p)
-            except FileNotFoundError:
-                pass
-
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.exists():
-        shutil.rmtree(path, onerror=fix)
+    # A layer's tree is as deep as its author made it: no recursion (corral_common.rmtree).
+    rmtree(path)
 
 
 def _write_json(path: Path, obj: Any, *, durable: bool = True) -> None:

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
+
+from corral_common.rmtree import rmtree
 
 from .digest import CHUNK, HashingReader, stream_errors
 from .errors import FormatError, UnsafeLayer
@@ -44,6 +45,12 @@ _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _T = TypeVar("_T")
 # Directory fds an unpack keeps open for its walks (several unpacks run at once).
 _WALKS = 64
+# Linux's limits for a path and for one name in it (what runc's and containerd's unpackers
+# meet as ENAMETOOLONG).
+_PATH_MAX = 4096
+_NAME_MAX = 255
+_ID_MAX = 2**32 - 2  # (uid_t)-1 means "unchanged" to chown(2)
+_NS_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,11 @@ class _State:
     walks: dict[tuple[str, ...], int] = field(default_factory=dict)
 
 
+def _short(name: str) -> str:
+    """A name as an error message quotes it: its start, when it is long."""
+    return name if len(name) <= 80 else name[:64] + "..."
+
+
 def split_name(name: str, layer: str = "") -> tuple[str, ...]:
     """The components of a tar member name; refuses absolute names and ``..``."""
     if name.startswith("/"):
@@ -97,6 +109,11 @@ def split_name(name: str, layer: str = "") -> tuple[str, ...]:
     parts = tuple(p for p in name.split("/") if p not in ("", "."))
     if ".." in parts:
         raise UnsafeLayer(name, "'..' in path", layer)
+    if len(name.encode("utf-8", "surrogateescape")) >= _PATH_MAX:
+        raise UnsafeLayer(_short(name), f"path of {_PATH_MAX} bytes or more", layer)
+    for p in parts:
+        if len(p.encode("utf-8", "surrogateescape")) > _NAME_MAX:
+            raise UnsafeLayer(_short(name), f"a name longer than {_NAME_MAX} bytes", layer)
     return parts
 
 
@@ -128,7 +145,13 @@ def unpack_layer(
                         raise UnsafeLayer(
                             member.name, f"more than {limits.max_entries} entries", layer
                         )
-                    _entry(st, tf, member)
+                    try:
+                        _entry(st, tf, member)
+                    except OSError as e:
+                        # What the kernel refused for this entry (a name too long, an
+                        # xattr it rejects, no space): the entry named, one line.
+                        reason = e.strerror or str(e)
+                        raise UnsafeLayer(member.name, reason, layer) from e
             reader.drain()
         except (tarfile.TarError, ValueError, *stream_errors()) as e:
             raise FormatError(f"layer {layer or '?'}: truncated or corrupt: {e}") from e
@@ -142,6 +165,11 @@ def unpack_layer(
 
 def _entry(st: _State, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
     parts = split_name(m.name, st.layer)
+    for what, value in (("uid", m.uid), ("gid", m.gid)):
+        if not 0 <= value <= _ID_MAX:
+            raise UnsafeLayer(m.name, f"{what} {value} is not a user or group id", st.layer)
+    if not -_NS_MAX <= m.mtime * 1e9 <= _NS_MAX:  # (NaN fails both) utime takes int64 ns
+        raise UnsafeLayer(m.name, f"mtime {m.mtime} is out of range", st.layer)
     if not parts:
         if m.isdir():
             st.dirs.append(((), m, False))
@@ -238,7 +266,7 @@ def _remove(
         if keep_dir:
             return True
         _drop_walks_into(st, (*where, name))
-        shutil.rmtree(name, dir_fd=pfd)
+        rmtree(name, dir_fd=pfd)
     else:
         os.unlink(name, dir_fd=pfd)
     return False
@@ -402,7 +430,7 @@ def _attrs_fd(st: _State, fd: int, m: tarfile.TarInfo, made: bool) -> None:
             os.setxattr(fd, name, value)
         except OSError as e:
             if not _tolerable(st, e):
-                raise
+                raise OSError(e.errno, f"xattr {_short(name)}: {e.strerror}") from e
     os.fchmod(fd, m.mode & 0o7777)
     os.utime(fd, ns=(int(m.mtime * 1e9), int(m.mtime * 1e9)))
 
@@ -420,7 +448,7 @@ def _attrs_path(st: _State, pfd: int, base: str, m: tarfile.TarInfo) -> None:
             os.setxattr(_proc(pfd, base), name, value, follow_symlinks=False)
         except OSError as e:
             if not _tolerable(st, e):
-                raise
+                raise OSError(e.errno, f"xattr {_short(name)}: {e.strerror}") from e
     os.chmod(_proc(pfd, base), m.mode & 0o7777, follow_symlinks=True)
     t = int(m.mtime * 1e9)
     os.utime(base, ns=(t, t), dir_fd=pfd, follow_symlinks=False)
@@ -439,7 +467,7 @@ def _attrs_link(st: _State, pfd: int, base: str, m: tarfile.TarInfo) -> None:
             os.setxattr(_proc(pfd, base), name, value, follow_symlinks=False)
         except OSError as e:
             if not _tolerable(st, e) and e.errno != errno.EPERM:
-                raise
+                raise OSError(e.errno, f"xattr {_short(name)}: {e.strerror}") from e
     t = int(m.mtime * 1e9)
     os.utime(base, ns=(t, t), dir_fd=pfd, follow_symlinks=False)
 

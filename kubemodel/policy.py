@@ -171,7 +171,22 @@ def _default_subjects(b: RoleBinding | ClusterRoleBinding) -> None:
             s.api_group = RBAC_GROUP
 
 
-DEFAULTERS.update({RoleBinding: _default_subjects, ClusterRoleBinding: _default_subjects})
+def _default_endpoint_slice(e: EndpointSlice) -> None:
+    """SetDefaults_EndpointPort: an unnamed port is named "" and its protocol is TCP."""
+    for p in e.ports or []:
+        if p.name is None:
+            p.name = ""
+        if p.protocol is None:
+            p.protocol = "TCP"
+
+
+DEFAULTERS.update(
+    {
+        RoleBinding: _default_subjects,
+        ClusterRoleBinding: _default_subjects,
+        EndpointSlice: _default_endpoint_slice,
+    }
+)
 VALIDATORS.update(
     {
         Role: _validate_role,

@@ -22,6 +22,7 @@ from ._jsonread import (
     _U64,
     _check_env,
     _check_path,
+    _check_text,
     _key,
     _Obj,
     _q,
@@ -256,6 +257,10 @@ _SECCOMP_FLAGS = frozenset(
 # ----------------------------------------------------------------------------- parsers
 
 
+# The most lines a uid_map or gid_map takes (UID_GID_MAP_MAX_EXTENTS, Linux 4.15 and later).
+_MAX_ID_EXTENTS = 340
+
+
 def parse_id_mappings(parent: _Obj, key: str) -> tuple[IDMapping, ...]:
     mappings: list[IDMapping] = []
     for r in parent.objs(key):
@@ -267,16 +272,35 @@ def parse_id_mappings(parent: _Obj, key: str) -> tuple[IDMapping, ...]:
         if container_id + size > 2**32 or host_id + size > 2**32:
             raise ConfigError(r.at("size"), "the mapped range goes past ID 4294967295")
         mappings.append(IDMapping(container_id=container_id, host_id=host_id, size=size))
+    # The kernel's rules for uid_map/gid_map (user_namespaces(7)), checked here to name the
+    # entry: an overlap, or more lines than it takes, was "write /proc/N/uid_map: Invalid
+    # argument" from the spawn.
+    if len(mappings) > _MAX_ID_EXTENTS:
+        raise ConfigError(parent.at(key), f"more than {_MAX_ID_EXTENTS} mappings")
+    for side in ("container_id", "host_id"):
+        ranges = sorted(
+            (getattr(m, side), getattr(m, side) + m.size, i) for i, m in enumerate(mappings)
+        )
+        for (_, end, i), (start, _, j) in zip(ranges, ranges[1:], strict=False):
+            if start < end:
+                which = "container" if side == "container_id" else "host"
+                raise ConfigError(
+                    _key(parent.at(key), max(i, j)),
+                    f"its {which} IDs overlap those of {_key(parent.at(key), min(i, j))}",
+                )
     return tuple(mappings)
 
 
 def _parse_hook(r: _Obj) -> Hook:
     path = r.req_str("path")
     _check_path(path, r.at("path"))
+    args = r.strs("args")
+    for i, arg in enumerate(args):
+        _check_text(arg, _key(r.at("args"), i))
     env = r.strs("env")
     for i, entry in enumerate(env):
         _check_env(entry, _key(r.at("env"), i))
-    return Hook(path=path, args=r.strs("args"), env=env, timeout=r.opt_int("timeout", _POSITIVE))
+    return Hook(path=path, args=args, env=env, timeout=r.opt_int("timeout", _POSITIVE))
 
 
 def parse_hooks(r: _Obj) -> Hooks:
@@ -406,6 +430,8 @@ def parse_device(r: _Obj) -> Device:
     for key, value in (("major", major), ("minor", minor)):
         if value < 0:
             raise ConfigError(r.at(key), "must not be negative")
+        if value > _U32.hi:  # makedev(3) takes 32 bits of each
+            raise ConfigError(r.at(key), f"must be at most {_U32.hi}")
     return Device(
         path=path,
         type=kind,

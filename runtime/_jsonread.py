@@ -71,9 +71,14 @@ def _as_list(value: object, where: str) -> list[object]:
     return value
 
 
-def _check_path(path: str, where: str) -> None:
-    if "\0" in path:
+def _check_text(text: str, where: str) -> None:
+    """A string the kernel gets as a C string: a NUL would cut it short there."""
+    if "\0" in text:
         raise ConfigError(where, "must not contain a NUL byte")
+
+
+def _check_path(path: str, where: str) -> None:
+    _check_text(path, where)
     if not path.startswith("/"):
         raise ConfigError(where, f"must be an absolute path, not {_q(path)}")
 

@@ -198,7 +198,8 @@ def _c_plan(
     p.n_rlimits = len(plan.rlimits)
     p.set_oom_score_adj = int(plan.oom_score_adj is not None)
     p.oom_score_adj = plan.oom_score_adj or 0
-    p.umask = -1 if plan.umask is None else plan.umask
+    # umask(2) keeps the permission bits; a spec's umask is any uint32 (runc passes it as is).
+    p.umask = -1 if plan.umask is None else plan.umask & 0o777
     p.uid = plan.uid
     p.gid = plan.gid
     p.set_groups = int(plan.groups is not None)

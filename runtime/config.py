@@ -25,6 +25,7 @@ from ._jsonread import (  # the one reader of JSON objects, shared with _config_
     _as_int,
     _check_env,
     _check_path,
+    _check_text,
     _key,
     _map_key,
     _Obj,
@@ -33,7 +34,7 @@ from ._jsonread import (  # the one reader of JSON objects, shared with _config_
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (ms of each command)
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, BinaryIO
 
     from ._config_extra import (
         CPU,
@@ -457,6 +458,8 @@ def parse_mount_options(options: tuple[str, ...]) -> MountOptions:
 _ROOTFS_PROPAGATIONS = frozenset(PROPAGATION_FLAGS)
 _RULE_DEVICE_TYPES = frozenset("abc")
 _PERSONALITY_DOMAINS = frozenset({"LINUX", "LINUX32"})
+# sethostname(2) and setdomainname(2) take at most this many bytes (HOST_NAME_MAX).
+_HOST_NAME_MAX = 64
 # sysctls that belong to the IPC namespace (runc's list), besides fs.mqueue.*
 _IPC_SYSCTLS = frozenset(
     {
@@ -597,12 +600,20 @@ def _parse_mount(r: _Obj) -> Mount:
         raise ConfigError(r.at("destination"), "must not be empty")
     if "\0" in destination:
         raise ConfigError(r.at("destination"), "must not contain a NUL byte")
+    kind = r.opt_str("type")
+    source = r.opt_str("source")
+    options = r.strs("options")
+    for key, value in (("type", kind), ("source", source)):
+        if value is not None:
+            _check_text(value, r.at(key))
+    for i, option in enumerate(options):
+        _check_text(option, _key(r.at("options"), i))
     return Mount(
         # runtime-spec 1.1 says MUST be absolute; like runc, take a relative one from "/".
         destination=_clean_abs(destination),
-        type=r.opt_str("type"),
-        source=r.opt_str("source"),
-        options=r.strs("options"),
+        type=kind,
+        source=source,
+        options=options,
         uid_mappings=_id_mappings(r, "uidMappings"),
         gid_mappings=_id_mappings(r, "gidMappings"),
     )
@@ -706,9 +717,11 @@ def _parse_paths(r: _Obj, key: str) -> tuple[str, ...]:
 def _check_sysctl(sysctl: Mapping[str, str], namespaces: tuple[Namespace, ...], where: str) -> None:
     """Allow only sysctls that live in a namespace the container has (runc's rule)."""
     kinds = {ns.type for ns in namespaces}
-    for key in sysctl:
+    for key, value in sysctl.items():
         name = key.replace("/", ".")
         at = _map_key(where, key)
+        _check_text(key, at)
+        _check_text(value, at)
         if name in _IPC_SYSCTLS or name.startswith("fs.mqueue."):
             if "ipc" not in kinds:
                 raise ConfigError(at, "not allowed without an ipc namespace in linux.namespaces")
@@ -805,6 +818,13 @@ def parse_spec(obj: object) -> Spec:
     hooks = r.obj("hooks")
     linux_obj = r.obj("linux")
     linux = _parse_linux(linux_obj) if linux_obj else None
+    for key, value in (("hostname", hostname), ("domainname", domainname)):
+        if value is not None:
+            _check_text(value, key)
+            if len(value.encode()) > _HOST_NAME_MAX:
+                raise ConfigError(
+                    key, f"must be at most {_HOST_NAME_MAX} bytes long (the kernel's limit)"
+                )
     if linux is not None and linux.namespace("uts") is None:
         for key, value in (("hostname", hostname), ("domainname", domainname)):
             if value is not None:
@@ -830,6 +850,20 @@ def _is_bind(mount: Mount) -> bool:
     return mount.type == "bind" or "bind" in mount.options or "rbind" in mount.options
 
 
+# The most of config.json, or of exec's --process and update's --resources file, that is
+# read: a JSON document, not a device or a stream without end (config.json -> /dev/zero was
+# read until memory ran out; runc's streaming decoder stops at the first byte).
+MAX_JSON_BYTES = 64 << 20
+
+
+def read_json_bytes(f: BinaryIO, what: str) -> bytes:
+    """At most MAX_JSON_BYTES of ``f``; ConfigError(``what``) when there is more."""
+    raw = f.read(MAX_JSON_BYTES + 1)
+    if len(raw) > MAX_JSON_BYTES:
+        raise ConfigError(what, f"larger than {MAX_JSON_BYTES >> 20} MiB: not a JSON document")
+    return raw
+
+
 def load_spec(bundle: str | os.PathLike[str]) -> Spec:
     """Read and validate ``<bundle>/config.json``.
 
@@ -840,7 +874,7 @@ def load_spec(bundle: str | os.PathLike[str]) -> Spec:
     path = os.path.join(bundle_dir, "config.json")
     try:
         with open(path, "rb") as f:
-            raw = f.read()
+            raw = read_json_bytes(f, "config.json")
     except OSError as exc:
         raise ConfigError("config.json", f"open {path}: {exc.strerror or exc}") from None
     try:

@@ -478,6 +478,8 @@ def parse_signal(sig: str | int) -> int:
         return sig
     s = sig.strip().upper()
     if s.isdigit():
+        if int(s) > signal.SIGRTMAX:  # 0 only checks that the process exists, as kill(2)
+            raise ConfigError("signal", f"unknown signal {sig!r}")
         return int(s)
     if not s.startswith("SIG"):
         s = "SIG" + s

@@ -870,10 +870,9 @@ def _finish(ctr: Ctr, code: int | None) -> None:
 
 
 def _rmtree(path: str) -> None:
-    import shutil
+    from corral_common.rmtree import rmtree  # a container's upper dir: any depth
 
-    if os.path.lexists(path):
-        shutil.rmtree(path, ignore_errors=True)
+    rmtree(path, ignore_errors=True)
 
 
 def _remove_all(ctr: Ctr, meta: Meta) -> None:

@@ -66,6 +66,12 @@ def process_from_flags(base: cfg.Process, o: ProcessOverrides) -> cfg.Process:
     if not o.args:
         raise ConfigError("args", "exec needs a command")
     user = base.user
+    ids = [("--user", i) for i in (o.user or ()) if i is not None]
+    for what, i in [*ids, *(("--additional-gids", g) for g in o.additional_gids)]:
+        if not 0 <= i < 2**32:
+            raise ConfigError(what, f"{i} is not an id between 0 and 4294967295")
+    if o.cwd is not None and not o.cwd.startswith("/"):
+        raise ConfigError("--cwd", f"must be an absolute path, not {o.cwd!r}")
     if o.user is not None:
         uid, gid = o.user
         user = dataclasses.replace(user, uid=uid, gid=gid if gid is not None else user.gid)

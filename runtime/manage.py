@@ -188,10 +188,10 @@ def load_resources(path: str) -> cfg.Resources:
         if path == "-":
             import sys
 
-            text = sys.stdin.read()
+            text = cfg.read_json_bytes(sys.stdin.buffer, "resources")
         else:
-            with open(path) as f:
-                text = f.read()
+            with open(path, "rb") as f:
+                text = cfg.read_json_bytes(f, "resources")
         obj = json.loads(text)
     except OSError as e:
         raise ConfigError("resources", f"read {path}: {e.strerror}") from None

@@ -468,6 +468,10 @@ def _check_without_mount_ns(spec: cfg.Spec) -> None:
             raise ConfigError(field, _NEEDS_MOUNT_NS + what)
 
 
+# --preserve-fds: no process has more descriptors than this (fs.nr_open's ceiling, 2**20).
+MAX_PRESERVE_FDS = 1 << 20
+
+
 def build_plan(
     spec: cfg.Spec,
     bundle: str,
@@ -481,6 +485,10 @@ def build_plan(
     process's, read when needed and not given) locates the mount holding a shared rootfs."""
     if spec.process is None:
         raise ConfigError("process", "is required to create a container")
+    if not 0 <= preserve_fds <= MAX_PRESERVE_FDS:
+        raise ConfigError(
+            "preserve-fds", f"{preserve_fds} is not a number of fds from 0 to {MAX_PRESERVE_FDS}"
+        )
     if spec.root is None:
         raise ConfigError("root", "is required to create a container")
     linux = spec.linux or cfg.Linux()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-from stat import S_ISREG
+from stat import S_ISDIR, S_ISREG
 
 from corral_common.defaults import OCI_STATE_ROOT
 
@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 DEFAULT_ROOT = OCI_STATE_ROOT
 STATE_FILE = "state.json"
 FIFO = "exec.fifo"
+# A container's directory and its files are opened without following a symlink: one planted
+# in the state root (root/ID -> /etc) is no container, and nothing is read, locked or
+# removed through it.
+_DIR_NOFOLLOW = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 CREATING_FILE = "creating.json"  # written first by create; stale once state.json exists
 
 _ID_PUNCT = frozenset("_+-.")
@@ -203,10 +207,15 @@ class StateDir:
     def load(self) -> ContainerState:
         path = os.path.join(self.path, STATE_FILE)
         try:
-            with open(path) as f:
-                return ContainerState.from_json(f.read())
-        except FileNotFoundError:
+            text = _read_nofollow(self.path, STATE_FILE)
+        except (FileNotFoundError, NotADirectoryError):
             raise NotFound(self.id) from None
+        except OSError as e:
+            if e.errno != errno.ELOOP:
+                raise
+            raise NotFound(self.id) from None  # a symlink planted in the state root
+        try:
+            return ContainerState.from_json(text)
         except (ValueError, TypeError) as e:
             try:
                 lost = _before_boot(os.stat(path).st_mtime)
@@ -242,8 +251,7 @@ class StateDir:
     def creating_record(self) -> dict[str, str] | None:
         """The cgroup paths of a half-made container, or None when none were recorded."""
         try:
-            with open(os.path.join(self.path, CREATING_FILE)) as f:
-                paths = json.loads(f.read()).get("cgroup_paths")
+            paths = json.loads(_read_nofollow(self.path, CREATING_FILE)).get("cgroup_paths")
         except (OSError, ValueError, AttributeError):
             return None
         if not isinstance(paths, dict):
@@ -252,24 +260,37 @@ class StateDir:
 
     def half_made(self) -> bool:
         """The directory exists but no state was ever committed in it."""
-        return os.path.isdir(self.path) and not self.exists()
+        try:
+            is_dir = S_ISDIR(os.lstat(self.path).st_mode)
+        except OSError:
+            return False
+        return is_dir and not self.exists()
 
     def remove(self) -> None:
-        """Remove the directory and what it holds (files only, normally), ignoring errors."""
+        """Remove the directory and what it holds (files only, normally), ignoring errors;
+        a symlink in its place is removed, never what it points at."""
         try:
-            names = os.listdir(self.path)
-        except OSError:
+            fd = os.open(self.path, _DIR_NOFOLLOW)
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                try:
+                    os.unlink(self.path)
+                except OSError:
+                    pass
             return
-        for name in names:
-            try:
-                os.unlink(os.path.join(self.path, name))
-            except FileNotFoundError:
-                pass
-            except OSError:
-                # Not a plain file: fall back to shutil, which importing costs (bz2, lzma).
-                import shutil
+        try:
+            for name in os.listdir(fd):
+                try:
+                    os.unlink(name, dir_fd=fd)
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    # Not a plain file (a directory planted in the state dir: any depth).
+                    from corral_common.rmtree import rmtree
 
-                shutil.rmtree(os.path.join(self.path, name), ignore_errors=True)
+                    rmtree(name, dir_fd=fd, ignore_errors=True)
+        finally:
+            os.close(fd)
         try:
             os.rmdir(self.path)
         except OSError:
@@ -291,8 +312,12 @@ class _Locked:
 
     def __enter__(self) -> None:
         try:
-            fd = os.open(self.sd.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except FileNotFoundError:
+            fd = os.open(self.sd.path, _DIR_NOFOLLOW)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(self.sd.id) from None
+        except OSError as e:
+            if e.errno != errno.ELOOP:
+                raise
             raise NotFound(self.sd.id) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -321,9 +346,12 @@ def list_ids(root: str) -> list[str]:
 
 def _committed(state_file: str) -> bool:
     """``state_file`` holds a committed state: not one of a previous boot whose content a
-    crash of the machine lost (empty or cut short: read only for a file of a previous boot)."""
+    crash of the machine lost (empty or cut short: read only for a file of a previous boot).
+    Neither it nor its directory may be a symlink."""
     try:
-        st = os.stat(state_file)
+        if not S_ISDIR(os.lstat(os.path.dirname(state_file)).st_mode):
+            return False
+        st = os.lstat(state_file)
     except OSError:
         return False
     if not S_ISREG(st.st_mode):
@@ -331,11 +359,22 @@ def _committed(state_file: str) -> bool:
     if not _before_boot(st.st_mtime):
         return True
     try:
-        with open(state_file) as f:
-            json.loads(f.read())
+        json.loads(_read_nofollow(os.path.dirname(state_file), os.path.basename(state_file)))
     except (OSError, ValueError):
         return False
     return True
+
+
+def _read_nofollow(directory: str, name: str) -> str:
+    """The text of ``directory/name``, neither of them followed if a symlink (ELOOP, or
+    ENOTDIR for a symlink to a file in the directory's place)."""
+    dfd = os.open(directory, _DIR_NOFOLLOW)
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+    finally:
+        os.close(dfd)
+    with open(fd, closefd=True) as f:
+        return f.read()
 
 
 _boot_time: float | None = None

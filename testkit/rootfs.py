@@ -9,7 +9,7 @@ Layout::
     bin/busybox           Debian's busybox-static
     bin/<applet>          -> busybox, one per ``busybox --list`` entry
     bin/corral-test       testkit/helper/corral-test.c, static
-    proc sys dev etc usr/bin home/tester     0755
+    proc sys dev etc usr/bin home/tester mnt out     0755
     tmp                   1777
     root                  0700
     etc/passwd etc/group  root 0, daemon 1, nobody 65534, tester 1000; group extra 2000 (tester)
@@ -17,13 +17,16 @@ Layout::
 
 from __future__ import annotations
 
-import errno
+import fcntl
 import hashlib
 import os
 import shutil
+import stat
 import struct
 import subprocess
 import tempfile
+import time
+import warnings
 from pathlib import Path
 from typing import BinaryIO
 
@@ -63,6 +66,8 @@ _DIRS = {
     "usr/bin": 0o755,
     "home": 0o755,
     "home/tester": 0o755,
+    "mnt": 0o755,  # mount points tests give their containers: the tree is shared and
+    "out": 0o755,  # read-only, so a runtime must not have to make one in it
 }
 
 _PT_INTERP = 3
@@ -181,12 +186,52 @@ def build_rootfs(dest: Path, helper: Path | None = None, busybox: Path | None = 
     return dest
 
 
+def tree_manifest(root: Path) -> str:
+    """What the tree under ``root`` holds, one line per entry: its path, type and mode, owner
+    and size, and a symlink's target or a file's content hash."""
+    lines = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted([*dirnames, *filenames]):
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            what = ""
+            if stat.S_ISLNK(st.st_mode):
+                what = os.readlink(path)
+            elif stat.S_ISREG(st.st_mode):
+                with open(path, "rb") as f:
+                    what = hashlib.sha256(f.read()).hexdigest()
+            rel = os.path.relpath(path, root)
+            lines.append(f"{rel!r} {st.st_mode:o} {st.st_uid}:{st.st_gid} {st.st_size} {what!r}")
+    return "\n".join(lines) + "\n"
+
+
+def manifest_changes(want: str, have: str) -> list[str]:
+    """The paths that differ between two manifests: ``+p`` added, ``-p`` gone, ``~p`` changed."""
+
+    def entries(text: str) -> dict[str, str]:
+        return {line.split(" ", 1)[0]: line for line in text.splitlines() if line}
+
+    w, h = entries(want), entries(have)
+    out = [f"+{p}" for p in h.keys() - w.keys()] + [f"-{p}" for p in w.keys() - h.keys()]
+    out += [f"~{p}" for p in w.keys() & h.keys() if w[p] != h[p]]
+    return sorted(out, key=lambda x: x[1:])
+
+
+STALE_AFTER = 6 * 3600  # seconds a replaced tree is kept for whoever still uses it
+
+
 def cached_rootfs(cache_dir: Path) -> Path:
     """Build the rootfs under ``cache_dir`` once and return it on every later call.
 
     The directory is named after a hash of its inputs, built in a temp dir and renamed into
     place, so a concurrent or interrupted build never exposes a partial tree. Callers must
-    treat it as read-only: copy it, or bind-mount it read-only.
+    treat it as read-only: copy it, or bind-mount it read-only (and mount only on the
+    directories it has). One that did not (a file planted, a mount point made, a mode
+    changed) would break every later run that shares the cache: the tree's manifest, written
+    next to it when it was built, is checked at each call; a tree that no longer matches is
+    moved aside (kept for a while: a test of another run may still use it), a new one is
+    built in its place, and a warning names what had changed.
     """
     cache_dir.mkdir(parents=True, exist_ok=True)
     busybox = find_busybox()
@@ -195,22 +240,53 @@ def cached_rootfs(cache_dir: Path) -> Path:
     for part in (busybox.read_bytes(), helper.read_bytes(), Path(__file__).read_bytes()):
         h.update(hashlib.sha256(part).digest())
     final = cache_dir / f"rootfs-{h.hexdigest()[:16]}"
-    if final.is_dir():
-        return final
-
-    tmp = Path(tempfile.mkdtemp(prefix=".rootfs-tmp-", dir=cache_dir))
-    try:
-        build_rootfs(tmp, helper=helper, busybox=busybox)
+    stamp = cache_dir / f"{final.name}.manifest"
+    with open(cache_dir / ".rootfs.lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one check, or one build, at a time
+        _remove_stale(cache_dir)
+        have = tree_manifest(final) if final.is_dir() else None
         try:
-            os.rename(tmp, final)
-        except OSError as e:
-            if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                raise
-            # Another process finished first; its tree is identical.
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+            want: str | None = stamp.read_text()
+        except FileNotFoundError:
+            want = None
+        if have is not None and have == want:
+            return final
+        tmp = Path(tempfile.mkdtemp(prefix=".rootfs-tmp-", dir=cache_dir))
+        try:
+            build_rootfs(tmp, helper=helper, busybox=busybox)
+            built = tree_manifest(tmp)
+            staged = stamp.with_name(f".{stamp.name}.tmp")
+            staged.write_text(built)
+            if have != built:  # (a tree from before the manifests that matches is kept)
+                if have is not None:
+                    changes = manifest_changes(want or built, have)
+                    warnings.warn(
+                        f"the shared test rootfs {final} had been written into"
+                        f" ({', '.join(changes[:10])}): built again",
+                        stacklevel=2,
+                    )
+                    os.rename(final, cache_dir / f".rootfs-stale-{time.time():.0f}-{tmp.name}")
+                os.rename(tmp, final)
+            os.rename(staged, stamp)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
     return final
+
+
+def _remove_stale(cache_dir: Path) -> None:
+    """Remove the trees replaced more than STALE_AFTER ago (and unfinished builds as old)."""
+    now = time.time()
+    for p in cache_dir.iterdir():
+        if p.name.startswith((".rootfs-stale-", ".rootfs-tmp-")):
+            try:
+                old = now - p.lstat().st_mtime > STALE_AFTER
+                if p.name.startswith(".rootfs-stale-"):
+                    old = now - float(p.name.split("-")[2]) > STALE_AFTER
+            except (OSError, ValueError, IndexError):
+                continue
+            if old:
+                shutil.rmtree(p, ignore_errors=True)
 
 
 def _install(src: Path, dst: Path, mode: int) -> None:

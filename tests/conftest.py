@@ -78,14 +78,21 @@ def _subtree_control_restored() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def rootfs() -> Path:
-    """The shared busybox + corral-test rootfs; containers must mount it read-only."""
-    from testkit.rootfs import BusyboxMissing, cached_rootfs
+def rootfs() -> Iterator[Path]:
+    """The shared busybox + corral-test rootfs; containers must mount it read-only. A session
+    whose tests wrote into it (a file, a mount point the runtime had to make) ends with an
+    error naming what changed: every later run shares the tree."""
+    from testkit.rootfs import BusyboxMissing, cached_rootfs, manifest_changes, tree_manifest
 
     try:
-        return cached_rootfs(CACHE_DIR)
+        path = cached_rootfs(CACHE_DIR)
     except BusyboxMissing as e:
         pytest.skip(str(e))
+    before = tree_manifest(path)
+    yield path
+    changes = manifest_changes(before, tree_manifest(path))
+    if changes:
+        pytest.fail(f"tests wrote into the shared rootfs {path}: {', '.join(changes[:10])}")
 
 
 @dataclass

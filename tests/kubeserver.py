@@ -28,6 +28,7 @@ __all__ = [
     "KUBECTL_CURRENT",
     "KUBECTL_VERSIONS",
     "api_only_server",
+    "running_server",
     "kubectl_for",
     "temp_namespace",
     "NO_SCHEDULER",
@@ -109,7 +110,15 @@ def kubectl_for(version: str, server: Server, tmp: Any) -> Kubectl:
 def api_only_server(root: Path) -> Iterator[Server]:
     """The API server alone (no scheduler or controllers acting on what a test makes), in
     ``root``; it must stop cleanly on SIGTERM."""
-    srv = Server(root, extra=API_ONLY)
+    with running_server(root, API_ONLY) as srv:
+        yield srv
+
+
+@contextlib.contextmanager
+def running_server(root: Path, extra: tuple[str, ...]) -> Iterator[Server]:
+    """A server started with ``extra`` options, in ``root``; it must stop cleanly on
+    SIGTERM."""
+    srv = Server(root, extra=extra)
     srv.start()
     try:
         yield srv

@@ -45,6 +45,9 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # selector kube-apiserver serves, with a 400 that is no Status.
 MAX_REQUEST_LINE = 1 << 20
 # /cacerts and /v1-corral/node-credentials (join.py) check the join token themselves.
+# The kinds whose DELETE answers with the object deleted (kube-apiserver's stores with
+# ReturnDeletedObject); the others answer a Success Status naming it, once it is gone.
+RETURN_DELETED = frozenset({"pods", "services", "serviceaccounts", "namespaces"})
 PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version", "/cacerts", "/v1-corral")
 JSON = "application/json"
 PATCH_TYPES = {
@@ -334,6 +337,22 @@ def _dry_run(request: web.Request, body_values: object = None) -> bool:
     return bool(values)
 
 
+def _deleted_status(res: Resource, meta: Obj) -> Obj:
+    """What kube-apiserver's finalizeDelete answers for a deleted object: Success, with the
+    resource (plural) as the details' kind and the uid (kubectl's --wait matches on it)."""
+    details: Obj = {"name": meta["name"]}
+    if res.group:
+        details["group"] = res.group
+    details.update(kind=res.name, uid=meta.get("uid"))
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": details,
+    }
+
+
 def _list_body(res: Resource, items: list[Obj], rev: int, cont: str | None) -> Obj:
     meta: Obj = {"resourceVersion": str(rev)}
     if cont:
@@ -421,11 +440,16 @@ class ApiServer:
         r.add_get("/swagger-2.0.0.pb-v1", openapi_v2.handle_legacy)
         r.add_get("/openapi/v3", openapi.handle_index)
         r.add_get("/openapi/v3/{gv:.+}", openapi.handle_document)
-        r.add_get("/api", self._api)
-        r.add_get("/apis", self._apis)
+        # Discovery with a trailing slash too, as kube-apiserver serves it: the Python client
+        # asks for /api/, /apis/, /apis/<group>/ and /api/v1/, /apis/<group>/<version>/.
+        for path in ("/api", "/api/"):
+            r.add_get(path, self._api)
+        for path in ("/apis", "/apis/"):
+            r.add_get(path, self._apis)
         r.add_route("*", "/api/{version}", self._core_discovery)
         r.add_route("*", "/api/{version}/{tail:.*}", self._core)
-        r.add_route("*", "/apis/{group}", self._group)
+        for path in ("/apis/{group}", "/apis/{group}/"):
+            r.add_route("*", path, self._group)
         r.add_route("*", "/apis/{group}/{version}", self._group_discovery)
         r.add_route("*", "/apis/{group}/{version}/{tail:.*}", self._grouped)
         return app
@@ -483,11 +507,50 @@ class ApiServer:
         return _json(discovery.group_list())
 
     async def _health(self, request: web.Request) -> web.Response:
-        try:
-            await self.store.current_revision()
-        except Exception as e:
-            return web.Response(status=500, text=f"[-]etcd failed: {e}\n")
-        return web.Response(text="ok")
+        """/healthz, /livez, /readyz as kube-apiserver answers them: "ok", or with ``?verbose``
+        (or a failure) one ``[+]<check> ok`` line per check and ``<endpoint> check passed``;
+        ``/<endpoint>/<check>`` asks one check, ``?exclude=<check>`` leaves one out."""
+        endpoint = request.path.strip("/").split("/")[0]
+        names = ["ping", "log", "etcd"]
+        if endpoint == "readyz":
+            names += ["etcd-readiness", "informer-sync", "shutdown"]
+        check = request.match_info.get("check") or None  # "/healthz/" is the root too
+        if check is not None and check not in names:
+            raise _not_found_path()
+        etcd_ok = True
+        if check in (None, "etcd", "etcd-readiness"):
+            try:
+                await self.store.current_revision()
+            except Exception as e:
+                log.warning("%s: etcd: %s", endpoint, e)
+                etcd_ok = False
+        failed = {"etcd": not etcd_ok, "etcd-readiness": not etcd_ok}
+        failed["shutdown"] = self._closing.is_set()
+        if check is not None:
+            if failed.get(check):
+                return web.Response(status=500, text=f"internal server error: {check} failed\n")
+            return web.Response(text="ok")
+        excluded = set(request.query.getall("exclude", []))
+        out, bad = [], False
+        for n in names:
+            if n in excluded:
+                excluded.discard(n)
+                out.append(f"[+]{n} excluded: ok")
+            elif failed.get(n):
+                out.append(f"[-]{n} failed: reason withheld")
+                bad = True
+            else:
+                out.append(f"[+]{n} ok")
+        if excluded:
+            quoted = ",".join(f'"{n}"' for n in sorted(excluded))
+            out.append(f"warn: some health checks cannot be excluded: no matches for {quoted}")
+        if bad:  # always verbose on failure
+            return web.Response(
+                status=500, text="\n".join([*out, f"{endpoint} check failed"]) + "\n"
+            )
+        if "verbose" not in request.query:
+            return web.Response(text="ok")
+        return web.Response(text="\n".join([*out, f"{endpoint} check passed"]) + "\n")
 
     async def _metrics(self, request: web.Request) -> web.Response:
         text = "".join(source() for source in self.metrics_sources)
@@ -514,9 +577,13 @@ class ApiServer:
         return _json(doc)
 
     async def _core(self, request: web.Request) -> web.StreamResponse:
+        if not request.match_info["tail"]:  # /api/v1/
+            return await self._core_discovery(request)
         return await self._resource("", request.match_info["version"], request)
 
     async def _grouped(self, request: web.Request) -> web.StreamResponse:
+        if not request.match_info["tail"]:  # /apis/<group>/<version>/
+            return await self._group_discovery(request)
         return await self._resource(
             request.match_info["group"], request.match_info["version"], request
         )
@@ -677,7 +744,12 @@ class ApiServer:
             dry = _dry_run(request, options.get("dryRun"))
             if name is not None:
                 obj = await self.storage.delete(res, ns, name, options, dry_run=dry)
-                return self._object(request, res, obj)
+                meta = obj["metadata"]
+                if res.name in RETURN_DELETED or (
+                    meta.get("deletionTimestamp") and meta.get("finalizers")
+                ):
+                    return self._object(request, res, obj)  # or still there, being deleted
+                return _json(_deleted_status(res, meta))
             # The collection is listed with the request's ListOptions, as kube's DeleteCollection
             # lists it: from a continue token on (a garbage one is a 400 and deletes nothing),
             # at a resourceVersion; limit only pages that list, so it deletes them all.

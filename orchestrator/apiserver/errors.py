@@ -52,7 +52,7 @@ class ApiError(Exception):
         }
         if not self.reason:  # StatusReasonUnknown: omitted, as Go's omitempty omits it
             del body["reason"]
-        if self.details:
+        if self.details is not None:  # {} too: kube sends "details":{} for a path it lacks
             body["details"] = self.details
         return body
 
@@ -157,6 +157,7 @@ class BodyTimeout(ApiError):
             "Timeout",
             "Timeout: request did not complete within requested timeout - context deadline"
             " exceeded",
+            {},
         )
 
 

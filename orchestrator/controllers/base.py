@@ -27,6 +27,7 @@ from orchestrator.client import (
     meta_key,
     strip_managed_fields,
 )
+from orchestrator.client.events import EventRecorder
 
 __all__ = ["Client", "Controller", "InformerFactory", "Metrics"]
 
@@ -241,12 +242,25 @@ class Controller:
 
     name = "controller"
     workers = 2
+    # The component its Events name as their source (kube-controller-manager's, e.g.
+    # "deployment-controller"); the manager gives those that have one a recorder.
+    component: str | None = None
 
     def __init__(self, client: Client, factory: InformerFactory) -> None:
         self.client = client
         self.factory = factory
         self.queue = WorkQueue(self.name, base_delay=0.005, max_delay=60.0)
         self.metrics: Metrics | None = None
+        self.recorder: EventRecorder | None = None
+
+    def event(
+        self, obj: Obj, api_version: str, kind: str, type_: str, reason: str, message: str
+    ) -> None:
+        """Record an Event about ``obj`` (never blocks; nothing without a recorder)."""
+        if self.recorder is not None:
+            self.recorder.event(
+                {**obj, "apiVersion": api_version, "kind": kind}, type_, reason, message
+            )
 
     def enqueue(self, obj: Obj | None) -> None:
         if obj is not None:

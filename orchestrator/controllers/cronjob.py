@@ -192,6 +192,7 @@ def _finished_type(job: Obj) -> str | None:
 
 class CronJobController(Controller):
     name = "cronjob"
+    component = "cronjob-controller"
     workers = 2
 
     def __init__(self, client: Client, factory: InformerFactory) -> None:
@@ -306,6 +307,9 @@ class CronJobController(Controller):
             made = None  # made before (the cache or the status lags)
         if made is not None:
             log.info("cronjob %s/%s: job %s for %s", ns, meta(cj)["name"], name, scheduled)
+            self.event(
+                cj, "batch/v1", "CronJob", "Normal", "SuccessfulCreate", f"Created job {name}"
+            )
             active = [*active, _ref(made)]
         status["lastScheduleTime"] = format_time(scheduled)
         return active

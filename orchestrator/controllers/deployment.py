@@ -201,6 +201,7 @@ def _condition(typ: str, status: str, reason: str, message: str) -> Obj:
 
 class DeploymentController(Controller):
     name = "deployment"
+    component = "deployment-controller"
     workers = 3
 
     def __init__(self, client: Client, factory: InformerFactory) -> None:
@@ -430,7 +431,10 @@ class DeploymentController(Controller):
         }
         rs["spec"]["replicas"] = self._new_rs_replicas(d, rss, None)
         try:
-            return await self.client.create(REPLICASETS, ns, rs)
+            made = await self.client.create(REPLICASETS, ns, rs)
+            if _replicas(made) > 0:
+                self._scaled(d, made, 0, _replicas(made))
+            return made
         except AlreadyExists:
             try:
                 existing = await self.client.get(REPLICASETS, ns, rs["metadata"]["name"])
@@ -488,7 +492,15 @@ class DeploymentController(Controller):
         anns[MAX_REPLICAS] = maximum
         out = await self.client.update(REPLICASETS, meta(rs).get("namespace"), body)
         log.info("deployment %s: scaled %s to %d", meta(d)["name"], meta(rs)["name"], size)
+        if _replicas(rs) != size:
+            self._scaled(d, rs, _replicas(rs), size)
         return _replicas(rs) != size, out
+
+    def _scaled(self, d: Obj, rs: Obj, old: int, new: int) -> None:
+        """The deployment controller's ScalingReplicaSet event (its wording since 1.28)."""
+        how = "up" if new > old else "down"
+        message = f"Scaled {how} replica set {meta(rs)['name']} to {new} from {old}"
+        self.event(d, "apps/v1", "Deployment", "Normal", "ScalingReplicaSet", message)
 
     # ------------------------------------------------------------ strategies
 

@@ -76,9 +76,12 @@ def service_backends(
     return out
 
 
-def _port_dict(name: str, port: int, protocol: str, app: str | None) -> Obj:
+def _port_dict(name: str, port: int, protocol: str, app: str | None, sliced: bool = False) -> Obj:
+    """An Endpoints port (no name when unnamed) or, ``sliced``, an EndpointSlice port: its
+    name is always there, "" when unnamed, as the API server defaults it (kubectl 1.32's
+    ``describe service`` dereferences it)."""
     d: Obj = {"port": port, "protocol": protocol}
-    if name:
+    if name or sliced:
         d["name"] = name
     if app:
         d["appProtocol"] = app
@@ -238,7 +241,7 @@ class EndpointSliceController(_ServiceController):
         out = []
         for ports, eps in sorted(groups.items()):
             eps.sort(key=lambda e: (e["addresses"][0], e["targetRef"]["uid"]))
-            port_list = [_port_dict(*p) for p in ports]
+            port_list = [_port_dict(*p, sliced=True) for p in ports]
             for i in range(0, len(eps), MAX_ENDPOINTS_PER_SLICE):
                 out.append((port_list, eps[i : i + MAX_ENDPOINTS_PER_SLICE]))
         if not out:  # a placeholder: the service has a slice, with no endpoint in it

@@ -66,6 +66,7 @@ def _phase(pod: Obj) -> str:
 
 class JobController(Controller):
     name = "job"
+    component = "job-controller"
     workers = 3
     failure_backoff = 10.0  # seconds (kube's DefaultJobPodFailureBackOff)
     max_failure_backoff = 360.0
@@ -174,6 +175,11 @@ class JobController(Controller):
         if indexed:
             status["completedIndexes"] = format_indexes(done_indexes)
         stamp = format_time(at)
+        had = {c.get("type") for c in status.get("conditions") or [] if c.get("status") == "True"}
+        if failure is not None and "Failed" not in had:
+            self.event(job, "batch/v1", "Job", "Warning", failure[0], failure[1])
+        elif failure is None and complete and "Complete" not in had:
+            self.event(job, "batch/v1", "Job", "Normal", "Completed", "Job completed")
         if failure is not None:
             status["conditions"] = [
                 *[c for c in status.get("conditions") or [] if c.get("type") != "Failed"],
@@ -247,8 +253,16 @@ class JobController(Controller):
         made = 0
         try:
             for index in new_indexes:
-                await self.client.create(PODS, ns, self._pod(job, index))
+                pod = await self.client.create(PODS, ns, self._pod(job, index))
                 made += 1
+                self.event(
+                    job,
+                    "batch/v1",
+                    "Job",
+                    "Normal",
+                    "SuccessfulCreate",
+                    f"Created pod: {meta(pod)['name']}",
+                )
         except ClientError:
             self.expectations.creation_observed(key, len(new_indexes) - made)
             raise

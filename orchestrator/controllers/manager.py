@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from orchestrator.client import ApiClient, ClientConfig, LeaderElector, NotFound, ResourceRef
+from orchestrator.client.events import EventRecorder
 from orchestrator.client.rest import CONTROLLERREVISIONS, ENDPOINTSLICES, REPLICATIONCONTROLLERS
 
 from .base import Client, Controller, InformerFactory, Metrics
@@ -121,6 +122,8 @@ class ControllerManager:
         for c in self.controllers:
             c.metrics = self.metrics
             self.metrics.register(c)
+            if c.component is not None:
+                c.recorder = EventRecorder(self.client, c.component, workers=1)  # type: ignore[arg-type]
         for c in self.controllers:
             await c.prepare()
         factory.start()
@@ -130,6 +133,9 @@ class ControllerManager:
             await asyncio.gather(*(c.run() for c in self.controllers))
         finally:
             await factory.stop()
+            for c in self.controllers:
+                if c.recorder is not None:
+                    await c.recorder.close()
 
     async def _served(self, res: ResourceRef) -> bool:
         try:

@@ -101,6 +101,7 @@ class _Desc:
 
 class ReplicaSetController(Controller):
     name = "replicaset"
+    component = "replicaset-controller"
     workers = 3
     res = REPLICASETS
     kind = "ReplicaSet"
@@ -117,6 +118,9 @@ class ReplicaSetController(Controller):
         self.pods = factory.informer(PODS)
         self.sets.add_handler(self._on_set)
         self.pods.add_handler(self._on_pod)
+
+    def _event(self, rs: Obj, type_: str, reason: str, message: str) -> None:
+        self.event(rs, self.res.api_version, self.kind, type_, reason, message)
 
     # ------------------------------------------------------------ handlers
 
@@ -238,7 +242,17 @@ class ReplicaSetController(Controller):
                     size = min(batch, n - made)
                     for _ in range(size):
                         pod = pod_from_template(rs, self.res.api_version, self.kind, prefix)
-                        await self.client.create(PODS, ns, pod)
+                        try:
+                            made_pod = await self.client.create(PODS, ns, pod)
+                        except ClientError as e:
+                            self._event(rs, "Warning", "FailedCreate", f"Error creating: {e}")
+                            raise
+                        self._event(
+                            rs,
+                            "Normal",
+                            "SuccessfulCreate",
+                            f"Created pod: {meta(made_pod)['name']}",
+                        )
                         made += 1
                     batch *= 2
             except ClientError:
@@ -260,6 +274,7 @@ class ReplicaSetController(Controller):
                     await self.client.delete(
                         PODS, ns, meta(p)["name"], preconditions={"uid": meta(p)["uid"]}
                     )
+                    self._event(rs, "Normal", "SuccessfulDelete", f"Deleted pod: {meta(p)['name']}")
                 except NotFound:
                     self.expectations.deletion_observed(key, _key(p))
                 except ClientError as e:
@@ -314,6 +329,7 @@ class ReplicationManager(ReplicaSetController):
     the API from the template's labels)."""
 
     name = "replicationcontroller"
+    component = "replication-controller"
     res = REPLICATIONCONTROLLERS
     kind = "ReplicationController"
 

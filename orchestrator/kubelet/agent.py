@@ -53,7 +53,7 @@ MAX_NODE_IMAGES = 50  # the kubelet's nodeStatusMaxImages
 DNS_PORT = 53
 DNS_BACKLOG = 64
 IP_FREEBIND = 15  # linux/in.h
-TLS_READ_BUFFER = 64 * 1024  # bytes, each TLS connection's (see serve_agent)
+TLS_READ_BUFFER = 16 * 1024  # bytes, each TLS connection's (see serve_agent)
 
 
 class AgentError(Exception):
@@ -179,6 +179,9 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
         )
         node = NodeAgent(client, spec, network.set_pod_cidr, network.informer)
         node.network_ready = False
+        events = EventRecorder(client, name)
+        events.node_event("Starting", "Starting kubelet.")
+        node.on_event = events.node_event
         try:
             await node.register()
         except ClientError as e:
@@ -199,7 +202,6 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
         )
         await images.scan()
         images_changed()
-        events = EventRecorder(client, name)
         pods = PodManager(client, runtime, name, lambda: node_ip, events, cfg.data_dir)
         tasks: list[asyncio.Task[None]] = []
         pods.node_uid = node.uid
@@ -496,8 +498,9 @@ def serve_agent(cfg: AgentConfig) -> None:
     # own would keep its high-water mark (issue #15: the agent's idle memory).
     hostsys.malloc_arena_max(1)
     # asyncio gives each TLS connection a read buffer of SSLProtocol.max_size (256 KiB),
-    # zeroed when made: the agent's watches held about 1.75 MiB of them. TLS records are at
-    # most 16 KiB: reads of 64 KiB lose nothing.
+    # zeroed when made: the agent's seven watches held about 1.75 MiB of them. A record larger
+    # than the buffer (TLS records carry up to 16 KiB) is read in more than one recv: the
+    # SSL object gathers it, so a small buffer costs a few more reads of a large list only.
     asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
 
     async def main() -> None:

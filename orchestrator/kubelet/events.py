@@ -59,13 +59,24 @@ class EventRecorder:
         }
         if container:
             involved["fieldPath"] = f"spec.containers{{{container}}}"
+        self._record(involved, meta.get("namespace"), reason, message, warning)
+
+    def node_event(self, reason: str, message: str) -> None:
+        """An Event about this node, as the kubelet refers to it: its name as the uid too (what
+        ``kubectl describe node`` asks for), in the default namespace."""
+        involved: Obj = {"kind": "Node", "name": self.node, "uid": self.node}
+        self._record(involved, "default", reason, message, False)
+
+    def _record(
+        self, involved: Obj, namespace: str | None, reason: str, message: str, warning: bool
+    ) -> None:
         stamp = now()
         body: Obj = {
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {
-                "name": f"{meta.get('name')}.{secrets.token_hex(8)}",
-                "namespace": meta.get("namespace"),
+                "name": f"{involved['name']}.{secrets.token_hex(8)}",
+                "namespace": namespace,
             },
             "involvedObject": involved,
             "reason": reason,
@@ -79,7 +90,7 @@ class EventRecorder:
             "reportingInstance": self.node,
         }
         loop = asyncio.get_running_loop()
-        key = (str(meta.get("uid")), reason, message, involved.get("fieldPath", ""))
+        key = (str(involved.get("uid")), reason, message, involved.get("fieldPath", ""))
         seen = self._recent.get(key)
         if seen is not None and loop.time() - seen[3] < AGGREGATE:
             seen[2] += 1
@@ -89,7 +100,7 @@ class EventRecorder:
             if len(self._recent) > 4096:  # forget the oldest half
                 for k in sorted(self._recent, key=lambda k: self._recent[k][3])[:2048]:
                     del self._recent[k]
-            self._recent[key] = [body["metadata"]["name"], meta.get("namespace"), 1, loop.time()]
+            self._recent[key] = [body["metadata"]["name"], namespace, 1, loop.time()]
             self._pending.append(body)
         if self._sender is None or self._sender.done():
             self._sender = loop.create_task(self._send_pending(), name="kubelet-events")

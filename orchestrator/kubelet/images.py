@@ -33,6 +33,9 @@ class ImagesDir:
         self._on_import = on_import  # after a scan that imported something
         self._done: dict[str, tuple[int, int]] = {}  # name -> (size, mtime_ns) imported
         self.errors: dict[str, str] = {}
+        # name -> (size, mtime_ns) whose import failed: tried again only once it changes (a
+        # bad archive is not unpacked again every POLL, nor its error logged)
+        self._failed: dict[str, tuple[int, int]] = {}
 
     async def scan(self) -> list[str]:
         """Import the archives not imported yet (or changed since); their names."""
@@ -46,16 +49,17 @@ class ImagesDir:
                 continue
             st = e.stat()
             mark = (st.st_size, st.st_mtime_ns)
-            if self._done.get(e.name) == mark:
+            if mark in (self._done.get(e.name), self._failed.get(e.name)):
                 continue
             try:
                 ids = await self._import(e.path)
             except Exception as err:  # noqa: BLE001 - one bad archive must not stop the others
-                if self.errors.get(e.name) != str(err):
-                    log.warning("images: import %s: %s", e.path, err)
+                log.warning("images: import %s: %s", e.path, err)
                 self.errors[e.name] = str(err)
+                self._failed[e.name] = mark
                 continue
             self.errors.pop(e.name, None)
+            self._failed.pop(e.name, None)
             self._done[e.name] = mark
             log.info("images: imported %s (%s)", e.path, ", ".join(i[:12] for i in ids))
             out.append(e.name)

@@ -171,6 +171,15 @@ def parse_taint(text: str) -> Obj:
     return out
 
 
+# A condition's transition to its good (True) or bad (False) state: the kubelet's event.
+_TRANSITION_EVENTS = {
+    "MemoryPressure": {True: "NodeHasSufficientMemory", False: "NodeHasInsufficientMemory"},
+    "DiskPressure": {True: "NodeHasNoDiskPressure", False: "NodeHasDiskPressure"},
+    "PIDPressure": {True: "NodeHasSufficientPID", False: "NodeHasInsufficientPID"},
+    "Ready": {True: "NodeReady", False: "NodeNotReady"},
+}
+
+
 class NodeAgent:
     """Registers the Node, keeps its status and renews its Lease."""
 
@@ -196,6 +205,9 @@ class NodeAgent:
         self.memory_pressure = False  # the eviction manager's (orchestrator.kubelet.eviction)
         self.annotations: dict[str, str] = {}  # set on the Node at registration
         self.changed = asyncio.Event()  # set when something the status shows changed
+        # Records a node Event (reason, message): the kubelet's on a condition's transition.
+        self.on_event: Callable[[str, str], None] | None = None
+        self._unschedulable = False  # spec.unschedulable last seen (the kubelet starts at false)
 
     # ----------------------------------------------------------------- the object
 
@@ -229,6 +241,13 @@ class NodeAgent:
             "message": message,
         }
         self._conditions[typ] = cond
+        # The kubelet's node status events: a pressure condition's first value counts as a
+        # transition (from Unknown), Ready's does not (its setter records changes only).
+        if self.on_event is not None and (
+            (old is None and typ != "Ready") or (old is not None and old["status"] != status)
+        ):
+            event = _TRANSITION_EVENTS[typ][ok]
+            self.on_event(event, f"Node {self.spec.name} status is now: {event}")
         return cond
 
     def _ready_condition(self, now: str) -> Obj:
@@ -346,7 +365,13 @@ class NodeAgent:
     def seen(self, node: Obj | None) -> None:
         """The Node as the API has it now (our writes, and a watch of it): a podCIDR given
         to it is taken."""
-        cidr = ((node or {}).get("spec") or {}).get("podCIDR") or ""
+        spec = (node or {}).get("spec") or {}
+        if node is not None and bool(spec.get("unschedulable")) != self._unschedulable:
+            self._unschedulable = not self._unschedulable  # cordon, uncordon: the kubelet's event
+            event = "NodeNotSchedulable" if self._unschedulable else "NodeSchedulable"
+            if self.on_event is not None:
+                self.on_event(event, f"Node {self.spec.name} status is now: {event}")
+        cidr = spec.get("podCIDR") or ""
         if cidr and cidr != self.pod_cidr:
             self.pod_cidr = cidr
             if self.on_pod_cidr is not None:

@@ -724,6 +724,11 @@ def manager_from_paths(
     """
     if not paths:
         raise CgroupError("cgroup paths", errno.EINVAL, "no cgroup paths saved")
+    for path in paths.values():
+        # A saved state names the cgroups delete kills and removes: never a hierarchy's root
+        # (every process of the host) or a path that climbs out of where it points.
+        if not path.startswith("/") or ".." in path.split("/") or os.path.ismount(path):
+            raise CgroupError("cgroup paths", errno.EINVAL, f"not a container's cgroup: {path!r}")
     v1_keys = [k for k in paths if k]
     if layout is None:
         unified = not v1_keys

@@ -179,8 +179,8 @@ def _exec_process(
 
     if process_file:
         try:
-            with open(process_file) as f:
-                obj = json.load(f)
+            with open(process_file, "rb") as f:
+                obj = json.loads(config.read_json_bytes(f, f"--process {process_file}"))
         except OSError as e:
             raise CorralError(f"read --process {process_file}: {e.strerror}") from None
         except ValueError as e:

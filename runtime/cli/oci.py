@@ -45,6 +45,8 @@ class Ctx:
 
 def _fail(ctx: Ctx | None, what: str, exc: BaseException, code: int = 1) -> NoReturn:
     msg = f"{what}: {exc}" if what else str(exc)
+    if not msg.isprintable():  # one line, whatever an id or a config put in it ("a\nb")
+        msg = "".join(c if c.isprintable() else repr(c)[1:-1] for c in msg)
     if ctx is not None and ctx.log:
         try:
             with open(ctx.log, "a") as f:

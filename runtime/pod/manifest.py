@@ -105,6 +105,7 @@ __all__ = [
     "is_image_archive",
     "load_pod",
     "loads_pod",
+    "read_manifest",
     "parse_pod",
     "parse_quantity",
 ]
@@ -620,6 +621,12 @@ def load_pod(path: str | os.PathLike[str]) -> Pod:
 
 def loads_pod(text: str, base_dir: str | None = None) -> Pod:
     """Parse a manifest given as YAML text (one document); see ``parse_pod`` for base_dir."""
+    return parse_pod(read_manifest(text), base_dir=base_dir)
+
+
+def read_manifest(text: str) -> object:
+    """The one YAML (or JSON) document of a manifest, as plain data; every way it can fail
+    is a one-line ManifestError."""
     import yaml
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -630,9 +637,12 @@ def loads_pod(text: str, base_dir: str | None = None) -> Pod:
         problem = getattr(e, "problem", None) or str(e)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ManifestError("", f"invalid YAML{where}: {problem}") from None
+    except RecursionError:
+        # The loader builds nested collections recursively: "[[[[...]]]]" ten thousand deep.
+        raise ManifestError("", "invalid YAML: nested too deeply") from None
     if len(docs) != 1:
         raise ManifestError("", f"expected one Pod document, found {len(docs)}")
-    return parse_pod(docs[0], base_dir=base_dir)
+    return docs[0]
 
 
 def decode_pod(data: object) -> k8s.Pod:

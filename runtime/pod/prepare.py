@@ -16,7 +16,6 @@ import contextlib
 import errno
 import os
 import re
-import shutil
 import signal
 import stat
 import sys
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from corral_common import hostsys
 from corral_common.defaults import IMAGE_ROOT, NETWORK_CONFIG, POD_CGROUP_PARENT
+from corral_common.rmtree import rmtree
 from runtime.errors import CorralError
 from runtime.pod.qos import QOSClass, pod_cgroup_values, pod_cgroups_path, pod_qos, qos_dir
 from runtime.pod.record import CgroupRecord, ContainerRecord, PodRecord
@@ -531,11 +531,11 @@ def teardown(pod_dir: PodDir) -> None:
         for sub in ("overlay", "rootfs"):
             target = cdir / sub
             if target.exists() and not mounts_under(target):
-                shutil.rmtree(target, ignore_errors=True)
+                rmtree(target, ignore_errors=True)
     for d in ("volume-subpaths", "volumes", "shm", "etc"):
         target = path / d
         if target.exists() and not mounts_under(target):
-            shutil.rmtree(target, ignore_errors=True)
+            rmtree(target, ignore_errors=True)
     if record.images:
         try:
             store = _image_store(opts)

@@ -21,7 +21,6 @@ import fcntl
 import os
 import re
 import select
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +30,7 @@ from pathlib import Path
 
 from corral_common import hostsys
 from corral_common.defaults import POD_ROOT
+from corral_common.rmtree import rmtree
 from runtime.errors import CorralError
 from runtime.pod import record as _record
 from runtime.pod.record import PodRecord
@@ -321,7 +321,7 @@ class PodDir:
             umount_all(self.path)
         except OSError as e:
             raise PodError(self.uid, f"remove: {e}") from e
-        shutil.rmtree(self.path, ignore_errors=True)
+        rmtree(self.path, ignore_errors=True)  # volumes and upper dirs: any depth
         self.unlock()
         if rec.name:
             self.store.release_name(rec.namespace, rec.name, self.uid)

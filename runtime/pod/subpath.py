@@ -21,12 +21,12 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from corral_common import hostsys
+from corral_common.rmtree import rmtree
 from runtime.errors import CorralError
 
 __all__ = [
@@ -197,7 +197,7 @@ def umount_container(pod_path: str | os.PathLike[str], container: str) -> None:
     for d in _container_dirs(Path(pod_path), container):
         umount_all(d)
         if not mounts_under(d):  # never remove through a mount
-            shutil.rmtree(d)
+            rmtree(d)
 
 
 def mount_all(pod_path: str | os.PathLike[str], container: str) -> None:

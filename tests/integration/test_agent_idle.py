@@ -41,11 +41,12 @@ ON_FIRST_POD = (
     "runtime.config",
 )
 # Never on the idle agent: pyroute2 and YAML are the node network child's; frozenlist's
-# compiled module is skipped for its Python twin (corral_cli.agent_cmd); the version is read
-# from the dist-info directory's name (corral_common.version); the other commands' modules
-# are imported when they run (corral_cli.main); runtime.network's names load one module at a
-# time (the proxy's namespaces without the config model and the node network); the registries'
-# configuration (TOML) and the pull secrets' keyring are a pull's (runtime.pod.imagepull).
+# compiled module is skipped for its Python twin (corral_cli.agent_main); the version is read
+# from the dist-info directory's name (corral_common.version); click and the commands'
+# modules are the command's that parsed the options, which the agent's process replaced
+# (corral_cli.agent_main); runtime.network's names load one module at a time (the proxy's
+# namespaces without the config model and the node network); the registries' configuration
+# (TOML) and the pull secrets' keyring are a pull's (runtime.pod.imagepull).
 NEVER_IDLE = (
     "images.regconf",
     "images.keyring",
@@ -55,6 +56,9 @@ NEVER_IDLE = (
     "frozenlist._frozenlist",
     "runtime.network.netlink",
     "importlib.metadata",
+    "click",
+    "corral_cli.main",
+    "corral_cli.agent_cmd",
     "corral_cli.server_cmd",
     "corral_cli.image_cmd",
     "corral_cli.cluster_cmd",
@@ -76,12 +80,17 @@ def mapped(pid: int) -> set[str]:
 
 
 def imported(log: Path) -> set[str]:
-    """The modules the agent logged as imported so far (``import time: ... | name``)."""
-    out = set()
+    """The modules the agent's process logged as imported so far (``import time: ... |
+    name``). ``corral agent`` parses its options, then starts itself again as the agent
+    (corral_cli.agent_main): each interpreter logs its imports after a header line of its
+    own, and the last one is the agent's."""
+    out: set[str] = set()
     for line in log.read_text(errors="replace").splitlines():
         if line.startswith("import time:") and "|" in line:
             name = line.rsplit("|", 1)[1].strip()
-            if name != "imported package":
+            if name == "imported package":
+                out = set()  # an interpreter's first line: what came before was another's
+            else:
                 out.add(name)
     return out
 
@@ -109,6 +118,7 @@ def test_an_idle_agent_runs_without_its_on_demand_servers(cluster: Cluster) -> N
     # the log does list what the agent imported, frozenlist's Python twin among it
     assert "orchestrator.kubelet.agent" in mods and "orchestrator.kubelet.port" in mods
     assert "aiohttp" in mods and "frozenlist" in mods
+    assert "corral_cli.agent_main" in mods
     for name in (*ON_DEMAND, *ON_FIRST_POD, *NEVER_IDLE):
         assert name not in mods, name
     assert cluster.agent.proc is not None

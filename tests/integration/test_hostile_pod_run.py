@@ -189,3 +189,27 @@ def test_a_host_path_through_plain_symlinks_is_mounted(pods: Pods, tmp_path: Pat
         assert pods.wait(uid).container("app").reason == "Completed"
         assert api.logs(uid, pods.opts, "app") == ["through links"]
         api.remove(uid, pods.opts)
+
+
+def test_a_container_s_deep_trees_do_not_stop_the_pod_s_removal(pods: Pods) -> None:
+    """A container makes trees 1200 directories deep in an emptyDir and in its own rootfs
+    (the overlay's upper dir): removing the pod recursed once per level in shutil.rmtree, a
+    RecursionError even with ignore_errors, and left the pod's directory behind."""
+    work = [{"name": "work", "mountPath": "/work"}]
+    deep = "i=0; while [ $i -lt 1200 ]; do mkdir d && cd d || exit 1; i=$((i+1)); done; : > f"
+    raw = pods.manifest(
+        "deep",
+        [sh("app", f"(cd /work && {deep}) && (mkdir /deep && cd /deep && {deep})",
+            volumeMounts=work)],
+        restartPolicy="Never",
+        volumes=[{"name": "work", "emptyDir": {}}],
+    )  # fmt: skip
+    uid = pods.run(raw)
+    st = pods.wait(uid)
+    assert st.phase == "Succeeded", st
+    from runtime.pod.store import PodStore
+
+    path = PodStore(pods.opts.root).get(uid).path
+    api.remove(uid, pods.opts, force=True)
+    assert not path.exists()
+    assert not any(p.name.startswith(uid) for p in Path(pods.opts.root).rglob("*") if p.is_dir())

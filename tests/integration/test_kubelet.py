@@ -319,6 +319,17 @@ def test_node_registered_ready_with_lease(cluster: Cluster, version: str) -> Non
     for text in ("Ready", "KubeletReady", "MemoryPressure", "Capacity:", "Allocatable:",
                  "Container Runtime Version:  corral://", "InternalIP:  127.0.0.1"):  # fmt: skip
         assert text in described, (text, described)
+    # The kubelet's node events (by the node's name as uid, as describe asks for them):
+    # Starting, each pressure condition's first value, and Ready once the network is.
+    rows = described.split("\nEvents:", 1)[1].splitlines()[3:]
+    events = {(r.split()[1], r.split(None, 4)[4]) for r in rows if r.strip()}
+    assert {
+        ("Starting", "Starting kubelet."),
+        *((e, f"Node {NODE} status is now: {e}") for e in (
+            "NodeHasSufficientMemory", "NodeHasNoDiskPressure", "NodeHasSufficientPID",
+            "NodeReady",
+        )),
+    } <= events, described  # fmt: skip
     lease = json.loads(k.run("get", "lease", "-n", "kube-node-lease", NODE, "-o", "json").stdout)
     assert lease["spec"]["holderIdentity"] == NODE
     first = lease["spec"]["renewTime"]
@@ -330,6 +341,22 @@ def test_node_registered_ready_with_lease(cluster: Cluster, version: str) -> Non
         return body["spec"]["renewTime"] != first
 
     until("the node lease to be renewed", renewed, timeout=40)
+
+
+def test_cordon_and_uncordon_are_node_events(cluster: Cluster) -> None:
+    """The kubelet records its node's spec.unschedulable changes as kube's does: ``kubectl
+    describe node`` after a cordon lists NodeNotSchedulable, after the uncordon
+    NodeSchedulable."""
+    k = cluster.kubectl()
+    for verb, event in (("cordon", "NodeNotSchedulable"), ("uncordon", "NodeSchedulable")):
+        k.run(verb, NODE)
+        until(
+            f"the {event} event",
+            lambda e=event: (
+                f"{e}  " in k.run("describe", "node", NODE).stdout.split("Events:")[1]
+                and f"Node {NODE} status is now: {e}" in k.run("describe", "node", NODE).stdout
+            ),
+        )
 
 
 # ============================================================================= pods

@@ -12,10 +12,10 @@ from corral_cli.agent_cmd import agent
 
 
 def _config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *servers: str) -> object:
-    import orchestrator.kubelet as kubelet
+    import corral_cli.agent_main as agent_main
 
     seen: list[object] = []
-    monkeypatch.setattr(kubelet, "serve_agent", seen.append)  # the config it would run with
+    monkeypatch.setattr(agent_main, "exec_agent", seen.append)  # the config it would run with
     args = [a for s in servers for a in ("--server", s)]
     res = CliRunner().invoke(agent, [*args, "--token", "t", "--data-dir", str(tmp_path)])
     assert res.exit_code == 0, res.output

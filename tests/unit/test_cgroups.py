@@ -1184,3 +1184,15 @@ def test_read_optional_takes_a_removed_cgroup_as_missing(monkeypatch: pytest.Mon
     )
     with pytest.raises(CgroupError):
         fs.read_optional("/sys/fs/cgroup/memory/x/memory.oom_control")
+
+
+@pytest.mark.parametrize(
+    "paths",
+    [{"": "/"}, {"pids": "/proc"}, {"pids": "/sys/fs/cgroup/pids/../../.."}, {"memory": "x/y"}],
+    ids=["a-mount-point", "v1-mount-point", "dotdot", "relative"],
+)
+def test_saved_paths_that_are_no_container_cgroup_are_refused(paths: dict[str, str]) -> None:
+    """A state file names the cgroups `delete` kills every process of and removes: one
+    naming a hierarchy's root (a mount point) would have killed the host's processes."""
+    with pytest.raises(CgroupError, match="not a container's cgroup"):
+        manager_from_paths(paths)

@@ -796,6 +796,56 @@ RULES: list[tuple[str, dict[str, object], str, str]] = [
         "UTS",
     ),
     ("hostname type", {"hostname": 5}, "hostname", "string"),
+    # Strings the kernel gets as C strings: a NUL would silently cut them short there.
+    ("hostname NUL", {"hostname": "a\0b"}, "hostname", "NUL"),
+    ("domainname NUL", {"domainname": "a\0b"}, "domainname", "NUL"),
+    ("hostname too long", {"hostname": "h" * 65}, "hostname", "64 bytes"),
+    ("domainname too long", {"domainname": "\u00e9" * 33}, "domainname", "64 bytes"),
+    (
+        "mount source NUL",
+        {
+            "mounts[+]": {
+                "destination": "/m",
+                "type": "bind",
+                "source": "/a\0b",
+                "options": ["bind"],
+            }
+        },
+        "mounts[7].source",
+        "NUL",
+    ),
+    ("mount type NUL", {"mounts[0].type": "pr\0oc"}, "mounts[0].type", "NUL"),
+    ("mount option NUL", {"mounts[1].options[+]": "mode=1\x00777"}, "mounts[1].options[4]", "NUL"),
+    (
+        "sysctl value NUL",
+        {"linux.sysctl": {"net.ipv4.ip_forward": "1\0"}},
+        'linux.sysctl["net.ipv4.ip_forward"]',
+        "NUL",
+    ),
+    (
+        "sysctl key NUL",
+        {"linux.sysctl": {"net.ipv4.ip_\0forward": "1"}},
+        'linux.sysctl["net.ipv4.ip_\\u0000forward"]',
+        "NUL",
+    ),
+    (
+        "hook arg NUL",
+        {"hooks": {"prestart": [{"path": "/x", "args": ["x", "a\0b"]}]}},
+        "hooks.prestart[0].args[1]",
+        "NUL",
+    ),
+    (
+        "device major past 32 bits",
+        {"linux.devices": [{"path": "/dev/x", "type": "c", "major": 2**32, "minor": 1}]},
+        "linux.devices[0].major",
+        "4294967295",
+    ),
+    (
+        "device minor past 32 bits",
+        {"linux.devices": [{"path": "/dev/x", "type": "c", "major": 1, "minor": 2**40}]},
+        "linux.devices[0].minor",
+        "4294967295",
+    ),
     # mounts
     ("mounts not list", {"mounts": {}}, "mounts", "array"),
     ("mount not object", {"mounts[+]": "x"}, "mounts[7]", "object"),
@@ -803,6 +853,38 @@ RULES: list[tuple[str, dict[str, object], str, str]] = [
     ("destination empty", {"mounts[0].destination": ""}, "mounts[0].destination", "empty"),
     ("options not list", {"mounts[1].options": "nosuid"}, "mounts[1].options", "array"),
     ("option not string", {"mounts[1].options[+]": 1}, "mounts[1].options[4]", "string"),
+    (
+        "idmap container IDs overlap",
+        {
+            "mounts[0].uidMappings": [
+                *idmap(1000, 10),
+                {"containerID": 5, "hostID": 9000, "size": 1},
+            ]
+        },
+        "mounts[0].uidMappings[1]",
+        "container IDs overlap those of mounts[0].uidMappings[0]",
+    ),
+    (
+        "idmap host IDs overlap",
+        {
+            "mounts[0].gidMappings": [
+                {"containerID": 100, "hostID": 1005, "size": 1},
+                *idmap(1000, 10),
+            ]
+        },
+        "mounts[0].gidMappings[1]",
+        "host IDs overlap those of mounts[0].gidMappings[0]",
+    ),
+    (
+        "idmap too many lines",
+        {
+            "mounts[0].uidMappings": [
+                {"containerID": i, "hostID": 1000 + i, "size": 1} for i in range(341)
+            ]
+        },
+        "mounts[0].uidMappings",
+        "more than 340",
+    ),
     (
         "mount idmap size",
         {"mounts[0].uidMappings": idmap(1, 0)},
@@ -1141,6 +1223,18 @@ def test_config_must_be_an_object() -> None:
 def write_bundle(tmp_path: Path, config: object) -> Path:
     (tmp_path / "config.json").write_text(json.dumps(config))
     return tmp_path
+
+
+def test_a_config_or_process_file_without_end_is_not_read_to_the_end(tmp_path: Path) -> None:
+    """config.json -> /dev/zero was read until memory ran out (runc stops at the first
+    byte); exec's --process and update's --resources files the same."""
+    from runtime.manage import load_resources
+
+    (tmp_path / "config.json").symlink_to("/dev/zero")
+    with pytest.raises(ConfigError, match="config.json: larger than 64 MiB"):
+        load_spec(tmp_path)
+    with pytest.raises(ConfigError, match="resources: larger than 64 MiB"):
+        load_resources("/dev/zero")
 
 
 def test_load_spec_resolves_root_and_bind_sources(tmp_path: Path) -> None:

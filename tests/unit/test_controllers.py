@@ -547,6 +547,66 @@ def test_deployment_rolling_update_step_by_step() -> None:
     run(body)
 
 
+class Recorded:
+    """A recorder standing in for orchestrator.client.events.EventRecorder: what was recorded,
+    as (kind, name, type, reason, message)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str, str, str]] = []
+
+    def event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        assert obj["apiVersion"] in ("apps/v1", "batch/v1", "v1"), obj.get("apiVersion")
+        self.events.append((obj["kind"], obj["metadata"]["name"], type_, reason, message))
+
+
+def test_deployment_and_replicaset_events_as_kube_controller_manager_words_them() -> None:
+    """``kubectl describe deployment`` lists ScalingReplicaSet events, ``describe rs`` the
+    pods created and deleted (SuccessfulCreate, SuccessfulDelete); a new set made at its size
+    is a scale up from 0."""
+
+    async def body() -> None:
+        c = Cluster()
+        c.client.add(DEPLOYMENTS, deploy_obj(2))
+        await c.start()
+        c.deploy.recorder = deploy_events = Recorded()  # type: ignore[assignment]
+        c.rs.recorder = rs_events = Recorded()  # type: ignore[assignment]
+        for _ in range(3):
+            await c.step()
+        (rs,) = c.client.all(REPLICASETS)
+        name = rs["metadata"]["name"]
+        assert deploy_events.events == [
+            (
+                "Deployment",
+                "web",
+                "Normal",
+                "ScalingReplicaSet",
+                f"Scaled up replica set {name} to 2 from 0",
+            )
+        ]
+        pods = sorted(pod_names(c.client))
+        assert sorted(rs_events.events) == [
+            ("ReplicaSet", name, "Normal", "SuccessfulCreate", f"Created pod: {p}") for p in pods
+        ]
+        d = c.client.stored(DEPLOYMENTS, "default", "web")
+        d["spec"]["replicas"] = 1  # type: ignore[index]
+        await c.client.update(DEPLOYMENTS, "default", d)  # type: ignore[arg-type]
+        rs_events.events.clear()
+        await c.step()
+        assert deploy_events.events[-1] == (
+            "Deployment",
+            "web",
+            "Normal",
+            "ScalingReplicaSet",
+            f"Scaled down replica set {name} to 1 from 2",
+        )
+        (gone,) = set(pods) - set(pod_names(c.client))
+        assert rs_events.events == [
+            ("ReplicaSet", name, "Normal", "SuccessfulDelete", f"Deleted pod: {gone}")
+        ]
+
+    run(body)
+
+
 def test_deployment_recreate_scales_old_to_zero_before_new() -> None:
     async def body() -> None:
         c = Cluster()
@@ -1062,6 +1122,30 @@ def test_endpointslices_per_port_set_owned_by_the_service() -> None:
     run(body)
 
 
+def test_an_unnamed_port_is_named_empty_in_a_slice_and_unnamed_in_endpoints() -> None:
+    """As kube-apiserver defaults them: EndpointSlice ports always carry a name ("" when the
+    service port has none; kubectl 1.32's describe service dereferences it), Endpoints ports
+    omit it. The slice matches what the server stores, so a second reconcile writes nothing."""
+
+    async def body() -> None:
+        client = FakeClient()
+        client.add(SERVICES, svc_obj(ports=[{"port": 80, "targetPort": 8080, "protocol": "TCP"}]))
+        client.add(PODS, backend("a", "10.42.0.5", True))
+        for kind in (EndpointsController, EndpointSliceController):
+            ctrl, factory = await setup(kind, client)
+            await ctrl.reconcile("default/web")
+            client.take()
+            await factory.relist()
+            await ctrl.reconcile("default/web")
+            assert client.take() == [], kind
+        (s,) = client.all(ENDPOINTSLICES)
+        assert s["ports"] == [{"name": "", "port": 8080, "protocol": "TCP"}]
+        ep = client.stored(ENDPOINTS, "default", "web")
+        assert ep["subsets"][0]["ports"] == [{"port": 8080, "protocol": "TCP"}]
+
+    run(body)
+
+
 # ------------------------------------------------------------------------------ node lifecycle
 
 
@@ -1267,6 +1351,34 @@ def test_job_fails_when_backoff_limit_is_passed() -> None:
     run(body)
 
 
+def test_job_events_as_the_job_controller_words_them() -> None:
+    """SuccessfulCreate per pod, then Completed once (or the failure's reason, a Warning)."""
+
+    async def body() -> None:
+        for outcome, last in (
+            ("Succeeded", ("Normal", "Completed", "Job completed")),
+            (
+                "Failed",
+                ("Warning", "BackoffLimitExceeded", "Job has reached the specified backoff limit"),
+            ),
+        ):
+            client = FakeClient()
+            client.add(JOBS, job_obj(parallelism=1, completions=1, backoffLimit=0))
+            ctrl, factory = await setup(JobController, client)
+            ctrl.recorder = events = Recorded()  # type: ignore[assignment]
+            await job_round(ctrl, factory)
+            (pod,) = pod_names(client)
+            finish(client, outcome)
+            await job_round(ctrl, factory)
+            await job_round(ctrl, factory)
+            assert events.events == [
+                ("Job", "pi", "Normal", "SuccessfulCreate", f"Created pod: {pod}"),
+                ("Job", "pi", *last),
+            ], outcome
+
+    run(body)
+
+
 def test_job_one_failure_within_backoff_limit_is_replaced() -> None:
     async def body() -> None:
         client = FakeClient()
@@ -1376,10 +1488,14 @@ def test_cronjob_makes_the_job_of_the_latest_minute_and_honours_forbid() -> None
         client = FakeClient()
         client.add(CRONJOBS, cronjob_obj("Forbid"))
         ctrl, factory = await setup(CronJobController, client)
+        ctrl.recorder = events = Recorded()  # type: ignore[assignment]
         again = await ctrl.reconcile("default/tick")
         assert again is not None and 0 < again <= 61
         made = client.take("create")
         assert len(made) == 1
+        assert events.events == [
+            ("CronJob", "tick", "Normal", "SuccessfulCreate", f"Created job {made[0].name}")
+        ]
         minute = int(datetime.now(UTC).timestamp() // 60)
         assert made[0].name in (f"tick-{minute}", f"tick-{minute - 1}")
         assert made[0].body["metadata"]["ownerReferences"][0]["kind"] == "CronJob"

@@ -58,6 +58,28 @@ def test_every_command_group_fails_through_the_one_boundary(
         assert "Traceback" not in out
 
 
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("!!python/object/apply:os.system ['true']\n", "invalid YAML at line 1, column 1: could"),
+        ("kind: Pod\n---\nkind: Pod\n", "expected one Pod document, found 2"),
+        ("[" * 10000 + "]" * 10000, "invalid YAML"),
+        (b"\xff\xfe", "is not UTF-8 text"),
+    ],
+    ids=["python-tag", "two-documents", "nested", "not-utf8"],
+)
+def test_a_pod_file_that_is_no_manifest_is_one_line(
+    env: dict[str, str], tmp_path: Path, text: str | bytes, reason: str
+) -> None:
+    """`pod run` read the file with yaml.safe_load: a YAML error was three lines, a deep
+    nesting a RecursionError traceback (the pure-Python loader), bad UTF-8 a traceback."""
+    f = tmp_path / "pod.yaml"
+    f.write_bytes(text if isinstance(text, bytes) else text.encode())
+    code, out = _invoke("pod", "run", str(f), env=env)
+    assert code == 1 and out.count("\n") == 1 and "Traceback" not in out, out
+    assert out.startswith(f"corral: pod run {f}: ") and reason in out, out
+
+
 def test_rm_reports_each_container_it_could_not_remove(env: dict[str, str]) -> None:
     assert _invoke("rm", "a", "b", env=env) == (
         1,

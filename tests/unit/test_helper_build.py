@@ -18,6 +18,7 @@ from testkit.rootfs import (
     build_rootfs,
     cached_rootfs,
     find_busybox,
+    tree_manifest,
 )
 
 
@@ -154,8 +155,10 @@ def test_cached_rootfs_reuses(tmp_path: Path, helper: Path) -> None:
     stamp = (first / "bin/corral-test").stat().st_mtime_ns
     assert cached_rootfs(tmp_path) == first
     assert (first / "bin/corral-test").stat().st_mtime_ns == stamp
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(("rootfs-", ".rootfs"))] == [
-        first.name
+    assert sorted(p.name for p in tmp_path.iterdir() if "rootfs" in p.name) == [
+        ".rootfs.lock",
+        first.name,
+        f"{first.name}.manifest",
     ]
     assert (first / "bin/sh").is_symlink()
 
@@ -164,3 +167,44 @@ def test_helper_build_is_cached(helper: Path) -> None:
     before = helper.stat().st_mtime_ns
     assert build_helper(helper.parent) == helper
     assert helper.stat().st_mtime_ns == before
+
+
+def test_cached_rootfs_replaces_a_tree_that_was_changed(tmp_path: Path, helper: Path) -> None:
+    """A test that wrote into the shared tree (a device node, a directory, a mode) does not
+    break the runs after it: the next call finds the tree unlike its manifest, says what
+    changed, keeps the old tree aside for whoever still uses it, and builds it again."""
+    try:
+        find_busybox()
+    except BusyboxMissing as e:
+        pytest.skip(str(e))
+    first = cached_rootfs(tmp_path)
+    clean = tree_manifest(first)
+    (first / "etc/planted").write_text("x")
+    (first / "newdir").mkdir()
+    (first / "etc/passwd").chmod(0o600)
+    (first / "etc/group").unlink()
+    assert tree_manifest(first) != clean
+    with pytest.warns(UserWarning, match="written into") as w:
+        again = cached_rootfs(tmp_path)
+    assert "(-'etc/group', ~'etc/passwd', +'etc/planted', +'newdir')" in str(w[0].message)
+    assert again == first
+    assert not (again / "etc/planted").exists() and not (again / "newdir").exists()
+    assert tree_manifest(again) == clean
+    stale = [p for p in tmp_path.iterdir() if p.name.startswith(".rootfs-stale-")]
+    assert len(stale) == 1 and (stale[0] / "etc/planted").exists()  # kept for its users
+    assert cached_rootfs(tmp_path) == first  # clean: no warning, nothing built
+    os.utime(stale[0], (0, 0))
+    assert len([p for p in tmp_path.iterdir() if p.name.startswith(".rootfs-stale-")]) == 1
+    import testkit.rootfs as tr
+
+    old = tr.STALE_AFTER
+    tr.STALE_AFTER = -1  # every replaced tree is old enough to go
+    try:
+        cached_rootfs(tmp_path)
+    finally:
+        tr.STALE_AFTER = old
+    assert sorted(p.name for p in tmp_path.iterdir() if "rootfs" in p.name) == [
+        ".rootfs.lock",
+        first.name,
+        f"{first.name}.manifest",
+    ]

@@ -480,3 +480,18 @@ def test_opening_a_made_store_makes_nothing(
     Store(root)
     assert str(root / "tmp") in made
     assert (root / "tmp").is_dir() and os.stat(root).st_mode & 0o777 == 0o700
+
+
+def test_a_layer_deeper_than_the_recursion_limit_is_removed(store: Store, tmp_path: Path) -> None:
+    """An image's tree is as deep as its author made it: `image rm` of a layer 2000
+    directories deep was a RecursionError traceback (shutil.rmtree recurses per level), and
+    so was dropping it when the import failed after unpacking it."""
+    deep = tar_entries([Entry("d/" * 2000 + "f", data=b"x")])
+    files, _ = oci_files([deep], ref_name="deep")
+    store.import_path(write_dir(tmp_path / "src", files))
+    store.remove("deep")
+    assert content(store) == set()
+    files, _ = oci_files([deep, tar_entries([Entry("e", "symlink", linkname="/"), Entry("e/x")])])
+    with pytest.raises(UnsafeLayer, match="parent e is a symlink"):
+        store.import_path(write_dir(tmp_path / "src2", files))
+    assert content(store) == set()

@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 import os
 import stat
+import tarfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from corral_common.rmtree import rmtree
 from images.digest import decompressed
 from images.errors import FormatError, UnsafeLayer
 from images.unpack import Limits, unpack_layer
@@ -325,3 +327,50 @@ def test_entries_of_one_directory_are_unpacked_in_it_whatever_the_order(tmp_path
     unpack(tar_entries([Entry(n, data=n.encode()) for n in names]), tmp_path / "root")
     for n in names:
         assert (tmp_path / "root" / n).read_bytes() == n.encode()
+
+
+def _pax_tar(name: str, **pax: str) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        ti = tarfile.TarInfo(name)
+        ti.pax_headers = pax
+        tf.addfile(ti, io.BytesIO(b""))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (_pax_tar("a/" * 2100 + "f"), "path of 4096 bytes or more"),
+        (_pax_tar("x" * 256), "a name longer than 255 bytes"),
+        (_pax_tar("m", mtime="-1e30"), "mtime -1e+30 is out of range"),
+        (_pax_tar("m", mtime="nan"), "mtime nan is out of range"),
+        (_pax_tar("u", uid=str(2**64)), f"uid {2**64} is not a user or group id"),
+        (_pax_tar("u", uid="4294967295"), "uid 4294967295 is not a user or group id"),
+        (_pax_tar("g", gid="-5"), "gid -5 is not a user or group id"),
+        (_pax_tar("x", **{"SCHILY.xattr.user." + "a" * 300: "v"}), "xattr user.aaa"),
+    ],
+    ids=["long-path", "long-name", "mtime", "mtime-nan", "uid-64", "uid-minus-1", "gid", "xattr"],
+)
+def test_entries_the_kernel_cannot_take_are_refused_by_name(
+    tmp_path: Path, data: bytes, reason: str
+) -> None:
+    """Each was an OverflowError, OSError or RecursionError out of the unpack (a traceback
+    from `corral image import`); now an UnsafeLayer naming the entry and why."""
+    with pytest.raises(UnsafeLayer) as ei:
+        unpack(data, tmp_path / "fs")
+    assert reason in str(ei.value)
+    assert len(str(ei.value)) < 300
+
+
+def test_a_deep_directory_replaced_in_its_layer_and_the_tree_removed(tmp_path: Path) -> None:
+    """A layer's tree is as deep as its author likes (2000 levels fit in PATH_MAX): replacing
+    it by a later entry, and removing the unpacked layer, recursed once per level in
+    shutil.rmtree (RecursionError, even with ignore_errors)."""
+    deep = "d/" * 2000
+    d = tmp_path / "fs"
+    unpack(tar_entries([Entry(deep + "f", data=b"x"), Entry("d", data=b"now a file")]), d)
+    assert (d / "d").read_bytes() == b"now a file"
+    unpack(tar_entries([Entry(deep + "f", data=b"x")]), tmp_path / "fs2")
+    rmtree(tmp_path / "fs2")
+    assert not (tmp_path / "fs2").exists()

@@ -187,8 +187,8 @@ def test_the_agent_imports_its_modules_without_shutil_s_archive_formats() -> Non
     # in the images directory is read).
     code = (
         "import sys\n"
-        "from corral_cli.agent_cmd import _lean_imports\n"
-        "with _lean_imports():\n"
+        "from corral_cli.agent_main import lean_imports\n"
+        "with lean_imports():\n"
         "    import shutil, orchestrator.kubelet.agent\n"
         "assert 'orchestrator.kubelet.agent' in sys.modules\n"
         "assert 'bz2' not in sys.modules and 'lzma' not in sys.modules, 'imported'\n"
@@ -218,8 +218,8 @@ def test_an_image_archive_is_opened_by_its_compression(tmp_path: Path) -> None:
             info.size = 2
             t.addfile(info, io.BytesIO(b"ok"))
         mods = _imported(
-            "import sys\nfrom corral_cli.agent_cmd import _lean_imports\n"
-            "with _lean_imports():\n    import images.sources\n"
+            "import sys\nfrom corral_cli.agent_main import lean_imports\n"
+            "with lean_imports():\n    import images.sources\n"
             f"r = images.sources.TarReader(__import__('pathlib').Path({str(path)!r}))\n"
             "assert r.tf.extractfile('f').read() == b'ok'"
         )
