@@ -938,7 +938,7 @@ def test_watches_dropped_mid_stream_leave_nothing_behind(server: Server, cm: str
             sock.sendall(f"GET {CM}?watch=true HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         for sock in socks:
             assert sock.recv(12) == b"HTTP/1.1 200"
-        assert _fds(server) >= before + 100
+        assert _fds(server) >= before + 90  # (an earlier client's socket may close meanwhile)
     finally:
         for sock in socks:
             sock.close()
