@@ -150,6 +150,13 @@ from .errors import Failure
     type=click.IntRange(0),
     help="watches one user may hold open at once before 429 (0: no limit)",
 )
+@click.option(
+    "--request-timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="seconds a request's body may take to arrive before 504 (kube-apiserver's 1m0s)",
+)
 @click.option("--disable-scheduler", is_flag=True, help="run no scheduler in this process")
 @click.option(
     "--disable-controller-manager",
@@ -215,6 +222,7 @@ def server(
     max_requests_inflight: int,
     max_mutating_requests_inflight: int,
     max_watches_per_user: int,
+    request_timeout: float,
 ) -> None:
     """Run the Kubernetes API server, with an embedded SQLite store by default."""
     from orchestrator.apiserver import ServerConfig, ServerError, run_server
@@ -250,6 +258,7 @@ def server(
         max_requests_inflight=max_requests_inflight,
         max_mutating_requests_inflight=max_mutating_requests_inflight,
         max_watches_per_user=max_watches_per_user,
+        request_timeout=request_timeout,
     )
     try:
         run_server(cfg)

@@ -18,7 +18,7 @@ from typing import Any, TypeVar, Union, get_args, get_origin
 import msgspec
 
 from kubemodel._generated import KINDS, Object
-from kubemodel.errors import FieldError, at, kind_of, q
+from kubemodel.errors import DecodeError, FieldError, at, kind_of, q
 from kubemodel.quantity import Quantity
 
 __all__ = [
@@ -109,7 +109,7 @@ def decode(
     absent). ``defaults``/``validate`` False skip Kubernetes' defaulting and validation.
     """
     if not isinstance(data, Mapping):
-        raise FieldError("", f"must be an object, not {kind_of(data)}")
+        raise DecodeError("", f"must be an object, not {kind_of(data)}")
     typ = _type_for(data.get("apiVersion"), data.get("kind"), cls)
     try:
         obj = msgspec.convert(data, typ, dec_hook=_dec_hook)
@@ -134,12 +134,12 @@ def decode_json(
         try:
             data = msgspec.json.decode(raw)
         except msgspec.DecodeError as de:
-            raise FieldError("", f"invalid JSON: {de}") from None
+            raise DecodeError("", f"invalid JSON: {de}") from None
         if cls is None:
             typ = _type_for(data.get("apiVersion"), data.get("kind"), None)
         raise _field_error(str(e), typ, data) from None
     except msgspec.DecodeError as e:
-        raise FieldError("", f"invalid JSON: {e}") from None
+        raise DecodeError("", f"invalid JSON: {e}") from None
     if cls is not None:
         _type_for(obj.api_version, obj.kind, cls)
     return _finish(obj, defaults, validate)
@@ -236,11 +236,11 @@ def _field_error(text: str, typ: type, data: object) -> FieldError:
             node = node[int(seg_index)] if isinstance(node, list) else None
             path = at(path, int(seg_index))
     if key_error:
-        return FieldError(path, "keys must be strings")
+        return DecodeError(path, "keys must be strings")
     if m2 := re.fullmatch(r"Object contains unknown field `([^`]*)`", msg):
-        return FieldError(at(path, m2[1]), "unknown field")
+        return DecodeError(at(path, m2[1]), "unknown field")
     if m2 := re.fullmatch(r"Object missing required field `([^`]*)`", msg):
-        return FieldError(at(path, m2[1]), "is required")
+        return FieldError(at(path, m2[1]), "is required")  # a validation error in kube
     if m2 := _EXPECTED.match(msg):
         want = m2["want"].removesuffix(" | null")
         if want == "object" and get_origin(cur_type) is dict:
@@ -250,8 +250,10 @@ def _field_error(text: str, typ: type, data: object) -> FieldError:
             described = INT_RANGES[(owner, last_field)]
         else:
             described = _WANT.get(want, f"`{want}`")
-        return FieldError(path, f"must be {described}, not {_GOT.get(m2['got'], m2['got'])}")
-    return FieldError(path, msg)
+        # Go's decoder takes null as the zero value: then validation refuses it (422)
+        error = FieldError if m2["got"] == "null" else DecodeError
+        return error(path, f"must be {described}, not {_GOT.get(m2['got'], m2['got'])}")
+    return DecodeError(path, msg)
 
 
 def _is_struct(typ: Any) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-__all__ = ["FieldError", "at", "kind_of", "q"]
+__all__ = ["DecodeError", "FieldError", "at", "kind_of", "q"]
 
 
 class FieldError(ValueError):
@@ -15,6 +15,12 @@ class FieldError(ValueError):
         self.field = field
         self.message = message
         super().__init__(f"{field}: {message}" if field else message)
+
+
+class DecodeError(FieldError):
+    """The value of a field is of the wrong type, or a quantity does not parse: what Go's JSON
+    decoder refuses before anything is validated (kube-apiserver answers 400 for these and
+    422 for an object that decodes but is invalid)."""
 
 
 def at(base: str, key: str | int) -> str:

@@ -23,6 +23,7 @@ from kubemodel._generated import (
     NodeSelectorTerm,
     ObjectFieldSelector,
     ObjectMeta,
+    OwnerReference,
     Pod,
     PodAffinityTerm,
     PodSecurityContext,
@@ -246,6 +247,57 @@ def validate_meta(
         raise FieldError(
             "metadata.annotations", f"Too long: may not be more than {MAX_ANNOTATIONS_BYTES} bytes"
         )
+    _validate_finalizers(meta.finalizers or [])
+    _validate_owner_references(meta.owner_references or [])
+
+
+def _validate_finalizers(finalizers: list[str]) -> None:
+    """apimachinery's ValidateFinalizers: each a qualified name; orphan and foregroundDeletion
+    not both."""
+    for name in finalizers:
+        if problem := qualified_name_problem(name):
+            raise invalid("metadata.finalizers", name, problem)
+    if "orphan" in finalizers and "foregroundDeletion" in finalizers:
+        shown = ", ".join(q(f) for f in finalizers)
+        raise FieldError(
+            "metadata.finalizers",
+            f"Invalid value: []string{{{shown}}}: finalizer orphan and foregroundDeletion cannot"
+            " be both set",
+        )
+
+
+def _validate_owner_references(refs: list[OwnerReference]) -> None:
+    """apimachinery's ValidateOwnerReferences (its paths are not indexed): a version, kind,
+    name and uid each; an Event owns nothing; one controller at most."""
+    where = "metadata.ownerReferences"
+    controller = ""
+    for ref in refs:
+        group, slash, version = ref.api_version.partition("/")
+        if not slash:
+            group, version = "", group
+        if "/" in version:  # schema.ParseGroupVersion refuses it: no version
+            version = ""
+        for field, value, what in (
+            ("apiVersion", version, "version"),
+            ("kind", ref.kind, "kind"),
+            ("name", ref.name, "name"),
+            ("uid", ref.uid, "uid"),
+        ):
+            if not value:
+                shown = ref.api_version if field == "apiVersion" else value
+                raise invalid(at(where, field), shown, f"{what} must not be empty")
+        if (group, version, ref.kind) == ("", "v1", "Event"):
+            raise invalid(where, ref.name, "/v1, Kind=Event is disallowed from being an owner")
+        if ref.controller:
+            this = f"{ref.kind}/{ref.name}"
+            if controller:
+                raise invalid(
+                    where,
+                    this,
+                    'Only one reference can have Controller set to true. Found "true" in'
+                    f" references for {controller} and {this}",
+                )
+            controller = this
 
 
 def validate_pod(pod: Pod) -> None:

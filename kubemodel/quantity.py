@@ -30,7 +30,12 @@ _QUANTITY = re.compile(
 )
 _BINARY = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
 _DECIMAL = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
-_MAX_EXPONENT = 64  # Kubernetes quantities are int64-scaled; far beyond that is a typo
+# resource.ParseQuantity caps a quantity's magnitude at the largest int64 (99999Ei and 1e400
+# are that) and rounds a non-zero one up to a nano (1e-400 is 1n). An exponent beyond this one
+# is capped (or rounded) without working out ten to its power.
+_MAX_EXPONENT = 64
+_MAX = Fraction(2**63 - 1)
+_NANO = Fraction(1, 10**9)
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -82,11 +87,17 @@ def _parse_text(text: str) -> Amount | str:
     if suffix in _BINARY:
         scale = Fraction(1024 ** _BINARY[suffix])
     else:
-        exponent = _DECIMAL[suffix] if suffix in _DECIMAL else int(suffix[1:])
-        if abs(exponent) > _MAX_EXPONENT:
-            return f"invalid quantity {q(text)}: exponent out of range"
-        scale = Fraction(10) ** exponent
-    amount = number * scale
+        # (int() of thousands of digits raises: no exponent in int64's range has more than 20)
+        exponent = _DECIMAL[suffix] if suffix in _DECIMAL else int(suffix[1:22])
+        if len(suffix) > 22 or not -(2**63) <= exponent < 2**63:  # strconv.ParseInt's range
+            return f"invalid quantity {q(text)}: unable to parse quantity's suffix"
+        if number and abs(exponent) > _MAX_EXPONENT:
+            amount = _MAX if exponent > 0 else _NANO
+            return Amount(-amount if m["sign"] == "-" else amount, text)
+        scale = Fraction(10) ** max(min(exponent, _MAX_EXPONENT), -_MAX_EXPONENT)  # of 0
+    amount = min(number * scale, _MAX)
+    if amount % _NANO:
+        amount = math.ceil(amount / _NANO) * _NANO
     return Amount(-amount if m["sign"] == "-" else amount, text)
 
 

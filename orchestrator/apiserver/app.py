@@ -17,7 +17,7 @@ import yaml
 from aiohttp import web
 
 from kubemodel import protobuf
-from orchestrator.store import Backend, Gone
+from orchestrator.store import Backend, Gone, TooLarge
 
 from . import discovery, errors, fields, managedfields, openapi, openapi_v2
 from .errors import ApiError
@@ -26,7 +26,7 @@ from .podexec import pod_exec
 from .podlogs import pod_log
 from .portforward import pod_port_forward
 from .resources import RESOURCES, Resource, by_path
-from .security import Security
+from .security import REQUEST_TIMEOUT, Security
 from .selectors import field_selector, label_selector
 from .storage import Storage
 from .tables import table
@@ -73,7 +73,10 @@ def _json(body: Any, status: int = 200) -> web.Response:
 
 
 def _error_response(e: ApiError) -> web.Response:
-    return web.Response(body=e.body(), status=e.code, content_type=JSON)
+    response = web.Response(body=e.body(), status=e.code, content_type=JSON)
+    if isinstance(e, errors.BodyTimeout):
+        response.force_close()
+    return response
 
 
 def _check_shape(value: Any) -> None:
@@ -110,9 +113,15 @@ async def _read_body(request: web.Request) -> Any:
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise _too_large()
     try:
-        raw = await request.read()
+        # A body that never ends (a chunked one with no last chunk, a Content-Length never
+        # reached) held its connection and task for good: kube-apiserver's request timeout
+        # answers 504 (the connection is closed: the rest of the body is not read).
+        async with asyncio.timeout(request.config_dict[REQUEST_TIMEOUT]):
+            raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise _too_large() from None
+    except TimeoutError:
+        raise errors.BodyTimeout() from None
     if len(raw) > MAX_BODY:
         raise _too_large()
     ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
@@ -385,12 +394,14 @@ class ApiServer:
         require_client_cert: bool = True,
         bookmark_interval: float = 60.0,
         kubelet_client: ssl.SSLContext | None = None,
+        request_timeout: float = 60.0,
     ) -> None:
         self.store = store
         self.storage = Storage(store)
         self.server_address = server_address
         self.require_client_cert = require_client_cert
         self.bookmark_interval = bookmark_interval
+        self.request_timeout = request_timeout
         self.kubelet_client = kubelet_client  # TLS to kubelets (pods/log), None: refused
         self.kubelet_netns: str | None = None  # the netns kubelets are reached from; None: ours
         self.caches = {r.name: WatchCache(store, r.key_prefix(None)) for r in RESOURCES}
@@ -417,6 +428,7 @@ class ApiServer:
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware], client_max_size=MAX_BODY + 1)
+        app[REQUEST_TIMEOUT] = self.request_timeout
         r = app.router
         r.add_get("/version", self._version)
         r.add_get("/version/", self._version)  # the Python client's VersionApi
@@ -479,6 +491,8 @@ class ApiServer:
             return _error_response(errors.method_not_allowed())
         except (ConnectionResetError, asyncio.CancelledError):
             raise
+        except TooLarge as e:  # kube-apiserver passes etcd's refusal on as it is: a 500
+            return _error_response(ApiError(500, "", e.details))
         except Exception as e:
             log.exception("%s %s", request.method, request.path_qs)
             return _error_response(ApiError(500, "InternalError", f"Internal error occurred: {e}"))
@@ -736,8 +750,20 @@ class ApiServer:
                 ):
                     return self._object(request, res, obj)  # or still there, being deleted
                 return _json(_deleted_status(res, meta))
-            match = self._selector(request, res)
-            items, rev, _ = await self.storage.list(res, ns, match=match)
+            # The collection is listed with the request's ListOptions, as kube's DeleteCollection
+            # lists it: from a continue token on (a garbage one is a 400 and deletes nothing),
+            # at a resourceVersion; limit only pages that list, so it deletes them all.
+            _check_resource_version(q.get("resourceVersion"))
+            _check_list_options(q, watch=False)
+            _int_param(request, "limit")
+            items, rev, _ = await self.storage.list(
+                res,
+                ns,
+                match=self._selector(request, res),
+                continue_token=q.get("continue") or None,
+                resource_version=q.get("resourceVersion", ""),
+                exact=q.get("resourceVersionMatch") == "Exact",
+            )
             deleted = []
             for item in items:
                 with contextlib.suppress(ApiError):
@@ -909,6 +935,8 @@ class ApiServer:
             sub = await self.caches[res.name].subscribe(start)
         except Closed:
             raise ApiError(503, "ServiceUnavailable", "the server is shutting down") from None
+        if request.transport is not None:  # a watch too far behind is dropped
+            sub.on_overflow = request.transport.abort
         try:
             resp = web.StreamResponse(status=200, headers={"Content-Type": JSON})
             resp.enable_chunked_encoding()

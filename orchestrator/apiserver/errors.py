@@ -16,6 +16,7 @@ __all__ = [
     "ApiError",
     "already_exists",
     "bad_request",
+    "cannot_decode",
     "conflict",
     "forbidden",
     "gone",
@@ -49,6 +50,8 @@ class ApiError(Exception):
             "reason": self.reason,
             "code": self.code,
         }
+        if not self.reason:  # StatusReasonUnknown: omitted, as Go's omitempty omits it
+            del body["reason"]
         if self.details is not None:  # {} too: kube sends "details":{} for a path it lacks
             body["details"] = self.details
         return body
@@ -126,6 +129,40 @@ def invalid(kind: str, name: str, field: str, message: str, group: str = "") -> 
 
 def bad_request(message: str) -> ApiError:
     return ApiError(400, "BadRequest", message)
+
+
+class DecodeFailed(ApiError):
+    """400: the body is not a ``kind`` (a field of the wrong type, a quantity that does not
+    parse), in kube-apiserver's words; ``field`` and ``detail`` say what, for a caller that
+    words it otherwise (a patch's result is 422 there)."""
+
+    def __init__(self, kind: str, version: str, field: str, detail: str) -> None:
+        shown = f"{field}: {detail}" if field else detail
+        super().__init__(
+            400,
+            "BadRequest",
+            f'{kind} in version "{version}" cannot be handled as a {kind}: {shown}',
+        )
+        self.field = field
+        self.detail = detail
+
+
+class BodyTimeout(ApiError):
+    """504: the request's body did not arrive within the request timeout (kube-apiserver's
+    words); the connection is closed after it (the rest of the body is not read)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            504,
+            "Timeout",
+            "Timeout: request did not complete within requested timeout - context deadline"
+            " exceeded",
+            {},
+        )
+
+
+def cannot_decode(kind: str, version: str, field: str, detail: str) -> DecodeFailed:
+    return DecodeFailed(kind, version, field, detail)
 
 
 def forbidden(resource: str, name: str, message: str, group: str = "") -> ApiError:

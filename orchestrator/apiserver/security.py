@@ -43,7 +43,7 @@ from .authz import (
     forbidden,
     request_attributes,
 )
-from .errors import ApiError, bad_request, invalid, not_found
+from .errors import ApiError, BodyTimeout, bad_request, invalid, not_found
 from .escalation import describe, missing_rules
 from .managedfields import root_type
 from .nodeauthz import LEASE_NAMESPACE, NodeAuthorizer, node_name, pod_references
@@ -891,10 +891,18 @@ class Security:
         return _json(out, 201)
 
 
+# Seconds a request body may take to arrive (the application's; ApiServer sets it).
+REQUEST_TIMEOUT = web.AppKey("request_timeout", float)
+
+
 async def _body(request: web.Request) -> bytes:
-    """The request body (aiohttp keeps it for the handler), 413 past the server's limit."""
+    """The request body (aiohttp keeps it for the handler), 413 past the server's limit,
+    504 when it does not arrive within the request timeout."""
     try:
-        return await request.read()
+        async with asyncio.timeout(request.config_dict.get(REQUEST_TIMEOUT, 60.0)):
+            return await request.read()
+    except TimeoutError:
+        raise BodyTimeout() from None
     except web.HTTPRequestEntityTooLarge:
         raise ApiError(
             413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728"

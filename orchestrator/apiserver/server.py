@@ -114,6 +114,7 @@ class ServerConfig:
     max_requests_inflight: int = 400
     max_mutating_requests_inflight: int = 200
     max_watches_per_user: int = 500
+    request_timeout: float = 60.0  # seconds a request body may take to arrive (then 504)
 
 
 def _wildcard(host: str) -> bool:
@@ -516,7 +517,12 @@ def _secured_api(
     """The API server with authentication (certificates, the token file, ServiceAccount
     tokens signed with ``tls/service-account.key``, the loopback token of this process's own
     components), RBAC and node authorization, limits and the audit log."""
-    api = ApiServer(store, server_address=address, kubelet_client=_kubelet_client(pki))
+    api = ApiServer(
+        store,
+        server_address=address,
+        kubelet_client=_kubelet_client(pki),
+        request_timeout=cfg.request_timeout,
+    )
     api.kubelet_netns = cfg.kubelet_netns
     static = load_token_file(cfg.token_auth_file) if cfg.token_auth_file else {}
     # The admin certificate's user, as the components had over HTTPS (kube-apiserver's

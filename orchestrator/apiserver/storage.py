@@ -21,8 +21,15 @@ from typing import Any
 import msgspec
 
 import kubemodel
-from kubemodel.errors import FieldError
-from kubemodel.names import check_dns1035_label, check_dns_label, random_bytes, random_name
+from kubemodel.errors import DecodeError, FieldError, kind_of
+from kubemodel.names import (
+    check_dns1035_label,
+    check_dns_label,
+    check_dns_subdomain,
+    check_path_segment,
+    random_bytes,
+    random_name,
+)
 from kubemodel.pod import validate_meta, validate_pod_update
 from orchestrator.store import (
     AlreadyExists,
@@ -127,6 +134,83 @@ def _encode_value(obj: Obj) -> bytes:
     finally:
         if rv is not None:
             meta["resourceVersion"] = rv
+
+
+def _check_name(res: Resource, name: str, where: str) -> None:
+    """A FieldError unless ``name`` is a name of ``res``'s kind."""
+    if res.name == "namespaces":
+        check_dns_label(name, where)
+    elif res.name == "services":
+        check_dns1035_label(name, where)
+    elif res.group == "rbac.authorization.k8s.io":
+        check_path_segment(name, where)
+    else:
+        check_dns_subdomain(name, where)
+
+
+def _json_text(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+def _is_time(text: str) -> bool:
+    try:
+        datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+_ENTRY_STRINGS = ("apiVersion", "fieldsType", "manager", "operation", "subresource", "time")
+
+
+def _check_sent_managed_fields(res: Resource, name: str, value: Any) -> None:
+    """What kube-apiserver refuses in the managedFields a write was sent with: values its
+    decoder cannot read (400; fieldsV1 is raw JSON there, anything goes), and, in the entries
+    its field manager can read (FieldsV1), what ValidateManagedFields refuses (422). Entries
+    it cannot read are replaced by the live ones, as there."""
+    if value is None:
+        return
+    where = "metadata.managedFields"
+    if not isinstance(value, list):
+        raise errors.cannot_decode(
+            res.kind, res.version, where, f"must be a list, not {kind_of(value)}"
+        )
+    for i, entry in enumerate(value):
+        path = f"{where}[{i}]"
+        if not isinstance(entry, dict):
+            raise errors.cannot_decode(
+                res.kind, res.version, path, f"must be an object, not {kind_of(entry)}"
+            )
+        for key in _ENTRY_STRINGS:
+            v = entry.get(key)
+            if v is not None and not isinstance(v, str):
+                raise errors.cannot_decode(
+                    res.kind, res.version, f"{path}.{key}", f"must be a string, not {kind_of(v)}"
+                )
+        if entry.get("time") is not None and not _is_time(entry["time"]):
+            raise errors.cannot_decode(
+                res.kind, res.version, f"{path}.time", "must be a timestamp (RFC 3339)"
+            )
+        if entry.get("fieldsType") != "FieldsV1" or not isinstance(entry.get("fieldsV1"), dict):
+            continue  # the field manager cannot decode it: the live entries are kept
+        op, manager = entry.get("operation"), entry.get("manager") or ""
+        problem = ""
+        if op not in ("Apply", "Update"):
+            field, problem = (
+                "operation",
+                f"Invalid value: {_json_text(op or '')}: must be `Apply` or `Update`",
+            )
+        elif len(manager) > 128:
+            field, problem = "manager", "Too long: may not be more than 128 bytes"
+        elif not manager.isprintable():
+            field, problem = (
+                "manager",
+                f"Invalid value: {_json_text(manager)}: must only contain printable characters",
+            )
+        elif len(entry.get("subresource") or "") > 128:
+            field, problem = "subresource", "Too long: may not be more than 128 bytes"
+        if problem:
+            raise errors.invalid(res.kind, name, f"{path}.{field}", problem, res.group)
 
 
 def _tracks_generation(res: Resource) -> bool:
@@ -304,16 +388,16 @@ class Storage:
             _fold_string_data(obj)
         try:
             typed = kubemodel.decode(obj, res.model)
+            if name:  # the kind's own name rule first, as kube's ValidateObjectMeta checks it
+                _check_name(res, name, "metadata.name")
             if res.model is not kubemodel.Pod:
                 validate_meta(
                     typed.metadata,  # type: ignore[attr-defined]
                     res.namespaced,
                     path_segment_name=res.group == "rbac.authorization.k8s.io",
                 )
-            if res.name == "namespaces":
-                check_dns_label(name, "metadata.name")
-            elif res.name == "services":
-                check_dns1035_label(name, "metadata.name")
+        except DecodeError as e:  # Go's decoder refuses it before validation: 400
+            raise errors.cannot_decode(res.kind, res.version, e.field, e.message) from None
         except FieldError as e:
             raise errors.invalid(res.kind, name, e.field, e.message, res.group) from None
         except RecursionError:
@@ -334,8 +418,7 @@ class Storage:
             )
         meta = obj.get("metadata")
         if meta is not None and not isinstance(meta, dict):
-            name = ""
-            raise errors.invalid(res.kind, name, "metadata", "must be an object", res.group)
+            raise errors.cannot_decode(res.kind, res.version, "metadata", "must be an object")
 
     async def _check_namespace(self, res: Resource, ns: str | None, name: str) -> None:
         if not res.namespaced:
@@ -346,12 +429,21 @@ class Storage:
         except NotFound:
             raise errors.not_found("namespaces", ns) from None
         if msgspec.json.decode(kv.value).get("metadata", {}).get("deletionTimestamp"):
-            raise errors.forbidden(
+            err = errors.forbidden(
                 res.name,
                 name,
                 f"unable to create new content in namespace {ns} because it is being terminated",
                 res.group,
             )
+            assert err.details is not None
+            err.details["causes"] = [  # what clients look for (NamespaceTerminatingCause)
+                {
+                    "reason": "NamespaceTerminating",
+                    "message": f"namespace {ns} is being terminated",
+                    "field": "metadata.namespace",
+                }
+            ]
+            raise err
 
     async def create(
         self,
@@ -386,14 +478,31 @@ class Storage:
             raise errors.bad_request("resourceVersion should not be set on objects to be created")
         if not meta.get("name"):
             gen = meta.get("generateName")
+            if gen is not None and not isinstance(gen, str):
+                raise errors.cannot_decode(
+                    res.kind,
+                    res.version,
+                    "metadata.generateName",
+                    f"must be a string, not {kind_of(gen)}",
+                )
             if not gen:
                 raise errors.invalid(
                     res.kind, "", "metadata.name", "name or generateName is required", res.group
                 )
             meta["name"] = gen[:MAX_GENERATED_BASE] + random_name(_GENERATE_CHARS, 5)
         name = meta["name"]
+        if isinstance(gen := meta.get("generateName"), str) and gen:
+            # kube's ValidateObjectMeta checks generateName whole, a trailing '-' taken as a
+            # letter (maskTrailingDash), before the name made of it
+            masked = gen[:-1] + "a" if gen.endswith("-") else gen
+            try:
+                _check_name(res, masked, "metadata.generateName")
+            except FieldError as e:
+                message = e.message.replace(_json_text(masked), _json_text(gen), 1)
+                raise errors.invalid(res.kind, name, e.field, message, res.group) from None
         meta["uid"] = _new_uid()
         meta["creationTimestamp"] = now_rfc3339()
+        _check_sent_managed_fields(res, name, meta.get("managedFields"))
         for f in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields"):
             meta.pop(f, None)
         if _tracks_generation(res):
@@ -568,6 +677,21 @@ class Storage:
                 meta[f] = old_meta[f]
             else:
                 meta.pop(f, None)
+        _check_sent_managed_fields(res, old_meta["name"], meta.get("managedFields"))
+        if old_meta.get("deletionTimestamp") and isinstance(meta.get("finalizers"), list):
+            # ValidateNoNewFinalizers: what is being deleted takes no new finalizer
+            have = old_meta.get("finalizers") or []
+            extra = sorted({f for f in meta["finalizers"] if f not in have}, key=str)
+            if extra:
+                shown = ", ".join(_json_text(f) for f in extra)
+                raise errors.invalid(
+                    res.kind,
+                    old_meta["name"],
+                    "metadata.finalizers",
+                    "Forbidden: no new finalizers can be added if the object is being deleted,"
+                    f" found new finalizers []string{{{shown}}}",
+                    res.group,
+                )
         meta.pop("selfLink", None)
         meta.pop("managedFields", None)
         if res.name in ("rolebindings", "clusterrolebindings") and new.get("roleRef") != old.get(
@@ -767,7 +891,7 @@ class Storage:
         manager: str | None = None,
     ) -> Obj:
         if not isinstance(body.get("metadata"), dict | None):
-            raise errors.invalid(res.kind, name, "metadata", "must be an object", res.group)
+            raise errors.cannot_decode(res.kind, res.version, "metadata", "must be an object")
         want_rv = (body.get("metadata") or {}).get("resourceVersion")
         return await self._update_with_retries(
             res, ns, name, want_rv, lambda old: body, subresource, dry_run, manager
@@ -811,9 +935,12 @@ class Storage:
                 raise errors.bad_request("the patched object is not a JSON object")
             return patched
 
-        return await self._update_with_retries(
-            res, ns, name, want_rv, apply, subresource, dry_run, manager, entry_subresource
-        )
+        try:
+            return await self._update_with_retries(
+                res, ns, name, want_rv, apply, subresource, dry_run, manager, entry_subresource
+            )
+        except errors.DecodeFailed as e:  # a patched object that does not decode: 422 in kube
+            raise errors.invalid(res.kind, name, e.field, e.detail, res.group) from None
 
     async def apply(
         self,
@@ -846,6 +973,12 @@ class Storage:
             )
         if meta.get("managedFields") is not None:
             raise errors.bad_request("metadata.managedFields must be nil")
+        try:  # a value of the wrong type fails before ownership is weighed (it was a 409)
+            kubemodel.decode(config, res.model, defaults=False, validate=False)
+        except DecodeError as e:
+            raise errors.cannot_decode(res.kind, res.version, e.field, e.message) from None
+        except FieldError:
+            pass  # a required field an apply configuration need not set
         want_rv = meta.pop("resourceVersion", None)
         t = _root(res)
         status_sub = "status" in res.subresources

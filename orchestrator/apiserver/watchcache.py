@@ -49,11 +49,27 @@ class Subscription:
     replaying the store's history), taken in batches by the watch. An error (Gone, Closed, a
     store error) is raised once the events before it were taken."""
 
-    __slots__ = ("_after", "_items", "_waiter", "_cache", "_feeder", "sink")
+    __slots__ = (
+        "_after",
+        "_items",
+        "_limit",
+        "_waiter",
+        "_cache",
+        "_feeder",
+        "sink",
+        "on_overflow",
+    )
 
-    def __init__(self, cache: WatchCache | None, after: int) -> None:
+    def __init__(self, cache: WatchCache | None, after: int, limit: int) -> None:
         self._after = after
         self._items: deque[CacheEvent | BaseException] = deque()
+        # Events queued for a watch that does not take them (its client reads slowly, or not
+        # at all) are bounded: past ``limit`` the watch ends (Closed), as kube's cacher ends
+        # a watcher that does not keep up; its client watches again from the last
+        # resourceVersion it saw. ``on_overflow`` is called then (the watch drops its
+        # connection: its task may be parked on a write the client never reads).
+        self._limit = limit
+        self.on_overflow: Callable[[], None] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._cache = cache
         self._feeder: asyncio.Task[None] | None = None
@@ -66,6 +82,9 @@ class Subscription:
     def push(self, item: CacheEvent | BaseException) -> None:
         waiter = self._waiter
         if waiter is None or waiter.done():
+            if len(self._items) >= self._limit:
+                self._overflow()
+                return
             self._items.append(item)
             return
         sink = self.sink
@@ -106,8 +125,18 @@ class Subscription:
                 self._after = item.revision
         return out
 
+    def _overflow(self) -> None:
+        log.warning("a watch fell %d events behind: ended", len(self._items))
+        self._items.clear()
+        self._items.append(Closed("the watch did not keep up"))
+        callback = self.on_overflow
+        self.close()
+        if callback is not None:
+            callback()
+
     def close(self) -> None:
         self.sink = None
+        self.on_overflow = None
         if self._cache is not None:
             self._cache._subscribers.discard(self)
             self._cache = None
@@ -123,10 +152,13 @@ def _event(ev: Any) -> CacheEvent:
 
 
 class WatchCache:
-    def __init__(self, store: Backend, prefix: str, window: int = 4096) -> None:
+    def __init__(
+        self, store: Backend, prefix: str, window: int = 4096, backlog: int = 8192
+    ) -> None:
         self.store = store
         self.prefix = prefix
         self.window = window
+        self.backlog = backlog  # events one watch may have queued (see Subscription)
         self._events: deque[CacheEvent] = deque()
         # key -> its last event in the window: the decoded object a MODIFIED or DELETED
         # event's previous value is, when the revisions agree (not decoded a second time)
@@ -190,7 +222,7 @@ class WatchCache:
             self._covered_from = old.revision
             if self._latest.get(old.key) is old:
                 del self._latest[old.key]
-        for sub in self._subscribers:
+        for sub in tuple(self._subscribers):  # (a watch too far behind leaves the set)
             sub.push(ev)
 
     @property
@@ -204,10 +236,10 @@ class WatchCache:
         if self._closed:
             raise Closed(self.prefix)
         if revision < self._covered_from:
-            sub = Subscription(None, revision)
+            sub = Subscription(None, revision, self.backlog)
             sub._feeder = asyncio.get_running_loop().create_task(self._from_store(revision, sub))
             return sub
-        sub = Subscription(self, revision)
+        sub = Subscription(self, revision, self.backlog)
         for ev in self._events:
             if ev.revision > revision:
                 sub.push(ev)

@@ -17,6 +17,7 @@ from .errors import (
     InvalidArgument,
     NotFound,
     StoreError,
+    TooLarge,
     Unavailable,
 )
 
@@ -33,6 +34,7 @@ __all__ = [
     "ListResult",
     "NotFound",
     "StoreError",
+    "TooLarge",
     "Unavailable",
     "open_store",
 ]

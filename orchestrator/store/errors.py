@@ -54,3 +54,12 @@ class Unavailable(StoreError):
 
 class InvalidArgument(StoreError):
     """Bad input from the caller: a malformed continue token, a revision in the future."""
+
+
+class TooLarge(InvalidArgument):
+    """The backend refused a value as too large (etcd's --max-request-bytes, 1.5 MiB by
+    default); ``details`` is its word for it."""
+
+    def __init__(self, key: str, details: str) -> None:
+        super().__init__(key, details)
+        self.details = details

@@ -45,6 +45,7 @@ from .errors import (
     InvalidArgument,
     NotFound,
     StoreError,
+    TooLarge,
     Unavailable,
 )
 
@@ -176,6 +177,8 @@ class EtcdBackend:
                     raise InvalidArgument(
                         key, f"revision {request.revision} is in the future"
                     ) from None
+                if code == grpc.StatusCode.INVALID_ARGUMENT and "request is too large" in details:
+                    raise TooLarge(key, details) from None  # nothing was written
                 if code == grpc.StatusCode.INVALID_ARGUMENT:
                     raise InvalidArgument(key, f"etcd {method}: {details}") from None
                 if code in RETRYABLE and read and not self._closed:

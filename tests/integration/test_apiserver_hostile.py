@@ -6,8 +6,14 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import re
+import socket
+import ssl
+import time
 import uuid
 from collections.abc import Iterator
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -19,12 +25,15 @@ CM = f"/api/v1/namespaces/{NS}/configmaps"
 PODS = f"/api/v1/namespaces/{NS}/pods"
 DEPLOYS = f"/apis/apps/v1/namespaces/{NS}/deployments"
 JSON = {"Content-Type": "application/json"}
+JSON_HEADER = b"Content-Type: application/json\r\n"
 MERGE = {"Content-Type": "application/merge-patch+json"}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("apiserver-hostile"), extra=API_ONLY)
+    # a body may take 5 s to arrive (kube's 1m0s: a test would wait that long)
+    extra = (*API_ONLY, "--request-timeout", "5")
+    srv = Server(tmp_path_factory.mktemp("apiserver-hostile"), extra=extra)
     srv.start()
     try:
         code, body = srv.json("POST", "/api/v1/namespaces", {"metadata": {"name": NS}})
@@ -529,3 +538,429 @@ def test_immutable_metadata_refused(
     assert code == 200, after
     assert after["metadata"]["uid"] == before["metadata"]["uid"]
     assert after["metadata"]["creationTimestamp"] == before["metadata"]["creationTimestamp"]
+
+
+_CPU = "spec.containers[0].resources.limits.cpu"
+
+
+def _cpu_pod(name: str, cpu: Any) -> dict[str, Any]:
+    resources = {"limits": {"cpu": cpu}}
+    return _pod(name, containers=[{"name": "c", "image": "busybox", "resources": resources}])
+
+
+@pytest.mark.parametrize(
+    "path,body,field",
+    [
+        (DEPLOYS, {**_deployment("wrong", 1), "spec": {"replicas": "abc"}}, "spec.replicas"),
+        (CM, {"metadata": {"name": "wrong", "labels": ["a"]}}, "metadata.labels"),
+        (CM, {"metadata": {"name": "wrong", "labels": {"a": 1}}}, "metadata.labels.a"),
+        (CM, {"metadata": {"name": 5}}, "metadata.name"),
+        (CM, {"metadata": "wrong"}, "metadata"),
+        (CM, {"metadata": {"name": "wrong"}, "data": {"a": 1}}, "data.a"),
+        (CM, {"metadata": {"name": "wrong", "managedFields": "x"}}, "metadata.managedFields"),
+        (PODS, _cpu_pod("wrong", "1.2.3"), _CPU),
+        (PODS, _cpu_pod("wrong", ""), _CPU),
+        (PODS, _cpu_pod("wrong", "1e9223372036854775808"), _CPU),
+    ],
+    ids=["replicas-string", "labels-list", "label-int", "name-int", "metadata-string", "data-int",
+         "managedFields-string", "quantity-dots", "quantity-empty", "quantity-exponent"],
+)  # fmt: skip
+def test_wrong_types_do_not_decode(
+    server: Server, cm: str, path: str, body: dict[str, Any], field: str
+) -> None:
+    """A value of the wrong JSON type (or a quantity that does not parse) fails Go's decoder
+    in kube-apiserver: 400, '<Kind> in version "v1" cannot be handled as a <Kind>: ...' (it
+    was 422, as for an object that decodes but is invalid). PUT alike; a patch whose result
+    does not decode stays 422, as there (the patch is what is invalid)."""
+    before = _names(server, path)
+    got, _, raw = server.request("POST", path, body)
+    status = _status(got, raw, 400, "BadRequest")
+    kind = "Deployment" if path == DEPLOYS else "Pod" if path == PODS else "ConfigMap"
+    assert status["message"].startswith(f'{kind} in version "v1" cannot be handled as a {kind}: ')
+    assert f"{field}: " in status["message"], status
+    assert _names(server, path) == before
+    if path != CM or field == "metadata.name":
+        return
+    old = server.json("GET", f"{CM}/{cm}")[1]
+    meta = body["metadata"]
+    if isinstance(meta, dict):
+        meta = {**old["metadata"], **meta, "name": cm}
+    got, _, raw = server.request("PUT", f"{CM}/{cm}", {**body, "metadata": meta})
+    _status(got, raw, 400, "BadRequest")
+    if isinstance(meta, dict):
+        meta = {k: v for k, v in body["metadata"].items() if k != "name"}
+    patch = json.dumps({**body, "metadata": meta}).encode()
+    got, _, raw = server.request("PATCH", f"{CM}/{cm}", patch, MERGE)
+    _status(got, raw, 422, "Invalid")
+    assert server.json("GET", f"{CM}/{cm}")[1] == old
+
+
+@pytest.mark.parametrize(
+    "cpu,value",
+    [
+        ("1e400", Fraction(2**63 - 1)),
+        ("99999999999999999999Ti", Fraction(2**63 - 1)),
+        (1.5, Fraction(3, 2)),
+        ("1e-400", Fraction(1, 10**9)),
+    ],
+    ids=["exponent", "binary", "number", "tiny"],
+)
+def test_huge_quantities_are_capped_as_kubernetes_caps_them(
+    server: Server, cpu: Any, value: Fraction
+) -> None:
+    """resource.ParseQuantity caps a quantity at the largest int64 and rounds a tiny one up to
+    1n: 1e400 is a valid cpu limit there (it was a 422 'exponent out of range'); stored as
+    written, read as capped."""
+    from kubemodel.quantity import parse_quantity
+
+    code, pod = server.json("POST", PODS, _cpu_pod("capped", cpu))
+    assert code == 201, pod
+    try:
+        stored = pod["spec"]["containers"][0]["resources"]["limits"]["cpu"]
+        assert parse_quantity(stored).value == value
+    finally:
+        server.request("DELETE", f"{PODS}/capped?gracePeriodSeconds=0")
+
+
+def test_deletecollection_honours_continue(server: Server) -> None:
+    """DELETE on a collection ignored its ListOptions: continue=garbage (and resourceVersion=-1)
+    deleted everything; a real token deleted the first page too. kube's DeleteCollection
+    lists with them: a bad token or resourceVersion is a 400 and deletes nothing; a token
+    deletes from there on (limit only pages the list)."""
+    names = [f"dc-{i}" for i in range(4)]
+    sel = "?labelSelector=dc%3Dyes"
+    for n in names:
+        code, body = server.json("POST", CM, {"metadata": {"name": n, "labels": {"dc": "yes"}}})
+        assert code == 201, body
+    try:
+        for query in ("&continue=garbage", "&resourceVersion=-1"):
+            got, _, raw = server.request("DELETE", CM + sel + query)
+            _status(got, raw, 400, "BadRequest")
+            assert [n for n in _names(server, CM) if n.startswith("dc-")] == names
+        code, page = server.json("GET", f"{CM}{sel}&limit=2")
+        token = page["metadata"]["continue"]
+        code, gone = server.json("DELETE", f"{CM}{sel}&continue={token}&limit=1")
+        assert code == 200, gone
+        assert sorted(i["metadata"]["name"] for i in gone["items"]) == names[2:]
+        assert [n for n in _names(server, CM) if n.startswith("dc-")] == names[:2]
+    finally:
+        server.request("DELETE", CM + sel)
+
+
+def _owner(**fields: Any) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "name": "p", "uid": "u", **fields}
+
+
+_BOGUS_ENTRY = {"manager": "m", "operation": "Bogus", "fieldsType": "FieldsV1", "fieldsV1": {}}
+
+
+@pytest.mark.parametrize(
+    "meta,field",
+    [
+        ({"finalizers": ["example.com/x y"]}, "metadata.finalizers"),
+        ({"finalizers": [""]}, "metadata.finalizers"),
+        ({"finalizers": ["a/b/c"]}, "metadata.finalizers"),
+        ({"finalizers": ["orphan", "foregroundDeletion"]}, "metadata.finalizers"),
+        ({"ownerReferences": [_owner(apiVersion="")]}, "metadata.ownerReferences.apiVersion"),
+        ({"ownerReferences": [_owner(apiVersion="a/b/c")]}, "metadata.ownerReferences.apiVersion"),
+        ({"ownerReferences": [_owner(kind="")]}, "metadata.ownerReferences.kind"),
+        ({"ownerReferences": [_owner(name="")]}, "metadata.ownerReferences.name"),
+        ({"ownerReferences": [_owner(uid="")]}, "metadata.ownerReferences.uid"),
+        ({"ownerReferences": [_owner(kind="Event")]}, "metadata.ownerReferences"),
+        (
+            {"ownerReferences": [_owner(controller=True), _owner(name="q", controller=True)]},
+            "metadata.ownerReferences",
+        ),
+        ({"generateName": "bad_name-"}, "metadata.generateName"),
+        ({"generateName": "a" * 254}, "metadata.generateName"),
+        ({"name": "given", "generateName": "-x"}, "metadata.generateName"),
+        ({"name": "mf", "managedFields": [_BOGUS_ENTRY]}, "metadata.managedFields[0].operation"),
+    ],
+    ids=["finalizer-space", "finalizer-empty", "finalizer-slashes", "orphan-and-foreground",
+         "owner-version", "owner-version-garbage", "owner-kind", "owner-name", "owner-uid",
+         "owner-event", "two-controllers", "generate-underscore", "generate-long",
+         "generate-with-name", "managed-operation"],
+)  # fmt: skip
+def test_invalid_metadata_stored_nothing(server: Server, meta: dict[str, Any], field: str) -> None:
+    """Each was stored as sent: kube-apiserver's ValidateObjectMeta refuses it (422) naming
+    the field as it does (ownerReferences' paths are not indexed there). A generateName is
+    checked whole (a '-' at its end as a letter), before the name made of it (only that name
+    was checked, and a generateName of 300 characters cut to 58)."""
+    before = _names(server, CM)
+    body = {"metadata": {"name": "meta", **meta}}
+    if "generateName" in meta and "name" not in meta:
+        del body["metadata"]["name"]
+    got, _, raw = server.request("POST", CM, body)
+    status = _status(got, raw, 422, "Invalid")
+    assert status["details"]["causes"][0]["field"] == field, status
+    assert _names(server, CM) == before
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {"finalizers": ["kubernetes", "example.com/ok", "x"]},
+        {"ownerReferences": [_owner(apiVersion="apps/v1", kind="ReplicaSet", controller=True)]},
+        {"generateName": "a" * 100},  # cut to 58, then 5 random: a valid name
+        {"managedFields": [{**_BOGUS_ENTRY, "fieldsType": "Bogus"}]},  # replaced: no error
+    ],
+    ids=["finalizers", "owner", "generate-long", "managed-unreadable"],
+)
+def test_valid_metadata_is_stored(server: Server, meta: dict[str, Any]) -> None:
+    body = {"metadata": {"name": "fine-meta", **meta}}
+    if "generateName" in meta:
+        del body["metadata"]["name"]
+    code, obj = server.json("POST", CM, body)
+    assert code == 201, obj
+    name = obj["metadata"]["name"]
+    server.json("PATCH", f"{CM}/{name}", {"metadata": {"finalizers": None}}, headers=MERGE)
+    assert server.request("DELETE", f"{CM}/{name}")[0] == 200
+    if "generateName" in meta:
+        assert len(name) == 63 and name.startswith("a" * 58), name
+
+
+def test_generate_name_of_the_wrong_type(server: Server) -> None:
+    """A generateName that is no string was sliced and concatenated: 500 (a TypeError)."""
+    before = _names(server, CM)
+    for gen in (5, ["a"]):
+        got, _, raw = server.request("POST", CM, {"metadata": {"generateName": gen}})
+        assert "metadata.generateName" in _status(got, raw, 400, "BadRequest")["message"]
+    assert _names(server, CM) == before
+
+
+def test_no_new_finalizers_on_an_object_being_deleted(server: Server) -> None:
+    """A finalizer added to an object being deleted was taken (it could be held forever);
+    kube's ValidateNoNewFinalizers: 422 Forbidden. Removing the last one deletes it."""
+    code, obj = server.json("POST", CM, {"metadata": {"name": "held", "finalizers": ["a.io/x"]}})
+    assert code == 201, obj
+    try:
+        code, obj = server.json("DELETE", f"{CM}/held")
+        assert code == 200 and obj["metadata"]["deletionTimestamp"], obj
+        for patch in ({"metadata": {"finalizers": ["a.io/x", "a.io/y"]}},
+                      {"metadata": {"finalizers": ["a.io/y"]}}):  # fmt: skip
+            got, _, raw = server.request("PATCH", f"{CM}/held", json.dumps(patch).encode(), MERGE)
+            status = _status(got, raw, 422, "Invalid")
+            assert status["details"]["causes"][0]["field"] == "metadata.finalizers", status
+            assert "a.io/y" in status["message"], status
+        assert server.json("GET", f"{CM}/held")[1]["metadata"]["finalizers"] == ["a.io/x"]
+        code, obj = server.json(
+            "PATCH", f"{CM}/held", {"metadata": {"finalizers": None}}, headers=MERGE
+        )
+        assert code == 200, obj
+        assert server.request("GET", f"{CM}/held")[0] == 404
+    finally:
+        server.json("PATCH", f"{CM}/held", {"metadata": {"finalizers": None}}, headers=MERGE)
+
+
+def test_namespace_terminating_and_names(server: Server) -> None:
+    """Creating in a Terminating namespace is 403 with the NamespaceTerminating cause (what
+    clients look for: it had none); a namespace name is checked as a DNS label first (a name
+    of 64 characters was refused for the label made of it)."""
+    ns = "dying"
+    code, body = server.json("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
+    assert code == 201, body
+    path = f"/api/v1/namespaces/{ns}/configmaps"
+    held = {"metadata": {"name": "held", "finalizers": ["a.io/x"]}}
+    try:
+        assert server.json("POST", path, held)[0] == 201
+        assert server.json("DELETE", f"/api/v1/namespaces/{ns}")[0] == 200
+        got, _, raw = server.request("POST", path, {"metadata": {"name": "late"}})
+        status = _status(got, raw, 403, "Forbidden")
+        assert status["details"]["causes"] == [
+            {
+                "reason": "NamespaceTerminating",
+                "message": f"namespace {ns} is being terminated",
+                "field": "metadata.namespace",
+            }
+        ], status
+        assert _names(server, path) == ["held"]
+    finally:
+        server.json("PATCH", f"{path}/held", {"metadata": {"finalizers": None}}, headers=MERGE)
+    for name in ("a" * 64, "a.b"):
+        got, _, raw = server.request("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
+        status = _status(got, raw, 422, "Invalid")
+        assert status["details"]["causes"][0]["field"] == "metadata.name", status
+    for name in ("default", "kube-system", "kube-public"):
+        got, _, raw = server.request("DELETE", f"/api/v1/namespaces/{name}")
+        _status(got, raw, 403, "Forbidden")
+
+
+APPLY = {"Content-Type": "application/apply-patch+yaml"}
+
+
+def _applied(name: str, **extra: Any) -> bytes:
+    return json.dumps(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, **extra}
+    ).encode()
+
+
+def test_server_side_apply_edge_cases(server: Server) -> None:
+    """Conflicts without force are 409 naming the owner; force takes the field; an apply of
+    another name, kind or apiVersion than the URL's, or without a fieldManager, is refused
+    and changes nothing. A value of the wrong type was a 409 (ownership was weighed first):
+    400, as the decoder refuses it."""
+    path = f"{CM}/ssa"
+    code, _, raw = server.request(
+        "PATCH", f"{path}?fieldManager=a", _applied("ssa", data={"k": "a"}), APPLY
+    )
+    assert code == 201, raw
+    try:
+        before = server.json("GET", path)[1]
+        refused = [
+            ("?fieldManager=b", _applied("ssa", data={"k": "b"}), 409, "Conflict"),
+            ("?fieldManager=b", _applied("ssa", data={"k": 5}), 400, "BadRequest"),
+            ("?fieldManager=b", _applied("other", data={"k": "b"}), 400, "BadRequest"),
+            ("?fieldManager=b", _applied("ssa").replace(b'"v1"', b'"apps/v1"'), 400, "BadRequest"),
+            (
+                "?fieldManager=b",
+                _applied("ssa").replace(b"ConfigMap", b"Secret"),
+                400,
+                "BadRequest",
+            ),
+            ("", _applied("ssa", data={"k": "b"}), 422, "Invalid"),
+            ("?fieldManager=", _applied("ssa", data={"k": "b"}), 422, "Invalid"),
+            ("?fieldManager=b&force=maybe", _applied("ssa", data={"k": "b"}), 400, "BadRequest"),
+        ]
+        for query, body, code, reason in refused:
+            got, _, raw = server.request("PATCH", path + query, body, APPLY)
+            status = _status(got, raw, code, reason)
+            if reason == "Conflict":
+                assert status["details"]["causes"][0]["field"] == ".data.k", status
+                assert 'conflict with "a"' in status["message"], status
+            assert server.json("GET", path)[1] == before, query
+        code, obj = server.json(
+            "PATCH", f"{path}?fieldManager=b&force=true", _applied("ssa", data={"k": "b"}),
+            headers=APPLY,
+        )  # fmt: skip
+        assert code == 200 and obj["data"] == {"k": "b"}, obj
+        owners = {
+            e["manager"]
+            for e in obj["metadata"]["managedFields"]
+            if "f:data" in e.get("fieldsV1", {})
+        }
+        assert owners == {"b"}, obj["metadata"]["managedFields"]
+    finally:
+        server.request("DELETE", path)
+
+
+def _raw(server: Server) -> ssl.SSLSocket:
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=120)  # (hang guard)
+    return server.ssl_context().wrap_socket(sock, server_hostname="127.0.0.1")
+
+
+def _read_response(sock: ssl.SSLSocket) -> tuple[bytes, bytes]:
+    """One response's head and its Content-Length body."""
+    out = b""
+    while b"\r\n\r\n" not in out:
+        out += sock.recv(65536)
+    head, _, body = out.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head)[1])  # type: ignore[index]
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head, body
+
+
+def _read_to_eof(sock: ssl.SSLSocket) -> bytes:
+    out = b""
+    while chunk := sock.recv(65536):
+        out += chunk
+    return out
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [b'Transfer-Encoding: chunked\r\n\r\n5\r\n{"met\r\n', b'Content-Length: 100\r\n\r\n{"met'],
+    ids=["chunked", "short"],
+)
+def test_a_body_that_never_ends_times_out(server: Server, framing: bytes) -> None:
+    """A chunked body with no last chunk (or fewer bytes than its Content-Length) held its
+    connection and task for good; kube-apiserver's request timeout answers 504 Timeout and
+    the connection closes. Nothing is stored, others are served meanwhile."""
+    before = _names(server, CM)
+    with _raw(server) as sock:
+        sock.sendall(b"POST " + CM.encode() + b" HTTP/1.1\r\nHost: x\r\n" + JSON_HEADER + framing)
+        _serving(server)
+        head, body = _read_response(sock)
+    assert head.startswith(b"HTTP/1.1 504 "), head
+    assert b"Connection: close" in head, head
+    status = _status(504, body, 504, "Timeout")
+    assert "request did not complete within requested timeout" in status["message"], status
+    assert _names(server, CM) == before
+
+
+def test_pipelined_requests_and_expect_continue(server: Server) -> None:
+    """Requests sent back to back on one connection are answered in order; Expect:
+    100-continue gets its interim 100 before the body is sent."""
+    body = json.dumps({"metadata": {"name": "piped"}}).encode()
+    post = b"POST %s HTTP/1.1\r\nHost: x\r\n%sContent-Length: %d\r\n\r\n%s" % (
+        CM.encode(),
+        JSON_HEADER,
+        len(body),
+        body,
+    )
+    get = b"GET %s/piped HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % CM.encode()
+    try:
+        with _raw(server) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + post + get)
+            out = _read_to_eof(sock)
+        codes = re.findall(rb"HTTP/1\.1 (\d{3}) ", out)
+        assert codes == [b"200", b"201", b"200"], out
+        with _raw(server) as sock:
+            body2 = body.replace(b"piped", b"expect")
+            sock.sendall(
+                b"POST %s HTTP/1.1\r\nHost: x\r\n%sExpect: 100-continue\r\nConnection: close\r\n"
+                b"Content-Length: %d\r\n\r\n" % (CM.encode(), JSON_HEADER, len(body2))
+            )
+            assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+            sock.sendall(body2)
+            assert _read_to_eof(sock).startswith(b"HTTP/1.1 201 ")
+    finally:
+        server.request("DELETE", f"{CM}/piped")
+        server.request("DELETE", f"{CM}/expect")
+
+
+def _fds(server: Server) -> int:
+    assert server.proc is not None
+    return len(os.listdir(f"/proc/{server.proc.pid}/fd"))
+
+
+def test_watches_dropped_mid_stream_leave_nothing_behind(server: Server, cm: str) -> None:
+    """100 watches opened, read to their first event and dropped (closed with data unread):
+    the server closes every one of their sockets (its open file descriptors are as before)
+    and serves on. (Measured by hand, 3 rounds of 200: fds 24 -> 223 -> 23 each time, RSS
+    levelling off at +14 MB, the allocator's.)"""
+    before = _fds(server)
+    socks = []
+    try:
+        for _ in range(100):
+            sock = _raw(server)
+            socks.append(sock)
+            sock.sendall(f"GET {CM}?watch=true HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        for sock in socks:
+            assert sock.recv(12) == b"HTTP/1.1 200"
+        assert _fds(server) >= before + 90  # (an earlier client's socket may close meanwhile)
+    finally:
+        for sock in socks:
+            sock.close()
+    for _ in range(600):  # the server sees each close at once; the bound only guards a hang
+        if _fds(server) <= before:
+            break
+        time.sleep(0.1)
+    assert _fds(server) <= before
+    _serving(server)
+
+
+def test_null_for_a_required_field_is_invalid_not_undecodable(server: Server) -> None:
+    """Go's decoder takes null as the zero value, which validation then refuses: 422 (not the
+    400 of a value of the wrong type; kubectl prints 'The RoleBinding "rb" is invalid')."""
+    path = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{NS}/rolebindings"
+    owner = {"apiVersion": None, "kind": "Pod", "name": "p", "uid": "u"}
+    for where, body, field in (
+        (path, {"metadata": {"name": "rb"}, "roleRef": None}, "roleRef"),
+        (CM, {"metadata": {"name": "nulls", "ownerReferences": [owner]}}, "apiVersion"),
+    ):
+        before = _names(server, where)
+        got, _, raw = server.request("POST", where, body)
+        status = _status(got, raw, 422, "Invalid")
+        assert field in status["details"]["causes"][0]["field"], status
+        assert _names(server, where) == before

@@ -733,3 +733,38 @@ def test_new_uids_are_the_uuid4_of_their_bytes(raw: bytes) -> None:
     assert _uuid4_text(raw) == str(uuid.UUID(bytes=raw, version=4))
     made = _new_uid()
     assert uuid.UUID(made).version == 4 and str(uuid.UUID(made)) == made
+
+
+def test_a_watch_that_does_not_keep_up_is_ended(tmp_path: Path) -> None:
+    """A watch whose client reads slowly (or not at all) queued every event without bound
+    (each kept alive past the cache's window). Past ``backlog`` queued events it is ended,
+    as kube's cacher ends a watcher that does not keep up: the queue is dropped, the watch
+    takes Closed, ``on_overflow`` (the connection's abort) is called and the cache forgets
+    it; a watch that keeps up is not touched."""
+    from orchestrator.apiserver.watchcache import Closed, WatchCache
+
+    async def main() -> None:
+        async with open_store(f"sqlite://{tmp_path}/db", compact_interval=0) as store:
+            cache = WatchCache(store, "/registry/t/", backlog=3)
+            start = await store.current_revision()
+            slow = await cache.subscribe(start)
+            quick = await cache.subscribe(start)
+            dropped: list[bool] = []
+            slow.on_overflow = lambda: dropped.append(True)
+            try:
+                seen = 0
+                for i in range(5):
+                    await store.create(f"/registry/t/{i}", b"{}")
+                    while seen <= i:
+                        seen += len(await quick.take(5.0))
+                assert dropped == [True]
+                with pytest.raises(Closed):
+                    await slow.take(5.0)
+                assert cache._subscribers == {quick}
+            finally:
+                slow.close()
+                quick.close()
+                await cache.close()
+
+    # (the bound only keeps a hang, the cache's task dead, from hanging the suite)
+    asyncio.run(asyncio.wait_for(main(), 60))

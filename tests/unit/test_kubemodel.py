@@ -448,7 +448,9 @@ def test_quantities(text: object, value: Fraction) -> None:
     assert kubemodel.Quantity(text).amount().value == value
 
 
-@pytest.mark.parametrize("text", ["1K", "1 Gi", "Gi", "1.2.3", "1e", "1e999", "", True, None])
+@pytest.mark.parametrize(
+    "text", ["1K", "1 Gi", "Gi", "1.2.3", "1e", "1e9223372036854775808", "", True, None]
+)
 def test_bad_quantities(text: object) -> None:
     with pytest.raises(FieldError):
         parse_quantity(text, "x")

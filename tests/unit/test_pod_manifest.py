@@ -1438,6 +1438,13 @@ QUANTITIES: list[tuple[object, Fraction]] = [
     (0.25, Fraction(1, 4)),
     (0.1, Fraction(1, 10)),  # from the float's shortest repr, not its binary value
     (1e-05, Fraction(1, 100000)),
+    # ParseQuantity caps the magnitude at the largest int64 and rounds up to a nano
+    ("1e999", Fraction(2**63 - 1)),
+    ("99999999999999999999Ti", Fraction(2**63 - 1)),
+    ("-1e9223372036854775807", Fraction(-(2**63 - 1))),
+    ("1e-400", Fraction(1, 10**9)),
+    ("0.0000000001", Fraction(1, 10**9)),
+    ("0e999999999", Fraction(0)),
 ]
 
 BAD_QUANTITIES: list[object] = [
@@ -1462,7 +1469,8 @@ BAD_QUANTITIES: list[object] = [
     "1 Mi",
     "0x10",
     "１",  # a full-width digit
-    "1e999",  # exponent out of range
+    "1e9223372036854775808",  # an exponent beyond int64 (strconv.ParseInt)
+    "1e" + "9" * 5000,  # (int() refuses that many digits)
     "NaN",
     float("inf"),
     float("nan"),
