@@ -8,7 +8,9 @@ runtime), which only the agent's process imports."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from corral_common.lazy import lazy_names
 
 if TYPE_CHECKING:
     from .agent import AgentError, run_agent, serve_agent
@@ -26,10 +28,4 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    # an import statement's machinery (importlib.import_module's would not be logged by
-    # python -X importtime, which the agent's tests read)
-    return getattr(__import__(home, globals(), None, [name], 1), name)
+__getattr__ = lazy_names(__name__, _HOMES, globals())

@@ -33,10 +33,10 @@ __all__ = [
     "v1_hierarchies",
 ]
 
+from corral_common.lazy import lazy_names
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (ms of each command)
 if TYPE_CHECKING:
-    from typing import Any
-
     from .controllers import DEFAULT_DEVICE_RULES
     from .factory import SYSTEMD_REFUSED, manager_for
     from .layout import (
@@ -78,14 +78,7 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    __import__(f"{__name__}.{home}")  # importlib.import_module would bring in warnings
-    value = getattr(globals()[home], name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _HOME, globals())
 
 
 def __dir__() -> list[str]:

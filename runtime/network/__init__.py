@@ -18,7 +18,9 @@ Typical use by the pod code::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from corral_common.lazy import lazy_names
 
 if TYPE_CHECKING:
     from runtime.network.config import (
@@ -90,15 +92,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'runtime.network' has no attribute {name!r}")
-    # __import__, as an import statement: -X importtime logs it (importlib.import_module's
-    # imports it does not), which tests/integration/test_agent_idle.py reads
-    value = getattr(__import__(f"runtime.network.{module}", fromlist=(name,)), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _WHERE, globals())
 
 
 __all__ = [
