@@ -818,17 +818,17 @@ def parse_spec(obj: object) -> Spec:
     hooks = r.obj("hooks")
     linux_obj = r.obj("linux")
     linux = _parse_linux(linux_obj) if linux_obj else None
+    no_uts = linux is not None and linux.namespace("uts") is None
     for key, value in (("hostname", hostname), ("domainname", domainname)):
-        if value is not None:
-            _check_text(value, key)
-            if len(value.encode()) > _HOST_NAME_MAX:
-                raise ConfigError(
-                    key, f"must be at most {_HOST_NAME_MAX} bytes long (the kernel's limit)"
-                )
-    if linux is not None and linux.namespace("uts") is None:
-        for key, value in (("hostname", hostname), ("domainname", domainname)):
-            if value is not None:
-                raise ConfigError(key, f"unable to set {key} without a private UTS namespace")
+        if value is None:
+            continue
+        _check_text(value, key)
+        if len(value.encode()) > _HOST_NAME_MAX:
+            raise ConfigError(
+                key, f"must be at most {_HOST_NAME_MAX} bytes long (the kernel's limit)"
+            )
+        if no_uts:
+            raise ConfigError(key, f"unable to set {key} without a private UTS namespace")
     return Spec(
         oci_version=version,
         root=_parse_root(root) if root else None,

@@ -265,7 +265,9 @@ def cached_rootfs(cache_dir: Path) -> Path:
                         f" ({', '.join(changes[:10])}): built again",
                         stacklevel=2,
                     )
-                    os.rename(final, cache_dir / f".rootfs-stale-{time.time():.0f}-{tmp.name}")
+                    stale = cache_dir / f".rootfs-stale-{tmp.name}"
+                    os.rename(final, stale)
+                    os.utime(stale)  # replaced now: kept STALE_AFTER from here
                 os.rename(tmp, final)
             os.rename(staged, stamp)
         finally:
@@ -275,15 +277,13 @@ def cached_rootfs(cache_dir: Path) -> Path:
 
 
 def _remove_stale(cache_dir: Path) -> None:
-    """Remove the trees replaced more than STALE_AFTER ago (and unfinished builds as old)."""
+    """Remove the trees replaced (and the unfinished builds) more than STALE_AFTER ago."""
     now = time.time()
     for p in cache_dir.iterdir():
         if p.name.startswith((".rootfs-stale-", ".rootfs-tmp-")):
             try:
                 old = now - p.lstat().st_mtime > STALE_AFTER
-                if p.name.startswith(".rootfs-stale-"):
-                    old = now - float(p.name.split("-")[2]) > STALE_AFTER
-            except (OSError, ValueError, IndexError):
+            except OSError:
                 continue
             if old:
                 shutil.rmtree(p, ignore_errors=True)
