@@ -31,11 +31,15 @@ __all__ = [
     "AppArmorProfile",
     "AttachedVolume",
     "AzureDiskVolumeSource",
+    "AzureFilePersistentVolumeSource",
     "AzureFileVolumeSource",
     "Binding",
+    "CSIPersistentVolumeSource",
     "CSIVolumeSource",
     "Capabilities",
+    "CephFSPersistentVolumeSource",
     "CephFSVolumeSource",
+    "CinderPersistentVolumeSource",
     "CinderVolumeSource",
     "ClientIPConfig",
     "ClusterRole",
@@ -110,18 +114,21 @@ __all__ = [
     "FCVolumeSource",
     "FieldSelectorAttributes",
     "FieldSelectorRequirement",
+    "FlexPersistentVolumeSource",
     "FlexVolumeSource",
     "FlockerVolumeSource",
     "ForZone",
     "GCEPersistentDiskVolumeSource",
     "GRPCAction",
     "GitRepoVolumeSource",
+    "GlusterfsPersistentVolumeSource",
     "GlusterfsVolumeSource",
     "HTTPGetAction",
     "HTTPHeader",
     "HostAlias",
     "HostIP",
     "HostPathVolumeSource",
+    "ISCSIPersistentVolumeSource",
     "ISCSIVolumeSource",
     "ImageVolumeSource",
     "Job",
@@ -145,6 +152,7 @@ __all__ = [
     "LoadBalancerStatus",
     "LocalObjectReference",
     "LocalSubjectAccessReview",
+    "LocalVolumeSource",
     "ManagedFieldsEntry",
     "ModifyVolumeStatus",
     "NFSVolumeSource",
@@ -176,12 +184,17 @@ __all__ = [
     "ObjectMeta",
     "ObjectReference",
     "OwnerReference",
+    "PersistentVolume",
     "PersistentVolumeClaim",
     "PersistentVolumeClaimCondition",
+    "PersistentVolumeClaimList",
     "PersistentVolumeClaimSpec",
     "PersistentVolumeClaimStatus",
     "PersistentVolumeClaimTemplate",
     "PersistentVolumeClaimVolumeSource",
+    "PersistentVolumeList",
+    "PersistentVolumeSpec",
+    "PersistentVolumeStatus",
     "PhotonPersistentDiskVolumeSource",
     "Pod",
     "PodAffinity",
@@ -219,6 +232,7 @@ __all__ = [
     "Probe",
     "ProjectedVolumeSource",
     "QuobyteVolumeSource",
+    "RBDPersistentVolumeSource",
     "RBDVolumeSource",
     "ReplicaSet",
     "ReplicaSetCondition",
@@ -247,6 +261,7 @@ __all__ = [
     "RollingUpdateStatefulSetStrategy",
     "SELinuxOptions",
     "Scale",
+    "ScaleIOPersistentVolumeSource",
     "ScaleIOVolumeSource",
     "ScaleSpec",
     "ScaleStatus",
@@ -256,6 +271,7 @@ __all__ = [
     "SecretKeySelector",
     "SecretList",
     "SecretProjection",
+    "SecretReference",
     "SecretVolumeSource",
     "SecurityContext",
     "SelfSubjectAccessReview",
@@ -285,6 +301,9 @@ __all__ = [
     "Status",
     "StatusCause",
     "StatusDetails",
+    "StorageClass",
+    "StorageClassList",
+    "StorageOSPersistentVolumeSource",
     "StorageOSVolumeSource",
     "Subject",
     "SubjectAccessReview",
@@ -300,6 +319,8 @@ __all__ = [
     "TokenReviewSpec",
     "TokenReviewStatus",
     "Toleration",
+    "TopologySelectorLabelRequirement",
+    "TopologySelectorTerm",
     "TopologySpreadConstraint",
     "TypedLocalObjectReference",
     "TypedObjectReference",
@@ -309,6 +330,7 @@ __all__ = [
     "VolumeDevice",
     "VolumeMount",
     "VolumeMountStatus",
+    "VolumeNodeAffinity",
     "VolumeProjection",
     "VolumeResourceRequirements",
     "VsphereVirtualDiskVolumeSource",
@@ -382,6 +404,14 @@ class AzureDiskVolumeSource(Object):
     read_only: bool | None = msgspec.field(default=None, name="readOnly")
 
 
+class AzureFilePersistentVolumeSource(Object):
+    """``io.k8s.api.core.v1.AzureFilePersistentVolumeSource``."""
+    secret_name: str = msgspec.field(name="secretName")
+    share_name: str = msgspec.field(name="shareName")
+    read_only: bool | None = msgspec.field(default=None, name="readOnly")
+    secret_namespace: str | None = msgspec.field(default=None, name="secretNamespace")
+
+
 class AzureFileVolumeSource(Object):
     """``io.k8s.api.core.v1.AzureFileVolumeSource``."""
     secret_name: str = msgspec.field(name="secretName")
@@ -395,6 +425,20 @@ class Binding(Object):
     api_version: str | None = msgspec.field(default=None, name="apiVersion")
     kind: str | None = None
     metadata: ObjectMeta | None = None
+
+
+class CSIPersistentVolumeSource(Object):
+    """``io.k8s.api.core.v1.CSIPersistentVolumeSource``."""
+    driver: str
+    volume_handle: str = msgspec.field(name="volumeHandle")
+    controller_expand_secret_ref: SecretReference | None = msgspec.field(default=None, name="controllerExpandSecretRef")
+    controller_publish_secret_ref: SecretReference | None = msgspec.field(default=None, name="controllerPublishSecretRef")
+    fs_type: str | None = msgspec.field(default=None, name="fsType")
+    node_expand_secret_ref: SecretReference | None = msgspec.field(default=None, name="nodeExpandSecretRef")
+    node_publish_secret_ref: SecretReference | None = msgspec.field(default=None, name="nodePublishSecretRef")
+    node_stage_secret_ref: SecretReference | None = msgspec.field(default=None, name="nodeStageSecretRef")
+    read_only: bool | None = msgspec.field(default=None, name="readOnly")
+    volume_attributes: dict[str, str] | None = msgspec.field(default=None, name="volumeAttributes")
 
 
 class CSIVolumeSource(Object):
@@ -412,6 +456,16 @@ class Capabilities(Object):
     drop: list[str] | None = None
 
 
+class CephFSPersistentVolumeSource(Object):
+    """``io.k8s.api.core.v1.CephFSPersistentVolumeSource``."""
+    monitors: list[str]
+    path: str | None = None
+    read_only: bool | None = msgspec.field(default=None, name="readOnly")
+    secret_file: str | None = msgspec.field(default=None, name="secretFile")
+    secret_ref: SecretReference | None = msgspec.field(default=None, name="secretRef")
+    user: str | None = None
+
+
 class CephFSVolumeSource(Object):
     """``io.k8s.api.core.v1.CephFSVolumeSource``."""
     monitors: list[str]
@@ -420,6 +474,14 @@ class CephFSVolumeSource(Object):
     secret_file: str | None = msgspec.field(default=None, name="secretFile")
     secret_ref: LocalObjectReference | None = msgspec.field(default=None, name="secretRef")
     user: str | None = None
+
+
+class CinderPersistentVolumeSource(Object):
+    """``io.k8s.api.core.v1.CinderPersistentVolumeSource``."""
+    volume_id: str = msgspec.field(name="volumeID")
+    fs_type: str | None = msgspec.field(default=None, name="fsType")
+    read_only: bool | None = msgspec.field(default=None, name="readOnly")
+    secret_ref: SecretReference | None = msgspec.field(default=None, name="secretRef")
 
 
 class CinderVolumeSource(Object):
@@ -1072,6 +1134,15 @@ class FieldSelectorRequirement(Object):
     values: list[str] | None = None
 
 
+class FlexPersistentVolumeSource(Object):
+    """``io.k8s.api.core.v1.FlexPersistentVolumeSource``."""
+    driver: str
+    fs_type: str | None = msgspec.field(default=None, name="fsType")
+    options: dict[str, str] | None = None
+    read_only: bool | None = msgspec.field(default=None, name="readOnly")
+    secret_ref: SecretReference | None = msgspec.field(default=None, name="secretRef")
+
+
 class FlexVolumeSource(Object):
     """``io.k8s.api.core.v1.FlexVolumeSource``."""
     driver: str
@@ -1113,6 +1184,14 @@ class GitRepoVolumeSource(Object):
     revision: str | None = None
 
 
+class GlusterfsPersistentVolumeSource(Object):
+    """``io.k8s.api.core.v1.GlusterfsPersistentVolumeSource``."""
+    endpoints: str
+    path: str
+    endpoints_namespace: str | None = msgspec.field(default=None, name="endpointsNamespace")
+    read_only: bool | None = msgspec.field(default=None, name="readOnly")
+
+
 class GlusterfsVolumeSource(Object):
     """``io.k8s.api.core.v1.GlusterfsVolumeSource``."""
     endpoints: str
@@ -1150,6 +1229,21 @@ class HostPathVolumeSource(Object):
     """``io.k8s.api.core.v1.HostPathVolumeSource``."""
     path: str
     type: str | None = None
+
+
+class ISCSIPersistentVolumeSource(Object):
+    """``io.k8s.api.core.v1.ISCSIPersistentVolumeSource``."""
+    iqn: str
+    lun: int
+    target_portal: str = msgspec.field(name="targetPortal")
+    chap_auth_discovery: bool | None = msgspec.field(default=None, name="chapAuthDiscovery")
+    chap_auth_session: bool | None = msgspec.field(default=None, name="chapAuthSession")
+    fs_type: str | None = msgspec.field(default=None, name="fsType")
+    initiator_name: str | None = msgspec.field(default=None, name="initiatorName")
+    iscsi_interface: str | None = msgspec.field(default=None, name="iscsiInterface")
+    portals: list[str] | None = None
+    read_only: bool | None = msgspec.field(default=None, name="readOnly")
+    secret_ref: SecretReference | None = msgspec.field(default=None, name="secretRef")
 
 
 class ISCSIVolumeSource(Object):
@@ -1348,6 +1442,12 @@ class LocalSubjectAccessReview(Object):
     kind: str | None = None
     metadata: ObjectMeta | None = None
     status: SubjectAccessReviewStatus | None = None
+
+
+class LocalVolumeSource(Object):
+    """``io.k8s.api.core.v1.LocalVolumeSource``."""
+    path: str
+    fs_type: str | None = msgspec.field(default=None, name="fsType")
 
 
 class ManagedFieldsEntry(Object):
@@ -1603,6 +1703,15 @@ class OwnerReference(Object):
     controller: bool | None = None
 
 
+class PersistentVolume(Object):
+    """``io.k8s.api.core.v1.PersistentVolume``."""
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+    spec: PersistentVolumeSpec | None = None
+    status: PersistentVolumeStatus | None = None
+
+
 class PersistentVolumeClaim(Object):
     """``io.k8s.api.core.v1.PersistentVolumeClaim``."""
     api_version: str | None = msgspec.field(default=None, name="apiVersion")
@@ -1620,6 +1729,14 @@ class PersistentVolumeClaimCondition(Object):
     last_transition_time: datetime | None = msgspec.field(default=None, name="lastTransitionTime")
     message: str | None = None
     reason: str | None = None
+
+
+class PersistentVolumeClaimList(Object):
+    """``io.k8s.api.core.v1.PersistentVolumeClaimList``."""
+    items: list[PersistentVolumeClaim]
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ListMeta | None = None
 
 
 class PersistentVolumeClaimSpec(Object):
@@ -1657,6 +1774,57 @@ class PersistentVolumeClaimVolumeSource(Object):
     """``io.k8s.api.core.v1.PersistentVolumeClaimVolumeSource``."""
     claim_name: str = msgspec.field(name="claimName")
     read_only: bool | None = msgspec.field(default=None, name="readOnly")
+
+
+class PersistentVolumeList(Object):
+    """``io.k8s.api.core.v1.PersistentVolumeList``."""
+    items: list[PersistentVolume]
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ListMeta | None = None
+
+
+class PersistentVolumeSpec(Object):
+    """``io.k8s.api.core.v1.PersistentVolumeSpec``."""
+    access_modes: list[str] | None = msgspec.field(default=None, name="accessModes")
+    aws_elastic_block_store: AWSElasticBlockStoreVolumeSource | None = msgspec.field(default=None, name="awsElasticBlockStore")
+    azure_disk: AzureDiskVolumeSource | None = msgspec.field(default=None, name="azureDisk")
+    azure_file: AzureFilePersistentVolumeSource | None = msgspec.field(default=None, name="azureFile")
+    capacity: dict[str, Quantity] | None = None
+    cephfs: CephFSPersistentVolumeSource | None = None
+    cinder: CinderPersistentVolumeSource | None = None
+    claim_ref: ObjectReference | None = msgspec.field(default=None, name="claimRef")
+    csi: CSIPersistentVolumeSource | None = None
+    fc: FCVolumeSource | None = None
+    flex_volume: FlexPersistentVolumeSource | None = msgspec.field(default=None, name="flexVolume")
+    flocker: FlockerVolumeSource | None = None
+    gce_persistent_disk: GCEPersistentDiskVolumeSource | None = msgspec.field(default=None, name="gcePersistentDisk")
+    glusterfs: GlusterfsPersistentVolumeSource | None = None
+    host_path: HostPathVolumeSource | None = msgspec.field(default=None, name="hostPath")
+    iscsi: ISCSIPersistentVolumeSource | None = None
+    local: LocalVolumeSource | None = None
+    mount_options: list[str] | None = msgspec.field(default=None, name="mountOptions")
+    nfs: NFSVolumeSource | None = None
+    node_affinity: VolumeNodeAffinity | None = msgspec.field(default=None, name="nodeAffinity")
+    persistent_volume_reclaim_policy: str | None = msgspec.field(default=None, name="persistentVolumeReclaimPolicy")
+    photon_persistent_disk: PhotonPersistentDiskVolumeSource | None = msgspec.field(default=None, name="photonPersistentDisk")
+    portworx_volume: PortworxVolumeSource | None = msgspec.field(default=None, name="portworxVolume")
+    quobyte: QuobyteVolumeSource | None = None
+    rbd: RBDPersistentVolumeSource | None = None
+    scale_io: ScaleIOPersistentVolumeSource | None = msgspec.field(default=None, name="scaleIO")
+    storage_class_name: str | None = msgspec.field(default=None, name="storageClassName")
+    storageos: StorageOSPersistentVolumeSource | None = None
+    volume_attributes_class_name: str | None = msgspec.field(default=None, name="volumeAttributesClassName")
+    volume_mode: str | None = msgspec.field(default=None, name="volumeMode")
+    vsphere_volume: VsphereVirtualDiskVolumeSource | None = msgspec.field(default=None, name="vsphereVolume")
+
+
+class PersistentVolumeStatus(Object):
+    """``io.k8s.api.core.v1.PersistentVolumeStatus``."""
+    last_phase_transition_time: datetime | None = msgspec.field(default=None, name="lastPhaseTransitionTime")
+    message: str | None = None
+    phase: str | None = None
+    reason: str | None = None
 
 
 class PhotonPersistentDiskVolumeSource(Object):
@@ -1992,6 +2160,18 @@ class QuobyteVolumeSource(Object):
     user: str | None = None
 
 
+class RBDPersistentVolumeSource(Object):
+    """``io.k8s.api.core.v1.RBDPersistentVolumeSource``."""
+    image: str
+    monitors: list[str]
+    fs_type: str | None = msgspec.field(default=None, name="fsType")
+    keyring: str | None = None
+    pool: str | None = None
+    read_only: bool | None = msgspec.field(default=None, name="readOnly")
+    secret_ref: SecretReference | None = msgspec.field(default=None, name="secretRef")
+    user: str | None = None
+
+
 class RBDVolumeSource(Object):
     """``io.k8s.api.core.v1.RBDVolumeSource``."""
     image: str
@@ -2220,6 +2400,20 @@ class Scale(Object):
     status: ScaleStatus | None = None
 
 
+class ScaleIOPersistentVolumeSource(Object):
+    """``io.k8s.api.core.v1.ScaleIOPersistentVolumeSource``."""
+    gateway: str
+    secret_ref: SecretReference = msgspec.field(name="secretRef")
+    system: str
+    fs_type: str | None = msgspec.field(default=None, name="fsType")
+    protection_domain: str | None = msgspec.field(default=None, name="protectionDomain")
+    read_only: bool | None = msgspec.field(default=None, name="readOnly")
+    ssl_enabled: bool | None = msgspec.field(default=None, name="sslEnabled")
+    storage_mode: str | None = msgspec.field(default=None, name="storageMode")
+    storage_pool: str | None = msgspec.field(default=None, name="storagePool")
+    volume_name: str | None = msgspec.field(default=None, name="volumeName")
+
+
 class ScaleIOVolumeSource(Object):
     """``io.k8s.api.core.v1.ScaleIOVolumeSource``."""
     gateway: str
@@ -2288,6 +2482,12 @@ class SecretProjection(Object):
     items: list[KeyToPath] | None = None
     name: str | None = None
     optional: bool | None = None
+
+
+class SecretReference(Object):
+    """``io.k8s.api.core.v1.SecretReference``."""
+    name: str | None = None
+    namespace: str | None = None
 
 
 class SecretVolumeSource(Object):
@@ -2549,6 +2749,37 @@ class StatusDetails(Object):
     uid: str | None = None
 
 
+class StorageClass(Object):
+    """``io.k8s.api.storage.v1.StorageClass``."""
+    provisioner: str
+    allow_volume_expansion: bool | None = msgspec.field(default=None, name="allowVolumeExpansion")
+    allowed_topologies: list[TopologySelectorTerm] | None = msgspec.field(default=None, name="allowedTopologies")
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+    mount_options: list[str] | None = msgspec.field(default=None, name="mountOptions")
+    parameters: dict[str, str] | None = None
+    reclaim_policy: str | None = msgspec.field(default=None, name="reclaimPolicy")
+    volume_binding_mode: str | None = msgspec.field(default=None, name="volumeBindingMode")
+
+
+class StorageClassList(Object):
+    """``io.k8s.api.storage.v1.StorageClassList``."""
+    items: list[StorageClass]
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ListMeta | None = None
+
+
+class StorageOSPersistentVolumeSource(Object):
+    """``io.k8s.api.core.v1.StorageOSPersistentVolumeSource``."""
+    fs_type: str | None = msgspec.field(default=None, name="fsType")
+    read_only: bool | None = msgspec.field(default=None, name="readOnly")
+    secret_ref: ObjectReference | None = msgspec.field(default=None, name="secretRef")
+    volume_name: str | None = msgspec.field(default=None, name="volumeName")
+    volume_namespace: str | None = msgspec.field(default=None, name="volumeNamespace")
+
+
 class StorageOSVolumeSource(Object):
     """``io.k8s.api.core.v1.StorageOSVolumeSource``."""
     fs_type: str | None = msgspec.field(default=None, name="fsType")
@@ -2664,6 +2895,17 @@ class Toleration(Object):
     value: str | None = None
 
 
+class TopologySelectorLabelRequirement(Object):
+    """``io.k8s.api.core.v1.TopologySelectorLabelRequirement``."""
+    key: str
+    values: list[str]
+
+
+class TopologySelectorTerm(Object):
+    """``io.k8s.api.core.v1.TopologySelectorTerm``."""
+    match_label_expressions: list[TopologySelectorLabelRequirement] | None = msgspec.field(default=None, name="matchLabelExpressions")
+
+
 class TopologySpreadConstraint(Object):
     """``io.k8s.api.core.v1.TopologySpreadConstraint``."""
     max_skew: int = msgspec.field(name="maxSkew")
@@ -2765,6 +3007,11 @@ class VolumeMountStatus(Object):
     recursive_read_only: str | None = msgspec.field(default=None, name="recursiveReadOnly")
 
 
+class VolumeNodeAffinity(Object):
+    """``io.k8s.api.core.v1.VolumeNodeAffinity``."""
+    required: NodeSelector | None = None
+
+
 class VolumeProjection(Object):
     """``io.k8s.api.core.v1.VolumeProjection``."""
     cluster_trust_bundle: ClusterTrustBundleProjection | None = msgspec.field(default=None, name="clusterTrustBundle")
@@ -2858,6 +3105,10 @@ KINDS: dict[tuple[str, str], type[Object]] = {
     ("scheduling.k8s.io/v1", "PriorityClass"): PriorityClass,
     ("scheduling.k8s.io/v1", "PriorityClassList"): PriorityClassList,
     ("scheduling.k8s.io/v1", "WatchEvent"): WatchEvent,
+    ("storage.k8s.io/v1", "DeleteOptions"): DeleteOptions,
+    ("storage.k8s.io/v1", "StorageClass"): StorageClass,
+    ("storage.k8s.io/v1", "StorageClassList"): StorageClassList,
+    ("storage.k8s.io/v1", "WatchEvent"): WatchEvent,
     ("v1", "APIResourceList"): APIResourceList,
     ("v1", "Binding"): Binding,
     ("v1", "ConfigMap"): ConfigMap,
@@ -2871,7 +3122,10 @@ KINDS: dict[tuple[str, str], type[Object]] = {
     ("v1", "NamespaceList"): NamespaceList,
     ("v1", "Node"): Node,
     ("v1", "NodeList"): NodeList,
+    ("v1", "PersistentVolume"): PersistentVolume,
     ("v1", "PersistentVolumeClaim"): PersistentVolumeClaim,
+    ("v1", "PersistentVolumeClaimList"): PersistentVolumeClaimList,
+    ("v1", "PersistentVolumeList"): PersistentVolumeList,
     ("v1", "Pod"): Pod,
     ("v1", "PodList"): PodList,
     ("v1", "ReplicationController"): ReplicationController,

@@ -41,6 +41,9 @@ _META = "io.k8s.apimachinery.pkg.apis.meta.v1."
 ROOTS = (
     *(_CORE + k for k in "Pod Node Service Endpoints ConfigMap Secret Namespace".split()),
     *(_CORE + k for k in ("Event", "ServiceAccount", "ReplicationController")),
+    *(_CORE + k + s for k in ("PersistentVolume", "PersistentVolumeClaim") for s in ("", "List")),
+    "io.k8s.api.storage.v1.StorageClass",
+    "io.k8s.api.storage.v1.StorageClassList",
     *(_CORE + k + "List" for k in "Pod Node Service Endpoints ConfigMap Secret Namespace".split()),
     _CORE + "EventList",
     _CORE + "ServiceAccountList",
@@ -88,6 +91,7 @@ ROOTS = (
 API_VERSIONS = frozenset(
     {"v1", "apps/v1", "batch/v1", "coordination.k8s.io/v1", "rbac.authorization.k8s.io/v1"}
     | {"autoscaling/v1", "discovery.k8s.io/v1", "policy/v1", "scheduling.k8s.io/v1"}
+    | {"storage.k8s.io/v1"}
 )
 
 # Definitions that are not objects: their Python type.

@@ -176,6 +176,9 @@ PUBLIC_INFO_URLS = ["/healthz", "/livez", "/readyz", "/version", "/version/"]
 # use): the rules of kube-apiserver's system:node role that touch no object of another node.
 NODE_RULES = [
     rule(READ, [""], ["nodes"]),
+    # the claims of its pods and their volumes (kube's node authorizer narrows these reads to
+    # the pods' own claims; a node here reads them all)
+    rule(READ, [""], ["persistentvolumeclaims", "persistentvolumes"]),
     rule(READ, [""], ["services", "endpoints"]),
     rule(READ, ["discovery.k8s.io"], ["endpointslices"]),
     rule(["create", "patch", "update"], ["", "events.k8s.io"], ["events"]),

@@ -107,6 +107,24 @@ RESOURCES: tuple[Resource, ...] = (
     _r("", "endpoints", "Endpoints", True, k.Endpoints, ("ep",), has_spec=False),
     _r(
         "",
+        "persistentvolumes",
+        "PersistentVolume",
+        False,
+        k.PersistentVolume,
+        ("pv",),
+        sub=("status",),
+    ),
+    _r(
+        "",
+        "persistentvolumeclaims",
+        "PersistentVolumeClaim",
+        True,
+        k.PersistentVolumeClaim,
+        ("pvc",),
+        sub=("status",),
+    ),
+    _r(
+        "",
         "replicationcontrollers",
         "ReplicationController",
         True,
@@ -180,11 +198,20 @@ RESOURCES: tuple[Resource, ...] = (
         ("pc",),
         has_spec=False,
     ),
+    _r(
+        "storage.k8s.io",
+        "storageclasses",
+        "StorageClass",
+        False,
+        k.StorageClass,
+        ("sc",),
+        has_spec=False,
+    ),
 )
 del k
 
 # The status a new object starts with (its Go zero value, where that has required fields).
-INITIAL_STATUS: dict[str, dict[str, int]] = {
+INITIAL_STATUS: dict[str, dict[str, int | str]] = {
     "daemonsets": {
         "currentNumberScheduled": 0,
         "numberMisscheduled": 0,
@@ -194,6 +221,8 @@ INITIAL_STATUS: dict[str, dict[str, int]] = {
     "replicasets": {"replicas": 0},
     "replicationcontrollers": {"replicas": 0},
     "statefulsets": {"replicas": 0},
+    "persistentvolumes": {"phase": "Pending"},
+    "persistentvolumeclaims": {"phase": "Pending"},
     "poddisruptionbudgets": {
         "disruptionsAllowed": 0,
         "currentHealthy": 0,

@@ -31,6 +31,11 @@ from kubemodel.names import (
     random_name,
 )
 from kubemodel.pod import validate_meta, validate_pod_update
+from kubemodel.storage import (
+    validate_pv_update,
+    validate_pvc_update,
+    validate_storage_class_update,
+)
 from orchestrator.store import (
     AlreadyExists,
     Backend,
@@ -47,6 +52,7 @@ from .priority import PriorityAdmission, builtin_classes, validate_class
 from .resources import INITIAL_STATUS, RESOURCES, Resource, by_path
 from .serviceaccount import admit_pod as admit_service_account
 from .services import Allocation, ServiceAllocator
+from .volumes import StorageAdmission, builtin_storage_classes
 
 __all__ = ["Storage", "now_rfc3339"]
 
@@ -57,7 +63,8 @@ NAMESPACES = by_path("", "v1", "namespaces")
 assert NAMESPACES is not None
 PRIORITYCLASSES = by_path("scheduling.k8s.io", "v1", "priorityclasses")
 SERVICEACCOUNTS = by_path("", "v1", "serviceaccounts")
-assert PRIORITYCLASSES is not None and SERVICEACCOUNTS is not None
+STORAGECLASSES = by_path("storage.k8s.io", "v1", "storageclasses")
+assert PRIORITYCLASSES is not None and SERVICEACCOUNTS is not None and STORAGECLASSES is not None
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 UNDELETABLE_NAMESPACES = ("default", "kube-system", "kube-public")
 PATCH_RETRIES = 5
@@ -213,6 +220,13 @@ def _check_sent_managed_fields(res: Resource, name: str, value: Any) -> None:
             raise errors.invalid(res.kind, name, f"{path}.{field}", problem, res.group)
 
 
+_UPDATE_CHECKS: dict[str, Callable[[Obj, Obj], None]] = {
+    "persistentvolumeclaims": validate_pvc_update,
+    "persistentvolumes": validate_pv_update,
+    "storageclasses": validate_storage_class_update,
+}
+
+
 def _tracks_generation(res: Resource) -> bool:
     return res.group in ("apps", "batch", "policy")
 
@@ -281,6 +295,7 @@ class Storage:
         self.unreachable_toleration_seconds = 300
         self._ns_tasks: dict[str, asyncio.Task[None]] = {}
         self.priority = PriorityAdmission(store)
+        self.volumes = StorageAdmission(store)
         # ClusterIPs and NodePorts (the server sets its --service-cidr and port range)
         self.services = ServiceAllocator(store)
 
@@ -524,6 +539,10 @@ class Storage:
             self._default_tolerations(obj)
         if res.name == "jobs":
             _job_selector(obj)
+        if res.name == "persistentvolumeclaims":
+            await self.volumes.admit_claim(obj)
+        if res.name == "persistentvolumes":
+            self.volumes.admit_volume(obj)
         if res.name == "services":
             alloc = await self.services.on_create(obj, dry_run)
             try:
@@ -746,6 +765,14 @@ class Storage:
                     validate_pod_update(old.get("spec") or {}, stored.get("spec") or {})
                 except FieldError as e:
                     raise errors.invalid(res.kind, name, e.field, e.message) from None
+            elif res.name in _UPDATE_CHECKS:
+                try:
+                    if res.name == "persistentvolumeclaims":
+                        validate_pvc_update(old, stored, await self.volumes.expandable(old))
+                    else:
+                        _UPDATE_CHECKS[res.name](old, stored)
+                except FieldError as e:
+                    raise errors.invalid(res.kind, name, e.field, e.message, res.group) from None
         except BaseException:
             if alloc is not None:
                 await self.services.release(alloc.taken, old["metadata"]["uid"])
@@ -1213,6 +1240,9 @@ class Storage:
         for cls in builtin_classes():
             with contextlib.suppress(errors.ApiError):
                 await self.create(PRIORITYCLASSES, None, cls)
+        for sc in builtin_storage_classes():
+            with contextlib.suppress(errors.ApiError):
+                await self.create(STORAGECLASSES, None, sc)
         items, _, _ = await self.list(NAMESPACES, None)
         for obj in items:
             if obj["metadata"].get("deletionTimestamp"):

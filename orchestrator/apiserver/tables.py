@@ -577,6 +577,82 @@ def _pdb_row(p: Obj, now: datetime) -> list[Any]:
     ]
 
 
+_ACCESS_MODES = (
+    ("ReadWriteOnce", "RWO"),
+    ("ReadOnlyMany", "ROX"),
+    ("ReadWriteMany", "RWX"),
+    ("ReadWriteOncePod", "RWOP"),
+)
+
+
+def _access_modes(modes: Any) -> str:
+    """GetAccessModesAsString: each mode once, in kube's order."""
+    given = set(modes or ())
+    return ",".join(short for mode, short in _ACCESS_MODES if mode in given)
+
+
+def _pv_row(pv: Obj, now: datetime) -> list[Any]:
+    spec, status = pv.get("spec") or {}, pv.get("status") or {}
+    ref = spec.get("claimRef") or {}
+    claim = f"{ref.get('namespace') or ''}/{ref.get('name') or ''}" if ref else ""
+    phase = status.get("phase") or ""
+    if _get(pv, "metadata", "deletionTimestamp"):
+        phase = "Terminating"
+    return [
+        _name(pv),
+        str((spec.get("capacity") or {}).get("storage") or "0"),
+        _access_modes(spec.get("accessModes")),
+        spec.get("persistentVolumeReclaimPolicy") or "",
+        phase,
+        claim,
+        spec.get("storageClassName") or "",
+        spec.get("volumeAttributesClassName") or "<unset>",
+        status.get("reason") or "",
+        _age(pv, now),
+        spec.get("volumeMode") or "<unset>",
+    ]
+
+
+def _pvc_row(pvc: Obj, now: datetime) -> list[Any]:
+    spec, status = pvc.get("spec") or {}, pvc.get("status") or {}
+    phase = status.get("phase") or ""
+    if _get(pvc, "metadata", "deletionTimestamp"):
+        phase = "Terminating"
+    capacity = modes = ""
+    if spec.get("volumeName"):
+        modes = _access_modes(status.get("accessModes"))
+        capacity = str((status.get("capacity") or {}).get("storage") or "0")
+    annotations = _get(pvc, "metadata", "annotations") or {}
+    cls = annotations.get("volume.beta.kubernetes.io/storage-class") or spec.get("storageClassName")
+    return [
+        _name(pvc),
+        phase,
+        spec.get("volumeName") or "",
+        capacity,
+        modes,
+        cls or "",
+        spec.get("volumeAttributesClassName") or "<unset>",
+        _age(pvc, now),
+        spec.get("volumeMode") or "<unset>",
+    ]
+
+
+def _storage_class_row(sc: Obj, now: datetime) -> list[Any]:
+    annotations = _get(sc, "metadata", "annotations") or {}
+    default = "true" in (
+        annotations.get("storageclass.kubernetes.io/is-default-class"),
+        annotations.get("storageclass.beta.kubernetes.io/is-default-class"),
+    )
+    return [
+        _name(sc) + (" (default)" if default else ""),
+        sc.get("provisioner") or "",
+        sc.get("reclaimPolicy") or "Delete",
+        sc.get("volumeBindingMode") or "Immediate",
+        bool(sc.get("allowVolumeExpansion")),
+        _age(sc, now),
+    ]
+
+
 def _created_at(o: Obj, now: datetime) -> list[Any]:
     t = _time(_get(o, "metadata", "creationTimestamp"))
     return [_name(o), t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if t else None]
@@ -808,6 +884,97 @@ TABLES: dict[str, tuple[list[Obj], Row]] = {
     "clusterroles": _CREATED_AT,
     "rolebindings": _BINDING,
     "clusterrolebindings": _BINDING,
+    "persistentvolumes": (
+        [
+            NAME,
+            _col(
+                "Capacity",
+                desc="capacity is the description of the persistent volume's"
+                " resources and capacity.",
+            ),
+            _col("Access Modes", desc="accessModes contains all ways the volume can be mounted."),
+            _col(
+                "Reclaim Policy",
+                desc="persistentVolumeReclaimPolicy defines what happens to"
+                " a persistent volume when released from its claim.",
+            ),
+            _col(
+                "Status",
+                desc="phase indicates if a volume is available, bound to a claim,"
+                " or released by a claim.",
+            ),
+            _col(
+                "Claim",
+                desc="claimRef is part of a bi-directional binding between"
+                " PersistentVolume and PersistentVolumeClaim.",
+            ),
+            _col("StorageClass", desc="StorageClass of the pv"),
+            _col("VolumeAttributesClass", desc="VolumeAttributesClass of the pv"),
+            _col(
+                "Reason",
+                desc="reason is a brief CamelCase string that describes any failure"
+                " and is meant for machine parsing and tidy display in the CLI.",
+            ),
+            AGE,
+            _col(
+                "VolumeMode",
+                priority=1,
+                desc="volumeMode defines if a volume is intended to"
+                " be used with a formatted filesystem or to remain in raw block state.",
+            ),
+        ],  # fmt: skip
+        _pv_row,
+    ),
+    "persistentvolumeclaims": (
+        [
+            NAME,
+            _col("Status", desc="phase represents the current phase of PersistentVolumeClaim."),
+            _col(
+                "Volume",
+                desc="volumeName is the binding reference to the PersistentVolume"
+                " backing this claim.",
+            ),
+            _col(
+                "Capacity",
+                desc="capacity represents the actual resources of the underlying volume.",
+            ),
+            _col(
+                "Access Modes",
+                desc="accessModes contains the actual access modes the volume backing the PVC has.",
+            ),
+            _col("StorageClass", desc="StorageClass of the pvc"),
+            _col("VolumeAttributesClass", desc="VolumeAttributesClass of the pvc"),
+            AGE,
+            _col(
+                "VolumeMode",
+                priority=1,
+                desc="volumeMode defines what type of volume is required by the claim.",
+            ),
+        ],  # fmt: skip
+        _pvc_row,
+    ),
+    "storageclasses": (
+        [
+            NAME,
+            _col("Provisioner", desc="provisioner indicates the type of the provisioner."),
+            _col(
+                "ReclaimPolicy",
+                desc="reclaimPolicy controls the reclaimPolicy for"
+                " dynamically provisioned PersistentVolumes of this storage class.",
+            ),
+            _col(
+                "VolumeBindingMode",
+                desc="volumeBindingMode indicates how"
+                " PersistentVolumeClaims should be provisioned and bound.",
+            ),
+            _col(
+                "AllowVolumeExpansion",
+                desc="allowVolumeExpansion shows whether the storage class allow volume expand.",
+            ),
+            AGE,
+        ],  # fmt: skip
+        _storage_class_row,
+    ),
     "priorityclasses": (
         [
             NAME,
