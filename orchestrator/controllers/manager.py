@@ -15,7 +15,13 @@ from dataclasses import dataclass, field, replace
 
 from orchestrator.client import ApiClient, ClientConfig, LeaderElector, NotFound, ResourceRef
 from orchestrator.client.events import EventRecorder
-from orchestrator.client.rest import CONTROLLERREVISIONS, ENDPOINTSLICES, REPLICATIONCONTROLLERS
+from orchestrator.client.rest import (
+    CONTROLLERREVISIONS,
+    ENDPOINTSLICES,
+    PERSISTENTVOLUMES,
+    REPLICATIONCONTROLLERS,
+    STORAGECLASSES,
+)
 
 from .base import Client, Controller, InformerFactory, Metrics
 from .clusterdns import ClusterDnsController
@@ -30,6 +36,7 @@ from .nodelifecycle import NodeLifecycleController
 from .replicaset import ReplicaSetController, ReplicationManager
 from .rootca import RootCAPublisher
 from .statefulset import StatefulSetController
+from .volumes import LocalPathProvisioner, PersistentVolumeController
 
 __all__ = ["CONTROLLERS", "ManagerConfig", "ControllerManager", "run_controller_manager"]
 
@@ -67,6 +74,8 @@ CONTROLLERS: dict[str, Maker] = {
     "job": lambda c, f, cfg: JobController(c, f),
     "cronjob": lambda c, f, cfg: CronJobController(c, f),
     "nodelifecycle": lambda c, f, cfg: NodeLifecycleController(c, f, cfg.node_monitor_grace_period),
+    "persistentvolume-binder": lambda c, f, cfg: PersistentVolumeController(c, f),
+    "local-path-provisioner": lambda c, f, cfg: LocalPathProvisioner(c, f),
 }
 # Kinds a controller needs the API to serve (else it is left out, with a log line).
 REQUIRES: dict[str, tuple[ResourceRef, ...]] = {
@@ -75,6 +84,8 @@ REQUIRES: dict[str, tuple[ResourceRef, ...]] = {
     "clusterdns": (ENDPOINTSLICES,),
     "daemonset": (CONTROLLERREVISIONS,),
     "statefulset": (CONTROLLERREVISIONS,),
+    "persistentvolume-binder": (PERSISTENTVOLUMES, STORAGECLASSES),
+    "local-path-provisioner": (PERSISTENTVOLUMES, STORAGECLASSES),
 }
 
 
