@@ -47,6 +47,7 @@ def _shape(p: PodInfo) -> tuple[object, ...]:
         tuple(sorted(p.node_selector.items())),
         repr(p.required_terms),
         repr(p.tolerations),
+        repr(p.volume_terms),
     )
 
 

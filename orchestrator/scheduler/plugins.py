@@ -61,6 +61,7 @@ TAINT_UNREACHABLE = "node.kubernetes.io/unreachable"
 # Filter reasons, as kube-scheduler words them.
 R_NODE_NAME = "node(s) didn't match the requested node name"
 R_AFFINITY = "node(s) didn't match Pod's node affinity/selector"
+R_VOLUME_AFFINITY = "node(s) had volume node affinity conflict"
 R_UNSCHEDULABLE = "node(s) were unschedulable"
 R_PORTS = "node(s) didn't have free ports for the requested pod ports"
 R_TOO_MANY_PODS = "Too many pods"
@@ -72,7 +73,9 @@ R_EXISTING_ANTI = "node(s) didn't satisfy existing pods anti-affinity rules"
 R_NOT_HELPFUL = "Preemption is not helpful for scheduling"
 R_NO_VICTIMS = "No preemption victims found for incoming pod"
 # Failures that removing pods cannot cure (kube's UnschedulableAndUnresolvable).
-UNRESOLVABLE = frozenset({R_NODE_NAME, R_AFFINITY, R_UNSCHEDULABLE, R_SPREAD_LABEL, R_POD_AFFINITY})
+UNRESOLVABLE = frozenset(
+    {R_NODE_NAME, R_AFFINITY, R_VOLUME_AFFINITY, R_UNSCHEDULABLE, R_SPREAD_LABEL, R_POD_AFFINITY}
+)
 
 
 def _untolerated(key: str, value: str) -> str:
@@ -194,6 +197,9 @@ class PodInfo:
     terminating: bool  # metadata.deletionTimestamp is set
     nominated: str  # status.nominatedNodeName
     obj: Obj = field(repr=False)
+    # VolumeBinding: for each claim whose volume is pinned (its nodeAffinity, or the node
+    # selected for it), the node selector terms one of which a node must match
+    volume_terms: tuple[tuple[Obj, ...], ...] = ()
 
     @property
     def has_pod_affinity(self) -> bool:
@@ -509,6 +515,9 @@ def filter_static(p: PodInfo, node: NodeInfo) -> list[str]:
         return [R_UNSCHEDULABLE]
     if not node_affinity_fits(p, node):
         return [R_AFFINITY]
+    for terms in p.volume_terms:
+        if not any(node_selector_term_matches(t, node) for t in terms):
+            return [R_VOLUME_AFFINITY]
     t = untolerated_taint(p, node)
     if t is not None:
         return [_untolerated(str(t.get("key") or ""), str(t.get("value") or ""))]

@@ -27,7 +27,16 @@ from orchestrator.client import (
     strip_managed_fields,
 )
 from orchestrator.client.events import EventRecorder
-from orchestrator.client.rest import NAMESPACES, NODES, PODS, Obj
+from orchestrator.client.rest import (
+    NAMESPACES,
+    NODES,
+    PERSISTENTVOLUMECLAIMS,
+    PERSISTENTVOLUMES,
+    PODS,
+    STORAGECLASSES,
+    Obj,
+)
+from orchestrator.client.volumes import SELECTED_NODE, claim_names
 
 from .cache import Cache
 from .plugins import FitError, PodInfo, pod_info, preempt
@@ -73,6 +82,7 @@ class Scheduler:
         self.cache = Cache(self.config.percentage_of_nodes_to_score)
         self.queue = SchedulingQueue()
         self.nodes, self.pods, self.namespaces = self._informers()
+        self.claims, self.volumes, self.classes = self._volume_informers()
         self.recorder: EventRecorder | None = None
         self._binds: set[asyncio.Task[None]] = set()
         self._bind_slots = asyncio.Semaphore(self.config.parallel_binds)
@@ -90,7 +100,24 @@ class Scheduler:
             Informer(self.client, NAMESPACES, transform=strip_managed_fields),
         )
 
+    def _volume_informers(self) -> tuple[Informer, Informer, Informer]:
+        """Claims, volumes and storage classes (the VolumeBinding plugin's listers)."""
+        return (
+            Informer(self.client, PERSISTENTVOLUMECLAIMS, transform=strip_managed_fields),
+            Informer(self.client, PERSISTENTVOLUMES, transform=strip_managed_fields),
+            Informer(self.client, STORAGECLASSES, transform=strip_managed_fields),
+        )
+
     # ------------------------------------------------------------ informer handlers
+
+    def _on_volume(self, event: str, old: Obj | None, new: Obj | None) -> None:
+        """A claim or volume changed (made, bound): pods waiting for it may go on."""
+        if (
+            event != "MODIFIED"
+            or (old or {}).get("spec") != (new or {}).get("spec")
+            or ((old or {}).get("status") != (new or {}).get("status"))
+        ):
+            self.queue.move_all()
 
     def _on_node(self, event: str, old: Obj | None, new: Obj | None) -> None:
         if event == "DELETED":
@@ -166,14 +193,22 @@ class Scheduler:
         self.cache = Cache(self.config.percentage_of_nodes_to_score)
         self.queue = SchedulingQueue()
         self.nodes, self.pods, self.namespaces = self._informers()
+        self.claims, self.volumes, self.classes = self._volume_informers()
         self.recorder = EventRecorder(self.client, DEFAULT_SCHEDULER)
         self.nodes.add_handler(self._on_node)
         self.pods.add_handler(self._on_pod)
         self.namespaces.add_handler(self._on_namespace)
+        self.claims.add_handler(self._on_volume)
+        self.volumes.add_handler(self._on_volume)
+        volume_informers = (self.claims, self.volumes, self.classes)
         self.namespaces.start()
         self.nodes.start()
+        for inf in volume_informers:
+            inf.start()
         await self.namespaces.wait_synced()
         await self.nodes.wait_synced()
+        for inf in volume_informers:
+            await inf.wait_synced()
         self.pods.start()
         try:
             await self.pods.wait_synced()
@@ -193,6 +228,8 @@ class Scheduler:
             await self.pods.stop()
             await self.nodes.stop()
             await self.namespaces.stop()
+            for inf in volume_informers:
+                await inf.stop()
             await self.recorder.close()
 
     def _schedule_one(self, key: str) -> None:
@@ -206,6 +243,14 @@ class Scheduler:
             self.queue.done(key)
             return
         p = pod_info(pod)
+        select: list[Obj] = []
+        waiting = False
+        if claim_names(pod):
+            terms, select, waiting, problem = self._volume_binding(pod)
+            if problem:
+                self._unresolvable(p, problem)
+                return
+            p.volume_terms = terms
         try:
             placement = self.cache.schedule(p)
         except FitError as err:
@@ -215,8 +260,83 @@ class Scheduler:
             log.exception("scheduling %s", key)
             self.queue.retry(key)
             return
+        if select or waiting:
+            # kube's VolumeBinding PreBind: the claims that wait for their first consumer get
+            # the node chosen (the provisioner makes their volumes there); the pod is bound
+            # once they are (their informer's events bring it back)
+            self.queue.unschedulable_pod(key)
+            if select:
+                task = asyncio.create_task(self._select_node(select, placement.node))
+                self._binds.add(task)
+                task.add_done_callback(self._binds.discard)
+            return
         self.cache.assume(p, placement.node)
         task = asyncio.create_task(self._bind(p, placement.node))
+        self._binds.add(task)
+        task.add_done_callback(self._binds.discard)
+
+    def _volume_binding(self, pod: Obj) -> tuple[tuple[tuple[Obj, ...], ...], list[Obj], bool, str]:
+        """The VolumeBinding plugin over the pod's claims: the node terms of the volumes they
+        are bound to (or of the node selected for them), the claims that wait for a node to
+        be selected, whether any is still being bound, and why the pod cannot be placed at
+        all ("" when it can)."""
+        ns = (pod.get("metadata") or {}).get("namespace") or ""
+        terms: list[tuple[Obj, ...]] = []
+        select: list[Obj] = []
+        waiting = False
+        for name in claim_names(pod):
+            claim = self.claims.get(f"{ns}/{name}")
+            if claim is None:
+                return (), [], False, f'persistentvolumeclaim "{name}" not found'
+            meta, spec = claim.get("metadata") or {}, claim.get("spec") or {}
+            if meta.get("deletionTimestamp"):
+                return (), [], False, f'persistentvolumeclaim "{name}" is being deleted'
+            volume = spec.get("volumeName")
+            if volume and (claim.get("status") or {}).get("phase") == "Bound":
+                pv = self.volumes.get(volume)
+                if pv is None:
+                    return (), [], False, "pvc(s) bound to non-existent pv(s)"
+                required = ((pv.get("spec") or {}).get("nodeAffinity") or {}).get("required")
+                if required:
+                    terms.append(tuple(required.get("nodeSelectorTerms") or ()))
+                continue
+            if volume:  # the binder is at it
+                waiting = True
+                continue
+            cls = self.classes.get(spec.get("storageClassName") or "")
+            if cls is None or cls.get("volumeBindingMode") != "WaitForFirstConsumer":
+                return (), [], False, "pod has unbound immediate PersistentVolumeClaims"
+            selected = (meta.get("annotations") or {}).get(SELECTED_NODE)
+            if selected:
+                field = {"key": "metadata.name", "operator": "In", "values": [selected]}
+                terms.append(({"matchFields": [field]},))
+                waiting = True
+            else:
+                select.append(claim)
+        return tuple(terms), select, waiting, ""
+
+    async def _select_node(self, claims: list[Obj], node: str) -> None:
+        for claim in claims:
+            meta = claim.get("metadata") or {}
+            patch = {"metadata": {"annotations": {SELECTED_NODE: node}}}
+            try:
+                await self.client.patch(
+                    PERSISTENTVOLUMECLAIMS, meta.get("namespace"), meta["name"], patch
+                )
+            except ClientError as e:
+                log.info("select node %s for claim %s: %s", node, meta.get("name"), e)
+
+    def _unresolvable(self, p: PodInfo, problem: str) -> None:
+        """A pod the VolumeBinding PreFilter turns away whatever the node (no preemption can
+        help): the message kube-scheduler gives."""
+        self.failed += 1
+        n = len(self.cache.nodes)
+        message = (
+            f"0/{n} nodes are available: {problem}. preemption: 0/{n} nodes are available:"
+            f" {n} Preemption is not helpful for scheduling."
+        )
+        self.queue.unschedulable_pod(p.key)
+        task = asyncio.create_task(self._report_failure(p, message, p.nominated))
         self._binds.add(task)
         task.add_done_callback(self._binds.discard)
 
