@@ -5,7 +5,11 @@ removed in reverse order, each waiting for the one before to be Running and Read
 partition, one pod at a time, with ControllerRevisions as the template history (ordinals
 below the partition keep the current revision); OnDelete leaves replacement to the user.
 
-PersistentVolumeClaim templates are not handled (the cluster has no volume provisioning).
+Each pod gets a claim per ``volumeClaimTemplates`` entry, ``<template>-<set>-<ordinal>``, made
+before the pod (labels: the template's and the selector's) and mounted in place of the
+template's volume of that name. ``persistentVolumeClaimRetentionPolicy``: Retain (the default)
+keeps the claims; whenDeleted Delete makes the set their owner (the garbage collector deletes
+them with it), whenScaled Delete makes a pod removed by a scale-down the owner of its claims.
 """
 
 from __future__ import annotations
@@ -14,7 +18,12 @@ import logging
 import re
 
 from orchestrator.client import ClientError, NotFound, Obj, split_key
-from orchestrator.client.rest import CONTROLLERREVISIONS, PODS, STATEFULSETS
+from orchestrator.client.rest import (
+    CONTROLLERREVISIONS,
+    PERSISTENTVOLUMECLAIMS,
+    PODS,
+    STATEFULSETS,
+)
 
 from .base import Client, Controller, InformerFactory
 from .history import REVISION_HASH, ensure_revision, revision_template, trim_history
@@ -56,6 +65,7 @@ class StatefulSetController(Controller):
         self.sets = factory.informer(STATEFULSETS)
         self.pods = factory.informer(PODS)
         self.revisions = factory.informer(CONTROLLERREVISIONS)
+        self.claims = factory.informer(PERSISTENTVOLUMECLAIMS)
         self.sets.add_handler(self.enqueue_handler)
         self.pods.add_handler(self._on_pod)
 
@@ -84,6 +94,12 @@ class StatefulSetController(Controller):
         if tmeta.get("annotations"):
             m["annotations"] = dict(tmeta["annotations"])
         spec = deep_copy(template.get("spec") or {})
+        claims = _claim_volumes(sts, ordinal)
+        if claims:  # the template's volume of a claim's name gives way to the claim
+            names = {v["name"] for v in claims}
+            spec["volumes"] = [
+                v for v in spec.get("volumes") or [] if v.get("name") not in names
+            ] + claims
         spec["hostname"] = name
         service = (sts.get("spec") or {}).get("serviceName")
         if service:
@@ -162,6 +178,7 @@ class StatefulSetController(Controller):
                 continue
             if pod is None:
                 template, h = template_for(o)
+                await self._ensure_claims(sts, o)
                 try:
                     await self.client.create(PODS, ns, self._pod(sts, o, template, h))
                 except ClientError as e:
@@ -176,6 +193,7 @@ class StatefulSetController(Controller):
         extra.sort(key=lambda p: _ordinal(meta(sts)["name"], p) or 0, reverse=True)
         for p in extra:
             if not meta(p).get("deletionTimestamp"):
+                await self._claims_owned_by(sts, p)
                 await self._delete(p)
             if not parallel:
                 return await self._status(sts, pods, update_rev, current_rev, update_hash)
@@ -192,6 +210,47 @@ class StatefulSetController(Controller):
                 if not _running_ready(pod):
                     break
         return await self._status(sts, pods, update_rev, current_rev, update_hash)
+
+    async def _ensure_claims(self, sts: Obj, ordinal: int) -> None:
+        """kube's createPersistentVolumeClaims: each claim of the pod made if missing."""
+        ns = meta(sts).get("namespace")
+        policy = (sts.get("spec") or {}).get("persistentVolumeClaimRetentionPolicy") or {}
+        for pvc in _claims(sts, ordinal):
+            name = pvc["metadata"]["name"]
+            if self.claims.get(f"{ns}/{name}") is not None:
+                continue
+            if policy.get("whenDeleted") == "Delete":
+                pvc["metadata"]["ownerReferences"] = [owner_ref(sts, "apps/v1", "StatefulSet")]
+            try:
+                await self.client.create(PERSISTENTVOLUMECLAIMS, ns, pvc)
+                log.info("statefulset: made claim %s/%s", ns, name)
+            except ClientError as e:
+                if e.code != 409:
+                    raise
+
+    async def _claims_owned_by(self, sts: Obj, pod: Obj) -> None:
+        """whenScaled Delete: a pod removed by a scale-down owns its claims (they go with
+        it)."""
+        policy = (sts.get("spec") or {}).get("persistentVolumeClaimRetentionPolicy") or {}
+        ordinal = _ordinal(meta(sts)["name"], pod)
+        if policy.get("whenScaled") != "Delete" or ordinal is None:
+            return
+        ns = meta(sts).get("namespace")
+        ref = owner_ref(pod, "v1", "Pod")
+        for pvc in _claims(sts, ordinal):
+            name = pvc["metadata"]["name"]
+            cached = self.claims.get(f"{ns}/{name}")
+            if cached is None or any(
+                r.get("uid") == ref["uid"] for r in meta(cached).get("ownerReferences") or []
+            ):
+                continue
+            refs = [*(meta(cached).get("ownerReferences") or []), ref]
+            try:
+                await self.client.patch(
+                    PERSISTENTVOLUMECLAIMS, ns, name, {"metadata": {"ownerReferences": refs}}
+                )
+            except NotFound:
+                pass
 
     async def _delete(self, pod: Obj) -> None:
         m = meta(pod)
@@ -234,3 +293,40 @@ class StatefulSetController(Controller):
             body["status"] = status
             await self.client.update_status(STATEFULSETS, meta(sts).get("namespace"), body)
         return float(min_ready) if min_ready and ready != status.get("availableReplicas") else None
+
+
+def _claims(sts: Obj, ordinal: int) -> list[Obj]:
+    """The claims of the set's pod ``ordinal``, from its volumeClaimTemplates (kube's
+    getPersistentVolumeClaims)."""
+    spec = sts.get("spec") or {}
+    selector = (spec.get("selector") or {}).get("matchLabels") or {}
+    out = []
+    for t in spec.get("volumeClaimTemplates") or []:
+        tmeta = t.get("metadata") or {}
+        m: Obj = {
+            "name": f"{tmeta.get('name')}-{meta(sts)['name']}-{ordinal}",
+            "namespace": meta(sts).get("namespace"),
+            "labels": {**(tmeta.get("labels") or {}), **selector},
+        }
+        if tmeta.get("annotations"):
+            m["annotations"] = dict(tmeta["annotations"])
+        out.append(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": m,
+                "spec": deep_copy(t.get("spec") or {}),
+            }
+        )
+    return out
+
+
+def _claim_volumes(sts: Obj, ordinal: int) -> list[Obj]:
+    templates = (sts.get("spec") or {}).get("volumeClaimTemplates") or []
+    return [
+        {
+            "name": (t.get("metadata") or {}).get("name"),
+            "persistentVolumeClaim": {"claimName": c["metadata"]["name"]},
+        }
+        for t, c in zip(templates, _claims(sts, ordinal), strict=True)
+    ]

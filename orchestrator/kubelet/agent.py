@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING
 
 from corral_common import hostsys
 from orchestrator.client import ApiClient, ClientError, Informer
+from orchestrator.client.volumes import LOCAL_PATH_ROOT_ANNOTATION
 from orchestrator.proxy import ProxyError, ServiceProxy
 from runtime.pod import api
 
+from .claims import LOCAL_PATH_DIR, LocalPathSweeper
 from .config import AgentConfig
 from .events import EventRecorder
 from .eviction import (
@@ -136,6 +138,7 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
             cfg.cluster_domain,
         )
         node = NodeAgent(client, spec, network.set_pod_cidr, network.informer)
+        node.annotations[LOCAL_PATH_ROOT_ANNOTATION] = str(cfg.data_dir / LOCAL_PATH_DIR)
         node.network_ready = False
         events = EventRecorder(client, name)
         events.node_event("Starting", "Starting kubelet.")
@@ -183,6 +186,7 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
                 asyncio.create_task(images.run(), name="kubelet-images"),
             ]
         )
+        sweeper = LocalPathSweeper(client, cfg.data_dir / LOCAL_PATH_DIR)
         cert, key = serving_files(cfg.data_dir)
         assert client_cfg.ca_pem is not None
         kubelet = KubeletPort(runtime, pods.get, cert, key, client_cfg.ca_pem)
@@ -194,6 +198,7 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
             if dns is not None:
                 await dns.start(network)
             await pods.start()
+            sweeper.start()
             tasks.append(asyncio.create_task(eviction.run(), name="kubelet-eviction"))
             # A node in a namespace of its own (a one-machine cluster) serves its kubelet on
             # its address there; a loopback address is this process's own.
@@ -217,6 +222,7 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
             if proxy is not None:
                 await proxy.stop()
             await kubelet.stop()
+            await sweeper.stop()
             await pods.stop()
             if dns is not None:
                 await dns.stop()

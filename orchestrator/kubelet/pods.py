@@ -40,6 +40,7 @@ from orchestrator.client import (
 from orchestrator.client.rest import CONFIGMAPS, PODS, SECRETS, SERVICEACCOUNTS, SERVICES
 from runtime.pod import api
 
+from .claims import LOCAL_PATH_DIR, claim_volumes, with_claims
 from .envvars import service_env, with_service_env
 from .events import EventRecorder
 from .podstatus import api_status, now, waiting_status
@@ -133,10 +134,16 @@ def _same_but_status(a: Obj, b: Obj) -> bool:
     return strip(a) == strip(b)
 
 
-def node_manifest(pod: Obj, volumes: PreparedVolumes, env: dict[str, str] | None = None) -> Obj:
+def node_manifest(
+    pod: Obj,
+    volumes: PreparedVolumes,
+    env: dict[str, str] | None = None,
+    claims: dict[str, Obj] | None = None,
+) -> Obj:
     """The pod as the node runtime gets it: without what the node has no part in; its
-    API-fed volumes as the runtime's local-source volumes, with their annotations; the
-    services' variables ``env`` in every container's environment."""
+    API-fed volumes as the runtime's local-source volumes, with their annotations; its
+    claims' volumes as the hostPath volumes ``claims`` resolved them to; the services'
+    variables ``env`` in every container's environment."""
     meta = {k: v for k, v in (pod.get("metadata") or {}).items() if k in _META}
     meta["annotations"] = {**(meta.get("annotations") or {}), **volumes.annotations}
     spec = {k: v for k, v in (pod.get("spec") or {}).items() if k not in _SCHEDULING}
@@ -147,6 +154,7 @@ def node_manifest(pod: Obj, volumes: PreparedVolumes, env: dict[str, str] | None
             spec[kind] = [with_service_env(c, env or {}) for c in spec[kind]]
     if spec.get("volumes"):
         spec["volumes"] = [volumes.volumes.get(v.get("name"), v) for v in spec["volumes"]]
+        spec = with_claims(spec, claims or {})
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
 
 
@@ -207,6 +215,7 @@ class PodManager:
         self.host_ip = host_ip
         self.events = events
         self.sources = data_dir / "volume-sources"
+        self.local_path_root = data_dir / LOCAL_PATH_DIR
         self.informer = Informer(client, PODS, field_selector=f"spec.nodeName={node_name}")
         self.informer.add_index("uid", lambda o: [o["metadata"].get("uid", "")])
         self.informer.add_index("source", watched_of)
@@ -816,6 +825,8 @@ class PodManager:
         """Resolve images, write volume sources, create and start the pod."""
         meta = pod["metadata"]
         spec = pod.get("spec") or {}
+        # its claims first: a pod whose claim is missing or not bound waits (FailedMount)
+        claims = await claim_volumes(self.client, pod, self.local_path_root)
         # The ServiceAccount tokens are asked for meanwhile (a round trip to the API server).
         asked = asyncio.ensure_future(self._pod_tokens(pod))
         try:
@@ -831,7 +842,7 @@ class PodManager:
         self._digests[meta["uid"]] = volumes.digests
         # decoded once: the Kubernetes model is what pod.json keeps, the runtime's pod is
         # what create and start act on (neither decodes the manifest again)
-        kube = api.decode_pod(node_manifest(pod, volumes, await self._service_env(pod)))
+        kube = api.decode_pod(node_manifest(pod, volumes, await self._service_env(pod), claims))
         rpod = api.from_kube(kube)
         # A failed create leaves nothing, a failed start tears the pod down (runtime.pod).
         started = time.monotonic()

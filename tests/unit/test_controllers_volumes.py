@@ -277,3 +277,73 @@ def test_protection_finalizers() -> None:
         assert client.stored(PERSISTENTVOLUMES, None, "pv1") is None
 
     asyncio.run(body())
+
+
+def test_statefulset_claims_made_before_their_pods_and_kept_or_owned() -> None:
+    from orchestrator.client.rest import STATEFULSETS
+    from orchestrator.controllers.statefulset import StatefulSetController
+
+    template = {
+        "metadata": {"name": "state", "labels": {"tier": "db"}},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    sts = {
+        "metadata": {"name": "db", "namespace": "default"},
+        "spec": {
+            "replicas": 2,
+            "podManagementPolicy": "Parallel",
+            "selector": {"matchLabels": {"app": "db"}},
+            "template": {
+                "metadata": {"labels": {"app": "db"}},
+                "spec": {
+                    "containers": [{"name": "c", "image": "db"}],
+                    "volumes": [{"name": "state", "emptyDir": {}}, {"name": "x", "emptyDir": {}}],
+                },
+            },
+            "volumeClaimTemplates": [template],
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain",
+                                                     "whenScaled": "Delete"},
+        },
+    }  # fmt: skip
+
+    async def body() -> None:
+        client = FakeClient()
+        client.add(STATEFULSETS, sts)
+        factory = InformerFactory(client)  # type: ignore[arg-type]
+        ctrl = StatefulSetController(client, factory)  # type: ignore[arg-type]
+        await factory.relist()
+        await ctrl.reconcile("default/db")
+        made = [repr(a) for a in client.take("create") if "revision" not in a.resource]
+        assert made == [
+            "create persistentvolumeclaims default/state-db-0",
+            "create pods default/db-0",
+            "create persistentvolumeclaims default/state-db-1",
+            "create pods default/db-1",
+        ]
+        c = client.stored(PERSISTENTVOLUMECLAIMS, "default", "state-db-1")
+        assert c is not None
+        assert c["metadata"]["labels"] == {"tier": "db", "app": "db"}
+        assert "ownerReferences" not in c["metadata"]  # whenDeleted Retain
+        assert c["spec"] == template["spec"]
+        p = client.stored(PODS, "default", "db-1")
+        assert p is not None
+        assert p["spec"]["volumes"] == [
+            {"name": "x", "emptyDir": {}},
+            {"name": "state", "persistentVolumeClaim": {"claimName": "state-db-1"}},
+        ]
+        await factory.relist()
+        await ctrl.reconcile("default/db")
+        assert client.take("create") == []  # the claims are there: made once
+        client.mutate(STATEFULSETS, "default", "db", spec={"replicas": 1})
+        await factory.relist()
+        await ctrl.reconcile("default/db")
+        acts = [repr(a) for a in client.take() if "statefulsets" not in a.resource]
+        assert acts == [
+            "patch persistentvolumeclaims default/state-db-1",
+            "delete pods default/db-1",
+        ]
+        c = client.stored(PERSISTENTVOLUMECLAIMS, "default", "state-db-1")
+        assert c is not None
+        assert [r["name"] for r in c["metadata"]["ownerReferences"]] == ["db-1"]  # whenScaled
+
+    asyncio.run(body())

@@ -1,0 +1,180 @@
+"""Persistent volumes on the node: a pod's ``persistentVolumeClaim`` volumes resolved, claim ->
+bound volume -> its path, into the ``hostPath`` volumes the node runtime mounts (read-only
+where the claim's volume source says so); and the node's local-path directories.
+
+A local-path volume (``corral.io/local-path``) is the directory ``<data-dir>/storage/<pv>``
+(``LOCAL_PATH_DIR``; the agent puts its path on the Node, ``corral.io/local-path-root``, where
+the provisioner reads it). The kubelet makes it, 0777 as k3s' local-path helper does, when a
+pod that uses it is made. ``LocalPathSweeper`` removes every directory there that no
+PersistentVolume names any more: a Delete volume is deleted by the controller manager once
+released, and its directory goes with it (an agent that was down removes it when it starts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from corral_common.rmtree import rmtree
+from orchestrator.client import ClientError, Informer, NotFound, Obj
+from orchestrator.client.rest import PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES
+from orchestrator.client.volumes import LOCAL_PATH_PROVISIONER, PROVISIONED_BY
+
+from .volumes import VolumeError
+
+__all__ = ["LOCAL_PATH_DIR", "LocalPathSweeper", "claim_volumes", "with_claims"]
+
+log = logging.getLogger("corral.kubelet")
+
+LOCAL_PATH_DIR = "storage"
+SWEEP_EVERY = 30.0  # seconds between sweeps besides those a deleted volume asks for
+
+
+def _has_claims(pod: Obj) -> bool:
+    return any(
+        v.get("persistentVolumeClaim") is not None
+        for v in (pod.get("spec") or {}).get("volumes") or ()
+    )
+
+
+async def claim_volumes(client: Any, pod: Obj, local_root: Path) -> dict[str, Obj]:
+    """For each ``persistentVolumeClaim`` volume of the pod, the ``hostPath`` volume that
+    replaces it (by volume name). VolumeError (FailedMount) when a claim is missing, not
+    bound, or its volume is none the node can mount."""
+    out: dict[str, Obj] = {}
+    if not _has_claims(pod):
+        return out
+    ns = (pod.get("metadata") or {}).get("namespace") or "default"
+    for v in (pod.get("spec") or {}).get("volumes") or ():
+        source = v.get("persistentVolumeClaim")
+        if source is None:
+            continue
+        name = source.get("claimName") or ""
+        try:
+            claim = await client.get(PERSISTENTVOLUMECLAIMS, ns, name)
+        except NotFound:
+            raise VolumeError(v["name"], f'persistentvolumeclaim "{name}" not found') from None
+        except ClientError as e:
+            raise VolumeError(v["name"], f'persistentvolumeclaim "{name}": {e}') from None
+        phase = (claim.get("status") or {}).get("phase") or "Pending"
+        volume = (claim.get("spec") or {}).get("volumeName")
+        if phase != "Bound" or not volume:
+            raise VolumeError(
+                v["name"],
+                f'PVC {ns}/{name} has non-bound phase ("{phase}") or empty pvc.Spec.VolumeName'
+                f' ("{volume or ""}")',
+            )
+        try:
+            pv = await client.get(PERSISTENTVOLUMES, None, volume)
+        except NotFound:
+            raise VolumeError(v["name"], f'persistentvolume "{volume}" not found') from None
+        except ClientError as e:
+            raise VolumeError(v["name"], f'persistentvolume "{volume}": {e}') from None
+        out[v["name"]] = _host_path(v["name"], pv, local_root)
+    return out
+
+
+def _host_path(name: str, pv: Obj, local_root: Path) -> Obj:
+    spec = pv.get("spec") or {}
+    pv_name = (pv.get("metadata") or {}).get("name") or ""
+    if (hp := spec.get("hostPath")) is not None:
+        path, kind = hp.get("path") or "", hp.get("type") or ""
+    elif (local := spec.get("local")) is not None:
+        path, kind = local.get("path") or "", "Directory"
+    else:
+        raise VolumeError(name, f'persistentvolume "{pv_name}": only hostPath and local volumes'
+                          " can be mounted on this node")  # fmt: skip
+    ann = (pv.get("metadata") or {}).get("annotations") or {}
+    if ann.get(PROVISIONED_BY) == LOCAL_PATH_PROVISIONER and Path(path) == local_root / pv_name:
+        try:  # the directory a local-path volume is, made when its first pod is
+            os.makedirs(path, mode=0o777, exist_ok=True)
+            os.chmod(path, 0o777)
+        except OSError as e:
+            raise VolumeError(name, f"make {path}: {e.strerror}") from None
+    return {"name": name, "hostPath": {"path": path, "type": kind}}
+
+
+def with_claims(spec: Obj, claims: dict[str, Obj]) -> Obj:
+    """The pod spec with its claim volumes replaced; the mounts of a volume whose claim
+    source is ``readOnly`` are read-only (as the kubelet mounts such a volume)."""
+    if not claims:
+        return spec
+    read_only = {
+        v["name"]
+        for v in spec.get("volumes") or ()
+        if v["name"] in claims and (v.get("persistentVolumeClaim") or {}).get("readOnly")
+    }
+    out = dict(spec)
+    out["volumes"] = [claims.get(v.get("name"), v) for v in spec.get("volumes") or ()]
+    if read_only:
+        for kind in ("initContainers", "containers"):
+            if out.get(kind):
+                out[kind] = [
+                    {
+                        **c,
+                        "volumeMounts": [
+                            {**m, "readOnly": True} if m.get("name") in read_only else m
+                            for m in c.get("volumeMounts") or ()
+                        ],
+                    }
+                    if c.get("volumeMounts")
+                    else c
+                    for c in out[kind]
+                ]
+    return out
+
+
+class LocalPathSweeper:
+    """Removes the node's local-path directories that no PersistentVolume names."""
+
+    def __init__(self, client: Any, root: Path) -> None:
+        self.root = root
+        self.informer = Informer(client, PERSISTENTVOLUMES)
+        self.informer.add_handler(self._on_volume)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def _on_volume(self, event: str, old: Obj | None, new: Obj | None) -> None:
+        if event == "DELETED":
+            self._wake.set()
+
+    def start(self) -> None:
+        self.informer.start()
+        self._task = asyncio.create_task(self._run(), name="kubelet-local-path")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.informer.stop()
+
+    async def _run(self) -> None:
+        await self.informer.wait_synced()
+        while True:
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, self.sweep)
+            except Exception:
+                log.exception("sweeping %s", self.root)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), SWEEP_EVERY)
+
+    def sweep(self) -> list[str]:
+        """Remove what no volume names (only once the informer has listed them)."""
+        if not self.informer.has_synced:
+            return []
+        try:
+            entries = os.listdir(self.root)
+        except FileNotFoundError:
+            return []
+        named = {(pv.get("metadata") or {}).get("name") for pv in self.informer.list()}
+        gone = [e for e in entries if e not in named]
+        for entry in gone:
+            log.info("removing local-path volume %s (its PersistentVolume is gone)", entry)
+            rmtree(self.root / entry, ignore_errors=True)
+        return gone

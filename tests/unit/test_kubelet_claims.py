@@ -1,0 +1,113 @@
+"""The kubelet's persistentVolumeClaim volumes: claim -> volume -> hostPath (read-only mounts
+where the claim source says so), the FailedMount reasons, the local-path directory made 0777,
+and the sweep of the directories no volume names."""
+
+from __future__ import annotations
+
+import asyncio
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.client.rest import PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES
+from orchestrator.controllers.fake import FakeClient
+from orchestrator.kubelet.claims import LocalPathSweeper, claim_volumes, with_claims
+from orchestrator.kubelet.volumes import VolumeError
+
+
+def _pod(read_only: bool = False) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "p", "namespace": "default"},
+        "spec": {
+            "containers": [
+                {
+                    "name": "c",
+                    "image": "x",
+                    "volumeMounts": [
+                        {"name": "data", "mountPath": "/data"},
+                        {"name": "tmp", "mountPath": "/tmp"},
+                    ],
+                }
+            ],
+            "volumes": [
+                {"name": "data", "persistentVolumeClaim": {"claimName": "c1",
+                                                          "readOnly": read_only}},
+                {"name": "tmp", "emptyDir": {}},
+            ],
+        },
+    }  # fmt: skip
+
+
+def _bound(client: FakeClient, root: Path, provisioned: bool = True) -> Path:
+    client.add(
+        PERSISTENTVOLUMECLAIMS,
+        {
+            "metadata": {"name": "c1", "namespace": "default"},
+            "spec": {"volumeName": "pvc-1"},
+            "status": {"phase": "Bound"},
+        },
+    )
+    ann = {"pv.kubernetes.io/provisioned-by": "corral.io/local-path"} if provisioned else {}
+    path = root / "pvc-1"
+    client.add(
+        PERSISTENTVOLUMES,
+        {
+            "metadata": {"name": "pvc-1", "annotations": ann},
+            "spec": {"hostPath": {"path": str(path), "type": "DirectoryOrCreate"}},
+        },
+    )
+    return path
+
+
+def test_claim_resolved_to_host_path(tmp_path: Path) -> None:
+    client = FakeClient()
+    path = _bound(client, tmp_path)
+    claims = asyncio.run(claim_volumes(client, _pod(), tmp_path))
+    assert claims == {
+        "data": {"name": "data", "hostPath": {"path": str(path), "type": "DirectoryOrCreate"}}
+    }
+    assert stat.S_IMODE(path.stat().st_mode) == 0o777  # made for its first pod
+    spec = with_claims(_pod()["spec"], claims)
+    assert spec["volumes"][0] == claims["data"] and spec["volumes"][1]["emptyDir"] == {}
+    assert "readOnly" not in spec["containers"][0]["volumeMounts"][0]
+    ro = with_claims(_pod(read_only=True)["spec"], claims)
+    assert ro["containers"][0]["volumeMounts"] == [
+        {"name": "data", "mountPath": "/data", "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+
+
+def test_static_volume_not_made(tmp_path: Path) -> None:
+    client = FakeClient()
+    path = _bound(client, tmp_path, provisioned=False)
+    asyncio.run(claim_volumes(client, _pod(), tmp_path))
+    assert not path.exists()  # an admin's hostPath volume: the runtime's DirectoryOrCreate
+
+
+def test_claim_missing_or_unbound(tmp_path: Path) -> None:
+    client = FakeClient()
+    with pytest.raises(VolumeError, match='persistentvolumeclaim "c1" not found'):
+        asyncio.run(claim_volumes(client, _pod(), tmp_path))
+    client.add(PERSISTENTVOLUMECLAIMS, {"metadata": {"name": "c1", "namespace": "default"},
+                                        "spec": {}, "status": {"phase": "Pending"}})  # fmt: skip
+    with pytest.raises(VolumeError, match=r'PVC default/c1 has non-bound phase \("Pending"\)'):
+        asyncio.run(claim_volumes(client, _pod(), tmp_path))
+
+
+def test_sweep_removes_what_no_volume_names(tmp_path: Path) -> None:
+    client = FakeClient()
+    _bound(client, tmp_path)
+    (tmp_path / "pvc-1").mkdir()
+    (tmp_path / "pvc-gone" / "sub").mkdir(parents=True)
+    (tmp_path / "pvc-gone" / "sub" / "f").write_text("x")
+
+    async def body() -> list[str]:
+        sweeper = LocalPathSweeper(client, tmp_path)
+        assert sweeper.sweep() == []  # not listed yet: nothing is removed
+        await sweeper.informer.relist()
+        return sweeper.sweep()
+
+    assert asyncio.run(body()) == ["pvc-gone"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pvc-1"]
