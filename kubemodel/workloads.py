@@ -13,6 +13,7 @@ from kubemodel._generated import (
     DaemonSetUpdateStrategy,
     Deployment,
     DeploymentStrategy,
+    EmptyDirVolumeSource,
     Job,
     JobSpec,
     LabelSelector,
@@ -27,6 +28,7 @@ from kubemodel._generated import (
     StatefulSet,
     StatefulSetPersistentVolumeClaimRetentionPolicy,
     StatefulSetUpdateStrategy,
+    Volume,
 )
 from kubemodel.codec import DEFAULTERS, VALIDATORS
 from kubemodel.errors import FieldError, at
@@ -213,6 +215,40 @@ def _validate_workload(obj: Any, job: bool = False) -> None:
     validate_template(obj.spec.template, obj.spec.selector, "spec.template", job)
 
 
+def _validate_statefulset(st: StatefulSet) -> None:
+    """Its pods' volumes include a claim per volumeClaimTemplates entry (the template's mounts
+    may name them); the retention policy is Retain or Delete."""
+    spec = st.spec
+    policy = spec.persistent_volume_claim_retention_policy if spec else None
+    for field, value in (
+        ("whenDeleted", policy.when_deleted if policy else None),
+        ("whenScaled", policy.when_scaled if policy else None),
+    ):
+        if value is not None and value not in ("Retain", "Delete"):
+            raise FieldError(
+                f"spec.persistentVolumeClaimRetentionPolicy.{field}",
+                f'Unsupported value: "{value}": supported values: "Retain", "Delete"',
+            )
+    names = [
+        (t.metadata.name if t.metadata else None) or ""
+        for t in (spec.volume_claim_templates if spec else None) or []
+    ]
+    template = spec.template.spec if spec and spec.template else None
+    if not names or template is None:
+        _validate_workload(st)
+        return
+    given = {v.name for v in template.volumes or []}
+    saved = template.volumes
+    template.volumes = [
+        *(saved or []),
+        *(Volume(name=n, empty_dir=EmptyDirVolumeSource()) for n in names if n not in given),
+    ]
+    try:
+        _validate_workload(st)
+    finally:
+        template.volumes = saved
+
+
 _PERCENT = re.compile(r"[0-9]+%")
 
 
@@ -334,7 +370,7 @@ VALIDATORS.update(
         ReplicaSet: _validate_workload,
         ReplicationController: _validate_replicationcontroller,
         DaemonSet: _validate_workload,
-        StatefulSet: _validate_workload,
+        StatefulSet: _validate_statefulset,
         Job: _validate_job,
         CronJob: _validate_cronjob,
     }

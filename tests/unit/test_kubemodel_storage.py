@@ -211,3 +211,35 @@ def test_storage_class_update() -> None:
 def test_access_modes_text() -> None:
     assert access_modes_text(["ReadWriteMany", "ReadWriteOnce", "ReadWriteOnce"]) == "RWO,RWX"
     assert access_modes_text(None) == ""
+
+
+def test_statefulset_mounts_may_name_its_claim_templates() -> None:
+    sts = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "db", "namespace": "default"},
+        "spec": {
+            "serviceName": "db",
+            "selector": {"matchLabels": {"app": "db"}},
+            "template": {
+                "metadata": {"labels": {"app": "db"}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "c",
+                            "image": "x",
+                            "volumeMounts": [{"name": "state", "mountPath": "/s"}],
+                        }
+                    ]
+                },
+            },
+            "volumeClaimTemplates": [{"metadata": {"name": "state"}, "spec": {}}],
+        },
+    }
+    out = kubemodel.to_dict(kubemodel.decode(sts))
+    assert "volumes" not in out["spec"]["template"]["spec"]  # validated with, stored without
+    sts["spec"]["volumeClaimTemplates"] = []
+    assert 'no volume named "state"' in _error(sts)
+    sts["spec"]["volumeClaimTemplates"] = [{"metadata": {"name": "state"}, "spec": {}}]
+    sts["spec"]["persistentVolumeClaimRetentionPolicy"] = {"whenScaled": "Shred"}
+    assert "whenScaled: Unsupported value" in _error(sts)
