@@ -347,3 +347,34 @@ def test_statefulset_claims_made_before_their_pods_and_kept_or_owned() -> None:
         assert [r["name"] for r in c["metadata"]["ownerReferences"]] == ["db-1"]  # whenScaled
 
     asyncio.run(body())
+
+
+def test_statefulset_claims_owned_by_the_set_when_deleted_delete() -> None:
+    from orchestrator.client.rest import STATEFULSETS
+    from orchestrator.controllers.statefulset import StatefulSetController
+
+    sts = {
+        "metadata": {"name": "db", "namespace": "default"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "db"}},
+            "template": {"metadata": {"labels": {"app": "db"}},
+                         "spec": {"containers": [{"name": "c", "image": "db"}]}},
+            "volumeClaimTemplates": [{"metadata": {"name": "s"}, "spec": {}}],
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete"},
+        },
+    }  # fmt: skip
+
+    async def body() -> None:
+        client = FakeClient()
+        made = client.add(STATEFULSETS, sts)
+        factory = InformerFactory(client)  # type: ignore[arg-type]
+        ctrl = StatefulSetController(client, factory)  # type: ignore[arg-type]
+        await factory.relist()
+        await ctrl.reconcile("default/db")
+        c = client.stored(PERSISTENTVOLUMECLAIMS, "default", "s-db-0")
+        assert c is not None
+        (ref,) = c["metadata"]["ownerReferences"]
+        assert (ref["kind"], ref["uid"]) == ("StatefulSet", made["metadata"]["uid"])
+
+    asyncio.run(body())
