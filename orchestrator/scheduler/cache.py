@@ -48,6 +48,7 @@ def _shape(p: PodInfo) -> tuple[object, ...]:
         repr(p.required_terms),
         repr(p.tolerations),
         repr(p.volume_terms),
+        repr(p.unbound_terms),
     )
 
 

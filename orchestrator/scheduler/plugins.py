@@ -62,6 +62,7 @@ TAINT_UNREACHABLE = "node.kubernetes.io/unreachable"
 R_NODE_NAME = "node(s) didn't match the requested node name"
 R_AFFINITY = "node(s) didn't match Pod's node affinity/selector"
 R_VOLUME_AFFINITY = "node(s) had volume node affinity conflict"
+R_NO_VOLUME = "node(s) didn't find available persistent volumes to bind"
 R_UNSCHEDULABLE = "node(s) were unschedulable"
 R_PORTS = "node(s) didn't have free ports for the requested pod ports"
 R_TOO_MANY_PODS = "Too many pods"
@@ -74,7 +75,15 @@ R_NOT_HELPFUL = "Preemption is not helpful for scheduling"
 R_NO_VICTIMS = "No preemption victims found for incoming pod"
 # Failures that removing pods cannot cure (kube's UnschedulableAndUnresolvable).
 UNRESOLVABLE = frozenset(
-    {R_NODE_NAME, R_AFFINITY, R_VOLUME_AFFINITY, R_UNSCHEDULABLE, R_SPREAD_LABEL, R_POD_AFFINITY}
+    {
+        R_NODE_NAME,
+        R_AFFINITY,
+        R_VOLUME_AFFINITY,
+        R_NO_VOLUME,
+        R_UNSCHEDULABLE,
+        R_SPREAD_LABEL,
+        R_POD_AFFINITY,
+    }
 )
 
 
@@ -200,6 +209,9 @@ class PodInfo:
     # VolumeBinding: for each claim whose volume is pinned (its nodeAffinity, or the node
     # selected for it), the node selector terms one of which a node must match
     volume_terms: tuple[tuple[Obj, ...], ...] = ()
+    # for each unbound claim that waits for its first consumer and has no provisioner: the
+    # node terms of the volumes it could be bound to (one must match; none: no node fits)
+    unbound_terms: tuple[tuple[Obj, ...], ...] = ()
 
     @property
     def has_pod_affinity(self) -> bool:
@@ -518,6 +530,9 @@ def filter_static(p: PodInfo, node: NodeInfo) -> list[str]:
     for terms in p.volume_terms:
         if not any(node_selector_term_matches(t, node) for t in terms):
             return [R_VOLUME_AFFINITY]
+    for terms in p.unbound_terms:
+        if not any(node_selector_term_matches(t, node) for t in terms):
+            return [R_NO_VOLUME]
     t = untolerated_taint(p, node)
     if t is not None:
         return [_untolerated(str(t.get("key") or ""), str(t.get("value") or ""))]

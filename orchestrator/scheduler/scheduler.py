@@ -36,7 +36,7 @@ from orchestrator.client.rest import (
     STORAGECLASSES,
     Obj,
 )
-from orchestrator.client.volumes import SELECTED_NODE, claim_names
+from orchestrator.client.volumes import SELECTED_NODE, claim_names, find_volume
 
 from .cache import Cache
 from .plugins import FitError, PodInfo, pod_info, preempt
@@ -251,6 +251,7 @@ class Scheduler:
                 self._unresolvable(p, problem)
                 return
             p.volume_terms = terms
+            p.unbound_terms = self._static_candidates(select)
         try:
             placement = self.cache.schedule(p)
         except FitError as err:
@@ -314,6 +315,30 @@ class Scheduler:
             else:
                 select.append(claim)
         return tuple(terms), select, waiting, ""
+
+    def _static_candidates(self, claims: list[Obj]) -> tuple[tuple[Obj, ...], ...]:
+        """For each claim (waiting for a node) whose class has no provisioner: the node terms
+        of the volumes it could be bound to; a claim with a candidate usable anywhere (or a
+        provisioner) adds no constraint, one with no candidate a constraint no node meets."""
+        out: list[tuple[Obj, ...]] = []
+        for claim in claims:
+            name = (claim.get("spec") or {}).get("storageClassName") or ""
+            cls = self.classes.get(name) or {}
+            if cls.get("provisioner") not in (None, "", "kubernetes.io/no-provisioner"):
+                continue
+            options: list[Obj] = []
+            anywhere = False
+            for pv in self.volumes.list():
+                if find_volume(claim, [pv]) is not pv:
+                    continue
+                required = ((pv.get("spec") or {}).get("nodeAffinity") or {}).get("required")
+                if not required:
+                    anywhere = True
+                    break
+                options.extend(required.get("nodeSelectorTerms") or ())
+            if not anywhere:
+                out.append(tuple(options))
+        return tuple(out)
 
     async def _select_node(self, claims: list[Obj], node: str) -> None:
         for claim in claims:

@@ -97,3 +97,60 @@ def test_volume_affinity_filters_nodes() -> None:
         assert str(e) == f"0/3 nodes are available: 3 {R_VOLUME_AFFINITY}."
     else:
         raise AssertionError("scheduled against its volume's node affinity")
+
+
+def test_static_local_volumes_decide_the_node() -> None:
+    """A claim of a class without a provisioner (local volumes made by hand), waiting for its
+    first consumer: only nodes where a volume it could take is usable fit."""
+
+    async def body() -> None:
+        s = _scheduler()
+        s.classes._put(
+            {
+                "metadata": {"name": "local"},
+                "provisioner": "kubernetes.io/no-provisioner",
+                "volumeBindingMode": "WaitForFirstConsumer",
+            }
+        )
+        claim = _claim("c", "local")
+        claim["spec"].update(
+            accessModes=["ReadWriteOnce"], resources={"requests": {"storage": "1Gi"}}
+        )
+        s.claims._put(claim)
+
+        def local(name: str, node: str, size: str) -> dict[str, Any]:
+            return {
+                "metadata": {"name": name},
+                "spec": {
+                    "storageClassName": "local",
+                    "accessModes": ["ReadWriteOnce"],
+                    "capacity": {"storage": size},
+                    "local": {"path": "/mnt/disk"},
+                    "nodeAffinity": _affinity(node),
+                },
+            }
+
+        s.volumes._put(local("small-on-n1", "n1", "100Mi"))
+        s.volumes._put(local("on-n3", "n3", "5Gi"))
+        _, select, _, problem = s._volume_binding(_pod("c"))
+        assert problem == "" and len(select) == 1
+        p = pod_info(_pod("c"))
+        p.unbound_terms = s._static_candidates(select)
+        cache = Cache()
+        for n in ("n1", "n2", "n3"):
+            cache.set_node(_node(n))
+        assert cache.schedule(p).node == "n3"  # the one node with a volume big enough
+        s.volumes._drop("on-n3")
+        p = pod_info(_pod("c"))
+        p.unbound_terms = s._static_candidates(select)
+        try:
+            cache.schedule(p)
+        except FitError as e:
+            assert str(e) == (
+                "0/3 nodes are available: 3 node(s) didn't find available persistent volumes"
+                " to bind."
+            )
+        else:
+            raise AssertionError("scheduled with no volume to bind")
+
+    asyncio.run(body())
