@@ -302,3 +302,92 @@ def test_a_pod_whose_claim_is_missing_waits(ns: Space) -> None:
     # the claim made, the pods go on
     ns.apply(claim("nope"))
     assert ns.finished("lost")["status"]["phase"] == "Succeeded"
+
+
+def test_volumes_made_by_hand_bind_and_are_retained(ns: Space, tmp_path: Path) -> None:
+    c = ns.c
+    suffix = ns.name[-6:]
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "motd").write_text("hello\n")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    target = c.state.nodes[1].name
+    c.apply(
+        {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {"name": f"local-{suffix}"},
+            "provisioner": "kubernetes.io/no-provisioner",
+            "volumeBindingMode": "WaitForFirstConsumer",
+        }
+    )
+    affinity = {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+        {"key": "kubernetes.io/hostname", "operator": "In", "values": [target]}
+    ]}]}}  # fmt: skip
+    for name, spec in (
+        (f"manual-{suffix}", {"hostPath": {"path": str(shared)}, "storageClassName": "manual"}),
+        (
+            f"disk-{suffix}",
+            {
+                "local": {"path": str(disk)},
+                "storageClassName": f"local-{suffix}",
+                "nodeAffinity": affinity,
+            },
+        ),  # fmt: skip
+    ):
+        c.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": name},
+                "spec": {"accessModes": ["ReadWriteOnce"], "capacity": {"storage": "1Gi"},
+                         **spec},
+            }
+        )  # fmt: skip
+    try:
+        manual = claim("manual")
+        manual["spec"]["storageClassName"] = "manual"
+        ns.apply(manual)
+        # Immediate (no such class: no provisioner, no waiting): bound at once, no pod needed
+        until("manual bound", lambda: ns.get("pvc", "manual")["status"]["phase"] == "Bound")
+        assert ns.get("pvc", "manual")["spec"]["volumeName"] == f"manual-{suffix}"
+        ns.apply(pod("motd", "manual", "cat /data/motd"))
+        assert ns.finished("motd")["status"]["phase"] == "Succeeded"
+        assert ns.run("logs", "motd").stdout == "hello\n"
+        local = claim("local")
+        local["spec"]["storageClassName"] = f"local-{suffix}"
+        ns.apply(local)
+        ns.apply(pod("on-disk", "local", "echo mine > /data/f"))
+        done = ns.finished("on-disk")
+        assert done["status"]["phase"] == "Succeeded"
+        assert done["spec"]["nodeName"] == target  # where its volume is
+        assert (disk / "f").read_text() == "mine\n"
+        # Retain: the claim deleted, the volume is Released and stays, its files too
+        ns.run("delete", "pod", "motd", "on-disk")
+        ns.run("delete", "pvc", "manual", "local")
+        until(
+            "released",
+            lambda: c.get("pv", f"manual-{suffix}")["status"]["phase"] == "Released",
+            WAIT,
+        )
+        assert (shared / "motd").exists() and (disk / "f").exists()
+    finally:
+        c.k.run("delete", "pv", f"manual-{suffix}", f"disk-{suffix}", "--ignore-not-found",
+                "--wait=false")  # fmt: skip
+        c.k.run("delete", "sc", f"local-{suffix}", "--ignore-not-found")
+    until(
+        "the volumes deleted (pv-protection let go)",
+        lambda: (
+            not c.k.run(
+                "get",
+                "pv",
+                f"manual-{suffix}",
+                f"disk-{suffix}",
+                "--ignore-not-found",
+                "-o",
+                "name",
+            ).stdout
+        ),  # fmt: skip
+        WAIT,
+    )
