@@ -5,9 +5,11 @@ where the claim's volume source says so); and the node's local-path directories.
 A local-path volume (``corral.io/local-path``) is the directory ``<data-dir>/storage/<pv>``
 (``LOCAL_PATH_DIR``; the agent puts its path on the Node, ``corral.io/local-path-root``, where
 the provisioner reads it). The kubelet makes it, 0777 as k3s' local-path helper does, when a
-pod that uses it is made. ``LocalPathSweeper`` removes every directory there that no
-PersistentVolume names any more: a Delete volume is deleted by the controller manager once
-released, and its directory goes with it (an agent that was down removes it when it starts).
+pod that uses it is made. ``LocalPathSweeper`` removes a directory there once the
+PersistentVolume it is named after is gone: a Delete volume is deleted by the controller
+manager once released, and its directory goes with it. Only volumes this agent has seen: a
+directory whose volume it never saw (deleted while the agent was down, or the node joined to
+another cluster) is left, with a log line, rather than risk data that may still be wanted.
 """
 
 from __future__ import annotations
@@ -129,7 +131,7 @@ def with_claims(spec: Obj, claims: dict[str, Obj]) -> Obj:
 
 
 class LocalPathSweeper:
-    """Removes the node's local-path directories that no PersistentVolume names."""
+    """Removes the node's local-path directories whose PersistentVolume it saw go."""
 
     def __init__(self, client: Any, root: Path) -> None:
         self.root = root
@@ -137,8 +139,13 @@ class LocalPathSweeper:
         self.informer.add_handler(self._on_volume)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._seen: set[str] = set()  # the volumes listed or watched since the agent started
+        self._unknown: set[str] = set()  # directories already reported as left alone
 
     def _on_volume(self, event: str, old: Obj | None, new: Obj | None) -> None:
+        obj = new if new is not None else old
+        if obj is not None:
+            self._seen.add((obj.get("metadata") or {}).get("name") or "")
         if event == "DELETED":
             self._wake.set()
 
@@ -165,7 +172,8 @@ class LocalPathSweeper:
                 await asyncio.wait_for(self._wake.wait(), SWEEP_EVERY)
 
     def sweep(self) -> list[str]:
-        """Remove what no volume names (only once the informer has listed them)."""
+        """Remove the directories of the volumes seen and gone (only once the informer has
+        listed them)."""
         if not self.informer.has_synced:
             return []
         try:
@@ -173,7 +181,10 @@ class LocalPathSweeper:
         except FileNotFoundError:
             return []
         named = {(pv.get("metadata") or {}).get("name") for pv in self.informer.list()}
-        gone = [e for e in entries if e not in named]
+        gone = [e for e in entries if e not in named and e in self._seen]
+        for entry in sorted(set(entries) - named - self._seen - self._unknown):
+            self._unknown.add(entry)
+            log.warning("%s: no PersistentVolume of this cluster names it: left", self.root / entry)
         for entry in gone:
             log.info("removing local-path volume %s (its PersistentVolume is gone)", entry)
             rmtree(self.root / entry, ignore_errors=True)

@@ -96,18 +96,24 @@ def test_claim_missing_or_unbound(tmp_path: Path) -> None:
         asyncio.run(claim_volumes(client, _pod(), tmp_path))
 
 
-def test_sweep_removes_what_no_volume_names(tmp_path: Path) -> None:
+def test_sweep_removes_the_directories_of_volumes_gone(tmp_path: Path) -> None:
     client = FakeClient()
     _bound(client, tmp_path)
-    (tmp_path / "pvc-1").mkdir()
-    (tmp_path / "pvc-gone" / "sub").mkdir(parents=True)
-    (tmp_path / "pvc-gone" / "sub" / "f").write_text("x")
+    client.add(PERSISTENTVOLUMES, {"metadata": {"name": "pvc-gone"}, "spec": {}})
+    for name in ("pvc-1", "pvc-gone", "pvc-unknown"):
+        (tmp_path / name / "sub").mkdir(parents=True)
+        (tmp_path / name / "sub" / "f").write_text("x")
 
-    async def body() -> list[str]:
+    async def body() -> list[list[str]]:
         sweeper = LocalPathSweeper(client, tmp_path)
-        assert sweeper.sweep() == []  # not listed yet: nothing is removed
+        out = [sweeper.sweep()]  # not listed yet: nothing is removed
         await sweeper.informer.relist()
-        return sweeper.sweep()
+        out.append(sweeper.sweep())  # every volume is there
+        await client.delete(PERSISTENTVOLUMES, None, "pvc-gone")
+        await sweeper.informer.relist()
+        out.append(sweeper.sweep())
+        return out
 
-    assert asyncio.run(body()) == ["pvc-gone"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["pvc-1"]
+    # a directory whose volume this agent never saw is left alone
+    assert asyncio.run(body()) == [[], [], ["pvc-gone"]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pvc-1", "pvc-unknown"]
