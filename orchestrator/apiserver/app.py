@@ -25,6 +25,7 @@ from .eviction import evict
 from .podexec import pod_exec
 from .podlogs import pod_log
 from .portforward import pod_port_forward
+from .proxyroute import proxy
 from .resources import RESOURCES, Resource, by_path
 from .security import REQUEST_TIMEOUT, Security
 from .selectors import field_selector, label_selector
@@ -604,6 +605,18 @@ class ApiServer:
             and (group or segs[2] not in ("status", "finalize"))
         ):
             ns, segs = segs[1], segs[2:]
+        if len(segs) >= 3 and segs[2] == "proxy" and all(segs[:2]) and not watch_path:
+            res = by_path(group, version, segs[0])
+            if res is not None and "proxy" in res.subresources and (ns is None) != res.namespaced:
+                return await proxy(
+                    request,
+                    self.storage,
+                    res.name,
+                    ns,
+                    segs[1],
+                    self.kubelet_client,
+                    self.kubelet_netns,
+                )
         if not segs or len(segs) > 3 or not all(segs):
             raise _not_found_path()
         res = by_path(group, version, segs[0])

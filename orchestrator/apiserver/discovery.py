@@ -124,6 +124,11 @@ def resource_list(group_name: str, ver: str) -> dict[str, Any] | None:
                     sub, "PodPortForwardOptions"
                 )
                 e.update(kind=kind, verbs=["create", "get"])
+            elif sub == "proxy":
+                kind = {"pods": "PodProxyOptions", "services": "ServiceProxyOptions"}.get(
+                    r.name, "NodeProxyOptions"
+                )
+                e.update(kind=kind, verbs=["create", "delete", "get", "patch", "update"])
             elif sub == "eviction":
                 e.update(group="policy", version="v1", kind="Eviction", verbs=["create"])
             out.append(e)

@@ -19,9 +19,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 
 from orchestrator.client import Obj
+from orchestrator.httprelay import relay, request_headers
 from runtime.pod import api
 
 from .port import serving_context
@@ -32,6 +34,7 @@ __all__ = ["KubeletServer"]
 log = logging.getLogger("corral.agent.server")
 
 ADMIN_GROUP = "system:masters"
+ERROR_HEADER = "X-Corral-Proxy-Error"  # orchestrator.apiserver.proxyroute reads it
 
 
 def _groups(cert: dict[str, object] | None) -> set[str]:
@@ -70,6 +73,12 @@ def _line_time(t: str) -> datetime | None:
         return None
 
 
+def _proxy_error(message: str) -> web.Response:
+    return web.Response(
+        status=502, text=message, content_type="text/plain", headers={ERROR_HEADER: "1"}
+    )
+
+
 def _bad(message: str, code: int = 400) -> web.HTTPException:
     cls = {400: web.HTTPBadRequest, 403: web.HTTPForbidden, 404: web.HTTPNotFound}[code]
     return cls(text=message, content_type="text/plain")
@@ -83,9 +92,11 @@ class KubeletServer:
         cert: Path,
         key: Path,
         ca_pem: bytes,
+        list_pods: Callable[[], list[Obj]] | None = None,
     ) -> None:
         self.runtime = runtime
         self.find_pod = find_pod
+        self.list_pods = list_pods
         self.cert, self.key, self.ca_pem = cert, key, ca_pem
         self._runner: web.AppRunner | None = None
 
@@ -120,7 +131,11 @@ class KubeletServer:
         app.router.add_route("GET", "/attach/{namespace}/{pod}/{container}", self._attach)
         app.router.add_route("POST", "/attach/{namespace}/{pod}/{container}", self._attach)
         app.router.add_get("/portForward/{namespace}/{pod}", self._port_forward)
+        app.router.add_route(
+            "*", "/podProxy/{namespace}/{pod}/{scheme}/{port}/{tail:.*}", self._pod_proxy
+        )
         app.router.add_get("/healthz", self._health)
+        app.router.add_get("/pods", self._pods)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
 
@@ -139,6 +154,50 @@ class KubeletServer:
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
+
+    async def _pods(self, request: web.Request) -> web.Response:
+        """The pods this node runs (the kubelet's ``/pods``: a v1 PodList)."""
+        items = self.list_pods() if self.list_pods is not None else []
+        body = {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}
+        return web.json_response(body)
+
+    async def _pod_proxy(self, request: web.Request) -> web.StreamResponse:
+        """The API server's ``pods/proxy`` and ``services/proxy``: the request passed on to
+        the pod's address and port, connected from the node's network namespace (where the
+        pods' bridge is); ``https`` unverified, as kube-apiserver's pod proxy. An error of
+        ours (no such pod, no address, the connection refused) carries ``ERROR_HEADER``."""
+        ns, name = request.match_info["namespace"], request.match_info["pod"]
+        scheme, port = request.match_info["scheme"], request.match_info["port"]
+        pod = self.find_pod(f"{ns}/{name}")
+        if pod is None:
+            return _proxy_error(f'pod "{name}" not found in namespace "{ns}" on this node')
+        if scheme not in ("http", "https") or not port.isdigit() or not 0 < int(port) < 65536:
+            return _proxy_error(f"dial tcp: address {port}: invalid port")
+        loop = asyncio.get_running_loop()
+        try:
+            st = await loop.run_in_executor(None, self.runtime.status, pod["metadata"]["uid"])
+        except api.PodError as e:
+            return _proxy_error(f"pod {ns}/{name}: {e.message}")
+        ip = "127.0.0.1" if st.host_network else st.pod_ip
+        if not ip:
+            return _proxy_error(f"pod {ns}/{name} has no address")
+        prefix = "/podProxy/" + "/".join((ns, name, scheme, port))
+        tail = request.raw_path.split("?", 1)[0][len(prefix) :] or "/"
+        host = f"[{ip}]" if ":" in ip else ip
+        connector = aiohttp.TCPConnector(socket_factory=self._node_socket, force_close=True)
+        try:
+            return await relay(
+                request,
+                f"{scheme}://{host}:{port}{tail}",
+                request_headers(request),
+                ssl=False,
+                connector=connector,
+            )
+        except (aiohttp.ClientError, OSError) as e:
+            return _proxy_error(f"dial tcp {host}:{port}: {e}")
+
+    def _node_socket(self, info: object) -> socket.socket:
+        return self.runtime.node_socket()
 
     def _target(self, request: web.Request) -> tuple[Obj, str]:
         """The pod and container a streaming request names, both known to this node."""
