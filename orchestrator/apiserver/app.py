@@ -19,7 +19,7 @@ from aiohttp import web
 from kubemodel import protobuf
 from orchestrator.store import Backend, Gone, TooLarge
 
-from . import discovery, errors, fields, managedfields, openapi, openapi_v2
+from . import discovery, errors, fields, managedfields, metricsapi, openapi, openapi_v2
 from .errors import ApiError
 from .eviction import evict
 from .podexec import pod_exec
@@ -405,6 +405,7 @@ class ApiServer:
         self.request_timeout = request_timeout
         self.kubelet_client = kubelet_client  # TLS to kubelets (pods/log), None: refused
         self.kubelet_netns: str | None = None  # the netns kubelets are reached from; None: ours
+        self.metrics = metricsapi.MetricsApi(self.storage)
         self.caches = {r.name: WatchCache(store, r.key_prefix(None)) for r in RESOURCES}
         # Authentication, authorization, audit, limits (security.py); None: client
         # certificates only (require_client_cert), everyone allowed everything.
@@ -585,6 +586,14 @@ class ApiServer:
     async def _grouped(self, request: web.Request) -> web.StreamResponse:
         if not request.match_info["tail"]:  # /apis/<group>/<version>/
             return await self._group_discovery(request)
+        if request.match_info["group"] == metricsapi.GROUP:
+            return await self.metrics.handle(
+                request,
+                request.match_info["version"],
+                request.match_info["tail"],
+                self.kubelet_client,
+                self.kubelet_netns,
+            )
         return await self._resource(
             request.match_info["group"], request.match_info["version"], request
         )

@@ -73,6 +73,59 @@ def _line_time(t: str) -> datetime | None:
         return None
 
 
+_METRICS = (  # name, type, help (the kubelet's [STABLE] resource metrics)
+    ("container_cpu_usage_seconds_total", "counter",
+     "Cumulative cpu time consumed by the container in core-seconds"),
+    ("container_memory_working_set_bytes", "gauge",
+     "Current working set of the container in bytes"),
+    ("node_cpu_usage_seconds_total", "counter",
+     "Cumulative cpu time consumed by the node in core-seconds"),
+    ("node_memory_working_set_bytes", "gauge", "Current working set of the node in bytes"),
+    ("pod_cpu_usage_seconds_total", "counter",
+     "Cumulative cpu time consumed by the pod in core-seconds"),
+    ("pod_memory_working_set_bytes", "gauge", "Current working set of the pod in bytes"),
+)  # fmt: skip
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def resource_metrics_text(use: api.ResourceUse, names: dict[str, tuple[str, str]]) -> str:
+    """``use`` in the kubelet's ``/metrics/resource`` form; pods by ``names`` (uid ->
+    (namespace, name)): a pod the API does not know (yet) is left out."""
+    stamp = f" {int(use.time * 1000)}"
+    series: dict[str, list[str]] = {name: [] for name, _, _ in _METRICS}
+
+    def add(metric: str, labels: str, value: float | None) -> None:
+        if value is not None:
+            series[metric].append(f"{metric}{labels} {value!r}{stamp}")
+
+    cpu = use.node.cpu_ns
+    add("node_cpu_usage_seconds_total", "", None if cpu is None else cpu / 1e9)
+    add("node_memory_working_set_bytes", "", use.node.working_set)
+    for uid, pod in use.pods.items():
+        if uid not in names:
+            continue
+        ns, name = names[uid]
+        labels = f'namespace="{_label(ns)}",pod="{_label(name)}"'
+        cpu = pod.usage.cpu_ns
+        add("pod_cpu_usage_seconds_total", f"{{{labels}}}", None if cpu is None else cpu / 1e9)
+        add("pod_memory_working_set_bytes", f"{{{labels}}}", pod.usage.working_set)
+        for cname, u in sorted(pod.containers.items()):
+            clabels = f'{{container="{_label(cname)}",{labels}}}'
+            cpu = u.cpu_ns
+            add("container_cpu_usage_seconds_total", clabels, None if cpu is None else cpu / 1e9)
+            add("container_memory_working_set_bytes", clabels, u.working_set)
+    lines = []
+    for name, kind, text in _METRICS:
+        lines += [f"# HELP {name} [STABLE] {text}", f"# TYPE {name} {kind}", *series[name]]
+    lines += ["# HELP resource_scrape_error [STABLE] 1 if there was an error while getting "
+              "container metrics, 0 otherwise", "# TYPE resource_scrape_error gauge",
+              "resource_scrape_error 0"]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def _proxy_error(message: str) -> web.Response:
     return web.Response(
         status=502, text=message, content_type="text/plain", headers={ERROR_HEADER: "1"}
@@ -136,6 +189,7 @@ class KubeletServer:
         )
         app.router.add_get("/healthz", self._health)
         app.router.add_get("/pods", self._pods)
+        app.router.add_get("/metrics/resource", self._resource_metrics)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
 
@@ -160,6 +214,20 @@ class KubeletServer:
         items = self.list_pods() if self.list_pods is not None else []
         body = {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}
         return web.json_response(body)
+
+    async def _resource_metrics(self, request: web.Request) -> web.Response:
+        """The kubelet's ``/metrics/resource`` (what metrics-server scrapes, in Prometheus'
+        text format): the node's and each pod's and container's cumulative CPU seconds and
+        memory working set, each sample stamped with the time it was read (ms)."""
+        loop = asyncio.get_running_loop()
+        use = await loop.run_in_executor(None, self.runtime.resource_use)
+        names = {}
+        for pod in self.list_pods() if self.list_pods is not None else []:
+            meta = pod.get("metadata") or {}
+            names[meta.get("uid", "")] = (meta.get("namespace") or "", meta.get("name") or "")
+        return web.Response(
+            text=resource_metrics_text(use, names), content_type="text/plain", charset="utf-8"
+        )
 
     async def _pod_proxy(self, request: web.Request) -> web.StreamResponse:
         """The API server's ``pods/proxy`` and ``services/proxy``: the request passed on to

@@ -1,11 +1,14 @@
-"""The ``proxy`` subresources through a real ``corral server`` and ``corral agent`` (the
-cluster of test_kubelet.py, its fixture): ``pods/proxy`` and ``services/proxy`` reach a pod's
-HTTP server through its node's kubelet, ``nodes/proxy`` the kubelet's own API; kubectl of
-both versions (``get --raw``), and raw requests for the other methods, headers and bodies."""
+"""What the API server fetches from kubelets, through a real ``corral server`` and ``corral
+agent`` (the cluster of test_kubelet.py, its fixture): the ``proxy`` subresources
+(``pods/proxy`` and ``services/proxy`` reach a pod's HTTP server through its node's kubelet,
+``nodes/proxy`` the kubelet's own API; kubectl of both versions with ``get --raw``, and raw
+requests for the other methods, headers and bodies), and ``metrics.k8s.io`` from the
+kubelets' resource metrics (``kubectl top``)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
 
@@ -195,3 +198,81 @@ def test_discovery_lists_the_proxy_subresources(cluster: Cluster) -> None:
     ):
         assert subs[name]["kind"] == kind
         assert sorted(subs[name]["verbs"]) == ["create", "delete", "get", "patch", "update"]
+
+
+# ============================================================================= kubectl top
+
+BUSY = "trap 'exit 0' TERM; while :; do :; done"  # CPU time for sure within any window
+
+
+def _cpu_nanocores(q: str) -> int:
+    assert q.endswith("n"), q
+    return int(q[:-1])
+
+
+def _mem_bytes(q: str) -> int:
+    units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30}
+    return int(q[:-2]) * units[q[-2:]] if q[-2:] in units else int(q)
+
+
+@pytest.fixture(scope="module")
+def busy(cluster: Cluster) -> Iterator[str]:
+    """A pod ``pxbusy`` (label app=busy): one container spinning, one asleep."""
+    containers = [
+        {"name": "spin", "image": IMAGE, "command": ["sh", "-c", BUSY]},
+        {
+            "name": "idle",
+            "image": IMAGE,
+            "command": ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"],
+        },
+    ]
+    pod = manifest("pxbusy", containers=containers)
+    pod["metadata"]["labels"] = {"app": "busy"}
+    _apply(cluster, pod)
+    cluster.wait_running("pxbusy")
+    yield "pxbusy"
+    cluster.kubectl().run("delete", "pod", "pxbusy", "--wait=false", check=False)
+
+
+def test_metrics_api_has_the_nodes_and_pods_usage(cluster: Cluster, busy: str) -> None:
+    srv = cluster.server
+    code, body = srv.json("GET", "/apis/metrics.k8s.io/v1beta1")
+    assert code == 200, body
+    assert {r["name"]: r["kind"] for r in body["resources"]} == {
+        "nodes": "NodeMetrics",
+        "pods": "PodMetrics",
+    }
+    code, node = srv.json("GET", f"/apis/metrics.k8s.io/v1beta1/nodes/{NODE}")
+    assert code == 200, node
+    assert node["kind"] == "NodeMetrics" and node["metadata"]["name"] == NODE
+    assert _cpu_nanocores(node["usage"]["cpu"]) > 0
+    assert _mem_bytes(node["usage"]["memory"]) > 0
+    assert node["window"].endswith("s")
+    code, pod = srv.json("GET", "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/pxbusy")
+    assert code == 200, pod
+    usage = {c["name"]: c["usage"] for c in pod["containers"]}
+    assert set(usage) == {"spin", "idle"}, pod
+    assert _cpu_nanocores(usage["spin"]["cpu"]) > 0
+    assert _mem_bytes(usage["spin"]["memory"]) > 0
+    assert pod["metadata"]["labels"] == {"app": "busy"}
+    code, listed = srv.json(
+        "GET", "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods?labelSelector=app%3Dbusy"
+    )
+    assert code == 200 and listed["kind"] == "PodMetricsList", listed
+    assert [p["metadata"]["name"] for p in listed["items"]] == ["pxbusy"]
+    code, missing = srv.json("GET", "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/nope")
+    assert code == 404, missing
+    assert missing["message"] == 'podmetrics.metrics.k8s.io "default/nope" not found', missing
+
+
+@both
+def test_kubectl_top(cluster: Cluster, busy: str, version: str) -> None:
+    k = cluster.kubectl(version)
+    rows = [ln.split() for ln in k.run("top", "node").stdout.splitlines()]
+    assert rows[0][:3] == ["NAME", "CPU(cores)", "CPU%"] or rows[0][:2] == ["NAME", "CPU(cores)"]
+    assert [r[0] for r in rows[1:]] == [NODE], rows
+    rows = [ln.split() for ln in k.run("top", "pod", "-l", "app=busy").stdout.splitlines()]
+    assert rows[0] == ["NAME", "CPU(cores)", "MEMORY(bytes)"], rows
+    assert rows[1][0] == "pxbusy" and rows[1][1].endswith("m") and int(rows[1][1][:-1]) > 0
+    rows = [ln.split() for ln in k.run("top", "pod", "pxbusy", "--containers").stdout.splitlines()]
+    assert sorted(r[1] for r in rows[1:]) == ["idle", "spin"], rows
