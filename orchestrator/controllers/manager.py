@@ -29,6 +29,7 @@ from .namespaced import NodeIpamController, ServiceAccountController
 from .nodelifecycle import NodeLifecycleController
 from .replicaset import ReplicaSetController, ReplicationManager
 from .rootca import RootCAPublisher
+from .servicelb import ServiceLBController
 from .statefulset import StatefulSetController
 
 __all__ = ["CONTROLLERS", "ManagerConfig", "ControllerManager", "run_controller_manager"]
@@ -67,6 +68,7 @@ CONTROLLERS: dict[str, Maker] = {
     "job": lambda c, f, cfg: JobController(c, f),
     "cronjob": lambda c, f, cfg: CronJobController(c, f),
     "nodelifecycle": lambda c, f, cfg: NodeLifecycleController(c, f, cfg.node_monitor_grace_period),
+    "servicelb": lambda c, f, cfg: ServiceLBController(c, f),
 }
 # Kinds a controller needs the API to serve (else it is left out, with a log line).
 REQUIRES: dict[str, tuple[ResourceRef, ...]] = {
