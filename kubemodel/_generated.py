@@ -55,6 +55,8 @@ __all__ = [
     "ContainerImage",
     "ContainerPort",
     "ContainerResizePolicy",
+    "ContainerResourceMetricSource",
+    "ContainerResourceMetricStatus",
     "ContainerState",
     "ContainerStateRunning",
     "ContainerStateTerminated",
@@ -67,6 +69,7 @@ __all__ = [
     "CronJobList",
     "CronJobSpec",
     "CronJobStatus",
+    "CrossVersionObjectReference",
     "DaemonEndpoint",
     "DaemonSet",
     "DaemonSetCondition",
@@ -107,6 +110,8 @@ __all__ = [
     "EventSource",
     "Eviction",
     "ExecAction",
+    "ExternalMetricSource",
+    "ExternalMetricStatus",
     "FCVolumeSource",
     "FieldSelectorAttributes",
     "FieldSelectorRequirement",
@@ -117,8 +122,16 @@ __all__ = [
     "GRPCAction",
     "GitRepoVolumeSource",
     "GlusterfsVolumeSource",
+    "HPAScalingPolicy",
+    "HPAScalingRules",
     "HTTPGetAction",
     "HTTPHeader",
+    "HorizontalPodAutoscaler",
+    "HorizontalPodAutoscalerBehavior",
+    "HorizontalPodAutoscalerCondition",
+    "HorizontalPodAutoscalerList",
+    "HorizontalPodAutoscalerSpec",
+    "HorizontalPodAutoscalerStatus",
     "HostAlias",
     "HostIP",
     "HostPathVolumeSource",
@@ -146,6 +159,11 @@ __all__ = [
     "LocalObjectReference",
     "LocalSubjectAccessReview",
     "ManagedFieldsEntry",
+    "MetricIdentifier",
+    "MetricSpec",
+    "MetricStatus",
+    "MetricTarget",
+    "MetricValueStatus",
     "ModifyVolumeStatus",
     "NFSVolumeSource",
     "Namespace",
@@ -174,6 +192,8 @@ __all__ = [
     "NonResourceRule",
     "ObjectFieldSelector",
     "ObjectMeta",
+    "ObjectMetricSource",
+    "ObjectMetricStatus",
     "ObjectReference",
     "OwnerReference",
     "PersistentVolumeClaim",
@@ -209,6 +229,8 @@ __all__ = [
     "PodSpec",
     "PodStatus",
     "PodTemplateSpec",
+    "PodsMetricSource",
+    "PodsMetricStatus",
     "PolicyRule",
     "PortStatus",
     "PortworxVolumeSource",
@@ -234,6 +256,8 @@ __all__ = [
     "ResourceClaim",
     "ResourceFieldSelector",
     "ResourceHealth",
+    "ResourceMetricSource",
+    "ResourceMetricStatus",
     "ResourceRequirements",
     "ResourceRule",
     "ResourceStatus",
@@ -592,6 +616,20 @@ class ContainerResizePolicy(Object):
     restart_policy: str = msgspec.field(name="restartPolicy")
 
 
+class ContainerResourceMetricSource(Object):
+    """``io.k8s.api.autoscaling.v2.ContainerResourceMetricSource``."""
+    container: str
+    name: str
+    target: MetricTarget
+
+
+class ContainerResourceMetricStatus(Object):
+    """``io.k8s.api.autoscaling.v2.ContainerResourceMetricStatus``."""
+    container: str
+    current: MetricValueStatus
+    name: str
+
+
 class ContainerState(Object):
     """``io.k8s.api.core.v1.ContainerState``."""
     running: ContainerStateRunning | None = None
@@ -695,6 +733,13 @@ class CronJobStatus(Object):
     active: list[ObjectReference] | None = None
     last_schedule_time: datetime | None = msgspec.field(default=None, name="lastScheduleTime")
     last_successful_time: datetime | None = msgspec.field(default=None, name="lastSuccessfulTime")
+
+
+class CrossVersionObjectReference(Object):
+    """``io.k8s.api.autoscaling.v2.CrossVersionObjectReference``."""
+    kind: str
+    name: str
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
 
 
 class DaemonEndpoint(Object):
@@ -1050,6 +1095,18 @@ class ExecAction(Object):
     command: list[str] | None = None
 
 
+class ExternalMetricSource(Object):
+    """``io.k8s.api.autoscaling.v2.ExternalMetricSource``."""
+    metric: MetricIdentifier
+    target: MetricTarget
+
+
+class ExternalMetricStatus(Object):
+    """``io.k8s.api.autoscaling.v2.ExternalMetricStatus``."""
+    current: MetricValueStatus
+    metric: MetricIdentifier
+
+
 class FCVolumeSource(Object):
     """``io.k8s.api.core.v1.FCVolumeSource``."""
     fs_type: str | None = msgspec.field(default=None, name="fsType")
@@ -1120,6 +1177,20 @@ class GlusterfsVolumeSource(Object):
     read_only: bool | None = msgspec.field(default=None, name="readOnly")
 
 
+class HPAScalingPolicy(Object):
+    """``io.k8s.api.autoscaling.v2.HPAScalingPolicy``."""
+    period_seconds: int = msgspec.field(name="periodSeconds")
+    type: str
+    value: int
+
+
+class HPAScalingRules(Object):
+    """``io.k8s.api.autoscaling.v2.HPAScalingRules``."""
+    policies: list[HPAScalingPolicy] | None = None
+    select_policy: str | None = msgspec.field(default=None, name="selectPolicy")
+    stabilization_window_seconds: int | None = msgspec.field(default=None, name="stabilizationWindowSeconds")
+
+
 class HTTPGetAction(Object):
     """``io.k8s.api.core.v1.HTTPGetAction``."""
     port: int | str
@@ -1133,6 +1204,57 @@ class HTTPHeader(Object):
     """``io.k8s.api.core.v1.HTTPHeader``."""
     name: str
     value: str
+
+
+class HorizontalPodAutoscaler(Object):
+    """``io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler``."""
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+    spec: HorizontalPodAutoscalerSpec | None = None
+    status: HorizontalPodAutoscalerStatus | None = None
+
+
+class HorizontalPodAutoscalerBehavior(Object):
+    """``io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerBehavior``."""
+    scale_down: HPAScalingRules | None = msgspec.field(default=None, name="scaleDown")
+    scale_up: HPAScalingRules | None = msgspec.field(default=None, name="scaleUp")
+
+
+class HorizontalPodAutoscalerCondition(Object):
+    """``io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerCondition``."""
+    status: str
+    type: str
+    last_transition_time: datetime | None = msgspec.field(default=None, name="lastTransitionTime")
+    message: str | None = None
+    reason: str | None = None
+
+
+class HorizontalPodAutoscalerList(Object):
+    """``io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerList``."""
+    items: list[HorizontalPodAutoscaler]
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ListMeta | None = None
+
+
+class HorizontalPodAutoscalerSpec(Object):
+    """``io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerSpec``."""
+    max_replicas: int = msgspec.field(name="maxReplicas")
+    scale_target_ref: CrossVersionObjectReference = msgspec.field(name="scaleTargetRef")
+    behavior: HorizontalPodAutoscalerBehavior | None = None
+    metrics: list[MetricSpec] | None = None
+    min_replicas: int | None = msgspec.field(default=None, name="minReplicas")
+
+
+class HorizontalPodAutoscalerStatus(Object):
+    """``io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerStatus``."""
+    desired_replicas: int = msgspec.field(name="desiredReplicas")
+    conditions: list[HorizontalPodAutoscalerCondition] | None = None
+    current_metrics: list[MetricStatus] | None = msgspec.field(default=None, name="currentMetrics")
+    current_replicas: int | None = msgspec.field(default=None, name="currentReplicas")
+    last_scale_time: datetime | None = msgspec.field(default=None, name="lastScaleTime")
+    observed_generation: int | None = msgspec.field(default=None, name="observedGeneration")
 
 
 class HostAlias(Object):
@@ -1361,6 +1483,47 @@ class ManagedFieldsEntry(Object):
     time: datetime | None = None
 
 
+class MetricIdentifier(Object):
+    """``io.k8s.api.autoscaling.v2.MetricIdentifier``."""
+    name: str
+    selector: LabelSelector | None = None
+
+
+class MetricSpec(Object):
+    """``io.k8s.api.autoscaling.v2.MetricSpec``."""
+    type: str
+    container_resource: ContainerResourceMetricSource | None = msgspec.field(default=None, name="containerResource")
+    external: ExternalMetricSource | None = None
+    object: ObjectMetricSource | None = None
+    pods: PodsMetricSource | None = None
+    resource: ResourceMetricSource | None = None
+
+
+class MetricStatus(Object):
+    """``io.k8s.api.autoscaling.v2.MetricStatus``."""
+    type: str
+    container_resource: ContainerResourceMetricStatus | None = msgspec.field(default=None, name="containerResource")
+    external: ExternalMetricStatus | None = None
+    object: ObjectMetricStatus | None = None
+    pods: PodsMetricStatus | None = None
+    resource: ResourceMetricStatus | None = None
+
+
+class MetricTarget(Object):
+    """``io.k8s.api.autoscaling.v2.MetricTarget``."""
+    type: str
+    average_utilization: int | None = msgspec.field(default=None, name="averageUtilization")
+    average_value: Quantity | None = msgspec.field(default=None, name="averageValue")
+    value: Quantity | None = None
+
+
+class MetricValueStatus(Object):
+    """``io.k8s.api.autoscaling.v2.MetricValueStatus``."""
+    average_utilization: int | None = msgspec.field(default=None, name="averageUtilization")
+    average_value: Quantity | None = msgspec.field(default=None, name="averageValue")
+    value: Quantity | None = None
+
+
 class ModifyVolumeStatus(Object):
     """``io.k8s.api.core.v1.ModifyVolumeStatus``."""
     status: str
@@ -1580,6 +1743,20 @@ class ObjectMeta(Object):
     resource_version: str | None = msgspec.field(default=None, name="resourceVersion")
     self_link: str | None = msgspec.field(default=None, name="selfLink")
     uid: str | None = None
+
+
+class ObjectMetricSource(Object):
+    """``io.k8s.api.autoscaling.v2.ObjectMetricSource``."""
+    described_object: CrossVersionObjectReference = msgspec.field(name="describedObject")
+    metric: MetricIdentifier
+    target: MetricTarget
+
+
+class ObjectMetricStatus(Object):
+    """``io.k8s.api.autoscaling.v2.ObjectMetricStatus``."""
+    current: MetricValueStatus
+    described_object: CrossVersionObjectReference = msgspec.field(name="describedObject")
+    metric: MetricIdentifier
 
 
 class ObjectReference(Object):
@@ -1908,6 +2085,18 @@ class PodTemplateSpec(Object):
     spec: PodSpec | None = None
 
 
+class PodsMetricSource(Object):
+    """``io.k8s.api.autoscaling.v2.PodsMetricSource``."""
+    metric: MetricIdentifier
+    target: MetricTarget
+
+
+class PodsMetricStatus(Object):
+    """``io.k8s.api.autoscaling.v2.PodsMetricStatus``."""
+    current: MetricValueStatus
+    metric: MetricIdentifier
+
+
 class PolicyRule(Object):
     """``io.k8s.api.rbac.v1.PolicyRule``."""
     verbs: list[str]
@@ -2122,6 +2311,18 @@ class ResourceHealth(Object):
     """``io.k8s.api.core.v1.ResourceHealth``."""
     resource_id: str = msgspec.field(name="resourceID")
     health: str | None = None
+
+
+class ResourceMetricSource(Object):
+    """``io.k8s.api.autoscaling.v2.ResourceMetricSource``."""
+    name: str
+    target: MetricTarget
+
+
+class ResourceMetricStatus(Object):
+    """``io.k8s.api.autoscaling.v2.ResourceMetricStatus``."""
+    current: MetricValueStatus
+    name: str
 
 
 class ResourceRequirements(Object):
@@ -2825,6 +3026,10 @@ KINDS: dict[tuple[str, str], type[Object]] = {
     ("autoscaling/v1", "DeleteOptions"): DeleteOptions,
     ("autoscaling/v1", "Scale"): Scale,
     ("autoscaling/v1", "WatchEvent"): WatchEvent,
+    ("autoscaling/v2", "DeleteOptions"): DeleteOptions,
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): HorizontalPodAutoscaler,
+    ("autoscaling/v2", "HorizontalPodAutoscalerList"): HorizontalPodAutoscalerList,
+    ("autoscaling/v2", "WatchEvent"): WatchEvent,
     ("batch/v1", "CronJob"): CronJob,
     ("batch/v1", "CronJobList"): CronJobList,
     ("batch/v1", "DeleteOptions"): DeleteOptions,

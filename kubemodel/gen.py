@@ -71,6 +71,8 @@ ROOTS = (
     _META + "WatchEvent",
     _META + "APIResourceList",
     "io.k8s.api.autoscaling.v1.Scale",
+    "io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler",
+    "io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerList",
     # answered, never stored (orchestrator/apiserver/security.py): typed for OpenAPI only
     *("io.k8s.api.authentication.v1." + k for k in ("SelfSubjectReview", "TokenReview")),
     *(
@@ -87,7 +89,8 @@ ROOTS = (
 # The API versions served; KINDS lists a kind under these only.
 API_VERSIONS = frozenset(
     {"v1", "apps/v1", "batch/v1", "coordination.k8s.io/v1", "rbac.authorization.k8s.io/v1"}
-    | {"autoscaling/v1", "discovery.k8s.io/v1", "policy/v1", "scheduling.k8s.io/v1"}
+    | {"autoscaling/v1", "autoscaling/v2", "discovery.k8s.io/v1", "policy/v1"}
+    | {"scheduling.k8s.io/v1"}
 )
 
 # Definitions that are not objects: their Python type.

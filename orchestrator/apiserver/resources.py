@@ -67,10 +67,11 @@ def _r(
     sub: tuple[str, ...] = (),
     has_spec: bool = True,
     bulk: bool = True,
+    version: str = "v1",
 ) -> Resource:
     return Resource(
         group=group,
-        version="v1",
+        version=version,
         name=name,
         singular=kind.lower(),
         kind=kind,
@@ -138,6 +139,17 @@ RESOURCES: tuple[Resource, ...] = (
         ("status", "scale"),
     ),
     _r("batch", "jobs", "Job", True, k.Job, (), True, ("status",)),
+    _r(
+        "autoscaling",
+        "horizontalpodautoscalers",
+        "HorizontalPodAutoscaler",
+        True,
+        k.HorizontalPodAutoscaler,
+        ("hpa",),
+        True,
+        ("status",),
+        version="v2",
+    ),
     _r("batch", "cronjobs", "CronJob", True, k.CronJob, ("cj",), True, ("status",)),
     _r(
         "apps",
@@ -192,6 +204,7 @@ INITIAL_STATUS: dict[str, dict[str, int]] = {
         "numberReady": 0,
     },
     "replicasets": {"replicas": 0},
+    "horizontalpodautoscalers": {"currentReplicas": 0, "desiredReplicas": 0},
     "replicationcontrollers": {"replicas": 0},
     "statefulsets": {"replicas": 0},
     "poddisruptionbudgets": {

@@ -577,6 +577,61 @@ def _pdb_row(p: Obj, now: datetime) -> list[Any]:
     ]
 
 
+def _hpa_metrics(specs: list[Obj], statuses: list[Obj]) -> str:
+    """kube's formatHPAMetrics: ``cpu: 45%/50%`` per metric, two at most, then "+ N more"."""
+    if not specs:
+        return "<none>"
+    out = []
+    for i, spec in enumerate(specs):
+        typ = spec.get("type")
+        st = statuses[i] if i < len(statuses) else {}
+        key = {"External": "external", "Pods": "pods", "Object": "object", "Resource": "resource",
+               "ContainerResource": "containerResource"}.get(str(typ))  # fmt: skip
+        src, cur = (spec.get(key) or {}, (st.get(key) or {}).get("current")) if key else ({}, None)
+        target = src.get("target") or {}
+        current = cur or {}
+        if typ in ("External", "Object"):
+            if target.get("averageValue") is not None:
+                now = current.get("averageValue") if cur is not None else None
+                out.append(f"{now or '<unknown>'}/{target['averageValue']} (avg)")
+            else:
+                now = current.get("value") if cur is not None else None
+                out.append(f"{now or '<unknown>'}/{target.get('value')}")
+        elif typ == "Pods":
+            out.append(f"{current.get('averageValue') or '<unknown>'}/{target.get('averageValue')}")
+        elif typ in ("Resource", "ContainerResource"):
+            name = src.get("name", "")
+            if target.get("averageValue") is not None:
+                out.append(
+                    f"{name}: {current.get('averageValue') or '<unknown>'}/{target['averageValue']}"
+                )
+            else:
+                util = current.get("averageUtilization")
+                now = f"{util}%" if util is not None else "<unknown>"
+                want = target.get("averageUtilization")
+                out.append(f"{name}: {now}/{f'{want}%' if want is not None else '<auto>'}")
+        else:
+            out.append("<unknown type>")
+    if len(out) > 2:
+        return f"{', '.join(out[:2])} + {len(out) - 2} more..."
+    return ", ".join(out)
+
+
+def _hpa_row(h: Obj, now: datetime) -> list[Any]:
+    spec, status = h.get("spec") or {}, h.get("status") or {}
+    ref = spec.get("scaleTargetRef") or {}
+    low = spec.get("minReplicas")
+    return [
+        _name(h),
+        f"{ref.get('kind', '')}/{ref.get('name', '')}",
+        _hpa_metrics(spec.get("metrics") or [], status.get("currentMetrics") or []),
+        low if low is not None else "<unset>",
+        int(spec.get("maxReplicas") or 0),
+        int(status.get("currentReplicas") or 0),
+        _age(h, now),
+    ]
+
+
 def _created_at(o: Obj, now: datetime) -> list[Any]:
     t = _time(_get(o, "metadata", "creationTimestamp"))
     return [_name(o), t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if t else None]
@@ -803,6 +858,18 @@ TABLES: dict[str, tuple[list[Obj], Row]] = {
             AGE,
         ],
         _pdb_row,
+    ),
+    "horizontalpodautoscalers": (
+        [
+            NAME,
+            _col("Reference", desc="The reference to the object the autoscaler scales."),
+            _col("Targets", desc="The current and target values of the metrics."),
+            _col("MinPods", desc="The lower limit for the number of pods."),
+            _col("MaxPods", "integer", desc="The upper limit for the number of pods."),
+            _col("Replicas", "integer", desc="The number of replicas now."),
+            AGE,
+        ],
+        _hpa_row,
     ),
     "roles": _CREATED_AT,
     "clusterroles": _CREATED_AT,

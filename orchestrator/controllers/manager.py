@@ -27,6 +27,7 @@ from .gc import GarbageCollector
 from .job import JobController
 from .namespaced import NodeIpamController, ServiceAccountController
 from .nodelifecycle import NodeLifecycleController
+from .podautoscaler import HPAS, HorizontalPodAutoscalerController
 from .replicaset import ReplicaSetController, ReplicationManager
 from .rootca import RootCAPublisher
 from .servicelb import ServiceLBController
@@ -69,6 +70,7 @@ CONTROLLERS: dict[str, Maker] = {
     "cronjob": lambda c, f, cfg: CronJobController(c, f),
     "nodelifecycle": lambda c, f, cfg: NodeLifecycleController(c, f, cfg.node_monitor_grace_period),
     "servicelb": lambda c, f, cfg: ServiceLBController(c, f),
+    "horizontalpodautoscaling": lambda c, f, cfg: HorizontalPodAutoscalerController(c, f),
 }
 # Kinds a controller needs the API to serve (else it is left out, with a log line).
 REQUIRES: dict[str, tuple[ResourceRef, ...]] = {
@@ -77,6 +79,7 @@ REQUIRES: dict[str, tuple[ResourceRef, ...]] = {
     "clusterdns": (ENDPOINTSLICES,),
     "daemonset": (CONTROLLERREVISIONS,),
     "statefulset": (CONTROLLERREVISIONS,),
+    "horizontalpodautoscaling": (HPAS,),
 }
 
 
