@@ -8,6 +8,8 @@ kubelets' resource metrics (``kubectl top``)."""
 from __future__ import annotations
 
 import json
+import re
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -112,6 +114,24 @@ def test_get_raw_through_pod_service_and_node_proxy(
     pods = json.loads(k.run("get", "--raw", f"/api/v1/nodes/{NODE}/proxy/pods").stdout)
     assert pods["kind"] == "PodList"
     assert "pxweb" in [p["metadata"]["name"] for p in pods["items"]]
+
+
+@both
+def test_kubectl_proxy_to_a_service(cluster: Cluster, web: dict[str, object], version: str) -> None:
+    """``kubectl proxy`` (the API on a local port without credentials) then a plain HTTP
+    client to the service's proxy path, as a browser would go."""
+    proc = cluster.kubectl(version).popen("proxy", "--port=0", "--address=127.0.0.1")
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        m = re.search(r"127\.0\.0\.1:(\d+)", line)
+        assert m, (line, proc.stderr.read() if proc.poll() is not None else "")
+        url = f"http://127.0.0.1:{m[1]}{SVC}/pxsvc:http/proxy/"
+        with urllib.request.urlopen(url, timeout=60) as r:
+            assert r.status == 200 and r.read() == b"hello-through-proxy\n"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def test_method_query_headers_and_body_pass_through(
