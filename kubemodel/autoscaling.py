@@ -5,6 +5,9 @@ them)."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from kubemodel._generated import (
     CrossVersionObjectReference,
     HorizontalPodAutoscaler,
@@ -240,3 +243,293 @@ def _validate_hpa(h: HorizontalPodAutoscaler) -> None:
 
 DEFAULTERS[HorizontalPodAutoscaler] = _default_hpa
 VALIDATORS[HorizontalPodAutoscaler] = _validate_hpa
+
+
+# ----------------------------------------------------------------------------- autoscaling/v1
+# kube stores autoscaling/v2 and serves v1 converted: v1 has one CPU utilization target; what
+# v2 holds besides (other metrics, their statuses, the conditions, the behavior) rides in
+# annotations, in v1's own metric format (the v2beta1 one), as kube's conversion writes them.
+
+METRICS_ANNOTATION = "autoscaling.alpha.kubernetes.io/metrics"
+CURRENT_METRICS_ANNOTATION = "autoscaling.alpha.kubernetes.io/current-metrics"
+CONDITIONS_ANNOTATION = "autoscaling.alpha.kubernetes.io/conditions"
+BEHAVIOR_ANNOTATION = "autoscaling.alpha.kubernetes.io/behavior"
+ROUND_TRIP = (METRICS_ANNOTATION, CURRENT_METRICS_ANNOTATION, CONDITIONS_ANNOTATION,
+              BEHAVIOR_ANNOTATION)  # fmt: skip
+
+_Obj = dict[str, Any]
+
+
+def _is_cpu_utilization(m: _Obj) -> bool:
+    r = m.get("resource") or {}
+    return (
+        m.get("type") == "Resource"
+        and r.get("name") == "cpu"
+        and (r.get("target") or {}).get("averageUtilization") is not None
+    )
+
+
+def _drop_none(d: _Obj) -> _Obj:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def _spec_to_v1(m: _Obj) -> _Obj:
+    """A v2 MetricSpec in v1's (v2beta1's) form."""
+    typ = m.get("type")
+    if typ in ("Resource", "ContainerResource"):
+        key = "resource" if typ == "Resource" else "containerResource"
+        src = m.get(key) or {}
+        t = src.get("target") or {}
+        out = _drop_none({
+            "name": src.get("name"), "container": src.get("container"),
+            "targetAverageUtilization": t.get("averageUtilization"),
+            "targetAverageValue": t.get("averageValue"),
+        })  # fmt: skip
+        return {"type": typ, key: out}
+    if typ == "Pods":
+        src = m.get("pods") or {}
+        metric = src.get("metric") or {}
+        return {"type": typ, "pods": _drop_none({
+            "metricName": metric.get("name"), "selector": metric.get("selector"),
+            "targetAverageValue": (src.get("target") or {}).get("averageValue"),
+        })}  # fmt: skip
+    if typ == "Object":
+        src = m.get("object") or {}
+        metric, t = src.get("metric") or {}, src.get("target") or {}
+        return {"type": typ, "object": _drop_none({
+            "target": src.get("describedObject"), "metricName": metric.get("name"),
+            "selector": metric.get("selector"), "targetValue": t.get("value"),
+            "averageValue": t.get("averageValue"),
+        })}  # fmt: skip
+    if typ == "External":
+        src = m.get("external") or {}
+        metric, t = src.get("metric") or {}, src.get("target") or {}
+        return {"type": typ, "external": _drop_none({
+            "metricName": metric.get("name"), "metricSelector": metric.get("selector"),
+            "targetValue": t.get("value"), "targetAverageValue": t.get("averageValue"),
+        })}  # fmt: skip
+    return {"type": typ}
+
+
+def _spec_to_v2(m: _Obj) -> _Obj:
+    """A v1 (v2beta1-form) MetricSpec as v2's."""
+    typ = m.get("type")
+    if typ in ("Resource", "ContainerResource"):
+        key = "resource" if typ == "Resource" else "containerResource"
+        src = m.get(key) or {}
+        if src.get("targetAverageUtilization") is not None:
+            target = {"type": "Utilization", "averageUtilization": src["targetAverageUtilization"]}
+        else:
+            target = {"type": "AverageValue", "averageValue": src.get("targetAverageValue")}
+        return {"type": typ, key: _drop_none({
+            "name": src.get("name"), "container": src.get("container"), "target": target,
+        })}  # fmt: skip
+    if typ == "Pods":
+        src = m.get("pods") or {}
+        return {"type": typ, "pods": {
+            "metric": _drop_none({"name": src.get("metricName"), "selector": src.get("selector")}),
+            "target": {"type": "AverageValue", "averageValue": src.get("targetAverageValue")},
+        }}  # fmt: skip
+    if typ == "Object":
+        src = m.get("object") or {}
+        if src.get("averageValue") is not None:
+            target = {"type": "AverageValue", "averageValue": src["averageValue"]}
+        else:
+            target = {"type": "Value", "value": src.get("targetValue")}
+        return {"type": typ, "object": {
+            "describedObject": src.get("target"),
+            "metric": _drop_none({"name": src.get("metricName"), "selector": src.get("selector")}),
+            "target": target,
+        }}  # fmt: skip
+    if typ == "External":
+        src = m.get("external") or {}
+        if src.get("targetAverageValue") is not None:
+            target = {"type": "AverageValue", "averageValue": src["targetAverageValue"]}
+        else:
+            target = {"type": "Value", "value": src.get("targetValue")}
+        return {"type": typ, "external": {
+            "metric": _drop_none({"name": src.get("metricName"),
+                                  "selector": src.get("metricSelector")}),
+            "target": target,
+        }}  # fmt: skip
+    return {"type": typ}
+
+
+def _status_to_v1(m: _Obj) -> _Obj:
+    typ = m.get("type")
+    key = {"Resource": "resource", "ContainerResource": "containerResource", "Pods": "pods",
+           "Object": "object", "External": "external"}.get(str(typ))  # fmt: skip
+    if key is None:
+        return {"type": typ}
+    src = m.get(key) or {}
+    cur = src.get("current") or {}
+    if key in ("resource", "containerResource"):
+        out = _drop_none({
+            "name": src.get("name"), "container": src.get("container"),
+            "currentAverageUtilization": cur.get("averageUtilization"),
+            "currentAverageValue": cur.get("averageValue"),
+        })  # fmt: skip
+    elif key == "pods":
+        metric = src.get("metric") or {}
+        out = _drop_none({"metricName": metric.get("name"), "selector": metric.get("selector"),
+                          "currentAverageValue": cur.get("averageValue")})  # fmt: skip
+    elif key == "object":
+        metric = src.get("metric") or {}
+        out = _drop_none({
+            "target": src.get("describedObject"), "metricName": metric.get("name"),
+            "selector": metric.get("selector"), "currentValue": cur.get("value"),
+            "averageValue": cur.get("averageValue"),
+        })  # fmt: skip
+    else:
+        metric = src.get("metric") or {}
+        out = _drop_none({
+            "metricName": metric.get("name"), "metricSelector": metric.get("selector"),
+            "currentValue": cur.get("value"), "currentAverageValue": cur.get("averageValue"),
+        })  # fmt: skip
+    return {"type": typ, key: out}
+
+
+def _status_to_v2(m: _Obj) -> _Obj:
+    typ = m.get("type")
+    key = {"Resource": "resource", "ContainerResource": "containerResource", "Pods": "pods",
+           "Object": "object", "External": "external"}.get(str(typ))  # fmt: skip
+    if key is None:
+        return {"type": typ}
+    src = m.get(key) or {}
+    if key in ("resource", "containerResource"):
+        cur = _drop_none({"averageUtilization": src.get("currentAverageUtilization"),
+                          "averageValue": src.get("currentAverageValue")})  # fmt: skip
+        out = _drop_none({"name": src.get("name"), "container": src.get("container"),
+                          "current": cur})  # fmt: skip
+    elif key == "pods":
+        out = {"metric": _drop_none({"name": src.get("metricName"),
+                                     "selector": src.get("selector")}),
+               "current": _drop_none({"averageValue": src.get("currentAverageValue")})}  # fmt: skip
+    elif key == "object":
+        out = {"describedObject": src.get("target"),
+               "metric": _drop_none({"name": src.get("metricName"),
+                                     "selector": src.get("selector")}),
+               "current": _drop_none({"value": src.get("currentValue"),
+                                      "averageValue": src.get("averageValue")})}  # fmt: skip
+    else:
+        out = {"metric": _drop_none({"name": src.get("metricName"),
+                                     "selector": src.get("metricSelector")}),
+               "current": _drop_none({"value": src.get("currentValue"),
+                                      "averageValue": src.get("currentAverageValue")})}  # fmt: skip
+    return {"type": typ, key: out}
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def hpa_to_v1(obj: _Obj) -> _Obj:
+    """A stored (autoscaling/v2) HorizontalPodAutoscaler as autoscaling/v1 serves it."""
+    out = {k: v for k, v in obj.items() if k not in ("spec", "status")}
+    out["apiVersion"] = "autoscaling/v1"
+    meta = dict(out.get("metadata") or {})
+    notes = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in ROUND_TRIP}
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    metrics = spec.get("metrics") or []
+    v1spec = _drop_none({
+        "scaleTargetRef": spec.get("scaleTargetRef"),
+        "minReplicas": spec.get("minReplicas"),
+        "maxReplicas": spec.get("maxReplicas"),
+    })  # fmt: skip
+    for m in metrics:
+        if _is_cpu_utilization(m):
+            v1spec["targetCPUUtilizationPercentage"] = m["resource"]["target"]["averageUtilization"]
+            break
+    others = [_spec_to_v1(m) for m in metrics if not _is_cpu_utilization(m)]
+    if others:
+        notes[METRICS_ANNOTATION] = _compact(others)
+    current = status.get("currentMetrics") or []
+    if current:
+        notes[CURRENT_METRICS_ANNOTATION] = _compact([_status_to_v1(m) for m in current])
+    if spec.get("behavior") is not None:
+        notes[BEHAVIOR_ANNOTATION] = _compact(spec["behavior"])
+    if status.get("conditions"):
+        notes[CONDITIONS_ANNOTATION] = _compact(status["conditions"])
+    if notes:
+        meta["annotations"] = notes
+    else:
+        meta.pop("annotations", None)
+    out["metadata"] = meta
+    out["spec"] = v1spec
+    if status:
+        v1status = _drop_none({
+            "observedGeneration": status.get("observedGeneration"),
+            "lastScaleTime": status.get("lastScaleTime"),
+            "currentReplicas": status.get("currentReplicas", 0),
+            "desiredReplicas": status.get("desiredReplicas", 0),
+        })  # fmt: skip
+        for m in current:
+            r = m.get("resource") or {}
+            util = (r.get("current") or {}).get("averageUtilization")
+            if m.get("type") == "Resource" and r.get("name") == "cpu" and util is not None:
+                v1status["currentCPUUtilizationPercentage"] = util
+                break
+        out["status"] = v1status
+    return out
+
+
+def _note(notes: _Obj, key: str) -> Any:
+    text = notes.pop(key, None)
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def hpa_to_v2(obj: _Obj) -> _Obj:
+    """An autoscaling/v1 HorizontalPodAutoscaler as it is stored (autoscaling/v2)."""
+    out = {k: v for k, v in obj.items() if k not in ("spec", "status")}
+    out["apiVersion"] = "autoscaling/v2"
+    meta = dict(out.get("metadata") or {}) if isinstance(out.get("metadata"), dict) else {}
+    notes = dict(meta.get("annotations") or {})
+    others = _note(notes, METRICS_ANNOTATION)
+    current = _note(notes, CURRENT_METRICS_ANNOTATION)
+    behavior = _note(notes, BEHAVIOR_ANNOTATION)
+    conditions = _note(notes, CONDITIONS_ANNOTATION)
+    if notes:
+        meta["annotations"] = notes
+    else:
+        meta.pop("annotations", None)
+    if "metadata" in out:
+        out["metadata"] = meta
+    spec = obj.get("spec")
+    if isinstance(spec, dict):
+        v2spec = {k: spec[k] for k in ("scaleTargetRef", "minReplicas", "maxReplicas")
+                  if k in spec}  # fmt: skip
+        metrics = []
+        cpu = spec.get("targetCPUUtilizationPercentage")
+        if cpu is not None:
+            metrics.append({"type": "Resource", "resource": {
+                "name": "cpu", "target": {"type": "Utilization", "averageUtilization": cpu},
+            }})  # fmt: skip
+        if isinstance(others, list):
+            metrics += [_spec_to_v2(m) for m in others if isinstance(m, dict)]
+        if metrics:
+            v2spec["metrics"] = metrics
+        if isinstance(behavior, dict):
+            v2spec["behavior"] = behavior
+        out["spec"] = v2spec
+    elif spec is not None:
+        out["spec"] = spec  # the decoder names what is wrong with it
+    status = obj.get("status")
+    if isinstance(status, dict):
+        v2status = {k: status[k] for k in ("observedGeneration", "lastScaleTime",
+                    "currentReplicas", "desiredReplicas") if k in status}  # fmt: skip
+        if isinstance(current, list):
+            v2status["currentMetrics"] = [_status_to_v2(m) for m in current if isinstance(m, dict)]
+        elif status.get("currentCPUUtilizationPercentage") is not None:
+            v2status["currentMetrics"] = [{"type": "Resource", "resource": {
+                "name": "cpu",
+                "current": {"averageUtilization": status["currentCPUUtilizationPercentage"]},
+            }}]  # fmt: skip
+        if isinstance(conditions, list):
+            v2status["conditions"] = conditions
+        out["status"] = v2status
+    return out

@@ -3,6 +3,7 @@ the HorizontalPodAutoscaler's defaulting and validation."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -137,3 +138,78 @@ def test_validation(spec: dict[str, Any], field: str, text: str) -> None:
     with pytest.raises(FieldError) as e:
         kubemodel.decode(hpa(**spec), kubemodel.HorizontalPodAutoscaler)
     assert e.value.field == field and text in str(e.value), (e.value.field, str(e.value))
+
+
+# ----------------------------------------------------------------------------- autoscaling/v1
+
+
+def test_v1_cpu_target_round_trips() -> None:
+    from kubemodel.autoscaling import hpa_to_v1, hpa_to_v2
+
+    v1 = {
+        "apiVersion": "autoscaling/v1",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "web", "annotations": {"keep": "me"}},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "minReplicas": 2,
+            "maxReplicas": 5,
+            "targetCPUUtilizationPercentage": 60,
+        },
+    }
+    v2 = hpa_to_v2(v1)
+    assert v2["apiVersion"] == "autoscaling/v2"
+    assert v2["spec"]["metrics"] == [{"type": "Resource", "resource": {
+        "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}}]  # fmt: skip
+    assert v2["metadata"]["annotations"] == {"keep": "me"}
+    back = hpa_to_v1(v2)
+    assert back == v1
+
+
+def test_v2_only_parts_ride_in_annotations() -> None:
+    from kubemodel.autoscaling import (
+        BEHAVIOR_ANNOTATION,
+        CONDITIONS_ANNOTATION,
+        CURRENT_METRICS_ANNOTATION,
+        METRICS_ANNOTATION,
+        hpa_to_v1,
+        hpa_to_v2,
+    )
+
+    v2 = hpa(
+        minReplicas=1,
+        metrics=[
+            {"type": "Resource", "resource": {"name": "cpu", "target": {
+                "type": "Utilization", "averageUtilization": 50}}},
+            {"type": "Resource", "resource": {"name": "memory", "target": {
+                "type": "AverageValue", "averageValue": "100Mi"}}},
+            {"type": "External", "external": {"metric": {"name": "queue"}, "target": {
+                "type": "Value", "value": "10"}}},
+        ],
+        behavior={"scaleDown": {"stabilizationWindowSeconds": 60}},
+    )  # fmt: skip
+    v2["status"] = {
+        "currentReplicas": 2,
+        "desiredReplicas": 3,
+        "currentMetrics": [{"type": "Resource", "resource": {"name": "cpu", "current": {
+            "averageUtilization": 75, "averageValue": "75m"}}}],
+        "conditions": [{"type": "AbleToScale", "status": "True", "reason": "R"}],
+    }  # fmt: skip
+    v1 = hpa_to_v1(v2)
+    notes = v1["metadata"]["annotations"]
+    assert v1["spec"]["targetCPUUtilizationPercentage"] == 50
+    assert v1["status"]["currentCPUUtilizationPercentage"] == 75
+    assert json.loads(notes[METRICS_ANNOTATION]) == [
+        {"type": "Resource", "resource": {"name": "memory", "targetAverageValue": "100Mi"}},
+        {"type": "External", "external": {"metricName": "queue", "targetValue": "10"}},
+    ]
+    assert json.loads(notes[CURRENT_METRICS_ANNOTATION]) == [{"type": "Resource", "resource": {
+        "name": "cpu", "currentAverageUtilization": 75, "currentAverageValue": "75m"}}]  # fmt: skip
+    assert json.loads(notes[BEHAVIOR_ANNOTATION]) == {
+        "scaleDown": {"stabilizationWindowSeconds": 60}
+    }
+    assert json.loads(notes[CONDITIONS_ANNOTATION])[0]["type"] == "AbleToScale"
+    again = hpa_to_v2(v1)
+    assert again["spec"] == v2["spec"]
+    assert again["status"] == v2["status"]
+    assert "annotations" not in again["metadata"]
