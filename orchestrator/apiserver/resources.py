@@ -8,7 +8,16 @@ from dataclasses import dataclass, field
 import kubemodel
 from kubemodel._generated import Object
 
-__all__ = ["INITIAL_STATUS", "RBAC", "RESOURCES", "GROUPS", "Resource", "by_path", "lookup"]
+__all__ = [
+    "INITIAL_STATUS",
+    "NETWORKING",
+    "RBAC",
+    "RESOURCES",
+    "GROUPS",
+    "Resource",
+    "by_path",
+    "lookup",
+]
 
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 
@@ -86,6 +95,7 @@ def _r(
 
 k = kubemodel
 RBAC = "rbac.authorization.k8s.io"
+NETWORKING = "networking.k8s.io"
 RESOURCES: tuple[Resource, ...] = (
     _r("", "namespaces", "Namespace", False, k.Namespace, ("ns",), sub=("status",), bulk=False),
     _r(
@@ -151,6 +161,8 @@ RESOURCES: tuple[Resource, ...] = (
     _r(
         "discovery.k8s.io", "endpointslices", "EndpointSlice", True, k.EndpointSlice, has_spec=False
     ),
+    _r(NETWORKING, "ingressclasses", "IngressClass", False, k.IngressClass),
+    _r(NETWORKING, "ingresses", "Ingress", True, k.Ingress, ("ing",), sub=("status",)),
     _r(
         "policy",
         "poddisruptionbudgets",

@@ -30,6 +30,7 @@ from kubemodel.names import (
     random_bytes,
     random_name,
 )
+from kubemodel.networking import validate_ingress_class_update, validate_ingress_create
 from kubemodel.pod import validate_meta, validate_pod_update
 from orchestrator.store import (
     AlreadyExists,
@@ -42,6 +43,7 @@ from orchestrator.store import (
 )
 
 from . import errors, managedfields
+from .ingress import set_default_class
 from .patch import NoMergeKey, PatchError, json_patch, merge_patch, strategic_merge_patch
 from .priority import PriorityAdmission, builtin_classes, validate_class
 from .resources import INITIAL_STATUS, RESOURCES, Resource, by_path
@@ -58,6 +60,8 @@ assert NAMESPACES is not None
 PRIORITYCLASSES = by_path("scheduling.k8s.io", "v1", "priorityclasses")
 SERVICEACCOUNTS = by_path("", "v1", "serviceaccounts")
 assert PRIORITYCLASSES is not None and SERVICEACCOUNTS is not None
+INGRESSCLASSES = by_path("networking.k8s.io", "v1", "ingressclasses")
+assert INGRESSCLASSES is not None
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 UNDELETABLE_NAMESPACES = ("default", "kube-system", "kube-public")
 PATCH_RETRIES = 5
@@ -214,7 +218,7 @@ def _check_sent_managed_fields(res: Resource, name: str, value: Any) -> None:
 
 
 def _tracks_generation(res: Resource) -> bool:
-    return res.group in ("apps", "batch", "policy")
+    return res.group in ("apps", "batch", "policy", "networking.k8s.io")
 
 
 def _qos_class(pod: Obj) -> str:
@@ -524,6 +528,9 @@ class Storage:
             self._default_tolerations(obj)
         if res.name == "jobs":
             _job_selector(obj)
+        if res.name == "ingresses":
+            await set_default_class(obj, self._ingress_classes)
+            self._check(res, name, obj, validate_ingress_create)
         if res.name == "services":
             alloc = await self.services.on_create(obj, dry_run)
             try:
@@ -569,6 +576,20 @@ class Storage:
             raise errors.already_exists(res.name, name, res.group) from None
         stored["metadata"]["resourceVersion"] = str(kv.mod_rev)
         return stored
+
+    async def _ingress_classes(self) -> list[Obj]:
+        return (await self.list(INGRESSCLASSES, None))[0]
+
+    def _check(self, res: Resource, name: str, obj: Obj, check: Callable[[Any], None]) -> None:
+        """``check`` the typed object (a kind's rule beyond its validation), as a 422."""
+        try:
+            typed = kubemodel.decode(obj, res.model, defaults=False, validate=False)
+        except FieldError:
+            return  # the object's decoding and validation name it
+        try:
+            check(typed)
+        except FieldError as e:
+            raise errors.invalid(res.kind, name, e.field, e.message, res.group) from None
 
     async def _service_account(self, ns: str, name: str) -> Obj | None:
         try:
@@ -711,6 +732,12 @@ class Storage:
                 new["status"] = copy.deepcopy(old.get("status") or {})
         if _tracks_generation(res) and new.get("spec") != old.get("spec"):
             meta["generation"] = int(old_meta.get("generation") or 0) + 1
+        if res.name == "ingressclasses":
+            try:
+                validate_ingress_class_update(old, new)
+            except FieldError as e:
+                name = old_meta["name"]
+                raise errors.invalid(res.kind, name, e.field, e.message, res.group) from None
         if res.name == "priorityclasses":
             if new.get("value") != old.get("value"):
                 raise errors.invalid(
