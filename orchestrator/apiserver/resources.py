@@ -37,6 +37,9 @@ class Resource:
     has_spec: bool = True  # generation follows changes of spec
     delete_collection: bool = True  # namespaces have no deletecollection verb
     extra: dict[str, str] = field(default_factory=dict)
+    # Served as another resource of the same name stores it, in that group (events.k8s.io/v1
+    # Event is core/v1's): the keys are that group's; requests convert (apiserver.converted).
+    stored_group: str | None = None
 
     @property
     def verbs(self) -> list[str]:
@@ -56,7 +59,8 @@ class Resource:
 
     def key_prefix(self, namespace: str | None) -> str:
         """Store keys: /registry/<group.resource>/<namespace>/<name>."""
-        base = f"/registry/{self.name}.{self.group}/" if self.group else f"/registry/{self.name}/"
+        group = self.group if self.stored_group is None else self.stored_group
+        base = f"/registry/{self.name}.{group}/" if group else f"/registry/{self.name}/"
         if self.namespaced and namespace:
             return f"{base}{namespace}/"
         return base
@@ -191,6 +195,20 @@ RESOURCES: tuple[Resource, ...] = (
         k.PriorityClass,
         ("pc",),
         has_spec=False,
+    ),
+)
+RESOURCES += (
+    Resource(
+        group="events.k8s.io",
+        version="v1",
+        name="events",
+        singular="event",
+        kind="Event",
+        namespaced=True,
+        model=k.EventsV1Event,
+        short_names=("ev",),
+        has_spec=False,
+        stored_group="",
     ),
 )
 del k

@@ -15,6 +15,7 @@ import copy
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,7 +51,7 @@ from .resources import INITIAL_STATUS, RESOURCES, Resource, by_path
 from .serviceaccount import admit_pod as admit_service_account
 from .services import Allocation, ServiceAllocator
 
-__all__ = ["Storage", "now_rfc3339"]
+__all__ = ["Storage", "View", "now_rfc3339"]
 
 log = logging.getLogger("corral.apiserver")
 
@@ -274,6 +275,15 @@ def _job_selector(job: Obj) -> None:
         "controller-uid": uid,
         "job-name": name,
     }
+
+
+@dataclass(frozen=True)
+class View:
+    """A resource served in another form than it is stored (events.k8s.io/v1 Event)."""
+
+    res: Resource
+    to_view: Callable[[Obj], Obj]
+    to_stored: Callable[[Obj], Obj]
 
 
 class Storage:
@@ -936,14 +946,19 @@ class Storage:
         dry_run: bool = False,
         manager: str | None = None,
         entry_subresource: str | None = None,
+        view: View | None = None,
     ) -> Obj:
+        """``view``: the patch is to the object as another resource serves it (converted to
+        that form, patched, converted back)."""
         want_rv = None
         if isinstance(patch, dict) and isinstance(patch.get("metadata"), dict):
             want_rv = patch["metadata"].get("resourceVersion")
 
-        root = _root(res) if patch_type == "strategic" else None
+        root = _root(view.res if view else res) if patch_type == "strategic" else None
 
         def apply(old: Obj) -> Obj:
+            if view is not None:
+                old = view.to_view(old)
             try:
                 if patch_type == "merge":
                     patched = merge_patch(old, patch)
@@ -960,7 +975,7 @@ class Storage:
                 raise errors.bad_request("the patch is nested too deeply") from None
             if not isinstance(patched, dict):
                 raise errors.bad_request("the patched object is not a JSON object")
-            return patched
+            return patched if view is None else view.to_stored(patched)
 
         try:
             return await self._update_with_retries(
