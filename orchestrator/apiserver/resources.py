@@ -198,6 +198,8 @@ RESOURCES: tuple[Resource, ...] = (
     ),
 )
 RESOURCES += (
+    _r("", "resourcequotas", "ResourceQuota", True, k.ResourceQuota, ("quota",), sub=("status",)),
+    _r("", "limitranges", "LimitRange", True, k.LimitRange, ("limits",)),
     Resource(
         group="events.k8s.io",
         version="v1",

@@ -47,6 +47,7 @@ from . import errors, managedfields
 from .ingress import set_default_class
 from .patch import NoMergeKey, PatchError, json_patch, merge_patch, strategic_merge_patch
 from .priority import PriorityAdmission, builtin_classes, validate_class
+from .quota import QuotaAdmission
 from .resources import INITIAL_STATUS, RESOURCES, Resource, by_path
 from .serviceaccount import admit_pod as admit_service_account
 from .services import Allocation, ServiceAllocator
@@ -297,6 +298,7 @@ class Storage:
         self.priority = PriorityAdmission(store)
         # ClusterIPs and NodePorts (the server sets its --service-cidr and port range)
         self.services = ServiceAllocator(store)
+        self.quota = QuotaAdmission(store)  # ResourceQuota's admission
 
     # ------------------------------------------------------------------ reading
 
@@ -578,6 +580,7 @@ class Storage:
             await self.priority.check_class(stored)
             self.priority.forget()
         await self._check_namespace(res, ns, name)
+        await self.quota.admit(res, ns, stored, dry_run)
         if dry_run:
             return stored
         try:
@@ -1284,8 +1287,8 @@ class Storage:
         while True:
             left = 0
             for res in RESOURCES:
-                if not res.namespaced:
-                    continue
+                if not res.namespaced or res.stored_group is not None:
+                    continue  # (a resource stored as another goes with that one)
                 items, _, _ = await self.list(res, name)
                 for obj in items:
                     left += 1

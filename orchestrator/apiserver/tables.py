@@ -951,3 +951,45 @@ TABLES.update(
         ),
     }
 )
+
+
+# ----------------------------------------------------------------------------- quota
+
+
+def _quota_row(rq: Obj, now: datetime) -> list[Any]:
+    """printResourceQuota: "<resource>: used/hard" for each hard resource, sorted, the
+    limits.* ones in LIMIT, the others in REQUEST; a missing quantity is "0"."""
+    hard_spec = _get(rq, "spec", "hard") or {}
+    used = _get(rq, "status", "used") or {}
+    hard = _get(rq, "status", "hard") or {}
+    request: list[str] = []
+    limit: list[str] = []
+    for name in sorted(hard_spec):
+        pieces = str(name).split(".")
+        column = limit if len(pieces) > 1 and pieces[0] == "limits" else request
+        column.append(f"{name}: {used.get(name, '0')}/{hard.get(name, '0')}")
+    return [_name(rq), _age(rq, now), ", ".join(request), ", ".join(limit)]
+
+
+TABLES.update(
+    {
+        "resourcequotas": (
+            [
+                NAME,
+                AGE,
+                _col(
+                    "Request",
+                    desc="Request represents a minimum amount of cpu/memory that a container"
+                    " may consume.",
+                ),
+                _col(
+                    "Limit",
+                    desc="Limits control the maximum amount of cpu/memory that a container may"
+                    " use independent of contention on the node.",
+                ),
+            ],
+            _quota_row,
+        ),
+        "limitranges": _CREATED_AT,
+    }
+)

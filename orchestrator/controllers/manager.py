@@ -28,6 +28,7 @@ from .job import JobController
 from .namespaced import NodeIpamController, ServiceAccountController
 from .nodelifecycle import NodeLifecycleController
 from .replicaset import ReplicaSetController, ReplicationManager
+from .resourcequota import ResourceQuotaController
 from .rootca import RootCAPublisher
 from .statefulset import StatefulSetController
 
@@ -67,6 +68,7 @@ CONTROLLERS: dict[str, Maker] = {
     "job": lambda c, f, cfg: JobController(c, f),
     "cronjob": lambda c, f, cfg: CronJobController(c, f),
     "nodelifecycle": lambda c, f, cfg: NodeLifecycleController(c, f, cfg.node_monitor_grace_period),
+    "resourcequota": lambda c, f, cfg: ResourceQuotaController(c, f),
 }
 # Kinds a controller needs the API to serve (else it is left out, with a log line).
 REQUIRES: dict[str, tuple[ResourceRef, ...]] = {
