@@ -45,6 +45,7 @@ from orchestrator.store import (
 
 from . import errors, managedfields
 from .ingress import set_default_class
+from .limits import LimitRanger
 from .patch import NoMergeKey, PatchError, json_patch, merge_patch, strategic_merge_patch
 from .priority import PriorityAdmission, builtin_classes, validate_class
 from .quota import QuotaAdmission
@@ -299,6 +300,7 @@ class Storage:
         # ClusterIPs and NodePorts (the server sets its --service-cidr and port range)
         self.services = ServiceAllocator(store)
         self.quota = QuotaAdmission(store)  # ResourceQuota's admission
+        self.limits = LimitRanger(store)  # LimitRange's
 
     # ------------------------------------------------------------------ reading
 
@@ -538,6 +540,8 @@ class Storage:
             await self.priority.admit_pod(obj)
         if res.name == "pods":
             self._default_tolerations(obj)
+            if ns is not None and isinstance(obj.get("spec"), dict):
+                await self.limits.admit_pod(obj, ns)
         if res.name == "jobs":
             _job_selector(obj)
         if res.name == "ingresses":
