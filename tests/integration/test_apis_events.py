@@ -208,6 +208,15 @@ def test_kubectl(kubectl: Kubectl, server: Server) -> None:
         lines = kubectl.run("get", "events.v1.events.k8s.io", "-n", "evns").stdout.splitlines()
         assert lines[0].split()[:4] == ["LAST", "SEEN", "TYPE", "REASON"]
         assert any("pod/web" in ln and "it is in sync" in ln for ln in lines[1:]), lines
+        # a strategic merge patch (kubectl's default) and a server-side apply through v1
+        kubectl.run("patch", "events.events.k8s.io", name, "-n", "evns", "-p", '{"note":"patched"}')
+        assert server.json("GET", f"{CORE}/{name}")[1]["message"] == "patched"
+        applied = {**_v1_event(name), "note": "applied"}
+        applied["metadata"] = {"name": name, "namespace": "evns"}
+        kubectl.run(
+            "apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(applied)
+        )
+        assert server.json("GET", f"{CORE}/{name}")[1]["message"] == "applied"
         rows = kubectl.run("api-resources", "--api-group=events.k8s.io").stdout.splitlines()
         assert rows[1].split() == ["events", "ev", "events.k8s.io/v1", "true", "Event"]
         if kubectl.version == "1.32":

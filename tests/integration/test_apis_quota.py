@@ -257,5 +257,10 @@ def test_kubectl_table(kubectl: Kubectl, server: Server) -> None:
     p = kubectl.run("run", "x", "-n", ns, "--image=busybox", "--restart=Never", check=False)
     assert p.returncode == 1
     assert 'pods "x" is forbidden: failed quota: q: must specify limits.cpu for: x' in p.stderr
+    # kubectl 1.32 sends this one as protobuf
+    out = kubectl.run("create", "quota", "made", "-n", ns, "--hard=cpu=1,pods=2").stdout
+    assert out.strip() == "resourcequota/made created"
+    got = json.loads(kubectl.run("get", "quota", "made", "-n", ns, "-o", "json").stdout)
+    assert got["spec"]["hard"] == {"cpu": "1", "pods": "2"}
     rows = kubectl.run("api-resources", "--api-group=").stdout
     assert any(r.split()[:2] == ["resourcequotas", "quota"] for r in rows.splitlines())
