@@ -221,7 +221,7 @@ def test_kubectl(kubectl: Kubectl, server: Server) -> None:
         assert rows[1].split() == ["events", "ev", "events.k8s.io/v1", "true", "Event"]
         if kubectl.version == "1.32":
             out = kubectl.run("events", "-n", "evns").stdout
-            assert "it is in sync" in out and "Pod/web" in out
+            assert "applied" in out and "Pod/web" in out
     finally:
         server.json("DELETE", f"{V1}/{name}")
 
