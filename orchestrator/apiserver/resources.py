@@ -4,6 +4,7 @@ short names, and the kubemodel types that decode, default and validate them."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import kubemodel
 from kubemodel._generated import Object
@@ -216,7 +217,7 @@ RESOURCES += (
 del k
 
 # The status a new object starts with (its Go zero value, where that has required fields).
-INITIAL_STATUS: dict[str, dict[str, int]] = {
+INITIAL_STATUS: dict[str, dict[str, Any]] = {
     "daemonsets": {
         "currentNumberScheduled": 0,
         "numberMisscheduled": 0,
@@ -233,6 +234,9 @@ INITIAL_STATUS: dict[str, dict[str, int]] = {
         "expectedPods": 0,
     },
 }
+
+# IngressStatus.LoadBalancer is a struct Go always writes
+INITIAL_STATUS["ingresses"] = {"loadBalancer": {}}
 
 # group -> version -> resources, in the order discovery lists them.
 GROUPS: dict[str, dict[str, list[Resource]]] = {}
