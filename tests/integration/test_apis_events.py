@@ -258,3 +258,18 @@ def test_python_client_events_v1(server: Server) -> None:
     ev1.patch_namespaced_event("py", "evns", {"note": "patched"})
     assert client.CoreV1Api(api).read_namespaced_event("py", "evns").message == "patched"
     ev1.delete_namespaced_event("py", "evns")
+
+
+def test_delete_collection_through_v1(server: Server) -> None:
+    """As kube's events.k8s.io conformance test: a collection deleted by label selector."""
+    for name in ("dc1", "dc2", "dc3"):
+        ev = _v1_event(name)
+        ev["metadata"]["labels"] = {"set": "a" if name != "dc3" else "b"}
+        assert server.json("POST", V1, ev)[0] == 201
+    code, body = server.json("DELETE", f"{V1}?labelSelector=set%3Da")
+    assert code == 200, body
+    assert body["kind"] == "EventList" and body["apiVersion"] == "events.k8s.io/v1"
+    assert sorted(i["metadata"]["name"] for i in body["items"]) == ["dc1", "dc2"]
+    _, left = server.json("GET", f"{CORE}?labelSelector=set")
+    assert [i["metadata"]["name"] for i in left["items"]] == ["dc3"]
+    server.json("DELETE", f"{V1}/dc3")
