@@ -20,13 +20,14 @@ from kubemodel import protobuf
 from kubemodel.events import FIELD_LABELS_V1
 from orchestrator.store import Backend, Gone, TooLarge
 
-from . import discovery, errors, fields, managedfields, openapi, openapi_v2
+from . import discovery, errors, fields, managedfields, metricsapi, openapi, openapi_v2
 from .converted import Converted, to_stored_form
 from .errors import ApiError
 from .eviction import evict
 from .podexec import pod_exec
 from .podlogs import pod_log
 from .portforward import pod_port_forward
+from .proxyroute import proxy
 from .resources import RESOURCES, Resource, by_path
 from .security import REQUEST_TIMEOUT, Security
 from .selectors import field_selector, label_selector
@@ -406,6 +407,7 @@ class ApiServer:
         self.request_timeout = request_timeout
         self.kubelet_client = kubelet_client  # TLS to kubelets (pods/log), None: refused
         self.kubelet_netns: str | None = None  # the netns kubelets are reached from; None: ours
+        self.metrics = metricsapi.MetricsApi(self.storage)
         # one cache per stored resource (events.k8s.io/v1 Event shares core/v1's)
         self.caches: dict[str, WatchCache] = {}
         for r in RESOURCES:
@@ -591,6 +593,14 @@ class ApiServer:
     async def _grouped(self, request: web.Request) -> web.StreamResponse:
         if not request.match_info["tail"]:  # /apis/<group>/<version>/
             return await self._group_discovery(request)
+        if request.match_info["group"] == metricsapi.GROUP:
+            return await self.metrics.handle(
+                request,
+                request.match_info["version"],
+                request.match_info["tail"],
+                self.kubelet_client,
+                self.kubelet_netns,
+            )
         return await self._resource(
             request.match_info["group"], request.match_info["version"], request
         )
@@ -611,6 +621,18 @@ class ApiServer:
             and (group or segs[2] not in ("status", "finalize"))
         ):
             ns, segs = segs[1], segs[2:]
+        if len(segs) >= 3 and segs[2] == "proxy" and all(segs[:2]) and not watch_path:
+            res = by_path(group, version, segs[0])
+            if res is not None and "proxy" in res.subresources and (ns is None) != res.namespaced:
+                return await proxy(
+                    request,
+                    self.storage,
+                    res.name,
+                    ns,
+                    segs[1],
+                    self.kubelet_client,
+                    self.kubelet_netns,
+                )
         if not segs or len(segs) > 3 or not all(segs):
             raise _not_found_path()
         res = by_path(group, version, segs[0])

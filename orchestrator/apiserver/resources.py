@@ -111,14 +111,14 @@ RESOURCES: tuple[Resource, ...] = (
         k.Pod,
         ("po",),
         True,
-        ("status", "binding", "eviction", "log", "exec", "attach", "portforward"),
+        ("status", "binding", "eviction", "log", "exec", "attach", "portforward", "proxy"),
     ),  # fmt: skip
     _r("", "configmaps", "ConfigMap", True, k.ConfigMap, ("cm",), has_spec=False),
     _r("", "secrets", "Secret", True, k.Secret, has_spec=False),
-    _r("", "services", "Service", True, k.Service, ("svc",), True, ("status",)),
+    _r("", "services", "Service", True, k.Service, ("svc",), True, ("status", "proxy")),
     _r("", "events", "Event", True, k.Event, ("ev",), has_spec=False),
     _r("", "serviceaccounts", "ServiceAccount", True, k.ServiceAccount, ("sa",), has_spec=False),
-    _r("", "nodes", "Node", False, k.Node, ("no",), sub=("status",)),
+    _r("", "nodes", "Node", False, k.Node, ("no",), sub=("status", "proxy")),
     _r("", "endpoints", "Endpoints", True, k.Endpoints, ("ep",), has_spec=False),
     _r(
         "",

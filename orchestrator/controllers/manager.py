@@ -30,6 +30,7 @@ from .nodelifecycle import NodeLifecycleController
 from .replicaset import ReplicaSetController, ReplicationManager
 from .resourcequota import ResourceQuotaController
 from .rootca import RootCAPublisher
+from .servicelb import ServiceLBController
 from .statefulset import StatefulSetController
 
 __all__ = ["CONTROLLERS", "ManagerConfig", "ControllerManager", "run_controller_manager"]
@@ -69,6 +70,7 @@ CONTROLLERS: dict[str, Maker] = {
     "cronjob": lambda c, f, cfg: CronJobController(c, f),
     "nodelifecycle": lambda c, f, cfg: NodeLifecycleController(c, f, cfg.node_monitor_grace_period),
     "resourcequota": lambda c, f, cfg: ResourceQuotaController(c, f),
+    "servicelb": lambda c, f, cfg: ServiceLBController(c, f),
 }
 # Kinds a controller needs the API to serve (else it is left out, with a log line).
 REQUIRES: dict[str, tuple[ResourceRef, ...]] = {
