@@ -203,6 +203,28 @@ def object_usage(resource: str, group: str, obj: Obj, now: datetime | None = Non
         else:
             usage["services.nodeports"] = (Fraction(0), False)
         usage.setdefault("services.loadbalancers", (Fraction(0), False))
+    if not group and resource == "persistentvolumeclaims":
+        usage.update(_claim_usage(obj))
+    return usage
+
+
+def _claim_usage(claim: Obj) -> Usage:
+    """The PersistentVolumeClaim evaluator: requests.storage, and both per storage class
+    (<class>.storageclass.storage.k8s.io/persistentvolumeclaims and /requests.storage)."""
+    spec = claim.get("spec") or {}
+    storage = _usage_of((spec.get("resources") or {}).get("requests")).get("storage")
+    usage: Usage = {}
+    if storage is not None:
+        usage["requests.storage"] = storage
+    annotations = (claim.get("metadata") or {}).get("annotations") or {}
+    klass = spec.get("storageClassName")
+    if klass is None:
+        klass = annotations.get("volume.beta.kubernetes.io/storage-class")
+    if klass:
+        prefix = f"{klass}.storageclass.storage.k8s.io/"
+        usage[prefix + "persistentvolumeclaims"] = (Fraction(1), False)
+        if storage is not None:
+            usage[prefix + "requests.storage"] = storage
     return usage
 
 
@@ -274,6 +296,8 @@ def check_quota(quota: Obj, resource: str, group: str, obj: Obj, delta: Usage) -
         names |= POD_RESOURCES
     elif not group and resource == "services":
         names |= {"services.loadbalancers", "services.nodeports"}
+    elif not group and resource == "persistentvolumeclaims":
+        names |= set(delta)
     interesting = sorted(r for r in hard_spec if r in names)
     if not interesting:
         return None

@@ -47,6 +47,8 @@ def _counted_resource(name: str) -> tuple[str, str] | None:
         return name, ""
     if name.startswith("services."):
         return "services", ""
+    if name == "requests.storage" or ".storageclass.storage.k8s.io/" in name:
+        return "persistentvolumeclaims", ""
     if name.startswith("count/") and name != "count/pods":
         resource, _, group = name[len("count/") :].partition(".")
         return resource, group

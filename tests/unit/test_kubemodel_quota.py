@@ -110,6 +110,24 @@ def test_object_usage() -> None:
     }
 
 
+def test_claim_usage() -> None:
+    claim = {"spec": {"storageClassName": "fast", "resources": {"requests": {"storage": "10Gi"}}}}
+    assert _shown(object_usage("persistentvolumeclaims", "", claim)) == {
+        "count/persistentvolumeclaims": "1",
+        "persistentvolumeclaims": "1",
+        "requests.storage": "10Gi",
+        "fast.storageclass.storage.k8s.io/persistentvolumeclaims": "1",
+        "fast.storageclass.storage.k8s.io/requests.storage": "10Gi",
+    }
+    q = _quota({"fast.storageclass.storage.k8s.io/requests.storage": "15Gi"})
+    q["status"]["used"] = {"fast.storageclass.storage.k8s.io/requests.storage": "10Gi"}
+    assert _refused(q, claim, "persistentvolumeclaims") == (
+        "exceeded quota: q, requested: fast.storageclass.storage.k8s.io/requests.storage=10Gi,"
+        " used: fast.storageclass.storage.k8s.io/requests.storage=10Gi, limited:"
+        " fast.storageclass.storage.k8s.io/requests.storage=15Gi"
+    )
+
+
 def _quota(hard: dict[str, str], used: dict[str, str] | None = None, **spec: Any) -> dict:
     status = {"hard": hard, "used": used if used is not None else dict.fromkeys(hard, "0")}
     return {"metadata": {"name": "q"}, "spec": {"hard": hard, **spec}, "status": status}
