@@ -28,11 +28,21 @@ class QuotaAdmission:
     def __init__(self, store: Backend) -> None:
         self.store = store
 
-    async def admit(self, res: Resource, ns: str | None, obj: Obj, dry_run: bool) -> None:
-        """Charge the quotas of ``ns`` for ``obj`` (about to be created), or raise a 403."""
+    async def admit(
+        self, res: Resource, ns: str | None, obj: Obj, dry_run: bool, old: Obj | None = None
+    ) -> None:
+        """Charge the quotas of ``ns`` for ``obj`` (about to be created, or to replace ``old``:
+        what it uses more than that, as kube weighs a Service's update), or raise a 403."""
         if not res.namespaced or ns is None or res.stored_group is not None:
             return
         delta = object_usage(res.name, res.group, obj)
+        if old is not None:
+            before = object_usage(res.name, res.group, old)
+            delta = {
+                k: (v - before.get(k, (0, b))[0], b)
+                for k, (v, b) in delta.items()
+                if v > before.get(k, (0, b))[0]
+            }
         if not delta:
             return
         name = (obj.get("metadata") or {}).get("name") or ""

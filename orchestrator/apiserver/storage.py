@@ -790,6 +790,8 @@ class Storage:
                     validate_pod_update(old.get("spec") or {}, stored.get("spec") or {})
                 except FieldError as e:
                     raise errors.invalid(res.kind, name, e.field, e.message) from None
+            if res.name == "services":  # a NodePort or LoadBalancer more to count
+                await self.quota.admit(res, old["metadata"].get("namespace"), stored, dry_run, old)
         except BaseException:
             if alloc is not None:
                 await self.services.release(alloc.taken, old["metadata"]["uid"])

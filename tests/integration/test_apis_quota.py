@@ -138,6 +138,19 @@ def test_object_counts(server: Server) -> None:
         'services "b" is forbidden: exceeded quota: q, requested: services=1, used:'
         " services=1, limited: services=1"
     )
+    # an update that makes the Service a NodePort weighs the node ports it adds
+    _quota(server, ns, "ports", {"services.nodeports": "0"})
+    code, _, data = server.request(
+        "PATCH",
+        f"/api/v1/namespaces/{ns}/services/a",
+        json.dumps({"spec": {"type": "NodePort"}}).encode(),
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert code == 403, data
+    assert json.loads(data)["message"] == (
+        'services "a" is forbidden: exceeded quota: ports, requested: services.nodeports=1,'
+        " used: services.nodeports=0, limited: services.nodeports=0"
+    )
     deploy = {
         "metadata": {"name": "d"},
         "spec": {
