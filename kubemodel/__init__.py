@@ -38,10 +38,22 @@ _lock = threading.RLock()
 _loaded = False
 _loading = False  # this thread is in _load: a name asked for meanwhile is not there yet
 
-# configdata: ConfigMap and Secret validation; pod: the Pod defaulting and validation; policy:
-# RBAC, PodDisruptionBudget, EndpointSlice; workloads: apps/v1 and batch/v1 kinds likewise;
-# autoscaling: HorizontalPodAutoscaler (each registers them with the codec when imported).
-_REGISTERING = ("autoscaling", "configdata", "pod", "policy", "workloads")
+# configdata: ConfigMap and Secret validation; events: Event (both APIs); limits: LimitRange;
+# networking: Ingress and IngressClass; pod: the Pod defaulting and validation; policy: RBAC,
+# PodDisruptionBudget, EndpointSlice; quota: ResourceQuota; workloads: apps/v1 and batch/v1
+# kinds likewise; autoscaling: HorizontalPodAutoscaler (each registers them with the codec
+# when imported).
+_REGISTERING = (
+    "autoscaling",
+    "configdata",
+    "events",
+    "limits",
+    "networking",
+    "pod",
+    "policy",
+    "quota",
+    "workloads",
+)
 _EXPORTED = {
     "codec": ("decode", "decode_json", "encode", "kind_of_type", "to_dict", "unknown_fields"),
     "errors": ("FieldError",),

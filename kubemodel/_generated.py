@@ -108,6 +108,9 @@ __all__ = [
     "EventList",
     "EventSeries",
     "EventSource",
+    "EventsV1Event",
+    "EventsV1EventList",
+    "EventsV1EventSeries",
     "Eviction",
     "ExecAction",
     "ExternalMetricSource",
@@ -126,6 +129,8 @@ __all__ = [
     "HPAScalingRules",
     "HTTPGetAction",
     "HTTPHeader",
+    "HTTPIngressPath",
+    "HTTPIngressRuleValue",
     "HorizontalPodAutoscaler",
     "HorizontalPodAutoscalerBehavior",
     "HorizontalPodAutoscalerCondition",
@@ -137,6 +142,21 @@ __all__ = [
     "HostPathVolumeSource",
     "ISCSIVolumeSource",
     "ImageVolumeSource",
+    "Ingress",
+    "IngressBackend",
+    "IngressClass",
+    "IngressClassList",
+    "IngressClassParametersReference",
+    "IngressClassSpec",
+    "IngressList",
+    "IngressLoadBalancerIngress",
+    "IngressLoadBalancerStatus",
+    "IngressPortStatus",
+    "IngressRule",
+    "IngressServiceBackend",
+    "IngressSpec",
+    "IngressStatus",
+    "IngressTLS",
     "Job",
     "JobCondition",
     "JobList",
@@ -152,6 +172,10 @@ __all__ = [
     "LeaseSpec",
     "Lifecycle",
     "LifecycleHandler",
+    "LimitRange",
+    "LimitRangeItem",
+    "LimitRangeList",
+    "LimitRangeSpec",
     "LinuxContainerUser",
     "ListMeta",
     "LoadBalancerIngress",
@@ -258,6 +282,10 @@ __all__ = [
     "ResourceHealth",
     "ResourceMetricSource",
     "ResourceMetricStatus",
+    "ResourceQuota",
+    "ResourceQuotaList",
+    "ResourceQuotaSpec",
+    "ResourceQuotaStatus",
     "ResourceRequirements",
     "ResourceRule",
     "ResourceStatus",
@@ -274,6 +302,8 @@ __all__ = [
     "ScaleIOVolumeSource",
     "ScaleSpec",
     "ScaleStatus",
+    "ScopeSelector",
+    "ScopedResourceSelectorRequirement",
     "SeccompProfile",
     "Secret",
     "SecretEnvSource",
@@ -292,6 +322,7 @@ __all__ = [
     "ServiceAccount",
     "ServiceAccountList",
     "ServiceAccountTokenProjection",
+    "ServiceBackendPort",
     "ServiceList",
     "ServicePort",
     "ServiceSpec",
@@ -1082,6 +1113,41 @@ class EventSource(Object):
     host: str | None = None
 
 
+class EventsV1Event(Object):
+    """``io.k8s.api.events.v1.Event``."""
+    event_time: datetime = msgspec.field(name="eventTime")
+    action: str | None = None
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    deprecated_count: int | None = msgspec.field(default=None, name="deprecatedCount")
+    deprecated_first_timestamp: datetime | None = msgspec.field(default=None, name="deprecatedFirstTimestamp")
+    deprecated_last_timestamp: datetime | None = msgspec.field(default=None, name="deprecatedLastTimestamp")
+    deprecated_source: EventSource | None = msgspec.field(default=None, name="deprecatedSource")
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+    note: str | None = None
+    reason: str | None = None
+    regarding: ObjectReference | None = None
+    related: ObjectReference | None = None
+    reporting_controller: str | None = msgspec.field(default=None, name="reportingController")
+    reporting_instance: str | None = msgspec.field(default=None, name="reportingInstance")
+    series: EventsV1EventSeries | None = None
+    type: str | None = None
+
+
+class EventsV1EventList(Object):
+    """``io.k8s.api.events.v1.EventList``."""
+    items: list[EventsV1Event]
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ListMeta | None = None
+
+
+class EventsV1EventSeries(Object):
+    """``io.k8s.api.events.v1.EventSeries``."""
+    count: int
+    last_observed_time: datetime = msgspec.field(name="lastObservedTime")
+
+
 class Eviction(Object):
     """``io.k8s.api.policy.v1.Eviction``."""
     api_version: str | None = msgspec.field(default=None, name="apiVersion")
@@ -1206,6 +1272,18 @@ class HTTPHeader(Object):
     value: str
 
 
+class HTTPIngressPath(Object):
+    """``io.k8s.api.networking.v1.HTTPIngressPath``."""
+    backend: IngressBackend
+    path_type: str = msgspec.field(name="pathType")
+    path: str | None = None
+
+
+class HTTPIngressRuleValue(Object):
+    """``io.k8s.api.networking.v1.HTTPIngressRuleValue``."""
+    paths: list[HTTPIngressPath]
+
+
 class HorizontalPodAutoscaler(Object):
     """``io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler``."""
     api_version: str | None = msgspec.field(default=None, name="apiVersion")
@@ -1293,6 +1371,110 @@ class ImageVolumeSource(Object):
     """``io.k8s.api.core.v1.ImageVolumeSource``."""
     pull_policy: str | None = msgspec.field(default=None, name="pullPolicy")
     reference: str | None = None
+
+
+class Ingress(Object):
+    """``io.k8s.api.networking.v1.Ingress``."""
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+    spec: IngressSpec | None = None
+    status: IngressStatus | None = None
+
+
+class IngressBackend(Object):
+    """``io.k8s.api.networking.v1.IngressBackend``."""
+    resource: TypedLocalObjectReference | None = None
+    service: IngressServiceBackend | None = None
+
+
+class IngressClass(Object):
+    """``io.k8s.api.networking.v1.IngressClass``."""
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+    spec: IngressClassSpec | None = None
+
+
+class IngressClassList(Object):
+    """``io.k8s.api.networking.v1.IngressClassList``."""
+    items: list[IngressClass]
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ListMeta | None = None
+
+
+class IngressClassParametersReference(Object):
+    """``io.k8s.api.networking.v1.IngressClassParametersReference``."""
+    kind: str
+    name: str
+    api_group: str | None = msgspec.field(default=None, name="apiGroup")
+    namespace: str | None = None
+    scope: str | None = None
+
+
+class IngressClassSpec(Object):
+    """``io.k8s.api.networking.v1.IngressClassSpec``."""
+    controller: str | None = None
+    parameters: IngressClassParametersReference | None = None
+
+
+class IngressList(Object):
+    """``io.k8s.api.networking.v1.IngressList``."""
+    items: list[Ingress]
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ListMeta | None = None
+
+
+class IngressLoadBalancerIngress(Object):
+    """``io.k8s.api.networking.v1.IngressLoadBalancerIngress``."""
+    hostname: str | None = None
+    ip: str | None = None
+    ports: list[IngressPortStatus] | None = None
+
+
+class IngressLoadBalancerStatus(Object):
+    """``io.k8s.api.networking.v1.IngressLoadBalancerStatus``."""
+    ingress: list[IngressLoadBalancerIngress] | None = None
+
+
+class IngressPortStatus(Object):
+    """``io.k8s.api.networking.v1.IngressPortStatus``."""
+    port: int
+    protocol: str
+    error: str | None = None
+
+
+class IngressRule(Object):
+    """``io.k8s.api.networking.v1.IngressRule``."""
+    host: str | None = None
+    http: HTTPIngressRuleValue | None = None
+
+
+class IngressServiceBackend(Object):
+    """``io.k8s.api.networking.v1.IngressServiceBackend``."""
+    name: str
+    port: ServiceBackendPort | None = None
+
+
+class IngressSpec(Object):
+    """``io.k8s.api.networking.v1.IngressSpec``."""
+    default_backend: IngressBackend | None = msgspec.field(default=None, name="defaultBackend")
+    ingress_class_name: str | None = msgspec.field(default=None, name="ingressClassName")
+    rules: list[IngressRule] | None = None
+    tls: list[IngressTLS] | None = None
+
+
+class IngressStatus(Object):
+    """``io.k8s.api.networking.v1.IngressStatus``."""
+    load_balancer: IngressLoadBalancerStatus | None = msgspec.field(default=None, name="loadBalancer")
+
+
+class IngressTLS(Object):
+    """``io.k8s.api.networking.v1.IngressTLS``."""
+    hosts: list[str] | None = None
+    secret_name: str | None = msgspec.field(default=None, name="secretName")
 
 
 class Job(Object):
@@ -1428,6 +1610,37 @@ class LifecycleHandler(Object):
     http_get: HTTPGetAction | None = msgspec.field(default=None, name="httpGet")
     sleep: SleepAction | None = None
     tcp_socket: TCPSocketAction | None = msgspec.field(default=None, name="tcpSocket")
+
+
+class LimitRange(Object):
+    """``io.k8s.api.core.v1.LimitRange``."""
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+    spec: LimitRangeSpec | None = None
+
+
+class LimitRangeItem(Object):
+    """``io.k8s.api.core.v1.LimitRangeItem``."""
+    type: str
+    default: dict[str, Quantity] | None = None
+    default_request: dict[str, Quantity] | None = msgspec.field(default=None, name="defaultRequest")
+    max: dict[str, Quantity] | None = None
+    max_limit_request_ratio: dict[str, Quantity] | None = msgspec.field(default=None, name="maxLimitRequestRatio")
+    min: dict[str, Quantity] | None = None
+
+
+class LimitRangeList(Object):
+    """``io.k8s.api.core.v1.LimitRangeList``."""
+    items: list[LimitRange]
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ListMeta | None = None
+
+
+class LimitRangeSpec(Object):
+    """``io.k8s.api.core.v1.LimitRangeSpec``."""
+    limits: list[LimitRangeItem]
 
 
 class LinuxContainerUser(Object):
@@ -2325,6 +2538,36 @@ class ResourceMetricStatus(Object):
     name: str
 
 
+class ResourceQuota(Object):
+    """``io.k8s.api.core.v1.ResourceQuota``."""
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+    spec: ResourceQuotaSpec | None = None
+    status: ResourceQuotaStatus | None = None
+
+
+class ResourceQuotaList(Object):
+    """``io.k8s.api.core.v1.ResourceQuotaList``."""
+    items: list[ResourceQuota]
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ListMeta | None = None
+
+
+class ResourceQuotaSpec(Object):
+    """``io.k8s.api.core.v1.ResourceQuotaSpec``."""
+    hard: dict[str, Quantity] | None = None
+    scope_selector: ScopeSelector | None = msgspec.field(default=None, name="scopeSelector")
+    scopes: list[str] | None = None
+
+
+class ResourceQuotaStatus(Object):
+    """``io.k8s.api.core.v1.ResourceQuotaStatus``."""
+    hard: dict[str, Quantity] | None = None
+    used: dict[str, Quantity] | None = None
+
+
 class ResourceRequirements(Object):
     """``io.k8s.api.core.v1.ResourceRequirements``."""
     claims: list[ResourceClaim] | None = None
@@ -2444,6 +2687,18 @@ class ScaleStatus(Object):
     """``io.k8s.api.autoscaling.v1.ScaleStatus``."""
     replicas: int
     selector: str | None = None
+
+
+class ScopeSelector(Object):
+    """``io.k8s.api.core.v1.ScopeSelector``."""
+    match_expressions: list[ScopedResourceSelectorRequirement] | None = msgspec.field(default=None, name="matchExpressions")
+
+
+class ScopedResourceSelectorRequirement(Object):
+    """``io.k8s.api.core.v1.ScopedResourceSelectorRequirement``."""
+    operator: str
+    scope_name: str = msgspec.field(name="scopeName")
+    values: list[str] | None = None
 
 
 class SeccompProfile(Object):
@@ -2589,6 +2844,12 @@ class ServiceAccountTokenProjection(Object):
     path: str
     audience: str | None = None
     expiration_seconds: int | None = msgspec.field(default=None, name="expirationSeconds")
+
+
+class ServiceBackendPort(Object):
+    """``io.k8s.api.networking.v1.ServiceBackendPort``."""
+    name: str | None = None
+    number: int | None = None
 
 
 class ServiceList(Object):
@@ -3044,6 +3305,16 @@ KINDS: dict[tuple[str, str], type[Object]] = {
     ("discovery.k8s.io/v1", "EndpointSlice"): EndpointSlice,
     ("discovery.k8s.io/v1", "EndpointSliceList"): EndpointSliceList,
     ("discovery.k8s.io/v1", "WatchEvent"): WatchEvent,
+    ("events.k8s.io/v1", "DeleteOptions"): DeleteOptions,
+    ("events.k8s.io/v1", "Event"): EventsV1Event,
+    ("events.k8s.io/v1", "EventList"): EventsV1EventList,
+    ("events.k8s.io/v1", "WatchEvent"): WatchEvent,
+    ("networking.k8s.io/v1", "DeleteOptions"): DeleteOptions,
+    ("networking.k8s.io/v1", "Ingress"): Ingress,
+    ("networking.k8s.io/v1", "IngressClass"): IngressClass,
+    ("networking.k8s.io/v1", "IngressClassList"): IngressClassList,
+    ("networking.k8s.io/v1", "IngressList"): IngressList,
+    ("networking.k8s.io/v1", "WatchEvent"): WatchEvent,
     ("policy/v1", "DeleteOptions"): DeleteOptions,
     ("policy/v1", "Eviction"): Eviction,
     ("policy/v1", "PodDisruptionBudget"): PodDisruptionBudget,
@@ -3072,6 +3343,8 @@ KINDS: dict[tuple[str, str], type[Object]] = {
     ("v1", "EndpointsList"): EndpointsList,
     ("v1", "Event"): Event,
     ("v1", "EventList"): EventList,
+    ("v1", "LimitRange"): LimitRange,
+    ("v1", "LimitRangeList"): LimitRangeList,
     ("v1", "Namespace"): Namespace,
     ("v1", "NamespaceList"): NamespaceList,
     ("v1", "Node"): Node,
@@ -3081,6 +3354,8 @@ KINDS: dict[tuple[str, str], type[Object]] = {
     ("v1", "PodList"): PodList,
     ("v1", "ReplicationController"): ReplicationController,
     ("v1", "ReplicationControllerList"): ReplicationControllerList,
+    ("v1", "ResourceQuota"): ResourceQuota,
+    ("v1", "ResourceQuotaList"): ResourceQuotaList,
     ("v1", "Secret"): Secret,
     ("v1", "SecretList"): SecretList,
     ("v1", "Service"): Service,

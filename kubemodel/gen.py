@@ -62,6 +62,14 @@ ROOTS = (
     "io.k8s.api.scheduling.v1.PriorityClass",
     "io.k8s.api.scheduling.v1.PriorityClassList",
     *(
+        "io.k8s.api.networking.v1." + k + s
+        for k in ("Ingress", "IngressClass")
+        for s in ("", "List")
+    ),
+    "io.k8s.api.events.v1.Event",
+    "io.k8s.api.events.v1.EventList",
+    *(_CORE + k + s for k in ("ResourceQuota", "LimitRange") for s in ("", "List")),
+    *(
         "io.k8s.api.rbac.v1." + k + s
         for k in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")
         for s in ("", "List")
@@ -90,7 +98,7 @@ ROOTS = (
 API_VERSIONS = frozenset(
     {"v1", "apps/v1", "batch/v1", "coordination.k8s.io/v1", "rbac.authorization.k8s.io/v1"}
     | {"autoscaling/v1", "autoscaling/v2", "discovery.k8s.io/v1", "policy/v1"}
-    | {"scheduling.k8s.io/v1"}
+    | {"scheduling.k8s.io/v1", "networking.k8s.io/v1", "events.k8s.io/v1"}
 )
 
 # Definitions that are not objects: their Python type.

@@ -930,3 +930,133 @@ def table(
         "columnDefinitions": columns,
         "rows": rows,
     }
+
+
+# ----------------------------------------------------------------- networking.k8s.io
+
+
+def format_ingress_hosts(rules: Any) -> str:
+    """formatHosts: the first four rule hosts, "*" when none names one."""
+    rules = rules if isinstance(rules, list) else []
+    hosts: list[str] = []
+    more = False
+    for rule in rules:
+        if len(hosts) == 4:
+            more = True
+        host = _get(rule, "host")
+        if not more and host:
+            hosts.append(str(host))
+    if not hosts:
+        return "*"
+    text = ",".join(hosts)
+    return f"{text} + {len(rules) - 4} more..." if more else text
+
+
+def _ingress_address(ing: Obj) -> str:
+    """ingressLoadBalancerStatusStringer (wide): the IPs, else hostnames, sorted, unique."""
+    found = set()
+    for point in _get(ing, "status", "loadBalancer", "ingress") or []:
+        value = _get(point, "ip") or _get(point, "hostname")
+        if value:
+            found.add(str(value))
+    return ",".join(sorted(found))
+
+
+def _ingress_row(ing: Obj, now: datetime) -> list[Any]:
+    return [
+        _name(ing),
+        _get(ing, "spec", "ingressClassName") or "<none>",
+        format_ingress_hosts(_get(ing, "spec", "rules")),
+        _ingress_address(ing),
+        "80, 443" if _get(ing, "spec", "tls") else "80",
+        _age(ing, now),
+    ]
+
+
+def _ingress_class_row(c: Obj, now: datetime) -> list[Any]:
+    params = _get(c, "spec", "parameters")
+    shown = "<none>"
+    if isinstance(params, Mapping):
+        shown = str(params.get("kind") or "")
+        if params.get("apiGroup") is not None:
+            shown += "." + str(params["apiGroup"])
+        shown += "/" + str(params.get("name") or "")
+    return [_name(c), _get(c, "spec", "controller") or "", shown, _age(c, now)]
+
+
+TABLES.update(
+    {
+        "ingresses": (
+            [
+                NAME,
+                _col(
+                    "Class",
+                    desc="The name of the IngressClass resource that should be used for"
+                    " additional configuration",
+                ),
+                _col(
+                    "Hosts",
+                    desc="Hosts that incoming requests are matched against before the ingress rule",
+                ),
+                _col(
+                    "Address",
+                    desc="Address is a list containing ingress points for the load-balancer",
+                ),
+                _col("Ports", desc="Ports of TLS configurations that open"),
+                AGE,
+            ],
+            _ingress_row,
+        ),
+        "ingressclasses": (
+            [
+                NAME,
+                _col("Controller", desc="Controller that is responsible for handling this class"),
+                _col("Parameters", desc="A reference to a resource with additional parameters"),
+                AGE,
+            ],
+            _ingress_class_row,
+        ),
+    }
+)
+
+
+# ----------------------------------------------------------------------------- quota
+
+
+def _quota_row(rq: Obj, now: datetime) -> list[Any]:
+    """printResourceQuota: "<resource>: used/hard" for each hard resource, sorted, the
+    limits.* ones in LIMIT, the others in REQUEST; a missing quantity is "0"."""
+    hard_spec = _get(rq, "spec", "hard") or {}
+    used = _get(rq, "status", "used") or {}
+    hard = _get(rq, "status", "hard") or {}
+    request: list[str] = []
+    limit: list[str] = []
+    for name in sorted(hard_spec):
+        pieces = str(name).split(".")
+        column = limit if len(pieces) > 1 and pieces[0] == "limits" else request
+        column.append(f"{name}: {used.get(name, '0')}/{hard.get(name, '0')}")
+    return [_name(rq), _age(rq, now), ", ".join(request), ", ".join(limit)]
+
+
+TABLES.update(
+    {
+        "resourcequotas": (
+            [
+                NAME,
+                AGE,
+                _col(
+                    "Request",
+                    desc="Request represents a minimum amount of cpu/memory that a container"
+                    " may consume.",
+                ),
+                _col(
+                    "Limit",
+                    desc="Limits control the maximum amount of cpu/memory that a container may"
+                    " use independent of contention on the node.",
+                ),
+            ],
+            _quota_row,
+        ),
+        "limitranges": _CREATED_AT,
+    }
+)

@@ -29,6 +29,7 @@ from .namespaced import NodeIpamController, ServiceAccountController
 from .nodelifecycle import NodeLifecycleController
 from .podautoscaler import HPAS, HorizontalPodAutoscalerController
 from .replicaset import ReplicaSetController, ReplicationManager
+from .resourcequota import ResourceQuotaController
 from .rootca import RootCAPublisher
 from .servicelb import ServiceLBController
 from .statefulset import StatefulSetController
@@ -69,6 +70,7 @@ CONTROLLERS: dict[str, Maker] = {
     "job": lambda c, f, cfg: JobController(c, f),
     "cronjob": lambda c, f, cfg: CronJobController(c, f),
     "nodelifecycle": lambda c, f, cfg: NodeLifecycleController(c, f, cfg.node_monitor_grace_period),
+    "resourcequota": lambda c, f, cfg: ResourceQuotaController(c, f),
     "servicelb": lambda c, f, cfg: ServiceLBController(c, f),
     "horizontalpodautoscaling": lambda c, f, cfg: HorizontalPodAutoscalerController(c, f),
 }

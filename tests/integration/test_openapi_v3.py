@@ -98,8 +98,9 @@ def test_explain_every_kind(kubectl132: Kubectl) -> None:
     for name in names:
         resource, _, group = name.partition(".")
         if resource in seen:
-            # kubectl explain maps the bare resource first (metrics.k8s.io's pods and nodes
-            # are the core ones to it, on any cluster): such a kind is explained by its name
+            # kubectl explain maps the bare resource first (metrics.k8s.io's pods and nodes,
+            # events.k8s.io's events are the core ones to it, on any cluster): such a kind is
+            # explained by its name
             continue
         seen.add(resource)
         out = kubectl132.run("explain", name).stdout
