@@ -38,11 +38,23 @@ _lock = threading.RLock()
 _loaded = False
 _loading = False  # this thread is in _load: a name asked for meanwhile is not there yet
 
-# configdata: ConfigMap and Secret validation; pod: the Pod defaulting and validation; policy:
-# RBAC, PodDisruptionBudget, EndpointSlice; storage: PersistentVolume(Claim), StorageClass;
-# workloads: apps/v1 and batch/v1 kinds likewise
-# (each registers them with the codec when imported).
-_REGISTERING = ("configdata", "pod", "policy", "storage", "workloads")
+# configdata: ConfigMap and Secret validation; events: Event (both APIs); limits: LimitRange;
+# networking: Ingress and IngressClass; pod: the Pod defaulting and validation; policy: RBAC,
+# PodDisruptionBudget, EndpointSlice; quota: ResourceQuota; storage: PersistentVolume(Claim),
+# StorageClass; workloads: apps/v1 and batch/v1 kinds likewise; autoscaling:
+# HorizontalPodAutoscaler (each registers them with the codec when imported).
+_REGISTERING = (
+    "autoscaling",
+    "configdata",
+    "events",
+    "limits",
+    "networking",
+    "pod",
+    "policy",
+    "quota",
+    "storage",
+    "workloads",
+)
 _EXPORTED = {
     "codec": ("decode", "decode_json", "encode", "kind_of_type", "to_dict", "unknown_fields"),
     "errors": ("FieldError",),

@@ -59,6 +59,8 @@ __all__ = [
     "ContainerImage",
     "ContainerPort",
     "ContainerResizePolicy",
+    "ContainerResourceMetricSource",
+    "ContainerResourceMetricStatus",
     "ContainerState",
     "ContainerStateRunning",
     "ContainerStateTerminated",
@@ -71,6 +73,7 @@ __all__ = [
     "CronJobList",
     "CronJobSpec",
     "CronJobStatus",
+    "CrossVersionObjectReference",
     "DaemonEndpoint",
     "DaemonSet",
     "DaemonSetCondition",
@@ -109,8 +112,13 @@ __all__ = [
     "EventList",
     "EventSeries",
     "EventSource",
+    "EventsV1Event",
+    "EventsV1EventList",
+    "EventsV1EventSeries",
     "Eviction",
     "ExecAction",
+    "ExternalMetricSource",
+    "ExternalMetricStatus",
     "FCVolumeSource",
     "FieldSelectorAttributes",
     "FieldSelectorRequirement",
@@ -123,14 +131,39 @@ __all__ = [
     "GitRepoVolumeSource",
     "GlusterfsPersistentVolumeSource",
     "GlusterfsVolumeSource",
+    "HPAScalingPolicy",
+    "HPAScalingRules",
     "HTTPGetAction",
     "HTTPHeader",
+    "HTTPIngressPath",
+    "HTTPIngressRuleValue",
+    "HorizontalPodAutoscaler",
+    "HorizontalPodAutoscalerBehavior",
+    "HorizontalPodAutoscalerCondition",
+    "HorizontalPodAutoscalerList",
+    "HorizontalPodAutoscalerSpec",
+    "HorizontalPodAutoscalerStatus",
     "HostAlias",
     "HostIP",
     "HostPathVolumeSource",
     "ISCSIPersistentVolumeSource",
     "ISCSIVolumeSource",
     "ImageVolumeSource",
+    "Ingress",
+    "IngressBackend",
+    "IngressClass",
+    "IngressClassList",
+    "IngressClassParametersReference",
+    "IngressClassSpec",
+    "IngressList",
+    "IngressLoadBalancerIngress",
+    "IngressLoadBalancerStatus",
+    "IngressPortStatus",
+    "IngressRule",
+    "IngressServiceBackend",
+    "IngressSpec",
+    "IngressStatus",
+    "IngressTLS",
     "Job",
     "JobCondition",
     "JobList",
@@ -146,6 +179,10 @@ __all__ = [
     "LeaseSpec",
     "Lifecycle",
     "LifecycleHandler",
+    "LimitRange",
+    "LimitRangeItem",
+    "LimitRangeList",
+    "LimitRangeSpec",
     "LinuxContainerUser",
     "ListMeta",
     "LoadBalancerIngress",
@@ -154,6 +191,11 @@ __all__ = [
     "LocalSubjectAccessReview",
     "LocalVolumeSource",
     "ManagedFieldsEntry",
+    "MetricIdentifier",
+    "MetricSpec",
+    "MetricStatus",
+    "MetricTarget",
+    "MetricValueStatus",
     "ModifyVolumeStatus",
     "NFSVolumeSource",
     "Namespace",
@@ -182,6 +224,8 @@ __all__ = [
     "NonResourceRule",
     "ObjectFieldSelector",
     "ObjectMeta",
+    "ObjectMetricSource",
+    "ObjectMetricStatus",
     "ObjectReference",
     "OwnerReference",
     "PersistentVolume",
@@ -222,6 +266,8 @@ __all__ = [
     "PodSpec",
     "PodStatus",
     "PodTemplateSpec",
+    "PodsMetricSource",
+    "PodsMetricStatus",
     "PolicyRule",
     "PortStatus",
     "PortworxVolumeSource",
@@ -248,6 +294,12 @@ __all__ = [
     "ResourceClaim",
     "ResourceFieldSelector",
     "ResourceHealth",
+    "ResourceMetricSource",
+    "ResourceMetricStatus",
+    "ResourceQuota",
+    "ResourceQuotaList",
+    "ResourceQuotaSpec",
+    "ResourceQuotaStatus",
     "ResourceRequirements",
     "ResourceRule",
     "ResourceStatus",
@@ -265,6 +317,8 @@ __all__ = [
     "ScaleIOVolumeSource",
     "ScaleSpec",
     "ScaleStatus",
+    "ScopeSelector",
+    "ScopedResourceSelectorRequirement",
     "SeccompProfile",
     "Secret",
     "SecretEnvSource",
@@ -284,6 +338,7 @@ __all__ = [
     "ServiceAccount",
     "ServiceAccountList",
     "ServiceAccountTokenProjection",
+    "ServiceBackendPort",
     "ServiceList",
     "ServicePort",
     "ServiceSpec",
@@ -654,6 +709,20 @@ class ContainerResizePolicy(Object):
     restart_policy: str = msgspec.field(name="restartPolicy")
 
 
+class ContainerResourceMetricSource(Object):
+    """``io.k8s.api.autoscaling.v2.ContainerResourceMetricSource``."""
+    container: str
+    name: str
+    target: MetricTarget
+
+
+class ContainerResourceMetricStatus(Object):
+    """``io.k8s.api.autoscaling.v2.ContainerResourceMetricStatus``."""
+    container: str
+    current: MetricValueStatus
+    name: str
+
+
 class ContainerState(Object):
     """``io.k8s.api.core.v1.ContainerState``."""
     running: ContainerStateRunning | None = None
@@ -757,6 +826,13 @@ class CronJobStatus(Object):
     active: list[ObjectReference] | None = None
     last_schedule_time: datetime | None = msgspec.field(default=None, name="lastScheduleTime")
     last_successful_time: datetime | None = msgspec.field(default=None, name="lastSuccessfulTime")
+
+
+class CrossVersionObjectReference(Object):
+    """``io.k8s.api.autoscaling.v2.CrossVersionObjectReference``."""
+    kind: str
+    name: str
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
 
 
 class DaemonEndpoint(Object):
@@ -1099,6 +1175,41 @@ class EventSource(Object):
     host: str | None = None
 
 
+class EventsV1Event(Object):
+    """``io.k8s.api.events.v1.Event``."""
+    event_time: datetime = msgspec.field(name="eventTime")
+    action: str | None = None
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    deprecated_count: int | None = msgspec.field(default=None, name="deprecatedCount")
+    deprecated_first_timestamp: datetime | None = msgspec.field(default=None, name="deprecatedFirstTimestamp")
+    deprecated_last_timestamp: datetime | None = msgspec.field(default=None, name="deprecatedLastTimestamp")
+    deprecated_source: EventSource | None = msgspec.field(default=None, name="deprecatedSource")
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+    note: str | None = None
+    reason: str | None = None
+    regarding: ObjectReference | None = None
+    related: ObjectReference | None = None
+    reporting_controller: str | None = msgspec.field(default=None, name="reportingController")
+    reporting_instance: str | None = msgspec.field(default=None, name="reportingInstance")
+    series: EventsV1EventSeries | None = None
+    type: str | None = None
+
+
+class EventsV1EventList(Object):
+    """``io.k8s.api.events.v1.EventList``."""
+    items: list[EventsV1Event]
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ListMeta | None = None
+
+
+class EventsV1EventSeries(Object):
+    """``io.k8s.api.events.v1.EventSeries``."""
+    count: int
+    last_observed_time: datetime = msgspec.field(name="lastObservedTime")
+
+
 class Eviction(Object):
     """``io.k8s.api.policy.v1.Eviction``."""
     api_version: str | None = msgspec.field(default=None, name="apiVersion")
@@ -1110,6 +1221,18 @@ class Eviction(Object):
 class ExecAction(Object):
     """``io.k8s.api.core.v1.ExecAction``."""
     command: list[str] | None = None
+
+
+class ExternalMetricSource(Object):
+    """``io.k8s.api.autoscaling.v2.ExternalMetricSource``."""
+    metric: MetricIdentifier
+    target: MetricTarget
+
+
+class ExternalMetricStatus(Object):
+    """``io.k8s.api.autoscaling.v2.ExternalMetricStatus``."""
+    current: MetricValueStatus
+    metric: MetricIdentifier
 
 
 class FCVolumeSource(Object):
@@ -1199,6 +1322,20 @@ class GlusterfsVolumeSource(Object):
     read_only: bool | None = msgspec.field(default=None, name="readOnly")
 
 
+class HPAScalingPolicy(Object):
+    """``io.k8s.api.autoscaling.v2.HPAScalingPolicy``."""
+    period_seconds: int = msgspec.field(name="periodSeconds")
+    type: str
+    value: int
+
+
+class HPAScalingRules(Object):
+    """``io.k8s.api.autoscaling.v2.HPAScalingRules``."""
+    policies: list[HPAScalingPolicy] | None = None
+    select_policy: str | None = msgspec.field(default=None, name="selectPolicy")
+    stabilization_window_seconds: int | None = msgspec.field(default=None, name="stabilizationWindowSeconds")
+
+
 class HTTPGetAction(Object):
     """``io.k8s.api.core.v1.HTTPGetAction``."""
     port: int | str
@@ -1212,6 +1349,69 @@ class HTTPHeader(Object):
     """``io.k8s.api.core.v1.HTTPHeader``."""
     name: str
     value: str
+
+
+class HTTPIngressPath(Object):
+    """``io.k8s.api.networking.v1.HTTPIngressPath``."""
+    backend: IngressBackend
+    path_type: str = msgspec.field(name="pathType")
+    path: str | None = None
+
+
+class HTTPIngressRuleValue(Object):
+    """``io.k8s.api.networking.v1.HTTPIngressRuleValue``."""
+    paths: list[HTTPIngressPath]
+
+
+class HorizontalPodAutoscaler(Object):
+    """``io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler``."""
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+    spec: HorizontalPodAutoscalerSpec | None = None
+    status: HorizontalPodAutoscalerStatus | None = None
+
+
+class HorizontalPodAutoscalerBehavior(Object):
+    """``io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerBehavior``."""
+    scale_down: HPAScalingRules | None = msgspec.field(default=None, name="scaleDown")
+    scale_up: HPAScalingRules | None = msgspec.field(default=None, name="scaleUp")
+
+
+class HorizontalPodAutoscalerCondition(Object):
+    """``io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerCondition``."""
+    status: str
+    type: str
+    last_transition_time: datetime | None = msgspec.field(default=None, name="lastTransitionTime")
+    message: str | None = None
+    reason: str | None = None
+
+
+class HorizontalPodAutoscalerList(Object):
+    """``io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerList``."""
+    items: list[HorizontalPodAutoscaler]
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ListMeta | None = None
+
+
+class HorizontalPodAutoscalerSpec(Object):
+    """``io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerSpec``."""
+    max_replicas: int = msgspec.field(name="maxReplicas")
+    scale_target_ref: CrossVersionObjectReference = msgspec.field(name="scaleTargetRef")
+    behavior: HorizontalPodAutoscalerBehavior | None = None
+    metrics: list[MetricSpec] | None = None
+    min_replicas: int | None = msgspec.field(default=None, name="minReplicas")
+
+
+class HorizontalPodAutoscalerStatus(Object):
+    """``io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerStatus``."""
+    desired_replicas: int = msgspec.field(name="desiredReplicas")
+    conditions: list[HorizontalPodAutoscalerCondition] | None = None
+    current_metrics: list[MetricStatus] | None = msgspec.field(default=None, name="currentMetrics")
+    current_replicas: int | None = msgspec.field(default=None, name="currentReplicas")
+    last_scale_time: datetime | None = msgspec.field(default=None, name="lastScaleTime")
+    observed_generation: int | None = msgspec.field(default=None, name="observedGeneration")
 
 
 class HostAlias(Object):
@@ -1265,6 +1465,110 @@ class ImageVolumeSource(Object):
     """``io.k8s.api.core.v1.ImageVolumeSource``."""
     pull_policy: str | None = msgspec.field(default=None, name="pullPolicy")
     reference: str | None = None
+
+
+class Ingress(Object):
+    """``io.k8s.api.networking.v1.Ingress``."""
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+    spec: IngressSpec | None = None
+    status: IngressStatus | None = None
+
+
+class IngressBackend(Object):
+    """``io.k8s.api.networking.v1.IngressBackend``."""
+    resource: TypedLocalObjectReference | None = None
+    service: IngressServiceBackend | None = None
+
+
+class IngressClass(Object):
+    """``io.k8s.api.networking.v1.IngressClass``."""
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+    spec: IngressClassSpec | None = None
+
+
+class IngressClassList(Object):
+    """``io.k8s.api.networking.v1.IngressClassList``."""
+    items: list[IngressClass]
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ListMeta | None = None
+
+
+class IngressClassParametersReference(Object):
+    """``io.k8s.api.networking.v1.IngressClassParametersReference``."""
+    kind: str
+    name: str
+    api_group: str | None = msgspec.field(default=None, name="apiGroup")
+    namespace: str | None = None
+    scope: str | None = None
+
+
+class IngressClassSpec(Object):
+    """``io.k8s.api.networking.v1.IngressClassSpec``."""
+    controller: str | None = None
+    parameters: IngressClassParametersReference | None = None
+
+
+class IngressList(Object):
+    """``io.k8s.api.networking.v1.IngressList``."""
+    items: list[Ingress]
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ListMeta | None = None
+
+
+class IngressLoadBalancerIngress(Object):
+    """``io.k8s.api.networking.v1.IngressLoadBalancerIngress``."""
+    hostname: str | None = None
+    ip: str | None = None
+    ports: list[IngressPortStatus] | None = None
+
+
+class IngressLoadBalancerStatus(Object):
+    """``io.k8s.api.networking.v1.IngressLoadBalancerStatus``."""
+    ingress: list[IngressLoadBalancerIngress] | None = None
+
+
+class IngressPortStatus(Object):
+    """``io.k8s.api.networking.v1.IngressPortStatus``."""
+    port: int
+    protocol: str
+    error: str | None = None
+
+
+class IngressRule(Object):
+    """``io.k8s.api.networking.v1.IngressRule``."""
+    host: str | None = None
+    http: HTTPIngressRuleValue | None = None
+
+
+class IngressServiceBackend(Object):
+    """``io.k8s.api.networking.v1.IngressServiceBackend``."""
+    name: str
+    port: ServiceBackendPort | None = None
+
+
+class IngressSpec(Object):
+    """``io.k8s.api.networking.v1.IngressSpec``."""
+    default_backend: IngressBackend | None = msgspec.field(default=None, name="defaultBackend")
+    ingress_class_name: str | None = msgspec.field(default=None, name="ingressClassName")
+    rules: list[IngressRule] | None = None
+    tls: list[IngressTLS] | None = None
+
+
+class IngressStatus(Object):
+    """``io.k8s.api.networking.v1.IngressStatus``."""
+    load_balancer: IngressLoadBalancerStatus | None = msgspec.field(default=None, name="loadBalancer")
+
+
+class IngressTLS(Object):
+    """``io.k8s.api.networking.v1.IngressTLS``."""
+    hosts: list[str] | None = None
+    secret_name: str | None = msgspec.field(default=None, name="secretName")
 
 
 class Job(Object):
@@ -1402,6 +1706,37 @@ class LifecycleHandler(Object):
     tcp_socket: TCPSocketAction | None = msgspec.field(default=None, name="tcpSocket")
 
 
+class LimitRange(Object):
+    """``io.k8s.api.core.v1.LimitRange``."""
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+    spec: LimitRangeSpec | None = None
+
+
+class LimitRangeItem(Object):
+    """``io.k8s.api.core.v1.LimitRangeItem``."""
+    type: str
+    default: dict[str, Quantity] | None = None
+    default_request: dict[str, Quantity] | None = msgspec.field(default=None, name="defaultRequest")
+    max: dict[str, Quantity] | None = None
+    max_limit_request_ratio: dict[str, Quantity] | None = msgspec.field(default=None, name="maxLimitRequestRatio")
+    min: dict[str, Quantity] | None = None
+
+
+class LimitRangeList(Object):
+    """``io.k8s.api.core.v1.LimitRangeList``."""
+    items: list[LimitRange]
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ListMeta | None = None
+
+
+class LimitRangeSpec(Object):
+    """``io.k8s.api.core.v1.LimitRangeSpec``."""
+    limits: list[LimitRangeItem]
+
+
 class LinuxContainerUser(Object):
     """``io.k8s.api.core.v1.LinuxContainerUser``."""
     gid: int
@@ -1459,6 +1794,47 @@ class ManagedFieldsEntry(Object):
     operation: str | None = None
     subresource: str | None = None
     time: datetime | None = None
+
+
+class MetricIdentifier(Object):
+    """``io.k8s.api.autoscaling.v2.MetricIdentifier``."""
+    name: str
+    selector: LabelSelector | None = None
+
+
+class MetricSpec(Object):
+    """``io.k8s.api.autoscaling.v2.MetricSpec``."""
+    type: str
+    container_resource: ContainerResourceMetricSource | None = msgspec.field(default=None, name="containerResource")
+    external: ExternalMetricSource | None = None
+    object: ObjectMetricSource | None = None
+    pods: PodsMetricSource | None = None
+    resource: ResourceMetricSource | None = None
+
+
+class MetricStatus(Object):
+    """``io.k8s.api.autoscaling.v2.MetricStatus``."""
+    type: str
+    container_resource: ContainerResourceMetricStatus | None = msgspec.field(default=None, name="containerResource")
+    external: ExternalMetricStatus | None = None
+    object: ObjectMetricStatus | None = None
+    pods: PodsMetricStatus | None = None
+    resource: ResourceMetricStatus | None = None
+
+
+class MetricTarget(Object):
+    """``io.k8s.api.autoscaling.v2.MetricTarget``."""
+    type: str
+    average_utilization: int | None = msgspec.field(default=None, name="averageUtilization")
+    average_value: Quantity | None = msgspec.field(default=None, name="averageValue")
+    value: Quantity | None = None
+
+
+class MetricValueStatus(Object):
+    """``io.k8s.api.autoscaling.v2.MetricValueStatus``."""
+    average_utilization: int | None = msgspec.field(default=None, name="averageUtilization")
+    average_value: Quantity | None = msgspec.field(default=None, name="averageValue")
+    value: Quantity | None = None
 
 
 class ModifyVolumeStatus(Object):
@@ -1680,6 +2056,20 @@ class ObjectMeta(Object):
     resource_version: str | None = msgspec.field(default=None, name="resourceVersion")
     self_link: str | None = msgspec.field(default=None, name="selfLink")
     uid: str | None = None
+
+
+class ObjectMetricSource(Object):
+    """``io.k8s.api.autoscaling.v2.ObjectMetricSource``."""
+    described_object: CrossVersionObjectReference = msgspec.field(name="describedObject")
+    metric: MetricIdentifier
+    target: MetricTarget
+
+
+class ObjectMetricStatus(Object):
+    """``io.k8s.api.autoscaling.v2.ObjectMetricStatus``."""
+    current: MetricValueStatus
+    described_object: CrossVersionObjectReference = msgspec.field(name="describedObject")
+    metric: MetricIdentifier
 
 
 class ObjectReference(Object):
@@ -2076,6 +2466,18 @@ class PodTemplateSpec(Object):
     spec: PodSpec | None = None
 
 
+class PodsMetricSource(Object):
+    """``io.k8s.api.autoscaling.v2.PodsMetricSource``."""
+    metric: MetricIdentifier
+    target: MetricTarget
+
+
+class PodsMetricStatus(Object):
+    """``io.k8s.api.autoscaling.v2.PodsMetricStatus``."""
+    current: MetricValueStatus
+    metric: MetricIdentifier
+
+
 class PolicyRule(Object):
     """``io.k8s.api.rbac.v1.PolicyRule``."""
     verbs: list[str]
@@ -2304,6 +2706,48 @@ class ResourceHealth(Object):
     health: str | None = None
 
 
+class ResourceMetricSource(Object):
+    """``io.k8s.api.autoscaling.v2.ResourceMetricSource``."""
+    name: str
+    target: MetricTarget
+
+
+class ResourceMetricStatus(Object):
+    """``io.k8s.api.autoscaling.v2.ResourceMetricStatus``."""
+    current: MetricValueStatus
+    name: str
+
+
+class ResourceQuota(Object):
+    """``io.k8s.api.core.v1.ResourceQuota``."""
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+    spec: ResourceQuotaSpec | None = None
+    status: ResourceQuotaStatus | None = None
+
+
+class ResourceQuotaList(Object):
+    """``io.k8s.api.core.v1.ResourceQuotaList``."""
+    items: list[ResourceQuota]
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ListMeta | None = None
+
+
+class ResourceQuotaSpec(Object):
+    """``io.k8s.api.core.v1.ResourceQuotaSpec``."""
+    hard: dict[str, Quantity] | None = None
+    scope_selector: ScopeSelector | None = msgspec.field(default=None, name="scopeSelector")
+    scopes: list[str] | None = None
+
+
+class ResourceQuotaStatus(Object):
+    """``io.k8s.api.core.v1.ResourceQuotaStatus``."""
+    hard: dict[str, Quantity] | None = None
+    used: dict[str, Quantity] | None = None
+
+
 class ResourceRequirements(Object):
     """``io.k8s.api.core.v1.ResourceRequirements``."""
     claims: list[ResourceClaim] | None = None
@@ -2437,6 +2881,18 @@ class ScaleStatus(Object):
     """``io.k8s.api.autoscaling.v1.ScaleStatus``."""
     replicas: int
     selector: str | None = None
+
+
+class ScopeSelector(Object):
+    """``io.k8s.api.core.v1.ScopeSelector``."""
+    match_expressions: list[ScopedResourceSelectorRequirement] | None = msgspec.field(default=None, name="matchExpressions")
+
+
+class ScopedResourceSelectorRequirement(Object):
+    """``io.k8s.api.core.v1.ScopedResourceSelectorRequirement``."""
+    operator: str
+    scope_name: str = msgspec.field(name="scopeName")
+    values: list[str] | None = None
 
 
 class SeccompProfile(Object):
@@ -2588,6 +3044,12 @@ class ServiceAccountTokenProjection(Object):
     path: str
     audience: str | None = None
     expiration_seconds: int | None = msgspec.field(default=None, name="expirationSeconds")
+
+
+class ServiceBackendPort(Object):
+    """``io.k8s.api.networking.v1.ServiceBackendPort``."""
+    name: str | None = None
+    number: int | None = None
 
 
 class ServiceList(Object):
@@ -3072,6 +3534,10 @@ KINDS: dict[tuple[str, str], type[Object]] = {
     ("autoscaling/v1", "DeleteOptions"): DeleteOptions,
     ("autoscaling/v1", "Scale"): Scale,
     ("autoscaling/v1", "WatchEvent"): WatchEvent,
+    ("autoscaling/v2", "DeleteOptions"): DeleteOptions,
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): HorizontalPodAutoscaler,
+    ("autoscaling/v2", "HorizontalPodAutoscalerList"): HorizontalPodAutoscalerList,
+    ("autoscaling/v2", "WatchEvent"): WatchEvent,
     ("batch/v1", "CronJob"): CronJob,
     ("batch/v1", "CronJobList"): CronJobList,
     ("batch/v1", "DeleteOptions"): DeleteOptions,
@@ -3086,6 +3552,16 @@ KINDS: dict[tuple[str, str], type[Object]] = {
     ("discovery.k8s.io/v1", "EndpointSlice"): EndpointSlice,
     ("discovery.k8s.io/v1", "EndpointSliceList"): EndpointSliceList,
     ("discovery.k8s.io/v1", "WatchEvent"): WatchEvent,
+    ("events.k8s.io/v1", "DeleteOptions"): DeleteOptions,
+    ("events.k8s.io/v1", "Event"): EventsV1Event,
+    ("events.k8s.io/v1", "EventList"): EventsV1EventList,
+    ("events.k8s.io/v1", "WatchEvent"): WatchEvent,
+    ("networking.k8s.io/v1", "DeleteOptions"): DeleteOptions,
+    ("networking.k8s.io/v1", "Ingress"): Ingress,
+    ("networking.k8s.io/v1", "IngressClass"): IngressClass,
+    ("networking.k8s.io/v1", "IngressClassList"): IngressClassList,
+    ("networking.k8s.io/v1", "IngressList"): IngressList,
+    ("networking.k8s.io/v1", "WatchEvent"): WatchEvent,
     ("policy/v1", "DeleteOptions"): DeleteOptions,
     ("policy/v1", "Eviction"): Eviction,
     ("policy/v1", "PodDisruptionBudget"): PodDisruptionBudget,
@@ -3118,6 +3594,8 @@ KINDS: dict[tuple[str, str], type[Object]] = {
     ("v1", "EndpointsList"): EndpointsList,
     ("v1", "Event"): Event,
     ("v1", "EventList"): EventList,
+    ("v1", "LimitRange"): LimitRange,
+    ("v1", "LimitRangeList"): LimitRangeList,
     ("v1", "Namespace"): Namespace,
     ("v1", "NamespaceList"): NamespaceList,
     ("v1", "Node"): Node,
@@ -3130,6 +3608,8 @@ KINDS: dict[tuple[str, str], type[Object]] = {
     ("v1", "PodList"): PodList,
     ("v1", "ReplicationController"): ReplicationController,
     ("v1", "ReplicationControllerList"): ReplicationControllerList,
+    ("v1", "ResourceQuota"): ResourceQuota,
+    ("v1", "ResourceQuotaList"): ResourceQuotaList,
     ("v1", "Secret"): Secret,
     ("v1", "SecretList"): SecretList,
     ("v1", "Service"): Service,

@@ -694,6 +694,21 @@ FIELDS: dict[str, dict[int, tuple[str, str, str, int]]] = {
         3: ("tcpSocket", "k8s.io.api.core.v1.TCPSocketAction", "", 6),
         4: ("sleep", "k8s.io.api.core.v1.SleepAction", "", 6),
     },
+    "k8s.io.api.core.v1.LimitRange": {
+        1: ("metadata", "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta", "", 4),
+        2: ("spec", "k8s.io.api.core.v1.LimitRangeSpec", "", 4),
+    },
+    "k8s.io.api.core.v1.LimitRangeItem": {
+        1: ("type", "string", "", 0),
+        2: ("max", "map", "k8s.io.apimachinery.pkg.api.resource.Quantity", 4),
+        3: ("min", "map", "k8s.io.apimachinery.pkg.api.resource.Quantity", 4),
+        4: ("default", "map", "k8s.io.apimachinery.pkg.api.resource.Quantity", 4),
+        5: ("defaultRequest", "map", "k8s.io.apimachinery.pkg.api.resource.Quantity", 4),
+        6: ("maxLimitRequestRatio", "map", "k8s.io.apimachinery.pkg.api.resource.Quantity", 4),
+    },
+    "k8s.io.api.core.v1.LimitRangeSpec": {
+        1: ("limits", "k8s.io.api.core.v1.LimitRangeItem", "", 1),
+    },
     "k8s.io.api.core.v1.LinuxContainerUser": {
         1: ("uid", "int64", "", 0),
         2: ("gid", "int64", "", 0),
@@ -1118,6 +1133,20 @@ FIELDS: dict[str, dict[int, tuple[str, str, str, int]]] = {
         1: ("resourceID", "string", "", 0),
         2: ("health", "string", "", 4),
     },
+    "k8s.io.api.core.v1.ResourceQuota": {
+        1: ("metadata", "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta", "", 4),
+        2: ("spec", "k8s.io.api.core.v1.ResourceQuotaSpec", "", 4),
+        3: ("status", "k8s.io.api.core.v1.ResourceQuotaStatus", "", 4),
+    },
+    "k8s.io.api.core.v1.ResourceQuotaSpec": {
+        1: ("hard", "map", "k8s.io.apimachinery.pkg.api.resource.Quantity", 4),
+        2: ("scopes", "string", "", 5),
+        3: ("scopeSelector", "k8s.io.api.core.v1.ScopeSelector", "", 6),
+    },
+    "k8s.io.api.core.v1.ResourceQuotaStatus": {
+        1: ("hard", "map", "k8s.io.apimachinery.pkg.api.resource.Quantity", 4),
+        2: ("used", "map", "k8s.io.apimachinery.pkg.api.resource.Quantity", 4),
+    },
     "k8s.io.api.core.v1.ResourceRequirements": {
         1: ("limits", "map", "k8s.io.apimachinery.pkg.api.resource.Quantity", 4),
         2: ("requests", "map", "k8s.io.apimachinery.pkg.api.resource.Quantity", 4),
@@ -1144,6 +1173,14 @@ FIELDS: dict[str, dict[int, tuple[str, str, str, int]]] = {
         8: ("volumeName", "string", "", 4),
         9: ("fsType", "string", "", 4),
         10: ("readOnly", "bool", "", 4),
+    },
+    "k8s.io.api.core.v1.ScopeSelector": {
+        1: ("matchExpressions", "k8s.io.api.core.v1.ScopedResourceSelectorRequirement", "", 5),
+    },
+    "k8s.io.api.core.v1.ScopedResourceSelectorRequirement": {
+        1: ("scopeName", "string", "", 0),
+        2: ("operator", "string", "", 0),
+        3: ("values", "string", "", 5),
     },
     "k8s.io.api.core.v1.SeccompProfile": {
         1: ("type", "string", "", 0),
@@ -1410,6 +1447,100 @@ FIELDS: dict[str, dict[int, tuple[str, str, str, int]]] = {
     "k8s.io.api.discovery.v1.ForZone": {
         1: ("name", "string", "", 0),
     },
+    "k8s.io.api.events.v1.Event": {
+        1: ("metadata", "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta", "", 0),
+        2: ("eventTime", "k8s.io.apimachinery.pkg.apis.meta.v1.MicroTime", "", 0),
+        3: ("series", "k8s.io.api.events.v1.EventSeries", "", 6),
+        4: ("reportingController", "string", "", 4),
+        5: ("reportingInstance", "string", "", 4),
+        6: ("action", "string", "", 4),
+        7: ("reason", "string", "", 4),
+        8: ("regarding", "k8s.io.api.core.v1.ObjectReference", "", 4),
+        9: ("related", "k8s.io.api.core.v1.ObjectReference", "", 6),
+        10: ("note", "string", "", 4),
+        11: ("type", "string", "", 4),
+        12: ("deprecatedSource", "k8s.io.api.core.v1.EventSource", "", 4),
+        13: ("deprecatedFirstTimestamp", "k8s.io.apimachinery.pkg.apis.meta.v1.Time", "", 4),
+        14: ("deprecatedLastTimestamp", "k8s.io.apimachinery.pkg.apis.meta.v1.Time", "", 4),
+        15: ("deprecatedCount", "int32", "", 4),
+    },
+    "k8s.io.api.events.v1.EventSeries": {
+        1: ("count", "int32", "", 0),
+        2: ("lastObservedTime", "k8s.io.apimachinery.pkg.apis.meta.v1.MicroTime", "", 0),
+    },
+    "k8s.io.api.networking.v1.HTTPIngressPath": {
+        1: ("path", "string", "", 4),
+        2: ("backend", "k8s.io.api.networking.v1.IngressBackend", "", 0),
+        3: ("pathType", "string", "", 2),
+    },
+    "k8s.io.api.networking.v1.HTTPIngressRuleValue": {
+        1: ("paths", "k8s.io.api.networking.v1.HTTPIngressPath", "", 1),
+    },
+    "k8s.io.api.networking.v1.Ingress": {
+        1: ("metadata", "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta", "", 4),
+        2: ("spec", "k8s.io.api.networking.v1.IngressSpec", "", 4),
+        3: ("status", "k8s.io.api.networking.v1.IngressStatus", "", 4),
+    },
+    "k8s.io.api.networking.v1.IngressBackend": {
+        3: ("resource", "k8s.io.api.core.v1.TypedLocalObjectReference", "", 6),
+        4: ("service", "k8s.io.api.networking.v1.IngressServiceBackend", "", 6),
+    },
+    "k8s.io.api.networking.v1.IngressClass": {
+        1: ("metadata", "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta", "", 4),
+        2: ("spec", "k8s.io.api.networking.v1.IngressClassSpec", "", 4),
+    },
+    "k8s.io.api.networking.v1.IngressClassParametersReference": {
+        1: ("apiGroup", "string", "", 6),
+        2: ("kind", "string", "", 0),
+        3: ("name", "string", "", 0),
+        4: ("scope", "string", "", 2),
+        5: ("namespace", "string", "", 6),
+    },
+    "k8s.io.api.networking.v1.IngressClassSpec": {
+        1: ("controller", "string", "", 4),
+        2: ("parameters", "k8s.io.api.networking.v1.IngressClassParametersReference", "", 6),
+    },
+    "k8s.io.api.networking.v1.IngressLoadBalancerIngress": {
+        1: ("ip", "string", "", 4),
+        2: ("hostname", "string", "", 4),
+        4: ("ports", "k8s.io.api.networking.v1.IngressPortStatus", "", 5),
+    },
+    "k8s.io.api.networking.v1.IngressLoadBalancerStatus": {
+        1: ("ingress", "k8s.io.api.networking.v1.IngressLoadBalancerIngress", "", 5),
+    },
+    "k8s.io.api.networking.v1.IngressPortStatus": {
+        1: ("port", "int32", "", 0),
+        2: ("protocol", "string", "", 0),
+        3: ("error", "string", "", 6),
+    },
+    "k8s.io.api.networking.v1.IngressRule": {
+        1: ("host", "string", "", 4),
+        2: ("ingressRuleValue", "k8s.io.api.networking.v1.IngressRuleValue", "", 8),
+    },
+    "k8s.io.api.networking.v1.IngressRuleValue": {
+        1: ("http", "k8s.io.api.networking.v1.HTTPIngressRuleValue", "", 6),
+    },
+    "k8s.io.api.networking.v1.IngressServiceBackend": {
+        1: ("name", "string", "", 0),
+        2: ("port", "k8s.io.api.networking.v1.ServiceBackendPort", "", 4),
+    },
+    "k8s.io.api.networking.v1.IngressSpec": {
+        1: ("defaultBackend", "k8s.io.api.networking.v1.IngressBackend", "", 6),
+        2: ("tls", "k8s.io.api.networking.v1.IngressTLS", "", 5),
+        3: ("rules", "k8s.io.api.networking.v1.IngressRule", "", 5),
+        4: ("ingressClassName", "string", "", 6),
+    },
+    "k8s.io.api.networking.v1.IngressStatus": {
+        1: ("loadBalancer", "k8s.io.api.networking.v1.IngressLoadBalancerStatus", "", 4),
+    },
+    "k8s.io.api.networking.v1.IngressTLS": {
+        1: ("hosts", "string", "", 5),
+        2: ("secretName", "string", "", 4),
+    },
+    "k8s.io.api.networking.v1.ServiceBackendPort": {
+        1: ("name", "string", "", 4),
+        2: ("number", "int32", "", 4),
+    },
     "k8s.io.api.policy.v1.Eviction": {
         1: ("metadata", "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta", "", 4),
         2: ("deleteOptions", "k8s.io.apimachinery.pkg.apis.meta.v1.DeleteOptions", "", 6),
@@ -1584,8 +1715,11 @@ KINDS: dict[tuple[str, str], str] = {
     ("batch/v1", "Job"): "k8s.io.api.batch.v1.Job",
     ("coordination.k8s.io/v1", "Lease"): "k8s.io.api.coordination.v1.Lease",
     ("discovery.k8s.io/v1", "EndpointSlice"): "k8s.io.api.discovery.v1.EndpointSlice",
+    ("events.k8s.io/v1", "Event"): "k8s.io.api.events.v1.Event",
     ("meta.k8s.io/v1", "DeleteOptions"): "k8s.io.apimachinery.pkg.apis.meta.v1.DeleteOptions",
     ("meta.k8s.io/v1", "Status"): "k8s.io.apimachinery.pkg.apis.meta.v1.Status",
+    ("networking.k8s.io/v1", "Ingress"): "k8s.io.api.networking.v1.Ingress",
+    ("networking.k8s.io/v1", "IngressClass"): "k8s.io.api.networking.v1.IngressClass",
     ("policy/v1", "Eviction"): "k8s.io.api.policy.v1.Eviction",
     ("policy/v1", "PodDisruptionBudget"): "k8s.io.api.policy.v1.PodDisruptionBudget",
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): "k8s.io.api.rbac.v1.ClusterRole",
@@ -1597,10 +1731,12 @@ KINDS: dict[tuple[str, str], str] = {
     ("v1", "ConfigMap"): "k8s.io.api.core.v1.ConfigMap",
     ("v1", "Endpoints"): "k8s.io.api.core.v1.Endpoints",
     ("v1", "Event"): "k8s.io.api.core.v1.Event",
+    ("v1", "LimitRange"): "k8s.io.api.core.v1.LimitRange",
     ("v1", "Namespace"): "k8s.io.api.core.v1.Namespace",
     ("v1", "Node"): "k8s.io.api.core.v1.Node",
     ("v1", "Pod"): "k8s.io.api.core.v1.Pod",
     ("v1", "ReplicationController"): "k8s.io.api.core.v1.ReplicationController",
+    ("v1", "ResourceQuota"): "k8s.io.api.core.v1.ResourceQuota",
     ("v1", "Secret"): "k8s.io.api.core.v1.Secret",
     ("v1", "Service"): "k8s.io.api.core.v1.Service",
     ("v1", "ServiceAccount"): "k8s.io.api.core.v1.ServiceAccount",

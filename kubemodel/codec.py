@@ -23,6 +23,7 @@ from kubemodel.quantity import Quantity
 
 __all__ = [
     "DEFAULTERS",
+    "ENCODED",
     "INT_RANGES",
     "VALIDATORS",
     "decode",
@@ -38,6 +39,8 @@ T = TypeVar("T", bound=Object)
 # Per type: the defaulting (in place) and validation that kube-apiserver applies on create.
 DEFAULTERS: dict[type[Object], Callable[[Any], None]] = {}
 VALIDATORS: dict[type[Object], Callable[[Any], None]] = {}
+# Per type: what its encoded form (to_dict) needs beyond the types' own encoding.
+ENCODED: dict[type[Object], Callable[[dict[str, Any]], None]] = {}
 # (type, JSON field) -> how an integer field is described in a type error ("a port number").
 INT_RANGES: dict[tuple[type[Object], str], str] = {}
 
@@ -156,9 +159,12 @@ def encode(obj: Object) -> bytes:
 
 
 def to_dict(obj: Object) -> dict[str, Any]:
-    """``encode`` as plain dicts and lists (datetimes as RFC 3339 text)."""
+    """``encode`` as plain dicts and lists (datetimes as RFC 3339 text), with the kind's
+    ``ENCODED`` finish (MicroTime fields in Go's fixed six digits)."""
     result = msgspec.json.decode(encode(obj))
     assert isinstance(result, dict)
+    if finish := ENCODED.get(type(obj)):
+        finish(result)
     return result
 
 

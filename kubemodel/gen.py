@@ -65,6 +65,14 @@ ROOTS = (
     "io.k8s.api.scheduling.v1.PriorityClass",
     "io.k8s.api.scheduling.v1.PriorityClassList",
     *(
+        "io.k8s.api.networking.v1." + k + s
+        for k in ("Ingress", "IngressClass")
+        for s in ("", "List")
+    ),
+    "io.k8s.api.events.v1.Event",
+    "io.k8s.api.events.v1.EventList",
+    *(_CORE + k + s for k in ("ResourceQuota", "LimitRange") for s in ("", "List")),
+    *(
         "io.k8s.api.rbac.v1." + k + s
         for k in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")
         for s in ("", "List")
@@ -74,6 +82,8 @@ ROOTS = (
     _META + "WatchEvent",
     _META + "APIResourceList",
     "io.k8s.api.autoscaling.v1.Scale",
+    "io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler",
+    "io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerList",
     # answered, never stored (orchestrator/apiserver/security.py): typed for OpenAPI only
     *("io.k8s.api.authentication.v1." + k for k in ("SelfSubjectReview", "TokenReview")),
     *(
@@ -90,7 +100,8 @@ ROOTS = (
 # The API versions served; KINDS lists a kind under these only.
 API_VERSIONS = frozenset(
     {"v1", "apps/v1", "batch/v1", "coordination.k8s.io/v1", "rbac.authorization.k8s.io/v1"}
-    | {"autoscaling/v1", "discovery.k8s.io/v1", "policy/v1", "scheduling.k8s.io/v1"}
+    | {"autoscaling/v1", "autoscaling/v2", "discovery.k8s.io/v1", "policy/v1"}
+    | {"scheduling.k8s.io/v1", "networking.k8s.io/v1", "events.k8s.io/v1"}
     | {"storage.k8s.io/v1"}
 )
 

@@ -41,6 +41,8 @@ PACKAGES: dict[str, tuple[str, str, str]] = {
     "k8s.io.api.policy.v1": ("api", "policy/v1", "policy/v1"),
     "k8s.io.api.rbac.v1": ("api", "rbac/v1", "rbac.authorization.k8s.io/v1"),
     "k8s.io.api.scheduling.v1": ("api", "scheduling/v1", "scheduling.k8s.io/v1"),
+    "k8s.io.api.networking.v1": ("api", "networking/v1", "networking.k8s.io/v1"),
+    "k8s.io.api.events.v1": ("api", "events/v1", "events.k8s.io/v1"),
     "k8s.io.apimachinery.pkg.apis.meta.v1": ("apimachinery", "pkg/apis/meta/v1", "meta.k8s.io/v1"),
     "k8s.io.apimachinery.pkg.api.resource": ("apimachinery", "pkg/api/resource", ""),
     "k8s.io.apimachinery.pkg.runtime": ("apimachinery", "pkg/runtime", ""),
@@ -69,6 +71,11 @@ ROOTS: tuple[tuple[str, str], ...] = (
         for k in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")
     ),
     ("scheduling.k8s.io/v1", "PriorityClass"),
+    ("networking.k8s.io/v1", "Ingress"),
+    ("networking.k8s.io/v1", "IngressClass"),
+    ("events.k8s.io/v1", "Event"),
+    ("v1", "ResourceQuota"),
+    ("v1", "LimitRange"),
     ("autoscaling/v1", "Scale"),
     ("meta.k8s.io/v1", "DeleteOptions"),
     ("meta.k8s.io/v1", "Status"),
@@ -268,7 +275,9 @@ def render(protos: dict[str, list[ProtoField]], go: dict[str, dict[int, GoField]
             if f.type == "map" and f.key != "string":
                 raise SystemExit(f"protogen: {name}.{f.name}: map keys of {f.key}")
             json_name = g.json_name or f.name
-            if not g.inline and json_name != f.name:
+            # the wire name is the Go field's, lower-cased at its start ("aPIGroup" for the
+            # JSON "apiGroup" of IngressClassParametersReference): only its case may differ
+            if not g.inline and json_name.lower() != f.name.lower():
                 raise SystemExit(f"protogen: {name}.{f.name}: JSON name {json_name}")
             flags = (
                 (REPEATED if f.repeated else 0)

@@ -17,14 +17,17 @@ import yaml
 from aiohttp import web
 
 from kubemodel import protobuf
+from kubemodel.events import FIELD_LABELS_V1
 from orchestrator.store import Backend, Gone, TooLarge
 
-from . import discovery, errors, fields, managedfields, openapi, openapi_v2
+from . import discovery, errors, fields, managedfields, metricsapi, openapi, openapi_v2
+from .converted import Converted, to_stored_form
 from .errors import ApiError
 from .eviction import evict
 from .podexec import pod_exec
 from .podlogs import pod_log
 from .portforward import pod_port_forward
+from .proxyroute import proxy
 from .resources import RESOURCES, Resource, by_path
 from .security import REQUEST_TIMEOUT, Security
 from .selectors import field_selector, label_selector
@@ -404,7 +407,13 @@ class ApiServer:
         self.request_timeout = request_timeout
         self.kubelet_client = kubelet_client  # TLS to kubelets (pods/log), None: refused
         self.kubelet_netns: str | None = None  # the netns kubelets are reached from; None: ours
-        self.caches = {r.name: WatchCache(store, r.key_prefix(None)) for r in RESOURCES}
+        self.metrics = metricsapi.MetricsApi(self.storage)
+        # one cache per stored resource (events.k8s.io/v1 Event shares core/v1's)
+        self.caches: dict[str, WatchCache] = {}
+        for r in RESOURCES:
+            if r.stored_group is None:
+                self.caches[r.name] = WatchCache(store, r.key_prefix(None))
+        self.converted = Converted(self.storage)
         # Authentication, authorization, audit, limits (security.py); None: client
         # certificates only (require_client_cert), everyone allowed everything.
         self.security: Security | None = None
@@ -584,6 +593,14 @@ class ApiServer:
     async def _grouped(self, request: web.Request) -> web.StreamResponse:
         if not request.match_info["tail"]:  # /apis/<group>/<version>/
             return await self._group_discovery(request)
+        if request.match_info["group"] == metricsapi.GROUP:
+            return await self.metrics.handle(
+                request,
+                request.match_info["version"],
+                request.match_info["tail"],
+                self.kubelet_client,
+                self.kubelet_netns,
+            )
         return await self._resource(
             request.match_info["group"], request.match_info["version"], request
         )
@@ -604,6 +621,18 @@ class ApiServer:
             and (group or segs[2] not in ("status", "finalize"))
         ):
             ns, segs = segs[1], segs[2:]
+        if len(segs) >= 3 and segs[2] == "proxy" and all(segs[:2]) and not watch_path:
+            res = by_path(group, version, segs[0])
+            if res is not None and "proxy" in res.subresources and (ns is None) != res.namespaced:
+                return await proxy(
+                    request,
+                    self.storage,
+                    res.name,
+                    ns,
+                    segs[1],
+                    self.kubelet_client,
+                    self.kubelet_netns,
+                )
         if not segs or len(segs) > 3 or not all(segs):
             raise _not_found_path()
         res = by_path(group, version, segs[0])
@@ -659,7 +688,7 @@ class ApiServer:
                 )
             if watch_path or _truthy(q.get("watch")):
                 return await self._watch(request, res, ns, name)
-            obj = await self.storage.get(res, ns, name)
+            obj = await self._store(res).get(res, ns, name)
             if sub == "scale":
                 return _json(_scale(obj))
             return self._object(request, res, obj)
@@ -681,7 +710,7 @@ class ApiServer:
         if m == "POST" and name is None:
             body = await self._object_body(request, res)
             fields.check(request, res, body)
-            obj = await self.storage.create(
+            obj = await self._store(res).create(
                 res, ns, body, dry_run=dry, manager=_manager(request), owned=True
             )
             return self._object(request, res, obj, 201)
@@ -690,7 +719,7 @@ class ApiServer:
             fields.check(request, res, body, sub)
             if sub == "scale":
                 return await self._put_scale(res, ns, name, body, dry, _manager(request))
-            obj = await self.storage.update(
+            obj = await self._store(res).update(
                 res, ns, name, body, subresource=sub, dry_run=dry, manager=_manager(request)
             )
             return self._object(request, res, obj)
@@ -715,7 +744,7 @@ class ApiServer:
                 fields.check(request, res, patch, sub)
             if sub == "scale":
                 return await self._patch_scale(res, ns, name, kind, patch, dry, _manager(request))
-            obj = await self.storage.patch(
+            obj = await self._store(res).patch(
                 res,
                 ns,
                 name,
@@ -743,7 +772,7 @@ class ApiServer:
             _check_delete_options(options)
             dry = _dry_run(request, options.get("dryRun"))
             if name is not None:
-                obj = await self.storage.delete(res, ns, name, options, dry_run=dry)
+                obj = await self._store(res).delete(res, ns, name, options, dry_run=dry)
                 meta = obj["metadata"]
                 if res.name in RETURN_DELETED or (
                     meta.get("deletionTimestamp") and meta.get("finalizers")
@@ -756,7 +785,7 @@ class ApiServer:
             _check_resource_version(q.get("resourceVersion"))
             _check_list_options(q, watch=False)
             _int_param(request, "limit")
-            items, rev, _ = await self.storage.list(
+            items, rev, _ = await self._store(res).list(
                 res,
                 ns,
                 match=self._selector(request, res),
@@ -768,7 +797,7 @@ class ApiServer:
             for item in items:
                 with contextlib.suppress(ApiError):
                     deleted.append(
-                        await self.storage.delete(
+                        await self._store(res).delete(
                             res,
                             item["metadata"].get("namespace"),
                             item["metadata"]["name"],
@@ -778,6 +807,10 @@ class ApiServer:
                     )
             return _json(_list_body(res, deleted, rev, None))
         raise errors.method_not_allowed()
+
+    def _store(self, res: Resource) -> Any:
+        """Storage, or its converting front for a resource stored as another (events)."""
+        return self.storage if res.stored_group is None else self.converted
 
     async def _apply(
         self,
@@ -810,7 +843,7 @@ class ApiServer:
         if not isinstance(config, dict):
             raise errors.bad_request(f"the apply configuration must be a {res.kind} object")
         fields.check(request, res, config, sub)
-        obj, created = await self.storage.apply(
+        obj, created = await self._store(res).apply(
             res,
             ns,
             name,
@@ -838,14 +871,19 @@ class ApiServer:
     ) -> web.Response:
         if _wants_table(request):
             rv = obj["metadata"].get("resourceVersion", "")
+            row = obj if res.stored_group is None else to_stored_form(res, obj)
             return _json(
-                table(res.name, [obj], rv, "", request.query.get("includeObject", "")), code
+                table(res.name, [row], rv, "", request.query.get("includeObject", "")), code
             )
         return _json(obj, code)
 
     def _selector(self, request: web.Request, res: Resource) -> Callable[[Obj], bool] | None:
         labels = label_selector(request.query.get("labelSelector"))
-        fields = field_selector(request.query.get("fieldSelector"), res.name)
+        fields = field_selector(
+            request.query.get("fieldSelector"),
+            res.name,
+            FIELD_LABELS_V1 if res.stored_group is not None else None,
+        )
         if labels is None:
             return fields
         if fields is None:
@@ -857,7 +895,7 @@ class ApiServer:
         _check_list_options(q, watch=False)
         limit = _int_param(request, "limit") or 0
         as_table = _wants_table(request)
-        items, rev, cont = await self.storage.list(
+        items, rev, cont = await self._store(res).list(
             res,
             ns,
             match=self._selector(request, res),
@@ -868,6 +906,8 @@ class ApiServer:
             shallow=not as_table,  # only encoded again
         )
         if as_table:
+            if res.stored_group is not None:  # a table's rows are of the stored form
+                items = [to_stored_form(res, o) for o in items]
             return _json(table(res.name, items, str(rev), cont or "", q.get("includeObject", "")))
         return _json(_list_body(res, items, rev, cont))
 
@@ -880,7 +920,7 @@ class ApiServer:
         patch: Obj = {"spec": {"replicas": replicas}}
         if rv := (body.get("metadata") or {}).get("resourceVersion"):
             patch["metadata"] = {"resourceVersion": rv}
-        obj = await self.storage.patch(
+        obj = await self._store(res).patch(
             res, ns, name, "merge", patch, dry_run=dry, manager=manager, entry_subresource="scale"
         )
         return _json(_scale(obj))
@@ -897,7 +937,7 @@ class ApiServer:
     ) -> web.Response:
         from .patch import PatchError, json_patch, merge_patch, strategic_merge_patch
 
-        current = await self.storage.get(res, ns, name)
+        current = await self._store(res).get(res, ns, name)
         try:
             if kind == "strategic":
                 root = managedfields.root_type("autoscaling", "v1", "Scale")
@@ -967,6 +1007,10 @@ class ApiServer:
         as_table = _wants_table(request)
         include = q.get("includeObject", "")
         cache = self.caches[res.name]
+        # the cache holds the stored form; a resource served as another converts each event
+        # (and keeps its frames apart from the stored form's watchers')
+        convert = None if res.stored_group is None else self.converted.to_view(res)
+        tag = "" if convert is None else res.group + "/"
 
         def frame(typ: str, ev: CacheEvent | None, obj: Obj) -> bytes:
             if as_table:
@@ -974,10 +1018,15 @@ class ApiServer:
                     res.name, [obj], obj["metadata"].get("resourceVersion", ""), "", include
                 )
             elif ev is not None:  # the same bytes for every watcher of this event
-                data = ev.frames.get(typ)
+                data = ev.frames.get(tag + typ)
                 if data is None:
-                    data = ev.frames[typ] = _encoder.encode({"type": typ, "object": obj}) + b"\n"
+                    if convert is not None:
+                        obj = convert(obj)
+                    data = _encoder.encode({"type": typ, "object": obj}) + b"\n"
+                    ev.frames[tag + typ] = data
                 return data
+            elif convert is not None:
+                obj = convert(obj)
             return _encoder.encode({"type": typ, "object": obj}) + b"\n"
 
         last_rev = start
@@ -1013,7 +1062,7 @@ class ApiServer:
                 data = frame(out[0], ev, out[1])
                 chunk = b"%x\r\n%b\r\n" % (len(data), data)
             else:
-                key = "#" + out[0]
+                key = "#" + tag + out[0]
                 chunk = ev.frames.get(key)
                 if chunk is None:
                     data = frame(out[0], ev, out[1])

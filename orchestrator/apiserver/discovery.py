@@ -27,6 +27,13 @@ REVIEWS: dict[str, list[tuple[str, str, bool]]] = {
 }
 
 
+# Groups served apart from the table of kinds, in a version of their own: group -> (version,
+# [(resource, kind, namespaced)]), each read with get and list (metricsapi.py).
+READ_ONLY: dict[str, tuple[str, list[tuple[str, str, bool]]]] = {
+    "metrics.k8s.io": ("v1beta1", [("nodes", "NodeMetrics", False), ("pods", "PodMetrics", True)]),
+}
+
+
 def version() -> dict[str, Any]:
     from corral_common.version import version as corral_version
 
@@ -55,7 +62,8 @@ def api_versions(server_address: str) -> dict[str, Any]:
 
 
 def _group(name: str) -> dict[str, Any]:
-    versions = [{"groupVersion": f"{name}/{v}", "version": v} for v in GROUPS.get(name, ["v1"])]
+    served = [READ_ONLY[name][0]] if name in READ_ONLY else GROUPS.get(name, ["v1"])
+    versions = [{"groupVersion": f"{name}/{v}", "version": v} for v in served]
     return {"name": name, "versions": versions, "preferredVersion": versions[0]}
 
 
@@ -63,12 +71,12 @@ def group_list() -> dict[str, Any]:
     return {
         "kind": "APIGroupList",
         "apiVersion": "v1",
-        "groups": [_group(g) for g in (*GROUPS, *REVIEWS) if g],
+        "groups": [_group(g) for g in (*GROUPS, *REVIEWS, *READ_ONLY) if g],
     }
 
 
 def group(name: str) -> dict[str, Any] | None:
-    if not name or (name not in GROUPS and name not in REVIEWS):
+    if not name or (name not in GROUPS and name not in REVIEWS and name not in READ_ONLY):
         return None
     return {"kind": "APIGroup", "apiVersion": "v1", **_group(name)}
 
@@ -90,6 +98,19 @@ def _entry(r: Resource) -> dict[str, Any]:
 
 def resource_list(group_name: str, ver: str) -> dict[str, Any] | None:
     gv = f"{group_name}/{ver}" if group_name else ver
+    if group_name in READ_ONLY:
+        if ver != READ_ONLY[group_name][0]:
+            return None
+        listed = [
+            {"name": n, "singularName": "", "namespaced": ns, "kind": k, "verbs": ["get", "list"]}
+            for n, k, ns in READ_ONLY[group_name][1]
+        ]
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": gv,
+            "resources": listed,
+        }
     if group_name in REVIEWS and ver == "v1":
         reviews = [
             {"name": n, "singularName": k.lower(), "namespaced": ns, "kind": k, "verbs": ["create"]}
@@ -124,6 +145,11 @@ def resource_list(group_name: str, ver: str) -> dict[str, Any] | None:
                     sub, "PodPortForwardOptions"
                 )
                 e.update(kind=kind, verbs=["create", "get"])
+            elif sub == "proxy":
+                kind = {"pods": "PodProxyOptions", "services": "ServiceProxyOptions"}.get(
+                    r.name, "NodeProxyOptions"
+                )
+                e.update(kind=kind, verbs=["create", "delete", "get", "patch", "update"])
             elif sub == "eviction":
                 e.update(group="policy", version="v1", kind="Eviction", verbs=["create"])
             out.append(e)

@@ -32,7 +32,7 @@ from aiohttp import web
 
 import kubemodel
 
-from .discovery import REVIEWS
+from .discovery import READ_ONLY, REVIEWS
 from .resources import GROUPS, Resource
 
 __all__ = [
@@ -120,7 +120,142 @@ def schemas() -> dict[str, Obj]:
         "description": "The body of a PATCH request, in the format its Content-Type names.",
         "type": "object",
     }
+    out.update(_metrics_schemas())
     return out
+
+
+_METRICS = "io.k8s.metrics.pkg.apis.metrics.v1beta1."
+
+
+def _metrics_schemas() -> dict[str, Obj]:
+    """metrics.k8s.io/v1beta1's kinds (metricsapi.py), as metrics-server publishes them."""
+    quantity = {"$ref": _REF + "io.k8s.apimachinery.pkg.api.resource.Quantity"}
+    usage = {
+        "description": "The memory and CPU in use, in the form of a ResourceList.",
+        "type": "object",
+        "additionalProperties": {"allOf": [quantity], "default": {}},
+    }
+    meta = {"allOf": [{"$ref": _REF + _META + "ObjectMeta"}], "default": {}}
+
+    def kind(name: str, desc: str, props: Obj, required: list[str]) -> Obj:
+        return {
+            "description": desc,
+            "type": "object",
+            "required": required,
+            "properties": {
+                "apiVersion": {"description": "The versioned schema of this object.",
+                               "type": "string"},
+                "kind": {"description": "The REST resource this object represents.",
+                         "type": "string"},
+                "metadata": meta,
+                **props,
+            },
+            "x-kubernetes-group-version-kind": [
+                {"group": "metrics.k8s.io", "kind": name, "version": "v1beta1"}
+            ],
+        }  # fmt: skip
+
+    sampled = {
+        "timestamp": {
+            "description": "When the usage was sampled: the end of the window.",
+            "allOf": [{"$ref": _REF + _META + "Time"}],
+        },
+        "window": {
+            "description": "The time the usage was measured over, [timestamp-window, timestamp].",
+            "type": "string",
+        },
+    }
+    out = {
+        _METRICS + "NodeMetrics": kind(
+            "NodeMetrics",
+            "The resource usage of a node.",
+            {**sampled, "usage": usage},
+            ["timestamp", "window", "usage"],
+        ),
+        _METRICS + "PodMetrics": kind(
+            "PodMetrics",
+            "The resource usage of a pod, by container.",
+            {
+                **sampled,
+                "containers": {
+                    "description": "The usage of each container of the pod.",
+                    "type": "array",
+                    "items": {
+                        "allOf": [{"$ref": _REF + _METRICS + "ContainerMetrics"}],
+                        "default": {},
+                    },
+                    "x-kubernetes-list-type": "atomic",
+                },
+            },
+            ["timestamp", "window", "containers"],
+        ),
+        _METRICS + "ContainerMetrics": {
+            "description": "The resource usage of a container.",
+            "type": "object",
+            "required": ["name", "usage"],
+            "properties": {
+                "name": {"description": "The container's name.", "type": "string", "default": ""},
+                "usage": usage,
+            },
+        },
+    }
+    for name in ("NodeMetrics", "PodMetrics"):
+        out[_METRICS + name + "List"] = kind(
+            name + "List",
+            f"A list of {name}.",
+            {
+                "metadata": {"allOf": [{"$ref": _REF + _META + "ListMeta"}], "default": {}},
+                "items": {
+                    "description": f"The {name} of the list.",
+                    "type": "array",
+                    "items": {"allOf": [{"$ref": _REF + _METRICS + name}], "default": {}},
+                },
+            },
+            ["items"],
+        )
+    return out
+
+
+def _read_only_paths(
+    group: str, version: str, schemas: dict[str, Obj], roots: list[str]
+) -> dict[str, Obj]:
+    """The list and get operations of a read-only group (discovery.READ_ONLY)."""
+    paths: dict[str, Obj] = {}
+    tag = f"{group.split('.')[0]}_{version}"
+    for resource, kind, namespaced in READ_ONLY[group][1]:
+        item, listed = (
+            _definition(group, version, kind, schemas),
+            _definition(group, version, kind + "List", schemas),
+        )
+        if item is None or listed is None:
+            continue
+        roots += [item, listed]
+        gvk = {"group": group, "kind": kind, "version": version}
+        ns = "namespaces/{namespace}/" if namespaced else ""
+        base = f"/apis/{group}/{version}/{ns}{resource}"
+        scope = [
+            _param("namespace", "object name and auth scope, such as for teams and projects",
+                   where="path")
+        ] if namespaced else []  # fmt: skip
+        op = f"{_camel(group.removesuffix('.k8s.io'))}{_camel(version)}"
+        scoped = "Namespaced" if namespaced else ""
+        paths[base] = {
+            "get": _operation(
+                "list", f"list{op}{scoped}{kind}", f"list objects of kind {kind}", gvk, tag,
+                listed, ("200",), [*_LIST],
+            ),
+            "parameters": [*scope, _PRETTY],
+        }  # fmt: skip
+        paths[base + "/{name}"] = {
+            "get": _operation(
+                "get", f"read{op}{scoped}{kind}", f"read the specified {kind}", gvk, tag,
+                item, ("200",),
+            ),
+            "parameters": [
+                _param("name", f"name of the {kind}", where="path"), *scope, _PRETTY
+            ],
+        }  # fmt: skip
+    return paths
 
 
 def _refs(node: Any) -> Iterable[str]:
@@ -447,6 +582,8 @@ def build_document(group: str, version: str, resources: list[Resource]) -> Obj:
     if version == "v1":
         for resource, kind, namespaced in REVIEWS.get(group, []):
             paths.update(_review_paths(group, resource, kind, namespaced, defs, roots))
+    if group in READ_ONLY and version == READ_ONLY[group][0]:
+        paths.update(_read_only_paths(group, version, defs, roots))
     return {
         "components": {"schemas": _reachable(roots, defs)},
         "info": dict(INFO),
@@ -465,6 +602,8 @@ def served(
     versions = {g: dict(vs) for g, vs in groups.items()}
     for group in REVIEWS:
         versions.setdefault(group, {}).setdefault("v1", [])
+    for group, (version, _) in READ_ONLY.items():
+        versions.setdefault(group, {}).setdefault(version, [])
     for group, by_version in versions.items():
         for version, resources in by_version.items():
             yield group, version, resources

@@ -101,6 +101,8 @@ _VIEW = [
         ["networking.k8s.io"],
         ["ingresses", "ingresses/status", "networkpolicies"],
     ),
+    # metrics-server's system:aggregated-metrics-reader, aggregated to view, edit and admin
+    rule(READ, ["metrics.k8s.io"], ["pods", "nodes"]),
 ]
 
 _EDIT_ONLY = [

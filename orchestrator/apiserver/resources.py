@@ -4,11 +4,21 @@ short names, and the kubemodel types that decode, default and validate them."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import kubemodel
 from kubemodel._generated import Object
 
-__all__ = ["INITIAL_STATUS", "RBAC", "RESOURCES", "GROUPS", "Resource", "by_path", "lookup"]
+__all__ = [
+    "INITIAL_STATUS",
+    "NETWORKING",
+    "RBAC",
+    "RESOURCES",
+    "GROUPS",
+    "Resource",
+    "by_path",
+    "lookup",
+]
 
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 
@@ -28,6 +38,9 @@ class Resource:
     has_spec: bool = True  # generation follows changes of spec
     delete_collection: bool = True  # namespaces have no deletecollection verb
     extra: dict[str, str] = field(default_factory=dict)
+    # Served as another resource of the same name stores it, in that group (events.k8s.io/v1
+    # Event is core/v1's): the keys are that group's; requests convert (apiserver.converted).
+    stored_group: str | None = None
 
     @property
     def verbs(self) -> list[str]:
@@ -47,7 +60,8 @@ class Resource:
 
     def key_prefix(self, namespace: str | None) -> str:
         """Store keys: /registry/<group.resource>/<namespace>/<name>."""
-        base = f"/registry/{self.name}.{self.group}/" if self.group else f"/registry/{self.name}/"
+        group = self.group if self.stored_group is None else self.stored_group
+        base = f"/registry/{self.name}.{group}/" if group else f"/registry/{self.name}/"
         if self.namespaced and namespace:
             return f"{base}{namespace}/"
         return base
@@ -67,10 +81,11 @@ def _r(
     sub: tuple[str, ...] = (),
     has_spec: bool = True,
     bulk: bool = True,
+    version: str = "v1",
 ) -> Resource:
     return Resource(
         group=group,
-        version="v1",
+        version=version,
         name=name,
         singular=kind.lower(),
         kind=kind,
@@ -86,6 +101,7 @@ def _r(
 
 k = kubemodel
 RBAC = "rbac.authorization.k8s.io"
+NETWORKING = "networking.k8s.io"
 RESOURCES: tuple[Resource, ...] = (
     _r("", "namespaces", "Namespace", False, k.Namespace, ("ns",), sub=("status",), bulk=False),
     _r(
@@ -96,14 +112,14 @@ RESOURCES: tuple[Resource, ...] = (
         k.Pod,
         ("po",),
         True,
-        ("status", "binding", "eviction", "log", "exec", "attach", "portforward"),
+        ("status", "binding", "eviction", "log", "exec", "attach", "portforward", "proxy"),
     ),  # fmt: skip
     _r("", "configmaps", "ConfigMap", True, k.ConfigMap, ("cm",), has_spec=False),
     _r("", "secrets", "Secret", True, k.Secret, has_spec=False),
-    _r("", "services", "Service", True, k.Service, ("svc",), True, ("status",)),
+    _r("", "services", "Service", True, k.Service, ("svc",), True, ("status", "proxy")),
     _r("", "events", "Event", True, k.Event, ("ev",), has_spec=False),
     _r("", "serviceaccounts", "ServiceAccount", True, k.ServiceAccount, ("sa",), has_spec=False),
-    _r("", "nodes", "Node", False, k.Node, ("no",), sub=("status",)),
+    _r("", "nodes", "Node", False, k.Node, ("no",), sub=("status", "proxy")),
     _r("", "endpoints", "Endpoints", True, k.Endpoints, ("ep",), has_spec=False),
     _r(
         "",
@@ -156,6 +172,17 @@ RESOURCES: tuple[Resource, ...] = (
         ("status", "scale"),
     ),
     _r("batch", "jobs", "Job", True, k.Job, (), True, ("status",)),
+    _r(
+        "autoscaling",
+        "horizontalpodautoscalers",
+        "HorizontalPodAutoscaler",
+        True,
+        k.HorizontalPodAutoscaler,
+        ("hpa",),
+        True,
+        ("status",),
+        version="v2",
+    ),
     _r("batch", "cronjobs", "CronJob", True, k.CronJob, ("cj",), True, ("status",)),
     _r(
         "apps",
@@ -169,6 +196,8 @@ RESOURCES: tuple[Resource, ...] = (
     _r(
         "discovery.k8s.io", "endpointslices", "EndpointSlice", True, k.EndpointSlice, has_spec=False
     ),
+    _r(NETWORKING, "ingressclasses", "IngressClass", False, k.IngressClass),
+    _r(NETWORKING, "ingresses", "Ingress", True, k.Ingress, ("ing",), sub=("status",)),
     _r(
         "policy",
         "poddisruptionbudgets",
@@ -208,10 +237,26 @@ RESOURCES: tuple[Resource, ...] = (
         has_spec=False,
     ),
 )
+RESOURCES += (
+    _r("", "resourcequotas", "ResourceQuota", True, k.ResourceQuota, ("quota",), sub=("status",)),
+    _r("", "limitranges", "LimitRange", True, k.LimitRange, ("limits",)),
+    Resource(
+        group="events.k8s.io",
+        version="v1",
+        name="events",
+        singular="event",
+        kind="Event",
+        namespaced=True,
+        model=k.EventsV1Event,
+        short_names=("ev",),
+        has_spec=False,
+        stored_group="",
+    ),
+)
 del k
 
 # The status a new object starts with (its Go zero value, where that has required fields).
-INITIAL_STATUS: dict[str, dict[str, int | str]] = {
+INITIAL_STATUS: dict[str, dict[str, Any]] = {
     "daemonsets": {
         "currentNumberScheduled": 0,
         "numberMisscheduled": 0,
@@ -219,6 +264,7 @@ INITIAL_STATUS: dict[str, dict[str, int | str]] = {
         "numberReady": 0,
     },
     "replicasets": {"replicas": 0},
+    "horizontalpodautoscalers": {"currentReplicas": 0, "desiredReplicas": 0},
     "replicationcontrollers": {"replicas": 0},
     "statefulsets": {"replicas": 0},
     "persistentvolumes": {"phase": "Pending"},
@@ -230,6 +276,9 @@ INITIAL_STATUS: dict[str, dict[str, int | str]] = {
         "expectedPods": 0,
     },
 }
+
+# IngressStatus.LoadBalancer is a struct Go always writes
+INITIAL_STATUS["ingresses"] = {"loadBalancer": {}}
 
 # group -> version -> resources, in the order discovery lists them.
 GROUPS: dict[str, dict[str, list[Resource]]] = {}

@@ -68,10 +68,16 @@ def _field_value(obj: dict[str, Any], path: str) -> str:
     return str(cur)
 
 
-def field_selector(text: str | None, resource: str) -> Selector | None:
+def field_selector(
+    text: str | None, resource: str, renames: dict[str, str] | None = None
+) -> Selector | None:
+    """``renames``: the labels a resource served in another form takes (events.k8s.io/v1
+    Event's), each to the stored form's label it selects on; no other label."""
     if not text:
         return None
     allowed = _COMMON_FIELDS + FIELDS.get(resource, ())
+    if renames is not None:
+        allowed = tuple(renames)
     terms: list[tuple[str, bool, str]] = []
     for part in _split(text):
         m = re.fullmatch(r"\s*([A-Za-z0-9_.]+)\s*(==|!=|=)\s*(.*?)\s*", part)
@@ -80,7 +86,7 @@ def field_selector(text: str | None, resource: str) -> Selector | None:
         name, op, value = m[1], m[2], m[3].replace("\\,", ",").replace("\\=", "=")
         if name not in allowed:
             raise bad_request(f"field label not supported: {name}")
-        terms.append((name, op == "!=", value))
+        terms.append((renames[name] if renames else name, op == "!=", value))
 
     def match(obj: dict[str, Any]) -> bool:
         for name, negate, value in terms:

@@ -15,6 +15,7 @@ import copy
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +31,7 @@ from kubemodel.names import (
     random_bytes,
     random_name,
 )
+from kubemodel.networking import validate_ingress_class_update, validate_ingress_create
 from kubemodel.pod import validate_meta, validate_pod_update
 from kubemodel.storage import (
     validate_pv_update,
@@ -47,14 +49,17 @@ from orchestrator.store import (
 )
 
 from . import errors, managedfields
+from .ingress import set_default_class
+from .limits import LimitRanger
 from .patch import NoMergeKey, PatchError, json_patch, merge_patch, strategic_merge_patch
 from .priority import PriorityAdmission, builtin_classes, validate_class
+from .quota import QuotaAdmission
 from .resources import INITIAL_STATUS, RESOURCES, Resource, by_path
 from .serviceaccount import admit_pod as admit_service_account
 from .services import Allocation, ServiceAllocator
 from .volumes import StorageAdmission, builtin_storage_classes
 
-__all__ = ["Storage", "now_rfc3339"]
+__all__ = ["Storage", "View", "now_rfc3339"]
 
 log = logging.getLogger("corral.apiserver")
 
@@ -64,7 +69,10 @@ assert NAMESPACES is not None
 PRIORITYCLASSES = by_path("scheduling.k8s.io", "v1", "priorityclasses")
 SERVICEACCOUNTS = by_path("", "v1", "serviceaccounts")
 STORAGECLASSES = by_path("storage.k8s.io", "v1", "storageclasses")
-assert PRIORITYCLASSES is not None and SERVICEACCOUNTS is not None and STORAGECLASSES is not None
+assert PRIORITYCLASSES is not None and SERVICEACCOUNTS is not None
+INGRESSCLASSES = by_path("networking.k8s.io", "v1", "ingressclasses")
+assert INGRESSCLASSES is not None
+assert STORAGECLASSES is not None
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 UNDELETABLE_NAMESPACES = ("default", "kube-system", "kube-public")
 PATCH_RETRIES = 5
@@ -228,7 +236,7 @@ _UPDATE_CHECKS: dict[str, Callable[[Obj, Obj], None]] = {
 
 
 def _tracks_generation(res: Resource) -> bool:
-    return res.group in ("apps", "batch", "policy")
+    return res.group in ("apps", "batch", "policy", "networking.k8s.io")
 
 
 def _qos_class(pod: Obj) -> str:
@@ -286,6 +294,15 @@ def _job_selector(job: Obj) -> None:
     }
 
 
+@dataclass(frozen=True)
+class View:
+    """A resource served in another form than it is stored (events.k8s.io/v1 Event)."""
+
+    res: Resource
+    to_view: Callable[[Obj], Obj]
+    to_stored: Callable[[Obj], Obj]
+
+
 class Storage:
     def __init__(self, store: Backend) -> None:
         self.store = store
@@ -298,6 +315,8 @@ class Storage:
         self.volumes = StorageAdmission(store)
         # ClusterIPs and NodePorts (the server sets its --service-cidr and port range)
         self.services = ServiceAllocator(store)
+        self.quota = QuotaAdmission(store)  # ResourceQuota's admission
+        self.limits = LimitRanger(store)  # LimitRange's
 
     # ------------------------------------------------------------------ reading
 
@@ -537,12 +556,17 @@ class Storage:
             await self.priority.admit_pod(obj)
         if res.name == "pods":
             self._default_tolerations(obj)
+            if ns is not None and isinstance(obj.get("spec"), dict):
+                await self.limits.admit_pod(obj, ns)
         if res.name == "jobs":
             _job_selector(obj)
         if res.name == "persistentvolumeclaims":
             await self.volumes.admit_claim(obj)
         if res.name == "persistentvolumes":
             self.volumes.admit_volume(obj)
+        if res.name == "ingresses":
+            await set_default_class(obj, self._ingress_classes)
+            self._check(res, name, obj, validate_ingress_create)
         if res.name == "services":
             alloc = await self.services.on_create(obj, dry_run)
             try:
@@ -580,6 +604,7 @@ class Storage:
             await self.priority.check_class(stored)
             self.priority.forget()
         await self._check_namespace(res, ns, name)
+        await self.quota.admit(res, ns, stored, dry_run)
         if dry_run:
             return stored
         try:
@@ -588,6 +613,20 @@ class Storage:
             raise errors.already_exists(res.name, name, res.group) from None
         stored["metadata"]["resourceVersion"] = str(kv.mod_rev)
         return stored
+
+    async def _ingress_classes(self) -> list[Obj]:
+        return (await self.list(INGRESSCLASSES, None))[0]
+
+    def _check(self, res: Resource, name: str, obj: Obj, check: Callable[[Any], None]) -> None:
+        """``check`` the typed object (a kind's rule beyond its validation), as a 422."""
+        try:
+            typed = kubemodel.decode(obj, res.model, defaults=False, validate=False)
+        except FieldError:
+            return  # the object's decoding and validation name it
+        try:
+            check(typed)
+        except FieldError as e:
+            raise errors.invalid(res.kind, name, e.field, e.message, res.group) from None
 
     async def _service_account(self, ns: str, name: str) -> Obj | None:
         try:
@@ -730,6 +769,12 @@ class Storage:
                 new["status"] = copy.deepcopy(old.get("status") or {})
         if _tracks_generation(res) and new.get("spec") != old.get("spec"):
             meta["generation"] = int(old_meta.get("generation") or 0) + 1
+        if res.name == "ingressclasses":
+            try:
+                validate_ingress_class_update(old, new)
+            except FieldError as e:
+                name = old_meta["name"]
+                raise errors.invalid(res.kind, name, e.field, e.message, res.group) from None
         if res.name == "priorityclasses":
             if new.get("value") != old.get("value"):
                 raise errors.invalid(
@@ -773,6 +818,8 @@ class Storage:
                         _UPDATE_CHECKS[res.name](old, stored)
                 except FieldError as e:
                     raise errors.invalid(res.kind, name, e.field, e.message, res.group) from None
+            if res.name == "services":  # a NodePort or LoadBalancer more to count
+                await self.quota.admit(res, old["metadata"].get("namespace"), stored, dry_run, old)
         except BaseException:
             if alloc is not None:
                 await self.services.release(alloc.taken, old["metadata"]["uid"])
@@ -936,14 +983,19 @@ class Storage:
         dry_run: bool = False,
         manager: str | None = None,
         entry_subresource: str | None = None,
+        view: View | None = None,
     ) -> Obj:
+        """``view``: the patch is to the object as another resource serves it (converted to
+        that form, patched, converted back)."""
         want_rv = None
         if isinstance(patch, dict) and isinstance(patch.get("metadata"), dict):
             want_rv = patch["metadata"].get("resourceVersion")
 
-        root = _root(res) if patch_type == "strategic" else None
+        root = _root(view.res if view else res) if patch_type == "strategic" else None
 
         def apply(old: Obj) -> Obj:
+            if view is not None:
+                old = view.to_view(old)
             try:
                 if patch_type == "merge":
                     patched = merge_patch(old, patch)
@@ -960,7 +1012,7 @@ class Storage:
                 raise errors.bad_request("the patch is nested too deeply") from None
             if not isinstance(patched, dict):
                 raise errors.bad_request("the patched object is not a JSON object")
-            return patched
+            return patched if view is None else view.to_stored(patched)
 
         try:
             return await self._update_with_retries(
@@ -1272,8 +1324,8 @@ class Storage:
         while True:
             left = 0
             for res in RESOURCES:
-                if not res.namespaced:
-                    continue
+                if not res.namespaced or res.stored_group is not None:
+                    continue  # (a resource stored as another goes with that one)
                 items, _, _ = await self.list(res, name)
                 for obj in items:
                     left += 1

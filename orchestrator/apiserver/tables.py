@@ -653,6 +653,61 @@ def _storage_class_row(sc: Obj, now: datetime) -> list[Any]:
     ]
 
 
+def _hpa_metrics(specs: list[Obj], statuses: list[Obj]) -> str:
+    """kube's formatHPAMetrics: ``cpu: 45%/50%`` per metric, two at most, then "+ N more"."""
+    if not specs:
+        return "<none>"
+    out = []
+    for i, spec in enumerate(specs):
+        typ = spec.get("type")
+        st = statuses[i] if i < len(statuses) else {}
+        key = {"External": "external", "Pods": "pods", "Object": "object", "Resource": "resource",
+               "ContainerResource": "containerResource"}.get(str(typ))  # fmt: skip
+        src, cur = (spec.get(key) or {}, (st.get(key) or {}).get("current")) if key else ({}, None)
+        target = src.get("target") or {}
+        current = cur or {}
+        if typ in ("External", "Object"):
+            if target.get("averageValue") is not None:
+                now = current.get("averageValue") if cur is not None else None
+                out.append(f"{now or '<unknown>'}/{target['averageValue']} (avg)")
+            else:
+                now = current.get("value") if cur is not None else None
+                out.append(f"{now or '<unknown>'}/{target.get('value')}")
+        elif typ == "Pods":
+            out.append(f"{current.get('averageValue') or '<unknown>'}/{target.get('averageValue')}")
+        elif typ in ("Resource", "ContainerResource"):
+            name = src.get("name", "")
+            if target.get("averageValue") is not None:
+                out.append(
+                    f"{name}: {current.get('averageValue') or '<unknown>'}/{target['averageValue']}"
+                )
+            else:
+                util = current.get("averageUtilization")
+                now = f"{util}%" if util is not None else "<unknown>"
+                want = target.get("averageUtilization")
+                out.append(f"{name}: {now}/{f'{want}%' if want is not None else '<auto>'}")
+        else:
+            out.append("<unknown type>")
+    if len(out) > 2:
+        return f"{', '.join(out[:2])} + {len(out) - 2} more..."
+    return ", ".join(out)
+
+
+def _hpa_row(h: Obj, now: datetime) -> list[Any]:
+    spec, status = h.get("spec") or {}, h.get("status") or {}
+    ref = spec.get("scaleTargetRef") or {}
+    low = spec.get("minReplicas")
+    return [
+        _name(h),
+        f"{ref.get('kind', '')}/{ref.get('name', '')}",
+        _hpa_metrics(spec.get("metrics") or [], status.get("currentMetrics") or []),
+        low if low is not None else "<unset>",
+        int(spec.get("maxReplicas") or 0),
+        int(status.get("currentReplicas") or 0),
+        _age(h, now),
+    ]
+
+
 def _created_at(o: Obj, now: datetime) -> list[Any]:
     t = _time(_get(o, "metadata", "creationTimestamp"))
     return [_name(o), t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if t else None]
@@ -880,6 +935,18 @@ TABLES: dict[str, tuple[list[Obj], Row]] = {
         ],
         _pdb_row,
     ),
+    "horizontalpodautoscalers": (
+        [
+            NAME,
+            _col("Reference", desc="The reference to the object the autoscaler scales."),
+            _col("Targets", desc="The current and target values of the metrics."),
+            _col("MinPods", desc="The lower limit for the number of pods."),
+            _col("MaxPods", "integer", desc="The upper limit for the number of pods."),
+            _col("Replicas", "integer", desc="The number of replicas now."),
+            AGE,
+        ],
+        _hpa_row,
+    ),
     "roles": _CREATED_AT,
     "clusterroles": _CREATED_AT,
     "rolebindings": _BINDING,
@@ -1030,3 +1097,133 @@ def table(
         "columnDefinitions": columns,
         "rows": rows,
     }
+
+
+# ----------------------------------------------------------------- networking.k8s.io
+
+
+def format_ingress_hosts(rules: Any) -> str:
+    """formatHosts: the first four rule hosts, "*" when none names one."""
+    rules = rules if isinstance(rules, list) else []
+    hosts: list[str] = []
+    more = False
+    for rule in rules:
+        if len(hosts) == 4:
+            more = True
+        host = _get(rule, "host")
+        if not more and host:
+            hosts.append(str(host))
+    if not hosts:
+        return "*"
+    text = ",".join(hosts)
+    return f"{text} + {len(rules) - 4} more..." if more else text
+
+
+def _ingress_address(ing: Obj) -> str:
+    """ingressLoadBalancerStatusStringer (wide): the IPs, else hostnames, sorted, unique."""
+    found = set()
+    for point in _get(ing, "status", "loadBalancer", "ingress") or []:
+        value = _get(point, "ip") or _get(point, "hostname")
+        if value:
+            found.add(str(value))
+    return ",".join(sorted(found))
+
+
+def _ingress_row(ing: Obj, now: datetime) -> list[Any]:
+    return [
+        _name(ing),
+        _get(ing, "spec", "ingressClassName") or "<none>",
+        format_ingress_hosts(_get(ing, "spec", "rules")),
+        _ingress_address(ing),
+        "80, 443" if _get(ing, "spec", "tls") else "80",
+        _age(ing, now),
+    ]
+
+
+def _ingress_class_row(c: Obj, now: datetime) -> list[Any]:
+    params = _get(c, "spec", "parameters")
+    shown = "<none>"
+    if isinstance(params, Mapping):
+        shown = str(params.get("kind") or "")
+        if params.get("apiGroup") is not None:
+            shown += "." + str(params["apiGroup"])
+        shown += "/" + str(params.get("name") or "")
+    return [_name(c), _get(c, "spec", "controller") or "", shown, _age(c, now)]
+
+
+TABLES.update(
+    {
+        "ingresses": (
+            [
+                NAME,
+                _col(
+                    "Class",
+                    desc="The name of the IngressClass resource that should be used for"
+                    " additional configuration",
+                ),
+                _col(
+                    "Hosts",
+                    desc="Hosts that incoming requests are matched against before the ingress rule",
+                ),
+                _col(
+                    "Address",
+                    desc="Address is a list containing ingress points for the load-balancer",
+                ),
+                _col("Ports", desc="Ports of TLS configurations that open"),
+                AGE,
+            ],
+            _ingress_row,
+        ),
+        "ingressclasses": (
+            [
+                NAME,
+                _col("Controller", desc="Controller that is responsible for handling this class"),
+                _col("Parameters", desc="A reference to a resource with additional parameters"),
+                AGE,
+            ],
+            _ingress_class_row,
+        ),
+    }
+)
+
+
+# ----------------------------------------------------------------------------- quota
+
+
+def _quota_row(rq: Obj, now: datetime) -> list[Any]:
+    """printResourceQuota: "<resource>: used/hard" for each hard resource, sorted, the
+    limits.* ones in LIMIT, the others in REQUEST; a missing quantity is "0"."""
+    hard_spec = _get(rq, "spec", "hard") or {}
+    used = _get(rq, "status", "used") or {}
+    hard = _get(rq, "status", "hard") or {}
+    request: list[str] = []
+    limit: list[str] = []
+    for name in sorted(hard_spec):
+        pieces = str(name).split(".")
+        column = limit if len(pieces) > 1 and pieces[0] == "limits" else request
+        column.append(f"{name}: {used.get(name, '0')}/{hard.get(name, '0')}")
+    return [_name(rq), _age(rq, now), ", ".join(request), ", ".join(limit)]
+
+
+TABLES.update(
+    {
+        "resourcequotas": (
+            [
+                NAME,
+                AGE,
+                _col(
+                    "Request",
+                    desc="Request represents a minimum amount of cpu/memory that a container"
+                    " may consume.",
+                ),
+                _col(
+                    "Limit",
+                    desc="Limits control the maximum amount of cpu/memory that a container may"
+                    " use independent of contention on the node.",
+                ),
+            ],
+            _quota_row,
+        ),
+        "limitranges": _CREATED_AT,
+    }
+)

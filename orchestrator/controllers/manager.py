@@ -33,8 +33,11 @@ from .gc import GarbageCollector
 from .job import JobController
 from .namespaced import NodeIpamController, ServiceAccountController
 from .nodelifecycle import NodeLifecycleController
+from .podautoscaler import HPAS, HorizontalPodAutoscalerController
 from .replicaset import ReplicaSetController, ReplicationManager
+from .resourcequota import ResourceQuotaController
 from .rootca import RootCAPublisher
+from .servicelb import ServiceLBController
 from .statefulset import StatefulSetController
 from .volumes import LocalPathProvisioner, PersistentVolumeController
 
@@ -74,6 +77,9 @@ CONTROLLERS: dict[str, Maker] = {
     "job": lambda c, f, cfg: JobController(c, f),
     "cronjob": lambda c, f, cfg: CronJobController(c, f),
     "nodelifecycle": lambda c, f, cfg: NodeLifecycleController(c, f, cfg.node_monitor_grace_period),
+    "resourcequota": lambda c, f, cfg: ResourceQuotaController(c, f),
+    "servicelb": lambda c, f, cfg: ServiceLBController(c, f),
+    "horizontalpodautoscaling": lambda c, f, cfg: HorizontalPodAutoscalerController(c, f),
     "persistentvolume-binder": lambda c, f, cfg: PersistentVolumeController(c, f),
     "local-path-provisioner": lambda c, f, cfg: LocalPathProvisioner(c, f),
 }
@@ -84,6 +90,7 @@ REQUIRES: dict[str, tuple[ResourceRef, ...]] = {
     "clusterdns": (ENDPOINTSLICES,),
     "daemonset": (CONTROLLERREVISIONS,),
     "statefulset": (CONTROLLERREVISIONS,),
+    "horizontalpodautoscaling": (HPAS,),
     "persistentvolume-binder": (PERSISTENTVOLUMES, STORAGECLASSES),
     "local-path-provisioner": (PERSISTENTVOLUMES, STORAGECLASSES),
 }

@@ -189,7 +189,7 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
         sweeper = LocalPathSweeper(client, cfg.data_dir / LOCAL_PATH_DIR)
         cert, key = serving_files(cfg.data_dir)
         assert client_cfg.ca_pem is not None
-        kubelet = KubeletPort(runtime, pods.get, cert, key, client_cfg.ca_pem)
+        kubelet = KubeletPort(runtime, pods.get, cert, key, client_cfg.ca_pem, pods.all)
         dns = ClusterDnsOnNode(client, runtime, cfg, name) if cfg.cluster_dns else None
         proxy = None
         try:

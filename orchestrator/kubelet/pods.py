@@ -278,6 +278,12 @@ class PodManager:
         pod = self.informer.get(key)
         return None if is_mirror(pod) else pod
 
+    def all(self) -> list[Obj]:
+        """Every pod this node runs, as ``get`` gives each (the kubelet's ``/pods``)."""
+        pods = list(self.static.values())
+        pods += [p for p in self.informer.list() if not is_mirror(p)]
+        return pods
+
     def set_static(self, pods: dict[str, Obj], changed: set[str] | None = None) -> None:
         """The static pods (key -> pod, ``orchestrator.kubelet.staticpods``) are now ``pods``;
         the keys whose pod came, went or changed are synced."""

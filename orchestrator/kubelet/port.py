@@ -48,9 +48,11 @@ class KubeletPort:
         cert: Path,
         key: Path,
         ca_pem: bytes,
+        list_pods: Callable[[], list[Obj]] | None = None,
     ) -> None:
         self.runtime = runtime
         self.find_pod = find_pod
+        self.list_pods = list_pods
         self.cert, self.key, self.ca_pem = cert, key, ca_pem
         self.server: KubeletServer | None = None  # once a connection came
         self._sock: socket.socket | None = None
@@ -85,7 +87,9 @@ class KubeletPort:
         try:
             from .server import KubeletServer
 
-            server = KubeletServer(self.runtime, self.find_pod, self.cert, self.key, self.ca_pem)
+            server = KubeletServer(
+                self.runtime, self.find_pod, self.cert, self.key, self.ca_pem, self.list_pods
+            )
             self.server = server
             await server.serve(sock, self._ctx)
         except Exception:  # the node runs on; its port refuses connections from now on

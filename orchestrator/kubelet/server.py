@@ -19,9 +19,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 
 from orchestrator.client import Obj
+from orchestrator.httprelay import relay, request_headers
 from runtime.pod import api
 
 from .port import serving_context
@@ -32,6 +34,7 @@ __all__ = ["KubeletServer"]
 log = logging.getLogger("corral.agent.server")
 
 ADMIN_GROUP = "system:masters"
+ERROR_HEADER = "X-Corral-Proxy-Error"  # orchestrator.apiserver.proxyroute reads it
 
 
 def _groups(cert: dict[str, object] | None) -> set[str]:
@@ -70,6 +73,65 @@ def _line_time(t: str) -> datetime | None:
         return None
 
 
+_METRICS = (  # name, type, help (the kubelet's [STABLE] resource metrics)
+    ("container_cpu_usage_seconds_total", "counter",
+     "Cumulative cpu time consumed by the container in core-seconds"),
+    ("container_memory_working_set_bytes", "gauge",
+     "Current working set of the container in bytes"),
+    ("node_cpu_usage_seconds_total", "counter",
+     "Cumulative cpu time consumed by the node in core-seconds"),
+    ("node_memory_working_set_bytes", "gauge", "Current working set of the node in bytes"),
+    ("pod_cpu_usage_seconds_total", "counter",
+     "Cumulative cpu time consumed by the pod in core-seconds"),
+    ("pod_memory_working_set_bytes", "gauge", "Current working set of the pod in bytes"),
+)  # fmt: skip
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def resource_metrics_text(use: api.ResourceUse, names: dict[str, tuple[str, str]]) -> str:
+    """``use`` in the kubelet's ``/metrics/resource`` form; pods by ``names`` (uid ->
+    (namespace, name)): a pod the API does not know (yet) is left out."""
+    stamp = f" {int(use.time * 1000)}"
+    series: dict[str, list[str]] = {name: [] for name, _, _ in _METRICS}
+
+    def add(metric: str, labels: str, value: float | None) -> None:
+        if value is not None:
+            series[metric].append(f"{metric}{labels} {value!r}{stamp}")
+
+    cpu = use.node.cpu_ns
+    add("node_cpu_usage_seconds_total", "", None if cpu is None else cpu / 1e9)
+    add("node_memory_working_set_bytes", "", use.node.working_set)
+    for uid, pod in use.pods.items():
+        if uid not in names:
+            continue
+        ns, name = names[uid]
+        labels = f'namespace="{_label(ns)}",pod="{_label(name)}"'
+        cpu = pod.usage.cpu_ns
+        add("pod_cpu_usage_seconds_total", f"{{{labels}}}", None if cpu is None else cpu / 1e9)
+        add("pod_memory_working_set_bytes", f"{{{labels}}}", pod.usage.working_set)
+        for cname, u in sorted(pod.containers.items()):
+            clabels = f'{{container="{_label(cname)}",{labels}}}'
+            cpu = u.cpu_ns
+            add("container_cpu_usage_seconds_total", clabels, None if cpu is None else cpu / 1e9)
+            add("container_memory_working_set_bytes", clabels, u.working_set)
+    lines = []
+    for name, kind, text in _METRICS:
+        lines += [f"# HELP {name} [STABLE] {text}", f"# TYPE {name} {kind}", *series[name]]
+    lines += ["# HELP resource_scrape_error [STABLE] 1 if there was an error while getting "
+              "container metrics, 0 otherwise", "# TYPE resource_scrape_error gauge",
+              "resource_scrape_error 0"]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _proxy_error(message: str) -> web.Response:
+    return web.Response(
+        status=502, text=message, content_type="text/plain", headers={ERROR_HEADER: "1"}
+    )
+
+
 def _bad(message: str, code: int = 400) -> web.HTTPException:
     cls = {400: web.HTTPBadRequest, 403: web.HTTPForbidden, 404: web.HTTPNotFound}[code]
     return cls(text=message, content_type="text/plain")
@@ -83,9 +145,11 @@ class KubeletServer:
         cert: Path,
         key: Path,
         ca_pem: bytes,
+        list_pods: Callable[[], list[Obj]] | None = None,
     ) -> None:
         self.runtime = runtime
         self.find_pod = find_pod
+        self.list_pods = list_pods
         self.cert, self.key, self.ca_pem = cert, key, ca_pem
         self._runner: web.AppRunner | None = None
 
@@ -120,7 +184,12 @@ class KubeletServer:
         app.router.add_route("GET", "/attach/{namespace}/{pod}/{container}", self._attach)
         app.router.add_route("POST", "/attach/{namespace}/{pod}/{container}", self._attach)
         app.router.add_get("/portForward/{namespace}/{pod}", self._port_forward)
+        app.router.add_route(
+            "*", "/podProxy/{namespace}/{pod}/{scheme}/{port}/{tail:.*}", self._pod_proxy
+        )
         app.router.add_get("/healthz", self._health)
+        app.router.add_get("/pods", self._pods)
+        app.router.add_get("/metrics/resource", self._resource_metrics)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
 
@@ -139,6 +208,64 @@ class KubeletServer:
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
+
+    async def _pods(self, request: web.Request) -> web.Response:
+        """The pods this node runs (the kubelet's ``/pods``: a v1 PodList)."""
+        items = self.list_pods() if self.list_pods is not None else []
+        body = {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}
+        return web.json_response(body)
+
+    async def _resource_metrics(self, request: web.Request) -> web.Response:
+        """The kubelet's ``/metrics/resource`` (what metrics-server scrapes, in Prometheus'
+        text format): the node's and each pod's and container's cumulative CPU seconds and
+        memory working set, each sample stamped with the time it was read (ms)."""
+        loop = asyncio.get_running_loop()
+        use = await loop.run_in_executor(None, self.runtime.resource_use)
+        names = {}
+        for pod in self.list_pods() if self.list_pods is not None else []:
+            meta = pod.get("metadata") or {}
+            names[meta.get("uid", "")] = (meta.get("namespace") or "", meta.get("name") or "")
+        return web.Response(
+            text=resource_metrics_text(use, names), content_type="text/plain", charset="utf-8"
+        )
+
+    async def _pod_proxy(self, request: web.Request) -> web.StreamResponse:
+        """The API server's ``pods/proxy`` and ``services/proxy``: the request passed on to
+        the pod's address and port, connected from the node's network namespace (where the
+        pods' bridge is); ``https`` unverified, as kube-apiserver's pod proxy. An error of
+        ours (no such pod, no address, the connection refused) carries ``ERROR_HEADER``."""
+        ns, name = request.match_info["namespace"], request.match_info["pod"]
+        scheme, port = request.match_info["scheme"], request.match_info["port"]
+        pod = self.find_pod(f"{ns}/{name}")
+        if pod is None:
+            return _proxy_error(f'pod "{name}" not found in namespace "{ns}" on this node')
+        if scheme not in ("http", "https") or not port.isdigit() or not 0 < int(port) < 65536:
+            return _proxy_error(f"dial tcp: address {port}: invalid port")
+        loop = asyncio.get_running_loop()
+        try:
+            st = await loop.run_in_executor(None, self.runtime.status, pod["metadata"]["uid"])
+        except api.PodError as e:
+            return _proxy_error(f"pod {ns}/{name}: {e.message}")
+        ip = "127.0.0.1" if st.host_network else st.pod_ip
+        if not ip:
+            return _proxy_error(f"pod {ns}/{name} has no address")
+        prefix = "/podProxy/" + "/".join((ns, name, scheme, port))
+        tail = request.raw_path.split("?", 1)[0][len(prefix) :] or "/"
+        host = f"[{ip}]" if ":" in ip else ip
+        connector = aiohttp.TCPConnector(socket_factory=self._node_socket, force_close=True)
+        try:
+            return await relay(
+                request,
+                f"{scheme}://{host}:{port}{tail}",
+                request_headers(request),
+                ssl=False,
+                connector=connector,
+            )
+        except (aiohttp.ClientError, OSError) as e:
+            return _proxy_error(f"dial tcp {host}:{port}: {e}")
+
+    def _node_socket(self, info: object) -> socket.socket:
+        return self.runtime.node_socket()
 
     def _target(self, request: web.Request) -> tuple[Obj, str]:
         """The pod and container a streaming request names, both known to this node."""

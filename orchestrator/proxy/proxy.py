@@ -154,6 +154,19 @@ def _ready(ep: Obj) -> bool:
     return cond.get("ready") is not False
 
 
+def external_addresses(svc: Obj) -> tuple[str, ...]:
+    """The addresses outside the cluster a Service answers on (IPv4 only): its
+    ``externalIPs``, and for a LoadBalancer its ingress IPs whose ``ipMode`` is VIP (or
+    unset), as kube-proxy programs them (a Proxy-mode one is left to the load balancer)."""
+    spec, status = svc.get("spec") or {}, svc.get("status") or {}
+    out = [a for a in spec.get("externalIPs") or [] if isinstance(a, str)]
+    if spec.get("type") == "LoadBalancer":
+        for ing in (status.get("loadBalancer") or {}).get("ingress") or []:
+            if ing.get("ip") and ing.get("ipMode", "VIP") == "VIP":
+                out.append(ing["ip"])
+    return tuple(a for a in dict.fromkeys(out) if _ipv4(a))
+
+
 def service_ports(
     services: Iterable[Obj], slices: Iterable[Obj], node_name: str = ""
 ) -> list[ServicePort]:
@@ -180,6 +193,7 @@ def service_ports(
         if spec.get("sessionAffinity") == "ClientIP":
             cfg = (spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}
             timeout = int(cfg.get("timeoutSeconds") or 10800)
+        externals = external_addresses(svc)
         for p in spec.get("ports") or []:
             proto = p.get("protocol", "TCP")
             port_name = p.get("name") or ""
@@ -214,8 +228,9 @@ def service_ports(
                     affinity_timeout=timeout,
                     local_endpoints=tuple(sorted(local, key=lambda e: (e.ip, e.port))),
                     internal_local=spec.get("internalTrafficPolicy") == "Local",
-                    external_local=bool(node_port)
+                    external_local=bool(node_port or externals)
                     and spec.get("externalTrafficPolicy") in ("Local", "OnlyLocal"),
+                    external_ips=externals,
                 )
             )
     return out

@@ -71,6 +71,9 @@ class ServicePort:
     local_endpoints: tuple[Endpoint, ...] = ()  # those of ``endpoints`` on this node
     internal_local: bool = False  # internalTrafficPolicy Local: the clusterIP's go to local ones
     external_local: bool = False  # externalTrafficPolicy Local: the NodePort's go to local ones
+    # externalIPs and load balancer ingress addresses: the port answers there too, as from
+    # outside (the NodePort's chain: masquerade, or the Local policy)
+    external_ips: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -224,18 +227,24 @@ def ruleset(ports: Iterable[ServicePort], pod_cidr: str | None = None) -> Rulese
             taken_ips.add((sp.cluster_ip, proto, sp.port))
         if node_port:
             taken_node_ports.add((proto, node_port))
-        if not has_ip and not node_port:
+        externals = []
+        for address in dict.fromkeys(sp.external_ips):
+            if (address, proto, sp.port) not in taken_ips:
+                taken_ips.add((address, proto, sp.port))
+                externals.append(f"{_ip(address)} . {proto} . {sp.port}")
+        if not has_ip and not node_port and not externals:
             continue
         if not eps:
             if has_ip:
                 no_ep_ips.append(f"{_ip(sp.cluster_ip)} . {proto} . {sp.port} : goto reject-chain")
             if node_port:
                 no_ep_node_ports.append(f"{proto} . {node_port} : goto reject-chain")
+            no_ep_ips.extend(f"{key} : goto reject-chain" for key in externals)
             continue
         local = _chain("local", sp.key)
         if local_eps and (sp.internal_local or sp.external_local):
             picker(local, sp, local_eps)
-        cluster_wide = (has_ip and not sp.internal_local) or node_port
+        cluster_wide = (has_ip and not sp.internal_local) or node_port or externals
         if cluster_wide:
             picker(svc, sp, eps)
         if has_ip:
@@ -246,9 +255,11 @@ def ruleset(ports: Iterable[ServicePort], pod_cidr: str | None = None) -> Rulese
                 service_ips.append(f"{ip_key} : goto {local}")
             else:  # Kubernetes: endpoints elsewhere, none here: dropped (not refused)
                 no_ep_ips.append(f"{ip_key} : drop")
-        if node_port:
+        if node_port or externals:
             ext = _chain("ext", sp.key)
-            node_ports.append(f"{proto} . {node_port} : goto {ext}")
+            if node_port:
+                node_ports.append(f"{proto} . {node_port} : goto {ext}")
+            service_ips.extend(f"{key} : goto {ext}" for key in externals)
             if not sp.external_local:
                 body = ["jump mark-for-masquerade", f"goto {svc}"]
             else:

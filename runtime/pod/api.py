@@ -41,7 +41,7 @@ from runtime.pod.errors import ManifestError
 from runtime.pod.gc import GcResult, live_pod_uids
 from runtime.pod.imagepull import ImagePullError, PullBackoff
 from runtime.pod.logs import LogLine
-from runtime.pod.memory import MemoryUse, PodMemory
+from runtime.pod.memory import MemoryUse, PodMemory, PodUsage, ResourceUse, Usage
 from runtime.pod.prepare import PodOptions
 from runtime.pod.status import ContainerStatus, PodStatus, waiting_status
 from runtime.pod.statuswatch import StatusWatch
@@ -93,6 +93,9 @@ __all__ = [
     "LogLine",
     "ManifestError",
     "MemoryUse",
+    "PodUsage",
+    "ResourceUse",
+    "Usage",
     "PodMemory",
     "NodePods",
     "PodError",
@@ -279,6 +282,11 @@ class PodRuntime(Protocol):
     def memory_use(self, pods: bool = True) -> MemoryUse:
         """The node's memory capacity and working set, and each running pod's (the eviction
         manager's signal); without ``pods``, the node's only (``pods`` empty: no pod read)."""
+        ...
+
+    def resource_use(self) -> ResourceUse:
+        """The node's and each running pod's and container's cumulative CPU time and memory
+        working set (the kubelet's resource metrics, which ``kubectl top`` reads)."""
         ...
 
 
@@ -470,6 +478,11 @@ class NodePods:
 
         if not pods:
             return use(self.opts, [])
+        return use(self.opts, [st for st in self._statuses.list() if st.location == "run"])
+
+    def resource_use(self) -> ResourceUse:
+        from runtime.pod.memory import resource_use as use
+
         return use(self.opts, [st for st in self._statuses.list() if st.location == "run"])
 
     def ensure_network(self, create: bool = True, apart: bool = False) -> bool:

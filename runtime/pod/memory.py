@@ -14,13 +14,24 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtime.pod.prepare import PodOptions
 from runtime.pod.qos import QOSClass, container_cgroups_path, pod_cgroups_path
 from runtime.pod.status import PodStatus
 
-__all__ = ["MemoryUse", "PodMemory", "memory_use"]
+if TYPE_CHECKING:
+    from runtime.cgroups.stats import Stats
+
+__all__ = [
+    "MemoryUse",
+    "PodMemory",
+    "PodUsage",
+    "ResourceUse",
+    "Usage",
+    "memory_use",
+    "resource_use",
+]
 
 
 @dataclass(frozen=True)
@@ -77,9 +88,9 @@ def _cgroup_view() -> tuple[Any, Any, dict[str, str]]:
         return mounts, layout, own
 
 
-def _working_sets() -> Callable[[str], tuple[int | None, int | None]]:
-    """A function of a cgroup ``path`` (cgroupsPath form) -> its (working set, limit), Nones
-    where unknown. The cgroup layout, the mounts and this process's own cgroup are read once
+def _stats_reader() -> Callable[[str], Stats | None]:
+    """A function of a cgroup ``path`` (cgroupsPath form) -> its counters, None when it
+    cannot be read. The cgroup layout, the mounts and this process's own cgroup are read once
     for all the paths one look asks about, and kept LAYOUT_TTL seconds (each read parses all
     of mountinfo, which grows with the node's pods)."""
     from runtime import cgroups
@@ -87,17 +98,27 @@ def _working_sets() -> Callable[[str], tuple[int | None, int | None]]:
     try:
         mounts, layout, own = _cgroup_view()
     except OSError:
-        return lambda path: (None, None)
+        return lambda path: None
 
-    def working_set(path: str) -> tuple[int | None, int | None]:
+    def stats(path: str) -> Stats | None:
         try:
             mgr = cgroups.manager_for(
                 path, "memory", layout=layout, self_cgroup=own, mountinfo=mounts
             )
-            st = mgr.stats()
-        except Exception:  # noqa: BLE001 - no such cgroup or no memory controller: unknown
-            return None, None
-        return st.memory_working_set, st.memory_limit
+            return mgr.stats()
+        except Exception:  # noqa: BLE001 - no such cgroup: unknown
+            return None
+
+    return stats
+
+
+def _working_sets() -> Callable[[str], tuple[int | None, int | None]]:
+    """A function of a cgroup ``path`` -> its (working set, limit), Nones where unknown."""
+    read = _stats_reader()
+
+    def working_set(path: str) -> tuple[int | None, int | None]:
+        st = read(path)
+        return (None, None) if st is None else (st.memory_working_set, st.memory_limit)
 
     return working_set
 
@@ -129,3 +150,74 @@ def memory_use(opts: PodOptions, pods: Iterable[PodStatus]) -> MemoryUse:
                 containers[c.name] = cws
         out[st.uid] = PodMemory(ws, containers)
     return MemoryUse(capacity, max(used, 0), where, out)
+
+
+# ============================================================================= CPU and memory
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One cgroup's (or the node's) cumulative CPU time and its memory working set, None
+    where unknown, as the kubelet's resource metrics report them."""
+
+    cpu_ns: int | None
+    working_set: int | None
+
+
+@dataclass(frozen=True)
+class PodUsage:
+    usage: Usage  # the pod's cgroup
+    containers: dict[str, Usage] = field(default_factory=dict)  # name -> its cgroup's
+
+
+@dataclass(frozen=True)
+class ResourceUse:
+    time: float  # epoch seconds the counters were read at
+    node: Usage
+    pods: dict[str, PodUsage] = field(default_factory=dict)  # uid -> its usage
+
+
+def _machine_cpu_ns() -> int | None:
+    """The machine's CPU time in use since boot (``/proc/stat``'s first line, idle and
+    iowait aside), in nanoseconds."""
+    import os
+
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    ticks = [int(x) for x in fields[1:9]]  # user nice system idle iowait irq softirq steal
+    busy = sum(ticks) - ticks[3] - ticks[4]
+    return busy * (1_000_000_000 // os.sysconf("SC_CLK_TCK"))
+
+
+def resource_use(opts: PodOptions, pods: Iterable[PodStatus]) -> ResourceUse:
+    """The node's CPU time and working set (the pods' parent cgroup when it is confined, as
+    ``memory_use`` counts, else the machine) and each of ``pods``' and their containers'."""
+    now = time.time()
+    read = _stats_reader()
+    mem = memory_use(opts, [])
+    if mem.cgroup:
+        parent = read(mem.cgroup)
+        node = Usage(parent.cpu_usage_ns if parent else None, mem.working_set)
+    else:
+        node = Usage(_machine_cpu_ns(), mem.working_set)
+    out: dict[str, PodUsage] = {}
+    for st in pods:
+        try:
+            qos = QOSClass(st.qos_class)
+        except ValueError:
+            continue
+        pst = read(pod_cgroups_path(opts.cgroup_parent, qos, st.uid))
+        if pst is None:
+            continue
+        containers = {}
+        for c in st.containers:
+            cst = read(container_cgroups_path(opts.cgroup_parent, qos, st.uid, c.name))
+            if cst is not None:
+                containers[c.name] = Usage(cst.cpu_usage_ns, cst.memory_working_set)
+        out[st.uid] = PodUsage(Usage(pst.cpu_usage_ns, pst.memory_working_set), containers)
+    return ResourceUse(now, node, out)

@@ -189,6 +189,32 @@ def test_node_port_on_the_node_addresses(net: Net) -> None:
     assert (name, seen_from) == ("b", GATEWAY)
 
 
+def test_external_and_load_balancer_addresses(net: Net) -> None:
+    """An externalIP or load balancer address (ServiceLB gives the nodes' own) answers at
+    the service port, from outside (masqueraded), from the node and from a pod; an address
+    of a service without endpoints refuses."""
+    lb = dataclasses.replace(
+        svc("lb", "10.43.0.13", [net.pods["c"].ip], node_port=30083),
+        external_ips=(NODE_LAN_IP, "203.0.113.9"),
+    )
+    empty = dataclasses.replace(svc("lb-empty", "10.43.0.14", []), external_ips=(GATEWAY,))
+    net.apply([lb, empty])
+    name, seen_from = net.connect(NODE_LAN_IP, 80, net.lan).split()
+    assert (name, seen_from) == ("c", GATEWAY)
+    assert net.connect(NODE_LAN_IP, 80).startswith("c ")
+    assert net.connect(NODE_LAN_IP, 80, net.pods["client"].ns).startswith("c ")
+    assert net.connect("203.0.113.9", 80, net.pods["client"].ns).startswith("c ")
+    assert net.connect(GATEWAY, 30083).startswith("c ")  # its NodePort still
+    with pytest.raises(ConnectionRefusedError):
+        net.connect(GATEWAY, 80, net.pods["client"].ns)
+    with pytest.raises(OSError):  # another port of that address: no service
+        net.connect(NODE_LAN_IP, 81, net.lan, timeout=2)
+    # gone from the service: the address no longer answers at that port
+    net.apply([dataclasses.replace(lb, external_ips=())])
+    with pytest.raises(OSError):
+        net.connect(NODE_LAN_IP, 80, net.lan, timeout=2)
+
+
 def test_no_endpoints_is_refused_not_dropped(net: Net) -> None:
     net.apply([svc("empty", "10.43.0.12", [], node_port=30082)])
     for source in (None, net.pods["client"].ns):

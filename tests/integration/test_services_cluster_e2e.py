@@ -450,6 +450,65 @@ def test_the_node_port_answers_on_every_node_address(cluster: E2E) -> None:
         assert set(answers) == set(pods), (n.name, answers)
 
 
+def lb_service(name: str, port: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {
+            "type": "LoadBalancer",
+            "selector": {"app": "web"},
+            "ports": [{"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def test_a_load_balancer_answers_on_every_node_address_at_its_port(cluster: E2E) -> None:
+    """ServiceLB: the nodes' addresses become the Service's EXTERNAL-IP, each answers at the
+    service port; a second load balancer on that port waits (pending) until it is free."""
+    c = cluster
+    pods = c.web(3)
+    assert c.state.lan_netns is not None
+    addresses = sorted(n.address for n in c.state.nodes)
+
+    def ingress(name: str) -> list[str]:
+        st = c.get("service", name).get("status") or {}
+        return sorted(i["ip"] for i in (st.get("loadBalancer") or {}).get("ingress") or [])
+
+    c.apply(lb_service("web-lb", 8081))
+    until("web-lb's load balancer addresses", lambda: ingress("web-lb") == addresses, WAIT)
+    row = c.k.run("get", "service", "web-lb", "--no-headers").stdout.split()
+    assert row[1] == "LoadBalancer" and sorted(row[3].split(",")) == addresses, row
+    for n in c.state.nodes:
+        until(
+            f"web-lb at {n.address}:8081",
+            lambda n=n: node_port_get(c.state.lan_netns, n.address, 8081) in pods,  # type: ignore[arg-type]
+            WAIT,
+        )
+        answers = Counter(node_port_get(c.state.lan_netns, n.address, 8081) for _ in range(30))
+        assert set(answers) <= set(pods) and len(answers) >= 2, (n.name, answers)
+    c.apply(lb_service("web-lb2", 8081))
+    until(
+        "web-lb2's PortInUse event",
+        lambda: "PortInUse" in c.k.run("describe", "service", "web-lb2").stdout,
+        WAIT,
+    )
+    assert ingress("web-lb2") == []
+    c.k.run("delete", "service", "web-lb")
+    until("web-lb2's load balancer addresses", lambda: ingress("web-lb2") == addresses, WAIT)
+    until(
+        "web-lb2 at the first node's address",
+        lambda: node_port_get(c.state.lan_netns, addresses[0], 8081) in pods,  # type: ignore[arg-type]
+        WAIT,
+    )
+    c.k.run("delete", "service", "web-lb2")
+    until(
+        "port 8081 to close",
+        lambda: node_port_get(c.state.lan_netns, addresses[0], 8081).startswith("FAIL"),  # type: ignore[arg-type]
+        WAIT,
+    )
+
+
 def test_scaling_up_and_down_updates_the_rules(cluster: E2E) -> None:
     c = cluster
     assert c.state.lan_netns is not None

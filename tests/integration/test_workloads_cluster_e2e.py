@@ -472,6 +472,73 @@ def test_a_deployment_replaces_a_deleted_pod_rolls_out_keeping_pods_ready_and_un
     assert image_of({"spec": d["spec"]["template"]["spec"]}) == IMAGE
 
 
+# A container that spins, bounded by its CPU limit (a tenth of a core): far above its request
+SPIN = "trap 'exit 0' TERM; while :; do :; done"
+
+
+def test_an_autoscaler_scales_a_busy_deployment_up_to_its_maximum(ns: Space) -> None:
+    """An autoscaling/v2 HPA reads the pods' CPU from metrics.k8s.io (the kubelets' resource
+    metrics), finds them far above 50% of their request and scales the Deployment up to its
+    maximum, with kube's status, conditions, table and event."""
+    dep = deployment("busy", 1, SPIN)
+    dep["spec"]["template"]["spec"]["containers"][0]["resources"] = {
+        "requests": {"cpu": "20m"},
+        "limits": {"cpu": "100m"},
+    }
+    ns.apply(dep)
+    ns.rollout("deployment/busy")
+    ns.apply(
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "busy"},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "busy"},
+                "minReplicas": 1,
+                "maxReplicas": 3,
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {"type": "Utilization", "averageUtilization": 50},
+                        },
+                    }
+                ],
+            },
+        }
+    )
+
+    def scaled() -> Any:
+        hpa = ns.get("hpa", "busy")
+        st = hpa.get("status") or {}
+        d = ns.get("deployment", "busy")
+        return hpa if st.get("desiredReplicas") == 3 and d["spec"]["replicas"] == 3 else None
+
+    hpa = until("the autoscaler to scale busy to 3", scaled, WAIT)
+    conditions = {c["type"]: c for c in hpa["status"]["conditions"]}
+    assert conditions["AbleToScale"]["status"] == "True", conditions
+    assert conditions["ScalingActive"]["reason"] == "ValidMetricFound", conditions
+    metric = hpa["status"]["currentMetrics"][0]["resource"]
+    assert metric["name"] == "cpu" and metric["current"]["averageUtilization"] > 50, metric
+    ns.rollout("deployment/busy")
+    # NAME REFERENCE TARGETS ("cpu: 515%/50%") MINPODS MAXPODS REPLICAS AGE; REPLICAS is the
+    # target's at the autoscaler's last sync (every 15 s)
+    row = until(
+        "kubectl get hpa to show 3 replicas",
+        lambda: (
+            (r := ns.run("get", "hpa", "busy", "--no-headers").stdout.split())[6:7] == ["3"] and r
+        ),
+        WAIT,
+    )
+    assert row[:2] == ["busy", "Deployment/busy"] and row[4:6] == ["1", "3"], row
+    assert row[2] == "cpu:" and row[3].endswith("%/50%") and int(row[3].split("%")[0]) > 50, row
+    events = ns.run("describe", "hpa", "busy").stdout
+    assert "SuccessfulRescale" in events and "New size: 3" in events, events
+    ns.run("delete", "hpa", "busy")
+    ns.run("delete", "deployment", "busy")
+
+
 def test_foreground_deletion_of_a_deployment_removes_its_replicasets_and_pods_first(
     ns: Space,
 ) -> None:

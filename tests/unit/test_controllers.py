@@ -51,6 +51,7 @@ from orchestrator.controllers.replicaset import (
     rank_for_deletion,
 )
 from orchestrator.controllers.rootca import DESCRIPTION, RootCAPublisher
+from orchestrator.controllers.servicelb import ServiceLBController
 from orchestrator.controllers.statefulset import StatefulSetController
 
 C = TypeVar("C", bound=Controller)
@@ -1773,3 +1774,84 @@ def test_worker_retries_failures_with_backoff_forgets_success_and_counts() -> No
         assert 'controller_reconcile_errors_total{controller="flaky"} 1' in text
 
     run(body)
+
+
+# ------------------------------------------------------------------------------ ServiceLB
+
+
+def lb_node(name: str, ip: str, ready: str = "True", external: str = "") -> dict[str, Any]:
+    addresses = [{"type": "InternalIP", "address": ip}]
+    if external:
+        addresses.append({"type": "ExternalIP", "address": external})
+    return {
+        "metadata": {"name": name},
+        "status": {"conditions": [{"type": "Ready", "status": ready}], "addresses": addresses},
+    }
+
+
+def lb_svc(name: str, port: int, created: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": "default", "creationTimestamp": created},
+        "spec": {
+            "type": "LoadBalancer",
+            "ports": [{"port": port, "protocol": "TCP"}],
+            "clusterIP": "10.43.0.20",
+            **spec,
+        },
+    }
+
+
+def ingress(client: FakeClient, name: str) -> list[str]:
+    svc = client.stored(SERVICES, "default", name) or {}
+    return [i["ip"] for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress")
+            or []]  # fmt: skip
+
+
+def test_servicelb_gives_ready_node_addresses_and_one_service_a_port() -> None:
+    async def body() -> None:
+        client = FakeClient()
+        client.add(NODES, lb_node("n1", "192.168.1.11"))
+        client.add(NODES, lb_node("n2", "192.168.1.12", external="203.0.113.2"))
+        client.add(NODES, lb_node("n3", "192.168.1.13", ready="Unknown"))
+        client.add(SERVICES, lb_svc("web", 80, "2026-01-01T00:00:00Z"))
+        client.add(SERVICES, lb_svc("late", 80, "2026-01-02T00:00:00Z"))
+        client.add(SERVICES, lb_svc("other", 443, "2026-01-03T00:00:00Z"))
+        client.add(SERVICES, lb_svc("theirs", 8443, "2026-01-01T00:00:00Z",
+                                    loadBalancerClass="example.com/lb"))  # fmt: skip
+        ctrl, factory = await setup(ServiceLBController, client)
+        for name in ("web", "late", "other", "theirs"):
+            await ctrl.reconcile(f"default/{name}")
+        assert ingress(client, "web") == ["192.168.1.11", "203.0.113.2"]
+        assert ingress(client, "other") == ["192.168.1.11", "203.0.113.2"]
+        assert ingress(client, "late") == []  # port 80 is web's
+        assert ingress(client, "theirs") == []  # another implementation's
+        svc = client.stored(SERVICES, "default", "web") or {}
+        assert svc["status"]["loadBalancer"]["ingress"][0]["ipMode"] == "VIP"
+        client.take()
+        await factory.relist()
+        await ctrl.reconcile("default/web")
+        assert client.take() == []  # unchanged: no write
+        # web stops being a load balancer: its ingress goes, and late gets port 80
+        client.mutate(SERVICES, "default", "web", spec={"type": "ClusterIP",
+                                                        "ports": [{"port": 80}]})  # fmt: skip
+        client.mutate(NODES, None, "n3", status=lb_node("n3", "192.168.1.13")["status"])
+        await factory.relist()
+        await ctrl.reconcile("default/web")
+        await ctrl.reconcile("default/late")
+        assert ingress(client, "web") == []
+        assert ingress(client, "late") == ["192.168.1.11", "192.168.1.13", "203.0.113.2"]
+
+    run(body)
+
+
+def test_external_addresses_of_a_service() -> None:
+    from orchestrator.proxy.proxy import external_addresses
+
+    svc = lb_svc("web", 80, "", externalIPs=["198.51.100.7", "not-an-ip", "fd00::1"])
+    svc["status"] = {"loadBalancer": {"ingress": [
+        {"ip": "192.168.1.11", "ipMode": "VIP"}, {"ip": "192.168.1.12", "ipMode": "Proxy"},
+        {"hostname": "lb.example.com"}, {"ip": "192.168.1.13"}, {"ip": "198.51.100.7"},
+    ]}}  # fmt: skip
+    assert external_addresses(svc) == ("198.51.100.7", "192.168.1.11", "192.168.1.13")
+    svc["spec"]["type"] = "ClusterIP"  # a stale ingress of a former load balancer: not used
+    assert external_addresses(svc) == ("198.51.100.7",)

@@ -218,6 +218,7 @@ def test_node_pods_implements_the_pod_runtime_protocol(tmp_path: Path) -> None:
             "log_lines",
             "follow_log_lines",
             "memory_use",
+            "resource_use",
             "status_watch",
             "watch_status",
         ]
