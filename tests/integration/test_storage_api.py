@@ -259,3 +259,41 @@ def test_discovery(kubectl: Kubectl) -> None:
         "false",
         "StorageClass",
     ]
+
+
+def test_quota_counts_the_default_class(kubectl: Kubectl, server: Server) -> None:
+    """DefaultStorageClass runs before the quota admission: a claim naming no class is
+    weighed against the default class's quota (as kube orders its admission plugins)."""
+    ns = _ns(kubectl, server, "quota")
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "q"},
+        "spec": {
+            "hard": {
+                "requests.storage": "1Gi",
+                "local-path.storageclass.storage.k8s.io/persistentvolumeclaims": "0",
+            }
+        },
+    }
+    kubectl.run("apply", "-n", ns, "-f", "-", input=_yaml(quota))
+    # counted, as the resourcequota controller (not running here) would
+    qpath = f"/api/v1/namespaces/{ns}/resourcequotas/q"
+    code, made = server.json("GET", qpath)
+    hard = quota["spec"]["hard"]
+    made["status"] = {"hard": hard, "used": {k: "0" for k in hard}}
+    code, out = server.json("PUT", f"{qpath}/status", made)
+    assert code == 200, out
+    path = f"/api/v1/namespaces/{ns}/persistentvolumeclaims"
+    code, out = server.json("POST", path, _claim("default-class"))
+    assert code == 403, out
+    assert "exceeded quota: q" in out["message"]
+    assert "local-path.storageclass.storage.k8s.io/persistentvolumeclaims=0" in out["message"]
+    code, out = server.json("POST", path, _claim("other", storageClassName="manual"))
+    assert code == 201, out
+    code, out = server.json(
+        "POST",
+        path,
+        _claim("big", storageClassName="manual", resources={"requests": {"storage": "2Gi"}}),
+    )
+    assert code == 403 and "requests.storage" in out["message"], out
