@@ -81,6 +81,8 @@ ROOTS = (
     "io.k8s.api.autoscaling.v1.Scale",
     "io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler",
     "io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerList",
+    "io.k8s.api.autoscaling.v1.HorizontalPodAutoscaler",  # served converted (stored as v2)
+    "io.k8s.api.autoscaling.v1.HorizontalPodAutoscalerList",
     # answered, never stored (orchestrator/apiserver/security.py): typed for OpenAPI only
     *("io.k8s.api.authentication.v1." + k for k in ("SelfSubjectReview", "TokenReview")),
     *(
@@ -197,8 +199,14 @@ def snake(name: str) -> str:
     return s + "_" if keyword.iskeyword(s) or s in ("bool", "int", "str", "float") else s
 
 
+# Besides core's, the group-versions whose types keep their short names when another group
+# has the same (the stored version of a kind served in two: autoscaling/v1's are AutoscalingV1*)
+_KEEP_BASE = ("io.k8s.api.autoscaling.v2.",)
+
+
 def _class_names(defs: dict[str, Any]) -> dict[str, str]:
-    """Short names (``Pod``); a name two groups share gets its group and version in front."""
+    """Short names (``Pod``); a name two groups share gets its group and version in front,
+    except core's and _KEEP_BASE's."""
     short: dict[str, list[str]] = {}
     for name in defs:
         if name not in SPECIAL:
@@ -211,7 +219,8 @@ def _class_names(defs: dict[str, Any]) -> dict[str, str]:
             else:
                 parts = name.split(".")
                 group = "".join(p.capitalize() for p in parts[-3:-1])
-                out[name] = base if name.startswith(_CORE) else group + base
+                keep = name.startswith(_CORE) or name.startswith(_KEEP_BASE)
+                out[name] = base if keep else group + base
     return out
 
 
