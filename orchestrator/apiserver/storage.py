@@ -741,6 +741,14 @@ class Storage:
             alloc = await self.services.on_update(old, new, dry_run)
         try:
             stored = self._admit(res, new)
+            if _tracks_generation(res) and stored.get("spec") == old.get("spec"):
+                # the spec as decoded (quantities canonical) is the old one: kube bumps the
+                # generation only for a change of the decoded object
+                generation = old["metadata"].get("generation")
+                if generation is None:
+                    stored["metadata"].pop("generation", None)
+                else:
+                    stored["metadata"]["generation"] = generation
             if res.name == "pods":
                 try:
                     validate_pod_update(old.get("spec") or {}, stored.get("spec") or {})
