@@ -17,7 +17,7 @@ Mapping: an object definition is a ``msgspec.Struct`` (keyword-only, unknown fie
 fields equal to their default omitted on encode); a field listed as required has no default;
 every other field defaults to None, except the Go value-typed ``omitempty`` fields in
 ``ZERO_DEFAULTS`` (``false``/``0`` omitted on encode, as the API server omits them). Quantity is
-``Quantity`` (kept as written), IntOrString ``int | str``, Time and MicroTime ``datetime``,
+``Quantity`` (its canonical text), IntOrString ``int | str``, Time and MicroTime ``datetime``,
 FieldsV1 and RawExtension any JSON object.
 """
 
