@@ -157,6 +157,24 @@ from .errors import Failure
     type=click.FloatRange(min=0, min_open=True),
     help="seconds a request's body may take to arrive before 504 (kube-apiserver's 1m0s)",
 )
+@click.option(
+    "--read-header-timeout",
+    default=32.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    hidden=True,  # (for tests: kube-apiserver's is fixed)
+    help="seconds a request's head may take to arrive before the connection is closed"
+    " (kube-apiserver's fixed ReadHeaderTimeout)",
+)
+@click.option(
+    "--idle-timeout",
+    default=90.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    hidden=True,  # (for tests: kube-apiserver's is fixed)
+    help="seconds a connection may wait between requests before it is closed"
+    " (kube-apiserver's fixed IdleTimeout)",
+)
 @click.option("--disable-scheduler", is_flag=True, help="run no scheduler in this process")
 @click.option(
     "--disable-controller-manager",
@@ -223,6 +241,8 @@ def server(
     max_mutating_requests_inflight: int,
     max_watches_per_user: int,
     request_timeout: float,
+    read_header_timeout: float,
+    idle_timeout: float,
 ) -> None:
     """Run the Kubernetes API server, with an embedded SQLite store by default."""
     from orchestrator.apiserver import ServerConfig, ServerError, run_server
@@ -259,6 +279,8 @@ def server(
         max_mutating_requests_inflight=max_mutating_requests_inflight,
         max_watches_per_user=max_watches_per_user,
         request_timeout=request_timeout,
+        read_header_timeout=read_header_timeout,
+        idle_timeout=idle_timeout,
     )
     try:
         run_server(cfg)

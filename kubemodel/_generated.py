@@ -30,6 +30,11 @@ __all__ = [
     "AggregationRule",
     "AppArmorProfile",
     "AttachedVolume",
+    "AutoscalingV1CrossVersionObjectReference",
+    "AutoscalingV1HorizontalPodAutoscaler",
+    "AutoscalingV1HorizontalPodAutoscalerList",
+    "AutoscalingV1HorizontalPodAutoscalerSpec",
+    "AutoscalingV1HorizontalPodAutoscalerStatus",
     "AzureDiskVolumeSource",
     "AzureFilePersistentVolumeSource",
     "AzureFileVolumeSource",
@@ -447,6 +452,47 @@ class AttachedVolume(Object):
     """``io.k8s.api.core.v1.AttachedVolume``."""
     device_path: str = msgspec.field(name="devicePath")
     name: str
+
+
+class AutoscalingV1CrossVersionObjectReference(Object):
+    """``io.k8s.api.autoscaling.v1.CrossVersionObjectReference``."""
+    kind: str
+    name: str
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+
+
+class AutoscalingV1HorizontalPodAutoscaler(Object):
+    """``io.k8s.api.autoscaling.v1.HorizontalPodAutoscaler``."""
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+    spec: AutoscalingV1HorizontalPodAutoscalerSpec | None = None
+    status: AutoscalingV1HorizontalPodAutoscalerStatus | None = None
+
+
+class AutoscalingV1HorizontalPodAutoscalerList(Object):
+    """``io.k8s.api.autoscaling.v1.HorizontalPodAutoscalerList``."""
+    items: list[AutoscalingV1HorizontalPodAutoscaler]
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ListMeta | None = None
+
+
+class AutoscalingV1HorizontalPodAutoscalerSpec(Object):
+    """``io.k8s.api.autoscaling.v1.HorizontalPodAutoscalerSpec``."""
+    max_replicas: int = msgspec.field(name="maxReplicas")
+    scale_target_ref: AutoscalingV1CrossVersionObjectReference = msgspec.field(name="scaleTargetRef")
+    min_replicas: int | None = msgspec.field(default=None, name="minReplicas")
+    target_cpu_utilization_percentage: int | None = msgspec.field(default=None, name="targetCPUUtilizationPercentage")
+
+
+class AutoscalingV1HorizontalPodAutoscalerStatus(Object):
+    """``io.k8s.api.autoscaling.v1.HorizontalPodAutoscalerStatus``."""
+    current_replicas: int = msgspec.field(name="currentReplicas")
+    desired_replicas: int = msgspec.field(name="desiredReplicas")
+    current_cpu_utilization_percentage: int | None = msgspec.field(default=None, name="currentCPUUtilizationPercentage")
+    last_scale_time: datetime | None = msgspec.field(default=None, name="lastScaleTime")
+    observed_generation: int | None = msgspec.field(default=None, name="observedGeneration")
 
 
 class AzureDiskVolumeSource(Object):
@@ -3532,6 +3578,8 @@ KINDS: dict[tuple[str, str], type[Object]] = {
     ("apps/v1", "StatefulSetList"): StatefulSetList,
     ("apps/v1", "WatchEvent"): WatchEvent,
     ("autoscaling/v1", "DeleteOptions"): DeleteOptions,
+    ("autoscaling/v1", "HorizontalPodAutoscaler"): AutoscalingV1HorizontalPodAutoscaler,
+    ("autoscaling/v1", "HorizontalPodAutoscalerList"): AutoscalingV1HorizontalPodAutoscalerList,
     ("autoscaling/v1", "Scale"): Scale,
     ("autoscaling/v1", "WatchEvent"): WatchEvent,
     ("autoscaling/v2", "DeleteOptions"): DeleteOptions,

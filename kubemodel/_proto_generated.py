@@ -178,6 +178,29 @@ FIELDS: dict[str, dict[int, tuple[str, str, str, int]]] = {
         1: ("type", "string", "", 4),
         2: ("rollingUpdate", "k8s.io.api.apps.v1.RollingUpdateStatefulSetStrategy", "", 6),
     },
+    "k8s.io.api.autoscaling.v1.CrossVersionObjectReference": {
+        1: ("kind", "string", "", 0),
+        2: ("name", "string", "", 0),
+        3: ("apiVersion", "string", "", 4),
+    },
+    "k8s.io.api.autoscaling.v1.HorizontalPodAutoscaler": {
+        1: ("metadata", "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta", "", 4),
+        2: ("spec", "k8s.io.api.autoscaling.v1.HorizontalPodAutoscalerSpec", "", 4),
+        3: ("status", "k8s.io.api.autoscaling.v1.HorizontalPodAutoscalerStatus", "", 4),
+    },
+    "k8s.io.api.autoscaling.v1.HorizontalPodAutoscalerSpec": {
+        1: ("scaleTargetRef", "k8s.io.api.autoscaling.v1.CrossVersionObjectReference", "", 0),
+        2: ("minReplicas", "int32", "", 6),
+        3: ("maxReplicas", "int32", "", 0),
+        4: ("targetCPUUtilizationPercentage", "int32", "", 6),
+    },
+    "k8s.io.api.autoscaling.v1.HorizontalPodAutoscalerStatus": {
+        1: ("observedGeneration", "int64", "", 6),
+        2: ("lastScaleTime", "k8s.io.apimachinery.pkg.apis.meta.v1.Time", "", 6),
+        3: ("currentReplicas", "int32", "", 0),
+        4: ("desiredReplicas", "int32", "", 0),
+        5: ("currentCPUUtilizationPercentage", "int32", "", 6),
+    },
     "k8s.io.api.autoscaling.v1.Scale": {
         1: ("metadata", "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta", "", 4),
         2: ("spec", "k8s.io.api.autoscaling.v1.ScaleSpec", "", 4),
@@ -189,6 +212,127 @@ FIELDS: dict[str, dict[int, tuple[str, str, str, int]]] = {
     "k8s.io.api.autoscaling.v1.ScaleStatus": {
         1: ("replicas", "int32", "", 0),
         2: ("selector", "string", "", 4),
+    },
+    "k8s.io.api.autoscaling.v2.ContainerResourceMetricSource": {
+        1: ("name", "string", "", 0),
+        2: ("target", "k8s.io.api.autoscaling.v2.MetricTarget", "", 0),
+        3: ("container", "string", "", 0),
+    },
+    "k8s.io.api.autoscaling.v2.ContainerResourceMetricStatus": {
+        1: ("name", "string", "", 0),
+        2: ("current", "k8s.io.api.autoscaling.v2.MetricValueStatus", "", 0),
+        3: ("container", "string", "", 0),
+    },
+    "k8s.io.api.autoscaling.v2.CrossVersionObjectReference": {
+        1: ("kind", "string", "", 0),
+        2: ("name", "string", "", 0),
+        3: ("apiVersion", "string", "", 4),
+    },
+    "k8s.io.api.autoscaling.v2.ExternalMetricSource": {
+        1: ("metric", "k8s.io.api.autoscaling.v2.MetricIdentifier", "", 0),
+        2: ("target", "k8s.io.api.autoscaling.v2.MetricTarget", "", 0),
+    },
+    "k8s.io.api.autoscaling.v2.ExternalMetricStatus": {
+        1: ("metric", "k8s.io.api.autoscaling.v2.MetricIdentifier", "", 0),
+        2: ("current", "k8s.io.api.autoscaling.v2.MetricValueStatus", "", 0),
+    },
+    "k8s.io.api.autoscaling.v2.HPAScalingPolicy": {
+        1: ("type", "string", "", 0),
+        2: ("value", "int32", "", 0),
+        3: ("periodSeconds", "int32", "", 0),
+    },
+    "k8s.io.api.autoscaling.v2.HPAScalingRules": {
+        1: ("selectPolicy", "string", "", 6),
+        2: ("policies", "k8s.io.api.autoscaling.v2.HPAScalingPolicy", "", 5),
+        3: ("stabilizationWindowSeconds", "int32", "", 6),
+    },
+    "k8s.io.api.autoscaling.v2.HorizontalPodAutoscaler": {
+        1: ("metadata", "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta", "", 4),
+        2: ("spec", "k8s.io.api.autoscaling.v2.HorizontalPodAutoscalerSpec", "", 4),
+        3: ("status", "k8s.io.api.autoscaling.v2.HorizontalPodAutoscalerStatus", "", 4),
+    },
+    "k8s.io.api.autoscaling.v2.HorizontalPodAutoscalerBehavior": {
+        1: ("scaleUp", "k8s.io.api.autoscaling.v2.HPAScalingRules", "", 6),
+        2: ("scaleDown", "k8s.io.api.autoscaling.v2.HPAScalingRules", "", 6),
+    },
+    "k8s.io.api.autoscaling.v2.HorizontalPodAutoscalerCondition": {
+        1: ("type", "string", "", 0),
+        2: ("status", "string", "", 0),
+        3: ("lastTransitionTime", "k8s.io.apimachinery.pkg.apis.meta.v1.Time", "", 4),
+        4: ("reason", "string", "", 4),
+        5: ("message", "string", "", 4),
+    },
+    "k8s.io.api.autoscaling.v2.HorizontalPodAutoscalerSpec": {
+        1: ("scaleTargetRef", "k8s.io.api.autoscaling.v2.CrossVersionObjectReference", "", 0),
+        2: ("minReplicas", "int32", "", 6),
+        3: ("maxReplicas", "int32", "", 0),
+        4: ("metrics", "k8s.io.api.autoscaling.v2.MetricSpec", "", 5),
+        5: ("behavior", "k8s.io.api.autoscaling.v2.HorizontalPodAutoscalerBehavior", "", 6),
+    },
+    "k8s.io.api.autoscaling.v2.HorizontalPodAutoscalerStatus": {
+        1: ("observedGeneration", "int64", "", 6),
+        2: ("lastScaleTime", "k8s.io.apimachinery.pkg.apis.meta.v1.Time", "", 6),
+        3: ("currentReplicas", "int32", "", 4),
+        4: ("desiredReplicas", "int32", "", 0),
+        5: ("currentMetrics", "k8s.io.api.autoscaling.v2.MetricStatus", "", 1),
+        6: ("conditions", "k8s.io.api.autoscaling.v2.HorizontalPodAutoscalerCondition", "", 5),
+    },
+    "k8s.io.api.autoscaling.v2.MetricIdentifier": {
+        1: ("name", "string", "", 0),
+        2: ("selector", "k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector", "", 6),
+    },
+    "k8s.io.api.autoscaling.v2.MetricSpec": {
+        1: ("type", "string", "", 0),
+        2: ("object", "k8s.io.api.autoscaling.v2.ObjectMetricSource", "", 6),
+        3: ("pods", "k8s.io.api.autoscaling.v2.PodsMetricSource", "", 6),
+        4: ("resource", "k8s.io.api.autoscaling.v2.ResourceMetricSource", "", 6),
+        5: ("external", "k8s.io.api.autoscaling.v2.ExternalMetricSource", "", 6),
+        7: ("containerResource", "k8s.io.api.autoscaling.v2.ContainerResourceMetricSource", "", 6),
+    },
+    "k8s.io.api.autoscaling.v2.MetricStatus": {
+        1: ("type", "string", "", 0),
+        2: ("object", "k8s.io.api.autoscaling.v2.ObjectMetricStatus", "", 6),
+        3: ("pods", "k8s.io.api.autoscaling.v2.PodsMetricStatus", "", 6),
+        4: ("resource", "k8s.io.api.autoscaling.v2.ResourceMetricStatus", "", 6),
+        5: ("external", "k8s.io.api.autoscaling.v2.ExternalMetricStatus", "", 6),
+        7: ("containerResource", "k8s.io.api.autoscaling.v2.ContainerResourceMetricStatus", "", 6),
+    },
+    "k8s.io.api.autoscaling.v2.MetricTarget": {
+        1: ("type", "string", "", 0),
+        2: ("value", "k8s.io.apimachinery.pkg.api.resource.Quantity", "", 6),
+        3: ("averageValue", "k8s.io.apimachinery.pkg.api.resource.Quantity", "", 6),
+        4: ("averageUtilization", "int32", "", 6),
+    },
+    "k8s.io.api.autoscaling.v2.MetricValueStatus": {
+        1: ("value", "k8s.io.apimachinery.pkg.api.resource.Quantity", "", 6),
+        2: ("averageValue", "k8s.io.apimachinery.pkg.api.resource.Quantity", "", 6),
+        3: ("averageUtilization", "int32", "", 6),
+    },
+    "k8s.io.api.autoscaling.v2.ObjectMetricSource": {
+        1: ("describedObject", "k8s.io.api.autoscaling.v2.CrossVersionObjectReference", "", 0),
+        2: ("target", "k8s.io.api.autoscaling.v2.MetricTarget", "", 0),
+        3: ("metric", "k8s.io.api.autoscaling.v2.MetricIdentifier", "", 0),
+    },
+    "k8s.io.api.autoscaling.v2.ObjectMetricStatus": {
+        1: ("metric", "k8s.io.api.autoscaling.v2.MetricIdentifier", "", 0),
+        2: ("current", "k8s.io.api.autoscaling.v2.MetricValueStatus", "", 0),
+        3: ("describedObject", "k8s.io.api.autoscaling.v2.CrossVersionObjectReference", "", 0),
+    },
+    "k8s.io.api.autoscaling.v2.PodsMetricSource": {
+        1: ("metric", "k8s.io.api.autoscaling.v2.MetricIdentifier", "", 0),
+        2: ("target", "k8s.io.api.autoscaling.v2.MetricTarget", "", 0),
+    },
+    "k8s.io.api.autoscaling.v2.PodsMetricStatus": {
+        1: ("metric", "k8s.io.api.autoscaling.v2.MetricIdentifier", "", 0),
+        2: ("current", "k8s.io.api.autoscaling.v2.MetricValueStatus", "", 0),
+    },
+    "k8s.io.api.autoscaling.v2.ResourceMetricSource": {
+        1: ("name", "string", "", 0),
+        2: ("target", "k8s.io.api.autoscaling.v2.MetricTarget", "", 0),
+    },
+    "k8s.io.api.autoscaling.v2.ResourceMetricStatus": {
+        1: ("name", "string", "", 0),
+        2: ("current", "k8s.io.api.autoscaling.v2.MetricValueStatus", "", 0),
     },
     "k8s.io.api.batch.v1.CronJob": {
         1: ("metadata", "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta", "", 4),
@@ -1710,7 +1854,9 @@ KINDS: dict[tuple[str, str], str] = {
     ("apps/v1", "Deployment"): "k8s.io.api.apps.v1.Deployment",
     ("apps/v1", "ReplicaSet"): "k8s.io.api.apps.v1.ReplicaSet",
     ("apps/v1", "StatefulSet"): "k8s.io.api.apps.v1.StatefulSet",
+    ("autoscaling/v1", "HorizontalPodAutoscaler"): "k8s.io.api.autoscaling.v1.HorizontalPodAutoscaler",
     ("autoscaling/v1", "Scale"): "k8s.io.api.autoscaling.v1.Scale",
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): "k8s.io.api.autoscaling.v2.HorizontalPodAutoscaler",
     ("batch/v1", "CronJob"): "k8s.io.api.batch.v1.CronJob",
     ("batch/v1", "Job"): "k8s.io.api.batch.v1.Job",
     ("coordination.k8s.io/v1", "Lease"): "k8s.io.api.coordination.v1.Lease",

@@ -19,6 +19,7 @@ from kubemodel._generated import (
 )
 from kubemodel.codec import DEFAULTERS, VALIDATORS
 from kubemodel.errors import FieldError, at, q
+from kubemodel.names import check_path_segment
 from kubemodel.pod import validate_meta
 from kubemodel.quantity import parse_quantity
 
@@ -76,21 +77,13 @@ def _default_hpa(h: HorizontalPodAutoscaler) -> None:
         spec.behavior.scale_down = scale_down_rules(spec.behavior.scale_down)
 
 
-def _path_segment(value: str, field: str) -> None:
-    for bad in ("/", "%"):
-        if bad in value:
-            raise FieldError(field, f"Invalid value: {q(value)}: may not contain '{bad}'")
-    if value in (".", ".."):
-        raise FieldError(field, f"Invalid value: {q(value)}: may not be '{value}'")
-
-
 def _target_ref(ref: CrossVersionObjectReference, field: str) -> None:
     if not ref.kind:
         raise FieldError(at(field, "kind"), "Required value")
-    _path_segment(ref.kind, at(field, "kind"))
+    check_path_segment(ref.kind, at(field, "kind"))
     if not ref.name:
         raise FieldError(at(field, "name"), "Required value")
-    _path_segment(ref.name, at(field, "name"))
+    check_path_segment(ref.name, at(field, "name"))
 
 
 def _positive_quantity(value: object, field: str) -> None:
@@ -311,6 +304,13 @@ def _spec_to_v1(m: _Obj) -> _Obj:
     return {"type": typ}
 
 
+def _value_target(average: Any, value: Any) -> _Obj:
+    """v1's averageValue-or-value target as v2's MetricTarget."""
+    if average is not None:
+        return {"type": "AverageValue", "averageValue": average}
+    return {"type": "Value", "value": value}
+
+
 def _spec_to_v2(m: _Obj) -> _Obj:
     """A v1 (v2beta1-form) MetricSpec as v2's."""
     typ = m.get("type")
@@ -332,21 +332,14 @@ def _spec_to_v2(m: _Obj) -> _Obj:
         }}  # fmt: skip
     if typ == "Object":
         src = m.get("object") or {}
-        if src.get("averageValue") is not None:
-            target = {"type": "AverageValue", "averageValue": src["averageValue"]}
-        else:
-            target = {"type": "Value", "value": src.get("targetValue")}
         return {"type": typ, "object": {
             "describedObject": src.get("target"),
             "metric": _drop_none({"name": src.get("metricName"), "selector": src.get("selector")}),
-            "target": target,
+            "target": _value_target(src.get("averageValue"), src.get("targetValue")),
         }}  # fmt: skip
     if typ == "External":
         src = m.get("external") or {}
-        if src.get("targetAverageValue") is not None:
-            target = {"type": "AverageValue", "averageValue": src["targetAverageValue"]}
-        else:
-            target = {"type": "Value", "value": src.get("targetValue")}
+        target = _value_target(src.get("targetAverageValue"), src.get("targetValue"))
         return {"type": typ, "external": {
             "metric": _drop_none({"name": src.get("metricName"),
                                   "selector": src.get("metricSelector")}),

@@ -5,7 +5,8 @@ of a request body (the API server's path: msgspec reads them straight into the t
 refuse unknown fields, apply Kubernetes' defaults and validate, as kube-apiserver does on
 create; every error is a ``FieldError`` naming the field. ``encode`` gives the JSON the API
 returns: Kubernetes' JSON names, fields left at their default omitted (Go's omitempty),
-quantities and int-or-strings as written.
+quantities in their canonical form ("0.5" is "500m", as kube-apiserver writes them),
+int-or-strings as written.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ Mapping: an object definition is a ``msgspec.Struct`` (keyword-only, unknown fie
 fields equal to their default omitted on encode); a field listed as required has no default;
 every other field defaults to None, except the Go value-typed ``omitempty`` fields in
 ``ZERO_DEFAULTS`` (``false``/``0`` omitted on encode, as the API server omits them). Quantity is
-``Quantity`` (kept as written), IntOrString ``int | str``, Time and MicroTime ``datetime``,
+``Quantity`` (its canonical text), IntOrString ``int | str``, Time and MicroTime ``datetime``,
 FieldsV1 and RawExtension any JSON object.
 """
 
@@ -84,6 +84,8 @@ ROOTS = (
     "io.k8s.api.autoscaling.v1.Scale",
     "io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler",
     "io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerList",
+    "io.k8s.api.autoscaling.v1.HorizontalPodAutoscaler",  # served converted (stored as v2)
+    "io.k8s.api.autoscaling.v1.HorizontalPodAutoscalerList",
     # answered, never stored (orchestrator/apiserver/security.py): typed for OpenAPI only
     *("io.k8s.api.authentication.v1." + k for k in ("SelfSubjectReview", "TokenReview")),
     *(
@@ -201,8 +203,14 @@ def snake(name: str) -> str:
     return s + "_" if keyword.iskeyword(s) or s in ("bool", "int", "str", "float") else s
 
 
+# Besides core's, the group-versions whose types keep their short names when another group
+# has the same (the stored version of a kind served in two: autoscaling/v1's are AutoscalingV1*)
+_KEEP_BASE = ("io.k8s.api.autoscaling.v2.",)
+
+
 def _class_names(defs: dict[str, Any]) -> dict[str, str]:
-    """Short names (``Pod``); a name two groups share gets its group and version in front."""
+    """Short names (``Pod``); a name two groups share gets its group and version in front,
+    except core's and _KEEP_BASE's."""
     short: dict[str, list[str]] = {}
     for name in defs:
         if name not in SPECIAL:
@@ -215,7 +223,8 @@ def _class_names(defs: dict[str, Any]) -> dict[str, str]:
             else:
                 parts = name.split(".")
                 group = "".join(p.capitalize() for p in parts[-3:-1])
-                out[name] = base if name.startswith(_CORE) else group + base
+                keep = name.startswith(_CORE) or name.startswith(_KEEP_BASE)
+                out[name] = base if keep else group + base
     return out
 
 

@@ -36,6 +36,7 @@ PACKAGES: dict[str, tuple[str, str, str]] = {
     "k8s.io.api.apps.v1": ("api", "apps/v1", "apps/v1"),
     "k8s.io.api.batch.v1": ("api", "batch/v1", "batch/v1"),
     "k8s.io.api.autoscaling.v1": ("api", "autoscaling/v1", "autoscaling/v1"),
+    "k8s.io.api.autoscaling.v2": ("api", "autoscaling/v2", "autoscaling/v2"),
     "k8s.io.api.coordination.v1": ("api", "coordination/v1", "coordination.k8s.io/v1"),
     "k8s.io.api.discovery.v1": ("api", "discovery/v1", "discovery.k8s.io/v1"),
     "k8s.io.api.policy.v1": ("api", "policy/v1", "policy/v1"),
@@ -77,6 +78,8 @@ ROOTS: tuple[tuple[str, str], ...] = (
     ("v1", "ResourceQuota"),
     ("v1", "LimitRange"),
     ("autoscaling/v1", "Scale"),
+    ("autoscaling/v1", "HorizontalPodAutoscaler"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("meta.k8s.io/v1", "DeleteOptions"),
     ("meta.k8s.io/v1", "Status"),
 )

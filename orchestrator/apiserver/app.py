@@ -882,7 +882,7 @@ class ApiServer:
         fields = field_selector(
             request.query.get("fieldSelector"),
             res.name,
-            FIELD_LABELS_V1 if res.stored_group is not None else None,
+            FIELD_LABELS_V1 if res.stored_group is not None and res.kind == "Event" else None,
         )
         if labels is None:
             return fields

@@ -646,6 +646,33 @@ def created_entries(
     return [entry(manager, "Update", api_version, now, tree)] if tree else None
 
 
+def created_over_sent(
+    sent: list[Obj],
+    obj: Obj,
+    t: Type,
+    status_sub: bool,
+    manager: str,
+    api_version: str,
+    now: str,
+) -> list[Obj] | None:
+    """The managedFields of an object created with valid ``sent`` entries, as kube-apiserver's
+    field manager makes them: the create is an Update over an empty object, so the creator
+    takes every field the object has from the sent entries (an entry left with none goes) and
+    adds them to its own entry (a sent one of the same manager, operation and apiVersion)."""
+    created = created_entries(obj, t, status_sub, manager, api_version, now)
+    if not created:
+        return _sort([dict(e) for e in sent]) or None
+    tree = created[0]["fieldsV1"]
+    others: list[Obj] = []
+    for e in sent:
+        if _same_manager(e, manager, "Update", api_version, None):
+            for p in members(e.get("fieldsV1") or {}):
+                insert(tree, p)
+        else:
+            others.append(e)
+    return _sort([*_without(others, members(tree)), *created])
+
+
 def updated_entries(
     entries: list[Obj],
     old: Obj,

@@ -23,6 +23,10 @@ from .podlogs import kubelet_address, kubelet_connector, pod_container
 from .resources import by_path
 from .spdy import Stream
 
+# A kubelet that refuses a stream names why in this header (orchestrator.kubelet.server's
+# STREAM_ERROR_HEADER: aiohttp's WebSocket client does not read a refused upgrade's body).
+STREAM_ERROR_HEADER = "X-Corral-Stream-Error"
+
 __all__ = ["is_websocket", "pod_exec"]
 
 _TRUE = ("1", "true", "True")
@@ -133,6 +137,9 @@ async def pod_exec(
                 url, params=params, protocols=protocols, ssl=ctx, max_msg_size=0
             )
         except aiohttp.WSServerHandshakeError as e:
+            message = (e.headers or {}).get(STREAM_ERROR_HEADER)
+            if message:  # the kubelet's own answer, relayed as kube-apiserver relays it
+                return web.Response(status=e.status, text=message, content_type="text/plain")
             code = e.status if e.status in (400, 403, 404) else 500
             reason = {400: "BadRequest", 403: "Forbidden", 404: "NotFound"}.get(code)
             raise errors.ApiError(

@@ -41,6 +41,7 @@ class Resource:
     # Served as another resource of the same name stores it, in that group (events.k8s.io/v1
     # Event is core/v1's): the keys are that group's; requests convert (apiserver.converted).
     stored_group: str | None = None
+    stored_version: str | None = None  # of the stored resource, when not this one's
 
     @property
     def verbs(self) -> list[str]:
@@ -251,6 +252,20 @@ RESOURCES += (
         short_names=("ev",),
         has_spec=False,
         stored_group="",
+    ),
+    Resource(  # stored as autoscaling/v2 (kubemodel.autoscaling converts)
+        group="autoscaling",
+        version="v1",
+        name="horizontalpodautoscalers",
+        singular="horizontalpodautoscaler",
+        kind="HorizontalPodAutoscaler",
+        namespaced=True,
+        model=k.AutoscalingV1HorizontalPodAutoscaler,
+        short_names=("hpa",),
+        categories=("all",),
+        subresources=("status",),
+        stored_group="autoscaling",
+        stored_version="v2",
     ),
 )
 del k

@@ -37,6 +37,7 @@ from .authn import (
     load_token_file,
 )
 from .bootstrap import BootstrapError, publish, share
+from .connections import IDLE_TIMEOUT, READ_HEADER_TIMEOUT, HeadTimeoutRunner
 from .encryption import EncryptedBackend, EncryptionConfigError, load_or_create_config
 from .encryption import rotate as rotate_keys
 from .join import JOIN_PATHS, add_join_routes
@@ -115,6 +116,8 @@ class ServerConfig:
     max_mutating_requests_inflight: int = 200
     max_watches_per_user: int = 500
     request_timeout: float = 60.0  # seconds a request body may take to arrive (then 504)
+    read_header_timeout: float = READ_HEADER_TIMEOUT  # seconds a request's head may take
+    idle_timeout: float = IDLE_TIMEOUT  # seconds a connection may wait for its next request
 
 
 def _wildcard(host: str) -> bool:
@@ -412,8 +415,10 @@ async def _serve(cfg: ServerConfig) -> None:
         gc.set_threshold(500_000, 20, 100)
         app = api.app()
         add_join_routes(app, pki, token)
-        runner = web.AppRunner(
+        runner = HeadTimeoutRunner(
             app,
+            read_header_timeout=cfg.read_header_timeout,
+            idle_timeout=cfg.idle_timeout,
             access_log=None,
             shutdown_timeout=2.0,
             max_line_size=MAX_REQUEST_LINE,

@@ -537,6 +537,10 @@ class Storage:
         meta["uid"] = _new_uid()
         meta["creationTimestamp"] = now_rfc3339()
         _check_sent_managed_fields(res, name, meta.get("managedFields"))
+        if managed is None and meta.get("managedFields") != [{}]:  # ([{}]: none, as kube)
+            sent = managedfields.valid_entries(meta.get("managedFields"))
+        else:
+            sent = None
         for f in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields"):
             meta.pop(f, None)
         if _tracks_generation(res):
@@ -570,11 +574,13 @@ class Storage:
         if res.name == "services":
             alloc = await self.services.on_create(obj, dry_run)
             try:
-                return await self._create_stored(res, ns, name, obj, dry_run, manager, managed)
+                return await self._create_stored(
+                    res, ns, name, obj, dry_run, manager, managed, sent
+                )
             except BaseException:
                 await self.services.release(alloc.taken, meta["uid"])
                 raise
-        return await self._create_stored(res, ns, name, obj, dry_run, manager, managed)
+        return await self._create_stored(res, ns, name, obj, dry_run, manager, managed, sent)
 
     async def _create_stored(
         self,
@@ -585,9 +591,22 @@ class Storage:
         dry_run: bool,
         manager: str | None,
         managed: list[Obj] | None,
+        sent: list[Obj] | None = None,
     ) -> Obj:
         stored = self._admit(res, obj)
-        if managed is None and manager:
+        if managed is None and sent:  # valid managedFields sent with the object
+            managed = sent
+            if manager:
+                managed = managedfields.created_over_sent(
+                    sent,
+                    stored,
+                    _root(res),
+                    "status" in res.subresources,
+                    manager,
+                    res.api_version,
+                    now_rfc3339(),
+                )
+        elif managed is None and manager:
             managed = managedfields.created_entries(
                 stored,
                 _root(res),
@@ -805,6 +824,14 @@ class Storage:
             alloc = await self.services.on_update(old, new, dry_run)
         try:
             stored = self._admit(res, new)
+            if _tracks_generation(res) and stored.get("spec") == old.get("spec"):
+                # the spec as decoded (quantities canonical) is the old one: kube bumps the
+                # generation only for a change of the decoded object
+                generation = old["metadata"].get("generation")
+                if generation is None:
+                    stored["metadata"].pop("generation", None)
+                else:
+                    stored["metadata"]["generation"] = generation
             if res.name == "pods":
                 try:
                     validate_pod_update(old.get("spec") or {}, stored.get("spec") or {})
@@ -926,9 +953,8 @@ class Storage:
         current = old["metadata"].get("managedFields") or []
         meta = made.get("metadata")
         sent = meta.get("managedFields") if isinstance(meta, dict) else None
-        if sent == [{}]:
+        if sent == [{}]:  # cleared: the writer owns what it changed in the same request
             base: list[Obj] = []
-            manager = None
         else:
             given = managedfields.valid_entries(sent)
             base = current if given is None or sent == current else given

@@ -132,6 +132,12 @@ def _proxy_error(message: str) -> web.Response:
     )
 
 
+# Carries a refused stream's message to the API server (aiohttp's WebSocket client does not
+# read the body of a refused upgrade), which answers with it as kube-apiserver relays the
+# kubelet's answer.
+STREAM_ERROR_HEADER = "X-Corral-Stream-Error"
+
+
 def _bad(message: str, code: int = 400) -> web.HTTPException:
     cls = {400: web.HTTPBadRequest, 403: web.HTTPForbidden, 404: web.HTTPNotFound}[code]
     return cls(text=message, content_type="text/plain")
@@ -297,6 +303,18 @@ class KubeletServer:
         if not command:
             raise _bad("you must specify at least one command for the container")
         flags = self._streams(request)
+        uid = pod["metadata"]["uid"]
+        loop = asyncio.get_running_loop()
+        if not await loop.run_in_executor(None, self._running, uid, container):
+            # kube's kubelet finds the container among the running ones, else refuses the
+            # upgrade with a 500 and this text (kubectl: "unable to upgrade connection: ...")
+            message = f'container not found ("{container}")'
+            return web.Response(
+                status=500,
+                text=message,
+                content_type="text/plain",
+                headers={STREAM_ERROR_HEADER: message},
+            )
         return await exec_websocket(
             request,
             self.runtime,
@@ -308,6 +326,12 @@ class KubeletServer:
             flags["error"],
             flags["tty"],
         )
+
+    def _running(self, uid: str, container: str) -> bool:
+        try:
+            return self.runtime.status(uid).container(container).state == "Running"
+        except (api.PodError, KeyError):
+            return False
 
     async def _attach(self, request: web.Request) -> web.StreamResponse:
         pod, container = self._target(request)

@@ -360,3 +360,68 @@ def test_dry_run_and_diff(
     assert "deployment.apps/new serverside-applied (server dry run)" in out
     code, _ = server.json("GET", f"/apis/apps/v1/namespaces/{ns}/deployments/new")
     assert code == 404
+
+
+def test_managed_fields_sent_with_a_create_or_cleared(server: Server, ns: str) -> None:
+    """Valid managedFields sent on create are kept as kube's field manager keeps them (the
+    create is an Update over an empty object: the creator takes the fields the object has from
+    them, an entry left with none goes) and the creator's entry is added; invalid ones are
+    refused (they were dropped silently). ``[{}]`` on an update clears them, and the writer
+    owns what it changed in the same request."""
+    base = f"/api/v1/namespaces/{ns}/configmaps"
+
+    def sent(manager: str, op: str, fields: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "manager": manager,
+            "operation": op,
+            "apiVersion": "v1",
+            "time": "2020-01-01T00:00:00Z",
+            "fieldsType": "FieldsV1",
+            "fieldsV1": fields,
+        }
+
+    body = {
+        "metadata": {
+            "name": "sent",
+            "managedFields": [
+                sent("importer", "Update", {"f:data": {"f:gone": {}}}),
+                sent("tool", "Apply", {"f:data": {"f:k": {}}}),
+                sent("creator", "Update", {"f:metadata": {"f:annotations": {"f:x": {}}}}),
+            ],
+        },
+        "data": {"k": "v"},
+    }
+    code, created = server.json("POST", f"{base}?fieldManager=creator", body)
+    assert code == 201, created
+    entries = {e["manager"]: e for e in created["metadata"]["managedFields"]}
+    assert set(entries) == {"importer", "creator"}  # tool's only field was taken
+    assert entries["importer"]["fieldsV1"] == {"f:data": {"f:gone": {}}}
+    assert entries["importer"]["time"] == "2020-01-01T00:00:00Z"
+    assert entries["creator"]["fieldsV1"] == {
+        "f:data": {".": {}, "f:k": {}},
+        "f:metadata": {"f:annotations": {"f:x": {}}},
+    }
+    assert (
+        server.json("GET", f"{base}/sent")[1]["metadata"]["managedFields"]
+        == (created["metadata"]["managedFields"])
+    )
+
+    bad = {"metadata": {"name": "bad", "managedFields": [sent("m", "Bogus", {})]}}
+    code, status = server.json("POST", base, bad)
+    assert code == 422, status
+    assert "metadata.managedFields[0].operation" in status["message"], status
+    assert server.json("GET", f"{base}/bad")[0] == 404
+
+    # cleared by [{}], with a change in the same request: the writer owns just that
+    obj = server.json("GET", f"{base}/sent")[1]
+    obj["metadata"]["managedFields"] = [{}]
+    obj["metadata"]["labels"] = {"l": "1"}
+    code, put = server.json("PUT", f"{base}/sent?fieldManager=resetter", obj)
+    assert code == 200, put
+    assert [(e["manager"], e["fieldsV1"]) for e in put["metadata"]["managedFields"]] == [
+        ("resetter", {"f:metadata": {"f:labels": {".": {}, "f:l": {}}}})
+    ]
+    # and with no other change: none at all
+    put["metadata"]["managedFields"] = [{}]
+    code, cleared = server.json("PUT", f"{base}/sent?fieldManager=resetter", put)
+    assert code == 200 and "managedFields" not in cleared["metadata"], cleared

@@ -31,8 +31,13 @@ MERGE = {"Content-Type": "application/merge-patch+json"}
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    # a body may take 5 s to arrive (kube's 1m0s: a test would wait that long)
-    extra = (*API_ONLY, "--request-timeout", "5")
+    # a body may take 5 s to arrive (kube's 1m0s: a test would wait that long), a head 3 s
+    # (kube's 32 s); a connection idles 1000 s between requests (kube's 90 s: so a head that
+    # never ends is ended by the head's timeout, not this one)
+    extra = (
+        *API_ONLY,
+        *("--request-timeout", "5", "--read-header-timeout", "3", "--idle-timeout", "1000"),
+    )
     srv = Server(tmp_path_factory.mktemp("apiserver-hostile"), extra=extra)
     srv.start()
     try:
@@ -922,6 +927,70 @@ def test_pipelined_requests_and_expect_continue(server: Server) -> None:
 def _fds(server: Server) -> int:
     assert server.proc is not None
     return len(os.listdir(f"/proc/{server.proc.pid}/fd"))
+
+
+def _trickle_until_closed(socks: list[ssl.SSLSocket]) -> list[bytes]:
+    """Send one more byte of a head that never ends on each socket every 0.2 s until the
+    server closes them all; what each received (a response would be there)."""
+    got = [b""] * len(socks)
+    open_ = set(range(len(socks)))
+    for _ in range(1000):  # (a hang guard only: 200 s)
+        for i in sorted(open_):
+            try:
+                socks[i].sendall(b"x")
+                socks[i].settimeout(0.2 / len(socks))
+                data = socks[i].recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:  # reset, or the TLS close seen on the write
+                data = b""
+            got[i] += data
+            if not data:
+                open_.discard(i)
+        if not open_:
+            break
+    assert not open_, f"{len(open_)} connections still open"
+    return got
+
+
+def test_a_head_that_trickles_in_is_disconnected(server: Server) -> None:
+    """A slowloris: connections that send a request's head a byte at a time (the first
+    request's, or a later one's on a kept-alive connection), or nothing at all, held a
+    connection and a file descriptor for good (aiohttp has no header timeout). As
+    kube-apiserver's ReadHeaderTimeout, the server closes them without a response, serves
+    everyone else meanwhile, and keeps no descriptor of theirs."""
+    before = _fds(server)
+    socks: list[ssl.SSLSocket] = []
+    try:
+        for _ in range(10):
+            sock = _raw(server)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            socks.append(sock)
+        kept = _raw(server)  # one request answered, then the next head trickles
+        kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, body = _read_response(kept)
+        assert head.startswith(b"HTTP/1.1 200 ") and body == b"ok", head
+        socks.append(kept)
+        kept.sendall(b"GET /healthz HTTP/1.1\r\n")
+        silent = _raw(server)  # connects and sends nothing
+        socks.append(silent)
+        assert _fds(server) >= before + 10
+        _serving(server)  # served while they trickle
+        got = _trickle_until_closed(socks[:-1])
+        assert got == [b""] * (len(socks) - 1)
+        try:
+            assert silent.recv(65536) == b""  # closed long since (120 s: a hang guard)
+        except ConnectionResetError:
+            pass
+        _serving(server)
+    finally:
+        for sock in socks:
+            sock.close()
+    for _ in range(600):  # the server sees each close at once; the bound only guards a hang
+        if _fds(server) <= before:
+            break
+        time.sleep(0.1)
+    assert _fds(server) <= before
 
 
 def test_watches_dropped_mid_stream_leave_nothing_behind(server: Server, cm: str) -> None:

@@ -258,3 +258,44 @@ def test_debug_without_ephemeral_containers(server: Server, kubectl: Kubectl) ->
         'error: ephemeral containers are disabled for this cluster (error from server: "the'
         ' server could not find the requested resource")\n'
     ), p.stderr
+
+
+def test_autoscale_makes_an_hpa_served_in_both_versions(server: Server, kubectl: Kubectl) -> None:
+    """``kubectl autoscale`` posts autoscaling/v1 (protobuf from 1.32): stored as v2 with the
+    CPU target as a Resource metric; each version reads and patches the same object, v2's
+    other metrics riding in v1's annotation, as kube converts them."""
+    ns = _namespace(kubectl, "hpa")
+    kubectl.run("create", "deployment", "web", "--image=busybox", "-n", ns)
+    out = kubectl.run("autoscale", "deployment", "web", "--max=4", "--cpu-percent=60", "-n", ns)
+    assert "horizontalpodautoscaler.autoscaling/web autoscaled" in out.stdout, out
+    base = f"/namespaces/{ns}/horizontalpodautoscalers"
+    code, v2 = server.json("GET", f"/apis/autoscaling/v2{base}/web")
+    assert code == 200 and v2["apiVersion"] == "autoscaling/v2", v2
+    assert v2["spec"]["minReplicas"] == 1 and v2["spec"]["maxReplicas"] == 4
+    assert v2["spec"]["metrics"] == [{"type": "Resource", "resource": {
+        "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}}]  # fmt: skip
+    code, v1 = server.json("GET", f"/apis/autoscaling/v1{base}/web")
+    assert code == 200 and v1["spec"]["targetCPUUtilizationPercentage"] == 60, v1
+    code, patched = server.json(
+        "PATCH",
+        f"/apis/autoscaling/v1{base}/web",
+        {"spec": {"targetCPUUtilizationPercentage": 75}},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert code == 200 and patched["spec"]["targetCPUUtilizationPercentage"] == 75, patched
+    v2 = server.json("GET", f"/apis/autoscaling/v2{base}/web")[1]
+    assert v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 75
+    memory = {"type": "Resource", "resource": {"name": "memory", "target": {
+        "type": "AverageValue", "averageValue": "100Mi"}}}  # fmt: skip
+    v2["spec"]["metrics"].append(memory)
+    code, body = server.json("PUT", f"/apis/autoscaling/v2{base}/web", v2)
+    assert code == 200, body
+    v1 = server.json("GET", f"/apis/autoscaling/v1{base}/web")[1]
+    assert json.loads(v1["metadata"]["annotations"]["autoscaling.alpha.kubernetes.io/metrics"]) == [
+        {"type": "Resource", "resource": {"name": "memory", "targetAverageValue": "100Mi"}}
+    ]
+    listed = server.json("GET", f"/apis/autoscaling/v1{base}")[1]
+    assert [i["apiVersion"] for i in listed["items"]] == ["autoscaling/v1"], listed
+    row = kubectl.run("get", "hpa", "web", "-n", ns, "--no-headers").stdout.split()
+    assert row[:3] == ["web", "Deployment/web", "cpu:"] and row[3] == "<unknown>/75%,", row
+    kubectl.run("delete", "namespace", ns, "--wait=false")

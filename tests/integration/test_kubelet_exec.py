@@ -107,6 +107,40 @@ def test_exec_picks_the_container(cluster: Cluster, version: str) -> None:
     assert "container third is not valid for pod two" in p.stderr, p.stderr
 
 
+@pytest.fixture(scope="module")
+def exited(cluster: Cluster) -> str:
+    """A running pod ``half`` whose container ``quick`` has exited (``main`` runs on)."""
+    loop = "trap 'exit 0' TERM; while true; do sleep 0.2; done"
+    containers = [
+        {"name": "main", "image": IMAGE, "command": ["sh", "-c", loop]},
+        {"name": "quick", "image": IMAGE, "command": ["true"]},
+    ]
+    _apply(cluster, manifest("half", containers=containers, restartPolicy="Never"))
+
+    def quick_exited() -> bool:
+        st = cluster.pod("half").get("status") or {}
+        states = {c["name"]: c.get("state") or {} for c in st.get("containerStatuses") or []}
+        return "terminated" in states.get("quick", {}) and "running" in states.get("main", {})
+
+    until("the quick container exits", quick_exited)
+    return "half"
+
+
+@both
+def test_exec_into_an_exited_container_is_refused_as_kube_refuses_it(
+    cluster: Cluster, exited: str, version: str
+) -> None:
+    """The kubelet finds the container among the running ones, as kube's does: an exited one
+    is 'container not found', the upgrade refused (kubectl: 'unable to upgrade connection');
+    it ran the command through the runtime, which printed its own error."""
+    k = cluster.kubectl(version)
+    p = k.run("exec", exited, "-c", "quick", "--", "echo", "hi", check=False)
+    assert p.returncode == 1, p
+    assert 'unable to upgrade connection: container not found ("quick")' in p.stderr, p.stderr
+    assert p.stdout == ""
+    assert k.run("exec", exited, "-c", "main", "--", "echo", "hi").stdout == "hi\n"
+
+
 @both
 def test_exec_into_a_missing_pod_is_not_found(cluster: Cluster, version: str) -> None:
     p = cluster.kubectl(version).run("exec", "nope", "--", "echo", "hi", check=False)

@@ -148,7 +148,7 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("resource name", container(resources={"limits": {"bogus": "1"}}),
      f"{C0}.resources.limits.bogus", 'Invalid value: "bogus": must be a standard resource for containers'),
     ("extended resource fraction", container(resources={"limits": {"example.com/gpu": "0.5"}}),
-     f"{C0}.resources.limits.example.com/gpu", 'Invalid value: "0.5": must be an integer'),
+     f"{C0}.resources.limits.example.com/gpu", 'Invalid value: "500m": must be an integer'),
     ("cpu negative", container(resources={"requests": {"cpu": "-1"}}),
      f"{C0}.resources.requests.cpu", "must be greater than or equal to 0"),
     ("cpu exponent past int64", container(resources={"limits": {"cpu": "1e9223372036854775808"}}),
