@@ -470,6 +470,12 @@ FIELDS: dict[str, dict[int, tuple[str, str, str, int]]] = {
         5: ("readOnly", "bool", "", 6),
         6: ("kind", "string", "", 6),
     },
+    "k8s.io.api.core.v1.AzureFilePersistentVolumeSource": {
+        1: ("secretName", "string", "", 0),
+        2: ("shareName", "string", "", 0),
+        3: ("readOnly", "bool", "", 4),
+        4: ("secretNamespace", "string", "", 2),
+    },
     "k8s.io.api.core.v1.AzureFileVolumeSource": {
         1: ("secretName", "string", "", 0),
         2: ("shareName", "string", "", 0),
@@ -478,6 +484,18 @@ FIELDS: dict[str, dict[int, tuple[str, str, str, int]]] = {
     "k8s.io.api.core.v1.Binding": {
         1: ("metadata", "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta", "", 4),
         2: ("target", "k8s.io.api.core.v1.ObjectReference", "", 0),
+    },
+    "k8s.io.api.core.v1.CSIPersistentVolumeSource": {
+        1: ("driver", "string", "", 0),
+        2: ("volumeHandle", "string", "", 0),
+        3: ("readOnly", "bool", "", 4),
+        4: ("fsType", "string", "", 4),
+        5: ("volumeAttributes", "map", "string", 4),
+        6: ("controllerPublishSecretRef", "k8s.io.api.core.v1.SecretReference", "", 6),
+        7: ("nodeStageSecretRef", "k8s.io.api.core.v1.SecretReference", "", 6),
+        8: ("nodePublishSecretRef", "k8s.io.api.core.v1.SecretReference", "", 6),
+        9: ("controllerExpandSecretRef", "k8s.io.api.core.v1.SecretReference", "", 6),
+        10: ("nodeExpandSecretRef", "k8s.io.api.core.v1.SecretReference", "", 6),
     },
     "k8s.io.api.core.v1.CSIVolumeSource": {
         1: ("driver", "string", "", 0),
@@ -490,6 +508,14 @@ FIELDS: dict[str, dict[int, tuple[str, str, str, int]]] = {
         1: ("add", "string", "", 5),
         2: ("drop", "string", "", 5),
     },
+    "k8s.io.api.core.v1.CephFSPersistentVolumeSource": {
+        1: ("monitors", "string", "", 1),
+        2: ("path", "string", "", 4),
+        3: ("user", "string", "", 4),
+        4: ("secretFile", "string", "", 4),
+        5: ("secretRef", "k8s.io.api.core.v1.SecretReference", "", 6),
+        6: ("readOnly", "bool", "", 4),
+    },
     "k8s.io.api.core.v1.CephFSVolumeSource": {
         1: ("monitors", "string", "", 1),
         2: ("path", "string", "", 4),
@@ -497,6 +523,12 @@ FIELDS: dict[str, dict[int, tuple[str, str, str, int]]] = {
         4: ("secretFile", "string", "", 4),
         5: ("secretRef", "k8s.io.api.core.v1.LocalObjectReference", "", 6),
         6: ("readOnly", "bool", "", 4),
+    },
+    "k8s.io.api.core.v1.CinderPersistentVolumeSource": {
+        1: ("volumeID", "string", "", 0),
+        2: ("fsType", "string", "", 4),
+        3: ("readOnly", "bool", "", 4),
+        4: ("secretRef", "k8s.io.api.core.v1.SecretReference", "", 6),
     },
     "k8s.io.api.core.v1.CinderVolumeSource": {
         1: ("volumeID", "string", "", 0),
@@ -753,6 +785,13 @@ FIELDS: dict[str, dict[int, tuple[str, str, str, int]]] = {
         4: ("readOnly", "bool", "", 4),
         5: ("wwids", "string", "", 5),
     },
+    "k8s.io.api.core.v1.FlexPersistentVolumeSource": {
+        1: ("driver", "string", "", 0),
+        2: ("fsType", "string", "", 4),
+        3: ("secretRef", "k8s.io.api.core.v1.SecretReference", "", 6),
+        4: ("readOnly", "bool", "", 4),
+        5: ("options", "map", "string", 4),
+    },
     "k8s.io.api.core.v1.FlexVolumeSource": {
         1: ("driver", "string", "", 0),
         2: ("fsType", "string", "", 4),
@@ -778,6 +817,12 @@ FIELDS: dict[str, dict[int, tuple[str, str, str, int]]] = {
         1: ("repository", "string", "", 0),
         2: ("revision", "string", "", 4),
         3: ("directory", "string", "", 4),
+    },
+    "k8s.io.api.core.v1.GlusterfsPersistentVolumeSource": {
+        1: ("endpoints", "string", "", 0),
+        2: ("path", "string", "", 0),
+        3: ("readOnly", "bool", "", 4),
+        4: ("endpointsNamespace", "string", "", 6),
     },
     "k8s.io.api.core.v1.GlusterfsVolumeSource": {
         1: ("endpoints", "string", "", 0),
@@ -805,6 +850,19 @@ FIELDS: dict[str, dict[int, tuple[str, str, str, int]]] = {
     "k8s.io.api.core.v1.HostPathVolumeSource": {
         1: ("path", "string", "", 0),
         2: ("type", "string", "", 6),
+    },
+    "k8s.io.api.core.v1.ISCSIPersistentVolumeSource": {
+        1: ("targetPortal", "string", "", 0),
+        2: ("iqn", "string", "", 0),
+        3: ("lun", "int32", "", 0),
+        4: ("iscsiInterface", "string", "", 4),
+        5: ("fsType", "string", "", 4),
+        6: ("readOnly", "bool", "", 4),
+        7: ("portals", "string", "", 5),
+        8: ("chapAuthDiscovery", "bool", "", 4),
+        10: ("secretRef", "k8s.io.api.core.v1.SecretReference", "", 6),
+        11: ("chapAuthSession", "bool", "", 4),
+        12: ("initiatorName", "string", "", 6),
     },
     "k8s.io.api.core.v1.ISCSIVolumeSource": {
         1: ("targetPortal", "string", "", 0),
@@ -869,6 +927,10 @@ FIELDS: dict[str, dict[int, tuple[str, str, str, int]]] = {
     },
     "k8s.io.api.core.v1.LocalObjectReference": {
         1: ("name", "string", "", 4),
+    },
+    "k8s.io.api.core.v1.LocalVolumeSource": {
+        1: ("path", "string", "", 0),
+        2: ("fsType", "string", "", 6),
     },
     "k8s.io.api.core.v1.ModifyVolumeStatus": {
         1: ("targetVolumeAttributesClassName", "string", "", 4),
@@ -1003,6 +1065,11 @@ FIELDS: dict[str, dict[int, tuple[str, str, str, int]]] = {
         6: ("resourceVersion", "string", "", 4),
         7: ("fieldPath", "string", "", 4),
     },
+    "k8s.io.api.core.v1.PersistentVolume": {
+        1: ("metadata", "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta", "", 4),
+        2: ("spec", "k8s.io.api.core.v1.PersistentVolumeSpec", "", 4),
+        3: ("status", "k8s.io.api.core.v1.PersistentVolumeStatus", "", 4),
+    },
     "k8s.io.api.core.v1.PersistentVolumeClaim": {
         1: ("metadata", "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta", "", 4),
         2: ("spec", "k8s.io.api.core.v1.PersistentVolumeClaimSpec", "", 4),
@@ -1044,6 +1111,48 @@ FIELDS: dict[str, dict[int, tuple[str, str, str, int]]] = {
     "k8s.io.api.core.v1.PersistentVolumeClaimVolumeSource": {
         1: ("claimName", "string", "", 0),
         2: ("readOnly", "bool", "", 4),
+    },
+    "k8s.io.api.core.v1.PersistentVolumeSource": {
+        1: ("gcePersistentDisk", "k8s.io.api.core.v1.GCEPersistentDiskVolumeSource", "", 6),
+        2: ("awsElasticBlockStore", "k8s.io.api.core.v1.AWSElasticBlockStoreVolumeSource", "", 6),
+        3: ("hostPath", "k8s.io.api.core.v1.HostPathVolumeSource", "", 6),
+        4: ("glusterfs", "k8s.io.api.core.v1.GlusterfsPersistentVolumeSource", "", 6),
+        5: ("nfs", "k8s.io.api.core.v1.NFSVolumeSource", "", 6),
+        6: ("rbd", "k8s.io.api.core.v1.RBDPersistentVolumeSource", "", 6),
+        7: ("iscsi", "k8s.io.api.core.v1.ISCSIPersistentVolumeSource", "", 6),
+        8: ("cinder", "k8s.io.api.core.v1.CinderPersistentVolumeSource", "", 6),
+        9: ("cephfs", "k8s.io.api.core.v1.CephFSPersistentVolumeSource", "", 6),
+        10: ("fc", "k8s.io.api.core.v1.FCVolumeSource", "", 6),
+        11: ("flocker", "k8s.io.api.core.v1.FlockerVolumeSource", "", 6),
+        12: ("flexVolume", "k8s.io.api.core.v1.FlexPersistentVolumeSource", "", 6),
+        13: ("azureFile", "k8s.io.api.core.v1.AzureFilePersistentVolumeSource", "", 6),
+        14: ("vsphereVolume", "k8s.io.api.core.v1.VsphereVirtualDiskVolumeSource", "", 6),
+        15: ("quobyte", "k8s.io.api.core.v1.QuobyteVolumeSource", "", 6),
+        16: ("azureDisk", "k8s.io.api.core.v1.AzureDiskVolumeSource", "", 6),
+        17: ("photonPersistentDisk", "k8s.io.api.core.v1.PhotonPersistentDiskVolumeSource", "", 6),
+        18: ("portworxVolume", "k8s.io.api.core.v1.PortworxVolumeSource", "", 6),
+        19: ("scaleIO", "k8s.io.api.core.v1.ScaleIOPersistentVolumeSource", "", 6),
+        20: ("local", "k8s.io.api.core.v1.LocalVolumeSource", "", 6),
+        21: ("storageos", "k8s.io.api.core.v1.StorageOSPersistentVolumeSource", "", 6),
+        22: ("csi", "k8s.io.api.core.v1.CSIPersistentVolumeSource", "", 6),
+    },
+    "k8s.io.api.core.v1.PersistentVolumeSpec": {
+        1: ("capacity", "map", "k8s.io.apimachinery.pkg.api.resource.Quantity", 4),
+        2: ("persistentVolumeSource", "k8s.io.api.core.v1.PersistentVolumeSource", "", 8),
+        3: ("accessModes", "string", "", 5),
+        4: ("claimRef", "k8s.io.api.core.v1.ObjectReference", "", 6),
+        5: ("persistentVolumeReclaimPolicy", "string", "", 4),
+        6: ("storageClassName", "string", "", 4),
+        7: ("mountOptions", "string", "", 5),
+        8: ("volumeMode", "string", "", 6),
+        9: ("nodeAffinity", "k8s.io.api.core.v1.VolumeNodeAffinity", "", 6),
+        10: ("volumeAttributesClassName", "string", "", 6),
+    },
+    "k8s.io.api.core.v1.PersistentVolumeStatus": {
+        1: ("phase", "string", "", 4),
+        2: ("message", "string", "", 4),
+        3: ("reason", "string", "", 4),
+        4: ("lastPhaseTransitionTime", "k8s.io.apimachinery.pkg.apis.meta.v1.Time", "", 6),
     },
     "k8s.io.api.core.v1.PhotonPersistentDiskVolumeSource": {
         1: ("pdID", "string", "", 0),
@@ -1228,6 +1337,16 @@ FIELDS: dict[str, dict[int, tuple[str, str, str, int]]] = {
         5: ("group", "string", "", 4),
         6: ("tenant", "string", "", 4),
     },
+    "k8s.io.api.core.v1.RBDPersistentVolumeSource": {
+        1: ("monitors", "string", "", 1),
+        2: ("image", "string", "", 0),
+        3: ("fsType", "string", "", 4),
+        4: ("pool", "string", "", 4),
+        5: ("user", "string", "", 4),
+        6: ("keyring", "string", "", 4),
+        7: ("secretRef", "k8s.io.api.core.v1.SecretReference", "", 6),
+        8: ("readOnly", "bool", "", 4),
+    },
     "k8s.io.api.core.v1.RBDVolumeSource": {
         1: ("monitors", "string", "", 1),
         2: ("image", "string", "", 0),
@@ -1306,6 +1425,18 @@ FIELDS: dict[str, dict[int, tuple[str, str, str, int]]] = {
         3: ("type", "string", "", 4),
         4: ("level", "string", "", 4),
     },
+    "k8s.io.api.core.v1.ScaleIOPersistentVolumeSource": {
+        1: ("gateway", "string", "", 0),
+        2: ("system", "string", "", 0),
+        3: ("secretRef", "k8s.io.api.core.v1.SecretReference", "", 2),
+        4: ("sslEnabled", "bool", "", 4),
+        5: ("protectionDomain", "string", "", 4),
+        6: ("storagePool", "string", "", 4),
+        7: ("storageMode", "string", "", 4),
+        8: ("volumeName", "string", "", 4),
+        9: ("fsType", "string", "", 4),
+        10: ("readOnly", "bool", "", 4),
+    },
     "k8s.io.api.core.v1.ScaleIOVolumeSource": {
         1: ("gateway", "string", "", 0),
         2: ("system", "string", "", 0),
@@ -1350,6 +1481,10 @@ FIELDS: dict[str, dict[int, tuple[str, str, str, int]]] = {
         1: ("localObjectReference", "k8s.io.api.core.v1.LocalObjectReference", "", 8),
         2: ("items", "k8s.io.api.core.v1.KeyToPath", "", 5),
         4: ("optional", "bool", "", 6),
+    },
+    "k8s.io.api.core.v1.SecretReference": {
+        1: ("name", "string", "", 4),
+        2: ("namespace", "string", "", 4),
     },
     "k8s.io.api.core.v1.SecretVolumeSource": {
         1: ("secretName", "string", "", 4),
@@ -1427,6 +1562,13 @@ FIELDS: dict[str, dict[int, tuple[str, str, str, int]]] = {
     "k8s.io.api.core.v1.SleepAction": {
         1: ("seconds", "int64", "", 0),
     },
+    "k8s.io.api.core.v1.StorageOSPersistentVolumeSource": {
+        1: ("volumeName", "string", "", 4),
+        2: ("volumeNamespace", "string", "", 4),
+        3: ("fsType", "string", "", 4),
+        4: ("readOnly", "bool", "", 4),
+        5: ("secretRef", "k8s.io.api.core.v1.ObjectReference", "", 6),
+    },
     "k8s.io.api.core.v1.StorageOSVolumeSource": {
         1: ("volumeName", "string", "", 4),
         2: ("volumeNamespace", "string", "", 4),
@@ -1454,6 +1596,13 @@ FIELDS: dict[str, dict[int, tuple[str, str, str, int]]] = {
         3: ("value", "string", "", 4),
         4: ("effect", "string", "", 4),
         5: ("tolerationSeconds", "int64", "", 6),
+    },
+    "k8s.io.api.core.v1.TopologySelectorLabelRequirement": {
+        1: ("key", "string", "", 0),
+        2: ("values", "string", "", 1),
+    },
+    "k8s.io.api.core.v1.TopologySelectorTerm": {
+        1: ("matchLabelExpressions", "k8s.io.api.core.v1.TopologySelectorLabelRequirement", "", 5),
     },
     "k8s.io.api.core.v1.TopologySpreadConstraint": {
         1: ("maxSkew", "int32", "", 0),
@@ -1498,6 +1647,9 @@ FIELDS: dict[str, dict[int, tuple[str, str, str, int]]] = {
         2: ("mountPath", "string", "", 0),
         3: ("readOnly", "bool", "", 4),
         4: ("recursiveReadOnly", "string", "", 6),
+    },
+    "k8s.io.api.core.v1.VolumeNodeAffinity": {
+        1: ("required", "k8s.io.api.core.v1.NodeSelector", "", 6),
     },
     "k8s.io.api.core.v1.VolumeProjection": {
         1: ("secret", "k8s.io.api.core.v1.SecretProjection", "", 6),
@@ -1756,6 +1908,16 @@ FIELDS: dict[str, dict[int, tuple[str, str, str, int]]] = {
         4: ("description", "string", "", 4),
         5: ("preemptionPolicy", "string", "", 6),
     },
+    "k8s.io.api.storage.v1.StorageClass": {
+        1: ("metadata", "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta", "", 4),
+        2: ("provisioner", "string", "", 0),
+        3: ("parameters", "map", "string", 4),
+        4: ("reclaimPolicy", "string", "", 6),
+        5: ("mountOptions", "string", "", 5),
+        6: ("allowVolumeExpansion", "bool", "", 6),
+        7: ("volumeBindingMode", "string", "", 6),
+        8: ("allowedTopologies", "k8s.io.api.core.v1.TopologySelectorTerm", "", 5),
+    },
     "k8s.io.apimachinery.pkg.apis.meta.v1.Condition": {
         1: ("type", "string", "", 0),
         2: ("status", "string", "", 0),
@@ -1873,6 +2035,7 @@ KINDS: dict[tuple[str, str], str] = {
     ("rbac.authorization.k8s.io/v1", "Role"): "k8s.io.api.rbac.v1.Role",
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): "k8s.io.api.rbac.v1.RoleBinding",
     ("scheduling.k8s.io/v1", "PriorityClass"): "k8s.io.api.scheduling.v1.PriorityClass",
+    ("storage.k8s.io/v1", "StorageClass"): "k8s.io.api.storage.v1.StorageClass",
     ("v1", "Binding"): "k8s.io.api.core.v1.Binding",
     ("v1", "ConfigMap"): "k8s.io.api.core.v1.ConfigMap",
     ("v1", "Endpoints"): "k8s.io.api.core.v1.Endpoints",
@@ -1880,6 +2043,8 @@ KINDS: dict[tuple[str, str], str] = {
     ("v1", "LimitRange"): "k8s.io.api.core.v1.LimitRange",
     ("v1", "Namespace"): "k8s.io.api.core.v1.Namespace",
     ("v1", "Node"): "k8s.io.api.core.v1.Node",
+    ("v1", "PersistentVolume"): "k8s.io.api.core.v1.PersistentVolume",
+    ("v1", "PersistentVolumeClaim"): "k8s.io.api.core.v1.PersistentVolumeClaim",
     ("v1", "Pod"): "k8s.io.api.core.v1.Pod",
     ("v1", "ReplicationController"): "k8s.io.api.core.v1.ReplicationController",
     ("v1", "ResourceQuota"): "k8s.io.api.core.v1.ResourceQuota",

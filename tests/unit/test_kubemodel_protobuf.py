@@ -183,6 +183,41 @@ def test_replication_controller_selector_map_and_zero_replicas() -> None:
     }
 
 
+def test_claim_class_and_autoscaler_bodies() -> None:
+    """The kinds added since kubectl's bodies were captured: a PersistentVolumeClaim, a
+    StorageClass and an autoscaling/v1 HorizontalPodAutoscaler (what kubectl autoscale sends)."""
+    meta = _f(1, _f(_num(META + "ObjectMeta", "name"), "data"))
+    pvc = CORE + "PersistentVolumeClaimSpec"
+    requests = _f(1, "storage") + _f(2, _f(1, "1Gi"))
+    spec = _f(_num(pvc, "accessModes"), "ReadWriteOnce") + _f(
+        _num(pvc, "resources"), _f(_num(CORE + "VolumeResourceRequirements", "requests"), requests)
+    )
+    obj = protobuf.decode(_body("v1", "PersistentVolumeClaim", meta + _f(2, spec)))
+    assert obj["spec"] == {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {
+        "storage": "1Gi"}}}  # fmt: skip
+    sc = "k8s.io.api.storage.v1.StorageClass"
+    raw = (
+        meta
+        + _f(_num(sc, "provisioner"), "example.com/p")
+        + _f(_num(sc, "volumeBindingMode"), "WaitForFirstConsumer")
+    )
+    obj = protobuf.decode(_body("storage.k8s.io/v1", "StorageClass", raw))
+    assert (obj["provisioner"], obj["volumeBindingMode"]) == (
+        "example.com/p", "WaitForFirstConsumer",
+    )  # fmt: skip
+    hpa = "k8s.io.api.autoscaling.v1.HorizontalPodAutoscalerSpec"
+    ref = "k8s.io.api.autoscaling.v1.CrossVersionObjectReference"
+    target = _f(_num(ref, "kind"), "Deployment") + _f(_num(ref, "name"), "web")
+    spec = (
+        _f(_num(hpa, "scaleTargetRef"), target)
+        + _f(_num(hpa, "maxReplicas"), 4)
+        + _f(_num(hpa, "targetCPUUtilizationPercentage"), 60)
+    )
+    obj = protobuf.decode(_body("autoscaling/v1", "HorizontalPodAutoscaler", meta + _f(2, spec)))
+    assert obj["spec"]["maxReplicas"] == 4 and obj["spec"]["targetCPUUtilizationPercentage"] == 60
+    assert obj["spec"]["scaleTargetRef"] == {"kind": "Deployment", "name": "web"}
+
+
 def test_micro_time_bytes_and_int_or_string_number() -> None:
     event = (
         _f(1, _f(1, "e"))
