@@ -182,6 +182,15 @@ from .errors import Failure
     help="run no controllers (replicaset, deployment, garbage collector, ...) in this process",
 )
 @click.option(
+    "--disable",
+    "disable",
+    multiple=True,
+    type=click.Choice(["servicelb", "local-storage", "traefik"]),
+    help="do not deploy this packaged component, as k3s names them (repeatable): servicelb"
+    " (LoadBalancer addresses), local-storage (the local-path class and provisioner);"
+    " traefik: Corral bundles no ingress controller, nothing to disable",
+)
+@click.option(
     "--disable-controller",
     "disable_controllers",
     multiple=True,
@@ -229,6 +238,7 @@ def server(
     disable_proxy: bool,
     disable_scheduler: bool,
     disable_controller_manager: bool,
+    disable: tuple[str, ...],
     disable_controllers: tuple[str, ...],
     node_monitor_grace_period: float,
     default_not_ready_toleration_seconds: int,
@@ -262,6 +272,7 @@ def server(
         disable_proxy=disable_proxy,
         disable_scheduler=disable_scheduler,
         disable_controller_manager=disable_controller_manager,
+        disable=disable,
         disable_controllers=disable_controllers,
         node_monitor_grace_period=node_monitor_grace_period,
         default_not_ready_toleration_seconds=default_not_ready_toleration_seconds,

@@ -99,6 +99,9 @@ class ServerConfig:
     disable_scheduler: bool = False
     disable_controller_manager: bool = False
     disable_controllers: tuple[str, ...] = ()
+    # packaged components not deployed, by k3s' names (--disable): servicelb, local-storage,
+    # traefik (Corral bundles none)
+    disable: tuple[str, ...] = ()
     node_monitor_grace_period: float = 40.0
     default_not_ready_toleration_seconds: int = 300
     default_unreachable_toleration_seconds: int = 300
@@ -389,6 +392,9 @@ async def _serve(cfg: ServerConfig) -> None:
         await store.close()
         raise ServerError("set up authentication, authorization and audit", e) from e
     api.storage.not_ready_toleration_seconds = cfg.default_not_ready_toleration_seconds
+    api.storage.builtin_storage_class = "local-storage" not in cfg.disable
+    if "traefik" in cfg.disable:
+        log.info("--disable traefik: Corral bundles no ingress controller, nothing to disable")
     api.storage.unreachable_toleration_seconds = cfg.default_unreachable_toleration_seconds
     try:
         ports = parse_port_range(cfg.service_node_port_range)
@@ -641,8 +647,10 @@ def _start_controller_manager(
             f"unknown: {', '.join(unknown)} (known: {', '.join(CONTROLLERS)})",
         )
 
+    components = {"servicelb": ("servicelb",), "local-storage": ("local-path-provisioner",)}
     manager = ManagerConfig(
-        disabled=frozenset(cfg.disable_controllers),
+        disabled=frozenset(cfg.disable_controllers)
+        | {c for name in cfg.disable for c in components.get(name, ())},
         cluster_cidr=cfg.cluster_cidr,
         node_monitor_grace_period=cfg.node_monitor_grace_period,
     )

@@ -316,6 +316,8 @@ class Storage:
         # ClusterIPs and NodePorts (the server sets its --service-cidr and port range)
         self.services = ServiceAllocator(store)
         self.quota = QuotaAdmission(store)  # ResourceQuota's admission
+        # the local-path StorageClass made at start (off with --disable local-storage)
+        self.builtin_storage_class = True
         self.limits = LimitRanger(store)  # LimitRange's
 
     # ------------------------------------------------------------------ reading
@@ -1318,7 +1320,7 @@ class Storage:
         for cls in builtin_classes():
             with contextlib.suppress(errors.ApiError):
                 await self.create(PRIORITYCLASSES, None, cls)
-        for sc in builtin_storage_classes():
+        for sc in builtin_storage_classes() if self.builtin_storage_class else []:
             with contextlib.suppress(errors.ApiError):
                 await self.create(STORAGECLASSES, None, sc)
         items, _, _ = await self.list(NAMESPACES, None)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +25,7 @@ import pytest
 import yaml
 
 from testkit.wait import until as wait_until
-from tests.kubeserver import KUBECTL_120, KUBECTL_CURRENT, Kubectl, Server
+from tests.kubeserver import CORRAL, KUBECTL_120, KUBECTL_CURRENT, Kubectl, Server
 
 WAIT = 90.0  # seconds a condition may take before the test fails (not a measurement)
 
@@ -877,6 +879,44 @@ def test_unknown_controller_name_refused_at_start(tmp_path_factory: pytest.TempP
     with pytest.raises(RuntimeError, match="unknown: nosuch"):
         srv.start()
     srv.kill()
+
+
+def test_disable_packaged_components(
+    server: Server, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """``--disable servicelb --disable local-storage`` (k3s' names): no servicelb or
+    local-path-provisioner controller runs and no local-path StorageClass is made; the
+    module's server (nothing disabled) has all three. ``traefik`` is accepted (nothing to
+    disable); an unknown name is a usage error."""
+
+    def queues(srv: Server) -> set[str]:
+        def names() -> set[str] | None:
+            text = srv.request("GET", "/metrics")[2].decode()
+            got = set(re.findall(r'workqueue_depth\{name="([^"]+)"\}', text))
+            return got if "deployment" in got else None
+
+        return until("the controllers' queues", names)
+
+    def classes(srv: Server) -> list[str]:
+        body = srv.json("GET", "/apis/storage.k8s.io/v1/storageclasses")[1]
+        return [c["metadata"]["name"] for c in body["items"]]
+
+    assert {"servicelb", "local-path-provisioner"} <= queues(server)
+    assert "local-path" in classes(server)
+    extra = ("--disable", "servicelb", "--disable", "local-storage", "--disable", "traefik")
+    srv = Server(tmp_path_factory.mktemp("disable"), extra=extra)
+    srv.start()
+    try:
+        got = queues(srv)
+        assert "servicelb" not in got and "local-path-provisioner" not in got, got
+        assert "persistentvolume-binder" in got
+        assert classes(srv) == []
+        assert "nothing to disable" in srv.log.read_text()
+    finally:
+        assert srv.stop() == 0
+    bad = subprocess.run([CORRAL, "server", "--disable", "coredns-nope"], capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    assert bad.returncode == 2 and "'coredns-nope' is not one of" in bad.stderr, bad.stderr
 
 
 def test_daemonset_one_pod_per_node_and_rolling_update(kubectl: Kubectl, ns: str) -> None:
