@@ -1167,5 +1167,4 @@ def _translate(ev: CacheEvent, match: Callable[[Obj], bool] | None) -> tuple[str
     return None
 
 
-def _not_found_path() -> ApiError:
-    return ApiError(404, "NotFound", "the server could not find the requested resource", {})
+_not_found_path = errors.not_found_path

@@ -23,6 +23,7 @@ __all__ = [
     "invalid",
     "method_not_allowed",
     "not_found",
+    "not_found_path",
 ]
 
 
@@ -182,3 +183,8 @@ def method_not_allowed(
 
 def gone(message: str) -> ApiError:
     return ApiError(410, "Expired", message)
+
+
+def not_found_path() -> ApiError:
+    """A path the server serves nothing at (kube's details: {})."""
+    return ApiError(404, "NotFound", "the server could not find the requested resource", {})

@@ -25,7 +25,7 @@ import aiohttp
 from aiohttp import web
 
 from . import errors
-from .podlogs import kubelet_address, kubelet_connector
+from .podlogs import kubelet_address, kubelet_connector, url_host
 from .resources import by_path
 from .selectors import Selector, label_selector
 
@@ -140,34 +140,37 @@ def _stamp(t: float) -> str:
 class MetricsApi:
     def __init__(self, storage: Any) -> None:
         self.storage = storage
-        self.ctx: ssl.SSLContext | None = None  # TLS to kubelets (the request's)
-        self.netns: str | None = None  # where kubelets are reached from
         self._last: dict[str, Sample] = {}  # node name -> its latest sample
         self._lock = asyncio.Lock()
 
-    async def _scrape(self, session: aiohttp.ClientSession, node: dict[str, Any]) -> Sample:
+    async def _scrape(
+        self, session: aiohttp.ClientSession, node: dict[str, Any], ctx: ssl.SSLContext
+    ) -> Sample:
         host, port = kubelet_address(node)
-        host = f"[{host}]" if ":" in host else host
-        async with session.get(f"https://{host}:{port}/metrics/resource", ssl=self.ctx) as r:
+        host = url_host(host)
+        async with session.get(f"https://{host}:{port}/metrics/resource", ssl=ctx) as r:
             if r.status != 200:
                 raise aiohttp.ClientResponseError(
                     r.request_info, r.history, status=r.status, message=await r.text()
                 )
             return parse_resource_metrics(await r.text(), time.time())
 
-    async def _samples(self, nodes: list[dict[str, Any]]) -> dict[str, tuple[Sample, Sample]]:
-        """node name -> (older, newer) sample, for the nodes whose kubelet answered."""
-        if self.ctx is None:
+    async def _samples(
+        self, nodes: list[dict[str, Any]], ctx: ssl.SSLContext | None, netns: str | None
+    ) -> dict[str, tuple[Sample, Sample]]:
+        """node name -> (older, newer) sample, for the nodes whose kubelet answered (reached
+        with ``ctx`` from ``netns``)."""
+        if ctx is None:
             raise errors.ApiError(503, "ServiceUnavailable", "no client credentials for kubelets")
         timeout = aiohttp.ClientTimeout(total=SCRAPE_TIMEOUT)
         async with (
             self._lock,
-            aiohttp.ClientSession(timeout=timeout, connector=kubelet_connector(self.netns)) as s,
+            aiohttp.ClientSession(timeout=timeout, connector=kubelet_connector(netns)) as s,
         ):
 
             async def scrape_all(which: list[dict[str, Any]]) -> dict[str, Sample]:
                 got = await asyncio.gather(
-                    *(self._scrape(s, n) for n in which), return_exceptions=True
+                    *(self._scrape(s, n, ctx) for n in which), return_exceptions=True
                 )
                 return {
                     n["metadata"]["name"]: g
@@ -202,9 +205,8 @@ class MetricsApi:
         ctx: ssl.SSLContext | None,
         netns: str | None,
     ) -> web.Response:
-        self.ctx, self.netns = ctx, netns
         if version != VERSION:
-            raise _not_found_path()
+            raise errors.not_found_path()
         if request.method != "GET":
             raise errors.method_not_allowed()
         segs = [s for s in tail.split("/") if s]
@@ -212,15 +214,15 @@ class MetricsApi:
         if len(segs) >= 3 and segs[0] == "namespaces":
             ns, segs = segs[1], segs[2:]
         if not segs or len(segs) > 2 or segs[0] not in ("nodes", "pods"):
-            raise _not_found_path()
+            raise errors.not_found_path()
         resource, name = segs[0], (segs[1] if len(segs) > 1 else None)
         if resource == "nodes" and ns is not None:
-            raise _not_found_path()
+            raise errors.not_found_path()
         selector = label_selector(request.query.get("labelSelector")) or (lambda obj: True)
         if resource == "nodes":
-            items = await self._node_metrics(name, selector)
+            items = await self._node_metrics(name, selector, ctx, netns)
         else:
-            items = await self._pod_metrics(ns, name, selector)
+            items = await self._pod_metrics(ns, name, selector, ctx, netns)
         kind = "NodeMetrics" if resource == "nodes" else "PodMetrics"
         if name is not None:
             if not items:
@@ -243,9 +245,11 @@ class MetricsApi:
                 raise
         return list((await self.storage.list(res, None))[0])
 
-    async def _node_metrics(self, name: str | None, selector: Selector) -> list[dict[str, Any]]:
+    async def _node_metrics(
+        self, name: str | None, selector: Selector, ctx: ssl.SSLContext | None, netns: str | None
+    ) -> list[dict[str, Any]]:
         nodes = [n for n in await self._nodes(name) if selector(n)]
-        samples = await self._samples(nodes)
+        samples = await self._samples(nodes, ctx, netns)
         out = []
         for node in nodes:
             meta = node["metadata"]
@@ -277,7 +281,12 @@ class MetricsApi:
         return out
 
     async def _pod_metrics(
-        self, ns: str | None, name: str | None, selector: Selector
+        self,
+        ns: str | None,
+        name: str | None,
+        selector: Selector,
+        ctx: ssl.SSLContext | None,
+        netns: str | None,
     ) -> list[dict[str, Any]]:
         res = by_path("", "v1", "pods")
         if name is not None:
@@ -299,7 +308,7 @@ class MetricsApi:
         ]
         wanted = {p["spec"]["nodeName"] for p in pods}
         nodes = [n for n in await self._nodes(None) if n["metadata"]["name"] in wanted]
-        samples = await self._samples(nodes)
+        samples = await self._samples(nodes, ctx, netns)
         out = []
         for pod in pods:
             meta = pod["metadata"]
@@ -340,7 +349,3 @@ class MetricsApi:
                 }
             )
         return out
-
-
-def _not_found_path() -> errors.ApiError:
-    return errors.ApiError(404, "NotFound", "the server could not find the requested resource", {})

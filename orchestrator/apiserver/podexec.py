@@ -19,7 +19,7 @@ import aiohttp
 from aiohttp import WSMsgType, web
 
 from . import errors, spdy
-from .podlogs import kubelet_address, kubelet_connector, pod_container
+from .podlogs import kubelet_address, kubelet_connector, pod_container, url_host
 from .resources import by_path
 from .spdy import Stream
 
@@ -107,7 +107,7 @@ async def pod_exec(
         raise errors.ApiError(503, "ServiceUnavailable", "no client credentials for kubelets")
     node = await storage.get(by_path("", "v1", "nodes"), None, node_name)
     host, port = kubelet_address(node)
-    host = f"[{host}]" if ":" in host else host
+    host = url_host(host)
     params: list[tuple[str, str]] = [("command", c) for c in command]
     params += [
         (kubelet_name, "1")

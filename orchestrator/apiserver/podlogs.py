@@ -23,6 +23,7 @@ __all__ = [
     "kubelet_connector",
     "pod_container",
     "pod_log",
+    "url_host",
 ]
 
 LOG_PARAMS = ("follow", "previous", "timestamps", "tailLines", "sinceSeconds", "sinceTime",
@@ -48,6 +49,11 @@ def pod_container(pod: dict[str, Any], asked: str | None) -> str:
     raise errors.bad_request(
         f"a container name must be specified for pod {name}, choose one of: [{' '.join(names)}]"
     )
+
+
+def url_host(host: str) -> str:
+    """An address as a URL's host (an IPv6 one in brackets)."""
+    return f"[{host}]" if ":" in host else host
 
 
 def kubelet_address(node: dict[str, Any]) -> tuple[str, int]:
@@ -139,7 +145,7 @@ async def pod_log(
         raise errors.ApiError(503, "ServiceUnavailable", "no client credentials for kubelets")
     node = await storage.get(by_path("", "v1", "nodes"), None, node_name)
     host, port = kubelet_address(node)
-    host = f"[{host}]" if ":" in host else host
+    host = url_host(host)
     params = {k: request.query[k] for k in LOG_PARAMS if k in request.query}
     url = f"https://{host}:{port}/containerLogs/{ns}/{name}/{container}"
     follow = params.get("follow") in ("true", "1")

@@ -19,7 +19,7 @@ from aiohttp import WSMsgType, web
 
 from . import errors, spdy
 from .podexec import is_websocket
-from .podlogs import kubelet_address, kubelet_connector
+from .podlogs import kubelet_address, kubelet_connector, url_host
 from .resources import by_path
 from .spdy import Stream
 
@@ -68,7 +68,7 @@ async def pod_port_forward(
         raise errors.ApiError(503, "ServiceUnavailable", "no client credentials for kubelets")
     node = await storage.get(by_path("", "v1", "nodes"), None, node_name)
     host, kport = kubelet_address(node)
-    host = f"[{host}]" if ":" in host else host
+    host = url_host(host)
     base = f"https://{host}:{kport}/portForward/{ns}/{name}"
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
     async with aiohttp.ClientSession(

@@ -37,7 +37,7 @@ from aiohttp import web
 from orchestrator.httprelay import relay, request_headers
 
 from . import errors
-from .podlogs import kubelet_address, kubelet_connector
+from .podlogs import kubelet_address, kubelet_connector, url_host
 from .resources import by_path
 
 __all__ = ["proxy", "raw_tail", "split_scheme_name_port"]
@@ -211,10 +211,6 @@ async def _node_of(storage: Any, pod: dict[str, Any]) -> tuple[str, dict[str, An
     return node_name, await storage.get(by_path("", "v1", "nodes"), None, node_name)
 
 
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
 async def _via_kubelet(
     request: web.Request,
     storage: Any,
@@ -231,7 +227,7 @@ async def _via_kubelet(
     host, kport = kubelet_address(node)
     meta = pod["metadata"]
     url = (
-        f"https://{_url_host(host)}:{kport}/podProxy/{meta['namespace']}/{meta['name']}"
+        f"https://{url_host(host)}:{kport}/podProxy/{meta['namespace']}/{meta['name']}"
         f"/{scheme}/{quote(port, safe='')}{tail or '/'}"
     )
     return await _relay(request, url, ctx, netns, f"the kubelet of node {node_name}")
@@ -252,9 +248,9 @@ async def _node(
     if not port or port == str(kport):
         if ctx is None:
             raise errors.ApiError(503, "ServiceUnavailable", "no client credentials for kubelets")
-        url = f"https://{_url_host(host)}:{kport}{tail or '/'}"
+        url = f"https://{url_host(host)}:{kport}{tail or '/'}"
         return await _relay(request, url, ctx, netns, f"the kubelet of node {name}")
-    url = f"{scheme or 'http'}://{_url_host(host)}:{quote(port, safe='')}{tail or '/'}"
+    url = f"{scheme or 'http'}://{url_host(host)}:{quote(port, safe='')}{tail or '/'}"
     return await _relay(request, url, False, netns, f"node {name}")
 
 

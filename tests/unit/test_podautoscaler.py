@@ -213,3 +213,37 @@ def test_v2_only_parts_ride_in_annotations() -> None:
     assert again["spec"] == v2["spec"]
     assert again["status"] == v2["status"]
     assert "annotations" not in again["metadata"]
+
+
+def test_an_hpa_is_synced_once_a_period_unless_its_spec_changed() -> None:
+    """Its own status writes come back as watch events: they must not make a second sync
+    (and a second scale step) within the period; a spec change (generation) does."""
+    import asyncio
+
+    from orchestrator.controllers.base import InformerFactory
+    from orchestrator.controllers.fake import FakeClient
+    from orchestrator.controllers.podautoscaler import HPAS, HorizontalPodAutoscalerController
+
+    async def body() -> None:
+        client = FakeClient()
+        obj = hpa()
+        obj["spec"]["scaleTargetRef"] = {"apiVersion": "example.com/v1", "kind": "Thing",
+                                         "name": "x"}  # fmt: skip
+        client.add(HPAS, obj)
+        factory = InformerFactory(client)  # type: ignore[arg-type]
+        ctrl = HorizontalPodAutoscalerController(client, factory)  # type: ignore[arg-type]
+        await factory.relist()
+        assert await ctrl.reconcile("default/web") == ctrl.sync_period
+        assert [a.verb for a in client.take()] == ["update_status"]
+        # an event for the HPA (its status changed) before the period ends: not synced
+        client.mutate(HPAS, "default", "web", status={"conditions": []})
+        await factory.relist()
+        again = await ctrl.reconcile("default/web")
+        assert again is not None and 0 < again <= ctrl.sync_period
+        assert client.take() == []  # within the period: nothing looked at, nothing written
+        client.mutate(HPAS, "default", "web", metadata={"generation": 2})
+        await factory.relist()
+        assert await ctrl.reconcile("default/web") == ctrl.sync_period
+        assert [a.verb for a in client.take()] == ["update_status"]
+
+    asyncio.run(body())
