@@ -915,8 +915,16 @@ class ApiServer:
         self, res: Resource, ns: str | None, name: str, body: Obj, dry: bool, manager: str
     ) -> web.Response:
         replicas = (body.get("spec") or {}).get("replicas")
-        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-            raise errors.invalid("Scale", name, "spec.replicas", "must be a non-negative integer")
+        if not isinstance(replicas, int) or isinstance(replicas, bool):
+            raise errors.cannot_decode("Scale", res.version, "spec.replicas", "must be an integer")
+        if replicas < 0:  # kube's ValidateScale, on its autoscaling.Scale
+            raise errors.invalid(
+                "Scale",
+                name,
+                "spec.replicas",
+                f"Invalid value: {replicas}: must be greater than or equal to 0",
+                "autoscaling",
+            )
         patch: Obj = {"spec": {"replicas": replicas}}
         if rv := (body.get("metadata") or {}).get("resourceVersion"):
             patch["metadata"] = {"resourceVersion": rv}
