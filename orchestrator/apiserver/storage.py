@@ -53,7 +53,7 @@ from .ingress import set_default_class
 from .limits import LimitRanger
 from .patch import NoMergeKey, PatchError, json_patch, merge_patch, strategic_merge_patch
 from .priority import PriorityAdmission, builtin_classes, validate_class
-from .quota import QuotaAdmission
+from .quota import Charge, QuotaAdmission
 from .resources import INITIAL_STATUS, RESOURCES, Resource, by_path
 from .serviceaccount import admit_pod as admit_service_account
 from .services import Allocation, ServiceAllocator
@@ -625,13 +625,17 @@ class Storage:
             await self.priority.check_class(stored)
             self.priority.forget()
         await self._check_namespace(res, ns, name)
-        await self.quota.admit(res, ns, stored, dry_run)
+        charge = await self.quota.admit(res, ns, stored, dry_run)
         if dry_run:
             return stored
         try:
             kv = await self.store.create(res.key(ns, name), _encode_value(stored))
-        except AlreadyExists:
-            raise errors.already_exists(res.name, name, res.group) from None
+        except BaseException as e:
+            # not written: what the quotas were charged for it is given back
+            await asyncio.shield(self.quota.release(charge))
+            if isinstance(e, AlreadyExists):
+                raise errors.already_exists(res.name, name, res.group) from None
+            raise
         stored["metadata"]["resourceVersion"] = str(kv.mod_rev)
         return stored
 
@@ -824,6 +828,7 @@ class Storage:
         alloc: Allocation | None = None
         if res.name == "services":
             alloc = await self.services.on_update(old, new, dry_run)
+        charge: Charge = []
         try:
             stored = self._admit(res, new)
             if _tracks_generation(res) and stored.get("spec") == old.get("spec"):
@@ -848,7 +853,9 @@ class Storage:
                 except FieldError as e:
                     raise errors.invalid(res.kind, name, e.field, e.message, res.group) from None
             if res.name == "services":  # a NodePort or LoadBalancer more to count
-                await self.quota.admit(res, old["metadata"].get("namespace"), stored, dry_run, old)
+                charge = await self.quota.admit(
+                    res, old["metadata"].get("namespace"), stored, dry_run, old
+                )
         except BaseException:
             if alloc is not None:
                 await self.services.release(alloc.taken, old["metadata"]["uid"])
@@ -862,15 +869,16 @@ class Storage:
             stored["metadata"]["resourceVersion"] = str(kv.mod_rev)
             return stored
         meta = stored["metadata"]
-        if alloc is not None:
-            try:
-                out = await self._store_update(res, name, kv, old, stored)
-            except BaseException:
+        try:
+            out = await self._store_update(res, name, kv, old, stored)
+        except BaseException:
+            await asyncio.shield(self.quota.release(charge))  # not written: given back
+            if alloc is not None:
                 await self.services.release(alloc.taken, meta["uid"])
-                raise
+            raise
+        if alloc is not None:
             await self.services.release(alloc.dropped, meta["uid"])
-            return out
-        return await self._store_update(res, name, kv, old, stored)
+        return out
 
     async def _store_update(
         self, res: Resource, name: str, kv: KeyValue, old: Obj, stored: Obj
