@@ -40,7 +40,7 @@ from orchestrator.client import (
 from orchestrator.client.rest import CONFIGMAPS, PODS, SECRETS, SERVICEACCOUNTS, SERVICES
 from runtime.pod import api
 
-from .claims import LOCAL_PATH_DIR, claim_volumes, with_claims
+from .claims import CLAIM_RETRY, LOCAL_PATH_DIR, ClaimError, claim_volumes, with_claims
 from .envvars import service_env, with_service_env
 from .events import EventRecorder
 from .podstatus import api_status, now, waiting_status
@@ -671,6 +671,8 @@ class PodManager:
                 await self._write_status(
                     key, pod, waiting_status(pod, self.host_ip(), reason, str(e))
                 )
+                if isinstance(e, ClaimError):  # the claim may bind any time: no growing wait
+                    return CLAIM_RETRY
                 n = self._pull_failures.get(key, 0)
                 self._pull_failures[key] = n + 1
                 return min(2.0 * 2**n, 120.0)
