@@ -229,6 +229,10 @@ def test_deny(kubectl: Kubectl, server: Server) -> None:
         ("Denied", "KubectlDeny")
     ]
     assert _cells(kubectl.run("get", "csr", name).stdout)[0]["CONDITION"] == "Denied"
+    described = kubectl.run("describe", "csr", name).stdout
+    assert re.search(r"Requesting User:\s+system:admin", described), described
+    assert re.search(r"Signer:\s+kubernetes.io/kube-apiserver-client", described), described
+    assert re.search(r"Status:\s+Denied", described), described
     # approved and denied are not both (kubectl refuses to approve it without --force)
     code, body = server.json(
         "PUT",
@@ -444,9 +448,13 @@ def test_status_and_main_resource_keep_their_parts(server: Server) -> None:
     code, out = server.json("PUT", f"{CSRS}/{name}/status", out)  # no approval through status
     assert code == 200, out
     assert not (out.get("status") or {}).get("conditions")
-    out["status"] = {"conditions": [{"type": "Approved", "status": "True"}]}
-    code, out = server.json("PUT", f"{CSRS}/{name}/approval", out)
-    assert code == 200, out
+    code, _, raw = server.request(  # a merge patch of the approval, as an approver may send
+        "PATCH",
+        f"{CSRS}/{name}/approval",
+        json.dumps({"status": {"conditions": [{"type": "Approved", "status": "True"}]}}).encode(),
+        {"Content-Type": "application/merge-patch+json"},
+    )
+    assert code == 200, raw
     issued = _issued(server, name)
     obj = _get(server, name)
     obj["status"]["conditions"] = []
