@@ -20,6 +20,7 @@ from orchestrator.kubelet.claims import (
     claim_volumes,
     with_claims,
 )
+from orchestrator.kubelet.pods import make_failure
 from orchestrator.kubelet.volumes import VolumeError
 
 
@@ -113,6 +114,18 @@ def test_claim_missing_or_unbound(tmp_path: Path) -> None:
         ' non-bound phase ("Pending") or empty pvc.Spec.VolumeName ("")'
     )
     assert isinstance(e.value, VolumeError) and CLAIM_RETRY == 10.0
+
+
+def test_a_pod_waiting_for_its_claim_is_tried_again_every_10_seconds() -> None:
+    """Not after a delay growing with its failures, as other failures are (a claim bound
+    late would leave its pod waiting up to 2 minutes)."""
+    claim = ClaimError({"data": "error processing PVC default/c1: ..."})
+    for failures in (0, 3, 10):
+        assert make_failure(claim, failures) == ("FailedMount", "ContainerCreating", 10.0)
+    volume = VolumeError("cfg", 'configmap "x" not found')
+    assert make_failure(volume, 0) == ("FailedMount", "ContainerCreating", 2.0)
+    assert make_failure(volume, 3) == ("FailedMount", "ContainerCreating", 16.0)
+    assert make_failure(volume, 10) == ("FailedMount", "ContainerCreating", 120.0)
 
 
 def test_sweep_removes_the_directories_of_volumes_gone(tmp_path: Path) -> None:
