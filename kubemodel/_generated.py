@@ -44,6 +44,11 @@ __all__ = [
     "Capabilities",
     "CephFSPersistentVolumeSource",
     "CephFSVolumeSource",
+    "CertificateSigningRequest",
+    "CertificateSigningRequestCondition",
+    "CertificateSigningRequestList",
+    "CertificateSigningRequestSpec",
+    "CertificateSigningRequestStatus",
     "CinderPersistentVolumeSource",
     "CinderVolumeSource",
     "ClientIPConfig",
@@ -575,6 +580,51 @@ class CephFSVolumeSource(Object):
     secret_file: str | None = msgspec.field(default=None, name="secretFile")
     secret_ref: LocalObjectReference | None = msgspec.field(default=None, name="secretRef")
     user: str | None = None
+
+
+class CertificateSigningRequest(Object):
+    """``io.k8s.api.certificates.v1.CertificateSigningRequest``."""
+    spec: CertificateSigningRequestSpec
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+    status: CertificateSigningRequestStatus | None = None
+
+
+class CertificateSigningRequestCondition(Object):
+    """``io.k8s.api.certificates.v1.CertificateSigningRequestCondition``."""
+    status: str
+    type: str
+    last_transition_time: datetime | None = msgspec.field(default=None, name="lastTransitionTime")
+    last_update_time: datetime | None = msgspec.field(default=None, name="lastUpdateTime")
+    message: str | None = None
+    reason: str | None = None
+
+
+class CertificateSigningRequestList(Object):
+    """``io.k8s.api.certificates.v1.CertificateSigningRequestList``."""
+    items: list[CertificateSigningRequest]
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ListMeta | None = None
+
+
+class CertificateSigningRequestSpec(Object):
+    """``io.k8s.api.certificates.v1.CertificateSigningRequestSpec``."""
+    request: str
+    signer_name: str = msgspec.field(name="signerName")
+    expiration_seconds: int | None = msgspec.field(default=None, name="expirationSeconds")
+    extra: dict[str, list[str]] | None = None
+    groups: list[str] | None = None
+    uid: str | None = None
+    usages: list[str] | None = None
+    username: str | None = None
+
+
+class CertificateSigningRequestStatus(Object):
+    """``io.k8s.api.certificates.v1.CertificateSigningRequestStatus``."""
+    certificate: str | None = None
+    conditions: list[CertificateSigningRequestCondition] | None = None
 
 
 class CinderPersistentVolumeSource(Object):
@@ -3592,6 +3642,10 @@ KINDS: dict[tuple[str, str], type[Object]] = {
     ("batch/v1", "Job"): Job,
     ("batch/v1", "JobList"): JobList,
     ("batch/v1", "WatchEvent"): WatchEvent,
+    ("certificates.k8s.io/v1", "CertificateSigningRequest"): CertificateSigningRequest,
+    ("certificates.k8s.io/v1", "CertificateSigningRequestList"): CertificateSigningRequestList,
+    ("certificates.k8s.io/v1", "DeleteOptions"): DeleteOptions,
+    ("certificates.k8s.io/v1", "WatchEvent"): WatchEvent,
     ("coordination.k8s.io/v1", "DeleteOptions"): DeleteOptions,
     ("coordination.k8s.io/v1", "Lease"): Lease,
     ("coordination.k8s.io/v1", "LeaseList"): LeaseList,

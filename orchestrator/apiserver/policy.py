@@ -250,6 +250,40 @@ def cluster_roles() -> list[Obj]:
         _role("system:discovery", [rule(["get"], urls=DISCOVERY_URLS)]),
         _role("system:public-info-viewer", [rule(["get"], urls=PUBLIC_INFO_URLS)]),
         _role("system:node", list(NODE_RULES)),
+        # approving for each of kube-controller-manager's signers (bound to no one)
+        *(
+            _role(
+                f"system:certificates.k8s.io:{signer}-approver",
+                [
+                    rule(
+                        ["approve"],
+                        ["certificates.k8s.io"],
+                        ["signers"],
+                        names=[f"kubernetes.io/{signer}"],
+                    )
+                ],
+            )
+            for signer in (
+                "kube-apiserver-client",
+                "kube-apiserver-client-kubelet",
+                "kubelet-serving",
+                "legacy-unknown",
+            )
+        ),
+        _role(
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            [rule(["create"], ["certificates.k8s.io"], ["certificatesigningrequests/nodeclient"])],
+        ),
+        _role(
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            [
+                rule(
+                    ["create"],
+                    ["certificates.k8s.io"],
+                    ["certificatesigningrequests/selfnodeclient"],
+                )
+            ],
+        ),
     ]
 
 

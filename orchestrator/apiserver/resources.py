@@ -267,6 +267,18 @@ RESOURCES += (
         stored_group="autoscaling",
         stored_version="v2",
     ),
+    Resource(
+        group="certificates.k8s.io",
+        version="v1",
+        name="certificatesigningrequests",
+        singular="certificatesigningrequest",
+        kind="CertificateSigningRequest",
+        namespaced=False,
+        model=k.CertificateSigningRequest,
+        short_names=("csr",),
+        subresources=("approval", "status"),
+        has_spec=False,
+    ),
 )
 del k
 

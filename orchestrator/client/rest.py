@@ -558,3 +558,6 @@ PRIORITYCLASSES = _ref("scheduling.k8s.io", "priorityclasses", "PriorityClass", 
 PERSISTENTVOLUMES = _ref("", "persistentvolumes", "PersistentVolume", False)
 PERSISTENTVOLUMECLAIMS = _ref("", "persistentvolumeclaims", "PersistentVolumeClaim")
 STORAGECLASSES = _ref("storage.k8s.io", "storageclasses", "StorageClass", False)
+CERTIFICATESIGNINGREQUESTS = _ref(
+    "certificates.k8s.io", "certificatesigningrequests", "CertificateSigningRequest", False
+)

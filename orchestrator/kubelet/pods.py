@@ -40,7 +40,7 @@ from orchestrator.client import (
 from orchestrator.client.rest import CONFIGMAPS, PODS, SECRETS, SERVICEACCOUNTS, SERVICES
 from runtime.pod import api
 
-from .claims import LOCAL_PATH_DIR, claim_volumes, with_claims
+from .claims import CLAIM_RETRY, LOCAL_PATH_DIR, ClaimError, claim_volumes, with_claims
 from .envvars import service_env, with_service_env
 from .events import EventRecorder
 from .podstatus import api_status, now, waiting_status
@@ -57,7 +57,7 @@ from .volumes import (
     token_sources,
 )
 
-__all__ = ["PodManager"]
+__all__ = ["PodManager", "make_failure"]
 
 log = logging.getLogger("corral.agent.pods")
 
@@ -197,6 +197,22 @@ class ImagePullError(Exception):
         self.reason = reason
         self.image = image
         self.message = message
+
+
+def make_failure(e: Exception, failures: int) -> tuple[str, str, float]:
+    """A pod that could not be made: its event's reason, its containers' waiting reason and
+    when to try again (``failures`` before this one). A claim not ready yet is tried again
+    every CLAIM_RETRY seconds (kube's pod worker backOffPeriod: it may bind any moment),
+    other failures after a delay doubling from 2 s up to 2 minutes."""
+    if isinstance(e, ClaimError):
+        return "FailedMount", "ContainerCreating", CLAIM_RETRY
+    if isinstance(e, VolumeError):
+        event, reason = "FailedMount", "ContainerCreating"
+    elif isinstance(e, api.ManifestError):
+        event, reason = "Failed", "CreateContainerConfigError"
+    else:  # the runtime could not make it (a hostPath, a mount, the monitor)
+        event, reason = "Failed", "CreateContainerError"
+    return event, reason, min(2.0 * 2**failures, 120.0)
 
 
 class PodManager:
@@ -661,19 +677,15 @@ class PodManager:
                 self._backoff_until[key] = (loop.time() + delay, e.image)
                 return 1.0  # then ImagePullBackOff until the back-off is over
             except (VolumeError, api.ManifestError, api.PodError) as e:
-                if isinstance(e, VolumeError):
-                    event, reason = "FailedMount", "ContainerCreating"
-                elif isinstance(e, api.ManifestError):
-                    event, reason = "Failed", "CreateContainerConfigError"
-                else:  # the runtime could not make it (a hostPath, a mount, the monitor)
-                    event, reason = "Failed", "CreateContainerError"
+                n = self._pull_failures.get(key, 0)
+                event, reason, delay = make_failure(e, n)
                 self.events.pod(pod, event, str(e), warning=True)
                 await self._write_status(
                     key, pod, waiting_status(pod, self.host_ip(), reason, str(e))
                 )
-                n = self._pull_failures.get(key, 0)
-                self._pull_failures[key] = n + 1
-                return min(2.0 * 2**n, 120.0)
+                if not isinstance(e, ClaimError):
+                    self._pull_failures[key] = n + 1
+                return delay
             if st is None:
                 return 1.0
         elif st.location == "prepared":  # an agent died between create and start
