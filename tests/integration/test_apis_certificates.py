@@ -242,7 +242,7 @@ def test_deny(kubectl: Kubectl, server: Server) -> None:
     )  # fmt: skip
     assert code == 422, body
     assert body["message"] == (
-        f'CertificateSigningRequest "{name}" is invalid:'
+        f'CertificateSigningRequest.certificates.k8s.io "{name}" is invalid:'
         ' status.conditions[1].type: Invalid value: "Approved": Approved and Denied'
         " conditions are mutually exclusive"
     )
@@ -304,7 +304,7 @@ def test_kubelet_signers_sign_what_they_may(server: Server) -> None:
 
 def test_validation(server: Server) -> None:
     _, pem = request_pem("v")
-    prefix = 'CertificateSigningRequest "v" is invalid: '
+    prefix = 'CertificateSigningRequest.certificates.k8s.io "v" is invalid: '
     bad_pem = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
     cases = [
         (csr_body("v", bad_pem), "spec.request: Invalid value: []byte{0x2d, 0x2d,"),
