@@ -42,7 +42,7 @@ from runtime.pod.gc import GcResult, live_pod_uids
 from runtime.pod.imagepull import ImagePullError, PullBackoff
 from runtime.pod.logs import LogLine
 from runtime.pod.memory import MemoryUse, PodMemory, PodUsage, ResourceUse, Usage
-from runtime.pod.prepare import PodOptions
+from runtime.pod.prepare import RUNTIME_HANDLERS, NoRuntimeHandler, PodOptions
 from runtime.pod.status import ContainerStatus, PodStatus, waiting_status
 from runtime.pod.statuswatch import StatusWatch
 from runtime.pod.store import NotFound, PodDir, PodError, PodStore
@@ -101,6 +101,8 @@ __all__ = [
     "PodError",
     "Pod",
     "PodOptions",
+    "NoRuntimeHandler",
+    "RUNTIME_HANDLERS",
     "PodRuntime",
     "PodStatus",
     "PullBackoff",

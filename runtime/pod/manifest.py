@@ -401,6 +401,9 @@ class PodSpec:
     security_context: PodSecurityContext = field(default_factory=PodSecurityContext)
     dns_policy: str = "ClusterFirst"  # ClusterFirst, ClusterFirstWithHostNet, Default or None
     dns_config: PodDnsConfig | None = None  # spec.dnsConfig, merged into what the policy gives
+    # the OCI runtime handler to run the containers with (PodOptions.for_handler); on a node
+    # the kubelet puts the handler of the pod's RuntimeClass here
+    runtime_class_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -489,7 +492,8 @@ _SUPPORTED: dict[str, frozenset[str]] = {
     ),
     "PodSpec": frozenset(
         "containers initContainers volumes restartPolicy terminationGracePeriodSeconds hostname"
-        " subdomain hostNetwork shareProcessNamespace securityContext dnsPolicy dnsConfig".split()
+        " subdomain hostNetwork shareProcessNamespace securityContext dnsPolicy dnsConfig"
+        " runtimeClassName".split()
     ),
     "Container": frozenset(
         "name image imagePullPolicy command args env workingDir ports resources securityContext"
@@ -740,6 +744,7 @@ def _from_kube(kp: k8s.Pod, base_dir: str | None) -> Pod:
             security_context=pod_security,
             dns_policy=_dns_policy(spec.dns_policy, spec.dns_config),
             dns_config=_dns_config(spec.dns_config),
+            runtime_class_name=spec.runtime_class_name or None,
         ),
     )
 
