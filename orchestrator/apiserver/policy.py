@@ -183,6 +183,7 @@ NODE_RULES = [
     rule(READ, [""], ["persistentvolumeclaims", "persistentvolumes"]),
     rule(READ, [""], ["services", "endpoints"]),
     rule(READ, ["discovery.k8s.io"], ["endpointslices"]),
+    rule(READ, ["node.k8s.io"], ["runtimeclasses"]),  # a pod's handler (kube's system:node)
     rule(["create", "patch", "update"], ["", "events.k8s.io"], ["events"]),
     rule(["create"], ["authentication.k8s.io"], ["tokenreviews"]),
     rule(

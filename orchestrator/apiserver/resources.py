@@ -198,6 +198,7 @@ RESOURCES: tuple[Resource, ...] = (
         "discovery.k8s.io", "endpointslices", "EndpointSlice", True, k.EndpointSlice, has_spec=False
     ),
     _r(NETWORKING, "ingressclasses", "IngressClass", False, k.IngressClass),
+    _r("node.k8s.io", "runtimeclasses", "RuntimeClass", False, k.RuntimeClass, has_spec=False),
     _r(NETWORKING, "ingresses", "Ingress", True, k.Ingress, ("ing",), sub=("status",)),
     _r(
         "policy",

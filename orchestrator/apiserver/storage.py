@@ -34,6 +34,7 @@ from kubemodel.names import (
 )
 from kubemodel.networking import validate_ingress_class_update, validate_ingress_create
 from kubemodel.pod import validate_meta, validate_pod_update
+from kubemodel.runtimeclass import validate_runtime_class_update
 from kubemodel.storage import (
     validate_pv_update,
     validate_pvc_update,
@@ -63,6 +64,7 @@ from .patch import NoMergeKey, PatchError, json_patch, merge_patch, strategic_me
 from .priority import PriorityAdmission, builtin_classes, validate_class
 from .quota import Charge, QuotaAdmission
 from .resources import INITIAL_STATUS, RESOURCES, Resource, by_path
+from .runtimeclass import RuntimeClassAdmission
 from .serviceaccount import admit_pod as admit_service_account
 from .services import Allocation, ServiceAllocator
 from .volumes import StorageAdmission, builtin_storage_classes
@@ -241,6 +243,7 @@ _UPDATE_CHECKS: dict[str, Callable[[Obj, Obj], None]] = {
     "persistentvolumes": validate_pv_update,
     "storageclasses": validate_storage_class_update,
     CSRS: validate_csr_update,
+    "runtimeclasses": validate_runtime_class_update,
 }
 
 
@@ -321,6 +324,7 @@ class Storage:
         self.unreachable_toleration_seconds = 300
         self._ns_tasks: dict[str, asyncio.Task[None]] = {}
         self.priority = PriorityAdmission(store)
+        self.runtime_classes = RuntimeClassAdmission(store)
         self.volumes = StorageAdmission(store)
         # ClusterIPs and NodePorts (the server sets its --service-cidr and port range)
         self.services = ServiceAllocator(store)
@@ -572,6 +576,7 @@ class Storage:
             await admit_service_account(obj, account)
             await self._sa_pull_secrets(obj, account)
             await self.priority.admit_pod(obj)
+            await self.runtime_classes.admit_pod(obj)
         if res.name == "pods":
             self._default_tolerations(obj)
             if ns is not None and isinstance(obj.get("spec"), dict):

@@ -37,7 +37,14 @@ from orchestrator.client import (
     WorkQueue,
     meta_key,
 )
-from orchestrator.client.rest import CONFIGMAPS, PODS, SECRETS, SERVICEACCOUNTS, SERVICES
+from orchestrator.client.rest import (
+    CONFIGMAPS,
+    PODS,
+    RUNTIMECLASSES,
+    SECRETS,
+    SERVICEACCOUNTS,
+    SERVICES,
+)
 from runtime.pod import api
 
 from .claims import CLAIM_RETRY, LOCAL_PATH_DIR, ClaimError, claim_volumes, with_claims
@@ -139,14 +146,21 @@ def node_manifest(
     volumes: PreparedVolumes,
     env: dict[str, str] | None = None,
     claims: dict[str, Obj] | None = None,
+    handler: str | None = None,
 ) -> Obj:
     """The pod as the node runtime gets it: without what the node has no part in; its
     API-fed volumes as the runtime's local-source volumes, with their annotations; its
     claims' volumes as the hostPath volumes ``claims`` resolved them to; the services'
-    variables ``env`` in every container's environment."""
+    variables ``env`` in every container's environment; the runtime ``handler`` of its
+    RuntimeClass as its ``runtimeClassName`` (the runtime's name for the OCI runtime)."""
     meta = {k: v for k, v in (pod.get("metadata") or {}).items() if k in _META}
     meta["annotations"] = {**(meta.get("annotations") or {}), **volumes.annotations}
     spec = {k: v for k, v in (pod.get("spec") or {}).items() if k not in _SCHEDULING}
+    spec.pop("overhead", None)  # the scheduler's and the pod cgroup's, not the runtime's
+    if handler:
+        spec["runtimeClassName"] = handler
+    else:
+        spec.pop("runtimeClassName", None)
     if spec.get("containers"):
         spec["containers"] = [_without_hooks(c) for c in spec["containers"]]
     for kind in ("initContainers", "containers"):
@@ -199,6 +213,23 @@ class ImagePullError(Exception):
         self.message = message
 
 
+class NoRuntimeClass(api.PodError):
+    """The pod's RuntimeClass is not there (admission checked it; it went since)."""
+
+    def __init__(self, pod: str, name: str) -> None:
+        super().__init__(pod, f'runtimeclass.node.k8s.io "{name}" not found')
+
+
+def failure_message(e: Exception) -> str:
+    """The event's message for a pod that could not be made: a sandbox the runtime could not
+    make is said as the kubelet says it (FailedCreatePodSandBox)."""
+    if isinstance(e, NoRuntimeClass):
+        return f"Failed to create pod sandbox: {e.message}"
+    if isinstance(e, api.NoRuntimeHandler):
+        return f"Failed to create pod sandbox: rpc error: code = Unknown desc = {e.message}"
+    return str(e)
+
+
 def make_failure(e: Exception, failures: int) -> tuple[str, str, float]:
     """A pod that could not be made: its event's reason, its containers' waiting reason and
     when to try again (``failures`` before this one). A claim not ready yet is tried again
@@ -206,7 +237,9 @@ def make_failure(e: Exception, failures: int) -> tuple[str, str, float]:
     other failures after a delay doubling from 2 s up to 2 minutes."""
     if isinstance(e, ClaimError):
         return "FailedMount", "ContainerCreating", CLAIM_RETRY
-    if isinstance(e, VolumeError):
+    if isinstance(e, (NoRuntimeClass, api.NoRuntimeHandler)):
+        event, reason = "FailedCreatePodSandBox", "ContainerCreating"
+    elif isinstance(e, VolumeError):
         event, reason = "FailedMount", "ContainerCreating"
     elif isinstance(e, api.ManifestError):
         event, reason = "Failed", "CreateContainerConfigError"
@@ -679,9 +712,10 @@ class PodManager:
             except (VolumeError, api.ManifestError, api.PodError) as e:
                 n = self._pull_failures.get(key, 0)
                 event, reason, delay = make_failure(e, n)
-                self.events.pod(pod, event, str(e), warning=True)
+                message = failure_message(e)
+                self.events.pod(pod, event, message, warning=True)
                 await self._write_status(
-                    key, pod, waiting_status(pod, self.host_ip(), reason, str(e))
+                    key, pod, waiting_status(pod, self.host_ip(), reason, message)
                 )
                 if not isinstance(e, ClaimError):
                     self._pull_failures[key] = n + 1
@@ -860,7 +894,9 @@ class PodManager:
         self._digests[meta["uid"]] = volumes.digests
         # decoded once: the Kubernetes model is what pod.json keeps, the runtime's pod is
         # what create and start act on (neither decodes the manifest again)
-        kube = api.decode_pod(node_manifest(pod, volumes, await self._service_env(pod), claims))
+        handler = await self._runtime_handler(pod)
+        env = await self._service_env(pod)
+        kube = api.decode_pod(node_manifest(pod, volumes, env, claims, handler))
         rpod = api.from_kube(kube)
         # A failed create leaves nothing, a failed start tears the pod down (runtime.pod).
         started = time.monotonic()
@@ -886,6 +922,17 @@ class PodManager:
         log.info("pod %s (%s) started", key, uid)
         await self._watch(key, uid)
         return await self._runtime_status(uid)
+
+    async def _runtime_handler(self, pod: Obj) -> str | None:
+        """The handler of the pod's RuntimeClass (None: it names none)."""
+        name = (pod.get("spec") or {}).get("runtimeClassName")
+        if not name:
+            return None
+        try:
+            rc = await self.client.get(RUNTIMECLASSES, None, name)
+        except NotFound:
+            raise NoRuntimeClass(pod["metadata"].get("name", ""), name) from None
+        return str(rc.get("handler") or "")
 
     async def _images_and_secrets(self, pod: Obj) -> tuple[list[tuple[str, str]], api.Keyring]:
         """The images the runtime is to pull (container, image), the others being on the node
