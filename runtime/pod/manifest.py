@@ -53,7 +53,7 @@ import os
 import posixpath
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
@@ -319,6 +319,7 @@ class Container:
     tty: bool = False  # a terminal: its stdin (with ``stdin``), stdout and stderr
     stdin: bool = False  # stdin stays open for attach (else it is /dev/null)
     stdin_once: bool = False  # ... and is closed when the first attach ends
+    target: str | None = None  # an ephemeral container's targetContainerName: its pid namespace
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,6 +392,8 @@ class PodDnsConfig:
 class PodSpec:
     containers: tuple[Container, ...]
     init_containers: tuple[Container, ...] = ()
+    # added to the running pod (``runtime.pod.ephemeral``), never part of its start
+    ephemeral_containers: tuple[Container, ...] = ()
     volumes: tuple[Volume, ...] = ()
     restart_policy: RestartPolicy = RestartPolicy.ALWAYS
     termination_grace_period_seconds: int = DEFAULT_GRACE_PERIOD
@@ -422,7 +425,7 @@ class Pod:
         return self.spec.init_containers + self.spec.containers
 
     def container(self, name: str) -> Container:
-        for c in self.all_containers:
+        for c in self.all_containers + self.spec.ephemeral_containers:
             if c.name == name:
                 return c
         raise KeyError(name)
@@ -489,11 +492,16 @@ _SUPPORTED: dict[str, frozenset[str]] = {
     ),
     "PodSpec": frozenset(
         "containers initContainers volumes restartPolicy terminationGracePeriodSeconds hostname"
-        " subdomain hostNetwork shareProcessNamespace securityContext dnsPolicy dnsConfig".split()
+        " subdomain hostNetwork shareProcessNamespace securityContext dnsPolicy dnsConfig"
+        " ephemeralContainers".split()
     ),
     "Container": frozenset(
         "name image imagePullPolicy command args env workingDir ports resources securityContext"
         " livenessProbe readinessProbe startupProbe volumeMounts tty stdin stdinOnce".split()
+    ),
+    "EphemeralContainer": frozenset(
+        "name image imagePullPolicy command args env workingDir resources securityContext"
+        " volumeMounts tty stdin stdinOnce targetContainerName".split()
     ),
     "EnvVarSource": frozenset({"fieldRef"}),
     "ContainerPort": frozenset({"containerPort", "hostPort", "protocol", "name"}),
@@ -522,6 +530,10 @@ _DEFAULTED: dict[tuple[str, str], object] = {
     ("Container", "terminationMessagePolicy"): "File",
     ("Container", "stdin"): False,
     ("Container", "stdinOnce"): False,
+    ("EphemeralContainer", "terminationMessagePath"): "/dev/termination-log",
+    ("EphemeralContainer", "terminationMessagePolicy"): "File",
+    ("EphemeralContainer", "stdin"): False,
+    ("EphemeralContainer", "stdinOnce"): False,
 }
 _NOT_WALKED = frozenset({"status", "managedFields"})
 _FIELD_TYPES: dict[type, dict[str, tuple[type | None, bool]]] = {}
@@ -726,6 +738,14 @@ def _from_kube(kp: k8s.Pod, base_dir: str | None) -> Pod:
         PodSpec(
             containers=containers("containers", spec.containers),
             init_containers=containers("initContainers", spec.init_containers),
+            ephemeral_containers=tuple(
+                replace(c, target=e.target_container_name or None)
+                for c, e in zip(
+                    containers("ephemeralContainers", spec.ephemeral_containers),  # type: ignore[arg-type]
+                    spec.ephemeral_containers or (),
+                    strict=True,
+                )
+            ),
             volumes=volumes,
             restart_policy=RestartPolicy(spec.restart_policy or "Always"),
             termination_grace_period_seconds=(
