@@ -12,8 +12,8 @@ import pytest
 
 from runtime.pod import api
 from tests.integration import test_pods
-from tests.integration.test_pods import IMAGE, Pods, sh, until
 from tests.integration.test_pod_attach import read_until
+from tests.integration.test_pods import IMAGE, Pods, sh, until
 
 pods, image_tar = test_pods.pods, test_pods.image_tar
 
