@@ -346,6 +346,11 @@ def _validate_spec(spec: PodSpec, path: str) -> None:
         check_dns_label(spec.hostname, at(path, "hostname"))
     if spec.subdomain:
         check_dns_label(spec.subdomain, at(path, "subdomain"))
+    if spec.share_process_namespace and spec.host_pid:
+        raise FieldError(
+            at(path, "shareProcessNamespace"),
+            "Invalid value: true: ShareProcessNamespace and HostPID cannot both be enabled",
+        )
     psc = spec.security_context
     if psc is not None:
         where = at(path, "securityContext")

@@ -689,6 +689,9 @@ class PodManager:
                     return 1.0
         self._pull_failures.pop(key, None)
         self._backoff_until.pop(key, None)
+        if st.location == "run" and st.phase in ("Pending", "Running"):
+            if await self._add_ephemeral(pod, st):
+                st = await self._runtime_status(uid) or st
         if st.location == "run" and _has_api_volumes(pod):
             await self._sources_synced(pod)
             await self._refresh_volumes(pod, st.uid)
@@ -702,6 +705,40 @@ class PodManager:
         if st.location == "run":
             return self._token_due(st.uid)  # its tokens renewed in time
         return None
+
+    async def _add_ephemeral(self, pod: Obj, st: api.PodStatus) -> bool:
+        """Start the ephemeral containers of the pod's spec that the runtime has not got
+        (``kubectl debug``): each with the services' variables and the pod's pull secrets, as
+        the pod's own containers. One that cannot be made is a warning event and stays
+        Waiting in the status; the next sync tries again. True when one was added."""
+        have = {c.name for c in st.ephemeral_containers}
+        wanted = [
+            ec
+            for ec in (pod.get("spec") or {}).get("ephemeralContainers") or []
+            if ec.get("name") not in have
+        ]
+        if not wanted:
+            return False
+        env = await self._service_env(pod)
+        keyring, _ = keyring_of(pod, self._lookup)
+        added = False
+        for ec in wanted:
+            name = ec.get("name")
+            try:
+                await self._call(
+                    self.runtime.add_ephemeral_container,
+                    st.uid,
+                    with_service_env(ec, env),
+                    keyring if keyring else None,
+                )
+            except (api.PodError, api.ManifestError) as e:
+                log.info("pod %s: ephemeral container %s: %s", meta_key(pod), name, e)
+                self.events.pod(pod, "Failed", f"Error: {e}", name, warning=True)
+                continue
+            added = True
+            self.events.pod(pod, "Created", f"Created container {name}", name)
+            self.events.pod(pod, "Started", f"Started container {name}", name)
+        return added
 
     def _first_status_hold(self, key: str, st: api.PodStatus) -> float | None:
         """Seconds to wait before the first status of a pod this agent has just started, while

@@ -85,6 +85,34 @@ def container_json(cs: ContainerStatus, uid: str) -> Obj:
     return out
 
 
+def ephemeral_statuses(pod: Obj, st: PodStatus) -> list[Obj]:
+    """``ephemeralContainerStatuses``: one per ephemeral container of the spec, as the
+    kubelet reports them (a container's status without ``started``; Waiting,
+    ContainerCreating, until the runtime has it)."""
+    have = {c.name: c for c in st.ephemeral_containers}
+    out = []
+    for ec in (pod.get("spec") or {}).get("ephemeralContainers") or []:
+        cs = have.get(ec.get("name"))
+        if cs is None:
+            out.append(
+                {
+                    "name": ec.get("name"),
+                    "state": {"waiting": {"reason": "ContainerCreating"}},
+                    "lastState": {},
+                    "ready": False,
+                    "restartCount": 0,
+                    "image": ec.get("image"),
+                    "imageID": "",
+                }
+            )
+            continue
+        js = container_json(cs, st.uid)
+        js.pop("started", None)
+        js["ready"] = False  # never: it has no probes and serves nothing
+        out.append(js)
+    return out
+
+
 def _conditions(old: list[Obj], values: dict[str, tuple[bool, str]], stamp: str) -> list[Obj]:
     before = {c.get("type"): c for c in old}
     out = []
@@ -142,6 +170,9 @@ def api_status(pod: Obj, st: PodStatus, host_ip: str, stamp: str | None = None) 
     }
     if inits:
         out["initContainerStatuses"] = inits
+    ephemeral = ephemeral_statuses(pod, st)
+    if ephemeral:
+        out["ephemeralContainerStatuses"] = ephemeral
     if st.pod_ip:
         out["podIP"] = st.pod_ip
         out["podIPs"] = [{"ip": st.pod_ip}]

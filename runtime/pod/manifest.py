@@ -400,6 +400,8 @@ class PodSpec:
     hostname: str | None = None
     subdomain: str | None = None  # the pod's FQDN is <hostname>.<subdomain>.<ns>.svc.<domain>
     host_network: bool = False
+    host_pid: bool = False  # the node's pid namespace (the machine's: a netns node has no other)
+    host_ipc: bool = False  # the node's IPC namespace (the machine's, as for host_pid)
     share_process_namespace: bool = False
     security_context: PodSecurityContext = field(default_factory=PodSecurityContext)
     dns_policy: str = "ClusterFirst"  # ClusterFirst, ClusterFirstWithHostNet, Default or None
@@ -493,7 +495,7 @@ _SUPPORTED: dict[str, frozenset[str]] = {
     "PodSpec": frozenset(
         "containers initContainers volumes restartPolicy terminationGracePeriodSeconds hostname"
         " subdomain hostNetwork shareProcessNamespace securityContext dnsPolicy dnsConfig"
-        " ephemeralContainers".split()
+        " ephemeralContainers hostPID hostIPC".split()
     ),
     "Container": frozenset(
         "name image imagePullPolicy command args env workingDir ports resources securityContext"
@@ -524,8 +526,6 @@ _DEFAULTED: dict[tuple[str, str], object] = {
     ("PodSpec", "enableServiceLinks"): True,
     ("PodSpec", "priority"): 0,
     ("PodSpec", "preemptionPolicy"): "PreemptLowerPriority",
-    ("PodSpec", "hostPID"): False,
-    ("PodSpec", "hostIPC"): False,
     ("Container", "terminationMessagePath"): "/dev/termination-log",
     ("Container", "terminationMessagePolicy"): "File",
     ("Container", "stdin"): False,
@@ -756,6 +756,8 @@ def _from_kube(kp: k8s.Pod, base_dir: str | None) -> Pod:
             hostname=spec.hostname or None,
             subdomain=spec.subdomain or None,
             host_network=spec.host_network,
+            host_pid=bool(spec.host_pid),
+            host_ipc=bool(spec.host_ipc),
             share_process_namespace=bool(spec.share_process_namespace),
             security_context=pod_security,
             dns_policy=_dns_policy(spec.dns_policy, spec.dns_config),
