@@ -1164,7 +1164,8 @@ class Storage:
                     stored["metadata"]["managedFields"] = entries
 
             try:
-                return await self._write(res, ns, kv, old, new, dry_run, track), False
+                written = await self._write(res, ns, kv, old, new, dry_run, track, subresource)
+                return written, False
             except errors.ApiError as e:
                 if e.reason != "Conflict" or want_rv:
                     raise

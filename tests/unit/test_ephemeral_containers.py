@@ -308,3 +308,32 @@ def test_create_with_ephemeral_containers_refused(tmp_path: Path) -> None:
         )
 
     _run(tmp_path, body)
+
+
+def test_server_side_apply_to_the_subresource(tmp_path: Path) -> None:
+    async def body(s: Storage) -> None:
+        assert PODS is not None
+        await s.create(PODS, "default", _pod())
+        config = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "p", "labels": {"dropped": "yes"}},
+            "spec": {"ephemeralContainers": [DEBUGGER]},
+        }
+        got, created = await s.apply(
+            PODS, "default", "p", config, manager="debugger", subresource="ephemeralcontainers"
+        )
+        assert not created
+        assert [c["name"] for c in got["spec"]["ephemeralContainers"]] == ["debugger"]
+        assert [c["name"] for c in got["spec"]["containers"]] == ["app"]
+        assert "labels" not in got["metadata"]
+        (entry,) = [e for e in got["metadata"]["managedFields"] if e["manager"] == "debugger"]
+        assert entry["subresource"] == "ephemeralcontainers"
+        config["spec"]["ephemeralContainers"] = [{**DEBUGGER, "image": "alpine"}]
+        with pytest.raises(ApiError) as e:
+            await s.apply(
+                PODS, "default", "p", config, manager="debugger", subresource="ephemeralcontainers"
+            )
+        assert 'existing ephemeral containers "debugger" may not be changed' in e.value.message
+
+    _run(tmp_path, body)
