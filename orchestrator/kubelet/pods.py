@@ -228,6 +228,8 @@ class PodManager:
         self._unused: dict[str, float] = {}  # key of _sources -> loop time no pod read it
         self._stopping: set[asyncio.Task[None]] = set()
         self._digests: dict[str, dict[str, str]] = {}  # uid -> volume -> source digest
+        # uid -> ephemeral container -> (waiting reason, message) of its failed add
+        self._ephemeral_failed: dict[str, dict[str, tuple[str, str]]] = {}
         self.queue = WorkQueue("pods", base_delay=0.5, max_delay=60.0)
         self._pool = concurrent.futures.ThreadPoolExecutor(WORKERS, "kubelet-pod")
         self._making = 0  # pods being made (at most MAKING)
@@ -699,7 +701,8 @@ class PodManager:
         hold = self._first_status_hold(key, st)
         if hold is not None:
             return hold  # the status watch queues it sooner when a container starts
-        await self._write_status(key, pod, api_status(pod, st, self.host_ip()))
+        failed = self._ephemeral_failed.get(st.uid)
+        await self._write_status(key, pod, api_status(pod, st, self.host_ip(), failed=failed))
         if st.location == "run" and st.phase == "Pending" and st.uid not in self._watched:
             return STARTING_RECHECK  # its containers are being made: look again soon
         if st.location == "run":
@@ -721,9 +724,10 @@ class PodManager:
             return False
         env = await self._service_env(pod)
         keyring, _ = keyring_of(pod, self._lookup)
+        failed = self._ephemeral_failed.setdefault(st.uid, {})
         added = False
         for ec in wanted:
-            name = ec.get("name")
+            name = str(ec.get("name"))
             try:
                 await self._call(
                     self.runtime.add_ephemeral_container,
@@ -732,9 +736,18 @@ class PodManager:
                     keyring if keyring else None,
                 )
             except (api.PodError, api.ManifestError) as e:
-                log.info("pod %s: ephemeral container %s: %s", meta_key(pod), name, e)
-                self.events.pod(pod, "Failed", f"Error: {e}", name, warning=True)
+                if isinstance(e, api.ImagePullError):
+                    reason, message = e.reason, e.message
+                elif isinstance(e, api.ManifestError):
+                    reason, message = "CreateContainerConfigError", str(e)
+                else:
+                    reason, message = "CreateContainerError", str(e)
+                log.info("pod %s: ephemeral container %s: %s", meta_key(pod), name, message)
+                if failed.get(name) != (reason, message):  # once per failure, not per sync
+                    self.events.pod(pod, "Failed", f"Error: {message}", name, warning=True)
+                failed[name] = (reason, message)
                 continue
+            failed.pop(name, None)
             added = True
             self.events.pod(pod, "Created", f"Created container {name}", name)
             self.events.pod(pod, "Started", f"Started container {name}", name)
@@ -1140,6 +1153,7 @@ class PodManager:
             log.info("remove %s: %s", uid, e)
         await self._drop_pod_sources(uid)
         self._seen.pop(uid, None)
+        self._ephemeral_failed.pop(uid, None)
         # nor is it one of its name's runtime pods any more (until a relist finds it again,
         # if the remove failed): the sync after the API's deletion asks nothing of it
         for key, sts in list(self._runtime.items()):

@@ -233,3 +233,17 @@ def test_kubectl_120_debug(cluster: Cluster, target: str) -> None:
     assert p.returncode != 0, p
     assert "EphemeralContainers" in p.stderr, p.stderr
     assert (cluster.pod(target)["spec"].get("ephemeralContainers") or []) == before
+
+
+def test_an_ephemeral_container_that_cannot_be_made_says_why(cluster: Cluster, target: str) -> None:
+    """An image the node does not have with pull policy Never: Waiting, ErrImageNeverPull
+    with the kubelet's message, in its status; the pod runs on."""
+    k = cluster.kubectl()
+    k.run("debug", target, "--image", "nowhere:1", "--image-pull-policy", "Never", "-c", "nope")
+
+    def waiting() -> dict[str, Any]:
+        return (_ephemeral(cluster, target, "nope").get("state") or {}).get("waiting") or {}
+
+    until("ErrImageNeverPull", lambda: waiting().get("reason") == "ErrImageNeverPull")
+    assert "nowhere:1" in waiting()["message"], waiting()
+    assert cluster.pod(target)["status"]["phase"] == "Running"
