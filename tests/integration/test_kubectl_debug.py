@@ -100,7 +100,7 @@ def test_debug_it_targets_a_container_and_sees_its_processes(cluster: Cluster, t
 
 def test_a_second_ephemeral_container_logs_and_exec(cluster: Cluster, target: str) -> None:
     """Another one, without attaching: running next to the first; ``kubectl logs -c`` and
-    ``kubectl exec -c`` reach it."""
+    ``kubectl exec -c`` reach it; ``kubectl attach -i`` a third one."""
     k = cluster.kubectl()
     script = "echo second-says-hi; " + LOOP
     k.run("debug", target, *DEBUG, "-c", "second", "--", "sh", "-c", script)
@@ -110,8 +110,15 @@ def test_a_second_ephemeral_container_logs_and_exec(cluster: Cluster, target: st
         lambda: "second-says-hi" in k.run("logs", target, "-c", "second", check=False).stdout,
     )
     assert k.run("exec", target, "-c", "second", "--", "echo", "in-it").stdout == "in-it\n"
+    # kubectl attach -i to one that reads its stdin (debug -i, not attached by kubectl debug)
+    k.run("debug", target, *DEBUG, "-i", "--attach=false", "-c", "third", "--", "sh", "-c",
+          "read l; echo got-$l")  # fmt: skip
+    until("the third to run", lambda: _state(cluster, target, "third") == "running")
+    p = k.run("attach", target, "-c", "third", "-i", input="hello\n", timeout=90)
+    assert "got-hello" in p.stdout, p
+    until("the third to end", lambda: _state(cluster, target, "third") == "terminated")
     names = [c["name"] for c in cluster.pod(target)["spec"]["ephemeralContainers"]]
-    assert names[-1] == "second" and len(names) == len(set(names))
+    assert names[-2:] == ["second", "third"] and len(names) == len(set(names))
 
 
 def test_changes_and_removals_and_forbidden_fields_are_refused(
