@@ -143,3 +143,28 @@ def test_adding_to_a_pod_that_is_not_running_is_refused(pods: Pods) -> None:
     api.stop(uid, pods.opts, grace=0)
     with pytest.raises(api.PodError, match="cannot add a container"):
         api.add_ephemeral_container(uid, pods.opts, {"name": "d", "image": IMAGE})
+
+
+def test_a_bad_ephemeral_conf_is_warned_about_and_the_pod_runs_on(pods: Pods) -> None:
+    """An error in ephemeral.conf (a pod key; a probe) is a line in monitor.log, not the
+    monitor's end: the pod runs on and a good file read at the next SIGHUP is taken."""
+    import signal
+
+    uid = pods.run(pods.manifest("bad", [sh("app", "sleep 3600")]))
+    pods.running_pid(uid, "app")
+    pod_dir = Path(pods.opts.root) / "run" / uid
+    monitor = pods.status(uid).monitor_pid
+    assert monitor
+    for text, why in (
+        ("grace_s 1\n", "'grace_s': only container sections are added"),
+        ("container x\nkind ephemeral\nprobe liveness\n", "an ephemeral container has no probes"),
+        ("container x\nkind app\n", "kind: want ephemeral, not 'app'"),
+    ):
+        (pod_dir / "ephemeral.conf").write_text(text)
+        os.kill(monitor, signal.SIGHUP)
+        until(why, lambda why=why: why in (pod_dir / "monitor.log").read_text())
+        assert pods.status(uid).phase == "Running"
+    (pod_dir / "ephemeral.conf").unlink()
+    api.add_ephemeral_container(uid, pods.opts, {"name": "d", "image": IMAGE, "command": ["true"]})
+    until("d ended", lambda: _ephemeral(pods, uid, "d").state == "Terminated")
+    assert [c.name for c in pods.status(uid).ephemeral_containers] == ["d"]
