@@ -337,3 +337,20 @@ def test_server_side_apply_to_the_subresource(tmp_path: Path) -> None:
         assert 'existing ephemeral containers "debugger" may not be changed' in e.value.message
 
     _run(tmp_path, body)
+
+
+def test_discovery_and_openapi_list_the_subresource() -> None:
+    from orchestrator.apiserver.discovery import resource_list
+
+    core = resource_list("", "v1")
+    assert core is not None
+    (entry,) = [r for r in core["resources"] if r["name"] == "pods/ephemeralcontainers"]
+    assert (entry["kind"], entry["namespaced"]) == ("Pod", True)
+    assert sorted(entry["verbs"]) == ["get", "patch", "update"]
+    from orchestrator.apiserver.openapi import build_document
+    from orchestrator.apiserver.resources import GROUPS
+
+    doc = build_document("", "v1", GROUPS[""]["v1"])
+    ops = doc["paths"]["/api/v1/namespaces/{namespace}/pods/{name}/ephemeralcontainers"]
+    assert ops["patch"]["operationId"] == "patchCoreV1NamespacedPodEphemeralcontainers"
+    assert ops["put"]["operationId"] == "replaceCoreV1NamespacedPodEphemeralcontainers"
