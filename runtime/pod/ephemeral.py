@@ -37,6 +37,17 @@ __all__ = ["CONF", "add"]
 CONF = "ephemeral.conf"
 
 
+def _in_conf(pd: PodDir, name: str) -> bool:
+    """Whether ephemeral.conf has the section of container ``name``."""
+    from runtime.pod.monconf import escape
+
+    try:
+        text = (pd.path / CONF).read_text()
+    except FileNotFoundError:
+        return False
+    return f"container {escape(name)}\n" in text.splitlines(keepends=True)
+
+
 def _pid_namespace(pd: PodDir, share_pid: bool, target: str | None, app: str | None) -> int:
     """The pid whose /proc/<pid>/ns/pid the container joins (0: a namespace of its own): the
     pod's shared one (read from a container's bundle), else the target container's."""
@@ -110,15 +121,19 @@ def add(
         raise PodError(pd.uid, f"{pd.path}/pod.json is missing")
     opts = record.pod_options(opts)
     known = record.container(name)
-    if known is not None:
-        if known.kind != "ephemeral":
-            raise PodError(pd.uid, f"container {name!r} is not an ephemeral container")
+    if known is not None and known.kind != "ephemeral":
+        raise PodError(pd.uid, f"container {name!r} is not an ephemeral container")
+    if known is not None and _in_conf(pd, name):
         os.kill(st.monitor_pid, signal.SIGHUP)  # it may not have read it yet: again
         return
+    # (recorded, but an earlier add stopped before its section was written: the rest now)
     if not record.manifest:
         raise PodError(pd.uid, "created without its manifest: cannot add a container")
-    kube = decode_pod(with_container(record.manifest, container))  # defaults, validation
-    pod = load_pod(record.replace(manifest=stored_manifest(kube)))
+    if known is None:
+        kube = decode_pod(with_container(record.manifest, container))  # defaults, validation
+        pod = load_pod(record.replace(manifest=stored_manifest(kube)))
+    else:
+        pod = load_pod(record)
     c = pod.container(name)
     if any(m.sub_path or m.sub_path_expr for m in c.volume_mounts):
         raise PodError(pd.uid, f"ephemeral container {name!r}: subPath is not supported")
@@ -130,29 +145,33 @@ def add(
 
     store = Store(opts.image_root)
     with step(f"image {c.image}"):
-        if c.image_archive is not None:
+        if known is not None:
+            img = store.get(known.image_id)
+        elif c.image_archive is not None:
             imported = store.import_path(c.image_archive)
             if len(imported) != 1:
                 raise PodError(pd.uid, f"{c.image_archive} holds {len(imported)} images, not 1")
             img = imported[0]
         else:
             img = ensure_image(store, pd.uid, c, opts, backoff, credentials)
-    # recorded before its reference and rootfs are made: teardown undoes what it names
-    record = record.replace(
-        images=tuple(sorted({*record.images, img.id})),
-        containers=(
-            *record.containers,
-            ContainerRecord(name=name, kind="ephemeral", image=c.image, image_id=img.id),
-        ),
-        manifest=stored_manifest(kube),
-    )
-    pd.write_record(record)
-    store.add_ref(img, pd.uid)
+    if known is None:
+        # recorded before its reference and rootfs are made: teardown undoes what it names
+        record = record.replace(
+            images=tuple(sorted({*record.images, img.id})),
+            containers=(
+                *record.containers,
+                ContainerRecord(name=name, kind="ephemeral", image=c.image, image_id=img.id),
+            ),
+            manifest=stored_manifest(kube),
+        )
+        pd.write_record(record)
+    store.add_ref(img, pd.uid)  # (a set: taken again, it is one)
     path = pd.path
     cdir = path / "containers" / name
     with step(f"mount rootfs({cdir / 'rootfs'})"):
         cdir.mkdir(mode=0o700, exist_ok=True)
-        store.mount_rootfs(img, cdir / "rootfs", cdir / "overlay")
+        if not os.path.ismount(cdir / "rootfs"):
+            store.mount_rootfs(img, cdir / "rootfs", cdir / "overlay")
     with step(f"bundle {name}"):
         app = record.app_containers[0] if record.app_containers else None
         ctx = BundleContext(

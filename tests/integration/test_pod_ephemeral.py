@@ -168,3 +168,28 @@ def test_a_bad_ephemeral_conf_is_warned_about_and_the_pod_runs_on(pods: Pods) ->
     api.add_ephemeral_container(uid, pods.opts, {"name": "d", "image": IMAGE, "command": ["true"]})
     until("d ended", lambda: _ephemeral(pods, uid, "d").state == "Terminated")
     assert [c.name for c in pods.status(uid).ephemeral_containers] == ["d"]
+
+
+def test_an_add_that_failed_half_way_is_finished_by_the_next(
+    pods: Pods, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recorded, then its bundle failed: the next add makes the rest (not a SIGHUP alone for
+    a container the monitor was never told about)."""
+    import runtime.pod.bundle
+
+    uid = pods.run(pods.manifest("half", [sh("app", "sleep 3600")]))
+    pods.running_pid(uid, "app")
+    real = runtime.pod.bundle.container_config
+
+    def broken(*a: object, **kw: object) -> object:
+        raise OSError(5, "injected")
+
+    monkeypatch.setattr(runtime.pod.bundle, "container_config", broken)
+    ec = {"name": "d", "image": IMAGE, "command": ["sh", "-c", "echo made"]}
+    with pytest.raises(api.PodError, match="bundle d"):
+        api.add_ephemeral_container(uid, pods.opts, ec)
+    assert [c.name for c in pods.status(uid).ephemeral_containers] == ["d"]  # recorded
+    monkeypatch.setattr(runtime.pod.bundle, "container_config", real)
+    api.add_ephemeral_container(uid, pods.opts, ec)
+    until("d ended", lambda: _ephemeral(pods, uid, "d").state == "Terminated")
+    assert api.logs(uid, pods.opts, "d") == ["made"]
