@@ -40,7 +40,13 @@ from orchestrator.client import (
 from orchestrator.client.rest import CONFIGMAPS, PODS, SECRETS, SERVICEACCOUNTS, SERVICES
 from runtime.pod import api
 
-from .claims import LOCAL_PATH_DIR, claim_volumes, with_claims
+from .claims import (
+    LOCAL_PATH_DIR,
+    claim_volumes,
+    read_only_claims,
+    with_claims,
+    with_read_only,
+)
 from .envvars import service_env, with_service_env
 from .events import EventRecorder
 from .podstatus import api_status, now, waiting_status
@@ -724,6 +730,7 @@ class PodManager:
             return False
         env = await self._service_env(pod)
         keyring, _ = keyring_of(pod, self._lookup)
+        read_only = read_only_claims(pod.get("spec") or {})  # (the runtime has their paths)
         failed = self._ephemeral_failed.setdefault(st.uid, {})
         added = False
         for ec in wanted:
@@ -732,7 +739,7 @@ class PodManager:
                 await self._call(
                     self.runtime.add_ephemeral_container,
                     st.uid,
-                    with_service_env(ec, env),
+                    with_read_only(with_service_env(ec, env), read_only),
                     keyring if keyring else None,
                 )
             except (api.PodError, api.ManifestError) as e:
