@@ -33,7 +33,11 @@ from kubemodel.names import (
     random_name,
 )
 from kubemodel.networking import validate_ingress_class_update, validate_ingress_create
-from kubemodel.pod import validate_meta, validate_pod_update
+from kubemodel.pod import (
+    validate_ephemeral_containers_update,
+    validate_meta,
+    validate_pod_update,
+)
 from kubemodel.runtimeclass import validate_runtime_class_update
 from kubemodel.storage import (
     validate_pv_update,
@@ -617,6 +621,14 @@ class Storage:
         stored = self._admit(res, obj)
         if res.name == CSRS:
             restrict_csr_subject(stored)
+        if res.name == "pods" and (stored.get("spec") or {}).get("ephemeralContainers"):
+            # ValidatePodCreate: they are added to a running pod (its ephemeralcontainers)
+            raise errors.invalid(
+                res.kind,
+                name,
+                "spec.ephemeralContainers",
+                "Forbidden: cannot be set on create",
+            )
         if managed is None and sent:  # valid managedFields sent with the object
             managed = sent
             if manager:
@@ -729,6 +741,18 @@ class Storage:
             result["status"] = new.get("status")
             if result["status"] is None:
                 result.pop("status")
+            new = result
+        elif subresource == "ephemeralcontainers":
+            # kube's dropNonEphemeralContainerUpdates: the old pod with the new
+            # spec.ephemeralContainers; any other change is dropped, not refused
+            result = copy.deepcopy(old)
+            spec = new.get("spec")
+            ecs = spec.get("ephemeralContainers") if isinstance(spec, dict) else None
+            result_spec = result.setdefault("spec", {})
+            if ecs is None:
+                result_spec.pop("ephemeralContainers", None)
+            else:
+                result_spec["ephemeralContainers"] = ecs
             new = result
         elif "status" in res.subresources and res.name != "namespaces":
             if "status" in old:
@@ -865,7 +889,10 @@ class Storage:
                     stored["metadata"]["generation"] = generation
             if res.name == "pods":
                 try:
-                    validate_pod_update(old.get("spec") or {}, stored.get("spec") or {})
+                    if subresource == "ephemeralcontainers":
+                        validate_ephemeral_containers_update(old, stored)
+                    else:
+                        validate_pod_update(old.get("spec") or {}, stored.get("spec") or {})
                 except FieldError as e:
                     raise errors.invalid(res.kind, name, e.field, e.message) from None
             elif res.name in _UPDATE_CHECKS:

@@ -47,7 +47,15 @@ from orchestrator.client.rest import (
 )
 from runtime.pod import api
 
-from .claims import CLAIM_RETRY, LOCAL_PATH_DIR, ClaimError, claim_volumes, with_claims
+from .claims import (
+    CLAIM_RETRY,
+    LOCAL_PATH_DIR,
+    ClaimError,
+    claim_volumes,
+    read_only_claims,
+    with_claims,
+    with_read_only,
+)
 from .envvars import service_env, with_service_env
 from .events import EventRecorder
 from .podstatus import api_status, now, waiting_status
@@ -277,6 +285,8 @@ class PodManager:
         self._unused: dict[str, float] = {}  # key of _sources -> loop time no pod read it
         self._stopping: set[asyncio.Task[None]] = set()
         self._digests: dict[str, dict[str, str]] = {}  # uid -> volume -> source digest
+        # uid -> ephemeral container -> (waiting reason, message) of its failed add
+        self._ephemeral_failed: dict[str, dict[str, tuple[str, str]]] = {}
         self.queue = WorkQueue("pods", base_delay=0.5, max_delay=60.0)
         self._pool = concurrent.futures.ThreadPoolExecutor(WORKERS, "kubelet-pod")
         self._making = 0  # pods being made (at most MAKING)
@@ -735,6 +745,9 @@ class PodManager:
                     return 1.0
         self._pull_failures.pop(key, None)
         self._backoff_until.pop(key, None)
+        if st.location == "run" and st.phase in ("Pending", "Running"):
+            if await self._add_ephemeral(pod, st):
+                st = await self._runtime_status(uid) or st
         if st.location == "run" and _has_api_volumes(pod):
             await self._sources_synced(pod)
             await self._refresh_volumes(pod, st.uid)
@@ -742,12 +755,58 @@ class PodManager:
         hold = self._first_status_hold(key, st)
         if hold is not None:
             return hold  # the status watch queues it sooner when a container starts
-        await self._write_status(key, pod, api_status(pod, st, self.host_ip()))
+        failed = self._ephemeral_failed.get(st.uid)
+        await self._write_status(key, pod, api_status(pod, st, self.host_ip(), failed=failed))
         if st.location == "run" and st.phase == "Pending" and st.uid not in self._watched:
             return STARTING_RECHECK  # its containers are being made: look again soon
         if st.location == "run":
             return self._token_due(st.uid)  # its tokens renewed in time
         return None
+
+    async def _add_ephemeral(self, pod: Obj, st: api.PodStatus) -> bool:
+        """Start the ephemeral containers of the pod's spec that the runtime has not got
+        (``kubectl debug``): each with the services' variables and the pod's pull secrets, as
+        the pod's own containers. One that cannot be made is a warning event and stays
+        Waiting in the status; the next sync tries again. True when one was added."""
+        have = {c.name for c in st.ephemeral_containers}
+        wanted = [
+            ec
+            for ec in (pod.get("spec") or {}).get("ephemeralContainers") or []
+            if ec.get("name") not in have
+        ]
+        if not wanted:
+            return False
+        env = await self._service_env(pod)
+        keyring, _ = keyring_of(pod, self._lookup)
+        read_only = read_only_claims(pod.get("spec") or {})  # (the runtime has their paths)
+        failed = self._ephemeral_failed.setdefault(st.uid, {})
+        added = False
+        for ec in wanted:
+            name = str(ec.get("name"))
+            try:
+                await self._call(
+                    self.runtime.add_ephemeral_container,
+                    st.uid,
+                    with_read_only(with_service_env(ec, env), read_only),
+                    keyring if keyring else None,
+                )
+            except (api.PodError, api.ManifestError) as e:
+                if isinstance(e, api.ImagePullError):
+                    reason, message = e.reason, e.message
+                elif isinstance(e, api.ManifestError):
+                    reason, message = "CreateContainerConfigError", str(e)
+                else:
+                    reason, message = "CreateContainerError", str(e)
+                log.info("pod %s: ephemeral container %s: %s", meta_key(pod), name, message)
+                if failed.get(name) != (reason, message):  # once per failure, not per sync
+                    self.events.pod(pod, "Failed", f"Error: {message}", name, warning=True)
+                failed[name] = (reason, message)
+                continue
+            failed.pop(name, None)
+            added = True
+            self.events.pod(pod, "Created", f"Created container {name}", name)
+            self.events.pod(pod, "Started", f"Started container {name}", name)
+        return added
 
     def _first_status_hold(self, key: str, st: api.PodStatus) -> float | None:
         """Seconds to wait before the first status of a pod this agent has just started, while
@@ -1162,6 +1221,7 @@ class PodManager:
             log.info("remove %s: %s", uid, e)
         await self._drop_pod_sources(uid)
         self._seen.pop(uid, None)
+        self._ephemeral_failed.pop(uid, None)
         # nor is it one of its name's runtime pods any more (until a relist finds it again,
         # if the remove failed): the sync after the API's deletion asks nothing of it
         for key, sts in list(self._runtime.items()):

@@ -53,7 +53,7 @@ import os
 import posixpath
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
@@ -319,6 +319,7 @@ class Container:
     tty: bool = False  # a terminal: its stdin (with ``stdin``), stdout and stderr
     stdin: bool = False  # stdin stays open for attach (else it is /dev/null)
     stdin_once: bool = False  # ... and is closed when the first attach ends
+    target: str | None = None  # an ephemeral container's targetContainerName: its pid namespace
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,12 +392,16 @@ class PodDnsConfig:
 class PodSpec:
     containers: tuple[Container, ...]
     init_containers: tuple[Container, ...] = ()
+    # added to the running pod (``runtime.pod.ephemeral``), never part of its start
+    ephemeral_containers: tuple[Container, ...] = ()
     volumes: tuple[Volume, ...] = ()
     restart_policy: RestartPolicy = RestartPolicy.ALWAYS
     termination_grace_period_seconds: int = DEFAULT_GRACE_PERIOD
     hostname: str | None = None
     subdomain: str | None = None  # the pod's FQDN is <hostname>.<subdomain>.<ns>.svc.<domain>
     host_network: bool = False
+    host_pid: bool = False  # the node's pid namespace (the machine's: a netns node has no other)
+    host_ipc: bool = False  # the node's IPC namespace (the machine's, as for host_pid)
     share_process_namespace: bool = False
     security_context: PodSecurityContext = field(default_factory=PodSecurityContext)
     dns_policy: str = "ClusterFirst"  # ClusterFirst, ClusterFirstWithHostNet, Default or None
@@ -425,7 +430,7 @@ class Pod:
         return self.spec.init_containers + self.spec.containers
 
     def container(self, name: str) -> Container:
-        for c in self.all_containers:
+        for c in self.all_containers + self.spec.ephemeral_containers:
             if c.name == name:
                 return c
         raise KeyError(name)
@@ -493,11 +498,15 @@ _SUPPORTED: dict[str, frozenset[str]] = {
     "PodSpec": frozenset(
         "containers initContainers volumes restartPolicy terminationGracePeriodSeconds hostname"
         " subdomain hostNetwork shareProcessNamespace securityContext dnsPolicy dnsConfig"
-        " runtimeClassName".split()
+        " runtimeClassName ephemeralContainers hostPID hostIPC".split()
     ),
     "Container": frozenset(
         "name image imagePullPolicy command args env workingDir ports resources securityContext"
         " livenessProbe readinessProbe startupProbe volumeMounts tty stdin stdinOnce".split()
+    ),
+    "EphemeralContainer": frozenset(
+        "name image imagePullPolicy command args env workingDir resources securityContext"
+        " volumeMounts tty stdin stdinOnce targetContainerName".split()
     ),
     "EnvVarSource": frozenset({"fieldRef"}),
     "ContainerPort": frozenset({"containerPort", "hostPort", "protocol", "name"}),
@@ -520,12 +529,14 @@ _DEFAULTED: dict[tuple[str, str], object] = {
     ("PodSpec", "enableServiceLinks"): True,
     ("PodSpec", "priority"): 0,
     ("PodSpec", "preemptionPolicy"): "PreemptLowerPriority",
-    ("PodSpec", "hostPID"): False,
-    ("PodSpec", "hostIPC"): False,
     ("Container", "terminationMessagePath"): "/dev/termination-log",
     ("Container", "terminationMessagePolicy"): "File",
     ("Container", "stdin"): False,
     ("Container", "stdinOnce"): False,
+    ("EphemeralContainer", "terminationMessagePath"): "/dev/termination-log",
+    ("EphemeralContainer", "terminationMessagePolicy"): "File",
+    ("EphemeralContainer", "stdin"): False,
+    ("EphemeralContainer", "stdinOnce"): False,
 }
 _NOT_WALKED = frozenset({"status", "managedFields"})
 _FIELD_TYPES: dict[type, dict[str, tuple[type | None, bool]]] = {}
@@ -730,6 +741,14 @@ def _from_kube(kp: k8s.Pod, base_dir: str | None) -> Pod:
         PodSpec(
             containers=containers("containers", spec.containers),
             init_containers=containers("initContainers", spec.init_containers),
+            ephemeral_containers=tuple(
+                replace(c, target=e.target_container_name or None)
+                for c, e in zip(
+                    containers("ephemeralContainers", spec.ephemeral_containers),  # type: ignore[arg-type]
+                    spec.ephemeral_containers or (),
+                    strict=True,
+                )
+            ),
             volumes=volumes,
             restart_policy=RestartPolicy(spec.restart_policy or "Always"),
             termination_grace_period_seconds=(
@@ -740,6 +759,8 @@ def _from_kube(kp: k8s.Pod, base_dir: str | None) -> Pod:
             hostname=spec.hostname or None,
             subdomain=spec.subdomain or None,
             host_network=spec.host_network,
+            host_pid=bool(spec.host_pid),
+            host_ipc=bool(spec.host_ipc),
             share_process_namespace=bool(spec.share_process_namespace),
             security_context=pod_security,
             dns_policy=_dns_policy(spec.dns_policy, spec.dns_config),
