@@ -201,12 +201,16 @@ __all__ = [
     "LocalSubjectAccessReview",
     "LocalVolumeSource",
     "ManagedFieldsEntry",
+    "MatchCondition",
     "MetricIdentifier",
     "MetricSpec",
     "MetricStatus",
     "MetricTarget",
     "MetricValueStatus",
     "ModifyVolumeStatus",
+    "MutatingWebhook",
+    "MutatingWebhookConfiguration",
+    "MutatingWebhookConfigurationList",
     "NFSVolumeSource",
     "Namespace",
     "NamespaceCondition",
@@ -322,6 +326,7 @@ __all__ = [
     "RollingUpdateDaemonSet",
     "RollingUpdateDeployment",
     "RollingUpdateStatefulSetStrategy",
+    "RuleWithOperations",
     "RuntimeClass",
     "RuntimeClassList",
     "SELinuxOptions",
@@ -355,6 +360,7 @@ __all__ = [
     "ServiceBackendPort",
     "ServiceList",
     "ServicePort",
+    "ServiceReference",
     "ServiceSpec",
     "ServiceStatus",
     "SessionAffinityConfig",
@@ -395,6 +401,9 @@ __all__ = [
     "TypedObjectReference",
     "UncountedTerminatedPods",
     "UserInfo",
+    "ValidatingWebhook",
+    "ValidatingWebhookConfiguration",
+    "ValidatingWebhookConfigurationList",
     "Volume",
     "VolumeDevice",
     "VolumeMount",
@@ -404,6 +413,7 @@ __all__ = [
     "VolumeResourceRequirements",
     "VsphereVirtualDiskVolumeSource",
     "WatchEvent",
+    "WebhookClientConfig",
     "WeightedPodAffinityTerm",
     "WindowsSecurityContextOptions",
 ]
@@ -1896,6 +1906,12 @@ class ManagedFieldsEntry(Object):
     time: datetime | None = None
 
 
+class MatchCondition(Object):
+    """``io.k8s.api.admissionregistration.v1.MatchCondition``."""
+    expression: str
+    name: str
+
+
 class MetricIdentifier(Object):
     """``io.k8s.api.autoscaling.v2.MetricIdentifier``."""
     name: str
@@ -1941,6 +1957,38 @@ class ModifyVolumeStatus(Object):
     """``io.k8s.api.core.v1.ModifyVolumeStatus``."""
     status: str
     target_volume_attributes_class_name: str | None = msgspec.field(default=None, name="targetVolumeAttributesClassName")
+
+
+class MutatingWebhook(Object):
+    """``io.k8s.api.admissionregistration.v1.MutatingWebhook``."""
+    admission_review_versions: list[str] = msgspec.field(name="admissionReviewVersions")
+    client_config: WebhookClientConfig = msgspec.field(name="clientConfig")
+    name: str
+    side_effects: str = msgspec.field(name="sideEffects")
+    failure_policy: str | None = msgspec.field(default=None, name="failurePolicy")
+    match_conditions: list[MatchCondition] | None = msgspec.field(default=None, name="matchConditions")
+    match_policy: str | None = msgspec.field(default=None, name="matchPolicy")
+    namespace_selector: LabelSelector | None = msgspec.field(default=None, name="namespaceSelector")
+    object_selector: LabelSelector | None = msgspec.field(default=None, name="objectSelector")
+    reinvocation_policy: str | None = msgspec.field(default=None, name="reinvocationPolicy")
+    rules: list[RuleWithOperations] | None = None
+    timeout_seconds: int | None = msgspec.field(default=None, name="timeoutSeconds")
+
+
+class MutatingWebhookConfiguration(Object):
+    """``io.k8s.api.admissionregistration.v1.MutatingWebhookConfiguration``."""
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+    webhooks: list[MutatingWebhook] | None = None
+
+
+class MutatingWebhookConfigurationList(Object):
+    """``io.k8s.api.admissionregistration.v1.MutatingWebhookConfigurationList``."""
+    items: list[MutatingWebhookConfiguration]
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ListMeta | None = None
 
 
 class NFSVolumeSource(Object):
@@ -2932,6 +2980,15 @@ class RollingUpdateStatefulSetStrategy(Object):
     partition: int | None = None
 
 
+class RuleWithOperations(Object):
+    """``io.k8s.api.admissionregistration.v1.RuleWithOperations``."""
+    api_groups: list[str] | None = msgspec.field(default=None, name="apiGroups")
+    api_versions: list[str] | None = msgspec.field(default=None, name="apiVersions")
+    operations: list[str] | None = None
+    resources: list[str] | None = None
+    scope: str | None = None
+
+
 class RuntimeClass(Object):
     """``io.k8s.api.node.v1.RuntimeClass``."""
     handler: str
@@ -3197,6 +3254,14 @@ class ServicePort(Object):
     node_port: int | None = msgspec.field(default=None, name="nodePort")
     protocol: str | None = None
     target_port: int | str | None = msgspec.field(default=None, name="targetPort")
+
+
+class ServiceReference(Object):
+    """``io.k8s.api.admissionregistration.v1.ServiceReference``."""
+    name: str
+    namespace: str
+    path: str | None = None
+    port: int | None = None
 
 
 class ServiceSpec(Object):
@@ -3538,6 +3603,37 @@ class UserInfo(Object):
     username: str | None = None
 
 
+class ValidatingWebhook(Object):
+    """``io.k8s.api.admissionregistration.v1.ValidatingWebhook``."""
+    admission_review_versions: list[str] = msgspec.field(name="admissionReviewVersions")
+    client_config: WebhookClientConfig = msgspec.field(name="clientConfig")
+    name: str
+    side_effects: str = msgspec.field(name="sideEffects")
+    failure_policy: str | None = msgspec.field(default=None, name="failurePolicy")
+    match_conditions: list[MatchCondition] | None = msgspec.field(default=None, name="matchConditions")
+    match_policy: str | None = msgspec.field(default=None, name="matchPolicy")
+    namespace_selector: LabelSelector | None = msgspec.field(default=None, name="namespaceSelector")
+    object_selector: LabelSelector | None = msgspec.field(default=None, name="objectSelector")
+    rules: list[RuleWithOperations] | None = None
+    timeout_seconds: int | None = msgspec.field(default=None, name="timeoutSeconds")
+
+
+class ValidatingWebhookConfiguration(Object):
+    """``io.k8s.api.admissionregistration.v1.ValidatingWebhookConfiguration``."""
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+    webhooks: list[ValidatingWebhook] | None = None
+
+
+class ValidatingWebhookConfigurationList(Object):
+    """``io.k8s.api.admissionregistration.v1.ValidatingWebhookConfigurationList``."""
+    items: list[ValidatingWebhookConfiguration]
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ListMeta | None = None
+
+
 class Volume(Object):
     """``io.k8s.api.core.v1.Volume``."""
     name: str
@@ -3632,6 +3728,13 @@ class WatchEvent(Object):
     type: str
 
 
+class WebhookClientConfig(Object):
+    """``io.k8s.api.admissionregistration.v1.WebhookClientConfig``."""
+    ca_bundle: str | None = msgspec.field(default=None, name="caBundle")
+    service: ServiceReference | None = None
+    url: str | None = None
+
+
 class WeightedPodAffinityTerm(Object):
     """``io.k8s.api.core.v1.WeightedPodAffinityTerm``."""
     pod_affinity_term: PodAffinityTerm = msgspec.field(name="podAffinityTerm")
@@ -3648,6 +3751,12 @@ class WindowsSecurityContextOptions(Object):
 
 # (apiVersion, kind) -> type, for every kind above that has its own apiVersion.
 KINDS: dict[tuple[str, str], type[Object]] = {
+    ("admissionregistration.k8s.io/v1", "DeleteOptions"): DeleteOptions,
+    ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"): MutatingWebhookConfiguration,
+    ("admissionregistration.k8s.io/v1", "MutatingWebhookConfigurationList"): MutatingWebhookConfigurationList,
+    ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"): ValidatingWebhookConfiguration,
+    ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfigurationList"): ValidatingWebhookConfigurationList,
+    ("admissionregistration.k8s.io/v1", "WatchEvent"): WatchEvent,
     ("apps/v1", "ControllerRevision"): ControllerRevision,
     ("apps/v1", "ControllerRevisionList"): ControllerRevisionList,
     ("apps/v1", "DaemonSet"): DaemonSet,

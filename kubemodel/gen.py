@@ -48,6 +48,11 @@ ROOTS = (
     "io.k8s.api.certificates.v1.CertificateSigningRequestList",
     "io.k8s.api.node.v1.RuntimeClass",
     "io.k8s.api.node.v1.RuntimeClassList",
+    *(
+        "io.k8s.api.admissionregistration.v1." + k + s
+        for k in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
+        for s in ("", "List")
+    ),
     *(_CORE + k + "List" for k in "Pod Node Service Endpoints ConfigMap Secret Namespace".split()),
     _CORE + "EventList",
     _CORE + "ServiceAccountList",
@@ -109,6 +114,7 @@ API_VERSIONS = frozenset(
     | {"autoscaling/v1", "autoscaling/v2", "discovery.k8s.io/v1", "policy/v1"}
     | {"scheduling.k8s.io/v1", "networking.k8s.io/v1", "events.k8s.io/v1"}
     | {"storage.k8s.io/v1", "certificates.k8s.io/v1", "node.k8s.io/v1"}
+    | {"admissionregistration.k8s.io/v1"}
 )
 
 # Definitions that are not objects: their Python type.

@@ -103,6 +103,7 @@ def _r(
 k = kubemodel
 RBAC = "rbac.authorization.k8s.io"
 NETWORKING = "networking.k8s.io"
+ADMISSION = "admissionregistration.k8s.io"
 RESOURCES: tuple[Resource, ...] = (
     _r("", "namespaces", "Namespace", False, k.Namespace, ("ns",), sub=("status",), bulk=False),
     _r(
@@ -209,6 +210,10 @@ RESOURCES: tuple[Resource, ...] = (
     ),
     _r(NETWORKING, "ingressclasses", "IngressClass", False, k.IngressClass),
     _r("node.k8s.io", "runtimeclasses", "RuntimeClass", False, k.RuntimeClass, has_spec=False),
+    *(
+        _r(ADMISSION, f"{kind.lower()}s", kind, False, getattr(k, kind), has_spec=False)
+        for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
+    ),
     _r(NETWORKING, "ingresses", "Ingress", True, k.Ingress, ("ing",), sub=("status",)),
     _r(
         "policy",

@@ -1282,3 +1282,12 @@ TABLES["runtimeclasses"] = (
     [NAME, _col("Handler", desc="Handler is the name of the underlying runtime"), AGE],
     lambda c, now: [_name(c), c.get("handler") or "", _age(c, now)],
 )
+
+
+# ---------------------------------------------------------------- admissionregistration.k8s.io
+
+for _kind in ("validatingwebhookconfigurations", "mutatingwebhookconfigurations"):
+    TABLES[_kind] = (
+        [NAME, _col("Webhooks", "integer", desc="Webhooks indicates the number of webhooks"), AGE],
+        lambda c, now: [_name(c), len(c.get("webhooks") or ()), _age(c, now)],
+    )

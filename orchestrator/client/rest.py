@@ -559,6 +559,18 @@ PERSISTENTVOLUMES = _ref("", "persistentvolumes", "PersistentVolume", False)
 PERSISTENTVOLUMECLAIMS = _ref("", "persistentvolumeclaims", "PersistentVolumeClaim")
 STORAGECLASSES = _ref("storage.k8s.io", "storageclasses", "StorageClass", False)
 RUNTIMECLASSES = _ref("node.k8s.io", "runtimeclasses", "RuntimeClass", False)
+VALIDATINGWEBHOOKCONFIGURATIONS = _ref(
+    "admissionregistration.k8s.io",
+    "validatingwebhookconfigurations",
+    "ValidatingWebhookConfiguration",
+    False,
+)
+MUTATINGWEBHOOKCONFIGURATIONS = _ref(
+    "admissionregistration.k8s.io",
+    "mutatingwebhookconfigurations",
+    "MutatingWebhookConfiguration",
+    False,
+)
 CERTIFICATESIGNINGREQUESTS = _ref(
     "certificates.k8s.io", "certificatesigningrequests", "CertificateSigningRequest", False
 )
