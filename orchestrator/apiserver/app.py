@@ -20,7 +20,7 @@ from kubemodel import protobuf
 from kubemodel.events import FIELD_LABELS_V1
 from orchestrator.store import Backend, Gone, TooLarge
 
-from . import discovery, errors, fields, managedfields, metricsapi, openapi, openapi_v2
+from . import discovery, errors, fields, managedfields, metricsapi, openapi, openapi_v2, webhooks
 from .converted import Converted, to_stored_form
 from .errors import ApiError
 from .eviction import evict
@@ -424,6 +424,7 @@ class ApiServer:
 
     async def start(self) -> None:
         await self.storage.ensure_namespaces()
+        self.storage.webhooks.start()
         if self.security is not None:
             await self.security.start()
 
@@ -483,6 +484,8 @@ class ApiServer:
                 cert = transport.get_extra_info("peercert") if transport is not None else None
                 if not cert:
                     raise ApiError(401, "Unauthorized", "Unauthorized")
+            # what admission webhooks warn of (this request's task only)
+            webhooks.WARNINGS.set(request.setdefault(fields.WARNINGS, []))
             response = await handler(request)
             for text in request.get(fields.WARNINGS, ()):
                 response.headers.add("Warning", fields.warning_header(text))

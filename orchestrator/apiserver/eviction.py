@@ -16,6 +16,7 @@ from typing import Any
 from . import errors
 from .errors import ApiError
 from .resources import Resource, by_path
+from .selectors import selector_matches
 from .storage import Storage, now_rfc3339
 
 __all__ = ["evict", "selector_matches"]
@@ -26,26 +27,6 @@ assert PDBS is not None
 EVICTION_VERSIONS = ("policy/v1", "policy/v1beta1")
 MAX_DISRUPTED_PODS = 2000  # kube-apiserver's bound on status.disruptedPods
 RETRIES = 5
-
-
-def selector_matches(selector: Obj | None, labels: dict[str, str]) -> bool:
-    """metav1.LabelSelector semantics: None matches nothing, {} matches everything."""
-    if selector is None:
-        return False
-    for k, v in (selector.get("matchLabels") or {}).items():
-        if labels.get(k) != v:
-            return False
-    for req in selector.get("matchExpressions") or []:
-        key, op, values = req.get("key"), req.get("operator"), req.get("values") or []
-        if op == "In" and labels.get(key) not in values:
-            return False
-        if op == "NotIn" and key in labels and labels[key] in values:
-            return False
-        if op == "Exists" and key not in labels:
-            return False
-        if op == "DoesNotExist" and key in labels:
-            return False
-    return True
 
 
 def _too_many_requests(message: str, cause: str, retry_after: int) -> ApiError:

@@ -15,7 +15,7 @@ from kubemodel.names import QUALIFIED_NAME, qualified_name_problem
 
 from .errors import bad_request
 
-__all__ = ["Selector", "field_selector", "label_selector"]
+__all__ = ["Selector", "field_selector", "label_selector", "selector_matches"]
 
 Selector = Callable[[dict[str, Any]], bool]
 
@@ -172,3 +172,23 @@ def _check_requirement(part: str) -> None:
         raise bad_request(
             f"unable to parse requirement: value {value!r}: must be no more than 63 characters"
         )
+
+
+def selector_matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
+    """metav1.LabelSelector semantics: None matches nothing, {} matches everything."""
+    if selector is None:
+        return False
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for req in selector.get("matchExpressions") or []:
+        key, op, values = req.get("key"), req.get("operator"), req.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True

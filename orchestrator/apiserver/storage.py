@@ -72,6 +72,8 @@ from .runtimeclass import RuntimeClassAdmission
 from .serviceaccount import admit_pod as admit_service_account
 from .services import Allocation, ServiceAllocator
 from .volumes import StorageAdmission, builtin_storage_classes
+from .webhooks import EXEMPT as WEBHOOK_CONFIGS
+from .webhooks import Attributes, WebhookAdmission
 
 __all__ = ["Storage", "View", "now_rfc3339"]
 
@@ -90,6 +92,8 @@ assert STORAGECLASSES is not None
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 UNDELETABLE_NAMESPACES = ("default", "kube-system", "kube-public")
 PATCH_RETRIES = 5
+# Who the server's own writes are, to webhooks (REQUEST_USER is None for them).
+APISERVER_USER: Obj = {"username": "system:apiserver", "groups": ["system:masters"]}
 GC_FOREGROUND = "foregroundDeletion"
 GC_ORPHAN = "orphan"
 MAX_GENERATED_BASE = 58  # a generated name is at most 63 characters (apimachinery's)
@@ -339,6 +343,7 @@ class Storage:
         # the local-path StorageClass made at start (off with --disable local-storage)
         self.builtin_storage_class = True
         self.limits = LimitRanger(store)  # LimitRange's
+        self.webhooks = WebhookAdmission(store)  # admission webhooks (started by the server)
 
     # ------------------------------------------------------------------ reading
 
@@ -619,6 +624,11 @@ class Storage:
         sent: list[Obj] | None = None,
     ) -> Obj:
         stored = self._admit(res, obj)
+        if self.webhooks.wants(res):
+            options = {"fieldManager": manager} if manager else {}
+            stored = await self._call_webhooks(
+                res, "", "CREATE", ns, name, stored, None, dry_run, options
+            )
         if res.name == CSRS:
             restrict_csr_subject(stored)
         if res.name == "pods" and (stored.get("spec") or {}).get("ephemeralContainers"):
@@ -670,7 +680,42 @@ class Storage:
                 raise errors.already_exists(res.name, name, res.group) from None
             raise
         stored["metadata"]["resourceVersion"] = str(kv.mod_rev)
+        if res.name in WEBHOOK_CONFIGS:  # in force before the client hears of it
+            await self.webhooks.synced(res.name, kv.mod_rev)
         return stored
+
+    async def _call_webhooks(
+        self,
+        res: Resource,
+        subresource: str,
+        operation: str,
+        ns: str | None,
+        name: str,
+        obj: Obj | None,
+        old: Obj | None,
+        dry_run: bool,
+        options: Obj,
+    ) -> Obj | None:
+        """The admission webhooks on a request: mutating ones (the object they leave decoded
+        and validated again), then validating ones; the object to store."""
+        user = REQUEST_USER.get()
+        a = Attributes(
+            res,
+            subresource,
+            operation,
+            ns or "",
+            name,
+            obj,
+            old,
+            dry_run,
+            {**options, "dryRun": ["All"]} if dry_run else options,
+            user.as_dict() if user is not None else APISERVER_USER,
+        )
+        patched = await self.webhooks.mutate(a)
+        if patched is not None:
+            obj = a.obj = self._admit(res, patched)
+        await self.webhooks.validate(a)
+        return obj
 
     async def _ingress_classes(self) -> list[Obj]:
         return (await self.list(INGRESSCLASSES, None))[0]
@@ -879,6 +924,13 @@ class Storage:
         charge: Charge = []
         try:
             stored = self._admit(res, new)
+            if self.webhooks.wants(res):
+                ns_ = old["metadata"].get("namespace")
+                called = await self._call_webhooks(
+                    res, subresource or "", "UPDATE", ns_, name, stored, old, dry_run, {}
+                )
+                assert called is not None
+                stored = called
             if _tracks_generation(res) and stored.get("spec") == old.get("spec"):
                 # the spec as decoded (quantities canonical) is the old one: kube bumps the
                 # generation only for a change of the decoded object
@@ -955,6 +1007,8 @@ class Storage:
         except NotFound:
             raise errors.not_found(res.name, name, res.group) from None
         obj["metadata"]["resourceVersion"] = str(out.mod_rev)
+        if res.name in WEBHOOK_CONFIGS:
+            await self.webhooks.synced(res.name, out.mod_rev)
         return obj
 
     async def _cas_delete(self, res: Resource, name: str, kv: KeyValue, obj: Obj) -> Obj:
@@ -967,6 +1021,8 @@ class Storage:
         except NotFound:
             raise errors.not_found(res.name, name, res.group) from None
         obj["metadata"]["resourceVersion"] = str(deleted.revision)
+        if res.name in WEBHOOK_CONFIGS:
+            await self.webhooks.synced(res.name, deleted.revision)
         if res.name == "services":
             await self.services.release(self.services.keys_of(obj), obj["metadata"]["uid"])
         return obj
@@ -1318,6 +1374,8 @@ class Storage:
                 f"Precondition failed: ResourceVersion in precondition:"
                 f" {pre['resourceVersion']}, ResourceVersion in object meta: {kv.mod_rev}",
             )
+        if self.webhooks.wants(res):
+            await self._call_webhooks(res, "", "DELETE", ns, name, None, obj, dry_run, options)
         meta = obj["metadata"]
         if res.name == "namespaces":
             if name in UNDELETABLE_NAMESPACES:
@@ -1442,6 +1500,7 @@ class Storage:
         for task in self._ns_tasks.values():
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.webhooks.close()
 
 
 def _root(res: Resource) -> managedfields.Type:
