@@ -1,0 +1,155 @@
+"""Admission webhooks without a network: which requests a webhook's rules match, the
+configurations kept from the store's watch, what the server imports before any call."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.apiserver.resources import by_path
+from orchestrator.apiserver.storage import Storage
+from orchestrator.apiserver.webhooks import Attributes, matches_rules, object_matches
+from orchestrator.store import open_store
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _attrs(
+    resource: str = "pods",
+    sub: str = "",
+    op: str = "CREATE",
+    group: str = "",
+    version: str = "v1",
+    obj: dict[str, Any] | None = None,
+    old: dict[str, Any] | None = None,
+) -> Attributes:
+    res = by_path(group, version, resource)
+    assert res is not None
+    return Attributes(res, sub, op, "ns", "x", obj, old, False, None, {"username": "u"})
+
+
+def _hook(**rule: Any) -> dict[str, Any]:
+    base = {"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"]}
+    base.update(rule)
+    return {"rules": [base]}
+
+
+@pytest.mark.parametrize(
+    ("rule", "attrs", "want"),
+    [
+        ({"resources": ["pods"]}, {}, True),
+        ({"resources": ["pods"]}, {"sub": "status"}, False),
+        ({"resources": ["pods/*"]}, {"sub": "status"}, True),
+        ({"resources": ["pods/*"]}, {}, True),  # (kube's: "*" is any subresource or none)
+        ({"resources": ["*"]}, {"resource": "configmaps"}, True),
+        ({"resources": ["*"]}, {"sub": "status"}, False),
+        ({"resources": ["*/status"]}, {"sub": "status"}, True),
+        ({"resources": ["*/status"]}, {"sub": "ephemeralcontainers"}, False),
+        ({"resources": ["*/*"]}, {"sub": "ephemeralcontainers"}, True),
+        ({"resources": ["pods/status"]}, {"sub": "status"}, True),
+        ({"resources": ["pods"]}, {"op": "DELETE"}, False),
+        ({"resources": ["pods"], "operations": ["*"]}, {"op": "DELETE"}, True),
+        ({"resources": ["pods"], "scope": "Cluster"}, {}, False),
+        ({"resources": ["pods"], "scope": "Namespaced"}, {}, True),
+        ({"resources": ["*"], "scope": "Cluster"}, {"resource": "nodes"}, True),
+        ({"resources": ["*"], "apiGroups": ["apps"]}, {}, False),
+        (
+            {"resources": ["deployments"], "apiGroups": ["*"], "apiVersions": ["*"]},
+            {"resource": "deployments", "group": "apps"},
+            True,
+        ),
+        (
+            {"resources": ["deployments"], "apiGroups": ["apps"], "apiVersions": ["v1beta1"]},
+            {"resource": "deployments", "group": "apps"},
+            False,
+        ),
+    ],
+)
+def test_rules(rule: dict[str, Any], attrs: dict[str, Any], want: bool) -> None:
+    assert matches_rules(_hook(**rule), _attrs(**attrs)) is want
+
+
+def test_object_selector_matches_the_new_or_the_old_object() -> None:
+    hook = {"objectSelector": {"matchLabels": {"a": "b"}}}
+    labelled = {"metadata": {"labels": {"a": "b"}}}
+    plain: dict[str, Any] = {"metadata": {}}
+    assert object_matches(hook, _attrs(obj=labelled))
+    assert not object_matches(hook, _attrs(obj=plain))
+    assert object_matches(hook, _attrs(op="UPDATE", obj=plain, old=labelled))
+    assert object_matches(hook, _attrs(op="DELETE", old=labelled))
+    assert object_matches({"objectSelector": {}}, _attrs(obj=plain))
+
+
+def _config(name: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name},
+        "webhooks": [
+            {
+                "name": "a.b.c",
+                "clientConfig": {"url": "https://127.0.0.1:1/"},
+                "rules": [
+                    {
+                        "operations": ["CREATE"],
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "resources": ["pods"],
+                    }
+                ],
+                "sideEffects": "None",
+                "admissionReviewVersions": ["v1"],
+            }
+        ],
+    }
+
+
+def test_a_configuration_is_in_force_when_its_write_returns(tmp_path: Path) -> None:
+    vwc = by_path("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations")
+    assert vwc is not None
+    pods = by_path("", "v1", "pods")
+    assert pods is not None
+
+    async def main() -> None:
+        async with open_store(f"sqlite://{tmp_path}/db", compact_interval=0) as store:
+            storage = Storage(store)
+            try:
+                await storage.ensure_namespaces()
+                storage.webhooks.start()
+                assert not storage.webhooks.wants(pods)
+                await storage.create(vwc, None, _config("one"))
+                assert [h.name for h in storage.webhooks.validating] == ["a.b.c"]
+                assert storage.webhooks.wants(pods)
+                assert not storage.webhooks.wants(vwc)  # (never the configurations)
+                await storage.patch(vwc, None, "one", "json", [
+                    {"op": "replace", "path": "/webhooks/0/name", "value": "d.e.f"}
+                ])  # fmt: skip
+                assert [h.name for h in storage.webhooks.validating] == ["d.e.f"]
+                await storage.delete(vwc, None, "one", {})
+                assert storage.webhooks.validating == ()
+                assert not storage.webhooks.wants(pods)
+            finally:
+                await storage.close()
+
+    asyncio.run(main())
+
+
+def test_the_server_imports_the_webhook_client_at_the_first_call() -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import json, sys, orchestrator.apiserver.app\nprint(json.dumps(sorted(sys.modules)))",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    mods = set(json.loads(out.splitlines()[-1]))
+    assert "orchestrator.apiserver.webhooks" in mods
+    assert "orchestrator.apiserver.webhookcall" not in mods
