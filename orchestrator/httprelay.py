@@ -55,10 +55,12 @@ async def relay(
     connector: aiohttp.BaseConnector | None = None,
     connect_timeout: float = 30.0,
     check: Callable[[aiohttp.ClientResponse], Awaitable[None]] | None = None,
+    server_hostname: str | None = None,
 ) -> web.StreamResponse:
     """``request`` (its method, body and query) sent to ``url`` (percent-encoded as it is)
     with ``headers``; the answer streamed back. ``check`` sees the answer first and may
-    raise instead. aiohttp.ClientError before the answer comes is the caller's."""
+    raise instead. ``server_hostname``: the name TLS checks the certificate for (else the
+    URL's host). aiohttp.ClientError before the answer comes is the caller's."""
     query = request.raw_path.partition("?")[2]  # as sent: query_string is decoded
     if query:
         url += "?" + query
@@ -76,6 +78,7 @@ async def relay(
             headers=dict(headers),
             data=_body(request),
             ssl=ssl,  # type: ignore[arg-type]
+            server_hostname=server_hostname,
             allow_redirects=False,
         ) as r,
     ):

@@ -424,6 +424,8 @@ class ApiServer:
 
     async def start(self) -> None:
         await self.storage.ensure_namespaces()
+        self.storage.webhooks.kubelet_client = self.kubelet_client
+        self.storage.webhooks.kubelet_netns = self.kubelet_netns
         self.storage.webhooks.start()
         if self.security is not None:
             await self.security.start()

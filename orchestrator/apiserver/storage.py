@@ -343,7 +343,7 @@ class Storage:
         # the local-path StorageClass made at start (off with --disable local-storage)
         self.builtin_storage_class = True
         self.limits = LimitRanger(store)  # LimitRange's
-        self.webhooks = WebhookAdmission(store)  # admission webhooks (started by the server)
+        self.webhooks = WebhookAdmission(store, self)  # admission webhooks (started by the server)
 
     # ------------------------------------------------------------------ reading
 

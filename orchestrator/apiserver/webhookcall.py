@@ -1,7 +1,14 @@
 """Calling one admission webhook: an ``admission.k8s.io/v1`` (or v1beta1) AdmissionReview
 POSTed over HTTPS, checked with the configuration's caBundle (the system's roots without one),
 within its timeoutSeconds; the answer as kube-apiserver reads it (webhooks.py says what is
-done with it). Imported at the first call only."""
+done with it). Imported at the first call only.
+
+A webhook's ``url`` is called directly. A ``service`` is one of its ready endpoints, picked as
+``services/proxy`` picks it (proxyroute), reached through the kubelet of that pod's node: the
+API server has no route to pods on nodes in network namespaces, the kubelet does. The kubelet
+connects to the pod over HTTPS and checks its certificate for ``<service>.<namespace>.svc``
+against the caBundle, as kube-apiserver checks it; without credentials for kubelets the
+endpoint's address is dialled directly, checked the same way."""
 
 from __future__ import annotations
 
@@ -17,7 +24,9 @@ import msgspec
 
 from . import errors
 from .patch import PatchError, json_patch
-from .webhooks import WARNINGS, Attributes, Hook
+from .podlogs import kubelet_address, kubelet_connector, url_host
+from .proxyroute import ERROR_HEADER, _node_of, _service_endpoint
+from .webhooks import WARNINGS, Attributes, Hook, WebhookAdmission
 
 __all__ = ["Client", "CallError"]
 
@@ -96,7 +105,8 @@ def _dial_error(e: BaseException, url: str) -> str:
 
 
 class Client:
-    def __init__(self) -> None:
+    def __init__(self, owner: WebhookAdmission) -> None:
+        self.owner = owner
         self._session: aiohttp.ClientSession | None = None
         self._contexts: dict[str, ssl.SSLContext] = {}
 
@@ -119,20 +129,64 @@ class Client:
             self._contexts[key] = ctx
         return ctx
 
+    async def _target(
+        self, hook: Obj, url: str, headers: dict[str, str]
+    ) -> tuple[str, ssl.SSLContext, str | None, aiohttp.BaseConnector | None]:
+        """Where a call of ``hook`` goes: (URL, TLS context, the name its certificate is
+        checked for when not the URL's host, a connector of its own)."""
+        cc = hook.get("clientConfig") or {}
+        svc = cc.get("service")
+        if not svc:
+            return url, self._context(cc.get("caBundle")), None, None
+        storage = self.owner.storage
+        name, ns, port = svc.get("name"), svc.get("namespace"), str(svc.get("port") or 443)
+        try:
+            pod, target = await _service_endpoint(storage, ns, name, port, name)
+            node_name, node = await _node_of(storage, pod)
+            host, kport = kubelet_address(node)
+        except errors.ApiError as e:
+            raise CallError(f'failed to call webhook: Post "{url}": {e.message}') from None
+        server_name = f"{name}.{ns}.svc"
+        meta = pod["metadata"]
+        path = (svc.get("path") or "/") + url.partition("?")[1] + url.partition("?")[2]
+        ctx = self.owner.kubelet_client
+        if ctx is None:  # no kubelet credentials: the endpoint itself, if it is reachable
+            ip = (pod.get("status") or {}).get("podIP") or ""
+            direct = f"https://{url_host(ip)}:{target}{path}"
+            return direct, self._context(cc.get("caBundle")), server_name, None
+        headers["X-Corral-Verify-Name"] = server_name
+        headers["X-Corral-Verify-Ca"] = cc.get("caBundle") or ""
+        via = (
+            f"https://{url_host(host)}:{kport}/podProxy/{meta['namespace']}/{meta['name']}"
+            f"/https/{target}{path}"
+        )
+        return via, ctx, None, kubelet_connector(self.owner.kubelet_netns)
+
     async def _post(self, hook: Obj, body: bytes) -> Obj:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, force_close=True)
             )
         url = _url(hook)
-        ctx = self._context((hook.get("clientConfig") or {}).get("caBundle"))
-        timeout = aiohttp.ClientTimeout(total=float(hook.get("timeoutSeconds") or 10))
         headers = {"Content-Type": "application/json", "Accept": "application/json, */*"}
+        target, ctx, server_name, connector = await self._target(hook, url, headers)
+        timeout = aiohttp.ClientTimeout(total=float(hook.get("timeoutSeconds") or 10))
+        session = self._session
+        if connector is not None:
+            session = aiohttp.ClientSession(connector=connector)
         try:
-            async with self._session.post(
-                url, data=body, headers=headers, ssl=ctx, timeout=timeout
+            async with session.post(
+                target,
+                data=body,
+                headers=headers,
+                ssl=ctx,
+                timeout=timeout,
+                server_hostname=server_name,
             ) as resp:
                 text = await resp.read()
+                if resp.headers.get(ERROR_HEADER):  # the kubelet's: it could not reach the pod
+                    why = text.decode(errors="replace").strip()
+                    raise CallError(f'failed to call webhook: Post "{url}": {why}')
                 if resp.status != 200:
                     shown = text.decode(errors="replace").strip()
                     raise CallError(
@@ -141,6 +195,9 @@ class Client:
                     )
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             raise CallError(f"failed to call webhook: {_dial_error(e, url)}") from None
+        finally:
+            if session is not self._session:
+                await session.close()
         try:
             out = msgspec.json.decode(text)
         except msgspec.DecodeError as e:

@@ -125,8 +125,13 @@ def object_matches(hook: Obj, a: Attributes) -> bool:
 
 
 class WebhookAdmission:
-    def __init__(self, store: Backend) -> None:
+    def __init__(self, store: Backend, storage: Any = None) -> None:
         self.store = store
+        self.storage = storage  # (apiserver.storage.Storage) a Service's endpoints
+        # TLS to kubelets and the netns they are reached from (the API server sets them): a
+        # webhook's Service is reached through the kubelet of its endpoint's node
+        self.kubelet_client: Any = None
+        self.kubelet_netns: str | None = None
         self._configs: dict[str, dict[str, Obj]] = {VALIDATING: {}, MUTATING: {}}
         self._revisions: dict[str, int] = {VALIDATING: 0, MUTATING: 0}
         self.mutating: tuple[Hook, ...] = ()
@@ -244,7 +249,7 @@ class WebhookAdmission:
         if self._client is None:
             from .webhookcall import Client  # only once a webhook is called
 
-            self._client = Client()
+            self._client = Client(self)
         return self._client
 
     async def mutate(self, a: Attributes) -> Obj | None:

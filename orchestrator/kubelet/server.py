@@ -11,6 +11,7 @@ certificate of the cluster CA in group ``system:masters`` (the API server's)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import socket
 import ssl
@@ -35,6 +36,12 @@ log = logging.getLogger("corral.agent.server")
 
 ADMIN_GROUP = "system:masters"
 ERROR_HEADER = "X-Corral-Proxy-Error"  # orchestrator.apiserver.proxyroute reads it
+# The API server's call of an admission webhook in a pod (orchestrator.apiserver.webhookcall):
+# the pod's certificate is checked for this name, against this CA bundle (base64 PEM, as a
+# webhook's caBundle; empty: the system's roots). Never passed on to the pod.
+VERIFY_NAME_HEADER = "X-Corral-Verify-Name"
+VERIFY_CA_HEADER = "X-Corral-Verify-Ca"
+VERIFY_HEADERS = frozenset({VERIFY_NAME_HEADER.lower(), VERIFY_CA_HEADER.lower()})
 
 
 def _groups(cert: dict[str, object] | None) -> set[str]:
@@ -238,8 +245,10 @@ class KubeletServer:
     async def _pod_proxy(self, request: web.Request) -> web.StreamResponse:
         """The API server's ``pods/proxy`` and ``services/proxy``: the request passed on to
         the pod's address and port, connected from the node's network namespace (where the
-        pods' bridge is); ``https`` unverified, as kube-apiserver's pod proxy. An error of
-        ours (no such pod, no address, the connection refused) carries ``ERROR_HEADER``."""
+        pods' bridge is); ``https`` unverified, as kube-apiserver's pod proxy, unless the
+        request names the certificate's name and CA (``VERIFY_NAME_HEADER``: an admission
+        webhook's Service). An error of ours (no such pod, no address, the connection refused,
+        a certificate that does not check) carries ``ERROR_HEADER``."""
         ns, name = request.match_info["namespace"], request.match_info["pod"]
         scheme, port = request.match_info["scheme"], request.match_info["port"]
         pod = self.find_pod(f"{ns}/{name}")
@@ -259,14 +268,27 @@ class KubeletServer:
         tail = request.raw_path.split("?", 1)[0][len(prefix) :] or "/"
         host = f"[{ip}]" if ":" in ip else ip
         connector = aiohttp.TCPConnector(socket_factory=self._node_socket, force_close=True)
+        verify_name = request.headers.get(VERIFY_NAME_HEADER)
+        tls: ssl.SSLContext | bool = False
+        if verify_name is not None and scheme == "https":
+            tls = ssl.create_default_context()
+            if bundle := request.headers.get(VERIFY_CA_HEADER):
+                try:
+                    tls.load_verify_locations(cadata=base64.b64decode(bundle).decode())
+                except (ValueError, ssl.SSLError) as e:
+                    return _proxy_error(f"invalid caBundle: {e}")
         try:
             return await relay(
                 request,
                 f"{scheme}://{host}:{port}{tail}",
-                request_headers(request),
-                ssl=False,
+                request_headers(request, VERIFY_HEADERS),
+                ssl=tls,
                 connector=connector,
+                server_hostname=verify_name if tls else None,
             )
+        except aiohttp.ClientConnectorCertificateError as e:
+            why = getattr(e.certificate_error, "verify_message", None) or e.certificate_error
+            return _proxy_error(f"tls: failed to verify certificate: x509: {why}")
         except (aiohttp.ClientError, OSError) as e:
             return _proxy_error(f"dial tcp {host}:{port}: {e}")
 

@@ -44,7 +44,11 @@ MWC = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
 
 
 def _cert(
-    name: str, issuer_key: Any = None, issuer: x509.Name | None = None, ca: bool = False
+    name: str,
+    issuer_key: Any = None,
+    issuer: x509.Name | None = None,
+    ca: bool = False,
+    dns: tuple[str, ...] = (),
 ) -> tuple[Any, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
@@ -60,7 +64,8 @@ def _cert(
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
     )
     if not ca:
-        san = [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        san: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        san += [x509.DNSName(d) for d in dns]
         b = b.add_extension(x509.SubjectAlternativeName(san), critical=False)
     return key, b.sign(issuer_key or key, hashes.SHA256())
 
@@ -70,11 +75,15 @@ def _pem(cert: x509.Certificate) -> bytes:
 
 
 class Hooks:
-    """The webhook server: each path answers in its own way; every review is recorded."""
+    """The webhook server: each path answers in its own way; every review is recorded. It
+    listens on 127.0.0.1, or on ``sock`` (bound and listening: one made in a pod's network
+    namespace); its certificate names 127.0.0.1 and ``dns``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self, root: Path, sock: socket.socket | None = None, dns: tuple[str, ...] = ()
+    ) -> None:
         ca_key, ca = _cert("webhook-test-ca", ca=True)
-        key, cert = _cert("127.0.0.1", ca_key, ca.subject)
+        key, cert = _cert("127.0.0.1", ca_key, ca.subject, dns=dns)
         root.mkdir(parents=True, exist_ok=True)
         (root / "tls.crt").write_bytes(_pem(cert))
         (root / "tls.key").write_bytes(
@@ -106,7 +115,10 @@ class Hooks:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler, bind_and_activate=sock is None)
+        if sock is not None:
+            self.httpd.socket.close()
+            self.httpd.socket = sock
         self.httpd.daemon_threads = True
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(root / "tls.crt", root / "tls.key")

@@ -162,6 +162,14 @@ def test_method_query_headers_and_body_pass_through(
     )
     assert code == 200, body
     assert "METHOD=GET\n" in body.decode() and "HTTP_AUTHORIZATION" not in body.decode()
+    # what the API server tells the kubelet for a webhook's TLS stays with the kubelet
+    code, _, body = cluster.server.request(
+        "GET",
+        f"{POD}/pxweb:8080/proxy/cgi-bin/echo",
+        headers={"X-Corral-Verify-Name": "x.y.svc", "X-Corral-Verify-Ca": ""},
+    )
+    assert code == 200, body
+    assert "HTTP_X_CORRAL_VERIFY" not in body.decode(), body
     # the same through the service, with a body larger than one read (busybox's CGI gets
     # the body of a POST only)
     code, _, body = cluster.server.request(
