@@ -18,10 +18,13 @@ otherwise), ``admission webhook "x" denied the request: ...``; a webhook that ca
 called, times out or answers nonsense refuses with 500 ``failed calling webhook "x": ...``
 under failurePolicy Fail and is passed over under Ignore. Warnings go to the client.
 
+A rule's ``pods/*`` matches pods' subresources and pods themselves, ``*`` every resource
+but no subresource, ``*/*`` everything (kube's matcher: ``*`` is any subresource or none).
+
 Not done as kube does: matchConditions (CEL) are not evaluated (a webhook with them is
 called as if they held); matchPolicy Equivalent does not map a request to another version of
-the resource; reinvocationPolicy IfNeeded does not call a mutating webhook again; webhooks
-referring to a Service are reached at the Service's name only where that resolves.
+the resource; reinvocationPolicy IfNeeded does not call a mutating webhook again; CONNECT
+(pods/exec, attach, portforward), pods/binding and pods/eviction are not sent.
 """
 
 from __future__ import annotations

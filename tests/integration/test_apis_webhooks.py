@@ -521,3 +521,35 @@ def test_configurations_themselves_never_sent(server: Server, hooks: Hooks, ns: 
             headers={"Content-Type": "application/merge-patch+json"},
         )
         assert code == 200, out
+
+
+def test_subresource_rules(server: Server, hooks: Hooks, ns: str) -> None:
+    """``pods/status`` matches a status write and not the pod's own create."""
+    hook = _hook("status.corral.test", hooks.url("/deny"), hooks.ca_bundle, ns, ["pods/status"])
+    hook["rules"][0]["operations"] = ["UPDATE"]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "s"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+    }
+    with Config(server, VWC, hook):
+        code, out = server.json("POST", f"/api/v1/namespaces/{ns}/pods", pod)
+        assert code == 201, out
+        before = len(hooks.reviews)
+        code, out = server.json(
+            "PATCH",
+            f"/api/v1/namespaces/{ns}/pods/s/status",
+            {"status": {"message": "hi"}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        assert code == 403, out
+        req = hooks.reviews[before][1]["request"]
+        assert (req["subResource"], req["operation"]) == ("status", "UPDATE")
+        code, out = server.json(
+            "PATCH",
+            f"/api/v1/namespaces/{ns}/pods/s",
+            {"metadata": {"labels": {"a": "b"}}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        assert code == 200, out
