@@ -226,21 +226,8 @@ class Client:
         uid = str(uuid.uuid4())
         sent = review(hook, a, uid)
         got = await self._post(hook, msgspec.json.encode(sent))
-        if got.get("apiVersion") != sent["apiVersion"] or got.get("kind") != "AdmissionReview":
-            group, _, version = str(got.get("apiVersion") or "").rpartition("/")
-            raise CallError(
-                f"received invalid webhook response: expected webhook response of"
-                f" {sent['apiVersion']}, Kind=AdmissionReview, got {group}/{version},"
-                f" Kind={got.get('kind') or ''}"
-            )
-        result = got.get("response")
-        if not isinstance(result, dict):
-            raise CallError("received invalid webhook response: webhook response was absent")
-        if result.get("uid") != uid:
-            raise CallError(
-                f'received invalid webhook response: expected response.uid="{uid}",'
-                f' got "{result.get("uid") or ""}"'
-            )
+        _check_review(got, sent["apiVersion"], uid)
+        result = got["response"]
         sink = WARNINGS.get()
         for w in result.get("warnings") or []:
             if isinstance(w, str) and sink is not None:
@@ -271,6 +258,27 @@ class Client:
                 500, "InternalError", "Internal error occurred: the patched object is not an object"
             )
         return patched
+
+
+def _check_review(got: Obj, api_version: str, uid: str) -> None:
+    """VerifyAdmissionResponse: a v1 answer has the request's uid and is a v1 AdmissionReview;
+    a v1beta1 one only has to have a response."""
+    result = got.get("response")
+    if not isinstance(result, dict):
+        raise CallError("received invalid webhook response: webhook response was absent")
+    if api_version != "admission.k8s.io/v1":
+        return
+    if result.get("uid") != uid:
+        raise CallError(
+            f'received invalid webhook response: expected response.uid="{uid}",'
+            f' got "{result.get("uid") or ""}"'
+        )
+    if got.get("apiVersion") != api_version or got.get("kind") != "AdmissionReview":
+        group, _, version = str(got.get("apiVersion") or "").rpartition("/")
+        raise CallError(
+            f"received invalid webhook response: expected webhook response of {api_version},"
+            f" Kind=AdmissionReview, got {group}/{version}, Kind={got.get('kind') or ''}"
+        )
 
 
 def _denied(name: str, status: Any) -> errors.ApiError:

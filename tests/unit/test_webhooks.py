@@ -153,3 +153,51 @@ def test_the_server_imports_the_webhook_client_at_the_first_call() -> None:
     mods = set(json.loads(out.splitlines()[-1]))
     assert "orchestrator.apiserver.webhooks" in mods
     assert "orchestrator.apiserver.webhookcall" not in mods
+
+
+def test_the_answer_checked_as_kube_checks_it() -> None:
+    from orchestrator.apiserver.webhookcall import CallError, _check_review
+
+    v1 = "admission.k8s.io/v1"
+    ok = {"apiVersion": v1, "kind": "AdmissionReview", "response": {"uid": "u", "allowed": True}}
+    _check_review(ok, v1, "u")
+    for got, says in (
+        ({"apiVersion": v1, "kind": "AdmissionReview"}, "webhook response was absent"),
+        (dict(ok, response={"uid": "x"}), 'expected response.uid="u", got "x"'),
+        (
+            dict(ok, apiVersion="v1"),
+            "expected webhook response of admission.k8s.io/v1, Kind=AdmissionReview, got /v1,"
+            " Kind=AdmissionReview",
+        ),
+    ):
+        with pytest.raises(CallError) as e:
+            _check_review(got, v1, "u")
+        assert str(e.value) == "received invalid webhook response: " + says
+    # v1beta1: a response is enough
+    _check_review({"response": {"allowed": True}}, "admission.k8s.io/v1beta1", "u")
+
+
+def test_a_refusal_in_the_webhooks_words() -> None:
+    from orchestrator.apiserver.webhookcall import _denied
+
+    e = _denied("a.b.c", {"message": "no", "code": 400, "reason": "BadRequest"})
+    assert (e.code, e.reason, e.message) == (400, "BadRequest", 'admission webhook "a.b.c"'
+                                             " denied the request: no")  # fmt: skip
+    e = _denied("a.b.c", {"reason": "Nope"})
+    assert (e.code, e.message) == (403, 'admission webhook "a.b.c" denied the request: Nope')
+    e = _denied("a.b.c", None)
+    assert e.message == 'admission webhook "a.b.c" denied the request without explanation'
+
+
+def test_the_review_sent() -> None:
+    from orchestrator.apiserver.webhookcall import review
+
+    a = _attrs(sub="status", op="UPDATE", obj={"o": 1}, old={"o": 0})
+    a.dry_run = True
+    got = review({"admissionReviewVersions": ["v2", "v1beta1", "v1"]}, a, "u")
+    assert got["apiVersion"] == "admission.k8s.io/v1beta1"  # the first one known
+    req = got["request"]
+    assert req["subResource"] == req["requestSubResource"] == "status"
+    assert (req["object"], req["oldObject"], req["dryRun"]) == ({"o": 1}, {"o": 0}, True)
+    assert req["options"] == {"kind": "UpdateOptions", "apiVersion": "meta.k8s.io/v1"}
+    assert req["namespace"] == "ns" and req["userInfo"] == {"username": "u"}
