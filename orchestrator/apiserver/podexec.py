@@ -94,6 +94,15 @@ async def pod_exec(
     flags = {k: q.get(k) in _TRUE for k in ("stdin", "stdout", "stderr", "tty")}
     if not (flags["stdin"] or flags["stdout"] or flags["stderr"]):
         raise errors.bad_request("you must specify at least one of stdin, stdout, stderr")
+    options: dict[str, Any] = {
+        "kind": "PodExecOptions" if sub == "exec" else "PodAttachOptions",
+        "apiVersion": "v1",
+        **{k: v for k, v in flags.items() if v},
+        "container": container,
+    }
+    if command:
+        options["command"] = command
+    await storage.admit_connect(sub, ns, name, options)
     node_name = (pod.get("spec") or {}).get("nodeName")
     if not node_name:
         raise errors.bad_request(f"pod {name} does not have a host assigned")

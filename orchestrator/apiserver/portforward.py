@@ -40,6 +40,11 @@ async def pod_port_forward(
     netns: str | None = None,
 ) -> web.StreamResponse:
     pod = await storage.get(by_path("", "v1", "pods"), ns, name)
+    options: dict[str, Any] = {"kind": "PodPortForwardOptions", "apiVersion": "v1"}
+    ports = [int(p) for p in request.query.getall("ports", []) if p.isdigit()]
+    if ports:
+        options["ports"] = ports
+    await storage.admit_connect("portforward", ns, name, options)
     node_name = (pod.get("spec") or {}).get("nodeName")
     if not node_name:
         raise errors.bad_request(f"pod {name} does not have a host assigned")

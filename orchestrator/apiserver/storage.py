@@ -89,6 +89,8 @@ assert PRIORITYCLASSES is not None and SERVICEACCOUNTS is not None
 INGRESSCLASSES = by_path("networking.k8s.io", "v1", "ingressclasses")
 assert INGRESSCLASSES is not None
 assert STORAGECLASSES is not None
+PODS = by_path("", "v1", "pods")
+assert PODS is not None
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 UNDELETABLE_NAMESPACES = ("default", "kube-system", "kube-public")
 PATCH_RETRIES = 5
@@ -716,6 +718,28 @@ class Storage:
             obj = a.obj = self._admit(res, patched)
         await self.webhooks.validate(a)
         return obj
+
+    async def admit_connect(self, sub: str, ns: str, name: str, options: Obj) -> None:
+        """A CONNECT to a pod (``exec``, ``attach``, ``portforward``): the admission webhooks
+        whose rules match it are asked, with the request's options as the object."""
+        if not self.webhooks.wants(PODS):
+            return
+        user = REQUEST_USER.get()
+        a = Attributes(
+            PODS,
+            sub,
+            "CONNECT",
+            ns,
+            name,
+            options,
+            None,
+            False,
+            None,
+            user.as_dict() if user is not None else APISERVER_USER,
+            options["kind"],
+        )
+        await self.webhooks.mutate(a)
+        await self.webhooks.validate(a)
 
     async def _ingress_classes(self) -> list[Obj]:
         return (await self.list(INGRESSCLASSES, None))[0]

@@ -61,7 +61,7 @@ def _review_version(hook: Obj) -> str:
 def review(hook: Obj, a: Attributes, uid: str) -> Obj:
     """The AdmissionReview sent for request ``a``."""
     res = a.res
-    gvk = {"group": res.group, "version": res.version, "kind": res.kind}
+    gvk = {"group": res.group, "version": res.version, "kind": a.kind or res.kind}
     gvr = {"group": res.group, "version": res.version, "resource": res.name}
     request: Obj = {
         "uid": uid,

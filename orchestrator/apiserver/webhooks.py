@@ -23,8 +23,8 @@ but no subresource, ``*/*`` everything (kube's matcher: ``*`` is any subresource
 
 Not done as kube does: matchConditions (CEL) are not evaluated (a webhook with them is
 called as if they held); matchPolicy Equivalent does not map a request to another version of
-the resource; reinvocationPolicy IfNeeded does not call a mutating webhook again; CONNECT
-(pods/exec, attach, portforward), pods/binding and pods/eviction are not sent.
+the resource; reinvocationPolicy IfNeeded does not call a mutating webhook again;
+pods/binding and pods/eviction are not sent.
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ class Attributes:
     dry_run: bool
     options: Obj | None
     user: Obj
+    kind: str = ""  # the object's kind, when not the resource's (CONNECT: PodExecOptions)
 
 
 def _rule_matches(rule: Obj, a: Attributes) -> bool:

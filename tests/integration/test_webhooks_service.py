@@ -152,3 +152,49 @@ def test_service_without_endpoints(cluster: Cluster, pod_hooks: Hooks) -> None:
             assert code == 500, out
             assert 'failed calling webhook "svc-none.corral.test"' in out["message"]
             assert "https://nosuch.default.svc:443/ok?timeout=10s" in out["message"]
+
+
+@pytest.mark.parametrize("version", ["1.32", "1.20"])
+def test_connect_sent_for_exec(cluster: Cluster, pod_hooks: Hooks, version: str) -> None:
+    """``kubectl exec`` is a CONNECT of pods/exec, its PodExecOptions the object."""
+    hook = _service_hook("exec.corral.test", "/deny", pod_hooks.ca_bundle, "default")
+    hook["rules"] = [
+        {
+            "operations": ["CONNECT"],
+            "apiGroups": [""],
+            "apiVersions": ["v1"],
+            "resources": ["pods/exec"],
+        }
+    ]
+    k = cluster.kubectl(version)
+    with Config(cluster.server, VWC, hook):
+        before = len(pod_hooks.reviews)
+        p = k.run("exec", "whpod", "--", "echo", "hi", check=False)
+        assert p.returncode != 0 and "hi" not in p.stdout
+        assert 'admission webhook "exec.corral.test" denied the request' in p.stderr, p.stderr
+        req = pod_hooks.reviews[before][1]["request"]
+        assert (req["operation"], req["subResource"], req["name"]) == ("CONNECT", "exec", "whpod")
+        assert req["kind"] == {"group": "", "version": "v1", "kind": "PodExecOptions"}
+        assert req["object"]["command"] == ["echo", "hi"] and req["object"]["container"] == "app"
+    assert k.run("exec", "whpod", "--", "echo", "hi").stdout == "hi\n"
+
+
+def test_connect_sent_for_port_forward(cluster: Cluster, pod_hooks: Hooks) -> None:
+    hook = _service_hook("pf.corral.test", "/deny", pod_hooks.ca_bundle, "default")
+    hook["rules"] = [
+        {
+            "operations": ["CONNECT"],
+            "apiGroups": [""],
+            "apiVersions": ["v1"],
+            "resources": ["pods/portforward"],
+        }
+    ]
+    with Config(cluster.server, VWC, hook):
+        before = len(pod_hooks.reviews)
+        # refused at the upgrade: kubectl ends at once (it would forward until killed)
+        p = cluster.kubectl().run("port-forward", "whpod", ":80", check=False, timeout=60)
+        assert p.returncode != 0
+        assert 'admission webhook "pf.corral.test" denied the request' in p.stderr, p.stderr
+        req = pod_hooks.reviews[before][1]["request"]
+        assert (req["operation"], req["subResource"]) == ("CONNECT", "portforward")
+        assert req["object"]["kind"] == "PodPortForwardOptions"
