@@ -12,8 +12,9 @@ and resource (``*``, ``pods/*``, ``*/status``) and the scope; the namespace's la
 namespaceSelector (a Namespace's own labels for one; cluster-scoped objects are not
 filtered), and the old or new object's labels its objectSelector. Mutating webhooks are called
 one after the other, each with the object as the ones before left it (their JSONPatch
-applied); the object is then decoded and validated again; validating webhooks are called
-after validation, all at once. A refusal is the webhook's status (403 unless it says
+applied), those with reinvocationPolicy IfNeeded once more when a later one changed it; the
+object is then decoded and validated again; validating webhooks are called after
+validation, all at once. A refusal is the webhook's status (403 unless it says
 otherwise), ``admission webhook "x" denied the request: ...``; a webhook that cannot be
 called, times out or answers nonsense refuses with 500 ``failed calling webhook "x": ...``
 under failurePolicy Fail and is passed over under Ignore. Warnings go to the client.
@@ -23,8 +24,9 @@ but no subresource, ``*/*`` everything (kube's matcher: ``*`` is any subresource
 
 Not done as kube does: matchConditions (CEL) are not evaluated (a webhook with them is
 called as if they held); matchPolicy Equivalent does not map a request to another version of
-the resource; reinvocationPolicy IfNeeded does not call a mutating webhook again;
-pods/binding and pods/eviction are not sent.
+the resource; pods/binding and pods/eviction are not sent. A mutating webhook with
+reinvocationPolicy IfNeeded is called once more when a later one changed the object (kube's
+reinvocation, the in-tree plugins after the webhooks aside: they run before them here).
 """
 
 from __future__ import annotations
@@ -264,11 +266,20 @@ class WebhookAdmission:
             return None
         client = self._caller()
         changed = False
-        for h in hooks:
+        reinvocable: list[int] = []  # the IfNeeded webhooks called so far
+        again: set[int] = set()
+        for i, h in enumerate(hooks):
             patched = await client.admit(h, a)
-            if patched is not None and a.obj is not None:
+            if patched is not None and a.obj is not None and patched != a.obj:
                 a.obj = patched
                 changed = True
+                again.update(reinvocable)  # a change after them: they are called once more
+            if h.spec.get("reinvocationPolicy") == "IfNeeded":
+                reinvocable.append(i)
+        for i in sorted(again):
+            patched = await client.admit(hooks[i], a)
+            if patched is not None and a.obj is not None and patched != a.obj:
+                a.obj = patched
         return a.obj if changed else None
 
     async def validate(self, a: Attributes) -> None:

@@ -201,3 +201,43 @@ def test_the_review_sent() -> None:
     assert (req["object"], req["oldObject"], req["dryRun"]) == ({"o": 1}, {"o": 0}, True)
     assert req["options"] == {"kind": "UpdateOptions", "apiVersion": "meta.k8s.io/v1"}
     assert req["namespace"] == "ns" and req["userInfo"] == {"username": "u"}
+
+
+class _Recorder:
+    """A webhook client that adds each webhook's label (name -> "yes") if missing."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def admit(self, h: Any, a: Attributes) -> dict[str, Any] | None:
+        self.calls.append(h.name)
+        assert a.obj is not None
+        labels = a.obj["metadata"].get("labels") or {}
+        if h.name in labels:
+            return None
+        return {**a.obj, "metadata": {**a.obj["metadata"], "labels": {**labels, h.name: "y"}}}
+
+
+@pytest.mark.parametrize(
+    ("policies", "calls"),
+    [
+        (("IfNeeded", "Never"), ["a.x.y", "b.x.y", "a.x.y"]),  # b changed it after a
+        (("Never", "Never"), ["a.x.y", "b.x.y"]),
+        (("Never", "IfNeeded"), ["a.x.y", "b.x.y"]),  # nothing changed after b
+        (("IfNeeded", "IfNeeded"), ["a.x.y", "b.x.y", "a.x.y"]),
+    ],
+)
+def test_reinvocation_if_needed(policies: tuple[str, str], calls: list[str]) -> None:
+    from orchestrator.apiserver.webhooks import Hook, WebhookAdmission
+
+    rule = {"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*"]}
+    w = WebhookAdmission(None)  # type: ignore[arg-type]
+    w.mutating = tuple(
+        Hook("c", True, {"name": n, "rules": [rule], "reinvocationPolicy": p})
+        for n, p in zip(("a.x.y", "b.x.y"), policies, strict=True)
+    )
+    rec = _Recorder()
+    w._client = rec
+    out = asyncio.run(w.mutate(_attrs(obj={"metadata": {"name": "x"}})))
+    assert rec.calls == calls
+    assert out is not None and out["metadata"]["labels"] == {"a.x.y": "y", "b.x.y": "y"}
