@@ -17,7 +17,8 @@ import base64
 import errno
 import ssl
 import uuid
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import msgspec
@@ -27,6 +28,9 @@ from .patch import PatchError, json_patch
 from .podlogs import kubelet_address, kubelet_connector, url_host
 from .proxyroute import ERROR_HEADER, _node_of, _service_endpoint
 from .webhooks import WARNINGS, Attributes, Hook, WebhookAdmission
+
+if TYPE_CHECKING:
+    from .resources import Resource
 
 __all__ = ["Client", "CallError"]
 
@@ -58,17 +62,23 @@ def _review_version(hook: Obj) -> str:
     return "admission.k8s.io/v1"
 
 
-def review(hook: Obj, a: Attributes, uid: str) -> Obj:
-    """The AdmissionReview sent for request ``a``."""
+def review(hook: Obj, a: Attributes, uid: str, asked: Resource | None = None) -> Obj:
+    """The AdmissionReview sent for request ``a``; ``asked``: the resource the request was
+    made to, when ``a`` is told as an equivalent one."""
     res = a.res
     gvk = {"group": res.group, "version": res.version, "kind": a.kind or res.kind}
     gvr = {"group": res.group, "version": res.version, "resource": res.name}
+    asked = asked or res
     request: Obj = {
         "uid": uid,
         "kind": gvk,
         "resource": gvr,
-        "requestKind": gvk,
-        "requestResource": gvr,
+        "requestKind": {
+            "group": asked.group,
+            "version": asked.version,
+            "kind": a.kind or asked.kind,
+        },
+        "requestResource": {"group": asked.group, "version": asked.version, "resource": asked.name},
         "name": a.name,
         "operation": a.operation,
         "userInfo": a.user,
@@ -206,12 +216,21 @@ class Client:
             raise CallError("received invalid webhook response: not an object")
         return out
 
-    async def admit(self, h: Hook, a: Attributes) -> Obj | None:
-        """Call ``h`` for ``a``: the object patched (a mutating webhook's patch), None when
-        it is left as it is; an ApiError refuses the request."""
+    async def admit(
+        self,
+        h: Hook,
+        a: Attributes,
+        as_res: Resource | None = None,
+        asked: Resource | None = None,
+    ) -> Obj | None:
+        """Call ``h`` for ``a`` (told as resource ``as_res``, converted: matchPolicy
+        Equivalent): the object patched (a mutating webhook's patch), None when it is left as
+        it is; an ApiError refuses the request."""
         hook = h.spec
+        if as_res is not None and as_res != a.res:
+            return await self._admit_converted(h, a, as_res)
         try:
-            return await self._admit(h, a)
+            return await self._admit(h, a, asked)
         except CallError as e:
             if hook.get("failurePolicy") == "Ignore":
                 return None
@@ -221,10 +240,36 @@ class Client:
                 f'Internal error occurred: failed calling webhook "{h.name}": {e}',
             ) from None
 
-    async def _admit(self, h: Hook, a: Attributes) -> Obj | None:
+    async def _admit_converted(self, h: Hook, a: Attributes, as_res: Resource) -> Obj | None:
+        """``a`` told as the equivalent ``as_res`` (its objects converted to that form), the
+        object patched converted back."""
+        from .converted import _CONVERSIONS, to_stored_form
+
+        key = (as_res.group, as_res.version, as_res.name)
+        if key in _CONVERSIONS:  # the request's resource is the stored one
+            to_view, to_stored = _CONVERSIONS[key][0], lambda o: to_stored_form(as_res, o)
+        else:  # (never: requests reach storage in the stored form)
+            return None
+        told = replace(
+            a,
+            res=as_res,
+            obj=to_view(a.obj) if a.obj is not None else None,
+            old=to_view(a.old) if a.old is not None else None,
+        )
+        patched = await self.admit(h, told, None, asked=a.res)
+        if patched is None:
+            return None
+        try:
+            return to_stored(patched)
+        except errors.ApiError:
+            raise
+        except Exception as e:  # a patched object that does not convert
+            raise errors.ApiError(500, "InternalError", f"Internal error occurred: {e}") from None
+
+    async def _admit(self, h: Hook, a: Attributes, asked: Resource | None = None) -> Obj | None:
         hook = h.spec
         uid = str(uuid.uuid4())
-        sent = review(hook, a, uid)
+        sent = review(hook, a, uid, asked)
         got = await self._post(hook, msgspec.json.encode(sent))
         _check_review(got, sent["apiVersion"], uid)
         result = got["response"]

@@ -23,8 +23,11 @@ A rule's ``pods/*`` matches pods' subresources and pods themselves, ``*`` every 
 but no subresource, ``*/*`` everything (kube's matcher: ``*`` is any subresource or none).
 
 Not done as kube does: matchConditions (CEL) are not evaluated (a webhook with them is
-called as if they held); matchPolicy Equivalent does not map a request to another version of
-the resource; pods/binding and pods/eviction are not sent. A mutating webhook with
+called as if they held); pods/binding and pods/eviction are not sent; under matchPolicy
+Equivalent a request is taken as made to the resource's stored form (events.k8s.io/v1 and
+autoscaling/v1 are converted to it before storage sees them): a webhook whose rules name
+another form is told of it in that form (``equivalents``), with the stored form as its
+requestKind. A mutating webhook with
 reinvocationPolicy IfNeeded is called once more when a later one changed the object (kube's
 reinvocation, the in-tree plugins after the webhooks aside: they run before them here).
 """
@@ -35,7 +38,7 @@ import asyncio
 import contextlib
 import logging
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -115,6 +118,45 @@ def _rule_matches(rule: Obj, a: Attributes) -> bool:
 
 def matches_rules(hook: Obj, a: Attributes) -> bool:
     return any(_rule_matches(r, a) for r in hook.get("rules") or [])
+
+
+_EQUIVALENTS: dict[tuple[str, str, str], tuple[Resource, ...]] | None = None
+
+
+def equivalents(res: Resource) -> tuple[Resource, ...]:
+    """The other forms the resource ``res`` is served in (events.k8s.io/v1 events for core
+    v1 events, autoscaling/v1 horizontalpodautoscalers for v2's), and those of the stored
+    resource when ``res`` is one of them."""
+    global _EQUIVALENTS
+    if _EQUIVALENTS is None:
+        from .resources import RESOURCES, by_path
+
+        groups: dict[tuple[str, str, str], list[Resource]] = {}
+        for r in RESOURCES:
+            if r.stored_group is None:
+                continue
+            stored = by_path(r.stored_group, r.stored_version or r.version, r.name)
+            assert stored is not None
+            groups.setdefault((stored.group, stored.version, stored.name), [stored]).append(r)
+        _EQUIVALENTS = {}
+        for members in groups.values():
+            for m in members:
+                _EQUIVALENTS[(m.group, m.version, m.name)] = tuple(x for x in members if x != m)
+    return _EQUIVALENTS.get((res.group, res.version, res.name), ())
+
+
+def rule_match(hook: Obj, a: Attributes) -> Resource | None:
+    """The resource a webhook is told of for request ``a``: the request's own when a rule
+    names it, else (matchPolicy Equivalent) an equivalent one that a rule names; None when
+    the rules do not match."""
+    if matches_rules(hook, a):
+        return a.res
+    if hook.get("matchPolicy") == "Exact":
+        return None
+    for other in equivalents(a.res):
+        if matches_rules(hook, replace(a, res=other)):
+            return other
+    return None
 
 
 def _labels(obj: Obj | None) -> dict[str, str]:
@@ -225,11 +267,15 @@ class WebhookAdmission:
         """Whether a webhook could be called for a request on ``res``."""
         return bool(self.mutating or self.validating) and res.name not in EXEMPT
 
-    async def _matching(self, hooks: tuple[Hook, ...], a: Attributes) -> list[Hook]:
+    async def _matching(
+        self, hooks: tuple[Hook, ...], a: Attributes
+    ) -> list[tuple[Hook, Resource]]:
+        """The webhooks that match ``a``, each with the resource it is told of."""
         out = []
         ns_labels: dict[str, str] | None = None
         for h in hooks:
-            if not matches_rules(h.spec, a) or not object_matches(h.spec, a):
+            as_res = rule_match(h.spec, a)
+            if as_res is None or not object_matches(h.spec, a):
                 continue
             sel = h.spec.get("namespaceSelector")
             if sel and (a.res.namespaced or a.res.name == "namespaces"):
@@ -241,7 +287,7 @@ class WebhookAdmission:
                     labels = ns_labels
                 if not selector_matches(sel, labels):
                     continue
-            out.append(h)
+            out.append((h, as_res))
         return out
 
     async def _namespace_labels(self, namespace: str) -> dict[str, str]:
@@ -268,8 +314,8 @@ class WebhookAdmission:
         changed = False
         reinvocable: list[int] = []  # the IfNeeded webhooks called so far
         again: set[int] = set()
-        for i, h in enumerate(hooks):
-            patched = await client.admit(h, a)
+        for i, (h, as_res) in enumerate(hooks):
+            patched = await client.admit(h, a, as_res)
             if patched is not None and a.obj is not None and patched != a.obj:
                 a.obj = patched
                 changed = True
@@ -277,7 +323,8 @@ class WebhookAdmission:
             if h.spec.get("reinvocationPolicy") == "IfNeeded":
                 reinvocable.append(i)
         for i in sorted(again):
-            patched = await client.admit(hooks[i], a)
+            h, as_res = hooks[i]
+            patched = await client.admit(h, a, as_res)
             if patched is not None and a.obj is not None and patched != a.obj:
                 a.obj = patched
         return a.obj if changed else None
@@ -289,7 +336,9 @@ class WebhookAdmission:
         if not hooks:
             return
         client = self._caller()
-        results = await asyncio.gather(*(client.admit(h, a) for h in hooks), return_exceptions=True)
+        results = await asyncio.gather(
+            *(client.admit(h, a, as_res) for h, as_res in hooks), return_exceptions=True
+        )
         for r in results:
             if isinstance(r, BaseException):
                 raise r

@@ -553,3 +553,61 @@ def test_subresource_rules(server: Server, hooks: Hooks, ns: str) -> None:
             headers={"Content-Type": "application/merge-patch+json"},
         )
         assert code == 200, out
+
+
+def _hpa(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": name},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "d"},
+            "minReplicas": 1,
+            "maxReplicas": 3,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": 50},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def test_match_policy_equivalent(server: Server, hooks: Hooks, ns: str) -> None:
+    """A rule for autoscaling/v1 HPAs sees an autoscaling/v2 write (converted to v1) under
+    matchPolicy Equivalent, not under Exact; a patch to the v1 form lands in the v2 one."""
+    rule = {
+        "operations": ["CREATE"],
+        "apiGroups": ["autoscaling"],
+        "apiVersions": ["v1"],
+        "resources": ["horizontalpodautoscalers"],
+    }
+    base = f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers"
+    hook = _hook("hpa.corral.test", hooks.url("/mutate"), hooks.ca_bundle, ns, [], rules=[rule])
+    with Config(server, MWC, hook):
+        before = len(hooks.reviews)
+        code, out = server.json("POST", base, _hpa("h1"))
+        assert code == 201, out
+        assert out["metadata"]["labels"] == {"mutated": "yes"}
+        assert out["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 50
+        req = hooks.reviews[before][1]["request"]
+        assert req["kind"] == {
+            "group": "autoscaling",
+            "version": "v1",
+            "kind": "HorizontalPodAutoscaler",
+        }
+        assert req["requestKind"]["version"] == "v2"
+        assert req["object"]["apiVersion"] == "autoscaling/v1"
+        assert req["object"]["spec"]["targetCPUUtilizationPercentage"] == 50
+    exact = dict(hook, name="exact.corral.test", matchPolicy="Exact")
+    exact["clientConfig"] = dict(hook["clientConfig"], url=hooks.url("/deny"))
+    with Config(server, VWC, exact):
+        code, out = server.json("POST", base, _hpa("h2"))
+        assert code == 201, out
+    with Config(server, VWC, dict(exact, name="equiv.corral.test", matchPolicy="Equivalent")):
+        code, out = server.json("POST", base, _hpa("h3"))
+        assert code == 403, out

@@ -209,7 +209,7 @@ class _Recorder:
     def __init__(self) -> None:
         self.calls: list[str] = []
 
-    async def admit(self, h: Any, a: Attributes) -> dict[str, Any] | None:
+    async def admit(self, h: Any, a: Attributes, as_res: Any = None) -> dict[str, Any] | None:
         self.calls.append(h.name)
         assert a.obj is not None
         labels = a.obj["metadata"].get("labels") or {}
