@@ -454,3 +454,52 @@ def test_the_kubernetes_endpoints_list_the_live_servers(
     until("the new server in", lambda: kubernetes_endpoints(a) == (three, three), WAIT)
     c.kill()  # SIGKILL: nothing removes it but its lease's expiry
     until("the dead server out", lambda: kubernetes_endpoints(a) == (alone, alone), WAIT)
+
+
+def test_a_webhook_configuration_made_on_one_server_is_in_force_on_the_other(
+    cluster: tuple[Any, list[Server]], tmp_path: Path
+) -> None:
+    """The servers keep the webhook configurations from a watch of the shared etcd: one
+    made through the first server refuses a request through the second soon after."""
+    from tests.integration.test_apis_webhooks import VWC, Hooks
+
+    _, (s1, s2) = cluster
+    hooks = Hooks(tmp_path / "webhook")
+    try:
+        hook = {
+            "name": "ha.corral.test",
+            "clientConfig": {"url": hooks.url("/deny"), "caBundle": hooks.ca_bundle},
+            "rules": [
+                {
+                    "operations": ["CREATE"],
+                    "apiGroups": [""],
+                    "apiVersions": ["v1"],
+                    "resources": ["configmaps"],
+                }
+            ],
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1"],
+        }
+        body = {"metadata": {"name": "ha"}, "webhooks": [hook]}
+        code, out = s1.json("POST", VWC, body)
+        assert code == 201, out
+        n = iter(range(10**6))
+
+        def refused() -> bool:
+            cm = {"metadata": {"name": f"cm-{next(n)}"}}
+            code, out = s2.json("POST", "/api/v1/namespaces/default/configmaps", cm)
+            return code == 403 and 'admission webhook "ha.corral.test"' in out["message"]
+
+        until("the second server to call the webhook", refused, timeout=60)
+        code, out = s2.json("DELETE", f"{VWC}/ha")
+        assert code == 200, out
+        code, out = s1.json("GET", f"{VWC}/ha")
+        assert code == 404, out
+
+        def allowed() -> bool:
+            cm = {"metadata": {"name": f"cm-{next(n)}"}}
+            return s1.json("POST", "/api/v1/namespaces/default/configmaps", cm)[0] == 201
+
+        until("the first server to stop calling it", allowed, timeout=60)
+    finally:
+        hooks.close()
