@@ -680,7 +680,13 @@ class ApiServer:
             fields.check(request, res, body, sub)
             if dry:
                 body["deleteOptions"] = {**(body.get("deleteOptions") or {}), "dryRun": ["All"]}
-            return _json(await evict(self.storage, res, ns, name, body), 201)
+            sent = {"kind": "Eviction", "apiVersion": "policy/v1", **body}
+            await self.storage.admit_subresource("CREATE", "eviction", ns, name, sent, dry)
+            token = webhooks.INTERNAL.set(True)  # its writes of the pod: not sent again
+            try:
+                return _json(await evict(self.storage, res, ns, name, body), 201)
+            finally:
+                webhooks.INTERNAL.reset(token)
         if m == "GET":
             _check_resource_version(q.get("resourceVersion"))
             if name is None:

@@ -102,7 +102,7 @@ async def pod_exec(
     }
     if command:
         options["command"] = command
-    await storage.admit_connect(sub, ns, name, options)
+    await storage.admit_subresource("CONNECT", sub, ns, name, options)
     node_name = (pod.get("spec") or {}).get("nodeName")
     if not node_name:
         raise errors.bad_request(f"pod {name} does not have a host assigned")

@@ -44,7 +44,7 @@ async def pod_port_forward(
     ports = [int(p) for p in request.query.getall("ports", []) if p.isdigit()]
     if ports:
         options["ports"] = ports
-    await storage.admit_connect("portforward", ns, name, options)
+    await storage.admit_subresource("CONNECT", "portforward", ns, name, options)
     node_name = (pod.get("spec") or {}).get("nodeName")
     if not node_name:
         raise errors.bad_request(f"pod {name} does not have a host assigned")

@@ -719,24 +719,27 @@ class Storage:
         await self.webhooks.validate(a)
         return obj
 
-    async def admit_connect(self, sub: str, ns: str, name: str, options: Obj) -> None:
-        """A CONNECT to a pod (``exec``, ``attach``, ``portforward``): the admission webhooks
-        whose rules match it are asked, with the request's options as the object."""
+    async def admit_subresource(
+        self, operation: str, sub: str, ns: str, name: str, obj: Obj, dry_run: bool = False
+    ) -> None:
+        """A pod's subresource that stores no object of its own: a CONNECT (``exec``,
+        ``attach``, ``portforward``, the request's options the object) or a CREATE
+        (``binding``, ``eviction``): the admission webhooks whose rules match it are asked."""
         if not self.webhooks.wants(PODS):
             return
         user = REQUEST_USER.get()
         a = Attributes(
             PODS,
             sub,
-            "CONNECT",
+            operation,
             ns,
             name,
-            options,
+            obj,
             None,
-            False,
-            None,
+            dry_run,
+            {"dryRun": ["All"]} if dry_run else ({} if operation == "CREATE" else None),
             user.as_dict() if user is not None else APISERVER_USER,
-            options["kind"],
+            str(obj.get("kind") or ""),
         )
         await self.webhooks.mutate(a)
         await self.webhooks.validate(a)
@@ -1294,6 +1297,9 @@ class Storage:
         node = target.get("name") if isinstance(target, dict) else None
         if not isinstance(node, str) or not node:
             raise errors.invalid("Binding", name, "target.name", "Required value")
+        if self.webhooks.wants(PODS) and ns is not None:
+            sent = {"kind": "Binding", "apiVersion": "v1", **binding}
+            await self.admit_subresource("CREATE", "binding", ns, name, sent)
         meta = binding.get("metadata") or {}
         annotations = meta.get("annotations") if isinstance(meta, dict) else None
         for _ in range(PATCH_RETRIES):

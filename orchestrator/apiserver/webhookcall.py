@@ -67,16 +67,22 @@ def review(hook: Obj, a: Attributes, uid: str, asked: Resource | None = None) ->
     made to, when ``a`` is told as an equivalent one."""
     res = a.res
     gvk = {"group": res.group, "version": res.version, "kind": a.kind or res.kind}
+    if a.kind and isinstance(a.obj, dict) and isinstance(a.obj.get("apiVersion"), str):
+        # a subresource's own kind (Eviction is policy/v1's)
+        group, _, version = a.obj["apiVersion"].rpartition("/")
+        gvk = {"group": group, "version": version, "kind": a.kind}
     gvr = {"group": res.group, "version": res.version, "resource": res.name}
     asked = asked or res
     request: Obj = {
         "uid": uid,
         "kind": gvk,
         "resource": gvr,
-        "requestKind": {
+        "requestKind": gvk
+        if a.kind
+        else {
             "group": asked.group,
             "version": asked.version,
-            "kind": a.kind or asked.kind,
+            "kind": asked.kind,
         },
         "requestResource": {"group": asked.group, "version": asked.version, "resource": asked.name},
         "name": a.name,

@@ -23,13 +23,15 @@ A rule's ``pods/*`` matches pods' subresources and pods themselves, ``*`` every 
 but no subresource, ``*/*`` everything (kube's matcher: ``*`` is any subresource or none).
 
 Not done as kube does: matchConditions (CEL) are not evaluated (a webhook with them is
-called as if they held); pods/binding and pods/eviction are not sent; under matchPolicy
+called as if they held); under matchPolicy
 Equivalent a request is taken as made to the resource's stored form (events.k8s.io/v1 and
 autoscaling/v1 are converted to it before storage sees them): a webhook whose rules name
 another form is told of it in that form (``equivalents``), with the stored form as its
 requestKind. A mutating webhook with
 reinvocationPolicy IfNeeded is called once more when a later one changed the object (kube's
 reinvocation, the in-tree plugins after the webhooks aside: they run before them here).
+``pods/binding`` and ``pods/eviction`` are CREATEs of a Binding and an Eviction; the delete
+an eviction makes is not sent (``INTERNAL``), as in kube.
 """
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ EXEMPT = frozenset({VALIDATING, MUTATING})  # never sent to webhooks (kube exemp
 # The warnings of the request being served (the API server sends them as Warning headers);
 # None outside a request.
 WARNINGS: ContextVar[list[str] | None] = ContextVar("corral_admission_warnings", default=None)
+# Set while the server writes on its own behalf within an admitted request (an eviction's
+# delete of its pod, as kube's eviction writes through the registry): no webhook is asked.
+INTERNAL: ContextVar[bool] = ContextVar("corral_admission_internal", default=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,7 +270,9 @@ class WebhookAdmission:
 
     def wants(self, res: Resource) -> bool:
         """Whether a webhook could be called for a request on ``res``."""
-        return bool(self.mutating or self.validating) and res.name not in EXEMPT
+        return (
+            bool(self.mutating or self.validating) and res.name not in EXEMPT and not INTERNAL.get()
+        )
 
     async def _matching(
         self, hooks: tuple[Hook, ...], a: Attributes

@@ -611,3 +611,44 @@ def test_match_policy_equivalent(server: Server, hooks: Hooks, ns: str) -> None:
     with Config(server, VWC, dict(exact, name="equiv.corral.test", matchPolicy="Equivalent")):
         code, out = server.json("POST", base, _hpa("h3"))
         assert code == 403, out
+
+
+def test_binding_and_eviction_are_creates(server: Server, hooks: Hooks, ns: str) -> None:
+    """pods/binding and pods/eviction are CREATEs of a Binding and an Eviction; the delete
+    an eviction makes is not sent (as kube's eviction writes through its registry)."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "b"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+    }
+    base = f"/api/v1/namespaces/{ns}/pods"
+    code, out = server.json("POST", base, pod)
+    assert code == 201, out
+    hook = _hook("sub.corral.test", hooks.url("/deny"), hooks.ca_bundle, ns, ["pods/binding"])
+    binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "b"},
+               "target": {"kind": "Node", "name": "n1"}}  # fmt: skip
+    with Config(server, VWC, hook):
+        before = len(hooks.reviews)
+        code, out = server.json("POST", f"{base}/b/binding", binding)
+        assert code == 403, out
+        req = hooks.reviews[before][1]["request"]
+        assert (req["operation"], req["subResource"]) == ("CREATE", "binding")
+        assert req["kind"]["kind"] == "Binding" and req["object"]["target"]["name"] == "n1"
+    eviction = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "b"}}
+    hook = _hook("evict.corral.test", hooks.url("/deny"), hooks.ca_bundle, ns, ["pods/eviction"])
+    with Config(server, VWC, hook):
+        before = len(hooks.reviews)
+        code, out = server.json("POST", f"{base}/b/eviction", eviction)
+        assert code == 403, out
+        req = hooks.reviews[before][1]["request"]
+        assert (req["operation"], req["subResource"]) == ("CREATE", "eviction")
+        assert req["kind"] == {"group": "policy", "version": "v1", "kind": "Eviction"}
+    deletes = _hook(
+        "del.corral.test", hooks.url("/deny"), hooks.ca_bundle, ns, ["pods"], operations=["DELETE"]
+    )
+    with Config(server, VWC, deletes):
+        code, out = server.json("POST", f"{base}/b/eviction", eviction)
+        assert code == 201, out
+        code, out = server.json("GET", f"{base}/b")
+        assert code == 404 or out["metadata"].get("deletionTimestamp"), out
