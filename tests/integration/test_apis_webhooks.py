@@ -260,6 +260,8 @@ def _dead_port() -> int:
 def test_discovery_and_columns(kubectl: Kubectl, server: Server, hooks: Hooks, ns: str) -> None:
     out = kubectl.run("api-resources", "--api-group=admissionregistration.k8s.io").stdout
     assert "validatingwebhookconfigurations" in out and "mutatingwebhookconfigurations" in out
+    out = kubectl.run("explain", "validatingwebhookconfigurations.webhooks.failurePolicy").stdout
+    assert "FailurePolicy defines how unrecognized errors" in out, out
     hook = _hook("a.corral.test", hooks.url("/ok"), hooks.ca_bundle, ns, ["secrets"])
     second = dict(hook, name="b.corral.test")
     with Config(server, VWC, hook, second) as c:
