@@ -628,9 +628,23 @@ class Storage:
         stored = self._admit(res, obj)
         if self.webhooks.wants(res):
             options = {"fieldManager": manager} if manager else {}
+            given = stored["metadata"]
             stored = await self._call_webhooks(
                 res, "", "CREATE", ns, name, stored, None, dry_run, options
             )
+            assert stored is not None
+            meta = stored["metadata"]
+            if res.namespaced and meta.get("namespace") != ns:  # (BeforeCreate's check)
+                raise errors.bad_request(
+                    "the namespace of the provided object does not match the namespace sent"
+                    " on the request"
+                )
+            for f in ("uid", "creationTimestamp", "generation"):  # set after admission in kube
+                if f in given:
+                    meta[f] = given[f]
+                else:
+                    meta.pop(f, None)
+            name = meta["name"]  # (stored under the name a webhook gave it, as kube does)
         if res.name == CSRS:
             restrict_csr_subject(stored)
         if res.name == "pods" and (stored.get("spec") or {}).get("ephemeralContainers"):
@@ -958,6 +972,7 @@ class Storage:
                 )
                 assert called is not None
                 stored = called
+                _check_webhook_update(res, old, stored)
             if _tracks_generation(res) and stored.get("spec") == old.get("spec"):
                 # the spec as decoded (quantities canonical) is the old one: kube bumps the
                 # generation only for a change of the decoded object
@@ -1531,6 +1546,26 @@ class Storage:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.webhooks.close()
+
+
+def _check_webhook_update(res: Resource, old: Obj, new: Obj) -> None:
+    """What mutating webhooks made of an update, as kube's BeforeUpdate takes it after them:
+    name, namespace and uid are immutable (422), the creation time kept, the generation one
+    more than the old one's when the spec they leave differs."""
+    old_meta, meta = old["metadata"], new["metadata"]
+    for f in ("name", "namespace", "uid"):
+        if meta.get(f) != old_meta.get(f):
+            raise errors.invalid(
+                res.kind,
+                old_meta["name"],
+                f"metadata.{f}",
+                f"Invalid value: {_json_text(meta.get(f))}: field is immutable",
+                res.group,
+            )
+    if "creationTimestamp" in old_meta:
+        meta["creationTimestamp"] = old_meta["creationTimestamp"]
+    if _tracks_generation(res) and new.get("spec") != old.get("spec"):
+        meta["generation"] = int(old_meta.get("generation") or 0) + 1
 
 
 def _root(res: Resource) -> managedfields.Type:

@@ -148,6 +148,18 @@ class Hooks:
             patch = [{"op": "add", "path": "/data", "value": {"bad key!": "x"}}]
             out["patchType"] = "JSONPatch"
             out["patch"] = base64.b64encode(json.dumps(patch).encode()).decode()
+        elif path == "/ids":  # a uid on create, replicas up on update, a name when asked
+            obj = req["object"]
+            if req["operation"] == "CREATE":
+                patch = [{"op": "replace", "path": "/metadata/uid",
+                          "value": "00000000-0000-0000-0000-000000000000"}]  # fmt: skip
+            elif (obj["metadata"].get("labels") or {}).get("rename"):
+                patch = [{"op": "replace", "path": "/metadata/name", "value": "other"}]
+            else:
+                replicas = obj["spec"].get("replicas", 1) + 1
+                patch = [{"op": "replace", "path": "/spec/replicas", "value": replicas}]
+            out["patchType"] = "JSONPatch"
+            out["patch"] = base64.b64encode(json.dumps(patch).encode()).decode()
         elif path == "/warn":
             out["warnings"] = ["think twice about this configmap"]
         elif path == "/slow":
@@ -654,3 +666,50 @@ def test_binding_and_eviction_are_creates(server: Server, hooks: Hooks, ns: str)
         assert code == 201, out
         code, out = server.json("GET", f"{base}/b")
         assert code == 404 or out["metadata"].get("deletionTimestamp"), out
+
+
+def test_what_a_mutation_may_not_change(server: Server, hooks: Hooks, ns: str) -> None:
+    """A patch of the name on update is refused as kube refuses it (immutable); one of the
+    uid on create is undone (kube sets it after admission); a spec changed by a webhook on
+    update moves the generation on."""
+    base = f"/apis/apps/v1/namespaces/{ns}/deployments"
+    dep = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "d"},
+        "spec": {
+            "selector": {"matchLabels": {"a": "b"}},
+            "template": {
+                "metadata": {"labels": {"a": "b"}},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+            },
+        },
+    }
+    rule = {
+        "operations": ["CREATE", "UPDATE"],
+        "apiGroups": ["apps"],
+        "apiVersions": ["v1"],
+        "resources": ["deployments"],
+    }
+    hook = _hook("ids.corral.test", hooks.url("/ids"), hooks.ca_bundle, ns, [], rules=[rule])
+    with Config(server, MWC, hook):
+        code, out = server.json("POST", base, dep)
+        assert code == 201, out
+        assert out["metadata"]["uid"] != "00000000-0000-0000-0000-000000000000"
+        assert (out["metadata"]["generation"], out["spec"]["replicas"]) == (1, 1)
+        code, out = server.json(
+            "PATCH",
+            f"{base}/d",
+            {"metadata": {"labels": {"x": "y"}}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        assert code == 200, out
+        assert (out["metadata"]["generation"], out["spec"]["replicas"]) == (2, 2)
+        code, out = server.json(
+            "PATCH",
+            f"{base}/d",
+            {"metadata": {"labels": {"rename": "yes"}}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        assert code == 422, out
+        assert 'metadata.name: Invalid value: "other": field is immutable' in out["message"]
