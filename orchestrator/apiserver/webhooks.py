@@ -233,7 +233,7 @@ class WebhookAdmission:
                         await watch.aclose()  # type: ignore[attr-defined]
             except asyncio.CancelledError:
                 raise
-            except (StoreError, msgspec.DecodeError) as e:
+            except Exception as e:  # never left stale: list and watch again
                 log.warning("webhook configurations: %s; listing again", e)
             await asyncio.sleep(0.5)
 

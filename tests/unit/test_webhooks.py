@@ -241,3 +241,44 @@ def test_reinvocation_if_needed(policies: tuple[str, str], calls: list[str]) -> 
     out = asyncio.run(w.mutate(_attrs(obj={"metadata": {"name": "x"}})))
     assert rec.calls == calls
     assert out is not None and out["metadata"]["labels"] == {"a.x.y": "y", "b.x.y": "y"}
+
+
+def test_the_configurations_are_listed_again_after_any_failure(tmp_path: Path) -> None:
+    """An unexpected error while listing does not leave the cache dead (or stale)."""
+    from orchestrator.apiserver.webhooks import VALIDATING, WebhookAdmission
+
+    vwc = by_path("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations")
+    assert vwc is not None
+
+    async def main() -> None:
+        async with open_store(f"sqlite://{tmp_path}/db", compact_interval=0) as store:
+            storage = Storage(store)
+            await storage.ensure_namespaces()
+            await storage.create(vwc, None, _config("one"))  # before the cache starts
+
+            class Flaky:
+                failures = 1
+
+                def __getattr__(self, name: str) -> Any:
+                    return getattr(store, name)
+
+                async def list(self, prefix: str, **kw: Any) -> Any:
+                    if Flaky.failures and VALIDATING in prefix:
+                        Flaky.failures -= 1
+                        raise RuntimeError("not now")
+                    return await store.list(prefix, **kw)
+
+            w = WebhookAdmission(Flaky())  # type: ignore[arg-type]
+            w.start()
+            try:
+                for _ in range(600):  # (a bound on waiting, not a measure of speed)
+                    if w.validating:
+                        break
+                    await asyncio.sleep(0.05)
+                assert [h.name for h in w.validating] == ["a.b.c"]
+                assert Flaky.failures == 0
+            finally:
+                await w.close()
+                await storage.close()
+
+    asyncio.run(main())
