@@ -427,6 +427,7 @@ class ApiServer:
         self.storage.webhooks.kubelet_client = self.kubelet_client
         self.storage.webhooks.kubelet_netns = self.kubelet_netns
         self.storage.webhooks.start()
+        await self.storage.webhooks.listed()
         if self.security is not None:
             await self.security.start()
 

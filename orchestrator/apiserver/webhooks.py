@@ -187,6 +187,7 @@ class WebhookAdmission:
         self.kubelet_netns: str | None = None
         self._configs: dict[str, dict[str, Obj]] = {VALIDATING: {}, MUTATING: {}}
         self._revisions: dict[str, int] = {VALIDATING: 0, MUTATING: 0}
+        self._listed: set[str] = set()  # the kinds listed once
         self.mutating: tuple[Hook, ...] = ()
         self.validating: tuple[Hook, ...] = ()
         self._tasks: list[asyncio.Task[None]] = []
@@ -219,7 +220,8 @@ class WebhookAdmission:
                 self._configs[resource] = {
                     kv.key: msgspec.json.decode(kv.value) for kv in listed.items
                 }
-                self._rebuild(resource, listed.revision)
+                self._listed.add(resource)
+                self._rebuild(resource, listed.revision)  # (wakes who waits for it)
                 watch = self.store.watch(prefix, listed.revision)
                 try:
                     async for ev in watch:
@@ -251,6 +253,13 @@ class WebhookAdmission:
         self._revisions[resource] = revision
         self._changed.set()
         self._changed = asyncio.Event()
+
+    async def listed(self) -> None:
+        """Wait until both kinds of configuration were listed once: the server serves no
+        request before (as kube-apiserver is not ready before its informers synced), so no
+        request passes by a webhook configured before it started."""
+        while len(self._listed) < 2:
+            await self._changed.wait()
 
     async def synced(self, resource: str, revision: int, timeout: float = 1.0) -> None:
         """Wait (at most ``timeout``) until the configurations of ``resource`` are known at

@@ -282,3 +282,27 @@ def test_the_configurations_are_listed_again_after_any_failure(tmp_path: Path) -
                 await storage.close()
 
     asyncio.run(main())
+
+
+def test_the_server_starts_with_the_configurations_known(tmp_path: Path) -> None:
+    """No request is served before the configurations are listed: a restarted server refuses
+    by its webhooks from its first request on."""
+    from orchestrator.apiserver.app import ApiServer
+
+    vwc = by_path("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations")
+    assert vwc is not None
+
+    async def main() -> None:
+        async with open_store(f"sqlite://{tmp_path}/db", compact_interval=0) as store:
+            first = Storage(store)
+            await first.ensure_namespaces()
+            await first.create(vwc, None, _config("one"))
+            await first.close()
+            api = ApiServer(store)
+            await api.start()
+            try:
+                assert [h.name for h in api.storage.webhooks.validating] == ["a.b.c"]
+            finally:
+                await api.close()
+
+    asyncio.run(main())
