@@ -558,3 +558,4 @@ PRIORITYCLASSES = _ref("scheduling.k8s.io", "priorityclasses", "PriorityClass", 
 PERSISTENTVOLUMES = _ref("", "persistentvolumes", "PersistentVolume", False)
 PERSISTENTVOLUMECLAIMS = _ref("", "persistentvolumeclaims", "PersistentVolumeClaim")
 STORAGECLASSES = _ref("storage.k8s.io", "storageclasses", "StorageClass", False)
+NETWORKPOLICIES = _ref("networking.k8s.io", "networkpolicies", "NetworkPolicy")
