@@ -29,7 +29,8 @@ map is open, as kube says of a pod no policy of that type selects. Output (the n
 traffic to its pods: probes) is not filtered: kube does not let a pod block its node.
 
 Peers: a podSelector (the policy's namespace) or namespaceSelector (all its pods), both
-(AND), each the addresses of the pods they select now; an ipBlock, its CIDR without its
+(AND), each the addresses of the pods they select now (more than one: a named set, one per
+list of addresses, which every chain naming those pods shares); an ipBlock, its CIDR without its
 excepts. Ports: protocol and port, a range with endPort, or a named port: the destination
 pod's container port of that name (ingress: the pod the chain is for; egress: any pod with
 it, as address . port pairs). The cluster DNS is no pod here: each node's serves on its
@@ -174,6 +175,19 @@ class _Cluster:
     def __init__(self, pods: list[PodInfo], namespaces: Mapping[str, Mapping[str, str]]):
         self.pods = pods
         self.namespaces = namespaces
+        self.sets: dict[str, str] = {}  # name -> its elements: one set per list of addresses
+        self._peers: dict[tuple[str, str, str], str] = {}
+
+    def addresses(self, ips: list[str]) -> str:
+        """``ips`` as a match operand: the address itself, or a named set shared by every
+        chain that names the same pods (a peer selecting many pods is listed once)."""
+        ips = sorted(set(ips), key=_sort_key)
+        if len(ips) == 1:
+            return ips[0]
+        elements = ", ".join(ips)
+        name = f"pods-{_id(elements)}"
+        self.sets[name] = elements
+        return f"@{name}"
 
     def ns_labels(self, name: str) -> Mapping[str, str]:
         labels = self.namespaces.get(name)
@@ -181,7 +195,16 @@ class _Cluster:
             return {"kubernetes.io/metadata.name": name}
         return labels
 
-    def peer_ips(self, peer: Obj, namespace: str) -> list[str]:
+    def peer_operand(self, peer: Obj, namespace: str) -> str:
+        """The addresses of the pods ``peer`` selects as a match operand; "" for none."""
+        key = (namespace, repr(peer.get("podSelector")), repr(peer.get("namespaceSelector")))
+        found = self._peers.get(key)
+        if found is None:  # each peer of each policy once, whichever pods it applies to
+            ips = self._select(peer, namespace)
+            found = self._peers[key] = self.addresses(ips) if ips else ""
+        return found
+
+    def _select(self, peer: Obj, namespace: str) -> list[str]:
         pod_sel, ns_sel = peer.get("podSelector"), peer.get("namespaceSelector")
         out = []
         for p in self.pods:
@@ -226,9 +249,9 @@ def _peer_matches(
                 match += f" ip {key} != {_set(excepts)}"
             out.append(match)
             continue
-        ips = cluster.peer_ips(peer, namespace)
-        if ips:
-            out.append(f"ip {key} {_set(ips)}")
+        operand = cluster.peer_operand(peer, namespace)
+        if operand:
+            out.append(f"ip {key} {operand}")
     return out
 
 
@@ -346,6 +369,10 @@ def ruleset(
         f"table ip {TABLE} {{",
         f"map ingress-pods {{ type ipv4_addr : verdict;{elements(ingress_map)} }}",
         f"map egress-pods {{ type ipv4_addr : verdict;{elements(egress_map)} }}",
+        *(
+            f"set {name} {{ type ipv4_addr; elements = {{ {items} }}; }}"
+            for name, items in sorted(cluster.sets.items())
+        ),
         "chain forward {\ntype filter hook forward priority filter; policy accept;\n"
         "ct state established,related accept\n"
         "ip saddr vmap @egress-pods\n"
