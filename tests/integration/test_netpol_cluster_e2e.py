@@ -32,6 +32,7 @@ WEB = (
     " httpd -p 8080 -h /tmp/a; httpd -p 8081 -h /tmp/b;"
     " trap 'exit 0' TERM; while true; do sleep 1; done"
 )
+BRIDGE_NF = "/proc/sys/net/bridge/bridge-nf-call-iptables"
 SLEEP = "trap 'exit 0' TERM; while true; do sleep 1; done"
 
 
@@ -135,12 +136,16 @@ def test_default_deny_blocks_on_one_node_and_across_and_its_removal_reopens(
     ns.pod("far", 1)
     eventually("web answering", lambda: ns.reaches("near", web))
     assert ns.reaches("far", web)
+    # bridged traffic reaches the ip family's hooks only through br_netfilter: the controller
+    # turns it on in the node's namespace (1 by default; cleared here to see it set again)
+    in_netns(cluster.state.nodes[0].netns, lambda: Path(BRIDGE_NF).write_text("0\n"))
     ns.policy("deny")  # every pod of the namespace, Ingress, no rule: nothing in
     eventually("the near client blocked", lambda: not ns.reaches("near", web))
     assert not ns.reaches("far", web)
     ns.run("delete", "networkpolicy", "deny")
     eventually("the near client through again", lambda: ns.reaches("near", web))
     assert ns.reaches("far", web)
+    assert in_netns(cluster.state.nodes[0].netns, lambda: Path(BRIDGE_NF).read_text()) == "1\n"
 
 
 def test_allow_by_pod_selector_follows_labels(cluster: Cluster, ns: Space) -> None:
