@@ -1,11 +1,11 @@
 """NetworkPolicy enforced on the nodes, end to end on a two-node cluster on one machine
 (``corral cluster up`` through testkit.cluster, ONE cluster for the module), driven by kubectl.
 
-Two web pods (busybox httpd answering their name on 8080, and on 8081 too), one per node;
-client pods on both nodes try them with busybox ``nc`` (a two-second timeout: a dropped
-connection is a failure to connect). Each test works in a namespace of its own, so a policy of one test
-selects no pod of another. Every probe asks the same question before and after: what was
-open is closed by the policy, and the rest stays as it was."""
+Web pods (busybox httpd answering their name on 8080 and "second" on 8081) and client pods on
+either node; a client "reaches" a web pod when an HTTP request through busybox ``nc`` gets
+its answer (a two-second timeout: a dropped connection is a failure). Each test works in a
+namespace of its own, so a policy of one test selects no pod of another; each checks what a
+policy closes and what it leaves open, on one node and across the two."""
 
 from __future__ import annotations
 
