@@ -287,6 +287,8 @@ def test_network_policy_apply_get_describe(kubectl: Kubectl) -> None:
         ln.split()[0]: ln.split()
         for ln in kubectl.run("api-resources", "--api-group=networking.k8s.io").stdout.splitlines()
     }
+    explained = kubectl.run("explain", "networkpolicy.spec.ingress.from.ipBlock").stdout
+    assert "except" in explained and "cidr" in explained
     assert rows["networkpolicies"][1:] == [
         "netpol",
         "networking.k8s.io/v1",

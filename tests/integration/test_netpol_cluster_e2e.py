@@ -153,6 +153,8 @@ def test_allow_by_pod_selector_follows_labels(cluster: Cluster, ns: Space) -> No
     ns.pod("client", 0, role="client")
     ns.pod("client-far", 1, role="client")
     ns.pod("stranger", 0, role="stranger")
+    # every pod closed: the answers to the clients pass as replies of allowed connections
+    ns.policy("deny")
     ns.policy(
         "web-from-clients",
         podSelector={"matchLabels": {"app": "web"}},
