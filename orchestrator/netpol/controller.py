@@ -91,6 +91,11 @@ class PolicyEnforcer:
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.synced = asyncio.Event()
+        watched = [self.policies, self.pods, self.namespaces]
+        if self.nodes is not None:
+            watched.append(self.nodes)
+        for inf in watched:  # any change of any of them: a sync
+            inf.add_handler(self._changed)
 
     def _changed(self, _ev: str, _old: Obj | None, _new: Obj | None) -> None:
         self._dirty.set()
@@ -98,11 +103,6 @@ class PolicyEnforcer:
     def start(self) -> None:
         """Start the informers and the sync loop; ProxyError when ``nft`` is missing."""
         nft_binary()
-        watched = [self.policies, self.pods, self.namespaces]
-        if self.nodes is not None:
-            watched.append(self.nodes)
-        for inf in watched:
-            inf.add_handler(self._changed)
         self.pods.start()
         self.namespaces.start()
         self._task = asyncio.create_task(self._run(), name="netpol-sync")

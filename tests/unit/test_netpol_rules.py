@@ -257,3 +257,19 @@ def test_no_policy_no_chains_and_delete_script() -> None:
     text = ruleset([], PODS, NS, "n1")
     assert "jump" not in text
     assert delete_script() == f"add table ip {TABLE}\ndelete table ip {TABLE}\n"
+
+
+def test_every_watched_kind_marks_the_enforcer_dirty() -> None:
+    """A change of a pod (its labels), namespace, policy or node is a sync (none waits for
+    the periodic one)."""
+    from orchestrator.client import Informer
+    from orchestrator.client.rest import NETWORKPOLICIES, NODES
+    from orchestrator.netpol import PolicyEnforcer
+
+    client: Any = object()  # nothing is listed: the informers are not started
+    policies, nodes = Informer(client, NETWORKPOLICIES), Informer(client, NODES)
+    enforcer = PolicyEnforcer(client, "n1", policies, nodes)
+    for inf in (enforcer.pods, enforcer.namespaces, policies, nodes):
+        enforcer._dirty.clear()
+        inf._notify("MODIFIED", {"metadata": {"name": "x"}}, {"metadata": {"name": "x"}})
+        assert enforcer._dirty.is_set(), inf.res.plural
