@@ -42,9 +42,11 @@ _loading = False  # this thread is in _load: a name asked for meanwhile is not t
 # networking: Ingress, IngressClass and NetworkPolicy; pod: the Pod defaulting and validation;
 # policy: RBAC, PodDisruptionBudget, EndpointSlice; quota: ResourceQuota; storage:
 # PersistentVolume(Claim), StorageClass; workloads: apps/v1 and batch/v1 kinds likewise;
-# autoscaling: HorizontalPodAutoscaler (each registers them with the codec when imported).
+# autoscaling: HorizontalPodAutoscaler; certificates: CertificateSigningRequest; runtimeclass:
+# RuntimeClass (each registers them with the codec when imported).
 _REGISTERING = (
     "autoscaling",
+    "certificates",
     "configdata",
     "events",
     "limits",
@@ -52,6 +54,7 @@ _REGISTERING = (
     "pod",
     "policy",
     "quota",
+    "runtimeclass",
     "storage",
     "workloads",
 )

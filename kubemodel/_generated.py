@@ -44,6 +44,11 @@ __all__ = [
     "Capabilities",
     "CephFSPersistentVolumeSource",
     "CephFSVolumeSource",
+    "CertificateSigningRequest",
+    "CertificateSigningRequestCondition",
+    "CertificateSigningRequestList",
+    "CertificateSigningRequestSpec",
+    "CertificateSigningRequestStatus",
     "CinderPersistentVolumeSource",
     "CinderVolumeSource",
     "ClientIPConfig",
@@ -240,6 +245,7 @@ __all__ = [
     "ObjectMetricSource",
     "ObjectMetricStatus",
     "ObjectReference",
+    "Overhead",
     "OwnerReference",
     "PersistentVolume",
     "PersistentVolumeClaim",
@@ -324,12 +330,15 @@ __all__ = [
     "RollingUpdateDaemonSet",
     "RollingUpdateDeployment",
     "RollingUpdateStatefulSetStrategy",
+    "RuntimeClass",
+    "RuntimeClassList",
     "SELinuxOptions",
     "Scale",
     "ScaleIOPersistentVolumeSource",
     "ScaleIOVolumeSource",
     "ScaleSpec",
     "ScaleStatus",
+    "Scheduling",
     "ScopeSelector",
     "ScopedResourceSelectorRequirement",
     "SeccompProfile",
@@ -583,6 +592,51 @@ class CephFSVolumeSource(Object):
     secret_file: str | None = msgspec.field(default=None, name="secretFile")
     secret_ref: LocalObjectReference | None = msgspec.field(default=None, name="secretRef")
     user: str | None = None
+
+
+class CertificateSigningRequest(Object):
+    """``io.k8s.api.certificates.v1.CertificateSigningRequest``."""
+    spec: CertificateSigningRequestSpec
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+    status: CertificateSigningRequestStatus | None = None
+
+
+class CertificateSigningRequestCondition(Object):
+    """``io.k8s.api.certificates.v1.CertificateSigningRequestCondition``."""
+    status: str
+    type: str
+    last_transition_time: datetime | None = msgspec.field(default=None, name="lastTransitionTime")
+    last_update_time: datetime | None = msgspec.field(default=None, name="lastUpdateTime")
+    message: str | None = None
+    reason: str | None = None
+
+
+class CertificateSigningRequestList(Object):
+    """``io.k8s.api.certificates.v1.CertificateSigningRequestList``."""
+    items: list[CertificateSigningRequest]
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ListMeta | None = None
+
+
+class CertificateSigningRequestSpec(Object):
+    """``io.k8s.api.certificates.v1.CertificateSigningRequestSpec``."""
+    request: str
+    signer_name: str = msgspec.field(name="signerName")
+    expiration_seconds: int | None = msgspec.field(default=None, name="expirationSeconds")
+    extra: dict[str, list[str]] | None = None
+    groups: list[str] | None = None
+    uid: str | None = None
+    usages: list[str] | None = None
+    username: str | None = None
+
+
+class CertificateSigningRequestStatus(Object):
+    """``io.k8s.api.certificates.v1.CertificateSigningRequestStatus``."""
+    certificate: str | None = None
+    conditions: list[CertificateSigningRequestCondition] | None = None
 
 
 class CinderPersistentVolumeSource(Object):
@@ -2193,6 +2247,11 @@ class ObjectReference(Object):
     uid: str | None = None
 
 
+class Overhead(Object):
+    """``io.k8s.api.node.v1.Overhead``."""
+    pod_fixed: dict[str, Quantity] | None = msgspec.field(default=None, name="podFixed")
+
+
 class OwnerReference(Object):
     """``io.k8s.apimachinery.pkg.apis.meta.v1.OwnerReference``."""
     api_version: str = msgspec.field(name="apiVersion")
@@ -2937,6 +2996,24 @@ class RollingUpdateStatefulSetStrategy(Object):
     partition: int | None = None
 
 
+class RuntimeClass(Object):
+    """``io.k8s.api.node.v1.RuntimeClass``."""
+    handler: str
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+    overhead: Overhead | None = None
+    scheduling: Scheduling | None = None
+
+
+class RuntimeClassList(Object):
+    """``io.k8s.api.node.v1.RuntimeClassList``."""
+    items: list[RuntimeClass]
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ListMeta | None = None
+
+
 class SELinuxOptions(Object):
     """``io.k8s.api.core.v1.SELinuxOptions``."""
     level: str | None = None
@@ -2991,6 +3068,12 @@ class ScaleStatus(Object):
     """``io.k8s.api.autoscaling.v1.ScaleStatus``."""
     replicas: int
     selector: str | None = None
+
+
+class Scheduling(Object):
+    """``io.k8s.api.node.v1.Scheduling``."""
+    node_selector: dict[str, str] | None = msgspec.field(default=None, name="nodeSelector")
+    tolerations: list[Toleration] | None = None
 
 
 class ScopeSelector(Object):
@@ -3656,6 +3739,10 @@ KINDS: dict[tuple[str, str], type[Object]] = {
     ("batch/v1", "Job"): Job,
     ("batch/v1", "JobList"): JobList,
     ("batch/v1", "WatchEvent"): WatchEvent,
+    ("certificates.k8s.io/v1", "CertificateSigningRequest"): CertificateSigningRequest,
+    ("certificates.k8s.io/v1", "CertificateSigningRequestList"): CertificateSigningRequestList,
+    ("certificates.k8s.io/v1", "DeleteOptions"): DeleteOptions,
+    ("certificates.k8s.io/v1", "WatchEvent"): WatchEvent,
     ("coordination.k8s.io/v1", "DeleteOptions"): DeleteOptions,
     ("coordination.k8s.io/v1", "Lease"): Lease,
     ("coordination.k8s.io/v1", "LeaseList"): LeaseList,
@@ -3676,6 +3763,10 @@ KINDS: dict[tuple[str, str], type[Object]] = {
     ("networking.k8s.io/v1", "NetworkPolicy"): NetworkPolicy,
     ("networking.k8s.io/v1", "NetworkPolicyList"): NetworkPolicyList,
     ("networking.k8s.io/v1", "WatchEvent"): WatchEvent,
+    ("node.k8s.io/v1", "DeleteOptions"): DeleteOptions,
+    ("node.k8s.io/v1", "RuntimeClass"): RuntimeClass,
+    ("node.k8s.io/v1", "RuntimeClassList"): RuntimeClassList,
+    ("node.k8s.io/v1", "WatchEvent"): WatchEvent,
     ("policy/v1", "DeleteOptions"): DeleteOptions,
     ("policy/v1", "Eviction"): Eviction,
     ("policy/v1", "PodDisruptionBudget"): PodDisruptionBudget,

@@ -9,7 +9,8 @@ into the JSON Go's ``encoding/json`` would give for the same Go value: what kube
 sent as JSON. So a non-pointer field at its zero value is dropped under ``omitempty`` and kept
 without it; a pointer field present on the wire is kept even when zero; a non-pointer struct is
 always present; ``,inline`` fields are merged into their parent. Time, MicroTime, Duration,
-Quantity, IntOrString, RawExtension and FieldsV1 have their own JSON forms.
+Quantity, IntOrString, RawExtension and FieldsV1 have their own JSON forms (and certificates'
+ExtraValue, a list of strings).
 
     obj = kubemodel.protobuf.decode(body)   # {"apiVersion": "v1", "kind": "Pod", ...}
 
@@ -43,6 +44,7 @@ _FIELDS_V1 = _META + "FieldsV1"
 _QUANTITY = "k8s.io.apimachinery.pkg.api.resource.Quantity"
 _INT_OR_STRING = "k8s.io.apimachinery.pkg.util.intstr.IntOrString"
 _RAW_EXTENSION = "k8s.io.apimachinery.pkg.runtime.RawExtension"
+_EXTRA_VALUE = "k8s.io.api.certificates.v1.ExtraValue"  # type ExtraValue []string
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Kinds registered in every group version (kubectl sends DeleteOptions as "v1" and others).
 _ANY_VERSION = {"DeleteOptions": _META + "DeleteOptions", "Status": _META + "Status"}
@@ -170,6 +172,12 @@ def _zero(typ: str) -> Any:
 
 def _special(typ: str, raw: bytes, where: str) -> Any:
     """The JSON of a message with its own Go marshalling."""
+    if typ == _EXTRA_VALUE:
+        return [
+            _scalar("string", wire, value, f"{where}.1")
+            for number, wire, value in _fields(raw, where)
+            if number == 1
+        ]
     f: dict[int, Any] = {}
     for number, wire, value in _fields(raw, where):
         f[number] = (wire, value)

@@ -45,6 +45,7 @@ PACKAGES: dict[str, tuple[str, str, str]] = {
     "k8s.io.api.networking.v1": ("api", "networking/v1", "networking.k8s.io/v1"),
     "k8s.io.api.events.v1": ("api", "events/v1", "events.k8s.io/v1"),
     "k8s.io.api.storage.v1": ("api", "storage/v1", "storage.k8s.io/v1"),
+    "k8s.io.api.certificates.v1": ("api", "certificates/v1", "certificates.k8s.io/v1"),
     "k8s.io.apimachinery.pkg.apis.meta.v1": ("apimachinery", "pkg/apis/meta/v1", "meta.k8s.io/v1"),
     "k8s.io.apimachinery.pkg.api.resource": ("apimachinery", "pkg/api/resource", ""),
     "k8s.io.apimachinery.pkg.runtime": ("apimachinery", "pkg/runtime", ""),
@@ -82,6 +83,7 @@ ROOTS: tuple[tuple[str, str], ...] = (
     ("v1", "PersistentVolume"),
     ("v1", "PersistentVolumeClaim"),
     ("storage.k8s.io/v1", "StorageClass"),
+    ("certificates.k8s.io/v1", "CertificateSigningRequest"),
     ("autoscaling/v1", "Scale"),
     ("autoscaling/v1", "HorizontalPodAutoscaler"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
@@ -100,6 +102,7 @@ SPECIAL = frozenset(
         "k8s.io.apimachinery.pkg.util.intstr.IntOrString",
         "k8s.io.apimachinery.pkg.runtime.RawExtension",
         "k8s.io.apimachinery.pkg.runtime.Unknown",
+        "k8s.io.api.certificates.v1.ExtraValue",  # a []string: its items
     }
 )
 

@@ -823,7 +823,7 @@ class ApiServer:
     ) -> web.Response:
         """Server-side apply (PATCH application/apply-patch+yaml): fieldManager is required,
         force takes the fields of other managers; creates the object when it is missing."""
-        if sub not in (None, "status"):
+        if sub not in (None, "status", "ephemeralcontainers"):
             raise ApiError(
                 415,
                 "UnsupportedMediaType",
@@ -915,8 +915,16 @@ class ApiServer:
         self, res: Resource, ns: str | None, name: str, body: Obj, dry: bool, manager: str
     ) -> web.Response:
         replicas = (body.get("spec") or {}).get("replicas")
-        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-            raise errors.invalid("Scale", name, "spec.replicas", "must be a non-negative integer")
+        if not isinstance(replicas, int) or isinstance(replicas, bool):
+            raise errors.cannot_decode("Scale", res.version, "spec.replicas", "must be an integer")
+        if replicas < 0:  # kube's ValidateScale, on its autoscaling.Scale
+            raise errors.invalid(
+                "Scale",
+                name,
+                "spec.replicas",
+                f"Invalid value: {replicas}: must be greater than or equal to 0",
+                "autoscaling",
+            )
         patch: Obj = {"spec": {"replicas": replicas}}
         if rv := (body.get("metadata") or {}).get("resourceVersion"):
             patch["metadata"] = {"resourceVersion": rv}

@@ -106,7 +106,10 @@ def conflict(resource: str, name: str, group: str = "", why: str = "") -> ApiErr
 
 
 def invalid(kind: str, name: str, field: str, message: str, group: str = "") -> ApiError:
-    """422: ``The Pod "bad" is invalid: spec.containers: Required value``."""
+    """422: ``Pod "bad" is invalid: spec.containers: Required value``; a kind of a named
+    group is qualified as kube's NewInvalid qualifies it (its GroupKind):
+    ``Deployment.apps "web" is invalid: ...``. (kubectl prints ``The Deployment "web" is
+    invalid: ...`` from the details.)"""
     cause = {"reason": "FieldValueInvalid", "message": message, "field": field}
     if message.startswith(("is required", "Required value")):
         cause["reason"] = "FieldValueRequired"
@@ -125,7 +128,9 @@ def invalid(kind: str, name: str, field: str, message: str, group: str = "") -> 
     details: dict[str, Any] = {"name": name, "kind": kind, "causes": [cause]}
     if group:
         details["group"] = group
-    return ApiError(422, "Invalid", f'{kind} "{name}" is invalid: {shown}', details)
+    return ApiError(
+        422, "Invalid", f'{_qualified(kind, group)} "{name}" is invalid: {shown}', details
+    )
 
 
 def bad_request(message: str) -> ApiError:

@@ -109,6 +109,7 @@ _EDIT_ONLY = [
     rule(["impersonate"], [""], ["serviceaccounts"]),
     rule(WRITE, [""], ["pods", "pods/attach", "pods/exec", "pods/portforward", "pods/proxy"]),
     rule(["create"], [""], ["pods/eviction"]),
+    rule(["patch", "update"], [""], ["pods/ephemeralcontainers"]),
     rule(
         WRITE,
         [""],
@@ -183,6 +184,7 @@ NODE_RULES = [
     rule(READ, [""], ["persistentvolumeclaims", "persistentvolumes"]),
     rule(READ, [""], ["services", "endpoints"]),
     rule(READ, ["discovery.k8s.io"], ["endpointslices"]),
+    rule(READ, ["node.k8s.io"], ["runtimeclasses"]),  # a pod's handler (kube's system:node)
     rule(["create", "patch", "update"], ["", "events.k8s.io"], ["events"]),
     rule(["create"], ["authentication.k8s.io"], ["tokenreviews"]),
     rule(
@@ -263,6 +265,40 @@ def cluster_roles() -> list[Obj]:
         _role("system:discovery", [rule(["get"], urls=DISCOVERY_URLS)]),
         _role("system:public-info-viewer", [rule(["get"], urls=PUBLIC_INFO_URLS)]),
         _role("system:node", list(NODE_RULES)),
+        # approving for each of kube-controller-manager's signers (bound to no one)
+        *(
+            _role(
+                f"system:certificates.k8s.io:{signer}-approver",
+                [
+                    rule(
+                        ["approve"],
+                        ["certificates.k8s.io"],
+                        ["signers"],
+                        names=[f"kubernetes.io/{signer}"],
+                    )
+                ],
+            )
+            for signer in (
+                "kube-apiserver-client",
+                "kube-apiserver-client-kubelet",
+                "kubelet-serving",
+                "legacy-unknown",
+            )
+        ),
+        _role(
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            [rule(["create"], ["certificates.k8s.io"], ["certificatesigningrequests/nodeclient"])],
+        ),
+        _role(
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            [
+                rule(
+                    ["create"],
+                    ["certificates.k8s.io"],
+                    ["certificatesigningrequests/selfnodeclient"],
+                )
+            ],
+        ),
         _role(CONTROLLER_USER, list(CONTROLLER_RULES)),
     ]
 

@@ -113,7 +113,17 @@ RESOURCES: tuple[Resource, ...] = (
         k.Pod,
         ("po",),
         True,
-        ("status", "binding", "eviction", "log", "exec", "attach", "portforward", "proxy"),
+        (
+            "status",
+            "binding",
+            "eviction",
+            "log",
+            "exec",
+            "attach",
+            "portforward",
+            "proxy",
+            "ephemeralcontainers",
+        ),
     ),  # fmt: skip
     _r("", "configmaps", "ConfigMap", True, k.ConfigMap, ("cm",), has_spec=False),
     _r("", "secrets", "Secret", True, k.Secret, has_spec=False),
@@ -198,6 +208,7 @@ RESOURCES: tuple[Resource, ...] = (
         "discovery.k8s.io", "endpointslices", "EndpointSlice", True, k.EndpointSlice, has_spec=False
     ),
     _r(NETWORKING, "ingressclasses", "IngressClass", False, k.IngressClass),
+    _r("node.k8s.io", "runtimeclasses", "RuntimeClass", False, k.RuntimeClass, has_spec=False),
     _r(NETWORKING, "ingresses", "Ingress", True, k.Ingress, ("ing",), sub=("status",)),
     _r(NETWORKING, "networkpolicies", "NetworkPolicy", True, k.NetworkPolicy, ("netpol",)),
     _r(
@@ -267,6 +278,18 @@ RESOURCES += (
         subresources=("status",),
         stored_group="autoscaling",
         stored_version="v2",
+    ),
+    Resource(
+        group="certificates.k8s.io",
+        version="v1",
+        name="certificatesigningrequests",
+        singular="certificatesigningrequest",
+        kind="CertificateSigningRequest",
+        namespaced=False,
+        model=k.CertificateSigningRequest,
+        short_names=("csr",),
+        subresources=("approval", "status"),
+        has_spec=False,
     ),
 )
 del k

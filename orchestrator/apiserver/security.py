@@ -43,6 +43,8 @@ from .authz import (
     forbidden,
     request_attributes,
 )
+from .certificates import GROUP as CSR_GROUP
+from .certificates import REQUEST_USER
 from .errors import ApiError, BodyTimeout, bad_request, invalid, not_found
 from .escalation import describe, missing_rules
 from .managedfields import root_type
@@ -146,6 +148,7 @@ class Security:
         )
         self.nodes = NodeAuthorizer(self.pods)
         self.authorizer = UnionAuthorizer(PrivilegedGroups(PRIVILEGED_GROUP), self.nodes, self.rbac)
+        storage.signer_allowed = self._signer_allowed  # CSR approval and signing
         self._inflight: dict[str, int] = {}  # user -> requests in flight; "": everyone
         self._inflight_mutating: dict[str, int] = {}
         self._watches: dict[str, int] = {}
@@ -207,6 +210,8 @@ class Security:
         resp: web.StreamResponse | None = None
         error: ApiError | None = None
         decision = ""
+        # (a connection's requests share a task: none inherits the one before's user)
+        REQUEST_USER.set(None)
         try:
             transport = request.transport
             peercert = transport.get_extra_info("peercert") if transport is not None else None
@@ -224,6 +229,7 @@ class Security:
                     raise unauthorized()
                 user = ANONYMOUS
             user, impersonator = await self._impersonate(request, user, arrived)
+            REQUEST_USER.set(user)  # (this request's task only) who asks, for admission
             attrs = request_attributes(user, request.method, request.path, request.query)
             with self._admit(attrs):
                 allowed, reason = await self._allowed(attrs, arrived)
@@ -271,6 +277,21 @@ class Security:
                 await self.nodes.refresh(arrived)
             decision, reason = await self.authorizer.authorize(attrs)
         return decision is Decision.ALLOW, reason
+
+    async def _signer_allowed(self, verb: str, signer: str) -> bool:
+        """May the request's user ``verb`` (approve, sign) for ``signer``: the signerName
+        itself or its domain's wildcard, ``<domain>/*`` (kube's IsAuthorizedForSignerName)."""
+        user = REQUEST_USER.get()
+        if user is None:
+            return True  # the server's own writers
+        for name in (signer, signer.split("/")[0] + "/*"):
+            attrs = Attributes(
+                user, verb, True, api_group=CSR_GROUP, api_version="*", resource="signers",
+                name=name,
+            )  # fmt: skip
+            if (await self._allowed(attrs, time.monotonic()))[0]:
+                return True
+        return False
 
     @contextlib.contextmanager
     def _admit(self, attrs: Attributes) -> Iterator[None]:

@@ -50,6 +50,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "replicasets": ("status.replicas",),
     "replicationcontrollers": ("status.replicas",),
     "jobs": ("status.successful",),
+    "certificatesigningrequests": ("spec.signerName",),
 }
 
 

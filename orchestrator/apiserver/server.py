@@ -633,6 +633,7 @@ def _start_controller_manager(
     if cfg.disable_controller_manager:
         return None
     from orchestrator.controllers.base import Metrics
+    from orchestrator.controllers.certificates import SigningCA
     from orchestrator.controllers.manager import CONTROLLERS, ManagerConfig, run_controller_manager
     from orchestrator.controllers.namespaced import check_cluster_cidr
 
@@ -648,7 +649,9 @@ def _start_controller_manager(
         )
 
     components = {"servicelb": ("servicelb",), "local-storage": ("local-path-provisioner",)}
+    pki = pki_paths(cfg.data_dir / "tls")  # the cluster CA signs CSRs (as k3s' client CA)
     manager = ManagerConfig(
+        signing_ca=SigningCA(pki.ca_cert.read_bytes(), pki.ca_key.read_bytes()),
         disabled=frozenset(cfg.disable_controllers)
         | {c for name in cfg.disable for c in components.get(name, ())},
         cluster_cidr=cfg.cluster_cidr,

@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 
 import kubemodel
+from kubemodel.certificates import validate_csr_update
 from kubemodel.errors import DecodeError, FieldError, kind_of
 from kubemodel.names import (
     check_dns1035_label,
@@ -32,7 +33,12 @@ from kubemodel.names import (
     random_name,
 )
 from kubemodel.networking import validate_ingress_class_update, validate_ingress_create
-from kubemodel.pod import validate_meta, validate_pod_update
+from kubemodel.pod import (
+    validate_ephemeral_containers_update,
+    validate_meta,
+    validate_pod_update,
+)
+from kubemodel.runtimeclass import validate_runtime_class_update
 from kubemodel.storage import (
     validate_pv_update,
     validate_pvc_update,
@@ -49,12 +55,20 @@ from orchestrator.store import (
 )
 
 from . import errors, managedfields
+from .certificates import GROUP as CSR_GROUP
+from .certificates import REQUEST_USER, SignerCheck
+from .certificates import RESOURCE as CSRS
+from .certificates import admit_update as admit_csr_update
+from .certificates import prepare_create as prepare_csr_create
+from .certificates import prepare_update as prepare_csr_update
+from .certificates import restrict_subject as restrict_csr_subject
 from .ingress import set_default_class
 from .limits import LimitRanger
 from .patch import NoMergeKey, PatchError, json_patch, merge_patch, strategic_merge_patch
 from .priority import PriorityAdmission, builtin_classes, validate_class
-from .quota import QuotaAdmission
+from .quota import Charge, QuotaAdmission
 from .resources import INITIAL_STATUS, RESOURCES, Resource, by_path
+from .runtimeclass import RuntimeClassAdmission
 from .serviceaccount import admit_pod as admit_service_account
 from .services import Allocation, ServiceAllocator
 from .volumes import StorageAdmission, builtin_storage_classes
@@ -157,7 +171,7 @@ def _check_name(res: Resource, name: str, where: str) -> None:
         check_dns_label(name, where)
     elif res.name == "services":
         check_dns1035_label(name, where)
-    elif res.group == "rbac.authorization.k8s.io":
+    elif res.group in ("rbac.authorization.k8s.io", CSR_GROUP):  # (CSRs: any path segment)
         check_path_segment(name, where)
     else:
         check_dns_subdomain(name, where)
@@ -232,6 +246,8 @@ _UPDATE_CHECKS: dict[str, Callable[[Obj, Obj], None]] = {
     "persistentvolumeclaims": validate_pvc_update,
     "persistentvolumes": validate_pv_update,
     "storageclasses": validate_storage_class_update,
+    CSRS: validate_csr_update,
+    "runtimeclasses": validate_runtime_class_update,
 }
 
 
@@ -312,10 +328,14 @@ class Storage:
         self.unreachable_toleration_seconds = 300
         self._ns_tasks: dict[str, asyncio.Task[None]] = {}
         self.priority = PriorityAdmission(store)
+        self.runtime_classes = RuntimeClassAdmission(store)
         self.volumes = StorageAdmission(store)
         # ClusterIPs and NodePorts (the server sets its --service-cidr and port range)
         self.services = ServiceAllocator(store)
         self.quota = QuotaAdmission(store)  # ResourceQuota's admission
+        # may the request's user approve or sign for a signerName (Security sets it; None:
+        # no authorizer, every writer may)
+        self.signer_allowed: SignerCheck | None = None
         # the local-path StorageClass made at start (off with --disable local-storage)
         self.builtin_storage_class = True
         self.limits = LimitRanger(store)  # LimitRange's
@@ -430,7 +450,7 @@ class Storage:
                 validate_meta(
                     typed.metadata,  # type: ignore[attr-defined]
                     res.namespaced,
-                    path_segment_name=res.group == "rbac.authorization.k8s.io",
+                    path_segment_name=res.group in ("rbac.authorization.k8s.io", CSR_GROUP),
                 )
         except DecodeError as e:  # Go's decoder refuses it before validation: 400
             raise errors.cannot_decode(res.kind, res.version, e.field, e.message) from None
@@ -560,12 +580,15 @@ class Storage:
             await admit_service_account(obj, account)
             await self._sa_pull_secrets(obj, account)
             await self.priority.admit_pod(obj)
+            await self.runtime_classes.admit_pod(obj)
         if res.name == "pods":
             self._default_tolerations(obj)
             if ns is not None and isinstance(obj.get("spec"), dict):
                 await self.limits.admit_pod(obj, ns)
         if res.name == "jobs":
             _job_selector(obj)
+        if res.name == CSRS:
+            prepare_csr_create(obj, REQUEST_USER.get())
         if res.name == "persistentvolumeclaims":
             await self.volumes.admit_claim(obj)
         if res.name == "persistentvolumes":
@@ -596,6 +619,16 @@ class Storage:
         sent: list[Obj] | None = None,
     ) -> Obj:
         stored = self._admit(res, obj)
+        if res.name == CSRS:
+            restrict_csr_subject(stored)
+        if res.name == "pods" and (stored.get("spec") or {}).get("ephemeralContainers"):
+            # ValidatePodCreate: they are added to a running pod (its ephemeralcontainers)
+            raise errors.invalid(
+                res.kind,
+                name,
+                "spec.ephemeralContainers",
+                "Forbidden: cannot be set on create",
+            )
         if managed is None and sent:  # valid managedFields sent with the object
             managed = sent
             if manager:
@@ -625,13 +658,17 @@ class Storage:
             await self.priority.check_class(stored)
             self.priority.forget()
         await self._check_namespace(res, ns, name)
-        await self.quota.admit(res, ns, stored, dry_run)
+        charge = await self.quota.admit(res, ns, stored, dry_run)
         if dry_run:
             return stored
         try:
             kv = await self.store.create(res.key(ns, name), _encode_value(stored))
-        except AlreadyExists:
-            raise errors.already_exists(res.name, name, res.group) from None
+        except BaseException as e:
+            # not written: what the quotas were charged for it is given back
+            await asyncio.shield(self.quota.release(charge))
+            if isinstance(e, AlreadyExists):
+                raise errors.already_exists(res.name, name, res.group) from None
+            raise
         stored["metadata"]["resourceVersion"] = str(kv.mod_rev)
         return stored
 
@@ -699,11 +736,23 @@ class Storage:
         self._check_type(res, new)
         new = copy.deepcopy(new)
         old_meta = old["metadata"]
-        if subresource == "status":
+        if subresource in ("status", "approval"):  # (approval: a CSR's conditions)
             result = copy.deepcopy(old)
             result["status"] = new.get("status")
             if result["status"] is None:
                 result.pop("status")
+            new = result
+        elif subresource == "ephemeralcontainers":
+            # kube's dropNonEphemeralContainerUpdates: the old pod with the new
+            # spec.ephemeralContainers; any other change is dropped, not refused
+            result = copy.deepcopy(old)
+            spec = new.get("spec")
+            ecs = spec.get("ephemeralContainers") if isinstance(spec, dict) else None
+            result_spec = result.setdefault("spec", {})
+            if ecs is None:
+                result_spec.pop("ephemeralContainers", None)
+            else:
+                result_spec["ephemeralContainers"] = ecs
             new = result
         elif "status" in res.subresources and res.name != "namespaces":
             if "status" in old:
@@ -784,6 +833,8 @@ class Storage:
                 " cannot change roleRef",
                 res.group,
             )
+        if res.name == CSRS:
+            new = prepare_csr_update(old, new, subresource, now_rfc3339())
         if res.name == "namespaces":
             new["spec"] = copy.deepcopy(old.get("spec") or {})
             if subresource != "status":
@@ -818,12 +869,14 @@ class Storage:
         new: Obj,
         dry_run: bool,
         track: Callable[[Obj], None],
+        subresource: str | None = None,
     ) -> Obj:
         name = old["metadata"]["name"]
         rv = new["metadata"].pop("resourceVersion", None)
         alloc: Allocation | None = None
         if res.name == "services":
             alloc = await self.services.on_update(old, new, dry_run)
+        charge: Charge = []
         try:
             stored = self._admit(res, new)
             if _tracks_generation(res) and stored.get("spec") == old.get("spec"):
@@ -836,7 +889,10 @@ class Storage:
                     stored["metadata"]["generation"] = generation
             if res.name == "pods":
                 try:
-                    validate_pod_update(old.get("spec") or {}, stored.get("spec") or {})
+                    if subresource == "ephemeralcontainers":
+                        validate_ephemeral_containers_update(old, stored)
+                    else:
+                        validate_pod_update(old.get("spec") or {}, stored.get("spec") or {})
                 except FieldError as e:
                     raise errors.invalid(res.kind, name, e.field, e.message) from None
             elif res.name in _UPDATE_CHECKS:
@@ -847,8 +903,12 @@ class Storage:
                         _UPDATE_CHECKS[res.name](old, stored)
                 except FieldError as e:
                     raise errors.invalid(res.kind, name, e.field, e.message, res.group) from None
+                if res.name == CSRS:  # who may approve, who may sign
+                    await admit_csr_update(old, stored, subresource, self.signer_allowed)
             if res.name == "services":  # a NodePort or LoadBalancer more to count
-                await self.quota.admit(res, old["metadata"].get("namespace"), stored, dry_run, old)
+                charge = await self.quota.admit(
+                    res, old["metadata"].get("namespace"), stored, dry_run, old
+                )
         except BaseException:
             if alloc is not None:
                 await self.services.release(alloc.taken, old["metadata"]["uid"])
@@ -862,15 +922,16 @@ class Storage:
             stored["metadata"]["resourceVersion"] = str(kv.mod_rev)
             return stored
         meta = stored["metadata"]
-        if alloc is not None:
-            try:
-                out = await self._store_update(res, name, kv, old, stored)
-            except BaseException:
+        try:
+            out = await self._store_update(res, name, kv, old, stored)
+        except BaseException:
+            await asyncio.shield(self.quota.release(charge))  # not written: given back
+            if alloc is not None:
                 await self.services.release(alloc.taken, meta["uid"])
-                raise
+            raise
+        if alloc is not None:
             await self.services.release(alloc.dropped, meta["uid"])
-            return out
-        return await self._store_update(res, name, kv, old, stored)
+        return out
 
     async def _store_update(
         self, res: Resource, name: str, kv: KeyValue, old: Obj, stored: Obj
@@ -933,7 +994,7 @@ class Storage:
             track = self._tracker(res, old, made, manager, subresource, entry_subresource)
             new = self._prepare_update(res, old, made, subresource)
             try:
-                return await self._write(res, ns, kv, old, new, dry_run, track)
+                return await self._write(res, ns, kv, old, new, dry_run, track, subresource)
             except errors.ApiError as e:
                 if e.reason != "Conflict" or want_rv:
                     raise
@@ -1136,7 +1197,10 @@ class Storage:
                     stored["metadata"]["managedFields"] = entries
 
             try:
-                return await self._write(res, ns, kv, old, new, dry_run, track), False
+                return (
+                    await self._write(res, ns, kv, old, new, dry_run, track, subresource),
+                    False,
+                )
             except errors.ApiError as e:
                 if e.reason != "Conflict" or want_rv:
                     raise

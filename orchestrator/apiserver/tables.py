@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["TABLES", "human_duration", "pod_status", "table"]
+__all__ = ["TABLES", "csr_condition", "human_duration", "pod_status", "table"]
 
 Obj = dict[str, Any]
 Row = Callable[[Obj, datetime], list[Any]]
@@ -1247,4 +1247,59 @@ TABLES.update(
         ),
         "limitranges": _CREATED_AT,
     }
+)
+
+
+# ----------------------------------------------------------------------------- certificates
+
+
+def csr_condition(csr: Obj) -> str:
+    """extractCSRStatus: Denied, else Approved, else Pending; then ",Failed", ",Issued"."""
+    kinds = {c.get("type") for c in _get(csr, "status", "conditions") or () if isinstance(c, dict)}
+    shown = "Denied" if "Denied" in kinds else "Approved" if "Approved" in kinds else "Pending"
+    if "Failed" in kinds:
+        shown += ",Failed"
+    if _get(csr, "status", "certificate"):
+        shown += ",Issued"
+    return shown
+
+
+def _csr_row(csr: Obj, now: datetime) -> list[Any]:
+    seconds = _get(csr, "spec", "expirationSeconds")
+    return [
+        _name(csr),
+        _age(csr, now),
+        _get(csr, "spec", "signerName") or "<none>",
+        _get(csr, "spec", "username") or "",
+        "<none>" if seconds is None else human_duration(float(seconds)),
+        csr_condition(csr),
+    ]
+
+
+TABLES["certificatesigningrequests"] = (
+    [
+        NAME,
+        AGE,
+        _col(
+            "SignerName",
+            desc="Requested signer for the request. It is a qualified name in the"
+            " form: `scope-hostname.io/name`.",
+        ),  # fmt: skip
+        _col("Requestor", desc="Base64-encoded PKCS#10 CSR data"),
+        _col(
+            "RequestedDuration",
+            desc="expirationSeconds is the requested duration of validity"
+            " of the issued certificate.",
+        ),  # fmt: skip
+        _col("Condition", desc="Conditions applied to the request, such as approval or denial."),
+    ],
+    _csr_row,
+)
+
+
+# ----------------------------------------------------------------------------- node.k8s.io
+
+TABLES["runtimeclasses"] = (
+    [NAME, _col("Handler", desc="Handler is the name of the underlying runtime"), AGE],
+    lambda c, now: [_name(c), c.get("handler") or "", _age(c, now)],
 )

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from orchestrator.client import ApiClient, ClientConfig, LeaderElector, NotFound, ResourceRef
 from orchestrator.client.events import EventRecorder
 from orchestrator.client.rest import (
+    CERTIFICATESIGNINGREQUESTS,
     CONTROLLERREVISIONS,
     ENDPOINTSLICES,
     PERSISTENTVOLUMES,
@@ -24,6 +25,7 @@ from orchestrator.client.rest import (
 )
 
 from .base import Client, Controller, InformerFactory, Metrics
+from .certificates import CsrCleaner, CsrSigner, SigningCA
 from .clusterdns import ClusterDnsController
 from .cronjob import CronJobController
 from .daemonset import DaemonSetController
@@ -54,6 +56,8 @@ class ManagerConfig:
     node_monitor_grace_period: float = 40.0
     lease_name: str = "kube-controller-manager"
     root_ca_pem: str = ""  # published in every namespace; the API client's CA when empty
+    # the CA the csrsigning signers sign with (none: CertificateSigningRequests wait unsigned)
+    signing_ca: SigningCA | None = None
     identity: str = field(
         default_factory=lambda: f"{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     )
@@ -82,6 +86,8 @@ CONTROLLERS: dict[str, Maker] = {
     "horizontalpodautoscaling": lambda c, f, cfg: HorizontalPodAutoscalerController(c, f),
     "persistentvolume-binder": lambda c, f, cfg: PersistentVolumeController(c, f),
     "local-path-provisioner": lambda c, f, cfg: LocalPathProvisioner(c, f),
+    "csrsigning": lambda c, f, cfg: CsrSigner(c, f, _signing_ca(cfg)),
+    "csrcleaner": lambda c, f, cfg: CsrCleaner(c, f),
 }
 # Kinds a controller needs the API to serve (else it is left out, with a log line).
 REQUIRES: dict[str, tuple[ResourceRef, ...]] = {
@@ -93,7 +99,15 @@ REQUIRES: dict[str, tuple[ResourceRef, ...]] = {
     "horizontalpodautoscaling": (HPAS,),
     "persistentvolume-binder": (PERSISTENTVOLUMES, STORAGECLASSES),
     "local-path-provisioner": (PERSISTENTVOLUMES, STORAGECLASSES),
+    "csrsigning": (CERTIFICATESIGNINGREQUESTS,),
+    "csrcleaner": (CERTIFICATESIGNINGREQUESTS,),
 }
+
+
+def _signing_ca(cfg: ManagerConfig) -> SigningCA:
+    if cfg.signing_ca is None:
+        raise ValueError("no signing CA (--cluster-signing-cert-file and key)")
+    return cfg.signing_ca
 
 
 class ControllerManager:

@@ -28,7 +28,14 @@ from orchestrator.client.volumes import LOCAL_PATH_PROVISIONER, PROVISIONED_BY
 
 from .volumes import VolumeError
 
-__all__ = ["LOCAL_PATH_DIR", "LocalPathSweeper", "claim_volumes", "with_claims"]
+__all__ = [
+    "CLAIM_RETRY",
+    "LOCAL_PATH_DIR",
+    "ClaimError",
+    "LocalPathSweeper",
+    "claim_volumes",
+    "with_claims",
+]
 
 log = logging.getLogger("corral.kubelet")
 
@@ -43,40 +50,74 @@ def _has_claims(pod: Obj) -> bool:
     )
 
 
+class ClaimError(VolumeError):
+    """Claims the node cannot resolve yet (missing, not bound, their volume missing): the
+    FailedMount kube's kubelet reports at once (its volume manager's wait ends on the
+    populator's errors, it does not wait out its 2m03s for them), in its words; the pod's
+    sync is tried again after ``CLAIM_RETRY``, as kube's pod worker retries a failed sync."""
+
+    def __init__(self, failed: dict[str, str]) -> None:
+        names = " ".join(sorted(failed))
+        self.text = (
+            f"Unable to attach or mount volumes: unmounted volumes=[{names}], unattached"
+            f" volumes=[], failed to process volumes=[{names}]: "
+            + "; ".join(failed[n] for n in sorted(failed))
+        )
+        super().__init__(sorted(failed)[0], self.text)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+CLAIM_RETRY = 10.0  # seconds: kube's pod worker backOffPeriod after a failed sync
+
+
 async def claim_volumes(client: Any, pod: Obj, local_root: Path) -> dict[str, Obj]:
     """For each ``persistentVolumeClaim`` volume of the pod, the ``hostPath`` volume that
-    replaces it (by volume name). VolumeError (FailedMount) when a claim is missing, not
-    bound, or its volume is none the node can mount."""
+    replaces it (by volume name). ClaimError (FailedMount) when claims are missing, not
+    bound, or their volume is; VolumeError when a volume is none the node can mount."""
     out: dict[str, Obj] = {}
     if not _has_claims(pod):
         return out
     ns = (pod.get("metadata") or {}).get("namespace") or "default"
+    failed: dict[str, str] = {}
     for v in (pod.get("spec") or {}).get("volumes") or ():
         source = v.get("persistentVolumeClaim")
         if source is None:
             continue
         name = source.get("claimName") or ""
+        what = f"error processing PVC {ns}/{name}: "
         try:
             claim = await client.get(PERSISTENTVOLUMECLAIMS, ns, name)
         except NotFound:
-            raise VolumeError(v["name"], f'persistentvolumeclaim "{name}" not found') from None
+            failed[v["name"]] = (
+                f'{what}failed to fetch PVC from API server: persistentvolumeclaims "{name}"'
+                " not found"
+            )
+            continue
         except ClientError as e:
-            raise VolumeError(v["name"], f'persistentvolumeclaim "{name}": {e}') from None
+            failed[v["name"]] = f"{what}failed to fetch PVC from API server: {e}"
+            continue
         phase = (claim.get("status") or {}).get("phase") or "Pending"
         volume = (claim.get("spec") or {}).get("volumeName")
         if phase != "Bound" or not volume:
-            raise VolumeError(
-                v["name"],
-                f'PVC {ns}/{name} has non-bound phase ("{phase}") or empty pvc.Spec.VolumeName'
-                f' ("{volume or ""}")',
+            failed[v["name"]] = (
+                f'{what}PVC {ns}/{name} has non-bound phase ("{phase}") or empty'
+                f' pvc.Spec.VolumeName ("{volume or ""}")'
             )
+            continue
         try:
             pv = await client.get(PERSISTENTVOLUMES, None, volume)
         except NotFound:
-            raise VolumeError(v["name"], f'persistentvolume "{volume}" not found') from None
+            failed[v["name"]] = f'{what}persistentvolumes "{volume}" not found'
+            continue
         except ClientError as e:
-            raise VolumeError(v["name"], f'persistentvolume "{volume}": {e}') from None
-        out[v["name"]] = _host_path(v["name"], pv, local_root)
+            failed[v["name"]] = f"{what}{e}"
+            continue
+        if not failed:
+            out[v["name"]] = _host_path(v["name"], pv, local_root)
+    if failed:
+        raise ClaimError(failed)
     return out
 
 
@@ -105,29 +146,34 @@ def with_claims(spec: Obj, claims: dict[str, Obj]) -> Obj:
     source is ``readOnly`` are read-only (as the kubelet mounts such a volume)."""
     if not claims:
         return spec
-    read_only = {
-        v["name"]
-        for v in spec.get("volumes") or ()
-        if v["name"] in claims and (v.get("persistentVolumeClaim") or {}).get("readOnly")
-    }
+    read_only = read_only_claims(spec) & claims.keys()
     out = dict(spec)
     out["volumes"] = [claims.get(v.get("name"), v) for v in spec.get("volumes") or ()]
     if read_only:
-        for kind in ("initContainers", "containers"):
+        for kind in ("initContainers", "containers", "ephemeralContainers"):
             if out.get(kind):
-                out[kind] = [
-                    {
-                        **c,
-                        "volumeMounts": [
-                            {**m, "readOnly": True} if m.get("name") in read_only else m
-                            for m in c.get("volumeMounts") or ()
-                        ],
-                    }
-                    if c.get("volumeMounts")
-                    else c
-                    for c in out[kind]
-                ]
+                out[kind] = [with_read_only(c, read_only) for c in out[kind]]
     return out
+
+
+def read_only_claims(spec: Obj) -> set[str]:
+    """The volumes of ``spec`` whose claim source is ``readOnly``."""
+    return {
+        v["name"]
+        for v in spec.get("volumes") or ()
+        if (v.get("persistentVolumeClaim") or {}).get("readOnly")
+    }
+
+
+def with_read_only(container: Obj, volumes: set[str]) -> Obj:
+    """``container`` with its mounts of ``volumes`` read-only."""
+    if not container.get("volumeMounts"):
+        return container
+    mounts = [
+        {**m, "readOnly": True} if m.get("name") in volumes else m
+        for m in container.get("volumeMounts") or ()
+    ]
+    return {**container, "volumeMounts": mounts}
 
 
 class LocalPathSweeper:

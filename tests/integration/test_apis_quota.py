@@ -170,6 +170,47 @@ def test_object_counts(server: Server) -> None:
     )
 
 
+def test_hpas_through_autoscaling_v1_are_counted(kubectl: Kubectl, server: Server) -> None:
+    """An HPA made through autoscaling/v1 (stored as v2; kubectl autoscale, 1.32 sending it
+    as protobuf) is charged and counted like one made through v2; a create refused for its
+    name gives its charge back."""
+    ns = _ns(server, f"quota-hpa-{kubectl.version.replace('.', '')}")
+    hpas = "count/horizontalpodautoscalers.autoscaling"
+    _quota(server, ns, "q", {hpas: "2"})
+    deploy = {
+        "metadata": {"name": "web"},
+        "spec": {
+            "selector": {"matchLabels": {"a": "b"}},
+            "template": {
+                "metadata": {"labels": {"a": "b"}},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+            },
+        },
+    }
+    assert server.json("POST", f"/apis/apps/v1/namespaces/{ns}/deployments", deploy)[0] == 201
+    kubectl.run("autoscale", "deployment", "web", "--max=3", "-n", ns)
+    assert _used(server, ns, "q") == {hpas: "1"}
+    v1 = f"/apis/autoscaling/v1/namespaces/{ns}/horizontalpodautoscalers"
+    hpa = {
+        "metadata": {"name": "web"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "maxReplicas": 3,
+        },
+    }
+    code, body = server.json("POST", v1, hpa)
+    assert code == 409, body  # the name is taken: nothing charged
+    assert _used(server, ns, "q") == {hpas: "1"}
+    code, body = server.json("POST", v1, {**hpa, "metadata": {"name": "two"}})
+    assert code == 201, body
+    code, body = server.json("POST", v1, {**hpa, "metadata": {"name": "three"}})
+    assert code == 403, body
+    assert body["message"] == (
+        'horizontalpodautoscalers.autoscaling "three" is forbidden: exceeded quota: q,'
+        f" requested: {hpas}=1, used: {hpas}=2, limited: {hpas}=2"
+    )
+
+
 def test_status_unknown_until_counted(server: Server) -> None:
     """A quota the controller has not counted yet refuses what it covers (kube's words)."""
     ns = _ns(server, "quota-unknown")

@@ -294,6 +294,38 @@ def test_integers_out_of_range_stored_nothing(
         server.request("DELETE", f"{DEPLOYS}/fine")
 
 
+def test_invalid_qualifies_the_kind_with_its_group(server: Server) -> None:
+    """kube-apiserver's NewInvalid names the GroupKind: ``Deployment.apps "x" is invalid``
+    (a core kind stays bare); the Scale subresource's own validation is autoscaling's Scale.
+    A client reading the message (not kubectl, which words it from the details) saw
+    ``Deployment "x"``."""
+    got, _, raw = server.request("POST", DEPLOYS, _deployment("neg", -1))
+    status = _status(got, raw, 422, "Invalid")
+    assert status["message"].startswith('Deployment.apps "neg" is invalid: spec.replicas: ')
+    assert (status["details"]["kind"], status["details"]["group"]) == ("Deployment", "apps")
+    bad_cm = {"metadata": {"name": "bad"}, "data": {"a b": "x"}}
+    got, _, raw = server.request("POST", CM, bad_cm)
+    assert _status(got, raw, 422, "Invalid")["message"].startswith('ConfigMap "bad" is invalid: ')
+    code, dep = server.json("POST", DEPLOYS, _deployment("scaled", 1))
+    assert code == 201, dep
+    try:
+        scale = f"{DEPLOYS}/scaled/scale"
+        code, body = server.json("GET", scale)
+        assert code == 200, body
+        body["spec"]["replicas"] = -1
+        got, _, raw = server.request("PUT", scale, body)
+        assert _status(got, raw, 422, "Invalid")["message"] == (
+            'Scale.autoscaling "scaled" is invalid: spec.replicas: Invalid value: -1: must be'
+            " greater than or equal to 0"
+        )
+        body["spec"]["replicas"] = "2"
+        got, _, raw = server.request("PUT", scale, body)
+        _status(got, raw, 400, "BadRequest")
+        assert server.json("GET", f"{DEPLOYS}/scaled")[1]["spec"]["replicas"] == 1
+    finally:
+        server.request("DELETE", f"{DEPLOYS}/scaled")
+
+
 def test_service_name_must_be_a_dns1035_label(server: Server) -> None:
     path = f"/api/v1/namespaces/{NS}/services"
     before = _names(server, path)

@@ -295,7 +295,7 @@ def test_a_pod_whose_claim_is_missing_waits(ns: Space) -> None:
                 return str(e["message"])
         return ""
 
-    assert 'persistentvolumeclaim "nope" not found' in until("FailedMount", failed_mount, WAIT)
+    assert 'persistentvolumeclaims "nope" not found' in until("FailedMount", failed_mount, WAIT)
     st = ns.get("pod", "direct")["status"]
     assert st["phase"] == "Pending"
     assert st["containerStatuses"][0]["state"]["waiting"]["reason"] == "ContainerCreating"

@@ -13,7 +13,16 @@ import pytest
 
 from orchestrator.client.rest import PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES
 from orchestrator.controllers.fake import FakeClient
-from orchestrator.kubelet.claims import LocalPathSweeper, claim_volumes, with_claims
+from orchestrator.kubelet.claims import (
+    CLAIM_RETRY,
+    ClaimError,
+    LocalPathSweeper,
+    claim_volumes,
+    read_only_claims,
+    with_claims,
+    with_read_only,
+)
+from orchestrator.kubelet.pods import make_failure
 from orchestrator.kubelet.volumes import VolumeError
 
 
@@ -72,10 +81,18 @@ def test_claim_resolved_to_host_path(tmp_path: Path) -> None:
     spec = with_claims(_pod()["spec"], claims)
     assert spec["volumes"][0] == claims["data"] and spec["volumes"][1]["emptyDir"] == {}
     assert "readOnly" not in spec["containers"][0]["volumeMounts"][0]
-    ro = with_claims(_pod(read_only=True)["spec"], claims)
+    spec = _pod(read_only=True)["spec"]
+    spec["ephemeralContainers"] = [{"name": "d", "image": "i", "volumeMounts": [
+        {"name": "data", "mountPath": "/d"}]}]  # fmt: skip
+    ro = with_claims(spec, claims)
     assert ro["containers"][0]["volumeMounts"] == [
         {"name": "data", "mountPath": "/data", "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    assert ro["ephemeralContainers"][0]["volumeMounts"][0]["readOnly"] is True
+    assert read_only_claims(spec) == {"data"}
+    assert with_read_only(spec["ephemeralContainers"][0], {"data"})["volumeMounts"] == [
+        {"name": "data", "mountPath": "/d", "readOnly": True}
     ]
 
 
@@ -87,13 +104,38 @@ def test_static_volume_not_made(tmp_path: Path) -> None:
 
 
 def test_claim_missing_or_unbound(tmp_path: Path) -> None:
+    """kube's kubelet words (its volume manager reports the populator's error at once, and
+    the pod's sync is tried again after its backOffPeriod, not after a growing delay)."""
     client = FakeClient()
-    with pytest.raises(VolumeError, match='persistentvolumeclaim "c1" not found'):
+    with pytest.raises(ClaimError) as e:
         asyncio.run(claim_volumes(client, _pod(), tmp_path))
+    assert str(e.value) == (
+        "Unable to attach or mount volumes: unmounted volumes=[data], unattached volumes=[],"
+        " failed to process volumes=[data]: error processing PVC default/c1: failed to fetch"
+        ' PVC from API server: persistentvolumeclaims "c1" not found'
+    )
     client.add(PERSISTENTVOLUMECLAIMS, {"metadata": {"name": "c1", "namespace": "default"},
                                         "spec": {}, "status": {"phase": "Pending"}})  # fmt: skip
-    with pytest.raises(VolumeError, match=r'PVC default/c1 has non-bound phase \("Pending"\)'):
+    with pytest.raises(ClaimError) as e:
         asyncio.run(claim_volumes(client, _pod(), tmp_path))
+    assert str(e.value) == (
+        "Unable to attach or mount volumes: unmounted volumes=[data], unattached volumes=[],"
+        " failed to process volumes=[data]: error processing PVC default/c1: PVC default/c1 has"
+        ' non-bound phase ("Pending") or empty pvc.Spec.VolumeName ("")'
+    )
+    assert isinstance(e.value, VolumeError) and CLAIM_RETRY == 10.0
+
+
+def test_a_pod_waiting_for_its_claim_is_tried_again_every_10_seconds() -> None:
+    """Not after a delay growing with its failures, as other failures are (a claim bound
+    late would leave its pod waiting up to 2 minutes)."""
+    claim = ClaimError({"data": "error processing PVC default/c1: ..."})
+    for failures in (0, 3, 10):
+        assert make_failure(claim, failures) == ("FailedMount", "ContainerCreating", 10.0)
+    volume = VolumeError("cfg", 'configmap "x" not found')
+    assert make_failure(volume, 0) == ("FailedMount", "ContainerCreating", 2.0)
+    assert make_failure(volume, 3) == ("FailedMount", "ContainerCreating", 16.0)
+    assert make_failure(volume, 10) == ("FailedMount", "ContainerCreating", 120.0)
 
 
 def test_sweep_removes_the_directories_of_volumes_gone(tmp_path: Path) -> None:

@@ -322,3 +322,40 @@ def test_generator_reads_proto_and_go_structs() -> None:
     assert go["Thing"][4].inline
     with pytest.raises(SystemExit, match="not understood"):
         protogen.parse_proto("package p;\nmessage M {\n  oneof x {\n}\n")
+
+
+def test_certificate_signing_request() -> None:
+    """certificates.k8s.io/v1 CertificateSigningRequest (client-go's certificates/v1 clients
+    send it so): request bytes as base64, extra's ExtraValue as a list of strings, the
+    expirationSeconds pointer, and a condition of the approval."""
+    csr = "k8s.io.api.certificates.v1.CertificateSigningRequestSpec"
+    cond = "k8s.io.api.certificates.v1.CertificateSigningRequestCondition"
+    meta = _f(1, _f(_num(META + "ObjectMeta", "name"), "alice"))
+    extra = _f(1, "scopes") + _f(2, _f(1, "a") + _f(1, "b"))
+    spec = (
+        _f(_num(csr, "request"), b"-----BEGIN")
+        + _f(_num(csr, "signerName"), "kubernetes.io/kube-apiserver-client")
+        + _f(_num(csr, "expirationSeconds"), 600)
+        + _f(_num(csr, "usages"), "client auth")
+        + _f(_num(csr, "usages"), "digital signature")
+        + _f(_num(csr, "extra"), extra)
+        + _f(_num(csr, "username"), "")  # omitempty: dropped
+    )
+    approved = _f(_num(cond, "type"), "Approved") + _f(_num(cond, "status"), "True")
+    status = _f(1, approved)
+    obj = protobuf.decode(
+        _body(
+            "certificates.k8s.io/v1",
+            "CertificateSigningRequest",
+            meta + _f(2, spec) + _f(3, status),
+        )
+    )
+    assert obj["spec"] == {
+        "request": "LS0tLS1CRUdJTg==",
+        "signerName": "kubernetes.io/kube-apiserver-client",
+        "expirationSeconds": 600,
+        "usages": ["client auth", "digital signature"],
+        "extra": {"scopes": ["a", "b"]},
+    }
+    assert obj["status"]["conditions"][0]["type"] == "Approved"
+    assert obj["status"]["conditions"][0]["status"] == "True"
