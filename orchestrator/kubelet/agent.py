@@ -213,7 +213,8 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
                 raise AgentError(f"listen on {node_ip}:{cfg.kubelet_port}", e) from e
             assert network.pod_cidr is not None
             proxy = await _start_proxy(cfg, client, network.pod_cidr, name, pods.services)
-            policies.start()
+            if not cfg.disable_network_policy:
+                policies.start()
             log.info(
                 "node %s ready (pods in %s, pod CIDR %s)", name, cfg.data_dir, network.pod_cidr
             )
