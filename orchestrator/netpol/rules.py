@@ -39,6 +39,14 @@ kube-system labelled ``k8s-app: kube-dns`` with CoreDNS's ports (dns 53/UDP, dns
 so the usual "allow DNS to kube-dns in kube-system" egress rule means what it says.
 
 One script replaces the table in one transaction (``nft -f`` is atomic).
+
+Cost, measured on this 2-core VM (scratch namespaces: a node with a bridge, two pods on it;
+2000 TCP connections one after another, connect, a byte each way, close; 15 interleaved
+rounds, medians): with the table (the server pod selected by 21 policies, 500 peer pods) a
+connection takes 1.11x the time it takes with no table, and 1.13x with the table and the pod
+not selected: the cost is the base chains' hook, not the pod's chain. A table for 200 local
+pods, 1000 peers and 10 policies is some 41 KB of script, built in 5 ms, applied by
+``nft -f`` in about 0.03 s.
 """
 
 from __future__ import annotations
