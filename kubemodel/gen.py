@@ -70,7 +70,7 @@ ROOTS = (
     "io.k8s.api.scheduling.v1.PriorityClassList",
     *(
         "io.k8s.api.networking.v1." + k + s
-        for k in ("Ingress", "IngressClass")
+        for k in ("Ingress", "IngressClass", "NetworkPolicy")
         for s in ("", "List")
     ),
     "io.k8s.api.events.v1.Event",

@@ -210,6 +210,7 @@ RESOURCES: tuple[Resource, ...] = (
     _r(NETWORKING, "ingressclasses", "IngressClass", False, k.IngressClass),
     _r("node.k8s.io", "runtimeclasses", "RuntimeClass", False, k.RuntimeClass, has_spec=False),
     _r(NETWORKING, "ingresses", "Ingress", True, k.Ingress, ("ing",), sub=("status",)),
+    _r(NETWORKING, "networkpolicies", "NetworkPolicy", True, k.NetworkPolicy, ("netpol",)),
     _r(
         "policy",
         "poddisruptionbudgets",

@@ -271,6 +271,17 @@ def _qos_class(pod: Obj) -> str:
     return "Guaranteed"
 
 
+def _zero_pod_selector(policy: Obj) -> None:
+    """A NetworkPolicy's spec and spec.podSelector are Go values, not pointers: absent, Go's
+    decoder leaves them zero (an empty selector: every pod of the namespace), and kube-apiserver
+    stores them so (the model, from the OpenAPI schema, requires podSelector)."""
+    spec = policy.get("spec")
+    if spec is None:
+        policy["spec"] = spec = {}
+    if isinstance(spec, dict) and spec.get("podSelector") is None:
+        spec["podSelector"] = {}
+
+
 def _fold_string_data(secret: Obj) -> None:
     """stringData is write-only: its entries go into data, base64-encoded (kube-apiserver)."""
     string_data = secret.pop("stringData", None)
@@ -442,6 +453,8 @@ class Storage:
         name = (obj.get("metadata") or {}).get("name") or ""
         if res.name == "secrets":
             _fold_string_data(obj)
+        if res.name == "networkpolicies":
+            _zero_pod_selector(obj)
         try:
             typed = kubemodel.decode(obj, res.model)
             if name:  # the kind's own name rule first, as kube's ValidateObjectMeta checks it

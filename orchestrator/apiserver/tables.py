@@ -1174,6 +1174,27 @@ TABLES.update(
             ],
             _ingress_row,
         ),
+        "networkpolicies": (
+            [
+                NAME,
+                _col(
+                    "Pod-Selector",
+                    # extensions/v1beta1 NetworkPolicySpec's, as kubectl's printer cites it
+                    desc="Selects the pods to which this NetworkPolicy object applies.  The array"
+                    " of ingress rules is applied to any pods selected by this field. Multiple"
+                    " network policies can select the same set of pods.  In this case, the"
+                    " ingress rules for each are combined additively. This field is NOT optional"
+                    " and follows standard label selector semantics. An empty podSelector"
+                    " matches all pods in this namespace.",
+                ),
+                AGE,
+            ],
+            lambda np, now: [
+                _name(np),
+                format_selector(_get(np, "spec", "podSelector")),
+                _age(np, now),
+            ],
+        ),
         "ingressclasses": (
             [
                 NAME,

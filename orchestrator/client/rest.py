@@ -562,3 +562,4 @@ RUNTIMECLASSES = _ref("node.k8s.io", "runtimeclasses", "RuntimeClass", False)
 CERTIFICATESIGNINGREQUESTS = _ref(
     "certificates.k8s.io", "certificatesigningrequests", "CertificateSigningRequest", False
 )
+NETWORKPOLICIES = _ref("networking.k8s.io", "networkpolicies", "NetworkPolicy")

@@ -104,6 +104,7 @@ def test_explain_every_kind(kubectl132: Kubectl) -> None:
             resource,
             resource.removesuffix("s"),
             resource.removesuffix("es"),
+            resource.removesuffix("ies") + "y",  # networkpolicies
         ), (name, kind_line)
 
 
