@@ -1115,3 +1115,63 @@ def test_bytes_that_are_not_base64_do_not_decode(
     code, _, raw = server.request("GET", f"{path}/b64-bad")
     _status(code, raw, 404, "NotFound")
     _serving(server)
+
+
+_LABEL_RULE = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and"
+    " must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex"
+    " used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+)
+
+
+@pytest.mark.parametrize(
+    "path,body,message",
+    [
+        (
+            "/apis/node.k8s.io/v1/runtimeclasses",
+            {"metadata": {"name": "rc-path"}, "handler": "../../bin/sh"},
+            'RuntimeClass.node.k8s.io "rc-path" is invalid: handler: Invalid value:'
+            f' "../../bin/sh": {_LABEL_RULE}',
+        ),
+        (
+            CM,
+            {"metadata": {"name": "Bad_Name"}},
+            'ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name": a'
+            " lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters,"
+            " '-' or '.', and must start and end with an alphanumeric character (e.g."
+            " 'example.com', regex used for validation is"
+            " '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+        ),
+        (
+            PODS,
+            {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "A", "image": "x"}]}},
+            f'Pod "p" is invalid: spec.containers[0].name: Invalid value: "A": {_LABEL_RULE}',
+        ),
+        (
+            PODS,
+            {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a.b", "image": "x"}]}},
+            'Pod "p" is invalid: spec.containers[0].name: Invalid value: "a.b": must not'
+            " contain dots",
+        ),
+        (
+            CM,
+            {"metadata": {"name": "lbl", "labels": {"a b": "c"}}},
+            'ConfigMap "lbl" is invalid: metadata.labels: Invalid value: "a b": name part must'
+            " consist of alphanumeric characters, '-', '_' or '.', and must start and end with"
+            " an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex"
+            " used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')",
+        ),
+    ],
+    ids=["handler", "subdomain", "label", "label-dots", "label-key"],
+)
+def test_name_rules_in_kubes_words(
+    server: Server, path: str, body: dict[str, Any], message: str
+) -> None:
+    """The name rules' 422s carry apimachinery's whole RegexError (its examples and regex)
+    as kube-apiserver words them: they stopped at the rule (a RuntimeClass's handler that is
+    a path, an object's name, a container's name; a label with dots said it broke the rule
+    instead of "must not contain dots")."""
+    code, _, raw = server.request("POST", path, body)
+    status = _status(code, raw, 422, "Invalid")
+    assert status["message"] == message
+    _serving(server)

@@ -618,7 +618,7 @@ ERRORS: list[tuple[str, Any, str, str]] = [
         " character",
     ),
     ("metadata.name", "a" * 254, "metadata.name", "must be no more than 253 characters"),
-    ("metadata.namespace", "my.ns", "metadata.namespace", "a lowercase RFC 1123 label"),
+    ("metadata.namespace", "my.ns", "metadata.namespace", "must not contain dots"),
     ("metadata.uid", "../../x", "metadata.uid", 'Invalid value: "../../x"'),
     ("metadata.generateName", "web-", "metadata.generateName", "not supported by corral"),
     ("metadata.ownerReferences", [], "metadata.ownerReferences", "not supported by corral"),
@@ -626,9 +626,9 @@ ERRORS: list[tuple[str, Any, str, str]] = [
     ("metadata.labels", ["a"], "metadata.labels", "must be an object of strings, not a list"),
     ("metadata.labels", {"version": 1}, "metadata.labels.version", "must be a string"),
     ("metadata.labels", {"-x": "y"}, "metadata.labels", 'Invalid value: "-x": name part'),
-    ("metadata.labels", {"a/b/c": "y"}, "metadata.labels", "prefix part must be a lowercase"),
+    ("metadata.labels", {"a/b/c": "y"}, "metadata.labels", "with an optional DNS subdomain"),
     ("metadata.labels", {"/b": "y"}, "metadata.labels", "prefix part must be non-empty"),
-    ("metadata.labels", {"Ex.com/b": "y"}, "metadata.labels", "prefix part must be a lowercase"),
+    ("metadata.labels", {"Ex.com/b": "y"}, "metadata.labels", "prefix part a lowercase RFC 1123"),
     ("metadata.labels", {"a" * 64: "y"}, "metadata.labels", "no more than 63 characters"),
     ("metadata.labels", {"app": "-web"}, "metadata.labels.app", 'Invalid value: "-web"'),
     ("metadata.labels", {"app": "w" * 64}, "metadata.labels.app", "no more than 63 characters"),
@@ -827,7 +827,7 @@ ERRORS: list[tuple[str, Any, str, str]] = [
         "spec.containers.0.ports.0",
         {"containerPort": 80, "name": "HTTP"},
         "spec.containers[0].ports[0].name",
-        "alphanumeric characters (a-z, 0-9)",
+        "alpha-numeric characters (a-z, 0-9), and hyphens (-)",
     ),
     (
         "spec.containers.0.ports.0",
@@ -845,7 +845,7 @@ ERRORS: list[tuple[str, Any, str, str]] = [
         "spec.containers.0.ports.0",
         {"containerPort": 80, "name": "a--b"},
         "spec.containers[0].ports[0].name",
-        "hyphens must not",
+        "must not contain consecutive hyphens",
     ),
     # resources
     (
