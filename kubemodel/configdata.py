@@ -7,9 +7,9 @@ from __future__ import annotations
 from kubemodel import gobase64
 from kubemodel._generated import ConfigMap, Secret
 from kubemodel.codec import VALIDATORS
-from kubemodel.errors import FieldError, at
+from kubemodel.errors import FieldError, key
 from kubemodel.names import check_config_key
-from kubemodel.pod import validate_meta
+from kubemodel.pod import invalid, validate_meta
 
 __all__ = ["MAX_DATA_BYTES"]
 
@@ -29,12 +29,12 @@ def _decoded_sizes(data: dict[str, str] | None) -> dict[str, int]:
 def _validate_configmap(cm: ConfigMap) -> None:
     binary = _decoded_sizes(cm.binary_data)
     validate_meta(cm.metadata)
-    for key in cm.data or {}:
-        check_config_key(key, at("data", key))
-    for key in cm.binary_data or {}:
-        check_config_key(key, at("binaryData", key))
-        if key in (cm.data or {}):
-            raise FieldError(at("data", key), "duplicate of key present in binaryData")
+    for k in cm.data or {}:
+        check_config_key(k, key("data", k))
+    for k in cm.binary_data or {}:
+        check_config_key(k, key("binaryData", k))
+        if k in (cm.data or {}):
+            raise invalid(key("data", k), k, "duplicate of key present in binaryData")
     size = sum(len(v.encode()) for v in (cm.data or {}).values())
     size += sum(binary.values())
     if size > MAX_DATA_BYTES:
@@ -44,12 +44,12 @@ def _validate_configmap(cm: ConfigMap) -> None:
 def _validate_secret(s: Secret) -> None:
     sizes = _decoded_sizes(s.data)
     validate_meta(s.metadata)
-    for key in sizes:
-        check_config_key(key, at("data", key))
+    for k in sizes:
+        check_config_key(k, key("data", k))
     if sum(sizes.values()) > MAX_DATA_BYTES:
         raise _too_long("data")
-    for key in s.string_data or {}:
-        check_config_key(key, at("stringData", key))
+    for k in s.string_data or {}:
+        check_config_key(k, key("stringData", k))
 
 
 VALIDATORS.update({ConfigMap: _validate_configmap, Secret: _validate_secret})

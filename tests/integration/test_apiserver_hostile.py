@@ -493,7 +493,7 @@ _TERMS = f"spec.affinity.nodeAffinity.{_REQUIRED}.nodeSelectorTerms"
             _pod("anti", affinity={"podAntiAffinity": {_REQUIRED: [{"topologyKey": ""}]}}),
             f"spec.affinity.podAntiAffinity.{_REQUIRED}[0].topologyKey",
         ),
-        (CM, {"metadata": {"name": "b64"}, "binaryData": {"a": "!!!"}}, "binaryData.a"),
+        (CM, {"metadata": {"name": "b64"}, "binaryData": {"a b": "MQ=="}}, "binaryData[a b]"),
         (DEPLOYS, _strategy("strat", {"type": "Bogus"}), "spec.strategy.type"),
         (
             DEPLOYS,
@@ -1174,4 +1174,88 @@ def test_name_rules_in_kubes_words(
     code, _, raw = server.request("POST", path, body)
     status = _status(code, raw, 422, "Invalid")
     assert status["message"] == message
+    _serving(server)
+
+
+def _resources_pod(resources: dict[str, Any]) -> dict[str, Any]:
+    return _pod("p", containers=[{"name": "c", "image": "busybox", "resources": resources}])
+
+
+_R = "spec.containers[0].resources"
+_GPU = "example.com/gpu"
+
+
+@pytest.mark.parametrize(
+    "path,body,field,message",
+    [
+        (
+            CM,
+            {"metadata": {"name": "key"}, "data": {"a b": "c"}},
+            "data[a b]",
+            'Invalid value: "a b": a valid config key must consist of alphanumeric characters,'
+            " '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for"
+            " validation is '[-._a-zA-Z0-9]+')",
+        ),
+        (
+            CM,
+            {"metadata": {"name": "dup"}, "data": {"k": "1"}, "binaryData": {"k": "MQ=="}},
+            "data[k]",
+            'Invalid value: "k": duplicate of key present in binaryData',
+        ),
+        (
+            CM,
+            {"metadata": {"name": "lv", "labels": {"app": "-web"}}},
+            "metadata.labels",
+            'Invalid value: "-web": a valid label must be an empty string or consist of'
+            " alphanumeric characters, '-', '_' or '.', and must start and end with an"
+            " alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used"
+            " for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
+        ),
+        (
+            PODS,
+            _resources_pod({"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}),
+            f"{_R}.requests",
+            'Invalid value: "2": must be less than or equal to cpu limit of 1',
+        ),
+        (
+            PODS,
+            _resources_pod({"limits": {"bogus": "1"}}),
+            f"{_R}.limits[bogus]",
+            'Invalid value: "bogus": must be a standard resource for containers',
+        ),
+        (
+            PODS,
+            _resources_pod({"requests": {"memory": "-1Mi"}}),
+            f"{_R}.requests[memory]",
+            'Invalid value: "-1Mi": must be greater than or equal to 0',
+        ),
+        (
+            PODS,
+            _resources_pod({"requests": {"example.com/gpu": "1"}}),
+            f"{_R}.limits",
+            "Required value: Limit must be set for non overcommitable resources",
+        ),
+        (
+            PODS,
+            _resources_pod({"requests": {"example.com/gpu": "1"}, "limits": {_GPU: "2"}}),
+            f"{_R}.requests",
+            'Invalid value: "1": must be equal to example.com/gpu limit of 2',
+        ),
+    ],
+    ids=["config-key", "binary-duplicate", "label-value", "request-above-limit",
+         "resource-name", "negative", "extended-no-limit", "extended-not-equal"],
+)  # fmt: skip
+def test_map_entries_named_as_kube_names_them(
+    server: Server, path: str, body: dict[str, Any], field: str, message: str
+) -> None:
+    """A map's entry is named with kube's Key (data[a b], limits[bogus]; a label's value and a
+    request above its limit at the map itself, as ValidateLabels and ValidateResourceRequirements
+    name them), with field.Invalid's value; an extended resource is requested as its limit.
+    Was: data.a b, metadata.labels.app, requests.cpu with 'limit of "1"', the extended request
+    taken without its limit."""
+    code, _, raw = server.request("POST", path, body)
+    status = _status(code, raw, 422, "Invalid")
+    cause = status["details"]["causes"][0]
+    assert (cause["field"], cause["message"]) == (field, message), status
+    assert f"is invalid: {field}: {message}" in status["message"], status
     _serving(server)

@@ -630,8 +630,8 @@ ERRORS: list[tuple[str, Any, str, str]] = [
     ("metadata.labels", {"/b": "y"}, "metadata.labels", "prefix part must be non-empty"),
     ("metadata.labels", {"Ex.com/b": "y"}, "metadata.labels", "prefix part a lowercase RFC 1123"),
     ("metadata.labels", {"a" * 64: "y"}, "metadata.labels", "no more than 63 characters"),
-    ("metadata.labels", {"app": "-web"}, "metadata.labels.app", 'Invalid value: "-web"'),
-    ("metadata.labels", {"app": "w" * 64}, "metadata.labels.app", "no more than 63 characters"),
+    ("metadata.labels", {"app": "-web"}, "metadata.labels", 'Invalid value: "-web"'),
+    ("metadata.labels", {"app": "w" * 64}, "metadata.labels", "no more than 63 characters"),
     ("metadata.annotations", {"a b": ""}, "metadata.annotations", 'Invalid value: "a b"'),
     ("metadata.annotations", {"x": 1}, "metadata.annotations.x", "must be a string"),
     (
@@ -869,20 +869,20 @@ ERRORS: list[tuple[str, Any, str, str]] = [
     (
         "spec.containers.0.resources",
         {"requests": {"memory": "-1Mi"}},
-        "spec.containers[0].resources.requests.memory",
-        'must be greater than or equal to 0, not "-1Mi"',
+        "spec.containers[0].resources.requests[memory]",
+        'Invalid value: "-1Mi": must be greater than or equal to 0',
     ),
     (
         "spec.containers.0.resources",
         {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}},
-        "spec.containers[0].resources.requests.cpu",
-        'Invalid value: "2": must be less than or equal to cpu limit of "1"',
+        "spec.containers[0].resources.requests",
+        'Invalid value: "2": must be less than or equal to cpu limit of 1',
     ),
     (
         "spec.containers.0.resources",
         {"requests": {"memory": "1Gi"}, "limits": {"memory": "1G"}},
-        "spec.containers[0].resources.requests.memory",
-        'Invalid value: "1Gi": must be less than or equal to memory limit of "1G"',
+        "spec.containers[0].resources.requests",
+        'Invalid value: "1Gi": must be less than or equal to memory limit of 1G',
     ),
     (
         "spec.containers.0.resources",
