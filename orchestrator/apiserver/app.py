@@ -59,6 +59,13 @@ PATCH_TYPES = {
     "application/strategic-merge-patch+json": "strategic",
 }
 APPLY_PATCH = "application/apply-patch+yaml"
+# kube-apiserver's list for a built-in kind's PATCH (its installer's order)
+PATCH_MEDIA_TYPES = (
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+    APPLY_PATCH,
+)
 UNSUPPORTED_BODIES = ("application/cbor",)
 YAML_TYPES = ("application/yaml", APPLY_PATCH, "text/yaml")
 # What a body may be sent as (no Content-Type: JSON, as kubectl's generators and the Python
@@ -265,6 +272,16 @@ def _check_delete_options(options: Obj) -> None:
         or any(not isinstance(pre.get(k), str | None) for k in ("uid", "resourceVersion"))
     ):
         raise errors.bad_request("DeleteOptions: preconditions must be an object of strings")
+
+
+def _unsupported_patch() -> ApiError:
+    """415 for a PATCH of a media type kube-apiserver does not take, in its words."""
+    return ApiError(
+        415,
+        "UnsupportedMediaType",
+        "the body of the request was in an unknown format - accepted media types include: "
+        + ", ".join(PATCH_MEDIA_TYPES),
+    )
 
 
 def _too_large() -> ApiError:
@@ -733,12 +750,7 @@ class ApiServer:
                 )
             kind = PATCH_TYPES.get(ctype)
             if kind is None:
-                raise ApiError(
-                    415,
-                    "UnsupportedMediaType",
-                    f"the body of the request was in an unknown format - accepted media types"
-                    f" include: {', '.join(PATCH_TYPES)}",
-                )
+                raise _unsupported_patch()
             patch = await _read_body(request)
             if kind != "json":
                 fields.check(request, res, patch, sub)
@@ -823,13 +835,8 @@ class ApiServer:
     ) -> web.Response:
         """Server-side apply (PATCH application/apply-patch+yaml): fieldManager is required,
         force takes the fields of other managers; creates the object when it is missing."""
-        if sub not in (None, "status", "ephemeralcontainers"):
-            raise ApiError(
-                415,
-                "UnsupportedMediaType",
-                f"the body of the request was in an unknown format - accepted media types"
-                f" include: {', '.join(PATCH_TYPES)}",
-            )
+        if sub not in (None, "status", "ephemeralcontainers", "approval"):
+            raise _unsupported_patch()
         manager = request.query.get("fieldManager")
         if not manager:
             raise _invalid_options(

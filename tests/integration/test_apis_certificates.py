@@ -471,3 +471,62 @@ def test_status_and_main_resource_keep_their_parts(server: Server) -> None:
     assert out["message"].endswith(
         "status.certificate: Forbidden: updates may not modify existing certificate"
     )
+
+
+def test_server_side_apply_of_the_approval(server: Server) -> None:
+    """PATCH application/apply-patch+yaml of /approval, as kube-apiserver takes it on every
+    subresource (was: a 415 that did not list apply-patch+yaml): the CertificateApproval
+    admission weighs it as a PUT (a 403 without ``approve`` on the signer), the applier owns
+    the conditions through the subresource, and spec and certificate stay as they were. A
+    PATCH of a media type kube does not take lists kube's four, in its order."""
+    name = f"ssa-{uuid.uuid4().hex[:6]}"
+    _, pem = request_pem("dave")
+    code, made = server.json("POST", CSRS, csr_body(name, pem, signer="example.com/nobody"))
+    assert code == 201, made
+    apply = {"Content-Type": "application/apply-patch+yaml"}
+    config = {
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "CertificateSigningRequest",
+        "metadata": {"name": name},
+        "spec": {"signerName": "example.com/other", "usages": ["any"]},  # ignored
+        "status": {
+            "conditions": [{"type": "Approved", "status": "True", "reason": "R", "message": "M"}]
+        },
+    }
+    path = f"{CSRS}/{name}/approval?fieldManager=ssa-test"
+    # one who may patch /approval (RBAC) but not approve for the signer (the admission)
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    role = {
+        "metadata": {"name": name},
+        "rules": [{"apiGroups": ["certificates.k8s.io"],
+                   "resources": ["certificatesigningrequests/approval"], "verbs": ["patch"]}],
+    }  # fmt: skip
+    assert server.json("POST", f"{rbac}/clusterroles", role)[0] == 201
+    bind = {
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+        "subjects": [{"kind": "User", "name": name, "apiGroup": "rbac.authorization.k8s.io"}],
+    }
+    assert server.json("POST", f"{rbac}/clusterrolebindings", bind)[0] == 201
+    code, _, raw = server.request("PATCH", path, config, {**apply, "Impersonate-User": name})
+    assert code == 403, raw
+    assert b"user not permitted to approve requests with signerName" in raw, raw
+    assert "status" not in _get(server, name) or not _get(server, name)["status"]
+    code, _, raw = server.request("PATCH", path, config, apply)
+    assert code == 200, raw
+    got = _get(server, name)
+    assert got["spec"] == made["spec"]
+    assert [c["type"] for c in got["status"]["conditions"]] == ["Approved"]
+    entry = [e for e in got["metadata"]["managedFields"] if e["manager"] == "ssa-test"]
+    assert len(entry) == 1 and entry[0]["subresource"] == "approval", entry
+    assert "f:spec" not in entry[0]["fieldsV1"], entry
+    code, _, raw = server.request(
+        "PATCH", f"{CSRS}/{name}/approval", b"{}", {"Content-Type": "text/plain"}
+    )
+    assert code == 415, raw
+    assert json.loads(raw)["message"] == (
+        "the body of the request was in an unknown format - accepted media types include:"
+        " application/json-patch+json, application/merge-patch+json,"
+        " application/strategic-merge-patch+json, application/apply-patch+yaml"
+    )
+    assert server.request("DELETE", f"{CSRS}/{name}")[0] == 200
