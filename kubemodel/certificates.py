@@ -82,6 +82,7 @@ _DNS1123_LABEL_RULE = (
     " regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
 )
 _DOMAIN_MAX = 253
+_GO_CURVES = ("secp224r1", "secp256r1", "secp384r1", "secp521r1")
 _SIGNER_MAX = _DOMAIN_MAX + (253 + 63 + 1) + 1
 
 
@@ -143,6 +144,7 @@ def _pem_blocks(data: bytes) -> list[tuple[str, bool, bytes]]:
 def parse_request(request: bytes) -> Any:
     """kube's ParseCSR and CheckSignature: the x509 request, or ValueError with Go's words."""
     from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
     blocks = _pem_blocks(request)
@@ -150,10 +152,23 @@ def parse_request(request: bytes) -> Any:
         raise ValueError("PEM block type must be CERTIFICATE REQUEST")
     try:
         req = x509.load_der_x509_csr(blocks[0][2])
+        key = req.public_key()
     except ValueError as e:
         raise ValueError(f"asn1: structure error: {e}") from None
-    if not req.is_signature_valid:
-        key = req.public_key()
+    except UnsupportedAlgorithm:
+        key = None  # (Go parses none of these either: an unknown algorithm, refused below)
+    # Go's x509 knows RSA, ECDSA on the NIST curves and Ed25519 keys; ParseCertificateRequest
+    # refuses another curve, CheckSignature any other algorithm (DSA, Ed448, X25519 ...)
+    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name not in _GO_CURVES:
+        raise ValueError("x509: unsupported elliptic curve")
+    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
+        raise ValueError("x509: cannot verify signature: algorithm unimplemented")
+    try:
+        req.signature_hash_algorithm  # noqa: B018 (an algorithm it does not know raises)
+        valid = req.is_signature_valid
+    except UnsupportedAlgorithm:  # (a signature algorithm Go does not know either)
+        raise ValueError("x509: cannot verify signature: algorithm unimplemented") from None
+    if not valid:
         if isinstance(key, rsa.RSAPublicKey):
             raise ValueError("crypto/rsa: verification error")
         if isinstance(key, ec.EllipticCurvePublicKey):

@@ -4,6 +4,7 @@ server keeps serving. Each case here once got a 500, a hang, a wrong code or a w
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -17,6 +18,10 @@ from fractions import Fraction
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from tests.kubeserver import API_ONLY, Server
 
@@ -1258,4 +1263,45 @@ def test_map_entries_named_as_kube_names_them(
     cause = status["details"]["causes"][0]
     assert (cause["field"], cause["message"]) == (field, message), status
     assert f"is invalid: {field}: {message}" in status["message"], status
+    _serving(server)
+
+
+def _csr_with_unknown_key() -> bytes:
+    """A P-256 CERTIFICATE REQUEST whose key algorithm (id-ecPublicKey, 1.2.840.10045.2.1)
+    is made 1.2.840.10045.2.9, which nobody knows."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "k")])
+    key = ec.generate_private_key(ec.SECP256R1())
+    req = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
+    der = bytearray(req.public_bytes(serialization.Encoding.DER))
+    der[der.index(bytes.fromhex("06072a8648ce3d0201")) + 8] = 0x09
+    return (
+        b"-----BEGIN CERTIFICATE REQUEST-----\n"
+        + base64.encodebytes(bytes(der))
+        + b"-----END CERTIFICATE REQUEST-----\n"
+    )
+
+
+def test_a_csr_of_an_unknown_key_algorithm_is_a_422(server: Server) -> None:
+    """A CertificateSigningRequest whose key is of an algorithm cryptography cannot load was
+    a 500 (UnsupportedAlgorithm out of the validation); kube's CheckSignature refuses it."""
+    csrs = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
+    body = {
+        "metadata": {"name": "unknown-key"},
+        "spec": {
+            "request": base64.b64encode(_csr_with_unknown_key()).decode(),
+            "signerName": "example.com/x",
+            "usages": ["client auth"],
+        },
+    }
+    code, _, raw = server.request("POST", csrs, body)
+    status = _status(code, raw, 422, "Invalid")
+    assert status["message"].startswith(
+        'CertificateSigningRequest.certificates.k8s.io "unknown-key" is invalid: spec.request:'
+        " Invalid value: []byte{0x2d, "
+    ), status
+    assert status["message"].endswith(
+        "}: x509: cannot verify signature: algorithm unimplemented"
+    ), status
+    code, _, raw = server.request("GET", f"{csrs}/unknown-key")
+    _status(code, raw, 404, "NotFound")
     _serving(server)
