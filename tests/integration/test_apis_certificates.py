@@ -530,3 +530,57 @@ def test_server_side_apply_of_the_approval(server: Server) -> None:
         " application/strategic-merge-patch+json, application/apply-patch+yaml"
     )
     assert server.request("DELETE", f"{CSRS}/{name}")[0] == 200
+
+
+def _with_extensions(*extensions: x509.Extension[Any]) -> tuple[bytes, bytes]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ext-user")])
+    b = x509.CertificateSigningRequestBuilder().subject_name(name)
+    for e in extensions:
+        b = b.add_extension(e.value, critical=e.critical)
+    pem = b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return key_pem, pem
+
+
+def test_extensions_are_read_as_go_reads_them(server: Server) -> None:
+    """Go's ParseCertificateRequest reads a request's subjectAltNames and no other extension:
+    a malformed subjectAltName is a 422 in its words, a malformed key usage is taken (both
+    were a 500 for kube-apiserver-client, whose admission read every extension, and stored
+    for other signers); the request with a bad key usage is signed with its names."""
+    from cryptography.x509.oid import ExtensionOID
+
+    bad_san = x509.Extension(
+        ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
+        False,
+        x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, b"\x01\x02"),
+    )
+    bad_ku = x509.Extension(
+        ExtensionOID.KEY_USAGE,
+        False,
+        x509.UnrecognizedExtension(ExtensionOID.KEY_USAGE, b"\x01\x02"),
+    )
+    names = x509.Extension(
+        ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
+        False,
+        x509.SubjectAlternativeName([x509.DNSName("ext.example")]),
+    )
+    for signer in (CLIENT, "example.com/nobody"):
+        name = f"bad-san-{uuid.uuid4().hex[:6]}"
+        _, pem = _with_extensions(bad_san)
+        code, out = server.json("POST", CSRS, csr_body(name, pem, signer=signer))
+        assert code == 422, out
+        assert out["message"].endswith(": x509: invalid subject alternative names"), out
+    name = f"bad-ku-{uuid.uuid4().hex[:6]}"
+    _, pem = _with_extensions(bad_ku, names)
+    code, made = server.json("POST", CSRS, csr_body(name, pem))
+    assert code == 201, made
+    approved = {**made, "status": {"conditions": [{"type": "Approved", "status": "True"}]}}
+    code, out = server.json("PUT", f"{CSRS}/{name}/approval", approved)
+    assert code == 200, out
+    cert = x509.load_pem_x509_certificate(_issued(server, name))
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == ["ext.example"]
+    assert server.request("DELETE", f"{CSRS}/{name}")[0] == 200

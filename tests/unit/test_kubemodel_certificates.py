@@ -305,3 +305,58 @@ def test_keys_go_does_not_take(make: Any, words: str) -> None:
     with pytest.raises(ValueError, match=f"^{words}$"):
         parse_request(pem)
     assert (check(csr(pem)) or "").endswith(f": {words}")
+
+
+def _san_request(value: bytes) -> bytes:
+    from cryptography.x509.oid import ExtensionOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "k")])
+    ext = x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, value)
+    b = x509.CertificateSigningRequestBuilder().subject_name(name).add_extension(ext, False)
+    return b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        (b"\x01\x02", "x509: invalid subject alternative names"),
+        (b"\x30\x05\x82\x03a", "x509: invalid subject alternative names"),  # short
+        (bytes.fromhex("300787050102030405"), "x509: cannot parse IP address of length 5"),
+        (b"\x30\x03\x82\x01\xff", "x509: SAN dNSName is malformed"),
+    ],
+    ids=["not-a-sequence", "truncated", "ip-of-5-bytes", "dns-not-ascii"],
+)
+def test_subject_alt_names_as_go_parses_them(value: bytes, words: str) -> None:
+    pem = _san_request(value)
+    with pytest.raises(ValueError, match=f"^{words}$"):
+        parse_request(pem)
+
+
+def test_names_read_past_other_extensions_go_does_not_parse() -> None:
+    """Go's CSR parser reads the subjectAltNames only: a malformed key usage is no error,
+    and the names (an otherName skipped) are read."""
+    from cryptography.x509.oid import ExtensionOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "k")])
+    ku = x509.UnrecognizedExtension(ExtensionOID.KEY_USAGE, b"\x01")
+    san = x509.SubjectAlternativeName(
+        [
+            x509.DNSName("a.example"),
+            x509.OtherName(x509.ObjectIdentifier("1.2.3.4"), b"\x05\x00"),
+            x509.IPAddress(ipaddress.ip_address("fd00::1")),
+            x509.RFC822Name("a@example.com"),
+            x509.UniformResourceIdentifier("spiffe://x/y"),
+        ]
+    )
+    b = x509.CertificateSigningRequestBuilder().subject_name(name)
+    b = b.add_extension(ku, False).add_extension(san, False)
+    pem = b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+    sub = CsrSubject(parse_request(pem))
+    assert (sub.dns_names, sub.ip_addresses, sub.emails, sub.uris) == (
+        ["a.example"],
+        ["fd00::1"],
+        ["a@example.com"],
+        ["spiffe://x/y"],
+    )
