@@ -126,7 +126,7 @@ def check_dns_subdomain(value: str, where: str) -> None:
 def check_path_segment(value: str, where: str) -> None:
     """A name that only has to be one URL path segment (RBAC objects: ``system:node``)."""
     if value in (".", ".."):
-        raise FieldError(where, f"Invalid value: {q(value)}: may not be '.' or '..'")
+        raise FieldError(where, f"Invalid value: {q(value)}: may not be '{value}'")
     for bad in ("/", "%"):
         if bad in value:
             raise FieldError(where, f"Invalid value: {q(value)}: may not contain '{bad}'")

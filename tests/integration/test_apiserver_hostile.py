@@ -1166,8 +1166,14 @@ _LABEL_RULE = (
             " an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex"
             " used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')",
         ),
+        (
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+            {"metadata": {"name": ".."}, "rules": []},
+            'ClusterRole.rbac.authorization.k8s.io ".." is invalid: metadata.name: Invalid'
+            " value: \"..\": may not be '..'",
+        ),
     ],
-    ids=["handler", "subdomain", "label", "label-dots", "label-key"],
+    ids=["handler", "subdomain", "label", "label-dots", "label-key", "path-segment"],
 )
 def test_name_rules_in_kubes_words(
     server: Server, path: str, body: dict[str, Any], message: str
