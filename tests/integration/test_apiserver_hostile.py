@@ -1272,6 +1272,13 @@ def test_map_entries_named_as_kube_names_them(
     _serving(server)
 
 
+def _csr_pem() -> bytes:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "k")])
+    key = ec.generate_private_key(ec.SECP256R1())
+    req = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
+    return req.public_bytes(serialization.Encoding.PEM)
+
+
 def _csr_with_unknown_key() -> bytes:
     """A P-256 CERTIFICATE REQUEST whose key algorithm (id-ecPublicKey, 1.2.840.10045.2.1)
     is made 1.2.840.10045.2.9, which nobody knows."""
@@ -1310,4 +1317,35 @@ def test_a_csr_of_an_unknown_key_algorithm_is_a_422(server: Server) -> None:
     ), status
     code, _, raw = server.request("GET", f"{csrs}/unknown-key")
     _status(code, raw, 404, "NotFound")
+    _serving(server)
+
+
+@pytest.mark.parametrize("sub", ["approval", "status"])
+def test_a_csr_status_that_is_not_an_object(server: Server, sub: str) -> None:
+    """A CSR's /approval or /status written with a status that is not an object: a JSON patch
+    was a 500 (the strategy took it for a dict), a PUT of a list was taken as an empty status;
+    kube's decoder refuses both (the patch's result a 422, the PUT's body a 400)."""
+    csrs = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
+    name = f"status-{sub}"
+    body = {
+        "metadata": {"name": name},
+        "spec": {
+            "request": base64.b64encode(_csr_pem()).decode(),
+            "signerName": "example.com/x",
+            "usages": ["client auth"],
+        },
+    }
+    code, made = server.json("POST", csrs, body)
+    assert code == 201, made
+    try:
+        patch = json.dumps([{"op": "replace", "path": "/status", "value": "x"}]).encode()
+        code, _, raw = server.request(
+            "PATCH", f"{csrs}/{name}/{sub}", patch, {"Content-Type": "application/json-patch+json"}
+        )
+        _status(code, raw, 422, "Invalid")
+        code, _, raw = server.request("PUT", f"{csrs}/{name}/{sub}", {**made, "status": []})
+        _status(code, raw, 400, "BadRequest")
+        assert server.json("GET", f"{csrs}/{name}")[1] == made
+    finally:
+        server.request("DELETE", f"{csrs}/{name}")
     _serving(server)
