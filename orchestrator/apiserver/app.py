@@ -17,6 +17,7 @@ import yaml
 from aiohttp import web
 
 from kubemodel import protobuf
+from kubemodel.errors import kind_of
 from kubemodel.events import FIELD_LABELS_V1
 from orchestrator.store import Backend, Gone, TooLarge
 
@@ -921,6 +922,12 @@ class ApiServer:
     async def _put_scale(
         self, res: Resource, ns: str | None, name: str, body: Obj, dry: bool, manager: str
     ) -> web.Response:
+        for part in ("spec", "metadata"):  # (a patch could make either anything)
+            value = body.get(part)
+            if value is not None and not isinstance(value, dict):
+                raise errors.cannot_decode(
+                    "Scale", res.version, part, f"must be an object, not {kind_of(value)}"
+                )
         replicas = (body.get("spec") or {}).get("replicas")
         if not isinstance(replicas, int) or isinstance(replicas, bool):
             raise errors.cannot_decode("Scale", res.version, "spec.replicas", "must be an integer")
@@ -961,7 +968,12 @@ class ApiServer:
                 scale = {"merge": merge_patch, "json": json_patch}[kind](_scale(current), patch)
         except PatchError as e:
             raise ApiError(422, "Invalid", f"the patch cannot be applied: {e}") from None
-        return await self._put_scale(res, ns, name, scale, dry, manager)
+        if not isinstance(scale, dict):
+            raise errors.bad_request("the patched object is not a JSON object")
+        try:
+            return await self._put_scale(res, ns, name, scale, dry, manager)
+        except errors.DecodeFailed as e:  # a patched Scale that does not decode: 422 in kube
+            raise errors.invalid("Scale", name, e.field, e.detail, "autoscaling") from None
 
     # ------------------------------------------------------------------ watch
 

@@ -1349,3 +1349,29 @@ def test_a_csr_status_that_is_not_an_object(server: Server, sub: str) -> None:
     finally:
         server.request("DELETE", f"{csrs}/{name}")
     _serving(server)
+
+
+@pytest.mark.parametrize("part", ["spec", "metadata"])
+def test_a_scale_whose_parts_are_not_objects(server: Server, part: str) -> None:
+    """deployments/scale written with a spec or metadata that is not an object was a 500
+    ('str' object has no attribute 'get'); kube's decoder refuses the Scale: a PUT's body
+    is a 400, a patch's result a 422; the Deployment keeps its replicas."""
+    name = f"scale-{part}"
+    code, dep = server.json("POST", DEPLOYS, _deployment(name, 1))
+    assert code == 201, dep
+    try:
+        scale = f"{DEPLOYS}/{name}/scale"
+        code, body = server.json("GET", scale)
+        assert code == 200, body
+        got, _, raw = server.request("PUT", scale, {**body, part: "x"})
+        status = _status(got, raw, 400, "BadRequest")
+        assert status["message"] == (
+            f'Scale in version "v1" cannot be handled as a Scale: {part}: must be an object,'
+            " not a string"
+        )
+        got, _, raw = server.request("PATCH", scale, json.dumps({part: "x"}).encode(), MERGE)
+        _status(got, raw, 422, "Invalid")
+        assert server.json("GET", f"{DEPLOYS}/{name}")[1]["spec"]["replicas"] == 1
+    finally:
+        server.request("DELETE", f"{DEPLOYS}/{name}")
+    _serving(server)
