@@ -130,6 +130,8 @@ def check_path_segment(value: str, where: str) -> None:
     for bad in ("/", "%"):
         if bad in value:
             raise FieldError(where, f"Invalid value: {q(value)}: may not contain '{bad}'")
+    if "\x00" in value:  # kube's etcd keys hold it; the store's keys are NUL-free text
+        raise FieldError(where, f"Invalid value: {q(value)}: may not contain NUL")
 
 
 def qualified_name_problem(key: str) -> str | None:

@@ -1375,3 +1375,28 @@ def test_a_scale_whose_parts_are_not_objects(server: Server, part: str) -> None:
     finally:
         server.request("DELETE", f"{DEPLOYS}/{name}")
     _serving(server)
+
+
+@pytest.mark.parametrize(
+    "path,body",
+    [
+        ("/apis/rbac.authorization.k8s.io/v1/clusterroles", {"rules": []}),
+        (
+            "/apis/certificates.k8s.io/v1/certificatesigningrequests",
+            {"spec": {"signerName": "example.com/x", "usages": ["client auth"]}},
+        ),
+    ],
+    ids=["clusterrole", "csr"],
+)
+def test_a_path_segment_name_with_nul(server: Server, path: str, body: dict[str, Any]) -> None:
+    """A name that only has to be a path segment (RBAC objects, CSRs) holding a NUL was a 500
+    (the store's keys are NUL-free text): a 422 naming metadata.name, nothing stored."""
+    name = "a\x00b"
+    body = {**body, "metadata": {"name": name}}
+    if "spec" in body:
+        body["spec"] = {**body["spec"], "request": base64.b64encode(_csr_pem()).decode()}
+    code, _, raw = server.request("POST", path, body)
+    status = _status(code, raw, 422, "Invalid")
+    assert status["details"]["causes"][0]["field"] == "metadata.name", status
+    assert status["details"]["causes"][0]["message"].endswith("may not contain NUL"), status
+    _serving(server)
