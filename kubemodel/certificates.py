@@ -363,7 +363,8 @@ def _validate_csr(csr: CertificateSigningRequest) -> None:
     try:
         parse_request(raw)
     except ValueError as e:
-        raise FieldError("spec.request", f"Invalid value: {go_bytes(raw)}: {e}") from None
+        shown = "[]byte(nil)" if spec.request is None else go_bytes(raw)  # (Go's %#v)
+        raise FieldError("spec.request", f"Invalid value: {shown}: {e}") from None
     usages = spec.usages or []
     if not usages:
         raise FieldError("spec.usages", "Required value")

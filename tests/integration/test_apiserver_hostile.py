@@ -1172,8 +1172,29 @@ _LABEL_RULE = (
             'ClusterRole.rbac.authorization.k8s.io ".." is invalid: metadata.name: Invalid'
             " value: \"..\": may not be '..'",
         ),
+        (
+            "/apis/node.k8s.io/v1/runtimeclasses",
+            {"metadata": {"name": "rc-none"}},
+            'RuntimeClass.node.k8s.io "rc-none" is invalid: handler: Invalid value: "":'
+            f" {_LABEL_RULE}",
+        ),
+        (
+            "/apis/certificates.k8s.io/v1/certificatesigningrequests",
+            {"metadata": {"name": "no-req"}, "spec": {"signerName": "a.b/c", "usages": ["any"]}},
+            'CertificateSigningRequest.certificates.k8s.io "no-req" is invalid: spec.request:'
+            " Invalid value: []byte(nil): PEM block type must be CERTIFICATE REQUEST",
+        ),
     ],
-    ids=["handler", "subdomain", "label", "label-dots", "label-key", "path-segment"],
+    ids=[
+        "handler",
+        "subdomain",
+        "label",
+        "label-dots",
+        "label-key",
+        "path-segment",
+        "no-handler",
+        "no-request",
+    ],
 )
 def test_name_rules_in_kubes_words(
     server: Server, path: str, body: dict[str, Any], message: str
