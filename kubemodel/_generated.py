@@ -623,11 +623,11 @@ class CertificateSigningRequestList(Object):
 
 class CertificateSigningRequestSpec(Object):
     """``io.k8s.api.certificates.v1.CertificateSigningRequestSpec``."""
-    request: str
     signer_name: str = msgspec.field(name="signerName")
     expiration_seconds: int | None = msgspec.field(default=None, name="expirationSeconds")
     extra: dict[str, list[str]] | None = None
     groups: list[str] | None = None
+    request: str | None = None
     uid: str | None = None
     usages: list[str] | None = None
     username: str | None = None
@@ -2998,8 +2998,8 @@ class RollingUpdateStatefulSetStrategy(Object):
 
 class RuntimeClass(Object):
     """``io.k8s.api.node.v1.RuntimeClass``."""
-    handler: str
     api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    handler: str | None = None
     kind: str | None = None
     metadata: ObjectMeta | None = None
     overhead: Overhead | None = None

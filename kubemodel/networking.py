@@ -26,12 +26,14 @@ from kubemodel.codec import DEFAULTERS, VALIDATORS
 from kubemodel.errors import FieldError, at, q
 from kubemodel.names import (
     DNS_SUBDOMAIN,
+    DNS_SUBDOMAIN_FMT,
     check_dns1035_label,
     check_dns_label,
     check_dns_subdomain,
     check_label_value,
     check_path_segment,
     check_port_name,
+    regex_error,
 )
 from kubemodel.pod import (
     LABEL_OPERATORS,
@@ -71,9 +73,13 @@ def _check_wildcard_subdomain(value: str, where: str) -> None:
         raise _invalid(
             where,
             value,
-            "a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS"
-            " subdomain, which must consist of lower case alphanumeric characters, '-' or '.'"
-            " and end with an alphanumeric character",
+            regex_error(
+                "a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS"
+                " subdomain, which must consist of lower case alphanumeric characters, '-' or"
+                " '.' and end with an alphanumeric character",
+                r"\*\." + DNS_SUBDOMAIN_FMT,
+                "*.example.com",
+            ),
         )
 
 

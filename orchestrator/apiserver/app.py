@@ -17,6 +17,7 @@ import yaml
 from aiohttp import web
 
 from kubemodel import protobuf
+from kubemodel.errors import kind_of
 from kubemodel.events import FIELD_LABELS_V1
 from orchestrator.store import Backend, Gone, TooLarge
 
@@ -59,6 +60,13 @@ PATCH_TYPES = {
     "application/strategic-merge-patch+json": "strategic",
 }
 APPLY_PATCH = "application/apply-patch+yaml"
+# kube-apiserver's list for a built-in kind's PATCH (its installer's order)
+PATCH_MEDIA_TYPES = (
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+    APPLY_PATCH,
+)
 UNSUPPORTED_BODIES = ("application/cbor",)
 YAML_TYPES = ("application/yaml", APPLY_PATCH, "text/yaml")
 # What a body may be sent as (no Content-Type: JSON, as kubectl's generators and the Python
@@ -265,6 +273,16 @@ def _check_delete_options(options: Obj) -> None:
         or any(not isinstance(pre.get(k), str | None) for k in ("uid", "resourceVersion"))
     ):
         raise errors.bad_request("DeleteOptions: preconditions must be an object of strings")
+
+
+def _unsupported_patch() -> ApiError:
+    """415 for a PATCH of a media type kube-apiserver does not take, in its words."""
+    return ApiError(
+        415,
+        "UnsupportedMediaType",
+        "the body of the request was in an unknown format - accepted media types include: "
+        + ", ".join(PATCH_MEDIA_TYPES),
+    )
 
 
 def _too_large() -> ApiError:
@@ -733,12 +751,7 @@ class ApiServer:
                 )
             kind = PATCH_TYPES.get(ctype)
             if kind is None:
-                raise ApiError(
-                    415,
-                    "UnsupportedMediaType",
-                    f"the body of the request was in an unknown format - accepted media types"
-                    f" include: {', '.join(PATCH_TYPES)}",
-                )
+                raise _unsupported_patch()
             patch = await _read_body(request)
             if kind != "json":
                 fields.check(request, res, patch, sub)
@@ -823,13 +836,8 @@ class ApiServer:
     ) -> web.Response:
         """Server-side apply (PATCH application/apply-patch+yaml): fieldManager is required,
         force takes the fields of other managers; creates the object when it is missing."""
-        if sub not in (None, "status", "ephemeralcontainers"):
-            raise ApiError(
-                415,
-                "UnsupportedMediaType",
-                f"the body of the request was in an unknown format - accepted media types"
-                f" include: {', '.join(PATCH_TYPES)}",
-            )
+        if sub not in (None, "status", "ephemeralcontainers", "approval"):
+            raise _unsupported_patch()
         manager = request.query.get("fieldManager")
         if not manager:
             raise _invalid_options(
@@ -914,6 +922,12 @@ class ApiServer:
     async def _put_scale(
         self, res: Resource, ns: str | None, name: str, body: Obj, dry: bool, manager: str
     ) -> web.Response:
+        for part in ("spec", "metadata"):  # (a patch could make either anything)
+            value = body.get(part)
+            if value is not None and not isinstance(value, dict):
+                raise errors.cannot_decode(
+                    "Scale", res.version, part, f"must be an object, not {kind_of(value)}"
+                )
         replicas = (body.get("spec") or {}).get("replicas")
         if not isinstance(replicas, int) or isinstance(replicas, bool):
             raise errors.cannot_decode("Scale", res.version, "spec.replicas", "must be an integer")
@@ -954,7 +968,12 @@ class ApiServer:
                 scale = {"merge": merge_patch, "json": json_patch}[kind](_scale(current), patch)
         except PatchError as e:
             raise ApiError(422, "Invalid", f"the patch cannot be applied: {e}") from None
-        return await self._put_scale(res, ns, name, scale, dry, manager)
+        if not isinstance(scale, dict):
+            raise errors.bad_request("the patched object is not a JSON object")
+        try:
+            return await self._put_scale(res, ns, name, scale, dry, manager)
+        except errors.DecodeFailed as e:  # a patched Scale that does not decode: 422 in kube
+            raise errors.invalid("Scale", name, e.field, e.detail, "autoscaling") from None
 
     # ------------------------------------------------------------------ watch
 

@@ -80,6 +80,8 @@ VALUE_STRUCTS = frozenset(
 )
 # list map keys that kube-apiserver defaults when an item omits them
 KEY_DEFAULTS = {"protocol": "TCP"}
+# subresources whose writes own the status alone (a CSR's /approval writes its conditions)
+STATUS_LIKE = ("status", "approval")
 MAX_MANAGER = 128
 
 
@@ -288,7 +290,7 @@ def object_tree(obj: Obj, t: Type, status_sub: bool, subresource: str | None, do
     for k, v in obj.items():
         if k == "apiVersion" or k == "kind":
             continue
-        if subresource == "status":
+        if subresource in STATUS_LIKE:
             if k != "status":
                 continue
         elif k == "status" and status_sub:
@@ -489,7 +491,7 @@ def compare(old: Obj, new: Obj, t: Type, status_sub: bool, subresource: str | No
     for k in old.keys() | new.keys():
         if k == "apiVersion" or k == "kind":
             continue
-        if subresource == "status":
+        if subresource in STATUS_LIKE:
             if k != "status":
                 continue
         elif k == "status" and status_sub:
