@@ -7,7 +7,15 @@ from typing import Any
 
 from .resources import GROUPS, Resource, custom_resources
 
-__all__ = ["KUBERNETES_VERSION", "api_versions", "group", "group_list", "resource_list", "version"]
+__all__ = [
+    "KUBERNETES_VERSION",
+    "api_versions",
+    "group",
+    "group_list",
+    "groups_served",
+    "resource_list",
+    "version",
+]
 
 KUBERNETES_VERSION = (1, 32)  # the API the object model's schema describes
 
@@ -61,7 +69,7 @@ def api_versions(server_address: str) -> dict[str, Any]:
     }
 
 
-def _groups() -> dict[str, dict[str, list[Resource]]]:
+def groups_served() -> dict[str, dict[str, list[Resource]]]:
     """The table's groups, and those of the custom resources served now (their versions in
     kube's priority order: v2 before v1 before v1beta1 ...)."""
     customs = custom_resources()
@@ -88,7 +96,7 @@ def version_priority(v: str) -> tuple[int, int, int, str]:
 
 
 def _group(name: str) -> dict[str, Any]:
-    groups = _groups()
+    groups = groups_served()
     served = [READ_ONLY[name][0]] if name in READ_ONLY else groups.get(name, ["v1"])
     versions = [{"groupVersion": f"{name}/{v}", "version": v} for v in served]
     return {"name": name, "versions": versions, "preferredVersion": versions[0]}
@@ -98,12 +106,12 @@ def group_list() -> dict[str, Any]:
     return {
         "kind": "APIGroupList",
         "apiVersion": "v1",
-        "groups": [_group(g) for g in (*_groups(), *REVIEWS, *READ_ONLY) if g],
+        "groups": [_group(g) for g in (*groups_served(), *REVIEWS, *READ_ONLY) if g],
     }
 
 
 def group(name: str) -> dict[str, Any] | None:
-    if not name or (name not in _groups() and name not in REVIEWS and name not in READ_ONLY):
+    if not name or (name not in groups_served() and name not in REVIEWS and name not in READ_ONLY):
         return None
     return {"kind": "APIGroup", "apiVersion": "v1", **_group(name)}
 
@@ -149,7 +157,7 @@ def resource_list(group_name: str, ver: str) -> dict[str, Any] | None:
             "groupVersion": gv,
             "resources": reviews,
         }
-    resources = _groups().get(group_name, {}).get(ver)
+    resources = groups_served().get(group_name, {}).get(ver)
     if resources is None:
         return None
     out: list[dict[str, Any]] = []

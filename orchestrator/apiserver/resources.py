@@ -343,10 +343,21 @@ _BY_PATH = {(r.group, r.version, r.name): r for r in RESOURCES}
 _CUSTOM: dict[tuple[str, str, str], Resource] = {}
 
 
+_GENERATION = [0]  # how many times the custom resources were set
+
+
 def set_custom(resources: list[Resource]) -> None:
     """Serve these custom resources (and no other ones) from now on."""
+    if list(_CUSTOM.values()) == resources:
+        return
     _CUSTOM.clear()
     _CUSTOM.update({(r.group, r.version, r.name): r for r in resources})
+    _GENERATION[0] += 1
+
+
+def custom_generation() -> int:
+    """Changes whenever the custom resources are set (0: never, no CRD was ever served)."""
+    return _GENERATION[0]
 
 
 def custom_resources() -> list[Resource]:
