@@ -7,6 +7,7 @@ a second version is served; deleting the CRD deletes them and discovery drops it
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,7 +16,14 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.kubeserver import KUBECTL_VERSIONS, Kubectl, Server, api_only_server, kubectl_for
+from tests.kubeserver import (
+    CORRAL,
+    KUBECTL_VERSIONS,
+    Kubectl,
+    Server,
+    api_only_server,
+    kubectl_for,
+)
 
 CRD_GROUP = "stable.example.com"
 
@@ -314,3 +322,39 @@ def test_explain(kubectl: Kubectl, crd: tuple[str, str]) -> None:
     out = kubectl.run("explain", f"{plural}.spec").stdout
     assert "size" in out and "replicas" in out, out
     assert "The image to run." in kubectl.run("explain", f"{plural}.spec.image").stdout
+
+
+def _user_kubectl(server: Server, kubectl: Kubectl, user: str) -> Kubectl:
+    """``kubectl`` as ``user`` (a client certificate of the server's CA), HOME of its own."""
+    path = server.root / f"{user}-{kubectl.version}.kubeconfig"
+    argv = [CORRAL, "kubeconfig", "--user", user, "--data-dir", str(server.data_dir)]
+    subprocess.run([*argv, "-o", str(path)], check=True, capture_output=True)
+    home = server.root / f"home-{user}-{kubectl.version}"
+    home.mkdir(exist_ok=True)
+    return Kubectl(kubectl.binary, home, path, kubectl.version)
+
+
+def test_rbac(server: Server, kubectl: Kubectl, crd: tuple[str, str]) -> None:
+    """The default edit role does not cover custom resources (no aggregation labels); a role
+    naming <plural> in the CRD's group does; cluster-admin (the tests' own user) does."""
+    plural, ns = crd
+    user = f"crd-user-{uuid.uuid4().hex[:6]}"
+    kubectl.run("create", "rolebinding", "edit", "-n", ns, "--clusterrole=edit", f"--user={user}")
+    as_user = _user_kubectl(server, kubectl, user)
+    assert as_user.run("auth", "can-i", "list", "configmaps", "-n", ns).stdout.strip() == "yes"
+    resource = f"{plural}.{CRD_GROUP}"
+    p = as_user.run("auth", "can-i", "list", resource, "-n", ns, check=False)
+    assert p.stdout.strip() == "no"
+    p = as_user.run("get", plural, "-n", ns, check=False)
+    assert p.returncode != 0 and "Forbidden" in p.stderr, p.stderr
+    kubectl.run(
+        "create", "role", "crs", "-n", ns, "--verb=get,list,create", f"--resource={resource}"
+    )
+    kubectl.run("create", "rolebinding", "crs", "-n", ns, "--role=crs", f"--user={user}")
+    assert as_user.run("auth", "can-i", "list", resource, "-n", ns).stdout.strip() == "yes"
+    as_user.run("create", "-n", ns, "-f", "-", input=_cr(plural, "mine", size="S"))
+    assert as_user.run("get", plural, "-n", ns, "-o", "name").stdout.split() == [
+        f"{plural[:-1]}.{CRD_GROUP}/mine"
+    ]
+    p = as_user.run("delete", plural, "mine", "-n", ns, check=False)
+    assert p.returncode != 0 and "Forbidden" in p.stderr
