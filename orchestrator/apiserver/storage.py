@@ -1497,6 +1497,8 @@ def _custom_once() -> list[Resource]:
 
 
 def _root(res: Resource) -> managedfields.Type:
+    if res.custom is not None:
+        return managedfields.custom_root(res.custom.schema)
     return managedfields.root_type(res.group, res.version, res.kind)
 
 
