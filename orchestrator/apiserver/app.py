@@ -465,6 +465,7 @@ class ApiServer:
     async def start(self) -> None:
         await self.storage.ensure_namespaces()
         await self.crds.start()
+        self.crds.follow(self.caches["customresourcedefinitions"])
         if self.security is not None:
             await self.security.start()
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from . import crd, errors
 from .resources import Resource, by_path
+from .watchcache import Closed, WatchCache
 
 __all__ = ["CrdController"]
 
@@ -26,10 +27,33 @@ class CrdController:
     def __init__(self, storage: Any) -> None:
         self.storage = storage
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._follower: asyncio.Task[None] | None = None
         storage.on_crd_write = self.refresh
 
     async def start(self) -> None:
         await self.refresh()
+
+    def follow(self, cache: WatchCache) -> None:
+        """Refresh on every change of a CRD, whichever server wrote it (several servers over
+        one etcd): ``cache`` is the CRDs' watch cache."""
+        self._follower = asyncio.get_running_loop().create_task(self._follow(cache))
+
+    async def _follow(self, cache: WatchCache) -> None:
+        while True:
+            try:
+                sub = await cache.subscribe(await self.storage.store.current_revision())
+                try:
+                    await self.refresh()  # (what changed before the subscription)
+                    while True:
+                        if await sub.take(60.0):
+                            await self.refresh()
+                finally:
+                    sub.close()
+            except Closed:
+                return
+            except Exception as e:  # a store error: watch again
+                log.warning("customresourcedefinitions: watch: %s", e)
+                await asyncio.sleep(1.0)
 
     async def refresh(self) -> None:
         """Serve what the CRDs stored now define; clean up after those being deleted."""
@@ -116,6 +140,10 @@ class CrdController:
                     raise
 
     async def close(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._follower
         for task in self._tasks.values():
             task.cancel()
         for task in self._tasks.values():

@@ -1,0 +1,219 @@
+"""CustomResourceDefinitions through the API server in this process (no root, a SQLite store
+in a temporary directory): what the kubectl tests (tests/integration/test_apiserver_crd.py)
+do not reach: a CRD written by another server (straight into the store) is served, a CRD
+update takes effect, creates are refused while a CRD terminates, a namespace's deletion takes
+its custom resources, the default AGE column, names clashing."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from orchestrator.apiserver import crd
+from orchestrator.apiserver.resources import by_path
+from tests.unit.test_apiserver_units import _serve
+
+CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+GROUP = "unit.example.com"
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "spec": {
+            "type": "object",
+            "properties": {"size": {"type": "string"}, "count": {"type": "integer"}},
+        }
+    },
+}
+
+
+def _crd(plural: str = "gadgets", kind: str = "Gadget", **names: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{GROUP}"},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {"plural": plural, "kind": kind, **names},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": copy.deepcopy(SCHEMA)},
+                }
+            ],
+        },
+    }
+
+
+Req = Callable[..., Awaitable[tuple[int, Any]]]
+
+
+def _run(tmp: Path, body: Callable[[Any, Req], Awaitable[None]]) -> None:
+    async def main() -> None:
+        api, runner, url = await _serve(tmp, 60)
+        try:
+            async with aiohttp.ClientSession() as s:
+
+                async def req(
+                    method: str,
+                    path: str,
+                    obj: Any = None,
+                    ctype: str = "application/json",
+                    **kw: Any,
+                ) -> tuple[int, Any]:
+                    data = json.dumps(obj) if obj is not None else None
+                    headers = {"Content-Type": ctype, **kw.get("headers", {})}
+                    async with s.request(method, url + path, data=data, headers=headers) as r:
+                        text = await r.text()
+                        return r.status, json.loads(text) if text else None
+
+                await body(api, req)
+        finally:
+            await runner.cleanup()
+            await api.close()
+            await api.store.close()
+            crd.sync([])  # (the table of served resources is the process's)
+
+    asyncio.run(main())
+
+
+async def _eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    for _ in range(600):  # a generous bound (a loaded machine), not a timing assertion
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never: {what}")
+
+
+def test_crd_written_by_another_server_is_served(tmp_path: Path) -> None:
+    async def body(api: Any, req: Req) -> None:
+        code, made = await req("POST", CRDS, _crd())
+        assert code == 201
+        # another server over the same etcd writes a second CRD: this one serves it too
+        other = copy.deepcopy(made)
+        other["metadata"] = {"name": f"widgets.{GROUP}", "uid": "u", "finalizers": [crd.FINALIZER]}
+        other["spec"]["names"] = {**other["spec"]["names"], "plural": "widgets", "kind": "Widget",
+                                  "singular": "widget", "listKind": "WidgetList"}  # fmt: skip
+        other["status"]["acceptedNames"] = other["spec"]["names"]
+        key = f"/registry/customresourcedefinitions.apiextensions.k8s.io/widgets.{GROUP}"
+        await api.store.create(key, json.dumps(other).encode())
+
+        async def served() -> bool:
+            code, _ = await req("GET", f"/apis/{GROUP}/v1/namespaces/default/widgets")
+            return code == 200
+
+        await _eventually(served, "the CRD written to the store served")
+
+    _run(tmp_path, body)
+
+
+def test_update_takes_effect_and_terminating_refuses_creates(tmp_path: Path) -> None:
+    async def body(api: Any, req: Req) -> None:
+        code, made = await req("POST", CRDS, _crd())
+        assert code == 201
+        base = f"/apis/{GROUP}/v1/namespaces/default/gadgets"
+        code, obj = await req(
+            "POST", base, {"metadata": {"name": "g"}, "spec": {"size": "S", "x": 1}}
+        )
+        assert code == 201 and obj["spec"] == {"size": "S"}, obj
+        assert obj["kind"] == "Gadget" and obj["apiVersion"] == f"{GROUP}/v1"
+        # a changed schema: x is known now, a second version is served
+        schema = made["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        schema["properties"]["spec"]["properties"]["x"] = {"type": "integer"}
+        made["spec"]["versions"].append(
+            {**made["spec"]["versions"][0], "name": "v2", "storage": False}
+        )
+        code, made = await req("PUT", f"{CRDS}/gadgets.{GROUP}", made)
+        assert code == 200, made
+        assert made["metadata"]["generation"] == 2
+        code, obj = await req("POST", base, {"metadata": {"name": "h"}, "spec": {"x": 1}})
+        assert code == 201 and obj["spec"] == {"x": 1}, obj
+        code, doc = await req("GET", f"/apis/{GROUP}")
+        assert [v["version"] for v in doc["versions"]] == ["v2", "v1"]
+        # the default table: NAME, AGE
+        code, table = await req(
+            "GET", base, headers={"Accept": "application/json;as=Table;g=meta.k8s.io;v=v1"}
+        )
+        assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Age"]
+        # a finalizer holds one custom resource: the CRD terminates, creates are refused
+        code, _ = await req("PATCH", f"{base}/g", {"metadata": {"finalizers": ["x/y"]}},
+                            "application/merge-patch+json")  # fmt: skip
+        assert code == 200
+        code, gone = await req("DELETE", f"{CRDS}/gadgets.{GROUP}")
+        assert code == 200 and gone["metadata"]["deletionTimestamp"]
+
+        async def terminating() -> bool:
+            code, obj = await req("GET", f"{CRDS}/gadgets.{GROUP}")
+            types = [c["type"] for c in obj["status"]["conditions"]]
+            return "Terminating" in types
+
+        await _eventually(terminating, "the Terminating condition")
+        code, err = await req("POST", base, {"metadata": {"name": "late"}})
+        assert code == 405, err
+        assert (
+            err["message"] == "create not allowed while custom resource definition is terminating"
+        )
+        code, _ = await req("GET", f"{base}/h")
+        assert code == 404  # deleted; g waits for its finalizer
+        code, _ = await req("PATCH", f"{base}/g", {"metadata": {"finalizers": None}},
+                            "application/merge-patch+json")  # fmt: skip
+        assert code == 200
+
+        async def gone_for_good() -> bool:
+            code, _ = await req("GET", f"{CRDS}/gadgets.{GROUP}")
+            return code == 404
+
+        await _eventually(gone_for_good, "the CRD deleted")
+        assert by_path(GROUP, "v1", "gadgets") is None
+        code, _ = await req("GET", f"/apis/{GROUP}")
+        assert code == 404
+        page = await api.store.list(f"/registry/{GROUP}/")
+        assert list(page.items) == []
+
+    _run(tmp_path, body)
+
+
+def test_namespace_deletion_takes_custom_resources(tmp_path: Path) -> None:
+    async def body(api: Any, req: Req) -> None:
+        assert (await req("POST", CRDS, _crd()))[0] == 201
+        assert (await req("POST", "/api/v1/namespaces", {"metadata": {"name": "team"}}))[0] == 201
+        base = f"/apis/{GROUP}/v1/namespaces/team/gadgets"
+        assert (await req("POST", base, {"metadata": {"name": "g"}}))[0] == 201
+        assert (await req("DELETE", "/api/v1/namespaces/team"))[0] == 200
+
+        async def gone() -> bool:
+            return (await req("GET", "/api/v1/namespaces/team"))[0] == 404
+
+        await _eventually(gone, "the namespace deleted")
+        assert list((await api.store.list(f"/registry/{GROUP}/gadgets/team/")).items) == []
+
+    _run(tmp_path, body)
+
+
+def test_names_clash_not_established(tmp_path: Path) -> None:
+    async def body(api: Any, req: Req) -> None:
+        assert (await req("POST", CRDS, _crd(shortNames=["gd"])))[0] == 201
+        code, other = await req("POST", CRDS, _crd("things", "Thing", shortNames=["gd"]))
+        assert code == 201
+        conds = {c["type"]: c for c in other["status"]["conditions"]}
+        assert conds["NamesAccepted"]["status"] == "False"
+        assert conds["NamesAccepted"]["message"] == '"gd" is already in use'
+        assert conds["Established"]["status"] == "False"
+        code, _ = await req("GET", f"/apis/{GROUP}/v1/things")
+        assert code == 404
+        code, err = await req("POST", CRDS, {**_crd("bad", "Bad"), "metadata": {"name": "x"}})
+        assert code == 422
+        assert err["message"] == (
+            'CustomResourceDefinition.apiextensions.k8s.io "x" is invalid: metadata.name:'
+            ' Invalid value: "x": must be spec.names.plural+"."+spec.group'
+        )
+
+    _run(tmp_path, body)
