@@ -56,9 +56,13 @@ def _crd(plural: str = "gadgets", kind: str = "Gadget", **names: Any) -> dict[st
 Req = Callable[..., Awaitable[tuple[int, Any]]]
 
 
-def _run(tmp: Path, body: Callable[[Any, Req], Awaitable[None]]) -> None:
+def _run(
+    tmp: Path, body: Callable[[Any, Req], Awaitable[None]], url_out: list[str] | None = None
+) -> None:
     async def main() -> None:
         api, runner, url = await _serve(tmp, 60)
+        if url_out is not None:
+            url_out.append(url)
         try:
             async with aiohttp.ClientSession() as s:
 
@@ -217,3 +221,34 @@ def test_names_clash_not_established(tmp_path: Path) -> None:
         )
 
     _run(tmp_path, body)
+
+
+def test_watches_of_two_versions_each_see_their_own(tmp_path: Path) -> None:
+    """One stored event, two watchers in different versions: each gets its apiVersion (the
+    frames encoded once per event are kept apart per version)."""
+
+    async def body(api: Any, req: Req) -> None:
+        made = _crd()
+        made["spec"]["versions"].append(
+            {**made["spec"]["versions"][0], "name": "v2", "storage": False}
+        )
+        assert (await req("POST", CRDS, made))[0] == 201
+        code, listed = await req("GET", f"/apis/{GROUP}/v1/gadgets")
+        rv = listed["metadata"]["resourceVersion"]
+        async with aiohttp.ClientSession() as s:
+            url = api_url[0]
+
+            async def watch(version: str) -> list[Any]:
+                path = f"{url}/apis/{GROUP}/{version}/gadgets?watch=1&resourceVersion={rv}"
+                async with s.get(path + "&timeoutSeconds=3") as r:
+                    return [json.loads(line) for line in (await r.read()).splitlines()]
+
+            watches = [asyncio.ensure_future(watch(v)) for v in ("v1", "v2", "v1", "v2")]
+            # (each watch starts at rv: it sees the create whenever it subscribed)
+            base = f"/apis/{GROUP}/v2/namespaces/default/gadgets"
+            assert (await req("POST", base, {"metadata": {"name": "g"}}))[0] == 201
+            seen = [[e["object"]["apiVersion"] for e in await w] for w in watches]
+        assert seen == [[f"{GROUP}/{v}"] for v in ("v1", "v2", "v1", "v2")]
+
+    api_url: list[str] = []
+    _run(tmp_path, body, api_url)
