@@ -16,7 +16,7 @@ from typing import Any
 from kubemodel.errors import FieldError
 from kubemodel.names import check_dns1035_label, check_dns_label
 
-from .resources import Resource, custom_resources, set_custom
+from .resources import RESOURCES, Resource, custom_resources, set_custom
 
 __all__ = [
     "FINALIZER",
@@ -27,6 +27,7 @@ __all__ = [
     "admit_custom",
     "resources_of",
     "sync",
+    "validate_update",
 ]
 
 Obj = dict[str, Any]
@@ -35,6 +36,7 @@ RESOURCE = "customresourcedefinitions"
 FINALIZER = "customresourcecleanup.apiextensions.k8s.io"
 SCOPES = ("Cluster", "Namespaced")
 _KIND = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")  # a Go identifier of the API: no dots, dashes
+_BUILTIN_PLURALS = frozenset(r.name for r in RESOURCES)
 # The CRDs stored, by name (sync keeps it): names are accepted against the others'.
 _KNOWN: dict[str, Obj] = {}
 
@@ -99,6 +101,13 @@ def _validate(crd: Obj) -> None:
     if not isinstance(plural, str) or not plural:
         raise _fail("spec.names.plural", "Required value")
     check_dns_label(plural, "spec.names.plural")
+    if plural in _BUILTIN_PLURALS:
+        # (kube serves it in another group; the API server's admission is keyed by plural)
+        raise _fail(
+            "spec.names.plural",
+            f"Invalid value: {_text(plural)}: is the name of a built-in resource (not served"
+            " for custom resources by this API server)",
+        )
     if name != f"{plural}.{group}":
         raise _fail(
             "metadata.name",
@@ -302,6 +311,22 @@ def admit_crd(crd: Obj, now: str) -> Obj:
         "storedVersions": stored_versions,
     }
     return crd
+
+
+def validate_update(old: Obj, new: Obj) -> None:
+    """kube's ValidateCustomResourceDefinitionUpdate, its main rules: the scope and the group
+    do not change; every stored version stays among the versions."""
+    for field in ("scope", "group"):
+        was, now = old["spec"].get(field), new["spec"].get(field)
+        if was != now:
+            raise _fail(f"spec.{field}", f"Invalid value: {_text(now)}: field is immutable")
+    versions = {v.get("name") for v in new["spec"].get("versions") or ()}
+    for i, stored in enumerate((new.get("status") or {}).get("storedVersions") or ()):
+        if stored not in versions:
+            raise _fail(
+                f"status.storedVersions[{i}]",
+                f"Invalid value: {_text(stored)}: must appear in spec.versions",
+            )
 
 
 def _established(crd: Obj) -> bool:

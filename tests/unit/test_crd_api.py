@@ -213,6 +213,11 @@ def test_names_clash_not_established(tmp_path: Path) -> None:
         assert conds["Established"]["status"] == "False"
         code, _ = await req("GET", f"/apis/{GROUP}/v1/things")
         assert code == 404
+        code, first = await req("GET", f"{CRDS}/gadgets.{GROUP}")
+        first["spec"]["scope"] = "Cluster"
+        code, err = await req("PUT", f"{CRDS}/gadgets.{GROUP}", first)
+        assert code == 422
+        assert err["message"].endswith('spec.scope: Invalid value: "Cluster": field is immutable')
         code, err = await req("POST", CRDS, {**_crd("bad", "Bad"), "metadata": {"name": "x"}})
         assert code == 422
         assert err["message"] == (

@@ -227,6 +227,11 @@ def test_crd_defaults_and_conditions() -> None:
         ),
         (_crd(names={"plural": "ws"}), "spec.names.kind", "Required value"),
         (_crd(names={"plural": "Ws", "kind": "W"}), "spec.names.plural", "RFC 1123"),
+        (
+            {**_crd(names={"plural": "pods", "kind": "P"}), "metadata": {"name": "pods.x.io"}},
+            "spec.names.plural",
+            "the name of a built-in resource",
+        ),
     ],
 )
 def test_crd_validation(crd_obj: dict[str, Any], field: str, words: str) -> None:
@@ -261,3 +266,19 @@ def test_json_path() -> None:
     assert json_path(obj, ".status.conditions[0].type") == ["A"]
     assert json_path(obj, ".status.conditions[*].s") == ["1", "2"]
     assert json_path(obj, ".spec.none") == []
+
+
+def test_crd_update_rules() -> None:
+    old = crd.admit_crd(_crd(), "t")
+    new = crd.admit_crd({**old, "spec": {**old["spec"], "scope": "Cluster"}}, "t")
+    with pytest.raises(FieldError) as e:
+        crd.validate_update(old, new)
+    assert str(e.value) == 'spec.scope: Invalid value: "Cluster": field is immutable'
+    v2 = {**old["spec"]["versions"][0], "name": "v2"}
+    new = crd.admit_crd({**old, "spec": {**old["spec"], "versions": [v2]}}, "t")
+    with pytest.raises(FieldError) as e:
+        crd.validate_update(old, new)
+    assert (
+        str(e.value)
+        == 'status.storedVersions[0]: Invalid value: "v1": must appear in spec.versions'
+    )
