@@ -54,6 +54,14 @@ class Custom:
     terminating: bool
 
 
+class FieldErrors(FieldError):
+    """Several invalid fields of a custom resource (the storage's 422 lists them all)."""
+
+    def __init__(self, found: list[tuple[str, str]]) -> None:
+        super().__init__(found[0][0], found[0][1])
+        self.found = found
+
+
 def _fail(field: str, message: str) -> FieldError:
     return FieldError(field, message)
 
@@ -403,6 +411,8 @@ def admit_custom(res: Resource, obj: Obj) -> Obj:
         crschema.admit(obj, custom.schema)
     except crschema.SchemaError as e:
         raise FieldError(e.field, e.message) from None
+    except crschema.SchemaErrors as e:
+        raise FieldErrors([(x.field, x.message) for x in e.errors]) from None
     obj["apiVersion"] = f"{res.group}/{custom.storage_version}"
     obj["kind"] = res.kind
     return obj

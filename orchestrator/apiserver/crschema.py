@@ -18,6 +18,7 @@ from typing import Any
 
 __all__ = [
     "SchemaError",
+    "SchemaErrors",
     "admit",
     "default",
     "prune",
@@ -188,8 +189,34 @@ def _check_type(v: Any, s: Schema, path: str) -> bool:
     return True
 
 
+class SchemaErrors(ValueError):
+    """Every invalid field of an object, by path."""
+
+    def __init__(self, found: list[SchemaError]) -> None:
+        self.errors = found
+        super().__init__("; ".join(str(e) for e in found))
+
+
 def validate(value: Any, s: Schema, path: str = "") -> None:
-    """Raise SchemaError for the first field of ``value`` the schema refuses."""
+    """Raise SchemaError for the one field of ``value`` the schema refuses, SchemaErrors
+    when there are more (all of them, as kube lists them)."""
+    found: list[SchemaError] = []
+    _validate(value, s, path, found)
+    found.sort(key=lambda e: e.field)  # (in an order the body's key order does not change)
+    if len(found) == 1:
+        raise found[0]
+    if found:
+        raise SchemaErrors(found)
+
+
+def _validate(value: Any, s: Schema, path: str, found: list[SchemaError]) -> None:
+    try:
+        _node(value, s, path, found)
+    except SchemaError as e:  # this value is wrong: what is below it is not checked
+        found.append(e)
+
+
+def _node(value: Any, s: Schema, path: str, found: list[SchemaError]) -> None:
     if not _check_type(value, s, path):
         return
     if s.get("x-kubernetes-preserve-unknown-fields") and not s.get("type"):
@@ -253,11 +280,11 @@ def validate(value: Any, s: Schema, path: str = "") -> None:
         items = s.get("items")
         if isinstance(items, dict):
             for i, v in enumerate(value):
-                validate(v, items, _at(path, i))
+                _validate(v, items, _at(path, i), found)
     elif isinstance(value, dict):
         for r in s.get("required") or ():
             if r not in value:
-                raise SchemaError(_at(path, r), "Required value")
+                found.append(SchemaError(_at(path, r), "Required value"))
         props = s.get("properties")
         extra = s.get("additionalProperties")
         for k, v in value.items():
@@ -265,11 +292,11 @@ def validate(value: Any, s: Schema, path: str = "") -> None:
             if sub is None and isinstance(extra, dict):
                 sub = extra
             if isinstance(sub, dict):
-                validate(v, sub, _at(path, k))
+                _validate(v, sub, _at(path, k), found)
         if s.get("x-kubernetes-embedded-resource"):
             for f in ("apiVersion", "kind"):
                 if not value.get(f):
-                    raise SchemaError(_at(path, f), "Required value: must not be empty")
+                    found.append(SchemaError(_at(path, f), "Required value: must not be empty"))
 
 
 def unknown_fields(obj: Obj, s: Schema) -> list[str]:

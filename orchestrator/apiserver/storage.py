@@ -244,7 +244,14 @@ def _check_sent_managed_fields(res: Resource, name: str, value: Any) -> None:
             raise errors.invalid(res.kind, name, f"{path}.{field}", problem, res.group)
 
 
+def _validate_crd_update(old: Obj, new: Obj) -> None:
+    from .crd import validate_update
+
+    validate_update(old, new)
+
+
 _UPDATE_CHECKS: dict[str, Callable[[Obj, Obj], None]] = {
+    "customresourcedefinitions": _validate_crd_update,
     "persistentvolumeclaims": validate_pvc_update,
     "persistentvolumes": validate_pv_update,
     "storageclasses": validate_storage_class_update,
@@ -477,7 +484,7 @@ class Storage:
     def _admit_untyped(self, res: Resource, obj: Obj, name: str) -> Obj:
         """A CRD or custom resource: its metadata decoded and validated as any object's,
         the rest by crd.py (the CRD's rules, or the custom resource's schema)."""
-        from .crd import admit_crd, admit_custom
+        from .crd import FieldErrors, admit_crd, admit_custom
 
         meta = obj.get("metadata")
         try:
@@ -494,6 +501,8 @@ class Storage:
             )
         except DecodeError as e:
             raise errors.cannot_decode(res.kind, res.version, e.field, e.message) from None
+        except FieldErrors as e:
+            raise errors.invalid_all(res.kind, name, e.found, res.group) from None
         except FieldError as e:
             raise errors.invalid(res.kind, name, e.field, e.message, res.group) from None
         except RecursionError:

@@ -138,6 +138,16 @@ def test_update_takes_effect_and_terminating_refuses_creates(tmp_path: Path) -> 
         code, made = await req("PUT", f"{CRDS}/gadgets.{GROUP}", made)
         assert code == 200, made
         assert made["metadata"]["generation"] == 2
+        code, err = await req(
+            "POST", base, {"metadata": {"name": "i"}, "spec": {"x": "a", "size": 1}}
+        )
+        assert code == 422
+        assert err["message"] == (
+            'Gadget.unit.example.com "i" is invalid: [spec.size: Invalid value: "integer":'
+            ' spec.size in body must be of type string: "integer", spec.x: Invalid value:'
+            ' "string": spec.x in body must be of type integer: "string"]'
+        )
+        assert [c["field"] for c in err["details"]["causes"]] == ["spec.size", "spec.x"]
         code, obj = await req("POST", base, {"metadata": {"name": "h"}, "spec": {"x": 1}})
         assert code == 201 and obj["spec"] == {"x": 1}, obj
         code, doc = await req("GET", f"/apis/{GROUP}")

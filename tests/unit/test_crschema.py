@@ -282,3 +282,22 @@ def test_crd_update_rules() -> None:
         str(e.value)
         == 'status.storedVersions[0]: Invalid value: "v1": must appear in spec.versions'
     )
+
+
+def test_every_invalid_field_is_listed() -> None:
+    """All of them, by path (kube lists them all); below a value of the wrong type nothing
+    more is checked."""
+    with pytest.raises(crschema.SchemaErrors) as e:
+        _admit({"replicas": "x", "name": "A1", "tags": [1, "a"], "labels": {"a": 1, "b": 2}})
+    assert [str(x) for x in e.value.errors] == [
+        'spec.labels.a: Invalid value: "integer": spec.labels.a in body must be of type'
+        ' string: "integer"',
+        'spec.labels.b: Invalid value: "integer": spec.labels.b in body must be of type'
+        ' string: "integer"',
+        "spec.name: Invalid value: \"A1\": spec.name in body should match '^[a-z]+$'",
+        'spec.replicas: Invalid value: "string": spec.replicas in body must be of type'
+        ' integer: "string"',
+        "spec.size: Required value",
+        'spec.tags[0]: Invalid value: "integer": spec.tags[0] in body must be of type'
+        ' string: "integer"',
+    ]
