@@ -175,8 +175,13 @@ def test_update_takes_effect_and_terminating_refuses_creates(tmp_path: Path) -> 
         assert (
             err["message"] == "create not allowed while custom resource definition is terminating"
         )
-        code, _ = await req("GET", f"{base}/h")
-        assert code == 404  # deleted; g waits for its finalizer
+
+        async def h_deleted() -> bool:
+            return (await req("GET", f"{base}/h"))[0] == 404
+
+        await _eventually(h_deleted, "h deleted")  # (g waits for its finalizer)
+        code, _ = await req("GET", f"{base}/g")
+        assert code == 200
         code, _ = await req("PATCH", f"{base}/g", {"metadata": {"finalizers": None}},
                             "application/merge-patch+json")  # fmt: skip
         assert code == 200
