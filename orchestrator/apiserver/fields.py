@@ -125,6 +125,9 @@ def check(request: web.Request, res: Resource, body: Any, sub: str | None = None
         from .crschema import unknown_fields
 
         unknown = unknown_fields(body, res.custom.schema)
+        if isinstance(body.get("metadata"), dict):  # an ObjectMeta as any kind's
+            meta = {"metadata": body["metadata"]}
+            unknown += kubemodel.unknown_fields(meta, kubemodel.ConfigMap, prune=how != "Strict")
     else:
         cls = _SUBRESOURCE_TYPES.get(sub or "", res.model)
         unknown = kubemodel.unknown_fields(body, cls, prune=how != "Strict")

@@ -272,3 +272,20 @@ def test_watches_of_two_versions_each_see_their_own(tmp_path: Path) -> None:
 
     api_url: list[str] = []
     _run(tmp_path, body, api_url)
+
+
+def test_metadata_checked_as_any_objects(tmp_path: Path) -> None:
+    async def body(api: Any, req: Req) -> None:
+        assert (await req("POST", CRDS, _crd()))[0] == 201
+        base = f"/apis/{GROUP}/v1/namespaces/default/gadgets"
+        code, obj = await req("POST", base, {"metadata": {"name": "a", "bogus": 1}})
+        assert code == 201 and "bogus" not in obj["metadata"], obj  # pruned (Warn)
+        code, err = await req(
+            "POST", base + "?fieldValidation=Strict", {"metadata": {"name": "b", "bogus": 1}}
+        )
+        assert code == 400
+        assert err["message"].endswith('strict decoding error: unknown field "metadata.bogus"')
+        code, err = await req("POST", base, {"metadata": {"name": "B"}})
+        assert code == 422 and 'metadata.name: Invalid value: "B"' in err["message"]
+
+    _run(tmp_path, body)
