@@ -94,9 +94,10 @@ def prune(
             sub = props.get(k, extra)
             if not isinstance(sub, dict):
                 if not keep and not (embedded and k in ROOT_FIELDS):
-                    del value[k]
-                    if found is not None:
+                    # (a null is no field: a merge patch removes one so)
+                    if found is not None and value[k] is not None:
                         found.append(_at(path, k))
+                    del value[k]
                 continue
             prune(value[k], sub, False, _at(path, k), found)
     elif isinstance(value, list):

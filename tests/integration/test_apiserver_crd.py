@@ -164,6 +164,12 @@ def test_custom_resources_with_kubectl(kubectl: Kubectl, crd: tuple[str, str]) -
     obj = json.loads(kubectl.run("get", plural, "a", "-n", ns, "-o", "json").stdout)
     assert obj["spec"] == {"size": "S", "replicas": 1}  # pruned, defaulted
     assert obj["metadata"]["generation"] == 1
+    # applied again (client-side: a merge patch against the last-applied configuration)
+    kubectl.run("apply", "-n", ns, "-f", "-", input=_cr(plural, "a", size="M"))
+    obj = json.loads(kubectl.run("get", plural, "a", "-n", ns, "-o", "json").stdout)
+    assert obj["spec"] == {"size": "M", "replicas": 1}
+    assert obj["metadata"]["generation"] == 2
+    kubectl.run("apply", "-n", ns, "-f", "-", input=_cr(plural, "a", size="S"))
     # the short name, the printer columns (priority 1 with -o wide)
     lines = kubectl.run("get", plural[:3], "-n", ns).stdout.splitlines()
     assert lines[0].split() == ["NAME", "SIZE", "REPLICAS", "AGE"]
@@ -201,7 +207,7 @@ def test_custom_resources_with_kubectl(kubectl: Kubectl, crd: tuple[str, str]) -
     assert "accepted media types include: application/json-patch+json," in p.stderr, p.stderr
     obj = json.loads(kubectl.run("get", plural, "a", "-n", ns, "-o", "json").stdout)
     assert obj["spec"] == {"size": "L", "replicas": 2}
-    assert obj["metadata"]["generation"] == 3
+    assert obj["metadata"]["generation"] == 5
     # kubectl scale through the scale subresource
     kubectl.run("scale", plural, "a", "-n", ns, "--replicas=5")
     obj = json.loads(kubectl.run("get", plural, "a", "-n", ns, "-o", "json").stdout)

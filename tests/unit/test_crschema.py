@@ -73,6 +73,8 @@ def test_prunes_unknown_fields_keeps_preserved_ones() -> None:
     assert obj["metadata"] == {"name": "w"}  # the root keeps apiVersion, kind, metadata
     top = {"apiVersion": "v", "kind": "K", "metadata": {}, "other": 1, "spec": {"size": "S"}}
     assert crschema.unknown_fields(top, SCHEMA) == ["other"]
+    # a merge patch's null removes a field: no unknown field (kubectl apply removing one)
+    assert crschema.unknown_fields({"spec": {"x": None}}, SCHEMA) == []
     assert crschema.unknown_fields({"spec": {"x": 1, "inner": {"y": 2}}}, SCHEMA) == [
         "spec.inner.y",
         "spec.x",
