@@ -11,6 +11,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from tests.kubeserver import (
 )
 
 CRD_GROUP = "stable.example.com"
+WAIT = 60.0  # seconds an eventual change may take on a loaded machine: never a measurement
 
 
 def _crd(plural: str, kind: str, scope: str = "Namespaced", second: bool = False) -> dict[str, Any]:
@@ -392,3 +394,35 @@ def test_server_side_apply(kubectl: Kubectl, crd: tuple[str, str]) -> None:
     assert obj["spec"] == {"size": "M", "replicas": 1}
     owners = {e["manager"]: e["fieldsV1"] for e in obj["metadata"]["managedFields"]}
     assert owners["two"] == {"f:spec": {"f:size": {}}}
+
+
+def test_two_servers_over_etcd(tmp_path: Path) -> None:
+    """A CRD made through one server is served by the other (each follows the CRDs in the
+    shared store), and its deletion through the other takes it from both."""
+    pytest.importorskip("aetcd")
+    from testkit.etcdcluster import EtcdMissing
+    from testkit.kubeserver import servers_on_etcd
+    from testkit.wait import until
+
+    try:
+        with servers_on_etcd(tmp_path) as (_, (one, two)):
+            code, made = one.json(
+                "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                _crd("hatests", "HaTest", scope="Cluster"),
+            )  # fmt: skip
+            assert code == 201, made
+            path = f"/apis/{CRD_GROUP}/v1/hatests"
+            until("the CRD served by the other", lambda: two.json("GET", path)[0] == 200, WAIT)
+            code, obj = two.json(
+                "POST", path, {"metadata": {"name": "x"}, "spec": {"size": "S", "bogus": 1}}
+            )
+            assert code == 201 and obj["spec"] == {"size": "S", "replicas": 1}, obj
+            assert one.json("GET", f"{path}/x")[0] == 200
+            crd_path = (
+                f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/hatests.{CRD_GROUP}"
+            )
+            assert two.json("DELETE", crd_path)[0] == 200
+            until("the CRD gone from the first", lambda: one.json("GET", path)[0] == 404, WAIT)
+            assert two.json("GET", path)[0] == 404
+    except EtcdMissing as e:
+        pytest.skip(str(e))
