@@ -132,7 +132,8 @@ def _cr(plural: str, name: str, **spec: Any) -> str:
 
 
 def test_crd_established_and_listed(server: Server, kubectl: Kubectl, crd: tuple[str, str]) -> None:
-    plural, _ = crd
+    plural, ns = crd
+    kubectl.run("wait", "--for=condition=Established", "--timeout=60s", f"crd/{plural}.{CRD_GROUP}")
     got = json.loads(kubectl.run("get", "crd", f"{plural}.{CRD_GROUP}", "-o", "json").stdout)
     conds = {c["type"]: c["status"] for c in got["status"]["conditions"]}
     assert conds == {"NamesAccepted": "True", "Established": "True"}
@@ -149,6 +150,9 @@ def test_crd_established_and_listed(server: Server, kubectl: Kubectl, crd: tuple
     assert entries[plural]["shortNames"] == [plural[:3]]
     assert entries[plural]["categories"] == ["all"]
     assert f"{plural}/status" in entries and f"{plural}/scale" in entries
+    kubectl.run("create", "-n", ns, "-f", "-", input=_cr(plural, "d", size="M"))
+    described = kubectl.run("describe", plural, "d", "-n", ns).stdout
+    assert "Name:" in described and "Size:" in described and "M" in described, described
 
 
 def test_custom_resources_with_kubectl(kubectl: Kubectl, crd: tuple[str, str]) -> None:
