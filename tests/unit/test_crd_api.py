@@ -289,3 +289,43 @@ def test_metadata_checked_as_any_objects(tmp_path: Path) -> None:
         assert code == 422 and 'metadata.name: Invalid value: "B"' in err["message"]
 
     _run(tmp_path, body)
+
+
+def test_scale_follows_the_crd_paths(tmp_path: Path) -> None:
+    async def body(api: Any, req: Req) -> None:
+        made = _crd()
+        version = made["spec"]["versions"][0]
+        version["schema"]["openAPIV3Schema"]["properties"]["status"] = {
+            "type": "object",
+            "properties": {"seen": {"type": "integer"}, "sel": {"type": "string"}},
+        }
+        version["subresources"] = {
+            "status": {},
+            "scale": {
+                "specReplicasPath": ".spec.count",
+                "statusReplicasPath": ".status.seen",
+                "labelSelectorPath": ".status.sel",
+            },
+        }
+        assert (await req("POST", CRDS, made))[0] == 201
+        base = f"/apis/{GROUP}/v1/namespaces/default/gadgets"
+        assert (await req("POST", base, {"metadata": {"name": "g"}, "spec": {"count": 2}}))[
+            0
+        ] == 201
+        code, _ = await req(
+            "PATCH", f"{base}/g/status", {"status": {"seen": 1, "sel": "app=g"}},
+            "application/merge-patch+json",
+        )  # fmt: skip
+        assert code == 200
+        code, scale = await req("GET", f"{base}/g/scale")
+        assert (scale["spec"], scale["status"]) == (
+            {"replicas": 2},
+            {"replicas": 1, "selector": "app=g"},
+        )
+        scale["spec"]["replicas"] = 7
+        code, scale = await req("PUT", f"{base}/g/scale", scale)
+        assert code == 200 and scale["spec"]["replicas"] == 7, scale
+        code, obj = await req("GET", f"{base}/g")
+        assert obj["spec"] == {"count": 7} and obj["metadata"]["generation"] == 2
+
+    _run(tmp_path, body)
