@@ -282,6 +282,7 @@ def _node(value: Any, s: Schema, path: str, found: list[SchemaError]) -> None:
         if isinstance(items, dict):
             for i, v in enumerate(value):
                 _validate(v, items, _at(path, i), found)
+        _check_unique(value, s, path, found)
     elif isinstance(value, dict):
         for r in s.get("required") or ():
             if r not in value:
@@ -306,6 +307,34 @@ def unknown_fields(obj: Obj, s: Schema) -> list[str]:
     found: list[str] = []
     prune(copy.deepcopy(obj), s, True, "", found)
     return sorted(found)
+
+
+def _check_unique(value: list[Any], s: Schema, path: str, found: list[SchemaError]) -> None:
+    """x-kubernetes-list-type set (items unique) and map (the map keys of items unique)."""
+    kind = s.get("x-kubernetes-list-type")
+    if kind == "set":
+        seen: list[Any] = []
+        for i, v in enumerate(value):
+            if v in seen:
+                found.append(SchemaError(_at(path, i), f"Duplicate value: {_text(v)}"))
+            else:
+                seen.append(v)
+    elif kind == "map":
+        keys = [k for k in s.get("x-kubernetes-list-map-keys") or () if isinstance(k, str)]
+        taken: list[tuple[Any, ...]] = []
+        for i, v in enumerate(value):
+            if not isinstance(v, dict):
+                continue
+            key = tuple(v.get(k) for k in keys)
+            if key in taken:
+                shown = ", ".join(f"{_text(k)}:{_text(v.get(k))}" for k in keys)
+                found.append(
+                    SchemaError(
+                        _at(path, i), f"Duplicate value: map[string]interface {{}}{{{shown}}}"
+                    )
+                )
+            else:
+                taken.append(key)
 
 
 def admit(obj: Obj, s: Schema) -> None:

@@ -303,3 +303,27 @@ def test_every_invalid_field_is_listed() -> None:
         'spec.tags[0]: Invalid value: "integer": spec.tags[0] in body must be of type'
         ' string: "integer"',
     ]
+
+
+def test_list_types_unique() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+            "ports": {
+                "type": "array",
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+                "items": {"type": "object", "properties": {"name": {"type": "string"}}},
+            },
+        },
+    }
+    with pytest.raises(crschema.SchemaErrors) as e:
+        crschema.validate(
+            {"tags": ["a", "b", "a"], "ports": [{"name": "x"}, {"name": "x"}]}, schema
+        )
+    assert [str(x) for x in e.value.errors] == [
+        'ports[1]: Duplicate value: map[string]interface {}{"name":"x"}',
+        'tags[2]: Duplicate value: "a"',
+    ]
+    crschema.validate({"tags": ["a", "b"], "ports": [{"name": "x"}, {"name": "y"}]}, schema)
