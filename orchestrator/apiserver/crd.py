@@ -25,6 +25,8 @@ __all__ = [
     "Custom",
     "admit_crd",
     "admit_custom",
+    "conflict",
+    "names_refused",
     "resources_of",
     "sync",
     "validate_update",
@@ -236,7 +238,15 @@ def _validate(crd: Obj) -> None:
         raise _fail("spec.versions", "Invalid value: must have at least one served version")
 
 
-def _conflict(crd: Obj) -> str:
+def names_refused(crd: Obj) -> bool:
+    """Whether the CRD's NamesAccepted condition is False."""
+    return any(
+        c.get("type") == "NamesAccepted" and c.get("status") == "False"
+        for c in (crd.get("status") or {}).get("conditions") or ()
+    )
+
+
+def conflict(crd: Obj) -> str:
     """Why another CRD of the group takes one of this one's names ("" when none does)."""
     spec = crd["spec"]
     names = spec["names"]
@@ -281,14 +291,14 @@ def admit_crd(crd: Obj, now: str) -> Obj:
             meta["finalizers"] = [*fins, FINALIZER]
     old = crd.get("status") if isinstance(crd.get("status"), dict) else {}
     spec = crd["spec"]
-    conflict = _conflict(crd)
+    clash = conflict(crd)
     storage = next(v["name"] for v in spec["versions"] if v["storage"])
     stored_versions = list(old.get("storedVersions") or [])
     if storage not in stored_versions:
         stored_versions.append(storage)
     conds = []
-    if conflict:
-        conds.append(_condition("NamesAccepted", "False", "NameConflict", conflict, now, old))
+    if clash:
+        conds.append(_condition("NamesAccepted", "False", "NameConflict", clash, now, old))
         conds.append(
             _condition(
                 "Established", "False", "NotAccepted", "not all names are accepted", now, old

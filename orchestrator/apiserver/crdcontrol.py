@@ -62,6 +62,18 @@ class CrdController:
         for obj in items:
             if obj["metadata"].get("deletionTimestamp"):
                 self._start_cleanup(obj["metadata"]["name"])
+            elif crd.names_refused(obj) and not crd.conflict(obj):
+                # the CRD that held its names went: accepted now (kube's naming controller)
+                name = obj["metadata"]["name"]
+                task = self._tasks.get(name)
+                if task is None or task.done():
+                    self._tasks[name] = asyncio.get_running_loop().create_task(self._accept(obj))
+
+    async def _accept(self, obj: Obj) -> None:
+        with contextlib.suppress(errors.ApiError):  # (written again meanwhile: decided there)
+            await self.storage.update(
+                CRDS, None, obj["metadata"]["name"], obj, subresource="status"
+            )
 
     def _start_cleanup(self, name: str) -> None:
         task = self._tasks.get(name)

@@ -228,9 +228,19 @@ def test_names_clash_not_established(tmp_path: Path) -> None:
         assert conds["Established"]["status"] == "False"
         code, _ = await req("GET", f"/apis/{GROUP}/v1/things")
         assert code == 404
-        code, first = await req("GET", f"{CRDS}/gadgets.{GROUP}")
+        # the CRD holding the name goes: the other's names are accepted, it is served
+        assert (await req("DELETE", f"{CRDS}/gadgets.{GROUP}"))[0] == 200
+
+        async def things_served() -> bool:
+            return (await req("GET", f"/apis/{GROUP}/v1/things"))[0] == 200
+
+        await _eventually(things_served, "things served once gadgets went")
+        code, other = await req("GET", f"{CRDS}/things.{GROUP}")
+        conds = {c["type"]: c["status"] for c in other["status"]["conditions"]}
+        assert conds == {"NamesAccepted": "True", "Established": "True"}
+        code, first = await req("GET", f"{CRDS}/things.{GROUP}")
         first["spec"]["scope"] = "Cluster"
-        code, err = await req("PUT", f"{CRDS}/gadgets.{GROUP}", first)
+        code, err = await req("PUT", f"{CRDS}/things.{GROUP}", first)
         assert code == 422
         assert err["message"].endswith('spec.scope: Invalid value: "Cluster": field is immutable')
         code, err = await req("POST", CRDS, {**_crd("bad", "Bad"), "metadata": {"name": "x"}})
