@@ -42,8 +42,8 @@ _loading = False  # this thread is in _load: a name asked for meanwhile is not t
 # networking: Ingress and IngressClass; pod: the Pod defaulting and validation; policy: RBAC,
 # PodDisruptionBudget, EndpointSlice; quota: ResourceQuota; storage: PersistentVolume(Claim),
 # StorageClass; workloads: apps/v1 and batch/v1 kinds likewise; autoscaling:
-# HorizontalPodAutoscaler; certificates: CertificateSigningRequest (each registers them with
-# the codec when imported).
+# HorizontalPodAutoscaler; certificates: CertificateSigningRequest; runtimeclass: RuntimeClass
+# (each registers them with the codec when imported).
 _REGISTERING = (
     "autoscaling",
     "certificates",
@@ -54,6 +54,7 @@ _REGISTERING = (
     "pod",
     "policy",
     "quota",
+    "runtimeclass",
     "storage",
     "workloads",
 )

@@ -237,6 +237,7 @@ __all__ = [
     "ObjectMetricSource",
     "ObjectMetricStatus",
     "ObjectReference",
+    "Overhead",
     "OwnerReference",
     "PersistentVolume",
     "PersistentVolumeClaim",
@@ -321,12 +322,15 @@ __all__ = [
     "RollingUpdateDaemonSet",
     "RollingUpdateDeployment",
     "RollingUpdateStatefulSetStrategy",
+    "RuntimeClass",
+    "RuntimeClassList",
     "SELinuxOptions",
     "Scale",
     "ScaleIOPersistentVolumeSource",
     "ScaleIOVolumeSource",
     "ScaleSpec",
     "ScaleStatus",
+    "Scheduling",
     "ScopeSelector",
     "ScopedResourceSelectorRequirement",
     "SeccompProfile",
@@ -2179,6 +2183,11 @@ class ObjectReference(Object):
     uid: str | None = None
 
 
+class Overhead(Object):
+    """``io.k8s.api.node.v1.Overhead``."""
+    pod_fixed: dict[str, Quantity] | None = msgspec.field(default=None, name="podFixed")
+
+
 class OwnerReference(Object):
     """``io.k8s.apimachinery.pkg.apis.meta.v1.OwnerReference``."""
     api_version: str = msgspec.field(name="apiVersion")
@@ -2923,6 +2932,24 @@ class RollingUpdateStatefulSetStrategy(Object):
     partition: int | None = None
 
 
+class RuntimeClass(Object):
+    """``io.k8s.api.node.v1.RuntimeClass``."""
+    handler: str
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+    overhead: Overhead | None = None
+    scheduling: Scheduling | None = None
+
+
+class RuntimeClassList(Object):
+    """``io.k8s.api.node.v1.RuntimeClassList``."""
+    items: list[RuntimeClass]
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ListMeta | None = None
+
+
 class SELinuxOptions(Object):
     """``io.k8s.api.core.v1.SELinuxOptions``."""
     level: str | None = None
@@ -2977,6 +3004,12 @@ class ScaleStatus(Object):
     """``io.k8s.api.autoscaling.v1.ScaleStatus``."""
     replicas: int
     selector: str | None = None
+
+
+class Scheduling(Object):
+    """``io.k8s.api.node.v1.Scheduling``."""
+    node_selector: dict[str, str] | None = msgspec.field(default=None, name="nodeSelector")
+    tolerations: list[Toleration] | None = None
 
 
 class ScopeSelector(Object):
@@ -3664,6 +3697,10 @@ KINDS: dict[tuple[str, str], type[Object]] = {
     ("networking.k8s.io/v1", "IngressClassList"): IngressClassList,
     ("networking.k8s.io/v1", "IngressList"): IngressList,
     ("networking.k8s.io/v1", "WatchEvent"): WatchEvent,
+    ("node.k8s.io/v1", "DeleteOptions"): DeleteOptions,
+    ("node.k8s.io/v1", "RuntimeClass"): RuntimeClass,
+    ("node.k8s.io/v1", "RuntimeClassList"): RuntimeClassList,
+    ("node.k8s.io/v1", "WatchEvent"): WatchEvent,
     ("policy/v1", "DeleteOptions"): DeleteOptions,
     ("policy/v1", "Eviction"): Eviction,
     ("policy/v1", "PodDisruptionBudget"): PodDisruptionBudget,

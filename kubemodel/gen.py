@@ -46,6 +46,8 @@ ROOTS = (
     "io.k8s.api.storage.v1.StorageClassList",
     "io.k8s.api.certificates.v1.CertificateSigningRequest",
     "io.k8s.api.certificates.v1.CertificateSigningRequestList",
+    "io.k8s.api.node.v1.RuntimeClass",
+    "io.k8s.api.node.v1.RuntimeClassList",
     *(_CORE + k + "List" for k in "Pod Node Service Endpoints ConfigMap Secret Namespace".split()),
     _CORE + "EventList",
     _CORE + "ServiceAccountList",
@@ -106,7 +108,7 @@ API_VERSIONS = frozenset(
     {"v1", "apps/v1", "batch/v1", "coordination.k8s.io/v1", "rbac.authorization.k8s.io/v1"}
     | {"autoscaling/v1", "autoscaling/v2", "discovery.k8s.io/v1", "policy/v1"}
     | {"scheduling.k8s.io/v1", "networking.k8s.io/v1", "events.k8s.io/v1"}
-    | {"storage.k8s.io/v1", "certificates.k8s.io/v1"}
+    | {"storage.k8s.io/v1", "certificates.k8s.io/v1", "node.k8s.io/v1"}
 )
 
 # Definitions that are not objects: their Python type.

@@ -16,6 +16,7 @@ from kubemodel._generated import (
     Container,
     ContainerPort,
     DownwardAPIVolumeFile,
+    EphemeralContainer,
     KeyToPath,
     LabelSelector,
     LabelSelectorRequirement,
@@ -51,7 +52,13 @@ from kubemodel.names import (
 )
 from kubemodel.quantity import Amount
 
-__all__ = ["default_pull_policy", "set_defaults_pod", "validate_pod", "validate_pod_update"]
+__all__ = [
+    "default_pull_policy",
+    "set_defaults_pod",
+    "validate_ephemeral_containers_update",
+    "validate_pod",
+    "validate_pod_update",
+]
 
 MAX_ID = 2**31 - 1
 MAX_ANNOTATIONS_BYTES = 256 * 1024
@@ -90,7 +97,7 @@ def _default_probe(p: Probe | None) -> None:
         p.http_get.scheme = p.http_get.scheme or "HTTP"
 
 
-def _default_container(c: Container, host_network: bool) -> None:
+def _default_container(c: Container | EphemeralContainer, host_network: bool) -> None:
     if c.image_pull_policy is None and c.image:
         c.image_pull_policy = default_pull_policy(c.image)
     c.termination_message_path = c.termination_message_path or "/dev/termination-log"
@@ -146,6 +153,8 @@ def set_defaults_pod(pod: Pod) -> None:
     spec.preemption_policy = spec.preemption_policy or "PreemptLowerPriority"
     for c in (*(spec.init_containers or ()), *spec.containers):
         _default_container(c, spec.host_network)
+    for ec in spec.ephemeral_containers or ():
+        _default_container(ec, spec.host_network)
     for v in spec.volumes or ():
         _default_volume(v)
 
@@ -337,6 +346,11 @@ def _validate_spec(spec: PodSpec, path: str) -> None:
         check_dns_label(spec.hostname, at(path, "hostname"))
     if spec.subdomain:
         check_dns_label(spec.subdomain, at(path, "subdomain"))
+    if spec.share_process_namespace and spec.host_pid:
+        raise FieldError(
+            at(path, "shareProcessNamespace"),
+            "Invalid value: true: ShareProcessNamespace and HostPID cannot both be enabled",
+        )
     psc = spec.security_context
     if psc is not None:
         where = at(path, "securityContext")
@@ -364,10 +378,75 @@ def _validate_spec(spec: PodSpec, path: str) -> None:
                 host_ports.add(entry)
     if not spec.containers:
         raise FieldError(at(path, "containers"), "is required: a pod needs at least one container")
+    _validate_ephemeral(spec, at(path, "ephemeralContainers"), names, volume_names)
     for i, tol in enumerate(spec.tolerations or ()):
         _validate_toleration(tol, at(at(path, "tolerations"), i))
     if spec.affinity is not None:
         _validate_affinity(spec.affinity, at(path, "affinity"))
+
+
+# EphemeralContainerCommon's fields an ephemeral container may not have, in the struct's order
+# (validateFieldAllowList over allowedEphemeralContainerFields, kube 1.32)
+EPHEMERAL_FORBIDDEN = (
+    "ports",
+    "resources",
+    "resizePolicy",
+    "restartPolicy",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "lifecycle",
+)
+_EPHEMERAL_FORBIDDEN = "Forbidden: cannot be set for an Ephemeral Container"
+
+
+def _is_set(value: object) -> bool:
+    """Not Go's zero value (resources {} is: no limits, requests or claims)."""
+    if isinstance(value, ResourceRequirements):
+        return bool(value.limits or value.requests or value.claims)
+    return value not in (None, [], "", False)
+
+
+def _validate_ephemeral(
+    spec: PodSpec, path: str, other_names: set[str], volume_names: set[str]
+) -> None:
+    """kube's validateEphemeralContainers: each is a container's fields (validated as one)
+    without the fields that serve the pod's workload (ports, probes, lifecycle, resources,
+    resizePolicy, restartPolicy) or subPaths; its name unique among all the pod's containers;
+    its targetContainerName a regular (init or app) container."""
+    names: set[str] = set(other_names)
+    for i, ec in enumerate(spec.ephemeral_containers or ()):
+        where = at(path, i)
+        common = {f: getattr(ec, f) for f in Container.__struct_fields__}
+        for key in EPHEMERAL_FORBIDDEN:
+            attr = _EPHEMERAL_ATTRS[key]
+            if _is_set(getattr(ec, attr)):
+                raise FieldError(at(where, key), _EPHEMERAL_FORBIDDEN)
+        for j, m in enumerate(ec.volume_mounts or ()):
+            for key, value in (("subPath", m.sub_path), ("subPathExpr", m.sub_path_expr)):
+                if value:
+                    raise FieldError(
+                        at(at(at(where, "volumeMounts"), j), key), _EPHEMERAL_FORBIDDEN
+                    )
+        _validate_container(Container(**common), where, False, volume_names, spec.host_network)
+        if ec.name in names:
+            raise FieldError(at(where, "name"), f"Duplicate value: {q(ec.name)}")
+        names.add(ec.name)
+        target = ec.target_container_name
+        if target and target not in other_names:
+            raise FieldError(at(where, "targetContainerName"), f"Not found: {q(target)}")
+
+
+_EPHEMERAL_ATTRS = {
+    "ports": "ports",
+    "resources": "resources",
+    "resizePolicy": "resize_policy",
+    "restartPolicy": "restart_policy",
+    "livenessProbe": "liveness_probe",
+    "readinessProbe": "readiness_probe",
+    "startupProbe": "startup_probe",
+    "lifecycle": "lifecycle",
+}
 
 
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
@@ -989,3 +1068,29 @@ def _set(spec: dict, key: str, value: object) -> None:  # type: ignore[type-arg]
         spec.pop(key, None)
     else:
         spec[key] = value
+
+
+MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+
+
+def validate_ephemeral_containers_update(old: dict, new: dict) -> None:  # type: ignore[type-arg]
+    """kube's ValidatePodEphemeralContainersUpdate over two stored pods: no ephemeral
+    containers in a static pod's mirror; an ephemeral container once added is never removed
+    or changed (each found by name: a patch need not keep their order)."""
+    annotations = (old.get("metadata") or {}).get("annotations") or {}
+    if MIRROR_ANNOTATION in annotations:
+        raise FieldError("", "Forbidden: static pods do not support ephemeral containers")
+    olds = (old.get("spec") or {}).get("ephemeralContainers") or []
+    by_name = {c.get("name"): c for c in (new.get("spec") or {}).get("ephemeralContainers") or []}
+    for c in olds:
+        now = by_name.get(c.get("name"))
+        if now is None:
+            raise FieldError(
+                "spec.ephemeralContainers",
+                f"Forbidden: existing ephemeral containers {q(c.get('name'))} may not be removed\n",
+            )
+        if now != c:
+            raise FieldError(
+                "spec.ephemeralContainers",
+                f"Forbidden: existing ephemeral containers {q(c.get('name'))} may not be changed\n",
+            )

@@ -1,10 +1,17 @@
 /* monitor.conf: read once, after `go`; any error is fatal and names the line. The format
- * is docs/pods.md's. */
+ * is docs/pods.md's.
+ *
+ * ephemeral.conf: containers added to the running pod (Kubernetes' ephemeral containers),
+ * in monitor.conf's container sections, appended by Python, which then sends SIGHUP. It is
+ * read again whole at each SIGHUP (and after monitor.conf): a container not known yet is
+ * added, one already known is left as it is. An error there is not fatal: the file is
+ * ignored until the next SIGHUP, and the pod runs on. */
 #include "monitor.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,6 +22,9 @@
 #include <unistd.h>
 
 static int conf_line;
+static const char *conf_file = "monitor.conf";
+static size_t ctrs_cap;      /* of M.ctrs */
+static jmp_buf *conf_soft;   /* ephemeral.conf: an error comes back here, it does not die */
 
 __attribute__((format(printf, 1, 2), noreturn)) static void conf_die(const char *fmt, ...)
 {
@@ -23,7 +33,11 @@ __attribute__((format(printf, 1, 2), noreturn)) static void conf_die(const char 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    die("monitor.conf line %d: %s", conf_line, msg);
+    if (conf_soft) {
+        warn("%s line %d: %s (ignored until the next SIGHUP)", conf_file, conf_line, msg);
+        longjmp(*conf_soft, 1);
+    }
+    die("%s line %d: %s", conf_file, conf_line, msg);
 }
 
 static long conf_long(const char *key, const char *v, long min, long max)
@@ -145,11 +159,27 @@ static void conf_probe_key(struct probe *p, const char *key, char *v)
     }
 }
 
-static void conf_parse(char *text)
+/* A key of the pod's, not of a container's. */
+static bool pod_key(const char *key)
+{
+    static const char *const keys[] = {
+        "runtime_arg", "finish_arg", "https_probe_arg", "runtime_root", "net_gate",
+        "finish_deletes", "hostname", "restart_policy", "restart_max", "grace_s",
+        "log_max_bytes", "monitor_log_max_bytes", "log_max_files", "backoff_initial_ms",
+        "backoff_max_ms", "backoff_reset_ms"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (!strcmp(key, keys[i]))
+            return true;
+    return false;
+}
+
+/* `extra`: ephemeral.conf, container sections only; a section of a container M.ctrs has
+ * (below `known`) is skipped. */
+static void conf_parse(char *text, bool extra, size_t known)
 {
     struct ctr *c = NULL;
     struct probe *p = NULL;
-    size_t cap = 0;
+    bool skip = false;
     char *next;
 
     for (char *line = text; line; line = next) {
@@ -166,6 +196,10 @@ static void conf_parse(char *text)
         const char *key = line;
         conf_unescape(v);
 
+        if (skip && strcmp(key, "container"))
+            continue;
+        if (extra && (pod_key(key) || (!c && strcmp(key, "container"))))
+            conf_die("'%s': only container sections are added", key);
         if (!strcmp(key, "runtime_arg")) {
             strv_add(&M.runtime_arg, v);
         } else if (!strcmp(key, "finish_arg")) {
@@ -209,27 +243,36 @@ static void conf_parse(char *text)
         } else if (!strcmp(key, "container")) {
             if (!*v || strchr(v, '/') || !strcmp(v, ".") || !strcmp(v, "..") || v[0] == '.')
                 conf_die("container: '%s' is not a valid name", v);
+            skip = false;
             for (size_t i = 0; i < M.nctrs; i++)
-                if (!strcmp(M.ctrs[i].name, v))
-                    conf_die("container '%s' appears twice", v);
-            if (M.nctrs == cap) {
-                cap = cap ? cap * 2 : 4;
+                if (!strcmp(M.ctrs[i].name, v)) {
+                    if (!extra || i >= known)
+                        conf_die("container '%s' appears twice", v);
+                    skip = true; /* added by an earlier read */
+                }
+            c = NULL;
+            p = NULL;
+            if (skip)
+                continue;
+            if (M.nctrs == ctrs_cap) {
+                size_t cap = ctrs_cap ? ctrs_cap * 2 : 4;
                 struct ctr *n = realloc(M.ctrs, cap * sizeof *n);
                 if (!n)
                     die("out of memory");
                 M.ctrs = n;
+                ctrs_cap = cap;
             }
             c = &M.ctrs[M.nctrs++];
             memset(c, 0, sizeof *c);
             c->name = xstrdup(v);
             c->line = conf_line;
             c->stop_signal = SIGTERM;
-            p = NULL;
+            c->ephemeral = extra;
         } else if (!c) {
             conf_die("unknown key '%s' (or a container key before any 'container' line)", key);
         } else if (!strcmp(key, "kind")) {
-            if (strcmp(v, "init") && strcmp(v, "app"))
-                conf_die("kind: want init or app, not '%s'", v);
+            if (extra ? strcmp(v, "ephemeral") : strcmp(v, "init") && strcmp(v, "app"))
+                conf_die("kind: want %s, not '%s'", extra ? "ephemeral" : "init or app", v);
             c->init = v[0] == 'i';
         } else if (!strcmp(key, "id")) {
             c->id = xstrdup(v);
@@ -256,6 +299,8 @@ static void conf_parse(char *text)
             conf_abs_path(key, v);
             c->oom_file = xstrdup(v);
         } else if (!strcmp(key, "probe")) {
+            if (c->ephemeral)
+                conf_die("an ephemeral container has no probes");
             int k = 0;
             while (k < PROBE_KINDS && strcmp(v, probe_names[k]))
                 k++;
@@ -274,6 +319,14 @@ static void conf_parse(char *text)
     }
 
     conf_line = 0;
+    if (extra) {
+        for (size_t i = known; i < M.nctrs; i++) {
+            conf_line = M.ctrs[i].line;
+            if (!M.ctrs[i].id || !M.ctrs[i].bundle)
+                conf_die("container '%s' needs an id and a bundle", M.ctrs[i].name);
+        }
+        return;
+    }
     if (!M.runtime_arg.n)
         die("monitor.conf: no runtime_arg");
     if (!M.runtime_root)
@@ -295,27 +348,74 @@ static void conf_parse(char *text)
     }
 }
 
-void conf_load(void)
+/* The whole of `name` in the pod directory, NUL-terminated; NULL (errno set) when it
+ * cannot be read. */
+static char *read_conf(const char *name)
 {
-    int fd = openat(M.dirfd, "monitor.conf", O_RDONLY | O_CLOEXEC);
+    int fd = openat(M.dirfd, name, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        die("open %s/monitor.conf: %s", M.dir, strerror(errno));
+        return NULL;
     struct stat st;
-    if (fstat(fd, &st) < 0)
-        die("stat %s/monitor.conf: %s", M.dir, strerror(errno));
+    if (fstat(fd, &st) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return NULL;
+    }
     char *text = xcalloc(1, (size_t)st.st_size + 1);
     size_t off = 0;
     while (off < (size_t)st.st_size) {
         ssize_t n = read(fd, text + off, (size_t)st.st_size - off);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0)
-            die("read %s/monitor.conf: %s", M.dir, strerror(errno));
+        if (n < 0) {
+            int e = errno;
+            close(fd);
+            free(text);
+            errno = e;
+            return NULL;
+        }
         if (n == 0)
             break;
         off += (size_t)n;
     }
     close(fd);
+    return text;
+}
+
+void conf_ephemeral(void)
+{
+    char *text = read_conf("ephemeral.conf");
+    if (!text) {
+        if (errno != ENOENT)
+            warn("read %s/ephemeral.conf: %s", M.dir, strerror(errno));
+        return;
+    }
+    size_t known = M.nctrs;
+    jmp_buf back;
+    conf_file = "ephemeral.conf";
+    conf_line = 0;
+    if (setjmp(back) == 0) {
+        conf_soft = &back;
+        conf_parse(text, true, known);
+        for (size_t i = known; i < M.nctrs; i++) {
+            ctr_init(&M.ctrs[i]);
+            warn("ephemeral container %s added", M.ctrs[i].name);
+            M.changes++;
+        }
+    } else {
+        M.nctrs = known; /* what the bad read added (their strings are not worth freeing) */
+    }
+    conf_soft = NULL;
+    conf_file = "monitor.conf";
+    free(text);
+}
+
+void conf_load(void)
+{
+    char *text = read_conf("monitor.conf");
+    if (!text)
+        die("read %s/monitor.conf: %s", M.dir, strerror(errno));
     M.policy = POLICY_ALWAYS;
     M.grace = 30000;
     M.log_max_bytes = 10 << 20;
@@ -323,6 +423,6 @@ void conf_load(void)
     M.backoff_initial = 10000;
     M.backoff_max = 300000;
     M.backoff_reset = 600000;
-    conf_parse(text);
+    conf_parse(text, false, 0);
     free(text);
 }

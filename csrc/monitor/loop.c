@@ -154,7 +154,8 @@ const char *pod_phase(void)
     if (!M.finishing)
         return "Running";
     for (size_t i = 0; i < M.nctrs; i++)
-        if (!M.ctrs[i].init && (!M.ctrs[i].succeeded || M.ctrs[i].state[0] != 't'))
+        if (!M.ctrs[i].init && !M.ctrs[i].ephemeral &&
+            (!M.ctrs[i].succeeded || M.ctrs[i].state[0] != 't'))
             return "Failed";
     return "Succeeded";
 }
@@ -184,13 +185,37 @@ static bool advance(void)
         if (inits_done && !M.init_failed && !M.apps_started) {
             M.apps_started = true;
             for (size_t i = 0; i < M.nctrs; i++)
-                if (!M.ctrs[i].init)
+                if (!M.ctrs[i].init && !M.ctrs[i].ephemeral)
                     launch(&M.ctrs[i]);
         }
+        /* Ephemeral containers start once added, even while the init containers run (as
+         * the kubelet starts them), and run once. */
+        for (size_t i = 0; i < M.nctrs; i++) {
+            struct ctr *c = &M.ctrs[i];
+            if (c->ephemeral && c->step == ST_IDLE && !c->created_once)
+                launch(c);
+        }
     }
-    for (size_t i = 0; i < M.nctrs; i++)
-        if (ctr_busy(&M.ctrs[i]))
+    bool ephemeral_busy = false;
+    for (size_t i = 0; i < M.nctrs; i++) {
+        if (!ctr_busy(&M.ctrs[i]))
+            continue;
+        if (!M.ctrs[i].ephemeral)
             return false;
+        ephemeral_busy = true;
+    }
+    if (ephemeral_busy) {
+        /* The pod's own containers are over: what is left of its debuggers is stopped, as
+         * the kubelet stops the containers of a pod that has ended. */
+        for (size_t i = 0; i < M.nctrs; i++) {
+            struct ctr *c = &M.ctrs[i];
+            if (c->ephemeral && c->step == ST_UP && !c->exited)
+                terminate(c, now_ms() + M.grace);
+            else if (c->ephemeral && c->step == ST_BACKOFF)
+                c->step = ST_DONE;
+        }
+        return false;
+    }
     /* Python may still be setting up the pod network: the teardown waits for its answer. */
     if (M.sync_r >= 0)
         return false;
@@ -212,16 +237,24 @@ void loop(void)
 {
     /* signals, sync_r; per container: 3 streams, its probes, the attach socket, its
      * clients, its stdin */
-    size_t cap = 2 + M.nctrs * (3 + PROBE_KINDS + 2 + ATTACH_MAX);
-    struct pollfd *pfd = xcalloc(cap, sizeof *pfd);
+    size_t cap = 0;
+    struct pollfd *pfd = NULL;
     enum { W_STREAM, W_PROBE, W_LISTEN, W_CONN, W_STDIN, W_SYNC };
-    struct {
+    struct watched {
         struct ctr *c;
         struct stream *s;
         int k, kind;
-    } *what = xcalloc(cap, sizeof *what);
+    } *what = NULL;
 
     for (;;) {
+        size_t need = 2 + M.nctrs * (3 + PROBE_KINDS + 2 + ATTACH_MAX);
+        if (need > cap) { /* at start, and when ephemeral.conf added containers */
+            free(pfd);
+            free(what);
+            pfd = xcalloc(need, sizeof *pfd);
+            what = xcalloc(need, sizeof *what);
+            cap = need;
+        }
         /* Until nothing changes: a step can make another due (a probe failure starts a
          * kill with a deadline, a failed fork ends a run), and the poll timeout must see
          * every deadline. */
@@ -328,6 +361,8 @@ void loop(void)
             while (read(M.sigfd, &si, sizeof si) == sizeof si) {
                 if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
                     begin_stop();
+                else if (si.ssi_signo == SIGHUP && !M.stopping && !M.finishing)
+                    conf_ephemeral();
             }
             pid_t pid;
             int st;

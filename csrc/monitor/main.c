@@ -42,6 +42,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -137,7 +138,8 @@ static void handshake(void)
         }
         if (pfd[1].revents) {
             struct signalfd_siginfo si;
-            if (read(M.sigfd, &si, sizeof si) == sizeof si && si.ssi_signo != SIGCHLD)
+            if (read(M.sigfd, &si, sizeof si) == sizeof si && si.ssi_signo != SIGCHLD &&
+                si.ssi_signo != SIGHUP) /* (ephemeral.conf is read after go anyway) */
                 die("stopped by signal %d before go", si.ssi_signo);
             if (M.reaper > 0 && waitpid(M.reaper, NULL, WNOHANG) == M.reaper) {
                 M.reaper = 0;
@@ -158,6 +160,16 @@ static void handshake(void)
         if (strchr(buf, '\n') || len == sizeof buf - 1)
             die("sync pipe: want 'go', got '%.*s'", (int)strcspn(buf, "\n"), buf);
     }
+}
+
+void ctr_init(struct ctr *c)
+{
+    c->out = (struct stream){.name = "stdout", .fd = -1, .wfd = -1};
+    c->err = (struct stream){.name = "stderr", .fd = -1, .wfd = -1};
+    c->tty = (struct stream){.name = "stdout", .fd = -1, .wfd = -1};
+    c->logdir = c->log_fd = c->console = -1;
+    attach_init(c);
+    set_state(c, "waiting", c->ephemeral ? "ContainerCreating" : "PodInitializing", NULL);
 }
 
 static void usage(void)
@@ -190,6 +202,11 @@ int main(int argc, char **argv)
     }
     M.sync_w = (int)fd;
     M.sync_r = (int)fd + 1;
+    /* Nothing of the starter but stdio and the sync pair: whatever else it left open (an fd
+     * without close-on-exec) is closed before anything is opened here. */
+    if (fd > 3)
+        syscall(SYS_close_range, 3U, (unsigned int)fd - 1, 0U);
+    syscall(SYS_close_range, (unsigned int)fd + 2, ~0U, 0U);
     signal(SIGPIPE, SIG_IGN); /* a closed sync pipe or probe socket is an error, not death */
 
     M.dirfd = open(M.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -218,6 +235,7 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGCHLD);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP); /* ephemeral.conf has grown: loop.c reads it */
     sigprocmask(SIG_BLOCK, &set, NULL);
 
     detach_and_unshare();
@@ -247,15 +265,9 @@ int main(int argc, char **argv)
     if (M.hostname && !M.host_network && sethostname(M.hostname, strlen(M.hostname)) < 0)
         warn("sethostname(%s): %s", M.hostname, strerror(errno));
     rfc3339(M.started_at);
-    for (size_t j = 0; j < M.nctrs; j++) {
-        struct ctr *c = &M.ctrs[j];
-        c->out = (struct stream){.name = "stdout", .fd = -1, .wfd = -1};
-        c->err = (struct stream){.name = "stderr", .fd = -1, .wfd = -1};
-        c->tty = (struct stream){.name = "stdout", .fd = -1, .wfd = -1};
-        c->logdir = c->log_fd = c->console = -1;
-        attach_init(c);
-        set_state(c, "waiting", "PodInitializing", NULL);
-    }
+    for (size_t j = 0; j < M.nctrs; j++)
+        ctr_init(&M.ctrs[j]);
+    conf_ephemeral(); /* a monitor started again for a pod that had some: none today */
 
     loop();
     attach_cleanup();

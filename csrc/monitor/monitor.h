@@ -77,6 +77,7 @@ struct ctr {
     struct strv prestart_arg; /* run before every run but the first */
     bool prestart_first;      /* ... and before the first too (subPath mounts) */
     bool init;
+    bool ephemeral;           /* kind ephemeral (ephemeral.conf): never restarted, no probes */
     bool terminal;            /* process.terminal: run gets a console socket */
     struct probe *probes[PROBE_KINDS];
     int line; /* of its `container` line, for errors */
@@ -190,8 +191,12 @@ void *xcalloc(size_t n, size_t size);
 char *xstrdup(const char *s);
 void strv_add(struct strv *sv, const char *s);
 
-/* conf.c: monitor.conf */
+/* conf.c: monitor.conf, and ephemeral.conf (containers added to the running pod) */
 void conf_load(void);
+void conf_ephemeral(void);
+
+/* main.c: a container's descriptors and first status, once it is in M.ctrs */
+void ctr_init(struct ctr *c);
 
 /* status.c: status/<container> and pod.status */
 void write_status(struct ctr *c);

@@ -42,7 +42,9 @@ void run_done(struct ctr *c, const char *reason, int code, int sig, const char *
     warn("container %s exited: %s, exit code %d", c->name, reason, code);
 
     bool again = !M.stopping && !M.finishing;
-    if (c->init)
+    if (c->ephemeral) /* never restarted, as Kubernetes' */
+        again = false;
+    else if (c->init)
         again = again && code != 0 && M.policy != POLICY_NEVER;
     else if (M.policy == POLICY_ON_FAILURE)
         again = again && code != 0;

@@ -885,7 +885,7 @@ class ApiServer:
     ) -> web.Response:
         """Server-side apply (PATCH application/apply-patch+yaml): fieldManager is required,
         force takes the fields of other managers; creates the object when it is missing."""
-        if sub not in (None, "status"):
+        if sub not in (None, "status", "ephemeralcontainers"):
             raise ApiError(
                 415,
                 "UnsupportedMediaType",

@@ -493,6 +493,8 @@ def _resource_paths(res: Resource, schemas: dict[str, Obj], roots: list[str]) ->
     for sub in res.subresources:
         if sub in ("status", "approval"):  # approval: a CertificateSigningRequest's
             sub_gvk, sub_def, name = gvk, kind_def, f"{kind}{sub.capitalize()}"
+        elif sub == "ephemeralcontainers":
+            sub_gvk, sub_def, name = gvk, kind_def, f"{kind}Ephemeralcontainers"
         elif sub == "scale":
             sub_gvk = {"group": "autoscaling", "kind": "Scale", "version": "v1"}
             sub_def, name = "io.k8s.api.autoscaling.v1.Scale", f"{kind}Scale"

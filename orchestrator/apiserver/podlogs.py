@@ -34,9 +34,10 @@ def pod_container(pod: dict[str, Any], asked: str | None) -> str:
     spec = pod.get("spec") or {}
     names = [c["name"] for c in spec.get("containers") or []]
     inits = [c["name"] for c in spec.get("initContainers") or []]
+    ephemeral = [c["name"] for c in spec.get("ephemeralContainers") or []]
     name = pod["metadata"]["name"]
     if asked:
-        if asked not in names + inits:
+        if asked not in names + inits + ephemeral:
             raise errors.bad_request(f"container {asked} is not valid for pod {name}")
         return asked
     default = (pod["metadata"].get("annotations") or {}).get(

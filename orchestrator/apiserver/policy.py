@@ -109,6 +109,7 @@ _EDIT_ONLY = [
     rule(["impersonate"], [""], ["serviceaccounts"]),
     rule(WRITE, [""], ["pods", "pods/attach", "pods/exec", "pods/portforward", "pods/proxy"]),
     rule(["create"], [""], ["pods/eviction"]),
+    rule(["patch", "update"], [""], ["pods/ephemeralcontainers"]),
     rule(
         WRITE,
         [""],
@@ -183,6 +184,7 @@ NODE_RULES = [
     rule(READ, [""], ["persistentvolumeclaims", "persistentvolumes"]),
     rule(READ, [""], ["services", "endpoints"]),
     rule(READ, ["discovery.k8s.io"], ["endpointslices"]),
+    rule(READ, ["node.k8s.io"], ["runtimeclasses"]),  # a pod's handler (kube's system:node)
     rule(["create", "patch", "update"], ["", "events.k8s.io"], ["events"]),
     rule(["create"], ["authentication.k8s.io"], ["tokenreviews"]),
     rule(

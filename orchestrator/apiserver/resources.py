@@ -127,7 +127,17 @@ RESOURCES: tuple[Resource, ...] = (
         k.Pod,
         ("po",),
         True,
-        ("status", "binding", "eviction", "log", "exec", "attach", "portforward", "proxy"),
+        (
+            "status",
+            "binding",
+            "eviction",
+            "log",
+            "exec",
+            "attach",
+            "portforward",
+            "proxy",
+            "ephemeralcontainers",
+        ),
     ),  # fmt: skip
     _r("", "configmaps", "ConfigMap", True, k.ConfigMap, ("cm",), has_spec=False),
     _r("", "secrets", "Secret", True, k.Secret, has_spec=False),
@@ -212,6 +222,7 @@ RESOURCES: tuple[Resource, ...] = (
         "discovery.k8s.io", "endpointslices", "EndpointSlice", True, k.EndpointSlice, has_spec=False
     ),
     _r(NETWORKING, "ingressclasses", "IngressClass", False, k.IngressClass),
+    _r("node.k8s.io", "runtimeclasses", "RuntimeClass", False, k.RuntimeClass, has_spec=False),
     _r(NETWORKING, "ingresses", "Ingress", True, k.Ingress, ("ing",), sub=("status",)),
     _r(
         "policy",

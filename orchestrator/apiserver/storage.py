@@ -33,7 +33,12 @@ from kubemodel.names import (
     random_name,
 )
 from kubemodel.networking import validate_ingress_class_update, validate_ingress_create
-from kubemodel.pod import validate_meta, validate_pod_update
+from kubemodel.pod import (
+    validate_ephemeral_containers_update,
+    validate_meta,
+    validate_pod_update,
+)
+from kubemodel.runtimeclass import validate_runtime_class_update
 from kubemodel.storage import (
     validate_pv_update,
     validate_pvc_update,
@@ -70,6 +75,7 @@ from .resources import (
     by_path,
     custom_resources,
 )
+from .runtimeclass import RuntimeClassAdmission
 from .serviceaccount import admit_pod as admit_service_account
 from .services import Allocation, ServiceAllocator
 from .volumes import StorageAdmission, builtin_storage_classes
@@ -256,6 +262,7 @@ _UPDATE_CHECKS: dict[str, Callable[[Obj, Obj], None]] = {
     "persistentvolumes": validate_pv_update,
     "storageclasses": validate_storage_class_update,
     CSRS: validate_csr_update,
+    "runtimeclasses": validate_runtime_class_update,
 }
 
 
@@ -345,6 +352,7 @@ class Storage:
         self.unreachable_toleration_seconds = 300
         self._ns_tasks: dict[str, asyncio.Task[None]] = {}
         self.priority = PriorityAdmission(store)
+        self.runtime_classes = RuntimeClassAdmission(store)
         self.volumes = StorageAdmission(store)
         # ClusterIPs and NodePorts (the server sets its --service-cidr and port range)
         self.services = ServiceAllocator(store)
@@ -644,6 +652,7 @@ class Storage:
             await admit_service_account(obj, account)
             await self._sa_pull_secrets(obj, account)
             await self.priority.admit_pod(obj)
+            await self.runtime_classes.admit_pod(obj)
         if res.name == "pods":
             self._default_tolerations(obj)
             if ns is not None and isinstance(obj.get("spec"), dict):
@@ -684,6 +693,14 @@ class Storage:
         stored = self._admit(res, obj)
         if res.name == CSRS:
             restrict_csr_subject(stored)
+        if res.name == "pods" and (stored.get("spec") or {}).get("ephemeralContainers"):
+            # ValidatePodCreate: they are added to a running pod (its ephemeralcontainers)
+            raise errors.invalid(
+                res.kind,
+                name,
+                "spec.ephemeralContainers",
+                "Forbidden: cannot be set on create",
+            )
         if managed is None and sent:  # valid managedFields sent with the object
             managed = sent
             if manager:
@@ -806,6 +823,18 @@ class Storage:
             result["status"] = new.get("status")
             if result["status"] is None:
                 result.pop("status")
+            new = result
+        elif subresource == "ephemeralcontainers":
+            # kube's dropNonEphemeralContainerUpdates: the old pod with the new
+            # spec.ephemeralContainers; any other change is dropped, not refused
+            result = copy.deepcopy(old)
+            spec = new.get("spec")
+            ecs = spec.get("ephemeralContainers") if isinstance(spec, dict) else None
+            result_spec = result.setdefault("spec", {})
+            if ecs is None:
+                result_spec.pop("ephemeralContainers", None)
+            else:
+                result_spec["ephemeralContainers"] = ecs
             new = result
         elif "status" in res.subresources and res.name != "namespaces":
             if "status" in old:
@@ -942,7 +971,10 @@ class Storage:
                     stored["metadata"]["generation"] = generation
             if res.name == "pods":
                 try:
-                    validate_pod_update(old.get("spec") or {}, stored.get("spec") or {})
+                    if subresource == "ephemeralcontainers":
+                        validate_ephemeral_containers_update(old, stored)
+                    else:
+                        validate_pod_update(old.get("spec") or {}, stored.get("spec") or {})
                 except FieldError as e:
                     raise errors.invalid(res.kind, name, e.field, e.message) from None
             elif res.name in _UPDATE_CHECKS:

@@ -1367,3 +1367,11 @@ TABLES["certificatesigningrequests"] = (
     ],
     _csr_row,
 )
+
+
+# ----------------------------------------------------------------------------- node.k8s.io
+
+TABLES["runtimeclasses"] = (
+    [NAME, _col("Handler", desc="Handler is the name of the underlying runtime"), AGE],
+    lambda c, now: [_name(c), c.get("handler") or "", _age(c, now)],
+)

@@ -558,6 +558,7 @@ PRIORITYCLASSES = _ref("scheduling.k8s.io", "priorityclasses", "PriorityClass", 
 PERSISTENTVOLUMES = _ref("", "persistentvolumes", "PersistentVolume", False)
 PERSISTENTVOLUMECLAIMS = _ref("", "persistentvolumeclaims", "PersistentVolumeClaim")
 STORAGECLASSES = _ref("storage.k8s.io", "storageclasses", "StorageClass", False)
+RUNTIMECLASSES = _ref("node.k8s.io", "runtimeclasses", "RuntimeClass", False)
 CERTIFICATESIGNINGREQUESTS = _ref(
     "certificates.k8s.io", "certificatesigningrequests", "CertificateSigningRequest", False
 )

@@ -146,29 +146,34 @@ def with_claims(spec: Obj, claims: dict[str, Obj]) -> Obj:
     source is ``readOnly`` are read-only (as the kubelet mounts such a volume)."""
     if not claims:
         return spec
-    read_only = {
-        v["name"]
-        for v in spec.get("volumes") or ()
-        if v["name"] in claims and (v.get("persistentVolumeClaim") or {}).get("readOnly")
-    }
+    read_only = read_only_claims(spec) & claims.keys()
     out = dict(spec)
     out["volumes"] = [claims.get(v.get("name"), v) for v in spec.get("volumes") or ()]
     if read_only:
-        for kind in ("initContainers", "containers"):
+        for kind in ("initContainers", "containers", "ephemeralContainers"):
             if out.get(kind):
-                out[kind] = [
-                    {
-                        **c,
-                        "volumeMounts": [
-                            {**m, "readOnly": True} if m.get("name") in read_only else m
-                            for m in c.get("volumeMounts") or ()
-                        ],
-                    }
-                    if c.get("volumeMounts")
-                    else c
-                    for c in out[kind]
-                ]
+                out[kind] = [with_read_only(c, read_only) for c in out[kind]]
     return out
+
+
+def read_only_claims(spec: Obj) -> set[str]:
+    """The volumes of ``spec`` whose claim source is ``readOnly``."""
+    return {
+        v["name"]
+        for v in spec.get("volumes") or ()
+        if (v.get("persistentVolumeClaim") or {}).get("readOnly")
+    }
+
+
+def with_read_only(container: Obj, volumes: set[str]) -> Obj:
+    """``container`` with its mounts of ``volumes`` read-only."""
+    if not container.get("volumeMounts"):
+        return container
+    mounts = [
+        {**m, "readOnly": True} if m.get("name") in volumes else m
+        for m in container.get("volumeMounts") or ()
+    ]
+    return {**container, "volumeMounts": mounts}
 
 
 class LocalPathSweeper:

@@ -58,7 +58,13 @@ class EventRecorder:
             "uid": meta.get("uid"),
         }
         if container:
-            involved["fieldPath"] = f"spec.containers{{{container}}}"
+            ephemeral = (pod.get("spec") or {}).get("ephemeralContainers") or []
+            key = (
+                "ephemeralContainers"
+                if any(c.get("name") == container for c in ephemeral)
+                else "containers"
+            )
+            involved["fieldPath"] = f"spec.{key}{{{container}}}"
         self._record(involved, meta.get("namespace"), reason, message, warning)
 
     def node_event(self, reason: str, message: str) -> None:

@@ -37,10 +37,25 @@ from orchestrator.client import (
     WorkQueue,
     meta_key,
 )
-from orchestrator.client.rest import CONFIGMAPS, PODS, SECRETS, SERVICEACCOUNTS, SERVICES
+from orchestrator.client.rest import (
+    CONFIGMAPS,
+    PODS,
+    RUNTIMECLASSES,
+    SECRETS,
+    SERVICEACCOUNTS,
+    SERVICES,
+)
 from runtime.pod import api
 
-from .claims import CLAIM_RETRY, LOCAL_PATH_DIR, ClaimError, claim_volumes, with_claims
+from .claims import (
+    CLAIM_RETRY,
+    LOCAL_PATH_DIR,
+    ClaimError,
+    claim_volumes,
+    read_only_claims,
+    with_claims,
+    with_read_only,
+)
 from .envvars import service_env, with_service_env
 from .events import EventRecorder
 from .podstatus import api_status, now, waiting_status
@@ -139,14 +154,20 @@ def node_manifest(
     volumes: PreparedVolumes,
     env: dict[str, str] | None = None,
     claims: dict[str, Obj] | None = None,
+    handler: str | None = None,
 ) -> Obj:
     """The pod as the node runtime gets it: without what the node has no part in; its
     API-fed volumes as the runtime's local-source volumes, with their annotations; its
     claims' volumes as the hostPath volumes ``claims`` resolved them to; the services'
-    variables ``env`` in every container's environment."""
+    variables ``env`` in every container's environment; the runtime ``handler`` of its
+    RuntimeClass as its ``runtimeClassName`` (the runtime's name for the OCI runtime)."""
     meta = {k: v for k, v in (pod.get("metadata") or {}).items() if k in _META}
     meta["annotations"] = {**(meta.get("annotations") or {}), **volumes.annotations}
     spec = {k: v for k, v in (pod.get("spec") or {}).items() if k not in _SCHEDULING}
+    if handler:
+        spec["runtimeClassName"] = handler
+    else:
+        spec.pop("runtimeClassName", None)
     if spec.get("containers"):
         spec["containers"] = [_without_hooks(c) for c in spec["containers"]]
     for kind in ("initContainers", "containers"):
@@ -199,6 +220,23 @@ class ImagePullError(Exception):
         self.message = message
 
 
+class NoRuntimeClass(api.PodError):
+    """The pod's RuntimeClass is not there (admission checked it; it went since)."""
+
+    def __init__(self, pod: str, name: str) -> None:
+        super().__init__(pod, f'runtimeclass.node.k8s.io "{name}" not found')
+
+
+def failure_message(e: Exception) -> str:
+    """The event's message for a pod that could not be made: a sandbox the runtime could not
+    make is said as the kubelet says it (FailedCreatePodSandBox)."""
+    if isinstance(e, NoRuntimeClass):
+        return f"Failed to create pod sandbox: {e.message}"
+    if isinstance(e, api.NoRuntimeHandler):
+        return f"Failed to create pod sandbox: rpc error: code = Unknown desc = {e.message}"
+    return str(e)
+
+
 def make_failure(e: Exception, failures: int) -> tuple[str, str, float]:
     """A pod that could not be made: its event's reason, its containers' waiting reason and
     when to try again (``failures`` before this one). A claim not ready yet is tried again
@@ -206,7 +244,9 @@ def make_failure(e: Exception, failures: int) -> tuple[str, str, float]:
     other failures after a delay doubling from 2 s up to 2 minutes."""
     if isinstance(e, ClaimError):
         return "FailedMount", "ContainerCreating", CLAIM_RETRY
-    if isinstance(e, VolumeError):
+    if isinstance(e, (NoRuntimeClass, api.NoRuntimeHandler)):
+        event, reason = "FailedCreatePodSandBox", "ContainerCreating"
+    elif isinstance(e, VolumeError):
         event, reason = "FailedMount", "ContainerCreating"
     elif isinstance(e, api.ManifestError):
         event, reason = "Failed", "CreateContainerConfigError"
@@ -244,6 +284,8 @@ class PodManager:
         self._unused: dict[str, float] = {}  # key of _sources -> loop time no pod read it
         self._stopping: set[asyncio.Task[None]] = set()
         self._digests: dict[str, dict[str, str]] = {}  # uid -> volume -> source digest
+        # uid -> ephemeral container -> (waiting reason, message) of its failed add
+        self._ephemeral_failed: dict[str, dict[str, tuple[str, str]]] = {}
         self.queue = WorkQueue("pods", base_delay=0.5, max_delay=60.0)
         self._pool = concurrent.futures.ThreadPoolExecutor(WORKERS, "kubelet-pod")
         self._making = 0  # pods being made (at most MAKING)
@@ -679,9 +721,10 @@ class PodManager:
             except (VolumeError, api.ManifestError, api.PodError) as e:
                 n = self._pull_failures.get(key, 0)
                 event, reason, delay = make_failure(e, n)
-                self.events.pod(pod, event, str(e), warning=True)
+                message = failure_message(e)
+                self.events.pod(pod, event, message, warning=True)
                 await self._write_status(
-                    key, pod, waiting_status(pod, self.host_ip(), reason, str(e))
+                    key, pod, waiting_status(pod, self.host_ip(), reason, message)
                 )
                 if not isinstance(e, ClaimError):
                     self._pull_failures[key] = n + 1
@@ -701,6 +744,9 @@ class PodManager:
                     return 1.0
         self._pull_failures.pop(key, None)
         self._backoff_until.pop(key, None)
+        if st.location == "run" and st.phase in ("Pending", "Running"):
+            if await self._add_ephemeral(pod, st):
+                st = await self._runtime_status(uid) or st
         if st.location == "run" and _has_api_volumes(pod):
             await self._sources_synced(pod)
             await self._refresh_volumes(pod, st.uid)
@@ -708,12 +754,58 @@ class PodManager:
         hold = self._first_status_hold(key, st)
         if hold is not None:
             return hold  # the status watch queues it sooner when a container starts
-        await self._write_status(key, pod, api_status(pod, st, self.host_ip()))
+        failed = self._ephemeral_failed.get(st.uid)
+        await self._write_status(key, pod, api_status(pod, st, self.host_ip(), failed=failed))
         if st.location == "run" and st.phase == "Pending" and st.uid not in self._watched:
             return STARTING_RECHECK  # its containers are being made: look again soon
         if st.location == "run":
             return self._token_due(st.uid)  # its tokens renewed in time
         return None
+
+    async def _add_ephemeral(self, pod: Obj, st: api.PodStatus) -> bool:
+        """Start the ephemeral containers of the pod's spec that the runtime has not got
+        (``kubectl debug``): each with the services' variables and the pod's pull secrets, as
+        the pod's own containers. One that cannot be made is a warning event and stays
+        Waiting in the status; the next sync tries again. True when one was added."""
+        have = {c.name for c in st.ephemeral_containers}
+        wanted = [
+            ec
+            for ec in (pod.get("spec") or {}).get("ephemeralContainers") or []
+            if ec.get("name") not in have
+        ]
+        if not wanted:
+            return False
+        env = await self._service_env(pod)
+        keyring, _ = keyring_of(pod, self._lookup)
+        read_only = read_only_claims(pod.get("spec") or {})  # (the runtime has their paths)
+        failed = self._ephemeral_failed.setdefault(st.uid, {})
+        added = False
+        for ec in wanted:
+            name = str(ec.get("name"))
+            try:
+                await self._call(
+                    self.runtime.add_ephemeral_container,
+                    st.uid,
+                    with_read_only(with_service_env(ec, env), read_only),
+                    keyring if keyring else None,
+                )
+            except (api.PodError, api.ManifestError) as e:
+                if isinstance(e, api.ImagePullError):
+                    reason, message = e.reason, e.message
+                elif isinstance(e, api.ManifestError):
+                    reason, message = "CreateContainerConfigError", str(e)
+                else:
+                    reason, message = "CreateContainerError", str(e)
+                log.info("pod %s: ephemeral container %s: %s", meta_key(pod), name, message)
+                if failed.get(name) != (reason, message):  # once per failure, not per sync
+                    self.events.pod(pod, "Failed", f"Error: {message}", name, warning=True)
+                failed[name] = (reason, message)
+                continue
+            failed.pop(name, None)
+            added = True
+            self.events.pod(pod, "Created", f"Created container {name}", name)
+            self.events.pod(pod, "Started", f"Started container {name}", name)
+        return added
 
     def _first_status_hold(self, key: str, st: api.PodStatus) -> float | None:
         """Seconds to wait before the first status of a pod this agent has just started, while
@@ -860,7 +952,9 @@ class PodManager:
         self._digests[meta["uid"]] = volumes.digests
         # decoded once: the Kubernetes model is what pod.json keeps, the runtime's pod is
         # what create and start act on (neither decodes the manifest again)
-        kube = api.decode_pod(node_manifest(pod, volumes, await self._service_env(pod), claims))
+        handler = await self._runtime_handler(pod)
+        env = await self._service_env(pod)
+        kube = api.decode_pod(node_manifest(pod, volumes, env, claims, handler))
         rpod = api.from_kube(kube)
         # A failed create leaves nothing, a failed start tears the pod down (runtime.pod).
         started = time.monotonic()
@@ -886,6 +980,17 @@ class PodManager:
         log.info("pod %s (%s) started", key, uid)
         await self._watch(key, uid)
         return await self._runtime_status(uid)
+
+    async def _runtime_handler(self, pod: Obj) -> str | None:
+        """The handler of the pod's RuntimeClass (None: it names none)."""
+        name = (pod.get("spec") or {}).get("runtimeClassName")
+        if not name:
+            return None
+        try:
+            rc = await self.client.get(RUNTIMECLASSES, None, name)
+        except NotFound:
+            raise NoRuntimeClass(pod["metadata"].get("name", ""), name) from None
+        return str(rc.get("handler") or "")
 
     async def _images_and_secrets(self, pod: Obj) -> tuple[list[tuple[str, str]], api.Keyring]:
         """The images the runtime is to pull (container, image), the others being on the node
@@ -1115,6 +1220,7 @@ class PodManager:
             log.info("remove %s: %s", uid, e)
         await self._drop_pod_sources(uid)
         self._seen.pop(uid, None)
+        self._ephemeral_failed.pop(uid, None)
         # nor is it one of its name's runtime pods any more (until a relist finds it again,
         # if the remove failed): the sync after the API's deletion asks nothing of it
         for key, sts in list(self._runtime.items()):

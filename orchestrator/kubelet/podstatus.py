@@ -85,6 +85,38 @@ def container_json(cs: ContainerStatus, uid: str) -> Obj:
     return out
 
 
+def ephemeral_statuses(
+    pod: Obj, st: PodStatus, failed: dict[str, tuple[str, str]] | None = None
+) -> list[Obj]:
+    """``ephemeralContainerStatuses``: one per ephemeral container of the spec, as the
+    kubelet reports them (a container's status without ``started``; Waiting until the
+    runtime has it: ContainerCreating, or the reason and message in ``failed``)."""
+    have = {c.name: c for c in st.ephemeral_containers}
+    out = []
+    for ec in (pod.get("spec") or {}).get("ephemeralContainers") or []:
+        cs = have.get(ec.get("name"))
+        if cs is None:
+            reason, message = (failed or {}).get(ec.get("name"), ("ContainerCreating", ""))
+            waiting = {"reason": reason, **({"message": message} if message else {})}
+            out.append(
+                {
+                    "name": ec.get("name"),
+                    "state": {"waiting": waiting},
+                    "lastState": {},
+                    "ready": False,
+                    "restartCount": 0,
+                    "image": ec.get("image"),
+                    "imageID": "",
+                }
+            )
+            continue
+        js = container_json(cs, st.uid)
+        js.pop("started", None)
+        js["ready"] = False  # never: it has no probes and serves nothing
+        out.append(js)
+    return out
+
+
 def _conditions(old: list[Obj], values: dict[str, tuple[bool, str]], stamp: str) -> list[Obj]:
     before = {c.get("type"): c for c in old}
     out = []
@@ -113,8 +145,15 @@ def _conditions(old: list[Obj], values: dict[str, tuple[bool, str]], stamp: str)
     return out
 
 
-def api_status(pod: Obj, st: PodStatus, host_ip: str, stamp: str | None = None) -> Obj:
-    """The pod's ``status`` as this node reports it from the runtime's ``st``."""
+def api_status(
+    pod: Obj,
+    st: PodStatus,
+    host_ip: str,
+    stamp: str | None = None,
+    failed: dict[str, tuple[str, str]] | None = None,
+) -> Obj:
+    """The pod's ``status`` as this node reports it from the runtime's ``st`` (``failed``:
+    the ephemeral containers that could not be added, their waiting reason and message)."""
     stamp = stamp or now()
     old = pod.get("status") or {}
     phase = st.phase
@@ -142,6 +181,9 @@ def api_status(pod: Obj, st: PodStatus, host_ip: str, stamp: str | None = None) 
     }
     if inits:
         out["initContainerStatuses"] = inits
+    ephemeral = ephemeral_statuses(pod, st, failed)
+    if ephemeral:
+        out["ephemeralContainerStatuses"] = ephemeral
     if st.pod_ip:
         out["podIP"] = st.pod_ip
         out["podIPs"] = [{"ip": st.pod_ip}]

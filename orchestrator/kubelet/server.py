@@ -283,6 +283,7 @@ class KubeletServer:
         spec = pod.get("spec") or {}
         names = [c.get("name") for c in (spec.get("containers") or [])]
         names += [c.get("name") for c in (spec.get("initContainers") or [])]
+        names += [c.get("name") for c in (spec.get("ephemeralContainers") or [])]
         if container not in names:
             raise _bad(f'container "{container}" not found in pod "{name}"', 404)
         if request.headers.get("Upgrade", "").lower() != "websocket":
@@ -339,7 +340,8 @@ class KubeletServer:
         spec = pod.get("spec") or {}
         found = [
             c
-            for c in (spec.get("containers") or []) + (spec.get("initContainers") or [])
+            for key in ("containers", "initContainers", "ephemeralContainers")
+            for c in spec.get(key) or []
             if c.get("name") == container
         ]
         served = bool(found and (found[0].get("stdin") or found[0].get("tty")))

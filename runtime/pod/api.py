@@ -42,7 +42,7 @@ from runtime.pod.gc import GcResult, live_pod_uids
 from runtime.pod.imagepull import ImagePullError, PullBackoff
 from runtime.pod.logs import LogLine
 from runtime.pod.memory import MemoryUse, PodMemory, PodUsage, ResourceUse, Usage
-from runtime.pod.prepare import PodOptions
+from runtime.pod.prepare import RUNTIME_HANDLERS, NoRuntimeHandler, PodOptions
 from runtime.pod.status import ContainerStatus, PodStatus, waiting_status
 from runtime.pod.statuswatch import StatusWatch
 from runtime.pod.store import NotFound, PodDir, PodError, PodStore
@@ -82,6 +82,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Attachment",
     "ContainerStatus",
+    "add_ephemeral_container",
     "Credentials",
     "Keyring",
     "docker_config",
@@ -101,6 +102,8 @@ __all__ = [
     "PodError",
     "Pod",
     "PodOptions",
+    "NoRuntimeHandler",
+    "RUNTIME_HANDLERS",
     "PodRuntime",
     "PodStatus",
     "PullBackoff",
@@ -174,6 +177,14 @@ class PodRuntime(Protocol):
 
     def stop(self, ref: str, grace: int | None = None) -> str:
         """SIGTERM, ``grace`` seconds (default: the pod's), SIGKILL, teardown."""
+        ...
+
+    def add_ephemeral_container(
+        self, ref: str, container: Mapping[str, Any], credentials: Keyring | None = None
+    ) -> None:
+        """Start ``container`` (an EphemeralContainer as the API holds it) in the running pod
+        ``ref`` (``runtime.pod.ephemeral``); nothing new when it was added already.
+        ``ManifestError``, or ``ImagePullError`` when its image cannot be had."""
         ...
 
     def remove(self, ref: str, force: bool = False) -> str:
@@ -366,6 +377,11 @@ class NodePods:
 
     def stop(self, ref: str, grace: int | None = None) -> str:
         return stop(ref, self.opts, grace).uid
+
+    def add_ephemeral_container(
+        self, ref: str, container: Mapping[str, Any], credentials: Keyring | None = None
+    ) -> None:
+        add_ephemeral_container(ref, self.opts, container, self.backoff, credentials)
 
     def remove(self, ref: str, force: bool = False) -> str:
         try:
@@ -602,6 +618,21 @@ def run(
     """create then start."""
     pd = create(pod, opts, manifest, base_dir, backoff, credentials)
     return start(pd.uid, opts, pod)
+
+
+def add_ephemeral_container(
+    ref: str,
+    opts: PodOptions,
+    container: Mapping[str, Any],
+    backoff: PullBackoff | None = None,
+    credentials: Keyring | None = None,
+) -> None:
+    """Add ``container`` (an EphemeralContainer as the API holds it) to the running pod
+    ``ref``, kept in the manifest pod.json holds, and have its monitor start it
+    (``runtime.pod.ephemeral``)."""
+    from runtime.pod import ephemeral
+
+    ephemeral.add(_find(ref, opts), container, opts, backoff, credentials)
 
 
 def stop(ref: str, opts: PodOptions, grace: int | None = None) -> PodDir:

@@ -5,8 +5,10 @@ image's process (``images.bundle.oci_config``) under the manifest's command/args
 user, then adds what the kubelet and containerd add for a pod:
 
 - namespaces: network, IPC and UTS joined by path from the pod's monitor (``/proc/<pid>/ns/*``;
-  with hostNetwork the host's network and UTS), PID joined from the pod's pid-1 process with
-  shareProcessNamespace, else new; mount and cgroup namespaces of its own;
+  with hostNetwork the host's network and UTS, with hostIPC the host's IPC), PID joined from
+  the pod's pid-1 process with shareProcessNamespace (an ephemeral container's target's with
+  targetContainerName), the host's with hostPID, else new; mount and cgroup namespaces of its
+  own;
 - the kubelet's cgroup: ``<cgroup parent>/<QoS parent>/pod<uid>/<container>`` with cpu shares,
   quota and the memory limit from the container's resources, and oom_score_adj by QoS class;
 - containerd's default capability set, changed by securityContext.capabilities; privileged
@@ -266,8 +268,12 @@ def container_config(pod: Pod, container: Container, ctx: BundleContext) -> dict
     host_network = pod.spec.host_network
     mon = f"/proc/{ctx.ns_pid}/ns"
     namespaces: list[dict[str, str]] = [{"type": "mount"}, {"type": "cgroup"}]
-    namespaces.append({"type": "ipc", "path": f"{mon}/ipc"})
-    if ctx.pidns_pid:
+    # hostIPC, hostPID: no entry, so the runtime's own (the monitor runs it in the node's)
+    if not pod.spec.host_ipc:
+        namespaces.append({"type": "ipc", "path": f"{mon}/ipc"})
+    if pod.spec.host_pid:
+        pass
+    elif ctx.pidns_pid:
         namespaces.append({"type": "pid", "path": f"/proc/{ctx.pidns_pid}/ns/pid"})
     else:
         namespaces.append({"type": "pid"})

@@ -55,6 +55,7 @@ def create(
     image pull back-off (``runtime.pod.imagepull.PullBackoff``) the caller keeps;
     ``credentials`` a ``Keyring`` of registry credentials for this pod's pulls only (kept in
     memory, never written). On failure nothing is left."""
+    opts = opts.for_handler(pod.spec.runtime_class_name, pod.name)  # kept in pod.json
     stored = stored_manifest(manifest)
     store.ensure()
     uid = pod.metadata.uid or new_uid()

@@ -53,7 +53,7 @@ import os
 import posixpath
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
@@ -319,6 +319,7 @@ class Container:
     tty: bool = False  # a terminal: its stdin (with ``stdin``), stdout and stderr
     stdin: bool = False  # stdin stays open for attach (else it is /dev/null)
     stdin_once: bool = False  # ... and is closed when the first attach ends
+    target: str | None = None  # an ephemeral container's targetContainerName: its pid namespace
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,16 +392,27 @@ class PodDnsConfig:
 class PodSpec:
     containers: tuple[Container, ...]
     init_containers: tuple[Container, ...] = ()
+    # added to the running pod (``runtime.pod.ephemeral``), never part of its start
+    ephemeral_containers: tuple[Container, ...] = ()
     volumes: tuple[Volume, ...] = ()
     restart_policy: RestartPolicy = RestartPolicy.ALWAYS
     termination_grace_period_seconds: int = DEFAULT_GRACE_PERIOD
     hostname: str | None = None
     subdomain: str | None = None  # the pod's FQDN is <hostname>.<subdomain>.<ns>.svc.<domain>
     host_network: bool = False
+    host_pid: bool = False  # the node's pid namespace (the machine's: a netns node has no other)
+    host_ipc: bool = False  # the node's IPC namespace (the machine's, as for host_pid)
     share_process_namespace: bool = False
     security_context: PodSecurityContext = field(default_factory=PodSecurityContext)
     dns_policy: str = "ClusterFirst"  # ClusterFirst, ClusterFirstWithHostNet, Default or None
     dns_config: PodDnsConfig | None = None  # spec.dnsConfig, merged into what the policy gives
+    # the OCI runtime handler to run the containers with (PodOptions.for_handler); on a node
+    # the kubelet puts the handler of the pod's RuntimeClass here
+    runtime_class_name: str | None = None
+    # spec.overhead (its RuntimeClass's podFixed, set at admission): counted into the pod
+    # cgroup's values as kube's ResourceConfigForPod counts it (cpu and memory; the others
+    # are the scheduler's alone)
+    overhead: ResourceList = field(default_factory=ResourceList)
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,7 +434,7 @@ class Pod:
         return self.spec.init_containers + self.spec.containers
 
     def container(self, name: str) -> Container:
-        for c in self.all_containers:
+        for c in self.all_containers + self.spec.ephemeral_containers:
             if c.name == name:
                 return c
         raise KeyError(name)
@@ -489,11 +501,16 @@ _SUPPORTED: dict[str, frozenset[str]] = {
     ),
     "PodSpec": frozenset(
         "containers initContainers volumes restartPolicy terminationGracePeriodSeconds hostname"
-        " subdomain hostNetwork shareProcessNamespace securityContext dnsPolicy dnsConfig".split()
+        " subdomain hostNetwork shareProcessNamespace securityContext dnsPolicy dnsConfig"
+        " runtimeClassName overhead ephemeralContainers hostPID hostIPC".split()
     ),
     "Container": frozenset(
         "name image imagePullPolicy command args env workingDir ports resources securityContext"
         " livenessProbe readinessProbe startupProbe volumeMounts tty stdin stdinOnce".split()
+    ),
+    "EphemeralContainer": frozenset(
+        "name image imagePullPolicy command args env workingDir resources securityContext"
+        " volumeMounts tty stdin stdinOnce targetContainerName".split()
     ),
     "EnvVarSource": frozenset({"fieldRef"}),
     "ContainerPort": frozenset({"containerPort", "hostPort", "protocol", "name"}),
@@ -516,12 +533,14 @@ _DEFAULTED: dict[tuple[str, str], object] = {
     ("PodSpec", "enableServiceLinks"): True,
     ("PodSpec", "priority"): 0,
     ("PodSpec", "preemptionPolicy"): "PreemptLowerPriority",
-    ("PodSpec", "hostPID"): False,
-    ("PodSpec", "hostIPC"): False,
     ("Container", "terminationMessagePath"): "/dev/termination-log",
     ("Container", "terminationMessagePolicy"): "File",
     ("Container", "stdin"): False,
     ("Container", "stdinOnce"): False,
+    ("EphemeralContainer", "terminationMessagePath"): "/dev/termination-log",
+    ("EphemeralContainer", "terminationMessagePolicy"): "File",
+    ("EphemeralContainer", "stdin"): False,
+    ("EphemeralContainer", "stdinOnce"): False,
 }
 _NOT_WALKED = frozenset({"status", "managedFields"})
 _FIELD_TYPES: dict[type, dict[str, tuple[type | None, bool]]] = {}
@@ -726,6 +745,14 @@ def _from_kube(kp: k8s.Pod, base_dir: str | None) -> Pod:
         PodSpec(
             containers=containers("containers", spec.containers),
             init_containers=containers("initContainers", spec.init_containers),
+            ephemeral_containers=tuple(
+                replace(c, target=e.target_container_name or None)
+                for c, e in zip(
+                    containers("ephemeralContainers", spec.ephemeral_containers),  # type: ignore[arg-type]
+                    spec.ephemeral_containers or (),
+                    strict=True,
+                )
+            ),
             volumes=volumes,
             restart_policy=RestartPolicy(spec.restart_policy or "Always"),
             termination_grace_period_seconds=(
@@ -736,10 +763,14 @@ def _from_kube(kp: k8s.Pod, base_dir: str | None) -> Pod:
             hostname=spec.hostname or None,
             subdomain=spec.subdomain or None,
             host_network=spec.host_network,
+            host_pid=bool(spec.host_pid),
+            host_ipc=bool(spec.host_ipc),
             share_process_namespace=bool(spec.share_process_namespace),
             security_context=pod_security,
             dns_policy=_dns_policy(spec.dns_policy, spec.dns_config),
             dns_config=_dns_config(spec.dns_config),
+            runtime_class_name=spec.runtime_class_name or None,
+            overhead=_overhead(spec.overhead),
         ),
     )
 
@@ -909,6 +940,12 @@ def _resource_list(values: dict[str, k8s.Quantity] | None, path: str) -> Resourc
         cpu=None if cpu is None else cpu.amount(),
         memory=None if memory is None else memory.amount(),
     )
+
+
+def _overhead(values: dict[str, k8s.Quantity] | None) -> ResourceList:
+    """The pod's overhead in cpu and memory (what else it names is not the node's to apply)."""
+    known = {k: v for k, v in (values or {}).items() if k in _RESOURCE_NAMES}
+    return _resource_list(known, "spec.overhead")
 
 
 def _resources(r: k8s.ResourceRequirements | None, path: str) -> ResourceRequirements:

@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 
 from runtime.pod.manifest import Container, ExecAction, HTTPGetAction, Pod, Probe
 
-__all__ = ["ContainerConf", "MonitorConf", "escape", "probe_lines", "render"]
+__all__ = [
+    "ContainerConf",
+    "MonitorConf",
+    "escape",
+    "probe_lines",
+    "render",
+    "render_containers",
+]
 
 
 def escape(value: str) -> str:
@@ -22,7 +29,7 @@ def escape(value: str) -> str:
 @dataclass(frozen=True, slots=True)
 class ContainerConf:
     name: str
-    kind: str  # "init" | "app"
+    kind: str  # "init" | "app" | "ephemeral" (ephemeral.conf only)
     id: str  # the runtime's container id
     bundle: str
     oom_file: str | None = None
@@ -109,7 +116,18 @@ def render(conf: MonitorConf) -> str:
         lines.append(("finish_deletes", "true"))
     lines += [("finish_arg", a) for a in conf.finish_arg]
     lines += [("https_probe_arg", a) for a in conf.https_probe_arg]
-    for c in conf.containers:
+    return _text(lines) + render_containers(conf.containers, conf.probe_host)
+
+
+def _text(lines: list[tuple[str, str]]) -> str:
+    return "".join(f"{k} {escape(v)}\n" for k, v in lines)
+
+
+def render_containers(containers: Sequence[ContainerConf], probe_host: str) -> str:
+    """Container sections: monitor.conf's, and all of ephemeral.conf (its containers added to
+    the running pod, re-read by the monitor at SIGHUP)."""
+    lines: list[tuple[str, str]] = []
+    for c in containers:
         lines += [("container", c.name), ("kind", c.kind), ("id", c.id), ("bundle", c.bundle)]
         if c.oom_file:
             lines.append(("oom_file", c.oom_file))
@@ -124,8 +142,8 @@ def render(conf: MonitorConf) -> str:
         if c.attach:
             lines.append(("attach", "true"))
         for kind, probe in c.probes:
-            lines += probe_lines(kind, probe, conf.probe_host)
-    return "".join(f"{k} {escape(v)}\n" for k, v in lines)
+            lines += probe_lines(kind, probe, probe_host)
+    return _text(lines)
 
 
 def containers_of(

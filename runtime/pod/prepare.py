@@ -16,11 +16,12 @@ import contextlib
 import errno
 import os
 import re
+import shutil
 import signal
 import stat
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_CGROUP_PARENT",
     "DEFAULT_NETWORK_CONFIG",
+    "RUNTIME_HANDLERS",
+    "NoRuntimeHandler",
     "PodOptions",
     "mounts_under",
     "pod_cgroup_dirs",
@@ -100,6 +103,20 @@ class PodOptions:
             return (str(exe),)
         return (sys.executable, "-m", "runtime.cli.oci")
 
+    def for_handler(self, handler: str | None, pod: str = "") -> PodOptions:
+        """These options for a pod naming a runtime handler (its ``spec.runtimeClassName``:
+        on a node, the handler of its RuntimeClass, as the CRI's runtime_handler): another
+        OCI runtime found on PATH (``RUNTIME_HANDLERS``, as k3s' containerd configures the
+        runtimes it finds), ``corral`` for corral-oci; NoRuntimeHandler otherwise."""
+        if not handler:
+            return self
+        if handler == OWN_HANDLER:
+            return replace(self, runtime=())
+        exe = shutil.which(handler) if handler in RUNTIME_HANDLERS else None
+        if exe is None:
+            raise NoRuntimeHandler(pod, handler)
+        return replace(self, runtime=(exe,))
+
     def network_settings(self) -> Any:
         """The node network config (runtime.network.NetworkConfig)."""
         from runtime.network import load_config, parse_config
@@ -110,6 +127,22 @@ class PodOptions:
         if path is not None:
             return load_config(path)
         return parse_config({"podCIDR": DEFAULT_POD_CIDR})
+
+
+# The OCI runtimes a pod may name as its handler besides corral-oci ("corral"), when the node
+# has them on PATH.
+RUNTIME_HANDLERS = ("runc", "crun")
+OWN_HANDLER = "corral"
+
+
+class NoRuntimeHandler(PodError):
+    """The pod names a runtime handler this node does not have (containerd's words)."""
+
+    def __init__(self, pod: str, handler: str) -> None:
+        self.handler = handler
+        super().__init__(
+            pod, f'failed to get sandbox runtime: no runtime for "{handler}" is configured'
+        )
 
 
 class PrepareError(PodError):

@@ -49,10 +49,11 @@ class _Rec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class ContainerRecord(_Rec, frozen=True):
-    """A container of the pod, init containers first, in the manifest's order."""
+    """A container of the pod, init containers first, in the manifest's order; then the
+    ephemeral containers added to it while it runs, in the order they were added."""
 
     name: str
-    kind: Literal["init", "app"]
+    kind: Literal["init", "app", "ephemeral"]
     image: str  # as the manifest names it
     image_id: str  # the image store's id, which holds a ref for this pod
 

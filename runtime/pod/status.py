@@ -30,7 +30,7 @@ class ContainerStatus:
     """A container in Kubernetes terms: state Waiting|Running|Terminated with its reason."""
 
     name: str
-    kind: str  # init | app
+    kind: str  # init | app | ephemeral
     image: str
     state: str = "Waiting"
     reason: str = ""
@@ -95,13 +95,15 @@ class PodStatus:
     reason: str = ""
     init_containers: list[ContainerStatus] = field(default_factory=list)
     containers: list[ContainerStatus] = field(default_factory=list)
+    ephemeral_containers: list[ContainerStatus] = field(default_factory=list)
 
     @property
     def all_containers(self) -> list[ContainerStatus]:
+        """Init and app containers: the pod's own (not its ephemeral ones)."""
         return self.init_containers + self.containers
 
     def container(self, name: str) -> ContainerStatus:
-        for c in self.all_containers:
+        for c in self.all_containers + self.ephemeral_containers:
             if c.name == name:
                 return c
         raise KeyError(name)
@@ -115,6 +117,8 @@ class PodStatus:
             "initContainerStatuses": [c.to_json() for c in self.init_containers],
             "containerStatuses": [c.to_json() for c in self.containers],
         }
+        if self.ephemeral_containers:
+            status["ephemeralContainerStatuses"] = [c.to_json() for c in self.ephemeral_containers]
         if self.reason:
             status["reason"] = self.reason
         return {
@@ -204,7 +208,9 @@ def status_of(pd: PodDir) -> PodStatus:
         cs = _container_status(pd, c, rec.has_init)
         if lost or pd.state in (PodState.EXITED, PodState.GARBAGE):
             _unmonitored(cs, pd.uid)
-        (st.init_containers if c.kind == "init" else st.containers).append(cs)
+        {"init": st.init_containers, "ephemeral": st.ephemeral_containers}.get(
+            c.kind, st.containers
+        ).append(cs)
     return st
 
 

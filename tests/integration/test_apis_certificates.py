@@ -25,11 +25,9 @@ from cryptography.x509.oid import NameOID
 
 from tests.integration.test_cluster import until
 from tests.kubeserver import (
-    KUBECTL_VERSIONS,
     NO_SCHEDULER,
     Kubectl,
     Server,
-    kubectl_for,
     running_server,
 )
 
@@ -43,13 +41,6 @@ CLIENT = "kubernetes.io/kube-apiserver-client"
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with running_server(tmp_path_factory.mktemp("apis-csr"), NO_SCHEDULER) as srv:
         yield srv
-
-
-@pytest.fixture(scope="module", params=list(KUBECTL_VERSIONS))
-def kubectl(
-    request: pytest.FixtureRequest, server: Server, tmp_path_factory: pytest.TempPathFactory
-) -> Kubectl:
-    return kubectl_for(request.param, server, tmp_path_factory)
 
 
 def request_pem(

@@ -31,13 +31,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield srv
 
 
-@pytest.fixture(scope="module", params=list(KUBECTL_VERSIONS))
-def kubectl(
-    request: pytest.FixtureRequest, server: Server, tmp_path_factory: pytest.TempPathFactory
-) -> Kubectl:
-    return kubectl_for(request.param, server, tmp_path_factory)
-
-
 def _namespace(kubectl: Kubectl, prefix: str) -> str:
     ns = f"{prefix}-v{kubectl.version.replace('.', '')}"
     kubectl.run("create", "namespace", ns)
@@ -240,24 +233,27 @@ def test_health_endpoints_verbose(kubectl: Kubectl) -> None:
     assert p.returncode == 1 and "(NotFound)" in p.stderr, p.stderr
 
 
-def test_debug_without_ephemeral_containers(server: Server, kubectl: Kubectl) -> None:
-    """pods/ephemeralcontainers is not served. kube-apiserver's 404 for a path it lacks
-    carries ``"details":{}``; kubectl 1.32's debug reads details.name from it to say
-    ephemeral containers are disabled, and panicked (nil pointer) on our 404 without it."""
+def test_debug_adds_an_ephemeral_container(server: Server, kubectl: Kubectl) -> None:
+    """kubectl 1.32's debug PATCHes pods/ephemeralcontainers (strategic merge): the pod gets
+    the container (no node runs it here: tests/integration/test_kubectl_debug.py does).
+    kube-apiserver's 404 for a path it lacks carries ``"details":{}``; kubectl 1.32's debug
+    reads details.name from it to say ephemeral containers are disabled (it panicked on a
+    404 without it, when this subresource was not served)."""
     code, _, body = server.request("GET", "/api/v1/nosuch")
     assert code == 404 and json.loads(body)["details"] == {}, body
     if kubectl.version != "1.32":
-        return  # 1.20's debug is "alpha debug": a different request
+        return  # 1.20's debug is "alpha debug": the older form (test_kubectl_debug.py)
     ns = _namespace(kubectl, "debug")
     pod = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}]}}
     code, _ = server.json("POST", f"/api/v1/namespaces/{ns}/pods", pod)
     assert code == 201
-    p = kubectl.run("debug", "p", "-n", ns, "--image=busybox", "--profile=general", check=False)
-    assert p.returncode == 1 and "panic" not in p.stderr, p.stderr
-    assert p.stderr.endswith(
-        'error: ephemeral containers are disabled for this cluster (error from server: "the'
-        ' server could not find the requested resource")\n'
-    ), p.stderr
+    p = kubectl.run("debug", "p", "-n", ns, "--image=busybox", "--profile=general", "-c", "d")
+    assert "panic" not in p.stderr, p.stderr
+    code, got = server.json("GET", f"/api/v1/namespaces/{ns}/pods/p/ephemeralcontainers")
+    assert code == 200 and got["kind"] == "Pod", got
+    (ec,) = got["spec"]["ephemeralContainers"]
+    assert (ec["name"], ec["image"]) == ("d", "busybox"), ec
+    assert ec["securityContext"]["capabilities"]["add"] == ["SYS_PTRACE"]  # --profile=general
 
 
 def test_autoscale_makes_an_hpa_served_in_both_versions(server: Server, kubectl: Kubectl) -> None:

@@ -13,6 +13,7 @@ import base64
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -529,6 +530,73 @@ def test_a_pod_the_node_cannot_make_says_why(cluster: Cluster, tmp_path: Path) -
     assert "lifecycle" in waiting("nofield")["message"]  # a field the node does not implement
     assert not [p for p in cluster.runtime_pods() if p.name in ("nohost", "nofield")]
     k.run("delete", "pod", "nohost", "nofield")
+
+
+def _runtime_class(name: str, handler: str, **extra: Any) -> dict[str, Any]:
+    return {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+            "metadata": {"name": name}, "handler": handler, **extra}  # fmt: skip
+
+
+@pytest.mark.skipif(not shutil.which("runc"), reason="runc is not installed")
+@pytest.mark.parametrize("version", ["1.32", "1.20"])
+def test_a_runtime_class_picks_the_pods_runtime(cluster: Cluster, version: str) -> None:
+    """RuntimeClass (node.k8s.io/v1): kubectl's columns; the handler is immutable; a pod
+    naming one gets its overhead and scheduling (RuntimeClass admission) and runs through the
+    OCI runtime its handler names on the node (runc holds the container); a class that is
+    not there is refused at admission, a handler the node lacks is FailedCreatePodSandBox."""
+    k = cluster.kubectl(version)
+    sel = {"kubernetes.io/hostname": NODE}
+    classes = [
+        _runtime_class(
+            "rc-runc",
+            "runc",
+            overhead={"podFixed": {"memory": "16Mi"}},
+            scheduling={"nodeSelector": sel},
+        ),  # fmt: skip
+        _runtime_class("rc-gvisor", "gvisor"),
+    ]
+    k.run("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                "items": classes}))  # fmt: skip
+    try:
+        lines = k.run("get", "runtimeclasses").stdout.splitlines()
+        assert lines[0].split() == ["NAME", "HANDLER", "AGE"], lines
+        assert ["rc-runc", "runc"] in [line.split()[:2] for line in lines[1:]], lines
+        p = k.run("patch", "runtimeclass", "rc-gvisor", "--type", "merge", "-p",
+                  '{"handler":"other"}', check=False)  # fmt: skip
+        assert p.returncode != 0 and "handler: Invalid value" in p.stderr, p.stderr
+        assert "field is immutable" in p.stderr, p.stderr
+        gone = manifest("rc-none", runtimeClassName="rc-missing")
+        p = k.run("apply", "-f", "-", input=json.dumps(gone), check=False)
+        assert p.returncode != 0, p
+        assert 'pod rejected: RuntimeClass "rc-missing" not found' in p.stderr, p.stderr
+        pods = [manifest("rc-pod", runtimeClassName="rc-runc"),
+                manifest("rc-bad", runtimeClassName="rc-gvisor")]  # fmt: skip
+        k.run("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                    "items": pods}))  # fmt: skip
+        pod = cluster.wait_running("rc-pod")
+        assert pod["spec"]["overhead"] == {"memory": "16Mi"}, pod["spec"]
+        assert pod["spec"]["nodeSelector"] == sel, pod["spec"]
+        root = cluster.agent.data_dir / "pods" / "run" / pod["metadata"]["uid"] / "runtime"
+        state = subprocess.run(["runc", "--root", str(root), "state", "app"],
+                               capture_output=True, text=True)  # fmt: skip
+        assert state.returncode == 0 and json.loads(state.stdout)["status"] == "running", state
+
+        def waiting() -> dict[str, Any]:
+            cs = (cluster.pod("rc-bad").get("status") or {}).get("containerStatuses") or [{}]
+            return cs[0].get("state", {}).get("waiting") or {}
+
+        until("ContainerCreating", lambda: waiting().get("reason") == "ContainerCreating")
+        want = (
+            "Failed to create pod sandbox: rpc error: code = Unknown desc = failed to get"
+            ' sandbox runtime: no runtime for "gvisor" is configured'
+        )
+        assert waiting().get("message") == want, waiting()
+        text = k.run("describe", "pod", "rc-bad").stdout
+        assert "FailedCreatePodSandBox" in text and 'no runtime for "gvisor"' in text, text
+        assert not [p for p in cluster.runtime_pods() if p.name == "rc-bad"]
+    finally:
+        k.run("delete", "pod", "rc-pod", "rc-bad", "--ignore-not-found", "--wait=true")
+        k.run("delete", "runtimeclass", "rc-runc", "rc-gvisor", "--ignore-not-found")
 
 
 def test_an_image_dropped_in_the_images_dir_is_imported_and_used(

@@ -10,10 +10,12 @@ process.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -916,6 +918,66 @@ def _slow_link(monkeypatch: pytest.MonkeyPatch) -> None:
 def _has_default_route(lines: list[str]) -> bool:
     """A default route via eth0 in /proc/net/route as the container saw it."""
     return any(line.split()[:2] == ["eth0", "00000000"] for line in lines)
+
+
+def _runc_state(pods: Pods, uid: str, container: str) -> subprocess.CompletedProcess[str]:
+    root = Path(pods.opts.root) / "run" / uid / "runtime"
+    return subprocess.run(
+        ["runc", "--root", str(root), "state", container], capture_output=True, text=True
+    )
+
+
+@pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed")
+def test_a_pod_naming_a_runtime_handler_runs_through_it(pods: Pods) -> None:
+    """``spec.runtimeClassName`` names the OCI runtime of the pod's containers on this node
+    (the kubelet puts there the handler of the pod's RuntimeClass): with ``runc`` it is runc
+    that holds the running container (and exec goes through it); without, corral-oci, whose
+    container runc does not know."""
+    uid = pods.run(pods.manifest("runc", [sh("c", "sleep 1000")], runtimeClassName="runc"))
+    pods.running_pid(uid, "c")
+    p = _runc_state(pods, uid, "c")
+    assert p.returncode == 0, p
+    assert json.loads(p.stdout)["status"] == "running", p.stdout
+    got = api.exec_in(uid, pods.opts, ["cat", "/proc/1/cmdline"], "c", stdout=subprocess.PIPE)
+    assert got.returncode == 0 and b"sleep" in got.stdout, got
+    ours = pods.run(pods.manifest("ours", [sh("c", "sleep 1000")]))
+    pods.running_pid(ours, "c")
+    assert _runc_state(pods, ours, "c").returncode != 0
+    for ref in (uid, ours):
+        api.remove(ref, pods.opts, force=True)
+
+
+def test_the_monitor_keeps_no_fd_of_its_starter(pods: Pods) -> None:
+    """An fd its starter left without close-on-exec (here on purpose) is not the monitor's:
+    it closes everything but stdio and its sync pair first (the starter spawns it with
+    posix_spawn, which closes nothing)."""
+    r, w = os.pipe()
+    os.set_inheritable(r, True)
+    os.set_inheritable(w, True)
+    try:
+        uid = pods.run(pods.manifest("fds", [sh("c", "sleep 1000")]))
+        pods.running_pid(uid, "c")
+        mon = pods.status(uid).monitor_pid
+        assert mon
+        leaked = {os.readlink(f"/proc/self/fd/{fd}") for fd in (r, w)}
+        held = set()
+        for fd in os.listdir(f"/proc/{mon}/fd"):
+            with contextlib.suppress(FileNotFoundError):
+                held.add(os.readlink(f"/proc/{mon}/fd/{fd}"))
+        assert not leaked & held, (leaked, held)
+        api.remove(uid, pods.opts, force=True)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_an_unknown_runtime_handler_makes_nothing(pods: Pods) -> None:
+    """A handler the node does not have is refused in containerd's words before anything of
+    the pod is made."""
+    with pytest.raises(api.NoRuntimeHandler, match='no runtime for "gvisor" is configured'):
+        pods.run(pods.manifest("gv", [sh("c", "true")], runtimeClassName="gvisor"))
+    assert api.list_pods(pods.opts) == []
+    assert not list((Path(pods.opts.root)).glob("*/*"))
 
 
 @pytest.mark.parametrize("runtime", ["ours", "named"])

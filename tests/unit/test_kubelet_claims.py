@@ -18,7 +18,9 @@ from orchestrator.kubelet.claims import (
     ClaimError,
     LocalPathSweeper,
     claim_volumes,
+    read_only_claims,
     with_claims,
+    with_read_only,
 )
 from orchestrator.kubelet.pods import make_failure
 from orchestrator.kubelet.volumes import VolumeError
@@ -79,10 +81,18 @@ def test_claim_resolved_to_host_path(tmp_path: Path) -> None:
     spec = with_claims(_pod()["spec"], claims)
     assert spec["volumes"][0] == claims["data"] and spec["volumes"][1]["emptyDir"] == {}
     assert "readOnly" not in spec["containers"][0]["volumeMounts"][0]
-    ro = with_claims(_pod(read_only=True)["spec"], claims)
+    spec = _pod(read_only=True)["spec"]
+    spec["ephemeralContainers"] = [{"name": "d", "image": "i", "volumeMounts": [
+        {"name": "data", "mountPath": "/d"}]}]  # fmt: skip
+    ro = with_claims(spec, claims)
     assert ro["containers"][0]["volumeMounts"] == [
         {"name": "data", "mountPath": "/data", "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    assert ro["ephemeralContainers"][0]["volumeMounts"][0]["readOnly"] is True
+    assert read_only_claims(spec) == {"data"}
+    assert with_read_only(spec["ephemeralContainers"][0], {"data"})["volumeMounts"] == [
+        {"name": "data", "mountPath": "/d", "readOnly": True}
     ]
 
 

@@ -18,6 +18,7 @@ from runtime.pod.bundle import (
     container_env,
     expand,
 )
+from runtime.pod.errors import ManifestError
 from runtime.pod.logs import LogFollower, parse_line, read_log
 from runtime.pod.manifest import Pod, parse_pod
 from runtime.pod.monconf import MonitorConf, containers_of, escape, render
@@ -463,3 +464,50 @@ def test_store_names_one_live_pod_per_name(tmp_path: Path) -> None:
     store.claim_name("default", "web", "dddd")
     store.claim_name("other", "db", "eeee")  # a holder with no pod directory is stale
     store.claim_name("other", "db", "ffff")
+
+
+def test_host_pid_and_host_ipc_join_no_namespace_of_the_pod() -> None:
+    """hostPID and hostIPC (``kubectl debug node/NAME``): no pid or ipc entry, so the
+    container has the runtime's, the node's (the monitor runs the runtime there)."""
+    pod = pod_of({"containers": [{"name": "c", "image": "i"}], "hostPID": True, "hostIPC": True})
+    conf = container_config(pod, pod.spec.containers[0], ctx(pidns_pid=4243))
+    cfg.parse_spec(conf)
+    kinds = {n["type"] for n in conf["linux"]["namespaces"]}
+    assert kinds == {"mount", "cgroup", "network", "uts"}
+
+
+def test_ephemeral_containers_in_the_manifest_and_ephemeral_conf() -> None:
+    """ephemeralContainers parse as containers (targetContainerName kept), apart from the
+    pod's own; their ephemeral.conf sections say kind ephemeral and have no probes."""
+    from runtime.pod.monconf import ContainerConf, render_containers
+
+    pod = pod_of(
+        {
+            "containers": [{"name": "c", "image": "i"}],
+            "ephemeralContainers": [
+                {"name": "d", "image": "i", "targetContainerName": "c", "stdin": True, "tty": True}
+            ],
+        }
+    )
+    assert [c.name for c in pod.all_containers] == ["c"]
+    (d,) = pod.spec.ephemeral_containers
+    assert (d.target, d.stdin, d.tty) == ("c", True, True)
+    assert pod.container("d") is d
+    conf = container_config(pod, d, ctx(pidns_pid=777))
+    ns = {n["type"]: n.get("path") for n in conf["linux"]["namespaces"]}
+    assert ns["pid"] == "/proc/777/ns/pid" and ns["network"] == "/proc/4242/ns/net"
+    text = render_containers(
+        [ContainerConf("d", "ephemeral", "d", "/p/containers/d", terminal=True, attach=True)],
+        "127.0.0.1",
+    )
+    assert text.splitlines() == [
+        "container d",
+        "kind ephemeral",
+        "id d",
+        "bundle /p/containers/d",
+        "terminal true",
+        "attach true",
+    ]
+    with pytest.raises(ManifestError, match="not supported by corral"):
+        pod_of({"containers": [{"name": "c", "image": "i"}],
+                "ephemeralContainers": [{"name": "d", "image": "i", "lifecycle": {}}]})  # fmt: skip

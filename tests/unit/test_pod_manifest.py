@@ -649,7 +649,7 @@ ERRORS: list[tuple[str, Any, str, str]] = [
     # spec
     ("spec.nodeSelector", {"a": "b"}, "spec.nodeSelector", "not supported by corral"),
     ("spec.tolerations", [], "spec.tolerations", "not supported by corral"),
-    ("spec.hostPID", True, "spec.hostPID", "not supported by corral"),
+    ("spec.setHostnameAsFQDN", True, "spec.setHostnameAsFQDN", "not supported by corral"),
     ("spec.hostNetwrok", True, "spec.hostNetwrok", "unknown field"),
     ("spec.containers", [], "spec.containers", "is required: a pod needs at least one container"),
     ("spec.containers", {"name": "x"}, "spec.containers", "must be a list, not an object"),

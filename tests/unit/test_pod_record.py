@@ -202,7 +202,7 @@ def test_node_pods_implements_the_pod_runtime_protocol(tmp_path: Path) -> None:
         if inspect.isfunction(v) and not n.startswith("_")
     ]
     assert sorted(members) == sorted(
-        ["create", "start", "run", "stop", "remove", "status", "list"]
+        ["create", "start", "run", "stop", "remove", "status", "list", "add_ephemeral_container"]
         + [
             "logs",
             "follow_logs",
