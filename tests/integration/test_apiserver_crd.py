@@ -17,14 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.kubeserver import (
-    CORRAL,
-    KUBECTL_VERSIONS,
-    Kubectl,
-    Server,
-    api_only_server,
-    kubectl_for,
-)
+from tests.kubeserver import CORRAL, Kubectl, Server, api_only_server
 
 CRD_GROUP = "stable.example.com"
 WAIT = 60.0  # seconds an eventual change may take on a loaded machine: never a measurement
@@ -93,16 +86,6 @@ def _crd(plural: str, kind: str, scope: str = "Namespaced", second: bool = False
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with api_only_server(tmp_path_factory.mktemp("apiserver-crd")) as srv:
         yield srv
-
-
-@pytest.fixture(scope="module")
-def both(server: Server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Kubectl]:
-    return {v: kubectl_for(v, server, tmp_path_factory) for v in KUBECTL_VERSIONS}
-
-
-@pytest.fixture(scope="module", params=list(KUBECTL_VERSIONS))
-def kubectl(request: pytest.FixtureRequest, both: dict[str, Kubectl]) -> Kubectl:
-    return both[request.param]
 
 
 @pytest.fixture
