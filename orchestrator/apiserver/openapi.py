@@ -115,6 +115,12 @@ def schemas() -> dict[str, Obj]:
     defs = json.loads((_MODEL_DIR / "schema.json").read_text())
     docs_path = _MODEL_DIR / "descriptions.json"
     docs = json.loads(docs_path.read_text()) if docs_path.exists() else {}
+    # CustomResourceDefinition and what it takes (kubemodel has no model of them): the
+    # Kubernetes 1.32 definitions as kubemodel.gen keeps its own (from kubernetes-validate's
+    # v1.32.0-local/_definitions.json, descriptions apart)
+    extensions = json.loads((Path(__file__).parent / "apiextensions.json").read_text())
+    defs.update(extensions["schemas"])
+    docs.update(extensions["descriptions"])
     out = {name: _with_docs(name, node, docs.get(name, {})) for name, node in defs.items()}
     out[_PATCH] = {
         "description": "The body of a PATCH request, in the format its Content-Type names.",

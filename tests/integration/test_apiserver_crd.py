@@ -324,6 +324,8 @@ def test_explain(kubectl: Kubectl, crd: tuple[str, str]) -> None:
     out = kubectl.run("explain", f"{plural}.spec").stdout
     assert "size" in out and "replicas" in out, out
     assert "The image to run." in kubectl.run("explain", f"{plural}.spec.image").stdout
+    out = kubectl.run("explain", "crd.spec.names").stdout
+    assert "plural" in out and "shortNames" in out, out
 
 
 def _user_kubectl(server: Server, kubectl: Kubectl, user: str) -> Kubectl:
