@@ -9,6 +9,7 @@ whose objects are pruned, defaulted and validated against the version's schema
 from __future__ import annotations
 
 import copy
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from kubemodel.errors import FieldError
 from kubemodel.names import check_dns1035_label, check_dns_label
 
-from .resources import RESOURCES, Resource, custom_resources, set_custom
+from .resources import RESOURCES, Resource, set_custom
 
 __all__ = [
     "FINALIZER",
@@ -69,8 +70,6 @@ def _fail(field: str, message: str) -> FieldError:
 
 
 def _text(v: Any) -> str:
-    import json
-
     return json.dumps(v, separators=(",", ":"))
 
 
@@ -404,10 +403,6 @@ def sync(crds: list[Obj]) -> None:
     _KNOWN.clear()
     _KNOWN.update({c["metadata"]["name"]: c for c in crds})
     set_custom([r for c in crds for r in resources_of(c)])
-
-
-def served_customs() -> list[Resource]:
-    return custom_resources()
 
 
 def admit_custom(res: Resource, obj: Obj) -> Obj:

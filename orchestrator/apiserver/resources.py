@@ -17,6 +17,8 @@ __all__ = [
     "GROUPS",
     "Resource",
     "by_path",
+    "custom_generation",
+    "custom_resources",
     "lookup",
     "served",
     "set_custom",
