@@ -23,6 +23,7 @@ from orchestrator.store import Backend, Gone, TooLarge
 
 from . import discovery, errors, fields, managedfields, metricsapi, openapi, openapi_v2
 from .converted import Converted, to_stored_form
+from .crdcontrol import CrdController
 from .errors import ApiError
 from .eviction import evict
 from .podexec import pod_exec
@@ -375,10 +376,48 @@ def _deleted_status(res: Resource, meta: Obj) -> Obj:
 
 
 def _list_body(res: Resource, items: list[Obj], rev: int, cont: str | None) -> Obj:
+    if res.custom is not None:  # stored in one version, served in each (conversion None)
+        for item in items:
+            item["apiVersion"] = res.api_version
     meta: Obj = {"resourceVersion": str(rev)}
     if cont:
         meta["continue"] = cont
     return {"kind": res.list_kind, "apiVersion": res.api_version, "metadata": meta, "items": items}
+
+
+def _path_get(obj: Any, path: str) -> Any:
+    """The value at a CRD's scale path (".spec.replicas"), or None."""
+    for part in path.strip(".").split("."):
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(part)
+    return obj
+
+
+def _custom_scale(res: Resource, obj: Obj) -> Obj:
+    """autoscaling/v1 Scale of a custom resource, from its CRD's scale paths."""
+    paths = res.custom.scale or {}
+    meta = obj["metadata"]
+    status: Obj = {"replicas": _path_get(obj, paths.get("statusReplicasPath", "")) or 0}
+    if paths.get("labelSelectorPath"):
+        selector = _path_get(obj, paths["labelSelectorPath"])
+        if isinstance(selector, str) and selector:
+            status["selector"] = selector
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            k: meta[k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if k in meta
+        },
+        "spec": {"replicas": _path_get(obj, paths.get("specReplicasPath", "")) or 0},
+        "status": status,
+    }
+
+
+def _scale_of(res: Resource, obj: Obj) -> Obj:
+    return _custom_scale(res, obj) if res.custom is not None else _scale(obj)
 
 
 def _scale(obj: Obj) -> Obj:
@@ -432,6 +471,7 @@ class ApiServer:
             if r.stored_group is None:
                 self.caches[r.name] = WatchCache(store, r.key_prefix(None))
         self.converted = Converted(self.storage)
+        self.crds = CrdController(self.storage)
         # Authentication, authorization, audit, limits (security.py); None: client
         # certificates only (require_client_cert), everyone allowed everything.
         self.security: Security | None = None
@@ -442,6 +482,8 @@ class ApiServer:
 
     async def start(self) -> None:
         await self.storage.ensure_namespaces()
+        await self.crds.start()
+        self.crds.follow(self.caches["customresourcedefinitions"])
         if self.security is not None:
             await self.security.start()
 
@@ -449,6 +491,7 @@ class ApiServer:
         self._closing.set()
         if self.security is not None:
             await self.security.close()
+        await self.crds.close()
         for cache in self.caches.values():
             await cache.close()
         await self.storage.close()
@@ -708,7 +751,7 @@ class ApiServer:
                 return await self._watch(request, res, ns, name)
             obj = await self._store(res).get(res, ns, name)
             if sub == "scale":
-                return _json(_scale(obj))
+                return _json(_scale_of(res, obj))
             return self._object(request, res, obj)
         if m == "POST" and sub == "binding" and name is not None:
             body = await _read_body(request)
@@ -750,6 +793,15 @@ class ApiServer:
                     "PatchOptions", "force", "Forbidden: may not be specified for non-apply patch"
                 )
             kind = PATCH_TYPES.get(ctype)
+            if kind == "strategic" and res.untyped and sub != "scale":
+                # kube-apiserver has no strategic merge for custom resources (nor CRDs')
+                raise ApiError(
+                    415,
+                    "UnsupportedMediaType",
+                    "the body of the request was in an unknown format - accepted media types"
+                    f" include: application/json-patch+json, application/merge-patch+json,"
+                    f" {APPLY_PATCH}",
+                )
             if kind is None:
                 raise _unsupported_patch()
             patch = await _read_body(request)
@@ -821,6 +873,16 @@ class ApiServer:
             return _json(_list_body(res, deleted, rev, None))
         raise errors.method_not_allowed()
 
+    def _cache(self, res: Resource) -> WatchCache:
+        """The watch cache of a resource's keys (a custom resource's made when first
+        watched: one for all its versions)."""
+        if res.custom is None:
+            return self.caches[res.name]
+        cache = self.caches.get(res.custom.prefix)
+        if cache is None:
+            cache = self.caches[res.custom.prefix] = WatchCache(self.store, res.custom.prefix)
+        return cache
+
     def _store(self, res: Resource) -> Any:
         """Storage, or its converting front for a resource stored as another (events)."""
         return self.storage if res.stored_group is None else self.converted
@@ -877,11 +939,14 @@ class ApiServer:
     def _object(
         self, request: web.Request, res: Resource, obj: Obj, code: int = 200
     ) -> web.Response:
+        if res.custom is not None:
+            obj["apiVersion"] = res.api_version
         if _wants_table(request):
             rv = obj["metadata"].get("resourceVersion", "")
             row = obj if res.stored_group is None else to_stored_form(res, obj)
             return _json(
-                table(res.name, [row], rv, "", request.query.get("includeObject", "")), code
+                table(res.name, [row], rv, "", request.query.get("includeObject", ""), res),
+                code,
             )
         return _json(obj, code)
 
@@ -916,7 +981,12 @@ class ApiServer:
         if as_table:
             if res.stored_group is not None:  # a table's rows are of the stored form
                 items = [to_stored_form(res, o) for o in items]
-            return _json(table(res.name, items, str(rev), cont or "", q.get("includeObject", "")))
+            if res.custom is not None:
+                for item in items:
+                    item["apiVersion"] = res.api_version
+            return _json(
+                table(res.name, items, str(rev), cont or "", q.get("includeObject", ""), res)
+            )
         return _json(_list_body(res, items, rev, cont))
 
     async def _put_scale(
@@ -940,12 +1010,17 @@ class ApiServer:
                 "autoscaling",
             )
         patch: Obj = {"spec": {"replicas": replicas}}
+        if res.custom is not None:  # at the CRD's specReplicasPath
+            parts = (res.custom.scale or {}).get("specReplicasPath", ".spec.replicas")
+            patch = replicas
+            for part in reversed(parts.strip(".").split(".")):
+                patch = {part: patch}
         if rv := (body.get("metadata") or {}).get("resourceVersion"):
             patch["metadata"] = {"resourceVersion": rv}
         obj = await self._store(res).patch(
             res, ns, name, "merge", patch, dry_run=dry, manager=manager, entry_subresource="scale"
         )
-        return _json(_scale(obj))
+        return _json(_scale_of(res, obj))
 
     async def _patch_scale(
         self,
@@ -963,9 +1038,11 @@ class ApiServer:
         try:
             if kind == "strategic":
                 root = managedfields.root_type("autoscaling", "v1", "Scale")
-                scale = strategic_merge_patch(_scale(current), patch, root)
+                scale = strategic_merge_patch(_scale_of(res, current), patch, root)
             else:
-                scale = {"merge": merge_patch, "json": json_patch}[kind](_scale(current), patch)
+                scale = {"merge": merge_patch, "json": json_patch}[kind](
+                    _scale_of(res, current), patch
+                )
         except PatchError as e:
             raise ApiError(422, "Invalid", f"the patch cannot be applied: {e}") from None
         if not isinstance(scale, dict):
@@ -999,7 +1076,7 @@ class ApiServer:
                     f"invalid resourceVersion {rv!r}: not an integer"
                 ) from None
         try:
-            sub = await self.caches[res.name].subscribe(start)
+            sub = await self._cache(res).subscribe(start)
         except Closed:
             raise ApiError(503, "ServiceUnavailable", "the server is shutting down") from None
         if request.transport is not None:  # a watch too far behind is dropped
@@ -1033,16 +1110,28 @@ class ApiServer:
         bookmarks = _truthy(q.get("allowWatchBookmarks"))
         as_table = _wants_table(request)
         include = q.get("includeObject", "")
-        cache = self.caches[res.name]
+        cache = self._cache(res)
         # the cache holds the stored form; a resource served as another converts each event
         # (and keeps its frames apart from the stored form's watchers')
         convert = None if res.stored_group is None else self.converted.to_view(res)
         tag = "" if convert is None else res.group + "/"
+        if res.custom is not None and res.version != res.custom.storage_version:
+            view = res.api_version
+
+            def convert(obj: Obj) -> Obj:
+                return {**obj, "apiVersion": view}
+
+            tag = view + "/"
 
         def frame(typ: str, ev: CacheEvent | None, obj: Obj) -> bytes:
             if as_table:
                 obj = table(
-                    res.name, [obj], obj["metadata"].get("resourceVersion", ""), "", include
+                    res.name,
+                    [obj if convert is None else convert(obj)],
+                    obj["metadata"].get("resourceVersion", ""),
+                    "",
+                    include,
+                    res,
                 )
             elif ev is not None:  # the same bytes for every watcher of this event
                 data = ev.frames.get(tag + typ)
