@@ -111,6 +111,11 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
     help="run no service proxy (nftables rules for ClusterIPs and NodePorts) on this node",
 )
 @click.option(
+    "--disable-network-policy",
+    is_flag=True,
+    help="enforce no NetworkPolicy on this node (k3s' flag)",
+)
+@click.option(
     "--eviction-hard",
     default="memory.available<100Mi",
     show_default=True,
@@ -152,6 +157,7 @@ def agent(
     cgroup_parent: str | None,
     registries_conf: Path | None,
     disable_proxy: bool,
+    disable_network_policy: bool,
     eviction_hard: str,
     eviction_pressure_transition_period: str,
     pod_manifests: Path | None,
@@ -209,6 +215,7 @@ def agent(
             else tuple(u for u in cluster_dns_upstream if u != "none")
         ),
         disable_proxy=disable_proxy,
+        disable_network_policy=disable_network_policy,
         eviction_hard=thresholds,
         eviction_transition=transition,
         pod_manifests=pod_manifests.absolute() if pod_manifests else None,

@@ -112,6 +112,11 @@ from .errors import Failure
     help="the server's own agent runs no service proxy",
 )
 @click.option(
+    "--disable-network-policy",
+    is_flag=True,
+    help="the server's own agent enforces no NetworkPolicy (k3s' flag)",
+)
+@click.option(
     "--token-auth-file",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help='static bearer tokens, CSV lines token,user,uid[,"group1,group2"] (kube-apiserver)',
@@ -236,6 +241,7 @@ def server(
     disable_agent: bool,
     kubelet_netns: str | None,
     disable_proxy: bool,
+    disable_network_policy: bool,
     disable_scheduler: bool,
     disable_controller_manager: bool,
     disable: tuple[str, ...],
@@ -270,6 +276,7 @@ def server(
         disable_agent=disable_agent,
         kubelet_netns=kubelet_netns,
         disable_proxy=disable_proxy,
+        disable_network_policy=disable_network_policy,
         disable_scheduler=disable_scheduler,
         disable_controller_manager=disable_controller_manager,
         disable=disable,

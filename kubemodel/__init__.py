@@ -39,12 +39,12 @@ _loaded = False
 _loading = False  # this thread is in _load: a name asked for meanwhile is not there yet
 
 # configdata: ConfigMap and Secret validation; events: Event (both APIs); limits: LimitRange;
-# networking: Ingress and IngressClass; pod: the Pod defaulting and validation; policy: RBAC,
-# PodDisruptionBudget, EndpointSlice; quota: ResourceQuota; storage: PersistentVolume(Claim),
-# StorageClass; workloads: apps/v1 and batch/v1 kinds likewise; autoscaling:
-# HorizontalPodAutoscaler; certificates: CertificateSigningRequest; runtimeclass: RuntimeClass;
-# admissionregistration: the webhook configurations (each registers them with the codec when
-# imported).
+# networking: Ingress, IngressClass and NetworkPolicy; pod: the Pod defaulting and validation;
+# policy: RBAC, PodDisruptionBudget, EndpointSlice; quota: ResourceQuota; storage:
+# PersistentVolume(Claim), StorageClass; workloads: apps/v1 and batch/v1 kinds likewise;
+# autoscaling: HorizontalPodAutoscaler; certificates: CertificateSigningRequest; runtimeclass:
+# RuntimeClass; admissionregistration: the webhook configurations (each registers them with the
+# codec when imported).
 _REGISTERING = (
     "admissionregistration",
     "autoscaling",

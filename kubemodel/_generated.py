@@ -156,6 +156,7 @@ __all__ = [
     "HostAlias",
     "HostIP",
     "HostPathVolumeSource",
+    "IPBlock",
     "ISCSIPersistentVolumeSource",
     "ISCSIVolumeSource",
     "ImageVolumeSource",
@@ -217,6 +218,13 @@ __all__ = [
     "NamespaceList",
     "NamespaceSpec",
     "NamespaceStatus",
+    "NetworkPolicy",
+    "NetworkPolicyEgressRule",
+    "NetworkPolicyIngressRule",
+    "NetworkPolicyList",
+    "NetworkPolicyPeer",
+    "NetworkPolicyPort",
+    "NetworkPolicySpec",
     "Node",
     "NodeAddress",
     "NodeAffinity",
@@ -625,11 +633,11 @@ class CertificateSigningRequestList(Object):
 
 class CertificateSigningRequestSpec(Object):
     """``io.k8s.api.certificates.v1.CertificateSigningRequestSpec``."""
-    request: str
     signer_name: str = msgspec.field(name="signerName")
     expiration_seconds: int | None = msgspec.field(default=None, name="expirationSeconds")
     extra: dict[str, list[str]] | None = None
     groups: list[str] | None = None
+    request: str | None = None
     uid: str | None = None
     usages: list[str] | None = None
     username: str | None = None
@@ -1541,6 +1549,12 @@ class HostPathVolumeSource(Object):
     type: str | None = None
 
 
+class IPBlock(Object):
+    """``io.k8s.api.networking.v1.IPBlock``."""
+    cidr: str
+    except_: list[str] | None = msgspec.field(default=None, name="except")
+
+
 class ISCSIPersistentVolumeSource(Object):
     """``io.k8s.api.core.v1.ISCSIPersistentVolumeSource``."""
     iqn: str
@@ -2033,6 +2047,56 @@ class NamespaceStatus(Object):
     """``io.k8s.api.core.v1.NamespaceStatus``."""
     conditions: list[NamespaceCondition] | None = None
     phase: str | None = None
+
+
+class NetworkPolicy(Object):
+    """``io.k8s.api.networking.v1.NetworkPolicy``."""
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+    spec: NetworkPolicySpec | None = None
+
+
+class NetworkPolicyEgressRule(Object):
+    """``io.k8s.api.networking.v1.NetworkPolicyEgressRule``."""
+    ports: list[NetworkPolicyPort] | None = None
+    to: list[NetworkPolicyPeer] | None = None
+
+
+class NetworkPolicyIngressRule(Object):
+    """``io.k8s.api.networking.v1.NetworkPolicyIngressRule``."""
+    from_: list[NetworkPolicyPeer] | None = msgspec.field(default=None, name="from")
+    ports: list[NetworkPolicyPort] | None = None
+
+
+class NetworkPolicyList(Object):
+    """``io.k8s.api.networking.v1.NetworkPolicyList``."""
+    items: list[NetworkPolicy]
+    api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    kind: str | None = None
+    metadata: ListMeta | None = None
+
+
+class NetworkPolicyPeer(Object):
+    """``io.k8s.api.networking.v1.NetworkPolicyPeer``."""
+    ip_block: IPBlock | None = msgspec.field(default=None, name="ipBlock")
+    namespace_selector: LabelSelector | None = msgspec.field(default=None, name="namespaceSelector")
+    pod_selector: LabelSelector | None = msgspec.field(default=None, name="podSelector")
+
+
+class NetworkPolicyPort(Object):
+    """``io.k8s.api.networking.v1.NetworkPolicyPort``."""
+    end_port: int | None = msgspec.field(default=None, name="endPort")
+    port: int | str | None = None
+    protocol: str | None = None
+
+
+class NetworkPolicySpec(Object):
+    """``io.k8s.api.networking.v1.NetworkPolicySpec``."""
+    pod_selector: LabelSelector = msgspec.field(name="podSelector")
+    egress: list[NetworkPolicyEgressRule] | None = None
+    ingress: list[NetworkPolicyIngressRule] | None = None
+    policy_types: list[str] | None = msgspec.field(default=None, name="policyTypes")
 
 
 class Node(Object):
@@ -2991,8 +3055,8 @@ class RuleWithOperations(Object):
 
 class RuntimeClass(Object):
     """``io.k8s.api.node.v1.RuntimeClass``."""
-    handler: str
     api_version: str | None = msgspec.field(default=None, name="apiVersion")
+    handler: str | None = None
     kind: str | None = None
     metadata: ObjectMeta | None = None
     overhead: Overhead | None = None
@@ -3805,6 +3869,8 @@ KINDS: dict[tuple[str, str], type[Object]] = {
     ("networking.k8s.io/v1", "IngressClass"): IngressClass,
     ("networking.k8s.io/v1", "IngressClassList"): IngressClassList,
     ("networking.k8s.io/v1", "IngressList"): IngressList,
+    ("networking.k8s.io/v1", "NetworkPolicy"): NetworkPolicy,
+    ("networking.k8s.io/v1", "NetworkPolicyList"): NetworkPolicyList,
     ("networking.k8s.io/v1", "WatchEvent"): WatchEvent,
     ("node.k8s.io/v1", "DeleteOptions"): DeleteOptions,
     ("node.k8s.io/v1", "RuntimeClass"): RuntimeClass,

@@ -1799,6 +1799,10 @@ FIELDS: dict[str, dict[int, tuple[str, str, str, int]]] = {
     "k8s.io.api.networking.v1.HTTPIngressRuleValue": {
         1: ("paths", "k8s.io.api.networking.v1.HTTPIngressPath", "", 1),
     },
+    "k8s.io.api.networking.v1.IPBlock": {
+        1: ("cidr", "string", "", 0),
+        2: ("except", "string", "", 5),
+    },
     "k8s.io.api.networking.v1.Ingress": {
         1: ("metadata", "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta", "", 4),
         2: ("spec", "k8s.io.api.networking.v1.IngressSpec", "", 4),
@@ -1859,6 +1863,34 @@ FIELDS: dict[str, dict[int, tuple[str, str, str, int]]] = {
     "k8s.io.api.networking.v1.IngressTLS": {
         1: ("hosts", "string", "", 5),
         2: ("secretName", "string", "", 4),
+    },
+    "k8s.io.api.networking.v1.NetworkPolicy": {
+        1: ("metadata", "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta", "", 4),
+        2: ("spec", "k8s.io.api.networking.v1.NetworkPolicySpec", "", 4),
+    },
+    "k8s.io.api.networking.v1.NetworkPolicyEgressRule": {
+        1: ("ports", "k8s.io.api.networking.v1.NetworkPolicyPort", "", 5),
+        2: ("to", "k8s.io.api.networking.v1.NetworkPolicyPeer", "", 5),
+    },
+    "k8s.io.api.networking.v1.NetworkPolicyIngressRule": {
+        1: ("ports", "k8s.io.api.networking.v1.NetworkPolicyPort", "", 5),
+        2: ("from", "k8s.io.api.networking.v1.NetworkPolicyPeer", "", 5),
+    },
+    "k8s.io.api.networking.v1.NetworkPolicyPeer": {
+        1: ("podSelector", "k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector", "", 6),
+        2: ("namespaceSelector", "k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector", "", 6),
+        3: ("ipBlock", "k8s.io.api.networking.v1.IPBlock", "", 6),
+    },
+    "k8s.io.api.networking.v1.NetworkPolicyPort": {
+        1: ("protocol", "string", "", 6),
+        2: ("port", "k8s.io.apimachinery.pkg.util.intstr.IntOrString", "", 6),
+        3: ("endPort", "int32", "", 6),
+    },
+    "k8s.io.api.networking.v1.NetworkPolicySpec": {
+        1: ("podSelector", "k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector", "", 0),
+        2: ("ingress", "k8s.io.api.networking.v1.NetworkPolicyIngressRule", "", 5),
+        3: ("egress", "k8s.io.api.networking.v1.NetworkPolicyEgressRule", "", 5),
+        4: ("policyTypes", "string", "", 5),
     },
     "k8s.io.api.networking.v1.ServiceBackendPort": {
         1: ("name", "string", "", 4),
@@ -2056,6 +2088,7 @@ KINDS: dict[tuple[str, str], str] = {
     ("meta.k8s.io/v1", "Status"): "k8s.io.apimachinery.pkg.apis.meta.v1.Status",
     ("networking.k8s.io/v1", "Ingress"): "k8s.io.api.networking.v1.Ingress",
     ("networking.k8s.io/v1", "IngressClass"): "k8s.io.api.networking.v1.IngressClass",
+    ("networking.k8s.io/v1", "NetworkPolicy"): "k8s.io.api.networking.v1.NetworkPolicy",
     ("policy/v1", "Eviction"): "k8s.io.api.policy.v1.Eviction",
     ("policy/v1", "PodDisruptionBudget"): "k8s.io.api.policy.v1.PodDisruptionBudget",
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): "k8s.io.api.rbac.v1.ClusterRole",

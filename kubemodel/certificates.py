@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import re
 from typing import Any
 
+from kubemodel import gobase64
 from kubemodel._generated import CertificateSigningRequest
 from kubemodel.codec import VALIDATORS
 from kubemodel.errors import FieldError, at, q
@@ -81,14 +83,15 @@ _DNS1123_LABEL_RULE = (
     " regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
 )
 _DOMAIN_MAX = 253
+_GO_CURVES = ("secp224r1", "secp256r1", "secp384r1", "secp521r1")
 _SIGNER_MAX = _DOMAIN_MAX + (253 + 63 + 1) + 1
 
 
 class CsrSubject:
-    """What a parsed request names: the subject's CN and O, the subjectAltNames."""
+    """What a parsed request names: the subject's CN and O, the subjectAltNames (read as Go's
+    ParseCertificateRequest reads them: the request's other extensions are not parsed)."""
 
     def __init__(self, req: Any) -> None:
-        from cryptography import x509
         from cryptography.x509.oid import NameOID
 
         self.request = req
@@ -98,14 +101,93 @@ class CsrSubject:
         self.organizations = [
             str(a.value) for a in subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
         ]
+        self.dns_names, self.emails, ips, self.uris = request_sans(req)
+        self.ip_addresses = [str(ip) for ip in ips]
+
+    def san_extension(self) -> Any:
+        """The names as an x509.SubjectAlternativeName for a certificate, None without."""
+        from cryptography import x509
+
+        names: list[Any] = [x509.DNSName(d) for d in self.dns_names]
+        names += [x509.RFC822Name(e) for e in self.emails]
+        names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in self.ip_addresses]
+        names += [x509.UniformResourceIdentifier(u) for u in self.uris]
+        return x509.SubjectAlternativeName(names) if names else None
+
+
+def _der_items(data: bytes) -> list[tuple[int, bytes]]:
+    """The (tag, contents) of each DER element of ``data``, one after another (a single-byte
+    tag, definite lengths); ValueError when they do not fill it exactly."""
+    out, i = [], 0
+    while i < len(data):
+        if i + 2 > len(data):
+            raise ValueError("truncated")
+        tag, n = data[i], data[i + 1]
+        i += 2
+        if n & 0x80:
+            size = n & 0x7F
+            if size == 0 or size > 4 or i + size > len(data):
+                raise ValueError("bad length")
+            n = int.from_bytes(data[i : i + size], "big")
+            i += size
+        if i + n > len(data):
+            raise ValueError("truncated")
+        out.append((tag, data[i : i + n]))
+        i += n
+    return out
+
+
+_EXTENSION_REQUEST = "1.2.840.113549.1.9.14"
+_SAN_OID = bytes.fromhex("551d11")  # 2.5.29.17, the contents of its OBJECT IDENTIFIER
+
+
+def request_sans(req: Any) -> tuple[list[str], list[str], list[Any], list[str]]:
+    """(dNSNames, rfc822Names, iPAddresses, URIs) of the request's subjectAltName extension,
+    as Go's parseSANExtension reads them (other names skipped); ValueError in its words."""
+    bad = ValueError("x509: invalid subject alternative names")
+    dns: list[str] = []
+    emails: list[str] = []
+    ips: list[Any] = []
+    uris: list[str] = []
+    for attr in req.attributes:
+        if attr.oid.dotted_string != _EXTENSION_REQUEST:
+            continue
         try:
-            sans = req.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        except x509.ExtensionNotFound:
-            sans = x509.SubjectAlternativeName([])
-        self.dns_names = sans.get_values_for_type(x509.DNSName)
-        self.ip_addresses = [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)]
-        self.emails = sans.get_values_for_type(x509.RFC822Name)
-        self.uris = sans.get_values_for_type(x509.UniformResourceIdentifier)
+            extensions = _der_items(attr.value)
+        except ValueError:
+            raise bad from None
+        for tag, ext in extensions:
+            try:
+                parts = _der_items(ext) if tag == 0x30 else []
+            except ValueError:
+                raise bad from None
+            if len(parts) < 2 or parts[0] != (0x06, _SAN_OID) or parts[-1][0] != 0x04:
+                continue
+            try:
+                (seq,) = _der_items(parts[-1][1])
+                if seq[0] != 0x30:
+                    raise ValueError
+                names = _der_items(seq[1])
+            except ValueError:
+                raise bad from None
+            dns, emails, ips, uris = [], [], [], []  # (Go: the last such extension's)
+            for ntag, value in names:
+                if ntag in (0x81, 0x82, 0x86):
+                    try:
+                        text = value.decode("ascii")
+                    except UnicodeDecodeError:
+                        what = {
+                            0x81: "rfc822Name",
+                            0x82: "dNSName",
+                            0x86: "uniformResourceIdentifier",
+                        }
+                        raise ValueError(f"x509: SAN {what[ntag]} is malformed") from None
+                    {0x81: emails, 0x82: dns, 0x86: uris}[ntag].append(text)
+                elif ntag == 0x87:
+                    if len(value) not in (4, 16):
+                        raise ValueError(f"x509: cannot parse IP address of length {len(value)}")
+                    ips.append(ipaddress.ip_address(value))
+    return dns, emails, ips, uris
 
 
 def go_bytes(data: bytes) -> str:
@@ -114,10 +196,8 @@ def go_bytes(data: bytes) -> str:
 
 
 def _decoded(text: str | None) -> bytes:
-    try:
-        return base64.b64decode(text or "", validate=True)
-    except (binascii.Error, ValueError):
-        return (text or "").encode()  # the decoder refuses it before (a 400)
+    """A []byte field's bytes (DecodeError, a 400, when it is not base64)."""
+    return gobase64.decode(text or "")
 
 
 def _pem_blocks(data: bytes) -> list[tuple[str, bool, bytes]]:
@@ -144,6 +224,7 @@ def _pem_blocks(data: bytes) -> list[tuple[str, bool, bytes]]:
 def parse_request(request: bytes) -> Any:
     """kube's ParseCSR and CheckSignature: the x509 request, or ValueError with Go's words."""
     from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
     blocks = _pem_blocks(request)
@@ -151,10 +232,25 @@ def parse_request(request: bytes) -> Any:
         raise ValueError("PEM block type must be CERTIFICATE REQUEST")
     try:
         req = x509.load_der_x509_csr(blocks[0][2])
+        req.subject  # noqa: B018 (parsed now: a bad one is refused here)
+        key = req.public_key()
     except ValueError as e:
         raise ValueError(f"asn1: structure error: {e}") from None
-    if not req.is_signature_valid:
-        key = req.public_key()
+    except UnsupportedAlgorithm:
+        key = None  # (Go parses none of these either: an unknown algorithm, refused below)
+    request_sans(req)  # (ParseCertificateRequest reads the subjectAltNames, nothing else)
+    # Go's x509 knows RSA, ECDSA on the NIST curves and Ed25519 keys; ParseCertificateRequest
+    # refuses another curve, CheckSignature any other algorithm (DSA, Ed448, X25519 ...)
+    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name not in _GO_CURVES:
+        raise ValueError("x509: unsupported elliptic curve")
+    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
+        raise ValueError("x509: cannot verify signature: algorithm unimplemented")
+    try:
+        req.signature_hash_algorithm  # noqa: B018 (an algorithm it does not know raises)
+        valid = req.is_signature_valid
+    except UnsupportedAlgorithm:  # (a signature algorithm Go does not know either)
+        raise ValueError("x509: cannot verify signature: algorithm unimplemented") from None
+    if not valid:
         if isinstance(key, rsa.RSAPublicKey):
             raise ValueError("crypto/rsa: verification error")
         if isinstance(key, ec.EllipticCurvePublicKey):
@@ -261,11 +357,14 @@ def _validate_conditions(conditions: list[Any]) -> None:
 def _validate_csr(csr: CertificateSigningRequest) -> None:
     """validateCertificateSigningRequest with the v1 options (metadata is the API server's)."""
     spec = csr.spec
-    raw = _decoded(spec.request)
+    status = csr.status
+    raw = _decoded(spec.request)  # both decoded before anything is validated, as Go's
+    certificate = _decoded(status.certificate if status else None)  # decoder does
     try:
         parse_request(raw)
     except ValueError as e:
-        raise FieldError("spec.request", f"Invalid value: {go_bytes(raw)}: {e}") from None
+        shown = "[]byte(nil)" if spec.request is None else go_bytes(raw)  # (Go's %#v)
+        raise FieldError("spec.request", f"Invalid value: {shown}: {e}") from None
     usages = spec.usages or []
     if not usages:
         raise FieldError("spec.usages", "Required value")
@@ -290,9 +389,8 @@ def _validate_csr(csr: CertificateSigningRequest) -> None:
             spec.expiration_seconds,
             "may not specify a duration less than 600 seconds (10 minutes)",
         )
-    status = csr.status
     _validate_conditions((status.conditions if status else None) or [])
-    problem = _check_certificate(_decoded(status.certificate if status else None))
+    problem = _check_certificate(certificate)
     if problem:
         raise FieldError("status.certificate", f'Invalid value: "<certificate data>": {problem}')
 

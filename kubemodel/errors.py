@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-__all__ = ["DecodeError", "FieldError", "at", "kind_of", "q"]
+__all__ = ["DecodeError", "FieldError", "at", "key", "kind_of", "q"]
 
 
 class FieldError(ValueError):
@@ -28,6 +28,11 @@ def at(base: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{base}[{key}]"
     return f"{base}.{key}" if base else key
+
+
+def key(base: str, name: str) -> str:
+    """``base`` then a map's key, as kube's ``field.Path.Key`` words it: ``data[name]``."""
+    return f"{base}[{name}]"
 
 
 def q(text: str) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 from kubemodel._generated import Event, EventsV1Event, Lease
 from kubemodel.codec import ENCODED, VALIDATORS
 from kubemodel.errors import FieldError, q
-from kubemodel.names import DNS_SUBDOMAIN, qualified_name_problem
+from kubemodel.names import dns_subdomain_problem, qualified_name_problem
 
 __all__ = [
     "FIELD_LABELS_V1",
@@ -147,15 +147,8 @@ def validate_event(ev: Event, core_api: bool = True) -> None:
                 raise _invalid(field, "", f"can have at most {limit} characters")
         if len(ev.message or "") > NOTE_LIMIT:
             raise _invalid("message", "", f"can have at most {NOTE_LIMIT} characters")
-    if len(ns) > 253:
-        raise _invalid("namespace", ns, "must be no more than 253 characters")
-    if not DNS_SUBDOMAIN.fullmatch(ns):
-        raise _invalid(
-            "namespace",
-            ns,
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters,"
-            " '-' or '.', and must start and end with an alphanumeric character",
-        )
+    if problem := dns_subdomain_problem(ns):
+        raise _invalid("namespace", ns, problem)
 
 
 def validate_event_create_v1(ev: Event) -> None:

@@ -75,7 +75,7 @@ ROOTS = (
     "io.k8s.api.scheduling.v1.PriorityClassList",
     *(
         "io.k8s.api.networking.v1." + k + s
-        for k in ("Ingress", "IngressClass")
+        for k in ("Ingress", "IngressClass", "NetworkPolicy")
         for s in ("", "List")
     ),
     "io.k8s.api.events.v1.Event",
@@ -125,6 +125,14 @@ SPECIAL = {
     _META + "MicroTime": "datetime",
     _META + "FieldsV1": "dict[str, Any]",
     "io.k8s.apimachinery.pkg.runtime.RawExtension": "dict[str, Any]",
+}
+
+# Fields the schema lists as required that kube's decoder does not require: their validation
+# words a missing one as an empty one (a RuntimeClass's handler: the RFC 1123 label rule; a
+# CSR's request: []byte(nil) is no PEM block), not "Required value".
+NOT_REQUIRED: dict[str, tuple[str, ...]] = {
+    "io.k8s.api.node.v1.RuntimeClass": ("handler",),
+    "io.k8s.api.certificates.v1.CertificateSigningRequestSpec": ("request",),
 }
 
 # Go value-typed (not pointer) scalars tagged omitempty: the API server omits their zero value,
@@ -297,7 +305,7 @@ def render(defs: dict[str, Any]) -> str:
         out.append(f"class {cls}(Object):")
         out.append(f'    """``{name}``."""')
         props: dict[str, Any] = node.get("properties") or {}
-        required = set(node.get("required") or ())
+        required = set(node.get("required") or ()) - set(NOT_REQUIRED.get(name, ()))
         zero = set(ZERO_DEFAULTS.get(name, ()))
         lines_req: list[str] = []
         lines_opt: list[str] = []

@@ -1,6 +1,7 @@
-"""Validation of networking.k8s.io/v1 Ingress and IngressClass as kube-apiserver 1.32 does it
-on create and update (k8s.io/kubernetes/pkg/apis/networking/validation, worded as it words
-them; the first problem found is reported). Which class an Ingress gets when it names none is
+"""Validation of networking.k8s.io/v1 Ingress, IngressClass and NetworkPolicy as
+kube-apiserver 1.32 does it on create and update (k8s.io/kubernetes/pkg/apis/networking/validation,
+worded as it words them; the first problem found is reported), and NetworkPolicy's defaulting
+(pkg/apis/networking/v1/defaults.go). Which class an Ingress gets when it names none is
 admission, the API server's (orchestrator/apiserver/ingress.py)."""
 
 from __future__ import annotations
@@ -14,23 +15,39 @@ from kubemodel._generated import (
     IngressBackend,
     IngressClass,
     IngressClassParametersReference,
+    IPBlock,
+    LabelSelector,
+    NetworkPolicy,
+    NetworkPolicyPeer,
+    NetworkPolicyPort,
     TypedLocalObjectReference,
 )
 from kubemodel.codec import DEFAULTERS, VALIDATORS
 from kubemodel.errors import FieldError, at, q
 from kubemodel.names import (
     DNS_SUBDOMAIN,
+    DNS_SUBDOMAIN_FMT,
     check_dns1035_label,
     check_dns_label,
     check_dns_subdomain,
+    check_label_value,
     check_path_segment,
     check_port_name,
+    regex_error,
 )
-from kubemodel.pod import validate_meta
+from kubemodel.pod import (
+    LABEL_OPERATORS,
+    _check_label_key,
+    _validate_requirement,
+    not_supported,
+    validate_meta,
+)
 
 __all__ = [
     "INGRESS_CLASS_ANNOTATION",
     "PATH_TYPES",
+    "POLICY_PROTOCOLS",
+    "POLICY_TYPES",
     "validate_ingress_class_update",
     "validate_ingress_create",
 ]
@@ -56,9 +73,13 @@ def _check_wildcard_subdomain(value: str, where: str) -> None:
         raise _invalid(
             where,
             value,
-            "a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS"
-            " subdomain, which must consist of lower case alphanumeric characters, '-' or '.'"
-            " and end with an alphanumeric character",
+            regex_error(
+                "a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS"
+                " subdomain, which must consist of lower case alphanumeric characters, '-' or"
+                " '.' and end with an alphanumeric character",
+                r"\*\." + DNS_SUBDOMAIN_FMT,
+                "*.example.com",
+            ),
         )
 
 
@@ -261,5 +282,145 @@ def _default_ingress_class(c: IngressClass) -> None:
         c.spec.parameters.scope = "Cluster"
 
 
-DEFAULTERS.update({IngressClass: _default_ingress_class})
-VALIDATORS.update({Ingress: _validate_ingress, IngressClass: _validate_ingress_class})
+# ------------------------------------------------------------------------ NetworkPolicy
+
+POLICY_TYPES = ("Ingress", "Egress")
+POLICY_PROTOCOLS = ("TCP", "UDP", "SCTP")
+
+
+def _label_selector(sel: LabelSelector, where: str) -> None:
+    """ValidateLabelSelector: label keys and values, the operators a label selector has."""
+    for key, value in (sel.match_labels or {}).items():
+        _check_label_key(key, at(where, "matchLabels"))
+        check_label_value(value, at(where, "matchLabels"))
+    for i, r in enumerate(sel.match_expressions or ()):
+        _validate_requirement(r, at(at(where, "matchExpressions"), i), LABEL_OPERATORS)
+
+
+def _port_number(value: int, where: str) -> None:
+    if not 1 <= value <= 65535:
+        raise _invalid(where, value, "must be between 1 and 65535, inclusive")
+
+
+def _policy_port(port: NetworkPolicyPort, where: str) -> None:
+    """ValidateNetworkPolicyPort."""
+    if port.protocol is not None and port.protocol not in POLICY_PROTOCOLS:
+        raise not_supported(at(where, "protocol"), port.protocol, POLICY_PROTOCOLS)
+    if isinstance(port.port, int):
+        _port_number(port.port, at(where, "port"))
+        if port.end_port is not None:
+            if port.end_port < port.port:  # kube shows `port` as the value here
+                raise _invalid(
+                    at(where, "endPort"), port.port, "must be greater than or equal to `port`"
+                )
+            _port_number(port.end_port, at(where, "endPort"))
+    elif port.port is not None:
+        if port.end_port is not None:
+            raise _invalid(
+                at(where, "endPort"),
+                port.end_port,
+                "may not be specified when `port` is non-numeric",
+            )
+        check_port_name(port.port, at(where, "port"))
+    elif port.end_port is not None:
+        raise _invalid(
+            at(where, "endPort"), port.end_port, "may not be specified when `port` is not specified"
+        )
+
+
+def _cidr(value: str, where: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """IsValidCIDR (netutils.ParseCIDRSloppy: host bits may be set)."""
+    try:
+        return ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise _invalid(
+            where, value, "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
+        ) from None
+
+
+def _ip_block(block: IPBlock, where: str) -> None:
+    """ValidateIPBlock: a CIDR, and excepts strictly inside it."""
+    if not block.cidr:
+        raise FieldError(at(where, "cidr"), "Required value")
+    net = _cidr(block.cidr, at(where, "cidr"))
+    for i, text in enumerate(block.except_ or ()):
+        w = at(at(where, "except"), i)
+        inner = _cidr(text, w)
+        if (
+            inner.version != net.version
+            or inner.network_address not in net
+            or net.prefixlen >= inner.prefixlen
+        ):
+            raise _invalid(w, text, "must be a strict subset of `cidr`")
+
+
+def _peer(peer: NetworkPolicyPeer, where: str) -> None:
+    """ValidateNetworkPolicyPeer: at least one peer; an ipBlock alone."""
+    found = 0
+    if peer.pod_selector is not None:
+        found += 1
+        _label_selector(peer.pod_selector, at(where, "podSelector"))
+    if peer.namespace_selector is not None:
+        found += 1
+        _label_selector(peer.namespace_selector, at(where, "namespaceSelector"))
+    if peer.ip_block is not None:
+        found += 1
+        _ip_block(peer.ip_block, at(where, "ipBlock"))
+    if found == 0:
+        raise FieldError(where, "Required value: must specify a peer")
+    if found > 1 and peer.ip_block is not None:
+        raise FieldError(where, "Forbidden: may not specify both ipBlock and another peer")
+
+
+def _validate_network_policy(np: NetworkPolicy) -> None:
+    """ValidateNetworkPolicy (the name an RFC 1123 subdomain) and ValidateNetworkPolicySpec."""
+    validate_meta(np.metadata, True)
+    spec = np.spec
+    if spec is None:
+        return
+    _label_selector(spec.pod_selector, "spec.podSelector")
+    for i, ing in enumerate(spec.ingress or ()):
+        w = at("spec.ingress", i)
+        for j, port in enumerate(ing.ports or ()):
+            _policy_port(port, at(at(w, "ports"), j))
+        for j, peer in enumerate(ing.from_ or ()):
+            _peer(peer, at(at(w, "from"), j))
+    for i, eg in enumerate(spec.egress or ()):
+        w = at("spec.egress", i)
+        for j, port in enumerate(eg.ports or ()):
+            _policy_port(port, at(at(w, "ports"), j))
+        for j, peer in enumerate(eg.to or ()):
+            _peer(peer, at(at(w, "to"), j))
+    types = spec.policy_types or []
+    if len(types) > len(POLICY_TYPES):
+        shown = "[" + " ".join(types) + "]"  # Go's %v of the []PolicyType
+        raise FieldError(
+            "spec.policyTypes", f"Invalid value: {shown}: may not specify more than two policyTypes"
+        )
+    for i, kind in enumerate(types):
+        if kind not in POLICY_TYPES:
+            raise not_supported(at("spec.policyTypes", i), kind, POLICY_TYPES)
+
+
+def _default_network_policy(np: NetworkPolicy) -> None:
+    """SetDefaults_NetworkPolicy (no policyTypes: Ingress, and Egress when egress rules are
+    given) and SetDefaults_NetworkPolicyPort (protocol TCP)."""
+    spec = np.spec
+    if spec is None:
+        return
+    if not spec.policy_types:
+        spec.policy_types = ["Ingress", "Egress"] if spec.egress else ["Ingress"]
+    for rule in [*(spec.ingress or ()), *(spec.egress or ())]:
+        for port in rule.ports or ():
+            if port.protocol is None:
+                port.protocol = "TCP"
+
+
+DEFAULTERS.update({IngressClass: _default_ingress_class, NetworkPolicy: _default_network_policy})
+VALIDATORS.update(
+    {
+        Ingress: _validate_ingress,
+        IngressClass: _validate_ingress_class,
+        NetworkPolicy: _validate_network_policy,
+    }
+)

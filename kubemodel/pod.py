@@ -39,6 +39,7 @@ from kubemodel._generated import (
 from kubemodel.codec import DEFAULTERS, INT_RANGES, VALIDATORS
 from kubemodel.defaults import DEFAULT_GRACE_PERIOD, DEFAULT_MODE, default_pull_policy
 from kubemodel.errors import FieldError, at, q
+from kubemodel.errors import key as map_key
 from kubemodel.names import (
     check_config_key,
     check_dns_label,
@@ -245,7 +246,7 @@ def validate_meta(
         problem = qualified_name_problem(key)
         if problem:
             raise invalid("metadata.labels", key, problem)
-        check_label_value(value, at("metadata.labels", key))
+        check_label_value(value, "metadata.labels")  # (kube's ValidateLabels: the map's path)
     size = 0
     for key, value in (meta.annotations or {}).items():
         problem = qualified_name_problem(key.lower())
@@ -689,29 +690,40 @@ def _validate_container(
 
 
 def _validate_resources(r: ResourceRequirements | None, path: str) -> None:
+    """ValidateContainerResourceRequirements' first error: each amount's name and value at
+    ``limits[name]`` or ``requests[name]``; a request above its limit at ``requests``; a
+    resource that cannot be overcommitted (extended, hugepages) requested as its limit."""
     if r is None:
         return
     amounts: dict[str, dict[str, Amount]] = {}
     for kind in ("limits", "requests"):
         values = getattr(r, kind) or {}
         amounts[kind] = {}
-        for key, value in values.items():
-            _check_resource_name(key, at(at(path, kind), key))
+        for name, value in values.items():
+            where = map_key(at(path, kind), name)
+            _check_resource_name(name, where)
             amount = value.amount()
-            if "/" in key and not _native(key) and amount.value.denominator != 1:
-                raise invalid(at(at(path, kind), key), str(value), "must be an integer")
             if amount.value < 0:
+                raise invalid(where, str(value), "must be greater than or equal to 0")
+            if "/" in name and not _native(name) and amount.value.denominator != 1:
+                raise invalid(where, str(value), "must be an integer")
+            amounts[kind][name] = amount
+    limits = at(path, "limits")
+    for name, req in amounts["requests"].items():
+        lim = amounts["limits"].get(name)
+        overcommit = ("/" not in name or _native(name)) and not name.startswith("hugepages-")
+        if lim is None:
+            if not overcommit:
                 raise FieldError(
-                    at(at(path, kind), key), f"must be greater than or equal to 0, not {q(value)}"
+                    limits, "Required value: Limit must be set for non overcommitable resources"
                 )
-            amounts[kind][key] = amount
-    for key, req in amounts["requests"].items():
-        lim = amounts["limits"].get(key)
-        if lim is not None and req > lim:
-            raise FieldError(
-                at(at(path, "requests"), key),
-                f"Invalid value: {q(str(req))}: must be less than or equal to {key} limit of"
-                f" {q(str(lim))}",
+        elif req != lim and not overcommit:
+            raise invalid(at(path, "requests"), str(req), f"must be equal to {name} limit of {lim}")
+        elif req > lim:
+            raise invalid(
+                at(path, "requests"),
+                str(req),
+                f"must be less than or equal to {name} limit of {lim}",
             )
 
 

@@ -76,6 +76,7 @@ ROOTS: tuple[tuple[str, str], ...] = (
     ("scheduling.k8s.io/v1", "PriorityClass"),
     ("networking.k8s.io/v1", "Ingress"),
     ("networking.k8s.io/v1", "IngressClass"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
     ("events.k8s.io/v1", "Event"),
     ("v1", "ResourceQuota"),
     ("v1", "LimitRange"),

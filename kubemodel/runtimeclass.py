@@ -29,7 +29,7 @@ def _validate_runtime_class(rc: RuntimeClass) -> None:
     if rc.scheduling is not None:
         for key, value in (rc.scheduling.node_selector or {}).items():
             _check_label_key(key, "scheduling.nodeSelector")
-            check_label_value(value, at("scheduling.nodeSelector", key))
+            check_label_value(value, "scheduling.nodeSelector")
         for i, tol in enumerate(rc.scheduling.tolerations or ()):
             _validate_toleration(tol, at("scheduling.tolerations", i))
 

@@ -42,6 +42,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -201,6 +202,11 @@ int main(int argc, char **argv)
     }
     M.sync_w = (int)fd;
     M.sync_r = (int)fd + 1;
+    /* Nothing of the starter but stdio and the sync pair: whatever else it left open (an fd
+     * without close-on-exec) is closed before anything is opened here. */
+    if (fd > 3)
+        syscall(SYS_close_range, 3U, (unsigned int)fd - 1, 0U);
+    syscall(SYS_close_range, (unsigned int)fd + 2, ~0U, 0U);
     signal(SIGPIPE, SIG_IGN); /* a closed sync pipe or probe socket is an error, not death */
 
     M.dirfd = open(M.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

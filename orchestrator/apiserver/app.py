@@ -17,11 +17,13 @@ import yaml
 from aiohttp import web
 
 from kubemodel import protobuf
+from kubemodel.errors import kind_of
 from kubemodel.events import FIELD_LABELS_V1
 from orchestrator.store import Backend, Gone, TooLarge
 
 from . import discovery, errors, fields, managedfields, metricsapi, openapi, openapi_v2, webhooks
 from .converted import Converted, to_stored_form
+from .crdcontrol import CrdController
 from .errors import ApiError
 from .eviction import evict
 from .podexec import pod_exec
@@ -59,6 +61,13 @@ PATCH_TYPES = {
     "application/strategic-merge-patch+json": "strategic",
 }
 APPLY_PATCH = "application/apply-patch+yaml"
+# kube-apiserver's list for a built-in kind's PATCH (its installer's order)
+PATCH_MEDIA_TYPES = (
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+    APPLY_PATCH,
+)
 UNSUPPORTED_BODIES = ("application/cbor",)
 YAML_TYPES = ("application/yaml", APPLY_PATCH, "text/yaml")
 # What a body may be sent as (no Content-Type: JSON, as kubectl's generators and the Python
@@ -267,6 +276,16 @@ def _check_delete_options(options: Obj) -> None:
         raise errors.bad_request("DeleteOptions: preconditions must be an object of strings")
 
 
+def _unsupported_patch() -> ApiError:
+    """415 for a PATCH of a media type kube-apiserver does not take, in its words."""
+    return ApiError(
+        415,
+        "UnsupportedMediaType",
+        "the body of the request was in an unknown format - accepted media types include: "
+        + ", ".join(PATCH_MEDIA_TYPES),
+    )
+
+
 def _too_large() -> ApiError:
     return ApiError(413, "RequestEntityTooLarge", f"Request entity too large: limit is {MAX_BODY}")
 
@@ -357,10 +376,48 @@ def _deleted_status(res: Resource, meta: Obj) -> Obj:
 
 
 def _list_body(res: Resource, items: list[Obj], rev: int, cont: str | None) -> Obj:
+    if res.custom is not None:  # stored in one version, served in each (conversion None)
+        for item in items:
+            item["apiVersion"] = res.api_version
     meta: Obj = {"resourceVersion": str(rev)}
     if cont:
         meta["continue"] = cont
     return {"kind": res.list_kind, "apiVersion": res.api_version, "metadata": meta, "items": items}
+
+
+def _path_get(obj: Any, path: str) -> Any:
+    """The value at a CRD's scale path (".spec.replicas"), or None."""
+    for part in path.strip(".").split("."):
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(part)
+    return obj
+
+
+def _custom_scale(res: Resource, obj: Obj) -> Obj:
+    """autoscaling/v1 Scale of a custom resource, from its CRD's scale paths."""
+    paths = res.custom.scale or {}
+    meta = obj["metadata"]
+    status: Obj = {"replicas": _path_get(obj, paths.get("statusReplicasPath", "")) or 0}
+    if paths.get("labelSelectorPath"):
+        selector = _path_get(obj, paths["labelSelectorPath"])
+        if isinstance(selector, str) and selector:
+            status["selector"] = selector
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            k: meta[k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if k in meta
+        },
+        "spec": {"replicas": _path_get(obj, paths.get("specReplicasPath", "")) or 0},
+        "status": status,
+    }
+
+
+def _scale_of(res: Resource, obj: Obj) -> Obj:
+    return _custom_scale(res, obj) if res.custom is not None else _scale(obj)
 
 
 def _scale(obj: Obj) -> Obj:
@@ -414,6 +471,7 @@ class ApiServer:
             if r.stored_group is None:
                 self.caches[r.name] = WatchCache(store, r.key_prefix(None))
         self.converted = Converted(self.storage)
+        self.crds = CrdController(self.storage)
         # Authentication, authorization, audit, limits (security.py); None: client
         # certificates only (require_client_cert), everyone allowed everything.
         self.security: Security | None = None
@@ -424,6 +482,8 @@ class ApiServer:
 
     async def start(self) -> None:
         await self.storage.ensure_namespaces()
+        await self.crds.start()
+        self.crds.follow(self.caches["customresourcedefinitions"])
         self.storage.webhooks.kubelet_client = self.kubelet_client
         self.storage.webhooks.kubelet_netns = self.kubelet_netns
         self.storage.webhooks.start()
@@ -435,6 +495,7 @@ class ApiServer:
         self._closing.set()
         if self.security is not None:
             await self.security.close()
+        await self.crds.close()
         for cache in self.caches.values():
             await cache.close()
         await self.storage.close()
@@ -702,7 +763,7 @@ class ApiServer:
                 return await self._watch(request, res, ns, name)
             obj = await self._store(res).get(res, ns, name)
             if sub == "scale":
-                return _json(_scale(obj))
+                return _json(_scale_of(res, obj))
             return self._object(request, res, obj)
         if m == "POST" and sub == "binding" and name is not None:
             body = await _read_body(request)
@@ -744,13 +805,17 @@ class ApiServer:
                     "PatchOptions", "force", "Forbidden: may not be specified for non-apply patch"
                 )
             kind = PATCH_TYPES.get(ctype)
-            if kind is None:
+            if kind == "strategic" and res.untyped and sub != "scale":
+                # kube-apiserver has no strategic merge for custom resources (nor CRDs')
                 raise ApiError(
                     415,
                     "UnsupportedMediaType",
-                    f"the body of the request was in an unknown format - accepted media types"
-                    f" include: {', '.join(PATCH_TYPES)}",
+                    "the body of the request was in an unknown format - accepted media types"
+                    f" include: application/json-patch+json, application/merge-patch+json,"
+                    f" {APPLY_PATCH}",
                 )
+            if kind is None:
+                raise _unsupported_patch()
             patch = await _read_body(request)
             if kind != "json":
                 fields.check(request, res, patch, sub)
@@ -820,6 +885,16 @@ class ApiServer:
             return _json(_list_body(res, deleted, rev, None))
         raise errors.method_not_allowed()
 
+    def _cache(self, res: Resource) -> WatchCache:
+        """The watch cache of a resource's keys (a custom resource's made when first
+        watched: one for all its versions)."""
+        if res.custom is None:
+            return self.caches[res.name]
+        cache = self.caches.get(res.custom.prefix)
+        if cache is None:
+            cache = self.caches[res.custom.prefix] = WatchCache(self.store, res.custom.prefix)
+        return cache
+
     def _store(self, res: Resource) -> Any:
         """Storage, or its converting front for a resource stored as another (events)."""
         return self.storage if res.stored_group is None else self.converted
@@ -835,13 +910,8 @@ class ApiServer:
     ) -> web.Response:
         """Server-side apply (PATCH application/apply-patch+yaml): fieldManager is required,
         force takes the fields of other managers; creates the object when it is missing."""
-        if sub not in (None, "status", "ephemeralcontainers"):
-            raise ApiError(
-                415,
-                "UnsupportedMediaType",
-                f"the body of the request was in an unknown format - accepted media types"
-                f" include: {', '.join(PATCH_TYPES)}",
-            )
+        if sub not in (None, "status", "ephemeralcontainers", "approval"):
+            raise _unsupported_patch()
         manager = request.query.get("fieldManager")
         if not manager:
             raise _invalid_options(
@@ -881,11 +951,14 @@ class ApiServer:
     def _object(
         self, request: web.Request, res: Resource, obj: Obj, code: int = 200
     ) -> web.Response:
+        if res.custom is not None:
+            obj["apiVersion"] = res.api_version
         if _wants_table(request):
             rv = obj["metadata"].get("resourceVersion", "")
             row = obj if res.stored_group is None else to_stored_form(res, obj)
             return _json(
-                table(res.name, [row], rv, "", request.query.get("includeObject", "")), code
+                table(res.name, [row], rv, "", request.query.get("includeObject", ""), res),
+                code,
             )
         return _json(obj, code)
 
@@ -920,12 +993,23 @@ class ApiServer:
         if as_table:
             if res.stored_group is not None:  # a table's rows are of the stored form
                 items = [to_stored_form(res, o) for o in items]
-            return _json(table(res.name, items, str(rev), cont or "", q.get("includeObject", "")))
+            if res.custom is not None:
+                for item in items:
+                    item["apiVersion"] = res.api_version
+            return _json(
+                table(res.name, items, str(rev), cont or "", q.get("includeObject", ""), res)
+            )
         return _json(_list_body(res, items, rev, cont))
 
     async def _put_scale(
         self, res: Resource, ns: str | None, name: str, body: Obj, dry: bool, manager: str
     ) -> web.Response:
+        for part in ("spec", "metadata"):  # (a patch could make either anything)
+            value = body.get(part)
+            if value is not None and not isinstance(value, dict):
+                raise errors.cannot_decode(
+                    "Scale", res.version, part, f"must be an object, not {kind_of(value)}"
+                )
         replicas = (body.get("spec") or {}).get("replicas")
         if not isinstance(replicas, int) or isinstance(replicas, bool):
             raise errors.cannot_decode("Scale", res.version, "spec.replicas", "must be an integer")
@@ -938,12 +1022,17 @@ class ApiServer:
                 "autoscaling",
             )
         patch: Obj = {"spec": {"replicas": replicas}}
+        if res.custom is not None:  # at the CRD's specReplicasPath
+            parts = (res.custom.scale or {}).get("specReplicasPath", ".spec.replicas")
+            patch = replicas
+            for part in reversed(parts.strip(".").split(".")):
+                patch = {part: patch}
         if rv := (body.get("metadata") or {}).get("resourceVersion"):
             patch["metadata"] = {"resourceVersion": rv}
         obj = await self._store(res).patch(
             res, ns, name, "merge", patch, dry_run=dry, manager=manager, entry_subresource="scale"
         )
-        return _json(_scale(obj))
+        return _json(_scale_of(res, obj))
 
     async def _patch_scale(
         self,
@@ -961,12 +1050,19 @@ class ApiServer:
         try:
             if kind == "strategic":
                 root = managedfields.root_type("autoscaling", "v1", "Scale")
-                scale = strategic_merge_patch(_scale(current), patch, root)
+                scale = strategic_merge_patch(_scale_of(res, current), patch, root)
             else:
-                scale = {"merge": merge_patch, "json": json_patch}[kind](_scale(current), patch)
+                scale = {"merge": merge_patch, "json": json_patch}[kind](
+                    _scale_of(res, current), patch
+                )
         except PatchError as e:
             raise ApiError(422, "Invalid", f"the patch cannot be applied: {e}") from None
-        return await self._put_scale(res, ns, name, scale, dry, manager)
+        if not isinstance(scale, dict):
+            raise errors.bad_request("the patched object is not a JSON object")
+        try:
+            return await self._put_scale(res, ns, name, scale, dry, manager)
+        except errors.DecodeFailed as e:  # a patched Scale that does not decode: 422 in kube
+            raise errors.invalid("Scale", name, e.field, e.detail, "autoscaling") from None
 
     # ------------------------------------------------------------------ watch
 
@@ -992,7 +1088,7 @@ class ApiServer:
                     f"invalid resourceVersion {rv!r}: not an integer"
                 ) from None
         try:
-            sub = await self.caches[res.name].subscribe(start)
+            sub = await self._cache(res).subscribe(start)
         except Closed:
             raise ApiError(503, "ServiceUnavailable", "the server is shutting down") from None
         if request.transport is not None:  # a watch too far behind is dropped
@@ -1026,16 +1122,28 @@ class ApiServer:
         bookmarks = _truthy(q.get("allowWatchBookmarks"))
         as_table = _wants_table(request)
         include = q.get("includeObject", "")
-        cache = self.caches[res.name]
+        cache = self._cache(res)
         # the cache holds the stored form; a resource served as another converts each event
         # (and keeps its frames apart from the stored form's watchers')
         convert = None if res.stored_group is None else self.converted.to_view(res)
         tag = "" if convert is None else res.group + "/"
+        if res.custom is not None and res.version != res.custom.storage_version:
+            view = res.api_version
+
+            def convert(obj: Obj) -> Obj:
+                return {**obj, "apiVersion": view}
+
+            tag = view + "/"
 
         def frame(typ: str, ev: CacheEvent | None, obj: Obj) -> bytes:
             if as_table:
                 obj = table(
-                    res.name, [obj], obj["metadata"].get("resourceVersion", ""), "", include
+                    res.name,
+                    [obj if convert is None else convert(obj)],
+                    obj["metadata"].get("resourceVersion", ""),
+                    "",
+                    include,
+                    res,
                 )
             elif ev is not None:  # the same bytes for every watcher of this event
                 data = ev.frames.get(tag + typ)

@@ -115,6 +115,8 @@ def prepare_update(old: Obj, new: Obj, subresource: str | None, now: str) -> Obj
     ``/status`` and ``/approval``, the old one for the main resource) with the strategy of
     the endpoint written to applied."""
     new["spec"] = copy.deepcopy(old.get("spec"))
+    if not isinstance(new.get("status"), dict | None):
+        return new  # not a status: the decoder refuses it as it is (a 400, a patch's 422)
     if subresource == "approval":
         status = dict(new.get("status") or {})
         certificate = (old.get("status") or {}).get("certificate")
@@ -134,7 +136,7 @@ def prepare_update(old: Obj, new: Obj, subresource: str | None, now: str) -> Obj
                 if not (isinstance(c, dict) and c.get("type") in ("Approved", "Denied"))
             ]
             status["conditions"] = kept + others
-        elif kept:
+        elif kept and written is None:  # (not a list: the decoder refuses it)
             status["conditions"] = kept
         new["status"] = status
         _stamp(new, old, now)

@@ -5,9 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from .resources import GROUPS, Resource
+from .resources import GROUPS, Resource, custom_resources
 
-__all__ = ["KUBERNETES_VERSION", "api_versions", "group", "group_list", "resource_list", "version"]
+__all__ = [
+    "KUBERNETES_VERSION",
+    "api_versions",
+    "group",
+    "group_list",
+    "groups_served",
+    "resource_list",
+    "version",
+]
 
 KUBERNETES_VERSION = (1, 32)  # the API the object model's schema describes
 
@@ -61,8 +69,35 @@ def api_versions(server_address: str) -> dict[str, Any]:
     }
 
 
+def groups_served() -> dict[str, dict[str, list[Resource]]]:
+    """The table's groups, and those of the custom resources served now (their versions in
+    kube's priority order: v2 before v1 before v1beta1 ...)."""
+    customs = custom_resources()
+    if not customs:
+        return GROUPS
+    out = {g: dict(vs) for g, vs in GROUPS.items()}
+    for r in customs:
+        out.setdefault(r.group, {}).setdefault(r.version, []).append(r)
+    for g in {r.group for r in customs}:
+        out[g] = {v: out[g][v] for v in sorted(out[g], key=version_priority)}
+    return out
+
+
+def version_priority(v: str) -> tuple[int, int, int, str]:
+    """kube's sort of versions: GA, then beta, then alpha (higher numbers first), then
+    other names alphabetically."""
+    import re
+
+    m = re.fullmatch(r"v(\d+)(?:(alpha|beta)(\d+))?", v)
+    if m is None:
+        return (3, 0, 0, v)
+    level = {None: 0, "beta": 1, "alpha": 2}[m.group(2)]
+    return (level, -int(m.group(1)), -int(m.group(3) or 0), v)
+
+
 def _group(name: str) -> dict[str, Any]:
-    served = [READ_ONLY[name][0]] if name in READ_ONLY else GROUPS.get(name, ["v1"])
+    groups = groups_served()
+    served = [READ_ONLY[name][0]] if name in READ_ONLY else groups.get(name, ["v1"])
     versions = [{"groupVersion": f"{name}/{v}", "version": v} for v in served]
     return {"name": name, "versions": versions, "preferredVersion": versions[0]}
 
@@ -71,12 +106,12 @@ def group_list() -> dict[str, Any]:
     return {
         "kind": "APIGroupList",
         "apiVersion": "v1",
-        "groups": [_group(g) for g in (*GROUPS, *REVIEWS, *READ_ONLY) if g],
+        "groups": [_group(g) for g in (*groups_served(), *REVIEWS, *READ_ONLY) if g],
     }
 
 
 def group(name: str) -> dict[str, Any] | None:
-    if not name or (name not in GROUPS and name not in REVIEWS and name not in READ_ONLY):
+    if not name or (name not in groups_served() and name not in REVIEWS and name not in READ_ONLY):
         return None
     return {"kind": "APIGroup", "apiVersion": "v1", **_group(name)}
 
@@ -122,7 +157,7 @@ def resource_list(group_name: str, ver: str) -> dict[str, Any] | None:
             "groupVersion": gv,
             "resources": reviews,
         }
-    resources = GROUPS.get(group_name, {}).get(ver)
+    resources = groups_served().get(group_name, {}).get(ver)
     if resources is None:
         return None
     out: list[dict[str, Any]] = []

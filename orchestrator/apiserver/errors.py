@@ -21,6 +21,7 @@ __all__ = [
     "forbidden",
     "gone",
     "invalid",
+    "invalid_all",
     "method_not_allowed",
     "not_found",
     "not_found_path",
@@ -130,6 +131,24 @@ def invalid(kind: str, name: str, field: str, message: str, group: str = "") -> 
         details["group"] = group
     return ApiError(
         422, "Invalid", f'{_qualified(kind, group)} "{name}" is invalid: {shown}', details
+    )
+
+
+def invalid_all(kind: str, name: str, fields: list[tuple[str, str]], group: str = "") -> ApiError:
+    """422 for several invalid fields at once, as kube words an ErrorList:
+    ``Widget.example.com "w" is invalid: [spec.a: Required value, spec.b: ...]``."""
+    if len(fields) == 1:
+        return invalid(kind, name, fields[0][0], fields[0][1], group)
+    one = [invalid(kind, name, f, m, group) for f, m in fields]
+    causes = [c for e in one for c in (e.details or {}).get("causes", [])]
+    shown = ", ".join(
+        f"{c['field']}: {c['message']}" if c["field"] else c["message"] for c in causes
+    )
+    details: dict[str, Any] = {"name": name, "kind": kind, "causes": causes}
+    if group:
+        details["group"] = group
+    return ApiError(
+        422, "Invalid", f'{_qualified(kind, group)} "{name}" is invalid: [{shown}]', details
     )
 
 

@@ -118,15 +118,25 @@ def check(request: web.Request, res: Resource, body: Any, sub: str | None = None
     how = mode(request)
     if not isinstance(body, dict):
         return
-    cls = _SUBRESOURCE_TYPES.get(sub or "", res.model)
-    problems = [
-        f'unknown field "{p}"' for p in kubemodel.unknown_fields(body, cls, prune=how != "Strict")
-    ]
+    if res.untyped and (res.custom is None or sub == "scale"):
+        cls = _SUBRESOURCE_TYPES.get(sub or "", res.model) if sub == "scale" else None
+        unknown = [] if cls is None else kubemodel.unknown_fields(body, cls, prune=how != "Strict")
+    elif res.custom is not None:  # pruned when stored
+        from .crschema import unknown_fields
+
+        unknown = unknown_fields(body, res.custom.schema)
+        if isinstance(body.get("metadata"), dict):  # an ObjectMeta as any kind's
+            meta = {"metadata": body["metadata"]}
+            unknown += kubemodel.unknown_fields(meta, kubemodel.ConfigMap, prune=how != "Strict")
+    else:
+        cls = _SUBRESOURCE_TYPES.get(sub or "", res.model)
+        unknown = kubemodel.unknown_fields(body, cls, prune=how != "Strict")
+    problems = [f'unknown field "{p}"' for p in unknown]
     problems += [f'duplicate field "{p}"' for p in request.get(DUPLICATES, ())]
     if not problems:
         return
     if how == "Strict":
-        kind = cls.__name__ if sub in _SUBRESOURCE_TYPES else res.kind
+        kind = _SUBRESOURCE_TYPES[sub].__name__ if sub in _SUBRESOURCE_TYPES else res.kind
         version = "v1" if sub in _SUBRESOURCE_TYPES else res.version
         raise errors.bad_request(
             f'{kind} in version "{version}" cannot be handled as a {kind}: strict decoding'

@@ -3,7 +3,10 @@
 it against the hash in the token, then presents the token to ``/v1-corral/node-credentials``
 over TLS it now trusts and gets a client certificate for ``system:node:<name>`` (group
 ``system:nodes``) and a serving certificate for the kubelet's HTTPS port (the node's name and
-addresses), both signed by the cluster CA. A wrong token gets 401 and no certificate."""
+addresses), both signed by the cluster CA, and a client certificate for
+``system:corral-controller``, the user RBAC lets read pods, namespaces and NetworkPolicies
+cluster-wide (k3s's agents hold system:k3s-controller's for kube-router). A wrong token gets
+401 and no certificate."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from kubemodel.names import DNS_SUBDOMAIN
 
 from .errors import ApiError, bad_request
 from .pki import Pki, issue_client_cert, issue_serving_cert, not_after
+from .policy import CONTROLLER_USER
 
 __all__ = ["CACERTS_PATH", "CREDENTIALS_PATH", "JOIN_PATHS", "add_join_routes", "token_secret"]
 
@@ -59,6 +63,9 @@ def add_join_routes(app: web.Application, pki: Pki, token: str) -> None:
         ):
             raise bad_request("nodeAddresses must be a list of host names or addresses")
         cert, key = issue_client_cert(pki, f"system:node:{name}", ("system:nodes",))
+        # the node's cluster-wide reader (its NetworkPolicy enforcement), as k3s gives its
+        # agents system:k3s-controller: RBAC's CONTROLLER_USER role, not the node authorizer
+        controller, controller_key = issue_client_cert(pki, CONTROLLER_USER)
         serving, serving_key = issue_serving_cert(pki, name, [name, *addresses])
         log.info("issued node credentials for %s to %s", name, request.remote)
         return web.json_response(
@@ -69,6 +76,8 @@ def add_join_routes(app: web.Application, pki: Pki, token: str) -> None:
                 "key": key.decode(),
                 "servingCertificate": serving.decode(),
                 "servingKey": serving_key.decode(),
+                "controllerCertificate": controller.decode(),
+                "controllerKey": controller_key.decode(),
                 "notAfter": not_after(cert),
             }
         )

@@ -49,6 +49,7 @@ __all__ = [
     "path_string",
     "record_update",
     "root_type",
+    "custom_root",
     "tree_of",
     "updated_entries",
 ]
@@ -80,6 +81,8 @@ VALUE_STRUCTS = frozenset(
 )
 # list map keys that kube-apiserver defaults when an item omits them
 KEY_DEFAULTS = {"protocol": "TCP"}
+# subresources whose writes own the status alone (a CSR's /approval writes its conditions)
+STATUS_LIKE = ("status", "approval")
 MAX_MANAGER = 128
 
 
@@ -124,8 +127,11 @@ PatchMeta = tuple[str, str, Type]
 class Schema:
     """The schema's definitions turned into ``Type`` nodes (each built once)."""
 
-    def __init__(self, defs: dict[str, Any]) -> None:
+    def __init__(self, defs: dict[str, Any], inline: bool = False) -> None:
         self.defs = defs
+        # an object with properties and no $ref is a struct too (a CRD's schema nests its
+        # objects so; the built-in definitions never do)
+        self.inline = inline
         self.types: dict[str, Type] = {}
         self.by_gvk: dict[tuple[str, str, str], str] = {}
         for name, d in defs.items():
@@ -178,6 +184,15 @@ class Schema:
                 return Type(LIST_SET)
             return _ATOMIC
         if kind == "object":
+            props = n.get("properties")
+            if (
+                self.inline
+                and isinstance(props, dict)
+                and n.get("x-kubernetes-map-type") != "atomic"
+            ):
+                t = Type(STRUCT)
+                t.set_fields({k: self.node(v) for k, v in props.items() if isinstance(v, dict)})
+                return t
             extra = n.get("additionalProperties")
             if isinstance(extra, dict) and n.get("x-kubernetes-map-type") != "atomic":
                 t = Type(MAP)
@@ -204,6 +219,27 @@ def root_type(group: str, version: str, kind: str) -> Type:
     s = _schema()
     name = s.by_gvk.get((group, version, kind))
     return s.definition(name) if name else _ATOMIC
+
+
+_CUSTOM_ROOTS: dict[int, tuple[dict[str, Any], Type]] = {}
+_CUSTOM_ROOT = "custom.root"
+
+
+def custom_root(schema: dict[str, Any]) -> Type:
+    """The type of a custom resource, from its CRD version's openAPIV3Schema (its metadata
+    an ObjectMeta); built once per schema object."""
+    hit = _CUSTOM_ROOTS.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    base = _schema()
+    props = dict(schema.get("properties") or {})
+    props["metadata"] = {"$ref": "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}
+    root = {**schema, "properties": props}
+    t = Schema({**base.defs, _CUSTOM_ROOT: root}, inline=True).definition(_CUSTOM_ROOT)
+    if len(_CUSTOM_ROOTS) > 256:  # (schemas of CRDs since changed)
+        _CUSTOM_ROOTS.clear()
+    _CUSTOM_ROOTS[id(schema)] = (schema, t)
+    return t
 
 
 # ================================================================ paths and trees
@@ -288,7 +324,7 @@ def object_tree(obj: Obj, t: Type, status_sub: bool, subresource: str | None, do
     for k, v in obj.items():
         if k == "apiVersion" or k == "kind":
             continue
-        if subresource == "status":
+        if subresource in STATUS_LIKE:
             if k != "status":
                 continue
         elif k == "status" and status_sub:
@@ -489,7 +525,7 @@ def compare(old: Obj, new: Obj, t: Type, status_sub: bool, subresource: str | No
     for k in old.keys() | new.keys():
         if k == "apiVersion" or k == "kind":
             continue
-        if subresource == "status":
+        if subresource in STATUS_LIKE:
             if k != "status":
                 continue
         elif k == "status" and status_sub:

@@ -33,7 +33,7 @@ from aiohttp import web
 import kubemodel
 
 from .discovery import READ_ONLY, REVIEWS
-from .resources import GROUPS, Resource
+from .resources import GROUPS, Resource, custom_generation, custom_resources
 
 __all__ = [
     "INFO",
@@ -115,6 +115,12 @@ def schemas() -> dict[str, Obj]:
     defs = json.loads((_MODEL_DIR / "schema.json").read_text())
     docs_path = _MODEL_DIR / "descriptions.json"
     docs = json.loads(docs_path.read_text()) if docs_path.exists() else {}
+    # CustomResourceDefinition and what it takes (kubemodel has no model of them): the
+    # Kubernetes 1.32 definitions as kubemodel.gen keeps its own (from kubernetes-validate's
+    # v1.32.0-local/_definitions.json, descriptions apart)
+    extensions = json.loads((Path(__file__).parent / "apiextensions.json").read_text())
+    defs.update(extensions["schemas"])
+    docs.update(extensions["descriptions"])
     out = {name: _with_docs(name, node, docs.get(name, {})) for name, node in defs.items()}
     out[_PATCH] = {
         "description": "The body of a PATCH request, in the format its Content-Type names.",
@@ -389,7 +395,9 @@ def _resource_paths(res: Resource, schemas: dict[str, Obj], roots: list[str]) ->
     )
     write = [_DRY_RUN, _FIELD_MANAGER, _FIELD_VALIDATION]
     json_body = {"content": _content(kind_def, ("*/*",)), "required": True}
-    patch_body = {"content": _content(_PATCH, _PATCH_TYPES), "required": True}
+    # (a custom resource takes no strategic merge patch)
+    patch_types = _PATCH_TYPES[:3] if res.custom is not None else _PATCH_TYPES
+    patch_body = {"content": _content(_PATCH, patch_types), "required": True}
     kind = res.kind
     paths: dict[str, Obj] = {
         base: {
@@ -574,9 +582,12 @@ def _review_paths(
     return {base: {"parameters": [*([ns_param] if namespaced else []), _PRETTY], "post": op}}
 
 
-def build_document(group: str, version: str, resources: list[Resource]) -> Obj:
-    """The OpenAPI v3 document of one group-version."""
-    defs = schemas()
+def build_document(
+    group: str, version: str, resources: list[Resource], extra: dict[str, Obj] | None = None
+) -> Obj:
+    """The OpenAPI v3 document of one group-version (``extra``: the schemas of its custom
+    resources)."""
+    defs = {**schemas(), **extra} if extra else schemas()
     roots: list[str] = list(_COMMON)
     paths: dict[str, Obj] = {}
     for res in resources:
@@ -592,6 +603,107 @@ def build_document(group: str, version: str, resources: list[Resource]) -> Obj:
         "openapi": "3.0.0",
         "paths": dict(sorted(paths.items())),
     }
+
+
+# ------------------------------------------------------------------ custom resources
+
+
+def _custom_name(group: str, version: str, kind: str) -> str:
+    """The definition name kube gives a custom resource: com.example.stable.v1.Widget."""
+    return ".".join([*reversed(group.split(".")), version, kind])
+
+
+def custom_schemas(resources: Iterable[Resource]) -> dict[str, Obj]:
+    """The schemas of custom resources (their CRD version's openAPIV3Schema, with
+    apiVersion, kind and metadata) and of their lists, named as kube names them."""
+    out: dict[str, Obj] = {}
+    for res in resources:
+        if res.custom is None:
+            continue
+        schema = json.loads(json.dumps(res.custom.schema))  # (a copy)
+        props = schema.setdefault("properties", {})
+        props["apiVersion"] = {"type": "string", "description": _API_VERSION_DOC}
+        props["kind"] = {"type": "string", "description": _KIND_DOC}
+        props["metadata"] = {
+            "allOf": [{"$ref": _REF + _META + "ObjectMeta"}],
+            "description": "Standard object's metadata. More info:"
+            " https://git.k8s.io/community/contributors/devel/sig-architecture/"
+            "api-conventions.md#metadata",
+        }
+        gvk = {"group": res.group, "version": res.version}
+        schema["x-kubernetes-group-version-kind"] = [{**gvk, "kind": res.kind}]
+        name = _custom_name(res.group, res.version, res.kind)
+        out[name] = schema
+        out[_custom_name(res.group, res.version, res.list_kind)] = {
+            "description": f"{res.list_kind} is a list of {res.kind}",
+            "type": "object",
+            "required": ["items"],
+            "properties": {
+                "apiVersion": {"type": "string", "description": _API_VERSION_DOC},
+                "items": {
+                    "type": "array",
+                    "description": f"List of {res.name}. More info:"
+                    " https://git.k8s.io/community/contributors/devel/api-conventions.md",
+                    "items": {"$ref": _REF + name},
+                },
+                "kind": {"type": "string", "description": _KIND_DOC},
+                "metadata": {"allOf": [{"$ref": _REF + _META + "ListMeta"}]},
+            },
+            "x-kubernetes-group-version-kind": [{**gvk, "kind": res.list_kind}],
+        }
+    return out
+
+
+_API_VERSION_DOC = (
+    "APIVersion defines the versioned schema of this representation of an object. Servers"
+    " should convert recognized schemas to the latest internal value, and may reject"
+    " unrecognized values."
+)
+_KIND_DOC = (
+    "Kind is a string value representing the REST resource this object represents. Servers"
+    " may infer this from the endpoint the client submits requests to. Cannot be updated. In"
+    " CamelCase."
+)
+
+
+class CustomDocuments:
+    """The documents of the group-versions custom resources are served in (with the table's
+    resources of the same group-version, if any), built again when the CRDs change."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._built: tuple[int, dict[str, tuple[bytes, str]]] = (0, {})
+
+    def documents(self) -> dict[str, tuple[bytes, str]]:
+        generation = custom_generation()
+        with self._lock:
+            if self._built[0] == generation:
+                return self._built[1]
+            customs = custom_resources()
+            extra = custom_schemas(customs)
+            by_gv: dict[tuple[str, str], list[Resource]] = {}
+            for r in customs:
+                by_gv.setdefault((r.group, r.version), []).append(r)
+            docs: dict[str, tuple[bytes, str]] = {}
+            for (group, version), resources in by_gv.items():
+                table = GROUPS.get(group, {}).get(version, [])
+                doc = build_document(group, version, [*table, *resources], extra)
+                body = json.dumps(doc, separators=(",", ":")).encode()
+                docs[_gv_path(group, version)] = (body, etag_of(body))
+            self._built = (generation, docs)
+            return docs
+
+
+_CUSTOM = None  # CustomDocuments, made with the first CRD served
+
+
+def _custom_documents() -> dict[str, tuple[bytes, str]]:
+    global _CUSTOM
+    if custom_generation() == 0:
+        return {}
+    if _CUSTOM is None:
+        _CUSTOM = CustomDocuments()
+    return _CUSTOM.documents()
 
 
 # ---------------------------------------------------------------------------- serving
@@ -695,13 +807,23 @@ async def _built(get: Callable[[], T]) -> T:
 async def handle_index(request: web.Request) -> web.StreamResponse:
     """``GET /openapi/v3``: the group-versions and the URLs of their documents."""
     body, etag = await _built(_SERVICE.index)
+    customs = _custom_documents()
+    if customs:  # the custom resources' group-versions too
+        index = json.loads(body)
+        for path, (_, doc_etag) in customs.items():
+            index["paths"][path] = {"serverRelativeURL": _url(path, doc_etag)}
+        index["paths"] = dict(sorted(index["paths"].items()))
+        body = json.dumps(index, separators=(",", ":")).encode()
+        etag = etag_of(body)
     return reply(request, body, etag)
 
 
 async def handle_document(request: web.Request) -> web.StreamResponse:
     """``GET /openapi/v3/<gv>[?hash=H]``: the document; a stale hash is redirected to the
     current one, a current hash makes it cacheable for a year (it never changes)."""
-    found = await _built(lambda: _SERVICE.document(request.match_info["gv"]))
+    found = _custom_documents().get(request.match_info["gv"].strip("/"))
+    if found is None:
+        found = await _built(lambda: _SERVICE.document(request.match_info["gv"]))
     if found is None:
         raise web.HTTPNotFound()
     body, etag = found

@@ -30,7 +30,8 @@ from typing import Any
 from aiohttp import web
 
 from . import gnostic, openapi
-from .resources import GROUPS, Resource
+from .discovery import groups_served
+from .resources import GROUPS, Resource, custom_generation, custom_resources
 
 __all__ = ["JSON", "PROTOBUF", "Document", "OpenApiV2", "build", "handle", "handle_legacy"]
 
@@ -129,13 +130,18 @@ def _path_item(item: Obj) -> Obj:
     }
 
 
-def build(groups: dict[str, dict[str, list[Resource]]] = GROUPS) -> Obj:
-    """The OpenAPI v2 document of every served group-version."""
+def build(
+    groups: dict[str, dict[str, list[Resource]]] = GROUPS, extra: dict[str, Obj] | None = None
+) -> Obj:
+    """The OpenAPI v2 document of every served group-version (``extra``: the schemas of
+    the custom resources among them)."""
     paths: Obj = {}
     for group, version, resources in openapi.served(groups):
-        for path, item in openapi.build_document(group, version, resources)["paths"].items():
+        doc = openapi.build_document(group, version, resources, extra)
+        for path, item in doc["paths"].items():
             paths[path] = _path_item(item)
-    definitions = {name: schema(node) for name, node in sorted(openapi.schemas().items())}
+    defs = {**openapi.schemas(), **extra} if extra else openapi.schemas()
+    definitions = {name: schema(node) for name, node in sorted(defs.items())}
     return {
         "definitions": definitions,
         "info": dict(openapi.INFO),
@@ -174,15 +180,23 @@ class OpenApiV2:
         self._groups = groups
         self._lock = threading.Lock()
         self._doc: Document | None = None
+        self._generation = 0  # custom_generation() of the document
 
     @property
     def ready(self) -> bool:
-        return self._doc is not None
+        return self._doc is not None and custom_generation() == self._generation
 
     def document(self) -> Document:
         with self._lock:
+            if self._groups is GROUPS and custom_generation() != self._generation:
+                # the CRDs changed: built again with their custom resources
+                self._doc, self._generation = None, custom_generation()
             if self._doc is None:
-                doc = build(self._groups)
+                groups, extra = self._groups, None
+                if self._generation:
+                    groups = groups_served()
+                    extra = openapi.custom_schemas(custom_resources())
+                doc = build(groups, extra)
                 body = json.dumps(doc, separators=(",", ":")).encode()
                 self._doc = Document(body, gnostic.encode(doc), openapi.etag_of(body), time.time())
             return self._doc

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["NODE_RULES", "cluster_role_bindings", "cluster_roles"]
+__all__ = ["CONTROLLER_USER", "NODE_RULES", "cluster_role_bindings", "cluster_roles"]
 
 Obj = dict[str, Any]
 
@@ -192,6 +192,9 @@ NODE_RULES = [
         ["authorization.k8s.io"],
         ["localsubjectaccessreviews", "subjectaccessreviews"],
     ),
+    # not kube's: the agent watches NetworkPolicies with its node identity (no other node's
+    # objects), and starts their enforcement, with CONTROLLER_USER's, at the first one
+    rule(READ, ["networking.k8s.io"], ["networkpolicies"]),
 ]
 
 
@@ -225,6 +228,16 @@ def _binding(name: str, role: str, groups: list[str]) -> Obj:
             {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": g} for g in groups
         ],
     }
+
+
+# The user of every agent's second client certificate (orchestrator/apiserver/join.py): what a
+# node's NetworkPolicy enforcement reads cluster-wide, which the node authorizer keeps from a
+# node's own identity (another node's pods). k3s binds its system:k3s-controller likewise.
+CONTROLLER_USER = "system:corral-controller"
+CONTROLLER_RULES = [
+    rule(READ, [""], ["namespaces", "pods", "nodes"]),
+    rule(READ, ["networking.k8s.io"], ["networkpolicies"]),
+]
 
 
 def cluster_roles() -> list[Obj]:
@@ -286,6 +299,7 @@ def cluster_roles() -> list[Obj]:
                 )
             ],
         ),
+        _role(CONTROLLER_USER, list(CONTROLLER_RULES)),
     ]
 
 
@@ -301,4 +315,10 @@ def cluster_role_bindings() -> list[Obj]:
         ),
         # As kube-apiserver: no subjects; nodes are authorized by the node authorizer.
         {**_binding("system:node", "system:node", []), "subjects": None},
+        {
+            **_binding(CONTROLLER_USER, CONTROLLER_USER, []),
+            "subjects": [
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": CONTROLLER_USER}
+            ],
+        },
     ]

@@ -17,7 +17,11 @@ __all__ = [
     "GROUPS",
     "Resource",
     "by_path",
+    "custom_generation",
+    "custom_resources",
     "lookup",
+    "served",
+    "set_custom",
 ]
 
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
@@ -42,6 +46,14 @@ class Resource:
     # Event is core/v1's): the keys are that group's; requests convert (apiserver.converted).
     stored_group: str | None = None
     stored_version: str | None = None  # of the stored resource, when not this one's
+    # A custom resource: what its CRD says of it (crd.Custom); its objects have no model,
+    # crd.admit_custom checks them against the CRD's schema.
+    custom: Any = None
+
+    @property
+    def untyped(self) -> bool:
+        """No object model: a custom resource, or a CustomResourceDefinition (crd.py)."""
+        return self.custom is not None or self.group == APIEXTENSIONS
 
     @property
     def verbs(self) -> list[str]:
@@ -57,10 +69,13 @@ class Resource:
 
     @property
     def list_kind(self) -> str:
-        return self.kind + "List"
+        return self.extra.get("listKind") or self.kind + "List"
 
     def key_prefix(self, namespace: str | None) -> str:
         """Store keys: /registry/<group.resource>/<namespace>/<name>."""
+        if self.custom is not None:  # kube's layout for custom resources
+            base = self.custom.prefix
+            return f"{base}{namespace}/" if self.namespaced and namespace else base
         group = self.group if self.stored_group is None else self.stored_group
         base = f"/registry/{self.name}.{group}/" if group else f"/registry/{self.name}/"
         if self.namespaced and namespace:
@@ -101,6 +116,7 @@ def _r(
 
 
 k = kubemodel
+APIEXTENSIONS = "apiextensions.k8s.io"
 RBAC = "rbac.authorization.k8s.io"
 NETWORKING = "networking.k8s.io"
 ADMISSION = "admissionregistration.k8s.io"
@@ -215,6 +231,7 @@ RESOURCES: tuple[Resource, ...] = (
         for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
     ),
     _r(NETWORKING, "ingresses", "Ingress", True, k.Ingress, ("ing",), sub=("status",)),
+    _r(NETWORKING, "networkpolicies", "NetworkPolicy", True, k.NetworkPolicy, ("netpol",)),
     _r(
         "policy",
         "poddisruptionbudgets",
@@ -295,6 +312,18 @@ RESOURCES += (
         subresources=("approval", "status"),
         has_spec=False,
     ),
+    Resource(
+        group=APIEXTENSIONS,
+        version="v1",
+        name="customresourcedefinitions",
+        singular="customresourcedefinition",
+        kind="CustomResourceDefinition",
+        namespaced=False,
+        model=Object,
+        short_names=("crd", "crds"),
+        categories=("api-extensions",),
+        subresources=("status",),
+    ),
 )
 del k
 
@@ -329,14 +358,42 @@ for _res in RESOURCES:
     GROUPS.setdefault(_res.group, {}).setdefault(_res.version, []).append(_res)
 
 _BY_PATH = {(r.group, r.version, r.name): r for r in RESOURCES}
+# The custom resources served now (crd.py sets them when a CRD is established or goes).
+_CUSTOM: dict[tuple[str, str, str], Resource] = {}
+
+
+_GENERATION = [0]  # how many times the custom resources were set
+
+
+def set_custom(resources: list[Resource]) -> None:
+    """Serve these custom resources (and no other ones) from now on."""
+    if list(_CUSTOM.values()) == resources:
+        return
+    _CUSTOM.clear()
+    _CUSTOM.update({(r.group, r.version, r.name): r for r in resources})
+    _GENERATION[0] += 1
+
+
+def custom_generation() -> int:
+    """Changes whenever the custom resources are set (0: never, no CRD was ever served)."""
+    return _GENERATION[0]
+
+
+def custom_resources() -> list[Resource]:
+    return list(_CUSTOM.values())
+
+
+def served() -> tuple[Resource, ...]:
+    """Every resource served: the table's, then the custom ones."""
+    return RESOURCES + tuple(_CUSTOM.values()) if _CUSTOM else RESOURCES
 
 
 def by_path(group: str, version: str, name: str) -> Resource | None:
-    return _BY_PATH.get((group, version, name))
+    return _BY_PATH.get((group, version, name)) or _CUSTOM.get((group, version, name))
 
 
 def lookup(api_version: str, kind: str) -> Resource | None:
-    for r in RESOURCES:
+    for r in served():
         if r.api_version == api_version and r.kind == kind:
             return r
     return None

@@ -96,6 +96,7 @@ class ServerConfig:
     datastore_endpoint: str = ""
     disable_agent: bool = False
     disable_proxy: bool = False
+    disable_network_policy: bool = False
     disable_scheduler: bool = False
     disable_controller_manager: bool = False
     disable_controllers: tuple[str, ...] = ()
@@ -606,6 +607,7 @@ async def _agent(
             data_dir=data_dir,
             control_plane=True,
             disable_proxy=server.disable_proxy,
+            disable_network_policy=server.disable_network_policy,
             cluster_dns_ip=dns_ip,
             cluster_domain=server.cluster_domain,
         )

@@ -67,7 +67,14 @@ from .limits import LimitRanger
 from .patch import NoMergeKey, PatchError, json_patch, merge_patch, strategic_merge_patch
 from .priority import PriorityAdmission, builtin_classes, validate_class
 from .quota import Charge, QuotaAdmission
-from .resources import INITIAL_STATUS, RESOURCES, Resource, by_path
+from .resources import (
+    APIEXTENSIONS,
+    INITIAL_STATUS,
+    RESOURCES,
+    Resource,
+    by_path,
+    custom_resources,
+)
 from .runtimeclass import RuntimeClassAdmission
 from .serviceaccount import admit_pod as admit_service_account
 from .services import Allocation, ServiceAllocator
@@ -91,6 +98,7 @@ assert INGRESSCLASSES is not None
 assert STORAGECLASSES is not None
 PODS = by_path("", "v1", "pods")
 assert PODS is not None
+CRDS = "customresourcedefinitions"
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 UNDELETABLE_NAMESPACES = ("default", "kube-system", "kube-public")
 PATCH_RETRIES = 5
@@ -248,7 +256,14 @@ def _check_sent_managed_fields(res: Resource, name: str, value: Any) -> None:
             raise errors.invalid(res.kind, name, f"{path}.{field}", problem, res.group)
 
 
+def _validate_crd_update(old: Obj, new: Obj) -> None:
+    from .crd import validate_update
+
+    validate_update(old, new)
+
+
 _UPDATE_CHECKS: dict[str, Callable[[Obj, Obj], None]] = {
+    "customresourcedefinitions": _validate_crd_update,
     "persistentvolumeclaims": validate_pvc_update,
     "persistentvolumes": validate_pv_update,
     "storageclasses": validate_storage_class_update,
@@ -258,7 +273,16 @@ _UPDATE_CHECKS: dict[str, Callable[[Obj, Obj], None]] = {
 
 
 def _tracks_generation(res: Resource) -> bool:
-    return res.group in ("apps", "batch", "policy", "networking.k8s.io")
+    return res.untyped or res.group in ("apps", "batch", "policy", "networking.k8s.io")
+
+
+def _spec_of(res: Resource, obj: Obj) -> Any:
+    """What a change of bumps the generation: the spec; all but metadata (and status, with
+    a status subresource) of a custom resource, as kube's customResourceStrategy."""
+    if res.custom is None:
+        return obj.get("spec")
+    skip = ("metadata", "status") if "status" in res.subresources else ("metadata",)
+    return {k: v for k, v in obj.items() if k not in skip and k not in ("apiVersion", "kind")}
 
 
 def _qos_class(pod: Obj) -> str:
@@ -275,6 +299,17 @@ def _qos_class(pod: Obj) -> str:
         if any(req.get(r, lim[r]) != lim[r] for r in ("cpu", "memory")):
             return "Burstable"
     return "Guaranteed"
+
+
+def _zero_pod_selector(policy: Obj) -> None:
+    """A NetworkPolicy's spec and spec.podSelector are Go values, not pointers: absent, Go's
+    decoder leaves them zero (an empty selector: every pod of the namespace), and kube-apiserver
+    stores them so (the model, from the OpenAPI schema, requires podSelector)."""
+    spec = policy.get("spec")
+    if spec is None:
+        policy["spec"] = spec = {}
+    if isinstance(spec, dict) and spec.get("podSelector") is None:
+        spec["podSelector"] = {}
 
 
 def _fold_string_data(secret: Obj) -> None:
@@ -346,6 +381,9 @@ class Storage:
         self.builtin_storage_class = True
         self.limits = LimitRanger(store)  # LimitRange's
         self.webhooks = WebhookAdmission(store, self)  # admission webhooks (started by the server)
+        # called after every write of a CustomResourceDefinition (crdcontrol.py serves what
+        # it defines from then on)
+        self.on_crd_write: Callable[[], Awaitable[None]] | None = None
 
     # ------------------------------------------------------------------ reading
 
@@ -447,8 +485,12 @@ class Storage:
         """Decode with the object model (unknown fields refused, defaults, validation) and
         encode back: the object as it will be stored."""
         name = (obj.get("metadata") or {}).get("name") or ""
+        if res.untyped:
+            return self._admit_untyped(res, obj, name)
         if res.name == "secrets":
             _fold_string_data(obj)
+        if res.name == "networkpolicies":
+            _zero_pod_selector(obj)
         try:
             typed = kubemodel.decode(obj, res.model)
             if name:  # the kind's own name rule first, as kube's ValidateObjectMeta checks it
@@ -466,6 +508,40 @@ class Storage:
         except RecursionError:
             raise errors.bad_request("the object is nested too deeply") from None
         return kubemodel.to_dict(typed)
+
+    def _admit_untyped(self, res: Resource, obj: Obj, name: str) -> Obj:
+        """A CRD or custom resource: its metadata decoded and validated as any object's,
+        the rest by crd.py (the CRD's rules, or the custom resource's schema)."""
+        from .crd import FieldErrors, admit_crd, admit_custom
+
+        meta = obj.get("metadata")
+        try:
+            # (decoded as a ConfigMap's: ObjectMeta is no kind of its own)
+            typed = kubemodel.decode(
+                {"metadata": meta}, kubemodel.ConfigMap, defaults=False, validate=False
+            ).metadata
+            if name:
+                _check_name(res, name, "metadata.name")
+            validate_meta(typed, res.namespaced)
+            meta = kubemodel.to_dict(typed)
+            out = (
+                admit_custom(res, obj) if res.custom is not None else admit_crd(obj, now_rfc3339())
+            )
+        except DecodeError as e:
+            raise errors.cannot_decode(res.kind, res.version, e.field, e.message) from None
+        except FieldErrors as e:
+            raise errors.invalid_all(res.kind, name, e.found, res.group) from None
+        except FieldError as e:
+            raise errors.invalid(res.kind, name, e.field, e.message, res.group) from None
+        except RecursionError:
+            raise errors.bad_request("the object is nested too deeply") from None
+        out["metadata"] = {
+            **meta,
+            **{k: v for k, v in out["metadata"].items() if k == "finalizers"},
+        }
+        out["apiVersion"] = out.get("apiVersion") or res.api_version
+        out["kind"] = res.kind
+        return out
 
     def _check_type(self, res: Resource, obj: Obj) -> None:
         api, kind = obj.get("apiVersion"), obj.get("kind")
@@ -576,7 +652,16 @@ class Storage:
             meta["generation"] = 1
         else:
             meta.pop("generation", None)
-        if "status" in res.subresources:
+        if res.custom is not None:
+            if "status" in res.subresources:  # set through /status alone
+                obj.pop("status", None)
+            if res.custom.terminating:
+                raise errors.ApiError(
+                    405,
+                    "MethodNotAllowed",
+                    "create not allowed while custom resource definition is terminating",
+                )
+        elif "status" in res.subresources:
             obj["status"] = copy.deepcopy(INITIAL_STATUS.get(res.name, {}))
         if res.name == "namespaces":
             obj["spec"] = {"finalizers": ["kubernetes"]}
@@ -698,7 +783,12 @@ class Storage:
         stored["metadata"]["resourceVersion"] = str(kv.mod_rev)
         if res.name in WEBHOOK_CONFIGS:  # in force before the client hears of it
             await self.webhooks.synced(res.name, kv.mod_rev)
+        await self._written(res)
         return stored
+
+    async def _written(self, res: Resource) -> None:
+        if res.name == CRDS and res.group == APIEXTENSIONS and self.on_crd_write is not None:
+            await self.on_crd_write()
 
     async def _call_webhooks(
         self,
@@ -763,6 +853,8 @@ class Storage:
 
     def _check(self, res: Resource, name: str, obj: Obj, check: Callable[[Any], None]) -> None:
         """``check`` the typed object (a kind's rule beyond its validation), as a 422."""
+        if res.untyped:
+            return
         try:
             typed = kubemodel.decode(obj, res.model, defaults=False, validate=False)
         except FieldError:
@@ -815,7 +907,10 @@ class Storage:
             kv = await self.store.get(res.key(ns, name))
         except NotFound:
             raise errors.not_found(res.name, name, res.group) from None
-        return kv, decode_value(kv)
+        obj = decode_value(kv)
+        if res.custom is not None:  # conversion None: only apiVersion changes
+            obj["apiVersion"] = res.api_version
+        return kv, obj
 
     def _prepare_update(self, res: Resource, old: Obj, new: Obj, subresource: str | None) -> Obj:
         """The object to store when ``new`` replaces ``old`` (both with metadata)."""
@@ -925,7 +1020,7 @@ class Storage:
             new["spec"] = copy.deepcopy(old.get("spec") or {})
             if subresource != "status":
                 new["status"] = copy.deepcopy(old.get("status") or {})
-        if _tracks_generation(res) and new.get("spec") != old.get("spec"):
+        if _tracks_generation(res) and _spec_of(res, new) != _spec_of(res, old):
             meta["generation"] = int(old_meta.get("generation") or 0) + 1
         if res.name == "ingressclasses":
             try:
@@ -973,7 +1068,7 @@ class Storage:
                 assert called is not None
                 stored = called
                 _check_webhook_update(res, old, stored)
-            if _tracks_generation(res) and stored.get("spec") == old.get("spec"):
+            if _tracks_generation(res) and _spec_of(res, stored) == _spec_of(res, old):
                 # the spec as decoded (quantities canonical) is the old one: kube bumps the
                 # generation only for a change of the decoded object
                 generation = old["metadata"].get("generation")
@@ -1051,6 +1146,7 @@ class Storage:
         obj["metadata"]["resourceVersion"] = str(out.mod_rev)
         if res.name in WEBHOOK_CONFIGS:
             await self.webhooks.synced(res.name, out.mod_rev)
+        await self._written(res)
         return obj
 
     async def _cas_delete(self, res: Resource, name: str, kv: KeyValue, obj: Obj) -> Obj:
@@ -1067,6 +1163,7 @@ class Storage:
             await self.webhooks.synced(res.name, deleted.revision)
         if res.name == "services":
             await self.services.release(self.services.keys_of(obj), obj["metadata"]["uid"])
+        await self._written(res)
         return obj
 
     async def _update_with_retries(
@@ -1240,7 +1337,8 @@ class Storage:
         if meta.get("managedFields") is not None:
             raise errors.bad_request("metadata.managedFields must be nil")
         try:  # a value of the wrong type fails before ownership is weighed (it was a 409)
-            kubemodel.decode(config, res.model, defaults=False, validate=False)
+            if not res.untyped:
+                kubemodel.decode(config, res.model, defaults=False, validate=False)
         except DecodeError as e:
             raise errors.cannot_decode(res.kind, res.version, e.field, e.message) from None
         except FieldError:
@@ -1518,7 +1616,7 @@ class Storage:
         delay = 0.05
         while True:
             left = 0
-            for res in RESOURCES:
+            for res in (*RESOURCES, *_custom_once()):
                 if not res.namespaced or res.stored_group is not None:
                     continue  # (a resource stored as another goes with that one)
                 items, _, _ = await self.list(res, name)
@@ -1564,11 +1662,21 @@ def _check_webhook_update(res: Resource, old: Obj, new: Obj) -> None:
             )
     if "creationTimestamp" in old_meta:
         meta["creationTimestamp"] = old_meta["creationTimestamp"]
-    if _tracks_generation(res) and new.get("spec") != old.get("spec"):
+    if _tracks_generation(res) and _spec_of(res, new) != _spec_of(res, old):
         meta["generation"] = int(old_meta.get("generation") or 0) + 1
 
 
+def _custom_once() -> list[Resource]:
+    """One served custom resource per stored kind (its versions share the keys)."""
+    seen: dict[str, Resource] = {}
+    for r in custom_resources():
+        seen.setdefault(r.custom.prefix, r)
+    return list(seen.values())
+
+
 def _root(res: Resource) -> managedfields.Type:
+    if res.custom is not None:
+        return managedfields.custom_root(res.custom.schema)
     return managedfields.root_type(res.group, res.version, res.kind)
 
 

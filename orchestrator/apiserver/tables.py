@@ -8,11 +8,21 @@ tested without a server (tests/unit/test_tables.py)."""
 from __future__ import annotations
 
 import ipaddress
+import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["TABLES", "csr_condition", "human_duration", "pod_status", "table"]
+__all__ = [
+    "TABLES",
+    "csr_condition",
+    "custom_columns",
+    "human_duration",
+    "json_path",
+    "pod_status",
+    "table",
+]
 
 Obj = dict[str, Any]
 Row = Callable[[Obj, datetime], list[Any]]
@@ -1059,7 +1069,85 @@ TABLES: dict[str, tuple[list[Obj], Row]] = {
         ],
     ),
 }
+TABLES["customresourcedefinitions"] = _CREATED_AT
 _GENERIC: tuple[list[Obj], Row] = ([NAME, AGE], lambda o, now: [_name(o), _age(o, now)])
+
+
+_JSONPATH_STEP = re.compile(
+    r"""\.([A-Za-z0-9_-]+)|\[(\d+|\*)\]|\[\?\(@\.([A-Za-z0-9_.-]+)\s*==\s*["']([^"']*)["']\)\]"""
+)
+
+
+def json_path(obj: Any, path: str) -> list[Any]:
+    """The values at a printer column's jsonPath (``.spec.replicas``, ``.items[0].x``,
+    ``.status.conditions[?(@.type=="Ready")].status``, ``[*]``); [] when there is none."""
+    path = path.strip()
+    if path.startswith("{") and path.endswith("}"):
+        path = path[1:-1]
+    path = path.lstrip("$")
+    values = [obj]
+    pos = 0
+    while pos < len(path):
+        m = _JSONPATH_STEP.match(path, pos)
+        if m is None:
+            return []
+        pos = m.end()
+        field, index, key, want = m.groups()
+        out: list[Any] = []
+        for v in values:
+            if field is not None:
+                if isinstance(v, dict) and field in v:
+                    out.append(v[field])
+            elif index is not None:
+                if isinstance(v, list):
+                    if index == "*":
+                        out.extend(v)
+                    elif int(index) < len(v):
+                        out.append(v[int(index)])
+            elif isinstance(v, list):
+                for item in v:
+                    found = item
+                    for part in key.split("."):
+                        found = found.get(part) if isinstance(found, dict) else None
+                    if found is not None and str(found) == want:
+                        out.append(item)
+        values = out
+    return values
+
+
+def _custom_cell(obj: Obj, col: Obj) -> Any:
+    found = [v for v in json_path(obj, str(col.get("jsonPath") or "")) if v is not None]
+    if not found:
+        return None
+    if len(found) > 1:
+        return ",".join(v if isinstance(v, str) else json.dumps(v) for v in found)
+    value = found[0]
+    if col.get("type") in ("string", "date") and not isinstance(value, str):
+        return json.dumps(value, separators=(",", ":"))
+    return value
+
+
+def custom_columns(res: Any) -> tuple[list[Obj], Row]:
+    """A custom resource's table: NAME, then its CRD's additionalPrinterColumns (AGE when it
+    declares none), as apiextensions-apiserver's table convertor."""
+    declared = list(res.custom.columns) or [
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+    ]
+    columns = [NAME] + [
+        _col(
+            str(c["name"]),
+            str(c.get("type") or "string"),
+            int(c.get("priority") or 0),
+            str(c.get("format") or ""),
+            str(c.get("description") or ""),
+        )
+        for c in declared
+    ]
+
+    def row(o: Obj, now: datetime) -> list[Any]:
+        return [_name(o), *(_custom_cell(o, c) for c in declared)]
+
+    return columns, row
 
 
 def table(
@@ -1068,10 +1156,15 @@ def table(
     resource_version: str,
     continue_: str = "",
     include_object: str = "Metadata",
+    res: Any = None,
 ) -> Obj:
     """A meta.k8s.io/v1 Table of ``objects``; each row carries the object's metadata
-    (``includeObject=Metadata``, the default), the whole object (``Object``) or nothing."""
-    columns, row_of = TABLES.get(resource, _GENERIC)
+    (``includeObject=Metadata``, the default), the whole object (``Object``) or nothing.
+    ``res``: the resource, for a custom one's columns."""
+    if res is not None and res.custom is not None:
+        columns, row_of = custom_columns(res)
+    else:
+        columns, row_of = TABLES.get(resource, _GENERIC)
     now = datetime.now(UTC)
     rows = []
     for o in objects:
@@ -1173,6 +1266,27 @@ TABLES.update(
                 AGE,
             ],
             _ingress_row,
+        ),
+        "networkpolicies": (
+            [
+                NAME,
+                _col(
+                    "Pod-Selector",
+                    # extensions/v1beta1 NetworkPolicySpec's, as kubectl's printer cites it
+                    desc="Selects the pods to which this NetworkPolicy object applies.  The array"
+                    " of ingress rules is applied to any pods selected by this field. Multiple"
+                    " network policies can select the same set of pods.  In this case, the"
+                    " ingress rules for each are combined additively. This field is NOT optional"
+                    " and follows standard label selector semantics. An empty podSelector"
+                    " matches all pods in this namespace.",
+                ),
+                AGE,
+            ],
+            lambda np, now: [
+                _name(np),
+                format_selector(_get(np, "spec", "podSelector")),
+                _age(np, now),
+            ],
         ),
         "ingressclasses": (
             [

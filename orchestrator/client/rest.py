@@ -574,3 +574,4 @@ MUTATINGWEBHOOKCONFIGURATIONS = _ref(
 CERTIFICATESIGNINGREQUESTS = _ref(
     "certificates.k8s.io", "certificatesigningrequests", "CertificateSigningRequest", False
 )
+NETWORKPOLICIES = _ref("networking.k8s.io", "networkpolicies", "NetworkPolicy")

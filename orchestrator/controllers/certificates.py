@@ -168,11 +168,9 @@ def issue(
         builder = builder.add_extension(x509.KeyUsage(**flags), critical=True)
     if extended:
         builder = builder.add_extension(x509.ExtendedKeyUsage(extended), critical=False)
-    try:
-        sans = req.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    sans = CsrSubject(req).san_extension()  # (the request's names; none of its extensions)
+    if sans is not None:
         builder = builder.add_extension(sans, critical=False)
-    except x509.ExtensionNotFound:
-        pass
     cert = builder.sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
     return cert.public_bytes(serialization.Encoding.PEM)
 

@@ -31,7 +31,7 @@ from .eviction import (
     EvictionManager,
 )
 from .images import ImagesDir
-from .join import credentials, serving_files
+from .join import JoinError, credentials, serving_files
 from .network import NetworkSync, gateway_of
 from .node import NodeAgent, NodeSpec, node_ip_for
 from .pods import PodManager
@@ -39,7 +39,9 @@ from .port import KubeletPort
 from .staticpods import ManifestDir
 
 if TYPE_CHECKING:
+    from orchestrator.client import ClientConfig
     from orchestrator.dns import ClusterDns
+    from orchestrator.netpol import PolicyEnforcer
 
 __all__ = ["AgentConfig", "AgentError", "remove_pods", "run_agent", "serve_agent"]
 
@@ -192,6 +194,7 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
         kubelet = KubeletPort(runtime, pods.get, cert, key, client_cfg.ca_pem, pods.all)
         dns = ClusterDnsOnNode(client, runtime, cfg, name) if cfg.cluster_dns else None
         proxy = None
+        policies = NetworkPolicies(client, client_cfg, cfg, name, network.informer)
         try:
             if not await _network_ready(network, node, stop):
                 return  # stopped while waiting for a podCIDR (the finally clause cleans up)
@@ -210,6 +213,8 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
                 raise AgentError(f"listen on {node_ip}:{cfg.kubelet_port}", e) from e
             assert network.pod_cidr is not None
             proxy = await _start_proxy(cfg, client, network.pod_cidr, name, pods.services)
+            if not cfg.disable_network_policy:
+                policies.start()
             log.info(
                 "node %s ready (pods in %s, pod CIDR %s)", name, cfg.data_dir, network.pod_cidr
             )
@@ -219,6 +224,7 @@ async def run_agent(cfg: AgentConfig, stop: asyncio.Event) -> None:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await policies.stop()
             if proxy is not None:
                 await proxy.stop()
             await kubelet.stop()
@@ -427,6 +433,72 @@ class ClusterDnsOnNode:
         await self._close()
         if self.server is not None:
             await self.server.stop()
+
+
+class NetworkPolicies:
+    """The cluster's NetworkPolicies, watched with the node's credentials; the first one
+    loads their enforcement (orchestrator.netpol, which watches every pod and namespace with
+    the controller credentials): an agent in a cluster without policies does without it."""
+
+    def __init__(
+        self,
+        client: ApiClient,
+        client_cfg: ClientConfig,
+        cfg: AgentConfig,
+        node_name: str,
+        nodes: Informer,
+    ) -> None:
+        from orchestrator.client.rest import NETWORKPOLICIES
+
+        self.client_cfg = client_cfg
+        self.cfg = cfg
+        self.node_name = node_name
+        self.nodes = nodes
+        self.informer = Informer(client, NETWORKPOLICIES)
+        self.enforcer: PolicyEnforcer | None = None
+        self._client: ApiClient | None = None
+        self._starting: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.informer.add_handler(self._seen)
+        self.informer.start()
+
+    def _seen(self, _ev: str, _old: dict[str, object] | None, new: object) -> None:
+        if new is not None and self._starting is None:
+            self._starting = asyncio.create_task(self._start(), name="kubelet-netpol")
+
+    async def _start(self) -> None:
+        from orchestrator.netpol import PolicyEnforcer
+
+        from .join import controller_config
+
+        log.info("node %s: enforcing NetworkPolicies", self.node_name)
+        try:
+            creds = controller_config(self.client_cfg, self.cfg.data_dir)
+        except JoinError as e:
+            log.error("network policies not enforced: %s", e)
+            return
+        self._client = ApiClient(creds, user_agent=f"corral-netpol/{self.node_name}")
+        await self._client.open()
+        enforcer = PolicyEnforcer(
+            self._client, self.node_name, self.informer, self.nodes, self.cfg.node_netns
+        )
+        try:
+            enforcer.start()
+        except ProxyError as e:
+            log.error("network policies not enforced: %s", e)
+            return
+        self.enforcer = enforcer
+
+    async def stop(self) -> None:
+        if self._starting is not None:
+            self._starting.cancel()
+            await asyncio.gather(self._starting, return_exceptions=True)
+        if self.enforcer is not None:
+            await self.enforcer.stop()
+        await self.informer.stop()
+        if self._client is not None:
+            await self._client.close()
 
 
 async def _start_proxy(

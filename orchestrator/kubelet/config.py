@@ -167,6 +167,7 @@ class AgentConfig:
     cluster_domain: str = "cluster.local"
     dns_upstream: tuple[str, ...] | None = None  # None: the host's resolv.conf nameservers
     disable_proxy: bool = False  # run no service proxy (orchestrator.proxy) on this node
+    disable_network_policy: bool = False  # enforce no NetworkPolicy (orchestrator.netpol)
     # --eviction-hard (orchestrator.kubelet.eviction): memory.available<100Mi by default
     eviction_hard: tuple[Threshold, ...] = field(
         default_factory=lambda: parse_thresholds(DEFAULT_EVICTION_HARD)

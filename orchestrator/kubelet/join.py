@@ -4,9 +4,10 @@ The token is ``K10<sha256 of the cluster CA>::server:<secret>`` (or a bare secre
 fetches the CA from ``<server>/cacerts``, checks its hash against the token (a bare secret
 cannot be checked: the CA is then trusted on first use, with a warning), then presents the
 token to ``<server>/v1-corral/node-credentials`` over TLS verified with that CA and gets a client
-certificate for ``system:node:<name>``. Certificate, key and CA are kept in
-``<data-dir>/cred/`` (mode 0600) and reused while they are valid and the token's CA hash still
-matches."""
+certificate for ``system:node:<name>`` (and one for ``system:corral-controller``, the
+cluster-wide reader the node's NetworkPolicy enforcement uses: ``controller_config``).
+Certificates, keys and CA are kept in ``<data-dir>/cred/`` (mode 0600) and reused while they
+are valid and the token's CA hash still matches."""
 
 from __future__ import annotations
 
@@ -22,7 +23,14 @@ from corral_common import hostsys
 from orchestrator.client import ClientConfig
 from orchestrator.client.rest import failure_reason as _why
 
-__all__ = ["JoinError", "JoinToken", "credentials", "parse_token", "serving_files"]
+__all__ = [
+    "JoinError",
+    "JoinToken",
+    "controller_config",
+    "credentials",
+    "parse_token",
+    "serving_files",
+]
 
 log = logging.getLogger("corral.agent.join")
 
@@ -82,6 +90,23 @@ def serving_files(data_dir: Path) -> tuple[Path, Path]:
     return cred / "serving-kubelet.crt", cred / "serving-kubelet.key"
 
 
+def controller_files(data_dir: Path) -> tuple[Path, Path]:
+    """The ``system:corral-controller`` client certificate and key."""
+    cred = data_dir / "cred"
+    return cred / "client-controller.crt", cred / "client-controller.key"
+
+
+def controller_config(node: ClientConfig, data_dir: Path) -> ClientConfig:
+    """``node``'s servers and CA with the controller's certificate (read now): JoinError when
+    the node joined before there was one (its next start joins again)."""
+    cert, key = controller_files(data_dir)
+    try:
+        cert_pem, key_pem = cert.read_bytes(), key.read_bytes()
+    except OSError as e:
+        raise JoinError("read the controller credentials", e) from e
+    return ClientConfig(node.server, node.ca_pem, cert_pem, key_pem, fallbacks=node.fallbacks)
+
+
 def _write_private(path: Path, data: bytes) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     hostsys.write_atomic(path, data, 0o600)
@@ -101,6 +126,8 @@ def _kept(data_dir: Path, node_name: str, node_ip: str, token: JoinToken) -> Cli
         ca_pem, cert_pem, key_pem = ca.read_bytes(), cert.read_bytes(), key.read_bytes()
         serving.stat()
         serving_key.stat()
+        for path in controller_files(data_dir):  # a node joined before it had one joins again
+            path.stat()
         not_after = datetime.datetime.fromisoformat(str(meta["notAfter"]).replace("Z", "+00:00"))
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -208,7 +235,15 @@ async def _join(
         raise JoinError(f"join {server} as node {node_name}", _why(e)) from e
     if not all(
         isinstance(body.get(k), str)
-        for k in ("certificate", "key", "servingCertificate", "servingKey", "notAfter")
+        for k in (
+            "certificate",
+            "key",
+            "servingCertificate",
+            "servingKey",
+            "controllerCertificate",
+            "controllerKey",
+            "notAfter",
+        )
     ):
         raise JoinError(f"join {server} as node {node_name}", "the answer lacks credentials")
     cert, key = body["certificate"].encode(), body["key"].encode()
@@ -220,6 +255,9 @@ async def _join(
         _write_private(cert_path, cert)
         _write_private(serving_key_path, body["servingKey"].encode())
         _write_private(serving_path, body["servingCertificate"].encode())
+        controller_path, controller_key_path = controller_files(data_dir)
+        _write_private(controller_key_path, body["controllerKey"].encode())
+        _write_private(controller_path, body["controllerCertificate"].encode())
         issued = {k: body.get(k) for k in ("nodeName", "notAfter")}
         issued["nodeAddresses"] = [node_ip]
         _write_private(data_dir / "cred" / "node.json", json.dumps(issued).encode())

@@ -164,7 +164,6 @@ def node_manifest(
     meta = {k: v for k, v in (pod.get("metadata") or {}).items() if k in _META}
     meta["annotations"] = {**(meta.get("annotations") or {}), **volumes.annotations}
     spec = {k: v for k, v in (pod.get("spec") or {}).items() if k not in _SCHEDULING}
-    spec.pop("overhead", None)  # the scheduler's and the pod cgroup's, not the runtime's
     if handler:
         spec["runtimeClassName"] = handler
     else:

@@ -409,6 +409,10 @@ class PodSpec:
     # the OCI runtime handler to run the containers with (PodOptions.for_handler); on a node
     # the kubelet puts the handler of the pod's RuntimeClass here
     runtime_class_name: str | None = None
+    # spec.overhead (its RuntimeClass's podFixed, set at admission): counted into the pod
+    # cgroup's values as kube's ResourceConfigForPod counts it (cpu and memory; the others
+    # are the scheduler's alone)
+    overhead: ResourceList = field(default_factory=ResourceList)
 
 
 @dataclass(frozen=True, slots=True)
@@ -498,7 +502,7 @@ _SUPPORTED: dict[str, frozenset[str]] = {
     "PodSpec": frozenset(
         "containers initContainers volumes restartPolicy terminationGracePeriodSeconds hostname"
         " subdomain hostNetwork shareProcessNamespace securityContext dnsPolicy dnsConfig"
-        " runtimeClassName ephemeralContainers hostPID hostIPC".split()
+        " runtimeClassName overhead ephemeralContainers hostPID hostIPC".split()
     ),
     "Container": frozenset(
         "name image imagePullPolicy command args env workingDir ports resources securityContext"
@@ -766,6 +770,7 @@ def _from_kube(kp: k8s.Pod, base_dir: str | None) -> Pod:
             dns_policy=_dns_policy(spec.dns_policy, spec.dns_config),
             dns_config=_dns_config(spec.dns_config),
             runtime_class_name=spec.runtime_class_name or None,
+            overhead=_overhead(spec.overhead),
         ),
     )
 
@@ -935,6 +940,12 @@ def _resource_list(values: dict[str, k8s.Quantity] | None, path: str) -> Resourc
         cpu=None if cpu is None else cpu.amount(),
         memory=None if memory is None else memory.amount(),
     )
+
+
+def _overhead(values: dict[str, k8s.Quantity] | None) -> ResourceList:
+    """The pod's overhead in cpu and memory (what else it names is not the node's to apply)."""
+    known = {k: v for k, v in (values or {}).items() if k in _RESOURCE_NAMES}
+    return _resource_list(known, "spec.overhead")
 
 
 def _resources(r: k8s.ResourceRequirements | None, path: str) -> ResourceRequirements:

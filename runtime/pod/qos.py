@@ -241,7 +241,7 @@ def container_cgroup_values(container: Container) -> CgroupValues:
 def _pod_totals(pod: Pod) -> tuple[int, int, int]:
     """cpu request (milli), cpu limit (milli) and memory limit (bytes) of the whole pod: the sum
     over app containers, or the largest init container's value if that is larger (init
-    containers run one at a time, before the app containers)."""
+    containers run one at a time, before the app containers), plus the pod's overhead."""
     totals = [0, 0, 0]
     for c in pod.spec.containers:
         r = c.resources
@@ -252,6 +252,14 @@ def _pod_totals(pod: Pod) -> tuple[int, int, int]:
         r = c.resources
         values = (_milli(r.requests.cpu), _milli(r.limits.cpu), _bytes(r.limits.memory))
         totals = [max(t, v) for t, v in zip(totals, values, strict=True)]
+    # the pod's overhead: added to the request, and to each limit that is set (kube's
+    # PodRequests and PodLimits)
+    over = pod.spec.overhead
+    totals[0] += _milli(over.cpu)
+    if totals[1]:
+        totals[1] += _milli(over.cpu)
+    if totals[2]:
+        totals[2] += _bytes(over.memory)
     return totals[0], totals[1], totals[2]
 
 

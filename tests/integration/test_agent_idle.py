@@ -66,6 +66,8 @@ NEVER_IDLE = (
     "runtime.network.config",
     "runtime.network.node",
 )
+# Loaded with the first NetworkPolicy: its enforcement, which watches every pod and namespace.
+ON_FIRST_POLICY = ("orchestrator.netpol", "orchestrator.netpol.rules")
 
 # Libraries the idle agent does not map: shutil's archive formats (bz2, lzma) are kept out
 # while the agent imports its modules (their failed imports are logged too: the maps tell),
@@ -129,7 +131,7 @@ def test_an_idle_agent_runs_without_its_on_demand_servers(cluster: Cluster) -> N
     assert "click" in command and "orchestrator.kubelet.config" in command
     for name in ("aiohttp", "orchestrator.kubelet.agent", "orchestrator.client", "runtime.pod"):
         assert name not in command, name
-    for name in (*ON_DEMAND, *ON_FIRST_POD, *NEVER_IDLE):
+    for name in (*ON_DEMAND, *ON_FIRST_POD, *NEVER_IDLE, *ON_FIRST_POLICY):
         assert name not in mods, name
     assert cluster.agent.proc is not None
     libs = mapped(cluster.agent.proc.pid)
@@ -164,3 +166,21 @@ def test_the_first_lookup_and_log_read_start_the_dns_and_the_kubelet_server(
             assert mod in mods, mod
     finally:
         k.run("delete", "pod", name, "--wait=false", check=False)
+
+
+def test_the_first_network_policy_loads_its_enforcement(cluster: Cluster) -> None:
+    k = cluster.kubectl()
+    policy = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "first"},
+        "spec": {"podSelector": {"matchLabels": {"app": "none"}}},
+    }
+    k.run("apply", "-f", "-", input=json.dumps(policy))
+    try:
+        until(
+            "the policy enforcement loaded",
+            lambda: all(m in imported(cluster.agent.log) for m in ON_FIRST_POLICY),
+        )
+    finally:
+        k.run("delete", "networkpolicy", "first", "--ignore-not-found", check=False)

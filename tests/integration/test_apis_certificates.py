@@ -25,11 +25,9 @@ from cryptography.x509.oid import NameOID
 
 from tests.integration.test_cluster import until
 from tests.kubeserver import (
-    KUBECTL_VERSIONS,
     NO_SCHEDULER,
     Kubectl,
     Server,
-    kubectl_for,
     running_server,
 )
 
@@ -43,13 +41,6 @@ CLIENT = "kubernetes.io/kube-apiserver-client"
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with running_server(tmp_path_factory.mktemp("apis-csr"), NO_SCHEDULER) as srv:
         yield srv
-
-
-@pytest.fixture(scope="module", params=list(KUBECTL_VERSIONS))
-def kubectl(
-    request: pytest.FixtureRequest, server: Server, tmp_path_factory: pytest.TempPathFactory
-) -> Kubectl:
-    return kubectl_for(request.param, server, tmp_path_factory)
 
 
 def request_pem(
@@ -471,3 +462,116 @@ def test_status_and_main_resource_keep_their_parts(server: Server) -> None:
     assert out["message"].endswith(
         "status.certificate: Forbidden: updates may not modify existing certificate"
     )
+
+
+def test_server_side_apply_of_the_approval(server: Server) -> None:
+    """PATCH application/apply-patch+yaml of /approval, as kube-apiserver takes it on every
+    subresource (was: a 415 that did not list apply-patch+yaml): the CertificateApproval
+    admission weighs it as a PUT (a 403 without ``approve`` on the signer), the applier owns
+    the conditions through the subresource, and spec and certificate stay as they were. A
+    PATCH of a media type kube does not take lists kube's four, in its order."""
+    name = f"ssa-{uuid.uuid4().hex[:6]}"
+    _, pem = request_pem("dave")
+    code, made = server.json("POST", CSRS, csr_body(name, pem, signer="example.com/nobody"))
+    assert code == 201, made
+    apply = {"Content-Type": "application/apply-patch+yaml"}
+    config = {
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "CertificateSigningRequest",
+        "metadata": {"name": name},
+        "spec": {"signerName": "example.com/other", "usages": ["any"]},  # ignored
+        "status": {
+            "conditions": [{"type": "Approved", "status": "True", "reason": "R", "message": "M"}]
+        },
+    }
+    path = f"{CSRS}/{name}/approval?fieldManager=ssa-test"
+    # one who may patch /approval (RBAC) but not approve for the signer (the admission)
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    role = {
+        "metadata": {"name": name},
+        "rules": [{"apiGroups": ["certificates.k8s.io"],
+                   "resources": ["certificatesigningrequests/approval"], "verbs": ["patch"]}],
+    }  # fmt: skip
+    assert server.json("POST", f"{rbac}/clusterroles", role)[0] == 201
+    bind = {
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+        "subjects": [{"kind": "User", "name": name, "apiGroup": "rbac.authorization.k8s.io"}],
+    }
+    assert server.json("POST", f"{rbac}/clusterrolebindings", bind)[0] == 201
+    code, _, raw = server.request("PATCH", path, config, {**apply, "Impersonate-User": name})
+    assert code == 403, raw
+    assert b"user not permitted to approve requests with signerName" in raw, raw
+    assert "status" not in _get(server, name) or not _get(server, name)["status"]
+    code, _, raw = server.request("PATCH", path, config, apply)
+    assert code == 200, raw
+    got = _get(server, name)
+    assert got["spec"] == made["spec"]
+    assert [c["type"] for c in got["status"]["conditions"]] == ["Approved"]
+    entry = [e for e in got["metadata"]["managedFields"] if e["manager"] == "ssa-test"]
+    assert len(entry) == 1 and entry[0]["subresource"] == "approval", entry
+    assert "f:spec" not in entry[0]["fieldsV1"], entry
+    code, _, raw = server.request(
+        "PATCH", f"{CSRS}/{name}/approval", b"{}", {"Content-Type": "text/plain"}
+    )
+    assert code == 415, raw
+    assert json.loads(raw)["message"] == (
+        "the body of the request was in an unknown format - accepted media types include:"
+        " application/json-patch+json, application/merge-patch+json,"
+        " application/strategic-merge-patch+json, application/apply-patch+yaml"
+    )
+    assert server.request("DELETE", f"{CSRS}/{name}")[0] == 200
+
+
+def _with_extensions(*extensions: x509.Extension[Any]) -> tuple[bytes, bytes]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ext-user")])
+    b = x509.CertificateSigningRequestBuilder().subject_name(name)
+    for e in extensions:
+        b = b.add_extension(e.value, critical=e.critical)
+    pem = b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return key_pem, pem
+
+
+def test_extensions_are_read_as_go_reads_them(server: Server) -> None:
+    """Go's ParseCertificateRequest reads a request's subjectAltNames and no other extension:
+    a malformed subjectAltName is a 422 in its words, a malformed key usage is taken (both
+    were a 500 for kube-apiserver-client, whose admission read every extension, and stored
+    for other signers); the request with a bad key usage is signed with its names."""
+    from cryptography.x509.oid import ExtensionOID
+
+    bad_san = x509.Extension(
+        ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
+        False,
+        x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, b"\x01\x02"),
+    )
+    bad_ku = x509.Extension(
+        ExtensionOID.KEY_USAGE,
+        False,
+        x509.UnrecognizedExtension(ExtensionOID.KEY_USAGE, b"\x01\x02"),
+    )
+    names = x509.Extension(
+        ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
+        False,
+        x509.SubjectAlternativeName([x509.DNSName("ext.example")]),
+    )
+    for signer in (CLIENT, "example.com/nobody"):
+        name = f"bad-san-{uuid.uuid4().hex[:6]}"
+        _, pem = _with_extensions(bad_san)
+        code, out = server.json("POST", CSRS, csr_body(name, pem, signer=signer))
+        assert code == 422, out
+        assert out["message"].endswith(": x509: invalid subject alternative names"), out
+    name = f"bad-ku-{uuid.uuid4().hex[:6]}"
+    _, pem = _with_extensions(bad_ku, names)
+    code, made = server.json("POST", CSRS, csr_body(name, pem))
+    assert code == 201, made
+    approved = {**made, "status": {"conditions": [{"type": "Approved", "status": "True"}]}}
+    code, out = server.json("PUT", f"{CSRS}/{name}/approval", approved)
+    assert code == 200, out
+    cert = x509.load_pem_x509_certificate(_issued(server, name))
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == ["ext.example"]
+    assert server.request("DELETE", f"{CSRS}/{name}")[0] == 200

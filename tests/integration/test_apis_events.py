@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.kubeserver import KUBECTL_VERSIONS, Kubectl, Server, api_only_server, kubectl_for
+from tests.kubeserver import Kubectl, Server, api_only_server
 
 pytestmark = [pytest.mark.root]
 
@@ -22,13 +22,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         code, body = srv.json("POST", "/api/v1/namespaces", {"metadata": {"name": "evns"}})
         assert code == 201, body
         yield srv
-
-
-@pytest.fixture(scope="module", params=list(KUBECTL_VERSIONS))
-def kubectl(
-    request: pytest.FixtureRequest, server: Server, tmp_path_factory: pytest.TempPathFactory
-) -> Kubectl:
-    return kubectl_for(request.param, server, tmp_path_factory)
 
 
 V1 = "/apis/events.k8s.io/v1/namespaces/evns/events"

@@ -11,11 +11,9 @@ import pytest
 
 from tests.integration.test_cluster import until
 from tests.kubeserver import (
-    KUBECTL_VERSIONS,
     NO_SCHEDULER,
     Kubectl,
     Server,
-    kubectl_for,
     running_server,
 )
 
@@ -26,13 +24,6 @@ pytestmark = [pytest.mark.root]
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with running_server(tmp_path_factory.mktemp("apis-limits"), NO_SCHEDULER) as srv:
         yield srv
-
-
-@pytest.fixture(scope="module", params=list(KUBECTL_VERSIONS))
-def kubectl(
-    request: pytest.FixtureRequest, server: Server, tmp_path_factory: pytest.TempPathFactory
-) -> Kubectl:
-    return kubectl_for(request.param, server, tmp_path_factory)
 
 
 RANGE = {

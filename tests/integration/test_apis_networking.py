@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.kubeserver import KUBECTL_VERSIONS, Kubectl, Server, api_only_server, kubectl_for
+from tests.kubeserver import Kubectl, Server, api_only_server
 
 pytestmark = [pytest.mark.root]
 
@@ -20,13 +20,6 @@ pytestmark = [pytest.mark.root]
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with api_only_server(tmp_path_factory.mktemp("apis-networking")) as srv:
         yield srv
-
-
-@pytest.fixture(scope="module", params=list(KUBECTL_VERSIONS))
-def kubectl(
-    request: pytest.FixtureRequest, server: Server, tmp_path_factory: pytest.TempPathFactory
-) -> Kubectl:
-    return kubectl_for(request.param, server, tmp_path_factory)
 
 
 def _namespace(kubectl: Kubectl, prefix: str) -> str:
@@ -264,3 +257,147 @@ def test_python_client(server: Server) -> None:
     )
     net.delete_namespaced_ingress("py", "ing-python")
     assert isinstance(net.list_ingress_class().items, list)
+
+
+# ------------------------------------------------------------------------ NetworkPolicy
+
+
+def _netpol(name: str, **spec: Any) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+    )
+
+
+def test_network_policy_apply_get_describe(kubectl: Kubectl) -> None:
+    """kubectl apply, the table (NAME POD-SELECTOR AGE), describe; kube's defaulting: the
+    policy types from which rule lists are there, protocol TCP."""
+    rows = {
+        ln.split()[0]: ln.split()
+        for ln in kubectl.run("api-resources", "--api-group=networking.k8s.io").stdout.splitlines()
+    }
+    explained = kubectl.run("explain", "networkpolicy.spec.ingress.from.ipBlock").stdout
+    assert "except" in explained and "cidr" in explained
+    assert rows["networkpolicies"][1:] == [
+        "netpol",
+        "networking.k8s.io/v1",
+        "true",
+        "NetworkPolicy",
+    ]
+    ns = _namespace(kubectl, "netpol-get")
+    body = _netpol(
+        "web",
+        podSelector={"matchLabels": {"app": "web"}},
+        ingress=[
+            {
+                "from": [{"podSelector": {"matchLabels": {"role": "client"}}}],
+                "ports": [{"port": 80}, {"port": "http", "protocol": "UDP"}],
+            }
+        ],
+        egress=[{"to": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}}]}],
+    )
+    out = kubectl.run("apply", "-n", ns, "-f", "-", input=body).stdout
+    assert out.strip() == "networkpolicy.networking.k8s.io/web created"
+    kubectl.run("apply", "-n", ns, "-f", "-", input=_netpol("deny", podSelector={}))
+    got = json.loads(kubectl.run("get", "netpol", "web", "-n", ns, "-o", "json").stdout)
+    spec = got["spec"]
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    assert spec["ingress"][0]["ports"] == [
+        {"port": 80, "protocol": "TCP"},
+        {"port": "http", "protocol": "UDP"},
+    ]
+    assert got["metadata"]["generation"] == 1
+    deny = json.loads(kubectl.run("get", "netpol", "deny", "-n", ns, "-o", "json").stdout)
+    assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    # no podSelector, no spec: Go's zero values, every pod (kubectl 1.20 itself requires the
+    # field, as the OpenAPI schema says: --validate=false)
+    for name, body in (("bare", _netpol("bare")), ("nospec", _netpol("nospec"))):
+        doc = json.loads(body)
+        doc["spec"].pop("podSelector", None)
+        if name == "nospec":
+            del doc["spec"]
+        kubectl.run("create", "--validate=false", "-n", ns, "-f", "-", input=json.dumps(doc))
+        got = json.loads(kubectl.run("get", "netpol", name, "-n", ns, "-o", "json").stdout)
+        assert got["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}, name
+        kubectl.run("delete", "netpol", name, "-n", ns)
+    lines = kubectl.run("get", "networkpolicies", "-n", ns).stdout.splitlines()
+    assert lines[0].split() == ["NAME", "POD-SELECTOR", "AGE"]
+    assert [ln.split()[:2] for ln in lines[1:]] == [["deny", "<none>"], ["web", "app=web"]]
+    described = kubectl.run("describe", "netpol", "web", "-n", ns).stdout
+    assert "PodSelector:" in described and "app=web" in described
+    assert "10.0.0.0/8" in described and "10.1.0.0/16" in described
+    kubectl.run("delete", "netpol", "web", "deny", "-n", ns)
+
+
+def test_network_policy_validation(kubectl: Kubectl) -> None:
+    ns = _namespace(kubectl, "netpol-invalid")
+    cases = [
+        (
+            _netpol("a", podSelector={}, policyTypes=["Sideways"]),
+            'spec.policyTypes[0]: Unsupported value: "Sideways": supported values: "Ingress",'
+            ' "Egress"',
+        ),
+        (
+            _netpol("b", podSelector={}, ingress=[{"ports": [{"protocol": "ICMP"}]}]),
+            'spec.ingress[0].ports[0].protocol: Unsupported value: "ICMP": supported values:'
+            ' "TCP", "UDP", "SCTP"',
+        ),
+        (
+            _netpol("c", podSelector={}, ingress=[{"ports": [{"port": 0}]}]),
+            "spec.ingress[0].ports[0].port: Invalid value: 0: must be between 1 and 65535,"
+            " inclusive",
+        ),
+        (
+            _netpol("d", podSelector={}, egress=[{"ports": [{"port": 90, "endPort": 80}]}]),
+            "spec.egress[0].ports[0].endPort: Invalid value: 90: must be greater than or equal"
+            " to `port`",
+        ),
+        (
+            _netpol("e", podSelector={}, egress=[{"ports": [{"port": "dns", "endPort": 80}]}]),
+            "spec.egress[0].ports[0].endPort: Invalid value: 80: may not be specified when"
+            " `port` is non-numeric",
+        ),
+        (
+            _netpol("f", podSelector={}, ingress=[{"ports": [{"port": "Not_A_Name"}]}]),
+            'spec.ingress[0].ports[0].port: Invalid value: "Not_A_Name"',
+        ),
+        (
+            _netpol("g", podSelector={}, ingress=[{"from": [{}]}]),
+            "spec.ingress[0].from[0]: Required value: must specify a peer",
+        ),
+        (
+            _netpol(
+                "h",
+                podSelector={},
+                ingress=[{"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}, "podSelector": {}}]}],
+            ),
+            "spec.ingress[0].from[0]: Forbidden: may not specify both ipBlock and another peer",
+        ),
+        (
+            _netpol("i", podSelector={}, ingress=[{"from": [{"ipBlock": {"cidr": "10.0.0/8"}}]}]),
+            'spec.ingress[0].from[0].ipBlock.cidr: Invalid value: "10.0.0/8": must be a valid'
+            " CIDR value",
+        ),
+        (
+            _netpol(
+                "j",
+                podSelector={},
+                egress=[{"to": [{"ipBlock": {"cidr": "10.0.0.0/16", "except": ["10.0.0.0/16"]}}]}],
+            ),
+            'spec.egress[0].to[0].ipBlock.except[0]: Invalid value: "10.0.0.0/16": must be a'
+            " strict subset of `cidr`",
+        ),
+        (
+            _netpol("k", podSelector={"matchExpressions": [{"key": "a", "operator": "Gt"}]}),
+            'spec.podSelector.matchExpressions[0].operator: Invalid value: "Gt": not a valid'
+            " selector operator",
+        ),
+    ]
+    for body, message in cases:
+        p = kubectl.run("create", "-n", ns, "-f", "-", input=body, check=False)
+        assert p.returncode == 1, p.stdout
+        assert message in p.stderr, p.stderr

@@ -15,11 +15,9 @@ import pytest
 
 from tests.integration.test_cluster import until
 from tests.kubeserver import (
-    KUBECTL_VERSIONS,
     NO_SCHEDULER,
     Kubectl,
     Server,
-    kubectl_for,
     running_server,
 )
 
@@ -30,13 +28,6 @@ pytestmark = [pytest.mark.root]
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with running_server(tmp_path_factory.mktemp("apis-quota"), NO_SCHEDULER) as srv:
         yield srv
-
-
-@pytest.fixture(scope="module", params=list(KUBECTL_VERSIONS))
-def kubectl(
-    request: pytest.FixtureRequest, server: Server, tmp_path_factory: pytest.TempPathFactory
-) -> Kubectl:
-    return kubectl_for(request.param, server, tmp_path_factory)
 
 
 def _ns(server: Server, name: str) -> str:

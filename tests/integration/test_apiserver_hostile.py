@@ -4,6 +4,7 @@ server keeps serving. Each case here once got a 500, a hang, a wrong code or a w
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -17,6 +18,10 @@ from fractions import Fraction
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from tests.kubeserver import API_ONLY, Server
 
@@ -493,7 +498,7 @@ _TERMS = f"spec.affinity.nodeAffinity.{_REQUIRED}.nodeSelectorTerms"
             _pod("anti", affinity={"podAntiAffinity": {_REQUIRED: [{"topologyKey": ""}]}}),
             f"spec.affinity.podAntiAffinity.{_REQUIRED}[0].topologyKey",
         ),
-        (CM, {"metadata": {"name": "b64"}, "binaryData": {"a": "!!!"}}, "binaryData.a"),
+        (CM, {"metadata": {"name": "b64"}, "binaryData": {"a b": "MQ=="}}, "binaryData[a b]"),
         (DEPLOYS, _strategy("strat", {"type": "Bogus"}), "spec.strategy.type"),
         (
             DEPLOYS,
@@ -1065,3 +1070,354 @@ def test_null_for_a_required_field_is_invalid_not_undecodable(server: Server) ->
         status = _status(got, raw, 422, "Invalid")
         assert field in status["details"]["causes"][0]["field"], status
         assert _names(server, where) == before
+
+
+@pytest.mark.parametrize(
+    "path,kind,body",
+    [
+        (
+            f"/api/v1/namespaces/{NS}/secrets",
+            "Secret",
+            {"metadata": {"name": "b64-bad"}, "data": {"k": "QUJDRA="}},
+        ),
+        (
+            f"/api/v1/namespaces/{NS}/secrets",
+            "Secret",  # an invalid key too: the decoder refuses the body before validation
+            {"metadata": {"name": "b64-bad"}, "data": {"k": "QUJD", "bad key": "QUJDRA="}},
+        ),
+        (
+            CM,
+            "ConfigMap",
+            {"metadata": {"name": "b64-bad"}, "binaryData": {"k": "QUJDRA="}},
+        ),
+        (
+            "/apis/certificates.k8s.io/v1/certificatesigningrequests",
+            "CertificateSigningRequest",
+            {
+                "metadata": {"name": "b64-bad"},
+                "spec": {
+                    "request": "QUJDRA=",
+                    "signerName": "example.com/x",
+                    "usages": ["client auth"],
+                },
+            },
+        ),
+    ],
+    ids=["secret", "secret-invalid-too", "configmap", "csr"],
+)
+def test_bytes_that_are_not_base64_do_not_decode(
+    server: Server, path: str, kind: str, body: dict[str, Any]
+) -> None:
+    """A []byte field (Secret data, ConfigMap binaryData, a CSR's request) that is not base64:
+    Go's JSON decoder refuses the body, a 400 in its words with the offset, before any
+    validation (was: 422, "must be base64 encoded", or the CSR's request taken as raw
+    bytes)."""
+    code, _, raw = server.request("POST", path, body)
+    status = _status(code, raw, 400, "BadRequest")
+    assert status["message"] == (
+        f'{kind} in version "v1" cannot be handled as a {kind}: illegal base64 data at input byte 7'
+    )
+    code, _, raw = server.request("GET", f"{path}/b64-bad")
+    _status(code, raw, 404, "NotFound")
+    _serving(server)
+
+
+_LABEL_RULE = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and"
+    " must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex"
+    " used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+)
+
+
+@pytest.mark.parametrize(
+    "path,body,message",
+    [
+        (
+            "/apis/node.k8s.io/v1/runtimeclasses",
+            {"metadata": {"name": "rc-path"}, "handler": "../../bin/sh"},
+            'RuntimeClass.node.k8s.io "rc-path" is invalid: handler: Invalid value:'
+            f' "../../bin/sh": {_LABEL_RULE}',
+        ),
+        (
+            CM,
+            {"metadata": {"name": "Bad_Name"}},
+            'ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name": a'
+            " lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters,"
+            " '-' or '.', and must start and end with an alphanumeric character (e.g."
+            " 'example.com', regex used for validation is"
+            " '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+        ),
+        (
+            PODS,
+            {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "A", "image": "x"}]}},
+            f'Pod "p" is invalid: spec.containers[0].name: Invalid value: "A": {_LABEL_RULE}',
+        ),
+        (
+            PODS,
+            {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a.b", "image": "x"}]}},
+            'Pod "p" is invalid: spec.containers[0].name: Invalid value: "a.b": must not'
+            " contain dots",
+        ),
+        (
+            CM,
+            {"metadata": {"name": "lbl", "labels": {"a b": "c"}}},
+            'ConfigMap "lbl" is invalid: metadata.labels: Invalid value: "a b": name part must'
+            " consist of alphanumeric characters, '-', '_' or '.', and must start and end with"
+            " an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex"
+            " used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')",
+        ),
+        (
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+            {"metadata": {"name": ".."}, "rules": []},
+            'ClusterRole.rbac.authorization.k8s.io ".." is invalid: metadata.name: Invalid'
+            " value: \"..\": may not be '..'",
+        ),
+        (
+            "/apis/node.k8s.io/v1/runtimeclasses",
+            {"metadata": {"name": "rc-none"}},
+            'RuntimeClass.node.k8s.io "rc-none" is invalid: handler: Invalid value: "":'
+            f" {_LABEL_RULE}",
+        ),
+        (
+            "/apis/certificates.k8s.io/v1/certificatesigningrequests",
+            {"metadata": {"name": "no-req"}, "spec": {"signerName": "a.b/c", "usages": ["any"]}},
+            'CertificateSigningRequest.certificates.k8s.io "no-req" is invalid: spec.request:'
+            " Invalid value: []byte(nil): PEM block type must be CERTIFICATE REQUEST",
+        ),
+    ],
+    ids=[
+        "handler",
+        "subdomain",
+        "label",
+        "label-dots",
+        "label-key",
+        "path-segment",
+        "no-handler",
+        "no-request",
+    ],
+)
+def test_name_rules_in_kubes_words(
+    server: Server, path: str, body: dict[str, Any], message: str
+) -> None:
+    """The name rules' 422s carry apimachinery's whole RegexError (its examples and regex)
+    as kube-apiserver words them: they stopped at the rule (a RuntimeClass's handler that is
+    a path, an object's name, a container's name; a label with dots said it broke the rule
+    instead of "must not contain dots")."""
+    code, _, raw = server.request("POST", path, body)
+    status = _status(code, raw, 422, "Invalid")
+    assert status["message"] == message
+    _serving(server)
+
+
+def _resources_pod(resources: dict[str, Any]) -> dict[str, Any]:
+    return _pod("p", containers=[{"name": "c", "image": "busybox", "resources": resources}])
+
+
+_R = "spec.containers[0].resources"
+_GPU = "example.com/gpu"
+
+
+@pytest.mark.parametrize(
+    "path,body,field,message",
+    [
+        (
+            CM,
+            {"metadata": {"name": "key"}, "data": {"a b": "c"}},
+            "data[a b]",
+            'Invalid value: "a b": a valid config key must consist of alphanumeric characters,'
+            " '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for"
+            " validation is '[-._a-zA-Z0-9]+')",
+        ),
+        (
+            CM,
+            {"metadata": {"name": "dup"}, "data": {"k": "1"}, "binaryData": {"k": "MQ=="}},
+            "data[k]",
+            'Invalid value: "k": duplicate of key present in binaryData',
+        ),
+        (
+            CM,
+            {"metadata": {"name": "lv", "labels": {"app": "-web"}}},
+            "metadata.labels",
+            'Invalid value: "-web": a valid label must be an empty string or consist of'
+            " alphanumeric characters, '-', '_' or '.', and must start and end with an"
+            " alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used"
+            " for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
+        ),
+        (
+            PODS,
+            _resources_pod({"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}),
+            f"{_R}.requests",
+            'Invalid value: "2": must be less than or equal to cpu limit of 1',
+        ),
+        (
+            PODS,
+            _resources_pod({"limits": {"bogus": "1"}}),
+            f"{_R}.limits[bogus]",
+            'Invalid value: "bogus": must be a standard resource for containers',
+        ),
+        (
+            PODS,
+            _resources_pod({"requests": {"memory": "-1Mi"}}),
+            f"{_R}.requests[memory]",
+            'Invalid value: "-1Mi": must be greater than or equal to 0',
+        ),
+        (
+            PODS,
+            _resources_pod({"requests": {"example.com/gpu": "1"}}),
+            f"{_R}.limits",
+            "Required value: Limit must be set for non overcommitable resources",
+        ),
+        (
+            PODS,
+            _resources_pod({"requests": {"example.com/gpu": "1"}, "limits": {_GPU: "2"}}),
+            f"{_R}.requests",
+            'Invalid value: "1": must be equal to example.com/gpu limit of 2',
+        ),
+    ],
+    ids=["config-key", "binary-duplicate", "label-value", "request-above-limit",
+         "resource-name", "negative", "extended-no-limit", "extended-not-equal"],
+)  # fmt: skip
+def test_map_entries_named_as_kube_names_them(
+    server: Server, path: str, body: dict[str, Any], field: str, message: str
+) -> None:
+    """A map's entry is named with kube's Key (data[a b], limits[bogus]; a label's value and a
+    request above its limit at the map itself, as ValidateLabels and ValidateResourceRequirements
+    name them), with field.Invalid's value; an extended resource is requested as its limit.
+    Was: data.a b, metadata.labels.app, requests.cpu with 'limit of "1"', the extended request
+    taken without its limit."""
+    code, _, raw = server.request("POST", path, body)
+    status = _status(code, raw, 422, "Invalid")
+    cause = status["details"]["causes"][0]
+    assert (cause["field"], cause["message"]) == (field, message), status
+    assert f"is invalid: {field}: {message}" in status["message"], status
+    _serving(server)
+
+
+def _csr_pem() -> bytes:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "k")])
+    key = ec.generate_private_key(ec.SECP256R1())
+    req = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
+    return req.public_bytes(serialization.Encoding.PEM)
+
+
+def _csr_with_unknown_key() -> bytes:
+    """A P-256 CERTIFICATE REQUEST whose key algorithm (id-ecPublicKey, 1.2.840.10045.2.1)
+    is made 1.2.840.10045.2.9, which nobody knows."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "k")])
+    key = ec.generate_private_key(ec.SECP256R1())
+    req = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
+    der = bytearray(req.public_bytes(serialization.Encoding.DER))
+    der[der.index(bytes.fromhex("06072a8648ce3d0201")) + 8] = 0x09
+    return (
+        b"-----BEGIN CERTIFICATE REQUEST-----\n"
+        + base64.encodebytes(bytes(der))
+        + b"-----END CERTIFICATE REQUEST-----\n"
+    )
+
+
+def test_a_csr_of_an_unknown_key_algorithm_is_a_422(server: Server) -> None:
+    """A CertificateSigningRequest whose key is of an algorithm cryptography cannot load was
+    a 500 (UnsupportedAlgorithm out of the validation); kube's CheckSignature refuses it."""
+    csrs = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
+    body = {
+        "metadata": {"name": "unknown-key"},
+        "spec": {
+            "request": base64.b64encode(_csr_with_unknown_key()).decode(),
+            "signerName": "example.com/x",
+            "usages": ["client auth"],
+        },
+    }
+    code, _, raw = server.request("POST", csrs, body)
+    status = _status(code, raw, 422, "Invalid")
+    assert status["message"].startswith(
+        'CertificateSigningRequest.certificates.k8s.io "unknown-key" is invalid: spec.request:'
+        " Invalid value: []byte{0x2d, "
+    ), status
+    assert status["message"].endswith(
+        "}: x509: cannot verify signature: algorithm unimplemented"
+    ), status
+    code, _, raw = server.request("GET", f"{csrs}/unknown-key")
+    _status(code, raw, 404, "NotFound")
+    _serving(server)
+
+
+@pytest.mark.parametrize("sub", ["approval", "status"])
+def test_a_csr_status_that_is_not_an_object(server: Server, sub: str) -> None:
+    """A CSR's /approval or /status written with a status that is not an object: a JSON patch
+    was a 500 (the strategy took it for a dict), a PUT of a list was taken as an empty status;
+    kube's decoder refuses both (the patch's result a 422, the PUT's body a 400)."""
+    csrs = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
+    name = f"status-{sub}"
+    body = {
+        "metadata": {"name": name},
+        "spec": {
+            "request": base64.b64encode(_csr_pem()).decode(),
+            "signerName": "example.com/x",
+            "usages": ["client auth"],
+        },
+    }
+    code, made = server.json("POST", csrs, body)
+    assert code == 201, made
+    try:
+        patch = json.dumps([{"op": "replace", "path": "/status", "value": "x"}]).encode()
+        code, _, raw = server.request(
+            "PATCH", f"{csrs}/{name}/{sub}", patch, {"Content-Type": "application/json-patch+json"}
+        )
+        _status(code, raw, 422, "Invalid")
+        code, _, raw = server.request("PUT", f"{csrs}/{name}/{sub}", {**made, "status": []})
+        _status(code, raw, 400, "BadRequest")
+        assert server.json("GET", f"{csrs}/{name}")[1] == made
+    finally:
+        server.request("DELETE", f"{csrs}/{name}")
+    _serving(server)
+
+
+@pytest.mark.parametrize("part", ["spec", "metadata"])
+def test_a_scale_whose_parts_are_not_objects(server: Server, part: str) -> None:
+    """deployments/scale written with a spec or metadata that is not an object was a 500
+    ('str' object has no attribute 'get'); kube's decoder refuses the Scale: a PUT's body
+    is a 400, a patch's result a 422; the Deployment keeps its replicas."""
+    name = f"scale-{part}"
+    code, dep = server.json("POST", DEPLOYS, _deployment(name, 1))
+    assert code == 201, dep
+    try:
+        scale = f"{DEPLOYS}/{name}/scale"
+        code, body = server.json("GET", scale)
+        assert code == 200, body
+        got, _, raw = server.request("PUT", scale, {**body, part: "x"})
+        status = _status(got, raw, 400, "BadRequest")
+        assert status["message"] == (
+            f'Scale in version "v1" cannot be handled as a Scale: {part}: must be an object,'
+            " not a string"
+        )
+        got, _, raw = server.request("PATCH", scale, json.dumps({part: "x"}).encode(), MERGE)
+        _status(got, raw, 422, "Invalid")
+        assert server.json("GET", f"{DEPLOYS}/{name}")[1]["spec"]["replicas"] == 1
+    finally:
+        server.request("DELETE", f"{DEPLOYS}/{name}")
+    _serving(server)
+
+
+@pytest.mark.parametrize(
+    "path,body",
+    [
+        ("/apis/rbac.authorization.k8s.io/v1/clusterroles", {"rules": []}),
+        (
+            "/apis/certificates.k8s.io/v1/certificatesigningrequests",
+            {"spec": {"signerName": "example.com/x", "usages": ["client auth"]}},
+        ),
+    ],
+    ids=["clusterrole", "csr"],
+)
+def test_a_path_segment_name_with_nul(server: Server, path: str, body: dict[str, Any]) -> None:
+    """A name that only has to be a path segment (RBAC objects, CSRs) holding a NUL was a 500
+    (the store's keys are NUL-free text): a 422 naming metadata.name, nothing stored."""
+    name = "a\x00b"
+    body = {**body, "metadata": {"name": name}}
+    if "spec" in body:
+        body["spec"] = {**body["spec"], "request": base64.b64encode(_csr_pem()).decode()}
+    code, _, raw = server.request("POST", path, body)
+    status = _status(code, raw, 422, "Invalid")
+    assert status["details"]["causes"][0]["field"] == "metadata.name", status
+    assert status["details"]["causes"][0]["message"].endswith("may not contain NUL"), status
+    _serving(server)

@@ -18,7 +18,6 @@ from tests.kubeserver import (
     Kubectl,
     Server,
     api_only_server,
-    kubectl_for,
     temp_namespace,
 )
 
@@ -29,13 +28,6 @@ VERSIONS = KUBECTL_VERSIONS
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with api_only_server(tmp_path_factory.mktemp("apiserver-smp")) as srv:
         yield srv
-
-
-@pytest.fixture(scope="module", params=list(VERSIONS))
-def kubectl(
-    request: pytest.FixtureRequest, server: Server, tmp_path_factory: pytest.TempPathFactory
-) -> Kubectl:
-    return kubectl_for(request.param, server, tmp_path_factory)
 
 
 @pytest.fixture

@@ -102,7 +102,7 @@ def test_a_configmap_with_a_key_of_the_atomic_writer_is_refused(cluster: Cluster
     cm = {"metadata": {"name": "dots"}, "data": {"..data": "x"}}
     code, body = cluster.server.json("POST", "/api/v1/namespaces/default/configmaps", cm)
     assert code == 422, body
-    assert body["details"]["causes"][0]["field"] == "data...data", body
+    assert body["details"]["causes"][0]["field"] == "data[..data]", body
     assert "must not start with '..'" in body["message"]
 
 

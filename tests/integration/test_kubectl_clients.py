@@ -31,13 +31,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield srv
 
 
-@pytest.fixture(scope="module", params=list(KUBECTL_VERSIONS))
-def kubectl(
-    request: pytest.FixtureRequest, server: Server, tmp_path_factory: pytest.TempPathFactory
-) -> Kubectl:
-    return kubectl_for(request.param, server, tmp_path_factory)
-
-
 def _namespace(kubectl: Kubectl, prefix: str) -> str:
     ns = f"{prefix}-v{kubectl.version.replace('.', '')}"
     kubectl.run("create", "namespace", ns)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.kubeserver import KUBECTL_VERSIONS, Kubectl, Server, api_only_server, kubectl_for
+from tests.kubeserver import KUBECTL_VERSIONS, Kubectl, Server, api_only_server
 
 VERSIONS = KUBECTL_VERSIONS
 AGE = re.compile(r"^\d+s$")
@@ -22,13 +22,6 @@ AGE = re.compile(r"^\d+s$")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with api_only_server(tmp_path_factory.mktemp("kubectl-tables")) as srv:
         yield srv
-
-
-@pytest.fixture(scope="module", params=list(VERSIONS))
-def kubectl(
-    request: pytest.FixtureRequest, server: Server, tmp_path_factory: pytest.TempPathFactory
-) -> Kubectl:
-    return kubectl_for(request.param, server, tmp_path_factory)
 
 
 def _ago(seconds: int, now: datetime | None = None) -> str:

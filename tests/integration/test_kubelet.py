@@ -256,12 +256,20 @@ def test_the_agent_credentials_are_a_node_certificate(cluster: Cluster) -> None:
         assert (cred / f).stat().st_mode & 0o777 == 0o600, f
     cert = x509.load_pem_x509_certificate((cred / "client-kubelet.crt").read_bytes())
     assert cert.subject.rfc4514_string() == f"CN=system:node:{NODE},O=system:nodes"
+    # the cluster-wide reader of its NetworkPolicy enforcement (k3s' system:k3s-controller)
+    for f in ("client-controller.key", "client-controller.crt"):
+        assert (cred / f).stat().st_mode & 0o777 == 0o600, f
+    cert = x509.load_pem_x509_certificate((cred / "client-controller.crt").read_bytes())
+    assert cert.subject.rfc4514_string() == "CN=system:corral-controller"
 
 
 def test_corral_server_runs_its_own_agent_unless_disabled(tmp_path: Path) -> None:
     """k3s style: one command, one node (no pod is run here: its pods would use the host's
     network namespace)."""
-    server = Server(tmp_path / "own", agent=True, extra=("--disable-proxy",))
+    # on the host's network namespace: no nftables rules of its own (proxy, policies)
+    server = Server(
+        tmp_path / "own", agent=True, extra=("--disable-proxy", "--disable-network-policy")
+    )
     server.start()
     try:
         node = socket.gethostname().lower()

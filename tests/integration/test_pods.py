@@ -10,6 +10,7 @@ process.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -944,6 +945,30 @@ def test_a_pod_naming_a_runtime_handler_runs_through_it(pods: Pods) -> None:
     assert _runc_state(pods, ours, "c").returncode != 0
     for ref in (uid, ours):
         api.remove(ref, pods.opts, force=True)
+
+
+def test_the_monitor_keeps_no_fd_of_its_starter(pods: Pods) -> None:
+    """An fd its starter left without close-on-exec (here on purpose) is not the monitor's:
+    it closes everything but stdio and its sync pair first (the starter spawns it with
+    posix_spawn, which closes nothing)."""
+    r, w = os.pipe()
+    os.set_inheritable(r, True)
+    os.set_inheritable(w, True)
+    try:
+        uid = pods.run(pods.manifest("fds", [sh("c", "sleep 1000")]))
+        pods.running_pid(uid, "c")
+        mon = pods.status(uid).monitor_pid
+        assert mon
+        leaked = {os.readlink(f"/proc/self/fd/{fd}") for fd in (r, w)}
+        held = set()
+        for fd in os.listdir(f"/proc/{mon}/fd"):
+            with contextlib.suppress(FileNotFoundError):
+                held.add(os.readlink(f"/proc/{mon}/fd/{fd}"))
+        assert not leaked & held, (leaked, held)
+        api.remove(uid, pods.opts, force=True)
+    finally:
+        os.close(r)
+        os.close(w)
 
 
 def test_an_unknown_runtime_handler_makes_nothing(pods: Pods) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.kubeserver import KUBECTL_VERSIONS, Kubectl, Server, api_only_server, kubectl_for
+from tests.kubeserver import Kubectl, Server, api_only_server
 
 AGE = re.compile(r"^\d+s$")
 
@@ -20,13 +20,6 @@ AGE = re.compile(r"^\d+s$")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with api_only_server(tmp_path_factory.mktemp("storage-api")) as srv:
         yield srv
-
-
-@pytest.fixture(scope="module", params=list(KUBECTL_VERSIONS))
-def kubectl(
-    request: pytest.FixtureRequest, server: Server, tmp_path_factory: pytest.TempPathFactory
-) -> Kubectl:
-    return kubectl_for(request.param, server, tmp_path_factory)
 
 
 def _cells(out: str) -> list[dict[str, str]]:

@@ -363,3 +363,21 @@ def test_the_lifecycle_commands_import_nothing_heavy(tmp_path: Path) -> None:
     finally:
         init.kill()
         init.wait()
+
+
+def test_the_api_server_imports_the_crd_schema_code_with_the_first_crd(tmp_path: Path) -> None:
+    # An idle server holds what it imported for good: the custom resources' schema code
+    # (crschema) comes with the first CRD, not at start.
+    code = (
+        "import asyncio, sys\nfrom pathlib import Path\n"
+        "from tests.unit.test_apiserver_units import _serve\n"
+        "async def main():\n"
+        f"    api, runner, url = await _serve(Path({str(tmp_path)!r}), 60)\n"
+        "    print('crschema' in ' '.join(sys.modules))\n"
+        "    await runner.cleanup(); await api.close(); await api.store.close()\n"
+        "asyncio.run(main())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    assert out.splitlines()[0] == "False"

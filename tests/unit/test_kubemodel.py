@@ -394,8 +394,8 @@ def _set(path: str, value: Any) -> dict[str, Any]:
         (
             "spec.containers.0.resources",
             {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}},
-            "spec.containers[0].resources.requests.cpu",
-            'must be less than or equal to cpu limit of "1"',
+            "spec.containers[0].resources.requests",
+            'Invalid value: "2": must be less than or equal to cpu limit of 1',
         ),
     ],
 )

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, rsa
 from cryptography.x509.oid import NameOID
 
 import kubemodel
@@ -258,3 +258,105 @@ def test_kubelet_serving_signer() -> None:
         assert signer_refusal(SERVING, _subject(pem), use) == message
     with pytest.raises(KeyError):
         signer_refusal("kubernetes.io/legacy-unknown", good, usages)
+
+
+def _pem(der: bytes) -> bytes:
+    body = base64.encodebytes(der)
+    return b"-----BEGIN CERTIFICATE REQUEST-----\n" + body + b"-----END CERTIFICATE REQUEST-----\n"
+
+
+def _ec_der_with(old: str, new_last: int) -> bytes:
+    """A P-256 request whose OID ``old`` (hex DER) has its last byte changed."""
+    pem = request_pem("k")
+    der = bytearray(x509.load_pem_x509_csr(pem).public_bytes(serialization.Encoding.DER))
+    i = der.index(bytes.fromhex(old))
+    der[i + len(old) // 2 - 1] = new_last
+    return bytes(der)
+
+
+def _signed(key: Any, hash_alg: Any = None) -> bytes:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "k")])
+    req = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hash_alg)
+    return req.public_bytes(serialization.Encoding.PEM)
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda: _signed(dsa.generate_private_key(2048), hashes.SHA256()),
+         "x509: cannot verify signature: algorithm unimplemented"),
+        (lambda: _signed(ed448.Ed448PrivateKey.generate()),
+         "x509: cannot verify signature: algorithm unimplemented"),
+        (lambda: _signed(ec.generate_private_key(ec.SECP256K1()), hashes.SHA256()),
+         "x509: unsupported elliptic curve"),
+        # id-ecPublicKey 1.2.840.10045.2.1 made .2.9: a key cryptography cannot load (a 500)
+        (lambda: _pem(_ec_der_with("06072a8648ce3d0201", 0x09)),
+         "x509: cannot verify signature: algorithm unimplemented"),
+        # ecdsa-with-SHA256 1.2.840.10045.4.3.2 made .4.3.9: a signature algorithm nobody knows
+        (lambda: _pem(_ec_der_with("06082a8648ce3d040302", 0x09)),
+         "x509: cannot verify signature: algorithm unimplemented"),
+    ],
+    ids=["dsa", "ed448", "secp256k1", "unknown-key", "unknown-signature"],
+)  # fmt: skip
+def test_keys_go_does_not_take(make: Any, words: str) -> None:
+    """Go's x509 (kube-apiserver's ParseCSR and CheckSignature) takes RSA, ECDSA on the NIST
+    curves and Ed25519: the others were stored (and signed), an unknown key was a 500."""
+    pem = make()
+    with pytest.raises(ValueError, match=f"^{words}$"):
+        parse_request(pem)
+    assert (check(csr(pem)) or "").endswith(f": {words}")
+
+
+def _san_request(value: bytes) -> bytes:
+    from cryptography.x509.oid import ExtensionOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "k")])
+    ext = x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, value)
+    b = x509.CertificateSigningRequestBuilder().subject_name(name).add_extension(ext, False)
+    return b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        (b"\x01\x02", "x509: invalid subject alternative names"),
+        (b"\x30\x05\x82\x03a", "x509: invalid subject alternative names"),  # short
+        (bytes.fromhex("300787050102030405"), "x509: cannot parse IP address of length 5"),
+        (b"\x30\x03\x82\x01\xff", "x509: SAN dNSName is malformed"),
+    ],
+    ids=["not-a-sequence", "truncated", "ip-of-5-bytes", "dns-not-ascii"],
+)
+def test_subject_alt_names_as_go_parses_them(value: bytes, words: str) -> None:
+    pem = _san_request(value)
+    with pytest.raises(ValueError, match=f"^{words}$"):
+        parse_request(pem)
+
+
+def test_names_read_past_other_extensions_go_does_not_parse() -> None:
+    """Go's CSR parser reads the subjectAltNames only: a malformed key usage is no error,
+    and the names (an otherName skipped) are read."""
+    from cryptography.x509.oid import ExtensionOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "k")])
+    ku = x509.UnrecognizedExtension(ExtensionOID.KEY_USAGE, b"\x01")
+    san = x509.SubjectAlternativeName(
+        [
+            x509.DNSName("a.example"),
+            x509.OtherName(x509.ObjectIdentifier("1.2.3.4"), b"\x05\x00"),
+            x509.IPAddress(ipaddress.ip_address("fd00::1")),
+            x509.RFC822Name("a@example.com"),
+            x509.UniformResourceIdentifier("spiffe://x/y"),
+        ]
+    )
+    b = x509.CertificateSigningRequestBuilder().subject_name(name)
+    b = b.add_extension(ku, False).add_extension(san, False)
+    pem = b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+    sub = CsrSubject(parse_request(pem))
+    assert (sub.dns_names, sub.ip_addresses, sub.emails, sub.uris) == (
+        ["a.example"],
+        ["fd00::1"],
+        ["a@example.com"],
+        ["spiffe://x/y"],
+    )

@@ -298,6 +298,29 @@ def test_pod_cgroup_values_burstable() -> None:
     assert pod_cgroup_values(pod) == CgroupValues(cpu_shares=1024)
 
 
+def _with_overhead(pod: Pod, **overhead: str) -> Pod:
+    from dataclasses import replace
+
+    from runtime.pod.manifest import parse_pod as parse
+
+    over = parse({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "o"},
+                  "spec": {"containers": [{"name": "c", "image": "busybox"}],
+                           "overhead": overhead}}).spec.overhead  # fmt: skip
+    return replace(pod, spec=replace(pod.spec, overhead=over))
+
+
+def test_pod_cgroup_values_count_the_overhead() -> None:
+    """kube's ResourceConfigForPod: the overhead is added to the cpu request (shares) and to
+    the limits that are set, never makes a limit of its own, and leaves the QoS class."""
+    pod = _with_overhead(make_pod(FULL), cpu="250m", memory="128Mi")
+    assert pod_qos(pod) is GUARANTEED
+    assert pod_cgroup_values(pod) == CgroupValues(1280, 125000, 100000, GiB + 128 * 2**20)
+    pod = _with_overhead(make_pod(res("100m", "64Mi")), cpu="250m", memory="128Mi")
+    assert pod_cgroup_values(pod) == CgroupValues(358, None, None, None)
+    pod = _with_overhead(make_pod({}), cpu="250m", **{"ephemeral-storage": "1Gi"})
+    assert pod_cgroup_values(pod) == CgroupValues(cpu_shares=2)  # BestEffort stays it
+
+
 def test_pod_cgroup_values_init_containers_take_the_max() -> None:
     # Init containers run alone: the pod needs max(sum of app containers, largest init).
     big_init = res(cpu_limit="4", memory_limit="4Gi")
