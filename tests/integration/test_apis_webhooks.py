@@ -713,3 +713,50 @@ def test_what_a_mutation_may_not_change(server: Server, hooks: Hooks, ns: str) -
         )
         assert code == 422, out
         assert 'metadata.name: Invalid value: "other": field is immutable' in out["message"]
+
+
+def test_custom_resources(server: Server, hooks: Hooks, ns: str) -> None:
+    """A custom resource is sent to the webhooks whose rules name its group: mutated, then
+    validated by its schema again."""
+    from tests.integration.test_apiserver_crd import CRD_GROUP, _crd
+    from tests.integration.test_cluster import until
+
+    plural = f"wh{uuid.uuid4().hex[:6]}s"
+    kind = "W" + plural[1:-1]
+    crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    code, out = server.json("POST", crds, _crd(plural, kind))
+    assert code == 201, out
+    try:
+
+        def established() -> bool:
+            got = server.json("GET", f"{crds}/{plural}.{CRD_GROUP}")[1]
+            conds = (got.get("status") or {}).get("conditions") or []
+            return any(c["type"] == "Established" and c["status"] == "True" for c in conds)
+
+        until("the CRD to be established", established)
+        rule = {
+            "operations": ["CREATE"],
+            "apiGroups": [CRD_GROUP],
+            "apiVersions": ["*"],
+            "resources": [plural],
+        }
+        hook = _hook("cr.corral.test", hooks.url("/mutate"), hooks.ca_bundle, ns, [], rules=[rule])
+        base = f"/apis/{CRD_GROUP}/v1/namespaces/{ns}/{plural}"
+        cr = {"apiVersion": f"{CRD_GROUP}/v1", "kind": kind, "metadata": {"name": "c"},
+              "spec": {"size": "S"}}  # fmt: skip
+        with Config(server, MWC, hook):
+            code, out = server.json("POST", base, cr)
+            assert code == 201, out
+            assert out["metadata"]["labels"] == {"mutated": "yes"}
+            assert out["spec"] == {"size": "S", "replicas": 1}
+        deny = dict(hook, name="crdeny.corral.test")
+        deny["clientConfig"] = dict(hook["clientConfig"], url=hooks.url("/deny"))
+        with Config(server, VWC, deny):
+            code, out = server.json("POST", base, dict(cr, metadata={"name": "d"}))
+            assert code == 403, out
+            assert out["message"] == (
+                f'admission webhook "crdeny.corral.test" denied the request: {plural} are'
+                " refused here"
+            )
+    finally:
+        server.json("DELETE", f"{crds}/{plural}.{CRD_GROUP}")
