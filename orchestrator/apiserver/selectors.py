@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kubemodel.names import QUALIFIED_NAME, qualified_name_problem
+from orchestrator.client.labels import label_selector_matches
 
 from .errors import bad_request
 
@@ -176,19 +177,4 @@ def _check_requirement(part: str) -> None:
 
 def selector_matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
     """metav1.LabelSelector semantics: None matches nothing, {} matches everything."""
-    if selector is None:
-        return False
-    for k, v in (selector.get("matchLabels") or {}).items():
-        if labels.get(k) != v:
-            return False
-    for req in selector.get("matchExpressions") or []:
-        key, op, values = req.get("key"), req.get("operator"), req.get("values") or []
-        if op == "In" and labels.get(key) not in values:
-            return False
-        if op == "NotIn" and key in labels and labels[key] in values:
-            return False
-        if op == "Exists" and key not in labels:
-            return False
-        if op == "DoesNotExist" and key in labels:
-            return False
-    return True
+    return label_selector_matches(selector, labels)

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .labels import label_selector_matches, requirement_matches
+
 __all__ = [
     "LOCAL_PATH_PROVISIONER",
     "LOCAL_PATH_ROOT_ANNOTATION",
@@ -62,24 +64,6 @@ def claim_names(pod: Obj) -> list[str]:
     return out
 
 
-def _requirement(expr: Mapping[str, Any], value: str | None) -> bool:
-    op, values = expr.get("operator"), expr.get("values") or []
-    if op == "In":
-        return value is not None and value in values
-    if op == "NotIn":
-        return value is None or value not in values
-    if op == "Exists":
-        return value is not None
-    if op == "DoesNotExist":
-        return value is None
-    if op in ("Gt", "Lt") and value is not None and len(values) == 1:
-        try:
-            return int(value) > int(values[0]) if op == "Gt" else int(value) < int(values[0])
-        except ValueError:
-            return False
-    return False
-
-
 def volume_fits_node(pv: Obj, node_name: str, labels: Mapping[str, str]) -> bool:
     """The volume's ``spec.nodeAffinity`` holds for the node (a volume without one fits
     everywhere)."""
@@ -90,21 +74,16 @@ def volume_fits_node(pv: Obj, node_name: str, labels: Mapping[str, str]) -> bool
         exprs, fields = term.get("matchExpressions") or [], term.get("matchFields") or []
         if not exprs and not fields:
             continue
-        if all(_requirement(e, labels.get(e.get("key", ""))) for e in exprs) and all(
-            f.get("key") == "metadata.name" and _requirement(f, node_name) for f in fields
+        if all(requirement_matches(e, labels.get(e.get("key", ""))) for e in exprs) and all(
+            f.get("key") == "metadata.name" and requirement_matches(f, node_name) for f in fields
         ):
             return True
     return False
 
 
 def _selector_matches(sel: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
-    if not sel:
-        return True
-    if any(labels.get(k) != v for k, v in (sel.get("matchLabels") or {}).items()):
-        return False
-    return all(
-        _requirement(e, labels.get(e.get("key", ""))) for e in sel.get("matchExpressions") or ()
-    )
+    """A claim's selector: none (or an empty one) takes any volume."""
+    return not sel or label_selector_matches(sel, labels)
 
 
 def find_volume(

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from orchestrator.client import Obj, parse_time
+from orchestrator.client.labels import label_selector_matches as selector_matches
 
 __all__ = [
     "controller_ref",
@@ -47,30 +48,6 @@ def meta(obj: Obj) -> Obj:
 
 def labels_of(obj: Obj) -> Mapping[str, str]:
     return meta(obj).get("labels") or {}
-
-
-def _requirement(expr: Obj, labels: Mapping[str, str]) -> bool:
-    key, op, values = expr.get("key", ""), expr.get("operator", ""), expr.get("values") or []
-    if op == "In":
-        return key in labels and labels[key] in values
-    if op == "NotIn":
-        return key not in labels or labels[key] not in values
-    if op == "Exists":
-        return key in labels
-    if op == "DoesNotExist":
-        return key not in labels
-    return False
-
-
-def selector_matches(selector: Obj | None, labels: Mapping[str, str]) -> bool:
-    """A metav1.LabelSelector against labels. An empty selector matches everything, a missing
-    one nothing (as metav1.LabelSelectorAsSelector)."""
-    if selector is None:
-        return False
-    for k, v in (selector.get("matchLabels") or {}).items():
-        if labels.get(k) != v:
-            return False
-    return all(_requirement(e, labels) for e in selector.get("matchExpressions") or [])
 
 
 def selector_string(selector: Obj | None) -> str:

@@ -58,6 +58,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.client.labels import label_selector_matches
+
 __all__ = [
     "DNS_LABELS",
     "TABLE",
@@ -133,25 +135,9 @@ def dns_pods(nodes: Iterable[Obj]) -> list[PodInfo]:
     return out
 
 
-def _requirement(e: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
-    key, op, values = e.get("key", ""), e.get("operator"), e.get("values") or ()
-    if op == "In":
-        return key in labels and labels[key] in values
-    if op == "NotIn":
-        return key not in labels or labels[key] not in values
-    if op == "Exists":
-        return key in labels
-    if op == "DoesNotExist":
-        return key not in labels
-    return False
-
-
 def selector_matches(sel: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
     """A LabelSelector against ``labels``: an empty one selects everything."""
-    sel = sel or {}
-    if any(labels.get(k) != v for k, v in (sel.get("matchLabels") or {}).items()):
-        return False
-    return all(_requirement(e, labels) for e in sel.get("matchExpressions") or ())
+    return label_selector_matches(sel or {}, labels)
 
 
 def _id(text: str) -> str:

@@ -18,6 +18,7 @@ import numpy as np
 
 from kubemodel.errors import FieldError
 from kubemodel.quantity import parse_quantity
+from orchestrator.client.labels import label_selector_matches, requirement_matches
 
 __all__ = [
     "CycleState",
@@ -401,29 +402,6 @@ class NodeInfo:
 # ---------------------------------------------------------------- selectors
 
 
-def _match_expression(expr: Mapping[str, Any], value: str | None) -> bool:
-    """One NodeSelectorRequirement (or LabelSelectorRequirement) against a label's value."""
-    op = expr.get("operator")
-    values = expr.get("values") or []
-    if op == "In":
-        return value is not None and value in values
-    if op == "NotIn":
-        return value is None or value not in values
-    if op == "Exists":
-        return value is not None
-    if op == "DoesNotExist":
-        return value is None
-    if op in ("Gt", "Lt"):
-        if value is None or len(values) != 1:
-            return False
-        try:
-            have, want = int(value), int(values[0])
-        except ValueError:
-            return False
-        return have > want if op == "Gt" else have < want
-    return False
-
-
 def node_selector_term_matches(term: Mapping[str, Any], node: NodeInfo) -> bool:
     """A NodeSelectorTerm: all its matchExpressions (labels) and matchFields (metadata.name)
     hold; an empty term matches nothing, as in Kubernetes."""
@@ -432,23 +410,10 @@ def node_selector_term_matches(term: Mapping[str, Any], node: NodeInfo) -> bool:
     if not exprs and not fields:
         return False
     for e in exprs:
-        if not _match_expression(e, node.labels.get(e.get("key", ""))):
+        if not requirement_matches(e, node.labels.get(e.get("key", ""))):
             return False
     for f in fields:
-        if f.get("key") != "metadata.name" or not _match_expression(f, node.name):
-            return False
-    return True
-
-
-def label_selector_matches(sel: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
-    """A metav1.LabelSelector; None matches nothing, {} matches everything."""
-    if sel is None:
-        return False
-    for k, v in (sel.get("matchLabels") or {}).items():
-        if labels.get(k) != v:
-            return False
-    for e in sel.get("matchExpressions") or []:
-        if not _match_expression(e, labels.get(e.get("key", ""))):
+        if f.get("key") != "metadata.name" or not requirement_matches(f, node.name):
             return False
     return True
 
