@@ -16,7 +16,6 @@ import contextlib
 import errno
 import os
 import re
-import shutil
 import signal
 import stat
 import sys
@@ -112,6 +111,8 @@ class PodOptions:
             return self
         if handler == OWN_HANDLER:
             return replace(self, runtime=())
+        import shutil  # only for a pod naming a handler: not on the commands' start-up path
+
         exe = shutil.which(handler) if handler in RUNTIME_HANDLERS else None
         if exe is None:
             raise NoRuntimeHandler(pod, handler)

@@ -146,3 +146,21 @@ def test_runtime_handlers_of_a_node() -> None:
     runc = shutil.which("runc")
     if runc:
         assert opts.for_handler("runc").runtime == (runc,)
+
+
+def test_a_sandbox_the_kubelet_cannot_make_is_said_as_kube_says_it() -> None:
+    """A class gone since admission, or a handler the node lacks: FailedCreatePodSandBox,
+    the pod ContainerCreating, in the kubelet's words."""
+    from orchestrator.kubelet.pods import NoRuntimeClass, failure_message, make_failure
+
+    gone = NoRuntimeClass("p", "rc")
+    assert make_failure(gone, 0)[:2] == ("FailedCreatePodSandBox", "ContainerCreating")
+    assert failure_message(gone) == (
+        'Failed to create pod sandbox: runtimeclass.node.k8s.io "rc" not found'
+    )
+    lacking = NoRuntimeHandler("p", "gvisor")
+    assert make_failure(lacking, 0)[:2] == ("FailedCreatePodSandBox", "ContainerCreating")
+    assert failure_message(lacking) == (
+        "Failed to create pod sandbox: rpc error: code = Unknown desc = failed to get sandbox"
+        ' runtime: no runtime for "gvisor" is configured'
+    )
